@@ -1,0 +1,42 @@
+"""Phone number validation and normalisation to E.164, with the phonenumbers library."""
+
+from __future__ import annotations
+
+import phonenumbers
+
+from modempool.errors import InvalidNumber
+
+DEFAULT_REGION = "CN"
+
+
+def normalise(number: str, region: str = DEFAULT_REGION) -> str:
+    """Return `number` in E.164 (`+8613800138000`), or raise InvalidNumber saying why.
+
+    National numbers are read in `region` (CN by default), so `13800138000` and
+    `+86 138-0013-8000` give the same result.
+    """
+    text = str(number).strip()
+    if not text:
+        raise InvalidNumber("empty phone number")
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidNumber(f"{number!r} is not a phone number: {exc}") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidNumber(
+            f"{number!r} is not a valid number"
+            + ("" if text.startswith("+") else f" in region {region}")
+        )
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def carrier_of(e164: str, lang: str = "en") -> str:
+    """The carrier a number was allocated to (`China Mobile`), or '' when unknown."""
+    from phonenumbers import carrier
+
+    try:
+        return carrier.name_for_number(phonenumbers.parse(e164), lang)
+    except phonenumbers.NumberParseException:
+        return ""

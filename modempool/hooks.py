@@ -1,4 +1,10 @@
-"""Where operator features (opt-out, auto-reply, forwarding) plug into the daemon's inbound path."""
+"""Where operator features (opt-out, auto-reply, forwarding) plug into the daemon's inbound path.
+
+The daemon calls `inbound_handlers(config)` once, then, for every complete inbound message it has
+stored, `handler(spool, message, config)` for each handler in order (awaiting coroutines); a
+failing handler is logged and never stops the pool. Order matters: the opt-out handler runs first,
+and the auto-reply handler never answers an opt-out keyword.
+"""
 
 from __future__ import annotations
 
@@ -10,4 +16,9 @@ InboundHandler = Callable[..., Any]
 
 def inbound_handlers(config: Any) -> list[InboundHandler]:
     """Handlers the daemon calls, in order, for each complete inbound message it has stored."""
-    return []
+    from modempool.autoreply import make_autoreply_handler
+    from modempool.forwarding import make_forward_handler
+    from modempool.optout import make_optout_handler
+
+    return [make_optout_handler(config), make_autoreply_handler(config),
+            make_forward_handler(config)]

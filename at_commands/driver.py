@@ -1,0 +1,374 @@
+"""One modem over a serial port: a thin asyncio loop around the sans-I/O `AtConnection`.
+
+    modem = Modem("/dev/ttyUSB0", name="m1", pin="1234")
+    await modem.open(); await modem.initialise(); info = await modem.identify()
+    refs = await modem.send(pdu.encode_submit("+8613800138000", "你好"))
+    async for event in modem.events():          # InboundSms, StatusReport, Disconnected ...
+        store(event); await modem.acknowledge(event)
+    await modem.close()
+
+Commands are serialised by one lock and every wait is bounded. URCs are framed whenever they
+arrive (also inside a command's reply); follow-up work they need (``AT+CMGR`` after ``+CMTI``)
+runs in the modem's own background task, which also sweeps the stores and polls signal and
+registration. Inbound work and the reconnect loop live in `inbound.py` and `health.py` mixins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
+from enum import Enum
+from typing import Any
+
+import serial_asyncio_fast
+
+from .commands import COMMANDS, SEND_RESULT_TIMEOUT, Command, command_for_line
+from .core import NEED_DATA, AtConnection, Echo, Event, FinalResult, InfoLine, Noise, Prompt, Urc
+from .errors import AtError, AtTimeout, ModemDisconnected, SendAmbiguous
+from .events import Disconnected, ModemEvent, Responsive, Unresponsive
+from .health import HealthMixin
+from .inbound import InboundMixin
+from .profiles import ModemProfile, get_profile
+from .setup import SetupMixin
+
+_SECRET = re.compile(r'(\+CPIN2?=|\+CLCK=[^,]*,[^,]*,|\+CPWD=)(.*)', re.IGNORECASE)
+
+
+def mask_secrets(line: str) -> str:
+    """A line fit for a log: PINs and passwords replaced by ****."""
+    return _SECRET.sub(r"\1****", line)
+
+
+class ModemState(Enum):
+    CLOSED = "closed"
+    OPEN = "open"                 # port open, not initialised
+    READY = "ready"
+    DISCONNECTED = "disconnected"
+    LOCKED = "locked"             # wrong PIN / PUK: never retried
+
+
+class _Link(asyncio.Protocol):
+    """Feeds bytes from the port to the modem; reports the port going away."""
+
+    def __init__(self, modem: Modem) -> None:
+        self.modem = modem
+
+    def data_received(self, data: bytes) -> None:
+        self.modem._receive(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.modem._port_lost(self, exc)
+
+
+class Modem(SetupMixin, InboundMixin, HealthMixin):
+    """One modem. Public API: `open`, `initialise`, `identify`, `send`, `events`, `acknowledge`,
+    `ussd`, `sweep`, `execute`, `reconnect`, `close`; `state`, `profile`, `info`.
+
+    `profile`: a `ModemProfile`, a profile name, or None to detect it from ``AT+CGMI``.
+    `poll_interval`: seconds between signal/registration polls; `sweep_interval`: between
+    ``AT+CMGL=4`` sweeps of all stores; `reconnect_delays`: backoff after the port went away
+    (empty: no automatic reconnect).
+    """
+
+    def __init__(self, port: str, *, name: str, pin: str | None = None,
+                 profile: ModemProfile | str | None = None, baudrate: int = 115200,
+                 poll_interval: float = 30.0, sweep_interval: float = 60.0,
+                 reconnect_delays: Sequence[float] = (0.2, 0.5, 1, 2, 5, 10, 30)) -> None:
+        self.port = port
+        self.name = name
+        self.baudrate = baudrate
+        self.log = logging.getLogger(f"modempool.modem.{name}")
+        self._pin = pin
+        self._profile_fixed = profile is not None
+        self.profile: ModemProfile = (profile if isinstance(profile, ModemProfile)
+                                      else get_profile(profile))
+        self.poll_interval = poll_interval
+        self.sweep_interval = sweep_interval
+        self.reconnect_delays = tuple(reconnect_delays)
+        self.state = ModemState.CLOSED
+        self._core = AtConnection()
+        self._transport: asyncio.Transport | None = None
+        self._link: _Link | None = None
+        self._lock = asyncio.Lock()
+        self._waiter: asyncio.Future[Event] | None = None
+        self._events: asyncio.Queue[ModemEvent] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._unresponsive = False
+        self._closing = False
+        self._early_result: FinalResult | None = None
+        self._init_inbound()
+        self._init_health()
+        self._init_setup()
+
+    # ---- port ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the serial port. Raises OSError/serial.SerialException if it cannot be opened."""
+        if self._transport is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._core = AtConnection(extra_urcs=dict(self.profile.extra_urcs),
+                                  noise=self.profile.boot_noise)
+        self._link = _Link(self)
+        transport, _ = await serial_asyncio_fast.create_serial_connection(
+            loop, lambda: self._link, self.port, baudrate=self.baudrate)
+        self._transport = transport
+        self._closing = False
+        self.state = ModemState.OPEN
+        self.log.info("opened %s", self.port)
+
+    async def close(self) -> None:
+        """Stop background work and close the port."""
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        self._drop_transport()
+        self.state = ModemState.CLOSED
+
+    async def __aenter__(self) -> Modem:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _drop_transport(self) -> None:
+        transport, self._transport = self._transport, None
+        self._link = None
+        if transport is not None:
+            transport.close()
+        self._fail_waiter(ModemDisconnected("port closed"))
+
+    def _port_lost(self, link: _Link, exc: Exception | None) -> None:
+        if link is not self._link:
+            return  # a port we already let go of
+        self._transport = None
+        self._link = None
+        reason = str(exc) if exc else "end of file"
+        self._fail_waiter(ModemDisconnected(f"port lost: {reason}"))
+        if self._closing:
+            return
+        self.log.warning("port %s lost: %s", self.port, reason)
+        self.state = ModemState.DISCONNECTED
+        self._publish(Disconnected(self.name, reason))
+        self._start_reconnect()
+
+    # ---- bytes in ------------------------------------------------------------------------
+
+    def _receive(self, data: bytes) -> None:
+        self._core.receive_data(data)
+        while (event := self._core.next_event()) is not NEED_DATA:
+            self._dispatch(event)  # type: ignore[arg-type]
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, Urc):
+            self.log.debug("<< %s%s", event.line, f" / {event.pdu}" if event.pdu else "")
+            self._on_urc(event)
+        elif isinstance(event, (Prompt, FinalResult)):
+            self.log.debug("<< %s", "> " if isinstance(event, Prompt) else event.result)
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_result(event)
+            elif isinstance(event, FinalResult):
+                self._early_result = event  # came with the prompt, before the PDU was asked for
+        elif isinstance(event, (Echo, InfoLine)):
+            self.log.debug("<< %s", mask_secrets(event.line))
+        elif isinstance(event, Noise):
+            self.log.debug("<< (noise) %s", mask_secrets(event.line))
+
+    def _fail_waiter(self, error: Exception) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(error)
+
+    def _publish(self, event: ModemEvent) -> None:
+        self._events.put_nowait(event)
+
+    # ---- commands ------------------------------------------------------------------------
+
+    @property
+    def pending_command(self) -> str | None:
+        """The command line written and not yet answered (None when idle)."""
+        return self._core.pending_command
+
+    async def execute(self, name_or_line: str, *, timeout: float | None = None,
+                      check: bool = True, **arguments: object) -> FinalResult:
+        """Run one command (a `commands.COMMANDS` name with its arguments, or a raw ``AT`` line).
+
+        Returns its `FinalResult`; raises its `AtError` when `check` and it failed, `AtTimeout`
+        when the modem did not answer, `ModemDisconnected` when the port is gone.
+        """
+        async with self._lock:
+            return await self._execute(name_or_line, timeout=timeout, check=check, **arguments)
+
+    async def _execute(self, name_or_line: str, *, timeout: float | None = None,
+                       check: bool = True, **arguments: object) -> FinalResult:
+        """`execute` for a caller that already holds the command lock."""
+        if name_or_line in COMMANDS:
+            command = COMMANDS[name_or_line]
+            line = command.line(**arguments)
+        else:
+            command, line = command_for_line(name_or_line), name_or_line.strip()
+        wait = timeout or self.profile.timeout(command.name, command.timeout)
+        result = await self._exchange(line, command, wait)
+        if line.upper().startswith("AT+CPMS="):  # keep track of the read store, whoever set it
+            self._current_store = line.split("=", 1)[1].split(",")[0].strip('"') if result.ok else None
+        if check and result.error is not None:
+            raise result.error
+        return result
+
+    async def query(self, name: str, **arguments: object) -> Any:
+        """Run the named command and return what its parser makes of the reply."""
+        command = COMMANDS[name]
+        result = await self.execute(name, **arguments)
+        return command.parse(result.lines)
+
+    async def _exchange(self, line: str, command: Command, timeout: float) -> FinalResult:
+        """Write `line` and wait for its final result. The caller holds the lock."""
+        data = self._core.send_command(line, prefixes=(command.prefix,) if command.prefix else ())
+        self.log.debug(">> %s", f"{line.split('=')[0]}=****" if command.secret else line)
+        event = await self._wait(self._write_and_wait(data), timeout, line)
+        assert isinstance(event, FinalResult)
+        return event
+
+    async def _write_and_wait(self, data: bytes) -> Event:
+        if self._transport is None:
+            self._core.abandon()
+            raise ModemDisconnected(f"{self.port} is not open")
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        self._transport.write(data)
+        try:
+            return await self._waiter
+        finally:
+            self._waiter = None
+
+    async def _wait(self, waiting: Any, timeout: float, line: str) -> Event:
+        try:
+            async with asyncio.timeout(timeout):
+                event = await waiting
+        except TimeoutError:
+            await self._timed_out(line)
+            raise AtTimeout(f"no answer to {mask_secrets(line)} within {timeout:g} s") from None
+        except ModemDisconnected:
+            self._core.abandon()
+            raise
+        if self._unresponsive:
+            self._unresponsive = False
+            self._publish(Responsive(self.name))
+        return event
+
+    async def _timed_out(self, line: str) -> None:
+        """Forget the command, cancel a prompt, and let late answers drain before going on."""
+        escape = self._core.abandon()
+        self.log.warning("no answer to %s", mask_secrets(line))
+        if not self._unresponsive:
+            self._unresponsive = True
+            self._publish(Unresponsive(self.name, mask_secrets(line)))
+        if self._transport is not None:
+            self._transport.write(escape)
+            await asyncio.sleep(0.2)  # a late answer arrives as Noise, not as the next result
+
+    # ---- sending -------------------------------------------------------------------------
+
+    async def send(self, parts: Sequence[Any]) -> list[int]:
+        """Send the parts of one message (`pdu.SubmitPart`, or hex strings with SMSC octet).
+
+        Returns the message reference of each part. Keeps the radio link between parts with
+        ``AT+CMMS=2`` where the profile allows. Raises `CmsError`/`CmeError`/`AtError` with a
+        `.references` attribute (parts that did go out), or `SendAmbiguous` when the modem fell
+        silent after a PDU was written.
+        """
+        references: list[int] = []
+        keep_link = self.profile.supports_cmms and len(parts) > 1
+        async with self._lock:  # the parts go out back to back, nothing in between
+            try:
+                if keep_link:
+                    await self._execute("more_messages", mode=2, check=False)
+                for part in parts:
+                    try:
+                        references.append(await self._send_part(part))
+                    except SendAmbiguous as error:
+                        raise SendAmbiguous(error.meaning, tuple(references)) from None
+                    except AtError as error:
+                        error.references = tuple(references)  # type: ignore[attr-defined]
+                        raise
+            finally:
+                if keep_link and self._transport is not None and not self._unresponsive:
+                    try:
+                        await self._execute("more_messages", mode=0, check=False)
+                    except AtError:
+                        pass
+        return references
+
+    async def _send_part(self, part: Any) -> int:
+        """``AT+CMGS``, prompt, PDU, ``+CMGS: <mr>``. The caller holds the lock."""
+        hex_pdu, length = _part_hex_and_length(part)
+        command = COMMANDS["send"]
+        line = command.line(length=length)
+        data = self._core.send_command(line, prefixes=(command.prefix,), expects_prompt=True)
+        self.log.debug(">> %s", line)
+        first = await self._wait(self._write_and_wait(data),
+                                 self.profile.timeout("send", command.timeout), line)
+        if isinstance(first, FinalResult):  # refused before the prompt
+            if first.error is not None:
+                raise first.error
+            raise AtError(f"{line} answered {first.result} without a prompt")
+        if self._core.pending_command is None:  # prompt and result arrived together
+            early, self._early_result = self._early_result, None
+            if early is not None and early.error is not None:
+                raise early.error
+            raise AtError(f"{line} ended ({early.result if early else '?'}) at the prompt")
+        pdu_bytes = self._core.send_pdu(hex_pdu)
+        self.log.debug(">> %s<Ctrl-Z>", hex_pdu)
+        try:
+            result = await self._wait(self._write_and_wait(pdu_bytes),
+                                      self.profile.timeout("send_result", SEND_RESULT_TIMEOUT),
+                                      line)
+        except (AtTimeout, ModemDisconnected) as error:
+            raise SendAmbiguous(f"PDU written, then {error}") from None
+        assert isinstance(result, FinalResult)
+        if result.error is not None:
+            raise result.error
+        reference = command.parse(result.lines)
+        if reference is None:
+            raise SendAmbiguous(f"{line} answered OK without a message reference")
+        return reference
+
+    # ---- events --------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[ModemEvent]:
+        """Everything the modem reports, in order, for one consumer. Never ends on its own."""
+        while True:
+            yield await self._events.get()
+
+    def event_nowait(self) -> ModemEvent | None:
+        """The next event if one is waiting (for pollers that do not iterate `events()`)."""
+        try:
+            return self._events.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coroutine, name=f"{self.name}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+def _part_hex_and_length(part: Any) -> tuple[str, int]:
+    """Hex PDU and TPDU length (octets after the SMSC field, TS 27.005 §3.5.1 <length>)."""
+    if isinstance(part, str):
+        hex_pdu = part.strip()
+        smsc_octets = int(hex_pdu[:2], 16)
+        return hex_pdu, len(hex_pdu) // 2 - smsc_octets - 1
+    return part.hex, part.tpdu_length
+
+
+__all__ = ["Modem", "ModemState", "SendAmbiguous", "mask_secrets"]

@@ -1,0 +1,113 @@
+"""The modem's background task (follow-up reads, sweeps, signal and registration polls) and the
+reconnect loop after the port went away."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from .commands import csq_to_bars, csq_to_dbm
+from .errors import AtError, PinError
+from .events import ReconnectFailed, Reconnected, SignalChanged
+from .urc import first_int
+
+if TYPE_CHECKING:
+    from .driver import Modem
+
+
+class HealthMixin:
+    def _init_health(self: Modem) -> None:
+        self._background: asyncio.Task[None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._last_rssi: int | None = None
+        self.registration: int | None = None
+
+    def _start_background(self: Modem) -> None:
+        if self._background is None or self._background.done():
+            self._background = self._spawn(self._run_background(), "background")
+
+    async def _run_background(self: Modem) -> None:
+        """Follow-up reads as URCs ask for them; a sweep and a poll when their time comes."""
+        from .driver import ModemState
+
+        now = time.monotonic()
+        next_sweep = now  # sweep at once: messages that arrived while we were away
+        next_poll = now + self.poll_interval
+        while True:
+            wait = max(0.0, min(next_sweep, next_poll) - time.monotonic())
+            try:
+                async with asyncio.timeout(wait):
+                    store, index = await self._work.get()
+            except TimeoutError:
+                store = None
+            if self.state is not ModemState.READY:
+                if store is not None:
+                    self._work.put_nowait((store, index))
+                await asyncio.sleep(0.1)
+                continue
+            if self._unresponsive:  # probe cheaply until it answers; keep the work for later
+                if store is not None:
+                    self._work.put_nowait((store, index))
+                try:
+                    await self.execute("attention", timeout=1.0)
+                except AtError:
+                    await asyncio.sleep(1.0)
+                continue
+            try:
+                if store is not None:
+                    await self._read_stored(store, index)
+                    continue
+                now = time.monotonic()
+                if now >= next_sweep:
+                    next_sweep = now + self.sweep_interval
+                    await self.sweep()
+                if now >= next_poll:
+                    next_poll = now + self.poll_interval
+                    await self.poll_health()
+            except AtError as error:  # a timeout already produced an Unresponsive event
+                self.log.info("background: %s", error)
+
+    async def poll_health(self: Modem) -> None:
+        """``AT+CSQ`` and ``AT+CREG?``: publish `SignalChanged` when the signal bars change."""
+        signal = await self.query("signal")
+        rssi = first_int(signal, 0)
+        if csq_to_bars(rssi) != csq_to_bars(self._last_rssi) or self._last_rssi is None:
+            self._publish(SignalChanged(self.name, rssi, csq_to_dbm(rssi), csq_to_bars(rssi)))
+        self._last_rssi = rssi
+        registration = await self.query("registration")
+        self.registration = first_int(registration, 1 if len(registration) > 1 else 0)
+
+    def _start_reconnect(self: Modem) -> None:
+        if self.reconnect_delays and (self._reconnecting is None or self._reconnecting.done()):
+            self._reconnecting = self._spawn(self.reconnect(), "reconnect")
+
+    async def reconnect(self: Modem) -> None:
+        """Reopen the port and initialise again, waiting longer after each failure.
+
+        Publishes `Reconnected` on success, `ReconnectFailed` when the SIM is locked (a refused
+        PIN is never entered again). Gives up only on a PIN problem or when closed.
+        """
+        from .driver import ModemState
+
+        attempt = 0
+        while not self._closing:
+            delay = self.reconnect_delays[min(attempt, len(self.reconnect_delays) - 1)]
+            await asyncio.sleep(delay)
+            attempt += 1
+            try:
+                self._drop_transport()
+                await self.open()
+                await self.initialise()
+            except PinError as error:
+                self.state = ModemState.LOCKED
+                self._publish(ReconnectFailed(self.name, str(error)))
+                return
+            except (AtError, OSError, Exception) as error:  # noqa: BLE001 - keep trying
+                self.log.info("reconnect attempt %d: %s", attempt, error)
+                self._drop_transport()
+                self.state = ModemState.DISCONNECTED
+                continue
+            self.log.info("reconnected after %d attempt(s)", attempt)
+            self._publish(Reconnected(self.name))
+            return

@@ -1,0 +1,145 @@
+"""Inbound: URCs routed by kind, messages read from the stores, deleted only on acknowledgement.
+
+A message is handed over once (`_handed_over` remembers store and index until `acknowledge`), so a
+``+CMTI`` and a sweep that both see it do not deliver it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from .commands import COMMANDS, csq_to_bars, csq_to_dbm
+from .core import Urc
+from .errors import AtError
+from .events import InboundSms, SignalChanged, StatusReport, UssdReply
+from .urc import UrcKind, first_int
+
+if TYPE_CHECKING:
+    from .driver import Modem
+
+# TS 23.040 9.2.3.1 TP-MTI in the first octet after the SMSC field: 0 deliver, 2 status report
+_MTI_STATUS_REPORT = 2
+
+
+def decode(pdu_hex: str) -> Any:
+    """`pdu.decode_pdu` of a PDU with SMSC, or None when it cannot be decoded (kept raw)."""
+    try:
+        from pdu import decode_pdu  # type: ignore[attr-defined]
+
+        return decode_pdu(pdu_hex, smsc=True)
+    except Exception:  # noqa: BLE001 - a bad PDU must not lose the message: hand it over raw
+        return None
+
+
+def is_status_report(pdu_hex: str) -> bool:
+    try:
+        smsc_octets = int(pdu_hex[:2], 16)
+        first = int(pdu_hex[2 + 2 * smsc_octets: 4 + 2 * smsc_octets], 16)
+    except ValueError:
+        return False
+    return first & 0x03 == _MTI_STATUS_REPORT
+
+
+class InboundMixin:
+    def _init_inbound(self: Modem) -> None:
+        self._work: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
+        self._handed_over: set[tuple[str | None, int]] = set()
+        self._current_store: str | None = None
+
+    # ---- URCs (called from the port's data callback: no awaiting here) ----
+
+    def _on_urc(self: Modem, urc: Urc) -> None:
+        kind = urc.spec.kind if urc.spec else UrcKind.VENDOR
+        if kind in (UrcKind.NEW_MESSAGE_STORED, UrcKind.STATUS_REPORT_STORED):
+            index = first_int(urc.fields, 1)
+            if index is not None:
+                self._work.put_nowait((urc.fields[0] if urc.fields else self.profile.stores[0],
+                                       index))
+        elif kind is UrcKind.NEW_MESSAGE and urc.pdu:
+            self._hand_over(urc.pdu, None, None)
+        elif kind is UrcKind.STATUS_REPORT and urc.pdu:
+            self._publish(StatusReport(self.name, urc.pdu, decode(urc.pdu)))
+        elif kind is UrcKind.USSD:
+            if self._ussd_waiter is not None and not self._ussd_waiter.done():
+                self._ussd_waiter.set_result(urc.fields)
+            else:
+                from .setup import decode_ussd_text
+
+                text = decode_ussd_text(urc.fields[1], first_int(urc.fields, 2)) \
+                    if len(urc.fields) > 1 else ""
+                self._publish(UssdReply(self.name, first_int(urc.fields, 0), text))
+        elif kind is UrcKind.SIGNAL and urc.name == "^RSSI":
+            rssi = first_int(urc.fields, 0)
+            self._publish(SignalChanged(self.name, rssi, csq_to_dbm(rssi), csq_to_bars(rssi)))
+        elif kind is UrcKind.BOOT:
+            self.log.info("modem reports %s", urc.line)
+
+    def _hand_over(self: Modem, pdu_hex: str, store: str | None, index: int | None) -> None:
+        if index is not None:
+            if (store, index) in self._handed_over:
+                return
+            self._handed_over.add((store, index))
+        event_type = StatusReport if is_status_report(pdu_hex) else InboundSms
+        self._publish(event_type(self.name, pdu_hex, decode(pdu_hex), index, store))
+
+    # ---- reading and deleting ----
+
+    async def _select_store(self: Modem, store: str, *, force: bool = False) -> None:
+        """Make `store` the one read, listed and deleted from (``+CPMS`` <mem1>); at set-up
+        (`force`) also where new messages are written and stored (<mem2>, <mem3>)."""
+        if store != self._current_store or force:
+            await self.execute("select_stores" if force else "select_read_store", store=store)
+
+    async def _read_stored(self: Modem, store: str, index: int) -> None:
+        """``AT+CMGR`` after ``+CMTI``/``+CDSI``; an empty slot is not an error."""
+        if (store, index) in self._handed_over:
+            return
+        await self._select_store(store)
+        result = await self.execute("read", index=index, check=False)
+        if result.error is not None:
+            self.log.info("reading %s/%d: %s", store, index, result.error)
+            return
+        for stored in COMMANDS["read"].parse(result.lines):
+            self._hand_over(stored.pdu, store, index)
+
+    async def sweep(self: Modem) -> int:
+        """List every store with ``AT+CMGL=4`` and hand over what was not yet handed over.
+
+        Catches messages whose ``+CMTI`` was missed (modem restarted, port closed). Returns the
+        number of messages newly handed over.
+        """
+        before = self._events.qsize()
+        handed = 0
+        for store in self.profile.stores:
+            try:
+                await self._select_store(store)
+            except AtError as error:
+                self.log.debug("store %s: %s", store, error)
+                continue
+            result = await self.execute("list", status=4, check=False)
+            if result.error is not None:
+                self.log.debug("listing %s: %s", store, result.error)
+                continue
+            for stored in COMMANDS["list"].parse(result.lines):
+                if stored.index is not None and (store, stored.index) not in self._handed_over:
+                    self._hand_over(stored.pdu, store, stored.index)
+                    handed += 1
+        self.log.debug("sweep: %d new (queue %d)", handed, before)
+        return handed
+
+    async def acknowledge(self: Modem, event: InboundSms | StatusReport) -> None:
+        """The consumer stored `event` durably: delete it from the modem (or ``AT+CNMA`` it).
+
+        Raises `AtError` when the modem refuses; the message then stays on the modem and a later
+        sweep hands it over again (at-least-once).
+        """
+        if event.index is None:
+            if self.profile.cnma_required:
+                await self.execute("acknowledge_new", check=False)
+            return
+        store = event.store or self.profile.stores[0]
+        await self._select_store(store)
+        await self.execute("delete", index=event.index)
+        self._handed_over.discard((event.store, event.index))
+

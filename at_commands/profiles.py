@@ -1,0 +1,127 @@
+"""Vendor profiles as data: what differs between a Wavecom, a SIMCom, a Huawei, a ZTE, a Quectel.
+
+The driver never asks "which vendor is this?"; it reads the profile. `detect_profile()` picks one
+from the ``AT+CGMI`` answer when the user did not name one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from .urc import UrcKind, UrcSpec
+
+
+@dataclass(frozen=True, slots=True)
+class ModemProfile:
+    """How to drive one family of modems.
+
+    - `echo`: leave echo on (``ATE1``) or turn it off (``ATE0``); the core copes with both.
+    - `init_commands`: extra lines after the standard set-up (vendor URC switches...).
+    - `new_message_routing`: the ``AT+CNMI`` line (TS 27.005 §3.4.1). ``mt=1`` stores and reports
+      ``+CMTI``; ``mt=2`` delivers ``+CMT`` directly; ``ds=1`` ``+CDS``, ``ds=2`` ``+CDSI``.
+    - `cnma_required`: ``+CMT``/``+CDS`` must be acknowledged with ``AT+CNMA`` (phase 2+,
+      ``AT+CSMS=1``); the driver sends it when the consumer acknowledges the message.
+    - `stores`: message stores to use and to sweep; `first_index`: 0 on some Huawei sticks.
+    - `boot_noise`: extra lines the modem prints at start that mean nothing to us.
+    - `timeouts`: per-command overrides (seconds) of `commands.COMMANDS`.
+    """
+
+    name: str
+    manufacturers: tuple[str, ...] = ()
+    echo: bool = False
+    init_commands: tuple[str, ...] = ()
+    new_message_routing: str = "AT+CNMI=2,1,0,2,0"
+    sms_service: int | None = None
+    cnma_required: bool = False
+    stores: tuple[str, ...] = ("SM",)
+    first_index: int = 1
+    supports_cmms: bool = True
+    iccid_command: str = "iccid"
+    boot_noise: tuple[str, ...] = ()
+    extra_urcs: Mapping[str, UrcSpec] = field(default_factory=lambda: MappingProxyType({}))
+    timeouts: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    boot_delay: float = 0.0  # seconds to let a freshly opened modem settle before the first AT
+
+    def timeout(self, command: str, default: float) -> float:
+        return self.timeouts.get(command, default)
+
+
+def _urcs(*names: str, kind: UrcKind = UrcKind.VENDOR) -> Mapping[str, UrcSpec]:
+    return MappingProxyType({name.upper(): UrcSpec(name, kind) for name in names})
+
+
+PROFILES: dict[str, ModemProfile] = {
+    profile.name: profile
+    for profile in (
+        ModemProfile("generic"),
+        ModemProfile(
+            "wavecom",
+            manufacturers=("WAVECOM",),
+            # Fastrack: +WIND reports boot phases; AT+WIND=0 would silence them but we keep them
+            new_message_routing="AT+CNMI=2,1,0,2,0",
+            stores=("SM",),
+            supports_cmms=True,
+            boot_noise=("+WIND: 3", "+WIND: 4"),
+            timeouts=MappingProxyType({"send": 15.0}),
+        ),
+        ModemProfile(
+            "simcom",
+            manufacturers=("SIMCOM",),
+            new_message_routing="AT+CNMI=2,1,0,2,0",
+            stores=("SM", "ME"),
+            boot_noise=("RDY", "Call Ready", "SMS Ready", "PB DONE"),
+            iccid_command="iccid",
+        ),
+        ModemProfile(
+            "huawei",
+            manufacturers=("HUAWEI",),
+            # ^CURC=0 silences ^RSSI/^MODE/^DSFLOWRPT spam on the PC UI port
+            init_commands=("AT^CURC=0",),
+            new_message_routing="AT+CNMI=2,1,0,2,0",
+            stores=("SM", "ME"),
+            first_index=0,
+            supports_cmms=False,
+            iccid_command="iccid_huawei",
+            boot_noise=("^BOOT", "^MODE", "^RSSI"),
+        ),
+        ModemProfile(
+            "zte",
+            manufacturers=("ZTE",),
+            new_message_routing="AT+CNMI=2,1,0,2,0",
+            stores=("SM", "ME"),
+            supports_cmms=False,
+            iccid_command="iccid_zte",
+            extra_urcs=_urcs("+ZDONR", "+ZPASR", "+ZUSIMR", "+ZEND"),
+        ),
+        ModemProfile(
+            "quectel",
+            manufacturers=("QUECTEL",),
+            new_message_routing="AT+CNMI=2,1,0,2,0",
+            stores=("SM", "ME"),
+            iccid_command="iccid_quectel",
+            boot_noise=("RDY",),
+            timeouts=MappingProxyType({"operator": 180.0}),
+        ),
+    )
+}
+
+
+def get_profile(name: str | None) -> ModemProfile:
+    """The profile called `name` (``"generic"`` when None); KeyError lists the known names."""
+    if name is None:
+        return PROFILES["generic"]
+    try:
+        return PROFILES[name.lower()]
+    except KeyError:
+        raise KeyError(f"unknown modem profile {name!r}; known: {', '.join(PROFILES)}") from None
+
+
+def detect_profile(manufacturer: str) -> ModemProfile:
+    """The profile whose manufacturer name appears in the ``AT+CGMI`` answer, else generic."""
+    upper = manufacturer.upper()
+    for profile in PROFILES.values():
+        if any(token in upper for token in profile.manufacturers):
+            return profile
+    return PROFILES["generic"]

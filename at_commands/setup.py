@@ -1,0 +1,204 @@
+"""Bringing a modem to a known state, entering the PIN once, asking who it is, and USSD."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from .commands import (REGISTERED, REGISTRATION_STATES, USSD_REPLY_TIMEOUT, csq_to_bars,
+                       csq_to_dbm)
+from .errors import AtError, AtTimeout, CmeError, CommandError, PinError
+from .events import ModemInfo
+from .profiles import detect_profile
+from .urc import first_int
+
+if TYPE_CHECKING:
+    from .driver import Modem
+
+# TS 27.007 §8.3 +CPIN <code>: what each answer means for us
+_PIN_STATES: dict[str, str] = {
+    "READY": "ready",
+    "SIM PIN": "pin",
+    "SIM PUK": "puk",
+    "PH-SIM PIN": "locked",
+    "SIM PIN2": "ready",   # PIN2 is for phonebook FDN, not for SMS
+    "SIM PUK2": "ready",
+}
+
+_LOCKED_TEXT: dict[str, str] = {
+    "puk": "the SIM is blocked and wants its PUK (AT+CPIN?: SIM PUK); unblock it in a phone",
+    "locked": "the modem is locked to another SIM (AT+CPIN?: PH-SIM PIN)",
+}
+
+
+class SetupMixin:
+    def _init_setup(self: Modem) -> None:
+        self._pin_error: PinError | None = None   # once set, the PIN is never tried again
+        self._pin_accepted = False
+        self._ussd_waiter: asyncio.Future[tuple[str, ...]] | None = None
+        self._ussd_lock = asyncio.Lock()
+        self.info: ModemInfo | None = None
+
+    async def initialise(self: Modem) -> None:
+        """Reset the modem to a known state: echo, ``CMEE=1``, PDU mode, CNMI, stores, PIN.
+
+        Raises `PinError` when the SIM needs a PIN we lack, refused ours (tried once, never
+        again, even on reconnect) or wants the PUK; `AtTimeout` when the modem does not answer.
+        """
+        from .driver import ModemState
+
+        if self._pin_error is not None:
+            self.state = ModemState.LOCKED
+            raise self._pin_error
+        await self._synchronise()
+        await self.execute("echo_on" if self.profile.echo else "echo_off")
+        await self.execute("verbose_errors", check=False)
+        if not self._profile_fixed:
+            manufacturer = await self.query("manufacturer")
+            profile = detect_profile(manufacturer)
+            if profile is not self.profile:
+                self.log.info("profile %s (from %r)", profile.name, manufacturer)
+                self.profile = profile
+        await self._unlock_sim()
+        await self.execute("pdu_mode")
+        if self.profile.sms_service is not None:
+            await self.execute("sms_service", service=self.profile.sms_service, check=False)
+        routing = await self.execute(self.profile.new_message_routing, check=False)
+        if routing.error is not None:
+            self.log.warning("%s refused (%s): relying on the store sweep",
+                             self.profile.new_message_routing, routing.error)
+        await self._select_store(self.profile.stores[0], force=True)
+        for line in self.profile.init_commands:
+            result = await self.execute(line, check=False)
+            if result.error is not None:
+                self.log.info("%s: %s (ignored)", line, result.error)
+        self.state = ModemState.READY
+        self._start_background()
+
+    async def _synchronise(self: Modem) -> None:
+        """Get the modem's attention: cancel a half-entered PDU, then ``AT`` until ``OK``."""
+        if self.profile.boot_delay:
+            await asyncio.sleep(self.profile.boot_delay)
+        if self._transport is not None:
+            self._transport.write(b"\x1b\r")
+        last: AtError | None = None
+        for _ in range(3):
+            try:
+                result = await self.execute("attention", timeout=1.0, check=False)
+            except AtTimeout as error:
+                last = error
+                continue
+            if result.ok:
+                return
+        raise last or AtTimeout("modem does not answer AT")
+
+    async def _unlock_sim(self: Modem) -> None:
+        from .driver import ModemState
+
+        for _ in range(20):
+            state = await self._pin_state()
+            if state == "ready":
+                return
+            if state == "busy":
+                await asyncio.sleep(0.5)
+                continue
+            if state == "pin" and self._pin is None:
+                raise PinError("the SIM wants a PIN and none is configured")
+            if state == "pin" and not self._pin_accepted and self._pin_error is None:
+                try:
+                    await self.execute("enter_pin", pin=self._pin)
+                except (CmeError, CommandError) as error:
+                    self._pin_error = PinError(f"the SIM refused the PIN ({error}); "
+                                               "not trying again")
+                    self.state = ModemState.LOCKED
+                    raise self._pin_error from None
+                self._pin_accepted = True
+                continue
+            if state == "pin":  # our PIN, accepted before: the modem was reset, enter it again
+                await self.execute("enter_pin", pin=self._pin)
+                continue
+            self._pin_error = PinError(_LOCKED_TEXT.get(state, f"the SIM reports {state!r} to "
+                                                           "AT+CPIN?; it needs a human"))
+            self.state = ModemState.LOCKED
+            raise self._pin_error
+        raise PinError("the SIM did not become ready")
+
+    async def _pin_state(self: Modem) -> str:
+        try:
+            answer = await self.query("pin_status")
+        except CmeError as error:
+            if error.code == 14:          # SIM busy: still starting
+                return "busy"
+            if error.code in (11, 12):
+                return "pin" if error.code == 11 else "puk"
+            raise
+        return _PIN_STATES.get(answer.upper(), answer or "unknown")
+
+    async def identify(self: Modem) -> ModemInfo:
+        """Ask the modem who it is and how it is doing; unanswered fields stay None."""
+
+        async def ask(name: str, **arguments: Any) -> Any:
+            try:
+                return await self.query(name, **arguments)
+            except AtError as error:
+                if isinstance(error, AtTimeout):
+                    raise
+                self.log.debug("%s: %s", name, error)
+                return None
+
+        iccid = await ask(self.profile.iccid_command)
+        if not iccid and self.profile.iccid_command != "iccid":
+            iccid = await ask("iccid")
+        registration = await ask("registration") or ()
+        reg_state = first_int(registration, 1 if len(registration) > 1 else 0)
+        signal = await ask("signal") or ()
+        rssi = first_int(signal, 0)
+        operator = await ask("operator") or ()
+        smsc = await ask("smsc") or ()
+        storage = await ask("store_usage") or ()
+        self.info = ModemInfo(
+            name=self.name, port=self.port, profile=self.profile.name,
+            manufacturer=await ask("manufacturer") or None, model=await ask("model") or None,
+            revision=await ask("revision") or None, imei=await ask("imei") or None,
+            imsi=await ask("imsi") or None, iccid=iccid or None, msisdn=await ask("own_number"),
+            operator=operator[2] if len(operator) > 2 and operator[2] else None,
+            registration=reg_state, registration_text=REGISTRATION_STATES.get(reg_state or -1),
+            registered=reg_state in REGISTERED, rssi=rssi, signal_dbm=csq_to_dbm(rssi),
+            signal_bars=csq_to_bars(rssi), smsc=smsc[0] if smsc and smsc[0] else None,
+            storage=tuple({usage.store: usage for usage in storage}.values()),
+        )
+        return self.info
+
+    async def ussd(self: Modem, code: str, *, timeout: float = USSD_REPLY_TIMEOUT) -> str:
+        """Send a USSD code (``*100#``) and return the network's text reply.
+
+        Raises `AtError` when the network ends the session without text or does not answer.
+        """
+        async with self._ussd_lock:
+            loop = asyncio.get_running_loop()
+            self._ussd_waiter = loop.create_future()
+            try:
+                await self.execute("ussd", code=code)
+                try:
+                    async with asyncio.timeout(timeout):
+                        fields = await self._ussd_waiter
+                except TimeoutError:
+                    await self.execute("ussd_cancel", check=False)
+                    raise AtTimeout(f"no USSD reply to {code} within {timeout:g} s") from None
+            finally:
+                self._ussd_waiter = None
+        status = first_int(fields, 0)
+        if len(fields) < 2:
+            raise AtError(f"USSD {code}: session ended with status {status} and no text")
+        return decode_ussd_text(fields[1], first_int(fields, 2))
+
+
+def decode_ussd_text(text: str, dcs: int | None) -> str:
+    """The text of ``+CUSD``: UCS2 hex when the DCS says so (TS 23.038 §5: 0x48/72 or 17)."""
+    ucs2 = dcs is not None and (dcs == 72 or (dcs & 0xCC) == 0x48 or dcs == 17)
+    if ucs2 and len(text) % 4 == 0 and all(c in "0123456789ABCDEFabcdef" for c in text):
+        try:
+            return bytes.fromhex(text).decode("utf-16-be")
+        except ValueError:
+            return text
+    return text

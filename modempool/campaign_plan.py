@@ -1,0 +1,162 @@
+"""Turning a campaign into the exact messages it will send: recipients, rendered texts, cost, problems.
+
+Pure planning, no writes: `plan_campaign` merges explicit numbers, group arithmetic and spreadsheet
+rows, removes duplicates and opted-out/blacklisted numbers, renders the template for each recipient
+(`{name}` or any spreadsheet column, e.g. `{班级}`), adds the signature/footer and counts parts.
+`preview` is what an operator reads before `start`.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+from modempool.compliance import SensitiveWords, Signature
+from modempool.contacts import AddressBook, Selection
+from modempool.errors import InvalidNumber, PoolError
+from modempool.numbers import normalise
+from modempool.optout import OptOutList
+
+
+def parts_of(text: str) -> int:
+    """SMS parts a text needs (the pdu layer decides GSM-7/UCS2 and concatenation)."""
+    try:
+        from pdu import parts_needed
+    except ImportError:  # pdu/__init__ may not re-export it
+        from pdu.split import parts_needed
+    return parts_needed(text).parts
+
+
+def template_fields(template: str) -> list[str]:
+    """Field names a template uses (`{name}`, `{班级}`), in order; PoolError if malformed."""
+    try:
+        names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise PoolError(f"template is malformed: {exc} (write a literal brace as {{{{ or }}}})") from None
+    for name in names:
+        if name == "" or name.isdigit():
+            raise PoolError("template fields need names, like {name}; {} or {0} is not allowed")
+    return list(dict.fromkeys(n.split(".")[0].split("[")[0] for n in names))
+
+
+class _Values(dict):
+    def __missing__(self, key: str) -> str:
+        raise KeyError(key)
+
+
+def render(template: str, values: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """The text for one recipient, or None and the list of fields it lacks."""
+    missing = [f for f in template_fields(template) if values.get(f) in (None, "")]
+    if missing:
+        return None, missing
+    return template.format_map(_Values({k: v for k, v in values.items()})), []
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    number: str
+    name: str
+    text: str
+    parts: int
+    source: str  # "number", "group", "sheet line N"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    recipients: tuple[Recipient, ...]
+    duplicates: int
+    excluded_optout: tuple[str, ...]
+    invalid: tuple[str, ...]            # "1380013: not a valid number" / "sheet line 4: ..."
+    missing_fields: tuple[str, ...]     # "+86138... (sheet line 3): missing {班级}"
+    sensitive: tuple[str, ...]          # words found in the template or rendered texts
+    total_parts: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def problems(self) -> list[str]:
+        out = [f"invalid: {p}" for p in self.invalid]
+        out += [f"missing field: {p}" for p in self.missing_fields]
+        if self.sensitive:
+            out.append("sensitive words: " + ", ".join(self.sensitive))
+        return out
+
+
+def plan_campaign(db: Any, campaign: Any, config: Any = None, region: str = "CN") -> Plan:
+    """Resolve a campaign's recipients and render every message (see module doc)."""
+    book = AddressBook(db, region)
+    candidates: list[tuple[str, dict[str, Any], str]] = []
+    invalid: list[str] = []
+    for raw in campaign.numbers:
+        try:
+            candidates.append((normalise(raw, region), {}, "number"))
+        except InvalidNumber as exc:
+            invalid.append(str(exc))
+    if campaign.include_groups:
+        try:
+            chosen = book.select(Selection(campaign.include_groups, campaign.exclude_groups))
+        except PoolError as exc:
+            invalid.append(str(exc))
+            chosen = []
+        candidates += [(c.number, c.template_values(), "group") for c in chosen]
+    for row in campaign.sheet_rows:
+        values = {**row.get("fields", {}), "name": row.get("name", "")}
+        candidates.append((row["number"], {k: v for k, v in values.items() if v not in (None, "")},
+                           f"sheet line {row['line']}"))
+    invalid += [f"sheet line {r['line']}: {r['reason']}" for r in campaign.sheet_rejected]
+    # Contacts known in the address book lend their fields to bare numbers and sheet rows.
+    merged: dict[str, tuple[dict[str, Any], str]] = {}
+    duplicates = 0
+    for number, values, source in candidates:
+        if number in merged:
+            duplicates += 1
+            old_values, old_source = merged[number]
+            merged[number] = ({**values, **old_values}, old_source)
+        else:
+            merged[number] = (values, source)
+    blocked = OptOutList(db, region).blocked_for_campaigns()
+    excluded = tuple(n for n in merged if n in blocked)
+    signature = Signature.from_config(config)
+    marketing = campaign.kind == "marketing"
+    words = SensitiveWords.from_config(config)
+    sensitive = set(words.found_in(campaign.template))
+    recipients: list[Recipient] = []
+    missing: list[str] = []
+    for number, (values, source) in merged.items():
+        if number in blocked:
+            continue
+        contact = book.find(number) if source != "group" else None
+        if contact is not None:
+            values = {**contact.template_values(), **values}
+        values = {**values, "number": number}
+        text, lacking = render(campaign.template, values)
+        if text is None:
+            missing.append(f"{number} ({source}): missing " + ", ".join("{%s}" % f for f in lacking))
+            continue
+        text = signature.apply(text, marketing=marketing)
+        sensitive.update(words.found_in(text))
+        recipients.append(Recipient(number, str(values.get("name", "")), text, parts_of(text), source))
+    return Plan(tuple(recipients), duplicates, excluded, tuple(invalid), tuple(missing),
+                tuple(w for w in words.words if w in sensitive),
+                sum(r.parts for r in recipients))
+
+
+def preview(db: Any, campaign: Any, config: Any = None, *, sample: int = 3,
+            region: str = "CN") -> dict[str, Any]:
+    """What an operator checks before starting: counts, cost, sample texts, problems."""
+    plan = plan_campaign(db, campaign, config, region)
+    return {
+        "campaign": campaign.id,
+        "name": campaign.name,
+        "recipients": len(plan.recipients),
+        "duplicates_removed": plan.duplicates,
+        "opted_out_removed": len(plan.excluded_optout),
+        "total_parts": plan.total_parts,
+        "quiet_hours": campaign.quiet_hours,
+        "rate_per_minute": campaign.rate_per_minute,
+        "sims": list(campaign.sims) if campaign.sims else None,
+        "samples": [{"to": r.number, "name": r.name, "text": r.text, "parts": r.parts}
+                    for r in plan.recipients[:sample]],
+        "problems": plan.problems,
+        "can_start": not plan.problems,
+    }

@@ -1,0 +1,408 @@
+"""Configuration: a TOML file read with tomllib and checked against the tables below.
+
+Every mistake becomes a ConfigError naming the file, the line and the key, e.g.
+`modempool.toml, line 9, [[modem]] #2 key 'per_day': expected an integer, got 'lots'`.
+Relative paths (the spool file) are relative to the config file's directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, time, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modempool.errors import ConfigError
+from modempool.numbers import DEFAULT_REGION
+
+if TYPE_CHECKING:
+    from modempool.spool import Spool
+
+CONFIG_NAME = "modempool.toml"
+DEFAULT_SPOOL = "modempool.db"
+DEFAULT_SIMULATED_MODEMS = 4
+
+# Sections read by operator features (issue 7) from Config.raw; accepted here as they are.
+OPERATOR_SECTIONS = frozenset(
+    {"optout", "autoreply", "forward", "sensitive", "signature", "campaign", "campaigns",
+     "contacts", "groups", "webhook", "webhooks", "api", "history", "backup", "hooks",
+     "templates", "operator"}
+)
+
+
+def default_paths() -> list[Path]:
+    """Where a config is looked for when none is given: here, then the user's config dir."""
+    return [Path.cwd() / CONFIG_NAME, Path.home() / ".config" / "modempool" / CONFIG_NAME]
+
+
+@dataclass(frozen=True, slots=True)
+class ModemConfig:
+    """One `[[modem]]` table: a modem port and the limits of the SIM in it."""
+
+    name: str
+    port: str
+    pin: str | None = None
+    per_minute: int | None = None
+    per_day: int | None = None
+    per_month: int | None = None
+    allow_prefixes: tuple[str, ...] = ()    # E.164 prefixes this SIM may send to; () = any
+    allow_carriers: tuple[str, ...] = ()    # carriers ("China Mobile") it may send to; () = any
+    priority: int = 0
+    profile: str | None = None              # vendor profile name (at_commands.profiles)
+    baudrate: int = 115200
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """How temporary errors are retried: `backoff` seconds, doubled each attempt up to `backoff_max`."""
+
+    max_attempts: int = 5
+    backoff: float = 30.0
+    backoff_max: float = 900.0
+    resend_ambiguous: bool = False     # True: ambiguous messages are queued again automatically
+    quarantine_after: int = 3          # SIM errors in a row that take a SIM out of rotation
+    quarantine_seconds: float = 60.0   # how long before a quarantined SIM is probed again
+    send_timeout: float = 60.0         # silence after a PDU before the send is ambiguous
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; `raw` is the parsed TOML for sections other modules own."""
+
+    path: Path | None                   # None: no file found, the embedded default
+    spool_path: Path
+    modems: tuple[ModemConfig, ...] = ()
+    region: str = DEFAULT_REGION
+    strategy: str = "least-loaded"
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    # The quiet period (start, end) in local time: messages flagged quiet_hours are not sent
+    # from start until end (22:00 → 08:00, i.e. sending hours 08:00–22:00).
+    quiet_hours: tuple[time, time] = (time(22, 0), time(8, 0))
+    simulator: int | None = None        # simulated modems to start, None = real hardware
+    timezone: str | None = None         # IANA name for day/month counters; None = system local
+    lease_seconds: float = 300.0
+    synchronous: str = "full"
+    log_level: str = "INFO"
+    log_file: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tz(self) -> tzinfo | None:
+        if self.timezone is None:
+            return None
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
+
+    def is_quiet(self, moment: datetime | None = None) -> bool:
+        """Whether `moment` (default now) falls in the quiet period, in local time."""
+        local = (moment or datetime.now().astimezone()).astimezone(self.tz).time()
+        start, end = self.quiet_hours
+        if start <= end:
+            return start <= local < end
+        return local >= start or local < end
+
+    def modem(self, name: str) -> ModemConfig | None:
+        return next((m for m in self.modems if m.name == name), None)
+
+    def open_spool(self) -> Spool:
+        """The spool this configuration names (created if missing)."""
+        from modempool.spool import Spool
+
+        return Spool(self.spool_path, region=self.region, tz=self.tz, synchronous=self.synchronous)
+
+
+# ---- the checks, as data ------------------------------------------------------------------
+# Each key maps to (what it must be, converter). Converters raise ValueError with a message.
+
+def _int(minimum: int = 0) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value}")
+        return value
+    return check
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"expected a number of seconds ≥ 0, got {value!r}")
+    return float(value)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _pin(value: Any) -> str:
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not re.fullmatch(r"\d{4,8}", text):
+        raise ValueError(f"expected a PIN of 4 to 8 digits as a string, got {value!r}")
+    return text
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _prefixes(value: Any) -> tuple[str, ...]:
+    out = _str_list(value)
+    for prefix in out:
+        if not re.fullmatch(r"\+\d+", prefix):
+            raise ValueError(f"expected E.164 prefixes like \"+86138\", got {prefix!r}")
+    return out
+
+
+def _clock(value: Any) -> time:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value):
+        raise ValueError(f"expected a time like \"22:00\", got {value!r}")
+    hours, minutes = map(int, value.split(":"))
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"{value!r} is not a time of day")
+    return time(hours, minutes)
+
+
+def _region(value: Any) -> str:
+    import phonenumbers
+
+    if not isinstance(value, str) or value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"expected a two-letter region code like \"CN\", got {value!r}")
+    return value.upper()
+
+
+def _strategy(value: Any) -> str:
+    from modempool.strategies import Strategy
+
+    return Strategy.parse(_str(value)).value
+
+
+def _timezone(value: Any) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(_str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name like \"Asia/Shanghai\")") from None
+    return value
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
+        return value.lower()
+    return check
+
+
+SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "spool": {"path": _str, "synchronous": _choice("off", "normal", "full", "extra")},
+    "pool": {"region": _region, "strategy": _strategy, "timezone": _timezone,
+             "lease_seconds": _number},
+    "modem": {"name": _str, "port": _str, "pin": _pin, "per_minute": _int(1), "per_day": _int(1),
+              "per_month": _int(1), "allow_prefixes": _prefixes, "allow_carriers": _str_list,
+              "priority": _int(-1000), "profile": _str, "baudrate": _int(300)},
+    "retry": {"max_attempts": _int(1), "backoff": _number, "backoff_max": _number,
+              "resend_ambiguous": _bool, "quarantine_after": _int(1),
+              "quarantine_seconds": _number, "send_timeout": _number},
+    "quiet_hours": {"start": _clock, "end": _clock},
+    "simulator": {"modems": _int(1)},   # other simulator keys are passed through in `raw`
+    "logging": {"level": _choice("debug", "info", "warning", "error"), "file": _str},
+}
+OPEN_SECTIONS = frozenset({"simulator"})   # unknown keys allowed (read by the simulator)
+ARRAY_SECTIONS = frozenset({"modem"})
+
+
+# ---- loading ------------------------------------------------------------------------------
+
+def load_config(path: str | Path | None = None, *, simulate: int | None = None) -> Config:
+    """Read `path`, or the first of `default_paths()` that exists, or the embedded default.
+
+    The embedded default (no file at all) uses ./modempool.db and a simulated bank of
+    DEFAULT_SIMULATED_MODEMS modems, so a first run needs nothing but the package.
+    `simulate=N` (the `--simulate N` option) asks for N simulated modems whatever the file says.
+    """
+    config = _load(path)
+    if simulate is not None:
+        if simulate < 1:
+            raise ConfigError(f"--simulate needs at least 1 modem, got {simulate}")
+        config = replace(config, simulator=simulate)
+    return config
+
+
+def _load(path: str | Path | None) -> Config:
+    if path is None:
+        found = next((p for p in default_paths() if p.is_file()), None)
+        if found is None:
+            return Config(path=None, spool_path=Path.cwd() / DEFAULT_SPOOL,
+                          simulator=DEFAULT_SIMULATED_MODEMS)
+        path = found
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _error(path, None, None, "config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _error(path, None, None, f"cannot read config file: {exc}") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Check and convert the TOML `text` read from `path`."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        line = int(match.group(1)) if match else None
+        key = _key_on_line(text, line)
+        raise _error(path, line, key, f"not valid TOML: {exc}") from None
+    where = _Locator(text, path)
+    values: dict[str, dict[str, Any]] = {}
+    modems: list[ModemConfig] = []
+    for section, content in raw.items():
+        if section in OPERATOR_SECTIONS:
+            continue
+        if section not in SECTIONS:
+            hint = difflib.get_close_matches(section, [*SECTIONS, *OPERATOR_SECTIONS], n=1)
+            raise where.error(None, None, section, f"unknown section [{section}]"
+                              + (f" (did you mean [{hint[0]}]?)" if hint else ""))
+        if section in ARRAY_SECTIONS:
+            if not isinstance(content, list):
+                raise where.error(None, None, section, f"use [[{section}]] (one table per {section})")
+            for index, table in enumerate(content):
+                checked = where.check(section, index, table)
+                for required in ("name", "port"):
+                    if required not in checked:
+                        raise _error(path, where.line_of(section, index, None), required,
+                                     "missing: every modem needs a name and a port",
+                                     _table_name(section, index))
+                modems.append(ModemConfig(**checked))
+        else:
+            if not isinstance(content, dict):
+                raise where.error(None, None, section, f"[{section}] must be a table")
+            values[section] = where.check(section, None, content)
+    names = [m.name for m in modems]
+    for index, modem in enumerate(modems):
+        if names.index(modem.name) != index:
+            raise where.error("modem", index, "name", f"duplicate modem name {modem.name!r}")
+    spool, pool, retry = values.get("spool", {}), values.get("pool", {}), values.get("retry", {})
+    quiet, logging_ = values.get("quiet_hours", {}), values.get("logging", {})
+    spool_path = Path(spool.get("path", DEFAULT_SPOOL)).expanduser()
+    if not spool_path.is_absolute():
+        spool_path = path.resolve().parent / spool_path
+    default = Config(path=path, spool_path=spool_path)
+    return Config(
+        path=path,
+        spool_path=spool_path,
+        modems=tuple(modems),
+        region=pool.get("region", default.region),
+        strategy=pool.get("strategy", default.strategy),
+        retry=RetryConfig(**retry),
+        quiet_hours=(quiet.get("start", default.quiet_hours[0]), quiet.get("end", default.quiet_hours[1])),
+        simulator=values["simulator"].get("modems", DEFAULT_SIMULATED_MODEMS) if "simulator" in values else None,
+        timezone=pool.get("timezone"),
+        lease_seconds=pool.get("lease_seconds", default.lease_seconds),
+        synchronous=spool.get("synchronous", default.synchronous),
+        log_level=logging_.get("level", default.log_level).upper(),
+        log_file=logging_.get("file"),
+        raw=raw,
+    )
+
+
+class _Locator:
+    """Checks tables and finds the line of a key by scanning the file text."""
+
+    def __init__(self, text: str, path: Path) -> None:
+        self.lines = text.splitlines()
+        self.path = path
+
+    def check(self, section: str, index: int | None, table: dict[str, Any]) -> dict[str, Any]:
+        checks = SECTIONS[section]
+        out = {}
+        for key, value in table.items():
+            if key not in checks:
+                if section in OPEN_SECTIONS:
+                    continue
+                hint = difflib.get_close_matches(key, list(checks), n=1)
+                raise self.error(section, index, key, "unknown key"
+                                 + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                                 + f"; known keys: {', '.join(checks)}")
+            try:
+                out[key] = checks[key](value)
+            except ValueError as exc:
+                raise self.error(section, index, key, str(exc)) from None
+        return out
+
+    def error(self, section: str | None, index: int | None, key: str | None, problem: str) -> ConfigError:
+        line = self.line_of(section, index, key)
+        return _error(self.path, line, key, problem, _table_name(section, index))
+
+    def line_of(self, section: str | None, index: int | None, key: str | None) -> int | None:
+        """1-based line of `key` in table `section` (its `index`-th [[array]] entry), or of
+        the table header when key is None; None when it cannot be found (inline tables)."""
+        current, seen, header_line = None, {}, None
+        for number, raw_line in enumerate(self.lines, start=1):
+            line = raw_line.strip()
+            header = re.fullmatch(r"\[\[\s*([^\]]+?)\s*\]\]\s*(#.*)?", line) or re.fullmatch(
+                r"\[\s*([^\]]+?)\s*\]\s*(#.*)?", line)
+            if header:
+                name = header.group(1).strip('"\'')
+                position = seen.get(name, 0)
+                seen[name] = position + 1
+                current = (name, position if line.startswith("[[") else None)
+                if section is not None and current == (name, index) and name == section:
+                    header_line = number
+                    if key is None:
+                        return number
+                elif section is None and key is not None and name == key:
+                    return number  # an unknown section: point at its header
+                continue
+            in_table = (section is None and current is None) or (
+                current is not None and current == (section, index))
+            if in_table and key is not None and re.match(
+                    rf"""\s*["']?{re.escape(key)}["']?\s*=""", raw_line):
+                return number
+        return header_line
+
+
+def _table_name(section: str | None, index: int | None) -> str:
+    if section is None:
+        return ""
+    if index is not None:
+        return f"[[{section}]] #{index + 1}"
+    return f"[{section}]"
+
+
+def _key_on_line(text: str, line: int | None) -> str | None:
+    if line is None:
+        return None
+    lines = text.splitlines()
+    if 0 < line <= len(lines):
+        match = re.match(r"""\s*["']?([A-Za-z0-9_\-.]+)["']?\s*=""", lines[line - 1])
+        if match:
+            return match.group(1)
+    return None
+
+
+def _error(path: Path, line: int | None, key: str | None, problem: str, table: str = "") -> ConfigError:
+    where = str(path) + (f", line {line}" if line else "")
+    what = " ".join(p for p in (table, f"key '{key}'" if key else "") if p)
+    error = ConfigError(f"{where}: {what + ': ' if what else ''}{problem}")
+    error.file, error.line, error.key = str(path), line, key  # type: ignore[attr-defined]
+    return error

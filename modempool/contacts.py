@@ -1,0 +1,240 @@
+"""Address book: contacts, groups, and group arithmetic (A + B − C) for sending.
+
+Tables live in the spool database so one file holds everything an operator has:
+`contacts`(id, name, number UNIQUE, fields JSON, birthday MM-DD or YYYY-MM-DD, notes, created_at,
+updated_at), `groups`(id, name UNIQUE, description, created_at), `group_members`(group_id, contact_id).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from modempool.errors import NotFound, PoolError
+from modempool.numbers import normalise
+from modempool.opdb import ensure_schema, now_iso, transaction
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS contacts (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    number TEXT NOT NULL UNIQUE,
+    fields TEXT NOT NULL DEFAULT '{}',
+    birthday TEXT,
+    notes TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS groups (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS group_members (
+    group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+    PRIMARY KEY (group_id, contact_id)
+);
+CREATE INDEX IF NOT EXISTS group_members_contact ON group_members(contact_id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    id: int
+    name: str
+    number: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    birthday: str | None = None
+    notes: str = ""
+    groups: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "number": self.number, "fields": self.fields,
+            "birthday": self.birthday, "notes": self.notes, "groups": list(self.groups),
+        }
+
+    def template_values(self) -> dict[str, Any]:
+        """Values a campaign template can use: extra fields, then name/number/birthday."""
+        values = {k: v for k, v in self.fields.items() if v not in (None, "")}
+        values.update(name=self.name, number=self.number)
+        if self.birthday:
+            values["birthday"] = self.birthday
+        return {k: v for k, v in values.items() if v not in (None, "")}
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Recipients chosen by groups: members of any `include` group minus members of any `exclude`."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
+class AddressBook:
+    """Contacts and groups stored in an sqlite_utils Database (normally `spool.db`)."""
+
+    def __init__(self, db: Any, region: str = "CN") -> None:
+        self.db = db
+        self.region = region
+        ensure_schema(db, SCHEMA)
+
+    # ---- contacts
+    def upsert(self, number: str, name: str = "", *, fields: dict[str, Any] | None = None,
+               birthday: str | None = None, notes: str = "",
+               groups: Iterable[str] = ()) -> Contact:
+        """Add a contact or update the one with the same number (E.164); join `groups`."""
+        e164 = normalise(number, self.region)
+        with transaction(self.db):
+            contact_id = self._upsert_row(e164, name, fields or {}, birthday, notes)
+            for group in groups:
+                self._join(self._group_id(group, create=True), contact_id)
+        return self.get(e164)
+
+    def _upsert_row(self, e164: str, name: str, fields: dict[str, Any],
+                    birthday: str | None, notes: str) -> int:
+        now = now_iso()
+        row = self.db.execute("SELECT id, fields FROM contacts WHERE number = ?", [e164]).fetchone()
+        if row is None:
+            cur = self.db.execute(
+                "INSERT INTO contacts (name, number, fields, birthday, notes, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [name, e164, json.dumps(fields, ensure_ascii=False), birthday, notes, now, now])
+            return int(cur.lastrowid)
+        merged = {**json.loads(row[1]), **fields}
+        self.db.execute(
+            "UPDATE contacts SET name = CASE WHEN ? = '' THEN name ELSE ? END, fields = ?,"
+            " birthday = COALESCE(?, birthday), notes = CASE WHEN ? = '' THEN notes ELSE ? END,"
+            " updated_at = ? WHERE id = ?",
+            [name, name, json.dumps(merged, ensure_ascii=False), birthday, notes, notes, now, row[0]])
+        return int(row[0])
+
+    def get(self, number: str) -> Contact:
+        e164 = normalise(number, self.region)
+        contacts = self._select("WHERE c.number = ?", [e164])
+        if not contacts:
+            raise NotFound(f"no contact with number {e164}")
+        return contacts[0]
+
+    def find(self, number: str) -> Contact | None:
+        """The contact for a number, or None (never raises: used to label inbound senders)."""
+        try:
+            return self.get(number)
+        except PoolError:
+            return None
+
+    def remove(self, number: str) -> None:
+        contact = self.get(number)
+        with transaction(self.db):
+            self.db.execute("DELETE FROM group_members WHERE contact_id = ?", [contact.id])
+            self.db.execute("DELETE FROM contacts WHERE id = ?", [contact.id])
+
+    def list(self, group: str | None = None, search: str | None = None) -> list[Contact]:
+        """All contacts, or those of one group; `search` matches name, number or notes."""
+        where, params = [], []
+        if group is not None:
+            where.append("c.id IN (SELECT contact_id FROM group_members WHERE group_id = ?)")
+            params.append(self._group_id(group))
+        if search:
+            where.append("(c.name LIKE ? OR c.number LIKE ? OR c.notes LIKE ?)")
+            params += [f"%{search}%"] * 3
+        return self._select(("WHERE " + " AND ".join(where)) if where else "", params)
+
+    def _select(self, where: str, params: list[Any]) -> list[Contact]:
+        sql = (
+            "SELECT c.id, c.name, c.number, c.fields, c.birthday, c.notes,"
+            " (SELECT json_group_array(g.name) FROM group_members m JOIN groups g ON g.id = m.group_id"
+            "  WHERE m.contact_id = c.id) FROM contacts c " + where + " ORDER BY c.id")
+        return [
+            Contact(id=r[0], name=r[1], number=r[2], fields=json.loads(r[3]), birthday=r[4],
+                    notes=r[5], groups=tuple(sorted(json.loads(r[6] or "[]"))))
+            for r in self.db.execute(sql, params).fetchall()
+        ]
+
+    # ---- groups
+    def create_group(self, name: str, description: str = "") -> int:
+        if not name.strip():
+            raise PoolError("a group needs a name")
+        with transaction(self.db):
+            self.db.execute(
+                "INSERT OR IGNORE INTO groups (name, description, created_at) VALUES (?, ?, ?)",
+                [name, description, now_iso()])
+        return self._group_id(name)
+
+    def delete_group(self, name: str) -> None:
+        group_id = self._group_id(name)
+        with transaction(self.db):
+            self.db.execute("DELETE FROM group_members WHERE group_id = ?", [group_id])
+            self.db.execute("DELETE FROM groups WHERE id = ?", [group_id])
+
+    def groups(self) -> list[dict[str, Any]]:
+        """Every group with its member count."""
+        rows = self.db.execute(
+            "SELECT g.name, g.description, COUNT(m.contact_id) FROM groups g"
+            " LEFT JOIN group_members m ON m.group_id = g.id GROUP BY g.id ORDER BY g.name").fetchall()
+        return [{"name": r[0], "description": r[1], "members": r[2]} for r in rows]
+
+    def add_to_group(self, group: str, numbers: Iterable[str]) -> int:
+        """Put existing contacts (by number) into a group, creating the group; returns how many."""
+        group_id = self.create_group(group)
+        contacts = [self.get(n) for n in numbers]
+        with transaction(self.db):
+            for contact in contacts:
+                self._join(group_id, contact.id)
+        return len(contacts)
+
+    def remove_from_group(self, group: str, numbers: Iterable[str]) -> int:
+        group_id = self._group_id(group)
+        contacts = [self.get(n) for n in numbers]
+        with transaction(self.db):
+            for contact in contacts:
+                self.db.execute("DELETE FROM group_members WHERE group_id = ? AND contact_id = ?",
+                                [group_id, contact.id])
+        return len(contacts)
+
+    def select(self, selection: Selection) -> list[Contact]:
+        """Contacts in any included group and in no excluded group, each once."""
+        include = [self._group_id(g) for g in selection.include]
+        exclude = [self._group_id(g) for g in selection.exclude]
+        if not include:
+            return []
+        sql = f"WHERE c.id IN (SELECT contact_id FROM group_members WHERE group_id IN ({_marks(include)}))"
+        if exclude:
+            sql += (" AND c.id NOT IN (SELECT contact_id FROM group_members"
+                    f" WHERE group_id IN ({_marks(exclude)}))")
+        return self._select(sql, include + exclude)
+
+    def _group_id(self, name: str, create: bool = False) -> int:
+        row = self.db.execute("SELECT id FROM groups WHERE name = ?", [name]).fetchone()
+        if row is None:
+            if create:
+                return self.create_group(name)
+            raise NotFound(f"no group named {name!r}")
+        return int(row[0])
+
+    def _join(self, group_id: int, contact_id: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO group_members (group_id, contact_id) VALUES (?, ?)",
+                        [group_id, contact_id])
+
+
+def _marks(values: list[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def parse_selection(text: str) -> Selection:
+    """Read group arithmetic such as `家长+教师-毕业班` into a Selection."""
+    include: list[str] = []
+    exclude: list[str] = []
+    sign, name = "+", ""
+    for char in text + "+":
+        if char in "+-":
+            if name.strip():
+                (include if sign == "+" else exclude).append(name.strip())
+            sign, name = char, ""
+        else:
+            name += char
+    return Selection(tuple(include), tuple(exclude))

@@ -1,0 +1,350 @@
+"""The daemon (`modempool run`): every modem of the config, one task each, and the dispatcher.
+
+    daemon = Daemon(load_config("modempool.toml"))
+    await daemon.run()          # until SIGTERM/SIGINT or daemon.stop()
+
+Each modem task opens its port, initialises and identifies the modem, then serves two loops:
+sending what the dispatcher hands it, and storing what the modem receives (`inbound.py`).
+A SIM that keeps failing, is not registered or whose PIN is refused is quarantined: closed, and
+probed again after `quarantine_seconds`. A port that goes away is reopened by the driver with
+backoff while the other modems carry on. On SIGTERM/SIGINT the dispatcher stops claiming, each
+modem finishes the message it is sending, and leases of messages not yet started are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import fcntl
+import logging
+import os
+import signal
+import socket
+import tempfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from modempool.dispatcher import Dispatcher, ModemTrouble, RetryPolicy, SimSlot, SimState
+from modempool.errors import PoolError
+from modempool.inbound import InboundStore
+from modempool.limits import Counters, Limits, window_keys
+
+log = logging.getLogger("modempool.daemon")
+
+
+class Quarantine(Exception):
+    """Take this SIM out of rotation for a while."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModemSpec:
+    """What the daemon needs to know about one modem (a config `[[modem]]` or a simulated one)."""
+
+    name: str
+    port: str
+    pin: str | None = None
+    profile: str | None = None
+    per_minute: int | None = None
+    per_day: int | None = None
+    per_month: int | None = None
+    allow_prefixes: tuple[str, ...] = ()
+    allow_carriers: tuple[str, ...] = ()
+    priority: int = 0
+
+    @classmethod
+    def of(cls, modem: Any) -> ModemSpec:
+        return cls(name=modem.name, port=str(modem.port), pin=getattr(modem, "pin", None),
+                   profile=getattr(modem, "profile", None),
+                   per_minute=getattr(modem, "per_minute", None),
+                   per_day=getattr(modem, "per_day", None),
+                   per_month=getattr(modem, "per_month", None),
+                   allow_prefixes=tuple(getattr(modem, "allow_prefixes", None) or ()),
+                   allow_carriers=tuple(getattr(modem, "allow_carriers", None) or ()),
+                   priority=getattr(modem, "priority", 0) or 0)
+
+
+class Daemon:
+    """Runs the pool for one config until stopped."""
+
+    def __init__(self, config: Any, *, simulate: int | None = None, spool: Any = None,
+                 handlers: list[Any] | None = None, install_signals: bool = True) -> None:
+        self.config = config
+        self.simulate = simulate if simulate is not None else getattr(config, "simulator", None)
+        self.spool = spool
+        self.handlers = handlers
+        self.install_signals = install_signals
+        self.policy = RetryPolicy.of(config)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.dispatcher: Dispatcher | None = None
+        self.bank: Any = None
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._lock_file: Any = None
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (what SIGTERM/SIGINT do)."""
+        if not self._stop.is_set():
+            log.info("stopping: finishing messages in flight")
+        self._stop.set()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+
+    async def run(self) -> None:
+        from modempool.spool import Spool
+
+        own_spool = self.spool is None
+        if own_spool:
+            self._take_lock(Path(self.config.spool_path))
+            opener = getattr(self.config, "open_spool", None)
+            self.spool = opener() if opener else Spool(self.config.spool_path)
+        loop = asyncio.get_running_loop()
+        if self.install_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.stop)
+        try:
+            recovery = self.spool.recover_leases(include_live=True)
+            if recovery.requeued or recovery.ambiguous:
+                log.warning("recovered leases of an earlier run: %d requeued, %d ambiguous%s",
+                            len(recovery.requeued), len(recovery.ambiguous),
+                            f" (ids {list(recovery.ambiguous)[:10]})" if recovery.ambiguous else "")
+            async with contextlib.AsyncExitStack() as stack:
+                specs = await self._modem_specs(stack)
+                if not specs:
+                    raise PoolError("no modems configured: add [[modem]] tables or use --simulate N")
+                slots = [self._slot(spec) for spec in specs]
+                self.dispatcher = Dispatcher(self.spool, self.config, owner=self.owner, slots=slots)
+                if self._stop.is_set():
+                    self.dispatcher.stop()
+                inbound = InboundStore(self.spool, self.config, self.handlers)
+                log.info("modempool starting: %d modem%s, spool %s, strategy %s", len(specs),
+                         "" if len(specs) == 1 else "s", self.spool.path,
+                         self.dispatcher.strategy.value)
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self.dispatcher.run(), name="dispatcher")
+                    tasks.create_task(self._announce_ready(slots), name="ready")
+                    for spec, slot in zip(specs, slots):
+                        tasks.create_task(self._modem_task(spec, slot, inbound), name=spec.name)
+                left = self.spool.recover_leases(owner=self.owner)
+                log.info("modempool stopped%s", f"; {len(left.requeued)} leases released"
+                         if left.requeued else "")
+        finally:
+            if self.install_signals:
+                for signum in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(signum)
+            if own_spool:
+                self.spool.close()
+                self._release_lock()
+
+    # -- set-up ----------------------------------------------------------------------------
+    def _take_lock(self, spool_path: Path) -> None:
+        """One daemon per spool: then every lease found at start belongs to a dead process."""
+        spool_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(f"{spool_path}.lock", "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise PoolError(f"another modempool daemon is running on {spool_path}") from None
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    async def _modem_specs(self, stack: contextlib.AsyncExitStack) -> list[ModemSpec]:
+        if not self.simulate:
+            return [ModemSpec.of(modem) for modem in getattr(self.config, "modems", [])]
+        from simulator import SimulatedBank  # only here: the pool needs no simulator otherwise
+
+        directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="modempool-sim-"))
+        self.bank = await stack.enter_async_context(
+            SimulatedBank(modems=int(self.simulate), directory=directory))
+        log.info("simulated bank of %d modems in %s", int(self.simulate), directory)
+        limits = list(getattr(self.config, "modems", []) or [])
+        specs = []
+        for index, (name, port) in enumerate(_devices(self.bank)):
+            base = ModemSpec.of(limits[index]) if index < len(limits) else None
+            specs.append(dataclasses.replace(base, name=base.name, port=port) if base
+                         else ModemSpec(name=name, port=port))
+        return specs
+
+    def _slot(self, spec: ModemSpec) -> SimSlot:
+        slot = SimSlot(spec.name, Limits(spec.per_minute, spec.per_day, spec.per_month),
+                       spec.allow_prefixes, spec.allow_carriers, spec.priority)
+        minute, today, month = self.spool.sent_counts(spec.name)
+        keys = window_keys(datetime.now(getattr(self.config, "tz", None) or timezone.utc))
+        slot.counters = Counters(keys[0], minute, keys[1], today, keys[2], month)
+        return slot
+
+    async def _announce_ready(self, slots: list[SimSlot]) -> None:
+        while not self._stop.is_set():
+            if all(s.state is not SimState.STARTING for s in slots):
+                up = sum(s.state is SimState.UP for s in slots)
+                log.info("pool ready: %d of %d modems up", up, len(slots))
+                self.ready.set()
+                return
+            await asyncio.sleep(0.05)
+
+    # -- one modem -------------------------------------------------------------------------
+    async def _modem_task(self, spec: ModemSpec, slot: SimSlot, inbound: InboundStore) -> None:
+        """Open, serve, quarantine and re-probe one modem until the daemon stops."""
+        from at_commands import AtError, Modem, PinError
+
+        mlog = logging.getLogger(f"modempool.modem.{spec.name}")
+        backoff = 1.0
+        while not self._stop.is_set():
+            modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile)
+            why = ""
+            try:
+                await modem.open()
+                await modem.initialise()
+                self._tune(modem)
+                info = await modem.identify()
+                if not info.registered:
+                    raise Quarantine(f"not registered ({info.registration_text or 'no network'})")
+                slot.operator = info.operator or ""
+                slot.errors_in_row = 0
+                self._update_sim(spec, slot, SimState.UP, info=info)
+                mlog.info("up: %s %s, operator %s, signal %s dBm, number %s",
+                          info.manufacturer or "", info.model or "", info.operator,
+                          info.signal_dbm, info.msisdn or "?")
+                backoff = 1.0
+                await self._serve(spec, slot, modem, inbound)
+            except (Quarantine, PinError) as exc:
+                why = str(exc)
+                until = datetime.now(timezone.utc) + timedelta(seconds=self.policy.quarantine_seconds)
+                mlog.warning("quarantined until %s: %s", until.strftime("%H:%M:%S"), why)
+                self._update_sim(spec, slot, SimState.QUARANTINED, error=why, until=until)
+                await _close(modem)
+                await self._sleep(self.policy.quarantine_seconds)
+            except (AtError, OSError, ModemTrouble) as exc:
+                why = str(exc) or type(exc).__name__
+                mlog.warning("down (%s); reopening in %.0f s", why, backoff)
+                self._update_sim(spec, slot, SimState.DOWN, error=why)
+                await _close(modem)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+            finally:
+                if self.dispatcher is not None:
+                    self.dispatcher.release_unstarted(slot)
+                await _close(modem)
+        self._update_sim(spec, slot, SimState.STOPPED)
+
+    def _tune(self, modem: Any) -> None:
+        """The pool's send timeout becomes the driver's wait for +CMGS after the PDU."""
+        timeouts = dict(modem.profile.timeouts)
+        timeouts["send_result"] = self.policy.send_timeout
+        modem.profile = dataclasses.replace(modem.profile, timeouts=timeouts)
+
+    async def _serve(self, spec: ModemSpec, slot: SimSlot, modem: Any,
+                     inbound: InboundStore) -> None:
+        trouble = asyncio.Event()
+        events = asyncio.create_task(self._pump_events(spec, slot, modem, inbound, trouble),
+                                     name=f"{spec.name}:events")
+        try:
+            await self._send_loop(slot, modem, trouble)
+        finally:
+            events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await events
+        if trouble.is_set() and not self._stop.is_set():
+            raise ModemTrouble("the driver gave up reconnecting")
+
+    async def _send_loop(self, slot: SimSlot, modem: Any, trouble: asyncio.Event) -> None:
+        assert self.dispatcher is not None
+        while True:
+            message = await _first(slot.inbox.get(), self._stop.wait(), trouble.wait())
+            if message is None:
+                return
+            try:
+                await self.dispatcher.send_message(slot, modem, message)
+            finally:
+                self.dispatcher.done(slot)
+            if slot.errors_in_row >= self.policy.quarantine_after:
+                raise Quarantine(f"{slot.errors_in_row} SIM errors in a row")
+
+    async def _pump_events(self, spec: ModemSpec, slot: SimSlot, modem: Any,
+                           inbound: InboundStore, trouble: asyncio.Event) -> None:
+        from at_commands import events as ev
+
+        mlog = logging.getLogger(f"modempool.modem.{spec.name}")
+        async for event in modem.events():
+            if isinstance(event, (ev.InboundSms, ev.StatusReport)):
+                try:
+                    await inbound.handle(spec.name, modem, event)
+                except Exception:
+                    mlog.exception("could not store %s; it stays on the modem", type(event).__name__)
+            elif isinstance(event, (ev.Disconnected, ev.Unresponsive)):
+                slot.state = SimState.DOWN
+                mlog.warning("%s", getattr(event, "reason", None) or "not answering")
+                self._update_sim(spec, slot, SimState.DOWN)
+            elif isinstance(event, (ev.Reconnected, ev.Responsive)):
+                self._tune(modem)
+                slot.state = SimState.UP
+                self._update_sim(spec, slot, SimState.UP)
+                mlog.info("back up")
+            elif isinstance(event, ev.ReconnectFailed):
+                slot.state = SimState.DOWN
+                trouble.set()
+                return
+            elif isinstance(event, ev.SignalChanged):
+                self.spool.upsert_sim(spec.name, signal=event.dbm)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _update_sim(self, spec: ModemSpec, slot: SimSlot, state: SimState, *, info: Any = None,
+                    error: str | None = None, until: datetime | None = None) -> None:
+        slot.state = state
+        fields: dict[str, Any] = {"port": spec.port, "state": state.value}
+        if info is not None:
+            fields.update(imsi=info.imsi, iccid=info.iccid, msisdn=info.msisdn,
+                          operator=info.operator, signal=info.signal_dbm)
+        if error is not None:
+            fields["last_error"] = error
+        fields["quarantined_until"] = until.isoformat() if until else None
+        try:
+            self.spool.upsert_sim(spec.name, **fields)
+        except Exception:
+            log.exception("could not record the state of %s", spec.name)
+        if self.dispatcher is not None:
+            self.dispatcher.wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+
+
+async def _first(*awaitables: Any) -> Any:
+    """The result of the first awaitable to finish (the others are cancelled); None if not the first."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+    if tasks[0] in done:
+        return tasks[0].result()
+    return None
+
+
+async def _close(modem: Any) -> None:
+    with contextlib.suppress(Exception):
+        await modem.close()
+
+
+def _devices(bank: Any) -> list[tuple[str, str]]:
+    """(name, port) of each simulated modem, whatever shape `bank.devices` has."""
+    devices = bank.devices
+    if isinstance(devices, dict):
+        return [(str(name), str(port)) for name, port in devices.items()]
+    out = []
+    for index, device in enumerate(devices):
+        if isinstance(device, (tuple, list)):
+            out.append((str(device[0]), str(device[1])))
+        elif hasattr(device, "name") and hasattr(device, "port"):
+            out.append((str(device.name), str(device.port)))
+        else:
+            out.append((Path(str(device)).name or f"sim{index + 1}", str(device)))
+    return out

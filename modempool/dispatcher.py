@@ -1,0 +1,299 @@
+"""The dispatcher: gives queued messages to SIMs and sends each one, part by part, exactly once.
+
+One `Dispatcher.run()` loop looks at the queue whenever a SIM becomes free (or every
+`poll_interval`, to see messages enqueued by other processes), asks `strategies.choose_sim` for a
+SIM among those that are up, under their limits and allowed for the destination, claims the
+message with a lease and hands it to that SIM's task. Each modem task (see `daemon.py`) calls
+`send_message`, which applies the sending rule:
+
+- record durably that a part is being written *before* writing its PDU to the modem;
+- a definite answer (+CMGS or +CMS ERROR) settles the part: sent, or retried / failed over / failed;
+- no answer after the PDU was written makes the message ambiguous: it is never resent on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any
+
+from modempool import limits as limits_mod
+from modempool.limits import Counters, Limits
+from modempool.numbers import carrier_of
+from modempool.strategies import SimView, Strategy, StrategyState, choose_sim
+
+log = logging.getLogger("modempool.dispatcher")
+
+
+class SimState(str, Enum):
+    STARTING = "starting"
+    UP = "up"
+    QUARANTINED = "quarantined"
+    DOWN = "down"
+    STOPPED = "stopped"
+
+
+class ModemTrouble(Exception):
+    """The modem must be closed and opened again (it hung, vanished or keeps failing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    backoff: float = 10.0          # seconds before the 2nd attempt; doubles each time
+    backoff_max: float = 600.0
+    quarantine_after: int = 3      # SIM errors in a row that take a SIM out of rotation
+    quarantine_seconds: float = 60.0
+    send_timeout: float = 60.0     # silence after a PDU is written before the send is ambiguous
+    resend_ambiguous: bool = False  # the user's policy: queue ambiguous messages again
+
+    @classmethod
+    def of(cls, config: Any) -> RetryPolicy:
+        """The policy from `config.retry` (a RetryConfig or a dict); defaults for what it lacks."""
+        retry = getattr(config, "retry", None)
+        if retry is None:
+            return cls()
+        values = {}
+        for spec in dataclasses.fields(cls):
+            value = retry.get(spec.name) if isinstance(retry, dict) else getattr(retry, spec.name, None)
+            if value is not None:
+                values[spec.name] = type(spec.default)(value)
+        return cls(**values)
+
+    def delay(self, attempts: int) -> float:
+        return min(self.backoff_max, self.backoff * 2 ** max(0, attempts - 1))
+
+
+@dataclass(slots=True)
+class SimSlot:
+    """The dispatcher's live view of one SIM (one modem port)."""
+
+    name: str
+    limits: Limits = field(default_factory=Limits)
+    allow: tuple[str, ...] = ()     # destination prefixes ("+86138"); () = any
+    carriers: tuple[str, ...] = ()  # destination carriers ("China Mobile"); () = any
+    priority: int = 0
+    state: SimState = SimState.STARTING
+    operator: str = ""
+    busy: bool = False
+    counters: Counters = field(default_factory=Counters)
+    errors_in_row: int = 0
+    inbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=1))
+
+    def view(self, now: datetime) -> SimView:
+        today = limits_mod.current(self.counters, now).sent_today
+        return SimView(self.name, self.operator, self.busy, today, self.priority)
+
+    def accepts(self, to: str) -> bool:
+        """Whether this SIM may send to `to` (allowed prefixes and carriers from the config)."""
+        if self.allow and not any(to.startswith(prefix) for prefix in self.allow):
+            return False
+        if self.carriers:
+            carrier = carrier_of(to).lower()
+            return any(carrier == wanted.strip().lower() for wanted in self.carriers)
+        return True
+
+
+def is_quiet(config: Any, now: datetime) -> bool:
+    """Whether `now` falls in the configured quiet period (messages flagged quiet_hours wait)."""
+    check = getattr(config, "is_quiet", None)
+    return bool(check(now)) if check is not None else False
+
+
+class Dispatcher:
+    """Chooses a SIM for each queued message and claims it; sends on behalf of modem tasks."""
+
+    def __init__(self, spool: Any, config: Any, *, owner: str, slots: list[SimSlot],
+                 clock: Callable[[], datetime] | None = None,
+                 poll_interval: float = 0.2) -> None:
+        self.spool = spool
+        self.config = config
+        self.owner = owner
+        self.slots = {slot.name: slot for slot in slots}
+        # Local windows (quotas, quiet hours) in the configured time zone, else the system's.
+        tz = getattr(config, "tz", None) or timezone.utc
+        self.clock = clock or (lambda: datetime.now(tz))
+        self.poll_interval = poll_interval
+        self.lease_seconds = float(getattr(config, "lease_seconds", 300.0))
+        self.strategy = Strategy.parse(getattr(config, "strategy", None))
+        self.policy = RetryPolicy.of(config)
+        self.region = getattr(config, "region", "CN")
+        self.state = StrategyState(recall=self._recall)
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self._parts_needed: dict[int, int] = {}
+        self._last_expiry = 0.0
+
+    # -- the assignment loop ----------------------------------------------------------------
+    async def run(self) -> None:
+        """Assign messages to free SIMs until `stop()`."""
+        while not self.stopping.is_set():
+            self.wake.clear()
+            try:
+                self.dispatch_once()
+            except Exception:  # a locked database or a bad row must not stop the pool
+                log.exception("dispatch round failed")
+            try:
+                async with asyncio.timeout(self.poll_interval):
+                    await self.wake.wait()
+            except TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def dispatch_once(self) -> int:
+        """One round: hand as many due messages as there are free SIMs; returns how many."""
+        now = self.clock()
+        loop_time = asyncio.get_running_loop().time()
+        if loop_time - self._last_expiry >= 1.0:
+            self._last_expiry = loop_time
+            self.spool.expire_due(now)
+        free = [s for s in self.slots.values() if s.state is SimState.UP and not s.busy]
+        if not free or self.stopping.is_set():
+            return 0
+        up = [s for s in self.slots.values() if s.state is SimState.UP]
+        quiet = is_quiet(self.config, now)
+        handed = 0
+        for message in self.spool.dispatchable(now, limit=4 * len(up) + 16):
+            if message.quiet_hours and quiet:
+                continue
+            slot = self._choose(message, up, now)
+            if slot is None:
+                continue
+            claimed = self.spool.claim(message.id, slot.name, self.owner, self.lease_seconds)
+            if claimed is None:
+                continue
+            slot.busy = True
+            slot.inbox.put_nowait(claimed)
+            handed += 1
+            if handed == len(free):
+                break
+        return handed
+
+    def _choose(self, message: Any, up: list[SimSlot], now: datetime) -> SimSlot | None:
+        parts = self.parts_needed(message)
+        usable = [s for s in up
+                  if (not message.sims or s.name in message.sims) and s.accepts(message.to)
+                  and limits_mod.allows(s.limits, s.counters, now, parts)]
+        # Failover: keep away from the SIM that failed last, unless it is the only one left.
+        others = [s for s in usable if s.name != message.avoid_sim]
+        if others:
+            usable = others
+        views = [s.view(now) for s in usable]
+        chosen = choose_sim(self.strategy, message, views, self.state)
+        return self.slots[chosen.name] if chosen is not None else None
+
+    def parts_needed(self, message: Any) -> int:
+        if message.id not in self._parts_needed:
+            from pdu import parts_needed
+
+            if len(self._parts_needed) > 100_000:
+                self._parts_needed.clear()
+            self._parts_needed[message.id] = parts_needed(message.text).parts
+        return self._parts_needed[message.id]
+
+    def _recall(self, to: str) -> str | None:
+        recall = getattr(self.spool, "last_sim_for", None)
+        return recall(to) if recall is not None else None
+
+    def release_unstarted(self, slot: SimSlot) -> None:
+        """Give back a message handed to `slot` that it never started (shutdown, modem gone)."""
+        while not slot.inbox.empty():
+            message = slot.inbox.get_nowait()
+            self.spool.requeue(message.id, f"{slot.name} went down before sending it",
+                               avoid_sim=slot.name, lease_owner=self.owner)
+        slot.busy = False
+
+    def done(self, slot: SimSlot) -> None:
+        slot.busy = False
+        self.wake.set()
+
+    # -- sending one message ----------------------------------------------------------------
+    async def send_message(self, slot: SimSlot, modem: Any, message: Any) -> None:
+        """Send `message` through `modem`, part by part, and record the outcome in the spool.
+
+        Raises ModemTrouble when the modem must be reopened (after the spool has been updated).
+        """
+        from at_commands import AtError, ErrorClass, SendAmbiguous
+        from pdu import encode_submit
+
+        mlog = logging.getLogger(f"modempool.modem.{slot.name}")
+        try:
+            parts = encode_submit(message.to, message.text, status_report=True,
+                                  reference=message.id % 256)
+        except Exception as exc:  # text the codec cannot carry: no SIM will do better
+            self.spool.mark_failed(message.id, f"cannot encode: {exc}", lease_owner=self.owner)
+            return
+        for part in parts:
+            self.spool.mark_part_writing(message.id, part.seq, part.total, lease_owner=self.owner)
+            try:
+                refs = await modem.send([part])
+            except SendAmbiguous as exc:
+                self._ambiguous(message, f"{slot.name}: {exc}")
+                raise ModemTrouble(str(exc)) from exc
+            except AtError as exc:
+                if exc.error_class is ErrorClass.AMBIGUOUS:
+                    self._ambiguous(message, f"{slot.name}: {exc}")
+                    raise ModemTrouble(str(exc)) from exc
+                # A definite answer (+CMS/+CME ERROR, or refused before the prompt).
+                self._failed_part(slot, message, part, exc, mlog)
+                return
+            except (OSError, ConnectionError) as exc:
+                self._ambiguous(message, f"{slot.name}: port failed during send: {exc}")
+                raise ModemTrouble(str(exc)) from exc
+            reference = refs[0] if refs else None
+            now = self.clock()
+            self.spool.mark_part_sent(message.id, part.seq, part.reference, reference, now=now)
+            slot.counters = limits_mod.count(slot.counters, now)
+            mlog.debug("message %s part %s/%s sent, reference %s", message.id, part.seq,
+                       part.total, reference)
+        self.spool.mark_sent(message.id, lease_owner=self.owner)
+        slot.errors_in_row = 0
+        mlog.info("message %s to %s sent (%d part%s)", message.id, message.to, len(parts),
+                  "" if len(parts) == 1 else "s")
+
+    def _ambiguous(self, message: Any, why: str) -> None:
+        log.warning("message %s is ambiguous: %s", message.id, why)
+        self.spool.mark_ambiguous(message.id, why, lease_owner=self.owner)
+        if self.policy.resend_ambiguous:  # the user chose at-least-once over at-most-once
+            log.warning("message %s queued again (resend_ambiguous policy)", message.id)
+            self.spool.retry(message.id)
+
+    def _failed_part(self, slot: SimSlot, message: Any, part: Any, exc: Any, mlog: Any) -> None:
+        from at_commands import ErrorClass
+
+        error = f"{slot.name}: {exc}"
+        if part.seq > 1:
+            # Earlier parts are on the network; sending the whole message again would repeat them.
+            self.spool.mark_failed(message.id, f"partly sent ({part.seq - 1}/{part.total} parts),"
+                                   f" then {error}", lease_owner=self.owner)
+            return
+        if exc.error_class is ErrorClass.PERMANENT:
+            mlog.info("message %s failed: %s", message.id, exc)
+            self.spool.mark_failed(message.id, error, lease_owner=self.owner)
+            return
+        if exc.error_class is ErrorClass.SIM_OR_MODEM:
+            slot.errors_in_row += 1
+        attempts = message.attempts
+        if attempts >= self.policy.max_attempts:
+            self.spool.mark_failed(message.id, f"{error} (after {attempts} attempts)",
+                                   lease_owner=self.owner)
+            return
+        others = [s for s in self.slots.values()
+                  if s.name != slot.name and s.state is SimState.UP and s.accepts(message.to)
+                  and (not message.sims or s.name in message.sims)]
+        # Another SIM can take it at once; the same SIM only after a backoff.
+        delay = 0.0 if others else self.policy.delay(attempts) * random.uniform(0.8, 1.2)
+        mlog.info("message %s: %s; retrying %s", message.id, exc,
+                  "on another SIM" if others else f"in {delay:.0f} s")
+        self.spool.requeue(message.id, error, self.clock() + timedelta(seconds=delay),
+                           avoid_sim=slot.name, lease_owner=self.owner)
+

@@ -1,0 +1,197 @@
+"""Forwarding received SMS: to phone numbers, and to a command (`run_on_receive`, as smsd/gammu do).
+
+```toml
+[forward]
+to = ["+8613900139000"]              # forward each received SMS to these numbers
+format = "[{name}{sender}] {text}"    # fields: sender, name, text, sim, received_at
+command = "/usr/local/bin/on-sms --db sms"   # run for each received SMS (alias: run_on_receive)
+timeout = 10                          # seconds before the command is killed
+retries = 3                           # further attempts after a failure
+retry_delay = 5                       # seconds, doubled after each failure
+```
+The command gets the message as JSON on stdin (`{"id", "sender", "sim", "text", "received_at",
+"name", "groups"}`) and gammu-style variables (`SMS_MESSAGES=1`, `SMS_1_NUMBER`, `SMS_1_TEXT`,
+`MODEMPOOL_SIM`). It runs as an asyncio subprocess in the background: the handler returns at once,
+so a slow or hanging command never blocks the pool; failures are logged, retried, and every attempt
+is recorded in `forward_log`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from modempool.errors import ConfigError, PoolError
+from modempool.numbers import normalise
+from modempool.opdb import ensure_schema, now_iso, transaction
+from modempool.optout import field_of
+
+log = logging.getLogger("modempool.forwarding")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS forward_log (
+    id INTEGER PRIMARY KEY,
+    inbound_id INTEGER,
+    target TEXT NOT NULL,           -- a number or the command
+    attempt INTEGER NOT NULL,
+    outcome TEXT NOT NULL,          -- queued | ok | failed | gave-up
+    detail TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+"""
+
+_background: set[asyncio.Task] = set()
+DEFAULT_FORMAT = "[{name}{sender}] {text}"
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardSettings:
+    to: tuple[str, ...] = ()
+    format: str = DEFAULT_FORMAT
+    command: str | None = None
+    timeout: float = 10.0
+    retries: int = 3
+    retry_delay: float = 5.0
+    max_parallel: int = 4
+
+    @classmethod
+    def from_config(cls, config: Any) -> ForwardSettings:
+        raw = config if isinstance(config, dict) else getattr(config, "raw", {}) or {}
+        section = raw.get("forward", {})
+        to = section.get("to", [])
+        command = section.get("command", section.get("run_on_receive"))
+        if command is not None and not str(command).strip():
+            raise ConfigError("[forward] command is empty")
+        try:
+            numbers = tuple(normalise(n) for n in ([to] if isinstance(to, str) else to))
+        except PoolError as exc:
+            raise ConfigError(f"[forward] to: {exc}") from None
+        template = str(section.get("format", DEFAULT_FORMAT))
+        try:
+            template.format(sender="", name="", text="", sim="", received_at="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"[forward] format {template!r}: unknown field {exc} "
+                              "(use sender, name, text, sim, received_at)") from None
+        return cls(numbers, template, command,
+                   float(section.get("timeout", 10)), int(section.get("retries", 3)),
+                   float(section.get("retry_delay", 5)), int(section.get("max_parallel", 4)))
+
+
+def message_json(spool: Any, message: Any) -> dict[str, Any]:
+    """The JSON a command receives: the inbound row plus the contact's name and groups."""
+    from modempool.contacts import AddressBook
+
+    sender = str(field_of(message, "sender", ""))
+    contact = AddressBook(spool.db).find(sender) if sender else None
+    received = field_of(message, "received_at")
+    return {
+        "id": field_of(message, "id"), "sender": sender, "sim": field_of(message, "sim"),
+        "text": field_of(message, "text", ""),
+        "received_at": received.isoformat() if hasattr(received, "isoformat") else received,
+        "name": contact.name if contact else "", "groups": list(contact.groups) if contact else [],
+    }
+
+
+async def run_command(command: str, payload: dict[str, Any], timeout: float) -> tuple[bool, str]:
+    """Run `command` once with the message on stdin; (ok, what happened)."""
+    env = {**os.environ, "SMS_MESSAGES": "1", "SMS_1_NUMBER": str(payload["sender"]),
+           "SMS_1_TEXT": str(payload["text"]), "MODEMPOOL_SIM": str(payload["sim"] or "")}
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *shlex.split(command), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env)
+    except OSError as exc:
+        return False, f"cannot start: {exc}"
+    data = json.dumps(payload, ensure_ascii=False).encode()
+    try:
+        async with asyncio.timeout(timeout):
+            _, stderr = await process.communicate(data)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return False, f"timed out after {timeout:g} s"
+    if process.returncode != 0:
+        tail = stderr.decode(errors="replace").strip()[-200:]
+        return False, f"exit status {process.returncode}" + (f": {tail}" if tail else "")
+    return True, "exit status 0"
+
+
+def _record(spool: Any, inbound_id: Any, target: str, attempt: int, outcome: str,
+            detail: str = "") -> None:
+    with transaction(spool.db):
+        spool.db.execute("INSERT INTO forward_log (inbound_id, target, attempt, outcome, detail,"
+                         " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         [inbound_id, target, attempt, outcome, detail, now_iso()])
+
+
+async def _command_with_retries(spool: Any, settings: ForwardSettings, payload: dict[str, Any],
+                                limit: asyncio.Semaphore) -> bool:
+    delay = settings.retry_delay
+    for attempt in range(1, settings.retries + 2):
+        async with limit:
+            ok, detail = await run_command(settings.command or "", payload, settings.timeout)
+        _record(spool, payload["id"], settings.command or "", attempt, "ok" if ok else "failed", detail)
+        if ok:
+            return True
+        log.warning("run_on_receive for inbound %s failed (attempt %d): %s", payload["id"],
+                    attempt, detail)
+        if attempt <= settings.retries:
+            await asyncio.sleep(delay)
+            delay *= 2
+    _record(spool, payload["id"], settings.command or "", settings.retries + 1, "gave-up")
+    log.error("run_on_receive for inbound %s gave up after %d attempts", payload["id"],
+              settings.retries + 1)
+    return False
+
+
+def make_forward_handler(config: Any):
+    """The inbound handler: queue forwards to numbers, start the command in the background."""
+    settings = ForwardSettings.from_config(config)
+    state: dict[str, asyncio.Semaphore] = {}
+
+    async def handle_forward(spool: Any, message: Any, _config: Any = None) -> list[asyncio.Task]:
+        if not settings.to and not settings.command:
+            return []
+        ensure_schema(spool.db, SCHEMA)
+        payload = message_json(spool, message)
+        for target in settings.to:
+            if _same_number(payload["sender"], target):
+                continue  # never forward the forward target's own messages back to it
+            name = f"{payload['name']} " if payload["name"] else ""
+            text = settings.format.format(sender=payload["sender"], name=name, text=payload["text"],
+                                          sim=payload["sim"] or "", received_at=payload["received_at"])
+            client_id = f"forward:{payload['id']}:{target}" if payload["id"] is not None else None
+            queued = spool.enqueue(target, text, client_id=client_id)
+            _record(spool, payload["id"], target, 1, "queued", f"message {queued.id}")
+        if not settings.command:
+            return []
+        limit = state.setdefault("limit", asyncio.Semaphore(settings.max_parallel))
+        task = asyncio.create_task(_command_with_retries(spool, settings, payload, limit),
+                                   name=f"run_on_receive-{payload['id']}")
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+        return [task]
+
+    return handle_forward
+
+
+def _same_number(sender: str, target: str) -> bool:
+    try:
+        return normalise(sender) == target
+    except PoolError:
+        return False
+
+
+async def drain(timeout: float | None = None) -> None:
+    """Wait for running forward commands (for a clean daemon shutdown); cancel them on timeout."""
+    tasks = list(_background)
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()

@@ -1,0 +1,119 @@
+"""History (历史记录): search sent and received messages, export them to CSV or XLSX.
+
+Sent messages come from the spool's `messages` table, received ones from `inbound`; each row is
+labelled with the contact's name when the number is in the address book.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from modempool.contacts import AddressBook
+from modempool.errors import InvalidNumber, PoolError
+from modempool.numbers import normalise
+from modempool.opdb import now_iso
+
+COLUMNS = ("direction", "id", "time", "number", "name", "text", "state", "sim", "campaign_id",
+           "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    number: str | None = None
+    contact: str | None = None       # a contact name (substring) or a group name
+    text: str | None = None          # substring of the message text
+    since: datetime | None = None
+    until: datetime | None = None
+    state: str | None = None         # outbound state; "received" for inbound only
+    campaign: int | None = None
+    direction: str = "both"          # out | in | both
+    limit: int | None = 1000
+
+
+def search(db: Any, query: Query, region: str = "CN") -> list[dict[str, Any]]:
+    """Messages matching every given criterion, newest first."""
+    if query.direction not in ("in", "out", "both"):
+        raise PoolError("direction must be in, out or both")
+    numbers = _numbers_for(db, query, region)
+    rows: list[dict[str, Any]] = []
+    want_in = query.direction in ("in", "both") and query.campaign is None and query.state in (
+        None, "received")
+    want_out = query.direction in ("out", "both") and query.state != "received"
+    if want_out:
+        rows += _select(db, "out", query, numbers)
+    if want_in:
+        rows += _select(db, "in", query, numbers)
+    rows.sort(key=lambda r: (r["time"] or "", r["id"]), reverse=True)
+    if query.limit:
+        rows = rows[:query.limit]
+    names = {c.number: c.name for c in AddressBook(db, region).list()} if rows else {}
+    for row in rows:
+        row["name"] = names.get(row["number"], "")
+    return rows
+
+
+def _numbers_for(db: Any, query: Query, region: str) -> list[str] | None:
+    numbers: list[str] | None = None
+    if query.number:
+        try:
+            numbers = [normalise(query.number, region)]
+        except InvalidNumber:
+            numbers = [query.number]  # a short code such as 10086 is searched as typed
+    if query.contact:
+        book = AddressBook(db, region)
+        if any(g["name"] == query.contact for g in book.groups()):
+            found = [c.number for c in book.list(group=query.contact)]
+        else:
+            found = [c.number for c in book.list(search=query.contact)]
+        numbers = found if numbers is None else [n for n in numbers if n in found]
+    return numbers
+
+
+def _select(db: Any, direction: str, query: Query, numbers: list[str] | None) -> list[dict]:
+    if direction == "out":
+        sql = ("SELECT 'out', id, COALESCE(sent_at, created_at), to_number, text, state, sim,"
+               " campaign_id, error FROM messages")
+        time_col, number_col = "COALESCE(sent_at, created_at)", "to_number"
+    else:
+        sql = ("SELECT 'in', id, received_at, sender, text, 'received', sim, NULL, NULL"
+               " FROM inbound")
+        time_col, number_col = "received_at", "sender"
+    where: list[str] = []
+    params: list[Any] = []
+    if numbers is not None:
+        if not numbers:
+            return []
+        where.append(f"{number_col} IN ({', '.join('?' for _ in numbers)})")
+        params += numbers
+    if query.text:
+        where.append("text LIKE ?")
+        params.append(f"%{query.text}%")
+    if query.since:
+        where.append(f"{time_col} >= ?")
+        params.append(now_iso(query.since))
+    if query.until:
+        where.append(f"{time_col} < ?")
+        params.append(now_iso(query.until))
+    if direction == "out" and query.state:
+        where.append("state = ?")
+        params.append(query.state)
+    if direction == "out" and query.campaign is not None:
+        where.append("campaign_id = ?")
+        params.append(query.campaign)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if query.limit:
+        sql += f" ORDER BY id DESC LIMIT {int(query.limit)}"
+    keys = ("direction", "id", "time", "number", "text", "state", "sim", "campaign_id", "error")
+    return [dict(zip(keys, r)) for r in db.execute(sql, params).fetchall()]
+
+
+def export(db: Any, query: Query, path: str | Path, region: str = "CN") -> int:
+    """Write the search result to CSV (UTF-8 with BOM) or XLSX by extension; returns rows."""
+    from modempool.importers import write_table
+
+    rows = search(db, query, region)
+    return write_table(path, COLUMNS, ([r.get(c) for c in COLUMNS] for r in rows))

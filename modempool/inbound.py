@@ -1,0 +1,106 @@
+"""What comes back from the modems: received SMS and delivery reports.
+
+For each event a modem reports, in this order:
+1. store it durably in the spool (a part of a long message waits in `inbound_parts` until its
+   siblings arrive, possibly out of order and across restarts);
+2. a delivery report is matched to the part and message it belongs to (by SIM, message
+   reference and recipient) and moves the message to delivered / failed;
+3. once a whole message is stored, the operator hooks (`modempool.hooks`) run;
+4. only then is it acknowledged to the modem, which deletes it from its storage.
+A crash between 1 and 4 leaves the SMS on the modem: it is read again and stored once
+(parts are unique per sender, reference and number).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from modempool.hooks import inbound_handlers
+
+log = logging.getLogger("modempool.inbound")
+
+
+class InboundStore:
+    """Stores what one or more modems receive, then runs the hooks and acknowledges."""
+
+    def __init__(self, spool: Any, config: Any,
+                 handlers: list[Callable[..., Any]] | None = None) -> None:
+        self.spool = spool
+        self.config = config
+        self.handlers = inbound_handlers(config) if handlers is None else handlers
+
+    async def handle(self, sim: str, modem: Any, event: Any) -> None:
+        """Store one InboundSms / StatusReport event from `modem` (SIM `sim`) and acknowledge it."""
+        from at_commands.events import InboundSms, StatusReport
+
+        if isinstance(event, InboundSms):
+            complete = self.store_sms(sim, event)
+            if complete is not None:
+                await self.run_hooks(complete)
+        elif isinstance(event, StatusReport):
+            self.store_report(sim, event)
+        else:
+            return
+        await modem.acknowledge(event)
+
+    def store_sms(self, sim: str, event: Any) -> Any | None:
+        """Store a received part; returns the inbound row when a whole message is now complete."""
+        decoded = event.decoded
+        if decoded is None:
+            log.warning("%s: could not decode a received PDU, kept as-is: %s", sim, event.pdu)
+            return self.spool.store_inbound("", event.pdu, sim=sim, received_at=_now(),
+                                            parts=1, complete=False)
+        sender = getattr(decoded, "sender", "") or ""
+        received_at = getattr(decoded, "timestamp", None) or _now()
+        text = decoded.text if isinstance(decoded.text, str) else bytes(decoded.text).hex()
+        concat = getattr(decoded, "concat", None)
+        if concat is None or concat.total <= 1:
+            row = self.spool.store_inbound(sender, text, sim=sim, received_at=received_at)
+        else:
+            row = self.spool.store_inbound_part(sim, sender, concat.reference, concat.total,
+                                                concat.seq, text, received_at=received_at)
+        if row is not None:
+            log.info("%s: SMS from %s stored (%s)", sim, sender, _short(text if concat is None
+                                                                         else _text_of(row)))
+        return row
+
+    def store_report(self, sim: str, event: Any) -> int | None:
+        """Match a delivery report to its part/message; returns the message id (None: unknown)."""
+        report = event.decoded
+        if report is None:
+            log.warning("%s: could not decode a status report: %s", sim, event.pdu)
+            return None
+        match = self.spool.store_delivery_report(
+            sim, report.message_reference, getattr(report, "recipient", None), report.status,
+            received_at=getattr(report, "discharge_time", None) or _now())
+        log.info("%s: delivery report for reference %s (status %s): message %s", sim,
+                 report.message_reference, report.status, match.message_id)
+        return match.message_id
+
+    async def run_hooks(self, inbound: Any) -> None:
+        """Call each operator handler; a failing handler is logged and never stops the pool."""
+        for handler in self.handlers:
+            try:
+                result = handler(self.spool, inbound, self.config)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("inbound handler %r failed", handler)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _text_of(row: Any) -> str:
+    if isinstance(row, dict):
+        return str(row.get("text", ""))
+    return str(getattr(row, "text", ""))
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."

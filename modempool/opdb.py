@@ -1,0 +1,55 @@
+"""Small helpers shared by the operator modules (contacts, campaigns, opt-outs...): time and transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+
+def now_iso(now: datetime | None = None) -> str:
+    """A time as fixed-width ISO-8601 UTC text (`2026-11-25T16:25:19.123Z`), the spool's format,
+    so that text comparison in SQL orders times correctly."""
+    moment = now or datetime.now(timezone.utc)
+    utc = moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """ISO-8601 text (naive = local time) to an aware datetime."""
+    if not text:
+        return None
+    moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def connection(db: Any) -> sqlite3.Connection:
+    """The sqlite3 connection behind an sqlite_utils Database (or a connection itself)."""
+    return getattr(db, "conn", db)
+
+
+@contextmanager
+def transaction(db: Any) -> Iterator[sqlite3.Connection]:
+    """One atomic write, whatever the connection's isolation level; nests inside an open one."""
+    conn = connection(db)
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+
+
+def ensure_schema(db: Any, schema: str) -> None:
+    """Create missing tables and indexes (statements `CREATE ... IF NOT EXISTS`, no `;` inside)."""
+    statements = [s.strip() for s in "\n".join(
+        line.split("--", 1)[0] for line in schema.splitlines()).split(";") if s.strip()]
+    with transaction(db) as conn:
+        for statement in statements:
+            conn.execute(statement)

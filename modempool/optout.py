@@ -1,0 +1,225 @@
+"""Opt-outs (退订) and the blacklist.
+
+An inbound reply whose whole text is an unsubscribe keyword (`TD`, `T`, `退订`, `N`, `STOP`,
+`UNSUBSCRIBE` by default; compared after NFKC, so `ＴＤ` and `td` match) puts the sender on the
+`optouts` list, and may be answered with a confirmation. Opted-out numbers never receive campaign or
+recurring messages; direct sends are allowed unless `[optout] block_direct = true`. Numbers on the
+`blacklist` receive nothing at all.
+
+```toml
+[optout]
+keywords = ["TD", "T", "退订", "N", "STOP", "UNSUBSCRIBE"]
+confirm = true
+confirm_text = "您已成功退订，将不再收到此类短信。"
+block_direct = false
+```
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modempool.errors import ConfigError, InvalidNumber, NotFound
+from modempool.numbers import normalise
+from modempool.opdb import ensure_schema, now_iso, transaction
+
+log = logging.getLogger("modempool.optout")
+
+DEFAULT_KEYWORDS = ("TD", "T", "退订", "N", "STOP", "UNSUBSCRIBE")
+DEFAULT_CONFIRM_TEXT = "您已成功退订，将不再收到此类短信。"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS optouts (
+    number TEXT PRIMARY KEY,
+    keyword TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT '',
+    inbound_id INTEGER,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blacklist (
+    number TEXT PRIMARY KEY,
+    reason TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+"""
+
+
+def fold(text: str) -> str:
+    """Compare form of a text: NFKC (full-width → ASCII), case-folded, without spaces and
+    punctuation around it (`ＴＤ。` → `td`)."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    return re.sub(r"^[\W_]+|[\W_]+$", "", folded.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutSettings:
+    keywords: tuple[str, ...] = DEFAULT_KEYWORDS
+    confirm: bool = False
+    confirm_text: str = DEFAULT_CONFIRM_TEXT
+    block_direct: bool = False
+
+    @classmethod
+    def from_config(cls, config: Any) -> OptOutSettings:
+        section = _raw(config).get("optout", {})
+        if not isinstance(section, dict):
+            raise ConfigError("[optout] must be a table")
+        keywords = section.get("keywords", DEFAULT_KEYWORDS)
+        if isinstance(keywords, str) or not all(isinstance(k, str) for k in keywords):
+            raise ConfigError("[optout] keywords must be a list of strings, e.g. [\"TD\", \"退订\"]")
+        return cls(tuple(keywords), bool(section.get("confirm", False)),
+                   str(section.get("confirm_text", DEFAULT_CONFIRM_TEXT)),
+                   bool(section.get("block_direct", False)))
+
+    def matches(self, text: str) -> str | None:
+        """The keyword that the whole text is, or None."""
+        folded = fold(text or "")
+        for keyword in self.keywords:
+            if folded == fold(keyword):
+                return keyword
+        return None
+
+
+def _raw(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    return config if isinstance(config, dict) else getattr(config, "raw", {}) or {}
+
+
+class OptOutList:
+    """The `optouts` and `blacklist` tables."""
+
+    def __init__(self, db: Any, region: str = "CN") -> None:
+        self.db = db
+        self.region = region
+        ensure_schema(db, SCHEMA)
+
+    def add(self, number: str, *, keyword: str = "", source: str = "manual",
+            inbound_id: int | None = None) -> bool:
+        """Opt a number out; True if it was not opted out before."""
+        e164 = normalise(number, self.region)
+        with transaction(self.db):
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO optouts (number, keyword, source, inbound_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?)", [e164, keyword, source, inbound_id, now_iso()])
+        return cur.rowcount == 1
+
+    def remove(self, number: str) -> None:
+        e164 = normalise(number, self.region)
+        with transaction(self.db):
+            if self.db.execute("DELETE FROM optouts WHERE number = ?", [e164]).rowcount == 0:
+                raise NotFound(f"{e164} is not opted out")
+
+    def is_opted_out(self, number: str) -> bool:
+        return self._has("optouts", number)
+
+    def is_blacklisted(self, number: str) -> bool:
+        return self._has("blacklist", number)
+
+    def _has(self, table: str, number: str) -> bool:
+        try:
+            e164 = normalise(number, self.region)
+        except InvalidNumber:
+            return False
+        return self.db.execute(f"SELECT 1 FROM {table} WHERE number = ?", [e164]).fetchone() is not None
+
+    def optouts(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT number, keyword, source, inbound_id, created_at FROM optouts"
+                              " ORDER BY created_at, number")
+        return [dict(zip(("number", "keyword", "source", "inbound_id", "created_at"), r))
+                for r in cur.fetchall()]
+
+    def blacklist(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT number, reason, created_at FROM blacklist ORDER BY number")
+        return [dict(zip(("number", "reason", "created_at"), r)) for r in cur.fetchall()]
+
+    def blocked_for_campaigns(self) -> set[str]:
+        """Numbers a campaign or recurring job must skip: opted out or blacklisted."""
+        cur = self.db.execute("SELECT number FROM optouts UNION SELECT number FROM blacklist")
+        return {r[0] for r in cur.fetchall()}
+
+    def add_to_blacklist(self, numbers: Iterable[str], reason: str = "") -> int:
+        e164s = [normalise(n, self.region) for n in numbers]
+        with transaction(self.db):
+            for e164 in e164s:
+                self.db.execute("INSERT OR REPLACE INTO blacklist (number, reason, created_at)"
+                                " VALUES (?, ?, ?)", [e164, reason, now_iso()])
+        return len(e164s)
+
+    def remove_from_blacklist(self, number: str) -> None:
+        e164 = normalise(number, self.region)
+        with transaction(self.db):
+            if self.db.execute("DELETE FROM blacklist WHERE number = ?", [e164]).rowcount == 0:
+                raise NotFound(f"{e164} is not on the blacklist")
+
+    def import_blacklist(self, path: str | Path, *, reason: str = "imported",
+                         mapping: dict[str, str] | None = None, skip_rejected: bool = False):
+        """Add every number of a CSV/XLSX/TXT file, all-or-nothing like contact import."""
+        from modempool.importers import ImportRejected, ImportReport, check_rows, read_table
+
+        report = check_rows(read_table(path), mapping, region=self.region, path=str(path))
+        if report.rejected and not skip_rejected:
+            raise ImportRejected(report)
+        count = self.add_to_blacklist([r.number for r in report.accepted], reason)
+        return ImportReport(report.path, report.format, report.encoding, report.accepted,
+                            report.rejected, imported=count)
+
+    def export(self, path: str | Path, which: str = "blacklist") -> int:
+        from modempool.importers import write_table
+
+        rows = self.blacklist() if which == "blacklist" else self.optouts()
+        headers = list(rows[0]) if rows else (["number", "reason", "created_at"]
+                                              if which == "blacklist" else ["number", "keyword"])
+        return write_table(path, headers, ([r[h] for h in headers] for r in rows))
+
+
+def may_send_direct(db: Any, number: str, config: Any = None) -> tuple[bool, str]:
+    """Whether a direct (non-campaign) send to `number` is allowed, and why not.
+
+    For `modempool send`: blacklisted numbers never; opted-out numbers only when
+    `[optout] block_direct` is false (the default, so transactional notices still reach them).
+    """
+    book = OptOutList(db)
+    if book.is_blacklisted(number):
+        return False, "number is on the blacklist"
+    if OptOutSettings.from_config(config).block_direct and book.is_opted_out(number):
+        return False, "number has opted out and [optout] block_direct is set"
+    return True, ""
+
+
+def field_of(message: Any, name: str, default: Any = None) -> Any:
+    """Read a field of an inbound message given as a dict, row or dataclass."""
+    if isinstance(message, dict):
+        return message.get(name, default)
+    return getattr(message, name, default)
+
+
+def make_optout_handler(config: Any):
+    """The inbound handler: opt the sender out on a keyword reply, and confirm if configured."""
+    settings = OptOutSettings.from_config(config)
+
+    def handle_optout(spool: Any, message: Any, _config: Any = None) -> bool:
+        keyword = settings.matches(field_of(message, "text", ""))
+        if keyword is None:
+            return False
+        sender = field_of(message, "sender", "")
+        inbound_id = field_of(message, "id")
+        try:
+            added = OptOutList(spool.db).add(sender, keyword=keyword, source="reply",
+                                             inbound_id=inbound_id)
+        except InvalidNumber:
+            log.info("opt-out keyword %r from %r, which is not a phone number", keyword, sender)
+            return False
+        log.info("%s opted out with %r", sender, keyword)
+        if added and settings.confirm:
+            sim = field_of(message, "sim")
+            spool.enqueue(sender, settings.confirm_text, client_id=f"optout-confirm:{inbound_id}",
+                          sims=[sim] if sim else None)
+        return True
+
+    return handle_optout

@@ -1,0 +1,366 @@
+"""The send side of the spool: leases, part records and the transitions a dispatcher makes.
+
+A dispatcher (i) claims a message for one SIM with a lease, (ii) before writing each PDU
+to the modem records `mark_part_writing` durably, (iii) records each part's message
+reference with `mark_part_sent`, and (iv) ends the attempt with `mark_sent`, `requeue`,
+`mark_failed` or `mark_ambiguous`. Because (ii) is committed before the PDU leaves, a
+crash at any instant can be told apart afterwards: see `recover_leases`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from modempool.spool_model import LeaseLost, Message, MessageState, Recovery, to_text, utcnow
+
+if TYPE_CHECKING:
+    from modempool.spool import Spool
+
+_CANDIDATES = """
+SELECT * FROM messages
+WHERE state = 'queued' AND held = 0
+  AND (not_before IS NULL OR not_before <= :now)
+  AND (sims IS NULL OR EXISTS (SELECT 1 FROM json_each(messages.sims) WHERE value = :sim))
+  {extra}
+ORDER BY priority DESC, id
+LIMIT :limit OFFSET :offset
+"""
+
+_FINISH = """
+UPDATE messages SET state = :state, error = :error, lease_owner = NULL, lease_until = NULL,
+    updated_at = :now {extra}
+WHERE id = :id AND state = 'sending' {owner}
+"""
+
+
+class ClaimMixin:
+    """Claiming and send-side transitions (mixed into `Spool`)."""
+
+    def expire_due(self: Spool, now: datetime | None = None) -> list[int]:
+        """Move queued messages whose expiry has passed to EXPIRED; returns their ids."""
+        now_text = to_text(now or utcnow())
+        with self._tx() as conn:
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "UPDATE messages INDEXED BY messages_expiry SET state = 'expired', error = 'expired before it could be sent', "
+                    "updated_at = ? WHERE state = 'queued' AND expires_at IS NOT NULL "
+                    "AND expires_at <= ? RETURNING id",
+                    (now_text, now_text),
+                )
+            ]
+            for message_id in ids:
+                self._event("expired", message_id, now=now_text)
+        return ids
+
+    def claim_next(
+        self: Spool,
+        sim: str,
+        lease_owner: str,
+        lease_seconds: float = 300.0,
+        now: datetime | None = None,
+        allowed: Callable[[Message], bool] | None = None,
+        *,
+        prefixes: Sequence[str] | None = None,
+        quiet: bool = False,
+        honour_avoid: bool = True,
+        scan_limit: int = 256,
+    ) -> Message | None:
+        """Lease the next message this SIM may send, or None when there is none.
+
+        Order: priority (higher first), then FIFO. Skipped: held, not yet due (`not_before`),
+        restricted to other SIMs (`sims`), not matching `prefixes` (E.164 prefixes, in SQL),
+        refused by `allowed(message)` (checked on at most `scan_limit` candidates),
+        flagged `quiet_hours` when `quiet` is true, and (if `honour_avoid`) messages that
+        failed on this SIM and asked for another. Expired messages become EXPIRED first.
+        The claim is `UPDATE ... WHERE id = ? AND state = 'queued'` inside an immediate
+        transaction, so two dispatchers never get the same message.
+        """
+        moment = now or utcnow()
+        now_text = to_text(moment)
+        until = to_text(moment + timedelta(seconds=lease_seconds))
+        extra, params = [], {"now": now_text, "sim": sim}
+        if prefixes:
+            ors = []
+            for index, prefix in enumerate(prefixes):
+                params[f"p{index}"] = prefix
+                ors.append(f"substr(to_number, 1, {len(prefix)}) = :p{index}")
+            extra.append("AND (" + " OR ".join(ors) + ")")
+        if quiet:
+            extra.append("AND quiet_hours = 0")
+        if honour_avoid:
+            extra.append("AND (avoid_sim IS NULL OR avoid_sim != :sim)")
+        sql = _CANDIDATES.format(extra="\n  ".join(extra))
+        with self._tx() as conn:
+            self.expire_due(moment)
+            offset, page = 0, 1 if allowed is None else 32
+            while offset < max(scan_limit, 1):
+                rows = self._rows(sql, {**params, "limit": page, "offset": offset})
+                for row in rows:
+                    message = Message.from_row(row)
+                    if allowed is not None and not allowed(message):
+                        continue
+                    claimed = conn.execute(
+                        "UPDATE messages SET state = 'sending', sim = ?, lease_owner = ?, "
+                        "lease_until = ?, attempts = attempts + 1, updated_at = ? "
+                        "WHERE id = ? AND state = 'queued'",
+                        (sim, lease_owner, until, now_text, message.id),
+                    )
+                    if claimed.rowcount == 1:
+                        return self._message(message.id)
+                if len(rows) < page or allowed is None:
+                    return None
+                offset += page
+        return None
+
+    # ---- used by the dispatcher (dispatcher engineer): it picks the SIM, then claims by id ----
+    def dispatchable(self: Spool, now: datetime | None = None, limit: int = 64) -> list[Message]:
+        """Queued messages that are due (not held, not before `now`), best first; read only."""
+        rows = self._rows(
+            "SELECT * FROM messages WHERE state = 'queued' AND held = 0 "
+            "AND (not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, id LIMIT ?",
+            (to_text(now or utcnow()), limit),
+        )
+        return [Message.from_row(row) for row in rows]
+
+    def claim(self: Spool, message_id: int, sim: str, lease_owner: str,
+              lease_seconds: float = 300.0, now: datetime | None = None) -> Message | None:
+        """Lease message `message_id` for `sim` if it is still queued (conditional UPDATE)."""
+        moment = now or utcnow()
+        now_text = to_text(moment)
+        with self._tx() as conn:
+            claimed = conn.execute(
+                "UPDATE messages SET state = 'sending', sim = ?, lease_owner = ?, lease_until = ?, "
+                "attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'queued' "
+                "AND held = 0",
+                (sim, lease_owner, to_text(moment + timedelta(seconds=lease_seconds)), now_text,
+                 message_id),
+            )
+            return self._message(message_id) if claimed.rowcount == 1 else None
+
+    def renew_lease(self: Spool, message_id: int, lease_owner: str, lease_seconds: float) -> None:
+        """Extend a lease (a long multipart send); LeaseLost if it is no longer ours."""
+        until = to_text(utcnow() + timedelta(seconds=lease_seconds))
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE messages SET lease_until = ? WHERE id = ? AND state = 'sending' "
+                "AND lease_owner = ?",
+                (until, message_id, lease_owner),
+            )
+            if cur.rowcount != 1:
+                raise LeaseLost(f"message {message_id} is no longer leased to {lease_owner}")
+
+    def mark_part_writing(
+        self: Spool,
+        message_id: int,
+        seq: int,
+        total: int | None = None,
+        *,
+        lease_owner: str | None = None,
+    ) -> None:
+        """Record, durably, that part `seq` is about to be written to the modem.
+
+        Call it before writing each PDU: after a crash this marker is what says the part
+        may have left. With `lease_owner`, raises LeaseLost if the lease was recovered.
+        """
+        now = to_text(utcnow())
+        with self._tx() as conn:
+            owner_sql = " AND lease_owner = ?" if lease_owner is not None else ""
+            row = conn.execute(
+                "SELECT attempts, sim FROM messages WHERE id = ? AND state = 'sending'" + owner_sql,
+                (message_id, lease_owner) if lease_owner is not None else (message_id,),
+            ).fetchone()
+            if row is None:
+                raise LeaseLost(f"message {message_id} is not being sent by {lease_owner or 'anyone'}")
+            conn.execute(
+                "INSERT INTO parts (message_id, seq, total, attempt, sim, state, writing_at) "
+                "VALUES (?, ?, ?, ?, ?, 'writing', ?) "
+                "ON CONFLICT (message_id, seq) DO UPDATE SET total = excluded.total, "
+                "attempt = excluded.attempt, sim = excluded.sim, state = 'writing', "
+                "writing_at = excluded.writing_at, reference = NULL, message_reference = NULL, "
+                "sent_at = NULL, status = NULL, status_at = NULL",
+                (message_id, seq, total, row[0], row[1], now),
+            )
+            if total is not None:
+                conn.execute("UPDATE messages SET parts_total = ? WHERE id = ?", (total, message_id))
+
+    def mark_part_sent(
+        self: Spool,
+        message_id: int,
+        seq: int,
+        reference: int | None,
+        message_reference: int | None,
+        now: datetime | None = None,
+    ) -> None:
+        """Record that part `seq` was accepted (+CMGS gave `message_reference`); counts it
+        for the SIM's per-minute/day/month limits."""
+        moment = now or utcnow()
+        now_text = to_text(moment)
+        with self._tx() as conn:
+            row = conn.execute(
+                "UPDATE parts SET state = 'sent', reference = ?, message_reference = ?, sent_at = ? "
+                "WHERE message_id = ? AND seq = ? AND state != 'sent' RETURNING sim",
+                (reference, message_reference, now_text, message_id, seq),
+            ).fetchall()
+            if not row:
+                exists = conn.execute(
+                    "SELECT 1 FROM parts WHERE message_id = ? AND seq = ?", (message_id, seq)
+                ).fetchone()
+                if exists is None:
+                    raise LeaseLost(
+                        f"part {seq} of message {message_id} was never marked as writing"
+                    )
+                return  # already recorded: do not count twice
+            if row[0][0]:
+                self._count_sent(conn, row[0][0], 1, moment)
+
+    def mark_sent(self: Spool, message_id: int, *, lease_owner: str | None = None) -> bool:
+        """End a successful attempt: SENT (or DELIVERED if every report is already in)."""
+        now = to_text(utcnow())
+        with self._tx() as conn:
+            ok = self._finish(conn, message_id, MessageState.SENT, None, now, lease_owner,
+                              extra=", sent_at = :now")
+            if ok:
+                self._event("sent", message_id, now=now)
+                self._deliver_if_complete(conn, message_id, now)
+            return ok
+
+    def mark_failed(self: Spool, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:
+        """End an attempt for good: FAILED with `error` (a permanent error, or retries used up)."""
+        now = to_text(utcnow())
+        with self._tx() as conn:
+            ok = self._finish(conn, message_id, MessageState.FAILED, error, now, lease_owner)
+            if ok:
+                conn.execute(
+                    "UPDATE parts SET state = 'failed' WHERE message_id = ? AND state = 'writing'",
+                    (message_id,),
+                )
+                self._event("failed", message_id, detail=error, now=now)
+            return ok
+
+    def mark_ambiguous(self: Spool, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:
+        """End an attempt whose outcome is unknown: AMBIGUOUS, never resent automatically."""
+        now = to_text(utcnow())
+        with self._tx() as conn:
+            ok = self._finish(conn, message_id, MessageState.AMBIGUOUS, error, now, lease_owner)
+            if ok:
+                conn.execute(
+                    "UPDATE parts SET state = 'ambiguous' WHERE message_id = ? AND state = 'writing'",
+                    (message_id,),
+                )
+                self._event("ambiguous", message_id, detail=error, now=now)
+            return ok
+
+    def requeue(
+        self: Spool,
+        message_id: int,
+        error: str | None,
+        not_before: datetime | None = None,
+        *,
+        avoid_sim: str | None = None,
+        lease_owner: str | None = None,
+    ) -> bool:
+        """Give a message back to the queue after a temporary error (retry with backoff).
+
+        `avoid_sim` asks claimers to prefer another SIM (failover); `claim_next(...,
+        honour_avoid=False)` still lets that SIM take it when it is the only one.
+        Parts marked writing in this attempt become failed: the modem refused them.
+        """
+        now = to_text(utcnow())
+        with self._tx() as conn:
+            ok = self._finish(
+                conn, message_id, MessageState.QUEUED, error, now, lease_owner,
+                extra=", not_before = :not_before, avoid_sim = :avoid_sim",
+                not_before=to_text(not_before), avoid_sim=avoid_sim,
+            )
+            if ok:
+                conn.execute(
+                    "UPDATE parts SET state = 'failed' WHERE message_id = ? AND state = 'writing'",
+                    (message_id,),
+                )
+                self._event("requeued", message_id, sim=avoid_sim,
+                            detail={"error": error, "not_before": to_text(not_before)}, now=now)
+            return ok
+
+    def _finish(self, conn, message_id, state, error, now, lease_owner, extra="", **more) -> bool:
+        owner = "AND lease_owner = :owner" if lease_owner is not None else ""
+        cur = conn.execute(
+            _FINISH.format(extra=extra, owner=owner),
+            {"state": state.value, "error": error, "now": now, "id": message_id,
+             "owner": lease_owner, **more},
+        )
+        return cur.rowcount == 1
+
+    def recover_leases(
+        self: Spool,
+        owner: str | None = None,
+        *,
+        include_live: bool = False,
+        now: datetime | None = None,
+    ) -> Recovery:
+        """Settle messages left in SENDING by a dispatcher that stopped or crashed.
+
+        Which: those leased by `owner` (any lease of that owner), or with `owner=None`
+        those whose lease has run out (`include_live=True`: every SENDING message, for the
+        single daemon starting up). The rule, per message, from the parts of its current
+        attempt:
+        - no part marked writing → nothing left for the modem: QUEUED again (attempt not counted);
+        - every part sent (a message reference for each of `total`) → SENT;
+        - otherwise some PDU may have been written → AMBIGUOUS (never resent automatically).
+        """
+        now_text = to_text(now or utcnow())
+        where, params = ["state = 'sending'"], []
+        if owner is not None:
+            where.append("lease_owner = ?")
+            params.append(owner)
+        elif not include_live:
+            where.append("(lease_until IS NULL OR lease_until <= ?)")
+            params.append(now_text)
+        requeued, ambiguous, sent = [], [], []
+        with self._tx() as conn:
+            leased = conn.execute(
+                f"SELECT id, attempts, parts_total, sim FROM messages WHERE {' AND '.join(where)}",
+                params,
+            ).fetchall()
+            for message_id, attempt, parts_total, sim in leased:
+                states = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT state FROM parts WHERE message_id = ? AND attempt = ?",
+                        (message_id, attempt),
+                    )
+                ]
+                written = [s for s in states if s != "failed"]
+                if not written:
+                    conn.execute(
+                        "UPDATE messages SET state = 'queued', attempts = max(attempts - 1, 0), "
+                        "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+                        (now_text, message_id),
+                    )
+                    requeued.append(message_id)
+                    self._event("lease-recovered", message_id, sim, "queued", now_text)
+                elif parts_total and states.count("sent") == parts_total == len(states):
+                    conn.execute(
+                        "UPDATE messages SET state = 'sent', sent_at = ?, lease_owner = NULL, "
+                        "lease_until = NULL, updated_at = ? WHERE id = ?",
+                        (now_text, now_text, message_id),
+                    )
+                    sent.append(message_id)
+                    self._event("lease-recovered", message_id, sim, "sent", now_text)
+                else:
+                    error = "the dispatcher stopped after a PDU may have been written to the modem"
+                    conn.execute(
+                        "UPDATE messages SET state = 'ambiguous', error = ?, lease_owner = NULL, "
+                        "lease_until = NULL, updated_at = ? WHERE id = ?",
+                        (error, now_text, message_id),
+                    )
+                    conn.execute(
+                        "UPDATE parts SET state = 'ambiguous' WHERE message_id = ? AND attempt = ? "
+                        "AND state = 'writing'",
+                        (message_id, attempt),
+                    )
+                    ambiguous.append(message_id)
+                    self._event("lease-recovered", message_id, sim, "ambiguous", now_text)
+        return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent))

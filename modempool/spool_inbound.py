@@ -1,0 +1,269 @@
+"""What comes back from the modems: inbound SMS, their parts, and delivery reports.
+
+Parts of a concatenated SMS are kept in `inbound_parts` until all have arrived (across
+restarts); the complete text then becomes one `inbound` row. A delivery report is matched
+to the part it belongs to by (SIM, message reference, recipient); the message becomes
+DELIVERED when every part of its last attempt is.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from modempool.errors import InvalidNumber
+from modempool.numbers import normalise
+from modempool.spool_model import from_text, to_text, utcnow
+
+if TYPE_CHECKING:
+    from modempool.spool import Spool
+
+MISSING_PART = "…"  # stands in for a part that never arrived
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One row of `inbound`: a complete (or given-up-on) received SMS."""
+
+    id: int
+    sender: str
+    sim: str | None
+    text: str
+    received_at: datetime
+    parts: int = 1
+    complete: bool = True
+    read: bool = False
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> InboundMessage:
+        return cls(row["id"], row["sender"], row["sim"], row["text"],
+                   from_text(row["received_at"]), row["parts"], bool(row["complete"]),
+                   bool(row["read"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "sender": self.sender, "sim": self.sim, "text": self.text,
+                "received_at": to_text(self.received_at), "parts": self.parts,
+                "complete": self.complete, "read": self.read}
+
+
+@dataclass(frozen=True, slots=True)
+class ReportMatch:
+    """Where a stored delivery report went: its row, and the part/message it matched."""
+
+    report_id: int
+    part_id: int | None
+    message_id: int | None
+    message_state: str | None
+
+
+def delivery_outcome(status: int) -> tuple[bool, bool]:
+    """(delivered, final) for a TP-Status value (TS 23.040 9.2.3.15)."""
+    if status < 0x20:
+        return True, True       # short message transaction completed
+    if status < 0x40:
+        return False, False     # temporary error, the SC is still trying
+    return False, True          # permanent error, or temporary error the SC gave up on
+
+
+class InboundMixin:
+    """Inbound storage helpers (mixed into `Spool`)."""
+
+    def _sender(self: Spool, sender: str) -> str:
+        """E.164 when the sender is a phone number; short codes and names stay as given."""
+        try:
+            return normalise(sender, self.region)
+        except InvalidNumber:
+            return sender.strip()
+
+    def _insert_inbound(self, conn, sender, sim, text, received_at, parts, complete) -> InboundMessage:
+        now = to_text(utcnow())
+        cur = conn.execute(
+            "INSERT INTO inbound (sender, sim, text, received_at, stored_at, parts, complete) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (sender, sim, text, received_at or now, now, parts, 1 if complete else 0),
+        )
+        return InboundMessage(cur.lastrowid, sender, sim, text, from_text(received_at or now),
+                              parts, complete, False)
+
+    def store_inbound(
+        self: Spool,
+        sender: str,
+        text: str,
+        *,
+        sim: str | None = None,
+        received_at: datetime | None = None,
+        parts: int = 1,
+        complete: bool = True,
+    ) -> InboundMessage:
+        """Store a complete received SMS (a single part, or already reassembled)."""
+        with self._tx() as conn:
+            return self._insert_inbound(conn, self._sender(sender), sim, text,
+                                        to_text(received_at), parts, complete)
+
+    def store_inbound_part(
+        self: Spool,
+        sim: str,
+        sender: str,
+        reference: int,
+        total: int,
+        seq: int,
+        text: str,
+        *,
+        received_at: datetime | None = None,
+    ) -> InboundMessage | None:
+        """Keep one part of a concatenated SMS; returns the message once all parts are in.
+
+        A part seen twice (the modem re-reported it) is stored once.
+        """
+        sender = self._sender(sender)
+        key = (sim, sender, reference, total)
+        now = to_text(utcnow())
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO inbound_parts (sim, sender, reference, total, seq, text, "
+                "received_at, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*key, seq, text, to_text(received_at) or now, now),
+            )
+            rows = conn.execute(
+                "SELECT seq, text, received_at FROM inbound_parts WHERE sim = ? AND sender = ? "
+                "AND reference = ? AND total = ? ORDER BY seq",
+                key,
+            ).fetchall()
+            if len(rows) < total:
+                return None
+            conn.execute(
+                "DELETE FROM inbound_parts WHERE sim = ? AND sender = ? AND reference = ? AND total = ?",
+                key,
+            )
+            return self._insert_inbound(conn, sender, sim, "".join(r[1] for r in rows),
+                                        min(r[2] for r in rows), total, True)
+
+    def flush_inbound_parts(self: Spool, older_than: timedelta, now: datetime | None = None) -> list[InboundMessage]:
+        """Give up waiting for missing parts stored more than `older_than` ago: store what
+        arrived as an incomplete message (missing parts shown as '…')."""
+        cutoff = to_text((now or utcnow()) - older_than)
+        out = []
+        with self._tx() as conn:
+            groups = conn.execute(
+                "SELECT sim, sender, reference, total FROM inbound_parts "
+                "GROUP BY sim, sender, reference, total HAVING min(stored_at) <= ?",
+                (cutoff,),
+            ).fetchall()
+            for key in groups:
+                rows = {r[0]: r for r in conn.execute(
+                    "SELECT seq, text, received_at FROM inbound_parts WHERE sim = ? AND sender = ? "
+                    "AND reference = ? AND total = ?", tuple(key))}
+                text = "".join(rows[s][1] if s in rows else MISSING_PART for s in range(1, key[3] + 1))
+                conn.execute(
+                    "DELETE FROM inbound_parts WHERE sim = ? AND sender = ? AND reference = ? "
+                    "AND total = ?", tuple(key))
+                out.append(self._insert_inbound(conn, key[1], key[0], text,
+                                                min(r[2] for r in rows.values()), key[3], False))
+        return out
+
+    def pending_inbound_parts(self: Spool) -> list[dict[str, Any]]:
+        """Parts still waiting for their siblings."""
+        return [dict(r) for r in self._rows("SELECT * FROM inbound_parts ORDER BY id")]
+
+    def inbound(
+        self: Spool,
+        since: datetime | None = None,
+        sender: str | None = None,
+        limit: int | None = None,
+        *,
+        unread: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Received messages, oldest first (the last `limit` of them)."""
+        where, params = [], []
+        if since is not None:
+            where.append("received_at >= ?")
+            params.append(to_text(since))
+        if sender is not None:
+            where.append("sender = ?")
+            params.append(self._sender(sender))
+        if unread:
+            where.append("read = 0")
+        sql = "SELECT * FROM inbound" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY received_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = self._rows(sql, params)
+        return [InboundMessage.from_row(r).to_dict() for r in reversed(rows)]
+
+    def mark_read(self: Spool, ids: list[int]) -> None:
+        with self._tx() as conn:
+            conn.executemany("UPDATE inbound SET read = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def store_delivery_report(
+        self: Spool,
+        sim: str | None,
+        message_reference: int,
+        recipient: str | None,
+        status: int,
+        *,
+        delivered: bool | None = None,
+        final: bool | None = None,
+        received_at: datetime | None = None,
+    ) -> ReportMatch:
+        """Store a status report and apply it to the part (latest with this SIM, message
+        reference and recipient) and message it belongs to.
+
+        A delivered report on every part makes the message DELIVERED; a final failure makes a
+        SENT message FAILED ("not delivered"). Unmatched reports are kept with no part.
+        """
+        ok, done = delivery_outcome(status)
+        delivered = ok if delivered is None else delivered
+        final = done if final is None else final
+        recipient_e164 = self._sender(recipient) if recipient else None
+        now = to_text(received_at or utcnow())
+        with self._tx() as conn:
+            sql = (
+                "SELECT parts.id, parts.message_id FROM parts JOIN messages ON messages.id = parts.message_id "
+                "WHERE parts.message_reference = ? AND parts.sent_at IS NOT NULL "
+                + ("AND parts.sim = ? " if sim is not None else "")
+                + ("AND messages.to_number = ? " if recipient_e164 else "")
+                + "ORDER BY parts.sent_at DESC, parts.id DESC LIMIT 1"
+            )
+            params = [message_reference] + ([sim] if sim is not None else []) + (
+                [recipient_e164] if recipient_e164 else [])
+            match = conn.execute(sql, params).fetchone()
+            part_id, message_id = (match[0], match[1]) if match else (None, None)
+            report_id = conn.execute(
+                "INSERT INTO delivery_reports (sim, message_reference, recipient, status, delivered, "
+                "final, received_at, part_id, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (sim, message_reference, recipient_e164 or recipient, status, int(delivered),
+                 int(final), now, part_id, message_id),
+            ).lastrowid
+            state = None
+            if part_id is not None:
+                part_state = "delivered" if delivered else ("undelivered" if final else "sent")
+                conn.execute("UPDATE parts SET state = ?, status = ?, status_at = ? WHERE id = ?",
+                             (part_state, status, now, part_id))
+                if delivered:
+                    self._deliver_if_complete(conn, message_id, now)
+                elif final:
+                    conn.execute(
+                        "UPDATE messages SET state = 'failed', error = ?, updated_at = ? "
+                        "WHERE id = ? AND state = 'sent'",
+                        (f"not delivered (status 0x{status:02X})", now, message_id),
+                    )
+                self._event("delivery-report", message_id, sim,
+                            {"status": status, "delivered": delivered, "part_id": part_id}, now)
+                state = conn.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()[0]
+        return ReportMatch(report_id, part_id, message_id, state)
+
+    def _deliver_if_complete(self, conn: sqlite3.Connection, message_id: int, now: str) -> bool:
+        """SENT → DELIVERED when every part of the last attempt has a delivered report."""
+        cur = conn.execute(
+            "UPDATE messages SET state = 'delivered', delivered_at = ?, updated_at = ? "
+            "WHERE id = ? AND state = 'sent' AND NOT EXISTS ("
+            "  SELECT 1 FROM parts WHERE parts.message_id = messages.id "
+            "  AND parts.attempt = messages.attempts AND parts.state != 'delivered') "
+            "AND (SELECT count(*) FROM parts WHERE parts.message_id = messages.id "
+            "  AND parts.attempt = messages.attempts) = coalesce(parts_total, 1)",
+            (now, now, message_id),
+        )
+        return cur.rowcount == 1

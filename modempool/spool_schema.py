@@ -1,0 +1,175 @@
+"""The spool's tables, written out so that a reader of the SQLite file sees the same names.
+
+Open the file with `sqlite-utils` or Datasette: `messages` holds one row per SMS, `parts` one
+row per PDU written to a modem, `inbound`/`inbound_parts` what came back, `delivery_reports`
+the status reports, `sims` each SIM's status and counters, `events` an audit log.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id           INTEGER PRIMARY KEY,
+    client_id    TEXT UNIQUE,            -- idempotency key given by the sender
+    to_number    TEXT NOT NULL,          -- E.164
+    text         TEXT NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'queued' CHECK (state IN
+                 ('queued','sending','sent','delivered','failed','expired','cancelled','ambiguous')),
+    sim          TEXT,                   -- SIM that carried (or last tried) it
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    priority     INTEGER NOT NULL DEFAULT 0,   -- higher goes first
+    not_before   TEXT,
+    expires_at   TEXT,
+    campaign_id  INTEGER,
+    quiet_hours  INTEGER NOT NULL DEFAULT 0,   -- 1: do not send during quiet hours
+    sims         TEXT,                   -- JSON list of SIM names allowed, NULL = any
+    held         INTEGER NOT NULL DEFAULT 0,   -- 1: paused (campaign on hold)
+    avoid_sim    TEXT,                   -- failover: prefer another SIM than this one
+    error        TEXT,
+    parts_total  INTEGER,
+    lease_owner  TEXT,
+    lease_until  TEXT,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    sent_at      TEXT,
+    delivered_at TEXT
+);
+-- The claim walks this index in order (priority, then FIFO) and stops at the first eligible row.
+CREATE INDEX IF NOT EXISTS messages_claim ON messages (state, held, priority DESC, id);
+CREATE INDEX IF NOT EXISTS messages_expiry ON messages (expires_at)
+    WHERE state = 'queued' AND expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_campaign ON messages (campaign_id, state);
+CREATE INDEX IF NOT EXISTS messages_to ON messages (to_number, id);
+
+CREATE TABLE IF NOT EXISTS parts (
+    id                INTEGER PRIMARY KEY,
+    message_id        INTEGER NOT NULL REFERENCES messages (id),
+    seq               INTEGER NOT NULL,     -- 1-based part number
+    total             INTEGER,
+    attempt           INTEGER NOT NULL,     -- messages.attempts when it was written
+    reference         INTEGER,              -- concatenation reference (UDH)
+    message_reference INTEGER,              -- TP-MR returned by +CMGS
+    sim               TEXT,
+    state             TEXT NOT NULL CHECK (state IN
+                      ('writing','sent','failed','ambiguous','delivered','undelivered')),
+    writing_at        TEXT,                 -- set durably before the PDU goes to the modem
+    sent_at           TEXT,
+    status            INTEGER,              -- TP-Status of the delivery report
+    status_at         TEXT,
+    UNIQUE (message_id, seq)
+);
+CREATE INDEX IF NOT EXISTS parts_report ON parts (sim, message_reference, sent_at);
+CREATE INDEX IF NOT EXISTS parts_sim_sent ON parts (sim, sent_at);
+
+CREATE TABLE IF NOT EXISTS inbound (
+    id          INTEGER PRIMARY KEY,
+    sender      TEXT NOT NULL,
+    sim         TEXT,
+    text        TEXT NOT NULL,
+    received_at TEXT NOT NULL,   -- service centre time stamp when known
+    stored_at   TEXT NOT NULL,
+    parts       INTEGER NOT NULL DEFAULT 1,
+    complete    INTEGER NOT NULL DEFAULT 1,   -- 0: some parts never arrived
+    read        INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS inbound_received ON inbound (received_at);
+CREATE INDEX IF NOT EXISTS inbound_sender ON inbound (sender, received_at);
+
+CREATE TABLE IF NOT EXISTS inbound_parts (
+    id          INTEGER PRIMARY KEY,
+    sim         TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    reference   INTEGER NOT NULL,
+    total       INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    text        TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    stored_at   TEXT NOT NULL,
+    UNIQUE (sim, sender, reference, total, seq)
+);
+
+CREATE TABLE IF NOT EXISTS delivery_reports (
+    id                INTEGER PRIMARY KEY,
+    sim               TEXT,
+    message_reference INTEGER NOT NULL,
+    recipient         TEXT,
+    status            INTEGER NOT NULL,
+    delivered         INTEGER NOT NULL,
+    final             INTEGER NOT NULL DEFAULT 1,
+    received_at       TEXT NOT NULL,
+    part_id           INTEGER REFERENCES parts (id),
+    message_id        INTEGER REFERENCES messages (id)
+);
+
+CREATE TABLE IF NOT EXISTS sims (
+    name              TEXT PRIMARY KEY,
+    port              TEXT,
+    imsi              TEXT,
+    iccid             TEXT,
+    msisdn            TEXT,
+    operator          TEXT,
+    state             TEXT,
+    signal            INTEGER,
+    sent_today        INTEGER NOT NULL DEFAULT 0,
+    day               TEXT,          -- local date sent_today counts for
+    sent_month        INTEGER NOT NULL DEFAULT 0,
+    month             TEXT,          -- local YYYY-MM sent_month counts for
+    sent_total        INTEGER NOT NULL DEFAULT 0,
+    errors            INTEGER NOT NULL DEFAULT 0,
+    last_error        TEXT,
+    quarantined_until TEXT,
+    updated_at        TEXT
+);
+
+CREATE TABLE IF NOT EXISTS events (
+    id         INTEGER PRIMARY KEY,
+    time       TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    message_id INTEGER,
+    sim        TEXT,
+    detail     TEXT
+);
+CREATE INDEX IF NOT EXISTS events_message ON events (message_id);
+"""
+
+SIM_COLUMNS = frozenset(
+    {
+        "port", "imsi", "iccid", "msisdn", "operator", "state", "signal", "sent_today", "day",
+        "sent_month", "month", "sent_total", "errors", "last_error", "quarantined_until",
+    }
+)
+
+SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
+
+
+def connect(path: str | Path, *, busy_timeout: float = 30.0, synchronous: str = "full") -> sqlite3.Connection:
+    """Open (creating if needed) the spool file in WAL mode with its tables.
+
+    The connection is in autocommit mode: the spool opens explicit `BEGIN IMMEDIATE`
+    transactions so that a claim (read + conditional update) holds the write lock throughout.
+    """
+    if synchronous.lower() not in SYNCHRONOUS_MODES:
+        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    conn.execute("BEGIN IMMEDIATE")
+    for statement in _statements(SCHEMA):
+        conn.execute(statement)
+    conn.execute("COMMIT")
+    return conn
+
+
+def _statements(script: str) -> list[str]:
+    """Split SCHEMA into statements (it has no semicolons inside strings)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

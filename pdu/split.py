@@ -1,0 +1,184 @@
+"""Where a message is split into parts, and what it costs (TS 23.040 9.2.3.24.1, TS 23.038)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .alphabet import EIGHT_BIT, GSM7_DEFAULT, UCS2, Alphabet, Encoding, coerce_alphabet
+from .errors import PduError
+from .gsm7 import DEFAULT_CHARSET, ESC
+from .national import charset, combinations, national_repertoire
+
+MAX_USER_DATA = 140  # octets of TP-UD in one SMS
+CONCAT8_IE = 5  # IEI 0x00: iei, length, reference, total, seq
+CONCAT16_IE = 6  # IEI 0x08: iei, length, reference(2), total, seq
+SHIFT_IE = 3  # IEI 0x24 / 0x25: iei, length, language
+PORTS16_IE = 6  # IEI 0x05: iei, length, dest(2), src(2)
+MAX_PARTS = 255
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How a message goes out: its encoding, and each part's payload.
+
+    GSM-7 payloads are septets one per byte (escape pairs included); others are octets.
+    """
+
+    encoding: Encoding
+    payloads: tuple[bytes, ...]
+    units: int  # septets / octets / UTF-16 code units in the whole message
+    capacity: int  # units one part can hold (the multi-part figure when split)
+    extra_udh: int  # UDH octets besides concatenation (national shift IEs, ports)
+
+    @property
+    def alphabet(self) -> Alphabet:
+        return self.encoding.alphabet
+
+    def texts(self) -> list[str]:
+        enc = self.encoding
+        if enc.alphabet is Alphabet.GSM7:
+            cs = charset(enc.locking, enc.single)
+            return [cs.decode(p) for p in self.payloads]
+        if enc.alphabet is Alphabet.UCS2:
+            return [p.decode("utf-16-be") for p in self.payloads]
+        return [p.hex().upper() for p in self.payloads]
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What a text costs before sending: parts, alphabet, and room left in the last part."""
+
+    parts: int
+    alphabet: Alphabet
+    chars_left: int  # characters that still fit in the last part (single-septet / BMP ones)
+    units: int  # septets (GSM-7), UTF-16 code units (UCS2) or octets (8-bit) used
+    units_per_part: int
+    national: tuple[int, int] = (0, 0)  # (locking, single-shift) language ids
+
+
+def udh_octets(extra: int, concat: bool, ref16: bool) -> int:
+    """Total UDH octets (with the UDHL octet) of one part; 0 if there is no header at all."""
+    ies = extra + ((CONCAT16_IE if ref16 else CONCAT8_IE) if concat else 0)
+    return 1 + ies if ies else 0
+
+
+def capacity(alphabet: Alphabet, udh: int) -> int:
+    room = MAX_USER_DATA - udh
+    if alphabet is Alphabet.GSM7:
+        return (MAX_USER_DATA * 8 - ((udh * 8 + 6) // 7) * 7) // 7  # header padded to a septet
+    if alphabet is Alphabet.UCS2:
+        return room // 2
+    return room
+
+
+def _shift_ies(enc: Encoding) -> int:
+    return SHIFT_IE * (bool(enc.locking) + bool(enc.single))
+
+
+def _chunks(data: bytes, size: int, step: int, bad_end) -> list[bytes]:
+    """Cut data into chunks of at most `size` bytes, never ending where `bad_end(chunk)` says."""
+    out = []
+    i, n = 0, len(data)
+    while i < n:
+        j = min(i + size, n)
+        if j < n and bad_end(data, j):
+            j -= step
+        out.append(data[i:j])
+        i = j
+    return out
+
+
+def _ends_in_escape(data: bytes, j: int) -> bool:
+    return data[j - 1] == ESC
+
+
+def _ends_in_high_surrogate(data: bytes, j: int) -> bool:
+    return 0xD8 <= data[j - 2] <= 0xDB
+
+
+def _plan_units(enc: Encoding, data: bytes, ref16: bool, extra: int) -> Plan:
+    alphabet = enc.alphabet
+    extra = extra + _shift_ies(enc)
+    width = 2 if alphabet is Alphabet.UCS2 else 1
+    single = capacity(alphabet, udh_octets(extra, False, ref16)) * width
+    if len(data) <= single:
+        return Plan(enc, (data,), len(data) // width, single // width, extra)
+    size = capacity(alphabet, udh_octets(extra, True, ref16)) * width
+    if alphabet is Alphabet.GSM7:
+        payloads = _chunks(data, size, 1, _ends_in_escape)
+    elif alphabet is Alphabet.UCS2:
+        payloads = _chunks(data, size, 2, _ends_in_high_surrogate)
+    else:
+        payloads = [data[i:i + size] for i in range(0, len(data), size)]
+    return Plan(enc, tuple(payloads), len(data) // width, size // width, extra)
+
+
+def _national_plan(text: str, ref16: bool, extra: int) -> Plan | None:
+    """The cheapest national-table plan for text, or None if no table pair codes it."""
+    best: Plan | None = None
+    repertoire = national_repertoire()
+    if not repertoire.issuperset(text):
+        return None
+    for locking, single in combinations():
+        cs = charset(locking, single)
+        if not cs.fits(text):
+            continue
+        plan = _plan_units(Encoding(Alphabet.GSM7, locking, single), cs.encode(text), ref16, extra)
+        if best is None or (len(plan.payloads), plan.extra_udh, plan.units) < (
+                len(best.payloads), best.extra_udh, best.units):
+            best = plan
+    return best
+
+
+def plan_message(text: str | bytes, *, alphabet: Alphabet | str | None = None,
+                 ref16: bool = False, extra_udh: int = 0) -> Plan:
+    """Choose the coding (unless forced) and cut the message into parts."""
+    forced = coerce_alphabet(alphabet)
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        if forced not in (None, Alphabet.EIGHT_BIT):
+            raise PduError(f"binary data can only be sent as 8-bit, not {forced.value}")
+        plan = _plan_units(EIGHT_BIT, bytes(text), ref16, extra_udh)
+    elif not isinstance(text, str):
+        raise PduError(f"text must be str or bytes, not {type(text).__name__}")
+    elif forced is Alphabet.EIGHT_BIT:
+        plan = _plan_units(EIGHT_BIT, text.encode("utf-8"), ref16, extra_udh)
+    elif forced is Alphabet.UCS2:
+        plan = _plan_units(UCS2, text.encode("utf-16-be"), ref16, extra_udh)
+    else:
+        try:
+            septets = DEFAULT_CHARSET.encode(text)
+        except UnicodeEncodeError as exc:
+            national = _national_plan(text, ref16, extra_udh)
+            if forced is Alphabet.GSM7:
+                if national is None:
+                    raise PduError(f"character {text[exc.start]!r} at position {exc.start} "
+                                   "cannot be coded in GSM-7 (not even with national tables)") from None
+                plan = national
+            else:
+                plan = _plan_units(UCS2, text.encode("utf-16-be"), ref16, extra_udh)
+                # National tables only when they are cheaper than UCS2 (TS 23.038 annex A is optional
+                # in handsets, so a tie goes to UCS2, which every phone shows).
+                if national is not None and len(national.payloads) < len(plan.payloads):
+                    plan = national
+        else:
+            plan = _plan_units(GSM7_DEFAULT, septets, ref16, extra_udh)
+    if len(plan.payloads) > MAX_PARTS:
+        raise PduError(f"message needs {len(plan.payloads)} parts; at most {MAX_PARTS} can be concatenated")
+    return plan
+
+
+def split_into_parts(text: str | bytes, *, alphabet: Alphabet | str | None = None,
+                     ref16: bool = False) -> list[str]:
+    """The text of each part the message is split into (8-bit data: uppercase hex per part)."""
+    return plan_message(text, alphabet=alphabet, ref16=ref16).texts()
+
+
+def parts_needed(text: str | bytes, *, alphabet: Alphabet | str | None = None,
+                 ref16: bool = False) -> Cost:
+    """How many parts a text needs, in which alphabet, and how much room the last part has left."""
+    plan = plan_message(text, alphabet=alphabet, ref16=ref16)
+    width = 2 if plan.alphabet is Alphabet.UCS2 else 1
+    used_last = len(plan.payloads[-1]) // width
+    left = plan.capacity - used_last
+    return Cost(len(plan.payloads), plan.alphabet, left, plan.units, plan.capacity,
+                (plan.encoding.locking, plan.encoding.single))

@@ -1,0 +1,340 @@
+"""A bank of simulated modems on pseudo-terminals, run in the caller's event loop.
+
+Each modem is a pty pair from `os.openpty()`: the master is read with `loop.add_reader` (no
+thread or busy task per modem: an idle bank uses no CPU), the slave is put in raw mode and kept
+open by the bank so the pty survives clients coming and going, and `DIR/<name>` is a symlink to
+the slave (`/dev/pts/N`), group `dialout`, mode 0660.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import fcntl
+import grp
+import json
+import logging
+import os
+import random
+import tempfile
+import termios
+import tty
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from simulator.faults import Fault, fault_params
+from simulator.modem import Output, VirtualModem
+from simulator.network import Network, make_imei, make_sim
+from simulator.personalities import PERSONALITIES, personality
+from simulator.sms_commands import TABLE
+
+log = logging.getLogger("modempool.simulator")
+_EXCLUSIVITY_CHECK = 2.0  # seconds between clearing TIOCEXCL left behind by clients
+
+
+@dataclass(frozen=True, slots=True)
+class ModemInfo:
+    """What `bank.json` says about one modem."""
+
+    name: str
+    device: str  # the symlink path
+    imei: str
+    imsi: str
+    iccid: str
+    msisdn: str
+    operator: str
+    personality: str
+
+
+class ModemPort:
+    """One modem's pseudo-terminal: bytes in to the interpreter, its outputs out, in order."""
+
+    def __init__(self, modem: VirtualModem, link: Path, loop: asyncio.AbstractEventLoop) -> None:
+        self.modem, self.link, self.loop = modem, link, loop
+        self.master = self.slave = -1
+        self.pts = ""
+        self._queue: collections.deque[Output] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._waited = False
+        self._draining = False
+
+    @property
+    def is_open(self) -> bool:
+        return self.master >= 0
+
+    def open(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)  # no echo, no CR/LF translation: the interpreter does it all
+        os.set_blocking(self.master, False)
+        self.pts = os.ttyname(self.slave)
+        os.chmod(self.pts, 0o660)
+        try:
+            os.chown(self.pts, -1, grp.getgrnam("dialout").gr_gid)
+        except (KeyError, PermissionError):
+            pass
+        temporary = self.link.with_name(f".{self.link.name}.new")
+        temporary.unlink(missing_ok=True)
+        os.symlink(self.pts, temporary)
+        os.replace(temporary, self.link)  # re-pointed atomically when the modem comes back
+        self.loop.add_reader(self.master, self._readable)
+        self.modem.output = self._enqueue
+        self.modem.connected = True
+
+    def close(self) -> None:
+        self.modem.connected = False
+        if self._timer:
+            self._timer.cancel()
+            self._timer = None
+        self._queue.clear()
+        self._waited = False
+        if self.master >= 0:
+            self.loop.remove_reader(self.master)
+            os.close(self.master)
+            os.close(self.slave)
+            self.master = self.slave = -1
+        if self.link.is_symlink() and os.readlink(self.link) == self.pts:
+            self.link.unlink()
+
+    def clear_exclusive(self) -> None:
+        """Undo a client's TIOCEXCL so the next client (not root) can open the port."""
+        if self.slave >= 0:
+            try:
+                fcntl.ioctl(self.slave, termios.TIOCNXCL)
+            except OSError:
+                pass
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        if data:
+            self.modem.log.debug("rx %r", data)
+            self.modem.feed(data)
+
+    def _enqueue(self, output: Output) -> None:
+        if not self.is_open:
+            return
+        if output.urc:
+            self._write(output.data)  # unsolicited codes do not wait for a delayed reply
+            return
+        self._queue.append(output)
+        self._drain()
+
+    def _drain(self) -> None:
+        if self._draining or self._timer is not None:
+            return
+        self._draining = True
+        try:
+            while self._queue and self.is_open:
+                head = self._queue[0]
+                if head.delay > 0 and not self._waited:
+                    self._waited = True
+                    self._timer = self.loop.call_later(head.delay, self._resume)
+                    return
+                self._queue.popleft()
+                self._waited = False
+                if head.action:
+                    head.action()
+                if head.data:
+                    self._write(head.data)
+        finally:
+            self._draining = False
+
+    def _resume(self) -> None:
+        self._timer = None
+        self._drain()
+
+    def _write(self, data: bytes) -> None:
+        self.modem.log.debug("tx %r", data)
+        view = memoryview(data)
+        while view and self.is_open:
+            try:
+                written = os.write(self.master, view)
+            except BlockingIOError:
+                self.modem.log.debug("nobody reads the port: %d bytes dropped", len(view))
+                return
+            except OSError:
+                return
+            view = view[written:]
+
+
+def _personality_names(choice: str | Sequence[str], count: int) -> list[str]:
+    if isinstance(choice, str):
+        names = list(PERSONALITIES) if choice == "mixed" else [choice]
+    else:
+        names = list(choice)
+    for name in names:
+        personality(name)
+    return [names[i % len(names)] for i in range(count)]
+
+
+class SimulatedBank:
+    """N simulated modems on ptys, joined by a virtual network; an async context manager."""
+
+    def __init__(self, modems: int = 2, directory: str | os.PathLike[str] | None = None, *,
+                 personality: str | Sequence[str] = "simcom", seed: int | None = None,
+                 latency: float = 0.0,
+                 faults: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> None:
+        if modems < 1:
+            raise ValueError("a bank needs at least one modem")
+        self.count = modems
+        self.directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="sim-"))
+        self.personalities = _personality_names(personality, modems)
+        self.seed = seed
+        self.latency = latency
+        self.start_faults = {name: dict(kinds) for name, kinds in (faults or {}).items()}
+        self.network: Network | None = None
+        self._modems: dict[str, VirtualModem] = {}
+        self._ports: dict[str, ModemPort] = {}
+        self._replug_timers: dict[str, asyncio.TimerHandle] = {}
+        self._housekeeping: asyncio.TimerHandle | None = None
+        self.modems: list[ModemInfo] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def __aenter__(self) -> SimulatedBank:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "bank.json").unlink(missing_ok=True)
+        rng = random.Random(self.seed)
+        self.network = Network(self.directory / "network.jsonl", seed=self.seed)
+        for index in range(1, self.count + 1):
+            name = f"m{index}"
+            vendor = personality(self.personalities[index - 1])
+            sim = make_sim(index, rng, vendor.stores.get("SM", 50))
+            modem = VirtualModem(name, vendor, sim, self.network, imei=make_imei(vendor.imei_tac, rng),
+                                 rng=random.Random(rng.random()), latency=self.latency,
+                                 table=TABLE.commands)
+            self._modems[name] = modem
+            self.network.attach(sim, modem)
+            self._ports[name] = ModemPort(modem, self.directory / name, loop)
+        unknown = set(self.start_faults) - set(self._modems)
+        if unknown:
+            await self.stop()
+            raise ValueError(f"faults given for unknown modem(s) {sorted(unknown)}")
+        for name, port in self._ports.items():
+            port.open()
+            for kind, params in self.start_faults.get(name, {}).items():
+                self.set_fault(name, kind, **params)
+        self.modems = [self._info(name) for name in self._modems]
+        self._write_bank_json()
+        self._housekeeping = loop.call_later(_EXCLUSIVITY_CHECK, self._clear_exclusivity)
+        log.info("simulated bank of %d modems in %s", self.count, self.directory)
+
+    async def stop(self) -> None:
+        if self._housekeeping:
+            self._housekeeping.cancel()
+        for timer in self._replug_timers.values():
+            timer.cancel()
+        for port in self._ports.values():
+            port.close()
+        (self.directory / "bank.json").unlink(missing_ok=True)
+        if self.network:
+            self.network.close()
+
+    def _clear_exclusivity(self) -> None:
+        for port in self._ports.values():
+            port.clear_exclusive()
+        self._housekeeping = asyncio.get_running_loop().call_later(
+            _EXCLUSIVITY_CHECK, self._clear_exclusivity)
+
+    def _info(self, name: str) -> ModemInfo:
+        modem = self._modems[name]
+        return ModemInfo(name=name, device=str(self.directory / name), imei=modem.imei,
+                         imsi=modem.sim.imsi, iccid=modem.sim.iccid, msisdn=modem.sim.msisdn,
+                         operator=modem.sim.operator.name, personality=modem.personality.name)
+
+    def _write_bank_json(self) -> None:
+        path = self.directory / "bank.json"
+        temporary = path.with_suffix(".json.new")
+        document = {"modems": [asdict(info) for info in self.modems],
+                    "control": str(self.directory / "control.sock"),
+                    "network_log": str(self.directory / "network.jsonl")}
+        temporary.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n",
+                             encoding="utf-8")
+        os.replace(temporary, path)
+
+    # -- what tests and the control socket use --------------------------------------------
+    @property
+    def devices(self) -> list[str]:
+        return [info.device for info in self.modems]
+
+    def modem(self, name: str) -> VirtualModem:
+        """The interpreter of one modem, for tests that look inside."""
+        try:
+            return self._modems[name]
+        except KeyError:
+            raise ValueError(f"no modem {name!r}; have {', '.join(self._modems)}") from None
+
+    async def inject(self, to: str, sender: str, text: str, *, out_of_order: bool = False,
+                     parts_delay: float = 0.0, alphabet: Any = None) -> list[str]:
+        """An SMS from outside to a SIM (by MSISDN or modem name); returns the DELIVER PDUs."""
+        assert self.network is not None
+        return await self.network.inject(to, sender, text, out_of_order=out_of_order,
+                                         parts_delay=parts_delay, alphabet=alphabet)
+
+    def set_fault(self, name: str, kind: Fault | str, **params: Any) -> None:
+        fault, merged = fault_params(kind, params)
+        modem = self.modem(name)
+        if fault is Fault.UNPLUG:
+            modem.faults[fault] = merged
+            self._unplug(name)
+            if merged["duration"] is not None:
+                self._replug_timers[name] = asyncio.get_running_loop().call_later(
+                    float(merged["duration"]), self._replug, name)
+            return
+        modem.set_fault(fault, **params)
+
+    def clear_fault(self, name: str, kind: Fault | str | None = None) -> None:
+        modem = self.modem(name)
+        if (kind is None or Fault(kind) is Fault.UNPLUG) and not self._ports[name].is_open:
+            self._replug(name)
+        modem.clear_fault(kind)
+
+    async def unplug(self, name: str) -> None:
+        """The modem disappears: its pty closes and its symlink goes away."""
+        self.modem(name)
+        self._unplug(name)
+
+    async def replug(self, name: str) -> None:
+        """The modem comes back on a new pty; the symlink is re-pointed to it."""
+        self.modem(name)
+        self._replug(name)
+
+    def _unplug(self, name: str) -> None:
+        self._ports[name].close()
+        log.info("%s unplugged", name)
+
+    def _replug(self, name: str) -> None:
+        timer = self._replug_timers.pop(name, None)
+        if timer:
+            timer.cancel()
+        port, modem = self._ports[name], self._modems[name]
+        modem.faults.pop(Fault.UNPLUG, None)
+        if port.is_open:
+            return
+        port.open()
+        modem.reboot()
+        assert self.network is not None
+        self.network.retry_pending(modem.sim.msisdn)
+        log.info("%s back on %s", name, port.pts)
+
+    def network_log(self) -> list[dict[str, Any]]:
+        assert self.network is not None
+        return list(self.network.entries)
+
+    async def wait_for_messages(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until `n` completed messages have reached the network; returns them all."""
+        assert self.network is not None
+        return await self.network.wait_for_messages(n, timeout)

@@ -1,0 +1,54 @@
+"""The faults a simulated modem can be given, at start or while it runs."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+
+class Fault(enum.StrEnum):
+    """Kinds of misbehaviour; parameters in brackets are optional keyword arguments."""
+
+    LATENCY = "latency"  # [seconds] before every final result
+    SMS_LATENCY = "sms_latency"  # [seconds] a send takes before +CMGS
+    CMS_ERROR = "cms_error"  # [code=500, count=None] sends are rejected by the network
+    NO_REGISTRATION = "no_registration"  # not registered: CREG 0, sends fail with +CMS ERROR: 331
+    SIM_ABSENT = "sim_absent"  # no SIM inserted: +CME ERROR: 10
+    PIN_LOCKED = "pin_locked"  # [pin="1234"] the SIM asks for its PIN (3 wrong -> PUK)
+    HANG_AFTER_PDU = "hang_after_pdu"  # [delivered=True] silent after the PDU is written
+    HANG = "hang"  # stops answering at once
+    UNPLUG = "unplug"  # [duration] the pty disappears; comes back after duration if given
+    GARBAGE = "garbage"  # [length=8] noise bytes before every reply
+    BOOT_NOISE = "boot_noise"  # vendor boot URCs printed now (and when the port reappears)
+    STORAGE_FULL = "storage_full"  # every message store full: +CMS ERROR: 322
+    BALANCE = "balance"  # [messages=K, code=21] the SIM runs out of credit after K more parts
+    NO_STATUS_REPORT = "no_status_report"  # status reports never come back
+
+
+DEFAULT_PARAMS: dict[Fault, dict[str, Any]] = {
+    Fault.LATENCY: {"seconds": 1.0},
+    Fault.SMS_LATENCY: {"seconds": 3.0},
+    Fault.CMS_ERROR: {"code": 500, "count": None},
+    Fault.PIN_LOCKED: {"pin": "1234"},
+    Fault.HANG_AFTER_PDU: {"delivered": True},
+    Fault.UNPLUG: {"duration": None},
+    Fault.GARBAGE: {"length": 8},
+    Fault.BALANCE: {"messages": 0, "code": 21},
+}
+
+
+def fault_params(kind: Fault | str, given: Mapping[str, Any]) -> tuple[Fault, dict[str, Any]]:
+    """Validate a fault name and merge its parameters over the defaults."""
+    try:
+        fault = Fault(kind)
+    except ValueError:
+        raise ValueError(
+            f"unknown fault {kind!r}; choose one of {', '.join(f.value for f in Fault)}"
+        ) from None
+    defaults = DEFAULT_PARAMS.get(fault, {})
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise ValueError(f"fault {fault.value!r} takes no parameter(s) {sorted(unknown)}; "
+                         f"it takes {sorted(defaults) or 'none'}")
+    return fault, {**defaults, **given}

@@ -1,0 +1,485 @@
+"""One virtual modem: an AT interpreter, fed bytes, that answers like real hardware.
+
+The interpreter does no I/O. `feed(data)` takes what the client wrote; everything the modem says
+(echo, replies, unsolicited codes) goes to `self.output(Output)`, which the port in `bank.py`
+writes to the pseudo-terminal honouring each output's delay. Commands live in tables
+(`simulator/commands.py`, `simulator/sms_commands.py`); this module frames lines, splits a
+command line into commands, checks SIM preconditions and formats final results.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.faults import Fault, fault_params
+from simulator.network import MessageStore, Network, PinState, Sim
+from simulator.personalities import Personality
+
+CTRL_Z, ESC, BACKSPACE = 0x1A, 0x1B, 0x08
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """Bytes to write after `delay` seconds; `action` runs just before they are written."""
+
+    data: bytes
+    delay: float = 0.0
+    urc: bool = False  # unsolicited: written at once, even while a reply is being delayed
+    action: Callable[[], None] | None = None
+
+
+class Form(enum.Enum):
+    EXEC = ""  # AT+CGMI
+    READ = "?"  # AT+CMGF?
+    TEST = "=?"  # AT+CMGF=?
+    SET = "="  # AT+CMGF=0
+
+
+class AtFailure(Exception):
+    """A command failed: `+CME ERROR`, `+CMS ERROR` or plain `ERROR` (family None)."""
+
+    def __init__(self, family: str | None = None, code: int = 0) -> None:
+        super().__init__(family, code)
+        self.family, self.code = family, code
+
+
+def cme(code: int) -> AtFailure:
+    return AtFailure("CME", code)
+
+
+def cms(code: int) -> AtFailure:
+    return AtFailure("CMS", code)
+
+
+ERROR_TEXT = {
+    ("CME", 3): "operation not allowed", ("CME", 4): "operation not supported",
+    ("CME", 10): "SIM not inserted", ("CME", 11): "SIM PIN required",
+    ("CME", 12): "SIM PUK required", ("CME", 13): "SIM failure", ("CME", 16): "incorrect password",
+    ("CME", 30): "no network service", ("CME", 50): "incorrect parameters",
+    ("CME", 100): "unknown",
+    ("CMS", 21): "short message transfer rejected", ("CMS", 38): "network out of order",
+    ("CMS", 42): "congestion", ("CMS", 302): "operation not allowed",
+    ("CMS", 303): "operation not supported", ("CMS", 304): "invalid PDU mode parameter",
+    ("CMS", 305): "invalid text mode parameter", ("CMS", 310): "SIM not inserted",
+    ("CMS", 311): "SIM PIN required", ("CMS", 316): "SIM PUK required",
+    ("CMS", 321): "invalid memory index", ("CMS", 322): "memory full",
+    ("CMS", 331): "no network service", ("CMS", 500): "unknown error",
+}
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a command handler returns when plain information lines are not enough."""
+
+    lines: list[str] = field(default_factory=list)
+    prompt: Callable[[bytes], Reply] | None = None  # text entry follows; called with it
+    text_entry: bool = False  # text mode: CR inside the entry gives another prompt
+    delay: float = 0.0  # extra seconds before the final result (e.g. a send)
+    final: bool = True  # False: no final result at all (a hung modem)
+    action: Callable[[], None] | None = None  # runs when the result is written
+    then: list[str] = field(default_factory=list)  # unsolicited lines after the result
+    then_delay: float = 0.0
+
+
+Handler = Callable[["VirtualModem", Form, list[str]], "Reply | list[str] | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    handler: Handler
+    sim: str | None = None  # "cme" or "cms": which error family reports a missing/locked SIM
+
+
+class CommandTable:
+    """Command name -> handler, filled with the @table.command("+CMGF") decorator."""
+
+    def __init__(self) -> None:
+        self.commands: dict[str, Command] = {}
+
+    def command(self, *names: str, sim: str | None = None) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            for name in names:
+                self.commands[name.upper()] = Command(name.upper(), handler, sim)
+            return handler
+        return register
+
+
+_EXTENDED = re.compile(r"([+^$%*#][A-Z0-9_]+)(=\?|\?|=)?", re.IGNORECASE)
+_BASIC = re.compile(r"(&?[A-Z])(\d*)(\?|=\d*)?", re.IGNORECASE)
+
+
+def split_args(text: str) -> list[str]:
+    """`1,"SM",,2` -> ["1", "SM", "", "2"]: commas outside quotes separate, quotes dropped."""
+    args, current, quoted = [], [], False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            args.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    args.append("".join(current).strip())
+    return args
+
+
+def parse_command_line(body: str) -> list[tuple[str, Form, str]]:
+    """Split what follows `AT` into (name, form, argument text) triples."""
+    commands: list[tuple[str, Form, str]] = []
+    rest = body
+    while rest:
+        rest = rest.lstrip(" ;")
+        if not rest:
+            break
+        match = _EXTENDED.match(rest)
+        if match:
+            name, suffix = match.group(1).upper(), match.group(2) or ""
+            rest = rest[match.end():]
+            arguments = ""
+            if suffix == "=":
+                end, quoted = 0, False
+                while end < len(rest) and (quoted or rest[end] != ";"):
+                    quoted ^= rest[end] == '"'
+                    end += 1
+                arguments, rest = rest[:end], rest[end:]
+            commands.append((name, {"": Form.EXEC, "?": Form.READ, "=?": Form.TEST,
+                                    "=": Form.SET}[suffix], arguments))
+            continue
+        if rest[0] in "Dd":  # dial consumes the rest of the line
+            commands.append(("D", Form.SET, rest[1:]))
+            break
+        match = _BASIC.match(rest)
+        if not match:
+            raise AtFailure()
+        name, number, suffix = match.group(1).upper(), match.group(2), match.group(3) or ""
+        rest = rest[match.end():]
+        if name == "S":
+            commands.append((f"S{number}", Form.READ if suffix == "?" else Form.SET, suffix[1:]))
+        else:
+            commands.append((name, Form.SET, number))
+    return commands
+
+
+class InputMode(enum.Enum):
+    COMMAND = "command"
+    ENTRY = "entry"  # after the "> " prompt, until Ctrl-Z or ESC
+
+
+@dataclass(slots=True)
+class Settings:
+    """What ATZ / AT&F put back."""
+
+    echo: bool = True
+    verbose: bool = True
+    cmee: int = 0
+    cmgf: int = 0
+    cscs: str = "IRA"
+    cnmi: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    creg: int = 0
+    cgreg: int = 0
+    cops_format: int = 0
+    cmms: int = 0
+    csms: int = 0
+    csdh: int = 0
+    csmp: tuple[int, int, int, int] = (17, 167, 0, 0)
+    cusd: int = 0
+    curc: int = 1
+
+
+class VirtualModem:
+    """The AT interpreter of one simulated modem holding one SIM."""
+
+    def __init__(self, name: str, personality: Personality, sim: Sim, network: Network,
+                 *, imei: str, rng: random.Random, latency: float = 0.0,
+                 table: dict[str, Command]) -> None:
+        self.name = name
+        self.personality = personality
+        self.sim = sim
+        self.network = network
+        self.imei = imei
+        self.rng = rng
+        self.latency = latency
+        self.table = table
+        self.log = logging.getLogger(f"modempool.modem.{name}")
+        self.output: Callable[[Output], None] = lambda out: None
+        self.faults: dict[Fault, dict[str, Any]] = {}
+        self.stores: dict[str, MessageStore] = {}
+        for store_name, capacity in personality.stores.items():
+            self.stores[store_name] = sim.store if store_name == "SM" else MessageStore(capacity)
+        sim.store.capacity = personality.stores.get("SM", sim.store.capacity)
+        self.settings = Settings()
+        self.cpms = [personality.default_store] * 3
+        self.cfun = 1
+        self.csca = sim.operator.smsc
+        self.message_reference = self.rng.randrange(256)
+        self.connected = False  # the pty exists (not unplugged)
+        self.hung = False
+        self._mode = InputMode.COMMAND
+        self._buffer = bytearray()
+        self._entry: Reply | None = None
+        self._registered = False
+        self.reboot(announce=False)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def reboot(self, *, announce: bool = True) -> None:
+        """Power cycle: settings back to defaults, SIM asks its PIN again if locking is on."""
+        self.settings = Settings(cnmi=self.personality.default_cnmi)
+        self.cpms = [self.personality.default_store] * 3
+        self.cfun = 1
+        self.hung = Fault.HANG in self.faults
+        self._mode, self._buffer, self._entry = InputMode.COMMAND, bytearray(), None
+        if Fault.PIN_LOCKED in self.faults and self.sim.pin_state is PinState.READY:
+            self.sim.pin_state = PinState.PIN
+        self._registered = self.registered
+        if announce and Fault.BOOT_NOISE in self.faults:
+            self.boot_noise()
+
+    def boot_noise(self) -> None:
+        for line in self.personality.boot_urcs:
+            self.urc(line.format(rssi=self.sim.rssi, imei=self.imei))
+
+    # -- faults ---------------------------------------------------------------------------
+    def set_fault(self, kind: Fault | str, **params: Any) -> None:
+        fault, merged = fault_params(kind, params)
+        self.faults[fault] = merged
+        if fault is Fault.PIN_LOCKED:
+            self.sim.pin = str(merged["pin"])
+            self.sim.pin_state = PinState.PIN
+            self.sim.pin_attempts = 3
+        elif fault is Fault.STORAGE_FULL:
+            for store in self.stores.values():
+                store.full = True
+        elif fault is Fault.BALANCE:
+            self.sim.sends_left = int(merged["messages"])
+            self.sim.out_of_credit_code = int(merged["code"])
+        elif fault is Fault.HANG:
+            self.hung = True
+        elif fault is Fault.BOOT_NOISE:
+            self.boot_noise()
+        self.registration_changed()
+
+    def clear_fault(self, kind: Fault | str | None = None) -> None:
+        kinds = list(self.faults) if kind is None else [Fault(kind)]
+        for fault in kinds:
+            self.faults.pop(fault, None)
+            if fault is Fault.PIN_LOCKED:
+                self.sim.pin_state, self.sim.pin_attempts = PinState.READY, 3
+            elif fault is Fault.STORAGE_FULL:
+                for store in self.stores.values():
+                    store.full = False
+            elif fault is Fault.BALANCE:
+                self.sim.sends_left = None
+            elif fault in (Fault.HANG, Fault.HANG_AFTER_PDU):
+                self.hung = False
+        self.registration_changed()
+        self.network.retry_pending(self.sim.msisdn)
+
+    # -- state the commands read ----------------------------------------------------------
+    @property
+    def sim_present(self) -> bool:
+        return Fault.SIM_ABSENT not in self.faults
+
+    @property
+    def registered(self) -> bool:
+        return (self.sim_present and self.sim.pin_state is PinState.READY and self.cfun == 1
+                and Fault.NO_REGISTRATION not in self.faults)
+
+    def registration_changed(self) -> None:
+        """Print +CREG (and the vendor's mode URC) when registration flips."""
+        now = self.registered
+        if now == self._registered:
+            return
+        self._registered = now
+        stat = 1 if now else 2
+        if self.settings.creg == 1:
+            self.urc(f"+CREG: {stat}")
+        elif self.settings.creg == 2:
+            self.urc(f"+CREG: {stat},\"2540\",\"0E1F\"" if now else f"+CREG: {stat}")
+        if now and self.personality.mode_urc and self.settings.curc:
+            self.urc(self.personality.mode_urc)
+
+    def require_sim(self, family: str) -> None:
+        """Raise the error a real modem gives when the SIM is missing or locked."""
+        codes = {"CME": (10, 11, 12, 13), "CMS": (310, 311, 316, 310)}[family]
+        if not self.sim_present:
+            raise AtFailure(family, codes[0])
+        state = self.sim.pin_state
+        if state is PinState.PIN:
+            raise AtFailure(family, codes[1])
+        if state is PinState.PUK:
+            raise AtFailure(family, codes[2])
+        if state is PinState.BLOCKED:
+            raise AtFailure(family, codes[3])
+
+    def command_delay(self) -> float:
+        if Fault.LATENCY in self.faults:
+            return float(self.faults[Fault.LATENCY]["seconds"])
+        return self.latency or self.personality.command_latency
+
+    def sms_delay(self) -> float:
+        if Fault.SMS_LATENCY in self.faults:
+            return float(self.faults[Fault.SMS_LATENCY]["seconds"])
+        return self.personality.sms_latency
+
+    def next_message_reference(self) -> int:
+        self.message_reference = (self.message_reference + 1) % 256
+        return self.message_reference
+
+    # -- the network's side (Endpoint) ----------------------------------------------------
+    def receive_sms(self, deliver_pdu: str) -> bool:
+        from simulator.sms_commands import receive_sms  # the SMS half of the command set
+        return receive_sms(self, deliver_pdu)
+
+    def receive_status_report(self, report_pdu: str) -> None:
+        from simulator.sms_commands import receive_status_report
+        receive_status_report(self, report_pdu)
+
+    # -- output ---------------------------------------------------------------------------
+    def urc(self, line: str, delay: float = 0.0) -> None:
+        if self.connected and not self.hung:
+            self.output(Output(f"\r\n{line}\r\n".encode("latin-1", "replace"), delay, urc=True))
+
+    def _say(self, data: bytes, delay: float = 0.0,
+             action: Callable[[], None] | None = None) -> None:
+        self.output(Output(data, delay, action=action))
+
+    def _noise(self) -> bytes:
+        if Fault.GARBAGE not in self.faults:
+            return b""
+        length = int(self.faults[Fault.GARBAGE]["length"])
+        return bytes(self.rng.choice(b"\x00\xff\xfe~#@\x7f\x80\x13") for _ in range(length))
+
+    def _result(self, lines: list[str], final: str, delay: float,
+                action: Callable[[], None] | None = None) -> None:
+        if self.settings.verbose:
+            # V.250: information text framed by one CR LF before and after; the lines of one
+            # reply (a +CMGL header and its PDU) are separated by a single CR LF.
+            info = "\r\n" + "\r\n".join(lines) + "\r\n" if lines else ""
+            body = info + f"\r\n{final}\r\n"
+        else:
+            numeric = {"OK": "0", "ERROR": "4"}.get(final, final)
+            body = "".join(f"{line}\r\n" for line in lines) + f"{numeric}\r"
+        self._say(self._noise() + body.encode("latin-1", "replace"), delay, action)
+
+    def error_text(self, failure: AtFailure) -> str:
+        if failure.family is None or (failure.family == "CME" and self.settings.cmee == 0):
+            return "ERROR"
+        if self.settings.cmee == 2:
+            return f"+{failure.family} ERROR: " + ERROR_TEXT.get(
+                (failure.family, failure.code), str(failure.code))
+        return f"+{failure.family} ERROR: {failure.code}"
+
+    # -- input ----------------------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        """Bytes written by the client."""
+        if self.hung or not self.connected:
+            return
+        for byte in data:
+            if self.hung:
+                return
+            if self._mode is InputMode.ENTRY:
+                self._feed_entry(byte)
+            else:
+                self._feed_command(byte)
+
+    def _feed_command(self, byte: int) -> None:
+        if self.settings.echo:
+            self._say(bytes([byte]))
+        if byte == 0x0D:
+            line = self._buffer.decode("latin-1")
+            self._buffer.clear()
+            self._run_line(line)
+        elif byte == BACKSPACE:
+            del self._buffer[-1:]
+        elif byte >= 0x20:
+            self._buffer.append(byte)
+
+    def _feed_entry(self, byte: int) -> None:
+        entry = self._entry
+        assert entry is not None and entry.prompt is not None
+        if byte == CTRL_Z:
+            text = bytes(self._buffer)
+            self._mode, self._buffer, self._entry = InputMode.COMMAND, bytearray(), None
+            self._finish(lambda: entry.prompt(text))
+        elif byte == ESC:
+            self._mode, self._buffer, self._entry = InputMode.COMMAND, bytearray(), None
+            self._result([], "OK", self.command_delay())
+        else:
+            if self.personality.echo_pdu_line and self.settings.echo:
+                self._say(bytes([byte]))
+            if byte == 0x0D and entry.text_entry:
+                self._buffer.extend(b"\n")
+                self._say(self.personality.prompt)
+            elif byte == BACKSPACE:
+                del self._buffer[-1:]
+            elif byte >= 0x20:
+                self._buffer.append(byte)
+
+    def _run_line(self, line: str) -> None:
+        stripped = line.strip()
+        if not stripped:
+            return
+        if stripped[:2].upper() != "AT":
+            return  # real modems ignore lines that do not start with AT
+        self.log.debug("<- %s", stripped)
+
+        def run_all() -> Reply:
+            combined = Reply()
+            for name, form, argument_text in parse_command_line(stripped[2:]):
+                reply = self._run_one(name, form, argument_text)
+                combined.lines.extend(reply.lines)
+                combined.then.extend(reply.then)
+                combined.then_delay = max(combined.then_delay, reply.then_delay)
+                combined.delay += reply.delay
+                combined.action = reply.action or combined.action
+                if reply.prompt or not reply.final:
+                    reply.lines = combined.lines
+                    return reply
+            return combined
+
+        self._finish(run_all)
+
+    def _run_one(self, name: str, form: Form, argument_text: str) -> Reply:
+        command = self.table.get(name)
+        if command is None:
+            raise AtFailure("CME", 100) if self.settings.cmee else AtFailure()
+        if command.sim and not (command.sim == "cme-set" and form is not Form.SET):
+            self.require_sim("CMS" if command.sim == "cms" else "CME")
+        args = split_args(argument_text) if form is Form.SET else []
+        result = command.handler(self, form, args)
+        if result is None:
+            return Reply()
+        if isinstance(result, list):
+            return Reply(lines=result)
+        return result
+
+    def _finish(self, run: Callable[[], Reply]) -> None:
+        """Run a command (or the end of a text entry) and write what it answers."""
+        delay = self.command_delay()
+        try:
+            reply = run()
+        except AtFailure as failure:
+            self._result([], self.error_text(failure), delay)
+            return
+        except (ValueError, IndexError):
+            failure = cme(50) if self.settings.cmee else AtFailure()
+            self._result([], self.error_text(failure), delay)
+            return
+        if reply.prompt is not None:
+            self._mode, self._entry = InputMode.ENTRY, reply
+            self._say(self.personality.prompt, delay)
+            return
+        if not reply.final:
+            if reply.action:
+                self._say(b"", delay + reply.delay, reply.action)
+            return
+        self._result(reply.lines, "OK", delay + reply.delay, reply.action)
+        for line in reply.then:
+            self._say(f"\r\n{line}\r\n".encode("latin-1", "replace"), reply.then_delay)

@@ -1,0 +1,129 @@
+"""Vendor personalities of simulated modems, as data.
+
+Each entry describes one family of hardware found in 短信猫 banks: what it says about itself
+(`AT+CGMI`/`CGMM`/`CGMR`/`ATI`), its defaults (CNMI, message stores and their capacities), the
+unsolicited codes it prints at boot and on signal changes, and its habits (how it answers the
+ICCID query, whether it echoes the PDU line). Written from the vendors' published AT manuals;
+the interpreter in `simulator/modem.py` reads these fields and never tests a vendor's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Personality:
+    """One vendor family: identity strings, defaults, quirks and timings."""
+
+    name: str
+    manufacturer: str
+    model: str
+    revision: str
+    imei_tac: str  # first 8 digits of the IMEI (type allocation code)
+    ati_lines: tuple[str, ...]
+    default_cnmi: tuple[int, int, int, int, int]
+    stores: dict[str, int]  # message store -> capacity, in the order AT+CPMS=? lists them
+    default_store: str
+    boot_urcs: tuple[str, ...]
+    # How the ICCID is asked for and printed: command -> reply prefix ("" = bare digits).
+    iccid_commands: dict[str, str] = field(default_factory=lambda: {"+CCID": "+CCID: "})
+    signal_urc: str | None = None  # e.g. "^RSSI:{rssi}" printed when the signal level changes
+    mode_urc: str | None = None  # e.g. "^MODE:3,2" printed after registration
+    echo_pdu_line: bool = True  # whether the PDU typed after the prompt is echoed
+    prompt: bytes = b"\r\n> "
+    cms_on_unregistered: int = 331
+    extra_commands: tuple[str, ...] = ()  # vendor commands answered OK (listed by AT+CLAC)
+    command_latency: float = 0.0  # default seconds before each final result
+    sms_latency: float = 0.0  # default seconds a send takes before +CMGS
+    ussd_dcs: int = 15
+
+
+PERSONALITIES: dict[str, Personality] = {
+    p.name: p
+    for p in (
+        Personality(
+            name="wavecom",
+            manufacturer="WAVECOM MODEM",
+            model="MULTIBAND  900E  1800",
+            revision="R7.46.0.201105141030.FASTRACK 2406",
+            imei_tac="35172700",
+            ati_lines=("WAVECOM MODEM", "MULTIBAND  900E  1800"),
+            default_cnmi=(0, 1, 0, 0, 0),
+            stores={"SM": 30, "ME": 99},
+            default_store="SM",
+            boot_urcs=("+WIND: 3", "+WIND: 1", "+WIND: 7", "+WIND: 4"),
+            extra_commands=("+WIND", "+WOPEN", "+WMBS"),
+        ),
+        Personality(
+            name="simcom",
+            manufacturer="SIMCOM_Ltd",
+            model="SIMCOM_SIM800",
+            revision="Revision:1308B06SIM800M32",
+            imei_tac="86545702",
+            ati_lines=("SIM800 R13.08",),
+            default_cnmi=(1, 1, 0, 0, 0),
+            stores={"SM": 50, "ME": 50},
+            default_store="SM",
+            boot_urcs=("RDY", "+CFUN: 1", "+CPIN: READY", "Call Ready", "SMS Ready"),
+            iccid_commands={"+CCID": ""},
+            extra_commands=("+CSPN", "+DDET", "+CBAND"),
+        ),
+        Personality(
+            name="huawei",
+            manufacturer="huawei",
+            model="E1752",
+            revision="11.126.03.01.314",
+            imei_tac="35424502",
+            ati_lines=("Manufacturer: huawei", "Model: E1752", "Revision: 11.126.03.01.314",
+                       "IMEI: {imei}", "+GCAP: +CGSM,+DS,+ES"),
+            default_cnmi=(0, 0, 0, 0, 0),
+            stores={"SM": 50, "ME": 255},
+            default_store="SM",
+            boot_urcs=("^BOOT:20341674,0,0,0,75", "^RSSI:{rssi}", "^MODE:5,4"),
+            iccid_commands={"^ICCID": "^ICCID: ", "+CCID": "+CCID: "},
+            signal_urc="^RSSI:{rssi}",
+            mode_urc="^MODE:5,4",
+            extra_commands=("^CURC", "^SYSINFO", "^USSDMODE", "^CVOICE", "^HWVER"),
+        ),
+        Personality(
+            name="zte",
+            manufacturer="ZTE INCORPORATED",
+            model="MF190",
+            revision="BD_MF190V1.0.0B03",
+            imei_tac="35895104",
+            ati_lines=("Manufacturer: ZTE INCORPORATED", "Model: MF190",
+                       "Revision: BD_MF190V1.0.0B03", "IMEI: {imei}"),
+            default_cnmi=(1, 1, 0, 2, 0),
+            stores={"SM": 20, "ME": 100},
+            default_store="ME",
+            boot_urcs=("+ZUSIMR:2", "+ZPASR: \"GSM\""),
+            iccid_commands={"+ZGETICCID": "+ZGETICCID: ", "+CCID": "+CCID: "},
+            extra_commands=("+ZPAS", "+ZSNT", "+ZOPRT"),
+        ),
+        Personality(
+            name="quectel",
+            manufacturer="Quectel",
+            model="EC25",
+            revision="EC25EFAR06A06M4G",
+            imei_tac="86667803",
+            ati_lines=("Quectel", "EC25", "Revision: EC25EFAR06A06M4G"),
+            default_cnmi=(2, 1, 0, 0, 0),
+            stores={"SM": 50, "ME": 255},
+            default_store="ME",
+            boot_urcs=("RDY", "+CFUN: 1", "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE"),
+            iccid_commands={"+QCCID": "+QCCID: ", "+CCID": "+CCID: "},
+            extra_commands=("+QCFG", "+QINDCFG", "+QURCCFG"),
+        ),
+    )
+}
+
+
+def personality(name: str) -> Personality:
+    """Look up a personality by name, with an error that lists the choices."""
+    try:
+        return PERSONALITIES[name.lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown modem personality {name!r}; choose one of {', '.join(PERSONALITIES)}"
+        ) from None

@@ -1,0 +1,136 @@
+"""The driver against simulated modems on real ptys: set-up, identity, sending, receiving."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+import pdu
+from at_commands import InboundSms, Modem, StatusReport
+from simulator import PERSONALITIES, SimulatedBank
+
+from at_helpers import next_event, opened, profile, until
+
+
+async def used(modem: Modem, store: str) -> int:
+    """Messages in `store` by AT+CPMS? (the store is one of the three it reports)."""
+    await modem.execute("select_read_store", store=store)
+    return next(usage.used for usage in await modem.query("store_usage") if usage.store == store)
+
+
+@pytest.mark.parametrize("personality", sorted(PERSONALITIES))
+async def test_every_personality_initialises_and_identifies(tmp_path, personality) -> None:
+    async with SimulatedBank(modems=1, directory=tmp_path, personality=personality, seed=3) as bank:
+        async with opened(bank) as modem:
+            info = await modem.identify()
+            expected = bank.modems[0]
+    assert modem.profile.name == personality
+    assert (info.imei, info.imsi, info.iccid, info.msisdn) == (
+        expected.imei, expected.imsi, expected.iccid, expected.msisdn)
+    assert info.registered and info.registration == 1
+    assert info.manufacturer == PERSONALITIES[personality].manufacturer
+    assert info.operator == expected.operator
+    assert info.signal_dbm is not None and -113 <= info.signal_dbm <= -51
+    assert 0 < info.signal_bars <= 4
+    assert info.smsc and info.smsc.startswith("+")
+    assert info.storage and info.storage[0].total > 0
+
+
+async def test_single_and_multipart_sends_reach_the_network(bank) -> None:
+    async with opened(bank) as modem:
+        single = await modem.send(pdu.encode_submit(bank.modems[1].msisdn, "你好，世界"))
+        long_text = "A message long enough to need three parts. " * 8
+        parts = pdu.encode_submit(bank.modems[1].msisdn, long_text)
+        multi = await modem.send(parts)
+        messages = await bank.wait_for_messages(2, timeout=10)
+    assert len(single) == 1 and len(multi) == len(parts) == 3
+    assert [m["text"] for m in messages] == ["你好，世界", long_text]
+    assert messages[0]["message_references"] == single
+    assert messages[1]["message_references"] == multi
+
+
+async def test_send_accepts_hex_strings_with_smsc_octet(bank) -> None:
+    async with opened(bank) as modem:
+        part = pdu.encode_submit(bank.modems[1].msisdn, "raw hex")[0]
+        references = await modem.send([part.hex])
+        messages = await bank.wait_for_messages(1)
+    assert messages[0]["text"] == "raw hex" and messages[0]["message_references"] == references
+
+
+async def test_inbound_cmti_is_read_and_deleted_only_on_acknowledge(bank) -> None:
+    async with opened(bank) as modem:
+        await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678", text="回T退订")
+        event = await next_event(modem, InboundSms)
+        assert event.decoded.text == "回T退订" and event.decoded.sender == "+8613912345678"
+        assert event.index is not None
+        used_before = await used(modem, event.store)
+        await modem.acknowledge(event)
+        used_after = await used(modem, event.store)
+    assert (used_before, used_after) == (1, 0)
+
+
+async def test_inbound_cmt_direct_delivery(bank) -> None:
+    direct = profile(new_message_routing="AT+CNMI=2,2,0,0,0")
+    async with opened(bank, profile=direct) as modem:
+        await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678", text="direct")
+        event = await next_event(modem, InboundSms)
+        await modem.acknowledge(event)  # nothing stored: no AT+CMGD
+        usage = await modem.query("store_usage")
+    assert event.decoded.text == "direct" and event.index is None
+    assert all(store.used == 0 for store in usage)
+
+
+async def test_sweep_finds_messages_that_came_while_away_and_without_notification(bank) -> None:
+    silent = profile(new_message_routing="AT+CNMI=0,0,0,0,0")
+    await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678", text="while away")
+    async with opened(bank, profile=silent, sweep_interval=0.2) as modem:
+        first = await next_event(modem, InboundSms)          # the sweep at start
+        await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678", text="no notice")
+        second = await next_event(modem, InboundSms)         # a periodic sweep
+        await modem.acknowledge(first)
+        await modem.acknowledge(second)
+    assert (first.decoded.text, second.decoded.text) == ("while away", "no notice")
+
+
+async def test_a_message_is_handed_over_once_until_acknowledged(bank) -> None:
+    async with opened(bank, sweep_interval=0.1) as modem:
+        await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678", text="once")
+        event = await next_event(modem, InboundSms)
+        assert await modem.sweep() == 0 and await modem.sweep() == 0
+        assert modem.event_nowait() is None
+        await modem.acknowledge(event)
+
+
+async def test_urc_during_a_long_command_is_delivered(bank, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="modempool.modem.m1")
+    async with opened(bank) as modem:
+        bank.set_fault("m1", "latency", seconds=1.0)
+        query = asyncio.create_task(modem.query("signal"))
+        await until(lambda: modem.pending_command == "AT+CSQ")
+        await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678", text="mid-reply")
+        signal = await query
+        bank.clear_fault("m1", "latency")
+        event = await next_event(modem, InboundSms)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("<< ")]
+    urc_at = next(i for i, line in enumerate(lines) if line.startswith("<< +CMTI"))
+    reply_at = next(i for i, line in enumerate(lines) if line.startswith("<< +CSQ"))
+    assert urc_at < reply_at, "the +CMTI did not arrive inside the AT+CSQ reply"
+    assert signal[0].isdigit() and event.decoded.text == "mid-reply"
+
+
+async def test_status_report_is_delivered(bank) -> None:
+    reports = profile(new_message_routing="AT+CNMI=2,1,0,1,0")
+    async with opened(bank, profile=reports) as modem:
+        parts = pdu.encode_submit(bank.modems[1].msisdn, "report please", status_report=True)
+        (reference,) = await modem.send(parts)
+        report = await next_event(modem, StatusReport)
+    assert report.decoded.message_reference == reference
+    assert report.decoded.recipient == bank.modems[1].msisdn
+
+
+async def test_ussd_reply(bank) -> None:
+    async with opened(bank) as modem:
+        text = await modem.ussd("*100#")
+    assert "balance" in text.lower()

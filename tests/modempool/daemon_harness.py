@@ -1,0 +1,116 @@
+"""The real daemon as a subprocess, against a simulated bank served by the test's event loop.
+
+The bank's modems are pseudo-terminals: the daemon process opens them with pyserial exactly as it
+would open `/dev/ttyUSB*`. Tests drive faults and inbound SMS through the bank object and read the
+outcome from the daemon's SQLite spool and the simulator's network log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modempool.spool import Spool
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def eventually(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    """Poll `condition` until it returns something true (no event crosses the process boundary)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        await asyncio.sleep(0.05)
+
+
+def write_config(path: Path, devices: list[str], *, modems: dict[str, dict[str, Any]] | None = None,
+                 retry: dict[str, Any] | None = None, pool: dict[str, Any] | None = None,
+                 extra: str = "") -> Path:
+    """A config naming each simulated modem m1..mN by its pty symlink."""
+    lines = ["[spool]", f'path = "{path.parent / "spool.db"}"', 'synchronous = "normal"', ""]
+    if pool:
+        lines += ["[pool]", *(f"{k} = {_toml(v)}" for k, v in pool.items()), ""]
+    retry = {"backoff": 0.2, "backoff_max": 1.0, **(retry or {})}
+    lines += ["[retry]", *(f"{k} = {_toml(v)}" for k, v in retry.items()), ""]
+    for device in devices:
+        name = Path(device).name
+        lines += ["[[modem]]", f'name = "{name}"', f'port = "{device}"']
+        lines += [f"{k} = {_toml(v)}" for k, v in (modems or {}).get(name, {}).items()]
+        lines.append("")
+    path.write_text("\n".join(lines) + extra, encoding="utf-8")
+    return path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value) + '"'
+
+
+class DaemonProcess:
+    """`modempool run --config FILE` in a subprocess, its log in a file."""
+
+    def __init__(self, config: Path, log: Path | None = None) -> None:
+        self.config = config
+        self.log = log or config.with_suffix(".log")
+        self.proc: asyncio.subprocess.Process | None = None
+        self._log_start = 0
+
+    async def start(self, wait_ready: bool = True) -> DaemonProcess:
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(self.log, "ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cli", "run", "--config", str(self.config),
+                stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, cwd=REPO, env=env)
+        if wait_ready:
+            await self.wait_for_log("pool ready")
+        return self
+
+    def output(self) -> str:
+        text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
+        return text[self._log_start:]
+
+    async def wait_for_log(self, needle: str, timeout: float = 20.0) -> None:
+        def seen() -> bool:
+            if self.proc is not None and self.proc.returncode is not None:
+                raise AssertionError(f"daemon exited ({self.proc.returncode}):\n{self.output()}")
+            return needle in self.output()
+
+        await eventually(seen, timeout, f"{needle!r} in the daemon log")
+
+    async def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then wait: a graceful stop."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(timeout):
+            return await self.proc.wait()
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
+
+
+def network_messages(bank: Any) -> list[dict[str, Any]]:
+    return [e for e in bank.network_log() if e["kind"] == "message"]
+
+
+def states(spool: Spool) -> dict[int, str]:
+    return {m.id: m.state.value for m in spool.list()}

@@ -1,0 +1,103 @@
+"""Forwarding: to numbers through the spool, and to a command (run_on_receive) in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import sys
+
+import pytest
+
+from modempool.config import load_config
+from modempool.contacts import AddressBook
+from modempool.forwarding import drain, make_forward_handler
+
+
+def make(tmp_path, forward: str):
+    path = tmp_path / "modempool.toml"
+    path.write_text('[spool]\npath = "spool.db"\n[forward]\n' + forward, "utf-8")
+    config = load_config(path)
+    return config.open_spool(), config
+
+
+def forward_log(spool):
+    return [dict(zip(("target", "attempt", "outcome", "detail"), r)) for r in spool.db.execute(
+        "SELECT target, attempt, outcome, detail FROM forward_log ORDER BY id").fetchall()]
+
+
+async def test_forward_to_number_with_contact_name(tmp_path):
+    spool, config = make(tmp_path, 'to = ["13900139000"]\n')
+    AddressBook(spool.db).upsert("13800138000", "张三")
+    handle = make_forward_handler(config)
+    inbound = spool.store_inbound("13800138000", "明天见", sim="m1")
+    assert await handle(spool, inbound) == []
+    await handle(spool, inbound)  # handled twice (restart): still one forward
+    (message,) = spool.list()
+    assert (message.to, message.text) == ("+8613900139000", "[张三 +8613800138000] 明天见")
+    # the forward target's own messages are not sent back to it
+    await handle(spool, spool.store_inbound("13900139000", "ok", sim="m1"))
+    assert len(spool.list()) == 1
+    spool.close()
+
+
+async def test_command_gets_json_on_stdin_and_gammu_variables(tmp_path):
+    out = tmp_path / "got.json"
+    script = tmp_path / "hook.py"
+    script.write_text("import json, os, sys\n"
+                      "data = json.load(sys.stdin)\n"
+                      "data['env'] = [os.environ['SMS_1_NUMBER'], os.environ['SMS_1_TEXT']]\n"
+                      f"open({str(out)!r}, 'w', encoding='utf-8').write(json.dumps(data))\n")
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+    spool, config = make(tmp_path, f"command = {json.dumps(command)}\n")
+    AddressBook(spool.db).upsert("13800138000", "张三", groups=["家长"])
+    handle = make_forward_handler(config)
+    inbound = spool.store_inbound("13800138000", "收到 ✓", sim="m3")
+    (task,) = await handle(spool, inbound)
+    assert await asyncio.wait_for(task, 30) is True
+    data = json.loads(out.read_text("utf-8"))
+    assert {k: data[k] for k in ("id", "sender", "sim", "text", "name", "groups", "env")} == {
+        "id": inbound.id, "sender": "+8613800138000", "sim": "m3", "text": "收到 ✓",
+        "name": "张三", "groups": ["家长"], "env": ["+8613800138000", "收到 ✓"]}
+    assert [r["outcome"] for r in forward_log(spool)] == ["ok"]
+    spool.close()
+
+
+async def test_failing_command_is_retried_then_given_up(tmp_path):
+    command = f"{shlex.quote(sys.executable)} -c 'import sys; sys.stderr.write(\"db down\"); sys.exit(3)'"
+    spool, config = make(tmp_path, f"command = {json.dumps(command)}\nretries = 2\nretry_delay = 0.01\n")
+    handle = make_forward_handler(config)
+    (task,) = await handle(spool, spool.store_inbound("13800138000", "x", sim="m1"))
+    assert await asyncio.wait_for(task, 30) is False
+    log = forward_log(spool)
+    assert [(r["attempt"], r["outcome"]) for r in log] == [(1, "failed"), (2, "failed"), (3, "failed"),
+                                                           (3, "gave-up")]
+    assert log[0]["detail"] == "exit status 3: db down"
+    spool.close()
+
+
+async def test_hanging_command_never_blocks_and_is_killed(tmp_path):
+    spool, config = make(tmp_path, 'command = "sleep 60"\ntimeout = 0.3\nretries = 0\n')
+    handle = make_forward_handler(config)
+    (task,) = await handle(spool, spool.store_inbound("13800138000", "x", sim="m1"))
+    assert not task.done()  # the handler returned while the command is still running
+    await drain(timeout=30)
+    assert task.done() and task.result() is False
+    assert forward_log(spool)[0]["detail"] == "timed out after 0.3 s"
+    spool.close()
+
+
+async def test_missing_command_is_logged(tmp_path):
+    spool, config = make(tmp_path, 'command = "/nonexistent/hook"\nretries = 0\n')
+    handle = make_forward_handler(config)
+    (task,) = await handle(spool, spool.store_inbound("13800138000", "x", sim="m1"))
+    assert await task is False
+    assert forward_log(spool)[0]["detail"].startswith("cannot start:")
+    spool.close()
+
+
+def test_bad_forward_number_is_a_config_error(tmp_path):
+    from modempool.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\[forward\] to"):
+        make_forward_handler({"forward": {"to": ["12"]}})

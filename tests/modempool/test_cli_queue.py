@@ -1,0 +1,216 @@
+"""The spool commands through real `modempool` subprocesses on a real spool file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from modempool.spool import MessageState, Spool
+
+CONFIG = """\
+[spool]
+path = "pool.db"
+
+[[modem]]
+name = "m1"
+port = "/dev/null"
+"""
+
+
+@pytest.fixture
+def config(tmp_path) -> Path:
+    path = tmp_path / "modempool.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+def modempool(*args: str, config: Path | None = None, stdin: str | None = None,
+              cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "cli", *args]
+    if config is not None:
+        command += ["--config", str(config)]
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env=None)
+
+
+def queue_json(config: Path) -> list[dict]:
+    result = modempool("queue", "--json", config=config)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_send_then_queue_json(config):
+    sent = modempool("send", "13800138000", "+86 139 0013 9000", "你好，世界", config=config)
+    assert sent.returncode == 0, sent.stderr
+    rows = queue_json(config)
+    assert [(r["to"], r["text"], r["state"], r["sim"], r["attempts"]) for r in rows] == [
+        ("+8613800138000", "你好，世界", "queued", None, 0),
+        ("+8613900139000", "你好，世界", "queued", None, 0),
+    ]
+    assert all(isinstance(r["id"], int) for r in rows)
+    assert (config.parent / "pool.db").exists()  # path relative to the config file
+
+
+def test_send_json_priority_schedule_and_client_id(config):
+    args = ["send", "13800138000", "hello", "--json", "--priority", "5", "--at", "+1h",
+            "--client-id", "abc-1"]
+    first = modempool(*args, config=config)
+    assert first.returncode == 0, first.stderr
+    [message] = json.loads(first.stdout)
+    assert message["priority"] == 5 and message["not_before"] and message["client_id"] == "abc-1"
+    again = modempool(*args, config=config)
+    assert json.loads(again.stdout)[0]["id"] == message["id"]
+    assert len(queue_json(config)) == 1
+
+
+def test_text_from_stdin_and_file(config, tmp_path):
+    assert modempool("send", "13800138000", "-", config=config, stdin="来自标准输入\n").returncode == 0
+    text_file = tmp_path / "text.txt"
+    text_file.write_text("line one\nline two", encoding="utf-8")
+    assert modempool("send", "13800138001", "--file", str(text_file), config=config).returncode == 0
+    assert [r["text"] for r in queue_json(config)] == ["来自标准输入", "line one\nline two"]
+
+
+def test_bad_number_fails_and_queues_nothing(config):
+    result = modempool("send", "13800138000", "12345", "hi", config=config)
+    assert result.returncode != 0
+    assert "12345" in result.stderr and "nothing was queued" in result.stderr
+    assert queue_json(config) == []
+
+
+def test_bad_config_names_file_line_and_key(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(CONFIG + 'per_day = "many"\n', encoding="utf-8")
+    result = modempool("queue", config=path)
+    assert result.returncode != 0
+    assert str(path) in result.stderr and "line 7" in result.stderr and "per_day" in result.stderr
+
+
+def test_cancel_and_retry(config):
+    modempool("send", "13800138000", "13800138001", "x", config=config)
+    first, second = (r["id"] for r in queue_json(config))
+    cancelled = modempool("cancel", str(first), config=config)
+    assert cancelled.returncode == 0 and "cancelled" in cancelled.stdout
+    assert modempool("cancel", str(first), config=config).returncode != 0  # already cancelled
+    missing = modempool("cancel", "999", config=config)
+    assert missing.returncode != 0 and "999" in missing.stderr
+    assert modempool("retry", str(second), config=config).returncode != 0  # still queued
+    with Spool(config.parent / "pool.db") as spool:
+        spool.claim_next("m1", "test", 60)
+        spool.mark_ambiguous(second, "modem went silent")
+    retried = modempool("retry", str(second), config=config)
+    assert retried.returncode == 0, retried.stderr
+    states = {r["id"]: r["state"] for r in queue_json(config)}
+    assert states == {first: "cancelled", second: "queued"}
+
+
+def test_queue_state_filter_and_table(config):
+    modempool("send", "13800138000", "13800138001", "x", config=config)
+    modempool("cancel", "1", config=config)
+    assert [r["id"] for r in queue_json_state(config, "cancelled")] == [1]
+    table = modempool("queue", config=config)
+    assert table.returncode == 0 and "+8613800138001" in table.stdout and "cancelled" in table.stdout
+
+
+def queue_json_state(config: Path, state: str) -> list[dict]:
+    result = modempool("queue", "--state", state, "--json", config=config)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_send_wait_reports_the_final_state(config):
+    spool_path = config.parent / "pool.db"
+    with Spool(spool_path) as spool:  # create the file so the "dispatcher" below can poll it
+        pass
+    stop = threading.Event()
+
+    def fake_dispatcher() -> None:
+        """Stands in for the daemon: fails whatever it claims."""
+        with Spool(spool_path) as spool:
+            while not stop.is_set():
+                message = spool.claim_next("m1", "test", 60)
+                if message is not None:
+                    spool.mark_failed(message.id, "+CMS ERROR: 21 (short message transfer rejected)")
+                    return
+                stop.wait(0.02)
+
+    worker = threading.Thread(target=fake_dispatcher)
+    worker.start()
+    try:
+        result = modempool("send", "13800138000", "hi", "--wait", "--timeout", "50", config=config)
+    finally:
+        stop.set()
+        worker.join()
+    assert result.returncode == 1
+    assert "failed" in result.stdout and "CMS ERROR: 21" in result.stdout
+
+
+def test_send_wait_succeeds_when_sent(config):
+    spool_path = config.parent / "pool.db"
+    Spool(spool_path).close()
+    stop = threading.Event()
+
+    def fake_dispatcher() -> None:
+        with Spool(spool_path) as spool:
+            while not stop.is_set():
+                message = spool.claim_next("m1", "test", 60)
+                if message is not None:
+                    spool.mark_part_writing(message.id, 1, 1)
+                    spool.mark_part_sent(message.id, 1, None, 12)
+                    spool.mark_sent(message.id)
+                    return
+                stop.wait(0.02)
+
+    worker = threading.Thread(target=fake_dispatcher)
+    worker.start()
+    try:
+        result = modempool("send", "13800138000", "hi", "--wait", "--json", config=config)
+    finally:
+        stop.set()
+        worker.join()
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["state"] == "sent"
+
+
+def test_send_wait_times_out(config):
+    result = modempool("send", "13800138000", "hi", "--wait", "--timeout", "0.2", config=config)
+    assert result.returncode != 0 and "timed out" in result.stderr
+    assert queue_json(config)[0]["state"] == "queued"  # nothing lost
+
+
+def test_inbox_and_status(config):
+    with Spool(config.parent / "pool.db") as spool:
+        spool.store_inbound("13800138000", "回复 TD", sim="m1")
+        spool.upsert_sim("m1", operator="China Mobile", state="up", signal=-70)
+        spool.count_sent("m1", 3)
+        spool.enqueue("13900139000", "waiting")
+    inbox = modempool("inbox", "--json", config=config)
+    assert inbox.returncode == 0, inbox.stderr
+    [row] = json.loads(inbox.stdout)
+    assert (row["sender"], row["text"], row["sim"]) == ("+8613800138000", "回复 TD", "m1")
+    assert json.loads(modempool("inbox", "--from", "13900139000", "--json", config=config).stdout) == []
+    assert "回复 TD" in modempool("inbox", "--since", "-1h", config=config).stdout
+    status = modempool("status", "--json", config=config)
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert data["queue_depth"] == 1
+    [sim] = data["sims"]
+    assert (sim["name"], sim["operator"], sim["sent_today"], sim["state"]) == ("m1", "China Mobile", 3, "up")
+    assert "China Mobile" in modempool("status", config=config).stdout
+
+
+def test_init_writes_a_config_the_other_commands_accept(tmp_path):
+    target = tmp_path / "etc" / "modempool.toml"
+    written = modempool("init", config=target)
+    assert written.returncode == 0, written.stderr
+    assert "[[modem]]" in target.read_text(encoding="utf-8")
+    assert modempool("init", config=target).returncode != 0  # no silent overwrite
+    assert modempool("init", "--force", config=target).returncode == 0
+    assert modempool("send", "13800138000", "hi", config=target).returncode == 0
+    assert MessageState(queue_json(target)[0]["state"]) is MessageState.QUEUED
+    assert (tmp_path / "etc" / "modempool.db").exists()

@@ -1,0 +1,110 @@
+"""Opt-out keywords (NFKC, case), the inbound handler, blacklist import/export, direct-send flag."""
+
+from __future__ import annotations
+
+import pytest
+
+from modempool.campaign_plan import preview
+from modempool.campaigns import Campaigns
+from modempool.config import load_config
+from modempool.contacts import AddressBook, Selection
+from modempool.hooks import inbound_handlers
+from modempool.importers import ImportRejected
+from modempool.optout import OptOutList, OptOutSettings, may_send_direct
+
+
+@pytest.fixture
+def make(tmp_path):
+    opened = []
+
+    def make(extra: str = ""):
+        path = tmp_path / "modempool.toml"
+        path.write_text('[spool]\npath = "spool.db"\n' + extra, "utf-8")
+        config = load_config(path)
+        spool = config.open_spool()
+        opened.append(spool)
+        return spool, config
+    yield make
+    for spool in opened:
+        spool.close()
+
+
+@pytest.mark.parametrize("text", ["TD", "td", "ＴＤ", " 退订 ", "Stop!", "t。", "unsubscribe", "Ｎ"])
+def test_default_keywords_match_whole_text_any_case_or_width(text):
+    assert OptOutSettings().matches(text) is not None
+
+
+@pytest.mark.parametrize("text", ["TDD", "Tomorrow", "不退订", "STOP sending me jokes", "好的", ""])
+def test_other_texts_do_not_opt_out(text):
+    assert OptOutSettings().matches(text) is None
+
+
+def test_configured_keywords_replace_the_defaults(make):
+    _, config = make('[optout]\nkeywords = ["取消", "QX"]\n')
+    settings = OptOutSettings.from_config(config)
+    assert settings.matches("ｑｘ") == "QX" and settings.matches("TD") is None
+
+
+async def run_handlers(handlers, spool, message, config):
+    for handler in handlers:
+        result = handler(spool, message, config)
+        if hasattr(result, "__await__"):
+            await result
+
+
+async def test_inbound_opt_out_stops_later_campaigns_and_confirms(make):
+    spool, config = make('[optout]\nconfirm = true\nconfirm_text = "已退订"\n')
+    book = AddressBook(spool.db)
+    book.upsert("13800138000", "张三", groups=["客户"])
+    book.upsert("13900139000", "李四", groups=["客户"])
+    first = Campaigns(spool, config).create("一", "新品上市", groups=Selection(("客户",)))
+    assert Campaigns(spool, config).start(first.id)["enqueued"] == 2
+    inbound = spool.store_inbound("+8613800138000", "ＴＤ", sim="m2")
+    await run_handlers(inbound_handlers(config), spool, inbound, config)
+    assert OptOutList(spool.db).is_opted_out("13800138000")
+    (confirmation,) = [m for m in spool.list() if m.campaign_id is None]
+    assert (confirmation.to, confirmation.text, confirmation.sims) == ("+8613800138000", "已退订", ("m2",))
+    # the same message handled twice (a restart) confirms once
+    await run_handlers(inbound_handlers(config), spool, inbound, config)
+    assert len([m for m in spool.list() if m.campaign_id is None]) == 1
+    second = Campaigns(spool, config).create("二", "周末促销", groups=Selection(("客户",)))
+    assert preview(spool.db, second, config)["opted_out_removed"] == 1
+    Campaigns(spool, config).start(second.id)
+    assert [m.to for m in spool.list(campaign_id=second.id)] == ["+8613900139000"]
+    assert OptOutList(spool.db).optouts()[0]["keyword"] == "TD"
+
+
+async def test_short_code_sender_is_ignored(make):
+    spool, config = make()
+    inbound = spool.store_inbound("10086", "T", sim="m1")
+    await run_handlers(inbound_handlers(config), spool, inbound, config)
+    assert OptOutList(spool.db).optouts() == [] and spool.list() == []
+
+
+def test_direct_sends_allowed_by_flag_blacklist_never(make):
+    spool, config = make()
+    optouts = OptOutList(spool.db)
+    optouts.add("13800138000")
+    optouts.add_to_blacklist(["13900139000"], "complaint")
+    assert may_send_direct(spool.db, "13800138000", config) == (True, "")
+    assert may_send_direct(spool.db, "13900139000", config)[0] is False
+    strict, strict_config = make("[optout]\nblock_direct = true\n")
+    OptOutList(strict.db).add("13800138000")
+    assert may_send_direct(strict.db, "13800138000", strict_config)[0] is False
+
+
+def test_blacklist_import_is_all_or_nothing_and_exports(make, tmp_path):
+    spool, _ = make()
+    optouts = OptOutList(spool.db)
+    bad = tmp_path / "黑名单.txt"
+    bad.write_bytes("13800138000\n13900139000 投诉\n110\n".encode("gbk"))
+    with pytest.raises(ImportRejected) as caught:
+        optouts.import_blacklist(bad)
+    assert [r.line for r in caught.value.report.rejected] == [3]
+    assert optouts.blacklist() == []
+    good = tmp_path / "ok.txt"
+    good.write_text("13800138000\n13900139000\n", "utf-8")
+    assert optouts.import_blacklist(good).imported == 2
+    assert optouts.export(tmp_path / "out.csv") == 2
+    assert (tmp_path / "out.csv").read_text("utf-8-sig").splitlines()[1].startswith("+8613800138000,imported")
+    assert optouts.blocked_for_campaigns() == {"+8613800138000", "+8613900139000"}

@@ -1,0 +1,217 @@
+"""The spool's message side: enqueue, idempotency, states chosen by the user, claim order."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from modempool.errors import InvalidNumber, NotFound, PoolError
+from modempool.spool import Message, MessageState, Spool, StateConflict
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def spool(tmp_path):
+    with Spool(tmp_path / "spool.db") as spool:
+        yield spool
+
+
+def test_enqueue_normalises_the_number_and_stores_a_readable_row(spool, tmp_path):
+    message = spool.enqueue("138 0013 8000", "你好")
+    assert isinstance(message, Message)
+    assert message.to == "+8613800138000"
+    assert message.state is MessageState.QUEUED
+    assert message.attempts == 0 and message.sim is None
+    # An ordinary SQLite file anyone can read, in WAL mode.
+    with sqlite3.connect(tmp_path / "spool.db") as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        row = other.execute("SELECT to_number, text, state FROM messages").fetchone()
+    assert row == ("+8613800138000", "你好", "queued")
+
+
+def test_region_is_used_for_national_numbers(tmp_path):
+    with Spool(tmp_path / "s.db", region="GB") as spool:
+        assert spool.enqueue("07400 123456", "hi").to == "+447400123456"
+        assert spool.enqueue("13800138000", "hi", region="CN").to == "+8613800138000"
+
+
+@pytest.mark.parametrize("bad", ["", "123", "not a number", "+86 123"])
+def test_invalid_numbers_are_rejected_and_nothing_is_queued(spool, bad):
+    with pytest.raises(InvalidNumber):
+        spool.enqueue(bad, "hi")
+    assert spool.list() == []
+
+
+def test_empty_text_is_rejected(spool):
+    with pytest.raises(PoolError, match="empty"):
+        spool.enqueue("13800138000", "")
+
+
+def test_client_id_makes_enqueue_idempotent(spool):
+    first = spool.enqueue("13800138000", "one", client_id="order-17")
+    again = spool.enqueue("13900139000", "two", client_id="order-17")
+    assert again.id == first.id and again.text == "one"
+    assert len(spool.list()) == 1
+    assert spool.get_by_client_id("order-17").id == first.id
+
+
+def test_enqueue_many_is_all_or_nothing_and_keeps_order(spool):
+    spool.enqueue("13800138000", "existing", client_id="dup")
+    ids = spool.enqueue_many([
+        {"to": "13800138001", "text": "a"},
+        {"to": "13800138002", "text": "b", "client_id": "dup"},
+        {"to": "13800138003", "text": "c", "client_id": "new"},
+        {"to": "13800138004", "text": "d", "client_id": "new"},
+    ])
+    assert len(ids) == 4
+    existing = spool.get_by_client_id("dup").id
+    assert ids[1] == existing and ids[2] == ids[3] and len(set(ids)) == 3
+    assert [spool.get(i).text for i in ids] == ["a", "existing", "c", "c"]
+    with pytest.raises(InvalidNumber, match="row 2"):
+        spool.enqueue_many([{"to": "13800138005", "text": "x"}, {"to": "42", "text": "y"}])
+    assert len(spool.list()) == 3
+
+
+def test_get_unknown_id_raises_not_found(spool):
+    with pytest.raises(NotFound):
+        spool.get(404)
+
+
+def test_list_filters_and_counts(spool):
+    for i in range(5):
+        spool.enqueue(f"1380013800{i}", f"m{i}", campaign_id=7 if i % 2 else None)
+    spool.cancel(1)
+    assert [m.id for m in spool.list(state="queued")] == [2, 3, 4, 5]
+    assert [m.id for m in spool.list(campaign_id=7)] == [2, 4]
+    assert [m.id for m in spool.list(limit=2)] == [4, 5]
+    counts = spool.counts()
+    assert counts["queued"] == 4 and counts["cancelled"] == 1 and counts["sent"] == 0
+    assert spool.queue_depth() == 4
+
+
+def test_to_dict_has_the_queue_json_keys(spool):
+    data = spool.enqueue("13800138000", "hi", sims=["m1"]).to_dict()
+    assert {"id", "to", "text", "state", "sim", "attempts"} <= set(data)
+    assert data["state"] == "queued" and data["sims"] == ["m1"]
+    assert isinstance(data["created_at"], str) and data["created_at"].endswith("Z")
+
+
+def test_cancel_only_queued_messages(spool):
+    message = spool.enqueue("13800138000", "hi")
+    assert spool.cancel(message.id).state is MessageState.CANCELLED
+    with pytest.raises(StateConflict):
+        spool.cancel(message.id)
+    other = spool.enqueue("13800138001", "hi")
+    spool.claim_next("m1", "owner", 60)
+    with pytest.raises(StateConflict, match="sending"):
+        spool.cancel(other.id)
+    assert [e["kind"] for e in spool.events(message.id)] == ["cancelled"]
+
+
+def test_retry_moves_failed_ambiguous_expired_back_to_queued(spool):
+    ids = spool.enqueue_many([{"to": f"1380013800{i}", "text": str(i)} for i in range(3)])
+    spool.mark_failed(spool.claim_next("m1", "o", 60).id, "boom")
+    spool.mark_ambiguous(spool.claim_next("m1", "o", 60).id, "silent modem")
+    spool.db.execute("UPDATE messages SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?",
+                     [ids[2]])
+    assert spool.expire_due() == [ids[2]]
+    for message_id in ids:
+        again = spool.retry(message_id)
+        assert again.state is MessageState.QUEUED and again.error is None
+    assert spool.get(ids[0]).attempts == 1  # attempts are kept
+    assert spool.get(ids[2]).expires_at is None  # or it would expire again at once
+    with pytest.raises(StateConflict):
+        spool.retry(ids[0])  # queued: nothing to retry
+
+
+def test_claim_order_is_priority_then_fifo(spool):
+    low = spool.enqueue("13800138000", "low")
+    high = spool.enqueue("13800138001", "high", priority=5)
+    low2 = spool.enqueue("13800138002", "low2")
+    order = [spool.claim_next("m1", "o", 60, now=T0 + timedelta(days=999)).id for _ in range(3)]
+    assert order == [high.id, low.id, low2.id]
+    assert spool.claim_next("m1", "o", 60) is None
+    claimed = spool.get(high.id)
+    assert claimed.state is MessageState.SENDING and claimed.sim == "m1" and claimed.attempts == 1
+    assert claimed.lease_owner == "o"
+
+
+def test_not_before_holds_a_message_until_due(spool):
+    message = spool.enqueue("13800138000", "later", not_before=T0 + timedelta(hours=1))
+    assert spool.claim_next("m1", "o", 60, now=T0) is None
+    assert spool.claim_next("m1", "o", 60, now=T0 + timedelta(hours=1)).id == message.id
+
+
+def test_expired_messages_become_expired_instead_of_being_claimed(spool):
+    message = spool.enqueue("13800138000", "too late", expires_at=T0)
+    fresh = spool.enqueue("13800138001", "fine", expires_at=T0 + timedelta(days=1))
+    assert spool.claim_next("m1", "o", 60, now=T0 + timedelta(seconds=1)).id == fresh.id
+    expired = spool.get(message.id)
+    assert expired.state is MessageState.EXPIRED and "expired" in expired.error
+
+
+def test_hold_and_release_a_campaign(spool):
+    spool.enqueue("13800138000", "campaign", campaign_id=3)
+    other = spool.enqueue("13800138001", "plain")
+    assert spool.hold(3) == 1
+    assert spool.claim_next("m1", "o", 60).id == other.id
+    assert spool.claim_next("m1", "o", 60) is None
+    assert spool.release(3) == 1
+    assert spool.claim_next("m1", "o", 60).campaign_id == 3
+
+
+def test_held_at_enqueue(spool):
+    spool.enqueue("13800138000", "draft", campaign_id=9, held=True)
+    assert spool.claim_next("m1", "o", 60) is None
+    spool.release(9)
+    assert spool.claim_next("m1", "o", 60) is not None
+
+
+def test_sims_restriction_prefixes_quiet_and_allowed(spool):
+    only_m2 = spool.enqueue("13800138000", "m2 only", sims=["m2"])
+    unicom = spool.enqueue("13000130000", "unicom")
+    quiet = spool.enqueue("13900139000", "campaign", quiet_hours=True)
+    assert spool.claim_next("m1", "o", 60, prefixes=["+86138"]) is None
+    assert spool.claim_next("m1", "o", 60, quiet=True, allowed=lambda m: m.to.startswith("+86130")).id == unicom.id
+    assert spool.claim_next("m1", "o", 60, quiet=True) is None
+    assert spool.claim_next("m1", "o", 60).id == quiet.id
+    assert spool.claim_next("m2", "o", 60).id == only_m2.id
+
+
+def test_requeue_with_avoid_sim_fails_over(spool):
+    message = spool.enqueue("13800138000", "hi")
+    spool.claim_next("m1", "o", 60)
+    assert spool.requeue(message.id, "+CMS ERROR: 38", avoid_sim="m1", lease_owner="o")
+    assert spool.get(message.id).error == "+CMS ERROR: 38"
+    assert spool.claim_next("m1", "o", 60) is None
+    assert spool.claim_next("m1", "o", 60, honour_avoid=False).id == message.id  # only SIM left
+    spool.requeue(message.id, "again", avoid_sim="m1")
+    assert spool.claim_next("m2", "o", 60).attempts == 3
+
+
+def test_transitions_need_the_lease(spool):
+    message = spool.enqueue("13800138000", "hi")
+    spool.claim_next("m1", "alice", 60)
+    assert not spool.mark_sent(message.id, lease_owner="bob")
+    assert spool.get(message.id).state is MessageState.SENDING
+    assert spool.mark_sent(message.id, lease_owner="alice")
+    assert not spool.mark_failed(message.id, "late")  # no longer sending
+    assert spool.get(message.id).state is MessageState.SENT
+
+
+def test_claim_plan_uses_the_claim_index(spool):
+    plan = " ".join(
+        row[3] for row in spool.db.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM messages WHERE state = 'queued' AND held = 0 "
+            "AND (not_before IS NULL OR not_before <= 'x') ORDER BY priority DESC, id LIMIT 1"))
+    assert "messages_claim" in plan and "TEMP B-TREE" not in plan
+
+
+def test_other_modules_can_add_tables(spool):
+    spool.db["contacts"].insert({"name": "张三", "number": "+8613800138000"})
+    assert spool.db["contacts"].count == 1
+    assert {"messages", "parts", "inbound", "inbound_parts", "delivery_reports", "sims",
+            "events"} <= set(spool.db.table_names())

@@ -1,0 +1,182 @@
+"""Leases across processes, crash recovery rules, and per-SIM counters that survive a restart."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from modempool.spool import LeaseLost, MessageState, Spool
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "spool.db"
+
+
+def _claim_all(path: str, owner: str, start, out) -> None:
+    """Claim until the queue is empty, in its own Spool (its own connection)."""
+    spool = Spool(path, synchronous="normal")
+    start.wait()
+    claimed = []
+    while (message := spool.claim_next(owner, owner, 60)) is not None:
+        claimed.append(message.id)
+        spool.mark_sent(message.id, lease_owner=owner)
+    spool.close()
+    out.put((owner, claimed))
+
+
+def test_two_processes_never_claim_the_same_message(path):
+    with Spool(path) as spool:
+        ids = spool.enqueue_many({"to": "+8613800138000", "text": f"n{i}"} for i in range(300))
+    context = multiprocessing.get_context("spawn")
+    start, out = context.Event(), context.Queue()
+    workers = [context.Process(target=_claim_all, args=(str(path), f"w{i}", start, out))
+               for i in range(2)]
+    for worker in workers:
+        worker.start()
+    start.set()
+    results = dict(out.get(timeout=60) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=30)
+    everything = results["w0"] + results["w1"]
+    assert sorted(everything) == ids  # each message claimed exactly once
+    with Spool(path) as spool:
+        assert spool.counts()["sent"] == 300
+        assert {m.sim for m in spool.list()} <= {"w0", "w1"}
+        assert all(m.attempts == 1 for m in spool.list())
+
+
+def test_two_spool_objects_in_threads_share_the_work(path):
+    with Spool(path) as spool:
+        ids = spool.enqueue_many({"to": "+8613800138000", "text": f"n{i}"} for i in range(200))
+    claimed: dict[str, list[int]] = {"a": [], "b": []}
+    barrier = threading.Barrier(2)
+
+    def work(owner: str) -> None:
+        with Spool(path, synchronous="normal") as mine:
+            barrier.wait()
+            while (message := mine.claim_next("m-" + owner, owner, 60)) is not None:
+                claimed[owner].append(message.id)
+
+    threads = [threading.Thread(target=work, args=(o,)) for o in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(claimed["a"] + claimed["b"]) == ids
+
+
+def _send_parts(spool: Spool, message_id: int, written: int, sent: int, total: int) -> None:
+    for seq in range(1, written + 1):
+        spool.mark_part_writing(message_id, seq, total)
+        if seq <= sent:
+            spool.mark_part_sent(message_id, seq, 7, 100 + seq)
+
+
+def test_recover_leases_applies_the_crash_rules(path):
+    with Spool(path) as spool:
+        ids = spool.enqueue_many({"to": "+8613800138000", "text": f"n{i}"} for i in range(4))
+        for _ in ids:
+            spool.claim_next("m1", "crashed", 60)
+        _send_parts(spool, ids[1], written=1, sent=0, total=1)   # PDU may have left
+        _send_parts(spool, ids[2], written=2, sent=1, total=3)   # half a multipart
+        _send_parts(spool, ids[3], written=2, sent=2, total=2)   # all out, mark_sent missing
+    with Spool(path) as spool:  # the restarted daemon
+        assert spool.recover_leases(owner="someone-else").requeued == ()
+        recovery = spool.recover_leases(include_live=True)
+        assert recovery.requeued == (ids[0],)
+        assert recovery.ambiguous == (ids[1], ids[2])
+        assert recovery.sent == (ids[3],)
+        untouched = spool.get(ids[0])
+        assert untouched.state is MessageState.QUEUED and untouched.attempts == 0
+        assert spool.get(ids[1]).state is MessageState.AMBIGUOUS
+        assert spool.get(ids[3]).state is MessageState.SENT
+        assert [p["state"] for p in spool.parts(ids[2])] == ["sent", "ambiguous"]
+        # Ambiguous messages are never claimed again on their own.
+        assert spool.claim_next("m1", "new", 60).id == ids[0]
+        assert spool.claim_next("m1", "new", 60) is None
+
+
+def test_only_expired_leases_are_recovered_without_owner(path):
+    with Spool(path) as spool:
+        first = spool.enqueue("13800138000", "a")
+        second = spool.enqueue("13800138001", "b")
+        spool.claim_next("m1", "old", 30, now=T0)
+        spool.claim_next("m2", "alive", 3600, now=T0)
+        recovery = spool.recover_leases(now=T0 + timedelta(seconds=60))
+        assert recovery.requeued == (first.id,)
+        assert spool.get(second.id).state is MessageState.SENDING
+
+
+def test_a_requeue_then_crash_before_writing_is_requeued_not_ambiguous(path):
+    """Parts from an earlier attempt (refused with +CMS ERROR) do not make a new one ambiguous."""
+    with Spool(path) as spool:
+        message = spool.enqueue("13800138000", "a")
+        spool.claim_next("m1", "o", 60)
+        spool.mark_part_writing(message.id, 1, 1)
+        spool.requeue(message.id, "+CMS ERROR: 38")
+        spool.claim_next("m2", "o", 60)
+        assert spool.recover_leases(owner="o").requeued == (message.id,)
+        assert spool.parts(message.id)[0]["state"] == "failed"
+
+
+def test_a_recovered_lease_cannot_be_written_by_its_old_owner(path):
+    with Spool(path) as spool:
+        message = spool.enqueue("13800138000", "a")
+        spool.claim_next("m1", "slow", 1, now=T0)
+        spool.recover_leases(now=T0 + timedelta(seconds=5))
+        with pytest.raises(LeaseLost):
+            spool.mark_part_writing(message.id, 1, 1, lease_owner="slow")
+        with pytest.raises(LeaseLost):
+            spool.renew_lease(message.id, "slow", 60)
+
+
+def test_mark_part_sent_counts_once_and_counters_survive_reopen(path):
+    with Spool(path, tz=timezone.utc) as spool:
+        ids = spool.enqueue_many({"to": "+8613800138000", "text": f"n{i}"} for i in range(3))
+        for message_id in ids:
+            spool.claim_next("m1", "o", 60, now=T0)
+            spool.mark_part_writing(message_id, 1, 1)
+            spool.mark_part_sent(message_id, 1, None, message_id, now=T0)
+            spool.mark_part_sent(message_id, 1, None, message_id, now=T0)  # repeated: no double count
+            spool.mark_sent(message_id)
+        assert spool.sent_counts("m1", now=T0 + timedelta(seconds=1)) == (3, 3, 3)
+    with Spool(path, tz=timezone.utc) as spool:
+        assert spool.sent_counts("m1", now=T0 + timedelta(seconds=30)) == (3, 3, 3)
+        assert spool.sent_counts("m1", now=T0 + timedelta(minutes=2)) == (0, 3, 3)
+        assert spool.sent_counts("m1", now=T0 + timedelta(days=1)) == (0, 0, 3)  # next day
+        assert spool.sent_counts("m1", now=T0 + timedelta(days=31)) == (0, 0, 0)  # next month
+        assert spool.sent_counts("unknown") == (0, 0, 0)
+        # A new day starts the daily counter again; the month keeps counting.
+        spool.count_sent("m1", 2, now=T0 + timedelta(days=1))
+        assert spool.sent_counts("m1", now=T0 + timedelta(days=1)) == (0, 2, 5)
+        assert spool.sim("m1")["sent_total"] == 5
+
+
+def test_day_boundary_follows_local_time_zone(path):
+    shanghai = timezone(timedelta(hours=8))
+    with Spool(path, tz=shanghai) as spool:
+        # 15:59 UTC is 23:59 in Shanghai; 16:01 UTC is the next day there.
+        spool.count_sent("m1", 1, now=datetime(2026, 3, 1, 15, 59, tzinfo=timezone.utc))
+        assert spool.sent_counts("m1", now=datetime(2026, 3, 1, 16, 1, tzinfo=timezone.utc))[1] == 0
+        assert spool.sent_counts("m1", now=datetime(2026, 3, 1, 15, 59, 30, tzinfo=timezone.utc))[1] == 1
+
+
+def test_upsert_sim_keeps_counters_and_rejects_unknown_columns(path):
+    with Spool(path) as spool:
+        spool.count_sent("m1", 4)
+        row = spool.upsert_sim("m1", port="/dev/ttyUSB0", operator="China Mobile", signal=-71,
+                               state="up", quarantined_until=T0)
+        assert row["sent_today"] == 4 and row["operator"] == "China Mobile"
+        assert row["quarantined_until"] == "2026-03-01T12:00:00.000Z"
+        spool.record_sim_error("m1", "+CMS ERROR: 500")
+        assert spool.sim("m1")["errors"] == 1
+        with pytest.raises(Exception, match="unknown sims column"):
+            spool.upsert_sim("m1", colour="red")
+        spool.record_event("note", sim="m1", detail={"why": "test"})
+        assert spool.events()[-1]["kind"] == "note"

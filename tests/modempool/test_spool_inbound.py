@@ -1,0 +1,119 @@
+"""Inbound storage and reassembly across restarts; delivery reports matched to parts."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from modempool.spool import MessageState, Spool
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "spool.db"
+
+
+def test_single_inbound_is_stored_with_normalised_sender(path):
+    with Spool(path) as spool:
+        stored = spool.store_inbound("13800138000", "收到", sim="m1", received_at=T0)
+        spool.store_inbound("10086", "余额", sim="m2", received_at=T0 + timedelta(minutes=1))
+        assert stored.sender == "+8613800138000" and stored.complete
+        rows = spool.inbound()
+        assert [r["text"] for r in rows] == ["收到", "余额"]
+        assert rows[1]["sender"] == "10086"  # a short code stays as it is
+        assert [r["text"] for r in spool.inbound(sender="+86 138 0013 8000")] == ["收到"]
+        assert [r["text"] for r in spool.inbound(since=T0 + timedelta(seconds=30))] == ["余额"]
+        assert [r["text"] for r in spool.inbound(limit=1)] == ["余额"]
+        spool.mark_read([stored.id])
+        assert [r["id"] for r in spool.inbound(unread=True)] == [rows[1]["id"]]
+
+
+def test_multipart_inbound_reassembles_out_of_order_across_restart(path):
+    with Spool(path) as spool:
+        assert spool.store_inbound_part("m1", "13800138000", 42, 3, 3, "C", received_at=T0) is None
+        assert spool.store_inbound_part("m1", "13800138000", 42, 3, 1, "A", received_at=T0) is None
+        assert spool.store_inbound_part("m1", "13800138000", 42, 3, 1, "A", received_at=T0) is None
+    with Spool(path) as spool:  # restart between parts
+        assert len(spool.pending_inbound_parts()) == 2
+        complete = spool.store_inbound_part("m1", "+8613800138000", 42, 3, 2, "B", received_at=T0)
+        assert complete is not None and complete.text == "ABC" and complete.parts == 3
+        assert spool.pending_inbound_parts() == []
+        assert spool.inbound()[0]["text"] == "ABC"
+
+
+def test_parts_of_different_messages_do_not_mix(path):
+    with Spool(path) as spool:
+        spool.store_inbound_part("m1", "13800138000", 1, 2, 1, "x1")
+        spool.store_inbound_part("m1", "13900139000", 1, 2, 1, "y1")
+        spool.store_inbound_part("m2", "13800138000", 1, 2, 2, "z2")
+        assert spool.inbound() == []
+        assert spool.store_inbound_part("m1", "13800138000", 1, 2, 2, "x2").text == "x1x2"
+
+
+def test_stale_parts_are_flushed_as_incomplete(path):
+    with Spool(path) as spool:
+        spool.store_inbound_part("m1", "13800138000", 5, 3, 1, "first ")
+        spool.store_inbound_part("m1", "13800138000", 5, 3, 3, " last")
+        assert spool.flush_inbound_parts(timedelta(hours=1)) == []
+        flushed = spool.flush_inbound_parts(timedelta(hours=1), now=datetime.now(timezone.utc) + timedelta(hours=2))
+        assert len(flushed) == 1 and not flushed[0].complete
+        assert flushed[0].text == "first … last"
+        assert spool.pending_inbound_parts() == []
+
+
+def _sent(spool: Spool, to: str, sim: str, references: list[int]) -> int:
+    message = spool.enqueue(to, "x" * 10)
+    claimed = spool.claim_next(sim, "o", 60)
+    assert claimed.id == message.id
+    for seq, reference in enumerate(references, start=1):
+        spool.mark_part_writing(message.id, seq, len(references))
+        spool.mark_part_sent(message.id, seq, 9, reference)
+    spool.mark_sent(message.id)
+    return message.id
+
+
+def test_delivery_reports_deliver_a_message_when_all_parts_are_delivered(path):
+    with Spool(path) as spool:
+        message_id = _sent(spool, "13800138000", "m1", [17, 18])
+        first = spool.store_delivery_report("m1", 17, "13800138000", 0)
+        assert first.message_id == message_id and first.message_state == "sent"
+        second = spool.store_delivery_report("m1", 18, "+8613800138000", 0)
+        assert second.message_state == "delivered"
+        message = spool.get(message_id)
+        assert message.state is MessageState.DELIVERED and message.delivered_at is not None
+        assert [p["state"] for p in spool.parts(message_id)] == ["delivered", "delivered"]
+        assert spool.db["delivery_reports"].count == 2
+
+
+def test_reports_match_by_sim_reference_and_recipient(path):
+    with Spool(path) as spool:
+        on_m1 = _sent(spool, "13800138000", "m1", [5])
+        on_m2 = _sent(spool, "13900139000", "m2", [5])  # same reference, other SIM
+        match = spool.store_delivery_report("m2", 5, "13900139000", 0)
+        assert match.message_id == on_m2
+        assert spool.get(on_m1).state is MessageState.SENT
+        unknown = spool.store_delivery_report("m1", 5, "13700137000", 0)  # wrong recipient
+        assert unknown.part_id is None and unknown.message_id is None
+        assert spool.get(on_m1).state is MessageState.SENT
+        assert spool.db["delivery_reports"].count == 2  # kept even when unmatched
+
+
+def test_reused_reference_matches_the_latest_part(path):
+    with Spool(path) as spool:
+        old = _sent(spool, "13800138000", "m1", [9])
+        new = _sent(spool, "13800138000", "m1", [9])  # the TP-MR wrapped around
+        assert spool.store_delivery_report("m1", 9, "13800138000", 0).message_id == new
+        assert spool.get(old).state is MessageState.SENT
+
+
+def test_a_final_failure_report_fails_the_message_and_a_pending_one_does_not(path):
+    with Spool(path) as spool:
+        message_id = _sent(spool, "13800138000", "m1", [3])
+        pending = spool.store_delivery_report("m1", 3, "13800138000", 0x20)  # SC still trying
+        assert pending.message_state == "sent"
+        failed = spool.store_delivery_report("m1", 3, "13800138000", 0x41)
+        assert failed.message_state == "failed"
+        assert "0x41" in spool.get(message_id).error

@@ -55,7 +55,7 @@ def pdu_encode(to, text, as_json, alphabet, ref16, report, reference, smsc, vali
     """Encode TEXT to TO as SMS-SUBMIT part(s): hex for AT+CMGS and the TPDU length."""
     import json
 
-    from pdu import PduError, encode_submit, parts_needed, to_json
+    from pdu import PduError, encode_submit, parts_needed, split_into_parts
 
     payload: str | bytes = text
     if hex_data:
@@ -65,6 +65,7 @@ def pdu_encode(to, text, as_json, alphabet, ref16, report, reference, smsc, vali
             raise click.BadParameter("not hex", param_hint="TEXT")
     try:
         cost = parts_needed(payload, alphabet=alphabet, ref16=ref16)
+        texts = split_into_parts(payload, alphabet=alphabet, ref16=ref16)
         parts = encode_submit(to, payload, alphabet=alphabet, ref16=ref16, status_report=report,
                               reference=reference, smsc=smsc, validity=_pdu_validity(validity),
                               message_class=0 if flash else message_class)
@@ -76,8 +77,8 @@ def pdu_encode(to, text, as_json, alphabet, ref16, report, reference, smsc, vali
             "national": {"locking": cost.national[0], "single": cost.national[1]},
             "reference": parts[0].reference, "ref16": ref16, "total": len(parts),
             "units": cost.units, "units_per_part": cost.units_per_part, "chars_left": cost.chars_left,
-            "parts": [{k: v for k, v in to_json(p).items() if k not in ("alphabet", "reference", "total")}
-                      for p in parts],
+            "parts": [{"seq": p.seq, "text": t, "tpdu_length": p.tpdu_length, "hex": p.hex}
+                      for p, t in zip(parts, texts)],
         }, ensure_ascii=False))
         return
     national = f" national={cost.national[0]}/{cost.national[1]}" if any(cost.national) else ""
@@ -140,16 +141,19 @@ def _sim_run(coroutine):
 @click.option("--personality", default="simcom", show_default=True,
               help="wavecom, simcom, huawei, zte, quectel, or mixed.")
 @click.option("--seed", type=int, default=None, help="Seed for IMEIs, IMSIs, ICCIDs.")
+@click.option("--realistic", is_flag=True,
+              help="Use each vendor's typical timings (about 3 s per SMS).")
 @click.option("--fault", "faults", multiple=True, metavar="MODEM:FAULT[:k=v,...]",
               help="A fault from the start, e.g. m2:cms_error:code=500 (repeatable).")
-def sim_start(modems, directory, latency, personality, seed, faults) -> None:
+def sim_start(modems, directory, latency, personality, seed, realistic, faults) -> None:
     """Run a simulated bank in the foreground until Ctrl-C / SIGTERM."""
     from simulator.bank import SimulatedBank
     from simulator.control import parse_fault_options, serve
 
     try:
         bank = SimulatedBank(modems, directory, personality=personality, seed=seed,
-                             latency=latency, faults=parse_fault_options(faults))
+                             latency=latency, realistic=realistic,
+                             faults=parse_fault_options(faults))
     except ValueError as exc:
         raise click.ClickException(str(exc))
     _sim_run(serve(bank, lambda line: click.echo(line)))
@@ -499,9 +503,9 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
             if deadline is not None and time.monotonic() >= deadline:
                 if as_json:
                     _pool_echo_json([m.to_dict() for m in messages])
-                raise click.ClickException("timed out waiting; still "
-                                           + ", ".join(f"#{m.id} {m.state.value}" for m in messages
-                                                       if not m.final)) from None
+                click.echo("Error: timed out waiting; still " + ", ".join(
+                    f"#{m.id} {m.state.value}" for m in messages if not m.final), err=True)
+                raise SystemExit(3)
             time.sleep(delay)
             delay = min(delay * 1.5, 1.0)
             messages = [spool.get(m.id) for m in messages]
@@ -526,12 +530,15 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
 def queue_command(config_path, state, campaign_id, limit, as_json) -> None:
     """List messages in the spool, oldest first."""
     _, spool = _pool_spool(config_path)
+    if limit is None and not as_json:
+        limit = 100  # a table of a million rows helps nobody; --json gives them all
     messages = spool.list(state=state, campaign_id=campaign_id, limit=limit)
     if as_json:
         _pool_echo_json([m.to_dict() for m in messages])
         return
     counts = ", ".join(f"{n} {s}" for s, n in spool.counts().items() if n)
-    _pool_messages_table(messages, f"{len(messages)} message(s) — spool: {counts or 'empty'}")
+    shown = f"last {len(messages)}" if len(messages) == limit else f"{len(messages)}"
+    _pool_messages_table(messages, f"{shown} message(s) — spool: {counts or 'empty'}")
 
 
 def _pool_decide(config_path, ids, action):
@@ -587,6 +594,8 @@ def inbox_command(config_path, since, sender, limit, as_json) -> None:
             if moment > datetime.now().astimezone():  # HH:MM means the last one, not the next
                 moment -= timedelta(days=1)
     _, spool = _pool_spool(config_path)
+    if limit is None and not as_json:
+        limit = 100
     rows = spool.inbound(since=moment, sender=sender, limit=limit)
     if as_json:
         _pool_echo_json(rows)
@@ -1041,9 +1050,11 @@ def campaign_list(config_path, db_path, as_json) -> None:
     from modempool.campaigns import Campaigns
 
     spool, config = _op_open(config_path, db_path)
-    rows = [{**c.as_dict(), **{k: v for k, v in progress(spool, c.id).items()
-                              if k in ("total", "pending", "sent", "delivered", "failed")},
-             "state": progress(spool, c.id)["state"]} for c in Campaigns(spool, config).list()]
+    rows = []
+    for campaign in Campaigns(spool, config).list():
+        p = progress(spool, campaign.id)
+        rows.append({**campaign.as_dict(), **{k: p[k] for k in (
+            "state", "total", "pending", "sent", "delivered", "failed")}})
     _op_echo(as_json, rows, lambda r: _op_table(
         r, ["id", "name", "kind", "state", "total", "pending", "sent", "delivered", "failed"]))
 
@@ -1102,7 +1113,7 @@ def _op_follow(spool, campaign_id) -> dict:
     current = progress(spool, campaign_id)
     try:
         with Live(view(current), console=Console(), refresh_per_second=4) as live:
-            while current["pending"] and current["state"] not in ("cancelled",):
+            while current["pending"] and current["state"] == "running":
                 time.sleep(0.5)
                 current = progress(spool, campaign_id)
                 live.update(view(current))
@@ -1487,6 +1498,22 @@ def history_export(path, number, contact, text, since, until, state, campaign, d
     count = export(spool.db, _op_query(number, contact, text, since, until, state, campaign,
                                        direction, limit), path, config.region)
     _op_echo(as_json, {"path": path, "rows": count}, f"wrote {count} message(s) to {path}")
+
+
+@history_group.command("threads")
+@click.option("--unread", is_flag=True, help="Only conversations with unread replies.")
+@click.option("--limit", type=int, default=100, show_default=True)
+@_op_options
+@_op_errors
+def history_threads(unread, limit, config_path, db_path, as_json) -> None:
+    """Conversations by contact (name, groups, unread count): modempool history threads --unread"""
+    from modempool.history import threads
+
+    spool, config = _op_open(config_path, db_path)
+    rows = threads(spool.db, unread_only=unread, limit=limit, region=config.region)
+    flat = [{**r, "groups": ",".join(r["groups"])} for r in rows]
+    _op_echo(as_json, rows, lambda _: _op_table(
+        flat, ["last_time", "number", "name", "groups", "unread", "messages", "last_received"]))
 
 
 @main.group("jobs")

@@ -1,10 +1,27 @@
 """The AT protocol layer: a sans-I/O core (`core.py`) and an asyncio driver for one modem.
 
-    from at_commands import Modem
-    modem = Modem("/dev/ttyUSB0", name="m1", pin=None, profile=None)
-    await modem.open(); await modem.initialise(); info = await modem.identify()
-    refs = await modem.send(parts)          # parts from pdu.encode_submit()
-    async for event in modem.events(): ...  # InboundSms, StatusReport, Disconnected, ...
+Driver API (all coroutines unless noted; every wait is bounded):
+
+    modem = Modem(port, name="m1", pin=None, profile=None, baudrate=115200,
+                  poll_interval=30.0, sweep_interval=60.0,
+                  reconnect_delays=(0.2, 0.5, 1, 2, 5, 10, 30))
+    await modem.open()                 # OSError / serial.SerialException if the port won't open
+    await modem.initialise()           # PinError (PIN tried once, never again), AtTimeout, CmeError
+    info = await modem.identify()      # ModemInfo: imei, imsi, iccid, msisdn, operator, signal...
+    refs = await modem.send(parts)     # pdu.SubmitPart list (or hex strings) -> [message refs]
+        # raises CmsError/CmeError/CommandError (.code, .meaning, .error_class, .references)
+        # or SendAmbiguous (.references of the parts before the one in doubt), AtTimeout,
+        # ModemDisconnected
+    async for event in modem.events(): # InboundSms, StatusReport, UssdReply, SignalChanged,
+        ...                            # Disconnected, Reconnected, ReconnectFailed,
+                                       # Unresponsive, Responsive
+    await modem.acknowledge(event)     # after storing an InboundSms/StatusReport durably:
+                                       # AT+CMGD (or AT+CNMA for +CMT where the profile needs it)
+    text = await modem.ussd("*100#")
+    await modem.sweep()                # AT+CMGL=4 over all stores now (also runs periodically)
+    await modem.execute("signal") / await modem.query("signal")   # any command of COMMANDS
+    await modem.reconnect(); await modem.close()
+    modem.state (ModemState), modem.profile (ModemProfile), modem.info (last ModemInfo)
 """
 
 from .commands import COMMANDS, Command, StoredPdu, StoreUsage, csq_to_bars, csq_to_dbm

@@ -113,6 +113,7 @@ class _Pending:
     line: str
     prefixes: tuple[str, ...]
     expects_prompt: bool
+    awaiting_echo: bool = False
     prompted: bool = False
     pdu: str | None = None
     lines: list[str] = field(default_factory=list)
@@ -134,6 +135,11 @@ class AtConnection:
         self._pending: _Pending | None = None
         self._urc_waiting_pdu: Urc | None = None
 
+    def add_vendor_lines(self, extra_urcs: dict[str, UrcSpec], noise: tuple[str, ...] = ()) -> None:
+        """Learn a vendor's URC names and noise lines (once the profile is known)."""
+        self._urcs.update({k.upper(): v for k, v in extra_urcs.items()})
+        self._noise = self._noise | frozenset(n.strip().upper() for n in noise)
+
     # -- what to write --
 
     @property
@@ -141,18 +147,20 @@ class AtConnection:
         return self._pending.line if self._pending else None
 
     def send_command(self, line: str, *, prefixes: tuple[str, ...] = (),
-                     expects_prompt: bool = False) -> bytes:
+                     expects_prompt: bool = False, require_echo: bool = False) -> bytes:
         """Start `line` (``AT+CMGS=23``): returns the bytes to write. One command at a time.
 
         `prefixes` are the names of its information lines (``+CMGS``), so that a line that could
-        also be a URC is taken as its reply.
+        also be a URC is taken as its reply. With `require_echo` (echo must be on), anything but
+        URCs before the echo of `line` is noise: a modem answers in order, so a late answer to
+        an abandoned command comes before that echo. The driver resynchronises this way.
         """
         if self._pending is not None:
             raise ProtocolError(f"{self._pending.line!r} is still pending")
         if self._buffer.lstrip(b"\r\n").startswith(b">"):
             self._buffer.clear()  # a prompt from before this command cannot be its prompt
         self._pending = _Pending(line.strip(), tuple(p.upper().rstrip(":") for p in prefixes),
-                                 expects_prompt)
+                                 expects_prompt, awaiting_echo=require_echo)
         return line.strip().encode("ascii") + b"\r"
 
     def send_pdu(self, hex_pdu: str) -> bytes:
@@ -210,7 +218,8 @@ class AtConnection:
 
     def _take_prompt(self) -> bool:
         pending = self._pending
-        if pending is None or not pending.expects_prompt or pending.prompted:
+        if pending is None or not pending.expects_prompt or pending.prompted \
+                or pending.awaiting_echo:
             return False
         start = 0
         while start < len(self._buffer) and self._buffer[start] in b"\r\n":
@@ -229,6 +238,9 @@ class AtConnection:
     def _line(self, line: str) -> None:
         if not line:
             return
+        if not any(ch.isascii() and ch.isalnum() for ch in line):
+            self._emit(Noise(line))  # line noise: no letter or digit to mean anything
+            return
         if self._urc_waiting_pdu is not None:
             waiting, self._urc_waiting_pdu = self._urc_waiting_pdu, None
             if _HEX_LINE.match(line):
@@ -237,15 +249,18 @@ class AtConnection:
             self._emit(waiting)  # the PDU line is missing: deliver what we have
         upper = line.upper()
         pending = self._pending
+        if pending is not None and _is_echo(upper, pending):
+            pending.awaiting_echo = False
+            self._emit(Echo(line))
+            return
+        if pending is not None and pending.awaiting_echo:
+            pending = None  # before our echo: the tail of an older command
         if _is_final(upper):
             if pending is None:
                 self._emit(Noise(line))
                 return
             self._pending = None
             self._emit(FinalResult(pending.line, line, error_from_result(line), tuple(pending.lines)))
-            return
-        if pending is not None and _is_echo(upper, pending):
-            self._emit(Echo(line))
             return
         name = urc_name(line)
         if pending is not None and name in pending.prefixes:
@@ -289,7 +304,7 @@ def _is_final(upper: str) -> bool:
 
 
 def _is_echo(upper: str, pending: _Pending) -> bool:
-    if upper == pending.line.upper():
+    if upper.lstrip("> ") == pending.line.upper():  # a stale prompt may sit before the echo
         return True
     if pending.pdu is not None:
         return upper.lstrip("> ").replace(" ", "") == pending.pdu

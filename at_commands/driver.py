@@ -10,7 +10,8 @@
 Commands are serialised by one lock and every wait is bounded. URCs are framed whenever they
 arrive (also inside a command's reply); follow-up work they need (``AT+CMGR`` after ``+CMTI``)
 runs in the modem's own background task, which also sweeps the stores and polls signal and
-registration. Inbound work and the reconnect loop live in `inbound.py` and `health.py` mixins.
+registration. The set-up (`setup.py`), inbound (`inbound.py`) and health/reconnect (`health.py`)
+parts of `Modem` are mixins in their own files; this file is the port, the lock and `send`.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
         self._unresponsive = False
         self._closing = False
         self._early_result: FinalResult | None = None
+        self._needs_resync = False
+        self._resyncing = False
         self._init_inbound()
         self._init_health()
         self._init_setup()
@@ -116,6 +119,7 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
             loop, lambda: self._link, self.port, baudrate=self.baudrate)
         self._transport = transport
         self._closing = False
+        self._needs_resync = False
         self.state = ModemState.OPEN
         self.log.info("opened %s", self.port)
 
@@ -229,9 +233,12 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
         result = await self.execute(name, **arguments)
         return command.parse(result.lines)
 
-    async def _exchange(self, line: str, command: Command, timeout: float) -> FinalResult:
+    async def _exchange(self, line: str, command: Command, timeout: float, *,
+                        require_echo: bool = False) -> FinalResult:
         """Write `line` and wait for its final result. The caller holds the lock."""
-        data = self._core.send_command(line, prefixes=(command.prefix,) if command.prefix else ())
+        await self._resync_if_needed()
+        data = self._core.send_command(line, prefixes=(command.prefix,) if command.prefix else (),
+                                       require_echo=require_echo)
         self.log.debug(">> %s", f"{line.split('=')[0]}=****" if command.secret else line)
         event = await self._wait(self._write_and_wait(data), timeout, line)
         assert isinstance(event, FinalResult)
@@ -265,15 +272,31 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
         return event
 
     async def _timed_out(self, line: str) -> None:
-        """Forget the command, cancel a prompt, and let late answers drain before going on."""
+        """Forget the command and cancel a prompt; resynchronise before the next command."""
         escape = self._core.abandon()
+        self._needs_resync = True
         self.log.warning("no answer to %s", mask_secrets(line))
         if not self._unresponsive:
             self._unresponsive = True
             self._publish(Unresponsive(self.name, mask_secrets(line)))
         if self._transport is not None:
             self._transport.write(escape)
-            await asyncio.sleep(0.2)  # a late answer arrives as Noise, not as the next result
+
+    async def _resync_if_needed(self) -> None:
+        """After a timeout, a late answer to the abandoned command may still come. Turn echo on
+        and send ``AT`` requiring its echo: the modem answers in order, so whatever comes before
+        that echo is the old command's tail (`AtConnection.send_command(require_echo=True)`)."""
+        if not self._needs_resync or self._resyncing:
+            return
+        self._resyncing = True
+        try:
+            await self._exchange("ATE1", COMMANDS["echo_on"], 1.0)  # its answer may be stale
+            await self._exchange("AT", COMMANDS["attention"], 1.0, require_echo=True)
+            if not self.profile.echo:
+                await self._exchange("ATE0", COMMANDS["echo_off"], 1.0)
+            self._needs_resync = False
+        finally:
+            self._resyncing = False
 
     # ---- sending -------------------------------------------------------------------------
 
@@ -312,6 +335,7 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
         hex_pdu, length = _part_hex_and_length(part)
         command = COMMANDS["send"]
         line = command.line(length=length)
+        await self._resync_if_needed()
         data = self._core.send_command(line, prefixes=(command.prefix,), expects_prompt=True)
         self.log.debug(">> %s", line)
         first = await self._wait(self._write_and_wait(data),

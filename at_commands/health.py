@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .commands import csq_to_bars, csq_to_dbm
 from .errors import AtError, PinError
 from .events import ReconnectFailed, Reconnected, SignalChanged
+from .inbound import REINITIALISE
 from .urc import first_int
 
 if TYPE_CHECKING:
@@ -35,38 +36,49 @@ class HealthMixin:
         next_sweep = now  # sweep at once: messages that arrived while we were away
         next_poll = now + self.poll_interval
         while True:
-            wait = max(0.0, min(next_sweep, next_poll) - time.monotonic())
-            try:
-                async with asyncio.timeout(wait):
-                    store, index = await self._work.get()
-            except TimeoutError:
-                store = None
-            if self.state is not ModemState.READY:
-                if store is not None:
-                    self._work.put_nowait((store, index))
-                await asyncio.sleep(0.1)
-                continue
-            if self._unresponsive:  # probe cheaply until it answers; keep the work for later
-                if store is not None:
-                    self._work.put_nowait((store, index))
-                try:
-                    await self.execute("attention", timeout=1.0)
-                except AtError:
-                    await asyncio.sleep(1.0)
+            item = await self._next_work(min(next_sweep, next_poll))
+            if self.state is not ModemState.READY or self._unresponsive:
+                if item is not None:
+                    self._work.put_nowait(item)  # keep it for when the modem is back
+                await self._wait_until_usable()
                 continue
             try:
-                if store is not None:
-                    await self._read_stored(store, index)
-                    continue
-                now = time.monotonic()
-                if now >= next_sweep:
-                    next_sweep = now + self.sweep_interval
-                    await self.sweep()
-                if now >= next_poll:
-                    next_poll = now + self.poll_interval
-                    await self.poll_health()
+                if item == REINITIALISE:
+                    await self.initialise()
+                elif item is not None:
+                    await self._read_stored(*item)
+                else:
+                    now = time.monotonic()
+                    if now >= next_sweep:
+                        next_sweep = now + self.sweep_interval
+                        await self.sweep()
+                    if now >= next_poll:
+                        next_poll = now + self.poll_interval
+                        await self.poll_health()
             except AtError as error:  # a timeout already produced an Unresponsive event
                 self.log.info("background: %s", error)
+            except Exception:  # noqa: BLE001 - background work must go on
+                self.log.exception("background work failed")
+
+    async def _next_work(self: Modem, deadline: float) -> tuple[str, int] | None:
+        """The next work item, or None when `deadline` (monotonic) comes first."""
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await self._work.get()
+        except TimeoutError:
+            return None
+
+    async def _wait_until_usable(self: Modem) -> None:
+        """While the modem is silent, probe it with a cheap ``AT``; otherwise wait a little."""
+        from .driver import ModemState
+
+        if self.state is ModemState.READY and self._unresponsive:
+            try:
+                await self.execute("attention", timeout=1.0)
+                return
+            except AtError:
+                pass
+        await asyncio.sleep(1.0 if self._unresponsive else 0.1)
 
     async def poll_health(self: Modem) -> None:
         """``AT+CSQ`` and ``AT+CREG?``: publish `SignalChanged` when the signal bars change."""

@@ -41,6 +41,9 @@ def is_status_report(pdu_hex: str) -> bool:
     return first & 0x03 == _MTI_STATUS_REPORT
 
 
+REINITIALISE = ("", -1)  # a work item: the modem restarted
+
+
 class InboundMixin:
     def _init_inbound(self: Modem) -> None:
         self._work: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
@@ -72,8 +75,9 @@ class InboundMixin:
         elif kind is UrcKind.SIGNAL and urc.name == "^RSSI":
             rssi = first_int(urc.fields, 0)
             self._publish(SignalChanged(self.name, rssi, csq_to_dbm(rssi), csq_to_bars(rssi)))
-        elif kind is UrcKind.BOOT:
-            self.log.info("modem reports %s", urc.line)
+        if urc.line.upper() in {marker.upper() for marker in self.profile.reboot_markers}:
+            self.log.info("modem restarted (%s): initialising it again", urc.line)
+            self._work.put_nowait(REINITIALISE)
 
     def _hand_over(self: Modem, pdu_hex: str, store: str | None, index: int | None) -> None:
         if index is not None:

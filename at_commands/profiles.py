@@ -23,9 +23,16 @@ class ModemProfile:
       ``+CMTI``; ``mt=2`` delivers ``+CMT`` directly; ``ds=1`` ``+CDS``, ``ds=2`` ``+CDSI``.
     - `cnma_required`: ``+CMT``/``+CDS`` must be acknowledged with ``AT+CNMA`` (phase 2+,
       ``AT+CSMS=1``); the driver sends it when the consumer acknowledges the message.
-    - `stores`: message stores to use and to sweep; `first_index`: 0 on some Huawei sticks.
-    - `boot_noise`: extra lines the modem prints at start that mean nothing to us.
-    - `timeouts`: per-command overrides (seconds) of `commands.COMMANDS`.
+    - `stores`: message stores to use and to sweep (the first receives new messages).
+    - `reboot_markers`: URC lines that mean the modem restarted and lost our settings: the
+      driver initialises it again.
+    - `boot_noise` / `extra_urcs`: lines the modem prints on its own that mean nothing to us.
+      Boot and status lines of every vendor here (RDY, ^BOOT, +WIND, +QIND, +ZPASR...) are
+      already in `urc.URC_TABLE`, because they arrive before the vendor is known; these fields
+      are for the rest (a site's odd firmware), so that such a line is not taken as the reply
+      of the pending command.
+    - `timeouts`: per-command overrides (seconds) of `commands.COMMANDS`, by command name;
+      ``"send"`` bounds the wait for the prompt, ``"send_result"`` the wait after the PDU.
     """
 
     name: str
@@ -36,7 +43,7 @@ class ModemProfile:
     sms_service: int | None = None
     cnma_required: bool = False
     stores: tuple[str, ...] = ("SM",)
-    first_index: int = 1
+    reboot_markers: tuple[str, ...] = ("RDY", "START", "^SYSSTART")
     supports_cmms: bool = True
     iccid_command: str = "iccid"
     boot_noise: tuple[str, ...] = ()
@@ -63,15 +70,13 @@ PROFILES: dict[str, ModemProfile] = {
             new_message_routing="AT+CNMI=2,1,0,2,0",
             stores=("SM",),
             supports_cmms=True,
-            boot_noise=("+WIND: 3", "+WIND: 4"),
-            timeouts=MappingProxyType({"send": 15.0}),
+            reboot_markers=("+WIND: 3",),  # "ready to process AT commands" after a reset
         ),
         ModemProfile(
             "simcom",
             manufacturers=("SIMCOM",),
             new_message_routing="AT+CNMI=2,1,0,2,0",
             stores=("SM", "ME"),
-            boot_noise=("RDY", "Call Ready", "SMS Ready", "PB DONE"),
             iccid_command="iccid",
         ),
         ModemProfile(
@@ -81,10 +86,8 @@ PROFILES: dict[str, ModemProfile] = {
             init_commands=("AT^CURC=0",),
             new_message_routing="AT+CNMI=2,1,0,2,0",
             stores=("SM", "ME"),
-            first_index=0,
             supports_cmms=False,
             iccid_command="iccid_huawei",
-            boot_noise=("^BOOT", "^MODE", "^RSSI"),
         ),
         ModemProfile(
             "zte",
@@ -101,8 +104,7 @@ PROFILES: dict[str, ModemProfile] = {
             new_message_routing="AT+CNMI=2,1,0,2,0",
             stores=("SM", "ME"),
             iccid_command="iccid_quectel",
-            boot_noise=("RDY",),
-            timeouts=MappingProxyType({"operator": 180.0}),
+            timeouts=MappingProxyType({"send_result": 120.0}),  # EC2x manual: CMGS up to 120 s
         ),
     )
 }

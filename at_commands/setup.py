@@ -59,6 +59,7 @@ class SetupMixin:
             if profile is not self.profile:
                 self.log.info("profile %s (from %r)", profile.name, manufacturer)
                 self.profile = profile
+                self._core.add_vendor_lines(dict(profile.extra_urcs), profile.boot_noise)
         await self._unlock_sim()
         await self.execute("pdu_mode")
         if self.profile.sms_service is not None:

@@ -39,7 +39,10 @@ class SensitiveWords:
     @classmethod
     def from_config(cls, config: Any) -> SensitiveWords:
         section = _raw(config).get("sensitive", {})
-        words = list(section.get("words", []))
+        words = section.get("words", [])
+        words = [words] if isinstance(words, str) else list(words)
+        if not all(isinstance(w, str) for w in words):
+            raise ConfigError("[sensitive] words must be a list of strings, e.g. [\"贷款\"]")
         if section.get("file"):
             path = Path(section["file"]).expanduser()
             try:

@@ -85,7 +85,7 @@ class Config:
     simulator: int | None = None        # simulated modems to start, None = real hardware
     timezone: str | None = None         # IANA name for day/month counters; None = system local
     lease_seconds: float = 300.0
-    synchronous: str = "full"
+    synchronous: str = "normal"      # "full": also survives a power cut (slower)
     log_level: str = "INFO"
     log_file: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)

@@ -126,9 +126,9 @@ class Daemon:
                     tasks.create_task(self._announce_ready(slots), name="ready")
                     for spec, slot in zip(specs, slots):
                         tasks.create_task(self._modem_task(spec, slot, inbound), name=spec.name)
-                left = self.spool.recover_leases(owner=self.owner)
-                log.info("modempool stopped%s", f"; {len(left.requeued)} leases released"
-                         if left.requeued else "")
+                released = sum(len(self.spool.recover_leases(owner=slot.owner).requeued)
+                               for slot in slots)
+                log.info("modempool stopped%s", f"; {released} leases released" if released else "")
         finally:
             if self.install_signals:
                 for signum in (signal.SIGTERM, signal.SIGINT):
@@ -254,14 +254,14 @@ class Daemon:
 
     async def _send_loop(self, slot: SimSlot, modem: Any, trouble: asyncio.Event) -> None:
         assert self.dispatcher is not None
-        while True:
+        while not self._stop.is_set():
             message = await _first(slot.inbox.get(), self._stop.wait(), trouble.wait())
             if message is None:
                 return
             try:
                 await self.dispatcher.send_message(slot, modem, message)
             finally:
-                self.dispatcher.done(slot)
+                self.dispatcher.done(slot, message)
             if slot.errors_in_row >= self.policy.quarantine_after:
                 raise Quarantine(f"{slot.errors_in_row} SIM errors in a row")
 

@@ -25,6 +25,8 @@ from typing import Any
 
 from modempool import limits as limits_mod
 from modempool.limits import Counters, Limits
+
+NO_LIMITS = Limits()
 from modempool.numbers import carrier_of
 from modempool.strategies import SimView, Strategy, StrategyState, choose_sim
 
@@ -70,6 +72,11 @@ class RetryPolicy:
         return min(self.backoff_max, self.backoff * 2 ** max(0, attempts - 1))
 
 
+# Messages a SIM holds at once: the one it sends and the next, claimed while the first is on
+# the air, so that a modem never waits for the dispatcher between two messages.
+PREFETCH = 2
+
+
 @dataclass(slots=True)
 class SimSlot:
     """The dispatcher's live view of one SIM (one modem port)."""
@@ -81,14 +88,27 @@ class SimSlot:
     priority: int = 0
     state: SimState = SimState.STARTING
     operator: str = ""
-    busy: bool = False
     counters: Counters = field(default_factory=Counters)
     errors_in_row: int = 0
-    inbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=1))
+    owner: str = ""                 # lease owner of the messages this SIM holds
+    assigned: int = 0               # messages handed to it and not finished
+    assigned_parts: int = 0         # their SMS, counted against the limits in advance
+    inbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=PREFETCH))
+
+    @property
+    def busy(self) -> bool:
+        return self.assigned >= PREFETCH
 
     def view(self, now: datetime) -> SimView:
         today = limits_mod.current(self.counters, now).sent_today
-        return SimView(self.name, self.operator, self.busy, today, self.priority)
+        return SimView(self.name, self.operator, self.busy, today, self.priority, self.assigned)
+
+    def room(self, now: datetime) -> int | None:
+        """SMS the SIM's limits still allow after those it holds (None: unlimited)."""
+        if self.limits == NO_LIMITS:
+            return None
+        room = limits_mod.headroom(self.limits, self.counters, now)
+        return None if room is None else room - self.assigned_parts
 
     def accepts(self, to: str) -> bool:
         """Whether this SIM may send to `to` (allowed prefixes and carriers from the config)."""
@@ -116,6 +136,8 @@ class Dispatcher:
         self.config = config
         self.owner = owner
         self.slots = {slot.name: slot for slot in slots}
+        for slot in slots:
+            slot.owner = f"{owner}/{slot.name}"
         # Local windows (quotas, quiet hours) in the configured time zone, else the system's.
         tz = getattr(config, "tz", None) or timezone.utc
         self.clock = clock or (lambda: datetime.now(tz))
@@ -157,38 +179,46 @@ class Dispatcher:
             self._last_expiry = loop_time
             self.spool.expire_due(now)
         free = [s for s in self.slots.values() if s.state is SimState.UP and not s.busy]
+        room = sum(PREFETCH - s.assigned for s in free)
         if not free or self.stopping.is_set():
             return 0
         up = [s for s in self.slots.values() if s.state is SimState.UP]
+        # What each SIM looks like this round (its view and its room under the limits).
+        views = {s.name: s.view(now) for s in up}
+        rooms = {s.name: s.room(now) for s in up}
         quiet = is_quiet(self.config, now)
         handed = 0
-        for message in self.spool.dispatchable(now, limit=4 * len(up) + 16):
+        for message in self.spool.dispatchable(now, limit=2 * room + 16):
             if message.quiet_hours and quiet:
                 continue
-            slot = self._choose(message, up, now)
+            parts = self.parts_needed(message)
+            slot = self._choose(message, parts, up, views, rooms)
             if slot is None:
                 continue
-            claimed = self.spool.claim(message.id, slot.name, self.owner, self.lease_seconds)
+            claimed = self.spool.claim(message.id, slot.name, slot.owner, self.lease_seconds)
             if claimed is None:
                 continue
-            slot.busy = True
+            slot.assigned += 1
+            slot.assigned_parts += parts
             slot.inbox.put_nowait(claimed)
+            views[slot.name] = slot.view(now)
+            rooms[slot.name] = slot.room(now)
             handed += 1
-            if handed == len(free):
+            if handed == room:
                 break
         return handed
 
-    def _choose(self, message: Any, up: list[SimSlot], now: datetime) -> SimSlot | None:
-        parts = self.parts_needed(message)
+    def _choose(self, message: Any, parts: int, up: list[SimSlot], views: dict[str, SimView],
+                rooms: dict[str, int | None]) -> SimSlot | None:
+        """Ask the strategy among the SIMs that may carry `message` now."""
         usable = [s for s in up
-                  if (not message.sims or s.name in message.sims) and s.accepts(message.to)
-                  and limits_mod.allows(s.limits, s.counters, now, parts)]
+                  if (not message.sims or s.name in message.sims)
+                  and limits_mod.fits(s.limits, rooms[s.name], parts) and s.accepts(message.to)]
         # Failover: keep away from the SIM that failed last, unless it is the only one left.
         others = [s for s in usable if s.name != message.avoid_sim]
         if others:
             usable = others
-        views = [s.view(now) for s in usable]
-        chosen = choose_sim(self.strategy, message, views, self.state)
+        chosen = choose_sim(self.strategy, message, [views[s.name] for s in usable], self.state)
         return self.slots[chosen.name] if chosen is not None else None
 
     def parts_needed(self, message: Any) -> int:
@@ -207,13 +237,14 @@ class Dispatcher:
     def release_unstarted(self, slot: SimSlot) -> None:
         """Give back a message handed to `slot` that it never started (shutdown, modem gone)."""
         while not slot.inbox.empty():
-            message = slot.inbox.get_nowait()
-            self.spool.requeue(message.id, f"{slot.name} went down before sending it",
-                               avoid_sim=slot.name, lease_owner=self.owner)
-        slot.busy = False
+            slot.inbox.get_nowait()
+        slot.assigned = slot.assigned_parts = 0
+        # Leases of this SIM: unstarted ones go back to the queue as if never claimed.
+        self.spool.recover_leases(owner=slot.owner)
 
-    def done(self, slot: SimSlot) -> None:
-        slot.busy = False
+    def done(self, slot: SimSlot, message: Any) -> None:
+        slot.assigned = max(0, slot.assigned - 1)
+        slot.assigned_parts = max(0, slot.assigned_parts - self.parts_needed(message))
         self.wake.set()
 
     # -- sending one message ----------------------------------------------------------------
@@ -230,24 +261,24 @@ class Dispatcher:
             parts = encode_submit(message.to, message.text, status_report=True,
                                   reference=message.id % 256)
         except Exception as exc:  # text the codec cannot carry: no SIM will do better
-            self.spool.mark_failed(message.id, f"cannot encode: {exc}", lease_owner=self.owner)
+            self.spool.mark_failed(message.id, f"cannot encode: {exc}", lease_owner=slot.owner)
             return
         for part in parts:
-            self.spool.mark_part_writing(message.id, part.seq, part.total, lease_owner=self.owner)
+            self.spool.mark_part_writing(message.id, part.seq, part.total, lease_owner=slot.owner)
             try:
                 refs = await modem.send([part])
             except SendAmbiguous as exc:
-                self._ambiguous(message, f"{slot.name}: {exc}")
+                self._ambiguous(slot, message, f"{slot.name}: {exc}")
                 raise ModemTrouble(str(exc)) from exc
             except AtError as exc:
                 if exc.error_class is ErrorClass.AMBIGUOUS:
-                    self._ambiguous(message, f"{slot.name}: {exc}")
+                    self._ambiguous(slot, message, f"{slot.name}: {exc}")
                     raise ModemTrouble(str(exc)) from exc
                 # A definite answer (+CMS/+CME ERROR, or refused before the prompt).
                 self._failed_part(slot, message, part, exc, mlog)
                 return
             except (OSError, ConnectionError) as exc:
-                self._ambiguous(message, f"{slot.name}: port failed during send: {exc}")
+                self._ambiguous(slot, message, f"{slot.name}: port failed during send: {exc}")
                 raise ModemTrouble(str(exc)) from exc
             reference = refs[0] if refs else None
             now = self.clock()
@@ -255,14 +286,14 @@ class Dispatcher:
             slot.counters = limits_mod.count(slot.counters, now)
             mlog.debug("message %s part %s/%s sent, reference %s", message.id, part.seq,
                        part.total, reference)
-        self.spool.mark_sent(message.id, lease_owner=self.owner)
+        self.spool.mark_sent(message.id, lease_owner=slot.owner)
         slot.errors_in_row = 0
         mlog.info("message %s to %s sent (%d part%s)", message.id, message.to, len(parts),
                   "" if len(parts) == 1 else "s")
 
-    def _ambiguous(self, message: Any, why: str) -> None:
+    def _ambiguous(self, slot: SimSlot, message: Any, why: str) -> None:
         log.warning("message %s is ambiguous: %s", message.id, why)
-        self.spool.mark_ambiguous(message.id, why, lease_owner=self.owner)
+        self.spool.mark_ambiguous(message.id, why, lease_owner=slot.owner)
         if self.policy.resend_ambiguous:  # the user chose at-least-once over at-most-once
             log.warning("message %s queued again (resend_ambiguous policy)", message.id)
             self.spool.retry(message.id)
@@ -274,18 +305,18 @@ class Dispatcher:
         if part.seq > 1:
             # Earlier parts are on the network; sending the whole message again would repeat them.
             self.spool.mark_failed(message.id, f"partly sent ({part.seq - 1}/{part.total} parts),"
-                                   f" then {error}", lease_owner=self.owner)
+                                   f" then {error}", lease_owner=slot.owner)
             return
         if exc.error_class is ErrorClass.PERMANENT:
             mlog.info("message %s failed: %s", message.id, exc)
-            self.spool.mark_failed(message.id, error, lease_owner=self.owner)
+            self.spool.mark_failed(message.id, error, lease_owner=slot.owner)
             return
         if exc.error_class is ErrorClass.SIM_OR_MODEM:
             slot.errors_in_row += 1
         attempts = message.attempts
         if attempts >= self.policy.max_attempts:
             self.spool.mark_failed(message.id, f"{error} (after {attempts} attempts)",
-                                   lease_owner=self.owner)
+                                   lease_owner=slot.owner)
             return
         others = [s for s in self.slots.values()
                   if s.name != slot.name and s.state is SimState.UP and s.accepts(message.to)
@@ -295,5 +326,5 @@ class Dispatcher:
         mlog.info("message %s: %s; retrying %s", message.id, exc,
                   "on another SIM" if others else f"in {delay:.0f} s")
         self.spool.requeue(message.id, error, self.clock() + timedelta(seconds=delay),
-                           avoid_sim=slot.name, lease_owner=self.owner)
+                           avoid_sim=slot.name, lease_owner=slot.owner)
 

@@ -117,3 +117,26 @@ def export(db: Any, query: Query, path: str | Path, region: str = "CN") -> int:
 
     rows = search(db, query, region)
     return write_table(path, COLUMNS, ([r.get(c) for c in COLUMNS] for r in rows))
+
+
+def threads(db: Any, *, unread_only: bool = False, limit: int = 100,
+            region: str = "CN") -> list[dict[str, Any]]:
+    """Conversations by number, newest first: contact name and groups, last message, unread count
+    (what an inbox shows next to each number)."""
+    rows = db.execute(
+        "SELECT number, MAX(time), SUM(unread), COUNT(*) FROM ("
+        " SELECT sender AS number, received_at AS time, 1 - read AS unread FROM inbound"
+        " UNION ALL SELECT to_number, COALESCE(sent_at, created_at), 0 FROM messages)"
+        " GROUP BY number" + (" HAVING SUM(unread) > 0" if unread_only else "")
+        + " ORDER BY MAX(time) DESC LIMIT ?", [limit]).fetchall()
+    book = AddressBook(db, region)
+    out = []
+    for number, last, unread, count in rows:
+        contact = book.find(number)
+        last_in = db.execute("SELECT text FROM inbound WHERE sender = ? ORDER BY received_at DESC"
+                             " LIMIT 1", [number]).fetchone()
+        out.append({"number": number, "name": contact.name if contact else "",
+                    "groups": list(contact.groups) if contact else [], "last_time": last,
+                    "unread": unread, "messages": count,
+                    "last_received": last_in[0] if last_in else None})
+    return out

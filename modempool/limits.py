@@ -9,6 +9,7 @@ A SIM at its limit is skipped by the dispatcher, never failed.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 
 
@@ -46,7 +47,13 @@ def _local(now: datetime) -> datetime:
 def window_keys(now: datetime) -> tuple[str, str, str]:
     """Labels of the minute, day and month `now` falls in (local time)."""
     local = _local(now)
-    return local.strftime("%Y-%m-%dT%H:%M"), local.strftime("%Y-%m-%d"), local.strftime("%Y-%m")
+    return _keys(local.year, local.month, local.day, local.hour, local.minute)
+
+
+@lru_cache(maxsize=64)
+def _keys(year: int, month: int, day: int, hour: int, minute: int) -> tuple[str, str, str]:
+    return (f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}",
+            f"{year:04d}-{month:02d}-{day:02d}", f"{year:04d}-{month:02d}")
 
 
 def current(counters: Counters, now: datetime) -> Counters:
@@ -71,12 +78,16 @@ def headroom(limits: Limits, counters: Counters, now: datetime) -> int | None:
 
 
 def allows(limits: Limits, counters: Counters, now: datetime, parts: int = 1) -> bool:
-    """Whether the SIM may send a message of `parts` SMS now.
+    """Whether the SIM may send a message of `parts` SMS now."""
+    return fits(limits, headroom(limits, counters, now), parts)
+
+
+def fits(limits: Limits, room: int | None, parts: int) -> bool:
+    """Whether a message of `parts` SMS fits in `room` (from `headroom`; None: unlimited).
 
     A message longer than the smallest limit could never fit; it goes out once that whole window
     is free (and overshoots it), rather than waiting forever.
     """
-    room = headroom(limits, counters, now)
     if room is None:
         return True
     return room > 0 and room >= min(parts, _smallest(limits))

@@ -14,14 +14,14 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, tzinfo
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from modempool.errors import InvalidNumber, NotFound, PoolError
-from modempool.numbers import DEFAULT_REGION, normalise
+from modempool.numbers import DEFAULT_REGION
 from modempool.spool_claim import ClaimMixin
-from modempool.spool_inbound import InboundMixin
+from modempool.spool_inbound import InboundMessage, InboundMixin, ReportMatch
+from modempool.spool_numbers import _normalise
 from modempool.spool_model import (
     FINAL_STATES,
     RETRYABLE_STATES,
@@ -40,7 +40,9 @@ from modempool.spool_sims import SimsMixin
 
 __all__ = [
     "FINAL_STATES",
+    "InboundMessage",
     "RETRYABLE_STATES",
+    "ReportMatch",
     "SUCCESS_STATES",
     "LeaseLost",
     "Message",
@@ -67,17 +69,14 @@ VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
-@lru_cache(maxsize=65536)
-def _normalise(number: str, region: str) -> str:
-    return normalise(number, region)
-
-
 class Spool(ClaimMixin, InboundMixin, SimsMixin):
     """A spool file: `Spool("modempool.db")` creates or opens it.
 
     One object per thread of use is simplest; an object may be shared between threads
     (calls are serialised by a lock). Several processes may open the same file: every
     write runs in a `BEGIN IMMEDIATE` transaction and waits up to `busy_timeout` seconds.
+    `synchronous="normal"` (WAL) makes each commit survive a killed process; "full" also
+    survives a power cut, at one disk flush per commit.
     """
 
     def __init__(
@@ -87,7 +86,7 @@ class Spool(ClaimMixin, InboundMixin, SimsMixin):
         region: str = DEFAULT_REGION,
         tz: tzinfo | None = None,
         busy_timeout: float = 30.0,
-        synchronous: str = "full",
+        synchronous: str = "normal",
     ) -> None:
         self.path = Path(path)
         self.region = region
@@ -237,18 +236,24 @@ class Spool(ClaimMixin, InboundMixin, SimsMixin):
                 params[0] = first + offset
             conn.executemany(_INSERT, prepared)
             ids = [params[0] for params in prepared]
-            if any(params[1] is not None for params in prepared):
-                inserted = {
+            inserted = conn.execute(
+                "SELECT count(*) FROM messages WHERE id BETWEEN ? AND ?", (first, ids[-1])
+            ).fetchone()[0]
+            if inserted != len(ids):  # some client_ids existed: return their messages
+                present = {
                     r[0]
                     for r in conn.execute(
                         "SELECT id FROM messages WHERE id BETWEEN ? AND ?", (first, ids[-1])
                     )
                 }
                 for index, params in enumerate(prepared):
-                    if params[0] not in inserted:  # an existing client_id: return its message
-                        ids[index] = conn.execute(
+                    if params[0] not in present:
+                        existing = conn.execute(
                             "SELECT id FROM messages WHERE client_id = ?", (params[1],)
-                        ).fetchone()[0]
+                        ).fetchone()
+                        if existing is None:
+                            raise PoolError(f"row {index + 1} could not be stored")
+                        ids[index] = existing[0]
         return ids
 
     # ---- reading --------------------------------------------------------------------------

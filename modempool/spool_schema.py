@@ -145,7 +145,7 @@ SIM_COLUMNS = frozenset(
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
 
-def connect(path: str | Path, *, busy_timeout: float = 30.0, synchronous: str = "full") -> sqlite3.Connection:
+def connect(path: str | Path, *, busy_timeout: float = 30.0, synchronous: str = "normal") -> sqlite3.Connection:
     """Open (creating if needed) the spool file in WAL mode with its tables.
 
     The connection is in autocommit mode: the spool opens explicit `BEGIN IMMEDIATE`
@@ -162,6 +162,7 @@ def connect(path: str | Path, *, busy_timeout: float = 30.0, synchronous: str = 
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: bulk enqueues stay in memory
     conn.execute("BEGIN IMMEDIATE")
     for statement in _statements(SCHEMA):
         conn.execute(statement)

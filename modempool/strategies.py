@@ -45,6 +45,7 @@ class SimView:
     busy: bool = False
     load: int = 0          # SMS sent in the current day: the balance survives restarts
     priority: int = 0      # configured preference: higher is chosen first among equals
+    queued: int = 0        # messages already handed to it and not finished
 
 
 @dataclass(slots=True)
@@ -62,11 +63,11 @@ def _idle(sims: Sequence[SimView]) -> list[SimView]:
 
 
 def least_loaded(message: Any, sims: Sequence[SimView], state: StrategyState) -> SimView | None:
-    """The idle SIM that has sent least today (configured priority first, then name)."""
+    """The idle SIM with least in hand and least sent today (configured priority first)."""
     idle = _idle(sims)
     if not idle:
         return None
-    return min(idle, key=lambda sim: (-sim.priority, sim.load, sim.name))
+    return min(idle, key=lambda sim: (-sim.priority, sim.queued, sim.load, sim.name))
 
 
 def round_robin(message: Any, sims: Sequence[SimView], state: StrategyState) -> SimView | None:

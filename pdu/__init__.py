@@ -5,11 +5,11 @@ long messages, and price a text before sending it.
 """
 
 from .alphabet import Alphabet
+from .dcs import MessageWaiting
 from .decode import decode_pdu
 from .encode import encode_deliver, encode_status_report, encode_submit
 from .errors import PduError
-from .messages import (Concat, Deliver, MessageWaiting, StatusReport, Submit, SubmitPart,
-                       to_json)
+from .messages import Concat, Deliver, StatusReport, Submit, SubmitPart, to_json
 from .national import Language
 from .reassembly import Incomplete, Reassembler
 from .split import Cost, parts_needed, split_into_parts

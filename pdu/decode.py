@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import string
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from .alphabet import Alphabet
+from .dcs import decode_dcs
 from .errors import PduError
-from .fields import (decode_address_value, decode_dcs, decode_digits, decode_relative_validity,
-                     decode_timestamp, decode_udh)
-from .gsm7 import unpack_septets
-from .messages import Concat, Decoded, Deliver, StatusReport, Submit
-from .national import LOCKING, SINGLE, charset
+from .fields import decode_address_value, decode_digits, decode_relative_validity, decode_timestamp
+from .gsm7 import DEFAULT_CHARSET, unpack_septets
+from .messages import Decoded, Deliver, StatusReport, Submit
+from .national import charset
+from .udh import decode_udh, national_of
 
 _HEX = frozenset(string.hexdigits)
 
@@ -47,7 +48,7 @@ class _Reader:
         value = self.take((semi + 1) // 2, what)
         return decode_address_value(toa, value, semi), toa
 
-    def timestamp(self, what: str):
+    def timestamp(self, what: str) -> datetime:
         pos = self.pos
         return decode_timestamp(self.take(7, what), pos, what)
 
@@ -55,14 +56,16 @@ class _Reader:
 def _hex_to_bytes(hex_str: str) -> bytes:
     if not isinstance(hex_str, str):
         raise PduError(f"PDU must be a hex string, not {type(hex_str).__name__}")
-    text = "".join(hex_str.split())
     try:
-        data = bytes.fromhex(text)
+        data = bytes.fromhex(hex_str)  # also skips whitespace between octets
     except ValueError:
+        text = "".join(hex_str.split())
         for i, ch in enumerate(text):
             if ch not in _HEX:
                 raise PduError(f"PDU has a non-hex character {ch!r} at hex digit {i}") from None
-        raise PduError(f"PDU has an odd number of hex digits ({len(text)})") from None
+        if len(text) % 2:
+            raise PduError(f"PDU has an odd number of hex digits ({len(text)})") from None
+        data = bytes.fromhex(text)  # whitespace inside an octet
     if not data:
         raise PduError("PDU is empty")
     return data
@@ -78,16 +81,13 @@ def _smsc(r: _Reader) -> str | None:
     return "+" + digits if (toa >> 4) & 0x07 == 0x01 else digits
 
 
-def _user_data(r: _Reader, dcs: int, has_udh: bool, *, optional: bool = False) -> dict:
-    """Fields from TP-DCS, TP-UDL and TP-UD: alphabet, text, header, concatenation..."""
-    alphabet, message_class, compressed, waiting = decode_dcs(dcs)
-    out: dict = {"alphabet": alphabet, "message_class": message_class, "compressed": compressed,
-                 "waiting": waiting, "dcs": dcs}
-    if optional and r.pos >= len(r.data):
-        return out
+def _user_data(r: _Reader, dcs: int, has_udh: bool) -> dict:
+    """Fields from TP-DCS, TP-UDL and TP-UD: alphabet, header, payload and text."""
+    coding = decode_dcs(dcs)
+    alphabet = coding.alphabet
+    septets = alphabet is Alphabet.GSM7 and not coding.compressed
     udl_pos = r.pos
     udl = r.octet("TP-UDL")
-    septets = alphabet is Alphabet.GSM7 and not compressed
     size = (udl * 7 + 7) // 8 if septets else udl
     start = r.pos
     if len(r.data) - start < size:
@@ -104,41 +104,22 @@ def _user_data(r: _Reader, dcs: int, has_udh: bool, *, optional: bool = False) -
         if header_len > len(ud):
             raise PduError(f"UDH length {ud[0]} exceeds the user data ({len(ud)} octets)", offset=start)
         udh = decode_udh(ud[1:header_len], start + 1)
-    out["udh"] = udh
-    locking = single = 0
-    for iei, value in udh:
-        if iei == 0x00 and len(value) == 3 and 0 < value[2] <= value[1]:
-            out["concat"] = Concat(value[0], value[1], value[2], False)
-        elif iei == 0x08 and len(value) == 4 and 0 < value[3] <= value[2]:
-            out["concat"] = Concat((value[0] << 8) | value[1], value[2], value[3], True)
-        elif iei == 0x04 and len(value) == 2:
-            out["ports"] = (value[0], value[1])
-        elif iei == 0x05 and len(value) == 4:
-            out["ports"] = ((value[0] << 8) | value[1], (value[2] << 8) | value[3])
-        elif iei == 0x25 and len(value) == 1 and value[0] in LOCKING:
-            locking = value[0]
-        elif iei == 0x24 and len(value) == 1 and value[0] in SINGLE:
-            single = value[0]
-    out["national"] = (locking, single)
     if septets:
         fill = -(header_len * 8) % 7
-        header_septets = (header_len * 8 + fill) // 7
-        count = udl - header_septets
+        count = udl - (header_len * 8 + fill) // 7
         if count < 0:
             raise PduError(f"TP-UDL ({udl} septets) is shorter than the user data header", offset=udl_pos)
         data = unpack_septets(ud[header_len:] if header_len else ud, count, fill)
-        out["data"] = data
-        out["text"] = charset(locking, single).decode(data)
+        text = charset(*national_of(udh)).decode(data) if udh else DEFAULT_CHARSET.decode(data)
     else:
-        data = bytes(ud[header_len:])
-        out["data"] = data
-        if compressed:
-            out["text"] = ""
+        data = ud[header_len:]
+        if coding.compressed:
+            text = ""
         elif alphabet is Alphabet.UCS2:
-            out["text"] = data.decode("utf-16-be", "replace")
+            text = data.decode("utf-16-be", "replace")
         else:
-            out["text"] = data.hex().upper()
-    return out
+            text = data.hex().upper()
+    return {"alphabet": alphabet, "dcs": dcs, "udh": udh, "data": data, "text": text}
 
 
 def _deliver(r: _Reader, first: int, smsc: str | None) -> Deliver:
@@ -148,8 +129,7 @@ def _deliver(r: _Reader, first: int, smsc: str | None) -> Deliver:
     timestamp = r.timestamp("service centre timestamp")
     ud = _user_data(r, dcs, bool(first & 0x40))
     return Deliver(smsc=smsc, sender=sender, sender_toa=toa, timestamp=timestamp, pid=pid,
-                   more_messages=not first & 0x04, reply_path=bool(first & 0x80),
-                   status_report_indication=bool(first & 0x20), **ud)
+                   first_octet=first, **ud)
 
 
 def _submit(r: _Reader, first: int, smsc: str | None) -> Submit:
@@ -167,8 +147,7 @@ def _submit(r: _Reader, first: int, smsc: str | None) -> Submit:
         validity = bytes(r.take(7, "TP-VP (enhanced)"))
     ud = _user_data(r, dcs, bool(first & 0x40))
     return Submit(smsc=smsc, recipient=recipient, recipient_toa=toa, message_reference=mr, pid=pid,
-                  status_report_requested=bool(first & 0x20), validity=validity,
-                  reject_duplicates=bool(first & 0x04), reply_path=bool(first & 0x80), **ud)
+                  validity=validity, first_octet=first, **ud)
 
 
 def _status_report(r: _Reader, first: int, smsc: str | None) -> StatusReport:
@@ -192,8 +171,10 @@ def _status_report(r: _Reader, first: int, smsc: str | None) -> StatusReport:
         except PduError:
             # Optional trailing fields that do not parse must not lose the report itself.
             pid, dcs, ud = 0, 0, {}
+    ud.setdefault("dcs", dcs)
     return StatusReport(smsc=smsc, message_reference=mr, recipient=recipient, recipient_toa=toa,
-                        scts=scts, discharge_time=discharge, status=status, pid=pid, **ud)
+                        scts=scts, discharge_time=discharge, status=status, pid=pid,
+                        first_octet=first, **ud)
 
 
 def decode_pdu(hex_str: str, *, smsc: bool = True) -> Decoded:

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import datetime, timedelta
 
 from .alphabet import Alphabet, Encoding
+from .dcs import encode_dcs
 from .errors import PduError
-from .fields import (encode_address, encode_dcs, encode_relative_validity, encode_smsc,
-                     encode_timestamp, encode_udh)
+from .fields import encode_address, encode_relative_validity, encode_smsc, encode_timestamp
 from .gsm7 import pack_septets
 from .messages import SubmitPart
 from .split import PORTS16_IE, Plan, plan_message
-
-IEI_CONCAT8 = 0x00
-IEI_PORTS8 = 0x04
-IEI_PORTS16 = 0x05
-IEI_CONCAT16 = 0x08
-IEI_SINGLE_SHIFT = 0x24
-IEI_LOCKING_SHIFT = 0x25
+from .udh import IEI_CONCAT8, IEI_CONCAT16, IEI_LOCKING_SHIFT, IEI_PORTS16, IEI_SINGLE_SHIFT, encode_udh
 
 DEFAULT_SMSC = "+8613800100500"
 
 
+# Consecutive messages get consecutive references (from a random start), so two long messages
+# to one phone do not share a reference by chance.
+_references = itertools.count(random.randrange(0x10000))
+
+
 def _new_reference(ref16: bool) -> int:
-    return random.randrange(0x10000 if ref16 else 0x100)
+    return next(_references) % (0x10000 if ref16 else 0x100)
 
 
 def _check_reference(reference: int | None, ref16: bool) -> int:
@@ -45,17 +45,16 @@ def _ports_ie(ports: tuple[int, int] | None) -> list[tuple[int, bytes]]:
     return [(IEI_PORTS16, dest.to_bytes(2, "big") + src.to_bytes(2, "big"))]
 
 
-def _user_data(plan: Plan, index: int, reference: int, ref16: bool,
-               ports: list[tuple[int, bytes]]) -> tuple[int, bytes]:
-    """(TP-UDL, TP-UD) of part `index`: header (concat, national shifts, ports) then the payload."""
+def _user_data(plan: Plan, reference: int, ref16: bool,
+               ports: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """(TP-UDL, TP-UD) of every part: header (concat, national shifts, ports) then the payload."""
     total = len(plan.payloads)
-    payload = plan.payloads[index]
     ies: list[tuple[int, bytes]] = []
-    if total > 1:
+    if total > 1:  # concatenation first, so the seq octet sits at a fixed place (see below)
         if ref16:
-            ies.append((IEI_CONCAT16, bytes((reference >> 8, reference & 0xFF, total, index + 1))))
+            ies.append((IEI_CONCAT16, bytes((reference >> 8, reference & 0xFF, total, 1))))
         else:
-            ies.append((IEI_CONCAT8, bytes((reference, total, index + 1))))
+            ies.append((IEI_CONCAT8, bytes((reference, total, 1))))
     enc: Encoding = plan.encoding
     if enc.locking:
         ies.append((IEI_LOCKING_SHIFT, bytes((enc.locking,))))
@@ -63,11 +62,18 @@ def _user_data(plan: Plan, index: int, reference: int, ref16: bool,
         ies.append((IEI_SINGLE_SHIFT, bytes((enc.single,))))
     ies.extend(ports)
     udh = encode_udh(ies)
-    if plan.alphabet is Alphabet.GSM7:
-        header_bits = len(udh) * 8
-        fill = -header_bits % 7  # the text starts on a septet boundary (TS 23.040 9.2.3.24)
-        return (header_bits + fill) // 7 + len(payload), udh + pack_septets(payload, fill)
-    return len(udh) + len(payload), udh + payload
+    seq_at = 6 if ref16 else 5  # UDHL, IEI, length, reference (1 or 2), total, *seq*
+    gsm7 = plan.alphabet is Alphabet.GSM7
+    fill = -(len(udh) * 8) % 7  # GSM-7 text starts on a septet boundary (TS 23.040 9.2.3.24)
+    header_units = (len(udh) * 8 + fill) // 7 if gsm7 else len(udh)
+    out = []
+    for seq, payload in enumerate(plan.payloads, 1):
+        header = udh if total == 1 else udh[:seq_at] + bytes((seq,)) + udh[seq_at + 1:]
+        if gsm7:
+            out.append((header_units + len(payload), header + pack_septets(payload, fill)))
+        else:
+            out.append((header_units + len(payload), header + payload))
+    return out
 
 
 def _plan(text: str | bytes, alphabet, ref16: bool, ports) -> Plan:
@@ -104,11 +110,10 @@ def encode_submit(to: str, text: str | bytes, *, alphabet: Alphabet | str | None
         raise PduError(f"validity must be a timedelta or datetime, not {type(validity).__name__}")
     if not 0 <= message_reference <= 0xFF:
         raise PduError(f"message reference {message_reference} out of range 0-255")
+    after_mr = destination + bytes((0x00, dcs)) + vp  # TP-DA, TP-PID, TP-DCS, TP-VP
     parts = []
-    for index in range(total):
-        udl, ud = _user_data(plan, index, ref or 0, ref16, port_ies)
-        tpdu = (bytes((first, (message_reference + index) & 0xFF)) + destination
-                + bytes((0x00, dcs)) + vp + bytes((udl,)) + ud)
+    for index, (udl, ud) in enumerate(_user_data(plan, ref or 0, ref16, port_ies)):
+        tpdu = b"".join((bytes((first, (message_reference + index) & 0xFF)), after_mr, bytes((udl,)), ud))
         parts.append(SubmitPart((smsc_octets + tpdu).hex().upper(), len(tpdu), ref,
                                 index + 1, total, plan.alphabet))
     return parts
@@ -121,22 +126,18 @@ def encode_deliver(sender: str, text: str | bytes, *, timestamp: datetime | None
                    status_report_indication: bool = False) -> list[str]:
     """SMS-DELIVER PDUs (hex with the SMSC part), one per part, as a modem would read them."""
     plan = _plan(text, alphabet, ref16, ports)
-    total = len(plan.payloads)
-    ref = _check_reference(reference, ref16) if total > 1 else 0
+    ref = _check_reference(reference, ref16) if len(plan.payloads) > 1 else 0
     port_ies = _ports_ie(ports)
     head = encode_smsc(smsc)
     originator = encode_address(sender)
     scts = encode_timestamp(timestamp or datetime.now().astimezone())
     dcs = encode_dcs(plan.alphabet, message_class)
     first = 0x04 | (0x20 if status_report_indication else 0)  # TP-MMS: no more messages waiting
-    if total > 1 or plan.extra_udh:
+    if len(plan.payloads) > 1 or plan.extra_udh:
         first |= 0x40
-    out = []
-    for index in range(total):
-        udl, ud = _user_data(plan, index, ref, ref16, port_ies)
-        tpdu = bytes((first,)) + originator + bytes((0x00, dcs)) + scts + bytes((udl,)) + ud
-        out.append((head + tpdu).hex().upper())
-    return out
+    before_udl = head + bytes((first,)) + originator + bytes((0x00, dcs)) + scts
+    return [(before_udl + bytes((udl,)) + ud).hex().upper()
+            for udl, ud in _user_data(plan, ref, ref16, port_ies)]
 
 
 def encode_status_report(message_reference: int, recipient: str, *, status: int = 0,

@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
-from .alphabet import Alphabet
 from .errors import PduError
 from .gsm7 import DEFAULT_CHARSET, pack_septets, unpack_septets
-from .messages import MessageWaiting
 
 # Semi-octets are stored low nibble first: swapping nibbles makes bytes.hex() read in order.
 SWAP_NIBBLES = bytes(((b & 0x0F) << 4) | (b >> 4) for b in range(256))
@@ -77,7 +76,10 @@ def encode_smsc(addr: str | None) -> bytes:
 
 
 def decode_digits(value: bytes, count: int) -> str:
-    return value.translate(SWAP_NIBBLES).hex()[:count].translate(_DIGITS_OUT).replace(" ", "")
+    digits = value.translate(SWAP_NIBBLES).hex()[:count]
+    if digits.isdigit():
+        return digits
+    return digits.translate(_DIGITS_OUT).replace(" ", "")
 
 
 def decode_address_value(toa: int, value: bytes, semi_octets: int) -> str:
@@ -104,20 +106,26 @@ def encode_timestamp(when: datetime) -> bytes:
     return bytes(octets)
 
 
+# Semi-octet BCD value of each octet (low nibble is the tens digit), -1 if a nibble is not decimal.
+_BCD = [((b & 0x0F) * 10 + (b >> 4)) if (b & 0x0F) < 10 and (b >> 4) < 10 else -1 for b in range(256)]
+
+
+@lru_cache(maxsize=None)
+def _zone(quarters: int) -> timezone:
+    return timezone(timedelta(minutes=15 * quarters))
+
+
 def decode_timestamp(octets: bytes, offset: int, what: str = "timestamp") -> datetime:
+    year, month, day, hour, minute, second = (_BCD[o] for o in octets[:6])
     tz = octets[6]
-    digits = octets[:6].translate(SWAP_NIBBLES).hex()
-    units, tens = tz >> 4, tz & 0x07
-    if not digits.isdigit() or units > 9:
+    units, tens = tz >> 4, tz & 0x07  # bit 3 of the octet is the sign
+    if min(year, month, day, hour, minute, second) < 0 or units > 9:
         raise PduError(f"{what} has non-decimal digits ({octets.hex().upper()})", offset=offset)
     quarters = tens * 10 + units
-    if tz & 0x08:
-        quarters = -quarters
-    year = int(digits[0:2])
     year += 1900 if year >= 90 else 2000  # the field has two digits; 90-99 are last century
     try:
-        return datetime(year, int(digits[2:4]), int(digits[4:6]), int(digits[6:8]), int(digits[8:10]),
-                        int(digits[10:12]), tzinfo=timezone(timedelta(minutes=15 * quarters)))
+        return datetime(year, month, day, hour, minute, second,
+                        tzinfo=_zone(-quarters if tz & 0x08 else quarters))
     except ValueError as exc:
         raise PduError(f"{what} is not a valid date/time ({exc})", offset=offset) from None
 
@@ -147,58 +155,3 @@ def decode_relative_validity(vp: int) -> timedelta:
     if vp <= 196:
         return timedelta(days=vp - 166)
     return timedelta(weeks=vp - 192)
-
-
-# ---- data coding scheme (TS 23.038 4) ----
-
-_ALPHABET_BITS = {Alphabet.GSM7: 0x00, Alphabet.EIGHT_BIT: 0x04, Alphabet.UCS2: 0x08}
-_WAITING_KINDS = ("voicemail", "fax", "email", "other")
-
-
-def encode_dcs(alphabet: Alphabet, message_class: int | None) -> int:
-    if message_class is None:
-        return _ALPHABET_BITS[alphabet]
-    if message_class not in (0, 1, 2, 3):
-        raise PduError(f"message class must be 0-3 (0 = flash), not {message_class}")
-    return 0x10 | _ALPHABET_BITS[alphabet] | message_class
-
-
-def decode_dcs(dcs: int) -> tuple[Alphabet, int | None, bool, MessageWaiting | None]:
-    """DCS -> (alphabet, message class, compressed, message waiting), for every coding group."""
-    group = dcs >> 4
-    if group <= 0x7:  # 00xx general data coding, 01xx automatic deletion: same layout
-        bits = (dcs >> 2) & 0x03
-        # reserved alphabet value 11 is treated as GSM-7 (TS 23.038 4: "reserved ... default alphabet")
-        alphabet = (Alphabet.GSM7, Alphabet.EIGHT_BIT, Alphabet.UCS2, Alphabet.GSM7)[bits]
-        cls = dcs & 0x03 if dcs & 0x10 else None
-        return alphabet, cls, bool(dcs & 0x20), None
-    if group in (0xC, 0xD, 0xE):  # message waiting indication groups
-        waiting = MessageWaiting(bool(dcs & 0x08), _WAITING_KINDS[dcs & 0x03], store=group != 0xC)
-        return (Alphabet.UCS2 if group == 0xE else Alphabet.GSM7), None, False, waiting
-    if group == 0xF:  # data coding / message class
-        return (Alphabet.EIGHT_BIT if dcs & 0x04 else Alphabet.GSM7), dcs & 0x03, False, None
-    return Alphabet.GSM7, None, False, None  # 1000-1011 reserved: assume the default alphabet
-
-
-# ---- user data header (TS 23.040 9.2.3.24) ----
-
-def encode_udh(ies: list[tuple[int, bytes]]) -> bytes:
-    if not ies:
-        return b""
-    body = b"".join(bytes((iei, len(data))) + data for iei, data in ies)
-    return bytes((len(body),)) + body
-
-
-def decode_udh(body: bytes, offset: int) -> tuple[tuple[int, bytes], ...]:
-    ies = []
-    i, n = 0, len(body)
-    while i < n:
-        if i + 2 > n:
-            raise PduError("user data header ends inside an information element", offset=offset + i)
-        iei, length = body[i], body[i + 1]
-        if i + 2 + length > n:
-            raise PduError(f"UDH element 0x{iei:02X} claims {length} octets but only {n - i - 2} remain",
-                           offset=offset + i)
-        ies.append((iei, bytes(body[i + 2:i + 2 + length])))
-        i += 2 + length
-    return tuple(ies)

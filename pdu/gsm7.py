@@ -28,9 +28,8 @@ class Charset:
 
     locking: str
     shift: dict[int, str]
-    _decode_table: str = field(repr=False, default="")
     _encode_map: dict[int, bytes] = field(repr=False, default_factory=dict)
-    _cost: dict[str, int] = field(repr=False, default_factory=dict)
+    _repertoire: frozenset[str] = field(repr=False, default=frozenset())
 
     @classmethod
     def build(cls, locking: str, shift: dict[int, str]) -> "Charset":
@@ -42,23 +41,22 @@ class Charset:
         for code, ch in enumerate(locking):
             if ch not in ("\x1b", "\ufffd"):
                 enc[ord(ch)] = bytes((code,))  # one septet beats two
-        cost = {chr(o): len(b) for o, b in enc.items()}
-        return cls(locking, dict(shift), locking, enc, cost)
+        return cls(locking, dict(shift), enc, frozenset(map(chr, enc)))
 
     def encode(self, text: str) -> bytes:
         """Text -> septets, one per byte (escape pairs included). UnicodeEncodeError if it does not fit."""
         return codecs.charmap_encode(text, "strict", self._encode_map)[0]
 
-    def fits(self, text: str) -> bool:
-        cost = self._cost
-        return all(ch in cost for ch in set(text))
+    @property
+    def repertoire(self) -> frozenset[str]:
+        return self._repertoire
 
-    def septet_cost(self, ch: str) -> int | None:
-        return self._cost.get(ch)
+    def fits(self, text: str) -> bool:
+        return self._repertoire.issuperset(text)
 
     def decode(self, septets: bytes) -> str:
         """Septets (one per byte, values < 128) -> text; unknown escapes fall back to the main table."""
-        table = self._decode_table
+        table = self.locking
         if ESC not in septets:
             return codecs.charmap_decode(septets, "strict", table)[0]
         out: list[str] = []
@@ -118,19 +116,40 @@ def pack_septets(septets: bytes, fill_bits: int = 0) -> bytes:
     return bytes(buf[: packed_length(n)])
 
 
+@lru_cache(maxsize=64)
+def _spread_levels(lanes: int) -> tuple[int, tuple[tuple[int, int, int], ...]]:
+    """Masks that move each 56-bit group of packed septets into its own 64-bit lane.
+
+    Top-down halving: in every group of G lanes, the upper half of the data moves up by
+    G/2 octets. After log2(lanes) steps each lane holds its 8 septets in its low 56 bits.
+    """
+    size = 1
+    while size < lanes:
+        size *= 2
+    levels = []
+    group = size
+    while group > 1:
+        half = group // 2
+        low_bits = (1 << (half * 56)) - 1
+        high_bits = ((1 << (group * 56)) - 1) ^ low_bits
+        low = high = 0
+        for g in range(size // group):
+            low |= low_bits << (g * group * 64)
+            high |= high_bits << (g * group * 64)
+        levels.append((low, high, half * 8))
+        group = half
+    return size, tuple(levels)
+
+
 def unpack_septets(octets: bytes, count: int, fill_bits: int = 0) -> bytes:
     """Unpack `count` septets (after `fill_bits`) from octets; caller checks the length fits."""
     if count <= 0:
         return b""
-    if fill_bits:
-        octets = (int.from_bytes(octets, "little") >> fill_bits).to_bytes(len(octets), "little")
-    lanes = (count + 7) // 8
-    src = bytes(octets[: packed_length(count)]).ljust(lanes * 7, b"\0")
-    buf = bytearray(lanes * 8)
-    for i in range(7):
-        buf[i::8] = src[i::7]
-    m = _masks(lanes)
-    x = int.from_bytes(buf, "little")
+    x = int.from_bytes(octets[: packed_length(count, fill_bits)], "little") >> fill_bits
+    lanes, levels = _spread_levels((count + 7) // 8)
+    for low, high, shift in levels:
+        x = (x & low) | ((x & high) << shift)
+    m = _masks(lanes)  # then each 56-bit lane into eight 7-bit values, one per octet
     x = (x & m[4]) | ((x << 4) & m[5])
     x = (x & m[2]) | ((x << 2) & m[3])
     x = (x & m[0]) | ((x << 1) & m[1])

@@ -1,12 +1,18 @@
-"""The codec's value types: parts to send, and decoded SMS-DELIVER / SMS-SUBMIT / STATUS-REPORT."""
+"""The codec's value types: parts to send, and decoded SMS-DELIVER / SMS-SUBMIT / STATUS-REPORT.
+
+Decoded messages hold the octets as read (DCS, UDH, first octet); what those mean (class,
+concatenation, ports, flags) is given by properties, so decoding does only the work asked for.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from .alphabet import Alphabet
+from .dcs import MessageWaiting, decode_dcs
+from .udh import Elements, concat_of, national_of, ports_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,21 +29,12 @@ class SubmitPart:
 
 @dataclass(frozen=True, slots=True)
 class Concat:
-    """TS 23.040 9.2.3.24.1 / .8: concatenated short message header."""
+    """Concatenated short message header (TS 23.040 9.2.3.24.1 / .8)."""
 
     reference: int
     total: int
     seq: int
     ref16: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class MessageWaiting:
-    """TS 23.038 4: message waiting indication from DCS groups 1100/1101/1110."""
-
-    active: bool
-    kind: str  # "voicemail" | "fax" | "email" | "other"
-    store: bool  # False for the "discard message" group
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,55 +43,91 @@ class _Common:
     alphabet: Alphabet = Alphabet.GSM7
     text: str = ""  # decoded text; for 8-bit data, the data as uppercase hex
     data: bytes = b""  # user data after the header: octets (8-bit, UCS2) or septets one per byte (GSM-7)
-    udh: tuple[tuple[int, bytes], ...] = ()
-    concat: Concat | None = None
-    ports: tuple[int, int] | None = None  # (destination, originator) application ports
-    national: tuple[int, int] = (0, 0)  # (locking, single-shift) national language ids
-    message_class: int | None = None
-    waiting: MessageWaiting | None = None
-    compressed: bool = False
+    udh: Elements = ()
     pid: int = 0
     dcs: int = 0
+    first_octet: int = 0
+
+    @property
+    def concat(self) -> Concat | None:
+        found = concat_of(self.udh)
+        return None if found is None else Concat(*found)
+
+    @property
+    def ports(self) -> tuple[int, int] | None:
+        """(destination, originator) application ports."""
+        return ports_of(self.udh)
+
+    @property
+    def national(self) -> tuple[int, int]:
+        """(locking, single-shift) national language ids; (0, 0) for the default tables."""
+        return national_of(self.udh) if self.alphabet is Alphabet.GSM7 else (0, 0)
+
+    @property
+    def message_class(self) -> int | None:
+        return decode_dcs(self.dcs).message_class
+
+    @property
+    def waiting(self) -> MessageWaiting | None:
+        return decode_dcs(self.dcs).waiting
+
+    @property
+    def compressed(self) -> bool:
+        return decode_dcs(self.dcs).compressed
+
+    @property
+    def reply_path(self) -> bool:
+        return bool(self.first_octet & 0x80)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Deliver(_Common):
     """SMS-DELIVER (service centre -> phone): what a modem reads from +CMGR / +CMT."""
 
+    type: ClassVar[str] = "deliver"
     sender: str
     timestamp: datetime
     sender_toa: int = 0x91
-    more_messages: bool = False
-    reply_path: bool = False
-    status_report_indication: bool = False
-    type: str = field(default="deliver", init=False)
+
+    @property
+    def more_messages(self) -> bool:
+        return not self.first_octet & 0x04  # TP-MMS
+
+    @property
+    def status_report_indication(self) -> bool:
+        return bool(self.first_octet & 0x20)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Submit(_Common):
     """SMS-SUBMIT (phone -> service centre)."""
 
+    type: ClassVar[str] = "submit"
     recipient: str
     message_reference: int = 0
     recipient_toa: int = 0x81
-    status_report_requested: bool = False
     validity: timedelta | datetime | bytes | None = None
-    reject_duplicates: bool = False
-    reply_path: bool = False
-    type: str = field(default="submit", init=False)
+
+    @property
+    def status_report_requested(self) -> bool:
+        return bool(self.first_octet & 0x20)
+
+    @property
+    def reject_duplicates(self) -> bool:
+        return bool(self.first_octet & 0x04)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusReport(_Common):
     """SMS-STATUS-REPORT: the fate of an earlier SMS-SUBMIT with the same message reference."""
 
+    type: ClassVar[str] = "status-report"
     message_reference: int
     recipient: str
     scts: datetime
     discharge_time: datetime
     status: int  # TP-ST, TS 23.040 9.2.3.15
     recipient_toa: int = 0x91
-    type: str = field(default="status-report", init=False)
 
     @property
     def delivered(self) -> bool:
@@ -109,20 +142,28 @@ class StatusReport(_Common):
 
 Decoded = Deliver | Submit | StatusReport
 
+_DERIVED = {
+    Deliver: ("more_messages", "status_report_indication"),
+    Submit: ("status_report_requested", "reject_duplicates"),
+    StatusReport: ("delivered", "final"),
+}
+
 
 def to_json(value: Any) -> Any:
-    """A decoded message (or any codec value) as plain JSON types; see docs/pdu.md."""
-    if isinstance(value, (Deliver, Submit, StatusReport, Concat, MessageWaiting, SubmitPart)):
-        out = {f.name: to_json(getattr(value, f.name)) for f in fields(value)}
-        if isinstance(value, StatusReport):
-            out["delivered"] = value.delivered
-            out["final"] = value.final
-        if isinstance(value, (Deliver, Submit, StatusReport)):
-            out["udh"] = [{"iei": iei, "data": data.hex().upper()} for iei, data in value.udh]
-            out["national"] = {"locking": value.national[0], "single": value.national[1]}
-            out["ports"] = (None if value.ports is None
-                            else {"destination": value.ports[0], "originator": value.ports[1]})
+    """A decoded message (or any codec value) as plain JSON types; the shape is in docs/pdu.md."""
+    if isinstance(value, (Deliver, Submit, StatusReport)):
+        out: dict[str, Any] = {"type": value.type}
+        out.update((f.name, to_json(getattr(value, f.name))) for f in fields(value))
+        for name in ("concat", "message_class", "waiting", "compressed", "reply_path",
+                     *_DERIVED[type(value)]):
+            out[name] = to_json(getattr(value, name))
+        out["udh"] = [{"iei": iei, "data": data.hex().upper()} for iei, data in value.udh]
+        out["national"] = {"locking": value.national[0], "single": value.national[1]}
+        ports = value.ports
+        out["ports"] = None if ports is None else {"destination": ports[0], "originator": ports[1]}
         return out
+    if isinstance(value, (Concat, MessageWaiting, SubmitPart)):
+        return {f.name: to_json(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Alphabet):
         return value.value
     if isinstance(value, datetime):

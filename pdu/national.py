@@ -198,14 +198,14 @@ def _codes(text: str, count: int) -> list[str]:
 
 def _indic_locking(text: str) -> str:
     table = list(_INDIC_LOCKING_FRAME)
-    for septet, ch in zip(_INDIC_LOCKING_SLOTS, _codes(text, len(_INDIC_LOCKING_SLOTS))):
+    for septet, ch in zip(_INDIC_LOCKING_SLOTS, _codes(text, len(_INDIC_LOCKING_SLOTS)), strict=True):
         table[septet] = ch
     return "".join(table)  # type: ignore[arg-type]
 
 
 def _indic_single(text: str) -> dict[int, str]:
     table = dict(_INDIC_SINGLE_FRAME)
-    for septet, ch in zip(_INDIC_SINGLE_SLOTS, _codes(text, len(_INDIC_SINGLE_SLOTS))):
+    for septet, ch in zip(_INDIC_SINGLE_SLOTS, _codes(text, len(_INDIC_SINGLE_SLOTS)), strict=True):
         if ch != UNUSED:
             table[septet] = ch
     return table
@@ -237,11 +237,9 @@ def charset(locking: int = 0, single: int = 0) -> Charset:
 
 @lru_cache(maxsize=1)
 def combinations() -> tuple[tuple[int, int], ...]:
-    """The (locking, single) pairs worth trying for a text the default table cannot code."""
-    pairs = [(0, s) for s in SINGLE if s]
-    pairs += [(lk, 0) for lk in LOCKING if lk]
-    pairs += [(lk, lk) for lk in LOCKING if lk and lk in SINGLE]
-    return tuple(pairs)
+    """Every (locking, single) pair but the default one, cheapest headers first (one IE, then two)."""
+    pairs = [(lk, sg) for lk in LOCKING for sg in SINGLE if lk or sg]
+    return tuple(sorted(pairs, key=lambda pair: (bool(pair[0]) + bool(pair[1]), pair)))
 
 
 @lru_cache(maxsize=1)

@@ -67,6 +67,8 @@ class Reassembler:
         if concat is None:
             return decoded.text
         t = _seconds(now)
+        if len(self._done) > 10_000:  # callers that never call expired() must not grow forever
+            self._forget_done(t)
         key = (sender, concat.reference, concat.total, concat.ref16)
         done_at = self._done.get(key)
         if done_at is not None:
@@ -94,7 +96,10 @@ class Reassembler:
                 seqs = tuple(sorted(group.parts))
                 out.append(Incomplete(sender, reference, total, seqs,
                                       _join([group.parts[s] for s in seqs])))
+        self._forget_done(t)
+        return out
+
+    def _forget_done(self, t: float) -> None:
         for key, done_at in list(self._done.items()):
             if t - done_at > self.timeout:
                 del self._done[key]
-        return out

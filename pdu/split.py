@@ -75,25 +75,26 @@ def _shift_ies(enc: Encoding) -> int:
     return SHIFT_IE * (bool(enc.locking) + bool(enc.single))
 
 
-def _chunks(data: bytes, size: int, step: int, bad_end) -> list[bytes]:
-    """Cut data into chunks of at most `size` bytes, never ending where `bad_end(chunk)` says."""
+# Where a part may not end: after an ESC (GSM-7 escape pair) or a high surrogate (UCS2 pair).
+_NEVER_LAST = {Alphabet.GSM7: (1, frozenset({ESC})), Alphabet.UCS2: (2, frozenset(range(0xD8, 0xDC))),
+               Alphabet.EIGHT_BIT: (1, frozenset())}
+
+
+def _chunks(data: bytes, size: int, alphabet: Alphabet) -> list[bytes]:
+    """Cut data into chunks of at most `size` bytes, never through an escape or surrogate pair."""
+    step, bad = _NEVER_LAST[alphabet]
     out = []
     i, n = 0, len(data)
     while i < n:
-        j = min(i + size, n)
-        if j < n and bad_end(data, j):
+        j = i + size
+        if j >= n:
+            out.append(data[i:])
+            break
+        if data[j - step] in bad:  # the first half of a pair: it moves to the next part
             j -= step
         out.append(data[i:j])
         i = j
     return out
-
-
-def _ends_in_escape(data: bytes, j: int) -> bool:
-    return data[j - 1] == ESC
-
-
-def _ends_in_high_surrogate(data: bytes, j: int) -> bool:
-    return 0xD8 <= data[j - 2] <= 0xDB
 
 
 def _plan_units(enc: Encoding, data: bytes, ref16: bool, extra: int) -> Plan:
@@ -104,13 +105,7 @@ def _plan_units(enc: Encoding, data: bytes, ref16: bool, extra: int) -> Plan:
     if len(data) <= single:
         return Plan(enc, (data,), len(data) // width, single // width, extra)
     size = capacity(alphabet, udh_octets(extra, True, ref16)) * width
-    if alphabet is Alphabet.GSM7:
-        payloads = _chunks(data, size, 1, _ends_in_escape)
-    elif alphabet is Alphabet.UCS2:
-        payloads = _chunks(data, size, 2, _ends_in_high_surrogate)
-    else:
-        payloads = [data[i:i + size] for i in range(0, len(data), size)]
-    return Plan(enc, tuple(payloads), len(data) // width, size // width, extra)
+    return Plan(enc, tuple(_chunks(data, size, alphabet)), len(data) // width, size // width, extra)
 
 
 def _national_plan(text: str, ref16: bool, extra: int) -> Plan | None:
@@ -144,24 +139,22 @@ def plan_message(text: str | bytes, *, alphabet: Alphabet | str | None = None,
         plan = _plan_units(EIGHT_BIT, text.encode("utf-8"), ref16, extra_udh)
     elif forced is Alphabet.UCS2:
         plan = _plan_units(UCS2, text.encode("utf-16-be"), ref16, extra_udh)
+    elif DEFAULT_CHARSET.fits(text):
+        plan = _plan_units(GSM7_DEFAULT, DEFAULT_CHARSET.encode(text), ref16, extra_udh)
     else:
-        try:
-            septets = DEFAULT_CHARSET.encode(text)
-        except UnicodeEncodeError as exc:
-            national = _national_plan(text, ref16, extra_udh)
-            if forced is Alphabet.GSM7:
-                if national is None:
-                    raise PduError(f"character {text[exc.start]!r} at position {exc.start} "
-                                   "cannot be coded in GSM-7 (not even with national tables)") from None
-                plan = national
-            else:
-                plan = _plan_units(UCS2, text.encode("utf-16-be"), ref16, extra_udh)
-                # National tables only when they are cheaper than UCS2 (TS 23.038 annex A is optional
-                # in handsets, so a tie goes to UCS2, which every phone shows).
-                if national is not None and len(national.payloads) < len(plan.payloads):
-                    plan = national
+        national = _national_plan(text, ref16, extra_udh)
+        if forced is Alphabet.GSM7:
+            if national is None:
+                pos = next(i for i, ch in enumerate(text) if not DEFAULT_CHARSET.fits(ch))
+                raise PduError(f"character {text[pos]!r} at position {pos} cannot be coded in GSM-7 "
+                               "(no national language table fits the whole text)")
+            plan = national
         else:
-            plan = _plan_units(GSM7_DEFAULT, septets, ref16, extra_udh)
+            plan = _plan_units(UCS2, text.encode("utf-16-be"), ref16, extra_udh)
+            # National tables only when they are cheaper than UCS2 (TS 23.038 annex A is optional
+            # in handsets, so a tie goes to UCS2, which every phone shows).
+            if national is not None and len(national.payloads) < len(plan.payloads):
+                plan = national
     if len(plan.payloads) > MAX_PARTS:
         raise PduError(f"message needs {len(plan.payloads)} parts; at most {MAX_PARTS} can be concatenated")
     return plan

@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"one of {', '.join(PERSONALITIES)}, or 'mixed'")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--realistic", action="store_true",
+                        help="the personality's typical timings (about 3 s per SMS)")
     parser.add_argument("--fault", action="append", default=[],
                         help="MODEM:FAULT[:key=value,...], e.g. m2:cms_error:code=500")
     parser.add_argument("--verbose", "-v", action="store_true")
@@ -27,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
     try:
         bank = SimulatedBank(args.modems, args.dir, personality=args.personality, seed=args.seed,
-                             latency=args.latency, faults=parse_fault_options(args.fault))
+                             latency=args.latency, realistic=args.realistic,
+                             faults=parse_fault_options(args.fault))
         asyncio.run(serve(bank, lambda line: print(line, flush=True)))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

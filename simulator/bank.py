@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import tempfile
 import termios
 import tty
@@ -25,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from simulator.faults import Fault, fault_params
-from simulator.modem import Output, VirtualModem
+from simulator.at_syntax import Output
+from simulator.modem import VirtualModem
 from simulator.network import Network, make_imei, make_sim
 from simulator.personalities import PERSONALITIES, personality
 from simulator.sms_commands import TABLE
@@ -139,7 +141,10 @@ class ModemPort:
                 self._queue.popleft()
                 self._waited = False
                 if head.action:
-                    head.action()
+                    try:
+                        head.action()
+                    except Exception:  # keep the port alive; the reply still goes out
+                        self.modem.log.exception("network action failed")
                 if head.data:
                     self._write(head.data)
         finally:
@@ -178,15 +183,17 @@ class SimulatedBank:
 
     def __init__(self, modems: int = 2, directory: str | os.PathLike[str] | None = None, *,
                  personality: str | Sequence[str] = "simcom", seed: int | None = None,
-                 latency: float = 0.0,
+                 latency: float = 0.0, realistic: bool = False,
                  faults: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> None:
         if modems < 1:
             raise ValueError("a bank needs at least one modem")
         self.count = modems
+        self._own_directory = directory is None  # a temporary one, removed at stop
         self.directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="sim-"))
         self.personalities = _personality_names(personality, modems)
         self.seed = seed
         self.latency = latency
+        self.realistic = realistic
         self.start_faults = {name: dict(kinds) for name, kinds in (faults or {}).items()}
         self.network: Network | None = None
         self._modems: dict[str, VirtualModem] = {}
@@ -215,7 +222,7 @@ class SimulatedBank:
             sim = make_sim(index, rng, vendor.stores.get("SM", 50))
             modem = VirtualModem(name, vendor, sim, self.network, imei=make_imei(vendor.imei_tac, rng),
                                  rng=random.Random(rng.random()), latency=self.latency,
-                                 table=TABLE.commands)
+                                 realistic=self.realistic, table=TABLE.commands)
             self._modems[name] = modem
             self.network.attach(sim, modem)
             self._ports[name] = ModemPort(modem, self.directory / name, loop)
@@ -242,6 +249,8 @@ class SimulatedBank:
         (self.directory / "bank.json").unlink(missing_ok=True)
         if self.network:
             self.network.close()
+        if self._own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def _clear_exclusivity(self) -> None:
         for port in self._ports.values():
@@ -329,6 +338,10 @@ class SimulatedBank:
         assert self.network is not None
         self.network.retry_pending(modem.sim.msisdn)
         log.info("%s back on %s", name, port.pts)
+
+    def set_signal(self, name: str, rssi: int) -> None:
+        """Change a modem's signal level (0-31), as +CSQ reports it."""
+        self.modem(name).set_signal(rssi)
 
     def network_log(self) -> list[dict[str, Any]]:
         assert self.network is not None

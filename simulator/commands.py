@@ -6,8 +6,8 @@ TS 27.005 are in `simulator/sms_commands.py`. Both fill `TABLE`.
 
 from __future__ import annotations
 
-from simulator.modem import (AtFailure, Command, CommandTable, Form, Reply, Settings,
-                             VirtualModem, cme)
+from simulator.at_syntax import AtFailure, Command, CommandTable, Form, Reply, cme
+from simulator.modem import Settings, VirtualModem
 from simulator.network import OPERATORS, PinState
 
 TABLE = CommandTable()

@@ -2,7 +2,7 @@
 
 Protocol: one JSON object per line each way. Requests `{"op": ...}`:
 `inject` (to, sender, text, out_of_order, parts_delay), `fault` (modem, fault, params),
-`clear` (modem, fault|null), `unplug` / `replug` (modem), `info`, `wait` (n, timeout),
+`clear` (modem, fault|null), `unplug` / `replug` (modem), `signal` (modem, rssi), `info`, `wait` (n, timeout),
 `log` (follow: bool). Answers `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`;
 `log` answers with one log entry per line (and keeps streaming when following).
 """
@@ -81,6 +81,9 @@ class ControlServer:
             return None
         if op == "replug":
             await bank.replug(request["modem"])
+            return None
+        if op == "signal":
+            bank.set_signal(request["modem"], int(request["rssi"]))
             return None
         if op == "info":
             return [asdict(info) for info in bank.modems]
@@ -198,13 +201,16 @@ class SimulatorProcess:
 
     def __init__(self, directory: str | os.PathLike[str], modems: int = 2, *,
                  personality: str = "simcom", seed: int | None = None, latency: float = 0.0,
-                 faults: Sequence[str] = (), startup_timeout: float = 20.0) -> None:
+                 realistic: bool = False, faults: Sequence[str] = (),
+                 startup_timeout: float = 20.0) -> None:
         self.directory = Path(directory)
         self.argv = [sys.executable, "-m", "simulator", "--modems", str(modems),
                      "--dir", str(self.directory), "--personality", personality,
                      "--latency", str(latency)]
         if seed is not None:
             self.argv += ["--seed", str(seed)]
+        if realistic:
+            self.argv.append("--realistic")
         for fault in faults:
             self.argv += ["--fault", fault]
         self.startup_timeout = startup_timeout

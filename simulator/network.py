@@ -160,7 +160,9 @@ def _now() -> dt.datetime:
 class Network:
     """Routes messages between simulated SIMs and the outside world, and keeps the log."""
 
-    def __init__(self, log_path: Path | None = None, *, seed: int | None = None) -> None:
+    def __init__(self, log_path: Path | None = None, *, seed: int | None = None,
+                 report_delay: float = 0.2) -> None:
+        self.report_delay = report_delay  # seconds from a submit to its status report
         self.sims: dict[str, Sim] = {}  # by MSISDN
         self.endpoints: dict[str, Endpoint] = {}  # by MSISDN
         self.entries: list[dict[str, Any]] = []
@@ -266,7 +268,8 @@ class Network:
         now = _now()
         report = pdu.encode_status_report(message_reference, recipient, status=0,
                                           scts=now, discharge_time=now)
-        asyncio.get_running_loop().call_soon(endpoint.receive_status_report, report)
+        asyncio.get_running_loop().call_later(self.report_delay, endpoint.receive_status_report,
+                                              report)
 
     # -- receiving ------------------------------------------------------------------------
     def _deliver(self, msisdn: str, deliver_pdu: str) -> None:

@@ -34,8 +34,10 @@ class Personality:
     prompt: bytes = b"\r\n> "
     cms_on_unregistered: int = 331
     extra_commands: tuple[str, ...] = ()  # vendor commands answered OK (listed by AT+CLAC)
-    command_latency: float = 0.0  # default seconds before each final result
-    sms_latency: float = 0.0  # default seconds a send takes before +CMGS
+    # Typical timings (field reports: a GSM module takes ~3-5 s per SMS), used when a bank is
+    # started with realistic=True; otherwise the simulator answers at once.
+    command_latency: float = 0.03  # seconds before each final result
+    sms_latency: float = 3.0  # seconds a send takes before +CMGS
     ussd_dcs: int = 15
 
 
@@ -54,6 +56,7 @@ PERSONALITIES: dict[str, Personality] = {
             default_store="SM",
             boot_urcs=("+WIND: 3", "+WIND: 1", "+WIND: 7", "+WIND: 4"),
             extra_commands=("+WIND", "+WOPEN", "+WMBS"),
+            command_latency=0.05, sms_latency=4.0,
         ),
         Personality(
             name="simcom",
@@ -85,6 +88,7 @@ PERSONALITIES: dict[str, Personality] = {
             signal_urc="^RSSI:{rssi}",
             mode_urc="^MODE:5,4",
             extra_commands=("^CURC", "^SYSINFO", "^USSDMODE", "^CVOICE", "^HWVER"),
+            command_latency=0.05, sms_latency=2.5,
         ),
         Personality(
             name="zte",
@@ -114,6 +118,7 @@ PERSONALITIES: dict[str, Personality] = {
             boot_urcs=("RDY", "+CFUN: 1", "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE"),
             iccid_commands={"+QCCID": "+QCCID: ", "+CCID": "+CCID: "},
             extra_commands=("+QCFG", "+QINDCFG", "+QURCCFG"),
+            command_latency=0.02, sms_latency=2.0,
         ),
     )
 }

@@ -12,7 +12,8 @@ from typing import Any
 import pdu
 from simulator.commands import TABLE, _int
 from simulator.faults import Fault
-from simulator.modem import AtFailure, Form, Reply, VirtualModem, cms
+from simulator.at_syntax import AtFailure, Form, Reply, cms
+from simulator.modem import VirtualModem
 from simulator.network import TEXT_STATUS, MessageStatus, MessageStore, StoredMessage
 
 command = TABLE.command

@@ -219,3 +219,32 @@ def test_fuzz_arbitrary_bytes_never_crash_nor_answer_the_wrong_command(steps) ->
             if isinstance(event, Prompt) and core.pending_command == event.command:
                 core.send_pdu("0011")
         assert core.pending_command == pending
+
+
+def test_require_echo_skips_the_tail_of_an_abandoned_command() -> None:
+    core = AtConnection()
+    core.send_command("AT+CMGL=4", prefixes=("+CMGL",))
+    assert feed(core, b"\r\n+CMGL: 1,0,,24\r\n") == [InfoLine("AT+CMGL=4", "+CMGL: 1,0,,24")]
+    core.abandon()
+    core.send_command("AT", require_echo=True)
+    events = feed(core, PDU.encode() + b"\r\n+CMTI: \"SM\",4\r\n\r\nOK\r\nAT\r\r\nOK\r\n")
+    assert events == [Noise(PDU), Urc("+CMTI", ("SM", "4"), '+CMTI: "SM",4'), Noise("OK"),
+                      Echo("AT"), FinalResult("AT", "OK")]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from([b"OK\r\n", b"+CMS ERROR: 500\r\n", b"+CSQ: 1,99\r\n",
+                                 b"ERROR\r\n", b"\r\n> ", b"RING\r\n"]), max_size=6),
+       st.lists(st.integers(0, 60), max_size=4))
+def test_fuzz_stale_answers_before_the_echo_never_count(stale, cuts) -> None:
+    core = AtConnection()
+    core.send_command("AT+CSQ", prefixes=("+CSQ",))
+    core.abandon()
+    core.send_command("AT", require_echo=True)
+    body = b"".join(stale) + b"AT\r\r\nOK\r\n"
+    events = []
+    for start, end in zip([0, *sorted(cuts)], [*sorted(cuts), len(body)]):
+        core.receive_data(body[start:end])
+        events.extend(core.events())
+    assert [e for e in events if isinstance(e, (FinalResult, InfoLine, Prompt))] == [
+        FinalResult("AT", "OK")]

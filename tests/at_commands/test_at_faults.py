@@ -142,3 +142,15 @@ async def test_pin_required_without_pin_is_a_clear_error(tmp_path) -> None:
             with pytest.raises(PinError, match="none is configured"):
                 await modem.initialise()
         assert bank.modem("m1").sim.pin_attempts == 3
+
+
+async def test_line_noise_before_every_reply_changes_nothing(bank, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="modempool.modem.m1")
+    bank.set_fault("m1", "garbage", length=12)
+    async with opened(bank) as modem:
+        info = await modem.identify()
+        references = await modem.send(parts_for(bank, "through the noise"))
+        messages = await bank.wait_for_messages(1)
+    assert info.manufacturer == "SIMCOM_Ltd" and info.imei == bank.modems[0].imei
+    assert messages[0]["message_references"] == references
+    assert any(r.getMessage().startswith("<< (noise)") for r in caplog.records)

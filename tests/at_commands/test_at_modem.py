@@ -8,7 +8,7 @@ import logging
 import pytest
 
 import pdu
-from at_commands import InboundSms, Modem, StatusReport
+from at_commands import InboundSms, Modem, SignalChanged, StatusReport
 from simulator import PERSONALITIES, SimulatedBank
 
 from at_helpers import next_event, opened, profile, until
@@ -134,3 +134,36 @@ async def test_ussd_reply(bank) -> None:
     async with opened(bank) as modem:
         text = await modem.ussd("*100#")
     assert "balance" in text.lower()
+
+
+async def test_a_modem_that_restarts_is_initialised_again(bank) -> None:
+    async with opened(bank) as modem:
+        virtual = bank.modem("m1")
+        ours = virtual.settings.cnmi
+        virtual.reboot()                      # settings back to the vendor defaults...
+        assert virtual.settings.cnmi != ours
+        virtual.boot_noise()                  # ...and it says so with RDY
+        await until(lambda: virtual.settings.cnmi == ours)
+        await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678", text="after boot")
+        event = await next_event(modem, InboundSms)
+    assert event.decoded.text == "after boot"
+
+
+async def test_signal_polling_reports_changes(bank) -> None:
+    async with opened(bank, poll_interval=0.1) as modem:
+        first = await next_event(modem, SignalChanged)
+        bank.set_signal("m1", 5)
+        weak = await next_event(modem, SignalChanged)
+    assert first.bars == 4 and (weak.rssi, weak.dbm, weak.bars) == (5, -103, 1)
+
+
+async def test_direct_delivery_is_acknowledged_with_cnma_when_the_profile_says(bank, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="modempool.modem.m1")
+    phase2 = profile(new_message_routing="AT+CNMI=2,2,0,0,0", sms_service=1, cnma_required=True)
+    async with opened(bank, profile=phase2) as modem:
+        await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678", text="ack me")
+        event = await next_event(modem, InboundSms)
+        assert not any(r.getMessage() == ">> AT+CNMA" for r in caplog.records)
+        await modem.acknowledge(event)
+    sent = [r.getMessage() for r in caplog.records if r.getMessage().startswith(">> ")]
+    assert ">> AT+CSMS=1" in sent and ">> AT+CNMA" in sent

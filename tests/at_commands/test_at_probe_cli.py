@@ -7,7 +7,6 @@ import json
 import os
 import sys
 
-import pytest
 
 from simulator import SimulatedBank
 from simulator.network import PinState

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
+
 import pytest
 
-from at_commands.core import AtConnection
 from at_commands.errors import CmeError, CmsError, ErrorClass
 
 from at_transcript import TRANSCRIPTS, replay
@@ -30,8 +31,6 @@ def test_transcript_replays_byte_by_byte(path, tmp_path) -> None:
     lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("< "):
-            import codecs
-
             data = codecs.decode(line[2:], "unicode_escape")
             lines.extend("< " + codecs.encode(ch, "unicode_escape").decode("ascii")
                          .replace(" ", "\\x20") for ch in data)

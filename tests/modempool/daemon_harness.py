@@ -76,6 +76,7 @@ class DaemonProcess:
         with open(self.log, "ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "cli", "run", "--config", str(self.config),
+                *(["-vv"] if os.environ.get("MODEMPOOL_TEST_DEBUG") else []),
                 stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, cwd=REPO, env=env)
         if wait_ready:
             await self.wait_for_log("pool ready")

@@ -57,7 +57,6 @@ def test_backup_is_consistent_while_another_process_writes(tmp_path):
         written = int(writer.communicate(timeout=60)[0].split()[-1])
     assert writer.returncode == 0
     assert counts == sorted(counts) and counts[0] >= 2002
-    print("backup message counts", counts, "pairs written", written)
     assert spool.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 2000 + 2 * written
     spool.close()
 

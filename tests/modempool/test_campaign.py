@@ -14,7 +14,6 @@ from modempool.config import load_config
 from modempool.contacts import AddressBook, Selection
 from modempool.errors import PoolError
 from modempool.optout import OptOutList
-from modempool.spool import Spool
 
 CONFIG = """
 [spool]

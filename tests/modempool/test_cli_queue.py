@@ -179,8 +179,32 @@ def test_send_wait_succeeds_when_sent(config):
 
 def test_send_wait_times_out(config):
     result = modempool("send", "13800138000", "hi", "--wait", "--timeout", "0.2", config=config)
-    assert result.returncode != 0 and "timed out" in result.stderr
+    assert result.returncode == 3 and "timed out" in result.stderr
     assert queue_json(config)[0]["state"] == "queued"  # nothing lost
+
+
+def test_time_options_are_read_as_local_time():
+    from datetime import datetime, timedelta
+
+    import click
+
+    from cli import _pool_when
+
+    now = datetime.now().astimezone()
+    in_ten = _pool_when("+10m", "--at")
+    assert timedelta(minutes=9) < in_ten - now < timedelta(minutes=11)
+    clock = _pool_when("07:30", "--at")
+    assert (clock.hour, clock.minute) == (7, 30) and now < clock <= now + timedelta(days=1)
+    exact = _pool_when("2030-01-02 03:04", "--at")
+    assert exact.tzinfo is not None and (exact.year, exact.hour, exact.minute) == (2030, 3, 4)
+    with pytest.raises(click.BadParameter):
+        _pool_when("tomorrowish", "--at")
+
+
+def test_bad_time_option_is_a_usage_error(config):
+    result = modempool("send", "13800138000", "hi", "--at", "soon", config=config)
+    assert result.returncode == 2 and "--at" in result.stderr
+    assert queue_json(config) == []
 
 
 def test_inbox_and_status(config):

@@ -169,6 +169,18 @@ def test_init_template_is_a_valid_config(tmp_path):
     assert config.spool_path == tmp_path / "modempool.db"
 
 
+def test_every_commented_example_in_the_template_is_valid(tmp_path):
+    import re
+
+    text = files("modempool").joinpath("init_template.toml").read_text("utf-8")
+    everything = re.sub(r"(?m)^# (?=\[|\w+ = )", "", text)  # uncomment every example
+    assert everything.count("\n# ") < text.count("\n# ")
+    config = load_config(write(tmp_path, everything))
+    assert [m.name for m in config.modems] == ["m1", "m2"]
+    assert config.modems[0].per_day == 500 and config.simulator == 4
+    assert config.timezone == "Asia/Shanghai" and config.log_file == "modempool.log"
+
+
 def test_open_spool_uses_the_configured_path_and_region(tmp_path):
     config = load_config(write(tmp_path, MINIMAL + '\n[pool]\nregion = "GB"\n'))
     with config.open_spool() as spool:

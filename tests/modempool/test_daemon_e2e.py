@@ -65,8 +65,8 @@ async def test_failover_on_cms_error_and_permanent_errors_fail_at_once(tmp_path,
     config = write_config(tmp_path / "pool.toml", bank.devices,
                           retry={"quarantine_after": 50})
     spool = Spool(tmp_path / "spool.db")
+    daemon = await DaemonProcess(config).start()          # every modem up: m1 is chosen first
     moved = spool.enqueue(MOBILE, "fails over", sims=["m1", "m2"])
-    daemon = await DaemonProcess(config).start()
     await eventually(lambda: spool.get(moved.id).state.value in ("sent", "delivered"))
     message = spool.get(moved.id)
     assert (message.sim, message.attempts) == ("m2", 2)

@@ -68,3 +68,15 @@ def test_export(spool, tmp_path, suffix):
         rows = list(load_workbook(path).active.iter_rows(values_only=True))
         assert rows[0][:4] == ("direction", "id", "time", "number") and len(rows) == 3
         assert {r[5] for r in rows[1:]} == {"明天开家长会", "收到，会准时参加"}
+
+
+def test_threads_label_numbers_with_contacts_and_count_unread(spool):
+    from modempool.history import threads
+
+    rows = {r["number"]: r for r in threads(spool.db)}
+    zhang = rows["+8613800138000"]
+    assert (zhang["name"], zhang["groups"], zhang["unread"], zhang["messages"]) == ("张三", ["家长"], 1, 2)
+    assert zhang["last_received"] == "收到，会准时参加"
+    assert rows["10086"]["name"] == "" and rows["+8613900139000"]["unread"] == 0
+    spool.mark_read([r["id"] for r in spool.inbound()])
+    assert threads(spool.db, unread_only=True) == []

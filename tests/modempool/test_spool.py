@@ -6,9 +6,13 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modempool.errors import InvalidNumber, NotFound, PoolError
+from modempool.numbers import normalise
 from modempool.spool import Message, MessageState, Spool, StateConflict
+from modempool.spool_numbers import _quick_e164
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -43,6 +47,48 @@ def test_invalid_numbers_are_rejected_and_nothing_is_queued(spool, bad):
     with pytest.raises(InvalidNumber):
         spool.enqueue(bad, "hi")
     assert spool.list() == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    digits=st.text(alphabet="0123456789", min_size=4, max_size=16),
+    plus=st.booleans(),
+    region=st.sampled_from(["CN", "US", "GB", "RU", "IT", "DE", "HK", "IN"]),
+)
+def test_bulk_shortcut_agrees_with_numbers_normalise(digits, plus, region):
+    number = ("+" if plus else "") + digits
+    quick = _quick_e164(number, region)
+    try:
+        slow = normalise(number, region)
+    except InvalidNumber:
+        slow = None
+    assert quick is None or quick == slow
+
+
+def test_bulk_shortcut_agrees_on_every_regions_example_numbers():
+    import phonenumbers
+
+    answered = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            national = "".join(ch for ch in phonenumbers.format_number(
+                example, phonenumbers.PhoneNumberFormat.NATIONAL) if ch.isdigit())
+            for number in (e164, national, e164[1:]):
+                quick = _quick_e164(number, region)
+                if quick is not None:
+                    answered += 1
+                    assert quick == normalise(number, region), (number, region)
+    assert answered > 300  # the shortcut does answer most plain numbers
+
+
+def test_bulk_shortcut_answers_common_forms():
+    assert _quick_e164("13800138000", "CN") == "+8613800138000"
+    assert _quick_e164("+8613800138000", "CN") == "+8613800138000"
+    assert _quick_e164("013800138000", "CN") is None  # national prefix: the full parser decides
 
 
 def test_empty_text_is_rejected(spool):

@@ -102,6 +102,32 @@ def test_recover_leases_applies_the_crash_rules(path):
         assert spool.claim_next("m1", "new", 60) is None
 
 
+KILLED_DISPATCHER = """
+import os, signal, sys
+from modempool.spool import Spool
+spool = Spool(sys.argv[1])
+first = spool.claim_next("m1", "victim", 60)
+second = spool.claim_next("m1", "victim", 60)
+spool.mark_part_writing(second.id, 1, 1, lease_owner="victim")
+os.kill(os.getpid(), signal.SIGKILL)  # no close, no commit of anything else
+"""
+
+
+def test_markers_survive_a_killed_process(path):
+    import signal
+    import subprocess
+    import sys
+
+    with Spool(path) as spool:
+        first, second = spool.enqueue_many([{"to": "13800138000", "text": "a"},
+                                            {"to": "13800138001", "text": "b"}])
+    result = subprocess.run([sys.executable, "-c", KILLED_DISPATCHER, str(path)], timeout=60)
+    assert result.returncode == -signal.SIGKILL
+    with Spool(path) as spool:
+        recovery = spool.recover_leases(owner="victim")
+        assert recovery.requeued == (first,) and recovery.ambiguous == (second,)
+
+
 def test_only_expired_leases_are_recovered_without_owner(path):
     with Spool(path) as spool:
         first = spool.enqueue("13800138000", "a")

@@ -69,7 +69,7 @@ def test_decode_json_shape():
 
 
 def test_decode_no_smsc_human():
-    r = modempool("pdu", "decode", "0011000B916407281553F80000AA0AE8329BFD4697D9EC37", "--no-smsc")
+    r = modempool("pdu", "decode", "11000B916407281553F80000AA0AE8329BFD4697D9EC37", "--no-smsc")
     assert r.returncode == 0, r.stderr
     assert "hellohello" in r.stdout and "+46708251358" in r.stdout and "submit" in r.stdout
 

@@ -91,7 +91,7 @@ def test_our_submits_decode_with_gsmmodem(name):
     parts = encode_submit("+8613800138000", text, reference=77)
     got = [gsmmodem.decodeSmsPdu(p.hex) for p in parts]
     assert {g["number"] for g in got} == {"+8613800138000"}
-    assert all(g["tpdu_length"] == p.tpdu_length for g, p in zip(got, parts))
+    assert all(g["tpdu_length"] == p.tpdu_length for g, p in zip(got, parts, strict=True))
     if len(parts) > 1:
         assert [g["udh"][0].reference for g in got] == [77] * len(parts)
         assert [g["udh"][0].number for g in got] == list(range(1, len(parts) + 1))

@@ -123,6 +123,10 @@ async def test_cli_start_inject_fault_log(tmp_path):
         assert faulted.returncode == 0, faulted.stderr
         bad = await asyncio.to_thread(_cli, "fault", "--dir", str(tmp_path), "m1", "melt")
         assert bad.returncode != 0 and "unknown fault" in bad.stderr
+        hung = await asyncio.to_thread(_cli, "fault", "--dir", str(tmp_path), "m2", "hang")
+        assert hung.returncode == 0
+        cleared = await asyncio.to_thread(_cli, "fault", "--dir", str(tmp_path), "m2", "--clear")
+        assert cleared.returncode == 0 and "cleared all faults" in cleared.stdout
         port = AtPort(str(tmp_path / "m1"))
         try:
             await port.command("ATE0")
@@ -132,6 +136,11 @@ async def test_cli_start_inject_fault_log(tmp_path):
             assert reply == b"\r\n+CMS ERROR: 500\r\n"
         finally:
             port.close()
+        other = AtPort(str(tmp_path / "m2"))
+        try:
+            assert await other.command("AT") == b"AT\r\r\nOK\r\n"  # no longer hung
+        finally:
+            other.close()
         logged = await asyncio.to_thread(_cli, "log", "--dir", str(tmp_path), "--json")
         entries = [json.loads(line) for line in logged.stdout.splitlines()]
         assert entries == [entries[0]] and entries[0]["text"] == "你好，模拟器"
@@ -143,3 +152,41 @@ async def test_cli_start_inject_fault_log(tmp_path):
     assert not os.path.lexists(tmp_path / "m1")
     down = await asyncio.to_thread(_cli, "log", "--dir", str(tmp_path))
     assert down.returncode != 0 and "no simulator is running" in down.stderr
+
+
+async def test_without_a_directory_a_temporary_one_is_used_and_removed():
+    async with SimulatedBank(1) as bank:
+        directory = bank.directory
+        assert os.readlink(bank.devices[0]).startswith("/dev/pts/")
+    assert not directory.exists()
+
+
+async def test_log_follow_streams_new_entries(bank):
+    from simulator.control import ControlServer, read_log
+
+    control = ControlServer(bank)
+    await control.start()
+    try:
+        await bank.inject("m1", "+8613912345678", "before")
+        stream = read_log(bank.directory, follow=True)
+        assert (await anext(stream))["text"] == "before"
+        await bank.inject("m2", "+8613912345678", "after")
+        async with asyncio.timeout(5):
+            entry = await anext(stream)
+        assert entry["text"] == "after" and entry["delivered_to"] == "m2"
+        await stream.aclose()
+    finally:
+        await control.stop()
+
+
+async def test_realistic_timings_come_from_the_personality(tmp_path):
+    async with SimulatedBank(1, tmp_path, personality="quectel", realistic=True) as bank:
+        assert bank.modem("m1").sms_delay() == 2.0
+        assert bank.modem("m1").command_delay() == 0.02
+    async with SimulatedBank(1, tmp_path, personality="quectel") as bank:
+        assert bank.modem("m1").sms_delay() == 0.0 and bank.modem("m1").command_delay() == 0.0
+
+
+def test_cli_start_rejects_a_bad_personality(tmp_path):
+    result = _cli("start", "--dir", str(tmp_path), "--personality", "nokia")
+    assert result.returncode != 0 and "unknown modem personality 'nokia'" in result.stderr

@@ -231,3 +231,27 @@ def test_unknown_fault_and_parameter_are_clear_errors():
         fault_params("melt", {})
     with pytest.raises(ValueError, match="takes no parameter"):
         fault_params("cms_error", {"colour": "red"})
+
+
+async def test_signal_change_and_huawei_rssi_urc(tmp_path):
+    async with SimulatedBank(1, tmp_path, personality="huawei") as bank:
+        port = AtPort(bank.devices[0])
+        try:
+            await port.command("ATE0")
+            bank.set_signal("m1", 7)
+            assert await port.expect(rb"\^RSSI:\d+\r\n") == b"\r\n^RSSI:7\r\n"
+            assert info_lines(await port.command("AT+CSQ")) == ["+CSQ: 7,99"]
+            await port.command("AT^CURC=0")
+            bank.set_signal("m1", 25)
+            assert await port.command("AT+CSQ") == b"\r\n+CSQ: 25,99\r\n\r\nOK\r\n"
+        finally:
+            port.close()
+
+
+async def test_sms_for_a_locked_sim_waits_until_the_pin_is_entered(bank, ports):
+    port = ports[1]
+    bank.set_fault("m2", "pin_locked", pin="2468")
+    await bank.inject("m2", "+8613912345678", "after the PIN")
+    assert await port.silence(0.2) == b""
+    reply = await port.command('AT+CPIN="2468"')
+    assert reply.endswith(b"\r\nOK\r\n") and b'\r\n+CMTI: "SM",1\r\n' in reply

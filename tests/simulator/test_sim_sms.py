@@ -171,3 +171,14 @@ async def test_status_report_comes_back_as_cds_or_cdsi(bank, ports):
     index = re.search(rb'\+CDSI: "SM",(\d+)', notice).group(1).decode()
     _, hex_pdu = info_lines(await port.command(f"AT+CMGR={index}"))
     assert pdu.decode_pdu(hex_pdu).type == "status-report"
+
+
+async def test_parts_delay_spaces_the_parts_of_an_injected_message(bank, ports):
+    import asyncio
+
+    delivery = asyncio.create_task(
+        bank.inject("m1", "+8613912345678", LONG_CHINESE, parts_delay=0.5))
+    await ports[0].expect(rb'\+CMTI: "SM",1\r\n')
+    assert not delivery.done()  # the other parts are still on their way
+    assert len(await delivery) == 3
+    await ports[0].expect(rb'(?s)\+CMTI: "SM",3\r\n')

@@ -1,0 +1,130 @@
+"""Pool benchmark: throughput against the modem-limited ideal, CPU per message, enqueue speed.
+
+    python benchmarks/bench_pool.py                  # 64 modems at 1 s and at 0 s, 1k/100k spool
+    python benchmarks/bench_pool.py --modems 16 --latency 0.5 --rounds 5 --rows 1000000
+
+The bank of simulated modems runs in this process (pseudo-terminals); the daemon runs as
+`modempool run --config FILE` in a subprocess, as in production. Throughput is measured on the
+simulator's network log: from the moment the first SMS started until the last one reached the
+network. The ideal is `modems / latency` SMS per second. CPU is the daemon process's user+system
+time divided by the messages it sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from modempool.spool import Spool  # noqa: E402
+from simulator import SimulatedBank  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def write_config(directory: Path, devices: list[str]) -> Path:
+    lines = ["[spool]", f'path = "{directory / "spool.db"}"', 'synchronous = "normal"', ""]
+    for device in devices:
+        lines += ["[[modem]]", f'name = "{Path(device).name}"', f'port = "{device}"', ""]
+    path = directory / "bench.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+async def run_pool(modems: int, latency: float, rounds: int, history: int = 0) -> dict[str, float]:
+    """Send modems*rounds messages through the daemon; return the figures."""
+    with tempfile.TemporaryDirectory(prefix="bench-pool-") as tmp:
+        directory = Path(tmp)
+        async with SimulatedBank(modems=modems, directory=directory / "bank", seed=1) as bank:
+            for info in bank.modems:
+                bank.set_fault(info.name, "sms_latency", seconds=latency)
+            config = write_config(directory, bank.devices)
+            spool = Spool(directory / "spool.db", synchronous="normal")
+            if history:  # old rows the spool has to live with
+                spool.enqueue_many({"to": "+8613800138000", "text": f"old {i}", "held": True}
+                                   for i in range(history))
+            total = modems * rounds
+            log_path = directory / "daemon.log"
+            log = open(log_path, "wb")
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cli", "run", "--config", str(config), cwd=ROOT,
+                stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL)
+            try:
+                while b"pool ready" not in log_path.read_bytes():
+                    if proc.returncode is not None:
+                        raise SystemExit(log_path.read_text())
+                    await asyncio.sleep(0.05)
+                idle_cpu = cpu_seconds(proc.pid)   # start-up (imports, modem set-up) not counted
+                spool.enqueue_many({"to": "+8613800138000", "text": f"bench {i}"}
+                                   for i in range(total))
+                await bank.wait_for_messages(total, timeout=120 + total * max(latency, 0.01))
+                cpu = cpu_seconds(proc.pid) - idle_cpu
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                await proc.wait()
+                log.close()
+            entries = bank.network_log()
+        parts = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "part"]
+        done = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "message"]
+        # The first SMS started `latency` before it reached the network.
+        elapsed = (max(done) - min(parts)).total_seconds() + latency
+        rate = total / elapsed
+        return {"messages": total, "elapsed": elapsed, "rate": rate,
+                "ideal": modems / latency if latency else float("nan"),
+                "fraction": (modems / latency and rate / (modems / latency)) if latency else float("nan"),
+                "cpu_per_message_ms": 1000 * cpu / total}
+
+
+def bench_enqueue(rows: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="bench-enqueue-") as tmp:
+        spool = Spool(Path(tmp) / "spool.db", synchronous="normal")
+        start = time.perf_counter()
+        spool.enqueue_many({"to": f"+86138{i % 100000000:08d}", "text": f"message {i}"}
+                           for i in range(rows))
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modems", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=10, help="messages per modem")
+    parser.add_argument("--zero-rounds", type=int, default=20, help="messages per modem at 0 s")
+    parser.add_argument("--enqueue", type=int, default=100_000)
+    parser.add_argument("--rows", type=int, nargs="*", default=[1_000, 100_000],
+                        help="spool sizes (old rows) for the CPU-per-message comparison")
+    args = parser.parse_args()
+
+    print(f"pool benchmark: {args.modems} simulated modems, daemon in a subprocess")
+    slow = asyncio.run(run_pool(args.modems, args.latency, args.rounds))
+    print(f"  at {args.latency:g} s per SMS: {slow['messages']} messages in {slow['elapsed']:.2f} s"
+          f" = {slow['rate']:.1f}/s, ideal {slow['ideal']:.1f}/s -> {100 * slow['fraction']:.1f} %"
+          f" of ideal; daemon CPU {slow['cpu_per_message_ms']:.2f} ms/message")
+    fast = asyncio.run(run_pool(args.modems, 0.0, args.zero_rounds))
+    print(f"  at 0 s per SMS: {fast['messages']} messages in {fast['elapsed']:.2f} s"
+          f" = {fast['rate']:.0f}/s (overhead-bound); daemon CPU "
+          f"{fast['cpu_per_message_ms']:.2f} ms/message")
+    for rows in args.rows:
+        grown = asyncio.run(run_pool(args.modems, 0.0, args.zero_rounds, history=rows))
+        print(f"  with {rows:,} other rows in the spool: {grown['rate']:.0f}/s, daemon CPU "
+              f"{grown['cpu_per_message_ms']:.2f} ms/message")
+    seconds = bench_enqueue(args.enqueue)
+    print(f"  enqueue {args.enqueue:,} messages: {seconds:.2f} s ({args.enqueue / seconds:,.0f}/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Number normalisation for bulk enqueue: `numbers.normalise` with a fast path.
+
+Enqueueing 100,000 messages spends most of its time in phonenumbers' parser. Plain digit
+strings that are already a valid number as they stand skip the parser; every other input
+(spaces, national or international prefixes, invalid numbers) goes to `normalise`.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from modempool.numbers import normalise
+
+
+@lru_cache(maxsize=65536)
+def _normalise(number: str, region: str) -> str:
+    """`numbers.normalise`, with a shortcut for plain digit strings (bulk enqueue speed).
+
+    The shortcut only answers when the digits are already a valid number as they stand
+    (no national or international prefix to strip); anything else goes to `normalise`,
+    which gives the authoritative result or the error.
+    """
+    quick = _quick_e164(number, region)
+    return quick if quick is not None else normalise(number, region)
+
+
+def _quick_e164(number: str, region: str) -> str | None:
+    import phonenumbers
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, PhoneMetadata
+
+    if number.startswith("+"):
+        digits = number[1:]
+        if not digits.isdigit() or not 6 <= len(digits) <= 17:
+            return None
+        code = next((int(digits[:n]) for n in (1, 2, 3) if int(digits[:n]) in
+                     COUNTRY_CODE_TO_REGION_CODE), None)
+        if code is None:
+            return None
+        national = digits[len(str(code)):]
+    else:
+        if not number.isdigit() or not 6 <= len(number) <= 17:
+            return None
+        metadata = PhoneMetadata.metadata_for_region(region.upper())
+        if metadata is None:
+            return None
+        code, national = metadata.country_code, number
+        prefixes = [metadata.national_prefix, metadata.national_prefix_for_parsing,
+                    metadata.international_prefix, str(code)]
+        if any(p and re.match(p, national) for p in prefixes if p):
+            return None
+    if national.startswith("0"):
+        return None
+    parsed = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    return f"+{code}{national}" if phonenumbers.is_valid_number(parsed) else None

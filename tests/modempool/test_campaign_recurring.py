@@ -1,0 +1,85 @@
+"""Recurring jobs: birthday greetings and weekly notices, idempotent per day."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from modempool.config import load_config
+from modempool.contacts import AddressBook, Selection
+from modempool.errors import PoolError
+from modempool.optout import OptOutList
+from modempool.recurring import Jobs, run_due_jobs
+
+
+def local(*args) -> datetime:
+    return datetime(*args).astimezone()
+
+
+@pytest.fixture
+def setup(tmp_path):
+    path = tmp_path / "modempool.toml"
+    path.write_text('[spool]\npath = "spool.db"\n[signature]\ntext = "【蓝天】"\n', "utf-8")
+    config = load_config(path)
+    spool = config.open_spool()
+    book = AddressBook(spool.db)
+    book.upsert("13800138000", "张三", birthday="1990-11-25", groups=["员工"])
+    book.upsert("13900139000", "李四", birthday="11-25", groups=["员工"])
+    book.upsert("13700137000", "王五", birthday="02-29", groups=["员工"])
+    book.upsert("13600136000", "赵六", birthday="11-26")
+    OptOutList(spool.db).add("13900139000")
+    yield spool, config
+    spool.close()
+
+
+def test_birthday_greetings_once_a_day(setup):
+    spool, config = setup
+    jobs = Jobs(spool.db)
+    job = jobs.add("生日", "birthday", "{name}，祝您生日快乐！", at="09:00", now=local(2026, 11, 24, 8, 0))
+    assert run_due_jobs(spool, config, local(2026, 11, 25, 8, 59)) == []          # not yet
+    (result,) = run_due_jobs(spool, config, local(2026, 11, 25, 9, 0))
+    assert result["enqueued"] == 1                          # 李四 opted out, 赵六 tomorrow
+    (message,) = spool.list()
+    assert (message.to, message.text, message.quiet_hours) == ("+8613800138000", "【蓝天】张三，祝您生日快乐！", True)
+    assert message.client_id == f"job:{job.id}:2026-11-25:+8613800138000"
+    assert run_due_jobs(spool, config, local(2026, 11, 25, 15, 0)) == []         # once per day
+    # a crash before last_run was saved: running again queues nothing new
+    spool.db.execute("UPDATE jobs SET last_run = NULL")
+    assert run_due_jobs(spool, config, local(2026, 11, 25, 15, 0))[0]["enqueued"] == 1
+    assert len(spool.list()) == 1
+    assert run_due_jobs(spool, config, local(2026, 11, 26, 9, 30))[0]["enqueued"] == 1
+    assert spool.list()[-1].to == "+8613600136000"
+
+
+def test_feb_29_birthdays_in_common_years(setup):
+    spool, config = setup
+    Jobs(spool.db).add("生日", "birthday", "{name}生日快乐", groups=Selection(("员工",)),
+                       now=local(2027, 2, 1, 8, 0))
+    assert run_due_jobs(spool, config, local(2027, 2, 28, 10, 0))[0]["enqueued"] == 1
+    assert spool.list()[0].to == "+8613700137000"
+
+
+def test_weekly_notice_on_its_weekday_and_job_created_late_waits(setup):
+    spool, config = setup
+    jobs = Jobs(spool.db)
+    # created on Friday 2026-11-27 at 18:00, after its 17:00 time: first run next Friday
+    job = jobs.add("周报", "weekly", "请提交本周周报", at="17:00", weekday="fri",
+                   groups=Selection(("员工",)), numbers=("13500135000",), now=local(2026, 11, 27, 18, 0))
+    assert run_due_jobs(spool, config, local(2026, 11, 27, 18, 1)) == []
+    assert run_due_jobs(spool, config, local(2026, 12, 3, 17, 0)) == []           # Thursday
+    (result,) = run_due_jobs(spool, config, local(2026, 12, 4, 17, 0))
+    assert result["enqueued"] == 3                 # 张三 王五 + 13500135000; 李四 opted out
+    assert {m.text for m in spool.list()} == {"请提交本周周报"}                   # not marketing
+    assert jobs.get(job.id).last_run == "2026-12-04"
+
+
+def test_job_validation(setup):
+    spool, _ = setup
+    jobs = Jobs(spool.db)
+    with pytest.raises(PoolError, match="weekday"):
+        jobs.add("x", "weekly", "t", groups=Selection(("员工",)))
+    with pytest.raises(PoolError, match="needs numbers or groups"):
+        jobs.add("x", "daily", "t")
+    with pytest.raises(PoolError, match="09:00"):
+        jobs.add("x", "birthday", "t", at="nine")

@@ -1,0 +1,132 @@
+"""The operator commands, run as real `modempool` subprocesses against a real spool file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from openpyxl import Workbook
+
+
+def run(tmp_path, *args, ok=True):
+    result = subprocess.run([sys.executable, "-m", "cli", *args,
+                             "--config", str(tmp_path / "modempool.toml")],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                            env=_env())
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def _env():
+    import os
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    return {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def as_json(tmp_path, *args):
+    return json.loads(run(tmp_path, *args, "--json").stdout)
+
+
+@pytest.fixture
+def site(tmp_path):
+    (tmp_path / "modempool.toml").write_text(
+        '[spool]\npath = "spool.db"\n[signature]\ntext = "【蓝天学校】"\nfooter = "回T退订"\n', "utf-8")
+    (tmp_path / "家长.csv").write_bytes(
+        "姓名,手机,班级\n张三,13800138000,一班\n李四,13900139000,二班\n王五,1390013,三班\n"
+        "赵六,13800138000,一班\n".encode("gbk"))
+    return tmp_path
+
+
+def test_import_rejects_whole_file_with_line_reasons_then_skip_bad(site):
+    bad = run(site, "contacts", "import", "家长.csv", "--group", "家长", ok=False)
+    assert bad.returncode == 1
+    assert "2 row(s) rejected, nothing imported" in bad.stderr
+    assert "line 4: invalid number: '1390013' is not a valid number in region CN" in bad.stderr
+    assert "line 5: duplicate of line 2 (+8613800138000)" in bad.stderr
+    assert as_json(site, "contacts", "list") == []
+    report = as_json(site, "contacts", "import", "家长.csv", "--group", "家长", "--skip-bad")
+    assert (report["imported"], report["encoding"], [r["line"] for r in report["rejected"]]) == (
+        2, "gb18030", [4, 5])
+    contacts = as_json(site, "contacts", "list", "--group", "家长")
+    assert [(c["name"], c["groups"], c["fields"]) for c in contacts] == [
+        ("张三", ["家长"], {"班级": "一班"}), ("李四", ["家长"], {"班级": "二班"})]
+    human = run(site, "contacts", "list").stdout
+    assert "张三" in human and "+8613900139000" in human
+
+
+def test_xlsx_campaign_preview_start_twice_report_and_export(site):
+    wb = Workbook()
+    wb.active.append(["手机号", "姓名", "门店"])
+    wb.active.append([13700137000, "王五", "朝阳店"])
+    wb.active.append([13600136000, "赵六", "海淀店"])
+    wb.save(site / "客户.xlsx")
+    run(site, "contacts", "import", "家长.csv", "--group", "家长", "--skip-bad")
+    created = as_json(site, "campaign", "create", "促销", "--sheet", "客户.xlsx",
+                      "--text", "{name}您好，{门店}本周八折", "--rate", "60", "--sim", "m1")
+    assert (created["id"], created["quiet_hours"], created["sheet_rows"]) == (1, True, 2)
+    preview = as_json(site, "campaign", "preview", "1")
+    assert (preview["recipients"], preview["total_parts"], preview["problems"]) == (2, 2, [])
+    assert preview["samples"][0]["text"] == "【蓝天学校】王五您好，朝阳店本周八折回T退订"
+    first = as_json(site, "campaign", "start", "1")
+    second = as_json(site, "campaign", "start", "1")
+    assert (first["enqueued"], second["enqueued"], second["already_enqueued"]) == (2, 0, 2)
+    queue = json.loads(run(site, "queue", "--campaign", "1", "--json").stdout)
+    assert len(queue) == 2
+    assert as_json(site, "campaign", "pause", "1")["state"] == "paused"
+    assert as_json(site, "campaign", "progress", "1")["held"] == 2
+    assert as_json(site, "campaign", "resume", "1")["state"] == "running"
+    report = as_json(site, "campaign", "report", "1", "--export", "报告.xlsx")
+    assert report["summary"]["queued"] == 2 and report["exported"]["rows"] == 2
+    assert (site / "报告.xlsx").exists()
+    assert as_json(site, "campaign", "cancel", "1")["cancelled"] == 2
+    listed = as_json(site, "campaign", "list")
+    assert [(c["id"], c["state"], c["total"]) for c in listed] == [(1, "cancelled", 2)]
+
+
+def test_campaign_with_problems_needs_skip_and_groups_arithmetic(site):
+    run(site, "contacts", "import", "家长.csv", "--group", "家长", "--skip-bad")
+    run(site, "contacts", "add", "13500135000", "--name", "钱七", "--group", "教师", "--group", "家长")
+    shown = as_json(site, "groups", "show", "家长-教师")
+    assert [c["name"] for c in shown] == ["张三", "李四"]
+    run(site, "campaign", "create", "会", "--group", "家长+教师", "--to", "13300133000,12",
+        "--text", "{name}：周五开会", "--kind", "notice")
+    blocked = run(site, "campaign", "start", "1", ok=False)
+    assert blocked.returncode == 1
+    assert "invalid: '12' is not a valid number" in blocked.stderr
+    assert "missing field: +8613300133000 (number): missing {name}" in blocked.stderr
+    started = as_json(site, "campaign", "start", "1", "--skip-problems")
+    assert (started["enqueued"], started["skipped_problems"]) == (3, 2)
+
+
+def test_optout_autoreply_history_backup(site):
+    run(site, "optout", "add", "13800138000")
+    assert [o["number"] for o in as_json(site, "optout", "list")] == ["+8613800138000"]
+    (site / "黑名单.txt").write_text("13900139000\n", "utf-8")
+    assert as_json(site, "optout", "blacklist", "import", "黑名单.txt")["imported"] == 1
+    run(site, "optout", "blacklist", "export", "bl.csv")
+    assert "+8613900139000" in (site / "bl.csv").read_text("utf-8-sig")
+    rule = as_json(site, "autoreply", "add", "--keyword", "营业时间", "--reply", "9:00-18:00")
+    assert rule["rule"] == "db:1"
+    assert [r["reply"] for r in as_json(site, "autoreply", "list")] == ["9:00-18:00"]
+    run(site, "send", "13700137000", "你好，王五")
+    rows = as_json(site, "history", "search", "--text", "王五")
+    assert [(r["number"], r["direction"]) for r in rows] == [("+8613700137000", "out")]
+    assert as_json(site, "history", "export", "h.csv")["rows"] == 1
+    backup = as_json(site, "backup", "copy.db")
+    assert backup["tables"]["messages"] == 1 and backup["tables"]["optouts"] == 1
+    job = as_json(site, "jobs", "add", "生日", "--kind", "birthday", "--text", "{name}生日快乐")
+    assert job["kind"] == "birthday" and as_json(site, "jobs", "list")[0]["at"] == "09:00"
+
+
+def test_help_texts_have_chinese_examples(site):
+    for group, example in [("contacts", "家长.xlsx"), ("campaign", "断点续发"), ("optout", "退订"),
+                           ("groups", "家长+教师-毕业班"), ("history", "退订"), ("autoreply", "营业时间"),
+                           ("jobs", "生日快乐")]:
+        result = subprocess.run([sys.executable, "-m", "cli", group, "--help"], capture_output=True,
+                                text=True, timeout=60, env=_env())
+        assert result.returncode == 0 and example in result.stdout, (group, result.stdout)

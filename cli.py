@@ -548,7 +548,11 @@ def _pool_decide(config_path, ids, action):
     failed = False
     for message_id in ids:
         try:
+            was = spool.get(message_id).state.value
             message = getattr(spool, action)(message_id)
+            if was == "ambiguous":
+                click.echo(f"note: #{message_id} may already have been delivered once; "
+                           "it will be sent again", err=True)
         except PoolError as exc:
             click.echo(f"Error: {exc}", err=True)
             failed = True

@@ -5,14 +5,17 @@ write, `receive_data()` with what it read, and `next_event()` until `NEED_DATA`.
 
 How a line is classified (whether echo is on or off):
 
+0. a line without any ASCII letter or digit is line noise;
 1. the PDU line that follows a ``+CMT``/``+CDS``/``+CBM`` URC belongs to that URC;
-2. a final result (``OK``, ``ERROR``, ``+CME ERROR: n``, ``+CMS ERROR: n``, ``NO CARRIER``...)
+2. the echo of the pending command (or of its PDU) is `Echo`; a command sent with
+   `require_echo` treats everything but URCs before its echo as noise (resynchronising);
+3. a final result (``OK``, ``ERROR``, ``+CME ERROR: n``, ``+CMS ERROR: n``, ``NO CARRIER``...)
    ends the pending command; with no command pending it is noise;
-3. the echo of the pending command (or of its PDU) is `Echo`;
 4. a line whose name is one of the pending command's reply prefixes is its `InfoLine`
    (``+CREG: 0,1`` answers ``AT+CREG?`` even though ``+CREG`` is also a URC);
 5. a line whose name is in the URC table is a `Urc`, command pending or not;
-6. anything else is an `InfoLine` of the pending command, or `Noise` when none is pending.
+6. anything else is an `InfoLine` of the pending command, or `Noise` when none is pending
+   (or when it looks like someone else's echoed command).
 
 The ``> `` prompt has no line end: it is recognised only while the pending command waits for it.
 """

@@ -101,6 +101,7 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
         self._early_result: FinalResult | None = None
         self._needs_resync = False
         self._resyncing = False
+        self._link_kept = False  # AT+CMMS=2 is on
         self._init_inbound()
         self._init_health()
         self._init_setup()
@@ -120,6 +121,7 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
         self._transport = transport
         self._closing = False
         self._needs_resync = False
+        self._link_kept = False
         self.state = ModemState.OPEN
         self.log.info("opened %s", self.port)
 
@@ -300,20 +302,23 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
 
     # ---- sending -------------------------------------------------------------------------
 
-    async def send(self, parts: Sequence[Any]) -> list[int]:
+    async def send(self, parts: Sequence[Any], *, more_to_follow: bool = False) -> list[int]:
         """Send the parts of one message (`pdu.SubmitPart`, or hex strings with SMSC octet).
 
         Returns the message reference of each part. Keeps the radio link between parts with
-        ``AT+CMMS=2`` where the profile allows. Raises `CmsError`/`CmeError`/`AtError` with a
-        `.references` attribute (parts that did go out), or `SendAmbiguous` when the modem fell
-        silent after a PDU was written.
+        ``AT+CMMS=2`` where the profile allows; a caller that sends part by part passes
+        `more_to_follow=True` for all but the last call to keep the link across calls.
+        Raises `CmsError`/`CmeError`/`AtError` with a `.references` attribute (parts that did
+        go out), or `SendAmbiguous` when the modem fell silent after a PDU was written.
         """
         references: list[int] = []
-        keep_link = self.profile.supports_cmms and len(parts) > 1
+        keep_link = self.profile.supports_cmms and (len(parts) > 1 or more_to_follow)
+        finished = False
         async with self._lock:  # the parts go out back to back, nothing in between
             try:
-                if keep_link:
+                if keep_link and not self._link_kept:
                     await self._execute("more_messages", mode=2, check=False)
+                    self._link_kept = True
                 for part in parts:
                     try:
                         references.append(await self._send_part(part))
@@ -322,13 +327,20 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
                     except AtError as error:
                         error.references = tuple(references)  # type: ignore[attr-defined]
                         raise
+                finished = True
             finally:
-                if keep_link and self._transport is not None and not self._unresponsive:
-                    try:
-                        await self._execute("more_messages", mode=0, check=False)
-                    except AtError:
-                        pass
+                if self._link_kept and not (finished and more_to_follow):
+                    await self._release_link()
         return references
+
+    async def _release_link(self) -> None:
+        """``AT+CMMS=0`` after the last part (skipped when the modem is silent or gone)."""
+        self._link_kept = False
+        if self._transport is not None and not self._unresponsive:
+            try:
+                await self._execute("more_messages", mode=0, check=False)
+            except AtError:
+                pass
 
     async def _send_part(self, part: Any) -> int:
         """``AT+CMGS``, prompt, PDU, ``+CMGS: <mr>``. The caller holds the lock."""

@@ -92,20 +92,27 @@ class HealthMixin:
 
     def _start_reconnect(self: Modem) -> None:
         if self.reconnect_delays and (self._reconnecting is None or self._reconnecting.done()):
-            self._reconnecting = self._spawn(self.reconnect(), "reconnect")
+            self._reconnecting = self._spawn(self._reconnect_loop(), "reconnect")
 
     async def reconnect(self: Modem) -> None:
-        """Reopen the port and initialise again, waiting longer after each failure.
-
-        Publishes `Reconnected` on success, `ReconnectFailed` when the SIM is locked (a refused
-        PIN is never entered again). Gives up only on a PIN problem or when closed.
+        """Reopen the port and initialise again, waiting longer after each failure (the
+        `reconnect_delays`; a single 1 s step when that is empty). Joins a reconnect already
+        under way. Publishes `Reconnected` on success, `ReconnectFailed` when the SIM is locked
+        (a refused PIN is never entered again). Returns only then, or when the modem is closed.
         """
+        if self._reconnecting is not None and not self._reconnecting.done():
+            await asyncio.shield(self._reconnecting)
+            return
+        await self._reconnect_loop(wait_first=False)
+
+    async def _reconnect_loop(self: Modem, *, wait_first: bool = True) -> None:
         from .driver import ModemState
 
         attempt = 0
         while not self._closing:
-            delay = self.reconnect_delays[min(attempt, len(self.reconnect_delays) - 1)]
-            await asyncio.sleep(delay)
+            delays = self.reconnect_delays or (1.0,)
+            if attempt or wait_first:
+                await asyncio.sleep(delays[min(attempt, len(delays) - 1)])
             attempt += 1
             try:
                 self._drop_transport()
@@ -115,7 +122,7 @@ class HealthMixin:
                 self.state = ModemState.LOCKED
                 self._publish(ReconnectFailed(self.name, str(error)))
                 return
-            except (AtError, OSError, Exception) as error:  # noqa: BLE001 - keep trying
+            except Exception as error:  # noqa: BLE001 - OSError, AtError...: keep trying
                 self.log.info("reconnect attempt %d: %s", attempt, error)
                 self._drop_transport()
                 self.state = ModemState.DISCONNECTED

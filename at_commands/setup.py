@@ -31,6 +31,11 @@ _LOCKED_TEXT: dict[str, str] = {
 }
 
 
+# (port, PIN) pairs a SIM refused, for the life of the process: a new `Modem` on the same port
+# with the same PIN (a pool re-creating its driver) must not try it again and lock the SIM.
+_REFUSED_PINS: dict[tuple[str, str | None], PinError] = {}
+
+
 class SetupMixin:
     def _init_setup(self: Modem) -> None:
         self._pin_error: PinError | None = None   # once set, the PIN is never tried again
@@ -47,6 +52,9 @@ class SetupMixin:
         """
         from .driver import ModemState
 
+        refused = _REFUSED_PINS.get((self.port, self._pin))
+        if self._pin_error is None and refused is not None:
+            self._pin_error = refused  # another Modem on this port already had it refused
         if self._pin_error is not None:
             self.state = ModemState.LOCKED
             raise self._pin_error
@@ -96,11 +104,12 @@ class SetupMixin:
     async def _unlock_sim(self: Modem) -> None:
         from .driver import ModemState
 
+        entered_now = False
         for _ in range(20):
             state = await self._pin_state()
             if state == "ready":
                 return
-            if state == "busy":
+            if state == "busy" or (state == "pin" and entered_now):  # still taking the PIN in
                 await asyncio.sleep(0.5)
                 continue
             if state == "pin" and self._pin is None:
@@ -111,12 +120,14 @@ class SetupMixin:
                 except (CmeError, CommandError) as error:
                     self._pin_error = PinError(f"the SIM refused the PIN ({error}); "
                                                "not trying again")
+                    _REFUSED_PINS[(self.port, self._pin)] = self._pin_error
                     self.state = ModemState.LOCKED
                     raise self._pin_error from None
-                self._pin_accepted = True
+                self._pin_accepted = entered_now = True
                 continue
             if state == "pin":  # our PIN, accepted before: the modem was reset, enter it again
                 await self.execute("enter_pin", pin=self._pin)
+                entered_now = True
                 continue
             self._pin_error = PinError(_LOCKED_TEXT.get(state, f"the SIM reports {state!r} to "
                                                            "AT+CPIN?; it needs a human"))

@@ -40,7 +40,7 @@ def rate(fn, seconds: float) -> float:
         batch *= 2
 
 
-def best_rates(ours, theirs, seconds: float, rounds: int = 5) -> tuple[float, float]:
+def best_rates(ours, theirs, seconds: float, rounds: int = 9) -> tuple[float, float]:
     """Best of several alternating rounds, so a busy machine hurts both sides alike."""
     a = b = 0.0
     for _ in range(rounds):
@@ -77,10 +77,12 @@ def check_same_answers() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="time per figure (split over 5 alternating rounds)")
+    parser.add_argument("--seconds", type=float, default=2.0,
+                        help="time per figure (split over 9 alternating rounds)")
     args = parser.parse_args()
     check_same_answers()
-    print(f"python {platform.python_version()} on {platform.machine()}; best of 5 alternating rounds in {args.seconds}s per figure")
+    print(f"python {platform.python_version()} on {platform.machine()}; "
+          f"best of 9 alternating rounds in {args.seconds}s per figure")
     print(f"{'case':42} {'modempool msg/s':>16} {'gsmmodem msg/s':>16} {'ours/theirs':>12}")
     for name, ours, theirs in cases():
         a, b = best_rates(ours, theirs, args.seconds)

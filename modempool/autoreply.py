@@ -151,7 +151,7 @@ class AutoReplies:
     def add(self, reply: str, *, keywords: tuple[str, ...] = (), pattern: str | None = None,
             sim: str | None = None, hours: str | None = None,
             cooldown: int = DEFAULT_COOLDOWN) -> Rule:
-        Rule("new", reply, keywords, pattern, sim, hours, cooldown)  # validates
+        Rule("(new)", reply, keywords, pattern, sim, hours, cooldown)  # validates
         with transaction(self.db):
             cur = self.db.execute(
                 "INSERT INTO autoreply_rules (keywords, pattern, reply, sim, hours, cooldown,"

@@ -236,6 +236,11 @@ class Campaigns:
         enqueued = 0
         for index in range(0, len(rows), ENQUEUE_CHUNK):
             enqueued += len(self.spool.enqueue_many(rows[index:index + ENQUEUE_CHUNK]))
+        state = self.get(campaign_id).state  # paused or cancelled while we were enqueuing?
+        if state is CampaignState.PAUSED:
+            self.spool.hold(campaign_id)
+        elif state is CampaignState.CANCELLED:
+            self._cancel_queued(campaign_id)
         log.info("campaign %s: %d enqueued, %d were already in the spool", campaign_id,
                  enqueued, len(plan.recipients) - len(todo))
         return {"campaign": campaign_id, "recipients": len(plan.recipients), "enqueued": enqueued,
@@ -274,6 +279,9 @@ class Campaigns:
         """Cancel the campaign and every message of it still queued; returns how many."""
         self._set_state(campaign_id, CampaignState.CANCELLED,
                         allowed=(CampaignState.DRAFT, CampaignState.RUNNING, CampaignState.PAUSED))
+        return self._cancel_queued(campaign_id)
+
+    def _cancel_queued(self, campaign_id: int) -> int:
         from modempool.spool import MessageState
 
         cancelled = 0

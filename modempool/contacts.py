@@ -95,6 +95,23 @@ class AddressBook:
                 self._join(self._group_id(group, create=True), contact_id)
         return self.get(e164)
 
+    def upsert_many(self, rows: Iterable[dict[str, Any]], *, normalised: bool = False) -> int:
+        """Add or update many contacts in one transaction (keys as `upsert`); `normalised` says the
+        numbers are already E.164 from `normalise` (an importer checked them). Returns how many."""
+        group_ids: dict[str, int] = {}
+        count = 0
+        with transaction(self.db):
+            for row in rows:
+                e164 = row["number"] if normalised else normalise(row["number"], self.region)
+                contact_id = self._upsert_row(e164, row.get("name", ""), row.get("fields") or {},
+                                              row.get("birthday"), row.get("notes", ""))
+                for group in row.get("groups", ()):
+                    if group not in group_ids:
+                        group_ids[group] = self._group_id(group, create=True)
+                    self._join(group_ids[group], contact_id)
+                count += 1
+        return count
+
     def _upsert_row(self, e164: str, name: str, fields: dict[str, Any],
                     birthday: str | None, notes: str) -> int:
         now = now_iso()

@@ -193,10 +193,11 @@ class Daemon:
         from at_commands import AtError, Modem, PinError
 
         mlog = logging.getLogger(f"modempool.modem.{spec.name}")
+        # One driver object for the life of the daemon: it remembers a refused PIN and never
+        # enters it again (a wrong PIN tried at every reconnect would lock the SIM).
+        modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile)
         backoff = 1.0
         while not self._stop.is_set():
-            modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile)
-            why = ""
             try:
                 await modem.open()
                 await modem.initialise()
@@ -204,6 +205,8 @@ class Daemon:
                 info = await modem.identify()
                 if not info.registered:
                     raise Quarantine(f"not registered ({info.registration_text or 'no network'})")
+                while modem.event_nowait() is not None:
+                    pass  # news of an earlier connection; unacknowledged SMS are swept again
                 slot.operator = info.operator or ""
                 slot.errors_in_row = 0
                 self._update_sim(spec, slot, SimState.UP, info=info)
@@ -213,14 +216,15 @@ class Daemon:
                 backoff = 1.0
                 await self._serve(spec, slot, modem, inbound)
             except (Quarantine, PinError) as exc:
-                why = str(exc)
                 until = datetime.now(timezone.utc) + timedelta(seconds=self.policy.quarantine_seconds)
-                mlog.warning("quarantined until %s: %s", until.strftime("%H:%M:%S"), why)
-                self._update_sim(spec, slot, SimState.QUARANTINED, error=why, until=until)
+                mlog.warning("quarantined until %s: %s", until.strftime("%H:%M:%S"), exc)
+                self._update_sim(spec, slot, SimState.QUARANTINED, error=str(exc), until=until)
                 await _close(modem)
                 await self._sleep(self.policy.quarantine_seconds)
-            except (AtError, OSError, ModemTrouble) as exc:
+            except Exception as exc:
                 why = str(exc) or type(exc).__name__
+                if not isinstance(exc, (AtError, OSError, ModemTrouble)):  # a bug: say where
+                    mlog.exception("unexpected error; the other modems carry on")
                 mlog.warning("down (%s); reopening in %.0f s", why, backoff)
                 self._update_sim(spec, slot, SimState.DOWN, error=why)
                 await _close(modem)

@@ -25,12 +25,12 @@ from typing import Any
 
 from modempool import limits as limits_mod
 from modempool.limits import Counters, Limits
-
-NO_LIMITS = Limits()
 from modempool.numbers import carrier_of
+from modempool.spool_model import LeaseLost
 from modempool.strategies import SimView, Strategy, StrategyState, choose_sim
 
 log = logging.getLogger("modempool.dispatcher")
+NO_LIMITS = Limits()
 
 
 class SimState(str, Enum):
@@ -145,7 +145,6 @@ class Dispatcher:
         self.lease_seconds = float(getattr(config, "lease_seconds", 300.0))
         self.strategy = Strategy.parse(getattr(config, "strategy", None))
         self.policy = RetryPolicy.of(config)
-        self.region = getattr(config, "region", "CN")
         self.state = StrategyState(recall=self._recall)
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -264,7 +263,12 @@ class Dispatcher:
             self.spool.mark_failed(message.id, f"cannot encode: {exc}", lease_owner=slot.owner)
             return
         for part in parts:
-            self.spool.mark_part_writing(message.id, part.seq, part.total, lease_owner=slot.owner)
+            try:
+                self.spool.mark_part_writing(message.id, part.seq, part.total,
+                                             lease_owner=slot.owner)
+            except LeaseLost as exc:  # recovered by someone else meanwhile: not ours to send
+                mlog.warning("message %s not sent: %s", message.id, exc)
+                return
             try:
                 refs = await modem.send([part])
             except SendAmbiguous as exc:

@@ -13,7 +13,8 @@ The command gets the message as JSON on stdin (`{"id", "sender", "sim", "text", 
 "name", "groups"}`) and gammu-style variables (`SMS_MESSAGES=1`, `SMS_1_NUMBER`, `SMS_1_TEXT`,
 `MODEMPOOL_SIM`). It runs as an asyncio subprocess in the background: the handler returns at once,
 so a slow or hanging command never blocks the pool; failures are logged, retried, and every attempt
-is recorded in `forward_log`.
+is recorded in `forward_log`. Retries cut short by a stop or crash are resumed when the next
+message arrives after the restart.
 """
 
 from __future__ import annotations
@@ -170,14 +171,31 @@ def make_forward_handler(config: Any):
             _record(spool, payload["id"], target, 1, "queued", f"message {queued.id}")
         if not settings.command:
             return []
+        payloads = [payload]
+        if "limit" not in state:  # first message in this process: finish what a crash interrupted
+            payloads += [message_json(spool, row) for row in _unfinished(spool, settings.command)
+                         if row["id"] != payload["id"]]
         limit = state.setdefault("limit", asyncio.Semaphore(settings.max_parallel))
-        task = asyncio.create_task(_command_with_retries(spool, settings, payload, limit),
-                                   name=f"run_on_receive-{payload['id']}")
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-        return [task]
+        tasks = []
+        for item in payloads:
+            task = asyncio.create_task(_command_with_retries(spool, settings, item, limit),
+                                       name=f"run_on_receive-{item['id']}")
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+            tasks.append(task)
+        return tasks
 
     return handle_forward
+
+
+def _unfinished(spool: Any, command: str) -> list[dict[str, Any]]:
+    """Inbound messages whose last command attempt failed and was neither retried to success nor
+    given up (the daemon stopped in between)."""
+    rows = spool.db.execute(
+        "SELECT i.id, i.sender, i.sim, i.text, i.received_at FROM inbound i JOIN forward_log f"
+        " ON f.id = (SELECT MAX(id) FROM forward_log WHERE inbound_id = i.id AND target = ?)"
+        " WHERE f.outcome = 'failed' ORDER BY i.id", [command]).fetchall()
+    return [dict(zip(("id", "sender", "sim", "text", "received_at"), r)) for r in rows]
 
 
 def _same_number(sender: str, target: str) -> bool:

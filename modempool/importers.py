@@ -20,7 +20,6 @@ from typing import Any
 
 from modempool.contacts import AddressBook
 from modempool.errors import InvalidNumber, PoolError
-from modempool.opdb import transaction
 
 # Header names recognised without a mapping, compared after lower-casing and removing spaces.
 KNOWN_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -285,10 +284,9 @@ def import_contacts(book: AddressBook, path: str | Path, *, mapping: dict[str, s
     if dry_run:
         return report
     extra_groups = tuple(groups)
-    with transaction(book.db):
-        for row in report.accepted:
-            book.upsert(row.number, row.name, fields=row.fields, birthday=row.birthday,
-                        notes=row.notes, groups=row.groups + extra_groups)
+    rows = [{"number": r.number, "name": r.name, "fields": r.fields, "birthday": r.birthday,
+             "notes": r.notes, "groups": r.groups + extra_groups} for r in report.accepted]
+    book.upsert_many(rows, normalised=True)
     return ImportReport(report.path, report.format, report.encoding, report.accepted,
                         report.rejected, imported=len(report.accepted))
 

@@ -218,7 +218,8 @@ def make_optout_handler(config: Any):
         log.info("%s opted out with %r", sender, keyword)
         if added and settings.confirm:
             sim = field_of(message, "sim")
-            spool.enqueue(sender, settings.confirm_text, client_id=f"optout-confirm:{inbound_id}",
+            client_id = f"optout-confirm:{inbound_id}" if inbound_id is not None else None
+            spool.enqueue(sender, settings.confirm_text, client_id=client_id,
                           sims=[sim] if sim else None)
         return True
 

@@ -31,7 +31,7 @@ def _quick_e164(number: str, region: str) -> str | None:
 
     if number.startswith("+"):
         digits = number[1:]
-        if not digits.isdigit() or not 6 <= len(digits) <= 17:
+        if not digits.isdigit() or digits.startswith("0") or not 6 <= len(digits) <= 17:
             return None
         code = next((int(digits[:n]) for n in (1, 2, 3) if int(digits[:n]) in
                      COUNTRY_CODE_TO_REGION_CODE), None)

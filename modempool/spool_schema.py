@@ -142,6 +142,7 @@ SIM_COLUMNS = frozenset(
     }
 )
 
+SCHEMA_VERSION = 1
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
 
@@ -166,6 +167,8 @@ def connect(path: str | Path, *, busy_timeout: float = 30.0, synchronous: str = 
     conn.execute("BEGIN IMMEDIATE")
     for statement in _statements(SCHEMA):
         conn.execute(statement)
+    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # for future migrations
     conn.execute("COMMIT")
     return conn
 

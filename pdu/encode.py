@@ -45,9 +45,13 @@ def _ports_ie(ports: tuple[int, int] | None) -> list[tuple[int, bytes]]:
     return [(IEI_PORTS16, dest.to_bytes(2, "big") + src.to_bytes(2, "big"))]
 
 
+_OCTET = [bytes((i,)) for i in range(256)]
+
+
 def _user_data(plan: Plan, reference: int, ref16: bool,
-               ports: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
-    """(TP-UDL, TP-UD) of every part: header (concat, national shifts, ports) then the payload."""
+               ports: list[tuple[int, bytes]]) -> list[tuple[bytes, ...]]:
+    """TP-UDL and TP-UD of every part, as pieces to join: UDL, header (concat, national shifts,
+    ports, with this part's seq octet spliced in), then the payload."""
     total = len(plan.payloads)
     ies: list[tuple[int, bytes]] = []
     if total > 1:  # concatenation first, so the seq octet sits at a fixed place (see below)
@@ -57,22 +61,21 @@ def _user_data(plan: Plan, reference: int, ref16: bool,
             ies.append((IEI_CONCAT8, bytes((reference, total, 1))))
     enc: Encoding = plan.encoding
     if enc.locking:
-        ies.append((IEI_LOCKING_SHIFT, bytes((enc.locking,))))
+        ies.append((IEI_LOCKING_SHIFT, _OCTET[enc.locking]))
     if enc.single:
-        ies.append((IEI_SINGLE_SHIFT, bytes((enc.single,))))
+        ies.append((IEI_SINGLE_SHIFT, _OCTET[enc.single]))
     ies.extend(ports)
     udh = encode_udh(ies)
     seq_at = 6 if ref16 else 5  # UDHL, IEI, length, reference (1 or 2), total, *seq*
+    before, after = (udh[:seq_at], udh[seq_at + 1:]) if total > 1 else (udh, b"")
     gsm7 = plan.alphabet is Alphabet.GSM7
     fill = -(len(udh) * 8) % 7  # GSM-7 text starts on a septet boundary (TS 23.040 9.2.3.24)
     header_units = (len(udh) * 8 + fill) // 7 if gsm7 else len(udh)
     out = []
     for seq, payload in enumerate(plan.payloads, 1):
-        header = udh if total == 1 else udh[:seq_at] + bytes((seq,)) + udh[seq_at + 1:]
-        if gsm7:
-            out.append((header_units + len(payload), header + pack_septets(payload, fill)))
-        else:
-            out.append((header_units + len(payload), header + payload))
+        body = pack_septets(payload, fill) if gsm7 else payload
+        out.append((_OCTET[header_units + len(payload)], before, _OCTET[seq] if total > 1 else b"",
+                    after, body))
     return out
 
 
@@ -112,9 +115,10 @@ def encode_submit(to: str, text: str | bytes, *, alphabet: Alphabet | str | None
         raise PduError(f"message reference {message_reference} out of range 0-255")
     after_mr = destination + bytes((0x00, dcs)) + vp  # TP-DA, TP-PID, TP-DCS, TP-VP
     parts = []
-    for index, (udl, ud) in enumerate(_user_data(plan, ref or 0, ref16, port_ies)):
-        tpdu = b"".join((bytes((first, (message_reference + index) & 0xFF)), after_mr, bytes((udl,)), ud))
-        parts.append(SubmitPart((smsc_octets + tpdu).hex().upper(), len(tpdu), ref,
+    for index, pieces in enumerate(_user_data(plan, ref or 0, ref16, port_ies)):
+        octets = b"".join((smsc_octets, _OCTET[first], _OCTET[(message_reference + index) & 0xFF],
+                           after_mr, *pieces))
+        parts.append(SubmitPart(octets.hex().upper(), len(octets) - len(smsc_octets), ref,
                                 index + 1, total, plan.alphabet))
     return parts
 
@@ -136,8 +140,8 @@ def encode_deliver(sender: str, text: str | bytes, *, timestamp: datetime | None
     if len(plan.payloads) > 1 or plan.extra_udh:
         first |= 0x40
     before_udl = head + bytes((first,)) + originator + bytes((0x00, dcs)) + scts
-    return [(before_udl + bytes((udl,)) + ud).hex().upper()
-            for udl, ud in _user_data(plan, ref, ref16, port_ies)]
+    return [b"".join((before_udl, *pieces)).hex().upper()
+            for pieces in _user_data(plan, ref, ref16, port_ies)]
 
 
 def encode_status_report(message_reference: int, recipient: str, *, status: int = 0,

@@ -28,24 +28,28 @@ class Charset:
 
     locking: str
     shift: dict[int, str]
-    _encode_map: dict[int, bytes] = field(repr=False, default_factory=dict)
+    _septets: dict[int, str] = field(repr=False, default_factory=dict)  # ordinal -> septet(s) as str
     _repertoire: frozenset[str] = field(repr=False, default=frozenset())
 
     @classmethod
     def build(cls, locking: str, shift: dict[int, str]) -> "Charset":
-        # An unknown escape shows the locking-table character (TS 23.038 6.2.1.1 note).
-        enc: dict[int, bytes] = {}
+        enc: dict[int, str] = {}
         for code, ch in shift.items():
             if ch not in ("\x1b", "\ufffd"):
-                enc.setdefault(ord(ch), bytes((ESC, code)))
+                enc.setdefault(ord(ch), chr(ESC) + chr(code))
         for code, ch in enumerate(locking):
             if ch not in ("\x1b", "\ufffd"):
-                enc[ord(ch)] = bytes((code,))  # one septet beats two
-        return cls(locking, dict(shift), enc, frozenset(map(chr, enc)))
+                enc[ord(ch)] = chr(code)  # one septet beats two
+        repertoire = frozenset(map(chr, enc))
+        # Latin-1 characters outside the charset must not pass through str.translate unchanged:
+        # map them past Latin-1 so the final encode refuses them.
+        for o in range(256):
+            enc.setdefault(o, "\uffff")
+        return cls(locking, dict(shift), enc, repertoire)
 
     def encode(self, text: str) -> bytes:
-        """Text -> septets, one per byte (escape pairs included). UnicodeEncodeError if it does not fit."""
-        return codecs.charmap_encode(text, "strict", self._encode_map)[0]
+        """Text -> septets, one per byte (escape pairs included); UnicodeEncodeError if it does not fit."""
+        return text.translate(self._septets).encode("latin-1")
 
     @property
     def repertoire(self) -> frozenset[str]:

@@ -235,11 +235,9 @@ def charset(locking: int = 0, single: int = 0) -> Charset:
     return Charset.build(LOCKING[locking], SINGLE[single])
 
 
-@lru_cache(maxsize=1)
-def combinations() -> tuple[tuple[int, int], ...]:
-    """Every (locking, single) pair but the default one, cheapest headers first (one IE, then two)."""
-    pairs = [(lk, sg) for lk in LOCKING for sg in SINGLE if lk or sg]
-    return tuple(sorted(pairs, key=lambda pair: (bool(pair[0]) + bool(pair[1]), pair)))
+# What each table codes: in one septet (locking) or two (ESC + code, single shift).
+LOCKING_REPERTOIRE = {lang: frozenset(table) - {UNUSED, "\x1b"} for lang, table in LOCKING.items()}
+SINGLE_REPERTOIRE = {lang: frozenset(table.values()) for lang, table in SINGLE.items()}
 
 
 @lru_cache(maxsize=1)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from .alphabet import EIGHT_BIT, GSM7_DEFAULT, UCS2, Alphabet, Encoding, coerce_alphabet
 from .errors import PduError
 from .gsm7 import DEFAULT_CHARSET, ESC
-from .national import charset, combinations, national_repertoire
+from .national import LOCKING_REPERTOIRE, SINGLE_REPERTOIRE, charset, national_repertoire
 
 MAX_USER_DATA = 140  # octets of TP-UD in one SMS
 CONCAT8_IE = 5  # IEI 0x00: iei, length, reference, total, seq
@@ -108,20 +109,57 @@ def _plan_units(enc: Encoding, data: bytes, ref16: bool, extra: int) -> Plan:
     return Plan(enc, tuple(_chunks(data, size, alphabet)), len(data) // width, size // width, extra)
 
 
-def _national_plan(text: str, ref16: bool, extra: int) -> Plan | None:
-    """The cheapest national-table plan for text, or None if no table pair codes it."""
-    best: Plan | None = None
-    repertoire = national_repertoire()
-    if not repertoire.issuperset(text):
-        return None
-    for locking, single in combinations():
-        cs = charset(locking, single)
-        if not cs.fits(text):
+_ANY_SINGLE = frozenset().union(*SINGLE_REPERTOIRE.values())
+
+
+def _national_candidates(counts: Counter, length: int) -> list[tuple[int, int, int]]:
+    """(locking, single, septets) for each locking table that, with some single-shift table, codes
+    every character: characters outside the locking table cost an escape and one more septet."""
+    found = []
+    needed = frozenset(counts)
+    for locking, one_septet in LOCKING_REPERTOIRE.items():
+        rest = needed - one_septet
+        if not rest:
+            if locking:
+                found.append((locking, 0, length))
             continue
-        plan = _plan_units(Encoding(Alphabet.GSM7, locking, single), cs.encode(text), ref16, extra)
-        if best is None or (len(plan.payloads), plan.extra_udh, plan.units) < (
-                len(best.payloads), best.extra_udh, best.units):
-            best = plan
+        if not _ANY_SINGLE.issuperset(rest):
+            continue
+        # any single-shift table that covers the rest costs the same: prefer the default one
+        # (no header element), then the same language
+        for single in (0, locking, *SINGLE_REPERTOIRE):
+            shift = SINGLE_REPERTOIRE.get(single)
+            if shift is not None and (locking or single) and shift.issuperset(rest):
+                found.append((locking, single, length + sum(counts[ch] for ch in rest)))
+                break
+    return found
+
+
+def _national_plan(text: str, ref16: bool, extra: int) -> Plan | None:
+    """The cheapest national-table plan for text, or None if no table pair codes it.
+
+    Pairs are priced from character counts, a lower bound on their parts (an escape pair may move
+    to the next part); only pairs that could still win are cut for real.
+    """
+    if not national_repertoire().issuperset(text):
+        return None
+    candidates = []
+    for locking, single, septets in _national_candidates(Counter(text), len(text)):
+        enc = Encoding(Alphabet.GSM7, locking, single)
+        header = extra + _shift_ies(enc)
+        one = capacity(Alphabet.GSM7, udh_octets(header, False, ref16))
+        many = capacity(Alphabet.GSM7, udh_octets(header, True, ref16))
+        least_parts = 1 if septets <= one else -(-septets // many)
+        candidates.append(((least_parts, header, septets), enc))
+    best: Plan | None = None
+    best_key = None
+    for bound, enc in sorted(candidates, key=lambda c: c[0]):
+        if best_key is not None and bound >= best_key:
+            break
+        plan = _plan_units(enc, charset(enc.locking, enc.single).encode(text), ref16, extra)
+        key = (len(plan.payloads), plan.extra_udh, plan.units)
+        if best_key is None or key < best_key:
+            best, best_key = plan, key
     return best
 
 

@@ -313,6 +313,6 @@ def _vendor(name: str):
 
 
 for _name in ("+WIND", "^CURC", "^USSDMODE", "^CVOICE", "+DDET", "+ZPAS", "+QURCCFG",
-              "+QINDCFG", "+WOPEN", "+WMBS", "+CSPN", "+CBAND", "+ZSNT", "+ZOPRT", "+QCFG",
-              "^HWVER"):
+              "+QINDCFG", "+WOPEN", "+WMBS", "+CSPN", "+CBAND", "+ZSNT", "+ZOPRT", "+ZCDRUN",
+              "+QCFG", "^HWVER"):
     command(_name)(_vendor(_name))

@@ -103,7 +103,7 @@ PERSONALITIES: dict[str, Personality] = {
             default_store="ME",
             boot_urcs=("+ZUSIMR:2", "+ZPASR: \"GSM\""),
             iccid_commands={"+ZGETICCID": "+ZGETICCID: ", "+CCID": "+CCID: "},
-            extra_commands=("+ZPAS", "+ZSNT", "+ZOPRT"),
+            extra_commands=("+ZPAS", "+ZSNT", "+ZOPRT", "+ZCDRUN"),  # gammu sends AT+ZCDRUN=8
         ),
         Personality(
             name="quectel",

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
 
 import pdu
 from at_commands import (AtTimeout, CmeError, CmsError, Disconnected, ErrorClass, InboundSms,
-                         ModemState, PinError, ReconnectFailed, Reconnected, Responsive,
+                         ModemDisconnected, ModemState, PinError, ReconnectFailed, Reconnected, Responsive,
                          SendAmbiguous, Unresponsive)
 from simulator import SimulatedBank
 
-from at_helpers import next_event, opened, profile
+from at_helpers import next_event, opened, profile, until
 
 
 def parts_for(bank, text: str = "fault test"):
@@ -116,6 +117,9 @@ async def test_wrong_pin_is_entered_once_only(tmp_path, caplog) -> None:
             await bank.replug("m1")
             failed = await next_event(modem, ReconnectFailed)  # reconnect does not try either
             assert modem.state is ModemState.LOCKED
+        async with opened(bank, initialise=False, pin="9876") as again:  # a new driver object
+            with pytest.raises(PinError, match="refused"):
+                await again.initialise()
         assert sim.pin_attempts == 2
     assert "PIN" in failed.reason
     ours = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("<<", ">>"))]
@@ -154,3 +158,38 @@ async def test_line_noise_before_every_reply_changes_nothing(bank, caplog) -> No
     assert info.manufacturer == "SIMCOM_Ltd" and info.imei == bank.modems[0].imei
     assert messages[0]["message_references"] == references
     assert any(r.getMessage().startswith("<< (noise)") for r in caplog.records)
+
+
+async def test_unplug_during_a_command_fails_it_at_once(bank) -> None:
+    async with opened(bank, reconnect_delays=()) as modem:
+        bank.set_fault("m1", "latency", seconds=30.0)
+        query = asyncio.create_task(modem.query("signal"))
+        await until(lambda: modem.pending_command == "AT+CSQ")
+        await bank.unplug("m1")
+        with pytest.raises(ModemDisconnected) as caught:
+            await asyncio.wait_for(query, 10)
+    assert caught.value.error_class is ErrorClass.SIM_OR_MODEM
+
+
+async def test_unplug_after_the_pdu_was_written_is_ambiguous(bank, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="modempool.modem.m1")
+    async with opened(bank, reconnect_delays=()) as modem:
+        bank.set_fault("m1", "sms_latency", seconds=30.0)
+        sending = asyncio.create_task(modem.send(parts_for(bank, "in flight")))
+        await until(lambda: any(r.getMessage().endswith("<Ctrl-Z>") for r in caplog.records))
+        await bank.unplug("m1")
+        with pytest.raises(SendAmbiguous) as caught:
+            await asyncio.wait_for(sending, 10)
+    assert caught.value.error_class is ErrorClass.AMBIGUOUS and caught.value.references == ()
+
+
+async def test_explicit_reconnect_after_a_hang(bank) -> None:
+    async with opened(bank, reconnect_delays=()) as modem:
+        bank.set_fault("m1", "hang")
+        with pytest.raises(AtTimeout):
+            await modem.execute("signal", timeout=0.3)
+        bank.clear_fault("m1", None)
+        await modem.reconnect()
+        await next_event(modem, Reconnected)
+        assert modem.state is ModemState.READY
+        assert (await modem.query("signal"))[0].isdigit()

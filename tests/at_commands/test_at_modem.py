@@ -167,3 +167,21 @@ async def test_direct_delivery_is_acknowledged_with_cnma_when_the_profile_says(b
         await modem.acknowledge(event)
     sent = [r.getMessage() for r in caplog.records if r.getMessage().startswith(">> ")]
     assert ">> AT+CSMS=1" in sent and ">> AT+CNMA" in sent
+
+
+async def test_part_by_part_sending_keeps_the_link_across_calls(bank, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="modempool.modem.m1")
+    text = "Sent one part per call, as a spool that records each part does. " * 4
+    parts = pdu.encode_submit(bank.modems[1].msisdn, text)
+    async with opened(bank) as modem:
+        references = []
+        for part in parts:
+            references += await modem.send([part], more_to_follow=part.seq < part.total)
+        messages = await bank.wait_for_messages(1)
+    sent = [r.getMessage()[3:] for r in caplog.records
+            if r.getMessage().startswith(">> AT+CM")]
+    sends = [line for line in sent if line.startswith(("AT+CMMS", "AT+CMGS"))]
+    assert sends == ["AT+CMMS=2", *[line for line in sends if line.startswith("AT+CMGS")],
+                     "AT+CMMS=0"]
+    assert len(parts) == 2 and messages[0]["text"] == text
+    assert messages[0]["message_references"] == references

@@ -64,20 +64,25 @@ def _toml(value: Any) -> str:
 class DaemonProcess:
     """`modempool run --config FILE` in a subprocess, its log in a file."""
 
-    def __init__(self, config: Path, log: Path | None = None) -> None:
+    def __init__(self, config: Path | None, log: Path | None = None, *, args: tuple[str, ...] = (),
+                 cwd: Path = REPO, env: dict[str, str] | None = None) -> None:
         self.config = config
-        self.log = log or config.with_suffix(".log")
+        assert config is not None or log is not None
+        self.log = log or config.with_suffix(".log")  # type: ignore[union-attr]
+        self.args = (*(("--config", str(config)) if config else ()), *args)
+        self.cwd = cwd
+        self.env = env or {}
         self.proc: asyncio.subprocess.Process | None = None
         self._log_start = 0
 
     async def start(self, wait_ready: bool = True) -> DaemonProcess:
         self._log_start = self.log.stat().st_size if self.log.exists() else 0
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **self.env}
         with open(self.log, "ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cli", "run", "--config", str(self.config),
+                sys.executable, "-m", "cli", "run", *self.args,
                 *(["-vv"] if os.environ.get("MODEMPOOL_TEST_DEBUG") else []),
-                stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, cwd=REPO, env=env)
+                stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, cwd=self.cwd, env=env)
         if wait_ready:
             await self.wait_for_log("pool ready")
         return self

@@ -101,3 +101,28 @@ def test_bad_forward_number_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match=r"\[forward\] to"):
         make_forward_handler({"forward": {"to": ["12"]}})
+
+
+async def test_retries_cut_short_by_a_crash_resume_after_restart(tmp_path):
+    out = tmp_path / "seen.txt"
+    script = tmp_path / "hook.py"
+    script.write_text("import json, sys\n"
+                      f"open({str(out)!r}, 'a', encoding='utf-8').write(json.load(sys.stdin)['text'] + '\\n')\n")
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+    spool, config = make(tmp_path, f"command = {json.dumps(command)}\n")
+    from modempool.forwarding import SCHEMA
+    from modempool.opdb import ensure_schema
+
+    ensure_schema(spool.db, SCHEMA)
+    before = spool.store_inbound("13800138000", "before the crash", sim="m1")
+    done = spool.store_inbound("13800138000", "already forwarded", sim="m1")
+    spool.db.execute("INSERT INTO forward_log (inbound_id, target, attempt, outcome, created_at)"
+                     " VALUES (?, ?, 1, 'failed', 'x'), (?, ?, 1, 'ok', 'x')",
+                     [before.id, command, done.id, command])
+    handle = make_forward_handler(config)  # a new daemon process
+    tasks = await handle(spool, spool.store_inbound("13900139000", "after the restart", sim="m1"))
+    assert len(tasks) == 2 and all(await asyncio.gather(*tasks))
+    assert sorted(out.read_text("utf-8").splitlines()) == ["after the restart", "before the crash"]
+    assert len(await handle(spool, spool.store_inbound("13900139000", "next", sim="m1"))) == 1
+    await drain(timeout=30)
+    spool.close()

@@ -208,3 +208,20 @@ def test_report_adds_up(spool, config, tmp_path):
         assert export_report(spool, campaign.id, tmp_path / f"report.{suffix}") == 3
     lines = (tmp_path / "report.csv").read_text("utf-8-sig").splitlines()
     assert lines[0].startswith("to,name,state,error") and "收到，谢谢 | TD" in lines[1]
+
+
+def test_pause_while_start_is_enqueuing_holds_everything(spool, config, monkeypatch):
+    campaigns = Campaigns(spool, config)
+    campaign = campaigns.create("c", "hi", numbers=[f"1380013{n:04d}" for n in range(30)], kind="notice")
+    monkeypatch.setattr(campaigns_module, "ENQUEUE_CHUNK", 10)
+    real = spool.enqueue_many
+
+    def pause_after_first_chunk(rows):
+        ids = real(rows)
+        if len(spool.list(campaign_id=campaign.id)) == 10:
+            Campaigns(spool, config).pause(campaign.id)  # the operator, from another terminal
+        return ids
+
+    monkeypatch.setattr(spool, "enqueue_many", pause_after_first_chunk)
+    assert campaigns.start(campaign.id)["enqueued"] == 30
+    assert all(m.held for m in spool.list(campaign_id=campaign.id))

@@ -234,3 +234,16 @@ async def test_client_ids_bad_numbers_and_bad_config_through_the_cli(tmp_path, b
     run = _cli("run", "--config", str(broken), cwd=tmp_path)
     assert run.returncode != 0
     assert "broken.toml" in run.stderr and "line 7" in run.stderr and "per_day" in run.stderr
+
+
+async def test_run_simulate_needs_nothing_but_the_package(tmp_path):
+    # No config file anywhere: the embedded default (./modempool.db) with --simulate 2.
+    daemon = DaemonProcess(None, log=tmp_path / "run.log", args=("--simulate", "2"),
+                           cwd=tmp_path, env={"HOME": str(tmp_path)})
+    await daemon.start()
+    assert "simulated bank of 2 modems" in daemon.output()
+    spool = Spool(tmp_path / "modempool.db")
+    message = spool.enqueue("13800138000", "hello from a simulated bank 你好")
+    await eventually(lambda: spool.get(message.id).state.value == "delivered")
+    assert await daemon.stop() == 0
+    assert {row["name"]: row["state"] for row in spool.sims()} == {"m1": "stopped", "m2": "stopped"}

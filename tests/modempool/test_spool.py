@@ -66,8 +66,11 @@ def test_bulk_shortcut_agrees_with_numbers_normalise(digits, plus, region):
 
 
 def test_bulk_shortcut_agrees_on_every_regions_example_numbers():
+    import random
+
     import phonenumbers
 
+    rng = random.Random(2026)
     answered = 0
     for region in sorted(phonenumbers.SUPPORTED_REGIONS):
         for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE):
@@ -77,12 +80,20 @@ def test_bulk_shortcut_agrees_on_every_regions_example_numbers():
             e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
             national = "".join(ch for ch in phonenumbers.format_number(
                 example, phonenumbers.PhoneNumberFormat.NATIONAL) if ch.isdigit())
-            for number in (e164, national, e164[1:]):
-                quick = _quick_e164(number, region)
-                if quick is not None:
-                    answered += 1
-                    assert quick == normalise(number, region), (number, region)
-    assert answered > 300  # the shortcut does answer most plain numbers
+            tails = [e164[-3:], f"{rng.randrange(1000):03d}", f"{rng.randrange(1000):03d}"]
+            for tail in tails:  # the example, and neighbours of it that may or may not be valid
+                for number in (e164[:-3] + tail, national[:-3] + tail, e164[1:-3] + tail):
+                    for parsing_region in (region, "CN"):
+                        quick = _quick_e164(number, parsing_region)
+                        if quick is None:
+                            continue
+                        answered += 1
+                        try:
+                            slow = normalise(number, parsing_region)
+                        except InvalidNumber:
+                            slow = None
+                        assert quick == slow, (number, parsing_region)
+    assert answered > 500  # the shortcut does answer most plain numbers
 
 
 def test_bulk_shortcut_answers_common_forms():

@@ -3,7 +3,7 @@
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pdu import Alphabet, PduError, Reassembler, decode_pdu, encode_deliver, encode_submit
+from pdu import Alphabet, PduError, Reassembler, decode_pdu, encode_deliver, encode_submit, to_json
 from pdu.gsm7 import DEFAULT_ALPHABET, DEFAULT_EXTENSION
 
 # Any code point but lone surrogates (not text); all planes.
@@ -101,9 +101,10 @@ def test_fuzz_mutated_valid_pdus_only_ever_raise_pdu_error(data):
         base[i] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(0, len(base)))
     try:
-        decode_pdu(bytes(base[:cut]).hex())
+        msg = decode_pdu(bytes(base[:cut]).hex())
     except PduError:
-        pass
+        return
+    to_json(msg)  # every derived field (concat, ports, class, ...) must hold up too
 
 
 @settings(common, max_examples=200)

@@ -1,0 +1,131 @@
+"""The dispatcher in the real daemon (in-process here, for speed): strategies, destinations,
+quiet hours, multipart failures and graceful shutdown, over simulated modems on ptys and a real
+SQLite spool."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from modempool.config import parse_config
+from modempool.daemon import Daemon
+from simulator import SimulatedBank
+from tests.modempool.daemon_harness import eventually, network_messages
+
+pytestmark = pytest.mark.timeout(60)
+
+MOBILE, UNICOM, TELECOM = "+8613800138000", "+8613012345678", "+8618912345678"
+DONE = ("sent", "delivered")
+
+
+@contextlib.asynccontextmanager
+async def pool(tmp_path: Path, modems: int = 3, toml: str = "", per_modem: dict | None = None):
+    """A bank of `modems`, a config naming them, and the daemon running in this event loop."""
+    async with SimulatedBank(modems=modems, directory=tmp_path / "bank", seed=3) as bank:
+        text = f'[spool]\npath = "{tmp_path / "spool.db"}"\nsynchronous = "normal"\n{toml}\n'
+        for device in bank.devices:
+            name = Path(device).name
+            text += f'\n[[modem]]\nname = "{name}"\nport = "{device}"\n'
+            text += (per_modem or {}).get(name, "")
+        config = parse_config(text, tmp_path / "pool.toml")
+        spool = config.open_spool()
+        daemon = Daemon(config, spool=spool, install_signals=False)
+        running = asyncio.create_task(daemon.run())
+        await eventually(lambda: daemon.ready.is_set() or running.done())
+        try:
+            yield bank, spool, daemon
+        finally:
+            daemon.stop()
+            await running
+
+
+def state(spool, message) -> str:
+    return spool.get(message.id).state.value
+
+
+async def test_carrier_affinity_sends_from_a_sim_of_the_recipients_carrier(tmp_path):
+    async with pool(tmp_path, toml='[pool]\nstrategy = "carrier-affinity"') as (bank, spool, _):
+        operators = {info.name: info.operator for info in bank.modems}
+        assert sorted(operators.values()) == ["China Mobile", "China Telecom", "China Unicom"]
+        sent = [spool.enqueue(to, f"to {to}") for to in (MOBILE, UNICOM, TELECOM) * 3]
+        await eventually(lambda: all(state(spool, m) in DONE for m in sent))
+        for m in sent:
+            carrier = {MOBILE: "China Mobile", UNICOM: "China Unicom", TELECOM: "China Telecom"}
+            assert operators[spool.get(m.id).sim] == carrier[m.to]
+
+
+async def test_sticky_keeps_each_recipient_on_one_sim(tmp_path):
+    async with pool(tmp_path, toml='[pool]\nstrategy = "sticky"') as (_, spool, _daemon):
+        people = [MOBILE, UNICOM, TELECOM, "+8613912345678"]
+        sent = [spool.enqueue(to, f"hello {i}") for i in range(3) for to in people]
+        await eventually(lambda: all(state(spool, m) in DONE for m in sent))
+        sims = collections.defaultdict(set)
+        for m in sent:
+            sims[m.to].add(spool.get(m.id).sim)
+        assert all(len(s) == 1 for s in sims.values()), sims
+        assert len(set().union(*sims.values())) == 3       # and the load still spreads
+
+
+async def test_round_robin_takes_turns(tmp_path):
+    async with pool(tmp_path, toml='[pool]\nstrategy = "round-robin"') as (_, spool, _daemon):
+        sent = [spool.enqueue(MOBILE, f"turn {i}") for i in range(9)]
+        await eventually(lambda: all(state(spool, m) in DONE for m in sent))
+        assert collections.Counter(spool.get(m.id).sim for m in sent) == {"m1": 3, "m2": 3, "m3": 3}
+
+
+async def test_destination_rules_and_sim_restriction(tmp_path):
+    rules = {"m1": 'allow_carriers = ["China Unicom"]\n', "m2": 'allow_prefixes = ["+86189"]\n'}
+    async with pool(tmp_path, per_modem=rules) as (_, spool, _daemon):
+        unicom = spool.enqueue(UNICOM, "unicom via m1", sims=["m1"])
+        telecom = spool.enqueue(TELECOM, "telecom via m2", sims=["m2"])
+        nowhere = spool.enqueue(MOBILE, "no SIM may carry this", sims=["m1", "m2"])
+        anywhere = spool.enqueue(MOBILE, "m3 takes this")
+        await eventually(lambda: all(state(spool, m) in DONE for m in (unicom, telecom, anywhere)))
+        assert [spool.get(m.id).sim for m in (unicom, telecom, anywhere)] == ["m1", "m2", "m3"]
+        assert state(spool, nowhere) == "queued"              # waits; never sent the wrong way
+
+
+async def test_quiet_hours_hold_flagged_messages_only(tmp_path):
+    now = datetime.now().astimezone()
+    start, end = (now - timedelta(hours=1)).strftime("%H:%M"), (now + timedelta(hours=1)).strftime("%H:%M")
+    toml = f'[quiet_hours]\nstart = "{start}"\nend = "{end}"\n'
+    async with pool(tmp_path, modems=1, toml=toml) as (bank, spool, _daemon):
+        marketing = spool.enqueue(MOBILE, "sale today 回T退订", quiet_hours=True)
+        urgent = spool.enqueue(MOBILE, "your code is 1234")
+        await eventually(lambda: state(spool, urgent) in DONE)
+        follow_up = spool.enqueue(MOBILE, "after the flagged one")
+        await eventually(lambda: state(spool, follow_up) in DONE)
+        assert state(spool, marketing) == "queued"
+        assert [e["text"] for e in network_messages(bank)] == ["your code is 1234",
+                                                                "after the flagged one"]
+
+
+async def test_a_multipart_message_failing_midway_is_failed_not_resent(tmp_path):
+    async with pool(tmp_path, modems=1) as (bank, spool, _daemon):
+        bank.set_fault("m1", "balance", messages=1, code=21)   # credit for one more part only
+        long = spool.enqueue(MOBILE, "a long message that needs three parts " * 10)
+        await eventually(lambda: state(spool, long) == "failed")
+        message = spool.get(long.id)
+        assert message.attempts == 1 and "partly sent (1/3 parts)" in message.error
+        parts = [e for e in bank.network_log() if e["kind"] == "part"]
+        assert [p["concat"][2] for p in parts] == [1]            # part 1 only, never repeated
+        assert [p["state"] for p in spool.parts(long.id)] == ["sent", "failed"]
+
+
+async def test_graceful_stop_finishes_the_message_on_the_air_and_releases_the_rest(tmp_path):
+    async with pool(tmp_path, modems=1) as (bank, spool, daemon):
+        bank.set_fault("m1", "sms_latency", seconds=0.5)
+        sent = [spool.enqueue(MOBILE, f"stop test {i}") for i in range(4)]
+        await eventually(lambda: spool.parts(sent[0].id), what="first part writing")
+        daemon.stop()
+    final = [spool.get(m.id) for m in sent]
+    assert final[0].state.value in DONE
+    assert [m.state.value for m in final[1:]] == ["queued"] * 3
+    assert [m.attempts for m in final[1:]] == [0, 0, 0]          # released, not counted
+    assert all(m.lease_owner is None for m in final)
+    assert [e["text"] for e in network_messages(bank)] == ["stop test 0"]

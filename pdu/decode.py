@@ -43,8 +43,12 @@ class _Reader:
         return self.data[pos:end]
 
     def address(self, what: str) -> tuple[str, int]:
-        semi = self.octet(f"{what} length")
-        toa = self.octet(f"{what} type of address")
+        pos = self.pos
+        if pos + 2 > len(self.data):  # (messages built only on failure: this path is hot)
+            self.octet(what + " length")
+            self.octet(what + " type of address")
+        semi, toa = self.data[pos], self.data[pos + 1]
+        self.pos = pos + 2
         value = self.take((semi + 1) // 2, what)
         return decode_address_value(toa, value, semi), toa
 

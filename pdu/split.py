@@ -212,4 +212,4 @@ def parts_needed(text: str | bytes, *, alphabet: Alphabet | str | None = None,
     used_last = len(plan.payloads[-1]) // width
     left = plan.capacity - used_last
     return Cost(len(plan.payloads), plan.alphabet, left, plan.units, plan.capacity,
-                (plan.encoding.locking, plan.encoding.single))
+                (int(plan.encoding.locking), int(plan.encoding.single)))

@@ -79,3 +79,13 @@ def test_decode_no_smsc_human():
 def test_decode_malformed_exits_1_with_reason(bad, what):
     r = modempool("pdu", "decode", bad)
     assert r.returncode == 1 and what in r.stderr and "Traceback" not in r.stderr
+
+
+def test_encode_8bit_hex_data_and_bad_validity():
+    r = modempool("pdu", "encode", "+8613800138000", "0102FF", "--hex-data", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["alphabet"] == "8bit" and out["parts"][0]["text"] == "0102FF"
+    assert decode_pdu(out["parts"][0]["hex"]).data == b"\x01\x02\xff"
+    r = modempool("pdu", "encode", "+8613800138000", "hi", "--validity", "soon")
+    assert r.returncode == 2 and "--validity" in r.stderr

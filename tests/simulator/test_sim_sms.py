@@ -182,3 +182,18 @@ async def test_parts_delay_spaces_the_parts_of_an_injected_message(bank, ports):
     assert not delivery.done()  # the other parts are still on their way
     assert len(await delivery) == 3
     await ports[0].expect(rb'(?s)\+CMTI: "SM",3\r\n')
+
+
+async def test_text_mode_direct_delivery_and_reading(bank, ports):
+    port = ports[0]
+    await port.command("AT+CMGF=1;+CNMI=2,2,0,0,0")
+    await bank.inject("m1", "+8613912345678", "plain text arrives")
+    urc = await port.expect(rb'\+CMT: "[^"]*",,"[^"]*"\r\n[^\r]*\r\n')
+    assert re.search(rb'\+CMT: "\+8613912345678",,"\d\d/\d\d/\d\d,[\d:]+[+-]\d\d"\r\n'
+                     rb"plain text arrives\r\n", urc)
+    await port.command("AT+CNMI=2,1,0,0,0")
+    await bank.inject("m1", "+8613912345678", "你好")
+    await port.expect(rb'\+CMTI: "SM",1\r\n')
+    header, text = info_lines(await port.command("AT+CMGR=1"))
+    assert header.startswith('+CMGR: "REC UNREAD","+8613912345678",,"')
+    assert text == "4F60597D"  # UCS2 data is shown as hex in text mode (TS 27.005 3.1)

@@ -89,18 +89,19 @@ class InboundMixin:
 
     # ---- reading and deleting ----
 
-    async def _select_store(self: Modem, store: str, *, force: bool = False) -> None:
-        """Make `store` the one read, listed and deleted from (``+CPMS`` <mem1>); at set-up
-        (`force`) also where new messages are written and stored (<mem2>, <mem3>)."""
-        if store != self._current_store or force:
-            await self.execute("select_stores" if force else "select_read_store", store=store)
+    async def _in_store(self: Modem, store: str, name: str, **arguments: object) -> Any:
+        """Run command `name` on `store` (``AT+CPMS="store"`` first when it is not the read
+        store): both under one hold of the lock, so no other task moves the store between."""
+        async with self._lock:
+            if store != self._current_store:
+                await self._execute("select_read_store", store=store)
+            return await self._execute(name, check=False, **arguments)
 
     async def _read_stored(self: Modem, store: str, index: int) -> None:
         """``AT+CMGR`` after ``+CMTI``/``+CDSI``; an empty slot is not an error."""
         if (store, index) in self._handed_over:
             return
-        await self._select_store(store)
-        result = await self.execute("read", index=index, check=False)
+        result = await self._in_store(store, "read", index=index)
         if result.error is not None:
             self.log.info("reading %s/%d: %s", store, index, result.error)
             return
@@ -117,11 +118,10 @@ class InboundMixin:
         handed = 0
         for store in self.profile.stores:
             try:
-                await self._select_store(store)
-            except AtError as error:
+                result = await self._in_store(store, "list", status=4)
+            except AtError as error:  # the store does not exist on this modem
                 self.log.debug("store %s: %s", store, error)
                 continue
-            result = await self.execute("list", status=4, check=False)
             if result.error is not None:
                 self.log.debug("listing %s: %s", store, result.error)
                 continue
@@ -142,8 +142,9 @@ class InboundMixin:
             if self.profile.cnma_required:
                 await self.execute("acknowledge_new", check=False)
             return
-        store = event.store or self.profile.stores[0]
-        await self._select_store(store)
-        await self.execute("delete", index=event.index)
+        result = await self._in_store(event.store or self.profile.stores[0], "delete",
+                                      index=event.index)
+        if result.error is not None:
+            raise result.error
         self._handed_over.discard((event.store, event.index))
 

@@ -76,7 +76,7 @@ class SetupMixin:
         if routing.error is not None:
             self.log.warning("%s refused (%s): relying on the store sweep",
                              self.profile.new_message_routing, routing.error)
-        await self._select_store(self.profile.stores[0], force=True)
+        await self.execute("select_stores", store=self.profile.stores[0])  # +CPMS mem1, 2 and 3
         for line in self.profile.init_commands:
             result = await self.execute(line, check=False)
             if result.error is not None:

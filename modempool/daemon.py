@@ -195,9 +195,9 @@ class Daemon:
         mlog = logging.getLogger(f"modempool.modem.{spec.name}")
         # One driver object for the life of the daemon: it remembers a refused PIN and never
         # enters it again (a wrong PIN tried at every reconnect would lock the SIM).
-        modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile)
         backoff = 1.0
         while not self._stop.is_set():
+            modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile)
             try:
                 await modem.open()
                 await modem.initialise()

@@ -12,7 +12,7 @@ from typing import Any
 import pdu
 from simulator.commands import TABLE, _int
 from simulator.faults import Fault
-from simulator.at_syntax import AtFailure, Form, Reply, cms
+from simulator.at_syntax import Form, Reply, cms
 from simulator.modem import VirtualModem
 from simulator.network import TEXT_STATUS, MessageStatus, MessageStore, StoredMessage
 
@@ -190,8 +190,10 @@ def _slot(modem: VirtualModem, store: MessageStore, text: str) -> int:
 
 @command("+CMGR", sim="cms")
 def cmgr(modem: VirtualModem, form: Form, args: list[str]) -> list[str] | None:
+    if form is Form.TEST:
+        return None
     if form is not Form.SET:
-        return None if form is Form.TEST else _raise(cms(302))
+        raise cms(302)
     store = modem.stores[modem.cpms[0]]
     message = store.slots.get(_slot(modem, store, args[0]))
     if message is None:
@@ -199,10 +201,6 @@ def cmgr(modem: VirtualModem, form: Form, args: list[str]) -> list[str] | None:
     lines = _listing(modem, "+CMGR", None, message)
     _mark_read(message)
     return lines
-
-
-def _raise(failure: AtFailure) -> None:
-    raise failure
 
 
 _DELETE_FLAGS = {

@@ -185,3 +185,15 @@ async def test_part_by_part_sending_keeps_the_link_across_calls(bank, caplog) ->
                      "AT+CMMS=0"]
     assert len(parts) == 2 and messages[0]["text"] == text
     assert messages[0]["message_references"] == references
+
+
+async def test_acknowledge_deletes_from_the_right_store_while_sweeps_move_it(bank) -> None:
+    """Sweeps switch the read store (SM, ME) all the time; a delete must still hit the store
+    its message is in (store selection and command under one hold of the lock)."""
+    async with opened(bank, sweep_interval=0.01) as modem:
+        for number in range(4):
+            await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678",
+                              text=f"number {number}")
+            event = await next_event(modem, InboundSms)
+            await modem.acknowledge(event)
+        assert await used(modem, "SM") == 0 and await used(modem, "ME") == 0

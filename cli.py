@@ -663,13 +663,11 @@ def run_command(config_path: str | None, simulate: int | None, verbose: int) -> 
     from modempool.daemon import Daemon
     from modempool.errors import PoolError
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose > 1 else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    if verbose < 2:
-        logging.getLogger("modempool.modem").setLevel(logging.INFO)
     try:
         config = load_config(config_path)
+        level = "DEBUG" if verbose > 1 else "INFO" if verbose else config.log_level
+        logging.basicConfig(level=level, filename=config.log_file,
+                            format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
         asyncio.run(Daemon(config, simulate=simulate).run())
     except PoolError as exc:
         raise click.ClickException(str(exc)) from None

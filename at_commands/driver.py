@@ -10,8 +10,9 @@
 Commands are serialised by one lock and every wait is bounded. URCs are framed whenever they
 arrive (also inside a command's reply); follow-up work they need (``AT+CMGR`` after ``+CMTI``)
 runs in the modem's own background task, which also sweeps the stores and polls signal and
-registration. The set-up (`setup.py`), inbound (`inbound.py`) and health/reconnect (`health.py`)
-parts of `Modem` are mixins in their own files; this file is the port, the lock and `send`.
+registration. The set-up (`setup.py`), sending (`sending.py`), inbound (`inbound.py`) and
+health/reconnect (`health.py`) parts of `Modem` are mixins in their own files; this file is the
+port, the lock and the command exchange.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from typing import Any
 
 import serial_asyncio_fast
 
-from .commands import COMMANDS, SEND_RESULT_TIMEOUT, Command, command_for_line
+from .commands import COMMANDS, Command, command_for_line
 from .core import NEED_DATA, AtConnection, Echo, Event, FinalResult, InfoLine, Noise, Prompt, Urc
-from .errors import AtError, AtTimeout, ModemDisconnected, SendAmbiguous
+from .errors import AtTimeout, ModemDisconnected
 from .events import Disconnected, ModemEvent, Responsive, Unresponsive
 from .health import HealthMixin
 from .inbound import InboundMixin
 from .profiles import ModemProfile, get_profile
+from .sending import SendingMixin
 from .setup import SetupMixin
 
 _SECRET = re.compile(r'(\+CPIN2?=|\+CLCK=[^,]*,[^,]*,|\+CPWD=)(.*)', re.IGNORECASE)
@@ -63,7 +65,7 @@ class _Link(asyncio.Protocol):
         self.modem._port_lost(self, exc)
 
 
-class Modem(SetupMixin, InboundMixin, HealthMixin):
+class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
     """One modem. Public API: `open`, `initialise`, `identify`, `send`, `events`, `acknowledge`,
     `ussd`, `sweep`, `execute`, `reconnect`, `close`; `state`, `profile`, `info`.
 
@@ -268,6 +270,10 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
         except ModemDisconnected:
             self._core.abandon()
             raise
+        except asyncio.CancelledError:  # the caller gave up: the answer, if any, is stale
+            self._core.abandon()
+            self._needs_resync = True
+            raise
         if self._unresponsive:
             self._unresponsive = False
             self._publish(Responsive(self.name))
@@ -300,83 +306,6 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
         finally:
             self._resyncing = False
 
-    # ---- sending -------------------------------------------------------------------------
-
-    async def send(self, parts: Sequence[Any], *, more_to_follow: bool = False) -> list[int]:
-        """Send the parts of one message (`pdu.SubmitPart`, or hex strings with SMSC octet).
-
-        Returns the message reference of each part. Keeps the radio link between parts with
-        ``AT+CMMS=2`` where the profile allows; a caller that sends part by part passes
-        `more_to_follow=True` for all but the last call to keep the link across calls.
-        Raises `CmsError`/`CmeError`/`AtError` with a `.references` attribute (parts that did
-        go out), or `SendAmbiguous` when the modem fell silent after a PDU was written.
-        """
-        references: list[int] = []
-        keep_link = self.profile.supports_cmms and (len(parts) > 1 or more_to_follow)
-        finished = False
-        async with self._lock:  # the parts go out back to back, nothing in between
-            try:
-                if keep_link and not self._link_kept:
-                    await self._execute("more_messages", mode=2, check=False)
-                    self._link_kept = True
-                for part in parts:
-                    try:
-                        references.append(await self._send_part(part))
-                    except SendAmbiguous as error:
-                        raise SendAmbiguous(error.meaning, tuple(references)) from None
-                    except AtError as error:
-                        error.references = tuple(references)  # type: ignore[attr-defined]
-                        raise
-                finished = True
-            finally:
-                if self._link_kept and not (finished and more_to_follow):
-                    await self._release_link()
-        return references
-
-    async def _release_link(self) -> None:
-        """``AT+CMMS=0`` after the last part (skipped when the modem is silent or gone)."""
-        self._link_kept = False
-        if self._transport is not None and not self._unresponsive:
-            try:
-                await self._execute("more_messages", mode=0, check=False)
-            except AtError:
-                pass
-
-    async def _send_part(self, part: Any) -> int:
-        """``AT+CMGS``, prompt, PDU, ``+CMGS: <mr>``. The caller holds the lock."""
-        hex_pdu, length = _part_hex_and_length(part)
-        command = COMMANDS["send"]
-        line = command.line(length=length)
-        await self._resync_if_needed()
-        data = self._core.send_command(line, prefixes=(command.prefix,), expects_prompt=True)
-        self.log.debug(">> %s", line)
-        first = await self._wait(self._write_and_wait(data),
-                                 self.profile.timeout("send", command.timeout), line)
-        if isinstance(first, FinalResult):  # refused before the prompt
-            if first.error is not None:
-                raise first.error
-            raise AtError(f"{line} answered {first.result} without a prompt")
-        if self._core.pending_command is None:  # prompt and result arrived together
-            early, self._early_result = self._early_result, None
-            if early is not None and early.error is not None:
-                raise early.error
-            raise AtError(f"{line} ended ({early.result if early else '?'}) at the prompt")
-        pdu_bytes = self._core.send_pdu(hex_pdu)
-        self.log.debug(">> %s<Ctrl-Z>", hex_pdu)
-        try:
-            result = await self._wait(self._write_and_wait(pdu_bytes),
-                                      self.profile.timeout("send_result", SEND_RESULT_TIMEOUT),
-                                      line)
-        except (AtTimeout, ModemDisconnected) as error:
-            raise SendAmbiguous(f"PDU written, then {error}") from None
-        assert isinstance(result, FinalResult)
-        if result.error is not None:
-            raise result.error
-        reference = command.parse(result.lines)
-        if reference is None:
-            raise SendAmbiguous(f"{line} answered OK without a message reference")
-        return reference
-
     # ---- events --------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[ModemEvent]:
@@ -398,13 +327,4 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
         return task
 
 
-def _part_hex_and_length(part: Any) -> tuple[str, int]:
-    """Hex PDU and TPDU length (octets after the SMSC field, TS 27.005 §3.5.1 <length>)."""
-    if isinstance(part, str):
-        hex_pdu = part.strip()
-        smsc_octets = int(hex_pdu[:2], 16)
-        return hex_pdu, len(hex_pdu) // 2 - smsc_octets - 1
-    return part.hex, part.tpdu_length
-
-
-__all__ = ["Modem", "ModemState", "SendAmbiguous", "mask_secrets"]
+__all__ = ["Modem", "ModemState", "mask_secrets"]

@@ -80,6 +80,7 @@ class Daemon:
         self.dispatcher: Dispatcher | None = None
         self.bank: Any = None
         self.ready = asyncio.Event()
+        self.incomplete_after = timedelta(hours=12)  # wait this long for missing SMS parts
         self._stop = asyncio.Event()
         self._lock_file: Any = None
 
@@ -124,6 +125,7 @@ class Daemon:
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self.dispatcher.run(), name="dispatcher")
                     tasks.create_task(self._announce_ready(slots), name="ready")
+                    tasks.create_task(self._housekeeping(inbound), name="housekeeping")
                     for spec, slot in zip(specs, slots):
                         tasks.create_task(self._modem_task(spec, slot, inbound), name=spec.name)
                 released = sum(len(self.spool.recover_leases(owner=slot.owner).requeued)
@@ -187,6 +189,15 @@ class Daemon:
                 return
             await asyncio.sleep(0.05)
 
+    async def _housekeeping(self, inbound: InboundStore) -> None:
+        """Now and then: give up on parts of long SMS whose siblings never came."""
+        while not self._stop.is_set():
+            try:
+                await inbound.flush_incomplete(self.incomplete_after)
+            except Exception:
+                log.exception("housekeeping failed")
+            await self._sleep(60.0)
+
     # -- one modem -------------------------------------------------------------------------
     async def _modem_task(self, spec: ModemSpec, slot: SimSlot, inbound: InboundStore) -> None:
         """Open, serve, quarantine and re-probe one modem until the daemon stops."""
@@ -195,9 +206,9 @@ class Daemon:
         mlog = logging.getLogger(f"modempool.modem.{spec.name}")
         # One driver object for the life of the daemon: it remembers a refused PIN and never
         # enters it again (a wrong PIN tried at every reconnect would lock the SIM).
+        modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile)
         backoff = 1.0
         while not self._stop.is_set():
-            modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile)
             try:
                 await modem.open()
                 await modem.initialise()
@@ -205,8 +216,7 @@ class Daemon:
                 info = await modem.identify()
                 if not info.registered:
                     raise Quarantine(f"not registered ({info.registration_text or 'no network'})")
-                while modem.event_nowait() is not None:
-                    pass  # news of an earlier connection; unacknowledged SMS are swept again
+                early = _inbound_only(modem)  # drop news of an earlier connection, keep SMS
                 slot.operator = info.operator or ""
                 slot.errors_in_row = 0
                 self._update_sim(spec, slot, SimState.UP, info=info)
@@ -214,7 +224,7 @@ class Daemon:
                           info.manufacturer or "", info.model or "", info.operator,
                           info.signal_dbm, info.msisdn or "?")
                 backoff = 1.0
-                await self._serve(spec, slot, modem, inbound)
+                await self._serve(spec, slot, modem, inbound, early)
             except (Quarantine, PinError) as exc:
                 until = datetime.now(timezone.utc) + timedelta(seconds=self.policy.quarantine_seconds)
                 mlog.warning("quarantined until %s: %s", until.strftime("%H:%M:%S"), exc)
@@ -242,10 +252,10 @@ class Daemon:
         timeouts["send_result"] = self.policy.send_timeout
         modem.profile = dataclasses.replace(modem.profile, timeouts=timeouts)
 
-    async def _serve(self, spec: ModemSpec, slot: SimSlot, modem: Any,
-                     inbound: InboundStore) -> None:
+    async def _serve(self, spec: ModemSpec, slot: SimSlot, modem: Any, inbound: InboundStore,
+                     early: list[Any]) -> None:
         trouble = asyncio.Event()
-        events = asyncio.create_task(self._pump_events(spec, slot, modem, inbound, trouble),
+        events = asyncio.create_task(self._pump_events(spec, slot, modem, inbound, trouble, early),
                                      name=f"{spec.name}:events")
         try:
             await self._send_loop(slot, modem, trouble)
@@ -258,10 +268,13 @@ class Daemon:
 
     async def _send_loop(self, slot: SimSlot, modem: Any, trouble: asyncio.Event) -> None:
         assert self.dispatcher is not None
-        while not self._stop.is_set():
-            message = await _first(slot.inbox.get(), self._stop.wait(), trouble.wait())
-            if message is None:
-                return
+        while not self._stop.is_set() and not trouble.is_set():
+            if slot.inbox.empty():
+                message = await _first(slot.inbox.get(), self._stop.wait(), trouble.wait())
+                if message is None:
+                    return
+            else:  # the next one was claimed while the last was on the air
+                message = slot.inbox.get_nowait()
             try:
                 await self.dispatcher.send_message(slot, modem, message)
             finally:
@@ -270,11 +283,11 @@ class Daemon:
                 raise Quarantine(f"{slot.errors_in_row} SIM errors in a row")
 
     async def _pump_events(self, spec: ModemSpec, slot: SimSlot, modem: Any,
-                           inbound: InboundStore, trouble: asyncio.Event) -> None:
+                           inbound: InboundStore, trouble: asyncio.Event, early: list[Any]) -> None:
         from at_commands import events as ev
 
         mlog = logging.getLogger(f"modempool.modem.{spec.name}")
-        async for event in modem.events():
+        async for event in _chain(early, modem.events()):
             if isinstance(event, (ev.InboundSms, ev.StatusReport)):
                 try:
                     await inbound.handle(spec.name, modem, event)
@@ -306,7 +319,7 @@ class Daemon:
                           operator=info.operator, signal=info.signal_dbm)
         if error is not None:
             fields["last_error"] = error
-        fields["quarantined_until"] = until.isoformat() if until else None
+        fields["quarantined_until"] = until
         try:
             self.spool.upsert_sim(spec.name, **fields)
         except Exception:
@@ -331,6 +344,24 @@ async def _first(*awaitables: Any) -> Any:
     if tasks[0] in done:
         return tasks[0].result()
     return None
+
+
+def _inbound_only(modem: Any) -> list[Any]:
+    """Take the events waiting in the driver, keeping only received SMS and reports."""
+    from at_commands.events import InboundSms, StatusReport
+
+    kept = []
+    while (event := modem.event_nowait()) is not None:
+        if isinstance(event, (InboundSms, StatusReport)):
+            kept.append(event)
+    return kept
+
+
+async def _chain(first: list[Any], rest: Any) -> Any:
+    for event in first:
+        yield event
+    async for event in rest:
+        yield event
 
 
 async def _close(modem: Any) -> None:

@@ -3,8 +3,9 @@
 One `Dispatcher.run()` loop looks at the queue whenever a SIM becomes free (or every
 `poll_interval`, to see messages enqueued by other processes), asks `strategies.choose_sim` for a
 SIM among those that are up, under their limits and allowed for the destination, claims the
-message with a lease and hands it to that SIM's task. Each modem task (see `daemon.py`) calls
-`send_message`, which applies the sending rule:
+message with a lease and hands it to that SIM's task (a SIM holds up to PREFETCH messages: the
+one on the air and the next, so a modem never waits for the dispatcher). Each modem task (see
+`daemon.py`) calls `send_message`, which applies the sending rule:
 
 - record durably that a part is being written *before* writing its PDU to the modem;
 - a definite answer (+CMGS or +CMS ERROR) settles the part: sent, or retried / failed over / failed;
@@ -315,6 +316,7 @@ class Dispatcher:
             mlog.info("message %s failed: %s", message.id, exc)
             self.spool.mark_failed(message.id, error, lease_owner=slot.owner)
             return
+        self.spool.record_sim_error(slot.name, str(exc))
         if exc.error_class is ErrorClass.SIM_OR_MODEM:
             slot.errors_in_row += 1
         attempts = message.attempts

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from modempool.hooks import inbound_handlers
@@ -51,9 +51,11 @@ class InboundStore:
         """Store a received part; returns the inbound row when a whole message is now complete."""
         decoded = event.decoded
         if decoded is None:
+            # Kept (as hex, marked incomplete) for a human; no hook should act on it.
             log.warning("%s: could not decode a received PDU, kept as-is: %s", sim, event.pdu)
-            return self.spool.store_inbound("", event.pdu, sim=sim, received_at=_now(),
-                                            parts=1, complete=False)
+            self.spool.store_inbound("", event.pdu, sim=sim, received_at=_now(), parts=1,
+                                     complete=False)
+            return None
         sender = getattr(decoded, "sender", "") or ""
         received_at = getattr(decoded, "timestamp", None) or _now()
         text = decoded.text if isinstance(decoded.text, str) else bytes(decoded.text).hex()
@@ -64,8 +66,7 @@ class InboundStore:
             row = self.spool.store_inbound_part(sim, sender, concat.reference, concat.total,
                                                 concat.seq, text, received_at=received_at)
         if row is not None:
-            log.info("%s: SMS from %s stored (%s)", sim, sender, _short(text if concat is None
-                                                                         else _text_of(row)))
+            log.info("%s: SMS from %s stored (%s)", sim, sender, _short(row.text))
         return row
 
     def store_report(self, sim: str, event: Any) -> int | None:
@@ -81,6 +82,15 @@ class InboundStore:
                  report.message_reference, report.status, match.message_id)
         return match.message_id
 
+    async def flush_incomplete(self, older_than: timedelta) -> int:
+        """Store long SMS whose missing parts never came as incomplete messages; run the hooks."""
+        flushed = self.spool.flush_inbound_parts(older_than)
+        for message in flushed:
+            log.warning("%s: SMS from %s stored incomplete (%d parts expected)", message.sim,
+                        message.sender, message.parts)
+            await self.run_hooks(message)
+        return len(flushed)
+
     async def run_hooks(self, inbound: Any) -> None:
         """Call each operator handler; a failing handler is logged and never stops the pool."""
         for handler in self.handlers:
@@ -94,12 +104,6 @@ class InboundStore:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _text_of(row: Any) -> str:
-    if isinstance(row, dict):
-        return str(row.get("text", ""))
-    return str(getattr(row, "text", ""))
 
 
 def _short(text: str) -> str:

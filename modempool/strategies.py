@@ -2,8 +2,9 @@
 
 The dispatcher calls ``choose_sim(strategy, message, sims, state)`` with the SIMs that *may* carry
 the message (up, not quarantined, under their limits, allowed for this destination). Each candidate
-says whether it is busy with another message. A strategy returns an idle SIM, or ``None`` when the
-message should wait (no idle candidate, or the SIM it belongs to is busy for now).
+says whether it is busy (already holds as many messages as it takes at once) and how many it holds.
+A strategy returns a SIM that is not busy, or ``None`` when the message should wait (no free
+candidate, or the SIM it belongs to is busy for now).
 """
 
 from __future__ import annotations

@@ -193,3 +193,15 @@ async def test_explicit_reconnect_after_a_hang(bank) -> None:
         await next_event(modem, Reconnected)
         assert modem.state is ModemState.READY
         assert (await modem.query("signal"))[0].isdigit()
+
+
+async def test_a_cancelled_command_leaves_the_modem_usable(bank) -> None:
+    async with opened(bank) as modem:
+        bank.set_fault("m1", "latency", seconds=0.5)
+        query = asyncio.create_task(modem.query("signal"))
+        await until(lambda: modem.pending_command == "AT+CSQ")
+        query.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await query
+        bank.clear_fault("m1", None)
+        assert (await modem.query("registration"))[1] == "1"   # not the stale +CSQ answer

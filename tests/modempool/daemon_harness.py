@@ -8,6 +8,7 @@ outcome from the daemon's SQLite spool and the simulator's network log.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import sys
@@ -19,6 +20,21 @@ from typing import Any
 from modempool.spool import Spool
 
 REPO = Path(__file__).resolve().parents[2]
+_LIVE: set[asyncio.subprocess.Process] = set()
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process goes away (no orphaned daemons)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+async def kill_leftovers() -> None:
+    """Kill daemons a failed test left running (call from a fixture's teardown)."""
+    for proc in list(_LIVE):
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        _LIVE.discard(proc)
 
 
 async def eventually(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
@@ -82,7 +98,9 @@ class DaemonProcess:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "cli", "run", *self.args,
                 *(["-vv"] if os.environ.get("MODEMPOOL_TEST_DEBUG") else []),
-                stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, cwd=self.cwd, env=env)
+                stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, cwd=self.cwd, env=env,
+                preexec_fn=_die_with_parent)
+        _LIVE.add(self.proc)
         if wait_ready:
             await self.wait_for_log("pool ready")
         return self

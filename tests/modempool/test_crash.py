@@ -16,7 +16,14 @@ import pytest
 
 from modempool.spool import Spool
 from simulator import SimulatedBank
-from tests.modempool.daemon_harness import DaemonProcess, eventually, network_messages, write_config
+from tests.modempool.daemon_harness import (DaemonProcess, eventually, kill_leftovers,
+                                            network_messages, write_config)
+
+@pytest.fixture(autouse=True)
+async def no_leftover_daemons():
+    yield
+    await kill_leftovers()
+
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -12,8 +12,14 @@ import pytest
 
 from modempool.spool import Spool, utcnow
 from simulator import SimulatedBank
-from tests.modempool.daemon_harness import (REPO, DaemonProcess, eventually, network_messages,
-                                            states, write_config)
+from tests.modempool.daemon_harness import (REPO, DaemonProcess, eventually, kill_leftovers,
+                                            network_messages, states, write_config)
+
+@pytest.fixture(autouse=True)
+async def no_leftover_daemons():
+    yield
+    await kill_leftovers()
+
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -84,6 +90,7 @@ async def test_failover_on_cms_error_and_permanent_errors_fail_at_once(tmp_path,
 async def test_quarantine_after_repeated_errors_and_recovery(tmp_path, bank):
     bank.set_fault("m1", "cms_error", code=21)           # transfer rejected: a SIM problem
     bank.set_fault("m3", "no_registration")
+    bank.set_fault("m2", "pin_locked")                   # and no PIN in the config
     config = write_config(tmp_path / "pool.toml", bank.devices,
                           retry={"quarantine_after": 2, "quarantine_seconds": 1.0})
     spool = Spool(tmp_path / "spool.db")
@@ -91,14 +98,16 @@ async def test_quarantine_after_repeated_errors_and_recovery(tmp_path, bank):
     sims = lambda: {row["name"]: row for row in spool.sims()}  # noqa: E731
     await eventually(lambda: sims()["m3"]["state"] == "quarantined", what="m3 quarantined")
     assert "not registered" in sims()["m3"]["last_error"]
+    assert sims()["m2"]["state"] == "quarantined" and "PIN" in sims()["m2"]["last_error"]
     for i in range(2):
         spool.enqueue(MOBILE, f"via m1 {i}", sims=["m1"])
     await eventually(lambda: sims()["m1"]["state"] == "quarantined", what="m1 quarantined")
     assert all(m.state.value == "queued" for m in spool.list())   # waiting, not failed
     bank.clear_fault("m1")
     bank.clear_fault("m3")
-    await eventually(lambda: sims()["m1"]["state"] == "up" and sims()["m3"]["state"] == "up",
-                     what="both probed again and up")
+    bank.clear_fault("m2")
+    await eventually(lambda: all(row["state"] == "up" for row in sims().values()),
+                     what="all probed again and up")
     await eventually(lambda: len(sent_or_delivered(spool)) == 2, what="both sent via m1")
     third = spool.enqueue(MOBILE, "via m3", sims=["m3"])
     await eventually(lambda: spool.get(third.id).state.value in ("sent", "delivered"))

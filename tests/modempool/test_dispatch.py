@@ -24,7 +24,8 @@ DONE = ("sent", "delivered")
 
 
 @contextlib.asynccontextmanager
-async def pool(tmp_path: Path, modems: int = 3, toml: str = "", per_modem: dict | None = None):
+async def pool(tmp_path: Path, modems: int = 3, toml: str = "", per_modem: dict | None = None,
+               handlers: list | None = None):
     """A bank of `modems`, a config naming them, and the daemon running in this event loop."""
     async with SimulatedBank(modems=modems, directory=tmp_path / "bank", seed=3) as bank:
         text = f'[spool]\npath = "{tmp_path / "spool.db"}"\nsynchronous = "normal"\n{toml}\n'
@@ -34,7 +35,7 @@ async def pool(tmp_path: Path, modems: int = 3, toml: str = "", per_modem: dict 
             text += (per_modem or {}).get(name, "")
         config = parse_config(text, tmp_path / "pool.toml")
         spool = config.open_spool()
-        daemon = Daemon(config, spool=spool, install_signals=False)
+        daemon = Daemon(config, spool=spool, handlers=handlers, install_signals=False)
         running = asyncio.create_task(daemon.run())
         await eventually(lambda: daemon.ready.is_set() or running.done())
         try:

@@ -1,0 +1,53 @@
+"""The daemon's inbound path: operator hooks run once per complete SMS, a failing hook never stops
+the pool, and parts whose siblings never come are stored as incomplete messages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+import pdu
+from at_commands.events import InboundSms
+from modempool.inbound import InboundStore
+from modempool.spool import Spool
+from tests.modempool.daemon_harness import eventually
+from tests.modempool.test_dispatch import MOBILE, UNICOM, pool, state
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_hooks_run_for_each_complete_message_and_a_failing_hook_is_contained(tmp_path):
+    seen = []
+
+    def broken(spool, message, config):
+        raise RuntimeError("a buggy operator hook")
+
+    async def record(spool, message, config):
+        seen.append((message.sender, message.text, message.sim))
+
+    async with pool(tmp_path, modems=2, handlers=[broken, record]) as (bank, spool, _daemon):
+        long_reply = "分段的回复，" * 30
+        await bank.inject("m1", MOBILE, "短回复")
+        await bank.inject("m2", UNICOM, long_reply, out_of_order=True)
+        await eventually(lambda: len(seen) == 2, what="both hook calls")
+        after = spool.enqueue(MOBILE, "the pool still sends")
+        await eventually(lambda: state(spool, after) in ("sent", "delivered"))
+    assert sorted(seen) == sorted([(MOBILE, "短回复", "m1"), (UNICOM, long_reply, "m2")])
+    assert len(spool.inbound()) == 2
+
+
+async def test_parts_whose_siblings_never_come_are_flushed_as_incomplete(tmp_path):
+    spool = Spool(tmp_path / "spool.db")
+    seen = []
+    store = InboundStore(spool, None, handlers=[lambda s, m, c: seen.append(m)])
+    parts = pdu.encode_deliver(MOBILE, "这条消息的第二段丢了。" * 12)
+    assert len(parts) >= 2
+    first = InboundSms("m1", parts[0], pdu.decode_pdu(parts[0]))
+    assert store.store_sms("m1", first) is None                  # waiting for its siblings
+    assert await store.flush_incomplete(timedelta(hours=1)) == 0  # not given up on yet
+    assert await store.flush_incomplete(timedelta(0)) == 1
+    [message] = seen
+    assert (message.complete, message.parts, message.sender) == (False, len(parts), MOBILE)
+    assert message.text.startswith("这条消息的第二段丢了。")
+    assert spool.pending_inbound_parts() == []

@@ -9,15 +9,17 @@ import pytest
 
 import pdu
 from at_commands import InboundSms, Modem, SignalChanged, StatusReport
+from at_commands.commands import parse_fields
 from simulator import PERSONALITIES, SimulatedBank
 
 from at_helpers import next_event, opened, profile, until
 
 
 async def used(modem: Modem, store: str) -> int:
-    """Messages in `store` by AT+CPMS? (the store is one of the three it reports)."""
-    await modem.execute("select_read_store", store=store)
-    return next(usage.used for usage in await modem.query("store_usage") if usage.store == store)
+    """Messages in `store`: ``AT+CPMS="store"`` answers ``+CPMS: <used1>,<total1>,...`` for it
+    in the same reply (one command, so a background sweep cannot move the store in between)."""
+    result = await modem.execute("select_read_store", store=store)
+    return int(parse_fields(result.lines, "+CPMS")[0])
 
 
 @pytest.mark.parametrize("personality", sorted(PERSONALITIES))

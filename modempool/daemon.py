@@ -81,8 +81,11 @@ class Daemon:
         self.bank: Any = None
         self.ready = asyncio.Event()
         self.incomplete_after = timedelta(hours=12)  # wait this long for missing SMS parts
+        self.jobs_interval = 60.0           # recurring jobs (birthdays, notices) are looked at
+        self.forward_drain_seconds = 10.0   # forward commands still running get this at shutdown
         self._stop = asyncio.Event()
         self._lock_file: Any = None
+        self._recorded_state: dict[str, SimState] = {}
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM/SIGINT do)."""
@@ -126,12 +129,14 @@ class Daemon:
                     tasks.create_task(self.dispatcher.run(), name="dispatcher")
                     tasks.create_task(self._announce_ready(slots), name="ready")
                     tasks.create_task(self._housekeeping(inbound), name="housekeeping")
+                    tasks.create_task(self._recurring_jobs(), name="recurring")
                     for spec, slot in zip(specs, slots):
                         tasks.create_task(self._modem_task(spec, slot, inbound), name=spec.name)
                 released = sum(len(self.spool.recover_leases(owner=slot.owner).requeued)
                                for slot in slots)
                 log.info("modempool stopped%s", f"; {released} leases released" if released else "")
         finally:
+            await _drain_forwarding(self.forward_drain_seconds)
             if self.install_signals:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(signum)
@@ -197,6 +202,20 @@ class Daemon:
             except Exception:
                 log.exception("housekeeping failed")
             await self._sleep(60.0)
+
+    async def _recurring_jobs(self) -> None:
+        """About once a minute (first at start): queue the messages of recurring jobs now due."""
+        from modempool.recurring import run_due_jobs
+
+        while not self._stop.is_set():
+            try:
+                for run in run_due_jobs(self.spool, self.config):
+                    self.spool.record_event("job-run", detail=run)
+                if self.dispatcher is not None:
+                    self.dispatcher.wake.set()
+            except Exception:
+                log.exception("recurring jobs failed; trying again in %.0f s", self.jobs_interval)
+            await self._sleep(self.jobs_interval)
 
     # -- one modem -------------------------------------------------------------------------
     async def _modem_task(self, spec: ModemSpec, slot: SimSlot, inbound: InboundStore) -> None:
@@ -322,6 +341,9 @@ class Daemon:
         fields["quarantined_until"] = until
         try:
             self.spool.upsert_sim(spec.name, **fields)
+            if self._recorded_state.get(spec.name) is not state:  # the audit log: changes only
+                self._recorded_state[spec.name] = state
+                self.spool.record_event(f"sim-{state.value}", sim=spec.name, detail=error)
         except Exception:
             log.exception("could not record the state of %s", spec.name)
         if self.dispatcher is not None:
@@ -331,6 +353,16 @@ class Daemon:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._stop.wait()
+
+
+async def _drain_forwarding(timeout: float) -> None:
+    """Let forward commands started for received SMS finish (cancelled after `timeout`)."""
+    from modempool.forwarding import drain
+
+    try:
+        await drain(timeout=timeout)
+    except Exception:
+        log.exception("could not wait for forward commands")
 
 
 async def _first(*awaitables: Any) -> Any:

@@ -194,6 +194,7 @@ class Dispatcher:
             parts = self.parts_needed(message)
             slot = self._choose(message, parts, up, views, rooms)
             if slot is None:
+                self._fail_if_unroutable(message)
                 continue
             claimed = self.spool.claim(message.id, slot.name, slot.owner, self.lease_seconds)
             if claimed is None:
@@ -220,6 +221,22 @@ class Dispatcher:
             usable = others
         chosen = choose_sim(self.strategy, message, [views[s.name] for s in usable], self.state)
         return self.slots[chosen.name] if chosen is not None else None
+
+    def _fail_if_unroutable(self, message: Any) -> None:
+        """Fail a message that no configured SIM may ever carry, whatever their state: waiting
+        would keep it queued forever without a word."""
+        if any((not message.sims or s.name in message.sims) and s.accepts(message.to)
+               for s in self.slots.values()):
+            return
+        named = [n for n in message.sims or () if n in self.slots]
+        if message.sims and not named:
+            error = (f"no configured SIM is named {', '.join(message.sims)} "
+                     f"(configured: {', '.join(self.slots)})")
+        else:
+            error = (f"{message.to} is not an allowed destination of "
+                     f"{'SIM ' + ', '.join(named) if named else 'any SIM'} (allowed prefixes/carriers)")
+        if self.spool.fail_queued(message.id, error):
+            log.warning("message %s failed: %s", message.id, error)
 
     def parts_needed(self, message: Any) -> int:
         if message.id not in self._parts_needed:

@@ -240,6 +240,17 @@ class ClaimMixin:
                 self._event("failed", message_id, detail=error, now=now)
             return ok
 
+    def fail_queued(self: Spool, message_id: int, error: str) -> bool:
+        """Fail a message that is still queued (no SIM may ever carry it); False if it moved on."""
+        now = to_text(utcnow())
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE messages SET state = 'failed', error = ?, updated_at = ? "
+                "WHERE id = ? AND state = 'queued'", (error, now, message_id))
+            if cur.rowcount == 1:
+                self._event("failed", message_id, detail=error, now=now)
+            return cur.rowcount == 1
+
     def mark_ambiguous(self: Spool, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:
         """End an attempt whose outcome is unknown: AMBIGUOUS, never resent automatically."""
         now = to_text(utcnow())

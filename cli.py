@@ -461,8 +461,11 @@ def init_command(config_path, force) -> None:
 @click.option("--client-id", default=None, help="Idempotency key: the same id twice sends once.")
 @click.option("--sim", "sims", multiple=True, help="Only send through this SIM (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the queued messages as JSON.")
+@click.option("--to-opted-out", "to_opted_out", is_flag=True,
+              help="Send even to numbers that opted out (with [optout] block_direct set); "
+              "blacklisted numbers never get anything.")
 def send_command(args, config_path, text_file, wait, timeout, at, expires, priority, client_id,
-                 sims, as_json) -> None:
+                 sims, as_json, to_opted_out) -> None:
     """Queue TEXT to each NUMBER (TEXT '-' reads standard input). The daemon sends it."""
     import sys
     import time
@@ -482,6 +485,7 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
         text = text[:-1]
     not_before, expires_at = _pool_when(at, "--at"), _pool_when(expires, "--expires")
     config, spool = _pool_spool(config_path)
+    _pool_check_direct(spool, config, numbers, to_opted_out)
     rows = [dict(to=number, text=text, priority=priority, not_before=not_before,
                  expires_at=expires_at, sims=list(sims) or None,
                  client_id=None if client_id is None
@@ -517,6 +521,21 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
         _pool_echo_json([m.to_dict() for m in messages])
     if wait and any(m.state not in SUCCESS_STATES for m in messages):
         raise SystemExit(1)
+
+
+def _pool_check_direct(spool, config, numbers, to_opted_out):
+    """Refuse the whole send if a number is blacklisted (or opted out, when that blocks)."""
+    from modempool.optout import may_send_direct
+
+    refused = []
+    for number in numbers:
+        allowed, why = may_send_direct(spool.db, number, config, allow_opted_out=to_opted_out)
+        if not allowed:
+            refused.append(f"{number}: {why}")
+    if refused:
+        hint = "" if to_opted_out or all("blacklist" in r for r in refused) else \
+            " (--to-opted-out sends to opted-out numbers anyway)"
+        raise click.ClickException("; ".join(refused) + f"; nothing was queued{hint}")
 
 
 @main.command("queue")
@@ -597,16 +616,33 @@ def inbox_command(config_path, since, sender, limit, as_json) -> None:
             moment = _pool_when(since, "--since")
             if moment > datetime.now().astimezone():  # HH:MM means the last one, not the next
                 moment -= timedelta(days=1)
-    _, spool = _pool_spool(config_path)
+    config, spool = _pool_spool(config_path)
     if limit is None and not as_json:
         limit = 100
     rows = spool.inbound(since=moment, sender=sender, limit=limit)
+    _pool_name_senders(spool, config, rows)
     if as_json:
         _pool_echo_json(rows)
         return
-    _pool_table(f"{len(rows)} received message(s)", ["id", "received", "from", "sim", "text"],
-                [(r["id"], _pool_local(r["received_at"]), r["sender"], r["sim"],
+    _pool_table(f"{len(rows)} received message(s)",
+                ["id", "received", "from", "name", "groups", "sim", "text"],
+                [(r["id"], _pool_local(r["received_at"]), r["sender"], r["name"],
+                  ", ".join(r["groups"]), r["sim"],
                   r["text"] + ("" if r["complete"] else "  [incomplete]")) for r in rows])
+
+
+def _pool_name_senders(spool, config, rows):
+    """Add the address book's `name` and `groups` of each sender to inbox rows."""
+    from modempool.contacts import AddressBook
+
+    book, known = AddressBook(spool.db, config.region), {}
+    for row in rows:
+        sender = row.get("sender") or ""
+        if sender not in known:
+            known[sender] = book.find(sender) if sender else None
+        contact = known[sender]
+        row["name"] = contact.name if contact else ""
+        row["groups"] = list(contact.groups) if contact else []
 
 
 @main.command("status")
@@ -629,9 +665,12 @@ def status_command(config_path, as_json) -> None:
                    port=row.get("port") or (modem.port if modem else None))
         sims.append(row)
     counts = spool.counts()
+    from modempool.campaign_report import all_progress
+
+    campaigns = all_progress(spool)
     if as_json:
         _pool_echo_json({"sims": sims, "queue": counts, "queue_depth": counts["queued"],
-                         "spool": str(spool.path)})
+                         "campaigns": campaigns, "spool": str(spool.path)})
         return
 
     def of(value, limit):
@@ -644,6 +683,14 @@ def status_command(config_path, as_json) -> None:
                   s.get("errors"), s.get("port")) for s in sims])
     click.echo("queue: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n or
                                      state == "queued"))
+    if campaigns:
+        _pool_table(f"{len(campaigns)} campaign(s) running or paused",
+                    ["id", "name", "state", "done", "sent", "delivered", "failed", "pending",
+                     "per min", "eta"],
+                    [(c["campaign"], c["name"], c["state"], f"{c['done']}/{c['total']}", c["sent"],
+                      c["delivered"], c["failed"], c["pending"], c["rate_per_minute"],
+                      f"{c['eta_seconds']} s" if c["eta_seconds"] is not None else "")
+                     for c in campaigns])
 
 # pool: `run` and `demo` (the daemon side)
 
@@ -678,13 +725,16 @@ def run_command(config_path: str | None, simulate: int | None, verbose: int) -> 
 @main.command("demo")
 @click.option("--modems", type=click.IntRange(1, 16), default=4, help="Simulated modems.")
 @click.option("--plain", is_flag=True, help="No live display (for logs and CI).")
-def demo_command(modems: int, plain: bool) -> None:
-    """Send a handful of messages through a simulated bank and show where they went."""
+@click.option("--spool", "spool_path", type=click.Path(dir_okay=False), default=None,
+              help="Keep the demo's spool in this file (default: a temporary one, removed).")
+def demo_command(modems: int, plain: bool, spool_path: str | None) -> None:
+    """Send a handful of messages and a small campaign through a simulated bank; show where they
+    went, the replies (with the contacts' names) and an opt-out (退订)."""
     import asyncio
 
     from modempool.demo import run_demo
 
-    raise SystemExit(asyncio.run(run_demo(modems=modems, live=not plain)))
+    raise SystemExit(asyncio.run(run_demo(modems=modems, live=not plain, spool_path=spool_path)))
 
 
 # ---- section: operator (contacts, groups, campaign, optout, autoreply, history, backup) ----

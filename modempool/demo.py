@@ -1,7 +1,10 @@
 """`modempool demo`: a simulated bank, the real pool, a handful of messages and their replies.
 
 Everything is real except the modems: the daemon drives simulated modems over pseudo-terminals,
-the spool is an SQLite file in a temporary directory, and the display reads that file.
+the spool is an SQLite file in a temporary directory, and the display reads that file. Besides
+the direct messages, a small campaign (群发) goes to three parents in the address book with their
+name and class filled into the template; two of them answer, one with `退订`, which puts the
+number on the opt-out list (and is confirmed by SMS), so later campaigns leave it out.
 """
 
 from __future__ import annotations
@@ -40,25 +43,37 @@ REPLIES: dict[str, str] = {
                       "能不能请他帮忙把包裹放到门卫室？我大概九点左右到家，到时候再去门卫室拿。"
                       "非常感谢，辛苦了！",
 }
+# The campaign: parents in the address book group 家长, a template with their fields.
+PARENTS: tuple[tuple[str, str, str], ...] = (
+    ("+8613700137001", "王芳", "三年级一班"),
+    ("+8613100131002", "李强", "三年级二班"),
+    ("+8613300133003", "赵敏", "四年级一班"),
+)
+CAMPAIGN_TEXT = "{name}家长您好：本周五下午3点在{班级}教室开家长会，请准时参加。"
+CAMPAIGN_REPLIES: dict[str, str] = {"+8613700137001": "收到，一定准时到。", "+8613300133003": "退订"}
 STATE_STYLE = {"queued": "dim", "sending": "yellow", "sent": "cyan", "delivered": "green",
                "failed": "red", "ambiguous": "magenta", "expired": "red", "cancelled": "dim"}
 
 
 async def run_demo(modems: int = 4, live: bool = True, console: Console | None = None,
-                   timeout: float = 40.0) -> int:
-    """Run the demo; returns the exit status (0: every message went out and replies came back)."""
+                   timeout: float = 40.0, spool_path: str | Path | None = None) -> int:
+    """Run the demo; returns the exit status (0: every message went out, replies came back and
+    the opt-out was stored). `spool_path` keeps the spool there instead of a temporary file."""
     from modempool.config import Config
     from modempool.daemon import Daemon
 
     console = console or Console()
     logging.getLogger("modempool").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="modempool-demo-") as tmp:
-        config = Config(path=None, spool_path=Path(tmp) / "demo.db", simulator=modems,
-                        strategy="carrier-affinity")
+        config = Config(path=None, spool_path=Path(spool_path or Path(tmp) / "demo.db"),
+                        simulator=modems, strategy="carrier-affinity",
+                        raw={"optout": {"confirm": True}})
         spool = config.open_spool()
         daemon = Daemon(config, spool=spool, install_signals=False)
         running = asyncio.create_task(daemon.run(), name="daemon")
         deadline = time.monotonic() + timeout
+        ids: list[int] = []
+        campaign: dict[str, Any] = {}
         try:
             await _until(lambda: daemon.ready.is_set() or running.done(), deadline)
             if running.done():
@@ -66,34 +81,102 @@ async def run_demo(modems: int = 4, live: bool = True, console: Console | None =
             console.print(f"[bold]modempool demo[/]: {modems} simulated modems, "
                           f"spool {spool.path.name}, strategy carrier-affinity")
             ids = [spool.enqueue(to, text).id for to, text in MESSAGES]
-            with Live(_view(spool, daemon, ids), console=console, refresh_per_second=8,
+            campaign = _start_campaign(spool, config)
+            console.print(f"campaign [bold]{campaign['name']}[/] to group 家长: "
+                          f"{campaign['recipients']} recipients, template {CAMPAIGN_TEXT!r}")
+            with Live(_view(spool, daemon, ids, campaign), console=console, refresh_per_second=8,
                       transient=not live) as screen:
                 async def refresh() -> None:
                     if live:
-                        screen.update(_view(spool, daemon, ids))
+                        screen.update(_view(spool, daemon, ids, campaign))
 
-                await _until(lambda: _all_final(spool, ids), deadline, refresh)
-                senders = {spool.get(i).to: spool.get(i).sim for i in ids}
-                for sender, reply in REPLIES.items():
-                    sim = senders.get(sender)
-                    if sim:
-                        await daemon.bank.inject(sim, sender, reply, out_of_order=True)
-                await _until(lambda: len(spool.inbound()) >= len(REPLIES)
-                             and _all_delivered(spool, ids), deadline, refresh)
-                screen.update(_view(spool, daemon, ids))
+                everything = lambda: ids + _campaign_ids(spool, campaign)  # noqa: E731
+                await _until(lambda: _all_final(spool, everything()), deadline, refresh)
+                sims = {spool.get(i).to: spool.get(i).sim for i in everything()}
+                for sender, reply in {**REPLIES, **CAMPAIGN_REPLIES}.items():
+                    if sims.get(sender):
+                        await daemon.bank.inject(sims[sender], sender, reply, out_of_order=True)
+                await _until(lambda: _replies_in(spool) and _all_delivered(spool, everything())
+                             and _confirmed(spool), deadline, refresh)
+                screen.update(_view(spool, daemon, ids, campaign))
             if not live:
-                console.print(_view(spool, daemon, ids))
+                console.print(_view(spool, daemon, ids, campaign))
         except TimeoutError:
             console.print("[red]the demo did not finish in time[/]")
         finally:
             daemon.stop()
             await running
-            ok = _all_delivered(spool, ids if "ids" in locals() else []) and \
-                len(spool.inbound()) >= len(REPLIES)
+            ok = (_all_delivered(spool, ids + _campaign_ids(spool, campaign))
+                  and _replies_in(spool) and _confirmed(spool))
+            if ok:
+                _summary(console, spool, campaign)
             spool.close()
     console.print("[green]all messages delivered, all replies stored[/]" if ok
                   else "[red]some messages or replies are missing[/]")
     return 0 if ok else 1
+
+
+def _start_campaign(spool: Any, config: Any) -> dict[str, Any]:
+    """Parents into the address book (group 家长), then a notice campaign to the group."""
+    from modempool.campaigns import Campaigns
+    from modempool.contacts import AddressBook, Selection
+
+    book = AddressBook(spool.db, config.region)
+    for number, name, grade in PARENTS:
+        book.upsert(number, name, fields={"班级": grade}, groups=["家长"])
+    campaigns = Campaigns(spool, config)
+    created = campaigns.create("家长会通知", CAMPAIGN_TEXT, groups=Selection(("家长",)),
+                               kind="notice")
+    started = campaigns.start(created.id)
+    return {"id": created.id, "name": created.name, "recipients": started["recipients"]}
+
+
+def _campaign_ids(spool: Any, campaign: dict[str, Any]) -> list[int]:
+    if not campaign:
+        return []
+    return [m.id for m in spool.list(campaign_id=campaign["id"])]
+
+
+def _replies_in(spool: Any) -> bool:
+    return len(spool.inbound()) >= len(REPLIES) + len(CAMPAIGN_REPLIES)
+
+
+def _confirmed(spool: Any) -> bool:
+    """The opt-out is stored and its confirmation SMS delivered."""
+    from modempool.optout import OptOutList
+
+    opted = OptOutList(spool.db).optouts()
+    if not opted:
+        return False
+    confirmation = spool.get_by_client_id(f"optout-confirm:{opted[0]['inbound_id']}")
+    return confirmation is not None and confirmation.state.value == "delivered"
+
+
+def _summary(console: Console, spool: Any, campaign: dict[str, Any]) -> None:
+    from modempool.campaign_report import report
+    from modempool.campaigns import Campaigns
+
+    summary = report(spool, campaign["id"])["summary"]
+    console.print(f"campaign {campaign['name']}: {summary['delivered']} delivered, "
+                  f"{summary['replies']} replies, {summary['opt_outs']} opt-out")
+    later = Campaigns(spool).plan(campaign["id"])
+    for row in _optouts(spool):
+        console.print(f"opted out: {row['number']} {row['name']} (replied {row['keyword']});"
+                      " confirmation sent")
+    console.print(f"the same campaign now reaches {len(later.recipients)} of {len(PARENTS)}"
+                  f" parents (left out: {', '.join(later.excluded_optout)})")
+
+
+def _optouts(spool: Any) -> list[dict[str, Any]]:
+    from modempool.contacts import AddressBook
+    from modempool.optout import OptOutList
+
+    book = AddressBook(spool.db)
+    rows = OptOutList(spool.db).optouts()
+    for row in rows:
+        contact = book.find(row["number"])
+        row["name"] = contact.name if contact else ""
+    return rows
 
 
 async def _until(condition: Any, deadline: float, tick: Any = None) -> None:
@@ -115,7 +198,11 @@ def _all_delivered(spool: Any, ids: list[int]) -> bool:
     return bool(ids) and all(spool.get(i).state.value == "delivered" for i in ids)
 
 
-def _view(spool: Any, daemon: Any, ids: list[int]) -> Group:
+def _view(spool: Any, daemon: Any, ids: list[int], campaign: dict[str, Any]) -> Group:
+    from modempool.contacts import AddressBook
+
+    book = AddressBook(spool.db)
+    names = {c.number: c for c in book.list()}
     messages = [spool.get(i) for i in ids]
     outgoing = Table(title="outgoing", box=box.SIMPLE_HEAD)
     for column in ("#", "to", "carrier", "text", "parts", "SIM", "state"):
@@ -124,7 +211,7 @@ def _view(spool: Any, daemon: Any, ids: list[int]) -> Group:
     for m in messages:
         carrier = carrier_of(m.to).replace("China ", "")
         outgoing.add_row(str(m.id), m.to, carrier, _short(m.text, 22), str(m.parts_total or ""),
-                         m.sim or "", f"[{STATE_STYLE.get(m.state.value, '')}]{m.state.value}[/]")
+                         m.sim or "", _state(m.state.value))
     sims = Table(title="how they spread over the SIMs", box=box.SIMPLE_HEAD)
     for column in ("SIM", "operator", "number", "state", "sent", ""):
         sims.add_column(column)
@@ -136,13 +223,40 @@ def _view(spool: Any, daemon: Any, ids: list[int]) -> Group:
         sent = counts.get(row["name"], 0)
         sims.add_row(row["name"], row.get("operator") or "", row.get("msisdn") or "",
                      row.get("state") or "", str(sent), "█" * (2 * sent))
+    parts = [outgoing, sims]
+    if campaign:
+        table = Table(title=f"campaign {campaign['name']} (群发, template with {{name}} {{班级}})",
+                      box=box.SIMPLE_HEAD)
+        for column in ("to", "name", "text", "SIM", "state"):
+            table.add_column(column, overflow="ellipsis", no_wrap=True,
+                             max_width=40 if column == "text" else None)
+        for m in spool.list(campaign_id=campaign["id"]):
+            contact = names.get(m.to)
+            table.add_row(m.to, contact.name if contact else "", _short(m.text, 40), m.sim or "",
+                          _state(m.state.value))
+        parts.append(table)
     inbound = Table(title="what came back", box=box.SIMPLE_HEAD)
-    for column in ("from", "SIM", "parts", "text"):
+    for column in ("from", "name", "SIM", "parts", "text"):
         inbound.add_column(column, overflow="ellipsis", no_wrap=True,
                            max_width=36 if column == "text" else None)
     for row in spool.inbound():
-        inbound.add_row(row["sender"], row["sim"] or "", str(row["parts"]), _short(row["text"], 36))
-    return Group(outgoing, sims, inbound)
+        contact = names.get(row["sender"])
+        inbound.add_row(row["sender"], contact.name if contact else "", row["sim"] or "",
+                        str(row["parts"]), _short(row["text"], 36))
+    parts.append(inbound)
+    optouts = _optouts(spool)
+    if optouts:
+        table = Table(title="opt-out list (退订)", box=box.SIMPLE_HEAD)
+        for column in ("number", "name", "keyword", "source"):
+            table.add_column(column)
+        for row in optouts:
+            table.add_row(row["number"], row["name"], row["keyword"], row["source"])
+        parts.append(table)
+    return Group(*parts)
+
+
+def _state(value: str) -> str:
+    return f"[{STATE_STYLE.get(value, '')}]{value}[/]"
 
 
 def _short(text: str, width: int = 24) -> str:

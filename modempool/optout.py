@@ -178,16 +178,19 @@ class OptOutList:
         return write_table(path, headers, ([r[h] for h in headers] for r in rows))
 
 
-def may_send_direct(db: Any, number: str, config: Any = None) -> tuple[bool, str]:
+def may_send_direct(db: Any, number: str, config: Any = None, *,
+                    allow_opted_out: bool = False) -> tuple[bool, str]:
     """Whether a direct (non-campaign) send to `number` is allowed, and why not.
 
     For `modempool send`: blacklisted numbers never; opted-out numbers only when
-    `[optout] block_direct` is false (the default, so transactional notices still reach them).
+    `[optout] block_direct` is false (the default, so transactional notices still reach them)
+    or the sender says so (`allow_opted_out`, `send --to-opted-out`).
     """
-    book = OptOutList(db)
+    book = OptOutList(db, getattr(config, "region", None) or "CN")
     if book.is_blacklisted(number):
         return False, "number is on the blacklist"
-    if OptOutSettings.from_config(config).block_direct and book.is_opted_out(number):
+    if (OptOutSettings.from_config(config).block_direct and not allow_opted_out
+            and book.is_opted_out(number)):
         return False, "number has opted out and [optout] block_direct is set"
     return True, ""
 

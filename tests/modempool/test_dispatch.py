@@ -85,10 +85,16 @@ async def test_destination_rules_and_sim_restriction(tmp_path):
         unicom = spool.enqueue(UNICOM, "unicom via m1", sims=["m1"])
         telecom = spool.enqueue(TELECOM, "telecom via m2", sims=["m2"])
         nowhere = spool.enqueue(MOBILE, "no SIM may carry this", sims=["m1", "m2"])
+        ghost = spool.enqueue(UNICOM, "for a SIM that is not configured", sims=["m9"])
         anywhere = spool.enqueue(MOBILE, "m3 takes this")
         await eventually(lambda: all(state(spool, m) in DONE for m in (unicom, telecom, anywhere)))
         assert [spool.get(m.id).sim for m in (unicom, telecom, anywhere)] == ["m1", "m2", "m3"]
-        assert state(spool, nowhere) == "queued"              # waits; never sent the wrong way
+        # No SIM may ever carry these: failed with the reason, never sent the wrong way.
+        await eventually(lambda: state(spool, nowhere) == state(spool, ghost) == "failed")
+        assert spool.get(nowhere.id).error == (
+            f"{MOBILE} is not an allowed destination of SIM m1, m2 (allowed prefixes/carriers)")
+        assert spool.get(ghost.id).error == "no configured SIM is named m9 (configured: m1, m2, m3)"
+        assert spool.get(nowhere.id).attempts == spool.get(ghost.id).attempts == 0
 
 
 async def test_quiet_hours_hold_flagged_messages_only(tmp_path):

@@ -27,7 +27,7 @@ from typing import Any
 
 from simulator.faults import Fault, fault_params
 from simulator.at_syntax import Output
-from simulator.modem import VirtualModem
+from simulator.modem import VirtualModem, mask_pin
 from simulator.network import Network, make_imei, make_sim
 from simulator.personalities import PERSONALITIES, personality
 from simulator.sms_commands import TABLE
@@ -115,7 +115,7 @@ class ModemPort:
         except OSError:
             return
         if data:
-            self.modem.log.debug("rx %r", data)
+            self.modem.log.debug("rx %r", mask_pin(data.decode("latin-1")))
             self.modem.feed(data)
 
     def _enqueue(self, output: Output) -> None:

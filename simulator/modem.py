@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,15 @@ from simulator.network import MessageStore, Network, PinState, Sim
 from simulator.personalities import Personality
 
 CTRL_Z, ESC, BACKSPACE = 0x1A, 0x1B, 0x08
+
+_PIN_ARGUMENT = re.compile(r'(\+CPIN\s*=\s*)[^\r\n]*', re.IGNORECASE)
+
+
+def mask_pin(text: str) -> str:
+    """The command line with any PIN/PUK argument blanked, for logs."""
+    return _PIN_ARGUMENT.sub(r"\1****", text)
+
+
 class InputMode(enum.Enum):
     COMMAND = "command"
     ENTRY = "entry"  # after the "> " prompt, until Ctrl-Z or ESC
@@ -65,7 +75,7 @@ class VirtualModem:
         self.latency = latency
         self.realistic = realistic  # use the personality's typical timings
         self.table = table
-        self.log = logging.getLogger(f"modempool.modem.{name}")
+        self.log = logging.getLogger(f"modempool.simulator.{name}")
         self.output: Callable[[Output], None] = lambda out: None
         self.faults: dict[Fault, dict[str, Any]] = {}
         self.stores: dict[str, MessageStore] = {}
@@ -298,7 +308,7 @@ class VirtualModem:
             return
         if stripped[:2].upper() != "AT":
             return  # real modems ignore lines that do not start with AT
-        self.log.debug("<- %s", stripped)
+        self.log.debug("<- %s", mask_pin(stripped))
 
         def run_all() -> Reply:
             combined = Reply()

@@ -8,6 +8,7 @@ DELIVERED when every part of its last attempt is.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,6 +68,11 @@ def delivery_outcome(status: int) -> tuple[bool, bool]:
     return False, True          # permanent error, or temporary error the SC gave up on
 
 
+def _dedupe_key(sim: str | None, sender: str, received_at: datetime, text: str) -> str:
+    digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{sim}|{sender}|{to_text(received_at)}|{digest}"
+
+
 class InboundMixin:
     """Inbound storage helpers (mixed into `Spool`)."""
 
@@ -77,13 +83,16 @@ class InboundMixin:
         except InvalidNumber:
             return sender.strip()
 
-    def _insert_inbound(self, conn, sender, sim, text, received_at, parts, complete) -> InboundMessage:
+    def _insert_inbound(self, conn, sender, sim, text, received_at, parts, complete,
+                        dedupe_key=None) -> InboundMessage | None:
         now = to_text(utcnow())
         cur = conn.execute(
-            "INSERT INTO inbound (sender, sim, text, received_at, stored_at, parts, complete) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (sender, sim, text, received_at or now, now, parts, 1 if complete else 0),
+            "INSERT OR IGNORE INTO inbound (sender, sim, text, received_at, stored_at, parts, "
+            "complete, dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (sender, sim, text, received_at or now, now, parts, 1 if complete else 0, dedupe_key),
         )
+        if cur.rowcount == 0:
+            return None  # the same message, handed over again
         return InboundMessage(cur.lastrowid, sender, sim, text, from_text(received_at or now),
                               parts, complete, False)
 
@@ -96,11 +105,18 @@ class InboundMixin:
         received_at: datetime | None = None,
         parts: int = 1,
         complete: bool = True,
-    ) -> InboundMessage:
-        """Store a complete received SMS (a single part, or already reassembled)."""
+    ) -> InboundMessage | None:
+        """Store a complete received SMS (a single part, or already reassembled).
+
+        With the service centre time stamp as `received_at`, the same message handed over twice
+        (the modem re-reports what was stored but not yet deleted) is stored once: the second
+        call returns None.
+        """
+        sender = self._sender(sender)
+        key = _dedupe_key(sim, sender, received_at, text) if received_at else None
         with self._tx() as conn:
-            return self._insert_inbound(conn, self._sender(sender), sim, text,
-                                        to_text(received_at), parts, complete)
+            return self._insert_inbound(conn, sender, sim, text, to_text(received_at), parts,
+                                        complete, key)
 
     def store_inbound_part(
         self: Spool,
@@ -115,7 +131,8 @@ class InboundMixin:
     ) -> InboundMessage | None:
         """Keep one part of a concatenated SMS; returns the message once all parts are in.
 
-        A part seen twice (the modem re-reported it) is stored once.
+        A part seen twice (the modem re-reported it, even after its message was complete) is
+        stored once; parts of a finished message stay behind, marked done, for that check.
         """
         sender = self._sender(sender)
         key = (sim, sender, reference, total)
@@ -128,13 +145,15 @@ class InboundMixin:
             )
             rows = conn.execute(
                 "SELECT seq, text, received_at FROM inbound_parts WHERE sim = ? AND sender = ? "
-                "AND reference = ? AND total = ? ORDER BY seq",
+                "AND reference = ? AND total = ? AND done = 0 ORDER BY seq",
                 key,
             ).fetchall()
-            if len(rows) < total:
+            if len({r[0] for r in rows}) < total:
                 return None
+            rows = list({r[0]: r for r in rows}.values())
             conn.execute(
-                "DELETE FROM inbound_parts WHERE sim = ? AND sender = ? AND reference = ? AND total = ?",
+                "UPDATE inbound_parts SET done = 1 WHERE sim = ? AND sender = ? AND reference = ? "
+                "AND total = ? AND done = 0",
                 key,
             )
             return self._insert_inbound(conn, sender, sim, "".join(r[1] for r in rows),
@@ -147,25 +166,25 @@ class InboundMixin:
         out = []
         with self._tx() as conn:
             groups = conn.execute(
-                "SELECT sim, sender, reference, total FROM inbound_parts "
+                "SELECT sim, sender, reference, total FROM inbound_parts WHERE done = 0 "
                 "GROUP BY sim, sender, reference, total HAVING min(stored_at) <= ?",
                 (cutoff,),
             ).fetchall()
             for key in groups:
                 rows = {r[0]: r for r in conn.execute(
                     "SELECT seq, text, received_at FROM inbound_parts WHERE sim = ? AND sender = ? "
-                    "AND reference = ? AND total = ?", tuple(key))}
+                    "AND reference = ? AND total = ? AND done = 0", tuple(key))}
                 text = "".join(rows[s][1] if s in rows else MISSING_PART for s in range(1, key[3] + 1))
                 conn.execute(
-                    "DELETE FROM inbound_parts WHERE sim = ? AND sender = ? AND reference = ? "
-                    "AND total = ?", tuple(key))
+                    "UPDATE inbound_parts SET done = 1 WHERE sim = ? AND sender = ? AND "
+                    "reference = ? AND total = ? AND done = 0", tuple(key))
                 out.append(self._insert_inbound(conn, key[1], key[0], text,
                                                 min(r[2] for r in rows.values()), key[3], False))
         return out
 
     def pending_inbound_parts(self: Spool) -> list[dict[str, Any]]:
         """Parts still waiting for their siblings."""
-        return [dict(r) for r in self._rows("SELECT * FROM inbound_parts ORDER BY id")]
+        return [dict(r) for r in self._rows("SELECT * FROM inbound_parts WHERE done = 0 ORDER BY id")]
 
     def inbound(
         self: Spool,

@@ -73,7 +73,10 @@ CREATE TABLE IF NOT EXISTS inbound (
     stored_at   TEXT NOT NULL,
     parts       INTEGER NOT NULL DEFAULT 1,
     complete    INTEGER NOT NULL DEFAULT 1,   -- 0: some parts never arrived
-    read        INTEGER NOT NULL DEFAULT 0
+    read        INTEGER NOT NULL DEFAULT 0,
+    -- sim|sender|service centre time|text digest: a message the modem hands over again (the
+    -- daemon stopped between storing it and deleting it from the modem) is stored once.
+    dedupe_key  TEXT UNIQUE
 );
 CREATE INDEX IF NOT EXISTS inbound_received ON inbound (received_at);
 CREATE INDEX IF NOT EXISTS inbound_sender ON inbound (sender, received_at);
@@ -88,7 +91,8 @@ CREATE TABLE IF NOT EXISTS inbound_parts (
     text        TEXT NOT NULL,
     received_at TEXT NOT NULL,
     stored_at   TEXT NOT NULL,
-    UNIQUE (sim, sender, reference, total, seq)
+    done        INTEGER NOT NULL DEFAULT 0,  -- 1: part of a message already stored in `inbound`
+    UNIQUE (sim, sender, reference, total, seq, received_at)
 );
 
 CREATE TABLE IF NOT EXISTS delivery_reports (

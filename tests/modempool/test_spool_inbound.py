@@ -117,3 +117,34 @@ def test_a_final_failure_report_fails_the_message_and_a_pending_one_does_not(pat
         failed = spool.store_delivery_report("m1", 3, "13800138000", 0x41)
         assert failed.message_state == "failed"
         assert "0x41" in spool.get(message_id).error
+
+
+def test_a_message_handed_over_again_after_a_crash_is_stored_once(path):
+    # The daemon stored it, then died before deleting it from the modem: on restart the modem
+    # hands over the same SMS (same service centre time stamp) again.
+    with Spool(path) as spool:
+        first = spool.store_inbound("13800138000", "到了吗？", sim="m1", received_at=T0)
+    with Spool(path) as spool:
+        assert first is not None
+        assert spool.store_inbound("13800138000", "到了吗？", sim="m1", received_at=T0) is None
+        # A different message with the same text a second later is a new message.
+        assert spool.store_inbound("13800138000", "到了吗？", sim="m1",
+                                   received_at=T0 + timedelta(seconds=1)) is not None
+        assert [r["text"] for r in spool.inbound()] == ["到了吗？", "到了吗？"]
+
+
+def test_a_part_handed_over_again_after_its_message_completed_is_ignored(path):
+    with Spool(path) as spool:
+        assert spool.store_inbound_part("m1", "13800138000", 7, 2, 1, "A", received_at=T0) is None
+        done = spool.store_inbound_part("m1", "13800138000", 7, 2, 2, "B", received_at=T0)
+        assert done is not None and done.text == "AB"
+    with Spool(path) as spool:
+        assert spool.store_inbound_part("m1", "13800138000", 7, 2, 2, "B", received_at=T0) is None
+        assert spool.pending_inbound_parts() == []
+        assert spool.flush_inbound_parts(timedelta(0), now=T0 + timedelta(days=1)) == []
+        # The same reference used again later by the sender is a new message.
+        later = T0 + timedelta(hours=3)
+        spool.store_inbound_part("m1", "13800138000", 7, 2, 1, "C", received_at=later)
+        again = spool.store_inbound_part("m1", "13800138000", 7, 2, 2, "D", received_at=later)
+        assert again is not None and again.text == "CD"
+        assert [r["text"] for r in spool.inbound()] == ["AB", "CD"]

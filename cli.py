@@ -525,12 +525,18 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
 
 def _pool_check_direct(spool, config, numbers, to_opted_out):
     """Refuse the whole send if a number is blacklisted (or opted out, when that blocks)."""
+    from modempool.errors import PoolError
+    from modempool.numbers import normalise
     from modempool.optout import may_send_direct
 
     refused = []
     for number in numbers:
         allowed, why = may_send_direct(spool.db, number, config, allow_opted_out=to_opted_out)
         if not allowed:
+            try:
+                number = normalise(number, config.region)
+            except PoolError:
+                pass
             refused.append(f"{number}: {why}")
     if refused:
         hint = "" if to_opted_out or all("blacklist" in r for r in refused) else \

@@ -7,8 +7,10 @@ Each modem task opens its port, initialises and identifies the modem, then serve
 sending what the dispatcher hands it, and storing what the modem receives (`inbound.py`).
 A SIM that keeps failing, is not registered or whose PIN is refused is quarantined: closed, and
 probed again after `quarantine_seconds`. A port that goes away is reopened by the driver with
-backoff while the other modems carry on. On SIGTERM/SIGINT the dispatcher stops claiming, each
-modem finishes the message it is sending, and leases of messages not yet started are released.
+backoff while the other modems carry on. About once a minute the daemon queues recurring jobs
+that are due (`recurring.py`) and stores long SMS whose missing parts never came. On SIGTERM/SIGINT
+the dispatcher stops claiming, each modem finishes the message it is sending, leases of messages
+not yet started are released, and forward commands still running get `forward_drain_seconds`.
 """
 
 from __future__ import annotations
@@ -136,7 +138,12 @@ class Daemon:
                                for slot in slots)
                 log.info("modempool stopped%s", f"; {released} leases released" if released else "")
         finally:
-            await _drain_forwarding(self.forward_drain_seconds)
+            from modempool.forwarding import drain
+
+            try:  # forward commands started for received SMS finish (or are cancelled)
+                await drain(timeout=self.forward_drain_seconds)
+            except Exception:
+                log.exception("could not wait for forward commands")
             if self.install_signals:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(signum)
@@ -353,16 +360,6 @@ class Daemon:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._stop.wait()
-
-
-async def _drain_forwarding(timeout: float) -> None:
-    """Let forward commands started for received SMS finish (cancelled after `timeout`)."""
-    from modempool.forwarding import drain
-
-    try:
-        await drain(timeout=timeout)
-    except Exception:
-        log.exception("could not wait for forward commands")
 
 
 async def _first(*awaitables: Any) -> Any:

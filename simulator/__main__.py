@@ -24,13 +24,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="the personality's typical timings (about 3 s per SMS)")
     parser.add_argument("--fault", action="append", default=[],
                         help="MODEM:FAULT[:key=value,...], e.g. m2:cms_error:code=500")
+    parser.add_argument("--chatter", type=float, default=1.0,
+                        help="scale of the vendors' periodic URCs (Huawei ^RSSI...); 0: none")
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
     try:
         bank = SimulatedBank(args.modems, args.dir, personality=args.personality, seed=args.seed,
                              latency=args.latency, realistic=args.realistic,
-                             faults=parse_fault_options(args.fault))
+                             faults=parse_fault_options(args.fault), chatter=args.chatter)
         asyncio.run(serve(bank, lambda line: print(line, flush=True)))
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

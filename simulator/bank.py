@@ -3,7 +3,8 @@
 Each modem is a pty pair from `os.openpty()`: the master is read with `loop.add_reader` (no
 thread or busy task per modem: an idle bank uses no CPU), the slave is put in raw mode and kept
 open by the bank so the pty survives clients coming and going, and `DIR/<name>` is a symlink to
-the slave (`/dev/pts/N`), group `dialout`, mode 0660.
+the slave (`/dev/pts/N`), group `dialout`, mode 0660. A client's exclusive mode (`TIOCEXCL`)
+is undone as soon as it closes the port (`simulator/pty_watch.py`).
 """
 
 from __future__ import annotations
@@ -25,15 +26,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from simulator.chatter import Chatter
 from simulator.faults import Fault, fault_params
 from simulator.at_syntax import Output
 from simulator.modem import VirtualModem, mask_pin
 from simulator.network import Network, make_imei, make_sim
 from simulator.personalities import PERSONALITIES, personality
+from simulator.pty_watch import CloseWatcher
 from simulator.sms_commands import TABLE
 
 log = logging.getLogger("modempool.simulator")
-_EXCLUSIVITY_CHECK = 2.0  # seconds between clearing TIOCEXCL left behind by clients
+_EXCLUSIVITY_CHECK = 2.0  # without inotify: seconds between clearing TIOCEXCL left behind
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +56,10 @@ class ModemInfo:
 class ModemPort:
     """One modem's pseudo-terminal: bytes in to the interpreter, its outputs out, in order."""
 
-    def __init__(self, modem: VirtualModem, link: Path, loop: asyncio.AbstractEventLoop) -> None:
-        self.modem, self.link, self.loop = modem, link, loop
+    def __init__(self, modem: VirtualModem, link: Path, loop: asyncio.AbstractEventLoop,
+                 watcher: CloseWatcher | None = None) -> None:
+        self.modem, self.link, self.loop, self.watcher = modem, link, loop, watcher
+        self._watch = -1
         self.master = self.slave = -1
         self.pts = ""
         self._queue: collections.deque[Output] = collections.deque()
@@ -81,6 +86,8 @@ class ModemPort:
         os.symlink(self.pts, temporary)
         os.replace(temporary, self.link)  # re-pointed atomically when the modem comes back
         self.loop.add_reader(self.master, self._readable)
+        if self.watcher:
+            self._watch = self.watcher.watch(self.pts, self.clear_exclusive)
         self.modem.output = self._enqueue
         self.modem.connected = True
 
@@ -91,6 +98,9 @@ class ModemPort:
             self._timer = None
         self._queue.clear()
         self._waited = False
+        if self.watcher and self._watch >= 0:
+            self.watcher.unwatch(self._watch)
+            self._watch = -1
         if self.master >= 0:
             self.loop.remove_reader(self.master)
             os.close(self.master)
@@ -184,7 +194,8 @@ class SimulatedBank:
     def __init__(self, modems: int = 2, directory: str | os.PathLike[str] | None = None, *,
                  personality: str | Sequence[str] = "simcom", seed: int | None = None,
                  latency: float = 0.0, realistic: bool = False,
-                 faults: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None) -> None:
+                 faults: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+                 chatter: float = 1.0) -> None:
         if modems < 1:
             raise ValueError("a bank needs at least one modem")
         self.count = modems
@@ -195,6 +206,9 @@ class SimulatedBank:
         self.latency = latency
         self.realistic = realistic
         self.start_faults = {name: dict(kinds) for name, kinds in (faults or {}).items()}
+        self.chatter = chatter  # scales the vendors' periodic URCs (0: none)
+        self._chatters: list[Chatter] = []
+        self._watcher: CloseWatcher | None = None
         self.network: Network | None = None
         self._modems: dict[str, VirtualModem] = {}
         self._ports: dict[str, ModemPort] = {}
@@ -216,6 +230,9 @@ class SimulatedBank:
         (self.directory / "bank.json").unlink(missing_ok=True)
         rng = random.Random(self.seed)
         self.network = Network(self.directory / "network.jsonl", seed=self.seed)
+        self._watcher = CloseWatcher.available()
+        if self._watcher:
+            loop.add_reader(self._watcher.fd, self._watcher.readable)
         for index in range(1, self.count + 1):
             name = f"m{index}"
             vendor = personality(self.personalities[index - 1])
@@ -225,7 +242,8 @@ class SimulatedBank:
                                  realistic=self.realistic, table=TABLE.commands)
             self._modems[name] = modem
             self.network.attach(sim, modem)
-            self._ports[name] = ModemPort(modem, self.directory / name, loop)
+            self._ports[name] = ModemPort(modem, self.directory / name, loop, self._watcher)
+            self._chatters.append(Chatter(modem, loop, self.chatter))
         unknown = set(self.start_faults) - set(self._modems)
         if unknown:
             await self.stop()
@@ -234,9 +252,14 @@ class SimulatedBank:
             port.open()
             for kind, params in self.start_faults.get(name, {}).items():
                 self.set_fault(name, kind, **params)
+            for line in self._modems[name].power_on_urcs():
+                self._modems[name].urc(line)
+        for chatter in self._chatters:
+            chatter.start()
         self.modems = [self._info(name) for name in self._modems]
         self._write_bank_json()
-        self._housekeeping = loop.call_later(_EXCLUSIVITY_CHECK, self._clear_exclusivity)
+        if self._watcher is None:
+            self._housekeeping = loop.call_later(_EXCLUSIVITY_CHECK, self._clear_exclusivity)
         log.info("simulated bank of %d modems in %s", self.count, self.directory)
 
     async def stop(self) -> None:
@@ -244,8 +267,14 @@ class SimulatedBank:
             self._housekeeping.cancel()
         for timer in self._replug_timers.values():
             timer.cancel()
+        for chatter in self._chatters:
+            chatter.stop()
         for port in self._ports.values():
             port.close()
+        if self._watcher:
+            asyncio.get_running_loop().remove_reader(self._watcher.fd)
+            self._watcher.close()
+            self._watcher = None
         (self.directory / "bank.json").unlink(missing_ok=True)
         if self.network:
             self.network.close()

@@ -7,7 +7,7 @@ TS 27.005 are in `simulator/sms_commands.py`. Both fill `TABLE`.
 from __future__ import annotations
 
 from simulator.at_syntax import AtFailure, Command, CommandTable, Form, Reply, cme
-from simulator.modem import Settings, VirtualModem
+from simulator.modem import VirtualModem
 from simulator.network import OPERATORS, PinState
 
 TABLE = CommandTable()
@@ -35,7 +35,7 @@ def verbose(modem: VirtualModem, form: Form, args: list[str]) -> None:
 @command("Z", "&F")
 def reset(modem: VirtualModem, form: Form, args: list[str]) -> None:
     """Back to the power-on profile (echo on, CMEE 0, PDU mode, the vendor's CNMI)."""
-    modem.settings = Settings(cnmi=modem.personality.default_cnmi)
+    modem.settings = modem.power_on_settings()
 
 
 @command("Q", "X", "H", "&W", "&C", "&D", "&K", "&V", "+CLIP", "+CRC", "+CVHU", "+CHUP",
@@ -304,10 +304,11 @@ def _vendor(name: str):
     def handler(modem: VirtualModem, form: Form, args: list[str]) -> list[str] | None:
         if name not in modem.personality.extra_commands:
             raise AtFailure()
+        switch = name == modem.personality.urc_switch  # AT^CURC=0, AT+WIND=0, AT+QINDCFG="csq",1
         if form is Form.READ:
-            return [f"{name}: {50 if name == '+WIND' else 0}"]
-        if name == "^CURC" and form is Form.SET:
-            modem.settings.curc = int(args[0] or "0")
+            return [f"{name}: {modem.settings.curc if switch else 0}"]
+        if switch and form is Form.SET:
+            modem.settings.curc = int(args[-1] or "0")
         return None
     return handler
 

@@ -93,21 +93,42 @@ class VirtualModem:
         self._buffer = bytearray()
         self._entry: Reply | None = None
         self._registered = False
+        # URCs a command causes are held until its final result is written (a real modem
+        # finishes its reply first: `OK` of AT+CFUN=1, then `+CREG: 1`).
+        self._held_urcs: list[str] | None = None
+        # TS 27.005 3.4.4: with AT+CSMS=1 a +CMT/+CDS waits for AT+CNMA, for `ack_timeout` s.
+        self.ack_timeout = personality.ack_timeout
+        self.awaiting_ack: Any = None  # arrival.PendingAck while a +CMT waits for AT+CNMA
         self.reboot(announce=False)
 
     # -- lifecycle ------------------------------------------------------------------------
     def reboot(self, *, announce: bool = True) -> None:
         """Power cycle: settings back to defaults, SIM asks its PIN again if locking is on."""
-        self.settings = Settings(cnmi=self.personality.default_cnmi)
+        self.settings = self.power_on_settings()
         self.cpms = [self.personality.default_store] * 3
         self.cfun = 1
         self.hung = Fault.HANG in self.faults
+        from simulator.arrival import drop_ack  # a reboot forgets a +CMT waiting for +CNMA
+        drop_ack(self, acknowledged=False)
         self._mode, self._buffer, self._entry = InputMode.COMMAND, bytearray(), None
         if Fault.PIN_LOCKED in self.faults and self.sim.pin_state is PinState.READY:
             self.sim.pin_state = PinState.PIN
         self._registered = self.registered
+        if announce:
+            for line in self.power_on_urcs():
+                self.urc(line)
         if announce and Fault.BOOT_NOISE in self.faults:
             self.boot_noise()
+
+    def power_on_settings(self) -> Settings:
+        p = self.personality
+        return Settings(cnmi=p.default_cnmi, csms=p.default_csms, curc=p.urc_switch_default)
+
+    def power_on_urcs(self) -> list[str]:
+        """What the vendor prints by itself at every power-on (Wavecom `+WIND`, Quectel `RDY`)."""
+        cpin = self.sim.pin_state.value if self.sim_present else "NOT INSERTED"
+        return [line.format(rssi=self.sim.rssi, imei=self.imei, cpin=cpin)
+                for line in self.personality.power_on_urcs]
 
     def boot_noise(self) -> None:
         for line in self.personality.boot_urcs:
@@ -170,8 +191,8 @@ class VirtualModem:
             self.urc(f"+CREG: {stat}")
         elif self.settings.creg == 2:
             self.urc(f"+CREG: {stat},\"2540\",\"0E1F\"" if now else f"+CREG: {stat}")
-        if now and self.personality.mode_urc and self.settings.curc:
-            self.urc(self.personality.mode_urc)
+        if now and self.personality.mode_urc:
+            self.vendor_urc(self.personality.mode_urc)
         if now:
             self.network.retry_pending(self.sim.msisdn)
 
@@ -179,9 +200,14 @@ class VirtualModem:
         """A new signal level (0-31); vendors that report it say so (Huawei `^RSSI:n`)."""
         if not 0 <= rssi <= 31:
             raise ValueError(f"signal level {rssi} out of range 0-31")
-        self.sim.rssi = rssi
-        if self.personality.signal_urc and self.settings.curc:
-            self.urc(self.personality.signal_urc.format(rssi=rssi))
+        changed, self.sim.rssi = rssi != self.sim.rssi, rssi
+        if changed and self.personality.signal_urc and self.registered:
+            self.vendor_urc(self.personality.signal_urc.format(rssi=rssi))
+
+    def vendor_urc(self, line: str) -> None:
+        """A vendor's own URC (`^RSSI`, `^MODE`, `+WIND`), unless its switch is off (`AT^CURC=0`)."""
+        if self.settings.curc:
+            self.urc(line)
 
     def require_sim(self, family: str) -> None:
         """Raise the error a real modem gives when the SIM is missing or locked."""
@@ -214,17 +240,44 @@ class VirtualModem:
 
     # -- the network's side (Endpoint) ----------------------------------------------------
     def receive_sms(self, deliver_pdu: str) -> bool:
-        from simulator.sms_commands import receive_sms  # the SMS half of the command set
+        from simulator.arrival import receive_sms  # routing per +CNMI, with +CNMA
         return receive_sms(self, deliver_pdu)
 
     def receive_status_report(self, report_pdu: str) -> None:
-        from simulator.sms_commands import receive_status_report
+        from simulator.arrival import receive_status_report
         receive_status_report(self, report_pdu)
 
     # -- output ---------------------------------------------------------------------------
     def urc(self, line: str, delay: float = 0.0) -> None:
+        if not self.connected or self.hung:
+            return
+        if self._held_urcs is not None:
+            self._held_urcs.append(line)
+            return
+        self.output(Output(f"\r\n{line}\r\n".encode("latin-1", "replace"), delay, urc=True))
+
+    def _hold_urcs(self) -> None:
+        self._held_urcs = [] if self._held_urcs is None else self._held_urcs
+
+    def _release_urcs(self) -> None:
+        """Queue the URCs held during a command behind its final result."""
+        held, self._held_urcs = self._held_urcs or [], None
         if self.connected and not self.hung:
-            self.output(Output(f"\r\n{line}\r\n".encode("latin-1", "replace"), delay, urc=True))
+            for line in held:
+                self._say(f"\r\n{line}\r\n".encode("latin-1", "replace"))
+
+    def _after_result(self, action: Callable[[], None] | None) -> Callable[[], None] | None:
+        """`action` (run as the result is written) with its URCs following the result."""
+        if action is None:
+            return None
+
+        def run() -> None:
+            self._hold_urcs()
+            try:
+                action()
+            finally:
+                self._release_urcs()
+        return run
 
     def _say(self, data: bytes, delay: float = 0.0,
              action: Callable[[], None] | None = None) -> None:
@@ -342,6 +395,13 @@ class VirtualModem:
 
     def _finish(self, run: Callable[[], Reply]) -> None:
         """Run a command (or the end of a text entry) and write what it answers."""
+        self._hold_urcs()
+        try:
+            self._answer(run)
+        finally:
+            self._release_urcs()
+
+    def _answer(self, run: Callable[[], Reply]) -> None:
         delay = self.command_delay()
         try:
             reply = run()
@@ -364,6 +424,7 @@ class VirtualModem:
             if reply.action:
                 self._say(b"", delay + reply.delay, reply.action)
             return
-        self._result(reply.lines, "OK", delay + reply.delay, reply.action)
+        self._result(reply.lines, "OK", delay + reply.delay, self._after_result(reply.action))
+        self._release_urcs()
         for line in reply.then:
             self._say(f"\r\n{line}\r\n".encode("latin-1", "replace"), reply.then_delay)

@@ -161,8 +161,10 @@ class Network:
     """Routes messages between simulated SIMs and the outside world, and keeps the log."""
 
     def __init__(self, log_path: Path | None = None, *, seed: int | None = None,
-                 report_delay: float = 0.2) -> None:
+                 report_delay: float = 0.2, redelivery_delay: float = 5.0) -> None:
         self.report_delay = report_delay  # seconds from a submit to its status report
+        # Seconds before the network tries again a message a modem refused (no +CNMA).
+        self.redelivery_delay = redelivery_delay
         self.sims: dict[str, Sim] = {}  # by MSISDN
         self.endpoints: dict[str, Endpoint] = {}  # by MSISDN
         self.entries: list[dict[str, Any]] = []
@@ -282,6 +284,13 @@ class Network:
         pending = self._pending.get(msisdn, [])
         while pending and self.endpoints[msisdn].receive_sms(pending[0]):
             pending.pop(0)
+
+    def redeliver_later(self, msisdn: str, deliver_pdu: str) -> None:
+        """The modem answered RP-ERROR (or nothing): offer the message again later."""
+        def again() -> None:
+            self._pending.setdefault(msisdn, []).insert(0, deliver_pdu)
+            self.retry_pending(msisdn)
+        asyncio.get_running_loop().call_later(self.redelivery_delay, again)
 
     def resolve(self, to: str) -> str:
         """An MSISDN of a simulated SIM from an MSISDN or a modem name."""

@@ -25,11 +25,25 @@ class Personality:
     default_cnmi: tuple[int, int, int, int, int]
     stores: dict[str, int]  # message store -> capacity, in the order AT+CPMS=? lists them
     default_store: str
-    boot_urcs: tuple[str, ...]
+    boot_urcs: tuple[str, ...]  # vendor noise printed by the boot_noise fault and AT+CFUN=1,1
     # How the ICCID is asked for and printed: command -> reply prefix ("" = bare digits).
     iccid_commands: dict[str, str] = field(default_factory=lambda: {"+CCID": "+CCID: "})
     signal_urc: str | None = None  # e.g. "^RSSI:{rssi}" printed when the signal level changes
     mode_urc: str | None = None  # e.g. "^MODE:3,2" printed after registration
+    # Printed by the modem itself at every power-on (bank start, replug): {rssi}, {imei}, {cpin}.
+    power_on_urcs: tuple[str, ...] = ()
+    # Vendor URCs that come now and then while the modem idles: (line, mean seconds between
+    # two). "{signal}" as the line means "the signal level drifts", shown by `signal_urc`.
+    periodic_urcs: tuple[tuple[str, float], ...] = ()
+    # The vendor's switch for its own URCs (signal, mode, periodic): AT^CURC, AT+WIND... and
+    # its power-on value (0: silent until the client turns them on).
+    urc_switch: str | None = None
+    urc_switch_default: int = 1
+    # TS 27.005 3.4.4: <service> of AT+CSMS at power-on (1: +CMT/+CDS wait for AT+CNMA), and
+    # how long the ME waits for AT+CNMA before it answers the network with an error (within
+    # the network's own RP-ACK timer, TR2M of TS 24.011).
+    default_csms: int = 0
+    ack_timeout: float = 15.0
     echo_pdu_line: bool = True  # whether the PDU typed after the prompt is echoed
     prompt: bytes = b"\r\n> "
     cms_on_unregistered: int = 331
@@ -55,6 +69,10 @@ PERSONALITIES: dict[str, Personality] = {
             stores={"SM": 30, "ME": 99},
             default_store="SM",
             boot_urcs=("+WIND: 3", "+WIND: 1", "+WIND: 7", "+WIND: 4"),
+            # Wavecom AT manual, +WIND: 1 SIM inserted, 3 ready for AT commands except
+            # phonebook/SMS, 4 ready for all AT commands (printed when the +WIND level allows).
+            power_on_urcs=("+WIND: 1", "+WIND: 3", "+WIND: 4"),
+            urc_switch="+WIND", urc_switch_default=255,
             extra_commands=("+WIND", "+WOPEN", "+WMBS"),
             command_latency=0.05, sms_latency=4.0,
         ),
@@ -87,6 +105,11 @@ PERSONALITIES: dict[str, Personality] = {
             iccid_commands={"^ICCID": "^ICCID: ", "+CCID": "+CCID: "},
             signal_urc="^RSSI:{rssi}",
             mode_urc="^MODE:5,4",
+            # E-series sticks report signal changes (^RSSI), mode changes (^MODE) and repeat
+            # ^BOOT while idle, until AT^CURC=0.
+            periodic_urcs=(("{signal}", 20.0), ("^MODE:5,4", 60.0),
+                           ("^BOOT:20341674,0,0,0,75", 45.0)),
+            urc_switch="^CURC",
             extra_commands=("^CURC", "^SYSINFO", "^USSDMODE", "^CVOICE", "^HWVER"),
             command_latency=0.05, sms_latency=2.5,
         ),
@@ -116,6 +139,13 @@ PERSONALITIES: dict[str, Personality] = {
             stores={"SM": 50, "ME": 255},
             default_store="ME",
             boot_urcs=("RDY", "+CFUN: 1", "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE"),
+            # EC25 AT manual: RDY at start-up, then +QIND: SMS DONE / PB DONE when the SMS and
+            # phonebook are initialised; +QIND: "csq" on signal changes after
+            # AT+QINDCFG="csq",1 (off at power-on).
+            power_on_urcs=("RDY", "+CFUN: 1", "+CPIN: {cpin}", "+QUSIM: 1", "+QIND: SMS DONE",
+                           "+QIND: PB DONE"),
+            signal_urc='+QIND: "csq",{rssi},99',
+            urc_switch="+QINDCFG", urc_switch_default=0,
             iccid_commands={"+QCCID": "+QCCID: ", "+CCID": "+CCID: "},
             extra_commands=("+QCFG", "+QINDCFG", "+QURCCFG"),
             command_latency=0.02, sms_latency=2.0,

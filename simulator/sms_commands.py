@@ -93,8 +93,28 @@ def cnmi(modem: VirtualModem, form: Form, args: list[str]) -> list[str] | None:
 
 
 @command("+CNMA")
-def cnma(modem: VirtualModem, form: Form, args: list[str]) -> None:
-    return None
+def cnma(modem: VirtualModem, form: Form, args: list[str]) -> Reply | list[str] | None:
+    """TS 27.005 3.4.4: acknowledge the +CMT/+CDS shown under AT+CSMS=1 (n=2: RP-ERROR)."""
+    if form is Form.TEST:
+        return ["+CNMA: (0-2)"] if modem.settings.cmgf == 0 else None
+    if form is Form.READ or (form is Form.SET and modem.settings.cmgf == 1):
+        raise cms(302)
+    reply = _int(args[0] or "0", range(3)) if form is Form.SET else 0
+    if modem.awaiting_ack is None:
+        if modem.settings.csms == 1:
+            raise cms(340)  # no +CNMA acknowledgement expected
+        return None  # phase 2 (AT+CSMS=0): nothing to acknowledge, accepted as modems do
+    length = _int(args[1], range(0, 177)) if len(args) > 1 and args[1] else 0
+    if length:  # an RP-ACK/RP-ERROR TPDU follows the prompt; the network does not need it
+        return Reply(prompt=lambda raw: _acknowledge(modem, reply != 2))
+    return _acknowledge(modem, reply != 2)
+
+
+def _acknowledge(modem: VirtualModem, positive: bool) -> Reply:
+    from simulator.arrival import drop_ack  # arrival imports this module
+    if not drop_ack(modem, acknowledged=positive):
+        raise cms(340)
+    return Reply()
 
 
 # -- stores --------------------------------------------------------------------------------
@@ -363,54 +383,3 @@ def cmss(modem: VirtualModem, form: Form, args: list[str]) -> Reply | None:
     reply = _send(modem, [decoded], "+CMSS")
     message.status = MessageStatus.STO_SENT
     return reply
-
-
-# -- arrival -------------------------------------------------------------------------------
-def receive_sms(modem: VirtualModem, deliver_pdu: str) -> bool:
-    """An SMS-DELIVER from the network: show it (+CMT) or store it (+CMTI) per +CNMI."""
-    if not (modem.connected and modem.sim_present and modem.registered) or modem.hung:
-        return False
-    decoded = pdu.decode_pdu(deliver_pdu)
-    mode, mt = modem.settings.cnmi[:2]
-    direct = mode != 0 and (mt == 2 and decoded.message_class != 2
-                            or mt == 3 and decoded.message_class == 3)
-    if direct:
-        modem.urc(_arrival_lines(modem, "+CMT", deliver_pdu, decoded))
-        return True
-    memory = modem.cpms[2]
-    index = modem.stores[memory].store(StoredMessage(MessageStatus.REC_UNREAD, deliver_pdu))
-    if index is None:
-        return False
-    if mode != 0 and mt in (1, 2, 3):
-        modem.urc(f'+CMTI: "{memory}",{index}')
-    return True
-
-
-def _arrival_lines(modem: VirtualModem, prefix: str, raw: str, decoded: Any) -> str:
-    if modem.settings.cmgf == 0:
-        length = len(raw) // 2 - 1 - int(raw[:2], 16)
-        alpha = "," if prefix == "+CMT" else ""  # +CMT: [<alpha>],<length>; +CDS: <length>
-        return f"{prefix}: {alpha}{length}\r\n{raw}"
-    if decoded.type == "status-report":
-        return (f'{prefix}: 6,{decoded.message_reference},"{decoded.recipient}",145,'
-                f'"{_stamp(decoded.scts)}","{_stamp(decoded.discharge_time)}",{decoded.status}')
-    return (f'{prefix}: "{decoded.sender}",,"{_stamp(decoded.timestamp)}"\r\n'
-            f"{_text_of(modem, decoded)}")
-
-
-def receive_status_report(modem: VirtualModem, report_pdu: str) -> None:
-    """A status report: +CDS (shown) or +CDSI (stored) per the <ds> of +CNMI."""
-    if (Fault.NO_STATUS_REPORT in modem.faults or not modem.connected or modem.hung
-            or not modem.sim_present):
-        return
-    mode, ds = modem.settings.cnmi[0], modem.settings.cnmi[3]
-    if mode == 0 or ds == 0:
-        return
-    decoded = pdu.decode_pdu(report_pdu)
-    if ds == 1:
-        modem.urc(_arrival_lines(modem, "+CDS", report_pdu, decoded))
-        return
-    memory = modem.cpms[2]
-    index = modem.stores[memory].store(StoredMessage(MessageStatus.REC_UNREAD, report_pdu))
-    if index is not None:
-        modem.urc(f'+CDSI: "{memory}",{index}')

@@ -85,10 +85,12 @@ async def test_network_state_queries(bank, ports):
 async def test_cfun_zero_deregisters_with_creg_urc(ports):
     port = ports[0]
     await port.command("AT+CREG=1")
-    reply = await port.command("AT+CFUN=0")
-    assert b"\r\n+CREG: 2\r\n" in reply  # the URC comes while the command is answered
+    # A real modem finishes its reply first: the URC the command caused follows the OK.
+    assert await port.command("AT+CFUN=0") == b"\r\nOK\r\n"
+    assert await port.expect(rb"\r\n\+CREG: \d\r\n") == b"\r\n+CREG: 2\r\n"
     assert info_lines(await port.command("AT+CSQ")) == ["+CSQ: 99,99"]
-    assert b"\r\n+CREG: 1\r\n" in await port.command("AT+CFUN=1")
+    assert await port.command("AT+CFUN=1") == b"\r\nOK\r\n"
+    assert await port.expect(rb"\r\n\+CREG: \d\r\n") == b"\r\n+CREG: 1\r\n"
     assert info_lines(await port.command("AT+CREG?")) == ["+CREG: 1,1"]
 
 

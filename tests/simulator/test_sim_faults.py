@@ -253,5 +253,5 @@ async def test_sms_for_a_locked_sim_waits_until_the_pin_is_entered(bank, ports):
     bank.set_fault("m2", "pin_locked", pin="2468")
     await bank.inject("m2", "+8613912345678", "after the PIN")
     assert await port.silence(0.2) == b""
-    reply = await port.command('AT+CPIN="2468"')
-    assert reply.endswith(b"\r\nOK\r\n") and b'\r\n+CMTI: "SM",1\r\n' in reply
+    assert await port.command('AT+CPIN="2468"') == b"\r\nOK\r\n"  # the notice follows the OK
+    assert await port.expect(rb"\r\n\+CMTI: [^\r]*\r\n") == b'\r\n+CMTI: "SM",1\r\n'

@@ -21,6 +21,8 @@ class ModemProfile:
     - `init_commands`: extra lines after the standard set-up (vendor URC switches...).
     - `new_message_routing`: the ``AT+CNMI`` line (TS 27.005 §3.4.1). ``mt=1`` stores and reports
       ``+CMTI``; ``mt=2`` delivers ``+CMT`` directly; ``ds=1`` ``+CDS``, ``ds=2`` ``+CDSI``.
+      Reports go out directly (``ds=1``): a stored ``+CDSI`` costs ``AT+CMGR``/``AT+CMGD`` round
+      trips that a busy sending modem pays between two messages.
     - `cnma_required`: ``+CMT``/``+CDS`` must be acknowledged with ``AT+CNMA`` (phase 2+,
       ``AT+CSMS=1``); the driver sends it when the consumer acknowledges the message.
     - `stores`: message stores to use and to sweep (the first receives new messages).
@@ -39,7 +41,7 @@ class ModemProfile:
     manufacturers: tuple[str, ...] = ()
     echo: bool = False
     init_commands: tuple[str, ...] = ()
-    new_message_routing: str = "AT+CNMI=2,1,0,2,0"
+    new_message_routing: str = "AT+CNMI=2,1,0,1,0"
     sms_service: int | None = None
     cnma_required: bool = False
     stores: tuple[str, ...] = ("SM",)
@@ -67,7 +69,7 @@ PROFILES: dict[str, ModemProfile] = {
             "wavecom",
             manufacturers=("WAVECOM",),
             # Fastrack: +WIND reports boot phases; AT+WIND=0 would silence them but we keep them
-            new_message_routing="AT+CNMI=2,1,0,2,0",
+            new_message_routing="AT+CNMI=2,1,0,1,0",
             stores=("SM",),
             supports_cmms=True,
             reboot_markers=("+WIND: 3",),  # "ready to process AT commands" after a reset
@@ -75,7 +77,7 @@ PROFILES: dict[str, ModemProfile] = {
         ModemProfile(
             "simcom",
             manufacturers=("SIMCOM",),
-            new_message_routing="AT+CNMI=2,1,0,2,0",
+            new_message_routing="AT+CNMI=2,1,0,1,0",
             stores=("SM", "ME"),
             iccid_command="iccid",
         ),
@@ -84,7 +86,7 @@ PROFILES: dict[str, ModemProfile] = {
             manufacturers=("HUAWEI",),
             # ^CURC=0 silences ^RSSI/^MODE/^DSFLOWRPT spam on the PC UI port
             init_commands=("AT^CURC=0",),
-            new_message_routing="AT+CNMI=2,1,0,2,0",
+            new_message_routing="AT+CNMI=2,1,0,1,0",
             stores=("SM", "ME"),
             supports_cmms=False,
             iccid_command="iccid_huawei",
@@ -92,7 +94,7 @@ PROFILES: dict[str, ModemProfile] = {
         ModemProfile(
             "zte",
             manufacturers=("ZTE",),
-            new_message_routing="AT+CNMI=2,1,0,2,0",
+            new_message_routing="AT+CNMI=2,1,0,1,0",
             stores=("SM", "ME"),
             supports_cmms=False,
             iccid_command="iccid_zte",
@@ -101,7 +103,7 @@ PROFILES: dict[str, ModemProfile] = {
         ModemProfile(
             "quectel",
             manufacturers=("QUECTEL",),
-            new_message_routing="AT+CNMI=2,1,0,2,0",
+            new_message_routing="AT+CNMI=2,1,0,1,0",
             stores=("SM", "ME"),
             iccid_command="iccid_quectel",
             timeouts=MappingProxyType({"send_result": 120.0}),  # EC2x manual: CMGS up to 120 s

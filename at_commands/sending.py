@@ -6,7 +6,7 @@ failure of this part; silence or a lost port after it is `SendAmbiguous` (TS 27.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .commands import COMMANDS, SEND_RESULT_TIMEOUT
@@ -18,12 +18,16 @@ if TYPE_CHECKING:
 
 
 class SendingMixin:
-    async def send(self: Modem, parts: Sequence[Any], *, more_to_follow: bool = False) -> list[int]:
+    async def send(self: Modem, parts: Sequence[Any], *, more_to_follow: bool = False,
+                   before_pdu: Callable[[Any], None] | None = None) -> list[int]:
         """Send the parts of one message (`pdu.SubmitPart`, or hex strings with SMSC octet).
 
         Returns the message reference of each part. Keeps the radio link between parts with
         ``AT+CMMS=2`` where the profile allows; a caller that sends part by part passes
         `more_to_follow=True` for all but the last call to keep the link across calls.
+        `before_pdu(part)` runs once the modem has given its prompt, just before the PDU is
+        written: the last moment to record durably that the part may leave. If it raises, the
+        prompt is cancelled with ESC (nothing is sent) and its exception propagates.
         Raises `CmsError`/`CmeError`/`AtError` with a `.references` attribute (parts that did
         go out), or `SendAmbiguous` when the modem fell silent after a PDU was written.
         """
@@ -37,7 +41,7 @@ class SendingMixin:
                     self._link_kept = True
                 for part in parts:
                     try:
-                        references.append(await self._send_part(part))
+                        references.append(await self._send_part(part, before_pdu))
                     except SendAmbiguous as error:
                         raise SendAmbiguous(error.meaning, tuple(references)) from None
                     except AtError as error:
@@ -58,7 +62,8 @@ class SendingMixin:
             except AtError:
                 pass
 
-    async def _send_part(self: Modem, part: Any) -> int:
+    async def _send_part(self: Modem, part: Any,
+                         before_pdu: Callable[[Any], None] | None = None) -> int:
         """``AT+CMGS``, prompt, PDU, ``+CMGS: <mr>``. The caller holds the lock."""
         hex_pdu, length = _part_hex_and_length(part)
         command = COMMANDS["send"]
@@ -77,6 +82,12 @@ class SendingMixin:
             if early is not None and early.error is not None:
                 raise early.error
             raise AtError(f"{line} ended ({early.result if early else '?'}) at the prompt")
+        if before_pdu is not None:
+            try:
+                before_pdu(part)
+            except BaseException:
+                self._cancel_prompt()
+                raise
         pdu_bytes = self._core.send_pdu(hex_pdu)
         self.log.debug(">> %s<Ctrl-Z>", hex_pdu)
         try:
@@ -92,6 +103,14 @@ class SendingMixin:
         if reference is None:
             raise SendAmbiguous(f"{line} answered OK without a message reference")
         return reference
+
+    def _cancel_prompt(self: Modem) -> None:
+        """ESC at the prompt: the modem drops the command without sending (TS 27.005 §3.5.1);
+        its late ``OK`` is stale, so the next command resynchronises first."""
+        escape = self._core.abandon()
+        self._needs_resync = True
+        if self._transport is not None:
+            self._transport.write(escape)
 
 
 def _part_hex_and_length(part: Any) -> tuple[str, int]:

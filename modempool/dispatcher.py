@@ -7,8 +7,12 @@ message with a lease and hands it to that SIM's task (a SIM holds up to PREFETCH
 one on the air and the next, so a modem never waits for the dispatcher). Each modem task (see
 `daemon.py`) calls `send_message`, which applies the sending rule:
 
-- record durably that a part is being written *before* writing its PDU to the modem;
+- record durably that a part is being written *before* writing its PDU to the modem (at the
+  modem's prompt, through the driver's `before_pdu` hook);
 - a definite answer (+CMGS or +CMS ERROR) settles the part: sent, or retried / failed over / failed;
+  a confirmed message is recorded with the SIM's next part marker (same commit), or with the other
+  confirmations of its burst when the SIM has nothing next: never in the path of the next send,
+  and never more than one unrecorded message per SIM;
 - no answer after the PDU was written makes the message ambiguous: it is never resent on its own.
 """
 
@@ -27,6 +31,7 @@ from typing import Any
 from modempool import limits as limits_mod
 from modempool.limits import Counters, Limits
 from modempool.numbers import carrier_of
+from modempool.spool_claim import SentPart
 from modempool.spool_model import LeaseLost
 from modempool.strategies import SimView, Strategy, StrategyState, choose_sim
 
@@ -72,6 +77,16 @@ class RetryPolicy:
     def delay(self, attempts: int) -> float:
         return min(self.backoff_max, self.backoff * 2 ** max(0, attempts - 1))
 
+
+# Confirmed sends are written to the spool together once no confirmation came for RECORD_QUIET
+# seconds, and at the latest RECORD_MAX after the first: a burst of replies from many modems
+# costs one commit after it, and none inside it, where each modem's next message waits its turn.
+RECORD_QUIET = 0.01
+RECORD_MAX = 0.1
+RECORDS_PER_COMMIT = 8
+
+# Claims per dispatch round (beyond one per idle SIM): the modems are served between rounds.
+CLAIMS_PER_ROUND = 8
 
 # Messages a SIM holds at once: the one it sends and the next, claimed while the first is on
 # the air, so that a modem never waits for the dispatcher between two messages.
@@ -150,6 +165,9 @@ class Dispatcher:
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self._parts_needed: dict[int, int] = {}
+        self._unrecorded: list[tuple[SentPart, logging.Logger, str, int]] = []
+        self._record_timer: asyncio.Handle | None = None
+        self._record_at = self._record_deadline = 0.0
         self._last_expiry = 0.0
 
     # -- the assignment loop ----------------------------------------------------------------
@@ -158,9 +176,13 @@ class Dispatcher:
         while not self.stopping.is_set():
             self.wake.clear()
             try:
-                self.dispatch_once()
+                handed = self.dispatch_once(at_most=CLAIMS_PER_ROUND)
             except Exception:  # a locked database or a bad row must not stop the pool
                 log.exception("dispatch round failed")
+                handed = 0
+            if handed >= CLAIMS_PER_ROUND:  # maybe more to hand: after the modems had their turn
+                await asyncio.sleep(0)
+                continue
             try:
                 async with asyncio.timeout(self.poll_interval):
                     await self.wake.wait()
@@ -171,8 +193,9 @@ class Dispatcher:
         self.stopping.set()
         self.wake.set()
 
-    def dispatch_once(self) -> int:
-        """One round: hand as many due messages as there are free SIMs; returns how many."""
+    def dispatch_once(self, *, at_most: int | None = None) -> int:
+        """One round: hand as many due messages as free SIMs take, up to `at_most` (or one for
+        each SIM with none in hand, if more); returns how many."""
         now = self.clock()
         loop_time = asyncio.get_running_loop().time()
         if loop_time - self._last_expiry >= 1.0:
@@ -180,6 +203,8 @@ class Dispatcher:
             self.spool.expire_due(now)
         free = [s for s in self.slots.values() if s.state is SimState.UP and not s.busy]
         room = sum(PREFETCH - s.assigned for s in free)
+        if at_most is not None:  # but a SIM with nothing in hand is never kept waiting
+            room = min(room, max(at_most, sum(s.assigned == 0 for s in free)))
         if not free or self.stopping.is_set():
             return 0
         up = [s for s in self.slots.values() if s.state is SimState.UP]
@@ -187,27 +212,36 @@ class Dispatcher:
         views = {s.name: s.view(now) for s in up}
         rooms = {s.name: s.room(now) for s in up}
         quiet = is_quiet(self.config, now)
-        handed = 0
-        for message in self.spool.dispatchable(now, limit=2 * room + 16):
-            if message.quiet_hours and quiet:
-                continue
-            parts = self.parts_needed(message)
-            slot = self._choose(message, parts, up, views, rooms)
-            if slot is None:
-                self._fail_if_unroutable(message)
-                continue
-            claimed = self.spool.claim(message.id, slot.name, slot.owner, self.lease_seconds)
-            if claimed is None:
-                continue
-            slot.assigned += 1
-            slot.assigned_parts += parts
+        handed: list[tuple[SimSlot, Any, int]] = []
+        try:
+            with self.spool.batch():  # the round's claims in one commit
+                for message in self.spool.dispatchable(now, limit=2 * room + 16):
+                    if message.quiet_hours and quiet:
+                        continue
+                    parts = self.parts_needed(message)
+                    slot = self._choose(message, parts, up, views, rooms)
+                    if slot is None:
+                        self._fail_if_unroutable(message)
+                        continue
+                    claimed = self.spool.claim(message.id, slot.name, slot.owner,
+                                               self.lease_seconds)
+                    if claimed is None:
+                        continue
+                    slot.assigned += 1
+                    slot.assigned_parts += parts
+                    handed.append((slot, claimed, parts))
+                    views[slot.name] = slot.view(now)
+                    rooms[slot.name] = slot.room(now)
+                    if len(handed) == room:
+                        break
+        except BaseException:
+            for slot, _, parts in handed:  # rolled back: never claimed
+                slot.assigned -= 1
+                slot.assigned_parts -= parts
+            raise
+        for slot, claimed, _ in handed:  # handed over only once the claims are committed
             slot.inbox.put_nowait(claimed)
-            views[slot.name] = slot.view(now)
-            rooms[slot.name] = slot.room(now)
-            handed += 1
-            if handed == room:
-                break
-        return handed
+        return len(handed)
 
     def _choose(self, message: Any, parts: int, up: list[SimSlot], views: dict[str, SimView],
                 rooms: dict[str, int | None]) -> SimSlot | None:
@@ -253,6 +287,7 @@ class Dispatcher:
 
     def release_unstarted(self, slot: SimSlot) -> None:
         """Give back a message handed to `slot` that it never started (shutdown, modem gone)."""
+        self.record_now()
         while not slot.inbox.empty():
             slot.inbox.get_nowait()
         slot.assigned = slot.assigned_parts = 0
@@ -262,7 +297,8 @@ class Dispatcher:
     def done(self, slot: SimSlot, message: Any) -> None:
         slot.assigned = max(0, slot.assigned - 1)
         slot.assigned_parts = max(0, slot.assigned_parts - self.parts_needed(message))
-        self.wake.set()
+        if slot.assigned == 0:
+            self.wake.set()
 
     # -- sending one message ----------------------------------------------------------------
     async def send_message(self, slot: SimSlot, modem: Any, message: Any) -> None:
@@ -280,15 +316,28 @@ class Dispatcher:
         except Exception as exc:  # text the codec cannot carry: no SIM will do better
             self.spool.mark_failed(message.id, f"cannot encode: {exc}", lease_owner=slot.owner)
             return
+        def writing(part: Any) -> None:
+            """The driver calls this at the prompt, the moment before the PDU goes out. The SIM's
+            previous message is recorded in the same commit: a crash leaves at most one message
+            per SIM without its outcome (ambiguous)."""
+            lost = None
+            with self.spool.batch():
+                self.record_now(owner=slot.owner)
+                try:
+                    self.spool.mark_part_writing(message.id, part.seq, part.total,
+                                                 lease_owner=slot.owner)
+                except LeaseLost as exc:  # nothing written for it; the record still commits
+                    lost = exc
+            if lost is not None:
+                raise lost
+
         for part in parts:
             try:
-                self.spool.mark_part_writing(message.id, part.seq, part.total,
-                                             lease_owner=slot.owner)
+                refs = await modem.send([part], more_to_follow=part.seq < part.total,
+                                        before_pdu=writing)
             except LeaseLost as exc:  # recovered by someone else meanwhile: not ours to send
                 mlog.warning("message %s not sent: %s", message.id, exc)
                 return
-            try:
-                refs = await modem.send([part])
             except SendAmbiguous as exc:
                 self._ambiguous(slot, message, f"{slot.name}: {exc}")
                 raise ModemTrouble(str(exc)) from exc
@@ -304,14 +353,63 @@ class Dispatcher:
                 raise ModemTrouble(str(exc)) from exc
             reference = refs[0] if refs else None
             now = self.clock()
-            self.spool.mark_part_sent(message.id, part.seq, part.reference, reference, now=now)
             slot.counters = limits_mod.count(slot.counters, now)
-            mlog.debug("message %s part %s/%s sent, reference %s", message.id, part.seq,
-                       part.total, reference)
-        self.spool.mark_sent(message.id, lease_owner=slot.owner)
+            if part.seq < part.total:
+                self.spool.mark_part_sent(message.id, part.seq, part.reference, reference,
+                                          now=now)
+                mlog.debug("message %s part %s/%s sent, reference %s", message.id, part.seq,
+                           part.total, reference)
         slot.errors_in_row = 0
-        mlog.info("message %s to %s sent (%d part%s)", message.id, message.to, len(parts),
-                  "" if len(parts) == 1 else "s")
+        self._record_soon(SentPart(message.id, part.seq, part.reference, reference,
+                                   lease_owner=slot.owner, now=now), mlog, message.to, len(parts))
+
+    def _record_soon(self, sent: SentPart, mlog: logging.Logger, to: str, parts: int) -> None:
+        """Settle a confirmed send in the spool with the others of its burst (within RECORD_MAX).
+        A crash before that leaves the message ambiguous, never sent twice."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if not self._unrecorded:
+            self._record_deadline = now + RECORD_MAX
+        self._unrecorded.append((sent, mlog, to, parts))
+        self._record_at = min(now + RECORD_QUIET, self._record_deadline)
+        if self._record_timer is None:
+            self._record_timer = loop.call_at(self._record_at, self._record_when_quiet)
+
+    def _record_when_quiet(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._record_timer = None
+        if loop.time() < self._record_at:  # more came meanwhile: wait for the burst to end
+            self._record_timer = loop.call_at(self._record_at, self._record_when_quiet)
+            return
+        self.record_now(at_most=RECORDS_PER_COMMIT)
+        if self._unrecorded:  # the rest once the modems had their turn
+            self._record_timer = loop.call_soon(self._record_when_quiet)
+
+    def record_now(self, *, at_most: int | None = None, owner: str | None = None) -> None:
+        """Write the confirmed sends not yet recorded: the first `at_most`, or those of lease
+        `owner` (one SIM), or all of them (before leases are released)."""
+        if owner is not None:
+            pending = [entry for entry in self._unrecorded if entry[0].lease_owner == owner]
+            if not pending:
+                return
+            self._unrecorded = [entry for entry in self._unrecorded if entry not in pending]
+        else:
+            pending = self._unrecorded[:at_most]
+            del self._unrecorded[:len(pending)]
+        if not self._unrecorded and self._record_timer is not None:
+            self._record_timer.cancel()
+            self._record_timer = None
+        if not pending:
+            return
+        try:
+            recorded = self.spool.mark_many_sent([sent for sent, *_ in pending])
+        except Exception:  # the leases stay: recovery will call them sent or ambiguous
+            log.exception("could not record %d sent messages", len(pending))
+            return
+        for ok, (sent, mlog, to, parts) in zip(recorded, pending):
+            mlog.info("message %s to %s sent (%d part%s), reference %s%s", sent.message_id, to,
+                      parts, "" if parts == 1 else "s", sent.message_reference,
+                      "" if ok else " (its lease had been taken over)")
 
     def _ambiguous(self, slot: SimSlot, message: Any, why: str) -> None:
         log.warning("message %s is ambiguous: %s", message.id, why)

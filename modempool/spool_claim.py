@@ -9,7 +9,9 @@ crash at any instant can be told apart afterwards: see `recover_leases`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -17,6 +19,18 @@ from modempool.spool_model import LeaseLost, Message, MessageState, Recovery, to
 
 if TYPE_CHECKING:
     from modempool.spool import Spool
+
+@dataclass(frozen=True, slots=True)
+class SentPart:
+    """The modem's confirmation (``+CMGS``) of the last part of a message, to be recorded."""
+
+    message_id: int
+    seq: int
+    reference: int | None          # the concatenation reference of the part (None: single)
+    message_reference: int | None  # TP-MR the modem answered
+    lease_owner: str | None = None
+    now: datetime | None = None
+
 
 _CANDIDATES = """
 SELECT * FROM messages
@@ -37,6 +51,12 @@ WHERE id = :id AND state = 'sending' {owner}
 
 class ClaimMixin:
     """Claiming and send-side transitions (mixed into `Spool`)."""
+
+    @contextmanager
+    def batch(self: Spool) -> Iterator[None]:
+        """Several calls in one transaction: one commit, all or nothing (a dispatch round)."""
+        with self._tx():
+            yield
 
     def expire_due(self: Spool, now: datetime | None = None) -> list[int]:
         """Move queued messages whose expiry has passed to EXPIRED; returns their ids."""
@@ -226,6 +246,31 @@ class ClaimMixin:
                 self._event("sent", message_id, now=now)
                 self._deliver_if_complete(conn, message_id, now)
             return ok
+
+    def mark_last_part_sent(
+        self: Spool,
+        message_id: int,
+        seq: int,
+        reference: int | None,
+        message_reference: int | None,
+        *,
+        lease_owner: str | None = None,
+        now: datetime | None = None,
+    ) -> bool:
+        """`mark_part_sent` of the last part and `mark_sent`, in one transaction (one commit
+        per message instead of two); returns what `mark_sent` returns."""
+        with self._tx():
+            self.mark_part_sent(message_id, seq, reference, message_reference, now=now)
+            return self.mark_sent(message_id, lease_owner=lease_owner)
+
+    def mark_many_sent(self: Spool, sends: Sequence[SentPart]) -> list[bool]:
+        """`mark_last_part_sent` for each of `sends`, all in one transaction (one commit for
+        the confirmations of many modems); False for a message whose lease was lost."""
+        with self._tx():
+            return [self.mark_last_part_sent(send.message_id, send.seq, send.reference,
+                                             send.message_reference,
+                                             lease_owner=send.lease_owner, now=send.now)
+                    for send in sends]
 
     def mark_failed(self: Spool, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:
         """End an attempt for good: FAILED with `error` (a permanent error, or retries used up)."""

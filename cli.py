@@ -145,7 +145,9 @@ def _sim_run(coroutine):
               help="Use each vendor's typical timings (about 3 s per SMS).")
 @click.option("--fault", "faults", multiple=True, metavar="MODEM:FAULT[:k=v,...]",
               help="A fault from the start, e.g. m2:cms_error:code=500 (repeatable).")
-def sim_start(modems, directory, latency, personality, seed, realistic, faults) -> None:
+@click.option("--chatter", type=float, default=1.0, show_default=True,
+              help="Scale of the vendors' periodic URCs (Huawei ^RSSI, ^MODE...); 0: none.")
+def sim_start(modems, directory, latency, personality, seed, realistic, faults, chatter) -> None:
     """Run a simulated bank in the foreground until Ctrl-C / SIGTERM."""
     from simulator.bank import SimulatedBank
     from simulator.control import parse_fault_options, serve
@@ -153,7 +155,7 @@ def sim_start(modems, directory, latency, personality, seed, realistic, faults) 
     try:
         bank = SimulatedBank(modems, directory, personality=personality, seed=seed,
                              latency=latency, realistic=realistic,
-                             faults=parse_fault_options(faults))
+                             faults=parse_fault_options(faults), chatter=chatter)
     except ValueError as exc:
         raise click.ClickException(str(exc))
     _sim_run(serve(bank, lambda line: click.echo(line)))

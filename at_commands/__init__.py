@@ -13,7 +13,7 @@ Driver API (all coroutines unless noted; every wait is bounded):
         # or SendAmbiguous (.references of the parts before the one in doubt), AtTimeout,
         # ModemDisconnected
     async for event in modem.events(): # InboundSms, StatusReport, UssdReply, SignalChanged,
-        ...                            # Disconnected, Reconnected, ReconnectFailed,
+        ...                            # RegistrationChanged, Disconnected, Reconnected, ReconnectFailed,
                                        # Unresponsive, Responsive
     await modem.acknowledge(event)     # after storing an InboundSms/StatusReport durably:
                                        # AT+CMGD (or AT+CNMA for +CMT where the profile needs it)
@@ -31,8 +31,8 @@ from .driver import Modem, ModemState, mask_secrets
 from .errors import (AtError, AtTimeout, CmeError, CmsError, CommandError, ErrorClass,
                      ModemDisconnected, PinError, SendAmbiguous)
 from .events import (Disconnected, InboundSms, ModemEvent, ModemInfo, ReconnectFailed,
-                     Reconnected, Responsive, SignalChanged, StatusReport, Unresponsive,
-                     UssdReply)
+                     Reconnected, RegistrationChanged, Responsive, SignalChanged, StatusReport,
+                     Unresponsive, UssdReply)
 from .profiles import PROFILES, ModemProfile, detect_profile, get_profile
 
 __all__ = [
@@ -43,6 +43,6 @@ __all__ = [
     "AtError", "AtTimeout", "CmeError", "CmsError", "CommandError", "ErrorClass",
     "ModemDisconnected", "PinError", "SendAmbiguous",
     "Disconnected", "InboundSms", "ModemEvent", "ModemInfo", "ReconnectFailed", "Reconnected",
-    "Responsive", "SignalChanged", "StatusReport", "Unresponsive", "UssdReply",
+    "RegistrationChanged", "Responsive", "SignalChanged", "StatusReport", "Unresponsive", "UssdReply",
     "PROFILES", "ModemProfile", "detect_profile", "get_profile",
 ]

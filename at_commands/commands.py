@@ -141,6 +141,17 @@ def parse_stored_pdus(lines: tuple[str, ...], prefix: str) -> tuple[StoredPdu, .
     return tuple(messages)
 
 
+def parse_cpms_choices(lines: tuple[str, ...], prefix: str) -> tuple[str, ...]:
+    """``+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")`` → the first list (stores to read)."""
+    for line in lines:
+        if urc_name(line) == prefix.upper():
+            payload = _payload(line, prefix)
+            first = payload[payload.find("(") + 1: payload.find(")")] if "(" in payload else payload
+            return tuple(name.strip().strip('"').upper() for name in first.split(",")
+                         if name.strip().strip('"'))
+    return ()
+
+
 def parse_cusd(lines: tuple[str, ...], prefix: str) -> tuple[str, ...]:
     return parse_fields(lines, prefix)
 
@@ -162,6 +173,7 @@ COMMANDS: dict[str, Command] = _table(
     Command("select_stores", 'AT+CPMS="{store}","{store}","{store}"', "+CPMS", parser=parse_cpms),
     Command("select_read_store", 'AT+CPMS="{store}"', "+CPMS", parser=parse_cpms),
     Command("store_usage", "AT+CPMS?", "+CPMS", parser=parse_cpms),
+    Command("store_choices", "AT+CPMS=?", "+CPMS", parser=parse_cpms_choices),
     Command("pin_status", "AT+CPIN?", "+CPIN", timeout=10.0, parser=parse_text),
     Command("enter_pin", 'AT+CPIN="{pin}"', timeout=20.0, secret=True),
     Command("manufacturer", "AT+CGMI", "+CGMI", parser=parse_text),

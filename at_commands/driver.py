@@ -90,6 +90,7 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
         self.poll_interval = poll_interval
         self.sweep_interval = sweep_interval
         self.reconnect_delays = tuple(reconnect_delays)
+        self._state_changed = asyncio.Event()  # set on every change of `state`
         self.state = ModemState.CLOSED
         self._core = AtConnection()
         self._transport: asyncio.Transport | None = None
@@ -107,6 +108,15 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
         self._init_inbound()
         self._init_health()
         self._init_setup()
+
+    @property
+    def state(self) -> ModemState:
+        return self._state
+
+    @state.setter
+    def state(self, value: ModemState) -> None:
+        self._state = value
+        self._state_changed.set()
 
     # ---- port ----------------------------------------------------------------------------
 
@@ -225,7 +235,7 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
             command, line = command_for_line(name_or_line), name_or_line.strip()
         wait = timeout or self.profile.timeout(command.name, command.timeout)
         result = await self._exchange(line, command, wait)
-        if line.upper().startswith("AT+CPMS="):  # keep track of the read store, whoever set it
+        if line.upper().startswith("AT+CPMS=") and not line.endswith("?"):  # keep track of the read store, whoever set it
             self._current_store = line.split("=", 1)[1].split(",")[0].strip('"') if result.ok else None
         if check and result.error is not None:
             raise result.error

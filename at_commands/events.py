@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .commands import StoreUsage
+from .commands import REGISTERED, StoreUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,22 @@ class SignalChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class RegistrationChanged:
+    """The network registration changed (TS 27.007 §7.2 ``+CREG`` <stat>: 1 home, 5 roaming,
+    0/2/3/4 not registered), from a ``+CREG`` URC or a poll. `lac`/`ci` are hex strings when the
+    modem gave them (``AT+CREG=2``), else None."""
+
+    modem: str
+    status: int
+    lac: str | None = None
+    ci: str | None = None
+
+    @property
+    def registered(self) -> bool:
+        return self.status in REGISTERED
+
+
+@dataclass(frozen=True, slots=True)
 class Disconnected:
     """The port went away (unplugged, I/O error). The driver reconnects with backoff if allowed."""
 
@@ -90,8 +106,8 @@ class ReconnectFailed:
     reason: str
 
 
-ModemEvent = (InboundSms | StatusReport | UssdReply | SignalChanged | Disconnected | Reconnected
-              | Unresponsive | Responsive | ReconnectFailed)
+ModemEvent = (InboundSms | StatusReport | UssdReply | SignalChanged | RegistrationChanged
+              | Disconnected | Reconnected | Unresponsive | Responsive | ReconnectFailed)
 
 
 @dataclass(frozen=True, slots=True)

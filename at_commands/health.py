@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from .commands import csq_to_bars, csq_to_dbm
 from .errors import AtError, PinError
-from .events import ReconnectFailed, Reconnected, SignalChanged
+from .events import ReconnectFailed, Reconnected, RegistrationChanged, SignalChanged
 from .inbound import REINITIALISE
 from .urc import first_int
 
@@ -69,16 +69,21 @@ class HealthMixin:
             return None
 
     async def _wait_until_usable(self: Modem) -> None:
-        """While the modem is silent, probe it with a cheap ``AT``; otherwise wait a little."""
+        """Until the modem is ready again (initialised, reconnected) wait for its state to
+        change; while it is ready but silent, probe it with a cheap ``AT`` once a second."""
         from .driver import ModemState
 
-        if self.state is ModemState.READY and self._unresponsive:
-            try:
-                await self.execute("attention", timeout=1.0)
-                return
-            except AtError:
-                pass
-        await asyncio.sleep(1.0 if self._unresponsive else 0.1)
+        if self.state is not ModemState.READY:
+            self._state_changed.clear()
+            if self.state is not ModemState.READY:
+                await self._state_changed.wait()
+            return
+        try:
+            await self.execute("attention", timeout=1.0)
+            return
+        except AtError:
+            pass
+        await asyncio.sleep(1.0)  # the modem has no way to tell us it is back: ask again later
 
     async def poll_health(self: Modem) -> None:
         """``AT+CSQ`` and ``AT+CREG?``: publish `SignalChanged` when the signal bars change."""
@@ -87,8 +92,28 @@ class HealthMixin:
         if csq_to_bars(rssi) != csq_to_bars(self._last_rssi) or self._last_rssi is None:
             self._publish(SignalChanged(self.name, rssi, csq_to_dbm(rssi), csq_to_bars(rssi)))
         self._last_rssi = rssi
-        registration = await self.query("registration")
-        self.registration = first_int(registration, 1 if len(registration) > 1 else 0)
+        await self.poll_registration()
+
+    async def poll_registration(self: Modem, *, announce: bool = True) -> None:
+        """``AT+CREG?`` (<n>,<stat>[,<lac>,<ci>...]); `RegistrationChanged` when it changed."""
+        fields = await self.query("registration")
+        status = first_int(fields, 1 if len(fields) > 1 else 0)
+        location = fields[2:4] if len(fields) >= 4 else (None, None)
+        self._note_registration(status, *location, announce=announce)
+
+    def _on_registration_urc(self: Modem, fields: tuple[str, ...]) -> None:
+        """``+CREG: <stat>[,<lac>,<ci>[,<AcT>]]`` (the URC has no <n>, unlike the answer)."""
+        location = fields[1:3] if len(fields) >= 3 else (None, None)
+        self._note_registration(first_int(fields, 0), *location)
+
+    def _note_registration(self: Modem, status: int | None, lac: str | None, ci: str | None,
+                           *, announce: bool = True) -> None:
+        if status is None or status == self.registration:
+            return
+        known, self.registration = self.registration is not None, status
+        self.log.info("registration: %d%s", status, f" (lac {lac}, cell {ci})" if lac else "")
+        if known and announce:
+            self._publish(RegistrationChanged(self.name, status, lac or None, ci or None))
 
     def _start_reconnect(self: Modem) -> None:
         if self.reconnect_delays and (self._reconnecting is None or self._reconnecting.done()):

@@ -14,6 +14,7 @@ from .core import Urc
 from .errors import AtError
 from .events import InboundSms, SignalChanged, StatusReport, UssdReply
 from .urc import UrcKind, first_int
+from .ussd import decode_ussd_text
 
 if TYPE_CHECKING:
     from .driver import Modem
@@ -67,11 +68,12 @@ class InboundMixin:
             if self._ussd_waiter is not None and not self._ussd_waiter.done():
                 self._ussd_waiter.set_result(urc.fields)
             else:
-                from .setup import decode_ussd_text
-
-                text = decode_ussd_text(urc.fields[1], first_int(urc.fields, 2)) \
+                text = decode_ussd_text(urc.fields[1], first_int(urc.fields, 2),
+                                        packed_septets=self.profile.ussd_packed_septets) \
                     if len(urc.fields) > 1 else ""
                 self._publish(UssdReply(self.name, first_int(urc.fields, 0), text))
+        elif kind is UrcKind.REGISTRATION and urc.name == "+CREG":
+            self._on_registration_urc(urc.fields)
         elif kind is UrcKind.SIGNAL and urc.name == "^RSSI":
             rssi = first_int(urc.fields, 0)
             self._publish(SignalChanged(self.name, rssi, csq_to_dbm(rssi), csq_to_bars(rssi)))
@@ -109,14 +111,14 @@ class InboundMixin:
             self._hand_over(stored.pdu, store, index)
 
     async def sweep(self: Modem) -> int:
-        """List every store with ``AT+CMGL=4`` and hand over what was not yet handed over.
+        """List every store (`sweep_stores`) with ``AT+CMGL=4`` and hand over what was not yet handed over.
 
         Catches messages whose ``+CMTI`` was missed (modem restarted, port closed). Returns the
         number of messages newly handed over.
         """
         before = self._events.qsize()
         handed = 0
-        for store in self.profile.stores:
+        for store in self.sweep_stores:
             try:
                 result = await self._in_store(store, "list", status=4)
             except AtError as error:  # the store does not exist on this modem

@@ -33,6 +33,12 @@ class ModemProfile:
       already in `urc.URC_TABLE`, because they arrive before the vendor is known; these fields
       are for the rest (a site's odd firmware), so that such a line is not taken as the reply
       of the pending command.
+    - `status_report_store`: the store ``+CDSI`` reports point to (TS 27.005 ``"SR"``); swept
+      with `stores` when the modem lists it in its ``AT+CPMS=?`` answer (None: never).
+    - `registration_reports`: the line that turns on ``+CREG`` URCs (``AT+CREG=2`` adds the
+      location area and cell); None leaves registration to polling.
+    - `ussd_packed_septets`: GSM 7-bit ``+CUSD`` text comes as hex of packed septets
+      (Huawei E-series in IRA, or ``AT+CSCS="HEX"``) rather than as plain text.
     - `timeouts`: per-command overrides (seconds) of `commands.COMMANDS`, by command name;
       ``"send"`` bounds the wait for the prompt, ``"send_result"`` the wait after the PDU.
     """
@@ -47,6 +53,9 @@ class ModemProfile:
     stores: tuple[str, ...] = ("SM",)
     reboot_markers: tuple[str, ...] = ("RDY", "START", "^SYSSTART")
     supports_cmms: bool = True
+    status_report_store: str | None = "SR"
+    registration_reports: str | None = "AT+CREG=2"
+    ussd_packed_septets: bool = False
     iccid_command: str = "iccid"
     boot_noise: tuple[str, ...] = ()
     extra_urcs: Mapping[str, UrcSpec] = field(default_factory=lambda: MappingProxyType({}))
@@ -90,6 +99,7 @@ PROFILES: dict[str, ModemProfile] = {
             stores=("SM", "ME"),
             supports_cmms=False,
             iccid_command="iccid_huawei",
+            ussd_packed_septets=True,  # E1550/E173 in IRA: "+CUSD: 0,\"D9775D0E...\",15"
         ),
         ModemProfile(
             "zte",

@@ -11,6 +11,7 @@ from .errors import AtError, AtTimeout, CmeError, CommandError, PinError
 from .events import ModemInfo
 from .profiles import detect_profile
 from .urc import first_int
+from .ussd import decode_ussd_text
 
 if TYPE_CHECKING:
     from .driver import Modem
@@ -43,6 +44,7 @@ class SetupMixin:
         self._ussd_waiter: asyncio.Future[tuple[str, ...]] | None = None
         self._ussd_lock = asyncio.Lock()
         self.info: ModemInfo | None = None
+        self.sweep_stores: tuple[str, ...] = self.profile.stores  # set by `initialise`
 
     async def initialise(self: Modem) -> None:
         """Reset the modem to a known state: echo, ``CMEE=1``, PDU mode, CNMI, stores, PIN.
@@ -77,12 +79,39 @@ class SetupMixin:
             self.log.warning("%s refused (%s): relying on the store sweep",
                              self.profile.new_message_routing, routing.error)
         await self.execute("select_stores", store=self.profile.stores[0])  # +CPMS mem1, 2 and 3
+        await self._choose_sweep_stores()
+        if self.profile.registration_reports:
+            reports = await self.execute(self.profile.registration_reports, check=False)
+            if reports.error is not None:
+                self.log.info("%s: %s (polling only)", self.profile.registration_reports,
+                              reports.error)
+        try:
+            await self.poll_registration()  # the baseline `RegistrationChanged` compares with
+        except AtError as error:
+            if isinstance(error, AtTimeout):
+                raise
+            self.log.info("AT+CREG?: %s", error)
         for line in self.profile.init_commands:
             result = await self.execute(line, check=False)
             if result.error is not None:
                 self.log.info("%s: %s (ignored)", line, result.error)
         self.state = ModemState.READY
         self._start_background()
+
+    async def _choose_sweep_stores(self: Modem) -> None:
+        """The profile's stores, plus its status-report store when ``AT+CPMS=?`` offers it."""
+        stores = self.profile.stores
+        extra = self.profile.status_report_store
+        if extra and extra not in stores:
+            try:
+                offered = await self.query("store_choices")
+            except AtError as error:
+                if isinstance(error, AtTimeout):
+                    raise
+                offered = ()
+            if extra.upper() in offered:
+                stores = (*stores, extra)
+        self.sweep_stores = stores
 
     async def _synchronise(self: Modem) -> None:
         """Get the modem's attention: cancel a half-entered PDU, then ``AT`` until ``OK``."""
@@ -202,15 +231,6 @@ class SetupMixin:
         status = first_int(fields, 0)
         if len(fields) < 2:
             raise AtError(f"USSD {code}: session ended with status {status} and no text")
-        return decode_ussd_text(fields[1], first_int(fields, 2))
+        return decode_ussd_text(fields[1], first_int(fields, 2),
+                                packed_septets=self.profile.ussd_packed_septets)
 
-
-def decode_ussd_text(text: str, dcs: int | None) -> str:
-    """The text of ``+CUSD``: UCS2 hex when the DCS says so (TS 23.038 §5: 0x48/72 or 17)."""
-    ucs2 = dcs is not None and (dcs == 72 or (dcs & 0xCC) == 0x48 or dcs == 17)
-    if ucs2 and len(text) % 4 == 0 and all(c in "0123456789ABCDEFabcdef" for c in text):
-        try:
-            return bytes.fromhex(text).decode("utf-16-be")
-        except ValueError:
-            return text
-    return text

@@ -111,14 +111,23 @@ def main() -> None:
     parser.add_argument("--enqueue", type=int, default=100_000)
     parser.add_argument("--rows", type=int, nargs="*", default=[1_000, 100_000],
                         help="spool sizes (old rows) for the CPU-per-message comparison")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the run at --latency (best of --repeat)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs at --latency; the best counts")
     args = parser.parse_args()
 
     print(f"pool benchmark: {args.modems} simulated modems, daemon in a subprocess")
-    slow = asyncio.run(run_pool(args.modems, args.latency, args.rounds))
+    runs = [asyncio.run(run_pool(args.modems, args.latency, args.rounds))
+            for _ in range(max(1, args.repeat))]
+    if len(runs) > 1:
+        print("  runs: " + ", ".join(f"{100 * r['fraction']:.2f} %" for r in runs))
+    slow = max(runs, key=lambda r: r["fraction"])
     print(f"  at {args.latency:g} s per SMS: {slow['messages']} messages in {slow['elapsed']:.2f} s"
           f" = {slow['rate']:.1f}/s, ideal {slow['ideal']:.1f}/s -> {100 * slow['fraction']:.1f} %"
           f" of ideal; daemon CPU {slow['cpu_per_message_ms']:.2f} ms/message"
           f" (simulated bank: {slow['bank_cpu_per_message_ms']:.2f} ms/message)")
+    if args.latency_only:
+        return
     fast = asyncio.run(run_pool(args.modems, 0.0, args.zero_rounds))
     print(f"  at 0 s per SMS: {fast['messages']} messages in {fast['elapsed']:.2f} s"
           f" = {fast['rate']:.0f}/s (overhead-bound); daemon CPU "

@@ -487,6 +487,10 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
         text = text[:-1]
     not_before, expires_at = _pool_when(at, "--at"), _pool_when(expires, "--expires")
     config, spool = _pool_spool(config_path)
+    try:
+        config.check_sims(sims)
+    except PoolError as exc:
+        raise click.ClickException(f"{exc}; nothing was queued") from None
     _pool_check_direct(spool, config, numbers, to_opted_out)
     rows = [dict(to=number, text=text, priority=priority, not_before=not_before,
                  expires_at=expires_at, sims=list(sims) or None,
@@ -1086,6 +1090,7 @@ def campaign_create(name, template, numbers, group_exprs, sheet, maps, kind, sta
     from modempool.contacts import Selection, parse_selection
 
     spool, config = _op_open(config_path, db_path)
+    config.check_sims(sims)
     include, exclude = [], []
     for expr in group_exprs:
         selection = parse_selection(expr)

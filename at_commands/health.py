@@ -4,6 +4,7 @@ reconnect loop after the port went away."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,10 @@ class HealthMixin:
 
         now = time.monotonic()
         next_sweep = now  # sweep at once: messages that arrived while we were away
-        next_poll = now + self.poll_interval
+        # The modems of a bank open together; a phase of their own keeps their polls and sweeps
+        # from falling due all at once (and holding up every modem's next send together).
+        phase = random.uniform(0.5, 1.5)
+        next_poll = now + self.poll_interval * phase
         while True:
             item = await self._next_work(min(next_sweep, next_poll))
             if self.state is not ModemState.READY or self._unresponsive:
@@ -50,7 +54,8 @@ class HealthMixin:
                 else:
                     now = time.monotonic()
                     if now >= next_sweep:
-                        next_sweep = now + self.sweep_interval
+                        next_sweep = now + self.sweep_interval * phase
+                        phase = 1.0  # one shifted interval sets the phase
                         await self.sweep()
                     if now >= next_poll:
                         next_poll = now + self.poll_interval

@@ -29,6 +29,8 @@ from modempool.spool import Spool  # noqa: E402
 from simulator import SimulatedBank  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
+# BENCH_PROFILE=FILE runs the daemon under cProfile, its statistics written to FILE.
+PROFILE = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
 
 
 def cpu_seconds(pid: int) -> float:
@@ -62,7 +64,7 @@ async def run_pool(modems: int, latency: float, rounds: int, history: int = 0) -
             log_path = directory / "daemon.log"
             log = open(log_path, "wb")
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cli", "run", "--config", str(config), cwd=ROOT,
+                sys.executable, *PROFILE, "-m", "cli", "run", "--config", str(config), cwd=ROOT,
                 stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL)
             try:
                 while b"pool ready" not in log_path.read_bytes():
@@ -86,11 +88,34 @@ async def run_pool(modems: int, latency: float, rounds: int, history: int = 0) -
         # The first SMS started `latency` before it reached the network.
         elapsed = (max(done) - min(parts)).total_seconds() + latency
         rate = total / elapsed
-        return {"messages": total, "elapsed": elapsed, "rate": rate,
+        breakdown = where_time_went(entries, latency)
+        return {**breakdown, "messages": total, "elapsed": elapsed, "rate": rate,
                 "ideal": modems / latency if latency else float("nan"),
                 "fraction": (modems / latency and rate / (modems / latency)) if latency else float("nan"),
                 "cpu_per_message_ms": 1000 * cpu / total,
                 "bank_cpu_per_message_ms": 1000 * bank_cpu / total}
+
+
+def where_time_went(entries: list[dict], latency: float) -> dict[str, float]:
+    """Where the run lost time against the ideal: modems starting late, the gap between one SMS
+    and the next on a modem (beyond `latency`), and modems that carried more messages than others."""
+    by_modem: dict[str, list[datetime]] = {}
+    for e in entries:
+        if e["kind"] == "part":
+            by_modem.setdefault(e["modem"], []).append(datetime.fromisoformat(e["time"]))
+    if not by_modem:
+        return {}
+    first = min(times[0] for times in by_modem.values())
+    starts = [(times[0] - first).total_seconds() for times in by_modem.values()]
+    gaps = [(b - a).total_seconds() - latency
+            for times in by_modem.values() for a, b in zip(times, times[1:])]
+    counts = [len(times) for times in by_modem.values()]
+    gaps.sort()
+    return {"start_spread_ms": 1000 * max(starts), "start_mean_ms": 1000 * sum(starts) / len(starts),
+            "gap_mean_ms": 1000 * sum(gaps) / max(1, len(gaps)),
+            "gap_p50_ms": 1000 * gaps[len(gaps) // 2] if gaps else 0.0,
+            "gap_p99_ms": 1000 * gaps[int(len(gaps) * 0.99)] if gaps else 0.0,
+            "parts_min": min(counts), "parts_max": max(counts)}
 
 
 def bench_enqueue(rows: int) -> float:
@@ -106,7 +131,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modems", type=int, default=64)
     parser.add_argument("--latency", type=float, default=1.0)
-    parser.add_argument("--rounds", type=int, default=10, help="messages per modem")
+    # Throughput is what a bank sustains: 30 messages per modem (half a minute at 1 s) make the
+    # start (all modems claiming and sending at the same instant) a small part of the run;
+    # `where the time went` shows that part on its own. With --rounds 10 the start weighs 3x more.
+    parser.add_argument("--rounds", type=int, default=30, help="messages per modem")
     parser.add_argument("--zero-rounds", type=int, default=20, help="messages per modem at 0 s")
     parser.add_argument("--enqueue", type=int, default=100_000)
     parser.add_argument("--rows", type=int, nargs="*", default=[1_000, 100_000],
@@ -126,6 +154,10 @@ def main() -> None:
           f" = {slow['rate']:.1f}/s, ideal {slow['ideal']:.1f}/s -> {100 * slow['fraction']:.1f} %"
           f" of ideal; daemon CPU {slow['cpu_per_message_ms']:.2f} ms/message"
           f" (simulated bank: {slow['bank_cpu_per_message_ms']:.2f} ms/message)")
+    print(f"  where the time went: modems started within {slow['start_spread_ms']:.0f} ms"
+          f" (mean {slow['start_mean_ms']:.0f} ms); between two SMS a modem waited"
+          f" {slow['gap_mean_ms']:.1f} ms on average (median {slow['gap_p50_ms']:.1f},"
+          f" p99 {slow['gap_p99_ms']:.1f}); {slow['parts_min']}-{slow['parts_max']} SMS per modem")
     if args.latency_only:
         return
     fast = asyncio.run(run_pool(args.modems, 0.0, args.zero_rounds))

@@ -10,13 +10,13 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modempool.errors import ConfigError
+from modempool.errors import ConfigError, PoolError
 from modempool.numbers import DEFAULT_REGION
 
 if TYPE_CHECKING:
@@ -108,6 +108,15 @@ class Config:
 
     def modem(self, name: str) -> ModemConfig | None:
         return next((m for m in self.modems if m.name == name), None)
+
+    def check_sims(self, names: Iterable[str]) -> None:
+        """PoolError if any of `names` is no configured modem: a message bound to it would wait
+        for nothing. (A simulated bank names its modems as it starts; nothing to check then.)"""
+        known = [modem.name for modem in self.modems]
+        unknown = [name for name in names if name not in known]
+        if unknown and known:
+            raise PoolError(f"no modem named {', '.join(unknown)} in "
+                            f"{self.path or 'the configuration'} (configured: {', '.join(known)})")
 
     def open_spool(self) -> Spool:
         """The spool this configuration names (created if missing)."""

@@ -92,6 +92,13 @@ CLAIMS_PER_ROUND = 8
 # the air, so that a modem never waits for the dispatcher between two messages.
 PREFETCH = 2
 
+# That next message is needed only when the one on the air is answered (seconds away), so its
+# claim waits for a moment when no modem is between its answer and its next PDU (PREFETCH_QUIET
+# seconds without one), for at most PREFETCH_PATIENCE: claims never stand in a burst of answers.
+# A SIM with nothing in hand is served at once.
+PREFETCH_QUIET = 0.005
+PREFETCH_PATIENCE = 0.25
+
 
 @dataclass(slots=True)
 class SimSlot:
@@ -169,12 +176,15 @@ class Dispatcher:
         self._record_timer: asyncio.Handle | None = None
         self._record_at = self._record_deadline = 0.0
         self._last_expiry = 0.0
+        self._busy_until = 0.0
 
     # -- the assignment loop ----------------------------------------------------------------
     async def run(self) -> None:
         """Assign messages to free SIMs until `stop()`."""
         while not self.stopping.is_set():
             self.wake.clear()
+            if not any(s.state is SimState.UP and s.assigned == 0 for s in self.slots.values()):
+                await self._quiet_moment()
             try:
                 handed = self.dispatch_once(at_most=CLAIMS_PER_ROUND)
             except Exception:  # a locked database or a bad row must not stop the pool
@@ -188,6 +198,16 @@ class Dispatcher:
                     await self.wake.wait()
             except TimeoutError:
                 pass
+
+    def busy_now(self) -> None:
+        """A modem is between an answer and its next PDU: claims for later can wait."""
+        self._busy_until = asyncio.get_running_loop().time() + PREFETCH_QUIET
+
+    async def _quiet_moment(self) -> None:
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + PREFETCH_PATIENCE
+        while (now := loop.time()) < min(self._busy_until, give_up) and not self.stopping.is_set():
+            await asyncio.sleep(min(self._busy_until, give_up) - now)
 
     def stop(self) -> None:
         self.stopping.set()
@@ -306,7 +326,7 @@ class Dispatcher:
 
         Raises ModemTrouble when the modem must be reopened (after the spool has been updated).
         """
-        from at_commands import AtError, ErrorClass, SendAmbiguous
+        from at_commands import AtError, AtTimeout, ErrorClass, ModemDisconnected, SendAmbiguous
         from pdu import encode_submit
 
         mlog = logging.getLogger(f"modempool.modem.{slot.name}")
@@ -331,7 +351,17 @@ class Dispatcher:
             if lost is not None:
                 raise lost
 
+        # A message partly sent by an earlier attempt goes on from its first unsent part (from the
+        # same SIM: its requeue bound it there), with the same parts and concatenation reference.
+        already = self.spool.sent_parts(message.id) if message.parts_total else set()
+        if len(already) == len(parts):
+            self.spool.mark_sent(message.id, lease_owner=slot.owner)
+            return
         for part in parts:
+            if part.seq in already:
+                continue
+            partly = bool(already) or part.seq > 1
+            self.busy_now()
             try:
                 refs = await modem.send([part], more_to_follow=part.seq < part.total,
                                         before_pdu=writing)
@@ -345,12 +375,22 @@ class Dispatcher:
                 if exc.error_class is ErrorClass.AMBIGUOUS:
                     self._ambiguous(slot, message, f"{slot.name}: {exc}")
                     raise ModemTrouble(str(exc)) from exc
+                if isinstance(exc, (AtTimeout, ModemDisconnected)):
+                    # Silent or gone before the PDU: nothing left, and the modem (not the
+                    # message) failed. Back to the queue uncounted; the modem is reopened.
+                    self.spool.requeue(message.id, f"{slot.name}: {exc}", avoid_sim=slot.name,
+                                       only_sim=slot.name if partly else None,
+                                       count_attempt=False, lease_owner=slot.owner)
+                    raise ModemTrouble(str(exc)) from exc
                 # A definite answer (+CMS/+CME ERROR, or refused before the prompt).
-                self._failed_part(slot, message, part, exc, mlog)
+                self._failed_part(slot, message, part, len(parts), exc, mlog,
+                                  sent=len(already) + sum(p.seq < part.seq and p.seq not in already
+                                                          for p in parts))
                 return
             except (OSError, ConnectionError) as exc:
                 self._ambiguous(slot, message, f"{slot.name}: port failed during send: {exc}")
                 raise ModemTrouble(str(exc)) from exc
+            self.busy_now()
             reference = refs[0] if refs else None
             now = self.clock()
             slot.counters = limits_mod.count(slot.counters, now)
@@ -418,15 +458,14 @@ class Dispatcher:
             log.warning("message %s queued again (resend_ambiguous policy)", message.id)
             self.spool.retry(message.id)
 
-    def _failed_part(self, slot: SimSlot, message: Any, part: Any, exc: Any, mlog: Any) -> None:
+    def _failed_part(self, slot: SimSlot, message: Any, part: Any, total: int, exc: Any,
+                     mlog: Any, *, sent: int) -> None:
+        """A definite refusal of `part` (`sent` of the `total` parts are already out)."""
         from at_commands import ErrorClass
 
         error = f"{slot.name}: {exc}"
-        if part.seq > 1:
-            # Earlier parts are on the network; sending the whole message again would repeat them.
-            self.spool.mark_failed(message.id, f"partly sent ({part.seq - 1}/{part.total} parts),"
-                                   f" then {error}", lease_owner=slot.owner)
-            return
+        if sent:
+            error = f"partly sent ({sent}/{total} parts), then {error}"
         if exc.error_class is ErrorClass.PERMANENT:
             mlog.info("message %s failed: %s", message.id, exc)
             self.spool.mark_failed(message.id, error, lease_owner=slot.owner)
@@ -438,6 +477,15 @@ class Dispatcher:
         if attempts >= self.policy.max_attempts:
             self.spool.mark_failed(message.id, f"{error} (after {attempts} attempts)",
                                    lease_owner=slot.owner)
+            return
+        if sent:
+            # The parts out came from this SIM's number: the phone joins the rest only if they
+            # come from it too. Sending all again would repeat them; so the rest waits for it.
+            delay = self.policy.delay(attempts) * random.uniform(0.8, 1.2)
+            mlog.info("message %s: %s; the other parts from %s in %.0f s", message.id, exc,
+                      slot.name, delay)
+            self.spool.requeue(message.id, error, self.clock() + timedelta(seconds=delay),
+                               only_sim=slot.name, lease_owner=slot.owner)
             return
         others = [s for s in self.slots.values()
                   if s.name != slot.name and s.state is SimState.UP and s.accepts(message.to)

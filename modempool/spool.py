@@ -20,6 +20,7 @@ from typing import Any
 from modempool.errors import InvalidNumber, NotFound, PoolError
 from modempool.numbers import DEFAULT_REGION
 from modempool.spool_claim import ClaimMixin
+from modempool.spool_recovery import RecoveryMixin
 from modempool.spool_inbound import InboundMessage, InboundMixin, ReportMatch
 from modempool.spool_numbers import _normalise
 from modempool.spool_model import (
@@ -69,7 +70,7 @@ VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
-class Spool(ClaimMixin, InboundMixin, SimsMixin):
+class Spool(ClaimMixin, RecoveryMixin, InboundMixin, SimsMixin):
     """A spool file: `Spool("modempool.db")` creates or opens it.
 
     One object per thread of use is simplest; an object may be shared between threads

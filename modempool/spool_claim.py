@@ -9,13 +9,14 @@ crash at any instant can be told apart afterwards: see `recover_leases`.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from modempool.spool_model import LeaseLost, Message, MessageState, Recovery, to_text, utcnow
+from modempool.spool_model import LeaseLost, Message, MessageState, to_text, utcnow
 
 if TYPE_CHECKING:
     from modempool.spool import Spool
@@ -136,14 +137,16 @@ class ClaimMixin:
         return None
 
     # ---- used by the dispatcher (dispatcher engineer): it picks the SIM, then claims by id ----
-    def dispatchable(self: Spool, now: datetime | None = None, limit: int = 64) -> list[Message]:
-        """Queued messages that are due (not held, not before `now`), best first; read only."""
+    def dispatchable(self: Spool, now: datetime | None = None,
+                     limit: int = 64) -> Iterator[Message]:
+        """Queued messages that are due (not held, not before `now`), best first; read only.
+        Each is built as the caller comes to it (a dispatch round often stops early)."""
         rows = self._rows(
             "SELECT * FROM messages WHERE state = 'queued' AND held = 0 "
             "AND (not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, id LIMIT ?",
             (to_text(now or utcnow()), limit),
         )
-        return [Message.from_row(row) for row in rows]
+        return (Message.from_row(row) for row in rows)
 
     def claim(self: Spool, message_id: int, sim: str, lease_owner: str,
               lease_seconds: float = 300.0, now: datetime | None = None) -> Message | None:
@@ -154,11 +157,13 @@ class ClaimMixin:
             claimed = conn.execute(
                 "UPDATE messages SET state = 'sending', sim = ?, lease_owner = ?, lease_until = ?, "
                 "attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'queued' "
-                "AND held = 0",
+                "AND held = 0 RETURNING *",
                 (sim, lease_owner, to_text(moment + timedelta(seconds=lease_seconds)), now_text,
                  message_id),
             )
-            return self._message(message_id) if claimed.rowcount == 1 else None
+            claimed.row_factory = sqlite3.Row
+            rows = claimed.fetchall()
+            return Message.from_row(rows[0]) if rows else None
 
     def renew_lease(self: Spool, message_id: int, lease_owner: str, lease_seconds: float) -> None:
         """Extend a lease (a long multipart send); LeaseLost if it is no longer ours."""
@@ -205,6 +210,12 @@ class ClaimMixin:
             )
             if total is not None:
                 conn.execute("UPDATE messages SET parts_total = ? WHERE id = ?", (total, message_id))
+
+    def sent_parts(self: Spool, message_id: int) -> set[int]:
+        """The parts of a message already accepted by the network (by any attempt)."""
+        return {row[0] for row in self._rows(
+            "SELECT seq FROM parts WHERE message_id = ? AND state IN ('sent', 'delivered', "
+            "'undelivered')", (message_id,))}
 
     def mark_part_sent(
         self: Spool,
@@ -317,19 +328,28 @@ class ClaimMixin:
         *,
         avoid_sim: str | None = None,
         lease_owner: str | None = None,
+        only_sim: str | None = None,
+        count_attempt: bool = True,
     ) -> bool:
         """Give a message back to the queue after a temporary error (retry with backoff).
 
         `avoid_sim` asks claimers to prefer another SIM (failover); `claim_next(...,
         honour_avoid=False)` still lets that SIM take it when it is the only one.
-        Parts marked writing in this attempt become failed: the modem refused them.
+        `only_sim` binds it to one SIM from now on (the rest of a message partly sent from that
+        SIM's number). `count_attempt=False`: the modem failed before anything was written, so
+        the attempt was not the message's. Parts marked writing in this attempt become failed:
+        the modem refused them.
         """
         now = to_text(utcnow())
+        extra = ", not_before = :not_before, avoid_sim = :avoid_sim"
+        if only_sim is not None:
+            extra += ", sims = json_array(:only_sim)"
+        if not count_attempt:
+            extra += ", attempts = max(attempts - 1, 0)"
         with self._tx() as conn:
             ok = self._finish(
-                conn, message_id, MessageState.QUEUED, error, now, lease_owner,
-                extra=", not_before = :not_before, avoid_sim = :avoid_sim",
-                not_before=to_text(not_before), avoid_sim=avoid_sim,
+                conn, message_id, MessageState.QUEUED, error, now, lease_owner, extra=extra,
+                not_before=to_text(not_before), avoid_sim=avoid_sim, only_sim=only_sim,
             )
             if ok:
                 conn.execute(
@@ -348,75 +368,3 @@ class ClaimMixin:
              "owner": lease_owner, **more},
         )
         return cur.rowcount == 1
-
-    def recover_leases(
-        self: Spool,
-        owner: str | None = None,
-        *,
-        include_live: bool = False,
-        now: datetime | None = None,
-    ) -> Recovery:
-        """Settle messages left in SENDING by a dispatcher that stopped or crashed.
-
-        Which: those leased by `owner` (any lease of that owner), or with `owner=None`
-        those whose lease has run out (`include_live=True`: every SENDING message, for the
-        single daemon starting up). The rule, per message, from the parts of its current
-        attempt:
-        - no part marked writing → nothing left for the modem: QUEUED again (attempt not counted);
-        - every part sent (a message reference for each of `total`) → SENT;
-        - otherwise some PDU may have been written → AMBIGUOUS (never resent automatically).
-        """
-        now_text = to_text(now or utcnow())
-        where, params = ["state = 'sending'"], []
-        if owner is not None:
-            where.append("lease_owner = ?")
-            params.append(owner)
-        elif not include_live:
-            where.append("(lease_until IS NULL OR lease_until <= ?)")
-            params.append(now_text)
-        requeued, ambiguous, sent = [], [], []
-        with self._tx() as conn:
-            leased = conn.execute(
-                f"SELECT id, attempts, parts_total, sim FROM messages WHERE {' AND '.join(where)}",
-                params,
-            ).fetchall()
-            for message_id, attempt, parts_total, sim in leased:
-                states = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT state FROM parts WHERE message_id = ? AND attempt = ?",
-                        (message_id, attempt),
-                    )
-                ]
-                written = [s for s in states if s != "failed"]
-                if not written:
-                    conn.execute(
-                        "UPDATE messages SET state = 'queued', attempts = max(attempts - 1, 0), "
-                        "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
-                        (now_text, message_id),
-                    )
-                    requeued.append(message_id)
-                    self._event("lease-recovered", message_id, sim, "queued", now_text)
-                elif parts_total and states.count("sent") == parts_total == len(states):
-                    conn.execute(
-                        "UPDATE messages SET state = 'sent', sent_at = ?, lease_owner = NULL, "
-                        "lease_until = NULL, updated_at = ? WHERE id = ?",
-                        (now_text, now_text, message_id),
-                    )
-                    sent.append(message_id)
-                    self._event("lease-recovered", message_id, sim, "sent", now_text)
-                else:
-                    error = "the dispatcher stopped after a PDU may have been written to the modem"
-                    conn.execute(
-                        "UPDATE messages SET state = 'ambiguous', error = ?, lease_owner = NULL, "
-                        "lease_until = NULL, updated_at = ? WHERE id = ?",
-                        (error, now_text, message_id),
-                    )
-                    conn.execute(
-                        "UPDATE parts SET state = 'ambiguous' WHERE message_id = ? AND attempt = ? "
-                        "AND state = 'writing'",
-                        (message_id, attempt),
-                    )
-                    ambiguous.append(message_id)
-                    self._event("lease-recovered", message_id, sim, "ambiguous", now_text)
-        return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent))

@@ -11,6 +11,7 @@ import asyncio
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +36,16 @@ async def kill_leftovers() -> None:
             proc.kill()
             await proc.wait()
         _LIVE.discard(proc)
+
+
+def modempool_cli(*args: str, config: Path | None = None, stdin: str | None = None,
+                  cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`modempool ARGS [--config FILE]` in a subprocess, as a user runs it."""
+    command = [sys.executable, "-m", "cli", *args]
+    if config is not None:
+        command += ["--config", str(config)]
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd or REPO)
 
 
 async def eventually(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:

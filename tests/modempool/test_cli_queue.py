@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
 from modempool.spool import MessageState, Spool
+from tests.modempool.daemon_harness import modempool_cli as modempool
 
 CONFIG = """\
 [spool]
@@ -27,15 +26,6 @@ def config(tmp_path) -> Path:
     path = tmp_path / "modempool.toml"
     path.write_text(CONFIG, encoding="utf-8")
     return path
-
-
-def modempool(*args: str, config: Path | None = None, stdin: str | None = None,
-              cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "cli", *args]
-    if config is not None:
-        command += ["--config", str(config)]
-    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=None)
 
 
 def queue_json(config: Path) -> list[dict]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import collections
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,8 +10,8 @@ import pytest
 
 from modempool.spool import Spool, utcnow
 from simulator import SimulatedBank
-from tests.modempool.daemon_harness import (REPO, DaemonProcess, eventually, kill_leftovers,
-                                            network_messages, states, write_config)
+from tests.modempool.daemon_harness import (DaemonProcess, eventually, kill_leftovers,
+                                            modempool_cli, network_messages, states, write_config)
 
 @pytest.fixture(autouse=True)
 async def no_leftover_daemons():
@@ -217,21 +215,16 @@ async def test_scheduled_expired_cancelled_held_and_priority(tmp_path, bank):
     assert sorted(texts) == sorted(["not before", "held", "low priority", "high priority"])
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=30)
-
-
 async def test_client_ids_bad_numbers_and_bad_config_through_the_cli(tmp_path, bank):
     config = write_config(tmp_path / "pool.toml", bank.devices)
     daemon = await DaemonProcess(config).start()
     for _ in range(2):
-        done = _cli("send", "--config", str(config), "--client-id", "order-42", "13800138000",
-                    "only once", cwd=tmp_path)
+        done = modempool_cli("send", "--config", str(config), "--client-id", "order-42", "13800138000",
+                    "only once")
         assert done.returncode == 0, done.stderr
     spool = Spool(tmp_path / "spool.db")
     await eventually(lambda: sent_or_delivered(spool), what="sent")
-    bad = _cli("send", "--config", str(config), "12345", "to nowhere", cwd=tmp_path)
+    bad = modempool_cli("send", "--config", str(config), "12345", "to nowhere")
     assert bad.returncode != 0 and "not a valid number" in bad.stderr
     assert await daemon.stop() == 0
     assert [m.text for m in spool.list()] == ["only once"]
@@ -240,7 +233,7 @@ async def test_client_ids_bad_numbers_and_bad_config_through_the_cli(tmp_path, b
     broken = tmp_path / "broken.toml"
     broken.write_text('[spool]\npath = "x.db"\n\n[[modem]]\nname = "m1"\nport = "/dev/null"\n'
                       'per_day = "lots"\n', encoding="utf-8")
-    run = _cli("run", "--config", str(broken), cwd=tmp_path)
+    run = modempool_cli("run", "--config", str(broken))
     assert run.returncode != 0
     assert "broken.toml" in run.stderr and "line 7" in run.stderr and "per_day" in run.stderr
 

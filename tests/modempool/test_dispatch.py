@@ -112,16 +112,53 @@ async def test_quiet_hours_hold_flagged_messages_only(tmp_path):
                                                                 "after the flagged one"]
 
 
-async def test_a_multipart_message_failing_midway_is_failed_not_resent(tmp_path):
+LONG = "a long message that needs three parts " * 10
+
+
+def parts_on_air(bank) -> list[tuple[str, int]]:
+    """(modem, part number) of every part of LONG that reached the network, in order."""
+    return [(e["modem"], e["concat"][2]) for e in bank.network_log()
+            if e["kind"] == "part" and e["concat"]]
+
+
+async def test_a_multipart_message_refused_midway_goes_on_from_the_same_sim(tmp_path):
+    # Both SIMs have credit for one more SMS: whichever takes the message sends part 1 only.
+    async with pool(tmp_path, modems=2, toml="[retry]\nbackoff = 1.0\n") as (bank, spool, _):
+        for info in bank.modems:
+            bank.set_fault(info.name, "balance", messages=1, code=21)
+        long = spool.enqueue(MOBILE, LONG)
+        await eventually(lambda: "partly sent (1/3 parts)" in (spool.get(long.id).error or ""))
+        first = spool.get(long.id)
+        assert first.state.value == "queued" and first.sims == (first.sim,)
+        bank.clear_fault(first.sim, "balance")    # topped up; the other SIM is still short
+        await eventually(lambda: state(spool, long) in DONE)
+        assert parts_on_air(bank) == [(first.sim, 1), (first.sim, 2), (first.sim, 3)]
+        [whole] = network_messages(bank)           # the network joined the three parts
+        assert whole["text"] == LONG
+
+
+async def test_a_multipart_message_refused_for_good_midway_is_failed_not_resent(tmp_path):
     async with pool(tmp_path, modems=1) as (bank, spool, _daemon):
-        bank.set_fault("m1", "balance", messages=1, code=21)   # credit for one more part only
-        long = spool.enqueue(MOBILE, "a long message that needs three parts " * 10)
+        bank.set_fault("m1", "balance", messages=1, code=96)   # a permanent refusal of part 2
+        long = spool.enqueue(MOBILE, LONG)
         await eventually(lambda: state(spool, long) == "failed")
         message = spool.get(long.id)
         assert message.attempts == 1 and "partly sent (1/3 parts)" in message.error
-        parts = [e for e in bank.network_log() if e["kind"] == "part"]
-        assert [p["concat"][2] for p in parts] == [1]            # part 1 only, never repeated
+        assert parts_on_air(bank) == [("m1", 1)]              # part 1 only, never repeated
         assert [p["state"] for p in spool.parts(long.id)] == ["sent", "failed"]
+
+
+async def test_a_multipart_message_fails_partly_sent_once_its_attempts_are_used(tmp_path):
+    toml = "[retry]\nbackoff = 0.05\nmax_attempts = 2\n"
+    async with pool(tmp_path, modems=2, toml=toml) as (bank, spool, _daemon):
+        for info in bank.modems:
+            bank.set_fault(info.name, "balance", messages=1, code=21)
+        long = spool.enqueue(MOBILE, LONG)
+        await eventually(lambda: state(spool, long) == "failed")
+        message = spool.get(long.id)
+        assert message.attempts == 2
+        assert "partly sent (1/3 parts)" in message.error and "after 2 attempts" in message.error
+        assert parts_on_air(bank) == [(message.sim, 1)]       # the other SIM never took over
 
 
 async def test_graceful_stop_finishes_the_message_on_the_air_and_releases_the_rest(tmp_path):

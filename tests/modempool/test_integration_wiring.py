@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
-import subprocess
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -21,8 +20,8 @@ from modempool.contacts import AddressBook, Selection
 from modempool.optout import OptOutList
 from modempool.recurring import Jobs
 from simulator import SimulatedBank
-from tests.modempool.daemon_harness import (REPO, DaemonProcess, eventually, network_messages,
-                                            write_config)
+from tests.modempool.daemon_harness import (REPO, DaemonProcess, eventually, modempool_cli,
+                                            network_messages, write_config)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -34,11 +33,6 @@ out = pathlib.Path(sys.argv[1])
 time.sleep(2)   # a slow CRM: still running when the daemon is told to stop
 (out / f"done-{message['id']}").write_text(message["text"])
 """
-
-
-def cli(*args: str, config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli", *args, "--config", str(config)],
-                          capture_output=True, text=True, timeout=60, cwd=REPO)
 
 
 async def acli(*args: str, config: Path) -> tuple[int, str, str]:
@@ -75,11 +69,14 @@ async def test_daemon_runs_jobs_fails_unroutable_and_drains_forwards(tmp_path):
             assert Jobs(spool.db).get(job.id).last_run == date.today().isoformat()
             assert spool.db.execute("SELECT COUNT(*) FROM events WHERE kind = 'sim-up'").fetchone()[0] == 2
 
-            # No SIM may carry these: `send --wait` says why and exits 1, nothing goes out.
+            # A SIM that is not in the config: refused at once, nothing queued.
             code, out, err = await acli("send", "--wait", "--timeout", "30", "--sim", "m9",
                                         "13800138000", "去哪儿", config=config_path)
             assert code == 1, out + err
-            assert "failed (no configured SIM is named m9 (configured: m1, m2))" in out
+            assert "no modem named m9 in" in err and "(configured: m1, m2)" in err
+            assert "nothing was queued" in err
+            assert not [m for m in spool.list() if m.text == "去哪儿"]
+            # No SIM may carry this one: `send --wait` says why and exits 1, nothing goes out.
             code, out, _ = await acli("send", "--wait", "--timeout", "30", "--sim", "m2",
                                       "13012345678", "联通号码", config=config_path)
             assert code == 1
@@ -122,13 +119,13 @@ def test_send_refuses_blacklisted_and_opted_out_numbers(config):
     spool = load_config(config).open_spool()
     OptOutList(spool.db).add("13800138000", keyword="退订")
     OptOutList(spool.db).add_to_blacklist(["13900139000"], "complained")
-    refused = cli("send", "13700137000", "13800138000", "13900139000", "通知", config=config)
+    refused = modempool_cli("send", "13700137000", "13800138000", "13900139000", "通知", config=config)
     assert refused.returncode == 1
     assert ("+8613800138000: number has opted out and [optout] block_direct is set" in refused.stderr
             and "13900139000: number is on the blacklist; nothing was queued" in refused.stderr)
     assert spool.list() == []                       # not even the allowed number
-    assert cli("send", "--to-opted-out", "13800138000", "航班变更通知", config=config).returncode == 0
-    blacklisted = cli("send", "--to-opted-out", "13900139000", "通知", config=config)
+    assert modempool_cli("send", "--to-opted-out", "13800138000", "航班变更通知", config=config).returncode == 0
+    blacklisted = modempool_cli("send", "--to-opted-out", "13900139000", "通知", config=config)
     assert blacklisted.returncode == 1 and "blacklist" in blacklisted.stderr
     assert [(m.to, m.text) for m in spool.list()] == [("+8613800138000", "航班变更通知")]
     spool.close()
@@ -146,15 +143,15 @@ def test_inbox_names_senders_and_status_shows_campaigns(config):
     campaigns.start(created.id)
     spool.close()
 
-    inbox = json.loads(cli("inbox", "--json", config=config).stdout)
+    inbox = json.loads(modempool_cli("inbox", "--json", config=config).stdout)
     assert [(r["sender"], r["name"], r["groups"]) for r in inbox] == [
         ("+8613800138000", "张三", ["家长", "教师"]), ("+8613600136000", "", [])]
-    table = cli("inbox", config=config).stdout
+    table = modempool_cli("inbox", config=config).stdout
     assert "张三" in table and "家长, 教师" in table
 
-    status = json.loads(cli("status", "--json", config=config).stdout)
+    status = json.loads(modempool_cli("status", "--json", config=config).stdout)
     [progress] = status["campaigns"]
     assert (progress["name"], progress["state"], progress["total"], progress["pending"]) == (
         "家长会", "running", 2, 2)
-    human = cli("status", config=config).stdout
+    human = modempool_cli("status", config=config).stdout
     assert "1 campaign(s) running or paused" in human and "家长会" in human and "0/2" in human

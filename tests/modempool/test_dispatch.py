@@ -173,3 +173,17 @@ async def test_graceful_stop_finishes_the_message_on_the_air_and_releases_the_re
     assert [m.attempts for m in final[1:]] == [0, 0, 0]          # released, not counted
     assert all(m.lease_owner is None for m in final)
     assert [e["text"] for e in network_messages(bank)] == ["stop test 0"]
+
+
+async def test_a_modem_silent_before_the_prompt_gives_the_message_back_uncounted(tmp_path):
+    async with pool(tmp_path, modems=2) as (bank, spool, _daemon):
+        bank.set_fault("m1", "hang")                       # m1 (first by name) takes it, then
+        message = spool.enqueue(MOBILE, "through whichever modem answers")  # never prompts
+        await eventually(lambda: state(spool, message) in DONE, timeout=40)
+        final = spool.get(message.id)
+        assert final.sim == "m2" and final.attempts == 1   # m1's silence was not its attempt
+        requeued = spool.db.execute(
+            "SELECT sim, detail FROM events WHERE kind = 'requeued' AND message_id = ?",
+            (message.id,)).fetchall()
+        assert [sim for sim, _ in requeued] == ["m1"] and "m1:" in requeued[0][1]
+        assert [e["modem"] for e in bank.network_log() if e["kind"] == "part"] == ["m2"]

@@ -28,7 +28,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from modempool.dispatcher import Dispatcher, ModemTrouble, RetryPolicy, SimSlot, SimState
+from modempool.dispatcher import Dispatcher
+from modempool.sending import ModemTrouble, RetryPolicy
+from modempool.sim_slot import SimSlot, SimState
 from modempool.errors import PoolError
 from modempool.inbound import InboundStore
 from modempool.limits import Counters, Limits, window_keys

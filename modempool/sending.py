@@ -1,0 +1,253 @@
+"""Sending one message, part by part, exactly once: the sending rule and what a failure means.
+
+`Dispatcher.send_message` (this mixin; each modem task in `daemon.py` calls it) applies the rule:
+
+- record durably that a part is being written *before* writing its PDU to the modem (at the
+  modem's prompt, through the driver's `before_pdu` hook);
+- a definite answer (+CMGS or +CMS ERROR) settles the part: sent, or retried / failed over / failed;
+  a confirmed message is recorded with the SIM's next part marker (same commit), or with the other
+  confirmations of its burst when the SIM has nothing next: never in the path of the next send,
+  and never more than one unrecorded message per SIM;
+- no answer after the PDU was written makes the message ambiguous: it is never resent on its own;
+- a message refused after some of its parts went out goes on later from its first unsent part,
+  through the same SIM (the phone joins parts from one sender only); it is never sent whole again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from modempool import limits as limits_mod
+from modempool.spool_claim import SentPart
+from modempool.sim_slot import SimState
+from modempool.spool_model import LeaseLost
+
+if TYPE_CHECKING:
+    from modempool.sim_slot import SimSlot
+
+log = logging.getLogger("modempool.dispatcher")
+
+
+class ModemTrouble(Exception):
+    """The modem must be closed and opened again (it hung, vanished or keeps failing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    backoff: float = 10.0          # seconds before the 2nd attempt; doubles each time
+    backoff_max: float = 600.0
+    quarantine_after: int = 3      # SIM errors in a row that take a SIM out of rotation
+    quarantine_seconds: float = 60.0
+    send_timeout: float = 60.0     # silence after a PDU is written before the send is ambiguous
+    resend_ambiguous: bool = False  # the user's policy: queue ambiguous messages again
+
+    @classmethod
+    def of(cls, config: Any) -> RetryPolicy:
+        """The policy from `config.retry` (a RetryConfig or a dict); defaults for what it lacks."""
+        retry = getattr(config, "retry", None)
+        if retry is None:
+            return cls()
+        values = {}
+        for spec in dataclasses.fields(cls):
+            value = retry.get(spec.name) if isinstance(retry, dict) else getattr(retry, spec.name, None)
+            if value is not None:
+                values[spec.name] = type(spec.default)(value)
+        return cls(**values)
+
+    def delay(self, attempts: int) -> float:
+        return min(self.backoff_max, self.backoff * 2 ** max(0, attempts - 1))
+
+
+# Confirmed sends are written to the spool together once no confirmation came for RECORD_QUIET
+# seconds, and at the latest RECORD_MAX after the first: a burst of replies from many modems
+# costs one commit after it, and none inside it, where each modem's next message waits its turn.
+RECORD_QUIET = 0.01
+RECORD_MAX = 0.1
+RECORDS_PER_COMMIT = 8
+
+
+class SendingMixin:
+    """Sending and recording (mixed into `Dispatcher`)."""
+
+    async def send_message(self, slot: SimSlot, modem: Any, message: Any) -> None:
+        """Send `message` through `modem`, part by part, and record the outcome in the spool.
+
+        Raises ModemTrouble when the modem must be reopened (after the spool has been updated).
+        """
+        from at_commands import AtError, AtTimeout, ErrorClass, ModemDisconnected, SendAmbiguous
+        from pdu import encode_submit
+
+        mlog = logging.getLogger(f"modempool.modem.{slot.name}")
+        try:
+            parts = encode_submit(message.to, message.text, status_report=True,
+                                  reference=message.id % 256)
+        except Exception as exc:  # text the codec cannot carry: no SIM will do better
+            self.spool.mark_failed(message.id, f"cannot encode: {exc}", lease_owner=slot.owner)
+            return
+        def writing(part: Any) -> None:
+            """The driver calls this at the prompt, the moment before the PDU goes out. The SIM's
+            previous message is recorded in the same commit: a crash leaves at most one message
+            per SIM without its outcome (ambiguous)."""
+            lost = None
+            with self.spool.batch():
+                self.record_now(owner=slot.owner)
+                try:
+                    self.spool.mark_part_writing(message.id, part.seq, part.total,
+                                                 lease_owner=slot.owner)
+                except LeaseLost as exc:  # nothing written for it; the record still commits
+                    lost = exc
+            if lost is not None:
+                raise lost
+
+        # A message partly sent by an earlier attempt goes on from its first unsent part (from the
+        # same SIM: its requeue bound it there), with the same parts and concatenation reference.
+        already = self.spool.sent_parts(message.id) if message.parts_total else set()
+        if len(already) == len(parts):
+            self.spool.mark_sent(message.id, lease_owner=slot.owner)
+            return
+        for part in parts:
+            if part.seq in already:
+                continue
+            partly = bool(already) or part.seq > 1
+            self.busy_now()
+            try:
+                refs = await modem.send([part], more_to_follow=part.seq < part.total,
+                                        before_pdu=writing)
+            except LeaseLost as exc:  # recovered by someone else meanwhile: not ours to send
+                mlog.warning("message %s not sent: %s", message.id, exc)
+                return
+            except SendAmbiguous as exc:
+                self._ambiguous(slot, message, f"{slot.name}: {exc}")
+                raise ModemTrouble(str(exc)) from exc
+            except AtError as exc:
+                if exc.error_class is ErrorClass.AMBIGUOUS:
+                    self._ambiguous(slot, message, f"{slot.name}: {exc}")
+                    raise ModemTrouble(str(exc)) from exc
+                if isinstance(exc, (AtTimeout, ModemDisconnected)):
+                    # Silent or gone before the PDU: nothing left, and the modem (not the
+                    # message) failed. Back to the queue uncounted; the modem is reopened.
+                    self.spool.requeue(message.id, f"{slot.name}: {exc}", avoid_sim=slot.name,
+                                       only_sim=slot.name if partly else None,
+                                       count_attempt=False, lease_owner=slot.owner)
+                    raise ModemTrouble(str(exc)) from exc
+                # A definite answer (+CMS/+CME ERROR, or refused before the prompt).
+                self._failed_part(slot, message, part, len(parts), exc, mlog,
+                                  sent=len(already) + sum(p.seq < part.seq and p.seq not in already
+                                                          for p in parts))
+                return
+            except (OSError, ConnectionError) as exc:
+                self._ambiguous(slot, message, f"{slot.name}: port failed during send: {exc}")
+                raise ModemTrouble(str(exc)) from exc
+            self.busy_now()
+            reference = refs[0] if refs else None
+            now = self.clock()
+            slot.counters = limits_mod.count(slot.counters, now)
+            if part.seq < part.total:
+                self.spool.mark_part_sent(message.id, part.seq, part.reference, reference,
+                                          now=now)
+                mlog.debug("message %s part %s/%s sent, reference %s", message.id, part.seq,
+                           part.total, reference)
+        slot.errors_in_row = 0
+        self._record_soon(SentPart(message.id, part.seq, part.reference, reference,
+                                   lease_owner=slot.owner, now=now), mlog, message.to, len(parts))
+
+    def _record_soon(self, sent: SentPart, mlog: logging.Logger, to: str, parts: int) -> None:
+        """Settle a confirmed send in the spool with the others of its burst (within RECORD_MAX).
+        A crash before that leaves the message ambiguous, never sent twice."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if not self._unrecorded:
+            self._record_deadline = now + RECORD_MAX
+        self._unrecorded.append((sent, mlog, to, parts))
+        self._record_at = min(now + RECORD_QUIET, self._record_deadline)
+        if self._record_timer is None:
+            self._record_timer = loop.call_at(self._record_at, self._record_when_quiet)
+
+    def _record_when_quiet(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._record_timer = None
+        if loop.time() < self._record_at:  # more came meanwhile: wait for the burst to end
+            self._record_timer = loop.call_at(self._record_at, self._record_when_quiet)
+            return
+        self.record_now(at_most=RECORDS_PER_COMMIT)
+        if self._unrecorded:  # the rest once the modems had their turn
+            self._record_timer = loop.call_soon(self._record_when_quiet)
+
+    def record_now(self, *, at_most: int | None = None, owner: str | None = None) -> None:
+        """Write the confirmed sends not yet recorded: the first `at_most`, or those of lease
+        `owner` (one SIM), or all of them (before leases are released)."""
+        if owner is not None:
+            pending = [entry for entry in self._unrecorded if entry[0].lease_owner == owner]
+            if not pending:
+                return
+            self._unrecorded = [entry for entry in self._unrecorded if entry not in pending]
+        else:
+            pending = self._unrecorded[:at_most]
+            del self._unrecorded[:len(pending)]
+        if not self._unrecorded and self._record_timer is not None:
+            self._record_timer.cancel()
+            self._record_timer = None
+        if not pending:
+            return
+        try:
+            recorded = self.spool.mark_many_sent([sent for sent, *_ in pending])
+        except Exception:  # the leases stay: recovery will call them sent or ambiguous
+            log.exception("could not record %d sent messages", len(pending))
+            return
+        for ok, (sent, mlog, to, parts) in zip(recorded, pending):
+            mlog.info("message %s to %s sent (%d part%s), reference %s%s", sent.message_id, to,
+                      parts, "" if parts == 1 else "s", sent.message_reference,
+                      "" if ok else " (its lease had been taken over)")
+
+    def _ambiguous(self, slot: SimSlot, message: Any, why: str) -> None:
+        log.warning("message %s is ambiguous: %s", message.id, why)
+        self.spool.mark_ambiguous(message.id, why, lease_owner=slot.owner)
+        if self.policy.resend_ambiguous:  # the user chose at-least-once over at-most-once
+            log.warning("message %s queued again (resend_ambiguous policy)", message.id)
+            self.spool.retry(message.id)
+
+    def _failed_part(self, slot: SimSlot, message: Any, part: Any, total: int, exc: Any,
+                     mlog: Any, *, sent: int) -> None:
+        """A definite refusal of `part` (`sent` of the `total` parts are already out)."""
+        from at_commands import ErrorClass
+
+        error = f"{slot.name}: {exc}"
+        if sent:
+            error = f"partly sent ({sent}/{total} parts), then {error}"
+        if exc.error_class is ErrorClass.PERMANENT:
+            mlog.info("message %s failed: %s", message.id, exc)
+            self.spool.mark_failed(message.id, error, lease_owner=slot.owner)
+            return
+        self.spool.record_sim_error(slot.name, str(exc))
+        if exc.error_class is ErrorClass.SIM_OR_MODEM:
+            slot.errors_in_row += 1
+        attempts = message.attempts
+        if attempts >= self.policy.max_attempts:
+            self.spool.mark_failed(message.id, f"{error} (after {attempts} attempts)",
+                                   lease_owner=slot.owner)
+            return
+        if sent:
+            # The parts out came from this SIM's number: the phone joins the rest only if they
+            # come from it too. Sending all again would repeat them; so the rest waits for it.
+            delay = self.policy.delay(attempts) * random.uniform(0.8, 1.2)
+            mlog.info("message %s: %s; the other parts from %s in %.0f s", message.id, exc,
+                      slot.name, delay)
+            self.spool.requeue(message.id, error, self.clock() + timedelta(seconds=delay),
+                               only_sim=slot.name, lease_owner=slot.owner)
+            return
+        others = [s for s in self.slots.values()
+                  if s.name != slot.name and s.state is SimState.UP and s.accepts(message.to)
+                  and (not message.sims or s.name in message.sims)]
+        # Another SIM can take it at once; the same SIM only after a backoff.
+        delay = 0.0 if others else self.policy.delay(attempts) * random.uniform(0.8, 1.2)
+        mlog.info("message %s: %s; retrying %s", message.id, exc,
+                  "on another SIM" if others else f"in {delay:.0f} s")
+        self.spool.requeue(message.id, error, self.clock() + timedelta(seconds=delay),
+                           avoid_sim=slot.name, lease_owner=slot.owner)

@@ -1,0 +1,71 @@
+"""One SIM (one modem port) as the dispatcher sees it: its state, limits, destinations and what
+it holds."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from modempool import limits as limits_mod
+from modempool.limits import Counters, Limits
+from modempool.numbers import carrier_of
+from modempool.strategies import SimView
+
+NO_LIMITS = Limits()
+
+# Messages a SIM holds at once: the one it sends and the next, claimed while the first is on
+# the air, so that a modem never waits for the dispatcher between two messages.
+PREFETCH = 2
+
+
+class SimState(str, Enum):
+    STARTING = "starting"
+    UP = "up"
+    QUARANTINED = "quarantined"
+    DOWN = "down"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class SimSlot:
+    """The dispatcher's live view of one SIM (one modem port)."""
+
+    name: str
+    limits: Limits = field(default_factory=Limits)
+    allow: tuple[str, ...] = ()     # destination prefixes ("+86138"); () = any
+    carriers: tuple[str, ...] = ()  # destination carriers ("China Mobile"); () = any
+    priority: int = 0
+    state: SimState = SimState.STARTING
+    operator: str = ""
+    counters: Counters = field(default_factory=Counters)
+    errors_in_row: int = 0
+    owner: str = ""                 # lease owner of the messages this SIM holds
+    assigned: int = 0               # messages handed to it and not finished
+    assigned_parts: int = 0         # their SMS, counted against the limits in advance
+    inbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=PREFETCH))
+
+    @property
+    def busy(self) -> bool:
+        return self.assigned >= PREFETCH
+
+    def view(self, now: datetime) -> SimView:
+        today = limits_mod.current(self.counters, now).sent_today
+        return SimView(self.name, self.operator, self.busy, today, self.priority, self.assigned)
+
+    def room(self, now: datetime) -> int | None:
+        """SMS the SIM's limits still allow after those it holds (None: unlimited)."""
+        if self.limits == NO_LIMITS:
+            return None
+        room = limits_mod.headroom(self.limits, self.counters, now)
+        return None if room is None else room - self.assigned_parts
+
+    def accepts(self, to: str) -> bool:
+        """Whether this SIM may send to `to` (allowed prefixes and carriers from the config)."""
+        if self.allow and not any(to.startswith(prefix) for prefix in self.allow):
+            return False
+        if self.carriers:
+            carrier = carrier_of(to).lower()
+            return any(carrier == wanted.strip().lower() for wanted in self.carriers)
+        return True

@@ -751,6 +751,10 @@ def demo_command(modems: int, plain: bool, spool_path: str | None) -> None:
 
 # ---- section: operator (contacts, groups, campaign, optout, autoreply, history, backup) ----
 
+# Most operator commands are `@_op_command` bodies: they take their own options plus the open
+# `spool` and `config`, call the library and return `(data, human)`. The few whose output is more
+# than one result (import rejections, `--follow`) use `_op_options`, `_op_errors` and `_op_open`.
+
 
 def _op_options(func):
     """--config, --db and --json for every operator command."""
@@ -777,6 +781,7 @@ def _op_open(config_path, db_path):
 
 
 def _op_echo(as_json, data, human=None) -> None:
+    """`data` as JSON with --json; else `human`: a line, or a function that prints `data`."""
     import json
 
     if as_json:
@@ -810,6 +815,20 @@ def _op_errors(func):
     return wrapper
 
 
+def _op_command(body):
+    """Make `body(**options, spool=, config=) -> (data, human)` a command callback: adds --config,
+    --db and --json, opens the spool, prints what the body returns (see `_op_echo`)."""
+    import functools
+
+    @_op_options
+    @_op_errors
+    @functools.wraps(body)
+    def callback(config_path, db_path, as_json, **options):
+        spool, config = _op_open(config_path, db_path)
+        _op_echo(as_json, *body(**options, spool=spool, config=config))
+    return callback
+
+
 def _op_mapping(pairs):
     mapping = {}
     for pair in pairs:
@@ -827,6 +846,18 @@ def _op_time(value, hint):
         return parse_time(value)
     except ValueError:
         raise click.BadParameter(f"{value!r}: use e.g. '2026-12-01 09:00'", param_hint=hint) from None
+
+
+def _op_selection(group_exprs):
+    """Several --group A+B-C options as one Selection."""
+    from modempool.contacts import Selection, parse_selection
+
+    include, exclude = [], []
+    for expr in group_exprs:
+        selection = parse_selection(expr)
+        include += selection.include
+        exclude += selection.exclude
+    return Selection(tuple(include), tuple(exclude))
 
 
 @main.group("contacts")
@@ -887,14 +918,12 @@ def contacts_import(path, maps, groups, encoding, sheet, skip_bad, dry_run, conf
 @click.option("--birthday", default=None, help="1990-05-17 or 05-17.")
 @click.option("--notes", default="")
 @click.option("--group", "groups", multiple=True, help="Group(s) to join.")
-@_op_options
-@_op_errors
-def contacts_add(number, name, fields, birthday, notes, groups, config_path, db_path, as_json) -> None:
+@_op_command
+def contacts_add(number, name, fields, birthday, notes, groups, spool, config):
     """Add or update one contact: modempool contacts add 13800138000 --name 张三 --group 员工"""
     from modempool.contacts import AddressBook
     from modempool.importers import parse_birthday
 
-    spool, config = _op_open(config_path, db_path)
     try:
         birthday = parse_birthday(birthday) if birthday else None
     except ValueError as exc:
@@ -907,36 +936,32 @@ def contacts_add(number, name, fields, birthday, notes, groups, config_path, db_
         extra[key] = value
     contact = AddressBook(spool.db, config.region).upsert(number, name, fields=extra,
                                                           birthday=birthday, notes=notes, groups=groups)
-    _op_echo(as_json, contact.as_dict(), f"{contact.number} {contact.name} saved")
+    return contact.as_dict(), f"{contact.number} {contact.name} saved"
 
 
 @contacts_group.command("remove")
 @click.argument("number")
-@_op_options
-@_op_errors
-def contacts_remove(number, config_path, db_path, as_json) -> None:
+@_op_command
+def contacts_remove(number, spool, config):
     """Delete a contact."""
     from modempool.contacts import AddressBook
 
-    spool, config = _op_open(config_path, db_path)
     AddressBook(spool.db, config.region).remove(number)
-    _op_echo(as_json, {"removed": number}, f"removed {number}")
+    return {"removed": number}, f"removed {number}"
 
 
 @contacts_group.command("list")
 @click.option("--group", default=None, help="Only this group's members.")
 @click.option("--search", default=None, help="Match name, number or notes (e.g. 张).")
-@_op_options
-@_op_errors
-def contacts_list(group, search, config_path, db_path, as_json) -> None:
+@_op_command
+def contacts_list(group, search, spool, config):
     """List contacts with their groups: modempool contacts list --group 家长"""
     from modempool.contacts import AddressBook
 
-    spool, config = _op_open(config_path, db_path)
     rows = [c.as_dict() for c in AddressBook(spool.db, config.region).list(group=group, search=search)]
     flat = [{**r, "groups": ",".join(r["groups"]),
              "fields": " ".join(f"{k}={v}" for k, v in r["fields"].items())} for r in rows]
-    _op_echo(as_json, rows, lambda _: _op_table(flat, ["number", "name", "groups", "birthday", "fields"]))
+    return rows, lambda _: _op_table(flat, ["number", "name", "groups", "birthday", "fields"])
 
 
 @contacts_group.command("export")
@@ -944,16 +969,14 @@ def contacts_list(group, search, config_path, db_path, as_json) -> None:
 @click.option("--group", default=None, help="Only this group's members.")
 @click.option("--encoding", default="utf-8-sig", show_default=True,
               help="CSV encoding (gbk for old Excel versions).")
-@_op_options
-@_op_errors
-def contacts_export(path, group, encoding, config_path, db_path, as_json) -> None:
+@_op_command
+def contacts_export(path, group, encoding, spool, config):
     """Export to CSV or XLSX (by extension): modempool contacts export 通讯录.xlsx"""
     from modempool.contacts import AddressBook
     from modempool.importers import export_contacts
 
-    spool, config = _op_open(config_path, db_path)
     count = export_contacts(AddressBook(spool.db, config.region), path, group=group, encoding=encoding)
-    _op_echo(as_json, {"path": path, "contacts": count}, f"wrote {count} contact(s) to {path}")
+    return {"path": path, "contacts": count}, f"wrote {count} contact(s) to {path}"
 
 
 @main.group("groups")
@@ -968,85 +991,73 @@ def groups_group() -> None:
 
 
 @groups_group.command("list")
-@_op_options
-@_op_errors
-def groups_list(config_path, db_path, as_json) -> None:
+@_op_command
+def groups_list(spool, config):
     """Every group with its member count."""
     from modempool.contacts import AddressBook
 
-    spool, config = _op_open(config_path, db_path)
     rows = AddressBook(spool.db, config.region).groups()
-    _op_echo(as_json, rows, lambda r: _op_table(r, ["name", "members", "description"]))
+    return rows, lambda r: _op_table(r, ["name", "members", "description"])
 
 
 @groups_group.command("create")
 @click.argument("name")
 @click.option("--description", default="")
-@_op_options
-@_op_errors
-def groups_create(name, description, config_path, db_path, as_json) -> None:
+@_op_command
+def groups_create(name, description, spool, config):
     """Create a group."""
     from modempool.contacts import AddressBook
 
-    spool, config = _op_open(config_path, db_path)
     AddressBook(spool.db, config.region).create_group(name, description)
-    _op_echo(as_json, {"created": name}, f"group {name} ready")
+    return {"created": name}, f"group {name} ready"
 
 
 @groups_group.command("delete")
 @click.argument("name")
-@_op_options
-@_op_errors
-def groups_delete(name, config_path, db_path, as_json) -> None:
+@_op_command
+def groups_delete(name, spool, config):
     """Delete a group (its contacts stay)."""
     from modempool.contacts import AddressBook
 
-    spool, config = _op_open(config_path, db_path)
     AddressBook(spool.db, config.region).delete_group(name)
-    _op_echo(as_json, {"deleted": name}, f"group {name} deleted")
+    return {"deleted": name}, f"group {name} deleted"
 
 
 @groups_group.command("add")
 @click.argument("name")
 @click.argument("numbers", nargs=-1, required=True)
-@_op_options
-@_op_errors
-def groups_add(name, numbers, config_path, db_path, as_json) -> None:
+@_op_command
+def groups_add(name, numbers, spool, config):
     """Put existing contacts in a group: modempool groups add 教师 13800138000"""
     from modempool.contacts import AddressBook
 
-    spool, config = _op_open(config_path, db_path)
     count = AddressBook(spool.db, config.region).add_to_group(name, numbers)
-    _op_echo(as_json, {"group": name, "added": count}, f"{count} contact(s) in {name}")
+    return {"group": name, "added": count}, f"{count} contact(s) in {name}"
 
 
 @groups_group.command("remove")
 @click.argument("name")
 @click.argument("numbers", nargs=-1, required=True)
-@_op_options
-@_op_errors
-def groups_remove(name, numbers, config_path, db_path, as_json) -> None:
+@_op_command
+def groups_remove(name, numbers, spool, config):
     """Take contacts out of a group."""
     from modempool.contacts import AddressBook
 
-    spool, config = _op_open(config_path, db_path)
     count = AddressBook(spool.db, config.region).remove_from_group(name, numbers)
-    _op_echo(as_json, {"group": name, "removed": count}, f"{count} contact(s) removed from {name}")
+    return {"group": name, "removed": count}, f"{count} contact(s) removed from {name}"
 
 
 @groups_group.command("show")
 @click.argument("expression")
-@_op_options
-@_op_errors
-def groups_show(expression, config_path, db_path, as_json) -> None:
+@_op_command
+def groups_show(expression, spool, config):
     """Members of a group expression, each once: modempool groups show "家长+教师-毕业班" """
     from modempool.contacts import AddressBook, parse_selection
 
-    spool, config = _op_open(config_path, db_path)
     rows = [c.as_dict() for c in AddressBook(spool.db, config.region).select(parse_selection(expression))]
     flat = [{**r, "groups": ",".join(r["groups"])} for r in rows]
-    _op_echo(as_json, rows, lambda _: (_op_table(flat, ["number", "name", "groups"]),
-                                       click.echo(f"{len(flat)} contact(s)")))
+    return rows, lambda _: (_op_table(flat, ["number", "name", "groups"]),
+                            click.echo(f"{len(flat)} contact(s)"))
 
 
 @main.group("campaign")
@@ -1081,60 +1092,49 @@ def campaign_group() -> None:
 @click.option("--rate", type=float, default=None, help="At most N messages per minute.")
 @click.option("--sim", "sims", multiple=True, help="Only these SIMs (repeatable).")
 @click.option("--priority", type=int, default=-1, show_default=True)
-@_op_options
-@_op_errors
+@_op_command
 def campaign_create(name, template, numbers, group_exprs, sheet, maps, kind, start_at, end_at,
-                    quiet_hours, rate, sims, priority, config_path, db_path, as_json) -> None:
+                    quiet_hours, rate, sims, priority, spool, config):
     """Save a campaign (not sent until `campaign start`)."""
     from modempool.campaigns import Campaigns
-    from modempool.contacts import Selection, parse_selection
 
-    spool, config = _op_open(config_path, db_path)
     config.check_sims(sims)
-    include, exclude = [], []
-    for expr in group_exprs:
-        selection = parse_selection(expr)
-        include += selection.include
-        exclude += selection.exclude
+    groups = _op_selection(group_exprs)
     listed = [n.strip() for item in numbers for n in item.replace("，", ",").split(",") if n.strip()]
     campaign = Campaigns(spool, config).create(
-        name, template, numbers=listed, groups=Selection(tuple(include), tuple(exclude)),
+        name, template, numbers=listed, groups=groups,
         sheet=sheet, mapping=_op_mapping(maps), kind=kind,
         start_at=_op_time(start_at, "--start"), end_at=_op_time(end_at, "--end"),
         quiet_hours=quiet_hours, rate_per_minute=rate, sims=sims or None, priority=priority)
-    _op_echo(as_json, campaign.as_dict(),
-             f"campaign {campaign.id} saved; check it with: modempool campaign preview {campaign.id}")
+    return campaign.as_dict(), (f"campaign {campaign.id} saved; check it with: "
+                                f"modempool campaign preview {campaign.id}")
 
 
 @campaign_group.command("list")
-@_op_options
-@_op_errors
-def campaign_list(config_path, db_path, as_json) -> None:
+@_op_command
+def campaign_list(spool, config):
     """Saved campaigns and their states."""
     from modempool.campaign_report import progress
     from modempool.campaigns import Campaigns
 
-    spool, config = _op_open(config_path, db_path)
     rows = []
     for campaign in Campaigns(spool, config).list():
         p = progress(spool, campaign.id)
         rows.append({**campaign.as_dict(), **{k: p[k] for k in (
             "state", "total", "pending", "sent", "delivered", "failed")}})
-    _op_echo(as_json, rows, lambda r: _op_table(
-        r, ["id", "name", "kind", "state", "total", "pending", "sent", "delivered", "failed"]))
+    return rows, lambda r: _op_table(
+        r, ["id", "name", "kind", "state", "total", "pending", "sent", "delivered", "failed"])
 
 
 @campaign_group.command("preview")
 @click.argument("campaign_id", type=int)
 @click.option("--sample", type=int, default=3, show_default=True, help="Rendered messages to show.")
-@_op_options
-@_op_errors
-def campaign_preview(campaign_id, sample, config_path, db_path, as_json) -> None:
+@_op_command
+def campaign_preview(campaign_id, sample, spool, config):
     """Recipients after dedupe and opt-outs, total parts (cost), samples, problems."""
     from modempool.campaign_plan import preview
     from modempool.campaigns import Campaigns
 
-    spool, config = _op_open(config_path, db_path)
     campaigns = Campaigns(spool, config)
     data = preview(spool.db, campaigns.get(campaign_id), config, sample=sample, region=campaigns.region)
 
@@ -1149,7 +1149,7 @@ def campaign_preview(campaign_id, sample, config_path, db_path, as_json) -> None
         for p in d["problems"]:
             click.echo(f"  ! {p}")
         click.echo("ready to start" if d["can_start"] else "fix the problems, or start with --skip-problems")
-    _op_echo(as_json, data, human)
+    return data, human
 
 
 def _op_follow(spool, campaign_id) -> dict:
@@ -1216,34 +1216,30 @@ def campaign_start(campaign_id, skip_problems, follow, config_path, db_path, as_
 @campaign_group.command("progress")
 @click.argument("campaign_id", type=int)
 @click.option("--follow", is_flag=True, help="Live display until done.")
-@_op_options
-@_op_errors
-def campaign_progress(campaign_id, follow, config_path, db_path, as_json) -> None:
+@_op_command
+def campaign_progress(campaign_id, follow, spool, config):
     """Sent / failed / pending, rate and ETA."""
     from modempool.campaign_report import progress
 
-    spool, _ = _op_open(config_path, db_path)
     data = _op_follow(spool, campaign_id) if follow else progress(spool, campaign_id)
-    _op_echo(as_json, data, lambda p: click.echo(
+    return data, lambda p: click.echo(
         f"campaign {p['campaign']} {p['state']}: {p['done']}/{p['total']} done, sent {p['sent']}, "
         f"delivered {p['delivered']}, failed {p['failed']}, pending {p['pending']}, "
-        f"{p['rate_per_minute']}/min"))
+        f"{p['rate_per_minute']}/min")
 
 
 def _op_campaign_action(name, doc):
     @campaign_group.command(name, help=doc)
     @click.argument("campaign_id", type=int)
-    @_op_options
-    @_op_errors
-    def action(campaign_id, config_path, db_path, as_json) -> None:
+    @_op_command
+    def action(campaign_id, spool, config):
         from modempool.campaigns import Campaigns
 
-        spool, config = _op_open(config_path, db_path)
         result = getattr(Campaigns(spool, config), name)(campaign_id)
         data = result.as_dict() if hasattr(result, "as_dict") else {"campaign": campaign_id,
                                                                     "cancelled": result}
-        _op_echo(as_json, data, f"campaign {campaign_id}: "
-                 + (f"{data['state']}" if "state" in data else f"cancelled, {result} queued message(s) dropped"))
+        return data, f"campaign {campaign_id}: " + (
+            f"{data['state']}" if "state" in data else f"cancelled, {result} queued message(s) dropped")
     return action
 
 
@@ -1255,28 +1251,24 @@ _op_campaign_action("cancel", "Cancel the campaign and its queued messages.")
 @campaign_group.command("rerun")
 @click.argument("campaign_id", type=int)
 @click.option("--name", default=None)
-@_op_options
-@_op_errors
-def campaign_rerun(campaign_id, name, config_path, db_path, as_json) -> None:
+@_op_command
+def campaign_rerun(campaign_id, name, spool, config):
     """Copy a saved campaign into a new draft, to send it again."""
     from modempool.campaigns import Campaigns
 
-    spool, config = _op_open(config_path, db_path)
     campaign = Campaigns(spool, config).rerun(campaign_id, name)
-    _op_echo(as_json, campaign.as_dict(), f"campaign {campaign.id} created from {campaign_id}")
+    return campaign.as_dict(), f"campaign {campaign.id} created from {campaign_id}"
 
 
 @campaign_group.command("report")
 @click.argument("campaign_id", type=int)
 @click.option("--export", "export_path", type=click.Path(dir_okay=False), default=None,
               help="Write the per-recipient report to CSV or XLSX.")
-@_op_options
-@_op_errors
-def campaign_report_command(campaign_id, export_path, config_path, db_path, as_json) -> None:
+@_op_command
+def campaign_report_command(campaign_id, export_path, spool, config):
     """Delivered, failed with reasons, replies, opt-outs: modempool campaign report 1 --export 报告.xlsx"""
     from modempool.campaign_report import export_report, report
 
-    spool, _ = _op_open(config_path, db_path)
     data = report(spool, campaign_id)
     if export_path:
         data["exported"] = {"path": export_path, "rows": export_report(spool, campaign_id, export_path)}
@@ -1292,7 +1284,7 @@ def campaign_report_command(campaign_id, export_path, config_path, db_path, as_j
             click.echo(f"  failed {count}: {reason}")
         if "exported" in d:
             click.echo(f"wrote {d['exported']['rows']} row(s) to {d['exported']['path']}")
-    _op_echo(as_json, data, human)
+    return data, human
 
 
 @main.group("optout")
@@ -1308,55 +1300,47 @@ def optout_group() -> None:
 
 
 @optout_group.command("list")
-@_op_options
-@_op_errors
-def optout_list(config_path, db_path, as_json) -> None:
+@_op_command
+def optout_list(spool, config):
     """Numbers that opted out."""
     from modempool.optout import OptOutList
 
-    spool, config = _op_open(config_path, db_path)
     rows = OptOutList(spool.db, config.region).optouts()
-    _op_echo(as_json, rows, lambda r: _op_table(r, ["number", "keyword", "source", "created_at"]))
+    return rows, lambda r: _op_table(r, ["number", "keyword", "source", "created_at"])
 
 
 @optout_group.command("add")
 @click.argument("numbers", nargs=-1, required=True)
-@_op_options
-@_op_errors
-def optout_add(numbers, config_path, db_path, as_json) -> None:
+@_op_command
+def optout_add(numbers, spool, config):
     """Opt numbers out by hand."""
     from modempool.optout import OptOutList
 
-    spool, config = _op_open(config_path, db_path)
     book = OptOutList(spool.db, config.region)
     added = [n for n in numbers if book.add(n, source="manual")]
-    _op_echo(as_json, {"added": len(added)}, f"{len(added)} number(s) opted out")
+    return {"added": len(added)}, f"{len(added)} number(s) opted out"
 
 
 @optout_group.command("remove")
 @click.argument("number")
-@_op_options
-@_op_errors
-def optout_remove(number, config_path, db_path, as_json) -> None:
+@_op_command
+def optout_remove(number, spool, config):
     """Opt a number back in (only with the person's consent)."""
     from modempool.optout import OptOutList
 
-    spool, config = _op_open(config_path, db_path)
     OptOutList(spool.db, config.region).remove(number)
-    _op_echo(as_json, {"removed": number}, f"{number} opted back in")
+    return {"removed": number}, f"{number} opted back in"
 
 
 @optout_group.command("export")
 @click.argument("path", type=click.Path(dir_okay=False))
-@_op_options
-@_op_errors
-def optout_export(path, config_path, db_path, as_json) -> None:
+@_op_command
+def optout_export(path, spool, config):
     """Write the opt-out list to CSV or XLSX."""
     from modempool.optout import OptOutList
 
-    spool, config = _op_open(config_path, db_path)
     count = OptOutList(spool.db, config.region).export(path, "optouts")
-    _op_echo(as_json, {"path": path, "rows": count}, f"wrote {count} opt-out(s) to {path}")
+    return {"path": path, "rows": count}, f"wrote {count} opt-out(s) to {path}"
 
 
 @optout_group.group("blacklist")
@@ -1365,39 +1349,33 @@ def blacklist_group() -> None:
 
 
 @blacklist_group.command("list")
-@_op_options
-@_op_errors
-def blacklist_list(config_path, db_path, as_json) -> None:
+@_op_command
+def blacklist_list(spool, config):
     from modempool.optout import OptOutList
 
-    spool, config = _op_open(config_path, db_path)
     rows = OptOutList(spool.db, config.region).blacklist()
-    _op_echo(as_json, rows, lambda r: _op_table(r, ["number", "reason", "created_at"]))
+    return rows, lambda r: _op_table(r, ["number", "reason", "created_at"])
 
 
 @blacklist_group.command("add")
 @click.argument("numbers", nargs=-1, required=True)
 @click.option("--reason", default="")
-@_op_options
-@_op_errors
-def blacklist_add(numbers, reason, config_path, db_path, as_json) -> None:
+@_op_command
+def blacklist_add(numbers, reason, spool, config):
     from modempool.optout import OptOutList
 
-    spool, config = _op_open(config_path, db_path)
     count = OptOutList(spool.db, config.region).add_to_blacklist(numbers, reason)
-    _op_echo(as_json, {"added": count}, f"{count} number(s) blacklisted")
+    return {"added": count}, f"{count} number(s) blacklisted"
 
 
 @blacklist_group.command("remove")
 @click.argument("number")
-@_op_options
-@_op_errors
-def blacklist_remove(number, config_path, db_path, as_json) -> None:
+@_op_command
+def blacklist_remove(number, spool, config):
     from modempool.optout import OptOutList
 
-    spool, config = _op_open(config_path, db_path)
     OptOutList(spool.db, config.region).remove_from_blacklist(number)
-    _op_echo(as_json, {"removed": number}, f"{number} removed from the blacklist")
+    return {"removed": number}, f"{number} removed from the blacklist"
 
 
 @blacklist_group.command("import")
@@ -1423,14 +1401,12 @@ def blacklist_import(path, reason, skip_bad, config_path, db_path, as_json) -> N
 
 @blacklist_group.command("export")
 @click.argument("path", type=click.Path(dir_okay=False))
-@_op_options
-@_op_errors
-def blacklist_export(path, config_path, db_path, as_json) -> None:
+@_op_command
+def blacklist_export(path, spool, config):
     from modempool.optout import OptOutList
 
-    spool, config = _op_open(config_path, db_path)
     count = OptOutList(spool.db, config.region).export(path, "blacklist")
-    _op_echo(as_json, {"path": path, "rows": count}, f"wrote {count} number(s) to {path}")
+    return {"path": path, "rows": count}, f"wrote {count} number(s) to {path}"
 
 
 @main.group("autoreply")
@@ -1451,53 +1427,45 @@ def autoreply_group() -> None:
 @click.option("--hours", default=None, help="Only in this local window, e.g. 09:00-18:00.")
 @click.option("--cooldown", type=int, default=3600, show_default=True,
               help="Seconds before the same sender is answered again.")
-@_op_options
-@_op_errors
-def autoreply_add(reply, keywords, pattern, sim, hours, cooldown, config_path, db_path, as_json) -> None:
+@_op_command
+def autoreply_add(reply, keywords, pattern, sim, hours, cooldown, spool, config):
     from modempool.autoreply import AutoReplies
 
-    spool, _ = _op_open(config_path, db_path)
     rule = AutoReplies(spool.db).add(reply, keywords=keywords, pattern=pattern, sim=sim,
                                      hours=hours, cooldown=cooldown)
-    _op_echo(as_json, rule.as_dict(), f"rule {rule.name} added")
+    return rule.as_dict(), f"rule {rule.name} added"
 
 
 @autoreply_group.command("list")
-@_op_options
-@_op_errors
-def autoreply_list(config_path, db_path, as_json) -> None:
+@_op_command
+def autoreply_list(spool, config):
     """Rules in the order they are tried (config first)."""
     from modempool.autoreply import AutoReplies, rules_from_config
 
-    spool, config = _op_open(config_path, db_path)
     rows = [r.as_dict() for r in rules_from_config(config) + AutoReplies(spool.db).rules()]
-    _op_echo(as_json, rows, lambda r: _op_table(
-        r, ["rule", "keywords", "pattern", "reply", "sim", "hours", "cooldown"]))
+    return rows, lambda r: _op_table(
+        r, ["rule", "keywords", "pattern", "reply", "sim", "hours", "cooldown"])
 
 
 @autoreply_group.command("remove")
 @click.argument("rule_id", type=int)
-@_op_options
-@_op_errors
-def autoreply_remove(rule_id, config_path, db_path, as_json) -> None:
+@_op_command
+def autoreply_remove(rule_id, spool, config):
     from modempool.autoreply import AutoReplies
 
-    spool, _ = _op_open(config_path, db_path)
     AutoReplies(spool.db).remove(rule_id)
-    _op_echo(as_json, {"removed": rule_id}, f"rule db:{rule_id} removed")
+    return {"removed": rule_id}, f"rule db:{rule_id} removed"
 
 
 @autoreply_group.command("log")
 @click.option("--limit", type=int, default=50, show_default=True)
-@_op_options
-@_op_errors
-def autoreply_log(limit, config_path, db_path, as_json) -> None:
+@_op_command
+def autoreply_log(limit, spool, config):
     """What was answered, and what the cooldown held back."""
     from modempool.autoreply import AutoReplies
 
-    spool, _ = _op_open(config_path, db_path)
     rows = AutoReplies(spool.db).log(limit)
-    _op_echo(as_json, rows, lambda r: _op_table(r, ["created_at", "sender", "rule", "outcome", "message_id"]))
+    return rows, lambda r: _op_table(r, ["created_at", "sender", "rule", "outcome", "message_id"])
 
 
 def _op_history_options(func):
@@ -1517,6 +1485,7 @@ def _op_history_options(func):
 
 
 def _op_query(number, contact, text, since, until, state, campaign, direction, limit):
+    """The history Query the `_op_history_options` describe."""
     from modempool.history import Query
 
     return Query(number=number, contact=contact, text=text, since=_op_time(since, "--since"),
@@ -1537,48 +1506,37 @@ def history_group() -> None:
 
 @history_group.command("search")
 @_op_history_options
-@_op_options
-@_op_errors
-def history_search(number, contact, text, since, until, state, campaign, direction, limit,
-                   config_path, db_path, as_json) -> None:
+@_op_command
+def history_search(spool, config, **query):
     from modempool.history import search
 
-    spool, config = _op_open(config_path, db_path)
-    rows = search(spool.db, _op_query(number, contact, text, since, until, state, campaign,
-                                      direction, limit), config.region)
-    _op_echo(as_json, rows, lambda r: _op_table(
-        r, ["time", "direction", "number", "name", "state", "sim", "text"]))
+    rows = search(spool.db, _op_query(**query), config.region)
+    return rows, lambda r: _op_table(r, ["time", "direction", "number", "name", "state", "sim", "text"])
 
 
 @history_group.command("export")
 @click.argument("path", type=click.Path(dir_okay=False))
 @_op_history_options
-@_op_options
-@_op_errors
-def history_export(path, number, contact, text, since, until, state, campaign, direction, limit,
-                   config_path, db_path, as_json) -> None:
+@_op_command
+def history_export(path, spool, config, **query):
     from modempool.history import export
 
-    spool, config = _op_open(config_path, db_path)
-    count = export(spool.db, _op_query(number, contact, text, since, until, state, campaign,
-                                       direction, limit), path, config.region)
-    _op_echo(as_json, {"path": path, "rows": count}, f"wrote {count} message(s) to {path}")
+    count = export(spool.db, _op_query(**query), path, config.region)
+    return {"path": path, "rows": count}, f"wrote {count} message(s) to {path}"
 
 
 @history_group.command("threads")
 @click.option("--unread", is_flag=True, help="Only conversations with unread replies.")
 @click.option("--limit", type=int, default=100, show_default=True)
-@_op_options
-@_op_errors
-def history_threads(unread, limit, config_path, db_path, as_json) -> None:
+@_op_command
+def history_threads(unread, limit, spool, config):
     """Conversations by contact (name, groups, unread count): modempool history threads --unread"""
     from modempool.history import threads
 
-    spool, config = _op_open(config_path, db_path)
     rows = threads(spool.db, unread_only=unread, limit=limit, region=config.region)
     flat = [{**r, "groups": ",".join(r["groups"])} for r in rows]
-    _op_echo(as_json, rows, lambda _: _op_table(
-        flat, ["last_time", "number", "name", "groups", "unread", "messages", "last_received"]))
+    return rows, lambda _: _op_table(
+        flat, ["last_time", "number", "name", "groups", "unread", "messages", "last_received"])
 
 
 @main.group("jobs")
@@ -1599,66 +1557,50 @@ def jobs_group() -> None:
 @click.option("--weekday", default=None, help="Weekly jobs: mon..sun.")
 @click.option("--to", "numbers", multiple=True)
 @click.option("--group", "group_exprs", multiple=True, help="Groups as A+B-C.")
-@_op_options
-@_op_errors
-def jobs_add(name, kind, template, at, weekday, numbers, group_exprs, config_path, db_path,
-             as_json) -> None:
-    from modempool.contacts import Selection, parse_selection
+@_op_command
+def jobs_add(name, kind, template, at, weekday, numbers, group_exprs, spool, config):
     from modempool.recurring import Jobs
 
-    spool, config = _op_open(config_path, db_path)
-    include, exclude = [], []
-    for expr in group_exprs:
-        selection = parse_selection(expr)
-        include += selection.include
-        exclude += selection.exclude
     job = Jobs(spool.db, config.region).add(name, kind, template, at=at, weekday=weekday,
-                                            numbers=numbers, groups=Selection(tuple(include), tuple(exclude)))
-    _op_echo(as_json, job.as_dict(), f"job {job.id} saved")
+                                            numbers=numbers, groups=_op_selection(group_exprs))
+    return job.as_dict(), f"job {job.id} saved"
 
 
 @jobs_group.command("list")
-@_op_options
-@_op_errors
-def jobs_list(config_path, db_path, as_json) -> None:
+@_op_command
+def jobs_list(spool, config):
     from modempool.recurring import Jobs
 
-    spool, config = _op_open(config_path, db_path)
     rows = [j.as_dict() for j in Jobs(spool.db, config.region).list()]
-    _op_echo(as_json, rows, lambda r: _op_table(r, ["id", "name", "kind", "at", "weekday", "last_run", "template"]))
+    return rows, lambda r: _op_table(r, ["id", "name", "kind", "at", "weekday", "last_run", "template"])
 
 
 @jobs_group.command("remove")
 @click.argument("job_id", type=int)
-@_op_options
-@_op_errors
-def jobs_remove(job_id, config_path, db_path, as_json) -> None:
+@_op_command
+def jobs_remove(job_id, spool, config):
     from modempool.recurring import Jobs
 
-    spool, config = _op_open(config_path, db_path)
     Jobs(spool.db, config.region).remove(job_id)
-    _op_echo(as_json, {"removed": job_id}, f"job {job_id} removed")
+    return {"removed": job_id}, f"job {job_id} removed"
 
 
 @jobs_group.command("run")
-@_op_options
-@_op_errors
-def jobs_run(config_path, db_path, as_json) -> None:
+@_op_command
+def jobs_run(spool, config):
     """Queue whatever is due now (the daemon does this every minute by itself)."""
     from modempool.recurring import run_due_jobs
 
-    spool, config = _op_open(config_path, db_path)
     results = run_due_jobs(spool, config)
-    _op_echo(as_json, results, lambda r: click.echo(
-        "\n".join(f"job {x['job']} {x['name']}: {x['enqueued']} queued" for x in r) or "nothing due"))
+    return results, lambda r: click.echo(
+        "\n".join(f"job {x['job']} {x['name']}: {x['enqueued']} queued" for x in r) or "nothing due")
 
 
 @main.command("backup")
 @click.argument("path", type=click.Path())
 @click.option("--overwrite", is_flag=True, help="Replace PATH if it exists.")
-@_op_options
-@_op_errors
-def backup_command(path, overwrite, config_path, db_path, as_json) -> None:
+@_op_command
+def backup_command(path, overwrite, spool, config):
     """Consistent copy of the database, safe while the daemon runs.
 
     \b
@@ -1667,12 +1609,11 @@ def backup_command(path, overwrite, config_path, db_path, as_json) -> None:
     """
     from modempool.backup import backup
 
-    spool, _ = _op_open(config_path, db_path)
     source = spool.path
     spool.close()
     result = backup(source, path, overwrite=overwrite)
-    _op_echo(as_json, result.as_dict(), f"backup written to {result.path} ({result.bytes} bytes, "
-             f"{result.tables.get('messages', 0)} messages)")
+    return result.as_dict(), (f"backup written to {result.path} ({result.bytes} bytes, "
+                              f"{result.tables.get('messages', 0)} messages)")
 
 
 if __name__ == "__main__":

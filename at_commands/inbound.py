@@ -1,7 +1,12 @@
 """Inbound: URCs routed by kind, messages read from the stores, deleted only on acknowledgement.
 
-A message is handed over once (`_handed_over` remembers store and index until `acknowledge`), so a
-``+CMTI`` and a sweep that both see it do not deliver it twice.
+A message is handed over once: `_handed_over` remembers, per slot (store, index), the PDU handed
+over from it until `acknowledge`, so a ``+CMTI`` and a sweep that both see it do not deliver it
+twice. A slot is known by what it holds, not by its number alone: the moment a message is deleted,
+the modem may store the next one in the same slot and announce it (``+CMTI: "SM",1``) even before
+the ``OK`` of the ``AT+CMGD`` that freed it. So a ``+CMTI`` is always answered with a read (under
+the command lock, after any delete in flight), and only a slot still holding the same PDU counts
+as handed over.
 """
 
 from __future__ import annotations
@@ -42,13 +47,18 @@ def is_status_report(pdu_hex: str) -> bool:
     return first & 0x03 == _MTI_STATUS_REPORT
 
 
+def _key(pdu_hex: str) -> str:
+    """A PDU as `_handed_over` compares it (modems differ in hex case)."""
+    return pdu_hex.strip().upper()
+
+
 REINITIALISE = ("", -1)  # a work item: the modem restarted
 
 
 class InboundMixin:
     def _init_inbound(self: Modem) -> None:
         self._work: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
-        self._handed_over: set[tuple[str | None, int]] = set()
+        self._handed_over: dict[tuple[str | None, int], str] = {}  # slot -> PDU handed over
         self._current_store: str | None = None
 
     # ---- URCs (called from the port's data callback: no awaiting here) ----
@@ -81,13 +91,15 @@ class InboundMixin:
             self.log.info("modem restarted (%s): initialising it again", urc.line)
             self._work.put_nowait(REINITIALISE)
 
-    def _hand_over(self: Modem, pdu_hex: str, store: str | None, index: int | None) -> None:
+    def _hand_over(self: Modem, pdu_hex: str, store: str | None, index: int | None) -> bool:
+        """Publish a received PDU, unless slot (store, index) was handed over holding it."""
         if index is not None:
-            if (store, index) in self._handed_over:
-                return
-            self._handed_over.add((store, index))
+            if self._handed_over.get((store, index)) == _key(pdu_hex):
+                return False
+            self._handed_over[(store, index)] = _key(pdu_hex)
         event_type = StatusReport if is_status_report(pdu_hex) else InboundSms
         self._publish(event_type(self.name, pdu_hex, decode(pdu_hex), index, store))
+        return True
 
     # ---- reading and deleting ----
 
@@ -95,14 +107,19 @@ class InboundMixin:
         """Run command `name` on `store` (``AT+CPMS="store"`` first when it is not the read
         store): both under one hold of the lock, so no other task moves the store between."""
         async with self._lock:
-            if store != self._current_store:
-                await self._execute("select_read_store", store=store)
-            return await self._execute(name, check=False, **arguments)
+            return await self._in_store_locked(store, name, **arguments)
+
+    async def _in_store_locked(self: Modem, store: str, name: str, **arguments: object) -> Any:
+        """`_in_store` for a caller that already holds the command lock."""
+        if store != self._current_store:
+            await self._execute("select_read_store", store=store)
+        return await self._execute(name, check=False, **arguments)
 
     async def _read_stored(self: Modem, store: str, index: int) -> None:
-        """``AT+CMGR`` after ``+CMTI``/``+CDSI``; an empty slot is not an error."""
-        if (store, index) in self._handed_over:
-            return
+        """``AT+CMGR`` after ``+CMTI``/``+CDSI``; an empty slot is not an error.
+
+        Read even when the slot was handed over: its message may have been deleted and the
+        slot reused by the one this notice is about (see the module docstring)."""
         result = await self._in_store(store, "read", index=index)
         if result.error is not None:
             self.log.info("reading %s/%d: %s", store, index, result.error)
@@ -128,8 +145,7 @@ class InboundMixin:
                 self.log.debug("listing %s: %s", store, result.error)
                 continue
             for stored in COMMANDS["list"].parse(result.lines):
-                if stored.index is not None and (store, stored.index) not in self._handed_over:
-                    self._hand_over(stored.pdu, store, stored.index)
+                if stored.index is not None and self._hand_over(stored.pdu, store, stored.index):
                     handed += 1
         self.log.debug("sweep: %d new (queue %d)", handed, before)
         return handed
@@ -137,16 +153,26 @@ class InboundMixin:
     async def acknowledge(self: Modem, event: InboundSms | StatusReport) -> None:
         """The consumer stored `event` durably: delete it from the modem (or ``AT+CNMA`` it).
 
-        Raises `AtError` when the modem refuses; the message then stays on the modem and a later
-        sweep hands it over again (at-least-once).
+        Raises `AtError` when the modem refuses; the message then stays on the modem and the next
+        sweep hands it over again (at-least-once). A slot that holds another message by now
+        (this one was deleted already) is left alone.
         """
         if event.index is None:
             if self.profile.cnma_required:
                 await self.execute("acknowledge_new", check=False)
             return
-        result = await self._in_store(event.store or self.profile.stores[0], "delete",
-                                      index=event.index)
-        if result.error is not None:
-            raise result.error
-        self._handed_over.discard((event.store, event.index))
+        slot = (event.store, event.index)
+        async with self._lock:  # no read of the slot between the check, the delete and the pop
+            held = self._handed_over.get(slot)
+            if held is not None and held != _key(event.pdu):
+                self.log.info("%s/%d holds another message now: not deleted again",
+                              event.store, event.index)
+                return
+            try:
+                result = await self._in_store_locked(event.store or self.profile.stores[0],
+                                                     "delete", index=event.index)
+            finally:
+                self._handed_over.pop(slot, None)  # deleted, or for the next sweep to hand over
+            if result.error is not None:
+                raise result.error
 

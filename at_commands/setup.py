@@ -114,11 +114,18 @@ class SetupMixin:
         self.sweep_stores = stores
 
     async def _synchronise(self: Modem) -> None:
-        """Get the modem's attention: cancel a half-entered PDU, then ``AT`` until ``OK``."""
+        """Get the modem's attention: cancel a half-entered PDU, then ``AT`` until ``OK``.
+
+        A modem left at the ``> `` prompt (a client killed after ``AT+CMGS``) answers the ESC
+        with ``OK``, which the first ``AT`` would take as its own: every later answer would then
+        go to the command after the one it belongs to. So the first exchange resynchronises
+        (driver `_resync_if_needed`: echo on, ``AT`` whose echo marks where its answer starts).
+        """
         if self.profile.boot_delay:
             await asyncio.sleep(self.profile.boot_delay)
         if self._transport is not None:
             self._transport.write(b"\x1b\r")
+            self._needs_resync = True
         last: AtError | None = None
         for _ in range(3):
             try:

@@ -2,9 +2,10 @@
 
 The interpreter does no I/O. `feed(data)` takes what the client wrote; everything the modem says
 (echo, replies, unsolicited codes) goes to `self.output(Output)`, which the port in `bank.py`
-writes to the pseudo-terminal honouring each output's delay. Commands live in tables
-(`simulator/commands.py`, `simulator/sms_commands.py`); this module frames lines, splits a
-command line into commands, checks SIM preconditions and formats final results.
+writes to the pseudo-terminal honouring each output's delay (`simulator/modem_output.py`).
+Commands live in tables (`simulator/commands.py`, `simulator/sms_commands.py`); this module keeps
+the modem's state (settings, SIM, faults, registration), frames lines, splits a command line into
+commands and checks SIM preconditions.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from simulator.at_syntax import (ERROR_TEXT, AtFailure, Command, Form, Output, Reply, cme,
-                                 parse_command_line, split_args)
+from simulator.at_syntax import (AtFailure, Command, Form, Output, Reply, cme, parse_command_line,
+                                 split_args)
 from simulator.faults import Fault, fault_params
+from simulator.modem_output import ModemOutput
 from simulator.network import MessageStore, Network, PinState, Sim
 from simulator.personalities import Personality
 
@@ -59,7 +61,7 @@ class Settings:
     curc: int = 1
 
 
-class VirtualModem:
+class VirtualModem(ModemOutput):
     """The AT interpreter of one simulated modem holding one SIM."""
 
     def __init__(self, name: str, personality: Personality, sim: Sim, network: Network,
@@ -246,68 +248,6 @@ class VirtualModem:
     def receive_status_report(self, report_pdu: str) -> None:
         from simulator.arrival import receive_status_report
         receive_status_report(self, report_pdu)
-
-    # -- output ---------------------------------------------------------------------------
-    def urc(self, line: str, delay: float = 0.0) -> None:
-        if not self.connected or self.hung:
-            return
-        if self._held_urcs is not None:
-            self._held_urcs.append(line)
-            return
-        self.output(Output(f"\r\n{line}\r\n".encode("latin-1", "replace"), delay, urc=True))
-
-    def _hold_urcs(self) -> None:
-        self._held_urcs = [] if self._held_urcs is None else self._held_urcs
-
-    def _release_urcs(self) -> None:
-        """Queue the URCs held during a command behind its final result."""
-        held, self._held_urcs = self._held_urcs or [], None
-        if self.connected and not self.hung:
-            for line in held:
-                self._say(f"\r\n{line}\r\n".encode("latin-1", "replace"))
-
-    def _after_result(self, action: Callable[[], None] | None) -> Callable[[], None] | None:
-        """`action` (run as the result is written) with its URCs following the result."""
-        if action is None:
-            return None
-
-        def run() -> None:
-            self._hold_urcs()
-            try:
-                action()
-            finally:
-                self._release_urcs()
-        return run
-
-    def _say(self, data: bytes, delay: float = 0.0,
-             action: Callable[[], None] | None = None) -> None:
-        self.output(Output(data, delay, action=action))
-
-    def _noise(self) -> bytes:
-        if Fault.GARBAGE not in self.faults:
-            return b""
-        length = int(self.faults[Fault.GARBAGE]["length"])
-        return bytes(self.rng.choice(b"\x00\xff\xfe~#@\x7f\x80\x13") for _ in range(length))
-
-    def _result(self, lines: list[str], final: str, delay: float,
-                action: Callable[[], None] | None = None) -> None:
-        if self.settings.verbose:
-            # V.250: information text framed by one CR LF before and after; the lines of one
-            # reply (a +CMGL header and its PDU) are separated by a single CR LF.
-            info = "\r\n" + "\r\n".join(lines) + "\r\n" if lines else ""
-            body = info + f"\r\n{final}\r\n"
-        else:
-            numeric = {"OK": "0", "ERROR": "4"}.get(final, final)
-            body = "".join(f"{line}\r\n" for line in lines) + f"{numeric}\r"
-        self._say(self._noise() + body.encode("latin-1", "replace"), delay, action)
-
-    def error_text(self, failure: AtFailure) -> str:
-        if failure.family is None or (failure.family == "CME" and self.settings.cmee == 0):
-            return "ERROR"
-        if self.settings.cmee == 2:
-            return f"+{failure.family} ERROR: " + ERROR_TEXT.get(
-                (failure.family, failure.code), str(failure.code))
-        return f"+{failure.family} ERROR: {failure.code}"
 
     # -- input ----------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 import pdu
-from at_commands import InboundSms, Modem, SignalChanged, StatusReport
+from at_commands import AtError, InboundSms, Modem, SignalChanged, StatusReport
 from at_commands.commands import parse_fields
 from simulator import PERSONALITIES, SimulatedBank
 
@@ -103,6 +103,23 @@ async def test_a_message_is_handed_over_once_until_acknowledged(bank) -> None:
         assert await modem.sweep() == 0 and await modem.sweep() == 0
         assert modem.event_nowait() is None
         await modem.acknowledge(event)
+
+
+async def test_a_message_whose_delete_was_refused_is_handed_over_by_the_next_sweep(bank) -> None:
+    async with opened(bank) as modem:
+        await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678", text="keep me")
+        event = await next_event(modem, InboundSms)
+        bank.set_fault("m1", "sim_absent")  # AT+CMGD answers +CMS ERROR: 310
+        with pytest.raises(AtError):
+            await modem.acknowledge(event)
+        bank.clear_fault("m1", "sim_absent")
+        await modem.sweep()  # (or the read its +CMTI asked for, if that came after the refusal)
+        again = await next_event(modem, InboundSms, timeout=3.0)
+        while (other := modem.event_nowait()) is not None:
+            assert not isinstance(other, InboundSms), "handed over twice"
+        assert (again.index, again.pdu) == (event.index, event.pdu)
+        await modem.acknowledge(again)
+        assert not bank.modem("m1").stores["SM"].slots
 
 
 async def test_urc_during_a_long_command_is_delivered(bank, caplog) -> None:

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from modempool.spool import MessageState, Spool
+from modempool.spool import Message, MessageState, Spool
+from tests.modempool.conftest import ONE_MODEM_CONFIG
 from tests.modempool.daemon_harness import modempool_cli as modempool
-
-CONFIG = """\
-[spool]
-path = "pool.db"
-
-[[modem]]
-name = "m1"
-port = "/dev/null"
-"""
-
-
-@pytest.fixture
-def config(tmp_path) -> Path:
-    path = tmp_path / "modempool.toml"
-    path.write_text(CONFIG, encoding="utf-8")
-    return path
 
 
 def queue_json(config: Path) -> list[dict]:
@@ -75,7 +62,7 @@ def test_bad_number_fails_and_queues_nothing(config):
 
 def test_bad_config_names_file_line_and_key(tmp_path):
     path = tmp_path / "bad.toml"
-    path.write_text(CONFIG + 'per_day = "many"\n', encoding="utf-8")
+    path.write_text(ONE_MODEM_CONFIG + 'per_day = "many"\n', encoding="utf-8")
     result = modempool("queue", config=path)
     assert result.returncode != 0
     assert str(path) in result.stderr and "line 7" in result.stderr and "per_day" in result.stderr
@@ -116,56 +103,49 @@ def queue_json_state(config: Path, state: str) -> list[dict]:
     return json.loads(result.stdout)
 
 
-def test_send_wait_reports_the_final_state(config):
+def send_while_a_dispatcher_settles(config: Path, settle: Callable[[Spool, Message], None],
+                                    *args: str) -> subprocess.CompletedProcess:
+    """`modempool send ARGS` while a thread stands in for the daemon: it claims the message and
+    lets `settle` decide how it ends."""
     spool_path = config.parent / "pool.db"
-    with Spool(spool_path) as spool:  # create the file so the "dispatcher" below can poll it
-        pass
+    Spool(spool_path).close()  # create the file so the thread can poll it
     stop = threading.Event()
 
     def fake_dispatcher() -> None:
-        """Stands in for the daemon: fails whatever it claims."""
         with Spool(spool_path) as spool:
             while not stop.is_set():
                 message = spool.claim_next("m1", "test", 60)
                 if message is not None:
-                    spool.mark_failed(message.id, "+CMS ERROR: 21 (short message transfer rejected)")
+                    settle(spool, message)
                     return
                 stop.wait(0.02)
 
     worker = threading.Thread(target=fake_dispatcher)
     worker.start()
     try:
-        result = modempool("send", "13800138000", "hi", "--wait", "--timeout", "50", config=config)
+        return modempool("send", *args, config=config)
     finally:
         stop.set()
         worker.join()
+
+
+def test_send_wait_reports_the_final_state(config):
+    def fail(spool: Spool, message: Message) -> None:
+        spool.mark_failed(message.id, "+CMS ERROR: 21 (short message transfer rejected)")
+
+    result = send_while_a_dispatcher_settles(config, fail, "13800138000", "hi", "--wait",
+                                             "--timeout", "50")
     assert result.returncode == 1
     assert "failed" in result.stdout and "CMS ERROR: 21" in result.stdout
 
 
 def test_send_wait_succeeds_when_sent(config):
-    spool_path = config.parent / "pool.db"
-    Spool(spool_path).close()
-    stop = threading.Event()
+    def send(spool: Spool, message: Message) -> None:
+        spool.mark_part_writing(message.id, 1, 1)
+        spool.mark_part_sent(message.id, 1, None, 12)
+        spool.mark_sent(message.id)
 
-    def fake_dispatcher() -> None:
-        with Spool(spool_path) as spool:
-            while not stop.is_set():
-                message = spool.claim_next("m1", "test", 60)
-                if message is not None:
-                    spool.mark_part_writing(message.id, 1, 1)
-                    spool.mark_part_sent(message.id, 1, None, 12)
-                    spool.mark_sent(message.id)
-                    return
-                stop.wait(0.02)
-
-    worker = threading.Thread(target=fake_dispatcher)
-    worker.start()
-    try:
-        result = modempool("send", "13800138000", "hi", "--wait", "--json", config=config)
-    finally:
-        stop.set()
-        worker.join()
+    result = send_while_a_dispatcher_settles(config, send, "13800138000", "hi", "--wait", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)[0]["state"] == "sent"
 

@@ -95,24 +95,11 @@ async def test_daemon_runs_jobs_fails_unroutable_and_drains_forwards(tmp_path):
             spool.close()
 
 
-CONFIG = """\
-[spool]
-path = "pool.db"
-
-[optout]
-block_direct = true
-
-[[modem]]
-name = "m1"
-port = "/dev/null"
-"""
-
-
 @pytest.fixture
-def config(tmp_path) -> Path:
-    path = tmp_path / "modempool.toml"
-    path.write_text(CONFIG, encoding="utf-8")
-    return path
+def config(config: Path) -> Path:
+    """The shared one-modem config, with `send` refusing opted-out numbers too."""
+    config.write_text(config.read_text("utf-8") + "\n[optout]\nblock_direct = true\n", "utf-8")
+    return config
 
 
 def test_send_refuses_blacklisted_and_opted_out_numbers(config):

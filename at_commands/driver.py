@@ -66,7 +66,7 @@ class _Link(asyncio.Protocol):
 
 
 class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
-    """One modem. Public API: `open`, `initialise`, `identify`, `send`, `events`, `acknowledge`,
+    """One modem. Public API: `open`, `initialise`, `identify`, `send`, `events`, `acknowledge`, `release`,
     `ussd`, `sweep`, `execute`, `reconnect`, `close`; `state`, `profile`, `info`.
 
     `profile`: a `ModemProfile`, a profile name, or None to detect it from ``AT+CGMI``.

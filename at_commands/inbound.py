@@ -150,6 +150,13 @@ class InboundMixin:
         self.log.debug("sweep: %d new (queue %d)", handed, before)
         return handed
 
+    def release(self: Modem, event: InboundSms | StatusReport) -> None:
+        """The consumer could not take `event` (its store failed): it stays on the modem and the
+        next sweep hands it over again, as if it had never been handed over."""
+        slot = (event.store, event.index)
+        if event.index is not None and self._handed_over.get(slot) == _key(event.pdu):
+            del self._handed_over[slot]
+
     async def acknowledge(self: Modem, event: InboundSms | StatusReport) -> None:
         """The consumer stored `event` durably: delete it from the modem (or ``AT+CNMA`` it).
 

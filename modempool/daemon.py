@@ -320,7 +320,9 @@ class Daemon:
                 try:
                     await inbound.handle(spec.name, modem, event)
                 except Exception:
-                    mlog.exception("could not store %s; it stays on the modem", type(event).__name__)
+                    modem.release(event)
+                    mlog.exception("could not store %s; it stays on the modem for the next sweep",
+                                   type(event).__name__)
             elif isinstance(event, (ev.Disconnected, ev.Unresponsive)):
                 slot.state = SimState.DOWN
                 mlog.warning("%s", getattr(event, "reason", None) or "not answering")

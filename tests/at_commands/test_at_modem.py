@@ -122,6 +122,19 @@ async def test_a_message_whose_delete_was_refused_is_handed_over_by_the_next_swe
         assert not bank.modem("m1").stores["SM"].slots
 
 
+async def test_a_released_message_is_handed_over_again_by_the_next_sweep(bank) -> None:
+    async with opened(bank) as modem:
+        await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678", text="store me")
+        event = await next_event(modem, InboundSms)
+        assert await modem.sweep() == 0              # handed over: the sweep leaves it
+        modem.release(event)                         # the consumer could not store it
+        assert await modem.sweep() == 1
+        again = await next_event(modem, InboundSms)
+        assert (again.index, again.pdu) == (event.index, event.pdu)
+        await modem.acknowledge(again)
+        assert not bank.modem("m1").stores["SM"].slots
+
+
 async def test_urc_during_a_long_command_is_delivered(bank, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="modempool.modem.m1")
     async with opened(bank) as modem:

@@ -66,8 +66,8 @@ class _Link(asyncio.Protocol):
 
 
 class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
-    """One modem. Public API: `open`, `initialise`, `identify`, `send`, `events`, `acknowledge`, `release`,
-    `ussd`, `sweep`, `execute`, `reconnect`, `close`; `state`, `profile`, `info`.
+    """One modem. Public API: `open`, `initialise`, `identify`, `send`, `events`, `acknowledge`,
+    `release`, `ussd`, `sweep`, `execute`, `reconnect`, `close`; `state`, `profile`, `info`.
 
     `profile`: a `ModemProfile`, a profile name, or None to detect it from ``AT+CGMI``.
     `poll_interval`: seconds between signal/registration polls; `sweep_interval`: between

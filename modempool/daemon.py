@@ -29,13 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from modempool.dispatcher import Dispatcher
-from modempool.sending import ModemTrouble, RetryPolicy
-from modempool.sim_slot import SimSlot, SimState
 from modempool.errors import PoolError
 from modempool.inbound import InboundStore
 from modempool.limits import Counters, Limits, window_keys
+from modempool.sending import ModemTrouble, RetryPolicy
+from modempool.sim_slot import SimSlot, SimState
 
 log = logging.getLogger("modempool.daemon")
+
+CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints (see `Daemon._checkpoints`)
 
 
 class Quarantine(Exception):
@@ -133,6 +135,7 @@ class Daemon:
                     tasks.create_task(self.dispatcher.run(), name="dispatcher")
                     tasks.create_task(self._announce_ready(slots), name="ready")
                     tasks.create_task(self._housekeeping(inbound), name="housekeeping")
+                    tasks.create_task(self._checkpoints(), name="checkpoints")
                     tasks.create_task(self._recurring_jobs(), name="recurring")
                     for spec, slot in zip(specs, slots):
                         tasks.create_task(self._modem_task(spec, slot, inbound), name=spec.name)
@@ -211,6 +214,19 @@ class Daemon:
             except Exception:
                 log.exception("housekeeping failed")
             await self._sleep(60.0)
+
+    async def _checkpoints(self) -> None:
+        """The spool's WAL copied into the database once a second, in a thread and when the
+        modems leave a moment (not inside whichever commit crosses the WAL threshold)."""
+        assert self.dispatcher is not None
+        self.spool.checkpoint_when_told()
+        while not self._stop.is_set():
+            await self._sleep(CHECKPOINT_EVERY)
+            await self.dispatcher.quiet_moment(CHECKPOINT_EVERY)
+            try:
+                await asyncio.to_thread(self.spool.checkpoint)  # file syncs: not on the loop
+            except Exception:  # a busy database: the next one will do
+                log.exception("WAL checkpoint failed")
 
     async def _recurring_jobs(self) -> None:
         """About once a minute (first at start): queue the messages of recurring jobs now due."""

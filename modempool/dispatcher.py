@@ -76,7 +76,7 @@ class Dispatcher(SendingMixin):
         while not self.stopping.is_set():
             self.wake.clear()
             if not any(s.state is SimState.UP and s.assigned == 0 for s in self.slots.values()):
-                await self._quiet_moment()
+                await self.quiet_moment(PREFETCH_PATIENCE)
             try:
                 handed = self.dispatch_once(at_most=CLAIMS_PER_ROUND)
             except Exception:  # a locked database or a bad row must not stop the pool
@@ -95,9 +95,10 @@ class Dispatcher(SendingMixin):
         """A modem is between an answer and its next PDU: claims for later can wait."""
         self._busy_until = asyncio.get_running_loop().time() + PREFETCH_QUIET
 
-    async def _quiet_moment(self) -> None:
+    async def quiet_moment(self, patience: float) -> None:
+        """Until no modem is between an answer and its next PDU (or `patience` seconds)."""
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + PREFETCH_PATIENCE
+        give_up = loop.time() + patience
         while (now := loop.time()) < min(self._busy_until, give_up) and not self.stopping.is_set():
             await asyncio.sleep(min(self._busy_until, give_up) - now)
 

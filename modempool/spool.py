@@ -107,6 +107,23 @@ class Spool(ClaimMixin, RecoveryMixin, InboundMixin, SimsMixin):
 
     # ---- plumbing -------------------------------------------------------------------------
 
+    def checkpoint_when_told(self) -> None:
+        """Stop this connection's automatic WAL checkpoints (a commit that crosses the WAL
+        threshold copies it into the database, a stall of milliseconds wherever it falls): the
+        daemon calls `checkpoint()` itself, at moments when no modem waits for it."""
+        with self._lock:
+            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file, without waiting for readers. It
+        syncs the file: call it off the event loop (`asyncio.to_thread`); it uses a connection
+        of its own, so the spool's stays free meanwhile."""
+        conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

@@ -16,6 +16,9 @@ from datetime import datetime, time, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modempool.config_values import (at_least, clock, flag, one_of, pin_code, prefixes,
+                                     region_code, seconds, strategy_name, text, text_list,
+                                     timezone_name)
 from modempool.errors import ConfigError, PoolError
 from modempool.numbers import DEFAULT_REGION
 
@@ -128,111 +131,19 @@ class Config:
 # ---- the checks, as data ------------------------------------------------------------------
 # Each key maps to (what it must be, converter). Converters raise ValueError with a message.
 
-def _int(minimum: int = 0) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an integer, got {value!r}")
-        if value < minimum:
-            raise ValueError(f"must be at least {minimum}, got {value}")
-        return value
-    return check
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"expected a number of seconds ≥ 0, got {value!r}")
-    return float(value)
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a non-empty string, got {value!r}")
-    return value
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _pin(value: Any) -> str:
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(text, str) or not re.fullmatch(r"\d{4,8}", text):
-        raise ValueError(f"expected a PIN of 4 to 8 digits as a string, got {value!r}")
-    return text
-
-
-def _str_list(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"expected a list of strings, got {value!r}")
-    return tuple(value)
-
-
-def _prefixes(value: Any) -> tuple[str, ...]:
-    out = _str_list(value)
-    for prefix in out:
-        if not re.fullmatch(r"\+\d+", prefix):
-            raise ValueError(f"expected E.164 prefixes like \"+86138\", got {prefix!r}")
-    return out
-
-
-def _clock(value: Any) -> time:
-    if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value):
-        raise ValueError(f"expected a time like \"22:00\", got {value!r}")
-    hours, minutes = map(int, value.split(":"))
-    if hours > 23 or minutes > 59:
-        raise ValueError(f"{value!r} is not a time of day")
-    return time(hours, minutes)
-
-
-def _region(value: Any) -> str:
-    import phonenumbers
-
-    if not isinstance(value, str) or value.upper() not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(f"expected a two-letter region code like \"CN\", got {value!r}")
-    return value.upper()
-
-
-def _strategy(value: Any) -> str:
-    from modempool.strategies import Strategy
-
-    return Strategy.parse(_str(value)).value
-
-
-def _timezone(value: Any) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(_str(value))
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name like \"Asia/Shanghai\")") from None
-    return value
-
-
-def _choice(*options: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if not isinstance(value, str) or value.lower() not in options:
-            raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
-        return value.lower()
-    return check
-
-
 SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "spool": {"path": _str, "synchronous": _choice("off", "normal", "full", "extra")},
-    "pool": {"region": _region, "strategy": _strategy, "timezone": _timezone,
-             "lease_seconds": _number},
-    "modem": {"name": _str, "port": _str, "pin": _pin, "per_minute": _int(1), "per_day": _int(1),
-              "per_month": _int(1), "allow_prefixes": _prefixes, "allow_carriers": _str_list,
-              "priority": _int(-1000), "profile": _str, "baudrate": _int(300)},
-    "retry": {"max_attempts": _int(1), "backoff": _number, "backoff_max": _number,
-              "resend_ambiguous": _bool, "quarantine_after": _int(1),
-              "quarantine_seconds": _number, "send_timeout": _number},
-    "quiet_hours": {"start": _clock, "end": _clock},
-    "simulator": {"modems": _int(1)},   # other simulator keys are passed through in `raw`
-    "logging": {"level": _choice("debug", "info", "warning", "error"), "file": _str},
+    "spool": {"path": text, "synchronous": one_of("off", "normal", "full", "extra")},
+    "pool": {"region": region_code, "strategy": strategy_name, "timezone": timezone_name,
+             "lease_seconds": seconds},
+    "modem": {"name": text, "port": text, "pin": pin_code, "per_minute": at_least(1),
+              "per_day": at_least(1), "per_month": at_least(1), "allow_prefixes": prefixes, "allow_carriers": text_list,
+              "priority": at_least(-1000), "profile": text, "baudrate": at_least(300)},
+    "retry": {"max_attempts": at_least(1), "backoff": seconds, "backoff_max": seconds,
+              "resend_ambiguous": flag, "quarantine_after": at_least(1),
+              "quarantine_seconds": seconds, "send_timeout": seconds},
+    "quiet_hours": {"start": clock, "end": clock},
+    "simulator": {"modems": at_least(1)},   # other simulator keys are passed through in `raw`
+    "logging": {"level": one_of("debug", "info", "warning", "error"), "file": text},
 }
 OPEN_SECTIONS = frozenset({"simulator"})   # unknown keys allowed (read by the simulator)
 ARRAY_SECTIONS = frozenset({"modem"})

@@ -32,7 +32,8 @@ from modempool.dispatcher import Dispatcher
 from modempool.errors import PoolError
 from modempool.inbound import InboundStore
 from modempool.limits import Counters, Limits, window_keys
-from modempool.sending import ModemTrouble, RetryPolicy
+from modempool.modem_task import ModemSpec, ModemTaskMixin
+from modempool.sending import RetryPolicy
 from modempool.sim_slot import SimSlot, SimState
 
 log = logging.getLogger("modempool.daemon")
@@ -40,38 +41,7 @@ log = logging.getLogger("modempool.daemon")
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints (see `Daemon._checkpoints`)
 
 
-class Quarantine(Exception):
-    """Take this SIM out of rotation for a while."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ModemSpec:
-    """What the daemon needs to know about one modem (a config `[[modem]]` or a simulated one)."""
-
-    name: str
-    port: str
-    pin: str | None = None
-    profile: str | None = None
-    per_minute: int | None = None
-    per_day: int | None = None
-    per_month: int | None = None
-    allow_prefixes: tuple[str, ...] = ()
-    allow_carriers: tuple[str, ...] = ()
-    priority: int = 0
-
-    @classmethod
-    def of(cls, modem: Any) -> ModemSpec:
-        return cls(name=modem.name, port=str(modem.port), pin=getattr(modem, "pin", None),
-                   profile=getattr(modem, "profile", None),
-                   per_minute=getattr(modem, "per_minute", None),
-                   per_day=getattr(modem, "per_day", None),
-                   per_month=getattr(modem, "per_month", None),
-                   allow_prefixes=tuple(getattr(modem, "allow_prefixes", None) or ()),
-                   allow_carriers=tuple(getattr(modem, "allow_carriers", None) or ()),
-                   priority=getattr(modem, "priority", 0) or 0)
-
-
-class Daemon:
+class Daemon(ModemTaskMixin):
     """Runs the pool for one config until stopped."""
 
     def __init__(self, config: Any, *, simulate: int | None = None, spool: Any = None,
@@ -242,180 +212,10 @@ class Daemon:
                 log.exception("recurring jobs failed; trying again in %.0f s", self.jobs_interval)
             await self._sleep(self.jobs_interval)
 
-    # -- one modem -------------------------------------------------------------------------
-    async def _modem_task(self, spec: ModemSpec, slot: SimSlot, inbound: InboundStore) -> None:
-        """Open, serve, quarantine and re-probe one modem until the daemon stops."""
-        from at_commands import AtError, Modem, PinError
-
-        mlog = logging.getLogger(f"modempool.modem.{spec.name}")
-        # One driver object for the life of the daemon: it remembers a refused PIN and never
-        # enters it again (a wrong PIN tried at every reconnect would lock the SIM).
-        modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile)
-        backoff = 1.0
-        while not self._stop.is_set():
-            try:
-                await modem.open()
-                await modem.initialise()
-                self._tune(modem)
-                info = await modem.identify()
-                if not info.registered:
-                    raise Quarantine(f"not registered ({info.registration_text or 'no network'})")
-                early = _inbound_only(modem)  # drop news of an earlier connection, keep SMS
-                slot.operator = info.operator or ""
-                slot.errors_in_row = 0
-                self._update_sim(spec, slot, SimState.UP, info=info)
-                mlog.info("up: %s %s, operator %s, signal %s dBm, number %s",
-                          info.manufacturer or "", info.model or "", info.operator,
-                          info.signal_dbm, info.msisdn or "?")
-                backoff = 1.0
-                await self._serve(spec, slot, modem, inbound, early)
-            except (Quarantine, PinError) as exc:
-                until = datetime.now(timezone.utc) + timedelta(seconds=self.policy.quarantine_seconds)
-                mlog.warning("quarantined until %s: %s", until.strftime("%H:%M:%S"), exc)
-                self._update_sim(spec, slot, SimState.QUARANTINED, error=str(exc), until=until)
-                await _close(modem)
-                await self._sleep(self.policy.quarantine_seconds)
-            except Exception as exc:
-                why = str(exc) or type(exc).__name__
-                if not isinstance(exc, (AtError, OSError, ModemTrouble)):  # a bug: say where
-                    mlog.exception("unexpected error; the other modems carry on")
-                mlog.warning("down (%s); reopening in %.0f s", why, backoff)
-                self._update_sim(spec, slot, SimState.DOWN, error=why)
-                await _close(modem)
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-            finally:
-                if self.dispatcher is not None:
-                    self.dispatcher.release_unstarted(slot)
-                await _close(modem)
-        self._update_sim(spec, slot, SimState.STOPPED)
-
-    def _tune(self, modem: Any) -> None:
-        """The pool's send timeout becomes the driver's wait for +CMGS after the PDU."""
-        timeouts = dict(modem.profile.timeouts)
-        timeouts["send_result"] = self.policy.send_timeout
-        modem.profile = dataclasses.replace(modem.profile, timeouts=timeouts)
-
-    async def _serve(self, spec: ModemSpec, slot: SimSlot, modem: Any, inbound: InboundStore,
-                     early: list[Any]) -> None:
-        trouble = asyncio.Event()
-        events = asyncio.create_task(self._pump_events(spec, slot, modem, inbound, trouble, early),
-                                     name=f"{spec.name}:events")
-        try:
-            await self._send_loop(slot, modem, trouble)
-        finally:
-            events.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await events
-        if trouble.is_set() and not self._stop.is_set():
-            raise ModemTrouble("the driver gave up reconnecting")
-
-    async def _send_loop(self, slot: SimSlot, modem: Any, trouble: asyncio.Event) -> None:
-        assert self.dispatcher is not None
-        while not self._stop.is_set() and not trouble.is_set():
-            if slot.inbox.empty():
-                message = await _first(slot.inbox.get(), self._stop.wait(), trouble.wait())
-                if message is None:
-                    return
-            else:  # the next one was claimed while the last was on the air
-                message = slot.inbox.get_nowait()
-            try:
-                await self.dispatcher.send_message(slot, modem, message)
-            finally:
-                self.dispatcher.done(slot, message)
-            if slot.errors_in_row >= self.policy.quarantine_after:
-                raise Quarantine(f"{slot.errors_in_row} SIM errors in a row")
-
-    async def _pump_events(self, spec: ModemSpec, slot: SimSlot, modem: Any,
-                           inbound: InboundStore, trouble: asyncio.Event, early: list[Any]) -> None:
-        from at_commands import events as ev
-
-        mlog = logging.getLogger(f"modempool.modem.{spec.name}")
-        async for event in _chain(early, modem.events()):
-            if isinstance(event, (ev.InboundSms, ev.StatusReport)):
-                try:
-                    await inbound.handle(spec.name, modem, event)
-                except Exception:
-                    modem.release(event)
-                    mlog.exception("could not store %s; it stays on the modem for the next sweep",
-                                   type(event).__name__)
-            elif isinstance(event, (ev.Disconnected, ev.Unresponsive)):
-                slot.state = SimState.DOWN
-                mlog.warning("%s", getattr(event, "reason", None) or "not answering")
-                self._update_sim(spec, slot, SimState.DOWN)
-            elif isinstance(event, (ev.Reconnected, ev.Responsive)):
-                self._tune(modem)
-                slot.state = SimState.UP
-                self._update_sim(spec, slot, SimState.UP)
-                mlog.info("back up")
-            elif isinstance(event, ev.ReconnectFailed):
-                slot.state = SimState.DOWN
-                trouble.set()
-                return
-            elif isinstance(event, ev.SignalChanged):
-                self.spool.upsert_sim(spec.name, signal=event.dbm)
-
-    # -- helpers ---------------------------------------------------------------------------
-    def _update_sim(self, spec: ModemSpec, slot: SimSlot, state: SimState, *, info: Any = None,
-                    error: str | None = None, until: datetime | None = None) -> None:
-        slot.state = state
-        fields: dict[str, Any] = {"port": spec.port, "state": state.value}
-        if info is not None:
-            fields.update(imsi=info.imsi, iccid=info.iccid, msisdn=info.msisdn,
-                          operator=info.operator, signal=info.signal_dbm)
-        if error is not None:
-            fields["last_error"] = error
-        fields["quarantined_until"] = until
-        try:
-            self.spool.upsert_sim(spec.name, **fields)
-            if self._recorded_state.get(spec.name) is not state:  # the audit log: changes only
-                self._recorded_state[spec.name] = state
-                self.spool.record_event(f"sim-{state.value}", sim=spec.name, detail=error)
-        except Exception:
-            log.exception("could not record the state of %s", spec.name)
-        if self.dispatcher is not None:
-            self.dispatcher.wake.set()
-
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._stop.wait()
-
-
-async def _first(*awaitables: Any) -> Any:
-    """The result of the first awaitable to finish (the others are cancelled); None if not the first."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-    if tasks[0] in done:
-        return tasks[0].result()
-    return None
-
-
-def _inbound_only(modem: Any) -> list[Any]:
-    """Take the events waiting in the driver, keeping only received SMS and reports."""
-    from at_commands.events import InboundSms, StatusReport
-
-    kept = []
-    while (event := modem.event_nowait()) is not None:
-        if isinstance(event, (InboundSms, StatusReport)):
-            kept.append(event)
-    return kept
-
-
-async def _chain(first: list[Any], rest: Any) -> Any:
-    for event in first:
-        yield event
-    async for event in rest:
-        yield event
-
-
-async def _close(modem: Any) -> None:
-    with contextlib.suppress(Exception):
-        await modem.close()
 
 
 def _devices(bank: Any) -> list[tuple[str, str]]:

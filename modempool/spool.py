@@ -20,6 +20,7 @@ from typing import Any
 from modempool.errors import InvalidNumber, NotFound, PoolError
 from modempool.numbers import DEFAULT_REGION
 from modempool.spool_claim import ClaimMixin
+from modempool.spool_decisions import DecisionsMixin
 from modempool.spool_recovery import RecoveryMixin
 from modempool.spool_inbound import InboundMessage, InboundMixin, ReportMatch
 from modempool.spool_numbers import _normalise
@@ -70,7 +71,7 @@ VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
-class Spool(ClaimMixin, RecoveryMixin, InboundMixin, SimsMixin):
+class Spool(ClaimMixin, RecoveryMixin, DecisionsMixin, InboundMixin, SimsMixin):
     """A spool file: `Spool("modempool.db")` creates or opens it.
 
     One object per thread of use is simplest; an object may be shared between threads
@@ -342,67 +343,6 @@ class Spool(ClaimMixin, RecoveryMixin, InboundMixin, SimsMixin):
             (to,),
         )
         return rows[0]["sim"] if rows else None
-
-    # ---- user decisions -------------------------------------------------------------------
-
-    def cancel(self, message_id: int) -> Message:
-        """Cancel a queued message. A message already being sent or finished cannot be."""
-        with self._tx() as conn:
-            message = self._message(message_id)
-            if message.state is not MessageState.QUEUED:
-                raise StateConflict(
-                    f"message {message_id} is {message.state.value}; only queued messages can be cancelled"
-                )
-            now = to_text(utcnow())
-            conn.execute(
-                "UPDATE messages SET state = 'cancelled', updated_at = ? WHERE id = ?",
-                (now, message_id),
-            )
-            self._event("cancelled", message_id, now=now)
-        return self._message(message_id)
-
-    def retry(self, message_id: int) -> Message:
-        """Queue a failed, ambiguous or expired message again (its attempts are kept).
-
-        For an ambiguous message this is the user's decision to risk a duplicate.
-        """
-        with self._tx() as conn:
-            message = self._message(message_id)
-            if message.state not in RETRYABLE_STATES:
-                allowed = ", ".join(sorted(s.value for s in RETRYABLE_STATES))
-                raise StateConflict(
-                    f"message {message_id} is {message.state.value}; only {allowed} messages can be retried"
-                )
-            now = to_text(utcnow())
-            conn.execute(
-                "UPDATE messages SET state = 'queued', error = NULL, not_before = NULL, "
-                "expires_at = CASE WHEN state = 'expired' THEN NULL ELSE expires_at END, "
-                "avoid_sim = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ? "
-                "WHERE id = ?",
-                (now, message_id),
-            )
-            self._event("retried", message_id, detail={"was": message.state.value}, now=now)
-        return self._message(message_id)
-
-    def hold(self, campaign_id: int) -> int:
-        """Pause a campaign: its queued messages are not claimed. Returns how many."""
-        return self._set_held(campaign_id, 1)
-
-    def release(self, campaign_id: int) -> int:
-        """Resume a held campaign. Returns how many messages were released."""
-        return self._set_held(campaign_id, 0)
-
-    def _set_held(self, campaign_id: int, held: int) -> int:
-        with self._tx() as conn:
-            now = to_text(utcnow())
-            cur = conn.execute(
-                "UPDATE messages SET held = ?, updated_at = ? "
-                "WHERE campaign_id = ? AND state = 'queued' AND held != ?",
-                (held, now, campaign_id, held),
-            )
-            self._event("held" if held else "released", detail={"campaign_id": campaign_id,
-                                                                  "messages": cur.rowcount}, now=now)
-            return cur.rowcount
 
 
 def _time_param(value: datetime | str | None) -> str | None:

@@ -1,0 +1,101 @@
+"""The checks of single config values: each takes what TOML gave and returns the value to use,
+or raises ValueError with what was expected (`config.py` adds the file, line and key)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import time
+from typing import Any
+
+
+def at_least(minimum: int = 0) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value}")
+        return value
+    return check
+
+
+def seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"expected a number of seconds ≥ 0, got {value!r}")
+    return float(value)
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def pin_code(value: Any) -> str:
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not re.fullmatch(r"\d{4,8}", text):
+        raise ValueError(f"expected a PIN of 4 to 8 digits as a string, got {value!r}")
+    return text
+
+
+def text_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def prefixes(value: Any) -> tuple[str, ...]:
+    out = text_list(value)
+    for prefix in out:
+        if not re.fullmatch(r"\+\d+", prefix):
+            raise ValueError(f"expected E.164 prefixes like \"+86138\", got {prefix!r}")
+    return out
+
+
+def clock(value: Any) -> time:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{1,2}:\d{2}", value):
+        raise ValueError(f"expected a time like \"22:00\", got {value!r}")
+    hours, minutes = map(int, value.split(":"))
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"{value!r} is not a time of day")
+    return time(hours, minutes)
+
+
+def region_code(value: Any) -> str:
+    import phonenumbers
+
+    if not isinstance(value, str) or value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"expected a two-letter region code like \"CN\", got {value!r}")
+    return value.upper()
+
+
+def strategy_name(value: Any) -> str:
+    from modempool.strategies import Strategy
+
+    return Strategy.parse(text(value)).value
+
+
+def timezone_name(value: Any) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(text(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name like \"Asia/Shanghai\")") from None
+    return value
+
+
+def one_of(*options: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.lower() not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
+        return value.lower()
+    return check

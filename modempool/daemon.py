@@ -32,7 +32,8 @@ from modempool.dispatcher import Dispatcher
 from modempool.errors import PoolError
 from modempool.inbound import InboundStore
 from modempool.limits import Counters, Limits, window_keys
-from modempool.modem_task import ModemSpec, ModemTaskMixin
+from modempool.config import ModemConfig
+from modempool.modem_task import ModemTaskMixin
 from modempool.sending import RetryPolicy
 from modempool.sim_slot import SimSlot, SimState
 
@@ -142,9 +143,9 @@ class Daemon(ModemTaskMixin):
             self._lock_file.close()
             self._lock_file = None
 
-    async def _modem_specs(self, stack: contextlib.AsyncExitStack) -> list[ModemSpec]:
+    async def _modem_specs(self, stack: contextlib.AsyncExitStack) -> list[ModemConfig]:
         if not self.simulate:
-            return [ModemSpec.of(modem) for modem in getattr(self.config, "modems", [])]
+            return list(getattr(self.config, "modems", []))
         from simulator import SimulatedBank  # only here: the pool needs no simulator otherwise
 
         directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="modempool-sim-"))
@@ -154,12 +155,12 @@ class Daemon(ModemTaskMixin):
         limits = list(getattr(self.config, "modems", []) or [])
         specs = []
         for index, (name, port) in enumerate(_devices(self.bank)):
-            base = ModemSpec.of(limits[index]) if index < len(limits) else None
-            specs.append(dataclasses.replace(base, name=base.name, port=port) if base
-                         else ModemSpec(name=name, port=port))
+            base = limits[index] if index < len(limits) else None
+            specs.append(dataclasses.replace(base, port=port) if base
+                         else ModemConfig(name=name, port=port))
         return specs
 
-    def _slot(self, spec: ModemSpec) -> SimSlot:
+    def _slot(self, spec: ModemConfig) -> SimSlot:
         slot = SimSlot(spec.name, Limits(spec.per_minute, spec.per_day, spec.per_month),
                        spec.allow_prefixes, spec.allow_carriers, spec.priority)
         minute, today, month = self.spool.sent_counts(spec.name)

@@ -10,6 +10,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from modempool.config import ModemConfig
 from modempool.inbound import InboundStore
 from modempool.sending import ModemTrouble
 from modempool.sim_slot import SimSlot, SimState
@@ -21,37 +22,10 @@ class Quarantine(Exception):
     """Take this SIM out of rotation for a while."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class ModemSpec:
-    """What the daemon needs to know about one modem (a config `[[modem]]` or a simulated one)."""
-
-    name: str
-    port: str
-    pin: str | None = None
-    profile: str | None = None
-    per_minute: int | None = None
-    per_day: int | None = None
-    per_month: int | None = None
-    allow_prefixes: tuple[str, ...] = ()
-    allow_carriers: tuple[str, ...] = ()
-    priority: int = 0
-
-    @classmethod
-    def of(cls, modem: Any) -> ModemSpec:
-        return cls(name=modem.name, port=str(modem.port), pin=getattr(modem, "pin", None),
-                   profile=getattr(modem, "profile", None),
-                   per_minute=getattr(modem, "per_minute", None),
-                   per_day=getattr(modem, "per_day", None),
-                   per_month=getattr(modem, "per_month", None),
-                   allow_prefixes=tuple(getattr(modem, "allow_prefixes", None) or ()),
-                   allow_carriers=tuple(getattr(modem, "allow_carriers", None) or ()),
-                   priority=getattr(modem, "priority", 0) or 0)
-
-
 class ModemTaskMixin:
     """The per-modem tasks of `Daemon` (mixed into it)."""
 
-    async def _modem_task(self, spec: ModemSpec, slot: SimSlot, inbound: InboundStore) -> None:
+    async def _modem_task(self, spec: ModemConfig, slot: SimSlot, inbound: InboundStore) -> None:
         """Open, serve, quarantine and re-probe one modem until the daemon stops."""
         from at_commands import AtError, Modem, PinError
 
@@ -104,7 +78,7 @@ class ModemTaskMixin:
         timeouts["send_result"] = self.policy.send_timeout
         modem.profile = dataclasses.replace(modem.profile, timeouts=timeouts)
 
-    async def _serve(self, spec: ModemSpec, slot: SimSlot, modem: Any, inbound: InboundStore,
+    async def _serve(self, spec: ModemConfig, slot: SimSlot, modem: Any, inbound: InboundStore,
                      early: list[Any]) -> None:
         trouble = asyncio.Event()
         events = asyncio.create_task(self._pump_events(spec, slot, modem, inbound, trouble, early),
@@ -134,7 +108,7 @@ class ModemTaskMixin:
             if slot.errors_in_row >= self.policy.quarantine_after:
                 raise Quarantine(f"{slot.errors_in_row} SIM errors in a row")
 
-    async def _pump_events(self, spec: ModemSpec, slot: SimSlot, modem: Any,
+    async def _pump_events(self, spec: ModemConfig, slot: SimSlot, modem: Any,
                            inbound: InboundStore, trouble: asyncio.Event, early: list[Any]) -> None:
         from at_commands import events as ev
 
@@ -164,7 +138,7 @@ class ModemTaskMixin:
                 self.spool.upsert_sim(spec.name, signal=event.dbm)
 
     # -- helpers ---------------------------------------------------------------------------
-    def _update_sim(self, spec: ModemSpec, slot: SimSlot, state: SimState, *, info: Any = None,
+    def _update_sim(self, spec: ModemConfig, slot: SimSlot, state: SimState, *, info: Any = None,
                     error: str | None = None, until: datetime | None = None) -> None:
         slot.state = state
         fields: dict[str, Any] = {"port": spec.port, "state": state.value}

@@ -206,3 +206,41 @@ def test_upsert_sim_keeps_counters_and_rejects_unknown_columns(path):
             spool.upsert_sim("m1", colour="red")
         spool.record_event("note", sim="m1", detail={"why": "test"})
         assert spool.events()[-1]["kind"] == "note"
+
+
+@pytest.mark.parametrize("second_attempt, outcome", [
+    ((), "queued"),                                           # nothing written this time
+    ((("writing", 2),), "ambiguous"),                         # part 2 may be out
+    ((("sent", 2), ("sent", 3)), "sent"),                     # the rest went out
+    ((("sent", 2), ("writing", 3)), "ambiguous"),
+])
+def test_recovery_of_a_resumed_message_counts_the_parts_of_its_earlier_attempt(
+        path, second_attempt, outcome):
+    with Spool(path) as spool:
+        message = spool.enqueue("+8613800138000", "three parts")
+        spool.claim(message.id, "m1", "o", 60)
+        spool.mark_part_writing(message.id, 1, 3, lease_owner="o")
+        spool.mark_part_sent(message.id, 1, 7, 41)
+        spool.requeue(message.id, "m1: +CMS ERROR: 21", only_sim="m1", lease_owner="o")
+        assert spool.get(message.id).sims == ("m1",) and spool.sent_parts(message.id) == {1}
+        spool.claim(message.id, "m1", "o", 60)
+        for state, seq in second_attempt:
+            spool.mark_part_writing(message.id, seq, 3, lease_owner="o")
+            if state == "sent":
+                spool.mark_part_sent(message.id, seq, 7, 41 + seq)
+        recovery = spool.recover_leases(owner="o")
+        assert spool.get(message.id).state.value == outcome
+        assert {"queued": recovery.requeued, "ambiguous": recovery.ambiguous,
+                "sent": recovery.sent}[outcome] == (message.id,)
+        if outcome == "queued":
+            assert spool.get(message.id).attempts == 1       # the empty attempt does not count
+
+
+def test_a_requeue_that_does_not_count_gives_the_attempt_back(path):
+    with Spool(path) as spool:
+        message = spool.enqueue("+8613800138000", "hello")
+        spool.claim(message.id, "m1", "o", 60)
+        assert spool.requeue(message.id, "m1: gone before the prompt", avoid_sim="m1",
+                             count_attempt=False, lease_owner="o")
+        again = spool.get(message.id)
+        assert again.state is MessageState.QUEUED and again.attempts == 0 and again.sims is None

@@ -71,13 +71,15 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
 
     `profile`: a `ModemProfile`, a profile name, or None to detect it from ``AT+CGMI``.
     `poll_interval`: seconds between signal/registration polls; `sweep_interval`: between
-    ``AT+CMGL=4`` sweeps of all stores; `reconnect_delays`: backoff after the port went away
-    (empty: no automatic reconnect).
+    ``AT+CMGL=4`` sweeps of all stores; `failed_read_sweep`: how soon a sweep follows a
+    notice (``+CMTI``) whose read the modem refused; `reconnect_delays`: backoff after the port
+    went away (empty: no automatic reconnect).
     """
 
     def __init__(self, port: str, *, name: str, pin: str | None = None,
                  profile: ModemProfile | str | None = None, baudrate: int = 115200,
                  poll_interval: float = 30.0, sweep_interval: float = 60.0,
+                 failed_read_sweep: float = 5.0,
                  reconnect_delays: Sequence[float] = (0.2, 0.5, 1, 2, 5, 10, 30)) -> None:
         self.port = port
         self.name = name
@@ -89,6 +91,7 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
                                       else get_profile(profile))
         self.poll_interval = poll_interval
         self.sweep_interval = sweep_interval
+        self.failed_read_sweep = failed_read_sweep
         self.reconnect_delays = tuple(reconnect_delays)
         self._state_changed = asyncio.Event()  # set on every change of `state`
         self.state = ModemState.CLOSED

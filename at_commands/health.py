@@ -49,8 +49,8 @@ class HealthMixin:
             try:
                 if item == REINITIALISE:
                     await self.initialise()
-                elif item is not None:
-                    await self._read_stored(*item)
+                elif item is not None and not await self._read_stored(*item):
+                    next_sweep = min(next_sweep, time.monotonic() + self.failed_read_sweep)
                 else:
                     now = time.monotonic()
                     if now >= next_sweep:
@@ -62,6 +62,8 @@ class HealthMixin:
                         await self.poll_health()
             except AtError as error:  # a timeout already produced an Unresponsive event
                 self.log.info("background: %s", error)
+                if item is not None and item != REINITIALISE:  # a notice not acted on
+                    next_sweep = min(next_sweep, time.monotonic() + self.failed_read_sweep)
             except Exception:  # noqa: BLE001 - background work must go on
                 self.log.exception("background work failed")
 

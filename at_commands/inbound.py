@@ -115,17 +115,19 @@ class InboundMixin:
             await self._execute("select_read_store", store=store)
         return await self._execute(name, check=False, **arguments)
 
-    async def _read_stored(self: Modem, store: str, index: int) -> None:
-        """``AT+CMGR`` after ``+CMTI``/``+CDSI``; an empty slot is not an error.
+    async def _read_stored(self: Modem, store: str, index: int) -> bool:
+        """``AT+CMGR`` after ``+CMTI``/``+CDSI``; False when the modem refused the read (the
+        message, if there is one, waits for a sweep).
 
         Read even when the slot was handed over: its message may have been deleted and the
         slot reused by the one this notice is about (see the module docstring)."""
         result = await self._in_store(store, "read", index=index)
         if result.error is not None:
             self.log.info("reading %s/%d: %s", store, index, result.error)
-            return
+            return False
         for stored in COMMANDS["read"].parse(result.lines):
             self._hand_over(stored.pdu, store, index)
+        return True
 
     async def sweep(self: Modem) -> int:
         """List every store (`sweep_stores`) with ``AT+CMGL=4`` and hand over what was not yet handed over.

@@ -24,6 +24,7 @@ class Fault(enum.StrEnum):
     STORAGE_FULL = "storage_full"  # every message store full: +CMS ERROR: 322
     BALANCE = "balance"  # [messages=K, code=21] the SIM runs out of credit after K more parts
     NO_STATUS_REPORT = "no_status_report"  # status reports never come back
+    COMMAND_ERROR = "command_error"  # [command="+CMGR", code=500, count=None] that command fails
 
 
 DEFAULT_PARAMS: dict[Fault, dict[str, Any]] = {
@@ -35,6 +36,7 @@ DEFAULT_PARAMS: dict[Fault, dict[str, Any]] = {
     Fault.UNPLUG: {"duration": None},
     Fault.GARBAGE: {"length": 8},
     Fault.BALANCE: {"messages": 0, "code": 21},
+    Fault.COMMAND_ERROR: {"command": "+CMGR", "code": 500, "count": None},
 }
 
 

@@ -325,6 +325,7 @@ class VirtualModem(ModemOutput):
             raise AtFailure("CME", 100) if self.settings.cmee else AtFailure()
         if command.sim and not (command.sim == "cme-set" and form is not Form.SET):
             self.require_sim("CMS" if command.sim == "cms" else "CME")
+        self._command_error(name)
         args = split_args(argument_text) if form is Form.SET else []
         result = command.handler(self, form, args)
         if result is None:
@@ -332,6 +333,17 @@ class VirtualModem(ModemOutput):
         if isinstance(result, list):
             return Reply(lines=result)
         return result
+
+    def _command_error(self, name: str) -> None:
+        """The `command_error` fault: this command answers ``+CMS ERROR`` (`count` times)."""
+        failing = self.faults.get(Fault.COMMAND_ERROR)
+        if failing is None or name.upper() != str(failing["command"]).upper():
+            return
+        if failing["count"] is not None:
+            failing["count"] -= 1
+            if failing["count"] <= 0:
+                self.faults.pop(Fault.COMMAND_ERROR)
+        raise AtFailure("CMS", int(failing["code"]))
 
     def _finish(self, run: Callable[[], Reply]) -> None:
         """Run a command (or the end of a text entry) and write what it answers."""

@@ -135,6 +135,17 @@ async def test_a_released_message_is_handed_over_again_by_the_next_sweep(bank) -
         assert not bank.modem("m1").stores["SM"].slots
 
 
+async def test_a_notice_whose_read_was_refused_brings_the_sweep_forward(bank) -> None:
+    async with opened(bank, sweep_interval=3600, failed_read_sweep=0.2) as modem:
+        await modem.sweep()
+        bank.set_fault("m1", "command_error", command="+CMGR", code=500, count=1)
+        await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678", text="read me")
+        event = await next_event(modem, InboundSms, timeout=5.0)   # not in an hour: in 0.2 s
+        assert event.decoded.text == "read me"
+        assert "command_error" not in bank.modem("m1").faults   # the read did fail once
+        await modem.acknowledge(event)
+
+
 async def test_urc_during_a_long_command_is_delivered(bank, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger="modempool.modem.m1")
     async with opened(bank) as modem:

@@ -46,6 +46,12 @@ def _local(now: datetime) -> datetime:
 
 def window_keys(now: datetime) -> tuple[str, str, str]:
     """Labels of the minute, day and month `now` falls in (local time)."""
+    return _window_keys(now, now.tzinfo)  # a dispatch round asks this for every SIM
+
+
+@lru_cache(maxsize=16)
+def _window_keys(now: datetime, tz: object) -> tuple[str, str, str]:
+    # `tz` is part of the key: equal instants in other zones have other local labels.
     local = _local(now)
     return _keys(local.year, local.month, local.day, local.hour, local.minute)
 

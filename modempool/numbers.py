@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 from modempool.errors import InvalidNumber
@@ -9,6 +11,7 @@ from modempool.errors import InvalidNumber
 DEFAULT_REGION = "CN"
 
 
+@lru_cache(maxsize=8192)  # the same numbers come back (reports, replies, campaigns re-run)
 def normalise(number: str, region: str = DEFAULT_REGION) -> str:
     """Return `number` in E.164 (`+8613800138000`), or raise InvalidNumber saying why.
 
@@ -32,6 +35,7 @@ def normalise(number: str, region: str = DEFAULT_REGION) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+@lru_cache(maxsize=8192)  # asked for each message by carrier affinity and carrier limits
 def carrier_of(e164: str, lang: str = "en") -> str:
     """The carrier a number was allocated to (`China Mobile`), or '' when unknown."""
     from phonenumbers import carrier

@@ -33,7 +33,9 @@ class DecisionsMixin:
     def retry(self: Spool, message_id: int) -> Message:
         """Queue a failed, ambiguous or expired message again (its attempts are kept).
 
-        For an ambiguous message this is the user's decision to risk a duplicate.
+        For an ambiguous message this is the user's decision to risk a duplicate. A message some
+        of whose parts are out goes on from the first part not known to be out, through the SIM
+        that sent them (the recipient's phone joins parts from one sender only).
         """
         with self._tx() as conn:
             message = self._message(message_id)
@@ -43,12 +45,16 @@ class DecisionsMixin:
                     f"message {message_id} is {message.state.value}; only {allowed} messages can be retried"
                 )
             now = to_text(utcnow())
+            sent_from = conn.execute(
+                "SELECT sim FROM parts WHERE message_id = ? AND sim IS NOT NULL AND state IN "
+                "('sent', 'delivered', 'undelivered') LIMIT 1", (message_id,)).fetchone()
             conn.execute(
                 "UPDATE messages SET state = 'queued', error = NULL, not_before = NULL, "
                 "expires_at = CASE WHEN state = 'expired' THEN NULL ELSE expires_at END, "
+                "sims = CASE WHEN ? IS NULL THEN sims ELSE json_array(?) END, "
                 "avoid_sim = NULL, lease_owner = NULL, lease_until = NULL, updated_at = ? "
                 "WHERE id = ?",
-                (now, message_id),
+                (sent_from and sent_from[0], sent_from and sent_from[0], now, message_id),
             )
             self._event("retried", message_id, detail={"was": message.state.value}, now=now)
         return self._message(message_id)

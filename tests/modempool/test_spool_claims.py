@@ -244,3 +244,20 @@ def test_a_requeue_that_does_not_count_gives_the_attempt_back(path):
                              count_attempt=False, lease_owner="o")
         again = spool.get(message.id)
         assert again.state is MessageState.QUEUED and again.attempts == 0 and again.sims is None
+
+
+def test_retrying_a_partly_sent_message_binds_it_to_the_sim_that_sent_its_parts(path):
+    with Spool(path) as spool:
+        message = spool.enqueue("+8613800138000", "three parts", sims=["m1", "m2"])
+        spool.claim(message.id, "m2", "o", 60)
+        spool.mark_part_writing(message.id, 1, 3, lease_owner="o")
+        spool.mark_part_sent(message.id, 1, 7, 41)
+        spool.mark_part_writing(message.id, 2, 3, lease_owner="o")
+        spool.mark_ambiguous(message.id, "m2: silent after part 2", lease_owner="o")
+        retried = spool.retry(message.id)
+        assert retried.state is MessageState.QUEUED and retried.sims == ("m2",)
+        assert spool.sent_parts(message.id) == {1}        # part 2 (in doubt) goes again
+        plain = spool.enqueue("+8613800138000", "one part", sims=["m1", "m2"])
+        spool.claim(plain.id, "m1", "o", 60)
+        spool.mark_failed(plain.id, "m1: refused", lease_owner="o")
+        assert spool.retry(plain.id).sims == ("m1", "m2")  # nothing out: its choice stays

@@ -1,6 +1,6 @@
-"""Codec speed, side by side with python-gsmmodem-new: messages per second and the ratio.
+"""Codec speed, side by side with python-gsmmodem-new and python-messaging: messages per second.
 
-Run: python benchmarks/bench_pdu.py [--seconds 0.5]
+Run: python benchmarks/bench_pdu.py [--seconds 0.5]   (pip install -e '.[bench]')
 (a) encode a 500-character Chinese text into its SMS-SUBMIT parts (hex)
 (b) encode a 160-character GSM-7 text (hex)
 (c) decode a GSM-7 SMS-DELIVER
@@ -14,6 +14,7 @@ import platform
 import time
 
 import gsmmodem.pdu as peer
+from messaging.sms import SmsDeliver, SmsSubmit
 
 import pdu
 
@@ -40,29 +41,39 @@ def rate(fn, seconds: float) -> float:
         batch *= 2
 
 
-def best_rates(ours, theirs, seconds: float, rounds: int = 9) -> tuple[float, float]:
-    """Best of several alternating rounds, so a busy machine hurts both sides alike."""
-    a = b = 0.0
+def best_rates(*codecs, seconds: float, rounds: int = 9) -> list[float]:
+    """Best of several alternating rounds, so a busy machine hurts every side alike."""
+    best = [0.0] * len(codecs)
     for _ in range(rounds):
-        a = max(a, rate(ours, seconds / rounds))
-        b = max(b, rate(theirs, seconds / rounds))
-    return a, b
+        for index, fn in enumerate(codecs):
+            best[index] = max(best[index], rate(fn, seconds / rounds))
+    return best
+
+
+def messaging_submit(text: str) -> list[str]:
+    sms = SmsSubmit(TO, text)
+    sms.ref = 1
+    return [part.pdu for part in sms.to_pdu()]
 
 
 def cases():
     return [
         ("(a) encode 500-char Chinese -> parts",
          lambda: [p.hex for p in pdu.encode_submit(TO, CHINESE_500, reference=1)],
-         lambda: [str(p) for p in peer.encodeSmsSubmitPdu(TO, CHINESE_500, reference=1)]),
+         lambda: [str(p) for p in peer.encodeSmsSubmitPdu(TO, CHINESE_500, reference=1)],
+         lambda: messaging_submit(CHINESE_500)),
         ("(b) encode 160-char GSM-7",
          lambda: [p.hex for p in pdu.encode_submit(TO, GSM_160)],
-         lambda: [str(p) for p in peer.encodeSmsSubmitPdu(TO, GSM_160)]),
+         lambda: [str(p) for p in peer.encodeSmsSubmitPdu(TO, GSM_160)],
+         lambda: messaging_submit(GSM_160)),
         ("(c) decode GSM-7 SMS-DELIVER",
          lambda: pdu.decode_pdu(GSM_DELIVER),
-         lambda: peer.decodeSmsPdu(GSM_DELIVER)),
+         lambda: peer.decodeSmsPdu(GSM_DELIVER),
+         lambda: SmsDeliver(GSM_DELIVER).text),
         ("(d) decode UCS2 part with concat header",
          lambda: pdu.decode_pdu(UCS2_PART),
-         lambda: peer.decodeSmsPdu(UCS2_PART)),
+         lambda: peer.decodeSmsPdu(UCS2_PART),
+         lambda: SmsDeliver(UCS2_PART).text),
     ]
 
 
@@ -72,7 +83,9 @@ def check_same_answers() -> None:
     assert pdu.decode_pdu(UCS2_PART).text == peer.decodeSmsPdu(UCS2_PART)["text"]
     ours = pdu.encode_submit(TO, CHINESE_500, reference=1)
     theirs = peer.encodeSmsSubmitPdu(TO, CHINESE_500, reference=1, requestStatusReport=False)
-    assert len(ours) == len(theirs) == 8
+    assert len(ours) == len(theirs) == len(messaging_submit(CHINESE_500)) == 8
+    assert SmsDeliver(GSM_DELIVER).text == GSM_160
+    assert SmsDeliver(UCS2_PART).text == pdu.decode_pdu(UCS2_PART).text
 
 
 def main() -> None:
@@ -83,10 +96,12 @@ def main() -> None:
     check_same_answers()
     print(f"python {platform.python_version()} on {platform.machine()}; "
           f"best of 9 alternating rounds in {args.seconds}s per figure")
-    print(f"{'case':42} {'modempool msg/s':>16} {'gsmmodem msg/s':>16} {'ours/theirs':>12}")
-    for name, ours, theirs in cases():
-        a, b = best_rates(ours, theirs, args.seconds)
-        print(f"{name:42} {a:16,.0f} {b:16,.0f} {a / b:11.1f}x")
+    print(f"{'case':42} {'modempool':>10} {'gsmmodem':>10} {'messaging':>10} {'ours/gsmmodem':>14}"
+          f" {'ours/messaging':>15}   (msg/s)")
+    for name, *codecs in cases():
+        ours, gsmmodem, messaging = best_rates(*codecs, seconds=args.seconds)
+        print(f"{name:42} {ours:10,.0f} {gsmmodem:10,.0f} {messaging:10,.0f} "
+              f"{ours / gsmmodem:13.1f}x {ours / messaging:14.1f}x")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ message with a lease and hands it to that SIM's task (a SIM holds up to PREFETCH
 one on the air and the next, so a modem never waits for the dispatcher). Each modem task (see
 `daemon.py`) then calls `send_message` (`sending.py`: the sending rule, retries and failover).
 """
+
 from __future__ import annotations
 
 import asyncio

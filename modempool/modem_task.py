@@ -32,7 +32,8 @@ class ModemTaskMixin:
         mlog = logging.getLogger(f"modempool.modem.{spec.name}")
         # One driver object for the life of the daemon: it remembers a refused PIN and never
         # enters it again (a wrong PIN tried at every reconnect would lock the SIM).
-        modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile)
+        modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile,
+                      baudrate=spec.baudrate)
         backoff = 1.0
         while not self._stop.is_set():
             try:

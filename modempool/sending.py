@@ -24,8 +24,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from modempool import limits as limits_mod
-from modempool.spool_claim import SentPart
 from modempool.sim_slot import SimState
+from modempool.spool_claim import SentPart
 from modempool.spool_model import LeaseLost
 
 if TYPE_CHECKING:
@@ -115,7 +115,8 @@ class SendingMixin:
         for part in parts:
             if part.seq in already:
                 continue
-            partly = bool(already) or part.seq > 1
+            # Parts go out in order: those before this one are out (earlier or just now).
+            sent_before = part.seq - 1
             self.busy_now()
             try:
                 refs = await modem.send([part], more_to_follow=part.seq < part.total,
@@ -134,13 +135,11 @@ class SendingMixin:
                     # Silent or gone before the PDU: nothing left, and the modem (not the
                     # message) failed. Back to the queue uncounted; the modem is reopened.
                     self.spool.requeue(message.id, f"{slot.name}: {exc}", avoid_sim=slot.name,
-                                       only_sim=slot.name if partly else None,
+                                       only_sim=slot.name if sent_before else None,
                                        count_attempt=False, lease_owner=slot.owner)
                     raise ModemTrouble(str(exc)) from exc
                 # A definite answer (+CMS/+CME ERROR, or refused before the prompt).
-                self._failed_part(slot, message, part, len(parts), exc, mlog,
-                                  sent=len(already) + sum(p.seq < part.seq and p.seq not in already
-                                                          for p in parts))
+                self._failed_part(slot, message, len(parts), exc, mlog, sent=sent_before)
                 return
             except (OSError, ConnectionError) as exc:
                 self._ambiguous(slot, message, f"{slot.name}: port failed during send: {exc}")
@@ -213,9 +212,9 @@ class SendingMixin:
             log.warning("message %s queued again (resend_ambiguous policy)", message.id)
             self.spool.retry(message.id)
 
-    def _failed_part(self, slot: SimSlot, message: Any, part: Any, total: int, exc: Any,
-                     mlog: Any, *, sent: int) -> None:
-        """A definite refusal of `part` (`sent` of the `total` parts are already out)."""
+    def _failed_part(self, slot: SimSlot, message: Any, total: int, exc: Any, mlog: Any, *,
+                     sent: int) -> None:
+        """A definite refusal of a part (`sent` of the `total` parts are already out)."""
         from at_commands import ErrorClass
 
         error = f"{slot.name}: {exc}"
@@ -233,21 +232,16 @@ class SendingMixin:
             self.spool.mark_failed(message.id, f"{error} (after {attempts} attempts)",
                                    lease_owner=slot.owner)
             return
-        if sent:
-            # The parts out came from this SIM's number: the phone joins the rest only if they
-            # come from it too. Sending all again would repeat them; so the rest waits for it.
-            delay = self.policy.delay(attempts) * random.uniform(0.8, 1.2)
-            mlog.info("message %s: %s; the other parts from %s in %.0f s", message.id, exc,
-                      slot.name, delay)
-            self.spool.requeue(message.id, error, self.clock() + timedelta(seconds=delay),
-                               only_sim=slot.name, lease_owner=slot.owner)
-            return
-        others = [s for s in self.slots.values()
-                  if s.name != slot.name and s.state is SimState.UP and s.accepts(message.to)
-                  and (not message.sims or s.name in message.sims)]
-        # Another SIM can take it at once; the same SIM only after a backoff.
+        # Another SIM can take it at once; the same SIM only after a backoff. Parts already out
+        # came from this SIM's number, and the phone joins the rest only if they come from it
+        # too: such a message waits for this SIM (sending all again would repeat those parts).
+        others = [] if sent else [
+            s for s in self.slots.values()
+            if s.name != slot.name and s.state is SimState.UP and s.accepts(message.to)
+            and (not message.sims or s.name in message.sims)]
         delay = 0.0 if others else self.policy.delay(attempts) * random.uniform(0.8, 1.2)
         mlog.info("message %s: %s; retrying %s", message.id, exc,
-                  "on another SIM" if others else f"in {delay:.0f} s")
+                  "on another SIM" if others else f"from {slot.name} in {delay:.0f} s")
         self.spool.requeue(message.id, error, self.clock() + timedelta(seconds=delay),
-                           avoid_sim=slot.name, lease_owner=slot.owner)
+                           avoid_sim=None if sent else slot.name,
+                           only_sim=slot.name if sent else None, lease_owner=slot.owner)

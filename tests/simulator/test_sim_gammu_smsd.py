@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import time
 
+from tests.programs import require_program
 from simulator import SimulatedBank
 
 LONG_CHINESE = ("各位用户您好：本周六凌晨两点至六点将进行系统维护，届时短信发送功能可能会受到影响。"
@@ -33,7 +33,7 @@ def _config(directory, device) -> str:
 
 
 async def test_gammu_smsd_files_backend_sends_and_receives(tmp_path):
-    assert shutil.which("gammu-smsd"), "the gammu-smsd package must be installed (see .ci/run)"
+    require_program("gammu-smsd")
     async with SimulatedBank(1, tmp_path / "bank", personality="simcom", seed=12,
                              chatter=0) as bank:
         work = tmp_path / "smsd"

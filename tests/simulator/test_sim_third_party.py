@@ -7,12 +7,12 @@ runs in a worker thread while the bank answers from the test's event loop.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 
 import pdu
 import pytest
 
+from tests.programs import require_program
 from simulator import PERSONALITIES, SimulatedBank
 from simulator.network import PinState
 
@@ -22,7 +22,7 @@ LONG_CHINESE = ("各位用户您好：本周六凌晨两点至六点将进行系
 
 @pytest.fixture
 async def gammu_bank(tmp_path):
-    assert shutil.which("gammu"), "the gammu package must be installed (see .ci/run)"
+    require_program("gammu")
     async with SimulatedBank(2, tmp_path / "bank", personality="simcom", seed=11,
                              faults={"m2": {"pin_locked": {"pin": "1234"}}}) as bank:
         yield bank

@@ -533,7 +533,7 @@ def _pool_check_direct(spool, config, numbers, to_opted_out):
     """Refuse the whole send if a number is blacklisted (or opted out, when that blocks)."""
     from modempool.errors import PoolError
     from modempool.numbers import normalise
-    from modempool.optout import may_send_direct
+    from modempool.operator.optout import may_send_direct
 
     refused = []
     for number in numbers:
@@ -645,7 +645,7 @@ def inbox_command(config_path, since, sender, limit, as_json) -> None:
 
 def _pool_name_senders(spool, config, rows):
     """Add the address book's `name` and `groups` of each sender to inbox rows."""
-    from modempool.contacts import AddressBook
+    from modempool.operator.contacts import AddressBook
 
     book, known = AddressBook(spool.db, config.region), {}
     for row in rows:
@@ -677,7 +677,7 @@ def status_command(config_path, as_json) -> None:
                    port=row.get("port") or (modem.port if modem else None))
         sims.append(row)
     counts = spool.counts()
-    from modempool.campaign_report import all_progress
+    from modempool.operator.campaign_report import all_progress
 
     campaigns = all_progress(spool)
     if as_json:
@@ -719,7 +719,7 @@ def run_command(config_path: str | None, simulate: int | None, verbose: int) -> 
     import logging
 
     from modempool.config import load_config
-    from modempool.daemon import Daemon
+    from modempool.dispatch.daemon import Daemon
     from modempool.errors import PoolError
 
     try:
@@ -840,7 +840,7 @@ def _op_mapping(pairs):
 
 
 def _op_time(value, hint):
-    from modempool.opdb import parse_time
+    from modempool.operator.db import parse_time
 
     try:
         return parse_time(value)
@@ -850,7 +850,7 @@ def _op_time(value, hint):
 
 def _op_selection(group_exprs):
     """Several --group A+B-C options as one Selection."""
-    from modempool.contacts import Selection, parse_selection
+    from modempool.operator.contacts import Selection, parse_selection
 
     include, exclude = [], []
     for expr in group_exprs:
@@ -891,8 +891,8 @@ def contacts_import(path, maps, groups, encoding, sheet, skip_bad, dry_run, conf
     Every rejected row is listed with its line and reason.
     modempool contacts import 学生家长.csv --group 三年级 --map number=联系电话
     """
-    from modempool.contacts import AddressBook
-    from modempool.importers import ImportRejected, import_contacts
+    from modempool.operator.contacts import AddressBook
+    from modempool.operator.importers import ImportRejected, import_contacts
 
     spool, config = _op_open(config_path, db_path)
     try:
@@ -921,8 +921,8 @@ def contacts_import(path, maps, groups, encoding, sheet, skip_bad, dry_run, conf
 @_op_command
 def contacts_add(number, name, fields, birthday, notes, groups, spool, config):
     """Add or update one contact: modempool contacts add 13800138000 --name 张三 --group 员工"""
-    from modempool.contacts import AddressBook
-    from modempool.importers import parse_birthday
+    from modempool.operator.contacts import AddressBook
+    from modempool.operator.importers import parse_birthday
 
     try:
         birthday = parse_birthday(birthday) if birthday else None
@@ -944,7 +944,7 @@ def contacts_add(number, name, fields, birthday, notes, groups, spool, config):
 @_op_command
 def contacts_remove(number, spool, config):
     """Delete a contact."""
-    from modempool.contacts import AddressBook
+    from modempool.operator.contacts import AddressBook
 
     AddressBook(spool.db, config.region).remove(number)
     return {"removed": number}, f"removed {number}"
@@ -956,7 +956,7 @@ def contacts_remove(number, spool, config):
 @_op_command
 def contacts_list(group, search, spool, config):
     """List contacts with their groups: modempool contacts list --group 家长"""
-    from modempool.contacts import AddressBook
+    from modempool.operator.contacts import AddressBook
 
     rows = [c.as_dict() for c in AddressBook(spool.db, config.region).list(group=group, search=search)]
     flat = [{**r, "groups": ",".join(r["groups"]),
@@ -972,8 +972,8 @@ def contacts_list(group, search, spool, config):
 @_op_command
 def contacts_export(path, group, encoding, spool, config):
     """Export to CSV or XLSX (by extension): modempool contacts export 通讯录.xlsx"""
-    from modempool.contacts import AddressBook
-    from modempool.importers import export_contacts
+    from modempool.operator.contacts import AddressBook
+    from modempool.operator.importers import export_contacts
 
     count = export_contacts(AddressBook(spool.db, config.region), path, group=group, encoding=encoding)
     return {"path": path, "contacts": count}, f"wrote {count} contact(s) to {path}"
@@ -994,7 +994,7 @@ def groups_group() -> None:
 @_op_command
 def groups_list(spool, config):
     """Every group with its member count."""
-    from modempool.contacts import AddressBook
+    from modempool.operator.contacts import AddressBook
 
     rows = AddressBook(spool.db, config.region).groups()
     return rows, lambda r: _op_table(r, ["name", "members", "description"])
@@ -1006,7 +1006,7 @@ def groups_list(spool, config):
 @_op_command
 def groups_create(name, description, spool, config):
     """Create a group."""
-    from modempool.contacts import AddressBook
+    from modempool.operator.contacts import AddressBook
 
     AddressBook(spool.db, config.region).create_group(name, description)
     return {"created": name}, f"group {name} ready"
@@ -1017,7 +1017,7 @@ def groups_create(name, description, spool, config):
 @_op_command
 def groups_delete(name, spool, config):
     """Delete a group (its contacts stay)."""
-    from modempool.contacts import AddressBook
+    from modempool.operator.contacts import AddressBook
 
     AddressBook(spool.db, config.region).delete_group(name)
     return {"deleted": name}, f"group {name} deleted"
@@ -1029,7 +1029,7 @@ def groups_delete(name, spool, config):
 @_op_command
 def groups_add(name, numbers, spool, config):
     """Put existing contacts in a group: modempool groups add 教师 13800138000"""
-    from modempool.contacts import AddressBook
+    from modempool.operator.contacts import AddressBook
 
     count = AddressBook(spool.db, config.region).add_to_group(name, numbers)
     return {"group": name, "added": count}, f"{count} contact(s) in {name}"
@@ -1041,7 +1041,7 @@ def groups_add(name, numbers, spool, config):
 @_op_command
 def groups_remove(name, numbers, spool, config):
     """Take contacts out of a group."""
-    from modempool.contacts import AddressBook
+    from modempool.operator.contacts import AddressBook
 
     count = AddressBook(spool.db, config.region).remove_from_group(name, numbers)
     return {"group": name, "removed": count}, f"{count} contact(s) removed from {name}"
@@ -1052,7 +1052,7 @@ def groups_remove(name, numbers, spool, config):
 @_op_command
 def groups_show(expression, spool, config):
     """Members of a group expression, each once: modempool groups show "家长+教师-毕业班" """
-    from modempool.contacts import AddressBook, parse_selection
+    from modempool.operator.contacts import AddressBook, parse_selection
 
     rows = [c.as_dict() for c in AddressBook(spool.db, config.region).select(parse_selection(expression))]
     flat = [{**r, "groups": ",".join(r["groups"])} for r in rows]
@@ -1096,7 +1096,7 @@ def campaign_group() -> None:
 def campaign_create(name, template, numbers, group_exprs, sheet, maps, kind, start_at, end_at,
                     quiet_hours, rate, sims, priority, spool, config):
     """Save a campaign (not sent until `campaign start`)."""
-    from modempool.campaigns import Campaigns
+    from modempool.operator.campaigns import Campaigns
 
     config.check_sims(sims)
     groups = _op_selection(group_exprs)
@@ -1114,8 +1114,8 @@ def campaign_create(name, template, numbers, group_exprs, sheet, maps, kind, sta
 @_op_command
 def campaign_list(spool, config):
     """Saved campaigns and their states."""
-    from modempool.campaign_report import progress
-    from modempool.campaigns import Campaigns
+    from modempool.operator.campaign_report import progress
+    from modempool.operator.campaigns import Campaigns
 
     rows = []
     for campaign in Campaigns(spool, config).list():
@@ -1132,8 +1132,8 @@ def campaign_list(spool, config):
 @_op_command
 def campaign_preview(campaign_id, sample, spool, config):
     """Recipients after dedupe and opt-outs, total parts (cost), samples, problems."""
-    from modempool.campaign_plan import preview
-    from modempool.campaigns import Campaigns
+    from modempool.operator.campaign_plan import preview
+    from modempool.operator.campaigns import Campaigns
 
     campaigns = Campaigns(spool, config)
     data = preview(spool.db, campaigns.get(campaign_id), config, sample=sample, region=campaigns.region)
@@ -1161,7 +1161,7 @@ def _op_follow(spool, campaign_id) -> dict:
     from rich.progress_bar import ProgressBar
     from rich.table import Table
 
-    from modempool.campaign_report import progress
+    from modempool.operator.campaign_report import progress
 
     def view(p):
         table = Table.grid(padding=(0, 2))
@@ -1198,7 +1198,7 @@ def campaign_start(campaign_id, skip_problems, follow, config_path, db_path, as_
 
     Sending is done by the daemon (`modempool run`).
     """
-    from modempool.campaigns import CampaignBlocked, Campaigns
+    from modempool.operator.campaigns import CampaignBlocked, Campaigns
 
     spool, config = _op_open(config_path, db_path)
     try:
@@ -1219,7 +1219,7 @@ def campaign_start(campaign_id, skip_problems, follow, config_path, db_path, as_
 @_op_command
 def campaign_progress(campaign_id, follow, spool, config):
     """Sent / failed / pending, rate and ETA."""
-    from modempool.campaign_report import progress
+    from modempool.operator.campaign_report import progress
 
     data = _op_follow(spool, campaign_id) if follow else progress(spool, campaign_id)
     return data, lambda p: click.echo(
@@ -1233,7 +1233,7 @@ def _op_campaign_action(name, doc):
     @click.argument("campaign_id", type=int)
     @_op_command
     def action(campaign_id, spool, config):
-        from modempool.campaigns import Campaigns
+        from modempool.operator.campaigns import Campaigns
 
         result = getattr(Campaigns(spool, config), name)(campaign_id)
         data = result.as_dict() if hasattr(result, "as_dict") else {"campaign": campaign_id,
@@ -1254,7 +1254,7 @@ _op_campaign_action("cancel", "Cancel the campaign and its queued messages.")
 @_op_command
 def campaign_rerun(campaign_id, name, spool, config):
     """Copy a saved campaign into a new draft, to send it again."""
-    from modempool.campaigns import Campaigns
+    from modempool.operator.campaigns import Campaigns
 
     campaign = Campaigns(spool, config).rerun(campaign_id, name)
     return campaign.as_dict(), f"campaign {campaign.id} created from {campaign_id}"
@@ -1267,7 +1267,7 @@ def campaign_rerun(campaign_id, name, spool, config):
 @_op_command
 def campaign_report_command(campaign_id, export_path, spool, config):
     """Delivered, failed with reasons, replies, opt-outs: modempool campaign report 1 --export 报告.xlsx"""
-    from modempool.campaign_report import export_report, report
+    from modempool.operator.campaign_report import export_report, report
 
     data = report(spool, campaign_id)
     if export_path:
@@ -1303,7 +1303,7 @@ def optout_group() -> None:
 @_op_command
 def optout_list(spool, config):
     """Numbers that opted out."""
-    from modempool.optout import OptOutList
+    from modempool.operator.optout import OptOutList
 
     rows = OptOutList(spool.db, config.region).optouts()
     return rows, lambda r: _op_table(r, ["number", "keyword", "source", "created_at"])
@@ -1314,7 +1314,7 @@ def optout_list(spool, config):
 @_op_command
 def optout_add(numbers, spool, config):
     """Opt numbers out by hand."""
-    from modempool.optout import OptOutList
+    from modempool.operator.optout import OptOutList
 
     book = OptOutList(spool.db, config.region)
     added = [n for n in numbers if book.add(n, source="manual")]
@@ -1326,7 +1326,7 @@ def optout_add(numbers, spool, config):
 @_op_command
 def optout_remove(number, spool, config):
     """Opt a number back in (only with the person's consent)."""
-    from modempool.optout import OptOutList
+    from modempool.operator.optout import OptOutList
 
     OptOutList(spool.db, config.region).remove(number)
     return {"removed": number}, f"{number} opted back in"
@@ -1337,7 +1337,7 @@ def optout_remove(number, spool, config):
 @_op_command
 def optout_export(path, spool, config):
     """Write the opt-out list to CSV or XLSX."""
-    from modempool.optout import OptOutList
+    from modempool.operator.optout import OptOutList
 
     count = OptOutList(spool.db, config.region).export(path, "optouts")
     return {"path": path, "rows": count}, f"wrote {count} opt-out(s) to {path}"
@@ -1351,7 +1351,7 @@ def blacklist_group() -> None:
 @blacklist_group.command("list")
 @_op_command
 def blacklist_list(spool, config):
-    from modempool.optout import OptOutList
+    from modempool.operator.optout import OptOutList
 
     rows = OptOutList(spool.db, config.region).blacklist()
     return rows, lambda r: _op_table(r, ["number", "reason", "created_at"])
@@ -1362,7 +1362,7 @@ def blacklist_list(spool, config):
 @click.option("--reason", default="")
 @_op_command
 def blacklist_add(numbers, reason, spool, config):
-    from modempool.optout import OptOutList
+    from modempool.operator.optout import OptOutList
 
     count = OptOutList(spool.db, config.region).add_to_blacklist(numbers, reason)
     return {"added": count}, f"{count} number(s) blacklisted"
@@ -1372,7 +1372,7 @@ def blacklist_add(numbers, reason, spool, config):
 @click.argument("number")
 @_op_command
 def blacklist_remove(number, spool, config):
-    from modempool.optout import OptOutList
+    from modempool.operator.optout import OptOutList
 
     OptOutList(spool.db, config.region).remove_from_blacklist(number)
     return {"removed": number}, f"{number} removed from the blacklist"
@@ -1386,8 +1386,8 @@ def blacklist_remove(number, spool, config):
 @_op_errors
 def blacklist_import(path, reason, skip_bad, config_path, db_path, as_json) -> None:
     """Add every number of a CSV/XLSX/TXT file (all-or-nothing)."""
-    from modempool.importers import ImportRejected
-    from modempool.optout import OptOutList
+    from modempool.operator.importers import ImportRejected
+    from modempool.operator.optout import OptOutList
 
     spool, config = _op_open(config_path, db_path)
     try:
@@ -1403,7 +1403,7 @@ def blacklist_import(path, reason, skip_bad, config_path, db_path, as_json) -> N
 @click.argument("path", type=click.Path(dir_okay=False))
 @_op_command
 def blacklist_export(path, spool, config):
-    from modempool.optout import OptOutList
+    from modempool.operator.optout import OptOutList
 
     count = OptOutList(spool.db, config.region).export(path, "blacklist")
     return {"path": path, "rows": count}, f"wrote {count} number(s) to {path}"
@@ -1429,7 +1429,7 @@ def autoreply_group() -> None:
               help="Seconds before the same sender is answered again.")
 @_op_command
 def autoreply_add(reply, keywords, pattern, sim, hours, cooldown, spool, config):
-    from modempool.autoreply import AutoReplies
+    from modempool.operator.autoreply import AutoReplies
 
     rule = AutoReplies(spool.db).add(reply, keywords=keywords, pattern=pattern, sim=sim,
                                      hours=hours, cooldown=cooldown)
@@ -1440,7 +1440,7 @@ def autoreply_add(reply, keywords, pattern, sim, hours, cooldown, spool, config)
 @_op_command
 def autoreply_list(spool, config):
     """Rules in the order they are tried (config first)."""
-    from modempool.autoreply import AutoReplies, rules_from_config
+    from modempool.operator.autoreply import AutoReplies, rules_from_config
 
     rows = [r.as_dict() for r in rules_from_config(config) + AutoReplies(spool.db).rules()]
     return rows, lambda r: _op_table(
@@ -1451,7 +1451,7 @@ def autoreply_list(spool, config):
 @click.argument("rule_id", type=int)
 @_op_command
 def autoreply_remove(rule_id, spool, config):
-    from modempool.autoreply import AutoReplies
+    from modempool.operator.autoreply import AutoReplies
 
     AutoReplies(spool.db).remove(rule_id)
     return {"removed": rule_id}, f"rule db:{rule_id} removed"
@@ -1462,7 +1462,7 @@ def autoreply_remove(rule_id, spool, config):
 @_op_command
 def autoreply_log(limit, spool, config):
     """What was answered, and what the cooldown held back."""
-    from modempool.autoreply import AutoReplies
+    from modempool.operator.autoreply import AutoReplies
 
     rows = AutoReplies(spool.db).log(limit)
     return rows, lambda r: _op_table(r, ["created_at", "sender", "rule", "outcome", "message_id"])
@@ -1486,7 +1486,7 @@ def _op_history_options(func):
 
 def _op_query(number, contact, text, since, until, state, campaign, direction, limit):
     """The history Query the `_op_history_options` describe."""
-    from modempool.history import Query
+    from modempool.operator.history import Query
 
     return Query(number=number, contact=contact, text=text, since=_op_time(since, "--since"),
                  until=_op_time(until, "--until"), state=state, campaign=campaign,
@@ -1508,7 +1508,7 @@ def history_group() -> None:
 @_op_history_options
 @_op_command
 def history_search(spool, config, **query):
-    from modempool.history import search
+    from modempool.operator.history import search
 
     rows = search(spool.db, _op_query(**query), config.region)
     return rows, lambda r: _op_table(r, ["time", "direction", "number", "name", "state", "sim", "text"])
@@ -1519,7 +1519,7 @@ def history_search(spool, config, **query):
 @_op_history_options
 @_op_command
 def history_export(path, spool, config, **query):
-    from modempool.history import export
+    from modempool.operator.history import export
 
     count = export(spool.db, _op_query(**query), path, config.region)
     return {"path": path, "rows": count}, f"wrote {count} message(s) to {path}"
@@ -1531,7 +1531,7 @@ def history_export(path, spool, config, **query):
 @_op_command
 def history_threads(unread, limit, spool, config):
     """Conversations by contact (name, groups, unread count): modempool history threads --unread"""
-    from modempool.history import threads
+    from modempool.operator.history import threads
 
     rows = threads(spool.db, unread_only=unread, limit=limit, region=config.region)
     flat = [{**r, "groups": ",".join(r["groups"])} for r in rows]
@@ -1559,7 +1559,7 @@ def jobs_group() -> None:
 @click.option("--group", "group_exprs", multiple=True, help="Groups as A+B-C.")
 @_op_command
 def jobs_add(name, kind, template, at, weekday, numbers, group_exprs, spool, config):
-    from modempool.recurring import Jobs
+    from modempool.operator.recurring import Jobs
 
     job = Jobs(spool.db, config.region).add(name, kind, template, at=at, weekday=weekday,
                                             numbers=numbers, groups=_op_selection(group_exprs))
@@ -1569,7 +1569,7 @@ def jobs_add(name, kind, template, at, weekday, numbers, group_exprs, spool, con
 @jobs_group.command("list")
 @_op_command
 def jobs_list(spool, config):
-    from modempool.recurring import Jobs
+    from modempool.operator.recurring import Jobs
 
     rows = [j.as_dict() for j in Jobs(spool.db, config.region).list()]
     return rows, lambda r: _op_table(r, ["id", "name", "kind", "at", "weekday", "last_run", "template"])
@@ -1579,7 +1579,7 @@ def jobs_list(spool, config):
 @click.argument("job_id", type=int)
 @_op_command
 def jobs_remove(job_id, spool, config):
-    from modempool.recurring import Jobs
+    from modempool.operator.recurring import Jobs
 
     Jobs(spool.db, config.region).remove(job_id)
     return {"removed": job_id}, f"job {job_id} removed"
@@ -1589,7 +1589,7 @@ def jobs_remove(job_id, spool, config):
 @_op_command
 def jobs_run(spool, config):
     """Queue whatever is due now (the daemon does this every minute by itself)."""
-    from modempool.recurring import run_due_jobs
+    from modempool.operator.recurring import run_due_jobs
 
     results = run_due_jobs(spool, config)
     return results, lambda r: click.echo(
@@ -1607,7 +1607,7 @@ def backup_command(path, overwrite, spool, config):
     modempool backup /backup/modempool-$(date +%F).db
     Restore: stop the daemon, copy the file over the spool path, delete *-wal and *-shm.
     """
-    from modempool.backup import backup
+    from modempool.operator.backup import backup
 
     source = spool.path
     spool.close()

@@ -10,11 +10,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from modempool.campaign_plan import preview
-from modempool.campaign_report import progress, report
-from modempool.campaigns import Campaigns
-from modempool.contacts import AddressBook, Selection
-from modempool.importers import import_contacts
+from modempool.operator.campaign_plan import preview
+from modempool.operator.campaign_report import progress, report
+from modempool.operator.campaigns import Campaigns
+from modempool.operator.contacts import AddressBook, Selection
+from modempool.operator.importers import import_contacts
 from modempool.spool import Spool
 
 

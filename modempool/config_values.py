@@ -78,7 +78,7 @@ def region_code(value: Any) -> str:
 
 
 def strategy_name(value: Any) -> str:
-    from modempool.strategies import Strategy
+    from modempool.dispatch.strategies import Strategy
 
     return Strategy.parse(text(value)).value
 

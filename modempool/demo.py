@@ -60,7 +60,7 @@ async def run_demo(modems: int = 4, live: bool = True, console: Console | None =
     """Run the demo; returns the exit status (0: every message went out, replies came back and
     the opt-out was stored). `spool_path` keeps the spool there instead of a temporary file."""
     from modempool.config import Config
-    from modempool.daemon import Daemon
+    from modempool.dispatch.daemon import Daemon
 
     console = console or Console()
     logging.getLogger("modempool").setLevel(logging.WARNING)
@@ -118,8 +118,8 @@ async def run_demo(modems: int = 4, live: bool = True, console: Console | None =
 
 def _start_campaign(spool: Any, config: Any) -> dict[str, Any]:
     """Parents into the address book (group 家长), then a notice campaign to the group."""
-    from modempool.campaigns import Campaigns
-    from modempool.contacts import AddressBook, Selection
+    from modempool.operator.campaigns import Campaigns
+    from modempool.operator.contacts import AddressBook, Selection
 
     book = AddressBook(spool.db, config.region)
     for number, name, grade in PARENTS:
@@ -143,7 +143,7 @@ def _replies_in(spool: Any) -> bool:
 
 def _confirmed(spool: Any) -> bool:
     """The opt-out is stored and its confirmation SMS delivered."""
-    from modempool.optout import OptOutList
+    from modempool.operator.optout import OptOutList
 
     opted = OptOutList(spool.db).optouts()
     if not opted:
@@ -153,8 +153,8 @@ def _confirmed(spool: Any) -> bool:
 
 
 def _summary(console: Console, spool: Any, campaign: dict[str, Any]) -> None:
-    from modempool.campaign_report import report
-    from modempool.campaigns import Campaigns
+    from modempool.operator.campaign_report import report
+    from modempool.operator.campaigns import Campaigns
 
     summary = report(spool, campaign["id"])["summary"]
     console.print(f"campaign {campaign['name']}: {summary['delivered']} delivered, "
@@ -168,8 +168,8 @@ def _summary(console: Console, spool: Any, campaign: dict[str, Any]) -> None:
 
 
 def _optouts(spool: Any) -> list[dict[str, Any]]:
-    from modempool.contacts import AddressBook
-    from modempool.optout import OptOutList
+    from modempool.operator.contacts import AddressBook
+    from modempool.operator.optout import OptOutList
 
     book = AddressBook(spool.db)
     rows = OptOutList(spool.db).optouts()
@@ -199,7 +199,7 @@ def _all_delivered(spool: Any, ids: list[int]) -> bool:
 
 
 def _view(spool: Any, daemon: Any, ids: list[int], campaign: dict[str, Any]) -> Group:
-    from modempool.contacts import AddressBook
+    from modempool.operator.contacts import AddressBook
 
     book = AddressBook(spool.db)
     names = {c.number: c for c in book.list()}

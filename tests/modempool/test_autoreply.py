@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from modempool.autoreply import AutoReplies, Rule, in_window, make_autoreply_handler, parse_window
+from modempool.operator.autoreply import AutoReplies, Rule, in_window, make_autoreply_handler, parse_window
 from modempool.config import load_config
 from modempool.errors import ConfigError
 
@@ -82,7 +82,7 @@ def test_opt_out_keywords_and_blacklisted_senders_get_no_reply(setup):
     spool, handle, _ = setup
     AutoReplies(spool.db).add("收到", keywords=("T", "好"))
     assert handle(spool, spool.store_inbound("13800138000", "T", sim="m1")) is None
-    from modempool.optout import OptOutList
+    from modempool.operator.optout import OptOutList
 
     OptOutList(spool.db).add_to_blacklist(["13900139000"])
     assert handle(spool, spool.store_inbound("13900139000", "好的", sim="m1")) is None

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from modempool.config import load_config
-from modempool.contacts import AddressBook
-from modempool.forwarding import drain, make_forward_handler
+from modempool.operator.contacts import AddressBook
+from modempool.operator.forwarding import drain, make_forward_handler
 
 
 def make(tmp_path, forward: str):
@@ -110,8 +110,8 @@ async def test_retries_cut_short_by_a_crash_resume_after_restart(tmp_path):
                       f"open({str(out)!r}, 'a', encoding='utf-8').write(json.load(sys.stdin)['text'] + '\\n')\n")
     command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
     spool, config = make(tmp_path, f"command = {json.dumps(command)}\n")
-    from modempool.forwarding import SCHEMA
-    from modempool.opdb import ensure_schema
+    from modempool.operator.forwarding import SCHEMA
+    from modempool.operator.db import ensure_schema
 
     ensure_schema(spool.db, SCHEMA)
     before = spool.store_inbound("13800138000", "before the crash", sim="m1")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from modempool.backup import backup
+from modempool.operator.backup import backup
 from modempool.errors import PoolError
 from modempool.spool import Spool
 

@@ -6,14 +6,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from modempool import campaigns as campaigns_module
-from modempool.campaign_plan import preview
-from modempool.campaign_report import export_report, progress, report
-from modempool.campaigns import CampaignBlocked, Campaigns
+from modempool.operator import campaigns as campaigns_module
+from modempool.operator.campaign_plan import preview
+from modempool.operator.campaign_report import export_report, progress, report
+from modempool.operator.campaigns import CampaignBlocked, Campaigns
 from modempool.config import load_config
-from modempool.contacts import AddressBook, Selection
+from modempool.operator.contacts import AddressBook, Selection
 from modempool.errors import PoolError
-from modempool.optout import OptOutList
+from modempool.operator.optout import OptOutList
 
 CONFIG = """
 [spool]

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
-from modempool.autoreply import AutoReplies
-from modempool.campaign_plan import preview
-from modempool.campaign_report import progress, report
-from modempool.campaigns import Campaigns
+from modempool.operator.autoreply import AutoReplies
+from modempool.operator.campaign_plan import preview
+from modempool.operator.campaign_report import progress, report
+from modempool.operator.campaigns import Campaigns
 from modempool.config import load_config
-from modempool.contacts import AddressBook, Selection
-from modempool.importers import ImportRejected, import_contacts
-from modempool.optout import OptOutList
+from modempool.operator.contacts import AddressBook, Selection
+from modempool.operator.importers import ImportRejected, import_contacts
+from modempool.operator.optout import OptOutList
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import DaemonProcess, eventually, network_messages, write_config
 

@@ -7,10 +7,10 @@ from datetime import datetime
 import pytest
 
 from modempool.config import load_config
-from modempool.contacts import AddressBook, Selection
+from modempool.operator.contacts import AddressBook, Selection
 from modempool.errors import PoolError
-from modempool.optout import OptOutList
-from modempool.recurring import Jobs, run_due_jobs
+from modempool.operator.optout import OptOutList
+from modempool.operator.recurring import Jobs, run_due_jobs
 
 
 def local(*args) -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modempool.contacts import AddressBook, Selection, parse_selection
+from modempool.operator.contacts import AddressBook, Selection, parse_selection
 from modempool.errors import InvalidNumber, NotFound
 from modempool.spool import Spool
 

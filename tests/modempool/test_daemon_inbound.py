@@ -9,7 +9,7 @@ import pytest
 
 import pdu
 from at_commands.events import InboundSms
-from modempool.inbound import InboundStore
+from modempool.dispatch.inbound import InboundStore
 from modempool.spool import Spool
 from tests.modempool.daemon_harness import eventually
 from tests.modempool.test_dispatch import MOBILE, UNICOM, pool, state

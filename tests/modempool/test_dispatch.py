@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from modempool.config import parse_config
-from modempool.daemon import Daemon
+from modempool.dispatch.daemon import Daemon
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import eventually, network_messages
 

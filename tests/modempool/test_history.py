@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from openpyxl import load_workbook
 
-from modempool.campaigns import Campaigns
-from modempool.contacts import AddressBook
-from modempool.history import Query, export, search
+from modempool.operator.campaigns import Campaigns
+from modempool.operator.contacts import AddressBook
+from modempool.operator.history import Query, export, search
 from modempool.spool import Spool
 
 
@@ -71,7 +71,7 @@ def test_export(spool, tmp_path, suffix):
 
 
 def test_threads_label_numbers_with_contacts_and_count_unread(spool):
-    from modempool.history import threads
+    from modempool.operator.history import threads
 
     rows = {r["number"]: r for r in threads(spool.db)}
     zhang = rows["+8613800138000"]

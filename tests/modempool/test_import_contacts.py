@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from modempool.contacts import AddressBook
+from modempool.operator.contacts import AddressBook
 from modempool.errors import PoolError
-from modempool.importers import (ImportRejected, decode_bytes, export_contacts, import_contacts,
+from modempool.operator.importers import (ImportRejected, decode_bytes, export_contacts, import_contacts,
                                  parse_birthday, read_table)
 from modempool.spool import Spool
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from modempool.campaigns import Campaigns
+from modempool.operator.campaigns import Campaigns
 from modempool.config import load_config
-from modempool.contacts import AddressBook, Selection
-from modempool.optout import OptOutList
-from modempool.recurring import Jobs
+from modempool.operator.contacts import AddressBook, Selection
+from modempool.operator.optout import OptOutList
+from modempool.operator.recurring import Jobs
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import (REPO, DaemonProcess, eventually, modempool_cli,
                                             network_messages, write_config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from modempool.limits import Counters, Limits, allows, count, current, headroom, reopens_at
+from modempool.dispatch.limits import Counters, Limits, allows, count, current, headroom, reopens_at
 
 
 def at(text: str) -> datetime:

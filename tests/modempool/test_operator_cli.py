@@ -9,10 +9,10 @@ import sys
 import pytest
 from openpyxl import Workbook
 
-from modempool.autoreply import AutoReplies
-from modempool.campaign_report import progress
-from modempool.contacts import AddressBook
-from modempool.optout import OptOutList
+from modempool.operator.autoreply import AutoReplies
+from modempool.operator.campaign_report import progress
+from modempool.operator.contacts import AddressBook
+from modempool.operator.optout import OptOutList
 from modempool.spool import Spool
 
 

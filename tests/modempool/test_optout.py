@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from modempool.campaign_plan import preview
-from modempool.campaigns import Campaigns
+from modempool.operator.campaign_plan import preview
+from modempool.operator.campaigns import Campaigns
 from modempool.config import load_config
-from modempool.contacts import AddressBook, Selection
-from modempool.hooks import inbound_handlers
-from modempool.importers import ImportRejected
-from modempool.optout import OptOutList, OptOutSettings, may_send_direct
+from modempool.operator.contacts import AddressBook, Selection
+from modempool.operator.hooks import inbound_handlers
+from modempool.operator.importers import ImportRejected
+from modempool.operator.optout import OptOutList, OptOutSettings, may_send_direct
 
 
 @pytest.fixture

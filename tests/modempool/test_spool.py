@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from modempool.errors import InvalidNumber, NotFound, PoolError
 from modempool.numbers import normalise
 from modempool.spool import Message, MessageState, Spool, StateConflict
-from modempool.spool_numbers import _quick_e164
+from modempool.spool.numbers import _quick_e164
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 

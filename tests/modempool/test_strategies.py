@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from modempool.strategies import SimView, Strategy, StrategyState, choose_sim
+from modempool.dispatch.strategies import SimView, Strategy, StrategyState, choose_sim
 
 
 @dataclass(frozen=True)

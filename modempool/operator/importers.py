@@ -18,7 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from modempool.contacts import AddressBook
+from modempool.operator.contacts import AddressBook
 from modempool.errors import InvalidNumber, PoolError
 
 # Header names recognised without a mapping, compared after lower-casing and removing spaces.

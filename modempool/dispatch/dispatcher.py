@@ -16,13 +16,13 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from modempool import limits as limits_mod
-from modempool.sending import RetryPolicy, SendingMixin
-from modempool.sim_slot import PREFETCH, SimSlot, SimState
-from modempool.spool_claim import SentPart
-from modempool.strategies import SimView, Strategy, StrategyState, choose_sim
+from modempool.dispatch import limits as limits_mod
+from modempool.dispatch.sending import RetryPolicy, SendingMixin
+from modempool.dispatch.sim_slot import PREFETCH, SimSlot, SimState
+from modempool.spool.claims import SentPart
+from modempool.dispatch.strategies import SimView, Strategy, StrategyState, choose_sim
 
-log = logging.getLogger("modempool.dispatcher")
+log = logging.getLogger("modempool.dispatch.dispatcher")
 
 
 # Claims per dispatch round (beyond one per idle SIM): the modems are served between rounds.

@@ -14,7 +14,7 @@ from typing import Any
 
 from modempool.errors import NotFound, PoolError
 from modempool.numbers import normalise
-from modempool.opdb import ensure_schema, now_iso, transaction
+from modempool.operator.db import ensure_schema, now_iso, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS contacts (

@@ -27,9 +27,9 @@ from typing import Any
 
 from modempool.errors import ConfigError, InvalidNumber, NotFound
 from modempool.numbers import normalise
-from modempool.opdb import ensure_schema, now_iso, transaction
+from modempool.operator.db import ensure_schema, now_iso, transaction
 
-log = logging.getLogger("modempool.optout")
+log = logging.getLogger("modempool.operator.optout")
 
 DEFAULT_KEYWORDS = ("TD", "T", "退订", "N", "STOP", "UNSUBSCRIBE")
 DEFAULT_CONFIRM_TEXT = "您已成功退订，将不再收到此类短信。"
@@ -160,7 +160,7 @@ class OptOutList:
     def import_blacklist(self, path: str | Path, *, reason: str = "imported",
                          mapping: dict[str, str] | None = None, skip_rejected: bool = False):
         """Add every number of a CSV/XLSX/TXT file, all-or-nothing like contact import."""
-        from modempool.importers import ImportRejected, ImportReport, check_rows, read_table
+        from modempool.operator.importers import ImportRejected, ImportReport, check_rows, read_table
 
         report = check_rows(read_table(path), mapping, region=self.region, path=str(path))
         if report.rejected and not skip_rejected:
@@ -170,7 +170,7 @@ class OptOutList:
                             report.rejected, imported=count)
 
     def export(self, path: str | Path, which: str = "blacklist") -> int:
-        from modempool.importers import write_table
+        from modempool.operator.importers import write_table
 
         rows = self.blacklist() if which == "blacklist" else self.optouts()
         headers = list(rows[0]) if rows else (["number", "reason", "created_at"]

@@ -29,10 +29,10 @@ from typing import Any
 
 from modempool.errors import ConfigError, PoolError
 from modempool.numbers import normalise
-from modempool.opdb import ensure_schema, now_iso, transaction
-from modempool.optout import field_of
+from modempool.operator.db import ensure_schema, now_iso, transaction
+from modempool.operator.optout import field_of
 
-log = logging.getLogger("modempool.forwarding")
+log = logging.getLogger("modempool.operator.forwarding")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS forward_log (
@@ -85,7 +85,7 @@ class ForwardSettings:
 
 def message_json(spool: Any, message: Any) -> dict[str, Any]:
     """The JSON a command receives: the inbound row plus the contact's name and groups."""
-    from modempool.contacts import AddressBook
+    from modempool.operator.contacts import AddressBook
 
     sender = str(field_of(message, "sender", ""))
     contact = AddressBook(spool.db).find(sender) if sender else None

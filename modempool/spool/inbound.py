@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from modempool.errors import InvalidNumber
 from modempool.numbers import normalise
-from modempool.spool_model import from_text, to_text, utcnow
+from modempool.spool.model import from_text, to_text, utcnow
 
 if TYPE_CHECKING:
     from modempool.spool import Spool

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from modempool.spool_model import Recovery, to_text, utcnow
+from modempool.spool.model import Recovery, to_text, utcnow
 
 if TYPE_CHECKING:
     from modempool.spool import Spool

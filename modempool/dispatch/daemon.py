@@ -28,16 +28,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from modempool.dispatcher import Dispatcher
+from modempool.dispatch.dispatcher import Dispatcher
 from modempool.errors import PoolError
-from modempool.inbound import InboundStore
-from modempool.limits import Counters, Limits, window_keys
+from modempool.dispatch.inbound import InboundStore
+from modempool.dispatch.limits import Counters, Limits, window_keys
 from modempool.config import ModemConfig
-from modempool.modem_task import ModemTaskMixin
-from modempool.sending import RetryPolicy
-from modempool.sim_slot import SimSlot, SimState
+from modempool.dispatch.modem_task import ModemTaskMixin
+from modempool.dispatch.sending import RetryPolicy
+from modempool.dispatch.sim_slot import SimSlot, SimState
 
-log = logging.getLogger("modempool.daemon")
+log = logging.getLogger("modempool.dispatch.daemon")
 
 CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints (see `Daemon._checkpoints`)
 
@@ -114,7 +114,7 @@ class Daemon(ModemTaskMixin):
                                for slot in slots)
                 log.info("modempool stopped%s", f"; {released} leases released" if released else "")
         finally:
-            from modempool.forwarding import drain
+            from modempool.operator.forwarding import drain
 
             try:  # forward commands started for received SMS finish (or are cancelled)
                 await drain(timeout=self.forward_drain_seconds)
@@ -201,7 +201,7 @@ class Daemon(ModemTaskMixin):
 
     async def _recurring_jobs(self) -> None:
         """About once a minute (first at start): queue the messages of recurring jobs now due."""
-        from modempool.recurring import run_due_jobs
+        from modempool.operator.recurring import run_due_jobs
 
         while not self._stop.is_set():
             try:

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from modempool import limits as limits_mod
-from modempool.limits import Counters, Limits
+from modempool.dispatch import limits as limits_mod
+from modempool.dispatch.limits import Counters, Limits
 from modempool.numbers import carrier_of
-from modempool.strategies import SimView
+from modempool.dispatch.strategies import SimView
 
 NO_LIMITS = Limits()
 

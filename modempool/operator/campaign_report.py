@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from modempool.campaigns import Campaigns
-from modempool.opdb import now_iso
+from modempool.operator.campaigns import Campaigns
+from modempool.operator.db import now_iso
 
 PENDING = ("queued", "sending")
 STATES = ("queued", "sending", "sent", "delivered", "failed", "expired", "cancelled", "ambiguous")
@@ -97,7 +97,7 @@ REPORT_COLUMNS = ("to", "name", "state", "error", "sim", "sent_at", "delivered_a
 
 def export_report(spool: Any, campaign_id: int, path: str | Path) -> int:
     """Write the per-recipient report to CSV or XLSX (by extension); returns rows written."""
-    from modempool.importers import write_table
+    from modempool.operator.importers import write_table
 
     data = report(spool, campaign_id)
     rows = ([r[c] if c != "replies" else " | ".join(r[c]) for c in REPORT_COLUMNS]

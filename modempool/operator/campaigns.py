@@ -19,13 +19,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from modempool.campaign_plan import Plan, plan_campaign, template_fields
-from modempool.contacts import AddressBook, Selection
+from modempool.operator.campaign_plan import Plan, plan_campaign, template_fields
+from modempool.operator.contacts import AddressBook, Selection
 from modempool.errors import NotFound, PoolError
-from modempool.optout import OptOutList
-from modempool.opdb import ensure_schema, now_iso, parse_time, transaction
+from modempool.operator.optout import OptOutList
+from modempool.operator.db import ensure_schema, now_iso, parse_time, transaction
 
-log = logging.getLogger("modempool.campaigns")
+log = logging.getLogger("modempool.operator.campaigns")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -168,7 +168,7 @@ class Campaigns:
     def _read_sheet(self, sheet: str | Path | None, mapping: dict[str, str] | None):
         if sheet is None:
             return [], []
-        from modempool.importers import check_rows, read_table
+        from modempool.operator.importers import check_rows, read_table
 
         report = check_rows(read_table(sheet), mapping, region=self.region, path=str(sheet))
         rows = [{"line": r.line, "number": r.number, "name": r.name, "fields": r.fields}

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from modempool.errors import PoolError
-from modempool.spool_model import to_text, utcnow
-from modempool.spool_schema import SIM_COLUMNS
+from modempool.spool.model import to_text, utcnow
+from modempool.spool.schema import SIM_COLUMNS
 
 if TYPE_CHECKING:
     from modempool.spool import Spool

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from modempool.spool_model import LeaseLost, Message, MessageState, to_text, utcnow
+from modempool.spool.model import LeaseLost, Message, MessageState, to_text, utcnow
 
 if TYPE_CHECKING:
     from modempool.spool import Spool

@@ -31,10 +31,10 @@ from typing import Any
 
 from modempool.errors import ConfigError, InvalidNumber, NotFound, PoolError
 from modempool.numbers import normalise
-from modempool.opdb import ensure_schema, now_iso, transaction
-from modempool.optout import OptOutList, OptOutSettings, field_of
+from modempool.operator.db import ensure_schema, now_iso, transaction
+from modempool.operator.optout import OptOutList, OptOutSettings, field_of
 
-log = logging.getLogger("modempool.autoreply")
+log = logging.getLogger("modempool.operator.autoreply")
 
 DEFAULT_COOLDOWN = 3600
 

@@ -16,9 +16,9 @@ InboundHandler = Callable[..., Any]
 
 def inbound_handlers(config: Any) -> list[InboundHandler]:
     """Handlers the daemon calls, in order, for each complete inbound message it has stored."""
-    from modempool.autoreply import make_autoreply_handler
-    from modempool.forwarding import make_forward_handler
-    from modempool.optout import make_optout_handler
+    from modempool.operator.autoreply import make_autoreply_handler
+    from modempool.operator.forwarding import make_forward_handler
+    from modempool.operator.optout import make_optout_handler
 
     return [make_optout_handler(config), make_autoreply_handler(config),
             make_forward_handler(config)]

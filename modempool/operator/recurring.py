@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from typing import Any
 
-from modempool.campaign_plan import render, template_fields
-from modempool.compliance import Signature
-from modempool.contacts import AddressBook, Contact, Selection
+from modempool.operator.campaign_plan import render, template_fields
+from modempool.operator.compliance import Signature
+from modempool.operator.contacts import AddressBook, Contact, Selection
 from modempool.errors import NotFound, PoolError
 from modempool.numbers import normalise
-from modempool.opdb import ensure_schema, now_iso, transaction
-from modempool.optout import OptOutList
+from modempool.operator.db import ensure_schema, now_iso, transaction
+from modempool.operator.optout import OptOutList
 
-log = logging.getLogger("modempool.recurring")
+log = logging.getLogger("modempool.operator.recurring")
 
 KINDS = ("birthday", "daily", "weekly")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -23,15 +23,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from modempool import limits as limits_mod
-from modempool.sim_slot import SimState
-from modempool.spool_claim import SentPart
-from modempool.spool_model import LeaseLost
+from modempool.dispatch import limits as limits_mod
+from modempool.dispatch.sim_slot import SimState
+from modempool.spool.claims import SentPart
+from modempool.spool.model import LeaseLost
 
 if TYPE_CHECKING:
-    from modempool.sim_slot import SimSlot
+    from modempool.dispatch.sim_slot import SimSlot
 
-log = logging.getLogger("modempool.dispatcher")
+log = logging.getLogger("modempool.dispatch.dispatcher")
 
 
 class ModemTrouble(Exception):

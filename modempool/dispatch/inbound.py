@@ -5,7 +5,7 @@ For each event a modem reports, in this order:
    siblings arrive, possibly out of order and across restarts);
 2. a delivery report is matched to the part and message it belongs to (by SIM, message
    reference and recipient) and moves the message to delivered / failed;
-3. once a whole message is stored, the operator hooks (`modempool.hooks`) run;
+3. once a whole message is stored, the operator hooks (`modempool.operator.hooks`) run;
 4. only then is it acknowledged to the modem, which deletes it from its storage.
 A crash between 1 and 4 leaves the SMS on the modem: it is read again and stored once
 (parts are unique per sender, reference and number).
@@ -19,9 +19,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from modempool.hooks import inbound_handlers
+from modempool.operator.hooks import inbound_handlers
 
-log = logging.getLogger("modempool.inbound")
+log = logging.getLogger("modempool.dispatch.inbound")
 
 
 class InboundStore:

@@ -19,12 +19,12 @@ from typing import Any
 
 from modempool.errors import InvalidNumber, NotFound, PoolError
 from modempool.numbers import DEFAULT_REGION
-from modempool.spool_claim import ClaimMixin
-from modempool.spool_decisions import DecisionsMixin
-from modempool.spool_recovery import RecoveryMixin
-from modempool.spool_inbound import InboundMessage, InboundMixin, ReportMatch
-from modempool.spool_numbers import _normalise
-from modempool.spool_model import (
+from modempool.spool.claims import ClaimMixin
+from modempool.spool.decisions import DecisionsMixin
+from modempool.spool.recovery import RecoveryMixin
+from modempool.spool.inbound import InboundMessage, InboundMixin, ReportMatch
+from modempool.spool.numbers import _normalise
+from modempool.spool.model import (
     FINAL_STATES,
     RETRYABLE_STATES,
     SUCCESS_STATES,
@@ -37,8 +37,8 @@ from modempool.spool_model import (
     to_text,
     utcnow,
 )
-from modempool.spool_schema import connect
-from modempool.spool_sims import SimsMixin
+from modempool.spool.schema import connect
+from modempool.spool.sims import SimsMixin
 
 __all__ = [
     "FINAL_STATES",

@@ -11,11 +11,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from modempool.config import ModemConfig
-from modempool.inbound import InboundStore
-from modempool.sending import ModemTrouble
-from modempool.sim_slot import SimSlot, SimState
+from modempool.dispatch.inbound import InboundStore
+from modempool.dispatch.sending import ModemTrouble
+from modempool.dispatch.sim_slot import SimSlot, SimState
 
-log = logging.getLogger("modempool.daemon")
+log = logging.getLogger("modempool.dispatch.daemon")
 
 
 class Quarantine(Exception):

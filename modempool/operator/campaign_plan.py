@@ -12,11 +12,11 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from modempool.compliance import SensitiveWords, Signature
-from modempool.contacts import AddressBook, Selection
+from modempool.operator.compliance import SensitiveWords, Signature
+from modempool.operator.contacts import AddressBook, Selection
 from modempool.errors import InvalidNumber, PoolError
 from modempool.numbers import normalise
-from modempool.optout import OptOutList
+from modempool.operator.optout import OptOutList
 
 
 def parts_of(text: str) -> int:

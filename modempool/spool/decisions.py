@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from modempool.spool_model import (RETRYABLE_STATES, Message, MessageState, StateConflict,
+from modempool.spool.model import (RETRYABLE_STATES, Message, MessageState, StateConflict,
                                    to_text, utcnow)
 
 if TYPE_CHECKING:

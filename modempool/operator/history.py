@@ -11,10 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from modempool.contacts import AddressBook
+from modempool.operator.contacts import AddressBook
 from modempool.errors import InvalidNumber, PoolError
 from modempool.numbers import normalise
-from modempool.opdb import now_iso
+from modempool.operator.db import now_iso
 
 COLUMNS = ("direction", "id", "time", "number", "name", "text", "state", "sim", "campaign_id",
            "error")
@@ -113,7 +113,7 @@ def _select(db: Any, direction: str, query: Query, numbers: list[str] | None) ->
 
 def export(db: Any, query: Query, path: str | Path, region: str = "CN") -> int:
     """Write the search result to CSV (UTF-8 with BOM) or XLSX by extension; returns rows."""
-    from modempool.importers import write_table
+    from modempool.operator.importers import write_table
 
     rows = search(db, query, region)
     return write_table(path, COLUMNS, ([r.get(c) for c in COLUMNS] for r in rows))

@@ -661,13 +661,17 @@ def _pool_name_senders(spool, config, rows):
 @_CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print SIMs and queue as JSON.")
 def status_command(config_path, as_json) -> None:
-    """Every modem/SIM (state, signal, operator, sent vs quota, errors) and the queue depth."""
+    """Every modem/SIM (state, number, signal, operator, sent vs quota, why quarantined) and the
+    queue depth; whether the daemon runs."""
+    from modempool.dispatch.liveness import current_sim_state, daemon_liveness, sim_note
+
     config, spool = _pool_spool(config_path)
+    liveness = daemon_liveness(spool)
     known = {row["name"]: row for row in spool.sims()}
     names = [m.name for m in config.modems] + sorted(set(known) - {m.name for m in config.modems})
     sims = []
     for name in names:
-        row = dict(known.get(name) or {"name": name, "state": "unknown"})
+        row = current_sim_state(known.get(name) or {"name": name, "state": "unknown"}, liveness)
         modem = config.modem(name)
         minute, today, month = spool.sent_counts(name)
         row.update(sent_minute=minute, sent_today=today, sent_month=month,
@@ -681,18 +685,21 @@ def status_command(config_path, as_json) -> None:
 
     campaigns = all_progress(spool)
     if as_json:
-        _pool_echo_json({"sims": sims, "queue": counts, "queue_depth": counts["queued"],
-                         "campaigns": campaigns, "spool": str(spool.path)})
+        _pool_echo_json({"daemon": liveness.to_dict(), "sims": sims, "queue": counts,
+                         "queue_depth": counts["queued"], "campaigns": campaigns,
+                         "spool": str(spool.path)})
         return
 
     def of(value, limit):
         return f"{value}/{limit}" if limit else str(value)
 
+    click.echo(liveness.describe())
     _pool_table(f"{len(sims)} SIM(s) — spool {spool.path}",
-                ["sim", "state", "signal", "operator", "today", "month", "errors", "port"],
-                [(s["name"], s.get("state"), s.get("signal"), s.get("operator"),
+                ["sim", "state", "number", "signal", "operator", "today", "month", "errors",
+                 "port", "note"],
+                [(s["name"], s.get("state"), s.get("msisdn"), s.get("signal"), s.get("operator"),
                   of(s["sent_today"], s["per_day"]), of(s["sent_month"], s["per_month"]),
-                  s.get("errors"), s.get("port")) for s in sims])
+                  s.get("errors"), s.get("port"), sim_note(s)) for s in sims])
     click.echo("queue: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n or
                                      state == "queued"))
     if campaigns:

@@ -137,6 +137,16 @@ CREATE TABLE IF NOT EXISTS events (
     detail     TEXT
 );
 CREATE INDEX IF NOT EXISTS events_message ON events (message_id);
+
+-- One row per daemon run: its heartbeat tells `status` whether the SIM states are current.
+CREATE TABLE IF NOT EXISTS daemons (
+    owner        TEXT PRIMARY KEY,       -- host:pid, as in messages.lease_owner
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    started_at   TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,          -- written every few seconds by the daemon's loop
+    stopped_at   TEXT                    -- set by a graceful stop; NULL while running or killed
+);
 """
 
 SIM_COLUMNS = frozenset(

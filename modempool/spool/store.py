@@ -20,6 +20,7 @@ from typing import Any
 from modempool.errors import InvalidNumber, NotFound, PoolError
 from modempool.numbers import DEFAULT_REGION
 from modempool.spool.claims import ClaimMixin
+from modempool.spool.daemons import DaemonsMixin
 from modempool.spool.decisions import DecisionsMixin
 from modempool.spool.recovery import RecoveryMixin
 from modempool.spool.inbound import InboundMessage, InboundMixin, ReportMatch
@@ -71,7 +72,7 @@ VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
-class Spool(ClaimMixin, RecoveryMixin, DecisionsMixin, InboundMixin, SimsMixin):
+class Spool(ClaimMixin, RecoveryMixin, DecisionsMixin, InboundMixin, SimsMixin, DaemonsMixin):
     """A spool file: `Spool("modempool.db")` creates or opens it.
 
     One object per thread of use is simplest; an object may be shared between threads

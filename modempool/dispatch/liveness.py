@@ -1,0 +1,106 @@
+"""Is the daemon alive? Its heartbeat in the spool, read by `status` and the front ends.
+
+The daemon writes a heartbeat every `HEARTBEAT_EVERY` seconds and a stop time when it stops
+gracefully. A daemon killed with SIGKILL (or a host that lost power) leaves only its last
+heartbeat: once that is older than `STALE_AFTER`, or its process is gone from this host, the SIM
+states in the spool are history, not news, and must not be shown as "up".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from modempool.spool.model import from_text, utcnow
+
+HEARTBEAT_EVERY = 5.0   # seconds between heartbeats
+STALE_AFTER = 30.0      # a heartbeat older than this: the daemon is dead or hung
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonLiveness:
+    """What the spool says about the daemon that serves it."""
+
+    running: bool
+    owner: str | None = None          # host:pid of the latest daemon; None: never ran here
+    since: datetime | None = None     # running: start time; else when it stopped or went silent
+    reason: str = ""                  # why it is not running: "stopped", "killed", "silent"
+
+    def describe(self) -> str:
+        """One line for `status`: "daemon running since …" / "daemon not running since …"."""
+        if self.owner is None:
+            return "daemon not running (it never ran on this spool)"
+        when = _local(self.since)
+        if self.running:
+            return f"daemon running since {when} ({self.owner})"
+        why = {"stopped": "stopped", "killed": "its process is gone",
+               "silent": "no heartbeat, hung or on a host that went away"}.get(self.reason, "")
+        return f"daemon not running since {when} ({self.owner}{': ' + why if why else ''})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"running": self.running, "owner": self.owner,
+                "since": self.since.isoformat() if self.since else None, "reason": self.reason}
+
+
+def daemon_liveness(spool: Any, *, now: datetime | None = None,
+                    stale_after: float = STALE_AFTER) -> DaemonLiveness:
+    """The state of the latest daemon recorded in `spool` (any daemon running wins)."""
+    rows = spool.daemons()
+    if not rows:
+        return DaemonLiveness(False)
+    moment = now or utcnow()
+    judged = [_judge(row, moment, stale_after) for row in rows]
+    return next((j for j in judged if j.running), judged[0])
+
+
+def _judge(row: dict[str, Any], now: datetime, stale_after: float) -> DaemonLiveness:
+    heartbeat = from_text(row["heartbeat_at"])
+    if row["stopped_at"]:
+        return DaemonLiveness(False, row["owner"], from_text(row["stopped_at"]), "stopped")
+    if row["host"] == socket.gethostname() and not _process_exists(row["pid"]):
+        return DaemonLiveness(False, row["owner"], heartbeat, "killed")
+    if heartbeat is None or (now - heartbeat).total_seconds() > stale_after:
+        return DaemonLiveness(False, row["owner"], heartbeat, "silent")
+    return DaemonLiveness(True, row["owner"], from_text(row["started_at"]))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
+def current_sim_state(row: dict[str, Any], liveness: DaemonLiveness) -> dict[str, Any]:
+    """A SIM row as `status` shows it: with no daemon running, its state is unknown (the last
+    one the daemon recorded is kept as `last_state`)."""
+    shown = dict(row)
+    if not liveness.running and row.get("state") not in (None, "unknown"):
+        shown["last_state"] = row["state"]
+        shown["state"] = "unknown"
+    return shown
+
+
+def _local(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "?"
+
+
+def sim_note(row: dict[str, Any]) -> str:
+    """What `status` says beside a SIM: why and until when it is quarantined, why it is down,
+    or its last state when no daemon runs."""
+    state = row.get("state")
+    if state == "quarantined":
+        until = from_text(row.get("quarantined_until"))
+        return (f"{row.get('last_error') or 'quarantined'}"
+                + (f"; until {_local(until)}" if until else ""))
+    if state == "down" and row.get("last_error"):
+        return str(row["last_error"])
+    if state == "unknown" and row.get("last_state"):
+        return f"last seen {row['last_state']} at {_local(from_text(row.get('updated_at')))}"
+    return ""

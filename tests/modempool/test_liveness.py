@@ -1,0 +1,104 @@
+"""Daemon liveness: the heartbeat in the spool, and what `status` makes of it."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from modempool.dispatch.liveness import daemon_liveness
+from modempool.spool import Spool, utcnow
+from simulator import SimulatedBank
+from tests.modempool.daemon_harness import (DaemonProcess, eventually, kill_leftovers,
+                                            modempool_cli, write_config)
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(autouse=True)
+async def no_leftover_daemons():
+    yield
+    await kill_leftovers()
+
+
+def test_liveness_judged_from_the_heartbeat(tmp_path):
+    spool = Spool(tmp_path / "s.db")
+    assert daemon_liveness(spool).running is False
+    assert "never ran" in daemon_liveness(spool).describe()
+    now = utcnow().replace(microsecond=0)  # the spool keeps milliseconds
+    spool.beat("far:1", host="far-away-host", pid=1, started_at=now - timedelta(hours=1),
+               now=now - timedelta(seconds=10))
+    assert daemon_liveness(spool, now=now).running is True            # another host, fresh
+    stale = daemon_liveness(spool, now=now + timedelta(seconds=60))
+    assert (stale.running, stale.reason) == (False, "silent")
+    assert stale.since == now - timedelta(seconds=10)
+    assert "daemon not running since" in stale.describe()
+    spool.daemon_stopped("far:1", now=now)
+    stopped = daemon_liveness(spool, now=now)
+    assert (stopped.running, stopped.reason, stopped.since) == (False, "stopped", now)
+
+
+def test_a_dead_process_on_this_host_is_not_running_even_with_a_fresh_heartbeat(tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    pid = int(gone.stdout)
+    spool = Spool(tmp_path / "s.db")
+    host = socket.gethostname()
+    spool.beat(f"{host}:{pid}", host=host, pid=pid, started_at=utcnow())
+    judged = daemon_liveness(spool)
+    assert (judged.running, judged.reason) == (False, "killed")
+
+
+@pytest.fixture
+async def bank(tmp_path: Path):
+    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=16) as bank:
+        yield bank
+
+
+def status(config: Path) -> dict:
+    result = modempool_cli("status", "--json", config=config)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+async def test_status_after_kill_9_says_the_daemon_is_not_running_and_shows_no_sim_up(tmp_path, bank):
+    bank.set_fault("m2", "no_registration")
+    config = write_config(tmp_path / "pool.toml", bank.devices, retry={"quarantine_seconds": 600})
+    daemon = await DaemonProcess(config).start()
+    live = status(config)
+    assert live["daemon"]["running"] is True
+    sims = {s["name"]: s for s in live["sims"]}
+    assert sims["m1"]["state"] == "up"
+    numbers = {info.name: info.msisdn for info in bank.modems}
+    assert sims["m1"]["msisdn"] == numbers["m1"]                   # the SIM's own number
+    assert sims["m2"]["state"] == "quarantined"
+    assert "not registered" in sims["m2"]["last_error"] and sims["m2"]["quarantined_until"]
+
+    human = modempool_cli("status", config=config).stdout
+    assert "daemon running since" in human and numbers["m1"] in human
+    assert "not registered" in human and "until" in human          # why, and until when
+
+    await daemon.kill()                                            # SIGKILL: no goodbye
+    dead = status(config)
+    assert dead["daemon"]["running"] is False and dead["daemon"]["reason"] == "killed"
+    assert {s["state"] for s in dead["sims"]} == {"unknown"}
+    assert {s["name"]: s["last_state"] for s in dead["sims"]} == {"m1": "up", "m2": "quarantined"}
+    human = modempool_cli("status", config=config).stdout
+    assert "daemon not running since" in human
+    shown_states = [line.split("│")[2].strip() for line in human.splitlines()
+                    if line.startswith("│ m")]
+    assert shown_states == ["unknown", "unknown"]
+
+
+async def test_a_graceful_stop_is_recorded(tmp_path, bank):
+    config = write_config(tmp_path / "pool.toml", bank.devices)
+    daemon = await DaemonProcess(config).start()
+    assert await daemon.stop() == 0
+    judged = status(config)["daemon"]
+    assert (judged["running"], judged["reason"]) == (False, "stopped")

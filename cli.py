@@ -353,45 +353,25 @@ _CONFIG_OPTION = click.option(
     help="Config file (default ./modempool.toml, then ~/.config/modempool/).")
 
 
-def _pool_config(config_path):
-    from modempool.config import load_config
+def _pool_open(config_path, spool_path=None):
+    """The front door for a command; a bad config becomes a clean click error."""
+    from modempool import Pool
     from modempool.errors import PoolError
 
     try:
-        return load_config(config_path)
+        return Pool.open(config_path, spool_path=spool_path)
     except PoolError as exc:
         raise click.ClickException(str(exc)) from None
 
 
-def _pool_spool(config_path):
-    config = _pool_config(config_path)
-    return config, config.open_spool()
+def _pool_when(value, option, *, past=False):
+    """A time option read by the library (in `[pool] timezone`); a bad one is a usage error."""
+    from modempool.when import InvalidTime, parse_when
 
-
-def _pool_when(value, option):
-    """'18:30' (next such local time), '+10m'/'+2h'/'+1d', or an ISO date-time (local if naive)."""
-    import re
-    from datetime import datetime, timedelta
-
-    if value is None:
-        return None
-    text = value.strip()
-    now = datetime.now().astimezone()
-    relative = re.fullmatch(r"\+(\d+(?:\.\d+)?)\s*([smhdw])", text)
-    if relative:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-        return now + timedelta(**{unit[relative.group(2)]: float(relative.group(1))})
-    clock = re.fullmatch(r"(\d{1,2}):(\d{2})", text)
     try:
-        if clock:
-            moment = now.replace(hour=int(clock.group(1)), minute=int(clock.group(2)),
-                                 second=0, microsecond=0)
-            return moment if moment > now else moment + timedelta(days=1)
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r}: use HH:MM, +10m/+2h/+1d or YYYY-MM-DD HH:MM", param_hint=option) from None
-    return moment if moment.tzinfo else moment.astimezone()
+        return parse_when(value, past=past)
+    except InvalidTime as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 def _pool_local(text):
@@ -470,9 +450,7 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
                  sims, as_json, to_opted_out) -> None:
     """Queue TEXT to each NUMBER (TEXT '-' reads standard input). The daemon sends it."""
     import sys
-    import time
 
-    from modempool.errors import PoolError
     from modempool.spool import SUCCESS_STATES
 
     if text_file is not None:
@@ -485,69 +463,39 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
             text = sys.stdin.read()
     if text.endswith("\n") and (text_file is not None or args[-1] == "-"):
         text = text[:-1]
-    not_before, expires_at = _pool_when(at, "--at"), _pool_when(expires, "--expires")
-    config, spool = _pool_spool(config_path)
+    from modempool.errors import OptedOut, PoolError, RefusedMany
+
+    _pool_when(at, "--at"), _pool_when(expires, "--expires")  # usage errors before the config
+    pool = _pool_open(config_path)
     try:
-        config.check_sims(sims)
+        messages = pool.send(numbers, text, client_id=client_id, at=at, expires=expires,
+                             priority=priority, sims=sims, to_opted_out=to_opted_out)
     except PoolError as exc:
-        raise click.ClickException(f"{exc}; nothing was queued") from None
-    _pool_check_direct(spool, config, numbers, to_opted_out)
-    rows = [dict(to=number, text=text, priority=priority, not_before=not_before,
-                 expires_at=expires_at, sims=list(sims) or None,
-                 client_id=None if client_id is None
-                 else client_id if len(numbers) == 1 else f"{client_id}:{index + 1}")
-            for index, number in enumerate(numbers)]
-    try:
-        ids = spool.enqueue_many(rows)
-    except PoolError as exc:
-        raise click.ClickException(f"{exc}; nothing was queued") from None
-    messages = [spool.get(i) for i in ids]
+        refusals = exc.refusals if isinstance(exc, RefusedMany) else [exc]
+        hint = " (--to-opted-out sends to opted-out numbers anyway)" if any(
+            isinstance(r, OptedOut) for r in refusals) else ""
+        raise click.ClickException(f"{exc}; nothing was queued{hint}") from None
     if not as_json:
         for m in messages:
             when = f", not before {_pool_local(m.not_before)}" if m.not_before else ""
             click.echo(f"#{m.id} to {m.to}: {m.state.value}{when}")
     if wait:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.05
-        while not all(m.final for m in messages):
-            if deadline is not None and time.monotonic() >= deadline:
-                if as_json:
-                    _pool_echo_json([m.to_dict() for m in messages])
-                click.echo("Error: timed out waiting; still " + ", ".join(
-                    f"#{m.id} {m.state.value}" for m in messages if not m.final), err=True)
-                raise SystemExit(3)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
-            messages = [spool.get(m.id) for m in messages]
+        result = pool.wait([m.id for m in messages], timeout=timeout)
+        messages = list(result.messages)
+        if result.timed_out:
+            if as_json:
+                _pool_echo_json([m.to_dict() for m in messages])
+            click.echo("Error: timed out waiting; still " + ", ".join(
+                f"#{m.id} {m.state.value}" for m in result.pending), err=True)
+            raise SystemExit(3)
         if not as_json:
             for m in messages:
                 click.echo(f"#{m.id} to {m.to}: {m.state.value}" + (f" via {m.sim}" if m.sim else "")
                            + (f" ({m.error})" if m.error and m.state not in SUCCESS_STATES else ""))
     if as_json:
         _pool_echo_json([m.to_dict() for m in messages])
-    if wait and any(m.state not in SUCCESS_STATES for m in messages):
+    if wait and not result.all_succeeded:
         raise SystemExit(1)
-
-
-def _pool_check_direct(spool, config, numbers, to_opted_out):
-    """Refuse the whole send if a number is blacklisted (or opted out, when that blocks)."""
-    from modempool.errors import PoolError
-    from modempool.numbers import normalise
-    from modempool.operator.optout import may_send_direct
-
-    refused = []
-    for number in numbers:
-        allowed, why = may_send_direct(spool.db, number, config, allow_opted_out=to_opted_out)
-        if not allowed:
-            try:
-                number = normalise(number, config.region)
-            except PoolError:
-                pass
-            refused.append(f"{number}: {why}")
-    if refused:
-        hint = "" if to_opted_out or all("blacklist" in r for r in refused) else \
-            " (--to-opted-out sends to opted-out numbers anyway)"
-        raise click.ClickException("; ".join(refused) + f"; nothing was queued{hint}")
 
 
 @main.command("queue")
@@ -560,14 +508,14 @@ def _pool_check_direct(spool, config, numbers, to_opted_out):
               help="Print a list of {id, to, text, state, sim, attempts, ...}.")
 def queue_command(config_path, state, campaign_id, limit, as_json) -> None:
     """List messages in the spool, oldest first."""
-    _, spool = _pool_spool(config_path)
+    pool = _pool_open(config_path)
     if limit is None and not as_json:
         limit = 100  # a table of a million rows helps nobody; --json gives them all
-    messages = spool.list(state=state, campaign_id=campaign_id, limit=limit)
+    messages = pool.messages(state=state, campaign=campaign_id, limit=limit)
     if as_json:
         _pool_echo_json([m.to_dict() for m in messages])
         return
-    counts = ", ".join(f"{n} {s}" for s, n in spool.counts().items() if n)
+    counts = ", ".join(f"{n} {s}" for s, n in pool.counts().items() if n)
     shown = f"last {len(messages)}" if len(messages) == limit else f"{len(messages)}"
     _pool_messages_table(messages, f"{shown} message(s) — spool: {counts or 'empty'}")
 
@@ -575,12 +523,12 @@ def queue_command(config_path, state, campaign_id, limit, as_json) -> None:
 def _pool_decide(config_path, ids, action):
     from modempool.errors import PoolError
 
-    _, spool = _pool_spool(config_path)
+    pool = _pool_open(config_path)
     failed = False
     for message_id in ids:
         try:
-            was = spool.get(message_id).state.value
-            message = getattr(spool, action)(message_id)
+            was = pool.get(message_id).state.value
+            message = getattr(pool, action)(message_id)
             if was == "ambiguous":
                 click.echo(f"note: #{message_id} may already have been delivered once; "
                            "it will be sent again", err=True)
@@ -617,44 +565,18 @@ def retry_command(ids, config_path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a list of received messages.")
 def inbox_command(config_path, since, sender, limit, as_json) -> None:
     """List received messages, oldest first."""
-    from datetime import datetime, timedelta
-
-    moment = None
-    if since is not None:
-        if since.startswith("-"):
-            moment = _pool_when("+" + since[1:], "--since")
-            moment = datetime.now().astimezone() - (moment - datetime.now().astimezone())
-        else:
-            moment = _pool_when(since, "--since")
-            if moment > datetime.now().astimezone():  # HH:MM means the last one, not the next
-                moment -= timedelta(days=1)
-    config, spool = _pool_spool(config_path)
+    _pool_when(since, "--since", past=True)
+    pool = _pool_open(config_path)
     if limit is None and not as_json:
         limit = 100
-    rows = spool.inbound(since=moment, sender=sender, limit=limit)
-    _pool_name_senders(spool, config, rows)
+    received = pool.inbox(since=since, sender=sender, limit=limit)
     if as_json:
-        _pool_echo_json(rows)
+        _pool_echo_json([r.to_dict() for r in received])
         return
-    _pool_table(f"{len(rows)} received message(s)",
+    _pool_table(f"{len(received)} received message(s)",
                 ["id", "received", "from", "name", "groups", "sim", "text"],
-                [(r["id"], _pool_local(r["received_at"]), r["sender"], r["name"],
-                  ", ".join(r["groups"]), r["sim"],
-                  r["text"] + ("" if r["complete"] else "  [incomplete]")) for r in rows])
-
-
-def _pool_name_senders(spool, config, rows):
-    """Add the address book's `name` and `groups` of each sender to inbox rows."""
-    from modempool.operator.contacts import AddressBook
-
-    book, known = AddressBook(spool.db, config.region), {}
-    for row in rows:
-        sender = row.get("sender") or ""
-        if sender not in known:
-            known[sender] = book.find(sender) if sender else None
-        contact = known[sender]
-        row["name"] = contact.name if contact else ""
-        row["groups"] = list(contact.groups) if contact else []
+                [(r.id, _pool_local(r.received_at), r.sender, r.name, ", ".join(r.groups), r.sim,
+                  r.text + ("" if r.complete else "  [incomplete]")) for r in received])
 
 
 @main.command("status")
@@ -663,38 +585,19 @@ def _pool_name_senders(spool, config, rows):
 def status_command(config_path, as_json) -> None:
     """Every modem/SIM (state, number, signal, operator, sent vs quota, why quarantined) and the
     queue depth; whether the daemon runs."""
-    from modempool.dispatch.liveness import current_sim_state, daemon_liveness, sim_note
+    from modempool.dispatch.liveness import sim_note
 
-    config, spool = _pool_spool(config_path)
-    liveness = daemon_liveness(spool)
-    known = {row["name"]: row for row in spool.sims()}
-    names = [m.name for m in config.modems] + sorted(set(known) - {m.name for m in config.modems})
-    sims = []
-    for name in names:
-        row = current_sim_state(known.get(name) or {"name": name, "state": "unknown"}, liveness)
-        modem = config.modem(name)
-        minute, today, month = spool.sent_counts(name)
-        row.update(sent_minute=minute, sent_today=today, sent_month=month,
-                   per_minute=modem.per_minute if modem else None,
-                   per_day=modem.per_day if modem else None,
-                   per_month=modem.per_month if modem else None,
-                   port=row.get("port") or (modem.port if modem else None))
-        sims.append(row)
-    counts = spool.counts()
-    from modempool.operator.campaign_report import all_progress
-
-    campaigns = all_progress(spool)
+    status = _pool_open(config_path).status()
     if as_json:
-        _pool_echo_json({"daemon": liveness.to_dict(), "sims": sims, "queue": counts,
-                         "queue_depth": counts["queued"], "campaigns": campaigns,
-                         "spool": str(spool.path)})
+        _pool_echo_json(status.to_dict())
         return
+    sims, counts, campaigns = [s.to_dict() for s in status.sims], status.queue, status.campaigns
 
     def of(value, limit):
         return f"{value}/{limit}" if limit else str(value)
 
-    click.echo(liveness.describe())
-    _pool_table(f"{len(sims)} SIM(s) — spool {spool.path}",
+    click.echo(status.daemon.describe())
+    _pool_table(f"{len(sims)} SIM(s) — spool {status.spool}",
                 ["sim", "state", "number", "signal", "operator", "today", "month", "errors",
                  "port", "note"],
                 [(s["name"], s.get("state"), s.get("msisdn"), s.get("signal"), s.get("operator"),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from modempool.config_values import (at_least, clock, flag, one_of, pin_code, prefixes,
                                      region_code, seconds, strategy_name, text, text_list,
                                      timezone_name)
-from modempool.errors import ConfigError, PoolError
+from modempool.errors import ConfigError, UnknownSim
 from modempool.numbers import DEFAULT_REGION
 
 if TYPE_CHECKING:
@@ -113,12 +113,12 @@ class Config:
         return next((m for m in self.modems if m.name == name), None)
 
     def check_sims(self, names: Iterable[str]) -> None:
-        """PoolError if any of `names` is no configured modem: a message bound to it would wait
+        """UnknownSim if any of `names` is no configured modem: a message bound to it would wait
         for nothing. (A simulated bank names its modems as it starts; nothing to check then.)"""
         known = [modem.name for modem in self.modems]
         unknown = [name for name in names if name not in known]
         if unknown and known:
-            raise PoolError(f"no modem named {', '.join(unknown)} in "
+            raise UnknownSim(f"no modem named {', '.join(unknown)} in "
                             f"{self.path or 'the configuration'} (configured: {', '.join(known)})")
 
     def open_spool(self) -> Spool:

@@ -1,0 +1,328 @@
+"""The front door: `Pool` is what a program (the CLI, the HTTP API, the web console, a script)
+holds to use a modem pool. It owns the typed configuration and the spool underneath.
+
+    from modempool import Pool
+
+    with Pool.open("modempool.toml") as pool:
+        [message] = pool.send("13800138000", "您好，您的验证码是 123456")
+        result = pool.wait([message.id], timeout=60)
+
+Every rule that protects people lives here and only here: numbers are normalised, SIM names
+checked, blacklisted and (when `[optout] block_direct` is set) opted-out numbers refused, each
+with a `PoolError` that says which number and why, before anything is stored. Front ends
+translate arguments and print results; they decide nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from modempool.config import Config, load_config
+from modempool.dispatch.liveness import DaemonLiveness
+from modempool.errors import Blacklisted, InvalidNumber, OptedOut, Refused, RefusedMany
+from modempool.numbers import normalise
+from modempool.spool import FINAL_STATES, SUCCESS_STATES, Message, MessageState, Spool
+from modempool.when import iso_text, parse_when
+
+__all__ = ["Pool", "Received", "SimStatus", "Status", "WaitResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitResult:
+    """What `Pool.wait` saw last: each message, and whether the wait ran out of time first."""
+
+    messages: tuple[Message, ...]
+    timed_out: bool = False
+
+    @property
+    def pending(self) -> tuple[Message, ...]:
+        return tuple(m for m in self.messages if m.state not in FINAL_STATES)
+
+    @property
+    def all_succeeded(self) -> bool:
+        """Every message went out (sent or delivered)."""
+        return all(m.state in SUCCESS_STATES for m in self.messages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"messages": [m.to_dict() for m in self.messages], "timed_out": self.timed_out,
+                "all_succeeded": self.all_succeeded}
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One received SMS, with the address book's name and groups of its sender."""
+
+    id: int
+    sender: str
+    sim: str | None
+    text: str
+    received_at: datetime
+    parts: int = 1
+    complete: bool = True
+    read: bool = False
+    name: str = ""
+    groups: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "sender": self.sender, "sim": self.sim, "text": self.text,
+                "received_at": iso_text(self.received_at), "parts": self.parts,
+                "complete": self.complete, "read": self.read, "name": self.name,
+                "groups": list(self.groups)}
+
+
+@dataclass(frozen=True, slots=True)
+class SimStatus:
+    """One SIM as the spool last saw it, with what it sent against its quotas."""
+
+    name: str
+    state: str = "unknown"
+    port: str | None = None
+    signal: int | None = None
+    operator: str | None = None
+    errors: int = 0
+    last_error: str | None = None
+    sent_minute: int = 0
+    sent_today: int = 0
+    sent_month: int = 0
+    per_minute: int | None = None
+    per_day: int | None = None
+    per_month: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)   # the rest of the spool's SIM row
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.details)
+        out.update({name: getattr(self, name) for name in self.__dataclass_fields__
+                    if name != "details"})
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Every SIM, the queue by state and the campaigns running or paused."""
+
+    daemon: DaemonLiveness
+    sims: tuple[SimStatus, ...]
+    queue: dict[str, int]
+    campaigns: tuple[dict[str, Any], ...]
+    spool: str
+
+    @property
+    def queue_depth(self) -> int:
+        return self.queue.get(MessageState.QUEUED.value, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"daemon": self.daemon.to_dict(), "sims": [s.to_dict() for s in self.sims], "queue": dict(self.queue),
+                "queue_depth": self.queue_depth, "campaigns": list(self.campaigns),
+                "spool": self.spool}
+
+
+class Pool:
+    """A modem pool: its configuration and its spool. `Pool.open(path)` or `Pool(config)`."""
+
+    def __init__(self, config: Config, *, spool: Spool | None = None) -> None:
+        self.config = config
+        self._spool = spool
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, spool_path: str | Path | None = None) -> Pool:
+        """The pool a config file describes (None: ./modempool.toml, then ~/.config/modempool/);
+        `spool_path` opens another spool file with the same configuration."""
+        config = load_config(path)
+        spool = None
+        if spool_path is not None:
+            spool = Spool(spool_path, region=config.region, tz=config.tz,
+                          synchronous=config.synchronous)
+        return cls(config, spool=spool)
+
+    @property
+    def spool(self) -> Spool:
+        """The storage engine underneath, opened on first use."""
+        if self._spool is None:
+            self._spool = self.config.open_spool()
+        return self._spool
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- sending -------------------------------------------------------------------------
+
+    def send(self, to: str | Sequence[str], text: str, *, client_id: str | None = None,
+             at: datetime | str | None = None, expires: datetime | str | None = None,
+             priority: int = 0, sims: Iterable[str] = (),
+             to_opted_out: bool = False) -> list[Message]:
+        """Queue `text` to one number or several; returns the queued messages in order.
+
+        `client_id` is an idempotency key: the same key again returns the first message and
+        sends nothing new; with several numbers each gets `client_id:1`, `client_id:2`, ...
+        `at` / `expires` take a datetime or what a person types (`18:30`, `+10m`,
+        `2026-12-01 09:00`, read in `[pool] timezone`). `sims` binds the messages to those SIMs.
+        Refused (blacklist, opt-out), an invalid number, an unknown SIM: a PoolError, and
+        nothing is queued. `to_opted_out` sends to opted-out numbers anyway; never to
+        blacklisted ones.
+        """
+        numbers = [to] if isinstance(to, str) else list(to)
+        if not numbers:
+            raise InvalidNumber("no recipient: give at least one number")
+        return self.send_many(
+            [{"to": number, "client_id": _fan_out(client_id, index, len(numbers))}
+             for index, number in enumerate(numbers)],
+            text, at=at, expires=expires, priority=priority, sims=sims, to_opted_out=to_opted_out)
+
+    def send_many(self, messages: Iterable[dict[str, Any]], text: str | None = None, *,
+                  at: datetime | str | None = None, expires: datetime | str | None = None,
+                  priority: int = 0, sims: Iterable[str] = (),
+                  to_opted_out: bool = False) -> list[Message]:
+        """Queue many messages in one transaction: each a dict with `to` and optionally `text`,
+        `client_id`, `priority`, `at`, `expires`, `sims` (the keyword arguments are the
+        defaults). All are checked first; one refusal queues none."""
+        tz = self.config.tz
+        rows = []
+        for item in messages:
+            bound = list(item.get("sims") or sims)
+            self.config.check_sims(bound)
+            rows.append({
+                "to": item["to"], "text": item.get("text", text),
+                "client_id": item.get("client_id"),
+                "priority": item.get("priority", priority),
+                "not_before": parse_when(item.get("at", at), tz),
+                "expires_at": parse_when(item.get("expires", expires), tz),
+                "sims": bound or None,
+            })
+        self.check_recipients([row["to"] for row in rows], to_opted_out=to_opted_out)
+        ids = self.spool.enqueue_many(rows)
+        return [self.spool.get(i) for i in ids]
+
+    def check_recipients(self, numbers: Iterable[str], *, to_opted_out: bool = False) -> None:
+        """Raise `Refused` (one number) or `RefusedMany` if any of `numbers` may not get a
+        direct message; InvalidNumber for one that is no phone number."""
+        from modempool.operator.optout import OptOutList, OptOutSettings
+
+        book = OptOutList(self.spool.db, self.config.region)
+        block_opted_out = OptOutSettings.from_config(self.config).block_direct and not to_opted_out
+        refusals: list[Refused] = []
+        for number in numbers:
+            e164 = normalise(number, self.config.region)
+            if book.is_blacklisted(e164):
+                refusals.append(Blacklisted(e164, "number is on the blacklist"))
+            elif block_opted_out and book.is_opted_out(e164):
+                refusals.append(OptedOut(e164, "number has opted out and [optout] block_direct is set"))
+        if len(refusals) == 1:
+            raise refusals[0]
+        if refusals:
+            raise RefusedMany(refusals)
+
+    def wait(self, ids: Iterable[int], timeout: float | None = None) -> WaitResult:
+        """Until every message is final (sent, delivered, failed, expired, cancelled or
+        ambiguous), or `timeout` seconds have passed (then `timed_out` is set)."""
+        ids = list(ids)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            messages = tuple(self.spool.get(i) for i in ids)
+            if all(m.final for m in messages):
+                return WaitResult(messages)
+            if deadline is not None and time.monotonic() >= deadline:
+                return WaitResult(messages, timed_out=True)
+            pause = delay if deadline is None else max(0.0, min(delay, deadline - time.monotonic()))
+            time.sleep(pause)   # the daemon is another process: the spool file is all we share
+            delay = min(delay * 1.5, 1.0)
+
+    # ---- the queue -----------------------------------------------------------------------
+
+    def get(self, message_id: int) -> Message:
+        """One message (NotFound if there is none with this id)."""
+        return self.spool.get(message_id)
+
+    def messages(self, *, state: MessageState | str | None = None, campaign: int | None = None,
+                 limit: int | None = None) -> list[Message]:
+        """Messages oldest first, of one state and/or campaign; the last `limit` of them."""
+        return self.spool.list(state=state, campaign_id=campaign, limit=limit)
+
+    def counts(self) -> dict[str, int]:
+        """How many messages are in each state (every state, zeros included)."""
+        return self.spool.counts()
+
+    def cancel(self, message_id: int) -> Message:
+        """Cancel a queued message (StateConflict once a modem has it)."""
+        return self.spool.cancel(message_id)
+
+    def retry(self, message_id: int) -> Message:
+        """Queue a failed, expired or ambiguous message again; an ambiguous one may then
+        arrive twice (that is the caller's decision)."""
+        return self.spool.retry(message_id)
+
+    # ---- what came in, and how the pool is ------------------------------------------------
+
+    def inbox(self, *, since: datetime | str | None = None, sender: str | None = None,
+              limit: int | None = None, unread: bool = False) -> list[Received]:
+        """Received messages oldest first (the last `limit`), each with its sender's contact
+        name and groups. `since` also takes '-2h' and 'HH:MM' (the last such time)."""
+        from modempool.operator.contacts import AddressBook
+
+        moment = parse_when(since, self.config.tz, past=True)
+        rows = self.spool.inbound(since=moment, sender=sender, limit=limit, unread=unread)
+        book, known = AddressBook(self.spool.db, self.config.region), {}
+        out = []
+        for row in rows:
+            number = row.get("sender") or ""
+            if number not in known:
+                known[number] = book.find(number) if number else None
+            contact = known[number]
+            out.append(Received(
+                id=row["id"], sender=number, sim=row["sim"], text=row["text"],
+                received_at=datetime.fromisoformat(row["received_at"]), parts=row["parts"],
+                complete=row["complete"], read=row["read"],
+                name=contact.name if contact else "",
+                groups=tuple(contact.groups) if contact else ()))
+        return out
+
+    def status(self) -> Status:
+        """Whether the daemon runs, every configured or seen SIM (with no daemon running, a
+        SIM's state is unknown), the queue, and the campaigns running or paused."""
+        from modempool.dispatch.liveness import current_sim_state, daemon_liveness
+        from modempool.operator.campaign_report import all_progress
+
+        spool = self.spool
+        liveness = daemon_liveness(spool)
+        known = {row["name"]: row for row in spool.sims()}
+        names = [m.name for m in self.config.modems]
+        names += sorted(set(known) - set(names))
+        sims = []
+        for name in names:
+            row = current_sim_state(known.get(name) or {"state": "unknown"}, liveness)
+            modem = self.config.modem(name)
+            minute, today, month = spool.sent_counts(name)
+            sims.append(SimStatus(
+                name=name, state=row.pop("state", None) or "unknown",
+                port=row.pop("port", None) or (modem.port if modem else None),
+                signal=row.pop("signal", None), operator=row.pop("operator", None),
+                errors=row.pop("errors", 0) or 0, last_error=row.pop("last_error", None),
+                sent_minute=minute, sent_today=today, sent_month=month,
+                per_minute=modem.per_minute if modem else None,
+                per_day=modem.per_day if modem else None,
+                per_month=modem.per_month if modem else None,
+                details={k: v for k, v in row.items()
+                         if k not in ("name", "sent_today", "sent_month")}))
+        return Status(daemon=liveness, sims=tuple(sims), queue=spool.counts(),
+                      campaigns=tuple(all_progress(spool)), spool=str(spool.path))
+
+
+def _fan_out(client_id: str | None, index: int, count: int) -> str | None:
+    """The idempotency key of the `index`-th of `count` recipients: the key itself for one,
+    `key:1`, `key:2`, ... for several (the same call again then sends nothing new)."""
+    if client_id is None:
+        return None
+    return client_id if count == 1 else f"{client_id}:{index + 1}"

@@ -1,0 +1,80 @@
+"""Times as people type them (`18:30`, `+10m`, `-2h`, `2026-12-01 09:00`, `12h`) and as we show them.
+
+Every front end reads times through these functions, in the pool's time zone (`[pool] timezone`,
+or the system's), so that `send --at 18:30` means the same from the CLI, the HTTP API and Python.
+Shown to people, a time is local (`2026-12-01 09:00:00`); in JSON it is ISO 8601 with its offset.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, tzinfo
+
+from modempool.errors import PoolError
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class InvalidTime(PoolError, ValueError):
+    """A time or duration that cannot be read; the message shows the forms that can."""
+
+
+def now_in(tz: tzinfo | None = None) -> datetime:
+    """The current time, aware, in `tz` (None: the system's local time zone)."""
+    return datetime.now(tz).astimezone(tz)
+
+
+def parse_duration(text: str) -> timedelta:
+    """'90s', '10m', '2h', '3d', '2w' (or plain minutes) as a timedelta."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
+    if not match:
+        raise InvalidTime(f"{text!r}: use e.g. 90m, 12h, 3d, 2w")
+    return timedelta(**{_UNITS[match.group(2) or "m"]: float(match.group(1))})
+
+
+def parse_when(text: str | datetime | None, tz: tzinfo | None = None, *,
+               past: bool = False) -> datetime | None:
+    """A moment from what a person typed: 'HH:MM' (the next such local time, or the last one
+    with `past`), '+10m' / '+2h' / '+1d' (from now; '-2h' before now), or an ISO date-time
+    (local to `tz` when it has no offset). A datetime is returned as it is (naive = local)."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, datetime):
+        return text if text.tzinfo else text.replace(tzinfo=tz) if tz else text.astimezone()
+    value = text.strip()
+    now = now_in(tz)
+    relative = re.fullmatch(r"([+-])(\d+(?:\.\d+)?)\s*([smhdw])", value)
+    if relative:
+        delta = timedelta(**{_UNITS[relative.group(3)]: float(relative.group(2))})
+        return now + delta if relative.group(1) == "+" else now - delta
+    clock = re.fullmatch(r"(\d{1,2}):(\d{2})", value)
+    try:
+        if clock:
+            moment = now.replace(hour=int(clock.group(1)), minute=int(clock.group(2)),
+                                 second=0, microsecond=0)
+            if past:
+                return moment if moment <= now else moment - timedelta(days=1)
+            return moment if moment > now else moment + timedelta(days=1)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidTime(f"{text!r}: use HH:MM, +10m/+2h/+1d or YYYY-MM-DD HH:MM") from None
+    if moment.tzinfo:
+        return moment
+    return moment.replace(tzinfo=tz) if tz else moment.astimezone()
+
+
+def local_text(moment: datetime | str | None, tz: tzinfo | None = None) -> str:
+    """A time for people: `2026-12-01 09:00:00` in `tz` (None: the system's), '' for none."""
+    if moment is None or moment == "":
+        return ""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso_text(moment: datetime | None) -> str | None:
+    """A time for machines: ISO 8601 UTC with milliseconds and its offset (`...T08:30:00.000Z`),
+    the form the spool stores, so that JSON sorts and compares as text."""
+    from modempool.spool.model import to_text
+
+    return to_text(moment)

@@ -295,11 +295,23 @@ async def _probe(port, pin, profile_name, baud, send_to, ussd_code) -> dict:
 
     from at_commands import AtError, AtTimeout, Modem, PinError
 
+    from modempool.box.ports import PortBusy, PortLock, exclusive_message
+
     modem = Modem(port, name="probe", pin=pin, profile=profile_name, baudrate=baud,
                   poll_interval=3600, sweep_interval=3600, reconnect_delays=())
+    lock = PortLock(port)
+    try:
+        lock.acquire()
+    except PortBusy as error:
+        raise click.ClickException(str(error))
+    except OSError:
+        pass  # a lock directory we may not write: TIOCEXCL still guards the port
     try:
         await modem.open()
     except (OSError, serial.SerialException) as error:
+        lock.release()
+        if "busy" in str(error).lower():
+            raise click.ClickException(exclusive_message(port))
         raise click.ClickException(f"cannot open {port}: {error}")
     try:
         try:
@@ -341,6 +353,7 @@ async def _probe(port, pin, profile_name, baud, send_to, ussd_code) -> dict:
         raise click.ClickException(f"{port}: I/O error: {error}")
     finally:
         await modem.close()
+        lock.release()
 
 
 # ---- section: pool (run, send, status, queue, inbox, demo) ----

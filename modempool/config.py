@@ -88,6 +88,7 @@ class Config:
     simulator: int | None = None        # simulated modems to start, None = real hardware
     timezone: str | None = None         # IANA name for day/month counters; None = system local
     lease_seconds: float = 300.0
+    lock_dir: str | None = None         # UUCP lock files (LCK..ttyUSB0); None: $MODEMPOOL_LOCK_DIR or /run/lock
     synchronous: str = "normal"      # "full": also survives a power cut (slower)
     log_level: str = "INFO"
     log_file: str | None = None
@@ -134,7 +135,7 @@ class Config:
 SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "spool": {"path": text, "synchronous": one_of("off", "normal", "full", "extra")},
     "pool": {"region": region_code, "strategy": strategy_name, "timezone": timezone_name,
-             "lease_seconds": seconds},
+             "lease_seconds": seconds, "lock_dir": text},
     "modem": {"name": text, "port": text, "pin": pin_code, "per_minute": at_least(1),
               "per_day": at_least(1), "per_month": at_least(1), "allow_prefixes": prefixes,
               "allow_carriers": text_list,
@@ -239,6 +240,7 @@ def parse_config(text: str, path: Path) -> Config:
         simulator=values["simulator"].get("modems", DEFAULT_SIMULATED_MODEMS) if "simulator" in values else None,
         timezone=pool.get("timezone"),
         lease_seconds=pool.get("lease_seconds", default.lease_seconds),
+        lock_dir=pool.get("lock_dir"),
         synchronous=spool.get("synchronous", default.synchronous),
         log_level=logging_.get("level", default.log_level).upper(),
         log_file=logging_.get("file"),

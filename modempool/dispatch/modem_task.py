@@ -10,6 +10,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from modempool.box.ports import PortBusy, PortLock
 from modempool.config import ModemConfig
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.sending import ModemTrouble
@@ -34,9 +35,13 @@ class ModemTaskMixin:
         # enters it again (a wrong PIN tried at every reconnect would lock the SIM).
         modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile,
                       baudrate=spec.baudrate)
+        # The daemon owns the port for its whole life (also while quarantined or reconnecting):
+        # the UUCP lock tells minicom, cu and a second modempool to stay away.
+        lock = PortLock(spec.port, self.config.lock_dir)
         backoff = 1.0
         while not self._stop.is_set():
             try:
+                _own(lock, mlog)
                 await modem.open()
                 await modem.initialise()
                 self._tune(modem)
@@ -60,7 +65,7 @@ class ModemTaskMixin:
                 await self._sleep(self.policy.quarantine_seconds)
             except Exception as exc:
                 why = str(exc) or type(exc).__name__
-                if not isinstance(exc, (AtError, OSError, ModemTrouble)):  # a bug: say where
+                if not isinstance(exc, (AtError, OSError, ModemTrouble, PortBusy)):  # a bug: say where
                     mlog.exception("unexpected error; the other modems carry on")
                 mlog.warning("down (%s); reopening in %.0f s", why, backoff)
                 self._update_sim(spec, slot, SimState.DOWN, error=why)
@@ -71,6 +76,7 @@ class ModemTaskMixin:
                 if self.dispatcher is not None:
                     self.dispatcher.release_unstarted(slot)
                 await _close(modem)
+        lock.release()
         self._update_sim(spec, slot, SimState.STOPPED)
 
     def _tune(self, modem: Any) -> None:
@@ -189,6 +195,21 @@ async def _chain(first: list[Any], rest: Any) -> Any:
         yield event
     async for event in rest:
         yield event
+
+
+def _own(lock: PortLock, mlog: logging.Logger) -> None:
+    """Take the port's UUCP lock (PortBusy when a live process holds it). A lock directory we
+    may not write is no reason to stop: TIOCEXCL still guards the port; say so once."""
+    if lock.held or lock.unwritable:
+        return
+    try:
+        lock.acquire()
+    except PortBusy:
+        raise
+    except OSError as exc:
+        lock.unwritable = True
+        mlog.warning("cannot write the UUCP lock %s (%s): minicom and others will not see that "
+                     "modempool owns %s", lock.path, exc.strerror or exc, lock.port)
 
 
 async def _close(modem: Any) -> None:

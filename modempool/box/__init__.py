@@ -1,0 +1,1 @@
+"""Running modempool on a real Linux box: port ownership, discovery, udev, doctor, systemd."""

@@ -1,0 +1,18 @@
+"""Fixtures for the whole suite."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from modempool.box.ports import LOCK_DIR_ENV
+
+
+@pytest.fixture(autouse=True, scope="session")
+def uucp_lock_dir(tmp_path_factory):
+    """The suite's daemons and probes write their UUCP port locks (LCK..pts_N) in a directory
+    of their own, not in the machine's /run/lock (subprocesses inherit the variable)."""
+    directory = tmp_path_factory.mktemp("lock")
+    os.environ[LOCK_DIR_ENV] = str(directory)
+    yield directory

@@ -8,12 +8,12 @@ states in the spool are history, not news, and must not be shown as "up".
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from modempool.box.ports import process_exists
 from modempool.spool.model import from_text, utcnow
 
 HEARTBEAT_EVERY = 5.0   # seconds between heartbeats
@@ -60,21 +60,11 @@ def _judge(row: dict[str, Any], now: datetime, stale_after: float) -> DaemonLive
     heartbeat = from_text(row["heartbeat_at"])
     if row["stopped_at"]:
         return DaemonLiveness(False, row["owner"], from_text(row["stopped_at"]), "stopped")
-    if row["host"] == socket.gethostname() and not _process_exists(row["pid"]):
+    if row["host"] == socket.gethostname() and not process_exists(row["pid"]):
         return DaemonLiveness(False, row["owner"], heartbeat, "killed")
     if heartbeat is None or (now - heartbeat).total_seconds() > stale_after:
         return DaemonLiveness(False, row["owner"], heartbeat, "silent")
     return DaemonLiveness(True, row["owner"], from_text(row["started_at"]))
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        return True
-    return True
 
 
 def current_sim_state(row: dict[str, Any], liveness: DaemonLiveness) -> dict[str, Any]:

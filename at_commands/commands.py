@@ -123,6 +123,14 @@ def parse_cpms(lines: tuple[str, ...], prefix: str) -> tuple[StoreUsage, ...]:
     return tuple(usages)
 
 
+def bare_pdu(line: str) -> str:
+    """A PDU line without the blanks or the pair of quotes some modems put around it."""
+    text = line.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1].strip()
+    return text
+
+
 def parse_stored_pdus(lines: tuple[str, ...], prefix: str) -> tuple[StoredPdu, ...]:
     """``+CMGL: <index>,<stat>,[alpha],<len>`` / ``+CMGR: <stat>,[alpha],<len>`` each + PDU line."""
     messages: list[StoredPdu] = []
@@ -133,10 +141,11 @@ def parse_stored_pdus(lines: tuple[str, ...], prefix: str) -> tuple[StoredPdu, .
             continue
         if header is None:
             continue
+        pdu_line = bare_pdu(line)
         if prefix.upper() == "+CMGL":
-            messages.append(StoredPdu(first_int(header, 0), first_int(header, 1), line.strip()))
+            messages.append(StoredPdu(first_int(header, 0), first_int(header, 1), pdu_line))
         else:
-            messages.append(StoredPdu(None, first_int(header, 0), line.strip()))
+            messages.append(StoredPdu(None, first_int(header, 0), pdu_line))
         header = None
     return tuple(messages)
 

@@ -183,6 +183,18 @@ class AtConnection:
         self._pending = None
         return ESC
 
+    def assume_final(self) -> FinalResult | None:
+        """End the pending command as if ``OK`` had come, with the information lines so far.
+
+        For firmware known to leave some answers without a final result code (old Wavecom:
+        ``+CPIN: READY`` and nothing after it): the driver calls this once the answer is
+        complete and a grace period passed. None when no command is pending.
+        """
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        return FinalResult(pending.line, "", None, tuple(pending.lines))
+
     # -- what was read --
 
     def receive_data(self, data: bytes) -> None:
@@ -246,8 +258,9 @@ class AtConnection:
             return
         if self._urc_waiting_pdu is not None:
             waiting, self._urc_waiting_pdu = self._urc_waiting_pdu, None
-            if _HEX_LINE.match(line):
-                self._emit(Urc(waiting.name, waiting.fields, waiting.line, waiting.spec, line.upper()))
+            bare = line.strip('"').strip()  # some modems quote the PDU line
+            if _HEX_LINE.match(bare):
+                self._emit(Urc(waiting.name, waiting.fields, waiting.line, waiting.spec, bare.upper()))
                 return
             self._emit(waiting)  # the PDU line is missing: deliver what we have
         upper = line.upper()

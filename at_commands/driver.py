@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from enum import Enum
 from typing import Any
@@ -108,6 +109,15 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
         self._needs_resync = False
         self._resyncing = False
         self._link_kept = False  # AT+CMMS=2 is on
+        # How long this modem usually takes to answer (learned; None until it answered once).
+        # Old serial modems, busy USB hubs and modems still registering answer after a second
+        # or more: waits grow with it, so a slow modem is never taken for a silent one.
+        self.response_time: float | None = None
+        self._written_at = 0.0          # monotonic time the pending command was written
+        self._heard_at = 0.0            # monotonic time of the last byte from the modem
+        self._abandoned_at: float | None = None  # written at, of a command we stopped waiting for
+        self._grace_for: str | None = None  # the command whose answer may lack its final result
+        self._grace_timer: asyncio.TimerHandle | None = None
         self._init_inbound()
         self._init_health()
         self._init_setup()
@@ -185,6 +195,7 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
     # ---- bytes in ------------------------------------------------------------------------
 
     def _receive(self, data: bytes) -> None:
+        self._heard_at = time.monotonic()
         self._core.receive_data(data)
         while (event := self._core.next_event()) is not NEED_DATA:
             self._dispatch(event)  # type: ignore[arg-type]
@@ -201,8 +212,55 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
                 self._early_result = event  # came with the prompt, before the PDU was asked for
         elif isinstance(event, (Echo, InfoLine)):
             self.log.debug("<< %s", mask_secrets(event.line))
+            if isinstance(event, InfoLine) and event.command == self._grace_for:
+                self._start_grace()
         elif isinstance(event, Noise):
             self.log.debug("<< (noise) %s", mask_secrets(event.line))
+            if self._abandoned_at is not None and _is_result_line(event.line):
+                # the late answer of a command we gave up on: the modem is slow, not silent
+                self._learn(time.monotonic() - self._abandoned_at, late=True)
+                self._abandoned_at = None
+
+    # ---- slow modems and answers without a final result ----------------------------------
+
+    def _learn(self, seconds: float, *, late: bool = False) -> None:
+        """Keep the modem's usual response time: the slowest of the recent answers counts most."""
+        seconds = max(0.0, seconds)
+        known = self.response_time
+        self.response_time = seconds if known is None or seconds > known else \
+            known * 0.8 + seconds * 0.2
+        if late:
+            self.log.info("answers slowly (%.1f s): waiting longer for it", seconds)
+
+    def patience(self, timeout: float) -> float:
+        """`timeout`, lengthened for a modem known to answer slowly (never shortened)."""
+        if self.response_time is None:
+            return timeout
+        return max(timeout, 4 * self.response_time + 1.0)
+
+    def _start_grace(self) -> None:
+        """An information line came for a command whose final result this modem may never send:
+        take the answer as complete unless more follows within the profile's grace period."""
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+        grace = max(self.profile.unterminated_grace, 2 * (self.response_time or 0.0))
+        self._grace_timer = asyncio.get_running_loop().call_later(grace, self._end_grace)
+
+    def _end_grace(self) -> None:
+        self._grace_timer = None
+        if self._waiter is None or self._waiter.done():
+            return
+        result = self._core.assume_final()
+        if result is not None:
+            self.log.debug("<< (no final result: answer taken after %g s)",
+                           self.profile.unterminated_grace)
+            self._waiter.set_result(result)
+
+    def _stop_grace(self) -> None:
+        self._grace_for = None
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
 
     def _fail_waiter(self, error: Exception) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -236,7 +294,7 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
             line = command.line(**arguments)
         else:
             command, line = command_for_line(name_or_line), name_or_line.strip()
-        wait = timeout or self.profile.timeout(command.name, command.timeout)
+        wait = self.patience(timeout or self.profile.timeout(command.name, command.timeout))
         result = await self._exchange(line, command, wait)
         if line.upper().startswith("AT+CPMS=") and not line.endswith("?"):  # keep track of the read store, whoever set it
             self._current_store = line.split("=", 1)[1].split(",")[0].strip('"') if result.ok else None
@@ -251,14 +309,24 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
         return command.parse(result.lines)
 
     async def _exchange(self, line: str, command: Command, timeout: float, *,
-                        require_echo: bool = False) -> FinalResult:
-        """Write `line` and wait for its final result. The caller holds the lock."""
-        await self._resync_if_needed()
+                        require_echo: bool = False, stale_ok: bool = False) -> FinalResult:
+        """Write `line` and wait for its final result. The caller holds the lock.
+
+        `stale_ok`: the answer may be the late one of an abandoned command (resynchronising),
+        so its delay says nothing about the modem's pace."""
+        await self._resync_if_needed(timeout)
         data = self._core.send_command(line, prefixes=(command.prefix,) if command.prefix else (),
                                        require_echo=require_echo)
         self.log.debug(">> %s", f"{line.split('=')[0]}=****" if command.secret else line)
-        event = await self._wait(self._write_and_wait(data), timeout, line)
+        if command.name in self.profile.unterminated_replies:
+            self._grace_for = line.strip()
+        try:
+            event = await self._wait(self._write_and_wait(data), timeout, line)
+        finally:
+            self._stop_grace()
         assert isinstance(event, FinalResult)
+        if not stale_ok:
+            self._learn(time.monotonic() - self._written_at)
         return event
 
     async def _write_and_wait(self, data: bytes) -> Event:
@@ -267,6 +335,7 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
             raise ModemDisconnected(f"{self.port} is not open")
         loop = asyncio.get_running_loop()
         self._waiter = loop.create_future()
+        self._written_at = time.monotonic()
         self._transport.write(data)
         try:
             return await self._waiter
@@ -296,14 +365,19 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
         """Forget the command and cancel a prompt; resynchronise before the next command."""
         escape = self._core.abandon()
         self._needs_resync = True
-        self.log.warning("no answer to %s", mask_secrets(line))
-        if not self._unresponsive:
+        self._abandoned_at = self._written_at
+        if self._heard_at > self._written_at:  # it talks, just not (yet) this answer
+            self.log.info("no answer to %s in time, but the modem is talking",
+                          mask_secrets(line))
+        else:
+            self.log.warning("no answer to %s", mask_secrets(line))
+        if not self._unresponsive and self._heard_at <= self._written_at:
             self._unresponsive = True
             self._publish(Unresponsive(self.name, mask_secrets(line)))
         if self._transport is not None:
             self._transport.write(escape)
 
-    async def _resync_if_needed(self) -> None:
+    async def _resync_if_needed(self, timeout: float = 1.0) -> None:
         """After a timeout, a late answer to the abandoned command may still come. Turn echo on
         and send ``AT`` requiring its echo: the modem answers in order, so whatever comes before
         that echo is the old command's tail (`AtConnection.send_command(require_echo=True)`)."""
@@ -311,10 +385,11 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
             return
         self._resyncing = True
         try:
-            await self._exchange("ATE1", COMMANDS["echo_on"], 1.0)  # its answer may be stale
-            await self._exchange("AT", COMMANDS["attention"], 1.0, require_echo=True)
+            wait = self.patience(min(max(timeout, 1.0), 3.0))
+            await self._exchange("ATE1", COMMANDS["echo_on"], wait, stale_ok=True)
+            await self._exchange("AT", COMMANDS["attention"], wait, require_echo=True)
             if not self.profile.echo:
-                await self._exchange("ATE0", COMMANDS["echo_off"], 1.0)
+                await self._exchange("ATE0", COMMANDS["echo_off"], wait)
             self._needs_resync = False
         finally:
             self._resyncing = False
@@ -338,6 +413,11 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _is_result_line(line: str) -> bool:
+    upper = line.strip().upper()
+    return upper in ("OK", "ERROR") or upper.startswith(("+CME ERROR", "+CMS ERROR"))
 
 
 __all__ = ["Modem", "ModemState", "mask_secrets"]

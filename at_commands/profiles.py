@@ -39,6 +39,9 @@ class ModemProfile:
       location area and cell); None leaves registration to polling.
     - `ussd_packed_septets`: GSM 7-bit ``+CUSD`` text comes as hex of packed septets
       (Huawei E-series in IRA, or ``AT+CSCS="HEX"``) rather than as plain text.
+    - `unterminated_replies`: commands (by `commands.COMMANDS` name) whose answer this firmware
+      may leave without a final result code (old Wavecom: ``+CPIN: READY`` and no ``OK``); the
+      answer is taken `unterminated_grace` seconds after its last information line.
     - `timeouts`: per-command overrides (seconds) of `commands.COMMANDS`, by command name;
       ``"send"`` bounds the wait for the prompt, ``"send_result"`` the wait after the PDU.
     """
@@ -61,6 +64,8 @@ class ModemProfile:
     extra_urcs: Mapping[str, UrcSpec] = field(default_factory=lambda: MappingProxyType({}))
     timeouts: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     boot_delay: float = 0.0  # seconds to let a freshly opened modem settle before the first AT
+    unterminated_replies: tuple[str, ...] = ()
+    unterminated_grace: float = 0.3
 
     def timeout(self, command: str, default: float) -> float:
         return self.timeouts.get(command, default)
@@ -82,6 +87,8 @@ PROFILES: dict[str, ModemProfile] = {
             stores=("SM",),
             supports_cmms=True,
             reboot_markers=("+WIND: 3",),  # "ready to process AT commands" after a reset
+            # some firmware answers AT+CPIN? with "+CPIN: READY" and never sends OK
+            unterminated_replies=("pin_status",),
         ),
         ModemProfile(
             "simcom",

@@ -72,7 +72,8 @@ class SendingMixin:
         data = self._core.send_command(line, prefixes=(command.prefix,), expects_prompt=True)
         self.log.debug(">> %s", line)
         first = await self._wait(self._write_and_wait(data),
-                                 self.profile.timeout("send", command.timeout), line)
+                                 self.patience(self.profile.timeout("send", command.timeout)),
+                                 line)
         if isinstance(first, FinalResult):  # refused before the prompt
             if first.error is not None:
                 raise first.error

@@ -127,9 +127,11 @@ class SetupMixin:
             self._transport.write(b"\x1b\r")
             self._needs_resync = True
         last: AtError | None = None
-        for _ in range(3):
+        # Generous and growing waits: a modem on a busy hub or still registering may take
+        # seconds; its late answer teaches the driver its pace (`Modem.patience`).
+        for wait in (1.0, 3.0, 10.0):
             try:
-                result = await self.execute("attention", timeout=1.0, check=False)
+                result = await self.execute("attention", timeout=wait, check=False)
             except AtTimeout as error:
                 last = error
                 continue

@@ -84,7 +84,14 @@ def decode_digits(value: bytes, count: int) -> str:
 
 def decode_address_value(toa: int, value: bytes, semi_octets: int) -> str:
     if (toa >> 4) & 0x07 == 0x05:  # alphanumeric, GSM-7 packed (TS 23.040 9.1.2.5)
-        return DEFAULT_CHARSET.decode(unpack_septets(value, semi_octets * 4 // 7))
+        septets = unpack_septets(value, semi_octets * 4 // 7)
+        # The length counts useful semi-octets. An SMSC that counts whole octets instead
+        # (14 for a 7-character name) makes the seven zero fill bits of the last octet look
+        # like one more septet, an "@": when the septets end exactly on that octet boundary
+        # and the last one is zero, it is padding.
+        if septets and septets[-1] == 0 and semi_octets % 2 == 0 and (semi_octets * 4) % 7 == 0:
+            septets = septets[:-1]
+        return DEFAULT_CHARSET.decode(septets)
     digits = decode_digits(value, semi_octets)
     return "+" + digits if (toa >> 4) & 0x07 == 0x01 else digits
 

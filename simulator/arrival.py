@@ -85,7 +85,7 @@ def _arrival_lines(modem: VirtualModem, prefix: str, raw: str, decoded: Any) -> 
     if modem.settings.cmgf == 0:
         length = len(raw) // 2 - 1 - int(raw[:2], 16)
         alpha = "," if prefix == "+CMT" else ""  # +CMT: [<alpha>],<length>; +CDS: <length>
-        return f"{prefix}: {alpha}{length}\r\n{raw}"
+        return f"{prefix}: {alpha}{length}\r\n{modem.personality.pdu_line.format(pdu=raw)}"
     if decoded.type == "status-report":
         return (f'{prefix}: 6,{decoded.message_reference},"{decoded.recipient}",145,'
                 f'"{_stamp(decoded.scts)}","{_stamp(decoded.discharge_time)}",{decoded.status}')

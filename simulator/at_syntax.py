@@ -74,6 +74,7 @@ class Reply:
     text_entry: bool = False  # text mode: CR inside the entry gives another prompt
     delay: float = 0.0  # extra seconds before the final result (e.g. a send)
     final: bool = True  # False: no final result at all (a hung modem)
+    omit_result: bool = False  # the information lines without OK after them (a firmware quirk)
     action: Callable[[], None] | None = None  # runs when the result is written
     then: list[str] = field(default_factory=list)  # unsolicited lines after the result
     then_delay: float = 0.0

@@ -134,8 +134,9 @@ def cpin(modem: VirtualModem, form: Form, args: list[str]) -> list[str] | None:
     sim = modem.sim
     if sim.pin_state is PinState.BLOCKED:
         raise cme(13)
-    if form is Form.READ:
-        return [f"+CPIN: {sim.pin_state.value}"]
+    if form is Form.READ:  # some firmware never ends this answer with OK
+        return Reply(lines=[f"+CPIN: {sim.pin_state.value}"],
+                     omit_result="+CPIN" in modem.personality.unterminated_replies)
     if form is not Form.SET or not args[0]:
         raise cme(50)
     if sim.pin_state is PinState.PIN:

@@ -312,6 +312,7 @@ class VirtualModem(ModemOutput):
                 combined.then_delay = max(combined.then_delay, reply.then_delay)
                 combined.delay += reply.delay
                 combined.action = reply.action or combined.action
+                combined.omit_result = combined.omit_result or reply.omit_result
                 if reply.prompt or not reply.final:
                     reply.lines = combined.lines
                     return reply
@@ -376,7 +377,8 @@ class VirtualModem(ModemOutput):
             if reply.action:
                 self._say(b"", delay + reply.delay, reply.action)
             return
-        self._result(reply.lines, "OK", delay + reply.delay, self._after_result(reply.action))
+        self._result(reply.lines, "" if reply.omit_result else "OK", delay + reply.delay,
+                     self._after_result(reply.action))
         self._release_urcs()
         for line in reply.then:
             self._say(f"\r\n{line}\r\n".encode("latin-1", "replace"), reply.then_delay)

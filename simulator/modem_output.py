@@ -67,10 +67,10 @@ class ModemOutput:
             # V.250: information text framed by one CR LF before and after; the lines of one
             # reply (a +CMGL header and its PDU) are separated by a single CR LF.
             info = "\r\n" + "\r\n".join(lines) + "\r\n" if lines else ""
-            body = info + f"\r\n{final}\r\n"
+            body = info + (f"\r\n{final}\r\n" if final else "")
         else:
             numeric = {"OK": "0", "ERROR": "4"}.get(final, final)
-            body = "".join(f"{line}\r\n" for line in lines) + f"{numeric}\r"
+            body = "".join(f"{line}\r\n" for line in lines) + (f"{numeric}\r" if final else "")
         self._say(self._noise() + body.encode("latin-1", "replace"), delay, action)
 
     def error_text(self: VirtualModem, failure: AtFailure) -> str:

@@ -53,6 +53,11 @@ class Personality:
     command_latency: float = 0.03  # seconds before each final result
     sms_latency: float = 3.0  # seconds a send takes before +CMGS
     ussd_dcs: int = 15
+    # Firmware habits seen in the field: commands whose answer comes without the final OK
+    # (old Wavecom: "+CPIN: READY" and nothing after it), and how a PDU line is printed in
+    # +CMGR/+CMGL/+CMT/+CDS ('"{pdu}"': quoted, ' {pdu} ': padded with blanks).
+    unterminated_replies: tuple[str, ...] = ()
+    pdu_line: str = "{pdu}"
 
 
 PERSONALITIES: dict[str, Personality] = {
@@ -75,6 +80,26 @@ PERSONALITIES: dict[str, Personality] = {
             urc_switch="+WIND", urc_switch_default=255,
             extra_commands=("+WIND", "+WOPEN", "+WMBS"),
             command_latency=0.05, sms_latency=4.0,
+        ),
+        Personality(
+            # Older Fastrack firmware (Q2403): answers AT+CPIN? without OK and quotes PDU
+            # lines, as python-gsmmodem's Wavecom workaround and field reports describe.
+            name="wavecom-q2403",
+            manufacturer="WAVECOM MODEM",
+            model="900E",
+            revision="R6.54.0.200407071437.FASTRACK 2403",
+            imei_tac="35172700",
+            ati_lines=("WAVECOM MODEM", "900E"),
+            default_cnmi=(0, 1, 0, 0, 0),
+            stores={"SM": 30, "ME": 99},
+            default_store="SM",
+            boot_urcs=("+WIND: 3", "+WIND: 1", "+WIND: 7", "+WIND: 4"),
+            power_on_urcs=("+WIND: 1", "+WIND: 3", "+WIND: 4"),
+            urc_switch="+WIND", urc_switch_default=255,
+            extra_commands=("+WIND", "+WOPEN", "+WMBS"),
+            command_latency=0.08, sms_latency=5.0,
+            unterminated_replies=("+CPIN",),
+            pdu_line='"{pdu}"',
         ),
         Personality(
             name="simcom",

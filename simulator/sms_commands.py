@@ -157,7 +157,8 @@ def _listing(modem: VirtualModem, prefix: str, index: int | None,
              message: StoredMessage) -> list[str]:
     head = f"{prefix}: " + (f"{index}," if index is not None else "")
     if modem.settings.cmgf == 0:
-        return [f"{head}{int(message.status)},,{message.tpdu_length}", message.pdu]
+        return [f"{head}{int(message.status)},,{message.tpdu_length}",
+                modem.personality.pdu_line.format(pdu=message.pdu)]
     decoded = pdu.decode_pdu(message.pdu)
     status = f'"{TEXT_STATUS[message.status]}"'
     if decoded.type == "status-report":

@@ -3,7 +3,7 @@
 Parts of a concatenated SMS are kept in `inbound_parts` until all have arrived (across
 restarts); the complete text then becomes one `inbound` row. A delivery report is matched
 to the part it belongs to by (SIM, message reference, recipient); the message becomes
-DELIVERED when every part of its last attempt is.
+DELIVERED when every part is (parts of a resumed message come from several attempts).
 """
 
 from __future__ import annotations
@@ -275,14 +275,16 @@ class InboundMixin:
         return ReportMatch(report_id, part_id, message_id, state)
 
     def _deliver_if_complete(self, conn: sqlite3.Connection, message_id: int, now: str) -> bool:
-        """SENT → DELIVERED when every part of the last attempt has a delivered report."""
+        """SENT → DELIVERED when every part has a delivered report, whichever attempt sent it
+        (a message resumed from part 2 has part 1 from its first attempt). A part written
+        again keeps one row (`parts` is unique by message and seq), so its latest fate counts."""
         cur = conn.execute(
             "UPDATE messages SET state = 'delivered', delivered_at = ?, updated_at = ? "
             "WHERE id = ? AND state = 'sent' AND NOT EXISTS ("
             "  SELECT 1 FROM parts WHERE parts.message_id = messages.id "
-            "  AND parts.attempt = messages.attempts AND parts.state != 'delivered') "
-            "AND (SELECT count(*) FROM parts WHERE parts.message_id = messages.id "
-            "  AND parts.attempt = messages.attempts) = coalesce(parts_total, 1)",
+            "  AND parts.state != 'delivered') "
+            "AND (SELECT count(*) FROM parts WHERE parts.message_id = messages.id) "
+            "  = coalesce(parts_total, 1)",
             (now, now, message_id),
         )
         return cur.rowcount == 1

@@ -28,7 +28,7 @@ async def test_every_personality_initialises_and_identifies(tmp_path, personalit
         async with opened(bank) as modem:
             info = await modem.identify()
             expected = bank.modems[0]
-    assert modem.profile.name == personality
+    assert modem.profile.name == personality.split("-")[0]  # wavecom-q2403: a wavecom
     assert (info.imei, info.imsi, info.iccid, info.msisdn) == (
         expected.imei, expected.imsi, expected.iccid, expected.msisdn)
     assert info.registered and info.registration == 1

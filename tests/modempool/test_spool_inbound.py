@@ -88,6 +88,22 @@ def test_delivery_reports_deliver_a_message_when_all_parts_are_delivered(path):
         assert spool.db["delivery_reports"].count == 2
 
 
+def test_a_resumed_message_is_delivered_when_the_parts_of_both_attempts_are(path):
+    with Spool(path) as spool:
+        message = spool.enqueue("+8613800138000", "two parts")
+        spool.claim(message.id, "m1", "o", 60)
+        spool.mark_part_writing(message.id, 1, 2, lease_owner="o")
+        spool.mark_part_sent(message.id, 1, 7, 41)
+        spool.requeue(message.id, "m1: +CMS ERROR: 21", only_sim="m1", lease_owner="o")
+        spool.claim(message.id, "m1", "o", 60)               # resumed from part 2
+        spool.mark_part_writing(message.id, 2, 2, lease_owner="o")
+        spool.mark_last_part_sent(message.id, 2, 7, 42, lease_owner="o")
+        assert spool.store_delivery_report("m1", 41, "+8613800138000", 0).message_state == "sent"
+        last = spool.store_delivery_report("m1", 42, "+8613800138000", 0)
+        assert last.message_state == "delivered"
+        assert spool.get(message.id).state is MessageState.DELIVERED
+
+
 def test_reports_match_by_sim_reference_and_recipient(path):
     with Spool(path) as spool:
         on_m1 = _sent(spool, "13800138000", "m1", [5])

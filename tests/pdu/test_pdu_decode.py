@@ -171,3 +171,16 @@ def test_error_offset_points_at_the_field():
 def test_non_string_input():
     with pytest.raises(PduError):
         decode_pdu(b"0011")  # type: ignore[arg-type]
+
+
+def test_alphanumeric_sender_counted_in_whole_octets_has_no_trailing_at():
+    # TS 23.040 9.1.2.5: the length counts useful semi-octets (13 for "Taobao1"); some SMSCs
+    # send 14 (whole octets), which turns the seven zero fill bits into an "@".
+    correct = encode_deliver("Taobao1", "hi")[0]
+    assert "0DD0" in correct
+    padded = correct.replace("0DD0", "0ED0", 1)
+    assert decode_pdu(correct).sender == "Taobao1"
+    assert decode_pdu(padded).sender == "Taobao1"
+    # an "@" inside the name, or one the length says is useful, stays
+    assert decode_pdu(encode_deliver("a@b", "hi")[0]).sender == "a@b"
+    assert decode_pdu(encode_deliver("Shop@", "hi")[0]).sender == "Shop@"

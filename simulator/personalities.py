@@ -9,7 +9,7 @@ the interpreter in `simulator/modem.py` reads these fields and never tests a ven
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,46 +60,37 @@ class Personality:
     pdu_line: str = "{pdu}"
 
 
+_WAVECOM = Personality(
+    name="wavecom",
+    manufacturer="WAVECOM MODEM",
+    model="MULTIBAND  900E  1800",
+    revision="R7.46.0.201105141030.FASTRACK 2406",
+    imei_tac="35172700",
+    ati_lines=("WAVECOM MODEM", "MULTIBAND  900E  1800"),
+    default_cnmi=(0, 1, 0, 0, 0),
+    stores={"SM": 30, "ME": 99},
+    default_store="SM",
+    boot_urcs=("+WIND: 3", "+WIND: 1", "+WIND: 7", "+WIND: 4"),
+    # Wavecom AT manual, +WIND: 1 SIM inserted, 3 ready for AT commands except
+    # phonebook/SMS, 4 ready for all AT commands (printed when the +WIND level allows).
+    power_on_urcs=("+WIND: 1", "+WIND: 3", "+WIND: 4"),
+    urc_switch="+WIND", urc_switch_default=255,
+    extra_commands=("+WIND", "+WOPEN", "+WMBS"),
+    command_latency=0.05, sms_latency=4.0,
+)
+
+
 PERSONALITIES: dict[str, Personality] = {
     p.name: p
     for p in (
-        Personality(
-            name="wavecom",
-            manufacturer="WAVECOM MODEM",
-            model="MULTIBAND  900E  1800",
-            revision="R7.46.0.201105141030.FASTRACK 2406",
-            imei_tac="35172700",
-            ati_lines=("WAVECOM MODEM", "MULTIBAND  900E  1800"),
-            default_cnmi=(0, 1, 0, 0, 0),
-            stores={"SM": 30, "ME": 99},
-            default_store="SM",
-            boot_urcs=("+WIND: 3", "+WIND: 1", "+WIND: 7", "+WIND: 4"),
-            # Wavecom AT manual, +WIND: 1 SIM inserted, 3 ready for AT commands except
-            # phonebook/SMS, 4 ready for all AT commands (printed when the +WIND level allows).
-            power_on_urcs=("+WIND: 1", "+WIND: 3", "+WIND: 4"),
-            urc_switch="+WIND", urc_switch_default=255,
-            extra_commands=("+WIND", "+WOPEN", "+WMBS"),
-            command_latency=0.05, sms_latency=4.0,
-        ),
-        Personality(
+        _WAVECOM,
+        replace(
             # Older Fastrack firmware (Q2403): answers AT+CPIN? without OK and quotes PDU
             # lines, as python-gsmmodem's Wavecom workaround and field reports describe.
-            name="wavecom-q2403",
-            manufacturer="WAVECOM MODEM",
-            model="900E",
-            revision="R6.54.0.200407071437.FASTRACK 2403",
-            imei_tac="35172700",
-            ati_lines=("WAVECOM MODEM", "900E"),
-            default_cnmi=(0, 1, 0, 0, 0),
-            stores={"SM": 30, "ME": 99},
-            default_store="SM",
-            boot_urcs=("+WIND: 3", "+WIND: 1", "+WIND: 7", "+WIND: 4"),
-            power_on_urcs=("+WIND: 1", "+WIND: 3", "+WIND: 4"),
-            urc_switch="+WIND", urc_switch_default=255,
-            extra_commands=("+WIND", "+WOPEN", "+WMBS"),
+            _WAVECOM, name="wavecom-q2403", model="900E",
+            revision="R6.54.0.200407071437.FASTRACK 2403", ati_lines=("WAVECOM MODEM", "900E"),
             command_latency=0.08, sms_latency=5.0,
-            unterminated_replies=("+CPIN",),
-            pdu_line='"{pdu}"',
+            unterminated_replies=("+CPIN",), pdu_line='"{pdu}"',
         ),
         Personality(
             name="simcom",

@@ -636,7 +636,10 @@ def status_command(config_path, as_json) -> None:
 @click.option("--simulate", type=click.IntRange(1, 512), default=None,
               help="Start a simulated bank of N modems in-process instead of real ones.")
 @click.option("-v", "--verbose", count=True, help="More log (-vv: AT traffic).")
-def run_command(config_path: str | None, simulate: int | None, verbose: int) -> None:
+@click.option("--http", "http_listen", default=None, metavar="HOST:PORT",
+              help="Serve the HTTP API too (as [http] listen; see docs/http.md).")
+def run_command(config_path: str | None, simulate: int | None, verbose: int,
+                http_listen: str | None) -> None:
     """Run the daemon: drive every modem, send the queue, store what comes in."""
     import asyncio
     import logging
@@ -644,9 +647,10 @@ def run_command(config_path: str | None, simulate: int | None, verbose: int) -> 
     from modempool.config import load_config
     from modempool.dispatch.daemon import Daemon
     from modempool.errors import PoolError
+    from modempool.http_listen import with_listen
 
     try:
-        config = load_config(config_path)
+        config = with_listen(load_config(config_path), http_listen)
         level = "DEBUG" if verbose > 1 else "INFO" if verbose else config.log_level
         logging.basicConfig(level=level, filename=config.log_file,
                             format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
@@ -1538,6 +1542,10 @@ def backup_command(path, overwrite, spool, config):
     return result.as_dict(), (f"backup written to {result.path} ({result.bytes} bytes, "
                               f"{result.tables.get('messages', 0)} messages)")
 
+
+from modempool.commands.http import register as _register_http  # noqa: E402
+
+_register_http(main)
 
 if __name__ == "__main__":
     main()

@@ -16,9 +16,9 @@ from datetime import datetime, time, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modempool.config_values import (at_least, clock, flag, one_of, pin_code, prefixes,
-                                     region_code, seconds, strategy_name, text, text_list,
-                                     timezone_name)
+from modempool.config_values import (at_least, clock, flag, listen_address, one_of, pin_code,
+                                     prefixes, region_code, seconds, strategy_name, text,
+                                     text_list, timezone_name)
 from modempool.errors import ConfigError, UnknownSim
 from modempool.numbers import DEFAULT_REGION
 
@@ -32,7 +32,7 @@ DEFAULT_SIMULATED_MODEMS = 4
 # Sections read by operator features (issue 7) from Config.raw; accepted here as they are.
 OPERATOR_SECTIONS = frozenset(
     {"optout", "autoreply", "forward", "sensitive", "signature", "campaign", "campaigns",
-     "contacts", "groups", "webhook", "webhooks", "api", "history", "backup", "hooks",
+     "contacts", "groups", "webhook", "api", "history", "backup", "hooks",
      "templates", "operator"}
 )
 
@@ -73,6 +73,29 @@ class RetryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """`[http]`: the HTTP API (docs/http.md). `listen` None: `run` serves no API."""
+
+    listen: str | None = None          # "127.0.0.1:8080"; `modempool serve` defaults to that
+    public: bool = False               # True: a non-loopback address is wanted
+    behind_proxy: bool = False         # a reverse proxy (nginx) terminates TLS in front
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_body: int = 16 * 1024 * 1024   # bytes; a 100,000-recipient batch is about 2 MB
+    auth_failures_per_minute: int = 10  # per client address, then 429
+
+
+@dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    """`[webhooks]`: how deliveries are retried (at least 24 hours, doubling waits)."""
+
+    retry_base: float = 5.0
+    retry_max: float = 3600.0
+    give_up_after: float = 26 * 3600.0
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; `raw` is the parsed TOML for sections other modules own."""
 
@@ -92,6 +115,8 @@ class Config:
     synchronous: str = "normal"      # "full": also survives a power cut (slower)
     log_level: str = "INFO"
     log_file: str | None = None
+    http: HttpConfig = field(default_factory=HttpConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -146,6 +171,10 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "quiet_hours": {"start": clock, "end": clock},
     "simulator": {"modems": at_least(1)},   # other simulator keys are passed through in `raw`
     "logging": {"level": one_of("debug", "info", "warning", "error"), "file": text},
+    "http": {"listen": listen_address, "public": flag, "behind_proxy": flag, "tls_cert": text,
+             "tls_key": text, "max_body": at_least(1024), "auth_failures_per_minute": at_least(1)},
+    "webhooks": {"retry_base": seconds, "retry_max": seconds, "give_up_after": at_least(86400),
+                 "timeout": seconds},
 }
 OPEN_SECTIONS = frozenset({"simulator"})   # unknown keys allowed (read by the simulator)
 ARRAY_SECTIONS = frozenset({"modem"})
@@ -244,6 +273,8 @@ def parse_config(text: str, path: Path) -> Config:
         synchronous=spool.get("synchronous", default.synchronous),
         log_level=logging_.get("level", default.log_level).upper(),
         log_file=logging_.get("file"),
+        http=HttpConfig(**values.get("http", {})),
+        webhooks=WebhooksConfig(**values.get("webhooks", {})),
         raw=raw,
     )
 

@@ -99,3 +99,10 @@ def one_of(*options: str) -> Callable[[Any], str]:
             raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
         return value.lower()
     return check
+
+
+def listen_address(value: Any) -> str:
+    """`host:port` (an IPv6 host in brackets: `[::1]:8080`), or a bare port (loopback)."""
+    from modempool.http_listen import parse_listen
+
+    return parse_listen(text(value) if not isinstance(value, int) else str(value)).text

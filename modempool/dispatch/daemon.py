@@ -77,6 +77,12 @@ class Daemon(ModemTaskMixin):
     async def run(self) -> None:
         from modempool.spool import Spool
 
+        if self.config.http.listen:
+            from modempool.web.server import exposure_warning
+
+            warning = exposure_warning(self.config, self.config.http.listen)  # ConfigError: refused
+            if warning:
+                log.warning("%s", warning)
         own_spool = self.spool is None
         if own_spool:
             self._take_lock(Path(self.config.spool_path))
@@ -112,6 +118,7 @@ class Daemon(ModemTaskMixin):
                     tasks.create_task(self._checkpoints(), name="checkpoints")
                     tasks.create_task(self._heartbeat(), name="heartbeat")
                     tasks.create_task(self._recurring_jobs(), name="recurring")
+                    tasks.create_task(self._http_sidecar(), name="http")
                     for spec, slot in zip(specs, slots):
                         tasks.create_task(self._modem_task(spec, slot, inbound), name=spec.name)
                 released = sum(len(self.spool.recover_leases(owner=slot.owner).requeued)
@@ -231,6 +238,18 @@ class Daemon(ModemTaskMixin):
             except Exception:
                 log.exception("recurring jobs failed; trying again in %.0f s", self.jobs_interval)
             await self._sleep(self.jobs_interval)
+
+    async def _http_sidecar(self) -> None:
+        """The HTTP API (`[http] listen`) and webhook deliveries run in a child process (see
+        modempool/web/server.py), started when an API is wanted or a webhook exists."""
+        from modempool.web.server import has_webhooks, run_sidecar
+
+        listen = self.config.http.listen
+        while not self._stop.is_set():
+            if listen or has_webhooks(self.spool):
+                await run_sidecar(self.config, listen, self._stop)
+                return
+            await self._sleep(30.0)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

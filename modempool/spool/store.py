@@ -151,6 +151,15 @@ class Spool(ClaimMixin, RecoveryMixin, DecisionsMixin, InboundMixin, SimsMixin, 
                 raise
             self._conn.execute("COMMIT")
 
+    def transaction(self) -> Any:
+        """One write transaction (nests inside an open one): modules that keep their own tables
+        in the spool file (accounts, webhooks) write them in the same commit as a message."""
+        return self._tx()
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        """Rows of a read-only query on the spool's connection (as `sqlite3.Row`)."""
+        return self._rows(sql, params)
+
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             cur = self._conn.cursor()

@@ -1,0 +1,297 @@
+"""API accounts: who may send through the pool, through which SIMs, how much, and which
+messages each one may see.
+
+An account has a role (admin: everything; sender: sends and sees its own messages; viewer:
+sees its own messages, sends nothing), an optional list of SIMs it may send through, and
+optional per-minute / per-day quotas. Its key is shown once when made or rotated and stored
+only as a SHA-256 digest: keys are 32 random bytes, so a fast digest is as good as a slow one
+and lets every request be checked in microseconds. Keys are compared with
+`hmac.compare_digest` (constant time).
+
+These rules live here, in the library, so the HTTP API, the Kannel interface and any later
+front end apply the same ones: `check_quota` runs inside the enqueue transaction,
+so two concurrent requests cannot both slip under a quota.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from modempool.errors import NotFound, PoolError
+from modempool.spool.model import to_text, utcnow
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    name        TEXT PRIMARY KEY,
+    role        TEXT NOT NULL CHECK (role IN ('admin', 'sender', 'viewer')),
+    key_id      TEXT NOT NULL UNIQUE,     -- public part of the key, to find the account
+    key_hash    TEXT NOT NULL,            -- SHA-256 hex of the whole key; the key is never stored
+    sims        TEXT,                     -- JSON list of SIM names it may send through; NULL = any
+    per_minute  INTEGER,
+    per_day     INTEGER,
+    created_at  TEXT NOT NULL,
+    rotated_at  TEXT
+);
+-- Which account queued a message (the API's messages); written in the enqueue transaction.
+CREATE TABLE IF NOT EXISTS message_accounts (
+    message_id  INTEGER PRIMARY KEY REFERENCES messages (id),
+    account     TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS message_accounts_by_account ON message_accounts (account, message_id);
+CREATE INDEX IF NOT EXISTS message_accounts_by_time ON message_accounts (account, created_at)
+"""
+
+KEY_PREFIX = "mpk_"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class Role(str, Enum):
+    ADMIN = "admin"
+    SENDER = "sender"
+    VIEWER = "viewer"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class AccountError(PoolError):
+    """An account that cannot be made or found as asked."""
+
+
+class Forbidden(PoolError):
+    """The account's role does not allow this operation."""
+
+
+class QuotaExceeded(PoolError):
+    """A send that would pass one of the account's quotas; the message names the limit."""
+
+
+class SimNotAllowed(PoolError):
+    """A send through a SIM the account may not use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One API account (never holds its key)."""
+
+    name: str
+    role: Role
+    sims: tuple[str, ...] | None = None
+    per_minute: int | None = None
+    per_day: int | None = None
+    created_at: str | None = None
+    rotated_at: str | None = None
+
+    @property
+    def sees_all(self) -> bool:
+        return self.role is Role.ADMIN
+
+    @property
+    def may_send(self) -> bool:
+        return self.role in (Role.ADMIN, Role.SENDER)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "role": self.role.value,
+                "sims": list(self.sims) if self.sims is not None else None,
+                "per_minute": self.per_minute, "per_day": self.per_day,
+                "created_at": self.created_at, "rotated_at": self.rotated_at}
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Account:
+        return cls(name=row["name"], role=Role(row["role"]),
+                   sims=tuple(json.loads(row["sims"])) if row["sims"] else None,
+                   per_minute=row["per_minute"], per_day=row["per_day"],
+                   created_at=row["created_at"], rotated_at=row["rotated_at"])
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _new_key() -> tuple[str, str]:
+    """(key_id, key): `mpk_<id>_<secret>`; the id finds the row, the digest proves the secret."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+class Accounts:
+    """The `accounts` table of a spool file: `Accounts(spool)`."""
+
+    def __init__(self, spool: Any) -> None:
+        from modempool.webhooks.store import install
+
+        self.spool = spool
+        with spool.transaction() as conn:
+            install(conn)  # accounts, message owners, opt-outs, webhooks and their triggers
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self.spool.rows(sql, params)
+
+    def add(self, name: str, role: Role | str, *, sims: Iterable[str] | None = None,
+            per_minute: int | None = None, per_day: int | None = None) -> tuple[Account, str]:
+        """Make an account; returns it and its key (shown once: only its digest is stored)."""
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise AccountError(f"account name {name!r}: use 1-64 letters, digits, '_', '.', '-'")
+        try:
+            role = Role(role)
+        except ValueError:
+            raise AccountError(f"role {role!r}: choose admin, sender or viewer") from None
+        sims_list = [s.strip() for s in (sims or []) if s.strip()]
+        for value, label in ((per_minute, "per-minute"), (per_day, "per-day")):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise AccountError(f"{label} quota must be a whole number of at least 1")
+        key_id, key = _new_key()
+        now = to_text(utcnow())
+        with self.spool.transaction() as conn:
+            if conn.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
+                raise AccountError(f"account {name!r} exists (use rotate for a new key)")
+            conn.execute(
+                "INSERT INTO accounts (name, role, key_id, key_hash, sims, per_minute, per_day, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, role.value, key_id, _digest(key),
+                 json.dumps(sims_list) if sims_list else None, per_minute, per_day, now))
+        return self.get(name), key
+
+    def get(self, name: str) -> Account:
+        rows = self._rows("SELECT * FROM accounts WHERE name = ?", (name,))
+        if not rows:
+            raise NotFound(f"no account named {name!r}")
+        return Account.from_row(rows[0])
+
+    def list(self) -> list[Account]:
+        return [Account.from_row(r) for r in self._rows("SELECT * FROM accounts ORDER BY name")]
+
+    def remove(self, name: str) -> None:
+        with self.spool.transaction() as conn:
+            if conn.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound(f"no account named {name!r}")
+
+    def rotate(self, name: str) -> str:
+        """A new key for the account; the old one stops working at once."""
+        key_id, key = _new_key()
+        with self.spool.transaction() as conn:
+            changed = conn.execute(
+                "UPDATE accounts SET key_id = ?, key_hash = ?, rotated_at = ? WHERE name = ?",
+                (key_id, _digest(key), to_text(utcnow()), name)).rowcount
+        if not changed:
+            raise NotFound(f"no account named {name!r}")
+        return key
+
+    def authenticate(self, key: str) -> Account | None:
+        """The account whose key this is, or None (same work whether the id exists or not)."""
+        match = re.fullmatch(rf"{KEY_PREFIX}([0-9a-f]{{12}})_[A-Za-z0-9_-]+", key or "")
+        rows = self._rows("SELECT * FROM accounts WHERE key_id = ?", (match.group(1),)) \
+            if match else []
+        return self._check(rows, key)
+
+    def authenticate_name(self, name: str, key: str) -> Account | None:
+        """The account `name` if `key` is its key (Kannel's username/password), else None."""
+        return self._check(self._rows("SELECT * FROM accounts WHERE name = ?", (name,)), key)
+
+    @staticmethod
+    def _check(rows: list[sqlite3.Row], key: str) -> Account | None:
+        stored = rows[0]["key_hash"] if rows else "0" * 64
+        good = hmac.compare_digest(_digest(key or ""), stored)
+        return Account.from_row(rows[0]) if rows and good else None
+
+
+# ---- the rules an account's operations obey (called inside the front door's transactions) ----
+
+def sims_for_send(account: Account, asked: Sequence[str] | None) -> list[str] | None:
+    """The SIMs a send may use: the asked ones if the account may use them all, else
+    SimNotAllowed; none asked = the account's SIMs (None: any SIM)."""
+    if not account.may_send:
+        raise Forbidden(f"account {account.name!r} is a {account.role.value}: it may not send")
+    if account.sims is None:
+        return list(asked) if asked else None
+    if not asked:
+        return list(account.sims)
+    refused = [s for s in asked if s not in account.sims]
+    if refused:
+        raise SimNotAllowed(f"account {account.name!r} may not send through "
+                            f"{', '.join(refused)} (its SIMs: {', '.join(account.sims)})")
+    return list(asked)
+
+
+def check_quota(conn: sqlite3.Connection, account: Account, count: int, now: datetime,
+                day_start: datetime) -> None:
+    """QuotaExceeded if `count` more messages would pass the account's per-minute or per-day
+    quota (counted from the messages it queued, in the enqueue transaction)."""
+    checks = ((account.per_minute, now - timedelta(seconds=60), "per-minute", "in the last minute"),
+              (account.per_day, day_start, "per-day", "today"))
+    for limit, since, label, when in checks:
+        if limit is None:
+            continue
+        used = conn.execute(
+            "SELECT count(*) FROM message_accounts WHERE account = ? AND created_at >= ?",
+            (account.name, to_text(since))).fetchone()[0]
+        if used + count > limit:
+            raise QuotaExceeded(f"account {account.name!r} {label} quota is {limit}: {used} "
+                                f"queued {when}, {count} more asked; nothing was queued")
+
+
+def record_owner(conn: sqlite3.Connection, account: Account, ids: Sequence[int], now: datetime) -> None:
+    """Mark messages as queued by the account (ids it already owns stay as they are)."""
+    stamp = to_text(now)
+    conn.executemany(
+        "INSERT OR IGNORE INTO message_accounts (message_id, account, created_at) VALUES (?, ?, ?)",
+        [(i, account.name, stamp) for i in ids])
+
+
+def namespaced_client_id(account: Account, client_id: str | None) -> str | None:
+    """An idempotency key in the account's own namespace (two accounts may use the same one)."""
+    return None if client_id is None else f"{account.name}:{client_id}"
+
+
+def _statements(script: str) -> list[str]:
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+class FailureThrottle:
+    """Failed key checks per client address: after `limit` failures within `window` seconds
+    the address is refused (without checking keys) until the oldest failure ages out."""
+
+    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
+        import collections
+        import threading
+
+        self.limit, self.window = limit, window
+        self._failures: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str, now: float | None = None) -> float:
+        """Seconds until `client` may try again; 0 if it may now."""
+        import time
+
+        moment = time.monotonic() if now is None else now
+        with self._lock:
+            failures = self._failures.get(client)
+            if not failures:
+                return 0.0
+            while failures and failures[0] <= moment - self.window:
+                failures.popleft()
+            if not failures:
+                del self._failures[client]
+                return 0.0
+            return max(0.0, failures[0] + self.window - moment) if len(failures) >= self.limit else 0.0
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        import time
+
+        with self._lock:
+            self._failures[client].append(time.monotonic() if now is None else now)
+            if len(self._failures) > 100_000:  # a flood of addresses: forget the quiet ones
+                for key in [k for k, v in self._failures.items() if len(v) < self.limit][:50_000]:
+                    del self._failures[key]

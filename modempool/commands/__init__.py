@@ -1,0 +1,1 @@
+"""The click commands of `modempool`, one module per subject (cli.py registers them)."""

@@ -1,0 +1,222 @@
+"""`modempool serve`, `modempool accounts ...`, `modempool webhooks ...`: the HTTP API's
+commands. Each parses its options, makes one library call and prints the result."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+_CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                       help="Config file (default ./modempool.toml, then ~/.config/modempool/).")
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _config(config_path):
+    from modempool.config import load_config
+    from modempool.errors import PoolError
+
+    try:
+        return load_config(config_path)
+    except PoolError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _library(call, *args, **kwargs):
+    """A library call whose refusal becomes one clear line (exit 1), never a traceback."""
+    from modempool.errors import PoolError
+
+    try:
+        return call(*args, **kwargs)
+    except PoolError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _echo_json(data) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _csv(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+# ---- serve -------------------------------------------------------------------------------
+
+@click.command("serve")
+@_CONFIG
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help="Address to listen on (default [http] listen, else 127.0.0.1:8080).")
+@click.option("--public", is_flag=True, help="Allow a non-loopback address (see docs/http.md).")
+@click.option("--no-webhooks", is_flag=True, help="Do not deliver webhooks from this process.")
+def serve_command(config_path, listen, public, no_webhooks) -> None:
+    """Serve the HTTP API over the spool, without modems (`modempool run` sends)."""
+    import asyncio
+    import dataclasses
+    import logging
+
+    from modempool.web.server import default_listen, exposure_warning, serve_api
+
+    config = _config(config_path)
+    if public:
+        config = dataclasses.replace(config, http=dataclasses.replace(config.http, public=True))
+    address = default_listen(config, listen)
+    warning = _library(exposure_warning, config, address)
+    if warning:
+        click.echo(warning, err=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    click.echo(f"modempool API on http://{address} (docs at /docs); Ctrl-C stops it", err=True)
+    _library(asyncio.run, serve_api(config, address, webhooks=not no_webhooks))
+
+
+# ---- accounts ----------------------------------------------------------------------------
+
+@click.group("accounts")
+def accounts_group() -> None:
+    """API accounts and their keys (docs/http.md)."""
+
+
+def _accounts(config_path):
+    from modempool.accounts import Accounts
+
+    return _library(Accounts, _config(config_path).open_spool())
+
+
+@accounts_group.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "sender", "viewer"]), required=True,
+              help="admin: everything; sender: sends, sees its own; viewer: sees its own.")
+@click.option("--sims", default=None, metavar="M1,M2", help="Only through these SIMs.")
+@click.option("--per-day", type=click.IntRange(1), default=None, help="At most N messages a day.")
+@click.option("--per-minute", type=click.IntRange(1), default=None, help="At most N a minute.")
+@_CONFIG
+@_JSON
+def accounts_add(name, role, sims, per_day, per_minute, config_path, as_json) -> None:
+    """Make an account; its key is printed once (only a digest of it is stored)."""
+    accounts = _accounts(config_path)
+    account, key = _library(accounts.add, name, role, sims=_csv(sims) or None,
+                            per_day=per_day, per_minute=per_minute)
+    if as_json:
+        _echo_json({"name": account.name, "key": key})
+        return
+    click.echo(f"account {account.name} ({account.role.value}) made. Its key, shown this once:")
+    click.echo(key)
+
+
+@accounts_group.command("list")
+@_CONFIG
+@_JSON
+def accounts_list(config_path, as_json) -> None:
+    """Every account (never its key)."""
+    rows = [a.to_dict() for a in _accounts(config_path).list()]
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no accounts (add one with `modempool accounts add NAME --role sender`)")
+    for row in rows:
+        limits = ", ".join(f"{k.replace('_', '-')} {row[k]}" for k in ("per_minute", "per_day") if row[k])
+        click.echo(f"{row['name']:<20} {row['role']:<7} sims {','.join(row['sims'] or ['any'])}"
+                   + (f"  {limits}" if limits else ""))
+
+
+@accounts_group.command("remove")
+@click.argument("name")
+@_CONFIG
+def accounts_remove(name, config_path) -> None:
+    """Delete an account: its key stops working at once (its messages stay)."""
+    _library(_accounts(config_path).remove, name)
+    click.echo(f"account {name} removed")
+
+
+@accounts_group.command("rotate")
+@click.argument("name")
+@_CONFIG
+@_JSON
+def accounts_rotate(name, config_path, as_json) -> None:
+    """A new key for NAME; the old one stops working at once."""
+    key = _library(_accounts(config_path).rotate, name)
+    if as_json:
+        _echo_json({"name": name, "key": key})
+        return
+    click.echo(f"new key for {name}, shown this once:")
+    click.echo(key)
+
+
+# ---- webhooks ----------------------------------------------------------------------------
+
+@click.group("webhooks")
+def webhooks_group() -> None:
+    """Signed webhooks (Standard Webhooks) for SMS and message events."""
+
+
+def _webhooks(config_path):
+    from modempool.webhooks import Webhooks
+
+    return _library(Webhooks, _config(config_path).open_spool())
+
+
+@webhooks_group.command("add")
+@click.argument("url")
+@click.option("--events", required=True, metavar="E1,E2",
+              help="sms.received, message.sent, message.delivered, message.failed, "
+                   "message.ambiguous, optout.added")
+@click.option("--account", default=None, help="Only this account's messages.")
+@_CONFIG
+@_JSON
+def webhooks_add(url, events, account, config_path, as_json) -> None:
+    """Subscribe URL to events; prints its id and its signing secret (whsec_...)."""
+    webhook, secret = _library(_webhooks(config_path).add, url, _csv(events), account=account)
+    if as_json:
+        _echo_json({"id": webhook.id, "secret": secret})
+        return
+    click.echo(f"webhook {webhook.id} → {webhook.url} for {', '.join(webhook.events)}")
+    click.echo(f"signing secret: {secret}")
+
+
+@webhooks_group.command("list")
+@_CONFIG
+@_JSON
+def webhooks_list(config_path, as_json) -> None:
+    """Every subscription (without secrets)."""
+    rows = [w.to_dict() for w in _webhooks(config_path).list()]
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no webhooks")
+    for row in rows:
+        click.echo(f"{row['id']}  {row['url']}  {','.join(row['events'])}"
+                   + (f"  account {row['account']}" if row["account"] else ""))
+
+
+@webhooks_group.command("remove")
+@click.argument("webhook_id")
+@_CONFIG
+def webhooks_remove(webhook_id, config_path) -> None:
+    """Unsubscribe; its undelivered events are dropped."""
+    _library(_webhooks(config_path).remove, webhook_id)
+    click.echo(f"webhook {webhook_id} removed")
+
+
+@webhooks_group.command("log")
+@click.option("--id", "webhook_id", default=None, help="Only this webhook's deliveries.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@_CONFIG
+@_JSON
+def webhooks_log(webhook_id, limit, config_path, as_json) -> None:
+    """The latest deliveries, newest first: state, attempts, last answer."""
+    rows = _webhooks(config_path).log(webhook_id, limit)
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['created_at']}  {row['event_id']}  {row['type']:<18} {row['state']:<9} "
+                   f"{row['attempts']} attempt(s)"
+                   + (f"  last: {row['last_error'] or row['last_status']}"
+                      if row["state"] != "delivered" and row["attempts"] else ""))
+
+
+def register(main: click.Group) -> None:
+    """Add these commands to the `modempool` group."""
+    for command in (serve_command, accounts_group, webhooks_group):
+        main.add_command(command)

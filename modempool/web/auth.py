@@ -1,0 +1,76 @@
+"""`Authorization: Bearer KEY` → the account, as a FastAPI dependency.
+
+    @router.get("/v1/thing")
+    def thing(account: Account = Depends(current_account)): ...
+
+    @router.post("/v1/admin-thing", dependencies=[Depends(require(Role.ADMIN))])
+
+A client address that failed `[http] auth_failures_per_minute` times in the last minute is
+answered 429 (with Retry-After) before its key is even looked at. Keys are never logged.
+"""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from modempool.accounts import Account, Role
+
+_bearer = HTTPBearer(auto_error=False, description="An account key: `modempool accounts add`")
+
+
+def client_address(request: Request) -> str:
+    """The peer's address (with `[http] behind_proxy`, uvicorn has put the proxy's
+    X-Forwarded-For here already)."""
+    return request.client.host if request.client else "unknown"
+
+
+def check_key(request: Request, key: str | None) -> Account:
+    """The account of `key`, or 401/429 as above (used by Bearer auth and by Kannel's
+    username/password via `check_name_key`)."""
+    api = request.app.state.api
+    client = client_address(request)
+    _refuse_if_throttled(api, client)
+    account = api.accounts.authenticate(key) if key else None
+    if account is None:
+        if key:  # a wrong key is a guess; no key at all is not
+            api.throttle.failed(client)
+        raise HTTPException(401, "missing or unknown API key (send Authorization: Bearer KEY)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return account
+
+
+def check_name_key(request: Request, name: str, key: str) -> Account | None:
+    """Kannel's username/password; None if wrong (the failure is counted)."""
+    api = request.app.state.api
+    client = client_address(request)
+    _refuse_if_throttled(api, client)
+    account = api.accounts.authenticate_name(name, key)
+    if account is None:
+        api.throttle.failed(client)
+    return account
+
+
+def _refuse_if_throttled(api, client: str) -> None:
+    wait = api.throttle.retry_after(client)
+    if wait > 0:
+        raise HTTPException(429, f"too many failed authentication attempts from {client}; "
+                            f"try again in {math.ceil(wait)} s",
+                            headers={"Retry-After": str(math.ceil(wait))})
+
+
+def current_account(request: Request,
+                    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Account:
+    return check_key(request, credentials.credentials if credentials else None)
+
+
+def require(*roles: Role):
+    """A dependency that lets only accounts of these roles through (403 otherwise)."""
+    def check(account: Account = Depends(current_account)) -> Account:
+        if account.role not in roles:
+            raise HTTPException(403, f"account {account.name!r} is a {account.role.value}; "
+                                f"this needs {' or '.join(r.value for r in roles)}")
+        return account
+    return check

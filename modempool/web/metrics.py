@@ -1,0 +1,90 @@
+"""Prometheus metrics, read from the spool at scrape time (so they are right whichever process
+sends: the daemon, `modempool serve` beside it, or both), plus this process's HTTP requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+LATENCY_BUCKETS = (1, 5, 10, 30, 60, 300, 900, 3600, 21600)
+
+
+class SpoolCollector:
+    def __init__(self, api: Any) -> None:
+        self.api = api
+
+    def collect(self):  # noqa: C901 (a flat list of metric families)
+        spool, config = self.api.spool, self.api.config
+        queue = GaugeMetricFamily("modempool_queue_messages", "Messages in the spool by state",
+                                  labels=["state"])
+        for state, n in spool.counts().items():
+            queue.add_metric([state], n)
+        yield queue
+
+        outcomes = CounterMetricFamily("modempool_sim_messages", "Messages finished per SIM and outcome",
+                                       labels=["sim", "state"])
+        for row in spool.rows("SELECT sim, state, count(*) AS n FROM messages WHERE sim IS NOT NULL "
+                              "AND state IN ('sent', 'delivered', 'failed', 'ambiguous') "
+                              "GROUP BY sim, state"):
+            outcomes.add_metric([row["sim"], row["state"]], row["n"])
+        yield outcomes
+
+        sims = {row["name"]: row for row in spool.sims()}
+        names = [m.name for m in config.modems] + sorted(set(sims) - {m.name for m in config.modems})
+        parts = CounterMetricFamily("modempool_sim_sent_parts", "SMS parts sent per SIM", labels=["sim"])
+        signal = GaugeMetricFamily("modempool_sim_signal_dbm", "Signal strength per SIM (dBm)",
+                                   labels=["sim"])
+        up = GaugeMetricFamily("modempool_sim_up", "1 if the SIM is up and sending", labels=["sim"])
+        errors = CounterMetricFamily("modempool_sim_errors", "Send errors per SIM", labels=["sim"])
+        quota = GaugeMetricFamily("modempool_sim_quota_used_ratio",
+                                  "Share of the SIM's quota used in the window", labels=["sim", "window"])
+        for name in names:
+            row = sims.get(name) or {}
+            parts.add_metric([name], row.get("sent_total") or 0)
+            errors.add_metric([name], row.get("errors") or 0)
+            up.add_metric([name], 1 if row.get("state") == "up" else 0)
+            if row.get("signal") is not None:
+                signal.add_metric([name], row["signal"])
+            modem = config.modem(name)
+            if modem is not None:
+                minute, today, month = spool.sent_counts(name)
+                for window, used, limit in (("minute", minute, modem.per_minute),
+                                            ("day", today, modem.per_day),
+                                            ("month", month, modem.per_month)):
+                    if limit:
+                        quota.add_metric([name, window], used / limit)
+        yield from (parts, signal, up, errors, quota)
+
+        bounds = ", ".join(f"sum(d <= {b})" for b in LATENCY_BUCKETS)
+        row = spool.rows(
+            f"SELECT {bounds}, count(*), coalesce(sum(d), 0) FROM (SELECT "
+            "(julianday(sent_at) - julianday(created_at)) * 86400.0 AS d FROM messages "
+            "WHERE sent_at IS NOT NULL)")[0]
+        values = list(row)
+        buckets = [(str(float(b)), values[i] or 0) for i, b in enumerate(LATENCY_BUCKETS)]
+        buckets.append(("+Inf", values[len(LATENCY_BUCKETS)]))
+        latency = HistogramMetricFamily("modempool_send_latency_seconds",
+                                        "Time from enqueue to sent", buckets=buckets,
+                                        sum_value=values[-1])
+        yield latency
+
+        outbox = self.api.webhooks.counts()
+        deliveries = CounterMetricFamily("modempool_webhook_deliveries", "Webhook events by outcome",
+                                         labels=["state"])
+        for state, n in outbox.items():
+            deliveries.add_metric([state], n)
+        yield deliveries
+        failed = spool.rows("SELECT coalesce(sum(attempts - (state = 'delivered')), 0) AS n "
+                            "FROM webhook_outbox")[0]["n"]
+        yield CounterMetricFamily("modempool_webhook_failed_attempts",
+                                  "Webhook delivery attempts that failed", value=failed)
+
+
+def registry_for(api: Any) -> tuple[CollectorRegistry, Counter]:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SpoolCollector(api))
+    requests = Counter("modempool_http_requests", "HTTP requests by route and status",
+                       ["route", "method", "status"], registry=registry)
+    return registry, requests

@@ -1,0 +1,97 @@
+"""Errors as RFC 9457 problem details (`application/problem+json`).
+
+Each library error class maps to one HTTP status and title here; the library's message (which
+names the number, limit or state at fault) becomes `detail`. Anything unexpected becomes a 500
+whose body says only that: the traceback goes to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from modempool.account_pool import Refused
+from modempool.accounts import AccountError, Forbidden, QuotaExceeded, SimNotAllowed
+from modempool.errors import InvalidNumber, NotFound, PoolError
+from modempool.spool.model import StateConflict
+
+log = logging.getLogger("modempool.web")
+
+PROBLEM_TYPE = "application/problem+json"
+
+# Library error -> (status, title). Order matters: subclasses before PoolError.
+_MAPPING: list[tuple[type[Exception], int, str]] = [
+    (NotFound, 404, "Not found"),
+    (Forbidden, 403, "Forbidden"),
+    (SimNotAllowed, 403, "SIM not allowed for this account"),
+    (QuotaExceeded, 429, "Account quota exceeded"),
+    (StateConflict, 409, "Not possible in the message's state"),
+    (InvalidNumber, 422, "Invalid phone number"),
+    (Refused, 422, "Number refused"),
+    (AccountError, 422, "Invalid account"),
+    (PoolError, 422, "Request refused"),
+]
+
+
+def problem(status: int, title: str, detail: str | None = None, *,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """A problem document; `extra` members are added to it (e.g. `errors`)."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_TYPE, headers=headers)
+
+
+def for_error(error: Exception) -> JSONResponse:
+    for kind, status, title in _MAPPING:
+        if isinstance(error, kind):
+            return problem(status, title, str(error))
+    raise error
+
+
+def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = []
+    for item in exc.errors():
+        if item.get("type") == "json_invalid":
+            return problem(400, "Malformed JSON", "the request body is not valid JSON")
+        location = ".".join(str(part) for part in item.get("loc", ())  # no type tags
+                            if part != "body" and not any(c in str(part) for c in "[-"))
+        entry = {"field": location, "problem": item.get("msg", "invalid")}
+        if entry not in errors:
+            errors.append(entry)
+    summary = "; ".join(f"{e['field'] or 'body'}: {e['problem']}" for e in errors[:5])
+    return problem(422, "Invalid request", summary + ("; nothing was queued"
+                   if request.method == "POST" else ""), errors=errors[:20])
+
+
+def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized",
+              413: "Request body too large", 429: "Too many requests"}
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no such resource: {request.url.path}"
+    return problem(exc.status_code, titles.get(exc.status_code, "Error"), detail,
+                   headers=getattr(exc, "headers", None))
+
+
+def _library(request: Request, exc: PoolError) -> JSONResponse:
+    return for_error(exc)
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return problem(500, "Internal error", "the server failed to answer; the error is in its log")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(PoolError, _library)
+    app.add_exception_handler(Exception, _unexpected)
+

@@ -1,0 +1,167 @@
+"""Serving the API: `modempool serve` (the API alone, over the spool), and the sidecar that
+`modempool run` starts for `[http] listen` / `--http`.
+
+The daemon's event loop drives the modems; the API runs in a child process of its own (the
+sidecar), so that HTTP parsing, JSON and webhook deliveries never take the loop or the
+interpreter lock from the modems. Both share the spool file (SQLite WAL, one writer at a time,
+short transactions). The sidecar also delivers webhooks; when no API is wanted but webhooks
+exist, the daemon still starts a sidecar that only delivers them. It exits when its parent does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from dataclasses import replace
+from typing import Any
+
+from modempool.errors import ConfigError
+from modempool.http_listen import DEFAULT_LISTEN, check_exposure, parse_listen
+
+log = logging.getLogger("modempool.web")
+
+
+def exposure_warning(config: Any, listen: str) -> str | None:
+    """ConfigError for a non-loopback address not asked for; the warning to print, if any."""
+    try:
+        address = parse_listen(listen)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    http = config.http
+    return check_exposure(address, public=http.public, tls=bool(http.tls_cert and http.tls_key),
+                          behind_proxy=http.behind_proxy)
+
+
+async def serve_api(config: Any, listen: str | None, *, stop: asyncio.Event | None = None,
+                    webhooks: bool = True, parent_pid: int | None = None,
+                    ready: Any = None) -> None:
+    """Run the API on `listen` (None: only the webhook worker) until `stop` is set, SIGTERM
+    or SIGINT comes, or the parent process `parent_pid` goes away."""
+    from modempool.webhooks.delivery import RetrySchedule, WebhookWorker
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
+            loop.add_signal_handler(signum, stop.set)
+    spool = config.open_spool()
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            if webhooks:
+                settings = config.webhooks
+                worker = WebhookWorker(spool, timeout=settings.timeout, schedule=RetrySchedule(
+                    settings.retry_base, settings.retry_max, settings.give_up_after))
+                tasks.create_task(worker.run(stop), name="webhooks")
+            if parent_pid is not None:
+                tasks.create_task(_watch_parent(parent_pid, stop), name="parent")
+            if listen is not None:
+                tasks.create_task(_uvicorn(config, spool, listen, stop, ready), name="http")
+            elif ready is not None:
+                ready()
+            await stop.wait()
+    finally:
+        spool.close()
+
+
+async def _uvicorn(config: Any, spool: Any, listen: str, stop: asyncio.Event, ready: Any) -> None:
+    import uvicorn
+
+    from modempool.web import create_app
+
+    address = parse_listen(listen)
+    http = config.http
+    app = create_app(config, spool=spool)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=address.host, port=address.port, log_level="warning", access_log=False,
+        proxy_headers=http.behind_proxy, forwarded_allow_ips="127.0.0.1,::1" if http.behind_proxy else None,
+        ssl_certfile=http.tls_cert, ssl_keyfile=http.tls_key, server_header=False,
+        timeout_graceful_shutdown=5, lifespan="off"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # ours are set
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.02)
+    if task.done():  # the port is taken, or the address is not ours
+        stop.set()
+        with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind
+            await task
+        raise ConfigError(f"cannot listen on {address.text} (in use, or not an address of this host)")
+    log.info("HTTP API on http%s://%s", "s" if http.tls_cert else "", address.text)
+    if ready is not None:
+        ready()
+    await stop.wait()
+    server.should_exit = True
+    await task
+
+
+async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        if os.getppid() != parent_pid:
+            log.warning("the daemon is gone: stopping the HTTP sidecar")
+            stop.set()
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await stop.wait()
+
+
+def sidecar_command(config: Any, listen: str | None) -> list[str]:
+    """The command line of a sidecar for `config` (its file, and its spool path explicitly,
+    which `--simulate` runs without a file need)."""
+    command = [sys.executable, "-m", "modempool.web.sidecar", "--spool", str(config.spool_path),
+               "--parent", str(os.getpid())]
+    if config.path is not None:
+        command += ["--config", str(config.path)]
+    if listen is not None:
+        command += ["--listen", listen]
+    return command
+
+
+async def run_sidecar(config: Any, listen: str | None, stop: asyncio.Event) -> None:
+    """For the daemon: keep a sidecar process running until `stop`; restart it if it dies
+    (after a pause), stop it with SIGTERM at the end."""
+    delay = 1.0
+    while not stop.is_set():
+        process = await asyncio.create_subprocess_exec(*sidecar_command(config, listen))
+        waiter = asyncio.create_task(process.wait())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if not waiter.done():
+            process.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await waiter
+            except TimeoutError:
+                process.kill()
+                await waiter
+            return
+        log.error("the HTTP sidecar exited with status %s; restarting in %.0f s",
+                  process.returncode, delay)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await stop.wait()
+        delay = min(delay * 2, 60.0)
+
+
+def has_webhooks(spool: Any) -> bool:
+    """Whether the spool has any webhook subscription (without creating its tables)."""
+    if not spool.rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'webhooks'"):
+        return False
+    return bool(spool.rows("SELECT 1 FROM webhooks LIMIT 1"))
+
+
+def load_for_sidecar(config_path: str | None, spool_path: str) -> Any:
+    from pathlib import Path
+
+    from modempool.config import load_config
+
+    config = load_config(config_path)
+    return replace(config, spool_path=Path(spool_path))
+
+
+def default_listen(config: Any, override: str | None) -> str:
+    return override or config.http.listen or DEFAULT_LISTEN

@@ -1,0 +1,33 @@
+"""`python -m modempool.web.sidecar`: the API and webhook process that `modempool run` starts
+(see server.py). Not meant to be run by hand; `modempool serve` is the command for that."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from modempool.errors import PoolError
+from modempool.web.server import load_for_sidecar, serve_api
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="modempool-sidecar")
+    parser.add_argument("--config")
+    parser.add_argument("--spool", required=True)
+    parser.add_argument("--listen")
+    parser.add_argument("--parent", type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        config = load_for_sidecar(args.config, args.spool)
+        asyncio.run(serve_api(config, args.listen, parent_pid=args.parent))
+    except PoolError as exc:
+        print(f"modempool sidecar: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

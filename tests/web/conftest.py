@@ -1,0 +1,115 @@
+"""A real uvicorn server on 127.0.0.1 over a real spool file, and keys of a few accounts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from modempool.config import load_config
+from http_harness import free_port
+
+CONFIG = """\
+[spool]
+path = "pool.db"
+
+[[modem]]
+name = "m1"
+port = "/dev/null"
+
+[[modem]]
+name = "m2"
+port = "/dev/null"
+
+[http]
+max_body = 4_000_000
+auth_failures_per_minute = 5
+
+[webhooks]
+retry_base = 0.2
+retry_max = 0.5
+"""
+
+
+class ServerThread:
+    """`serve_api` (uvicorn and the webhook worker) in a thread with its own event loop."""
+
+    def __init__(self, config: Any, webhooks: bool = True) -> None:
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.webhooks = webhooks
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, daemon=True)
+
+    def _main(self) -> None:
+        from modempool.web.server import serve_api
+
+        async def main() -> None:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            await serve_api(self.config, f"127.0.0.1:{self.port}", stop=self._stop,
+                            webhooks=self.webhooks, ready=self._ready.set)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # shown by start() or the test
+            self.error = exc
+        finally:
+            self._ready.set()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        assert self._ready.wait(30), "the API did not start"
+        if self.error:
+            raise self.error
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+
+@dataclass
+class Api:
+    url: str
+    config: Any
+    keys: dict[str, str]
+    server: ServerThread
+
+    def client(self, account: str | None = "shop", **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.keys[account]}"} if account else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, **kwargs)
+
+
+@pytest.fixture
+def config_path(tmp_path) -> Path:
+    path = tmp_path / "modempool.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def api(config_path) -> Api:
+    """The API served on 127.0.0.1 with accounts admin `root`, sender `shop` (any SIM),
+    sender `branch` (SIM m2 only, 3 a minute) and viewer `audit`."""
+    from modempool.accounts import Accounts
+
+    config = load_config(config_path)
+    spool = config.open_spool()
+    accounts = Accounts(spool)
+    keys = {"root": accounts.add("root", "admin")[1], "shop": accounts.add("shop", "sender")[1],
+            "branch": accounts.add("branch", "sender", sims=["m2"], per_minute=3)[1],
+            "audit": accounts.add("audit", "viewer")[1]}
+    spool.close()
+    server = ServerThread(config).start()
+    yield Api(server.url, config, keys, server)
+    server.stop()

@@ -1,0 +1,213 @@
+"""The /v1 API through a real uvicorn server and httpx: sending, reading, the account rules,
+bad input, and the problem documents."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import httpx
+
+from modempool.spool import Spool
+
+
+def _spool(api) -> Spool:
+    return api.config.open_spool()
+
+
+def test_send_one_then_read_it(api):
+    with api.client() as client:
+        answer = client.post("/v1/messages", json={"to": "13800138000", "text": "验证码 1234"})
+        assert answer.status_code == 202
+        [queued] = answer.json()["messages"]
+        assert queued["to"] == "+8613800138000" and queued["state"] == "queued"
+        assert queued["parts"] == 1
+        detail = client.get(f"/v1/messages/{queued['id']}").json()
+    assert detail["text"] == "验证码 1234" and detail["state"] == "queued"
+    assert detail["attempts"] == 0 and detail["parts"] == [] and detail["created_at"].endswith("Z")
+
+
+def test_batch_is_all_or_nothing(api):
+    with api.client() as client:
+        bad = client.post("/v1/messages", json={"to": ["13800138000", "12", "13800138001"],
+                                                "text": "hi"})
+        assert bad.status_code == 422
+        assert bad.headers["content-type"] == "application/problem+json"
+        assert "row 2" in bad.json()["detail"]
+        good = client.post("/v1/messages", json={"to": ["13800138000", "13800138001"], "text": "hi"})
+        assert good.json()["count"] == 2
+    with _spool(api) as spool:
+        assert len(spool.list()) == 2  # nothing from the refused batch
+
+
+def test_idempotency_key_and_client_id_return_the_same_messages(api):
+    with api.client() as client:
+        body = {"to": ["13800138000", "13800138001"], "text": "notice"}
+        first = client.post("/v1/messages", json=body, headers={"Idempotency-Key": "order-7"}).json()
+        again = client.post("/v1/messages", json=body, headers={"Idempotency-Key": "order-7"}).json()
+        assert [m["id"] for m in again["messages"]] == [m["id"] for m in first["messages"]]
+        one = client.post("/v1/messages", json={"to": "13800138002", "text": "x", "client_id": "c1"})
+        two = client.post("/v1/messages", json={"to": "13800138002", "text": "x", "client_id": "c1"})
+        assert one.json()["messages"][0]["id"] == two.json()["messages"][0]["id"]
+        assert client.get(f"/v1/messages/{one.json()['messages'][0]['id']}").json()["client_id"] == "c1"
+    with api.client("root") as admin:  # another account's same key is its own
+        other = admin.post("/v1/messages", json={"to": "13800138002", "text": "x", "client_id": "c1"})
+        assert other.json()["messages"][0]["id"] != one.json()["messages"][0]["id"]
+
+
+def test_another_accounts_message_is_not_found(api):
+    with api.client("shop") as shop:
+        message_id = shop.post("/v1/messages", json={"to": "13800138000", "text": "a"}).json()[
+            "messages"][0]["id"]
+    with api.client("branch") as branch:
+        assert branch.get(f"/v1/messages/{message_id}").status_code == 404
+        assert branch.post(f"/v1/messages/{message_id}/cancel").status_code == 404
+        assert branch.get("/v1/messages").json()["messages"] == []
+    with api.client("root") as root:  # an admin sees everything
+        assert root.get(f"/v1/messages/{message_id}").status_code == 200
+    with _spool(api) as spool:
+        assert spool.get(message_id).state.value == "queued"
+
+
+def test_roles_sims_and_quotas_are_the_librarys_rules(api):
+    with api.client("audit") as viewer:
+        refused = viewer.post("/v1/messages", json={"to": "13800138000", "text": "a"})
+        assert refused.status_code == 403 and "viewer" in refused.json()["detail"]
+    with api.client("branch") as branch:
+        wrong_sim = branch.post("/v1/messages", json={"to": "13800138000", "text": "a", "sims": ["m1"]})
+        assert wrong_sim.status_code == 403 and "m1" in wrong_sim.json()["detail"]
+        ok = branch.post("/v1/messages", json={"to": ["13800138000", "13800138001"], "text": "a"})
+        assert ok.status_code == 202
+        over = branch.post("/v1/messages", json={"to": ["13800138002", "13800138003"], "text": "a"})
+        assert over.status_code == 429
+        assert "per-minute quota is 3" in over.json()["detail"]
+    with _spool(api) as spool:
+        messages = spool.list()
+        assert len(messages) == 2 and all(m.sims == ("m2",) for m in messages)
+
+
+def test_blacklisted_number_refuses_the_send(api):
+    from modempool.operator.optout import OptOutList
+
+    with _spool(api) as spool:
+        OptOutList(spool.db).add_to_blacklist(["13800138009"])
+    with api.client() as client:
+        answer = client.post("/v1/messages", json={"to": ["13800138000", "13800138009"], "text": "a"})
+    assert answer.status_code == 422 and "blacklist" in answer.json()["detail"]
+    with _spool(api) as spool:
+        assert spool.list() == []
+
+
+def test_bad_input_gets_a_problem_and_queues_nothing(api):
+    with api.client() as client:
+        malformed = client.post("/v1/messages", content=b'{"to": ', headers={"content-type": "application/json"})
+        assert malformed.status_code == 400 and malformed.json()["title"] == "Malformed JSON"
+        wrong_type = client.post("/v1/messages", json={"to": 13800138000, "text": ["x"]})
+        assert wrong_type.status_code == 422
+        fields = {e["field"] for e in wrong_type.json()["errors"]}
+        assert {"to", "text"} <= fields
+        unknown = client.post("/v1/messages", json={"to": "13800138000", "text": "a", "prio": 3})
+        assert unknown.status_code == 422
+        huge = client.post("/v1/messages", json={"to": "13800138000", "text": "x" * 10_000_000})
+        assert huge.status_code == 413 and "max_body" in huge.json()["detail"]
+        bad_number = client.post("/v1/messages", json={"to": "not a number", "text": "a"})
+        assert bad_number.status_code == 422 and "not a number" in bad_number.json()["detail"]
+        assert client.get("/v1/messages/abc").status_code == 422
+        assert client.get("/v1/nothing-here").json()["status"] == 404
+    with _spool(api) as spool:
+        assert spool.list() == []
+
+
+def test_list_pages_with_a_cursor_and_filters(api):
+    with api.client() as client:
+        client.post("/v1/messages", json={"to": [f"1380013800{i}" for i in range(5)], "text": "a"})
+        page = client.get("/v1/messages", params={"limit": 2}).json()
+        seen = [m["id"] for m in page["messages"]]
+        while page["next_cursor"]:
+            page = client.get("/v1/messages", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+            seen += [m["id"] for m in page["messages"]]
+        assert seen == sorted(seen) and len(seen) == 5
+        cancelled = client.post(f"/v1/messages/{seen[0]}/cancel").json()
+        assert cancelled["state"] == "cancelled"
+        assert [m["id"] for m in client.get("/v1/messages", params={"state": "cancelled"}).json()[
+            "messages"]] == [seen[0]]
+        assert client.post(f"/v1/messages/{seen[0]}/cancel").status_code == 409
+        retried = client.post(f"/v1/messages/{seen[0]}/retry")
+        assert retried.status_code in (200, 409)  # a cancelled message: the spool decides
+
+
+def test_auth_failures_are_rate_limited_per_address(api):
+    with httpx.Client(base_url=api.url) as anonymous:
+        assert anonymous.get("/v1/messages").status_code == 401
+        for _ in range(5):
+            assert anonymous.get("/v1/messages", headers={"Authorization": "Bearer mpk_0_nope"}).status_code == 401
+        throttled = anonymous.get("/v1/messages", headers={"Authorization": f"Bearer {api.keys['shop']}"})
+        assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
+
+
+def test_inbound_with_contact_name_and_sims(api):
+    from modempool.operator.contacts import AddressBook
+
+    with _spool(api) as spool:
+        AddressBook(spool.db).upsert("13900000001", "张三")
+        spool.store_inbound("+8613900000001", "收到", sim="m1", received_at=datetime.now(timezone.utc))
+        spool.store_inbound("+8613900000002", "hello", sim="m2", received_at=datetime.now(timezone.utc))
+        spool.upsert_sim("m2", state="up", signal=-71, operator="China Mobile")
+    with api.client() as client:
+        rows = client.get("/v1/inbound").json()["messages"]
+        assert [(r["from"], r["name"]) for r in rows] == [("+8613900000001", "张三"),
+                                                          ("+8613900000002", None)]
+        later = client.get("/v1/inbound", params={"cursor": rows[0]["id"]}).json()["messages"]
+        assert [r["id"] for r in later] == [rows[1]["id"]]
+        sims = {s["name"]: s for s in client.get("/v1/sims").json()["sims"]}
+        assert sims["m2"]["state"] == "up" and sims["m2"]["signal"] == -71
+    with api.client("branch") as branch:  # bound to m2: sees what came in on m2
+        assert [r["sim"] for r in branch.get("/v1/inbound").json()["messages"]] == ["m2"]
+        assert [s["name"] for s in branch.get("/v1/sims").json()["sims"]] == ["m2"]
+        assert branch.post("/v1/sims/m1/ussd", json={"code": "*100#"}).status_code == 403
+        assert branch.post("/v1/sims/m2/ussd", json={"code": "*100#"}).status_code == 503
+
+
+def test_cost_health_readiness_and_metrics(api):
+    with httpx.Client(base_url=api.url) as client:
+        cost = client.get("/v1/cost", params={"text": "你好" * 40}).json()
+        assert cost == {"parts": 2, "alphabet": "ucs2", "characters": 80, "chars_left": 54,
+                        "units": 80, "units_per_part": 67}
+        assert client.get("/healthz").json() == {"status": "ok"}
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503 and "no SIM is up" in not_ready.json()["detail"]
+        with _spool(api) as spool:
+            spool.upsert_sim("m1", state="up", signal=-65)
+        assert client.get("/readyz").json()["sims_up"] == 1
+        text = client.get("/metrics").text
+    assert 'modempool_queue_messages{state="queued"}' in text
+    assert 'modempool_sim_up{sim="m1"} 1.0' in text
+    assert 'modempool_sim_signal_dbm{sim="m1"} -65.0' in text
+    assert "modempool_send_latency_seconds_bucket" in text
+    assert 'modempool_http_requests_total{method="GET",route="/readyz",status="503"} 1.0' in text
+    assert "openapi" in httpx.get(api.url + "/openapi.json").json()
+
+
+def test_kannel_sendsms(api):
+    with httpx.Client(base_url=api.url) as client:
+        accepted = client.get("/cgi-bin/sendsms", params={
+            "username": "shop", "password": api.keys["shop"], "to": "13800138000 13800138001",
+            "text": "Zabbix: disk full"})
+        assert (accepted.status_code, accepted.text) == (202, "0: Accepted for delivery")
+        gbk = "告警：磁盘满".encode("gbk")
+        query = (f"username=shop&password={api.keys['shop']}&to=13800138002&charset=GBK&text="
+                 + "".join(f"%{b:02X}" for b in gbk))
+        assert client.get("/cgi-bin/sendsms?" + query).status_code == 202
+        posted = client.post("/cgi-bin/sendsms", data={
+            "username": "shop", "password": api.keys["shop"], "to": "13800138003", "text": "POST"})
+        assert posted.status_code == 202
+        denied = client.get("/cgi-bin/sendsms", params={
+            "username": "shop", "password": "wrong", "to": "13800138000", "text": "x"})
+        assert (denied.status_code, denied.text) == (403, "Authorization failed for sendsms")
+        binary = client.get("/cgi-bin/sendsms", params={
+            "username": "shop", "password": api.keys["shop"], "to": "13800138000", "text": "x",
+            "coding": "1"})
+        assert binary.status_code == 400
+    with _spool(api) as spool:
+        texts = {m.to: m.text for m in spool.list()}
+    assert texts == {"+8613800138000": "Zabbix: disk full", "+8613800138001": "Zabbix: disk full",
+                     "+8613800138002": "告警：磁盘满", "+8613800138003": "POST"}

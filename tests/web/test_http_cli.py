@@ -1,0 +1,91 @@
+"""`modempool accounts`, `modempool webhooks` and `modempool serve` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from http_harness import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli", *args, "--config", str(config)],
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
+
+
+def test_accounts_add_list_rotate_remove(config_path):
+    made = cli("accounts", "add", "shop", "--role", "sender", "--sims", "m1,m2", "--per-day", "500",
+               "--json", config=config_path)
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)["key"]
+    assert json.loads(made.stdout)["name"] == "shop" and key.startswith("mpk_")
+    listed = json.loads(cli("accounts", "list", "--json", config=config_path).stdout)
+    assert listed[0]["sims"] == ["m1", "m2"] and listed[0]["per_day"] == 500
+    assert key not in (config_path.parent / "pool.db").read_bytes().decode("latin-1")  # digest only
+
+    from modempool.accounts import Accounts
+    from modempool.config import load_config
+
+    with load_config(config_path).open_spool() as spool:
+        assert Accounts(spool).authenticate(key).name == "shop"
+        rotated = json.loads(cli("accounts", "rotate", "shop", "--json", config=config_path).stdout)["key"]
+        assert Accounts(spool).authenticate(key) is None
+        assert Accounts(spool).authenticate(rotated).name == "shop"
+    twice = cli("accounts", "add", "shop", "--role", "admin", config=config_path)
+    assert twice.returncode == 1 and twice.stderr.strip() == \
+        "Error: account 'shop' exists (use rotate for a new key)"
+    assert cli("accounts", "remove", "shop", config=config_path).returncode == 0
+    gone = cli("accounts", "remove", "shop", config=config_path)
+    assert gone.returncode == 1 and "no account named 'shop'" in gone.stderr
+    assert "Traceback" not in gone.stderr
+
+
+def test_webhooks_add_list_remove(config_path):
+    made = cli("webhooks", "add", "https://crm.example/hook", "--events", "sms.received,message.failed",
+               "--json", config=config_path)
+    assert made.returncode == 0, made.stderr
+    webhook = json.loads(made.stdout)
+    assert webhook["secret"].startswith("whsec_")
+    assert oct((config_path.parent / "pool.db").stat().st_mode & 0o777) == "0o600"
+    listed = json.loads(cli("webhooks", "list", "--json", config=config_path).stdout)
+    assert listed[0]["events"] == ["sms.received", "message.failed"]
+    assert "secret" not in listed[0]
+    wrong = cli("webhooks", "add", "https://x.example", "--events", "message.lost", config=config_path)
+    assert wrong.returncode == 1 and "unknown event(s) message.lost" in wrong.stderr
+    assert cli("webhooks", "remove", webhook["id"], config=config_path).returncode == 0
+    assert json.loads(cli("webhooks", "list", "--json", config=config_path).stdout) == []
+
+
+def test_serve_refuses_a_public_address_unless_asked(config_path):
+    refused = cli("serve", "--listen", "0.0.0.0:8080", config=config_path)
+    assert refused.returncode == 1
+    assert "refusing to listen on 0.0.0.0:8080" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_serve_answers_on_loopback(config_path):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--listen", f"127.0.0.1:{port}",
+                                "--config", str(config_path)], cwd=REPO, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read()
+                assert time.monotonic() < deadline, "serve did not answer"
+                time.sleep(0.1)
+        assert answer.json() == {"status": "ok"}
+    finally:
+        process.terminate()
+        assert process.wait(30) == 0

@@ -67,7 +67,7 @@ class RetryConfig:
     backoff: float = 30.0
     backoff_max: float = 900.0
     resend_ambiguous: bool = False     # True: ambiguous messages are queued again automatically
-    quarantine_after: int = 3          # SIM errors in a row that take a SIM out of rotation
+    quarantine_after: int = 3          # failed sends in a row (any error) that take a SIM out of rotation
     quarantine_seconds: float = 60.0   # how long before a quarantined SIM is probed again
     send_timeout: float = 60.0         # silence after a PDU before the send is ambiguous
 

@@ -1,7 +1,9 @@
 """Per-SIM rate limits and quotas: SMS per minute, per day, per month.
 
 Carriers count SMS, so one part of a long message counts as one. Windows are calendar windows in
-local time (a day resets at local midnight, a month on the 1st). The counters live in the spool's
+local time (a day resets at local midnight, a month on the 1st). Within a minute the sends are
+spread out (`spacing`): a SIM allowed 3 a minute sends one every 20 s, never 3 in a burst at the
+start of the minute, which is what carriers flag and what operators set the limit to avoid. The counters live in the spool's
 ``sims`` table so they survive restarts; this module only decides, it never stores.
 A SIM at its limit is skipped by the dispatcher, never failed.
 """
@@ -109,6 +111,14 @@ def count(counters: Counters, now: datetime, parts: int = 1) -> Counters:
     return replace(now_counts, sent_minute=now_counts.sent_minute + parts,
                    sent_today=now_counts.sent_today + parts,
                    sent_month=now_counts.sent_month + parts)
+
+
+def spacing(limits: Limits, parts: int = 1) -> float:
+    """Seconds to leave after a message of `parts` SMS before the SIM's next one: the per-minute
+    limit as an even pace (a token bucket holding one token). 0 without a per-minute limit."""
+    if limits.per_minute is None:
+        return 0.0
+    return 60.0 * max(1, parts) / limits.per_minute
 
 
 def reopens_at(limits: Limits, counters: Counters, now: datetime) -> datetime:

@@ -61,6 +61,7 @@ class ModemTaskMixin:
                 until = datetime.now(timezone.utc) + timedelta(seconds=self.policy.quarantine_seconds)
                 mlog.warning("quarantined until %s: %s", until.strftime("%H:%M:%S"), exc)
                 self._update_sim(spec, slot, SimState.QUARANTINED, error=str(exc), until=until)
+                self._give_back(slot)  # what it holds goes to another SIM now, not after
                 await _close(modem)
                 await self._sleep(self.policy.quarantine_seconds)
             except Exception as exc:
@@ -69,15 +70,20 @@ class ModemTaskMixin:
                     mlog.exception("unexpected error; the other modems carry on")
                 mlog.warning("down (%s); reopening in %.0f s", why, backoff)
                 self._update_sim(spec, slot, SimState.DOWN, error=why)
+                self._give_back(slot)
                 await _close(modem)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
             finally:
-                if self.dispatcher is not None:
-                    self.dispatcher.release_unstarted(slot)
+                self._give_back(slot)
                 await _close(modem)
         lock.release()
         self._update_sim(spec, slot, SimState.STOPPED)
+
+    def _give_back(self, slot: SimSlot) -> None:
+        """Messages handed to `slot` and not begun go back to the queue for the other SIMs."""
+        if self.dispatcher is not None:
+            self.dispatcher.release_unstarted(slot)
 
     def _tune(self, modem: Any) -> None:
         """The pool's send timeout becomes the driver's wait for +CMGS after the PDU."""
@@ -101,19 +107,26 @@ class ModemTaskMixin:
 
     async def _send_loop(self, slot: SimSlot, modem: Any, trouble: asyncio.Event) -> None:
         assert self.dispatcher is not None
+        loop = asyncio.get_running_loop()
         while not self._stop.is_set() and not trouble.is_set():
+            pause = slot.pace_wait(loop.time())
+            if pause > 0:  # the per-minute pace: spread out, not a burst at the minute's start
+                await _first(asyncio.sleep(pause), self._stop.wait(), trouble.wait())
+                continue
             if slot.inbox.empty():
                 message = await _first(slot.inbox.get(), self._stop.wait(), trouble.wait())
                 if message is None:
                     return
             else:  # the next one was claimed while the last was on the air
                 message = slot.inbox.get_nowait()
+            slot.paced(loop.time(), self.dispatcher.parts_needed(message))
             try:
                 await self.dispatcher.send_message(slot, modem, message)
             finally:
                 self.dispatcher.done(slot, message)
             if slot.errors_in_row >= self.policy.quarantine_after:
-                raise Quarantine(f"{slot.errors_in_row} SIM errors in a row")
+                raise Quarantine(f"{slot.errors_in_row} failed sends in a row "
+                                 f"(last: {slot.last_failure})")
 
     async def _pump_events(self, spec: ModemConfig, slot: SimSlot, modem: Any,
                            inbound: InboundStore, trouble: asyncio.Event, early: list[Any]) -> None:

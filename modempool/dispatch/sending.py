@@ -43,7 +43,7 @@ class RetryPolicy:
     max_attempts: int = 5
     backoff: float = 10.0          # seconds before the 2nd attempt; doubles each time
     backoff_max: float = 600.0
-    quarantine_after: int = 3      # SIM errors in a row that take a SIM out of rotation
+    quarantine_after: int = 3      # failed sends in a row (any error) that take a SIM out of rotation
     quarantine_seconds: float = 60.0
     send_timeout: float = 60.0     # silence after a PDU is written before the send is ambiguous
     resend_ambiguous: bool = False  # the user's policy: queue ambiguous messages again
@@ -220,13 +220,15 @@ class SendingMixin:
         error = f"{slot.name}: {exc}"
         if sent:
             error = f"partly sent ({sent}/{total} parts), then {error}"
+        # Any failure counts toward quarantine: cheap modems answer most trouble with the
+        # catch-all +CMS ERROR: 500, which alone would never take a broken SIM out.
+        slot.errors_in_row += 1
+        slot.last_failure = str(exc)
         if exc.error_class is ErrorClass.PERMANENT:
             mlog.info("message %s failed: %s", message.id, exc)
             self.spool.mark_failed(message.id, error, lease_owner=slot.owner)
             return
         self.spool.record_sim_error(slot.name, str(exc))
-        if exc.error_class is ErrorClass.SIM_OR_MODEM:
-            slot.errors_in_row += 1
         attempts = message.attempts
         if attempts >= self.policy.max_attempts:
             self.spool.mark_failed(message.id, f"{error} (after {attempts} attempts)",

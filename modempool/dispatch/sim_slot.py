@@ -40,7 +40,9 @@ class SimSlot:
     state: SimState = SimState.STARTING
     operator: str = ""
     counters: Counters = field(default_factory=Counters)
-    errors_in_row: int = 0
+    errors_in_row: int = 0          # failed sends in a row, of any class (quarantine, strategies)
+    last_failure: str = ""          # what its last failed send said
+    next_send_at: float = 0.0       # loop time before which the per-minute pace holds it back
     owner: str = ""                 # lease owner of the messages this SIM holds
     assigned: int = 0               # messages handed to it and not finished
     assigned_parts: int = 0         # their SMS, counted against the limits in advance
@@ -52,7 +54,18 @@ class SimSlot:
 
     def view(self, now: datetime) -> SimView:
         today = limits_mod.current(self.counters, now).sent_today
-        return SimView(self.name, self.operator, self.busy, today, self.priority, self.assigned)
+        return SimView(self.name, self.operator, self.busy, today, self.priority, self.assigned,
+                       self.errors_in_row)
+
+    def pace_wait(self, loop_now: float) -> float:
+        """Seconds before this SIM may start its next message (per-minute pacing)."""
+        return max(0.0, self.next_send_at - loop_now)
+
+    def paced(self, loop_now: float, parts: int) -> None:
+        """A message of `parts` SMS starts now: hold the next one back by its share of a minute."""
+        gap = limits_mod.spacing(self.limits, parts)
+        if gap:
+            self.next_send_at = max(loop_now, self.next_send_at) + gap
 
     def room(self, now: datetime) -> int | None:
         """SMS the SIM's limits still allow after those it holds (None: unlimited)."""

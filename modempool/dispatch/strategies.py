@@ -47,6 +47,7 @@ class SimView:
     load: int = 0          # SMS sent in the current day: the balance survives restarts
     priority: int = 0      # configured preference: higher is chosen first among equals
     queued: int = 0        # messages already handed to it and not finished
+    failures: int = 0      # its last sends failed, this many in a row (of any kind)
 
 
 @dataclass(slots=True)
@@ -63,17 +64,26 @@ def _idle(sims: Sequence[SimView]) -> list[SimView]:
     return [sim for sim in sims if not sim.busy]
 
 
+def _working(sims: Sequence[SimView]) -> list[SimView]:
+    """The idle SIMs whose last send did not fail, or all idle ones when every one failed."""
+    idle = _idle(sims)
+    return [sim for sim in idle if not sim.failures] or idle
+
+
 def least_loaded(message: Any, sims: Sequence[SimView], state: StrategyState) -> SimView | None:
-    """The idle SIM with least in hand and least sent today (configured priority first)."""
+    """The idle SIM with least in hand and least sent today (configured priority first); one
+    whose sends keep failing only when no other is free (its count never rises: it would
+    otherwise look least loaded of all)."""
     idle = _idle(sims)
     if not idle:
         return None
-    return min(idle, key=lambda sim: (-sim.priority, sim.queued, sim.load, sim.name))
+    return min(idle, key=lambda sim: (-sim.priority, sim.failures, sim.queued, sim.load, sim.name))
 
 
 def round_robin(message: Any, sims: Sequence[SimView], state: StrategyState) -> SimView | None:
-    """The next idle SIM after the one chosen last time, in name order."""
-    idle = sorted(_idle(sims), key=lambda sim: sim.name)
+    """The next idle SIM after the one chosen last time, in name order (failing SIMs skipped
+    while another is free)."""
+    idle = sorted(_working(sims), key=lambda sim: sim.name)
     if not idle:
         return None
     after = [sim for sim in idle if state.last_round_robin is None or sim.name > state.last_round_robin]

@@ -29,6 +29,16 @@ def test_least_loaded_takes_the_idle_sim_with_fewest_sent_today() -> None:
     assert choose_sim("least-loaded", Msg(MOBILE), pool, StrategyState()).name == "b"
 
 
+def test_strategies_see_failures_a_failing_sim_only_when_no_other_is_free() -> None:
+    # A SIM whose sends all fail never counts a sent SMS: by load alone it looks best of all.
+    failing = SimView("a", load=0, failures=2)
+    working = SimView("b", load=40)
+    for strategy in ("least-loaded", "round-robin", "carrier-affinity", "sticky"):
+        assert choose_sim(strategy, Msg(MOBILE), [failing, working], StrategyState()).name == "b"
+    busy = SimView("b", busy=True, load=40)
+    assert choose_sim("least-loaded", Msg(MOBILE), [failing, busy], StrategyState()).name == "a"
+
+
 def test_least_loaded_waits_when_every_candidate_is_busy() -> None:
     pool = sims(("a", "", True, 0), ("b", "", True, 0))
     assert choose_sim(Strategy.LEAST_LOADED, Msg(MOBILE), pool, StrategyState()) is None

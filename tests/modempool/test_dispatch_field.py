@@ -1,0 +1,42 @@
+"""The dispatcher against SIMs as they really behave: a catch-all error that never stops, and
+per-minute limits that must not become bursts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from tests.modempool.daemon_harness import eventually, network_messages
+from tests.modempool.test_dispatch import DONE, MOBILE, pool, state
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_a_sim_that_always_answers_the_catch_all_error_is_quarantined_at_once(tmp_path):
+    # +CMS ERROR: 500 is classed temporary; counted anyway, the SIM goes out of rotation, and
+    # what it holds goes to the other SIM at once, not after the (long) quarantine.
+    toml = "[retry]\nquarantine_after = 2\nquarantine_seconds = 600\nbackoff = 0.05\n"
+    async with pool(tmp_path, modems=2, toml=toml) as (bank, spool, _daemon):
+        bank.set_fault("m1", "cms_error", code=500)
+        sent = [spool.enqueue(MOBILE, f"catch-all {i}") for i in range(6)]
+        await eventually(lambda: all(state(spool, m) in DONE for m in sent), timeout=30,
+                         what="every message sent through m2")
+        m1 = spool.sim("m1")
+        assert m1["state"] == "quarantined" and "500" in m1["last_error"]
+        assert {spool.get(m.id).sim for m in sent} == {"m2"}
+        assert {e["modem"] for e in bank.network_log() if e["kind"] == "part"} == {"m2"}
+
+
+async def test_a_per_minute_limit_spreads_the_sends_instead_of_a_burst(tmp_path):
+    # 120 a minute: one every half second, not four in the first milliseconds of the minute.
+    async with pool(tmp_path, modems=1, per_modem={"m1": "per_minute = 120\n"}) as (
+            bank, spool, _daemon):
+        sent = [spool.enqueue(MOBILE, f"paced {i}") for i in range(4)]
+        await eventually(lambda: all(state(spool, m) in DONE for m in sent), timeout=30)
+        times = sorted(datetime.fromisoformat(p["sent_at"].replace("Z", "+00:00"))
+                       for m in sent for p in spool.parts(m.id))
+        gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:])]
+        assert len(gaps) == 3 and min(gaps) >= 0.45, gaps   # a lower bound: load only adds
+        assert len(network_messages(bank)) == 4
+        assert spool.sent_counts("m1")[1] == 4              # the day's counter as before

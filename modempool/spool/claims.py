@@ -9,17 +9,19 @@ crash at any instant can be told apart afterwards: see `recover_leases`.
 
 from __future__ import annotations
 
-import sqlite3
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any
 
-from modempool.spool.model import LeaseLost, Message, MessageState, to_text, utcnow
-
-if TYPE_CHECKING:
-    from modempool.spool import Spool
+from modempool.spool.audit import AuditLog
+from modempool.spool.engine import Engine
+from modempool.spool.messages import read_message
+from modempool.spool.model import LeaseLost, Message, MessageState, Recovery, to_text, utcnow
+from modempool.spool.recovery import recover_leases
+from modempool.spool.sims import Sims
 
 @dataclass(frozen=True, slots=True)
 class SentPart:
@@ -37,10 +39,10 @@ _CANDIDATES = """
 SELECT * FROM messages
 WHERE state = 'queued' AND held = 0
   AND (not_before IS NULL OR not_before <= :now)
-  AND (sims IS NULL OR EXISTS (SELECT 1 FROM json_each(messages.sims) WHERE value = :sim))
+  AND (sims IS NULL OR {sim_allowed})
   {extra}
 ORDER BY priority DESC, id
-LIMIT :limit OFFSET :offset
+LIMIT :limit OFFSET :offset{lock}
 """
 
 _FINISH = """
@@ -50,34 +52,47 @@ WHERE id = :id AND state = 'sending' {owner}
 """
 
 
-class ClaimMixin:
-    """Claiming and send-side transitions (mixed into `Spool`)."""
+class Claims:
+    """Leases and the send-side transitions (`spool.claims`). Every transition names the
+    lease owner it expects, so that a lease recovered meanwhile is never written to."""
+
+    def __init__(self, engine: Engine, sims: Sims, audit: AuditLog) -> None:
+        self.engine = engine
+        self.sims = sims
+        self.audit = audit
 
     @contextmanager
-    def batch(self: Spool) -> Iterator[None]:
+    def batch(self) -> Iterator[None]:
         """Several calls in one transaction: one commit, all or nothing (a dispatch round)."""
-        with self._tx():
+        with self.engine.tx():
             yield
 
-    def expire_due(self: Spool, now: datetime | None = None) -> list[int]:
+    def recover_leases(self, owner: str | None = None, *, include_live: bool = False,
+                       now: datetime | None = None) -> Recovery:
+        """Settle messages left in SENDING by a dispatcher that stopped or crashed (see
+        `recovery.recover_leases` for the rule)."""
+        return recover_leases(self.engine, self.audit, owner, include_live=include_live, now=now)
+
+    def expire_due(self, now: datetime | None = None) -> list[int]:
         """Move queued messages whose expiry has passed to EXPIRED; returns their ids."""
         now_text = to_text(now or utcnow())
-        with self._tx() as conn:
+        with self.engine.tx() as conn:
             ids = [
                 r[0]
                 for r in conn.execute(
-                    "UPDATE messages INDEXED BY messages_expiry SET state = 'expired', error = 'expired before it could be sent', "
+                    f"UPDATE messages{self.engine.expiry_index} SET state = 'expired', "
+                    "error = 'expired before it could be sent', "
                     "updated_at = ? WHERE state = 'queued' AND expires_at IS NOT NULL "
                     "AND expires_at <= ? RETURNING id",
                     (now_text, now_text),
                 )
             ]
             for message_id in ids:
-                self._event("expired", message_id, now=now_text)
+                self.audit.record(conn, "expired", message_id, now=now_text)
         return ids
 
     def claim_next(
-        self: Spool,
+        self,
         sim: str,
         lease_owner: str,
         lease_seconds: float = 300.0,
@@ -113,12 +128,13 @@ class ClaimMixin:
             extra.append("AND quiet_hours = 0")
         if honour_avoid:
             extra.append("AND (avoid_sim IS NULL OR avoid_sim != :sim)")
-        sql = _CANDIDATES.format(extra="\n  ".join(extra))
-        with self._tx() as conn:
+        sql = _CANDIDATES.format(extra="\n  ".join(extra), lock=self.engine.skip_locked,
+                                 sim_allowed=self.engine.json_list_has("messages.sims", ":sim"))
+        with self.engine.tx() as conn:
             self.expire_due(moment)
             offset, page = 0, 1 if allowed is None else 32
             while offset < max(scan_limit, 1):
-                rows = self._rows(sql, {**params, "limit": page, "offset": offset})
+                rows = self.engine.rows(sql, {**params, "limit": page, "offset": offset})
                 for row in rows:
                     message = Message.from_row(row)
                     if allowed is not None and not allowed(message):
@@ -130,45 +146,43 @@ class ClaimMixin:
                         (sim, lease_owner, until, now_text, message.id),
                     )
                     if claimed.rowcount == 1:
-                        return self._message(message.id)
+                        return read_message(self.engine, message.id)
                 if len(rows) < page or allowed is None:
                     return None
                 offset += page
         return None
 
     # ---- used by the dispatcher (dispatcher engineer): it picks the SIM, then claims by id ----
-    def dispatchable(self: Spool, now: datetime | None = None,
+    def dispatchable(self, now: datetime | None = None,
                      limit: int = 64) -> Iterator[Message]:
         """Queued messages that are due (not held, not before `now`), best first; read only.
         Each is built as the caller comes to it (a dispatch round often stops early)."""
-        rows = self._rows(
+        rows = self.engine.rows(
             "SELECT * FROM messages WHERE state = 'queued' AND held = 0 "
             "AND (not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, id LIMIT ?",
             (to_text(now or utcnow()), limit),
         )
         return (Message.from_row(row) for row in rows)
 
-    def claim(self: Spool, message_id: int, sim: str, lease_owner: str,
+    def claim(self, message_id: int, sim: str, lease_owner: str,
               lease_seconds: float = 300.0, now: datetime | None = None) -> Message | None:
         """Lease message `message_id` for `sim` if it is still queued (conditional UPDATE)."""
         moment = now or utcnow()
         now_text = to_text(moment)
-        with self._tx() as conn:
+        with self.engine.tx() as conn:
             claimed = conn.execute(
                 "UPDATE messages SET state = 'sending', sim = ?, lease_owner = ?, lease_until = ?, "
                 "attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'queued' "
-                "AND held = 0 RETURNING *",
+                "AND held = 0",
                 (sim, lease_owner, to_text(moment + timedelta(seconds=lease_seconds)), now_text,
                  message_id),
             )
-            claimed.row_factory = sqlite3.Row
-            rows = claimed.fetchall()
-            return Message.from_row(rows[0]) if rows else None
+            return read_message(self.engine, message_id) if claimed.rowcount == 1 else None
 
-    def renew_lease(self: Spool, message_id: int, lease_owner: str, lease_seconds: float) -> None:
+    def renew_lease(self, message_id: int, lease_owner: str, lease_seconds: float) -> None:
         """Extend a lease (a long multipart send); LeaseLost if it is no longer ours."""
         until = to_text(utcnow() + timedelta(seconds=lease_seconds))
-        with self._tx() as conn:
+        with self.engine.tx() as conn:
             cur = conn.execute(
                 "UPDATE messages SET lease_until = ? WHERE id = ? AND state = 'sending' "
                 "AND lease_owner = ?",
@@ -178,7 +192,7 @@ class ClaimMixin:
                 raise LeaseLost(f"message {message_id} is no longer leased to {lease_owner}")
 
     def mark_part_writing(
-        self: Spool,
+        self,
         message_id: int,
         seq: int,
         total: int | None = None,
@@ -191,10 +205,11 @@ class ClaimMixin:
         may have left. With `lease_owner`, raises LeaseLost if the lease was recovered.
         """
         now = to_text(utcnow())
-        with self._tx() as conn:
+        with self.engine.tx() as conn:
             owner_sql = " AND lease_owner = ?" if lease_owner is not None else ""
             row = conn.execute(
-                "SELECT attempts, sim FROM messages WHERE id = ? AND state = 'sending'" + owner_sql,
+                "SELECT attempts, sim FROM messages WHERE id = ? AND state = 'sending'" + owner_sql
+                + self.engine.lock_rows,
                 (message_id, lease_owner) if lease_owner is not None else (message_id,),
             ).fetchone()
             if row is None:
@@ -211,14 +226,14 @@ class ClaimMixin:
             if total is not None:
                 conn.execute("UPDATE messages SET parts_total = ? WHERE id = ?", (total, message_id))
 
-    def sent_parts(self: Spool, message_id: int) -> set[int]:
+    def sent_parts(self, message_id: int) -> set[int]:
         """The parts of a message already accepted by the network (by any attempt)."""
-        return {row[0] for row in self._rows(
+        return {row[0] for row in self.engine.rows(
             "SELECT seq FROM parts WHERE message_id = ? AND state IN ('sent', 'delivered', "
             "'undelivered')", (message_id,))}
 
     def mark_part_sent(
-        self: Spool,
+        self,
         message_id: int,
         seq: int,
         reference: int | None,
@@ -229,7 +244,7 @@ class ClaimMixin:
         for the SIM's per-minute/day/month limits."""
         moment = now or utcnow()
         now_text = to_text(moment)
-        with self._tx() as conn:
+        with self.engine.tx() as conn:
             row = conn.execute(
                 "UPDATE parts SET state = 'sent', reference = ?, message_reference = ?, sent_at = ? "
                 "WHERE message_id = ? AND seq = ? AND state != 'sent' RETURNING sim",
@@ -245,21 +260,21 @@ class ClaimMixin:
                     )
                 return  # already recorded: do not count twice
             if row[0][0]:
-                self._count_sent(conn, row[0][0], 1, moment)
+                self.sims.add_sent(conn, row[0][0], 1, moment)
 
-    def mark_sent(self: Spool, message_id: int, *, lease_owner: str | None = None) -> bool:
+    def mark_sent(self, message_id: int, *, lease_owner: str | None = None) -> bool:
         """End a successful attempt: SENT (or DELIVERED if every report is already in)."""
         now = to_text(utcnow())
-        with self._tx() as conn:
+        with self.engine.tx() as conn:
             ok = self._finish(conn, message_id, MessageState.SENT, None, now, lease_owner,
                               extra=", sent_at = :now")
             if ok:
-                self._event("sent", message_id, now=now)
-                self._deliver_if_complete(conn, message_id, now)
+                self.audit.record(conn, "sent", message_id, now=now)
+                deliver_if_complete(conn, message_id, now)
             return ok
 
     def mark_last_part_sent(
-        self: Spool,
+        self,
         message_id: int,
         seq: int,
         reference: int | None,
@@ -270,58 +285,58 @@ class ClaimMixin:
     ) -> bool:
         """`mark_part_sent` of the last part and `mark_sent`, in one transaction (one commit
         per message instead of two); returns what `mark_sent` returns."""
-        with self._tx():
+        with self.engine.tx():
             self.mark_part_sent(message_id, seq, reference, message_reference, now=now)
             return self.mark_sent(message_id, lease_owner=lease_owner)
 
-    def mark_many_sent(self: Spool, sends: Sequence[SentPart]) -> list[bool]:
+    def mark_many_sent(self, sends: Sequence[SentPart]) -> list[bool]:
         """`mark_last_part_sent` for each of `sends`, all in one transaction (one commit for
         the confirmations of many modems); False for a message whose lease was lost."""
-        with self._tx():
+        with self.engine.tx():
             return [self.mark_last_part_sent(send.message_id, send.seq, send.reference,
                                              send.message_reference,
                                              lease_owner=send.lease_owner, now=send.now)
                     for send in sends]
 
-    def mark_failed(self: Spool, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:
+    def mark_failed(self, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:
         """End an attempt for good: FAILED with `error` (a permanent error, or retries used up)."""
         now = to_text(utcnow())
-        with self._tx() as conn:
+        with self.engine.tx() as conn:
             ok = self._finish(conn, message_id, MessageState.FAILED, error, now, lease_owner)
             if ok:
                 conn.execute(
                     "UPDATE parts SET state = 'failed' WHERE message_id = ? AND state = 'writing'",
                     (message_id,),
                 )
-                self._event("failed", message_id, detail=error, now=now)
+                self.audit.record(conn, "failed", message_id, detail=error, now=now)
             return ok
 
-    def fail_queued(self: Spool, message_id: int, error: str) -> bool:
+    def fail_queued(self, message_id: int, error: str) -> bool:
         """Fail a message that is still queued (no SIM may ever carry it); False if it moved on."""
         now = to_text(utcnow())
-        with self._tx() as conn:
+        with self.engine.tx() as conn:
             cur = conn.execute(
                 "UPDATE messages SET state = 'failed', error = ?, updated_at = ? "
                 "WHERE id = ? AND state = 'queued'", (error, now, message_id))
             if cur.rowcount == 1:
-                self._event("failed", message_id, detail=error, now=now)
+                self.audit.record(conn, "failed", message_id, detail=error, now=now)
             return cur.rowcount == 1
 
-    def mark_ambiguous(self: Spool, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:
+    def mark_ambiguous(self, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:
         """End an attempt whose outcome is unknown: AMBIGUOUS, never resent automatically."""
         now = to_text(utcnow())
-        with self._tx() as conn:
+        with self.engine.tx() as conn:
             ok = self._finish(conn, message_id, MessageState.AMBIGUOUS, error, now, lease_owner)
             if ok:
                 conn.execute(
                     "UPDATE parts SET state = 'ambiguous' WHERE message_id = ? AND state = 'writing'",
                     (message_id,),
                 )
-                self._event("ambiguous", message_id, detail=error, now=now)
+                self.audit.record(conn, "ambiguous", message_id, detail=error, now=now)
             return ok
 
     def requeue(
-        self: Spool,
+        self,
         message_id: int,
         error: str | None,
         not_before: datetime | None = None,
@@ -343,24 +358,28 @@ class ClaimMixin:
         now = to_text(utcnow())
         extra = ", not_before = :not_before, avoid_sim = :avoid_sim"
         if only_sim is not None:
-            extra += ", sims = json_array(:only_sim)"
+            extra += ", sims = :only_sims"
         if not count_attempt:
-            extra += ", attempts = max(attempts - 1, 0)"
-        with self._tx() as conn:
+            extra += ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
+        with self.engine.tx() as conn:
             ok = self._finish(
                 conn, message_id, MessageState.QUEUED, error, now, lease_owner, extra=extra,
-                not_before=to_text(not_before), avoid_sim=avoid_sim, only_sim=only_sim,
+                not_before=to_text(not_before), avoid_sim=avoid_sim,
+                only_sims=json.dumps([only_sim]) if only_sim is not None else None,
             )
             if ok:
                 conn.execute(
                     "UPDATE parts SET state = 'failed' WHERE message_id = ? AND state = 'writing'",
                     (message_id,),
                 )
-                self._event("requeued", message_id, sim=avoid_sim,
-                            detail={"error": error, "not_before": to_text(not_before)}, now=now)
+                self.audit.record(conn, "requeued", message_id, sim=avoid_sim,
+                                  detail={"error": error, "not_before": to_text(not_before)},
+                                  now=now)
+                self.engine.notify_enqueued(conn)
             return ok
 
-    def _finish(self, conn, message_id, state, error, now, lease_owner, extra="", **more) -> bool:
+    def _finish(self, conn: Any, message_id: int, state: MessageState, error: str | None,
+                now: str, lease_owner: str | None, extra: str = "", **more: Any) -> bool:
         owner = "AND lease_owner = :owner" if lease_owner is not None else ""
         cur = conn.execute(
             _FINISH.format(extra=extra, owner=owner),
@@ -368,3 +387,19 @@ class ClaimMixin:
              "owner": lease_owner, **more},
         )
         return cur.rowcount == 1
+
+
+def deliver_if_complete(conn: Any, message_id: int, now: str) -> bool:
+    """SENT → DELIVERED when every part has a delivered report, whichever attempt sent it
+    (a message resumed from part 2 has part 1 from its first attempt). A part written
+    again keeps one row (`parts` is unique by message and seq), so its latest fate counts."""
+    cur = conn.execute(
+        "UPDATE messages SET state = 'delivered', delivered_at = ?, updated_at = ? "
+        "WHERE id = ? AND state = 'sent' AND NOT EXISTS ("
+        "  SELECT 1 FROM parts WHERE parts.message_id = messages.id "
+        "  AND parts.state != 'delivered') "
+        "AND (SELECT count(*) FROM parts WHERE parts.message_id = messages.id) "
+        "  = coalesce(parts_total, 1)",
+        (now, now, message_id),
+    )
+    return cur.rowcount == 1

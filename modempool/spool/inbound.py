@@ -9,17 +9,16 @@ DELIVERED when every part is (parts of a resumed message come from several attem
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from modempool.errors import InvalidNumber
 from modempool.numbers import normalise
+from modempool.spool.audit import AuditLog
+from modempool.spool.claims import deliver_if_complete
+from modempool.spool.engine import Engine
 from modempool.spool.model import from_text, to_text, utcnow
-
-if TYPE_CHECKING:
-    from modempool.spool import Spool
 
 MISSING_PART = "…"  # stands in for a part that never arrived
 
@@ -38,7 +37,7 @@ class InboundMessage:
     read: bool = False
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> InboundMessage:
+    def from_row(cls, row: Any) -> InboundMessage:
         return cls(row["id"], row["sender"], row["sim"], row["text"],
                    from_text(row["received_at"]), row["parts"], bool(row["complete"]),
                    bool(row["read"]))
@@ -73,31 +72,40 @@ def _dedupe_key(sim: str | None, sender: str, received_at: datetime, text: str) 
     return f"{sim}|{sender}|{to_text(received_at)}|{digest}"
 
 
-class InboundMixin:
-    """Inbound storage helpers (mixed into `Spool`)."""
+class Inbound:
+    """Received SMS, their parts, and delivery reports (`spool.inbound`); `spool.inbound()`
+    lists received messages. Storing is idempotent, so a message handed over twice, by one
+    modem or on two hosts, is stored once."""
 
-    def _sender(self: Spool, sender: str) -> str:
+    def __init__(self, engine: Engine, audit: AuditLog, region: str) -> None:
+        self.engine = engine
+        self.audit = audit
+        self.region = region
+
+    def _sender(self, sender: str) -> str:
         """E.164 when the sender is a phone number; short codes and names stay as given."""
         try:
             return normalise(sender, self.region)
         except InvalidNumber:
             return sender.strip()
 
-    def _insert_inbound(self, conn, sender, sim, text, received_at, parts, complete,
-                        dedupe_key=None) -> InboundMessage | None:
+    def _insert(self, conn: Any, sender: str, sim: str | None, text: str,
+                received_at: str | None, parts: int, complete: bool,
+                dedupe_key: str | None = None) -> InboundMessage | None:
         now = to_text(utcnow())
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO inbound (sender, sim, text, received_at, stored_at, parts, "
-            "complete, dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        row = conn.execute(
+            "INSERT INTO inbound (sender, sim, text, received_at, stored_at, parts, "
+            "complete, dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING RETURNING id",
             (sender, sim, text, received_at or now, now, parts, 1 if complete else 0, dedupe_key),
-        )
-        if cur.rowcount == 0:
+        ).fetchone()
+        if row is None:
             return None  # the same message, handed over again
-        return InboundMessage(cur.lastrowid, sender, sim, text, from_text(received_at or now),
+        return InboundMessage(row[0], sender, sim, text, from_text(received_at or now),
                               parts, complete, False)
 
-    def store_inbound(
-        self: Spool,
+    def store(
+        self,
         sender: str,
         text: str,
         *,
@@ -114,12 +122,12 @@ class InboundMixin:
         """
         sender = self._sender(sender)
         key = _dedupe_key(sim, sender, received_at, text) if received_at else None
-        with self._tx() as conn:
-            return self._insert_inbound(conn, sender, sim, text, to_text(received_at), parts,
-                                        complete, key)
+        with self.engine.tx() as conn:
+            return self._insert(conn, sender, sim, text, to_text(received_at), parts,
+                                complete, key)
 
-    def store_inbound_part(
-        self: Spool,
+    def store_part(
+        self,
         sim: str,
         sender: str,
         reference: int,
@@ -137,10 +145,10 @@ class InboundMixin:
         sender = self._sender(sender)
         key = (sim, sender, reference, total)
         now = to_text(utcnow())
-        with self._tx() as conn:
+        with self.engine.tx() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO inbound_parts (sim, sender, reference, total, seq, text, "
-                "received_at, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO inbound_parts (sim, sender, reference, total, seq, text, "
+                "received_at, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (*key, seq, text, to_text(received_at) or now, now),
             )
             rows = conn.execute(
@@ -151,20 +159,22 @@ class InboundMixin:
             if len({r[0] for r in rows}) < total:
                 return None
             rows = list({r[0]: r for r in rows}.values())
-            conn.execute(
+            taken = conn.execute(
                 "UPDATE inbound_parts SET done = 1 WHERE sim = ? AND sender = ? AND reference = ? "
                 "AND total = ? AND done = 0",
                 key,
-            )
-            return self._insert_inbound(conn, sender, sim, "".join(r[1] for r in rows),
-                                        min(r[2] for r in rows), total, True)
+            ).rowcount
+            if taken == 0:  # another daemon completed it in the meantime
+                return None
+            return self._insert(conn, sender, sim, "".join(r[1] for r in rows),
+                                min(r[2] for r in rows), total, True)
 
-    def flush_inbound_parts(self: Spool, older_than: timedelta, now: datetime | None = None) -> list[InboundMessage]:
+    def flush_parts(self, older_than: timedelta, now: datetime | None = None) -> list[InboundMessage]:
         """Give up waiting for missing parts stored more than `older_than` ago: store what
         arrived as an incomplete message (missing parts shown as '…')."""
         cutoff = to_text((now or utcnow()) - older_than)
         out = []
-        with self._tx() as conn:
+        with self.engine.tx() as conn:
             groups = conn.execute(
                 "SELECT sim, sender, reference, total FROM inbound_parts WHERE done = 0 "
                 "GROUP BY sim, sender, reference, total HAVING min(stored_at) <= ?",
@@ -174,20 +184,25 @@ class InboundMixin:
                 rows = {r[0]: r for r in conn.execute(
                     "SELECT seq, text, received_at FROM inbound_parts WHERE sim = ? AND sender = ? "
                     "AND reference = ? AND total = ? AND done = 0", tuple(key))}
+                if not rows:  # another daemon flushed it in the meantime
+                    continue
                 text = "".join(rows[s][1] if s in rows else MISSING_PART for s in range(1, key[3] + 1))
-                conn.execute(
+                taken = conn.execute(
                     "UPDATE inbound_parts SET done = 1 WHERE sim = ? AND sender = ? AND "
-                    "reference = ? AND total = ? AND done = 0", tuple(key))
-                out.append(self._insert_inbound(conn, key[1], key[0], text,
-                                                min(r[2] for r in rows.values()), key[3], False))
+                    "reference = ? AND total = ? AND done = 0", tuple(key)).rowcount
+                if taken == 0:
+                    continue
+                out.append(self._insert(conn, key[1], key[0], text,
+                                        min(r[2] for r in rows.values()), key[3], False))
         return out
 
-    def pending_inbound_parts(self: Spool) -> list[dict[str, Any]]:
+    def pending_parts(self) -> list[dict[str, Any]]:
         """Parts still waiting for their siblings."""
-        return [dict(r) for r in self._rows("SELECT * FROM inbound_parts WHERE done = 0 ORDER BY id")]
+        return [dict(r) for r in self.engine.rows(
+            "SELECT * FROM inbound_parts WHERE done = 0 ORDER BY id")]
 
-    def inbound(
-        self: Spool,
+    def __call__(
+        self,
         since: datetime | None = None,
         sender: str | None = None,
         limit: int | None = None,
@@ -209,15 +224,15 @@ class InboundMixin:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        rows = self._rows(sql, params)
+        rows = self.engine.rows(sql, params)
         return [InboundMessage.from_row(r).to_dict() for r in reversed(rows)]
 
-    def mark_read(self: Spool, ids: list[int]) -> None:
-        with self._tx() as conn:
+    def mark_read(self, ids: list[int]) -> None:
+        with self.engine.tx() as conn:
             conn.executemany("UPDATE inbound SET read = 1 WHERE id = ?", [(i,) for i in ids])
 
     def store_delivery_report(
-        self: Spool,
+        self,
         sim: str | None,
         message_reference: int,
         recipient: str | None,
@@ -238,7 +253,7 @@ class InboundMixin:
         final = done if final is None else final
         recipient_e164 = self._sender(recipient) if recipient else None
         now = to_text(received_at or utcnow())
-        with self._tx() as conn:
+        with self.engine.tx() as conn:
             sql = (
                 "SELECT parts.id, parts.message_id FROM parts JOIN messages ON messages.id = parts.message_id "
                 "WHERE parts.message_reference = ? AND parts.sent_at IS NOT NULL "
@@ -252,39 +267,26 @@ class InboundMixin:
             part_id, message_id = (match[0], match[1]) if match else (None, None)
             report_id = conn.execute(
                 "INSERT INTO delivery_reports (sim, message_reference, recipient, status, delivered, "
-                "final, received_at, part_id, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "final, received_at, part_id, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "RETURNING id",
                 (sim, message_reference, recipient_e164 or recipient, status, int(delivered),
                  int(final), now, part_id, message_id),
-            ).lastrowid
+            ).fetchone()[0]
             state = None
             if part_id is not None:
                 part_state = "delivered" if delivered else ("undelivered" if final else "sent")
                 conn.execute("UPDATE parts SET state = ?, status = ?, status_at = ? WHERE id = ?",
                              (part_state, status, now, part_id))
                 if delivered:
-                    self._deliver_if_complete(conn, message_id, now)
+                    deliver_if_complete(conn, message_id, now)
                 elif final:
                     conn.execute(
                         "UPDATE messages SET state = 'failed', error = ?, updated_at = ? "
                         "WHERE id = ? AND state = 'sent'",
                         (f"not delivered (status 0x{status:02X})", now, message_id),
                     )
-                self._event("delivery-report", message_id, sim,
-                            {"status": status, "delivered": delivered, "part_id": part_id}, now)
+                self.audit.record(conn, "delivery-report", message_id, sim,
+                                  {"status": status, "delivered": delivered, "part_id": part_id},
+                                  now)
                 state = conn.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()[0]
         return ReportMatch(report_id, part_id, message_id, state)
-
-    def _deliver_if_complete(self, conn: sqlite3.Connection, message_id: int, now: str) -> bool:
-        """SENT → DELIVERED when every part has a delivered report, whichever attempt sent it
-        (a message resumed from part 2 has part 1 from its first attempt). A part written
-        again keeps one row (`parts` is unique by message and seq), so its latest fate counts."""
-        cur = conn.execute(
-            "UPDATE messages SET state = 'delivered', delivered_at = ?, updated_at = ? "
-            "WHERE id = ? AND state = 'sent' AND NOT EXISTS ("
-            "  SELECT 1 FROM parts WHERE parts.message_id = messages.id "
-            "  AND parts.state != 'delivered') "
-            "AND (SELECT count(*) FROM parts WHERE parts.message_id = messages.id) "
-            "  = coalesce(parts_total, 1)",
-            (now, now, message_id),
-        )
-        return cur.rowcount == 1

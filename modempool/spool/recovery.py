@@ -13,83 +13,85 @@ from typing import TYPE_CHECKING
 from modempool.spool.model import Recovery, to_text, utcnow
 
 if TYPE_CHECKING:
-    from modempool.spool import Spool
+    from modempool.spool.audit import AuditLog
+    from modempool.spool.engine import Engine
 
 
 # Part states that mean the network took the part (a report may already have come back).
 ACCEPTED = ("sent", "delivered", "undelivered")
 
 
-class RecoveryMixin:
-    """`recover_leases` (mixed into `Spool`)."""
+def recover_leases(
+    engine: Engine,
+    audit: AuditLog,
+    owner: str | None = None,
+    *,
+    include_live: bool = False,
+    now: datetime | None = None,
+) -> Recovery:
+    """Settle messages left in SENDING by a dispatcher that stopped or crashed.
 
-    def recover_leases(
-        self: Spool,
-        owner: str | None = None,
-        *,
-        include_live: bool = False,
-        now: datetime | None = None,
-    ) -> Recovery:
-        """Settle messages left in SENDING by a dispatcher that stopped or crashed.
-
-        Which: those leased by `owner` (any lease of that owner), or with `owner=None`
-        those whose lease has run out (`include_live=True`: every SENDING message, for the
-        single daemon starting up). The rule, per message, from the parts of its current
-        attempt:
-        - no part marked writing → nothing left for the modem: QUEUED again (attempt not counted);
-        - every part sent (a message reference for each of `total`, this attempt or an earlier
-          one that it resumes) → SENT;
-        - otherwise some PDU may have been written → AMBIGUOUS (never resent automatically).
-        """
-        now_text = to_text(now or utcnow())
-        where, params = ["state = 'sending'"], []
-        if owner is not None:
-            where.append("lease_owner = ?")
-            params.append(owner)
-        elif not include_live:
-            where.append("(lease_until IS NULL OR lease_until <= ?)")
-            params.append(now_text)
-        requeued, ambiguous, sent = [], [], []
-        with self._tx() as conn:
-            leased = conn.execute(
-                f"SELECT id, attempts, parts_total, sim FROM messages WHERE {' AND '.join(where)}",
-                params,
+    Which: those leased by `owner` (any lease of that owner), or with `owner=None`
+    those whose lease has run out (`include_live=True`: every SENDING message, for the
+    single daemon starting up). The rule, per message, from the parts of its current
+    attempt:
+    - no part marked writing → nothing left for the modem: QUEUED again (attempt not counted);
+    - every part sent (a message reference for each of `total`, this attempt or an earlier
+      one that it resumes) → SENT;
+    - otherwise some PDU may have been written → AMBIGUOUS (never resent automatically).
+    """
+    now_text = to_text(now or utcnow())
+    where, params = ["state = 'sending'"], []
+    if owner is not None:
+        where.append("lease_owner = ?")
+        params.append(owner)
+    elif not include_live:
+        where.append("(lease_until IS NULL OR lease_until <= ?)")
+        params.append(now_text)
+    requeued, ambiguous, sent = [], [], []
+    with engine.tx() as conn:
+        # Locked rows are being finished by their owner right now: not ours to settle.
+        leased = conn.execute(
+            f"SELECT id, attempts, parts_total, sim FROM messages WHERE {' AND '.join(where)}"
+            + engine.skip_locked,
+            params,
+        ).fetchall()
+        for message_id, attempt, parts_total, sim in leased:
+            parts = conn.execute(
+                "SELECT attempt, state FROM parts WHERE message_id = ?", (message_id,)
             ).fetchall()
-            for message_id, attempt, parts_total, sim in leased:
-                parts = conn.execute(
-                    "SELECT attempt, state FROM parts WHERE message_id = ?", (message_id,)
-                ).fetchall()
-                written = [state for made, state in parts if made == attempt and state != "failed"]
-                # Parts sent by an earlier attempt count: a resumed message sends only the rest.
-                sent_parts = sum(state in ACCEPTED for _, state in parts)
-                if not written:
-                    conn.execute(
-                        "UPDATE messages SET state = 'queued', attempts = max(attempts - 1, 0), "
-                        "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
-                        (now_text, message_id),
-                    )
-                    requeued.append(message_id)
-                    self._event("lease-recovered", message_id, sim, "queued", now_text)
-                elif parts_total and sent_parts == parts_total == len(parts):
-                    conn.execute(
-                        "UPDATE messages SET state = 'sent', sent_at = ?, lease_owner = NULL, "
-                        "lease_until = NULL, updated_at = ? WHERE id = ?",
-                        (now_text, now_text, message_id),
-                    )
-                    sent.append(message_id)
-                    self._event("lease-recovered", message_id, sim, "sent", now_text)
-                else:
-                    error = "the dispatcher stopped after a PDU may have been written to the modem"
-                    conn.execute(
-                        "UPDATE messages SET state = 'ambiguous', error = ?, lease_owner = NULL, "
-                        "lease_until = NULL, updated_at = ? WHERE id = ?",
-                        (error, now_text, message_id),
-                    )
-                    conn.execute(
-                        "UPDATE parts SET state = 'ambiguous' WHERE message_id = ? AND attempt = ? "
-                        "AND state = 'writing'",
-                        (message_id, attempt),
-                    )
-                    ambiguous.append(message_id)
-                    self._event("lease-recovered", message_id, sim, "ambiguous", now_text)
-        return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent))
+            written = [state for made, state in parts if made == attempt and state != "failed"]
+            # Parts sent by an earlier attempt count: a resumed message sends only the rest.
+            sent_parts = sum(state in ACCEPTED for _, state in parts)
+            if not written:
+                conn.execute(
+                    "UPDATE messages SET state = 'queued', "
+                    "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
+                    "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+                    (now_text, message_id),
+                )
+                requeued.append(message_id)
+                audit.record(conn, "lease-recovered", message_id, sim, "queued", now_text)
+            elif parts_total and sent_parts == parts_total == len(parts):
+                conn.execute(
+                    "UPDATE messages SET state = 'sent', sent_at = ?, lease_owner = NULL, "
+                    "lease_until = NULL, updated_at = ? WHERE id = ?",
+                    (now_text, now_text, message_id),
+                )
+                sent.append(message_id)
+                audit.record(conn, "lease-recovered", message_id, sim, "sent", now_text)
+            else:
+                error = "the dispatcher stopped after a PDU may have been written to the modem"
+                conn.execute(
+                    "UPDATE messages SET state = 'ambiguous', error = ?, lease_owner = NULL, "
+                    "lease_until = NULL, updated_at = ? WHERE id = ?",
+                    (error, now_text, message_id),
+                )
+                conn.execute(
+                    "UPDATE parts SET state = 'ambiguous' WHERE message_id = ? AND attempt = ? "
+                    "AND state = 'writing'",
+                    (message_id, attempt),
+                )
+                ambiguous.append(message_id)
+                audit.record(conn, "lease-recovered", message_id, sim, "ambiguous", now_text)
+    return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent))

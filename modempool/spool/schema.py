@@ -7,9 +7,6 @@ the status reports, `sims` each SIM's status and counters, `events` an audit log
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id           INTEGER PRIMARY KEY,
@@ -138,15 +135,6 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_message ON events (message_id);
 
--- One row per daemon run: its heartbeat tells `status` whether the SIM states are current.
-CREATE TABLE IF NOT EXISTS daemons (
-    owner        TEXT PRIMARY KEY,       -- host:pid, as in messages.lease_owner
-    host         TEXT NOT NULL,
-    pid          INTEGER NOT NULL,
-    started_at   TEXT NOT NULL,
-    heartbeat_at TEXT NOT NULL,          -- written every few seconds by the daemon's loop
-    stopped_at   TEXT                    -- set by a graceful stop; NULL while running or killed
-);
 """
 
 SIM_COLUMNS = frozenset(
@@ -156,38 +144,28 @@ SIM_COLUMNS = frozenset(
     }
 )
 
-SCHEMA_VERSION = 1
+#: One row per daemon run: its heartbeat tells `status` whether the SIM states are current, and
+#: recovery a dead owner's leases from a live one's (several daemons may share one database).
+DAEMONS = """
+CREATE TABLE IF NOT EXISTS daemons (
+    owner        TEXT PRIMARY KEY,       -- host:pid, the prefix of its lease owners
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    started_at   TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL,          -- written every few seconds by the daemon's loop
+    stopped_at   TEXT                    -- set by a graceful stop; NULL while running or killed
+);
+"""
+
+#: version -> the script that brings a spool of the version before up to it. A spool records
+#: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
+#: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
+MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS}
+SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
 
-def connect(path: str | Path, *, busy_timeout: float = 30.0, synchronous: str = "normal") -> sqlite3.Connection:
-    """Open (creating if needed) the spool file in WAL mode with its tables.
-
-    The connection is in autocommit mode: the spool opens explicit `BEGIN IMMEDIATE`
-    transactions so that a claim (read + conditional update) holds the write lock throughout.
-    """
-    if synchronous.lower() not in SYNCHRONOUS_MODES:
-        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
-    )
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-    conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: bulk enqueues stay in memory
-    conn.execute("BEGIN IMMEDIATE")
-    for statement in _statements(SCHEMA):
-        conn.execute(statement)
-    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # for future migrations
-    conn.execute("COMMIT")
-    return conn
-
-
-def _statements(script: str) -> list[str]:
-    """Split SCHEMA into statements (it has no semicolons inside strings)."""
-    lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+def too_new(where: str, version: int) -> str:
+    """The refusal of a spool written by a newer modempool."""
+    return (f"the spool {where} has schema version {version}, newer than this modempool "
+            f"understands ({SCHEMA_VERSION}): upgrade modempool; the spool was left untouched")

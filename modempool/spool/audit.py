@@ -1,0 +1,58 @@
+"""The audit log (`events`): what happened to which message or SIM, and when."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from modempool.spool.engine import Engine
+from modempool.spool.model import to_text, utcnow
+from datetime import datetime
+
+
+class AuditLog:
+    """Appends to and reads the `events` table. The other parts write through `record`, inside
+    their own transaction, so that an event is stored with the change it describes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record(self, conn: Any, kind: str, message_id: int | None = None, sim: str | None = None,
+               detail: Any = None, now: str | None = None) -> None:
+        """One event, written on `conn` (an open transaction)."""
+        if detail is not None and not isinstance(detail, str):
+            detail = json.dumps(detail, ensure_ascii=False, default=str)
+        conn.execute(
+            "INSERT INTO events (time, kind, message_id, sim, detail) VALUES (?, ?, ?, ?, ?)",
+            (now or to_text(utcnow()), kind, message_id, sim, detail),
+        )
+
+    def add(self, kind: str, *, message_id: int | None = None, sim: str | None = None,
+            detail: Any = None, now: datetime | None = None) -> None:
+        """Append to the audit log; `detail` may be text or JSON-able data."""
+        with self.engine.tx() as conn:
+            self.record(conn, kind, message_id, sim, detail, to_text(now) if now else None)
+
+    def __call__(self, message_id: int | None = None,
+                 limit: int | None = None) -> list[dict[str, Any]]:
+        """Audit log entries, oldest first (of one message if given; the last `limit`)."""
+        sql, params = "SELECT * FROM events", []
+        if message_id is not None:
+            sql += " WHERE message_id = ?"
+            params.append(message_id)
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT ?) AS recent"
+            params.append(int(limit))
+        sql += " ORDER BY id"
+        return [dict(r) for r in self.engine.rows(sql, params)]
+
+
+def event_detail(row: dict[str, Any]) -> Any:
+    """The `detail` of an event row, decoded when it is JSON."""
+    text = row.get("detail")
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -1,0 +1,127 @@
+"""The seam between what the spool promises and how a database does it.
+
+The spool's rules (leases, part markers, recovery, counters, inbound reassembly) are written
+once, in `claims.py`, `recovery.py`, `inbound.py`, `sims.py`, `messages.py`, as SQL that both
+engines understand: `?` or `:name` parameters, `ON CONFLICT`, `RETURNING`, times as fixed-width
+ISO text. What differs between SQLite and PostgreSQL is an `Engine`: how to connect, how a
+write transaction is opened, how rows are locked for a claim, JSON lists, id allocation, and
+the schema's DDL and version. One engine per file: `sqlite_engine.py`, `postgres_engine.py`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from modempool.errors import PoolError
+
+
+class SpoolTooNew(PoolError):
+    """The spool was written by a newer modempool: this one refuses it and leaves it untouched."""
+
+
+class SpoolUnreachable(PoolError):
+    """The spool's database cannot be reached or opened (names the host and the reason)."""
+
+
+class Row(tuple):
+    """A result row readable by position (`row[0]`) and by column name (`row["id"]`), like
+    `sqlite3.Row`, so that the rules read rows the same way on both engines."""
+
+    __slots__ = ()
+    _index: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@lru_cache(maxsize=256)
+def row_class(names: tuple[str, ...]) -> type[Row]:
+    """A `Row` subclass for one result's column names (made once per statement shape)."""
+    return type("Row", (Row,), {"__slots__": (), "_index": {n: i for i, n in enumerate(names)}})
+
+
+class Engine(ABC):
+    """One database under the spool: connections, transactions and the SQL that differs."""
+
+    #: "sqlite" or "postgresql"
+    name: str
+    #: appended to a SELECT whose rows the transaction will update (PostgreSQL: FOR UPDATE)
+    lock_rows: str = ""
+    #: appended to a claim's candidate SELECT (PostgreSQL: FOR UPDATE SKIP LOCKED)
+    skip_locked: str = ""
+    #: index hint for the expiry sweep (SQLite: INDEXED BY)
+    expiry_index: str = ""
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """Where the spool is, for messages (a file path, or user@host/db without password)."""
+
+    @abstractmethod
+    @contextmanager
+    def tx(self) -> Iterator[Any]:
+        """A write transaction; nested calls join the outer one (it commits). The connection
+        yielded has `execute(sql, params)` and `executemany(sql, rows)`."""
+
+    @abstractmethod
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        """The rows of a query (inside the current transaction if one is open)."""
+
+    @abstractmethod
+    def new_ids(self, conn: Any, table: str, count: int) -> list[int]:
+        """`count` fresh ids for `table`, reserved inside the transaction `conn`."""
+
+    @abstractmethod
+    def json_list_has(self, column: str, param: str) -> str:
+        """SQL true when the JSON list in `column` holds the value of parameter `param`."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- hooks with a default ---------------------------------------------------------------
+
+    def notify_enqueued(self, conn: Any) -> None:
+        """Tell idle dispatchers elsewhere that messages were queued (PostgreSQL: NOTIFY)."""
+
+    def wait_for_enqueue(self, timeout: float) -> bool:
+        """Block up to `timeout` s for an enqueue notification; False if none (or unsupported)."""
+        return False
+
+    def checkpoint_when_told(self) -> None:
+        """SQLite: stop automatic WAL checkpoints (the daemon calls `checkpoint`)."""
+
+    def checkpoint(self) -> None:
+        """SQLite: copy the WAL into the database file; elsewhere nothing to do."""
+
+    def table_names(self) -> list[str]:
+        """Tables in the spool's database (tests and `spool migrate` use it)."""
+        raise NotImplementedError
+
+
+def statements(script: str) -> list[str]:
+    """Split a schema script into statements (it has no semicolons inside strings)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def open_engine(target: Any, **options: Any) -> Engine:
+    """The engine for a spool target: a `postgresql://` URL, or a path to an SQLite file."""
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        from modempool.spool.postgres_engine import PostgresEngine
+
+        options.pop("busy_timeout", None)
+        options.pop("synchronous", None)
+        return PostgresEngine(text, **options)
+    from modempool.spool.sqlite_engine import SqliteEngine
+
+    return SqliteEngine(target, **options)

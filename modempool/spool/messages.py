@@ -1,0 +1,185 @@
+"""The `messages` table: queueing SMS (one or many, idempotent on client_id) and reading them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from modempool.errors import InvalidNumber, NotFound, PoolError
+from modempool.spool.engine import Engine
+from modempool.spool.model import Message, MessageState, to_text, utcnow
+from modempool.spool.numbers import _normalise
+
+_ENQUEUE_KEYS = frozenset(
+    {
+        "to", "text", "client_id", "priority", "not_before", "expires_at", "campaign_id",
+        "quiet_hours", "sims", "held", "region",
+    }
+)
+
+_INSERT = """
+INSERT INTO messages (id, client_id, to_number, text, state, priority, not_before,
+    expires_at, campaign_id, quiet_hours, sims, held, created_at, updated_at)
+VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING
+"""
+
+
+def read_message(engine: Engine, message_id: int) -> Message:
+    """The message with this id (inside the current transaction if one is open), or NotFound."""
+    rows = engine.rows("SELECT * FROM messages WHERE id = ?" + engine.lock_rows, (message_id,))
+    if not rows:
+        raise NotFound(f"no message with id {message_id}")
+    return Message.from_row(rows[0])
+
+
+class Messages:
+    """Enqueue and read messages; `region` is the default for national numbers."""
+
+    def __init__(self, engine: Engine, region: str) -> None:
+        self.engine = engine
+        self.region = region
+
+    def _prepare(self, row: dict[str, Any], now: str) -> list[Any]:
+        """Validate one message and return its INSERT parameters (id first, filled later)."""
+        unknown = set(row) - _ENQUEUE_KEYS
+        if unknown:
+            raise PoolError(f"unknown message field(s): {', '.join(sorted(unknown))}")
+        if "to" not in row or "text" not in row:
+            raise PoolError("a message needs 'to' and 'text'")
+        text = row["text"]
+        if not isinstance(text, str) or text == "":
+            raise PoolError("message text is empty")
+        to = _normalise(str(row["to"]), row.get("region") or self.region)
+        sims = row.get("sims")
+        if isinstance(sims, str):
+            sims = [sims]
+        client_id = row.get("client_id")
+        return [
+            None,
+            str(client_id) if client_id is not None else None,
+            to,
+            text,
+            int(row.get("priority") or 0),
+            _time_param(row.get("not_before")),
+            _time_param(row.get("expires_at")),
+            row.get("campaign_id"),
+            1 if row.get("quiet_hours") else 0,
+            json.dumps(list(sims), ensure_ascii=False) if sims else None,
+            1 if row.get("held") else 0,
+            now,
+            now,
+        ]
+
+    def enqueue(self, to: str, text: str, *, client_id: str | None = None, priority: int = 0,
+                not_before: datetime | None = None, expires_at: datetime | None = None,
+                campaign_id: int | None = None, quiet_hours: bool = False,
+                sims: list[str] | None = None, held: bool = False,
+                region: str | None = None) -> Message:
+        """Queue one SMS; the same `client_id` twice returns the first message unchanged.
+
+        Raises InvalidNumber for a number that is not valid in E.164 or in `region`.
+        """
+        row = dict(
+            to=to, text=text, client_id=client_id, priority=priority, not_before=not_before,
+            expires_at=expires_at, campaign_id=campaign_id, quiet_hours=quiet_hours,
+            sims=sims, held=held, region=region,
+        )
+        return self.get(self.enqueue_many([row])[0])
+
+    def enqueue_many(self, rows: Iterable[dict[str, Any]]) -> list[int]:
+        """Queue many SMS in one transaction and return their ids, in order.
+
+        Every row is validated first: one bad number raises (naming its row) and queues
+        nothing. Rows whose client_id already exists get the existing id.
+        """
+        now = to_text(utcnow())
+        prepared = []
+        for index, row in enumerate(rows):
+            try:
+                prepared.append(self._prepare(row, now))
+            except InvalidNumber as exc:
+                raise InvalidNumber(f"row {index + 1}: {exc}") from None
+            except PoolError as exc:
+                raise PoolError(f"row {index + 1}: {exc}") from None
+        if not prepared:
+            return []
+        with self.engine.tx() as conn:
+            ids = self.engine.new_ids(conn, "messages", len(prepared))
+            for params, new_id in zip(prepared, ids):
+                params[0] = new_id
+            inserted = conn.executemany(_INSERT, prepared).rowcount  # summed over the rows
+            if inserted != len(ids):  # some client_ids existed: return their messages
+                for index, params in enumerate(prepared):
+                    if params[1] is None:
+                        continue
+                    existing = conn.execute(
+                        "SELECT id FROM messages WHERE client_id = ?", (params[1],)
+                    ).fetchone()
+                    if existing is None:
+                        raise PoolError(f"row {index + 1} could not be stored")
+                    ids[index] = existing[0]
+            self.engine.notify_enqueued(conn)
+        return ids
+
+    def get(self, message_id: int) -> Message:
+        """The message with this id, or NotFound."""
+        return read_message(self.engine, message_id)
+
+    def get_by_client_id(self, client_id: str) -> Message | None:
+        rows = self.engine.rows("SELECT * FROM messages WHERE client_id = ?", (client_id,))
+        return Message.from_row(rows[0]) if rows else None
+
+    def list(self, state: MessageState | str | None = None, campaign_id: int | None = None,
+             limit: int | None = None) -> list[Message]:
+        """Messages in id order, optionally of one state and/or campaign (the last `limit`)."""
+        where, params = [], []
+        if state is not None:
+            where.append("state = ?")
+            params.append(MessageState(state).value)
+        if campaign_id is not None:
+            where.append("campaign_id = ?")
+            params.append(campaign_id)
+        sql = "SELECT * FROM messages" + (" WHERE " + " AND ".join(where) if where else "")
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT ?) AS recent ORDER BY id"
+            params.append(int(limit))
+        else:
+            sql += " ORDER BY id"
+        return [Message.from_row(r) for r in self.engine.rows(sql, params)]
+
+    def counts(self) -> dict[str, int]:
+        """Number of messages in each state (every state present, zeros included)."""
+        out = {state.value: 0 for state in MessageState}
+        for row in self.engine.rows("SELECT state, count(*) AS n FROM messages GROUP BY state"):
+            out[row["state"]] = row["n"]
+        return out
+
+    def queue_depth(self) -> int:
+        """Messages waiting to be sent (queued, including held and scheduled ones)."""
+        return self.engine.rows("SELECT count(*) AS n FROM messages WHERE state = 'queued'")[0]["n"]
+
+    def parts(self, message_id: int) -> list[dict[str, Any]]:
+        """The `parts` rows of a message (latest attempt overwrites earlier ones), by seq."""
+        rows = self.engine.rows("SELECT * FROM parts WHERE message_id = ? ORDER BY seq",
+                                (message_id,))
+        return [dict(r) for r in rows]
+
+    def last_sim_for(self, to: str) -> str | None:
+        """The SIM that last sent to this number (for the sticky strategy after a restart)."""
+        rows = self.engine.rows(
+            "SELECT sim FROM messages WHERE to_number = ? AND state IN ('sent', 'delivered') "
+            "ORDER BY id DESC LIMIT 1",
+            (to,),
+        )
+        return rows[0]["sim"] if rows else None
+
+
+def _time_param(value: datetime | str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return to_text(value)

@@ -1,0 +1,117 @@
+"""The spool on SQLite: one file in WAL mode, the embedded default (one box needs no server).
+
+One connection per `Spool`, shared between threads under a lock. Every write runs in a
+`BEGIN IMMEDIATE` transaction, which takes the file's write lock at its first statement: a
+claim's read and conditional update can never interleave with another process's.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, row_class, statements
+from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES, too_new
+
+
+def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Any:
+    names = tuple(d[0] for d in cursor.description)
+    return row_class(names)(values)
+
+
+class SqliteEngine(Engine):
+    name = "sqlite"
+    expiry_index = " INDEXED BY messages_expiry"
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
+                 synchronous: str = "normal") -> None:
+        if synchronous.lower() not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+        self.path = Path(path)
+        self.lock = threading.RLock()
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout,
+                                        isolation_level=None, check_same_thread=False)
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise SpoolUnreachable(f"cannot open the spool {self.path}: {exc}") from None
+        if version > SCHEMA_VERSION:  # before anything writes to the file
+            self.conn.close()
+            raise SpoolTooNew(too_new(str(self.path), version))
+        self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        self.conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: bulk enqueues stay in memory
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Bring the file to SCHEMA_VERSION in one transaction (a new file gets every step)."""
+        with self.tx() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:  # another process upgraded it meanwhile
+                raise SpoolTooNew(too_new(str(self.path), version))
+            # A file from before versions were recorded (0) has version 1's tables, or none.
+            for step in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
+                for statement in statements(MIGRATIONS[step]):
+                    conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            if self.conn.in_transaction:  # nested: the outer one commits
+                yield self.conn
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        with self.lock:
+            cur = self.conn.cursor()
+            cur.row_factory = _row
+            return cur.execute(sql, params).fetchall()
+
+    def new_ids(self, conn: Any, table: str, count: int) -> list[int]:
+        # The write lock is held from BEGIN IMMEDIATE: nobody else can take the same ids.
+        first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchone()[0]
+        return list(range(first, first + count))
+
+    def json_list_has(self, column: str, param: str) -> str:
+        return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE value = {param})"
+
+    def checkpoint_when_told(self) -> None:
+        with self.lock:
+            self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+
+    def checkpoint(self) -> None:
+        """Without waiting for readers; it syncs the file, so call it off the event loop. It
+        uses a connection of its own, so the spool's stays free meanwhile."""
+        conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+
+    def table_names(self) -> list[str]:
+        return [r[0] for r in self.rows(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()

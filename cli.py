@@ -1546,6 +1546,10 @@ def backup_command(path, overwrite, spool, config):
 from modempool.commands.http import register as _register_http  # noqa: E402
 
 _register_http(main)
+from modempool.commands.box import register as _register_box  # noqa: E402
+
+_register_box(main)
+
 
 if __name__ == "__main__":
     main()

@@ -24,6 +24,7 @@ from typing import Any
 
 from modempool.config import Config, load_config
 from modempool.dispatch.liveness import DaemonLiveness
+from modempool.dispatch.requests import UssdAnswer
 from modempool.errors import Blacklisted, InvalidNumber, OptedOut, Refused, RefusedMany
 from modempool.numbers import normalise
 from modempool.spool import FINAL_STATES, SUCCESS_STATES, Message, MessageState, Spool
@@ -318,6 +319,18 @@ class Pool:
                          if k not in ("name", "sent_today", "sent_month")}))
         return Status(daemon=liveness, sims=tuple(sims), queue=spool.counts(),
                       campaigns=tuple(all_progress(spool)), spool=str(spool.path))
+
+
+    # ---- the daemon's modems ---------------------------------------------------------------
+
+    def ussd(self, sim: str, code: str, *, timeout: float = 60.0) -> UssdAnswer:
+        """Run USSD `code` (such as *100#) on `sim` through the running daemon, which owns the
+        modems, and return the decoded answer. DaemonNotRunning when no daemon runs;
+        RequestFailed when the SIM is not up, the network refused or no answer came in time."""
+        from modempool.dispatch.requests import ask_ussd
+
+        self.config.check_sims([sim])
+        return ask_ussd(self.spool, sim, code, timeout=timeout)
 
 
 def _fan_out(client_id: str | None, index: int, count: int) -> str | None:

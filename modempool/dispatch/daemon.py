@@ -35,6 +35,7 @@ from modempool.dispatch.limits import Counters, Limits, window_keys
 from modempool.dispatch.liveness import HEARTBEAT_EVERY
 from modempool.config import ModemConfig
 from modempool.dispatch.modem_task import ModemTaskMixin
+from modempool.dispatch.requests import RequestDesk
 from modempool.dispatch.sending import RetryPolicy
 from modempool.dispatch.sim_slot import SimSlot, SimState
 
@@ -57,6 +58,7 @@ class Daemon(ModemTaskMixin):
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = datetime.now(timezone.utc)
         self.dispatcher: Dispatcher | None = None
+        self.desk: RequestDesk | None = None
         self.bank: Any = None
         self.ready = asyncio.Event()
         self.incomplete_after = timedelta(hours=12)  # wait this long for missing SMS parts
@@ -107,6 +109,7 @@ class Daemon(ModemTaskMixin):
                 self.dispatcher = Dispatcher(self.spool, self.config, owner=self.owner, slots=slots)
                 if self._stop.is_set():
                     self.dispatcher.stop()
+                self.desk = RequestDesk(self.spool, self.owner, slots)
                 inbound = InboundStore(self.spool, self.config, self.handlers)
                 log.info("modempool starting: %d modem%s, spool %s, strategy %s", len(specs),
                          "" if len(specs) == 1 else "s", self.spool.path,
@@ -117,6 +120,7 @@ class Daemon(ModemTaskMixin):
                     tasks.create_task(self._housekeeping(inbound), name="housekeeping")
                     tasks.create_task(self._checkpoints(), name="checkpoints")
                     tasks.create_task(self._heartbeat(), name="heartbeat")
+                    tasks.create_task(self.desk.run(self._stop), name="requests")
                     tasks.create_task(self._recurring_jobs(), name="recurring")
                     tasks.create_task(self._http_sidecar(), name="http")
                     for spec, slot in zip(specs, slots):

@@ -38,6 +38,8 @@ class ModemTaskMixin:
         # The daemon owns the port for its whole life (also while quarantined or reconnecting):
         # the UUCP lock tells minicom, cu and a second modempool to stay away.
         lock = PortLock(spec.port, self.config.lock_dir)
+        if self.desk is not None:
+            self.desk.modems[spec.name] = modem  # USSD asked by `modempool ussd` runs on it
         backoff = 1.0
         while not self._stop.is_set():
             try:

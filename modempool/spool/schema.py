@@ -157,10 +157,30 @@ CREATE TABLE IF NOT EXISTS daemons (
 );
 """
 
+#: Requests for the daemon that owns a SIM's modem (`modempool ussd`): a front end inserts one,
+#: the daemon answers it. Any process that reaches the spool can ask, whichever host the daemon
+#: runs on.
+REQUESTS = """
+CREATE TABLE IF NOT EXISTS requests (
+    id         INTEGER PRIMARY KEY,
+    sim        TEXT NOT NULL,
+    kind       TEXT NOT NULL,            -- 'ussd'
+    argument   TEXT,                     -- the USSD code
+    state      TEXT NOT NULL DEFAULT 'pending'
+               CHECK (state IN ('pending','running','done','failed')),
+    answer     TEXT,
+    error      TEXT,
+    owner      TEXT,                     -- the daemon (host:pid) that took it
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_pending ON requests (state, sim);
+"""
+
 #: version -> the script that brings a spool of the version before up to it. A spool records
 #: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
-MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS}
+MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

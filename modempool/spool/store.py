@@ -28,6 +28,7 @@ from modempool.spool.decisions import Decisions
 from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, open_engine
 from modempool.spool.inbound import InboundMessage, Inbound, ReportMatch
 from modempool.spool.messages import Messages
+from modempool.spool.requests import Requests
 from modempool.spool.model import (
     FINAL_STATES,
     RETRYABLE_STATES,
@@ -114,6 +115,7 @@ class Spool:
         self.claims = Claims(self.engine, self.sims, self.audit)
         self.inbound = Inbound(self.engine, self.audit, region)
         self.daemons = Daemons(self.engine)
+        self.requests = Requests(self.engine)
         self._db: Any = None
 
     @property

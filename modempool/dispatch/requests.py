@@ -1,0 +1,160 @@
+"""Asking the running daemon to use a SIM's modem: `modempool ussd SIM CODE`, `Pool.ussd`, and
+`POST /v1/sims/{name}/ussd` all end here.
+
+While the daemon runs it owns every port (UUCP lock, TIOCEXCL), so nothing else may talk to a
+modem. A front end files a request in the spool's `requests` table and waits for its answer; the
+daemon's `RequestDesk` looks for requests of its SIMs as often as the dispatcher looks for new
+messages, runs each on the SIM's modem (between two sends: the driver serialises commands) and
+writes the answer back. Why a table and not a socket: the spool is already what every front end
+and the daemon share, with its permissions; it works whichever host the daemon runs on (a shared
+PostgreSQL spool) and leaves a record of who asked what.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from modempool.dispatch.liveness import daemon_liveness
+from modempool.dispatch.sim_slot import SimSlot, SimState
+from modempool.errors import PoolError
+from modempool.spool.model import from_text
+
+log = logging.getLogger("modempool.dispatch.requests")
+
+USSD_CODE = re.compile(r"[0-9*#+]{2,40}")
+REQUEST_POLL = 0.2   # seconds between looks at the requests table (as the dispatcher's poll)
+
+
+class DaemonNotRunning(PoolError):
+    """The request needs the daemon, and none runs on this spool."""
+
+
+class RequestFailed(PoolError):
+    """The daemon could not answer (SIM down, network refused, no answer in time)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UssdAnswer:
+    """The network's answer to a USSD code, decoded to text."""
+
+    sim: str
+    code: str
+    text: str
+    answered_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sim": self.sim, "code": self.code, "text": self.text,
+                "answered_at": self.answered_at.isoformat() if self.answered_at else None}
+
+
+def check_ussd_code(code: str) -> str:
+    """The code, stripped; PoolError when it is not a USSD code (digits, *, # and +)."""
+    code = code.strip()
+    if not USSD_CODE.fullmatch(code):
+        raise PoolError(f"{code!r} is not a USSD code: use digits, * and #, such as *100#")
+    return code
+
+
+def ask_ussd(spool: Any, sim: str, code: str, *, timeout: float = 60.0) -> UssdAnswer:
+    """Run USSD `code` on `sim` through the running daemon and return the decoded answer.
+
+    DaemonNotRunning when no daemon serves the spool; RequestFailed when it could not answer
+    within `timeout` seconds or the SIM or network refused.
+    """
+    code = check_ussd_code(code)
+    liveness = daemon_liveness(spool)
+    if not liveness.running:
+        raise DaemonNotRunning(
+            f"{liveness.describe()}; USSD goes through the daemon that owns the modems: start "
+            f"it (`modempool run`, or `systemctl start modempool`), or with it stopped use "
+            f"`modempool probe PORT --ussd {code}`")
+    request_id = spool.requests.add(sim, "ussd", code)
+    row = _wait(spool, request_id, timeout)
+    if row["state"] == "done":
+        return UssdAnswer(sim, code, row["answer"] or "", from_text(row["updated_at"]))
+    raise RequestFailed(f"USSD {code} on {sim}: {row['error']}")
+
+
+def _wait(spool: Any, request_id: int, timeout: float) -> dict[str, Any]:
+    """The request once answered; after `timeout` it is withdrawn and fails."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        row = spool.requests.get(request_id)
+        if row["state"] in ("done", "failed"):
+            return row
+        if time.monotonic() >= deadline:
+            spool.requests.answer(request_id, error=f"no answer within {timeout:g} s (is the "
+                                 f"SIM served by a daemon? `modempool status` shows its state)")
+            return spool.requests.get(request_id)
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))  # another process: poll
+        delay = min(delay * 1.5, 0.5)
+
+
+class RequestDesk:
+    """The daemon's side: answers the requests of its own SIMs."""
+
+    def __init__(self, spool: Any, owner: str, slots: list[SimSlot],
+                 on_ussd: Callable[[str, str, str], Awaitable[None]] | None = None) -> None:
+        self.spool = spool
+        self.owner = owner
+        self.slots = {slot.name: slot for slot in slots}
+        self.modems: dict[str, Any] = {}   # filled by the modem tasks as they open their ports
+        self.on_ussd = on_ussd              # told of every USSD answer (the balance tracker)
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`: look for requests, answer each in a task of its own."""
+        self.spool.requests.abandon()  # an earlier run's: nobody will answer them now
+        try:
+            while not stop.is_set():
+                try:
+                    for row in self.spool.requests.pending(self.slots):
+                        if self.spool.requests.take(row["id"], self.owner):
+                            task = asyncio.create_task(self._answer(row), name=f"request {row['id']}")
+                            self._running.add(task)
+                            task.add_done_callback(self._running.discard)
+                except Exception:
+                    log.exception("could not read the requests")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(REQUEST_POLL):
+                        await stop.wait()
+        finally:
+            for task in list(self._running):
+                task.cancel()
+            for task in list(self._running):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self.spool.requests.abandon(self.owner)
+
+    async def _answer(self, row: dict[str, Any]) -> None:
+        sim, code = row["sim"], row["argument"] or ""
+        try:
+            text = await self.ussd(sim, code)
+        except RequestFailed as exc:
+            self.spool.requests.answer(row["id"], error=str(exc))
+        except Exception as exc:  # AtError and friends: the network's or the modem's refusal
+            self.spool.requests.answer(row["id"], error=str(exc) or type(exc).__name__)
+        else:
+            self.spool.requests.answer(row["id"], answer=text)
+
+    async def ussd(self, sim: str, code: str) -> str:
+        """Run `code` on the SIM's modem now (RequestFailed when the SIM is not up)."""
+        slot, modem = self.slots[sim], self.modems.get(sim)
+        if slot.state is not SimState.UP or modem is None:
+            row = self.spool.sim(sim) or {}
+            why = f" ({row['last_error']})" if row.get("last_error") else ""
+            raise RequestFailed(f"SIM {sim} is {slot.state.value}{why}")
+        text = await modem.ussd(code)
+        logging.getLogger(f"modempool.modem.{sim}").info("USSD %s answered: %s", code, text)
+        if self.on_ussd is not None:
+            await self.on_ussd(sim, code, text)
+        return text

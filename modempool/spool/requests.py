@@ -1,0 +1,72 @@
+"""Requests for the daemon that owns a SIM (mixed into `Spool`): asked by a front end, taken and
+answered by the daemon. The `requests` table is the channel, so that any process that reaches the
+spool may ask, whichever host the daemon runs on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from modempool.spool.engine import Engine
+from modempool.spool.model import to_text, utcnow
+
+
+class Requests:
+    """Rows of the `requests` table (`spool.requests`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def add(self, sim: str, kind: str, argument: str | None = None) -> int:
+        """File a request for the daemon that drives `sim`; returns its id."""
+        now = to_text(utcnow())
+        with self.engine.tx() as conn:
+            [request_id] = self.engine.new_ids(conn, "requests", 1)
+            conn.execute(
+                "INSERT INTO requests (id, sim, kind, argument, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (request_id, sim, kind, argument, now, now))
+            return request_id
+
+    def pending(self, sims: Iterable[str]) -> list[dict[str, Any]]:
+        """Requests not yet taken for any of `sims`, oldest first."""
+        names = list(sims)
+        if not names:
+            return []
+        marks = ", ".join("?" * len(names))
+        return [dict(r) for r in self.engine.rows(
+            f"SELECT * FROM requests WHERE state = 'pending' AND sim IN ({marks}) ORDER BY id",
+            names)]
+
+    def take(self, request_id: int, owner: str) -> bool:
+        """Mark a pending request as being answered by `owner`; False if someone else took it
+        (or its asker gave up)."""
+        with self.engine.tx() as conn:
+            cur = conn.execute(
+                "UPDATE requests SET state = 'running', owner = ?, updated_at = ? "
+                "WHERE id = ? AND state = 'pending'", (owner, to_text(utcnow()), request_id))
+            return cur.rowcount == 1
+
+    def answer(self, request_id: int, *, answer: str | None = None,
+                       error: str | None = None) -> None:
+        """The end of a request: its answer, or the error that stopped it."""
+        with self.engine.tx() as conn:
+            conn.execute(
+                "UPDATE requests SET state = ?, answer = ?, error = ?, updated_at = ? "
+                "WHERE id = ? AND state IN ('pending', 'running')",
+                ("failed" if error is not None else "done", answer, error, to_text(utcnow()),
+                 request_id))
+
+    def get(self, request_id: int) -> dict[str, Any] | None:
+        rows = self.engine.rows("SELECT * FROM requests WHERE id = ?", (request_id,))
+        return dict(rows[0]) if rows else None
+
+    def abandon(self, owner: str | None = None) -> int:
+        """Requests left running by an earlier run of a daemon (or by `owner`) fail: nobody
+        will answer them."""
+        where = "state = 'running'" + (" AND owner = ?" if owner else "")
+        with self.engine.tx() as conn:
+            cur = conn.execute(
+                f"UPDATE requests SET state = 'failed', error = 'the daemon stopped before "
+                f"answering', updated_at = ? WHERE {where}",
+                (to_text(utcnow()), *([owner] if owner else [])))
+            return cur.rowcount

@@ -701,7 +701,7 @@ def _op_open(config_path, db_path):
     try:
         config = load_config(config_path)
         if db_path:
-            return Spool(db_path, region=config.region), config
+            return Spool(db_path, region=config.region, max_parts=config.max_parts), config
         return config.open_spool(), config
     except PoolError as exc:
         raise click.ClickException(str(exc)) from None
@@ -1206,7 +1206,8 @@ def campaign_report_command(campaign_id, export_path, spool, config):
                    f"delivered {s['delivered']}, sent {s['sent']}, failed {s['failed']}, "
                    f"pending {s['queued'] + s['sending']}, cancelled {s['cancelled']}, "
                    f"expired {s['expired']}, ambiguous {s['ambiguous']}")
-        click.echo(f"replies {s['replies']} from {s['repliers']} recipient(s); opt-outs {s['opt_outs']}")
+        click.echo(f"replies {s['replies']} from {s['repliers']} recipient(s); opt-outs {s['opt_outs']}; "
+                   f"stopped at send (opted out or blacklisted) {s['stopped_at_send']}")
         for reason, count in s["failure_reasons"].items():
             click.echo(f"  failed {count}: {reason}")
         if "exported" in d:

@@ -16,11 +16,12 @@ from datetime import datetime, time, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modempool.config_values import (at_least, clock, flag, listen_address, one_of, pin_code,
-                                     prefixes, region_code, seconds, strategy_name, text,
-                                     text_list, timezone_name)
+from modempool.config_values import (at_least, between, clock, flag, listen_address, one_of,
+                                     pin_code, positive_seconds, prefixes, region_code, seconds,
+                                     strategy_name, text, text_list, timezone_name)
 from modempool.errors import ConfigError, UnknownSim
 from modempool.numbers import DEFAULT_REGION
+from modempool.spool.sendable import CODEC_MAX_PARTS, DEFAULT_MAX_PARTS
 
 if TYPE_CHECKING:
     from modempool.spool import Spool
@@ -112,6 +113,7 @@ class Config:
     timezone: str | None = None         # IANA name for day/month counters; None = system local
     lease_seconds: float = 300.0
     lock_dir: str | None = None         # UUCP lock files (LCK..ttyUSB0); None: $MODEMPOOL_LOCK_DIR or /run/lock
+    max_parts: int = DEFAULT_MAX_PARTS  # longer text is refused at enqueue
     synchronous: str = "normal"      # "full": also survives a power cut (slower)
     log_level: str = "INFO"
     log_file: str | None = None
@@ -151,7 +153,8 @@ class Config:
         """The spool this configuration names (created if missing)."""
         from modempool.spool import Spool
 
-        return Spool(self.spool_path, region=self.region, tz=self.tz, synchronous=self.synchronous)
+        return Spool(self.spool_path, region=self.region, tz=self.tz, synchronous=self.synchronous,
+                     max_parts=self.max_parts)
 
 
 # ---- the checks, as data ------------------------------------------------------------------
@@ -160,7 +163,8 @@ class Config:
 SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "spool": {"path": text, "synchronous": one_of("off", "normal", "full", "extra")},
     "pool": {"region": region_code, "strategy": strategy_name, "timezone": timezone_name,
-             "lease_seconds": seconds, "lock_dir": text},
+             "lease_seconds": positive_seconds, "lock_dir": text,
+             "max_parts": between(1, CODEC_MAX_PARTS)},
     "modem": {"name": text, "port": text, "pin": pin_code, "per_minute": at_least(1),
               "per_day": at_least(1), "per_month": at_least(1), "allow_prefixes": prefixes,
               "allow_carriers": text_list,
@@ -270,6 +274,7 @@ def parse_config(text: str, path: Path) -> Config:
         timezone=pool.get("timezone"),
         lease_seconds=pool.get("lease_seconds", default.lease_seconds),
         lock_dir=pool.get("lock_dir"),
+        max_parts=pool.get("max_parts", default.max_parts),
         synchronous=spool.get("synchronous", default.synchronous),
         log_level=logging_.get("level", default.log_level).upper(),
         log_file=logging_.get("file"),

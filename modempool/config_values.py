@@ -19,6 +19,22 @@ def at_least(minimum: int = 0) -> Callable[[Any], int]:
     return check
 
 
+def between(minimum: int, maximum: int) -> Callable[[Any], int]:
+    lower = at_least(minimum)
+
+    def check(value: Any) -> int:
+        if lower(value) > maximum:
+            raise ValueError(f"must be at most {maximum}, got {value}")
+        return value
+    return check
+
+
+def positive_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"expected a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
 def seconds(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"expected a number of seconds ≥ 0, got {value!r}")
@@ -40,7 +56,9 @@ def flag(value: Any) -> bool:
 def pin_code(value: Any) -> str:
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(text, str) or not re.fullmatch(r"\d{4,8}", text):
-        raise ValueError(f"expected a PIN of 4 to 8 digits as a string, got {value!r}")
+        # The value itself is never echoed: it may be (nearly) the real PIN.
+        raise ValueError("expected a PIN of 4 to 8 digits as a string (the value given is not "
+                         "shown)")
     return text
 
 

@@ -48,3 +48,7 @@ class RefusedMany(PoolError):
 
 class UnknownSim(PoolError):
     """A SIM name that no `[[modem]]` of the configuration has."""
+
+
+class UnsendableText(PoolError):
+    """Message text that cannot be sent: empty, blank, or longer than the parts allowed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import phonenumbers
@@ -9,6 +10,7 @@ import phonenumbers
 from modempool.errors import InvalidNumber
 
 DEFAULT_REGION = "CN"
+_NUMBER_START = re.compile(r"[+＋(（\d]")  # \d: full-width digits too
 
 
 @lru_cache(maxsize=8192)  # the same numbers come back (reports, replies, campaigns re-run)
@@ -21,6 +23,9 @@ def normalise(number: str, region: str = DEFAULT_REGION) -> str:
     text = str(number).strip()
     if not text:
         raise InvalidNumber("empty phone number")
+    if not _NUMBER_START.match(text):  # phonenumbers skips a leading '-' or letters silently
+        raise InvalidNumber(f"{number!r} is not a phone number: it must begin with a digit, "
+                            "'+' or '('")
     if text.startswith("00"):
         text = "+" + text[2:]
     try:

@@ -137,7 +137,7 @@ class Pool:
         spool = None
         if spool_path is not None:
             spool = Spool(spool_path, region=config.region, tz=config.tz,
-                          synchronous=config.synchronous)
+                          synchronous=config.synchronous, max_parts=config.max_parts)
         return cls(config, spool=spool)
 
     @property

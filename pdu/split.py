@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -173,6 +174,9 @@ def plan_message(text: str | bytes, *, alphabet: Alphabet | str | None = None,
         plan = _plan_units(EIGHT_BIT, bytes(text), ref16, extra_udh)
     elif not isinstance(text, str):
         raise PduError(f"text must be str or bytes, not {type(text).__name__}")
+    elif (pos := _lone_surrogate(text)) is not None:
+        raise PduError(f"character {text[pos]!r} at position {pos} is half of a UTF-16 pair "
+                       "(a lone surrogate): it is no character and cannot be sent")
     elif forced is Alphabet.EIGHT_BIT:
         plan = _plan_units(EIGHT_BIT, text.encode("utf-8"), ref16, extra_udh)
     elif forced is Alphabet.UCS2:
@@ -196,6 +200,15 @@ def plan_message(text: str | bytes, *, alphabet: Alphabet | str | None = None,
     if len(plan.payloads) > MAX_PARTS:
         raise PduError(f"message needs {len(plan.payloads)} parts; at most {MAX_PARTS} can be concatenated")
     return plan
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """Position of the first lone surrogate in `text` (no codec can carry one), or None."""
+    found = None if text.isascii() else _SURROGATE.search(text)
+    return found.start() if found else None
 
 
 def split_into_parts(text: str | bytes, *, alphabet: Alphabet | str | None = None,

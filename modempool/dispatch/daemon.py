@@ -77,6 +77,7 @@ class Daemon(ModemTaskMixin):
             self.dispatcher.stop()
 
     async def run(self) -> None:
+        from modempool.operator.hooks import send_refusal
         from modempool.spool import Spool
 
         if self.config.http.listen:
@@ -106,7 +107,8 @@ class Daemon(ModemTaskMixin):
                 if not specs:
                     raise PoolError("no modems configured: add [[modem]] tables or use --simulate N")
                 slots = [self._slot(spec) for spec in specs]
-                self.dispatcher = Dispatcher(self.spool, self.config, owner=self.owner, slots=slots)
+                self.dispatcher = Dispatcher(self.spool, self.config, owner=self.owner, slots=slots,
+                                             refusal=send_refusal(self.spool, self.config))
                 if self._stop.is_set():
                     self.dispatcher.stop()
                 self.desk = RequestDesk(self.spool, self.owner, slots)

@@ -47,7 +47,8 @@ class Dispatcher(SendingMixin):
 
     def __init__(self, spool: Any, config: Any, *, owner: str, slots: list[SimSlot],
                  clock: Callable[[], datetime] | None = None,
-                 poll_interval: float = 0.2) -> None:
+                 poll_interval: float = 0.2,
+                 refusal: Callable[[Any], str | None] | None = None) -> None:
         self.spool = spool
         self.config = config
         self.owner = owner
@@ -58,6 +59,8 @@ class Dispatcher(SendingMixin):
         tz = getattr(config, "tz", None) or timezone.utc
         self.clock = clock or (lambda: datetime.now(tz))
         self.poll_interval = poll_interval
+        # Rules checked again as a message is claimed (opt-outs, blacklist): a reason cancels it.
+        self.refusal = refusal
         self.lease_seconds = float(getattr(config, "lease_seconds", 300.0))
         self.strategy = Strategy.parse(getattr(config, "strategy", None))
         self.policy = RetryPolicy.of(config)
@@ -132,7 +135,9 @@ class Dispatcher(SendingMixin):
                 for message in self.spool.dispatchable(now, limit=2 * room + 16):
                     if message.quiet_hours and quiet:
                         continue
-                    parts = self.parts_needed(message)
+                    parts = self.parts_or_fail(message)
+                    if parts is None or self._refused(message):
+                        continue
                     slot = self._choose(message, parts, up, views, rooms)
                     if slot is None:
                         self._fail_if_unroutable(message)
@@ -185,6 +190,30 @@ class Dispatcher(SendingMixin):
                      f"{'SIM ' + ', '.join(named) if named else 'any SIM'} (allowed prefixes/carriers)")
         if self.spool.fail_queued(message.id, error):
             log.warning("message %s failed: %s", message.id, error)
+
+    def _refused(self, message: Any) -> bool:
+        """Whether a send-time rule refuses `message` now; if so it is cancelled with the reason
+        (in this round's transaction, so the check and the claim see the same lists)."""
+        reason = self.refusal(message) if self.refusal is not None else None
+        if reason is None:
+            return False
+        if self.spool.cancel_queued(message.id, reason):
+            log.info("message %s to %s cancelled: %s", message.id, message.to, reason)
+        return True
+
+    def parts_or_fail(self, message: Any) -> int | None:
+        """The parts `message` needs; None, and the message failed with the codec's reason, if
+        it cannot be sent at all (text queued before enqueue checked it, or by another tool):
+        one such message fails alone and never stops the messages behind it."""
+        from pdu import PduError
+
+        try:
+            return self.parts_needed(message)
+        except (PduError, ValueError) as exc:
+            error = f"cannot be sent: {exc}"
+            if self.spool.fail_queued(message.id, error):
+                log.warning("message %s failed: %s", message.id, error)
+            return None
 
     def parts_needed(self, message: Any) -> int:
         if message.id not in self._parts_needed:

@@ -86,6 +86,9 @@ def report(spool: Any, campaign_id: int) -> dict[str, Any]:
             "replies": sum(len(v) for v in replies.values()),
             "repliers": len(replies),
             "opt_outs": len(opted),
+            # queued, then refused as they were claimed (an opt-out or blacklisting meanwhile)
+            "stopped_at_send": sum(r["state"] == "cancelled" and r["error"].startswith(
+                ("opted out at", "on the blacklist")) for r in recipients),
         },
         "recipients": recipients,
     }

@@ -100,13 +100,13 @@ def message_json(spool: Any, message: Any) -> dict[str, Any]:
 
 async def run_command(command: str, payload: dict[str, Any], timeout: float) -> tuple[bool, str]:
     """Run `command` once with the message on stdin; (ok, what happened)."""
-    env = {**os.environ, "SMS_MESSAGES": "1", "SMS_1_NUMBER": str(payload["sender"]),
-           "SMS_1_TEXT": str(payload["text"]), "MODEMPOOL_SIM": str(payload["sim"] or "")}
+    env = {**os.environ, "SMS_MESSAGES": "1", "SMS_1_NUMBER": env_value(payload["sender"]),
+           "SMS_1_TEXT": env_value(payload["text"]), "MODEMPOOL_SIM": env_value(payload["sim"])}
     try:
         process = await asyncio.create_subprocess_exec(
             *shlex.split(command), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         return False, f"cannot start: {exc}"
     data = json.dumps(payload, ensure_ascii=False).encode()
     try:
@@ -122,6 +122,12 @@ async def run_command(command: str, payload: dict[str, Any], timeout: float) -> 
     return True, "exit status 0"
 
 
+def env_value(value: Any) -> str:
+    """`value` as an environment variable can hold it. Any sender can put U+0000 in a UCS2 SMS,
+    and no environment string can carry it: it becomes U+FFFD there (stdin's JSON keeps it)."""
+    return str(value if value is not None else "").replace("\0", "\ufffd")
+
+
 def _record(spool: Any, inbound_id: Any, target: str, attempt: int, outcome: str,
             detail: str = "") -> None:
     with transaction(spool.db):
@@ -135,7 +141,11 @@ async def _command_with_retries(spool: Any, settings: ForwardSettings, payload: 
     delay = settings.retry_delay
     for attempt in range(1, settings.retries + 2):
         async with limit:
-            ok, detail = await run_command(settings.command or "", payload, settings.timeout)
+            try:
+                ok, detail = await run_command(settings.command or "", payload, settings.timeout)
+            except Exception as exc:  # whatever happens, the attempt ends in a recorded outcome
+                log.exception("run_on_receive for inbound %s", payload["id"])
+                ok, detail = False, f"{type(exc).__name__}: {exc}"
         _record(spool, payload["id"], settings.command or "", attempt, "ok" if ok else "failed", detail)
         if ok:
             return True
@@ -167,7 +177,12 @@ def make_forward_handler(config: Any):
             text = settings.format.format(sender=payload["sender"], name=name, text=payload["text"],
                                           sim=payload["sim"] or "", received_at=payload["received_at"])
             client_id = f"forward:{payload['id']}:{target}" if payload["id"] is not None else None
-            queued = spool.enqueue(target, text, client_id=client_id)
+            try:
+                queued = spool.enqueue(target, text, client_id=client_id)
+            except PoolError as exc:  # e.g. too long once the sender's name is added
+                log.warning("forward of inbound %s to %s refused: %s", payload["id"], target, exc)
+                _record(spool, payload["id"], target, 1, "failed", str(exc))
+                continue
             _record(spool, payload["id"], target, 1, "queued", f"message {queued.id}")
         if not settings.command:
             return []

@@ -1,4 +1,5 @@
-"""Where operator features (opt-out, auto-reply, forwarding) plug into the daemon's inbound path.
+"""Where operator features (opt-out, auto-reply, forwarding) plug into the daemon's inbound path,
+and the opt-out rules into its send path (`send_refusal`).
 
 The daemon calls `inbound_handlers(config)` once, then, for every complete inbound message it has
 stored, `handler(spool, message, config)` for each handler in order (awaiting coroutines); a
@@ -22,3 +23,10 @@ def inbound_handlers(config: Any) -> list[InboundHandler]:
 
     return [make_optout_handler(config), make_autoreply_handler(config),
             make_forward_handler(config)]
+
+
+def send_refusal(spool: Any, config: Any) -> Callable[[Any], str | None]:
+    """The check the dispatcher makes as it claims a message: why it must not go out, or None."""
+    from modempool.operator.optout import send_time_check
+
+    return send_time_check(spool.db, config)

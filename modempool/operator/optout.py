@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,6 +195,35 @@ def may_send_direct(db: Any, number: str, config: Any = None, *,
     return True, ""
 
 
+def send_time_check(db: Any, config: Any = None) -> Callable[[Any], str | None]:
+    """The check made again when a queued message is claimed: the reason it must not go out
+    now (it is then cancelled with that reason), or None.
+
+    The rules are those of enqueue, applied to what changed since: a blacklisted number receives
+    nothing; an opted-out number receives no campaign or recurring message; a direct message is
+    stopped only with `[optout] block_direct`, and only by an opt-out that came after it was
+    queued (an earlier one was seen, or overridden, when it was queued).
+    """
+    block_direct = OptOutSettings.from_config(config).block_direct
+    ensure_schema(db, SCHEMA)
+
+    def refusal(message: Any) -> str | None:
+        listed = db.execute(
+            "SELECT 'blacklist', created_at FROM blacklist WHERE number = ? UNION ALL "
+            "SELECT 'optouts', created_at FROM optouts WHERE number = ?",
+            [message.to, message.to]).fetchall()
+        for table, created_at in listed:
+            if table == "blacklist":
+                return f"on the blacklist since {created_at}"
+            bulk = message.campaign_id is not None or str(message.client_id or "").startswith("job:")
+            queued_at = now_iso(message.created_at) if message.created_at else ""
+            if bulk or (block_direct and created_at > queued_at):
+                return f"opted out at {created_at}"
+        return None
+
+    return refusal
+
+
 def field_of(message: Any, name: str, default: Any = None) -> Any:
     """Read a field of an inbound message given as a dict, row or dataclass."""
     if isinstance(message, dict):
@@ -219,7 +248,7 @@ def make_optout_handler(config: Any):
             log.info("opt-out keyword %r from %r, which is not a phone number", keyword, sender)
             return False
         log.info("%s opted out with %r", sender, keyword)
-        if added and settings.confirm:
+        if added and settings.confirm and not OptOutList(spool.db).is_blacklisted(sender):
             sim = field_of(message, "sim")
             client_id = f"optout-confirm:{inbound_id}" if inbound_id is not None else None
             spool.enqueue(sender, settings.confirm_text, client_id=client_id,

@@ -313,13 +313,21 @@ class Claims:
 
     def fail_queued(self, message_id: int, error: str) -> bool:
         """Fail a message that is still queued (no SIM may ever carry it); False if it moved on."""
+        return self._end_queued(message_id, MessageState.FAILED, error)
+
+    def cancel_queued(self, message_id: int, reason: str) -> bool:
+        """Cancel a message still queued, for `reason` (kept as its error): a rule refused it as
+        it was about to be claimed (an opt-out meanwhile). False if it had moved on."""
+        return self._end_queued(message_id, MessageState.CANCELLED, reason)
+
+    def _end_queued(self, message_id: int, state: MessageState, error: str) -> bool:
         now = to_text(utcnow())
         with self.engine.tx() as conn:
             cur = conn.execute(
-                "UPDATE messages SET state = 'failed', error = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'queued'", (error, now, message_id))
+                "UPDATE messages SET state = ?, error = ?, updated_at = ? "
+                "WHERE id = ? AND state = 'queued'", (state.value, error, now, message_id))
             if cur.rowcount == 1:
-                self.audit.record(conn, "failed", message_id, detail=error, now=now)
+                self.audit.record(conn, state.value, message_id, detail=error, now=now)
             return cur.rowcount == 1
 
     def mark_ambiguous(self, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:

@@ -11,6 +11,7 @@ from modempool.errors import InvalidNumber, NotFound, PoolError
 from modempool.spool.engine import Engine
 from modempool.spool.model import Message, MessageState, to_text, utcnow
 from modempool.spool.numbers import _normalise
+from modempool.spool.sendable import DEFAULT_MAX_PARTS, check_text
 
 _ENQUEUE_KEYS = frozenset(
     {
@@ -38,9 +39,10 @@ def read_message(engine: Engine, message_id: int) -> Message:
 class Messages:
     """Enqueue and read messages; `region` is the default for national numbers."""
 
-    def __init__(self, engine: Engine, region: str) -> None:
+    def __init__(self, engine: Engine, region: str, max_parts: int = DEFAULT_MAX_PARTS) -> None:
         self.engine = engine
         self.region = region
+        self.max_parts = max_parts  # longer text is refused at enqueue (`sendable.check_text`)
 
     def _prepare(self, row: dict[str, Any], now: str) -> list[Any]:
         """Validate one message and return its INSERT parameters (id first, filled later)."""
@@ -50,8 +52,7 @@ class Messages:
         if "to" not in row or "text" not in row:
             raise PoolError("a message needs 'to' and 'text'")
         text = row["text"]
-        if not isinstance(text, str) or text == "":
-            raise PoolError("message text is empty")
+        check_text(text, self.max_parts)
         to = _normalise(str(row["to"]), row.get("region") or self.region)
         sims = row.get("sims")
         if isinstance(sims, str):
@@ -62,7 +63,7 @@ class Messages:
             str(client_id) if client_id is not None else None,
             to,
             text,
-            int(row.get("priority") or 0),
+            _priority(row.get("priority")),
             _time_param(row.get("not_before")),
             _time_param(row.get("expires_at")),
             row.get("campaign_id"),
@@ -80,7 +81,8 @@ class Messages:
                 region: str | None = None) -> Message:
         """Queue one SMS; the same `client_id` twice returns the first message unchanged.
 
-        Raises InvalidNumber for a number that is not valid in E.164 or in `region`.
+        Raises InvalidNumber for a number that is not valid in E.164 or in `region`, and
+        UnsendableText for text that is blank or needs more than `max_parts` parts.
         """
         row = dict(
             to=to, text=text, client_id=client_id, priority=priority, not_before=not_before,
@@ -96,14 +98,15 @@ class Messages:
         nothing. Rows whose client_id already exists get the existing id.
         """
         now = to_text(utcnow())
+        rows = list(rows)
         prepared = []
         for index, row in enumerate(rows):
             try:
                 prepared.append(self._prepare(row, now))
-            except InvalidNumber as exc:
-                raise InvalidNumber(f"row {index + 1}: {exc}") from None
-            except PoolError as exc:
-                raise PoolError(f"row {index + 1}: {exc}") from None
+            except PoolError as exc:  # the row is named when there are several
+                if len(rows) == 1:
+                    raise
+                raise type(exc)(f"row {index + 1}: {exc}") from None
         if not prepared:
             return []
         with self.engine.tx() as conn:
@@ -177,9 +180,27 @@ class Messages:
         return rows[0]["sim"] if rows else None
 
 
+PRIORITY_RANGE = range(-1_000_000, 1_000_001)
+
+
+def _priority(value: Any) -> int:
+    """A message's priority, an integer in PRIORITY_RANGE (SQLite stores at most 64 bits)."""
+    try:
+        priority = int(value or 0)
+    except (TypeError, ValueError):
+        raise PoolError(f"priority must be an integer, got {value!r}") from None
+    if priority not in PRIORITY_RANGE:
+        raise PoolError(f"priority must be between {PRIORITY_RANGE.start} and "
+                        f"{PRIORITY_RANGE.stop - 1}, got {priority}")
+    return priority
+
+
 def _time_param(value: datetime | str | None) -> str | None:
     if value is None or value == "":
         return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return to_text(value)
+    try:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return to_text(value)
+    except (ValueError, OverflowError) as exc:
+        raise PoolError(f"not a usable time: {value!r} ({exc})") from None

@@ -42,6 +42,7 @@ from modempool.spool.model import (
     to_text,
     utcnow,
 )
+from modempool.spool.sendable import DEFAULT_MAX_PARTS
 from modempool.spool.sims import Sims
 
 __all__ = [
@@ -101,6 +102,7 @@ class Spool:
         tz: tzinfo | None = None,
         busy_timeout: float = 30.0,
         synchronous: str = "normal",
+        max_parts: int = DEFAULT_MAX_PARTS,
     ) -> None:
         self.engine: Engine = open_engine(path, busy_timeout=busy_timeout,
                                           synchronous=synchronous)
@@ -109,7 +111,7 @@ class Spool:
         self.region = region
         self.tz = tz  # local time zone for day/month counters; None = the system's
         self.audit = AuditLog(self.engine)
-        self.messages = Messages(self.engine, region)
+        self.messages = Messages(self.engine, region, max_parts)
         self.decisions = Decisions(self.engine, self.audit)
         self.sims = Sims(self.engine, self.audit, tz)
         self.claims = Claims(self.engine, self.sims, self.audit)
@@ -200,6 +202,7 @@ class Spool:
     mark_many_sent = _Delegate("claims", "mark_many_sent")
     mark_failed = _Delegate("claims", "mark_failed")
     fail_queued = _Delegate("claims", "fail_queued")
+    cancel_queued = _Delegate("claims", "cancel_queued")
     mark_ambiguous = _Delegate("claims", "mark_ambiguous")
     requeue = _Delegate("claims", "requeue")
     recover_leases = _Delegate("claims", "recover_leases")

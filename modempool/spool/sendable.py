@@ -1,0 +1,30 @@
+"""What text may be queued: only text the dispatcher can send, so no queued message can fail
+inside the dispatch loop (issue 12: one 299-part message once stopped every send behind it)."""
+
+from __future__ import annotations
+
+from modempool.errors import UnsendableText
+
+#: Parts one message may take unless `[pool] max_parts` says otherwise (the codec allows 255).
+DEFAULT_MAX_PARTS = 10
+#: The most parts a concatenated SMS can have (TS 23.040 9.2.3.24.1: an 8-bit count).
+CODEC_MAX_PARTS = 255
+
+
+def check_text(text: object, max_parts: int = DEFAULT_MAX_PARTS) -> int:
+    """The number of parts `text` needs; UnsendableText (saying why) if it cannot be queued."""
+    from pdu import PduError, parts_needed
+
+    if not isinstance(text, str) or text == "":
+        raise UnsendableText("message text is empty")
+    if not text.strip():
+        raise UnsendableText("message text is only blank space")
+    try:
+        parts = parts_needed(text).parts
+    except PduError as exc:
+        raise UnsendableText(f"message text cannot be sent: {exc}") from None
+    if parts > max_parts:
+        raise UnsendableText(
+            f"message text of {len(text)} characters needs {parts} SMS parts; at most "
+            f"{max_parts} are allowed ([pool] max_parts; the network's limit is {CODEC_MAX_PARTS})")
+    return parts

@@ -1,0 +1,62 @@
+"""Property (issue 12): any text and any number either queue a message that the dispatcher can send,
+or are refused at enqueue with one clear line. Nothing enqueue accepts can fail inside the
+dispatcher's loop."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from modempool.dispatch.dispatcher import Dispatcher
+from modempool.errors import PoolError
+from modempool.spool import Spool
+from pdu import encode_submit, parts_needed
+
+MAX_PARTS = 4
+
+digits = st.text(st.sampled_from("0123456789"), min_size=0, max_size=16)
+numbers = st.one_of(
+    st.text(max_size=24),                                         # anything at all
+    st.builds(lambda p, d: p + d, st.sampled_from(["", "+", "+86", "-", "00", "+86 138", "(", "%"]),
+              digits),
+    st.sampled_from(["13800138000", "+8613800138000", "-13800138000", "+1 202 555 0143"]),
+)
+texts = st.one_of(
+    st.text(max_size=80),                                         # every code point, surrogates too
+    st.text(st.sampled_from("长a€ \x00\t\n😀{"), max_size=700),  # around the part limits
+    st.builds(lambda c, n: c * n, st.sampled_from(["a", "长", "😀", " ", "€"]),
+              st.integers(0, 2000)),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(numbers, texts)
+@example("-13800138000", "hello")
+@example("13800138000", "长" * 20000)
+@example("13800138000", "   ")
+def test_enqueue_accepts_only_what_the_dispatcher_can_send(number, text):
+    with tempfile.TemporaryDirectory() as folder:
+        spool = Spool(Path(folder) / "spool.db", max_parts=MAX_PARTS)
+        try:
+            try:
+                message = spool.enqueue(number, text)
+            except PoolError as exc:                      # refused: one clear line
+                reason = str(exc)
+                assert reason and "\n" not in reason and "Traceback" not in reason
+                assert spool.list() == []
+                return
+            assert message.to.startswith("+") and message.to[1:].isdigit()
+            assert not number.lstrip().startswith("-")
+            # What the dispatcher does with it: count its parts, then encode each one.
+            dispatcher = Dispatcher(spool, None, owner="test", slots=[])
+            assert dispatcher.parts_or_fail(message) == parts_needed(text).parts <= MAX_PARTS
+            assert spool.get(message.id).state.value == "queued"
+            parts = encode_submit(message.to, message.text, status_report=True,
+                                  reference=message.id % 256)
+            assert 1 <= len(parts) <= MAX_PARTS
+        finally:
+            spool.close()

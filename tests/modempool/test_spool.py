@@ -18,12 +18,21 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def spool(tmp_path):
+def spool(spool_target):
+    """A spool on each engine (SQLite file, PostgreSQL schema)."""
+    with Spool(spool_target) as spool:
+        yield spool
+
+
+@pytest.fixture
+def sqlite_spool(tmp_path):
+    """A spool as an SQLite file, for what is about SQLite itself."""
     with Spool(tmp_path / "spool.db") as spool:
         yield spool
 
 
-def test_enqueue_normalises_the_number_and_stores_a_readable_row(spool, tmp_path):
+def test_enqueue_normalises_the_number_and_stores_a_readable_row(sqlite_spool, tmp_path):
+    spool = sqlite_spool
     message = spool.enqueue("138 0013 8000", "你好")
     assert isinstance(message, Message)
     assert message.to == "+8613800138000"
@@ -172,7 +181,8 @@ def test_retry_moves_failed_ambiguous_expired_back_to_queued(spool):
     ids = spool.enqueue_many([{"to": f"1380013800{i}", "text": str(i)} for i in range(3)])
     spool.mark_failed(spool.claim_next("m1", "o", 60).id, "boom")
     spool.mark_ambiguous(spool.claim_next("m1", "o", 60).id, "silent modem")
-    spool.db.execute("UPDATE messages SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?",
+    with spool.transaction() as conn:
+        conn.execute("UPDATE messages SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?",
                      [ids[2]])
     assert spool.expire_due() == [ids[2]]
     for message_id in ids:
@@ -259,7 +269,8 @@ def test_transitions_need_the_lease(spool):
     assert spool.get(message.id).state is MessageState.SENT
 
 
-def test_claim_plan_uses_the_claim_index(spool):
+def test_claim_plan_uses_the_claim_index(sqlite_spool):
+    spool = sqlite_spool
     plan = " ".join(
         row[3] for row in spool.db.execute(
             "EXPLAIN QUERY PLAN SELECT * FROM messages WHERE state = 'queued' AND held = 0 "
@@ -267,7 +278,8 @@ def test_claim_plan_uses_the_claim_index(spool):
     assert "messages_claim" in plan and "TEMP B-TREE" not in plan
 
 
-def test_other_modules_can_add_tables(spool):
+def test_other_modules_can_add_tables(sqlite_spool):
+    spool = sqlite_spool
     spool.db["contacts"].insert({"name": "张三", "number": "+8613800138000"})
     assert spool.db["contacts"].count == 1
     assert {"messages", "parts", "inbound", "inbound_parts", "delivery_reports", "sims",

@@ -14,8 +14,9 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def path(tmp_path):
-    return tmp_path / "spool.db"
+def path(spool_target):
+    """The spool of a test, once per engine."""
+    return spool_target
 
 
 def _claim_all(path: str, owner: str, start, out) -> None:

@@ -12,8 +12,9 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def path(tmp_path):
-    return tmp_path / "spool.db"
+def path(spool_target):
+    """The spool of a test, once per engine."""
+    return spool_target
 
 
 def test_single_inbound_is_stored_with_normalised_sender(path):
@@ -85,7 +86,7 @@ def test_delivery_reports_deliver_a_message_when_all_parts_are_delivered(path):
         message = spool.get(message_id)
         assert message.state is MessageState.DELIVERED and message.delivered_at is not None
         assert [p["state"] for p in spool.parts(message_id)] == ["delivered", "delivered"]
-        assert spool.db["delivery_reports"].count == 2
+        assert spool.rows("SELECT count(*) FROM delivery_reports")[0][0] == 2
 
 
 def test_a_resumed_message_is_delivered_when_the_parts_of_both_attempts_are(path):
@@ -114,7 +115,7 @@ def test_reports_match_by_sim_reference_and_recipient(path):
         unknown = spool.store_delivery_report("m1", 5, "13700137000", 0)  # wrong recipient
         assert unknown.part_id is None and unknown.message_id is None
         assert spool.get(on_m1).state is MessageState.SENT
-        assert spool.db["delivery_reports"].count == 2  # kept even when unmatched
+        assert spool.rows("SELECT count(*) FROM delivery_reports")[0][0] == 2  # kept even when unmatched
 
 
 def test_reused_reference_matches_the_latest_part(path):

@@ -6,8 +6,8 @@ from modempool.spool import MessageState, Spool
 from modempool.spool.claims import SentPart
 
 
-def test_confirmations_of_several_sims_are_recorded_in_one_call(tmp_path) -> None:
-    spool = Spool(tmp_path / "spool.db")
+def test_confirmations_of_several_sims_are_recorded_in_one_call(spool_target) -> None:
+    spool = Spool(spool_target)
     ids = spool.enqueue_many({"to": "+8613800138000", "text": f"n{i}"} for i in range(3))
     for message_id, sim in zip(ids, ("a", "b", "c")):
         spool.claim(message_id, sim, f"o/{sim}")

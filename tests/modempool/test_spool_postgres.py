@@ -1,0 +1,64 @@
+"""What only the PostgreSQL engine does: reachability errors, row locks, NOTIFY, versions."""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from modempool.spool import Spool, SpoolTooNew, SpoolUnreachable
+from modempool.spool.schema import SCHEMA_VERSION
+
+
+def test_an_unreachable_database_names_the_host_and_the_reason():
+    with pytest.raises(SpoolUnreachable) as failure:
+        Spool("postgresql://pool:secret@127.0.0.1:1/sms")
+    text = str(failure.value)
+    assert "postgresql://pool@127.0.0.1:1/sms" in text and "secret" not in text
+    assert "refused" in text.lower()
+
+
+def test_a_missing_database_is_named(pg_cluster):
+    with pytest.raises(SpoolUnreachable, match='database "nosuchdb" does not exist'):
+        Spool(pg_cluster.url(dbname="nosuchdb"))
+
+
+def test_a_newer_schema_is_refused_and_left_untouched(pg_cluster):
+    url = pg_cluster.new_schema()
+    Spool(url).close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE modempool_schema SET version = %s", (SCHEMA_VERSION + 1,))
+        tables = conn.execute("SELECT count(*) FROM information_schema.tables "
+                              "WHERE table_schema = current_schema()").fetchone()[0]
+    with pytest.raises(SpoolTooNew, match="upgrade modempool"):
+        Spool(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM modempool_schema").fetchone()[0] == SCHEMA_VERSION + 1
+        assert conn.execute("SELECT count(*) FROM information_schema.tables "
+                            "WHERE table_schema = current_schema()").fetchone()[0] == tables
+
+
+def test_a_claim_skips_a_row_another_host_holds_instead_of_waiting(pg_cluster):
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        first, second = spool.enqueue_many([{"to": "13800138000", "text": "a"},
+                                            {"to": "13800138001", "text": "b"}])
+        with psycopg.connect(url) as other:  # another daemon, mid-transaction on `first`
+            other.execute("SELECT id FROM messages WHERE id = %s FOR UPDATE", (first,))
+            claimed = spool.claim_next("m1", "host-b:1/m1", 60)
+            assert claimed.id == second
+            other.rollback()
+        assert spool.claim_next("m1", "host-b:1/m1", 60).id == first
+
+
+def test_an_enqueue_on_one_host_wakes_a_dispatcher_waiting_on_another(pg_cluster):
+    url = pg_cluster.new_schema()
+    with Spool(url) as idle, Spool(url) as sender:
+        assert idle.engine.wait_for_enqueue(0.05) is False  # nothing queued: times out
+        woke: list[bool] = []
+        waiting = threading.Thread(target=lambda: woke.append(idle.engine.wait_for_enqueue(30)))
+        waiting.start()
+        sender.enqueue("13800138000", "你好")
+        waiting.join(timeout=30)
+        assert woke == [True]

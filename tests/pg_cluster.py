@@ -1,0 +1,87 @@
+"""A throwaway PostgreSQL cluster for the suite: `initdb` and `pg_ctl` in a temporary directory.
+
+Debian's `postgresql` package puts the server programs in /usr/lib/postgresql/<version>/bin (not
+on PATH). The server refuses to run as root, so when the suite runs as root (CI does) the
+cluster belongs to the `postgres` user that the package creates. It listens on a Unix socket in
+its own directory only (no TCP port to collide on), with fsync off: it is thrown away.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from urllib.parse import quote
+
+from tests.programs import require_program
+
+
+def server_program(name: str) -> str:
+    """The path of a PostgreSQL server program (`initdb`, `pg_ctl`), newest version first."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0)
+    if candidates:
+        return candidates[-1]
+    require_program("pg_ctlcluster")  # names the package to install
+    raise AssertionError(f"{name} not found although postgresql is installed")
+
+
+class PgCluster:
+    """One cluster: `start()`, `url(schema)`, `stop()`, `remove()`."""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="modempool-pg-"))
+        self.data = self.directory / "data"
+        self.user = None if os.geteuid() != 0 else "postgres"
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.directory, entry.pw_uid, entry.pw_gid)
+        self._run([server_program("initdb"), "-D", str(self.data), "-U", "postgres",
+                   "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"])
+        self._counter = 0
+
+    def _run(self, argv: list[str]) -> None:
+        result = subprocess.run(argv, user=self.user, capture_output=True, text=True, timeout=120,
+                                cwd=self.directory)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed: {result.stdout}{result.stderr}")
+
+    def start(self) -> None:
+        options = (f"-k {self.directory} -c listen_addresses='' -c fsync=off "
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self._run([server_program("pg_ctl"), "-D", str(self.data), "-o", options,
+                   "-l", str(self.directory / "server.log"), "-w", "-t", "60", "start"])
+
+    def stop(self) -> None:
+        self._run([server_program("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+
+    def remove(self) -> None:
+        try:
+            self.stop()
+        except RuntimeError:
+            pass
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def url(self, schema: str | None = None, dbname: str = "postgres") -> str:
+        """A URL for the cluster; with `schema`, the spool's tables live in that schema."""
+        url = f"postgresql://postgres@/{dbname}?host={quote(str(self.directory))}"
+        if schema:
+            url += "&options=" + quote(f"-csearch_path={schema}")
+        return url
+
+    def new_schema(self) -> str:
+        """A fresh, empty schema: one spool per test without a database per test."""
+        import psycopg
+
+        self._counter += 1
+        name = f"t{os.getpid()}_{self._counter}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {name}")
+        return self.url(name)

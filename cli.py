@@ -1552,5 +1552,9 @@ from modempool.commands.box import register as _register_box  # noqa: E402
 _register_box(main)
 
 
+from modempool.commands.spool import register as _register_spool  # noqa: E402
+
+_register_spool(main)
+
 if __name__ == "__main__":
     main()

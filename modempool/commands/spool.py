@@ -1,0 +1,53 @@
+"""`modempool spool ...`: the spool itself (for now: `migrate --to postgresql://...`)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.group("spool")
+def spool_group() -> None:
+    """The spool's database: move it to PostgreSQL."""
+
+
+@spool_group.command("migrate")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default ./modempool.toml, then ~/.config/modempool/).")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
+              help="The SQLite spool to copy (default: the config's [spool] path).")
+@click.option("--to", "target", required=True, metavar="URL",
+              help="postgresql://user@host/db to copy into (created or upgraded as needed).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def migrate_command(config_path, db_path, target, as_json) -> None:
+    """Copy an SQLite spool (messages, parts, inbound, reports, SIMs, events and the operator
+    tables the target has) into PostgreSQL and verify the counts. A second run copies nothing."""
+    from modempool.errors import PoolError
+    from modempool.spool.migrate import migrate
+
+    try:
+        if db_path is None:
+            from modempool.config import load_config
+
+            db_path = load_config(config_path).spool_path
+        result = migrate(db_path, target)
+    except PoolError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"{result.source} -> {result.target}")
+        for table in result.tables:
+            mark = "ok" if table.agrees else "DIFFERS"
+            click.echo(f"  {table.table:<18} {table.source:>9} rows, {table.copied:>9} copied now,"
+                       f" {table.target:>9} in the target  {mark}")
+        if result.skipped:
+            click.echo(f"  not copied (no such table in the target): {', '.join(result.skipped)}")
+    if not result.agrees:
+        raise click.ClickException("the counts differ: the target has rows the source has not, "
+                                   "or a copy failed (see above)")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(spool_group)

@@ -1,0 +1,110 @@
+"""Copy an SQLite spool into PostgreSQL (`modempool spool migrate --to postgresql://...`).
+
+Every row of every table the two have in common is copied by its key, so a second run copies
+nothing and a run stopped midway is finished by the next. The copy is one transaction on the
+target; afterwards each table's row count is compared, and the target's id sequences are moved
+past the copied ids so that new rows do not collide with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modempool.errors import PoolError
+from modempool.spool.store import Spool
+
+#: Copied first, in this order (parts refer to messages, reports to parts).
+SPOOL_TABLES = ("messages", "parts", "inbound", "inbound_parts", "delivery_reports", "sims",
+                "events", "daemons")
+#: Not copied: each engine keeps its own.
+ENGINE_TABLES = frozenset({"modempool_schema", "sqlite_sequence", "sqlite_stat1"})
+
+
+@dataclass(frozen=True, slots=True)
+class TableCopy:
+    table: str
+    source: int     # rows in the SQLite spool
+    copied: int     # rows this run added to the target
+    target: int     # rows in the target afterwards
+
+    @property
+    def agrees(self) -> bool:
+        return self.source == self.target
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    source: str
+    target: str
+    tables: tuple[TableCopy, ...] = field(default_factory=tuple)
+    skipped: tuple[str, ...] = ()   # source tables the target has no place for
+
+    @property
+    def agrees(self) -> bool:
+        return all(t.agrees for t in self.tables)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "target": self.target, "agrees": self.agrees,
+                "skipped": list(self.skipped),
+                "tables": [{"table": t.table, "source": t.source, "copied": t.copied,
+                            "target": t.target} for t in self.tables]}
+
+
+def migrate(source: str | Path, target: str, *, batch: int = 5000) -> Migration:
+    """Copy the SQLite spool `source` into the PostgreSQL spool at `target` (created or upgraded
+    as needed) and verify the counts. Raises PoolError for a source that is not an SQLite spool
+    file or a target that is not PostgreSQL."""
+    if not str(target).startswith(("postgresql://", "postgres://")):
+        raise PoolError(f"--to must be a postgresql:// URL, not {target!r}")
+    if not Path(source).is_file():
+        raise PoolError(f"no spool file at {source}")
+    with Spool(source) as old, Spool(target) as new:
+        source_tables = set(old.table_names()) - ENGINE_TABLES
+        target_tables = set(new.table_names()) - ENGINE_TABLES
+        ordered = [t for t in SPOOL_TABLES if t in source_tables] + sorted(
+            source_tables & target_tables - set(SPOOL_TABLES))
+        copies = []
+        with new.engine.tx() as conn:
+            for table in ordered:
+                copies.append(_copy_table(old, new, conn, table, batch))
+            for table in ordered:
+                _advance_sequence(new, conn, table)
+        return Migration(old.where, new.where, tuple(copies),
+                         tuple(sorted(source_tables - target_tables)))
+
+
+def _copy_table(old: Spool, new: Spool, conn: Any, table: str, batch: int) -> TableCopy:
+    source_columns = [r["name"] for r in old.rows(f"PRAGMA table_info({table})")]
+    target_columns = {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = ?", (table,)).fetchall()}
+    columns = [c for c in source_columns if c in target_columns]
+    names = ", ".join(columns)
+    insert = (f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' for _ in columns)}) "
+              "ON CONFLICT DO NOTHING")
+    copied, total, offset = 0, 0, 0
+    while True:  # by rowid pages: a large spool never sits in memory whole
+        rows = old.rows(f"SELECT rowid AS _rowid, {names} FROM {table} WHERE rowid > ? "
+                        f"ORDER BY rowid LIMIT ?", (offset, batch))
+        if not rows:
+            break
+        offset = rows[-1][0]
+        total += len(rows)
+        copied += conn.executemany(insert, [tuple(row[1:]) for row in rows]).rowcount
+    target = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return TableCopy(table, total, max(copied, 0), target)
+
+
+def _advance_sequence(new: Spool, conn: Any, table: str) -> None:
+    has_id = conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = ? AND column_name = 'id'", (table,)).fetchone()
+    if has_id is None:
+        return
+    sequence = conn.execute("SELECT pg_get_serial_sequence(?, 'id')", (table,)).fetchone()[0]
+    if sequence is None:
+        return
+    conn.execute(f"SELECT setval(?, greatest((SELECT coalesce(max(id), 0) FROM {table}), 1), "
+                 f"(SELECT count(*) > 0 FROM {table}))", (sequence,))

@@ -1,0 +1,88 @@
+"""`modempool spool migrate --to postgresql://...`: an SQLite spool copied whole, verified,
+and a second run that copies nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+
+from modempool.errors import PoolError
+from modempool.spool import MessageState, Spool
+from modempool.spool.migrate import migrate
+
+
+def _busy_sqlite_spool(path) -> dict[str, int]:
+    """A spool with a message in every interesting state, parts, inbound, a report, a SIM."""
+    with Spool(path) as spool:
+        ids = spool.enqueue_many([{"to": f"1380013800{i}", "text": f"第{i}条", "client_id": f"c{i}"}
+                                  for i in range(6)])
+        sent = spool.claim_next("m1", "h:1/m1", 60)
+        spool.mark_part_writing(sent.id, 1, 1, lease_owner="h:1/m1")
+        spool.mark_last_part_sent(sent.id, 1, None, 17, lease_owner="h:1/m1")
+        spool.store_delivery_report("m1", 17, sent.to, 0)
+        failed = spool.claim_next("m1", "h:1/m1", 60)
+        spool.mark_failed(failed.id, "boom", lease_owner="h:1/m1")
+        spool.cancel(ids[-1])
+        spool.store_inbound("+8613912345678", "你好", sim="m1",
+                            received_at=datetime(2026, 3, 1, tzinfo=timezone.utc))
+        spool.store_inbound_part("m1", "+8613912345678", 5, 2, 1, "half")
+        spool.upsert_sim("m1", iccid="8986001", operator="CMCC")
+        return {t: spool.rows(f"SELECT count(*) FROM {t}")[0][0]
+                for t in ("messages", "parts", "inbound", "inbound_parts", "delivery_reports",
+                          "sims", "events")}
+
+
+def test_migrate_copies_everything_verifies_and_a_second_run_does_nothing(tmp_path, pg_cluster):
+    source = tmp_path / "spool.db"
+    counts = _busy_sqlite_spool(source)
+    url = pg_cluster.new_schema()
+    first = migrate(source, url)
+    assert first.agrees
+    copied = {t.table: t.copied for t in first.tables}
+    assert {t: copied[t] for t in counts} == counts
+    second = migrate(source, url)
+    assert second.agrees and all(t.copied == 0 for t in second.tables)
+    with Spool(source) as old, Spool(url) as new:
+        assert [m.to_dict() for m in new.list()] == [m.to_dict() for m in old.list()]
+        assert new.counts() == old.counts()
+        assert new.counts()["delivered"] == 1 and new.counts()["cancelled"] == 1
+        assert new.inbound() == old.inbound()
+        assert new.sim("m1")["iccid"] == "8986001"
+        assert new.pending_inbound_parts()[0]["text"] == "half"
+        # New rows take ids after the copied ones, and the queue goes on where it stopped.
+        assert new.enqueue("13800138009", "new").id > max(m.id for m in old.list())
+        assert new.get_by_client_id("c0").state is MessageState.DELIVERED
+        assert new.claim_next("m1", "h2:1/m1", 60).id == old.list(state="queued")[0].id
+
+
+def test_migrate_refuses_a_target_that_is_not_postgresql(tmp_path):
+    _busy_sqlite_spool(tmp_path / "spool.db")
+    with pytest.raises(PoolError, match="postgresql:// URL"):
+        migrate(tmp_path / "spool.db", str(tmp_path / "other.db"))
+
+
+def _modempool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_command_prints_the_counts_and_exits_nonzero_on_an_unreachable_target(
+        tmp_path, pg_cluster):
+    source = tmp_path / "spool.db"
+    _busy_sqlite_spool(source)
+    url = pg_cluster.new_schema()
+    done = _modempool("spool", "migrate", "--db", str(source), "--to", url, "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["agrees"] and {t["table"]: t["copied"] for t in report["tables"]}["messages"] == 6
+    again = _modempool("spool", "migrate", "--db", str(source), "--to", url)
+    assert again.returncode == 0 and "messages" in again.stdout and " 0 copied now" in again.stdout
+    down = _modempool("spool", "migrate", "--db", str(source), "--to",
+                      "postgresql://pool:secret@127.0.0.1:1/sms")
+    assert down.returncode == 1 and "Traceback" not in down.stderr
+    assert "127.0.0.1:1" in down.stderr and "refused" in down.stderr.lower()
+    assert "secret" not in down.stderr

@@ -611,11 +611,12 @@ def status_command(config_path, as_json) -> None:
 
     click.echo(status.daemon.describe())
     _pool_table(f"{len(sims)} SIM(s) — spool {status.spool}",
-                ["sim", "state", "number", "signal", "operator", "today", "month", "errors",
-                 "port", "note"],
+                ["sim", "state", "number", "signal", "operator", "balance", "today", "month",
+                 "errors", "port", "note"],
                 [(s["name"], s.get("state"), s.get("msisdn"), s.get("signal"), s.get("operator"),
-                  of(s["sent_today"], s["per_day"]), of(s["sent_month"], s["per_month"]),
-                  s.get("errors"), s.get("port"), sim_note(s)) for s in sims])
+                  s.get("balance"), of(s["sent_today"], s["per_day"]),
+                  of(s["sent_month"], s["per_month"]), s.get("errors"), s.get("port"), sim_note(s))
+                 for s in sims])
     click.echo("queue: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n or
                                      state == "queued"))
     if campaigns:

@@ -16,9 +16,9 @@ from datetime import datetime, time, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modempool.config_values import (at_least, between, clock, flag, listen_address, one_of,
-                                     pin_code, positive_seconds, prefixes, region_code, seconds,
-                                     strategy_name, text, text_list, timezone_name)
+from modempool.config_values import (amount, at_least, between, clock, flag, listen_address,
+                                     one_of, pin_code, positive_seconds, prefixes, region_code,
+                                     seconds, strategy_name, text, text_list, timezone_name)
 from modempool.errors import ConfigError, UnknownSim
 from modempool.numbers import DEFAULT_REGION
 from modempool.spool.sendable import CODEC_MAX_PARTS, DEFAULT_MAX_PARTS
@@ -74,6 +74,53 @@ class RetryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BalanceRule:
+    """One `[[balance]]` table: how the SIMs of an operator are asked for their credit, by USSD
+    (`ussd = "*100#"`) or by SMS (`sms_to = "10086"`, `sms_text = "CXYE"`), and how the answer
+    is read: `pattern`'s first group (default: the first number in the answer)."""
+
+    operator: str = "*"                 # as the modem names it ("China Mobile"); "*" any
+    ussd: str | None = None
+    sms_to: str | None = None
+    sms_text: str | None = None
+    pattern: str = r"(\d+(?:\.\d+)?)"
+    low: float | None = None            # below this: a low-balance event and a warning
+    empty: float = 0.0                  # at or below this: out of credit, out of rotation
+    check_every: float = 6 * 3600.0     # seconds between checks of one SIM
+    check_after: int | None = None      # also after this many SMS sent by the SIM
+    reply_timeout: float = 120.0        # SMS queries: how long to wait for the reply
+
+    def applies_to(self, operator: str | None) -> bool:
+        return self.operator == "*" or (operator or "").strip().lower() == self.operator.strip().lower()
+
+    def amount(self, answer: str) -> float | None:
+        """The balance read from an answer (None when the pattern does not match)."""
+        match = re.search(self.pattern, answer)
+        if not match:
+            return None
+        try:
+            return float((match.group(1) if match.groups() else match.group(0)).replace(",", ""))
+        except ValueError:
+            return None
+
+
+def balance_rule(table: dict[str, Any]) -> BalanceRule:
+    """A checked BalanceRule (ValueError naming what is wrong)."""
+    rule = BalanceRule(**table)
+    if bool(rule.ussd) == bool(rule.sms_to or rule.sms_text):
+        raise ValueError("give either ussd, or sms_to and sms_text")
+    if rule.sms_to and not rule.sms_text or rule.sms_text and not rule.sms_to:
+        raise ValueError("an SMS balance query needs both sms_to and sms_text")
+    try:
+        re.compile(rule.pattern)
+    except re.error as exc:
+        raise ValueError(f"pattern is not a regular expression: {exc}") from None
+    if rule.low is not None and rule.low < rule.empty:
+        raise ValueError("low must not be below empty")
+    return rule
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
     """`[http]`: the HTTP API (docs/http.md). `listen` None: `run` serves no API."""
 
@@ -117,6 +164,7 @@ class Config:
     synchronous: str = "normal"      # "full": also survives a power cut (slower)
     log_level: str = "INFO"
     log_file: str | None = None
+    balance: tuple[BalanceRule, ...] = ()
     http: HttpConfig = field(default_factory=HttpConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     raw: dict[str, Any] = field(default_factory=dict)
@@ -139,6 +187,10 @@ class Config:
 
     def modem(self, name: str) -> ModemConfig | None:
         return next((m for m in self.modems if m.name == name), None)
+
+    def balance_rule(self, operator: str | None) -> BalanceRule | None:
+        """How a SIM of `operator` is asked for its balance (the first rule that applies)."""
+        return next((rule for rule in self.balance if rule.applies_to(operator)), None)
 
     def check_sims(self, names: Iterable[str]) -> None:
         """UnknownSim if any of `names` is no configured modem: a message bound to it would wait
@@ -177,11 +229,14 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "logging": {"level": one_of("debug", "info", "warning", "error"), "file": text},
     "http": {"listen": listen_address, "public": flag, "behind_proxy": flag, "tls_cert": text,
              "tls_key": text, "max_body": at_least(1024), "auth_failures_per_minute": at_least(1)},
+    "balance": {"operator": text, "ussd": text, "sms_to": text, "sms_text": text,
+                "pattern": text, "low": amount, "empty": amount, "check_every": seconds,
+                "check_after": at_least(1), "reply_timeout": seconds},
     "webhooks": {"retry_base": seconds, "retry_max": seconds, "give_up_after": at_least(86400),
                  "timeout": seconds},
 }
 OPEN_SECTIONS = frozenset({"simulator"})   # unknown keys allowed (read by the simulator)
-ARRAY_SECTIONS = frozenset({"modem"})
+ARRAY_SECTIONS = frozenset({"modem", "balance"})
 
 
 # ---- loading ------------------------------------------------------------------------------
@@ -230,6 +285,7 @@ def parse_config(text: str, path: Path) -> Config:
     where = _Locator(text, path)
     values: dict[str, dict[str, Any]] = {}
     modems: list[ModemConfig] = []
+    balance: list[BalanceRule] = []
     for section, content in raw.items():
         if section in OPERATOR_SECTIONS:
             continue
@@ -242,6 +298,12 @@ def parse_config(text: str, path: Path) -> Config:
                 raise where.error(None, None, section, f"use [[{section}]] (one table per {section})")
             for index, table in enumerate(content):
                 checked = where.check(section, index, table)
+                if section == "balance":
+                    try:
+                        balance.append(balance_rule(checked))
+                    except ValueError as exc:
+                        raise where.error(section, index, None, str(exc)) from None
+                    continue
                 for required in ("name", "port"):
                     if required not in checked:
                         raise _error(path, where.line_of(section, index, None), required,
@@ -278,6 +340,7 @@ def parse_config(text: str, path: Path) -> Config:
         synchronous=spool.get("synchronous", default.synchronous),
         log_level=logging_.get("level", default.log_level).upper(),
         log_file=logging_.get("file"),
+        balance=tuple(balance),
         http=HttpConfig(**values.get("http", {})),
         webhooks=WebhooksConfig(**values.get("webhooks", {})),
         raw=raw,

@@ -41,6 +41,13 @@ def seconds(value: Any) -> float:
     return float(value)
 
 
+def amount(value: Any) -> float:
+    """A sum of money (a balance threshold): any number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number, got {value!r}")
+    return float(value)
+
+
 def text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected a non-empty string, got {value!r}")

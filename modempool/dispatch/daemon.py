@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from modempool.dispatch.balance import BalanceTracker
 from modempool.dispatch.dispatcher import Dispatcher
 from modempool.errors import PoolError
 from modempool.dispatch.inbound import InboundStore
@@ -59,6 +60,7 @@ class Daemon(ModemTaskMixin):
         self.started_at = datetime.now(timezone.utc)
         self.dispatcher: Dispatcher | None = None
         self.desk: RequestDesk | None = None
+        self.balance: BalanceTracker | None = None
         self.bank: Any = None
         self.ready = asyncio.Event()
         self.incomplete_after = timedelta(hours=12)  # wait this long for missing SMS parts
@@ -112,6 +114,8 @@ class Daemon(ModemTaskMixin):
                 if self._stop.is_set():
                     self.dispatcher.stop()
                 self.desk = RequestDesk(self.spool, self.owner, slots)
+                self.balance = BalanceTracker(self.spool, self.config, slots, self.desk)
+                self.desk.on_ussd = self.balance.on_ussd
                 inbound = InboundStore(self.spool, self.config, self.handlers)
                 log.info("modempool starting: %d modem%s, spool %s, strategy %s", len(specs),
                          "" if len(specs) == 1 else "s", self.spool.path,
@@ -123,6 +127,7 @@ class Daemon(ModemTaskMixin):
                     tasks.create_task(self._checkpoints(), name="checkpoints")
                     tasks.create_task(self._heartbeat(), name="heartbeat")
                     tasks.create_task(self.desk.run(self._stop), name="requests")
+                    tasks.create_task(self.balance.run(self._stop), name="balance")
                     tasks.create_task(self._recurring_jobs(), name="recurring")
                     tasks.create_task(self._http_sidecar(), name="http")
                     for spec, slot in zip(specs, slots):

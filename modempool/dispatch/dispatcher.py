@@ -18,7 +18,7 @@ from typing import Any
 
 from modempool.dispatch import limits as limits_mod
 from modempool.dispatch.sending import RetryPolicy, SendingMixin
-from modempool.dispatch.sim_slot import PREFETCH, SimSlot, SimState
+from modempool.dispatch.sim_slot import PREFETCH, SimSlot
 from modempool.spool.claims import SentPart
 from modempool.dispatch.strategies import SimView, Strategy, StrategyState, choose_sim
 
@@ -79,7 +79,7 @@ class Dispatcher(SendingMixin):
         """Assign messages to free SIMs until `stop()`."""
         while not self.stopping.is_set():
             self.wake.clear()
-            if not any(s.state is SimState.UP and s.assigned == 0 for s in self.slots.values()):
+            if not any(s.in_rotation and s.assigned == 0 for s in self.slots.values()):
                 await self.quiet_moment(PREFETCH_PATIENCE)
             try:
                 handed = self.dispatch_once(at_most=CLAIMS_PER_ROUND)
@@ -118,13 +118,13 @@ class Dispatcher(SendingMixin):
         if loop_time - self._last_expiry >= 1.0:
             self._last_expiry = loop_time
             self.spool.expire_due(now)
-        free = [s for s in self.slots.values() if s.state is SimState.UP and not s.busy]
+        free = [s for s in self.slots.values() if s.in_rotation and not s.busy]
         room = sum(PREFETCH - s.assigned for s in free)
         if at_most is not None:  # but a SIM with nothing in hand is never kept waiting
             room = min(room, max(at_most, sum(s.assigned == 0 for s in free)))
         if not free or self.stopping.is_set():
             return 0
-        up = [s for s in self.slots.values() if s.state is SimState.UP]
+        up = [s for s in self.slots.values() if s.in_rotation]
         # What each SIM looks like this round (its view and its room under the limits).
         views = {s.name: s.view(now) for s in up}
         rooms = {s.name: s.room(now) for s in up}

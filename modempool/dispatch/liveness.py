@@ -85,6 +85,8 @@ def sim_note(row: dict[str, Any]) -> str:
     """What `status` says beside a SIM: why and until when it is quarantined, why it is down,
     or its last state when no daemon runs."""
     state = row.get("state")
+    if row.get("no_credit"):
+        return f"out of credit (balance {row.get('balance')}): out of rotation until topped up"
     if state == "quarantined":
         until = from_text(row.get("quarantined_until"))
         return (f"{row.get('last_error') or 'quarantined'}"

@@ -54,6 +54,8 @@ class ModemTaskMixin:
                 slot.operator = info.operator or ""
                 slot.errors_in_row = 0
                 self._update_sim(spec, slot, SimState.UP, info=info)
+                if self.balance is not None:
+                    self.balance.wake.set()  # a SIM that comes up: its balance, if due
                 mlog.info("up: %s %s, operator %s, signal %s dBm, number %s",
                           info.manufacturer or "", info.model or "", info.operator,
                           info.signal_dbm, info.msisdn or "?")

@@ -24,7 +24,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from modempool.dispatch import limits as limits_mod
-from modempool.dispatch.sim_slot import SimState
 from modempool.spool.claims import SentPart
 from modempool.spool.model import LeaseLost
 
@@ -239,7 +238,7 @@ class SendingMixin:
         # too: such a message waits for this SIM (sending all again would repeat those parts).
         others = [] if sent else [
             s for s in self.slots.values()
-            if s.name != slot.name and s.state is SimState.UP and s.accepts(message.to)
+            if s.name != slot.name and s.in_rotation and s.accepts(message.to)
             and (not message.sims or s.name in message.sims)]
         delay = 0.0 if others else self.policy.delay(attempts) * random.uniform(0.8, 1.2)
         mlog.info("message %s: %s; retrying %s", message.id, exc,

@@ -47,6 +47,12 @@ class SimSlot:
     assigned: int = 0               # messages handed to it and not finished
     assigned_parts: int = 0         # their SMS, counted against the limits in advance
     inbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=PREFETCH))
+    no_credit: bool = False         # its balance says it cannot pay: out of rotation until topped up
+
+    @property
+    def in_rotation(self) -> bool:
+        """Up, and with credit: the dispatcher may hand it messages."""
+        return self.state is SimState.UP and not self.no_credit
 
     @property
     def busy(self) -> bool:

@@ -141,6 +141,7 @@ SIM_COLUMNS = frozenset(
     {
         "port", "imsi", "iccid", "msisdn", "operator", "state", "signal", "sent_today", "day",
         "sent_month", "month", "sent_total", "errors", "last_error", "quarantined_until",
+        "balance", "balance_text", "balance_at", "no_credit",
     }
 )
 
@@ -177,10 +178,18 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_pending ON requests (state, sim);
 """
 
+#: Each SIM's credit as its operator last told it (`[[balance]]` in the config).
+SIM_BALANCE = """
+ALTER TABLE sims ADD COLUMN balance REAL;         -- the amount read from the answer
+ALTER TABLE sims ADD COLUMN balance_text TEXT;    -- the answer itself (USSD or SMS)
+ALTER TABLE sims ADD COLUMN balance_at TEXT;
+ALTER TABLE sims ADD COLUMN no_credit INTEGER NOT NULL DEFAULT 0;  -- 1: out of rotation until topped up
+"""
+
 #: version -> the script that brings a spool of the version before up to it. A spool records
 #: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
-MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS}
+MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

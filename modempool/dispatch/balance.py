@@ -1,0 +1,171 @@
+"""Each SIM's credit: asked of its operator now and then, stored in the spool, acted upon.
+
+A `[[balance]]` rule of the config says, per operator, how to ask (a USSD code, or an SMS such
+as `CXYE` to 10086 whose reply comes back as an SMS) and how to read the answer. The daemon asks
+when a SIM comes up, every `check_every` seconds and after every `check_after` SMS. A balance
+below `low` raises a `balance-low` event and a warning; at or below `empty` the SIM leaves the
+rotation (`no_credit`) until a later answer shows it topped up: the next check, or any
+`modempool ussd SIM CODE` with the rule's code, which is read the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from modempool.config import BalanceRule
+from modempool.dispatch.sim_slot import SimSlot, SimState
+from modempool.spool.model import from_text, utcnow
+
+log = logging.getLogger("modempool.dispatch.balance")
+
+LOOK_EVERY = 15.0        # seconds between looks for SIMs whose balance is due
+EMPTY_RECHECK = 600.0    # a SIM out of credit is asked again this often (topped up yet?)
+
+
+class BalanceTracker:
+    """The daemon's balance checks; `desk` runs USSD on the modems, `send_sms` the SMS queries."""
+
+    def __init__(self, spool: Any, config: Any, slots: list[SimSlot], desk: Any) -> None:
+        self.spool = spool
+        self.config = config
+        self.slots = {slot.name: slot for slot in slots}
+        self.desk = desk
+        self._sent_at_check: dict[str, int] = {}
+        self._checking: set[str] = set()
+        self.wake = asyncio.Event()   # set when a SIM comes up: check it soon
+        for slot in slots:            # out of credit in an earlier run: still out until shown otherwise
+            row = spool.sim(slot.name) or {}
+            slot.no_credit = bool(row.get("no_credit"))
+
+    def rule_for(self, sim: str) -> BalanceRule | None:
+        return self.config.balance_rule(self.slots[sim].operator or None)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`: ask every SIM that is due, one SIM at a time per modem."""
+        if not self.config.balance:
+            return
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while not stop.is_set():
+                for name, slot in self.slots.items():
+                    if name not in self._checking and self.due(slot):
+                        self._checking.add(name)
+                        task = asyncio.create_task(self._check(name), name=f"balance {name}")
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(LOOK_EVERY):
+                        await _first_set(stop, self.wake)
+        finally:
+            for task in list(tasks):
+                task.cancel()
+
+    def due(self, slot: SimSlot, now: datetime | None = None) -> bool:
+        """Whether the SIM should be asked now."""
+        rule = self.rule_for(slot.name)
+        if rule is None or slot.state is not SimState.UP:
+            return False
+        row = self.spool.sim(slot.name) or {}
+        last = from_text(row.get("balance_at"))
+        if last is None:
+            return True
+        age = ((now or utcnow()) - last).total_seconds()
+        if age >= (min(rule.check_every, EMPTY_RECHECK) if slot.no_credit else rule.check_every):
+            return True
+        sent = int(row.get("sent_total") or 0)
+        baseline = self._sent_at_check.setdefault(slot.name, sent)
+        return rule.check_after is not None and sent - baseline >= rule.check_after
+
+    async def _check(self, sim: str) -> None:
+        try:
+            await self.check(sim)
+        except Exception as exc:
+            logging.getLogger(f"modempool.modem.{sim}").warning("balance check failed: %s", exc)
+            # not again at once: count it as a check without an amount
+            self.spool.upsert_sim(sim, balance_at=utcnow())
+        finally:
+            self._checking.discard(sim)
+
+    async def check(self, sim: str) -> float | None:
+        """Ask the SIM's operator now; returns the amount read (None if the answer had none)."""
+        rule = self.rule_for(sim)
+        if rule is None:
+            return None
+        if rule.ussd:
+            text = await self.desk.ussd(sim, rule.ussd)  # recorded by `on_ussd`
+            return rule.amount(text)
+        text = await self._sms_query(sim, rule)
+        return self.record(sim, rule, text)
+
+    async def on_ussd(self, sim: str, code: str, text: str) -> None:
+        """Every USSD answer on the daemon's modems: the rule's code is a balance answer."""
+        rule = self.rule_for(sim)
+        if rule is not None and rule.ussd and rule.ussd == code:
+            self.record(sim, rule, text)
+
+    def record(self, sim: str, rule: BalanceRule, text: str) -> float | None:
+        """Store an answer; low balance and out-of-credit follow from it."""
+        mlog = logging.getLogger(f"modempool.modem.{sim}")
+        slot = self.slots[sim]
+        row = self.spool.sim(sim) or {}
+        self._sent_at_check[sim] = int(row.get("sent_total") or 0)
+        amount = rule.amount(text)
+        if amount is None:
+            mlog.warning("balance answer not understood (pattern %s): %s", rule.pattern, text)
+            self.spool.upsert_sim(sim, balance_text=text, balance_at=utcnow())
+            return None
+        empty = amount <= rule.empty
+        self.spool.upsert_sim(sim, balance=amount, balance_text=text, balance_at=utcnow(),
+                              no_credit=int(empty))
+        if empty and not slot.no_credit:
+            mlog.warning("out of credit (balance %.2f): out of rotation until topped up", amount)
+            self.spool.record_event("balance-empty", sim=sim, detail={"balance": amount})
+        elif not empty and slot.no_credit:
+            mlog.info("topped up (balance %.2f): back in rotation", amount)
+            self.spool.record_event("balance-topped-up", sim=sim, detail={"balance": amount})
+        elif rule.low is not None and amount < rule.low:
+            mlog.warning("low balance: %.2f (below %.2f)", amount, rule.low)
+            self.spool.record_event("balance-low", sim=sim,
+                                    detail={"balance": amount, "low": rule.low})
+        else:
+            mlog.info("balance %.2f", amount)
+        slot.no_credit = empty
+        return amount
+
+    async def _sms_query(self, sim: str, rule: BalanceRule) -> str:
+        """Send the query SMS from the SIM and wait for the operator's reply to it."""
+        from pdu import encode_submit
+
+        assert rule.sms_to and rule.sms_text
+        modem = self.desk.modems.get(sim)
+        if modem is None or self.slots[sim].state is not SimState.UP:
+            raise RuntimeError(f"SIM {sim} is not up")
+        asked = utcnow() - timedelta(seconds=1)
+        await modem.send(encode_submit(rule.sms_to, rule.sms_text))
+        self.spool.count_sent(sim, 1)
+        deadline = asyncio.get_running_loop().time() + rule.reply_timeout
+        wanted = _digits(rule.sms_to)
+        while asyncio.get_running_loop().time() < deadline:
+            for row in reversed(self.spool.inbound(since=asked)):  # stored by the inbound path
+                if row["sim"] == sim and _digits(row["sender"]).endswith(wanted):
+                    return str(row["text"])
+            await asyncio.sleep(1.0)  # the reply is stored by another task: look again
+        raise TimeoutError(f"no reply from {rule.sms_to} within {rule.reply_timeout:g} s")
+
+
+def _digits(number: str) -> str:
+    return "".join(ch for ch in number if ch.isdigit())
+
+
+async def _first_set(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,9 +1,10 @@
-"""What one API account may do with the pool: `AccountPool(spool, config, account)`.
+"""What one API account may do with the pool: `pool.for_account(account)` (an `AccountPool`).
 
-Every rule of the API lives here, not in the HTTP layer: the account's role, its SIMs and
-quotas, that it sees and cancels only its own messages (another account's message is "not
-found", never "forbidden": its existence is not revealed), that its idempotency keys are its
-own. The HTTP routes and the Kannel interface translate requests into these calls.
+It wraps the front door (`modempool.Pool`, which keeps the rules for everyone: numbers,
+SIM names, blacklist, opt-outs) and adds the account's own: its role, its SIMs and quotas,
+that it sees and cancels only its own messages (another account's message is "not found",
+never "forbidden": its existence is not revealed), that its idempotency keys are its own.
+The HTTP routes and the Kannel interface translate requests into these calls.
 """
 
 from __future__ import annotations
@@ -16,13 +17,8 @@ from typing import Any
 
 from modempool.accounts import (Account, Forbidden, check_quota, namespaced_client_id, record_owner,
                                 sims_for_send)
-from modempool.errors import InvalidNumber, NotFound, PoolError
+from modempool.errors import NotFound, PoolError
 from modempool.spool.model import Message, MessageState, to_text, utcnow
-
-
-class Refused(PoolError):
-    """A send refused for one number (blacklist, opt-out); nothing was queued."""
-
 
 @dataclass(frozen=True, slots=True)
 class Queued:
@@ -40,9 +36,10 @@ class Queued:
 class AccountPool:
     """The pool as one account sees it (the tables exist once `Accounts(spool)` was made)."""
 
-    def __init__(self, spool: Any, config: Any, account: Account) -> None:
-        self.spool = spool
-        self.config = config
+    def __init__(self, pool: Any, account: Account) -> None:
+        self.pool = pool
+        self.spool = pool.spool
+        self.config = pool.config
         self.account = account
 
     # ---- sending --------------------------------------------------------------------------
@@ -56,8 +53,6 @@ class AccountPool:
         from pdu import PduError, parts_needed
 
         allowed_sims = sims_for_send(self.account, list(sims) if sims else None)
-        if allowed_sims:
-            self.config.check_sims(allowed_sims)
         if not isinstance(text, str) or text == "":
             raise PoolError("message text is empty")
         try:
@@ -68,52 +63,23 @@ class AccountPool:
         if not numbers:
             raise PoolError("no recipient given")
         key = namespaced_client_id(self.account, client_id)
-        single = len(numbers) == 1
+        first_key = key if key is None or len(numbers) == 1 else f"{key}:1"
         now = utcnow()
-        with self.spool.transaction() as conn:
-            first_key = key if single or key is None else f"{key}:1"
-            again = first_key is not None and conn.execute(
-                "SELECT 1 FROM messages WHERE client_id = ?", (first_key,)).fetchone()
-            if not again:
-                self._check_allowed(conn, numbers)
+        with self.spool.transaction() as conn:  # quota, enqueue and ownership: one commit
+            again = first_key is not None and self.spool.get_by_client_id(first_key) is not None
+            if not again:  # a retry with the same key sends nothing new, so costs nothing
                 check_quota(conn, self.account, len(numbers), now, self._day_start(now))
-            rows = (dict(to=number, text=text, priority=priority, not_before=not_before,
-                         expires_at=expires_at, sims=allowed_sims,
-                         client_id=None if key is None else key if single else f"{key}:{i + 1}")
-                    for i, number in enumerate(numbers))
-            ids = self.spool.enqueue_many(rows)
+            messages = self.pool.send(numbers, text, client_id=key, at=not_before,
+                                      expires=expires_at, priority=priority,
+                                      sims=allowed_sims or ())
+            ids = [m.id for m in messages]
             if not again:
                 record_owner(conn, self.account, ids, now)
                 if dlr is not None:
                     from modempool.webhooks import Webhooks
 
                     Webhooks(self.spool).add_dlr(conn, ids, dlr[0], dlr[1])
-            found = {r[0]: (r[1], r[2]) for r in conn.execute(
-                "SELECT id, to_number, state FROM messages WHERE id IN "
-                "(SELECT value FROM json_each(?))", (json.dumps(ids),))}
-        return [Queued(i, found[i][0], found[i][1], parts) for i in ids]
-
-    def _check_allowed(self, conn: Any, numbers: list[str]) -> None:
-        """Blacklisted numbers never get anything; opted-out ones not when [optout]
-        block_direct is set. One refused number refuses the whole send."""
-        from modempool.numbers import normalise
-        from modempool.operator.optout import OptOutSettings
-
-        e164 = []
-        for index, number in enumerate(numbers):
-            try:
-                e164.append(normalise(str(number), self.config.region))
-            except InvalidNumber as exc:
-                raise InvalidNumber(f"row {index + 1}: {exc}") from None
-        checks = [("blacklist", "number is on the blacklist")]
-        if OptOutSettings.from_config(self.config).block_direct:
-            checks.append(("optouts", "number has opted out and [optout] block_direct is set"))
-        wanted = json.dumps(e164)
-        for table, why in checks:
-            hit = conn.execute(f"SELECT number FROM {table} WHERE number IN "
-                               "(SELECT value FROM json_each(?)) LIMIT 1", (wanted,)).fetchone()
-            if hit:
-                raise Refused(f"{hit[0]}: {why}; nothing was queued")
+        return [Queued(m.id, m.to, m.state.value, parts) for m in messages]
 
     def _day_start(self, now: datetime) -> datetime:
         local = now.astimezone(self.config.tz)
@@ -157,11 +123,11 @@ class AccountPool:
 
     def cancel(self, message_id: int) -> Message:
         self._may_decide(message_id)
-        return self.spool.cancel(message_id)
+        return self.pool.cancel(message_id)
 
     def retry(self, message_id: int) -> Message:
         self._may_decide(message_id)
-        return self.spool.retry(message_id)
+        return self.pool.retry(message_id)
 
     def _may_decide(self, message_id: int) -> None:
         self.get(message_id)
@@ -222,26 +188,21 @@ class AccountPool:
             raise NotFound(f"no SIM named {sim!r}")
 
     def sims(self) -> list[dict[str, Any]]:
-        """Each SIM the account may use: state, signal, operator, own number, counters against
-        its quotas, last error."""
-        known = {row["name"]: row for row in self.spool.sims()}
-        names = [m.name for m in self.config.modems] + sorted(set(known) - {m.name for m in self.config.modems})
-        if not self.account.sees_all and self.account.sims is not None:
-            names = [n for n in names if n in self.account.sims]
+        """Each SIM the account may use: state (unknown while no daemon runs), signal,
+        operator, own number, counters against its quotas, last error."""
         out = []
-        for name in names:
-            row = known.get(name) or {}
-            modem = self.config.modem(name)
-            minute, today, month = self.spool.sent_counts(name)
+        for sim in self.pool.status().sims:
+            if not self.account.sees_all and self.account.sims is not None \
+                    and sim.name not in self.account.sims:
+                continue
             out.append({
-                "name": name, "state": row.get("state") or "unknown", "signal": row.get("signal"),
-                "operator": row.get("operator"), "number": row.get("msisdn"),
-                "sent": {"minute": minute, "today": today, "month": month,
-                         "total": row.get("sent_total", 0)},
-                "quota": {"per_minute": modem.per_minute if modem else None,
-                          "per_day": modem.per_day if modem else None,
-                          "per_month": modem.per_month if modem else None},
-                "errors": row.get("errors", 0), "last_error": row.get("last_error"),
-                "updated_at": row.get("updated_at"),
+                "name": sim.name, "state": sim.state, "signal": sim.signal,
+                "operator": sim.operator, "number": sim.details.get("msisdn"),
+                "sent": {"minute": sim.sent_minute, "today": sim.sent_today,
+                         "month": sim.sent_month, "total": sim.details.get("sent_total", 0)},
+                "quota": {"per_minute": sim.per_minute, "per_day": sim.per_day,
+                          "per_month": sim.per_month},
+                "errors": sim.errors, "last_error": sim.last_error,
+                "updated_at": sim.details.get("updated_at"),
             })
         return out

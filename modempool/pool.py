@@ -204,7 +204,7 @@ class Pool:
             })
         self.check_recipients([row["to"] for row in rows], to_opted_out=to_opted_out)
         ids = self.spool.enqueue_many(rows)
-        return [self.spool.get(i) for i in ids]
+        return self.spool.get_many(ids)
 
     def check_recipients(self, numbers: Iterable[str], *, to_opted_out: bool = False) -> None:
         """Raise `Refused` (one number) or `RefusedMany` if any of `numbers` may not get a
@@ -213,12 +213,21 @@ class Pool:
 
         book = OptOutList(self.spool.db, self.config.region)
         block_opted_out = OptOutSettings.from_config(self.config).block_direct and not to_opted_out
+        numbers, e164s = list(numbers), []
+        for index, number in enumerate(numbers):
+            try:
+                e164s.append(normalise(number, self.config.region))
+            except InvalidNumber as exc:
+                if len(numbers) == 1:
+                    raise
+                raise InvalidNumber(f"row {index + 1}: {exc}") from None  # which one of a batch
+        blacklisted = book.among("blacklist", e164s)
+        opted_out = book.among("optouts", e164s) if block_opted_out else set()
         refusals: list[Refused] = []
-        for number in numbers:
-            e164 = normalise(number, self.config.region)
-            if book.is_blacklisted(e164):
+        for e164 in e164s:
+            if e164 in blacklisted:
                 refusals.append(Blacklisted(e164, "number is on the blacklist"))
-            elif block_opted_out and book.is_opted_out(e164):
+            elif e164 in opted_out:
                 refusals.append(OptedOut(e164, "number has opted out and [optout] block_direct is set"))
         if len(refusals) == 1:
             raise refusals[0]
@@ -255,6 +264,13 @@ class Pool:
     def counts(self) -> dict[str, int]:
         """How many messages are in each state (every state, zeros included)."""
         return self.spool.counts()
+
+    def for_account(self, account: Any) -> Any:
+        """The pool as one API account sees it (its SIMs, quotas, own messages): an
+        `AccountPool` (modempool/account_pool.py)."""
+        from modempool.account_pool import AccountPool
+
+        return AccountPool(self, account)
 
     def cancel(self, message_id: int) -> Message:
         """Cancel a queued message (StateConflict once a modem has it)."""

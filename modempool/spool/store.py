@@ -175,6 +175,7 @@ class Spool:
     enqueue_many = _Delegate("messages", "enqueue_many")
     get = _Delegate("messages", "get")
     get_by_client_id = _Delegate("messages", "get_by_client_id")
+    get_many = _Delegate("messages", "get_many")
     list = _Delegate("messages", "list")
     counts = _Delegate("messages", "counts")
     queue_depth = _Delegate("messages", "queue_depth")

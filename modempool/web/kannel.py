@@ -21,7 +21,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
-from modempool.account_pool import AccountPool
 from modempool.errors import PoolError
 from modempool.web.auth import check_name_key
 from modempool.web.problems import _MAPPING
@@ -98,8 +97,7 @@ async def sendsms(request: Request,
         if not params["dlr-url"].startswith(("http://", "https://")):
             return _answer(400, "Rejected: dlr-url must be an http:// or https:// URL")
         dlr = (params["dlr-url"], mask)
-    api = request.app.state.api
-    pool = AccountPool(api.spool, api.config, account)
+    pool = request.app.state.api.pool.for_account(account)
     try:
         await run_in_threadpool(pool.send, numbers, message_text, dlr=dlr)
     except PoolError as exc:

@@ -15,9 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modempool.account_pool import Refused
 from modempool.accounts import AccountError, Forbidden, QuotaExceeded, SimNotAllowed
-from modempool.errors import InvalidNumber, NotFound, PoolError
+from modempool.errors import (InvalidNumber, NotFound, PoolError, Refused, RefusedMany,
+                              UnknownSim)
 from modempool.spool.model import StateConflict
 
 log = logging.getLogger("modempool.web")
@@ -33,6 +33,8 @@ _MAPPING: list[tuple[type[Exception], int, str]] = [
     (StateConflict, 409, "Not possible in the message's state"),
     (InvalidNumber, 422, "Invalid phone number"),
     (Refused, 422, "Number refused"),
+    (RefusedMany, 422, "Numbers refused"),
+    (UnknownSim, 422, "Unknown SIM"),
     (AccountError, 422, "Invalid account"),
     (PoolError, 422, "Request refused"),
 ]

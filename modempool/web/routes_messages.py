@@ -90,8 +90,7 @@ class MessageList(BaseModel):
 
 def account_pool(request: Request, account: Account = Depends(current_account)) -> AccountPool:
     """The pool as the caller's account sees it (a dependency for routes)."""
-    api = request.app.state.api
-    return AccountPool(api.spool, api.config, account)
+    return request.app.state.api.pool.for_account(account)
 
 
 def message_out(pool: AccountPool, message: Message, parts: list[dict[str, Any]] | None = None) -> dict:

@@ -101,7 +101,7 @@ def readyz(request: Request) -> Any:
             conn.execute("SELECT 1 FROM messages LIMIT 1")
     except Exception as exc:  # locked for longer than busy_timeout, read-only, disk gone
         return problem(503, "Not ready", f"the spool is not writable: {type(exc).__name__}")
-    up = [row["name"] for row in api.spool.sims() if row.get("state") == "up"]
+    up = [sim.name for sim in api.pool.status().sims if sim.state == "up"]
     if not up:
         return problem(503, "Not ready", "no SIM is up (is `modempool run` running?)")
     return {"status": "ready", "sims_up": len(up)}

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import httpx
 
+from http_harness import sims_up
 from modempool.spool import Spool
 
 
@@ -151,7 +152,7 @@ def test_inbound_with_contact_name_and_sims(api):
         AddressBook(spool.db).upsert("13900000001", "张三")
         spool.store_inbound("+8613900000001", "收到", sim="m1", received_at=datetime.now(timezone.utc))
         spool.store_inbound("+8613900000002", "hello", sim="m2", received_at=datetime.now(timezone.utc))
-        spool.upsert_sim("m2", state="up", signal=-71, operator="China Mobile")
+        sims_up(spool, m2=-71)
     with api.client() as client:
         rows = client.get("/v1/inbound").json()["messages"]
         assert [(r["from"], r["name"]) for r in rows] == [("+8613900000001", "张三"),
@@ -160,6 +161,7 @@ def test_inbound_with_contact_name_and_sims(api):
         assert [r["id"] for r in later] == [rows[1]["id"]]
         sims = {s["name"]: s for s in client.get("/v1/sims").json()["sims"]}
         assert sims["m2"]["state"] == "up" and sims["m2"]["signal"] == -71
+        assert sims["m1"]["state"] == "unknown"
     with api.client("branch") as branch:  # bound to m2: sees what came in on m2
         assert [r["sim"] for r in branch.get("/v1/inbound").json()["messages"]] == ["m2"]
         assert [s["name"] for s in branch.get("/v1/sims").json()["sims"]] == ["m2"]
@@ -176,7 +178,7 @@ def test_cost_health_readiness_and_metrics(api):
         not_ready = client.get("/readyz")
         assert not_ready.status_code == 503 and "no SIM is up" in not_ready.json()["detail"]
         with _spool(api) as spool:
-            spool.upsert_sim("m1", state="up", signal=-65)
+            sims_up(spool, m1=-65)
         assert client.get("/readyz").json()["sims_up"] == 1
         text = client.get("/metrics").text
     assert 'modempool_queue_messages{state="queued"}' in text

@@ -1,0 +1,110 @@
+"""`modempool run --simulate N --http ADDR`: the daemon serves the API from its sidecar, sends
+what comes in over HTTP, and calls a Kannel dlr-url back; a public address is refused."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+from http_harness import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _wait_http(url: str, process: subprocess.Popen, ok=lambda r: r.status_code == 200,
+               timeout: float = 60, headers: dict | None = None) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = httpx.get(url, headers=headers)
+            if ok(answer):
+                return answer
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.stderr.read() if process.stderr else "exited"
+        assert time.monotonic() < deadline, f"{url} never answered as expected"
+        time.sleep(0.1)
+
+
+class Callbacks:
+    """Records the GET requests of Kannel dlr-url callbacks."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.arrived = threading.Condition()
+        callbacks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.end_headers()
+                with callbacks.arrived:
+                    callbacks.paths.append(self.path)
+                    callbacks.arrived.notify_all()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_run_with_http_sends_what_the_api_queued(tmp_path):
+    config = tmp_path / "modempool.toml"
+    config.write_text('[spool]\npath = "pool.db"\n', encoding="utf-8")
+    made = subprocess.run([sys.executable, "-m", "cli", "accounts", "add", "oa", "--role", "sender",
+                           "--json", "--config", str(config)], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+    key = json.loads(made.stdout)["key"]
+    port = free_port()
+    callbacks = Callbacks()
+    daemon = subprocess.Popen([sys.executable, "-m", "cli", "run", "--simulate", "2", "--config",
+                               str(config), "--http", f"127.0.0.1:{port}"], cwd=REPO,
+                              stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(base + "/readyz", daemon)
+        headers = {"Authorization": f"Bearer {key}"}
+        [queued] = httpx.post(base + "/v1/messages", headers=headers,
+                              json={"to": "13800138000", "text": "您好"}).json()["messages"]
+        kannel = httpx.get(base + "/cgi-bin/sendsms", params={
+            "username": "oa", "password": key, "to": "13800138001", "text": "Nagios: host down",
+            "dlr-mask": "8", "dlr-url": f"http://127.0.0.1:{callbacks.port}/dlr?status=%d&to=%p"})
+        assert kannel.status_code == 202
+        sent = _wait_http(f"{base}/v1/messages/{queued['id']}", daemon,
+                          ok=lambda r: r.json().get("state") in ("sent", "delivered"),
+                          headers=headers)
+        assert sent.json()["sim"] in ("m1", "m2") and sent.json()["parts"][0]["sent_at"]
+        with callbacks.arrived:
+            assert callbacks.arrived.wait_for(lambda: callbacks.paths, 30), "no dlr-url callback"
+        assert callbacks.paths == ["/dlr?status=8&to=%2B8613800138001"]
+        metrics = httpx.get(base + "/metrics").text
+        assert "modempool_sim_messages_total{sim=" in metrics
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0, daemon.stderr.read()
+        callbacks.server.shutdown()
+    try:  # the sidecar went with the daemon
+        httpx.get(base + "/healthz", timeout=2)
+        raise AssertionError("the API still answers after the daemon stopped")
+    except httpx.TransportError:
+        pass
+
+
+def test_run_refuses_a_public_address_unless_declared(tmp_path):
+    config = tmp_path / "modempool.toml"
+    config.write_text('[spool]\npath = "pool.db"\n', encoding="utf-8")
+    refused = subprocess.run([sys.executable, "-m", "cli", "run", "--simulate", "1", "--config",
+                              str(config), "--http", "0.0.0.0:8080"], capture_output=True,
+                             text=True, cwd=REPO, timeout=60)
+    assert refused.returncode == 1
+    assert "refusing to listen on 0.0.0.0:8080" in refused.stderr and "Traceback" not in refused.stderr

@@ -1,0 +1,123 @@
+"""Webhooks end to end: a real receiver that verifies every delivery with the `standardwebhooks`
+package, stopped and started again to prove retries keep the same webhook-id, and a worker
+restart that loses no event."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import standardwebhooks
+
+from conftest import ServerThread
+from http_harness import free_port
+from modempool.webhooks import Webhooks
+
+
+class Receiver:
+    """An HTTP endpoint that keeps the deliveries whose signature verifies."""
+
+    def __init__(self, port: int, secret: str) -> None:
+        self.port, self.verifier = port, standardwebhooks.Webhook(secret)
+        self.received: list[tuple[str, dict]] = []
+        self.rejected = 0
+        self.arrived = threading.Condition()
+        self.server: ThreadingHTTPServer | None = None
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["content-length"]))
+                try:
+                    payload = receiver.verifier.verify(body, dict(self.headers))
+                except standardwebhooks.WebhookVerificationError:
+                    receiver.rejected += 1
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                self.send_response(204)
+                self.end_headers()
+                with receiver.arrived:
+                    receiver.received.append((self.headers["webhook-id"], payload))
+                    receiver.arrived.notify_all()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        assert self.server is not None
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, count: int, timeout: float = 30) -> list[tuple[str, dict]]:
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.received) >= count, timeout), \
+                f"{len(self.received)} of {count} deliveries arrived"
+            return list(self.received)
+
+
+def _outbox(spool) -> list[dict]:
+    return [dict(r) for r in spool.rows("SELECT * FROM webhook_outbox ORDER BY id")]
+
+
+def _until(condition, timeout: float = 30, what: str = ""):
+    """Poll the spool file (the worker is another thread with its own connection)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def test_a_dead_receiver_gets_the_event_later_with_the_same_id(api):
+    port = free_port()
+    with api.config.open_spool() as spool:
+        webhook, secret = Webhooks(spool).add(f"http://127.0.0.1:{port}/hook",
+                                              ["sms.received", "message.sent"])
+        spool.store_inbound("+8613900000001", "在吗", sim="m1", received_at=datetime.now(timezone.utc))
+        failed = _until(lambda: [r for r in _outbox(spool) if r["attempts"] >= 2],
+                        what="two failed attempts")[0]
+        assert failed["state"] == "pending" and "Connect" in failed["last_error"]
+        receiver = Receiver(port, secret).start()
+        try:
+            [(webhook_id, payload)] = receiver.wait_for(1)
+            assert webhook_id == failed["event_id"]
+            assert payload["type"] == "sms.received"
+            assert payload["data"]["from"] == "+8613900000001" and payload["data"]["text"] == "在吗"
+            row = _until(lambda: [r for r in _outbox(spool) if r["state"] == "delivered"],
+                         what="the delivery recorded")[0]
+            assert row["attempts"] >= 3 and row["last_status"] == 204
+            assert receiver.rejected == 0
+        finally:
+            receiver.stop()
+
+
+def test_a_worker_restart_loses_no_event(api):
+    port = free_port()
+    with api.config.open_spool() as spool:
+        _, secret = Webhooks(spool).add(f"http://127.0.0.1:{port}/hook", ["message.sent"])
+        [message] = spool.enqueue_many([{"to": "13800138000", "text": "hi"}])
+    api.server.stop()  # no worker now: the event waits in the outbox
+    with api.config.open_spool() as spool:
+        spool.claim(message, "m1", "test", 60)
+        spool.mark_sent(message)
+        [row] = _outbox(spool)
+        assert (row["type"], row["state"], row["attempts"]) == ("message.sent", "pending", 0)
+        assert json.loads(row["payload"])["data"]["id"] == message
+    receiver = Receiver(port, secret).start()
+    restarted = ServerThread(api.config).start()
+    try:
+        [(webhook_id, payload)] = receiver.wait_for(1)
+        assert webhook_id == row["event_id"] and payload["data"]["state"] == "sent"
+    finally:
+        restarted.stop()
+        receiver.stop()

@@ -181,11 +181,11 @@ class AccountPool:
                         "complete": bool(row["complete"])})
         return out, (out[-1]["id"] if len(rows) > limit else None)
 
-    def ussd_allowed(self, sim: str) -> None:
-        """Forbidden/SimNotAllowed/NotFound unless this account may run USSD on `sim`."""
+    def ussd(self, sim: str, code: str, *, timeout: float = 60.0) -> Any:
+        """Run a USSD code on one of the account's SIMs through the daemon (`Pool.ussd`);
+        a viewer may not (a USSD code can spend the SIM's credit)."""
         sims_for_send(self.account, [sim])
-        if self.config.modems and self.config.modem(sim) is None:
-            raise NotFound(f"no SIM named {sim!r}")
+        return self.pool.ussd(sim, code, timeout=timeout)
 
     def sims(self) -> list[dict[str, Any]]:
         """Each SIM the account may use: state (unknown while no daemon runs), signal,

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from modempool.dispatch.requests import DaemonNotRunning, RequestFailed
 from modempool.accounts import AccountError, Forbidden, QuotaExceeded, SimNotAllowed
 from modempool.errors import (InvalidNumber, NotFound, PoolError, Refused, RefusedMany,
                               UnknownSim)
@@ -27,6 +28,8 @@ PROBLEM_TYPE = "application/problem+json"
 # Library error -> (status, title). Order matters: subclasses before PoolError.
 _MAPPING: list[tuple[type[Exception], int, str]] = [
     (NotFound, 404, "Not found"),
+    (DaemonNotRunning, 503, "Daemon not running"),
+    (RequestFailed, 502, "The modem or network did not do it"),
     (Forbidden, 403, "Forbidden"),
     (SimNotAllowed, 403, "SIM not allowed for this account"),
     (QuotaExceeded, 429, "Account quota exceeded"),

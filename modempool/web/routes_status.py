@@ -52,15 +52,20 @@ class UssdRequest(BaseModel):
     code: str = Field(min_length=2, max_length=32, pattern=r"^[0-9*#+]+$", examples=["*100#"])
 
 
-@router.post("/v1/sims/{name}/ussd", tags=["sims"],
-             summary="Run a USSD code through the daemon that owns the modem",
-             responses={503: {"description": "USSD through the daemon is not available"}})
+class UssdOut(BaseModel):
+    sim: str
+    code: str
+    text: str
+    answered_at: str | None
+
+
+@router.post("/v1/sims/{name}/ussd", tags=["sims"], response_model=UssdOut,
+             summary="Run a USSD code (such as *100#) through the daemon that owns the modem",
+             responses={503: {"description": "No daemon runs"},
+                        502: {"description": "The SIM is not up, or the network refused or did not answer"}})
 def ussd(name: Annotated[str, Path(max_length=64)], body: UssdRequest,
          pool: AccountPool = Depends(account_pool)) -> Any:
-    pool.ussd_allowed(name)
-    return problem(503, "USSD not available",
-                   "running USSD through the daemon is not built yet in this version "
-                   "(use `modempool probe PORT --ussd CODE` with the daemon stopped)")
+    return pool.ussd(name, body.code).to_dict()
 
 
 class CostOut(BaseModel):

@@ -113,3 +113,11 @@ def api(config_path) -> Api:
     server = ServerThread(config).start()
     yield Api(server.url, config, keys, server)
     server.stop()
+
+
+@pytest.fixture
+def api_schema(api):
+    """The API's own OpenAPI document, loaded from the running server."""
+    import schemathesis
+
+    return schemathesis.openapi.from_url(api.url + "/openapi.json")

@@ -87,6 +87,9 @@ def test_run_with_http_sends_what_the_api_queued(tmp_path):
         with callbacks.arrived:
             assert callbacks.arrived.wait_for(lambda: callbacks.paths, 30), "no dlr-url callback"
         assert callbacks.paths == ["/dlr?status=8&to=%2B8613800138001"]
+        balance = httpx.post(base + "/v1/sims/m2/ussd", headers=headers, json={"code": "*100#"},
+                             timeout=90)
+        assert balance.status_code == 200 and balance.json()["text"], balance.text
         metrics = httpx.get(base + "/metrics").text
         assert "modempool_sim_messages_total{sim=" in metrics
     finally:

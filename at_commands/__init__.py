@@ -34,6 +34,7 @@ from .events import (Disconnected, InboundSms, ModemEvent, ModemInfo, ReconnectF
                      Reconnected, RegistrationChanged, Responsive, SignalChanged, StatusReport,
                      Unresponsive, UssdReply)
 from .profiles import PROFILES, ModemProfile, detect_profile, get_profile
+from .setup import PinMemory
 
 __all__ = [
     "COMMANDS", "Command", "StoredPdu", "StoreUsage", "csq_to_bars", "csq_to_dbm",
@@ -44,5 +45,5 @@ __all__ = [
     "ModemDisconnected", "PinError", "SendAmbiguous",
     "Disconnected", "InboundSms", "ModemEvent", "ModemInfo", "ReconnectFailed", "Reconnected",
     "RegistrationChanged", "Responsive", "SignalChanged", "StatusReport", "Unresponsive", "UssdReply",
-    "PROFILES", "ModemProfile", "detect_profile", "get_profile",
+    "PROFILES", "ModemProfile", "detect_profile", "get_profile", "PinMemory",
 ]

@@ -150,6 +150,23 @@ def parse_stored_pdus(lines: tuple[str, ...], prefix: str) -> tuple[StoredPdu, .
     return tuple(messages)
 
 
+def pin_retries_at(index: int) -> Callable[[tuple[str, ...], str], int | None]:
+    """A parser of the PIN attempts left, field `index` of the reply (``+CPINR`` lists one line
+    per code: the ``"SIM PIN"`` one counts)."""
+
+    def parse(lines: tuple[str, ...], prefix: str) -> int | None:
+        for line in lines:
+            if urc_name(line) != prefix.upper():
+                continue
+            fields = split_fields(_payload(line, prefix))
+            if prefix.upper() == "+CPINR" and fields and fields[0].upper() != "SIM PIN":
+                continue
+            return first_int(fields, index)
+        return None
+
+    return parse
+
+
 def parse_cpms_choices(lines: tuple[str, ...], prefix: str) -> tuple[str, ...]:
     """``+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")`` → the first list (stores to read)."""
     for line in lines:
@@ -185,6 +202,12 @@ COMMANDS: dict[str, Command] = _table(
     Command("store_choices", "AT+CPMS=?", "+CPMS", parser=parse_cpms_choices),
     Command("pin_status", "AT+CPIN?", "+CPIN", timeout=10.0, parser=parse_text),
     Command("enter_pin", 'AT+CPIN="{pin}"', timeout=20.0, secret=True),
+    # PIN attempts left: TS 27.007 8.65 +CPINR, and the vendors' own (Huawei ^CPIN:
+    # <code>,[<times>],<puk>,<pin>,...; Quectel +QPINC: "SC",<pin>,<puk>; SIMCom +SPIC: <pin>,...)
+    Command("pin_retries", 'AT+CPINR="SIM PIN"', "+CPINR", parser=pin_retries_at(1)),
+    Command("pin_retries_huawei", "AT^CPIN?", "^CPIN", parser=pin_retries_at(3)),
+    Command("pin_retries_quectel", 'AT+QPINC="SC"', "+QPINC", parser=pin_retries_at(1)),
+    Command("pin_retries_simcom", "AT+SPIC", "+SPIC", parser=pin_retries_at(0)),
     Command("manufacturer", "AT+CGMI", "+CGMI", parser=parse_text),
     Command("model", "AT+CGMM", "+CGMM", parser=parse_text),
     Command("revision", "AT+CGMR", "+CGMR", parser=parse_text),

@@ -35,7 +35,7 @@ from .health import HealthMixin
 from .inbound import InboundMixin
 from .profiles import ModemProfile, get_profile
 from .sending import SendingMixin
-from .setup import SetupMixin
+from .setup import PinMemory, SetupMixin
 
 _SECRET = re.compile(r'(\+CPIN2?=|\+CLCK=[^,]*,[^,]*,|\+CPWD=)(.*)', re.IGNORECASE)
 
@@ -74,19 +74,22 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
     `poll_interval`: seconds between signal/registration polls; `sweep_interval`: between
     ``AT+CMGL=4`` sweeps of all stores; `failed_read_sweep`: how soon a sweep follows a
     notice (``+CMTI``) whose read the modem refused; `reconnect_delays`: backoff after the port
-    went away (empty: no automatic reconnect).
+    went away (empty: no automatic reconnect); `pin_memory`: where a refused PIN is remembered
+    beyond this process (`setup.PinMemory`).
     """
 
     def __init__(self, port: str, *, name: str, pin: str | None = None,
                  profile: ModemProfile | str | None = None, baudrate: int = 115200,
                  poll_interval: float = 30.0, sweep_interval: float = 60.0,
                  failed_read_sweep: float = 5.0,
-                 reconnect_delays: Sequence[float] = (0.2, 0.5, 1, 2, 5, 10, 30)) -> None:
+                 reconnect_delays: Sequence[float] = (0.2, 0.5, 1, 2, 5, 10, 30),
+                 pin_memory: PinMemory | None = None) -> None:
         self.port = port
         self.name = name
         self.baudrate = baudrate
         self.log = logging.getLogger(f"modempool.modem.{name}")
         self._pin = pin
+        self.pin_memory = pin_memory  # refused PINs remembered across restarts (setup.PinMemory)
         self._profile_fixed = profile is not None
         self.profile: ModemProfile = (profile if isinstance(profile, ModemProfile)
                                       else get_profile(profile))

@@ -42,6 +42,8 @@ class ModemProfile:
     - `unterminated_replies`: commands (by `commands.COMMANDS` name) whose answer this firmware
       may leave without a final result code (old Wavecom: ``+CPIN: READY`` and no ``OK``); the
       answer is taken `unterminated_grace` seconds after its last information line.
+    - `pin_retries_command`: how to ask the PIN attempts left (a `commands.COMMANDS` name);
+      ``AT+CPINR`` is tried after it.
     - `timeouts`: per-command overrides (seconds) of `commands.COMMANDS`, by command name;
       ``"send"`` bounds the wait for the prompt, ``"send_result"`` the wait after the PDU.
     """
@@ -60,6 +62,7 @@ class ModemProfile:
     registration_reports: str | None = "AT+CREG=2"
     ussd_packed_septets: bool = False
     iccid_command: str = "iccid"
+    pin_retries_command: str = "pin_retries"
     boot_noise: tuple[str, ...] = ()
     extra_urcs: Mapping[str, UrcSpec] = field(default_factory=lambda: MappingProxyType({}))
     timeouts: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
@@ -96,6 +99,7 @@ PROFILES: dict[str, ModemProfile] = {
             new_message_routing="AT+CNMI=2,1,0,1,0",
             stores=("SM", "ME"),
             iccid_command="iccid",
+            pin_retries_command="pin_retries_simcom",
         ),
         ModemProfile(
             "huawei",
@@ -106,6 +110,7 @@ PROFILES: dict[str, ModemProfile] = {
             stores=("SM", "ME"),
             supports_cmms=False,
             iccid_command="iccid_huawei",
+            pin_retries_command="pin_retries_huawei",
             ussd_packed_septets=True,  # E1550/E173 in IRA: "+CUSD: 0,\"D9775D0E...\",15"
         ),
         ModemProfile(
@@ -123,6 +128,7 @@ PROFILES: dict[str, ModemProfile] = {
             new_message_routing="AT+CNMI=2,1,0,1,0",
             stores=("SM", "ME"),
             iccid_command="iccid_quectel",
+            pin_retries_command="pin_retries_quectel",
             timeouts=MappingProxyType({"send_result": 120.0}),  # EC2x manual: CMGS up to 120 s
         ),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .commands import (REGISTERED, REGISTRATION_STATES, USSD_REPLY_TIMEOUT, csq_to_bars,
                        csq_to_dbm)
@@ -30,6 +30,24 @@ _LOCKED_TEXT: dict[str, str] = {
     "puk": "the SIM is blocked and wants its PUK (AT+CPIN?: SIM PUK); unblock it in a phone",
     "locked": "the modem is locked to another SIM (AT+CPIN?: PH-SIM PIN)",
 }
+
+
+class PinMemory(Protocol):
+    """Where refused PINs are remembered across restarts (the pool keeps them in its spool).
+
+    `sim_key` names the SIM: ``iccid:<ICCID>`` (readable before the PIN on most modems), else
+    ``port:<device>``. A refused PIN is never entered again for that SIM until the configured
+    PIN changes: three restarts would otherwise lock the SIM (PUK)."""
+
+    def pin_refused(self, sim_key: str, pin: str) -> str | None:
+        """Why this PIN was refused by this SIM before (None: it was not)."""
+
+    def pin_was_refused(self, sim_key: str, pin: str, reason: str,
+                        attempts_left: int | None) -> None:
+        """Remember that this SIM refused this PIN (`attempts_left` before the PUK, if known)."""
+
+    def pin_accepted(self, sim_key: str) -> None:
+        """The SIM took the configured PIN: forget an older refusal."""
 
 
 # (port, PIN) pairs a SIM refused, for the life of the process: a new `Modem` on the same port
@@ -143,6 +161,7 @@ class SetupMixin:
         from .driver import ModemState
 
         entered_now = False
+        sim_key: str | None = None
         for _ in range(20):
             state = await self._pin_state()
             if state == "ready":
@@ -153,14 +172,27 @@ class SetupMixin:
             if state == "pin" and self._pin is None:
                 raise PinError("the SIM wants a PIN and none is configured")
             if state == "pin" and not self._pin_accepted and self._pin_error is None:
+                assert self._pin is not None
+                sim_key = sim_key or await self._sim_key()
+                memory = self.pin_memory
+                before = memory.pin_refused(sim_key, self._pin) if memory is not None else None
+                if before is not None:
+                    self._lock_out(PinError(
+                        f"PIN refused: fix the config (this SIM refused the configured PIN "
+                        f"before: {before}; it is not entered again until the PIN changes)"))
                 try:
                     await self.execute("enter_pin", pin=self._pin)
                 except (CmeError, CommandError) as error:
-                    self._pin_error = PinError(f"the SIM refused the PIN ({error}); "
-                                               "not trying again")
-                    _REFUSED_PINS[(self.port, self._pin)] = self._pin_error
-                    self.state = ModemState.LOCKED
-                    raise self._pin_error from None
+                    left = await self._pin_attempts_left()
+                    if memory is not None:
+                        memory.pin_was_refused(sim_key, self._pin, str(error), left)
+                    self._lock_out(PinError(
+                        f"PIN refused: fix the config ({error}; "
+                        + (f"{left} attempt(s) left before the SIM asks for its PUK"
+                           if left is not None else "attempts left unknown")
+                        + "); not trying it again"))
+                if memory is not None:
+                    memory.pin_accepted(sim_key)
                 self._pin_accepted = entered_now = True
                 continue
             if state == "pin":  # our PIN, accepted before: the modem was reset, enter it again
@@ -172,6 +204,41 @@ class SetupMixin:
             self.state = ModemState.LOCKED
             raise self._pin_error
         raise PinError("the SIM did not become ready")
+
+    def _lock_out(self: Modem, error: PinError) -> None:
+        """Never enter this PIN again on this port (in this process; `pin_memory` beyond it)."""
+        from .driver import ModemState
+
+        self._pin_error = error
+        _REFUSED_PINS[(self.port, self._pin)] = error
+        self.state = ModemState.LOCKED
+        raise error
+
+    async def _sim_key(self: Modem) -> str:
+        """``iccid:<ICCID>`` when the modem reads it before the PIN, else ``port:<device>``."""
+        for name in dict.fromkeys((self.profile.iccid_command, "iccid")):
+            try:
+                iccid = await self.query(name)
+            except AtError as error:
+                if isinstance(error, AtTimeout):
+                    raise
+                continue
+            if iccid:
+                return f"iccid:{iccid}"
+        return f"port:{self.port}"
+
+    async def _pin_attempts_left(self: Modem) -> int | None:
+        """PIN attempts the SIM has left (vendor command, then ``AT+CPINR``); None: unknown."""
+        for name in dict.fromkeys((self.profile.pin_retries_command, "pin_retries")):
+            try:
+                left = await self.query(name)
+            except AtError as error:
+                if isinstance(error, AtTimeout):
+                    raise
+                continue
+            if left is not None:
+                return left
+        return None
 
     async def _pin_state(self: Modem) -> str:
         try:

@@ -164,15 +164,40 @@ def cpin(modem: VirtualModem, form: Form, args: list[str]) -> list[str] | None:
     return None
 
 
-@command("^CPIN", "+CPINR", "+QPINC", "+SPIC")
-def pin_counters(modem: VirtualModem, form: Form, args: list[str]) -> list[str] | None:
-    """Remaining PIN/PUK attempts, in a generic `+CPINR`-like form."""
+@command("+CPINR")
+def cpinr(modem: VirtualModem, form: Form, args: list[str]) -> list[str] | None:
+    """TS 27.007 8.65: +CPINR: <code>,<retries>,<default retries>, for the codes asked for."""
     if form is Form.TEST:
         return None
     if not modem.sim_present:
         raise cme(10)
     sim = modem.sim
-    return [f'+CPINR: "SIM PIN",{sim.pin_attempts},3', f'+CPINR: "SIM PUK",{sim.puk_attempts},10']
+    lines = {"SIM PIN": f'+CPINR: "SIM PIN",{sim.pin_attempts},3',
+             "SIM PUK": f'+CPINR: "SIM PUK",{sim.puk_attempts},10'}
+    wanted = args[0].upper() if form is Form.SET and args and args[0] else ""
+    return [line for code, line in lines.items() if wanted in ("", code)]
+
+
+def _vendor_pin_counter(name: str, render):
+    def handler(modem: VirtualModem, form: Form, args: list[str]) -> list[str] | None:
+        if name not in modem.personality.extra_commands:
+            raise AtFailure()
+        if form is Form.TEST:
+            return None
+        if not modem.sim_present:
+            raise cme(10)
+        return [render(modem.sim)]
+    return handler
+
+
+# The vendors' own counters: Huawei ^CPIN (<code>,[<times>],<puk>,<pin>,<puk2>,<pin2>),
+# Quectel +QPINC="SC" ("SC",<pin>,<puk>), SIMCom +SPIC (<pin1>,<puk1>,<pin2>,<puk2>).
+command("^CPIN")(_vendor_pin_counter("^CPIN", lambda sim: (
+    f'^CPIN: "{sim.pin_state.value}",,{sim.puk_attempts},{sim.pin_attempts},10,3')))
+command("+QPINC")(_vendor_pin_counter("+QPINC", lambda sim: (
+    f'+QPINC: "SC",{sim.pin_attempts},{sim.puk_attempts}')))
+command("+SPIC")(_vendor_pin_counter("+SPIC", lambda sim: (
+    f"+SPIC: {sim.pin_attempts},{sim.puk_attempts},3,10")))
 
 
 @command("+CFUN")

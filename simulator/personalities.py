@@ -104,7 +104,7 @@ PERSONALITIES: dict[str, Personality] = {
             default_store="SM",
             boot_urcs=("RDY", "+CFUN: 1", "+CPIN: READY", "Call Ready", "SMS Ready"),
             iccid_commands={"+CCID": ""},
-            extra_commands=("+CSPN", "+DDET", "+CBAND"),
+            extra_commands=("+CSPN", "+DDET", "+CBAND", "+SPIC"),
         ),
         Personality(
             name="huawei",
@@ -126,7 +126,7 @@ PERSONALITIES: dict[str, Personality] = {
             periodic_urcs=(("{signal}", 20.0), ("^MODE:5,4", 60.0),
                            ("^BOOT:20341674,0,0,0,75", 45.0)),
             urc_switch="^CURC",
-            extra_commands=("^CURC", "^SYSINFO", "^USSDMODE", "^CVOICE", "^HWVER"),
+            extra_commands=("^CURC", "^SYSINFO", "^USSDMODE", "^CVOICE", "^HWVER", "^CPIN"),
             command_latency=0.05, sms_latency=2.5,
         ),
         Personality(
@@ -163,7 +163,7 @@ PERSONALITIES: dict[str, Personality] = {
             signal_urc='+QIND: "csq",{rssi},99',
             urc_switch="+QINDCFG", urc_switch_default=0,
             iccid_commands={"+QCCID": "+QCCID: ", "+CCID": "+CCID: "},
-            extra_commands=("+QCFG", "+QINDCFG", "+QURCCFG"),
+            extra_commands=("+QCFG", "+QINDCFG", "+QURCCFG", "+QPINC"),
             command_latency=0.02, sms_latency=2.0,
         ),
     )

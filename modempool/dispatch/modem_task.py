@@ -28,13 +28,14 @@ class ModemTaskMixin:
 
     async def _modem_task(self, spec: ModemConfig, slot: SimSlot, inbound: InboundStore) -> None:
         """Open, serve, quarantine and re-probe one modem until the daemon stops."""
-        from at_commands import AtError, Modem, PinError
+        from at_commands import AtError, Modem, ModemState, PinError
+        from modempool.dispatch.pins import SpoolPinMemory
 
         mlog = logging.getLogger(f"modempool.modem.{spec.name}")
         # One driver object for the life of the daemon: it remembers a refused PIN and never
         # enters it again (a wrong PIN tried at every reconnect would lock the SIM).
         modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile,
-                      baudrate=spec.baudrate)
+                      baudrate=spec.baudrate, pin_memory=SpoolPinMemory(self.spool, spec.name))
         # The daemon owns the port for its whole life (also while quarantined or reconnecting):
         # the UUCP lock tells minicom, cu and a second modempool to stay away.
         lock = PortLock(spec.port, self.config.lock_dir)
@@ -63,8 +64,13 @@ class ModemTaskMixin:
                 await self._serve(spec, slot, modem, inbound, early)
             except (Quarantine, PinError) as exc:
                 until = datetime.now(timezone.utc) + timedelta(seconds=self.policy.quarantine_seconds)
-                mlog.warning("quarantined until %s: %s", until.strftime("%H:%M:%S"), exc)
-                self._update_sim(spec, slot, SimState.QUARANTINED, error=str(exc), until=until)
+                if modem.state is ModemState.LOCKED:  # a refused PIN or a PUK: not by waiting
+                    mlog.error("%s", exc)
+                    self._update_sim(spec, slot, SimState.LOCKED, error=str(exc))
+                else:
+                    mlog.warning("quarantined until %s: %s", until.strftime("%H:%M:%S"), exc)
+                    self._update_sim(spec, slot, SimState.QUARANTINED, error=str(exc),
+                                     until=until)
                 self._give_back(slot)  # what it holds goes to another SIM now, not after
                 await _close(modem)
                 await self._sleep(self.policy.quarantine_seconds)

@@ -24,6 +24,7 @@ class SimState(str, Enum):
     STARTING = "starting"
     UP = "up"
     QUARANTINED = "quarantined"
+    LOCKED = "locked"               # the SIM refused its PIN or wants its PUK: a person must act
     DOWN = "down"
     STOPPED = "stopped"
 

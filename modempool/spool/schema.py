@@ -186,10 +186,24 @@ ALTER TABLE sims ADD COLUMN balance_at TEXT;
 ALTER TABLE sims ADD COLUMN no_credit INTEGER NOT NULL DEFAULT 0;  -- 1: out of rotation until topped up
 """
 
+#: A PIN a SIM refused: never entered again (three tries lock the SIM) until the configured PIN
+#: changes. Keyed by the SIM's ICCID, or by the port where the ICCID cannot be read first.
+REFUSED_PINS = """
+CREATE TABLE IF NOT EXISTS refused_pins (
+    sim_key       TEXT PRIMARY KEY,   -- "iccid:<ICCID>" or "port:<device>"
+    pin_hash      TEXT NOT NULL,      -- SHA-256 of the key and the refused PIN, never the PIN
+    sim           TEXT,               -- the configured SIM (modem) that tried it
+    reason        TEXT,               -- what the SIM answered
+    attempts_left INTEGER,            -- PIN attempts left then (AT+CPINR / vendor), NULL unknown
+    refused_at    TEXT NOT NULL
+);
+"""
+
 #: version -> the script that brings a spool of the version before up to it. A spool records
 #: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
-MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE}
+MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
+                              5: REFUSED_PINS}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

@@ -43,6 +43,7 @@ from modempool.spool.model import (
     utcnow,
 )
 from modempool.spool.sendable import DEFAULT_MAX_PARTS
+from modempool.spool.pins import RefusedPins
 from modempool.spool.sims import Sims
 
 __all__ = [
@@ -118,6 +119,7 @@ class Spool:
         self.inbound = Inbound(self.engine, self.audit, region)
         self.daemons = Daemons(self.engine)
         self.requests = Requests(self.engine)
+        self.refused_pins = RefusedPins(self.engine, self.audit)
         self._db: Any = None
 
     @property
@@ -223,3 +225,8 @@ class Spool:
 
     beat = _Delegate("daemons", "beat")
     daemon_stopped = _Delegate("daemons", "stopped")
+
+    refused_pin = _Delegate("refused_pins", "find")
+    record_refused_pin = _Delegate("refused_pins", "record")
+    forget_refused_pin = _Delegate("refused_pins", "forget")
+    pin_refusal_of = _Delegate("refused_pins", "of_sim")

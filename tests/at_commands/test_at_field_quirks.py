@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import pdu
-from at_commands import AtTimeout, InboundSms, ModemState
+from at_commands import AtTimeout, InboundSms, ModemState, PinError
 from at_commands.commands import parse_stored_pdus
 from simulator import SimulatedBank
 
@@ -58,3 +58,17 @@ async def test_a_modem_answering_every_command_after_1_5_s_comes_up_and_sends(tm
             assert len(references) == 1
             assert modem.state is ModemState.READY
     assert any(e["kind"] == "message" and e["text"] == "slow" for e in bank.network_log())
+
+
+@pytest.mark.parametrize("personality", ["simcom", "huawei", "quectel", "zte"])
+async def test_a_refused_pin_says_how_many_attempts_the_sim_has_left(tmp_path, personality):
+    async with SimulatedBank(modems=1, directory=tmp_path, personality=personality,
+                             seed=3) as bank:
+        bank.set_fault("m1", "pin_locked", pin="1234")
+        async with opened(bank, initialise=False, pin="9999") as modem:
+            with pytest.raises(PinError, match=r"PIN refused: fix the config .*2 attempt\(s\) left"):
+                await modem.initialise()
+            assert modem.state is ModemState.LOCKED
+            with pytest.raises(PinError):                     # never entered a second time
+                await modem.initialise()
+        assert bank.modem("m1").sim.pin_attempts == 2

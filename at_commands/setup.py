@@ -216,28 +216,25 @@ class SetupMixin:
 
     async def _sim_key(self: Modem) -> str:
         """``iccid:<ICCID>`` when the modem reads it before the PIN, else ``port:<device>``."""
-        for name in dict.fromkeys((self.profile.iccid_command, "iccid")):
-            try:
-                iccid = await self.query(name)
-            except AtError as error:
-                if isinstance(error, AtTimeout):
-                    raise
-                continue
-            if iccid:
-                return f"iccid:{iccid}"
-        return f"port:{self.port}"
+        iccid = await self._first_answer(self.profile.iccid_command, "iccid")
+        return f"iccid:{iccid}" if iccid else f"port:{self.port}"
 
     async def _pin_attempts_left(self: Modem) -> int | None:
         """PIN attempts the SIM has left (vendor command, then ``AT+CPINR``); None: unknown."""
-        for name in dict.fromkeys((self.profile.pin_retries_command, "pin_retries")):
+        return await self._first_answer(self.profile.pin_retries_command, "pin_retries")
+
+    async def _first_answer(self: Modem, *names: str) -> Any:
+        """The first useful answer of the named queries, tried in turn (None: none answered);
+        a modem that does not answer at all raises `AtTimeout`."""
+        for name in dict.fromkeys(names):
             try:
-                left = await self.query(name)
+                value = await self.query(name)
             except AtError as error:
                 if isinstance(error, AtTimeout):
                     raise
                 continue
-            if left is not None:
-                return left
+            if value not in (None, ""):
+                return value
         return None
 
     async def _pin_state(self: Modem) -> str:

@@ -12,8 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import standardwebhooks
 
-from conftest import ServerThread
-from http_harness import free_port
+from http_harness import ServerThread, free_port
 from modempool.webhooks import Webhooks
 
 

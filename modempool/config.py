@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modempool.config_values import (amount, at_least, between, clock, flag, listen_address,
-                                     one_of, pin_code, positive_seconds, prefixes, region_code,
-                                     seconds, strategy_name, text, text_list, timezone_name)
+                                     one_of, pin_code, positive_seconds, postgres_url, prefixes,
+                                     region_code, seconds, strategy_name, text, text_list,
+                                     timezone_name)
 from modempool.errors import ConfigError, UnknownSim
 from modempool.numbers import DEFAULT_REGION
 from modempool.spool.sendable import CODEC_MAX_PARTS, DEFAULT_MAX_PARTS
@@ -150,6 +151,7 @@ class Config:
     path: Path | None                   # None: no file found, the embedded default
     spool_path: Path
     modems: tuple[ModemConfig, ...] = ()
+    spool_url: str | None = None        # postgresql://...: a spool shared by several daemons
     region: str = DEFAULT_REGION
     strategy: str = "least-loaded"
     retry: RetryConfig = field(default_factory=RetryConfig)
@@ -205,7 +207,7 @@ class Config:
         """The spool this configuration names (created if missing)."""
         from modempool.spool import Spool
 
-        return Spool(self.spool_path, region=self.region, tz=self.tz, synchronous=self.synchronous,
+        return Spool(self.spool_url or self.spool_path, region=self.region, tz=self.tz, synchronous=self.synchronous,
                      max_parts=self.max_parts)
 
 
@@ -213,7 +215,8 @@ class Config:
 # Each key maps to (what it must be, converter). Converters raise ValueError with a message.
 
 SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "spool": {"path": text, "synchronous": one_of("off", "normal", "full", "extra")},
+    "spool": {"path": text, "url": postgres_url,
+              "synchronous": one_of("off", "normal", "full", "extra")},
     "pool": {"region": region_code, "strategy": strategy_name, "timezone": timezone_name,
              "lease_seconds": positive_seconds, "lock_dir": text,
              "max_parts": between(1, CODEC_MAX_PARTS)},
@@ -327,6 +330,7 @@ def parse_config(text: str, path: Path) -> Config:
     return Config(
         path=path,
         spool_path=spool_path,
+        spool_url=spool.get("url"),
         modems=tuple(modems),
         region=pool.get("region", default.region),
         strategy=pool.get("strategy", default.strategy),

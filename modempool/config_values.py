@@ -54,6 +54,15 @@ def text(value: Any) -> str:
     return value
 
 
+def postgres_url(value: Any) -> str:
+    """A PostgreSQL URL for a spool shared by several daemons (`[spool] url`)."""
+    value = text(value)
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"expected a postgresql://user@host/db URL, got {value!r} "
+                         "(an SQLite spool is [spool] path)")
+    return value
+
+
 def flag(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")

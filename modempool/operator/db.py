@@ -31,8 +31,14 @@ def connection(db: Any) -> sqlite3.Connection:
 
 
 @contextmanager
-def transaction(db: Any) -> Iterator[sqlite3.Connection]:
-    """One atomic write, whatever the connection's isolation level; nests inside an open one."""
+def transaction(db: Any) -> Iterator[Any]:
+    """One atomic write, whatever the connection's isolation level; nests inside an open one.
+    On a PostgreSQL spool (`spool.db` has its own `transaction`) the engine's transaction."""
+    own = getattr(db, "transaction", None)
+    if own is not None:
+        with own() as joined:
+            yield joined
+        return
     conn = connection(db)
     if conn.in_transaction:
         yield conn
@@ -47,7 +53,12 @@ def transaction(db: Any) -> Iterator[sqlite3.Connection]:
 
 
 def ensure_schema(db: Any, schema: str) -> None:
-    """Create missing tables and indexes (statements `CREATE ... IF NOT EXISTS`, no `;` inside)."""
+    """Create missing tables and indexes (statements `CREATE ... IF NOT EXISTS`, no `;` inside).
+    A PostgreSQL spool's `spool.db` writes them in its own dialect."""
+    own = getattr(db, "ensure_schema", None)
+    if own is not None:
+        own(schema)
+        return
     statements = [s.strip() for s in "\n".join(
         line.split("--", 1)[0] for line in schema.splitlines()).split(";") if s.strip()]
     with transaction(db) as conn:

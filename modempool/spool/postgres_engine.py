@@ -198,10 +198,10 @@ class PostgresEngine(Engine):
             "WHERE table_schema = current_schema() ORDER BY table_name")]
 
     def operator_db(self) -> Any:
-        from modempool.errors import PoolError
+        """`spool.db` for the operator modules (SQLite-dialect SQL, see postgres_operator.py)."""
+        from modempool.spool.postgres_operator import OperatorDb
 
-        raise PoolError("the operator features (contacts, campaigns, opt-outs) do not run on a "
-                        "PostgreSQL spool yet: use an SQLite spool for them")
+        return OperatorDb(self)
 
     def close(self) -> None:
         if self._listener is not None:

@@ -27,9 +27,12 @@ words = ["贷款", "发票"]
 
 
 @pytest.fixture
-def config(tmp_path):
+def config(tmp_path, spool_target):
+    """The config, its spool on each engine."""
     path = tmp_path / "modempool.toml"
-    path.write_text(CONFIG, "utf-8")
+    text = CONFIG if not str(spool_target).startswith("postgresql") else CONFIG.replace(
+        'path = "spool.db"', f'url = "{spool_target}"')
+    path.write_text(text, "utf-8")
     return load_config(path)
 
 

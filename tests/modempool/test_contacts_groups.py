@@ -10,8 +10,8 @@ from modempool.spool import Spool
 
 
 @pytest.fixture
-def book(tmp_path):
-    spool = Spool(tmp_path / "spool.db")
+def book(spool_target):
+    spool = Spool(spool_target)
     yield AddressBook(spool.db)
     spool.close()
 

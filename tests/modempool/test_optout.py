@@ -14,12 +14,15 @@ from modempool.operator.optout import OptOutList, OptOutSettings, may_send_direc
 
 
 @pytest.fixture
-def make(tmp_path):
+def make(tmp_path, spool_target):
+    """make(extra config) -> (spool, config), the spool on each engine."""
     opened = []
+    where = (f'url = "{spool_target}"' if str(spool_target).startswith("postgresql")
+             else 'path = "spool.db"')
 
     def make(extra: str = ""):
         path = tmp_path / "modempool.toml"
-        path.write_text('[spool]\npath = "spool.db"\n' + extra, "utf-8")
+        path.write_text(f'[spool]\n{where}\n' + extra, "utf-8")
         config = load_config(path)
         spool = config.open_spool()
         opened.append(spool)

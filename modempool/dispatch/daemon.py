@@ -34,6 +34,7 @@ from modempool.errors import PoolError
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.limits import Counters, Limits, window_keys
 from modempool.dispatch.liveness import HEARTBEAT_EVERY
+from modempool.dispatch.shared import is_shared, recover_dead, wake_on_enqueue, watch_dead_daemons
 from modempool.config import ModemConfig
 from modempool.dispatch.modem_task import ModemTaskMixin
 from modempool.dispatch.requests import RequestDesk
@@ -90,7 +91,8 @@ class Daemon(ModemTaskMixin):
                 log.warning("%s", warning)
         own_spool = self.spool is None
         if own_spool:
-            self._take_lock(Path(self.config.spool_path))
+            if not getattr(self.config, "spool_url", None):  # a shared database needs none
+                self._take_lock(Path(self.config.spool_path))
             opener = getattr(self.config, "open_spool", None)
             self.spool = opener() if opener else Spool(self.config.spool_path)
         loop = asyncio.get_running_loop()
@@ -99,7 +101,9 @@ class Daemon(ModemTaskMixin):
                 loop.add_signal_handler(signum, self.stop)
         try:
             self._beat()
-            recovery = self.spool.recover_leases(include_live=True)
+            shared = is_shared(self.spool)
+            recovery = (recover_dead(self.spool) if shared  # other daemons' leases may be live
+                        else self.spool.recover_leases(include_live=True))
             if recovery.requeued or recovery.ambiguous:
                 log.warning("recovered leases of an earlier run: %d requeued, %d ambiguous%s",
                             len(recovery.requeued), len(recovery.ambiguous),
@@ -118,7 +122,7 @@ class Daemon(ModemTaskMixin):
                 self.desk.on_ussd = self.balance.on_ussd
                 inbound = InboundStore(self.spool, self.config, self.handlers)
                 log.info("modempool starting: %d modem%s, spool %s, strategy %s", len(specs),
-                         "" if len(specs) == 1 else "s", self.spool.path,
+                         "" if len(specs) == 1 else "s", self.spool.where,
                          self.dispatcher.strategy.value)
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self.dispatcher.run(), name="dispatcher")
@@ -130,6 +134,12 @@ class Daemon(ModemTaskMixin):
                     tasks.create_task(self.balance.run(self._stop), name="balance")
                     tasks.create_task(self._recurring_jobs(), name="recurring")
                     tasks.create_task(self._http_sidecar(), name="http")
+                    if shared:
+                        wake = self.dispatcher.wake.set
+                        tasks.create_task(watch_dead_daemons(self.spool, self._stop, wake),
+                                          name="dead-daemons")
+                        tasks.create_task(wake_on_enqueue(self.spool, self._stop, wake),
+                                          name="notifications")
                     for spec, slot in zip(specs, slots):
                         tasks.create_task(self._modem_task(spec, slot, inbound), name=spec.name)
                 released = sum(len(self.spool.recover_leases(owner=slot.owner).requeued)

@@ -20,7 +20,7 @@ from modempool.spool.audit import AuditLog
 from modempool.spool.engine import Engine
 from modempool.spool.messages import read_message
 from modempool.spool.model import LeaseLost, Message, MessageState, Recovery, to_text, utcnow
-from modempool.spool.recovery import recover_leases
+from modempool.spool.recovery import dead_owners, recover_leases
 from modempool.spool.sims import Sims
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +68,27 @@ class Claims:
             yield
 
     def recover_leases(self, owner: str | None = None, *, include_live: bool = False,
-                       now: datetime | None = None) -> Recovery:
+                       expired_only: bool = False, now: datetime | None = None) -> Recovery:
         """Settle messages left in SENDING by a dispatcher that stopped or crashed (see
         `recovery.recover_leases` for the rule)."""
-        return recover_leases(self.engine, self.audit, owner, include_live=include_live, now=now)
+        return recover_leases(self.engine, self.audit, owner, include_live=include_live,
+                              expired_only=expired_only, now=now)
+
+    def recover_dead_owners(self, *, host: str, alive: Callable[[int], bool],
+                            stale_after: float, now: datetime | None = None) -> Recovery:
+        """Several daemons on one database: settle the run-out leases of daemons that are dead
+        (see `recovery.dead_owners`), never a live one's. Returns what became of them."""
+        requeued, ambiguous, sent = [], [], []
+        for owner in dead_owners(self.engine, host=host, alive=alive, stale_after=stale_after,
+                                 now=now):
+            done = recover_leases(self.engine, self.audit, owner, expired_only=True, now=now)
+            requeued += done.requeued
+            ambiguous += done.ambiguous
+            sent += done.sent
+        if requeued:
+            with self.engine.tx() as conn:
+                self.engine.notify_enqueued(conn)
+        return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent))
 
     def expire_due(self, now: datetime | None = None) -> list[int]:
         """Move queued messages whose expiry has passed to EXPIRED; returns their ids."""

@@ -96,6 +96,9 @@ class Engine(ABC):
         """Block up to `timeout` s for an enqueue notification; False if none (or unsupported)."""
         return False
 
+    def forget_listener(self) -> None:
+        """Drop a failed notification connection (PostgreSQL)."""
+
     def checkpoint_when_told(self) -> None:
         """SQLite: stop automatic WAL checkpoints (the daemon calls `checkpoint`)."""
 

@@ -192,6 +192,15 @@ class PostgresEngine(Engine):
             got = True
         return got
 
+    def forget_listener(self) -> None:
+        """Drop the LISTEN connection (it failed); the next wait opens a new one."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                listener.close()
+            except Exception:
+                pass
+
     def table_names(self) -> list[str]:
         return [r[0] for r in self.rows(
             "SELECT table_name FROM information_schema.tables "

@@ -7,7 +7,8 @@ The markers `spool_claim.py` commits before each PDU leaves decide it: nothing w
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from modempool.spool.model import Recovery, to_text, utcnow
@@ -27,6 +28,7 @@ def recover_leases(
     owner: str | None = None,
     *,
     include_live: bool = False,
+    expired_only: bool = False,
     now: datetime | None = None,
 ) -> Recovery:
     """Settle messages left in SENDING by a dispatcher that stopped or crashed.
@@ -45,7 +47,7 @@ def recover_leases(
     if owner is not None:
         where.append("lease_owner = ?")
         params.append(owner)
-    elif not include_live:
+    if (owner is None and not include_live) or expired_only:
         where.append("(lease_until IS NULL OR lease_until <= ?)")
         params.append(now_text)
     requeued, ambiguous, sent = [], [], []
@@ -95,3 +97,33 @@ def recover_leases(
                 ambiguous.append(message_id)
                 audit.record(conn, "lease-recovered", message_id, sim, "ambiguous", now_text)
     return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent))
+
+
+def dead_owners(engine: Engine, *, host: str, alive: Callable[[int], bool],
+                stale_after: float, now: datetime | None = None) -> list[str]:
+    """Lease owners (`host:pid/sim`) holding run-out leases whose daemon is dead: it stopped,
+    its heartbeat is older than `stale_after` seconds (or it never wrote one), or it ran on this
+    `host` and its process is gone. A live daemon's leases are never in the list, even run out
+    (a long multipart send): only its own finish or recovery settles them."""
+    moment = now or utcnow()
+    owners = [r[0] for r in engine.rows(
+        "SELECT DISTINCT lease_owner FROM messages WHERE state = 'sending' "
+        "AND lease_owner IS NOT NULL AND (lease_until IS NULL OR lease_until <= ?)",
+        (to_text(moment),))]
+    if not owners:
+        return []
+    beats = {r["owner"]: r for r in engine.rows(
+        "SELECT owner, heartbeat_at, stopped_at FROM daemons")}
+    fresh = to_text(moment - timedelta(seconds=stale_after))
+    dead = []
+    for owner in owners:
+        daemon = owner.split("/", 1)[0]
+        daemon_host, _, pid = daemon.rpartition(":")
+        beat = beats.get(daemon)
+        if daemon_host == host and pid.isdigit():
+            gone = not alive(int(pid))
+        else:
+            gone = beat is None or beat["stopped_at"] is not None or beat["heartbeat_at"] < fresh
+        if gone:
+            dead.append(owner)
+    return dead

@@ -209,6 +209,7 @@ class Spool:
     mark_ambiguous = _Delegate("claims", "mark_ambiguous")
     requeue = _Delegate("claims", "requeue")
     recover_leases = _Delegate("claims", "recover_leases")
+    recover_dead_owners = _Delegate("claims", "recover_dead_owners")
 
     store_inbound = _Delegate("inbound", "store")
     store_inbound_part = _Delegate("inbound", "store_part")

@@ -149,7 +149,7 @@ async def run_sidecar(config: Any, listen: str | None, stop: asyncio.Event) -> N
 
 def has_webhooks(spool: Any) -> bool:
     """Whether the spool has any webhook subscription (without creating its tables)."""
-    if not spool.rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'webhooks'"):
+    if "webhooks" not in spool.table_names():  # either engine's catalogue
         return False
     return bool(spool.rows("SELECT 1 FROM webhooks LIMIT 1"))
 

@@ -262,3 +262,23 @@ def test_retrying_a_partly_sent_message_binds_it_to_the_sim_that_sent_its_parts(
         spool.claim(plain.id, "m1", "o", 60)
         spool.mark_failed(plain.id, "m1: refused", lease_owner="o")
         assert spool.retry(plain.id).sims == ("m1", "m2")  # nothing out: its choice stays
+
+
+def test_several_daemons_recover_only_the_run_out_leases_of_dead_ones(path):
+    """A live daemon's leases are never taken, even run out; a dead one's are, once run out."""
+    with Spool(path) as spool:
+        ids = spool.enqueue_many({"to": f"1380013800{i}", "text": str(i)} for i in range(4))
+        owners = ["live-host:1/m1", "dead-host:2/m1", "dead-host:2/m2", "here:99/m3"]
+        for owner, lease in zip(owners, (30, 30, 600, 30)):
+            spool.claim_next(owner.rsplit("/", 1)[1], owner, lease, now=T0)
+        spool.beat("live-host:1", host="live-host", pid=1, started_at=T0,
+                   now=T0 + timedelta(seconds=100))
+        spool.beat("dead-host:2", host="dead-host", pid=2, started_at=T0, now=T0)
+        spool.beat("here:99", host="here", pid=99, started_at=T0, now=T0 + timedelta(seconds=100))
+        recovery = spool.recover_dead_owners(host="here", alive=lambda pid: pid != 99,
+                                             stale_after=30, now=T0 + timedelta(seconds=101))
+        # dead-host's heartbeat is stale and its first lease ran out; its second has not; the
+        # process 99 on this host is gone (its heartbeat is recent, but no process answers).
+        assert sorted(recovery.requeued) == [ids[1], ids[3]]
+        assert spool.get(ids[0]).state is MessageState.SENDING  # alive: never taken
+        assert spool.get(ids[2]).state is MessageState.SENDING  # dead, but not run out yet

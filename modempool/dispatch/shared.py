@@ -1,0 +1,70 @@
+"""Several daemons, one queue: what a daemon does differently on a shared (PostgreSQL) spool.
+
+On SQLite one daemon holds the spool (a lock file), so every lease found at start is a dead
+process's. On a database that daemons on several hosts share, a lease may be a live daemon's:
+only the run-out leases of dead daemons are settled (by the same rule as ever: queued if no
+part was written, ambiguous if one may have gone out), at start and then every few seconds, so
+that a survivor carries on a killed daemon's messages. An enqueue anywhere NOTIFYs: idle
+dispatchers wake at once instead of at their next poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from modempool.dispatch.liveness import HEARTBEAT_EVERY, STALE_AFTER
+from modempool.box.ports import process_exists
+
+log = logging.getLogger("modempool.shared")
+
+
+def is_shared(spool: Any) -> bool:
+    """Whether other daemons may use this spool at the same time (a database server)."""
+    return getattr(getattr(spool, "engine", None), "name", "sqlite") != "sqlite"
+
+
+def recover_dead(spool: Any) -> Any:
+    """Settle the run-out leases of dead daemons (never a live one's); returns the Recovery."""
+    return spool.recover_dead_owners(host=socket.gethostname(), alive=process_exists,
+                                     stale_after=STALE_AFTER)
+
+
+async def watch_dead_daemons(spool: Any, stop: asyncio.Event, wake: Callable[[], None],
+                             every: float = HEARTBEAT_EVERY) -> None:
+    """Every `every` seconds: take over what dead daemons left (queued again or ambiguous)."""
+    while not stop.is_set():
+        try:
+            recovery = await asyncio.to_thread(recover_dead, spool)
+            if recovery.requeued or recovery.ambiguous or recovery.sent:
+                log.warning("took over leases of a dead daemon: %d requeued, %d ambiguous, "
+                            "%d sent", len(recovery.requeued), len(recovery.ambiguous),
+                            len(recovery.sent))
+                wake()
+        except Exception as exc:  # the database away: the next round will do
+            log.warning("could not look for dead daemons' leases: %s", exc)
+        try:
+            async with asyncio.timeout(every):
+                await stop.wait()
+        except TimeoutError:
+            pass
+
+
+async def wake_on_enqueue(spool: Any, stop: asyncio.Event, wake: Callable[[], None]) -> None:
+    """Wake the dispatcher when any host queues a message (LISTEN; short waits in a thread so
+    that a stop is never kept waiting long)."""
+    while not stop.is_set():
+        try:
+            if await asyncio.to_thread(spool.engine.wait_for_enqueue, 1.0):
+                wake()
+        except Exception as exc:  # connection lost: the dispatcher still polls meanwhile
+            log.warning("enqueue notifications interrupted: %s", exc)
+            spool.engine.forget_listener()
+            try:
+                async with asyncio.timeout(2.0):
+                    await stop.wait()
+            except TimeoutError:
+                pass

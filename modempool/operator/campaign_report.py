@@ -100,7 +100,7 @@ REPORT_COLUMNS = ("to", "name", "state", "error", "sim", "sent_at", "delivered_a
 
 def export_report(spool: Any, campaign_id: int, path: str | Path) -> int:
     """Write the per-recipient report to CSV or XLSX (by extension); returns rows written."""
-    from modempool.operator.importers import write_table
+    from modempool.operator.spreadsheets import write_table
 
     data = report(spool, campaign_id)
     rows = ([r[c] if c != "replies" else " | ".join(r[c]) for c in REPORT_COLUMNS]

@@ -14,7 +14,7 @@ from typing import Any
 
 from modempool.errors import NotFound, PoolError
 from modempool.numbers import normalise
-from modempool.operator.db import ensure_schema, now_iso, transaction
+from modempool.operator.db import LIKE_ESCAPE, contains, ensure_schema, now_iso, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS contacts (
@@ -157,8 +157,9 @@ class AddressBook:
             where.append("c.id IN (SELECT contact_id FROM group_members WHERE group_id = ?)")
             params.append(self._group_id(group))
         if search:
-            where.append("(c.name LIKE ? OR c.number LIKE ? OR c.notes LIKE ?)")
-            params += [f"%{search}%"] * 3
+            where.append(f"(c.name LIKE ? {LIKE_ESCAPE} OR c.number LIKE ? {LIKE_ESCAPE} "
+                         f"OR c.notes LIKE ? {LIKE_ESCAPE})")
+            params += [contains(search)] * 3
         return self._select(("WHERE " + " AND ".join(where)) if where else "", params)
 
     def _select(self, where: str, params: list[Any]) -> list[Contact]:

@@ -25,6 +25,17 @@ def parse_time(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.astimezone()
 
 
+def contains(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its `%`, `_` and `\\` taken literally (use
+    with `LIKE ? ESCAPE '\\'`): searching for "%" finds a percent sign, not everything."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+#: The ESCAPE clause that goes with `contains`.
+LIKE_ESCAPE = "ESCAPE '\\'"
+
+
 def connection(db: Any) -> sqlite3.Connection:
     """The sqlite3 connection behind an sqlite_utils Database (or a connection itself)."""
     return getattr(db, "conn", db)

@@ -14,7 +14,7 @@ from typing import Any
 from modempool.operator.contacts import AddressBook
 from modempool.errors import InvalidNumber, PoolError
 from modempool.numbers import normalise
-from modempool.operator.db import now_iso
+from modempool.operator.db import LIKE_ESCAPE, contains, now_iso
 
 COLUMNS = ("direction", "id", "time", "number", "name", "text", "state", "sim", "campaign_id",
            "error")
@@ -89,8 +89,8 @@ def _select(db: Any, direction: str, query: Query, numbers: list[str] | None) ->
         where.append(f"{number_col} IN ({', '.join('?' for _ in numbers)})")
         params += numbers
     if query.text:
-        where.append("text LIKE ?")
-        params.append(f"%{query.text}%")
+        where.append(f"text LIKE ? {LIKE_ESCAPE}")
+        params.append(contains(query.text))
     if query.since:
         where.append(f"{time_col} >= ?")
         params.append(now_iso(query.since))
@@ -113,7 +113,7 @@ def _select(db: Any, direction: str, query: Query, numbers: list[str] | None) ->
 
 def export(db: Any, query: Query, path: str | Path, region: str = "CN") -> int:
     """Write the search result to CSV (UTF-8 with BOM) or XLSX by extension; returns rows."""
-    from modempool.operator.importers import write_table
+    from modempool.operator.spreadsheets import write_table
 
     rows = search(db, query, region)
     return write_table(path, COLUMNS, ([r.get(c) for c in COLUMNS] for r in rows))

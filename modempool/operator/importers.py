@@ -20,6 +20,8 @@ from typing import Any
 
 from modempool.operator.contacts import AddressBook
 from modempool.errors import InvalidNumber, PoolError
+from modempool.operator.spreadsheets import read_xlsx, write_table
+
 
 # Header names recognised without a mapping, compared after lower-casing and removing spaces.
 KNOWN_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -115,8 +117,23 @@ def read_table(path: str | Path, *, encoding: str | None = None, sheet: str | No
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
         return _read_xlsx(path, sheet)
-    data = path.read_bytes()
-    text, used = (data.decode(encoding), encoding) if encoding else decode_bytes(data)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PoolError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if encoding:
+        try:
+            text, used = data.decode(encoding), encoding
+        except LookupError:
+            raise PoolError(f"unknown encoding {encoding!r} (try utf-8 or gb18030)") from None
+        except UnicodeDecodeError as exc:
+            raise PoolError(f"{path} is not {encoding}: byte {exc.start} cannot be read in it "
+                            "(leave --encoding out to detect it)") from None
+    else:
+        try:
+            text, used = decode_bytes(data)
+        except PoolError as exc:
+            raise PoolError(f"{path}: {exc}") from None
     if suffix == ".txt":
         return _read_txt(text, used)
     return _read_csv(text, used, header)
@@ -153,18 +170,11 @@ def _read_txt(text: str, encoding: str) -> Table:
 
 
 def _read_xlsx(path: Path, sheet: str | None) -> Table:
-    from openpyxl import load_workbook
-
-    book = load_workbook(path, read_only=True, data_only=True)
-    try:
-        ws = book[sheet] if sheet else book.worksheets[0]
-        rows = []
-        for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
-            cells = tuple(_cell_text(v) for v in values)
-            if any(cells):
-                rows.append((number, cells))
-    finally:
-        book.close()
+    rows = []
+    for number, values in read_xlsx(path, sheet):
+        cells = tuple(_cell_text(v) for v in values)
+        if any(cells):
+            rows.append((number, cells))
     if not rows:
         return Table((), (), "xlsx")
     if _looks_like_header(rows[0][1]):
@@ -292,31 +302,6 @@ def import_contacts(book: AddressBook, path: str | Path, *, mapping: dict[str, s
 
 
 # ---- writing
-
-
-def write_table(path: str | Path, headers: Sequence[str], rows: Iterable[Sequence[Any]], *,
-                encoding: str = "utf-8-sig") -> int:
-    """Write rows to CSV (UTF-8 with BOM by default, so Excel shows Chinese) or XLSX by extension."""
-    path = Path(path)
-    count = 0
-    if path.suffix.lower() == ".xlsx":
-        from openpyxl import Workbook
-
-        book = Workbook(write_only=True)
-        sheet = book.create_sheet()
-        sheet.append(list(headers))
-        for row in rows:
-            sheet.append(["" if v is None else v for v in row])
-            count += 1
-        book.save(path)
-        return count
-    with path.open("w", encoding=encoding, newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(headers)
-        for row in rows:
-            writer.writerow(["" if v is None else v for v in row])
-            count += 1
-    return count
 
 
 def export_contacts(book: AddressBook, path: str | Path, *, group: str | None = None,

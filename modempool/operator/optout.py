@@ -180,7 +180,7 @@ class OptOutList:
                             report.rejected, imported=count)
 
     def export(self, path: str | Path, which: str = "blacklist") -> int:
-        from modempool.operator.importers import write_table
+        from modempool.operator.spreadsheets import write_table
 
         rows = self.blacklist() if which == "blacklist" else self.optouts()
         headers = list(rows[0]) if rows else (["number", "reason", "created_at"]

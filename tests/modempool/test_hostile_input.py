@@ -4,14 +4,23 @@ kill a forward command."""
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 import shlex
 import sqlite3
 import sys
+import zipfile
 
 import pytest
+from openpyxl import Workbook, load_workbook
 
-from modempool.errors import UnsendableText
+from modempool.errors import PoolError, UnsendableText
+from modempool.operator import history
+from modempool.operator.contacts import AddressBook
+from modempool.operator.history import Query
+from modempool.operator.importers import export_contacts, read_table
+from modempool.operator.spreadsheets import read_xlsx, write_table
 from modempool.operator.campaign_report import report
 from modempool.operator.campaigns import Campaigns
 from modempool.operator.optout import OptOutList
@@ -121,3 +130,108 @@ async def test_an_sms_with_nul_still_runs_the_forward_command_and_records_it(tmp
     data = json.loads(out.read_text("utf-8"))
     assert (data["text"], data["env"]) == ("a\x00b 你好", "a\ufffdb 你好")
     assert spool.db.execute("SELECT outcome FROM forward_log").fetchall() == [("ok",)]
+
+
+# ---- 3. formula injection in exports --------------------------------------------------------
+
+PLANTED = "=cmd|' /C calc'!A0"
+
+
+async def test_a_planted_formula_and_control_characters_export_as_inert_text(tmp_path):
+    async with pool(tmp_path, modems=1) as (bank, spool, _daemon):
+        await bank.inject("m1", MOBILE, PLANTED)
+        await bank.inject("m1", UNICOM, "bell\x07 and \x01 inside")
+        await eventually(lambda: len(spool.inbound()) == 2, what="both SMS stored")
+    AddressBook(spool.db).upsert(TELECOM, "@SUM(1+1)*cmd")
+    inbound = Query(direction="in")
+    assert history.export(spool.db, inbound, tmp_path / "h.csv") == 2
+    with open(tmp_path / "h.csv", encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    texts = {row["number"]: row["text"] for row in rows}
+    assert texts[MOBILE] == "'" + PLANTED                      # OWASP: a leading quote
+    assert texts[UNICOM] == "bell\x07 and \x01 inside"         # CSV keeps the text as it came
+    assert history.export(spool.db, inbound, tmp_path / "h.xlsx") == 2   # failed before
+    sheet = load_workbook(tmp_path / "h.xlsx").active
+    cells = [cell for row in sheet.iter_rows() for cell in row if cell.value]
+    assert all(cell.data_type != "f" for cell in cells)              # no formula at all
+    values = {cell.value for cell in cells}
+    assert PLANTED in values and "bell\ufffd and \ufffd inside" in values
+    export_contacts(AddressBook(spool.db), tmp_path / "c.csv")
+    contact = (tmp_path / "c.csv").read_text("utf-8-sig").splitlines()[1]
+    assert contact.startswith(f"{TELECOM},'@SUM(1+1)*cmd,")       # the number itself untouched
+
+
+def test_exports_refuse_unknown_extension_missing_directory_and_leave_no_partial_file(tmp_path):
+    rows = [["+8613800138000", "好 😀"]]
+    with pytest.raises(PoolError, match=r"must end in \.csv or \.xlsx"):
+        write_table(tmp_path / "out.json", ["number", "text"], rows)
+    with pytest.raises(PoolError, match="directory .*nowhere does not exist"):
+        write_table(tmp_path / "nowhere" / "out.csv", ["number", "text"], rows)
+    with pytest.raises(PoolError, match=r"in gbk: '😀' has no code there"):
+        write_table(tmp_path / "out.csv", ["number", "text"], [["+86138", "ok"]] * 50 + rows,
+                    encoding="gbk")
+    with pytest.raises(PoolError, match="unknown encoding 'bogus'"):
+        write_table(tmp_path / "out.csv", ["number", "text"], rows, encoding="bogus")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# ---- 7. a forged XLSX -----------------------------------------------------------------------
+
+def forged_xlsx(path, rows: int, dimension: str):
+    """A real XLSX whose sheet declares `dimension` (openpyxl pads each row to its width)."""
+    book = Workbook()
+    for i in range(rows):
+        book.active.append([f"1380013{i:04d}", f"客户{i}"])
+    book.save(path)
+    with zipfile.ZipFile(path) as source:
+        items = {name: source.read(name) for name in source.namelist()}
+    sheet = "xl/worksheets/sheet1.xml"
+    items[sheet] = re.sub(rb'<dimension ref="[^"]*"', f'<dimension ref="{dimension}"'.encode(),
+                          items[sheet])
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for name, data in items.items():
+            target.writestr(name, data)
+    return path
+
+
+def test_a_forged_xlsx_dimension_is_ignored(tmp_path):
+    path = forged_xlsx(tmp_path / "forged.xlsx", 50, "A1:XFD60")   # small: old code padded it
+    table = read_table(path)
+    assert len(table.rows) == 50
+    assert max(len(cells) for _, cells in table.rows) == 2        # never 16384 padded cells
+
+
+def test_xlsx_over_the_caps_or_broken_is_refused_in_one_line(tmp_path):
+    wide = Workbook()
+    wide.active.append(["13800138000"] + ["x"] * 300)
+    wide.save(tmp_path / "wide.xlsx")
+    with pytest.raises(PoolError, match="row 1 has a cell in column 301; at most 256 columns"):
+        read_table(tmp_path / "wide.xlsx")
+    many = forged_xlsx(tmp_path / "many.xlsx", 30, "A1:B30")
+    with pytest.raises(PoolError, match="has more than 20 rows"):
+        list(read_xlsx(many, max_rows=20))
+    with pytest.raises(PoolError, match="has no sheet named 'nope' \\(sheets: Sheet\\)"):
+        read_table(many, sheet="nope")
+    (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(PoolError, match="cannot read .*broken.xlsx as an XLSX file"):
+        read_table(tmp_path / "broken.xlsx")
+    (tmp_path / "zh.csv").write_text("姓名,手机\n张三,13800138000\n", encoding="utf-8")
+    with pytest.raises(PoolError, match="zh.csv is not ascii: byte 0 cannot be read"):
+        read_table(tmp_path / "zh.csv", encoding="ascii")
+    with pytest.raises(PoolError, match="unknown encoding 'bogus'"):
+        read_table(tmp_path / "zh.csv", encoding="bogus")
+
+
+# ---- 10. smaller gaps -----------------------------------------------------------------------
+
+def test_search_wildcards_are_literal(tmp_path):
+    spool = Spool(tmp_path / "spool.db")
+    book = AddressBook(spool.db)
+    book.upsert(MOBILE, "张三")
+    book.upsert(UNICOM, "100% 李四")
+    assert [c.name for c in book.list(search="%")] == ["100% 李四"]
+    assert book.list(search="_") == []
+    spool.store_inbound(MOBILE, "打折 50%", sim="m1")
+    spool.store_inbound(UNICOM, "hello", sim="m1")
+    assert [r["text"] for r in history.search(spool.db, Query(text="%"))] == ["打折 50%"]
+    spool.close()

@@ -1551,6 +1551,9 @@ _register_http(main)
 from modempool.commands.box import register as _register_box  # noqa: E402
 
 _register_box(main)
+from modempool.commands.console import register as _register_console  # noqa: E402
+
+_register_console(main)
 
 
 from modempool.commands.spool import register as _register_spool  # noqa: E402

@@ -206,3 +206,114 @@ class AccountPool:
                 "updated_at": sim.details.get("updated_at"),
             })
         return out
+
+    # ---- what the web console shows (the same rules: own messages, own SIMs) ---------------
+
+    def status(self) -> dict[str, Any]:
+        """The dashboard: the account's SIMs as `Pool.status` sees them (state with quarantine
+        reason and until when, signal, operator, number, counters against quotas), the queue by
+        state of the messages it may see, throughput over the last hour and the campaigns
+        running (admins only: campaigns are not an account's own)."""
+        from modempool.pool import Pool
+
+        whole = Pool(self.config, spool=self.spool).status()
+        sims = [s for s in whole.sims if self.account.sees_all or self.account.sims is None
+                or s.name in self.account.sims]
+        return {"daemon": whole.daemon, "sims": sims, "queue": self.counts(),
+                "throughput": self.throughput(), "campaigns": list(whole.campaigns)
+                if self.account.sees_all else []}
+
+    def counts(self) -> dict[str, int]:
+        """Messages in each state (every state, zeros included) among those the account sees."""
+        if self.account.sees_all:
+            return self.spool.counts()
+        out = {state.value: 0 for state in MessageState}
+        for row in self.spool.rows(
+                "SELECT m.state, count(*) AS n FROM message_accounts a JOIN messages m "
+                "ON m.id = a.message_id WHERE a.account = ? GROUP BY m.state", (self.account.name,)):
+            out[row["state"]] = row["n"]
+        return out
+
+    def throughput(self, minutes: int = 60, now: datetime | None = None) -> list[int]:
+        """Parts sent in each of the last `minutes` minutes, oldest first (through the SIMs
+        the account may use)."""
+        from datetime import timedelta
+
+        now = now or utcnow()
+        start = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
+        where, params = "sent_at >= ?", [to_text(start)]
+        if not self.account.sees_all and self.account.sims is not None:
+            where += " AND sim IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(self.account.sims)))
+        buckets = [0] * minutes
+        for row in self.spool.rows(f"SELECT substr(sent_at, 1, 16) AS minute, count(*) AS n "
+                                   f"FROM parts WHERE {where} GROUP BY minute", params):
+            try:
+                moment = datetime.fromisoformat(row["minute"] + ":00+00:00")
+            except ValueError:
+                continue
+            index = int((moment - start).total_seconds() // 60)
+            if 0 <= index < minutes:
+                buckets[index] += row["n"]
+        return buckets
+
+    def page(self, *, state: str | None = None, to: str | None = None,
+             before: int | None = None, limit: int = 50) -> tuple[list[Message], int | None]:
+        """The account's messages newest first, before the cursor `before`; returns them and
+        the next (older) cursor, None at the end."""
+        where, params = ["1 = 1"], []
+        if state:
+            where.append("m.state = ?")
+            params.append(MessageState(state).value)
+        if to:
+            from modempool.numbers import normalise
+
+            where.append("m.to_number = ?")
+            params.append(normalise(to, self.config.region))
+        if before is not None:
+            where.append("m.id < ?")
+            params.append(int(before))
+        if not self.account.sees_all:
+            where.append("m.id IN (SELECT message_id FROM message_accounts WHERE account = ?)")
+            params.append(self.account.name)
+        rows = self.spool.rows(f"SELECT m.* FROM messages m WHERE {' AND '.join(where)} "
+                               "ORDER BY m.id DESC LIMIT ?", [*params, limit + 1])
+        messages = [Message.from_row(r) for r in rows[:limit]]
+        return messages, (messages[-1].id if len(rows) > limit else None)
+
+    def many(self, ids: Iterable[int]) -> list[Message]:
+        """The messages of `ids` the account may see (others are left out, as not found)."""
+        out = []
+        for message_id in ids:
+            try:
+                out.append(self.get(int(message_id)))
+            except (NotFound, ValueError):
+                continue
+        return out
+
+    def recipients(self, text: str) -> list[str]:
+        """The numbers a person typed: phone numbers, contact names and `@group`s, separated
+        by commas, semicolons or new lines; each number once, in order. A name or group that
+        is not in the address book is a NotFound naming it."""
+        import re
+
+        from modempool.numbers import normalise
+        from modempool.operator.contacts import AddressBook, Selection
+
+        book = AddressBook(self.spool.db, self.config.region)
+        out: list[str] = []
+        for token in (t.strip() for t in re.split(r"[,;，；\n]+", text or "")):
+            if not token:
+                continue
+            if token.startswith("@"):
+                found = [c.number for c in book.select(Selection((token[1:].strip(),)))]
+            elif re.fullmatch(r"[+\d][\d\s()-]*", token):
+                found = [normalise(token, self.config.region)]
+            else:
+                found = [c.number for c in book.list(search=token) if c.name == token]
+                if not found:
+                    raise NotFound(f"{token}: no contact with this name (a group is @name)")
+            out += [n for n in found if n not in out]
+        if not out:
+            raise PoolError("no recipient given")
+        return out

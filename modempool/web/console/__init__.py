@@ -1,0 +1,24 @@
+"""The web console: server-rendered pages for the people who run the bank, served at `/` by
+the same app as the HTTP API. `install(app)` adds its routes, static files and the redirect to
+/login for pages opened without a session. See docs/console.md."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from modempool.web.console.base import LoginRequired
+
+
+def install(app: FastAPI) -> None:
+    from urllib.parse import quote
+
+    from modempool.web.console import pages
+
+    app.mount("/static", StaticFiles(packages=[("modempool.web.console", "static")]), name="static")
+    app.include_router(pages.router)
+
+    @app.exception_handler(LoginRequired)
+    async def _to_login(request: Request, exc: LoginRequired) -> RedirectResponse:
+        return RedirectResponse("/login?next=" + quote(exc.next_path, safe=""), status_code=303)

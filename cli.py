@@ -1439,7 +1439,7 @@ def history_group() -> None:
 def history_search(spool, config, **query):
     from modempool.operator.history import search
 
-    rows = search(spool.db, _op_query(**query), config.region)
+    rows = search(spool.db, _op_query(**query), config.region, spool=spool)
     return rows, lambda r: _op_table(r, ["time", "direction", "number", "name", "state", "sim", "text"])
 
 
@@ -1450,7 +1450,7 @@ def history_search(spool, config, **query):
 def history_export(path, spool, config, **query):
     from modempool.operator.history import export
 
-    count = export(spool.db, _op_query(**query), path, config.region)
+    count = export(spool.db, _op_query(**query), path, config.region, spool=spool)
     return {"path": path, "rows": count}, f"wrote {count} message(s) to {path}"
 
 

@@ -101,23 +101,28 @@ class AccountPool:
              limit: int = 100) -> tuple[list[Message], int | None]:
         """The account's messages in id order after the cursor `after`; returns them and the
         next cursor (None at the end)."""
+        return self._listed(state, to, ("m.id > ?", after), "m.id", limit)
+
+    def _listed(self, state: str | None, to: str | None, cursor: tuple[str, int | None],
+                order: str, limit: int) -> tuple[list[Message], int | None]:
+        """The account's messages of one state / to one number past a cursor, in `order`."""
         where, params = ["1 = 1"], []
-        if state is not None:
+        if state:
             where.append("m.state = ?")
             params.append(MessageState(state).value)
-        if to is not None:
+        if to:
             from modempool.numbers import normalise
 
             where.append("m.to_number = ?")
             params.append(normalise(to, self.config.region))
-        if after is not None:
-            where.append("m.id > ?")
-            params.append(int(after))
+        if cursor[1] is not None:
+            where.append(cursor[0])
+            params.append(int(cursor[1]))
         if not self.account.sees_all:
             where.append("m.id IN (SELECT message_id FROM message_accounts WHERE account = ?)")
             params.append(self.account.name)
         rows = self.spool.rows(f"SELECT m.* FROM messages m WHERE {' AND '.join(where)} "
-                               "ORDER BY m.id LIMIT ?", [*params, limit + 1])
+                               f"ORDER BY {order} LIMIT ?", [*params, limit + 1])
         messages = [Message.from_row(r) for r in rows[:limit]]
         return messages, (messages[-1].id if len(rows) > limit else None)
 
@@ -261,25 +266,7 @@ class AccountPool:
              before: int | None = None, limit: int = 50) -> tuple[list[Message], int | None]:
         """The account's messages newest first, before the cursor `before`; returns them and
         the next (older) cursor, None at the end."""
-        where, params = ["1 = 1"], []
-        if state:
-            where.append("m.state = ?")
-            params.append(MessageState(state).value)
-        if to:
-            from modempool.numbers import normalise
-
-            where.append("m.to_number = ?")
-            params.append(normalise(to, self.config.region))
-        if before is not None:
-            where.append("m.id < ?")
-            params.append(int(before))
-        if not self.account.sees_all:
-            where.append("m.id IN (SELECT message_id FROM message_accounts WHERE account = ?)")
-            params.append(self.account.name)
-        rows = self.spool.rows(f"SELECT m.* FROM messages m WHERE {' AND '.join(where)} "
-                               "ORDER BY m.id DESC LIMIT ?", [*params, limit + 1])
-        messages = [Message.from_row(r) for r in rows[:limit]]
-        return messages, (messages[-1].id if len(rows) > limit else None)
+        return self._listed(state, to, ("m.id < ?", before), "m.id DESC", limit)
 
     def many(self, ids: Iterable[int]) -> list[Message]:
         """The messages of `ids` the account may see (others are left out, as not found)."""

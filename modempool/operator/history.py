@@ -33,8 +33,9 @@ class Query:
     limit: int | None = 1000
 
 
-def search(db: Any, query: Query, region: str = "CN") -> list[dict[str, Any]]:
-    """Messages matching every given criterion, newest first."""
+def search(db: Any, query: Query, region: str = "CN", *, spool: Any = None) -> list[dict[str, Any]]:
+    """Messages matching every given criterion, newest first. With the `spool` (whose `db`
+    this is), a text is looked up in its full-text index instead of scanning every row."""
     if query.direction not in ("in", "out", "both"):
         raise PoolError("direction must be in, out or both")
     numbers = _numbers_for(db, query, region)
@@ -43,9 +44,9 @@ def search(db: Any, query: Query, region: str = "CN") -> list[dict[str, Any]]:
         None, "received")
     want_out = query.direction in ("out", "both") and query.state != "received"
     if want_out:
-        rows += _select(db, "out", query, numbers)
+        rows += _select(db, "out", query, numbers, spool)
     if want_in:
-        rows += _select(db, "in", query, numbers)
+        rows += _select(db, "in", query, numbers, spool)
     rows.sort(key=lambda r: (r["time"] or "", r["id"]), reverse=True)
     if query.limit:
         rows = rows[:query.limit]
@@ -72,7 +73,8 @@ def _numbers_for(db: Any, query: Query, region: str) -> list[str] | None:
     return numbers
 
 
-def _select(db: Any, direction: str, query: Query, numbers: list[str] | None) -> list[dict]:
+def _select(db: Any, direction: str, query: Query, numbers: list[str] | None,
+            spool: Any = None) -> list[dict]:
     if direction == "out":
         sql = ("SELECT 'out', id, COALESCE(sent_at, created_at), to_number, text, state, sim,"
                " campaign_id, error FROM messages")
@@ -88,7 +90,12 @@ def _select(db: Any, direction: str, query: Query, numbers: list[str] | None) ->
             return []
         where.append(f"{number_col} IN ({', '.join('?' for _ in numbers)})")
         params += numbers
-    if query.text:
+    if query.text and spool is not None:
+        condition, values = spool.text_matches("messages" if direction == "out" else "inbound",
+                                               query.text)
+        where.append(condition)
+        params += values
+    elif query.text:
         where.append(f"text LIKE ? {LIKE_ESCAPE}")
         params.append(contains(query.text))
     if query.since:
@@ -111,11 +118,12 @@ def _select(db: Any, direction: str, query: Query, numbers: list[str] | None) ->
     return [dict(zip(keys, r)) for r in db.execute(sql, params).fetchall()]
 
 
-def export(db: Any, query: Query, path: str | Path, region: str = "CN") -> int:
+def export(db: Any, query: Query, path: str | Path, region: str = "CN", *,
+           spool: Any = None) -> int:
     """Write the search result to CSV (UTF-8 with BOM) or XLSX by extension; returns rows."""
     from modempool.operator.spreadsheets import write_table
 
-    rows = search(db, query, region)
+    rows = search(db, query, region, spool=spool)
     return write_table(path, COLUMNS, ([r.get(c) for c in COLUMNS] for r in rows))
 
 

@@ -110,6 +110,32 @@ def decode_bytes(data: bytes) -> tuple[str, str]:
         raise PoolError(f"cannot read the file as UTF-8 or GBK/GB18030 (byte {exc.start})") from None
 
 
+UPLOAD_FORMATS = (".csv", ".txt", ".xlsx")
+MAX_UPLOAD = 5 * 1024 * 1024     # bytes: about 100,000 contacts as CSV
+
+
+def check_upload(filename: str, data: bytes, max_bytes: int = MAX_UPLOAD) -> str:
+    """The extension of an uploaded contacts file if it is what it claims to be, else a
+    PoolError in one line: too big, an unknown extension, an .xlsx that is not a zip
+    workbook, a .csv/.txt that is binary or in no encoding we read."""
+    suffix = Path(filename or "").suffix.lower()
+    if suffix not in UPLOAD_FORMATS:
+        raise PoolError(f"{filename or 'the file'}: upload a .csv, .txt or .xlsx file")
+    if len(data) > max_bytes:
+        raise PoolError(f"{filename}: {len(data) // 1024} KiB is more than the "
+                        f"{max_bytes // 1024} KiB allowed; split the file")
+    if not data:
+        raise PoolError(f"{filename}: the file is empty")
+    if suffix == ".xlsx":
+        if not data.startswith(b"PK\x03\x04"):
+            raise PoolError(f"{filename}: not an Excel .xlsx workbook (save it as .xlsx or .csv)")
+        return suffix
+    if b"\x00" in data[:65536]:
+        raise PoolError(f"{filename}: not a text file (is it a .xls or an image renamed?)")
+    decode_bytes(data)
+    return suffix
+
+
 def read_table(path: str | Path, *, encoding: str | None = None, sheet: str | None = None,
                header: bool | None = None) -> Table:
     """Read CSV, XLSX or TXT into numbered rows; the format comes from the file extension."""

@@ -109,6 +109,15 @@ class Engine(ABC):
         """Tables in the spool's database (tests and `spool migrate` use it)."""
         raise NotImplementedError
 
+    def text_matches(self, table: str, text: str) -> tuple[str, list[Any]]:
+        """An SQL condition true for rows of `table` (`messages` or `inbound`) whose text
+        contains `text` (case-insensitive for Latin letters), and its parameters. Here a LIKE
+        scan; SQLite answers from a trigram full-text index (history search at scale)."""
+        if table not in ("messages", "inbound"):
+            raise ValueError(f"no text to search in {table!r}")
+        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return "text LIKE ? ESCAPE '\\'", [f"%{escaped}%"]
+
 
 def statements(script: str) -> list[str]:
     """Split a schema script into statements (it has no semicolons inside strings)."""

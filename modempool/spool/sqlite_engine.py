@@ -23,6 +23,27 @@ def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Any:
     return row_class(names)(values)
 
 
+# History search (issue 17): FTS5 trigram indexes over the text of messages and inbound, kept
+# by triggers in the writing transaction. Trigrams match any substring of 3+ characters, which
+# suits Chinese (no word boundaries); shorter searches fall back to a scan.
+TEXT_INDEX = tuple(
+    statement
+    for table in ("messages", "inbound")
+    for statement in (
+        f"CREATE VIRTUAL TABLE {table}_fts USING fts5(text, content='{table}', "
+        f"content_rowid='id', tokenize='trigram')",
+        f"CREATE TRIGGER {table}_fts_insert AFTER INSERT ON {table} BEGIN "
+        f"INSERT INTO {table}_fts (rowid, text) VALUES (new.id, new.text); END",
+        f"CREATE TRIGGER {table}_fts_delete AFTER DELETE ON {table} BEGIN "
+        f"INSERT INTO {table}_fts ({table}_fts, rowid, text) VALUES ('delete', old.id, old.text); END",
+        f"CREATE TRIGGER {table}_fts_update AFTER UPDATE OF text ON {table} BEGIN "
+        f"INSERT INTO {table}_fts ({table}_fts, rowid, text) VALUES ('delete', old.id, old.text); "
+        f"INSERT INTO {table}_fts (rowid, text) VALUES (new.id, new.text); END",
+        f"INSERT INTO {table}_fts ({table}_fts) VALUES ('rebuild')",   # what was there before
+    ))
+TRIGRAM = 3
+
+
 class SqliteEngine(Engine):
     name = "sqlite"
     expiry_index = " INDEXED BY messages_expiry"
@@ -49,6 +70,30 @@ class SqliteEngine(Engine):
         self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         self.conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: bulk enqueues stay in memory
         self._upgrade()
+        self.text_index = self._text_index()
+
+    def _text_index(self) -> bool:
+        """Make the trigram indexes once (an existing spool is indexed then, in one go);
+        False when this SQLite has no FTS5 trigram tokenizer (searches then scan)."""
+        present = "SELECT 1 FROM sqlite_master WHERE name = 'inbound_fts'"
+        if self.conn.execute(present).fetchone():
+            return True
+        try:
+            with self.tx() as conn:
+                if not conn.execute(present).fetchone():   # another process may have made it
+                    for statement in TEXT_INDEX:
+                        conn.execute(statement)
+        except sqlite3.OperationalError:   # no fts5 or no trigram (SQLite < 3.34)
+            return False
+        return True
+
+    def text_matches(self, table: str, text: str) -> tuple[str, list[Any]]:
+        if not self.text_index or len(text) < TRIGRAM:
+            return super().text_matches(table, text)
+        if table not in ("messages", "inbound"):
+            raise ValueError(f"no text to search in {table!r}")
+        phrase = '"' + text.replace('"', '""') + '"'
+        return f"id IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)", [phrase]
 
     def _upgrade(self) -> None:
         """Bring the file to SCHEMA_VERSION in one transaction (a new file gets every step)."""

@@ -152,6 +152,11 @@ class Spool:
     def table_names(self) -> list[str]:
         return self.engine.table_names()
 
+    def text_matches(self, table: str, text: str) -> tuple[str, list[Any]]:
+        """SQL condition (and parameters) for rows of `messages` or `inbound` whose text
+        contains `text`: the history search's, from the engine's full-text index if it has one."""
+        return self.engine.text_matches(table, text)
+
     def checkpoint_when_told(self) -> None:
         """Stop this connection's automatic WAL checkpoints (a commit that crosses the WAL
         threshold copies it into the database, a stall of milliseconds wherever it falls): the

@@ -142,3 +142,86 @@ def test_a_viewer_cannot_send(bank, browser):
         assert not spool.rows("SELECT 1 FROM messages WHERE text = 'not allowed'")
     finally:
         spool.close()
+
+
+def test_import_contacts_with_a_bad_row(bank, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    sheet = tmp_path / "家长.csv"
+    sheet.write_text("姓名,手机,分组,班级\n王芳,13700137001,家长,三年级一班\n"
+                     "<b>李强</b>,13100131002,家长,三年级二班\n坏号码,12345,家长,四年级一班\n",
+                     encoding="utf-8")
+    sign_in(browser, bank, "root")
+    browser.get(f"{bank.url}/contacts/import")
+    browser.find_element(By.NAME, "file").send_keys(str(sheet))
+    browser.find_element(By.CSS_SELECTOR, "form[action='/contacts/import'] button").click()
+    rejected = until(lambda: browser.find_elements(By.CSS_SELECTOR, "table.rejected tr[data-line]"),
+                     what="the preview")
+    assert [r.get_attribute("data-line") for r in rejected] == ["4"]
+    assert "invalid number" in rejected[0].text
+    shot(browser, "import-preview")
+    browser.find_element(By.CSS_SELECTOR, "input[name=skip_rejected]").click()
+    browser.find_element(By.CSS_SELECTOR, "form[action='/contacts/import/confirm'] button").click()
+    done = until(lambda: browser.find_element(By.ID, "import-done").text, what="the import")
+    assert done.startswith("2 contact(s) imported")
+    browser.get(f"{bank.url}/contacts?group=家长")
+    cells = browser.find_element(By.CSS_SELECTOR, "table.list tbody").text
+    assert "<b>李强</b>" in cells and "王芳" in cells and "坏号码" not in cells
+
+    # a file that is not what it claims: a clear error and nothing imported
+    fake = tmp_path / "contacts.xlsx"
+    fake.write_bytes(b"name,number\nx,13800138000\n")
+    browser.get(f"{bank.url}/contacts/import")
+    browser.find_element(By.NAME, "file").send_keys(str(fake))
+    browser.find_element(By.CSS_SELECTOR, "form[action='/contacts/import'] button").click()
+    error = until(lambda: browser.find_element(By.ID, "import-error").text, what="the error")
+    assert "not an Excel .xlsx workbook" in error
+
+
+def test_a_campaign_runs_to_completion_and_a_reply_of_tuiding_is_an_opt_out(bank, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from modempool.operator.contacts import AddressBook
+
+    spool = bank.config.open_spool()
+    try:   # the parents of the import test, or the same ones if it ran elsewhere
+        book = AddressBook(spool.db, bank.config.region)
+        book.upsert("13700137001", "王芳", fields={"班级": "三年级一班"}, groups=["家长"])
+        book.upsert("13100131002", "<b>李强</b>", fields={"班级": "三年级二班"}, groups=["家长"])
+    finally:
+        spool.close()
+    sign_in(browser, bank, "root")
+    browser.get(f"{bank.url}/campaigns")
+    browser.find_element(By.NAME, "name").send_keys("家长会通知")
+    browser.find_element(By.NAME, "template").send_keys("{name}家长您好：周五下午3点在{班级}开家长会。")
+    browser.find_element(By.NAME, "groups").send_keys("家长")
+    Select(browser.find_element(By.NAME, "kind")).select_by_value("notice")
+    browser.find_element(By.CSS_SELECTOR, "form[action='/campaigns'] button").click()
+    preview = until(lambda: browser.find_element(By.ID, "h-preview"), what="the preview")
+    assert preview
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert "2 recipient(s)" in page and "王芳家长您好：周五下午3点在三年级一班开家长会。" in page
+    shot(browser, "campaign-preview")
+    browser.find_element(By.CSS_SELECTOR, "form[action$='/start'] button").click()
+    until(lambda: browser.find_element(By.CSS_SELECTOR, "[data-campaign-state]").get_attribute(
+        "data-campaign-state") == "finished", timeout=60, what="the campaign to finish")
+    sent = int(browser.find_element(By.CSS_SELECTOR, "[data-count=sent]").text)
+    delivered = int(browser.find_element(By.CSS_SELECTOR, "[data-count=delivered]").text)
+    assert sent + delivered == 2
+
+    spool = bank.config.open_spool()
+    try:
+        [message] = spool.rows("SELECT sim FROM messages WHERE to_number = '+8613100131002' "
+                               "AND campaign_id IS NOT NULL")
+    finally:
+        spool.close()
+    bank.inject(message["sim"], "+8613100131002", "退订")
+    until(lambda: "opted out" in browser.find_element(By.ID, "progress").text, timeout=30,
+          what="the reply in the report")
+    shot(browser, "campaign-report")
+    browser.get(f"{bank.url}/optouts")
+    row = browser.find_element(By.CSS_SELECTOR, "table.optouts tr[data-number='+8613100131002']")
+    assert "退订" in row.text and "<b>李强</b>" in row.text
+    browser.get(f"{bank.url}/conversations/%2B8613100131002")
+    assert "Opted out by this reply" in browser.find_element(By.CSS_SELECTOR, ".optout").text

@@ -14,10 +14,11 @@ from modempool.web.console.base import LoginRequired
 def install(app: FastAPI) -> None:
     from urllib.parse import quote
 
-    from modempool.web.console import pages
+    from modempool.web.console import pages, pages_campaigns, pages_people
 
     app.mount("/static", StaticFiles(packages=[("modempool.web.console", "static")]), name="static")
-    app.include_router(pages.router)
+    for module in (pages, pages_people, pages_campaigns):
+        app.include_router(module.router)
 
     @app.exception_handler(LoginRequired)
     async def _to_login(request: Request, exc: LoginRequired) -> RedirectResponse:

@@ -1,0 +1,129 @@
+"""Campaigns (群发): create from a template, preview with cost and problems, start, pause,
+resume, live progress and the report. Campaigns are the bank's: admins only (the rule is in
+`AccountOperator.campaigns`); for anyone else these pages do not exist (404)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+
+from modempool.accounts import Forbidden
+from modempool.errors import NotFound, PoolError
+from modempool.operator.campaign_report import progress, report
+from modempool.operator.contacts import parse_selection
+from modempool.sessions import Session
+from modempool.web.console.base import current_session, form_of, redirect, render
+from modempool.web.console.pages_people import operator_of
+
+router = APIRouter(include_in_schema=False)
+FIELDS = ("name", "template", "groups", "numbers", "kind")
+
+
+def _campaigns(request: Request, session: Session) -> Any:
+    try:
+        return operator_of(request, session).campaigns()
+    except Forbidden:
+        return None
+
+
+@router.get("/campaigns")
+def campaigns(request: Request, session: Session = Depends(current_session)) -> HTMLResponse:
+    return _list(request, session, {"kind": "notice"}, {})
+
+
+def _list(request: Request, session: Session, values: dict[str, str], errors: dict[str, str],
+          status: int = 200) -> HTMLResponse:
+    store = _campaigns(request, session)
+    if store is None:
+        return render(request, "not_found.html", session=session, status=404)
+    rows = [{**c.as_dict(), "progress": progress(store.spool, c.id)} for c in reversed(store.list())]
+    groups = operator_of(request, session).book().groups()
+    return render(request, "campaigns.html", {"campaigns": rows, "values": values, "errors": errors,
+                                              "groups": groups}, session=session, status=status)
+
+
+@router.post("/campaigns")
+async def create(request: Request, session: Session = Depends(current_session)) -> Response:
+    form = await form_of(request, session)
+    values = {k: str(form.get(k, "")) for k in FIELDS}
+    store = _campaigns(request, session)
+    if store is None:
+        return render(request, "not_found.html", session=session, status=404)
+    errors: dict[str, str] = {}
+    if not values["name"].strip():
+        errors["name"] = "give the campaign a name"
+    if errors:
+        return _list(request, session, values, errors, status=400)
+    numbers = [n for n in re.split(r"[,;，；\s]+", values["numbers"]) if n]
+    try:
+        created = await run_in_threadpool(
+            store.create, values["name"].strip(), values["template"], numbers=numbers,
+            groups=parse_selection(values["groups"]), kind=values["kind"] or "notice")
+    except PoolError as exc:
+        text = str(exc)
+        field = ("template" if "template" in text else "groups" if "group" in text
+                 else "numbers" if "recipient" in text or "number" in text else "form")
+        return _list(request, session, values, {field: text}, status=400)
+    return redirect(f"/campaigns/{created.id}")
+
+
+@router.get("/campaigns/{campaign_id}")
+def campaign(request: Request, campaign_id: int,
+             session: Session = Depends(current_session)) -> HTMLResponse:
+    return _detail(request, session, campaign_id, "")
+
+
+def _detail(request: Request, session: Session, campaign_id: int, error: str,
+            problems: list[str] | None = None, status: int = 200) -> HTMLResponse:
+    store = _campaigns(request, session)
+    if store is None:
+        return render(request, "not_found.html", session=session, status=404)
+    try:
+        item = store.get(campaign_id)
+    except NotFound:
+        return render(request, "not_found.html", session=session, status=404)
+    plan = store.plan(campaign_id)
+    return render(request, "campaign.html", {
+        "c": item.as_dict(), "plan": plan, "progress": progress(store.spool, campaign_id),
+        "report": report(store.spool, campaign_id) if item.state.value != "draft" else None,
+        "error": error, "problems": problems or []}, session=session, status=status)
+
+
+@router.get("/fragments/campaigns/{campaign_id}")
+def campaign_progress(request: Request, campaign_id: int,
+                      session: Session = Depends(current_session)) -> HTMLResponse:
+    store = _campaigns(request, session)
+    if store is None:
+        return render(request, "not_found.html", session=session, status=404)
+    try:
+        store.get(campaign_id)
+    except NotFound:
+        return render(request, "not_found.html", session=session, status=404)
+    return render(request, "campaign_progress.html",
+                  {"progress": progress(store.spool, campaign_id),
+                   "report": report(store.spool, campaign_id)}, session=session)
+
+
+@router.post("/campaigns/{campaign_id}/{action}")
+async def campaign_action(request: Request, campaign_id: int, action: str,
+                          session: Session = Depends(current_session)) -> Response:
+    form = await form_of(request, session)
+    store = _campaigns(request, session)
+    if store is None or action not in ("start", "pause", "resume", "cancel"):
+        return render(request, "not_found.html", session=session, status=404)
+    try:
+        if action == "start":
+            await run_in_threadpool(store.start, campaign_id,
+                                    skip_problems=form.get("skip_problems") == "yes")
+        else:
+            await run_in_threadpool(getattr(store, action), campaign_id)
+    except NotFound:
+        return render(request, "not_found.html", session=session, status=404)
+    except PoolError as exc:
+        return _detail(request, session, campaign_id, str(exc),
+                       list(getattr(exc, "problems", []) or []), status=409)
+    return redirect(f"/campaigns/{campaign_id}")

@@ -1,0 +1,195 @@
+"""Conversations (inbox by contact, inline reply), the address book and its import, opt-outs
+and the blacklist. Each page calls `AccountOperator` / `AccountPool` and renders the result."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+
+from modempool.account_operator import AccountOperator
+from modempool.accounts import Forbidden
+from modempool.errors import NotFound, PoolError
+from modempool.numbers import normalise
+from modempool.sessions import Session
+from modempool.web.console.base import current_session, form_of, pool_of, redirect, render
+
+router = APIRouter(include_in_schema=False)
+UPLOADS = Path(tempfile.gettempdir()) / "modempool-console-uploads"
+
+
+def operator_of(request: Request, session: Session) -> AccountOperator:
+    return AccountOperator(pool_of(request, session))
+
+
+# ---- conversations --------------------------------------------------------------------------
+
+@router.get("/conversations")
+def conversations(request: Request, session: Session = Depends(current_session)) -> HTMLResponse:
+    rows = operator_of(request, session).conversations()
+    return render(request, "conversations.html", {"threads": rows}, session=session)
+
+
+@router.get("/conversations/{number}")
+def conversation(request: Request, number: str,
+                 session: Session = Depends(current_session)) -> HTMLResponse:
+    return _thread(request, session, number, {}, "")
+
+
+def _thread(request: Request, session: Session, number: str, values: dict[str, str],
+            error: str, status: int = 200) -> HTMLResponse:
+    thread = operator_of(request, session).thread(number)
+    if not thread["items"]:
+        return render(request, "not_found.html", session=session, status=404)
+    return render(request, "conversation.html", {**thread, "values": values, "error": error},
+                  session=session, status=status)
+
+
+@router.post("/conversations/{number}")
+async def reply(request: Request, number: str,
+                session: Session = Depends(current_session)) -> Response:
+    form = await form_of(request, session)
+    text = str(form.get("text", ""))
+    pool = pool_of(request, session)
+    try:
+        if not text.strip():
+            raise PoolError("write the reply")
+        await run_in_threadpool(pool.send, [number], text)
+    except PoolError as exc:
+        return _thread(request, session, number, {"text": text}, str(exc), status=400)
+    return redirect(f"/conversations/{number}")
+
+
+# ---- contacts and groups --------------------------------------------------------------------
+
+@router.get("/contacts")
+def contacts(request: Request, session: Session = Depends(current_session), q: str = "",
+             group: str = "") -> HTMLResponse:
+    book = operator_of(request, session).book()
+    error = ""
+    try:
+        rows = book.list(group=group or None, search=q.strip() or None)
+    except NotFound as exc:
+        rows, error = [], str(exc)
+    return render(request, "contacts.html", {"contacts": rows[:500], "total": len(rows),
+                                             "groups": book.groups(), "q": q, "group": group,
+                                             "error": error, "values": {}, "errors": {}},
+                  session=session)
+
+
+@router.post("/contacts")
+async def add_contact(request: Request, session: Session = Depends(current_session)) -> Response:
+    form = await form_of(request, session)
+    values = {k: str(form.get(k, "")) for k in ("number", "name", "groups")}
+    operator = operator_of(request, session)
+    try:
+        operator.require_sender()
+        groups = [g.strip() for g in values["groups"].replace("，", ",").split(",") if g.strip()]
+        await run_in_threadpool(operator.book().upsert, values["number"], values["name"].strip(),
+                                groups=groups)
+    except PoolError as exc:
+        book = operator.book()
+        return render(request, "contacts.html", {
+            "contacts": book.list()[:500], "total": len(book.list()), "groups": book.groups(),
+            "q": "", "group": "", "error": "", "values": values,
+            "errors": {"number" if "number" in str(exc).lower() else "form": str(exc)}},
+            session=session, status=400)
+    return redirect("/contacts")
+
+
+@router.get("/contacts/import")
+def import_page(request: Request, session: Session = Depends(current_session)) -> HTMLResponse:
+    return render(request, "import.html", {"error": "", "report": None}, session=session)
+
+
+@router.post("/contacts/import")
+async def import_preview(request: Request, session: Session = Depends(current_session)) -> Response:
+    form = await form_of(request, session)
+    upload = form.get("file")
+    operator = operator_of(request, session)
+    try:
+        if upload is None or not hasattr(upload, "read"):
+            raise PoolError("choose a file to upload")
+        data = await upload.read()
+        path, report = await run_in_threadpool(operator.preview_import, upload.filename or "",
+                                               data, UPLOADS)
+    except Forbidden as exc:
+        return render(request, "import.html", {"error": str(exc), "report": None},
+                      session=session, status=403)
+    except PoolError as exc:
+        return render(request, "import.html", {"error": str(exc), "report": None},
+                      session=session, status=400)
+    return render(request, "import.html", {"error": "", "report": report, "token": path.name,
+                                           "group": str(form.get("group", ""))}, session=session)
+
+
+@router.post("/contacts/import/confirm")
+async def import_confirm(request: Request, session: Session = Depends(current_session)) -> Response:
+    form = await form_of(request, session)
+    token = Path(str(form.get("token", ""))).name
+    path = UPLOADS / token
+    operator = operator_of(request, session)
+    if not token or not path.is_file():
+        return render(request, "import.html", {"error": "the upload expired; upload the file again",
+                                               "report": None}, session=session, status=400)
+    try:
+        report = await run_in_threadpool(operator.confirm_import, path,
+                                         skip_rejected=form.get("skip_rejected") == "yes",
+                                         groups=[str(form.get("group", "")).strip()])
+    except PoolError as exc:
+        return render(request, "import.html", {"error": str(exc), "report": None},
+                      session=session, status=400)
+    return render(request, "import.html", {"error": "", "report": None, "done": report},
+                  session=session)
+
+
+# ---- opt-outs and blacklist -----------------------------------------------------------------
+
+@router.get("/optouts")
+def optouts(request: Request, session: Session = Depends(current_session)) -> HTMLResponse:
+    return _optouts(request, session, {}, {})
+
+
+def _optouts(request: Request, session: Session, values: dict[str, str],
+             errors: dict[str, str], status: int = 200) -> HTMLResponse:
+    try:
+        lists = operator_of(request, session).optouts()
+    except Forbidden:
+        return render(request, "not_found.html", session=session, status=404)
+    book = operator_of(request, session).book()
+    rows = lists.optouts()
+    for row in rows:
+        contact = book.find(row["number"])
+        row["name"] = contact.name if contact else ""
+    return render(request, "optouts.html", {"optouts": rows, "blacklist": lists.blacklist(),
+                                            "values": values, "errors": errors},
+                  session=session, status=status)
+
+
+@router.post("/optouts/{which}")
+async def optout_change(request: Request, which: str,
+                        session: Session = Depends(current_session)) -> Response:
+    form = await form_of(request, session)
+    values = {"number": str(form.get("number", "")), "reason": str(form.get("reason", ""))}
+    try:
+        lists = operator_of(request, session).optouts()
+    except Forbidden:
+        return render(request, "not_found.html", session=session, status=404)
+    region = request.app.state.api.config.region
+    try:
+        number = normalise(values["number"], region)
+        actions: dict[str, Any] = {
+            "add": lambda: lists.add(number, source="console"),
+            "remove": lambda: lists.remove(number),
+            "blacklist": lambda: lists.add_to_blacklist([number], values["reason"]),
+            "unblacklist": lambda: lists.remove_from_blacklist(number)}
+        if which not in actions:
+            return render(request, "not_found.html", session=session, status=404)
+        await run_in_threadpool(actions[which])
+    except PoolError as exc:
+        return _optouts(request, session, values, {which: str(exc)}, status=400)
+    return redirect("/optouts")

@@ -138,9 +138,60 @@ class AccountOperator:
     def optouts(self) -> Any:
         from modempool.operator.optout import OptOutList
 
-        if not self.account.sees_all:
-            self.require_admin()
+        self.require_admin()
         return OptOutList(self.spool.db, self.config.region)
+
+    # ---- history, auto-replies, forwarding, accounts and webhooks (admins) ---------------
+
+    def history(self, query: Any) -> list[dict[str, Any]]:
+        """Sent and received messages matching `query` (history.Query), newest first, text
+        looked up in the spool's full-text index."""
+        from modempool.operator.history import search
+
+        self.require_admin()
+        return search(self.spool.db, query, self.config.region, spool=self.spool)
+
+    def export_history(self, query: Any, path: Path) -> int:
+        from modempool.operator.history import export
+
+        self.require_admin()
+        return export(self.spool.db, query, path, self.config.region, spool=self.spool)
+
+    def autoreplies(self) -> Any:
+        from modempool.operator.autoreply import AutoReplies
+
+        self.require_admin()
+        return AutoReplies(self.spool.db)
+
+    def autoreply_rules_from_config(self) -> list[Any]:
+        from modempool.operator.autoreply import rules_from_config
+
+        self.require_admin()
+        return rules_from_config(self.config)
+
+    def forwarding(self) -> Any:
+        from modempool.operator.forwarding import ForwardSettings
+
+        self.require_admin()
+        return ForwardSettings.from_config(self.config)
+
+    def accounts(self) -> Any:
+        from modempool.accounts import Accounts
+
+        self.require_admin()
+        return Accounts(self.spool)
+
+    def sessions(self) -> Any:
+        from modempool.sessions import Sessions
+
+        self.require_admin()
+        return Sessions(self.spool)
+
+    def webhooks(self) -> Any:
+        from modempool.webhooks import Webhooks
+
+        self.require_admin()
+        return Webhooks(self.spool)
 
 
 def _text(moment: Any) -> str | None:

@@ -219,9 +219,7 @@ class AccountPool:
         reason and until when, signal, operator, number, counters against quotas), the queue by
         state of the messages it may see, throughput over the last hour and the campaigns
         running (admins only: campaigns are not an account's own)."""
-        from modempool.pool import Pool
-
-        whole = Pool(self.config, spool=self.spool).status()
+        whole = self.pool.status()
         sims = [s for s in whole.sims if self.account.sees_all or self.account.sims is None
                 or s.name in self.account.sims]
         return {"daemon": whole.daemon, "sims": sims, "queue": self.counts(),

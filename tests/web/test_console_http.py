@@ -108,3 +108,29 @@ def test_accounts_passwd_sets_a_password_the_console_takes(api, config_path):
         assert stored.startswith("scrypt$") and "long enough" not in stored
     finally:
         spool.close()
+
+
+def test_admin_pages_answer_404_to_others_and_history_finds_chinese_text(api):
+    shop, root = signed_in(api, "shop"), signed_in(api, "root")
+    for path in ("/campaigns", "/optouts", "/history", "/autoreplies", "/admin"):
+        assert shop.get(path).status_code == 404, path
+        assert root.get(path).status_code == 200, path
+    answer = shop.post("/admin/add", data={"csrf": _csrf(shop.get("/")), "name": "x", "role": "admin"})
+    assert answer.status_code == 404
+    form = shop.get("/send")
+    shop.post("/send", data={"to": "13800138000", "text": "本周五下午三点开家长会", "csrf": _csrf(form)})
+    found = root.get("/history", params={"text": "家长会"})
+    assert "本周五下午三点开家长会" in found.text
+    assert "本周五" not in root.get("/history", params={"text": "毕业典礼"}).text.split("<tbody>")[1]
+    export = root.get("/history/export", params={"text": "家长会"})
+    assert export.status_code == 200 and "本周五下午三点开家长会" in export.content.decode("utf-8-sig")
+
+
+def test_admin_makes_an_account_whose_key_is_shown_once_and_works(api):
+    root = signed_in(api, "root")
+    answer = root.post("/admin/add", data={"csrf": _csrf(root.get("/admin")), "name": "clinic",
+                                           "role": "viewer"})
+    key = re.search(r"<code>(mpk_[^<]+)</code>", answer.text).group(1)
+    assert "mpk_" not in root.get("/admin").text   # not shown again
+    viewer = signed_in(api, "clinic", key)
+    assert viewer.get("/send").status_code == 200 and 'href="/send"' not in viewer.get("/").text

@@ -14,10 +14,10 @@ from modempool.web.console.base import LoginRequired
 def install(app: FastAPI) -> None:
     from urllib.parse import quote
 
-    from modempool.web.console import pages, pages_campaigns, pages_people
+    from modempool.web.console import pages, pages_admin, pages_campaigns, pages_people
 
     app.mount("/static", StaticFiles(packages=[("modempool.web.console", "static")]), name="static")
-    for module in (pages, pages_people, pages_campaigns):
+    for module in (pages, pages_people, pages_campaigns, pages_admin):
         app.include_router(module.router)
 
     @app.exception_handler(LoginRequired)

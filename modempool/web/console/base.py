@@ -52,8 +52,7 @@ def current_session(request: Request) -> Session:
 
 def pool_of(request: Request, session: Session) -> AccountPool:
     """The pool as the signed-in account sees it: every page goes through this."""
-    api = request.app.state.api
-    return AccountPool(api.spool, api.config, session.account)
+    return request.app.state.api.pool.for_account(session.account)
 
 
 def language(request: Request) -> str:

@@ -5,6 +5,7 @@ one spool file; and a real headless Chromium from Debian's packages driven by Se
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import threading
 from pathlib import Path
@@ -14,7 +15,9 @@ from http_harness import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+# where the browser tests save their screenshots (a few are copied to docs/img/ by hand)
+SCREENSHOTS = Path(os.environ.get("MODEMPOOL_SCREENSHOTS")
+                   or Path(tempfile.gettempdir()) / "modempool-screenshots")
 # flags for a closed machine: no sandbox as root, nothing fetched from the network
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",

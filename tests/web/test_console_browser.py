@@ -2,7 +2,8 @@
 against a simulated bank: the real daemon, simulated modems over ptys, the real HTTP server.
 
 One bank and one browser for the whole module; each test signs in as the account it needs.
-Screenshots go to docs/img/ (the README and docs/console.md show them)."""
+Screenshots go to $MODEMPOOL_SCREENSHOTS (default /tmp/modempool-screenshots); a few of
+them are in docs/img/, shown by the README and docs/console.md."""
 
 from __future__ import annotations
 
@@ -125,6 +126,16 @@ def test_dashboard_shows_the_sims_and_updates_itself(bank, browser):
     until(lambda: browser.find_element(By.CSS_SELECTOR, "#h-tp").text != before,
           what="the throughput to change without a reload")
     shot(browser, "dashboard-zh")
+    browser.set_window_size(390, 844)   # a phone: everything fits the width, nothing to scroll sideways
+    try:
+        for path in ("/", "/messages", "/send"):
+            browser.get(bank.url + path)
+            assert browser.execute_script(
+                "return document.documentElement.scrollWidth <= window.innerWidth + 1"), path
+        browser.get(bank.url + "/")
+        shot(browser, "dashboard-phone")
+    finally:
+        browser.set_window_size(1280, 900)
 
 
 def test_a_viewer_cannot_send(bank, browser):

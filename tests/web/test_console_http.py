@@ -134,3 +134,16 @@ def test_admin_makes_an_account_whose_key_is_shown_once_and_works(api):
     assert "mpk_" not in root.get("/admin").text   # not shown again
     viewer = signed_in(api, "clinic", key)
     assert viewer.get("/send").status_code == 200 and 'href="/send"' not in viewer.get("/").text
+
+
+def test_an_expired_session_sends_back_to_sign_in(api):
+    client = signed_in(api, "audit")
+    assert client.get("/").status_code == 200
+    spool = api.config.open_spool()
+    try:
+        with spool.transaction() as conn:
+            conn.execute("UPDATE console_sessions SET expires_at = '2000-01-01T00:00:00.000Z'")
+    finally:
+        spool.close()
+    answer = client.get("/")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login")

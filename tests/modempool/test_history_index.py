@@ -1,0 +1,69 @@
+"""History search at scale: the SQLite spool's FTS5 trigram index over message and inbound
+text, kept by triggers, used by `history.search` (and so by `modempool history search` and
+the console)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from modempool.operator.history import Query, search
+from modempool.spool import Spool
+from tests.modempool.daemon_harness import modempool_cli
+
+
+def test_the_index_finds_chinese_substrings_and_follows_changes(tmp_path):
+    spool = Spool(tmp_path / "spool.db")
+    try:
+        kept = spool.enqueue("13800138000", "本周五下午三点在三楼开家长会，请准时参加")
+        spool.enqueue("13900139000", "Your Parcel 4821 is at the gate")
+        spool.store_inbound("13800138000", "收到，家长会我会准时到", sim="m1")
+        condition, params = spool.text_matches("messages", "家长会")
+        assert "MATCH" in condition   # answered by the index, not a scan
+        assert params == ['"家长会"']
+        found = search(spool.db, Query(text="家长会"), spool=spool)
+        assert {(r["direction"], r["text"]) for r in found} == {
+            ("out", "本周五下午三点在三楼开家长会，请准时参加"), ("in", "收到，家长会我会准时到")}
+        assert [r["text"] for r in search(spool.db, Query(text="parcel 48"), spool=spool)] == [
+            "Your Parcel 4821 is at the gate"]   # Latin letters match in any case
+        assert search(spool.db, Query(text='"; DROP'), spool=spool) == []   # quotes are text
+        # two characters are fewer than a trigram: the same answer from a scan
+        assert "LIKE" in spool.text_matches("inbound", "收到")[0]
+        assert [r["text"] for r in search(spool.db, Query(text="收到"), spool=spool)] == [
+            "收到，家长会我会准时到"]
+        with spool.transaction() as conn:   # the triggers follow updates and deletes
+            conn.execute("UPDATE messages SET text = '毕业典礼改到下周' WHERE id = ?", (kept.id,))
+        assert [r["direction"] for r in search(spool.db, Query(text="家长会"), spool=spool)] == ["in"]
+        assert len(search(spool.db, Query(text="毕业典礼"), spool=spool)) == 1
+    finally:
+        spool.close()
+
+
+def test_an_existing_spool_is_indexed_when_opened(tmp_path):
+    path = tmp_path / "old.db"
+    Spool(path).close()
+    with sqlite3.connect(path) as conn:   # as a spool from before the index had it
+        for table in ("messages", "inbound"):
+            conn.execute(f"DROP TABLE {table}_fts")
+            for trigger in ("insert", "delete", "update"):
+                conn.execute(f"DROP TRIGGER IF EXISTS {table}_fts_{trigger}")
+        conn.execute("INSERT INTO messages (to_number, text, created_at, updated_at) "
+                     "VALUES ('+8613800138000', '旧短信：家长会通知', 'x', 'x')")
+    spool = Spool(path)
+    try:
+        assert "MATCH" in spool.text_matches("messages", "家长会")[0]
+        assert [r["text"] for r in search(spool.db, Query(text="家长会"), spool=spool)] == [
+            "旧短信：家长会通知"]
+    finally:
+        spool.close()
+
+
+def test_history_search_command_uses_the_index(tmp_path):
+    config = tmp_path / "modempool.toml"
+    config.write_text(f'[spool]\npath = "{tmp_path / "spool.db"}"\n', encoding="utf-8")
+    spool = Spool(tmp_path / "spool.db")
+    spool.enqueue("13800138000", "【实验小学】家长会改到周六")
+    spool.enqueue("13800138000", "验证码 123456")
+    spool.close()
+    done = modempool_cli("history", "search", "--text", "家长会", "--json", config=config)
+    assert done.returncode == 0, done.stderr
+    assert "家长会改到周六" in done.stdout and "验证码" not in done.stdout

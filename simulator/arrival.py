@@ -93,22 +93,32 @@ def _arrival_lines(modem: VirtualModem, prefix: str, raw: str, decoded: Any) -> 
             f"{_text_of(modem, decoded)}")
 
 
-def receive_status_report(modem: VirtualModem, report_pdu: str) -> None:
-    """A status report: +CDS (shown) or +CDSI (stored) per the <ds> of +CNMI."""
-    if (Fault.NO_STATUS_REPORT in modem.faults or not modem.connected or modem.hung
-            or not modem.sim_present):
-        return
+def receive_status_report(modem: VirtualModem, report_pdu: str) -> str:
+    """A status report: +CDS (shown) or +CDSI (stored) per the <ds> of +CNMI. Returns what
+    became of it: "shown", "stored" or "dropped" (the network logs it).
+
+    A report that nobody could read as ``+CDS`` (the modem hangs after the PDU it reports on,
+    so its ``+CMGS`` answer was lost; or no client has the port open: the daemon was killed)
+    waits in the report store for the next client's sweep, as real modems keep it."""
+    if Fault.NO_STATUS_REPORT in modem.faults or not modem.connected or not modem.sim_present:
+        return "dropped"
     mode, ds = modem.settings.cnmi[0], modem.settings.cnmi[3]
     if mode == 0 or ds == 0:
-        return
+        return "dropped"
+    if modem.hung or not modem.client_attached:
+        stored = modem.stores[modem.cpms[2]].store(
+            StoredMessage(MessageStatus.REC_UNREAD, report_pdu))
+        return "dropped" if stored is None else "stored"
     decoded = pdu.decode_pdu(report_pdu)
     if ds == 1 and modem.awaiting_ack is None:
         modem.urc(_arrival_lines(modem, "+CDS", report_pdu, decoded))
         if modem.settings.csms == 1:
             expect_ack(modem, None)  # a report the client missed is not sent again
-        return
+        return "shown"
     # ds=2, or a +CDS would overtake an unacknowledged +CMT: keep it in the store.
     memory = modem.cpms[2]
     index = modem.stores[memory].store(StoredMessage(MessageStatus.REC_UNREAD, report_pdu))
-    if index is not None:
-        modem.urc(f'+CDSI: "{memory}",{index}')
+    if index is None:
+        return "dropped"
+    modem.urc(f'+CDSI: "{memory}",{index}')
+    return "shown"

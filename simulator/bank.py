@@ -110,7 +110,9 @@ class ModemPort:
             self.link.unlink()
 
     def clear_exclusive(self) -> None:
-        """Undo a client's TIOCEXCL so the next client (not root) can open the port."""
+        """A client closed the port: undo its TIOCEXCL so the next client (not root) can open
+        it; until a client talks again, nobody would read an unsolicited code."""
+        self.modem.client_attached = False
         if self.slave >= 0:
             try:
                 fcntl.ioctl(self.slave, termios.TIOCNXCL)
@@ -126,6 +128,7 @@ class ModemPort:
             return
         if data:
             self.modem.log.debug("rx %r", mask_pin(data.decode("latin-1")))
+            self.modem.client_attached = True
             self.modem.feed(data)
 
     def _enqueue(self, output: Output) -> None:

@@ -90,6 +90,7 @@ class VirtualModem(ModemOutput):
         self.csca = sim.operator.smsc
         self.message_reference = self.rng.randrange(256)
         self.connected = False  # the pty exists (not unplugged)
+        self.client_attached = False  # a client has the port open and talks to it
         self.hung = False
         self._mode = InputMode.COMMAND
         self._buffer = bytearray()
@@ -245,9 +246,9 @@ class VirtualModem(ModemOutput):
         from simulator.arrival import receive_sms  # routing per +CNMI, with +CNMA
         return receive_sms(self, deliver_pdu)
 
-    def receive_status_report(self, report_pdu: str) -> None:
+    def receive_status_report(self, report_pdu: str) -> str:
         from simulator.arrival import receive_status_report
-        receive_status_report(self, report_pdu)
+        return receive_status_report(self, report_pdu)
 
     # -- input ----------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:

@@ -150,7 +150,7 @@ class Endpoint(Protocol):
     name: str
 
     def receive_sms(self, deliver_pdu: str) -> bool: ...  # False: could not take it now
-    def receive_status_report(self, report_pdu: str) -> None: ...
+    def receive_status_report(self, report_pdu: str) -> str: ...  # "shown", "stored", "dropped"
 
 
 def _now() -> dt.datetime:
@@ -270,8 +270,13 @@ class Network:
         now = _now()
         report = pdu.encode_status_report(message_reference, recipient, status=0,
                                           scts=now, discharge_time=now)
-        asyncio.get_running_loop().call_later(self.report_delay, endpoint.receive_status_report,
-                                              report)
+
+        def hand_over() -> None:
+            fate = endpoint.receive_status_report(report)
+            self.record({"kind": "report", "modem": endpoint.name, "to": recipient,
+                         "reference": message_reference, "fate": fate})
+
+        asyncio.get_running_loop().call_later(self.report_delay, hand_over)
 
     # -- receiving ------------------------------------------------------------------------
     def _deliver(self, msisdn: str, deliver_pdu: str) -> None:

@@ -77,7 +77,8 @@ class InboundStore:
             return None
         match = self.spool.store_delivery_report(
             sim, report.message_reference, getattr(report, "recipient", None), report.status,
-            received_at=getattr(report, "discharge_time", None) or _now())
+            received_at=getattr(report, "discharge_time", None) or _now(),
+            submitted_at=getattr(report, "scts", None))
         log.info("%s: delivery report for reference %s (status %s): message %s", sim,
                  report.message_reference, report.status, match.message_id)
         return match.message_id

@@ -15,6 +15,7 @@ from typing import Any
 
 from modempool.errors import InvalidNumber
 from modempool.numbers import normalise
+from modempool.spool.ambiguity import settle_by_report
 from modempool.spool.audit import AuditLog
 from modempool.spool.claims import deliver_if_complete
 from modempool.spool.engine import Engine
@@ -241,12 +242,16 @@ class Inbound:
         delivered: bool | None = None,
         final: bool | None = None,
         received_at: datetime | None = None,
+        submitted_at: datetime | None = None,
     ) -> ReportMatch:
         """Store a status report and apply it to the part (latest with this SIM, message
         reference and recipient) and message it belongs to.
 
         A delivered report on every part makes the message DELIVERED; a final failure makes a
-        SENT message FAILED ("not delivered"). Unmatched reports are kept with no part.
+        SENT message FAILED ("not delivered"). A report that matches no sent part may settle
+        an ambiguous message (`ambiguity.settle_by_report`; `submitted_at` is the report's
+        service centre time stamp, else `received_at` stands for it). Unmatched reports are
+        kept with no part.
         """
         ok, done = delivery_outcome(status)
         delivered = ok if delivered is None else delivered
@@ -264,6 +269,11 @@ class Inbound:
             params = [message_reference] + ([sim] if sim is not None else []) + (
                 [recipient_e164] if recipient_e164 else [])
             match = conn.execute(sql, params).fetchone()
+            if match is None:
+                match = settle_by_report(
+                    conn, self.audit, sim=sim, recipient=recipient_e164,
+                    message_reference=message_reference,
+                    network_time=submitted_at or received_at or utcnow(), now=now)
             part_id, message_id = (match[0], match[1]) if match else (None, None)
             report_id = conn.execute(
                 "INSERT INTO delivery_reports (sim, message_reference, recipient, status, delivered, "

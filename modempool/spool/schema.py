@@ -199,11 +199,17 @@ CREATE TABLE IF NOT EXISTS refused_pins (
 );
 """
 
+#: Ambiguous parts by SIM and write time: a delivery report that matches no sent part looks for
+#: one among them (`ambiguity.settle_by_report`) without reading every part.
+AMBIGUOUS_PARTS = """
+CREATE INDEX IF NOT EXISTS parts_ambiguous ON parts (sim, writing_at) WHERE state = 'ambiguous';
+"""
+
 #: version -> the script that brings a spool of the version before up to it. A spool records
 #: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
-                              5: REFUSED_PINS}
+                              5: REFUSED_PINS, 6: AMBIGUOUS_PARTS}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

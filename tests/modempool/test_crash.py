@@ -3,6 +3,8 @@
 The simulator's network log is the ground truth of what went out. At the end every message in the
 spool is either sent (and on the network exactly once) or ambiguous (on the network at most
 once); none is left queued, none failed, and the network saw nothing the spool does not know.
+Delivery reports settle some of the ambiguous ones (the network proves they went out): the test
+waits for the reports and prints how many ambiguous messages arose and how many remain.
 """
 
 from __future__ import annotations
@@ -62,8 +64,20 @@ async def test_sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice(t
             kills += 1
         assert settled() < MESSAGES, "the run ended before the kills did: make it longer"
 
+        final_start = len(bank.network_log())
         daemon = await DaemonProcess(config).start()
         await eventually(lambda: settled() == MESSAGES, timeout=60, what="every message settled")
+
+        def reports_due() -> int:
+            """Reports the final daemon must see: those kept on a modem (it sweeps them) and
+            those shown to it live (a +CDS shown to a killed daemon is gone, as on hardware)."""
+            log = bank.network_log()
+            return (sum(e["kind"] == "report" and e["fate"] == "stored" for e in log)
+                    + sum(e["kind"] == "report" and e["fate"] == "shown"
+                          for e in log[final_start:]))
+
+        await eventually(lambda: spool.db["delivery_reports"].count >= reports_due(), timeout=30,
+                         what="the reports kept on the modems and shown live are stored")
         assert await daemon.stop() == 0
 
     on_network = collections.Counter(e["text"] for e in network_messages(bank))
@@ -82,7 +96,15 @@ async def test_sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice(t
     assert max(parts_on_network.values()) == 1                  # no part went out twice
     assert not by_state["queued"] and not by_state["sending"] and not by_state["failed"]
     # Ambiguous only when caught mid-write by a kill: at most one per modem per kill.
-    assert len(by_state["ambiguous"]) <= KILLS * 4
+    arose = {row[0] for row in spool.db.execute(
+        "SELECT message_id FROM events WHERE kind = 'ambiguous' "
+        "OR (kind = 'lease-recovered' AND detail = 'ambiguous')")}
+    resolved = {row[0] for row in spool.db.execute(
+        "SELECT message_id FROM events WHERE kind = 'ambiguity-resolved'")}
+    assert len(arose) <= KILLS * 4
+    assert {m.id for m in by_state["ambiguous"]} == arose - resolved
+    assert all(on_network[spool.get(i).text] == 1 for i in resolved)  # proven, and true
     print(f"\n{KILLS} kills: {len(by_state['sent']) + len(by_state['delivered'])} sent, "
-          f"{len(by_state['ambiguous'])} ambiguous "
-          f"({sum(1 for m in by_state['ambiguous'] if on_network[m.text])} of them on the network)")
+          f"{len(arose)} ambiguous arose, {len(by_state['ambiguous'])} remain after the "
+          f"delivery reports ({len(resolved)} settled by a report; of those remaining "
+          f"{sum(1 for m in by_state['ambiguous'] if on_network[m.text])} are on the network)")

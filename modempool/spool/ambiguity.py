@@ -1,0 +1,86 @@
+"""Ambiguous messages settled by the network's evidence: a delivery report nobody expected.
+
+A message is ambiguous when its PDU may have left without the modem's answer (a crash or a hung
+modem between the write and ``+CMGS``): its part has no message reference, so its delivery
+report matches nothing. Such a report still names the SIM it came back to and the recipient,
+and carries the time the service centre took the message (SCTS). When exactly one ambiguous
+part of that SIM and recipient was written shortly before that time, and (where the SIM's
+previous part is known) its reference is the one the modem would have used next (TS 23.040
+9.2.3.6: the MS increments TP-MR for each SUBMIT), the report proves that part went out. The
+part becomes sent with the report's reference, the message sent (then delivered by the report
+itself) once all its parts are out, and the evidence goes to the message's events. Anything
+less certain stays ambiguous. All SQL of this rule is here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from modempool.spool.audit import AuditLog
+from modempool.spool.model import to_text
+
+#: How long after the write the service centre's stamp may come (a slow network, a modem that
+#: hung after sending), and how far before it (host and service centre clocks differ a little;
+#: the stamp has whole seconds).
+WINDOW_AFTER = timedelta(seconds=120)
+CLOCK_SLACK = timedelta(seconds=10)
+
+_CANDIDATES = (
+    "SELECT parts.id, parts.message_id, parts.writing_at FROM parts "
+    "JOIN messages ON messages.id = parts.message_id "
+    "WHERE parts.sim = ? AND parts.state = 'ambiguous' AND messages.state = 'ambiguous' "
+    "AND messages.to_number = ? AND parts.writing_at >= ? AND parts.writing_at <= ? "
+    "ORDER BY parts.writing_at, parts.id")
+_PREVIOUS_ON_SIM = (
+    "SELECT message_reference FROM parts WHERE sim = ? "
+    "AND (writing_at < ? OR (writing_at = ? AND id < ?)) "
+    "ORDER BY writing_at DESC, id DESC LIMIT 1")
+_SETTLE_PART = (
+    "UPDATE parts SET state = 'sent', message_reference = ?, sent_at = writing_at "
+    "WHERE id = ? AND state = 'ambiguous'")
+_SETTLE_MESSAGE = (
+    "UPDATE messages SET state = 'sent', sent_at = ?, error = NULL, updated_at = ? "
+    "WHERE id = ? AND state = 'ambiguous' AND (SELECT count(*) FROM parts "
+    "  WHERE parts.message_id = messages.id AND parts.state IN ('sent', 'delivered', "
+    "  'undelivered')) = coalesce(parts_total, 1)")
+
+
+def _expected_reference(conn: Any, sim: str, part_id: int, written_at: str) -> int | None:
+    """The TP-MR the modem would have given part `part_id` (written at `written_at`): one more
+    than the SIM's previous part's, when that one is known."""
+    row = conn.execute(_PREVIOUS_ON_SIM, (sim, written_at, written_at, part_id)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return (int(row[0]) + 1) % 256
+
+
+def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: str | None,
+                     message_reference: int, network_time: datetime,
+                     now: str) -> tuple[int, int] | None:
+    """The (part id, message id) an unmatched report proves was sent, settled in `conn`'s
+    transaction; None when the evidence is not conclusive."""
+    if sim is None or not recipient:
+        return None
+    candidates = conn.execute(_CANDIDATES, (
+        sim, recipient, to_text(network_time - WINDOW_AFTER),
+        to_text(network_time + CLOCK_SLACK))).fetchall()
+    if not candidates:
+        return None
+    expected = {row[0]: _expected_reference(conn, sim, row[0], row[2]) for row in candidates}
+    if len(candidates) > 1:  # several in the window: only the reference can tell them apart
+        candidates = [row for row in candidates if expected[row[0]] == message_reference]
+    if len(candidates) != 1:
+        return None
+    part_id, message_id, written_at = candidates[0][0], candidates[0][1], candidates[0][2]
+    if expected[part_id] not in (None, message_reference):
+        return None  # the modem would have numbered it otherwise: another message's report
+    conn.execute(_SETTLE_PART, (message_reference, part_id))
+    settled = conn.execute(_SETTLE_MESSAGE, (written_at, now, message_id)).rowcount == 1
+    audit.record(conn, "ambiguity-resolved" if settled else "ambiguity-evidence", message_id,
+                 sim, {"evidence": "delivery report", "sim": sim, "recipient": recipient,
+                       "message_reference": message_reference,
+                       "expected_reference": expected[part_id],
+                       "network_time": to_text(network_time), "written_at": written_at,
+                       "part_id": part_id}, now)
+    return part_id, message_id

@@ -1,0 +1,75 @@
+"""Ambiguous messages settled by the network: a delivery report from that SIM and recipient,
+shortly after the write, with the reference the modem would have used; nothing less."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from modempool.spool import MessageState, Spool
+from modempool.spool.model import utcnow
+
+TO, OTHER = "+8613800138000", "+8613912345678"
+
+
+@pytest.fixture
+def spool(spool_target):
+    with Spool(spool_target) as spool:
+        yield spool
+
+
+def sent(spool: Spool, sim: str, reference: int, to: str = TO) -> int:
+    """A message sent by `sim` whose only part got TP-MR `reference`."""
+    message = spool.enqueue(to, f"sent with {reference}")
+    spool.claim(message.id, sim, "o", 60)
+    spool.mark_part_writing(message.id, 1, 1, lease_owner="o")
+    spool.mark_last_part_sent(message.id, 1, None, reference, lease_owner="o")
+    return message.id
+
+
+def lost(spool: Spool, sim: str, to: str = TO) -> int:
+    """A message whose PDU was written and whose +CMGS answer never came (a crash)."""
+    message = spool.enqueue(to, "was it sent?")
+    spool.claim(message.id, sim, "crashed", 60)
+    spool.mark_part_writing(message.id, 1, 1, lease_owner="crashed")
+    assert spool.recover_leases(owner="crashed").ambiguous == (message.id,)
+    return message.id
+
+
+def test_a_report_for_the_next_reference_settles_the_ambiguous_message(spool):
+    sent(spool, "m1", 41)
+    ambiguous = lost(spool, "m1")
+    match = spool.store_delivery_report("m1", 42, TO, 0, submitted_at=utcnow())
+    assert match.message_id == ambiguous and match.message_state == "delivered"
+    assert spool.get(ambiguous).state is MessageState.DELIVERED
+    [part] = spool.parts(ambiguous)
+    assert part["state"] == "delivered" and part["message_reference"] == 42
+    [resolved] = [e for e in spool.events(ambiguous) if e["kind"] == "ambiguity-resolved"]
+    assert '"message_reference": 42' in resolved["detail"] and '"sim": "m1"' in resolved["detail"]
+
+
+def test_a_report_that_is_not_proof_leaves_it_ambiguous(spool):
+    sent(spool, "m1", 41)
+    ambiguous = lost(spool, "m1")
+    now = utcnow()
+    for report in (("m2", 42, TO, now),                       # another SIM
+                   ("m1", 42, OTHER, now),                    # another recipient
+                   ("m1", 50, TO, now),                       # not the modem's next reference
+                   ("m1", 42, TO, now + timedelta(hours=1)),  # long after the write
+                   ("m1", 42, TO, now - timedelta(hours=1))):  # before it
+        sim, reference, to, when = report
+        assert spool.store_delivery_report(sim, reference, to, 0, submitted_at=when).part_id is None
+    assert spool.get(ambiguous).state is MessageState.AMBIGUOUS
+
+
+def test_two_candidates_are_told_apart_only_by_the_reference(spool):
+    first = lost(spool, "m1")                 # no known previous part: reference unknown
+    second = lost(spool, "m1")                # its previous part is `first`: unknown too
+    assert spool.store_delivery_report("m1", 7, TO, 0, submitted_at=utcnow()).part_id is None
+    assert {spool.get(first).state, spool.get(second).state} == {MessageState.AMBIGUOUS}
+    sent(spool, "m2", 200)
+    third = lost(spool, "m2")
+    fourth = lost(spool, "m2")                # after `third`, whose reference is unknown
+    match = spool.store_delivery_report("m2", 201, TO, 0, submitted_at=utcnow())
+    assert match.message_id == third and spool.get(fourth).state is MessageState.AMBIGUOUS

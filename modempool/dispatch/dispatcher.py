@@ -228,6 +228,12 @@ class Dispatcher(SendingMixin):
         recall = getattr(self.spool, "last_sim_for", None)
         return recall(to) if recall is not None else None
 
+    def count_proven(self, sim: str) -> None:
+        """A delivery report proved that an ambiguous SMS of `sim` went out: it counts."""
+        slot = self.slots.get(sim)
+        if slot is not None:
+            slot.counters = limits_mod.count(slot.counters, self.clock())
+
     def release_unstarted(self, slot: SimSlot) -> None:
         """Give back a message handed to `slot` that it never started (shutdown, modem gone)."""
         self.record_now()

@@ -32,6 +32,9 @@ class InboundStore:
         self.spool = spool
         self.config = config
         self.handlers = inbound_handlers(config) if handlers is None else handlers
+        # Called with the SIM's name when a report proves an ambiguous SMS went out: the
+        # dispatcher counts it against the SIM's limits as the spool did.
+        self.on_proven: Callable[[str], None] | None = None
 
     async def handle(self, sim: str, modem: Any, event: Any) -> None:
         """Store one InboundSms / StatusReport event from `modem` (SIM `sim`) and acknowledge it."""
@@ -79,8 +82,12 @@ class InboundStore:
             sim, report.message_reference, getattr(report, "recipient", None), report.status,
             received_at=getattr(report, "discharge_time", None) or _now(),
             submitted_at=getattr(report, "scts", None))
-        log.info("%s: delivery report for reference %s (status %s): message %s", sim,
-                 report.message_reference, report.status, match.message_id)
+        log.info("%s: delivery report for reference %s (status %s): message %s%s", sim,
+                 report.message_reference, report.status, match.message_id,
+                 " (it settles that ambiguous message: the network took it)"
+                 if match.proven else "")
+        if match.proven and self.on_proven is not None:
+            self.on_proven(sim)
         return match.message_id
 
     async def flush_incomplete(self, older_than: timedelta) -> int:

@@ -14,11 +14,12 @@ less certain stays ambiguous. All SQL of this rule is here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from modempool.spool.audit import AuditLog
-from modempool.spool.model import to_text
+from modempool.spool.model import from_text, to_text
 
 #: How long after the write the service centre's stamp may come (a slow network, a modem that
 #: hung after sending), and how far before it (host and service centre clocks differ a little;
@@ -56,10 +57,12 @@ def _expected_reference(conn: Any, sim: str, part_id: int, written_at: str) -> i
 
 
 def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: str | None,
-                     message_reference: int, network_time: datetime,
-                     now: str) -> tuple[int, int] | None:
+                     message_reference: int, network_time: datetime, now: str,
+                     count_sent: Callable[[Any, str, int, datetime], None] | None = None,
+                     ) -> tuple[int, int] | None:
     """The (part id, message id) an unmatched report proves was sent, settled in `conn`'s
-    transaction; None when the evidence is not conclusive."""
+    transaction; None when the evidence is not conclusive. `count_sent(conn, sim, n, when)`
+    counts the proven part against the SIM's day and month, as a confirmed send is."""
     if sim is None or not recipient:
         return None
     candidates = conn.execute(_CANDIDATES, (
@@ -75,7 +78,8 @@ def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: 
     part_id, message_id, written_at = candidates[0][0], candidates[0][1], candidates[0][2]
     if expected[part_id] not in (None, message_reference):
         return None  # the modem would have numbered it otherwise: another message's report
-    conn.execute(_SETTLE_PART, (message_reference, part_id))
+    if conn.execute(_SETTLE_PART, (message_reference, part_id)).rowcount == 1 and count_sent:
+        count_sent(conn, sim, 1, from_text(written_at))
     settled = conn.execute(_SETTLE_MESSAGE, (written_at, now, message_id)).rowcount == 1
     audit.record(conn, "ambiguity-resolved" if settled else "ambiguity-evidence", message_id,
                  sim, {"evidence": "delivery report", "sim": sim, "recipient": recipient,

@@ -20,6 +20,7 @@ from modempool.spool.audit import AuditLog
 from modempool.spool.claims import deliver_if_complete
 from modempool.spool.engine import Engine
 from modempool.spool.model import from_text, to_text, utcnow
+from modempool.spool.sims import Sims
 
 MISSING_PART = "…"  # stands in for a part that never arrived
 
@@ -57,6 +58,7 @@ class ReportMatch:
     part_id: int | None
     message_id: int | None
     message_state: str | None
+    proven: bool = False   # it settled an ambiguous part: that SMS now counts as sent
 
 
 def delivery_outcome(status: int) -> tuple[bool, bool]:
@@ -78,10 +80,12 @@ class Inbound:
     lists received messages. Storing is idempotent, so a message handed over twice, by one
     modem or on two hosts, is stored once."""
 
-    def __init__(self, engine: Engine, audit: AuditLog, region: str) -> None:
+    def __init__(self, engine: Engine, audit: AuditLog, region: str,
+                 sims: Sims | None = None) -> None:
         self.engine = engine
         self.audit = audit
         self.region = region
+        self.sims = sims  # counts a part that a report proves was sent (`ambiguity`)
 
     def _sender(self, sender: str) -> str:
         """E.164 when the sender is a phone number; short codes and names stay as given."""
@@ -269,11 +273,14 @@ class Inbound:
             params = [message_reference] + ([sim] if sim is not None else []) + (
                 [recipient_e164] if recipient_e164 else [])
             match = conn.execute(sql, params).fetchone()
+            proven = False
             if match is None:
                 match = settle_by_report(
                     conn, self.audit, sim=sim, recipient=recipient_e164,
                     message_reference=message_reference,
-                    network_time=submitted_at or received_at or utcnow(), now=now)
+                    network_time=submitted_at or received_at or utcnow(), now=now,
+                    count_sent=self.sims.add_sent if self.sims is not None else None)
+                proven = match is not None
             part_id, message_id = (match[0], match[1]) if match else (None, None)
             report_id = conn.execute(
                 "INSERT INTO delivery_reports (sim, message_reference, recipient, status, delivered, "
@@ -299,4 +306,4 @@ class Inbound:
                                   {"status": status, "delivered": delivered, "part_id": part_id},
                                   now)
                 state = conn.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()[0]
-        return ReportMatch(report_id, part_id, message_id, state)
+        return ReportMatch(report_id, part_id, message_id, state, proven)

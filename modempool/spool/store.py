@@ -116,7 +116,7 @@ class Spool:
         self.decisions = Decisions(self.engine, self.audit)
         self.sims = Sims(self.engine, self.audit, tz)
         self.claims = Claims(self.engine, self.sims, self.audit)
-        self.inbound = Inbound(self.engine, self.audit, region)
+        self.inbound = Inbound(self.engine, self.audit, region, self.sims)
         self.daemons = Daemons(self.engine)
         self.requests = Requests(self.engine)
         self.refused_pins = RefusedPins(self.engine, self.audit)

@@ -142,8 +142,10 @@ async def test_unplug_and_replug_mid_run(tmp_path, bank):
         assert on_network[m.text] <= 1, m
 
 
-async def test_hung_modem_mid_send_makes_the_message_ambiguous_and_it_is_not_resent(tmp_path, bank):
-    bank.set_fault("m1", "hang_after_pdu")
+@pytest.mark.parametrize("reached_network", [False, True])
+async def test_hung_modem_mid_send_makes_the_message_ambiguous_and_it_is_not_resent(
+        tmp_path, bank, reached_network):
+    bank.set_fault("m1", "hang_after_pdu", delivered=reached_network)
     config = write_config(tmp_path / "pool.toml", bank.devices, retry={"send_timeout": 1.0})
     spool = Spool(tmp_path / "spool.db")
     hung = spool.enqueue(MOBILE, "into the void", sims=["m1"])
@@ -153,10 +155,20 @@ async def test_hung_modem_mid_send_makes_the_message_ambiguous_and_it_is_not_res
     after = spool.enqueue(MOBILE, "after the hang", sims=["m1"])
     await eventually(lambda: spool.get(after.id).state.value in ("sent", "delivered"),
                      timeout=30, what="m1 reopened and sending")
+    if reached_network:  # its report waited on the modem: the network settles the question
+        await eventually(lambda: spool.get(hung.id).state.value == "delivered",
+                         what="settled by its delivery report")
     assert await daemon.stop() == 0
     message = spool.get(hung.id)
-    assert (message.state.value, message.attempts) == ("ambiguous", 1)
-    assert [p["state"] for p in spool.parts(hung.id)] == ["ambiguous"]
+    assert [e["text"] for e in network_messages(bank)].count("into the void") == int(
+        reached_network)                                      # never sent again
+    if reached_network:
+        assert message.attempts == 1 and [p["state"] for p in spool.parts(hung.id)] == [
+            "delivered"]
+        assert "ambiguity-resolved" in [e["kind"] for e in spool.events(hung.id)]
+    else:
+        assert (message.state.value, message.attempts) == ("ambiguous", 1)
+        assert [p["state"] for p in spool.parts(hung.id)] == ["ambiguous"]
 
 
 async def test_inbound_multipart_out_of_order_across_a_restart_and_delivery_reports(tmp_path, bank):

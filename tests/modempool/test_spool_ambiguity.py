@@ -45,6 +45,7 @@ def test_a_report_for_the_next_reference_settles_the_ambiguous_message(spool):
     assert spool.get(ambiguous).state is MessageState.DELIVERED
     [part] = spool.parts(ambiguous)
     assert part["state"] == "delivered" and part["message_reference"] == 42
+    assert spool.sent_counts("m1")[1] == 2          # counted against the SIM's day, as sent
     [resolved] = [e for e in spool.events(ambiguous) if e["kind"] == "ambiguity-resolved"]
     assert '"message_reference": 42' in resolved["detail"] and '"sim": "m1"' in resolved["detail"]
 

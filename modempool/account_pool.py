@@ -50,15 +50,10 @@ class AccountPool:
              dlr: tuple[str, int] | None = None) -> list[Queued]:
         """Queue `text` to every number of `to`, all or nothing; the same `client_id` again
         returns the messages of the first call. `dlr` = (url, mask): Kannel callbacks."""
-        from pdu import PduError, parts_needed
+        from modempool.spool.sendable import check_text
 
         allowed_sims = sims_for_send(self.account, list(sims) if sims else None)
-        if not isinstance(text, str) or text == "":
-            raise PoolError("message text is empty")
-        try:
-            parts = parts_needed(text).parts
-        except PduError as exc:
-            raise PoolError(f"text cannot be sent as SMS: {exc}") from None
+        parts = check_text(text, self.spool.messages.max_parts)
         numbers = to if isinstance(to, list) else list(to)
         if not numbers:
             raise PoolError("no recipient given")
@@ -69,17 +64,18 @@ class AccountPool:
             again = first_key is not None and self.spool.get_by_client_id(first_key) is not None
             if not again:  # a retry with the same key sends nothing new, so costs nothing
                 check_quota(conn, self.account, len(numbers), now, self._day_start(now))
-            messages = self.pool.send(numbers, text, client_id=key, at=not_before,
-                                      expires=expires_at, priority=priority,
-                                      sims=allowed_sims or ())
-            ids = [m.id for m in messages]
+            ids = self.pool.queue(numbers, text, client_id=key, at=not_before,
+                                  expires=expires_at, priority=priority, sims=allowed_sims or ())
             if not again:
                 record_owner(conn, self.account, ids, now)
                 if dlr is not None:
                     from modempool.webhooks import Webhooks
 
                     Webhooks(self.spool).add_dlr(conn, ids, dlr[0], dlr[1])
-        return [Queued(m.id, m.to, m.state.value, parts) for m in messages]
+            found = {row[0]: (row[1], row[2]) for row in conn.execute(
+                "SELECT id, to_number, state FROM messages WHERE id IN "
+                "(SELECT value FROM json_each(?))", (json.dumps(ids),))}
+        return [Queued(i, found[i][0], found[i][1], parts) for i in ids]
 
     def _day_start(self, now: datetime) -> datetime:
         local = now.astimezone(self.config.tz)

@@ -174,10 +174,20 @@ class Pool:
         nothing is queued. `to_opted_out` sends to opted-out numbers anyway; never to
         blacklisted ones.
         """
+        return self.spool.get_many(self.queue(
+            to, text, client_id=client_id, at=at, expires=expires, priority=priority, sims=sims,
+            to_opted_out=to_opted_out))
+
+    def queue(self, to: str | Sequence[str], text: str, *, client_id: str | None = None,
+              at: datetime | str | None = None, expires: datetime | str | None = None,
+              priority: int = 0, sims: Iterable[str] = (),
+              to_opted_out: bool = False) -> list[int]:
+        """`send`, returning only the ids (a 100,000-recipient batch does not read its
+        messages back)."""
         numbers = [to] if isinstance(to, str) else list(to)
         if not numbers:
             raise InvalidNumber("no recipient: give at least one number")
-        return self.send_many(
+        return self.queue_many(
             [{"to": number, "client_id": _fan_out(client_id, index, len(numbers))}
              for index, number in enumerate(numbers)],
             text, at=at, expires=expires, priority=priority, sims=sims, to_opted_out=to_opted_out)
@@ -186,9 +196,18 @@ class Pool:
                   at: datetime | str | None = None, expires: datetime | str | None = None,
                   priority: int = 0, sims: Iterable[str] = (),
                   to_opted_out: bool = False) -> list[Message]:
-        """Queue many messages in one transaction: each a dict with `to` and optionally `text`,
-        `client_id`, `priority`, `at`, `expires`, `sims` (the keyword arguments are the
-        defaults). All are checked first; one refusal queues none."""
+        """Queue many messages in one transaction (see `queue_many`); returns them."""
+        return self.spool.get_many(self.queue_many(
+            messages, text, at=at, expires=expires, priority=priority, sims=sims,
+            to_opted_out=to_opted_out))
+
+    def queue_many(self, messages: Iterable[dict[str, Any]], text: str | None = None, *,
+                   at: datetime | str | None = None, expires: datetime | str | None = None,
+                   priority: int = 0, sims: Iterable[str] = (),
+                   to_opted_out: bool = False) -> list[int]:
+        """Queue many messages in one transaction and return their ids: each a dict with `to`
+        and optionally `text`, `client_id`, `priority`, `at`, `expires`, `sims` (the keyword
+        arguments are the defaults). All are checked first; one refusal queues none."""
         tz = self.config.tz
         rows = []
         for item in messages:
@@ -202,21 +221,27 @@ class Pool:
                 "expires_at": parse_when(item.get("expires", expires), tz),
                 "sims": bound or None,
             })
-        self.check_recipients([row["to"] for row in rows], to_opted_out=to_opted_out)
-        ids = self.spool.enqueue_many(rows)
-        return self.spool.get_many(ids)
+        e164s = self._allowed_recipients([row["to"] for row in rows], to_opted_out=to_opted_out)
+        for row, e164 in zip(rows, e164s):
+            row["to"] = e164
+        return self.spool.enqueue_many(rows, normalised=True)
 
     def check_recipients(self, numbers: Iterable[str], *, to_opted_out: bool = False) -> None:
         """Raise `Refused` (one number) or `RefusedMany` if any of `numbers` may not get a
         direct message; InvalidNumber for one that is no phone number."""
+        self._allowed_recipients(numbers, to_opted_out=to_opted_out)
+
+    def _allowed_recipients(self, numbers: Iterable[str], *, to_opted_out: bool = False) -> list[str]:
+        """`check_recipients`, returning the numbers in E.164."""
         from modempool.operator.optout import OptOutList, OptOutSettings
+        from modempool.spool.numbers import _normalise
 
         book = OptOutList(self.spool.db, self.config.region)
         block_opted_out = OptOutSettings.from_config(self.config).block_direct and not to_opted_out
         numbers, e164s = list(numbers), []
         for index, number in enumerate(numbers):
             try:
-                e164s.append(normalise(number, self.config.region))
+                e164s.append(_normalise(str(number), self.config.region))
             except InvalidNumber as exc:
                 if len(numbers) == 1:
                     raise
@@ -233,6 +258,7 @@ class Pool:
             raise refusals[0]
         if refusals:
             raise RefusedMany(refusals)
+        return e164s
 
     def wait(self, ids: Iterable[int], timeout: float | None = None) -> WaitResult:
         """Until every message is final (sent, delivered, failed, expired, cancelled or

@@ -44,7 +44,7 @@ class Messages:
         self.region = region
         self.max_parts = max_parts  # longer text is refused at enqueue (`sendable.check_text`)
 
-    def _prepare(self, row: dict[str, Any], now: str) -> list[Any]:
+    def _prepare(self, row: dict[str, Any], now: str, normalised: bool = False) -> list[Any]:
         """Validate one message and return its INSERT parameters (id first, filled later)."""
         unknown = set(row) - _ENQUEUE_KEYS
         if unknown:
@@ -53,7 +53,7 @@ class Messages:
             raise PoolError("a message needs 'to' and 'text'")
         text = row["text"]
         check_text(text, self.max_parts)
-        to = _normalise(str(row["to"]), row.get("region") or self.region)
+        to = str(row["to"]) if normalised else _normalise(str(row["to"]), row.get("region") or self.region)
         sims = row.get("sims")
         if isinstance(sims, str):
             sims = [sims]
@@ -91,18 +91,19 @@ class Messages:
         )
         return self.get(self.enqueue_many([row])[0])
 
-    def enqueue_many(self, rows: Iterable[dict[str, Any]]) -> list[int]:
+    def enqueue_many(self, rows: Iterable[dict[str, Any]], *, normalised: bool = False) -> list[int]:
         """Queue many SMS in one transaction and return their ids, in order.
 
         Every row is validated first: one bad number raises (naming its row) and queues
-        nothing. Rows whose client_id already exists get the existing id.
+        nothing. Rows whose client_id already exists get the existing id. `normalised`: the
+        caller has made every `to` E.164 already (the front door does; it is not redone).
         """
         now = to_text(utcnow())
         rows = list(rows)
         prepared = []
         for index, row in enumerate(rows):
             try:
-                prepared.append(self._prepare(row, now))
+                prepared.append(self._prepare(row, now, normalised))
             except PoolError as exc:  # the row is named when there are several
                 if len(rows) == 1:
                     raise

@@ -3,6 +3,8 @@ inside the dispatch loop (issue 12: one 299-part message once stopped every send
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from modempool.errors import UnsendableText
 
 #: Parts one message may take unless `[pool] max_parts` says otherwise (the codec allows 255).
@@ -20,7 +22,7 @@ def check_text(text: object, max_parts: int = DEFAULT_MAX_PARTS) -> int:
     if not text.strip():
         raise UnsendableText("message text is only blank space")
     try:
-        parts = parts_needed(text).parts
+        parts = _parts(text)
     except PduError as exc:
         raise UnsendableText(f"message text cannot be sent: {exc}") from None
     if parts > max_parts:
@@ -28,3 +30,11 @@ def check_text(text: object, max_parts: int = DEFAULT_MAX_PARTS) -> int:
             f"message text of {len(text)} characters needs {parts} SMS parts; at most "
             f"{max_parts} are allowed ([pool] max_parts; the network's limit is {CODEC_MAX_PARTS})")
     return parts
+
+
+@lru_cache(maxsize=256)
+def _parts(text: str) -> int:
+    """Parts of a text, remembered: a batch repeats one text 100,000 times."""
+    from pdu import parts_needed
+
+    return parts_needed(text).parts

@@ -1,0 +1,261 @@
+"""HTTP API benchmark: POSTs per second and latency, one 100,000-recipient POST, and what a
+steady API load costs the modems.
+
+    python benchmarks/bench_http.py                     # everything
+    python benchmarks/bench_http.py --skip-sending      # the API alone
+
+1. `modempool serve` (uvicorn, as in production) over a fresh spool; 32 clients each POST one
+   message after another for --seconds; POST/s and p50/p99 latency.
+2. One POST with 100,000 recipients (streamed to the spool in one transaction).
+3. 64 simulated modems at 1 s per SMS driven by `modempool run --http` (the API in its sidecar):
+   the sending rate with the API idle, then while another process POSTs at --rate per second
+   (messages scheduled for tomorrow, so the modems' work is the same in both runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import httpx  # noqa: E402
+
+from bench_pool import write_config  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_account(config: Path) -> str:
+    made = subprocess.run([sys.executable, "-m", "cli", "accounts", "add", "bench", "--role", "admin",
+                           "--json", "--config", str(config)], capture_output=True, text=True,
+                          cwd=ROOT, check=True)
+    return json.loads(made.stdout)["key"]
+
+
+async def wait_up(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as client:
+        while True:
+            try:
+                if (await client.get(url + "/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{url} did not come up")
+            await asyncio.sleep(0.1)
+
+
+async def post_flat_out(url: str, key: str, clients: int, seconds: float) -> dict[str, float]:
+    """`clients` loops, each POSTing one message after the other, for `seconds`."""
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"},
+                                 limits=limits, timeout=30) as client:
+        end = time.monotonic() + seconds
+
+        async def one_client(index: int) -> None:
+            nonlocal errors
+            n = 0
+            while time.monotonic() < end:
+                n += 1
+                started = time.perf_counter()
+                answer = await client.post("/v1/messages", json={
+                    "to": f"138{index:04d}{n % 10000:04d}", "text": "验证码 123456",
+                    "at": "2099-01-01T00:00:00+08:00"})
+                latencies.append(time.perf_counter() - started)
+                errors += answer.status_code != 202
+
+        started = time.monotonic()
+        await asyncio.gather(*(one_client(i) for i in range(clients)))
+        elapsed = time.monotonic() - started
+    latencies.sort()
+    return {"posts": len(latencies), "rate": len(latencies) / elapsed, "errors": errors,
+            "p50_ms": 1000 * statistics.median(latencies),
+            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
+
+
+async def post_at_rate(url: str, key: str, rate: float, seconds: float,
+                       stop: asyncio.Event) -> dict[str, float]:
+    """POST at a steady `rate` per second (at most 64 in flight) for `seconds` or until `stop`."""
+    sent = errors = 0
+    in_flight = asyncio.Semaphore(64)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"},
+                                 timeout=30) as client:
+        async def one(n: int) -> None:
+            nonlocal sent, errors
+            async with in_flight:
+                answer = await client.post("/v1/messages", json={
+                    "to": f"139{n % 100_000_000:08d}", "text": "load", "at": "2099-01-01T00:00:00Z"})
+                sent += 1
+                errors += answer.status_code != 202
+
+        started = time.monotonic()
+        tasks, n = set(), 0
+        while (now := time.monotonic()) - started < seconds and not stop.is_set():
+            due = int((now - started) * rate)
+            while n < due:
+                n += 1
+                if in_flight.locked():
+                    continue  # the server is behind: this tick is skipped, not queued
+                task = asyncio.create_task(one(n))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            await asyncio.sleep(0.002)
+        await asyncio.gather(*tasks)
+        elapsed = time.monotonic() - started
+    return {"posts": sent, "rate": sent / elapsed, "errors": errors}
+
+
+async def bench_api(seconds: float, clients: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        config = write_config(Path(tmp), [])
+        key = make_account(config)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--listen",
+                                   f"127.0.0.1:{port}", "--config", str(config)], cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            await wait_up(url)
+            await post_flat_out(url, key, clients, 1.0)  # warm-up
+            figures = await post_flat_out(url, key, clients, seconds)
+            print(f"single-message POSTs, {clients} clients, {seconds:.0f} s: "
+                  f"{figures['rate']:.0f} POST/s, p50 {figures['p50_ms']:.1f} ms, "
+                  f"p99 {figures['p99_ms']:.1f} ms ({figures['posts']} POSTs, "
+                  f"{figures['errors']} not 202)")
+            numbers = [f"13{i:09d}" for i in range(100_000)]
+            async with httpx.AsyncClient(base_url=url, timeout=300,
+                                         headers={"Authorization": f"Bearer {key}"}) as client:
+                started = time.perf_counter()
+                answer = await client.post("/v1/messages", json={
+                    "to": numbers, "text": "【商城】双十二活动今晚开始，回T退订", "at": "2099-01-01T00:00:00Z"})
+                elapsed = time.perf_counter() - started
+            print(f"one POST of 100,000 recipients: {elapsed:.2f} s "
+                  f"(status {answer.status_code}, {answer.json().get('count')} queued, "
+                  f"{len(answer.content) / 1e6:.1f} MB answer)")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+
+
+async def sending_rate(modems: int, latency: float, rounds: int, load_rate: float) -> dict:
+    """Send modems*rounds messages through `run --http`; with load_rate, a separate process
+    POSTs to the API meanwhile. Returns the sending rate measured on the network log."""
+    from datetime import datetime
+
+    from modempool.spool import Spool
+    from simulator import SimulatedBank
+
+    with tempfile.TemporaryDirectory(prefix="bench-http-send-") as tmp:
+        directory = Path(tmp)
+        async with SimulatedBank(modems=modems, directory=directory / "bank", seed=1) as bank:
+            for info in bank.modems:
+                bank.set_fault(info.name, "sms_latency", seconds=latency)
+            config = write_config(directory, bank.devices)
+            key = make_account(config)
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            log_path = directory / "daemon.log"
+            log = open(log_path, "wb")
+            daemon = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cli", "run", "--config", str(config), "--http",
+                f"127.0.0.1:{port}", cwd=ROOT, stdout=log, stderr=log,
+                stdin=asyncio.subprocess.DEVNULL)
+            load = None
+            try:
+                while b"pool ready" not in log_path.read_bytes():
+                    if daemon.returncode is not None:
+                        raise SystemExit(log_path.read_text())
+                    await asyncio.sleep(0.05)
+                await wait_up(url)
+                total = modems * rounds
+                if load_rate:
+                    load = await asyncio.create_subprocess_exec(
+                        sys.executable, __file__, "--load-only", url, key, str(load_rate),
+                        str(rounds * latency + 30), stdout=asyncio.subprocess.PIPE)
+                    await asyncio.sleep(3)  # the load is steady before the sending starts
+                spool = Spool(directory / "spool.db")
+                spool.enqueue_many({"to": "+8613800138000", "text": f"bench {i}"} for i in range(total))
+                await bank.wait_for_messages(total, timeout=120 + total * latency)
+                load_figures = None
+                if load is not None:
+                    load.send_signal(signal.SIGINT)
+                    out, _ = await load.communicate()
+                    load_figures = json.loads(out.decode().strip().splitlines()[-1])
+            finally:
+                daemon.send_signal(signal.SIGTERM)
+                await daemon.wait()
+                log.close()
+            entries = bank.network_log()
+    parts = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "part"]
+    done = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "message"]
+    elapsed = (max(done) - min(parts)).total_seconds() + latency
+    return {"rate": total / elapsed, "messages": total, "elapsed": elapsed, "load": load_figures}
+
+
+def load_only(url: str, key: str, rate: float, seconds: float) -> None:
+    """The load generator's process: POST at `rate` until `seconds` pass or SIGINT comes."""
+    async def main() -> dict:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+        return await post_at_rate(url, key, rate, seconds, stop)
+
+    figures = asyncio.run(main())
+    print(json.dumps(figures), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--modems", type=int, default=64)
+    parser.add_argument("--latency", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=20, help="messages per modem")
+    parser.add_argument("--rate", type=float, default=500.0, help="POST/s during the loaded run")
+    parser.add_argument("--skip-api", action="store_true")
+    parser.add_argument("--skip-sending", action="store_true")
+    parser.add_argument("--load-only", nargs=4, metavar=("URL", "KEY", "RATE", "SECONDS"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load_only:
+        url, key, rate, seconds = args.load_only
+        load_only(url, key, float(rate), float(seconds))
+        return
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start "
+          "(shared: other work may run meanwhile)")
+    if not args.skip_api:
+        asyncio.run(bench_api(args.seconds, args.clients))
+    if not args.skip_sending:
+        idle = asyncio.run(sending_rate(args.modems, args.latency, args.rounds, 0))
+        print(f"sending, {args.modems} modems at {args.latency} s/SMS, API idle: "
+              f"{idle['rate']:.2f} SMS/s ({idle['messages']} in {idle['elapsed']:.1f} s; "
+              f"ideal {args.modems / args.latency:.0f})")
+        loaded = asyncio.run(sending_rate(args.modems, args.latency, args.rounds, args.rate))
+        load = loaded["load"] or {}
+        print(f"sending, same, API under {args.rate:.0f} POST/s (achieved {load.get('rate', 0):.0f}/s, "
+              f"{load.get('errors', 0)} not 202): {loaded['rate']:.2f} SMS/s "
+              f"({loaded['messages']} in {loaded['elapsed']:.1f} s); "
+              f"change {100 * (loaded['rate'] - idle['rate']) / idle['rate']:+.1f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -215,3 +215,14 @@ def test_kannel_sendsms(api):
         texts = {m.to: m.text for m in spool.list()}
     assert texts == {"+8613800138000": "Zabbix: disk full", "+8613800138001": "Zabbix: disk full",
                      "+8613800138002": "告警：磁盘满", "+8613800138003": "POST"}
+
+
+def test_a_large_batch_is_all_or_nothing(api):
+    numbers = [f"13{i:09d}" for i in range(10_000)]
+    with api.client() as client:
+        spoiled = client.post("/v1/messages", json={"to": numbers + ["99"], "text": "通知"})
+        assert spoiled.status_code == 422 and "row 10001" in spoiled.json()["detail"]
+        answer = client.post("/v1/messages", json={"to": numbers, "text": "通知"})
+    assert answer.status_code == 202 and answer.json()["count"] == 10_000
+    with _spool(api) as spool:
+        assert spool.counts()["queued"] == 10_000

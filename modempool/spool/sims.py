@@ -57,22 +57,33 @@ class Sims:
             self.add_sent(conn, sim, n, now or utcnow())
 
     def sent_counts(self, sim: str, now: datetime | None = None) -> tuple[int, int, int]:
-        """SMS sent by `sim` in the last minute, today and this month (local time)."""
+        """SMS sent by `sim` in the last minute, today and this month (local time).
+
+        Today and this month also count the parts that may have gone out without their answer
+        being recorded (marked writing, or ambiguous after a crash): a daemon that starts again,
+        here or on another host, must not spend that quota a second time.
+        """
         moment = now or utcnow()
         day, month = self._local_day_month(moment)
         minute = self.engine.rows(
             "SELECT count(*) AS n FROM parts WHERE sim = ? AND sent_at > ? AND sent_at <= ?",
             (sim, to_text(moment - timedelta(seconds=60)), to_text(moment)),
         )[0]["n"]
+        local = moment.astimezone(self.tz)
+        day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        uncertain = self.engine.rows(
+            "SELECT coalesce(sum(CASE WHEN writing_at >= ? THEN 1 ELSE 0 END), 0) AS today, "
+            "count(*) AS month FROM parts WHERE sim = ? AND state IN ('writing', 'ambiguous') "
+            "AND writing_at >= ? AND writing_at <= ?",
+            (to_text(day_start), sim, to_text(day_start.replace(day=1)), to_text(moment)),
+        )[0]
         rows = self.engine.rows(
             "SELECT sent_today, day, sent_month, month FROM sims WHERE name = ?", (sim,))
-        if not rows:
-            return minute, 0, 0
-        row = rows[0]
+        row = rows[0] if rows else None
         return (
             minute,
-            row["sent_today"] if row["day"] == day else 0,
-            row["sent_month"] if row["month"] == month else 0,
+            int(uncertain["today"]) + (row["sent_today"] if row and row["day"] == day else 0),
+            uncertain["month"] + (row["sent_month"] if row and row["month"] == month else 0),
         )
 
     def upsert(self, name: str, **fields: Any) -> dict[str, Any]:

@@ -282,3 +282,21 @@ def test_several_daemons_recover_only_the_run_out_leases_of_dead_ones(path):
         assert sorted(recovery.requeued) == [ids[1], ids[3]]
         assert spool.get(ids[0]).state is MessageState.SENDING  # alive: never taken
         assert spool.get(ids[2]).state is MessageState.SENDING  # dead, but not run out yet
+
+
+def test_a_part_that_may_have_gone_out_counts_against_todays_quota(path):
+    """After a crash, a part marked writing (or ambiguous) may be on the network: the next daemon
+    counts it, so that restarts never spend a SIM's quota twice."""
+    with Spool(path, tz=timezone.utc) as spool:
+        first, second = spool.enqueue_many({"to": "+8613800138000", "text": f"n{i}"}
+                                           for i in range(2))
+        spool.claim_next("m1", "dead:1/m1", 60)
+        spool.mark_part_writing(first, 1, 1, lease_owner="dead:1/m1")  # then SIGKILL
+        assert spool.sent_counts("m1")[1:] == (1, 1)
+        spool.recover_leases(owner="dead:1/m1")                         # ambiguous now
+        assert spool.get(first).state is MessageState.AMBIGUOUS
+        assert spool.sent_counts("m1")[1:] == (1, 1)
+        spool.claim_next("m1", "next:2/m1", 60)
+        spool.mark_part_writing(second, 1, 1, lease_owner="next:2/m1")
+        spool.mark_last_part_sent(second, 1, None, 9, lease_owner="next:2/m1")
+        assert spool.sent_counts("m1")[1:] == (2, 2)                   # each part once

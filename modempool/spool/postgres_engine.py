@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -25,6 +27,9 @@ from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 CHANNEL = "modempool_queue"
 #: Any fixed number: the advisory lock that serialises schema upgrades of one database.
 _UPGRADE_LOCK = 0x6D6F64656D
+
+#: A pooled connection unused for longer than this is checked before it is handed out.
+IDLE_CHECK_AFTER = 2.0
 
 _NAMED = re.compile(r"(?<!:):([A-Za-z_]\w*)")
 
@@ -94,6 +99,7 @@ class PostgresEngine(Engine):
         self.url = url
         self._local = threading.local()
         self._listener: Any = None
+        self._idle_since: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._psycopg = psycopg
         try:  # one direct connection first: its error names the host and the reason
             first = psycopg.connect(url, connect_timeout=max(int(connect_timeout), 1),
@@ -107,13 +113,24 @@ class PostgresEngine(Engine):
             first.close()
         self.pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout,
-            kwargs={"autocommit": True}, configure=self._configure,
-            check=ConnectionPool.check_connection, name="modempool-spool")
+            kwargs={"autocommit": True}, configure=self._configure, reset=self._returned,
+            check=self._check, name="modempool-spool")
         self.pool.open(wait=True, timeout=connect_timeout)
 
     @staticmethod
     def _configure(raw: Any) -> None:
         raw.row_factory = _rows
+
+    def _returned(self, raw: Any) -> None:
+        self._idle_since[raw] = time.monotonic()
+
+    def _check(self, raw: Any) -> None:
+        """A connection idle for a while is tried before use (the server may have restarted);
+        one in steady use is not, which saves a round trip per transaction."""
+        if time.monotonic() - self._idle_since.get(raw, 0.0) > IDLE_CHECK_AFTER:
+            from psycopg_pool import ConnectionPool
+
+            ConnectionPool.check_connection(raw)
 
     def _upgrade(self, raw: Any) -> None:
         """Bring the database to SCHEMA_VERSION in one transaction, one daemon at a time;

@@ -1,0 +1,192 @@
+"""Scale-out benchmark: the spool on PostgreSQL against SQLite, and several daemons on one queue.
+
+    python benchmarks/bench_scaleout.py                     # everything, small sizes
+    python benchmarks/bench_scaleout.py --url postgresql://bench@db/bench --backlogs 1000 1000000
+    python benchmarks/bench_scaleout.py --only spool        # or: daemons, ideal
+
+Without --url a throwaway cluster is made with initdb/pg_ctl in a temporary directory (Debian's
+`postgresql` package), fsync off: the figures are the database's CPU cost, not a disk's. Figures:
+- enqueue and claim throughput per engine (claim = claim + part marker + confirmation, the three
+  commits a one-part message costs), and the claim cost with a backlog of 1k up to 1M messages;
+- 1, 2 and 4 daemons at 0 s per SMS (each with its own simulated bank), messages per second in
+  total;
+- 2 daemons x 32 simulated modems at 1 s per SMS, as a fraction of the modem-limited ideal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import tempfile
+import time
+from contextlib import AsyncExitStack
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from modempool.spool import Spool  # noqa: E402
+from simulator import SimulatedBank  # noqa: E402
+
+
+def fresh_target(kind: str, cluster, directory: Path, name: str, url: str | None) -> str | Path:
+    if kind == "sqlite":
+        return directory / f"{name}.db"
+    if url:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+            conn.execute(f"CREATE SCHEMA {name}")
+        from urllib.parse import quote
+
+        return url + ("&" if "?" in url else "?") + "options=" + quote(f"-csearch_path={name}")
+    return cluster.new_schema()
+
+
+def bench_spool(target, messages: int, backlog: int) -> dict[str, float]:
+    """Enqueue `backlog` + `messages` rows, then claim/mark/confirm `messages` of them."""
+    with Spool(target) as spool:
+        start = time.perf_counter()
+        for first in range(0, backlog, 50_000):
+            spool.enqueue_many({"to": f"+86138{i % 100000000:08d}", "text": f"old {i}",
+                                "held": True}
+                               for i in range(first, min(backlog, first + 50_000)))
+        spool.enqueue_many({"to": f"+86139{i:08d}", "text": f"bench {i}"}
+                           for i in range(messages))
+        enqueue_s = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(messages):
+            message = spool.claim_next("m1", "bench:1/m1", 60)
+            spool.mark_part_writing(message.id, 1, 1, lease_owner="bench:1/m1")
+            spool.mark_last_part_sent(message.id, 1, None, message.id % 256,
+                                      lease_owner="bench:1/m1")
+        claim_s = time.perf_counter() - start
+    return {"enqueue_per_s": (backlog + messages) / enqueue_s, "claim_per_s": messages / claim_s,
+            "claim_ms": 1000 * claim_s / messages}
+
+
+def write_config(path: Path, target, prefix: str, devices: list[str]) -> Path:
+    where = f'url = "{target}"' if str(target).startswith("postgres") else f'path = "{target}"'
+    lines = ["[spool]", where, ""]
+    for device in devices:
+        lines += ["[[modem]]", f'name = "{prefix}{Path(device).name}"', f'port = "{device}"', ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+async def run_daemons(target, daemons: int, modems: int, latency: float, rounds: int,
+                      directory: Path) -> dict[str, float]:
+    """`daemons` daemons, each with its own bank of `modems`, sharing `target`."""
+    async with AsyncExitStack() as stack:
+        banks = []
+        for d in range(daemons):
+            bank = await stack.enter_async_context(
+                SimulatedBank(modems=modems, directory=directory / f"bank{d}", seed=d + 1))
+            for info in bank.modems:
+                bank.set_fault(info.name, "sms_latency", seconds=latency)
+            banks.append(bank)
+        procs, logs = [], []
+        for d, bank in enumerate(banks):
+            config = write_config(directory / f"d{d}.toml", target, f"d{d}", bank.devices)
+            log_path = directory / f"d{d}.log"
+            log = open(log_path, "wb")
+            logs.append((log, log_path))
+            procs.append(await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cli", "run", "--config", str(config), cwd=ROOT,
+                stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL))
+        try:
+            for proc, (_, log_path) in zip(procs, logs):
+                while b"pool ready" not in log_path.read_bytes():
+                    if proc.returncode is not None:
+                        raise SystemExit(log_path.read_text())
+                    await asyncio.sleep(0.05)
+            total = daemons * modems * rounds
+            with Spool(target) as spool:
+                spool.enqueue_many({"to": "+8613800138000", "text": f"bench {i}"}
+                                   for i in range(total))
+                deadline = time.monotonic() + 120 + total * max(latency, 0.01)
+                while sum(len([e for e in b.network_log() if e["kind"] == "message"])
+                          for b in banks) < total:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"timed out; counts {spool.counts()}")
+                    await asyncio.sleep(0.05)
+        finally:
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                await proc.wait()
+            for log, _ in logs:
+                log.close()
+        entries = [e for b in banks for e in b.network_log()]
+    parts = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "part"]
+    done = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "message"]
+    elapsed = (max(done) - min(parts)).total_seconds() + latency
+    ideal = daemons * modems / latency if latency else float("nan")
+    carried = [sum(1 for e in b.network_log() if e["kind"] == "message") for b in banks]
+    return {"messages": total, "elapsed": elapsed, "rate": total / elapsed, "ideal": ideal,
+            "fraction": (total / elapsed) / ideal if latency else float("nan"),
+            "carried": carried}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="an existing PostgreSQL (default: a throwaway cluster)")
+    parser.add_argument("--only", choices=("spool", "daemons", "ideal"))
+    parser.add_argument("--messages", type=int, default=2000, help="claimed per spool run")
+    parser.add_argument("--backlogs", type=int, nargs="*", default=[1_000, 100_000])
+    parser.add_argument("--daemons", type=int, nargs="*", default=[1, 2, 4])
+    parser.add_argument("--modems", type=int, default=4, help="per daemon, at 0 s per SMS")
+    parser.add_argument("--rounds", type=int, default=50, help="messages per modem at 0 s")
+    parser.add_argument("--ideal-modems", type=int, default=32)
+    parser.add_argument("--ideal-rounds", type=int, default=20)
+    args = parser.parse_args()
+
+    cluster = None
+    if not args.url:
+        from tests.pg_cluster import PgCluster
+
+        cluster = PgCluster()
+        cluster.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as tmp:
+            directory = Path(tmp)
+            if args.only in (None, "spool"):
+                print(f"spool: enqueue, then claim + part marker + confirmation of "
+                      f"{args.messages} one-part messages, one process")
+                for backlog in args.backlogs:
+                    for kind in ("sqlite", "postgresql"):
+                        target = fresh_target(kind, cluster, directory, f"s{kind[:2]}{backlog}",
+                                              args.url)
+                        r = bench_spool(target, args.messages, backlog)
+                        print(f"  {kind:<10} backlog {backlog:>9,}: enqueue {r['enqueue_per_s']:>8,.0f}/s,"
+                              f" claim {r['claim_per_s']:>6,.0f}/s ({r['claim_ms']:.2f} ms per message)")
+            if args.only in (None, "daemons"):
+                print(f"daemons sharing one PostgreSQL queue, {args.modems} simulated modems "
+                      f"each, 0 s per SMS")
+                for n in args.daemons:
+                    target = fresh_target("postgresql", cluster, directory, f"d{n}", args.url)
+                    r = asyncio.run(run_daemons(target, n, args.modems, 0.0, args.rounds,
+                                                directory / f"run{n}"))
+                    print(f"  {n} daemon{'s' if n > 1 else ' '}: {r['messages']} messages in "
+                          f"{r['elapsed']:.2f} s = {r['rate']:.0f}/s in total "
+                          f"(per daemon: {r['carried']})")
+            if args.only in (None, "ideal"):
+                target = fresh_target("postgresql", cluster, directory, "ideal", args.url)
+                r = asyncio.run(run_daemons(target, 2, args.ideal_modems, 1.0, args.ideal_rounds,
+                                            directory / "ideal"))
+                print(f"2 daemons x {args.ideal_modems} modems at 1 s per SMS: {r['messages']} "
+                      f"messages in {r['elapsed']:.2f} s = {r['rate']:.1f}/s, ideal "
+                      f"{r['ideal']:.0f}/s -> {100 * r['fraction']:.1f} % (per daemon: "
+                      f"{r['carried']})")
+    finally:
+        if cluster is not None:
+            cluster.remove()
+
+
+if __name__ == "__main__":
+    main()

@@ -141,17 +141,24 @@ class PostgresEngine(Engine):
             raise SpoolTooNew(too_new(self.where, version))
         if version == SCHEMA_VERSION:
             return
-        with raw.transaction():
-            raw.execute("SELECT pg_advisory_xact_lock(%s)", (_UPGRADE_LOCK,))
-            version = self._version(raw)  # another daemon may have done it meanwhile
-            if version > SCHEMA_VERSION:
-                raise SpoolTooNew(too_new(self.where, version))
-            raw.execute("CREATE TABLE IF NOT EXISTS modempool_schema (version INTEGER NOT NULL)")
-            for step in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
-                for statement in statements(ddl(MIGRATIONS[step])):
-                    raw.execute(statement)
-            raw.execute("DELETE FROM modempool_schema")
-            raw.execute("INSERT INTO modempool_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+        # A session lock taken before the transaction: a transaction that waited for a lock
+        # inside itself could still see the catalogue as it was before the other's commit.
+        raw.execute("SELECT pg_advisory_lock(%s)", (_UPGRADE_LOCK,))
+        try:
+            with raw.transaction():
+                version = self._version(raw)  # another daemon may have done it meanwhile
+                if version > SCHEMA_VERSION:
+                    raise SpoolTooNew(too_new(self.where, version))
+                raw.execute(
+                    "CREATE TABLE IF NOT EXISTS modempool_schema (version INTEGER NOT NULL)")
+                for step in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
+                    for statement in statements(ddl(MIGRATIONS[step])):
+                        raw.execute(statement)
+                raw.execute("DELETE FROM modempool_schema")
+                raw.execute("INSERT INTO modempool_schema (version) VALUES (%s)",
+                            (SCHEMA_VERSION,))
+        finally:
+            raw.execute("SELECT pg_advisory_unlock(%s)", (_UPGRADE_LOCK,))
 
     @staticmethod
     def _version(raw: Any) -> int:

@@ -62,3 +62,23 @@ def test_an_enqueue_on_one_host_wakes_a_dispatcher_waiting_on_another(pg_cluster
         sender.enqueue("13800138000", "你好")
         waiting.join(timeout=30)
         assert woke == [True]
+
+
+def test_daemons_starting_together_on_a_new_database_create_it_once(pg_cluster):
+    url = pg_cluster.new_schema()
+    errors: list[str] = []
+
+    def start() -> None:
+        try:
+            Spool(url).close()
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever it was
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM modempool_schema").fetchall() == [(SCHEMA_VERSION,)]

@@ -115,6 +115,7 @@ class Daemon(ModemTaskMixin):
                 slots = [self._slot(spec) for spec in specs]
                 self.dispatcher = Dispatcher(self.spool, self.config, owner=self.owner, slots=slots,
                                              refusal=send_refusal(self.spool, self.config))
+                self.dispatcher.shared = shared
                 if self._stop.is_set():
                     self.dispatcher.stop()
                 self.desk = RequestDesk(self.spool, self.owner, slots)

@@ -67,6 +67,7 @@ class Dispatcher(SendingMixin):
         self.state = StrategyState(recall=self._recall)
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
+        self.shared = False  # other daemons, with other SIMs, send from the same queue
         self._parts_needed: dict[int, int] = {}
         self._unrecorded: list[tuple[SentPart, logging.Logger, str, int]] = []
         self._record_timer: asyncio.Handle | None = None
@@ -177,8 +178,9 @@ class Dispatcher(SendingMixin):
 
     def _fail_if_unroutable(self, message: Any) -> None:
         """Fail a message that no configured SIM may ever carry, whatever their state: waiting
-        would keep it queued forever without a word."""
-        if any((not message.sims or s.name in message.sims) and s.accepts(message.to)
+        would keep it queued forever without a word. Not on a spool shared with daemons on
+        other hosts (`shared`): their SIMs may carry it."""
+        if self.shared or any((not message.sims or s.name in message.sims) and s.accepts(message.to)
                for s in self.slots.values()):
             return
         named = [n for n in message.sims or () if n in self.slots]

@@ -6,6 +6,7 @@ labelled with the contact's name when the number is in the address book.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from modempool.errors import InvalidNumber, PoolError
 from modempool.numbers import normalise
 from modempool.operator.db import LIKE_ESCAPE, contains, now_iso
 
+NARROW = 50_000   # rows of a state or below: reading their text beats walking the text index
 COLUMNS = ("direction", "id", "time", "number", "name", "text", "state", "sim", "campaign_id",
            "error")
 
@@ -75,6 +77,33 @@ def _numbers_for(db: Any, query: Query, region: str) -> list[str] | None:
 
 def _select(db: Any, direction: str, query: Query, numbers: list[str] | None,
             spool: Any = None) -> list[dict]:
+    narrow = numbers is not None or (direction == "out" and (
+        query.campaign is not None
+        or (query.state and spool is not None and spool.counts().get(query.state, 0) < NARROW)))
+    if narrow:   # a number's, a campaign's or a rare state's rows: read their text
+        return _select_where(db, direction, query, numbers, None, None, rare_state=True)
+    if not (query.text and spool is not None and query.limit) or query.until:
+        return _select_where(db, direction, query, numbers, spool, None)
+    # Text without a number: walk the full-text index newest first, a growing chunk of
+    # matches at a time, until the other criteria keep `limit` rows or the matches run out.
+    table = "messages" if direction == "out" else "inbound"
+    found: list[dict] = []
+    before, chunk = None, max(query.limit, 500)
+    while True:
+        ids = spool.newest_matching(table, query.text, chunk, before)
+        if ids is None:   # no index here: one query with the engine's condition
+            return _select_where(db, direction, query, numbers, spool, None)
+        if ids:
+            found += _select_where(db, direction, query, numbers, spool, ids)
+        if len(found) >= query.limit or len(ids) < chunk:
+            return found[:query.limit]
+        before, chunk = ids[-1], chunk * 2
+
+
+def _select_where(db: Any, direction: str, query: Query, numbers: list[str] | None,
+                  spool: Any, ids: list[int] | None, rare_state: bool = False) -> list[dict]:
+    """Rows of one direction matching `query`; `ids`: among these (text already matched);
+    `rare_state`: few rows have the state, so go through the state's index."""
     if direction == "out":
         sql = ("SELECT 'out', id, COALESCE(sent_at, created_at), to_number, text, state, sim,"
                " campaign_id, error FROM messages")
@@ -90,7 +119,10 @@ def _select(db: Any, direction: str, query: Query, numbers: list[str] | None,
             return []
         where.append(f"{number_col} IN ({', '.join('?' for _ in numbers)})")
         params += numbers
-    if query.text and spool is not None:
+    if ids is not None:
+        where.append("id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(ids))
+    elif query.text and spool is not None:
         condition, values = spool.text_matches("messages" if direction == "out" else "inbound",
                                                query.text)
         where.append(condition)
@@ -105,7 +137,8 @@ def _select(db: Any, direction: str, query: Query, numbers: list[str] | None,
         where.append(f"{time_col} < ?")
         params.append(now_iso(query.until))
     if direction == "out" and query.state:
-        where.append("state = ?")
+        where.append("id IN (SELECT id FROM messages WHERE state = ?)" if rare_state
+                     else "state = ?")
         params.append(query.state)
     if direction == "out" and query.campaign is not None:
         where.append("campaign_id = ?")

@@ -109,6 +109,20 @@ class Engine(ABC):
         """Tables in the spool's database (tests and `spool migrate` use it)."""
         raise NotImplementedError
 
+    def index_text(self, conn: Any, table: str, ids: Sequence[int]) -> None:
+        """Add the text of rows `ids` just inserted into `table` to the full-text index, in
+        the inserting transaction (SQLite; ids that were not inserted are skipped)."""
+
+    def state_counts(self) -> dict[str, int] | None:
+        """Messages in each state, if this engine keeps the counts (else None: count them)."""
+        return None
+
+    def newest_matching(self, table: str, text: str, limit: int,
+                        before: int | None = None) -> list[int] | None:
+        """Ids of the newest `limit` rows of `table` (below id `before`) whose text contains
+        `text`, newest first; None when this engine has no faster way than `text_matches`."""
+        return None
+
     def text_matches(self, table: str, text: str) -> tuple[str, list[Any]]:
         """An SQL condition true for rows of `table` (`messages` or `inbound`) whose text
         contains `text` (case-insensitive for Latin letters), and its parameters. Here a LIKE

@@ -115,6 +115,7 @@ class Messages:
             for params, new_id in zip(prepared, ids):
                 params[0] = new_id
             inserted = conn.executemany(_INSERT, prepared).rowcount  # summed over the rows
+            self.engine.index_text(conn, "messages", ids)   # history search (before ids change)
             if inserted != len(ids):  # some client_ids existed: return their messages
                 for index, params in enumerate(prepared):
                     if params[1] is None:
@@ -170,6 +171,10 @@ class Messages:
     def counts(self) -> dict[str, int]:
         """Number of messages in each state (every state present, zeros included)."""
         out = {state.value: 0 for state in MessageState}
+        kept = self.engine.state_counts()   # SQLite keeps them by trigger: no scan
+        if kept is not None:
+            out.update({state: n for state, n in kept.items() if n})
+            return out
         for row in self.engine.rows("SELECT state, count(*) AS n FROM messages GROUP BY state"):
             out[row["state"]] = row["n"]
         return out

@@ -157,6 +157,12 @@ class Spool:
         contains `text`: the history search's, from the engine's full-text index if it has one."""
         return self.engine.text_matches(table, text)
 
+    def newest_matching(self, table: str, text: str, limit: int,
+                        before: int | None = None) -> list[int] | None:
+        """Ids of the newest rows of `messages` or `inbound` (below id `before`) containing
+        `text`, from the full-text index; None where the engine has none (use `text_matches`)."""
+        return self.engine.newest_matching(table, text, limit, before)
+
     def checkpoint_when_told(self) -> None:
         """Stop this connection's automatic WAL checkpoints (a commit that crosses the WAL
         threshold copies it into the database, a stall of milliseconds wherever it falls): the

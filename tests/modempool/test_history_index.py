@@ -30,6 +30,11 @@ def test_the_index_finds_chinese_substrings_and_follows_changes(tmp_path):
         assert "LIKE" in spool.text_matches("inbound", "收到")[0]
         assert [r["text"] for r in search(spool.db, Query(text="收到"), spool=spool)] == [
             "收到，家长会我会准时到"]
+        # a batch is indexed once per new row; a repeated idempotency key adds nothing
+        spool.enqueue_many([{"to": "13700137000", "text": "期末考试第二次通知", "client_id": "a"},
+                            {"to": "13700137001", "text": "期末考试第二次通知", "client_id": "b"}])
+        spool.enqueue_many([{"to": "13700137000", "text": "期末考试第二次通知", "client_id": "a"}])
+        assert len(search(spool.db, Query(text="第二次通知"), spool=spool)) == 2
         with spool.transaction() as conn:   # the triggers follow updates and deletes
             conn.execute("UPDATE messages SET text = '毕业典礼改到下周' WHERE id = ?", (kept.id,))
         assert [r["direction"] for r in search(spool.db, Query(text="家长会"), spool=spool)] == ["in"]

@@ -228,8 +228,9 @@ def test_a_campaign_runs_to_completion_and_a_reply_of_tuiding_is_an_opt_out(bank
     finally:
         spool.close()
     bank.inject(message["sim"], "+8613100131002", "退订")
-    until(lambda: "opted out" in browser.find_element(By.ID, "progress").text, timeout=30,
-          what="the reply in the report")
+    until(lambda: browser.find_elements(By.CSS_SELECTOR, "[data-opted-out='+8613100131002']"),
+          timeout=30, what="the opt-out in the report, without a reload")
+    assert "退订" in browser.find_element(By.ID, "progress").text
     shot(browser, "campaign-report")
     browser.get(f"{bank.url}/optouts")
     row = browser.find_element(By.CSS_SELECTOR, "table.optouts tr[data-number='+8613100131002']")

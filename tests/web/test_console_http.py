@@ -147,3 +147,19 @@ def test_an_expired_session_sends_back_to_sign_in(api):
         spool.close()
     answer = client.get("/")
     assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+
+
+def test_contacts_are_added_with_the_error_beside_the_field_and_exported(api):
+    client = signed_in(api, "shop")
+    page = client.get("/contacts")
+    bad = client.post("/contacts", data={"csrf": _csrf(page), "number": "12ab", "name": "<i>王</i>",
+                                         "groups": "家长"})
+    assert bad.status_code == 400 and 'id="e-number"' in bad.text
+    assert 'value="&lt;i&gt;王&lt;/i&gt;"' in bad.text   # kept, escaped
+    good = client.post("/contacts", data={"csrf": _csrf(page), "number": "13700137001",
+                                          "name": "<i>王</i>", "groups": "家长, 三年级"})
+    assert good.status_code == 303
+    export = client.get("/contacts/export", params={"group": "家长"})
+    assert export.status_code == 200
+    body = export.content.decode("utf-8-sig")
+    assert "+8613700137001" in body and "<i>王</i>" in body

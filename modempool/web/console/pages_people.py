@@ -101,6 +101,31 @@ async def add_contact(request: Request, session: Session = Depends(current_sessi
     return redirect("/contacts")
 
 
+@router.get("/contacts/export")
+async def export_contacts(request: Request, session: Session = Depends(current_session),
+                          group: str = "", format: str = "csv") -> Response:
+    import os
+
+    from fastapi.responses import FileResponse
+    from starlette.background import BackgroundTask
+
+    from modempool.operator.importers import export_contacts as write_contacts
+
+    suffix = ".xlsx" if format == "xlsx" else ".csv"
+    handle, name = tempfile.mkstemp(suffix=suffix, prefix="modempool-contacts-")
+    os.close(handle)
+    path = Path(name)
+    try:
+        await run_in_threadpool(write_contacts, operator_of(request, session).book(), path,
+                                group=group or None)
+    except PoolError as exc:
+        path.unlink(missing_ok=True)
+        return render(request, "import.html", {"error": str(exc), "report": None},
+                      session=session, status=400)
+    return FileResponse(path, filename=f"contacts{'-' + group if group else ''}{suffix}",
+                        background=BackgroundTask(path.unlink, missing_ok=True))
+
+
 @router.get("/contacts/import")
 def import_page(request: Request, session: Session = Depends(current_session)) -> HTMLResponse:
     return render(request, "import.html", {"error": "", "report": None}, session=session)

@@ -31,7 +31,7 @@ add`). Errors are RFC 9457 problem documents (`application/problem+json`)."""
 
 def create_app(config: Any, *, spool: Any | None = None) -> FastAPI:
     """The API over `config`'s spool (or the open `spool` given)."""
-    from modempool.web import console, kannel, routes_messages, routes_status
+    from modempool.web import console, kannel, routes_messages, routes_operator, routes_status
 
     api = ApiState.open(config, spool)
     app = FastAPI(title="modempool", version="1", description=DESCRIPTION,
@@ -41,6 +41,7 @@ def create_app(config: Any, *, spool: Any | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(routes_status.router)
     app.include_router(routes_messages.router)
+    app.include_router(routes_operator.router)
     app.include_router(kannel.router)
     console.install(app)   # the web console's pages at / (modempool/web/console/)
     # outermost first: the body limit wraps everything, then the counter

@@ -90,7 +90,7 @@ def _library(request: Request, exc: PoolError) -> JSONResponse:
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "Internal error", "the server failed to answer; the error is in its log")
 
 

@@ -226,3 +226,34 @@ def test_a_large_batch_is_all_or_nothing(api):
     assert answer.status_code == 202 and answer.json()["count"] == 10_000
     with _spool(api) as spool:
         assert spool.counts()["queued"] == 10_000
+
+
+def test_contacts_campaigns_and_optouts(api):
+    with api.client("shop") as shop:
+        put = shop.put("/v1/contacts/13800138001", json={"name": "李四", "groups": ["家长"]})
+        assert put.status_code == 200 and put.json()["number"] == "+8613800138001"
+        csv = "姓名,手机\n王五,13800138002\n坏行,12\n".encode("utf-8")
+        refused = shop.post("/v1/contacts/import", files={"file": ("c.csv", csv, "text/csv")})
+        assert refused.status_code == 422 and "line 3" in refused.json()["detail"]
+        imported = shop.post("/v1/contacts/import", params={"skip_rejected": "true", "group": "家长"},
+                             files={"file": ("c.csv", csv, "text/csv")})
+        assert imported.json()["imported"] == 1 and len(imported.json()["rejected"]) == 1
+        names = {c["name"] for c in shop.get("/v1/contacts", params={"group": "家长"}).json()["contacts"]}
+        assert names == {"李四", "王五"}
+        assert shop.get("/v1/campaigns").status_code == 403   # the bank's: admins only
+    with api.client("audit") as viewer:
+        assert viewer.put("/v1/contacts/13800138003", json={"name": "x"}).status_code == 403
+    with api.client("root") as root:
+        assert root.post("/v1/optouts", json={"numbers": ["13800138002"]}).json() == {"added": 1}
+        made = root.post("/v1/campaigns", json={"name": "期末通知", "kind": "notice",
+                                                "text": "【实验小学】{name}家长您好", "groups": "家长"})
+        assert made.status_code == 201
+        campaign = made.json()["id"]
+        preview = root.get(f"/v1/campaigns/{campaign}/preview").json()
+        assert preview["recipients"] == 1 and preview["excluded_optout"] == ["+8613800138002"]
+        assert preview["sample"][0]["text"] == "【实验小学】李四家长您好"
+        assert root.post(f"/v1/campaigns/{campaign}/start").status_code == 200
+        assert root.get(f"/v1/campaigns/{campaign}").json()["progress"]["total"] == 1
+        assert root.post("/v1/blacklist", json={"numbers": ["13800138009"]}).json() == {"added": 1}
+        assert [r["number"] for r in root.get("/v1/blacklist").json()["blacklist"]] == ["+8613800138009"]
+        assert root.delete("/v1/blacklist/13800138009").status_code == 204

@@ -34,6 +34,7 @@ from .events import Disconnected, ModemEvent, Responsive, Unresponsive
 from .health import HealthMixin
 from .inbound import InboundMixin
 from .profiles import ModemProfile, get_profile
+from .port_exclusivity import release_port, take_port
 from .sending import SendingMixin
 from .setup import PinMemory, SetupMixin
 
@@ -146,6 +147,12 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
         self._link = _Link(self)
         transport, _ = await serial_asyncio_fast.create_serial_connection(
             loop, lambda: self._link, self.port, baudrate=self.baudrate)
+        try:
+            take_port(transport.serial.fileno(), self.port)
+        except OSError:  # another process owns the modem: not a port lost, a port refused
+            self._link = None
+            transport.abort()
+            raise
         self._transport = transport
         self._closing = False
         self._needs_resync = False
@@ -178,6 +185,7 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
         transport, self._transport = self._transport, None
         self._link = None
         if transport is not None:
+            release_port(transport.serial)
             transport.close()
         self._fail_waiter(ModemDisconnected("port closed"))
 

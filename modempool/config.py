@@ -8,6 +8,7 @@ Relative paths (the spool file) are relative to the config file's directory.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable
@@ -321,6 +322,16 @@ def parse_config(text: str, path: Path) -> Config:
     for index, modem in enumerate(modems):
         if names.index(modem.name) != index:
             raise where.error("modem", index, "name", f"duplicate modem name {modem.name!r}")
+    devices: dict[str, ModemConfig] = {}
+    for index, modem in enumerate(modems):
+        # Two modems on one device steal each other's replies: compare what the names lead to.
+        device = os.path.realpath(modem.port)
+        if device in devices:
+            first = devices[device]
+            raise where.error("modem", index, "port",
+                              f"{modem.port!r} is the same device as the port of modem "
+                              f"{first.name!r} ({device}); each modem needs its own port")
+        devices[device] = modem
     spool, pool, retry = values.get("spool", {}), values.get("pool", {}), values.get("retry", {})
     quiet, logging_ = values.get("quiet_hours", {}), values.get("logging", {})
     spool_path = Path(spool.get("path", DEFAULT_SPOOL)).expanduser()

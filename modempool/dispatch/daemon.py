@@ -165,9 +165,12 @@ class Daemon(ModemTaskMixin):
 
     # -- set-up ----------------------------------------------------------------------------
     def _take_lock(self, spool_path: Path) -> None:
-        """One daemon per spool: then every lease found at start belongs to a dead process."""
+        """One daemon per spool: then every lease found at start belongs to a dead process.
+        The lock is beside the file the path leads to (symlinks and relative paths resolved),
+        so a second name for the same spool finds it taken."""
         spool_path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(f"{spool_path}.lock", "a+")
+        real = os.path.realpath(spool_path)
+        self._lock_file = open(f"{real}.lock", "a+")
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

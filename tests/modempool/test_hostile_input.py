@@ -15,7 +15,8 @@ import zipfile
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from modempool.errors import PoolError, UnsendableText
+from modempool.config import load_config
+from modempool.errors import ConfigError, PoolError, UnsendableText
 from modempool.operator import history
 from modempool.operator.contacts import AddressBook
 from modempool.operator.history import Query
@@ -25,7 +26,9 @@ from modempool.operator.campaign_report import report
 from modempool.operator.campaigns import Campaigns
 from modempool.operator.optout import OptOutList
 from modempool.spool import Spool
-from tests.modempool.daemon_harness import eventually, network_messages
+from simulator import SimulatedBank
+from tests.modempool.daemon_harness import (DaemonProcess, eventually, modempool_cli,
+                                            network_messages, write_config)
 from tests.modempool.test_dispatch import MOBILE, TELECOM, UNICOM, pool, state
 
 pytestmark = pytest.mark.timeout(60)
@@ -235,3 +238,38 @@ def test_search_wildcards_are_literal(tmp_path):
     spool.store_inbound(UNICOM, "hello", sim="m1")
     assert [r["text"] for r in history.search(spool.db, Query(text="%"))] == ["打折 50%"]
     spool.close()
+
+
+# ---- 5. the one-daemon lock -----------------------------------------------------------------
+
+async def test_a_second_daemon_through_a_symlinked_spool_is_refused(tmp_path):
+    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=5) as bank:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        first = write_config(tmp_path / "a" / "pool.toml", bank.devices)
+        (tmp_path / "b" / "spool.db").symlink_to(tmp_path / "a" / "spool.db")
+        second = write_config(tmp_path / "b" / "pool.toml", bank.devices)
+        daemon = await DaemonProcess(first).start()
+        try:
+            result = modempool_cli("run", config=second, timeout=60)
+        finally:
+            assert await daemon.stop() == 0
+    assert result.returncode == 1
+    assert "another modempool daemon is running" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+# ---- 6. one port, two modems ----------------------------------------------------------------
+
+def test_the_same_device_under_two_names_is_refused_in_the_config(tmp_path):
+    device = tmp_path / "ttyUSB0"
+    device.touch()
+    (tmp_path / "by-id").symlink_to(device)
+    path = tmp_path / "pool.toml"
+    path.write_text(f'[[modem]]\nname = "m1"\nport = "{device}"\n\n'
+                    f'[[modem]]\nname = "m2"\nport = "{tmp_path / "by-id"}"\n', "utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}, line 7: [[modem]] #2 key 'port': '{tmp_path / 'by-id'}' is the same device as "
+        f"the port of modem 'm1' ({device}); each modem needs its own port")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 
+from modempool.commands.errors import OneLineErrors, Utf8File
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="modempool")
 def main() -> None:
     """modempool: drive a bank of GSM modems (短信猫) to send and receive SMS."""
@@ -366,13 +368,13 @@ _CONFIG_OPTION = click.option(
     help="Config file (default ./modempool.toml, then ~/.config/modempool/).")
 
 
-def _pool_open(config_path, spool_path=None):
+def _pool_open(config_path, spool_path=None, create=True):
     """The front door for a command; a bad config becomes a clean click error."""
     from modempool import Pool
     from modempool.errors import PoolError
 
     try:
-        return Pool.open(config_path, spool_path=spool_path)
+        return Pool.open(config_path, spool_path=spool_path, create=create)
     except PoolError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -431,12 +433,12 @@ def init_command(config_path, force) -> None:
     from importlib.resources import files
     from pathlib import Path
 
+    from modempool.private_files import write_private
+
     target = Path(config_path or "modempool.toml")
     if target.exists() and not force:
         raise click.ClickException(f"{target} exists; use --force to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(files("modempool").joinpath("init_template.toml").read_text("utf-8"),
-                      encoding="utf-8")
+    write_private(target, files("modempool").joinpath("init_template.toml").read_text("utf-8"))
     click.echo(f"wrote {target}: edit the [[modem]] ports, then run `modempool run --config {target}`"
                " (or `modempool run --simulate 4` to try it without hardware)")
 
@@ -444,7 +446,7 @@ def init_command(config_path, force) -> None:
 @main.command("send")
 @click.argument("args", nargs=-1, required=True, metavar="NUMBER... TEXT")
 @_CONFIG_OPTION
-@click.option("--file", "text_file", type=click.File("r", encoding="utf-8"), default=None,
+@click.option("--file", "text_file", type=Utf8File(), default=None,
               help="Read the text from this file (then every argument is a number).")
 @click.option("--wait", is_flag=True, help="Wait until each message is sent or fails; "
               "exit 1 if any failed, expired, was cancelled or is ambiguous.")
@@ -521,7 +523,7 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
               help="Print a list of {id, to, text, state, sim, attempts, ...}.")
 def queue_command(config_path, state, campaign_id, limit, as_json) -> None:
     """List messages in the spool, oldest first."""
-    pool = _pool_open(config_path)
+    pool = _pool_open(config_path, create=False)
     if limit is None and not as_json:
         limit = 100  # a table of a million rows helps nobody; --json gives them all
     messages = pool.messages(state=state, campaign=campaign_id, limit=limit)
@@ -536,7 +538,7 @@ def queue_command(config_path, state, campaign_id, limit, as_json) -> None:
 def _pool_decide(config_path, ids, action):
     from modempool.errors import PoolError
 
-    pool = _pool_open(config_path)
+    pool = _pool_open(config_path, create=False)
     failed = False
     for message_id in ids:
         try:
@@ -579,7 +581,7 @@ def retry_command(ids, config_path) -> None:
 def inbox_command(config_path, since, sender, limit, as_json) -> None:
     """List received messages, oldest first."""
     _pool_when(since, "--since", past=True)
-    pool = _pool_open(config_path)
+    pool = _pool_open(config_path, create=False)
     if limit is None and not as_json:
         limit = 100
     received = pool.inbox(since=since, sender=sender, limit=limit)
@@ -600,7 +602,7 @@ def status_command(config_path, as_json) -> None:
     queue depth; whether the daemon runs."""
     from modempool.dispatch.liveness import sim_note
 
-    status = _pool_open(config_path).status()
+    status = _pool_open(config_path, create=False).status()
     if as_json:
         _pool_echo_json(status.to_dict())
         return
@@ -649,10 +651,13 @@ def run_command(config_path: str | None, simulate: int | None, verbose: int,
     from modempool.dispatch.daemon import Daemon
     from modempool.errors import PoolError
     from modempool.http_listen import with_listen
+    from modempool.private_files import create_private
 
     try:
         config = with_listen(load_config(config_path), http_listen)
         level = "DEBUG" if verbose > 1 else "INFO" if verbose else config.log_level
+        if config.log_file:
+            create_private(config.log_file)
         logging.basicConfig(level=level, filename=config.log_file,
                             format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
         asyncio.run(Daemon(config, simulate=simulate).run())

@@ -40,6 +40,23 @@ OPERATOR_SECTIONS = frozenset(
 )
 
 
+# The value types of the operator sections' keys, checked when the file is read so a mistake is
+# a file/line/key error at once, never a crash (or `"false"` read as true) at run time. Their
+# meaning stays with the operator modules; keys not listed here pass through.
+OPERATOR_VALUES: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "optout": {"keywords": text_list, "confirm": flag, "confirm_text": text,
+               "block_direct": flag},
+    "forward": {"to": text_list, "command": text, "run_on_receive": text, "format": text,
+                "timeout": positive_seconds, "retries": at_least(0), "retry_delay": seconds,
+                "max_parallel": at_least(1)},
+    "autoreply": {"keywords": text_list, "keyword": text_list, "reply": text, "pattern": text,
+                  "sim": text, "cooldown": at_least(0)},
+    "sensitive": {"words": lambda v: v if v == [] else text_list(v), "file": text},
+    "signature": {"text": lambda v: v if v == "" else text(v),
+                  "footer": lambda v: v if v == "" else text(v), "marketing_only": flag},
+}
+
+
 def default_paths() -> list[Path]:
     """Where a config is looked for when none is given: here, then the user's config dir."""
     return [Path.cwd() / CONFIG_NAME, Path.home() / ".config" / "modempool" / CONFIG_NAME]
@@ -204,12 +221,13 @@ class Config:
             raise UnknownSim(f"no modem named {', '.join(unknown)} in "
                             f"{self.path or 'the configuration'} (configured: {', '.join(known)})")
 
-    def open_spool(self) -> Spool:
-        """The spool this configuration names (created if missing)."""
+    def open_spool(self, *, create: bool = True) -> Spool:
+        """The spool this configuration names (created if missing, unless `create` is false:
+        then SpoolMissing)."""
         from modempool.spool import Spool
 
-        return Spool(self.spool_url or self.spool_path, region=self.region, tz=self.tz, synchronous=self.synchronous,
-                     max_parts=self.max_parts)
+        return Spool(self.spool_url or self.spool_path, region=self.region, tz=self.tz,
+                     synchronous=self.synchronous, max_parts=self.max_parts, create=create)
 
 
 # ---- the checks, as data ------------------------------------------------------------------
@@ -292,6 +310,7 @@ def parse_config(text: str, path: Path) -> Config:
     balance: list[BalanceRule] = []
     for section, content in raw.items():
         if section in OPERATOR_SECTIONS:
+            where.check_values(section, content, OPERATOR_VALUES.get(section, {}))
             continue
         if section not in SECTIONS:
             hint = difflib.get_close_matches(section, [*SECTIONS, *OPERATOR_SECTIONS], n=1)
@@ -385,6 +404,21 @@ class _Locator:
             except ValueError as exc:
                 raise self.error(section, index, key, str(exc)) from None
         return out
+
+    def check_values(self, section: str, content: Any,
+                     checks: dict[str, Callable[[Any], Any]]) -> None:
+        """Check the keys of `checks` found in a table (or each table of an array)."""
+        tables = content if isinstance(content, list) else [content]
+        for index, table in enumerate(tables):
+            if not isinstance(table, dict):
+                raise self.error(None, None, section, f"[{section}] must be a table")
+            for key, check in checks.items():
+                if key in table:
+                    try:
+                        check(table[key])
+                    except ValueError as exc:
+                        raise self.error(section, index if isinstance(content, list) else None,
+                                         key, str(exc)) from None
 
     def error(self, section: str | None, index: int | None, key: str | None, problem: str) -> ConfigError:
         line = self.line_of(section, index, key)

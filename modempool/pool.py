@@ -128,23 +128,29 @@ class Pool:
     def __init__(self, config: Config, *, spool: Spool | None = None) -> None:
         self.config = config
         self._spool = spool
+        self._create = True
 
     @classmethod
-    def open(cls, path: str | Path | None = None, *, spool_path: str | Path | None = None) -> Pool:
+    def open(cls, path: str | Path | None = None, *, spool_path: str | Path | None = None,
+             create: bool = True) -> Pool:
         """The pool a config file describes (None: ./modempool.toml, then ~/.config/modempool/);
-        `spool_path` opens another spool file with the same configuration."""
+        `spool_path` opens another spool file with the same configuration. `create=False`
+        (commands that only read): a missing spool is SpoolMissing, not a new empty file."""
         config = load_config(path)
         spool = None
         if spool_path is not None:
             spool = Spool(spool_path, region=config.region, tz=config.tz,
-                          synchronous=config.synchronous, max_parts=config.max_parts)
-        return cls(config, spool=spool)
+                          synchronous=config.synchronous, max_parts=config.max_parts,
+                          create=create)
+        pool = cls(config, spool=spool)
+        pool._create = create
+        return pool
 
     @property
     def spool(self) -> Spool:
         """The storage engine underneath, opened on first use."""
         if self._spool is None:
-            self._spool = self.config.open_spool()
+            self._spool = self.config.open_spool(create=self._create)
         return self._spool
 
     def close(self) -> None:

@@ -29,7 +29,10 @@ def parse_duration(text: str) -> timedelta:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
     if not match:
         raise InvalidTime(f"{text!r}: use e.g. 90m, 12h, 3d, 2w")
-    return timedelta(**{_UNITS[match.group(2) or "m"]: float(match.group(1))})
+    try:
+        return timedelta(**{_UNITS[match.group(2) or "m"]: float(match.group(1))})
+    except OverflowError:
+        raise InvalidTime(f"{text!r} is longer than any calendar holds") from None
 
 
 def parse_when(text: str | datetime | None, tz: tzinfo | None = None, *,
@@ -45,8 +48,11 @@ def parse_when(text: str | datetime | None, tz: tzinfo | None = None, *,
     now = now_in(tz)
     relative = re.fullmatch(r"([+-])(\d+(?:\.\d+)?)\s*([smhdw])", value)
     if relative:
-        delta = timedelta(**{_UNITS[relative.group(3)]: float(relative.group(2))})
-        return now + delta if relative.group(1) == "+" else now - delta
+        try:
+            delta = timedelta(**{_UNITS[relative.group(3)]: float(relative.group(2))})
+            return now + delta if relative.group(1) == "+" else now - delta
+        except OverflowError:
+            raise InvalidTime(f"{text!r} is beyond the year 9999") from None
     clock = re.fullmatch(r"(\d{1,2}):(\d{2})", value)
     try:
         if clock:

@@ -3,6 +3,7 @@ inside the dispatch loop (issue 12: one 299-part message once stopped every send
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from modempool.errors import UnsendableText
@@ -13,14 +14,22 @@ DEFAULT_MAX_PARTS = 10
 CODEC_MAX_PARTS = 255
 
 
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
 def check_text(text: object, max_parts: int = DEFAULT_MAX_PARTS) -> int:
     """The number of parts `text` needs; UnsendableText (saying why) if it cannot be queued."""
-    from pdu import PduError, parts_needed
+    from pdu import PduError
 
     if not isinstance(text, str) or text == "":
         raise UnsendableText("message text is empty")
     if not text.strip():
         raise UnsendableText("message text is only blank space")
+    undecoded = _UNDECODED.search(text)
+    if undecoded:  # what Python makes of bytes that were not UTF-8 (argv, stdin, files)
+        raise UnsendableText(
+            f"message text is not valid UTF-8: byte 0x{ord(undecoded.group()) - 0xDC00:02x} at "
+            f"character {undecoded.start()} (set the terminal or file to UTF-8)")
     try:
         parts = _parts(text)
     except PduError as exc:

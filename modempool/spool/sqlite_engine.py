@@ -15,7 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, row_class, statements
+from modempool.private_files import create_private
+from modempool.spool.engine import (Engine, SpoolMissing, SpoolTooNew, SpoolUnreachable, row_class,
+                                    statements)
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES, too_new
 
 
@@ -72,27 +74,35 @@ class SqliteEngine(Engine):
     expiry_index = " INDEXED BY messages_expiry"
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
-                 synchronous: str = "normal") -> None:
+                 synchronous: str = "normal", create: bool = True) -> None:
         if synchronous.lower() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self.path = Path(path)
         self.lock = threading.RLock()
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not create and not self.path.exists():
+            raise SpoolMissing(f"there is no spool at {self.path} yet (nothing was ever queued "
+                               "there; `modempool send` or `modempool run` creates it)")
         try:
+            create_private(self.path)  # 0600: every SMS and contact is in it
             self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout,
                                         isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise SpoolUnreachable(f"cannot open the spool {self.path}: "
+                                   f"{getattr(exc, 'strerror', None) or exc}") from None
+        try:
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise SpoolUnreachable(f"cannot open the spool {self.path}: {exc}") from None
-        if version > SCHEMA_VERSION:  # before anything writes to the file
+            if version > SCHEMA_VERSION:  # before anything writes to the file
+                self.conn.close()
+                raise SpoolTooNew(too_new(str(self.path), version))
+            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            self.conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: bulk enqueues in memory
+            self._upgrade()
+        except sqlite3.DatabaseError as exc:  # garbage, truncated, read-only, disk full
             self.conn.close()
-            raise SpoolTooNew(too_new(str(self.path), version))
-        self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-        self.conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: bulk enqueues stay in memory
-        self._upgrade()
+            raise SpoolUnreachable(f"cannot use the spool {self.path}: {exc} (is it a modempool "
+                                   "spool, complete, on a writable disk with room?)") from None
         self.text_index = self._text_index()
         self._make_once("message_state_counts_update", STATE_COUNTS)
 

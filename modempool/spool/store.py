@@ -104,9 +104,10 @@ class Spool:
         busy_timeout: float = 30.0,
         synchronous: str = "normal",
         max_parts: int = DEFAULT_MAX_PARTS,
+        create: bool = True,
     ) -> None:
         self.engine: Engine = open_engine(path, busy_timeout=busy_timeout,
-                                          synchronous=synchronous)
+                                          synchronous=synchronous, create=create)
         self.path = Path(path) if self.engine.name == "sqlite" else None
         self.url = None if self.engine.name == "sqlite" else str(path)
         self.region = region

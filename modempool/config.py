@@ -222,8 +222,8 @@ class Config:
                             f"{self.path or 'the configuration'} (configured: {', '.join(known)})")
 
     def open_spool(self, *, create: bool = True) -> Spool:
-        """The spool this configuration names (created if missing, unless `create` is false:
-        then SpoolMissing)."""
+        """The spool this configuration names, created if missing (unless `create` is false:
+        then an empty one that leaves no file)."""
         from modempool.spool import Spool
 
         return Spool(self.spool_url or self.spool_path, region=self.region, tz=self.tz,
@@ -345,6 +345,8 @@ def parse_config(text: str, path: Path) -> Config:
     for index, modem in enumerate(modems):
         # Two modems on one device steal each other's replies: compare what the names lead to.
         device = os.path.realpath(modem.port)
+        if device == os.devnull:  # a placeholder port (examples, tests): never opened
+            continue
         if device in devices:
             first = devices[device]
             raise where.error("modem", index, "port",

@@ -135,7 +135,7 @@ class Pool:
              create: bool = True) -> Pool:
         """The pool a config file describes (None: ./modempool.toml, then ~/.config/modempool/);
         `spool_path` opens another spool file with the same configuration. `create=False`
-        (commands that only read): a missing spool is SpoolMissing, not a new empty file."""
+        (commands that only read): a missing spool reads as empty and no file is created."""
         config = load_config(path)
         spool = None
         if spool_path is not None:

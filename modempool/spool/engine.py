@@ -27,10 +27,6 @@ class SpoolUnreachable(PoolError):
     """The spool's database cannot be reached or opened (names the host and the reason)."""
 
 
-class SpoolMissing(SpoolUnreachable):
-    """A command that only reads found no spool file (and did not create one)."""
-
-
 class Row(tuple):
     """A result row readable by position (`row[0]`) and by column name (`row["id"]`), like
     `sqlite3.Row`, so that the rules read rows the same way on both engines."""

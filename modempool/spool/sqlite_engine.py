@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from modempool.private_files import create_private
-from modempool.spool.engine import (Engine, SpoolMissing, SpoolTooNew, SpoolUnreachable, row_class,
-                                    statements)
+from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, row_class, statements
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES, too_new
 
 
@@ -79,12 +78,13 @@ class SqliteEngine(Engine):
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self.path = Path(path)
         self.lock = threading.RLock()
-        if not create and not self.path.exists():
-            raise SpoolMissing(f"there is no spool at {self.path} yet (nothing was ever queued "
-                               "there; `modempool send` or `modempool run` creates it)")
+        # A command that only reads, where no spool exists yet, sees an empty one in memory
+        # and leaves no file (nor directory) behind.
+        target = ":memory:" if not create and not self.path.exists() else str(self.path)
         try:
-            create_private(self.path)  # 0600: every SMS and contact is in it
-            self.conn = sqlite3.connect(str(self.path), timeout=busy_timeout,
+            if target != ":memory:":
+                create_private(self.path)  # 0600: every SMS and contact is in it
+            self.conn = sqlite3.connect(target, timeout=busy_timeout,
                                         isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise SpoolUnreachable(f"cannot open the spool {self.path}: "

@@ -1,4 +1,5 @@
-"""Modems as they really behave: answers without OK, quoted PDU lines, slow answers."""
+"""Modems as they really behave: answers without OK, quoted PDU lines, PIN attempts left.
+(A bank of slow modems: tests/modempool/test_dispatch_field.py.)"""
 
 from __future__ import annotations
 
@@ -45,19 +46,6 @@ def test_stored_pdu_lines_lose_surrounding_quotes_and_blanks() -> None:
              f'+CMGL: 3,0,,{len(hex_pdu) // 2 - 9}', f'" {hex_pdu} "')
     assert [item.pdu for item in parse_stored_pdus(lines, "+CMGL")] == [hex_pdu] * 3
     assert pdu.decode_pdu(parse_stored_pdus(lines[:2], "+CMGL")[0].pdu).text == "hi"
-
-
-@pytest.mark.timeout(120)
-async def test_a_modem_answering_every_command_after_1_5_s_comes_up_and_sends(tmp_path) -> None:
-    async with SimulatedBank(modems=2, directory=tmp_path, seed=3) as bank:
-        bank.set_fault("m1", "latency", seconds=1.5)
-        async with opened(bank) as modem:
-            assert modem.state is ModemState.READY
-            assert modem.response_time is not None and modem.response_time >= 1.4
-            references = await modem.send(pdu.encode_submit(bank.modems[1].msisdn, "slow"))
-            assert len(references) == 1
-            assert modem.state is ModemState.READY
-    assert any(e["kind"] == "message" and e["text"] == "slow" for e in bank.network_log())
 
 
 @pytest.mark.parametrize("personality", ["simcom", "huawei", "quectel", "zte"])

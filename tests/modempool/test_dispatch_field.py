@@ -3,10 +3,15 @@ per-minute limits that must not become bursts."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
+from modempool.config import parse_config
+from modempool.dispatch.daemon import Daemon
+from simulator import SimulatedBank
 from tests.modempool.daemon_harness import eventually, network_messages
 from tests.modempool.test_dispatch import DONE, MOBILE, pool, state
 
@@ -40,3 +45,31 @@ async def test_a_per_minute_limit_spreads_the_sends_instead_of_a_burst(tmp_path)
         assert len(gaps) == 3 and min(gaps) >= 0.45, gaps   # a lower bound: load only adds
         assert len(network_messages(bank)) == 4
         assert spool.sent_counts("m1")[1] == 4              # the day's counter as before
+
+
+
+@pytest.mark.timeout(150)
+async def test_a_bank_whose_modems_answer_after_1_5_s_comes_up_and_sends(tmp_path):
+    # Old serial modems, busy USB hubs, modems still registering: slow is not silent.
+    slow = {"latency": {"seconds": 1.5}}
+    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=3,
+                             faults={"m1": slow, "m2": slow}) as bank:
+        text = f'[spool]\npath = "{tmp_path / "spool.db"}"\n'
+        for device in bank.devices:
+            text += f'\n[[modem]]\nname = "{Path(device).name}"\nport = "{device}"\n'
+        config = parse_config(text, tmp_path / "pool.toml")
+        spool = config.open_spool()
+        daemon = Daemon(config, spool=spool, install_signals=False)
+        running = asyncio.create_task(daemon.run())
+        try:
+            sent = [spool.enqueue(MOBILE, f"slow but alive {i}") for i in range(2)]
+            await eventually(lambda: all(state(spool, m) in DONE for m in sent), timeout=120,
+                             what="both modems up and sending")
+            assert {row["name"]: row["state"] for row in spool.sims()} == {"m1": "up",
+                                                                            "m2": "up"}
+            downs = spool.db.execute("SELECT count(*) FROM events WHERE kind = 'sim-down'")
+            assert downs.fetchone()[0] == 0                  # never declared dead
+        finally:
+            daemon.stop()
+            await running
+    assert len(network_messages(bank)) == 2

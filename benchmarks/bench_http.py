@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import httpx  # noqa: E402
 
-from bench_pool import write_config  # noqa: E402
+from bench_pool import cpu_seconds, write_config  # noqa: E402
 
 
 def free_port() -> int:
@@ -137,19 +137,23 @@ async def bench_api(seconds: float, clients: int) -> None:
         try:
             await wait_up(url)
             await post_flat_out(url, key, clients, 1.0)  # warm-up
+            cpu = cpu_seconds(server.pid)
             figures = await post_flat_out(url, key, clients, seconds)
+            cpu = cpu_seconds(server.pid) - cpu
             print(f"single-message POSTs, {clients} clients, {seconds:.0f} s: "
                   f"{figures['rate']:.0f} POST/s, p50 {figures['p50_ms']:.1f} ms, "
                   f"p99 {figures['p99_ms']:.1f} ms ({figures['posts']} POSTs, "
                   f"{figures['errors']} not 202)")
+            print(f"  server CPU per POST: {1000 * cpu / figures['posts']:.2f} ms "
+                  f"(= {figures['posts'] / cpu:.0f} POST/s on one core of its own)")
             numbers = [f"13{i:09d}" for i in range(100_000)]
             async with httpx.AsyncClient(base_url=url, timeout=300,
                                          headers={"Authorization": f"Bearer {key}"}) as client:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), cpu_seconds(server.pid)
                 answer = await client.post("/v1/messages", json={
                     "to": numbers, "text": "【商城】双十二活动今晚开始，回T退订", "at": "2099-01-01T00:00:00Z"})
-                elapsed = time.perf_counter() - started
-            print(f"one POST of 100,000 recipients: {elapsed:.2f} s "
+                elapsed, cpu = time.perf_counter() - started, cpu_seconds(server.pid) - cpu
+            print(f"one POST of 100,000 recipients: {elapsed:.2f} s, server CPU {cpu:.2f} s "
                   f"(status {answer.status_code}, {answer.json().get('count')} queued, "
                   f"{len(answer.content) / 1e6:.1f} MB answer)")
         finally:

@@ -44,7 +44,119 @@ def ussd_command(sim: str, code: str, config_path: str | None, timeout: float,
         click.echo(answer.text)
 
 
-COMMANDS = [ussd_command]
+def _table(title: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if cell is None else str(cell) for cell in row))
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@click.command("discover")
+@click.option("--ports", "pattern", default=None, metavar="GLOB",
+              help="Look only at these ports (e.g. '/tmp/bank/m*' for a simulated bank); "
+                   "default: /dev/serial/by-path, ttyUSB*, ttyACM*.")
+@click.option("--json", "as_json", is_flag=True, help="Print every port as JSON.")
+@click.option("--write-config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Write a modempool.toml for the modems found; an existing one only gets the "
+                   "modems it lacks.")
+@click.option("--write-udev", "udev_file", type=click.Path(dir_okay=False), default=None,
+              help="Write udev rules naming each modem's USB slot.")
+@click.option("--dry-run", is_flag=True, help="With --write-*: say what would change, write nothing.")
+@click.option("--lock-dir", default=None, help="UUCP lock directory (default /run/lock).")
+def discover_command(pattern: str | None, as_json: bool, config_file: str | None,
+                     udev_file: str | None, dry_run: bool, lock_dir: str | None) -> None:
+    """Find the modems: which ports answer AT, and which modem and SIM is behind each.
+
+    Never enters a PIN and never touches a port another program (or the daemon) holds.
+    """
+    import asyncio
+    from pathlib import Path
+
+    from modempool.box import udev
+    from modempool.box.discover import discover, propose_config
+    from modempool.errors import PoolError
+
+    found = asyncio.run(discover(pattern, lock_dir=lock_dir))
+    if as_json:
+        _echo_json(found.to_dict())
+    else:
+        _table(f"{len(found.modems)} modem(s) on {len(found.ports)} port(s)",
+               ["name", "port", "role", "modem", "IMEI", "ICCID", "IMSI", "operator", "number",
+                "SIM", "USB slot"],
+               [(p.name, p.port, p.role if p.role != "busy" else f"busy: {p.busy_by}",
+                 " ".join(x for x in (p.manufacturer, p.model) if x), p.imei, p.iccid, p.imsi,
+                 p.operator, p.msisdn, p.sim, p.usb_path) for p in found.ports])
+    if config_file:
+        try:
+            proposal = propose_config(found, Path(config_file))
+        except PoolError as exc:
+            raise click.ClickException(str(exc)) from None
+        for modem in proposal.added:
+            click.echo(f"+ [[modem]] {modem.name} = {modem.port}", err=as_json)
+        for name in proposal.missing:
+            click.echo(f"? {name}: its port was not found now (left in {config_file})", err=as_json)
+        if not proposal.changed:
+            click.echo(f"no change: every modem found is already in {config_file}", err=as_json)
+        elif not dry_run:
+            Path(config_file).write_text(proposal.text, encoding="utf-8")
+            click.echo(f"wrote {config_file}", err=as_json)
+    if udev_file:
+        text = udev.rules([(p.name, p.usb_path) for p in found.modems if p.usb_path])
+        if not dry_run:
+            Path(udev_file).write_text(text, encoding="utf-8")
+            click.echo(f"wrote {udev_file}: install it with `modempool udev --install` or copy it "
+                       f"to /etc/udev/rules.d/", err=as_json)
+
+
+@click.command("udev")
+@CONFIG_OPTION
+@click.option("--install", is_flag=True,
+              help="Write the rules to /etc/udev/rules.d/ and reload udev (as root).")
+@click.option("--rules-dir", type=click.Path(file_okay=False), default=None,
+              help="Where --install writes (default /etc/udev/rules.d).")
+def udev_command(config_path: str | None, install: bool, rules_dir: str | None) -> None:
+    """Print (or --install) udev rules: stable names by USB slot, group dialout, ModemManager
+    kept away. Modems of the config on /dev/serial/by-path ports get /dev/modempool/<name>."""
+    from pathlib import Path
+
+    from modempool.box import udev
+    from modempool.box.discover import usb_path_of
+    from modempool.config import load_config
+    from modempool.errors import PoolError
+
+    try:
+        config = load_config(config_path) if config_path or _default_config_exists() else None
+    except PoolError as exc:
+        raise click.ClickException(str(exc)) from None
+    slots = [(m.name, usb_path_of(Path(m.port).name)) for m in (config.modems if config else ())
+             if m.port.startswith("/dev/serial/by-path/")]
+    text = udev.rules(slots)
+    if not install:
+        click.echo(text, nl=False)
+        return
+    try:
+        target = Path(rules_dir) if rules_dir else udev.RULES_DIR
+        for line in udev.install(text, rules_dir=target, reload=target == udev.RULES_DIR):
+            click.echo(line)
+    except OSError as exc:
+        raise click.ClickException(f"cannot install the rules: {exc.strerror or exc} "
+                                   "(run as root: sudo modempool udev --install)") from None
+
+
+def _default_config_exists() -> bool:
+    from modempool.config import default_paths
+
+    return any(path.is_file() for path in default_paths())
+
+
+COMMANDS = [ussd_command, discover_command, udev_command]
 
 
 def register(group: click.Group) -> None:

@@ -645,21 +645,16 @@ def run_command(config_path: str | None, simulate: int | None, verbose: int,
                 http_listen: str | None) -> None:
     """Run the daemon: drive every modem, send the queue, store what comes in."""
     import asyncio
-    import logging
 
     from modempool.config import load_config
     from modempool.dispatch.daemon import Daemon
     from modempool.errors import PoolError
     from modempool.http_listen import with_listen
-    from modempool.private_files import create_private
+    from modempool.logs import setup_logging
 
     try:
         config = with_listen(load_config(config_path), http_listen)
-        level = "DEBUG" if verbose > 1 else "INFO" if verbose else config.log_level
-        if config.log_file:
-            create_private(config.log_file)
-        logging.basicConfig(level=level, filename=config.log_file,
-                            format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        setup_logging(config, verbose=verbose)
         asyncio.run(Daemon(config, simulate=simulate).run())
     except PoolError as exc:
         raise click.ClickException(str(exc)) from None

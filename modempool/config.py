@@ -184,6 +184,7 @@ class Config:
     synchronous: str = "normal"      # "full": also survives a power cut (slower)
     log_level: str = "INFO"
     log_file: str | None = None
+    log_format: str = "text"            # "json": one JSON object per line
     balance: tuple[BalanceRule, ...] = ()
     http: HttpConfig = field(default_factory=HttpConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
@@ -248,7 +249,8 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
               "quarantine_seconds": seconds, "send_timeout": seconds},
     "quiet_hours": {"start": clock, "end": clock},
     "simulator": {"modems": at_least(1)},   # other simulator keys are passed through in `raw`
-    "logging": {"level": one_of("debug", "info", "warning", "error"), "file": text},
+    "logging": {"level": one_of("debug", "info", "warning", "error"), "file": text,
+                "format": one_of("text", "json")},
     "http": {"listen": listen_address, "public": flag, "behind_proxy": flag, "tls_cert": text,
              "tls_key": text, "max_body": at_least(1024), "auth_failures_per_minute": at_least(1)},
     "balance": {"operator": text, "ussd": text, "sms_to": text, "sms_text": text,
@@ -375,12 +377,21 @@ def parse_config(text: str, path: Path) -> Config:
         max_parts=pool.get("max_parts", default.max_parts),
         synchronous=spool.get("synchronous", default.synchronous),
         log_level=logging_.get("level", default.log_level).upper(),
-        log_file=logging_.get("file"),
+        log_file=_relative_to(path, logging_.get("file")),
+        log_format=logging_.get("format", default.log_format),
         balance=tuple(balance),
         http=HttpConfig(**values.get("http", {})),
         webhooks=WebhooksConfig(**values.get("webhooks", {})),
         raw=raw,
     )
+
+
+def _relative_to(config_path: Path, name: str | None) -> str | None:
+    """A path from the config, relative to the config file's directory."""
+    if name is None:
+        return None
+    target = Path(name).expanduser()
+    return str(target if target.is_absolute() else config_path.resolve().parent / target)
 
 
 class _Locator:

@@ -150,13 +150,83 @@ def udev_command(config_path: str | None, install: bool, rules_dir: str | None) 
                                    "(run as root: sudo modempool udev --install)") from None
 
 
+@click.command("doctor")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def doctor_command(config_path: str | None, as_json: bool) -> None:
+    """Check this box for what stops a modem bank: ModemManager, group dialout, ports held by
+    other programs, udev rules, the spool's disk, the clock, missing ports, refused PINs.
+
+    Exits 1 when something blocks sending."""
+    from modempool.box.doctor import Level, diagnose
+    from modempool.config import load_config
+    from modempool.errors import PoolError
+
+    try:
+        config = load_config(config_path)
+        spool = config.open_spool() if config.spool_path.exists() else None
+    except PoolError as exc:
+        raise click.ClickException(str(exc)) from None
+    findings = diagnose(config, spool=spool)
+    if as_json:
+        _echo_json([f.to_dict() for f in findings])
+    else:
+        marks = {Level.OK: "ok     ", Level.WARNING: "warning", Level.PROBLEM: "PROBLEM"}
+        for finding in findings:
+            click.echo(f"{marks[finding.level]}  {finding.check:<13} {finding.message}")
+            if finding.fix and finding.level is not Level.OK:
+                click.echo(f"{'':<23}→ {finding.fix}")
+        blocking = sum(f.blocking for f in findings)
+        click.echo(f"{blocking} problem(s) block sending" if blocking else
+                   "nothing blocks sending")
+    if any(f.blocking for f in findings):
+        raise SystemExit(1)
+
+
+@click.command("systemd-unit")
+@CONFIG_OPTION
+@click.option("--user", default="modempool", show_default=True, help="The service's own user.")
+@click.option("--install", is_flag=True,
+              help="Write it to /etc/systemd/system/modempool.service and reload systemd.")
+@click.option("--unit-dir", type=click.Path(file_okay=False), default=None,
+              help="Where --install writes (default /etc/systemd/system).")
+def systemd_unit_command(config_path: str | None, user: str, install: bool,
+                         unit_dir: str | None) -> None:
+    """Print (or --install) a systemd unit for `modempool run`: Type=notify with a watchdog,
+    restart on failure, its own user in group dialout, a hardened sandbox."""
+    from pathlib import Path
+
+    from modempool.box import systemd
+    from modempool.config import load_config
+    from modempool.errors import PoolError
+
+    try:
+        config = load_config(config_path)
+    except PoolError as exc:
+        raise click.ClickException(str(exc)) from None
+    if config.path is None:
+        raise click.ClickException("give the config the service will use: --config "
+                                   "/etc/modempool/modempool.toml")
+    text = systemd.unit(systemd.settings_for(config, user=user))
+    if not install:
+        click.echo(text, nl=False)
+        return
+    target = Path(unit_dir) if unit_dir else systemd.UNIT_DIR
+    try:
+        for line in systemd.install(text, unit_dir=target, reload=target == systemd.UNIT_DIR):
+            click.echo(line)
+    except OSError as exc:
+        raise click.ClickException(f"cannot install the unit: {exc.strerror or exc} "
+                                   "(run as root: sudo modempool systemd-unit --install)") from None
+
+
 def _default_config_exists() -> bool:
     from modempool.config import default_paths
 
     return any(path.is_file() for path in default_paths())
 
 
-COMMANDS = [ussd_command, discover_command, udev_command]
+COMMANDS = [ussd_command, discover_command, udev_command, doctor_command, systemd_unit_command]
 
 
 def register(group: click.Group) -> None:

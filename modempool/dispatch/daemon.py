@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from modempool.box.notify import notify, watchdog_interval
 from modempool.dispatch.balance import BalanceTracker
 from modempool.dispatch.dispatcher import Dispatcher
 from modempool.errors import PoolError
@@ -75,6 +76,7 @@ class Daemon(ModemTaskMixin):
         """Begin a graceful shutdown (what SIGTERM/SIGINT do)."""
         if not self._stop.is_set():
             log.info("stopping: finishing messages in flight")
+            notify("STOPPING=1", "STATUS=stopping: finishing messages in flight")
         self._stop.set()
         if self.dispatcher is not None:
             self.dispatcher.stop()
@@ -213,6 +215,7 @@ class Daemon(ModemTaskMixin):
                 up = sum(s.state is SimState.UP for s in slots)
                 log.info("pool ready: %d of %d modems up", up, len(slots))
                 self.ready.set()
+                notify("READY=1", f"STATUS=pool ready: {up} of {len(slots)} modems up")
                 return
             await asyncio.sleep(0.05)
 
@@ -244,12 +247,14 @@ class Daemon(ModemTaskMixin):
 
     async def _heartbeat(self) -> None:
         """Tell `status` (and systemd's watchdog) that the loop turns: a heartbeat every few seconds."""
+        every = min(HEARTBEAT_EVERY, watchdog_interval() or HEARTBEAT_EVERY)
         while not self._stop.is_set():
             try:
                 self._beat()
             except Exception:  # a busy database: the next one will do
                 log.exception("could not write the heartbeat")
-            await self._sleep(HEARTBEAT_EVERY)
+            notify("WATCHDOG=1")  # systemd's watchdog: the loop turns
+            await self._sleep(every)
 
     async def _recurring_jobs(self) -> None:
         """About once a minute (first at start): queue the messages of recurring jobs now due."""

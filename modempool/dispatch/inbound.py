@@ -82,10 +82,13 @@ class InboundStore:
             sim, report.message_reference, getattr(report, "recipient", None), report.status,
             received_at=getattr(report, "discharge_time", None) or _now(),
             submitted_at=getattr(report, "scts", None))
-        log.info("%s: delivery report for reference %s (status %s): message %s%s", sim,
-                 report.message_reference, report.status, match.message_id,
-                 " (it settles that ambiguous message: the network took it)"
-                 if match.proven else "")
+        # The steady state logs one INFO line per message sent; a report is DEBUG unless it
+        # settles an ambiguous message.
+        log.log(logging.INFO if match.proven else logging.DEBUG,
+                "%s: delivery report for reference %s (status %s): message %s%s", sim,
+                report.message_reference, report.status, match.message_id,
+                " (it settles that ambiguous message: the network took it)"
+                if match.proven else "")
         if match.proven and self.on_proven is not None:
             self.on_proven(sim)
         return match.message_id

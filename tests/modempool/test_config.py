@@ -178,7 +178,10 @@ def test_every_commented_example_in_the_template_is_valid(tmp_path):
     config = load_config(write(tmp_path, everything))
     assert [m.name for m in config.modems] == ["m1", "m2"]
     assert config.modems[0].per_day == 500 and config.simulator == 4
-    assert config.timezone == "Asia/Shanghai" and config.log_file == "modempool.log"
+    assert config.timezone == "Asia/Shanghai"
+    assert config.log_file == str(tmp_path / "modempool.log")   # beside the config file
+    assert [rule.ussd or rule.sms_to for rule in config.balance] == ["*100#", "10086"]
+    assert config.lock_dir == "/run/lock" and config.log_format == "text"
 
 
 def test_open_spool_uses_the_configured_path_and_region(tmp_path):

@@ -404,17 +404,9 @@ def _pool_echo_json(data):
 
 
 def _pool_table(title, columns, rows):
-    from rich.console import Console
-    from rich.table import Table
+    from modempool.commands.output import print_table
 
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
-    import sys
-
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    print_table(title, columns, rows)
 
 
 def _pool_messages_table(messages, title):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modempool.box.ports import busy_message, lock_holder, port_holders
+from modempool.box.ports import busy_message, lock_holder, other_holders
 
 ATTENTION_WAIT = 2.5   # seconds for each of two `AT`s: a slow modem (1.5 s) still answers
 PORT_PATTERNS = ("/dev/ttyUSB*", "/dev/ttyACM*")
@@ -130,10 +130,7 @@ async def discover(pattern: str | None = None, *, lock_dir: str | None = None,
 async def _look(port: str, device: str, usb_path: str | None, lock_dir: str | None,
                 wait: float) -> FoundPort:
     holder = lock_holder(port, lock_dir)
-    # A pseudo-terminal's slave is held open by the program that made it (a simulated bank):
-    # for those, only the lock says whether someone else drives it.
-    others = [] if device.startswith("/dev/pts/") else [
-        h for h in port_holders(port) if h.pid != os.getpid()]
+    others = other_holders(port)
     if holder is not None or others:
         who = holder or others[0]
         return FoundPort(port, device, usb_path, role="busy", busy_by=busy_message(port, who))

@@ -18,7 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from modempool.box.ports import Holder, command_of, lock_holder, port_holders
+from modempool.box.ports import Holder, command_of, lock_holder, other_holders, port_holders
 
 CLOCK_SKEW = 600.0            # seconds between our clock and the network's that is "far off"
 DISK_LOW = 500 * 1024 ** 2    # bytes free below which the spool's disk is nearly full
@@ -163,7 +163,7 @@ def _held_ports(env: Environment, ports: list[str]) -> list[Finding]:
     for port in ports:
         if not os.path.exists(port):
             continue
-        holders = [h for h in port_holders(port, env.proc) if h.pid != os.getpid()]
+        holders = other_holders(port, env.proc)
         locked = lock_holder(port, env.lock_dir)
         if locked is not None and all(h.pid != locked.pid for h in holders):
             holders.append(locked)
@@ -172,7 +172,7 @@ def _held_ports(env: Environment, ports: list[str]) -> list[Finding]:
             findings.append(Finding("held", Level.PROBLEM,
                                     f"{port} is held by {', '.join(map(str, others))}",
                                     f"close that program (`kill {others[0].pid}`)"))
-        elif any(h.is_modempool for h in holders):
+        elif any(h.is_daemon for h in holders):
             findings.append(Finding("held", Level.OK, f"{port} is driven by the modempool daemon"))
     if not findings and ports:
         findings.append(Finding("held", Level.OK, "no other program holds a configured port"))

@@ -43,6 +43,11 @@ class Holder:
     def is_modempool(self) -> bool:
         return "modempool" in self.command or " -m cli " in f" {self.command} "
 
+    @property
+    def is_daemon(self) -> bool:
+        """`modempool run` (not a probe, a discover or the simulator)."""
+        return self.is_modempool and " run" in f" {self.command} "
+
     def __str__(self) -> str:
         return f"pid {self.pid} ({self.command or 'unknown command'})"
 
@@ -101,6 +106,14 @@ def port_holders(port: str, proc: Path = Path("/proc")) -> list[Holder]:
         if any(_link(fd_dir / fd) == real for fd in fds):
             found.append(Holder(int(entry), command_of(int(entry), proc)))
     return found
+
+
+def other_holders(port: str, proc: Path = Path("/proc")) -> list[Holder]:
+    """Other processes with the port open. A pseudo-terminal's slave is always held by the
+    program that made it (a simulated bank), so for those only the lock file tells."""
+    if os.path.realpath(port).startswith("/dev/pts/"):
+        return []
+    return [h for h in port_holders(port, proc) if h.pid != os.getpid()]
 
 
 class PortLock:
@@ -189,7 +202,7 @@ def ensure_free(port: str, directory: str | os.PathLike[str] | None = None) -> N
 
 def busy_message(port: str, holder: Holder) -> str:
     """Why `port` cannot be used now, and what to do instead."""
-    if holder.is_modempool:
+    if holder.is_daemon:
         return (f"{port} is driven by the running modempool daemon ({holder}); ask the daemon "
                 f"instead: `modempool status` (identity, signal, balance), `modempool ussd SIM "
                 f"CODE`, `modempool send`; or stop the daemon to probe the port directly")
@@ -199,8 +212,8 @@ def busy_message(port: str, holder: Holder) -> str:
 def exclusive_message(port: str, proc: Path = Path("/proc")) -> str:
     """Why opening `port` failed with EBUSY (another process set TIOCEXCL), naming it if /proc
     lets us see it."""
-    holders = [h for h in port_holders(port, proc) if h.pid != os.getpid()]
-    if any(h.is_modempool for h in holders):
-        return busy_message(port, next(h for h in holders if h.is_modempool))
+    holders = other_holders(port, proc)
+    if any(h.is_daemon for h in holders):
+        return busy_message(port, next(h for h in holders if h.is_daemon))
     who = ", ".join(str(h) for h in holders) or "another process (run as root to see which)"
     return f"{port} is held exclusively by {who}; close that program first"

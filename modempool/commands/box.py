@@ -3,18 +3,13 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import click
+
+from modempool.commands.output import echo_json, print_table
 
 CONFIG_OPTION = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), default=None,
     help="Config file (default ./modempool.toml, then ~/.config/modempool/).")
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
 @click.command("ussd")
@@ -39,23 +34,9 @@ def ussd_command(sim: str, code: str, config_path: str | None, timeout: float,
     except PoolError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        _echo_json(answer.to_dict())
+        echo_json(answer.to_dict())
     else:
         click.echo(answer.text)
-
-
-def _table(title: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*("" if cell is None else str(cell) for cell in row))
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 @click.command("discover")
@@ -84,15 +65,19 @@ def discover_command(pattern: str | None, as_json: bool, config_file: str | None
     from modempool.errors import PoolError
 
     found = asyncio.run(discover(pattern, lock_dir=lock_dir))
+    if not found.ports:
+        click.echo("no serial ports found: are the modems plugged in? A USB stick still in CD-ROM "
+                   "mode needs usb_modeswitch (`lsusb` shows it); other ports: --ports GLOB",
+                   err=True)
     if as_json:
-        _echo_json(found.to_dict())
+        echo_json(found.to_dict())
     else:
-        _table(f"{len(found.modems)} modem(s) on {len(found.ports)} port(s)",
+        print_table(f"{len(found.modems)} modem(s) on {len(found.ports)} port(s)",
                ["name", "port", "role", "modem", "IMEI", "ICCID", "IMSI", "operator", "number",
                 "SIM", "USB slot"],
                [(p.name, p.port, p.role if p.role != "busy" else f"busy: {p.busy_by}",
                  " ".join(x for x in (p.manufacturer, p.model) if x), p.imei, p.iccid, p.imsi,
-                 p.operator, p.msisdn, p.sim, p.usb_path) for p in found.ports])
+                 p.operator, p.msisdn, p.sim, p.usb_path) for p in found.ports], width=200)
     if config_file:
         try:
             proposal = propose_config(found, Path(config_file))
@@ -169,7 +154,7 @@ def doctor_command(config_path: str | None, as_json: bool) -> None:
         raise click.ClickException(str(exc)) from None
     findings = diagnose(config, spool=spool)
     if as_json:
-        _echo_json([f.to_dict() for f in findings])
+        echo_json([f.to_dict() for f in findings])
     else:
         marks = {Level.OK: "ok     ", Level.WARNING: "warning", Level.PROBLEM: "PROBLEM"}
         for finding in findings:

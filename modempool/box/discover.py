@@ -112,6 +112,12 @@ async def discover(pattern: str | None = None, *, lock_dir: str | None = None,
     candidates = candidate_ports(pattern, by_path=by_path)
     results = await asyncio.gather(*(_look(port, device, usb, lock_dir, wait)
                                      for port, device, usb in candidates))
+    return Discovery(assign_roles(results))
+
+
+def assign_roles(results: list[FoundPort]) -> list[FoundPort]:
+    """One AT port per modem (IMEI): the first port of a stick that answers; the others of the
+    same stick become "other"; each AT port gets its proposed name."""
     seen_imei: set[str] = set()
     taken: set[str] = set()
     ports = []
@@ -124,7 +130,7 @@ async def discover(pattern: str | None = None, *, lock_dir: str | None = None,
                     seen_imei.add(found.imei)
                 found = dataclasses.replace(found, name=modem_name(found.port, found.usb_path, taken))
         ports.append(found)
-    return Discovery(ports)
+    return ports
 
 
 async def _look(port: str, device: str, usb_path: str | None, lock_dir: str | None,

@@ -126,3 +126,18 @@ def test_udev_command_prints_and_installs_the_rules_for_the_config(tmp_path):
                               config=config)
     assert installed.returncode == 0, installed.stderr
     assert (tmp_path / "rules.d" / "99-modempool.rules").read_text() == printed.stdout
+
+
+def test_one_at_port_per_stick():
+    from modempool.box.discover import FoundPort, assign_roles
+
+    stick = "pci-0000:00:14.0-usb-0:1.3:1.{}"
+    ports = assign_roles([
+        FoundPort("/dev/serial/by-path/a-port0", "/dev/ttyUSB0", stick.format(0), role="at", imei="861"),
+        FoundPort("/dev/serial/by-path/b-port0", "/dev/ttyUSB1", stick.format(1), role="silent"),
+        FoundPort("/dev/serial/by-path/c-port0", "/dev/ttyUSB2", stick.format(2), role="at", imei="861"),
+        FoundPort("/dev/serial/by-path/d-port0", "/dev/ttyUSB3", "pci-0000:00:14.0-usb-0:1.4:1.0",
+                  role="at", imei="862")])
+    assert [(p.device, p.role, p.name) for p in ports] == [
+        ("/dev/ttyUSB0", "at", "usb-1.3"), ("/dev/ttyUSB1", "silent", ""),
+        ("/dev/ttyUSB2", "other", ""), ("/dev/ttyUSB3", "at", "usb-1.4")]

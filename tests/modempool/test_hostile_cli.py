@@ -86,6 +86,10 @@ def test_a_broken_spool_or_a_full_disk_is_one_line(folder):
         for command in (("queue",), ("send", "13800138000", "hi")):
             error = one_error(cli(*command, "--config", "x.toml", cwd=folder))
             assert name in error and expected in error
+    # A spool on a file system nobody may write (read-only, even for root).
+    (folder / "ro.toml").write_text(ONE_MODEM.format(spool="/proc/modempool/s.db"), "utf-8")
+    error = one_error(cli("send", "13800138000", "hi", "--config", "ro.toml", cwd=folder))
+    assert error.startswith("Error: cannot open the spool /proc/modempool/s.db: "), error
     # A disk that takes no more: no file may grow past 4 KiB (RLIMIT_FSIZE, as a full disk).
     def no_room():
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))

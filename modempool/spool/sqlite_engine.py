@@ -48,6 +48,14 @@ TEXT_INDEX = tuple(
     ))
 TRIGRAM = 3
 
+# The parts that may have gone out unrecorded, which `sims.sent_counts` adds to a SIM's day
+# and month (status, dashboard, quotas): without this index that count reads every part the
+# SIM ever sent (150 ms a SIM at a million messages).
+UNCERTAIN_PARTS = (
+    "CREATE INDEX parts_uncertain ON parts (sim, writing_at) "
+    "WHERE state IN ('writing', 'ambiguous')",
+)
+
 # The dashboard's queue by state (issue 17): counting a million rows by state takes a few
 # hundred milliseconds, so the count of each state is kept by triggers, in the writing
 # transaction. The executemany of an enqueue pays a one-row UPDATE per message.
@@ -105,6 +113,7 @@ class SqliteEngine(Engine):
                                    "spool, complete, on a writable disk with room?)") from None
         self.text_index = self._text_index()
         self._make_once("message_state_counts_update", STATE_COUNTS)
+        self._make_once("parts_uncertain", UNCERTAIN_PARTS)
 
     def _make_once(self, last: str, script: Sequence[str]) -> None:
         """Run `script` unless the object it makes last exists (another process may race)."""

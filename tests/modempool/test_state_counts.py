@@ -48,3 +48,17 @@ def test_an_existing_spool_gets_its_counts_when_opened(tmp_path):
         assert spool.counts()["queued"] == 2 and spool.counts() == counted(spool)
     finally:
         spool.close()
+
+
+def test_a_sims_uncertain_parts_are_counted_from_an_index(tmp_path):
+    """`sent_counts` (status, dashboard, quotas) must not read every part a SIM ever sent."""
+    spool = Spool(tmp_path / "spool.db")
+    try:
+        plan = " ".join(str(row[3]) for row in spool.rows(
+            "EXPLAIN QUERY PLAN SELECT count(*) FROM parts WHERE sim = ? "
+            "AND state IN ('writing', 'ambiguous') AND writing_at >= ? AND writing_at <= ?",
+            ("m1", "a", "b")))
+        assert "parts_uncertain" in plan
+        assert spool.sent_counts("m1") == (0, 0, 0)
+    finally:
+        spool.close()

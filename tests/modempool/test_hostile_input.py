@@ -273,3 +273,25 @@ def test_the_same_device_under_two_names_is_refused_in_the_config(tmp_path):
     assert str(caught.value) == (
         f"{path}, line 7: [[modem]] #2 key 'port': '{tmp_path / 'by-id'}' is the same device as "
         f"the port of modem 'm1' ({device}); each modem needs its own port")
+
+
+def test_the_claim_time_rule_for_each_kind_of_message(tmp_path):
+    from dataclasses import replace
+
+    from modempool.operator.optout import send_time_check
+
+    spool = Spool(tmp_path / "spool.db")
+    book = OptOutList(spool.db)
+    direct_before = spool.enqueue(MOBILE, "queued before the opt-out")
+    recurring = spool.enqueue(MOBILE, "生日快乐", client_id=f"job:1:2026-12-06:{MOBILE}")
+    book.add(MOBILE, keyword="TD", source="reply")
+    direct_after = replace(direct_before, created_at=direct_before.created_at.replace(year=2099))
+    lenient = send_time_check(spool.db, {"optout": {}})
+    strict = send_time_check(spool.db, {"optout": {"block_direct": True}})
+    assert lenient(direct_before) is None                       # transactional: still goes out
+    assert strict(direct_before).startswith("opted out at")     # block_direct: stopped
+    assert strict(direct_after) is None                         # queued after: seen (or overridden)
+    assert lenient(recurring).startswith("opted out at")        # recurring: never
+    book.add_to_blacklist([MOBILE])
+    assert lenient(direct_after).startswith("on the blacklist since")
+    spool.close()

@@ -207,6 +207,10 @@ class SendingMixin:
     def _ambiguous(self, slot: SimSlot, message: Any, why: str) -> None:
         log.warning("message %s is ambiguous: %s", message.id, why)
         self.spool.mark_ambiguous(message.id, why, lease_owner=slot.owner)
+        if self.spool.get(message.id).state.value != "ambiguous":  # its report came first
+            log.info("message %s: its delivery report, already in, shows it went out", message.id)
+            self.count_proven(slot.name)
+            return
         if self.policy.resend_ambiguous:  # the user chose at-least-once over at-most-once
             log.warning("message %s queued again (resend_ambiguous policy)", message.id)
             self.spool.retry(message.id)

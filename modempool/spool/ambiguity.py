@@ -47,6 +47,17 @@ _SETTLE_MESSAGE = (
     "  'undelivered')) = coalesce(parts_total, 1)")
 
 
+_WRITTEN = (
+    "SELECT parts.sim, parts.writing_at, messages.to_number FROM parts "
+    "JOIN messages ON messages.id = parts.message_id "
+    "WHERE parts.message_id = ? AND parts.state = 'ambiguous' ORDER BY parts.seq DESC LIMIT 1")
+_UNMATCHED_REPORTS = (
+    "SELECT id, message_reference, status, delivered, final, received_at FROM delivery_reports "
+    "WHERE part_id IS NULL AND sim = ? AND recipient = ? AND received_at >= ? "
+    "AND received_at <= ? ORDER BY id")
+_LINK_REPORT = "UPDATE delivery_reports SET part_id = ?, message_id = ? WHERE id = ?"
+
+
 def _expected_reference(conn: Any, sim: str, part_id: int, written_at: str) -> int | None:
     """The TP-MR the modem would have given part `part_id` (written at `written_at`): one more
     than the SIM's previous part's, when that one is known."""
@@ -88,3 +99,34 @@ def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: 
                        "network_time": to_text(network_time), "written_at": written_at,
                        "part_id": part_id}, now)
     return part_id, message_id
+
+
+def settle_by_stored_reports(conn: Any, audit: AuditLog, message_id: int, now: str,
+                             count_sent: Callable[[Any, str, int, datetime], None] | None = None,
+                             ) -> bool:
+    """A message just found ambiguous whose report came first (the modem's ``+CMGS`` answer
+    was lost but its ``+CDS`` was not; or a killed daemon stored the report before recovery
+    ran): the unmatched reports already stored may settle it, by the same rule. True when it
+    was settled; a report that proves another ambiguous message settles that one."""
+    from modempool.spool.claims import apply_report
+
+    row = conn.execute(_WRITTEN, (message_id,)).fetchone()
+    if row is None or row[0] is None or row[1] is None:
+        return False
+    sim, written_at, to = row[0], row[1], row[2]
+    written = from_text(written_at)
+    assert written is not None
+    reports = conn.execute(_UNMATCHED_REPORTS, (
+        sim, to, to_text(written - CLOCK_SLACK), to_text(written + WINDOW_AFTER))).fetchall()
+    for report_id, reference, status, delivered, final, received_at in reports:
+        found = settle_by_report(conn, audit, sim=sim, recipient=to,
+                                 message_reference=reference, network_time=from_text(received_at),
+                                 now=now, count_sent=count_sent)
+        if found is None:
+            continue
+        conn.execute(_LINK_REPORT, (found[0], found[1], report_id))
+        apply_report(conn, audit, part_id=found[0], message_id=found[1], sim=sim, status=status,
+                     delivered=bool(delivered), final=bool(final), now=now)
+        if found[1] == message_id:
+            return True
+    return False

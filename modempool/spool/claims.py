@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from modempool.spool.ambiguity import settle_by_stored_reports
 from modempool.spool.audit import AuditLog
 from modempool.spool.engine import Engine
 from modempool.spool.messages import read_message
@@ -72,7 +73,7 @@ class Claims:
         """Settle messages left in SENDING by a dispatcher that stopped or crashed (see
         `recovery.recover_leases` for the rule)."""
         return recover_leases(self.engine, self.audit, owner, include_live=include_live,
-                              expired_only=expired_only, now=now)
+                              expired_only=expired_only, now=now, count_sent=self.sims.add_sent)
 
     def recover_dead_owners(self, *, host: str, alive: Callable[[int], bool],
                             stale_after: float, now: datetime | None = None) -> Recovery:
@@ -358,6 +359,7 @@ class Claims:
                     (message_id,),
                 )
                 self.audit.record(conn, "ambiguous", message_id, detail=error, now=now)
+                settle_by_stored_reports(conn, self.audit, message_id, now, self.sims.add_sent)
             return ok
 
     def requeue(
@@ -428,3 +430,22 @@ def deliver_if_complete(conn: Any, message_id: int, now: str) -> bool:
         (now, now, message_id),
     )
     return cur.rowcount == 1
+
+
+def apply_report(conn: Any, audit: AuditLog, *, part_id: int, message_id: int, sim: str | None,
+                 status: int, delivered: bool, final: bool, now: str) -> None:
+    """A delivery report's verdict on its part, and on the message: DELIVERED once every part
+    is, FAILED ("not delivered") on a final failure of a SENT message."""
+    part_state = "delivered" if delivered else ("undelivered" if final else "sent")
+    conn.execute("UPDATE parts SET state = ?, status = ?, status_at = ? WHERE id = ?",
+                 (part_state, status, now, part_id))
+    if delivered:
+        deliver_if_complete(conn, message_id, now)
+    elif final:
+        conn.execute(
+            "UPDATE messages SET state = 'failed', error = ?, updated_at = ? "
+            "WHERE id = ? AND state = 'sent'",
+            (f"not delivered (status 0x{status:02X})", now, message_id),
+        )
+    audit.record(conn, "delivery-report", message_id, sim,
+                 {"status": status, "delivered": delivered, "part_id": part_id}, now)

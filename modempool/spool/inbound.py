@@ -17,7 +17,7 @@ from modempool.errors import InvalidNumber
 from modempool.numbers import normalise
 from modempool.spool.ambiguity import settle_by_report
 from modempool.spool.audit import AuditLog
-from modempool.spool.claims import deliver_if_complete
+from modempool.spool.claims import apply_report
 from modempool.spool.engine import Engine
 from modempool.spool.model import from_text, to_text, utcnow
 from modempool.spool.sims import Sims
@@ -291,19 +291,7 @@ class Inbound:
             ).fetchone()[0]
             state = None
             if part_id is not None:
-                part_state = "delivered" if delivered else ("undelivered" if final else "sent")
-                conn.execute("UPDATE parts SET state = ?, status = ?, status_at = ? WHERE id = ?",
-                             (part_state, status, now, part_id))
-                if delivered:
-                    deliver_if_complete(conn, message_id, now)
-                elif final:
-                    conn.execute(
-                        "UPDATE messages SET state = 'failed', error = ?, updated_at = ? "
-                        "WHERE id = ? AND state = 'sent'",
-                        (f"not delivered (status 0x{status:02X})", now, message_id),
-                    )
-                self.audit.record(conn, "delivery-report", message_id, sim,
-                                  {"status": status, "delivered": delivered, "part_id": part_id},
-                                  now)
+                apply_report(conn, self.audit, part_id=part_id, message_id=message_id, sim=sim,
+                             status=status, delivered=delivered, final=final, now=now)
                 state = conn.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()[0]
         return ReportMatch(report_id, part_id, message_id, state, proven)

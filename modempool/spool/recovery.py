@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from modempool.spool.ambiguity import settle_by_stored_reports
 from modempool.spool.model import Recovery, to_text, utcnow
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ def recover_leases(
     include_live: bool = False,
     expired_only: bool = False,
     now: datetime | None = None,
+    count_sent: Callable[[Any, str, int, datetime], None] | None = None,
 ) -> Recovery:
     """Settle messages left in SENDING by a dispatcher that stopped or crashed.
 
@@ -94,8 +96,12 @@ def recover_leases(
                     "AND state = 'writing'",
                     (message_id, attempt),
                 )
-                ambiguous.append(message_id)
                 audit.record(conn, "lease-recovered", message_id, sim, "ambiguous", now_text)
+                # its report may already be stored (the killed daemon read it): proof settles it
+                if settle_by_stored_reports(conn, audit, message_id, now_text, count_sent):
+                    sent.append(message_id)
+                else:
+                    ambiguous.append(message_id)
     return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent))
 
 

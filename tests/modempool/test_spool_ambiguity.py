@@ -74,3 +74,24 @@ def test_two_candidates_are_told_apart_only_by_the_reference(spool):
     fourth = lost(spool, "m2")                # after `third`, whose reference is unknown
     match = spool.store_delivery_report("m2", 201, TO, 0, submitted_at=utcnow())
     assert match.message_id == third and spool.get(fourth).state is MessageState.AMBIGUOUS
+
+
+def test_a_report_that_came_before_the_ambiguity_settles_it_when_it_arises(spool):
+    sent(spool, "m1", 41)
+    # The +CMGS answer is lost but the modem is alive: its +CDS comes while we still wait.
+    waiting = spool.enqueue(TO, "answer lost")
+    spool.claim(waiting.id, "m1", "o", 60)
+    spool.mark_part_writing(waiting.id, 1, 1, lease_owner="o")
+    early = spool.store_delivery_report("m1", 42, TO, 0, submitted_at=utcnow())
+    assert early.part_id is None                                # nothing ambiguous yet
+    spool.mark_ambiguous(waiting.id, "m1: no answer after the PDU", lease_owner="o")
+    assert spool.get(waiting.id).state is MessageState.DELIVERED
+    assert "ambiguity-resolved" in [e["kind"] for e in spool.events(waiting.id)]
+    # The same after a crash: recovery finds the report the killed daemon stored.
+    crashed = spool.enqueue(TO, "daemon killed")
+    spool.claim(crashed.id, "m1", "dead", 60)
+    spool.mark_part_writing(crashed.id, 1, 1, lease_owner="dead")
+    spool.store_delivery_report("m1", 43, TO, 0, submitted_at=utcnow())
+    recovery = spool.recover_leases(owner="dead")
+    assert recovery.sent == (crashed.id,) and recovery.ambiguous == ()
+    assert spool.get(crashed.id).state is MessageState.DELIVERED

@@ -598,7 +598,8 @@ def status_command(config_path, as_json) -> None:
     if as_json:
         _pool_echo_json(status.to_dict())
         return
-    sims, counts, campaigns = [s.to_dict() for s in status.sims], status.queue, status.campaigns
+    sims, counts = [s.to_dict() for s in status.sims], status.queue
+    campaigns = [c.to_dict() for c in status.campaigns]
 
     def of(value, limit):
         return f"{value}/{limit}" if limit else str(value)
@@ -1431,7 +1432,7 @@ def history_group() -> None:
 def history_search(spool, config, **query):
     from modempool.operator.history import search
 
-    rows = search(spool.db, _op_query(**query), config.region, spool=spool)
+    rows = search(spool, _op_query(**query), config.region)
     return rows, lambda r: _op_table(r, ["time", "direction", "number", "name", "state", "sim", "text"])
 
 
@@ -1442,7 +1443,7 @@ def history_search(spool, config, **query):
 def history_export(path, spool, config, **query):
     from modempool.operator.history import export
 
-    count = export(spool.db, _op_query(**query), path, config.region, spool=spool)
+    count = export(spool, _op_query(**query), path, config.region)
     return {"path": path, "rows": count}, f"wrote {count} message(s) to {path}"
 
 
@@ -1454,7 +1455,7 @@ def history_threads(unread, limit, spool, config):
     """Conversations by contact (name, groups, unread count): modempool history threads --unread"""
     from modempool.operator.history import threads
 
-    rows = threads(spool.db, unread_only=unread, limit=limit, region=config.region)
+    rows = threads(spool, unread_only=unread, limit=limit, region=config.region)
     flat = [{**r, "groups": ",".join(r["groups"])} for r in rows]
     return rows, lambda _: _op_table(
         flat, ["last_time", "number", "name", "groups", "unread", "messages", "last_received"])

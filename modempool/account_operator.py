@@ -149,13 +149,13 @@ class AccountOperator:
         from modempool.operator.history import search
 
         self.require_admin()
-        return search(self.spool.db, query, self.config.region, spool=self.spool)
+        return search(self.spool, query, self.config.region)
 
     def export_history(self, query: Any, path: Path) -> int:
         from modempool.operator.history import export
 
         self.require_admin()
-        return export(self.spool.db, query, path, self.config.region, spool=self.spool)
+        return export(self.spool, query, path, self.config.region)
 
     def autoreplies(self) -> Any:
         from modempool.operator.autoreply import AutoReplies

@@ -3,6 +3,11 @@
 Every mistake becomes a ConfigError naming the file, the line and the key, e.g.
 `modempool.toml, line 9, [[modem]] #2 key 'per_day': expected an integer, got 'lots'`.
 Relative paths (the spool file) are relative to the config file's directory.
+
+Every section parses into a frozen dataclass here, and nothing else reads the TOML: an unknown
+section or key, or a value of the wrong type, is an error. To add a section `[name]`: write its
+dataclass (fields = keys, with defaults), put its checks in `SECTIONS` and the class in
+`SECTION_TYPES`, and give `Config` a field `name` (see docs/architecture.md, "Config").
 """
 
 from __future__ import annotations
@@ -17,11 +22,11 @@ from datetime import datetime, time, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modempool.config_values import (amount, at_least, between, clock, flag, listen_address,
-                                     one_of, pin_code, positive_seconds, postgres_url, prefixes,
-                                     region_code, seconds, strategy_name, text, text_list,
-                                     timezone_name)
-from modempool.errors import ConfigError, UnknownSim
+from modempool.config_values import (amount, any_text, at_least, between, clock, clock_window,
+                                     flag, fold, listen_address, message_format, one_of, pin_code,
+                                     positive_seconds, postgres_url, prefixes, region_code, regex, seconds,
+                                     strategy_name, text, text_list, timezone_name)
+from modempool.errors import ConfigError, PoolError, UnknownSim
 from modempool.numbers import DEFAULT_REGION
 from modempool.spool.sendable import CODEC_MAX_PARTS, DEFAULT_MAX_PARTS
 
@@ -32,31 +37,15 @@ CONFIG_NAME = "modempool.toml"
 DEFAULT_SPOOL = "modempool.db"
 DEFAULT_SIMULATED_MODEMS = 4
 
-# Sections read by operator features (issue 7) from Config.raw; accepted here as they are.
-OPERATOR_SECTIONS = frozenset(
-    {"optout", "autoreply", "forward", "sensitive", "signature", "campaign", "campaigns",
-     "contacts", "groups", "webhook", "api", "history", "backup", "hooks",
-     "templates", "operator"}
-)
+DEFAULT_OPTOUT_KEYWORDS = ("TD", "T", "退订", "N", "STOP", "UNSUBSCRIBE")
+DEFAULT_CONFIRM_TEXT = "您已成功退订，将不再收到此类短信。"
+DEFAULT_FORWARD_FORMAT = "[{name}{sender}] {text}"
+FORWARD_FIELDS = ("sender", "name", "text", "sim", "received_at")
 
 
 # The value types of the operator sections' keys, checked when the file is read so a mistake is
 # a file/line/key error at once, never a crash (or `"false"` read as true) at run time. Their
 # meaning stays with the operator modules; keys not listed here pass through.
-OPERATOR_VALUES: dict[str, dict[str, Callable[[Any], Any]]] = {
-    "optout": {"keywords": text_list, "confirm": flag, "confirm_text": text,
-               "block_direct": flag},
-    "forward": {"to": text_list, "command": text, "run_on_receive": text, "format": text,
-                "timeout": positive_seconds, "retries": at_least(0), "retry_delay": seconds,
-                "max_parallel": at_least(1)},
-    "autoreply": {"keywords": text_list, "keyword": text_list, "reply": text, "pattern": text,
-                  "sim": text, "cooldown": at_least(0)},
-    "sensitive": {"words": lambda v: v if v == [] else text_list(v), "file": text},
-    "signature": {"text": lambda v: v if v == "" else text(v),
-                  "footer": lambda v: v if v == "" else text(v), "marketing_only": flag},
-}
-
-
 def default_paths() -> list[Path]:
     """Where a config is looked for when none is given: here, then the user's config dir."""
     return [Path.cwd() / CONFIG_NAME, Path.home() / ".config" / "modempool" / CONFIG_NAME]
@@ -81,7 +70,8 @@ class ModemConfig:
 
 @dataclass(frozen=True, slots=True)
 class RetryConfig:
-    """How temporary errors are retried: `backoff` seconds, doubled each attempt up to `backoff_max`."""
+    """How temporary errors are retried: `backoff` seconds, doubled each attempt up to
+    `backoff_max`. The one retry policy: the dispatcher uses it as it is."""
 
     max_attempts: int = 5
     backoff: float = 30.0
@@ -90,6 +80,90 @@ class RetryConfig:
     quarantine_after: int = 3          # failed sends in a row (any error) that take a SIM out of rotation
     quarantine_seconds: float = 60.0   # how long before a quarantined SIM is probed again
     send_timeout: float = 60.0         # silence after a PDU before the send is ambiguous
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait before the attempt after `attempts` tries."""
+        return min(self.backoff_max, self.backoff * 2 ** max(0, attempts - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutConfig:
+    """`[optout]`: the reply keywords that opt a sender out (退订), the confirmation, and whether
+    direct sends to opted-out numbers are refused too."""
+
+    keywords: tuple[str, ...] = DEFAULT_OPTOUT_KEYWORDS
+    confirm: bool = False
+    confirm_text: str = DEFAULT_CONFIRM_TEXT
+    block_direct: bool = False
+
+    def matches(self, message: str) -> str | None:
+        """The keyword that the whole text is (after NFKC and case folding), or None."""
+        folded = fold(message or "")
+        return next((k for k in self.keywords if folded == fold(k)), None)
+
+
+@dataclass(frozen=True, slots=True)
+class AutoReplyConfig:
+    """One `[[autoreply]]` rule: keywords or a pattern, and the reply."""
+
+    reply: str
+    keywords: tuple[str, ...] = ()
+    pattern: str | None = None
+    sim: str | None = None
+    hours: str | None = None            # local window, e.g. "09:00-18:00"
+    cooldown: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardConfig:
+    """`[forward]`: forward received SMS to numbers and/or a command (`run_on_receive`)."""
+
+    to: tuple[str, ...] = ()            # E.164, normalised in the pool's region
+    format: str = DEFAULT_FORWARD_FORMAT
+    command: str | None = None
+    timeout: float = 10.0
+    retries: int = 3
+    retry_delay: float = 5.0
+    max_parallel: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class SensitiveConfig:
+    """`[sensitive]`: words that block a campaign (and a file of more, one per line)."""
+
+    words: tuple[str, ...] = ()
+    file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureConfig:
+    """`[signature]`: put in front of / after campaign messages (marketing only by default)."""
+
+    text: str = ""
+    footer: str = ""
+    marketing_only: bool = True
+
+    def apply(self, message: str, *, marketing: bool) -> str:
+        """Add the signature in front and the footer at the end, unless already there."""
+        if self.marketing_only and not marketing:
+            return message
+        if self.text and not message.startswith(self.text):
+            message = self.text + message
+        if self.footer and not message.endswith(self.footer):
+            message = message + self.footer
+        return message
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """`[simulator]`: a simulated bank instead of hardware (`modems` of them)."""
+
+    modems: int | None = None
+    personality: str = "simcom"
+    latency: float = 0.0
+    seed: int | None = None
+    realistic: bool = False
+    chatter: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +238,7 @@ class WebhooksConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole configuration; `raw` is the parsed TOML for sections other modules own."""
+    """The whole configuration, every section typed; `Config.default()` when there is no file."""
 
     path: Path | None                   # None: no file found, the embedded default
     spool_path: Path
@@ -186,9 +260,19 @@ class Config:
     log_file: str | None = None
     log_format: str = "text"            # "json": one JSON object per line
     balance: tuple[BalanceRule, ...] = ()
+    simulation: SimulatorConfig = field(default_factory=SimulatorConfig)
+    optout: OptOutConfig = field(default_factory=OptOutConfig)
+    autoreply: tuple[AutoReplyConfig, ...] = ()
+    forward: ForwardConfig = field(default_factory=ForwardConfig)
+    sensitive: SensitiveConfig = field(default_factory=SensitiveConfig)
+    signature: SignatureConfig = field(default_factory=SignatureConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
-    raw: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def default(cls) -> Config:
+        """Every default, no file (for library use without a config)."""
+        return cls(path=None, spool_path=Path.cwd() / DEFAULT_SPOOL)
 
     @property
     def tz(self) -> tzinfo | None:
@@ -248,9 +332,19 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
               "resend_ambiguous": flag, "quarantine_after": at_least(1),
               "quarantine_seconds": seconds, "send_timeout": seconds},
     "quiet_hours": {"start": clock, "end": clock},
-    "simulator": {"modems": at_least(1)},   # other simulator keys are passed through in `raw`
+    "simulator": {"modems": at_least(1), "personality": text, "latency": seconds,
+                  "seed": at_least(0), "realistic": flag, "chatter": seconds},
     "logging": {"level": one_of("debug", "info", "warning", "error"), "file": text,
                 "format": one_of("text", "json")},
+    "optout": {"keywords": text_list, "confirm": flag, "confirm_text": text,
+               "block_direct": flag},
+    "autoreply": {"reply": text, "keywords": text_list, "keyword": text_list, "pattern": regex,
+                  "sim": text, "hours": clock_window, "cooldown": at_least(0)},
+    "forward": {"to": text_list, "format": message_format(*FORWARD_FIELDS), "command": text,
+                "run_on_receive": text, "timeout": positive_seconds, "retries": at_least(0),
+                "retry_delay": seconds, "max_parallel": at_least(1)},
+    "sensitive": {"words": text_list, "file": text},
+    "signature": {"text": any_text, "footer": any_text, "marketing_only": flag},
     "http": {"listen": listen_address, "public": flag, "behind_proxy": flag, "tls_cert": text,
              "tls_key": text, "max_body": at_least(1024), "auth_failures_per_minute": at_least(1)},
     "balance": {"operator": text, "ussd": text, "sms_to": text, "sms_text": text,
@@ -259,8 +353,13 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "webhooks": {"retry_base": seconds, "retry_max": seconds, "give_up_after": at_least(86400),
                  "timeout": seconds},
 }
-OPEN_SECTIONS = frozenset({"simulator"})   # unknown keys allowed (read by the simulator)
-ARRAY_SECTIONS = frozenset({"modem", "balance"})
+ARRAY_SECTIONS = frozenset({"modem", "balance", "autoreply"})   # [[name]] tables
+SINGLE_TABLE_OK = frozenset({"autoreply"})           # ... where one [name] table is also fine
+# Sections whose keys are the fields of their dataclass, built as they are (Config.<section>).
+SECTION_TYPES: dict[str, type] = {
+    "optout": OptOutConfig, "sensitive": SensitiveConfig, "signature": SignatureConfig,
+    "simulator": SimulatorConfig, "http": HttpConfig, "webhooks": WebhooksConfig,
+}
 
 
 # ---- loading ------------------------------------------------------------------------------
@@ -308,37 +407,25 @@ def parse_config(text: str, path: Path) -> Config:
         raise _error(path, line, key, f"not valid TOML: {exc}") from None
     where = _Locator(text, path)
     values: dict[str, dict[str, Any]] = {}
-    modems: list[ModemConfig] = []
-    balance: list[BalanceRule] = []
+    arrays: dict[str, list[dict[str, Any]]] = {}
     for section, content in raw.items():
-        if section in OPERATOR_SECTIONS:
-            where.check_values(section, content, OPERATOR_VALUES.get(section, {}))
-            continue
         if section not in SECTIONS:
-            hint = difflib.get_close_matches(section, [*SECTIONS, *OPERATOR_SECTIONS], n=1)
+            hint = difflib.get_close_matches(section, list(SECTIONS), n=1)
             raise where.error(None, None, section, f"unknown section [{section}]"
                               + (f" (did you mean [{hint[0]}]?)" if hint else ""))
         if section in ARRAY_SECTIONS:
+            if isinstance(content, dict) and section in SINGLE_TABLE_OK:
+                arrays[section] = [where.check(section, None, content)]
+                continue
             if not isinstance(content, list):
                 raise where.error(None, None, section, f"use [[{section}]] (one table per {section})")
-            for index, table in enumerate(content):
-                checked = where.check(section, index, table)
-                if section == "balance":
-                    try:
-                        balance.append(balance_rule(checked))
-                    except ValueError as exc:
-                        raise where.error(section, index, None, str(exc)) from None
-                    continue
-                for required in ("name", "port"):
-                    if required not in checked:
-                        raise _error(path, where.line_of(section, index, None), required,
-                                     "missing: every modem needs a name and a port",
-                                     _table_name(section, index))
-                modems.append(ModemConfig(**checked))
+            arrays[section] = [where.check(section, index, table)
+                               for index, table in enumerate(content)]
         else:
             if not isinstance(content, dict):
                 raise where.error(None, None, section, f"[{section}] must be a table")
             values[section] = where.check(section, None, content)
+    modems = _modems(arrays.get("modem", []), where)
     names = [m.name for m in modems]
     for index, modem in enumerate(modems):
         if names.index(modem.name) != index:
@@ -361,16 +448,23 @@ def parse_config(text: str, path: Path) -> Config:
     if not spool_path.is_absolute():
         spool_path = path.resolve().parent / spool_path
     default = Config(path=path, spool_path=spool_path)
+    region = pool.get("region", default.region)
+    typed = {name: kind(**values.get(name, {})) for name, kind in SECTION_TYPES.items()}
     return Config(
         path=path,
         spool_path=spool_path,
         spool_url=spool.get("url"),
         modems=tuple(modems),
-        region=pool.get("region", default.region),
+        region=region,
         strategy=pool.get("strategy", default.strategy),
         retry=RetryConfig(**retry),
         quiet_hours=(quiet.get("start", default.quiet_hours[0]), quiet.get("end", default.quiet_hours[1])),
         simulator=values["simulator"].get("modems", DEFAULT_SIMULATED_MODEMS) if "simulator" in values else None,
+        simulation=typed["simulator"], optout=typed["optout"], sensitive=typed["sensitive"],
+        signature=typed["signature"], http=typed["http"], webhooks=typed["webhooks"],
+        autoreply=tuple(_autoreply(rule, index, where)
+                        for index, rule in enumerate(arrays.get("autoreply", []))),
+        forward=_forward(values.get("forward", {}), region, where),
         timezone=pool.get("timezone"),
         lease_seconds=pool.get("lease_seconds", default.lease_seconds),
         lock_dir=pool.get("lock_dir"),
@@ -379,11 +473,51 @@ def parse_config(text: str, path: Path) -> Config:
         log_level=logging_.get("level", default.log_level).upper(),
         log_file=_relative_to(path, logging_.get("file")),
         log_format=logging_.get("format", default.log_format),
-        balance=tuple(balance),
-        http=HttpConfig(**values.get("http", {})),
-        webhooks=WebhooksConfig(**values.get("webhooks", {})),
-        raw=raw,
+        balance=tuple(_balance(arrays.get("balance", []), where)),
     )
+
+
+def _modems(tables: list[dict[str, Any]], where: _Locator) -> list[ModemConfig]:
+    for index, table in enumerate(tables):
+        for required in ("name", "port"):
+            if required not in table:
+                raise _error(where.path, where.line_of("modem", index, None), required,
+                             "missing: every modem needs a name and a port",
+                             _table_name("modem", index))
+    return [ModemConfig(**table) for table in tables]
+
+
+def _balance(tables: list[dict[str, Any]], where: _Locator) -> list[BalanceRule]:
+    rules = []
+    for index, table in enumerate(tables):
+        try:
+            rules.append(balance_rule(table))
+        except ValueError as exc:
+            raise where.error("balance", index, None, str(exc)) from None
+    return rules
+
+
+def _autoreply(rule: dict[str, Any], index: int, where: _Locator) -> AutoReplyConfig:
+    rule = dict(rule)
+    if "reply" not in rule:
+        raise where.error("autoreply", index, None, "missing key 'reply': the text to answer with")
+    rule["keywords"] = rule.pop("keyword", ()) + rule.pop("keywords", ())
+    if not rule["keywords"] and "pattern" not in rule:
+        raise where.error("autoreply", index, None, "needs keywords or a pattern")
+    return AutoReplyConfig(**rule)
+
+
+def _forward(section: dict[str, Any], region: str, where: _Locator) -> ForwardConfig:
+    from modempool.numbers import normalise
+
+    section = dict(section)
+    if "run_on_receive" in section:
+        section.setdefault("command", section.pop("run_on_receive"))
+    try:
+        section["to"] = tuple(normalise(n, region) for n in section.get("to", ()))
+    except PoolError as exc:
+        raise where.error("forward", None, "to", str(exc)) from None
+    return ForwardConfig(**section)
 
 
 def _relative_to(config_path: Path, name: str | None) -> str | None:
@@ -406,8 +540,6 @@ class _Locator:
         out = {}
         for key, value in table.items():
             if key not in checks:
-                if section in OPEN_SECTIONS:
-                    continue
                 hint = difflib.get_close_matches(key, list(checks), n=1)
                 raise self.error(section, index, key, "unknown key"
                                  + (f" (did you mean '{hint[0]}'?)" if hint else "")
@@ -417,21 +549,6 @@ class _Locator:
             except ValueError as exc:
                 raise self.error(section, index, key, str(exc)) from None
         return out
-
-    def check_values(self, section: str, content: Any,
-                     checks: dict[str, Callable[[Any], Any]]) -> None:
-        """Check the keys of `checks` found in a table (or each table of an array)."""
-        tables = content if isinstance(content, list) else [content]
-        for index, table in enumerate(tables):
-            if not isinstance(table, dict):
-                raise self.error(None, None, section, f"[{section}] must be a table")
-            for key, check in checks.items():
-                if key in table:
-                    try:
-                        check(table[key])
-                    except ValueError as exc:
-                        raise self.error(section, index if isinstance(content, list) else None,
-                                         key, str(exc)) from None
 
     def error(self, section: str | None, index: int | None, key: str | None, problem: str) -> ConfigError:
         line = self.line_of(section, index, key)

@@ -4,6 +4,7 @@ or raises ValueError with what was expected (`config.py` adds the file, line and
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import time
 from typing import Any
@@ -140,3 +141,46 @@ def listen_address(value: Any) -> str:
     from modempool.http_listen import parse_listen
 
     return parse_listen(text(value) if not isinstance(value, int) else str(value)).text
+
+
+def any_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+def regex(value: Any) -> str:
+    try:
+        re.compile(text(value))
+    except re.error as exc:
+        raise ValueError(f"bad pattern {value!r}: {exc}") from None
+    return value
+
+
+def clock_window(value: Any) -> str:
+    """A local time window such as "09:00-18:00" (it may wrap midnight: "22:00-06:00")."""
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*[-–~]\s*(\d{1,2}):(\d{2})\s*", text(value))
+    if not match:
+        raise ValueError(f"expected a time window like \"09:00-18:00\", got {value!r}")
+    h1, m1, h2, m2 = map(int, match.groups())
+    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59:
+        raise ValueError(f"time window {value!r} has an impossible time")
+    return value
+
+
+def message_format(*fields: str) -> Callable[[Any], str]:
+    """A str.format template that may use only `fields`."""
+    def check(value: Any) -> str:
+        try:
+            any_text(value).format(**dict.fromkeys(fields, ""))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{value!r}: unknown field {exc} (use {', '.join(fields)})") from None
+        return value
+    return check
+
+
+def fold(value: str) -> str:
+    """Compare form of a text: NFKC (full-width → ASCII), case-folded, without spaces and
+    punctuation around it (`ＴＤ。` → `td`)."""
+    folded = unicodedata.normalize("NFKC", value).casefold()
+    return re.sub(r"^[\W_]+|[\W_]+$", "", folded.strip())

@@ -59,7 +59,7 @@ async def run_demo(modems: int = 4, live: bool = True, console: Console | None =
                    timeout: float = 40.0, spool_path: str | Path | None = None) -> int:
     """Run the demo; returns the exit status (0: every message went out, replies came back and
     the opt-out was stored). `spool_path` keeps the spool there instead of a temporary file."""
-    from modempool.config import Config
+    from modempool.config import Config, OptOutConfig
     from modempool.dispatch.daemon import Daemon
 
     console = console or Console()
@@ -67,7 +67,7 @@ async def run_demo(modems: int = 4, live: bool = True, console: Console | None =
     with tempfile.TemporaryDirectory(prefix="modempool-demo-") as tmp:
         config = Config(path=None, spool_path=Path(spool_path or Path(tmp) / "demo.db"),
                         simulator=modems, strategy="carrier-affinity",
-                        raw={"optout": {"confirm": True}})
+                        optout=OptOutConfig(confirm=True))
         spool = config.open_spool()
         daemon = Daemon(config, spool=spool, install_signals=False)
         running = asyncio.create_task(daemon.run(), name="daemon")

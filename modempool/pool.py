@@ -20,15 +20,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modempool.config import Config, load_config
 from modempool.dispatch.liveness import DaemonLiveness
 from modempool.dispatch.requests import UssdAnswer
 from modempool.errors import Blacklisted, InvalidNumber, OptedOut, Refused, RefusedMany
 from modempool.numbers import normalise
+from modempool.operator.campaign_report import Progress
 from modempool.spool import FINAL_STATES, SUCCESS_STATES, Message, MessageState, Spool
 from modempool.when import iso_text, parse_when
+
+if TYPE_CHECKING:
+    from modempool.operator.autoreply import AutoReplies, Rule
+    from modempool.operator.backup import BackupResult
+    from modempool.operator.campaigns import Campaigns
+    from modempool.operator.contacts import AddressBook
+    from modempool.operator.history import Query
+    from modempool.operator.optout import OptOutList
+    from modempool.operator.recurring import Jobs
 
 __all__ = ["Pool", "Received", "SimStatus", "Status", "WaitResult"]
 
@@ -109,7 +119,7 @@ class Status:
     daemon: DaemonLiveness
     sims: tuple[SimStatus, ...]
     queue: dict[str, int]
-    campaigns: tuple[dict[str, Any], ...]
+    campaigns: tuple[Progress, ...]
     spool: str
 
     @property
@@ -118,7 +128,7 @@ class Status:
 
     def to_dict(self) -> dict[str, Any]:
         return {"daemon": self.daemon.to_dict(), "sims": [s.to_dict() for s in self.sims], "queue": dict(self.queue),
-                "queue_depth": self.queue_depth, "campaigns": list(self.campaigns),
+                "queue_depth": self.queue_depth, "campaigns": [c.to_dict() for c in self.campaigns],
                 "spool": self.spool}
 
 
@@ -239,11 +249,9 @@ class Pool:
 
     def _allowed_recipients(self, numbers: Iterable[str], *, to_opted_out: bool = False) -> list[str]:
         """`check_recipients`, returning the numbers in E.164."""
-        from modempool.operator.optout import OptOutList, OptOutSettings
         from modempool.spool.numbers import _normalise
 
-        book = OptOutList(self.spool.db, self.config.region)
-        block_opted_out = OptOutSettings.from_config(self.config).block_direct and not to_opted_out
+        block_opted_out = self.config.optout.block_direct and not to_opted_out
         numbers, e164s = list(numbers), []
         for index, number in enumerate(numbers):
             try:
@@ -252,8 +260,9 @@ class Pool:
                 if len(numbers) == 1:
                     raise
                 raise InvalidNumber(f"row {index + 1}: {exc}") from None  # which one of a batch
-        blacklisted = book.among("blacklist", e164s)
-        opted_out = book.among("optouts", e164s) if block_opted_out else set()
+        blacklisted, opted_out = self.optouts.listed(e164s)
+        if not block_opted_out:
+            opted_out = set()
         refusals: list[Refused] = []
         for e164 in e164s:
             if e164 in blacklisted:
@@ -366,7 +375,81 @@ class Pool:
                 details={k: v for k, v in row.items()
                          if k not in ("name", "sent_today", "sent_month")}))
         return Status(daemon=liveness, sims=tuple(sims), queue=spool.counts(),
-                      campaigns=tuple(all_progress(spool)), spool=str(spool.path))
+                      campaigns=tuple(all_progress(spool, self.config)), spool=spool.where)
+
+
+    # ---- the operator's parts -------------------------------------------------------------
+    # Each is the library object for one subject, bound to this pool's spool and config, so
+    # `pool.contacts.upsert(...)`, `pool.campaigns.start(1)`, `pool.optouts.add_to_blacklist(...)`.
+
+    @property
+    def contacts(self) -> AddressBook:
+        """The address book: contacts, groups, selections, import and export."""
+        from modempool.operator.contacts import AddressBook
+
+        return AddressBook(self.spool.db, self.config.region)
+
+    @property
+    def optouts(self) -> OptOutList:
+        """Opt-outs (退订) and the blacklist."""
+        from modempool.operator.optout import OptOutList
+
+        return OptOutList(self.spool.db, self.config.region)
+
+    @property
+    def campaigns(self) -> Campaigns:
+        """Campaigns: create, preview, start, pause, resume, cancel, progress, report."""
+        from modempool.operator.campaigns import Campaigns
+
+        return Campaigns(self.spool, self.config)
+
+    @property
+    def autoreplies(self) -> AutoReplies:
+        """Auto-reply rules stored in the spool (`autoreply_rules()` adds the config's)."""
+        from modempool.operator.autoreply import AutoReplies
+
+        return AutoReplies(self.spool.db)
+
+    @property
+    def jobs(self) -> Jobs:
+        """Recurring jobs: birthday greetings, daily and weekly notices."""
+        from modempool.operator.recurring import Jobs
+
+        return Jobs(self.spool.db, self.config.region, self.config.tz)
+
+    def autoreply_rules(self) -> list[Rule]:
+        """Every auto-reply rule in the order they are tried: the config's, then the stored."""
+        return list(self.config.autoreply) + self.autoreplies.rules()
+
+    def run_due_jobs(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Queue what recurring jobs are due now (the daemon does it every minute)."""
+        from modempool.operator.recurring import run_due_jobs
+
+        return run_due_jobs(self.spool, self.config, now)
+
+    def history(self, query: Query) -> list[dict[str, Any]]:
+        """Sent and received messages matching `query`, newest first, with contact names."""
+        from modempool.operator.history import search
+
+        return search(self.spool, query, self.config.region)
+
+    def export_history(self, query: Query, path: str | Path) -> int:
+        """Write what `history(query)` finds to CSV or XLSX; returns the rows written."""
+        from modempool.operator.history import export
+
+        return export(self.spool, query, path, self.config.region)
+
+    def threads(self, *, unread: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        """Conversations by number, newest first, with names, groups and unread counts."""
+        from modempool.operator.history import threads
+
+        return threads(self.spool, unread_only=unread, limit=limit, region=self.config.region)
+
+    def backup(self, path: str | Path, *, overwrite: bool = False) -> BackupResult:
+        """A consistent copy of the spool, safe while the daemon runs."""
+        from modempool.operator.backup import backup
+
+        return backup(self.spool.path, path, overwrite=overwrite)
 
 
     # ---- the daemon's modems ---------------------------------------------------------------

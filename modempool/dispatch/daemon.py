@@ -36,10 +36,9 @@ from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.limits import Counters, Limits, window_keys
 from modempool.dispatch.liveness import HEARTBEAT_EVERY
 from modempool.dispatch.shared import is_shared, recover_dead, wake_on_enqueue, watch_dead_daemons
-from modempool.config import ModemConfig
+from modempool.config import Config, ModemConfig
 from modempool.dispatch.modem_task import ModemTaskMixin
 from modempool.dispatch.requests import RequestDesk
-from modempool.dispatch.sending import RetryPolicy
 from modempool.dispatch.sim_slot import SimSlot, SimState
 
 log = logging.getLogger("modempool.dispatch.daemon")
@@ -50,14 +49,14 @@ CHECKPOINT_EVERY = 1.0  # seconds between WAL checkpoints (see `Daemon._checkpoi
 class Daemon(ModemTaskMixin):
     """Runs the pool for one config until stopped."""
 
-    def __init__(self, config: Any, *, simulate: int | None = None, spool: Any = None,
+    def __init__(self, config: Config, *, simulate: int | None = None, spool: Any = None,
                  handlers: list[Any] | None = None, install_signals: bool = True) -> None:
         self.config = config
-        self.simulate = simulate if simulate is not None else getattr(config, "simulator", None)
+        self.simulate = simulate if simulate is not None else config.simulator
         self.spool = spool
         self.handlers = handlers
         self.install_signals = install_signals
-        self.policy = RetryPolicy.of(config)
+        self.policy = config.retry
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = datetime.now(timezone.utc)
         self.dispatcher: Dispatcher | None = None
@@ -83,7 +82,6 @@ class Daemon(ModemTaskMixin):
 
     async def run(self) -> None:
         from modempool.operator.hooks import send_refusal
-        from modempool.spool import Spool
 
         if self.config.http.listen:
             from modempool.web.server import exposure_warning
@@ -93,10 +91,9 @@ class Daemon(ModemTaskMixin):
                 log.warning("%s", warning)
         own_spool = self.spool is None
         if own_spool:
-            if not getattr(self.config, "spool_url", None):  # a shared database needs none
+            if not self.config.spool_url:  # a shared database needs none
                 self._take_lock(Path(self.config.spool_path))
-            opener = getattr(self.config, "open_spool", None)
-            self.spool = opener() if opener else Spool(self.config.spool_path)
+            self.spool = self.config.open_spool()
         loop = asyncio.get_running_loop()
         if self.install_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -186,14 +183,17 @@ class Daemon(ModemTaskMixin):
 
     async def _modem_specs(self, stack: contextlib.AsyncExitStack) -> list[ModemConfig]:
         if not self.simulate:
-            return list(getattr(self.config, "modems", []))
+            return list(self.config.modems)
         from simulator import SimulatedBank  # only here: the pool needs no simulator otherwise
 
         directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="modempool-sim-"))
-        self.bank = await stack.enter_async_context(
-            SimulatedBank(modems=int(self.simulate), directory=directory))
+        options = self.config.simulation
+        self.bank = await stack.enter_async_context(SimulatedBank(
+            modems=int(self.simulate), directory=directory, personality=options.personality,
+            latency=options.latency, seed=options.seed, realistic=options.realistic,
+            chatter=options.chatter))
         log.info("simulated bank of %d modems in %s", int(self.simulate), directory)
-        limits = list(getattr(self.config, "modems", []) or [])
+        limits = list(self.config.modems)
         specs = []
         for index, (name, port) in enumerate(_devices(self.bank)):
             base = limits[index] if index < len(limits) else None
@@ -205,7 +205,7 @@ class Daemon(ModemTaskMixin):
         slot = SimSlot(spec.name, Limits(spec.per_minute, spec.per_day, spec.per_month),
                        spec.allow_prefixes, spec.allow_carriers, spec.priority)
         minute, today, month = self.spool.sent_counts(spec.name)
-        keys = window_keys(datetime.now(getattr(self.config, "tz", None) or timezone.utc))
+        keys = window_keys(datetime.now(self.config.tz or timezone.utc))
         slot.counters = Counters(keys[0], minute, keys[1], today, keys[2], month)
         return slot
 

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from modempool.config import Config
 from modempool.dispatch import limits as limits_mod
-from modempool.dispatch.sending import RetryPolicy, SendingMixin
+from modempool.dispatch.sending import SendingMixin
 from modempool.dispatch.sim_slot import PREFETCH, SimSlot
 from modempool.spool.claims import SentPart
 from modempool.dispatch.strategies import SimView, Strategy, StrategyState, choose_sim
@@ -36,16 +37,15 @@ PREFETCH_QUIET = 0.005
 PREFETCH_PATIENCE = 0.25
 
 
-def is_quiet(config: Any, now: datetime) -> bool:
+def is_quiet(config: Config, now: datetime) -> bool:
     """Whether `now` falls in the configured quiet period (messages flagged quiet_hours wait)."""
-    check = getattr(config, "is_quiet", None)
-    return bool(check(now)) if check is not None else False
+    return config.is_quiet(now)
 
 
 class Dispatcher(SendingMixin):
     """Chooses a SIM for each queued message and claims it; sends on behalf of modem tasks."""
 
-    def __init__(self, spool: Any, config: Any, *, owner: str, slots: list[SimSlot],
+    def __init__(self, spool: Any, config: Config, *, owner: str, slots: list[SimSlot],
                  clock: Callable[[], datetime] | None = None,
                  poll_interval: float = 0.2,
                  refusal: Callable[[Any], str | None] | None = None) -> None:
@@ -56,14 +56,14 @@ class Dispatcher(SendingMixin):
         for slot in slots:
             slot.owner = f"{owner}/{slot.name}"
         # Local windows (quotas, quiet hours) in the configured time zone, else the system's.
-        tz = getattr(config, "tz", None) or timezone.utc
+        tz = config.tz or timezone.utc
         self.clock = clock or (lambda: datetime.now(tz))
         self.poll_interval = poll_interval
         # Rules checked again as a message is claimed (opt-outs, blacklist): a reason cancels it.
         self.refusal = refusal
-        self.lease_seconds = float(getattr(config, "lease_seconds", 300.0))
-        self.strategy = Strategy.parse(getattr(config, "strategy", None))
-        self.policy = RetryPolicy.of(config)
+        self.lease_seconds = config.lease_seconds
+        self.strategy = Strategy.parse(config.strategy)
+        self.policy = config.retry
         self.state = StrategyState(recall=self._recall)
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()

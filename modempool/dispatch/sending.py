@@ -16,10 +16,8 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import random
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,33 +33,6 @@ log = logging.getLogger("modempool.dispatch.dispatcher")
 
 class ModemTrouble(Exception):
     """The modem must be closed and opened again (it hung, vanished or keeps failing)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    max_attempts: int = 5
-    backoff: float = 10.0          # seconds before the 2nd attempt; doubles each time
-    backoff_max: float = 600.0
-    quarantine_after: int = 3      # failed sends in a row (any error) that take a SIM out of rotation
-    quarantine_seconds: float = 60.0
-    send_timeout: float = 60.0     # silence after a PDU is written before the send is ambiguous
-    resend_ambiguous: bool = False  # the user's policy: queue ambiguous messages again
-
-    @classmethod
-    def of(cls, config: Any) -> RetryPolicy:
-        """The policy from `config.retry` (a RetryConfig or a dict); defaults for what it lacks."""
-        retry = getattr(config, "retry", None)
-        if retry is None:
-            return cls()
-        values = {}
-        for spec in dataclasses.fields(cls):
-            value = retry.get(spec.name) if isinstance(retry, dict) else getattr(retry, spec.name, None)
-            if value is not None:
-                values[spec.name] = type(spec.default)(value)
-        return cls(**values)
-
-    def delay(self, attempts: int) -> float:
-        return min(self.backoff_max, self.backoff * 2 ** max(0, attempts - 1))
 
 
 # Confirmed sends are written to the spool together once no confirmation came for RECORD_QUIET

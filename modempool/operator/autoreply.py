@@ -32,7 +32,8 @@ from typing import Any
 from modempool.errors import ConfigError, InvalidNumber, NotFound, PoolError
 from modempool.numbers import normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
-from modempool.operator.optout import OptOutList, OptOutSettings, field_of
+from modempool.config import Config
+from modempool.operator.optout import OptOutList, field_of
 
 log = logging.getLogger("modempool.operator.autoreply")
 
@@ -85,7 +86,7 @@ def in_window(window: tuple[time, time] | None, moment: datetime) -> bool:
     if window is None:
         return True
     start, end = window
-    now = moment.astimezone().time()
+    now = moment.time()  # `moment` is local already (the pool's time zone)
     return start <= now < end if start <= end else (now >= start or now < end)
 
 
@@ -126,19 +127,10 @@ class Rule:
                 "reply": self.reply, "sim": self.sim, "hours": self.hours, "cooldown": self.cooldown}
 
 
-def rules_from_config(config: Any) -> list[Rule]:
-    raw = config if isinstance(config, dict) else getattr(config, "raw", {}) or {}
-    entries = raw.get("autoreply", [])
-    if isinstance(entries, dict):
-        entries = [entries]
-    rules = []
-    for index, entry in enumerate(entries, start=1):
-        keywords = entry.get("keywords", entry.get("keyword", []))
-        rules.append(Rule(f"config:{index}", str(entry.get("reply", "")),
-                          tuple([keywords] if isinstance(keywords, str) else keywords),
-                          entry.get("pattern"), entry.get("sim"), entry.get("hours"),
-                          int(entry.get("cooldown", DEFAULT_COOLDOWN))))
-    return rules
+def rules_from_config(config: Config) -> list[Rule]:
+    """The `[[autoreply]]` rules of the config, named config:1, config:2, ..."""
+    return [Rule(f"config:{index}", r.reply, r.keywords, r.pattern, r.sim, r.hours, r.cooldown)
+            for index, r in enumerate(config.autoreply, start=1)]
 
 
 class AutoReplies:
@@ -190,24 +182,24 @@ class AutoReplies:
                             [sender, rule, inbound_id, message_id, outcome, now_iso(moment)])
 
 
-def make_autoreply_handler(config: Any,
+def make_autoreply_handler(config: Config,
                            clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
     """The inbound handler answering by the first matching rule (config rules, then DB rules)."""
     config_rules = rules_from_config(config)
-    optout = OptOutSettings.from_config(config)
+    optout = config.optout
 
     def handle_autoreply(spool: Any, message: Any, _config: Any = None) -> int | None:
         text = str(field_of(message, "text", "") or "")
         sender = str(field_of(message, "sender", "") or "")
         try:
-            sender = normalise(sender) if sender else sender
+            sender = normalise(sender, config.region) if sender else sender
         except InvalidNumber:
             return None  # a short code or alphanumeric sender cannot be answered
         sim = field_of(message, "sim")
         inbound_id = field_of(message, "id")
-        if not sender or optout.matches(text) or OptOutList(spool.db).is_blacklisted(sender):
+        if not sender or optout.matches(text) or OptOutList(spool.db, config.region).is_blacklisted(sender):
             return None
-        now = clock()
+        now = clock().astimezone(config.tz)   # rule hours are local to [pool] timezone
         replies = AutoReplies(spool.db)
         rule = next((r for r in config_rules + replies.rules() if r.matches(text, sim, now)), None)
         if rule is None:

@@ -12,10 +12,11 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from modempool.operator.compliance import SensitiveWords, Signature
+from modempool.config import Config
+from modempool.operator.compliance import SensitiveWords
 from modempool.operator.contacts import AddressBook, Selection
 from modempool.errors import InvalidNumber, PoolError
-from modempool.numbers import normalise
+from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.operator.optout import OptOutList
 
 
@@ -82,7 +83,8 @@ class Plan:
         return out
 
 
-def plan_campaign(db: Any, campaign: Any, config: Any = None, region: str = "CN") -> Plan:
+def plan_campaign(db: Any, campaign: Any, config: Config | None = None,
+                  region: str = DEFAULT_REGION) -> Plan:
     """Resolve a campaign's recipients and render every message (see module doc)."""
     book = AddressBook(db, region)
     candidates: list[tuple[str, dict[str, Any], str]] = []
@@ -116,7 +118,8 @@ def plan_campaign(db: Any, campaign: Any, config: Any = None, region: str = "CN"
             merged[number] = (values, source)
     blocked = OptOutList(db, region).blocked_for_campaigns()
     excluded = tuple(n for n in merged if n in blocked)
-    signature = Signature.from_config(config)
+    config = config or Config.default()
+    signature = config.signature
     marketing = campaign.kind == "marketing"
     words = SensitiveWords.from_config(config)
     sensitive = set(words.found_in(campaign.template))
@@ -141,8 +144,8 @@ def plan_campaign(db: Any, campaign: Any, config: Any = None, region: str = "CN"
                 sum(r.parts for r in recipients))
 
 
-def preview(db: Any, campaign: Any, config: Any = None, *, sample: int = 3,
-            region: str = "CN") -> dict[str, Any]:
+def preview(db: Any, campaign: Any, config: Config | None = None, *, sample: int = 3,
+            region: str = DEFAULT_REGION) -> dict[str, Any]:
     """What an operator checks before starting: counts, cost, sample texts, problems."""
     plan = plan_campaign(db, campaign, config, region)
     return {

@@ -1,80 +1,128 @@
 """How a campaign is doing (progress for the live display and `status --json`) and its final report.
 
-Both read the spool's `messages`, `inbound` and the `optouts` tables; nothing here writes.
+Both ask the spool (`spool.reports`) and read the address book and opt-outs; nothing here writes.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from modempool.numbers import DEFAULT_REGION
 from modempool.operator.campaigns import Campaigns
-from modempool.operator.db import now_iso
+from modempool.operator.contacts import AddressBook
+from modempool.operator.optout import OptOutList
+from modempool.spool.model import from_text
 
 PENDING = ("queued", "sending")
 STATES = ("queued", "sending", "sent", "delivered", "failed", "expired", "cancelled", "ambiguous")
 RATE_WINDOW = timedelta(minutes=5)
 
 
-def progress(spool: Any, campaign_id: int, *, now: datetime | None = None) -> dict[str, Any]:
-    """Counts by state, held count, send rate over the last 5 minutes and an ETA in seconds."""
-    campaigns = Campaigns(spool)
-    campaign = campaigns.get(campaign_id)
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a campaign is: its messages by state, why the queued ones wait, and the rate
+    and ETA measured over the last minutes of sending."""
+
+    campaign: int
+    name: str
+    state: str                      # draft, running, paused, cancelled, or finished
+    counts: dict[str, int]          # every state of STATES, zeros included
+    held: int = 0                   # queued but paused
+    scheduled: int = 0              # queued for a later time (start time or rate spacing)
+    quiet_hours: int = 0            # queued and kept out of quiet hours (now: `quiet_now`)
+    quiet_now: bool = False
+    rate_per_minute: float = 0.0
+    eta_seconds: int | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def pending(self) -> int:
+        return sum(self.counts[s] for s in PENDING)
+
+    @property
+    def done(self) -> int:
+        return self.total - self.pending
+
+    def waiting(self) -> str:
+        """Why queued messages wait, in words ('' when nothing is held back)."""
+        reasons = []
+        if self.held:
+            reasons.append(f"{self.held} paused")
+        if self.scheduled:
+            reasons.append(f"{self.scheduled} scheduled later")
+        if self.quiet_hours and self.quiet_now:
+            reasons.append(f"{self.quiet_hours} in quiet hours")
+        return ", ".join(reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign, "name": self.name, "state": self.state,
+            "total": self.total, **self.counts, "held": self.held, "scheduled": self.scheduled,
+            "quiet_hours": self.quiet_hours if self.quiet_now else 0, "pending": self.pending,
+            "done": self.done, "waiting": self.waiting(), "rate_per_minute": self.rate_per_minute,
+            "eta_seconds": self.eta_seconds,
+        }
+
+
+def progress(spool: Any, campaign_id: int, *, now: datetime | None = None,
+             config: Any = None) -> Progress:
+    """Counts by state, why the queued wait, the send rate and an ETA in seconds.
+
+    The rate is measured from the first send of the last five minutes, not over the whole
+    window, so that a campaign that started a minute ago does not look five times slower."""
+    campaign = Campaigns(spool).get(campaign_id)
     now = now or datetime.now(timezone.utc)
     counts = dict.fromkeys(STATES, 0)
-    for state, count in spool.db.execute(
-            "SELECT state, COUNT(*) FROM messages WHERE campaign_id = ? GROUP BY state",
-            [campaign_id]).fetchall():
-        counts[state] = count
-    held = spool.db.execute("SELECT COUNT(*) FROM messages WHERE campaign_id = ? AND held = 1"
-                            " AND state = 'queued'", [campaign_id]).fetchone()[0]
-    recent = spool.db.execute(
-        "SELECT COUNT(*) FROM messages WHERE campaign_id = ? AND sent_at >= ?",
-        [campaign_id, now_iso(now - RATE_WINDOW)]).fetchone()[0]
-    total = sum(counts.values())
-    pending = counts["queued"] + counts["sending"]
-    rate = recent / (RATE_WINDOW.total_seconds() / 60)
+    counts.update(spool.reports.campaign_counts(campaign_id))
+    waiting = spool.reports.campaign_waiting(campaign_id, now)
+    recent, first = spool.reports.campaign_sent_since(campaign_id, now - RATE_WINDOW)
+    minutes = (now - from_text(first)).total_seconds() / 60 if first else 0.0
+    rate = recent / max(minutes, 1.0)   # below a minute of sending, count a minute
     state = campaign.state.value
-    if state == "running" and total and not pending:
+    pending = counts["queued"] + counts["sending"]
+    if state == "running" and sum(counts.values()) and not pending:
         state = "finished"
-    return {
-        "campaign": campaign_id, "name": campaign.name, "state": state, "total": total,
-        **counts, "held": held, "pending": pending,
-        "done": total - pending, "rate_per_minute": round(rate, 1),
-        "eta_seconds": round(pending / rate * 60) if rate and pending and state == "running" else None,
-    }
+    movable = pending - waiting["held"]
+    return Progress(
+        campaign=campaign_id, name=campaign.name, state=state, counts=counts,
+        held=waiting["held"], scheduled=waiting["scheduled"], quiet_hours=waiting["quiet_hours"],
+        quiet_now=bool(config is not None and config.is_quiet(now)),
+        rate_per_minute=round(rate, 1),
+        eta_seconds=round(movable / rate * 60) if rate and movable and state == "running" else None)
 
 
-def all_progress(spool: Any) -> list[dict[str, Any]]:
-    """Progress of every campaign that is running or paused (for `status --json`)."""
-    return [progress(spool, c.id) for c in Campaigns(spool).list()
+def all_progress(spool: Any, config: Any = None) -> list[Progress]:
+    """Progress of every campaign that is running or paused (for `status`)."""
+    return [progress(spool, c.id, config=config) for c in Campaigns(spool).list()
             if c.state.value in ("running", "paused")]
 
 
-def report(spool: Any, campaign_id: int) -> dict[str, Any]:
+def report(spool: Any, campaign_id: int, region: str = DEFAULT_REGION) -> dict[str, Any]:
     """Delivered, failed with reasons, replies and opt-outs since the campaign started, per recipient."""
     campaign = Campaigns(spool).get(campaign_id)
     since = campaign.started_at or campaign.created_at
-    rows = spool.db.execute(
-        "SELECT m.id, m.to_number, m.state, m.error, m.sim, m.sent_at, m.delivered_at, m.attempts,"
-        " c.name FROM messages m LEFT JOIN contacts c ON c.number = m.to_number"
-        " WHERE m.campaign_id = ? ORDER BY m.id", [campaign_id]).fetchall()
-    numbers = {r[1] for r in rows}
+    messages = spool.reports.campaign_messages(campaign_id)
+    numbers = {m["to"] for m in messages}
     replies: dict[str, list[str]] = {}
-    for sender, text in spool.db.execute(
-            "SELECT sender, text FROM inbound WHERE stored_at >= ? ORDER BY id", [since]).fetchall():
+    for sender, text in spool.reports.received_since(since):
         if sender in numbers:
             replies.setdefault(sender, []).append(text)
-    opted = {r[0]: r[1] for r in spool.db.execute(
-        "SELECT number, created_at FROM optouts WHERE created_at >= ?", [since]).fetchall()
-        if r[0] in numbers}
+    opted = {r["number"] for r in OptOutList(spool.db, region).optouts()
+             if r["created_at"] >= since and r["number"] in numbers}
+    book = AddressBook(spool.db, region)
+    names = {c.number: c.name for c in book.list()} if messages else {}
     recipients = [{
-        "message_id": r[0], "to": r[1], "name": r[8] or "", "state": r[2], "error": r[3] or "",
-        "sim": r[4] or "", "sent_at": r[5] or "", "delivered_at": r[6] or "", "attempts": r[7],
-        "replies": replies.get(r[1], []), "opted_out": r[1] in opted,
-    } for r in rows]
+        **m, "name": names.get(m["to"], ""), "error": m["error"] or "", "sim": m["sim"] or "",
+        "sent_at": m["sent_at"] or "", "delivered_at": m["delivered_at"] or "",
+        "replies": replies.get(m["to"], []), "opted_out": m["to"] in opted,
+    } for m in messages]
     states = Counter(r["state"] for r in recipients)
     reasons = Counter(r["error"] or "unknown" for r in recipients if r["state"] == "failed")
     return {

@@ -19,6 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from modempool.config import Config
 from modempool.operator.campaign_plan import Plan, plan_campaign, template_fields
 from modempool.operator.contacts import AddressBook, Selection
 from modempool.errors import NotFound, PoolError
@@ -120,11 +121,11 @@ def _iso(moment: datetime | None) -> str | None:
 class Campaigns:
     """Campaign storage and lifecycle over a spool (`Spool` from modempool.spool)."""
 
-    def __init__(self, spool: Any, config: Any = None, region: str | None = None) -> None:
+    def __init__(self, spool: Any, config: Config | None = None, region: str | None = None) -> None:
         self.spool = spool
         self.db = spool.db
-        self.config = config
-        self.region = region or getattr(config, "region", None) or "CN"
+        self.config = config or Config.default()
+        self.region = region or self.config.region
         ensure_schema(self.db, SCHEMA)
         AddressBook(self.db, self.region)  # the plan and report read contacts and opt-outs
         OptOutList(self.db, self.region)
@@ -223,8 +224,7 @@ class Campaigns:
             raise CampaignBlocked(f"campaign {campaign_id} has problems (fix them or skip them)",
                                   plan.problems)
         now = now or datetime.now(timezone.utc)
-        already = {r[0] for r in self.db.execute(
-            "SELECT client_id FROM messages WHERE campaign_id = ?", [campaign_id]).fetchall()}
+        already = self.spool.reports.campaign_client_ids(campaign_id)
         todo = [r for r in plan.recipients if campaign.client_id(r.number) not in already]
         held = campaign.state is CampaignState.PAUSED
         if campaign.state is CampaignState.DRAFT:

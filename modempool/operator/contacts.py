@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modempool.errors import NotFound, PoolError
-from modempool.numbers import normalise
+from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.operator.db import LIKE_ESCAPE, contains, ensure_schema, now_iso, transaction
 
 SCHEMA = """
@@ -78,7 +78,7 @@ class Selection:
 class AddressBook:
     """Contacts and groups stored in an sqlite_utils Database (normally `spool.db`)."""
 
-    def __init__(self, db: Any, region: str = "CN") -> None:
+    def __init__(self, db: Any, region: str = DEFAULT_REGION) -> None:
         self.db = db
         self.region = region
         ensure_schema(db, SCHEMA)

@@ -24,10 +24,10 @@ import json
 import logging
 import os
 import shlex
-from dataclasses import dataclass
 from typing import Any
 
-from modempool.errors import ConfigError, PoolError
+from modempool.config import Config, ForwardConfig
+from modempool.errors import PoolError
 from modempool.numbers import normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
 from modempool.operator.optout import field_of
@@ -47,40 +47,6 @@ CREATE TABLE IF NOT EXISTS forward_log (
 """
 
 _background: set[asyncio.Task] = set()
-DEFAULT_FORMAT = "[{name}{sender}] {text}"
-
-
-@dataclass(frozen=True, slots=True)
-class ForwardSettings:
-    to: tuple[str, ...] = ()
-    format: str = DEFAULT_FORMAT
-    command: str | None = None
-    timeout: float = 10.0
-    retries: int = 3
-    retry_delay: float = 5.0
-    max_parallel: int = 4
-
-    @classmethod
-    def from_config(cls, config: Any) -> ForwardSettings:
-        raw = config if isinstance(config, dict) else getattr(config, "raw", {}) or {}
-        section = raw.get("forward", {})
-        to = section.get("to", [])
-        command = section.get("command", section.get("run_on_receive"))
-        if command is not None and not str(command).strip():
-            raise ConfigError("[forward] command is empty")
-        try:
-            numbers = tuple(normalise(n) for n in ([to] if isinstance(to, str) else to))
-        except PoolError as exc:
-            raise ConfigError(f"[forward] to: {exc}") from None
-        template = str(section.get("format", DEFAULT_FORMAT))
-        try:
-            template.format(sender="", name="", text="", sim="", received_at="")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigError(f"[forward] format {template!r}: unknown field {exc} "
-                              "(use sender, name, text, sim, received_at)") from None
-        return cls(numbers, template, command,
-                   float(section.get("timeout", 10)), int(section.get("retries", 3)),
-                   float(section.get("retry_delay", 5)), int(section.get("max_parallel", 4)))
 
 
 def message_json(spool: Any, message: Any) -> dict[str, Any]:
@@ -136,7 +102,7 @@ def _record(spool: Any, inbound_id: Any, target: str, attempt: int, outcome: str
                          [inbound_id, target, attempt, outcome, detail, now_iso()])
 
 
-async def _command_with_retries(spool: Any, settings: ForwardSettings, payload: dict[str, Any],
+async def _command_with_retries(spool: Any, settings: ForwardConfig, payload: dict[str, Any],
                                 limit: asyncio.Semaphore) -> bool:
     delay = settings.retry_delay
     for attempt in range(1, settings.retries + 2):
@@ -160,9 +126,9 @@ async def _command_with_retries(spool: Any, settings: ForwardSettings, payload: 
     return False
 
 
-def make_forward_handler(config: Any):
+def make_forward_handler(config: Config):
     """The inbound handler: queue forwards to numbers, start the command in the background."""
-    settings = ForwardSettings.from_config(config)
+    settings = config.forward
     state: dict[str, asyncio.Semaphore] = {}
 
     async def handle_forward(spool: Any, message: Any, _config: Any = None) -> list[asyncio.Task]:
@@ -171,7 +137,7 @@ def make_forward_handler(config: Any):
         ensure_schema(spool.db, SCHEMA)
         payload = message_json(spool, message)
         for target in settings.to:
-            if _same_number(payload["sender"], target):
+            if _same_number(payload["sender"], target, config.region):
                 continue  # never forward the forward target's own messages back to it
             name = f"{payload['name']} " if payload["name"] else ""
             text = settings.format.format(sender=payload["sender"], name=name, text=payload["text"],
@@ -206,16 +172,12 @@ def make_forward_handler(config: Any):
 def _unfinished(spool: Any, command: str) -> list[dict[str, Any]]:
     """Inbound messages whose last command attempt failed and was neither retried to success nor
     given up (the daemon stopped in between)."""
-    rows = spool.db.execute(
-        "SELECT i.id, i.sender, i.sim, i.text, i.received_at FROM inbound i JOIN forward_log f"
-        " ON f.id = (SELECT MAX(id) FROM forward_log WHERE inbound_id = i.id AND target = ?)"
-        " WHERE f.outcome = 'failed' ORDER BY i.id", [command]).fetchall()
-    return [dict(zip(("id", "sender", "sim", "text", "received_at"), r)) for r in rows]
+    return spool.reports.received_whose_last("forward_log", command, ("failed",))
 
 
-def _same_number(sender: str, target: str) -> bool:
+def _same_number(sender: str, target: str, region: str) -> bool:
     try:
-        return normalise(sender) == target
+        return normalise(sender, region) == target
     except PoolError:
         return False
 

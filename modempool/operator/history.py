@@ -14,7 +14,7 @@ from typing import Any
 
 from modempool.operator.contacts import AddressBook
 from modempool.errors import InvalidNumber, PoolError
-from modempool.numbers import normalise
+from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.operator.db import LIKE_ESCAPE, contains, now_iso
 
 NARROW = 50_000   # rows of a state or below: reading their text beats walking the text index
@@ -35,9 +35,10 @@ class Query:
     limit: int | None = 1000
 
 
-def search(db: Any, query: Query, region: str = "CN", *, spool: Any = None) -> list[dict[str, Any]]:
-    """Messages matching every given criterion, newest first. With the `spool` (whose `db`
-    this is), a text is looked up in its full-text index instead of scanning every row."""
+def search(spool: Any, query: Query, region: str = DEFAULT_REGION) -> list[dict[str, Any]]:
+    """Messages matching every given criterion, newest first; a text is looked up in the
+    spool's full-text index instead of scanning every row."""
+    db = spool.db
     if query.direction not in ("in", "out", "both"):
         raise PoolError("direction must be in, out or both")
     numbers = _numbers_for(db, query, region)
@@ -151,33 +152,22 @@ def _select_where(db: Any, direction: str, query: Query, numbers: list[str] | No
     return [dict(zip(keys, r)) for r in db.execute(sql, params).fetchall()]
 
 
-def export(db: Any, query: Query, path: str | Path, region: str = "CN", *,
-           spool: Any = None) -> int:
+def export(spool: Any, query: Query, path: str | Path, region: str = DEFAULT_REGION) -> int:
     """Write the search result to CSV (UTF-8 with BOM) or XLSX by extension; returns rows."""
     from modempool.operator.spreadsheets import write_table
 
-    rows = search(db, query, region, spool=spool)
+    rows = search(spool, query, region)
     return write_table(path, COLUMNS, ([r.get(c) for c in COLUMNS] for r in rows))
 
 
-def threads(db: Any, *, unread_only: bool = False, limit: int = 100,
-            region: str = "CN") -> list[dict[str, Any]]:
+def threads(spool: Any, *, unread_only: bool = False, limit: int = 100,
+            region: str = DEFAULT_REGION) -> list[dict[str, Any]]:
     """Conversations by number, newest first: contact name and groups, last message, unread count
     (what an inbox shows next to each number)."""
-    rows = db.execute(
-        "SELECT number, MAX(time), SUM(unread), COUNT(*) FROM ("
-        " SELECT sender AS number, received_at AS time, 1 - read AS unread FROM inbound"
-        " UNION ALL SELECT to_number, COALESCE(sent_at, created_at), 0 FROM messages)"
-        " GROUP BY number" + (" HAVING SUM(unread) > 0" if unread_only else "")
-        + " ORDER BY MAX(time) DESC LIMIT ?", [limit]).fetchall()
-    book = AddressBook(db, region)
+    book = AddressBook(spool.db, region)
     out = []
-    for number, last, unread, count in rows:
-        contact = book.find(number)
-        last_in = db.execute("SELECT text FROM inbound WHERE sender = ? ORDER BY received_at DESC"
-                             " LIMIT 1", [number]).fetchone()
-        out.append({"number": number, "name": contact.name if contact else "",
-                    "groups": list(contact.groups) if contact else [], "last_time": last,
-                    "unread": unread, "messages": count,
-                    "last_received": last_in[0] if last_in else None})
+    for row in spool.reports.conversations(unread_only=unread_only, limit=limit):
+        contact = book.find(row["number"])
+        out.append({"number": row["number"], "name": contact.name if contact else "",
+                    "groups": list(contact.groups) if contact else [], **row})
     return out

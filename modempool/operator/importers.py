@@ -22,6 +22,7 @@ from modempool.operator.contacts import AddressBook
 from modempool.errors import InvalidNumber, PoolError
 from modempool.operator.spreadsheets import read_xlsx, write_table
 
+from modempool.numbers import DEFAULT_REGION
 
 # Header names recognised without a mapping, compared after lower-casing and removing spaces.
 KNOWN_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -267,7 +268,7 @@ def parse_birthday(text: str) -> str | None:
     return f"{year}-{int(month):02d}-{int(day):02d}" if year else f"{int(month):02d}-{int(day):02d}"
 
 
-def check_rows(table: Table, mapping: dict[str, str] | None = None, *, region: str = "CN",
+def check_rows(table: Table, mapping: dict[str, str] | None = None, *, region: str = DEFAULT_REGION,
                path: str = "") -> ImportReport:
     """Validate every row; duplicates of an earlier line are rejected, naming that line."""
     from modempool.numbers import normalise

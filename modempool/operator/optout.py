@@ -3,7 +3,8 @@
 An inbound reply whose whole text is an unsubscribe keyword (`TD`, `T`, `退订`, `N`, `STOP`,
 `UNSUBSCRIBE` by default; compared after NFKC, so `ＴＤ` and `td` match) puts the sender on the
 `optouts` list, and may be answered with a confirmation. Opted-out numbers never receive campaign or
-recurring messages; direct sends are allowed unless `[optout] block_direct = true`. Numbers on the
+recurring messages; direct sends are allowed unless `[optout] block_direct = true` (that rule is
+`Pool.check_recipients`). Numbers on the
 `blacklist` receive nothing at all.
 
 ```toml
@@ -18,21 +19,17 @@ block_direct = false
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modempool.errors import ConfigError, InvalidNumber, NotFound
-from modempool.numbers import normalise
+from modempool.config import Config
+from modempool.errors import InvalidNumber, NotFound
+from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
 
 log = logging.getLogger("modempool.operator.optout")
 
-DEFAULT_KEYWORDS = ("TD", "T", "退订", "N", "STOP", "UNSUBSCRIBE")
-DEFAULT_CONFIRM_TEXT = "您已成功退订，将不再收到此类短信。"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS optouts (
@@ -50,51 +47,10 @@ CREATE TABLE IF NOT EXISTS blacklist (
 """
 
 
-def fold(text: str) -> str:
-    """Compare form of a text: NFKC (full-width → ASCII), case-folded, without spaces and
-    punctuation around it (`ＴＤ。` → `td`)."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    return re.sub(r"^[\W_]+|[\W_]+$", "", folded.strip())
-
-
-@dataclass(frozen=True, slots=True)
-class OptOutSettings:
-    keywords: tuple[str, ...] = DEFAULT_KEYWORDS
-    confirm: bool = False
-    confirm_text: str = DEFAULT_CONFIRM_TEXT
-    block_direct: bool = False
-
-    @classmethod
-    def from_config(cls, config: Any) -> OptOutSettings:
-        section = _raw(config).get("optout", {})
-        if not isinstance(section, dict):
-            raise ConfigError("[optout] must be a table")
-        keywords = section.get("keywords", DEFAULT_KEYWORDS)
-        if isinstance(keywords, str) or not all(isinstance(k, str) for k in keywords):
-            raise ConfigError("[optout] keywords must be a list of strings, e.g. [\"TD\", \"退订\"]")
-        return cls(tuple(keywords), bool(section.get("confirm", False)),
-                   str(section.get("confirm_text", DEFAULT_CONFIRM_TEXT)),
-                   bool(section.get("block_direct", False)))
-
-    def matches(self, text: str) -> str | None:
-        """The keyword that the whole text is, or None."""
-        folded = fold(text or "")
-        for keyword in self.keywords:
-            if folded == fold(keyword):
-                return keyword
-        return None
-
-
-def _raw(config: Any) -> dict[str, Any]:
-    if config is None:
-        return {}
-    return config if isinstance(config, dict) else getattr(config, "raw", {}) or {}
-
-
 class OptOutList:
     """The `optouts` and `blacklist` tables."""
 
-    def __init__(self, db: Any, region: str = "CN") -> None:
+    def __init__(self, db: Any, region: str = DEFAULT_REGION) -> None:
         self.db = db
         self.region = region
         ensure_schema(db, SCHEMA)
@@ -120,16 +76,6 @@ class OptOutList:
 
     def is_blacklisted(self, number: str) -> bool:
         return self._has("blacklist", number)
-
-    def among(self, table: str, numbers: list[str]) -> set[str]:
-        """Which of `numbers` (E.164) are in `table` ("blacklist" or "optouts"): one query
-        for a whole batch instead of one per number."""
-        import json
-
-        assert table in ("blacklist", "optouts")
-        cur = self.db.execute(f"SELECT number FROM {table} WHERE number IN "
-                              "(SELECT value FROM json_each(?))", [json.dumps(numbers)])
-        return {row[0] for row in cur.fetchall()}
 
     def _has(self, table: str, number: str) -> bool:
         try:
@@ -188,24 +134,7 @@ class OptOutList:
         return write_table(path, headers, ([r[h] for h in headers] for r in rows))
 
 
-def may_send_direct(db: Any, number: str, config: Any = None, *,
-                    allow_opted_out: bool = False) -> tuple[bool, str]:
-    """Whether a direct (non-campaign) send to `number` is allowed, and why not.
-
-    For `modempool send`: blacklisted numbers never; opted-out numbers only when
-    `[optout] block_direct` is false (the default, so transactional notices still reach them)
-    or the sender says so (`allow_opted_out`, `send --to-opted-out`).
-    """
-    book = OptOutList(db, getattr(config, "region", None) or "CN")
-    if book.is_blacklisted(number):
-        return False, "number is on the blacklist"
-    if (OptOutSettings.from_config(config).block_direct and not allow_opted_out
-            and book.is_opted_out(number)):
-        return False, "number has opted out and [optout] block_direct is set"
-    return True, ""
-
-
-def send_time_check(db: Any, config: Any = None) -> Callable[[Any], str | None]:
+def send_time_check(db: Any, config: Config | None = None) -> Callable[[Any], str | None]:
     """The check made again when a queued message is claimed: the reason it must not go out
     now (it is then cancelled with that reason), or None.
 
@@ -214,7 +143,7 @@ def send_time_check(db: Any, config: Any = None) -> Callable[[Any], str | None]:
     stopped only with `[optout] block_direct`, and only by an opt-out that came after it was
     queued (an earlier one was seen, or overridden, when it was queued).
     """
-    block_direct = OptOutSettings.from_config(config).block_direct
+    block_direct = (config or Config.default()).optout.block_direct
     ensure_schema(db, SCHEMA)
 
     def refusal(message: Any) -> str | None:
@@ -241,9 +170,9 @@ def field_of(message: Any, name: str, default: Any = None) -> Any:
     return getattr(message, name, default)
 
 
-def make_optout_handler(config: Any):
+def make_optout_handler(config: Config):
     """The inbound handler: opt the sender out on a keyword reply, and confirm if configured."""
-    settings = OptOutSettings.from_config(config)
+    settings = config.optout
 
     def handle_optout(spool: Any, message: Any, _config: Any = None) -> bool:
         keyword = settings.matches(field_of(message, "text", ""))
@@ -252,7 +181,7 @@ def make_optout_handler(config: Any):
         sender = field_of(message, "sender", "")
         inbound_id = field_of(message, "id")
         try:
-            added = OptOutList(spool.db).add(sender, keyword=keyword, source="reply",
+            added = OptOutList(spool.db, config.region).add(sender, keyword=keyword, source="reply",
                                              inbound_id=inbound_id)
         except InvalidNumber:
             log.info("opt-out keyword %r from %r, which is not a phone number", keyword, sender)

@@ -13,14 +13,14 @@ import calendar
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timezone, tzinfo
 from typing import Any
 
 from modempool.operator.campaign_plan import render, template_fields
-from modempool.operator.compliance import Signature
 from modempool.operator.contacts import AddressBook, Contact, Selection
 from modempool.errors import NotFound, PoolError
-from modempool.numbers import normalise
+from modempool.config import Config
+from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
 from modempool.operator.optout import OptOutList
 
@@ -90,9 +90,10 @@ def birthday_today(contact: Contact, day: date) -> bool:
 
 
 class Jobs:
-    def __init__(self, db: Any, region: str = "CN") -> None:
+    def __init__(self, db: Any, region: str = DEFAULT_REGION, tz: tzinfo | None = None) -> None:
         self.db = db
         self.region = region
+        self.tz = tz  # [pool] timezone: jobs run at their local time there (None: the system's)
         ensure_schema(db, SCHEMA)
 
     def add(self, name: str, kind: str, template: str, *, at: str = "09:00",
@@ -112,7 +113,7 @@ class Jobs:
             raise PoolError("a daily or weekly job needs numbers or groups")
         for number in numbers:
             normalise(number, self.region)
-        local = (now or datetime.now(timezone.utc)).astimezone()
+        local = (now or datetime.now(timezone.utc)).astimezone(self.tz)
         last_run = local.date().isoformat() if local.time() >= moment else None
         with transaction(self.db):
             cur = self.db.execute(
@@ -171,14 +172,16 @@ class Jobs:
         return list(unique.items())
 
 
-def run_due_jobs(spool: Any, config: Any = None, now: datetime | None = None) -> list[dict[str, Any]]:
+def run_due_jobs(spool: Any, config: Config | None = None,
+                 now: datetime | None = None) -> list[dict[str, Any]]:
     """Enqueue the messages of every job due at `now` (aware; default: current time).
 
     Call it from the daemon about once a minute; repeated calls are harmless."""
     now = now or datetime.now(timezone.utc)
-    local = now.astimezone()
-    jobs = Jobs(spool.db, getattr(config, "region", None) or "CN")
-    signature = Signature.from_config(config)
+    config = config or Config.default()
+    local = now.astimezone(config.tz)   # the local day and time of [pool] timezone
+    jobs = Jobs(spool.db, config.region, config.tz)
+    signature = config.signature
     results = []
     for job in jobs.list():
         if not job.due(local):

@@ -164,6 +164,13 @@ class Spool:
         `text`, from the full-text index; None where the engine has none (use `text_matches`)."""
         return self.engine.newest_matching(table, text, limit, before)
 
+    @property
+    def reports(self) -> Any:
+        """The read-only questions of the operator features (`spool/reports.py`)."""
+        from modempool.spool.reports import Reports
+
+        return Reports(self)
+
     def checkpoint_when_told(self) -> None:
         """Stop this connection's automatic WAL checkpoints (a commit that crosses the WAL
         threshold copies it into the database, a stall of milliseconds wherever it falls): the

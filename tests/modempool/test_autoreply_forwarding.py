@@ -99,8 +99,8 @@ async def test_missing_command_is_logged(tmp_path):
 def test_bad_forward_number_is_a_config_error(tmp_path):
     from modempool.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"\[forward\] to"):
-        make_forward_handler({"forward": {"to": ["12"]}})
+    with pytest.raises(ConfigError, match=r"line 4: \[forward\] key 'to'"):
+        make(tmp_path, 'to = ["12"]\n')
 
 
 async def test_retries_cut_short_by_a_crash_resume_after_restart(tmp_path):

@@ -170,7 +170,7 @@ def test_pause_resume_cancel(spool, config):
     campaigns.start(campaign.id)
     assert campaigns.pause(campaign.id).state.value == "paused"
     assert all(m.held for m in spool.list(campaign_id=campaign.id))
-    assert progress(spool, campaign.id)["held"] == 2
+    assert progress(spool, campaign.id).held == 2
     campaigns.start(campaign.id)  # re-start while paused adds nothing and keeps it paused
     assert campaigns.get(campaign.id).state.value == "paused"
     assert campaigns.resume(campaign.id).state.value == "running"
@@ -205,8 +205,9 @@ def test_report_adds_up(spool, config, tmp_path):
     assert (summary["replies"], summary["repliers"], summary["opt_outs"]) == (2, 1, 1)
     assert data["recipients"][0]["name"] == "张三" and data["recipients"][0]["opted_out"]
     p = progress(spool, campaign.id)
-    assert (p["total"], p["pending"], p["done"], p["sent"], p["failed"]) == (3, 1, 2, 1, 1)
-    assert p["rate_per_minute"] == 0.2  # one sent in the 5-minute window
+    assert (p.total, p.pending, p.done, p.counts["sent"], p.counts["failed"]) == (3, 1, 2, 1, 1)
+    # one sent less than a minute ago: a minute of sending, not the whole 5-minute window
+    assert p.rate_per_minute == 1.0 and p.to_dict()["sent"] == 1
     for suffix in ("csv", "xlsx"):
         assert export_report(spool, campaign.id, tmp_path / f"report.{suffix}") == 3
     lines = (tmp_path / "report.csv").read_text("utf-8-sig").splitlines()

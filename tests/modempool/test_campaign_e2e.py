@@ -95,7 +95,7 @@ async def test_campaign_survives_kill_and_honours_optout_autoreply_quiet_hours(t
     assert (again["enqueued"], again["already_enqueued"]) == (0, total)
     daemon = await DaemonProcess(config_path).start()
     daemons.append(daemon)
-    await eventually(lambda: progress(spool, notice.id)["pending"] == 0, timeout=90, what="campaign done")
+    await eventually(lambda: progress(spool, notice.id).pending == 0, timeout=90, what="campaign done")
 
     sent = collections.Counter(m["to"] for m in network_messages(bank) if "停业" in m["text"])
     assert max(sent.values()) == 1                                      # nobody got it twice

@@ -42,7 +42,6 @@ def test_minimal_config_gets_defaults(tmp_path):
     assert config.retry.max_attempts >= 1 and config.retry.resend_ambiguous is False
     assert config.quiet_hours == (time(22, 0), time(8, 0))
     assert config.simulator is None
-    assert config.raw["modem"][0]["port"].startswith("/dev/serial")
 
 
 def test_full_config_is_converted(tmp_path):
@@ -89,8 +88,8 @@ keywords = ["TD", "退订"]
     assert config.tz is not None and config.timezone == "Asia/Shanghai"
     assert (config.retry.max_attempts, config.retry.backoff, config.retry.resend_ambiguous) == (3, 5.0, True)
     assert config.quiet_hours == (time(21, 30), time(7, 45))
-    assert config.simulator == 3 and config.raw["simulator"]["latency"] == 0.5
-    assert config.raw["optout"]["keywords"] == ["TD", "退订"]
+    assert config.simulator == 3 and config.simulation.latency == 0.5
+    assert config.optout.keywords == ("TD", "退订") and config.optout.block_direct is False
     shanghai_23h = datetime(2026, 3, 1, 15, 0, tzinfo=timezone.utc)   # 23:00 in Shanghai
     shanghai_noon = datetime(2026, 3, 1, 4, 0, tzinfo=timezone.utc)
     assert config.is_quiet(shanghai_23h) and not config.is_quiet(shanghai_noon)

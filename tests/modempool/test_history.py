@@ -39,7 +39,7 @@ def texts(rows):
 
 
 def test_search_criteria(spool):
-    db = spool.db
+    db = spool
     assert texts(search(db, Query(number="138 0013 8000"))) == {"明天开家长会", "收到，会准时参加"}
     assert texts(search(db, Query(contact="李"))) == {"请提交教案"}
     assert texts(search(db, Query(contact="家长", direction="in"))) == {"收到，会准时参加"}
@@ -59,7 +59,7 @@ def test_search_criteria(spool):
 @pytest.mark.parametrize("suffix", ["csv", "xlsx"])
 def test_export(spool, tmp_path, suffix):
     path = tmp_path / f"history.{suffix}"
-    assert export(spool.db, Query(contact="张三"), path) == 2
+    assert export(spool, Query(contact="张三"), path) == 2
     if suffix == "csv":
         lines = path.read_text("utf-8-sig").splitlines()
         assert lines[0] == "direction,id,time,number,name,text,state,sim,campaign_id,error"
@@ -73,10 +73,10 @@ def test_export(spool, tmp_path, suffix):
 def test_threads_label_numbers_with_contacts_and_count_unread(spool):
     from modempool.operator.history import threads
 
-    rows = {r["number"]: r for r in threads(spool.db)}
+    rows = {r["number"]: r for r in threads(spool)}
     zhang = rows["+8613800138000"]
     assert (zhang["name"], zhang["groups"], zhang["unread"], zhang["messages"]) == ("张三", ["家长"], 1, 2)
     assert zhang["last_received"] == "收到，会准时参加"
     assert rows["10086"]["name"] == "" and rows["+8613900139000"]["unread"] == 0
     spool.mark_read([r["id"] for r in spool.inbound()])
-    assert threads(spool.db, unread_only=True) == []
+    assert threads(spool, unread_only=True) == []

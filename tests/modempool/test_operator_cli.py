@@ -84,13 +84,13 @@ def test_xlsx_campaign_preview_start_twice_report_and_export(site):
     spool = Spool(site / "spool.db")
     assert [m.sims for m in spool.list(campaign_id=1)] == [("m1",), ("m1",)]
     assert as_json(site, "campaign", "pause", "1")["state"] == "paused"
-    assert progress(spool, 1)["held"] == 2
+    assert progress(spool, 1).held == 2
     assert as_json(site, "campaign", "resume", "1")["state"] == "running"
     report = as_json(site, "campaign", "report", "1", "--export", "报告.xlsx")
     assert report["summary"]["queued"] == 2 and report["exported"]["rows"] == 2
     assert (site / "报告.xlsx").exists()
     assert as_json(site, "campaign", "cancel", "1")["cancelled"] == 2
-    assert progress(spool, 1)["cancelled"] == 2
+    assert progress(spool, 1).counts["cancelled"] == 2
     spool.close()
 
 

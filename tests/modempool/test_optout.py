@@ -10,7 +10,10 @@ from modempool.config import load_config
 from modempool.operator.contacts import AddressBook, Selection
 from modempool.operator.hooks import inbound_handlers
 from modempool.operator.importers import ImportRejected
-from modempool.operator.optout import OptOutList, OptOutSettings, may_send_direct
+from modempool import Pool
+from modempool.config import OptOutConfig
+from modempool.errors import Blacklisted, OptedOut
+from modempool.operator.optout import OptOutList
 
 
 @pytest.fixture
@@ -34,17 +37,17 @@ def make(tmp_path, spool_target):
 
 @pytest.mark.parametrize("text", ["TD", "td", "ＴＤ", " 退订 ", "Stop!", "t。", "unsubscribe", "Ｎ"])
 def test_default_keywords_match_whole_text_any_case_or_width(text):
-    assert OptOutSettings().matches(text) is not None
+    assert OptOutConfig().matches(text) is not None
 
 
 @pytest.mark.parametrize("text", ["TDD", "Tomorrow", "不退订", "STOP sending me jokes", "好的", ""])
 def test_other_texts_do_not_opt_out(text):
-    assert OptOutSettings().matches(text) is None
+    assert OptOutConfig().matches(text) is None
 
 
 def test_configured_keywords_replace_the_defaults(make):
     _, config = make('[optout]\nkeywords = ["取消", "QX"]\n')
-    settings = OptOutSettings.from_config(config)
+    settings = config.optout
     assert settings.matches("ｑｘ") == "QX" and settings.matches("TD") is None
 
 
@@ -89,11 +92,14 @@ def test_direct_sends_allowed_by_flag_blacklist_never(make):
     optouts = OptOutList(spool.db)
     optouts.add("13800138000")
     optouts.add_to_blacklist(["13900139000"], "complaint")
-    assert may_send_direct(spool.db, "13800138000", config) == (True, "")
-    assert may_send_direct(spool.db, "13900139000", config)[0] is False
+    pool = Pool(config, spool=spool)
+    pool.check_recipients(["13800138000"])          # opted out: direct sends still allowed
+    with pytest.raises(Blacklisted):
+        pool.check_recipients(["13900139000"])
     strict, strict_config = make("[optout]\nblock_direct = true\n")
     OptOutList(strict.db).add("13800138000")
-    assert may_send_direct(strict.db, "13800138000", strict_config)[0] is False
+    with pytest.raises(OptedOut):
+        Pool(strict_config, spool=strict).check_recipients(["13800138000"])
 
 
 def test_blacklist_import_is_all_or_nothing_and_exports(make, tmp_path):

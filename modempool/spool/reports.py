@@ -1,0 +1,95 @@
+"""Read-only questions the operator features ask about the spool's `messages` and `inbound`
+(campaign progress and reports, conversations, unfinished forwards).
+
+They live here, beside the tables they read, so that the operator modules never write SQL
+against the spool's tables and a second storage engine answers the same questions. Every
+method reads through `db.execute` (the spool's `db`), with plain SQL both engines accept.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from modempool.spool.model import to_text
+
+class Reports:
+    """`spool.reports`: the read-only questions of the operator features."""
+
+    def __init__(self, spool: Any) -> None:
+        self.spool = spool
+        self.db = spool.db
+
+    def _all(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple]:
+        return self.db.execute(sql, list(params)).fetchall()
+
+    # ---- campaigns
+    def campaign_counts(self, campaign_id: int) -> dict[str, int]:
+        """Messages of a campaign by state (only the states present)."""
+        return dict(self._all("SELECT state, COUNT(*) FROM messages WHERE campaign_id = ?"
+                              " GROUP BY state", [campaign_id]))
+
+    def campaign_waiting(self, campaign_id: int, now: datetime) -> dict[str, int]:
+        """Why a campaign's queued messages wait: `held` (paused), `scheduled` (not before a
+        later time), `quiet_hours` (may not go out in quiet hours: counted whether or not it is
+        quiet now, the caller knows)."""
+        row = self._all(
+            "SELECT COALESCE(SUM(held = 1), 0),"
+            " COALESCE(SUM(held = 0 AND not_before > ?), 0),"
+            " COALESCE(SUM(held = 0 AND quiet_hours = 1 AND (not_before IS NULL OR not_before <= ?)), 0)"
+            " FROM messages WHERE campaign_id = ? AND state = 'queued'",
+            [to_text(now), to_text(now), campaign_id])[0]
+        return {"held": row[0], "scheduled": row[1], "quiet_hours": row[2]}
+
+    def campaign_sent_since(self, campaign_id: int, since: datetime) -> tuple[int, str | None]:
+        """How many of a campaign's messages went out since `since`, and the first send time
+        of that window (to measure a rate over the time really spent sending)."""
+        count, first = self._all("SELECT COUNT(*), MIN(sent_at) FROM messages WHERE campaign_id = ?"
+                                 " AND sent_at >= ?", [campaign_id, to_text(since)])[0]
+        return count, first
+
+    def campaign_client_ids(self, campaign_id: int) -> set[str]:
+        return {r[0] for r in self._all("SELECT client_id FROM messages WHERE campaign_id = ?",
+                                        [campaign_id])}
+
+    def campaign_messages(self, campaign_id: int) -> list[dict[str, Any]]:
+        """Each message of a campaign, in id order, with what a report shows of it."""
+        keys = ("message_id", "to", "state", "error", "sim", "sent_at", "delivered_at", "attempts")
+        return [dict(zip(keys, r)) for r in self._all(
+            "SELECT id, to_number, state, error, sim, sent_at, delivered_at, attempts"
+            " FROM messages WHERE campaign_id = ? ORDER BY id", [campaign_id])]
+
+    def received_since(self, since: str) -> list[tuple[str, str]]:
+        """(sender, text) of every SMS stored since `since` (stored form), oldest first."""
+        return [(r[0], r[1]) for r in self._all(
+            "SELECT sender, text FROM inbound WHERE stored_at >= ? ORDER BY id", [since])]
+
+    # ---- conversations
+    def conversations(self, *, unread_only: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        """Numbers written to or heard from, newest first: last time, unread count, messages,
+        and the text last received from each."""
+        rows = self._all(
+            "SELECT number, MAX(time), SUM(unread), COUNT(*) FROM ("
+            " SELECT sender AS number, received_at AS time, 1 - read AS unread FROM inbound"
+            " UNION ALL SELECT to_number, COALESCE(sent_at, created_at), 0 FROM messages)"
+            " GROUP BY number" + (" HAVING SUM(unread) > 0" if unread_only else "")
+            + " ORDER BY MAX(time) DESC LIMIT ?", [limit])
+        out = []
+        for number, last, unread, count in rows:
+            last_in = self._all("SELECT text FROM inbound WHERE sender = ?"
+                                " ORDER BY received_at DESC LIMIT 1", [number])
+            out.append({"number": number, "last_time": last, "unread": unread, "messages": count,
+                        "last_received": last_in[0][0] if last_in else None})
+        return out
+
+    # ---- forwarding
+    def received_whose_last(self, log_table: str, target: str, outcomes: tuple[str, ...]
+                            ) -> list[dict[str, Any]]:
+        """Received SMS whose latest `log_table` row for `target` has one of `outcomes` (the
+        forwards a stop or crash cut short)."""
+        keys = ("id", "sender", "sim", "text", "received_at")
+        marks = ", ".join("?" for _ in outcomes)
+        return [dict(zip(keys, r)) for r in self._all(
+            f"SELECT i.id, i.sender, i.sim, i.text, i.received_at FROM inbound i JOIN {log_table} f"
+            f" ON f.id = (SELECT MAX(id) FROM {log_table} WHERE inbound_id = i.id AND target = ?)"
+            f" WHERE f.outcome IN ({marks}) ORDER BY i.id", [target, *outcomes])]

@@ -1040,7 +1040,7 @@ def campaign_list(spool, config):
 
     rows = []
     for campaign in Campaigns(spool, config).list():
-        p = progress(spool, campaign.id)
+        p = progress(spool, campaign.id).to_dict()
         rows.append({**campaign.as_dict(), **{k: p[k] for k in (
             "state", "total", "pending", "sent", "delivered", "failed")}})
     return rows, lambda r: _op_table(
@@ -1096,12 +1096,12 @@ def _op_follow(spool, campaign_id) -> dict:
                          if p["eta_seconds"] is not None else "-"))
         return table
 
-    current = progress(spool, campaign_id)
+    current = progress(spool, campaign_id).to_dict()
     try:
         with Live(view(current), console=Console(), refresh_per_second=4) as live:
             while current["pending"] and current["state"] == "running":
                 time.sleep(0.5)
-                current = progress(spool, campaign_id)
+                current = progress(spool, campaign_id).to_dict()
                 live.update(view(current))
     except KeyboardInterrupt:
         pass
@@ -1142,7 +1142,7 @@ def campaign_progress(campaign_id, follow, spool, config):
     """Sent / failed / pending, rate and ETA."""
     from modempool.operator.campaign_report import progress
 
-    data = _op_follow(spool, campaign_id) if follow else progress(spool, campaign_id)
+    data = _op_follow(spool, campaign_id) if follow else progress(spool, campaign_id).to_dict()
     return data, lambda p: click.echo(
         f"campaign {p['campaign']} {p['state']}: {p['done']}/{p['total']} done, sent {p['sent']}, "
         f"delivered {p['delivered']}, failed {p['failed']}, pending {p['pending']}, "

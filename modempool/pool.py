@@ -261,13 +261,11 @@ class Pool:
                     raise
                 raise InvalidNumber(f"row {index + 1}: {exc}") from None  # which one of a batch
         blacklisted, opted_out = self.optouts.listed(e164s)
-        if not block_opted_out:
-            opted_out = set()
         refusals: list[Refused] = []
-        for e164 in e164s:
+        for e164 in dict.fromkeys(e164s):
             if e164 in blacklisted:
                 refusals.append(Blacklisted(e164, "number is on the blacklist"))
-            elif e164 in opted_out:
+            elif block_opted_out and e164 in opted_out:
                 refusals.append(OptedOut(e164, "number has opted out and [optout] block_direct is set"))
         if len(refusals) == 1:
             raise refusals[0]

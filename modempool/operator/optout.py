@@ -84,6 +84,19 @@ class OptOutList:
             return False
         return self.db.execute(f"SELECT 1 FROM {table} WHERE number = ?", [e164]).fetchone() is not None
 
+    def listed(self, e164s: Iterable[str]) -> tuple[set[str], set[str]]:
+        """Which of these E.164 numbers are on the blacklist, and which opted out (a batch of
+        100,000 costs a few hundred queries, not 200,000)."""
+        numbers = list(dict.fromkeys(e164s))
+        found: dict[str, set[str]] = {"blacklist": set(), "optouts": set()}
+        for start in range(0, len(numbers), 500):
+            chunk = numbers[start:start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for table, hits in found.items():
+                hits.update(r[0] for r in self.db.execute(
+                    f"SELECT number FROM {table} WHERE number IN ({marks})", chunk).fetchall())
+        return found["blacklist"], found["optouts"]
+
     def optouts(self) -> list[dict[str, Any]]:
         cur = self.db.execute("SELECT number, keyword, source, inbound_id, created_at FROM optouts"
                               " ORDER BY created_at, number")

@@ -10,6 +10,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from modempool.config import Config
 from modempool.dispatch.dispatcher import Dispatcher
 from modempool.errors import PoolError
 from modempool.spool import Spool
@@ -52,7 +53,7 @@ def test_enqueue_accepts_only_what_the_dispatcher_can_send(number, text):
             assert message.to.startswith("+") and message.to[1:].isdigit()
             assert not number.lstrip().startswith("-")
             # What the dispatcher does with it: count its parts, then encode each one.
-            dispatcher = Dispatcher(spool, None, owner="test", slots=[])
+            dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[])
             assert dispatcher.parts_or_fail(message) == parts_needed(text).parts <= MAX_PARTS
             assert spool.get(message.id).state.value == "queued"
             parts = encode_submit(message.to, message.text, status_report=True,

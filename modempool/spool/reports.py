@@ -34,9 +34,10 @@ class Reports:
         later time), `quiet_hours` (may not go out in quiet hours: counted whether or not it is
         quiet now, the caller knows)."""
         row = self._all(
-            "SELECT COALESCE(SUM(held = 1), 0),"
-            " COALESCE(SUM(held = 0 AND not_before > ?), 0),"
-            " COALESCE(SUM(held = 0 AND quiet_hours = 1 AND (not_before IS NULL OR not_before <= ?)), 0)"
+            "SELECT COALESCE(SUM(CASE WHEN held = 1 THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN held = 0 AND not_before > ? THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN held = 0 AND quiet_hours = 1"
+            " AND (not_before IS NULL OR not_before <= ?) THEN 1 ELSE 0 END), 0)"
             " FROM messages WHERE campaign_id = ? AND state = 'queued'",
             [to_text(now), to_text(now), campaign_id])[0]
         return {"held": row[0], "scheduled": row[1], "quiet_hours": row[2]}

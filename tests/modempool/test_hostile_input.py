@@ -147,13 +147,13 @@ async def test_a_planted_formula_and_control_characters_export_as_inert_text(tmp
         await eventually(lambda: len(spool.inbound()) == 2, what="both SMS stored")
     AddressBook(spool.db).upsert(TELECOM, "@SUM(1+1)*cmd")
     inbound = Query(direction="in")
-    assert history.export(spool.db, inbound, tmp_path / "h.csv") == 2
+    assert history.export(spool, inbound, tmp_path / "h.csv") == 2
     with open(tmp_path / "h.csv", encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
     texts = {row["number"]: row["text"] for row in rows}
     assert texts[MOBILE] == "'" + PLANTED                      # OWASP: a leading quote
     assert texts[UNICOM] == "bell\x07 and \x01 inside"         # CSV keeps the text as it came
-    assert history.export(spool.db, inbound, tmp_path / "h.xlsx") == 2   # failed before
+    assert history.export(spool, inbound, tmp_path / "h.xlsx") == 2   # failed before
     sheet = load_workbook(tmp_path / "h.xlsx").active
     cells = [cell for row in sheet.iter_rows() for cell in row if cell.value]
     assert all(cell.data_type != "f" for cell in cells)              # no formula at all
@@ -236,7 +236,7 @@ def test_search_wildcards_are_literal(tmp_path):
     assert book.list(search="_") == []
     spool.store_inbound(MOBILE, "打折 50%", sim="m1")
     spool.store_inbound(UNICOM, "hello", sim="m1")
-    assert [r["text"] for r in history.search(spool.db, Query(text="%"))] == ["打折 50%"]
+    assert [r["text"] for r in history.search(spool, Query(text="%"))] == ["打折 50%"]
     spool.close()
 
 

@@ -170,10 +170,8 @@ class AccountOperator:
         return rules_from_config(self.config)
 
     def forwarding(self) -> Any:
-        from modempool.operator.forwarding import ForwardSettings
-
         self.require_admin()
-        return ForwardSettings.from_config(self.config)
+        return self.config.forward
 
     def accounts(self) -> Any:
         from modempool.accounts import Accounts

@@ -20,15 +20,15 @@ def test_the_index_finds_chinese_substrings_and_follows_changes(tmp_path):
         condition, params = spool.text_matches("messages", "家长会")
         assert "MATCH" in condition   # answered by the index, not a scan
         assert params == ['"家长会"']
-        found = search(spool.db, Query(text="家长会"), spool=spool)
+        found = search(spool, Query(text="家长会"))
         assert {(r["direction"], r["text"]) for r in found} == {
             ("out", "本周五下午三点在三楼开家长会，请准时参加"), ("in", "收到，家长会我会准时到")}
-        assert [r["text"] for r in search(spool.db, Query(text="parcel 48"), spool=spool)] == [
+        assert [r["text"] for r in search(spool, Query(text="parcel 48"))] == [
             "Your Parcel 4821 is at the gate"]   # Latin letters match in any case
-        assert search(spool.db, Query(text='"; DROP'), spool=spool) == []   # quotes are text
+        assert search(spool, Query(text='"; DROP')) == []   # quotes are text
         # two characters are fewer than a trigram: the same answer from a scan
         assert "LIKE" in spool.text_matches("inbound", "收到")[0]
-        assert [r["text"] for r in search(spool.db, Query(text="收到"), spool=spool)] == [
+        assert [r["text"] for r in search(spool, Query(text="收到"))] == [
             "收到，家长会我会准时到"]
         # a batch is indexed once per new row; a repeated idempotency key adds nothing
         spool.enqueue_many([{"to": "13700137000", "text": "期末考试第二次通知", "client_id": "a"},
@@ -37,8 +37,8 @@ def test_the_index_finds_chinese_substrings_and_follows_changes(tmp_path):
         assert len(search(spool.db, Query(text="第二次通知"), spool=spool)) == 2
         with spool.transaction() as conn:   # the triggers follow updates and deletes
             conn.execute("UPDATE messages SET text = '毕业典礼改到下周' WHERE id = ?", (kept.id,))
-        assert [r["direction"] for r in search(spool.db, Query(text="家长会"), spool=spool)] == ["in"]
-        assert len(search(spool.db, Query(text="毕业典礼"), spool=spool)) == 1
+        assert [r["direction"] for r in search(spool, Query(text="家长会"))] == ["in"]
+        assert len(search(spool, Query(text="毕业典礼"))) == 1
     finally:
         spool.close()
 
@@ -56,7 +56,7 @@ def test_an_existing_spool_is_indexed_when_opened(tmp_path):
     spool = Spool(path)
     try:
         assert "MATCH" in spool.text_matches("messages", "家长会")[0]
-        assert [r["text"] for r in search(spool.db, Query(text="家长会"), spool=spool)] == [
+        assert [r["text"] for r in search(spool, Query(text="家长会"))] == [
             "旧短信：家长会通知"]
     finally:
         spool.close()

@@ -40,7 +40,7 @@ def _list(request: Request, session: Session, values: dict[str, str], errors: di
     store = _campaigns(request, session)
     if store is None:
         return render(request, "not_found.html", session=session, status=404)
-    rows = [{**c.as_dict(), "progress": progress(store.spool, c.id)} for c in reversed(store.list())]
+    rows = [{**c.as_dict(), "progress": progress(store.spool, c.id, config=store.config).to_dict()} for c in reversed(store.list())]
     groups = operator_of(request, session).book().groups()
     return render(request, "campaigns.html", {"campaigns": rows, "values": values, "errors": errors,
                                               "groups": groups}, session=session, status=status)
@@ -88,7 +88,7 @@ def _detail(request: Request, session: Session, campaign_id: int, error: str,
         return render(request, "not_found.html", session=session, status=404)
     plan = store.plan(campaign_id)
     return render(request, "campaign.html", {
-        "c": item.as_dict(), "plan": plan, "progress": progress(store.spool, campaign_id),
+        "c": item.as_dict(), "plan": plan, "progress": progress(store.spool, campaign_id, config=store.config).to_dict(),
         "report": report(store.spool, campaign_id) if item.state.value != "draft" else None,
         "error": error, "problems": problems or []}, session=session, status=status)
 
@@ -104,7 +104,7 @@ def campaign_progress(request: Request, campaign_id: int,
     except NotFound:
         return render(request, "not_found.html", session=session, status=404)
     return render(request, "campaign_progress.html",
-                  {"progress": progress(store.spool, campaign_id),
+                  {"progress": progress(store.spool, campaign_id, config=store.config).to_dict(),
                    "report": report(store.spool, campaign_id)}, session=session)
 
 

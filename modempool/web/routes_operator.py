@@ -120,7 +120,7 @@ def get_campaign(campaign_id: CampaignId, op: AccountOperator = Depends(operator
     from modempool.operator.campaign_report import progress
 
     campaign = op.campaigns().get(campaign_id).as_dict()
-    return {**campaign, "progress": progress(op.spool, campaign_id)}
+    return {**campaign, "progress": progress(op.spool, campaign_id, config=op.config).to_dict()}
 
 
 @router.get("/campaigns/{campaign_id}/preview", tags=["campaigns"],

@@ -34,7 +34,7 @@ def test_the_index_finds_chinese_substrings_and_follows_changes(tmp_path):
         spool.enqueue_many([{"to": "13700137000", "text": "期末考试第二次通知", "client_id": "a"},
                             {"to": "13700137001", "text": "期末考试第二次通知", "client_id": "b"}])
         spool.enqueue_many([{"to": "13700137000", "text": "期末考试第二次通知", "client_id": "a"}])
-        assert len(search(spool.db, Query(text="第二次通知"), spool=spool)) == 2
+        assert len(search(spool, Query(text="第二次通知"))) == 2
         with spool.transaction() as conn:   # the triggers follow updates and deletes
             conn.execute("UPDATE messages SET text = '毕业典礼改到下周' WHERE id = ?", (kept.id,))
         assert [r["direction"] for r in search(spool, Query(text="家长会"))] == ["in"]

@@ -158,20 +158,23 @@ def test_send_wait_times_out(config):
 
 def test_time_options_are_read_as_local_time():
     from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
 
-    import click
-
-    from cli import _pool_when
+    from modempool.when import InvalidTime, parse_when
 
     now = datetime.now().astimezone()
-    in_ten = _pool_when("+10m", "--at")
+    in_ten = parse_when("+10m")
     assert timedelta(minutes=9) < in_ten - now < timedelta(minutes=11)
-    clock = _pool_when("07:30", "--at")
+    clock = parse_when("07:30")
     assert (clock.hour, clock.minute) == (7, 30) and now < clock <= now + timedelta(days=1)
-    exact = _pool_when("2030-01-02 03:04", "--at")
+    last = parse_when("07:30", past=True)
+    assert now - timedelta(days=1) <= last <= now and (last.hour, last.minute) == (7, 30)
+    exact = parse_when("2030-01-02 03:04")
     assert exact.tzinfo is not None and (exact.year, exact.hour, exact.minute) == (2030, 3, 4)
-    with pytest.raises(click.BadParameter):
-        _pool_when("tomorrowish", "--at")
+    shanghai = parse_when("2030-01-02 03:04", ZoneInfo("Asia/Shanghai"))   # [pool] timezone
+    assert shanghai.utcoffset() == timedelta(hours=8)
+    with pytest.raises(InvalidTime):
+        parse_when("tomorrowish")
 
 
 def test_bad_time_option_is_a_usage_error(config):

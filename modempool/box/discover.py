@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import glob
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -151,6 +152,7 @@ async def _probe(port: str, device: str, usb_path: str | None, wait: float) -> F
 
     modem = Modem(port, name="discover", pin=None, poll_interval=3600, sweep_interval=3600,
                   reconnect_delays=())
+    modem.log.setLevel(logging.ERROR)  # a silent port is a finding in the table, not a warning
     await modem.open()
     try:
         answered = False

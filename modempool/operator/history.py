@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from modempool.errors import InvalidNumber, PoolError
 from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.operator.db import LIKE_ESCAPE, contains, now_iso
 
+UNTIL_MARGIN = timedelta(minutes=5)
 NARROW = 50_000   # rows of a state or below: reading their text beats walking the text index
 COLUMNS = ("direction", "id", "time", "number", "name", "text", "state", "sim", "campaign_id",
            "error")
@@ -83,13 +84,16 @@ def _select(db: Any, direction: str, query: Query, numbers: list[str] | None,
         or (query.state and spool is not None and spool.counts().get(query.state, 0) < NARROW)))
     if narrow:   # a number's, a campaign's or a rare state's rows: read their text
         return _select_where(db, direction, query, numbers, None, None, rare_state=True)
-    if not (query.text and spool is not None and query.limit) or query.until:
+    if not (query.text and spool is not None and query.limit) or (
+            query.until and direction == "in"):
         return _select_where(db, direction, query, numbers, spool, None)
     # Text without a number: walk the full-text index newest first, a growing chunk of
     # matches at a time, until the other criteria keep `limit` rows or the matches run out.
     table = "messages" if direction == "out" else "inbound"
     found: list[dict] = []
     before, chunk = None, max(query.limit, 500)
+    if query.until:   # start at the messages made before then, not at the newest
+        before = _first_id_made_after(db, query.until + UNTIL_MARGIN)
     while True:
         ids = spool.newest_matching(table, query.text, chunk, before)
         if ids is None:   # no index here: one query with the engine's condition
@@ -99,6 +103,25 @@ def _select(db: Any, direction: str, query: Query, numbers: list[str] | None,
         if len(found) >= query.limit or len(ids) < chunk:
             return found[:query.limit]
         before, chunk = ids[-1], chunk * 2
+
+
+def _first_id_made_after(db: Any, moment: datetime) -> int:
+    """The smallest message id made at or after `moment`: ids are given in the order
+    messages are made, so a binary search on a few rows finds it. (Processes that enqueue at
+    the same time may interleave by milliseconds: callers add a margin.)"""
+    stamp = now_iso(moment)
+    # two queries: SQLite answers min() and max() from the index only when each is alone
+    low = db.execute("SELECT coalesce(min(id), 1) FROM messages").fetchone()[0]
+    high = db.execute("SELECT coalesce(max(id), 0) + 1 FROM messages").fetchone()[0]
+    while low < high:
+        middle = (low + high) // 2
+        row = db.execute("SELECT id, created_at FROM messages WHERE id >= ? ORDER BY id LIMIT 1",
+                         [middle]).fetchone()
+        if row is None or row[1] >= stamp:
+            high = middle
+        else:
+            low = row[0] + 1
+    return low
 
 
 def _select_where(db: Any, direction: str, query: Query, numbers: list[str] | None,

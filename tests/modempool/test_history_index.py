@@ -72,3 +72,28 @@ def test_history_search_command_uses_the_index(tmp_path):
     done = modempool_cli("history", "search", "--text", "家长会", "--json", config=config)
     assert done.returncode == 0, done.stderr
     assert "家长会改到周六" in done.stdout and "验证码" not in done.stdout
+
+
+def test_a_text_search_before_a_date_starts_at_the_messages_made_before_it(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    spool = Spool(tmp_path / "spool.db")
+    now = datetime.now(timezone.utc)
+    try:
+        ids = [spool.enqueue("13800138000", f"家长会通知 {n}").id for n in range(4)]
+        made = [now - timedelta(days=10), now - timedelta(days=5), now - timedelta(days=3), now]
+        with spool.transaction() as conn:   # as if queued over ten days, in id order
+            for message_id, moment in zip(ids, made):
+                stamp = moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+                conn.execute("UPDATE messages SET created_at = ? WHERE id = ?", (stamp, message_id))
+            conn.execute("UPDATE messages SET sent_at = ? WHERE id = ?",
+                         (now.strftime("%Y-%m-%dT%H:%M:%S.000Z"), ids[2]))   # sent today
+        def found(days: int) -> list[str]:
+            query = Query(text="家长会", until=now - timedelta(days=days), direction="out", limit=10)
+            return [r["text"] for r in search(spool.db, query, spool=spool)]
+
+        assert found(7) == ["家长会通知 0"]
+        assert found(1) == ["家长会通知 1", "家长会通知 0"]   # 2 was sent after the date
+        assert found(20) == []
+    finally:
+        spool.close()

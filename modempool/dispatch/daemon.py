@@ -277,7 +277,12 @@ class Daemon(ModemTaskMixin):
 
         listen = self.config.http.listen
         while not self._stop.is_set():
-            if listen or has_webhooks(self.spool):
+            try:
+                wanted = bool(listen) or has_webhooks(self.spool)
+            except Exception:  # the database away for a moment: ask again later
+                log.warning("could not look for webhooks; asking again in 30 s", exc_info=True)
+                wanted = False
+            if wanted:
                 await run_sidecar(self.config, listen, self._stop)
                 return
             await self._sleep(30.0)

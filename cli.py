@@ -374,7 +374,10 @@ def _pool_open(config_path, spool_path=None, create=True):
     from modempool.errors import PoolError
 
     try:
-        return Pool.open(config_path, spool_path=spool_path, create=create)
+        pool = Pool.open(config_path, spool_path=spool_path, create=create)
+        if pool.config.spool_url:  # a database: unreachable is one clear line, now
+            pool.spool
+        return pool
     except PoolError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -109,6 +109,9 @@ class PostgresEngine(Engine):
                 f"cannot reach the spool at {describe(url)}: {_reason(exc)}") from None
         try:
             self._upgrade(first)
+        except psycopg.Error as exc:  # a missing permission, most often
+            raise SpoolUnreachable(
+                f"cannot prepare the spool at {self.where}: {_reason(exc)}") from None
         finally:
             first.close()
         self.pool = ConnectionPool(
@@ -141,24 +144,39 @@ class PostgresEngine(Engine):
             raise SpoolTooNew(too_new(self.where, version))
         if version == SCHEMA_VERSION:
             return
-        # A session lock taken before the transaction: a transaction that waited for a lock
-        # inside itself could still see the catalogue as it was before the other's commit.
+        with self._schema_lock(raw), raw.transaction():
+            version = self._version(raw)  # another daemon may have done it meanwhile
+            if version > SCHEMA_VERSION:
+                raise SpoolTooNew(too_new(self.where, version))
+            raw.execute("CREATE TABLE IF NOT EXISTS modempool_schema (version INTEGER NOT NULL)")
+            for step in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
+                for statement in statements(ddl(MIGRATIONS[step])):
+                    raw.execute(statement)
+            raw.execute("DELETE FROM modempool_schema")
+            raw.execute("INSERT INTO modempool_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+    @staticmethod
+    @contextmanager
+    def _schema_lock(raw: Any) -> Iterator[None]:
+        """Schema changes one daemon at a time. A session lock, taken before the transaction:
+        a transaction that waited for a lock inside itself could still see the catalogue as it
+        was before the other's commit (and CREATE ... IF NOT EXISTS is not safe in parallel)."""
         raw.execute("SELECT pg_advisory_lock(%s)", (_UPGRADE_LOCK,))
         try:
-            with raw.transaction():
-                version = self._version(raw)  # another daemon may have done it meanwhile
-                if version > SCHEMA_VERSION:
-                    raise SpoolTooNew(too_new(self.where, version))
-                raw.execute(
-                    "CREATE TABLE IF NOT EXISTS modempool_schema (version INTEGER NOT NULL)")
-                for step in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
-                    for statement in statements(ddl(MIGRATIONS[step])):
-                        raw.execute(statement)
-                raw.execute("DELETE FROM modempool_schema")
-                raw.execute("INSERT INTO modempool_schema (version) VALUES (%s)",
-                            (SCHEMA_VERSION,))
+            yield
         finally:
             raw.execute("SELECT pg_advisory_unlock(%s)", (_UPGRADE_LOCK,))
+
+    def run_ddl(self, statements_: list[str]) -> None:
+        """Run schema statements (the operator modules' tables) in one transaction, serialised
+        with other daemons; inside an open transaction, in it."""
+        if getattr(self._local, "conn", None) is not None:
+            for statement in statements_:
+                self._local.conn.execute(statement)
+            return
+        with self.pool.connection() as raw, self._schema_lock(raw), raw.transaction():
+            for statement in statements_:
+                raw.execute(statement)
 
     @staticmethod
     def _version(raw: Any) -> int:

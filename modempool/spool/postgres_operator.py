@@ -53,6 +53,7 @@ class OperatorDb:
         self.engine = engine
         self._keys: dict[str, tuple[str, ...]] = {}
         self._has_id: dict[str, bool] = {}
+        self._ensured: set[str] = set()
 
     @contextmanager
     def transaction(self) -> Iterator[OperatorDb]:
@@ -61,12 +62,14 @@ class OperatorDb:
             yield self
 
     def ensure_schema(self, schema: str) -> None:
-        """Create missing tables and indexes (SQLite DDL, integer keys as identity columns)."""
+        """Create missing tables and indexes (SQLite DDL, integer keys as identity columns),
+        once per process and schema text, serialised with other daemons doing the same."""
+        if schema in self._ensured:
+            return
         from modempool.spool.postgres_engine import ddl
 
-        with self.engine.tx() as conn:
-            for statement in statements(ddl(schema)):
-                conn.execute(statement)
+        self.engine.run_ddl(statements(ddl(schema)))
+        self._ensured.add(schema)
 
     def table_names(self) -> list[str]:
         return self.engine.table_names()

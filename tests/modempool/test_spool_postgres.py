@@ -65,12 +65,16 @@ def test_an_enqueue_on_one_host_wakes_a_dispatcher_waiting_on_another(pg_cluster
 
 
 def test_daemons_starting_together_on_a_new_database_create_it_once(pg_cluster):
+    """CREATE ... IF NOT EXISTS is not safe in parallel: schema changes take a lock."""
     url = pg_cluster.new_schema()
     errors: list[str] = []
 
     def start() -> None:
+        from modempool.operator.optout import send_time_check
+
         try:
-            Spool(url).close()
+            with Spool(url) as spool:
+                send_time_check(spool.db)  # the operator tables too, as a starting daemon does
         except Exception as exc:  # noqa: BLE001 - the test reports whatever it was
             errors.append(repr(exc))
 
@@ -82,3 +86,31 @@ def test_daemons_starting_together_on_a_new_database_create_it_once(pg_cluster):
     assert errors == []
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT version FROM modempool_schema").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_a_role_without_permission_gets_a_clear_message(pg_cluster):
+    url = pg_cluster.new_schema()
+    with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS weak")
+        conn.execute("CREATE ROLE weak LOGIN")
+        schema = url.rsplit("search_path%3D", 1)[1]
+        conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO weak")  # may look, may not create
+    weak = url.replace("postgresql://postgres@", "postgresql://weak@")
+    with pytest.raises(SpoolUnreachable, match="cannot prepare the spool at .*permission denied"):
+        Spool(weak)
+
+
+def test_the_daemon_and_commands_say_which_database_is_unreachable_and_exit_nonzero(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "pool.toml"
+    config.write_text('[spool]\nurl = "postgresql://pool:secret@127.0.0.1:1/sms"\n\n'
+                      '[[modem]]\nname = "m1"\nport = "/dev/null"\n', encoding="utf-8")
+    for command in (["run"], ["status"], ["send", "13800138000", "你好"]):
+        done = subprocess.run([sys.executable, "-m", "cli", *command, "--config", str(config)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, (command, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert "postgresql://pool@127.0.0.1:1/sms" in done.stderr and "refused" in done.stderr
+        assert "secret" not in done.stderr

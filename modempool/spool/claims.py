@@ -82,7 +82,8 @@ class Claims:
         requeued, ambiguous, sent = [], [], []
         for owner in dead_owners(self.engine, host=host, alive=alive, stale_after=stale_after,
                                  now=now):
-            done = recover_leases(self.engine, self.audit, owner, expired_only=True, now=now)
+            done = recover_leases(self.engine, self.audit, owner, expired_only=True, now=now,
+                                  count_sent=self.sims.add_sent)
             requeued += done.requeued
             ambiguous += done.ambiguous
             sent += done.sent

@@ -90,7 +90,7 @@ def test_a_text_search_before_a_date_starts_at_the_messages_made_before_it(tmp_p
                          (now.strftime("%Y-%m-%dT%H:%M:%S.000Z"), ids[2]))   # sent today
         def found(days: int) -> list[str]:
             query = Query(text="家长会", until=now - timedelta(days=days), direction="out", limit=10)
-            return [r["text"] for r in search(spool.db, query, spool=spool)]
+            return [r["text"] for r in search(spool, query)]
 
         assert found(7) == ["家长会通知 0"]
         assert found(1) == ["家长会通知 1", "家长会通知 0"]   # 2 was sent after the date

@@ -11,11 +11,12 @@ import shlex
 import sqlite3
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from modempool.config import load_config
+from modempool.config import Config, load_config, parse_config
 from modempool.errors import ConfigError, PoolError, UnsendableText
 from modempool.operator import history
 from modempool.operator.contacts import AddressBook
@@ -286,8 +287,8 @@ def test_the_claim_time_rule_for_each_kind_of_message(tmp_path):
     recurring = spool.enqueue(MOBILE, "生日快乐", client_id=f"job:1:2026-12-06:{MOBILE}")
     book.add(MOBILE, keyword="TD", source="reply")
     direct_after = replace(direct_before, created_at=direct_before.created_at.replace(year=2099))
-    lenient = send_time_check(spool.db, {"optout": {}})
-    strict = send_time_check(spool.db, {"optout": {"block_direct": True}})
+    lenient = send_time_check(spool.db, Config.default())
+    strict = send_time_check(spool.db, parse_config("[optout]\nblock_direct = true\n", Path("modempool.toml")))
     assert lenient(direct_before) is None                       # transactional: still goes out
     assert strict(direct_before).startswith("opted out at")     # block_direct: stopped
     assert strict(direct_after) is None                         # queued after: seen (or overridden)

@@ -17,8 +17,10 @@ ALLOWED = {
     "simulator": {"pdu", "at_commands"},
     "modempool": {"pdu", "at_commands", "modempool"},
 }
-# Where the pool may start a simulated bank (`--simulate N`, `[simulator]`, `modempool demo`).
-SIMULATOR_USERS = {"modempool/dispatch/daemon.py", "modempool/demo.py"}
+# Where the pool may start a simulated bank (`--simulate N`, `[simulator]`, `modempool demo`),
+# and the `modempool sim ...` commands that run one.
+SIMULATOR_USERS = {"modempool/dispatch/daemon.py", "modempool/demo.py",
+                   "modempool/commands/simulate.py"}
 
 
 def imports_of(path: Path) -> set[str]:

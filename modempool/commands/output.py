@@ -26,3 +26,17 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+#: `--config` and `--json`, the same in every command.
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+    help="Config file (default ./modempool.toml, then ~/.config/modempool/).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def local_time(moment: Any, tz: Any = None) -> str:
+    """A time for people: local time of `[pool] timezone` (`tz`), `2026-12-01 09:00:00`."""
+    from modempool.when import local_text
+
+    return local_text(moment, tz)

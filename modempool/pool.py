@@ -300,6 +300,20 @@ class Pool:
         """Messages oldest first, of one state and/or campaign; the last `limit` of them."""
         return self.spool.list(state=state, campaign_id=campaign, limit=limit)
 
+    def why_waiting(self, message: Message, now: datetime | None = None) -> str:
+        """Why a queued message is not going out yet ('' when nothing holds it back): its
+        campaign is paused, it is scheduled later, or it keeps out of quiet hours now."""
+        if message.state is not MessageState.QUEUED:
+            return ""
+        now = now or datetime.now(self.config.tz).astimezone(self.config.tz)
+        if message.held:
+            return "paused (its campaign is paused)"
+        if message.not_before and message.not_before > now:
+            return "scheduled"
+        if message.quiet_hours and self.config.is_quiet(now):
+            return "quiet hours"
+        return ""
+
     def counts(self) -> dict[str, int]:
         """How many messages are in each state (every state, zeros included)."""
         return self.spool.counts()

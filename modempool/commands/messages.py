@@ -50,10 +50,11 @@ _pool_echo_json = echo_json
 _pool_table = print_table
 
 
-def _pool_messages_table(messages, title):
+def _pool_messages_table(pool, messages, title):
     rows = [(m.id, m.to, m.state.value, m.sim, m.attempts, m.priority,
              _pool_local(m.not_before) if m.state.value == "queued" else _pool_local(m.updated_at),
-             (m.text if len(m.text) <= 40 else m.text[:39] + "…").replace("\n", " "), m.error)
+             (m.text if len(m.text) <= 40 else m.text[:39] + "…").replace("\n", " "),
+             m.error or pool.why_waiting(m))
             for m in messages]
     _pool_table(title, ["id", "to", "state", "sim", "tries", "prio", "when", "text", "error"], rows)
 
@@ -165,7 +166,7 @@ def queue_command(config_path, state, campaign_id, limit, as_json) -> None:
         return
     counts = ", ".join(f"{n} {s}" for s, n in pool.counts().items() if n)
     shown = f"last {len(messages)}" if len(messages) == limit else f"{len(messages)}"
-    _pool_messages_table(messages, f"{shown} message(s) — spool: {counts or 'empty'}")
+    _pool_messages_table(pool, messages, f"{shown} message(s) — spool: {counts or 'empty'}")
 
 
 def _pool_decide(config_path, ids, action):

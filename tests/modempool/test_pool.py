@@ -108,3 +108,11 @@ def test_inbox_names_senders_and_status_lists_configured_sims(pool):
     status = pool.status()
     assert [s.name for s in status.sims] == ["m1"] and status.sims[0].state == "unknown"
     assert status.to_dict()["queue_depth"] == 0 and status.spool.endswith("pool.db")
+
+
+def test_why_a_queued_message_waits(pool):
+    [later] = pool.send("13800138000", "x", at="+2h")
+    [now] = pool.send("13800138001", "y")
+    assert pool.why_waiting(later) == "scheduled" and pool.why_waiting(now) == ""
+    pool.spool.cancel(now.id)
+    assert pool.why_waiting(pool.get(now.id)) == ""

@@ -169,7 +169,8 @@ def send_time_check(db: Any, config: Config | None = None) -> Callable[[Any], st
                 return f"on the blacklist since {created_at}"
             bulk = message.campaign_id is not None or str(message.client_id or "").startswith("job:")
             queued_at = now_iso(message.created_at) if message.created_at else ""
-            if bulk or (block_direct and created_at > queued_at):
+            # the same millisecond counts as after: when in doubt, compliance wins
+            if bulk or (block_direct and created_at >= queued_at):
                 return f"opted out at {created_at}"
         return None
 

@@ -83,7 +83,8 @@ def test_sign_in_with_a_password_then_send_a_message_and_see_it_sent(bank, brows
     browser.find_element(By.NAME, "account").send_keys("shop")
     browser.find_element(By.NAME, "key").send_keys("wrong password")
     browser.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
-    error = browser.find_element(By.CSS_SELECTOR, "#e-key").text
+    error = until(lambda: browser.find_element(By.CSS_SELECTOR, "#e-key").text,
+                  what="the error beside the key")
     assert "wrong key or password" in error
     assert browser.find_element(By.NAME, "account").get_attribute("value") == "shop"
     sign_in(browser, bank, "shop", "correct horse battery")
@@ -147,7 +148,9 @@ def test_a_viewer_cannot_send(bank, browser):
     browser.find_element(By.NAME, "to").send_keys("13800138000")
     browser.find_element(By.NAME, "text").send_keys("not allowed")
     browser.find_element(By.CSS_SELECTOR, "form[action='/send'] button[type=submit]").click()
-    assert "may look but not send" in browser.find_element(By.CSS_SELECTOR, "p.error").text
+    [error] = until(lambda: browser.find_elements(By.CSS_SELECTOR, "p.error"),
+                    what="the refusal beside the form")
+    assert "may look but not send" in error.text
     spool = bank.config.open_spool()
     try:
         assert not spool.rows("SELECT 1 FROM messages WHERE text = 'not allowed'")

@@ -1,6 +1,6 @@
 """Third-party programs the suite drives, and the Debian package that provides each one.
 
-The list lives in `scripts/system-packages.txt` (read by `scripts/test` too), so a missing program
+The list lives in `scripts/system-packages.txt` (read by `scripts/install-system-packages` too), so a missing program
 fails its test with the package's name and the command that installs it.
 """
 
@@ -31,5 +31,5 @@ def require_program(program: str) -> str:
                    None)
     assert package, f"{program} is not in {PACKAGE_LIST.name}; add the package that provides it"
     raise AssertionError(f"{program} is missing: install the Debian package {package} "
-                         f"(sudo apt-get install {package}), or run scripts/test, which installs "
-                         f"every package in scripts/system-packages.txt")
+                         f"(sudo apt-get install {package}), or run scripts/install-system-packages, which "
+                         f"installs every package in scripts/system-packages.txt")

@@ -4,7 +4,6 @@ test extras bring works in the suite and fails on a user's machine."""
 
 from __future__ import annotations
 
-import ast
 import re
 import sys
 import tomllib
@@ -13,25 +12,20 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from tests.source_imports import top_level_imports
+
 ROOT = Path(__file__).resolve().parent.parent
 OURS = {"pdu", "at_commands", "modempool", "simulator", "cli"}
 
 
 def _imported_modules() -> dict[str, Path]:
     """Top-level module name -> one file of the product that imports it."""
-    files = [ROOT / "cli.py"] + [path for package in OURS - {"cli"}
-                                 for path in (ROOT / package).rglob("*.py")]
+    files = [ROOT / "cli.py"] + sorted(path for package in OURS - {"cli"}
+                                       for path in (ROOT / package).rglob("*.py"))
     found: dict[str, Path] = {}
     for path in files:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                found.setdefault(name.split(".")[0], path)
+        for module in top_level_imports(path):
+            found.setdefault(module, path)
     return found
 
 

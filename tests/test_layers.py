@@ -4,10 +4,11 @@ nothing imports `cli` (the commands are reached through the `modempool` entry po
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+
+from tests.source_imports import top_level_imports
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = ("pdu", "at_commands", "modempool", "simulator", "cli")
@@ -25,16 +26,7 @@ SIMULATOR_USERS = {"modempool/dispatch/daemon.py", "modempool/demo.py",
 
 def imports_of(path: Path) -> set[str]:
     """The top-level packages of ours that a file imports (anywhere in it, lazily too)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        else:
-            continue
-        found.update(name.split(".")[0] for name in names if name.split(".")[0] in OURS)
-    return found
+    return top_level_imports(path) & set(OURS)
 
 
 def files_of(package: str) -> list[Path]:

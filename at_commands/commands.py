@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import re
 from typing import Any
 
-from .urc import first_int, split_fields, urc_name
+from .urc import bare_pdu, first_int, split_fields, urc_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +121,6 @@ def parse_cpms(lines: tuple[str, ...], prefix: str) -> tuple[StoreUsage, ...]:
         except ValueError:
             break
     return tuple(usages)
-
-
-def bare_pdu(line: str) -> str:
-    """A PDU line without the blanks or the pair of quotes some modems put around it."""
-    text = line.strip()
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        text = text[1:-1].strip()
-    return text
 
 
 def parse_stored_pdus(lines: tuple[str, ...], prefix: str) -> tuple[StoredPdu, ...]:

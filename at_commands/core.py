@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .errors import AtError, error_from_result
-from .urc import URC_TABLE, UrcSpec, fields_of, urc_name
+from .urc import URC_TABLE, UrcSpec, bare_pdu, fields_of, urc_name
 
 CTRL_Z = b"\x1a"
 ESC = b"\x1b"
@@ -258,7 +258,7 @@ class AtConnection:
             return
         if self._urc_waiting_pdu is not None:
             waiting, self._urc_waiting_pdu = self._urc_waiting_pdu, None
-            bare = line.strip('"').strip()  # some modems quote the PDU line
+            bare = bare_pdu(line)  # some modems quote the PDU line or pad it
             if _HEX_LINE.match(bare):
                 self._emit(Urc(waiting.name, waiting.fields, waiting.line, waiting.spec, bare.upper()))
                 return
@@ -271,7 +271,7 @@ class AtConnection:
             return
         if pending is not None and pending.awaiting_echo:
             pending = None  # before our echo: the tail of an older command
-        if _is_final(upper):
+        if is_final_result(upper):
             if pending is None:
                 self._emit(Noise(line))
                 return
@@ -314,7 +314,8 @@ def _clean(raw: bytes) -> str:
     return "".join(ch for ch in text if ch >= " " or ch == "\t").strip()
 
 
-def _is_final(upper: str) -> bool:
+def is_final_result(upper: str) -> bool:
+    """Whether an upper-cased line is a final result code (27.007 / 27.005)."""
     return (upper in _FINAL_WORDS or upper.startswith("+CME ERROR:") or upper.startswith("+CMS ERROR:")
             or upper.startswith("CONNECT "))
 

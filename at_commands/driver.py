@@ -28,7 +28,8 @@ from typing import Any
 import serial_asyncio_fast
 
 from .commands import COMMANDS, Command, command_for_line
-from .core import NEED_DATA, AtConnection, Echo, Event, FinalResult, InfoLine, Noise, Prompt, Urc
+from .core import (NEED_DATA, AtConnection, Echo, Event, FinalResult, InfoLine, Noise, Prompt, Urc,
+                   is_final_result)
 from .errors import AtTimeout, ModemDisconnected
 from .events import Disconnected, ModemEvent, Responsive, Unresponsive
 from .health import HealthMixin
@@ -38,6 +39,7 @@ from .port_exclusivity import release_port, take_port
 from .sending import SendingMixin
 from .setup import PinMemory, SetupMixin
 
+_QUICK_COMMAND = 5.0  # s: a command with this timeout or less answers at once on a healthy modem
 _SECRET = re.compile(r'(\+CPIN2?=|\+CLCK=[^,]*,[^,]*,|\+CPWD=)(.*)', re.IGNORECASE)
 
 
@@ -227,7 +229,7 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
                 self._start_grace()
         elif isinstance(event, Noise):
             self.log.debug("<< (noise) %s", mask_secrets(event.line))
-            if self._abandoned_at is not None and _is_result_line(event.line):
+            if self._abandoned_at is not None and is_final_result(event.line.strip().upper()):
                 # the late answer of a command we gave up on: the modem is slow, not silent
                 self._learn(time.monotonic() - self._abandoned_at, late=True)
                 self._abandoned_at = None
@@ -336,7 +338,8 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
         finally:
             self._stop_grace()
         assert isinstance(event, FinalResult)
-        if not stale_ok:
+        if not stale_ok and command.timeout <= _QUICK_COMMAND:
+            # only quick commands tell the modem's pace (a PIN entry or a listing works for seconds)
             self._learn(time.monotonic() - self._written_at)
         return event
 
@@ -424,11 +427,6 @@ class Modem(SetupMixin, SendingMixin, InboundMixin, HealthMixin):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-def _is_result_line(line: str) -> bool:
-    upper = line.strip().upper()
-    return upper in ("OK", "ERROR") or upper.startswith(("+CME ERROR", "+CMS ERROR"))
 
 
 __all__ = ["Modem", "ModemState", "mask_secrets"]

@@ -86,7 +86,7 @@ class HealthMixin:
                 await self._state_changed.wait()
             return
         try:
-            await self.execute("attention", timeout=self.patience(1.0))
+            await self.execute("attention", timeout=1.0)
             return
         except AtError:
             pass

@@ -173,9 +173,11 @@ class SetupMixin:
                 raise PinError("the SIM wants a PIN and none is configured")
             if state == "pin" and not self._pin_accepted and self._pin_error is None:
                 assert self._pin is not None
-                sim_key = sim_key or await self._sim_key()
                 memory = self.pin_memory
-                before = memory.pin_refused(sim_key, self._pin) if memory is not None else None
+                before = None
+                if memory is not None:   # the SIM's key is read only where it is remembered
+                    sim_key = sim_key or await self._sim_key()
+                    before = memory.pin_refused(sim_key, self._pin)
                 if before is not None:
                     self._lock_out(PinError(
                         f"PIN refused: fix the config (this SIM refused the configured PIN "
@@ -220,8 +222,12 @@ class SetupMixin:
         return f"iccid:{iccid}" if iccid else f"port:{self.port}"
 
     async def _pin_attempts_left(self: Modem) -> int | None:
-        """PIN attempts the SIM has left (vendor command, then ``AT+CPINR``); None: unknown."""
-        return await self._first_answer(self.profile.pin_retries_command, "pin_retries")
+        """PIN attempts the SIM has left (vendor command, then ``AT+CPINR``); None: unknown.
+        Never raises: a modem silent here must not keep a refused PIN from being locked out."""
+        try:
+            return await self._first_answer(self.profile.pin_retries_command, "pin_retries")
+        except AtError:
+            return None
 
     async def _first_answer(self: Modem, *names: str) -> Any:
         """The first useful answer of the named queries, tried in turn (None: none answered);

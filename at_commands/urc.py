@@ -126,3 +126,11 @@ def first_int(fields: tuple[str, ...], position: int) -> int | None:
         return int(fields[position])
     except (IndexError, ValueError):
         return None
+
+
+def bare_pdu(line: str) -> str:
+    """A PDU line without the blanks or the pair of quotes some modems put around it."""
+    text = line.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1].strip()
+    return text

@@ -22,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from modempool.errors import PoolError
+from modempool.webhooks.store import check_callback_url
 from modempool.web.auth import check_name_key
 from modempool.web.problems import _MAPPING
 
@@ -52,9 +53,11 @@ async def _params(request: Request) -> dict[str, str]:
     charset = (first.get("charset") or "UTF-8").strip().lower()
     charset = _CHARSETS.get(charset, charset)
     try:
-        codecs.lookup(charset)
+        text_codec = getattr(codecs.lookup(charset), "_is_text_encoding", True)
     except LookupError:
-        raise ValueError(f"unknown charset {first.get('charset')!r}") from None
+        text_codec = False
+    if not text_codec:   # base64, rot13, zlib... are codecs, but not charsets
+        raise ValueError(f"unknown charset {first.get('charset')!r}")
     try:
         return _decode(raw, charset)
     except UnicodeDecodeError:
@@ -94,8 +97,10 @@ async def sendsms(request: Request,
             mask = int(params.get("dlr-mask") or "31")
         except ValueError:
             return _answer(400, "Rejected: dlr-mask must be a number")
-        if not params["dlr-url"].startswith(("http://", "https://")):
-            return _answer(400, "Rejected: dlr-url must be an http:// or https:// URL")
+        try:
+            check_callback_url(params["dlr-url"], "dlr-url")
+        except PoolError as error:
+            return _answer(400, f"Rejected: {error}")
         dlr = (params["dlr-url"], mask)
     pool = request.app.state.api.pool.for_account(account)
     try:

@@ -181,9 +181,7 @@ class Webhooks:
 
     def add(self, url: str, events: Iterable[str], *, account: str | None = None) -> tuple[Webhook, str]:
         """Subscribe `url` to `events`; returns the webhook and its signing secret."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise PoolError(f"webhook URL {url!r}: give an http:// or https:// URL")
+        check_callback_url(url, "webhook URL")
         chosen = [e.strip() for e in events if e.strip()]
         unknown = [e for e in chosen if e not in EVENT_TYPES]
         if unknown or not chosen:
@@ -241,6 +239,7 @@ class Webhooks:
 
     def add_dlr(self, conn: sqlite3.Connection, ids: Sequence[int], url: str, mask: int) -> None:
         """Kannel dlr-url callbacks for these messages (inside the enqueue transaction)."""
+        check_callback_url(url, "dlr-url")
         conn.executemany("INSERT OR REPLACE INTO kannel_dlr (message_id, url, mask) VALUES (?, ?, ?)",
                          [(i, url, mask) for i in ids])
 
@@ -298,3 +297,14 @@ def _keep_private(path: Any) -> None:
             os.chmod(f"{path}{suffix}", 0o600)
         except OSError:
             pass
+
+
+def check_callback_url(url: str, what: str) -> None:
+    """An http(s) URL with a host and a valid port, or a `PoolError` naming `what`."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number in range)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PoolError(f"{what} {url!r}: give an http:// or https:// URL with a host")

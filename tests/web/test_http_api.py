@@ -211,6 +211,13 @@ def test_kannel_sendsms(api):
             "username": "shop", "password": api.keys["shop"], "to": "13800138000", "text": "x",
             "coding": "1"})
         assert binary.status_code == 400
+        for hostile in ({"charset": "base64"}, {"charset": "rot13"},
+                        {"dlr-url": "http://x:abc/"}, {"dlr-url": "http://[::1/"},
+                        {"dlr-url": "file:///etc/passwd"}):
+            refused = client.get("/cgi-bin/sendsms", params={
+                "username": "shop", "password": api.keys["shop"], "to": "13800138000",
+                "text": "x", **hostile})
+            assert refused.status_code == 400, (hostile, refused.text)
     with _spool(api) as spool:
         texts = {m.to: m.text for m in spool.list()}
     assert texts == {"+8613800138000": "Zabbix: disk full", "+8613800138001": "Zabbix: disk full",

@@ -101,12 +101,13 @@ class AccountOperator:
         import secrets
 
         from modempool.operator.importers import check_rows, check_upload, read_table
+        from modempool.private_files import write_private
 
         self.require_sender()
         suffix = check_upload(filename, data)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = directory / f"{secrets.token_hex(12)}{suffix}"
-        path.write_bytes(data)
+        write_private(path, data)   # people's names and numbers: owner only
         try:
             report = check_rows(read_table(path), region=self.config.region, path=filename)
         except Exception:

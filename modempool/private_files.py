@@ -22,11 +22,12 @@ def create_private(path: str | Path, mode: int = PRIVATE_MODE) -> None:
         pass
 
 
-def write_private(path: str | Path, text: str, mode: int = PRIVATE_MODE) -> None:
-    """Write `text` (UTF-8) to `path`, which ends up with `mode` (a new file, or one replaced)."""
+def write_private(path: str | Path, content: str | bytes, mode: int = PRIVATE_MODE) -> None:
+    """Write `content` (text as UTF-8, or bytes) to `path`, which ends up with `mode` (a new
+    file, or one replaced)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     os.fchmod(descriptor, mode)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content.encode("utf-8") if isinstance(content, str) else content)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modempool.errors import PoolError
+from modempool.private_files import create_private
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ def backup(source: str | Path, destination: str | Path, *, pages: int = -1,
     partial = destination.with_name(destination.name + ".partial")
     partial.unlink(missing_ok=True)
     src = sqlite3.connect(source, timeout=30)
+    create_private(partial)   # every SMS, contact, key hash and webhook secret: owner only
     try:
         dst = sqlite3.connect(partial)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,7 @@ def test_backup_is_consistent_while_another_process_writes(tmp_path):
                 " GROUP BY 1").fetchall())
             assert halves["a"] == halves["b"] >= 1
             assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+            assert Path(result.path).stat().st_mode & 0o777 == 0o600   # a copy of every SMS: private
             counts.append(result.tables["messages"])
             copy.close()
     finally:

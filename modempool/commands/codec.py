@@ -6,20 +6,15 @@ import click
 
 
 def _pdu_validity(value: str | None):
-    """'90m', '12h', '3d', '2w' or plain minutes -> timedelta."""
-    from datetime import timedelta
+    """'90m', '12h', '3d', '2w' or plain minutes -> timedelta (modempool.when's reading)."""
+    from modempool.when import InvalidTime, parse_duration
 
     if value is None:
         return None
-    units = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-    text = value.strip().lower()
-    unit = units.get(text[-1:], None)
-    number = text[:-1] if unit else text
     try:
-        amount = float(number)
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: use e.g. 90m, 12h, 3d, 2w", param_hint="--validity")
-    return timedelta(**{unit or "minutes": amount})
+        return parse_duration(value)
+    except InvalidTime as error:
+        raise click.BadParameter(str(error), param_hint="--validity") from None
 
 
 @click.group("pdu")

@@ -813,7 +813,7 @@ def jobs_group() -> None:
 def jobs_add(name, kind, template, at, weekday, numbers, group_exprs, spool, config):
     from modempool.operator.recurring import Jobs
 
-    job = Jobs(spool.db, config.region).add(name, kind, template, at=at, weekday=weekday,
+    job = Jobs(spool.db, config.region, config.tz).add(name, kind, template, at=at, weekday=weekday,
                                             numbers=numbers, groups=_op_selection(group_exprs))
     return job.as_dict(), f"job {job.id} saved"
 
@@ -823,7 +823,7 @@ def jobs_add(name, kind, template, at, weekday, numbers, group_exprs, spool, con
 def jobs_list(spool, config):
     from modempool.operator.recurring import Jobs
 
-    rows = [j.as_dict() for j in Jobs(spool.db, config.region).list()]
+    rows = [j.as_dict() for j in Jobs(spool.db, config.region, config.tz).list()]
     return rows, lambda r: _op_table(r, ["id", "name", "kind", "at", "weekday", "last_run", "template"])
 
 
@@ -833,7 +833,7 @@ def jobs_list(spool, config):
 def jobs_remove(job_id, spool, config):
     from modempool.operator.recurring import Jobs
 
-    Jobs(spool.db, config.region).remove(job_id)
+    Jobs(spool.db, config.region, config.tz).remove(job_id)
     return {"removed": job_id}, f"job {job_id} removed"
 
 

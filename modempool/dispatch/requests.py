@@ -113,7 +113,7 @@ class RequestDesk:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: look for requests, answer each in a task of its own."""
-        self.spool.requests.abandon()  # an earlier run's: nobody will answer them now
+        self.spool.requests.abandon(sims=self.slots)  # our SIMs' earlier run: nobody answers them
         try:
             while not stop.is_set():
                 try:

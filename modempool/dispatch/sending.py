@@ -177,8 +177,11 @@ class SendingMixin:
 
     def _ambiguous(self, slot: SimSlot, message: Any, why: str) -> None:
         log.warning("message %s is ambiguous: %s", message.id, why)
-        self.spool.mark_ambiguous(message.id, why, lease_owner=slot.owner)
-        if self.spool.get(message.id).state.value != "ambiguous":  # its report came first
+        if not self.spool.mark_ambiguous(message.id, why, lease_owner=slot.owner):
+            log.info("message %s: its lease was taken over; its new owner decides", message.id)
+            return
+        now = self.spool.get(message.id)
+        if now is not None and now.state.value in ("sent", "delivered"):  # its report came first
             log.info("message %s: its delivery report, already in, shows it went out", message.id)
             self.count_proven(slot.name)
             return

@@ -266,7 +266,8 @@ class Claims:
         with self.engine.tx() as conn:
             row = conn.execute(
                 "UPDATE parts SET state = 'sent', reference = ?, message_reference = ?, sent_at = ? "
-                "WHERE message_id = ? AND seq = ? AND state != 'sent' RETURNING sim",
+                "WHERE message_id = ? AND seq = ? AND state NOT IN ('sent', 'delivered', 'undelivered') "
+                "RETURNING sim",   # a late confirmation never undoes a report, nor counts twice
                 (reference, message_reference, now_text, message_id, seq),
             ).fetchall()
             if not row:

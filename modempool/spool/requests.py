@@ -60,13 +60,21 @@ class Requests:
         rows = self.engine.rows("SELECT * FROM requests WHERE id = ?", (request_id,))
         return dict(rows[0]) if rows else None
 
-    def abandon(self, owner: str | None = None) -> int:
-        """Requests left running by an earlier run of a daemon (or by `owner`) fail: nobody
-        will answer them."""
-        where = "state = 'running'" + (" AND owner = ?" if owner else "")
+    def abandon(self, owner: str | None = None, *, sims: Iterable[str] | None = None) -> int:
+        """Running requests nobody will answer fail: those of `owner` (a daemon stopping), or
+        those of `sims` (a daemon starting: each SIM is served by one daemon, so what runs on
+        its SIMs was left by its earlier run; other daemons' requests are left alone)."""
+        clauses, params = ["state = 'running'"], []
+        if owner:
+            clauses.append("owner = ?")
+            params.append(owner)
+        if sims is not None:
+            names = list(sims)
+            clauses.append(f"sim IN ({', '.join('?' for _ in names) or 'NULL'})")
+            params.extend(names)
         with self.engine.tx() as conn:
             cur = conn.execute(
-                f"UPDATE requests SET state = 'failed', error = 'the daemon stopped before "
-                f"answering', updated_at = ? WHERE {where}",
-                (to_text(utcnow()), *([owner] if owner else [])))
+                "UPDATE requests SET state = 'failed', error = 'the daemon stopped before "
+                f"answering', updated_at = ? WHERE {' AND '.join(clauses)}",
+                (to_text(utcnow()), *params))
             return cur.rowcount

@@ -29,7 +29,7 @@ async def no_leftover_daemons():
 
 pytestmark = pytest.mark.timeout(150)
 
-MESSAGES = 300
+MESSAGES = 480  # enough that the 20 kills land before the queue drains, on an idle machine too
 KILLS = 20
 
 

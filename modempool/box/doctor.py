@@ -259,11 +259,26 @@ def _network_skew(spool: Any) -> float | None:
 
 
 def _pins(spool: Any) -> list[Finding]:
+    """SIMs that refused their configured PIN (the spool remembers each refusal, so the daemon
+    never enters it again), and SIMs that now want their PUK."""
     if spool is None:
         return []
-    refused = [row for row in spool.sims()
-               if any(word in (row.get("last_error") or "") for word in ("PIN", "PUK"))]
-    return [Finding("pin", Level.PROBLEM, f"SIM {row['name']}: {row['last_error']}",
-                    "fix `pin` in its [[modem]] table (modempool never tries a refused PIN "
-                    "again); a SIM asking for its PUK must be unblocked in a phone")
-            for row in refused]
+    findings = []
+    refused_sims = set()
+    for refusal in spool.refused_pins.every():
+        name = refusal.get("sim") or refusal["sim_key"]
+        refused_sims.add(name)
+        left = refusal.get("attempts_left")
+        attempts = f", {left} attempt(s) left" if left is not None else ""
+        findings.append(Finding(
+            "pin", Level.PROBLEM,
+            f"SIM {name} refused its configured PIN at {refusal['refused_at']}{attempts}: "
+            f"{refusal.get('reason') or 'no reason given'}",
+            "fix `pin` in its [[modem]] table; modempool never tries a refused PIN again, and "
+            "enters the new one at the next start"))
+    for row in spool.sims():
+        error = row.get("last_error") or ""
+        if row["name"] not in refused_sims and "PUK" in error:
+            findings.append(Finding("pin", Level.PROBLEM, f"SIM {row['name']}: {error}",
+                                    "a SIM asking for its PUK must be unblocked in a phone"))
+    return findings

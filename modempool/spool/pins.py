@@ -24,6 +24,7 @@ _RECORD = (
     "refused_at = excluded.refused_at")
 _FORGET = "DELETE FROM refused_pins WHERE sim_key = ?"
 _BY_SIM = "SELECT * FROM refused_pins WHERE sim = ? ORDER BY refused_at DESC LIMIT 1"
+_EVERY = "SELECT * FROM refused_pins ORDER BY refused_at"
 
 
 def pin_hash(sim_key: str, pin: str) -> str:
@@ -69,3 +70,7 @@ class RefusedPins:
         """The latest refusal recorded for configured SIM `sim` (for status), or None."""
         rows = self.engine.rows(_BY_SIM, (sim,))
         return _shown(rows[0]) if rows else None
+
+    def every(self) -> list[dict[str, Any]]:
+        """Every remembered refusal, oldest first (for `modempool doctor`)."""
+        return [_shown(row) for row in self.engine.rows(_EVERY, ())]

@@ -63,7 +63,10 @@ def test_every_problem_of_a_fresh_box_is_found_with_what_to_do(box):
     spool = Spool(config.spool_path)
     spool.store_inbound("+8613900139000", "hi", sim="m1",
                         received_at=utcnow() - timedelta(minutes=40))   # the network's clock
-    spool.upsert_sim("m2", state="quarantined", last_error="the SIM refused PIN 1234")
+    spool.upsert_sim("m2", state="quarantined", last_error="the SIM refused its PIN")
+    spool.record_refused_pin("iccid:8986001", "1234", sim="m2", reason="+CME ERROR: 16",
+                             attempts_left=2)
+    spool.upsert_sim("m3", state="down", last_error="SIM PUK required")
     found = by_check(diagnose(config, env, spool))
 
     [missing] = found["ports"]
@@ -84,8 +87,10 @@ def test_every_problem_of_a_fresh_box_is_found_with_what_to_do(box):
     assert zone.level is Level.WARNING and "timedatectl set-timezone" in zone.fix
     [clock] = found["clock"]
     assert clock.level is Level.WARNING and "40 min ahead" in clock.message
-    [pin] = found["pin"]
-    assert pin.blocking and "m2" in pin.message and "refused PIN" in pin.message
+    [pin, puk] = found["pin"]
+    assert pin.blocking and "m2" in pin.message and "refused its configured PIN" in pin.message
+    assert "2 attempt(s) left" in pin.message and "1234" not in pin.message
+    assert puk.blocking and "m3" in puk.message and "PUK" in puk.fix
     assert found["spool"][0].level is Level.OK
 
 

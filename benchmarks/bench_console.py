@@ -10,7 +10,7 @@ ambiguous), indexed for history search in the same transactions as an enqueue in
 console run in uvicorn in this process; each figure is the time from request to the last byte
 of the answer over 127.0.0.1 (median and 95th percentile of --repeat requests), which is the
 server's time plus a loopback round trip. History searches are also timed as library calls
-(`AccountOperator.history`, what `modempool history search` runs).
+(`AccountPool.history`, what `modempool history search` runs).
 Targets (issue 17): under 200 ms per page, under 100 ms per search.
 """
 
@@ -147,7 +147,6 @@ def main() -> int:
     import httpx
 
     from modempool.accounts import Accounts
-    from modempool.account_operator import AccountOperator
     from modempool.config import load_config
     from modempool.operator.history import Query
     from modempool.pool import Pool
@@ -174,8 +173,7 @@ def main() -> int:
             _, key = Accounts(spool).add("root", "admin")
             with spool.transaction() as conn:
                 conn.execute("ANALYZE")
-        operator = AccountOperator(Pool(config, spool=spool).for_account(
-            Accounts(spool).get("root")))
+        operator = Pool(config, spool=spool).for_account(Accounts(spool).get("root"))
         results: list[tuple[str, float, float, float]] = []
         with Server(config) as server, httpx.Client(base_url=server.url, timeout=60) as client:
             login = client.get("/login")

@@ -4,7 +4,12 @@ It wraps the front door (`modempool.Pool`, which keeps the rules for everyone: n
 SIM names, blacklist, opt-outs) and adds the account's own: its role, its SIMs and quotas,
 that it sees and cancels only its own messages (another account's message is "not found",
 never "forbidden": its existence is not revealed), that its idempotency keys are its own.
-The HTTP routes and the Kannel interface translate requests into these calls.
+The operator features as the account may use them are methods here too (the HTTP routes,
+the Kannel interface and the web console call this one object): everyone signed in reads the
+address book and the conversations they may see; admins and senders change contacts and groups
+and reply; a viewer changes nothing (`Forbidden`); campaigns, opt-outs, the blacklist, history,
+auto-replies, accounts and webhooks are the bank's, so admins only. An account bound to some
+SIMs sees the replies that arrived on them; its own outgoing messages join its threads.
 """
 
 from __future__ import annotations
@@ -13,12 +18,18 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from modempool.accounts import (Account, Forbidden, check_quota, namespaced_client_id, record_owner,
                                 sims_for_send)
 from modempool.errors import NotFound, PoolError
 from modempool.spool.model import Message, MessageState, to_text, utcnow
+
+if TYPE_CHECKING:
+    from modempool.operator.campaigns import Campaigns
+    from modempool.operator.contacts import Contact
+    from modempool.operator.optout import OptOutList
 
 @dataclass(frozen=True, slots=True)
 class Queued:
@@ -298,3 +309,195 @@ class AccountPool:
         if not out:
             raise PoolError("no recipient given")
         return out
+
+    # ---- who may do what ------------------------------------------------------------------
+
+    def require_sender(self) -> None:
+        """Forbidden unless the account may change things (admin or sender)."""
+        if not self.account.may_send:
+            raise Forbidden(f"account {self.account.name!r} is a viewer: it may look, not change")
+
+    def require_admin(self) -> None:
+        """Forbidden unless the account is an admin (the bank's own features)."""
+        if not self.account.sees_all:
+            raise Forbidden(f"account {self.account.name!r} is not an admin")
+
+    def _inbound_scope(self) -> tuple[str, list[Any]]:
+        if self.account.sees_all or self.account.sims is None:
+            return "1 = 1", []
+        return "sim IN (SELECT value FROM json_each(?))", [json.dumps(list(self.account.sims))]
+
+    # ---- conversations --------------------------------------------------------------------
+
+    def conversations(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Who wrote to the bank, newest first: number, contact name, last text, unread count."""
+        scope, params = self._inbound_scope()
+        rows = self.spool.rows(
+            f"SELECT sender, max(received_at) AS last_at, sum(1 - read) AS unread, count(*) AS n, "
+            f"(SELECT text FROM inbound j WHERE j.sender = i.sender ORDER BY j.id DESC LIMIT 1) "
+            f"AS last_text FROM inbound i WHERE {scope} GROUP BY sender ORDER BY last_at DESC "
+            f"LIMIT ?", [*params, limit])
+        book = self.pool.contacts
+        out = []
+        for row in rows:
+            contact = book.find(row["sender"]) if row["sender"] else None
+            out.append({"number": row["sender"], "name": contact.name if contact else "",
+                        "last_at": row["last_at"], "unread": row["unread"] or 0,
+                        "count": row["n"], "last_text": row["last_text"]})
+        return out
+
+    def thread(self, number: str, *, mark_read: bool = True) -> dict[str, Any]:
+        """One conversation oldest first: what `number` sent (with the opt-out a message
+        caused) and what this account sent it; the replies are marked read."""
+        scope, params = self._inbound_scope()
+        inbound = self.spool.rows(f"SELECT id, text, received_at, sim, read FROM inbound "
+                                  f"WHERE sender = ? AND {scope} ORDER BY id DESC LIMIT 200",
+                                  [number, *params])
+        sent, _ = self.page(to=number, limit=200) if number.startswith("+") else ([], None)
+        optouts = {r["inbound_id"]: r for r in self.pool.optouts.optouts() if r["number"] == number}
+        items = [{"dir": "in", "id": r["id"], "text": r["text"], "at": r["received_at"],
+                  "sim": r["sim"], "unread": not r["read"], "optout": optouts.get(r["id"])}
+                 for r in inbound]
+        items += [{"dir": "out", "id": m.id, "text": m.text, "at": to_text(m.created_at),
+                   "sim": m.sim, "state": m.state.value} for m in sent]
+        items.sort(key=lambda item: item["at"] or "")
+        unread = [r["id"] for r in inbound if not r["read"]]
+        if mark_read and unread:
+            self.spool.mark_read(unread)
+        contact = self.pool.contacts.find(number)
+        return {"number": number, "name": contact.name if contact else "", "items": items,
+                "contact": contact}
+
+    # ---- the address book: everyone reads it, senders and admins change it ----------------
+
+    def contacts(self, *, group: str | None = None, search: str | None = None) -> list[Contact]:
+        """Contacts, of one group (NotFound if there is none by that name) and/or matching
+        `search` in name, number or notes."""
+        return self.pool.contacts.list(group=group, search=search)
+
+    def contact(self, number: str) -> Contact | None:
+        """The contact of `number`, None if it is not in the address book."""
+        return self.pool.contacts.find(number)
+
+    def groups(self) -> list[dict[str, Any]]:
+        return self.pool.contacts.groups()
+
+    def upsert_contact(self, number: str, name: str = "", *, fields: dict[str, Any] | None = None,
+                       birthday: str | None = None, notes: str = "",
+                       groups: Iterable[str] = ()) -> Contact:
+        """Add or update a contact (senders and admins; a viewer gets Forbidden)."""
+        self.require_sender()
+        return self.pool.contacts.upsert(number, name, fields=fields, birthday=birthday,
+                                         notes=notes, groups=list(groups))
+
+    def remove_contact(self, number: str) -> None:
+        """Remove a contact (senders and admins; a viewer gets Forbidden)."""
+        self.require_sender()
+        self.pool.contacts.remove(number)
+
+    def create_group(self, name: str, description: str = "") -> int:
+        self.require_sender()
+        return self.pool.contacts.create_group(name, description)
+
+    def delete_group(self, name: str) -> None:
+        self.require_sender()
+        self.pool.contacts.delete_group(name)
+
+    def add_to_group(self, group: str, numbers: Iterable[str]) -> int:
+        self.require_sender()
+        return self.pool.contacts.add_to_group(group, numbers)
+
+    def remove_from_group(self, group: str, numbers: Iterable[str]) -> int:
+        self.require_sender()
+        return self.pool.contacts.remove_from_group(group, numbers)
+
+    def export_contacts(self, path: Path, *, group: str | None = None) -> int:
+        """Write the address book (or one group) to CSV or XLSX by `path`'s suffix."""
+        from modempool.operator.importers import export_contacts
+
+        return export_contacts(self.pool.contacts, path, group=group)
+
+    def preview_import(self, filename: str, data: bytes, directory: Path) -> tuple[Path, Any]:
+        """Check an uploaded contacts file and keep it in `directory` for `confirm_import`;
+        returns where it is and the report (accepted rows, rejected rows with reasons).
+        Nothing is imported yet."""
+        import secrets
+
+        from modempool.operator.importers import check_rows, check_upload, read_table
+        from modempool.private_files import write_private
+
+        self.require_sender()
+        suffix = check_upload(filename, data)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = directory / f"{secrets.token_hex(12)}{suffix}"
+        write_private(path, data)   # people's names and numbers: owner only
+        try:
+            report = check_rows(read_table(path), region=self.config.region, path=filename)
+        except Exception:
+            path.unlink(missing_ok=True)
+            raise
+        return path, report
+
+    def confirm_import(self, path: Path, *, skip_rejected: bool,
+                       groups: Iterable[str] = ()) -> Any:
+        """Import a previewed file: all rows, or the good ones when `skip_rejected`;
+        ImportRejected (nothing stored) if rows are bad and not skipped."""
+        from modempool.operator.importers import import_contacts
+
+        self.require_sender()
+        try:
+            return import_contacts(self.pool.contacts, path, skip_rejected=skip_rejected,
+                                   groups=[g for g in groups if g])
+        finally:
+            path.unlink(missing_ok=True)
+
+    # ---- the bank's own: campaigns, opt-outs, history, auto-replies, accounts (admins) ----
+
+    def campaigns(self) -> Campaigns:
+        self.require_admin()
+        return self.pool.campaigns
+
+    def optouts(self) -> OptOutList:
+        self.require_admin()
+        return self.pool.optouts
+
+    def history(self, query: Any) -> list[dict[str, Any]]:
+        """Sent and received messages matching `query` (history.Query), newest first."""
+        self.require_admin()
+        return self.pool.history(query)
+
+    def export_history(self, query: Any, path: Path) -> int:
+        self.require_admin()
+        return self.pool.export_history(query, path)
+
+    def autoreplies(self) -> Any:
+        self.require_admin()
+        return self.pool.autoreplies
+
+    def autoreply_rules_from_config(self) -> list[Any]:
+        from modempool.operator.autoreply import rules_from_config
+
+        self.require_admin()
+        return rules_from_config(self.config)
+
+    def forwarding(self) -> Any:
+        self.require_admin()
+        return self.config.forward
+
+    def accounts(self) -> Any:
+        from modempool.accounts import Accounts
+
+        self.require_admin()
+        return Accounts(self.spool)
+
+    def sessions(self) -> Any:
+        from modempool.sessions import Sessions
+
+        self.require_admin()
+        return Sessions(self.spool)
+
+    def webhooks(self) -> Any:
+        from modempool.webhooks import Webhooks
+
+        self.require_admin()
+        return Webhooks(self.spool)

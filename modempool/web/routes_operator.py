@@ -1,6 +1,6 @@
-"""Contacts, groups and imports; campaigns; opt-outs and the blacklist, over `AccountOperator`
-(modempool/account_operator.py), which holds who may do what: everyone reads the address book,
-senders change it, campaigns and opt-outs are the bank's (admins)."""
+"""Contacts, groups and imports; campaigns; opt-outs and the blacklist, over `AccountPool`
+(`Pool.for_account`), which holds who may do what: everyone reads the address book, senders
+change it, campaigns and opt-outs are the bank's (admins)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from fastapi import APIRouter, Depends, Path, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from modempool.account_operator import AccountOperator
 from modempool.account_pool import AccountPool
-from modempool.errors import NotFound, PoolError
+from modempool.errors import PoolError
 from modempool.web.routes_messages import account_pool
 
 router = APIRouter(prefix="/v1")
@@ -22,10 +21,6 @@ router = APIRouter(prefix="/v1")
 Number = Annotated[str, Path(min_length=1, max_length=40)]
 CampaignId = Annotated[int, Path(ge=1, le=2**62)]
 UPLOAD_LIMIT = 20 * 1024 * 1024
-
-
-def operator(pool: AccountPool = Depends(account_pool)) -> AccountOperator:
-    return AccountOperator(pool)
 
 
 # ---- contacts and groups ---------------------------------------------------------------------
@@ -41,37 +36,32 @@ class ContactIn(BaseModel):
 
 
 @router.get("/contacts", tags=["contacts"], summary="The address book (通讯录)")
-def list_contacts(op: AccountOperator = Depends(operator),
+def list_contacts(op: AccountPool = Depends(account_pool),
                   group: Annotated[str | None, Query(max_length=100)] = None,
                   search: Annotated[str | None, Query(max_length=100)] = None) -> dict[str, Any]:
-    book = op.book()
-    if group is not None and group not in {g["name"] for g in book.groups()}:
-        raise NotFound(f"no group named {group!r}")
-    return {"contacts": [c.as_dict() for c in book.list(group=group, search=search)]}
+    return {"contacts": [c.as_dict() for c in op.contacts(group=group, search=search)]}
 
 
 @router.put("/contacts/{number}", tags=["contacts"], summary="Add or update a contact")
-def put_contact(number: Number, body: ContactIn, op: AccountOperator = Depends(operator)) -> dict:
-    op.require_sender()
-    return op.book().upsert(number, body.name, fields=body.fields, birthday=body.birthday,
-                            notes=body.notes, groups=body.groups).as_dict()
+def put_contact(number: Number, body: ContactIn, op: AccountPool = Depends(account_pool)) -> dict:
+    return op.upsert_contact(number, body.name, fields=body.fields, birthday=body.birthday,
+                             notes=body.notes, groups=body.groups).as_dict()
 
 
 @router.delete("/contacts/{number}", tags=["contacts"], status_code=204,
                summary="Remove a contact")
-def delete_contact(number: Number, op: AccountOperator = Depends(operator)) -> None:
-    op.require_sender()
-    op.book().remove(number)
+def delete_contact(number: Number, op: AccountPool = Depends(account_pool)) -> None:
+    op.remove_contact(number)
 
 
 @router.get("/groups", tags=["contacts"], summary="Contact groups (分组)")
-def list_groups(op: AccountOperator = Depends(operator)) -> dict[str, Any]:
-    return {"groups": op.book().groups()}
+def list_groups(op: AccountPool = Depends(account_pool)) -> dict[str, Any]:
+    return {"groups": op.groups()}
 
 
 @router.post("/contacts/import", tags=["contacts"],
              summary="Import contacts from CSV, XLSX or TXT (all rows, or the good ones)")
-async def import_contacts(file: UploadFile, op: AccountOperator = Depends(operator),
+async def import_contacts(file: UploadFile, op: AccountPool = Depends(account_pool),
                           skip_rejected: bool = False,
                           group: Annotated[list[str] | None, Query(max_length=20)] = None) -> Any:
     data = await file.read(UPLOAD_LIMIT + 1)
@@ -101,12 +91,12 @@ class CampaignIn(BaseModel):
 
 
 @router.get("/campaigns", tags=["campaigns"], summary="Campaigns (群发), admins only")
-def list_campaigns(op: AccountOperator = Depends(operator)) -> dict[str, Any]:
+def list_campaigns(op: AccountPool = Depends(account_pool)) -> dict[str, Any]:
     return {"campaigns": [c.as_dict() for c in op.campaigns().list()]}
 
 
 @router.post("/campaigns", tags=["campaigns"], status_code=201, summary="Create a campaign (draft)")
-def create_campaign(body: CampaignIn, op: AccountOperator = Depends(operator)) -> dict[str, Any]:
+def create_campaign(body: CampaignIn, op: AccountPool = Depends(account_pool)) -> dict[str, Any]:
     from modempool.operator.contacts import Selection, parse_selection
 
     campaigns = op.campaigns()
@@ -116,7 +106,7 @@ def create_campaign(body: CampaignIn, op: AccountOperator = Depends(operator)) -
 
 
 @router.get("/campaigns/{campaign_id}", tags=["campaigns"], summary="A campaign and its progress")
-def get_campaign(campaign_id: CampaignId, op: AccountOperator = Depends(operator)) -> dict:
+def get_campaign(campaign_id: CampaignId, op: AccountPool = Depends(account_pool)) -> dict:
     from modempool.operator.campaign_report import progress
 
     campaign = op.campaigns().get(campaign_id).as_dict()
@@ -125,7 +115,7 @@ def get_campaign(campaign_id: CampaignId, op: AccountOperator = Depends(operator
 
 @router.get("/campaigns/{campaign_id}/preview", tags=["campaigns"],
             summary="Recipients, cost and problems before starting")
-def preview_campaign(campaign_id: CampaignId, op: AccountOperator = Depends(operator),
+def preview_campaign(campaign_id: CampaignId, op: AccountPool = Depends(account_pool),
                      sample: Annotated[int, Query(ge=0, le=100)] = 3) -> dict[str, Any]:
     plan = op.campaigns().plan(campaign_id)
     return {"recipients": len(plan.recipients), "total_parts": plan.total_parts,
@@ -137,7 +127,7 @@ def preview_campaign(campaign_id: CampaignId, op: AccountOperator = Depends(oper
 @router.post("/campaigns/{campaign_id}/{action}", tags=["campaigns"],
              summary="start, pause or resume a campaign")
 def campaign_action(campaign_id: CampaignId, action: Literal["start", "pause", "resume"],
-                    op: AccountOperator = Depends(operator),
+                    op: AccountPool = Depends(account_pool),
                     skip_problems: bool = False) -> dict[str, Any]:
     campaigns = op.campaigns()
     if action == "start":
@@ -155,32 +145,32 @@ class NumbersIn(BaseModel):
 
 
 @router.get("/optouts", tags=["opt-outs"], summary="Numbers that opted out (退订)")
-def list_optouts(op: AccountOperator = Depends(operator)) -> dict[str, Any]:
+def list_optouts(op: AccountPool = Depends(account_pool)) -> dict[str, Any]:
     return {"optouts": op.optouts().optouts()}
 
 
 @router.post("/optouts", tags=["opt-outs"], summary="Opt numbers out")
-def add_optouts(body: NumbersIn, op: AccountOperator = Depends(operator)) -> dict[str, int]:
+def add_optouts(body: NumbersIn, op: AccountPool = Depends(account_pool)) -> dict[str, int]:
     book = op.optouts()
     return {"added": sum(book.add(n, source="api") for n in body.numbers)}
 
 
 @router.delete("/optouts/{number}", tags=["opt-outs"], status_code=204)
-def remove_optout(number: Number, op: AccountOperator = Depends(operator)) -> None:
+def remove_optout(number: Number, op: AccountPool = Depends(account_pool)) -> None:
     op.optouts().remove(number)
 
 
 @router.get("/blacklist", tags=["opt-outs"], summary="Numbers that never get anything (黑名单)")
-def list_blacklist(op: AccountOperator = Depends(operator)) -> dict[str, Any]:
+def list_blacklist(op: AccountPool = Depends(account_pool)) -> dict[str, Any]:
     return {"blacklist": op.optouts().blacklist()}
 
 
 @router.post("/blacklist", tags=["opt-outs"], summary="Blacklist numbers")
-def add_blacklist(body: NumbersIn, op: AccountOperator = Depends(operator)) -> dict[str, int]:
+def add_blacklist(body: NumbersIn, op: AccountPool = Depends(account_pool)) -> dict[str, int]:
     return {"added": op.optouts().add_to_blacklist(body.numbers, reason=body.reason)}
 
 
 @router.delete("/blacklist/{number}", tags=["opt-outs"], status_code=204)
-def remove_blacklist(number: Number, op: AccountOperator = Depends(operator)) -> None:
+def remove_blacklist(number: Number, op: AccountPool = Depends(account_pool)) -> None:
     op.optouts().remove_from_blacklist(number)
 

@@ -1,5 +1,5 @@
 """Admin pages: history search and export, auto-replies and forwarding, accounts (keys,
-passwords) and webhooks. `AccountOperator` refuses anyone but an admin; the pages then answer
+passwords) and webhooks. `AccountPool` refuses anyone but an admin; the pages then answer
 404, as for anything an account may not see."""
 
 from __future__ import annotations

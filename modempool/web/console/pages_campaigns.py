@@ -1,6 +1,6 @@
 """Campaigns (群发): create from a template, preview with cost and problems, start, pause,
 resume, live progress and the report. Campaigns are the bank's: admins only (the rule is in
-`AccountOperator.campaigns`); for anyone else these pages do not exist (404)."""
+`AccountPool.campaigns`); for anyone else these pages do not exist (404)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _list(request: Request, session: Session, values: dict[str, str], errors: di
     if store is None:
         return render(request, "not_found.html", session=session, status=404)
     rows = [{**c.as_dict(), "progress": progress(store.spool, c.id, config=store.config).to_dict()} for c in reversed(store.list())]
-    groups = operator_of(request, session).book().groups()
+    groups = operator_of(request, session).groups()
     return render(request, "campaigns.html", {"campaigns": rows, "values": values, "errors": errors,
                                               "groups": groups}, session=session, status=status)
 

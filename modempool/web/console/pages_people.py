@@ -1,5 +1,5 @@
 """Conversations (inbox by contact, inline reply), the address book and its import, opt-outs
-and the blacklist. Each page calls `AccountOperator` / `AccountPool` and renders the result."""
+and the blacklist. Each page calls `AccountPool` (`Pool.for_account`) and renders the result."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
-from modempool.account_operator import AccountOperator
+from modempool.account_pool import AccountPool
 from modempool.accounts import Forbidden
 from modempool.errors import NotFound, PoolError
 from modempool.numbers import normalise
@@ -22,8 +22,9 @@ router = APIRouter(include_in_schema=False)
 UPLOADS = Path(tempfile.gettempdir()) / "modempool-console-uploads"
 
 
-def operator_of(request: Request, session: Session) -> AccountOperator:
-    return AccountOperator(pool_of(request, session))
+def operator_of(request: Request, session: Session) -> AccountPool:
+    """The signed-in account's pool, whose operator methods check its role."""
+    return pool_of(request, session)
 
 
 # ---- conversations --------------------------------------------------------------------------
@@ -69,14 +70,14 @@ async def reply(request: Request, number: str,
 @router.get("/contacts")
 def contacts(request: Request, session: Session = Depends(current_session), q: str = "",
              group: str = "") -> HTMLResponse:
-    book = operator_of(request, session).book()
+    pool = pool_of(request, session)
     error = ""
     try:
-        rows = book.list(group=group or None, search=q.strip() or None)
+        rows = pool.contacts(group=group or None, search=q.strip() or None)
     except NotFound as exc:
         rows, error = [], str(exc)
     return render(request, "contacts.html", {"contacts": rows[:500], "total": len(rows),
-                                             "groups": book.groups(), "q": q, "group": group,
+                                             "groups": pool.groups(), "q": q, "group": group,
                                              "error": error, "values": {}, "errors": {}},
                   session=session)
 
@@ -85,16 +86,15 @@ def contacts(request: Request, session: Session = Depends(current_session), q: s
 async def add_contact(request: Request, session: Session = Depends(current_session)) -> Response:
     form = await form_of(request, session)
     values = {k: str(form.get(k, "")) for k in ("number", "name", "groups")}
-    operator = operator_of(request, session)
+    pool = pool_of(request, session)
     try:
-        operator.require_sender()
         groups = [g.strip() for g in values["groups"].replace("，", ",").split(",") if g.strip()]
-        await run_in_threadpool(operator.book().upsert, values["number"], values["name"].strip(),
+        await run_in_threadpool(pool.upsert_contact, values["number"], values["name"].strip(),
                                 groups=groups)
     except PoolError as exc:
-        book = operator.book()
+        rows = pool.contacts()
         return render(request, "contacts.html", {
-            "contacts": book.list()[:500], "total": len(book.list()), "groups": book.groups(),
+            "contacts": rows[:500], "total": len(rows), "groups": pool.groups(),
             "q": "", "group": "", "error": "", "values": values,
             "errors": {"number" if "number" in str(exc).lower() else "form": str(exc)}},
             session=session, status=400)
@@ -109,14 +109,12 @@ async def export_contacts(request: Request, session: Session = Depends(current_s
     from fastapi.responses import FileResponse
     from starlette.background import BackgroundTask
 
-    from modempool.operator.importers import export_contacts as write_contacts
-
     suffix = ".xlsx" if format == "xlsx" else ".csv"
     handle, name = tempfile.mkstemp(suffix=suffix, prefix="modempool-contacts-")
     os.close(handle)
     path = Path(name)
     try:
-        await run_in_threadpool(write_contacts, operator_of(request, session).book(), path,
+        await run_in_threadpool(pool_of(request, session).export_contacts, path,
                                 group=group or None)
     except PoolError as exc:
         path.unlink(missing_ok=True)
@@ -185,10 +183,10 @@ def _optouts(request: Request, session: Session, values: dict[str, str],
         lists = operator_of(request, session).optouts()
     except Forbidden:
         return render(request, "not_found.html", session=session, status=404)
-    book = operator_of(request, session).book()
+    pool = pool_of(request, session)
     rows = lists.optouts()
     for row in rows:
-        contact = book.find(row["number"])
+        contact = pool.contact(row["number"])
         row["name"] = contact.name if contact else ""
     return render(request, "optouts.html", {"optouts": rows, "blacklist": lists.blacklist(),
                                             "values": values, "errors": errors},

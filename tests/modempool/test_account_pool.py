@@ -1,0 +1,57 @@
+"""The pool as one account sees it (`Pool.for_account`), without the HTTP layer: the role
+rules of the operator features live in the library, so every front end gets them."""
+
+from __future__ import annotations
+
+import pytest
+
+from modempool import Pool
+from modempool.accounts import Accounts, Forbidden
+from modempool.errors import PoolError
+
+
+@pytest.fixture
+def pool(config):
+    with Pool.open(config) as pool:
+        accounts = Accounts(pool.spool)
+        for name, role in (("root", "admin"), ("shop", "sender"), ("audit", "viewer")):
+            accounts.add(name, role)
+        yield pool
+
+
+def as_account(pool, name):
+    return pool.for_account(Accounts(pool.spool).get(name))
+
+
+def test_a_viewer_changes_no_contact_or_group_through_the_library(pool):
+    shop, audit = as_account(pool, "shop"), as_account(pool, "audit")
+    shop.upsert_contact("13800138000", "王芳", groups=["家长"])
+    edits = [lambda: audit.upsert_contact("13800138001", "李雷"),
+             lambda: audit.upsert_contact("13800138000", "改名"),
+             lambda: audit.remove_contact("13800138000"),
+             lambda: audit.create_group("老师"),
+             lambda: audit.delete_group("家长"),
+             lambda: audit.add_to_group("家长", ["13800138000"]),
+             lambda: audit.remove_from_group("家长", ["13800138000"])]
+    for edit in edits:
+        with pytest.raises(Forbidden, match="viewer") as refused:
+            edit()
+        assert isinstance(refused.value, PoolError)
+    [contact] = audit.contacts()   # a viewer still reads the book, unchanged
+    assert (contact.number, contact.name, list(contact.groups)) == ("+8613800138000", "王芳", ["家长"])
+    assert [g["name"] for g in audit.groups()] == ["家长"]
+
+
+def test_a_sender_edits_contacts_and_groups_and_only_an_admin_has_the_banks_lists(pool):
+    shop = as_account(pool, "shop")
+    shop.create_group("老师")
+    shop.upsert_contact("13800138000", "王芳")
+    assert shop.add_to_group("老师", ["13800138000"]) == 1
+    assert [c.number for c in shop.contacts(group="老师")] == ["+8613800138000"]
+    assert shop.remove_from_group("老师", ["13800138000"]) == 1
+    shop.remove_contact("13800138000")
+    assert shop.contact("13800138000") is None
+    for bank_feature in (shop.optouts, shop.campaigns, shop.accounts, shop.webhooks):
+        with pytest.raises(Forbidden, match="not an admin"):
+            bank_feature()
+    assert as_account(pool, "root").optouts().optouts() == []

@@ -461,6 +461,11 @@ class AccountPool:
         self.require_admin()
         return self.pool.optouts
 
+    def add_optouts(self, numbers: Iterable[str], *, source: str = "api") -> int:
+        """`Pool.add_optouts` (all or none), for admins."""
+        self.require_admin()
+        return self.pool.add_optouts(numbers, source=source)
+
     def history(self, query: Any) -> list[dict[str, Any]]:
         """Sent and received messages matching `query` (history.Query), newest first."""
         self.require_admin()

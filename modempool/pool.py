@@ -249,17 +249,10 @@ class Pool:
 
     def _allowed_recipients(self, numbers: Iterable[str], *, to_opted_out: bool = False) -> list[str]:
         """`check_recipients`, returning the numbers in E.164."""
-        from modempool.spool.numbers import _normalise
+        from modempool.spool.numbers import normalise_all
 
         block_opted_out = self.config.optout.block_direct and not to_opted_out
-        numbers, e164s = list(numbers), []
-        for index, number in enumerate(numbers):
-            try:
-                e164s.append(_normalise(str(number), self.config.region))
-            except InvalidNumber as exc:
-                if len(numbers) == 1:
-                    raise
-                raise InvalidNumber(f"row {index + 1}: {exc}") from None  # which one of a batch
+        e164s = normalise_all(numbers, self.config.region)
         blacklisted, opted_out = self.optouts.listed(e164s)
         refusals: list[Refused] = []
         for e164 in dict.fromkeys(e164s):
@@ -407,6 +400,11 @@ class Pool:
         from modempool.operator.optout import OptOutList
 
         return OptOutList(self.spool.db, self.config.region)
+
+    def add_optouts(self, numbers: Iterable[str], *, source: str = "manual") -> int:
+        """Opt numbers out (退订), all or none: one that is no phone number is an InvalidNumber
+        naming it, and opts none out. Returns how many were not opted out before."""
+        return self.optouts.add_many(numbers, source=source)
 
     @property
     def campaigns(self) -> Campaigns:

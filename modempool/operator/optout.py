@@ -27,6 +27,7 @@ from modempool.config import Config
 from modempool.errors import InvalidNumber, NotFound
 from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
+from modempool.spool.numbers import normalise_all
 
 log = logging.getLogger("modempool.operator.optout")
 
@@ -64,6 +65,20 @@ class OptOutList:
                 "INSERT OR IGNORE INTO optouts (number, keyword, source, inbound_id, created_at)"
                 " VALUES (?, ?, ?, ?, ?)", [e164, keyword, source, inbound_id, now_iso()])
         return cur.rowcount == 1
+
+    def add_many(self, numbers: Iterable[str], *, keyword: str = "",
+                 source: str = "manual") -> int:
+        """Opt many numbers out in one transaction; returns how many were not opted out
+        before. All are checked first: one that is no phone number (InvalidNumber naming its
+        row) opts none out."""
+        e164s = normalise_all(numbers, self.region)
+        added, at = 0, now_iso()
+        with transaction(self.db):
+            for e164 in dict.fromkeys(e164s):
+                added += self.db.execute(
+                    "INSERT OR IGNORE INTO optouts (number, keyword, source, inbound_id, created_at)"
+                    " VALUES (?, ?, ?, NULL, ?)", [e164, keyword, source, at]).rowcount
+        return added
 
     def remove(self, number: str) -> None:
         e164 = normalise(number, self.region)
@@ -113,7 +128,9 @@ class OptOutList:
         return {r[0] for r in cur.fetchall()}
 
     def add_to_blacklist(self, numbers: Iterable[str], reason: str = "") -> int:
-        e164s = [normalise(n, self.region) for n in numbers]
+        """Blacklist many numbers in one transaction; one that is no phone number
+        (InvalidNumber naming its row) blacklists none."""
+        e164s = normalise_all(numbers, self.region)
         with transaction(self.db):
             for e164 in e164s:
                 self.db.execute("INSERT OR REPLACE INTO blacklist (number, reason, created_at)"

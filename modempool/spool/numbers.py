@@ -10,7 +10,25 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from collections.abc import Iterable
+
+from modempool.errors import InvalidNumber
 from modempool.numbers import normalise
+
+
+def normalise_all(numbers: Iterable[str], region: str) -> list[str]:
+    """Every number of a batch in E.164, or InvalidNumber naming the first bad one (by its
+    row, from 1, when the batch has more than one): a caller checks all before storing any."""
+    numbers = list(numbers)
+    e164s = []
+    for index, number in enumerate(numbers):
+        try:
+            e164s.append(_normalise(str(number), region))
+        except InvalidNumber as exc:
+            if len(numbers) == 1:
+                raise
+            raise InvalidNumber(f"row {index + 1}: {exc}") from None
+    return e164s
 
 
 @lru_cache(maxsize=65536)

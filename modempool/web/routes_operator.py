@@ -151,8 +151,7 @@ def list_optouts(op: AccountPool = Depends(account_pool)) -> dict[str, Any]:
 
 @router.post("/optouts", tags=["opt-outs"], summary="Opt numbers out")
 def add_optouts(body: NumbersIn, op: AccountPool = Depends(account_pool)) -> dict[str, int]:
-    book = op.optouts()
-    return {"added": sum(book.add(n, source="api") for n in body.numbers)}
+    return {"added": op.add_optouts(body.numbers, source="api")}
 
 
 @router.delete("/optouts/{number}", tags=["opt-outs"], status_code=204)

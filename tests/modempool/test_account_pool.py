@@ -55,3 +55,17 @@ def test_a_sender_edits_contacts_and_groups_and_only_an_admin_has_the_banks_list
         with pytest.raises(Forbidden, match="not an admin"):
             bank_feature()
     assert as_account(pool, "root").optouts().optouts() == []
+
+
+def test_opting_out_a_batch_through_the_pool_is_all_or_nothing(pool):
+    from modempool.errors import InvalidNumber
+
+    with pytest.raises(InvalidNumber, match=r"row 3: '1380013800x' is not"):
+        pool.add_optouts(["13800138000", "13800138001", "1380013800x"])
+    assert pool.optouts.optouts() == []
+    pool.add_optouts(["13800138000"])
+    assert pool.add_optouts(["13800138000", "13800138001"], source="api") == 1
+    assert [(r["number"], r["source"]) for r in pool.optouts.optouts()] == [
+        ("+8613800138000", "manual"), ("+8613800138001", "api")]
+    with pytest.raises(Forbidden):
+        as_account(pool, "shop").add_optouts(["13800138002"])

@@ -264,3 +264,16 @@ def test_contacts_campaigns_and_optouts(api):
         assert root.post("/v1/blacklist", json={"numbers": ["13800138009"]}).json() == {"added": 1}
         assert [r["number"] for r in root.get("/v1/blacklist").json()["blacklist"]] == ["+8613800138009"]
         assert root.delete("/v1/blacklist/13800138009").status_code == 204
+
+
+def test_opting_numbers_out_is_all_or_nothing(api):
+    with api.client("root") as root:
+        spoiled = root.post("/v1/optouts", json={"numbers": ["13800138000", "12", "13800138001"]})
+        assert spoiled.status_code == 422 and "row 2" in spoiled.json()["detail"]
+        assert "'12'" in spoiled.json()["detail"]
+        assert root.get("/v1/optouts").json()["optouts"] == []   # not even the first number
+        good = root.post("/v1/optouts", json={"numbers": ["13800138000", "+8613800138000",
+                                                          "13800138001"]})
+        assert good.json() == {"added": 2}
+    with api.client("shop") as shop:   # the bank's list: admins only
+        assert shop.post("/v1/optouts", json={"numbers": ["13800138002"]}).status_code == 403

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import click
 
-from modempool.commands.output import echo_json, print_table
-
-CONFIG_OPTION = click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), default=None,
-    help="Config file (default ./modempool.toml, then ~/.config/modempool/).")
+from modempool.commands.output import config_option, echo_json, print_table
 
 
 @click.command("ussd")
 @click.argument("sim")
 @click.argument("code")
-@CONFIG_OPTION
+@config_option
 @click.option("--timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for the network's answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -34,7 +30,7 @@ def ussd_command(sim: str, code: str, config_path: str | None, timeout: float,
     except PoolError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        echo_json(answer.to_dict())
+        echo_json(answer, pool.config.tz)
     else:
         click.echo(answer.text)
 
@@ -101,7 +97,7 @@ def discover_command(pattern: str | None, as_json: bool, config_file: str | None
 
 
 @click.command("udev")
-@CONFIG_OPTION
+@config_option
 @click.option("--install", is_flag=True,
               help="Write the rules to /etc/udev/rules.d/ and reload udev (as root).")
 @click.option("--rules-dir", type=click.Path(file_okay=False), default=None,
@@ -136,7 +132,7 @@ def udev_command(config_path: str | None, install: bool, rules_dir: str | None) 
 
 
 @click.command("doctor")
-@CONFIG_OPTION
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 def doctor_command(config_path: str | None, as_json: bool) -> None:
     """Check this box for what stops a modem bank: ModemManager, group dialout, ports held by
@@ -169,7 +165,7 @@ def doctor_command(config_path: str | None, as_json: bool) -> None:
 
 
 @click.command("systemd-unit")
-@CONFIG_OPTION
+@config_option
 @click.option("--user", default="modempool", show_default=True, help="The service's own user.")
 @click.option("--install", is_flag=True,
               help="Write it to /etc/systemd/system/modempool.service and reload systemd.")

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import click
 
-from modempool.commands.http import _CONFIG, _config, _library
+from modempool.commands.output import config_option
+from modempool.commands.shell import open_pool
 
 
 @click.command("passwd")
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True,
               help="Read the password from the first line of standard input (for scripts).")
-@_CONFIG
+@config_option
 def accounts_passwd(name, password_stdin, config_path) -> None:
     """Set the console password of account NAME (asked twice, never shown)."""
     from modempool.sessions import Sessions
@@ -22,11 +23,8 @@ def accounts_passwd(name, password_stdin, config_path) -> None:
         password = click.get_text_stream("stdin").readline().rstrip("\r\n")
     else:
         password = click.prompt("new password", hide_input=True, confirmation_prompt=True)
-    spool = _config(config_path).open_spool()
-    try:
-        _library(Sessions(spool).set_password, name, password)
-    finally:
-        spool.close()
+    with open_pool(config_path) as pool:
+        Sessions(pool.spool).set_password(name, password)
     click.echo(f"console password of {name} set")
 
 

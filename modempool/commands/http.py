@@ -3,13 +3,11 @@ commands. Each parses its options, makes one library call and prints the result.
 
 from __future__ import annotations
 
-import json
-
 import click
 
-_CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                       help="Config file (default ./modempool.toml, then ~/.config/modempool/).")
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+from modempool.commands.output import Output, config_option, json_option
+from modempool.commands.shell import open_pool
+
 
 
 def _config(config_path):
@@ -32,10 +30,6 @@ def _library(call, *args, **kwargs):
         raise click.ClickException(str(exc)) from None
 
 
-def _echo_json(data) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
-
-
 def _csv(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
@@ -43,7 +37,7 @@ def _csv(value: str | None) -> list[str]:
 # ---- serve -------------------------------------------------------------------------------
 
 @click.command("serve")
-@_CONFIG
+@config_option
 @click.option("--listen", default=None, metavar="HOST:PORT",
               help="Address to listen on (default [http] listen, else 127.0.0.1:8080).")
 @click.option("--public", is_flag=True, help="Allow a non-loopback address (see docs/http.md).")
@@ -75,10 +69,12 @@ def accounts_group() -> None:
     """API accounts and their keys (docs/http.md)."""
 
 
-def _accounts(config_path):
+def _accounts(config_path, as_json=False):
+    """The accounts of the pool `config_path` describes, and how to print."""
     from modempool.accounts import Accounts
 
-    return _library(Accounts, _config(config_path).open_spool())
+    pool = open_pool(config_path)
+    return _library(Accounts, pool.spool), Output(as_json, pool.config.tz)
 
 
 @accounts_group.command("add")
@@ -88,28 +84,29 @@ def _accounts(config_path):
 @click.option("--sims", default=None, metavar="M1,M2", help="Only through these SIMs.")
 @click.option("--per-day", type=click.IntRange(1), default=None, help="At most N messages a day.")
 @click.option("--per-minute", type=click.IntRange(1), default=None, help="At most N a minute.")
-@_CONFIG
-@_JSON
+@config_option
+@json_option
 def accounts_add(name, role, sims, per_day, per_minute, config_path, as_json) -> None:
     """Make an account; its key is printed once (only a digest of it is stored)."""
-    accounts = _accounts(config_path)
+    accounts, out = _accounts(config_path, as_json)
     account, key = _library(accounts.add, name, role, sims=_csv(sims) or None,
                             per_day=per_day, per_minute=per_minute)
     if as_json:
-        _echo_json({"name": account.name, "key": key})
+        out.json({"name": account.name, "key": key})
         return
     click.echo(f"account {account.name} ({account.role.value}) made. Its key, shown this once:")
     click.echo(key)
 
 
 @accounts_group.command("list")
-@_CONFIG
-@_JSON
+@config_option
+@json_option
 def accounts_list(config_path, as_json) -> None:
     """Every account (never its key)."""
-    rows = [a.to_dict() for a in _accounts(config_path).list()]
+    accounts, out = _accounts(config_path, as_json)
+    rows = [a.to_dict() for a in accounts.list()]
     if as_json:
-        _echo_json(rows)
+        out.json(rows)
         return
     if not rows:
         click.echo("no accounts (add one with `modempool accounts add NAME --role sender`)")
@@ -121,22 +118,23 @@ def accounts_list(config_path, as_json) -> None:
 
 @accounts_group.command("remove")
 @click.argument("name")
-@_CONFIG
+@config_option
 def accounts_remove(name, config_path) -> None:
     """Delete an account: its key stops working at once (its messages stay)."""
-    _library(_accounts(config_path).remove, name)
+    _library(_accounts(config_path)[0].remove, name)
     click.echo(f"account {name} removed")
 
 
 @accounts_group.command("rotate")
 @click.argument("name")
-@_CONFIG
-@_JSON
+@config_option
+@json_option
 def accounts_rotate(name, config_path, as_json) -> None:
     """A new key for NAME; the old one stops working at once."""
-    key = _library(_accounts(config_path).rotate, name)
+    accounts, out = _accounts(config_path, as_json)
+    key = _library(accounts.rotate, name)
     if as_json:
-        _echo_json({"name": name, "key": key})
+        out.json({"name": name, "key": key})
         return
     click.echo(f"new key for {name}, shown this once:")
     click.echo(key)
@@ -149,10 +147,12 @@ def webhooks_group() -> None:
     """Signed webhooks (Standard Webhooks) for SMS and message events."""
 
 
-def _webhooks(config_path):
+def _webhooks(config_path, as_json=False):
+    """The webhooks of the pool `config_path` describes, and how to print."""
     from modempool.webhooks import Webhooks
 
-    return _library(Webhooks, _config(config_path).open_spool())
+    pool = open_pool(config_path)
+    return _library(Webhooks, pool.spool), Output(as_json, pool.config.tz)
 
 
 @webhooks_group.command("add")
@@ -161,26 +161,28 @@ def _webhooks(config_path):
               help="sms.received, message.sent, message.delivered, message.failed, "
                    "message.ambiguous, optout.added")
 @click.option("--account", default=None, help="Only this account's messages.")
-@_CONFIG
-@_JSON
+@config_option
+@json_option
 def webhooks_add(url, events, account, config_path, as_json) -> None:
     """Subscribe URL to events; prints its id and its signing secret (whsec_...)."""
-    webhook, secret = _library(_webhooks(config_path).add, url, _csv(events), account=account)
+    webhooks, out = _webhooks(config_path, as_json)
+    webhook, secret = _library(webhooks.add, url, _csv(events), account=account)
     if as_json:
-        _echo_json({"id": webhook.id, "secret": secret})
+        out.json({"id": webhook.id, "secret": secret})
         return
     click.echo(f"webhook {webhook.id} → {webhook.url} for {', '.join(webhook.events)}")
     click.echo(f"signing secret: {secret}")
 
 
 @webhooks_group.command("list")
-@_CONFIG
-@_JSON
+@config_option
+@json_option
 def webhooks_list(config_path, as_json) -> None:
     """Every subscription (without secrets)."""
-    rows = [w.to_dict() for w in _webhooks(config_path).list()]
+    webhooks, out = _webhooks(config_path, as_json)
+    rows = [w.to_dict() for w in webhooks.list()]
     if as_json:
-        _echo_json(rows)
+        out.json(rows)
         return
     if not rows:
         click.echo("no webhooks")
@@ -191,26 +193,27 @@ def webhooks_list(config_path, as_json) -> None:
 
 @webhooks_group.command("remove")
 @click.argument("webhook_id")
-@_CONFIG
+@config_option
 def webhooks_remove(webhook_id, config_path) -> None:
     """Unsubscribe; its undelivered events are dropped."""
-    _library(_webhooks(config_path).remove, webhook_id)
+    _library(_webhooks(config_path)[0].remove, webhook_id)
     click.echo(f"webhook {webhook_id} removed")
 
 
 @webhooks_group.command("log")
 @click.option("--id", "webhook_id", default=None, help="Only this webhook's deliveries.")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
-@_CONFIG
-@_JSON
+@config_option
+@json_option
 def webhooks_log(webhook_id, limit, config_path, as_json) -> None:
     """The latest deliveries, newest first: state, attempts, last answer."""
-    rows = _webhooks(config_path).log(webhook_id, limit)
+    webhooks, out = _webhooks(config_path, as_json)
+    rows = webhooks.log(webhook_id, limit)
     if as_json:
-        _echo_json(rows)
+        out.json(rows)
         return
     for row in rows:
-        click.echo(f"{row['created_at']}  {row['event_id']}  {row['type']:<18} {row['state']:<9} "
+        click.echo(f"{out.time(row['created_at'])}  {row['event_id']}  {row['type']:<18} {row['state']:<9} "
                    f"{row['attempts']} attempt(s)"
                    + (f"  last: {row['last_error'] or row['last_status']}"
                       if row["state"] != "delivered" and row["attempts"] else ""))

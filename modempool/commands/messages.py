@@ -4,63 +4,25 @@ from __future__ import annotations
 
 import click
 
-from modempool.commands.output import config_option, echo_json, print_table
-
 from modempool.commands.errors import Utf8File
+from modempool.commands.output import Output, config_option, json_option
+from modempool.commands.shell import TimeText, open_pool
 
-# pool: the spool commands (init, send, queue, cancel, retry, inbox, status); they work on the
-# spool file alone, whether or not the daemon runs.
-
-_CONFIG_OPTION = config_option
-
-
-def _pool_open(config_path, spool_path=None, create=True):
-    """The front door for a command; a bad config becomes a clean click error."""
-    from modempool import Pool
-    from modempool.errors import PoolError
-
-    try:
-        pool = Pool.open(config_path, spool_path=spool_path, create=create)
-        if pool.config.spool_url:  # a database: unreachable is one clear line, now
-            pool.spool
-        return pool
-    except PoolError as exc:
-        raise click.ClickException(str(exc)) from None
+# The spool commands (init, send, queue, cancel, retry, inbox, status); they work on the spool
+# file alone, whether or not the daemon runs.
 
 
-def _pool_when(value, option, *, past=False):
-    """A time option read by the library (in `[pool] timezone`); a bad one is a usage error."""
-    from modempool.when import InvalidTime, parse_when
-
-    try:
-        return parse_when(value, past=past)
-    except InvalidTime as exc:
-        raise click.BadParameter(str(exc), param_hint=option) from None
-
-
-def _pool_local(text):
-    """A stored UTC time as short local time for tables."""
-    from modempool.spool import from_text
-
-    moment = from_text(text) if isinstance(text, str) else text
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
-
-
-_pool_echo_json = echo_json
-_pool_table = print_table
-
-
-def _pool_messages_table(pool, messages, title):
+def _messages_table(pool, out, messages, title):
     rows = [(m.id, m.to, m.state.value, m.sim, m.attempts, m.priority,
-             _pool_local(m.not_before) if m.state.value == "queued" else _pool_local(m.updated_at),
+             m.not_before if m.state.value == "queued" else m.updated_at,
              (m.text if len(m.text) <= 40 else m.text[:39] + "…").replace("\n", " "),
              m.error or pool.why_waiting(m))
             for m in messages]
-    _pool_table(title, ["id", "to", "state", "sim", "tries", "prio", "when", "text", "error"], rows)
+    out.rows(title, ["id", "to", "state", "sim", "tries", "prio", "when", "text", "error"], rows)
 
 
 @click.command("init")
-@_CONFIG_OPTION
+@config_option
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init_command(config_path, force) -> None:
     """Write a commented example config (to --config, default ./modempool.toml)."""
@@ -79,15 +41,17 @@ def init_command(config_path, force) -> None:
 
 @click.command("send")
 @click.argument("args", nargs=-1, required=True, metavar="NUMBER... TEXT")
-@_CONFIG_OPTION
+@config_option
 @click.option("--file", "text_file", type=Utf8File(), default=None,
               help="Read the text from this file (then every argument is a number).")
 @click.option("--wait", is_flag=True, help="Wait until each message is sent or fails; "
               "exit 1 if any failed, expired, was cancelled or is ambiguous.")
 @click.option("--timeout", type=float, default=None, help="With --wait: give up after this many "
               "seconds (exit 3).")
-@click.option("--at", "at", default=None, help="Send not before: HH:MM, +10m, or YYYY-MM-DD HH:MM.")
-@click.option("--expires", default=None, help="Give up if not sent by then (same forms as --at).")
+@click.option("--at", "at", type=TimeText(), default=None,
+              help="Send not before: HH:MM, +10m, or YYYY-MM-DD HH:MM ([pool] timezone).")
+@click.option("--expires", type=TimeText(), default=None,
+              help="Give up if not sent by then (same forms as --at).")
 @click.option("--priority", type=int, default=0, show_default=True, help="Higher goes first.")
 @click.option("--client-id", default=None, help="Idempotency key: the same id twice sends once.")
 @click.option("--sim", "sims", multiple=True, help="Only send through this SIM (repeatable).")
@@ -100,6 +64,7 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
     """Queue TEXT to each NUMBER (TEXT '-' reads standard input). The daemon sends it."""
     import sys
 
+    from modempool.errors import OptedOut, PoolError, RefusedMany
     from modempool.spool import SUCCESS_STATES
 
     if text_file is not None:
@@ -112,10 +77,8 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
             text = sys.stdin.read()
     if text.endswith("\n") and (text_file is not None or args[-1] == "-"):
         text = text[:-1]
-    from modempool.errors import OptedOut, PoolError, RefusedMany
-
-    _pool_when(at, "--at"), _pool_when(expires, "--expires")  # usage errors before the config
-    pool = _pool_open(config_path)
+    pool = open_pool(config_path)
+    out = Output(as_json, pool.config.tz)
     try:
         messages = pool.send(numbers, text, client_id=client_id, at=at, expires=expires,
                              priority=priority, sims=sims, to_opted_out=to_opted_out)
@@ -126,14 +89,14 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
         raise click.ClickException(f"{exc}; nothing was queued{hint}") from None
     if not as_json:
         for m in messages:
-            when = f", not before {_pool_local(m.not_before)}" if m.not_before else ""
+            when = f", not before {out.time(m.not_before)}" if m.not_before else ""
             click.echo(f"#{m.id} to {m.to}: {m.state.value}{when}")
     if wait:
         result = pool.wait([m.id for m in messages], timeout=timeout)
         messages = list(result.messages)
         if result.timed_out:
             if as_json:
-                _pool_echo_json([m.to_dict() for m in messages])
+                out.json(messages)
             click.echo("Error: timed out waiting; still " + ", ".join(
                 f"#{m.id} {m.state.value}" for m in result.pending), err=True)
             raise SystemExit(3)
@@ -142,13 +105,13 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
                 click.echo(f"#{m.id} to {m.to}: {m.state.value}" + (f" via {m.sim}" if m.sim else "")
                            + (f" ({m.error})" if m.error and m.state not in SUCCESS_STATES else ""))
     if as_json:
-        _pool_echo_json([m.to_dict() for m in messages])
+        out.json(messages)
     if wait and not result.all_succeeded:
         raise SystemExit(1)
 
 
 @click.command("queue")
-@_CONFIG_OPTION
+@config_option
 @click.option("--state", type=click.Choice(["queued", "sending", "sent", "delivered", "failed",
                                             "expired", "cancelled", "ambiguous"]), default=None)
 @click.option("--campaign", "campaign_id", type=int, default=None, help="Only this campaign.")
@@ -157,22 +120,23 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
               help="Print a list of {id, to, text, state, sim, attempts, ...}.")
 def queue_command(config_path, state, campaign_id, limit, as_json) -> None:
     """List messages in the spool, oldest first."""
-    pool = _pool_open(config_path, create=False)
+    pool = open_pool(config_path, create=False)
+    out = Output(as_json, pool.config.tz)
     if limit is None and not as_json:
         limit = 100  # a table of a million rows helps nobody; --json gives them all
     messages = pool.messages(state=state, campaign=campaign_id, limit=limit)
     if as_json:
-        _pool_echo_json([m.to_dict() for m in messages])
+        out.json(messages)
         return
     counts = ", ".join(f"{n} {s}" for s, n in pool.counts().items() if n)
     shown = f"last {len(messages)}" if len(messages) == limit else f"{len(messages)}"
-    _pool_messages_table(pool, messages, f"{shown} message(s) — spool: {counts or 'empty'}")
+    _messages_table(pool, out, messages, f"{shown} message(s) — spool: {counts or 'empty'}")
 
 
-def _pool_decide(config_path, ids, action):
+def _decide(config_path, ids, action):
     from modempool.errors import PoolError
 
-    pool = _pool_open(config_path, create=False)
+    pool = open_pool(config_path, create=False)
     failed = False
     for message_id in ids:
         try:
@@ -192,53 +156,56 @@ def _pool_decide(config_path, ids, action):
 
 @click.command("cancel")
 @click.argument("ids", nargs=-1, required=True, type=int, metavar="ID...")
-@_CONFIG_OPTION
+@config_option
 def cancel_command(ids, config_path) -> None:
     """Cancel queued message(s)."""
-    _pool_decide(config_path, ids, "cancel")
+    _decide(config_path, ids, "cancel")
 
 
 @click.command("retry")
 @click.argument("ids", nargs=-1, required=True, type=int, metavar="ID...")
-@_CONFIG_OPTION
+@config_option
 def retry_command(ids, config_path) -> None:
     """Queue failed, expired or ambiguous message(s) again (for ambiguous: may send twice)."""
-    _pool_decide(config_path, ids, "retry")
+    _decide(config_path, ids, "retry")
 
 
 @click.command("inbox")
-@_CONFIG_OPTION
-@click.option("--since", default=None, help="Only since: HH:MM, YYYY-MM-DD [HH:MM], or -2h/-1d.")
+@config_option
+@click.option("--since", type=TimeText(past=True), default=None,
+              help="Only since: HH:MM, YYYY-MM-DD [HH:MM], or -2h/-1d ([pool] timezone).")
 @click.option("--from", "sender", default=None, help="Only from this number.")
 @click.option("--limit", type=int, default=None, help="Only the last N messages.")
 @click.option("--json", "as_json", is_flag=True, help="Print a list of received messages.")
 def inbox_command(config_path, since, sender, limit, as_json) -> None:
     """List received messages, oldest first."""
-    _pool_when(since, "--since", past=True)
-    pool = _pool_open(config_path, create=False)
+    pool = open_pool(config_path, create=False)
+    out = Output(as_json, pool.config.tz)
     if limit is None and not as_json:
         limit = 100
     received = pool.inbox(since=since, sender=sender, limit=limit)
     if as_json:
-        _pool_echo_json([r.to_dict() for r in received])
+        out.json(received)
         return
-    _pool_table(f"{len(received)} received message(s)",
-                ["id", "received", "from", "name", "groups", "sim", "text"],
-                [(r.id, _pool_local(r.received_at), r.sender, r.name, ", ".join(r.groups), r.sim,
-                  r.text + ("" if r.complete else "  [incomplete]")) for r in received])
+    out.rows(f"{len(received)} received message(s)",
+             ["id", "received", "from", "name", "groups", "sim", "text"],
+             [(r.id, r.received_at, r.sender, r.name, ", ".join(r.groups), r.sim,
+               r.text + ("" if r.complete else "  [incomplete]")) for r in received])
 
 
 @click.command("status")
-@_CONFIG_OPTION
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print SIMs and queue as JSON.")
 def status_command(config_path, as_json) -> None:
     """Every modem/SIM (state, number, signal, operator, sent vs quota, why quarantined) and the
     queue depth; whether the daemon runs."""
     from modempool.dispatch.liveness import sim_note
 
-    status = _pool_open(config_path, create=False).status()
+    pool = open_pool(config_path, create=False)
+    out = Output(as_json, pool.config.tz)
+    status = pool.status()
     if as_json:
-        _pool_echo_json(status.to_dict())
+        out.json(status)
         return
     sims, counts = [s.to_dict() for s in status.sims], status.queue
     campaigns = [c.to_dict() for c in status.campaigns]
@@ -246,24 +213,25 @@ def status_command(config_path, as_json) -> None:
     def of(value, limit):
         return f"{value}/{limit}" if limit else str(value)
 
-    click.echo(status.daemon.describe())
-    _pool_table(f"{len(sims)} SIM(s) — spool {status.spool}",
-                ["sim", "state", "number", "signal", "operator", "balance", "today", "month",
-                 "errors", "port", "note"],
-                [(s["name"], s.get("state"), s.get("msisdn"), s.get("signal"), s.get("operator"),
-                  s.get("balance"), of(s["sent_today"], s["per_day"]),
-                  of(s["sent_month"], s["per_month"]), s.get("errors"), s.get("port"), sim_note(s))
-                 for s in sims])
+    click.echo(status.daemon.describe(pool.config.tz))
+    out.rows(f"{len(sims)} SIM(s) — spool {status.spool}",
+             ["sim", "state", "number", "signal", "operator", "balance", "today", "month",
+              "errors", "port", "note"],
+             [(s["name"], s.get("state"), s.get("msisdn"), s.get("signal"), s.get("operator"),
+               s.get("balance"), of(s["sent_today"], s["per_day"]),
+               of(s["sent_month"], s["per_month"]), s.get("errors"), s.get("port"),
+               sim_note(s, pool.config.tz))
+              for s in sims])
     click.echo("queue: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n or
                                      state == "queued"))
     if campaigns:
-        _pool_table(f"{len(campaigns)} campaign(s) running or paused",
-                    ["id", "name", "state", "done", "sent", "delivered", "failed", "pending",
-                     "per min", "eta"],
-                    [(c["campaign"], c["name"], c["state"], f"{c['done']}/{c['total']}", c["sent"],
-                      c["delivered"], c["failed"], c["pending"], c["rate_per_minute"],
-                      f"{c['eta_seconds']} s" if c["eta_seconds"] is not None else "")
-                     for c in campaigns])
+        out.rows(f"{len(campaigns)} campaign(s) running or paused",
+                 ["id", "name", "state", "done", "sent", "delivered", "failed", "pending",
+                  "per min", "eta"],
+                 [(c["campaign"], c["name"], c["state"], f"{c['done']}/{c['total']}", c["sent"],
+                   c["delivered"], c["failed"], c["pending"], c["rate_per_minute"],
+                   f"{c['eta_seconds']} s" if c["eta_seconds"] is not None else "")
+                  for c in campaigns])
 
 
 COMMANDS = [init_command, send_command, queue_command, cancel_command, retry_command, inbox_command, status_command]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
+
+from modempool.commands.output import config_option, echo_json, json_option
 
 
 @click.group("spool")
@@ -13,13 +13,12 @@ def spool_group() -> None:
 
 
 @spool_group.command("migrate")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="Config file (default ./modempool.toml, then ~/.config/modempool/).")
+@config_option
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None,
               help="The SQLite spool to copy (default: the config's [spool] path).")
 @click.option("--to", "target", required=True, metavar="URL",
               help="postgresql://user@host/db to copy into (created or upgraded as needed).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def migrate_command(config_path, db_path, target, as_json) -> None:
     """Copy an SQLite spool (messages, parts, inbound, reports, SIMs, events and the operator
     tables the target has) into PostgreSQL and verify the counts. A second run copies nothing."""
@@ -35,7 +34,7 @@ def migrate_command(config_path, db_path, target, as_json) -> None:
     except PoolError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
-        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        echo_json(result)
     else:
         click.echo(f"{result.source} -> {result.target}")
         for table in result.tables:

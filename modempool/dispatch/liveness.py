@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from modempool.box.ports import process_exists
@@ -29,11 +29,12 @@ class DaemonLiveness:
     since: datetime | None = None     # running: start time; else when it stopped or went silent
     reason: str = ""                  # why it is not running: "stopped", "killed", "silent"
 
-    def describe(self) -> str:
-        """One line for `status`: "daemon running since …" / "daemon not running since …"."""
+    def describe(self, tz: tzinfo | None = None) -> str:
+        """One line for `status`: "daemon running since …" / "daemon not running since …"
+        (local time of `tz`, the `[pool] timezone`)."""
         if self.owner is None:
             return "daemon not running (it never ran on this spool)"
-        when = _local(self.since)
+        when = _local(self.since, tz)
         if self.running:
             return f"daemon running since {when} ({self.owner})"
         why = {"stopped": "stopped", "killed": "its process is gone",
@@ -77,22 +78,22 @@ def current_sim_state(row: dict[str, Any], liveness: DaemonLiveness) -> dict[str
     return shown
 
 
-def _local(moment: datetime | None) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "?"
+def _local(moment: datetime | None, tz: tzinfo | None = None) -> str:
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if moment else "?"
 
 
-def sim_note(row: dict[str, Any]) -> str:
+def sim_note(row: dict[str, Any], tz: tzinfo | None = None) -> str:
     """What `status` says beside a SIM: why and until when it is quarantined, why it is down,
-    or its last state when no daemon runs."""
+    or its last state when no daemon runs (times local to `tz`)."""
     state = row.get("state")
     if row.get("no_credit"):
         return f"out of credit (balance {row.get('balance')}): out of rotation until topped up"
     if state == "quarantined":
         until = from_text(row.get("quarantined_until"))
         return (f"{row.get('last_error') or 'quarantined'}"
-                + (f"; until {_local(until)}" if until else ""))
+                + (f"; until {_local(until, tz)}" if until else ""))
     if state in ("down", "locked") and row.get("last_error"):
         return str(row["last_error"])
     if state == "unknown" and row.get("last_state"):
-        return f"last seen {row['last_state']} at {_local(from_text(row.get('updated_at')))}"
+        return f"last seen {row['last_state']} at {_local(from_text(row.get('updated_at')), tz)}"
     return ""

@@ -73,7 +73,7 @@ def ask_ussd(spool: Any, sim: str, code: str, *, timeout: float = 60.0) -> UssdA
     liveness = daemon_liveness(spool)
     if not liveness.running:
         raise DaemonNotRunning(
-            f"{liveness.describe()}; USSD goes through the daemon that owns the modems: start "
+            f"{liveness.describe(spool.tz)}; USSD goes through the daemon that owns the modems: start "
             f"it (`modempool run`, or `systemctl start modempool`), or with it stopped use "
             f"`modempool probe PORT --ussd {code}`")
     request_id = spool.requests.add(sim, "ussd", code)

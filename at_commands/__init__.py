@@ -27,7 +27,8 @@ Driver API (all coroutines unless noted; every wait is bounded):
 from .commands import COMMANDS, Command, StoredPdu, StoreUsage, csq_to_bars, csq_to_dbm
 from .core import (NEED_DATA, AtConnection, Echo, FinalResult, InfoLine, Noise, Prompt,
                    ProtocolError, Urc)
-from .driver import Modem, ModemState, mask_secrets
+from .channel import Channel, mask_secrets
+from .driver import Modem, ModemState
 from .errors import (AtError, AtTimeout, CmeError, CmsError, CommandError, ErrorClass,
                      ModemDisconnected, PinError, SendAmbiguous)
 from .events import (Disconnected, InboundSms, ModemEvent, ModemInfo, ReconnectFailed,
@@ -40,7 +41,7 @@ __all__ = [
     "COMMANDS", "Command", "StoredPdu", "StoreUsage", "csq_to_bars", "csq_to_dbm",
     "NEED_DATA", "AtConnection", "Echo", "FinalResult", "InfoLine", "Noise", "Prompt",
     "ProtocolError", "Urc",
-    "Modem", "ModemState", "mask_secrets",
+    "Channel", "Modem", "ModemState", "mask_secrets",
     "AtError", "AtTimeout", "CmeError", "CmsError", "CommandError", "ErrorClass",
     "ModemDisconnected", "PinError", "SendAmbiguous",
     "Disconnected", "InboundSms", "ModemEvent", "ModemInfo", "ReconnectFailed", "Reconnected",

@@ -41,7 +41,7 @@ class HealthMixin:
         next_poll = now + self.poll_interval * phase
         while True:
             item = await self._next_work(min(next_sweep, next_poll))
-            if self.state is not ModemState.READY or self._unresponsive:
+            if self.state is not ModemState.READY or self.channel.unresponsive:
                 if item is not None:
                     self._work.put_nowait(item)  # keep it for when the modem is back
                 await self._wait_until_usable()
@@ -147,7 +147,7 @@ class HealthMixin:
                 await asyncio.sleep(delays[min(attempt, len(delays) - 1)])
             attempt += 1
             try:
-                self._drop_transport()
+                self.channel.close()
                 await self.open()
                 await self.initialise()
             except PinError as error:
@@ -156,7 +156,7 @@ class HealthMixin:
                 return
             except Exception as error:  # noqa: BLE001 - OSError, AtError...: keep trying
                 self.log.info("reconnect attempt %d: %s", attempt, error)
-                self._drop_transport()
+                self.channel.close()
                 self.state = ModemState.DISCONNECTED
                 continue
             self.log.info("reconnected after %d attempt(s)", attempt)

@@ -59,7 +59,6 @@ class InboundMixin:
     def _init_inbound(self: Modem) -> None:
         self._work: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
         self._handed_over: dict[tuple[str | None, int], str] = {}  # slot -> PDU handed over
-        self._current_store: str | None = None
 
     # ---- URCs (called from the port's data callback: no awaiting here) ----
 
@@ -106,14 +105,14 @@ class InboundMixin:
     async def _in_store(self: Modem, store: str, name: str, **arguments: object) -> Any:
         """Run command `name` on `store` (``AT+CPMS="store"`` first when it is not the read
         store): both under one hold of the lock, so no other task moves the store between."""
-        async with self._lock:
+        async with self.channel.lock:
             return await self._in_store_locked(store, name, **arguments)
 
     async def _in_store_locked(self: Modem, store: str, name: str, **arguments: object) -> Any:
         """`_in_store` for a caller that already holds the command lock."""
-        if store != self._current_store:
-            await self._execute("select_read_store", store=store)
-        return await self._execute(name, check=False, **arguments)
+        if store != self.channel.read_store:
+            await self.channel.run("select_read_store", store=store)
+        return await self.channel.run(name, check=False, **arguments)
 
     async def _read_stored(self: Modem, store: str, index: int) -> bool:
         """``AT+CMGR`` after ``+CMTI``/``+CDSI``; False when the modem refused the read (the
@@ -171,7 +170,7 @@ class InboundMixin:
                 await self.execute("acknowledge_new", check=False)
             return
         slot = (event.store, event.index)
-        async with self._lock:  # no read of the slot between the check, the delete and the pop
+        async with self.channel.lock:  # no read of the slot between the check, the delete and the pop
             held = self._handed_over.get(slot)
             if held is not None and held != _key(event.pdu):
                 self.log.info("%s/%d holds another message now: not deleted again",

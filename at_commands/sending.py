@@ -1,24 +1,35 @@
 """Sending: ``AT+CMGS``, the prompt, the PDU and Ctrl-Z, ``+CMGS: <mr>``; ``AT+CMMS`` between parts.
 
+    sending = Sending(channel)
+    references = await sending.send(pdu.encode_submit("+8613800138000", "你好"))
+
 What the outcome means is decided here: an error before the PDU was written is a definite
 failure of this part; silence or a lost port after it is `SendAmbiguous` (TS 27.005 §3.5.1).
+The only state of its own is whether ``AT+CMMS=2`` (keep the radio link) is on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .channel import Channel
 from .commands import COMMANDS, SEND_RESULT_TIMEOUT
-from .core import FinalResult
 from .errors import AtError, AtTimeout, ModemDisconnected, SendAmbiguous
 
-if TYPE_CHECKING:
-    from .driver import Modem
 
+class Sending:
+    """Writes the parts of messages through `channel`; `send` is its one public call."""
 
-class SendingMixin:
-    async def send(self: Modem, parts: Sequence[Any], *, more_to_follow: bool = False,
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.link_kept = False  # AT+CMMS=2 is on
+
+    def port_reopened(self) -> None:
+        """A new port knows nothing of ``AT+CMMS`` asked on the old one."""
+        self.link_kept = False
+
+    async def send(self, parts: Sequence[Any], *, more_to_follow: bool = False,
                    before_pdu: Callable[[Any], None] | None = None) -> list[int]:
         """Send the parts of one message (`pdu.SubmitPart`, or hex strings with SMSC octet).
 
@@ -32,13 +43,13 @@ class SendingMixin:
         go out), or `SendAmbiguous` when the modem fell silent after a PDU was written.
         """
         references: list[int] = []
-        keep_link = self.profile.supports_cmms and (len(parts) > 1 or more_to_follow)
+        keep_link = self.channel.profile.supports_cmms and (len(parts) > 1 or more_to_follow)
         finished = False
-        async with self._lock:  # the parts go out back to back, nothing in between
+        async with self.channel.lock:  # the parts go out back to back, nothing in between
             try:
-                if keep_link and not self._link_kept:
-                    await self._execute("more_messages", mode=2, check=False)
-                    self._link_kept = True
+                if keep_link and not self.link_kept:
+                    await self.channel.run("more_messages", mode=2, check=False)
+                    self.link_kept = True
                 for part in parts:
                     try:
                         references.append(await self._send_part(part, before_pdu))
@@ -49,69 +60,44 @@ class SendingMixin:
                         raise
                 finished = True
             finally:
-                if self._link_kept and not (finished and more_to_follow):
+                if self.link_kept and not (finished and more_to_follow):
                     await self._release_link()
         return references
 
-    async def _release_link(self: Modem) -> None:
+    async def _release_link(self) -> None:
         """``AT+CMMS=0`` after the last part (skipped when the modem is silent or gone)."""
-        self._link_kept = False
-        if self._transport is not None and not self._unresponsive:
+        self.link_kept = False
+        if self.channel.is_open and not self.channel.unresponsive:
             try:
-                await self._execute("more_messages", mode=0, check=False)
+                await self.channel.run("more_messages", mode=0, check=False)
             except AtError:
                 pass
 
-    async def _send_part(self: Modem, part: Any,
-                         before_pdu: Callable[[Any], None] | None = None) -> int:
+    async def _send_part(self, part: Any, before_pdu: Callable[[Any], None] | None = None) -> int:
         """``AT+CMGS``, prompt, PDU, ``+CMGS: <mr>``. The caller holds the lock."""
+        channel = self.channel
         hex_pdu, length = _part_hex_and_length(part)
         command = COMMANDS["send"]
         line = command.line(length=length)
-        await self._resync_if_needed()
-        data = self._core.send_command(line, prefixes=(command.prefix,), expects_prompt=True)
-        self.log.debug(">> %s", line)
-        first = await self._wait(self._write_and_wait(data),
-                                 self.patience(self.profile.timeout("send", command.timeout)),
-                                 line)
-        if isinstance(first, FinalResult):  # refused before the prompt
-            if first.error is not None:
-                raise first.error
-            raise AtError(f"{line} answered {first.result} without a prompt")
-        if self._core.pending_command is None:  # prompt and result arrived together
-            early, self._early_result = self._early_result, None
-            if early is not None and early.error is not None:
-                raise early.error
-            raise AtError(f"{line} ended ({early.result if early else '?'}) at the prompt")
+        await channel.ask_for_prompt(line, command,
+                                     channel.profile.timeout("send", command.timeout))
         if before_pdu is not None:
             try:
                 before_pdu(part)
             except BaseException:
-                self._cancel_prompt()
+                channel.cancel_prompt()
                 raise
-        pdu_bytes = self._core.send_pdu(hex_pdu)
-        self.log.debug(">> %s<Ctrl-Z>", hex_pdu)
         try:
-            result = await self._wait(self._write_and_wait(pdu_bytes),
-                                      self.profile.timeout("send_result", SEND_RESULT_TIMEOUT),
-                                      line)
+            result = await channel.write_pdu(
+                hex_pdu, line, channel.profile.timeout("send_result", SEND_RESULT_TIMEOUT))
         except (AtTimeout, ModemDisconnected) as error:
             raise SendAmbiguous(f"PDU written, then {error}") from None
-        assert isinstance(result, FinalResult)
         if result.error is not None:
             raise result.error
         reference = command.parse(result.lines)
         if reference is None:
             raise SendAmbiguous(f"{line} answered OK without a message reference")
         return reference
-
-    def _cancel_prompt(self: Modem) -> None:
-        """ESC at the prompt: the modem drops the command without sending (TS 27.005 §3.5.1);
-        its late ``OK`` is stale, so the next command resynchronises first."""
-        escape = self._core.abandon()
-        self._needs_resync = True
-        if self._transport is not None:
-            self._transport.write(escape)
 
 
 def _part_hex_and_length(part: Any) -> tuple[str, int]:

@@ -86,8 +86,7 @@ class SetupMixin:
             profile = detect_profile(manufacturer)
             if profile is not self.profile:
                 self.log.info("profile %s (from %r)", profile.name, manufacturer)
-                self.profile = profile
-                self._core.add_vendor_lines(dict(profile.extra_urcs), profile.boot_noise)
+                self.channel.use_profile(profile)
         await self._unlock_sim()
         await self.execute("pdu_mode")
         if self.profile.sms_service is not None:
@@ -141,9 +140,7 @@ class SetupMixin:
         """
         if self.profile.boot_delay:
             await asyncio.sleep(self.profile.boot_delay)
-        if self._transport is not None:
-            self._transport.write(b"\x1b\r")
-            self._needs_resync = True
+        self.channel.interrupt()
         last: AtError | None = None
         # Generous and growing waits: a modem on a busy hub or still registering may take
         # seconds; its late answer teaches the driver its pace (`Modem.patience`).

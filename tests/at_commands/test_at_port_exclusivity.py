@@ -13,11 +13,11 @@ async def test_an_open_port_is_exclusive_and_a_second_open_is_refused(bank):
     first = Modem(port, name="first")
     await first.open()
     try:
-        assert is_exclusive(first._transport.serial.fileno())
+        assert is_exclusive(first.channel.fileno())
         second = Modem(port, name="second")
         with pytest.raises(PortInUse, match="is busy: another process holds it"):
             await second.open()
-        assert second._transport is None
+        assert not second.channel.is_open
         assert (await first.query("signal")) is not None   # the owner still talks to its modem
     finally:
         await first.close()

@@ -14,7 +14,6 @@ SIMs sees the replies that arrived on them; its own outgoing messages join its t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
@@ -83,9 +82,9 @@ class AccountPool:
                     from modempool.webhooks import Webhooks
 
                     Webhooks(self.spool).add_dlr(conn, ids, dlr[0], dlr[1])
+            among, values = self.spool.engine.among("id", ids)
             found = {row[0]: (row[1], row[2]) for row in conn.execute(
-                "SELECT id, to_number, state FROM messages WHERE id IN "
-                "(SELECT value FROM json_each(?))", (json.dumps(ids),))}
+                f"SELECT id, to_number, state FROM messages WHERE {among}", values)}
         return [Queued(i, found[i][0], found[i][1], parts) for i in ids]
 
     def _day_start(self, now: datetime) -> datetime:
@@ -176,8 +175,9 @@ class AccountPool:
             where.append("id > ?")
             params.append(int(after))
         if not self.account.sees_all and self.account.sims is not None:
-            where.append("sim IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(list(self.account.sims)))
+            among, values = self.spool.engine.among("sim", self.account.sims)
+            where.append(among)
+            params += values
         rows = self.spool.rows(f"SELECT * FROM inbound WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
                                [*params, limit + 1])
         book, names = AddressBook(self.spool.db, self.config.region), {}
@@ -254,10 +254,10 @@ class AccountPool:
         now = now or utcnow()
         start = now.replace(second=0, microsecond=0) - timedelta(minutes=minutes - 1)
         buckets = [0] * minutes
+        among, values = self.spool.engine.among("sim", sims)
         for row in self.spool.rows(
                 "SELECT substr(sent_at, 1, 16) AS minute, count(*) AS n FROM parts "
-                "WHERE sim IN (SELECT value FROM json_each(?)) AND sent_at >= ? GROUP BY minute",
-                [json.dumps(list(sims)), to_text(start)]):
+                f"WHERE {among} AND sent_at >= ? GROUP BY minute", [*values, to_text(start)]):
             try:
                 moment = datetime.fromisoformat(row["minute"] + ":00+00:00")
             except ValueError:
@@ -325,7 +325,7 @@ class AccountPool:
     def _inbound_scope(self) -> tuple[str, list[Any]]:
         if self.account.sees_all or self.account.sims is None:
             return "1 = 1", []
-        return "sim IN (SELECT value FROM json_each(?))", [json.dumps(list(self.account.sims))]
+        return self.spool.engine.among("sim", self.account.sims)
 
     # ---- conversations --------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ import hmac
 import json
 import re
 import secrets
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -108,7 +107,7 @@ class Account:
                 "created_at": self.created_at, "rotated_at": self.rotated_at}
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Account:
+    def from_row(cls, row: Any) -> Account:
         return cls(name=row["name"], role=Role(row["role"]),
                    sims=tuple(json.loads(row["sims"])) if row["sims"] else None,
                    per_minute=row["per_minute"], per_day=row["per_day"],
@@ -132,10 +131,9 @@ class Accounts:
         from modempool.webhooks.store import install
 
         self.spool = spool
-        with spool.transaction() as conn:
-            install(conn)  # accounts, message owners, opt-outs, webhooks and their triggers
+        install(spool)  # accounts, message owners, opt-outs, webhooks and their triggers
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self.spool.rows(sql, params)
 
     def add(self, name: str, role: Role | str, *, sims: Iterable[str] | None = None,
@@ -200,7 +198,7 @@ class Accounts:
         return self._check(self._rows("SELECT * FROM accounts WHERE name = ?", (name,)), key)
 
     @staticmethod
-    def _check(rows: list[sqlite3.Row], key: str) -> Account | None:
+    def _check(rows: list[Any], key: str) -> Account | None:
         stored = rows[0]["key_hash"] if rows else "0" * 64
         good = hmac.compare_digest(_digest(key or ""), stored)
         return Account.from_row(rows[0]) if rows and good else None
@@ -224,7 +222,7 @@ def sims_for_send(account: Account, asked: Sequence[str] | None) -> list[str] | 
     return list(asked)
 
 
-def check_quota(conn: sqlite3.Connection, account: Account, count: int, now: datetime,
+def check_quota(conn: Any, account: Account, count: int, now: datetime,
                 day_start: datetime) -> None:
     """QuotaExceeded if `count` more messages would pass the account's per-minute or per-day
     quota (counted from the messages it queued, in the enqueue transaction)."""
@@ -241,22 +239,18 @@ def check_quota(conn: sqlite3.Connection, account: Account, count: int, now: dat
                                 f"queued {when}, {count} more asked; nothing was queued")
 
 
-def record_owner(conn: sqlite3.Connection, account: Account, ids: Sequence[int], now: datetime) -> None:
+def record_owner(conn: Any, account: Account, ids: Sequence[int], now: datetime) -> None:
     """Mark messages as queued by the account (ids it already owns stay as they are)."""
     stamp = to_text(now)
     conn.executemany(
-        "INSERT OR IGNORE INTO message_accounts (message_id, account, created_at) VALUES (?, ?, ?)",
+        "INSERT INTO message_accounts (message_id, account, created_at) VALUES (?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
         [(i, account.name, stamp) for i in ids])
 
 
 def namespaced_client_id(account: Account, client_id: str | None) -> str | None:
     """An idempotency key in the account's own namespace (two accounts may use the same one)."""
     return None if client_id is None else f"{account.name}:{client_id}"
-
-
-def _statements(script: str) -> list[str]:
-    lines = [line.split("--", 1)[0] for line in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
 class FailureThrottle:

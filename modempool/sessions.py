@@ -80,10 +80,7 @@ class Sessions:
     def __init__(self, spool: Any, accounts: Accounts | None = None) -> None:
         self.spool = spool
         self.accounts = accounts or Accounts(spool)
-        with spool.transaction() as conn:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+        spool.engine.ensure_schema(SCHEMA)
 
     # ---- passwords -------------------------------------------------------------------------
 

@@ -16,3 +16,17 @@ def uucp_lock_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("lock")
     os.environ[LOCK_DIR_ENV] = str(directory)
     yield directory
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL cluster, started once per test process (each xdist worker has its
+    own, in its own temporary directory) on first use, and removed at the end."""
+    from tests.pg_cluster import PgCluster
+
+    cluster = PgCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()

@@ -6,7 +6,6 @@ labelled with the contact's name when the number is in the address book.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -144,8 +143,9 @@ def _select_where(db: Any, direction: str, query: Query, numbers: list[str] | No
         where.append(f"{number_col} IN ({', '.join('?' for _ in numbers)})")
         params += numbers
     if ids is not None:
-        where.append("id IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(ids))
+        among, values = spool.engine.among("id", ids)
+        where.append(among)
+        params += values
     elif query.text and spool is not None:
         condition, values = spool.text_matches("messages" if direction == "out" else "inbound",
                                                query.text)

@@ -85,6 +85,29 @@ class Engine(ABC):
         """SQL true when the JSON list in `column` holds the value of parameter `param`."""
 
     @abstractmethod
+    def seconds_between(self, later: str, earlier: str) -> str:
+        """SQL for the seconds from time column `earlier` to `later` (ISO text), a float."""
+
+    @abstractmethod
+    def among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """SQL true when `column` is one of `values`, and its parameters: one parameter however
+        many values (a 100,000-recipient send's ids), all of one type (ids or names)."""
+
+    @abstractmethod
+    def ensure_schema(self, script: str) -> None:
+        """Create the missing tables and indexes of a module that keeps its own in the spool
+        (accounts, webhooks, console sessions, the operator features): `CREATE ... IF NOT
+        EXISTS` statements in SQLite's words, integer keys as `INTEGER PRIMARY KEY`. Once per
+        engine object and script; call it outside a transaction."""
+
+    @abstractmethod
+    def ensure_webhook_outbox(self) -> None:
+        """The triggers that write each webhook event (and Kannel dlr-url callback) into
+        `webhook_outbox` in the very transaction of the change it reports: a message turning
+        sent, delivered, failed or ambiguous, an SMS stored in `inbound`, a number added to
+        `optouts`. The tables they read exist (`modempool.webhooks.store.install`)."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     # -- hooks with a default ---------------------------------------------------------------

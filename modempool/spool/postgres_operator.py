@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from modempool.spool.engine import statements
 
 _OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\s", re.I)
 _OR_REPLACE = re.compile(r"^\s*INSERT\s+OR\s+REPLACE\s+INTO\s+(\w+)\s*\(([^)]*)\)", re.I)
@@ -53,7 +52,6 @@ class OperatorDb:
         self.engine = engine
         self._keys: dict[str, tuple[str, ...]] = {}
         self._has_id: dict[str, bool] = {}
-        self._ensured: set[str] = set()
 
     @contextmanager
     def transaction(self) -> Iterator[OperatorDb]:
@@ -63,13 +61,8 @@ class OperatorDb:
 
     def ensure_schema(self, schema: str) -> None:
         """Create missing tables and indexes (SQLite DDL, integer keys as identity columns),
-        once per process and schema text, serialised with other daemons doing the same."""
-        if schema in self._ensured:
-            return
-        from modempool.spool.postgres_engine import ddl
-
-        self.engine.run_ddl(statements(ddl(schema)))
-        self._ensured.add(schema)
+        once per engine and schema text, serialised with other daemons doing the same."""
+        self.engine.ensure_schema(schema)
 
     def table_names(self) -> list[str]:
         return self.engine.table_names()

@@ -76,6 +76,65 @@ STATE_COUNTS = (
 )
 
 
+# Webhook events (issue 15), written by triggers in the transaction of the change they report
+# (see `Engine.ensure_webhook_outbox`); PostgreSQL's PL/pgSQL twins are in postgres_engine.py.
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+_NEW_ID = "'msg_' || lower(hex(randomblob(12)))"
+WEBHOOK_OUTBOX = (
+    f"""CREATE TRIGGER IF NOT EXISTS webhook_message_state AFTER UPDATE OF state ON messages
+WHEN new.state != old.state AND new.state IN ('sent', 'delivered', 'failed', 'ambiguous')
+BEGIN
+    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
+    SELECT {_NEW_ID}, w.id, w.url, 'message.' || new.state,
+        json_object('type', 'message.' || new.state, 'timestamp', {_NOW}, 'data', json_object(
+            'id', new.id, 'to', new.to_number, 'state', new.state, 'sim', new.sim,
+            'parts', new.parts_total, 'attempts', new.attempts, 'error', new.error,
+            'account', (SELECT account FROM message_accounts WHERE message_id = new.id),
+            'created_at', new.created_at, 'sent_at', new.sent_at,
+            'delivered_at', new.delivered_at)),
+        {_NOW}, {_NOW}
+    FROM webhooks w
+    WHERE EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'message.' || new.state)
+      AND (w.account IS NULL
+           OR w.account = (SELECT account FROM message_accounts WHERE message_id = new.id));
+    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
+    SELECT {_NEW_ID}, NULL,
+        replace(replace(d.url, '%d', c.code), '%p', replace(new.to_number, '+', '%2B')),
+        'kannel.dlr', '', {_NOW}, {_NOW}
+    FROM kannel_dlr d, (SELECT CASE new.state WHEN 'delivered' THEN 1 WHEN 'sent' THEN 8
+        WHEN 'failed' THEN CASE WHEN new.sent_at IS NULL THEN 16 ELSE 2 END
+        ELSE 0 END AS code) c
+    WHERE d.message_id = new.id AND (d.mask & c.code) != 0;
+END""",
+    f"""CREATE TRIGGER IF NOT EXISTS webhook_inbound AFTER INSERT ON inbound
+BEGIN
+    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
+    SELECT {_NEW_ID}, w.id, w.url, 'sms.received',
+        json_object('type', 'sms.received', 'timestamp', {_NOW}, 'data', json_object(
+            'id', new.id, 'from', new.sender, 'sim', new.sim, 'text', new.text,
+            'parts', new.parts, 'complete', json(CASE new.complete WHEN 1 THEN 'true' ELSE 'false' END),
+            'received_at', new.received_at)),
+        {_NOW}, {_NOW}
+    FROM webhooks w
+    WHERE EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'sms.received')
+      AND (w.account IS NULL OR EXISTS (
+          SELECT 1 FROM accounts a WHERE a.name = w.account AND (a.role = 'admin'
+              OR a.sims IS NULL OR EXISTS (SELECT 1 FROM json_each(a.sims) WHERE value = new.sim))));
+END""",
+    f"""CREATE TRIGGER IF NOT EXISTS webhook_optout AFTER INSERT ON optouts
+BEGIN
+    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
+    SELECT {_NEW_ID}, w.id, w.url, 'optout.added',
+        json_object('type', 'optout.added', 'timestamp', {_NOW}, 'data', json_object(
+            'number', new.number, 'keyword', new.keyword, 'source', new.source,
+            'inbound_id', new.inbound_id, 'created_at', new.created_at)),
+        {_NOW}, {_NOW}
+    FROM webhooks w
+    WHERE EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'optout.added');
+END""",
+)
+
+
 class SqliteEngine(Engine):
     name = "sqlite"
     expiry_index = " INDEXED BY messages_expiry"
@@ -86,6 +145,7 @@ class SqliteEngine(Engine):
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self.path = Path(path)
         self.lock = threading.RLock()
+        self._ensured: set[str] = set()   # module schemas made (ensure_schema)
         # A command that only reads, where no spool exists yet, sees an empty one in memory
         # and leaves no file (nor directory) behind.
         target = ":memory:" if not create and not self.path.exists() else str(self.path)
@@ -127,6 +187,19 @@ class SqliteEngine(Engine):
 
     def state_counts(self) -> dict[str, int] | None:
         return {row[0]: row[1] for row in self.rows("SELECT state, n FROM message_state_counts")}
+
+    def ensure_schema(self, script: str) -> None:
+        if script in self._ensured:
+            return
+        with self.tx() as conn:
+            for statement in statements(script):
+                conn.execute(statement)
+        self._ensured.add(script)
+
+    def ensure_webhook_outbox(self) -> None:
+        if "webhook_outbox" not in self._ensured:
+            self._make_once("webhook_optout", WEBHOOK_OUTBOX)
+            self._ensured.add("webhook_outbox")
 
     def _text_index(self) -> bool:
         """Make the trigram indexes once (an existing spool is indexed then, in one go);
@@ -217,6 +290,12 @@ class SqliteEngine(Engine):
 
     def json_list_has(self, column: str, param: str) -> str:
         return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE value = {param})"
+
+    def seconds_between(self, later: str, earlier: str) -> str:
+        return f"(julianday({later}) - julianday({earlier})) * 86400.0"
+
+    def among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(list(values))]
 
     def checkpoint_when_told(self) -> None:
         with self.lock:

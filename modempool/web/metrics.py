@@ -57,11 +57,11 @@ class SpoolCollector:
                         quota.add_metric([name, window], used / limit)
         yield from (parts, signal, up, errors, quota)
 
-        bounds = ", ".join(f"sum(d <= {b})" for b in LATENCY_BUCKETS)
+        bounds = ", ".join(f"count(CASE WHEN d <= {b} THEN 1 END)" for b in LATENCY_BUCKETS)
         row = spool.rows(
             f"SELECT {bounds}, count(*), coalesce(sum(d), 0) FROM (SELECT "
-            "(julianday(sent_at) - julianday(created_at)) * 86400.0 AS d FROM messages "
-            "WHERE sent_at IS NOT NULL)")[0]
+            f"{spool.engine.seconds_between('sent_at', 'created_at')} AS d FROM messages "
+            "WHERE sent_at IS NOT NULL) AS latency")[0]
         values = list(row)
         buckets = [(str(float(b)), values[i] or 0) for i, b in enumerate(LATENCY_BUCKETS)]
         buckets.append(("+Inf", values[len(LATENCY_BUCKETS)]))
@@ -76,10 +76,9 @@ class SpoolCollector:
         for state, n in outbox.items():
             deliveries.add_metric([state], n)
         yield deliveries
-        failed = spool.rows("SELECT coalesce(sum(attempts - (state = 'delivered')), 0) AS n "
-                            "FROM webhook_outbox")[0]["n"]
         yield CounterMetricFamily("modempool_webhook_failed_attempts",
-                                  "Webhook delivery attempts that failed", value=failed)
+                                  "Webhook delivery attempts that failed",
+                                  value=self.api.webhooks.failed_attempts())
 
 
 def registry_for(api: Any) -> tuple[CollectorRegistry, Counter]:

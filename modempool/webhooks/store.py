@@ -1,9 +1,10 @@
 """Webhook subscriptions and the durable outbox of their events.
 
-Events are written by SQLite triggers, so each one is committed in the very transaction that
-makes the change it reports (a message turning sent, delivered, failed or ambiguous; an SMS
-stored in `inbound`; a number added to `optouts`): no change without its event, no event
-without its change, whichever process or module made it. With no subscription the triggers
+Events are written by triggers (each engine's own, see `Engine.ensure_webhook_outbox`), so
+each one is committed in the very transaction that makes the change it reports (a message
+turning sent, delivered, failed or ambiguous; an SMS stored in `inbound`; a number added to
+`optouts`): no change without its event, no event without its change, whichever process or
+module made it. With no subscription the triggers
 insert nothing. One outbox row is one delivery to one endpoint; its `event_id` is the
 `webhook-id` header on every attempt, so a receiver can drop the duplicates that retries make.
 
@@ -17,7 +18,6 @@ import base64
 import json
 import os
 import secrets
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from modempool.accounts import SCHEMA as ACCOUNTS_SCHEMA
-from modempool.accounts import _statements
 from modempool.errors import NotFound, PoolError
 from modempool.operator.optout import SCHEMA as OPTOUT_SCHEMA
 from modempool.spool.model import to_text, utcnow
@@ -33,10 +32,7 @@ from modempool.spool.model import to_text, utcnow
 EVENT_TYPES = ("sms.received", "message.sent", "message.delivered", "message.failed",
                "message.ambiguous", "optout.added")
 
-_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-_NEW_ID = "'msg_' || lower(hex(randomblob(12)))"
-
-SCHEMA = f"""
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhooks (
     id          TEXT PRIMARY KEY,
     url         TEXT NOT NULL,
@@ -67,57 +63,6 @@ CREATE TABLE IF NOT EXISTS kannel_dlr (
     url         TEXT NOT NULL,           -- with %d (status) and %p (phone) to fill in
     mask        INTEGER NOT NULL         -- Kannel dlr-mask: 1 delivered, 2 undelivered, 8 sent, 16 refused
 );
-CREATE TRIGGER IF NOT EXISTS webhook_message_state AFTER UPDATE OF state ON messages
-WHEN new.state != old.state AND new.state IN ('sent', 'delivered', 'failed', 'ambiguous')
-BEGIN
-    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
-    SELECT {_NEW_ID}, w.id, w.url, 'message.' || new.state,
-        json_object('type', 'message.' || new.state, 'timestamp', {_NOW}, 'data', json_object(
-            'id', new.id, 'to', new.to_number, 'state', new.state, 'sim', new.sim,
-            'parts', new.parts_total, 'attempts', new.attempts, 'error', new.error,
-            'account', (SELECT account FROM message_accounts WHERE message_id = new.id),
-            'created_at', new.created_at, 'sent_at', new.sent_at,
-            'delivered_at', new.delivered_at)),
-        {_NOW}, {_NOW}
-    FROM webhooks w
-    WHERE EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'message.' || new.state)
-      AND (w.account IS NULL
-           OR w.account = (SELECT account FROM message_accounts WHERE message_id = new.id));
-    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
-    SELECT {_NEW_ID}, NULL,
-        replace(replace(d.url, '%d', c.code), '%p', replace(new.to_number, '+', '%2B')),
-        'kannel.dlr', '', {_NOW}, {_NOW}
-    FROM kannel_dlr d, (SELECT CASE new.state WHEN 'delivered' THEN 1 WHEN 'sent' THEN 8
-        WHEN 'failed' THEN CASE WHEN new.sent_at IS NULL THEN 16 ELSE 2 END
-        ELSE 0 END AS code) c
-    WHERE d.message_id = new.id AND (d.mask & c.code) != 0;
-END;
-CREATE TRIGGER IF NOT EXISTS webhook_inbound AFTER INSERT ON inbound
-BEGIN
-    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
-    SELECT {_NEW_ID}, w.id, w.url, 'sms.received',
-        json_object('type', 'sms.received', 'timestamp', {_NOW}, 'data', json_object(
-            'id', new.id, 'from', new.sender, 'sim', new.sim, 'text', new.text,
-            'parts', new.parts, 'complete', json(CASE new.complete WHEN 1 THEN 'true' ELSE 'false' END),
-            'received_at', new.received_at)),
-        {_NOW}, {_NOW}
-    FROM webhooks w
-    WHERE EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'sms.received')
-      AND (w.account IS NULL OR EXISTS (
-          SELECT 1 FROM accounts a WHERE a.name = w.account AND (a.role = 'admin'
-              OR a.sims IS NULL OR EXISTS (SELECT 1 FROM json_each(a.sims) WHERE value = new.sim))));
-END;
-CREATE TRIGGER IF NOT EXISTS webhook_optout AFTER INSERT ON optouts
-BEGIN
-    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
-    SELECT {_NEW_ID}, w.id, w.url, 'optout.added',
-        json_object('type', 'optout.added', 'timestamp', {_NOW}, 'data', json_object(
-            'number', new.number, 'keyword', new.keyword, 'source', new.source,
-            'inbound_id', new.inbound_id, 'created_at', new.created_at)),
-        {_NOW}, {_NOW}
-    FROM webhooks w
-    WHERE EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'optout.added');
-END
 """
 
 
@@ -134,36 +79,11 @@ class Webhook:
                 "account": self.account, "created_at": self.created_at}
 
 
-def install(conn: sqlite3.Connection) -> None:
-    """Create the tables and triggers (and the tables the triggers read)."""
-    for script in (ACCOUNTS_SCHEMA, OPTOUT_SCHEMA):
-        for statement in _statements(script):
-            conn.execute(statement)
-    for statement in _trigger_aware_statements(SCHEMA):
-        conn.execute(statement)
-
-
-def _trigger_aware_statements(script: str) -> list[str]:
-    """Split on `;` except inside CREATE TRIGGER ... END (whose body has its own `;`)."""
-    out, current, in_trigger = [], [], False
-    for line in script.splitlines():
-        line = line.split("--", 1)[0].rstrip()
-        if not line.strip():
-            continue
-        current.append(line)
-        stripped = line.strip()
-        if stripped.upper().startswith("CREATE TRIGGER"):
-            in_trigger = True
-        if in_trigger:
-            if stripped.upper() in ("END;", "END"):
-                out.append("\n".join(current).rstrip(";"))
-                current, in_trigger = [], False
-        elif stripped.endswith(";"):
-            out.append("\n".join(current).rstrip(";"))
-            current = []
-    if current:
-        out.append("\n".join(current).rstrip(";"))
-    return [s for s in out if s.strip()]
+def install(spool: Any) -> None:
+    """Create the tables and the event triggers (and the tables the triggers read), once."""
+    for script in (ACCOUNTS_SCHEMA, OPTOUT_SCHEMA, SCHEMA):
+        spool.engine.ensure_schema(script)
+    spool.engine.ensure_webhook_outbox()
 
 
 def new_secret() -> str:
@@ -176,8 +96,7 @@ class Webhooks:
 
     def __init__(self, spool: Any) -> None:
         self.spool = spool
-        with spool.transaction() as conn:
-            install(conn)
+        install(spool)
 
     def add(self, url: str, events: Iterable[str], *, account: str | None = None) -> tuple[Webhook, str]:
         """Subscribe `url` to `events`; returns the webhook and its signing secret."""
@@ -237,11 +156,18 @@ class Webhooks:
             out[row["state"]] = row["n"]
         return out
 
-    def add_dlr(self, conn: sqlite3.Connection, ids: Sequence[int], url: str, mask: int) -> None:
+    def failed_attempts(self) -> int:
+        """Delivery attempts that failed, over the whole outbox (for metrics)."""
+        return int(self.spool.rows(
+            "SELECT coalesce(sum(attempts - CASE WHEN state = 'delivered' THEN 1 ELSE 0 END), 0) "
+            "AS n FROM webhook_outbox")[0]["n"])
+
+    def add_dlr(self, conn: Any, ids: Sequence[int], url: str, mask: int) -> None:
         """Kannel dlr-url callbacks for these messages (inside the enqueue transaction)."""
         check_callback_url(url, "dlr-url")
-        conn.executemany("INSERT OR REPLACE INTO kannel_dlr (message_id, url, mask) VALUES (?, ?, ?)",
-                         [(i, url, mask) for i in ids])
+        conn.executemany("INSERT INTO kannel_dlr (message_id, url, mask) VALUES (?, ?, ?) "
+                         "ON CONFLICT (message_id) DO UPDATE SET url = excluded.url, "
+                         "mask = excluded.mask", [(i, url, mask) for i in ids])
 
     # ---- the delivery side ----------------------------------------------------------------
 
@@ -251,19 +177,24 @@ class Webhooks:
         endpoint still working on earlier rows): a slow endpoint holds back only itself."""
         moment = now or utcnow()
         stamp, until = to_text(moment), to_text(moment + owner_lease)
-        with self.spool.transaction() as conn:
-            cursor = conn.cursor()
-            cursor.row_factory = sqlite3.Row
-            rows = cursor.execute(
+        busy = set(busy)
+        with self.spool.transaction():
+            due = [dict(r) for r in self.spool.rows(
                 "SELECT * FROM (SELECT *, coalesce(webhook_id, url) AS endpoint, row_number() "
                 "OVER (PARTITION BY coalesce(webhook_id, url) ORDER BY next_at, id) AS rank "
                 "FROM webhook_outbox WHERE state = 'pending' AND next_at <= ? "
-                "AND (lease_until IS NULL OR lease_until < ?)) "
-                "WHERE rank <= ? AND endpoint NOT IN (SELECT value FROM json_each(?))",
-                (stamp, stamp, per_endpoint, json.dumps(sorted(busy)))).fetchall()
-            conn.executemany("UPDATE webhook_outbox SET lease_until = ? WHERE id = ?",
-                             [(until, r["id"]) for r in rows])
-        return [dict(r) for r in rows]
+                "AND (lease_until IS NULL OR lease_until < ?)) AS due WHERE rank <= ?",
+                (stamp, stamp, per_endpoint)) if r["endpoint"] not in busy]
+            if not due:
+                return []
+            # Another worker (a second server on the same spool) may have leased some of them
+            # meanwhile: the lease is taken only where it is still free, and those rows kept.
+            taken = {r[0] for r in self.spool.rows(
+                f"UPDATE webhook_outbox SET lease_until = ? WHERE id IN "
+                f"({', '.join('?' for _ in due)}) AND state = 'pending' "
+                "AND (lease_until IS NULL OR lease_until < ?) RETURNING id",
+                (until, *(r["id"] for r in due), stamp))}
+        return [r for r in due if r["id"] in taken]
 
     def next_due(self) -> str | None:
         rows = self.spool.rows("SELECT min(next_at) AS t FROM webhook_outbox WHERE state = 'pending'")
@@ -285,13 +216,16 @@ class Webhooks:
                 (status, error[:500], "pending" if next_at else "dead", to_text(next_at), row_id))
 
 
-def _webhook(row: sqlite3.Row) -> Webhook:
+def _webhook(row: Any) -> Webhook:
     return Webhook(id=row["id"], url=row["url"], events=tuple(json.loads(row["events"])),
                    account=row["account"], created_at=row["created_at"])
 
 
 def _keep_private(path: Any) -> None:
-    """The spool file now holds signing secrets: readable by its owner only."""
+    """The spool file now holds signing secrets: readable by its owner only (SQLite; a
+    PostgreSQL spool is the server's to protect)."""
+    if path is None:
+        return
     for suffix in ("", "-wal", "-shm"):
         try:
             os.chmod(f"{path}{suffix}", 0o600)

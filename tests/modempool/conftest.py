@@ -24,20 +24,6 @@ def config(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pg_cluster():
-    """A throwaway PostgreSQL cluster, started once per test process (each xdist worker has its
-    own, in its own temporary directory) on first use, and removed at the end."""
-    from tests.pg_cluster import PgCluster
-
-    cluster = PgCluster()
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.remove()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def spool_target(request, tmp_path):
     """Where a spool test keeps its spool, once per engine: an SQLite file, or a fresh schema

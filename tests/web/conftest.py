@@ -1,4 +1,5 @@
-"""A real uvicorn server on 127.0.0.1 over a real spool file, and keys of a few accounts."""
+"""A real uvicorn server on 127.0.0.1 over a real spool (an SQLite file, or PostgreSQL for the
+tests marked `@both_engines`), and keys of a few accounts."""
 
 from __future__ import annotations
 
@@ -47,9 +48,26 @@ class Api:
 
 
 @pytest.fixture
-def config_path(tmp_path) -> Path:
+def spool_engine() -> str:
+    """The spool's engine for this test: SQLite unless the test is marked `@both_engines`
+    (http_harness.py), which runs it on both."""
+    return "sqlite"
+
+
+@pytest.fixture
+def spool_section(tmp_path, spool_engine, request) -> str:
+    """The config's `[spool]` for this test: the file `pool.db` beside the config, or, on
+    PostgreSQL, a fresh schema of the session's throwaway cluster."""
+    if spool_engine == "postgresql":
+        return f'[spool]\nurl = "{request.getfixturevalue("pg_cluster").new_schema()}"\n'
+    return '[spool]\npath = "pool.db"\n'
+
+
+@pytest.fixture
+def config_path(tmp_path, spool_section) -> Path:
+    """The test's config: two modems and the spool of `spool_section`."""
     path = tmp_path / "modempool.toml"
-    path.write_text(CONFIG, encoding="utf-8")
+    path.write_text(CONFIG.replace('[spool]\npath = "pool.db"\n', spool_section), encoding="utf-8")
     return path
 
 

@@ -7,6 +7,12 @@ import socket
 import threading
 from typing import Any
 
+import pytest
+
+#: `@both_engines` on a test runs it on an SQLite spool and on a PostgreSQL one (the fixtures
+#: `config_path` and `api` follow `spool_engine`); the other tests run on SQLite only.
+both_engines = pytest.mark.parametrize("spool_engine", ["sqlite", "postgresql"])
+
 
 def free_port() -> int:
     with socket.socket() as sock:

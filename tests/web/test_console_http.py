@@ -8,6 +8,7 @@ import re
 import httpx
 
 from tests.modempool.daemon_harness import modempool_cli
+from http_harness import both_engines
 
 
 def _csrf(page: httpx.Response) -> str:
@@ -23,6 +24,7 @@ def signed_in(api, account: str, secret: str | None = None) -> httpx.Client:
     return client
 
 
+@both_engines
 def test_pages_need_a_session_and_the_cookie_is_httponly_strict(api):
     with httpx.Client(base_url=api.url) as anonymous:
         answer = anonymous.get("/messages?state=queued")
@@ -110,6 +112,7 @@ def test_accounts_passwd_sets_a_password_the_console_takes(api, config_path):
         spool.close()
 
 
+@both_engines
 def test_admin_pages_answer_404_to_others_and_history_finds_chinese_text(api):
     shop, root = signed_in(api, "shop"), signed_in(api, "root")
     for path in ("/campaigns", "/optouts", "/history", "/autoreplies", "/admin"):

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import httpx
 
-from http_harness import sims_up
+from http_harness import both_engines, sims_up
 from modempool.spool import Spool
 
 
@@ -15,6 +15,7 @@ def _spool(api) -> Spool:
     return api.config.open_spool()
 
 
+@both_engines
 def test_send_one_then_read_it(api):
     with api.client() as client:
         answer = client.post("/v1/messages", json={"to": "13800138000", "text": "验证码 1234"})
@@ -55,6 +56,7 @@ def test_idempotency_key_and_client_id_return_the_same_messages(api):
         assert other.json()["messages"][0]["id"] != one.json()["messages"][0]["id"]
 
 
+@both_engines
 def test_another_accounts_message_is_not_found(api):
     with api.client("shop") as shop:
         message_id = shop.post("/v1/messages", json={"to": "13800138000", "text": "a"}).json()[
@@ -69,6 +71,7 @@ def test_another_accounts_message_is_not_found(api):
         assert spool.get(message_id).state.value == "queued"
 
 
+@both_engines
 def test_roles_sims_and_quotas_are_the_librarys_rules(api):
     with api.client("audit") as viewer:
         refused = viewer.post("/v1/messages", json={"to": "13800138000", "text": "a"})
@@ -145,6 +148,7 @@ def test_auth_failures_are_rate_limited_per_address(api):
         assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
 
 
+@both_engines
 def test_inbound_with_contact_name_and_sims(api):
     from modempool.operator.contacts import AddressBook
 
@@ -168,6 +172,7 @@ def test_inbound_with_contact_name_and_sims(api):
         assert branch.post("/v1/sims/m1/ussd", json={"code": "*100#"}).status_code == 403
 
 
+@both_engines
 def test_cost_health_readiness_and_metrics(api):
     with api.client("root") as root:
         no_daemon = root.post("/v1/sims/m1/ussd", json={"code": "*100#"})
@@ -191,6 +196,7 @@ def test_cost_health_readiness_and_metrics(api):
     assert "openapi" in httpx.get(api.url + "/openapi.json").json()
 
 
+@both_engines
 def test_kannel_sendsms(api):
     with httpx.Client(base_url=api.url) as client:
         accepted = client.get("/cgi-bin/sendsms", params={
@@ -235,6 +241,7 @@ def test_a_large_batch_is_all_or_nothing(api):
         assert spool.counts()["queued"] == 10_000
 
 
+@both_engines
 def test_contacts_campaigns_and_optouts(api):
     with api.client("shop") as shop:
         put = shop.put("/v1/contacts/13800138001", json={"name": "李四", "groups": ["家长"]})

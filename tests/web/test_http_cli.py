@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from http_harness import free_port
+from http_harness import both_engines, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,6 +70,7 @@ def test_serve_refuses_a_public_address_unless_asked(config_path):
     assert "refusing to listen on 0.0.0.0:8080" in refused.stderr and "Traceback" not in refused.stderr
 
 
+@both_engines
 def test_serve_answers_on_loopback(config_path):
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--listen", f"127.0.0.1:{port}",

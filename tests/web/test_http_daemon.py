@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from http_harness import free_port
+from http_harness import both_engines, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,9 +58,10 @@ class Callbacks:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def test_run_with_http_sends_what_the_api_queued(tmp_path):
+@both_engines
+def test_run_with_http_sends_what_the_api_queued(tmp_path, spool_section):
     config = tmp_path / "modempool.toml"
-    config.write_text('[spool]\npath = "pool.db"\n', encoding="utf-8")
+    config.write_text(spool_section, encoding="utf-8")
     made = subprocess.run([sys.executable, "-m", "cli", "accounts", "add", "oa", "--role", "sender",
                            "--json", "--config", str(config)], capture_output=True, text=True,
                           cwd=REPO, timeout=60)

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import standardwebhooks
 
-from http_harness import ServerThread, free_port
+from http_harness import ServerThread, both_engines, free_port
 from modempool.webhooks import Webhooks
 
 
@@ -77,6 +77,7 @@ def _until(condition, timeout: float = 30, what: str = ""):
     return value
 
 
+@both_engines
 def test_a_dead_receiver_gets_the_event_later_with_the_same_id(api):
     port = free_port()
     with api.config.open_spool() as spool:
@@ -100,6 +101,7 @@ def test_a_dead_receiver_gets_the_event_later_with_the_same_id(api):
             receiver.stop()
 
 
+@both_engines
 def test_a_worker_restart_loses_no_event(api):
     port = free_port()
     with api.config.open_spool() as spool:

@@ -1,0 +1,107 @@
+"""The webhook outbox on both engines: each event is written by the database in the transaction
+of the change it reports (SQLite triggers, PL/pgSQL triggers), with the same payload, and a
+row is leased to one delivery worker at a time."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from modempool.accounts import Accounts, record_owner
+from modempool.operator.optout import OptOutList
+from modempool.spool import Spool
+from modempool.webhooks import Webhooks
+
+
+def _outbox(spool) -> list[dict]:
+    return [dict(r) for r in spool.rows("SELECT * FROM webhook_outbox ORDER BY id")]
+
+
+def _sent(spool, message_id: int) -> None:
+    assert spool.claim(message_id, "m1", "test", 60)
+    assert spool.mark_sent(message_id)
+
+
+def test_a_message_event_is_committed_with_its_change_and_only_then(spool_target):
+    with Spool(spool_target) as spool:
+        accounts = Accounts(spool)
+        account, _ = accounts.add("shop", "sender")
+        hooks = Webhooks(spool)
+        everything, _ = hooks.add("http://127.0.0.1:9/all", ["message.sent", "message.failed"])
+        own, _ = hooks.add("http://127.0.0.1:9/shop", ["message.sent"], account="shop")
+        hooks.add("http://127.0.0.1:9/in", ["sms.received"])
+        [mine, other] = spool.enqueue_many([{"to": "13800138000", "text": "您好"},
+                                            {"to": "13800138001", "text": "hi"}])
+        with spool.transaction() as conn:
+            record_owner(conn, account, [mine], datetime.now(timezone.utc))
+        assert spool.claim(mine, "m1", "test", 60)
+
+        with pytest.raises(RuntimeError), spool.transaction():   # the change rolled back...
+            spool.mark_sent(mine)
+            assert len(_outbox(spool)) == 2      # (seen inside its own transaction)
+            raise RuntimeError("crash before commit")
+        assert _outbox(spool) == []              # ...and its events with it
+
+        spool.mark_sent(mine)
+        _sent(spool, other)
+        rows = _outbox(spool)
+        assert sorted((r["webhook_id"], json.loads(r["payload"])["data"]["id"]) for r in rows) == \
+            sorted([(everything.id, mine), (own.id, mine), (everything.id, other)])
+        payload = json.loads(rows[0]["payload"])
+        assert list(payload) == ["type", "timestamp", "data"] and payload["type"] == "message.sent"
+        assert list(payload["data"]) == ["id", "to", "state", "sim", "parts", "attempts", "error",
+                                         "account", "created_at", "sent_at", "delivered_at"]
+        assert payload["data"]["to"] == "+8613800138000" and payload["data"]["account"] == "shop"
+        assert payload["timestamp"].endswith("Z") and len(payload["timestamp"]) == 24
+        assert len({r["event_id"] for r in rows}) == 3 and all(
+            r["event_id"].startswith("msg_") and r["state"] == "pending" for r in rows)
+
+
+def test_inbound_optout_and_kannel_callbacks(spool_target):
+    with Spool(spool_target) as spool:
+        accounts = Accounts(spool)
+        accounts.add("branch", "sender", sims=["m2"])
+        hooks = Webhooks(spool)
+        branch, _ = hooks.add("http://127.0.0.1:9/branch", ["sms.received"], account="branch")
+        optouts, _ = hooks.add("http://127.0.0.1:9/optouts", ["optout.added"])
+        now = datetime.now(timezone.utc)
+        spool.store_inbound("+8613900000001", "m1 上的", sim="m1", received_at=now)
+        spool.store_inbound("+8613900000002", "m2 上的", sim="m2", received_at=now)
+        OptOutList(spool.db).add("13900000003", keyword="退订", source="sms")
+        [queued] = spool.enqueue_many([{"to": "13800138000", "text": "告警"}])
+        with spool.transaction() as conn:
+            hooks.add_dlr(conn, [queued], "http://127.0.0.1:9/dlr?s=%d&to=%p", 8 | 1)
+        _sent(spool, queued)
+
+        by_hook = {r["webhook_id"]: r for r in _outbox(spool)}
+        received = json.loads(by_hook[branch.id]["payload"])
+        assert received["data"]["from"] == "+8613900000002" and received["data"]["sim"] == "m2"
+        assert received["data"]["complete"] is True and received["data"]["text"] == "m2 上的"
+        assert json.loads(by_hook[optouts.id]["payload"])["data"]["number"] == "+8613900000003"
+        dlr = by_hook[None]
+        assert (dlr["type"], dlr["url"]) == ("kannel.dlr", "http://127.0.0.1:9/dlr?s=8&to=%2B8613800138000")
+        assert len(by_hook) == 3   # m1's SMS is not the branch's; no message hook
+
+
+def test_a_due_event_is_leased_to_one_worker_at_a_time(spool_target):
+    with Spool(spool_target) as spool, Spool(spool_target) as other_process:
+        Accounts(spool)
+        hooks = Webhooks(spool)
+        hooks.add("http://127.0.0.1:9/a", ["message.sent"])
+        hooks.add("http://127.0.0.1:9/b", ["message.sent"])
+        for message_id in spool.enqueue_many([{"to": "13800138000", "text": str(n)} for n in range(3)]):
+            _sent(spool, message_id)
+        lease = timedelta(seconds=60)
+        first = hooks.claim_due(lease, per_endpoint=2, busy=[])
+        assert len(first) == 4    # two per endpoint
+        second = Webhooks(other_process).claim_due(lease, per_endpoint=2, busy=[])
+        assert len(second) == 2 and not {r["id"] for r in first} & {r["id"] for r in second}
+        assert hooks.claim_due(lease, per_endpoint=2, busy=[]) == []
+        hooks.failed(first[0]["id"], 500, "server error", datetime.now(timezone.utc))
+        hooks.delivered(first[1]["id"], 204)
+        [again] = hooks.claim_due(lease, per_endpoint=2, busy=[])
+        assert again["id"] == first[0]["id"] and again["event_id"] == first[0]["event_id"]
+        assert hooks.counts() == {"pending": 5, "delivered": 1, "dead": 0}
+        assert hooks.failed_attempts() == 1

@@ -27,6 +27,8 @@ from modempool.spool.model import Message, MessageState, to_text, utcnow
 
 if TYPE_CHECKING:
     from modempool.operator.campaigns import Campaigns
+    from modempool.operator.forwarding import ForwardTargets
+    from modempool.operator.templates import CampaignTemplates
     from modempool.operator.contacts import Contact
     from modempool.operator.optout import OptOutList
 
@@ -66,7 +68,7 @@ class AccountPool:
         parts = check_text(text, self.spool.messages.max_parts)
         numbers = to if isinstance(to, list) else list(to)
         if not numbers:
-            raise PoolError("no recipient given")
+            raise PoolError("no recipient given", code="no_recipient")
         key = namespaced_client_id(self.account, client_id)
         first_key = key if key is None or len(numbers) == 1 else f"{key}:1"
         now = utcnow()
@@ -143,7 +145,8 @@ class AccountPool:
     def _may_decide(self, message_id: int) -> None:
         self.get(message_id)
         if not self.account.may_send:
-            raise Forbidden(f"account {self.account.name!r} is a viewer: it may not change messages")
+            raise Forbidden(f"account {self.account.name!r} is a viewer: it may not change messages",
+                            code="may_not_change", params={"account": self.account.name})
 
     def _owns(self, message_id: int) -> bool:
         if self.account.sees_all:
@@ -304,10 +307,11 @@ class AccountPool:
             else:
                 found = [c.number for c in book.list(search=token) if c.name == token]
                 if not found:
-                    raise NotFound(f"{token}: no contact with this name (a group is @name)")
+                    raise NotFound(f"{token}: no contact with this name (a group is @name)",
+                                   code="contact_name_not_found", params={"name": token})
             out += [n for n in found if n not in out]
         if not out:
-            raise PoolError("no recipient given")
+            raise PoolError("no recipient given", code="no_recipient")
         return out
 
     # ---- who may do what ------------------------------------------------------------------
@@ -315,12 +319,14 @@ class AccountPool:
     def require_sender(self) -> None:
         """Forbidden unless the account may change things (admin or sender)."""
         if not self.account.may_send:
-            raise Forbidden(f"account {self.account.name!r} is a viewer: it may look, not change")
+            raise Forbidden(f"account {self.account.name!r} is a viewer: it may look, not change",
+                            code="may_not_change", params={"account": self.account.name})
 
     def require_admin(self) -> None:
         """Forbidden unless the account is an admin (the bank's own features)."""
         if not self.account.sees_all:
-            raise Forbidden(f"account {self.account.name!r} is not an admin")
+            raise Forbidden(f"account {self.account.name!r} is not an admin", code="admin_only",
+                            params={"account": self.account.name})
 
     def _inbound_scope(self) -> tuple[str, list[Any]]:
         if self.account.sees_all or self.account.sims is None:
@@ -399,6 +405,10 @@ class AccountPool:
         self.require_sender()
         return self.pool.contacts.create_group(name, description)
 
+    def rename_group(self, name: str, new_name: str) -> None:
+        self.require_sender()
+        self.pool.contacts.rename_group(name, new_name)
+
     def delete_group(self, name: str) -> None:
         self.require_sender()
         self.pool.contacts.delete_group(name)
@@ -457,6 +467,11 @@ class AccountPool:
         self.require_admin()
         return self.pool.campaigns
 
+    def templates(self) -> CampaignTemplates:
+        """Saved campaign templates (the bank's, as its campaigns are)."""
+        self.require_admin()
+        return self.pool.templates
+
     def optouts(self) -> OptOutList:
         self.require_admin()
         return self.pool.optouts
@@ -485,9 +500,11 @@ class AccountPool:
         self.require_admin()
         return rules_from_config(self.config)
 
-    def forwarding(self) -> Any:
+    def forwarding(self) -> tuple[Any, ForwardTargets]:
+        """`[forward]` of the config (format, command), and the numbers forwarded to (the
+        config's, and those added and removed through `ForwardTargets`)."""
         self.require_admin()
-        return self.config.forward
+        return self.config.forward, self.pool.forwarding
 
     def accounts(self) -> Any:
         from modempool.accounts import Accounts

@@ -71,13 +71,19 @@ class AccountError(PoolError):
 class Forbidden(PoolError):
     """The account's role does not allow this operation."""
 
+    code = "forbidden"
+
 
 class QuotaExceeded(PoolError):
     """A send that would pass one of the account's quotas; the message names the limit."""
 
+    code = "quota"
+
 
 class SimNotAllowed(PoolError):
     """A send through a SIM the account may not use."""
+
+    code = "sim_not_allowed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +216,8 @@ def sims_for_send(account: Account, asked: Sequence[str] | None) -> list[str] | 
     """The SIMs a send may use: the asked ones if the account may use them all, else
     SimNotAllowed; none asked = the account's SIMs (None: any SIM)."""
     if not account.may_send:
-        raise Forbidden(f"account {account.name!r} is a {account.role.value}: it may not send")
+        raise Forbidden(f"account {account.name!r} is a {account.role.value}: it may not send",
+                        code="may_not_send", params={"account": account.name})
     if account.sims is None:
         return list(asked) if asked else None
     if not asked:
@@ -218,7 +225,9 @@ def sims_for_send(account: Account, asked: Sequence[str] | None) -> list[str] | 
     refused = [s for s in asked if s not in account.sims]
     if refused:
         raise SimNotAllowed(f"account {account.name!r} may not send through "
-                            f"{', '.join(refused)} (its SIMs: {', '.join(account.sims)})")
+                            f"{', '.join(refused)} (its SIMs: {', '.join(account.sims)})",
+                            params={"account": account.name, "sims": ", ".join(refused),
+                                    "allowed": ", ".join(account.sims)})
     return list(asked)
 
 
@@ -236,7 +245,10 @@ def check_quota(conn: Any, account: Account, count: int, now: datetime,
             (account.name, to_text(since))).fetchone()[0]
         if used + count > limit:
             raise QuotaExceeded(f"account {account.name!r} {label} quota is {limit}: {used} "
-                                f"queued {when}, {count} more asked; nothing was queued")
+                                f"queued {when}, {count} more asked; nothing was queued",
+                                code=f"quota_{label.replace('-', '_')}",
+                                params={"account": account.name, "limit": limit, "used": used,
+                                        "count": count})
 
 
 def record_owner(conn: Any, account: Account, ids: Sequence[int], now: datetime) -> None:

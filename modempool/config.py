@@ -304,7 +304,8 @@ class Config:
         unknown = [name for name in names if name not in known]
         if unknown and known:
             raise UnknownSim(f"no modem named {', '.join(unknown)} in "
-                            f"{self.path or 'the configuration'} (configured: {', '.join(known)})")
+                            f"{self.path or 'the configuration'} (configured: {', '.join(known)})",
+                            params={"sims": ", ".join(unknown), "configured": ", ".join(known)})
 
     def open_spool(self, *, create: bool = True) -> Spool:
         """The spool this configuration names, created if missing (unless `create` is false:

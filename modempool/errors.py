@@ -1,14 +1,34 @@
-"""Errors of the pool layer: each says what is wrong in words a user can act on."""
+"""Errors of the pool layer: each says what is wrong in words a user can act on.
+
+The message is English (the library, the CLI and the HTTP API show it as it is). An error a
+person meets in the web console also has a stable `code` and the `params` its message is made
+of, so a front end in another language can word it again from its own catalog
+(modempool/web/console/errors.py); a code never changes meaning once given.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PoolError(Exception):
-    """Base class for errors raised by the modempool library."""
+    """Base class for errors raised by the modempool library: `str(error)` in English,
+    `code` (e.g. "number_invalid") and `params` ({"number": "12345"}) for translations."""
+
+    code = "error"
+
+    def __init__(self, message: str = "", *, code: str | None = None,
+                 params: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.params: dict[str, Any] = dict(params or {})
 
 
 class InvalidNumber(PoolError):
     """A phone number that cannot be normalised to E.164."""
+
+    code = "number_invalid"
 
 
 class ConfigError(PoolError):
@@ -18,6 +38,8 @@ class ConfigError(PoolError):
 class NotFound(PoolError):
     """A message, contact, group or campaign id that does not exist."""
 
+    code = "not_found"
+
 
 class Refused(PoolError):
     """A send the rules forbid (blacklist, opt-out): `.number` and `.reason` say which and why.
@@ -25,29 +47,39 @@ class Refused(PoolError):
     Raised before anything is stored: when one recipient of a send is refused, none is queued.
     """
 
+    code = "refused"
+
     def __init__(self, number: str, reason: str) -> None:
         self.number, self.reason = number, reason
-        super().__init__(f"{number}: {reason}")
+        super().__init__(f"{number}: {reason}", params={"number": number})
 
 
 class Blacklisted(Refused):
     """The number is on the blacklist: it never gets any message."""
 
+    code = "blacklisted"
+
 
 class OptedOut(Refused):
     """The number opted out (退订) and `[optout] block_direct` is set."""
+
+    code = "opted_out"
 
 
 class RefusedMany(PoolError):
     """Several recipients refused at once; `.refusals` holds each `Refused`."""
 
+    code = "refused_many"
+
     def __init__(self, refusals: list[Refused]) -> None:
         self.refusals = refusals
-        super().__init__("; ".join(str(r) for r in refusals))
+        super().__init__("; ".join(str(r) for r in refusals), params={"count": len(refusals)})
 
 
 class UnknownSim(PoolError):
     """A SIM name that no `[[modem]]` of the configuration has."""
+
+    code = "unknown_sim"
 
 
 class UnsendableText(PoolError):

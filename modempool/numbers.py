@@ -22,21 +22,22 @@ def normalise(number: str, region: str = DEFAULT_REGION) -> str:
     """
     text = str(number).strip()
     if not text:
-        raise InvalidNumber("empty phone number")
+        raise InvalidNumber("empty phone number", code="number_empty")
     if not _NUMBER_START.match(text):  # phonenumbers skips a leading '-' or letters silently
         raise InvalidNumber(f"{number!r} is not a phone number: it must begin with a digit, "
-                            "'+' or '('")
+                            "'+' or '('", code="number_bad_start", params={"number": str(number)})
     if text.startswith("00"):
         text = "+" + text[2:]
     try:
         parsed = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidNumber(f"{number!r} is not a phone number: {exc}") from None
+        raise InvalidNumber(f"{number!r} is not a phone number: {exc}", code="number_unreadable",
+                            params={"number": str(number)}) from None
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidNumber(
             f"{number!r} is not a valid number"
-            + ("" if text.startswith("+") else f" in region {region}")
-        )
+            + ("" if text.startswith("+") else f" in region {region}"),
+            params={"number": str(number), "region": "" if text.startswith("+") else region})
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

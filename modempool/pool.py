@@ -36,9 +36,11 @@ if TYPE_CHECKING:
     from modempool.operator.backup import BackupResult
     from modempool.operator.campaigns import Campaigns
     from modempool.operator.contacts import AddressBook
+    from modempool.operator.forwarding import ForwardTargets
     from modempool.operator.history import Query
     from modempool.operator.optout import OptOutList
     from modempool.operator.recurring import Jobs
+    from modempool.operator.templates import CampaignTemplates
 
 __all__ = ["Pool", "Received", "SimStatus", "Status", "WaitResult"]
 
@@ -105,11 +107,25 @@ class SimStatus:
     per_month: int | None = None
     details: dict[str, Any] = field(default_factory=dict)   # the rest of the spool's SIM row
 
+    @property
+    def bars(self) -> int:
+        """The signal as 0-4 bars, as a phone shows it (`signal` is in dBm; None: no bars)."""
+        return signal_bars(self.signal)
+
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.details)
         out.update({name: getattr(self, name) for name in self.__dataclass_fields__
                     if name != "details"})
+        out["bars"] = self.bars
         return out
+
+
+def signal_bars(dbm: int | None) -> int:
+    """Bars for a signal in dBm as the spool keeps it: the modem's CSQ bars (TS 27.007 8.5,
+    -113 dBm is rssi 0, 2 dB a step), none when unknown."""
+    from at_commands import csq_to_bars
+
+    return 0 if dbm is None else csq_to_bars(min(31, max(0, (dbm + 113) // 2)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +218,7 @@ class Pool:
         messages back)."""
         numbers = [to] if isinstance(to, str) else list(to)
         if not numbers:
-            raise InvalidNumber("no recipient: give at least one number")
+            raise InvalidNumber("no recipient: give at least one number", code="no_recipient")
         return self.queue_many(
             [{"to": number, "client_id": _fan_out(client_id, index, len(numbers))}
              for index, number in enumerate(numbers)],
@@ -412,6 +428,20 @@ class Pool:
         from modempool.operator.campaigns import Campaigns
 
         return Campaigns(self.spool, self.config)
+
+    @property
+    def templates(self) -> CampaignTemplates:
+        """Saved campaign templates: add, update, remove, list."""
+        from modempool.operator.templates import CampaignTemplates
+
+        return CampaignTemplates(self.spool.db)
+
+    @property
+    def forwarding(self) -> ForwardTargets:
+        """The numbers received SMS are forwarded to: the config's and those added here."""
+        from modempool.operator.forwarding import ForwardTargets
+
+        return ForwardTargets(self.spool.db, self.config.region, self.config.forward.to)
 
     @property
     def autoreplies(self) -> AutoReplies:

@@ -63,7 +63,8 @@ def parse_when(text: str | datetime | None, tz: tzinfo | None = None, *,
             return moment if moment > now else moment + timedelta(days=1)
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidTime(f"{text!r}: use HH:MM, +10m/+2h/+1d or YYYY-MM-DD HH:MM") from None
+        raise InvalidTime(f"{text!r}: use HH:MM, +10m/+2h/+1d or YYYY-MM-DD HH:MM",
+                          code="time_unreadable", params={"text": text}) from None
     if moment.tzinfo:
         return moment
     return moment.replace(tzinfo=tz) if tz else moment.astimezone()

@@ -34,10 +34,12 @@ def template_fields(template: str) -> list[str]:
     try:
         names = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
-        raise PoolError(f"template is malformed: {exc} (write a literal brace as {{{{ or }}}})") from None
+        raise PoolError(f"template is malformed: {exc} (write a literal brace as {{{{ or }}}})",
+                        code="template_malformed") from None
     for name in names:
         if name == "" or name.isdigit():
-            raise PoolError("template fields need names, like {name}; {} or {0} is not allowed")
+            raise PoolError("template fields need names, like {name}; {} or {0} is not allowed",
+                            code="template_unnamed_field")
     return list(dict.fromkeys(n.split(".")[0].split("[")[0] for n in names))
 
 

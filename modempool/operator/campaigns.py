@@ -70,9 +70,11 @@ class CampaignState(str, Enum):
 class CampaignBlocked(PoolError):
     """A campaign that cannot start as it is; `.problems` lists why."""
 
-    def __init__(self, message: str, problems: list[str]) -> None:
+    def __init__(self, message: str, problems: list[str], *, code: str = "campaign_problems",
+                 params: dict[str, Any] | None = None) -> None:
         self.problems = problems
-        super().__init__(message + ":\n" + "\n".join(f"  - {p}" for p in problems))
+        super().__init__(message + ":\n" + "\n".join(f"  - {p}" for p in problems), code=code,
+                         params={"count": len(problems), **(params or {})})
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,17 +143,19 @@ class Campaigns:
         its rejected rows show up as problems in the preview. Quiet hours default on for
         marketing campaigns, off for notices."""
         if kind not in ("marketing", "notice"):
-            raise PoolError(f"campaign kind must be 'marketing' or 'notice', not {kind!r}")
+            raise PoolError(f"campaign kind must be 'marketing' or 'notice', not {kind!r}",
+                            code="campaign_kind", params={"kind": kind})
         if not template.strip():
-            raise PoolError("a campaign needs a message template")
+            raise PoolError("a campaign needs a message template", code="template_missing")
         template_fields(template)
         if rate_per_minute is not None and rate_per_minute <= 0:
-            raise PoolError("rate per minute must be positive")
+            raise PoolError("rate per minute must be positive", code="campaign_rate")
         if start_at and end_at and end_at <= start_at:
-            raise PoolError("the end time must be after the start time")
+            raise PoolError("the end time must be after the start time", code="campaign_end")
         rows, rejected = self._read_sheet(sheet, mapping)
         if not (list(numbers) or groups.include or rows or rejected):
-            raise PoolError("a campaign needs recipients: numbers, groups or a spreadsheet")
+            raise PoolError("a campaign needs recipients: numbers, groups or a spreadsheet",
+                            code="campaign_no_recipients")
         now = now_iso()
         with transaction(self.db):
             cur = self.db.execute(
@@ -180,7 +184,8 @@ class Campaigns:
         cur = self.db.execute("SELECT * FROM campaigns WHERE id = ?", [campaign_id])
         row = cur.fetchone()
         if row is None:
-            raise NotFound(f"no campaign {campaign_id}")
+            raise NotFound(f"no campaign {campaign_id}", code="campaign_not_found",
+                           params={"id": campaign_id})
         return _campaign(dict(zip([d[0] for d in cur.description], row)))
 
     def list(self) -> list[Campaign]:
@@ -215,14 +220,17 @@ class Campaigns:
         `skip_problems` (those recipients are then left out)."""
         campaign = self.get(campaign_id)
         if campaign.state is CampaignState.CANCELLED:
-            raise PoolError(f"campaign {campaign_id} was cancelled; re-run it to send again")
+            raise PoolError(f"campaign {campaign_id} was cancelled; re-run it to send again",
+                            code="campaign_cancelled", params={"id": campaign_id})
         plan = plan_campaign(self.db, campaign, self.config, self.region)
         if plan.sensitive:
             raise CampaignBlocked(f"campaign {campaign_id} contains sensitive words",
-                                  ["sensitive words: " + ", ".join(plan.sensitive)])
+                                  ["sensitive words: " + ", ".join(plan.sensitive)],
+                                  code="campaign_sensitive",
+                                  params={"id": campaign_id, "words": ", ".join(plan.sensitive)})
         if plan.problems and not skip_problems:
             raise CampaignBlocked(f"campaign {campaign_id} has problems (fix them or skip them)",
-                                  plan.problems)
+                                  plan.problems, params={"id": campaign_id})
         now = now or datetime.now(timezone.utc)
         already = self.spool.reports.campaign_client_ids(campaign_id)
         todo = [r for r in plan.recipients if campaign.client_id(r.number) not in already]
@@ -298,7 +306,10 @@ class Campaigns:
                    allowed: tuple[CampaignState, ...]) -> None:
         current = self.get(campaign_id).state
         if current not in allowed:
-            raise PoolError(f"campaign {campaign_id} is {current.value}; cannot make it {state.value}")
+            raise PoolError(f"campaign {campaign_id} is {current.value}; cannot make it {state.value}",
+                            code="campaign_state", params={"id": campaign_id,
+                                                           "state": current.value,
+                                                           "wanted": state.value})
         with transaction(self.db):
             self.db.execute("UPDATE campaigns SET state = ?, updated_at = ? WHERE id = ?",
                             [state.value, now_iso(), campaign_id])

@@ -134,7 +134,8 @@ class AddressBook:
         e164 = normalise(number, self.region)
         contacts = self._select("WHERE c.number = ?", [e164])
         if not contacts:
-            raise NotFound(f"no contact with number {e164}")
+            raise NotFound(f"no contact with number {e164}", code="contact_not_found",
+                           params={"number": e164})
         return contacts[0]
 
     def find(self, number: str) -> Contact | None:
@@ -175,15 +176,32 @@ class AddressBook:
 
     # ---- groups
     def create_group(self, name: str, description: str = "") -> int:
-        if not name.strip():
-            raise PoolError("a group needs a name")
+        """The group's id, creating it if there is none of this name."""
+        name = name.strip()
+        if not name:
+            raise PoolError("a group needs a name", code="group_name_missing")
         with transaction(self.db):
             self.db.execute(
                 "INSERT OR IGNORE INTO groups (name, description, created_at) VALUES (?, ?, ?)",
                 [name, description, now_iso()])
         return self._group_id(name)
 
+    def rename_group(self, name: str, new_name: str) -> None:
+        """Give a group another name; its members stay. PoolError if the name is taken."""
+        new_name = new_name.strip()
+        if not new_name:
+            raise PoolError("a group needs a name", code="group_name_missing")
+        group_id = self._group_id(name)
+        if new_name == name:
+            return
+        with transaction(self.db):
+            if self.db.execute("SELECT 1 FROM groups WHERE name = ?", [new_name]).fetchone():
+                raise PoolError(f"there is already a group named {new_name!r}",
+                                code="group_exists", params={"name": new_name})
+            self.db.execute("UPDATE groups SET name = ? WHERE id = ?", [new_name, group_id])
+
     def delete_group(self, name: str) -> None:
+        """Delete a group; its contacts stay in the address book."""
         group_id = self._group_id(name)
         with transaction(self.db):
             self.db.execute("DELETE FROM group_members WHERE group_id = ?", [group_id])
@@ -231,7 +249,8 @@ class AddressBook:
         if row is None:
             if create:
                 return self.create_group(name)
-            raise NotFound(f"no group named {name!r}")
+            raise NotFound(f"no group named {name!r}", code="group_not_found",
+                           params={"name": name})
         return int(row[0])
 
     def _join(self, group_id: int, contact_id: int) -> None:

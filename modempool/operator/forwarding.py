@@ -15,6 +15,11 @@ The command gets the message as JSON on stdin (`{"id", "sender", "sim", "text", 
 so a slow or hanging command never blocks the pool; failures are logged, retried, and every attempt
 is recorded in `forward_log`. Retries cut short by a stop or crash are resumed when the next
 message arrives after the restart.
+
+Numbers to forward to can also be added and removed while the daemon runs (the console,
+`pool.forwarding`): they are kept in `forward_targets` and read for each message, after the
+config's `to`. The command and the format stay in the config file, which only the box's owner
+edits: a web page must not be able to choose a program the daemon runs.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import shlex
 from typing import Any
 
 from modempool.config import Config, ForwardConfig
-from modempool.errors import PoolError
+from modempool.errors import NotFound, PoolError
 from modempool.numbers import normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
 from modempool.operator.optout import field_of
@@ -46,7 +51,57 @@ CREATE TABLE IF NOT EXISTS forward_log (
 );
 """
 
+TARGETS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS forward_targets (
+    id INTEGER PRIMARY KEY,
+    number TEXT NOT NULL UNIQUE,    -- E.164
+    created_at TEXT NOT NULL
+);
+"""
+
 _background: set[asyncio.Task] = set()
+
+
+class ForwardTargets:
+    """The numbers received SMS are forwarded to: the config's `[forward] to` (fixed) and those
+    stored in the spool (added and removed here)."""
+
+    def __init__(self, db: Any, region: str, configured: tuple[str, ...] = ()) -> None:
+        self.db = db
+        self.region = region
+        self.configured = tuple(configured)
+        ensure_schema(db, TARGETS_SCHEMA)
+
+    def stored(self) -> list[str]:
+        return [row[0] for row in self.db.execute(
+            "SELECT number FROM forward_targets ORDER BY id").fetchall()]
+
+    def all(self) -> list[str]:
+        """Every target once: the config's first, then the stored ones."""
+        return list(dict.fromkeys([*self.configured, *self.stored()]))
+
+    def add(self, number: str) -> str:
+        """Forward from now on to `number` too; returns it in E.164."""
+        e164 = normalise(number, self.region)
+        with transaction(self.db):
+            if e164 in self.all():
+                raise PoolError(f"{e164} is already a forwarding target", code="forward_exists",
+                                params={"number": e164})
+            self.db.execute("INSERT INTO forward_targets (number, created_at) VALUES (?, ?)",
+                            [e164, now_iso()])
+        return e164
+
+    def remove(self, number: str) -> str:
+        """Stop forwarding to a stored target (the config's are changed in the config file)."""
+        e164 = normalise(number, self.region)
+        with transaction(self.db):
+            if self.db.execute("DELETE FROM forward_targets WHERE number = ?",
+                               [e164]).rowcount == 0:
+                raise NotFound(f"{e164} is not a forwarding target"
+                               + (" of the console (it is in the config file)"
+                                  if e164 in self.configured else ""),
+                               code="forward_not_found", params={"number": e164})
+        return e164
 
 
 def message_json(spool: Any, message: Any) -> dict[str, Any]:
@@ -132,11 +187,12 @@ def make_forward_handler(config: Config):
     state: dict[str, asyncio.Semaphore] = {}
 
     async def handle_forward(spool: Any, message: Any, _config: Any = None) -> list[asyncio.Task]:
-        if not settings.to and not settings.command:
+        targets = ForwardTargets(spool.db, config.region, settings.to).all()
+        if not targets and not settings.command:
             return []
         ensure_schema(spool.db, SCHEMA)
         payload = message_json(spool, message)
-        for target in settings.to:
+        for target in targets:
             if _same_number(payload["sender"], target, config.region):
                 continue  # never forward the forward target's own messages back to it
             name = f"{payload['name']} " if payload["name"] else ""

@@ -38,10 +38,12 @@ KNOWN_COLUMNS: dict[str, tuple[str, ...]] = {
 class ImportRejected(PoolError):
     """An import that stored nothing because some rows were rejected; `.report` lists them."""
 
+    code = "import_rejected"
+
     def __init__(self, report: ImportReport) -> None:
         self.report = report
         super().__init__(f"{len(report.rejected)} row(s) rejected, nothing imported:\n"
-                         + report.describe_rejected())
+                         + report.describe_rejected(), params={"count": len(report.rejected)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +58,14 @@ class Table:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
+    """A row left out: its line, why in English, and the reason's code and values (as a
+    PoolError's) for a front end in another language."""
+
     line: int
     reason: str
     raw: tuple[str, ...] = ()
+    code: str = "error"
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,19 +128,29 @@ def check_upload(filename: str, data: bytes, max_bytes: int = MAX_UPLOAD) -> str
     workbook, a .csv/.txt that is binary or in no encoding we read."""
     suffix = Path(filename or "").suffix.lower()
     if suffix not in UPLOAD_FORMATS:
-        raise PoolError(f"{filename or 'the file'}: upload a .csv, .txt or .xlsx file")
+        raise PoolError(f"{filename or 'the file'}: upload a .csv, .txt or .xlsx file",
+                        code="upload_type", params={"file": filename or ""})
     if len(data) > max_bytes:
         raise PoolError(f"{filename}: {len(data) // 1024} KiB is more than the "
-                        f"{max_bytes // 1024} KiB allowed; split the file")
+                        f"{max_bytes // 1024} KiB allowed; split the file", code="upload_too_big",
+                        params={"file": filename, "kib": len(data) // 1024,
+                                "max_kib": max_bytes // 1024})
     if not data:
-        raise PoolError(f"{filename}: the file is empty")
+        raise PoolError(f"{filename}: the file is empty", code="upload_empty",
+                        params={"file": filename})
     if suffix == ".xlsx":
         if not data.startswith(b"PK\x03\x04"):
-            raise PoolError(f"{filename}: not an Excel .xlsx workbook (save it as .xlsx or .csv)")
+            raise PoolError(f"{filename}: not an Excel .xlsx workbook (save it as .xlsx or .csv)",
+                            code="upload_not_xlsx", params={"file": filename})
         return suffix
     if b"\x00" in data[:65536]:
-        raise PoolError(f"{filename}: not a text file (is it a .xls or an image renamed?)")
-    decode_bytes(data)
+        raise PoolError(f"{filename}: not a text file (is it a .xls or an image renamed?)",
+                        code="upload_not_text", params={"file": filename})
+    try:
+        decode_bytes(data)
+    except PoolError as exc:
+        raise PoolError(f"{filename}: {exc}", code="upload_encoding",
+                        params={"file": filename}) from None
     return suffix
 
 
@@ -285,20 +302,22 @@ def check_rows(table: Table, mapping: dict[str, str] | None = None, *, region: s
 
         raw_number = cell("number")
         if not raw_number:
-            rejected.append(Rejected(line, "no phone number", values))
+            rejected.append(Rejected(line, "no phone number", values, "row_no_number"))
             continue
         try:
             number = normalise(raw_number, region)
         except InvalidNumber as exc:
-            rejected.append(Rejected(line, f"invalid number: {exc}", values))
+            rejected.append(Rejected(line, f"invalid number: {exc}", values, exc.code, exc.params))
             continue
         if number in seen:
-            rejected.append(Rejected(line, f"duplicate of line {seen[number]} ({number})", values))
+            rejected.append(Rejected(line, f"duplicate of line {seen[number]} ({number})", values,
+                                     "row_duplicate", {"first": seen[number], "number": number}))
             continue
         try:
             birthday = parse_birthday(cell("birthday"))
         except ValueError as exc:
-            rejected.append(Rejected(line, str(exc), values))
+            rejected.append(Rejected(line, str(exc), values, "row_birthday",
+                                     {"birthday": cell("birthday")}))
             continue
         seen[number] = line
         groups = tuple(g for g in re.split(r"[;,，；|、]\s*", cell("groups")) if g.strip())

@@ -30,7 +30,8 @@ class Decisions:
             if not done:
                 state = read_message(self.engine, message_id).state.value
                 raise StateConflict(
-                    f"message {message_id} is {state}; only queued messages can be cancelled")
+                    f"message {message_id} is {state}; only queued messages can be cancelled",
+                    code="cancel_not_queued", params={"id": message_id, "state": state})
             self.audit.record(conn, "cancelled", message_id, now=now)
         return read_message(self.engine, message_id)
 
@@ -46,8 +47,8 @@ class Decisions:
             if message.state not in RETRYABLE_STATES:
                 allowed = ", ".join(sorted(s.value for s in RETRYABLE_STATES))
                 raise StateConflict(
-                    f"message {message_id} is {message.state.value}; only {allowed} messages can be retried"
-                )
+                    f"message {message_id} is {message.state.value}; only {allowed} messages can be retried",
+                    code="retry_not_final", params={"id": message_id, "state": message.state.value})
             now = to_text(utcnow())
             sent_from = conn.execute(
                 "SELECT sim FROM parts WHERE message_id = ? AND sim IS NOT NULL AND state IN "

@@ -27,7 +27,8 @@ def normalise_all(numbers: Iterable[str], region: str) -> list[str]:
         except InvalidNumber as exc:
             if len(numbers) == 1:
                 raise
-            raise InvalidNumber(f"row {index + 1}: {exc}") from None
+            raise InvalidNumber(f"row {index + 1}: {exc}", code=exc.code,
+                                params={**exc.params, "row": index + 1}) from None
     return e164s
 
 

@@ -22,22 +22,26 @@ def check_text(text: object, max_parts: int = DEFAULT_MAX_PARTS) -> int:
     from pdu import PduError
 
     if not isinstance(text, str) or text == "":
-        raise UnsendableText("message text is empty")
+        raise UnsendableText("message text is empty", code="text_empty")
     if not text.strip():
-        raise UnsendableText("message text is only blank space")
+        raise UnsendableText("message text is only blank space", code="text_empty")
     undecoded = _UNDECODED.search(text)
     if undecoded:  # what Python makes of bytes that were not UTF-8 (argv, stdin, files)
         raise UnsendableText(
             f"message text is not valid UTF-8: byte 0x{ord(undecoded.group()) - 0xDC00:02x} at "
-            f"character {undecoded.start()} (set the terminal or file to UTF-8)")
+            f"character {undecoded.start()} (set the terminal or file to UTF-8)",
+            code="text_not_utf8")
     try:
         parts = _parts(text)
     except PduError as exc:
-        raise UnsendableText(f"message text cannot be sent: {exc}") from None
+        raise UnsendableText(f"message text cannot be sent: {exc}", code="text_unencodable") \
+            from None
     if parts > max_parts:
         raise UnsendableText(
             f"message text of {len(text)} characters needs {parts} SMS parts; at most "
-            f"{max_parts} are allowed ([pool] max_parts; the network's limit is {CODEC_MAX_PARTS})")
+            f"{max_parts} are allowed ([pool] max_parts; the network's limit is {CODEC_MAX_PARTS})",
+            code="text_too_long", params={"characters": len(text), "parts": parts,
+                                          "max_parts": max_parts})
     return parts
 
 

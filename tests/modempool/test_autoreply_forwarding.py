@@ -126,3 +126,27 @@ async def test_retries_cut_short_by_a_crash_resume_after_restart(tmp_path):
     assert len(await handle(spool, spool.store_inbound("13900139000", "next", sim="m1"))) == 1
     await drain(timeout=30)
     spool.close()
+
+
+async def test_targets_added_while_running_are_forwarded_to_and_removed_ones_are_not(tmp_path):
+    from modempool import Pool
+    from modempool.errors import InvalidNumber, NotFound, PoolError
+
+    spool, config = make(tmp_path, 'to = ["13900139000"]\n')
+    pool = Pool(config, spool=spool)
+    handle = make_forward_handler(config)   # made once, as the daemon does
+    assert pool.forwarding.add("137 0013 7000") == "+8613700137000"
+    with pytest.raises(PoolError, match="already a forwarding target") as twice:
+        pool.forwarding.add("+8613900139000")   # the config's
+    assert twice.value.code == "forward_exists"
+    with pytest.raises(InvalidNumber):
+        pool.forwarding.add("12ab")
+    assert pool.forwarding.all() == ["+8613900139000", "+8613700137000"]
+    await handle(spool, spool.store_inbound("13800138000", "第一条", sim="m1"))
+    assert sorted(m.to for m in spool.list()) == ["+8613700137000", "+8613900139000"]
+    pool.forwarding.remove("13700137000")
+    with pytest.raises(NotFound, match="in the config file"):
+        pool.forwarding.remove("13900139000")
+    await handle(spool, spool.store_inbound("13800138000", "第二条", sim="m1"))
+    assert [m.to for m in spool.list() if "第二条" in m.text] == ["+8613900139000"]
+    spool.close()

@@ -52,3 +52,21 @@ def test_group_membership_and_removal(book):
     assert [c.name for c in book.list(search="李")] == ["李四"]
     book.delete_group("员工")
     assert book.groups() == []
+
+
+def test_a_group_is_renamed_with_its_members_and_a_taken_name_is_refused(book):
+    from modempool.errors import PoolError
+
+    book.upsert("13800138000", "张三", groups=["三年级", "家长"])
+    book.rename_group("三年级", " 四年级 ")
+    assert book.get("13800138000").groups == ("四年级", "家长")
+    with pytest.raises(PoolError, match="already a group named '家长'") as taken:
+        book.rename_group("四年级", "家长")
+    assert taken.value.code == "group_exists"
+    with pytest.raises(NotFound) as missing:
+        book.rename_group("三年级", "五年级")
+    assert (missing.value.code, missing.value.params) == ("group_not_found", {"name": "三年级"})
+    with pytest.raises(PoolError) as blank:
+        book.rename_group("四年级", "  ")
+    assert blank.value.code == "group_name_missing"
+    assert [g["name"] for g in book.groups()] == ["四年级", "家长"]

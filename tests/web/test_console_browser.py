@@ -115,6 +115,8 @@ def test_dashboard_shows_the_sims_and_updates_itself(bank, browser):
     assert len(sims) == 2
     assert all(s.find_element(By.CSS_SELECTOR, "[data-state]").get_attribute("data-state") == "up"
                for s in sims)
+    # the simulated SIMs report CSQ 20 (-73 dBm): four bars lit, not an empty meter
+    assert [len(s.find_elements(By.CSS_SELECTOR, ".bars i.on")) for s in sims] == [4, 4]
     assert "仪表盘" in browser.title
     before = browser.find_element(By.CSS_SELECTOR, "#h-tp").text
     root_pool = bank.config.open_spool()
@@ -207,10 +209,20 @@ def test_a_campaign_runs_to_completion_and_a_reply_of_tuiding_is_an_opt_out(bank
         spool.close()
     sign_in(browser, bank, "root")
     browser.get(f"{bank.url}/campaigns")
+    # a saved template (短信模板) with fields, then a campaign made from it
+    saving = browser.find_element(By.CSS_SELECTOR, "form[action='/campaigns/templates']")
+    saving.find_element(By.NAME, "tname").send_keys("家长会")
+    saving.find_element(By.NAME, "ttext").send_keys("{name}家长您好：周五下午3点在{班级}开家长会。")
+    Select(saving.find_element(By.NAME, "kind")).select_by_value("notice")
+    saving.find_element(By.TAG_NAME, "button").click()
+    use = until(lambda: browser.find_element(By.CSS_SELECTOR, "tr[data-template] a[href*='use=']"),
+                what="the saved template")
+    use.click()
+    chosen = until(lambda: browser.find_element(By.ID, "chosen-template").text, what="the template")
+    assert "{name}, {班级}" in chosen
+    shot(browser, "campaign-templates")
     browser.find_element(By.NAME, "name").send_keys("家长会通知")
-    browser.find_element(By.NAME, "template").send_keys("{name}家长您好：周五下午3点在{班级}开家长会。")
     browser.find_element(By.NAME, "groups").send_keys("家长")
-    Select(browser.find_element(By.NAME, "kind")).select_by_value("notice")
     browser.find_element(By.CSS_SELECTOR, "form[action='/campaigns'] button").click()
     preview = until(lambda: browser.find_element(By.ID, "h-preview"), what="the preview")
     assert preview
@@ -240,3 +252,50 @@ def test_a_campaign_runs_to_completion_and_a_reply_of_tuiding_is_an_opt_out(bank
     assert "退订" in row.text and "<b>李强</b>" in row.text
     browser.get(f"{bank.url}/conversations/%2B8613100131002")
     assert "Opted out by this reply" in browser.find_element(By.CSS_SELECTOR, ".optout").text
+
+
+def test_a_group_is_made_filled_renamed_and_deleted_with_the_keyboard(bank, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    spool = bank.config.open_spool()
+    try:
+        from modempool.operator.contacts import AddressBook
+
+        book = AddressBook(spool.db, bank.config.region)
+        book.upsert("13600136001", "赵敏")
+        book.upsert("13600136002", "<i>钱多</i>")
+    finally:
+        spool.close()
+    sign_in(browser, bank, "shop", "correct horse battery", lang="zh_CN")
+    browser.get(f"{bank.url}/contacts")
+    browser.find_element(By.NAME, "group_name").send_keys("舞蹈班", Keys.ENTER)
+    numbers = until(lambda: browser.find_element(By.NAME, "numbers"), what="the group's page")
+    numbers.send_keys("13600136001\n13600136002\n13900139999")
+    browser.find_element(By.CSS_SELECTOR, "form[action='/groups/add'] button").click()
+    error = until(lambda: browser.find_element(By.ID, "e-numbers").text, what="the error")
+    assert "通讯录中没有号码为 +8613900139999 的联系人" in error   # in Chinese, beside the field
+    numbers = browser.find_element(By.NAME, "numbers")
+    assert numbers.get_attribute("value") == "13600136001\n13600136002\n13900139999"
+    numbers.clear()
+    numbers.send_keys("13600136001，13600136002")
+    numbers.send_keys(Keys.TAB, Keys.ENTER)   # the form's button, from the keyboard
+    until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "table.members tr[data-number]")) == 2,
+          what="two members")
+    assert "<i>钱多</i>" in browser.find_element(By.CSS_SELECTOR, "table.members").text
+    browser.find_element(By.NAME, "new_name").send_keys("舞蹈队", Keys.ENTER)
+    until(lambda: browser.find_element(By.CSS_SELECTOR, ".group-name").text == "舞蹈队",
+          what="the new name")
+    browser.find_element(By.CSS_SELECTOR,
+                         "tr[data-number='+8613600136001'] form[action='/groups/drop'] button").click()
+    until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "table.members tr[data-number]")) == 1,
+          what="one member left")
+    shot(browser, "group")
+    browser.find_element(By.CSS_SELECTOR, "form[action='/groups/delete'] button").click()
+    assert "请勾选以确认" in until(lambda: browser.find_element(By.ID, "e-confirmed").text,
+                               what="the confirmation asked")
+    browser.find_element(By.ID, "f-confirmed").send_keys(Keys.SPACE)
+    browser.find_element(By.CSS_SELECTOR, "form[action='/groups/delete'] button").click()
+    until(lambda: browser.current_url.endswith("/contacts"), what="back to the contacts")
+    assert "舞蹈队" not in browser.find_element(By.CSS_SELECTOR, "ul.groups").text
+    assert "赵敏" in browser.find_element(By.CSS_SELECTOR, "table.contacts").text   # contacts stay

@@ -166,3 +166,155 @@ def test_contacts_are_added_with_the_error_beside_the_field_and_exported(api):
     assert export.status_code == 200
     body = export.content.decode("utf-8-sig")
     assert "+8613700137001" in body and "<i>王</i>" in body
+
+
+def test_groups_are_made_renamed_filled_emptied_and_deleted_and_a_contact_deleted(api):
+    client = signed_in(api, "shop")
+    csrf = _csrf(client.get("/contacts"))
+    for number, name in (("13700137001", "王芳"), ("13100131002", "<b>李强</b>")):
+        assert client.post("/contacts", data={"csrf": csrf, "number": number, "name": name,
+                                              "groups": ""}).status_code == 303
+    blank = client.post("/groups", data={"csrf": csrf, "group_name": "  "})
+    assert blank.status_code == 400 and 'id="e-group_name"' in blank.text
+    made = client.post("/groups", data={"csrf": csrf, "group_name": "三年级"})
+    assert made.headers["location"] == "/groups?name=%E4%B8%89%E5%B9%B4%E7%BA%A7"
+    unknown = client.post("/groups/add", data={"csrf": csrf, "name": "三年级",
+                                               "numbers": "13700137001\n13900139000"})
+    assert unknown.status_code == 400 and 'id="e-numbers"' in unknown.text
+    assert "no contact with number +8613900139000" in unknown.text
+    assert "13700137001\n13900139000</textarea>" in unknown.text   # the input kept
+    added = client.post("/groups/add", data={"csrf": csrf, "name": "三年级",
+                                             "numbers": "13700137001，13100131002"})
+    assert added.status_code == 303
+    page = client.get("/groups", params={"name": "三年级"})
+    assert "&lt;b&gt;李强&lt;/b&gt;" in page.text and page.text.count("data-number=") == 2
+    client.post("/contacts", data={"csrf": csrf, "number": "13600136003", "name": "", "groups": "家长"})
+    taken = client.post("/groups/rename", data={"csrf": csrf, "name": "三年级", "new_name": "家长"})
+    assert taken.status_code == 400 and "already a group named" in taken.text
+    assert 'id="e-new_name"' in taken.text and 'value="家长"' in taken.text
+    renamed = client.post("/groups/rename", data={"csrf": csrf, "name": "三年级",
+                                                  "new_name": "四年级"})
+    assert renamed.headers["location"] == "/groups?name=%E5%9B%9B%E5%B9%B4%E7%BA%A7"
+    assert client.get("/groups", params={"name": "三年级"}).status_code == 404
+    client.post("/groups/drop", data={"csrf": csrf, "name": "四年级", "number": "+8613700137001"})
+    assert client.get("/groups", params={"name": "四年级"}).text.count("data-number=") == 1
+    unconfirmed = client.post("/groups/delete", data={"csrf": csrf, "name": "四年级"})
+    assert unconfirmed.status_code == 400 and 'id="e-confirmed"' in unconfirmed.text
+    assert client.post("/groups/delete", data={"csrf": csrf, "name": "四年级",
+                                               "confirmed": "yes"}).status_code == 303
+    assert client.get("/groups", params={"name": "四年级"}).status_code == 404
+
+    asked = client.post("/contacts/delete", data={"csrf": csrf, "number": "+8613700137001"})
+    assert asked.status_code == 200 and 'id="confirm-delete"' in asked.text
+    assert 'data-number="+8613700137001"' in client.get("/contacts").text   # not yet
+    client.post("/contacts/delete", data={"csrf": csrf, "number": "+8613700137001",
+                                          "confirmed": "yes"})
+    assert 'data-number="+8613700137001"' not in client.get("/contacts").text
+    # a viewer sees the groups but changes nothing
+    viewer = signed_in(api, "audit")
+    assert viewer.get("/groups", params={"name": "家长"}).status_code == 200
+    assert viewer.post("/groups/delete", data={"csrf": _csrf(viewer.get("/")), "name": "家长",
+                                               "confirmed": "yes"}).status_code == 404
+    assert viewer.post("/contacts/delete", data={"csrf": _csrf(viewer.get("/")),
+                                                 "number": "+8613100131002",
+                                                 "confirmed": "yes"}).status_code == 404
+    assert 'data-number="+8613100131002"' in client.get("/contacts").text
+
+
+def test_campaign_templates_are_saved_edited_used_and_deleted_by_an_admin_only(api):
+    root, shop = signed_in(api, "root"), signed_in(api, "shop")
+    csrf = _csrf(root.get("/campaigns"))
+    bad = root.post("/campaigns/templates", data={"csrf": csrf, "tname": "<i>家长会</i>",
+                                                  "ttext": "{name家长您好", "kind": "notice"})
+    assert bad.status_code == 400 and 'id="e-ttext"' in bad.text
+    assert 'value="&lt;i&gt;家长会&lt;/i&gt;"' in bad.text and "{name家长您好</textarea>" in bad.text
+    saved = root.post("/campaigns/templates", data={"csrf": csrf, "tname": "<i>家长会</i>",
+                                                    "ttext": "{name}家长您好：{班级}周五开会。",
+                                                    "kind": "notice"})
+    assert saved.status_code == 303
+    page = root.get("/campaigns")
+    template_id = int(re.search(r'data-template="(\d+)"', page.text).group(1))
+    assert "&lt;i&gt;家长会&lt;/i&gt;" in page.text and "{name} {班级}" in page.text
+    use = root.get("/campaigns", params={"use": template_id})
+    assert 'id="chosen-template"' in use.text and "{name}, {班级}" in use.text
+    assert "{name}家长您好：{班级}周五开会。</textarea>" in use.text
+    again = root.post("/campaigns/templates", data={"csrf": csrf, "tname": "<i>家长会</i>",
+                                                    "ttext": "x", "kind": "notice"})
+    assert again.status_code == 400 and 'id="e-tname"' in again.text
+    edited = root.post(f"/campaigns/templates/{template_id}",
+                       data={"csrf": csrf, "tname": "家长会", "ttext": "{name}家长：明天开会。",
+                             "kind": "marketing"})
+    assert edited.status_code == 303
+    assert "{name}家长：明天开会。</textarea>" in root.get(f"/campaigns/templates/{template_id}").text
+    # the bank's templates, as its campaigns: not there for a sender
+    assert shop.get(f"/campaigns/templates/{template_id}").status_code == 404
+    assert shop.post("/campaigns/templates", data={"csrf": _csrf(shop.get("/")), "tname": "x",
+                                                   "ttext": "y"}).status_code == 404
+    root.post(f"/campaigns/templates/{template_id}", data={"csrf": csrf, "delete": "yes"})
+    assert root.get(f"/campaigns/templates/{template_id}").status_code == 404
+    assert "data-template=" not in root.get("/campaigns").text
+
+
+def test_library_refusals_are_worded_in_chinese_on_the_chinese_console(api):
+    from modempool.operator.optout import OptOutList
+
+    spool = api.config.open_spool()
+    try:
+        OptOutList(spool.db, api.config.region).add_to_blacklist(["13900139000"], "complaint")
+    finally:
+        spool.close()
+    client = signed_in(api, "branch")   # SIM m2 only, 3 messages a minute
+    zh = {"Accept-Language": "zh-CN"}
+    page = client.get("/send", headers=zh)
+
+    def send(to: str, **extra: str) -> httpx.Response:
+        return client.post("/send", headers=zh, data={"to": to, "text": "通知", "csrf": _csrf(page),
+                                                      **extra})
+
+    assert "12345 不是有效的电话号码。" in send("12345").text
+    refused = send("13900139000")
+    assert refused.status_code == 400 and "+8613900139000 在黑名单中" in refused.text
+    assert 'id="e-to"' in refused.text
+    assert "您的账号不能通过 m1 发送（可用的 SIM 卡：m2）" in send("13800138000", sim="m1").text
+    quota = send("13800138000, 13700137000, 13600136000, 13500135000")
+    assert quota.status_code == 429 and "您的账号每分钟最多发送 3 条" in quota.text
+    # English stays the library's own words
+    english = client.post("/send", data={"to": "12345", "text": "x", "csrf": _csrf(page)},
+                          headers={"Accept-Language": "en"})
+    assert "&#39;12345&#39; is not a valid number in region CN" in english.text
+    # an import's rejected rows, with their reasons in Chinese
+    root = signed_in(api, "root")
+    form = root.get("/contacts/import", headers=zh)
+    preview = root.post("/contacts/import", headers=zh, data={"csrf": _csrf(form)}, files={
+        "file": ("家长.csv", "姓名,手机\n王芳,13700137001\n李强,13700137001\n坏号码,12345\n,\n"
+                 "无号码,\n".encode(), "text/csv")})
+    assert "与第 2 行号码相同（+8613700137001）" in preview.text
+    assert "号码无效：12345 不是有效的电话号码。" in preview.text
+    assert "没有电话号码" in preview.text
+    wrong = root.post("/contacts/import", headers=zh, data={"csrf": _csrf(form)},
+                      files={"file": ("a.xlsx", b"name,number\n", "application/octet-stream")})
+    assert "a.xlsx：不是 Excel .xlsx 工作簿" in wrong.text
+
+
+def test_forwarding_numbers_are_added_and_removed_on_the_auto_replies_page(api):
+    root, shop = signed_in(api, "root"), signed_in(api, "shop")
+    csrf = _csrf(root.get("/autoreplies"))
+    bad = root.post("/forwarding/add", data={"csrf": csrf, "forward_to": "<b>12ab"})
+    assert bad.status_code == 400 and 'id="e-forward_to"' in bad.text
+    assert 'value="&lt;b&gt;12ab"' in bad.text
+    assert root.post("/forwarding/add", data={"csrf": csrf, "forward_to": "139 0013 9000"}
+                     ).status_code == 303
+    again = root.post("/forwarding/add", data={"csrf": csrf, "forward_to": "13900139000"})
+    assert again.status_code == 400 and "already a forwarding target" in again.text
+    assert 'data-target="+8613900139000"' in root.get("/autoreplies").text
+    assert shop.post("/forwarding/add", data={"csrf": _csrf(shop.get("/")),
+                                              "forward_to": "13700137000"}).status_code == 404
+    spool = api.config.open_spool()
+    try:
+        from modempool import Pool
+
+        assert Pool(api.config, spool=spool).forwarding.all() == ["+8613900139000"]
+    finally:
+        spool.close()
+    root.post("/forwarding/remove", data={"csrf": csrf, "forward_to": "+8613900139000"})
+    assert 'data-target="+8613900139000"' not in root.get("/autoreplies").text

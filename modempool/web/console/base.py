@@ -63,6 +63,14 @@ def translate(request: Request, text: str, **values: Any) -> str:
     return i18n.gettext(language(request))(text, **values)
 
 
+def error_text(request: Request, error: Exception) -> str:
+    """A library error as the page shows it: in the request's language where the catalog
+    words its code, else the library's English."""
+    from modempool.web.console.errors import describe
+
+    return describe(error, language(request))
+
+
 async def form_of(request: Request, session: Session) -> Any:
     """The posted form, after checking its CSRF token against the session's."""
     form = await request.form()

@@ -50,6 +50,9 @@ def environment(language: str) -> Environment:
                       extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
     env.install_gettext_translations(catalog(language), newstyle=True)
     env.globals["LANGUAGES"] = LANGUAGES
+    from modempool.web.console.errors import describe
+
+    env.filters["error"] = lambda error: describe(error, language)   # a rejected row's reason
     return env
 
 

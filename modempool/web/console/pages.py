@@ -19,8 +19,8 @@ from modempool.sessions import Session
 from modempool.web.auth import client_address
 from modempool.web.console import i18n
 from modempool.web.console.base import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_LIFETIME,
-                                        current_session, form_of, pool_of, redirect, render,
-                                        safe_next, sessions, set_session_cookie, translate)
+                                        current_session, error_text, form_of, pool_of, redirect,
+                                        render, safe_next, sessions, set_session_cookie, translate)
 
 router = APIRouter(include_in_schema=False)
 STATES = ("queued", "sending", "sent", "delivered", "failed", "expired", "cancelled", "ambiguous")
@@ -136,14 +136,14 @@ async def send(request: Request, session: Session = Depends(current_session)) ->
     try:
         numbers = await run_in_threadpool(pool.recipients, values["to"])
     except PoolError as exc:
-        errors["to"] = str(exc)
+        errors["to"] = error_text(request, exc)
     not_before = priority = None
     try:
         from modempool.when import parse_when
 
         not_before = parse_when(values["at"].strip() or None, request.app.state.api.config.tz)
-    except (PoolError, ValueError) as exc:
-        errors["at"] = str(exc)
+    except PoolError as exc:
+        errors["at"] = error_text(request, exc)
     try:
         priority = int(values["priority"] or 0)
     except ValueError:
@@ -155,11 +155,23 @@ async def send(request: Request, session: Session = Depends(current_session)) ->
                                          priority=priority,
                                          sims=[values["sim"]] if values["sim"] else None)
     except Forbidden as exc:
-        return _send_form(request, session, values, {"form": str(exc)}, status=403)
+        return _send_form(request, session, values, {"form": error_text(request, exc)}, status=403)
     except PoolError as exc:
-        field = "to" if "number" in str(exc) or "row" in str(exc) else "form"
-        return _send_form(request, session, values, {field: str(exc)}, status=400)
+        return _send_form(request, session, values, {_send_field(exc): error_text(request, exc)},
+                          status=429 if exc.code.startswith("quota") else 400)
     return redirect("/messages?ids=" + ",".join(str(q.id) for q in queued))
+
+
+def _send_field(exc: PoolError) -> str:
+    """The field of the send form a refusal is shown beside."""
+    if exc.code.startswith(("number_", "contact_", "group_")) or exc.code in (
+            "blacklisted", "opted_out", "refused_many", "no_recipient"):
+        return "to"
+    if exc.code.startswith("text_"):
+        return "text"
+    if exc.code in ("sim_not_allowed", "unknown_sim"):
+        return "sim"
+    return "form"
 
 
 # ---- messages -------------------------------------------------------------------------------
@@ -192,7 +204,7 @@ def _messages(request: Request, session: Session, state: str, to: str, before: s
                                         before=int(before) if before.isdigit() else None,
                                         limit=PAGE_SIZE)
         except PoolError as exc:
-            messages, error = [], str(exc)
+            messages, error = [], error_text(request, exc)
     pending = any(m.state.value in ("queued", "sending") for m in messages)
     return {"messages": messages, "older": older, "state": state, "to": to, "ids": ids,
             "states": STATES, "error": error, "pending": pending}
@@ -229,6 +241,6 @@ async def message_action(request: Request, message_id: int, action: str,
     except PoolError as exc:
         message = pool.get(message_id)
         return render(request, "message.html", {"message": message, "parts": pool.parts(message_id),
-                                                "confirm": "", "error": str(exc)},
+                                                "confirm": "", "error": error_text(request, exc)},
                       session=session, status=409)
     return redirect(f"/messages/{message_id}")

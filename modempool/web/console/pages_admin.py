@@ -18,7 +18,7 @@ from modempool.accounts import Forbidden
 from modempool.errors import PoolError
 from modempool.operator.history import Query
 from modempool.sessions import Session
-from modempool.web.console.base import current_session, form_of, redirect, render
+from modempool.web.console.base import current_session, error_text, form_of, redirect, render
 from modempool.web.console.pages_people import operator_of
 
 router = APIRouter(include_in_schema=False)
@@ -58,7 +58,7 @@ def history(request: Request, session: Session = Depends(current_session)) -> HT
     except Forbidden:
         return _not_found(request, session)
     except PoolError as exc:
-        errors["since" if "time" in str(exc) or "date" in str(exc) else "text"] = str(exc)
+        errors["since" if exc.code.startswith("time_") else "text"] = error_text(request, exc)
     return render(request, "history.html", {"values": values, "rows": rows, "errors": errors,
                                             "searched": searched, "page": HISTORY_PAGE,
                                             "query": request.url.query}, session=session)
@@ -82,7 +82,8 @@ async def history_export(request: Request, session: Session = Depends(current_se
     except PoolError as exc:
         path.unlink(missing_ok=True)
         return render(request, "history.html", {"values": values, "rows": [], "searched": False,
-                                                "errors": {"text": str(exc)}, "page": HISTORY_PAGE,
+                                                "errors": {"text": error_text(request, exc)},
+                                                "page": HISTORY_PAGE,
                                                 "query": ""}, session=session, status=400)
     stamp = datetime.now().strftime("%Y%m%d-%H%M")
     return FileResponse(path, filename=f"history-{stamp}{suffix}",
@@ -101,13 +102,15 @@ def _autoreplies(request: Request, session: Session, values: dict[str, str],
     operator = operator_of(request, session)
     try:
         store = operator.autoreplies()
+        forward, targets = operator.forwarding()
         context = {"rules": store.rules(), "config_rules": operator.autoreply_rules_from_config(),
-                   "log": store.log(20), "forward": operator.forwarding()}
+                   "log": store.log(20), "forward": forward,
+                   "configured_targets": list(targets.configured), "targets": targets.stored()}
     except Forbidden:
         return _not_found(request, session)
     except PoolError as exc:   # a bad [autoreply] or [forward] section: shown, not a crash
         context = {"rules": [], "config_rules": [], "log": [], "forward": None,
-                   "config_error": str(exc)}
+                   "configured_targets": [], "targets": [], "config_error": str(exc)}
     return render(request, "autoreplies.html", {**context, "values": values, "errors": errors},
                   session=session, status=status)
 
@@ -129,8 +132,31 @@ async def autoreply_add(request: Request, session: Session = Depends(current_ses
         text = str(exc)
         field = "reply" if "reply" in text else "hours" if "hour" in text or "window" in text \
             else "keywords"
-        return _autoreplies(request, session, values, {field: text}, status=400)
+        return _autoreplies(request, session, values, {field: error_text(request, exc)},
+                            status=400)
     return redirect("/autoreplies")
+
+
+@router.post("/forwarding/{action}")
+async def forwarding_change(request: Request, action: str,
+                            session: Session = Depends(current_session)) -> Response:
+    """Add or remove a number received SMS are forwarded to (the daemon reads them per SMS)."""
+    form = await form_of(request, session)
+    values = {"forward_to": str(form.get("forward_to", ""))}
+    try:
+        _, targets = operator_of(request, session).forwarding()
+        if action == "add":
+            await run_in_threadpool(targets.add, values["forward_to"])
+        elif action == "remove":
+            await run_in_threadpool(targets.remove, values["forward_to"])
+        else:
+            return _not_found(request, session)
+    except Forbidden:
+        return _not_found(request, session)
+    except PoolError as exc:
+        return _autoreplies(request, session, values, {"forward_to": error_text(request, exc)},
+                            status=400)
+    return redirect("/autoreplies#h-forward")
 
 
 @router.post("/autoreplies/{rule_id}/remove")
@@ -202,7 +228,7 @@ async def admin_action(request: Request, action: str,
     except Forbidden:
         return _not_found(request, session)
     except PoolError as exc:
-        return _admin(request, session, values, {action: str(exc)}, status=400)
+        return _admin(request, session, values, {action: error_text(request, exc)}, status=400)
     if shown:   # a key or secret is shown once, on this answer only
         return _admin(request, session, {}, {}, shown)
     return redirect("/admin")

@@ -1,6 +1,7 @@
-"""Campaigns (群发): create from a template, preview with cost and problems, start, pause,
-resume, live progress and the report. Campaigns are the bank's: admins only (the rule is in
-`AccountPool.campaigns`); for anyone else these pages do not exist (404)."""
+"""Campaigns (群发): create one (from a saved template, 短信模板, or a new text with fields),
+preview with cost and problems, start, pause, resume, live progress and the report; save, edit
+and delete templates. Campaigns and templates are the bank's: admins only (the rule is in
+`AccountPool.campaigns` / `.templates`); for anyone else these pages do not exist (404)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from modempool.errors import NotFound, PoolError
 from modempool.operator.campaign_report import progress, report
 from modempool.operator.contacts import parse_selection
 from modempool.sessions import Session
-from modempool.web.console.base import current_session, form_of, redirect, render
+from modempool.web.console.base import (current_session, error_text, form_of, redirect, render,
+                                        translate)
 from modempool.web.console.pages_people import operator_of
 
 router = APIRouter(include_in_schema=False)
@@ -31,19 +33,34 @@ def _campaigns(request: Request, session: Session) -> Any:
 
 
 @router.get("/campaigns")
-def campaigns(request: Request, session: Session = Depends(current_session)) -> HTMLResponse:
-    return _list(request, session, {"kind": "notice"}, {})
+def campaigns(request: Request, session: Session = Depends(current_session),
+              use: int | None = None) -> HTMLResponse:
+    """The list and the new-campaign form; `use` fills the form from a saved template."""
+    values, chosen = {"kind": "notice"}, None
+    if use is not None and _campaigns(request, session) is not None:
+        try:
+            chosen = operator_of(request, session).templates().get(use)
+            values = {"template": chosen.text, "kind": chosen.kind, "from_template": str(use)}
+        except NotFound:
+            return render(request, "not_found.html", session=session, status=404)
+    return _list(request, session, values, {}, chosen=chosen)
 
 
 def _list(request: Request, session: Session, values: dict[str, str], errors: dict[str, str],
-          status: int = 200) -> HTMLResponse:
+          status: int = 200, chosen: Any = None,
+          template_values: dict[str, str] | None = None,
+          template_errors: dict[str, str] | None = None) -> HTMLResponse:
     store = _campaigns(request, session)
     if store is None:
         return render(request, "not_found.html", session=session, status=404)
-    rows = [{**c.as_dict(), "progress": progress(store.spool, c.id, config=store.config).to_dict()} for c in reversed(store.list())]
-    groups = operator_of(request, session).groups()
-    return render(request, "campaigns.html", {"campaigns": rows, "values": values, "errors": errors,
-                                              "groups": groups}, session=session, status=status)
+    rows = [{**c.as_dict(), "progress": progress(store.spool, c.id, config=store.config).to_dict()}
+            for c in reversed(store.list())]
+    operator = operator_of(request, session)
+    return render(request, "campaigns.html", {
+        "campaigns": rows, "values": values, "errors": errors, "chosen": chosen,
+        "groups": operator.groups(), "templates": operator.templates().list(),
+        "tvalues": template_values or {"kind": "notice"}, "terrors": template_errors or {}},
+        session=session, status=status)
 
 
 @router.post("/campaigns")
@@ -55,7 +72,7 @@ async def create(request: Request, session: Session = Depends(current_session)) 
         return render(request, "not_found.html", session=session, status=404)
     errors: dict[str, str] = {}
     if not values["name"].strip():
-        errors["name"] = "give the campaign a name"
+        errors["name"] = translate(request, "Give the campaign a name.")
     if errors:
         return _list(request, session, values, errors, status=400)
     numbers = [n for n in re.split(r"[,;，；\s]+", values["numbers"]) if n]
@@ -64,11 +81,73 @@ async def create(request: Request, session: Session = Depends(current_session)) 
             store.create, values["name"].strip(), values["template"], numbers=numbers,
             groups=parse_selection(values["groups"]), kind=values["kind"] or "notice")
     except PoolError as exc:
-        text = str(exc)
-        field = ("template" if "template" in text else "groups" if "group" in text
-                 else "numbers" if "recipient" in text or "number" in text else "form")
-        return _list(request, session, values, {field: text}, status=400)
+        field = ("template" if exc.code.startswith("template_") else
+                 "groups" if exc.code.startswith("group_") else
+                 "numbers" if exc.code.startswith("number_") or exc.code == "campaign_no_recipients"
+                 else "form")
+        return _list(request, session, values, {field: error_text(request, exc)}, status=400)
     return redirect(f"/campaigns/{created.id}")
+
+
+# ---- saved templates ------------------------------------------------------------------------
+
+TEMPLATE_FIELDS = ("tname", "ttext", "kind")
+
+
+@router.post("/campaigns/templates")
+async def save_template(request: Request, session: Session = Depends(current_session)) -> Response:
+    form = await form_of(request, session)
+    values = {k: str(form.get(k, "")) for k in TEMPLATE_FIELDS}
+    try:
+        templates = operator_of(request, session).templates()
+        await run_in_threadpool(templates.add, values["tname"], values["ttext"],
+                                values["kind"] or "notice")
+    except Forbidden:
+        return render(request, "not_found.html", session=session, status=404)
+    except PoolError as exc:
+        return _list(request, session, {"kind": "notice"}, {}, status=400, template_values=values,
+                     template_errors={_template_field(exc): error_text(request, exc)})
+    return redirect("/campaigns#h-templates")
+
+
+@router.get("/campaigns/templates/{template_id}")
+def template_page(request: Request, template_id: int,
+                  session: Session = Depends(current_session)) -> HTMLResponse:
+    try:
+        saved = operator_of(request, session).templates().get(template_id)
+    except (Forbidden, NotFound):
+        return render(request, "not_found.html", session=session, status=404)
+    return render(request, "template.html", {
+        "t": saved, "values": {"tname": saved.name, "ttext": saved.text, "kind": saved.kind},
+        "errors": {}}, session=session)
+
+
+@router.post("/campaigns/templates/{template_id}")
+async def edit_template(request: Request, template_id: int,
+                        session: Session = Depends(current_session)) -> Response:
+    form = await form_of(request, session)
+    values = {k: str(form.get(k, "")) for k in TEMPLATE_FIELDS}
+    try:
+        templates = operator_of(request, session).templates()
+        saved = templates.get(template_id)
+        if form.get("delete") == "yes":
+            await run_in_threadpool(templates.remove, template_id)
+        else:
+            await run_in_threadpool(templates.update, template_id, values["tname"],
+                                    values["ttext"], values["kind"] or "notice")
+    except (Forbidden, NotFound):
+        return render(request, "not_found.html", session=session, status=404)
+    except PoolError as exc:
+        return render(request, "template.html", {
+            "t": saved, "values": values,
+            "errors": {_template_field(exc): error_text(request, exc)}},
+            session=session, status=400)
+    return redirect("/campaigns#h-templates")
+
+
+def _template_field(exc: PoolError) -> str:
+    return ("tname" if exc.code in ("template_name_missing", "template_exists") else
+            "kind" if exc.code == "campaign_kind" else "ttext")
 
 
 @router.get("/campaigns/{campaign_id}")
@@ -124,6 +203,6 @@ async def campaign_action(request: Request, campaign_id: int, action: str,
     except NotFound:
         return render(request, "not_found.html", session=session, status=404)
     except PoolError as exc:
-        return _detail(request, session, campaign_id, str(exc),
+        return _detail(request, session, campaign_id, error_text(request, exc),
                        list(getattr(exc, "problems", []) or []), status=409)
     return redirect(f"/campaigns/{campaign_id}")

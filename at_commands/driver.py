@@ -7,27 +7,43 @@
         store(event); await modem.acknowledge(event)
     await modem.close()
 
-The parts: `modem.channel` (`channel.py`: the port, the command lock and the exchange through
-the sans-I/O core) and `modem.sending` (`sending.py`: ``AT+CMGS``). The set-up (`setup.py`),
-inbound (`inbound.py`) and health/reconnect (`health.py`) parts are still mixins.
+Each part is an object holding its own state, readable alone:
+
+- `modem.channel` (`channel.py`): the port, the command lock, the exchange through the sans-I/O
+  core, the modem's pace; every other part talks to the modem through it;
+- `modem.sending` (`sending.py`): ``AT+CMGS`` and what its outcome means;
+- `modem.inbound` (`inbound.py`): received messages and reports, handed over once, deleted on
+  acknowledgement;
+- `modem.health` (`health.py`): signal, registration, USSD.
+
+The set-up (`setup.py`) is still a mixin. This file holds the parts together: the modem's state,
+its events, where each URC goes, the background task (follow-up reads, sweeps, polls) and the
+reconnect loop after the port went away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from enum import Enum
 from typing import Any
 
 from .channel import Channel
-from .core import FinalResult
-from .events import Disconnected, ModemEvent
-from .health import HealthMixin
-from .inbound import InboundMixin
+from .core import FinalResult, Urc
+from .errors import AtError, PinError
+from .events import (Disconnected, InboundSms, ModemEvent, ReconnectFailed, Reconnected,
+                     StatusReport)
+from .health import Health
+from .inbound import Inbound
 from .profiles import ModemProfile, get_profile
 from .sending import Sending
 from .setup import PinMemory, SetupMixin
+from .urc import UrcKind
+
+REINITIALISE = ("", -1)  # a background work item: the modem restarted
 
 
 class ModemState(Enum):
@@ -38,7 +54,7 @@ class ModemState(Enum):
     LOCKED = "locked"             # wrong PIN / PUK: never retried
 
 
-class Modem(SetupMixin, InboundMixin, HealthMixin):
+class Modem(SetupMixin):
     """One modem. Public API: `open`, `initialise`, `identify`, `send`, `events`, `acknowledge`,
     `release`, `ussd`, `sweep`, `execute`, `reconnect`, `close`; `state`, `profile`, `info`.
 
@@ -67,6 +83,8 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
                                on_urc=self._on_urc, on_lost=self._port_lost,
                                publish=self._publish)
         self.sending = Sending(self.channel)
+        self.inbound = Inbound(self.channel, self._publish)
+        self.health = Health(self.channel, self._publish)
         self.poll_interval = poll_interval
         self.sweep_interval = sweep_interval
         self.failed_read_sweep = failed_read_sweep
@@ -76,8 +94,9 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
         self._events: asyncio.Queue[ModemEvent] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self._init_inbound()
-        self._init_health()
+        self._work: asyncio.Queue[tuple[str, int]] = asyncio.Queue()  # for the background task
+        self._background: asyncio.Task[None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
         self._init_setup()
 
     @property
@@ -117,6 +136,16 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
     def patience(self, timeout: float) -> float:
         """`timeout`, lengthened for a modem known to answer slowly (never shortened)."""
         return self.channel.patience(timeout)
+
+    @property
+    def sweep_stores(self) -> tuple[str, ...]:
+        """The stores a sweep lists (`Inbound.choose_stores`)."""
+        return self.inbound.sweep_stores
+
+    @property
+    def registration(self) -> int | None:
+        """The last network registration status (``+CREG`` <stat>)."""
+        return self.health.registration
 
     # ---- port ----------------------------------------------------------------------------
 
@@ -183,6 +212,147 @@ class Modem(SetupMixin, InboundMixin, HealthMixin):
         """Send the parts of one message: see `Sending.send`."""
         return await self.sending.send(parts, more_to_follow=more_to_follow,
                                        before_pdu=before_pdu)
+
+    # ---- inbound and health ----------------------------------------------------------------
+
+    async def sweep(self) -> int:
+        """List every store now: see `Inbound.sweep` (also runs periodically)."""
+        return await self.inbound.sweep()
+
+    async def acknowledge(self, event: InboundSms | StatusReport) -> None:
+        """`event` is stored durably: delete it from the modem (see `Inbound.acknowledge`)."""
+        await self.inbound.acknowledge(event)
+
+    def release(self, event: InboundSms | StatusReport) -> None:
+        """`event` could not be stored: the next sweep hands it over again."""
+        self.inbound.release(event)
+
+    async def ussd(self, code: str, **options: Any) -> str:
+        """Send a USSD code and return the network's text reply (see `Health.ussd`)."""
+        return await self.health.ussd(code, **options)
+
+    def _on_urc(self, urc: Urc) -> None:
+        """Each URC to the part it concerns (from the port's data callback: no awaiting here)."""
+        kind = urc.spec.kind if urc.spec else UrcKind.VENDOR
+        if kind in Inbound.URC_KINDS:
+            slot = self.inbound.on_urc(urc)
+            if slot is not None:
+                self._work.put_nowait(slot)  # read it under the lock, in the background task
+        elif kind is UrcKind.USSD:
+            self.health.on_ussd_urc(urc.fields)
+        elif kind is UrcKind.REGISTRATION and urc.name == "+CREG":
+            self.health.on_registration_urc(urc.fields)
+        elif kind is UrcKind.SIGNAL and urc.name == "^RSSI":
+            self.health.on_signal_urc(urc.fields)
+        if urc.line.upper() in {marker.upper() for marker in self.profile.reboot_markers}:
+            self.log.info("modem restarted (%s): initialising it again", urc.line)
+            self._work.put_nowait(REINITIALISE)
+
+    # ---- the background task ---------------------------------------------------------------
+
+    def _start_background(self) -> None:
+        if self._background is None or self._background.done():
+            self._background = self._spawn(self._run_background(), "background")
+
+    async def _run_background(self) -> None:
+        """Follow-up reads as URCs ask for them; a sweep and a poll when their time comes."""
+        now = time.monotonic()
+        next_sweep = now  # sweep at once: messages that arrived while we were away
+        # The modems of a bank open together; a phase of their own keeps their polls and sweeps
+        # from falling due all at once (and holding up every modem's next send together).
+        phase = random.uniform(0.5, 1.5)
+        next_poll = now + self.poll_interval * phase
+        while True:
+            item = await self._next_work(min(next_sweep, next_poll))
+            if self.state is not ModemState.READY or self.channel.unresponsive:
+                if item is not None:
+                    self._work.put_nowait(item)  # keep it for when the modem is back
+                await self._wait_until_usable()
+                continue
+            try:
+                if item == REINITIALISE:
+                    await self.initialise()
+                elif item is not None and not await self.inbound.read_stored(*item):
+                    next_sweep = min(next_sweep, time.monotonic() + self.failed_read_sweep)
+                else:
+                    now = time.monotonic()
+                    if now >= next_sweep:
+                        next_sweep = now + self.sweep_interval * phase
+                        phase = 1.0  # one shifted interval sets the phase
+                        await self.inbound.sweep()
+                    if now >= next_poll:
+                        next_poll = now + self.poll_interval
+                        await self.health.poll()
+            except AtError as error:  # a timeout already produced an Unresponsive event
+                self.log.info("background: %s", error)
+                if item is not None and item != REINITIALISE:  # a notice not acted on
+                    next_sweep = min(next_sweep, time.monotonic() + self.failed_read_sweep)
+            except Exception:  # noqa: BLE001 - background work must go on
+                self.log.exception("background work failed")
+
+    async def _next_work(self, deadline: float) -> tuple[str, int] | None:
+        """The next work item, or None when `deadline` (monotonic) comes first."""
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await self._work.get()
+        except TimeoutError:
+            return None
+
+    async def _wait_until_usable(self) -> None:
+        """Until the modem is ready again (initialised, reconnected) wait for its state to
+        change; while it is ready but silent, probe it with a cheap ``AT`` once a second."""
+        if self.state is not ModemState.READY:
+            self._state_changed.clear()
+            if self.state is not ModemState.READY:
+                await self._state_changed.wait()
+            return
+        try:
+            await self.execute("attention", timeout=1.0)
+            return
+        except AtError:
+            pass
+        await asyncio.sleep(1.0)  # the modem has no way to tell us it is back: ask again later
+
+    # ---- reconnecting ----------------------------------------------------------------------
+
+    def _start_reconnect(self) -> None:
+        if self.reconnect_delays and (self._reconnecting is None or self._reconnecting.done()):
+            self._reconnecting = self._spawn(self._reconnect_loop(), "reconnect")
+
+    async def reconnect(self) -> None:
+        """Reopen the port and initialise again, waiting longer after each failure (the
+        `reconnect_delays`; a single 1 s step when that is empty). Joins a reconnect already
+        under way. Publishes `Reconnected` on success, `ReconnectFailed` when the SIM is locked
+        (a refused PIN is never entered again). Returns only then, or when the modem is closed.
+        """
+        if self._reconnecting is not None and not self._reconnecting.done():
+            await asyncio.shield(self._reconnecting)
+            return
+        await self._reconnect_loop(wait_first=False)
+
+    async def _reconnect_loop(self, *, wait_first: bool = True) -> None:
+        attempt = 0
+        while not self._closing:
+            delays = self.reconnect_delays or (1.0,)
+            if attempt or wait_first:
+                await asyncio.sleep(delays[min(attempt, len(delays) - 1)])
+            attempt += 1
+            try:
+                self.channel.close()
+                await self.open()
+                await self.initialise()
+            except PinError as error:
+                self.state = ModemState.LOCKED
+                self._publish(ReconnectFailed(self.name, str(error)))
+                return
+            except Exception as error:  # noqa: BLE001 - OSError, AtError...: keep trying
+                self.log.info("reconnect attempt %d: %s", attempt, error)
+                self.channel.close()
+                self.state = ModemState.DISCONNECTED
+                continue
+            self.log.info("reconnected after %d attempt(s)", attempt)
+            self._publish(Reconnected(self.name))
+            return
 
     # ---- events --------------------------------------------------------------------------
 

@@ -1,164 +1,126 @@
-"""The modem's background task (follow-up reads, sweeps, signal and registration polls) and the
-reconnect loop after the port went away."""
+"""How a modem is doing: signal (``AT+CSQ``, ``^RSSI``), network registration (``AT+CREG``, its
+URCs) and USSD (``AT+CUSD``, e.g. a balance query).
+
+    health = Health(channel, publish=events.append)
+    await health.start()               # registration URCs on where the profile asks, first AT+CREG?
+    await health.poll()                # SignalChanged when the bars changed, RegistrationChanged
+    text = await health.ussd("*100#")
+
+Its state: the last registration status and signal, and the USSD session waiting for its reply.
+The URC handlers (`on_registration_urc`, `on_signal_urc`, `on_ussd_urc`) are called from the
+port's data callback, so they never await.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import random
-import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from .commands import csq_to_bars, csq_to_dbm
-from .errors import AtError, PinError
-from .events import ReconnectFailed, Reconnected, RegistrationChanged, SignalChanged
-from .inbound import REINITIALISE
+from .channel import Channel
+from .commands import USSD_REPLY_TIMEOUT, csq_to_bars, csq_to_dbm
+from .errors import AtError, AtTimeout
+from .events import ModemEvent, RegistrationChanged, SignalChanged, UssdReply
 from .urc import first_int
-
-if TYPE_CHECKING:
-    from .driver import Modem
+from .ussd import decode_ussd_text
 
 
-class HealthMixin:
-    def _init_health(self: Modem) -> None:
-        self._background: asyncio.Task[None] | None = None
-        self._reconnecting: asyncio.Task[None] | None = None
+class Health:
+    """Signal, registration and USSD of the modem behind `channel`; events go to `publish`."""
+
+    def __init__(self, channel: Channel, publish: Callable[[ModemEvent], None]) -> None:
+        self.channel = channel
+        self._publish = publish
+        self.registration: int | None = None  # last +CREG <stat> (TS 27.007 §7.2)
         self._last_rssi: int | None = None
-        self.registration: int | None = None
+        self._ussd_waiter: asyncio.Future[tuple[str, ...]] | None = None
+        self._ussd_lock = asyncio.Lock()  # one USSD session at a time
 
-    def _start_background(self: Modem) -> None:
-        if self._background is None or self._background.done():
-            self._background = self._spawn(self._run_background(), "background")
-
-    async def _run_background(self: Modem) -> None:
-        """Follow-up reads as URCs ask for them; a sweep and a poll when their time comes."""
-        from .driver import ModemState
-
-        now = time.monotonic()
-        next_sweep = now  # sweep at once: messages that arrived while we were away
-        # The modems of a bank open together; a phase of their own keeps their polls and sweeps
-        # from falling due all at once (and holding up every modem's next send together).
-        phase = random.uniform(0.5, 1.5)
-        next_poll = now + self.poll_interval * phase
-        while True:
-            item = await self._next_work(min(next_sweep, next_poll))
-            if self.state is not ModemState.READY or self.channel.unresponsive:
-                if item is not None:
-                    self._work.put_nowait(item)  # keep it for when the modem is back
-                await self._wait_until_usable()
-                continue
-            try:
-                if item == REINITIALISE:
-                    await self.initialise()
-                elif item is not None and not await self._read_stored(*item):
-                    next_sweep = min(next_sweep, time.monotonic() + self.failed_read_sweep)
-                else:
-                    now = time.monotonic()
-                    if now >= next_sweep:
-                        next_sweep = now + self.sweep_interval * phase
-                        phase = 1.0  # one shifted interval sets the phase
-                        await self.sweep()
-                    if now >= next_poll:
-                        next_poll = now + self.poll_interval
-                        await self.poll_health()
-            except AtError as error:  # a timeout already produced an Unresponsive event
-                self.log.info("background: %s", error)
-                if item is not None and item != REINITIALISE:  # a notice not acted on
-                    next_sweep = min(next_sweep, time.monotonic() + self.failed_read_sweep)
-            except Exception:  # noqa: BLE001 - background work must go on
-                self.log.exception("background work failed")
-
-    async def _next_work(self: Modem, deadline: float) -> tuple[str, int] | None:
-        """The next work item, or None when `deadline` (monotonic) comes first."""
+    async def start(self) -> None:
+        """Registration URCs on (where the profile has them), and the baseline status that later
+        `RegistrationChanged` events compare with. Raises `AtTimeout` only."""
+        channel = self.channel
+        reports = channel.profile.registration_reports
+        if reports:
+            result = await channel.execute(reports, check=False)
+            if result.error is not None:
+                channel.log.info("%s: %s (polling only)", reports, result.error)
         try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                return await self._work.get()
-        except TimeoutError:
-            return None
+            await self.poll_registration()
+        except AtError as error:
+            if isinstance(error, AtTimeout):
+                raise
+            channel.log.info("AT+CREG?: %s", error)
 
-    async def _wait_until_usable(self: Modem) -> None:
-        """Until the modem is ready again (initialised, reconnected) wait for its state to
-        change; while it is ready but silent, probe it with a cheap ``AT`` once a second."""
-        from .driver import ModemState
-
-        if self.state is not ModemState.READY:
-            self._state_changed.clear()
-            if self.state is not ModemState.READY:
-                await self._state_changed.wait()
-            return
-        try:
-            await self.execute("attention", timeout=1.0)
-            return
-        except AtError:
-            pass
-        await asyncio.sleep(1.0)  # the modem has no way to tell us it is back: ask again later
-
-    async def poll_health(self: Modem) -> None:
+    async def poll(self) -> None:
         """``AT+CSQ`` and ``AT+CREG?``: publish `SignalChanged` when the signal bars change."""
-        signal = await self.query("signal")
+        signal = await self.channel.query("signal")
         rssi = first_int(signal, 0)
         if csq_to_bars(rssi) != csq_to_bars(self._last_rssi) or self._last_rssi is None:
-            self._publish(SignalChanged(self.name, rssi, csq_to_dbm(rssi), csq_to_bars(rssi)))
+            self._publish(SignalChanged(self.channel.name, rssi, csq_to_dbm(rssi),
+                                        csq_to_bars(rssi)))
         self._last_rssi = rssi
         await self.poll_registration()
 
-    async def poll_registration(self: Modem, *, announce: bool = True) -> None:
+    async def poll_registration(self, *, announce: bool = True) -> None:
         """``AT+CREG?`` (<n>,<stat>[,<lac>,<ci>...]); `RegistrationChanged` when it changed."""
-        fields = await self.query("registration")
+        fields = await self.channel.query("registration")
         status = first_int(fields, 1 if len(fields) > 1 else 0)
         location = fields[2:4] if len(fields) >= 4 else (None, None)
         self._note_registration(status, *location, announce=announce)
 
-    def _on_registration_urc(self: Modem, fields: tuple[str, ...]) -> None:
+    def on_registration_urc(self, fields: tuple[str, ...]) -> None:
         """``+CREG: <stat>[,<lac>,<ci>[,<AcT>]]`` (the URC has no <n>, unlike the answer)."""
         location = fields[1:3] if len(fields) >= 3 else (None, None)
         self._note_registration(first_int(fields, 0), *location)
 
-    def _note_registration(self: Modem, status: int | None, lac: str | None, ci: str | None,
+    def on_signal_urc(self, fields: tuple[str, ...]) -> None:
+        """A vendor's signal report (``^RSSI: <rssi>``, same scale as ``+CSQ``)."""
+        rssi = first_int(fields, 0)
+        self._publish(SignalChanged(self.channel.name, rssi, csq_to_dbm(rssi), csq_to_bars(rssi)))
+
+    def _note_registration(self, status: int | None, lac: str | None, ci: str | None,
                            *, announce: bool = True) -> None:
         if status is None or status == self.registration:
             return
         known, self.registration = self.registration is not None, status
-        self.log.info("registration: %d%s", status, f" (lac {lac}, cell {ci})" if lac else "")
+        self.channel.log.info("registration: %d%s", status,
+                              f" (lac {lac}, cell {ci})" if lac else "")
         if known and announce:
-            self._publish(RegistrationChanged(self.name, status, lac or None, ci or None))
+            self._publish(RegistrationChanged(self.channel.name, status, lac or None, ci or None))
 
-    def _start_reconnect(self: Modem) -> None:
-        if self.reconnect_delays and (self._reconnecting is None or self._reconnecting.done()):
-            self._reconnecting = self._spawn(self._reconnect_loop(), "reconnect")
+    # ---- USSD ----
 
-    async def reconnect(self: Modem) -> None:
-        """Reopen the port and initialise again, waiting longer after each failure (the
-        `reconnect_delays`; a single 1 s step when that is empty). Joins a reconnect already
-        under way. Publishes `Reconnected` on success, `ReconnectFailed` when the SIM is locked
-        (a refused PIN is never entered again). Returns only then, or when the modem is closed.
+    async def ussd(self, code: str, *, timeout: float = USSD_REPLY_TIMEOUT) -> str:
+        """Send a USSD code (``*100#``) and return the network's text reply.
+
+        Raises `AtError` when the network ends the session without text or does not answer.
         """
-        if self._reconnecting is not None and not self._reconnecting.done():
-            await asyncio.shield(self._reconnecting)
-            return
-        await self._reconnect_loop(wait_first=False)
-
-    async def _reconnect_loop(self: Modem, *, wait_first: bool = True) -> None:
-        from .driver import ModemState
-
-        attempt = 0
-        while not self._closing:
-            delays = self.reconnect_delays or (1.0,)
-            if attempt or wait_first:
-                await asyncio.sleep(delays[min(attempt, len(delays) - 1)])
-            attempt += 1
+        async with self._ussd_lock:
+            self._ussd_waiter = asyncio.get_running_loop().create_future()
             try:
-                self.channel.close()
-                await self.open()
-                await self.initialise()
-            except PinError as error:
-                self.state = ModemState.LOCKED
-                self._publish(ReconnectFailed(self.name, str(error)))
-                return
-            except Exception as error:  # noqa: BLE001 - OSError, AtError...: keep trying
-                self.log.info("reconnect attempt %d: %s", attempt, error)
-                self.channel.close()
-                self.state = ModemState.DISCONNECTED
-                continue
-            self.log.info("reconnected after %d attempt(s)", attempt)
-            self._publish(Reconnected(self.name))
+                await self.channel.execute("ussd", code=code)
+                try:
+                    async with asyncio.timeout(timeout):
+                        fields = await self._ussd_waiter
+                except TimeoutError:
+                    await self.channel.execute("ussd_cancel", check=False)
+                    raise AtTimeout(f"no USSD reply to {code} within {timeout:g} s") from None
+            finally:
+                self._ussd_waiter = None
+        if len(fields) < 2:
+            raise AtError(f"USSD {code}: session ended with status {first_int(fields, 0)} "
+                          "and no text")
+        return self._text(fields)
+
+    def on_ussd_urc(self, fields: tuple[str, ...]) -> None:
+        """``+CUSD: <m>[,<str>,<dcs>]``: the reply `ussd` waits for, else a `UssdReply` event
+        (a network-initiated message, or a reply that came after its wait)."""
+        if self._ussd_waiter is not None and not self._ussd_waiter.done():
+            self._ussd_waiter.set_result(fields)
             return
+        text = self._text(fields) if len(fields) > 1 else ""
+        self._publish(UssdReply(self.channel.name, first_int(fields, 0), text))
+
+    def _text(self, fields: tuple[str, ...]) -> str:
+        return decode_ussd_text(fields[1], first_int(fields, 2),
+                                packed_septets=self.channel.profile.ussd_packed_septets)

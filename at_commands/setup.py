@@ -1,17 +1,15 @@
-"""Bringing a modem to a known state, entering the PIN once, asking who it is, and USSD."""
+"""Bringing a modem to a known state, entering the PIN once, asking who it is."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .commands import (REGISTERED, REGISTRATION_STATES, USSD_REPLY_TIMEOUT, csq_to_bars,
-                       csq_to_dbm)
+from .commands import REGISTERED, REGISTRATION_STATES, csq_to_bars, csq_to_dbm
 from .errors import AtError, AtTimeout, CmeError, CommandError, PinError
 from .events import ModemInfo
 from .profiles import detect_profile
 from .urc import first_int
-from .ussd import decode_ussd_text
 
 if TYPE_CHECKING:
     from .driver import Modem
@@ -59,10 +57,7 @@ class SetupMixin:
     def _init_setup(self: Modem) -> None:
         self._pin_error: PinError | None = None   # once set, the PIN is never tried again
         self._pin_accepted = False
-        self._ussd_waiter: asyncio.Future[tuple[str, ...]] | None = None
-        self._ussd_lock = asyncio.Lock()
         self.info: ModemInfo | None = None
-        self.sweep_stores: tuple[str, ...] = self.profile.stores  # set by `initialise`
 
     async def initialise(self: Modem) -> None:
         """Reset the modem to a known state: echo, ``CMEE=1``, PDU mode, CNMI, stores, PIN.
@@ -96,39 +91,14 @@ class SetupMixin:
             self.log.warning("%s refused (%s): relying on the store sweep",
                              self.profile.new_message_routing, routing.error)
         await self.execute("select_stores", store=self.profile.stores[0])  # +CPMS mem1, 2 and 3
-        await self._choose_sweep_stores()
-        if self.profile.registration_reports:
-            reports = await self.execute(self.profile.registration_reports, check=False)
-            if reports.error is not None:
-                self.log.info("%s: %s (polling only)", self.profile.registration_reports,
-                              reports.error)
-        try:
-            await self.poll_registration()  # the baseline `RegistrationChanged` compares with
-        except AtError as error:
-            if isinstance(error, AtTimeout):
-                raise
-            self.log.info("AT+CREG?: %s", error)
+        await self.inbound.choose_stores()
+        await self.health.start()
         for line in self.profile.init_commands:
             result = await self.execute(line, check=False)
             if result.error is not None:
                 self.log.info("%s: %s (ignored)", line, result.error)
         self.state = ModemState.READY
         self._start_background()
-
-    async def _choose_sweep_stores(self: Modem) -> None:
-        """The profile's stores, plus its status-report store when ``AT+CPMS=?`` offers it."""
-        stores = self.profile.stores
-        extra = self.profile.status_report_store
-        if extra and extra not in stores:
-            try:
-                offered = await self.query("store_choices")
-            except AtError as error:
-                if isinstance(error, AtTimeout):
-                    raise
-                offered = ()
-            if extra.upper() in offered:
-                stores = (*stores, extra)
-        self.sweep_stores = stores
 
     async def _synchronise(self: Modem) -> None:
         """Get the modem's attention: cancel a half-entered PDU, then ``AT`` until ``OK``.
@@ -285,28 +255,3 @@ class SetupMixin:
             storage=tuple({usage.store: usage for usage in storage}.values()),
         )
         return self.info
-
-    async def ussd(self: Modem, code: str, *, timeout: float = USSD_REPLY_TIMEOUT) -> str:
-        """Send a USSD code (``*100#``) and return the network's text reply.
-
-        Raises `AtError` when the network ends the session without text or does not answer.
-        """
-        async with self._ussd_lock:
-            loop = asyncio.get_running_loop()
-            self._ussd_waiter = loop.create_future()
-            try:
-                await self.execute("ussd", code=code)
-                try:
-                    async with asyncio.timeout(timeout):
-                        fields = await self._ussd_waiter
-                except TimeoutError:
-                    await self.execute("ussd_cancel", check=False)
-                    raise AtTimeout(f"no USSD reply to {code} within {timeout:g} s") from None
-            finally:
-                self._ussd_waiter = None
-        status = first_int(fields, 0)
-        if len(fields) < 2:
-            raise AtError(f"USSD {code}: session ended with status {status} and no text")
-        return decode_ussd_text(fields[1], first_int(fields, 2),
-                                packed_septets=self.profile.ussd_packed_septets)
-

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from types import MappingProxyType
 from typing import Any
 
-from at_commands import Modem, get_profile
+from at_commands import Channel, Modem, get_profile
 from simulator import SimulatedBank
 
 
@@ -35,6 +35,22 @@ async def opened(bank: SimulatedBank, index: int = 0, *, initialise: bool = True
         yield modem
     finally:
         await modem.close()
+
+
+@contextlib.asynccontextmanager
+async def channel_on(bank: SimulatedBank, *, setup: tuple[str, ...] = (), profile_changes:
+                     dict[str, Any] | None = None, **callbacks: Any) -> AsyncIterator[Channel]:
+    """A bare `Channel` (no `Modem` around it) on modem 0 of `bank`, open, with the `setup`
+    commands run (e.g. ``pdu_mode``); closed afterwards."""
+    channel = Channel(bank.devices[0], name=bank.modems[0].name,
+                      profile=profile("simcom", **(profile_changes or {})), **callbacks)
+    await channel.open()
+    try:
+        for command in setup:
+            await channel.execute(command)
+        yield channel
+    finally:
+        channel.close()
 
 
 async def next_event(modem: Modem, kind: type, timeout: float = 10.0) -> Any:

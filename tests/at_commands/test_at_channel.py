@@ -5,28 +5,14 @@ a silent modem reported and taken back."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from at_commands import AtTimeout, CmsError, ModemDisconnected, Responsive, Unresponsive
-from at_commands.channel import Channel
 from at_commands.core import Urc
-from simulator import SimulatedBank
 
-from at_helpers import profile, until
-
-
-@contextlib.asynccontextmanager
-async def channel_on(bank: SimulatedBank, **callbacks: Any) -> AsyncIterator[Channel]:
-    channel = Channel(bank.devices[0], name="m1", profile=profile("simcom"), **callbacks)
-    await channel.open()
-    try:
-        yield channel
-    finally:
-        channel.close()
+from at_helpers import channel_on, until
 
 
 async def test_commands_are_answered_in_turn_and_the_read_store_is_tracked(bank) -> None:
@@ -55,8 +41,7 @@ async def test_several_commands_under_one_hold_of_the_lock(bank) -> None:
 
 async def test_urcs_go_to_the_owner(bank) -> None:
     urcs: list[Urc] = []
-    async with channel_on(bank, on_urc=urcs.append) as channel:
-        await channel.execute("pdu_mode")
+    async with channel_on(bank, setup=("pdu_mode",), on_urc=urcs.append) as channel:
         await channel.execute(channel.profile.new_message_routing)
         await bank.inject(to=bank.modems[0].msisdn, sender="+8613912345678", text="hello")
         await until(lambda: any(urc.name == "+CMTI" for urc in urcs))

@@ -10,22 +10,16 @@ import pytest
 
 import pdu
 from at_commands import CmsError, SendAmbiguous
-from at_commands.channel import Channel
 from at_commands.sending import Sending
 from simulator import SimulatedBank
 
-from at_helpers import profile
+from at_helpers import channel_on
 
 
 @contextlib.asynccontextmanager
 async def sending_on(bank: SimulatedBank, **changes) -> AsyncIterator[Sending]:
-    channel = Channel(bank.devices[0], name="m1", profile=profile("simcom", **changes))
-    await channel.open()
-    try:
-        await channel.execute("pdu_mode")
+    async with channel_on(bank, setup=("pdu_mode",), profile_changes=changes) as channel:
         yield Sending(channel)
-    finally:
-        channel.close()
 
 
 def sent_lines(caplog) -> list[str]:

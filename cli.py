@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import click
 
-from modempool.commands import codec, daemon, messages, operator, probe, simulate
+from modempool.commands import (autoreply, campaigns, codec, contacts, daemon, history, jobs,
+                                messages, optout, probe, simulate)
 from modempool.commands.errors import OneLineErrors
 
 
@@ -16,7 +17,8 @@ def main() -> None:
     """modempool: drive a bank of GSM modems (短信猫) to send and receive SMS."""
 
 
-for _module in (codec, simulate, probe, messages, daemon, operator):
+for _module in (codec, simulate, probe, messages, daemon, contacts, campaigns, optout, autoreply,
+                history, jobs):
     _module.register(main)
 
 from modempool.commands.http import register as _register_http  # noqa: E402

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from modempool.config import Config, load_config
 from modempool.dispatch.liveness import DaemonLiveness
 from modempool.dispatch.requests import UssdAnswer
-from modempool.errors import Blacklisted, InvalidNumber, OptedOut, Refused, RefusedMany
+from modempool.errors import (Blacklisted, InvalidNumber, OptedOut, PoolError, Refused,
+                              RefusedMany)
 from modempool.numbers import normalise
 from modempool.operator.campaign_report import Progress
 from modempool.spool import FINAL_STATES, SUCCESS_STATES, Message, MessageState, Spool
@@ -34,15 +35,16 @@ from modempool.when import iso_text, parse_when
 if TYPE_CHECKING:
     from modempool.operator.autoreply import AutoReplies, Rule
     from modempool.operator.backup import BackupResult
-    from modempool.operator.campaigns import Campaigns
-    from modempool.operator.contacts import AddressBook
+    from modempool.operator.campaigns import Campaign, Campaigns
+    from modempool.operator.contacts import AddressBook, Contact
     from modempool.operator.forwarding import ForwardTargets
     from modempool.operator.history import Query
+    from modempool.operator.importers import ImportReport
     from modempool.operator.optout import OptOutList
-    from modempool.operator.recurring import Jobs
+    from modempool.operator.recurring import Job, Jobs
     from modempool.operator.templates import CampaignTemplates
 
-__all__ = ["Pool", "Received", "SimStatus", "Status", "WaitResult"]
+__all__ = ["CampaignOverview", "Pool", "Received", "SimStatus", "Status", "WaitResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,19 @@ class Status:
         return {"daemon": self.daemon.to_dict(), "sims": [s.to_dict() for s in self.sims], "queue": dict(self.queue),
                 "queue_depth": self.queue_depth, "campaigns": [c.to_dict() for c in self.campaigns],
                 "spool": self.spool}
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignOverview:
+    """A saved campaign with how far it got."""
+
+    campaign: Campaign
+    progress: Progress
+
+    def to_dict(self) -> dict[str, Any]:
+        progress = self.progress.to_dict()
+        return {**self.campaign.as_dict(), **{key: progress[key] for key in (
+            "state", "total", "pending", "sent", "delivered", "failed")}}
 
 
 class Pool:
@@ -459,7 +474,9 @@ class Pool:
 
     def autoreply_rules(self) -> list[Rule]:
         """Every auto-reply rule in the order they are tried: the config's, then the stored."""
-        return list(self.config.autoreply) + self.autoreplies.rules()
+        from modempool.operator.autoreply import rules_from_config
+
+        return rules_from_config(self.config) + self.autoreplies.rules()
 
     def run_due_jobs(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Queue what recurring jobs are due now (the daemon does it every minute)."""
@@ -468,22 +485,138 @@ class Pool:
         return run_due_jobs(self.spool, self.config, now)
 
     def history(self, query: Query) -> list[dict[str, Any]]:
-        """Sent and received messages matching `query`, newest first, with contact names."""
+        """Sent and received messages matching `query`, newest first, with contact names;
+        its `since` / `until` may be what a person typed (read in `[pool] timezone`)."""
         from modempool.operator.history import search
 
-        return search(self.spool, query, self.config.region)
+        return search(self.spool, self._read_query(query), self.config.region)
 
     def export_history(self, query: Query, path: str | Path) -> int:
         """Write what `history(query)` finds to CSV or XLSX; returns the rows written."""
         from modempool.operator.history import export
 
-        return export(self.spool, query, path, self.config.region)
+        return export(self.spool, self._read_query(query), path, self.config.region)
+
+    def _read_query(self, query: Query) -> Query:
+        import dataclasses
+
+        tz = self.config.tz
+        return dataclasses.replace(query, since=parse_when(query.since, tz, past=True),
+                                   until=parse_when(query.until, tz, past=True))
 
     def threads(self, *, unread: bool = False, limit: int = 100) -> list[dict[str, Any]]:
         """Conversations by number, newest first, with names, groups and unread counts."""
         from modempool.operator.history import threads
 
         return threads(self.spool, unread_only=unread, limit=limit, region=self.config.region)
+
+    # ---- the operator's work, as a person asks for it --------------------------------------
+    # Values come as people type them: group expressions ("家长+教师-毕业班"), numbers separated
+    # by commas, birthdays ("5月17日"), times ("2026-12-01 09:00", in `[pool] timezone`).
+
+    def save_contact(self, number: str, name: str = "", *, fields: dict[str, Any] | None = None,
+                     birthday: str | None = None, notes: str = "",
+                     groups: Iterable[str] = ()) -> Contact:
+        """Add or update one contact; `birthday` as typed (`1990-05-17`, `05-17`, `5月17日`)."""
+        from modempool.operator.importers import parse_birthday
+
+        try:
+            day = parse_birthday(birthday) if birthday else None
+        except ValueError as exc:
+            raise PoolError(str(exc)) from None
+        return self.contacts.upsert(number, name, fields=fields, birthday=day, notes=notes,
+                                    groups=tuple(groups))
+
+    def import_contacts(self, path: str | Path, *, mapping: dict[str, str] | None = None,
+                        groups: Iterable[str] = (), encoding: str | None = None,
+                        sheet: str | None = None, skip_rejected: bool = False,
+                        dry_run: bool = False) -> ImportReport:
+        """Import a CSV, XLSX or TXT file into the address book, all or nothing (ImportRejected
+        lists every bad row) unless `skip_rejected`; `dry_run` checks and stores nothing."""
+        from modempool.operator.importers import import_contacts
+
+        return import_contacts(self.contacts, path, mapping=mapping, groups=groups,
+                               encoding=encoding, sheet=sheet, skip_rejected=skip_rejected,
+                               dry_run=dry_run)
+
+    def export_contacts(self, path: str | Path, *, group: str | None = None,
+                        encoding: str = "utf-8-sig") -> int:
+        """Write contacts (all, or one group's) to CSV or XLSX; returns how many."""
+        from modempool.operator.importers import export_contacts
+
+        return export_contacts(self.contacts, path, group=group, encoding=encoding)
+
+    def select_contacts(self, groups: str | Iterable[str]) -> list[Contact]:
+        """The contacts of group expressions such as "家长+教师-毕业班", each once."""
+        from modempool.operator.contacts import parse_selections
+
+        return self.contacts.select(parse_selections(groups))
+
+    def create_campaign(self, name: str, template: str, *, numbers: Iterable[str] = (),
+                        groups: str | Iterable[str] = (), sheet: str | Path | None = None,
+                        mapping: dict[str, str] | None = None, kind: str = "marketing",
+                        start: datetime | str | None = None, end: datetime | str | None = None,
+                        quiet_hours: bool | None = None, rate_per_minute: float | None = None,
+                        sims: Iterable[str] = (), priority: int = -1) -> Campaign:
+        """Save a campaign (a draft: nothing is sent until `campaigns.start`). `numbers` may
+        be comma-separated (， too), `groups` expressions like "家长-毕业班", `start` / `end`
+        times as typed, read in `[pool] timezone`. Unknown SIMs are refused here."""
+        from modempool.operator.contacts import parse_selections
+
+        sims = list(sims)
+        self.config.check_sims(sims)
+        tz = self.config.tz
+        listed = [n.strip() for item in numbers for n in str(item).replace("，", ",").split(",")
+                  if n.strip()]
+        return self.campaigns.create(
+            name, template, numbers=listed, groups=parse_selections(groups), sheet=sheet,
+            mapping=mapping, kind=kind, start_at=parse_when(start, tz), end_at=parse_when(end, tz),
+            quiet_hours=quiet_hours, rate_per_minute=rate_per_minute, sims=sims or None,
+            priority=priority)
+
+    def campaign_overview(self) -> list[CampaignOverview]:
+        """Every saved campaign with its progress, oldest first."""
+        from modempool.operator.campaign_report import progress
+
+        return [CampaignOverview(c, progress(self.spool, c.id, config=self.config))
+                for c in self.campaigns.list()]
+
+    def preview_campaign(self, campaign_id: int, *, sample: int = 3) -> dict[str, Any]:
+        """What to check before starting: recipients after dedupe and opt-outs, SMS parts,
+        `sample` rendered texts, problems."""
+        from modempool.operator.campaign_plan import preview
+
+        campaigns = self.campaigns
+        return preview(self.spool.db, campaigns.get(campaign_id), self.config, sample=sample,
+                       region=campaigns.region)
+
+    def campaign_progress(self, campaign_id: int) -> Progress:
+        """Counts by state, why the queued wait, the send rate and an ETA."""
+        from modempool.operator.campaign_report import progress
+
+        return progress(self.spool, campaign_id, config=self.config)
+
+    def campaign_report(self, campaign_id: int, *,
+                        export_to: str | Path | None = None) -> dict[str, Any]:
+        """Delivered, failed with reasons, replies, opt-outs; with `export_to` the
+        per-recipient rows are also written to that CSV or XLSX (`exported` says where)."""
+        from modempool.operator.campaign_report import export_report, report
+
+        data = report(self.spool, campaign_id, self.config.region)
+        if export_to is not None:
+            data["exported"] = {"path": str(export_to),
+                                "rows": export_report(self.spool, campaign_id, export_to)}
+        return data
+
+    def add_job(self, name: str, kind: str, template: str, *, at: str = "09:00",
+                weekday: str | None = None, numbers: Iterable[str] = (),
+                groups: str | Iterable[str] = ()) -> Job:
+        """Save a recurring job (birthday, daily, weekly) run by the daemon at `at`, local to
+        `[pool] timezone`; `groups` as expressions like "员工-实习生"."""
+        from modempool.operator.contacts import parse_selections
+
+        return self.jobs.add(name, kind, template, at=at, weekday=weekday,
+                             numbers=tuple(numbers), groups=parse_selections(groups))
 
     def backup(self, path: str | Path, *, overwrite: bool = False) -> BackupResult:
         """A consistent copy of the spool, safe while the daemon runs."""

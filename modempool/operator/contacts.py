@@ -275,3 +275,16 @@ def parse_selection(text: str) -> Selection:
         else:
             name += char
     return Selection(tuple(include), tuple(exclude))
+
+
+def parse_selections(expressions: str | Iterable[str]) -> Selection:
+    """One Selection from one or several group expressions (`家长+教师`, `-毕业班`)."""
+    if isinstance(expressions, str):
+        expressions = [expressions]
+    include: list[str] = []
+    exclude: list[str] = []
+    for expression in expressions:
+        selection = parse_selection(expression)
+        include += selection.include
+        exclude += selection.exclude
+    return Selection(tuple(include), tuple(exclude))

@@ -27,8 +27,8 @@ class Query:
     number: str | None = None
     contact: str | None = None       # a contact name (substring) or a group name
     text: str | None = None          # substring of the message text
-    since: datetime | None = None
-    until: datetime | None = None
+    since: datetime | str | None = None   # text as typed is read by Pool.history in [pool] timezone
+    until: datetime | str | None = None
     state: str | None = None         # outbound state; "received" for inbound only
     campaign: int | None = None
     direction: str = "both"          # out | in | both

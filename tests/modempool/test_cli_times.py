@@ -70,3 +70,29 @@ def test_status_and_accounts_json_carry_the_offset(site):
     modempool(site, "accounts", "add", "erp", "--role", "sender")
     [account] = as_json(site, "accounts", "list")
     assert account["created_at"].endswith("+08:00")
+
+
+def test_operator_commands_read_and_show_pool_time(site):
+    found = as_json(site, "history", "search", "--since", "2026-12-01 09:30", "--direction", "in")
+    assert [(row["direction"], row["time"]) for row in found] == [
+        ("in", "2026-12-01T09:30:00.000+08:00")]
+    assert as_json(site, "history", "search", "--since", "2026-12-01 09:31",
+                   "--direction", "in") == []
+    assert "2026-12-01 09:30:00" in modempool(site, "history", "search", "--direction", "in").stdout
+    campaign = as_json(site, "campaign", "create", "会议", "--to", "13800138000,13900139000",
+                       "--text", "明早开会", "--start", "2026-12-02 09:00", "--end", "2026-12-02 18:00")
+    assert (campaign["start_at"], campaign["end_at"]) == (
+        "2026-12-02T09:00:00.000+08:00", "2026-12-02T18:00:00.000+08:00")
+    modempool(site, "optout", "add", "13700137000")
+    [optout] = as_json(site, "optout", "list")
+    assert optout["created_at"].endswith("+08:00")
+    assert "+08:00" not in modempool(site, "optout", "list").stdout   # tables: local, no offset
+
+
+def test_a_bad_time_is_a_usage_error_naming_the_option(site):
+    result = subprocess.run([sys.executable, "-m", "cli", "campaign", "create", "x", "--to",
+                             "13800138000", "--text", "hi", "--start", "next tuesday",
+                             "--config", str(site / "modempool.toml")],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2 and "--start" in result.stderr
+    assert "Traceback" not in result.stderr

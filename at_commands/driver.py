@@ -27,7 +27,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from enum import Enum
 from typing import Any
 
@@ -208,7 +208,7 @@ class Modem(SetupMixin):
         return await self.channel.query(name, **arguments)
 
     async def send(self, parts: Sequence[Any], *, more_to_follow: bool = False,
-                   before_pdu: Callable[[Any], None] | None = None) -> list[int]:
+                   before_pdu: Callable[[Any], Awaitable[None] | None] | None = None) -> list[int]:
         """Send the parts of one message: see `Sending.send`."""
         return await self.sending.send(parts, more_to_follow=more_to_follow,
                                        before_pdu=before_pdu)

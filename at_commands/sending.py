@@ -10,7 +10,8 @@ The only state of its own is whether ``AT+CMMS=2`` (keep the radio link) is on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from .channel import Channel
@@ -30,15 +31,16 @@ class Sending:
         self.link_kept = False
 
     async def send(self, parts: Sequence[Any], *, more_to_follow: bool = False,
-                   before_pdu: Callable[[Any], None] | None = None) -> list[int]:
+                   before_pdu: Callable[[Any], Awaitable[None] | None] | None = None) -> list[int]:
         """Send the parts of one message (`pdu.SubmitPart`, or hex strings with SMSC octet).
 
         Returns the message reference of each part. Keeps the radio link between parts with
         ``AT+CMMS=2`` where the profile allows; a caller that sends part by part passes
         `more_to_follow=True` for all but the last call to keep the link across calls.
         `before_pdu(part)` runs once the modem has given its prompt, just before the PDU is
-        written: the last moment to record durably that the part may leave. If it raises, the
-        prompt is cancelled with ESC (nothing is sent) and its exception propagates.
+        written: the last moment to record durably that the part may leave (a coroutine function
+        is awaited, the modem waiting at its prompt). If it raises, the prompt is cancelled with
+        ESC (nothing is sent) and its exception propagates.
         Raises `CmsError`/`CmeError`/`AtError` with a `.references` attribute (parts that did
         go out), or `SendAmbiguous` when the modem fell silent after a PDU was written.
         """
@@ -73,7 +75,8 @@ class Sending:
             except AtError:
                 pass
 
-    async def _send_part(self, part: Any, before_pdu: Callable[[Any], None] | None = None) -> int:
+    async def _send_part(self, part: Any,
+                         before_pdu: Callable[[Any], Awaitable[None] | None] | None = None) -> int:
         """``AT+CMGS``, prompt, PDU, ``+CMGS: <mr>``. The caller holds the lock."""
         channel = self.channel
         hex_pdu, length = _part_hex_and_length(part)
@@ -83,7 +86,9 @@ class Sending:
                                      channel.profile.timeout("send", command.timeout))
         if before_pdu is not None:
             try:
-                before_pdu(part)
+                pending = before_pdu(part)
+                if inspect.isawaitable(pending):
+                    await pending
             except BaseException:
                 channel.cancel_prompt()
                 raise

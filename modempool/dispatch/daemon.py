@@ -40,6 +40,7 @@ from modempool.config import Config, ModemConfig
 from modempool.dispatch.modem_task import ModemTaskMixin
 from modempool.dispatch.requests import RequestDesk
 from modempool.dispatch.sim_slot import SimSlot, SimState
+from modempool.dispatch.spool_lane import INBOUND_THREADS, SpoolLane
 
 log = logging.getLogger("modempool.dispatch.daemon")
 
@@ -112,15 +113,20 @@ class Daemon(ModemTaskMixin):
                 if not specs:
                     raise PoolError("no modems configured: add [[modem]] tables or use --simulate N")
                 slots = [self._slot(spec) for spec in specs]
+                lane = SpoolLane.for_spool(self.spool)
+                inbound_lane = SpoolLane.for_spool(self.spool, INBOUND_THREADS)
+                stack.callback(lane.close)
+                stack.callback(inbound_lane.close)
                 self.dispatcher = Dispatcher(self.spool, self.config, owner=self.owner, slots=slots,
-                                             refusal=send_refusal(self.spool, self.config))
+                                             refusal=send_refusal(self.spool, self.config),
+                                             lane=lane)
                 self.dispatcher.shared = shared
                 if self._stop.is_set():
                     self.dispatcher.stop()
                 self.desk = RequestDesk(self.spool, self.owner, slots)
                 self.balance = BalanceTracker(self.spool, self.config, slots, self.desk)
                 self.desk.on_ussd = self.balance.on_ussd
-                inbound = InboundStore(self.spool, self.config, self.handlers)
+                inbound = InboundStore(self.spool, self.config, self.handlers, lane=inbound_lane)
                 inbound.on_proven = self.dispatcher.count_proven
                 log.info("modempool starting: %d modem%s, spool %s, strategy %s", len(specs),
                          "" if len(specs) == 1 else "s", self.spool.where,
@@ -143,6 +149,8 @@ class Daemon(ModemTaskMixin):
                                           name="notifications")
                     for spec, slot in zip(specs, slots):
                         tasks.create_task(self._modem_task(spec, slot, inbound), name=spec.name)
+                await lane.drain()
+                await inbound_lane.drain()
                 released = sum(len(self.spool.recover_leases(owner=slot.owner).requeued)
                                for slot in slots)
                 log.info("modempool stopped%s", f"; {released} leases released" if released else "")

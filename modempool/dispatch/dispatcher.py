@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,6 +21,7 @@ from modempool.config import Config
 from modempool.dispatch import limits as limits_mod
 from modempool.dispatch.sending import SendingMixin
 from modempool.dispatch.sim_slot import PREFETCH, SimSlot
+from modempool.dispatch.spool_lane import SpoolLane
 from modempool.spool.claims import SentPart
 from modempool.dispatch.strategies import SimView, Strategy, StrategyState, choose_sim
 
@@ -37,6 +39,28 @@ PREFETCH_QUIET = 0.005
 PREFETCH_PATIENCE = 0.25
 
 
+@dataclass(slots=True)
+class Plan:
+    """A round's choices, made on the loop: (SIM, message, its parts, the SIM's generation)
+    for each message to claim, reserved in the SIM's hands; the messages no SIM can ever send,
+    with why."""
+
+    planned: list[tuple[SimSlot, Any, int, int]] = field(default_factory=list)
+    unsendable: list[tuple[Any, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RoundOutcome:
+    """What a round's transaction did with its plan: for each unsendable message whether it
+    failed now, for each planned one the claimed message (None: refused, or taken meanwhile)
+    and the reason it was cancelled for (None: not cancelled by this round)."""
+
+    plan: Plan
+    failed: list[bool] = field(default_factory=list)
+    claimed: list[Any] = field(default_factory=list)
+    refusals: list[str | None] = field(default_factory=list)
+
+
 def is_quiet(config: Config, now: datetime) -> bool:
     """Whether `now` falls in the configured quiet period (messages flagged quiet_hours wait)."""
     return config.is_quiet(now)
@@ -48,8 +72,11 @@ class Dispatcher(SendingMixin):
     def __init__(self, spool: Any, config: Config, *, owner: str, slots: list[SimSlot],
                  clock: Callable[[], datetime] | None = None,
                  poll_interval: float = 0.2,
-                 refusal: Callable[[Any], str | None] | None = None) -> None:
+                 refusal: Callable[[Any], str | None] | None = None,
+                 lane: SpoolLane | None = None) -> None:
         self.spool = spool
+        # Every spool call of the dispatch path, in order (off the loop on a database server).
+        self.lane = lane or SpoolLane()
         self.config = config
         self.owner = owner
         self.slots = {slot.name: slot for slot in slots}
@@ -70,6 +97,8 @@ class Dispatcher(SendingMixin):
         self.shared = False  # other daemons, with other SIMs, send from the same queue
         self._parts_needed: dict[int, int] = {}
         self._unrecorded: list[tuple[SentPart, logging.Logger, str, int]] = []
+        self._recording: dict[str, asyncio.Future[Any]] = {}  # lease owner: its record on its way
+        self._plan_made: Plan | None = None  # the current round's, until it is handed over
         self._record_timer: asyncio.Handle | None = None
         self._record_at = self._record_deadline = 0.0
         self._last_expiry = 0.0
@@ -83,7 +112,7 @@ class Dispatcher(SendingMixin):
             if not any(s.in_rotation and s.assigned == 0 for s in self.slots.values()):
                 await self.quiet_moment(PREFETCH_PATIENCE)
             try:
-                handed = self.dispatch_once(at_most=CLAIMS_PER_ROUND)
+                handed = await self.dispatch_once(at_most=CLAIMS_PER_ROUND)
             except Exception:  # a locked database or a bad row must not stop the pool
                 log.exception("dispatch round failed")
                 handed = 0
@@ -111,57 +140,135 @@ class Dispatcher(SendingMixin):
         self.stopping.set()
         self.wake.set()
 
-    def dispatch_once(self, *, at_most: int | None = None) -> int:
+    async def dispatch_once(self, *, at_most: int | None = None) -> int:
         """One round: hand as many due messages as free SIMs take, up to `at_most` (or one for
-        each SIM with none in hand, if more); returns how many."""
+        each SIM with none in hand, if more); returns how many.
+
+        One transaction in the spool lane reads the due messages (on a shared spool locking
+        them, skipping those another daemon is claiming), has the SIMs chosen for them on the
+        loop (where the SIMs' state lives), checks each against the send-time rules (opt-outs,
+        blacklist) and claims it."""
         now = self.clock()
         loop_time = asyncio.get_running_loop().time()
-        if loop_time - self._last_expiry >= 1.0:
+        expire = loop_time - self._last_expiry >= 1.0
+        if expire:
             self._last_expiry = loop_time
-            self.spool.expire_due(now)
+        room = self._room(at_most)
+        if not room or self.stopping.is_set():
+            if expire:
+                await self.lane.run(self.spool.expire_due, now)
+            return 0
+        self._plan_made = None
+        try:
+            outcome = await self.lane.run(self._claim_round, now, 2 * room + 16, expire, at_most)
+        except BaseException:
+            if self._plan_made is not None:  # rolled back (or never known): nothing handed
+                for slot, _, parts, generation in self._plan_made.planned:
+                    if slot.generation == generation:
+                        self._unreserve(slot, parts)
+            raise
+        return await self._hand_over(outcome)
+
+    def _claim_round(self, now: datetime, limit: int, expire: bool,
+                     at_most: int | None) -> RoundOutcome:
+        """In the lane, one transaction: the due messages, the loop's choice of SIMs for them,
+        the unsendable failed, the send-time rules checked and the claims (so that the rules
+        and the claims see the same lists)."""
+        with self.spool.batch():
+            if expire:
+                self.spool.expire_due(now)
+            candidates = list(self.spool.dispatchable(now, limit=limit, lock=True))
+            plan = self.lane.on_loop(self._plan, candidates, now, at_most) if candidates else Plan()
+            outcome = RoundOutcome(plan)
+            for message, error in plan.unsendable:
+                outcome.failed.append(self.spool.fail_queued(message.id, error))
+            for slot, message, _, _ in plan.planned:
+                reason = self.refusal(message) if self.refusal is not None else None
+                if reason is not None:
+                    cancelled = self.spool.cancel_queued(message.id, reason)
+                    outcome.refusals.append(reason if cancelled else None)
+                    outcome.claimed.append(None)
+                    continue
+                outcome.refusals.append(None)
+                outcome.claimed.append(self.spool.claim(message.id, slot.name, slot.owner,
+                                                        self.lease_seconds))
+        return outcome
+
+    async def _hand_over(self, outcome: RoundOutcome) -> int:
+        """Give the round's claimed messages to their SIMs; returns how many."""
+        for (message, error), failed in zip(outcome.plan.unsendable, outcome.failed):
+            if failed:
+                log.warning("message %s failed: %s", message.id, error)
+        handed, back = 0, []
+        for (slot, message, parts, generation), claimed, refusal in zip(
+                outcome.plan.planned, outcome.claimed, outcome.refusals):
+            if refusal is not None:
+                log.info("message %s to %s cancelled: %s", message.id, message.to, refusal)
+            if slot.generation != generation:  # the SIM gave back what it held meanwhile
+                if claimed is not None:
+                    back.append((claimed.id, slot.owner))
+                continue
+            if claimed is None or not slot.in_rotation:
+                self._unreserve(slot, parts)
+                if claimed is not None:
+                    back.append((claimed.id, slot.owner))
+                continue
+            slot.inbox.put_nowait(claimed)  # handed over only once the claims are committed
+            handed += 1
+        if back:  # claimed for a SIM that went away meanwhile: back to the queue, untouched
+            await self.lane.run(self._give_back_claims, back)
+        return handed
+
+    def _give_back_claims(self, claims: list[tuple[int, str]]) -> None:
+        with self.spool.batch():
+            for message_id, owner in claims:
+                self.spool.requeue(message_id, None, count_attempt=False, lease_owner=owner)
+
+    def _room(self, at_most: int | None) -> int:
+        """Messages the free SIMs take now (at most `at_most`, but one for each SIM with none)."""
         free = [s for s in self.slots.values() if s.in_rotation and not s.busy]
         room = sum(PREFETCH - s.assigned for s in free)
         if at_most is not None:  # but a SIM with nothing in hand is never kept waiting
             room = min(room, max(at_most, sum(s.assigned == 0 for s in free)))
-        if not free or self.stopping.is_set():
-            return 0
+        return room
+
+    def _plan(self, candidates: list[Any], now: datetime, at_most: int | None) -> Plan:
+        """On the loop: choose a SIM for each candidate (as many as the free SIMs take now),
+        reserving its place in the SIM's hands; and the messages that no SIM can ever send,
+        with the reason."""
+        room = self._room(at_most)
         up = [s for s in self.slots.values() if s.in_rotation]
         # What each SIM looks like this round (its view and its room under the limits).
         views = {s.name: s.view(now) for s in up}
         rooms = {s.name: s.room(now) for s in up}
         quiet = is_quiet(self.config, now)
-        handed: list[tuple[SimSlot, Any, int]] = []
-        try:
-            with self.spool.batch():  # the round's claims in one commit
-                for message in self.spool.dispatchable(now, limit=2 * room + 16):
-                    if message.quiet_hours and quiet:
-                        continue
-                    parts = self.parts_or_fail(message)
-                    if parts is None or self._refused(message):
-                        continue
-                    slot = self._choose(message, parts, up, views, rooms)
-                    if slot is None:
-                        self._fail_if_unroutable(message)
-                        continue
-                    claimed = self.spool.claim(message.id, slot.name, slot.owner,
-                                               self.lease_seconds)
-                    if claimed is None:
-                        continue
-                    slot.assigned += 1
-                    slot.assigned_parts += parts
-                    handed.append((slot, claimed, parts))
-                    views[slot.name] = slot.view(now)
-                    rooms[slot.name] = slot.room(now)
-                    if len(handed) == room:
-                        break
-        except BaseException:
-            for slot, _, parts in handed:  # rolled back: never claimed
-                slot.assigned -= 1
-                slot.assigned_parts -= parts
-            raise
-        for slot, claimed, _ in handed:  # handed over only once the claims are committed
-            slot.inbox.put_nowait(claimed)
-        return len(handed)
+        plan = self._plan_made = Plan()
+        for message in candidates:
+            if len(plan.planned) >= room or self.stopping.is_set():
+                break
+            if message.quiet_hours and quiet:
+                continue
+            parts = self.parts_or_reason(message)
+            if isinstance(parts, str):
+                plan.unsendable.append((message, parts))
+                continue
+            slot = self._choose(message, parts, up, views, rooms)
+            if slot is None:
+                error = self._unroutable(message)
+                if error is not None:
+                    plan.unsendable.append((message, error))
+                continue
+            slot.assigned += 1
+            slot.assigned_parts += parts
+            plan.planned.append((slot, message, parts, slot.generation))
+            views[slot.name] = slot.view(now)
+            rooms[slot.name] = slot.room(now)
+        return plan
+
+    @staticmethod
+    def _unreserve(slot: SimSlot, parts: int) -> None:
+        slot.assigned -= 1
+        slot.assigned_parts -= parts
 
     def _choose(self, message: Any, parts: int, up: list[SimSlot], views: dict[str, SimView],
                 rooms: dict[str, int | None]) -> SimSlot | None:
@@ -176,46 +283,30 @@ class Dispatcher(SendingMixin):
         chosen = choose_sim(self.strategy, message, [views[s.name] for s in usable], self.state)
         return self.slots[chosen.name] if chosen is not None else None
 
-    def _fail_if_unroutable(self, message: Any) -> None:
-        """Fail a message that no configured SIM may ever carry, whatever their state: waiting
-        would keep it queued forever without a word. Not on a spool shared with daemons on
-        other hosts (`shared`): their SIMs may carry it."""
+    def _unroutable(self, message: Any) -> str | None:
+        """Why no configured SIM may ever carry `message`, whatever their state (it then fails:
+        waiting would keep it queued forever without a word); None if one may. Never on a spool
+        shared with daemons on other hosts (`shared`): their SIMs may carry it."""
         if self.shared or any((not message.sims or s.name in message.sims) and s.accepts(message.to)
                for s in self.slots.values()):
-            return
+            return None
         named = [n for n in message.sims or () if n in self.slots]
         if message.sims and not named:
-            error = (f"no configured SIM is named {', '.join(message.sims)} "
-                     f"(configured: {', '.join(self.slots)})")
-        else:
-            error = (f"{message.to} is not an allowed destination of "
-                     f"{'SIM ' + ', '.join(named) if named else 'any SIM'} (allowed prefixes/carriers)")
-        if self.spool.fail_queued(message.id, error):
-            log.warning("message %s failed: %s", message.id, error)
+            return (f"no configured SIM is named {', '.join(message.sims)} "
+                    f"(configured: {', '.join(self.slots)})")
+        return (f"{message.to} is not an allowed destination of "
+                f"{'SIM ' + ', '.join(named) if named else 'any SIM'} (allowed prefixes/carriers)")
 
-    def _refused(self, message: Any) -> bool:
-        """Whether a send-time rule refuses `message` now; if so it is cancelled with the reason
-        (in this round's transaction, so the check and the claim see the same lists)."""
-        reason = self.refusal(message) if self.refusal is not None else None
-        if reason is None:
-            return False
-        if self.spool.cancel_queued(message.id, reason):
-            log.info("message %s to %s cancelled: %s", message.id, message.to, reason)
-        return True
-
-    def parts_or_fail(self, message: Any) -> int | None:
-        """The parts `message` needs; None, and the message failed with the codec's reason, if
-        it cannot be sent at all (text queued before enqueue checked it, or by another tool):
-        one such message fails alone and never stops the messages behind it."""
+    def parts_or_reason(self, message: Any) -> int | str:
+        """The parts `message` needs; or, if it cannot be sent at all (text queued before
+        enqueue checked it, or by another tool), the codec's reason, for which it fails alone
+        and never stops the messages behind it."""
         from pdu import PduError
 
         try:
             return self.parts_needed(message)
         except (PduError, ValueError) as exc:
-            error = f"cannot be sent: {exc}"
-            if self.spool.fail_queued(message.id, error):
-                log.warning("message %s failed: %s", message.id, error)
-            return None
+            return f"cannot be sent: {exc}"
 
     def parts_needed(self, message: Any) -> int:
         if message.id not in self._parts_needed:
@@ -236,14 +327,16 @@ class Dispatcher(SendingMixin):
         if slot is not None:
             slot.counters = limits_mod.count(slot.counters, self.clock())
 
-    def release_unstarted(self, slot: SimSlot) -> None:
-        """Give back a message handed to `slot` that it never started (shutdown, modem gone)."""
-        self.record_now()
+    async def release_unstarted(self, slot: SimSlot) -> None:
+        """Give back the messages handed to `slot` that it never started (shutdown, modem gone),
+        once the sends it did are recorded."""
         while not slot.inbox.empty():
             slot.inbox.get_nowait()
         slot.assigned = slot.assigned_parts = 0
+        slot.generation += 1  # claims of a round still in the lane are not handed to it
+        await self.record_now()
         # Leases of this SIM: unstarted ones go back to the queue as if never claimed.
-        self.spool.recover_leases(owner=slot.owner)
+        await self.lane.run(self.spool.recover_leases, owner=slot.owner)
 
     def done(self, slot: SimSlot, message: Any) -> None:
         slot.assigned = max(0, slot.assigned - 1)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from modempool.dispatch.spool_lane import SpoolLane
 from modempool.operator.hooks import inbound_handlers
 
 log = logging.getLogger("modempool.dispatch.inbound")
@@ -28,8 +29,11 @@ class InboundStore:
     """Stores what one or more modems receive, then runs the hooks and acknowledges."""
 
     def __init__(self, spool: Any, config: Any,
-                 handlers: list[Callable[..., Any]] | None = None) -> None:
+                 handlers: list[Callable[..., Any]] | None = None,
+                 lane: SpoolLane | None = None) -> None:
         self.spool = spool
+        # The daemon's spool lane: storing runs there, in turn with the dispatcher's writes.
+        self.lane = lane or SpoolLane()
         self.config = config
         self.handlers = inbound_handlers(config) if handlers is None else handlers
         # Called with the SIM's name when a report proves an ambiguous SMS went out: the
@@ -41,11 +45,13 @@ class InboundStore:
         from at_commands.events import InboundSms, StatusReport
 
         if isinstance(event, InboundSms):
-            complete = self.store_sms(sim, event)
+            complete = await self.lane.run(self.store_sms, sim, event)
             if complete is not None:
                 await self.run_hooks(complete)
         elif isinstance(event, StatusReport):
-            self.store_report(sim, event)
+            match = await self.lane.run(self.match_report, sim, event)
+            if match is not None and match.proven and self.on_proven is not None:
+                self.on_proven(sim)
         else:
             return
         await modem.acknowledge(event)
@@ -72,8 +78,9 @@ class InboundStore:
             log.info("%s: SMS from %s stored (%s)", sim, sender, _short(row.text))
         return row
 
-    def store_report(self, sim: str, event: Any) -> int | None:
-        """Match a delivery report to its part/message; returns the message id (None: unknown)."""
+    def match_report(self, sim: str, event: Any) -> Any:
+        """Store a delivery report and match it to its part/message (the spool's match; None
+        when it cannot be decoded). Safe in the lane's thread: it touches no SIM state."""
         report = event.decoded
         if report is None:
             log.warning("%s: could not decode a status report: %s", sim, event.pdu)
@@ -89,9 +96,7 @@ class InboundStore:
                 report.message_reference, report.status, match.message_id,
                 " (it settles that ambiguous message: the network took it)"
                 if match.proven else "")
-        if match.proven and self.on_proven is not None:
-            self.on_proven(sim)
-        return match.message_id
+        return match
 
     async def flush_incomplete(self, older_than: timedelta) -> int:
         """Store long SMS whose missing parts never came as incomplete messages; run the hooks."""

@@ -71,7 +71,7 @@ class ModemTaskMixin:
                     mlog.warning("quarantined until %s: %s", until.strftime("%H:%M:%S"), exc)
                     self._update_sim(spec, slot, SimState.QUARANTINED, error=str(exc),
                                      until=until)
-                self._give_back(slot)  # what it holds goes to another SIM now, not after
+                await self._give_back(slot)  # what it holds goes to another SIM now, not after
                 await _close(modem)
                 await self._sleep(self.policy.quarantine_seconds)
             except Exception as exc:
@@ -80,20 +80,20 @@ class ModemTaskMixin:
                     mlog.exception("unexpected error; the other modems carry on")
                 mlog.warning("down (%s); reopening in %.0f s", why, backoff)
                 self._update_sim(spec, slot, SimState.DOWN, error=why)
-                self._give_back(slot)
+                await self._give_back(slot)
                 await _close(modem)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
             finally:
-                self._give_back(slot)
+                await self._give_back(slot)
                 await _close(modem)
         lock.release()
         self._update_sim(spec, slot, SimState.STOPPED)
 
-    def _give_back(self, slot: SimSlot) -> None:
+    async def _give_back(self, slot: SimSlot) -> None:
         """Messages handed to `slot` and not begun go back to the queue for the other SIMs."""
         if self.dispatcher is not None:
-            self.dispatcher.release_unstarted(slot)
+            await self.dispatcher.release_unstarted(slot)
 
     def _tune(self, modem: Any) -> None:
         """The pool's send timeout becomes the driver's wait for +CMGS after the PDU."""

@@ -43,6 +43,10 @@ RECORD_MAX = 0.1
 RECORDS_PER_COMMIT = 8
 
 
+# A confirmed send waiting to be recorded: its record, the modem's logger, recipient and parts.
+Unrecorded = tuple[SentPart, logging.Logger, str, int]
+
+
 class SendingMixin:
     """Sending and recording (mixed into `Dispatcher`)."""
 
@@ -59,28 +63,28 @@ class SendingMixin:
             parts = encode_submit(message.to, message.text, status_report=True,
                                   reference=message.id % 256)
         except Exception as exc:  # text the codec cannot carry: no SIM will do better
-            self.spool.mark_failed(message.id, f"cannot encode: {exc}", lease_owner=slot.owner)
+            await self.lane.run(self.spool.mark_failed, message.id, f"cannot encode: {exc}",
+                                lease_owner=slot.owner)
             return
-        def writing(part: Any) -> None:
-            """The driver calls this at the prompt, the moment before the PDU goes out. The SIM's
-            previous message is recorded in the same commit: a crash leaves at most one message
-            per SIM without its outcome (ambiguous)."""
-            lost = None
-            with self.spool.batch():
-                self.record_now(owner=slot.owner)
-                try:
-                    self.spool.mark_part_writing(message.id, part.seq, part.total,
-                                                 lease_owner=slot.owner)
-                except LeaseLost as exc:  # nothing written for it; the record still commits
-                    lost = exc
+
+        async def writing(part: Any) -> None:
+            """The driver awaits this at the prompt, the moment before the PDU goes out. The
+            SIM's previous message is recorded in the same commit: a crash leaves at most one
+            message per SIM without its outcome (ambiguous)."""
+            await self._recorded(slot.owner)  # its previous message, if on its way, first
+            pending = self._take_unrecorded(owner=slot.owner)
+            recorded, lost = await self.lane.run(self._record_and_mark, pending, message.id,
+                                                 part.seq, part.total, slot.owner)
+            self._log_records(pending, recorded)
             if lost is not None:
                 raise lost
 
         # A message partly sent by an earlier attempt goes on from its first unsent part (from the
         # same SIM: its requeue bound it there), with the same parts and concatenation reference.
-        already = self.spool.sent_parts(message.id) if message.parts_total else set()
+        already = (await self.lane.run(self.spool.sent_parts, message.id)
+                   if message.parts_total else set())
         if len(already) == len(parts):
-            self.spool.mark_sent(message.id, lease_owner=slot.owner)
+            await self.lane.run(self.spool.mark_sent, message.id, lease_owner=slot.owner)
             return
         for part in parts:
             if part.seq in already:
@@ -95,32 +99,34 @@ class SendingMixin:
                 mlog.warning("message %s not sent: %s", message.id, exc)
                 return
             except SendAmbiguous as exc:
-                self._ambiguous(slot, message, f"{slot.name}: {exc}")
+                await self._ambiguous(slot, message, f"{slot.name}: {exc}")
                 raise ModemTrouble(str(exc)) from exc
             except AtError as exc:
                 if exc.error_class is ErrorClass.AMBIGUOUS:
-                    self._ambiguous(slot, message, f"{slot.name}: {exc}")
+                    await self._ambiguous(slot, message, f"{slot.name}: {exc}")
                     raise ModemTrouble(str(exc)) from exc
                 if isinstance(exc, (AtTimeout, ModemDisconnected)):
                     # Silent or gone before the PDU: nothing left, and the modem (not the
                     # message) failed. Back to the queue uncounted; the modem is reopened.
-                    self.spool.requeue(message.id, f"{slot.name}: {exc}", avoid_sim=slot.name,
-                                       only_sim=slot.name if sent_before else None,
-                                       count_attempt=False, lease_owner=slot.owner)
+                    await self.lane.run(self.spool.requeue, message.id, f"{slot.name}: {exc}",
+                                        avoid_sim=slot.name,
+                                        only_sim=slot.name if sent_before else None,
+                                        count_attempt=False, lease_owner=slot.owner)
                     raise ModemTrouble(str(exc)) from exc
                 # A definite answer (+CMS/+CME ERROR, or refused before the prompt).
-                self._failed_part(slot, message, len(parts), exc, mlog, sent=sent_before)
+                await self._failed_part(slot, message, len(parts), exc, mlog, sent=sent_before)
                 return
             except (OSError, ConnectionError) as exc:
-                self._ambiguous(slot, message, f"{slot.name}: port failed during send: {exc}")
+                await self._ambiguous(slot, message,
+                                      f"{slot.name}: port failed during send: {exc}")
                 raise ModemTrouble(str(exc)) from exc
             self.busy_now()
             reference = refs[0] if refs else None
             now = self.clock()
             slot.counters = limits_mod.count(slot.counters, now)
             if part.seq < part.total:
-                self.spool.mark_part_sent(message.id, part.seq, part.reference, reference,
-                                          now=now)
+                await self.lane.run(self.spool.mark_part_sent, message.id, part.seq,
+                                    part.reference, reference, now=now)
                 mlog.debug("message %s part %s/%s sent, reference %s", message.id, part.seq,
                            part.total, reference)
         slot.errors_in_row = 0
@@ -132,10 +138,13 @@ class SendingMixin:
         A crash before that leaves the message ambiguous, never sent twice."""
         loop = asyncio.get_running_loop()
         now = loop.time()
+        # With the spool's calls in threads, a record costs the loop nothing: it starts at once
+        # (with the others of this turn of the loop) and is done before the SIM's next prompt.
+        quiet, longest = (0.0, 0.0) if self.lane.threaded else (RECORD_QUIET, RECORD_MAX)
         if not self._unrecorded:
-            self._record_deadline = now + RECORD_MAX
+            self._record_deadline = now + longest
         self._unrecorded.append((sent, mlog, to, parts))
-        self._record_at = min(now + RECORD_QUIET, self._record_deadline)
+        self._record_at = min(now + quiet, self._record_deadline)
         if self._record_timer is None:
             self._record_timer = loop.call_at(self._record_at, self._record_when_quiet)
 
@@ -145,51 +154,100 @@ class SendingMixin:
         if loop.time() < self._record_at:  # more came meanwhile: wait for the burst to end
             self._record_timer = loop.call_at(self._record_at, self._record_when_quiet)
             return
-        self.record_now(at_most=RECORDS_PER_COMMIT)
+        pending = self._take_unrecorded(at_most=RECORDS_PER_COMMIT)
+        if pending:
+            # SIM by SIM: two such commits at once update the SIMs' counters in the same order.
+            pending.sort(key=lambda entry: (entry[0].lease_owner or "", entry[0].message_id))
+            recording = self.lane.submit(self._write_records, pending)
+            recording.add_done_callback(lambda done: self._log_records(pending, done.result()))
+            for sent, *_ in pending:  # the SIM's next marker waits for it (`_recorded`)
+                self._recording[sent.lease_owner or ""] = recording
         if self._unrecorded:  # the rest once the modems had their turn
             self._record_timer = loop.call_soon(self._record_when_quiet)
 
-    def record_now(self, *, at_most: int | None = None, owner: str | None = None) -> None:
-        """Write the confirmed sends not yet recorded: the first `at_most`, or those of lease
-        `owner` (one SIM), or all of them (before leases are released)."""
+    async def record_now(self, *, owner: str | None = None) -> None:
+        """Write the confirmed sends not yet recorded: those of lease `owner` (one SIM), or all
+        of them (before leases are released)."""
+        await self._recorded(owner)
+        pending = self._take_unrecorded(owner=owner)
+        if pending:
+            self._log_records(pending, await self.lane.run(self._write_records, pending))
+
+    async def _recorded(self, owner: str | None) -> None:
+        """Until the records on their way for lease `owner` (None: all) are committed."""
+        if owner is None:
+            waiting = set(self._recording.values())
+            self._recording.clear()
+        else:
+            waiting = {self._recording.pop(owner)} if owner in self._recording else set()
+        waiting = {future for future in waiting if not future.done()}
+        if waiting:
+            await asyncio.wait(waiting)
+
+    def _take_unrecorded(self, *, at_most: int | None = None,
+                         owner: str | None = None) -> list[Unrecorded]:
+        """Take out the confirmed sends to record now: the first `at_most`, or those of lease
+        `owner` (one SIM), or all of them."""
         if owner is not None:
             pending = [entry for entry in self._unrecorded if entry[0].lease_owner == owner]
-            if not pending:
-                return
-            self._unrecorded = [entry for entry in self._unrecorded if entry not in pending]
+            if pending:
+                self._unrecorded = [entry for entry in self._unrecorded if entry not in pending]
         else:
             pending = self._unrecorded[:at_most]
             del self._unrecorded[:len(pending)]
         if not self._unrecorded and self._record_timer is not None:
             self._record_timer.cancel()
             self._record_timer = None
+        return pending
+
+    def _write_records(self, pending: list[Unrecorded]) -> list[bool] | None:
+        """In the lane: record `pending` in one transaction; None if that failed (the leases
+        stay: recovery will call them sent or ambiguous)."""
         if not pending:
-            return
+            return []
         try:
-            recorded = self.spool.mark_many_sent([sent for sent, *_ in pending])
-        except Exception:  # the leases stay: recovery will call them sent or ambiguous
+            return self.spool.mark_many_sent([sent for sent, *_ in pending])
+        except Exception:
             log.exception("could not record %d sent messages", len(pending))
-            return
-        for ok, (sent, mlog, to, parts) in zip(recorded, pending):
+            return None
+
+    def _record_and_mark(self, pending: list[Unrecorded], message_id: int, seq: int,
+                         total: int | None, owner: str) -> tuple[list[bool] | None, LeaseLost | None]:
+        """In the lane, one commit: the SIM's previous confirmation and the marker of the part
+        about to be written. A lost lease is returned: nothing written for it, the record
+        still commits."""
+        lost = None
+        with self.spool.batch():
+            recorded = self._write_records(pending)
+            try:
+                self.spool.mark_part_writing(message_id, seq, total, lease_owner=owner)
+            except LeaseLost as exc:
+                lost = exc
+        return recorded, lost
+
+    @staticmethod
+    def _log_records(pending: list[Unrecorded], recorded: list[bool] | None) -> None:
+        for ok, (sent, mlog, to, parts) in zip(recorded or (), pending):
             mlog.info("message %s to %s sent (%d part%s), reference %s%s", sent.message_id, to,
                       parts, "" if parts == 1 else "s", sent.message_reference,
                       "" if ok else " (its lease had been taken over)")
 
-    def _ambiguous(self, slot: SimSlot, message: Any, why: str) -> None:
+    async def _ambiguous(self, slot: SimSlot, message: Any, why: str) -> None:
         log.warning("message %s is ambiguous: %s", message.id, why)
-        if not self.spool.mark_ambiguous(message.id, why, lease_owner=slot.owner):
+        if not await self.lane.run(self.spool.mark_ambiguous, message.id, why,
+                                   lease_owner=slot.owner):
             log.info("message %s: its lease was taken over; its new owner decides", message.id)
             return
-        now = self.spool.get(message.id)
+        now = await self.lane.run(self.spool.get, message.id)
         if now is not None and now.state.value in ("sent", "delivered"):  # its report came first
             log.info("message %s: its delivery report, already in, shows it went out", message.id)
             self.count_proven(slot.name)
             return
         if self.policy.resend_ambiguous:  # the user chose at-least-once over at-most-once
             log.warning("message %s queued again (resend_ambiguous policy)", message.id)
-            self.spool.retry(message.id)
+            await self.lane.run(self.spool.retry, message.id)
 
-    def _failed_part(self, slot: SimSlot, message: Any, total: int, exc: Any, mlog: Any, *,
+    async def _failed_part(self, slot: SimSlot, message: Any, total: int, exc: Any, mlog: Any, *,
                      sent: int) -> None:
         """A definite refusal of a part (`sent` of the `total` parts are already out)."""
         from at_commands import ErrorClass
@@ -203,13 +261,13 @@ class SendingMixin:
         slot.last_failure = str(exc)
         if exc.error_class is ErrorClass.PERMANENT:
             mlog.info("message %s failed: %s", message.id, exc)
-            self.spool.mark_failed(message.id, error, lease_owner=slot.owner)
+            await self.lane.run(self.spool.mark_failed, message.id, error, lease_owner=slot.owner)
             return
-        self.spool.record_sim_error(slot.name, str(exc))
+        await self.lane.run(self.spool.record_sim_error, slot.name, str(exc))
         attempts = message.attempts
         if attempts >= self.policy.max_attempts:
-            self.spool.mark_failed(message.id, f"{error} (after {attempts} attempts)",
-                                   lease_owner=slot.owner)
+            await self.lane.run(self.spool.mark_failed, message.id,
+                                f"{error} (after {attempts} attempts)", lease_owner=slot.owner)
             return
         # Another SIM can take it at once; the same SIM only after a backoff. Parts already out
         # came from this SIM's number, and the phone joins the rest only if they come from it
@@ -221,6 +279,7 @@ class SendingMixin:
         delay = 0.0 if others else self.policy.delay(attempts) * random.uniform(0.8, 1.2)
         mlog.info("message %s: %s; retrying %s", message.id, exc,
                   "on another SIM" if others else f"from {slot.name} in {delay:.0f} s")
-        self.spool.requeue(message.id, error, self.clock() + timedelta(seconds=delay),
-                           avoid_sim=None if sent else slot.name,
-                           only_sim=slot.name if sent else None, lease_owner=slot.owner)
+        await self.lane.run(self.spool.requeue, message.id, error,
+                            self.clock() + timedelta(seconds=delay),
+                            avoid_sim=None if sent else slot.name,
+                            only_sim=slot.name if sent else None, lease_owner=slot.owner)

@@ -49,6 +49,7 @@ class SimSlot:
     assigned_parts: int = 0         # their SMS, counted against the limits in advance
     inbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=PREFETCH))
     no_credit: bool = False         # its balance says it cannot pay: out of rotation until topped up
+    generation: int = 0             # counts the times it gave back what it held
 
     @property
     def in_rotation(self) -> bool:

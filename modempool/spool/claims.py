@@ -172,13 +172,16 @@ class Claims:
         return None
 
     # ---- used by the dispatcher (dispatcher engineer): it picks the SIM, then claims by id ----
-    def dispatchable(self, now: datetime | None = None,
-                     limit: int = 64) -> Iterator[Message]:
-        """Queued messages that are due (not held, not before `now`), best first; read only.
-        Each is built as the caller comes to it (a dispatch round often stops early)."""
+    def dispatchable(self, now: datetime | None = None, limit: int = 64, *,
+                     lock: bool = False) -> Iterator[Message]:
+        """Queued messages that are due (not held, not before `now`), best first. Each is built
+        as the caller comes to it (a dispatch round often stops early). With `lock`, inside a
+        transaction about to claim some of them: on a shared database they are locked until
+        it ends, and those another daemon's round holds are skipped, not waited for."""
         rows = self.engine.rows(
             "SELECT * FROM messages WHERE state = 'queued' AND held = 0 "
-            "AND (not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, id LIMIT ?",
+            "AND (not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, id LIMIT ?"
+            + (self.engine.skip_locked if lock else ""),
             (to_text(now or utcnow()), limit),
         )
         return (Message.from_row(row) for row in rows)
@@ -188,15 +191,15 @@ class Claims:
         """Lease message `message_id` for `sim` if it is still queued (conditional UPDATE)."""
         moment = now or utcnow()
         now_text = to_text(moment)
-        with self.engine.tx() as conn:
-            claimed = conn.execute(
+        with self.engine.tx():
+            rows = self.engine.rows(
                 "UPDATE messages SET state = 'sending', sim = ?, lease_owner = ?, lease_until = ?, "
                 "attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'queued' "
-                "AND held = 0",
+                "AND held = 0 RETURNING *",
                 (sim, lease_owner, to_text(moment + timedelta(seconds=lease_seconds)), now_text,
                  message_id),
             )
-            return read_message(self.engine, message_id) if claimed.rowcount == 1 else None
+            return Message.from_row(rows[0]) if rows else None
 
     def renew_lease(self, message_id: int, lease_owner: str, lease_seconds: float) -> None:
         """Extend a lease (a long multipart send); LeaseLost if it is no longer ours."""
@@ -225,11 +228,12 @@ class Claims:
         """
         now = to_text(utcnow())
         with self.engine.tx() as conn:
+            # One statement checks the lease, locks the message and keeps its part count.
             owner_sql = " AND lease_owner = ?" if lease_owner is not None else ""
             row = conn.execute(
-                "SELECT attempts, sim FROM messages WHERE id = ? AND state = 'sending'" + owner_sql
-                + self.engine.lock_rows,
-                (message_id, lease_owner) if lease_owner is not None else (message_id,),
+                "UPDATE messages SET parts_total = coalesce(?, parts_total) "
+                "WHERE id = ? AND state = 'sending'" + owner_sql + " RETURNING attempts, sim",
+                (total, message_id, *(() if lease_owner is None else (lease_owner,))),
             ).fetchone()
             if row is None:
                 raise LeaseLost(f"message {message_id} is not being sent by {lease_owner or 'anyone'}")
@@ -242,8 +246,6 @@ class Claims:
                 "sent_at = NULL, status = NULL, status_at = NULL",
                 (message_id, seq, total, row[0], row[1], now),
             )
-            if total is not None:
-                conn.execute("UPDATE messages SET parts_total = ? WHERE id = ?", (total, message_id))
 
     def sent_parts(self, message_id: int) -> set[int]:
         """The parts of a message already accepted by the network (by any attempt)."""

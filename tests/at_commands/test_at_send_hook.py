@@ -29,3 +29,40 @@ async def test_before_pdu_runs_at_the_prompt_and_a_refusal_sends_nothing(bank) -
         messages = await bank.wait_for_messages(2, timeout=10)
     assert seen == [f"AT+CMGS={first[0].tpdu_length}"]  # at the prompt of that very command
     assert [m["text"] for m in messages] == ["recorded first", "after the refusal"]
+
+
+async def test_a_coroutine_before_pdu_is_awaited_with_the_modem_at_its_prompt(bank) -> None:
+    """The pool records its marker in a thread (a database server): the PDU waits for it, and
+    a marker that fails sends nothing."""
+    import asyncio
+
+    to = bank.modems[1].msisdn
+    async with opened(bank) as modem:
+        recorded = asyncio.Event()
+        order: list[str] = []
+
+        async def record(part: object) -> None:
+            order.append(f"asked at {modem.pending_command}")
+            await asyncio.sleep(0)  # the loop turns while the modem waits at its prompt
+            await recorded.wait()
+            order.append("recorded")
+
+        async def release() -> None:
+            while not order:
+                await asyncio.sleep(0)
+            assert bank.network_log() == []  # nothing left before the marker was written
+            recorded.set()
+
+        part = pdu.encode_submit(to, "after its marker")
+        await asyncio.gather(modem.send(part, before_pdu=record), release())
+
+        async def fail(part: object) -> None:
+            await asyncio.sleep(0)
+            raise Refused
+
+        with pytest.raises(Refused):
+            await modem.send(pdu.encode_submit(to, "never sent"), before_pdu=fail)
+        await modem.send(pdu.encode_submit(to, "then this"))
+        messages = await bank.wait_for_messages(2, timeout=10)
+    assert order == [f"asked at AT+CMGS={part[0].tpdu_length}", "recorded"]
+    assert [m["text"] for m in messages] == ["after its marker", "then this"]

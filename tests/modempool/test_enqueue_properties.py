@@ -54,7 +54,7 @@ def test_enqueue_accepts_only_what_the_dispatcher_can_send(number, text):
             assert not number.lstrip().startswith("-")
             # What the dispatcher does with it: count its parts, then encode each one.
             dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[])
-            assert dispatcher.parts_or_fail(message) == parts_needed(text).parts <= MAX_PARTS
+            assert dispatcher.parts_or_reason(message) == parts_needed(text).parts <= MAX_PARTS
             assert spool.get(message.id).state.value == "queued"
             parts = encode_submit(message.to, message.text, status_report=True,
                                   reference=message.id % 256)

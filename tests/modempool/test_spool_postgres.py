@@ -114,3 +114,34 @@ def test_the_daemon_and_commands_say_which_database_is_unreachable_and_exit_nonz
         assert "Traceback" not in done.stderr
         assert "postgresql://pool@127.0.0.1:1/sms" in done.stderr and "refused" in done.stderr
         assert "secret" not in done.stderr
+
+
+def test_a_dispatch_round_skips_the_messages_another_daemons_round_holds(pg_cluster):
+    """Two daemons reading the head of the queue at once: the second round takes the next
+    messages instead of waiting for (and then losing) the first round's."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as first, Spool(url) as second:
+        ids = list(first.enqueue_many(
+            {"to": "+8613800138000", "text": f"m{i}"} for i in range(6)))
+        held = threading.Event()
+        done = threading.Event()
+        seen: list[int] = []
+
+        def round_of_the_first() -> None:
+            with first.batch():
+                seen.extend(m.id for m in first.dispatchable(limit=3, lock=True))
+                held.set()
+                done.wait(timeout=30)
+
+        thread = threading.Thread(target=round_of_the_first)
+        thread.start()
+        try:
+            assert held.wait(timeout=30)
+            with second.batch():
+                others = [m.id for m in second.dispatchable(limit=3, lock=True)]
+                claimed = [second.claim(i, "b1", "b:1/b1", 60) for i in others]
+        finally:
+            done.set()
+            thread.join()
+    assert seen == ids[:3] and others == ids[3:]
+    assert all(message is not None for message in claimed)

@@ -281,12 +281,13 @@ class Daemon(ModemTaskMixin):
     async def _http_sidecar(self) -> None:
         """The HTTP API (`[http] listen`) and webhook deliveries run in a child process (see
         modempool/web/server.py), started when an API is wanted or a webhook exists."""
-        from modempool.web.server import has_webhooks, run_sidecar
+        from modempool.web.server import run_sidecar
+        from modempool.webhooks.store import any_subscribed
 
         listen = self.config.http.listen
         while not self._stop.is_set():
             try:
-                wanted = bool(listen) or has_webhooks(self.spool)
+                wanted = bool(listen) or any_subscribed(self.spool)
             except Exception:  # the database away for a moment: ask again later
                 log.warning("could not look for webhooks; asking again in 30 s", exc_info=True)
                 wanted = False

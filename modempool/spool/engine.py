@@ -140,6 +140,15 @@ class Engine(ABC):
         """Messages in each state, if this engine keeps the counts (else None: count them)."""
         return None
 
+    def send_latency(self) -> list[tuple[int, int, float]] | None:
+        """The enqueue-to-sent histogram if this engine keeps it: (bucket index into
+        SEND_LATENCY_BOUNDS, messages, their seconds) of each bucket seen; else None."""
+        return None
+
+    def sim_outcomes(self) -> dict[tuple[str, str], int] | None:
+        """Finished messages by (SIM, state) if this engine keeps the counts; else None."""
+        return None
+
     def newest_matching(self, table: str, text: str, limit: int,
                         before: int | None = None) -> list[int] | None:
         """Ids of the newest `limit` rows of `table` (below id `before`) whose text contains

@@ -213,6 +213,17 @@ MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
+#: Upper bounds (seconds) of the enqueue-to-sent histogram's buckets (and +Inf after them).
+SEND_LATENCY_BOUNDS = (1, 5, 10, 30, 60, 300, 900, 3600, 21600)
+
+
+def latency_bucket(seconds: str) -> str:
+    """SQL for the index into SEND_LATENCY_BOUNDS of the SQL expression `seconds` (the
+    first bound it does not pass; one past the last for more)."""
+    whens = " ".join(f"WHEN {seconds} <= {bound} THEN {index}"
+                     for index, bound in enumerate(SEND_LATENCY_BOUNDS))
+    return f"CASE {whens} ELSE {len(SEND_LATENCY_BOUNDS)} END"
+
 
 def too_new(where: str, version: int) -> str:
     """The refusal of a spool written by a newer modempool."""

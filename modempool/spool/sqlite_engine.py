@@ -17,7 +17,8 @@ from typing import Any
 
 from modempool.private_files import create_private
 from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, row_class, statements
-from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES, too_new
+from modempool.spool.schema import (MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES,
+                                    latency_bucket, too_new)
 
 
 def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Any:
@@ -135,6 +136,42 @@ END""",
 )
 
 
+# What /metrics asks on every scrape (issue 15), kept by triggers in the writing transaction
+# instead of read from every sent message each time: each message's time from enqueue to sent
+# observed once, when its sent_at is first set (a bucket index, the count and the seconds),
+# and the finished messages per SIM and state.
+_SECONDS = "(julianday({row}.sent_at) - julianday({row}.created_at)) * 86400.0"
+_FINISHED = "('sent', 'delivered', 'failed', 'ambiguous')"
+METRIC_COUNTS = (
+    "CREATE TABLE send_latency (bucket INTEGER PRIMARY KEY, n INTEGER NOT NULL, "
+    "seconds REAL NOT NULL)",
+    f"INSERT INTO send_latency (bucket, n, seconds) SELECT {latency_bucket('d')} AS b, count(*), "
+    f"sum(d) FROM (SELECT {_SECONDS.format(row='messages')} AS d FROM messages "
+    "WHERE sent_at IS NOT NULL) WHERE d IS NOT NULL GROUP BY b",
+    "CREATE TRIGGER send_latency_observe AFTER UPDATE OF sent_at ON messages "
+    "WHEN old.sent_at IS NULL AND new.sent_at IS NOT NULL BEGIN "
+    f"INSERT INTO send_latency (bucket, n, seconds) SELECT {latency_bucket('d')}, 1, d "
+    f"FROM (SELECT {_SECONDS.format(row='new')} AS d) WHERE d IS NOT NULL "
+    "ON CONFLICT (bucket) DO UPDATE SET n = n + 1, seconds = seconds + excluded.seconds; END",
+    "CREATE TABLE sim_outcome_counts (sim TEXT NOT NULL, state TEXT NOT NULL, "
+    "n INTEGER NOT NULL, PRIMARY KEY (sim, state))",
+    "INSERT INTO sim_outcome_counts (sim, state, n) SELECT sim, state, count(*) FROM messages "
+    f"WHERE sim IS NOT NULL AND state IN {_FINISHED} GROUP BY sim, state",
+    "CREATE TRIGGER sim_outcome_counts_update AFTER UPDATE OF state, sim ON messages "
+    "WHEN old.state IS NOT new.state OR old.sim IS NOT new.sim BEGIN "
+    "UPDATE sim_outcome_counts SET n = n - 1 WHERE sim = old.sim AND state = old.state; "
+    "INSERT INTO sim_outcome_counts (sim, state, n) SELECT new.sim, new.state, 1 "
+    f"WHERE new.sim IS NOT NULL AND new.state IN {_FINISHED} "
+    "ON CONFLICT (sim, state) DO UPDATE SET n = n + 1; END",
+    "CREATE TRIGGER sim_outcome_counts_insert AFTER INSERT ON messages "
+    f"WHEN new.sim IS NOT NULL AND new.state IN {_FINISHED} BEGIN "
+    "INSERT INTO sim_outcome_counts (sim, state, n) VALUES (new.sim, new.state, 1) "
+    "ON CONFLICT (sim, state) DO UPDATE SET n = n + 1; END",
+    "CREATE TRIGGER sim_outcome_counts_delete AFTER DELETE ON messages BEGIN "
+    "UPDATE sim_outcome_counts SET n = n - 1 WHERE sim = old.sim AND state = old.state; END",
+)
+
+
 class SqliteEngine(Engine):
     name = "sqlite"
     expiry_index = " INDEXED BY messages_expiry"
@@ -174,6 +211,7 @@ class SqliteEngine(Engine):
         self.text_index = self._text_index()
         self._make_once("message_state_counts_update", STATE_COUNTS)
         self._make_once("parts_uncertain", UNCERTAIN_PARTS)
+        self._make_once("sim_outcome_counts_delete", METRIC_COUNTS)
 
     def _make_once(self, last: str, script: Sequence[str]) -> None:
         """Run `script` unless the object it makes last exists (another process may race)."""
@@ -200,6 +238,14 @@ class SqliteEngine(Engine):
         if "webhook_outbox" not in self._ensured:
             self._make_once("webhook_optout", WEBHOOK_OUTBOX)
             self._ensured.add("webhook_outbox")
+
+
+    def send_latency(self) -> list[tuple[int, int, float]] | None:
+        return [tuple(row) for row in self.rows("SELECT bucket, n, seconds FROM send_latency")]
+
+    def sim_outcomes(self) -> dict[tuple[str, str], int] | None:
+        return {(row[0], row[1]): row[2] for row in self.rows(
+            "SELECT sim, state, n FROM sim_outcome_counts WHERE n > 0")}
 
     def _text_index(self) -> bool:
         """Make the trigram indexes once (an existing spool is indexed then, in one go);

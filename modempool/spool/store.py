@@ -7,7 +7,8 @@
   (`claims.py`, `recovery.py`);
 - `spool.inbound`: received SMS and delivery reports (`inbound.py`);
 - `spool.sims`: SIM rows and counters (`sims.py`); `spool.audit`: the events log (`audit.py`);
-  `spool.daemons`: the daemons' heartbeats (`daemons.py`).
+  `spool.daemons`: the daemons' heartbeats (`daemons.py`); `spool.metrics`: what a Prometheus
+  scrape asks (`metrics.py`).
 They share one `engine` (`sqlite_engine.py` or `postgres_engine.py`, chosen by the target):
 the parts hold the rules, the engine the SQL that differs. The methods of `Spool` itself are
 the same calls under their long-standing names.
@@ -28,6 +29,7 @@ from modempool.spool.decisions import Decisions
 from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, open_engine
 from modempool.spool.inbound import InboundMessage, Inbound, ReportMatch
 from modempool.spool.messages import Messages
+from modempool.spool.metrics import Metrics
 from modempool.spool.requests import Requests
 from modempool.spool.model import (
     FINAL_STATES,
@@ -121,6 +123,7 @@ class Spool:
         self.daemons = Daemons(self.engine)
         self.requests = Requests(self.engine)
         self.refused_pins = RefusedPins(self.engine, self.audit)
+        self.metrics = Metrics(self.engine)
         self._db: Any = None
 
     @property
@@ -145,6 +148,12 @@ class Spool:
         """One write transaction (nests inside an open one): modules that keep their own tables
         in the spool's database (accounts, webhooks) write them in the same commit as a message."""
         return self.engine.tx()
+
+    def check_writable(self) -> None:
+        """Raise the database's error unless a write transaction can begin now (readiness:
+        locked for longer than busy_timeout, read-only, disk or server gone)."""
+        with self.engine.tx() as conn:
+            conn.execute("SELECT 1 FROM messages LIMIT 1")
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         """Rows of a read-only query on the spool's connection (by position and by name)."""

@@ -1,5 +1,7 @@
 """Prometheus metrics, read from the spool at scrape time (so they are right whichever process
-sends: the daemon, `modempool serve` beside it, or both), plus this process's HTTP requests."""
+sends: the daemon, `modempool serve` beside it, or both), plus this process's HTTP requests.
+The spool answers through named questions (`spool.metrics`, `Webhooks.counts`), kept cheap
+as it grows."""
 
 from __future__ import annotations
 
@@ -7,9 +9,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-
-LATENCY_BUCKETS = (1, 5, 10, 30, 60, 300, 900, 3600, 21600)
-
 
 class SpoolCollector:
     def __init__(self, api: Any) -> None:
@@ -25,10 +24,8 @@ class SpoolCollector:
 
         outcomes = CounterMetricFamily("modempool_sim_messages", "Messages finished per SIM and outcome",
                                        labels=["sim", "state"])
-        for row in spool.rows("SELECT sim, state, count(*) AS n FROM messages WHERE sim IS NOT NULL "
-                              "AND state IN ('sent', 'delivered', 'failed', 'ambiguous') "
-                              "GROUP BY sim, state"):
-            outcomes.add_metric([row["sim"], row["state"]], row["n"])
+        for (sim, state), n in sorted(spool.metrics.sim_outcomes().items()):
+            outcomes.add_metric([sim, state], n)
         yield outcomes
 
         sims = {row["name"]: row for row in spool.sims()}
@@ -57,18 +54,10 @@ class SpoolCollector:
                         quota.add_metric([name, window], used / limit)
         yield from (parts, signal, up, errors, quota)
 
-        bounds = ", ".join(f"count(CASE WHEN d <= {b} THEN 1 END)" for b in LATENCY_BUCKETS)
-        row = spool.rows(
-            f"SELECT {bounds}, count(*), coalesce(sum(d), 0) FROM (SELECT "
-            f"{spool.engine.seconds_between('sent_at', 'created_at')} AS d FROM messages "
-            "WHERE sent_at IS NOT NULL) AS latency")[0]
-        values = list(row)
-        buckets = [(str(float(b)), values[i] or 0) for i, b in enumerate(LATENCY_BUCKETS)]
-        buckets.append(("+Inf", values[len(LATENCY_BUCKETS)]))
-        latency = HistogramMetricFamily("modempool_send_latency_seconds",
-                                        "Time from enqueue to sent", buckets=buckets,
-                                        sum_value=values[-1])
-        yield latency
+        latency = spool.metrics.send_latency()
+        buckets = list(zip([str(b) for b in latency.bounds] + ["+Inf"], latency.cumulative))
+        yield HistogramMetricFamily("modempool_send_latency_seconds", "Time from enqueue to sent",
+                                    buckets=buckets, sum_value=latency.seconds)
 
         outbox = self.api.webhooks.counts()
         deliveries = CounterMetricFamily("modempool_webhook_deliveries", "Webhook events by outcome",

@@ -102,8 +102,7 @@ def healthz() -> dict[str, str]:
 def readyz(request: Request) -> Any:
     api = request.app.state.api
     try:
-        with api.spool.transaction() as conn:
-            conn.execute("SELECT 1 FROM messages LIMIT 1")
+        api.spool.check_writable()
     except Exception as exc:  # locked for longer than busy_timeout, read-only, disk gone
         return problem(503, "Not ready", f"the spool is not writable: {type(exc).__name__}")
     up = [sim.name for sim in api.pool.status().sims if sim.state == "up"]

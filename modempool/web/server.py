@@ -147,13 +147,6 @@ async def run_sidecar(config: Any, listen: str | None, stop: asyncio.Event) -> N
         delay = min(delay * 2, 60.0)
 
 
-def has_webhooks(spool: Any) -> bool:
-    """Whether the spool has any webhook subscription (without creating its tables)."""
-    if "webhooks" not in spool.table_names():  # either engine's catalogue
-        return False
-    return bool(spool.rows("SELECT 1 FROM webhooks LIMIT 1"))
-
-
 def load_for_sidecar(config_path: str | None, spool_path: str) -> Any:
     from pathlib import Path
 

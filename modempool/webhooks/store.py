@@ -91,6 +91,13 @@ def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
 
 
+def any_subscribed(spool: Any) -> bool:
+    """Whether the spool has any webhook subscription (without creating the tables)."""
+    if "webhooks" not in spool.table_names():  # either engine's catalogue
+        return False
+    return bool(spool.rows("SELECT 1 FROM webhooks LIMIT 1"))
+
+
 class Webhooks:
     """Subscriptions and the outbox in a spool file: `Webhooks(spool)`."""
 

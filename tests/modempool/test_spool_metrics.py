@@ -1,0 +1,64 @@
+"""What a Prometheus scrape asks the spool (`spool.metrics`): per-SIM outcomes and the
+enqueue-to-sent histogram, right on either engine, and on SQLite kept by triggers so that a
+scrape reads no message rows however many were sent."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+
+from modempool.spool import Spool
+from modempool.spool.model import to_text, utcnow
+
+
+def send_some(spool: Spool) -> None:
+    """Two messages sent on m1 (queued 3 s and 100 s before), one failed on m2, one queued."""
+    quick, slow, failing, _ = (spool.enqueue(f"1380013800{i}", "hi") for i in range(4))
+    with spool.transaction() as conn:   # when they were queued, so the latencies are known
+        for message, seconds in ((quick, 3), (slow, 100)):
+            conn.execute("UPDATE messages SET created_at = ? WHERE id = ?",
+                         (to_text(utcnow() - timedelta(seconds=seconds)), message.id))
+    for message in (quick, slow):
+        assert spool.claim(message.id, "m1", "t")
+        assert spool.mark_sent(message.id, lease_owner="t")
+    assert spool.claim(failing.id, "m2", "t")
+    spool.mark_failed(failing.id, "+CMS ERROR: 500", lease_owner="t")
+
+
+def test_outcomes_and_latency_of_what_was_sent(spool_target):
+    with Spool(spool_target) as spool:
+        send_some(spool)
+        assert spool.metrics.sim_outcomes() == {("m1", "sent"): 2, ("m2", "failed"): 1}
+        latency = spool.metrics.send_latency()
+        assert latency.bounds[:3] == (1.0, 5.0, 10.0)
+        assert latency.cumulative[:3] == [0, 1, 1]   # the 3 s one in le=5
+        assert latency.cumulative[5] == 2             # the 100 s one in le=300
+        assert latency.cumulative[-1] == 2 and 103 <= latency.seconds < 110
+
+
+def test_a_scrape_on_sqlite_reads_no_message_rows(tmp_path):
+    with Spool(tmp_path / "spool.db") as spool:
+        send_some(spool)
+        statements: list[str] = []
+        spool.engine.conn.set_trace_callback(statements.append)
+        try:
+            outcomes, latency = spool.metrics.sim_outcomes(), spool.metrics.send_latency()
+        finally:
+            spool.engine.conn.set_trace_callback(None)
+        assert statements and not [s for s in statements if "messages" in s]
+        assert sum(outcomes.values()) == 3 and latency.cumulative[-1] == 2
+
+
+def test_an_existing_spool_gets_its_kept_metrics_when_opened(tmp_path):
+    path = tmp_path / "old.db"
+    with Spool(path) as spool:
+        send_some(spool)
+        before = spool.metrics.sim_outcomes(), spool.metrics.send_latency()
+    with sqlite3.connect(path) as conn:   # as made before these were kept
+        for table in ("send_latency", "sim_outcome_counts"):
+            conn.execute(f"DROP TABLE {table}")
+        for trigger in ("send_latency_observe", "sim_outcome_counts_update",
+                        "sim_outcome_counts_insert", "sim_outcome_counts_delete"):
+            conn.execute(f"DROP TRIGGER {trigger}")
+    with Spool(path) as spool:
+        assert (spool.metrics.sim_outcomes(), spool.metrics.send_latency()) == before

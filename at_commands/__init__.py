@@ -22,12 +22,17 @@ Driver API (all coroutines unless noted; every wait is bounded):
     await modem.execute("signal") / await modem.query("signal")   # any command of COMMANDS
     await modem.reconnect(); await modem.close()
     modem.state (ModemState), modem.profile (ModemProfile), modem.info (last ModemInfo)
+
+The modem's parts, each an object usable and tested alone: `modem.channel` (`Channel`: port,
+lock, command exchange), `modem.setup` (known state, PIN, identity), `modem.sending`
+(``AT+CMGS``), `modem.inbound` (reads, sweeps, deletes), `modem.health` (signal,
+registration, USSD).
 """
 
 from .commands import COMMANDS, Command, StoredPdu, StoreUsage, csq_to_bars, csq_to_dbm
+from .channel import Channel, mask_secrets
 from .core import (NEED_DATA, AtConnection, Echo, FinalResult, InfoLine, Noise, Prompt,
                    ProtocolError, Urc)
-from .channel import Channel, mask_secrets
 from .driver import Modem, ModemState
 from .errors import (AtError, AtTimeout, CmeError, CmsError, CommandError, ErrorClass,
                      ModemDisconnected, PinError, SendAmbiguous)

@@ -59,7 +59,7 @@ class _Link(asyncio.Protocol):
 
 class Channel:
     """The port and the command exchange of one modem. Public: `open`, `close`, `is_open`, `fileno`,
-    `execute` (takes the lock), `run` (lock held), `query`, `lock`, `pending_command`,
+    `execute` (takes the lock), `run` (lock held), `query`, `ask`, `lock`, `pending_command`,
     `patience`; the prompt exchange of ``AT+CMGS`` (`ask_for_prompt`, `write_pdu`,
     `cancel_prompt`); `interrupt`; `profile` (replaceable), `read_store`, `unresponsive`."""
 
@@ -260,6 +260,17 @@ class Channel:
         command = COMMANDS[name]
         result = await self.execute(name, **arguments)
         return command.parse(result.lines)
+
+    async def ask(self, name: str, **arguments: object) -> Any:
+        """What `query` returns, or None when the modem refused the command (logged at DEBUG).
+        A modem that does not answer at all still raises `AtTimeout`."""
+        try:
+            return await self.query(name, **arguments)
+        except AtError as error:
+            if isinstance(error, AtTimeout):
+                raise
+            self.log.debug("%s: %s", name, error)
+            return None
 
     async def _exchange(self, line: str, command: Command, timeout: float, *,
                         require_echo: bool = False, stale_ok: bool = False) -> FinalResult:

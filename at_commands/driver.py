@@ -7,18 +7,19 @@
         store(event); await modem.acknowledge(event)
     await modem.close()
 
-Each part is an object holding its own state, readable alone:
+Each part is an object holding its own state, readable alone (and tested alone):
 
 - `modem.channel` (`channel.py`): the port, the command lock, the exchange through the sans-I/O
   core, the modem's pace; every other part talks to the modem through it;
+- `modem.setup` (`setup.py`): a known state, the PIN entered once, identity;
 - `modem.sending` (`sending.py`): ``AT+CMGS`` and what its outcome means;
 - `modem.inbound` (`inbound.py`): received messages and reports, handed over once, deleted on
   acknowledgement;
 - `modem.health` (`health.py`): signal, registration, USSD.
 
-The set-up (`setup.py`) is still a mixin. This file holds the parts together: the modem's state,
-its events, where each URC goes, the background task (follow-up reads, sweeps, polls) and the
-reconnect loop after the port went away.
+This file holds the parts together: the modem's state and its events, the order of the
+initialisation, where each URC goes, the background task (follow-up reads, sweeps, polls) and
+the reconnect loop after the port went away. No part reads another's state.
 """
 
 from __future__ import annotations
@@ -32,15 +33,16 @@ from enum import Enum
 from typing import Any
 
 from .channel import Channel
+from .commands import USSD_REPLY_TIMEOUT
 from .core import FinalResult, Urc
 from .errors import AtError, PinError
-from .events import (Disconnected, InboundSms, ModemEvent, ReconnectFailed, Reconnected,
-                     StatusReport)
+from .events import (Disconnected, InboundSms, ModemEvent, ModemInfo, ReconnectFailed,
+                     Reconnected, StatusReport)
 from .health import Health
 from .inbound import Inbound
 from .profiles import ModemProfile, get_profile
 from .sending import Sending
-from .setup import PinMemory, SetupMixin
+from .setup import PinMemory, Setup
 from .urc import UrcKind
 
 REINITIALISE = ("", -1)  # a background work item: the modem restarted
@@ -54,7 +56,7 @@ class ModemState(Enum):
     LOCKED = "locked"             # wrong PIN / PUK: never retried
 
 
-class Modem(SetupMixin):
+class Modem:
     """One modem. Public API: `open`, `initialise`, `identify`, `send`, `events`, `acknowledge`,
     `release`, `ussd`, `sweep`, `execute`, `reconnect`, `close`; `state`, `profile`, `info`.
 
@@ -74,14 +76,13 @@ class Modem(SetupMixin):
                  pin_memory: PinMemory | None = None) -> None:
         self.port = port
         self.name = name
-        self._pin = pin
-        self.pin_memory = pin_memory  # refused PINs remembered across restarts (setup.PinMemory)
-        self._profile_fixed = profile is not None
         self.channel = Channel(port, name=name, baudrate=baudrate,
                                profile=(profile if isinstance(profile, ModemProfile)
                                         else get_profile(profile)),
                                on_urc=self._on_urc, on_lost=self._port_lost,
                                publish=self._publish)
+        self.setup = Setup(self.channel, pin=pin, pin_memory=pin_memory,
+                           detect_profile=profile is None)
         self.sending = Sending(self.channel)
         self.inbound = Inbound(self.channel, self._publish)
         self.health = Health(self.channel, self._publish)
@@ -97,7 +98,6 @@ class Modem(SetupMixin):
         self._work: asyncio.Queue[tuple[str, int]] = asyncio.Queue()  # for the background task
         self._background: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
-        self._init_setup()
 
     @property
     def state(self) -> ModemState:
@@ -124,18 +124,14 @@ class Modem(SetupMixin):
         return self.channel.log
 
     @property
-    def response_time(self) -> float | None:
-        """How long this modem usually takes to answer (None until it answered once)."""
-        return self.channel.response_time
-
-    @property
     def pending_command(self) -> str | None:
         """The command line written and not yet answered (None when idle)."""
         return self.channel.pending_command
 
-    def patience(self, timeout: float) -> float:
-        """`timeout`, lengthened for a modem known to answer slowly (never shortened)."""
-        return self.channel.patience(timeout)
+    @property
+    def info(self) -> ModemInfo | None:
+        """What the last `identify` found."""
+        return self.setup.info
 
     @property
     def sweep_stores(self) -> tuple[str, ...]:
@@ -191,6 +187,32 @@ class Modem(SetupMixin):
     def _publish(self, event: ModemEvent) -> None:
         self._events.put_nowait(event)
 
+    # ---- initialisation ------------------------------------------------------------------
+
+    async def initialise(self) -> None:
+        """Reset the modem to a known state: echo, ``CMEE=1``, PDU mode, CNMI, stores, PIN,
+        registration reports; then start the background task.
+
+        Raises `PinError` when the SIM needs a PIN we lack, refused ours (tried once, never
+        again, even on reconnect: the state becomes LOCKED) or wants the PUK (LOCKED too);
+        `AtTimeout` when the modem does not answer.
+        """
+        try:
+            await self.setup.prepare()
+        except PinError:
+            if self.setup.pin_error is not None:  # not by waiting: a human must act
+                self.state = ModemState.LOCKED
+            raise
+        await self.inbound.choose_stores()
+        await self.health.start()
+        await self.setup.run_vendor_commands()
+        self.state = ModemState.READY
+        self._start_background()
+
+    async def identify(self) -> ModemInfo:
+        """Ask the modem who it is and how it is doing (see `Setup.identify`)."""
+        return await self.setup.identify()
+
     # ---- commands ------------------------------------------------------------------------
 
     async def execute(self, name_or_line: str, *, timeout: float | None = None,
@@ -227,9 +249,9 @@ class Modem(SetupMixin):
         """`event` could not be stored: the next sweep hands it over again."""
         self.inbound.release(event)
 
-    async def ussd(self, code: str, **options: Any) -> str:
+    async def ussd(self, code: str, *, timeout: float = USSD_REPLY_TIMEOUT) -> str:
         """Send a USSD code and return the network's text reply (see `Health.ussd`)."""
-        return await self.health.ussd(code, **options)
+        return await self.health.ussd(code, timeout=timeout)
 
     def _on_urc(self, urc: Urc) -> None:
         """Each URC to the part it concerns (from the port's data callback: no awaiting here)."""

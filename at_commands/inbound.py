@@ -26,7 +26,7 @@ from typing import Any
 from .channel import Channel
 from .commands import COMMANDS
 from .core import Urc
-from .errors import AtError, AtTimeout
+from .errors import AtError
 from .events import InboundSms, ModemEvent, StatusReport
 from .urc import UrcKind, first_int
 
@@ -91,12 +91,7 @@ class Inbound:
         stores = profile.stores
         extra = profile.status_report_store
         if extra and extra not in stores:
-            try:
-                offered = await self.channel.query("store_choices")
-            except AtError as error:
-                if isinstance(error, AtTimeout):
-                    raise
-                offered = ()
+            offered = await self.channel.ask("store_choices") or ()
             if extra.upper() in offered:
                 stores = (*stores, extra)
         self.sweep_stores = stores

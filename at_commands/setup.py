@@ -1,18 +1,25 @@
-"""Bringing a modem to a known state, entering the PIN once, asking who it is."""
+"""Bringing a modem to a known state, entering the PIN once, asking who it is.
+
+    setup = Setup(channel, pin="1234", pin_memory=memory)
+    await setup.prepare()            # echo, CMEE=1, vendor profile, PIN, PDU mode, CNMI, stores
+    await setup.run_vendor_commands()
+    info = await setup.identify()    # ModemInfo
+
+Its state: the PIN and what became of it (`pin_error`: once set, never entered again) and the
+last `ModemInfo`. The profile detected from ``AT+CGMI`` becomes the channel's.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from .channel import Channel
 from .commands import REGISTERED, REGISTRATION_STATES, csq_to_bars, csq_to_dbm
 from .errors import AtError, AtTimeout, CmeError, CommandError, PinError
 from .events import ModemInfo
 from .profiles import detect_profile
 from .urc import first_int
-
-if TYPE_CHECKING:
-    from .driver import Modem
 
 # TS 27.007 §8.3 +CPIN <code>: what each answer means for us
 _PIN_STATES: dict[str, str] = {
@@ -53,70 +60,81 @@ class PinMemory(Protocol):
 _REFUSED_PINS: dict[tuple[str, str | None], PinError] = {}
 
 
-class SetupMixin:
-    def _init_setup(self: Modem) -> None:
-        self._pin_error: PinError | None = None   # once set, the PIN is never tried again
+class Setup:
+    """Session bring-up of the modem behind `channel`: known state, PIN, identity.
+
+    `pin`: the SIM's PIN (None: none configured); `pin_memory`: where a refused PIN is
+    remembered beyond this process; `detect_profile`: choose the vendor profile from
+    ``AT+CGMI`` (False when the caller fixed it)."""
+
+    def __init__(self, channel: Channel, *, pin: str | None = None,
+                 pin_memory: PinMemory | None = None, detect_profile: bool = True) -> None:
+        self.channel = channel
+        self.pin_memory = pin_memory
+        self._pin = pin
+        self._detect_profile = detect_profile
+        self.pin_error: PinError | None = None  # once set, the PIN is never tried again
         self._pin_accepted = False
         self.info: ModemInfo | None = None
 
-    async def initialise(self: Modem) -> None:
-        """Reset the modem to a known state: echo, ``CMEE=1``, PDU mode, CNMI, stores, PIN.
+    async def prepare(self) -> None:
+        """Reset the modem to a known state: echo, ``CMEE=1``, profile, PIN, PDU mode, CNMI,
+        stores.
 
         Raises `PinError` when the SIM needs a PIN we lack, refused ours (tried once, never
-        again, even on reconnect) or wants the PUK; `AtTimeout` when the modem does not answer.
+        again, even on reconnect: `pin_error` is then set) or wants the PUK (also `pin_error`);
+        `AtTimeout` when the modem does not answer.
         """
-        from .driver import ModemState
-
-        refused = _REFUSED_PINS.get((self.port, self._pin))
-        if self._pin_error is None and refused is not None:
-            self._pin_error = refused  # another Modem on this port already had it refused
-        if self._pin_error is not None:
-            self.state = ModemState.LOCKED
-            raise self._pin_error
+        channel = self.channel
+        refused = _REFUSED_PINS.get((channel.port, self._pin))
+        if self.pin_error is None and refused is not None:
+            self.pin_error = refused  # another Modem on this port already had it refused
+        if self.pin_error is not None:
+            raise self.pin_error
         await self._synchronise()
-        await self.execute("echo_on" if self.profile.echo else "echo_off")
-        await self.execute("verbose_errors", check=False)
-        if not self._profile_fixed:
-            manufacturer = await self.query("manufacturer")
+        await channel.execute("echo_on" if channel.profile.echo else "echo_off")
+        await channel.execute("verbose_errors", check=False)
+        if self._detect_profile:
+            manufacturer = await channel.query("manufacturer")
             profile = detect_profile(manufacturer)
-            if profile is not self.profile:
-                self.log.info("profile %s (from %r)", profile.name, manufacturer)
-                self.channel.use_profile(profile)
+            if profile is not channel.profile:
+                channel.log.info("profile %s (from %r)", profile.name, manufacturer)
+                channel.use_profile(profile)
         await self._unlock_sim()
-        await self.execute("pdu_mode")
-        if self.profile.sms_service is not None:
-            await self.execute("sms_service", service=self.profile.sms_service, check=False)
-        routing = await self.execute(self.profile.new_message_routing, check=False)
+        profile = channel.profile
+        await channel.execute("pdu_mode")
+        if profile.sms_service is not None:
+            await channel.execute("sms_service", service=profile.sms_service, check=False)
+        routing = await channel.execute(profile.new_message_routing, check=False)
         if routing.error is not None:
-            self.log.warning("%s refused (%s): relying on the store sweep",
-                             self.profile.new_message_routing, routing.error)
-        await self.execute("select_stores", store=self.profile.stores[0])  # +CPMS mem1, 2 and 3
-        await self.inbound.choose_stores()
-        await self.health.start()
-        for line in self.profile.init_commands:
-            result = await self.execute(line, check=False)
-            if result.error is not None:
-                self.log.info("%s: %s (ignored)", line, result.error)
-        self.state = ModemState.READY
-        self._start_background()
+            channel.log.warning("%s refused (%s): relying on the store sweep",
+                                profile.new_message_routing, routing.error)
+        await channel.execute("select_stores", store=profile.stores[0])  # +CPMS mem1, 2 and 3
 
-    async def _synchronise(self: Modem) -> None:
+    async def run_vendor_commands(self) -> None:
+        """The profile's own initialisation lines; a refusal is logged, not fatal."""
+        for line in self.channel.profile.init_commands:
+            result = await self.channel.execute(line, check=False)
+            if result.error is not None:
+                self.channel.log.info("%s: %s (ignored)", line, result.error)
+
+    async def _synchronise(self) -> None:
         """Get the modem's attention: cancel a half-entered PDU, then ``AT`` until ``OK``.
 
         A modem left at the ``> `` prompt (a client killed after ``AT+CMGS``) answers the ESC
         with ``OK``, which the first ``AT`` would take as its own: every later answer would then
         go to the command after the one it belongs to. So the first exchange resynchronises
-        (driver `_resync_if_needed`: echo on, ``AT`` whose echo marks where its answer starts).
+        (`Channel.interrupt`: echo on, ``AT`` whose echo marks where its answer starts).
         """
-        if self.profile.boot_delay:
-            await asyncio.sleep(self.profile.boot_delay)
+        if self.channel.profile.boot_delay:
+            await asyncio.sleep(self.channel.profile.boot_delay)
         self.channel.interrupt()
         last: AtError | None = None
         # Generous and growing waits: a modem on a busy hub or still registering may take
-        # seconds; its late answer teaches the driver its pace (`Modem.patience`).
+        # seconds; its late answer teaches the channel its pace (`Channel.patience`).
         for wait in (1.0, 3.0, 10.0):
             try:
-                result = await self.execute("attention", timeout=wait, check=False)
+                result = await self.channel.execute("attention", timeout=wait, check=False)
             except AtTimeout as error:
                 last = error
                 continue
@@ -124,9 +142,8 @@ class SetupMixin:
                 return
         raise last or AtTimeout("modem does not answer AT")
 
-    async def _unlock_sim(self: Modem) -> None:
-        from .driver import ModemState
-
+    async def _unlock_sim(self) -> None:
+        channel = self.channel
         entered_now = False
         sim_key: str | None = None
         for _ in range(20):
@@ -138,7 +155,7 @@ class SetupMixin:
                 continue
             if state == "pin" and self._pin is None:
                 raise PinError("the SIM wants a PIN and none is configured")
-            if state == "pin" and not self._pin_accepted and self._pin_error is None:
+            if state == "pin" and not self._pin_accepted and self.pin_error is None:
                 assert self._pin is not None
                 memory = self.pin_memory
                 before = None
@@ -150,7 +167,7 @@ class SetupMixin:
                         f"PIN refused: fix the config (this SIM refused the configured PIN "
                         f"before: {before}; it is not entered again until the PIN changes)"))
                 try:
-                    await self.execute("enter_pin", pin=self._pin)
+                    await channel.execute("enter_pin", pin=self._pin)
                 except (CmeError, CommandError) as error:
                     left = await self._pin_attempts_left()
                     if memory is not None:
@@ -165,54 +182,46 @@ class SetupMixin:
                 self._pin_accepted = entered_now = True
                 continue
             if state == "pin":  # our PIN, accepted before: the modem was reset, enter it again
-                await self.execute("enter_pin", pin=self._pin)
+                await channel.execute("enter_pin", pin=self._pin)
                 entered_now = True
                 continue
-            self._pin_error = PinError(_LOCKED_TEXT.get(state, f"the SIM reports {state!r} to "
-                                                           "AT+CPIN?; it needs a human"))
-            self.state = ModemState.LOCKED
-            raise self._pin_error
+            self.pin_error = PinError(_LOCKED_TEXT.get(state, f"the SIM reports {state!r} to "
+                                                          "AT+CPIN?; it needs a human"))
+            raise self.pin_error
         raise PinError("the SIM did not become ready")
 
-    def _lock_out(self: Modem, error: PinError) -> None:
+    def _lock_out(self, error: PinError) -> None:
         """Never enter this PIN again on this port (in this process; `pin_memory` beyond it)."""
-        from .driver import ModemState
-
-        self._pin_error = error
-        _REFUSED_PINS[(self.port, self._pin)] = error
-        self.state = ModemState.LOCKED
+        self.pin_error = error
+        _REFUSED_PINS[(self.channel.port, self._pin)] = error
         raise error
 
-    async def _sim_key(self: Modem) -> str:
+    async def _sim_key(self) -> str:
         """``iccid:<ICCID>`` when the modem reads it before the PIN, else ``port:<device>``."""
-        iccid = await self._first_answer(self.profile.iccid_command, "iccid")
-        return f"iccid:{iccid}" if iccid else f"port:{self.port}"
+        iccid = await self._first_answer(self.channel.profile.iccid_command, "iccid")
+        return f"iccid:{iccid}" if iccid else f"port:{self.channel.port}"
 
-    async def _pin_attempts_left(self: Modem) -> int | None:
+    async def _pin_attempts_left(self) -> int | None:
         """PIN attempts the SIM has left (vendor command, then ``AT+CPINR``); None: unknown.
         Never raises: a modem silent here must not keep a refused PIN from being locked out."""
         try:
-            return await self._first_answer(self.profile.pin_retries_command, "pin_retries")
+            return await self._first_answer(self.channel.profile.pin_retries_command,
+                                            "pin_retries")
         except AtError:
             return None
 
-    async def _first_answer(self: Modem, *names: str) -> Any:
+    async def _first_answer(self, *names: str) -> Any:
         """The first useful answer of the named queries, tried in turn (None: none answered);
         a modem that does not answer at all raises `AtTimeout`."""
         for name in dict.fromkeys(names):
-            try:
-                value = await self.query(name)
-            except AtError as error:
-                if isinstance(error, AtTimeout):
-                    raise
-                continue
+            value = await self.channel.ask(name)
             if value not in (None, ""):
                 return value
         return None
 
-    async def _pin_state(self: Modem) -> str:
+    async def _pin_state(self) -> str:
         try:
-            answer = await self.query("pin_status")
+            answer = await self.channel.query("pin_status")
         except CmeError as error:
             if error.code == 14:          # SIM busy: still starting
                 return "busy"
@@ -221,21 +230,11 @@ class SetupMixin:
             raise
         return _PIN_STATES.get(answer.upper(), answer or "unknown")
 
-    async def identify(self: Modem) -> ModemInfo:
+    async def identify(self) -> ModemInfo:
         """Ask the modem who it is and how it is doing; unanswered fields stay None."""
-
-        async def ask(name: str, **arguments: Any) -> Any:
-            try:
-                return await self.query(name, **arguments)
-            except AtError as error:
-                if isinstance(error, AtTimeout):
-                    raise
-                self.log.debug("%s: %s", name, error)
-                return None
-
-        iccid = await ask(self.profile.iccid_command)
-        if not iccid and self.profile.iccid_command != "iccid":
-            iccid = await ask("iccid")
+        channel = self.channel
+        ask = channel.ask
+        iccid = await self._first_answer(channel.profile.iccid_command, "iccid")
         registration = await ask("registration") or ()
         reg_state = first_int(registration, 1 if len(registration) > 1 else 0)
         signal = await ask("signal") or ()
@@ -244,7 +243,7 @@ class SetupMixin:
         smsc = await ask("smsc") or ()
         storage = await ask("store_usage") or ()
         self.info = ModemInfo(
-            name=self.name, port=self.port, profile=self.profile.name,
+            name=channel.name, port=channel.port, profile=channel.profile.name,
             manufacturer=await ask("manufacturer") or None, model=await ask("model") or None,
             revision=await ask("revision") or None, imei=await ask("imei") or None,
             imsi=await ask("imsi") or None, iccid=iccid or None, msisdn=await ask("own_number"),

@@ -4,12 +4,15 @@ steady API load costs the modems.
     python benchmarks/bench_http.py                     # everything
     python benchmarks/bench_http.py --skip-sending      # the API alone
 
-1. `modempool serve` (uvicorn, as in production) over a fresh spool; 32 clients each POST one
-   message after another for --seconds; POST/s and p50/p99 latency.
+1. `modempool serve` (uvicorn, as in production) over a fresh spool; 32 keep-alive connections
+   each POST one message after another for --seconds; POST/s and p50/p99 latency, the server's
+   CPU per POST, and the client's (http_load.py: raw HTTP/1.1 in a process of its own, so that
+   the client takes little of the CPU the server is measured on).
 2. One POST with 100,000 recipients (streamed to the spool in one transaction).
 3. 64 simulated modems at 1 s per SMS driven by `modempool run --http` (the API in its sidecar):
    the sending rate with the API idle, then while another process POSTs at --rate per second
-   (messages scheduled for tomorrow, so the modems' work is the same in both runs).
+   (messages scheduled for tomorrow, so the modems' work is the same in both runs); --pairs
+   runs both in turn several times, as the load of a shared machine drifts.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +35,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import httpx  # noqa: E402
 
+import http_load  # noqa: E402
 from bench_pool import cpu_seconds, write_config  # noqa: E402
+
+LOAD = ROOT / "benchmarks" / "http_load.py"
 
 
 def free_port() -> int:
@@ -63,69 +68,23 @@ async def wait_up(url: str, timeout: float = 60) -> None:
             await asyncio.sleep(0.1)
 
 
-async def post_flat_out(url: str, key: str, clients: int, seconds: float) -> dict[str, float]:
-    """`clients` loops, each POSTing one message after the other, for `seconds`."""
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"},
-                                 limits=limits, timeout=30) as client:
-        end = time.monotonic() + seconds
-
-        async def one_client(index: int) -> None:
-            nonlocal errors
-            n = 0
-            while time.monotonic() < end:
-                n += 1
-                started = time.perf_counter()
-                answer = await client.post("/v1/messages", json={
-                    "to": f"138{index:04d}{n % 10000:04d}", "text": "验证码 123456",
-                    "at": "2099-01-01T00:00:00+08:00"})
-                latencies.append(time.perf_counter() - started)
-                errors += answer.status_code != 202
-
-        started = time.monotonic()
-        await asyncio.gather(*(one_client(i) for i in range(clients)))
-        elapsed = time.monotonic() - started
-    latencies.sort()
-    return {"posts": len(latencies), "rate": len(latencies) / elapsed, "errors": errors,
-            "p50_ms": 1000 * statistics.median(latencies),
-            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
+async def post_flat_out(url: str, key: str, clients: int, seconds: float,
+                        processes: int) -> dict[str, float]:
+    """`clients` connections spread over `processes` load processes (http_load.py), each
+    POSTing one message after the other for `seconds`."""
+    share = [clients // processes + (i < clients % processes) for i in range(processes)]
+    firsts = [sum(share[:i]) for i in range(processes)]
+    loads = [await asyncio.create_subprocess_exec(
+        sys.executable, str(LOAD), "flat", url, key, str(n), str(seconds), str(first),
+        stdout=asyncio.subprocess.PIPE) for n, first in zip(share, firsts) if n]
+    results = []
+    for load in loads:
+        out, _ = await load.communicate()
+        results.append(json.loads(out))
+    return http_load.summary(results)
 
 
-async def post_at_rate(url: str, key: str, rate: float, seconds: float,
-                       stop: asyncio.Event) -> dict[str, float]:
-    """POST at a steady `rate` per second (at most 64 in flight) for `seconds` or until `stop`."""
-    sent = errors = 0
-    in_flight = asyncio.Semaphore(64)
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"},
-                                 timeout=30) as client:
-        async def one(n: int) -> None:
-            nonlocal sent, errors
-            async with in_flight:
-                answer = await client.post("/v1/messages", json={
-                    "to": f"139{n % 100_000_000:08d}", "text": "load", "at": "2099-01-01T00:00:00Z"})
-                sent += 1
-                errors += answer.status_code != 202
-
-        started = time.monotonic()
-        tasks, n = set(), 0
-        while (now := time.monotonic()) - started < seconds and not stop.is_set():
-            due = int((now - started) * rate)
-            while n < due:
-                n += 1
-                if in_flight.locked():
-                    continue  # the server is behind: this tick is skipped, not queued
-                task = asyncio.create_task(one(n))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            await asyncio.sleep(0.002)
-        await asyncio.gather(*tasks)
-        elapsed = time.monotonic() - started
-    return {"posts": sent, "rate": sent / elapsed, "errors": errors}
-
-
-async def bench_api(seconds: float, clients: int) -> None:
+async def bench_api(seconds: float, clients: int, processes: int, repeat: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         config = write_config(Path(tmp), [])
         key = make_account(config)
@@ -136,16 +95,20 @@ async def bench_api(seconds: float, clients: int) -> None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             await wait_up(url)
-            await post_flat_out(url, key, clients, 1.0)  # warm-up
-            cpu = cpu_seconds(server.pid)
-            figures = await post_flat_out(url, key, clients, seconds)
-            cpu = cpu_seconds(server.pid) - cpu
-            print(f"single-message POSTs, {clients} clients, {seconds:.0f} s: "
-                  f"{figures['rate']:.0f} POST/s, p50 {figures['p50_ms']:.1f} ms, "
-                  f"p99 {figures['p99_ms']:.1f} ms ({figures['posts']} POSTs, "
-                  f"{figures['errors']} not 202)")
-            print(f"  server CPU per POST: {1000 * cpu / figures['posts']:.2f} ms "
-                  f"(= {figures['posts'] / cpu:.0f} POST/s on one core of its own)")
+            await post_flat_out(url, key, clients, 1.0, processes)  # warm-up
+            for _ in range(repeat):
+                load_average = os.getloadavg()[0]
+                cpu = cpu_seconds(server.pid)
+                figures = await post_flat_out(url, key, clients, seconds, processes)
+                cpu = cpu_seconds(server.pid) - cpu
+                print(f"single-message POSTs, {clients} clients, {seconds:.0f} s: "
+                      f"{figures['rate']:.0f} POST/s, p50 {figures['p50_ms']:.1f} ms, "
+                      f"p99 {figures['p99_ms']:.1f} ms ({figures['posts']} POSTs, "
+                      f"{figures['errors']} not 202; load average {load_average:.2f} before)")
+                print(f"  server CPU per POST: {1000 * cpu / figures['posts']:.2f} ms "
+                      f"(= {figures['posts'] / cpu:.0f} POST/s on one core of its own); "
+                      f"client CPU per POST: {1000 * figures['cpu'] / figures['posts']:.3f} ms "
+                      f"({processes} load process{'es' if processes > 1 else ''})")
             numbers = [f"13{i:09d}" for i in range(100_000)]
             async with httpx.AsyncClient(base_url=url, timeout=300,
                                          headers={"Authorization": f"Bearer {key}"}) as client:
@@ -194,12 +157,16 @@ async def sending_rate(modems: int, latency: float, rounds: int, load_rate: floa
                 total = modems * rounds
                 if load_rate:
                     load = await asyncio.create_subprocess_exec(
-                        sys.executable, __file__, "--load-only", url, key, str(load_rate),
-                        str(rounds * latency + 30), stdout=asyncio.subprocess.PIPE)
+                        sys.executable, str(LOAD), "rate", url, key, str(load_rate),
+                        str(rounds * latency + 60), stdout=asyncio.subprocess.PIPE)
                     await asyncio.sleep(3)  # the load is steady before the sending starts
+                load_average = os.getloadavg()[0]
+                sidecar = _children(daemon.pid)
+                cpu = [cpu_seconds(pid) for pid in (daemon.pid, *sidecar)]
                 spool = Spool(directory / "spool.db")
                 spool.enqueue_many({"to": "+8613800138000", "text": f"bench {i}"} for i in range(total))
                 await bank.wait_for_messages(total, timeout=120 + total * latency)
+                cpu = [cpu_seconds(pid) - before for pid, before in zip((daemon.pid, *sidecar), cpu)]
                 load_figures = None
                 if load is not None:
                     load.send_signal(signal.SIGINT)
@@ -213,18 +180,16 @@ async def sending_rate(modems: int, latency: float, rounds: int, load_rate: floa
     parts = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "part"]
     done = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "message"]
     elapsed = (max(done) - min(parts)).total_seconds() + latency
-    return {"rate": total / elapsed, "messages": total, "elapsed": elapsed, "load": load_figures}
+    return {"rate": total / elapsed, "messages": total, "elapsed": elapsed, "load": load_figures,
+            "daemon_cpu": cpu[0], "sidecar_cpu": sum(cpu[1:]), "load_average": load_average}
 
 
-def load_only(url: str, key: str, rate: float, seconds: float) -> None:
-    """The load generator's process: POST at `rate` until `seconds` pass or SIGINT comes."""
-    async def main() -> dict:
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
-        return await post_at_rate(url, key, rate, seconds, stop)
-
-    figures = asyncio.run(main())
-    print(json.dumps(figures), flush=True)
+def _children(pid: int) -> list[int]:
+    """The child processes of `pid` (the daemon's sidecar)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def main() -> None:
@@ -235,30 +200,37 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=20, help="messages per modem")
     parser.add_argument("--rate", type=float, default=500.0, help="POST/s during the loaded run")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="load processes sharing the clients (they share the CPU too)")
+    parser.add_argument("--repeat", type=int, default=1, help="POST/s measurements in a row")
+    parser.add_argument("--pairs", type=int, default=1, help="idle/loaded sending runs in turn")
     parser.add_argument("--skip-api", action="store_true")
     parser.add_argument("--skip-sending", action="store_true")
-    parser.add_argument("--load-only", nargs=4, metavar=("URL", "KEY", "RATE", "SECONDS"),
-                        help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.load_only:
-        url, key, rate, seconds = args.load_only
-        load_only(url, key, float(rate), float(seconds))
-        return
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start "
           "(shared: other work may run meanwhile)")
     if not args.skip_api:
-        asyncio.run(bench_api(args.seconds, args.clients))
+        asyncio.run(bench_api(args.seconds, args.clients, args.processes, args.repeat))
     if not args.skip_sending:
-        idle = asyncio.run(sending_rate(args.modems, args.latency, args.rounds, 0))
-        print(f"sending, {args.modems} modems at {args.latency} s/SMS, API idle: "
-              f"{idle['rate']:.2f} SMS/s ({idle['messages']} in {idle['elapsed']:.1f} s; "
-              f"ideal {args.modems / args.latency:.0f})")
-        loaded = asyncio.run(sending_rate(args.modems, args.latency, args.rounds, args.rate))
-        load = loaded["load"] or {}
-        print(f"sending, same, API under {args.rate:.0f} POST/s (achieved {load.get('rate', 0):.0f}/s, "
-              f"{load.get('errors', 0)} not 202): {loaded['rate']:.2f} SMS/s "
-              f"({loaded['messages']} in {loaded['elapsed']:.1f} s); "
-              f"change {100 * (loaded['rate'] - idle['rate']) / idle['rate']:+.1f} %")
+        changes = []
+        for _ in range(args.pairs):   # idle and loaded in turn: the machine's load drifts
+            idle = asyncio.run(sending_rate(args.modems, args.latency, args.rounds, 0))
+            print(f"sending, {args.modems} modems at {args.latency} s/SMS, API idle: "
+                  f"{idle['rate']:.2f} SMS/s ({idle['messages']} in {idle['elapsed']:.1f} s; "
+                  f"ideal {args.modems / args.latency:.0f}; daemon CPU {idle['daemon_cpu']:.1f} s, "
+                  f"sidecar {idle['sidecar_cpu']:.1f} s; load average {idle['load_average']:.2f})")
+            loaded = asyncio.run(sending_rate(args.modems, args.latency, args.rounds, args.rate))
+            load = loaded["load"] or {}
+            changes.append(100 * (loaded['rate'] - idle['rate']) / idle['rate'])
+            print(f"sending, same, API under {args.rate:.0f} POST/s (achieved {load.get('rate', 0):.0f}/s, "
+                  f"{load.get('errors', 0)} not 202): {loaded['rate']:.2f} SMS/s "
+                  f"({loaded['messages']} in {loaded['elapsed']:.1f} s; daemon CPU "
+                  f"{loaded['daemon_cpu']:.1f} s, sidecar {loaded['sidecar_cpu']:.1f} s, "
+                  f"load generator {load.get('cpu', 0):.1f} s; load average "
+                  f"{loaded['load_average']:.2f}); change {changes[-1]:+.1f} %")
+        if len(changes) > 1:
+            print(f"sending change under load, {len(changes)} pairs: "
+                  f"{', '.join(f'{c:+.1f} %' for c in changes)}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@ sees its own messages, sends nothing), an optional list of SIMs it may send thro
 optional per-minute / per-day quotas. Its key is shown once when made or rotated and stored
 only as a SHA-256 digest: keys are 32 random bytes, so a fast digest is as good as a slow one
 and lets every request be checked in microseconds. Keys are compared with
-`hmac.compare_digest` (constant time).
+`hmac.compare_digest` (constant time). A server may have a key that passed remembered for a
+few seconds (`Accounts(spool, remember_for=5)`; by its digest, never the key itself), so that a
+busy API does not read the accounts table on every request: `rotate` and `remove` forget at once
+in the process that runs them, and a server notices another process's rotation within those
+seconds.
 
 These rules live here, in the library, so the HTTP API, the Kannel interface and any later
 front end apply the same ones: `check_quota` runs inside the enqueue transaction,
@@ -15,11 +19,13 @@ so two concurrent requests cannot both slip under a quota.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -130,13 +136,48 @@ def _new_key() -> tuple[str, str]:
     return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
 
 
-class Accounts:
-    """The `accounts` table of a spool file: `Accounts(spool)`."""
+class _VerifiedKeys:
+    """Keys that passed recently: digest -> (account, spool, until). Process-wide, so that
+    whichever `Accounts` object rotates or removes a key, every one forgets it. Bounded."""
 
-    def __init__(self, spool: Any) -> None:
+    LIMIT = 4096
+
+    def __init__(self) -> None:
+        import threading
+
+        self._entries: dict[str, tuple[Account, str, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, where: str, now: float) -> Account | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry[1] != where or entry[2] <= now:
+            return None
+        return entry[0]
+
+    def put(self, digest: str, account: Account, where: str, until: float) -> None:
+        with self._lock:
+            if len(self._entries) >= self.LIMIT:  # the oldest go first (insertion order)
+                for stale in list(self._entries)[:self.LIMIT // 4]:
+                    del self._entries[stale]
+            self._entries[digest] = (account, where, until)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_verified = _VerifiedKeys()
+
+
+class Accounts:
+    """The `accounts` table of a spool file: `Accounts(spool)`; `remember_for` seconds: how
+    long a key that passed is taken without reading the table again (0: never)."""
+
+    def __init__(self, spool: Any, *, remember_for: float = 0.0) -> None:
         from modempool.webhooks.store import install
 
         self.spool = spool
+        self.remember_for = remember_for
         install(spool)  # accounts, message owners, opt-outs, webhooks and their triggers
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -180,6 +221,7 @@ class Accounts:
         with self.spool.transaction() as conn:
             if conn.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFound(f"no account named {name!r}")
+        _verified.forget()
 
     def rotate(self, name: str) -> str:
         """A new key for the account; the old one stops working at once."""
@@ -188,12 +230,16 @@ class Accounts:
             changed = conn.execute(
                 "UPDATE accounts SET key_id = ?, key_hash = ?, rotated_at = ? WHERE name = ?",
                 (key_id, _digest(key), to_text(utcnow()), name)).rowcount
+        _verified.forget()
         if not changed:
             raise NotFound(f"no account named {name!r}")
         return key
 
     def authenticate(self, key: str) -> Account | None:
         """The account whose key this is, or None (same work whether the id exists or not)."""
+        known = self.remembered(key)
+        if known is not None:
+            return known
         match = re.fullmatch(rf"{KEY_PREFIX}([0-9a-f]{{12}})_[A-Za-z0-9_-]+", key or "")
         rows = self._rows("SELECT * FROM accounts WHERE key_id = ?", (match.group(1),)) \
             if match else []
@@ -201,13 +247,29 @@ class Accounts:
 
     def authenticate_name(self, name: str, key: str) -> Account | None:
         """The account `name` if `key` is its key (Kannel's username/password), else None."""
+        known = self.remembered(key, name)
+        if known is not None:
+            return known
         return self._check(self._rows("SELECT * FROM accounts WHERE name = ?", (name,)), key)
 
-    @staticmethod
-    def _check(rows: list[Any], key: str) -> Account | None:
+    def remembered(self, key: str | None, name: str | None = None) -> Account | None:
+        """The account of a key that passed in the last `remember_for` seconds (and is
+        `name`'s, if given), from memory: no database read. None: ask `authenticate`."""
+        if not key or not self.remember_for:
+            return None
+        account = _verified.get(_digest(key), self.spool.engine.where, time.monotonic())
+        return account if account is not None and name in (None, account.name) else None
+
+    def _check(self, rows: list[Any], key: str) -> Account | None:
         stored = rows[0]["key_hash"] if rows else "0" * 64
-        good = hmac.compare_digest(_digest(key or ""), stored)
-        return Account.from_row(rows[0]) if rows and good else None
+        digest = _digest(key or "")
+        if not (rows and hmac.compare_digest(digest, stored)):
+            return None
+        account = Account.from_row(rows[0])
+        if self.remember_for:
+            _verified.put(digest, account, self.spool.engine.where,
+                          time.monotonic() + self.remember_for)
+        return account
 
 
 # ---- the rules an account's operations obey (called inside the front door's transactions) ----
@@ -267,37 +329,47 @@ def namespaced_client_id(account: Account, client_id: str | None) -> str | None:
 
 class FailureThrottle:
     """Failed key checks per client address: after `limit` failures within `window` seconds
-    the address is refused (without checking keys) until the oldest failure ages out."""
+    the address is refused (without checking keys) until the oldest of those ages out.
 
-    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
-        import collections
+    It lives in the memory of one server process (restarting it forgets; two processes count
+    apart). It stays bounded: an address keeps only its last `limit` failures, an address
+    quiet for `window` is dropped, and past `max_addresses` the least recently failing
+    addresses are forgotten first (a flood of addresses cannot grow it without end)."""
+
+    def __init__(self, limit: int = 10, window: float = 60.0, max_addresses: int = 100_000) -> None:
         import threading
 
-        self.limit, self.window = limit, window
-        self._failures: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        self.limit, self.window, self.max_addresses = limit, window, max_addresses
+        # address -> its last failures, oldest first; the dict is kept in order of the
+        # latest failure (an address that fails again moves to the end)
+        self._failures: dict[str, collections.deque[float]] = {}
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._failures)
 
     def retry_after(self, client: str, now: float | None = None) -> float:
         """Seconds until `client` may try again; 0 if it may now."""
-        import time
-
         moment = time.monotonic() if now is None else now
         with self._lock:
             failures = self._failures.get(client)
-            if not failures:
+            if not failures or len(failures) < self.limit:
                 return 0.0
-            while failures and failures[0] <= moment - self.window:
-                failures.popleft()
-            if not failures:
-                del self._failures[client]
-                return 0.0
-            return max(0.0, failures[0] + self.window - moment) if len(failures) >= self.limit else 0.0
+            return max(0.0, failures[0] + self.window - moment)
 
     def failed(self, client: str, now: float | None = None) -> None:
-        import time
-
+        moment = time.monotonic() if now is None else now
         with self._lock:
-            self._failures[client].append(time.monotonic() if now is None else now)
-            if len(self._failures) > 100_000:  # a flood of addresses: forget the quiet ones
-                for key in [k for k, v in self._failures.items() if len(v) < self.limit][:50_000]:
-                    del self._failures[key]
+            failures = self._failures.pop(client, None) or collections.deque(maxlen=self.limit)
+            failures.append(moment)
+            self._failures[client] = failures   # to the end: the most recent
+            self._forget_old(moment)
+
+    def _forget_old(self, now: float) -> None:
+        """Drop addresses whose last failure is older than the window (they are at the
+        front), then the least recent ones while there are too many."""
+        for client in list(self._failures):
+            last = self._failures[client][-1]
+            if last > now - self.window and len(self._failures) <= self.max_addresses:
+                break
+            del self._failures[client]

@@ -44,11 +44,10 @@ def _csv(value: str | None) -> list[str]:
 @click.option("--no-webhooks", is_flag=True, help="Do not deliver webhooks from this process.")
 def serve_command(config_path, listen, public, no_webhooks) -> None:
     """Serve the HTTP API over the spool, without modems (`modempool run` sends)."""
-    import asyncio
     import dataclasses
     import logging
 
-    from modempool.web.server import default_listen, exposure_warning, serve_api
+    from modempool.web.server import default_listen, exposure_warning, run_event_loop, serve_api
 
     config = _config(config_path)
     if public:
@@ -59,7 +58,7 @@ def serve_command(config_path, listen, public, no_webhooks) -> None:
         click.echo(warning, err=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     click.echo(f"modempool API on http://{address} (docs at /docs); Ctrl-C stops it", err=True)
-    _library(asyncio.run, serve_api(config, address, webhooks=not no_webhooks))
+    _library(run_event_loop, serve_api(config, address, webhooks=not no_webhooks))
 
 
 # ---- accounts ----------------------------------------------------------------------------

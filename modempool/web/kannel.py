@@ -14,11 +14,11 @@ recipient. Answers are Kannel's: `0: Accepted for delivery` with 202, plain text
 from __future__ import annotations
 
 import codecs
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse
 
 from modempool.errors import PoolError
@@ -80,7 +80,7 @@ async def sendsms(request: Request,
     name, key = params.get("username", ""), params.get("password", "")
     if not name or not key:
         return _answer(403, "Authorization failed for sendsms")
-    account = check_name_key(request, name, key)
+    account = await check_name_key(request, name, key)
     if account is None:
         return _answer(403, "Authorization failed for sendsms")
     numbers = params.get("to", "").split()  # a '+' in a query is a space: %2B is a plus
@@ -102,9 +102,10 @@ async def sendsms(request: Request,
         except PoolError as error:
             return _answer(400, f"Rejected: {error}")
         dlr = (params["dlr-url"], mask)
-    pool = request.app.state.api.pool.for_account(account)
+    api = request.app.state.api
+    pool = api.pool.for_account(account)
     try:
-        await run_in_threadpool(pool.send, numbers, message_text, dlr=dlr)
+        await api.send(partial(pool.send, numbers, message_text, dlr=dlr), len(numbers))
     except PoolError as exc:
         status = next(s for kind, s, _ in _MAPPING if isinstance(exc, kind))
         return _answer(status, f"Rejected: {exc}")

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
 from modempool.errors import PoolError
-from modempool.web.server import load_for_sidecar, serve_api
+from modempool.web.server import load_for_sidecar, run_event_loop, serve_api
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = load_for_sidecar(args.config, args.spool)
-        asyncio.run(serve_api(config, args.listen, parent_pid=args.parent))
+        run_event_loop(serve_api(config, args.listen, parent_pid=args.parent))
     except PoolError as exc:
         print(f"modempool sidecar: {exc}", file=sys.stderr)
         return 2

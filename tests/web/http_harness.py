@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
+import time
 from typing import Any
 
+import httpx
 import pytest
 
 #: `@both_engines` on a test runs it on an SQLite spool and on a PostgreSQL one (the fixtures
 #: `config_path` and `api` follow `spool_engine`); the other tests run on SQLite only.
 both_engines = pytest.mark.parametrize("spool_engine", ["sqlite", "postgresql"])
+
+
+def wait_http(url: str, process: subprocess.Popen, ok=lambda r: r.status_code == 200,
+              timeout: float = 60, headers: dict | None = None) -> httpx.Response:
+    """Poll `url` until `ok` holds for its answer (the process must stay alive meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            answer = httpx.get(url, headers=headers)
+            if ok(answer):
+                return answer
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.stderr.read() if process.stderr else "exited"
+        assert time.monotonic() < deadline, f"{url} never answered as expected"
+        time.sleep(0.1)
 
 
 def free_port() -> int:

@@ -8,30 +8,14 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
-from http_harness import both_engines, free_port
+from http_harness import both_engines, free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _wait_http(url: str, process: subprocess.Popen, ok=lambda r: r.status_code == 200,
-               timeout: float = 60, headers: dict | None = None) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            answer = httpx.get(url, headers=headers)
-            if ok(answer):
-                return answer
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, process.stderr.read() if process.stderr else "exited"
-        assert time.monotonic() < deadline, f"{url} never answered as expected"
-        time.sleep(0.1)
 
 
 class Callbacks:
@@ -73,7 +57,7 @@ def test_run_with_http_sends_what_the_api_queued(tmp_path, spool_section):
                               stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(base + "/readyz", daemon)
+        wait_http(base + "/readyz", daemon)
         headers = {"Authorization": f"Bearer {key}"}
         [queued] = httpx.post(base + "/v1/messages", headers=headers,
                               json={"to": "13800138000", "text": "您好"}).json()["messages"]
@@ -81,9 +65,9 @@ def test_run_with_http_sends_what_the_api_queued(tmp_path, spool_section):
             "username": "oa", "password": key, "to": "13800138001", "text": "Nagios: host down",
             "dlr-mask": "8", "dlr-url": f"http://127.0.0.1:{callbacks.port}/dlr?status=%d&to=%p"})
         assert kannel.status_code == 202
-        sent = _wait_http(f"{base}/v1/messages/{queued['id']}", daemon,
-                          ok=lambda r: r.json().get("state") in ("sent", "delivered"),
-                          headers=headers)
+        sent = wait_http(f"{base}/v1/messages/{queued['id']}", daemon,
+                         ok=lambda r: r.json().get("state") in ("sent", "delivered"),
+                         headers=headers)
         assert sent.json()["sim"] in ("m1", "m2") and sent.json()["parts"][0]["sent_at"]
         with callbacks.arrived:
             assert callbacks.arrived.wait_for(lambda: callbacks.paths, 30), "no dlr-url callback"

@@ -1,0 +1,73 @@
+"""Group commit (modempool/group_commit.py): sends that arrive together share one transaction,
+each under its own savepoint; a caller is answered only once its rows are committed."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from modempool import Pool
+from modempool.errors import InvalidNumber
+from modempool.group_commit import GroupCommit
+
+
+@pytest.fixture
+def pool(config: Path):
+    with Pool.open(config) as pool:
+        yield pool
+
+
+def _committed(pool: Pool, message_id: int) -> bool:
+    """Whether another connection (another process would do the same) sees the message."""
+    with sqlite3.connect(pool.spool.path) as other:
+        return other.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone() is not None
+
+
+async def test_sends_that_arrive_together_share_a_commit_and_a_refusal_stays_alone(pool):
+    sends = GroupCommit(pool.spool)
+
+    async def send(number: str) -> list[int]:
+        ids = await sends.run(partial(pool.queue, number, "验证码 123456"))
+        assert all(_committed(pool, i) for i in ids)   # answered only after the commit
+        return ids
+
+    numbers = [f"1380013{i:04d}" for i in range(20)]
+    outcomes = await asyncio.gather(*(send(n) for n in numbers[:10]), send("12345"),
+                                    *(send(n) for n in numbers[10:]), return_exceptions=True)
+    refused = outcomes.pop(10)
+    assert isinstance(refused, InvalidNumber) and "12345" in str(refused)
+    assert all(isinstance(ids, list) and len(ids) == 1 for ids in outcomes), outcomes
+    assert [m.to for m in pool.messages()] == [f"+86{n}" for n in numbers]
+    assert sends.operations == 21 and sends.batches < 21   # shared transactions
+    sends.close()
+
+
+async def test_the_same_idempotency_key_twice_in_one_batch_queues_once(pool):
+    sends = GroupCommit(pool.spool)
+    first, again = await asyncio.gather(
+        *(sends.run(partial(pool.queue, "13800138000", "您好", client_id="order-42"))
+          for _ in range(2)))
+    assert first == again and len(pool.messages()) == 1 and sends.batches == 1
+    sends.close()
+
+
+async def test_a_failed_commit_fails_every_caller_of_the_batch_and_stores_nothing(pool):
+    sends = GroupCommit(pool.spool)
+    pool.spool.db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    pool.spool.db.execute("CREATE TABLE checked (n INTEGER REFERENCES parent (id) "
+                          "DEFERRABLE INITIALLY DEFERRED)")
+    pool.spool.engine.conn.execute("PRAGMA foreign_keys = ON")
+
+    def violates_at_commit() -> None:   # a deferred foreign key: refused only by COMMIT
+        pool.spool.engine.conn.execute("INSERT INTO checked (n) VALUES (1)")
+
+    outcomes = await asyncio.gather(sends.run(partial(pool.queue, "13800138000", "您好")),
+                                    sends.run(violates_at_commit), return_exceptions=True)
+    assert all(isinstance(o, sqlite3.DatabaseError) for o in outcomes), outcomes
+    assert pool.messages() == [] and not pool.spool.engine.conn.in_transaction
+    assert await sends.run(partial(pool.queue, "13800138001", "您好")) == [1]   # it goes on
+    sends.close()

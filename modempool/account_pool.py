@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from modempool.accounts import (Account, Forbidden, check_quota, namespaced_client_id, record_owner,
                                 sims_for_send)
 from modempool.errors import NotFound, PoolError
+from modempool.spool.inbound import InboundMessage
 from modempool.spool.model import Message, MessageState, to_text, utcnow
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from modempool.operator.templates import CampaignTemplates
     from modempool.operator.contacts import Contact
     from modempool.operator.optout import OptOutList
+    from modempool.pool import Received
 
 @dataclass(frozen=True, slots=True)
 class Queued:
@@ -165,11 +167,10 @@ class AccountPool:
     # ---- inbound and SIMs -----------------------------------------------------------------
 
     def inbound(self, *, since: datetime | None = None, after: int | None = None,
-                limit: int = 100) -> tuple[list[dict[str, Any]], int | None]:
-        """Received SMS after the cursor, with the sender's contact name; an account bound
-        to some SIMs sees what arrived on them."""
-        from modempool.operator.contacts import AddressBook
-
+                limit: int = 100) -> tuple[list[Received], int | None]:
+        """Received SMS after the cursor, with the sender's contact name, and the cursor of
+        the next page (None: no more); an account bound to some SIMs sees what arrived on
+        them."""
         where, params = ["1 = 1"], []
         if since is not None:
             where.append("received_at >= ?")
@@ -183,18 +184,8 @@ class AccountPool:
             params += values
         rows = self.spool.rows(f"SELECT * FROM inbound WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
                                [*params, limit + 1])
-        book, names = AddressBook(self.spool.db, self.config.region), {}
-        out = []
-        for row in rows[:limit]:
-            if row["sender"] not in names:
-                contact = book.find(row["sender"])
-                names[row["sender"]] = (contact.name if contact else None,
-                                        list(contact.groups) if contact else [])
-            out.append({"id": row["id"], "from": row["sender"], "name": names[row["sender"]][0],
-                        "groups": names[row["sender"]][1], "sim": row["sim"], "text": row["text"],
-                        "received_at": row["received_at"], "parts": row["parts"],
-                        "complete": bool(row["complete"])})
-        return out, (out[-1]["id"] if len(rows) > limit else None)
+        received = self.pool.with_contacts(InboundMessage.from_row(row) for row in rows[:limit])
+        return received, (received[-1].message.id if len(rows) > limit else None)
 
     def ussd(self, sim: str, code: str, *, timeout: float = 60.0) -> Any:
         """Run a USSD code on one of the account's SIMs through the daemon (`Pool.ussd`);

@@ -29,8 +29,9 @@ from modempool.errors import (Blacklisted, InvalidNumber, OptedOut, PoolError, R
                               RefusedMany)
 from modempool.numbers import normalise
 from modempool.operator.campaign_report import Progress
-from modempool.spool import FINAL_STATES, SUCCESS_STATES, Message, MessageState, Spool
-from modempool.when import iso_text, parse_when
+from modempool.spool import (FINAL_STATES, SUCCESS_STATES, InboundMessage, Message,
+                             MessageState, Spool)
+from modempool.when import parse_when
 
 if TYPE_CHECKING:
     from modempool.operator.autoreply import AutoReplies, Rule
@@ -70,24 +71,15 @@ class WaitResult:
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """One received SMS, with the address book's name and groups of its sender."""
+    """One received SMS as the spool keeps it (`message`), with the address book's name and
+    groups of its sender ('' and () for a number not in it)."""
 
-    id: int
-    sender: str
-    sim: str | None
-    text: str
-    received_at: datetime
-    parts: int = 1
-    complete: bool = True
-    read: bool = False
+    message: InboundMessage
     name: str = ""
     groups: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "sender": self.sender, "sim": self.sim, "text": self.text,
-                "received_at": iso_text(self.received_at), "parts": self.parts,
-                "complete": self.complete, "read": self.read, "name": self.name,
-                "groups": list(self.groups)}
+        return {**self.message.to_dict(), "name": self.name, "groups": list(self.groups)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,23 +356,21 @@ class Pool:
               limit: int | None = None, unread: bool = False) -> list[Received]:
         """Received messages oldest first (the last `limit`), each with its sender's contact
         name and groups. `since` also takes '-2h' and 'HH:MM' (the last such time)."""
-        from modempool.operator.contacts import AddressBook
-
         moment = parse_when(since, self.config.tz, past=True)
-        rows = self.spool.inbound(since=moment, sender=sender, limit=limit, unread=unread)
-        book, known = AddressBook(self.spool.db, self.config.region), {}
+        return self.with_contacts(self.spool.inbound.messages(
+            since=moment, sender=sender, limit=limit, unread=unread))
+
+    def with_contacts(self, messages: Iterable[InboundMessage]) -> list[Received]:
+        """Each received message with its sender's contact name and groups (the address book
+        is asked once per number)."""
+        book, known = self.contacts, {}
         out = []
-        for row in rows:
-            number = row.get("sender") or ""
-            if number not in known:
-                known[number] = book.find(number) if number else None
-            contact = known[number]
-            out.append(Received(
-                id=row["id"], sender=number, sim=row["sim"], text=row["text"],
-                received_at=datetime.fromisoformat(row["received_at"]), parts=row["parts"],
-                complete=row["complete"], read=row["read"],
-                name=contact.name if contact else "",
-                groups=tuple(contact.groups) if contact else ()))
+        for message in messages:
+            if message.sender not in known:
+                known[message.sender] = book.find(message.sender) if message.sender else None
+            contact = known[message.sender]
+            out.append(Received(message, contact.name if contact else "",
+                                tuple(contact.groups) if contact else ()))
         return out
 
     def status(self) -> Status:

@@ -77,11 +77,3 @@ def local_text(moment: datetime | str | None, tz: tzinfo | None = None) -> str:
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def iso_text(moment: datetime | None) -> str | None:
-    """A time for machines: ISO 8601 UTC with milliseconds and its offset (`...T08:30:00.000Z`),
-    the form the spool stores, so that JSON sorts and compares as text."""
-    from modempool.spool.model import to_text
-
-    return to_text(moment)

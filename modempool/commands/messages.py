@@ -189,8 +189,9 @@ def inbox_command(config_path, since, sender, limit, as_json) -> None:
         return
     out.rows(f"{len(received)} received message(s)",
              ["id", "received", "from", "name", "groups", "sim", "text"],
-             [(r.id, r.received_at, r.sender, r.name, ", ".join(r.groups), r.sim,
-               r.text + ("" if r.complete else "  [incomplete]")) for r in received])
+             [(m.id, m.received_at, m.sender, r.name, ", ".join(r.groups), m.sim,
+               m.text + ("" if m.complete else "  [incomplete]"))
+              for r in received for m in [r.message]])
 
 
 @click.command("status")

@@ -214,6 +214,17 @@ class Inbound:
         *,
         unread: bool = False,
     ) -> list[dict[str, Any]]:
+        """`messages(...)` as dicts, times in the spool's UTC text."""
+        return [m.to_dict() for m in self.messages(since, sender, limit, unread=unread)]
+
+    def messages(
+        self,
+        since: datetime | None = None,
+        sender: str | None = None,
+        limit: int | None = None,
+        *,
+        unread: bool = False,
+    ) -> list[InboundMessage]:
         """Received messages, oldest first (the last `limit` of them)."""
         where, params = [], []
         if since is not None:
@@ -230,7 +241,7 @@ class Inbound:
             sql += " LIMIT ?"
             params.append(int(limit))
         rows = self.engine.rows(sql, params)
-        return [InboundMessage.from_row(r).to_dict() for r in reversed(rows)]
+        return [InboundMessage.from_row(r) for r in reversed(rows)]
 
     def mark_read(self, ids: list[int]) -> None:
         with self.engine.tx() as conn:

@@ -38,8 +38,10 @@ def inbound(pool: AccountPool = Depends(account_pool),
             since: Annotated[datetime | None, Query(description="ISO 8601 time")] = None,
             cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
             limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
-    rows, next_id = pool.inbound(since=since, after=int(cursor) if cursor else None, limit=limit)
-    return {"messages": rows, "next_cursor": str(next_id) if next_id is not None else None}
+    received, next_id = pool.inbound(since=since, after=int(cursor) if cursor else None, limit=limit)
+    return {"messages": [{**r.to_dict(), "from": r.message.sender, "name": r.name or None}
+                         for r in received],
+            "next_cursor": str(next_id) if next_id is not None else None}
 
 
 @router.get("/v1/sims", tags=["sims"],

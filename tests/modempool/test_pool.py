@@ -101,10 +101,11 @@ def test_inbox_names_senders_and_status_lists_configured_sims(pool):
     pool.spool.store_inbound("+8613800138000", "收到", sim="m1")
     pool.spool.store_inbound("+8613600136000", "你是谁", sim="m1")
     received = pool.inbox()
-    assert [(r.sender, r.name, r.groups) for r in received] == [
+    assert [(r.message.sender, r.name, r.groups) for r in received] == [
         ("+8613800138000", "张三", ("家长",)), ("+8613600136000", "", ())]
-    assert pool.inbox(since="-1h", sender="13600136000")[0].text == "你是谁"
+    assert pool.inbox(since="-1h", sender="13600136000")[0].message.text == "你是谁"
     assert received[0].to_dict()["groups"] == ["家长"]
+    assert received[0].to_dict()["sender"] == "+8613800138000"   # the spool's fields, flat
     status = pool.status()
     assert [s.name for s in status.sims] == ["m1"] and status.sims[0].state == "unknown"
     assert status.to_dict()["queue_depth"] == 0 and status.spool.endswith("pool.db")

@@ -3,6 +3,8 @@ search, with 1,000,000 messages (and 100,000 received ones) in the spool.
 
     python benchmarks/bench_console.py                 # 1,000,000 messages
     python benchmarks/bench_console.py --rows 100000   # a quicker look
+    python benchmarks/bench_console.py --postgresql    # the same on a PostgreSQL spool
+    python benchmarks/bench_console.py --url postgresql://bench@db/bench   # an existing one
 
 The spool is filled by SQL in a temporary directory (sent and delivered messages spread over
 the last 30 days, each with its part; the last hour busy; a few thousand queued, failed and
@@ -142,7 +144,28 @@ def main() -> int:
     parser.add_argument("--keep", metavar="DIR", default=None,
                         help="Build the spool in DIR and keep it; run again with the same DIR "
                              "to measure without filling again.")
+    parser.add_argument("--postgresql", action="store_true",
+                        help="The spool on PostgreSQL: a throwaway cluster (initdb/pg_ctl in a "
+                             "temporary directory, fsync off, LC_CTYPE C.UTF-8).")
+    parser.add_argument("--url", default=None,
+                        help="The spool in this PostgreSQL database (empty, or filled by an "
+                             "earlier run, which is then measured without filling again).")
     args = parser.parse_args()
+    cluster = None
+    if args.postgresql and not args.url:
+        from tests.pg_cluster import PgCluster
+
+        cluster = PgCluster()
+        cluster.start()
+        args.url = cluster.url()
+    try:
+        return measure(args)
+    finally:
+        if cluster is not None:
+            cluster.remove()
+
+
+def measure(args: argparse.Namespace) -> int:
 
     import httpx
 
@@ -154,14 +177,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="modempool-bench-console-") as scratch:
         tmp = args.keep or scratch
         Path(tmp).mkdir(parents=True, exist_ok=True)
-        filled = (Path(tmp) / "spool.db").exists()
         sims = [f"m{i}" for i in range(1, 65)]
         toml = Path(tmp) / "modempool.toml"
-        toml.write_text(f'[spool]\npath = "{Path(tmp) / "spool.db"}"\n\n' + "".join(
+        where = f'url = "{args.url}"' if args.url else f'path = "{Path(tmp) / "spool.db"}"'
+        toml.write_text(f'[spool]\n{where}\n\n' + "".join(
             f'[[modem]]\nname = "{s}"\nport = "/dev/null"\nper_day = 500\n\n' for s in sims),
             encoding="utf-8")
         config = load_config(toml)
         spool = config.open_spool()
+        filled = bool(spool.rows("SELECT count(*) AS n FROM (SELECT 1 FROM messages LIMIT 1) "
+                                 "AS one")[0]["n"])
         if filled:
             args.rows = spool.rows("SELECT max(id) AS n FROM messages")[0]["n"]
             args.inbound = spool.rows("SELECT count(*) AS n FROM inbound")[0]["n"]
@@ -173,6 +198,9 @@ def main() -> int:
             _, key = Accounts(spool).add("root", "admin")
             with spool.transaction() as conn:
                 conn.execute("ANALYZE")
+                if spool.engine.name == "postgresql":   # ids were given: the sequence follows
+                    conn.execute("SELECT setval(pg_get_serial_sequence('messages', 'id'), "
+                                 "(SELECT max(id) FROM messages))")
         operator = Pool(config, spool=spool).for_account(Accounts(spool).get("root"))
         results: list[tuple[str, float, float, float]] = []
         with Server(config) as server, httpx.Client(base_url=server.url, timeout=60) as client:
@@ -209,8 +237,8 @@ def main() -> int:
             median, p95 = timed(lambda query=query: operator.history(query), args.repeat)
             results.append((label, median, p95, 100))
         spool.close()
-    print(f"\nconsole with {args.rows:,} messages and {args.inbound:,} received "
-          f"({args.repeat} requests each; ms)")
+    print(f"\nconsole with {args.rows:,} messages and {args.inbound:,} received on "
+          f"{'PostgreSQL' if args.url else 'SQLite'} ({args.repeat} requests each; ms)")
     print(f"{'':44} {'median':>8} {'p95':>8}  target")
     for label, median, p95, target in results:
         mark = "ok" if p95 < target else "OVER"

@@ -44,7 +44,8 @@ class PgCluster:
             entry = pwd.getpwnam(self.user)
             os.chown(self.directory, entry.pw_uid, entry.pw_gid)
         self._run([server_program("initdb"), "-D", str(self.data), "-U", "postgres",
-                   "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"])
+                   "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C",
+                   "--lc-ctype=C.UTF-8"])   # characters as Unicode: trigrams of Chinese text
         self._counter = 0
 
     def _run(self, argv: list[str]) -> None:

@@ -1,9 +1,14 @@
 """Copy an SQLite spool into PostgreSQL (`modempool spool migrate --to postgresql://...`).
 
-Every row of every table the two have in common is copied by its key, so a second run copies
-nothing and a run stopped midway is finished by the next. The copy is one transaction on the
-target; afterwards each table's row count is compared, and the target's id sequences are moved
-past the copied ids so that new rows do not collide with them.
+Every row of every table is copied by its key, so a second run copies nothing and a run
+stopped midway is finished by the next: the spool's own tables, and those of the modules that
+keep theirs in the spool (accounts and keys, webhooks and their outbox, Kannel dlr-urls, console
+passwords and sessions, contacts, campaigns, opt-outs, auto-replies, recurring jobs,
+forwarding), which are made on the target first. The copy is one transaction on the target,
+tables after the ones they refer to; the webhook triggers write no event for the copied rows
+(their events, delivered or not, are in the copied outbox). Afterwards each table's row count is
+compared, and the target's id sequences are moved past the copied ids so that new rows do not
+collide with them.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from modempool.spool.store import Spool
 #: Copied first, in this order (parts refer to messages, reports to parts).
 SPOOL_TABLES = ("messages", "parts", "inbound", "inbound_parts", "delivery_reports", "sims",
                 "events", "daemons")
-#: Not copied: each engine keeps its own.
-ENGINE_TABLES = frozenset({"modempool_schema", "sqlite_sequence", "sqlite_stat1"})
+#: Not copied: each engine keeps its own (SQLite's full-text index and state counts included).
+ENGINE_TABLES = frozenset({"modempool_schema", "sqlite_sequence", "sqlite_stat1",
+                           "message_state_counts"})
+ENGINE_PREFIXES = ("messages_fts", "inbound_fts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,18 +68,53 @@ def migrate(source: str | Path, target: str, *, batch: int = 5000) -> Migration:
     if not Path(source).is_file():
         raise PoolError(f"no spool file at {source}")
     with Spool(source) as old, Spool(target) as new:
-        source_tables = set(old.table_names()) - ENGINE_TABLES
-        target_tables = set(new.table_names()) - ENGINE_TABLES
-        ordered = [t for t in SPOOL_TABLES if t in source_tables] + sorted(
-            source_tables & target_tables - set(SPOOL_TABLES))
+        make_module_tables(new)
+        source_tables = _copied(old.table_names())
+        target_tables = _copied(new.table_names())
         copies = []
         with new.engine.tx() as conn:
+            ordered = _referred_first(conn, [t for t in SPOOL_TABLES if t in source_tables] + sorted(
+                source_tables & target_tables - set(SPOOL_TABLES)))
+            conn.execute("SET LOCAL modempool.copying = 'on'")   # the webhook triggers keep quiet
             for table in ordered:
                 copies.append(_copy_table(old, new, conn, table, batch))
             for table in ordered:
                 _advance_sequence(new, conn, table)
         return Migration(old.where, new.where, tuple(copies),
                          tuple(sorted(source_tables - target_tables)))
+
+
+def make_module_tables(spool: Spool) -> None:
+    """The tables of every module that keeps its own in the spool (and the webhook triggers)."""
+    from modempool.operator import autoreply, campaigns, contacts, forwarding, optout, recurring
+    from modempool.sessions import SCHEMA as SESSIONS
+    from modempool.webhooks.store import install
+
+    install(spool)   # accounts, message owners, opt-outs, webhooks, outbox, Kannel dlr-urls
+    for schema in (SESSIONS, contacts.SCHEMA, campaigns.SCHEMA, optout.SCHEMA, autoreply.SCHEMA,
+                   recurring.SCHEMA, forwarding.SCHEMA):
+        spool.engine.ensure_schema(schema)
+
+
+def _copied(tables: list[str]) -> set[str]:
+    return {t for t in tables if t not in ENGINE_TABLES and not t.startswith(ENGINE_PREFIXES)}
+
+
+def _referred_first(conn: Any, tables: list[str]) -> list[str]:
+    """`tables` in their order, except that a table comes after those its foreign keys refer
+    to (group members after groups and contacts)."""
+    refers: dict[str, set[str]] = {t: set() for t in tables}
+    for table, referred in conn.execute(
+            "SELECT CAST(conrelid AS regclass)::text, CAST(confrelid AS regclass)::text "
+            "FROM pg_constraint WHERE contype = 'f' "
+            "AND connamespace = CAST(current_schema() AS regnamespace)").fetchall():
+        if table in refers and referred in refers and referred != table:
+            refers[table].add(referred)
+    ordered: list[str] = []
+    while len(ordered) < len(tables):
+        ready = next(t for t in tables if t not in ordered and refers[t] <= set(ordered))
+        ordered.append(ready)
+    return ordered
 
 
 def _copy_table(old: Spool, new: Spool, conn: Any, table: str, batch: int) -> TableCopy:

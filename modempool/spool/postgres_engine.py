@@ -11,6 +11,7 @@ schema version in table `modempool_schema`.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -22,6 +23,8 @@ from typing import Any
 
 from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, row_class, statements
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
+
+log = logging.getLogger("modempool.spool")
 
 #: The channel a NOTIFY on enqueue is sent on.
 CHANNEL = "modempool_queue"
@@ -54,14 +57,37 @@ def ddl(script: str) -> str:
 _NOW = "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 _NEW_ID = "'msg_' || replace(CAST(gen_random_uuid() AS text), '-', '')"
 
+# History search (issue 17): GIN trigram indexes (pg_trgm, in Debian's postgresql package)
+# over the text of messages and inbound. `ILIKE '%...%'` uses them for a search of three
+# characters or more, where the planner finds that cheaper than walking the newest rows; the
+# database must classify characters by a UTF-8 locale (LC_CTYPE C.UTF-8, not C) for pg_trgm to
+# take Chinese characters into its trigrams.
+TEXT_INDEX = {"messages_text_trgm": "messages", "inbound_text_trgm": "inbound"}
+
+
+def _trigram_schema(raw: Any) -> str | None:
+    """The schema pg_trgm was created in (one per database), quoted; None if it was not."""
+    row = raw.execute("SELECT CAST(CAST(extnamespace AS regnamespace) AS text) FROM pg_extension "
+                      "WHERE extname = 'pg_trgm'").fetchone()
+    return row[0] if row else None
+
+
+#: In each trigger function's text: an older one (without it) is replaced at open.
+OUTBOX_VERSION = "modempool webhook outbox 2"
+
+
 def _event_trigger(name: str, fire: str, event: str, data: str, where: str = "",
                    joins: str = "", more: str = "") -> tuple[str, str]:
     """A PL/pgSQL function that writes event `event` (an SQL expression) with payload fields
     `data` for each webhook subscribed to it (and matching `where`), and its trigger."""
     function = f"""CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+-- {OUTBOX_VERSION}
 DECLARE
     stamp text := {_NOW};
 BEGIN
+    IF current_setting('modempool.copying', true) = 'on' THEN
+        RETURN NULL;   -- rows copied by `spool migrate`: their events were the source's
+    END IF;
     INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
     SELECT {_NEW_ID}, w.id, w.url, {event},
         CAST(json_build_object('type', {event}, 'timestamp', stamp,
@@ -173,6 +199,7 @@ class PostgresEngine(Engine):
                 f"cannot reach the spool at {describe(url)}: {_reason(exc)}") from None
         try:
             self._upgrade(first)
+            self.text_index = self._text_index(first)
         except psycopg.Error as exc:  # a missing permission, most often
             raise SpoolUnreachable(
                 f"cannot prepare the spool at {self.where}: {_reason(exc)}") from None
@@ -231,6 +258,31 @@ class PostgresEngine(Engine):
         finally:
             raw.execute("SELECT pg_advisory_unlock(%s)", (_UPGRADE_LOCK,))
 
+    def _text_index(self, raw: Any) -> bool:
+        """The trigram indexes of history search (TEXT_INDEX), made once; False when pg_trgm
+        cannot be had here (no contrib, no right to create it): searches then scan."""
+        present = "SELECT count(to_regclass(name)) FROM unnest(CAST(%s AS text[])) AS name"
+        if raw.execute(present, (list(TEXT_INDEX),)).fetchone()[0] == len(TEXT_INDEX):
+            return True
+        try:
+            with self._schema_lock(raw), raw.transaction():
+                if _trigram_schema(raw) is None:
+                    raw.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+                schema = _trigram_schema(raw)
+                for index, table in TEXT_INDEX.items():
+                    raw.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} "
+                                f"USING gin (text {schema}.gin_trgm_ops)")
+                if not raw.execute(f"SELECT {schema}.show_trgm('短信猫')").fetchone()[0]:
+                    log.warning(
+                        "the database of %s classifies characters by the C locale, so its "
+                        "trigram index cannot see Chinese: history searches of Chinese text scan "
+                        "(make the database with LC_CTYPE 'C.UTF-8')", self.where)
+        except self._psycopg.Error as exc:
+            log.warning("history search on %s scans every message: no pg_trgm index (%s)",
+                        self.where, _reason(exc))
+            return False
+        return True
+
     def run_ddl(self, statements_: list[str]) -> None:
         """Run schema statements (the operator modules' tables) in one transaction, serialised
         with other daemons; inside an open transaction, in it."""
@@ -250,11 +302,15 @@ class PostgresEngine(Engine):
     def ensure_webhook_outbox(self) -> None:
         if "webhook_outbox" in self._ensured:
             return
-        present = ("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgname IN "
-                   "('webhook_message_state', 'webhook_inbound', 'webhook_optout') "
-                   "AND tgrelid IN (CAST('messages' AS regclass), CAST('inbound' AS regclass), "
-                   "CAST('optouts' AS regclass))")
-        if self.rows(present)[0][0] < 3:   # replacing a trigger locks its table: only if missing
+        names = ["webhook_message_state", "webhook_inbound", "webhook_optout"]
+        present = ("SELECT (SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal "
+                   "AND tgname = ANY(?) AND tgrelid IN (CAST('messages' AS regclass), "
+                   "CAST('inbound' AS regclass), CAST('optouts' AS regclass))) "
+                   "+ (SELECT count(*) FROM pg_proc WHERE proname = ANY(?) "
+                   "AND pronamespace = CAST(current_schema() AS regnamespace) "
+                   "AND strpos(prosrc, ?) > 0)")
+        # replacing a trigger locks its table: only when one is missing or out of date
+        if self.rows(present, (names, names, OUTBOX_VERSION))[0][0] < 2 * len(names):
             self.run_ddl(list(WEBHOOK_OUTBOX))
         self._ensured.add("webhook_outbox")
 
@@ -296,6 +352,19 @@ class PostgresEngine(Engine):
             f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
             "FROM generate_series(1, ?)", (count,)).fetchall()
         return [row[0] for row in rows]
+
+    def text_matches(self, table: str, text: str) -> tuple[str, list[Any]]:
+        condition, params = super().text_matches(table, text)
+        return condition.replace("text LIKE", "text ILIKE", 1), params   # the trigram index's
+
+    def newest_matching(self, table: str, text: str, limit: int,
+                        before: int | None = None) -> list[int] | None:
+        # One query: the planner walks the newest rows for a common text and asks the trigram
+        # index for a rare one (its statistics tell which).
+        condition, params = self.text_matches(table, text)
+        return [row[0] for row in self.rows(
+            f"SELECT id FROM {table} WHERE {condition} AND id < ? ORDER BY id DESC LIMIT ?",
+            [*params, 2**63 - 1 if before is None else before, int(limit)])]
 
     def json_list_has(self, column: str, param: str) -> str:
         return f"jsonb_exists(CAST({column} AS jsonb), CAST({param} AS text))"

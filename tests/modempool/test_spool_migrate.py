@@ -86,3 +86,52 @@ def test_the_command_prints_the_counts_and_exits_nonzero_on_an_unreachable_targe
     assert down.returncode == 1 and "Traceback" not in down.stderr
     assert "127.0.0.1:1" in down.stderr and "refused" in down.stderr.lower()
     assert "secret" not in down.stderr
+
+
+def test_migrate_copies_accounts_webhooks_their_outbox_and_the_operator_tables(tmp_path, pg_cluster):
+    from datetime import timedelta
+
+    from modempool.accounts import Accounts
+    from modempool.operator.contacts import AddressBook
+    from modempool.sessions import Sessions
+    from modempool.webhooks import Webhooks
+
+    source = tmp_path / "spool.db"
+    _busy_sqlite_spool(source)
+    with Spool(source) as spool:
+        account, key = Accounts(spool).add("shop", "sender", sims=["m1"], per_day=100)
+        Sessions(spool).set_password("shop", "long enough secret")
+        hooks = Webhooks(spool)
+        webhook, secret = hooks.add("http://127.0.0.1:9/hook", ["sms.received", "optout.added"])
+        spool.store_inbound("+8613912345679", "退订", sim="m1")     # an event, pending
+        [queued] = spool.enqueue_many([{"to": "13800138007", "text": "告警"}])
+        with spool.transaction() as conn:
+            hooks.add_dlr(conn, [queued], "http://127.0.0.1:9/dlr?s=%d", 1)
+        [due] = hooks.claim_due(timedelta(seconds=60), per_endpoint=5, busy=[])
+        hooks.delivered(due["id"], 204)
+        spool.store_inbound("+8613912345670", "好的", sim="m1")     # another, still pending
+        book = AddressBook(spool.db)
+        book.upsert("13812345678", "王芳", groups=["家长"])
+        tables = ("accounts", "message_accounts", "account_passwords", "webhooks",
+                  "webhook_outbox", "kannel_dlr", "contacts", "groups", "group_members")
+        counts = {t: spool.rows(f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+    assert counts["webhook_outbox"] == 2 and counts["group_members"] == 1
+
+    url = pg_cluster.new_schema()
+    first = migrate(source, url)
+    assert first.agrees, first.to_dict()
+    assert {t.table: t.copied for t in first.tables if t.table in tables} == counts
+    assert not [t for t in first.skipped if "fts" in t or t == "message_state_counts"]
+    second = migrate(source, url)
+    assert second.agrees and all(t.copied == 0 for t in second.tables)
+    with Spool(url) as new:
+        assert Accounts(new).authenticate(key).name == "shop"      # the key works there
+        assert Sessions(new).check("shop", "long enough secret").name == "shop"
+        assert Webhooks(new).secrets() == {webhook.id: secret}
+        # the copied inbound rows made no new events: the outbox is the source's
+        outbox = new.rows("SELECT type, state FROM webhook_outbox ORDER BY id")
+        assert [tuple(r) for r in outbox] == [("sms.received", "delivered"),
+                                              ("sms.received", "pending")]
+        new.store_inbound("+8613912345671", "在吗", sim="m1")     # the triggers work there
+        assert len(new.rows("SELECT 1 FROM webhook_outbox")) == 3
+        assert [c.name for c in AddressBook(new.db).list(group="家长")] == ["王芳"]

@@ -69,6 +69,7 @@ def migrate(source: str | Path, target: str, *, batch: int = 5000) -> Migration:
         raise PoolError(f"no spool file at {source}")
     with Spool(source) as old, Spool(target) as new:
         make_module_tables(new)
+        _make_other_tables(old, new)
         source_tables = _copied(old.table_names())
         target_tables = _copied(new.table_names())
         copies = []
@@ -86,14 +87,36 @@ def migrate(source: str | Path, target: str, *, batch: int = 5000) -> Migration:
 
 def make_module_tables(spool: Spool) -> None:
     """The tables of every module that keeps its own in the spool (and the webhook triggers)."""
-    from modempool.operator import autoreply, campaigns, contacts, forwarding, optout, recurring
+    from modempool.operator import (autoreply, campaigns, contacts, forwarding, optout, recurring,
+                                    templates)
     from modempool.sessions import SCHEMA as SESSIONS
     from modempool.webhooks.store import install
 
     install(spool)   # accounts, message owners, opt-outs, webhooks, outbox, Kannel dlr-urls
-    for schema in (SESSIONS, contacts.SCHEMA, campaigns.SCHEMA, optout.SCHEMA, autoreply.SCHEMA,
-                   recurring.SCHEMA, forwarding.SCHEMA):
+    for schema in (SESSIONS, contacts.SCHEMA, campaigns.SCHEMA, templates.SCHEMA, optout.SCHEMA,
+                   autoreply.SCHEMA, recurring.SCHEMA, forwarding.SCHEMA,
+                   forwarding.TARGETS_SCHEMA):
         spool.engine.ensure_schema(schema)
+
+
+def _make_other_tables(old: Spool, new: Spool) -> None:
+    """Any other table of the source (a module newer than this list) made on the target from
+    its SQLite definition, as the modules' own schemas are; one the target refuses is left out
+    (and reported as not copied)."""
+    missing = sorted(_copied(old.table_names()) - set(new.table_names()))
+    while missing:
+        refused = []
+        for table in missing:
+            script = ";\n".join(r[0] for r in old.rows(
+                "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('table', 'index') "
+                "AND sql IS NOT NULL ORDER BY type = 'index'", (table,)))
+            try:
+                new.engine.ensure_schema(script)
+            except Exception:   # psycopg's error: a definition PostgreSQL does not take
+                refused.append(table)
+        if len(refused) == len(missing):   # no progress (a table made later may be referred to)
+            return
+        missing = refused
 
 
 def _copied(tables: list[str]) -> set[str]:

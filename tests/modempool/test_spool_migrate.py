@@ -135,3 +135,21 @@ def test_migrate_copies_accounts_webhooks_their_outbox_and_the_operator_tables(t
         new.store_inbound("+8613912345671", "在吗", sim="m1")     # the triggers work there
         assert len(new.rows("SELECT 1 FROM webhook_outbox")) == 3
         assert [c.name for c in AddressBook(new.db).list(group="家长")] == ["王芳"]
+
+
+def test_a_table_no_module_list_knows_is_made_and_copied_too(tmp_path, pg_cluster):
+    source = tmp_path / "spool.db"
+    _busy_sqlite_spool(source)
+    with Spool(source) as spool, spool.transaction() as conn:   # as a newer module would
+        conn.execute("CREATE TABLE IF NOT EXISTS birthdays (\n    id INTEGER PRIMARY KEY,\n"
+                     "    number TEXT NOT NULL, -- whose; E.164\n    day TEXT NOT NULL\n)")
+        conn.execute("CREATE INDEX IF NOT EXISTS birthdays_by_day ON birthdays (day)")
+        conn.executemany("INSERT INTO birthdays (number, day) VALUES (?, ?)",
+                         [("+8613800138000", "03-01"), ("+8613800138001", "12-24")])
+    url = pg_cluster.new_schema()
+    result = migrate(source, url)
+    assert result.agrees and "birthdays" not in result.skipped
+    assert {t.table: t.copied for t in result.tables}["birthdays"] == 2
+    with Spool(url) as new:
+        assert [r[0] for r in new.rows("SELECT day FROM birthdays ORDER BY id")] == ["03-01", "12-24"]
+        assert new.rows("SELECT 1 FROM pg_indexes WHERE indexname = 'birthdays_by_day'")

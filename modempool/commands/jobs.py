@@ -56,7 +56,9 @@ def jobs_remove(pool, out, job_id) -> None:
 def jobs_run(pool, out) -> None:
     """Queue whatever is due now (the daemon does this every minute by itself)."""
     out.result(pool.run_due_jobs(), lambda rows: click.echo(
-        "\n".join(f"job {x['job']} {x['name']}: {x['enqueued']} queued" for x in rows)
+        "\n".join(f"job {x['job']} {x['name']}: {x['enqueued']} queued"
+                  + (f" (not sent: sensitive words {', '.join(x['sensitive'])})"
+                     if x["sensitive"] else "") for x in rows)
         or "nothing due"))
 
 

@@ -124,7 +124,6 @@ def plan_campaign(db: Any, campaign: Any, config: Config | None = None,
     signature = config.signature
     marketing = campaign.kind == "marketing"
     words = SensitiveWords.from_config(config)
-    sensitive = set(words.found_in(campaign.template))
     recipients: list[Recipient] = []
     missing: list[str] = []
     for number, (values, source) in merged.items():
@@ -139,10 +138,9 @@ def plan_campaign(db: Any, campaign: Any, config: Config | None = None,
             missing.append(f"{number} ({source}): missing " + ", ".join("{%s}" % f for f in lacking))
             continue
         text = signature.apply(text, marketing=marketing)
-        sensitive.update(words.found_in(text))
         recipients.append(Recipient(number, str(values.get("name", "")), text, parts_of(text), source))
     return Plan(tuple(recipients), duplicates, excluded, tuple(invalid), tuple(missing),
-                tuple(w for w in words.words if w in sensitive),
+                words.found_in_any([campaign.template, *(r.text for r in recipients)]),
                 sum(r.parts for r in recipients))
 
 

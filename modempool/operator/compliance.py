@@ -1,4 +1,4 @@
-"""Sensitive words that block a campaign; the signature/unsubscribe footer is
+"""Sensitive words that block a campaign or a recurring job; the signature/unsubscribe footer is
 `config.signature` (`SignatureConfig.apply`).
 
 ```toml
@@ -16,6 +16,7 @@ marketing_only = true            # only campaigns of kind "marketing" get them (
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,3 +50,11 @@ class SensitiveWords:
         """The listed words that occur in `text`, in list order."""
         folded = _fold(text)
         return [w for w in self.words if _fold(w) in folded]
+
+    def found_in_any(self, texts: Iterable[str]) -> tuple[str, ...]:
+        """The listed words that occur in any of `texts` (a template and what it renders to),
+        in list order: a campaign or recurring job with any of them is not sent."""
+        found: set[str] = set()
+        for text in texts:
+            found.update(self.found_in(text))
+        return tuple(w for w in self.words if w in found)

@@ -4,6 +4,8 @@ A job is a row in `jobs`. The daemon calls `run_due_jobs(spool, config, now)` ab
 a job is due once per local day, from its time of day on (weekly jobs on their weekday). Each
 recipient's message gets the client id `job:<id>:<local date>:<e164>`, so calling it twice, or
 again after a crash, never sends a greeting twice. Opted-out and blacklisted numbers are skipped.
+As for a campaign, a `[sensitive]` word in the template or a rendered text (signature included)
+queues nothing that day: the run is logged and reported with the words.
 A birthday on 29 February is greeted on 28 February in other years.
 """
 
@@ -17,6 +19,7 @@ from datetime import date, datetime, time, timezone, tzinfo
 from typing import Any
 
 from modempool.operator.campaign_plan import render, template_fields
+from modempool.operator.compliance import SensitiveWords
 from modempool.operator.contacts import AddressBook, Contact, Selection
 from modempool.errors import NotFound, PoolError
 from modempool.config import Config
@@ -182,6 +185,7 @@ def run_due_jobs(spool: Any, config: Config | None = None,
     local = now.astimezone(config.tz)   # the local day and time of [pool] timezone
     jobs = Jobs(spool.db, config.region, config.tz)
     signature = config.signature
+    words = SensitiveWords.from_config(config)
     results = []
     for job in jobs.list():
         if not job.due(local):
@@ -196,13 +200,19 @@ def run_due_jobs(spool: Any, config: Config | None = None,
             rows.append({"to": number, "text": signature.apply(text, marketing=job.marketing),
                          "client_id": f"job:{job.id}:{day}:{number}", "quiet_hours": job.marketing,
                          "sims": list(job.sims) if job.sims else None, "priority": -1})
-        ids = spool.enqueue_many(rows) if rows else []
+        # The campaigns' rule: a sensitive word in the template or a rendered text sends none.
+        sensitive = words.found_in_any([job.template, *(row["text"] for row in rows)])
+        ids = spool.enqueue_many(rows) if rows and not sensitive else []
         with transaction(spool.db):
             spool.db.execute("UPDATE jobs SET last_run = ? WHERE id = ?", [day, job.id])
         for problem in skipped:
             log.warning("job %s (%s): skipped %s", job.id, job.name, problem)
+        if sensitive:
+            log.warning("job %s (%s): nothing queued today: sensitive words %s", job.id,
+                        job.name, ", ".join(sensitive))
         log.info("job %s (%s): %d message(s) queued", job.id, job.name, len(ids))
-        results.append({"job": job.id, "name": job.name, "enqueued": len(ids), "skipped": skipped})
+        results.append({"job": job.id, "name": job.name, "enqueued": len(ids), "skipped": skipped,
+                        "sensitive": list(sensitive)})
     return results
 
 

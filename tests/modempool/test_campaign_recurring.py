@@ -83,3 +83,27 @@ def test_job_validation(setup):
         jobs.add("x", "daily", "t")
     with pytest.raises(PoolError, match="09:00"):
         jobs.add("x", "birthday", "t", at="nine")
+
+
+def test_a_job_with_a_sensitive_word_queues_nothing_as_a_campaign_would(tmp_path):
+    """The campaigns' compliance rule holds for recurring jobs run through the Pool: a word of
+    [sensitive] in the template, or in what it renders to for someone, sends that day's run
+    to nobody, and the result names the word."""
+    from modempool import Pool
+
+    path = tmp_path / "modempool.toml"
+    path.write_text('[spool]\npath = "spool.db"\n[sensitive]\nwords = ["贷款"]\n', "utf-8")
+    with Pool.open(path) as pool:
+        pool.contacts.upsert("13800138000", "张三", groups=["客户"])
+        pool.contacts.upsert("13900139000", "低息贷款王", groups=["客户"])   # rendered by {name}
+        in_template = pool.jobs.add("促销", "daily", "{name}您好，低息贷款", numbers=("13600136000",),
+                                    at="09:00", marketing=True, now=local(2026, 11, 24, 8, 0))
+        in_a_name = pool.jobs.add("问候", "daily", "{name}您好", groups=Selection(("客户",)),
+                                  at="09:00", marketing=True, now=local(2026, 11, 24, 8, 0))
+        clean = pool.jobs.add("提醒", "daily", "明天开会", numbers=("13600136000",),
+                              at="09:00", now=local(2026, 11, 24, 8, 0))
+        results = {r["job"]: r for r in pool.run_due_jobs(local(2026, 11, 25, 9, 0))}
+        assert (results[in_template.id]["enqueued"], results[in_template.id]["sensitive"]) == (0, ["贷款"])
+        assert (results[in_a_name.id]["enqueued"], results[in_a_name.id]["sensitive"]) == (0, ["贷款"])
+        assert (results[clean.id]["enqueued"], results[clean.id]["sensitive"]) == (1, [])
+        assert [m.text for m in pool.messages()] == ["明天开会"]

@@ -15,7 +15,8 @@ cooldown = 3600                    # seconds; default 3600
 ```
 The first matching rule answers. A sender who got any auto-reply less than `cooldown` seconds ago
 gets none, so two auto-responders cannot ping-pong. Replies go out from the SIM the message came in
-on. Opt-out keywords and blacklisted senders are never answered. Each decision is in `autoreply_log`.
+on. Opt-out keywords, blacklisted senders and senders who opted out are never answered (an opt-out
+is confirmed by the opt-out handler alone, `[optout] confirm`). Each decision is in `autoreply_log`.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ CREATE TABLE IF NOT EXISTS autoreply_log (
     rule TEXT NOT NULL,
     inbound_id INTEGER,
     message_id INTEGER,
-    outcome TEXT NOT NULL,          -- replied | cooldown
+    outcome TEXT NOT NULL,          -- replied | cooldown | opted_out
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS autoreply_log_sender ON autoreply_log (sender, created_at);
@@ -203,6 +204,12 @@ def make_autoreply_handler(config: Config,
         replies = AutoReplies(spool.db)
         rule = next((r for r in config_rules + replies.rules() if r.matches(text, sim, now)), None)
         if rule is None:
+            return None
+        if OptOutList(spool.db, config.region).is_opted_out(sender):
+            # 退订 means no more messages from us: the opt-out handler's confirmation (sent
+            # when the sender opted out) is the last one, whatever they write afterwards.
+            log.info("no auto-reply to %s: opted out", sender)
+            replies.record(sender, rule.name, inbound_id, None, "opted_out", now)
             return None
         last = replies.last_reply_to(sender)
         if last and now - datetime.fromisoformat(last) < timedelta(seconds=rule.cooldown):

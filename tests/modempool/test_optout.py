@@ -117,3 +117,22 @@ def test_blacklist_import_is_all_or_nothing_and_exports(make, tmp_path):
     assert optouts.export(tmp_path / "out.csv") == 2
     assert (tmp_path / "out.csv").read_text("utf-8-sig").splitlines()[1].startswith("+8613800138000,imported")
     assert optouts.blocked_for_campaigns() == {"+8613800138000", "+8613900139000"}
+
+
+async def test_an_opted_out_sender_gets_the_confirmation_and_no_auto_reply(make):
+    """The daemon's inbound handlers in their order: 退订 is confirmed once (the opt-out
+    handler); whatever the sender writes after, no auto-reply answers it, while another
+    sender asking the same gets the answer."""
+    from modempool.operator.autoreply import AutoReplies
+
+    spool, config = make('[optout]\nconfirm = true\nconfirm_text = "已退订"\n'
+                         '[[autoreply]]\nkeywords = ["营业时间", "退订"]\nreply = "每天 9:00-18:00"\n')
+    for text in ("退订", "营业时间？"):
+        inbound = spool.store_inbound("+8613800138000", text, sim="m1")
+        await run_handlers(inbound_handlers(config), spool, inbound, config)
+    inbound = spool.store_inbound("+8613900139000", "营业时间？", sim="m1")
+    await run_handlers(inbound_handlers(config), spool, inbound, config)
+    assert sorted((m.to, m.text) for m in spool.list()) == [
+        ("+8613800138000", "已退订"), ("+8613900139000", "每天 9:00-18:00")]
+    assert [(r["sender"], r["outcome"]) for r in AutoReplies(spool.db).log()] == [
+        ("+8613900139000", "replied"), ("+8613800138000", "opted_out")]

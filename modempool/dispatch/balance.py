@@ -138,16 +138,23 @@ class BalanceTracker:
         return amount
 
     async def _sms_query(self, sim: str, rule: BalanceRule) -> str:
-        """Send the query SMS from the SIM and wait for the operator's reply to it."""
+        """Send the query SMS from the SIM, within its limits and pace and counted against
+        them like any other SMS, and wait for the operator's reply to it."""
         from pdu import encode_submit
 
         assert rule.sms_to and rule.sms_text
         modem = self.desk.modems.get(sim)
         if modem is None or self.slots[sim].state is not SimState.UP:
             raise RuntimeError(f"SIM {sim} is not up")
+        slot, parts = self.slots[sim], encode_submit(rule.sms_to, rule.sms_text)
+        if not slot.may_send(utcnow(), len(parts)):   # the SIM's quotas hold for our own SMS too
+            raise RuntimeError(f"SIM {sim} is at its sending limit; asking again later")
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(slot.pace_wait(loop.time()))   # the per-minute pace
         asked = utcnow() - timedelta(seconds=1)
-        await modem.send(encode_submit(rule.sms_to, rule.sms_text))
-        self.spool.count_sent(sim, 1)
+        await modem.send(parts)
+        slot.sent_outside_queue(utcnow(), loop.time(), len(parts))
+        self.spool.count_sent(sim, len(parts))
         deadline = asyncio.get_running_loop().time() + rule.reply_timeout
         wanted = _digits(rule.sms_to)
         while asyncio.get_running_loop().time() < deadline:

@@ -82,6 +82,16 @@ class SimSlot:
         room = limits_mod.headroom(self.limits, self.counters, now)
         return None if room is None else room - self.assigned_parts
 
+    def may_send(self, now: datetime, parts: int = 1) -> bool:
+        """Whether its limits leave room for `parts` more SMS now, after those it holds."""
+        return limits_mod.fits(self.limits, self.room(now), parts)
+
+    def sent_outside_queue(self, now: datetime, loop_now: float, parts: int = 1) -> None:
+        """`parts` SMS the daemon sent itself (a balance query): counted against the limits
+        and the per-minute pace like a queued message's."""
+        self.counters = limits_mod.count(self.counters, now, parts)
+        self.paced(loop_now, parts)
+
     def accepts(self, to: str) -> bool:
         """Whether this SIM may send to `to` (allowed prefixes and carriers from the config)."""
         if self.allow and not any(to.startswith(prefix) for prefix in self.allow):

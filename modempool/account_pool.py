@@ -329,11 +329,12 @@ class AccountPool:
     def conversations(self, limit: int = 100) -> list[dict[str, Any]]:
         """Who wrote to the bank, newest first: number, contact name, last text, unread count."""
         scope, params = self._inbound_scope()
+        # the last text is the newest this account may see: the same scope inside and out
         rows = self.spool.rows(
             f"SELECT sender, max(received_at) AS last_at, sum(1 - read) AS unread, count(*) AS n, "
-            f"(SELECT text FROM inbound j WHERE j.sender = i.sender ORDER BY j.id DESC LIMIT 1) "
-            f"AS last_text FROM inbound i WHERE {scope} GROUP BY sender ORDER BY last_at DESC "
-            f"LIMIT ?", [*params, limit])
+            f"(SELECT text FROM inbound WHERE sender = i.sender AND {scope} ORDER BY id DESC "
+            f"LIMIT 1) AS last_text FROM inbound i WHERE {scope} GROUP BY sender "
+            f"ORDER BY last_at DESC LIMIT ?", [*params, *params, limit])
         book = self.pool.contacts
         out = []
         for row in rows:

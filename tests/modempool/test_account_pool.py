@@ -69,3 +69,13 @@ def test_opting_out_a_batch_through_the_pool_is_all_or_nothing(pool):
         ("+8613800138000", "manual"), ("+8613800138001", "api")]
     with pytest.raises(Forbidden):
         as_account(pool, "shop").add_optouts(["13800138002"])
+
+
+def test_a_conversation_shows_only_texts_received_on_the_accounts_sims(pool):
+    Accounts(pool.spool).add("shop1", "sender", sims=["m1"])
+    pool.spool.store_inbound("13800138000", "hello shop1", sim="m1")
+    pool.spool.store_inbound("13800138000", "for m2 only", sim="m2")
+    [conversation] = as_account(pool, "shop1").conversations()
+    assert (conversation["last_text"], conversation["count"]) == ("hello shop1", 1)
+    [conversation] = as_account(pool, "root").conversations()
+    assert (conversation["last_text"], conversation["count"]) == ("for m2 only", 2)

@@ -212,10 +212,15 @@ class Daemon(ModemTaskMixin):
     def _slot(self, spec: ModemConfig) -> SimSlot:
         slot = SimSlot(spec.name, Limits(spec.per_minute, spec.per_day, spec.per_month),
                        spec.allow_prefixes, spec.allow_carriers, spec.priority)
-        minute, today, month = self.spool.sent_counts(spec.name)
-        keys = window_keys(datetime.now(self.config.tz or timezone.utc))
-        slot.counters = Counters(keys[0], minute, keys[1], today, keys[2], month)
+        slot.counters = self._stored_counters(spec.name)
         return slot
+
+    def _stored_counters(self, sim: str) -> Counters:
+        """What the spool counts for `sim`: its modem's last minute, and the day and month of
+        the SIM card in it (by ICCID: sent from whichever modem or host it was in)."""
+        minute, today, month = self.spool.sent_counts(sim)
+        keys = window_keys(datetime.now(self.config.tz or timezone.utc))
+        return Counters(keys[0], minute, keys[1], today, keys[2], month)
 
     async def _announce_ready(self, slots: list[SimSlot]) -> None:
         while not self._stop.is_set():

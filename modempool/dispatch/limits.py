@@ -74,6 +74,14 @@ def current(counters: Counters, now: datetime) -> Counters:
     )
 
 
+def at_least(held: Counters, stored: Counters, now: datetime) -> Counters:
+    """The greater count of each window of `held` (in memory) and `stored` (the spool's): a
+    SIM that comes up keeps what it counted, and learns what it sent elsewhere."""
+    a, b = current(held, now), current(stored, now)
+    return Counters(a.minute, max(a.sent_minute, b.sent_minute), a.day,
+                    max(a.sent_today, b.sent_today), a.month, max(a.sent_month, b.sent_month))
+
+
 def headroom(limits: Limits, counters: Counters, now: datetime) -> int | None:
     """How many more SMS the SIM may send now (None: unlimited)."""
     now_counts = current(counters, now)

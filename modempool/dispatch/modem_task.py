@@ -12,6 +12,7 @@ from typing import Any
 
 from modempool.box.ports import PortBusy, PortLock
 from modempool.config import ModemConfig
+from modempool.dispatch import limits as limits_mod
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.sending import ModemTrouble
 from modempool.dispatch.sim_slot import SimSlot, SimState
@@ -54,6 +55,7 @@ class ModemTaskMixin:
                 early = _inbound_only(modem)  # drop news of an earlier connection, keep SMS
                 slot.operator = info.operator or ""
                 slot.errors_in_row = 0
+                await self._learn_card(spec, slot, info)
                 self._update_sim(spec, slot, SimState.UP, info=info)
                 if self.balance is not None:
                     self.balance.wake.set()  # a SIM that comes up: its balance, if due
@@ -89,6 +91,20 @@ class ModemTaskMixin:
                 await _close(modem)
         lock.release()
         self._update_sim(spec, slot, SimState.STOPPED)
+
+    async def _learn_card(self, spec: ModemConfig, slot: SimSlot, info: Any) -> None:
+        """Before the SIM goes into rotation: record the ICCID of the card in it, and take
+        on what the spool counts for that card today and this month, from whichever modem or
+        host it sent (a card moved between boxes keeps its quota)."""
+        def stored() -> Any:
+            if info.iccid:
+                self.spool.upsert_sim(spec.name, iccid=info.iccid)
+            return self._stored_counters(spec.name)
+
+        assert self.dispatcher is not None  # made before the modem tasks
+        counts = await self.dispatcher.lane.run(stored)
+        slot.counters = limits_mod.at_least(slot.counters, counts,
+                                            datetime.now(self.config.tz or timezone.utc))
 
     async def _give_back(self, slot: SimSlot) -> None:
         """Messages handed to `slot` and not begun go back to the queue for the other SIMs."""

@@ -205,11 +205,33 @@ AMBIGUOUS_PARTS = """
 CREATE INDEX IF NOT EXISTS parts_ambiguous ON parts (sim, writing_at) WHERE state = 'ambiguous';
 """
 
+#: A SIM's counters by the SIM itself (its ICCID, where the modem reported one), not by the
+#: modem it sits in: a SIM moved to another modem or box keeps its day and month, and daemons on
+#: several hosts add to the same row. Without an ICCID, by the SIM's configured name. The
+#: counters of `sims` stay per modem (what each modem sent), for status and metrics. At the
+#: upgrade, each SIM starts from its modem's counters (the sum, for an ICCID seen in two).
+SIM_COUNTERS = """
+CREATE TABLE IF NOT EXISTS sim_counters (
+    sim_key     TEXT PRIMARY KEY,     -- "iccid:<ICCID>" or "name:<SIM name>"
+    sent_today  INTEGER NOT NULL DEFAULT 0,
+    day         TEXT,                 -- local date sent_today counts for
+    sent_month  INTEGER NOT NULL DEFAULT 0,
+    month       TEXT,                 -- local YYYY-MM sent_month counts for
+    sent_total  INTEGER NOT NULL DEFAULT 0,
+    updated_at  TEXT
+);
+INSERT INTO sim_counters (sim_key, sent_today, day, sent_month, month, sent_total, updated_at)
+SELECT CASE WHEN iccid IS NOT NULL AND iccid <> '' THEN 'iccid:' || iccid ELSE 'name:' || name END
+       AS counted_as, sum(sent_today), max(day), sum(sent_month), max(month), sum(sent_total),
+       max(updated_at)
+FROM sims GROUP BY counted_as;
+"""
+
 #: version -> the script that brings a spool of the version before up to it. A spool records
 #: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
-                              5: REFUSED_PINS, 6: AMBIGUOUS_PARTS}
+                              5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

@@ -18,6 +18,11 @@ from modempool.spool.model import to_text, utcnow
 from modempool.spool.schema import SIM_COLUMNS
 
 
+#: The key of the SIM card in the modem named by parameter {name} in `sim_counters`.
+SIM_KEY = ("coalesce((SELECT 'iccid:' || iccid FROM sims WHERE name = {name} AND iccid <> ''), "
+           "'name:' || {name})")
+
+
 class Sims:
     """SIM rows and counters. `spool.sims()` lists every SIM; `tz` is the local zone of the
     day and month counters (None: the system's)."""
@@ -32,21 +37,24 @@ class Sims:
         return local.date().isoformat(), local.strftime("%Y-%m")
 
     def add_sent(self, conn: Any, sim: str, n: int, moment: datetime) -> None:
-        """Count `n` SMS for `sim` inside the transaction `conn` (one atomic upsert, so that
-        daemons on several hosts add up instead of overwriting each other)."""
+        """Count `n` SMS for `sim` inside the transaction `conn`: for its modem (`sims`) and for
+        the SIM card in it (`sim_counters`, by the ICCID the modem reported), each one atomic
+        upsert, so that daemons on several hosts add up instead of overwriting each other."""
         day, month = self._local_day_month(moment)
-        conn.execute(
-            "INSERT INTO sims (name, sent_today, day, sent_month, month, sent_total, updated_at) "
-            "VALUES (:sim, :n, :day, :n, :month, :n, :now) "
-            "ON CONFLICT (name) DO UPDATE SET "
-            "sent_today = CASE WHEN sims.day = excluded.day THEN sims.sent_today + :n ELSE :n END, "
-            "day = excluded.day, "
-            "sent_month = CASE WHEN sims.month = excluded.month THEN sims.sent_month + :n "
-            "ELSE :n END, "
-            "month = excluded.month, sent_total = sims.sent_total + :n, "
-            "updated_at = excluded.updated_at",
-            {"sim": sim, "n": n, "day": day, "month": month, "now": to_text(moment)},
-        )
+        values = {"sim": sim, "n": n, "day": day, "month": month, "now": to_text(moment)}
+        for table, key, value in (("sims", "name", ":sim"),
+                                  ("sim_counters", "sim_key", SIM_KEY.format(name=":sim"))):
+            conn.execute(
+                f"INSERT INTO {table} ({key}, sent_today, day, sent_month, month, sent_total, "
+                f"updated_at) VALUES ({value}, :n, :day, :n, :month, :n, :now) "
+                f"ON CONFLICT ({key}) DO UPDATE SET "
+                f"sent_today = CASE WHEN {table}.day = excluded.day "
+                f"THEN {table}.sent_today + :n ELSE :n END, day = excluded.day, "
+                f"sent_month = CASE WHEN {table}.month = excluded.month "
+                f"THEN {table}.sent_month + :n ELSE :n END, month = excluded.month, "
+                f"sent_total = {table}.sent_total + :n, updated_at = excluded.updated_at",
+                values,
+            )
 
     def count_sent(self, sim: str, n: int = 1, now: datetime | None = None) -> None:
         """Add `n` SMS to the SIM's day and month counters.
@@ -57,11 +65,14 @@ class Sims:
             self.add_sent(conn, sim, n, now or utcnow())
 
     def sent_counts(self, sim: str, now: datetime | None = None) -> tuple[int, int, int]:
-        """SMS sent by `sim` in the last minute, today and this month (local time).
+        """SMS sent in the last minute by `sim`'s modem, and today and this month (local time)
+        by the SIM card in it, whichever modem or host sent them (by its ICCID, where the modem
+        reported one; else by the name `sim`).
 
         Today and this month also count the parts that may have gone out without their answer
-        being recorded (marked writing, or ambiguous after a crash): a daemon that starts again,
-        here or on another host, must not spend that quota a second time.
+        being recorded (marked writing, or ambiguous after a crash), from any modem that last
+        reported this SIM: a daemon that starts again, here or on another host, must not spend
+        that quota a second time.
         """
         moment = now or utcnow()
         day, month = self._local_day_month(moment)
@@ -72,13 +83,17 @@ class Sims:
         local = moment.astimezone(self.tz)
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         uncertain = self.engine.rows(
-            "SELECT coalesce(sum(CASE WHEN writing_at >= ? THEN 1 ELSE 0 END), 0) AS today, "
-            "count(*) AS month FROM parts WHERE sim = ? AND state IN ('writing', 'ambiguous') "
-            "AND writing_at >= ? AND writing_at <= ?",
-            (to_text(day_start), sim, to_text(day_start.replace(day=1)), to_text(moment)),
+            "SELECT coalesce(sum(CASE WHEN writing_at >= :day_start THEN 1 ELSE 0 END), 0) "
+            "AS today, count(*) AS month FROM parts WHERE state IN ('writing', 'ambiguous') "
+            "AND writing_at >= :month_start AND writing_at <= :now AND (sim = :sim OR sim IN ("
+            "  SELECT others.name FROM sims others JOIN sims this ON this.iccid = others.iccid "
+            "  WHERE this.name = :sim AND this.iccid <> ''))",
+            {"day_start": to_text(day_start), "month_start": to_text(day_start.replace(day=1)),
+             "now": to_text(moment), "sim": sim},
         )[0]
         rows = self.engine.rows(
-            "SELECT sent_today, day, sent_month, month FROM sims WHERE name = ?", (sim,))
+            "SELECT sent_today, day, sent_month, month FROM sim_counters WHERE sim_key = "
+            + SIM_KEY.format(name=":sim"), {"sim": sim})
         row = rows[0] if rows else None
         return (
             minute,

@@ -119,6 +119,40 @@ async def test_two_daemons_share_one_queue_through_sigkills_of_one(tmp_path, pg_
           f"(quota {QUOTA})")
 
 
+async def test_a_sims_daily_quota_holds_across_two_daemons_by_its_iccid(tmp_path, pg_cluster):
+    """A SIM card moved from a box to another (here: two simulated banks whose first SIMs have
+    the same ICCID, under the names a1 and b1) keeps its day: a per_day of 6, 4 spent on the
+    first box, leaves 2 for the second, whatever it is called there."""
+    url = pg_cluster.new_schema()
+    async with SimulatedBank(modems=1, directory=tmp_path / "a", seed=7) as bank_a, \
+            SimulatedBank(modems=2, directory=tmp_path / "b", seed=7) as bank_b:
+        assert bank_a.modems[0].iccid == bank_b.modems[0].iccid  # one card, two boxes
+        for bank in (bank_a, bank_b):
+            for info in bank.modems:
+                bank.set_fault(info.name, "sms_latency", seconds=0.2)
+        config_a = _config(tmp_path / "a.toml", url, "a", bank_a.devices, {"a1": 6})
+        config_b = _config(tmp_path / "b.toml", url, "b", bank_b.devices, {"b1": 6})
+        with Spool(url) as spool:
+            spool.enqueue_many({"to": "+8613800138000", "text": f"first box {i}", "sims": ["a1"]}
+                               for i in range(4))
+            first = await DaemonProcess(config_a).start()
+            await eventually(lambda: len(_sent(bank_a)) == 4, what="4 sent from a1")
+            assert await first.stop() == 0
+            spool.enqueue_many({"to": "+8613800138000", "text": f"second box {i}",
+                                "sims": ["b1"]} for i in range(6))
+            spool.enqueue("+8613800138000", "after them", sims=["b2"])
+            second = await DaemonProcess(config_b).start()
+            await eventually(lambda: {e["text"] for e in _sent(bank_b)} >= {
+                "after them", "second box 0", "second box 1"}, what="b1's two and b2's one")
+            assert await second.stop() == 0
+            left = [m.text for m in spool.list(state="queued")]
+            card = spool.sent_counts("b1")
+    from_b1 = [e["text"] for e in _sent(bank_b) if e["modem"] == "m1"]
+    assert len(_sent(bank_a)) == 4 and from_b1 == ["second box 0", "second box 1"]
+    assert sorted(left) == [f"second box {i}" for i in range(2, 6)]
+    assert card[1:] == (6, 6)
+
+
 async def test_the_database_away_for_ten_seconds_makes_the_daemon_wait_and_resume(tmp_path):
     """Stopping PostgreSQL for 10 s mid-run: the daemon stops claiming, keeps running, and when
     the database is back it carries on; nothing failed because of it, nothing went out twice."""

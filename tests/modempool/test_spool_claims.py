@@ -185,6 +185,34 @@ def test_mark_part_sent_counts_once_and_counters_survive_reopen(path):
         assert spool.sim("m1")["sent_total"] == 5
 
 
+def test_a_sims_day_and_month_follow_its_iccid_from_modem_to_modem(path):
+    """A SIM card counts by its ICCID: moved from modem a1 (one box) to b7 (another), it keeps
+    its day; the card put into a1 instead starts from nothing; a SIM without an ICCID counts
+    by its name. Each modem's own counters stay its own."""
+    with Spool(path, tz=timezone.utc) as spool:
+        spool.upsert_sim("a1", iccid="89860012345678901234")
+        spool.upsert_sim("n1")                                  # reported no ICCID
+        spool.count_sent("a1", 4, now=T0)
+        spool.count_sent("n1", 2, now=T0)
+        spool.upsert_sim("b7", iccid="89860012345678901234")   # the card, in another box
+        spool.upsert_sim("a1", iccid="89860099999999999999")   # a1 got another card
+        later = T0 + timedelta(hours=1)
+        assert spool.sent_counts("b7", now=later) == (0, 4, 4)
+        assert spool.sent_counts("a1", now=later) == (0, 0, 0)
+        assert spool.sent_counts("n1", now=later) == (0, 2, 2)
+        spool.count_sent("b7", 1, now=later)
+        assert spool.sent_counts("b7", now=later) == (0, 5, 5)
+        assert (spool.sim("a1")["sent_today"], spool.sim("b7")["sent_today"]) == (4, 1)
+        # A part that may have gone out from a1 (its daemon died writing it) counts for the
+        # card in a1, now in c3: not spent a second time.
+        spool.upsert_sim("a1", iccid="89860012345678901234")
+        message = spool.enqueue("+8613800138000", "maybe out")
+        spool.claim(message.id, "a1", "o", 60)
+        spool.mark_part_writing(message.id, 1, 1, lease_owner="o")
+        spool.upsert_sim("c3", iccid="89860012345678901234")
+        assert spool.sent_counts("c3")[1:] == (1, 1)
+
+
 def test_day_boundary_follows_local_time_zone(path):
     shanghai = timezone(timedelta(hours=8))
     with Spool(path, tz=shanghai) as spool:

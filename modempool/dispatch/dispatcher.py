@@ -99,6 +99,7 @@ class Dispatcher(SendingMixin):
         self._unrecorded: list[tuple[SentPart, logging.Logger, str, int]] = []
         self._recording: dict[str, asyncio.Future[Any]] = {}  # lease owner: its record on its way
         self._plan_made: Plan | None = None  # the current round's, until it is handed over
+        self._unreleased: set[str] = set()  # SIMs whose leases are still to be given back
         self._record_timer: asyncio.Handle | None = None
         self._record_at = self._record_deadline = 0.0
         self._last_expiry = 0.0
@@ -153,6 +154,8 @@ class Dispatcher(SendingMixin):
         expire = loop_time - self._last_expiry >= 1.0
         if expire:
             self._last_expiry = loop_time
+        for name in list(self._unreleased):
+            await self._release(self.slots[name])
         room = self._room(at_most)
         if not room or self.stopping.is_set():
             if expire:
@@ -224,9 +227,13 @@ class Dispatcher(SendingMixin):
             for message_id, owner in claims:
                 self.spool.requeue(message_id, None, count_attempt=False, lease_owner=owner)
 
+    def _usable(self) -> list[SimSlot]:
+        """SIMs that may be handed messages: in rotation, with nothing of theirs to give back."""
+        return [s for s in self.slots.values() if s.in_rotation and s.name not in self._unreleased]
+
     def _room(self, at_most: int | None) -> int:
         """Messages the free SIMs take now (at most `at_most`, but one for each SIM with none)."""
-        free = [s for s in self.slots.values() if s.in_rotation and not s.busy]
+        free = [s for s in self._usable() if not s.busy]
         room = sum(PREFETCH - s.assigned for s in free)
         if at_most is not None:  # but a SIM with nothing in hand is never kept waiting
             room = min(room, max(at_most, sum(s.assigned == 0 for s in free)))
@@ -237,7 +244,7 @@ class Dispatcher(SendingMixin):
         reserving its place in the SIM's hands; and the messages that no SIM can ever send,
         with the reason."""
         room = self._room(at_most)
-        up = [s for s in self.slots.values() if s.in_rotation]
+        up = self._usable()
         # What each SIM looks like this round (its view and its room under the limits).
         views = {s.name: s.view(now) for s in up}
         rooms = {s.name: s.room(now) for s in up}
@@ -334,9 +341,22 @@ class Dispatcher(SendingMixin):
             slot.inbox.get_nowait()
         slot.assigned = slot.assigned_parts = 0
         slot.generation += 1  # claims of a round still in the lane are not handed to it
-        await self.record_now()
-        # Leases of this SIM: unstarted ones go back to the queue as if never claimed.
-        await self.lane.run(self.spool.recover_leases, owner=slot.owner)
+        self._unreleased.add(slot.name)
+        await self._release(slot)
+
+    async def _release(self, slot: SimSlot) -> None:
+        """Record what `slot` sent, then settle its leases: unstarted messages back to the queue
+        as if never claimed. With the database away it stays to do (and the SIM gets nothing)
+        until a dispatch round finds it back."""
+        try:
+            await self.record_now()
+            if any(entry[0].lease_owner == slot.owner for entry in self._unrecorded):
+                return  # not recorded yet: its leases wait for it
+            await self.lane.run(self.spool.recover_leases, owner=slot.owner)
+        except Exception as exc:
+            log.warning("could not give back what %s held (%s); trying again", slot.name, exc)
+            return
+        self._unreleased.discard(slot.name)
 
     def done(self, slot: SimSlot, message: Any) -> None:
         slot.assigned = max(0, slot.assigned - 1)

@@ -102,7 +102,12 @@ class ModemTaskMixin:
             return self._stored_counters(spec.name)
 
         assert self.dispatcher is not None  # made before the modem tasks
-        counts = await self.dispatcher.lane.run(stored)
+        try:
+            counts = await self.dispatcher.lane.run(stored)
+        except Exception as exc:  # the database away: nothing is claimed until it is back
+            log.warning("could not read the counts of the SIM in %s (%s); keeping those held",
+                        spec.name, exc)
+            return
         slot.counters = limits_mod.at_least(slot.counters, counts,
                                             datetime.now(self.config.tz or timezone.utc))
 

@@ -73,9 +73,13 @@ class SendingMixin:
             message per SIM without its outcome (ambiguous)."""
             await self._recorded(slot.owner)  # its previous message, if on its way, first
             pending = self._take_unrecorded(owner=slot.owner)
-            recorded, lost = await self.lane.run(self._record_and_mark, pending, message.id,
-                                                 part.seq, part.total, slot.owner)
-            self._log_records(pending, recorded)
+            try:
+                recorded, lost = await self.lane.run(self._record_and_mark, pending, message.id,
+                                                     part.seq, part.total, slot.owner)
+            except BaseException:
+                self._settled(pending, None)
+                raise
+            self._settled(pending, recorded)
             if lost is not None:
                 raise lost
 
@@ -159,7 +163,7 @@ class SendingMixin:
             # SIM by SIM: two such commits at once update the SIMs' counters in the same order.
             pending.sort(key=lambda entry: (entry[0].lease_owner or "", entry[0].message_id))
             recording = self.lane.submit(self._write_records, pending)
-            recording.add_done_callback(lambda done: self._log_records(pending, done.result()))
+            recording.add_done_callback(lambda done: self._settled(pending, done.result()))
             for sent, *_ in pending:  # the SIM's next marker waits for it (`_recorded`)
                 self._recording[sent.lease_owner or ""] = recording
         if self._unrecorded:  # the rest once the modems had their turn
@@ -171,7 +175,7 @@ class SendingMixin:
         await self._recorded(owner)
         pending = self._take_unrecorded(owner=owner)
         if pending:
-            self._log_records(pending, await self.lane.run(self._write_records, pending))
+            self._settled(pending, await self.lane.run(self._write_records, pending))
 
     async def _recorded(self, owner: str | None) -> None:
         """Until the records on their way for lease `owner` (None: all) are committed."""
@@ -225,9 +229,18 @@ class SendingMixin:
                 lost = exc
         return recorded, lost
 
-    @staticmethod
-    def _log_records(pending: list[Unrecorded], recorded: list[bool] | None) -> None:
-        for ok, (sent, mlog, to, parts) in zip(recorded or (), pending):
+    def _settled(self, pending: list[Unrecorded], recorded: list[bool] | None) -> None:
+        """Log what was recorded; what could not be (the database away) is kept, to be written
+        again with the SIM's next marker, or in a second (a SIM's lease is given back only
+        after it)."""
+        if recorded is None:
+            self._unrecorded[:0] = [entry for entry in pending if entry not in self._unrecorded]
+            if self._record_timer is None:
+                self._record_at = 0.0
+                self._record_timer = asyncio.get_running_loop().call_later(
+                    1.0, self._record_when_quiet)
+            return
+        for ok, (sent, mlog, to, parts) in zip(recorded, pending):
             mlog.info("message %s to %s sent (%d part%s), reference %s%s", sent.message_id, to,
                       parts, "" if parts == 1 else "s", sent.message_reference,
                       "" if ok else " (its lease had been taken over)")

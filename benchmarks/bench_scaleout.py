@@ -2,12 +2,15 @@
 
     python benchmarks/bench_scaleout.py                     # everything, small sizes
     python benchmarks/bench_scaleout.py --url postgresql://bench@db/bench --backlogs 1000 1000000
-    python benchmarks/bench_scaleout.py --only spool        # or: daemons, ideal
+    python benchmarks/bench_scaleout.py --only spool        # or: cost, daemons, ideal
+    python benchmarks/bench_scaleout.py --only cost --million   # up to a spool of 1,000,000
 
 Without --url a throwaway cluster is made with initdb/pg_ctl in a temporary directory (Debian's
 `postgresql` package), fsync off: the figures are the database's CPU cost, not a disk's. Figures:
 - enqueue and claim throughput per engine (claim = claim + part marker + confirmation, the three
   commits a one-part message costs), and the claim cost with a backlog of 1k up to 1M messages;
+- the database cost of one message on PostgreSQL (enqueue + claim + marker + sent, as the API and
+  a daemon make them) in a spool of 1k, 10k, 100k (and with --million 1M) messages of history;
 - 1, 2 and 4 daemons at 0 s per SMS (each with its own simulated bank), messages per second in
   total;
 - 2 daemons x 32 simulated modems at 1 s per SMS, as a fraction of the modem-limited ideal.
@@ -75,6 +78,52 @@ def bench_spool(target, messages: int, backlog: int) -> dict[str, float]:
         claim_s = time.perf_counter() - start
     return {"enqueue_per_s": (backlog + messages) / enqueue_s, "claim_per_s": messages / claim_s,
             "claim_ms": 1000 * claim_s / messages}
+
+
+def bench_cost(target, size: int, messages: int) -> dict[str, float]:
+    """The database cost of one message in a spool of `size`: `size` messages of history
+    (delivered, a part each) first, then `messages` more, each enqueued alone (as an API call
+    does), claimed in dispatch rounds of 8 (read with the claim lock, then claimed), marked
+    writing and recorded sent, as a daemon does. Milliseconds per message for each step."""
+    from modempool.spool.claims import SentPart
+
+    with Spool(target) as spool:
+        for first in range(0, size, 50_000):
+            spool.enqueue_many({"to": f"+86138{i % 100000000:08d}", "text": f"old {i}"}
+                               for i in range(first, min(size, first + 50_000)))
+        with spool.engine.tx() as conn:  # history: sent, delivered, one part each
+            conn.execute("INSERT INTO parts (message_id, seq, total, attempt, sim, state, "
+                         "message_reference, writing_at, sent_at, status) SELECT id, 1, 1, 1, "
+                         "'m' || (id % 32), 'delivered', id % 256, created_at, created_at, 0 "
+                         "FROM messages")
+            conn.execute("UPDATE messages SET state = 'delivered', attempts = 1, sim = "
+                         "'m' || (id % 32), sent_at = created_at, delivered_at = created_at")
+        with spool.engine.tx() as conn:
+            conn.execute("ANALYZE")  # as autovacuum would after such a load
+        times = {"enqueue": 0.0, "claim": 0.0, "marker": 0.0, "sent": 0.0}
+        clock = time.perf_counter
+        start = clock()
+        for i in range(messages):
+            spool.enqueue(f"+86139{i:08d}", f"bench {i}")
+        times["enqueue"] = clock() - start
+        done = 0
+        while done < messages:
+            start = clock()
+            with spool.batch():
+                claimed = [spool.claim(m.id, "m1", "bench:1/m1", 60)
+                           for m in list(spool.dispatchable(limit=24, lock=True))[:8]]
+            times["claim"] += clock() - start
+            for message in claimed:
+                start = clock()
+                spool.mark_part_writing(message.id, 1, 1, lease_owner="bench:1/m1")
+                middle = clock()
+                spool.mark_many_sent([SentPart(message.id, 1, None, message.id % 256,
+                                               lease_owner="bench:1/m1")])
+                times["marker"] += middle - start
+                times["sent"] += clock() - middle
+            done += len(claimed)
+    per = {step: 1000 * seconds / messages for step, seconds in times.items()}
+    return {**per, "total": sum(per.values())}
 
 
 def write_config(path: Path, target, prefix: str, devices: list[str]) -> Path:
@@ -145,9 +194,13 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="an existing PostgreSQL (default: a throwaway cluster)")
-    parser.add_argument("--only", choices=("spool", "daemons", "ideal"))
+    parser.add_argument("--only", choices=("spool", "cost", "daemons", "ideal"))
     parser.add_argument("--messages", type=int, default=2000, help="claimed per spool run")
     parser.add_argument("--backlogs", type=int, nargs="*", default=[1_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1_000, 10_000, 100_000],
+                        help="spool sizes (messages of history) for the cost per message")
+    parser.add_argument("--million", action="store_true",
+                        help="the cost per message in a spool of 1,000,000 too (minutes)")
     parser.add_argument("--daemons", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--modems", type=int, default=4, help="per daemon, at 0 s per SMS")
     parser.add_argument("--rounds", type=int, default=50, help="messages per modem at 0 s")
@@ -176,6 +229,17 @@ def main() -> None:
                         r = bench_spool(target, args.messages, backlog)
                         print(f"  {kind:<10} backlog {backlog:>9,}: enqueue {r['enqueue_per_s']:>8,.0f}/s,"
                               f" claim {r['claim_per_s']:>6,.0f}/s ({r['claim_ms']:.2f} ms per message)")
+            if args.only in (None, "cost"):
+                sizes = args.sizes + ([1_000_000] if args.million else [])
+                print(f"database cost per message on PostgreSQL, {args.messages} messages "
+                      f"enqueued one by one, claimed in rounds of 8, marked writing, recorded "
+                      f"sent; ms per message")
+                for size in sizes:
+                    target = fresh_target("postgresql", cluster, directory, f"c{size}", args.url)
+                    r = bench_cost(target, size, args.messages)
+                    print(f"  spool of {size:>9,}: enqueue {r['enqueue']:.2f} + claim "
+                          f"{r['claim']:.2f} + marker {r['marker']:.2f} + sent {r['sent']:.2f}"
+                          f" = {r['total']:.2f} ms")
             if args.only in (None, "daemons"):
                 print(f"daemons sharing one PostgreSQL queue, {args.modems} simulated modems "
                       f"each, 0 s per SMS")

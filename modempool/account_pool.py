@@ -474,13 +474,74 @@ class AccountPool:
         return self.pool.add_optouts(numbers, source=source)
 
     def history(self, query: Any) -> list[dict[str, Any]]:
-        """Sent and received messages matching `query` (history.Query), newest first."""
-        self.require_admin()
-        return self.pool.history(query)
+        """Sent and received messages matching `query` (history.Query), newest first: for an
+        admin all of them, for anyone else its own messages and what came in on its SIMs."""
+        return self.pool.history(self._scoped(query))
 
     def export_history(self, query: Any, path: Path) -> int:
+        return self.pool.export_history(self._scoped(query), path)
+
+    def _scoped(self, query: Any) -> Any:
+        from dataclasses import replace
+
+        if self.account.sees_all:
+            return query
+        return replace(query, owner=self.account.name, inbound_sims=self.account.sims)
+
+    # ---- what every account may look at, and who changes it -------------------------------
+
+    def permissions(self) -> dict[str, bool]:
+        """What the account may do, for a front end to offer only that (the methods check
+        again): send and change contacts (senders, admins); run campaigns (its own, or all for
+        an admin); add opt-outs and blacklist entries; remove them, change auto-replies and
+        forwarding, manage accounts (admins)."""
+        sender, admin = self.account.may_send, self.account.sees_all
+        return {"send": sender, "change_contacts": sender, "run_campaigns": sender,
+                "add_optouts": sender, "remove_optouts": admin, "change_autoreplies": admin,
+                "forwarding": admin, "templates": admin, "accounts": admin}
+
+    def campaign_desk(self) -> Any:
+        """The campaigns this account sees and runs (`AccountCampaigns`): all for an admin,
+        its own for a sender, all to look at for a viewer."""
+        from modempool.account_campaigns import AccountCampaigns
+
+        return AccountCampaigns(self)
+
+    def optout_list(self) -> list[dict[str, Any]]:
+        """Opted-out numbers (everyone signed in may look), with the contact's name."""
+        rows = self.pool.optouts.optouts()
+        for row in rows:
+            contact = self.pool.contacts.find(row["number"])
+            row["name"] = contact.name if contact else ""
+        return rows
+
+    def blacklist(self) -> list[dict[str, Any]]:
+        return self.pool.optouts.blacklist()
+
+    def add_optout(self, number: str, *, source: str = "console") -> None:
+        """Opt a number out (a request phoned in): senders and admins, as it only stops sends."""
+        self.require_sender()
+        self.pool.optouts.add(number, source=source)
+
+    def add_to_blacklist(self, numbers: Iterable[str], reason: str = "") -> int:
+        self.require_sender()
+        return self.pool.optouts.add_to_blacklist(list(numbers), reason)
+
+    def remove_optout(self, number: str) -> None:
+        """Lift an opt-out (the person asked again): admins only."""
         self.require_admin()
-        return self.pool.export_history(query, path)
+        self.pool.optouts.remove(number)
+
+    def remove_from_blacklist(self, number: str) -> None:
+        self.require_admin()
+        self.pool.optouts.remove_from_blacklist(number)
+
+    def autoreply_rules(self) -> tuple[list[Any], list[Any]]:
+        """The auto-reply rules, the config's (`config:N`) and the stored (`db:N`): everyone
+        may look."""
+        from modempool.operator.autoreply import rules_from_config
+
+        return rules_from_config(self.config), self.pool.autoreplies.rules()
 
     def autoreplies(self) -> Any:
         self.require_admin()

@@ -33,6 +33,8 @@ class Query:
     campaign: int | None = None
     direction: str = "both"          # out | in | both
     limit: int | None = 1000
+    owner: str | None = None         # only this account's sent messages (AccountPool)
+    inbound_sims: tuple[str, ...] | None = None   # only what came in on these SIMs
 
 
 def search(spool: Any, query: Query, region: str = DEFAULT_REGION) -> list[dict[str, Any]]:
@@ -167,6 +169,14 @@ def _select_where(db: Any, direction: str, query: Query, numbers: list[str] | No
     if direction == "out" and query.campaign is not None:
         where.append("campaign_id = ?")
         params.append(query.campaign)
+    if direction == "out" and query.owner is not None:
+        where.append("id IN (SELECT message_id FROM message_accounts WHERE account = ?)")
+        params.append(query.owner)
+    if direction == "in" and query.inbound_sims is not None:
+        if not query.inbound_sims:
+            return []
+        where.append(f"sim IN ({', '.join('?' for _ in query.inbound_sims)})")
+        params += list(query.inbound_sims)
     if where:
         sql += " WHERE " + " AND ".join(where)
     if query.limit:

@@ -115,9 +115,10 @@ def test_accounts_passwd_sets_a_password_the_console_takes(api, config_path):
 @both_engines
 def test_admin_pages_answer_404_to_others_and_history_finds_chinese_text(api):
     shop, root = signed_in(api, "shop"), signed_in(api, "root")
-    for path in ("/campaigns", "/optouts", "/history", "/autoreplies", "/admin"):
-        assert shop.get(path).status_code == 404, path
-        assert root.get(path).status_code == 200, path
+    for path in ("/campaigns", "/optouts", "/history", "/autoreplies"):
+        assert shop.get(path).status_code == 200, path
+    assert shop.get("/admin").status_code == 404 and 'href="/admin"' not in shop.get("/").text
+    assert root.get("/admin").status_code == 200
     answer = shop.post("/admin/add", data={"csrf": _csrf(shop.get("/")), "name": "x", "role": "admin"})
     assert answer.status_code == 404
     form = shop.get("/send")
@@ -318,3 +319,42 @@ def test_forwarding_numbers_are_added_and_removed_on_the_auto_replies_page(api):
         spool.close()
     root.post("/forwarding/remove", data={"csrf": csrf, "forward_to": "+8613900139000"})
     assert 'data-target="+8613900139000"' not in root.get("/autoreplies").text
+
+
+def test_each_role_looks_at_and_changes_what_the_library_lets_it(api):
+    root, branch, shop, audit = (signed_in(api, n) for n in ("root", "branch", "shop", "audit"))
+    csrf = {n: _csrf(c.get("/")) for n, c in (("root", root), ("branch", branch),
+                                              ("shop", shop), ("audit", audit))}
+    # a sender's campaign: its own, through its SIM (m2)
+    made = branch.post("/campaigns", data={"csrf": csrf["branch"], "name": "分店通知",
+                                           "template": "周五停业一天", "numbers": "13700137001",
+                                           "kind": "notice"})
+    assert made.status_code == 303
+    path = made.headers["location"]
+    assert shop.get(path).status_code == 404 and "分店通知" not in shop.get("/campaigns").text
+    assert "分店通知" in root.get("/campaigns").text
+    looked = audit.get(path)   # a viewer looks, with nothing to press
+    assert looked.status_code == 200 and "/start" not in looked.text
+    assert audit.post(path + "/start", data={"csrf": csrf["audit"]}).status_code == 404
+    assert 'action="/campaigns"' not in audit.get("/campaigns").text   # no new-campaign form
+    assert branch.post(path + "/start", data={"csrf": csrf["branch"]}).status_code == 303
+    assert "周五停业一天" in branch.get("/messages").text
+    assert "周五停业一天" in branch.get("/history", params={"text": "停业"}).text
+    assert "周五停业一天" not in shop.get("/history", params={"text": "停业"}).text
+    # opt-outs: everyone looks, senders add, admins remove
+    assert audit.post("/optouts/add", data={"csrf": csrf["audit"], "number": "13900139000"}
+                      ).status_code == 404
+    assert shop.post("/optouts/add", data={"csrf": csrf["shop"], "number": "13900139000"}
+                     ).status_code == 303
+    page = audit.get("/optouts")
+    assert 'data-number="+8613900139000"' in page.text and 'action="/optouts/' not in page.text
+    assert shop.post("/optouts/remove", data={"csrf": csrf["shop"], "number": "13900139000"}
+                     ).status_code == 404
+    assert root.post("/optouts/remove", data={"csrf": csrf["root"], "number": "13900139000"}
+                     ).status_code == 303
+    # auto-replies: everyone looks at the rules; the log and forwarding are the admin's
+    root.post("/autoreplies", data={"csrf": csrf["root"], "keywords": "地址", "reply": "人民路1号"})
+    rules = audit.get("/autoreplies").text
+    assert "人民路1号" in rules and 'action="/autoreplies"' not in rules and "h-forward" not in rules
+    assert audit.post("/autoreplies", data={"csrf": csrf["audit"], "keywords": "x",
+                                            "reply": "y"}).status_code == 404

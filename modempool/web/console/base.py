@@ -84,7 +84,9 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     """A page (or fragment) in the request's language, escaped by Jinja2's autoescape."""
     lang = language(request)
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    can = pool_of(request, session).permissions() if session else {}
     values = {"request": request, "session": session, "account": session.account if session else None,
+              "can": can,
               "csrf": session.csrf if session else "", "lang": lang, "here": here,
               "here_quoted": quote(here, safe=""), "html_lang": "zh-CN" if lang == "zh_CN" else "en",
               **(context or {})}

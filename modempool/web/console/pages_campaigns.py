@@ -1,7 +1,8 @@
 """Campaigns (群发): create one (from a saved template, 短信模板, or a new text with fields),
 preview with cost and problems, start, pause, resume, live progress and the report; save, edit
-and delete templates. Campaigns and templates are the bank's: admins only (the rule is in
-`AccountPool.campaigns` / `.templates`); for anyone else these pages do not exist (404)."""
+and delete templates. Who sees and runs which campaign is `AccountPool.campaign_desk()`'s
+rule (admins all, senders their own, viewers look at all); saved templates are the bank's
+(`AccountPool.templates`, admins)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from fastapi.responses import HTMLResponse, Response
 
 from modempool.accounts import Forbidden
 from modempool.errors import NotFound, PoolError
-from modempool.operator.campaign_report import progress, report
 from modempool.operator.contacts import parse_selection
 from modempool.sessions import Session
 from modempool.web.console.base import (current_session, error_text, form_of, redirect, render,
@@ -26,10 +26,8 @@ FIELDS = ("name", "template", "groups", "numbers", "kind")
 
 
 def _campaigns(request: Request, session: Session) -> Any:
-    try:
-        return operator_of(request, session).campaigns()
-    except Forbidden:
-        return None
+    """The campaigns the signed-in account sees and runs (`AccountCampaigns`)."""
+    return operator_of(request, session).campaign_desk()
 
 
 @router.get("/campaigns")
@@ -37,11 +35,11 @@ def campaigns(request: Request, session: Session = Depends(current_session),
               use: int | None = None) -> HTMLResponse:
     """The list and the new-campaign form; `use` fills the form from a saved template."""
     values, chosen = {"kind": "notice"}, None
-    if use is not None and _campaigns(request, session) is not None:
+    if use is not None:
         try:
             chosen = operator_of(request, session).templates().get(use)
             values = {"template": chosen.text, "kind": chosen.kind, "from_template": str(use)}
-        except NotFound:
+        except (Forbidden, NotFound):
             return render(request, "not_found.html", session=session, status=404)
     return _list(request, session, values, {}, chosen=chosen)
 
@@ -51,14 +49,13 @@ def _list(request: Request, session: Session, values: dict[str, str], errors: di
           template_values: dict[str, str] | None = None,
           template_errors: dict[str, str] | None = None) -> HTMLResponse:
     store = _campaigns(request, session)
-    if store is None:
-        return render(request, "not_found.html", session=session, status=404)
-    rows = [{**c.as_dict(), "progress": progress(store.spool, c.id, config=store.config).to_dict()}
+    rows = [{**c.as_dict(), "progress": store.progress(c.id).to_dict()}
             for c in reversed(store.list())]
     operator = operator_of(request, session)
+    saved = operator.templates().list() if operator.permissions()["templates"] else []
     return render(request, "campaigns.html", {
         "campaigns": rows, "values": values, "errors": errors, "chosen": chosen,
-        "groups": operator.groups(), "templates": operator.templates().list(),
+        "groups": operator.groups(), "templates": saved,
         "tvalues": template_values or {"kind": "notice"}, "terrors": template_errors or {}},
         session=session, status=status)
 
@@ -68,8 +65,6 @@ async def create(request: Request, session: Session = Depends(current_session)) 
     form = await form_of(request, session)
     values = {k: str(form.get(k, "")) for k in FIELDS}
     store = _campaigns(request, session)
-    if store is None:
-        return render(request, "not_found.html", session=session, status=404)
     errors: dict[str, str] = {}
     if not values["name"].strip():
         errors["name"] = translate(request, "Give the campaign a name.")
@@ -80,6 +75,8 @@ async def create(request: Request, session: Session = Depends(current_session)) 
         created = await run_in_threadpool(
             store.create, values["name"].strip(), values["template"], numbers=numbers,
             groups=parse_selection(values["groups"]), kind=values["kind"] or "notice")
+    except Forbidden:
+        return render(request, "not_found.html", session=session, status=404)
     except PoolError as exc:
         field = ("template" if exc.code.startswith("template_") else
                  "groups" if exc.code.startswith("group_") else
@@ -159,32 +156,29 @@ def campaign(request: Request, campaign_id: int,
 def _detail(request: Request, session: Session, campaign_id: int, error: str,
             problems: list[str] | None = None, status: int = 200) -> HTMLResponse:
     store = _campaigns(request, session)
-    if store is None:
-        return render(request, "not_found.html", session=session, status=404)
     try:
         item = store.get(campaign_id)
     except NotFound:
         return render(request, "not_found.html", session=session, status=404)
-    plan = store.plan(campaign_id)
     return render(request, "campaign.html", {
-        "c": item.as_dict(), "plan": plan, "progress": progress(store.spool, campaign_id, config=store.config).to_dict(),
-        "report": report(store.spool, campaign_id) if item.state.value != "draft" else None,
-        "error": error, "problems": problems or []}, session=session, status=status)
+        "c": item.as_dict(), "plan": store.plan(campaign_id),
+        "progress": store.progress(campaign_id).to_dict(),
+        "report": store.report(campaign_id) if item.state.value != "draft" else None,
+        "may_run": store.may_run(campaign_id), "error": error, "problems": problems or []},
+        session=session, status=status)
 
 
 @router.get("/fragments/campaigns/{campaign_id}")
 def campaign_progress(request: Request, campaign_id: int,
                       session: Session = Depends(current_session)) -> HTMLResponse:
     store = _campaigns(request, session)
-    if store is None:
-        return render(request, "not_found.html", session=session, status=404)
     try:
-        store.get(campaign_id)
+        return render(request, "campaign_progress.html",
+                      {"progress": store.progress(campaign_id).to_dict(),
+                       "report": store.report(campaign_id),
+                       "may_run": store.may_run(campaign_id)}, session=session)
     except NotFound:
         return render(request, "not_found.html", session=session, status=404)
-    return render(request, "campaign_progress.html",
-                  {"progress": progress(store.spool, campaign_id, config=store.config).to_dict(),
-                   "report": report(store.spool, campaign_id)}, session=session)
 
 
 @router.post("/campaigns/{campaign_id}/{action}")
@@ -192,7 +186,7 @@ async def campaign_action(request: Request, campaign_id: int, action: str,
                           session: Session = Depends(current_session)) -> Response:
     form = await form_of(request, session)
     store = _campaigns(request, session)
-    if store is None or action not in ("start", "pause", "resume", "cancel"):
+    if action not in ("start", "pause", "resume", "cancel"):
         return render(request, "not_found.html", session=session, status=404)
     try:
         if action == "start":
@@ -200,7 +194,7 @@ async def campaign_action(request: Request, campaign_id: int, action: str,
                                     skip_problems=form.get("skip_problems") == "yes")
         else:
             await run_in_threadpool(getattr(store, action), campaign_id)
-    except NotFound:
+    except (NotFound, Forbidden):
         return render(request, "not_found.html", session=session, status=404)
     except PoolError as exc:
         return _detail(request, session, campaign_id, error_text(request, exc),

@@ -19,7 +19,6 @@ from fastapi.responses import HTMLResponse, Response
 from modempool.account_pool import AccountPool
 from modempool.accounts import Forbidden
 from modempool.errors import NotFound, PoolError
-from modempool.numbers import normalise
 from modempool.sessions import Session
 from modempool.web.console.base import (current_session, error_text, form_of, pool_of, redirect,
                                         render, translate)
@@ -286,16 +285,9 @@ def optouts(request: Request, session: Session = Depends(current_session)) -> HT
 
 def _optouts(request: Request, session: Session, values: dict[str, str],
              errors: dict[str, str], status: int = 200) -> HTMLResponse:
-    try:
-        lists = operator_of(request, session).optouts()
-    except Forbidden:
-        return render(request, "not_found.html", session=session, status=404)
     pool = pool_of(request, session)
-    rows = lists.optouts()
-    for row in rows:
-        contact = pool.contact(row["number"])
-        row["name"] = contact.name if contact else ""
-    return render(request, "optouts.html", {"optouts": rows, "blacklist": lists.blacklist(),
+    return render(request, "optouts.html", {"optouts": pool.optout_list(),
+                                            "blacklist": pool.blacklist(),
                                             "values": values, "errors": errors},
                   session=session, status=status)
 
@@ -305,21 +297,19 @@ async def optout_change(request: Request, which: str,
                         session: Session = Depends(current_session)) -> Response:
     form = await form_of(request, session)
     values = {"number": str(form.get("number", "")), "reason": str(form.get("reason", ""))}
+    pool = pool_of(request, session)
+    number = values["number"]
+    actions: dict[str, Any] = {
+        "add": lambda: pool.add_optout(number),
+        "remove": lambda: pool.remove_optout(number),
+        "blacklist": lambda: pool.add_to_blacklist([number], values["reason"]),
+        "unblacklist": lambda: pool.remove_from_blacklist(number)}
+    if which not in actions:
+        return render(request, "not_found.html", session=session, status=404)
     try:
-        lists = operator_of(request, session).optouts()
+        await run_in_threadpool(actions[which])
     except Forbidden:
         return render(request, "not_found.html", session=session, status=404)
-    region = request.app.state.api.config.region
-    try:
-        number = normalise(values["number"], region)
-        actions: dict[str, Any] = {
-            "add": lambda: lists.add(number, source="console"),
-            "remove": lambda: lists.remove(number),
-            "blacklist": lambda: lists.add_to_blacklist([number], values["reason"]),
-            "unblacklist": lambda: lists.remove_from_blacklist(number)}
-        if which not in actions:
-            return render(request, "not_found.html", session=session, status=404)
-        await run_in_threadpool(actions[which])
     except PoolError as exc:
         return _optouts(request, session, values, {which: error_text(request, exc)}, status=400)
     return redirect("/optouts")

@@ -1,0 +1,110 @@
+"""Campaigns as one account sees and runs them (`AccountPool.campaign_desk()`), on both spool
+engines: admins all, senders their own (through their SIMs, within their quota, their messages
+their own), viewers look at all and change none."""
+
+from __future__ import annotations
+
+import pytest
+
+from modempool import Pool
+from modempool.accounts import Accounts, Forbidden, QuotaExceeded, SimNotAllowed
+from modempool.errors import NotFound
+from modempool.operator.contacts import Selection
+
+CONFIG = """\
+[spool]
+path = "pool.db"
+
+[[modem]]
+name = "m1"
+port = "/dev/null"
+
+[[modem]]
+name = "m2"
+port = "/dev/null"
+"""
+
+
+@pytest.fixture
+def pool(tmp_path, spool_target):
+    path = tmp_path / "modempool.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    with Pool.open(path, spool_path=spool_target) as pool:
+        accounts = Accounts(pool.spool)
+        accounts.add("root", "admin")
+        accounts.add("branch", "sender", sims=["m2"], per_minute=3)
+        accounts.add("shop", "sender")
+        accounts.add("audit", "viewer")
+        pool.contacts.upsert("13700137001", "王芳", fields={"班级": "一班"}, groups=["家长"])
+        pool.contacts.upsert("13700137002", "李强", fields={"班级": "二班"}, groups=["家长"])
+        yield pool
+
+
+def desk(pool, name):
+    return pool.for_account(Accounts(pool.spool).get(name)).campaign_desk()
+
+
+def test_a_sender_runs_its_own_campaign_through_its_sims_and_owns_its_messages(pool):
+    branch, shop = desk(pool, "branch"), desk(pool, "shop")
+    made = branch.create("家长会", "{name}家长：{班级}周五开会。", groups=Selection(("家长",)),
+                         kind="notice")
+    assert made.sims == ("m2",)   # bound to the sender's SIMs
+    with pytest.raises(SimNotAllowed):
+        branch.create("x", "y", numbers=["13700137003"], sims=["m1"])
+    assert [c.name for c in branch.list()] == ["家长会"]
+    assert shop.list() == []
+    with pytest.raises(NotFound):
+        shop.get(made.id)
+    with pytest.raises(NotFound):
+        shop.start(made.id)
+    assert branch.start(made.id)["enqueued"] == 2
+    own = pool.for_account(Accounts(pool.spool).get("branch"))
+    messages, _ = own.page()
+    assert sorted(m.to for m in messages) == ["+8613700137001", "+8613700137002"]
+    assert all(m.sims == ("m2",) for m in messages)
+    assert pool.for_account(Accounts(pool.spool).get("shop")).page()[0] == []
+    branch.pause(made.id)
+    assert branch.progress(made.id).state == "paused"
+
+
+def test_a_senders_quota_counts_a_campaign_and_nothing_is_queued_past_it(pool):
+    branch = desk(pool, "branch")   # 3 a minute
+    numbers = ["13700137003", "13700137004", "13700137005", "13700137006"]
+    made = branch.create("促销", "周末八折", numbers=numbers, kind="notice")
+    with pytest.raises(QuotaExceeded) as refused:
+        branch.start(made.id)
+    assert refused.value.code == "quota_per_minute" and refused.value.params["count"] == 4
+    assert pool.messages(campaign=made.id) == []
+
+
+def test_a_viewer_looks_at_every_campaign_and_runs_none_and_an_admin_runs_all(pool):
+    made = desk(pool, "shop").create("通知", "{name}您好", groups=Selection(("家长",)),
+                                     kind="notice")
+    audit, root = desk(pool, "audit"), desk(pool, "root")
+    assert [c.id for c in audit.list()] == [made.id] and len(audit.plan(made.id).recipients) == 2
+    assert not audit.may_run(made.id) and root.may_run(made.id)
+    for change in (audit.start, audit.pause, audit.resume, audit.cancel):
+        with pytest.raises(Forbidden):
+            change(made.id)
+    with pytest.raises(Forbidden):
+        audit.create("x", "y", numbers=["13700137003"])
+    assert pool.messages(campaign=made.id) == []
+    assert root.start(made.id)["enqueued"] == 2
+    assert root.cancel(made.id) == 2
+
+
+def test_history_of_a_sender_is_its_own_and_what_came_in_on_its_sims(pool):
+    from modempool.operator.history import Query
+
+    accounts = Accounts(pool.spool)
+    branch, shop = (pool.for_account(accounts.get(n)) for n in ("branch", "shop"))
+    root = pool.for_account(accounts.get("root"))
+    shop.send(["13800138000"], "本周五下午三点开家长会")
+    branch.send(["13800138001"], "分店：周五家长会改到四点")
+    pool.spool.store_inbound("13800138000", "收到家长会通知", sim="m1")
+    pool.spool.store_inbound("13800138001", "好的，家长会见", sim="m2")
+    texts = {name: {r["text"] for r in who.history(Query(text="家长会"))}
+             for name, who in (("branch", branch), ("shop", shop), ("root", root))}
+    assert texts["branch"] == {"分店：周五家长会改到四点", "好的，家长会见"}
+    assert texts["shop"] == {"收到家长会通知", "好的，家长会见", "本周五下午三点开家长会"}
+    assert len(texts["root"]) == 4

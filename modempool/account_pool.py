@@ -469,8 +469,8 @@ class AccountPool:
         return self.pool.optouts
 
     def add_optouts(self, numbers: Iterable[str], *, source: str = "api") -> int:
-        """`Pool.add_optouts` (all or none), for admins."""
-        self.require_admin()
+        """`Pool.add_optouts` (all or none), for senders and admins (it only stops sends)."""
+        self.require_sender()
         return self.pool.add_optouts(numbers, source=source)
 
     def history(self, query: Any) -> list[dict[str, Any]]:

@@ -90,16 +90,17 @@ class CampaignIn(BaseModel):
     sims: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(None, max_length=512)
 
 
-@router.get("/campaigns", tags=["campaigns"], summary="Campaigns (群发), admins only")
+@router.get("/campaigns", tags=["campaigns"],
+            summary="Campaigns (群发): an admin's all, a sender's its own, a viewer looks at all")
 def list_campaigns(op: AccountPool = Depends(account_pool)) -> dict[str, Any]:
-    return {"campaigns": [c.as_dict() for c in op.campaigns().list()]}
+    return {"campaigns": [c.as_dict() for c in op.campaign_desk().list()]}
 
 
 @router.post("/campaigns", tags=["campaigns"], status_code=201, summary="Create a campaign (draft)")
 def create_campaign(body: CampaignIn, op: AccountPool = Depends(account_pool)) -> dict[str, Any]:
     from modempool.operator.contacts import Selection, parse_selection
 
-    campaigns = op.campaigns()
+    campaigns = op.campaign_desk()
     selection = parse_selection(body.groups) if body.groups else Selection()
     return campaigns.create(body.name, body.text, numbers=body.to, groups=selection, kind=body.kind,
                             rate_per_minute=body.rate_per_minute, sims=body.sims).as_dict()
@@ -107,17 +108,16 @@ def create_campaign(body: CampaignIn, op: AccountPool = Depends(account_pool)) -
 
 @router.get("/campaigns/{campaign_id}", tags=["campaigns"], summary="A campaign and its progress")
 def get_campaign(campaign_id: CampaignId, op: AccountPool = Depends(account_pool)) -> dict:
-    from modempool.operator.campaign_report import progress
-
-    campaign = op.campaigns().get(campaign_id).as_dict()
-    return {**campaign, "progress": progress(op.spool, campaign_id, config=op.config).to_dict()}
+    desk = op.campaign_desk()
+    campaign = desk.get(campaign_id).as_dict()
+    return {**campaign, "progress": desk.progress(campaign_id).to_dict()}
 
 
 @router.get("/campaigns/{campaign_id}/preview", tags=["campaigns"],
             summary="Recipients, cost and problems before starting")
 def preview_campaign(campaign_id: CampaignId, op: AccountPool = Depends(account_pool),
                      sample: Annotated[int, Query(ge=0, le=100)] = 3) -> dict[str, Any]:
-    plan = op.campaigns().plan(campaign_id)
+    plan = op.campaign_desk().plan(campaign_id)
     return {"recipients": len(plan.recipients), "total_parts": plan.total_parts,
             "duplicates": plan.duplicates, "excluded_optout": list(plan.excluded_optout),
             "problems": list(plan.problems), "notes": list(plan.notes),
@@ -129,7 +129,7 @@ def preview_campaign(campaign_id: CampaignId, op: AccountPool = Depends(account_
 def campaign_action(campaign_id: CampaignId, action: Literal["start", "pause", "resume"],
                     op: AccountPool = Depends(account_pool),
                     skip_problems: bool = False) -> dict[str, Any]:
-    campaigns = op.campaigns()
+    campaigns = op.campaign_desk()
     if action == "start":
         return {"started": campaigns.start(campaign_id, skip_problems=skip_problems)}
     return getattr(campaigns, action)(campaign_id).as_dict()
@@ -146,7 +146,7 @@ class NumbersIn(BaseModel):
 
 @router.get("/optouts", tags=["opt-outs"], summary="Numbers that opted out (退订)")
 def list_optouts(op: AccountPool = Depends(account_pool)) -> dict[str, Any]:
-    return {"optouts": op.optouts().optouts()}
+    return {"optouts": op.optout_list()}
 
 
 @router.post("/optouts", tags=["opt-outs"], summary="Opt numbers out")
@@ -156,20 +156,20 @@ def add_optouts(body: NumbersIn, op: AccountPool = Depends(account_pool)) -> dic
 
 @router.delete("/optouts/{number}", tags=["opt-outs"], status_code=204)
 def remove_optout(number: Number, op: AccountPool = Depends(account_pool)) -> None:
-    op.optouts().remove(number)
+    op.remove_optout(number)
 
 
 @router.get("/blacklist", tags=["opt-outs"], summary="Numbers that never get anything (黑名单)")
 def list_blacklist(op: AccountPool = Depends(account_pool)) -> dict[str, Any]:
-    return {"blacklist": op.optouts().blacklist()}
+    return {"blacklist": op.blacklist()}
 
 
 @router.post("/blacklist", tags=["opt-outs"], summary="Blacklist numbers")
 def add_blacklist(body: NumbersIn, op: AccountPool = Depends(account_pool)) -> dict[str, int]:
-    return {"added": op.optouts().add_to_blacklist(body.numbers, reason=body.reason)}
+    return {"added": op.add_to_blacklist(body.numbers, reason=body.reason)}
 
 
 @router.delete("/blacklist/{number}", tags=["opt-outs"], status_code=204)
 def remove_blacklist(number: Number, op: AccountPool = Depends(account_pool)) -> None:
-    op.optouts().remove_from_blacklist(number)
+    op.remove_from_blacklist(number)
 

@@ -68,7 +68,7 @@ def test_opting_out_a_batch_through_the_pool_is_all_or_nothing(pool):
     assert [(r["number"], r["source"]) for r in pool.optouts.optouts()] == [
         ("+8613800138000", "manual"), ("+8613800138001", "api")]
     with pytest.raises(Forbidden):
-        as_account(pool, "shop").add_optouts(["13800138002"])
+        as_account(pool, "audit").add_optouts(["13800138002"])
 
 
 def test_a_conversation_shows_only_texts_received_on_the_accounts_sims(pool):

@@ -254,9 +254,12 @@ def test_contacts_campaigns_and_optouts(api):
         assert imported.json()["imported"] == 1 and len(imported.json()["rejected"]) == 1
         names = {c["name"] for c in shop.get("/v1/contacts", params={"group": "家长"}).json()["contacts"]}
         assert names == {"李四", "王五"}
-        assert shop.get("/v1/campaigns").status_code == 403   # the bank's: admins only
+        assert shop.get("/v1/campaigns").json() == {"campaigns": []}   # its own only
+        assert shop.delete("/v1/optouts/13800138002").status_code == 403   # an admin lifts it
     with api.client("audit") as viewer:
         assert viewer.put("/v1/contacts/13800138003", json={"name": "x"}).status_code == 403
+        assert viewer.post("/v1/campaigns", json={"name": "x", "text": "y",
+                                                  "to": ["13800138003"]}).status_code == 403
     with api.client("root") as root:
         assert root.post("/v1/optouts", json={"numbers": ["13800138002"]}).json() == {"added": 1}
         made = root.post("/v1/campaigns", json={"name": "期末通知", "kind": "notice",
@@ -268,6 +271,9 @@ def test_contacts_campaigns_and_optouts(api):
         assert preview["sample"][0]["text"] == "【实验小学】李四家长您好"
         assert root.post(f"/v1/campaigns/{campaign}/start").status_code == 200
         assert root.get(f"/v1/campaigns/{campaign}").json()["progress"]["total"] == 1
+    with api.client("shop") as shop:   # the admin's campaign is not the sender's
+        assert shop.get(f"/v1/campaigns/{campaign}").status_code == 404
+    with api.client("root") as root:
         assert root.post("/v1/blacklist", json={"numbers": ["13800138009"]}).json() == {"added": 1}
         assert [r["number"] for r in root.get("/v1/blacklist").json()["blacklist"]] == ["+8613800138009"]
         assert root.delete("/v1/blacklist/13800138009").status_code == 204

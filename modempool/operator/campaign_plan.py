@@ -66,6 +66,19 @@ class Recipient:
 
 
 @dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem of a plan: its English text (as `Plan.problems` lists it), and a code with
+    the values of that text for a front end in another language (as a PoolError's)."""
+
+    text: str
+    code: str = "error"
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     recipients: tuple[Recipient, ...]
     duplicates: int
@@ -75,6 +88,7 @@ class Plan:
     sensitive: tuple[str, ...]          # words found in the template or rendered texts
     total_parts: int = 0
     notes: tuple[str, ...] = field(default=())
+    coded: tuple[Problem, ...] = field(default=())   # `problems` with codes, in its order
 
     @property
     def problems(self) -> list[str]:
@@ -91,16 +105,19 @@ def plan_campaign(db: Any, campaign: Any, config: Config | None = None,
     book = AddressBook(db, region)
     candidates: list[tuple[str, dict[str, Any], str]] = []
     invalid: list[str] = []
+    coded: list[Problem] = []
     for raw in campaign.numbers:
         try:
             candidates.append((normalise(raw, region), {}, "number"))
         except InvalidNumber as exc:
             invalid.append(str(exc))
+            coded.append(Problem(f"invalid: {exc}", exc.code, exc.params))
     if campaign.include_groups:
         try:
             chosen = book.select(Selection(campaign.include_groups, campaign.exclude_groups))
         except PoolError as exc:
             invalid.append(str(exc))
+            coded.append(Problem(f"invalid: {exc}", exc.code, exc.params))
             chosen = []
         candidates += [(c.number, c.template_values(), "group") for c in chosen]
     for row in campaign.sheet_rows:
@@ -108,6 +125,8 @@ def plan_campaign(db: Any, campaign: Any, config: Config | None = None,
         candidates.append((row["number"], {k: v for k, v in values.items() if v not in (None, "")},
                            f"sheet line {row['line']}"))
     invalid += [f"sheet line {r['line']}: {r['reason']}" for r in campaign.sheet_rejected]
+    coded += [Problem(f"invalid: sheet line {r['line']}: {r['reason']}")
+              for r in campaign.sheet_rejected]
     # Contacts known in the address book lend their fields to bare numbers and sheet rows.
     merged: dict[str, tuple[dict[str, Any], str]] = {}
     duplicates = 0
@@ -126,6 +145,7 @@ def plan_campaign(db: Any, campaign: Any, config: Config | None = None,
     words = SensitiveWords.from_config(config)
     recipients: list[Recipient] = []
     missing: list[str] = []
+    lacks: list[Problem] = []
     for number, (values, source) in merged.items():
         if number in blocked:
             continue
@@ -136,12 +156,18 @@ def plan_campaign(db: Any, campaign: Any, config: Config | None = None,
         text, lacking = render(campaign.template, values)
         if text is None:
             missing.append(f"{number} ({source}): missing " + ", ".join("{%s}" % f for f in lacking))
+            lacks.append(Problem(f"missing field: {missing[-1]}", "plan_missing_fields",
+                                 {"number": number, "fields": ", ".join("{%s}" % f for f in lacking)}))
             continue
         text = signature.apply(text, marketing=marketing)
         recipients.append(Recipient(number, str(values.get("name", "")), text, parts_of(text), source))
-    return Plan(tuple(recipients), duplicates, excluded, tuple(invalid), tuple(missing),
-                words.found_in_any([campaign.template, *(r.text for r in recipients)]),
-                sum(r.parts for r in recipients))
+    found = tuple(words.found_in_any([campaign.template, *(r.text for r in recipients)]))
+    coded += lacks
+    if found:
+        coded.append(Problem("sensitive words: " + ", ".join(found), "plan_sensitive",
+                             {"words": ", ".join(found)}))
+    return Plan(tuple(recipients), duplicates, excluded, tuple(invalid), tuple(missing), found,
+                sum(r.parts for r in recipients), coded=tuple(coded))
 
 
 def preview(db: Any, campaign: Any, config: Config | None = None, *, sample: int = 3,

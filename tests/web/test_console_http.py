@@ -295,6 +295,13 @@ def test_library_refusals_are_worded_in_chinese_on_the_chinese_console(api):
     wrong = root.post("/contacts/import", headers=zh, data={"csrf": _csrf(form)},
                       files={"file": ("a.xlsx", b"name,number\n", "application/octet-stream")})
     assert "a.xlsx：不是 Excel .xlsx 工作簿" in wrong.text
+    # a campaign's problems in its preview
+    made = root.post("/campaigns", headers=zh, data={
+        "csrf": _csrf(form), "name": "通知", "template": "{name}：{班级}开会", "kind": "notice",
+        "numbers": "12345, 13600136000"})
+    preview = root.get(made.headers["location"], headers=zh)
+    assert "12345 不是有效的电话号码。" in preview.text
+    assert "+8613600136000 缺少 {name}, {班级}" in preview.text
 
 
 def test_forwarding_numbers_are_added_and_removed_on_the_auto_replies_page(api):

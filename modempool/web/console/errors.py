@@ -63,6 +63,8 @@ MESSAGES: dict[str, str] = {
     "campaign_sensitive": N_("Campaign %(id)s contains sensitive words: %(words)s. It cannot start."),
     "campaign_problems": N_("Campaign %(id)s has %(count)s problem(s): fix them, or start it "
                             "leaving those recipients out."),
+    "plan_missing_fields": N_("%(number)s lacks %(fields)s"),
+    "plan_sensitive": N_("Sensitive words: %(words)s"),
     # contact files
     "upload_type": N_("%(file)s: upload a .csv, .txt or .xlsx file."),
     "upload_too_big": N_("%(file)s: %(kib)s KiB is more than the %(max_kib)s KiB allowed; split the "

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import click
 
-from modempool.commands import (autoreply, campaigns, codec, contacts, daemon, history, jobs,
-                                messages, optout, probe, simulate)
+from modempool.commands import (autoreply, campaigns, codec, contacts, daemon, forward, history,
+                                jobs, messages, optout, probe, simulate)
 from modempool.commands.errors import OneLineErrors
 
 
@@ -18,7 +18,7 @@ def main() -> None:
 
 
 for _module in (codec, simulate, probe, messages, daemon, contacts, campaigns, optout, autoreply,
-                history, jobs):
+                forward, history, jobs):
     _module.register(main)
 
 from modempool.commands.http import register as _register_http  # noqa: E402

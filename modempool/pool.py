@@ -542,16 +542,27 @@ class Pool:
 
         return self.contacts.select(parse_selections(groups))
 
-    def create_campaign(self, name: str, template: str, *, numbers: Iterable[str] = (),
+    def create_campaign(self, name: str, template: str | None = None, *,
+                        from_template: str | int | None = None, numbers: Iterable[str] = (),
                         groups: str | Iterable[str] = (), sheet: str | Path | None = None,
-                        mapping: dict[str, str] | None = None, kind: str = "marketing",
+                        mapping: dict[str, str] | None = None, kind: str | None = None,
                         start: datetime | str | None = None, end: datetime | str | None = None,
                         quiet_hours: bool | None = None, rate_per_minute: float | None = None,
                         sims: Iterable[str] = (), priority: int = -1) -> Campaign:
         """Save a campaign (a draft: nothing is sent until `campaigns.start`). `numbers` may
         be comma-separated (， too), `groups` expressions like "家长-毕业班", `start` / `end`
-        times as typed, read in `[pool] timezone`. Unknown SIMs are refused here."""
+        times as typed, read in `[pool] timezone`. Unknown SIMs are refused here.
+        `from_template` (a saved template's name or id) gives the text, and the kind unless
+        `kind` is given; the campaign keeps its own copy of the text."""
         from modempool.operator.contacts import parse_selections
+
+        if from_template is not None:
+            saved = self.templates.find(from_template)
+            template, kind = saved.text, kind or saved.kind
+        if template is None:
+            raise PoolError("a campaign needs a message template (or a saved one)",
+                            code="template_missing")
+        kind = kind or "marketing"
 
         sims = list(sims)
         self.config.check_sims(sims)

@@ -24,15 +24,18 @@ def campaign_group() -> None:
 
 @campaign_group.command("create")
 @click.argument("name")
-@click.option("--text", "template", required=True, help="Template; {name} or any column, e.g. {班级}.")
+@click.option("--text", "template", default=None,
+              help="Template; {name} or any column, e.g. {班级}.")
+@click.option("--from-template", "saved", default=None, metavar="NAME",
+              help="A saved template's text (and kind): see `campaign templates`.")
 @click.option("--to", "numbers", multiple=True, help="Numbers (repeat, or comma-separated).")
 @click.option("--group", "groups", multiple=True, help="Groups as A+B-C (repeatable).")
 @click.option("--sheet", type=click.Path(exists=True, dir_okay=False), default=None,
               help="CSV/XLSX of recipients; its columns are template fields.")
 @click.option("--map", "mapping", multiple=True, type=Pairs("TARGET=COLUMN, e.g. number=手机"),
               metavar="TARGET=COLUMN", help="Sheet column mapping.")
-@click.option("--kind", type=click.Choice(["marketing", "notice"]), default="marketing",
-              show_default=True, help="Marketing campaigns keep quiet hours and get the signature.")
+@click.option("--kind", type=click.Choice(["marketing", "notice"]), default=None,
+              help="Marketing (the default) keeps quiet hours and gets the signature.")
 @click.option("--start", type=TimeText(), default=None,
               help="Start time, e.g. '2026-12-01 09:00' or +1h ([pool] timezone).")
 @click.option("--end", type=TimeText(), default=None, help="Messages not sent by then expire.")
@@ -42,11 +45,11 @@ def campaign_group() -> None:
 @click.option("--sim", "sims", multiple=True, help="Only these SIMs (repeatable).")
 @click.option("--priority", type=int, default=-1, show_default=True)
 @pool_command()
-def campaign_create(pool, out, name, template, numbers, groups, sheet, mapping, kind, start, end,
-                    quiet_hours, rate, sims, priority) -> None:
+def campaign_create(pool, out, name, template, saved, numbers, groups, sheet, mapping, kind, start,
+                    end, quiet_hours, rate, sims, priority) -> None:
     """Save a campaign (not sent until `campaign start`)."""
     campaign = pool.create_campaign(
-        name, template, numbers=numbers, groups=groups, sheet=sheet, mapping=dict(mapping),
+        name, template, from_template=saved, numbers=numbers, groups=groups, sheet=sheet, mapping=dict(mapping),
         kind=kind, start=start, end=end, quiet_hours=quiet_hours, rate_per_minute=rate,
         sims=sims, priority=priority)
     out.result(campaign, f"campaign {campaign.id} saved; check it with: "
@@ -209,6 +212,61 @@ def campaign_report(pool, out, campaign_id, export_path) -> None:
             click.echo(f"wrote {d['exported']['rows']} row(s) to {d['exported']['path']}")
     out.result(pool.campaign_report(campaign_id, export_to=export_path), human)
 
+
+
+@campaign_group.group("templates")
+def templates_group() -> None:
+    """Saved templates (短信模板) for the next campaign: `campaign create --from-template NAME`.
+
+    \b
+    modempool campaign templates add 家长会 --text "{name}家长您好：周五{时间}开家长会。" --kind notice
+    modempool campaign templates list
+    modempool campaign templates remove 家长会
+    """
+
+
+@templates_group.command("list")
+@pool_command(create=False)
+def templates_list(pool, out) -> None:
+    """Every saved template with the fields it needs."""
+    out.result([t.as_dict() for t in pool.templates.list()], lambda rows: out.table(
+        rows, ["id", "name", "kind", "fields", "text"]))
+
+
+@templates_group.command("add")
+@click.argument("name")
+@click.option("--text", required=True, help="Template; {name} or any column, e.g. {班级}.")
+@click.option("--kind", type=click.Choice(["marketing", "notice"]), default="notice",
+              show_default=True)
+@pool_command()
+def templates_add(pool, out, name, text, kind) -> None:
+    """Save a template."""
+    saved = pool.templates.add(name, text, kind)
+    out.result(saved.as_dict(), f"template {saved.name} saved (id {saved.id})")
+
+
+@templates_group.command("edit")
+@click.argument("name")
+@click.option("--rename", default=None, help="A new name.")
+@click.option("--text", default=None)
+@click.option("--kind", type=click.Choice(["marketing", "notice"]), default=None)
+@pool_command()
+def templates_edit(pool, out, name, rename, text, kind) -> None:
+    """Change a template's name, text or kind (campaigns made from it keep theirs)."""
+    saved = pool.templates.find(name)
+    changed = pool.templates.update(saved.id, rename or saved.name, text or saved.text,
+                                    kind or saved.kind)
+    out.result(changed.as_dict(), f"template {changed.name} saved")
+
+
+@templates_group.command("remove")
+@click.argument("name")
+@pool_command()
+def templates_remove(pool, out, name) -> None:
+    """Delete a template (campaigns made from it keep their text)."""
+    saved = pool.templates.find(name)
+    pool.templates.remove(saved.id)
+    out.result({"removed": saved.name}, f"template {saved.name} removed")
 
 def register(group: click.Group) -> None:
     """Add this module's commands to the `modempool` group."""

@@ -145,6 +145,16 @@ def groups_delete(pool, out, name) -> None:
     out.result({"deleted": name}, f"group {name} deleted")
 
 
+@groups_group.command("rename")
+@click.argument("name")
+@click.argument("new_name")
+@pool_command()
+def groups_rename(pool, out, name, new_name) -> None:
+    """Give a group another name (its members stay)."""
+    pool.contacts.rename_group(name, new_name)
+    out.result({"renamed": name, "to": new_name.strip()}, f"group {name} is now {new_name.strip()}")
+
+
 @groups_group.command("add")
 @click.argument("name")
 @click.argument("numbers", nargs=-1, required=True)

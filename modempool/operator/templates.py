@@ -90,6 +90,17 @@ class CampaignTemplates:
             raise _missing(template_id)
         return Template(*row)
 
+    def find(self, name_or_id: str | int) -> Template:
+        """A template by its name, or by its id (a number); NotFound if there is none."""
+        row = self.db.execute("SELECT id, name, text, kind, updated_at FROM campaign_templates"
+                              " WHERE name = ?", [str(name_or_id)]).fetchone()
+        if row is not None:
+            return Template(*row)
+        if str(name_or_id).isdigit():
+            return self.get(int(name_or_id))
+        raise NotFound(f"no saved template named {str(name_or_id)!r}", code="template_not_found",
+                       params={"id": name_or_id})
+
     def list(self) -> list[Template]:
         """Every template, by name."""
         rows = self.db.execute("SELECT id, name, text, kind, updated_at FROM campaign_templates"

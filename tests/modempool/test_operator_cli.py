@@ -137,3 +137,29 @@ def test_help_texts_have_chinese_examples(site):
         result = subprocess.run([sys.executable, "-m", "cli", group, "--help"], capture_output=True,
                                 text=True, timeout=60, env=_env())
         assert result.returncode == 0 and example in result.stdout, (group, result.stdout)
+
+
+def test_saved_templates_forwarding_numbers_and_group_rename_from_the_command_line(site):
+    run(site, "contacts", "import", str(site / "家长.csv"), "--group", "三年级", "--skip-bad")
+    run(site, "groups", "rename", "三年级", "四年级")
+    assert [g["name"] for g in as_json(site, "groups", "list")] == ["四年级"]
+    run(site, "campaign", "templates", "add", "家长会", "--text", "{name}家长：{班级}周五开会。")
+    [saved] = as_json(site, "campaign", "templates", "list")
+    assert (saved["kind"], saved["fields"]) == ("notice", ["name", "班级"])
+    made = as_json(site, "campaign", "create", "周五", "--from-template", "家长会",
+                   "--group", "四年级")
+    assert made["template"] == "{name}家长：{班级}周五开会。" and made["kind"] == "notice"
+    run(site, "campaign", "templates", "edit", "家长会", "--text", "{name}家长：改到周六。")
+    assert as_json(site, "campaign", "templates", "list")[0]["text"] == "{name}家长：改到周六。"
+    missing = run(site, "campaign", "create", "x", "--from-template", "毕业典礼", "--to",
+                  "13800138000", ok=False)
+    assert missing.returncode == 1 and "no saved template named '毕业典礼'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    run(site, "campaign", "templates", "remove", "家长会")
+    assert as_json(site, "campaign", "templates", "list") == []
+    run(site, "forward", "add", "139 0013 9000")
+    assert as_json(site, "forward", "list") == [{"number": "+8613900139000", "from": "spool"}]
+    again = run(site, "forward", "add", "13900139000", ok=False)
+    assert again.returncode == 1 and "already a forwarding target" in again.stderr
+    run(site, "forward", "remove", "13900139000")
+    assert as_json(site, "forward", "list") == []

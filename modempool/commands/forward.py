@@ -1,0 +1,54 @@
+"""`modempool forward ...`: the numbers each received SMS is forwarded to, through
+`modempool.Pool` (`pool.forwarding`). The config's `[forward] to` numbers are listed too;
+they, the format and the command are changed in the config file."""
+
+from __future__ import annotations
+
+import click
+
+from modempool.commands.shell import pool_command
+
+
+@click.group("forward")
+def forward_group() -> None:
+    """Forwarding (转发) received SMS to numbers, while the daemon runs.
+
+    \b
+    modempool forward add 13900139000
+    modempool forward list
+    modempool forward remove 13900139000
+    """
+
+
+@forward_group.command("list")
+@pool_command(create=False)
+def forward_list(pool, out) -> None:
+    """Every number forwarded to: the config's, then those added here."""
+    targets = pool.forwarding
+    stored = targets.stored()
+    rows = [{"number": n, "from": "config"} for n in targets.configured]
+    rows += [{"number": n, "from": "spool"} for n in stored if n not in targets.configured]
+    out.result(rows, lambda rows: out.table(rows, ["number", "from"]))
+
+
+@forward_group.command("add")
+@click.argument("number")
+@pool_command()
+def forward_add(pool, out, number) -> None:
+    """Forward each received SMS to NUMBER too (no restart needed)."""
+    e164 = pool.forwarding.add(number)
+    out.result({"added": e164}, f"received SMS are forwarded to {e164} too")
+
+
+@forward_group.command("remove")
+@click.argument("number")
+@pool_command()
+def forward_remove(pool, out, number) -> None:
+    """Stop forwarding to NUMBER (one added here; the config's are in the config file)."""
+    e164 = pool.forwarding.remove(number)
+    out.result({"removed": e164}, f"no longer forwarded to {e164}")
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the `modempool` group."""
+    group.add_command(forward_group)

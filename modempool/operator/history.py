@@ -84,7 +84,7 @@ def _select(db: Any, direction: str, query: Query, numbers: list[str] | None,
         query.campaign is not None
         or (query.state and spool is not None and spool.counts().get(query.state, 0) < NARROW)))
     if narrow:   # a number's, a campaign's or a rare state's rows: read their text
-        return _select_where(db, direction, query, numbers, None, None, rare_state=True)
+        return _select_where(db, direction, query, numbers, spool, None, narrow=True)
     if not (query.text and spool is not None and query.limit) or (
             query.until and direction == "in"):
         return _select_where(db, direction, query, numbers, spool, None)
@@ -126,9 +126,10 @@ def _first_id_made_after(db: Any, moment: datetime) -> int:
 
 
 def _select_where(db: Any, direction: str, query: Query, numbers: list[str] | None,
-                  spool: Any, ids: list[int] | None, rare_state: bool = False) -> list[dict]:
+                  spool: Any, ids: list[int] | None, narrow: bool = False) -> list[dict]:
     """Rows of one direction matching `query`; `ids`: among these (text already matched);
-    `rare_state`: few rows have the state, so go through the state's index."""
+    `narrow`: few rows have the number, campaign or state, so read their text (and go through
+    the state's index) instead of asking the full-text index."""
     if direction == "out":
         sql = ("SELECT 'out', id, COALESCE(sent_at, created_at), to_number, text, state, sim,"
                " campaign_id, error FROM messages")
@@ -149,8 +150,9 @@ def _select_where(db: Any, direction: str, query: Query, numbers: list[str] | No
         where.append(among)
         params += values
     elif query.text and spool is not None:
-        condition, values = spool.text_matches("messages" if direction == "out" else "inbound",
-                                               query.text)
+        table = "messages" if direction == "out" else "inbound"
+        condition, values = (spool.engine.text_scan if narrow else spool.text_matches)(
+            table, query.text)
         where.append(condition)
         params += values
     elif query.text:
@@ -163,7 +165,7 @@ def _select_where(db: Any, direction: str, query: Query, numbers: list[str] | No
         where.append(f"{time_col} < ?")
         params.append(now_iso(query.until))
     if direction == "out" and query.state:
-        where.append("id IN (SELECT id FROM messages WHERE state = ?)" if rare_state
+        where.append("id IN (SELECT id FROM messages WHERE state = ?)" if narrow
                      else "state = ?")
         params.append(query.state)
     if direction == "out" and query.campaign is not None:

@@ -60,6 +60,8 @@ class Engine(ABC):
     skip_locked: str = ""
     #: index hint for the expiry sweep (SQLite: INDEXED BY)
     expiry_index: str = ""
+    #: LIKE blind to the case of Latin letters (SQLite's LIKE is; PostgreSQL: ILIKE)
+    case_blind_like: str = "LIKE"
 
     @property
     @abstractmethod
@@ -157,12 +159,16 @@ class Engine(ABC):
 
     def text_matches(self, table: str, text: str) -> tuple[str, list[Any]]:
         """An SQL condition true for rows of `table` (`messages` or `inbound`) whose text
-        contains `text` (case-insensitive for Latin letters), and its parameters. Here a LIKE
-        scan; SQLite answers from a trigram full-text index (history search at scale)."""
+        contains `text` (case-insensitive for Latin letters), and its parameters: the full-text
+        index's where the engine has one (history search at scale), else `text_scan`'s."""
+        return self.text_scan(table, text)
+
+    def text_scan(self, table: str, text: str) -> tuple[str, list[Any]]:
+        """The same condition read row by row (a LIKE; for rows already narrowed down)."""
         if table not in ("messages", "inbound"):
             raise ValueError(f"no text to search in {table!r}")
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return "text LIKE ? ESCAPE '\\'", [f"%{escaped}%"]
+        return f"text {self.case_blind_like} ? ESCAPE '\\'", [f"%{escaped}%"]
 
 
 def statements(script: str) -> list[str]:

@@ -178,6 +178,7 @@ class PostgresEngine(Engine):
     name = "postgresql"
     lock_rows = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    case_blind_like = "ILIKE"   # which the trigram indexes (TEXT_INDEX) answer too
 
     def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 10.0) -> None:
         try:
@@ -352,10 +353,6 @@ class PostgresEngine(Engine):
             f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) "
             "FROM generate_series(1, ?)", (count,)).fetchall()
         return [row[0] for row in rows]
-
-    def text_matches(self, table: str, text: str) -> tuple[str, list[Any]]:
-        condition, params = super().text_matches(table, text)
-        return condition.replace("text LIKE", "text ILIKE", 1), params   # the trigram index's
 
     def newest_matching(self, table: str, text: str, limit: int,
                         before: int | None = None) -> list[int] | None:

@@ -32,6 +32,8 @@ def test_the_index_finds_chinese_substrings_and_follows_changes(spool_target):
             ("out", "本周五下午三点在三楼开家长会，请准时参加"), ("in", "收到，家长会我会准时到")}
         assert [r["text"] for r in search(spool, Query(text="parcel 48"))] == [
             "Your Parcel 4821 is at the gate"]   # Latin letters match in any case
+        assert [r["text"] for r in search(spool, Query(text="parcel 48", number="13900139000"))] \
+            == ["Your Parcel 4821 is at the gate"]   # also among one number's messages
         assert search(spool, Query(text='"; DROP')) == []   # quotes are text
         assert [r["text"] for r in search(spool, Query(text="0% 折扣_"))] == ["100% 折扣_特价"]
         assert search(spool, Query(text="0%_折")) == []   # % and _ are text, not wildcards

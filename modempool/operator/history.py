@@ -82,7 +82,8 @@ def _select(db: Any, direction: str, query: Query, numbers: list[str] | None,
             spool: Any = None) -> list[dict]:
     narrow = numbers is not None or (direction == "out" and (
         query.campaign is not None
-        or (query.state and spool is not None and spool.counts().get(query.state, 0) < NARROW)))
+        or (query.state and spool is not None
+            and spool.messages.count_in_state(query.state, NARROW) < NARROW)))
     if narrow:   # a number's, a campaign's or a rare state's rows: read their text
         return _select_where(db, direction, query, numbers, spool, None, narrow=True)
     if not (query.text and spool is not None and query.limit) or (

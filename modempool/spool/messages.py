@@ -179,6 +179,12 @@ class Messages:
             out[row["state"]] = row["n"]
         return out
 
+    def count_in_state(self, state: str, at_most: int) -> int:
+        """Messages in `state`, counted up to `at_most`: enough to tell a rare state from a
+        common one without counting a million rows."""
+        return self.engine.rows("SELECT count(*) FROM (SELECT 1 FROM messages WHERE state = ? "
+                                "LIMIT ?) AS some_rows", (state, at_most))[0][0]
+
     def queue_depth(self) -> int:
         """Messages waiting to be sent (queued, including held and scheduled ones)."""
         return self.engine.rows("SELECT count(*) AS n FROM messages WHERE state = 'queued'")[0]["n"]

@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, row_class, statements
+from modempool.spool.engine import (UNCERTAIN_PARTS, Engine, SpoolTooNew, SpoolUnreachable,
+                                    row_class, statements)
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 
 log = logging.getLogger("modempool.spool")
@@ -200,7 +201,7 @@ class PostgresEngine(Engine):
                 f"cannot reach the spool at {describe(url)}: {_reason(exc)}") from None
         try:
             self._upgrade(first)
-            self.text_index = self._text_index(first)
+            self._make_indexes(first)
         except psycopg.Error as exc:  # a missing permission, most often
             raise SpoolUnreachable(
                 f"cannot prepare the spool at {self.where}: {_reason(exc)}") from None
@@ -259,12 +260,21 @@ class PostgresEngine(Engine):
         finally:
             raw.execute("SELECT pg_advisory_unlock(%s)", (_UPGRADE_LOCK,))
 
-    def _text_index(self, raw: Any) -> bool:
-        """The trigram indexes of history search (TEXT_INDEX), made once; False when pg_trgm
-        cannot be had here (no contrib, no right to create it): searches then scan."""
+    def _make_indexes(self, raw: Any) -> None:
+        """The indexes the SQLite engine makes at open too: uncertain parts (UNCERTAIN_PARTS)
+        and history search's trigram indexes (TEXT_INDEX), each made once."""
+        names = ["parts_uncertain", *TEXT_INDEX]
         present = "SELECT count(to_regclass(name)) FROM unnest(CAST(%s AS text[])) AS name"
-        if raw.execute(present, (list(TEXT_INDEX),)).fetchone()[0] == len(TEXT_INDEX):
-            return True
+        if raw.execute(present, (names,)).fetchone()[0] == len(names):
+            self.text_index = True
+            return
+        with self._schema_lock(raw), raw.transaction():
+            raw.execute(UNCERTAIN_PARTS)
+        self.text_index = self._text_index(raw)
+
+    def _text_index(self, raw: Any) -> bool:
+        """The trigram indexes of history search (TEXT_INDEX); False when pg_trgm cannot be
+        had here (no contrib, no right to create it): searches then scan."""
         try:
             with self._schema_lock(raw), raw.transaction():
                 if _trigram_schema(raw) is None:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from modempool.private_files import create_private
-from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, row_class, statements
+from modempool.spool.engine import (UNCERTAIN_PARTS, Engine, SpoolTooNew, SpoolUnreachable,
+                                    row_class, statements)
 from modempool.spool.schema import (MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES,
                                     latency_bucket, too_new)
 
@@ -48,14 +49,6 @@ TEXT_INDEX = tuple(
         f"INSERT INTO {table}_fts ({table}_fts) VALUES ('rebuild')",   # what was there before
     ))
 TRIGRAM = 3
-
-# The parts that may have gone out unrecorded, which `sims.sent_counts` adds to a SIM's day
-# and month (status, dashboard, quotas): without this index that count reads every part the
-# SIM ever sent (150 ms a SIM at a million messages).
-UNCERTAIN_PARTS = (
-    "CREATE INDEX parts_uncertain ON parts (sim, writing_at) "
-    "WHERE state IN ('writing', 'ambiguous')",
-)
 
 # The dashboard's queue by state (issue 17): counting a million rows by state takes a few
 # hundred milliseconds, so the count of each state is kept by triggers, in the writing
@@ -210,7 +203,7 @@ class SqliteEngine(Engine):
                                    "spool, complete, on a writable disk with room?)") from None
         self.text_index = self._text_index()
         self._make_once("message_state_counts_update", STATE_COUNTS)
-        self._make_once("parts_uncertain", UNCERTAIN_PARTS)
+        self._make_once("parts_uncertain", (UNCERTAIN_PARTS,))
         self._make_once("sim_outcome_counts_delete", METRIC_COUNTS)
 
     def _make_once(self, last: str, script: Sequence[str]) -> None:

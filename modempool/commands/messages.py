@@ -62,21 +62,9 @@ def init_command(config_path, force) -> None:
 def send_command(args, config_path, text_file, wait, timeout, at, expires, priority, client_id,
                  sims, as_json, to_opted_out) -> None:
     """Queue TEXT to each NUMBER (TEXT '-' reads standard input). The daemon sends it."""
-    import sys
-
     from modempool.errors import OptedOut, PoolError, RefusedMany
-    from modempool.spool import SUCCESS_STATES
 
-    if text_file is not None:
-        numbers, text = list(args), text_file.read()
-    elif len(args) < 2:
-        raise click.UsageError("give at least one NUMBER and the TEXT (or --file)")
-    else:
-        numbers, text = list(args[:-1]), args[-1]
-        if text == "-":
-            text = sys.stdin.read()
-    if text.endswith("\n") and (text_file is not None or args[-1] == "-"):
-        text = text[:-1]
+    numbers, text = _numbers_and_text(args, text_file)
     pool = open_pool(config_path)
     out = Output(as_json, pool.config.tz)
     try:
@@ -92,21 +80,43 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
             when = f", not before {out.time(m.not_before)}" if m.not_before else ""
             click.echo(f"#{m.id} to {m.to}: {m.state.value}{when}")
     if wait:
-        result = pool.wait([m.id for m in messages], timeout=timeout)
-        messages = list(result.messages)
-        if result.timed_out:
-            if as_json:
-                out.json(messages)
-            click.echo("Error: timed out waiting; still " + ", ".join(
-                f"#{m.id} {m.state.value}" for m in result.pending), err=True)
-            raise SystemExit(3)
-        if not as_json:
-            for m in messages:
-                click.echo(f"#{m.id} to {m.to}: {m.state.value}" + (f" via {m.sim}" if m.sim else "")
-                           + (f" ({m.error})" if m.error and m.state not in SUCCESS_STATES else ""))
-    if as_json:
+        _wait_for(pool, out, messages, timeout)
+    elif as_json:
         out.json(messages)
-    if wait and not result.all_succeeded:
+
+
+def _numbers_and_text(args, text_file):
+    """The NUMBER... TEXT arguments (TEXT '-' is standard input; with --file every argument is
+    a number); a text read from a file or stdin loses its final newline."""
+    import sys
+
+    if text_file is not None:
+        text = text_file.read()
+        return list(args), text[:-1] if text.endswith("\n") else text
+    if len(args) < 2:
+        raise click.UsageError("give at least one NUMBER and the TEXT (or --file)")
+    if args[-1] != "-":
+        return list(args[:-1]), args[-1]
+    text = sys.stdin.read()
+    return list(args[:-1]), text[:-1] if text.endswith("\n") else text
+
+
+def _wait_for(pool, out, messages, timeout):
+    """`send --wait`: each message's final state; exit 1 if any did not go out, 3 on timeout."""
+    from modempool.spool import SUCCESS_STATES
+
+    result = pool.wait([m.id for m in messages], timeout=timeout)
+    if out.as_json:
+        out.json(result.messages)
+    if result.timed_out:
+        click.echo("Error: timed out waiting; still " + ", ".join(
+            f"#{m.id} {m.state.value}" for m in result.pending), err=True)
+        raise SystemExit(3)
+    if not out.as_json:
+        for m in result.messages:
+            click.echo(f"#{m.id} to {m.to}: {m.state.value}" + (f" via {m.sim}" if m.sim else "")
+                       + (f" ({m.error})" if m.error and m.state not in SUCCESS_STATES else ""))
+    if not result.all_succeeded:
         raise SystemExit(1)
 
 

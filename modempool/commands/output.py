@@ -47,8 +47,10 @@ def local_time(moment: Any, tz: tzinfo | None = None) -> str:
     anything that is no moment is shown as it is."""
     if moment is None or moment == "":
         return ""
+    from modempool.when import local_text
+
     aware = as_moment(moment)
-    return aware.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if aware else str(moment)
+    return local_text(aware, tz) if aware else str(moment)
 
 
 def json_time(moment: datetime, tz: tzinfo | None = None) -> str:

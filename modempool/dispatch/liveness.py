@@ -79,7 +79,9 @@ def current_sim_state(row: dict[str, Any], liveness: DaemonLiveness) -> dict[str
 
 
 def _local(moment: datetime | None, tz: tzinfo | None = None) -> str:
-    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if moment else "?"
+    from modempool.when import local_text
+
+    return local_text(moment, tz) or "?"
 
 
 def sim_note(row: dict[str, Any], tz: tzinfo | None = None) -> str:

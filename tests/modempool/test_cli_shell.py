@@ -3,6 +3,8 @@ commands' bad input as one clear line (values are read by the library, not by th
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,21 +15,29 @@ import click
 REPO = Path(__file__).resolve().parents[2]
 
 
-def commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[str, click.Command]]:
-    for name, command in sorted(group.commands.items()):
-        yield " ".join(path + (name,)), command
+def every_command() -> Iterator[tuple[str, click.Command]]:
+    """Each command and subcommand that a module of modempool/commands defines."""
+    import modempool.commands
+
+    def walk(command: click.Command, path: str) -> Iterator[tuple[str, click.Command]]:
+        yield path, command
         if isinstance(command, click.Group):
-            yield from commands(command, path + (name,))
+            for name, sub in sorted(command.commands.items()):
+                yield from walk(sub, f"{path} {name}")
+
+    for module_info in pkgutil.iter_modules(modempool.commands.__path__):
+        module = importlib.import_module(f"modempool.commands.{module_info.name}")
+        for value in vars(module).values():
+            if isinstance(value, click.Command):
+                yield from walk(value, value.name or "?")
 
 
 def test_every_command_spells_config_and_json_the_same():
-    from cli import main
     from modempool.commands.output import config_option, json_option
 
     [shared_config] = config_option(lambda: None).__click_params__
-    [shared_json] = json_option(lambda: None).__click_params__
     seen = {"--config": 0, "--json": 0}
-    for name, command in commands(main):
+    for name, command in every_command():
         for param in command.params:
             if "--config" in param.opts or param.name == "config_path":
                 assert (param.opts, param.name, param.help) == (

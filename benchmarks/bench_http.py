@@ -163,10 +163,12 @@ async def sending_rate(modems: int, latency: float, rounds: int, load_rate: floa
                 load_average = os.getloadavg()[0]
                 sidecar = _children(daemon.pid)
                 cpu = [cpu_seconds(pid) for pid in (daemon.pid, *sidecar)]
+                waited = run_queue_seconds(daemon.pid)
                 spool = Spool(directory / "spool.db")
                 spool.enqueue_many({"to": "+8613800138000", "text": f"bench {i}"} for i in range(total))
                 await bank.wait_for_messages(total, timeout=120 + total * latency)
                 cpu = [cpu_seconds(pid) - before for pid, before in zip((daemon.pid, *sidecar), cpu)]
+                waited = run_queue_seconds(daemon.pid) - waited
                 load_figures = None
                 if load is not None:
                     load.send_signal(signal.SIGINT)
@@ -176,12 +178,25 @@ async def sending_rate(modems: int, latency: float, rounds: int, load_rate: floa
                 daemon.send_signal(signal.SIGTERM)
                 await daemon.wait()
                 log.close()
+                lines = log_path.read_text(errors="replace").splitlines()
+                first = next((i for i, line in enumerate(lines) if "ERROR" in line), None)
+                if first is not None:  # the first error with its traceback, and how many
+                    print(f"  the daemon's log has {sum('ERROR' in x for x in lines)} errors; "
+                          "the first:\n  " + "\n  ".join(lines[first:first + 40]))
             entries = bank.network_log()
     parts = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "part"]
     done = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "message"]
     elapsed = (max(done) - min(parts)).total_seconds() + latency
     return {"rate": total / elapsed, "messages": total, "elapsed": elapsed, "load": load_figures,
-            "daemon_cpu": cpu[0], "sidecar_cpu": sum(cpu[1:]), "load_average": load_average}
+            "daemon_cpu": cpu[0], "sidecar_cpu": sum(cpu[1:]), "load_average": load_average,
+            "daemon_waited": waited}
+
+
+def run_queue_seconds(pid: int) -> float:
+    """How long the threads of `pid` have waited for a CPU while runnable (schedstat): the
+    daemon's share of a crowded machine, as opposed to waiting for its modems or the spool."""
+    return sum(int((task / "schedstat").read_text().split()[1])
+               for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
 
 
 def _children(pid: int) -> list[int]:
@@ -218,14 +233,16 @@ def main() -> None:
             print(f"sending, {args.modems} modems at {args.latency} s/SMS, API idle: "
                   f"{idle['rate']:.2f} SMS/s ({idle['messages']} in {idle['elapsed']:.1f} s; "
                   f"ideal {args.modems / args.latency:.0f}; daemon CPU {idle['daemon_cpu']:.1f} s, "
+                  f"waited for a CPU {idle['daemon_waited']:.1f} s, "
                   f"sidecar {idle['sidecar_cpu']:.1f} s; load average {idle['load_average']:.2f})")
             loaded = asyncio.run(sending_rate(args.modems, args.latency, args.rounds, args.rate))
             load = loaded["load"] or {}
             changes.append(100 * (loaded['rate'] - idle['rate']) / idle['rate'])
             print(f"sending, same, API under {args.rate:.0f} POST/s (achieved {load.get('rate', 0):.0f}/s, "
-                  f"{load.get('errors', 0)} not 202): {loaded['rate']:.2f} SMS/s "
+                  f"{load.get('errors', 0)} not 202 {load.get('why') or ''}): {loaded['rate']:.2f} SMS/s "
                   f"({loaded['messages']} in {loaded['elapsed']:.1f} s; daemon CPU "
-                  f"{loaded['daemon_cpu']:.1f} s, sidecar {loaded['sidecar_cpu']:.1f} s, "
+                  f"{loaded['daemon_cpu']:.1f} s, waited for a CPU {loaded['daemon_waited']:.1f} s, "
+                  f"sidecar {loaded['sidecar_cpu']:.1f} s, "
                   f"load generator {load.get('cpu', 0):.1f} s; load average "
                   f"{loaded['load_average']:.2f}); change {changes[-1]:+.1f} %")
         if len(changes) > 1:

@@ -14,6 +14,7 @@ Each prints one JSON line: posts, rate, errors, latencies (flat), and the client
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import resource
 import signal
@@ -40,6 +41,18 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, body: bytes) -> int:
+        """The answer's status; a kept-alive connection the server has closed meanwhile
+        (uvicorn closes idle ones after 5 s) is opened again, once."""
+        reused = self.writer is not None
+        try:
+            return await self._post(body)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self.close()
+            if not reused:
+                raise
+            return await self._post(body)
+
+    async def _post(self, body: bytes) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         self.writer.write(f"{self.head}{len(body)}\r\n\r\n".encode() + body)
@@ -62,6 +75,7 @@ class Connection:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            self.writer = None
 
 
 def _address(url: str) -> tuple[str, int]:
@@ -106,8 +120,9 @@ async def at_rate(url: str, key: str, rate: float, seconds: float, stop: asyncio
     """POST at a steady `rate` per second over at most 64 connections for `seconds` or until
     `stop`; a tick that finds every connection busy is skipped (the server is behind)."""
     host, port = _address(url)
-    idle = [Connection(host, port, key) for _ in range(64)]
+    idle = collections.deque(Connection(host, port, key) for _ in range(64))  # used in turn
     sent = errors = skipped = 0
+    why: collections.Counter[str] = collections.Counter()   # status or exception -> count
     tasks: set[asyncio.Task] = set()
 
     async def one(connection: Connection, n: int) -> None:
@@ -115,7 +130,12 @@ async def at_rate(url: str, key: str, rate: float, seconds: float, stop: asyncio
         try:
             status = await connection.post(_body(f"139{n % 100_000_000:08d}", "load"))
             sent += 1
-            errors += status != 202
+            if status != 202:
+                errors += 1
+                why[str(status)] += 1
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            errors += 1
+            why[type(exc).__name__] += 1
         finally:
             idle.append(connection)
 
@@ -126,7 +146,7 @@ async def at_rate(url: str, key: str, rate: float, seconds: float, stop: asyncio
             if not idle:
                 skipped += 1
                 continue
-            task = asyncio.create_task(one(idle.pop(), n))
+            task = asyncio.create_task(one(idle.popleft(), n))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
         await asyncio.sleep(0.002)
@@ -134,7 +154,8 @@ async def at_rate(url: str, key: str, rate: float, seconds: float, stop: asyncio
     elapsed = time.monotonic() - started
     for connection in idle:
         connection.close()
-    return {"posts": sent, "rate": sent / elapsed, "errors": errors, "skipped": skipped,
+    return {"posts": sent, "rate": sent / elapsed, "errors": errors, "why": dict(why),
+            "skipped": skipped,
             "cpu": cpu_seconds() - cpu, "elapsed": elapsed}
 
 

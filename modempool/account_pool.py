@@ -47,6 +47,68 @@ class Queued:
         return {"id": self.id, "to": self.to, "state": self.state, "parts": self.parts}
 
 
+class PlannedSend:
+    """One account's send in two steps. `check()` applies the rules that need no database (the
+    account may send, through these SIMs; the text; every number is a phone number, which also
+    leaves its E.164 form in the normalisation cache); `write()` does the whole send in one
+    transaction (blacklist and opt-outs, the quota, the idempotency key, the messages, their
+    owner, Kannel callbacks) and returns the queued messages. Calling it does both. A refusal
+    is a PoolError from either step, and stores nothing. A group commit (group_commit.py) runs
+    the checks before its transaction, so the write lock is held for less."""
+
+    def __init__(self, pool: AccountPool, numbers: list[str], text: str, when: dict[str, Any],
+                 sims: list[str] | None, client_id: str | None,
+                 dlr: tuple[str, int] | None) -> None:
+        self.pool, self.numbers, self.text, self.when = pool, numbers, text, when
+        self.sims, self.client_id, self.dlr = sims, client_id, dlr
+        self.parts: int | None = None   # known once checked
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def __call__(self) -> list[Queued]:
+        self.check()
+        return self.write()
+
+    def check(self) -> int:
+        """The parts the text needs; a PoolError if the send is refused outright."""
+        from modempool.spool.numbers import normalise_all
+        from modempool.spool.sendable import check_text
+
+        owner = self.pool
+        sims_for_send(owner.account, self.sims)
+        parts = check_text(self.text, owner.spool.messages.max_parts)
+        if not self.numbers:
+            raise PoolError("no recipient given", code="no_recipient")
+        normalise_all(self.numbers, owner.config.region)
+        self.parts = parts
+        return parts
+
+    def write(self) -> list[Queued]:
+        owner, spool = self.pool, self.pool.spool
+        parts = self.parts if self.parts is not None else self.check()
+        allowed_sims = sims_for_send(owner.account, self.sims)
+        key = namespaced_client_id(owner.account, self.client_id)
+        first_key = key if key is None or len(self.numbers) == 1 else f"{key}:1"
+        now = utcnow()
+        with spool.transaction() as conn:  # quota, enqueue and ownership: one commit
+            again = first_key is not None and spool.get_by_client_id(first_key) is not None
+            if not again:  # a retry with the same key sends nothing new, so costs nothing
+                check_quota(conn, owner.account, len(self.numbers), now, owner._day_start(now))
+            ids = owner.pool.queue(self.numbers, self.text, client_id=key,
+                                   sims=allowed_sims or (), **self.when)
+            if not again:
+                record_owner(conn, owner.account, ids, now)
+                if self.dlr is not None:
+                    from modempool.webhooks import Webhooks
+
+                    Webhooks(spool).add_dlr(conn, ids, self.dlr[0], self.dlr[1])
+            among, values = spool.engine.among("id", ids)
+            found = {row[0]: (row[1], row[2]) for row in conn.execute(
+                f"SELECT id, to_number, state FROM messages WHERE {among}", values)}
+        return [Queued(i, found[i][0], found[i][1], parts) for i in ids]
+
+
 class AccountPool:
     """The pool as one account sees it (the tables exist once `Accounts(spool)` was made)."""
 
@@ -64,32 +126,18 @@ class AccountPool:
              dlr: tuple[str, int] | None = None) -> list[Queued]:
         """Queue `text` to every number of `to`, all or nothing; the same `client_id` again
         returns the messages of the first call. `dlr` = (url, mask): Kannel callbacks."""
-        from modempool.spool.sendable import check_text
+        return self.plan_send(to, text, not_before=not_before, expires_at=expires_at,
+                              priority=priority, sims=sims, client_id=client_id, dlr=dlr)()
 
-        allowed_sims = sims_for_send(self.account, list(sims) if sims else None)
-        parts = check_text(text, self.spool.messages.max_parts)
-        numbers = to if isinstance(to, list) else list(to)
-        if not numbers:
-            raise PoolError("no recipient given", code="no_recipient")
-        key = namespaced_client_id(self.account, client_id)
-        first_key = key if key is None or len(numbers) == 1 else f"{key}:1"
-        now = utcnow()
-        with self.spool.transaction() as conn:  # quota, enqueue and ownership: one commit
-            again = first_key is not None and self.spool.get_by_client_id(first_key) is not None
-            if not again:  # a retry with the same key sends nothing new, so costs nothing
-                check_quota(conn, self.account, len(numbers), now, self._day_start(now))
-            ids = self.pool.queue(numbers, text, client_id=key, at=not_before,
-                                  expires=expires_at, priority=priority, sims=allowed_sims or ())
-            if not again:
-                record_owner(conn, self.account, ids, now)
-                if dlr is not None:
-                    from modempool.webhooks import Webhooks
-
-                    Webhooks(self.spool).add_dlr(conn, ids, dlr[0], dlr[1])
-            among, values = self.spool.engine.among("id", ids)
-            found = {row[0]: (row[1], row[2]) for row in conn.execute(
-                f"SELECT id, to_number, state FROM messages WHERE {among}", values)}
-        return [Queued(i, found[i][0], found[i][1], parts) for i in ids]
+    def plan_send(self, to: Iterable[str], text: str, *, not_before: datetime | None = None,
+                  expires_at: datetime | None = None, priority: int = 0,
+                  sims: Sequence[str] | None = None, client_id: str | None = None,
+                  dlr: tuple[str, int] | None = None) -> PlannedSend:
+        """`send` in two steps (`PlannedSend`), for a caller that writes many sends in one
+        transaction and checks each before taking the write lock (group_commit.py)."""
+        return PlannedSend(self, to if isinstance(to, list) else list(to), text,
+                           dict(at=not_before, expires=expires_at, priority=priority),
+                           list(sims) if sims else None, client_id, dlr)
 
     def _day_start(self, now: datetime) -> datetime:
         local = now.astimezone(self.config.tz)

@@ -4,9 +4,11 @@ A server that takes single-message sends from many clients would otherwise pay a
 transaction per request (BEGIN IMMEDIATE, the WAL pages of the message, its indexes, its
 owner and its text index, COMMIT) and make them queue for the one write lock. Here one writer
 thread takes every operation that arrived while its previous commit ran and runs them all in
-one transaction, each under its own savepoint:
+one transaction, each under its own savepoint. An operation may come with a check (rules that
+need no database: the text, the numbers' syntax), run just before the transaction, so that the
+write lock is held for less; a check must not write (other threads share the connection).
 
-- an operation that raises (a refused number, a quota passed) is rolled back alone and its
+- an operation (or its check) that raises (a refused number, a quota passed) is rolled back alone and its
   caller gets the exception; the others are unaffected;
 - each caller's answer comes only after the commit that holds its rows (if the commit fails,
   every caller of the batch gets the error and nothing of the batch is stored);
@@ -14,7 +16,8 @@ one transaction, each under its own savepoint:
   in one batch returns the first one's messages, as it does across transactions.
 
     sends = GroupCommit(spool)
-    queued = await sends.run(functools.partial(account_pool.send, numbers, text))
+    planned = account_pool.plan_send(numbers, text)
+    queued = await sends.run(planned.write, check=planned.check)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+Member = tuple[Callable[[], object] | None, Callable[[], Any]]   # (check, operation)
 
 
 class GroupCommit:
@@ -34,17 +38,19 @@ class GroupCommit:
     def __init__(self, spool: Any, *, max_batch: int = 256) -> None:
         self.spool = spool
         self.max_batch = max_batch
-        self._pending: list[tuple[Callable[[], Any], asyncio.Future]] = []
+        self._pending: list[tuple[Member, asyncio.Future]] = []
         self._writing = False
         self._writer: ThreadPoolExecutor | None = None
         self.batches = 0       # transactions committed (or tried): the figures of a benchmark
         self.operations = 0
 
-    async def run(self, operation: Callable[[], T]) -> T:
-        """Run `operation` in the next shared transaction; its result once that committed."""
+    async def run(self, operation: Callable[[], T], *,
+                  check: Callable[[], object] | None = None) -> T:
+        """Run `operation` in the next shared transaction (after `check`, outside it); its
+        result once that committed."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        self._pending.append((operation, done))
+        self._pending.append(((check, operation), done))
         if not self._writing:
             self._writing = True
             loop.create_task(self._write())
@@ -61,7 +67,7 @@ class GroupCommit:
                 del self._pending[:self.max_batch]
                 try:
                     outcomes = await loop.run_in_executor(
-                        self._writer, self._commit, [operation for operation, _ in batch])
+                        self._writer, self._commit, [member for member, _ in batch])
                 except BaseException as exc:  # the writer itself failed: no caller waits forever
                     for _, done in batch:
                         if not done.done():
@@ -77,27 +83,40 @@ class GroupCommit:
         finally:
             self._writing = False
 
-    def _commit(self, operations: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
-        """In the writer thread: one transaction, a savepoint per operation."""
+    def _commit(self, members: list[Member]) -> list[tuple[bool, Any]]:
+        """In the writer thread: the checks, then one transaction with a savepoint per
+        operation whose check passed."""
         self.batches += 1
-        self.operations += len(operations)
-        outcomes: list[tuple[bool, Any]] = []
+        self.operations += len(members)
+        outcomes: list[tuple[bool, Any] | None] = [None] * len(members)
+        ready = []
+        for index, (check, _) in enumerate(members):
+            try:
+                if check is not None:
+                    check()
+            except Exception as exc:  # noqa: BLE001 (handed to its own caller)
+                outcomes[index] = (False, exc)
+            else:
+                ready.append(index)
+        if not ready:
+            return outcomes  # type: ignore[return-value]
         try:
             with self.spool.transaction() as conn:
-                for operation in operations:
+                for index in ready:
                     conn.execute("SAVEPOINT group_member")
                     try:
-                        value = operation()
+                        value = members[index][1]()
                     except Exception as exc:  # noqa: BLE001 (handed to its own caller)
                         conn.execute("ROLLBACK TO group_member")
                         conn.execute("RELEASE group_member")
-                        outcomes.append((False, exc))
+                        outcomes[index] = (False, exc)
                     else:
                         conn.execute("RELEASE group_member")
-                        outcomes.append((True, value))
+                        outcomes[index] = (True, value)
         except Exception as exc:  # noqa: BLE001 (the commit failed: nothing of the batch is stored)
-            return [(False, exc)] * len(operations)
-        return outcomes
+            for index in ready:
+                outcomes[index] = (False, exc)
+        return outcomes  # type: ignore[return-value]
 
     def close(self) -> None:
         """Stop the writer thread (after what it is writing)."""

@@ -14,7 +14,6 @@ recipient. Answers are Kannel's: `0: Accepted for delivery` with 202, plain text
 from __future__ import annotations
 
 import codecs
-from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -105,7 +104,7 @@ async def sendsms(request: Request,
     api = request.app.state.api
     pool = api.pool.for_account(account)
     try:
-        await api.send(partial(pool.send, numbers, message_text, dlr=dlr), len(numbers))
+        await api.send(pool.plan_send(numbers, message_text, dlr=dlr))
     except PoolError as exc:
         status = next(s for kind, s, _ in _MAPPING if isinstance(exc, kind))
         return _answer(status, f"Rejected: {exc}")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -128,10 +127,9 @@ async def send_messages(request: Request, body: SendRequest) -> JSONResponse:
     api = request.app.state.api
     pool = api.pool.for_account(account)
     numbers = [body.to] if isinstance(body.to, str) else body.to
-    queued = await api.send(partial(
-        pool.send, numbers, body.text, not_before=body.at, expires_at=body.expires,
-        priority=body.priority, sims=body.sims, client_id=idempotency_key or body.client_id),
-        len(numbers))
+    queued = await api.send(pool.plan_send(
+        numbers, body.text, not_before=body.at, expires_at=body.expires, priority=body.priority,
+        sims=body.sims, client_id=idempotency_key or body.client_id))
     return JSONResponse({"count": len(queued), "messages": [q.to_dict() for q in queued]},
                         status_code=202)
 

@@ -4,19 +4,18 @@ app, at `app.state.api`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from modempool.account_pool import PlannedSend, Queued
 from modempool.accounts import Accounts, FailureThrottle
 from modempool.group_commit import GroupCommit
 from modempool.pool import Pool
 from modempool.webhooks import Webhooks
 
 
-T = TypeVar("T")
 GROUPED_SENDS_UP_TO = 100   # recipients; bigger sends would hold up the small ones batched with them
 KEY_REMEMBERED_SECONDS = 5.0  # a key rotated by another process may pass this long (docs/http.md)
 
@@ -42,10 +41,10 @@ class ApiState:
                    throttle=FailureThrottle(config.http.auth_failures_per_minute, 60.0),
                    sends=GroupCommit(spool))
 
-    async def send(self, operation: Callable[[], T], recipients: int) -> T:
-        """Run a send of `recipients` numbers off the event loop. Small sends share one
-        transaction with those that arrive meanwhile (group_commit.py: one commit for many
-        requests); a big batch has a transaction of its own."""
-        if recipients <= GROUPED_SENDS_UP_TO:
-            return await self.sends.run(operation)
-        return await run_in_threadpool(operation)
+    async def send(self, planned: PlannedSend) -> list[Queued]:
+        """Run a send (`AccountPool.plan_send`) off the event loop. Small sends share one
+        transaction with those that arrive meanwhile, checked before it (group_commit.py: one
+        commit for many requests); a big batch has a transaction of its own."""
+        if len(planned) <= GROUPED_SENDS_UP_TO:
+            return await self.sends.run(planned.write, check=planned.check)
+        return await run_in_threadpool(planned)

@@ -13,6 +13,7 @@ import pytest
 from modempool import Pool
 from modempool.errors import InvalidNumber
 from modempool.group_commit import GroupCommit
+from modempool.numbers import normalise
 
 
 @pytest.fixture
@@ -70,4 +71,22 @@ async def test_a_failed_commit_fails_every_caller_of_the_batch_and_stores_nothin
     assert all(isinstance(o, sqlite3.DatabaseError) for o in outcomes), outcomes
     assert pool.messages() == [] and not pool.spool.engine.conn.in_transaction
     assert await sends.run(partial(pool.queue, "13800138001", "您好")) == [1]   # it goes on
+    sends.close()
+
+
+async def test_checks_run_before_the_transaction_and_a_refused_check_writes_nothing(pool):
+    sends = GroupCommit(pool.spool)
+    outside: list[bool] = []
+
+    def check(number: str):
+        def run() -> None:
+            outside.append(not pool.spool.engine.conn.in_transaction)  # the write lock is not held
+            normalise(number)
+        return run
+
+    outcomes = await asyncio.gather(*(
+        sends.run(partial(pool.queue, number, "您好"), check=check(number))
+        for number in ("13800138000", "not a number", "13800138001")), return_exceptions=True)
+    assert isinstance(outcomes[1], InvalidNumber) and outcomes[0] == [1] and outcomes[2] == [2]
+    assert outside == [True, True, True] and len(pool.messages()) == 2
     sends.close()

@@ -2,8 +2,9 @@
 
 The daemon writes a heartbeat every `HEARTBEAT_EVERY` seconds and a stop time when it stops
 gracefully. A daemon killed with SIGKILL (or a host that lost power) leaves only its last
-heartbeat: once that is older than `STALE_AFTER`, or its process is gone from this host, the SIM
-states in the spool are history, not news, and must not be shown as "up".
+heartbeat: once its process is gone from this host, or (on another host) its heartbeat is older
+than `STALE_AFTER`, the SIM states in the spool are history, not news, and must not be shown as
+"up". The rule is `spool.daemons.judge`, the one that settling a dead daemon's leases uses too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from modempool.box.ports import process_exists
+from modempool.spool.daemons import judge
 from modempool.spool.model import from_text, utcnow
 
 HEARTBEAT_EVERY = 5.0   # seconds between heartbeats
@@ -58,14 +60,10 @@ def daemon_liveness(spool: Any, *, now: datetime | None = None,
 
 
 def _judge(row: dict[str, Any], now: datetime, stale_after: float) -> DaemonLiveness:
-    heartbeat = from_text(row["heartbeat_at"])
-    if row["stopped_at"]:
-        return DaemonLiveness(False, row["owner"], from_text(row["stopped_at"]), "stopped")
-    if row["host"] == socket.gethostname() and not process_exists(row["pid"]):
-        return DaemonLiveness(False, row["owner"], heartbeat, "killed")
-    if heartbeat is None or (now - heartbeat).total_seconds() > stale_after:
-        return DaemonLiveness(False, row["owner"], heartbeat, "silent")
-    return DaemonLiveness(True, row["owner"], from_text(row["started_at"]))
+    """`spool.daemons.judge`: the one rule of a dead daemon, here from this host."""
+    verdict = judge(row, now=now, stale_after=stale_after, host=socket.gethostname(),
+                    alive=process_exists)
+    return DaemonLiveness(verdict.alive, row["owner"], verdict.since, verdict.reason)
 
 
 def current_sim_state(row: dict[str, Any], liveness: DaemonLiveness) -> dict[str, Any]:

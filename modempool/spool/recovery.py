@@ -8,10 +8,11 @@ The markers `spool_claim.py` commits before each PDU leaves decide it: nothing w
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from modempool.spool.ambiguity import settle_by_stored_reports
+from modempool.spool.daemons import judge
 from modempool.spool.model import Recovery, to_text, utcnow
 
 if TYPE_CHECKING:
@@ -107,10 +108,12 @@ def recover_leases(
 
 def dead_owners(engine: Engine, *, host: str, alive: Callable[[int], bool],
                 stale_after: float, now: datetime | None = None) -> list[str]:
-    """Lease owners (`host:pid/sim`) holding run-out leases whose daemon is dead: it stopped,
-    its heartbeat is older than `stale_after` seconds (or it never wrote one), or it ran on this
-    `host` and its process is gone. A live daemon's leases are never in the list, even run out
-    (a long multipart send): only its own finish or recovery settles them."""
+    """Lease owners (`host:pid/sim`) holding run-out leases whose daemon is dead by
+    `daemons.judge` (the rule `status` uses too): it stopped, ran on this `host` and its
+    process is gone, or ran elsewhere and its heartbeat is missing or older than
+    `stale_after` seconds. A live
+    daemon's leases are never in the list, even run out (a long multipart send): only its own
+    finish or recovery settles them."""
     moment = now or utcnow()
     owners = [r[0] for r in engine.rows(
         "SELECT DISTINCT lease_owner FROM messages WHERE state = 'sending' "
@@ -118,18 +121,14 @@ def dead_owners(engine: Engine, *, host: str, alive: Callable[[int], bool],
         (to_text(moment),))]
     if not owners:
         return []
-    beats = {r["owner"]: r for r in engine.rows(
-        "SELECT owner, heartbeat_at, stopped_at FROM daemons")}
-    fresh = to_text(moment - timedelta(seconds=stale_after))
+    beats = {r["owner"]: dict(r) for r in engine.rows(
+        "SELECT owner, host, pid, started_at, heartbeat_at, stopped_at FROM daemons")}
     dead = []
     for owner in owners:
         daemon = owner.split("/", 1)[0]
         daemon_host, _, pid = daemon.rpartition(":")
-        beat = beats.get(daemon)
-        if daemon_host == host and pid.isdigit():
-            gone = not alive(int(pid))
-        else:
-            gone = beat is None or beat["stopped_at"] is not None or beat["heartbeat_at"] < fresh
-        if gone:
+        row = beats.get(daemon) or {  # it never beat: judged by its name (host:pid) alone
+            "host": daemon_host, "pid": int(pid) if pid.isdigit() else None}
+        if not judge(row, now=moment, stale_after=stale_after, host=host, alive=alive).alive:
             dead.append(owner)
     return dead

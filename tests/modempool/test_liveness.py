@@ -102,3 +102,40 @@ async def test_a_graceful_stop_is_recorded(tmp_path, bank):
     assert await daemon.stop() == 0
     judged = status(config)["daemon"]
     assert (judged["running"], judged["reason"]) == (False, "stopped")
+
+
+@pytest.mark.parametrize("case", ["stopped, its pid reused", "here, late heartbeat", "here, gone",
+                                  "far, fresh", "far, silent"])
+def test_status_and_lease_recovery_judge_a_daemon_dead_by_one_rule(tmp_path, case):
+    """`status` (daemon_liveness) and the settling of run-out leases (dead_owners) ask the same
+    rule: a daemon whose leases may be taken is one that status shows as not running. On this
+    host the process decides (a late heartbeat is a slow database, not a dead daemon)."""
+    import os
+    import subprocess
+    import sys
+
+    from modempool.box.ports import process_exists
+    from modempool.spool.recovery import dead_owners
+
+    here = socket.gethostname()
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+    now = utcnow().replace(microsecond=0)
+    host, pid, beat_age, stopped, expected_dead = {
+        "stopped, its pid reused": (here, os.getpid(), 1, True, True),
+        "here, late heartbeat": (here, os.getpid(), 120, False, False),
+        "here, gone": (here, gone, 1, False, True),
+        "far, fresh": ("far-away-host", 7, 1, False, False),
+        "far, silent": ("far-away-host", 7, 120, False, True)}[case]
+    owner = f"{host}:{pid}"
+    with Spool(tmp_path / "s.db") as spool:
+        spool.beat(owner, host=host, pid=pid, started_at=now - timedelta(hours=1),
+                   now=now - timedelta(seconds=beat_age))
+        if stopped:
+            spool.daemon_stopped(owner, now=now - timedelta(seconds=beat_age))
+        message = spool.enqueue("13800138000", "hi")
+        assert spool.claim(message.id, "m1", f"{owner}/m1", 1, now=now - timedelta(seconds=60))
+        shown = daemon_liveness(spool, now=now)
+        settled = dead_owners(spool.engine, host=here, alive=process_exists, stale_after=30,
+                              now=now)
+    assert (not shown.running, f"{owner}/m1" in settled) == (expected_dead, expected_dead)

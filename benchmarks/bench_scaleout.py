@@ -71,7 +71,7 @@ def bench_spool(target, messages: int, backlog: int) -> dict[str, float]:
         enqueue_s = time.perf_counter() - start
         start = time.perf_counter()
         for _ in range(messages):
-            message = spool.claim_next("m1", "bench:1/m1", 60)
+            message = spool.claim(next(spool.dispatchable(limit=1)).id, "m1", "bench:1/m1", 60)
             spool.mark_part_writing(message.id, 1, 1, lease_owner="bench:1/m1")
             spool.mark_last_part_sent(message.id, 1, None, message.id % 256,
                                       lease_owner="bench:1/m1")

@@ -4,8 +4,8 @@
 
 Prints wall and CPU time. For each size the spool holds that many rows; two layouts:
 `queued` (every row waiting: the claim must still find the head at once) and `history`
-(all but a few thousand already sent). Per message: claim_next, mark_part_writing,
-mark_part_sent, mark_sent — four committed transactions, as the dispatcher does.
+(all but a few thousand already sent). Per message, as the dispatcher does: dispatchable and
+claim, mark_part_writing, mark_part_sent, mark_sent (four committed transactions).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def bench_claims(directory: Path, size: int, layout: str, messages: int, syncs: 
         with Spool(path, synchronous=synchronous) as spool:
             wall, cpu = time.perf_counter(), time.process_time()
             for _ in range(messages):
-                message = spool.claim_next("m1", "bench", 60)
+                message = spool.claim(next(spool.dispatchable(limit=1)).id, "m1", "bench", 60)
                 spool.mark_part_writing(message.id, 1, 1, lease_owner="bench")
                 spool.mark_part_sent(message.id, 1, None, message.id % 256)
                 spool.mark_sent(message.id, lease_owner="bench")

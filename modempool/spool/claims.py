@@ -36,16 +36,6 @@ class SentPart:
     now: datetime | None = None
 
 
-_CANDIDATES = """
-SELECT * FROM messages
-WHERE state = 'queued' AND held = 0
-  AND (not_before IS NULL OR not_before <= :now)
-  AND (sims IS NULL OR {sim_allowed})
-  {extra}
-ORDER BY priority DESC, id
-LIMIT :limit OFFSET :offset{lock}
-"""
-
 _FINISH = """
 UPDATE messages SET state = :state, error = :error, lease_owner = NULL, lease_until = NULL,
     updated_at = :now {extra}
@@ -109,67 +99,6 @@ class Claims:
             for message_id in ids:
                 self.audit.record(conn, "expired", message_id, now=now_text)
         return ids
-
-    def claim_next(
-        self,
-        sim: str,
-        lease_owner: str,
-        lease_seconds: float = 300.0,
-        now: datetime | None = None,
-        allowed: Callable[[Message], bool] | None = None,
-        *,
-        prefixes: Sequence[str] | None = None,
-        quiet: bool = False,
-        honour_avoid: bool = True,
-        scan_limit: int = 256,
-    ) -> Message | None:
-        """Lease the next message this SIM may send, or None when there is none.
-
-        Order: priority (higher first), then FIFO. Skipped: held, not yet due (`not_before`),
-        restricted to other SIMs (`sims`), not matching `prefixes` (E.164 prefixes, in SQL),
-        refused by `allowed(message)` (checked on at most `scan_limit` candidates),
-        flagged `quiet_hours` when `quiet` is true, and (if `honour_avoid`) messages that
-        failed on this SIM and asked for another. Expired messages become EXPIRED first.
-        The claim is `UPDATE ... WHERE id = ? AND state = 'queued'` inside an immediate
-        transaction, so two dispatchers never get the same message.
-        """
-        moment = now or utcnow()
-        now_text = to_text(moment)
-        until = to_text(moment + timedelta(seconds=lease_seconds))
-        extra, params = [], {"now": now_text, "sim": sim}
-        if prefixes:
-            ors = []
-            for index, prefix in enumerate(prefixes):
-                params[f"p{index}"] = prefix
-                ors.append(f"substr(to_number, 1, {len(prefix)}) = :p{index}")
-            extra.append("AND (" + " OR ".join(ors) + ")")
-        if quiet:
-            extra.append("AND quiet_hours = 0")
-        if honour_avoid:
-            extra.append("AND (avoid_sim IS NULL OR avoid_sim != :sim)")
-        sql = _CANDIDATES.format(extra="\n  ".join(extra), lock=self.engine.skip_locked,
-                                 sim_allowed=self.engine.json_list_has("messages.sims", ":sim"))
-        with self.engine.tx() as conn:
-            self.expire_due(moment)
-            offset, page = 0, 1 if allowed is None else 32
-            while offset < max(scan_limit, 1):
-                rows = self.engine.rows(sql, {**params, "limit": page, "offset": offset})
-                for row in rows:
-                    message = Message.from_row(row)
-                    if allowed is not None and not allowed(message):
-                        continue
-                    claimed = conn.execute(
-                        "UPDATE messages SET state = 'sending', sim = ?, lease_owner = ?, "
-                        "lease_until = ?, attempts = attempts + 1, updated_at = ? "
-                        "WHERE id = ? AND state = 'queued'",
-                        (sim, lease_owner, until, now_text, message.id),
-                    )
-                    if claimed.rowcount == 1:
-                        return read_message(self.engine, message.id)
-                if len(rows) < page or allowed is None:
-                    return None
-                offset += page
-        return None
 
     # ---- used by the dispatcher (dispatcher engineer): it picks the SIM, then claims by id ----
     def dispatchable(self, now: datetime | None = None, limit: int = 64, *,
@@ -379,8 +308,8 @@ class Claims:
     ) -> bool:
         """Give a message back to the queue after a temporary error (retry with backoff).
 
-        `avoid_sim` asks claimers to prefer another SIM (failover); `claim_next(...,
-        honour_avoid=False)` still lets that SIM take it when it is the only one.
+        `avoid_sim` asks the dispatcher to prefer another SIM (failover); that SIM still
+        takes it when it is the only one left.
         `only_sim` binds it to one SIM from now on (the rest of a message partly sent from that
         SIM's number). `count_attempt=False`: the modem failed before anything was written, so
         the attempt was not the message's. Parts marked writing in this attempt become failed:

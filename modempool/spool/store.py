@@ -221,7 +221,6 @@ class Spool:
 
     batch = _Delegate("claims", "batch")
     expire_due = _Delegate("claims", "expire_due")
-    claim_next = _Delegate("claims", "claim_next")
     dispatchable = _Delegate("claims", "dispatchable")
     claim = _Delegate("claims", "claim")
     renew_lease = _Delegate("claims", "renew_lease")

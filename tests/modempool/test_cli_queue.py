@@ -13,6 +13,7 @@ import pytest
 from modempool.spool import Message, MessageState, Spool
 from tests.modempool.conftest import ONE_MODEM_CONFIG
 from tests.modempool.daemon_harness import modempool_cli as modempool
+from tests.modempool.spool_driver import claim_next
 
 
 def queue_json(config: Path) -> list[dict]:
@@ -79,7 +80,7 @@ def test_cancel_and_retry(config):
     assert "only queued" in again.stderr and "999" in again.stderr
     assert modempool("retry", str(second), config=config).returncode != 0  # still queued
     with Spool(config.parent / "pool.db") as spool:
-        spool.claim_next("m1", "test", 60)
+        claim_next(spool, "m1", "test", 60)
         spool.mark_ambiguous(second, "modem went silent")
     retried = modempool("retry", str(second), config=config)
     assert retried.returncode == 0, retried.stderr
@@ -114,7 +115,7 @@ def send_while_a_dispatcher_settles(config: Path, settle: Callable[[Spool, Messa
     def fake_dispatcher() -> None:
         with Spool(spool_path) as spool:
             while not stop.is_set():
-                message = spool.claim_next("m1", "test", 60)
+                message = claim_next(spool, "m1", "test", 60)
                 if message is not None:
                     settle(spool, message)
                     return

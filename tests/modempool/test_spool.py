@@ -13,6 +13,7 @@ from modempool.errors import InvalidNumber, NotFound, PoolError
 from modempool.numbers import normalise
 from modempool.spool import Message, MessageState, Spool, StateConflict
 from modempool.spool.numbers import _quick_e164
+from tests.modempool.spool_driver import claim_next
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -171,7 +172,7 @@ def test_cancel_only_queued_messages(spool):
     with pytest.raises(StateConflict):
         spool.cancel(message.id)
     other = spool.enqueue("13800138001", "hi")
-    spool.claim_next("m1", "owner", 60)
+    claim_next(spool, "m1", "owner", 60)
     with pytest.raises(StateConflict, match="sending"):
         spool.cancel(other.id)
     assert [e["kind"] for e in spool.events(message.id)] == ["cancelled"]
@@ -179,8 +180,8 @@ def test_cancel_only_queued_messages(spool):
 
 def test_retry_moves_failed_ambiguous_expired_back_to_queued(spool):
     ids = spool.enqueue_many([{"to": f"1380013800{i}", "text": str(i)} for i in range(3)])
-    spool.mark_failed(spool.claim_next("m1", "o", 60).id, "boom")
-    spool.mark_ambiguous(spool.claim_next("m1", "o", 60).id, "silent modem")
+    spool.mark_failed(claim_next(spool, "m1", "o", 60).id, "boom")
+    spool.mark_ambiguous(claim_next(spool, "m1", "o", 60).id, "silent modem")
     with spool.transaction() as conn:
         conn.execute("UPDATE messages SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?",
                      [ids[2]])
@@ -198,9 +199,9 @@ def test_claim_order_is_priority_then_fifo(spool):
     low = spool.enqueue("13800138000", "low")
     high = spool.enqueue("13800138001", "high", priority=5)
     low2 = spool.enqueue("13800138002", "low2")
-    order = [spool.claim_next("m1", "o", 60, now=T0 + timedelta(days=999)).id for _ in range(3)]
+    order = [claim_next(spool, "m1", "o", 60, now=T0 + timedelta(days=999)).id for _ in range(3)]
     assert order == [high.id, low.id, low2.id]
-    assert spool.claim_next("m1", "o", 60) is None
+    assert claim_next(spool, "m1", "o", 60) is None
     claimed = spool.get(high.id)
     assert claimed.state is MessageState.SENDING and claimed.sim == "m1" and claimed.attempts == 1
     assert claimed.lease_owner == "o"
@@ -208,14 +209,14 @@ def test_claim_order_is_priority_then_fifo(spool):
 
 def test_not_before_holds_a_message_until_due(spool):
     message = spool.enqueue("13800138000", "later", not_before=T0 + timedelta(hours=1))
-    assert spool.claim_next("m1", "o", 60, now=T0) is None
-    assert spool.claim_next("m1", "o", 60, now=T0 + timedelta(hours=1)).id == message.id
+    assert claim_next(spool, "m1", "o", 60, now=T0) is None
+    assert claim_next(spool, "m1", "o", 60, now=T0 + timedelta(hours=1)).id == message.id
 
 
 def test_expired_messages_become_expired_instead_of_being_claimed(spool):
     message = spool.enqueue("13800138000", "too late", expires_at=T0)
     fresh = spool.enqueue("13800138001", "fine", expires_at=T0 + timedelta(days=1))
-    assert spool.claim_next("m1", "o", 60, now=T0 + timedelta(seconds=1)).id == fresh.id
+    assert claim_next(spool, "m1", "o", 60, now=T0 + timedelta(seconds=1)).id == fresh.id
     expired = spool.get(message.id)
     assert expired.state is MessageState.EXPIRED and "expired" in expired.error
 
@@ -224,44 +225,41 @@ def test_hold_and_release_a_campaign(spool):
     spool.enqueue("13800138000", "campaign", campaign_id=3)
     other = spool.enqueue("13800138001", "plain")
     assert spool.hold(3) == 1
-    assert spool.claim_next("m1", "o", 60).id == other.id
-    assert spool.claim_next("m1", "o", 60) is None
+    assert claim_next(spool, "m1", "o", 60).id == other.id
+    assert claim_next(spool, "m1", "o", 60) is None
     assert spool.release(3) == 1
-    assert spool.claim_next("m1", "o", 60).campaign_id == 3
+    assert claim_next(spool, "m1", "o", 60).campaign_id == 3
 
 
 def test_held_at_enqueue(spool):
     spool.enqueue("13800138000", "draft", campaign_id=9, held=True)
-    assert spool.claim_next("m1", "o", 60) is None
+    assert claim_next(spool, "m1", "o", 60) is None
     spool.release(9)
-    assert spool.claim_next("m1", "o", 60) is not None
+    assert claim_next(spool, "m1", "o", 60) is not None
 
 
-def test_sims_restriction_prefixes_quiet_and_allowed(spool):
+def test_a_message_bound_to_sims_goes_only_through_them(spool):
     only_m2 = spool.enqueue("13800138000", "m2 only", sims=["m2"])
-    unicom = spool.enqueue("13000130000", "unicom")
-    quiet = spool.enqueue("13900139000", "campaign", quiet_hours=True)
-    assert spool.claim_next("m1", "o", 60, prefixes=["+86138"]) is None
-    assert spool.claim_next("m1", "o", 60, quiet=True, allowed=lambda m: m.to.startswith("+86130")).id == unicom.id
-    assert spool.claim_next("m1", "o", 60, quiet=True) is None
-    assert spool.claim_next("m1", "o", 60).id == quiet.id
-    assert spool.claim_next("m2", "o", 60).id == only_m2.id
+    anywhere = spool.enqueue("13000130000", "any")
+    assert claim_next(spool, "m1", "o", 60).id == anywhere.id
+    assert claim_next(spool, "m1", "o", 60) is None
+    assert claim_next(spool, "m2", "o", 60).id == only_m2.id
 
 
 def test_requeue_with_avoid_sim_fails_over(spool):
     message = spool.enqueue("13800138000", "hi")
-    spool.claim_next("m1", "o", 60)
+    claim_next(spool, "m1", "o", 60)
     assert spool.requeue(message.id, "+CMS ERROR: 38", avoid_sim="m1", lease_owner="o")
     assert spool.get(message.id).error == "+CMS ERROR: 38"
-    assert spool.claim_next("m1", "o", 60) is None
-    assert spool.claim_next("m1", "o", 60, honour_avoid=False).id == message.id  # only SIM left
+    assert claim_next(spool, "m1", "o", 60) is None
+    assert spool.claim(message.id, "m1", "o", 60).id == message.id  # the only SIM left
     spool.requeue(message.id, "again", avoid_sim="m1")
-    assert spool.claim_next("m2", "o", 60).attempts == 3
+    assert claim_next(spool, "m2", "o", 60).attempts == 3
 
 
 def test_transitions_need_the_lease(spool):
     message = spool.enqueue("13800138000", "hi")
-    spool.claim_next("m1", "alice", 60)
+    claim_next(spool, "m1", "alice", 60)
     assert not spool.mark_sent(message.id, lease_owner="bob")
     assert spool.get(message.id).state is MessageState.SENDING
     assert spool.mark_sent(message.id, lease_owner="alice")

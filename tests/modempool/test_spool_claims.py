@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from modempool.spool import LeaseLost, MessageState, Spool
+from tests.modempool.spool_driver import claim_next
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -24,7 +25,7 @@ def _claim_all(path: str, owner: str, start, out) -> None:
     spool = Spool(path, synchronous="normal")
     start.wait()
     claimed = []
-    while (message := spool.claim_next(owner, owner, 60)) is not None:
+    while (message := claim_next(spool, owner, owner, 60)) is not None:
         claimed.append(message.id)
         spool.mark_sent(message.id, lease_owner=owner)
     spool.close()
@@ -61,7 +62,7 @@ def test_two_spool_objects_in_threads_share_the_work(path):
     def work(owner: str) -> None:
         with Spool(path, synchronous="normal") as mine:
             barrier.wait()
-            while (message := mine.claim_next("m-" + owner, owner, 60)) is not None:
+            while (message := claim_next(mine, "m-" + owner, owner, 60)) is not None:
                 claimed[owner].append(message.id)
 
     threads = [threading.Thread(target=work, args=(o,)) for o in claimed]
@@ -83,7 +84,7 @@ def test_recover_leases_applies_the_crash_rules(path):
     with Spool(path) as spool:
         ids = spool.enqueue_many({"to": "+8613800138000", "text": f"n{i}"} for i in range(4))
         for _ in ids:
-            spool.claim_next("m1", "crashed", 60)
+            claim_next(spool, "m1", "crashed", 60)
         _send_parts(spool, ids[1], written=1, sent=0, total=1)   # PDU may have left
         _send_parts(spool, ids[2], written=2, sent=1, total=3)   # half a multipart
         _send_parts(spool, ids[3], written=2, sent=2, total=2)   # all out, mark_sent missing
@@ -99,16 +100,16 @@ def test_recover_leases_applies_the_crash_rules(path):
         assert spool.get(ids[3]).state is MessageState.SENT
         assert [p["state"] for p in spool.parts(ids[2])] == ["sent", "ambiguous"]
         # Ambiguous messages are never claimed again on their own.
-        assert spool.claim_next("m1", "new", 60).id == ids[0]
-        assert spool.claim_next("m1", "new", 60) is None
+        assert claim_next(spool, "m1", "new", 60).id == ids[0]
+        assert claim_next(spool, "m1", "new", 60) is None
 
 
 KILLED_DISPATCHER = """
 import os, signal, sys
 from modempool.spool import Spool
 spool = Spool(sys.argv[1])
-first = spool.claim_next("m1", "victim", 60)
-second = spool.claim_next("m1", "victim", 60)
+first = spool.claim(int(sys.argv[2]), "m1", "victim", 60)
+second = spool.claim(int(sys.argv[3]), "m1", "victim", 60)
 spool.mark_part_writing(second.id, 1, 1, lease_owner="victim")
 os.kill(os.getpid(), signal.SIGKILL)  # no close, no commit of anything else
 """
@@ -122,7 +123,8 @@ def test_markers_survive_a_killed_process(path):
     with Spool(path) as spool:
         first, second = spool.enqueue_many([{"to": "13800138000", "text": "a"},
                                             {"to": "13800138001", "text": "b"}])
-    result = subprocess.run([sys.executable, "-c", KILLED_DISPATCHER, str(path)], timeout=60)
+    result = subprocess.run([sys.executable, "-c", KILLED_DISPATCHER, str(path), str(first),
+                             str(second)], timeout=60)
     assert result.returncode == -signal.SIGKILL
     with Spool(path) as spool:
         recovery = spool.recover_leases(owner="victim")
@@ -133,8 +135,8 @@ def test_only_expired_leases_are_recovered_without_owner(path):
     with Spool(path) as spool:
         first = spool.enqueue("13800138000", "a")
         second = spool.enqueue("13800138001", "b")
-        spool.claim_next("m1", "old", 30, now=T0)
-        spool.claim_next("m2", "alive", 3600, now=T0)
+        claim_next(spool, "m1", "old", 30, now=T0)
+        claim_next(spool, "m2", "alive", 3600, now=T0)
         recovery = spool.recover_leases(now=T0 + timedelta(seconds=60))
         assert recovery.requeued == (first.id,)
         assert spool.get(second.id).state is MessageState.SENDING
@@ -144,10 +146,10 @@ def test_a_requeue_then_crash_before_writing_is_requeued_not_ambiguous(path):
     """Parts from an earlier attempt (refused with +CMS ERROR) do not make a new one ambiguous."""
     with Spool(path) as spool:
         message = spool.enqueue("13800138000", "a")
-        spool.claim_next("m1", "o", 60)
+        claim_next(spool, "m1", "o", 60)
         spool.mark_part_writing(message.id, 1, 1)
         spool.requeue(message.id, "+CMS ERROR: 38")
-        spool.claim_next("m2", "o", 60)
+        claim_next(spool, "m2", "o", 60)
         assert spool.recover_leases(owner="o").requeued == (message.id,)
         assert spool.parts(message.id)[0]["state"] == "failed"
 
@@ -155,7 +157,7 @@ def test_a_requeue_then_crash_before_writing_is_requeued_not_ambiguous(path):
 def test_a_recovered_lease_cannot_be_written_by_its_old_owner(path):
     with Spool(path) as spool:
         message = spool.enqueue("13800138000", "a")
-        spool.claim_next("m1", "slow", 1, now=T0)
+        claim_next(spool, "m1", "slow", 1, now=T0)
         spool.recover_leases(now=T0 + timedelta(seconds=5))
         with pytest.raises(LeaseLost):
             spool.mark_part_writing(message.id, 1, 1, lease_owner="slow")
@@ -167,7 +169,7 @@ def test_mark_part_sent_counts_once_and_counters_survive_reopen(path):
     with Spool(path, tz=timezone.utc) as spool:
         ids = spool.enqueue_many({"to": "+8613800138000", "text": f"n{i}"} for i in range(3))
         for message_id in ids:
-            spool.claim_next("m1", "o", 60, now=T0)
+            claim_next(spool, "m1", "o", 60, now=T0)
             spool.mark_part_writing(message_id, 1, 1)
             spool.mark_part_sent(message_id, 1, None, message_id, now=T0)
             spool.mark_part_sent(message_id, 1, None, message_id, now=T0)  # repeated: no double count
@@ -298,7 +300,7 @@ def test_several_daemons_recover_only_the_run_out_leases_of_dead_ones(path):
         ids = spool.enqueue_many({"to": f"1380013800{i}", "text": str(i)} for i in range(4))
         owners = ["live-host:1/m1", "dead-host:2/m1", "dead-host:2/m2", "here:99/m3"]
         for owner, lease in zip(owners, (30, 30, 600, 30)):
-            spool.claim_next(owner.rsplit("/", 1)[1], owner, lease, now=T0)
+            claim_next(spool, owner.rsplit("/", 1)[1], owner, lease, now=T0)
         spool.beat("live-host:1", host="live-host", pid=1, started_at=T0,
                    now=T0 + timedelta(seconds=100))
         spool.beat("dead-host:2", host="dead-host", pid=2, started_at=T0, now=T0)
@@ -318,13 +320,13 @@ def test_a_part_that_may_have_gone_out_counts_against_todays_quota(path):
     with Spool(path, tz=timezone.utc) as spool:
         first, second = spool.enqueue_many({"to": "+8613800138000", "text": f"n{i}"}
                                            for i in range(2))
-        spool.claim_next("m1", "dead:1/m1", 60)
+        claim_next(spool, "m1", "dead:1/m1", 60)
         spool.mark_part_writing(first, 1, 1, lease_owner="dead:1/m1")  # then SIGKILL
         assert spool.sent_counts("m1")[1:] == (1, 1)
         spool.recover_leases(owner="dead:1/m1")                         # ambiguous now
         assert spool.get(first).state is MessageState.AMBIGUOUS
         assert spool.sent_counts("m1")[1:] == (1, 1)
-        spool.claim_next("m1", "next:2/m1", 60)
+        claim_next(spool, "m1", "next:2/m1", 60)
         spool.mark_part_writing(second, 1, 1, lease_owner="next:2/m1")
         spool.mark_last_part_sent(second, 1, None, 9, lease_owner="next:2/m1")
         assert spool.sent_counts("m1")[1:] == (2, 2)                   # each part once

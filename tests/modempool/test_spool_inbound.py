@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from modempool.spool import MessageState, Spool
+from tests.modempool.spool_driver import claim_next
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -67,7 +68,7 @@ def test_stale_parts_are_flushed_as_incomplete(path):
 
 def _sent(spool: Spool, to: str, sim: str, references: list[int]) -> int:
     message = spool.enqueue(to, "x" * 10)
-    claimed = spool.claim_next(sim, "o", 60)
+    claimed = claim_next(spool, sim, "o", 60)
     assert claimed.id == message.id
     for seq, reference in enumerate(references, start=1):
         spool.mark_part_writing(message.id, seq, len(references))

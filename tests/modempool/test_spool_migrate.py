@@ -13,6 +13,7 @@ import pytest
 from modempool.errors import PoolError
 from modempool.spool import MessageState, Spool
 from modempool.spool.migrate import migrate
+from tests.modempool.spool_driver import claim_next
 
 
 def _busy_sqlite_spool(path) -> dict[str, int]:
@@ -20,11 +21,11 @@ def _busy_sqlite_spool(path) -> dict[str, int]:
     with Spool(path) as spool:
         ids = spool.enqueue_many([{"to": f"1380013800{i}", "text": f"第{i}条", "client_id": f"c{i}"}
                                   for i in range(6)])
-        sent = spool.claim_next("m1", "h:1/m1", 60)
+        sent = claim_next(spool, "m1", "h:1/m1", 60)
         spool.mark_part_writing(sent.id, 1, 1, lease_owner="h:1/m1")
         spool.mark_last_part_sent(sent.id, 1, None, 17, lease_owner="h:1/m1")
         spool.store_delivery_report("m1", 17, sent.to, 0)
-        failed = spool.claim_next("m1", "h:1/m1", 60)
+        failed = claim_next(spool, "m1", "h:1/m1", 60)
         spool.mark_failed(failed.id, "boom", lease_owner="h:1/m1")
         spool.cancel(ids[-1])
         spool.store_inbound("+8613912345678", "你好", sim="m1",
@@ -56,7 +57,7 @@ def test_migrate_copies_everything_verifies_and_a_second_run_does_nothing(tmp_pa
         # New rows take ids after the copied ones, and the queue goes on where it stopped.
         assert new.enqueue("13800138009", "new").id > max(m.id for m in old.list())
         assert new.get_by_client_id("c0").state is MessageState.DELIVERED
-        assert new.claim_next("m1", "h2:1/m1", 60).id == old.list(state="queued")[0].id
+        assert claim_next(new, "m1", "h2:1/m1", 60).id == old.list(state="queued")[0].id
 
 
 def test_migrate_refuses_a_target_that_is_not_postgresql(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 from modempool.spool import Spool, SpoolTooNew, SpoolUnreachable
 from modempool.spool.schema import SCHEMA_VERSION
+from tests.modempool.spool_driver import claim_next
 
 
 def test_an_unreachable_database_names_the_host_and_the_reason():
@@ -46,10 +47,10 @@ def test_a_claim_skips_a_row_another_host_holds_instead_of_waiting(pg_cluster):
                                             {"to": "13800138001", "text": "b"}])
         with psycopg.connect(url) as other:  # another daemon, mid-transaction on `first`
             other.execute("SELECT id FROM messages WHERE id = %s FOR UPDATE", (first,))
-            claimed = spool.claim_next("m1", "host-b:1/m1", 60)
+            claimed = claim_next(spool, "m1", "host-b:1/m1", 60)
             assert claimed.id == second
             other.rollback()
-        assert spool.claim_next("m1", "host-b:1/m1", 60).id == first
+        assert claim_next(spool, "m1", "host-b:1/m1", 60).id == first
 
 
 def test_an_enqueue_on_one_host_wakes_a_dispatcher_waiting_on_another(pg_cluster):

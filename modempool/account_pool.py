@@ -267,14 +267,15 @@ class AccountPool:
         """The dashboard: the account's SIMs as `Pool.status` sees them (state with quarantine
         reason and until when, signal, operator, number, counters against quotas), the queue by
         state of the messages it may see, throughput over the last hour and the campaigns
-        running (admins only: campaigns are not an account's own)."""
+        running or paused that it may see (`campaign_desk`: a sender's own)."""
         whole = self.pool.status()
         sims = [s for s in whole.sims if self.account.sees_all or self.account.sims is None
                 or s.name in self.account.sims]
         queue = whole.queue if self.account.sees_all else self.counts()
+        seen = None if self.account.sees_all else {c.id for c in self.campaign_desk().list()}
         return {"daemon": whole.daemon, "sims": sims, "queue": queue,
                 "throughput": self.throughput([s.name for s in sims]),
-                "campaigns": list(whole.campaigns) if self.account.sees_all else []}
+                "campaigns": [c for c in whole.campaigns if seen is None or c.campaign in seen]}
 
     def counts(self) -> dict[str, int]:
         """Messages in each state (every state, zeros included) among those the account sees."""

@@ -187,11 +187,13 @@ class Accounts:
             per_minute: int | None = None, per_day: int | None = None) -> tuple[Account, str]:
         """Make an account; returns it and its key (shown once: only its digest is stored)."""
         if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise AccountError(f"account name {name!r}: use 1-64 letters, digits, '_', '.', '-'")
+            raise AccountError(f"account name {name!r}: use 1-64 letters, digits, '_', '.', '-'",
+                               code="account_name", params={"name": name})
         try:
             role = Role(role)
         except ValueError:
-            raise AccountError(f"role {role!r}: choose admin, sender or viewer") from None
+            raise AccountError(f"role {role!r}: choose admin, sender or viewer",
+                               code="account_role", params={"role": role}) from None
         sims_list = [s.strip() for s in (sims or []) if s.strip()]
         for value, label in ((per_minute, "per-minute"), (per_day, "per-day")):
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -200,7 +202,8 @@ class Accounts:
         now = to_text(utcnow())
         with self.spool.transaction() as conn:
             if conn.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone():
-                raise AccountError(f"account {name!r} exists (use rotate for a new key)")
+                raise AccountError(f"account {name!r} exists (use rotate for a new key)",
+                                   code="account_exists", params={"name": name})
             conn.execute(
                 "INSERT INTO accounts (name, role, key_id, key_hash, sims, per_minute, per_day, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -211,7 +214,8 @@ class Accounts:
     def get(self, name: str) -> Account:
         rows = self._rows("SELECT * FROM accounts WHERE name = ?", (name,))
         if not rows:
-            raise NotFound(f"no account named {name!r}")
+            raise NotFound(f"no account named {name!r}", code="account_not_found",
+                           params={"name": name})
         return Account.from_row(rows[0])
 
     def list(self) -> list[Account]:
@@ -220,7 +224,8 @@ class Accounts:
     def remove(self, name: str) -> None:
         with self.spool.transaction() as conn:
             if conn.execute("DELETE FROM accounts WHERE name = ?", (name,)).rowcount == 0:
-                raise NotFound(f"no account named {name!r}")
+                raise NotFound(f"no account named {name!r}", code="account_not_found",
+                               params={"name": name})
         _verified.forget()
 
     def rotate(self, name: str) -> str:
@@ -232,7 +237,8 @@ class Accounts:
                 (key_id, _digest(key), to_text(utcnow()), name)).rowcount
         _verified.forget()
         if not changed:
-            raise NotFound(f"no account named {name!r}")
+            raise NotFound(f"no account named {name!r}", code="account_not_found",
+                           params={"name": name})
         return key
 
     def authenticate(self, key: str) -> Account | None:

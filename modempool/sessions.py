@@ -88,7 +88,8 @@ class Sessions:
         """Set (or replace) the console password of account `name`."""
         account = self.accounts.get(name)   # NotFound for an unknown account
         if not isinstance(password, str) or len(password) < MIN_PASSWORD:
-            raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+            raise AccountError(f"a password needs at least {MIN_PASSWORD} characters",
+                               code="password_short", params={"min": MIN_PASSWORD})
         stored = _hash_password(password)
         with self.spool.transaction() as conn:
             conn.execute("INSERT INTO account_passwords (name, born, hash, set_at) "

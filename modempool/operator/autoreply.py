@@ -75,12 +75,14 @@ def parse_window(text: str | None) -> tuple[time, time] | None:
         return None
     match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*[-–~]\s*(\d{1,2}):(\d{2})\s*", text)
     if not match:
-        raise ConfigError(f"time window {text!r} must look like 09:00-18:00")
+        raise ConfigError(f"time window {text!r} must look like 09:00-18:00",
+                          code="hours_form", params={"hours": text})
     h1, m1, h2, m2 = map(int, match.groups())
     try:
         return time(h1, m1), time(h2 % 24, m2)
     except ValueError:
-        raise ConfigError(f"time window {text!r} has an impossible time") from None
+        raise ConfigError(f"time window {text!r} has an impossible time", code="hours_form",
+                          params={"hours": text}) from None
 
 
 def in_window(window: tuple[time, time] | None, moment: datetime) -> bool:
@@ -103,9 +105,11 @@ class Rule:
 
     def __post_init__(self) -> None:
         if not self.reply.strip():
-            raise ConfigError(f"auto-reply rule {self.name} has no reply text")
+            raise ConfigError(f"auto-reply rule {self.name} has no reply text",
+                              code="autoreply_no_reply")
         if not self.keywords and not self.pattern:
-            raise ConfigError(f"auto-reply rule {self.name} needs keywords or a pattern")
+            raise ConfigError(f"auto-reply rule {self.name} needs keywords or a pattern",
+                              code="autoreply_no_keywords")
         if self.pattern:
             try:
                 re.compile(self.pattern)

@@ -302,6 +302,15 @@ def test_library_refusals_are_worded_in_chinese_on_the_chinese_console(api):
     preview = root.get(made.headers["location"], headers=zh)
     assert "12345 不是有效的电话号码。" in preview.text
     assert "+8613600136000 缺少 {name}, {班级}" in preview.text
+    # an admin's forms: auto-replies and accounts
+    page = root.get("/autoreplies", headers=zh)
+    hours = root.post("/autoreplies", headers=zh, data={"csrf": _csrf(page), "keywords": "地址",
+                                                        "reply": "人民路1号", "hours": "9点到6点"})
+    assert hours.status_code == 400 and 'id="e-hours"' in hours.text
+    assert "9点到6点：时间段请写成 09:00-18:00。" in hours.text
+    taken = root.post("/admin/add", headers=zh, data={"csrf": _csrf(page), "name": "shop",
+                                                      "role": "viewer"})
+    assert "已有名为 shop 的账号" in taken.text
 
 
 def test_forwarding_numbers_are_added_and_removed_on_the_auto_replies_page(api):

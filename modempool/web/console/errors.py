@@ -77,6 +77,15 @@ MESSAGES: dict[str, str] = {
     "row_no_number": N_("no phone number"),
     "row_duplicate": N_("the same number as line %(first)s (%(number)s)"),
     "row_birthday": N_("%(birthday)s is not a date like 1990-05-17 or 05-17"),
+    # auto-replies, accounts
+    "autoreply_no_reply": N_("Write the reply."),
+    "autoreply_no_keywords": N_("Give keywords (or a pattern) the rule answers."),
+    "hours_form": N_("%(hours)s: write the hours like 09:00-18:00."),
+    "account_name": N_("%(name)s: an account name is 1-64 letters, digits, _, . or -."),
+    "account_role": N_("Choose admin, sender or viewer."),
+    "account_exists": N_("There is already an account named %(name)s (rotate its key instead)."),
+    "account_not_found": N_("There is no account named %(name)s."),
+    "password_short": N_("A password needs at least %(min)s characters."),
     # forwarding
     "forward_exists": N_("%(number)s is already a forwarding target."),
     "forward_not_found": N_("%(number)s is not a forwarding target."),

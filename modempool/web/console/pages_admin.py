@@ -126,9 +126,7 @@ async def autoreply_add(request: Request, session: Session = Depends(current_ses
                                 hours=values["hours"].strip() or None,
                                 sim=values["sim"].strip() or None)
     except PoolError as exc:
-        text = str(exc)
-        field = "reply" if "reply" in text else "hours" if "hour" in text or "window" in text \
-            else "keywords"
+        field = {"autoreply_no_reply": "reply", "hours_form": "hours"}.get(exc.code, "keywords")
         return _autoreplies(request, session, values, {field: error_text(request, exc)},
                             status=400)
     return redirect("/autoreplies")

@@ -71,6 +71,9 @@ class Daemon(ModemTaskMixin):
         self._stop = asyncio.Event()
         self._lock_file: Any = None
         self._recorded_state: dict[str, SimState] = {}
+        # SIM states, heartbeats and the requests desk's looks, one after another (off the
+        # event loop on a database server; see spool_lane.py). Made by `run`.
+        self.books = SpoolLane()
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM/SIGINT do)."""
@@ -115,15 +118,17 @@ class Daemon(ModemTaskMixin):
                 slots = [self._slot(spec) for spec in specs]
                 lane = SpoolLane.for_spool(self.spool)
                 inbound_lane = SpoolLane.for_spool(self.spool, INBOUND_THREADS)
+                self.books = SpoolLane.for_spool(self.spool, 1)  # in order: SIM states, beats
                 stack.callback(lane.close)
                 stack.callback(inbound_lane.close)
+                stack.callback(self.books.close)
                 self.dispatcher = Dispatcher(self.spool, self.config, owner=self.owner, slots=slots,
                                              refusal=send_refusal(self.spool, self.config),
                                              lane=lane)
                 self.dispatcher.shared = shared
                 if self._stop.is_set():
                     self.dispatcher.stop()
-                self.desk = RequestDesk(self.spool, self.owner, slots)
+                self.desk = RequestDesk(self.spool, self.owner, slots, lane=self.books)
                 self.balance = BalanceTracker(self.spool, self.config, slots, self.desk)
                 self.desk.on_ussd = self.balance.on_ussd
                 inbound = InboundStore(self.spool, self.config, self.handlers, lane=inbound_lane)
@@ -151,6 +156,7 @@ class Daemon(ModemTaskMixin):
                         tasks.create_task(self._modem_task(spec, slot, inbound), name=spec.name)
                 await lane.drain()
                 await inbound_lane.drain()
+                await self.books.drain()
                 released = sum(len(self.spool.recover_leases(owner=slot.owner).requeued)
                                for slot in slots)
                 log.info("modempool stopped%s", f"; {released} leases released" if released else "")
@@ -263,7 +269,7 @@ class Daemon(ModemTaskMixin):
         every = min(HEARTBEAT_EVERY, watchdog_interval() or HEARTBEAT_EVERY)
         while not self._stop.is_set():
             try:
-                self._beat()
+                await self.books.run(self._beat)
             except Exception:  # a busy database: the next one will do
                 log.exception("could not write the heartbeat")
             notify("WATCHDOG=1")  # systemd's watchdog: the loop turns

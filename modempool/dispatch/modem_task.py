@@ -186,7 +186,7 @@ class ModemTaskMixin:
                 trouble.set()
                 return
             elif isinstance(event, ev.SignalChanged):
-                self.spool.upsert_sim(spec.name, signal=event.dbm)
+                self.books.submit(self._record_signal, spec.name, event.dbm)
 
     # -- helpers ---------------------------------------------------------------------------
     def _update_sim(self, spec: ModemConfig, slot: SimSlot, state: SimState, *, info: Any = None,
@@ -199,15 +199,33 @@ class ModemTaskMixin:
         if error is not None:
             fields["last_error"] = error
         fields["quarantined_until"] = until
-        try:
-            self.spool.upsert_sim(spec.name, **fields)
-            if self._recorded_state.get(spec.name) is not state:  # the audit log: changes only
-                self._recorded_state[spec.name] = state
-                self.spool.record_event(f"sim-{state.value}", sim=spec.name, detail=error)
-        except Exception:
-            log.exception("could not record the state of %s", spec.name)
+        changed = self._recorded_state.get(spec.name) is not state  # the audit log: changes only
+        self._recorded_state[spec.name] = state
+
+        def write() -> bool:
+            try:
+                self.spool.upsert_sim(spec.name, **fields)
+                if changed:
+                    self.spool.record_event(f"sim-{state.value}", sim=spec.name, detail=error)
+            except Exception:
+                log.exception("could not record the state of %s", spec.name)
+                return False
+            return True
+
+        def unless_written(done: Any) -> None:  # its event is written with the next state
+            if not done.result() and self._recorded_state.get(spec.name) is state:
+                del self._recorded_state[spec.name]
+
+        self.books.submit(write).add_done_callback(unless_written)
         if self.dispatcher is not None:
             self.dispatcher.wake.set()
+
+    def _record_signal(self, sim: str, dbm: Any) -> None:
+        """In the books lane: a SIM's signal, as its modem reported it."""
+        try:
+            self.spool.upsert_sim(sim, signal=dbm)
+        except Exception as exc:
+            log.warning("could not record the signal of %s: %s", sim, exc)
 
 
 async def _first(*awaitables: Any) -> Any:

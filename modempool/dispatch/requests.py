@@ -24,6 +24,7 @@ from typing import Any
 
 from modempool.dispatch.liveness import daemon_liveness
 from modempool.dispatch.sim_slot import SimSlot, SimState
+from modempool.dispatch.spool_lane import SpoolLane
 from modempool.errors import PoolError
 from modempool.spool.model import from_text
 
@@ -103,8 +104,10 @@ class RequestDesk:
     """The daemon's side: answers the requests of its own SIMs."""
 
     def __init__(self, spool: Any, owner: str, slots: list[SimSlot],
-                 on_ussd: Callable[[str, str, str], Awaitable[None]] | None = None) -> None:
+                 on_ussd: Callable[[str, str, str], Awaitable[None]] | None = None,
+                 lane: SpoolLane | None = None) -> None:
         self.spool = spool
+        self.lane = lane or SpoolLane()  # where it looks for requests (off the loop on a server)
         self.owner = owner
         self.slots = {slot.name: slot for slot in slots}
         self.modems: dict[str, Any] = {}   # filled by the modem tasks as they open their ports
@@ -117,11 +120,10 @@ class RequestDesk:
         try:
             while not stop.is_set():
                 try:
-                    for row in self.spool.requests.pending(self.slots):
-                        if self.spool.requests.take(row["id"], self.owner):
-                            task = asyncio.create_task(self._answer(row), name=f"request {row['id']}")
-                            self._running.add(task)
-                            task.add_done_callback(self._running.discard)
+                    for row in await self.lane.run(self._take_pending):
+                        task = asyncio.create_task(self._answer(row), name=f"request {row['id']}")
+                        self._running.add(task)
+                        task.add_done_callback(self._running.discard)
                 except Exception:
                     log.exception("could not read the requests")
                 with contextlib.suppress(TimeoutError):
@@ -134,6 +136,11 @@ class RequestDesk:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self.spool.requests.abandon(self.owner)
+
+    def _take_pending(self) -> list[Any]:
+        """The requests of our SIMs that nobody answers yet, each taken by this daemon."""
+        return [row for row in self.spool.requests.pending(self.slots)
+                if self.spool.requests.take(row["id"], self.owner)]
 
     async def _answer(self, row: dict[str, Any]) -> None:
         sim, code = row["sim"], row["argument"] or ""

@@ -181,7 +181,7 @@ class PostgresEngine(Engine):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     case_blind_like = "ILIKE"   # which the trigram indexes (TEXT_INDEX) answer too
 
-    def __init__(self, url: str, *, pool_size: int = 8, connect_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
         try:
             import psycopg
             from psycopg_pool import ConnectionPool

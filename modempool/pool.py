@@ -508,13 +508,7 @@ class Pool:
                      birthday: str | None = None, notes: str = "",
                      groups: Iterable[str] = ()) -> Contact:
         """Add or update one contact; `birthday` as typed (`1990-05-17`, `05-17`, `5月17日`)."""
-        from modempool.operator.importers import parse_birthday
-
-        try:
-            day = parse_birthday(birthday) if birthday else None
-        except ValueError as exc:
-            raise PoolError(str(exc)) from None
-        return self.contacts.upsert(number, name, fields=fields, birthday=day, notes=notes,
+        return self.contacts.upsert(number, name, fields=fields, birthday=birthday, notes=notes,
                                     groups=tuple(groups))
 
     def import_contacts(self, path: str | Path, *, mapping: dict[str, str] | None = None,

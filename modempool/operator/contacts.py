@@ -8,8 +8,10 @@ updated_at), `groups`(id, name UNIQUE, description, created_at), `group_members`
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from modempool.errors import NotFound, PoolError
@@ -75,6 +77,34 @@ class Selection:
     exclude: tuple[str, ...] = ()
 
 
+def parse_birthday(text: str) -> str | None:
+    """`1990-05-17`, `1990/5/17`, `5月17日`, `05-17` → `1990-05-17` or `05-17` (None for
+    blank); ValueError if it is no date."""
+    text = text.strip()
+    if not text:
+        return None
+    match = re.fullmatch(r"(?:(\d{4})[-/.年])?(\d{1,2})[-/.月](\d{1,2})日?", text)
+    if not match:
+        raise ValueError(f"birthday {text!r} is not a date like 1990-05-17 or 05-17")
+    year, month, day = match.groups()
+    try:
+        date(int(year or 2000), int(month), int(day))
+    except ValueError:
+        raise ValueError(f"birthday {text!r} is not a date like 1990-05-17 or 05-17") from None
+    return f"{year}-{int(month):02d}-{int(day):02d}" if year else f"{int(month):02d}-{int(day):02d}"
+
+
+def stored_birthday(text: str | None) -> str | None:
+    """The birthday as the address book keeps it (`1990-05-17` or `05-17`), whoever typed it;
+    PoolError naming it if it is no date, so nothing unreadable is stored."""
+    if text is None:
+        return None
+    try:
+        return parse_birthday(text)
+    except ValueError as exc:
+        raise PoolError(str(exc), code="birthday_invalid", params={"birthday": text}) from None
+
+
 class AddressBook:
     """Contacts and groups stored in an sqlite_utils Database (normally `spool.db`)."""
 
@@ -114,6 +144,7 @@ class AddressBook:
 
     def _upsert_row(self, e164: str, name: str, fields: dict[str, Any],
                     birthday: str | None, notes: str) -> int:
+        birthday = stored_birthday(birthday)   # every way in (CLI, API, console, import)
         now = now_iso()
         row = self.db.execute("SELECT id, fields FROM contacts WHERE number = ?", [e164]).fetchone()
         if row is None:

@@ -18,7 +18,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from modempool.operator.contacts import AddressBook
+from modempool.operator.contacts import AddressBook, parse_birthday
 from modempool.errors import InvalidNumber, PoolError
 from modempool.operator.spreadsheets import read_xlsx, write_table
 
@@ -267,22 +267,6 @@ def resolve_mapping(headers: Sequence[str], mapping: dict[str, str] | None = Non
         raise PoolError(f"no phone number column found among {', '.join(headers) or '(none)'}; "
                         "map one, e.g. --map number=手机")
     return found
-
-
-def parse_birthday(text: str) -> str | None:
-    """`1990-05-17`, `1990/5/17`, `5月17日`, `05-17` → `1990-05-17` or `05-17`; ValueError if unclear."""
-    text = text.strip()
-    if not text:
-        return None
-    match = re.fullmatch(r"(?:(\d{4})[-/.年])?(\d{1,2})[-/.月](\d{1,2})日?", text)
-    if not match:
-        raise ValueError(f"birthday {text!r} is not a date like 1990-05-17 or 05-17")
-    year, month, day = match.groups()
-    try:
-        date(int(year or 2000), int(month), int(day))
-    except ValueError:
-        raise ValueError(f"birthday {text!r} is not a date like 1990-05-17 or 05-17") from None
-    return f"{year}-{int(month):02d}-{int(day):02d}" if year else f"{int(month):02d}-{int(day):02d}"
 
 
 def check_rows(table: Table, mapping: dict[str, str] | None = None, *, region: str = DEFAULT_REGION,

@@ -20,7 +20,7 @@ from typing import Any
 
 from modempool.operator.campaign_plan import render, template_fields
 from modempool.operator.compliance import SensitiveWords
-from modempool.operator.contacts import AddressBook, Contact, Selection
+from modempool.operator.contacts import AddressBook, Contact, Selection, parse_birthday
 from modempool.errors import NotFound, PoolError
 from modempool.config import Config
 from modempool.numbers import DEFAULT_REGION, normalise
@@ -84,9 +84,12 @@ class Job:
 
 
 def birthday_today(contact: Contact, day: date) -> bool:
-    if not contact.birthday:
+    """Whether `day` is the contact's birthday; ValueError if the stored birthday is no date
+    (kept raw by versions before the address book checked it)."""
+    birthday = parse_birthday(contact.birthday or "")
+    if birthday is None:
         return False
-    month, dom = map(int, contact.birthday[-5:].split("-"))
+    month, dom = map(int, birthday[-5:].split("-"))
     if (month, dom) == (day.month, day.day):
         return True
     return (month, dom) == (2, 29) and not calendar.isleap(day.year) and (day.month, day.day) == (2, 28)
@@ -160,7 +163,16 @@ class Jobs:
         book = AddressBook(self.db, self.region)
         if job.kind == "birthday":
             pool = book.select(job.groups) if job.groups.include else book.list()
-            chosen = [(c.number, c.template_values()) for c in pool if birthday_today(c, day)]
+            chosen, unreadable = [], []
+            for contact in pool:
+                try:
+                    if birthday_today(contact, day):
+                        chosen.append((contact.number, contact.template_values()))
+                except ValueError:
+                    unreadable.append(f"{contact.number} ({contact.birthday!r})")
+            if unreadable:   # one line a run; the other contacts are greeted
+                log.warning("job %s (%s): skipped %d contact(s) whose birthday is not a date: %s",
+                            job.id, job.name, len(unreadable), ", ".join(unreadable))
         else:
             chosen = [(c.number, c.template_values()) for c in book.select(job.groups)]
             for raw in job.numbers:

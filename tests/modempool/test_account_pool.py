@@ -79,3 +79,16 @@ def test_a_conversation_shows_only_texts_received_on_the_accounts_sims(pool):
     assert (conversation["last_text"], conversation["count"]) == ("hello shop1", 1)
     [conversation] = as_account(pool, "root").conversations()
     assert (conversation["last_text"], conversation["count"]) == ("for m2 only", 2)
+
+
+def test_a_birthday_is_stored_as_a_date_whichever_front_end_saves_the_contact(pool):
+    shop = as_account(pool, "shop")
+    assert shop.upsert_contact("13800138001", "王芳", birthday="5月17日").birthday == "05-17"
+    assert pool.save_contact("13800138002", "李雷", birthday="1990/5/7").birthday == "1990-05-07"
+    with pytest.raises(PoolError, match="'garbage' is not a date") as refused:
+        shop.upsert_contact("13800138003", "韩梅", birthday="garbage")
+    assert (refused.value.code, refused.value.params) == ("birthday_invalid", {"birthday": "garbage"})
+    with pytest.raises(PoolError, match="not a date"):
+        shop.upsert_contact("13800138001", birthday="2月30日")
+    assert [(c.number, c.birthday) for c in shop.contacts()] == [
+        ("+8613800138001", "05-17"), ("+8613800138002", "1990-05-07")]   # nothing else stored

@@ -107,3 +107,19 @@ def test_a_job_with_a_sensitive_word_queues_nothing_as_a_campaign_would(tmp_path
         assert (results[in_a_name.id]["enqueued"], results[in_a_name.id]["sensitive"]) == (0, ["贷款"])
         assert (results[clean.id]["enqueued"], results[clean.id]["sensitive"]) == (1, [])
         assert [m.text for m in pool.messages()] == ["明天开会"]
+
+
+def test_a_birthday_that_is_no_date_skips_that_contact_not_the_job(setup, caplog):
+    spool, config = setup
+    # stored raw by a version before the address book read birthdays
+    AddressBook(spool.db).upsert("13500135000", "钱七")
+    AddressBook(spool.db).upsert("13400134000", "孙八")
+    spool.db.execute("UPDATE contacts SET birthday = 'garbage' WHERE number = '+8613500135000'")
+    spool.db.execute("UPDATE contacts SET birthday = '11月25日' WHERE number = '+8613400134000'")
+    Jobs(spool.db).add("生日", "birthday", "{name}生日快乐", now=local(2026, 11, 24, 8, 0))
+    with caplog.at_level("WARNING", logger="modempool.operator.recurring"):
+        (result,) = run_due_jobs(spool, config, local(2026, 11, 25, 9, 0))
+    assert result["enqueued"] == 2                          # 张三, and 孙八 read as 11-25
+    assert sorted(m.to for m in spool.list()) == ["+8613400134000", "+8613800138000"]
+    [warning] = [r.getMessage() for r in caplog.records if "not a date" in r.getMessage()]
+    assert "+8613500135000 ('garbage')" in warning

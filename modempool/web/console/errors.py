@@ -25,6 +25,7 @@ MESSAGES: dict[str, str] = {
     "group_not_found": N_("There is no group named %(name)s."),
     "group_name_missing": N_("Give the group a name."),
     "group_exists": N_("There is already a group named %(name)s."),
+    "birthday_invalid": N_("%(birthday)s is not a date like 1990-05-17 or 05-17"),
     "blacklisted": N_("%(number)s is on the blacklist: it never gets a message."),
     "opted_out": N_("%(number)s has opted out (退订) and does not get direct messages."),
     "refused_many": N_("%(count)s recipients are refused:"),

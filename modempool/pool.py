@@ -559,7 +559,6 @@ class Pool:
         kind = kind or "marketing"
 
         sims = list(sims)
-        self.config.check_sims(sims)
         tz = self.config.tz
         listed = [n.strip() for item in numbers for n in str(item).replace("，", ",").split(",")
                   if n.strip()]

@@ -141,7 +141,10 @@ class Campaigns:
                sims: Iterable[str] | None = None, priority: int = -1) -> Campaign:
         """Save a campaign (state draft). A spreadsheet is read now, so the file may move later;
         its rejected rows show up as problems in the preview. Quiet hours default on for
-        marketing campaigns, off for notices."""
+        marketing campaigns, off for notices. A SIM that is no configured modem is refused
+        (UnknownSim), whichever front end asks."""
+        sims = list(sims or ())
+        self.config.check_sims(sims)
         if kind not in ("marketing", "notice"):
             raise PoolError(f"campaign kind must be 'marketing' or 'notice', not {kind!r}",
                             code="campaign_kind", params={"kind": kind})
@@ -194,8 +197,10 @@ class Campaigns:
         return [_campaign(dict(zip(names, row))) for row in cur.fetchall()]
 
     def rerun(self, campaign_id: int, name: str | None = None) -> Campaign:
-        """A new draft campaign with the same recipients and template (a re-run sends again)."""
+        """A new draft campaign with the same recipients and template (a re-run sends again);
+        UnknownSim if a SIM it was bound to is no longer configured."""
         old = self.get(campaign_id)
+        self.config.check_sims(old.sims or ())
         now = now_iso()
         with transaction(self.db):
             cur = self.db.execute(
@@ -222,6 +227,7 @@ class Campaigns:
         if campaign.state is CampaignState.CANCELLED:
             raise PoolError(f"campaign {campaign_id} was cancelled; re-run it to send again",
                             code="campaign_cancelled", params={"id": campaign_id})
+        self.config.check_sims(campaign.sims or ())   # saved before a modem left the config
         plan = plan_campaign(self.db, campaign, self.config, self.region)
         if plan.sensitive:
             raise CampaignBlocked(f"campaign {campaign_id} contains sensitive words",

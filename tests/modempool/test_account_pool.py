@@ -92,3 +92,22 @@ def test_a_birthday_is_stored_as_a_date_whichever_front_end_saves_the_contact(po
         shop.upsert_contact("13800138001", birthday="2月30日")
     assert [(c.number, c.birthday) for c in shop.contacts()] == [
         ("+8613800138001", "05-17"), ("+8613800138002", "1990-05-07")]   # nothing else stored
+
+
+def test_a_campaign_bound_to_a_sim_the_bank_lacks_is_refused_by_every_front_end(pool):
+    from modempool.errors import UnknownSim
+
+    campaigns = as_account(pool, "root").campaigns()   # what the API and the console call
+    with pytest.raises(UnknownSim, match="no modem named nosuch") as refused:
+        campaigns.create("x", "hi", numbers=["13800138000"], kind="notice", sims=["nosuch"])
+    assert refused.value.code == "unknown_sim"
+    with pytest.raises(UnknownSim):
+        pool.create_campaign("y", "hi", numbers=["13800138000"], kind="notice", sims=["nosuch"])
+    assert campaigns.list() == []
+    # one saved while m2 was configured: it is neither started nor re-run
+    saved = campaigns.create("z", "hi", numbers=["13800138000"], kind="notice", sims=["m1"])
+    pool.spool.db.execute("UPDATE campaigns SET sims = '[\"m2\"]' WHERE id = ?", [saved.id])
+    for refused_step in (lambda: campaigns.start(saved.id), lambda: campaigns.rerun(saved.id)):
+        with pytest.raises(UnknownSim, match="no modem named m2"):
+            refused_step()
+    assert pool.spool.list() == [] and len(campaigns.list()) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, tzinfo
+from typing import Any
 
 from modempool.errors import PoolError
 
@@ -77,3 +78,26 @@ def local_text(moment: datetime | str | None, tz: tzinfo | None = None) -> str:
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def as_moment(value: Any) -> datetime | None:
+    """`value` as an aware datetime if it is one, or ISO text with an offset; else None
+    (a date without a time, a clock time such as '09:00', any other text stays as it is)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.astimezone()
+    if isinstance(value, str) and len(value) >= 19 and value[10:11] in ("T", " "):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return moment if moment.tzinfo else None
+    return None
+
+
+def local_time(moment: Any, tz: tzinfo | None = None) -> str:
+    """A time for people: `2026-12-01 09:00:00` in `tz` (`[pool] timezone`), '' for none;
+    anything that is no moment is shown as it is."""
+    if moment is None or moment == "":
+        return ""
+    aware = as_moment(moment)
+    return local_text(aware, tz) if aware else str(moment)

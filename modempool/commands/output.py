@@ -15,6 +15,8 @@ from typing import Any
 
 import click
 
+from modempool.when import as_moment, local_time
+
 #: `--config` and `--json`, the same in every command.
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), default=None,
@@ -26,31 +28,6 @@ def is_time_key(key: str) -> bool:
     """Whether a field of a result holds a moment (`created_at`, `time`, `lease_until`, ...)."""
     return key == "time" or key.endswith(("_at", "_until", "_time")) or key in (
         "not_before", "last_run", "since", "until")
-
-
-def as_moment(value: Any) -> datetime | None:
-    """`value` as an aware datetime if it is one, or ISO text with an offset; else None
-    (a date without a time, a clock time such as '09:00', any other text stays as it is)."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.astimezone()
-    if isinstance(value, str) and len(value) >= 19 and value[10:11] in ("T", " "):
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return moment if moment.tzinfo else None
-    return None
-
-
-def local_time(moment: Any, tz: tzinfo | None = None) -> str:
-    """A time for people: `2026-12-01 09:00:00` in `tz` (`[pool] timezone`), '' for none;
-    anything that is no moment is shown as it is."""
-    if moment is None or moment == "":
-        return ""
-    from modempool.when import local_text
-
-    aware = as_moment(moment)
-    return local_text(aware, tz) if aware else str(moment)
 
 
 def json_time(moment: datetime, tz: tzinfo | None = None) -> str:

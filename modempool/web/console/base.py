@@ -90,7 +90,8 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
               "csrf": session.csrf if session else "", "lang": lang, "here": here,
               "here_quoted": quote(here, safe=""), "html_lang": "zh-CN" if lang == "zh_CN" else "en",
               **(context or {})}
-    body = i18n.environment(lang).get_template(template).render(values)
+    tz = request.app.state.api.pool.config.tz
+    body = i18n.environment(lang, tz).get_template(template).render(values)
     response = HTMLResponse(body, status_code=status)
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"

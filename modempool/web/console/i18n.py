@@ -8,11 +8,14 @@ switch on every page, else the browser's Accept-Language, else English.
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from functools import lru_cache
 from pathlib import Path
 
 from babel.support import NullTranslations, Translations
 from jinja2 import Environment, PackageLoader, select_autoescape
+
+from modempool.when import local_time
 
 HERE = Path(__file__).parent
 LANGUAGES = {"en": "English", "zh_CN": "中文"}
@@ -43,8 +46,9 @@ def choose(cookie: str | None, accept_language: str | None) -> str:
 
 
 @lru_cache(maxsize=None)
-def environment(language: str) -> Environment:
-    """A Jinja2 environment (autoescaping) with `language`'s catalog installed."""
+def environment(language: str, tz: tzinfo | None = None) -> Environment:
+    """A Jinja2 environment (autoescaping) with `language`'s catalog installed; its filter
+    `local_time` shows every time in `tz` (`[pool] timezone`), as the CLI does."""
     env = Environment(loader=PackageLoader("modempool.web.console", "templates"),
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
@@ -53,6 +57,7 @@ def environment(language: str) -> Environment:
     from modempool.web.console.errors import describe
 
     env.filters["error"] = lambda error: describe(error, language)   # a rejected row's reason
+    env.filters["local_time"] = lambda moment: local_time(moment, tz)
     return env
 
 

@@ -30,7 +30,7 @@ import serial_asyncio_fast
 from .commands import COMMANDS, Command, command_for_line
 from .core import (NEED_DATA, AtConnection, Echo, Event, FinalResult, InfoLine, Noise, Prompt, Urc,
                    is_final_result)
-from .errors import AtError, AtTimeout, ModemDisconnected
+from .errors import AtError, AtTimeout, ErrorClass, ModemDisconnected
 from .events import ModemEvent, Responsive, Unresponsive
 from .port_exclusivity import release_port, take_port
 from .profiles import ModemProfile
@@ -373,6 +373,7 @@ class Channel:
 
         Raises the modem's `AtError` when it refused before the prompt (nothing was sent)."""
         await self._resync_if_needed()
+        self._early_result = None
         data = self._core.send_command(line, prefixes=(command.prefix,), expects_prompt=True)
         self.log.debug(">> %s", line)
         first = await self._wait(self._write_and_wait(data), self.patience(timeout), line)
@@ -380,15 +381,26 @@ class Channel:
             if first.error is not None:
                 raise first.error
             raise AtError(f"{line} answered {first.result} without a prompt")
-        if self._core.pending_command is None:  # prompt and result arrived together
-            early, self._early_result = self._early_result, None
-            if early is not None and early.error is not None:
-                raise early.error
-            raise AtError(f"{line} ended ({early.result if early else '?'}) at the prompt")
+        self._raise_if_ended_at_prompt(line)   # prompt and result arrived together
+
+    def _raise_if_ended_at_prompt(self, line: str) -> None:
+        """The modem's final result came after its prompt, with no PDU written (its entry
+        timer ran out, or it refused): nothing was sent, and the modem takes commands again.
+        An AtError of the modem (SIM_OR_MODEM, never PERMANENT: it judged no PDU), naming
+        the result; the modem's own error is its cause."""
+        if self._core.pending_command is not None:
+            return
+        early, self._early_result = self._early_result, None
+        result = early.result if early is not None else "?"
+        raise AtError(f"{line} ended at the prompt ({result}) before the PDU: nothing sent",
+                      error_class=ErrorClass.SIM_OR_MODEM) from (early.error if early else None)
 
     async def write_pdu(self, hex_pdu: str, line: str, timeout: float) -> FinalResult:
         """At the prompt: write the PDU and Ctrl-Z, and wait for the final result of `line`.
-        Raises `AtTimeout` or `ModemDisconnected` when no answer comes (the PDU may be out)."""
+        Raises `AtTimeout` or `ModemDisconnected` when no answer comes (the PDU may be out).
+        If the modem ended the command at its prompt meanwhile (while `before_pdu` ran), the
+        PDU is not written (it would be read as a command line) and its result is raised."""
+        self._raise_if_ended_at_prompt(line)
         pdu_bytes = self._core.send_pdu(hex_pdu)
         self.log.debug(">> %s<Ctrl-Z>", hex_pdu)
         result = await self._wait(self._write_and_wait(pdu_bytes), timeout, line)

@@ -17,6 +17,7 @@ class Fault(enum.StrEnum):
     SIM_ABSENT = "sim_absent"  # no SIM inserted: +CME ERROR: 10
     PIN_LOCKED = "pin_locked"  # [pin="1234"] the SIM asks for its PIN (3 wrong -> PUK)
     HANG_AFTER_PDU = "hang_after_pdu"  # [delivered=True] silent after the PDU is written
+    PROMPT_GIVE_UP = "prompt_give_up"  # [seconds=0, code=None] leaves its "> " prompt unfed
     HANG = "hang"  # stops answering at once
     UNPLUG = "unplug"  # [duration] the pty disappears; comes back after duration if given
     GARBAGE = "garbage"  # [length=8] noise bytes before every reply
@@ -33,6 +34,7 @@ DEFAULT_PARAMS: dict[Fault, dict[str, Any]] = {
     Fault.CMS_ERROR: {"code": 500, "count": None},
     Fault.PIN_LOCKED: {"pin": "1234"},
     Fault.HANG_AFTER_PDU: {"delivered": True},
+    Fault.PROMPT_GIVE_UP: {"seconds": 0.0, "code": None},
     Fault.UNPLUG: {"duration": None},
     Fault.GARBAGE: {"length": 8},
     Fault.BALANCE: {"messages": 0, "code": 21},

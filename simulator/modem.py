@@ -296,6 +296,16 @@ class VirtualModem(ModemOutput):
             elif byte >= 0x20:
                 self._buffer.append(byte)
 
+    def give_up_prompt(self, code: int | None = None, *, entry: Reply | None = None) -> None:
+        """Leave the ``> `` prompt without a PDU, as a modem whose entry timer ran out: it
+        answers ``+CMS ERROR: <code>`` (``ERROR`` without one) and reads what follows as
+        command lines. `entry`: only if that prompt is still open."""
+        if self._mode is not InputMode.ENTRY or (entry is not None and self._entry is not entry):
+            return
+        self._mode, self._buffer, self._entry = InputMode.COMMAND, bytearray(), None
+        failure = AtFailure("CMS", int(code)) if code is not None else AtFailure()
+        self._result([], self.error_text(failure), 0.0)
+
     def _run_line(self, line: str) -> None:
         stripped = line.strip()
         if not stripped:
@@ -373,6 +383,10 @@ class VirtualModem(ModemOutput):
         if reply.prompt is not None:
             self._mode, self._entry = InputMode.ENTRY, reply
             self._say(self.personality.prompt, delay)
+            impatient = self.faults.get(Fault.PROMPT_GIVE_UP)
+            if impatient is not None:
+                self._say(b"", float(impatient["seconds"]),
+                          lambda: self.give_up_prompt(impatient["code"], entry=reply))
             return
         if not reply.final:
             if reply.action:

@@ -66,3 +66,29 @@ async def test_a_coroutine_before_pdu_is_awaited_with_the_modem_at_its_prompt(ba
         messages = await bank.wait_for_messages(2, timeout=10)
     assert order == [f"asked at AT+CMGS={part[0].tpdu_length}", "recorded"]
     assert [m["text"] for m in messages] == ["after its marker", "then this"]
+
+
+async def test_a_modem_that_leaves_its_prompt_while_the_marker_is_written_gets_no_pdu(bank) -> None:
+    """Its final result came while `before_pdu` ran (no waiter then): the PDU is not written
+    (the modem would read it as a command line), the send fails as the modem's trouble
+    (never permanent: no PDU was judged), and nothing went out."""
+    import asyncio
+
+    from at_commands import AtError, ErrorClass
+
+    to = bank.modems[1].msisdn
+    virtual = bank.modem(bank.modems[0].name)
+    async with opened(bank) as modem:
+        async def record(part: object) -> None:
+            virtual.give_up_prompt(304)              # its entry timer ran out meanwhile
+            while modem.pending_command is not None:  # until its answer reached the channel
+                await asyncio.sleep(0)
+
+        with pytest.raises(AtError, match=r"ended at the prompt \(\+CMS ERROR: 304\)") as failed:
+            await modem.send(pdu.encode_submit(to, "never sent"), before_pdu=record)
+        assert failed.value.error_class is ErrorClass.SIM_OR_MODEM
+        assert failed.value.references == ()
+        assert bank.network_log() == []
+        await modem.send(pdu.encode_submit(to, "the next one goes"))
+        messages = await bank.wait_for_messages(1, timeout=10)
+    assert [m["text"] for m in messages] == ["the next one goes"]

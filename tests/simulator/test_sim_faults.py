@@ -123,6 +123,22 @@ async def test_hang_after_pdu(bank, ports, delivered):
     assert await port.command("AT") == b"\r\nOK\r\n"
 
 
+async def test_prompt_give_up_leaves_the_prompt_and_a_late_pdu_spoils_the_next_line(bank, ports):
+    port = ports[0]
+    bank.set_fault("m1", "prompt_give_up", code=304)
+    part = a_part("too late")
+    answer = await port.send(f"AT+CMGS={part.tpdu_length}\r".encode(),
+                             re.compile(rb"\+CMS ERROR: \d+\r\n"))
+    assert answer == b"\r\n> \r\n+CMS ERROR: 304\r\n"
+    # back in command mode: the PDU is read as the start of a line, so the AT after it is lost
+    await asyncio.to_thread(port.serial.write, part.hex.encode() + b"\x1a" + b"AT\r")
+    assert await port.command("AT") == b"\r\nOK\r\n"
+    assert bank.network_log() == []
+    bank.clear_fault("m1", "prompt_give_up")
+    await start_send(port, part)
+    assert b"+CMGS: " in await port.expect(rb"\r\nOK\r\n")
+
+
 async def test_hang_stops_answering(bank, ports):
     bank.set_fault("m2", "hang")
     await asyncio.to_thread(ports[1].serial.write, b"AT\r")

@@ -138,8 +138,8 @@ class AccountCampaigns:
         self.get(campaign_id)
         if not self.may_run(campaign_id):
             raise Forbidden(f"account {self.account.name!r} may look at campaign {campaign_id}, "
-                            "not run it", code="may_not_change",
-                            params={"account": self.account.name})
+                            "not run it", code="may_not_run_campaign",
+                            params={"account": self.account.name, "id": campaign_id})
 
     def _not_yet_enqueued(self, campaign_id: int) -> int:
         campaign = self.store.get(campaign_id)

@@ -109,6 +109,11 @@ class PlannedSend:
         return [Queued(i, found[i][0], found[i][1], parts) for i in ids]
 
 
+#: what a viewer may look at and not change, as the refusal names it
+_SUBJECTS = {"messages": "messages", "contacts": "contacts", "groups": "groups",
+             "optouts": "opt-outs and the blacklist"}
+
+
 class AccountPool:
     """The pool as one account sees it (the tables exist once `Accounts(spool)` was made)."""
 
@@ -356,11 +361,15 @@ class AccountPool:
 
     # ---- who may do what ------------------------------------------------------------------
 
-    def require_sender(self) -> None:
-        """Forbidden unless the account may change things (admin or sender)."""
+    def require_sender(self, subject: str = "messages") -> None:
+        """Forbidden unless the account may change things (admin or sender); the refusal
+        names the `subject` (`messages`, `contacts`, `groups`, `optouts`) and its code is
+        `may_not_change` or `may_not_change_<subject>`, for the console to word it."""
         if not self.account.may_send:
-            raise Forbidden(f"account {self.account.name!r} is a viewer: it may look, not change",
-                            code="may_not_change", params={"account": self.account.name})
+            code = "may_not_change" if subject == "messages" else f"may_not_change_{subject}"
+            raise Forbidden(f"account {self.account.name!r} is a viewer: it may look at "
+                            f"{_SUBJECTS[subject]}, not change them",
+                            code=code, params={"account": self.account.name})
 
     def require_admin(self) -> None:
         """Forbidden unless the account is an admin (the bank's own features)."""
@@ -433,33 +442,33 @@ class AccountPool:
                        birthday: str | None = None, notes: str = "",
                        groups: Iterable[str] = ()) -> Contact:
         """Add or update a contact (senders and admins; a viewer gets Forbidden)."""
-        self.require_sender()
+        self.require_sender("contacts")
         return self.pool.contacts.upsert(number, name, fields=fields, birthday=birthday,
                                          notes=notes, groups=list(groups))
 
     def remove_contact(self, number: str) -> None:
         """Remove a contact (senders and admins; a viewer gets Forbidden)."""
-        self.require_sender()
+        self.require_sender("contacts")
         self.pool.contacts.remove(number)
 
     def create_group(self, name: str, description: str = "") -> int:
-        self.require_sender()
+        self.require_sender("groups")
         return self.pool.contacts.create_group(name, description)
 
     def rename_group(self, name: str, new_name: str) -> None:
-        self.require_sender()
+        self.require_sender("groups")
         self.pool.contacts.rename_group(name, new_name)
 
     def delete_group(self, name: str) -> None:
-        self.require_sender()
+        self.require_sender("groups")
         self.pool.contacts.delete_group(name)
 
     def add_to_group(self, group: str, numbers: Iterable[str]) -> int:
-        self.require_sender()
+        self.require_sender("groups")
         return self.pool.contacts.add_to_group(group, numbers)
 
     def remove_from_group(self, group: str, numbers: Iterable[str]) -> int:
-        self.require_sender()
+        self.require_sender("groups")
         return self.pool.contacts.remove_from_group(group, numbers)
 
     def export_contacts(self, path: Path, *, group: str | None = None) -> int:
@@ -477,7 +486,7 @@ class AccountPool:
         from modempool.operator.importers import check_rows, check_upload, read_table
         from modempool.private_files import write_private
 
-        self.require_sender()
+        self.require_sender("contacts")
         suffix = check_upload(filename, data)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = directory / f"{secrets.token_hex(12)}{suffix}"
@@ -495,7 +504,7 @@ class AccountPool:
         ImportRejected (nothing stored) if rows are bad and not skipped."""
         from modempool.operator.importers import import_contacts
 
-        self.require_sender()
+        self.require_sender("contacts")
         try:
             return import_contacts(self.pool.contacts, path, skip_rejected=skip_rejected,
                                    groups=[g for g in groups if g])
@@ -519,7 +528,7 @@ class AccountPool:
 
     def add_optouts(self, numbers: Iterable[str], *, source: str = "api") -> int:
         """`Pool.add_optouts` (all or none), for senders and admins (it only stops sends)."""
-        self.require_sender()
+        self.require_sender("optouts")
         return self.pool.add_optouts(numbers, source=source)
 
     def history(self, query: Any) -> list[dict[str, Any]]:
@@ -569,11 +578,11 @@ class AccountPool:
 
     def add_optout(self, number: str, *, source: str = "console") -> None:
         """Opt a number out (a request phoned in): senders and admins, as it only stops sends."""
-        self.require_sender()
+        self.require_sender("optouts")
         self.pool.optouts.add(number, source=source)
 
     def add_to_blacklist(self, numbers: Iterable[str], reason: str = "") -> int:
-        self.require_sender()
+        self.require_sender("optouts")
         return self.pool.optouts.add_to_blacklist(list(numbers), reason)
 
     def remove_optout(self, number: str) -> None:

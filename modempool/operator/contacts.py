@@ -246,10 +246,11 @@ class AddressBook:
         return [{"name": r[0], "description": r[1], "members": r[2]} for r in rows]
 
     def add_to_group(self, group: str, numbers: Iterable[str]) -> int:
-        """Put existing contacts (by number) into a group, creating the group; returns how many."""
-        group_id = self.create_group(group)
-        contacts = [self.get(n) for n in numbers]
+        """Put existing contacts (by number) into a group, creating the group; returns how many.
+        One transaction: a number that is no contact adds nobody and leaves no new group."""
         with transaction(self.db):
+            contacts = [self.get(n) for n in numbers]
+            group_id = self.create_group(group)
             for contact in contacts:
                 self._join(group_id, contact.id)
         return len(contacts)

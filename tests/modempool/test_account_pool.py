@@ -111,3 +111,21 @@ def test_a_campaign_bound_to_a_sim_the_bank_lacks_is_refused_by_every_front_end(
         with pytest.raises(UnknownSim, match="no modem named m2"):
             refused_step()
     assert pool.spool.list() == [] and len(campaigns.list()) == 1
+
+
+def test_a_failed_add_to_a_new_group_leaves_no_group_and_refusals_name_their_subject(pool):
+    from modempool.errors import NotFound
+
+    shop, audit = as_account(pool, "shop"), as_account(pool, "audit")
+    shop.upsert_contact("13800138000", "王芳")
+    with pytest.raises(NotFound, match="13800138009"):
+        shop.add_to_group("新组", ["13800138000", "13800138009"])
+    assert [g["name"] for g in shop.groups()] == []        # one transaction: no empty group
+    assert shop.contact("13800138000").groups == ()
+    refusals = {"contacts": lambda: audit.upsert_contact("13800138001"),
+                "groups": lambda: audit.create_group("老师"),
+                "opt-outs and the blacklist": lambda: audit.add_optouts(["13800138001"])}
+    for subject, edit in refusals.items():
+        with pytest.raises(Forbidden, match=f"may look at {subject}, not change them") as refused:
+            edit()
+        assert refused.value.code.startswith("may_not_change_")

@@ -211,15 +211,27 @@ def test_groups_are_made_renamed_filled_emptied_and_deleted_and_a_contact_delete
     client.post("/contacts/delete", data={"csrf": csrf, "number": "+8613700137001",
                                           "confirmed": "yes"})
     assert 'data-number="+8613700137001"' not in client.get("/contacts").text
-    # a viewer sees the groups but changes nothing
+    # a viewer sees contacts and groups but changes nothing: refused on the page, in words
     viewer = signed_in(api, "audit")
     assert viewer.get("/groups", params={"name": "家长"}).status_code == 200
-    assert viewer.post("/groups/delete", data={"csrf": _csrf(viewer.get("/")), "name": "家长",
-                                               "confirmed": "yes"}).status_code == 404
-    assert viewer.post("/contacts/delete", data={"csrf": _csrf(viewer.get("/")),
-                                                 "number": "+8613100131002",
-                                                 "confirmed": "yes"}).status_code == 404
+    csrf = _csrf(viewer.get("/"))
+    contacts_refused = "may look at contacts, not change them"   # the library's English
+    groups_refused = "may look at groups, not change them"
+    for path, data, words in (
+            ("/groups/delete", {"name": "家长", "confirmed": "yes"}, groups_refused),
+            ("/groups/add", {"name": "家长", "numbers": "13100131002"}, groups_refused),
+            ("/groups", {"group_name": "五年级"}, groups_refused),
+            ("/contacts/delete", {"number": "+8613100131002", "confirmed": "yes"}, contacts_refused),
+            ("/contacts", {"number": "13500135000", "name": "钱七", "groups": ""}, contacts_refused)):
+        refused = viewer.post(path, data={"csrf": csrf, **data})
+        assert (refused.status_code, words in refused.text) == (403, True), path
     assert 'data-number="+8613100131002"' in client.get("/contacts").text
+    assert "13500135000" not in client.get("/contacts").text
+    assert "五年级" not in client.get("/contacts").text
+    assert client.get("/groups", params={"name": "家长"}).text.count("data-number=") == 1
+    viewer.cookies.set("mp_lang", "zh_CN")
+    chinese = viewer.post("/groups", data={"csrf": csrf, "group_name": "五年级"})
+    assert "您的账号只能查看分组，不能更改。" in chinese.text
 
 
 def test_campaign_templates_are_saved_edited_used_and_deleted_by_an_admin_only(api):

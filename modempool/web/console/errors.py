@@ -39,6 +39,11 @@ MESSAGES: dict[str, str] = {
     # accounts, SIMs, quotas
     "may_not_send": N_("Your account may look but not send."),
     "may_not_change": N_("Your account may look but not change messages."),
+    "may_not_change_contacts": N_("Your account may look at contacts but not change them."),
+    "may_not_change_groups": N_("Your account may look at groups but not change them."),
+    "may_not_change_optouts": N_("Your account may look at opt-outs and the blacklist but not "
+                                 "change them."),
+    "may_not_run_campaign": N_("Your account may look at campaign %(id)s but not run it."),
     "sim_not_allowed": N_("Your account may not send through %(sims)s (its SIMs: %(allowed)s)."),
     "unknown_sim": N_("There is no SIM named %(sims)s (the bank has: %(configured)s)."),
     "quota_per_minute": N_("Your account may queue %(limit)s messages a minute: %(used)s were "

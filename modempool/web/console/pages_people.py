@@ -2,7 +2,9 @@
 their members, import, export), opt-outs and the blacklist. Each page calls `AccountPool`
 (`Pool.for_account`, whose methods refuse what the account's role may not do) and renders the
 result; a refusal is shown beside its field, in the page's
-language (`error_text`), with what the user typed kept."""
+language (`error_text`), with what the user typed kept. A viewer's refused change on a page it
+sees (contacts, groups) answers 403 with the refusal in words, as the send and import forms do:
+"not found" would be untrue there; 404 is kept for what the account may not see at all."""
 
 from __future__ import annotations
 
@@ -109,6 +111,8 @@ async def add_contact(request: Request, session: Session = Depends(current_sessi
     try:
         await run_in_threadpool(pool_of(request, session).upsert_contact, values["number"],
                                 values["name"].strip(), groups=_names(values["groups"]))
+    except Forbidden as exc:   # a page the account sees: refused there, in words (403)
+        return _contacts(request, session, values, {"form": error_text(request, exc)}, status=403)
     except PoolError as exc:
         field = "number" if exc.code.startswith("number_") else \
             "groups" if exc.code.startswith("group_") else "form"
@@ -123,15 +127,15 @@ async def delete_contact(request: Request, session: Session = Depends(current_se
     number = str(form.get("number", ""))
     pool = pool_of(request, session)
     try:
-        pool.require_sender()
+        pool.require_sender("contacts")
         contact = pool.contact(number)
         if contact is None:
             return render(request, "not_found.html", session=session, status=404)
         if form.get("confirmed") != "yes":
             return _contacts(request, session, {}, {}, confirm=contact)
         await run_in_threadpool(pool.remove_contact, contact.number)
-    except Forbidden:
-        return render(request, "not_found.html", session=session, status=404)
+    except Forbidden as exc:
+        return _contacts(request, session, {}, {"form": error_text(request, exc)}, status=403)
     except PoolError as exc:
         return _contacts(request, session, {}, {"form": error_text(request, exc)}, status=400)
     return redirect("/contacts")
@@ -161,6 +165,8 @@ async def create_group(request: Request, session: Session = Depends(current_sess
     values = {"group_name": str(form.get("group_name", ""))}
     try:
         await run_in_threadpool(pool_of(request, session).create_group, values["group_name"])
+    except Forbidden as exc:
+        return _contacts(request, session, values, {"form": error_text(request, exc)}, status=403)
     except PoolError as exc:
         return _contacts(request, session, values, {"group_name": error_text(request, exc)},
                          status=400)
@@ -193,8 +199,9 @@ async def group_action(request: Request, action: str,
             await run_in_threadpool(pool.remove_from_group, name, [values["number"]])
         else:
             return render(request, "not_found.html", session=session, status=404)
-    except Forbidden:
-        return render(request, "not_found.html", session=session, status=404)
+    except Forbidden as exc:
+        return _group(request, session, name, values, {"form": error_text(request, exc)},
+                      status=403)
     except NotFound as exc:
         if exc.code == "group_not_found":
             return render(request, "not_found.html", session=session, status=404)

@@ -29,7 +29,8 @@ class ContactIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field("", max_length=200)
     fields: dict[str, Annotated[str, Field(max_length=500)]] = Field(default_factory=dict, max_length=50)
-    birthday: str | None = Field(None, max_length=10, examples=["1990-05-17", "05-17"])
+    birthday: str | None = Field(None, max_length=32,
+                                 examples=["1990-05-17", "05-17", "1990年05月17日"])
     notes: str = Field("", max_length=2000)
     groups: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list,
                                                                                 max_length=100)

@@ -244,8 +244,10 @@ def test_a_large_batch_is_all_or_nothing(api):
 @both_engines
 def test_contacts_campaigns_and_optouts(api):
     with api.client("shop") as shop:
-        put = shop.put("/v1/contacts/13800138001", json={"name": "李四", "groups": ["家长"]})
+        put = shop.put("/v1/contacts/13800138001", json={"name": "李四", "groups": ["家长"],
+                                                        "birthday": "1990年05月17日"})
         assert put.status_code == 200 and put.json()["number"] == "+8613800138001"
+        assert put.json()["birthday"] == "1990-05-17"   # read by the library, as from the CLI
         csv = "姓名,手机\n王五,13800138002\n坏行,12\n".encode("utf-8")
         refused = shop.post("/v1/contacts/import", files={"file": ("c.csv", csv, "text/csv")})
         assert refused.status_code == 422 and "line 3" in refused.json()["detail"]

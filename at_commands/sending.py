@@ -92,6 +92,8 @@ class Sending:
             except BaseException:
                 channel.cancel_prompt()
                 raise
+        if not channel.is_open:  # the port went while the marker was written: nothing went out
+            raise ModemDisconnected(f"{channel.port} closed at the prompt; the PDU was not written")
         try:
             result = await channel.write_pdu(
                 hex_pdu, line, channel.profile.timeout("send_result", SEND_RESULT_TIMEOUT))

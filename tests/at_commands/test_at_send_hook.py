@@ -92,3 +92,21 @@ async def test_a_modem_that_leaves_its_prompt_while_the_marker_is_written_gets_n
         await modem.send(pdu.encode_submit(to, "the next one goes"))
         messages = await bank.wait_for_messages(1, timeout=10)
     assert [m["text"] for m in messages] == ["the next one goes"]
+
+
+async def test_a_port_that_closes_while_the_marker_is_written_sends_nothing_and_says_so(bank) -> None:
+    """The port went while `before_pdu` ran: no PDU can have left, so the send fails as a lost
+    modem (the pool requeues it), not as "PDU written, then ..." (which it would mark
+    ambiguous)."""
+    from at_commands import ModemDisconnected, SendAmbiguous
+
+    to = bank.modems[1].msisdn
+    async with opened(bank) as modem:
+        def unplugged(part: object) -> None:
+            modem.channel.close()
+
+        with pytest.raises(ModemDisconnected, match="closed at the prompt") as failed:
+            await modem.send(pdu.encode_submit(to, "never sent"), before_pdu=unplugged)
+        assert not isinstance(failed.value, SendAmbiguous)
+        assert failed.value.references == ()
+    assert bank.network_log() == []

@@ -6,12 +6,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
-
-from http_harness import both_engines, free_port
+from http_harness import both_engines, free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,15 +74,7 @@ def test_serve_answers_on_loopback(config_path):
                                 "--config", str(config_path)], cwd=REPO, stderr=subprocess.PIPE,
                                text=True, env={**os.environ})
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/healthz")
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stderr.read()
-                assert time.monotonic() < deadline, "serve did not answer"
-                time.sleep(0.1)
+        answer = wait_http(f"http://127.0.0.1:{port}/healthz", process)
         assert answer.json() == {"status": "ok"}
     finally:
         process.terminate()

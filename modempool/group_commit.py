@@ -69,7 +69,8 @@ class GroupCommit:
                     outcomes = await loop.run_in_executor(
                         self._writer, self._commit, [member for member, _ in batch])
                 except BaseException as exc:  # the writer itself failed: no caller waits forever
-                    for _, done in batch:
+                    waiting, self._pending = batch + self._pending, []
+                    for _, done in waiting:
                         if not done.done():
                             done.set_exception(exc)
                     raise

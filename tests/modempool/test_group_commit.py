@@ -90,3 +90,19 @@ async def test_checks_run_before_the_transaction_and_a_refused_check_writes_noth
     assert isinstance(outcomes[1], InvalidNumber) and outcomes[0] == [1] and outcomes[2] == [2]
     assert outside == [True, True, True] and len(pool.messages()) == 2
     sends.close()
+
+
+async def test_a_writer_that_cannot_run_fails_every_waiting_caller(pool):
+    """The writer thread itself gone (a server shutting down): the batch and whatever queued
+    behind it get the error at once instead of waiting for a request that may never come."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sends = GroupCommit(pool.spool, max_batch=1)
+    gone = ThreadPoolExecutor(max_workers=1)
+    gone.shutdown()
+    sends._writer = gone
+    outcomes = await asyncio.wait_for(asyncio.gather(
+        *(sends.run(partial(pool.queue, f"1380013{i:04d}", "x")) for i in range(3)),
+        return_exceptions=True), timeout=30)
+    assert all(isinstance(outcome, RuntimeError) for outcome in outcomes)
+    assert pool.spool.counts()["queued"] == 0

@@ -39,11 +39,12 @@ if TYPE_CHECKING:
     from modempool.operator.campaigns import Campaign, Campaigns
     from modempool.operator.contacts import AddressBook, Contact
     from modempool.operator.forwarding import ForwardTargets
-    from modempool.operator.history import Query
+    from modempool.operator.history import Query, Thread
     from modempool.operator.importers import ImportReport
     from modempool.operator.optout import OptOutList
     from modempool.operator.recurring import Job, Jobs
     from modempool.operator.templates import CampaignTemplates
+    from modempool.spool.history import HistoryEntry
 
 __all__ = ["CampaignOverview", "Pool", "Received", "SimStatus", "Status", "WaitResult"]
 
@@ -474,7 +475,7 @@ class Pool:
 
         return run_due_jobs(self.spool, self.config, now)
 
-    def history(self, query: Query) -> list[dict[str, Any]]:
+    def history(self, query: Query) -> list[HistoryEntry]:
         """Sent and received messages matching `query`, newest first, with contact names;
         its `since` / `until` may be what a person typed (read in `[pool] timezone`)."""
         from modempool.operator.history import search
@@ -494,7 +495,7 @@ class Pool:
         return dataclasses.replace(query, since=parse_when(query.since, tz, past=True),
                                    until=parse_when(query.until, tz, past=True))
 
-    def threads(self, *, unread: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+    def threads(self, *, unread: bool = False, limit: int = 100) -> list[Thread]:
         """Conversations by number, newest first, with names, groups and unread counts."""
         from modempool.operator.history import threads
 

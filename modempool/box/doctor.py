@@ -245,12 +245,12 @@ def _network_skew(spool: Any) -> float | None:
     against when we stored it)."""
     if spool is None:
         return None
-    rows = spool.rows("SELECT received_at, stored_at FROM inbound ORDER BY id DESC LIMIT 1")
-    if not rows:
+    stamps = spool.inbound.last_stamps()
+    if stamps is None:
         return None
     try:
-        received = datetime.fromisoformat(rows[0]["received_at"])
-        stored = datetime.fromisoformat(rows[0]["stored_at"])
+        received = datetime.fromisoformat(stamps[0])
+        stored = datetime.fromisoformat(stamps[1])
     except (TypeError, ValueError):
         return None
     if received.tzinfo is None:

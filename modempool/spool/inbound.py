@@ -243,6 +243,13 @@ class Inbound:
         rows = self.engine.rows(sql, params)
         return [InboundMessage.from_row(r) for r in reversed(rows)]
 
+    def last_stamps(self) -> tuple[str | None, str | None] | None:
+        """The SMS stored last: its service centre time stamp and when we stored it (the
+        spool's text), to compare our clock with the network's; None if none came in."""
+        rows = self.engine.rows(
+            "SELECT received_at, stored_at FROM inbound ORDER BY id DESC LIMIT 1")
+        return (rows[0][0], rows[0][1]) if rows else None
+
     def mark_read(self, ids: list[int]) -> None:
         with self.engine.tx() as conn:
             conn.executemany("UPDATE inbound SET read = 1 WHERE id = ?", [(i,) for i in ids])

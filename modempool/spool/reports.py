@@ -72,7 +72,7 @@ class Reports:
         rows = self._all(
             "SELECT number, MAX(time), SUM(unread), COUNT(*) FROM ("
             " SELECT sender AS number, received_at AS time, 1 - read AS unread FROM inbound"
-            " UNION ALL SELECT to_number, COALESCE(sent_at, created_at), 0 FROM messages)"
+            " UNION ALL SELECT to_number, COALESCE(sent_at, created_at), 0 FROM messages) AS talk"
             " GROUP BY number" + (" HAVING SUM(unread) > 0" if unread_only else "")
             + " ORDER BY MAX(time) DESC LIMIT ?", [limit])
         out = []

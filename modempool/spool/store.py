@@ -8,7 +8,9 @@
 - `spool.inbound`: received SMS and delivery reports (`inbound.py`);
 - `spool.sims`: SIM rows and counters (`sims.py`); `spool.audit`: the events log (`audit.py`);
   `spool.daemons`: the daemons' heartbeats (`daemons.py`); `spool.metrics`: what a Prometheus
-  scrape asks (`metrics.py`).
+  scrape asks (`metrics.py`);
+- `spool.history`: the history search's reads (`history.py`); `spool.reports`: the operator
+  features' questions (`reports.py`).
 They share one `engine` (`sqlite_engine.py` or `postgres_engine.py`, chosen by the target):
 the parts hold the rules, the engine the SQL that differs. The methods of `Spool` itself are
 the same calls under their long-standing names.
@@ -26,6 +28,7 @@ from modempool.spool.audit import AuditLog
 from modempool.spool.claims import Claims
 from modempool.spool.daemons import Daemons
 from modempool.spool.decisions import Decisions
+from modempool.spool.history import History
 from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, open_engine
 from modempool.spool.inbound import InboundMessage, Inbound, ReportMatch
 from modempool.spool.messages import Messages
@@ -124,6 +127,7 @@ class Spool:
         self.requests = Requests(self.engine)
         self.refused_pins = RefusedPins(self.engine, self.audit)
         self.metrics = Metrics(self.engine)
+        self.history = History(self.engine, self.messages)
         self._db: Any = None
 
     @property

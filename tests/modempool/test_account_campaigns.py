@@ -106,7 +106,7 @@ def test_history_of_a_sender_is_its_own_and_what_came_in_on_its_sims(pool):
     branch.send(["13800138001"], "分店：周五家长会改到四点")
     pool.spool.store_inbound("13800138000", "收到家长会通知", sim="m1")
     pool.spool.store_inbound("13800138001", "好的，家长会见", sim="m2")
-    texts = {name: {r["text"] for r in who.history(Query(text="家长会"))}
+    texts = {name: {r.text for r in who.history(Query(text="家长会"))}
              for name, who in (("branch", branch), ("shop", shop), ("root", root))}
     assert texts["branch"] == {"分店：周五家长会改到四点", "好的，家长会见"}
     assert texts["shop"] == {"收到家长会通知", "好的，家长会见", "本周五下午三点开家长会"}

@@ -14,8 +14,8 @@ from modempool.spool import Spool
 
 
 @pytest.fixture
-def spool(tmp_path):
-    spool = Spool(tmp_path / "spool.db")
+def spool(spool_target):
+    spool = Spool(spool_target)
     book = AddressBook(spool.db)
     book.upsert("13800138000", "张三", groups=["家长"])
     book.upsert("13900139000", "李四", groups=["教师"])
@@ -33,7 +33,7 @@ def spool(tmp_path):
 
 
 def texts(rows):
-    out = [r["text"] for r in rows]
+    out = [r.text for r in rows]
     assert len(out) == len(set(out))
     return set(out)
 
@@ -52,7 +52,7 @@ def test_search_criteria(spool):
     assert "收到，会准时参加" not in texts(search(db, Query(since=since)))
     assert texts(search(db, Query(until=since))) == {"收到，会准时参加"}
     rows = search(db, Query(number="13800138000", direction="out"))
-    assert [(r["name"], r["direction"], r["state"]) for r in rows] == [("张三", "out", "queued")]
+    assert [(r.name, r.direction, r.state) for r in rows] == [("张三", "out", "queued")]
     assert len(search(db, Query(limit=2))) == 2
 
 
@@ -73,10 +73,11 @@ def test_export(spool, tmp_path, suffix):
 def test_threads_label_numbers_with_contacts_and_count_unread(spool):
     from modempool.operator.history import threads
 
-    rows = {r["number"]: r for r in threads(spool)}
+    rows = {r.number: r for r in threads(spool)}
     zhang = rows["+8613800138000"]
-    assert (zhang["name"], zhang["groups"], zhang["unread"], zhang["messages"]) == ("张三", ["家长"], 1, 2)
-    assert zhang["last_received"] == "收到，会准时参加"
-    assert rows["10086"]["name"] == "" and rows["+8613900139000"]["unread"] == 0
+    assert (zhang.name, zhang.groups, zhang.unread, zhang.messages) == ("张三", ("家长",), 1, 2)
+    assert zhang.last_received == "收到，会准时参加"
+    assert zhang.to_dict()["groups"] == ["家长"]   # the CLI's --json keeps its list
+    assert rows["10086"].name == "" and rows["+8613900139000"].unread == 0
     spool.mark_read([r["id"] for r in spool.inbound()])
     assert threads(spool, unread_only=True) == []

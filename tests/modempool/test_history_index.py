@@ -28,16 +28,16 @@ def test_the_index_finds_chinese_substrings_and_follows_changes(spool_target):
         else:   # a condition the trigram index answers (see the next test)
             assert "ILIKE" in condition and params == ["%家长会%"]
         found = search(spool, Query(text="家长会"))
-        assert {(r["direction"], r["text"]) for r in found} == {
+        assert {(r.direction, r.text) for r in found} == {
             ("out", "本周五下午三点在三楼开家长会，请准时参加"), ("in", "收到，家长会我会准时到")}
-        assert [r["text"] for r in search(spool, Query(text="parcel 48"))] == [
+        assert [r.text for r in search(spool, Query(text="parcel 48"))] == [
             "Your Parcel 4821 is at the gate"]   # Latin letters match in any case
-        assert [r["text"] for r in search(spool, Query(text="parcel 48", number="13900139000"))] \
+        assert [r.text for r in search(spool, Query(text="parcel 48", number="13900139000"))] \
             == ["Your Parcel 4821 is at the gate"]   # also among one number's messages
         assert search(spool, Query(text='"; DROP')) == []   # quotes are text
-        assert [r["text"] for r in search(spool, Query(text="0% 折扣_"))] == ["100% 折扣_特价"]
+        assert [r.text for r in search(spool, Query(text="0% 折扣_"))] == ["100% 折扣_特价"]
         assert search(spool, Query(text="0%_折")) == []   # % and _ are text, not wildcards
-        assert [r["text"] for r in search(spool, Query(text="收到"))] == [
+        assert [r.text for r in search(spool, Query(text="收到"))] == [
             "收到，家长会我会准时到"]
         # a batch is indexed once per new row; a repeated idempotency key adds nothing
         spool.enqueue_many([{"to": "13700137000", "text": "期末考试第二次通知", "client_id": "a"},
@@ -46,7 +46,7 @@ def test_the_index_finds_chinese_substrings_and_follows_changes(spool_target):
         assert len(search(spool, Query(text="第二次通知"))) == 2
         with spool.transaction() as conn:   # the triggers follow updates and deletes
             conn.execute("UPDATE messages SET text = '毕业典礼改到下周' WHERE id = ?", (kept.id,))
-        assert [r["direction"] for r in search(spool, Query(text="家长会"))] == ["in"]
+        assert [r.direction for r in search(spool, Query(text="家长会"))] == ["in"]
         assert len(search(spool, Query(text="毕业典礼"))) == 1
     finally:
         spool.close()
@@ -65,7 +65,7 @@ def test_an_existing_spool_is_indexed_when_opened(tmp_path):
     spool = Spool(path)
     try:
         assert "MATCH" in spool.text_matches("messages", "家长会")[0]
-        assert [r["text"] for r in search(spool, Query(text="家长会"))] == [
+        assert [r.text for r in search(spool, Query(text="家长会"))] == [
             "旧短信：家长会通知"]
     finally:
         spool.close()
@@ -100,7 +100,7 @@ def test_a_text_search_before_a_date_starts_at_the_messages_made_before_it(spool
                          (now.strftime("%Y-%m-%dT%H:%M:%S.000Z"), ids[2]))   # sent today
         def found(days: int) -> list[str]:
             query = Query(text="家长会", until=now - timedelta(days=days), direction="out", limit=10)
-            return [r["text"] for r in search(spool, query)]
+            return [r.text for r in search(spool, query)]
 
         assert found(7) == ["家长会通知 0"]
         assert found(1) == ["家长会通知 1", "家长会通知 0"]   # 2 was sent after the date
@@ -133,5 +133,5 @@ def test_postgresql_searches_through_trigram_indexes(pg_cluster, caplog):
         conn.execute("CREATE DATABASE c_ctype TEMPLATE template0 LC_CTYPE 'C' LC_COLLATE 'C'")
     with Spool(pg_cluster.url(dbname="c_ctype")) as spool:
         spool.enqueue("13800138000", "家长会通知")
-        assert [r["text"] for r in search(spool, Query(text="家长会"))] == ["家长会通知"]
+        assert [r.text for r in search(spool, Query(text="家长会"))] == ["家长会通知"]
     assert "trigram index cannot see Chinese" in caplog.text and "LC_CTYPE 'C.UTF-8'" in caplog.text

@@ -237,7 +237,7 @@ def test_search_wildcards_are_literal(tmp_path):
     assert book.list(search="_") == []
     spool.store_inbound(MOBILE, "打折 50%", sim="m1")
     spool.store_inbound(UNICOM, "hello", sim="m1")
-    assert [r["text"] for r in history.search(spool, Query(text="%"))] == ["打折 50%"]
+    assert [r.text for r in history.search(spool, Query(text="%"))] == ["打折 50%"]
     spool.close()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from modempool.commands.output import echo_json_as_given
+
 
 def _pdu_validity(value: str | None):
     """'90m', '12h', '3d', '2w' or plain minutes -> timedelta (modempool.when's reading)."""
@@ -39,8 +41,6 @@ def pdu_group() -> None:
 def pdu_encode(to, text, as_json, alphabet, ref16, report, reference, smsc, validity, flash,
                message_class, hex_data) -> None:
     """Encode TEXT to TO as SMS-SUBMIT part(s): hex for AT+CMGS and the TPDU length."""
-    import json
-
     from pdu import PduError, encode_submit, parts_needed, split_into_parts
 
     payload: str | bytes = text
@@ -58,14 +58,14 @@ def pdu_encode(to, text, as_json, alphabet, ref16, report, reference, smsc, vali
     except PduError as exc:
         raise click.ClickException(str(exc))
     if as_json:
-        click.echo(json.dumps({
+        echo_json_as_given({
             "to": to, "alphabet": cost.alphabet.value,
             "national": {"locking": cost.national[0], "single": cost.national[1]},
             "reference": parts[0].reference, "ref16": ref16, "total": len(parts),
             "units": cost.units, "units_per_part": cost.units_per_part, "chars_left": cost.chars_left,
             "parts": [{"seq": p.seq, "text": t, "tpdu_length": p.tpdu_length, "hex": p.hex}
                       for p, t in zip(parts, texts)],
-        }, ensure_ascii=False))
+        })
         return
     national = f" national={cost.national[0]}/{cost.national[1]}" if any(cost.national) else ""
     click.echo(f"{len(parts)} part(s), {cost.alphabet.value}{national}, {cost.units} units, "
@@ -82,8 +82,6 @@ def pdu_encode(to, text, as_json, alphabet, ref16, report, reference, smsc, vali
 @click.option("--no-smsc", is_flag=True, help="HEX has no SMSC part (starts at the first octet).")
 def pdu_decode(hex_pdu, as_json, no_smsc) -> None:
     """Decode an SMS-DELIVER, SMS-SUBMIT or SMS-STATUS-REPORT PDU."""
-    import json
-
     from pdu import PduError, decode_pdu, to_json
 
     try:
@@ -92,7 +90,7 @@ def pdu_decode(hex_pdu, as_json, no_smsc) -> None:
         raise click.ClickException(str(exc))
     data = to_json(msg)
     if as_json:
-        click.echo(json.dumps(data, ensure_ascii=False))
+        echo_json_as_given(data)
         return
     for key, value in data.items():
         if value in (None, (), [], "", False) and key not in ("text",):

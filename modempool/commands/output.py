@@ -66,9 +66,20 @@ def json_ready(data: Any, tz: tzinfo | None = None) -> Any:
     return data
 
 
+def json_text(data: Any) -> str:
+    """Plain data as the CLI's one JSON style: indented 2, UTF-8 kept (no `\\u` escapes)."""
+    return json.dumps(data, ensure_ascii=False, indent=2, default=str)
+
+
 def echo_json(data: Any, tz: tzinfo | None = None) -> None:
-    """Print `data` as the CLI's one JSON style (indent 2, UTF-8 kept), times in `tz`."""
-    click.echo(json.dumps(json_ready(data, tz), ensure_ascii=False, indent=2, default=str))
+    """Print `data` as the CLI's one JSON style, times in `tz`."""
+    click.echo(json_text(json_ready(data, tz)))
+
+
+def echo_json_as_given(data: Any) -> None:
+    """Print `data` as the CLI's one JSON style with its times as they are: a PDU's time
+    stamps keep the offset the service centre wrote, they are not moved to a local zone."""
+    click.echo(json_text(plain(data)))
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,

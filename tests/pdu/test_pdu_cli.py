@@ -25,6 +25,7 @@ def test_encode_json_chinese():
     assert part["hex"].startswith("0001000D91683108108300F00008")
     assert part["tpdu_length"] == len(part["hex"]) // 2 - 1
     assert decode_pdu(part["hex"]).text == "你好，世界😀"
+    assert r.stdout == json.dumps(out, ensure_ascii=False, indent=2) + "\n"
 
 
 def test_encode_long_with_options_human_output():
@@ -66,6 +67,8 @@ def test_decode_json_shape():
     assert out["concat"] == {"reference": 7, "total": 2, "seq": 1, "ref16": False}
     assert out["timestamp"] == "2026-11-25T16:28:07+08:00"
     assert out["udh"] == [{"iei": 0, "data": "070201"}]
+    # the CLI's one JSON style (modempool/commands/output.py), as every other --json
+    assert r.stdout == json.dumps(out, ensure_ascii=False, indent=2) + "\n"
 
 
 def test_decode_no_smsc_human():

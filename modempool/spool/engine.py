@@ -117,10 +117,34 @@ class Engine(ABC):
         sent, delivered, failed or ambiguous, an SMS stored in `inbound`, a number added to
         `optouts`. The tables they read exist (`modempool.webhooks.store.install`)."""
 
+    # What the dashboard and /metrics count, kept by triggers in the transaction of each
+    # change (each engine its own way), so that no read scans the messages.
+
+    @abstractmethod
+    def state_counts(self) -> dict[str, int]:
+        """Messages in each state (states with none may be missing, or 0)."""
+
+    @abstractmethod
+    def send_latency(self) -> list[tuple[int, int, float]]:
+        """The enqueue-to-sent histogram: (bucket index into SEND_LATENCY_BOUNDS, messages,
+        their seconds) of each bucket seen; each message counted once, when first sent."""
+
+    @abstractmethod
+    def sim_outcomes(self) -> dict[tuple[str, str], int]:
+        """Finished messages (sent, delivered, failed, ambiguous) by (SIM, state)."""
+
     @abstractmethod
     def close(self) -> None: ...
 
     # -- hooks with a default ---------------------------------------------------------------
+
+    def insert_new(self, conn: Any, table: str, columns: Sequence[str],
+                   rows: Sequence[Sequence[Any]]) -> int:
+        """Insert `rows` (values of `columns`) into `table` in the transaction `conn`, those
+        that conflict with a unique key left out; returns how many went in."""
+        marks = ", ".join("?" * len(columns))
+        return conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+                                "ON CONFLICT DO NOTHING", rows).rowcount   # summed over the rows
 
     def notify_enqueued(self, conn: Any) -> None:
         """Tell idle dispatchers elsewhere that messages were queued (PostgreSQL: NOTIFY)."""
@@ -136,7 +160,8 @@ class Engine(ABC):
         """SQLite: stop automatic WAL checkpoints (the daemon calls `checkpoint`)."""
 
     def checkpoint(self) -> None:
-        """SQLite: copy the WAL into the database file; elsewhere nothing to do."""
+        """The daemon's housekeeping, once a second at a quiet moment (off the event loop).
+        SQLite: copy the WAL into the database file; PostgreSQL: fold the kept counts."""
 
     def table_names(self) -> list[str]:
         """Tables in the spool's database (tests and `spool migrate` use it)."""
@@ -146,18 +171,6 @@ class Engine(ABC):
         """Add the text of rows `ids` just inserted into `table` to the full-text index, in
         the inserting transaction (SQLite; ids that were not inserted are skipped)."""
 
-    def state_counts(self) -> dict[str, int] | None:
-        """Messages in each state, if this engine keeps the counts (else None: count them)."""
-        return None
-
-    def send_latency(self) -> list[tuple[int, int, float]] | None:
-        """The enqueue-to-sent histogram if this engine keeps it: (bucket index into
-        SEND_LATENCY_BOUNDS, messages, their seconds) of each bucket seen; else None."""
-        return None
-
-    def sim_outcomes(self) -> dict[tuple[str, str], int] | None:
-        """Finished messages by (SIM, state) if this engine keeps the counts; else None."""
-        return None
 
     def newest_matching(self, table: str, text: str, limit: int,
                         before: int | None = None) -> list[int] | None:

@@ -20,12 +20,10 @@ _ENQUEUE_KEYS = frozenset(
     }
 )
 
-_INSERT = """
-INSERT INTO messages (id, client_id, to_number, text, state, priority, not_before,
-    expires_at, campaign_id, quiet_hours, sims, held, created_at, updated_at)
-VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT DO NOTHING
-"""
+#: What an enqueue writes of each message (in `_prepare`'s order); the state is the
+#: column's default, queued.
+_COLUMNS = ("id", "client_id", "to_number", "text", "priority", "not_before", "expires_at",
+            "campaign_id", "quiet_hours", "sims", "held", "created_at", "updated_at")
 
 
 def read_message(engine: Engine, message_id: int) -> Message:
@@ -114,7 +112,7 @@ class Messages:
             ids = self.engine.new_ids(conn, "messages", len(prepared))
             for params, new_id in zip(prepared, ids):
                 params[0] = new_id
-            inserted = conn.executemany(_INSERT, prepared).rowcount  # summed over the rows
+            inserted = self.engine.insert_new(conn, "messages", _COLUMNS, prepared)
             self.engine.index_text(conn, "messages", ids)   # history search (before ids change)
             if inserted != len(ids):  # some client_ids existed: return their messages
                 for index, params in enumerate(prepared):
@@ -171,26 +169,17 @@ class Messages:
     def counts(self) -> dict[str, int]:
         """Number of messages in each state (every state present, zeros included)."""
         out = {state.value: 0 for state in MessageState}
-        kept = self.engine.state_counts()   # SQLite keeps them by trigger: no scan
-        if kept is not None:
-            out.update({state: n for state, n in kept.items() if n})
-            return out
-        for row in self.engine.rows("SELECT state, count(*) AS n FROM messages GROUP BY state"):
-            out[row["state"]] = row["n"]
+        out.update({state: n for state, n in self.engine.state_counts().items() if n})
         return out
 
     def count_in_state(self, state: str, at_most: int) -> int:
         """Messages in `state`, counted up to `at_most`: enough to tell a rare state from a
         common one without counting a million rows."""
-        kept = self.engine.state_counts()   # SQLite keeps them by trigger
-        if kept is not None:
-            return min(kept.get(state, 0), at_most)
-        return self.engine.rows("SELECT count(*) FROM (SELECT 1 FROM messages WHERE state = ? "
-                                "LIMIT ?) AS some_rows", (state, at_most))[0][0]
+        return min(self.engine.state_counts().get(state, 0), at_most)
 
     def queue_depth(self) -> int:
         """Messages waiting to be sent (queued, including held and scheduled ones)."""
-        return self.engine.rows("SELECT count(*) AS n FROM messages WHERE state = 'queued'")[0]["n"]
+        return self.counts()[MessageState.QUEUED.value]
 
     def parts(self, message_id: int) -> list[dict[str, Any]]:
         """The `parts` rows of a message (latest attempt overwrites earlier ones), by seq."""

@@ -1,9 +1,9 @@
 """`spool.metrics`: what the Prometheus scrape asks the spool (issue 15), as named questions.
 
 A scrape comes every few seconds while the spool grows to millions of messages, so each
-answer is cheap: SQLite keeps the per-SIM outcomes and the enqueue-to-sent histogram by
-triggers in the writing transaction (`METRIC_COUNTS` in sqlite_engine.py); another engine
-without them is asked the same question by a query.
+answer is cheap: the engines keep the per-SIM outcomes and the enqueue-to-sent histogram by
+triggers in the writing transaction (`METRIC_COUNTS` in sqlite_engine.py, postgres_counts.py),
+and a scrape reads no message rows.
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modempool.spool.engine import Engine
-from modempool.spool.schema import SEND_LATENCY_BOUNDS, latency_bucket
-
-FINISHED = ("sent", "delivered", "failed", "ambiguous")
+from modempool.spool.schema import SEND_LATENCY_BOUNDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,25 +39,13 @@ class Metrics:
 
     def sim_outcomes(self) -> dict[tuple[str, str], int]:
         """Finished messages (sent, delivered, failed, ambiguous) by (SIM, state)."""
-        kept = self.engine.sim_outcomes()
-        if kept is not None:
-            return kept
-        return {(row[0], row[1]): row[2] for row in self.engine.rows(
-            "SELECT sim, state, count(*) FROM messages WHERE sim IS NOT NULL AND state IN "
-            f"({', '.join(repr(s) for s in FINISHED)}) GROUP BY sim, state")}
+        return {key: n for key, n in self.engine.sim_outcomes().items() if n}
 
     def send_latency(self) -> SendLatency:
         """The enqueue-to-sent histogram of every message sent."""
         counts = [0] * (len(SEND_LATENCY_BOUNDS) + 1)
         total = 0.0
-        kept = self.engine.send_latency()
-        if kept is None:
-            seconds = self.engine.seconds_between("sent_at", "created_at")
-            kept = [tuple(row) for row in self.engine.rows(
-                f"SELECT {latency_bucket('d')} AS b, count(*), sum(d) "
-                f"FROM (SELECT {seconds} AS d FROM messages WHERE sent_at IS NOT NULL) AS sent "
-                "WHERE d IS NOT NULL GROUP BY b")]
-        for bucket, n, seconds in kept:
+        for bucket, n, seconds in self.engine.send_latency():
             counts[bucket] += n
             total += seconds
         return SendLatency(tuple(float(b) for b in SEND_LATENCY_BOUNDS), tuple(counts), total)

@@ -23,9 +23,11 @@ from modempool.spool.store import Spool
 #: Copied first, in this order (parts refer to messages, reports to parts).
 SPOOL_TABLES = ("messages", "parts", "inbound", "inbound_parts", "delivery_reports", "sims",
                 "events", "daemons")
-#: Not copied: each engine keeps its own (SQLite's full-text index and state counts included).
+#: Not copied: each engine keeps its own (SQLite's full-text index and kept counts included:
+#: the target's triggers count the copied messages).
 ENGINE_TABLES = frozenset({"modempool_schema", "sqlite_sequence", "sqlite_stat1",
-                           "message_state_counts"})
+                           "message_state_counts", "sim_outcome_counts", "send_latency",
+                           "message_counts", "send_latency_counts"})
 ENGINE_PREFIXES = ("messages_fts", "inbound_fts")
 
 

@@ -11,6 +11,7 @@ schema version in table `modempool_schema`.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -23,6 +24,7 @@ from typing import Any
 
 from modempool.spool.engine import (UNCERTAIN_PARTS, Engine, SpoolTooNew, SpoolUnreachable,
                                     row_class, statements)
+from modempool.spool.postgres_counts import KEPT_COUNTS, KeptCounts
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 
 log = logging.getLogger("modempool.spool")
@@ -31,6 +33,9 @@ log = logging.getLogger("modempool.spool")
 CHANNEL = "modempool_queue"
 #: Any fixed number: the advisory lock that serialises schema upgrades of one database.
 _UPGRADE_LOCK = 0x6D6F64656D
+
+#: Schema steps of this engine's own, run after the shared script of the same version.
+OWN_STEPS: dict[int, Sequence[str]] = {8: KEPT_COUNTS}
 
 #: A pooled connection unused for longer than this is checked before it is handed out.
 IDLE_CHECK_AFTER = 2.0
@@ -212,6 +217,7 @@ class PostgresEngine(Engine):
             kwargs={"autocommit": True}, configure=self._configure, reset=self._returned,
             check=self._check, name="modempool-spool")
         self.pool.open(wait=True, timeout=connect_timeout)
+        self.counts = KeptCounts(self)
 
     @staticmethod
     def _configure(raw: Any) -> None:
@@ -244,6 +250,8 @@ class PostgresEngine(Engine):
             raw.execute("CREATE TABLE IF NOT EXISTS modempool_schema (version INTEGER NOT NULL)")
             for step in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
                 for statement in statements(ddl(MIGRATIONS[step])):
+                    raw.execute(statement)
+                for statement in OWN_STEPS.get(step, ()):
                     raw.execute(statement)
             raw.execute("DELETE FROM modempool_schema")
             raw.execute("INSERT INTO modempool_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
@@ -357,6 +365,34 @@ class PostgresEngine(Engine):
             return current.execute(sql, params).fetchall()
         with self.pool.connection() as raw:
             return PgConn(raw).execute(sql, params).fetchall()
+
+    def in_transaction(self) -> bool:
+        """Whether this thread has a write transaction open."""
+        return getattr(self._local, "conn", None) is not None
+
+    def state_counts(self) -> dict[str, int]:
+        return self.counts.state_counts()
+
+    def sim_outcomes(self) -> dict[tuple[str, str], int]:
+        return self.counts.sim_outcomes()
+
+    def send_latency(self) -> list[tuple[int, int, float]]:
+        return self.counts.send_latency()
+
+    def checkpoint(self) -> None:
+        """The daemon's housekeeping: the kept counts folded now and then (postgres_counts)."""
+        self.counts.fold_now_and_then()
+
+    def insert_new(self, conn: Any, table: str, columns: Sequence[str],
+                   rows: Sequence[Sequence[Any]]) -> int:
+        # One statement for the whole batch, each value typed by its column: one round trip,
+        # and the statement trigger of the kept counts fires once (postgres_counts.py).
+        names = ", ".join(columns)
+        records = json.dumps([dict(zip(columns, row)) for row in rows], ensure_ascii=False)
+        return conn.execute(
+            f"INSERT INTO {table} ({names}) SELECT {names} "
+            f"FROM json_populate_recordset(CAST(NULL AS {table}), CAST(? AS json)) "
+            "ON CONFLICT DO NOTHING", (records,)).rowcount
 
     def new_ids(self, conn: Any, table: str, count: int) -> list[int]:
         rows = conn.execute(

@@ -230,8 +230,12 @@ FROM sims GROUP BY counted_as;
 #: version -> the script that brings a spool of the version before up to it. A spool records
 #: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
+#: Version 8 keeps the counts that /metrics and the dashboard read (messages by state, finished
+#: ones by SIM, the enqueue-to-sent histogram) in the database, each engine its own way: no
+#: shared script. PostgreSQL's are `postgres_counts.KEPT_COUNTS` (its step 8); SQLite makes its
+#: counting triggers when it opens any spool (`STATE_COUNTS`, `METRIC_COUNTS`).
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
-                              5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS}
+                              5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: ""}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

@@ -216,7 +216,7 @@ class SqliteEngine(Engine):
                 for statement in script:
                     conn.execute(statement)
 
-    def state_counts(self) -> dict[str, int] | None:
+    def state_counts(self) -> dict[str, int]:
         return {row[0]: row[1] for row in self.rows("SELECT state, n FROM message_state_counts")}
 
     def ensure_schema(self, script: str) -> None:
@@ -233,10 +233,10 @@ class SqliteEngine(Engine):
             self._ensured.add("webhook_outbox")
 
 
-    def send_latency(self) -> list[tuple[int, int, float]] | None:
+    def send_latency(self) -> list[tuple[int, int, float]]:
         return [tuple(row) for row in self.rows("SELECT bucket, n, seconds FROM send_latency")]
 
-    def sim_outcomes(self) -> dict[tuple[str, str], int] | None:
+    def sim_outcomes(self) -> dict[tuple[str, str], int]:
         return {(row[0], row[1]): row[2] for row in self.rows(
             "SELECT sim, state, n FROM sim_outcome_counts WHERE n > 0")}
 

@@ -191,8 +191,8 @@ class Spool:
         self.engine.checkpoint_when_told()
 
     def checkpoint(self) -> None:
-        """Copy what the WAL holds into the database file (SQLite; elsewhere nothing). Call
-        it off the event loop (`asyncio.to_thread`)."""
+        """Copy what the WAL holds into the database file (SQLite); fold the kept counts
+        (PostgreSQL, now and then). Call it off the event loop (`asyncio.to_thread`)."""
         self.engine.checkpoint()
 
     def close(self) -> None:

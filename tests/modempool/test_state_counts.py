@@ -1,11 +1,21 @@
-"""The queue by state (dashboard, status) from counts the SQLite spool keeps by trigger: they
-always equal a count of the rows."""
+"""The counts the dashboard and /metrics read (messages by state, finished ones by SIM) are
+kept by the database's triggers on both engines: after any mix of changes, concurrent ones and
+a crash recovery included, they equal a count of the rows."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+
+import psycopg
+import pytest
 
 from modempool.spool import Spool
+from modempool.spool.claims import SentPart
+from modempool.spool.schema import SCHEMA_VERSION
+from tests.modempool.spool_driver import claim_next
+
+FINISHED = ("sent", "delivered", "failed", "ambiguous")
 
 
 def counted(spool: Spool) -> dict[str, int]:
@@ -15,39 +25,189 @@ def counted(spool: Spool) -> dict[str, int]:
     return out
 
 
-def test_kept_counts_follow_every_change(tmp_path):
-    spool = Spool(tmp_path / "spool.db")
+def counted_outcomes(spool: Spool) -> dict[tuple[str, str], int]:
+    return {(row[0], row[1]): row[2] for row in spool.rows(
+        "SELECT sim, state, count(*) FROM messages WHERE sim IS NOT NULL AND state IN "
+        "('sent', 'delivered', 'failed', 'ambiguous') GROUP BY sim, state")}
+
+
+def assert_kept(spool: Spool) -> None:
+    assert spool.counts() == counted(spool)
+    assert spool.metrics.sim_outcomes() == counted_outcomes(spool)
+
+
+def every_change(spool: Spool) -> None:
+    """Enqueue, cancel, claim, fail, send, deliver, expire, requeue, retry, ambiguous, delete."""
+    first, second, third, fourth, fifth = (spool.enqueue(f"1380013800{i}", "hi")
+                                           for i in range(5))
+    spool.enqueue_many([{"to": "13800138009", "text": "x", "client_id": "k"}] * 2)  # one row
+    assert spool.counts()["queued"] == 6
+    assert_kept(spool)
+    spool.cancel(first.id)
+    assert spool.claim(second.id, "m1", "t")
+    spool.mark_failed(second.id, "+CMS ERROR: 500", lease_owner="t")
+    assert spool.claim(third.id, "m2", "t")
+    spool.mark_part_writing(third.id, 1, 1, lease_owner="t")
+    spool.mark_many_sent([SentPart(third.id, 1, None, 7, lease_owner="t")])
+    assert spool.store_delivery_report("m2", 7, third.to, 0).part_id is not None
+    assert spool.get(third.id).state.value == "delivered"
+    assert spool.claim(fourth.id, "m1", "t")
+    spool.requeue(fourth.id, "+CMS ERROR: 38", lease_owner="t", avoid_sim="m1")
+    assert spool.claim(fourth.id, "m2", "t")
+    spool.mark_part_writing(fourth.id, 1, 1, lease_owner="t")
+    spool.mark_ambiguous(fourth.id, "no answer after the PDU", lease_owner="t")
+    spool.retry(fourth.id)
+    spool.retry(second.id)
+    with spool.transaction() as conn:
+        conn.execute("UPDATE messages SET expires_at = '2000-01-01T00:00:00.000Z' WHERE id = ?",
+                     (fifth.id,))
+    assert spool.expire_due() == [fifth.id]
+    assert_kept(spool)
+    assert (spool.counts()["cancelled"], spool.counts()["delivered"]) == (1, 1)
+    with spool.transaction() as conn:
+        conn.execute("DELETE FROM events")
+        conn.execute("DELETE FROM parts WHERE message_id = ?", (first.id,))
+        conn.execute("DELETE FROM messages WHERE id = ?", (first.id,))
+    assert spool.counts()["cancelled"] == 0
+    assert_kept(spool)
+
+
+def test_kept_counts_follow_every_change(spool_target):
+    with Spool(spool_target) as spool:
+        every_change(spool)
+        assert spool.queue_depth() == spool.counts()["queued"] == counted(spool)["queued"]
+
+
+def test_a_crash_recovery_is_counted(spool_target):
+    """A daemon killed with one message claimed and one with its marker written: recovery
+    queues the first again and makes the second ambiguous, and the counts follow."""
+    with Spool(spool_target) as spool:
+        for i in range(3):
+            spool.enqueue(f"1380013801{i}", "hi")
+        untouched = claim_next(spool, "m1", "dead:1/m1")
+        written = claim_next(spool, "m1", "dead:1/m1")
+        spool.mark_part_writing(written.id, 1, 1, lease_owner="dead:1/m1")
+        assert spool.counts()["sending"] == 2
+        done = spool.recover_leases(include_live=True)
+        assert (list(done.requeued), list(done.ambiguous)) == ([untouched.id], [written.id])
+        assert spool.counts()["sending"] == 0 and spool.counts()["ambiguous"] == 1
+        assert spool.metrics.sim_outcomes() == {("m1", "ambiguous"): 1}
+        assert_kept(spool)
+
+
+def _daemon(target, sim: str, rounds: int, errors: list[BaseException]) -> None:
+    """One writer of its own (its own connection): enqueue, claim, send or fail, as a daemon
+    and the API do together."""
     try:
-        first, second, third = (spool.enqueue(f"1380013800{i}", "hi") for i in range(3))
-        spool.enqueue_many([{"to": "13800138009", "text": "x", "client_id": "k"}] * 2)  # one row
-        assert spool.counts()["queued"] == 4 and spool.counts() == counted(spool)
-        spool.cancel(first.id)
-        assert spool.claim(second.id, "m1", "t")
-        spool.mark_failed(second.id, "+CMS ERROR: 500", lease_owner="t")
-        assert spool.counts() == counted(spool)
-        assert (spool.counts()["cancelled"], spool.counts()["failed"]) == (1, 1)
-        with spool.transaction() as conn:
-            conn.execute("DELETE FROM messages WHERE id = ?", (third.id,))
-        assert spool.counts() == counted(spool) and spool.counts()["queued"] == 1
-    finally:
-        spool.close()
+        with Spool(target) as spool:
+            for i in range(rounds):
+                spool.enqueue(f"+861380013{i:04d}", f"{sim} {i}")
+                message = claim_next(spool, sim, f"host:{sim}/{sim}")
+                if message is None:
+                    continue
+                if i % 3 == 0:
+                    spool.mark_failed(message.id, "+CMS ERROR: 500", lease_owner=f"host:{sim}/{sim}")
+                    continue
+                spool.mark_part_writing(message.id, 1, 1, lease_owner=f"host:{sim}/{sim}")
+                spool.mark_many_sent([SentPart(message.id, 1, None, i % 256,
+                                               lease_owner=f"host:{sim}/{sim}")])
+    except BaseException as exc:   # the test fails on it
+        errors.append(exc)
 
 
-def test_an_existing_spool_gets_its_counts_when_opened(tmp_path):
+def test_concurrent_writers_keep_the_counts_right(spool_target):
+    """Four writers at once, each with its own connection, and reads (which fold the kept
+    rows on PostgreSQL) meanwhile: the counts equal a count of the rows afterwards."""
+    with Spool(spool_target) as spool:
+        errors: list[BaseException] = []
+        writers = [threading.Thread(target=_daemon, args=(spool_target, f"m{n}", 40, errors))
+                   for n in range(4)]
+        for writer in writers:
+            writer.start()
+        while any(w.is_alive() for w in writers):
+            spool.counts()
+            spool.metrics.sim_outcomes()
+            if spool.engine.name == "postgresql":
+                spool.engine.counts.fold()
+        for writer in writers:
+            writer.join()
+        assert not errors
+        assert sum(spool.counts().values()) == 160
+        assert_kept(spool)
+        assert sum(n for (_, state), n in spool.metrics.sim_outcomes().items()
+                   if state == "sent") == counted(spool)["sent"] > 0
+
+
+def test_an_existing_sqlite_spool_gets_its_counts_when_opened(tmp_path):
     path = tmp_path / "old.db"
-    spool = Spool(path)
-    spool.enqueue("13800138000", "a")
-    spool.enqueue("13800138001", "b")
-    spool.close()
+    with Spool(path) as spool:
+        spool.enqueue("13800138000", "a")
+        spool.enqueue("13800138001", "b")
     with sqlite3.connect(path) as conn:   # as made before the counts were kept
         conn.execute("DROP TABLE message_state_counts")
         for trigger in ("insert", "delete", "update"):
             conn.execute(f"DROP TRIGGER message_state_counts_{trigger}")
-    spool = Spool(path)
-    try:
+    with Spool(path) as spool:
         assert spool.counts()["queued"] == 2 and spool.counts() == counted(spool)
-    finally:
-        spool.close()
+
+
+def test_a_postgresql_spool_of_version_7_gets_its_counts_at_the_upgrade(pg_cluster):
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        every_change(spool)
+        latency = spool.metrics.send_latency()
+        expected = counted(spool), counted_outcomes(spool)
+    with psycopg.connect(url, autocommit=True) as conn:   # as version 7 left it
+        for name in ("insert", "update", "delete"):
+            conn.execute(f"DROP TRIGGER message_counts_{name} ON messages")
+        conn.execute("DROP FUNCTION message_counts_follow(), message_counts_inserted()")
+        conn.execute("DROP TABLE message_counts, send_latency_counts")
+        conn.execute("UPDATE modempool_schema SET version = 7")
+    with Spool(url) as spool:
+        assert (spool.counts(), spool.metrics.sim_outcomes()) == expected
+        assert spool.metrics.send_latency() == latency
+        assert spool.rows("SELECT version FROM modempool_schema")[0][0] == SCHEMA_VERSION
+
+
+def test_folding_keeps_the_counts_and_an_idle_spool_is_not_rewritten(pg_cluster):
+    with Spool(pg_cluster.new_schema()) as spool:
+        every_change(spool)
+        before = spool.counts(), spool.metrics.sim_outcomes(), spool.metrics.send_latency()
+        rows = spool.rows("SELECT count(*) FROM message_counts")[0][0]
+        assert spool.engine.counts.fold()
+        assert spool.rows("SELECT count(*) FROM message_counts")[0][0] < rows
+        assert (spool.counts(), spool.metrics.sim_outcomes(),
+                spool.metrics.send_latency()) == before
+        assert not spool.engine.counts.fold()   # every count one row already
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_a_scrape_reads_no_message_rows(engine, tmp_path, request):
+    """What /metrics and the dashboard count is read from the kept counts: the statements of
+    a read name no `messages` table (PostgreSQL: pg_stat_statements is not needed, the
+    engine's statements are traced by wrapping its connection)."""
+    target = (tmp_path / "spool.db" if engine == "sqlite"
+              else request.getfixturevalue("pg_cluster").new_schema())
+    with Spool(target) as spool:
+        every_change(spool)
+        statements: list[str] = []
+        if engine == "sqlite":
+            spool.engine.conn.set_trace_callback(statements.append)
+        else:
+            rows = spool.engine.rows
+
+            def traced(sql, params=()):
+                statements.append(sql)
+                return rows(sql, params)
+
+            spool.engine.rows = traced
+        try:
+            spool.counts(), spool.metrics.sim_outcomes(), spool.metrics.send_latency()
+            spool.queue_depth()
+        finally:
+            if engine == "sqlite":
+                spool.engine.conn.set_trace_callback(None)
+        assert statements and not [s for s in statements if "FROM messages" in s]
 
 
 def test_a_sims_uncertain_parts_are_counted_from_an_index(spool_target):

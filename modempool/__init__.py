@@ -10,15 +10,43 @@ from typing import TYPE_CHECKING, Any
 from modempool.errors import PoolError
 
 if TYPE_CHECKING:
-    from modempool.pool import Pool
+    from modempool.operator.autoreply import AutoReplyEntry
+    from modempool.operator.campaign_plan import CampaignPreview, Sample
+    from modempool.operator.campaign_report import (CampaignReport, Exported, Progress,
+                                                    RecipientOutcome, ReportSummary)
+    from modempool.operator.campaigns import Campaign, CampaignStart
+    from modempool.operator.contacts import Contact, Group
+    from modempool.operator.optout import BlacklistEntry, OptOut
+    from modempool.operator.recurring import Job, JobRun
+    from modempool.pool import CampaignOverview, Pool, Received, WaitResult
+    from modempool.pool_status import SimStatus, Status
 
-__all__ = ["Pool", "PoolError"]
+#: What `Pool`'s methods return, and the module each is defined in (imported on first use,
+#: so that `import modempool.numbers` stays light).
+_RESULTS = {
+    "Pool": "modempool.pool", "WaitResult": "modempool.pool", "Received": "modempool.pool",
+    "CampaignOverview": "modempool.pool",
+    "Status": "modempool.pool_status", "SimStatus": "modempool.pool_status",
+    "Contact": "modempool.operator.contacts", "Group": "modempool.operator.contacts",
+    "OptOut": "modempool.operator.optout", "BlacklistEntry": "modempool.operator.optout",
+    "Campaign": "modempool.operator.campaigns", "CampaignStart": "modempool.operator.campaigns",
+    "CampaignPreview": "modempool.operator.campaign_plan",
+    "Sample": "modempool.operator.campaign_plan",
+    "Progress": "modempool.operator.campaign_report",
+    "CampaignReport": "modempool.operator.campaign_report",
+    "ReportSummary": "modempool.operator.campaign_report",
+    "RecipientOutcome": "modempool.operator.campaign_report",
+    "Exported": "modempool.operator.campaign_report",
+    "Job": "modempool.operator.recurring", "JobRun": "modempool.operator.recurring",
+    "AutoReplyEntry": "modempool.operator.autoreply",
+}
+
+__all__ = ["PoolError", *_RESULTS]
 
 
 def __getattr__(name: str) -> Any:
-    # Pool is imported on first use, so that `import modempool.numbers` stays light.
-    if name == "Pool":
-        from modempool.pool import Pool
+    if name in _RESULTS:
+        import importlib
 
-        return Pool
+        return getattr(importlib.import_module(_RESULTS[name]), name)
     raise AttributeError(f"module 'modempool' has no attribute {name!r}")

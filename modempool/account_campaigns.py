@@ -23,7 +23,8 @@ from modempool.spool.model import to_text, utcnow
 if TYPE_CHECKING:
     from modempool.account_pool import AccountPool
     from modempool.operator.campaign_plan import Plan
-    from modempool.operator.campaigns import Campaign
+    from modempool.operator.campaign_report import CampaignReport
+    from modempool.operator.campaigns import Campaign, CampaignStart
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaign_accounts (
@@ -71,7 +72,7 @@ class AccountCampaigns:
         self.get(campaign_id)
         return progress(self.pool.spool, campaign_id, config=self.pool.config)
 
-    def report(self, campaign_id: int) -> Any:
+    def report(self, campaign_id: int) -> CampaignReport:
         """Each recipient's outcome, replies and opt-outs (`campaign_report.report`)."""
         from modempool.operator.campaign_report import report
 
@@ -97,7 +98,7 @@ class AccountCampaigns:
                             [campaign.id, self.account.name])
         return campaign
 
-    def start(self, campaign_id: int, *, skip_problems: bool = False) -> dict[str, Any]:
+    def start(self, campaign_id: int, *, skip_problems: bool = False) -> CampaignStart:
         """Enqueue what is not yet enqueued (safe to repeat). A sender's quota counts the
         messages this start adds; they are recorded as the sender's messages."""
         self._may_change(campaign_id)

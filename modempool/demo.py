@@ -128,7 +128,7 @@ def _start_campaign(spool: Any, config: Any) -> dict[str, Any]:
     created = campaigns.create("家长会通知", CAMPAIGN_TEXT, groups=Selection(("家长",)),
                                kind="notice")
     started = campaigns.start(created.id)
-    return {"id": created.id, "name": created.name, "recipients": started["recipients"]}
+    return {"id": created.id, "name": created.name, "recipients": started.recipients}
 
 
 def _campaign_ids(spool: Any, campaign: dict[str, Any]) -> list[int]:
@@ -156,9 +156,9 @@ def _summary(console: Console, spool: Any, campaign: dict[str, Any]) -> None:
     from modempool.operator.campaign_report import report
     from modempool.operator.campaigns import Campaigns
 
-    summary = report(spool, campaign["id"])["summary"]
-    console.print(f"campaign {campaign['name']}: {summary['delivered']} delivered, "
-                  f"{summary['replies']} replies, {summary['opt_outs']} opt-out")
+    summary = report(spool, campaign["id"]).summary
+    console.print(f"campaign {campaign['name']}: {summary.delivered} delivered, "
+                  f"{summary.replies} replies, {summary.opt_outs} opt-out")
     later = Campaigns(spool).plan(campaign["id"])
     for row in _optouts(spool):
         console.print(f"opted out: {row['number']} {row['name']} (replied {row['keyword']});"

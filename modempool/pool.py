@@ -11,38 +11,45 @@ Every rule that protects people lives here and only here: numbers are normalised
 checked, blacklisted and (when `[optout] block_direct` is set) opted-out numbers refused, each
 with a `PoolError` that says which number and why, before anything is stored. Front ends
 translate arguments and print results; they decide nothing.
+
+Each operation returns a typed, frozen result (`Message`, `WaitResult`, `Status`,
+`CampaignPreview`, `CampaignStart`, `CampaignReport`, `JobRun`, `Group`, `OptOut`,
+`BlacklistEntry`, `AutoReplyEntry`, ...; all importable from `modempool`), read by its
+attributes; its `to_dict()` is what the CLI's `--json` and the HTTP API print.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modempool.config import Config, load_config
-from modempool.dispatch.liveness import DaemonLiveness
 from modempool.dispatch.requests import UssdAnswer
 from modempool.errors import (Blacklisted, InvalidNumber, OptedOut, PoolError, Refused,
                               RefusedMany)
 from modempool.numbers import normalise
 from modempool.operator.campaign_report import Progress
+from modempool.pool_status import SimStatus, Status, read_status
 from modempool.spool import (FINAL_STATES, SUCCESS_STATES, InboundMessage, Message,
                              MessageState, Spool)
 from modempool.when import parse_when
 
 if TYPE_CHECKING:
-    from modempool.operator.autoreply import AutoReplies, Rule
+    from modempool.operator.autoreply import AutoReplies, AutoReplyEntry, Rule
     from modempool.operator.backup import BackupResult
-    from modempool.operator.campaigns import Campaign, Campaigns
-    from modempool.operator.contacts import AddressBook, Contact
+    from modempool.operator.campaign_plan import CampaignPreview
+    from modempool.operator.campaign_report import CampaignReport
+    from modempool.operator.campaigns import Campaign, Campaigns, CampaignStart
+    from modempool.operator.contacts import AddressBook, Contact, Group
     from modempool.operator.forwarding import ForwardTargets
     from modempool.operator.history import Query, Thread
     from modempool.operator.importers import ImportReport
-    from modempool.operator.optout import OptOutList
-    from modempool.operator.recurring import Job, Jobs
+    from modempool.operator.optout import BlacklistEntry, OptOut, OptOutList
+    from modempool.operator.recurring import Job, JobRun, Jobs
     from modempool.operator.templates import CampaignTemplates
     from modempool.spool.history import HistoryEntry
 
@@ -81,66 +88,6 @@ class Received:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.message.to_dict(), "name": self.name, "groups": list(self.groups)}
-
-
-@dataclass(frozen=True, slots=True)
-class SimStatus:
-    """One SIM as the spool last saw it, with what it sent against its quotas."""
-
-    name: str
-    state: str = "unknown"
-    port: str | None = None
-    signal: int | None = None
-    operator: str | None = None
-    errors: int = 0
-    last_error: str | None = None
-    sent_minute: int = 0
-    sent_today: int = 0
-    sent_month: int = 0
-    per_minute: int | None = None
-    per_day: int | None = None
-    per_month: int | None = None
-    details: dict[str, Any] = field(default_factory=dict)   # the rest of the spool's SIM row
-
-    @property
-    def bars(self) -> int:
-        """The signal as 0-4 bars, as a phone shows it (`signal` is in dBm; None: no bars)."""
-        return signal_bars(self.signal)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dict(self.details)
-        out.update({name: getattr(self, name) for name in self.__dataclass_fields__
-                    if name != "details"})
-        out["bars"] = self.bars
-        return out
-
-
-def signal_bars(dbm: int | None) -> int:
-    """Bars for a signal in dBm as the spool keeps it: the modem's CSQ bars (TS 27.007 8.5,
-    -113 dBm is rssi 0, 2 dB a step), none when unknown."""
-    from at_commands import csq_to_bars
-
-    return 0 if dbm is None else csq_to_bars(min(31, max(0, (dbm + 113) // 2)))
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    """Every SIM, the queue by state and the campaigns running or paused."""
-
-    daemon: DaemonLiveness
-    sims: tuple[SimStatus, ...]
-    queue: dict[str, int]
-    campaigns: tuple[Progress, ...]
-    spool: str
-
-    @property
-    def queue_depth(self) -> int:
-        return self.queue.get(MessageState.QUEUED.value, 0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"daemon": self.daemon.to_dict(), "sims": [s.to_dict() for s in self.sims], "queue": dict(self.queue),
-                "queue_depth": self.queue_depth, "campaigns": [c.to_dict() for c in self.campaigns],
-                "spool": self.spool}
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,33 +324,7 @@ class Pool:
     def status(self) -> Status:
         """Whether the daemon runs, every configured or seen SIM (with no daemon running, a
         SIM's state is unknown), the queue, and the campaigns running or paused."""
-        from modempool.dispatch.liveness import current_sim_state, daemon_liveness
-        from modempool.operator.campaign_report import all_progress
-
-        spool = self.spool
-        liveness = daemon_liveness(spool)
-        known = {row["name"]: row for row in spool.sims()}
-        names = [m.name for m in self.config.modems]
-        names += sorted(set(known) - set(names))
-        sims = []
-        for name in names:
-            row = current_sim_state(known.get(name) or {"state": "unknown"}, liveness)
-            modem = self.config.modem(name)
-            minute, today, month = spool.sent_counts(name)
-            sims.append(SimStatus(
-                name=name, state=row.pop("state", None) or "unknown",
-                port=row.pop("port", None) or (modem.port if modem else None),
-                signal=row.pop("signal", None), operator=row.pop("operator", None),
-                errors=row.pop("errors", 0) or 0, last_error=row.pop("last_error", None),
-                sent_minute=minute, sent_today=today, sent_month=month,
-                per_minute=modem.per_minute if modem else None,
-                per_day=modem.per_day if modem else None,
-                per_month=modem.per_month if modem else None,
-                details={k: v for k, v in row.items()
-                         if k not in ("name", "sent_today", "sent_month")}))
-        return Status(daemon=liveness, sims=tuple(sims), queue=spool.counts(),
-                      campaigns=tuple(all_progress(spool, self.config)), spool=spool.where)
-
+        return read_status(self.spool, self.config)
 
     # ---- the operator's parts -------------------------------------------------------------
     # Each is the library object for one subject, bound to this pool's spool and config, so
@@ -427,6 +348,37 @@ class Pool:
         """Opt numbers out (退订), all or none: one that is no phone number is an InvalidNumber
         naming it, and opts none out. Returns how many were not opted out before."""
         return self.optouts.add_many(numbers, source=source)
+
+    def optout_list(self) -> list[OptOut]:
+        """Every opted-out number, oldest first."""
+        return self.optouts.opted_out()
+
+    def remove_optout(self, number: str) -> None:
+        """Opt a number back in (with the person's consent); NotFound if it is not opted out."""
+        self.optouts.remove(number)
+
+    def blacklist(self) -> list[BlacklistEntry]:
+        """Every blacklisted number with why, by number."""
+        return self.optouts.blacklisted()
+
+    def add_to_blacklist(self, numbers: Iterable[str], reason: str = "") -> int:
+        """Blacklist numbers, all or none (one that is no phone number blacklists none);
+        returns how many were not on it before."""
+        return self.optouts.add_to_blacklist(list(numbers), reason)
+
+    def remove_from_blacklist(self, number: str) -> None:
+        """Take a number off the blacklist; NotFound if it is not on it."""
+        self.optouts.remove_from_blacklist(number)
+
+    def import_blacklist(self, path: str | Path, *, reason: str = "imported",
+                         skip_rejected: bool = False) -> ImportReport:
+        """Blacklist every number of a CSV, XLSX or TXT file, all or nothing (ImportRejected
+        lists every bad row) unless `skip_rejected`."""
+        return self.optouts.import_blacklist(path, reason=reason, skip_rejected=skip_rejected)
+
+    def export_optouts(self, path: str | Path, *, blacklist: bool = False) -> int:
+        """Write the opt-outs (or the blacklist) to CSV or XLSX; returns the rows written."""
+        return self.optouts.export(path, "blacklist" if blacklist else "optouts")
 
     @property
     def campaigns(self) -> Campaigns:
@@ -469,7 +421,11 @@ class Pool:
 
         return rules_from_config(self.config) + self.autoreplies.rules()
 
-    def run_due_jobs(self, now: datetime | None = None) -> list[dict[str, Any]]:
+    def autoreply_log(self, limit: int = 50) -> list[AutoReplyEntry]:
+        """What the auto-reply answered and what its cooldown held back, newest first."""
+        return self.autoreplies.log(limit)
+
+    def run_due_jobs(self, now: datetime | None = None) -> list[JobRun]:
         """Queue what recurring jobs are due now (the daemon does it every minute)."""
         from modempool.operator.recurring import run_due_jobs
 
@@ -511,6 +467,35 @@ class Pool:
         """Add or update one contact; `birthday` as typed (`1990-05-17`, `05-17`, `5月17日`)."""
         return self.contacts.upsert(number, name, fields=fields, birthday=birthday, notes=notes,
                                     groups=tuple(groups))
+
+    def remove_contact(self, number: str) -> None:
+        """Delete a contact (NotFound if `number` is not in the address book)."""
+        self.contacts.remove(number)
+
+    def groups(self) -> list[Group]:
+        """Every group with its member count, by name."""
+        return self.contacts.group_list()
+
+    def create_group(self, name: str, description: str = "") -> int:
+        """Create a group (an existing one stays as it is); returns its id."""
+        return self.contacts.create_group(name, description)
+
+    def rename_group(self, name: str, new_name: str) -> None:
+        """Give a group another name; its members stay."""
+        self.contacts.rename_group(name, new_name)
+
+    def delete_group(self, name: str) -> None:
+        """Delete a group; its contacts stay in the address book."""
+        self.contacts.delete_group(name)
+
+    def add_to_group(self, group: str, numbers: Iterable[str]) -> int:
+        """Put contacts (by number) in a group, creating it; all or none: a number that is
+        no contact adds nobody and leaves no new group. Returns how many."""
+        return self.contacts.add_to_group(group, numbers)
+
+    def remove_from_group(self, group: str, numbers: Iterable[str]) -> int:
+        """Take contacts out of a group; returns how many were in it."""
+        return self.contacts.remove_from_group(group, numbers)
 
     def import_contacts(self, path: str | Path, *, mapping: dict[str, str] | None = None,
                         groups: Iterable[str] = (), encoding: str | None = None,
@@ -576,7 +561,7 @@ class Pool:
         return [CampaignOverview(c, progress(self.spool, c.id, config=self.config))
                 for c in self.campaigns.list()]
 
-    def preview_campaign(self, campaign_id: int, *, sample: int = 3) -> dict[str, Any]:
+    def preview_campaign(self, campaign_id: int, *, sample: int = 3) -> CampaignPreview:
         """What to check before starting: recipients after dedupe and opt-outs, SMS parts,
         `sample` rendered texts, problems."""
         from modempool.operator.campaign_plan import preview
@@ -585,6 +570,28 @@ class Pool:
         return preview(self.spool.db, campaigns.get(campaign_id), self.config, sample=sample,
                        region=campaigns.region)
 
+    def start_campaign(self, campaign_id: int, *, skip_problems: bool = False) -> CampaignStart:
+        """Queue every recipient not yet queued; safe to repeat (after a crash it fills in what
+        is missing, 断点续发). Sensitive words always block, other problems unless
+        `skip_problems` (CampaignBlocked lists them); unknown SIMs are refused."""
+        return self.campaigns.start(campaign_id, skip_problems=skip_problems)
+
+    def pause_campaign(self, campaign_id: int) -> Campaign:
+        """Hold the campaign's queued messages."""
+        return self.campaigns.pause(campaign_id)
+
+    def resume_campaign(self, campaign_id: int) -> Campaign:
+        """Release a paused campaign's messages."""
+        return self.campaigns.resume(campaign_id)
+
+    def cancel_campaign(self, campaign_id: int) -> int:
+        """Cancel the campaign and its queued messages; returns how many were dropped."""
+        return self.campaigns.cancel(campaign_id)
+
+    def rerun_campaign(self, campaign_id: int, name: str | None = None) -> Campaign:
+        """A new draft copied from a saved campaign, to send it again."""
+        return self.campaigns.rerun(campaign_id, name)
+
     def campaign_progress(self, campaign_id: int) -> Progress:
         """Counts by state, why the queued wait, the send rate and an ETA."""
         from modempool.operator.campaign_report import progress
@@ -592,16 +599,18 @@ class Pool:
         return progress(self.spool, campaign_id, config=self.config)
 
     def campaign_report(self, campaign_id: int, *,
-                        export_to: str | Path | None = None) -> dict[str, Any]:
+                        export_to: str | Path | None = None) -> CampaignReport:
         """Delivered, failed with reasons, replies, opt-outs; with `export_to` the
         per-recipient rows are also written to that CSV or XLSX (`exported` says where)."""
-        from modempool.operator.campaign_report import export_report, report
+        import dataclasses
 
-        data = report(self.spool, campaign_id, self.config.region)
-        if export_to is not None:
-            data["exported"] = {"path": str(export_to),
-                                "rows": export_report(self.spool, campaign_id, export_to)}
-        return data
+        from modempool.operator.campaign_report import Exported, export_report, report
+
+        result = report(self.spool, campaign_id, self.config.region)
+        if export_to is None:
+            return result
+        rows = export_report(self.spool, campaign_id, export_to)
+        return dataclasses.replace(result, exported=Exported(str(export_to), rows))
 
     def add_job(self, name: str, kind: str, template: str, *, at: str = "09:00",
                 weekday: str | None = None, numbers: Iterable[str] = (),
@@ -612,6 +621,10 @@ class Pool:
 
         return self.jobs.add(name, kind, template, at=at, weekday=weekday,
                              numbers=tuple(numbers), groups=parse_selections(groups))
+
+    def remove_job(self, job_id: int) -> None:
+        """Delete a recurring job (NotFound if there is none with this id)."""
+        self.jobs.remove(job_id)
 
     def backup(self, path: str | Path, *, overwrite: bool = False) -> BackupResult:
         """A consistent copy of the spool, safe while the daemon runs."""

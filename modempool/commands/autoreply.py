@@ -56,7 +56,7 @@ def autoreply_remove(pool, out, rule_id) -> None:
 @pool_command()
 def autoreply_log(pool, out, limit) -> None:
     """What was answered, and what the cooldown held back."""
-    out.result(pool.autoreplies.log(limit), lambda rows: out.table(
+    out.result(pool.autoreply_log(limit), lambda rows: out.table(
         rows, ["created_at", "sender", "rule", "outcome", "message_id"]))
 
 

@@ -70,17 +70,17 @@ def campaign_list(pool, out) -> None:
 @pool_command()
 def campaign_preview(pool, out, campaign_id, sample) -> None:
     """Recipients after dedupe and opt-outs, total parts (cost), samples, problems."""
-    def human(d):
-        click.echo(f"campaign {d['campaign']} {d['name']}: {d['recipients']} recipient(s), "
-                   f"{d['total_parts']} SMS part(s); removed {d['duplicates_removed']} duplicate(s), "
-                   f"{d['opted_out_removed']} opted out")
-        click.echo(f"quiet hours: {'on' if d['quiet_hours'] else 'off'}; "
-                   f"rate: {d['rate_per_minute'] or 'no cap'}/min; SIMs: {d['sims'] or 'any'}")
-        for s in d["samples"]:
-            click.echo(f"  → {s['to']} {s['name']} ({s['parts']} part(s)): {s['text']}")
-        for p in d["problems"]:
-            click.echo(f"  ! {p}")
-        click.echo("ready to start" if d["can_start"] else "fix the problems, or start with --skip-problems")
+    def human(p):
+        click.echo(f"campaign {p.campaign} {p.name}: {p.recipients} recipient(s), "
+                   f"{p.total_parts} SMS part(s); removed {p.duplicates_removed} duplicate(s), "
+                   f"{p.opted_out_removed} opted out")
+        click.echo(f"quiet hours: {'on' if p.quiet_hours else 'off'}; "
+                   f"rate: {p.rate_per_minute or 'no cap'}/min; SIMs: {list(p.sims or ()) or 'any'}")
+        for s in p.samples:
+            click.echo(f"  → {s.to} {s.name} ({s.parts} part(s)): {s.text}")
+        for problem in p.problems:
+            click.echo(f"  ! {problem}")
+        click.echo("ready to start" if p.can_start else "fix the problems, or start with --skip-problems")
     out.result(pool.preview_campaign(campaign_id, sample=sample), human)
 
 
@@ -130,12 +130,12 @@ def campaign_start(pool, out, campaign_id, skip_problems, follow) -> None:
     from modempool.operator.campaigns import CampaignBlocked
 
     try:
-        result = pool.campaigns.start(campaign_id, skip_problems=skip_problems)
+        result = pool.start_campaign(campaign_id, skip_problems=skip_problems)
     except CampaignBlocked as exc:
         out.result({"campaign": campaign_id, "started": False, "problems": exc.problems})
         raise click.ClickException(str(exc)) from None
-    out.result(result, f"campaign {campaign_id}: {result['enqueued']} message(s) queued, "
-                       f"{result['already_enqueued']} already queued before")
+    out.result(result, f"campaign {campaign_id}: {result.enqueued} message(s) queued, "
+                       f"{result.already_enqueued} already queued before")
     if follow:
         out.result(_follow(pool, campaign_id))
 
@@ -158,7 +158,7 @@ def campaign_progress(pool, out, campaign_id, follow) -> None:
 @pool_command()
 def campaign_pause(pool, out, campaign_id) -> None:
     """Hold the campaign's queued messages."""
-    campaign = pool.campaigns.pause(campaign_id)
+    campaign = pool.pause_campaign(campaign_id)
     out.result(campaign, f"campaign {campaign_id}: {campaign.state.value}")
 
 
@@ -167,7 +167,7 @@ def campaign_pause(pool, out, campaign_id) -> None:
 @pool_command()
 def campaign_resume(pool, out, campaign_id) -> None:
     """Release a paused campaign."""
-    campaign = pool.campaigns.resume(campaign_id)
+    campaign = pool.resume_campaign(campaign_id)
     out.result(campaign, f"campaign {campaign_id}: {campaign.state.value}")
 
 
@@ -176,7 +176,7 @@ def campaign_resume(pool, out, campaign_id) -> None:
 @pool_command()
 def campaign_cancel(pool, out, campaign_id) -> None:
     """Cancel the campaign and its queued messages."""
-    dropped = pool.campaigns.cancel(campaign_id)
+    dropped = pool.cancel_campaign(campaign_id)
     out.result({"campaign": campaign_id, "cancelled": dropped},
                f"campaign {campaign_id}: cancelled, {dropped} queued message(s) dropped")
 
@@ -187,7 +187,7 @@ def campaign_cancel(pool, out, campaign_id) -> None:
 @pool_command()
 def campaign_rerun(pool, out, campaign_id, name) -> None:
     """Copy a saved campaign into a new draft, to send it again."""
-    campaign = pool.campaigns.rerun(campaign_id, name)
+    campaign = pool.rerun_campaign(campaign_id, name)
     out.result(campaign, f"campaign {campaign.id} created from {campaign_id}")
 
 
@@ -198,18 +198,18 @@ def campaign_rerun(pool, out, campaign_id, name) -> None:
 @pool_command()
 def campaign_report(pool, out, campaign_id, export_path) -> None:
     """Delivered, failed with reasons, replies, opt-outs: modempool campaign report 1 --export 报告.xlsx"""
-    def human(d):
-        s = d["summary"]
-        click.echo(f"campaign {campaign_id} {d['campaign']['name']}: {s['recipients']} message(s); "
-                   f"delivered {s['delivered']}, sent {s['sent']}, failed {s['failed']}, "
-                   f"pending {s['queued'] + s['sending']}, cancelled {s['cancelled']}, "
-                   f"expired {s['expired']}, ambiguous {s['ambiguous']}")
-        click.echo(f"replies {s['replies']} from {s['repliers']} recipient(s); opt-outs {s['opt_outs']}; "
-                   f"stopped at send (opted out or blacklisted) {s['stopped_at_send']}")
-        for reason, count in s["failure_reasons"].items():
+    def human(report):
+        s = report.summary
+        click.echo(f"campaign {campaign_id} {report.campaign.name}: {s.recipients} message(s); "
+                   f"delivered {s.delivered}, sent {s.sent}, failed {s.failed}, "
+                   f"pending {s.queued + s.sending}, cancelled {s.cancelled}, "
+                   f"expired {s.expired}, ambiguous {s.ambiguous}")
+        click.echo(f"replies {s.replies} from {s.repliers} recipient(s); opt-outs {s.opt_outs}; "
+                   f"stopped at send (opted out or blacklisted) {s.stopped_at_send}")
+        for reason, count in s.failure_reasons.items():
             click.echo(f"  failed {count}: {reason}")
-        if "exported" in d:
-            click.echo(f"wrote {d['exported']['rows']} row(s) to {d['exported']['path']}")
+        if report.exported is not None:
+            click.echo(f"wrote {report.exported.rows} row(s) to {report.exported.path}")
     out.result(pool.campaign_report(campaign_id, export_to=export_path), human)
 
 

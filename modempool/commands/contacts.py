@@ -80,7 +80,7 @@ def contacts_add(pool, out, number, name, fields, birthday, notes, groups) -> No
 @pool_command()
 def contacts_remove(pool, out, number) -> None:
     """Delete a contact."""
-    pool.contacts.remove(number)
+    pool.remove_contact(number)
     out.result({"removed": number}, f"removed {number}")
 
 
@@ -122,7 +122,7 @@ def groups_group() -> None:
 @pool_command()
 def groups_list(pool, out) -> None:
     """Every group with its member count."""
-    out.result(pool.contacts.groups(), lambda rows: out.table(
+    out.result(pool.groups(), lambda rows: out.table(
         rows, ["name", "members", "description"]))
 
 
@@ -132,7 +132,7 @@ def groups_list(pool, out) -> None:
 @pool_command()
 def groups_create(pool, out, name, description) -> None:
     """Create a group."""
-    pool.contacts.create_group(name, description)
+    pool.create_group(name, description)
     out.result({"created": name}, f"group {name} ready")
 
 
@@ -141,7 +141,7 @@ def groups_create(pool, out, name, description) -> None:
 @pool_command()
 def groups_delete(pool, out, name) -> None:
     """Delete a group (its contacts stay)."""
-    pool.contacts.delete_group(name)
+    pool.delete_group(name)
     out.result({"deleted": name}, f"group {name} deleted")
 
 
@@ -151,7 +151,7 @@ def groups_delete(pool, out, name) -> None:
 @pool_command()
 def groups_rename(pool, out, name, new_name) -> None:
     """Give a group another name (its members stay)."""
-    pool.contacts.rename_group(name, new_name)
+    pool.rename_group(name, new_name)
     out.result({"renamed": name, "to": new_name.strip()}, f"group {name} is now {new_name.strip()}")
 
 
@@ -161,7 +161,7 @@ def groups_rename(pool, out, name, new_name) -> None:
 @pool_command()
 def groups_add(pool, out, name, numbers) -> None:
     """Put existing contacts in a group: modempool groups add 教师 13800138000"""
-    count = pool.contacts.add_to_group(name, numbers)
+    count = pool.add_to_group(name, numbers)
     out.result({"group": name, "added": count}, f"{count} contact(s) in {name}")
 
 
@@ -171,7 +171,7 @@ def groups_add(pool, out, name, numbers) -> None:
 @pool_command()
 def groups_remove(pool, out, name, numbers) -> None:
     """Take contacts out of a group."""
-    count = pool.contacts.remove_from_group(name, numbers)
+    count = pool.remove_from_group(name, numbers)
     out.result({"group": name, "removed": count}, f"{count} contact(s) removed from {name}")
 
 

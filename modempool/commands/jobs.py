@@ -47,7 +47,7 @@ def jobs_list(pool, out) -> None:
 @pool_command()
 def jobs_remove(pool, out, job_id) -> None:
     """Delete a job."""
-    pool.jobs.remove(job_id)
+    pool.remove_job(job_id)
     out.result({"removed": job_id}, f"job {job_id} removed")
 
 
@@ -56,9 +56,9 @@ def jobs_remove(pool, out, job_id) -> None:
 def jobs_run(pool, out) -> None:
     """Queue whatever is due now (the daemon does this every minute by itself)."""
     out.result(pool.run_due_jobs(), lambda rows: click.echo(
-        "\n".join(f"job {x['job']} {x['name']}: {x['enqueued']} queued"
-                  + (f" (not sent: sensitive words {', '.join(x['sensitive'])})"
-                     if x["sensitive"] else "") for x in rows)
+        "\n".join(f"job {run.job} {run.name}: {run.enqueued} queued"
+                  + (f" (not sent: sensitive words {', '.join(run.sensitive)})"
+                     if run.sensitive else "") for run in rows)
         or "nothing due"))
 
 

@@ -24,7 +24,7 @@ def optout_group() -> None:
 @pool_command()
 def optout_list(pool, out) -> None:
     """Numbers that opted out."""
-    out.result(pool.optouts.optouts(), lambda rows: out.table(
+    out.result(pool.optout_list(), lambda rows: out.table(
         rows, ["number", "keyword", "source", "created_at"]))
 
 
@@ -42,7 +42,7 @@ def optout_add(pool, out, numbers) -> None:
 @pool_command()
 def optout_remove(pool, out, number) -> None:
     """Opt a number back in (only with the person's consent)."""
-    pool.optouts.remove(number)
+    pool.remove_optout(number)
     out.result({"removed": number}, f"{number} opted back in")
 
 
@@ -51,7 +51,7 @@ def optout_remove(pool, out, number) -> None:
 @pool_command()
 def optout_export(pool, out, path) -> None:
     """Write the opt-out list to CSV or XLSX."""
-    count = pool.optouts.export(path, "optouts")
+    count = pool.export_optouts(path)
     out.result({"path": path, "rows": count}, f"wrote {count} opt-out(s) to {path}")
 
 
@@ -64,7 +64,7 @@ def blacklist_group() -> None:
 @pool_command()
 def blacklist_list(pool, out) -> None:
     """Every blacklisted number, with why."""
-    out.result(pool.optouts.blacklist(), lambda rows: out.table(
+    out.result(pool.blacklist(), lambda rows: out.table(
         rows, ["number", "reason", "created_at"]))
 
 
@@ -74,7 +74,7 @@ def blacklist_list(pool, out) -> None:
 @pool_command()
 def blacklist_add(pool, out, numbers, reason) -> None:
     """Blacklist numbers: they never get any message."""
-    count = pool.optouts.add_to_blacklist(numbers, reason)
+    count = pool.add_to_blacklist(numbers, reason)
     out.result({"added": count}, f"{count} number(s) blacklisted")
 
 
@@ -83,7 +83,7 @@ def blacklist_add(pool, out, numbers, reason) -> None:
 @pool_command()
 def blacklist_remove(pool, out, number) -> None:
     """Take a number off the blacklist."""
-    pool.optouts.remove_from_blacklist(number)
+    pool.remove_from_blacklist(number)
     out.result({"removed": number}, f"{number} removed from the blacklist")
 
 
@@ -97,7 +97,7 @@ def blacklist_import(pool, out, path, reason, skip_bad) -> None:
     from modempool.operator.importers import ImportRejected
 
     try:
-        report = pool.optouts.import_blacklist(path, reason=reason, skip_rejected=skip_bad)
+        report = pool.import_blacklist(path, reason=reason, skip_rejected=skip_bad)
     except ImportRejected as exc:
         out.result(exc.report)
         raise click.ClickException(str(exc)) from None
@@ -109,7 +109,7 @@ def blacklist_import(pool, out, path, reason, skip_bad) -> None:
 @pool_command()
 def blacklist_export(pool, out, path) -> None:
     """Write the blacklist to CSV or XLSX."""
-    count = pool.optouts.export(path, "blacklist")
+    count = pool.export_optouts(path, blacklist=True)
     out.result({"path": path, "rows": count}, f"wrote {count} number(s) to {path}")
 
 

@@ -1,11 +1,10 @@
 """What every pool command shares: `--config`, `--db`, `--json`, opening the front door
 (`modempool.Pool`), and time options checked as they are typed.
 
-    @contacts_group.command("list")
-    @click.option("--group", default=None)
+    @groups_group.command("list")
     @pool_command()
-    def contacts_list(pool, out, group):
-        out.result(pool.contacts.list(group=group), lambda rows: out.table(rows, COLUMNS))
+    def groups_list(pool, out):
+        out.result(pool.groups(), lambda groups: out.table(groups, ["name", "members"]))
 
 A refusal of the library (a PoolError) becomes one `Error: ...` line through the top-level
 group (`modempool/commands/errors.py`).

@@ -282,7 +282,7 @@ class Daemon(ModemTaskMixin):
         while not self._stop.is_set():
             try:
                 for run in run_due_jobs(self.spool, self.config):
-                    self.spool.record_event("job-run", detail=run)
+                    self.spool.record_event("job-run", detail=run.to_dict())
                 if self.dispatcher is not None:
                     self.dispatcher.wake.set()
             except Exception:

@@ -32,7 +32,7 @@ from typing import Any
 
 from modempool.errors import ConfigError, InvalidNumber, NotFound, PoolError
 from modempool.numbers import normalise
-from modempool.operator.db import ensure_schema, now_iso, transaction
+from modempool.operator.db import ensure_schema, now_iso, parse_time, transaction
 from modempool.config import Config
 from modempool.operator.optout import OptOutList, field_of
 
@@ -131,11 +131,33 @@ class Rule:
         return {"rule": self.name, "keywords": list(self.keywords), "pattern": self.pattern,
                 "reply": self.reply, "sim": self.sim, "hours": self.hours, "cooldown": self.cooldown}
 
+    to_dict = as_dict   # the name every result of `Pool` answers to
+
 
 def rules_from_config(config: Config) -> list[Rule]:
     """The `[[autoreply]]` rules of the config, named config:1, config:2, ..."""
     return [Rule(f"config:{index}", r.reply, r.keywords, r.pattern, r.sim, r.hours, r.cooldown)
             for index, r in enumerate(config.autoreply, start=1)]
+
+
+@dataclass(frozen=True, slots=True)
+class AutoReplyEntry:
+    """One decision of the auto-reply: which rule matched a sender's SMS, and the `outcome`
+    (`replied` with the reply's `message_id`, `cooldown`, `opted_out`)."""
+
+    id: int
+    sender: str
+    rule: str
+    inbound_id: int | None
+    message_id: int | None
+    outcome: str
+    created_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "sender": self.sender, "rule": self.rule,
+                "inbound_id": self.inbound_id, "message_id": self.message_id,
+                "outcome": self.outcome,
+                "created_at": now_iso(self.created_at) if self.created_at else None}
 
 
 class AutoReplies:
@@ -173,11 +195,11 @@ class AutoReplies:
                               " AND outcome = 'replied'", [sender]).fetchone()
         return row[0] if row else None
 
-    def log(self, limit: int = 50) -> list[dict[str, Any]]:
+    def log(self, limit: int = 50) -> list[AutoReplyEntry]:
+        """What was answered or held back, newest first (the last `limit`)."""
         cur = self.db.execute("SELECT id, sender, rule, inbound_id, message_id, outcome, created_at"
                               " FROM autoreply_log ORDER BY id DESC LIMIT ?", [limit])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
+        return [AutoReplyEntry(*row[:6], created_at=parse_time(row[6])) for row in cur.fetchall()]
 
     def record(self, sender: str, rule: str, inbound_id: Any, message_id: Any, outcome: str,
                moment: datetime) -> None:

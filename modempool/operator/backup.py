@@ -27,6 +27,8 @@ class BackupResult:
     def as_dict(self) -> dict:
         return {"path": self.path, "bytes": self.bytes, "tables": self.tables}
 
+    to_dict = as_dict   # the name every result of `Pool` answers to
+
 
 def backup(source: str | Path, destination: str | Path, *, pages: int = -1,
            overwrite: bool = False) -> BackupResult:

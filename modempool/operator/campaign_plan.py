@@ -170,22 +170,62 @@ def plan_campaign(db: Any, campaign: Any, config: Config | None = None,
                 sum(r.parts for r in recipients), coded=tuple(coded))
 
 
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One rendered message of a preview: to whom, the contact's name, the text, its parts."""
+
+    to: str
+    name: str
+    text: str
+    parts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"to": self.to, "name": self.name, "text": self.text, "parts": self.parts}
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignPreview:
+    """What an operator checks before starting a campaign (`Pool.preview_campaign`)."""
+
+    campaign: int
+    name: str
+    recipients: int                     # after duplicates and opted-out numbers are removed
+    duplicates_removed: int
+    opted_out_removed: int              # opted out or blacklisted
+    total_parts: int                    # SMS parts of every rendered message: the cost
+    quiet_hours: bool
+    rate_per_minute: float | None
+    sims: tuple[str, ...] | None        # None: any SIM
+    samples: tuple[Sample, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def can_start(self) -> bool:
+        """No problem stands in the way (start with `skip_problems` otherwise)."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign, "name": self.name, "recipients": self.recipients,
+            "duplicates_removed": self.duplicates_removed,
+            "opted_out_removed": self.opted_out_removed, "total_parts": self.total_parts,
+            "quiet_hours": self.quiet_hours, "rate_per_minute": self.rate_per_minute,
+            "sims": list(self.sims) if self.sims is not None else None,
+            "samples": [s.to_dict() for s in self.samples], "problems": list(self.problems),
+            "can_start": self.can_start,
+        }
+
+
 def preview(db: Any, campaign: Any, config: Config | None = None, *, sample: int = 3,
-            region: str = DEFAULT_REGION) -> dict[str, Any]:
+            region: str = DEFAULT_REGION) -> CampaignPreview:
     """What an operator checks before starting: counts, cost, sample texts, problems."""
     plan = plan_campaign(db, campaign, config, region)
-    return {
-        "campaign": campaign.id,
-        "name": campaign.name,
-        "recipients": len(plan.recipients),
-        "duplicates_removed": plan.duplicates,
-        "opted_out_removed": len(plan.excluded_optout),
-        "total_parts": plan.total_parts,
-        "quiet_hours": campaign.quiet_hours,
-        "rate_per_minute": campaign.rate_per_minute,
-        "sims": list(campaign.sims) if campaign.sims else None,
-        "samples": [{"to": r.number, "name": r.name, "text": r.text, "parts": r.parts}
-                    for r in plan.recipients[:sample]],
-        "problems": plan.problems,
-        "can_start": not plan.problems,
-    }
+    return CampaignPreview(
+        campaign=campaign.id, name=campaign.name, recipients=len(plan.recipients),
+        duplicates_removed=plan.duplicates, opted_out_removed=len(plan.excluded_optout),
+        total_parts=plan.total_parts, quiet_hours=campaign.quiet_hours,
+        rate_per_minute=campaign.rate_per_minute,
+        sims=tuple(campaign.sims) if campaign.sims else None,
+        samples=tuple(Sample(r.number, r.name, r.text, r.parts)
+                      for r in plan.recipients[:sample]),
+        problems=tuple(plan.problems))

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from modempool.numbers import DEFAULT_REGION
-from modempool.operator.campaigns import Campaigns
+from modempool.operator.campaigns import Campaign, Campaigns
 from modempool.operator.contacts import AddressBook
 from modempool.operator.optout import OptOutList
-from modempool.spool.model import from_text
+from modempool.spool.model import from_text, to_text
 
 PENDING = ("queued", "sending")
 STATES = ("queued", "sending", "sent", "delivered", "failed", "expired", "cancelled", "ambiguous")
@@ -104,7 +104,90 @@ def all_progress(spool: Any, config: Any = None) -> list[Progress]:
             if c.state.value in ("running", "paused")]
 
 
-def report(spool: Any, campaign_id: int, region: str = DEFAULT_REGION) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class RecipientOutcome:
+    """What became of one message of a campaign: its state, why it failed, the replies its
+    recipient sent since the campaign started, whether they opted out."""
+
+    message_id: int
+    to: str
+    state: str
+    error: str                          # '' when none
+    sim: str                            # '' before a SIM took it
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    attempts: int
+    name: str                           # the address book's, '' for a number not in it
+    replies: tuple[str, ...] = ()
+    opted_out: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message_id": self.message_id, "to": self.to, "state": self.state,
+                "error": self.error, "sim": self.sim, "sent_at": to_text(self.sent_at) or "",
+                "delivered_at": to_text(self.delivered_at) or "", "attempts": self.attempts,
+                "name": self.name, "replies": list(self.replies), "opted_out": self.opted_out}
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSummary:
+    """A campaign's messages counted by state, with replies and opt-outs."""
+
+    recipients: int
+    queued: int
+    sending: int
+    sent: int
+    delivered: int
+    failed: int
+    expired: int
+    cancelled: int
+    ambiguous: int
+    failure_reasons: dict[str, int]     # reason -> messages, most common first
+    replies: int
+    repliers: int
+    opt_outs: int
+    stopped_at_send: int                # queued, then refused as claimed (opted out meanwhile)
+
+    @property
+    def went_out(self) -> int:
+        return self.sent + self.delivered
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"recipients": self.recipients, **{s: getattr(self, s) for s in STATES},
+                "went_out": self.went_out, "failure_reasons": dict(self.failure_reasons),
+                "replies": self.replies, "repliers": self.repliers, "opt_outs": self.opt_outs,
+                "stopped_at_send": self.stopped_at_send}
+
+
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """Where a report's per-recipient rows were written, and how many."""
+
+    path: str
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "rows": self.rows}
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignReport:
+    """A campaign's outcome (`Pool.campaign_report`): the campaign, the summary, each recipient;
+    `exported` when the rows were also written to a file."""
+
+    campaign: Campaign
+    summary: ReportSummary
+    recipients: tuple[RecipientOutcome, ...]
+    exported: Exported | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"campaign": self.campaign.as_dict(), "summary": self.summary.to_dict(),
+               "recipients": [r.to_dict() for r in self.recipients]}
+        if self.exported is not None:
+            out["exported"] = self.exported.to_dict()
+        return out
+
+
+def report(spool: Any, campaign_id: int, region: str = DEFAULT_REGION) -> CampaignReport:
     """Delivered, failed with reasons, replies and opt-outs since the campaign started, per recipient."""
     campaign = Campaigns(spool).get(campaign_id)
     since = campaign.started_at or campaign.created_at
@@ -118,28 +201,23 @@ def report(spool: Any, campaign_id: int, region: str = DEFAULT_REGION) -> dict[s
              if r["created_at"] >= since and r["number"] in numbers}
     book = AddressBook(spool.db, region)
     names = {c.number: c.name for c in book.list()} if messages else {}
-    recipients = [{
-        **m, "name": names.get(m["to"], ""), "error": m["error"] or "", "sim": m["sim"] or "",
-        "sent_at": m["sent_at"] or "", "delivered_at": m["delivered_at"] or "",
-        "replies": replies.get(m["to"], []), "opted_out": m["to"] in opted,
-    } for m in messages]
-    states = Counter(r["state"] for r in recipients)
-    reasons = Counter(r["error"] or "unknown" for r in recipients if r["state"] == "failed")
-    return {
-        "campaign": campaign.as_dict(),
-        "summary": {
-            "recipients": len(recipients), **{s: states.get(s, 0) for s in STATES},
-            "went_out": states.get("sent", 0) + states.get("delivered", 0),
-            "failure_reasons": dict(reasons.most_common()),
-            "replies": sum(len(v) for v in replies.values()),
-            "repliers": len(replies),
-            "opt_outs": len(opted),
-            # queued, then refused as they were claimed (an opt-out or blacklisting meanwhile)
-            "stopped_at_send": sum(r["state"] == "cancelled" and r["error"].startswith(
-                ("opted out at", "on the blacklist")) for r in recipients),
-        },
-        "recipients": recipients,
-    }
+    recipients = tuple(RecipientOutcome(
+        message_id=m["message_id"], to=m["to"], state=m["state"], error=m["error"] or "",
+        sim=m["sim"] or "", sent_at=from_text(m["sent_at"]),
+        delivered_at=from_text(m["delivered_at"]), attempts=m["attempts"],
+        name=names.get(m["to"], ""), replies=tuple(replies.get(m["to"], [])),
+        opted_out=m["to"] in opted) for m in messages)
+    states = Counter(r.state for r in recipients)
+    reasons = Counter(r.error or "unknown" for r in recipients if r.state == "failed")
+    summary = ReportSummary(
+        recipients=len(recipients), **{s: states.get(s, 0) for s in STATES},
+        failure_reasons=dict(reasons.most_common()),
+        replies=sum(len(v) for v in replies.values()), repliers=len(replies),
+        opt_outs=len(opted),
+        # queued, then refused as they were claimed (an opt-out or blacklisting meanwhile)
+        stopped_at_send=sum(r.state == "cancelled" and r.error.startswith(
+            ("opted out at", "on the blacklist")) for r in recipients))
+    return CampaignReport(campaign, summary, recipients)
 
 
 REPORT_COLUMNS = ("to", "name", "state", "error", "sim", "sent_at", "delivered_at", "attempts",
@@ -150,8 +228,7 @@ def export_report(spool: Any, campaign_id: int, path: str | Path) -> int:
     """Write the per-recipient report to CSV or XLSX (by extension); returns rows written."""
     from modempool.operator.spreadsheets import write_table
 
-    data = report(spool, campaign_id)
-    rows = ([r[c] if c != "replies" else " | ".join(r[c]) for c in REPORT_COLUMNS]
-            for r in data["recipients"])
+    rows = ([row[c] if c != "replies" else " | ".join(row[c]) for c in REPORT_COLUMNS]
+            for row in (r.to_dict() for r in report(spool, campaign_id).recipients))
     return write_table(path, REPORT_COLUMNS, rows)
 

@@ -115,6 +115,27 @@ class Campaign:
             "started_at": self.started_at, "rerun_of": self.rerun_of,
         }
 
+    to_dict = as_dict   # the name every result of `Pool` answers to
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignStart:
+    """What starting a campaign did (`Pool.start_campaign`): of its `recipients`, how many it
+    queued now and how many an earlier start had queued (a second start queues none again)."""
+
+    campaign: int
+    recipients: int
+    enqueued: int
+    already_enqueued: int
+    skipped_problems: int               # problems left out with `skip_problems`
+    opted_out_removed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"campaign": self.campaign, "recipients": self.recipients,
+                "enqueued": self.enqueued, "already_enqueued": self.already_enqueued,
+                "skipped_problems": self.skipped_problems,
+                "opted_out_removed": self.opted_out_removed}
+
 
 def _iso(moment: datetime | None) -> str | None:
     return now_iso(moment) if moment else None
@@ -218,7 +239,7 @@ class Campaigns:
         return plan_campaign(self.db, self.get(campaign_id), self.config, self.region)
 
     def start(self, campaign_id: int, *, now: datetime | None = None,
-              skip_problems: bool = False) -> dict[str, Any]:
+              skip_problems: bool = False) -> CampaignStart:
         """Enqueue every recipient not yet enqueued; safe to call again at any time.
 
         Sensitive words always block; invalid numbers and missing template fields block unless
@@ -257,9 +278,10 @@ class Campaigns:
             self._cancel_queued(campaign_id)
         log.info("campaign %s: %d enqueued, %d were already in the spool", campaign_id,
                  enqueued, len(plan.recipients) - len(todo))
-        return {"campaign": campaign_id, "recipients": len(plan.recipients), "enqueued": enqueued,
-                "already_enqueued": len(plan.recipients) - len(todo),
-                "skipped_problems": len(plan.problems), "opted_out_removed": len(plan.excluded_optout)}
+        return CampaignStart(campaign=campaign_id, recipients=len(plan.recipients),
+                             enqueued=enqueued, already_enqueued=len(plan.recipients) - len(todo),
+                             skipped_problems=len(plan.problems),
+                             opted_out_removed=len(plan.excluded_optout))
 
     def _rows(self, campaign: Campaign, todo: list, now: datetime, held: bool) -> list[dict]:
         base = max(campaign.start_at or now, now)

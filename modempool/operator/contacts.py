@@ -60,6 +60,8 @@ class Contact:
             "birthday": self.birthday, "notes": self.notes, "groups": list(self.groups),
         }
 
+    to_dict = as_dict   # the name every result of `Pool` answers to
+
     def template_values(self) -> dict[str, Any]:
         """Values a campaign template can use: extra fields, then name/number/birthday."""
         values = {k: v for k, v in self.fields.items() if v not in (None, "")}
@@ -67,6 +69,18 @@ class Contact:
         if self.birthday:
             values["birthday"] = self.birthday
         return {k: v for k, v in values.items() if v not in (None, "")}
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A contact group (分组) with how many contacts are in it."""
+
+    name: str
+    description: str
+    members: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "members": self.members}
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,11 +253,15 @@ class AddressBook:
             self.db.execute("DELETE FROM groups WHERE id = ?", [group_id])
 
     def groups(self) -> list[dict[str, Any]]:
-        """Every group with its member count."""
+        """Every group with its member count, as dicts (`group_list` for typed ones)."""
+        return [g.to_dict() for g in self.group_list()]
+
+    def group_list(self) -> list[Group]:
+        """Every group with its member count, by name."""
         rows = self.db.execute(
             "SELECT g.name, g.description, COUNT(m.contact_id) FROM groups g"
             " LEFT JOIN group_members m ON m.group_id = g.id GROUP BY g.id ORDER BY g.name").fetchall()
-        return [{"name": r[0], "description": r[1], "members": r[2]} for r in rows]
+        return [Group(r[0], r[1], r[2]) for r in rows]
 
     def add_to_group(self, group: str, numbers: Iterable[str]) -> int:
         """Put existing contacts (by number) into a group, creating the group; returns how many.

@@ -103,6 +103,8 @@ class ImportReport:
                          for r in self.rejected],
         }
 
+    to_dict = as_dict   # the name every result of `Pool` answers to
+
 
 def decode_bytes(data: bytes) -> tuple[str, str]:
     """Text and the encoding it was in: UTF-8 with BOM, UTF-8, else GB18030 (covers GBK)."""

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from modempool.config import Config
 from modempool.errors import InvalidNumber, NotFound
 from modempool.numbers import DEFAULT_REGION, normalise
-from modempool.operator.db import ensure_schema, now_iso, transaction
+from modempool.operator.db import ensure_schema, now_iso, parse_time, transaction
 from modempool.spool.numbers import normalise_all
 
 log = logging.getLogger("modempool.operator.optout")
@@ -46,6 +48,36 @@ CREATE TABLE IF NOT EXISTS blacklist (
     created_at TEXT NOT NULL
 );
 """
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    """A number that opted out (退订): the keyword it replied with ('' when added by hand),
+    where the opt-out came from (`auto`, `manual`, `api`, ...), the SMS that said so."""
+
+    number: str
+    keyword: str
+    source: str
+    inbound_id: int | None
+    created_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "keyword": self.keyword, "source": self.source,
+                "inbound_id": self.inbound_id,
+                "created_at": now_iso(self.created_at) if self.created_at else None}
+
+
+@dataclass(frozen=True, slots=True)
+class BlacklistEntry:
+    """A number that never gets any message, and why."""
+
+    number: str
+    reason: str
+    created_at: datetime | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "reason": self.reason,
+                "created_at": now_iso(self.created_at) if self.created_at else None}
 
 
 class OptOutList:
@@ -121,6 +153,16 @@ class OptOutList:
     def blacklist(self) -> list[dict[str, Any]]:
         cur = self.db.execute("SELECT number, reason, created_at FROM blacklist ORDER BY number")
         return [dict(zip(("number", "reason", "created_at"), r)) for r in cur.fetchall()]
+
+    def opted_out(self) -> list[OptOut]:
+        """`optouts()` as typed entries, oldest first."""
+        return [OptOut(r["number"], r["keyword"], r["source"], r["inbound_id"],
+                       parse_time(r["created_at"])) for r in self.optouts()]
+
+    def blacklisted(self) -> list[BlacklistEntry]:
+        """`blacklist()` as typed entries, by number."""
+        return [BlacklistEntry(r["number"], r["reason"], parse_time(r["created_at"]))
+                for r in self.blacklist()]
 
     def blocked_for_campaigns(self) -> set[str]:
         """Numbers a campaign or recurring job must skip: opted out or blacklisted."""

@@ -82,6 +82,8 @@ class Job:
                 "exclude_groups": list(self.groups.exclude), "marketing": self.marketing,
                 "enabled": self.enabled, "last_run": self.last_run}
 
+    to_dict = as_dict   # the name every result of `Pool` answers to
+
 
 def birthday_today(contact: Contact, day: date) -> bool:
     """Whether `day` is the contact's birthday; ValueError if the stored birthday is no date
@@ -187,8 +189,24 @@ class Jobs:
         return list(unique.items())
 
 
+@dataclass(frozen=True, slots=True)
+class JobRun:
+    """What one due job queued (`Pool.run_due_jobs`): nothing when its texts hold a sensitive
+    word; `skipped` names the recipients whose text lacked a field."""
+
+    job: int
+    name: str
+    enqueued: int
+    skipped: tuple[str, ...] = ()
+    sensitive: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": self.job, "name": self.name, "enqueued": self.enqueued,
+                "skipped": list(self.skipped), "sensitive": list(self.sensitive)}
+
+
 def run_due_jobs(spool: Any, config: Config | None = None,
-                 now: datetime | None = None) -> list[dict[str, Any]]:
+                 now: datetime | None = None) -> list[JobRun]:
     """Enqueue the messages of every job due at `now` (aware; default: current time).
 
     Call it from the daemon about once a minute; repeated calls are harmless."""
@@ -198,7 +216,7 @@ def run_due_jobs(spool: Any, config: Config | None = None,
     jobs = Jobs(spool.db, config.region, config.tz)
     signature = config.signature
     words = SensitiveWords.from_config(config)
-    results = []
+    results: list[JobRun] = []
     for job in jobs.list():
         if not job.due(local):
             continue
@@ -223,8 +241,7 @@ def run_due_jobs(spool: Any, config: Config | None = None,
             log.warning("job %s (%s): nothing queued today: sensitive words %s", job.id,
                         job.name, ", ".join(sensitive))
         log.info("job %s (%s): %d message(s) queued", job.id, job.name, len(ids))
-        results.append({"job": job.id, "name": job.name, "enqueued": len(ids), "skipped": skipped,
-                        "sensitive": list(sensitive)})
+        results.append(JobRun(job.id, job.name, len(ids), tuple(skipped), tuple(sensitive)))
     return results
 
 

@@ -47,6 +47,8 @@ class Template:
         return {"id": self.id, "name": self.name, "text": self.text, "kind": self.kind,
                 "fields": self.fields, "updated_at": self.updated_at}
 
+    to_dict = as_dict   # the name every result of `Pool` answers to
+
 
 class CampaignTemplates:
     """The saved templates in a spool's database (`spool.db`, either engine)."""

@@ -132,7 +132,7 @@ def campaign_action(campaign_id: CampaignId, action: Literal["start", "pause", "
                     skip_problems: bool = False) -> dict[str, Any]:
     campaigns = op.campaign_desk()
     if action == "start":
-        return {"started": campaigns.start(campaign_id, skip_problems=skip_problems)}
+        return {"started": campaigns.start(campaign_id, skip_problems=skip_problems).to_dict()}
     return getattr(campaigns, action)(campaign_id).as_dict()
 
 

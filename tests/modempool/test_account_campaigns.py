@@ -57,7 +57,7 @@ def test_a_sender_runs_its_own_campaign_through_its_sims_and_owns_its_messages(p
         shop.get(made.id)
     with pytest.raises(NotFound):
         shop.start(made.id)
-    assert branch.start(made.id)["enqueued"] == 2
+    assert branch.start(made.id).enqueued == 2
     own = pool.for_account(Accounts(pool.spool).get("branch"))
     messages, _ = own.page()
     assert sorted(m.to for m in messages) == ["+8613700137001", "+8613700137002"]
@@ -92,7 +92,7 @@ def test_a_viewer_looks_at_every_campaign_and_runs_none_and_an_admin_runs_all(po
     with pytest.raises(Forbidden):
         audit.create("x", "y", numbers=["13700137003"])
     assert pool.messages(campaign=made.id) == []
-    assert root.start(made.id)["enqueued"] == 2
+    assert root.start(made.id).enqueued == 2
     assert root.cancel(made.id) == 2
 
 

@@ -54,7 +54,7 @@ def test_cooldown_stops_ping_pong_then_expires(setup):
     assert handle(spool, spool.store_inbound("13900139000", "营业时间", sim="m1")) is not None
     clock.now += timedelta(seconds=2)
     assert handle(spool, spool.store_inbound("13800138000", "营业时间", sim="m1")) is not None
-    outcomes = [(r["sender"], r["outcome"]) for r in reversed(AutoReplies(spool.db).log())]
+    outcomes = [(r.sender, r.outcome) for r in reversed(AutoReplies(spool.db).log())]
     assert outcomes == [("+8613800138000", "replied"), ("+8613800138000", "cooldown"),
                         ("+8613900139000", "replied"), ("+8613800138000", "replied")]
     assert len(spool.list()) == 3

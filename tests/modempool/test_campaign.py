@@ -65,20 +65,21 @@ def test_preview_counts_dedupes_optouts_parts_and_problems(spool, config, tmp_pa
         groups=Selection(("家长", "教师"), ("毕业班",)), sheet=sheet)
     data = preview(spool.db, campaign, config, sample=2)
     # 家长+教师-毕业班 = 张三 李四 王五 钱七; + 孙八 周九 from the sheet; 张三 and 李四 twice
-    assert data["duplicates_removed"] == 2
-    assert data["opted_out_removed"] == 2          # 钱七 opted out, 王五 blacklisted
-    assert data["recipients"] == 3                 # 张三 李四 孙八 (周九 lacks {班级})
-    assert data["samples"][0] == {"to": "+8613800138000", "name": "张三", "parts": 1,
-                                  "text": "【蓝天学校】张三家长您好：一班周五开会。回T退订"}
-    assert data["problems"] == [
+    assert data.duplicates_removed == 2
+    assert data.opted_out_removed == 2          # 钱七 opted out, 王五 blacklisted
+    assert data.recipients == 3                 # 张三 李四 孙八 (周九 lacks {班级})
+    assert data.samples[0].to_dict() == {"to": "+8613800138000", "name": "张三", "parts": 1,
+                                         "text": "【蓝天学校】张三家长您好：一班周五开会。回T退订"}
+    assert data.problems == (
         "invalid: '1380013800' is not a valid number in region CN",
         "invalid: sheet line 5: invalid number: '999' is not a valid number in region CN",
         "missing field: +8613200132000 (sheet line 3): missing {班级}",
-    ]
-    assert data["can_start"] is False and data["quiet_hours"] is True
+    )
+    assert data.can_start is False and data.quiet_hours is True
+    assert data.to_dict()["can_start"] is False and data.to_dict()["problems"] == list(data.problems)
     with pytest.raises(CampaignBlocked) as blocked:
         Campaigns(spool, config).start(campaign.id)
-    assert blocked.value.problems == data["problems"]
+    assert blocked.value.problems == list(data.problems)
     assert spool.list(campaign_id=campaign.id) == []
 
 
@@ -87,8 +88,8 @@ def test_total_parts_counts_long_chinese_text(spool, config):
     campaign = Campaigns(spool, config).create("长", text, numbers=["13800138000", "13900139000"],
                                                kind="notice")
     data = preview(spool.db, campaign, config)
-    assert data["total_parts"] == 4 and data["samples"][0]["text"] == text  # notices: no signature
-    assert data["quiet_hours"] is False
+    assert data.total_parts == 4 and data.samples[0].text == text  # notices: no signature
+    assert data.quiet_hours is False
 
 
 def test_sensitive_words_block_even_with_skip_problems(spool, config):
@@ -103,10 +104,10 @@ def test_start_is_idempotent_across_restart(spool, config):
     campaign = Campaigns(spool, config).create("全体", "{name}您好", groups=Selection(("家长", "教师")))
     first = Campaigns(spool, config).start(campaign.id)
     again = Campaigns(spool, config).start(campaign.id)
-    assert (first["enqueued"], again["enqueued"], again["already_enqueued"]) == (5, 0, 5)
+    assert (first.enqueued, again.enqueued, again.already_enqueued) == (5, 0, 5)
     spool.close()
     reopened = config.open_spool()  # a restart: a new process opening the same file
-    assert Campaigns(reopened, config).start(campaign.id)["enqueued"] == 0
+    assert Campaigns(reopened, config).start(campaign.id).enqueued == 0
     messages = reopened.list(campaign_id=campaign.id)
     assert sorted(m.client_id for m in messages) == sorted(
         f"campaign:{campaign.id}:{n}" for n in ("+8613800138000", "+8613900139000", "+8613700137000",
@@ -134,7 +135,7 @@ def test_crash_in_the_middle_of_enqueue_resumes_without_duplicates(spool, config
     assert len(spool.list(campaign_id=campaign.id)) == 1000
     monkeypatch.setattr(spool, "enqueue_many", real)
     result = Campaigns(spool, config).start(campaign.id)
-    assert (result["enqueued"], result["already_enqueued"]) == (1500, 1000)
+    assert (result.enqueued, result.already_enqueued) == (1500, 1000)
     messages = spool.list(campaign_id=campaign.id)
     assert len(messages) == 2500 == len({m.to for m in messages})
 
@@ -181,7 +182,7 @@ def test_pause_resume_cancel(spool, config):
         campaigns.start(campaign.id)
     rerun = campaigns.rerun(campaign.id)
     assert rerun.rerun_of == campaign.id and rerun.state.value == "draft"
-    assert campaigns.start(rerun.id)["enqueued"] == 2
+    assert campaigns.start(rerun.id).enqueued == 2
 
 
 def test_report_adds_up(spool, config, tmp_path):
@@ -199,11 +200,12 @@ def test_report_adds_up(spool, config, tmp_path):
     OptOutList(spool.db).add(first.to, keyword="TD", source="reply")
     spool.store_inbound("13100131000", "unrelated", sim="m1")
     data = report(spool, campaign.id)
-    summary = data["summary"]
-    assert (summary["recipients"], summary["sent"], summary["failed"], summary["queued"]) == (3, 1, 1, 1)
-    assert summary["failure_reasons"] == {"+CMS ERROR: 38 network out of order": 1}
-    assert (summary["replies"], summary["repliers"], summary["opt_outs"]) == (2, 1, 1)
-    assert data["recipients"][0]["name"] == "张三" and data["recipients"][0]["opted_out"]
+    summary = data.summary
+    assert (summary.recipients, summary.sent, summary.failed, summary.queued) == (3, 1, 1, 1)
+    assert summary.failure_reasons == {"+CMS ERROR: 38 network out of order": 1}
+    assert (summary.replies, summary.repliers, summary.opt_outs) == (2, 1, 1)
+    assert data.recipients[0].name == "张三" and data.recipients[0].opted_out
+    assert data.recipients[0].replies == ("收到，谢谢", "TD") and data.campaign.id == campaign.id
     p = progress(spool, campaign.id)
     assert (p.total, p.pending, p.done, p.counts["sent"], p.counts["failed"]) == (3, 1, 2, 1, 1)
     # one sent less than a minute ago: a minute of sending, not the whole 5-minute window
@@ -227,5 +229,5 @@ def test_pause_while_start_is_enqueuing_holds_everything(spool, config, monkeypa
         return ids
 
     monkeypatch.setattr(spool, "enqueue_many", pause_after_first_chunk)
-    assert campaigns.start(campaign.id)["enqueued"] == 30
+    assert campaigns.start(campaign.id).enqueued == 30
     assert all(m.held for m in spool.list(campaign_id=campaign.id))

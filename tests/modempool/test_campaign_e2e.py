@@ -84,7 +84,7 @@ async def test_campaign_survives_kill_and_honours_optout_autoreply_quiet_hours(t
     notice = campaigns.create("通知", "{name}您好，{门店}明天停业一天。", groups=Selection(("客户",)),
                               kind="notice")
     night = campaigns.create("促销", "{name}您好，新品上市", numbers=[number(0), number(1)])
-    assert preview(spool.db, notice, config)["recipients"] == total
+    assert preview(spool.db, notice, config).recipients == total
     daemon = await DaemonProcess(config_path).start()
     daemons.append(daemon)
     campaigns.start(notice.id)
@@ -92,7 +92,7 @@ async def test_campaign_survives_kill_and_honours_optout_autoreply_quiet_hours(t
     await eventually(lambda: len(network_messages(bank)) >= total // 4, timeout=60, what="a quarter sent")
     await daemon.kill()                          # kill -9 in the middle of the campaign
     again = Campaigns(config.open_spool(), config).start(notice.id)   # the operator starts it again
-    assert (again["enqueued"], again["already_enqueued"]) == (0, total)
+    assert (again.enqueued, again.already_enqueued) == (0, total)
     daemon = await DaemonProcess(config_path).start()
     daemons.append(daemon)
     await eventually(lambda: progress(spool, notice.id).pending == 0, timeout=90, what="campaign done")
@@ -100,10 +100,10 @@ async def test_campaign_survives_kill_and_honours_optout_autoreply_quiet_hours(t
     sent = collections.Counter(m["to"] for m in network_messages(bank) if "停业" in m["text"])
     assert max(sent.values()) == 1                                      # nobody got it twice
     data = report(spool, notice.id)
-    summary = data["summary"]
-    assert summary["recipients"] == total
-    assert summary["went_out"] + summary["ambiguous"] + summary["failed"] == total
-    went_out = {r["to"] for r in data["recipients"] if r["state"] in ("sent", "delivered")}
+    summary = data.summary
+    assert summary.recipients == total
+    assert summary.went_out + summary.ambiguous + summary.failed == total
+    went_out = {r.to for r in data.recipients if r.state in ("sent", "delivered")}
     assert went_out <= set(sent) and len(sent) <= total
     assert len(went_out) >= total - 3            # a kill can leave at most one message per SIM ambiguous
     texts = {m["to"]: m["text"] for m in network_messages(bank) if "停业" in m["text"]}
@@ -114,7 +114,7 @@ async def test_campaign_survives_kill_and_honours_optout_autoreply_quiet_hours(t
     await bank.inject("m1", number(3), "退订")
     await eventually(lambda: OptOutList(spool.db).is_opted_out(number(3)), what="opt-out stored")
     later = campaigns.create("再通知", "{name}：后天恢复营业", groups=Selection(("客户",)), kind="notice")
-    assert preview(spool.db, later, config)["opted_out_removed"] == 1
+    assert preview(spool.db, later, config).opted_out_removed == 1
     campaigns.start(later.id)
     assert number(3) not in {m.to for m in spool.list(campaign_id=later.id)}
 
@@ -125,7 +125,7 @@ async def test_campaign_survives_kill_and_honours_optout_autoreply_quiet_hours(t
                      what="both questions handled")
     await eventually(lambda: any(m["text"] == "营业时间 9-18 点" for m in network_messages(bank)),
                      what="the auto-reply sent")
-    assert [r["outcome"] for r in reversed(AutoReplies(spool.db).log())] == ["replied", "cooldown"]
+    assert [r.outcome for r in reversed(AutoReplies(spool.db).log())] == ["replied", "cooldown"]
     assert await daemon.stop() == 0
     assert [m["to"] for m in network_messages(bank) if m["text"] == "营业时间 9-18 点"] == [number(7)]
     spool.close()

@@ -39,16 +39,16 @@ def test_birthday_greetings_once_a_day(setup):
     job = jobs.add("生日", "birthday", "{name}，祝您生日快乐！", at="09:00", now=local(2026, 11, 24, 8, 0))
     assert run_due_jobs(spool, config, local(2026, 11, 25, 8, 59)) == []          # not yet
     (result,) = run_due_jobs(spool, config, local(2026, 11, 25, 9, 0))
-    assert result["enqueued"] == 1                          # 李四 opted out, 赵六 tomorrow
+    assert result.enqueued == 1                          # 李四 opted out, 赵六 tomorrow
     (message,) = spool.list()
     assert (message.to, message.text, message.quiet_hours) == ("+8613800138000", "【蓝天】张三，祝您生日快乐！", True)
     assert message.client_id == f"job:{job.id}:2026-11-25:+8613800138000"
     assert run_due_jobs(spool, config, local(2026, 11, 25, 15, 0)) == []         # once per day
     # a crash before last_run was saved: running again queues nothing new
     spool.db.execute("UPDATE jobs SET last_run = NULL")
-    assert run_due_jobs(spool, config, local(2026, 11, 25, 15, 0))[0]["enqueued"] == 1
+    assert run_due_jobs(spool, config, local(2026, 11, 25, 15, 0))[0].enqueued == 1
     assert len(spool.list()) == 1
-    assert run_due_jobs(spool, config, local(2026, 11, 26, 9, 30))[0]["enqueued"] == 1
+    assert run_due_jobs(spool, config, local(2026, 11, 26, 9, 30))[0].enqueued == 1
     assert spool.list()[-1].to == "+8613600136000"
 
 
@@ -56,7 +56,7 @@ def test_feb_29_birthdays_in_common_years(setup):
     spool, config = setup
     Jobs(spool.db).add("生日", "birthday", "{name}生日快乐", groups=Selection(("员工",)),
                        now=local(2027, 2, 1, 8, 0))
-    assert run_due_jobs(spool, config, local(2027, 2, 28, 10, 0))[0]["enqueued"] == 1
+    assert run_due_jobs(spool, config, local(2027, 2, 28, 10, 0))[0].enqueued == 1
     assert spool.list()[0].to == "+8613700137000"
 
 
@@ -69,7 +69,7 @@ def test_weekly_notice_on_its_weekday_and_job_created_late_waits(setup):
     assert run_due_jobs(spool, config, local(2026, 11, 27, 18, 1)) == []
     assert run_due_jobs(spool, config, local(2026, 12, 3, 17, 0)) == []           # Thursday
     (result,) = run_due_jobs(spool, config, local(2026, 12, 4, 17, 0))
-    assert result["enqueued"] == 3                 # 张三 王五 + 13500135000; 李四 opted out
+    assert result.enqueued == 3                 # 张三 王五 + 13500135000; 李四 opted out
     assert {m.text for m in spool.list()} == {"请提交本周周报"}                   # not marketing
     assert jobs.get(job.id).last_run == "2026-12-04"
 
@@ -102,10 +102,11 @@ def test_a_job_with_a_sensitive_word_queues_nothing_as_a_campaign_would(tmp_path
                                   at="09:00", marketing=True, now=local(2026, 11, 24, 8, 0))
         clean = pool.jobs.add("提醒", "daily", "明天开会", numbers=("13600136000",),
                               at="09:00", now=local(2026, 11, 24, 8, 0))
-        results = {r["job"]: r for r in pool.run_due_jobs(local(2026, 11, 25, 9, 0))}
-        assert (results[in_template.id]["enqueued"], results[in_template.id]["sensitive"]) == (0, ["贷款"])
-        assert (results[in_a_name.id]["enqueued"], results[in_a_name.id]["sensitive"]) == (0, ["贷款"])
-        assert (results[clean.id]["enqueued"], results[clean.id]["sensitive"]) == (1, [])
+        results = {r.job: r for r in pool.run_due_jobs(local(2026, 11, 25, 9, 0))}
+        assert (results[in_template.id].enqueued, results[in_template.id].sensitive) == (0, ("贷款",))
+        assert (results[in_a_name.id].enqueued, results[in_a_name.id].sensitive) == (0, ("贷款",))
+        assert (results[clean.id].enqueued, results[clean.id].sensitive) == (1, ())
+        assert results[clean.id].to_dict()["sensitive"] == [] and results[clean.id].name == "提醒"
         assert [m.text for m in pool.messages()] == ["明天开会"]
 
 
@@ -119,7 +120,7 @@ def test_a_birthday_that_is_no_date_skips_that_contact_not_the_job(setup, caplog
     Jobs(spool.db).add("生日", "birthday", "{name}生日快乐", now=local(2026, 11, 24, 8, 0))
     with caplog.at_level("WARNING", logger="modempool.operator.recurring"):
         (result,) = run_due_jobs(spool, config, local(2026, 11, 25, 9, 0))
-    assert result["enqueued"] == 2                          # 张三, and 孙八 read as 11-25
+    assert result.enqueued == 2                          # 张三, and 孙八 read as 11-25
     assert sorted(m.to for m in spool.list()) == ["+8613400134000", "+8613800138000"]
     [warning] = [r.getMessage() for r in caplog.records if "not a date" in r.getMessage()]
     assert "+8613500135000 ('garbage')" in warning

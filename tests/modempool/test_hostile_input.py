@@ -98,8 +98,8 @@ async def test_an_optout_reply_stops_the_campaign_message_already_queued(tmp_pat
     assert by_number[MOBILE].state.value == "cancelled"
     assert by_number[MOBILE].error.startswith("opted out at 20")
     assert [m["to"] for m in network_messages(bank) if m["text"] == "明天停业"] == [UNICOM]
-    summary = report(spool, campaign.id)["summary"]
-    assert (summary["cancelled"], summary["stopped_at_send"]) == (1, 1)
+    summary = report(spool, campaign.id).summary
+    assert (summary.cancelled, summary.stopped_at_send) == (1, 1)
 
 
 async def test_a_blacklisted_number_gets_no_optout_confirmation_and_nothing_queued(tmp_path):

@@ -64,7 +64,7 @@ async def test_inbound_opt_out_stops_later_campaigns_and_confirms(make):
     book.upsert("13800138000", "张三", groups=["客户"])
     book.upsert("13900139000", "李四", groups=["客户"])
     first = Campaigns(spool, config).create("一", "新品上市", groups=Selection(("客户",)))
-    assert Campaigns(spool, config).start(first.id)["enqueued"] == 2
+    assert Campaigns(spool, config).start(first.id).enqueued == 2
     inbound = spool.store_inbound("+8613800138000", "ＴＤ", sim="m2")
     await run_handlers(inbound_handlers(config), spool, inbound, config)
     assert OptOutList(spool.db).is_opted_out("13800138000")
@@ -74,7 +74,7 @@ async def test_inbound_opt_out_stops_later_campaigns_and_confirms(make):
     await run_handlers(inbound_handlers(config), spool, inbound, config)
     assert len([m for m in spool.list() if m.campaign_id is None]) == 1
     second = Campaigns(spool, config).create("二", "周末促销", groups=Selection(("客户",)))
-    assert preview(spool.db, second, config)["opted_out_removed"] == 1
+    assert preview(spool.db, second, config).opted_out_removed == 1
     Campaigns(spool, config).start(second.id)
     assert [m.to for m in spool.list(campaign_id=second.id)] == ["+8613900139000"]
     assert OptOutList(spool.db).optouts()[0]["keyword"] == "TD"
@@ -134,5 +134,5 @@ async def test_an_opted_out_sender_gets_the_confirmation_and_no_auto_reply(make)
     await run_handlers(inbound_handlers(config), spool, inbound, config)
     assert sorted((m.to, m.text) for m in spool.list()) == [
         ("+8613800138000", "已退订"), ("+8613900139000", "每天 9:00-18:00")]
-    assert [(r["sender"], r["outcome"]) for r in AutoReplies(spool.db).log()] == [
+    assert [(r.sender, r.outcome) for r in AutoReplies(spool.db).log()] == [
         ("+8613900139000", "replied"), ("+8613800138000", "opted_out")]

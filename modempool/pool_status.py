@@ -1,0 +1,107 @@
+"""The bank's status as `Pool.status()` answers it: the daemon, each SIM against its quotas,
+the queue by state, the campaigns running or paused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from modempool.dispatch.liveness import DaemonLiveness
+from modempool.operator.campaign_report import Progress
+from modempool.spool import MessageState
+
+if TYPE_CHECKING:
+    from modempool.config import Config
+    from modempool.spool import Spool
+
+__all__ = ["SimStatus", "Status", "read_status", "signal_bars"]
+
+
+@dataclass(frozen=True, slots=True)
+class SimStatus:
+    """One SIM as the spool last saw it, with what it sent against its quotas."""
+
+    name: str
+    state: str = "unknown"
+    port: str | None = None
+    signal: int | None = None
+    operator: str | None = None
+    errors: int = 0
+    last_error: str | None = None
+    sent_minute: int = 0
+    sent_today: int = 0
+    sent_month: int = 0
+    per_minute: int | None = None
+    per_day: int | None = None
+    per_month: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)   # the rest of the spool's SIM row
+
+    @property
+    def bars(self) -> int:
+        """The signal as 0-4 bars, as a phone shows it (`signal` is in dBm; None: no bars)."""
+        return signal_bars(self.signal)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.details)
+        out.update({name: getattr(self, name) for name in self.__dataclass_fields__
+                    if name != "details"})
+        out["bars"] = self.bars
+        return out
+
+
+def signal_bars(dbm: int | None) -> int:
+    """Bars for a signal in dBm as the spool keeps it: the modem's CSQ bars (TS 27.007 8.5,
+    -113 dBm is rssi 0, 2 dB a step), none when unknown."""
+    from at_commands import csq_to_bars
+
+    return 0 if dbm is None else csq_to_bars(min(31, max(0, (dbm + 113) // 2)))
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Every SIM, the queue by state and the campaigns running or paused."""
+
+    daemon: DaemonLiveness
+    sims: tuple[SimStatus, ...]
+    queue: dict[str, int]
+    campaigns: tuple[Progress, ...]
+    spool: str
+
+    @property
+    def queue_depth(self) -> int:
+        return self.queue.get(MessageState.QUEUED.value, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"daemon": self.daemon.to_dict(), "sims": [s.to_dict() for s in self.sims], "queue": dict(self.queue),
+                "queue_depth": self.queue_depth, "campaigns": [c.to_dict() for c in self.campaigns],
+                "spool": self.spool}
+
+
+def read_status(spool: Spool, config: Config) -> Status:
+    """Whether the daemon runs, every configured or seen SIM (with no daemon running, a SIM's
+    state is unknown), the queue, and the campaigns running or paused (`Pool.status`)."""
+    from modempool.dispatch.liveness import current_sim_state, daemon_liveness
+    from modempool.operator.campaign_report import all_progress
+
+    liveness = daemon_liveness(spool)
+    known = {row["name"]: row for row in spool.sims()}
+    names = [m.name for m in config.modems]
+    names += sorted(set(known) - set(names))
+    sims = []
+    for name in names:
+        row = current_sim_state(known.get(name) or {"state": "unknown"}, liveness)
+        modem = config.modem(name)
+        minute, today, month = spool.sent_counts(name)
+        sims.append(SimStatus(
+            name=name, state=row.pop("state", None) or "unknown",
+            port=row.pop("port", None) or (modem.port if modem else None),
+            signal=row.pop("signal", None), operator=row.pop("operator", None),
+            errors=row.pop("errors", 0) or 0, last_error=row.pop("last_error", None),
+            sent_minute=minute, sent_today=today, sent_month=month,
+            per_minute=modem.per_minute if modem else None,
+            per_day=modem.per_day if modem else None,
+            per_month=modem.per_month if modem else None,
+            details={k: v for k, v in row.items()
+                     if k not in ("name", "sent_today", "sent_month")}))
+    return Status(daemon=liveness, sims=tuple(sims), queue=spool.counts(),
+                  campaigns=tuple(all_progress(spool, config)), spool=spool.where)

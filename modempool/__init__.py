@@ -16,10 +16,12 @@ if TYPE_CHECKING:
                                                     RecipientOutcome, ReportSummary)
     from modempool.operator.campaigns import Campaign, CampaignStart
     from modempool.operator.contacts import Contact, Group
+    from modempool.operator.history import Thread
     from modempool.operator.optout import BlacklistEntry, OptOut
     from modempool.operator.recurring import Job, JobRun
     from modempool.pool import CampaignOverview, Pool, Received, WaitResult
     from modempool.pool_status import SimStatus, Status
+    from modempool.spool.history import HistoryEntry
 
 #: What `Pool`'s methods return, and the module each is defined in (imported on first use,
 #: so that `import modempool.numbers` stays light).
@@ -39,6 +41,7 @@ _RESULTS = {
     "Exported": "modempool.operator.campaign_report",
     "Job": "modempool.operator.recurring", "JobRun": "modempool.operator.recurring",
     "AutoReplyEntry": "modempool.operator.autoreply",
+    "HistoryEntry": "modempool.spool.history", "Thread": "modempool.operator.history",
 }
 
 __all__ = ["PoolError", *_RESULTS]

@@ -156,8 +156,9 @@ class Engine(ABC):
     def forget_listener(self) -> None:
         """Drop a failed notification connection (PostgreSQL)."""
 
-    def checkpoint_when_told(self) -> None:
-        """SQLite: stop automatic WAL checkpoints (the daemon calls `checkpoint`)."""
+    def checkpoint_when_told(self, *, backstop: int = 0) -> None:
+        """SQLite: stop automatic WAL checkpoints but past `backstop` pages (the daemon and
+        the API's server call `checkpoint`)."""
 
     def checkpoint(self) -> None:
         """The daemon's housekeeping, once a second at a quiet moment (off the event loop).

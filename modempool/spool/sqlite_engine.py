@@ -49,6 +49,7 @@ TEXT_INDEX = tuple(
         f"INSERT INTO {table}_fts ({table}_fts) VALUES ('rebuild')",   # what was there before
     ))
 TRIGRAM = 3
+CHECKPOINT_ROUNDS = 8   # copies at most, while writers add to the WAL (`checkpoint`)
 
 # The dashboard's queue by state (issue 17): counting a million rows by state takes a few
 # hundred milliseconds, so the count of each state is kept by triggers, in the writing
@@ -341,16 +342,27 @@ class SqliteEngine(Engine):
     def among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(list(values))]
 
-    def checkpoint_when_told(self) -> None:
+    def checkpoint_when_told(self, *, backstop: int = 0) -> None:
         with self.lock:
-            self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {int(backstop)}")
 
     def checkpoint(self) -> None:
-        """Without waiting for readers; it syncs the file, so call it off the event loop. It
-        uses a connection of its own, so the spool's stays free meanwhile."""
+        """Without waiting for readers or writers; it syncs the file, so call it off the event
+        loop. It uses a connection of its own, so the spool's stays free meanwhile.
+
+        Writers go on meanwhile, and the WAL starts over from its beginning only once a
+        checkpoint has copied all of it. So while the copy leaves frames behind (committed
+        during it), it copies again: each round has fewer to copy, and one that finds no new
+        commit lets the next writer start the WAL over; else the WAL would grow for as long
+        as the writes go on."""
         conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            before = None
+            for _ in range(CHECKPOINT_ROUNDS):
+                busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if busy or (frames == before and copied >= frames):
+                    break
+                before = frames
         finally:
             conn.close()
 

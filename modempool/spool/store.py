@@ -184,11 +184,13 @@ class Spool:
 
         return Reports(self)
 
-    def checkpoint_when_told(self) -> None:
+    def checkpoint_when_told(self, *, backstop: int = 0) -> None:
         """Stop this connection's automatic WAL checkpoints (a commit that crosses the WAL
         threshold copies it into the database, a stall of milliseconds wherever it falls): the
-        daemon calls `checkpoint()` itself, at moments when no modem waits for it."""
-        self.engine.checkpoint_when_told()
+        daemon calls `checkpoint()` itself, at moments when no modem waits for it. With
+        `backstop` (pages) a commit still checkpoints once the WAL holds that many, which only
+        happens when `checkpoint()` could not keep up (the API's server sets one)."""
+        self.engine.checkpoint_when_told(backstop=backstop)
 
     def checkpoint(self) -> None:
         """Copy what the WAL holds into the database file (SQLite); fold the kept counts

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = load_for_sidecar(args.config, args.spool)
-        run_event_loop(serve_api(config, args.listen, parent_pid=args.parent))
+        run_event_loop(serve_api(config, args.listen, parent_pid=args.parent,
+                                  checkpoints=False, freeze_heap=True))  # the daemon checkpoints
     except PoolError as exc:
         print(f"modempool sidecar: {exc}", file=sys.stderr)
         return 2

@@ -120,7 +120,7 @@ def stored_birthday(text: str | None) -> str | None:
 
 
 class AddressBook:
-    """Contacts and groups stored in an sqlite_utils Database (normally `spool.db`)."""
+    """Contacts and groups stored in the spool's database (`spool.db`)."""
 
     def __init__(self, db: Any, region: str = DEFAULT_REGION) -> None:
         self.db = db

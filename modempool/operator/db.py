@@ -37,14 +37,14 @@ LIKE_ESCAPE = "ESCAPE '\\'"
 
 
 def connection(db: Any) -> sqlite3.Connection:
-    """The sqlite3 connection behind an sqlite_utils Database (or a connection itself)."""
+    """The sqlite3 connection behind `db` (or `db` itself, a connection)."""
     return getattr(db, "conn", db)
 
 
 @contextmanager
 def transaction(db: Any) -> Iterator[Any]:
     """One atomic write, whatever the connection's isolation level; nests inside an open one.
-    On a PostgreSQL spool (`spool.db` has its own `transaction`) the engine's transaction."""
+    On `spool.db` (either engine) the engine's transaction, under its lock."""
     own = getattr(db, "transaction", None)
     if own is not None:
         with own() as joined:
@@ -65,7 +65,8 @@ def transaction(db: Any) -> Iterator[Any]:
 
 def ensure_schema(db: Any, schema: str) -> None:
     """Create missing tables and indexes (statements `CREATE ... IF NOT EXISTS`, no `;` inside).
-    A PostgreSQL spool's `spool.db` writes them in its own dialect."""
+    `spool.db` asks its engine (PostgreSQL writes them in its own dialect; neither takes the
+    write lock where they all exist)."""
     own = getattr(db, "ensure_schema", None)
     if own is not None:
         own(schema)

@@ -51,6 +51,29 @@ class Row(tuple):
         return list(self._index)
 
 
+class Result:
+    """What `spool.db.execute` returns on either engine: its rows already fetched (the
+    connection is free again for another thread), `rowcount`, `lastrowid` for an insert into
+    a table with an `id`, and `description`."""
+
+    def __init__(self, rows: list[Any], rowcount: int, lastrowid: int | None = None,
+                 description: list[tuple[Any, ...]] | None = None) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+        self.lastrowid = lastrowid
+        self.description = description  # DB-API: (name, ...) per column
+
+    def fetchone(self) -> Any:
+        return self._rows.pop(0) if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
 @lru_cache(maxsize=256)
 def row_class(names: tuple[str, ...]) -> type[Row]:
     """A `Row` subclass for one result's column names (made once per statement shape)."""
@@ -109,6 +132,11 @@ class Engine(ABC):
         (accounts, webhooks, console sessions, the operator features): `CREATE ... IF NOT
         EXISTS` statements in SQLite's words, integer keys as `INTEGER PRIMARY KEY`. Once per
         engine object and script; call it outside a transaction."""
+
+    @abstractmethod
+    def operator_db(self) -> Any:
+        """`spool.db`: the operator modules' `execute` (SQLite's dialect), `transaction` and
+        `ensure_schema` on this engine's connections, safe from any thread."""
 
     @abstractmethod
     def ensure_webhook_outbox(self) -> None:

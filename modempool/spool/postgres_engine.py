@@ -315,8 +315,10 @@ class PostgresEngine(Engine):
 
     def ensure_schema(self, script: str) -> None:
         if script not in self._ensured:
+            nested = getattr(self._local, "conn", None) is not None   # may yet roll back
             self.run_ddl(statements(ddl(script)))
-            self._ensured.add(script)
+            if not nested:
+                self._ensured.add(script)
 
     def ensure_webhook_outbox(self) -> None:
         if "webhook_outbox" in self._ensured:

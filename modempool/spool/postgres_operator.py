@@ -15,34 +15,14 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+from modempool.spool.engine import Result
+
 
 _OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\s", re.I)
 _OR_REPLACE = re.compile(r"^\s*INSERT\s+OR\s+REPLACE\s+INTO\s+(\w+)\s*\(([^)]*)\)", re.I)
 _JSON_EACH = re.compile(r"json_each\(([^()]*)\)", re.I)
 _JSON_GROUP_ARRAY = re.compile(r"json_group_array\(([^()]*)\)", re.I)
 _INSERT_TABLE = re.compile(r"^\s*INSERT\s+(?:OR\s+\w+\s+)?INTO\s+(\w+)", re.I)
-
-
-class Result:
-    """What `execute` returns: rows already fetched (the connection went back to the pool),
-    `rowcount`, and `lastrowid` for an insert into a table with an `id`."""
-
-    def __init__(self, rows: list[Any], rowcount: int, lastrowid: int | None = None,
-                 description: list[tuple[Any, ...]] | None = None) -> None:
-        self._rows = rows
-        self.rowcount = rowcount
-        self.lastrowid = lastrowid
-        self.description = description  # DB-API: (name, ...) per column
-
-    def fetchone(self) -> Any:
-        return self._rows.pop(0) if self._rows else None
-
-    def fetchall(self) -> list[Any]:
-        rows, self._rows = self._rows, []
-        return rows
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.fetchall())
 
 
 class OperatorDb:

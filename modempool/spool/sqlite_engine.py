@@ -8,6 +8,7 @@ claim's read and conditional update can never interleave with another process's.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,11 @@ from modempool.spool.engine import (UNCERTAIN_PARTS, Engine, SpoolTooNew, SpoolU
                                     row_class, statements)
 from modempool.spool.schema import (MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES,
                                     latency_bucket, too_new)
+
+
+#: The name a `CREATE ... IF NOT EXISTS name` statement makes.
+_CREATED = re.compile(r"\s*CREATE\s+(?:UNIQUE\s+|VIRTUAL\s+)?(?:TABLE|INDEX|TRIGGER|VIEW)\s+"
+                      r"IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 
 
 def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Any:
@@ -197,7 +203,8 @@ class SqliteEngine(Engine):
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self.conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: bulk enqueues in memory
-            self._upgrade()
+            if version < SCHEMA_VERSION:  # else opening only reads (a viewer takes no write lock)
+                self._upgrade()
         except sqlite3.DatabaseError as exc:  # garbage, truncated, read-only, disk full
             self.conn.close()
             raise SpoolUnreachable(f"cannot use the spool {self.path}: {exc} (is it a modempool "
@@ -221,12 +228,37 @@ class SqliteEngine(Engine):
         return {row[0]: row[1] for row in self.rows("SELECT state, n FROM message_state_counts")}
 
     def ensure_schema(self, script: str) -> None:
+        """Reads only where every table and index of `script` exists (the usual case): a
+        module opened by a read-only page or command does not take the file's write lock."""
         if script in self._ensured:
             return
-        with self.tx() as conn:
-            for statement in statements(script):
-                conn.execute(statement)
-        self._ensured.add(script)
+        with self.lock:
+            # Inside another transaction what is made (or seen) may yet be rolled back with
+            # it: then it is checked again next time instead of remembered.
+            nested = self.conn.in_transaction
+            parts = statements(script)
+            if not self._all_exist(parts):
+                with self.tx() as conn:
+                    for statement in parts:
+                        conn.execute(statement)
+            if not nested:
+                self._ensured.add(script)
+
+    def _all_exist(self, parts: Sequence[str]) -> bool:
+        """Whether each statement is a `CREATE ... IF NOT EXISTS` of something present."""
+        made = [_CREATED.match(statement) for statement in parts]
+        if not all(made):
+            return False
+        names = sorted({match.group(1) for match in made if match})
+        present = self.rows("SELECT name FROM sqlite_master WHERE name IN "
+                            "(SELECT value FROM json_each(?))", (json.dumps(names),))
+        return len(present) == len(names)
+
+    def operator_db(self) -> Any:
+        """`spool.db` for the operator modules: this connection under this lock."""
+        from modempool.spool.sqlite_operator import SqliteOperatorDb
+
+        return SqliteOperatorDb(self)
 
     def ensure_webhook_outbox(self) -> None:
         if "webhook_outbox" not in self._ensured:

@@ -137,15 +137,12 @@ class Spool:
 
     @property
     def db(self) -> Any:
-        """SQLite: the file as a `sqlite_utils.Database` (other modules may add their own
-        tables). PostgreSQL: an object with the same `execute` for the operator modules."""
+        """The spool's database for modules that keep their own tables in it (contacts,
+        campaigns, opt-outs...): `execute(sql, params)` in SQLite's dialect, `transaction()`,
+        `ensure_schema(script)`. It shares the engine's connection and its lock, so any thread
+        may use it (`sqlite_operator.py`, `postgres_operator.py`)."""
         if self._db is None:
-            if self.engine.name == "sqlite":
-                import sqlite_utils  # imported on first use: it takes a while (numpy)
-
-                self._db = sqlite_utils.Database(self.engine.conn)
-            else:
-                self._db = self.engine.operator_db()
+            self._db = self.engine.operator_db()
         return self._db
 
     def transaction(self) -> Any:

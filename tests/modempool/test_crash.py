@@ -76,7 +76,7 @@ async def test_sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice(t
                     + sum(e["kind"] == "report" and e["fate"] == "shown"
                           for e in log[final_start:]))
 
-        await eventually(lambda: spool.db["delivery_reports"].count >= reports_due(), timeout=30,
+        await eventually(lambda: spool.rows("SELECT count(*) FROM delivery_reports")[0][0] >= reports_due(), timeout=30,
                          what="the reports kept on the modems and shown live are stored")
         assert await daemon.stop() == 0
 

@@ -278,7 +278,9 @@ def test_claim_plan_uses_the_claim_index(sqlite_spool):
 
 def test_other_modules_can_add_tables(sqlite_spool):
     spool = sqlite_spool
-    spool.db["contacts"].insert({"name": "张三", "number": "+8613800138000"})
-    assert spool.db["contacts"].count == 1
+    spool.db.ensure_schema("CREATE TABLE IF NOT EXISTS contacts (name TEXT, number TEXT)")
+    spool.db.execute("INSERT INTO contacts (name, number) VALUES (?, ?)",
+                     ["张三", "+8613800138000"])
+    assert spool.db.execute("SELECT count(*) FROM contacts").fetchone()[0] == 1
     assert {"messages", "parts", "inbound", "inbound_parts", "delivery_reports", "sims",
             "events"} <= set(spool.db.table_names())

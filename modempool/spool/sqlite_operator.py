@@ -1,0 +1,47 @@
+"""The operator modules (contacts, campaigns, opt-outs, auto-replies, recurring jobs...) on an
+SQLite spool.
+
+`spool.db` shares the spool's one connection, which several threads use at once (the HTTP
+server's group-commit writer, the console's requests, the webhook worker, the daemon). SQLite
+keeps one transaction per connection, not per thread: a statement run without the engine's
+lock would land inside another thread's open transaction, be committed or rolled back with
+it, or read what it has not committed yet. So each `execute` holds the lock for the statement
+and its rows, and `transaction` is the engine's own (the lock held until the commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from modempool.spool.engine import Result
+
+
+class SqliteOperatorDb:
+    """`spool.db` on SQLite (see the module's docstring): the same calls as PostgreSQL's
+    `OperatorDb`, so the operator modules are written once."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def transaction(self) -> AbstractContextManager[Any]:
+        """One atomic write (joins this thread's open one): what `operator.db.transaction` uses."""
+        return self.engine.tx()
+
+    def ensure_schema(self, schema: str) -> None:
+        """Create missing tables and indexes; reads only where they all exist."""
+        self.engine.ensure_schema(schema)
+
+    def table_names(self) -> list[str]:
+        return self.engine.table_names()
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Result:
+        with self.engine.lock:
+            cur = self.engine.conn.execute(sql, params)
+            rows = cur.fetchall() if cur.description is not None else []
+            return Result(rows, cur.rowcount, cur.lastrowid, cur.description)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Result:
+        with self.engine.lock:
+            return Result([], self.engine.conn.executemany(sql, rows).rowcount)

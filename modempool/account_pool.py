@@ -587,12 +587,20 @@ class AccountPool:
 
     def remove_optout(self, number: str) -> None:
         """Lift an opt-out (the person asked again): admins only."""
-        self.require_admin()
+        self._require_lifting()
         self.pool.optouts.remove(number)
 
     def remove_from_blacklist(self, number: str) -> None:
-        self.require_admin()
+        self._require_lifting()
         self.pool.optouts.remove_from_blacklist(number)
+
+    def _require_lifting(self) -> None:
+        """Forbidden unless an admin: others may add opt-outs and blacklist entries (that only
+        stops sends), not lift them."""
+        if not self.account.sees_all:
+            raise Forbidden(f"account {self.account.name!r} may add opt-outs and blacklist "
+                            "entries, not lift them (an admin does)", code="may_not_lift_optouts",
+                            params={"account": self.account.name})
 
     def autoreply_rules(self) -> tuple[list[Any], list[Any]]:
         """The auto-reply rules, the config's (`config:N`) and the stored (`db:N`): everyone

@@ -363,21 +363,42 @@ def test_each_role_looks_at_and_changes_what_the_library_lets_it(api):
     assert "分店通知" in root.get("/campaigns").text
     looked = audit.get(path)   # a viewer looks, with nothing to press
     assert looked.status_code == 200 and "/start" not in looked.text
-    assert audit.post(path + "/start", data={"csrf": csrf["audit"]}).status_code == 404
+    # ... and a change it forges anyway is refused on the page it sees, in words (not 404)
+    refused = audit.post(path + "/start", data={"csrf": csrf["audit"]})
+    assert refused.status_code == 403 and "may look at campaign" in refused.text
     assert 'action="/campaigns"' not in audit.get("/campaigns").text   # no new-campaign form
+    refused = audit.post("/campaigns", data={"csrf": csrf["audit"], "name": "查看者的群发",
+                                             "template": "x", "numbers": "13700137001"})
+    assert refused.status_code == 403 and "may not send" in refused.text
+    assert "查看者的群发" not in root.get("/campaigns").text
+    assert shop.post(path + "/start", data={"csrf": csrf["shop"]}).status_code == 404  # unseen
     assert branch.post(path + "/start", data={"csrf": csrf["branch"]}).status_code == 303
     assert "周五停业一天" in branch.get("/messages").text
     assert "周五停业一天" in branch.get("/history", params={"text": "停业"}).text
     assert "周五停业一天" not in shop.get("/history", params={"text": "停业"}).text
-    # opt-outs: everyone looks, senders add, admins remove
-    assert audit.post("/optouts/add", data={"csrf": csrf["audit"], "number": "13900139000"}
-                      ).status_code == 404
+    # opt-outs: everyone looks, senders add, admins remove; a refusal is said on the page
+    refused = audit.post("/optouts/add", data={"csrf": csrf["audit"], "number": "13900139000"})
+    assert refused.status_code == 403 and 'id="e-form"' in refused.text
+    assert "may look at opt-outs and the blacklist, not change them" in refused.text
     assert shop.post("/optouts/add", data={"csrf": csrf["shop"], "number": "13900139000"}
                      ).status_code == 303
     page = audit.get("/optouts")
     assert 'data-number="+8613900139000"' in page.text and 'action="/optouts/' not in page.text
-    assert shop.post("/optouts/remove", data={"csrf": csrf["shop"], "number": "13900139000"}
-                     ).status_code == 404
+    for which in ("remove", "unblacklist"):
+        refused = shop.post(f"/optouts/{which}", data={"csrf": csrf["shop"],
+                                                       "number": "13900139000"})
+        assert refused.status_code == 403 and "not lift them (an admin does)" in refused.text
+    assert 'data-number="+8613900139000"' in audit.get("/optouts").text   # still opted out
+    audit.cookies.set("mp_lang", "zh_CN")
+    shop.cookies.set("mp_lang", "zh_CN")
+    assert "您的账号只能查看退订和黑名单，不能更改。" in audit.post(
+        "/optouts/blacklist", data={"csrf": csrf["audit"], "number": "13900139000"}).text
+    assert "您的账号可以添加退订和黑名单号码，但不能移除" in shop.post(
+        "/optouts/remove", data={"csrf": csrf["shop"], "number": "13900139000"}).text
+    assert "您的账号可以查看群发活动" in audit.post(path + "/pause",
+                                            data={"csrf": csrf["audit"]}).text
+    audit.cookies.set("mp_lang", "en")
+    shop.cookies.set("mp_lang", "en")
     assert root.post("/optouts/remove", data={"csrf": csrf["root"], "number": "13900139000"}
                      ).status_code == 303
     # auto-replies: everyone looks at the rules; the log and forwarding are the admin's

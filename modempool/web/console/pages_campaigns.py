@@ -2,7 +2,9 @@
 preview with cost and problems, start, pause, resume, live progress and the report; save, edit
 and delete templates. Who sees and runs which campaign is `AccountPool.campaign_desk()`'s
 rule (admins all, senders their own, viewers look at all); saved templates are the bank's
-(`AccountPool.templates`, admins)."""
+(`AccountPool.templates`, admins). A refused change of a campaign the account sees answers 403
+with the refusal in words; 404 is for what it may not see (another sender's campaign, the
+templates for anyone but an admin)."""
 
 from __future__ import annotations
 
@@ -75,8 +77,8 @@ async def create(request: Request, session: Session = Depends(current_session)) 
         created = await run_in_threadpool(
             store.create, values["name"].strip(), values["template"], numbers=numbers,
             groups=parse_selection(values["groups"]), kind=values["kind"] or "notice")
-    except Forbidden:
-        return render(request, "not_found.html", session=session, status=404)
+    except Forbidden as exc:   # the list is the account's to see: refused there, in words
+        return _list(request, session, values, {"form": error_text(request, exc)}, status=403)
     except PoolError as exc:
         field = ("template" if exc.code.startswith("template_") else
                  "groups" if exc.code.startswith("group_") else
@@ -194,8 +196,10 @@ async def campaign_action(request: Request, campaign_id: int, action: str,
                                     skip_problems=form.get("skip_problems") == "yes")
         else:
             await run_in_threadpool(getattr(store, action), campaign_id)
-    except (NotFound, Forbidden):
+    except NotFound:
         return render(request, "not_found.html", session=session, status=404)
+    except Forbidden as exc:   # a campaign it sees (a viewer's): refused there, in words
+        return _detail(request, session, campaign_id, error_text(request, exc), status=403)
     except PoolError as exc:
         return _detail(request, session, campaign_id, error_text(request, exc),
                        list(getattr(exc, "problems", []) or []), status=409)

@@ -1,10 +1,10 @@
 """Conversations (inbox by contact, inline reply), the address book (contacts, groups and
 their members, import, export), opt-outs and the blacklist. Each page calls `AccountPool`
 (`Pool.for_account`, whose methods refuse what the account's role may not do) and renders the
-result; a refusal is shown beside its field, in the page's
-language (`error_text`), with what the user typed kept. A viewer's refused change on a page it
-sees (contacts, groups) answers 403 with the refusal in words, as the send and import forms do:
-"not found" would be untrue there; 404 is kept for what the account may not see at all."""
+result; a refusal is shown beside its field, in the page's language (`error_text`), with what
+the user typed kept. A refused change on a page the account sees (contacts, groups, opt-outs)
+answers 403 with the refusal in words, as the send and import forms do: "not found" would be
+untrue there; 404 is kept for what the account may not see at all."""
 
 from __future__ import annotations
 
@@ -315,8 +315,8 @@ async def optout_change(request: Request, which: str,
         return render(request, "not_found.html", session=session, status=404)
     try:
         await run_in_threadpool(actions[which])
-    except Forbidden:
-        return render(request, "not_found.html", session=session, status=404)
+    except Forbidden as exc:   # the page is the account's to see: refused there, in words
+        return _optouts(request, session, values, {"form": error_text(request, exc)}, status=403)
     except PoolError as exc:
         return _optouts(request, session, values, {which: error_text(request, exc)}, status=400)
     return redirect("/optouts")

@@ -492,7 +492,8 @@ class AccountPool:
         path = directory / f"{secrets.token_hex(12)}{suffix}"
         write_private(path, data)   # people's names and numbers: owner only
         try:
-            report = check_rows(read_table(path), region=self.config.region, path=filename)
+            report = check_rows(read_table(path, name=filename), region=self.config.region,
+                                path=filename)
         except Exception:
             path.unlink(missing_ok=True)
             raise

@@ -60,7 +60,8 @@ def check_ussd_code(code: str) -> str:
     """The code, stripped; PoolError when it is not a USSD code (digits, *, # and +)."""
     code = code.strip()
     if not USSD_CODE.fullmatch(code):
-        raise PoolError(f"{code!r} is not a USSD code: use digits, * and #, such as *100#")
+        raise PoolError(f"{code!r} is not a USSD code: use digits, * and #, such as *100#",
+                        code="ussd_code", params={"code": code})
     return code
 
 
@@ -76,12 +77,21 @@ def ask_ussd(spool: Any, sim: str, code: str, *, timeout: float = 60.0) -> UssdA
         raise DaemonNotRunning(
             f"{liveness.describe(spool.tz)}; USSD goes through the daemon that owns the modems: start "
             f"it (`modempool run`, or `systemctl start modempool`), or with it stopped use "
-            f"`modempool probe PORT --ussd {code}`")
+            f"`modempool probe PORT --ussd {code}`", code="daemon_not_running",
+            params={"code": code})
     request_id = spool.requests.add(sim, "ussd", code)
     row = _wait(spool, request_id, timeout)
     if row["state"] == "done":
         return UssdAnswer(sim, code, row["answer"] or "", from_text(row["updated_at"]))
-    raise RequestFailed(f"USSD {code} on {sim}: {row['error']}")
+    params = {"code": code, "sim": sim, "error": row["error"], "seconds": f"{timeout:g}"}
+    raise RequestFailed(f"USSD {code} on {sim}: {row['error']}", params=params,
+                        code="ussd_no_answer" if row["error"] == _no_answer(timeout)
+                        else "ussd_failed")
+
+
+def _no_answer(timeout: float) -> str:
+    return (f"no answer within {timeout:g} s (is the SIM served by a daemon? `modempool status` "
+            "shows its state)")
 
 
 def _wait(spool: Any, request_id: int, timeout: float) -> dict[str, Any]:
@@ -93,8 +103,7 @@ def _wait(spool: Any, request_id: int, timeout: float) -> dict[str, Any]:
         if row["state"] in ("done", "failed"):
             return row
         if time.monotonic() >= deadline:
-            spool.requests.answer(request_id, error=f"no answer within {timeout:g} s (is the "
-                                 f"SIM served by a daemon? `modempool status` shows its state)")
+            spool.requests.answer(request_id, error=_no_answer(timeout))
             return spool.requests.get(request_id)
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))  # another process: poll
         delay = min(delay * 1.5, 0.5)

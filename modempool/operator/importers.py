@@ -157,29 +157,39 @@ def check_upload(filename: str, data: bytes, max_bytes: int = MAX_UPLOAD) -> str
 
 
 def read_table(path: str | Path, *, encoding: str | None = None, sheet: str | None = None,
-               header: bool | None = None) -> Table:
-    """Read CSV, XLSX or TXT into numbered rows; the format comes from the file extension."""
+               header: bool | None = None, name: str | None = None) -> Table:
+    """Read CSV, XLSX or TXT into numbered rows; the format comes from the file extension.
+    A file that cannot be read is a PoolError naming it as `name` (an upload's own name, not
+    where the server keeps it) or else its path."""
     path = Path(path)
+    shown = name or str(path)
     suffix = path.suffix.lower()
     if suffix in (".xlsx", ".xlsm"):
-        return _read_xlsx(path, sheet)
+        return _read_xlsx(path, sheet, shown)
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise PoolError(f"cannot read {path}: {exc.strerror or exc}") from None
+        missing = isinstance(exc, FileNotFoundError)
+        raise PoolError(f"cannot read {shown}: {exc.strerror or exc}",
+                        code="file_not_found" if missing else "file_unreadable",
+                        params={"file": shown, "reason": exc.strerror or str(exc)}) from None
     if encoding:
         try:
             text, used = data.decode(encoding), encoding
         except LookupError:
-            raise PoolError(f"unknown encoding {encoding!r} (try utf-8 or gb18030)") from None
+            raise PoolError(f"unknown encoding {encoding!r} (try utf-8 or gb18030)",
+                            code="encoding_unknown", params={"encoding": encoding}) from None
         except UnicodeDecodeError as exc:
-            raise PoolError(f"{path} is not {encoding}: byte {exc.start} cannot be read in it "
-                            "(leave --encoding out to detect it)") from None
+            raise PoolError(f"{shown} is not {encoding}: byte {exc.start} cannot be read in it "
+                            "(leave --encoding out to detect it)", code="file_not_in_encoding",
+                            params={"file": shown, "encoding": encoding,
+                                    "byte": exc.start}) from None
     else:
         try:
             text, used = decode_bytes(data)
         except PoolError as exc:
-            raise PoolError(f"{path}: {exc}") from None
+            raise PoolError(f"{shown}: {exc}", code="upload_encoding",
+                            params={"file": shown}) from None
     if suffix == ".txt":
         return _read_txt(text, used)
     return _read_csv(text, used, header)
@@ -215,9 +225,9 @@ def _read_txt(text: str, encoding: str) -> Table:
     return Table(("number", "name"), tuple(rows), "txt", encoding)
 
 
-def _read_xlsx(path: Path, sheet: str | None) -> Table:
+def _read_xlsx(path: Path, sheet: str | None, shown: str) -> Table:
     rows = []
-    for number, values in read_xlsx(path, sheet):
+    for number, values in read_xlsx(path, sheet, name=shown):
         cells = tuple(_cell_text(v) for v in values)
         if any(cells):
             rows.append((number, cells))
@@ -255,9 +265,12 @@ def resolve_mapping(headers: Sequence[str], mapping: dict[str, str] | None = Non
     for target, column in (mapping or {}).items():
         if target not in KNOWN_COLUMNS:
             raise PoolError(f"unknown target {target!r} in column mapping "
-                            f"(use one of {', '.join(KNOWN_COLUMNS)})")
+                            f"(use one of {', '.join(KNOWN_COLUMNS)})", code="mapping_target",
+                            params={"target": target, "targets": ", ".join(KNOWN_COLUMNS)})
         if _canon(column) not in positions:
-            raise PoolError(f"column {column!r} is not in the file (columns: {', '.join(headers)})")
+            raise PoolError(f"column {column!r} is not in the file (columns: {', '.join(headers)})",
+                            code="mapping_column",
+                            params={"column": column, "columns": ", ".join(headers)})
         found[target] = positions[_canon(column)]
     for target, names in KNOWN_COLUMNS.items():
         if target not in found:
@@ -267,7 +280,8 @@ def resolve_mapping(headers: Sequence[str], mapping: dict[str, str] | None = Non
                     break
     if "number" not in found:
         raise PoolError(f"no phone number column found among {', '.join(headers) or '(none)'}; "
-                        "map one, e.g. --map number=手机")
+                        "map one, e.g. --map number=手机", code="no_number_column",
+                        params={"columns": ", ".join(headers) or "-"})
     return found
 
 

@@ -128,48 +128,65 @@ def _write_xlsx(path: Path, headers: Sequence[str], rows: Iterable[Sequence[Any]
 
 
 def read_xlsx(path: Path, sheet: str | None = None, *, max_rows: int = MAX_ROWS,
-              max_columns: int = MAX_COLUMNS) -> Iterator[tuple[int, tuple[Any, ...]]]:
+              max_columns: int = MAX_COLUMNS,
+              name: str | None = None) -> Iterator[tuple[int, tuple[Any, ...]]]:
     """(row number, cell values) of each row of an XLSX sheet, trailing empty cells dropped.
-    PoolError for a file that is no XLSX, a missing sheet, or one over the limits."""
+    PoolError for a file that is no XLSX, a missing sheet, or one over the limits; it names
+    the file as `name` (an upload's own name) or else its path."""
     from openpyxl import load_workbook
 
-    _check_unpacked_size(path)
+    shown = name or str(path)
+    _check_unpacked_size(path, shown)
     try:
         book = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError) as exc:
-        raise PoolError(f"cannot read {path} as an XLSX file: {exc}") from None
+        raise _unreadable(shown, str(exc)) from None
     except Exception as exc:  # openpyxl raises many kinds on broken XML
-        raise PoolError(f"cannot read {path} as an XLSX file: {type(exc).__name__}: {exc}") from None
+        raise _unreadable(shown, f"{type(exc).__name__}: {exc}") from None
     try:
         if sheet is not None and sheet not in book.sheetnames:
-            raise PoolError(f"{path} has no sheet named {sheet!r} "
-                            f"(sheets: {', '.join(book.sheetnames)})")
+            raise PoolError(f"{shown} has no sheet named {sheet!r} "
+                            f"(sheets: {', '.join(book.sheetnames)})", code="xlsx_no_sheet",
+                            params={"file": shown, "sheet": sheet,
+                                    "sheets": ", ".join(book.sheetnames)})
         ws = book[sheet] if sheet else book.worksheets[0]
         ws.reset_dimensions()  # the declared <dimension> may be forged: read what is there
         try:
             for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
                 if number > max_rows:
-                    raise PoolError(f"{path} has more than {max_rows} rows; split it")
+                    raise PoolError(f"{shown} has more than {max_rows} rows; split it",
+                                    code="xlsx_too_many_rows", params={"file": shown,
+                                                                       "max": max_rows})
                 if len(values) > max_columns:
                     if any(v is not None for v in values[max_columns:]):
-                        raise PoolError(f"{path}: row {number} has a cell in column "
-                                        f"{len(values)}; at most {max_columns} columns are read")
+                        raise PoolError(f"{shown}: row {number} has a cell in column "
+                                        f"{len(values)}; at most {max_columns} columns are read",
+                                        code="xlsx_too_many_columns",
+                                        params={"file": shown, "row": number,
+                                                "column": len(values), "max": max_columns})
                     values = values[:max_columns]
                 yield number, values
         except PoolError:
             raise
         except Exception as exc:
-            raise PoolError(f"cannot read {path} as an XLSX file: {type(exc).__name__}: {exc}") from None
+            raise _unreadable(shown, f"{type(exc).__name__}: {exc}") from None
     finally:
         book.close()
 
 
-def _check_unpacked_size(path: Path) -> None:
+def _unreadable(shown: str, detail: str) -> PoolError:
+    return PoolError(f"cannot read {shown} as an XLSX file: {detail}", code="xlsx_unreadable",
+                     params={"file": shown})
+
+
+def _check_unpacked_size(path: Path, shown: str) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
     except (zipfile.BadZipFile, OSError) as exc:
-        raise PoolError(f"cannot read {path} as an XLSX file: {exc}") from None
+        raise _unreadable(shown, str(exc)) from None
     if unpacked > MAX_UNPACKED:
-        raise PoolError(f"{path} unpacks to {unpacked // 2**20} MB; at most "
-                        f"{MAX_UNPACKED // 2**20} MB are read")
+        raise PoolError(f"{shown} unpacks to {unpacked // 2**20} MB; at most "
+                        f"{MAX_UNPACKED // 2**20} MB are read", code="xlsx_too_big",
+                        params={"file": shown, "mb": unpacked // 2**20,
+                                "max_mb": MAX_UNPACKED // 2**20})

@@ -107,17 +107,21 @@ class Webhooks:
 
     def add(self, url: str, events: Iterable[str], *, account: str | None = None) -> tuple[Webhook, str]:
         """Subscribe `url` to `events`; returns the webhook and its signing secret."""
-        check_callback_url(url, "webhook URL")
+        check_callback_url(url, "webhook URL", code="webhook_url")
         chosen = [e.strip() for e in events if e.strip()]
         unknown = [e for e in chosen if e not in EVENT_TYPES]
         if unknown or not chosen:
             raise PoolError(f"unknown event(s) {', '.join(unknown) or '(none given)'}; "
-                            f"choose from {', '.join(EVENT_TYPES)}")
+                            f"choose from {', '.join(EVENT_TYPES)}",
+                            code="webhook_events" if unknown else "webhook_no_events",
+                            params={"events": ", ".join(unknown),
+                                    "choices": ", ".join(EVENT_TYPES)})
         webhook_id, secret = "wh_" + secrets.token_hex(8), new_secret()
         with self.spool.transaction() as conn:
             if account is not None and not conn.execute(
                     "SELECT 1 FROM accounts WHERE name = ?", (account,)).fetchone():
-                raise NotFound(f"no account named {account!r}")
+                raise NotFound(f"no account named {account!r}", code="account_not_found",
+                               params={"name": account})
             conn.execute("INSERT INTO webhooks (id, url, events, account, secret, created_at) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
                          (webhook_id, url, json.dumps(chosen), account, secret, to_text(utcnow())))
@@ -127,7 +131,8 @@ class Webhooks:
     def get(self, webhook_id: str) -> Webhook:
         rows = self.spool.rows("SELECT * FROM webhooks WHERE id = ?", (webhook_id,))
         if not rows:
-            raise NotFound(f"no webhook {webhook_id!r}")
+            raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found",
+                           params={"id": webhook_id})
         return _webhook(rows[0])
 
     def list(self, account: str | None = None) -> list[Webhook]:
@@ -140,7 +145,8 @@ class Webhooks:
         """Unsubscribe; its undelivered events are dropped (marked dead)."""
         with self.spool.transaction() as conn:
             if conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount == 0:
-                raise NotFound(f"no webhook {webhook_id!r}")
+                raise NotFound(f"no webhook {webhook_id!r}", code="webhook_not_found",
+                               params={"id": webhook_id})
             conn.execute("UPDATE webhook_outbox SET state = 'dead', last_error = 'webhook removed' "
                          "WHERE webhook_id = ? AND state = 'pending'", (webhook_id,))
 
@@ -240,12 +246,14 @@ def _keep_private(path: Any) -> None:
             pass
 
 
-def check_callback_url(url: str, what: str) -> None:
-    """An http(s) URL with a host and a valid port, or a `PoolError` naming `what`."""
+def check_callback_url(url: str, what: str, *, code: str = "callback_url") -> None:
+    """An http(s) URL with a host and a valid port, or a `PoolError` naming `what` (and `code`
+    with the URL, for a translation)."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises ValueError on a port that is not a number in range)
     except ValueError:
         parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PoolError(f"{what} {url!r}: give an http:// or https:// URL with a host")
+        raise PoolError(f"{what} {url!r}: give an http:// or https:// URL with a host",
+                        code=code, params={"url": url})

@@ -13,6 +13,7 @@ from modempool import Pool
 from modempool.dispatch.requests import DaemonNotRunning, RequestFailed
 from modempool.errors import PoolError
 from modempool.spool import Spool
+from modempool.web.console.errors import describe
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import (DaemonProcess, kill_leftovers, modempool_cli,
                                             write_config)
@@ -58,8 +59,10 @@ async def test_ussd_runs_through_the_running_daemon(tmp_path, bank):
     with Pool.open(config) as pool:                  # the library call the HTTP API makes
         answer = await asyncio.to_thread(pool.ussd, "m1", "*100#")
         assert answer.text == "Your balance is 12.34 CNY."
-        with pytest.raises(RequestFailed, match="SIM m2 is quarantined .*not registered"):
+        with pytest.raises(RequestFailed, match="SIM m2 is quarantined .*not registered") as down:
             await asyncio.to_thread(pool.ussd, "m2", "*100#")
+        assert describe(down.value, "zh_CN").startswith(   # the console's words, the daemon's why
+            "在 m2 上执行 USSD *100# 失败：SIM m2 is quarantined")
         with pytest.raises(PoolError, match="no modem named m9"):
             pool.ussd("m9", "*100#")
         with pytest.raises(PoolError, match="not a USSD code"):

@@ -323,6 +323,27 @@ def test_library_refusals_are_worded_in_chinese_on_the_chinese_console(api):
     taken = root.post("/admin/add", headers=zh, data={"csrf": _csrf(page), "name": "shop",
                                                       "role": "viewer"})
     assert "已有名为 shop 的账号" in taken.text
+    assert "不能删除您当前登录的账号。" in root.post("/admin/remove", headers=zh, data={
+        "csrf": _csrf(page), "name": "root"}).text
+    # webhooks
+    hook = root.post("/admin/webhook", headers=zh, data={"csrf": _csrf(page), "url": "ftp://x",
+                                                         "events": "sms.received"})
+    assert hook.status_code == 400 and "ftp://x：请填写带主机名的 http:// 或 https:// 地址。" in hook.text
+    assert "请至少选择一个事件。" in root.post("/admin/webhook", headers=zh, data={
+        "csrf": _csrf(page), "url": "https://crm.example/hook"}).text
+    assert "没有 Webhook wh_gone。" in root.post("/admin/unhook", headers=zh, data={
+        "csrf": _csrf(page), "id": "wh_gone"}).text
+    # spreadsheets that cannot be read: named as uploaded, never by where the server keeps them
+    for name, data, words in (
+            ("名单.xlsx", b"PK\x03\x04 not a workbook", "名单.xlsx 无法作为 Excel .xlsx 工作簿读取"),
+            ("名单.csv", "姓名,班级\n王芳,三年级\n".encode(),
+             "找不到电话号码列（现有列：姓名, 班级）")):
+        unread = root.post("/contacts/import", headers=zh, data={"csrf": _csrf(form)},
+                           files={"file": (name, data, "application/octet-stream")})
+        assert unread.status_code == 400 and words in unread.text, unread.text
+        assert "modempool-console-uploads" not in unread.text
+    assert "请选择要上传的文件。" in root.post("/contacts/import", headers=zh,
+                                          data={"csrf": _csrf(form)}).text
 
 
 def test_forwarding_numbers_are_added_and_removed_on_the_auto_replies_page(api):

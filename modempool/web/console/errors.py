@@ -81,7 +81,26 @@ MESSAGES: dict[str, str] = {
     "upload_not_xlsx": N_("%(file)s: not an Excel .xlsx workbook (save it as .xlsx or .csv)."),
     "upload_not_text": N_("%(file)s: not a text file (is it an .xls or an image renamed?)."),
     "upload_encoding": N_("%(file)s: cannot be read as UTF-8 or GBK/GB18030."),
+    "upload_missing": N_("Choose a file to upload."),
     "import_rejected": N_("%(count)s row(s) rejected; nothing was imported."),
+    "no_number_column": N_("No column holds phone numbers (columns: %(columns)s); name one 手机, "
+                           "电话, 号码 or number."),
+    "mapping_target": N_("%(target)s is not a column the address book knows (use one of "
+                         "%(targets)s)."),
+    "mapping_column": N_("The file has no column %(column)s (columns: %(columns)s)."),
+    # reading spreadsheets and text files
+    "file_not_found": N_("There is no file %(file)s."),
+    "file_unreadable": N_("%(file)s cannot be read: %(reason)s"),
+    "encoding_unknown": N_("%(encoding)s is not an encoding modempool knows (try utf-8 or "
+                           "gb18030)."),
+    "file_not_in_encoding": N_("%(file)s is not %(encoding)s: byte %(byte)s cannot be read in it."),
+    "xlsx_unreadable": N_("%(file)s cannot be read as an Excel .xlsx workbook (save it again as "
+                          ".xlsx or .csv)."),
+    "xlsx_no_sheet": N_("%(file)s has no sheet named %(sheet)s (sheets: %(sheets)s)."),
+    "xlsx_too_many_rows": N_("%(file)s has more than %(max)s rows; split it."),
+    "xlsx_too_many_columns": N_("%(file)s: row %(row)s has a cell in column %(column)s; at most "
+                                "%(max)s columns are read."),
+    "xlsx_too_big": N_("%(file)s unpacks to %(mb)s MB; at most %(max_mb)s MB are read."),
     "row_no_number": N_("no phone number"),
     "row_duplicate": N_("the same number as line %(first)s (%(number)s)"),
     "row_birthday": N_("%(birthday)s is not a date like 1990-05-17 or 05-17"),
@@ -94,6 +113,19 @@ MESSAGES: dict[str, str] = {
     "account_exists": N_("There is already an account named %(name)s (rotate its key instead)."),
     "account_not_found": N_("There is no account named %(name)s."),
     "password_short": N_("A password needs at least %(min)s characters."),
+    "account_remove_self": N_("You cannot remove the account you are signed in with."),
+    # webhooks
+    "webhook_url": N_("%(url)s: give an http:// or https:// URL with a host."),
+    "webhook_events": N_("Unknown event(s) %(events)s; choose from %(choices)s."),
+    "webhook_no_events": N_("Choose at least one event."),
+    "webhook_not_found": N_("There is no webhook %(id)s."),
+    # USSD (through the daemon)
+    "ussd_code": N_("%(code)s is not a USSD code: use digits, * and #, such as *100#."),
+    "daemon_not_running": N_("The daemon is not running; USSD goes through the daemon that owns "
+                             "the modems: start it (modempool run)."),
+    "ussd_no_answer": N_("USSD %(code)s on %(sim)s: no answer within %(seconds)s s (is the SIM "
+                         "served by a daemon?)."),
+    "ussd_failed": N_("USSD %(code)s on %(sim)s failed: %(error)s"),
     # forwarding
     "forward_exists": N_("%(number)s is already a forwarding target."),
     "forward_not_found": N_("%(number)s is not a forwarding target."),

@@ -206,7 +206,8 @@ async def admin_action(request: Request, action: str,
                      "key": await run_in_threadpool(operator.accounts().rotate, values["name"])}
         elif action == "remove":
             if values["name"] == session.account.name:
-                raise PoolError("you cannot remove the account you are signed in with")
+                raise PoolError("you cannot remove the account you are signed in with",
+                                code="account_remove_self")
             await run_in_threadpool(operator.accounts().remove, values["name"])
         elif action == "passwd":
             await run_in_threadpool(operator.sessions().set_password, values["name"],

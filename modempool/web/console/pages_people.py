@@ -248,7 +248,7 @@ async def import_preview(request: Request, session: Session = Depends(current_se
     operator = operator_of(request, session)
     try:
         if upload is None or not hasattr(upload, "read"):
-            raise PoolError("choose a file to upload")
+            raise PoolError("choose a file to upload", code="upload_missing")
         data = await upload.read()
         path, report = await run_in_threadpool(operator.preview_import, upload.filename or "",
                                                data, UPLOADS)

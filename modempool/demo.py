@@ -56,9 +56,11 @@ STATE_STYLE = {"queued": "dim", "sending": "yellow", "sent": "cyan", "delivered"
 
 
 async def run_demo(modems: int = 4, live: bool = True, console: Console | None = None,
-                   timeout: float = 40.0, spool_path: str | Path | None = None) -> int:
+                   stall: float = 40.0, spool_path: str | Path | None = None) -> int:
     """Run the demo; returns the exit status (0: every message went out, replies came back and
-    the opt-out was stored). `spool_path` keeps the spool there instead of a temporary file."""
+    the opt-out was stored). It gives up when nothing moved for `stall` seconds (a slow or
+    busy machine only takes longer). `spool_path` keeps the spool there instead of a
+    temporary file."""
     from modempool.config import Config, OptOutConfig
     from modempool.dispatch.daemon import Daemon
 
@@ -71,11 +73,11 @@ async def run_demo(modems: int = 4, live: bool = True, console: Console | None =
         spool = config.open_spool()
         daemon = Daemon(config, spool=spool, install_signals=False)
         running = asyncio.create_task(daemon.run(), name="daemon")
-        deadline = time.monotonic() + timeout
+        watch = _Stall(lambda: _progress(spool), stall)
         ids: list[int] = []
         campaign: dict[str, Any] = {}
         try:
-            await _until(lambda: daemon.ready.is_set() or running.done(), deadline)
+            await _until(lambda: daemon.ready.is_set() or running.done(), watch)
             if running.done():
                 await running
             console.print(f"[bold]modempool demo[/]: {modems} simulated modems, "
@@ -91,18 +93,18 @@ async def run_demo(modems: int = 4, live: bool = True, console: Console | None =
                         screen.update(_view(spool, daemon, ids, campaign))
 
                 everything = lambda: ids + _campaign_ids(spool, campaign)  # noqa: E731
-                await _until(lambda: _all_final(spool, everything()), deadline, refresh)
+                await _until(lambda: _all_final(spool, everything()), watch, refresh)
                 sims = {spool.get(i).to: spool.get(i).sim for i in everything()}
                 for sender, reply in {**REPLIES, **CAMPAIGN_REPLIES}.items():
                     if sims.get(sender):
                         await daemon.bank.inject(sims[sender], sender, reply, out_of_order=True)
                 await _until(lambda: _replies_in(spool) and _all_delivered(spool, everything())
-                             and _confirmed(spool), deadline, refresh)
+                             and _confirmed(spool), watch, refresh)
                 screen.update(_view(spool, daemon, ids, campaign))
             if not live:
                 console.print(_view(spool, daemon, ids, campaign))
         except TimeoutError:
-            console.print("[red]the demo did not finish in time[/]")
+            console.print(f"[red]the demo stopped: nothing moved for {stall:g} s[/]")
         finally:
             daemon.stop()
             await running
@@ -179,10 +181,30 @@ def _optouts(spool: Any) -> list[dict[str, Any]]:
     return rows
 
 
-async def _until(condition: Any, deadline: float, tick: Any = None) -> None:
-    while not condition():
-        if time.monotonic() > deadline:
+class _Stall:
+    """Gives up (TimeoutError) when `progress()` has not changed for `seconds`."""
+
+    def __init__(self, progress: Any, seconds: float) -> None:
+        self.progress, self.seconds = progress, seconds
+        self.seen, self.deadline = progress(), time.monotonic() + seconds
+
+    def check(self) -> None:
+        now = self.progress()
+        if now != self.seen:
+            self.seen, self.deadline = now, time.monotonic() + self.seconds
+        elif time.monotonic() > self.deadline:
             raise TimeoutError
+
+
+def _progress(spool: Any) -> tuple[Any, ...]:
+    """What changes while the demo moves: messages by state, replies, the SIMs' states."""
+    return (tuple(sorted(spool.counts().items())), len(spool.inbound()),
+            tuple(row.get("state") for row in spool.sims()))
+
+
+async def _until(condition: Any, watch: _Stall, tick: Any = None) -> None:
+    while not condition():
+        watch.check()
         if tick is not None:
             await tick()
         await asyncio.sleep(0.1)

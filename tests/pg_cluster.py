@@ -49,8 +49,8 @@ class PgCluster:
         self._counter = 0
 
     def _run(self, argv: list[str]) -> None:
-        result = subprocess.run(argv, user=self.user, capture_output=True, text=True, timeout=120,
-                                cwd=self.directory)
+        result = subprocess.run(argv, user=self.user, capture_output=True, text=True, timeout=600,
+                                cwd=self.directory)   # a hang guard: initdb is slow under load
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed: {result.stdout}{result.stderr}")
 
@@ -58,10 +58,11 @@ class PgCluster:
         options = (f"-k {self.directory} -c listen_addresses='' -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
         self._run([server_program("pg_ctl"), "-D", str(self.data), "-o", options,
-                   "-l", str(self.directory / "server.log"), "-w", "-t", "60", "start"])
+                   "-l", str(self.directory / "server.log"), "-w", "-t", "300", "start"])
 
     def stop(self) -> None:
-        self._run([server_program("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+        self._run([server_program("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "300",
+                   "stop"])
 
     def remove(self) -> None:
         try:

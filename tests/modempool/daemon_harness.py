@@ -48,15 +48,29 @@ def modempool_cli(*args: str, config: Path | None = None, stdin: str | None = No
                           cwd=cwd or REPO)
 
 
-async def eventually(condition: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    """Poll `condition` until it returns something true (no event crosses the process boundary)."""
+#: How long a wait for another process may take before the test calls it a hang: generous,
+#: since a loaded machine (a shared CI runner, six suites on two cores) is slow, not stuck.
+HANG = 120.0
+
+
+async def eventually(condition: Callable[[], Any], timeout: float = HANG, what: str = "", *,
+                     progress: Callable[[], Any] | None = None) -> Any:
+    """Poll `condition` until it returns something true (no event crosses the process
+    boundary). It fails after `timeout` seconds; with `progress` (whose value changes while
+    the work goes on, such as a count of settled messages) only after `timeout` seconds
+    without a change, so that a long drain on a slow machine is not taken for a hang."""
     deadline = time.monotonic() + timeout
+    seen = progress() if progress is not None else None
     while True:
         value = condition()
         if value:
             return value
+        if progress is not None and (now := progress()) != seen:
+            seen, deadline = now, time.monotonic() + timeout
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+            stalled = " without progress" if progress is not None else ""
+            raise AssertionError(f"timed out after {timeout} s{stalled} waiting for "
+                                 f"{what or condition}")
         await asyncio.sleep(0.05)
 
 
@@ -120,7 +134,7 @@ class DaemonProcess:
         text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
         return text[self._log_start:]
 
-    async def wait_for_log(self, needle: str, timeout: float = 20.0) -> None:
+    async def wait_for_log(self, needle: str, timeout: float = HANG) -> None:
         def seen() -> bool:
             if self.proc is not None and self.proc.returncode is not None:
                 raise AssertionError(f"daemon exited ({self.proc.returncode}):\n{self.output()}")
@@ -128,7 +142,7 @@ class DaemonProcess:
 
         await eventually(seen, timeout, f"{needle!r} in the daemon log")
 
-    async def stop(self, timeout: float = 20.0) -> int:
+    async def stop(self, timeout: float = HANG) -> int:
         """SIGTERM, then wait: a graceful stop."""
         assert self.proc is not None
         if self.proc.returncode is None:

@@ -10,7 +10,9 @@ import pytest
 from modempool.spool import Spool
 from tests.modempool.daemon_harness import REPO
 
-pytestmark = pytest.mark.timeout(90)
+# Hang guards only: the demo takes seconds, longer on a loaded machine, and stops by itself
+# (exit 1) when nothing moved for 40 s.
+pytestmark = pytest.mark.timeout(660)
 
 
 @pytest.mark.parametrize("flags", [["--plain"], []], ids=["plain", "live"])
@@ -19,7 +21,7 @@ def test_demo_sends_spreads_over_sims_and_stores_the_replies(flags, tmp_path):
     cwd.mkdir()
     keep = ["--spool", str(kept)] if flags else []   # the live run leaves nothing at all
     done = subprocess.run([sys.executable, "-m", "cli", "demo", *flags, *keep], cwd=cwd,
-                          capture_output=True, text=True, timeout=80,
+                          capture_output=True, text=True, timeout=600,
                           env={"COLUMNS": "120", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -138,8 +139,9 @@ def write_config(path: Path, target, prefix: str, devices: list[str]) -> Path:
 
 
 async def run_daemons(target, daemons: int, modems: int, latency: float, rounds: int,
-                      directory: Path) -> dict[str, float]:
-    """`daemons` daemons, each with its own bank of `modems`, sharing `target`."""
+                      directory: Path, trace: bool = False) -> dict[str, float]:
+    """`daemons` daemons, each with its own bank of `modems`, sharing `target`. With `trace`
+    they log their AT traffic (-vv), and the gap between two SMS on a modem is split by it."""
     async with AsyncExitStack() as stack:
         banks = []
         for d in range(daemons):
@@ -155,7 +157,8 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
             log = open(log_path, "wb")
             logs.append((log, log_path))
             procs.append(await asyncio.create_subprocess_exec(
-                sys.executable, *profile(d), "-m", "cli", "run", "--config", str(config), cwd=ROOT,
+                sys.executable, *profile(d), "-m", "cli", "run", "--config", str(config),
+                *(["-vv"] if trace else []), cwd=ROOT,
                 stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL))
         try:
             for proc, (_, log_path) in zip(procs, logs):
@@ -164,6 +167,7 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
                         raise SystemExit(log_path.read_text())
                     await asyncio.sleep(0.05)
             total = daemons * modems * rounds
+            cpu_before = sum(cpu_seconds(proc.pid) for proc in procs)
             with Spool(target) as spool:
                 spool.enqueue_many({"to": "+8613800138000", "text": f"bench {i}"}
                                    for i in range(total))
@@ -173,6 +177,7 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
                     if time.monotonic() > deadline:
                         raise SystemExit(f"timed out; counts {spool.counts()}")
                     await asyncio.sleep(0.05)
+            cpu = sum(cpu_seconds(proc.pid) for proc in procs) - cpu_before
         finally:
             for proc in procs:
                 if proc.returncode is None:
@@ -188,9 +193,49 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
     elapsed = (max(done) - min(parts)).total_seconds() + latency
     ideal = daemons * modems / latency if latency else float("nan")
     carried = [sum(1 for e in b.network_log() if e["kind"] == "message") for b in banks]
-    return {**where_time_went(entries, latency), "messages": total, "elapsed": elapsed, "rate": total / elapsed, "ideal": ideal,
+    split = at_gap_split([path for _, path in logs]) if trace else {}
+    return {**split, "cpu_ms": 1000 * cpu / total, **where_time_went(entries, latency), "messages": total, "elapsed": elapsed, "rate": total / elapsed, "ideal": ideal,
             "fraction": (total / elapsed) / ideal if latency else float("nan"),
             "carried": carried}
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+AT_LINE = re.compile(r"^(\S+ \S+) DEBUG\s+modempool\.modem\.(\S+): (<<|>>) (.*)$")
+
+
+def at_gap_split(log_paths: list[Path]) -> dict[str, float]:
+    """From the daemons' AT traffic (-vv): the mean of each step between one SMS's answer and the
+    next SMS's PDU on a modem, in ms: `answer_to_cmgs` (the daemon: record, next message, encode),
+    `prompt` (AT+CMGS=n until `> `: the port both ways and the modem), `marker` (at the prompt:
+    the part marker's commit, before the PDU goes out)."""
+    steps: dict[str, list[float]] = {"answer_to_cmgs": [], "prompt": [], "marker": []}
+    for path in log_paths:
+        last: dict[str, tuple[str, float]] = {}  # modem: (what it last did, when)
+        for line in path.read_text(errors="replace").splitlines():
+            match = AT_LINE.match(line)
+            if match is None:
+                continue
+            stamp, modem, way, what = match.groups()
+            at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            before, then = last.get(modem, ("", 0.0))
+            if way == ">>" and what.startswith("AT+CMGS="):
+                if before == "answered":
+                    steps["answer_to_cmgs"].append(at - then)
+                last[modem] = ("asked", at)
+            elif way == "<<" and what == "> " and before == "asked":
+                steps["prompt"].append(at - then)
+                last[modem] = ("prompt", at)
+            elif way == ">>" and what.endswith("<Ctrl-Z>") and before == "prompt":
+                steps["marker"].append(at - then)
+                last[modem] = ("written", at)
+            elif way == "<<" and what == "OK" and before == "written":
+                last[modem] = ("answered", at)
+    return {f"{step}_ms": 1000 * sum(times) / len(times) for step, times in steps.items() if times}
 
 
 def main() -> None:
@@ -210,6 +255,8 @@ def main() -> None:
     # 30 messages per modem, as bench_pool: the start (every modem claiming at once) is a small
     # part of the run, which measures what two boxes sustain.
     parser.add_argument("--ideal-rounds", type=int, default=30)
+    parser.add_argument("--trace", action="store_true",
+                        help="split the gap between two SMS by the daemons' AT log (-vv)")
     args = parser.parse_args()
 
     cluster = None
@@ -254,8 +301,9 @@ def main() -> None:
                           f"(per daemon: {r['carried']})")
             if args.only in (None, "ideal"):
                 target = fresh_target("postgresql", cluster, directory, "ideal", args.url)
+                load = os.getloadavg()[0]
                 r = asyncio.run(run_daemons(target, 2, args.ideal_modems, 1.0, args.ideal_rounds,
-                                            directory / "ideal"))
+                                            directory / "ideal", trace=args.trace))
                 print(f"2 daemons x {args.ideal_modems} modems at 1 s per SMS: {r['messages']} "
                       f"messages in {r['elapsed']:.2f} s = {r['rate']:.1f}/s, ideal "
                       f"{r['ideal']:.0f}/s -> {100 * r['fraction']:.1f} % (per daemon: "
@@ -263,7 +311,17 @@ def main() -> None:
                 print(f"  where the time went: modems started within {r['start_spread_ms']:.0f} ms"
                       f" (mean {r['start_mean_ms']:.0f} ms); between two SMS a modem waited"
                       f" {r['gap_mean_ms']:.1f} ms on average (median {r['gap_p50_ms']:.1f},"
-                      f" p99 {r['gap_p99_ms']:.1f})")
+                      f" p99 {r['gap_p99_ms']:.1f}); the daemons' CPU {r['cpu_ms']:.2f} ms a"
+                      f" message; load average {load:.1f} at the start, "
+                      f"{os.getloadavg()[0]:.1f} at the end")
+                if args.trace:
+                    steps = ("answer_to_cmgs_ms", "prompt_ms", "marker_ms")
+                    rest = r["gap_mean_ms"] - sum(r.get(step, 0.0) for step in steps)
+                    print(f"  the gap by the daemons' AT log (-vv, which costs CPU itself): answer"
+                          f" to next AT+CMGS {r.get('answer_to_cmgs_ms', 0):.1f} ms, AT+CMGS to"
+                          f" prompt {r.get('prompt_ms', 0):.1f} ms, prompt to PDU (the part"
+                          f" marker) {r.get('marker_ms', 0):.1f} ms; the rest (port, the"
+                          f" simulator's timer) {rest:.1f} ms")
     finally:
         if cluster is not None:
             cluster.remove()

@@ -34,6 +34,7 @@ class BalanceTracker:
         self.config = config
         self.slots = {slot.name: slot for slot in slots}
         self.desk = desk
+        self.lane = desk.lane  # its spool calls, in turn with the desk's (off the loop on a server)
         self._sent_at_check: dict[str, int] = {}
         self._checking: set[str] = set()
         self.wake = asyncio.Event()   # set when a SIM comes up: check it soon
@@ -51,8 +52,13 @@ class BalanceTracker:
         tasks: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
+                try:
+                    rows = await self.lane.run(self._sim_rows)
+                except Exception as exc:  # the database away: the next look
+                    log.warning("could not read the SIMs' balances: %s", exc)
+                    rows = {}
                 for name, slot in self.slots.items():
-                    if name not in self._checking and self.due(slot):
+                    if name not in self._checking and name in rows and self.due(slot, rows[name]):
                         self._checking.add(name)
                         task = asyncio.create_task(self._check(name), name=f"balance {name}")
                         tasks.add(task)
@@ -65,12 +71,15 @@ class BalanceTracker:
             for task in list(tasks):
                 task.cancel()
 
-    def due(self, slot: SimSlot, now: datetime | None = None) -> bool:
-        """Whether the SIM should be asked now."""
+    def _sim_rows(self) -> dict[str, dict[str, Any]]:
+        """In the lane: the spool's row of each of our SIMs."""
+        return {name: self.spool.sim(name) or {} for name in self.slots}
+
+    def due(self, slot: SimSlot, row: dict[str, Any], now: datetime | None = None) -> bool:
+        """Whether the SIM should be asked now (`row`: its row in the spool)."""
         rule = self.rule_for(slot.name)
         if rule is None or slot.state is not SimState.UP:
             return False
-        row = self.spool.sim(slot.name) or {}
         last = from_text(row.get("balance_at"))
         if last is None:
             return True
@@ -87,7 +96,8 @@ class BalanceTracker:
         except Exception as exc:
             logging.getLogger(f"modempool.modem.{sim}").warning("balance check failed: %s", exc)
             # not again at once: count it as a check without an amount
-            self.spool.upsert_sim(sim, balance_at=utcnow())
+            with contextlib.suppress(Exception):  # the database away: asked again sooner
+                await self.lane.run(self.spool.upsert_sim, sim, balance_at=utcnow())
         finally:
             self._checking.discard(sim)
 
@@ -100,42 +110,54 @@ class BalanceTracker:
             text = await self.desk.ussd(sim, rule.ussd)  # recorded by `on_ussd`
             return rule.amount(text)
         text = await self._sms_query(sim, rule)
-        return self.record(sim, rule, text)
+        return await self.record(sim, rule, text)
 
     async def on_ussd(self, sim: str, code: str, text: str) -> None:
         """Every USSD answer on the daemon's modems: the rule's code is a balance answer."""
         rule = self.rule_for(sim)
         if rule is not None and rule.ussd and rule.ussd == code:
-            self.record(sim, rule, text)
+            await self.record(sim, rule, text)
 
-    def record(self, sim: str, rule: BalanceRule, text: str) -> float | None:
-        """Store an answer; low balance and out-of-credit follow from it."""
+    async def record(self, sim: str, rule: BalanceRule, text: str) -> float | None:
+        """Store an answer (in the lane); low balance and out-of-credit follow from it."""
         mlog = logging.getLogger(f"modempool.modem.{sim}")
         slot = self.slots[sim]
-        row = self.spool.sim(sim) or {}
-        self._sent_at_check[sim] = int(row.get("sent_total") or 0)
         amount = rule.amount(text)
         if amount is None:
             mlog.warning("balance answer not understood (pattern %s): %s", rule.pattern, text)
-            self.spool.upsert_sim(sim, balance_text=text, balance_at=utcnow())
-            return None
-        empty = amount <= rule.empty
-        self.spool.upsert_sim(sim, balance=amount, balance_text=text, balance_at=utcnow(),
-                              no_credit=int(empty))
-        if empty and not slot.no_credit:
+        empty = amount is not None and amount <= rule.empty
+        if amount is None:
+            event = None
+        elif empty and not slot.no_credit:
             mlog.warning("out of credit (balance %.2f): out of rotation until topped up", amount)
-            self.spool.record_event("balance-empty", sim=sim, detail={"balance": amount})
+            event = ("balance-empty", {"balance": amount})
         elif not empty and slot.no_credit:
             mlog.info("topped up (balance %.2f): back in rotation", amount)
-            self.spool.record_event("balance-topped-up", sim=sim, detail={"balance": amount})
+            event = ("balance-topped-up", {"balance": amount})
         elif rule.low is not None and amount < rule.low:
             mlog.warning("low balance: %.2f (below %.2f)", amount, rule.low)
-            self.spool.record_event("balance-low", sim=sim,
-                                    detail={"balance": amount, "low": rule.low})
+            event = ("balance-low", {"balance": amount, "low": rule.low})
         else:
             mlog.info("balance %.2f", amount)
-        slot.no_credit = empty
+            event = None
+        self._sent_at_check[sim] = await self.lane.run(self._store_answer, sim, text, amount,
+                                                       empty, event)
+        if amount is not None:
+            slot.no_credit = empty
         return amount
+
+    def _store_answer(self, sim: str, text: str, amount: float | None, empty: bool,
+                      event: tuple[str, dict[str, Any]] | None) -> int:
+        """In the lane: an answer stored, with its event; the SIM's SMS count so far."""
+        row = self.spool.sim(sim) or {}
+        if amount is None:
+            self.spool.upsert_sim(sim, balance_text=text, balance_at=utcnow())
+        else:
+            self.spool.upsert_sim(sim, balance=amount, balance_text=text, balance_at=utcnow(),
+                                  no_credit=int(empty))
+        if event is not None:
+            self.spool.record_event(event[0], sim=sim, detail=event[1])
+        return int(row.get("sent_total") or 0)
 
     async def _sms_query(self, sim: str, rule: BalanceRule) -> str:
         """Send the query SMS from the SIM, within its limits and pace and counted against
@@ -154,11 +176,12 @@ class BalanceTracker:
         asked = utcnow() - timedelta(seconds=1)
         await modem.send(parts)
         slot.sent_outside_queue(utcnow(), loop.time(), len(parts))
-        self.spool.count_sent(sim, len(parts))
+        await self.lane.run(self.spool.count_sent, sim, len(parts))
         deadline = asyncio.get_running_loop().time() + rule.reply_timeout
         wanted = _digits(rule.sms_to)
         while asyncio.get_running_loop().time() < deadline:
-            for row in reversed(self.spool.inbound(since=asked)):  # stored by the inbound path
+            # stored by the inbound path
+            for row in reversed(await self.lane.run(self.spool.inbound, since=asked)):
                 if row["sim"] == sim and _digits(row["sender"]).endswith(wanted):
                     return str(row["text"])
             await asyncio.sleep(1.0)  # the reply is stored by another task: look again

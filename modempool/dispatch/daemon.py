@@ -279,10 +279,13 @@ class Daemon(ModemTaskMixin):
         """About once a minute (first at start): queue the messages of recurring jobs now due."""
         from modempool.operator.recurring import run_due_jobs
 
+        def queue_due() -> None:
+            for run in run_due_jobs(self.spool, self.config):
+                self.spool.record_event("job-run", detail=run.to_dict())
+
         while not self._stop.is_set():
             try:
-                for run in run_due_jobs(self.spool, self.config):
-                    self.spool.record_event("job-run", detail=run.to_dict())
+                await self.books.run(queue_due)
                 if self.dispatcher is not None:
                     self.dispatcher.wake.set()
             except Exception:
@@ -298,7 +301,7 @@ class Daemon(ModemTaskMixin):
         listen = self.config.http.listen
         while not self._stop.is_set():
             try:
-                wanted = bool(listen) or any_subscribed(self.spool)
+                wanted = bool(listen) or await self.books.run(any_subscribed, self.spool)
             except Exception:  # the database away for a moment: ask again later
                 log.warning("could not look for webhooks; asking again in 30 s", exc_info=True)
                 wanted = False

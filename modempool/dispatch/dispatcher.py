@@ -99,6 +99,7 @@ class Dispatcher(SendingMixin):
         self._unrecorded: list[tuple[SentPart, logging.Logger, str, int]] = []
         self._recording: dict[str, asyncio.Future[Any]] = {}  # lease owner: its record on its way
         self._plan_made: Plan | None = None  # the current round's, until it is handed over
+        self._recalled: dict[str, str | None] = {}  # the round's recipients' last SIMs (sticky)
         self._unreleased: set[str] = set()  # SIMs whose leases are still to be given back
         self._record_timer: asyncio.Handle | None = None
         self._record_at = self._record_deadline = 0.0
@@ -181,7 +182,9 @@ class Dispatcher(SendingMixin):
             if expire:
                 self.spool.expire_due(now)
             candidates = list(self.spool.dispatchable(now, limit=limit, lock=True))
-            plan = self.lane.on_loop(self._plan, candidates, now, at_most) if candidates else Plan()
+            recalled = self._recalled_sims(candidates)
+            plan = (self.lane.on_loop(self._plan, candidates, now, at_most, recalled)
+                    if candidates else Plan())
             outcome = RoundOutcome(plan)
             for message, error in plan.unsendable:
                 outcome.failed.append(self.spool.fail_queued(message.id, error))
@@ -239,10 +242,21 @@ class Dispatcher(SendingMixin):
             room = min(room, max(at_most, sum(s.assigned == 0 for s in free)))
         return room
 
-    def _plan(self, candidates: list[Any], now: datetime, at_most: int | None) -> Plan:
+    def _recalled_sims(self, candidates: list[Any]) -> dict[str, str | None]:
+        """In the lane, for the sticky strategy: the SIM that last sent to each recipient of
+        `candidates` whom this daemon has not served yet (the plan, on the loop, asks no
+        database)."""
+        if self.strategy is not Strategy.STICKY:
+            return {}
+        recipients = {message.to for message in candidates} - self.state.sticky.keys()
+        return {to: self.spool.last_sim_for(to) for to in recipients}
+
+    def _plan(self, candidates: list[Any], now: datetime, at_most: int | None,
+              recalled: dict[str, str | None] | None = None) -> Plan:
         """On the loop: choose a SIM for each candidate (as many as the free SIMs take now),
         reserving its place in the SIM's hands; and the messages that no SIM can ever send,
-        with the reason."""
+        with the reason. `recalled`: the SIMs that last sent to recipients (sticky)."""
+        self._recalled = recalled or {}
         room = self._room(at_most)
         up = self._usable()
         # What each SIM looks like this round (its view and its room under the limits).
@@ -325,8 +339,8 @@ class Dispatcher(SendingMixin):
         return self._parts_needed[message.id]
 
     def _recall(self, to: str) -> str | None:
-        recall = getattr(self.spool, "last_sim_for", None)
-        return recall(to) if recall is not None else None
+        """The SIM that last sent to `to`, as the round's lane read it (`_recalled_sims`)."""
+        return self._recalled.get(to)
 
     def count_proven(self, sim: str) -> None:
         """A delivery report proved that an ambiguous SMS of `sim` went out: it counts."""

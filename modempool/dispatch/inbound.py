@@ -5,7 +5,8 @@ For each event a modem reports, in this order:
    siblings arrive, possibly out of order and across restarts);
 2. a delivery report is matched to the part and message it belongs to (by SIM, message
    reference and recipient) and moves the message to delivered / failed;
-3. once a whole message is stored, the operator hooks (`modempool.operator.hooks`) run;
+3. once a whole message is stored, the operator hooks (`modempool.operator.hooks`) run, in the
+   daemon's inbound lane like the storing (off the event loop on a database server);
 4. only then is it acknowledged to the modem, which deletes it from its storage.
 A crash between 1 and 4 leaves the SMS on the modem: it is read again and stored once
 (parts are unique per sender, reference and number).
@@ -100,7 +101,7 @@ class InboundStore:
 
     async def flush_incomplete(self, older_than: timedelta) -> int:
         """Store long SMS whose missing parts never came as incomplete messages; run the hooks."""
-        flushed = self.spool.flush_inbound_parts(older_than)
+        flushed = await self.lane.run(self.spool.flush_inbound_parts, older_than)
         for message in flushed:
             log.warning("%s: SMS from %s stored incomplete (%d parts expected)", message.sim,
                         message.sender, message.parts)
@@ -108,10 +109,12 @@ class InboundStore:
         return len(flushed)
 
     async def run_hooks(self, inbound: Any) -> None:
-        """Call each operator handler; a failing handler is logged and never stops the pool."""
+        """Call each operator handler in the lane (its spool calls never hold up the loop);
+        what a handler returns, if awaitable, is awaited on the loop (where it may start
+        tasks). A failing handler is logged and never stops the pool."""
         for handler in self.handlers:
             try:
-                result = handler(self.spool, inbound, self.config)
+                result = await self.lane.run(handler, self.spool, inbound, self.config)
                 if inspect.isawaitable(result):
                     await result
             except Exception:

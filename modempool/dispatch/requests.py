@@ -125,7 +125,8 @@ class RequestDesk:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: look for requests, answer each in a task of its own."""
-        self.spool.requests.abandon(sims=self.slots)  # our SIMs' earlier run: nobody answers them
+        # our SIMs' earlier run: nobody answers them
+        await self.lane.run(self.spool.requests.abandon, sims=self.slots)
         try:
             while not stop.is_set():
                 try:
@@ -144,7 +145,10 @@ class RequestDesk:
             for task in list(self._running):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            self.spool.requests.abandon(self.owner)
+            try:
+                await self.lane.run(self.spool.requests.abandon, self.owner)
+            except Exception:  # the database away: the next run abandons them
+                log.exception("could not abandon the requests taken")
 
     def _take_pending(self) -> list[Any]:
         """The requests of our SIMs that nobody answers yet, each taken by this daemon."""
@@ -156,17 +160,21 @@ class RequestDesk:
         try:
             text = await self.ussd(sim, code)
         except RequestFailed as exc:
-            self.spool.requests.answer(row["id"], error=str(exc))
+            answer = {"error": str(exc)}
         except Exception as exc:  # AtError and friends: the network's or the modem's refusal
-            self.spool.requests.answer(row["id"], error=str(exc) or type(exc).__name__)
+            answer = {"error": str(exc) or type(exc).__name__}
         else:
-            self.spool.requests.answer(row["id"], answer=text)
+            answer = {"answer": text}
+        try:
+            await self.lane.run(self.spool.requests.answer, row["id"], **answer)
+        except Exception:  # the asker withdraws it when it waited long enough
+            log.exception("could not write the answer to request %s", row["id"])
 
     async def ussd(self, sim: str, code: str) -> str:
         """Run `code` on the SIM's modem now (RequestFailed when the SIM is not up)."""
         slot, modem = self.slots[sim], self.modems.get(sim)
         if slot.state is not SimState.UP or modem is None:
-            row = self.spool.sim(sim) or {}
+            row = await self.lane.run(self.spool.sim, sim) or {}
             why = f" ({row['last_error']})" if row.get("last_error") else ""
             raise RequestFailed(f"SIM {sim} is {slot.state.value}{why}")
         text = await modem.ussd(code)

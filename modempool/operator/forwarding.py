@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shlex
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from modempool.config import Config, ForwardConfig
@@ -157,6 +158,16 @@ def _record(spool: Any, inbound_id: Any, target: str, attempt: int, outcome: str
                          [inbound_id, target, attempt, outcome, detail, now_iso()])
 
 
+async def _off_the_loop(spool: Any, work: Callable[..., Any], *args: Any) -> Any:
+    """`work(*args)` in a thread on a database server (a round trip never holds up the loop);
+    at once on SQLite, whose connection stays on the thread that made it."""
+    from modempool.dispatch.shared import is_shared
+
+    if is_shared(spool):
+        return await asyncio.to_thread(work, *args)
+    return work(*args)
+
+
 async def _command_with_retries(spool: Any, settings: ForwardConfig, payload: dict[str, Any],
                                 limit: asyncio.Semaphore) -> bool:
     delay = settings.retry_delay
@@ -167,7 +178,8 @@ async def _command_with_retries(spool: Any, settings: ForwardConfig, payload: di
             except Exception as exc:  # whatever happens, the attempt ends in a recorded outcome
                 log.exception("run_on_receive for inbound %s", payload["id"])
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
-        _record(spool, payload["id"], settings.command or "", attempt, "ok" if ok else "failed", detail)
+        await _off_the_loop(spool, _record, spool, payload["id"], settings.command or "", attempt,
+                            "ok" if ok else "failed", detail)
         if ok:
             return True
         log.warning("run_on_receive for inbound %s failed (attempt %d): %s", payload["id"],
@@ -175,21 +187,26 @@ async def _command_with_retries(spool: Any, settings: ForwardConfig, payload: di
         if attempt <= settings.retries:
             await asyncio.sleep(delay)
             delay *= 2
-    _record(spool, payload["id"], settings.command or "", settings.retries + 1, "gave-up")
+    await _off_the_loop(spool, _record, spool, payload["id"], settings.command or "",
+                        settings.retries + 1, "gave-up")
     log.error("run_on_receive for inbound %s gave up after %d attempts", payload["id"],
               settings.retries + 1)
     return False
 
 
 def make_forward_handler(config: Config):
-    """The inbound handler: queue forwards to numbers, start the command in the background."""
+    """The inbound handler: queue forwards to numbers, and return an awaitable that starts the
+    command in the background (the daemon runs the handler in its inbound lane, where the
+    spool's calls belong, and awaits that on its event loop, where tasks start)."""
     settings = config.forward
-    state: dict[str, asyncio.Semaphore] = {}
+    resumed: dict[str, object] = {}   # set once the first message resumed the unfinished
+    limit: list[asyncio.Semaphore] = []
 
-    async def handle_forward(spool: Any, message: Any, _config: Any = None) -> list[asyncio.Task]:
+    def handle_forward(spool: Any, message: Any,
+                       _config: Any = None) -> Awaitable[list[asyncio.Task]]:
         targets = ForwardTargets(spool.db, config.region, settings.to).all()
         if not targets and not settings.command:
-            return []
+            return _start(spool, [])
         ensure_schema(spool.db, SCHEMA)
         payload = message_json(spool, message)
         for target in targets:
@@ -207,15 +224,22 @@ def make_forward_handler(config: Config):
                 continue
             _record(spool, payload["id"], target, 1, "queued", f"message {queued.id}")
         if not settings.command:
-            return []
+            return _start(spool, [])
         payloads = [payload]
-        if "limit" not in state:  # first message in this process: finish what a crash interrupted
+        mine = object()  # one check-and-set, also with two lane threads at once
+        if resumed.setdefault("first", mine) is mine:
+            # first message in this process: finish what a crash interrupted
             payloads += [message_json(spool, row) for row in _unfinished(spool, settings.command)
                          if row["id"] != payload["id"]]
-        limit = state.setdefault("limit", asyncio.Semaphore(settings.max_parallel))
+        return _start(spool, payloads)
+
+    async def _start(spool: Any, payloads: list[dict[str, Any]]) -> list[asyncio.Task]:
+        """On the event loop: the command for each of `payloads`, in the background."""
+        if payloads and not limit:
+            limit.append(asyncio.Semaphore(settings.max_parallel))
         tasks = []
         for item in payloads:
-            task = asyncio.create_task(_command_with_retries(spool, settings, item, limit),
+            task = asyncio.create_task(_command_with_retries(spool, settings, item, limit[0]),
                                        name=f"run_on_receive-{item['id']}")
             _background.add(task)
             task.add_done_callback(_background.discard)

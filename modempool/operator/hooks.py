@@ -2,8 +2,10 @@
 and the opt-out rules into its send path (`send_refusal`).
 
 The daemon calls `inbound_handlers(config)` once, then, for every complete inbound message it has
-stored, `handler(spool, message, config)` for each handler in order (awaiting coroutines); a
-failing handler is logged and never stops the pool. Order matters: the opt-out handler runs first,
+stored, `handler(spool, message, config)` for each handler in order, in its inbound lane (a
+worker thread on a database server: a handler may wait on the database, never holding up the
+modems); if a handler returns an awaitable, the daemon awaits it on its event loop (where it
+may start tasks: the forward command). A failing handler is logged and never stops the pool. Order matters: the opt-out handler runs first,
 and the auto-reply handler never answers an opt-out keyword.
 """
 

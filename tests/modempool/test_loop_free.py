@@ -1,0 +1,119 @@
+"""On a database server the daemon's spool calls never hold up its event loop: while one of
+them waits for the database (here a table locked by another connection, as a long migration or
+a slow VACUUM FULL would), the other modems keep sending. The daemon is a real subprocess on a
+real PostgreSQL spool; its modems are simulated on ptys."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from modempool.config import parse_config
+from modempool.dispatch.daemon import Daemon
+from modempool.operator.forwarding import ForwardTargets
+from modempool.spool import Spool
+from simulator import SimulatedBank
+from tests.modempool.daemon_harness import (DaemonProcess, eventually, kill_leftovers,
+                                            network_messages)
+from tests.modempool.spool_driver import claim_next
+
+pytestmark = pytest.mark.timeout(120)
+
+FORWARD_TO = "+8613900139000"
+STICKY_TO = "+8613812345678"
+
+
+@pytest.fixture(autouse=True)
+async def no_leftover_daemons():
+    yield
+    await kill_leftovers()
+
+
+def _config(path: Path, url: str, devices: list[str], extra: str = "") -> Path:
+    lines = ["[spool]", f'url = "{url}"', "", extra, ""]
+    for device in devices:
+        lines += ["[[modem]]", f'name = "{Path(device).name}"', f'port = "{device}"', ""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _waiting_on_a_lock(spool: Spool, table: str) -> bool:
+    """Whether a session of the cluster waits for a lock, in a statement that reads `table`."""
+    rows = spool.engine.rows(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE ?", (f"%{table}%",))
+    return rows[0][0] > 0
+
+
+async def test_an_inbound_hook_waiting_for_the_database_leaves_the_other_modems_sending(
+        tmp_path, pg_cluster):
+    url = pg_cluster.new_schema()
+    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=5) as bank:
+        with Spool(url) as spool:
+            ForwardTargets(spool.db, "CN")  # its table exists before it is locked
+            config = _config(tmp_path / "pool.toml", url, bank.devices,
+                             f'[forward]\nto = ["{FORWARD_TO}"]')
+            daemon = await DaemonProcess(config).start()
+            with psycopg.connect(url) as locker:   # a transaction: the lock stays until rollback
+                locker.execute("LOCK TABLE forward_targets IN ACCESS EXCLUSIVE MODE")
+                await bank.inject(to="m1", sender="+8613912345678", text="明天见")
+                # The forwarding hook of that SMS now waits for the lock, in the daemon...
+                await eventually(lambda: _waiting_on_a_lock(spool, "forward_targets"),
+                                 what="the forwarding hook waiting for the table lock")
+                assert [m["text"] for m in spool.inbound()] == ["明天见"]  # stored before the hooks
+                # ... and the daemon's other modem still sends.
+                meanwhile = spool.enqueue("+8613800138000", "meanwhile", sims=["m2"])
+                await eventually(lambda: [m for m in network_messages(bank)
+                                          if m["text"] == "meanwhile"],
+                                 what="m2 sending while the hook waits")
+                assert spool.get(meanwhile.id).state.value in ("sending", "sent", "delivered")
+                assert not [m for m in network_messages(bank) if m["to"] == FORWARD_TO]
+                locker.rollback()
+            # The hook goes on once the lock is gone: the SMS is forwarded.
+            await eventually(lambda: [m for m in network_messages(bank) if m["to"] == FORWARD_TO],
+                             what="the forward, once the lock is released")
+            assert await daemon.stop() == 0
+
+
+class RecallWatchedSpool(Spool):
+    """A real PostgreSQL spool that notes the thread of each recall of the sticky strategy."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.recall_threads: set[int] = set()
+
+    def last_sim_for(self, to: str) -> str | None:
+        self.recall_threads.add(threading.get_ident())
+        return super().last_sim_for(to)
+
+
+async def test_sticky_recalls_a_recipients_sim_in_the_lane_not_on_the_loop(tmp_path, pg_cluster):
+    url = pg_cluster.new_schema()
+    with RecallWatchedSpool(url) as spool:
+        # An earlier run sent to this recipient from m2.
+        earlier = spool.enqueue(STICKY_TO, "earlier", sims=["m2"])
+        claimed = claim_next(spool, "m2", "earlier:1/m2")
+        assert claimed is not None and claimed.id == earlier.id
+        spool.mark_part_writing(earlier.id, 1, 1, lease_owner="earlier:1/m2")
+        spool.mark_last_part_sent(earlier.id, 1, None, 7, lease_owner="earlier:1/m2")
+        async with SimulatedBank(modems=3, directory=tmp_path / "bank", seed=3) as bank:
+            text = f'[spool]\nurl = "{url}"\n[pool]\nstrategy = "sticky"\n'
+            for device in bank.devices:
+                text += f'\n[[modem]]\nname = "{Path(device).name}"\nport = "{device}"\n'
+            daemon = Daemon(parse_config(text, tmp_path / "pool.toml"), spool=spool,
+                            install_signals=False)
+            running = asyncio.create_task(daemon.run())
+            try:
+                await eventually(lambda: daemon.ready.is_set() or running.done())
+                again = spool.enqueue(STICKY_TO, "again")
+                await eventually(lambda: spool.get(again.id).state.value in ("sent", "delivered"),
+                                 what="the message to the recipient sent")
+            finally:
+                daemon.stop()
+                await running
+        assert spool.get(again.id).sim == "m2"   # the SIM recalled from the spool
+        assert spool.recall_threads and threading.get_ident() not in spool.recall_threads

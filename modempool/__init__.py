@@ -10,15 +10,19 @@ from typing import TYPE_CHECKING, Any
 from modempool.errors import PoolError
 
 if TYPE_CHECKING:
-    from modempool.operator.autoreply import AutoReplyEntry
+    from modempool.operator.autoreply import AutoReplyEntry, Rule
+    from modempool.operator.backup import BackupResult
     from modempool.operator.campaign_plan import CampaignPreview, Sample
     from modempool.operator.campaign_report import (CampaignReport, Exported, Progress,
                                                     RecipientOutcome, ReportSummary)
     from modempool.operator.campaigns import Campaign, CampaignStart
     from modempool.operator.contacts import Contact, Group
+    from modempool.operator.forwarding import ForwardTarget
     from modempool.operator.history import Thread
+    from modempool.operator.importers import ImportReport
     from modempool.operator.optout import BlacklistEntry, OptOut
     from modempool.operator.recurring import Job, JobRun
+    from modempool.operator.templates import Template
     from modempool.pool import CampaignOverview, Pool, Received, WaitResult
     from modempool.pool_status import SimStatus, Status
     from modempool.spool.history import HistoryEntry
@@ -41,6 +45,9 @@ _RESULTS = {
     "Exported": "modempool.operator.campaign_report",
     "Job": "modempool.operator.recurring", "JobRun": "modempool.operator.recurring",
     "AutoReplyEntry": "modempool.operator.autoreply",
+    "ForwardTarget": "modempool.operator.forwarding", "Template": "modempool.operator.templates",
+    "Rule": "modempool.operator.autoreply", "ImportReport": "modempool.operator.importers",
+    "BackupResult": "modempool.operator.backup",
     "HistoryEntry": "modempool.spool.history", "Thread": "modempool.operator.history",
 }
 

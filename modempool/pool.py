@@ -45,12 +45,12 @@ if TYPE_CHECKING:
     from modempool.operator.campaign_report import CampaignReport
     from modempool.operator.campaigns import Campaign, Campaigns, CampaignStart
     from modempool.operator.contacts import AddressBook, Contact, Group
-    from modempool.operator.forwarding import ForwardTargets
+    from modempool.operator.forwarding import ForwardTarget, ForwardTargets
     from modempool.operator.history import Query, Thread
     from modempool.operator.importers import ImportReport
     from modempool.operator.optout import BlacklistEntry, OptOut, OptOutList
     from modempool.operator.recurring import Job, JobRun, Jobs
-    from modempool.operator.templates import CampaignTemplates
+    from modempool.operator.templates import CampaignTemplates, Template
     from modempool.spool.history import HistoryEntry
 
 __all__ = ["CampaignOverview", "Pool", "Received", "SimStatus", "Status", "WaitResult"]
@@ -611,6 +611,51 @@ class Pool:
             return result
         rows = export_report(self.spool, campaign_id, export_to)
         return dataclasses.replace(result, exported=Exported(str(export_to), rows))
+
+    def add_template(self, name: str, text: str, kind: str = "notice") -> Template:
+        """Save a campaign template (短信模板); PoolError if the name is taken or the text
+        is no template (an unnamed or malformed field)."""
+        return self.templates.add(name, text, kind)
+
+    def edit_template(self, name_or_id: str | int, *, rename: str | None = None,
+                      text: str | None = None, kind: str | None = None) -> Template:
+        """Change a saved template's name, text or kind (what is not given stays);
+        campaigns made from it keep their own text."""
+        return self.templates.change(name_or_id, name=rename, text=text, kind=kind)
+
+    def remove_template(self, name_or_id: str | int) -> Template:
+        """Delete a saved template (campaigns made from it keep their text); returns it."""
+        saved = self.templates.find(name_or_id)
+        self.templates.remove(saved.id)
+        return saved
+
+    def add_autoreply(self, reply: str, *, keywords: Iterable[str] = (),
+                      pattern: str | None = None, sim: str | None = None,
+                      hours: str | None = None, cooldown: int = 3600) -> Rule:
+        """Store an auto-reply rule (tried after the config's): `keywords` or a `pattern`,
+        only on `sim` (a configured one, else UnknownSim), only in `hours` (09:00-18:00)."""
+        if sim is not None:
+            self.config.check_sims([sim])
+        return self.autoreplies.add(reply, keywords=tuple(keywords), pattern=pattern, sim=sim,
+                                    hours=hours, cooldown=cooldown)
+
+    def remove_autoreply(self, rule_id: int) -> None:
+        """Delete a stored rule (`db:N`); the config's are changed in the config file."""
+        self.autoreplies.remove(rule_id)
+
+    def forward_targets(self) -> list[ForwardTarget]:
+        """Every number received SMS are forwarded to: the config's, then those added here."""
+        return self.forwarding.listed()
+
+    def add_forward_target(self, number: str) -> str:
+        """Forward each received SMS to `number` too (the daemon needs no restart); returns
+        it in E.164. PoolError if it is a target already."""
+        return self.forwarding.add(number)
+
+    def remove_forward_target(self, number: str) -> str:
+        """Stop forwarding to a number added here; NotFound for one that is not (or is the
+        config's)."""
+        return self.forwarding.remove(number)
 
     def add_job(self, name: str, kind: str, template: str, *, at: str = "09:00",
                 weekday: str | None = None, numbers: Iterable[str] = (),

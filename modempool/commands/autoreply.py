@@ -29,8 +29,8 @@ def autoreply_group() -> None:
 @pool_command()
 def autoreply_add(pool, out, reply, keywords, pattern, sim, hours, cooldown) -> None:
     """Add a rule (tried after the config's)."""
-    rule = pool.autoreplies.add(reply, keywords=keywords, pattern=pattern, sim=sim, hours=hours,
-                                cooldown=cooldown)
+    rule = pool.add_autoreply(reply, keywords=keywords, pattern=pattern, sim=sim, hours=hours,
+                              cooldown=cooldown)
     out.result(rule, f"rule {rule.name} added")
 
 
@@ -47,7 +47,7 @@ def autoreply_list(pool, out) -> None:
 @pool_command()
 def autoreply_remove(pool, out, rule_id) -> None:
     """Delete a stored rule (db:N); config rules are edited in the config."""
-    pool.autoreplies.remove(rule_id)
+    pool.remove_autoreply(rule_id)
     out.result({"removed": rule_id}, f"rule db:{rule_id} removed")
 
 

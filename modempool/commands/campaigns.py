@@ -229,7 +229,7 @@ def templates_group() -> None:
 @pool_command(create=False)
 def templates_list(pool, out) -> None:
     """Every saved template with the fields it needs."""
-    out.result([t.as_dict() for t in pool.templates.list()], lambda rows: out.table(
+    out.result(pool.templates.list(), lambda rows: out.table(
         rows, ["id", "name", "kind", "fields", "text"]))
 
 
@@ -241,8 +241,8 @@ def templates_list(pool, out) -> None:
 @pool_command()
 def templates_add(pool, out, name, text, kind) -> None:
     """Save a template."""
-    saved = pool.templates.add(name, text, kind)
-    out.result(saved.as_dict(), f"template {saved.name} saved (id {saved.id})")
+    saved = pool.add_template(name, text, kind)
+    out.result(saved, f"template {saved.name} saved (id {saved.id})")
 
 
 @templates_group.command("edit")
@@ -253,10 +253,8 @@ def templates_add(pool, out, name, text, kind) -> None:
 @pool_command()
 def templates_edit(pool, out, name, rename, text, kind) -> None:
     """Change a template's name, text or kind (campaigns made from it keep theirs)."""
-    saved = pool.templates.find(name)
-    changed = pool.templates.update(saved.id, rename or saved.name, text or saved.text,
-                                    kind or saved.kind)
-    out.result(changed.as_dict(), f"template {changed.name} saved")
+    changed = pool.edit_template(name, rename=rename, text=text, kind=kind)
+    out.result(changed, f"template {changed.name} saved")
 
 
 @templates_group.command("remove")
@@ -264,8 +262,7 @@ def templates_edit(pool, out, name, rename, text, kind) -> None:
 @pool_command()
 def templates_remove(pool, out, name) -> None:
     """Delete a template (campaigns made from it keep their text)."""
-    saved = pool.templates.find(name)
-    pool.templates.remove(saved.id)
+    saved = pool.remove_template(name)
     out.result({"removed": saved.name}, f"template {saved.name} removed")
 
 def register(group: click.Group) -> None:

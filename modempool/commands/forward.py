@@ -24,11 +24,7 @@ def forward_group() -> None:
 @pool_command(create=False)
 def forward_list(pool, out) -> None:
     """Every number forwarded to: the config's, then those added here."""
-    targets = pool.forwarding
-    stored = targets.stored()
-    rows = [{"number": n, "from": "config"} for n in targets.configured]
-    rows += [{"number": n, "from": "spool"} for n in stored if n not in targets.configured]
-    out.result(rows, lambda rows: out.table(rows, ["number", "from"]))
+    out.result(pool.forward_targets(), lambda rows: out.table(rows, ["number", "from"]))
 
 
 @forward_group.command("add")
@@ -36,7 +32,7 @@ def forward_list(pool, out) -> None:
 @pool_command()
 def forward_add(pool, out, number) -> None:
     """Forward each received SMS to NUMBER too (no restart needed)."""
-    e164 = pool.forwarding.add(number)
+    e164 = pool.add_forward_target(number)
     out.result({"added": e164}, f"received SMS are forwarded to {e164} too")
 
 
@@ -45,7 +41,7 @@ def forward_add(pool, out, number) -> None:
 @pool_command()
 def forward_remove(pool, out, number) -> None:
     """Stop forwarding to NUMBER (one added here; the config's are in the config file)."""
-    e164 = pool.forwarding.remove(number)
+    e164 = pool.remove_forward_target(number)
     out.result({"removed": e164}, f"no longer forwarded to {e164}")
 
 

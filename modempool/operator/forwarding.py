@@ -30,6 +30,7 @@ import logging
 import os
 import shlex
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from modempool.config import Config, ForwardConfig
@@ -63,6 +64,18 @@ CREATE TABLE IF NOT EXISTS forward_targets (
 _background: set[asyncio.Task] = set()
 
 
+@dataclass(frozen=True, slots=True)
+class ForwardTarget:
+    """A number received SMS are forwarded to, and where it is kept: `config` (`[forward] to`,
+    changed in the config file) or `spool` (added with `Pool.add_forward_target`)."""
+
+    number: str
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "from": self.source}
+
+
 class ForwardTargets:
     """The numbers received SMS are forwarded to: the config's `[forward] to` (fixed) and those
     stored in the spool (added and removed here)."""
@@ -80,6 +93,11 @@ class ForwardTargets:
     def all(self) -> list[str]:
         """Every target once: the config's first, then the stored ones."""
         return list(dict.fromkeys([*self.configured, *self.stored()]))
+
+    def listed(self) -> list[ForwardTarget]:
+        """Every target once, the config's first, each with where it is kept."""
+        stored = [ForwardTarget(n, "spool") for n in self.stored() if n not in self.configured]
+        return [ForwardTarget(n, "config") for n in self.configured] + stored
 
     def add(self, number: str) -> str:
         """Forward from now on to `number` too; returns it in E.164."""

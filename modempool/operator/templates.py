@@ -79,6 +79,12 @@ class CampaignTemplates:
                             [name, text, kind, now_iso(), template_id])
         return self.get(template_id)
 
+    def change(self, name_or_id: str | int, *, name: str | None = None, text: str | None = None,
+               kind: str | None = None) -> Template:
+        """Change what is given of a template found by name or id; the rest stays."""
+        saved = self.find(name_or_id)
+        return self.update(saved.id, name or saved.name, text or saved.text, kind or saved.kind)
+
     def remove(self, template_id: int) -> None:
         with transaction(self.db):
             if self.db.execute("DELETE FROM campaign_templates WHERE id = ?",

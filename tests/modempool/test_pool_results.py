@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from modempool import (AutoReplyEntry, BlacklistEntry, CampaignPreview, CampaignReport,
-                       CampaignStart, Group, JobRun, OptOut, Pool)
-from modempool.errors import NotFound
+                       CampaignStart, ForwardTarget, Group, JobRun, OptOut, Pool)
+from modempool.errors import NotFound, UnknownSim
 from modempool.operator.campaigns import CampaignBlocked, CampaignState
 from modempool.spool import MessageState
 
@@ -185,3 +185,37 @@ def test_due_jobs_and_the_autoreply_log(pool):
     assert oldest.created_at == moment
     assert oldest.to_dict()["created_at"] == "2026-12-01T01:02:03.456Z"
     assert [e.id for e in pool.autoreply_log(1)] == [newest.id]
+
+
+def test_templates_autoreplies_and_forwarding_through_the_pool(pool, tmp_path):
+    saved = pool.add_template("家长会", "{name}家长您好：周五{时间}开会。")
+    assert (saved.name, saved.kind, saved.fields) == ("家长会", "notice", ["name", "时间"])
+    changed = pool.edit_template("家长会", rename="家长会通知", kind="marketing")
+    assert (changed.id, changed.name, changed.text, changed.kind) == (
+        saved.id, "家长会通知", saved.text, "marketing")   # what was not given stays
+    assert pool.remove_template(str(saved.id)).name == "家长会通知"
+    assert pool.templates.list() == []
+    with pytest.raises(NotFound):
+        pool.edit_template("家长会通知", text="x")
+
+    with pytest.raises(UnknownSim, match="m9"):
+        pool.add_autoreply("营业时间 9:00-18:00", keywords=["营业"], sim="m9")
+    rule = pool.add_autoreply("营业时间 9:00-18:00", keywords=["营业"], sim="m1")
+    assert (rule.keywords, rule.sim) == (("营业",), "m1")
+    assert [r.name for r in pool.autoreply_rules()] == [rule.name]
+    pool.remove_autoreply(int(rule.name.removeprefix("db:")))
+    assert pool.autoreply_rules() == []
+
+    config = tmp_path / "forward.toml"
+    config.write_text(CONFIG + '\n[forward]\nto = ["13900139000"]\n', "utf-8")
+    with Pool.open(config, spool_path=pool.spool.path) as forwarding:
+        assert forwarding.add_forward_target("13800138000") == "+8613800138000"
+        targets = forwarding.forward_targets()
+        assert [(t.number, t.source) for t in targets] == [("+8613900139000", "config"),
+                                                           ("+8613800138000", "spool")]
+        assert isinstance(targets[0], ForwardTarget)
+        assert targets[1].to_dict() == {"number": "+8613800138000", "from": "spool"}
+        with pytest.raises(NotFound, match="config file"):
+            forwarding.remove_forward_target("13900139000")
+        assert forwarding.remove_forward_target("13800138000") == "+8613800138000"
+        assert [t.source for t in forwarding.forward_targets()] == ["config"]

@@ -39,6 +39,8 @@ from modempool.spool import (FINAL_STATES, SUCCESS_STATES, InboundMessage, Messa
 from modempool.when import parse_when
 
 if TYPE_CHECKING:
+    from modempool.account_pool import AccountPool
+    from modempool.accounts import Account
     from modempool.operator.autoreply import AutoReplies, AutoReplyEntry, Rule
     from modempool.operator.backup import BackupResult
     from modempool.operator.campaign_plan import CampaignPreview
@@ -282,7 +284,7 @@ class Pool:
         """How many messages are in each state (every state, zeros included)."""
         return self.spool.counts()
 
-    def for_account(self, account: Any) -> Any:
+    def for_account(self, account: Account) -> AccountPool:
         """The pool as one API account sees it (its SIMs, quotas, own messages): an
         `AccountPool` (modempool/account_pool.py)."""
         from modempool.account_pool import AccountPool

@@ -34,11 +34,13 @@ def test_every_page_shows_times_in_the_pools_time_zone(api):
         message = pool.spool.enqueue("+8613800138000", "明天开会")
         pool.add_optouts(["13900139000"])
         [optout] = pool.optouts.optouts()
+        pool.autoreplies.record("+8613800138000", "db:1", None, None, "cooldown", received)
     root = signed_in(api, "root")
     pages = {"/conversations": [received], "/conversations/+8613800138000": [received],
              "/campaigns": [campaign.created_at], "/optouts": [optout["created_at"]],
              "/messages": [message.created_at], f"/messages/{message.id}": [message.created_at],
-             "/history?text=开会": [received, message.created_at]}
+             "/history?text=开会": [received, message.created_at],
+             "/autoreplies": [received]}   # the auto-reply log: typed entries, aware times
     for path, moments in pages.items():
         page = root.get(path)
         assert page.status_code == 200, path

@@ -15,16 +15,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from modempool.accounts import Forbidden, check_quota, sims_for_send
+from modempool.account_rules import quota_day_start
+from modempool.accounts import Account, Forbidden, check_quota, sims_for_send
 from modempool.errors import NotFound
 from modempool.operator.db import ensure_schema, transaction
-from modempool.spool.model import to_text, utcnow
+from modempool.spool.model import utcnow
 
 if TYPE_CHECKING:
-    from modempool.account_pool import AccountPool
     from modempool.operator.campaign_plan import Plan
     from modempool.operator.campaign_report import CampaignReport
     from modempool.operator.campaigns import Campaign, CampaignStart
+    from modempool.pool import Pool
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaign_accounts (
@@ -35,12 +36,12 @@ CREATE TABLE IF NOT EXISTS campaign_accounts (
 
 
 class AccountCampaigns:
-    """The campaigns of one `AccountPool` (see the module's docstring)."""
+    """The campaigns of one account, `pool` the front door (see the module's docstring)."""
 
-    def __init__(self, pool: AccountPool) -> None:
+    def __init__(self, pool: Pool, account: Account) -> None:
         self.pool = pool
-        self.account = pool.account
-        self.store = pool.pool.campaigns
+        self.account = account
+        self.store = pool.campaigns
         self.db = self.store.db
         ensure_schema(self.db, SCHEMA)
 
@@ -107,7 +108,8 @@ class AccountCampaigns:
             if waiting:
                 now = utcnow()
                 with self.pool.spool.transaction() as conn:
-                    check_quota(conn, self.account, waiting, now, self.pool._day_start(now))
+                    check_quota(conn, self.account, waiting, now,
+                                quota_day_start(now, self.pool.config.tz))
         result = self.store.start(campaign_id, skip_problems=skip_problems)
         if not self.account.sees_all:
             self._own_messages(campaign_id)
@@ -150,8 +152,4 @@ class AccountCampaigns:
 
     def _own_messages(self, campaign_id: int) -> None:
         """The campaign's messages become the account's (already recorded ones stay)."""
-        with self.pool.spool.transaction() as conn:
-            conn.execute("INSERT INTO message_accounts (message_id, account, created_at) "
-                         "SELECT id, ?, ? FROM messages WHERE campaign_id = ? "
-                         "ON CONFLICT DO NOTHING",
-                         (self.account.name, to_text(utcnow()), campaign_id))
+        self.pool.spool.scoped.own_campaign(self.account.name, campaign_id, utcnow())

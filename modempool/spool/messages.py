@@ -144,6 +144,13 @@ class Messages:
             raise NotFound(f"no message with id {missing[0]}")
         return [found[i] for i in ids]
 
+    def recipients_and_states(self, ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+        """Each message's number and state, by id (in one query however many ids; inside
+        the caller's transaction if one is open)."""
+        among, values = self.engine.among("id", ids)
+        return {row[0]: (row[1], row[2]) for row in self.engine.rows(
+            f"SELECT id, to_number, state FROM messages WHERE {among}", values)}
+
     def get_by_client_id(self, client_id: str) -> Message | None:
         rows = self.engine.rows("SELECT * FROM messages WHERE client_id = ?", (client_id,))
         return Message.from_row(rows[0]) if rows else None

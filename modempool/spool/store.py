@@ -10,7 +10,7 @@
   `spool.daemons`: the daemons' heartbeats (`daemons.py`); `spool.metrics`: what a Prometheus
   scrape asks (`metrics.py`);
 - `spool.history`: the history search's reads (`history.py`); `spool.reports`: the operator
-  features' questions (`reports.py`).
+  features' questions (`reports.py`); `spool.scoped`: what one API account sees (`scoped.py`).
 They share one `engine` (`sqlite_engine.py` or `postgres_engine.py`, chosen by the target):
 the parts hold the rules, the engine the SQL that differs. The methods of `Spool` itself are
 the same calls under their long-standing names.
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from modempool.numbers import DEFAULT_REGION
+from modempool.part_call import PartCall
 from modempool.spool.audit import AuditLog
 from modempool.spool.claims import Claims
 from modempool.spool.daemons import Daemons
@@ -34,6 +35,7 @@ from modempool.spool.inbound import InboundMessage, Inbound, ReportMatch
 from modempool.spool.messages import Messages
 from modempool.spool.metrics import Metrics
 from modempool.spool.requests import Requests
+from modempool.spool.scoped import Scoped
 from modempool.spool.model import (
     FINAL_STATES,
     RETRYABLE_STATES,
@@ -69,21 +71,6 @@ __all__ = [
     "to_text",
     "utcnow",
 ]
-
-
-class _Delegate:
-    """`Spool.name` is `spool.<part>.<method>`: the long-standing name of a part's call."""
-
-    def __init__(self, part: str, method: str) -> None:
-        self.part, self.method = part, method
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.__doc__ = f"`spool.{self.part}.{self.method}`"
-
-    def __get__(self, spool: Any, owner: type | None = None) -> Any:
-        if spool is None:
-            return self
-        return getattr(getattr(spool, self.part), self.method)
 
 
 class Spool:
@@ -128,6 +115,7 @@ class Spool:
         self.refused_pins = RefusedPins(self.engine, self.audit)
         self.metrics = Metrics(self.engine)
         self.history = History(self.engine, self.messages)
+        self.scoped = Scoped(self.engine)
         self._db: Any = None
 
     @property
@@ -204,60 +192,60 @@ class Spool:
         self.close()
 
     # ---- the parts' calls under their long-standing names ------------------------------------
-    enqueue = _Delegate("messages", "enqueue")
-    enqueue_many = _Delegate("messages", "enqueue_many")
-    get = _Delegate("messages", "get")
-    get_by_client_id = _Delegate("messages", "get_by_client_id")
-    get_many = _Delegate("messages", "get_many")
-    list = _Delegate("messages", "list")
-    counts = _Delegate("messages", "counts")
-    queue_depth = _Delegate("messages", "queue_depth")
-    parts = _Delegate("messages", "parts")
-    last_sim_for = _Delegate("messages", "last_sim_for")
-    events = _Delegate("audit", "__call__")
-    record_event = _Delegate("audit", "add")
+    enqueue = PartCall("messages", "enqueue")
+    enqueue_many = PartCall("messages", "enqueue_many")
+    get = PartCall("messages", "get")
+    get_by_client_id = PartCall("messages", "get_by_client_id")
+    get_many = PartCall("messages", "get_many")
+    list = PartCall("messages", "list")
+    counts = PartCall("messages", "counts")
+    queue_depth = PartCall("messages", "queue_depth")
+    parts = PartCall("messages", "parts")
+    last_sim_for = PartCall("messages", "last_sim_for")
+    events = PartCall("audit", "__call__")
+    record_event = PartCall("audit", "add")
 
-    cancel = _Delegate("decisions", "cancel")
-    retry = _Delegate("decisions", "retry")
-    hold = _Delegate("decisions", "hold")
-    release = _Delegate("decisions", "release")
+    cancel = PartCall("decisions", "cancel")
+    retry = PartCall("decisions", "retry")
+    hold = PartCall("decisions", "hold")
+    release = PartCall("decisions", "release")
 
-    batch = _Delegate("claims", "batch")
-    expire_due = _Delegate("claims", "expire_due")
-    dispatchable = _Delegate("claims", "dispatchable")
-    claim = _Delegate("claims", "claim")
-    renew_lease = _Delegate("claims", "renew_lease")
-    mark_part_writing = _Delegate("claims", "mark_part_writing")
-    sent_parts = _Delegate("claims", "sent_parts")
-    mark_part_sent = _Delegate("claims", "mark_part_sent")
-    mark_sent = _Delegate("claims", "mark_sent")
-    mark_last_part_sent = _Delegate("claims", "mark_last_part_sent")
-    mark_many_sent = _Delegate("claims", "mark_many_sent")
-    mark_failed = _Delegate("claims", "mark_failed")
-    fail_queued = _Delegate("claims", "fail_queued")
-    cancel_queued = _Delegate("claims", "cancel_queued")
-    mark_ambiguous = _Delegate("claims", "mark_ambiguous")
-    requeue = _Delegate("claims", "requeue")
-    recover_leases = _Delegate("claims", "recover_leases")
-    recover_dead_owners = _Delegate("claims", "recover_dead_owners")
+    batch = PartCall("claims", "batch")
+    expire_due = PartCall("claims", "expire_due")
+    dispatchable = PartCall("claims", "dispatchable")
+    claim = PartCall("claims", "claim")
+    renew_lease = PartCall("claims", "renew_lease")
+    mark_part_writing = PartCall("claims", "mark_part_writing")
+    sent_parts = PartCall("claims", "sent_parts")
+    mark_part_sent = PartCall("claims", "mark_part_sent")
+    mark_sent = PartCall("claims", "mark_sent")
+    mark_last_part_sent = PartCall("claims", "mark_last_part_sent")
+    mark_many_sent = PartCall("claims", "mark_many_sent")
+    mark_failed = PartCall("claims", "mark_failed")
+    fail_queued = PartCall("claims", "fail_queued")
+    cancel_queued = PartCall("claims", "cancel_queued")
+    mark_ambiguous = PartCall("claims", "mark_ambiguous")
+    requeue = PartCall("claims", "requeue")
+    recover_leases = PartCall("claims", "recover_leases")
+    recover_dead_owners = PartCall("claims", "recover_dead_owners")
 
-    store_inbound = _Delegate("inbound", "store")
-    store_inbound_part = _Delegate("inbound", "store_part")
-    flush_inbound_parts = _Delegate("inbound", "flush_parts")
-    pending_inbound_parts = _Delegate("inbound", "pending_parts")
-    mark_read = _Delegate("inbound", "mark_read")
-    store_delivery_report = _Delegate("inbound", "store_delivery_report")
+    store_inbound = PartCall("inbound", "store")
+    store_inbound_part = PartCall("inbound", "store_part")
+    flush_inbound_parts = PartCall("inbound", "flush_parts")
+    pending_inbound_parts = PartCall("inbound", "pending_parts")
+    mark_read = PartCall("inbound", "mark_read")
+    store_delivery_report = PartCall("inbound", "store_delivery_report")
 
-    count_sent = _Delegate("sims", "count_sent")
-    sent_counts = _Delegate("sims", "sent_counts")
-    upsert_sim = _Delegate("sims", "upsert")
-    record_sim_error = _Delegate("sims", "record_error")
-    sim = _Delegate("sims", "get")
+    count_sent = PartCall("sims", "count_sent")
+    sent_counts = PartCall("sims", "sent_counts")
+    upsert_sim = PartCall("sims", "upsert")
+    record_sim_error = PartCall("sims", "record_error")
+    sim = PartCall("sims", "get")
 
-    beat = _Delegate("daemons", "beat")
-    daemon_stopped = _Delegate("daemons", "stopped")
+    beat = PartCall("daemons", "beat")
+    daemon_stopped = PartCall("daemons", "stopped")
 
-    refused_pin = _Delegate("refused_pins", "find")
-    record_refused_pin = _Delegate("refused_pins", "record")
-    forget_refused_pin = _Delegate("refused_pins", "forget")
-    pin_refusal_of = _Delegate("refused_pins", "of_sim")
+    refused_pin = PartCall("refused_pins", "find")
+    record_refused_pin = PartCall("refused_pins", "record")
+    forget_refused_pin = PartCall("refused_pins", "forget")
+    pin_refusal_of = PartCall("refused_pins", "of_sim")

@@ -11,8 +11,8 @@ from modempool.errors import PoolError
 
 
 @pytest.fixture
-def pool(config):
-    with Pool.open(config) as pool:
+def pool(config, spool_target):
+    with Pool.open(config, spool_path=spool_target) as pool:
         accounts = Accounts(pool.spool)
         for name, role in (("root", "admin"), ("shop", "sender"), ("audit", "viewer")):
             accounts.add(name, role)
@@ -76,9 +76,9 @@ def test_a_conversation_shows_only_texts_received_on_the_accounts_sims(pool):
     pool.spool.store_inbound("13800138000", "hello shop1", sim="m1")
     pool.spool.store_inbound("13800138000", "for m2 only", sim="m2")
     [conversation] = as_account(pool, "shop1").conversations()
-    assert (conversation["last_text"], conversation["count"]) == ("hello shop1", 1)
+    assert (conversation.last_text, conversation.count) == ("hello shop1", 1)
     [conversation] = as_account(pool, "root").conversations()
-    assert (conversation["last_text"], conversation["count"]) == ("for m2 only", 2)
+    assert (conversation.last_text, conversation.count) == ("for m2 only", 2)
 
 
 def test_a_birthday_is_stored_as_a_date_whichever_front_end_saves_the_contact(pool):
@@ -129,3 +129,32 @@ def test_a_failed_add_to_a_new_group_leaves_no_group_and_refusals_name_their_sub
         with pytest.raises(Forbidden, match=f"may look at {subject}, not change them") as refused:
             edit()
         assert refused.value.code.startswith("may_not_change_")
+
+
+def test_an_accounts_messages_received_sms_and_thread_are_its_own(pool):
+    from modempool.errors import NotFound
+
+    Accounts(pool.spool).add("shop1", "sender", sims=["m1"])
+    shop1, root = as_account(pool, "shop1"), as_account(pool, "root")
+    [mine] = shop1.send(["13800138000"], "您的快递到了")
+    [theirs] = root.send(["13800138000"], "root 的通知")
+    assert [m.id for m in shop1.list()[0]] == [mine.id]
+    assert [m.id for m in root.page()[0]] == [theirs.id, mine.id]   # an admin sees all
+    with pytest.raises(NotFound):
+        shop1.get(theirs.id)
+    assert shop1.counts()["queued"] == 1 and root.counts()["queued"] == 2
+    pool.spool.store_inbound("13800138000", "收到，谢谢", sim="m1")
+    pool.spool.store_inbound("13800138000", "m2 上的回复", sim="m2")
+    received, cursor = shop1.inbound()
+    assert [r.message.text for r in received] == ["收到，谢谢"] and cursor is None
+    thread = shop1.thread("+8613800138000")
+    assert [(item.dir, item.text) for item in thread.items] == [
+        ("out", "您的快递到了"), ("in", "收到，谢谢")]
+    assert thread.to_dict()["items"][1] == {
+        "dir": "in", "id": received[0].message.id, "text": "收到，谢谢",
+        "at": thread.items[1].at, "sim": "m1", "unread": True, "optout": None}
+    assert thread.to_dict()["items"][0]["state"] == "queued"
+    [conversation] = shop1.conversations()
+    assert conversation.unread == 0   # the thread was read
+    status = shop1.status()
+    assert status["queue"]["queued"] == 1 and len(status["throughput"]) == 60

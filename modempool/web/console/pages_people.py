@@ -51,9 +51,11 @@ def conversation(request: Request, number: str,
 def _thread(request: Request, session: Session, number: str, values: dict[str, str],
             error: str, status: int = 200) -> HTMLResponse:
     thread = operator_of(request, session).thread(number)
-    if not thread["items"]:
+    if not thread.items:
         return render(request, "not_found.html", session=session, status=404)
-    return render(request, "conversation.html", {**thread, "values": values, "error": error},
+    return render(request, "conversation.html",
+                  {"number": thread.number, "name": thread.name, "items": thread.items,
+                   "contact": thread.contact, "values": values, "error": error},
                   session=session, status=status)
 
 

@@ -3,7 +3,7 @@
 
 They live here, beside the tables they read, so that the operator modules never write SQL
 against the spool's tables and a second storage engine answers the same questions. Every
-method reads through `db.execute` (the spool's `db`), with plain SQL both engines accept.
+method reads through the engine (`Engine.rows`), with plain SQL both engines accept.
 """
 
 from __future__ import annotations
@@ -11,17 +11,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from modempool.spool.engine import Engine
 from modempool.spool.model import to_text
+
 
 class Reports:
     """`spool.reports`: the read-only questions of the operator features."""
 
-    def __init__(self, spool: Any) -> None:
-        self.spool = spool
-        self.db = spool.db
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
-    def _all(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[tuple]:
-        return self.db.execute(sql, list(params)).fetchall()
+    def _all(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[Any]:
+        return self.engine.rows(sql, list(params))
 
     # ---- campaigns
     def campaign_counts(self, campaign_id: int) -> dict[str, int]:

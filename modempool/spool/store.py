@@ -34,6 +34,7 @@ from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, open_e
 from modempool.spool.inbound import InboundMessage, Inbound, ReportMatch
 from modempool.spool.messages import Messages
 from modempool.spool.metrics import Metrics
+from modempool.spool.reports import Reports
 from modempool.spool.requests import Requests
 from modempool.spool.scoped import Scoped
 from modempool.spool.model import (
@@ -116,6 +117,7 @@ class Spool:
         self.metrics = Metrics(self.engine)
         self.history = History(self.engine, self.messages)
         self.scoped = Scoped(self.engine)
+        self.reports = Reports(self.engine)
         self._db: Any = None
 
     @property
@@ -161,13 +163,6 @@ class Spool:
         """Ids of the newest rows of `messages` or `inbound` (below id `before`) containing
         `text`, from the full-text index; None where the engine has none (use `text_matches`)."""
         return self.engine.newest_matching(table, text, limit, before)
-
-    @property
-    def reports(self) -> Any:
-        """The read-only questions of the operator features (`spool/reports.py`)."""
-        from modempool.spool.reports import Reports
-
-        return Reports(self)
 
     def checkpoint_when_told(self, *, backstop: int = 0) -> None:
         """Stop this connection's automatic WAL checkpoints (a commit that crosses the WAL

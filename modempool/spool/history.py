@@ -62,9 +62,8 @@ class HistoryEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return {"direction": self.direction, "id": self.id, "time": self.time,
-                "number": self.number, "name": self.name, "text": self.text,
-                "state": self.state, "sim": self.sim, "campaign_id": self.campaign_id,
-                "error": self.error}
+                "number": self.number, "text": self.text, "state": self.state, "sim": self.sim,
+                "campaign_id": self.campaign_id, "error": self.error, "name": self.name}
 
 
 _SOURCES = {

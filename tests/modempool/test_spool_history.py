@@ -39,8 +39,8 @@ def test_sent_and_received_by_number_text_time_and_sim(spool_target):
         assert (sent.direction, sent.id, sent.number, sent.text, sent.state, sent.name) == (
             "out", first.id, "+8613800138000", "本周五开家长会", "queued", "")
         assert sent.to_dict()["time"] == sent.time and list(sent.to_dict()) == [
-            "direction", "id", "time", "number", "name", "text", "state", "sim", "campaign_id",
-            "error"]
+            "direction", "id", "time", "number", "text", "state", "sim", "campaign_id", "error",
+            "name"]   # the keys, in the order of `modempool history search --json` before
         assert [e.text for e in history.sent(HistoryFilter(text="家长会"))] == [
             "家长会改期", "本周五开家长会"]   # newest first
         assert [e.text for e in history.sent(HistoryFilter(text="家长会", limit=1))] == [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from modempool.commands.output import echo_json_as_given
+
 
 @click.command("probe")
 @click.argument("port")
@@ -22,7 +24,6 @@ def probe(port, pin, profile_name, baud, as_json, send_to, ussd_code) -> None:
     SMSC and storage; with --send a real SMS, with --ussd a balance query.
     """
     import asyncio
-    import json
 
     from at_commands import PROFILES
 
@@ -33,7 +34,7 @@ def probe(port, pin, profile_name, baud, as_json, send_to, ussd_code) -> None:
     except KeyboardInterrupt:
         raise click.Abort()
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+        echo_json_as_given(report)
         return
     info = report["modem"]
     rows = [

@@ -271,7 +271,10 @@ def test_contacts_campaigns_and_optouts(api):
         preview = root.get(f"/v1/campaigns/{campaign}/preview").json()
         assert preview["recipients"] == 1 and preview["excluded_optout"] == ["+8613800138002"]
         assert preview["sample"][0]["text"] == "【实验小学】李四家长您好"
-        assert root.post(f"/v1/campaigns/{campaign}/start").status_code == 200
+        started = root.post(f"/v1/campaigns/{campaign}/start")
+        assert started.status_code == 200 and started.json() == {"started": {
+            "campaign": campaign, "recipients": 1, "enqueued": 1, "already_enqueued": 0,
+            "skipped_problems": 0, "opted_out_removed": 1}}     # CampaignStart.to_dict()
         assert root.get(f"/v1/campaigns/{campaign}").json()["progress"]["total"] == 1
     with api.client("shop") as shop:   # the admin's campaign is not the sender's
         assert shop.get(f"/v1/campaigns/{campaign}").status_code == 404

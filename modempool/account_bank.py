@@ -117,7 +117,9 @@ class AccountBank:
         return rules_from_config(self.config), self.pool.autoreplies.rules()
 
     def autoreplies(self) -> Any:
-        self.rules.require_admin()
+        """The stored auto-reply rules and their log, to change: admins (everyone may look at
+        the rules, `autoreply_rules`)."""
+        self.rules.require_autoreply_admin()
         return self.pool.autoreplies
 
     def autoreply_rules_from_config(self) -> list[Any]:

@@ -61,6 +61,14 @@ class AccountRules:
                             "entries, not lift them (an admin does)", code="may_not_lift_optouts",
                             params={"account": self.account.name})
 
+    def require_autoreply_admin(self) -> None:
+        """Forbidden unless an admin: everyone may look at the auto-reply rules, not change
+        them."""
+        if not self.account.sees_all:
+            raise Forbidden(f"account {self.account.name!r} may look at auto-reply rules, not "
+                            "change them (an admin does)", code="may_not_change_autoreplies",
+                            params={"account": self.account.name})
+
     def permissions(self) -> dict[str, bool]:
         """What the account may do, for a front end to offer only that (the methods check
         again): send and change contacts (senders, admins); run campaigns (its own, or all for

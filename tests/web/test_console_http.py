@@ -426,5 +426,13 @@ def test_each_role_looks_at_and_changes_what_the_library_lets_it(api):
     root.post("/autoreplies", data={"csrf": csrf["root"], "keywords": "地址", "reply": "人民路1号"})
     rules = audit.get("/autoreplies").text
     assert "人民路1号" in rules and 'action="/autoreplies"' not in rules and "h-forward" not in rules
-    assert audit.post("/autoreplies", data={"csrf": csrf["audit"], "keywords": "x",
-                                            "reply": "y"}).status_code == 404
+    refused = audit.post("/autoreplies", data={"csrf": csrf["audit"], "keywords": "x",
+                                               "reply": "y"})
+    assert refused.status_code == 403 and 'id="e-form"' in refused.text
+    assert "may look at auto-reply rules, not change them" in refused.text
+    rule = re.search(r'action="/autoreplies/(\d+)/remove"', root.get("/autoreplies").text)[1]
+    shop.cookies.set("mp_lang", "zh_CN")
+    refused = shop.post(f"/autoreplies/{rule}/remove", data={"csrf": csrf["shop"]})
+    assert refused.status_code == 403 and "您的账号只能查看自动回复规则，不能更改" in refused.text
+    assert "人民路1号" in audit.get("/autoreplies").text   # still there
+    assert root.post("/autoreplies/999/remove", data={"csrf": csrf["root"]}).status_code == 404

@@ -45,6 +45,8 @@ MESSAGES: dict[str, str] = {
                                  "change them."),
     "may_not_lift_optouts": N_("Your account may add opt-outs and blacklist entries but not "
                                "remove them; an admin does."),
+    "may_not_change_autoreplies": N_("Your account may look at the auto-reply rules but not "
+                                     "change them; an admin does."),
     "may_not_run_campaign": N_("Your account may look at campaign %(id)s but not run it."),
     "sim_not_allowed": N_("Your account may not send through %(sims)s (its SIMs: %(allowed)s)."),
     "unknown_sim": N_("There is no SIM named %(sims)s (the bank has: %(configured)s)."),

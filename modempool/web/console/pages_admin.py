@@ -1,6 +1,7 @@
 """Admin pages: history search and export, auto-replies and forwarding, accounts (keys,
 passwords) and webhooks. `AccountPool` refuses anyone but an admin; the pages then answer
-404, as for anything an account may not see."""
+404, as for anything an account may not see, but for the auto-reply rules, which everyone
+sees: a refused change there answers 403 with the refusal in words."""
 
 from __future__ import annotations
 
@@ -118,8 +119,9 @@ async def autoreply_add(request: Request, session: Session = Depends(current_ses
     values = {k: str(form.get(k, "")) for k in ("keywords", "reply", "hours", "sim")}
     try:
         store = operator_of(request, session).autoreplies()
-    except Forbidden:
-        return _not_found(request, session)
+    except Forbidden as exc:
+        return _autoreplies(request, session, values, {"form": error_text(request, exc)},
+                            status=403)
     keywords = tuple(k.strip() for k in values["keywords"].replace("，", ",").split(",") if k.strip())
     try:
         await run_in_threadpool(store.add, values["reply"], keywords=keywords,
@@ -160,7 +162,10 @@ async def autoreply_remove(request: Request, rule_id: int,
     await form_of(request, session)
     try:
         await run_in_threadpool(operator_of(request, session).autoreplies().remove, rule_id)
-    except (Forbidden, PoolError):
+    except Forbidden as exc:
+        return _autoreplies(request, session, {}, {"form": error_text(request, exc)},
+                            status=403)
+    except PoolError:
         return _not_found(request, session)
     return redirect("/autoreplies")
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from modempool.spool.ambiguity import settle_by_stored_reports
+from modempool.spool.ambiguity import CLOCK_SLACK, settle_by_stored_reports
 from modempool.spool.audit import AuditLog
 from modempool.spool.engine import Engine
 from modempool.spool.messages import read_message
-from modempool.spool.model import LeaseLost, Message, MessageState, Recovery, to_text, utcnow
+from modempool.spool.model import (LeaseLost, Message, MessageState, Recovery, from_text, to_text,
+                                   utcnow)
 from modempool.spool.recovery import dead_owners, recover_leases
 from modempool.spool.sims import Sims
 
@@ -212,6 +213,8 @@ class Claims:
                 return  # already recorded: do not count twice
             if row[0][0]:
                 self.sims.add_sent(conn, row[0][0], 1, moment)
+            if message_reference is not None:
+                apply_early_report(conn, self.audit, message_id, seq, message_reference, now_text)
 
     def mark_sent(self, message_id: int, *, lease_owner: str | None = None) -> bool:
         """End a successful attempt: SENT (or DELIVERED if every report is already in)."""
@@ -222,6 +225,7 @@ class Claims:
             if ok:
                 self.audit.record(conn, "sent", message_id, now=now)
                 deliver_if_complete(conn, message_id, now)
+                fail_if_undelivered(conn, message_id, now)
             return ok
 
     def mark_last_part_sent(
@@ -363,6 +367,50 @@ def deliver_if_complete(conn: Any, message_id: int, now: str) -> bool:
         (now, now, message_id),
     )
     return cur.rowcount == 1
+
+
+# A report stored before its part's +CMGS answer was recorded (the modem's +CDS handled
+# first, the confirmation still on its way to the spool): it came back to the same SIM, for
+# the same recipient and reference, with the network's time of delivery at most CLOCK_SLACK
+# before the part was written (whole seconds, another clock; TP-MR repeats only after 256
+# messages of the SIM).
+_PART_WRITTEN = (
+    "SELECT parts.id, parts.sim, parts.writing_at, messages.to_number FROM parts "
+    "JOIN messages ON messages.id = parts.message_id WHERE parts.message_id = ? AND parts.seq = ?")
+_EARLY_REPORT = (
+    "SELECT id, status, delivered, final FROM delivery_reports WHERE part_id IS NULL "
+    "AND sim = ? AND message_reference = ? AND recipient = ? AND received_at >= ? "
+    "ORDER BY id LIMIT 1")
+
+
+def apply_early_report(conn: Any, audit: AuditLog, message_id: int, seq: int,
+                       message_reference: int, now: str) -> None:
+    """Apply to part `seq`, just recorded as sent, the report that came before it."""
+    part = conn.execute(_PART_WRITTEN, (message_id, seq)).fetchone()
+    written = from_text(part[2]) if part is not None else None
+    if written is None:
+        return
+    part_id, sim, to = part[0], part[1], part[3]
+    report = conn.execute(_EARLY_REPORT, (sim, message_reference, to,
+                                          to_text(written - CLOCK_SLACK))).fetchone()
+    if report is None:
+        return
+    report_id, status, delivered, final = report
+    conn.execute("UPDATE delivery_reports SET part_id = ?, message_id = ? WHERE id = ?",
+                 (part_id, message_id, report_id))
+    apply_report(conn, audit, part_id=part_id, message_id=message_id, sim=sim, status=status,
+                 delivered=bool(delivered), final=bool(final), now=now)
+
+
+def fail_if_undelivered(conn: Any, message_id: int, now: str) -> None:
+    """SENT → FAILED when a part already has a final failure report (it came before the
+    message was all sent)."""
+    row = conn.execute("SELECT status FROM parts WHERE message_id = ? AND state = 'undelivered' "
+                       "ORDER BY seq LIMIT 1", (message_id,)).fetchone()
+    if row is not None:
+        conn.execute("UPDATE messages SET state = 'failed', error = ?, updated_at = ? "
+                     "WHERE id = ? AND state = 'sent'",
+                     (f"not delivered (status 0x{int(row[0] or 0):02X})", now, message_id))
 
 
 def apply_report(conn: Any, audit: AuditLog, *, part_id: int, message_id: int, sim: str | None,

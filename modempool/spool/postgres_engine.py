@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from modempool.spool.engine import (UNCERTAIN_PARTS, Engine, SpoolTooNew, SpoolUnreachable,
-                                    row_class, statements)
+from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
+                                    SpoolUnreachable, row_class, statements)
 from modempool.spool.postgres_counts import KEPT_COUNTS, KeptCounts
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 
@@ -269,15 +269,17 @@ class PostgresEngine(Engine):
             raw.execute("SELECT pg_advisory_unlock(%s)", (_UPGRADE_LOCK,))
 
     def _make_indexes(self, raw: Any) -> None:
-        """The indexes the SQLite engine makes at open too: uncertain parts (UNCERTAIN_PARTS)
-        and history search's trigram indexes (TEXT_INDEX), each made once."""
-        names = ["parts_uncertain", *TEXT_INDEX]
+        """The indexes the SQLite engine makes at open too: uncertain parts (UNCERTAIN_PARTS),
+        unmatched reports (UNMATCHED_REPORTS) and history search's trigram indexes
+        (TEXT_INDEX), each made once."""
+        names = ["parts_uncertain", "delivery_reports_unmatched", *TEXT_INDEX]
         present = "SELECT count(to_regclass(name)) FROM unnest(CAST(%s AS text[])) AS name"
         if raw.execute(present, (names,)).fetchone()[0] == len(names):
             self.text_index = True
             return
         with self._schema_lock(raw), raw.transaction():
             raw.execute(UNCERTAIN_PARTS)
+            raw.execute(UNMATCHED_REPORTS)
         self.text_index = self._text_index(raw)
 
     def _text_index(self, raw: Any) -> bool:

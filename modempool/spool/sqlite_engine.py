@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from modempool.private_files import create_private
-from modempool.spool.engine import (UNCERTAIN_PARTS, Engine, SpoolTooNew, SpoolUnreachable,
-                                    row_class, statements)
+from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
+                                    SpoolUnreachable, row_class, statements)
 from modempool.spool.schema import (MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES,
                                     latency_bucket, too_new)
 
@@ -212,6 +212,7 @@ class SqliteEngine(Engine):
         self.text_index = self._text_index()
         self._make_once("message_state_counts_update", STATE_COUNTS)
         self._make_once("parts_uncertain", (UNCERTAIN_PARTS,))
+        self._make_once("delivery_reports_unmatched", (UNMATCHED_REPORTS,))
         self._make_once("sim_outcome_counts_delete", METRIC_COUNTS)
 
     def _make_once(self, last: str, script: Sequence[str]) -> None:

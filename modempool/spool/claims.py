@@ -20,8 +20,7 @@ from modempool.spool.ambiguity import CLOCK_SLACK, settle_by_stored_reports
 from modempool.spool.audit import AuditLog
 from modempool.spool.engine import Engine
 from modempool.spool.messages import read_message
-from modempool.spool.model import (LeaseLost, Message, MessageState, Recovery, from_text, to_text,
-                                   utcnow)
+from modempool.spool.model import LeaseLost, Message, MessageState, Recovery, to_text, utcnow
 from modempool.spool.recovery import dead_owners, recover_leases
 from modempool.spool.sims import Sims
 
@@ -214,7 +213,8 @@ class Claims:
             if row[0][0]:
                 self.sims.add_sent(conn, row[0][0], 1, moment)
             if message_reference is not None:
-                apply_early_report(conn, self.audit, message_id, seq, message_reference, now_text)
+                apply_early_report(conn, self.engine, self.audit, message_id, seq,
+                                   message_reference, now_text)
 
     def mark_sent(self, message_id: int, *, lease_owner: str | None = None) -> bool:
         """End a successful attempt: SENT (or DELIVERED if every report is already in)."""
@@ -373,29 +373,26 @@ def deliver_if_complete(conn: Any, message_id: int, now: str) -> bool:
 # first, the confirmation still on its way to the spool): it came back to the same SIM, for
 # the same recipient and reference, with the network's time of delivery at most CLOCK_SLACK
 # before the part was written (whole seconds, another clock; TP-MR repeats only after 256
-# messages of the SIM).
-_PART_WRITTEN = (
-    "SELECT parts.id, parts.sim, parts.writing_at, messages.to_number FROM parts "
-    "JOIN messages ON messages.id = parts.message_id WHERE parts.message_id = ? AND parts.seq = ?")
+# messages of the SIM). One statement: it runs for every part sent.
 _EARLY_REPORT = (
-    "SELECT id, status, delivered, final FROM delivery_reports WHERE part_id IS NULL "
-    "AND sim = ? AND message_reference = ? AND recipient = ? AND received_at >= ? "
-    "ORDER BY id LIMIT 1")
+    "SELECT r.id, parts.id, parts.sim, r.status, r.delivered, r.final "
+    "FROM parts JOIN messages ON messages.id = parts.message_id "
+    "JOIN delivery_reports r ON r.part_id IS NULL AND r.sim = parts.sim "
+    "AND r.message_reference = ? AND r.recipient = messages.to_number "
+    "AND {written_after} <= ? WHERE parts.message_id = ? AND parts.seq = ? "
+    "ORDER BY r.id LIMIT 1")
 
 
-def apply_early_report(conn: Any, audit: AuditLog, message_id: int, seq: int,
+def apply_early_report(conn: Any, engine: Engine, audit: AuditLog, message_id: int, seq: int,
                        message_reference: int, now: str) -> None:
     """Apply to part `seq`, just recorded as sent, the report that came before it."""
-    part = conn.execute(_PART_WRITTEN, (message_id, seq)).fetchone()
-    written = from_text(part[2]) if part is not None else None
-    if written is None:
+    sql = _EARLY_REPORT.format(
+        written_after=engine.seconds_between("parts.writing_at", "r.received_at"))
+    row = conn.execute(sql, (message_reference, CLOCK_SLACK.total_seconds(), message_id,
+                             seq)).fetchone()
+    if row is None:
         return
-    part_id, sim, to = part[0], part[1], part[3]
-    report = conn.execute(_EARLY_REPORT, (sim, message_reference, to,
-                                          to_text(written - CLOCK_SLACK))).fetchone()
-    if report is None:
-        return
-    report_id, status, delivered, final = report
+    report_id, part_id, sim, status, delivered, final = row
     conn.execute("UPDATE delivery_reports SET part_id = ?, message_id = ? WHERE id = ?",
                  (part_id, message_id, report_id))
     apply_report(conn, audit, part_id=part_id, message_id=message_id, sim=sim, status=status,

@@ -60,7 +60,7 @@ def search(spool: Any, query: Query, region: str = DEFAULT_REGION) -> list[Histo
     if not rows:
         return rows
     names = {c.number: c.name for c in AddressBook(spool.db, region).list()}
-    return [replace(row, name=names.get(row.number, "")) for row in rows]
+    return [row.named(names[row.number]) if row.number in names else row for row in rows]
 
 
 def _moment(value: datetime | str | None) -> datetime | None:

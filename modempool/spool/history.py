@@ -60,6 +60,12 @@ class HistoryEntry:
     error: str | None = None
     name: str = ""
 
+    def named(self, name: str) -> HistoryEntry:
+        """The entry with the contact's name (as `dataclasses.replace`, without its cost:
+        a search names up to `limit` rows)."""
+        return HistoryEntry(self.direction, self.id, self.time, self.number, self.text,
+                            self.state, self.sim, self.campaign_id, self.error, name)
+
     def to_dict(self) -> dict[str, Any]:
         return {"direction": self.direction, "id": self.id, "time": self.time,
                 "number": self.number, "text": self.text, "state": self.state, "sim": self.sim,

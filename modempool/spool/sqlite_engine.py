@@ -28,11 +28,6 @@ _CREATED = re.compile(r"\s*CREATE\s+(?:UNIQUE\s+|VIRTUAL\s+)?(?:TABLE|INDEX|TRIG
                       r"IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 
 
-def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> Any:
-    names = tuple(d[0] for d in cursor.description)
-    return row_class(names)(values)
-
-
 # History search (issue 17): FTS5 trigram indexes over the text of messages and inbound, in
 # the writing transaction. Trigrams match any substring of 3+ characters, which suits Chinese
 # (no word boundaries); shorter searches fall back to a scan. Triggers keep inbound rows and
@@ -357,9 +352,12 @@ class SqliteEngine(Engine):
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         with self.lock:
-            cur = self.conn.cursor()
-            cur.row_factory = _row
-            return cur.execute(sql, params).fetchall()
+            cur = self.conn.execute(sql, params)
+            values = cur.fetchall()
+        if not values:
+            return values
+        row = row_class(tuple(d[0] for d in cur.description))   # once, not for every row
+        return [row(v) for v in values]
 
     def new_ids(self, conn: Any, table: str, count: int) -> list[int]:
         # The write lock is held from BEGIN IMMEDIATE: nobody else can take the same ids.

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from modempool.operator.optout import BlacklistEntry, OptOut
     from modempool.operator.recurring import Job, JobRun
     from modempool.operator.templates import Template
-    from modempool.pool import CampaignOverview, Pool, Received, WaitResult
+    from modempool.pool import Pool, Received, WaitResult
+    from modempool.pool_campaigns import CampaignOverview
     from modempool.pool_status import SimStatus, Status
     from modempool.spool.history import HistoryEntry
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 #: so that `import modempool.numbers` stays light).
 _RESULTS = {
     "Pool": "modempool.pool", "WaitResult": "modempool.pool", "Received": "modempool.pool",
-    "CampaignOverview": "modempool.pool",
+    "CampaignOverview": "modempool.pool_campaigns",
     "Status": "modempool.pool_status", "SimStatus": "modempool.pool_status",
     "Contact": "modempool.operator.contacts", "Group": "modempool.operator.contacts",
     "OptOut": "modempool.operator.optout", "BlacklistEntry": "modempool.operator.optout",

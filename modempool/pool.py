@@ -32,7 +32,8 @@ from modempool.dispatch.requests import UssdAnswer
 from modempool.errors import (Blacklisted, InvalidNumber, OptedOut, PoolError, Refused,
                               RefusedMany)
 from modempool.numbers import normalise
-from modempool.operator.campaign_report import Progress
+from modempool.part_call import PartCall
+from modempool.pool_campaigns import CampaignOverview, PoolCampaigns
 from modempool.pool_status import SimStatus, Status, read_status
 from modempool.spool import (FINAL_STATES, SUCCESS_STATES, InboundMessage, Message,
                              MessageState, Spool)
@@ -43,16 +44,14 @@ if TYPE_CHECKING:
     from modempool.accounts import Account
     from modempool.operator.autoreply import AutoReplies, AutoReplyEntry, Rule
     from modempool.operator.backup import BackupResult
-    from modempool.operator.campaign_plan import CampaignPreview
-    from modempool.operator.campaign_report import CampaignReport
-    from modempool.operator.campaigns import Campaign, Campaigns, CampaignStart
+    from modempool.operator.campaigns import Campaigns
     from modempool.operator.contacts import AddressBook, Contact, Group
     from modempool.operator.forwarding import ForwardTarget, ForwardTargets
     from modempool.operator.history import Query, Thread
     from modempool.operator.importers import ImportReport
     from modempool.operator.optout import BlacklistEntry, OptOut, OptOutList
     from modempool.operator.recurring import Job, JobRun, Jobs
-    from modempool.operator.templates import CampaignTemplates, Template
+    from modempool.operator.templates import CampaignTemplates
     from modempool.spool.history import HistoryEntry
 
 __all__ = ["CampaignOverview", "Pool", "Received", "SimStatus", "Status", "WaitResult"]
@@ -92,19 +91,6 @@ class Received:
         return {**self.message.to_dict(), "name": self.name, "groups": list(self.groups)}
 
 
-@dataclass(frozen=True, slots=True)
-class CampaignOverview:
-    """A saved campaign with how far it got."""
-
-    campaign: Campaign
-    progress: Progress
-
-    def to_dict(self) -> dict[str, Any]:
-        progress = self.progress.to_dict()
-        return {**self.campaign.as_dict(), **{key: progress[key] for key in (
-            "state", "total", "pending", "sent", "delivered", "failed")}}
-
-
 class Pool:
     """A modem pool: its configuration and its spool. `Pool.open(path)` or `Pool(config)`."""
 
@@ -112,6 +98,7 @@ class Pool:
         self.config = config
         self._spool = spool
         self._create = True
+        self.campaign_desk = PoolCampaigns(self)
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, spool_path: str | Path | None = None,
@@ -524,112 +511,22 @@ class Pool:
 
         return self.contacts.select(parse_selections(groups))
 
-    def create_campaign(self, name: str, template: str | None = None, *,
-                        from_template: str | int | None = None, numbers: Iterable[str] = (),
-                        groups: str | Iterable[str] = (), sheet: str | Path | None = None,
-                        mapping: dict[str, str] | None = None, kind: str | None = None,
-                        start: datetime | str | None = None, end: datetime | str | None = None,
-                        quiet_hours: bool | None = None, rate_per_minute: float | None = None,
-                        sims: Iterable[str] = (), priority: int = -1) -> Campaign:
-        """Save a campaign (a draft: nothing is sent until `campaigns.start`). `numbers` may
-        be comma-separated (， too), `groups` expressions like "家长-毕业班", `start` / `end`
-        times as typed, read in `[pool] timezone`. Unknown SIMs are refused here.
-        `from_template` (a saved template's name or id) gives the text, and the kind unless
-        `kind` is given; the campaign keeps its own copy of the text."""
-        from modempool.operator.contacts import parse_selections
+    # ---- campaigns and their templates: the part `campaign_desk` (pool_campaigns.py) -------
+    create_campaign = PartCall("campaign_desk", "create")
+    campaign_overview = PartCall("campaign_desk", "overview")
+    preview_campaign = PartCall("campaign_desk", "preview")
+    start_campaign = PartCall("campaign_desk", "start")
+    pause_campaign = PartCall("campaign_desk", "pause")
+    resume_campaign = PartCall("campaign_desk", "resume")
+    cancel_campaign = PartCall("campaign_desk", "cancel")
+    rerun_campaign = PartCall("campaign_desk", "rerun")
+    campaign_progress = PartCall("campaign_desk", "progress")
+    campaign_report = PartCall("campaign_desk", "report")
+    add_template = PartCall("campaign_desk", "add_template")
+    edit_template = PartCall("campaign_desk", "edit_template")
+    remove_template = PartCall("campaign_desk", "remove_template")
 
-        if from_template is not None:
-            saved = self.templates.find(from_template)
-            template, kind = saved.text, kind or saved.kind
-        if template is None:
-            raise PoolError("a campaign needs a message template (or a saved one)",
-                            code="template_missing")
-        kind = kind or "marketing"
-
-        sims = list(sims)
-        tz = self.config.tz
-        listed = [n.strip() for item in numbers for n in str(item).replace("，", ",").split(",")
-                  if n.strip()]
-        return self.campaigns.create(
-            name, template, numbers=listed, groups=parse_selections(groups), sheet=sheet,
-            mapping=mapping, kind=kind, start_at=parse_when(start, tz), end_at=parse_when(end, tz),
-            quiet_hours=quiet_hours, rate_per_minute=rate_per_minute, sims=sims or None,
-            priority=priority)
-
-    def campaign_overview(self) -> list[CampaignOverview]:
-        """Every saved campaign with its progress, oldest first."""
-        from modempool.operator.campaign_report import progress
-
-        return [CampaignOverview(c, progress(self.spool, c.id, config=self.config))
-                for c in self.campaigns.list()]
-
-    def preview_campaign(self, campaign_id: int, *, sample: int = 3) -> CampaignPreview:
-        """What to check before starting: recipients after dedupe and opt-outs, SMS parts,
-        `sample` rendered texts, problems."""
-        from modempool.operator.campaign_plan import preview
-
-        campaigns = self.campaigns
-        return preview(self.spool.db, campaigns.get(campaign_id), self.config, sample=sample,
-                       region=campaigns.region)
-
-    def start_campaign(self, campaign_id: int, *, skip_problems: bool = False) -> CampaignStart:
-        """Queue every recipient not yet queued; safe to repeat (after a crash it fills in what
-        is missing, 断点续发). Sensitive words always block, other problems unless
-        `skip_problems` (CampaignBlocked lists them); unknown SIMs are refused."""
-        return self.campaigns.start(campaign_id, skip_problems=skip_problems)
-
-    def pause_campaign(self, campaign_id: int) -> Campaign:
-        """Hold the campaign's queued messages."""
-        return self.campaigns.pause(campaign_id)
-
-    def resume_campaign(self, campaign_id: int) -> Campaign:
-        """Release a paused campaign's messages."""
-        return self.campaigns.resume(campaign_id)
-
-    def cancel_campaign(self, campaign_id: int) -> int:
-        """Cancel the campaign and its queued messages; returns how many were dropped."""
-        return self.campaigns.cancel(campaign_id)
-
-    def rerun_campaign(self, campaign_id: int, name: str | None = None) -> Campaign:
-        """A new draft copied from a saved campaign, to send it again."""
-        return self.campaigns.rerun(campaign_id, name)
-
-    def campaign_progress(self, campaign_id: int) -> Progress:
-        """Counts by state, why the queued wait, the send rate and an ETA."""
-        from modempool.operator.campaign_report import progress
-
-        return progress(self.spool, campaign_id, config=self.config)
-
-    def campaign_report(self, campaign_id: int, *,
-                        export_to: str | Path | None = None) -> CampaignReport:
-        """Delivered, failed with reasons, replies, opt-outs; with `export_to` the
-        per-recipient rows are also written to that CSV or XLSX (`exported` says where)."""
-        import dataclasses
-
-        from modempool.operator.campaign_report import Exported, export_report, report
-
-        result = report(self.spool, campaign_id, self.config.region)
-        if export_to is None:
-            return result
-        rows = export_report(self.spool, campaign_id, export_to)
-        return dataclasses.replace(result, exported=Exported(str(export_to), rows))
-
-    def add_template(self, name: str, text: str, kind: str = "notice") -> Template:
-        """Save a campaign template (短信模板); PoolError if the name is taken or the text
-        is no template (an unnamed or malformed field)."""
-        return self.templates.add(name, text, kind)
-
-    def edit_template(self, name_or_id: str | int, *, rename: str | None = None,
-                      text: str | None = None, kind: str | None = None) -> Template:
-        """Change a saved template's name, text or kind (what is not given stays);
-        campaigns made from it keep their own text."""
-        return self.templates.change(name_or_id, name=rename, text=text, kind=kind)
-
-    def remove_template(self, name_or_id: str | int) -> Template:
-        """Delete a saved template (campaigns made from it keep their text); returns it."""
-        saved = self.templates.find(name_or_id)
-        self.templates.remove(saved.id)
-        return saved
+    # ---- auto-replies, forwarding, recurring jobs, backup -----------------------------------
 
     def add_autoreply(self, reply: str, *, keywords: Iterable[str] = (),
                       pattern: str | None = None, sim: str | None = None,

@@ -13,6 +13,7 @@ outside an account (the CLI, a script) and is the bank's: admins run it, viewers
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from modempool.account_rules import quota_day_start
@@ -101,17 +102,21 @@ class AccountCampaigns:
 
     def start(self, campaign_id: int, *, skip_problems: bool = False) -> CampaignStart:
         """Enqueue what is not yet enqueued (safe to repeat). A sender's quota counts the
-        messages this start adds; they are recorded as the sender's messages."""
+        messages this start adds; they are recorded as the sender's messages. With a quota,
+        the check, the messages and their owner are one transaction (at most a quota's worth
+        of messages): two starts at once cannot together pass it, and a refused start queues
+        nothing."""
         self._may_change(campaign_id)
-        if not self.account.sees_all:
-            waiting = self._not_yet_enqueued(campaign_id)
+        if self.account.sees_all:
+            return self.store.start(campaign_id, skip_problems=skip_problems)
+        limited = self.account.per_minute is not None or self.account.per_day is not None
+        with self.pool.spool.transaction() if limited else nullcontext() as conn:
+            waiting = self._not_yet_enqueued(campaign_id) if limited else 0
             if waiting:
                 now = utcnow()
-                with self.pool.spool.transaction() as conn:
-                    check_quota(conn, self.account, waiting, now,
-                                quota_day_start(now, self.pool.config.tz))
-        result = self.store.start(campaign_id, skip_problems=skip_problems)
-        if not self.account.sees_all:
+                check_quota(conn, self.account, waiting, now,
+                            quota_day_start(now, self.pool.config.tz))
+            result = self.store.start(campaign_id, skip_problems=skip_problems)
             self._own_messages(campaign_id)
         return result
 

@@ -4,13 +4,16 @@
     python benchmarks/bench_scaleout.py --url postgresql://bench@db/bench --backlogs 1000 1000000
     python benchmarks/bench_scaleout.py --only spool        # or: cost, daemons, ideal
     python benchmarks/bench_scaleout.py --only cost --million   # up to a spool of 1,000,000
+    python benchmarks/bench_scaleout.py --only cost --explain   # and the plans, per size
 
 Without --url a throwaway cluster is made with initdb/pg_ctl in a temporary directory (Debian's
 `postgresql` package), fsync off: the figures are the database's CPU cost, not a disk's. Figures:
 - enqueue and claim throughput per engine (claim = claim + part marker + confirmation, the three
   commits a one-part message costs), and the claim cost with a backlog of 1k up to 1M messages;
 - the database cost of one message on PostgreSQL (enqueue + claim + marker + sent, as the API and
-  a daemon make them) in a spool of 1k, 10k, 100k (and with --million 1M) messages of history;
+  a daemon make them) in a spool of 1k, 10k, 100k (and with --million 1M) messages of history:
+  wall-clock ms per step, and CPU ms per message of the database (every process of the
+  throwaway cluster) and of this client; `--explain` adds each statement's plan per size;
 - 1, 2 and 4 daemons at 0 s per SMS (each with its own simulated bank), messages per second in
   total;
 - 2 daemons x 32 simulated modems at 1 s per SMS, as a fraction of the modem-limited ideal.
@@ -29,6 +32,7 @@ import time
 from contextlib import AsyncExitStack
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -59,6 +63,17 @@ def fresh_target(kind: str, cluster, directory: Path, name: str, url: str | None
     return cluster.new_schema()
 
 
+def drop_schema(target: str, cluster) -> None:
+    """Drop a throwaway cluster's schema (`cluster.new_schema`) once measured."""
+    if cluster is None:
+        return
+    import psycopg
+
+    schema = unquote(target).rsplit("search_path=", 1)[1]
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def bench_spool(target, messages: int, backlog: int) -> dict[str, float]:
     """Enqueue `backlog` + `messages` rows, then claim/mark/confirm `messages` of them."""
     with Spool(target) as spool:
@@ -81,30 +96,71 @@ def bench_spool(target, messages: int, backlog: int) -> dict[str, float]:
             "claim_ms": 1000 * claim_s / messages}
 
 
-def bench_cost(target, size: int, messages: int) -> dict[str, float]:
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_fields(pid: int | str) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cluster_cpu(cluster) -> float | None:
+    """CPU seconds used so far by a local cluster: its postmaster, the children it reaped
+    (their time is added to its own when they end: autovacuum workers, closed backends) and
+    its live children (backends, checkpointer, WAL writer). None without a local cluster."""
+    if cluster is None:
+        return None
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    fields = _cpu_fields(postmaster)
+    total = sum(int(f) for f in fields[11:15])
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                child = _cpu_fields(entry.name)
+            except OSError:   # gone meanwhile (its time went to the postmaster's)
+                continue
+            if int(child[1]) == postmaster:
+                total += int(child[11]) + int(child[12])
+    return total / TICKS
+
+
+def load_history(spool: Spool, size: int) -> None:
+    """`size` messages of history, delivered, a part each, then what autovacuum and the
+    checkpointer would do after such a load in the end (not while the benchmark measures)."""
+    for first in range(0, size, 50_000):
+        spool.enqueue_many({"to": f"+86138{i % 100000000:08d}", "text": f"old {i}"}
+                           for i in range(first, min(size, first + 50_000)))
+    with spool.engine.tx() as conn:  # history: sent, delivered, one part each
+        conn.execute("INSERT INTO parts (message_id, seq, total, attempt, sim, state, "
+                     "message_reference, writing_at, sent_at, status) SELECT id, 1, 1, 1, "
+                     "'m' || (id % 32), 'delivered', id % 256, created_at, created_at, 0 "
+                     "FROM messages")
+        conn.execute("UPDATE messages SET state = 'delivered', attempts = 1, sim = "
+                     "'m' || (id % 32), sent_at = created_at, delivered_at = created_at")
+    spool.engine.counts.fold()   # the update's million -1/+1 rows, then vacuumed
+    # The history was queued, then updated in one go: the claim index would otherwise walk a
+    # million dead 'queued' entries until autovacuum comes by.
+    with spool.engine.pool.connection() as raw:
+        raw.execute("VACUUM ANALYZE")
+        try:
+            raw.execute("CHECKPOINT")   # the load's dirty pages written now, not meanwhile
+        except Exception:   # not a superuser (--url): the checkpointer does it in its time
+            pass
+
+
+def bench_cost(target, size: int, messages: int, cluster=None) -> dict[str, float]:
     """The database cost of one message in a spool of `size`: `size` messages of history
     (delivered, a part each) first, then `messages` more, each enqueued alone (as an API call
     does), claimed in dispatch rounds of 8 (read with the claim lock, then claimed), marked
-    writing and recorded sent, as a daemon does. Milliseconds per message for each step."""
+    writing and recorded sent, as a daemon does. Milliseconds per message for each step (wall
+    clock), and the CPU time per message of the database server (every process of a local
+    cluster) and of this process (the client's side: Python, psycopg)."""
     from modempool.spool.claims import SentPart
 
     with Spool(target) as spool:
-        for first in range(0, size, 50_000):
-            spool.enqueue_many({"to": f"+86138{i % 100000000:08d}", "text": f"old {i}"}
-                               for i in range(first, min(size, first + 50_000)))
-        with spool.engine.tx() as conn:  # history: sent, delivered, one part each
-            conn.execute("INSERT INTO parts (message_id, seq, total, attempt, sim, state, "
-                         "message_reference, writing_at, sent_at, status) SELECT id, 1, 1, 1, "
-                         "'m' || (id % 32), 'delivered', id % 256, created_at, created_at, 0 "
-                         "FROM messages")
-            conn.execute("UPDATE messages SET state = 'delivered', attempts = 1, sim = "
-                         "'m' || (id % 32), sent_at = created_at, delivered_at = created_at")
-        # What autovacuum does after such a load: the history was queued, then updated in one
-        # go, and the claim index would otherwise walk a million dead 'queued' entries.
-        with spool.engine.pool.connection() as raw:
-            raw.execute("VACUUM ANALYZE")
+        load_history(spool, size)
         times = {"enqueue": 0.0, "claim": 0.0, "marker": 0.0, "sent": 0.0}
         clock = time.perf_counter
+        server, client = cluster_cpu(cluster), time.process_time()
         start = clock()
         for i in range(messages):
             spool.enqueue(f"+86139{i:08d}", f"bench {i}")
@@ -125,8 +181,66 @@ def bench_cost(target, size: int, messages: int) -> dict[str, float]:
                 times["marker"] += middle - start
                 times["sent"] += clock() - middle
             done += len(claimed)
+        client = time.process_time() - client
+        server = None if server is None else cluster_cpu(cluster) - server
     per = {step: 1000 * seconds / messages for step, seconds in times.items()}
-    return {**per, "total": sum(per.values())}
+    return {**per, "total": sum(per.values()), "client_cpu": 1000 * client / messages,
+            "server_cpu": None if server is None else 1000 * server / messages}
+
+
+#: The statements of one message's life (and a dashboard's read) whose plans --explain shows.
+EXPLAINED = (
+    ("claim round", "SELECT * FROM messages WHERE state = 'queued' AND held = 0 AND "
+     "(not_before IS NULL OR not_before <= :now) ORDER BY priority DESC, id LIMIT 24 "
+     "FOR UPDATE SKIP LOCKED"),
+    ("claim", "UPDATE messages SET state = 'sending', sim = 'm1', lease_owner = 'b:1/m1', "
+     "lease_until = :now, attempts = attempts + 1, updated_at = :now WHERE id = :id "
+     "AND state = 'queued' AND held = 0 RETURNING *"),
+    ("marker", "UPDATE messages SET parts_total = 1 WHERE id = :id AND state = 'sending' "
+     "AND lease_owner = 'b:1/m1' RETURNING attempts, sim"),
+    ("marker part", "INSERT INTO parts (message_id, seq, total, attempt, sim, state, "
+     "writing_at) VALUES (:id, 1, 1, 1, 'm1', 'writing', :now)"),
+    ("part sent", "UPDATE parts SET state = 'sent', message_reference = 7, sent_at = :now "
+     "WHERE message_id = :id AND seq = 1 AND state NOT IN ('sent', 'delivered', "
+     "'undelivered') RETURNING sim"),
+    ("sent", "UPDATE messages SET state = 'sent', lease_owner = NULL, lease_until = NULL, "
+     "updated_at = :now, sent_at = :now WHERE id = :id AND state = 'sending' "
+     "AND lease_owner = 'b:1/m1'"),
+    ("counts", "SELECT state, sum(n) AS n, count(*) AS summed FROM message_counts "
+     "GROUP BY state"),
+)
+
+
+def plan_line(step: str, plan: dict) -> str:
+    """One EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) result in a line: time, buffers, nodes."""
+    top, nodes, stack = plan["Plan"], [], [plan["Plan"]]
+    while stack:
+        node = stack.pop(0)
+        nodes.append(node["Node Type"] + (f" {node['Index Name']}" if "Index Name" in node else ""))
+        stack.extend(node.get("Plans", ()))
+    triggers = sum(t["Time"] for t in plan.get("Triggers", ()))
+    return (f"    {step:<12} {plan['Execution Time']:6.3f} ms (triggers {triggers:5.3f}), "
+            f"buffers hit {top.get('Shared Hit Blocks', 0):>3} read "
+            f"{top.get('Shared Read Blocks', 0):>2}: {', '.join(nodes)}")
+
+
+def explain(target) -> list[str]:
+    """EXPLAIN ANALYZE of each of EXPLAINED on a message just queued (rolled back), the second
+    of two runs (functions compiled, catalogues cached, as in a daemon's connection)."""
+    from modempool.spool.model import to_text, utcnow
+    from modempool.spool.postgres_engine import PgConn
+
+    with Spool(target) as spool:
+        spool.engine.counts.fold()   # as the daemon's housekeeping keeps them
+        values = {"now": to_text(utcnow()), "id": spool.enqueue("+8613900000000", "plan").id}
+        with spool.engine.pool.connection() as raw:
+            conn = PgConn(raw)
+            for _ in range(2):
+                with raw.transaction(force_rollback=True):
+                    lines = [plan_line(step, conn.execute(
+                        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, values).fetchone()[0][0])
+                        for step, sql in EXPLAINED]
+    return lines
 
 
 def write_config(path: Path, target, prefix: str, devices: list[str]) -> Path:
@@ -248,6 +362,8 @@ def main() -> None:
                         help="spool sizes (messages of history) for the cost per message")
     parser.add_argument("--million", action="store_true",
                         help="the cost per message in a spool of 1,000,000 too (minutes)")
+    parser.add_argument("--explain", action="store_true",
+                        help="with the cost per message: the plans of its statements per size")
     parser.add_argument("--daemons", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--modems", type=int, default=4, help="per daemon, at 0 s per SMS")
     parser.add_argument("--rounds", type=int, default=50, help="messages per modem at 0 s")
@@ -282,13 +398,20 @@ def main() -> None:
                 sizes = args.sizes + ([1_000_000] if args.million else [])
                 print(f"database cost per message on PostgreSQL, {args.messages} messages "
                       f"enqueued one by one, claimed in rounds of 8, marked writing, recorded "
-                      f"sent; ms per message")
+                      f"sent; ms per message, wall clock, then CPU time")
                 for size in sizes:
                     target = fresh_target("postgresql", cluster, directory, f"c{size}", args.url)
-                    r = bench_cost(target, size, args.messages)
+                    r = bench_cost(target, size, args.messages, cluster)
+                    plans = explain(target) if args.explain else []
+                    server = ("" if r["server_cpu"] is None
+                              else f"database {r['server_cpu']:.2f} ms + ")
                     print(f"  spool of {size:>9,}: enqueue {r['enqueue']:.2f} + claim "
                           f"{r['claim']:.2f} + marker {r['marker']:.2f} + sent {r['sent']:.2f}"
-                          f" = {r['total']:.2f} ms")
+                          f" = {r['total']:.2f} ms; CPU {server}client "
+                          f"{r['client_cpu']:.2f} ms (load {os.getloadavg()[0]:.1f})", flush=True)
+                    if plans:
+                        print("\n".join(plans), flush=True)
+                    drop_schema(target, cluster)   # no autovacuum of it during the next size
             if args.only in (None, "daemons"):
                 print(f"daemons sharing one PostgreSQL queue, {args.modems} simulated modems "
                       f"each, 0 s per SMS")

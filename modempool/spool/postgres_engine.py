@@ -24,7 +24,7 @@ from typing import Any
 
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, row_class, statements)
-from modempool.spool.postgres_counts import KEPT_COUNTS, KeptCounts
+from modempool.spool.postgres_counts import KEPT_COUNTS, SUMMED_BY_INDEX, KeptCounts
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 
 log = logging.getLogger("modempool.spool")
@@ -34,8 +34,27 @@ CHANNEL = "modempool_queue"
 #: Any fixed number: the advisory lock that serialises schema upgrades of one database.
 _UPGRADE_LOCK = 0x6D6F64656D
 
+#: Version 9: each lookup the send path makes on an index that answers it alone, whatever the
+#: statistics say. A message by id and state (a claim, its part marker, its outcome) on
+#: (state, id); the claim round's walk of the queue's head on a partial index of queued
+#: messages. Before, both used (state, held, priority, id), where the planner, told by
+#: statistics that few messages were sending, walked every entry of that state, dead ones
+#: included, to find one id (2 ms a part marker with 50,000 messages sent since the last
+#: vacuum, against 0.05 ms). And autovacuum after a fixed number of changes, not a fifth of
+#: the table: the dead entries the queue's walk steps over stay as few at a million messages
+#: as at a thousand, and the statistics as fresh.
+QUEUE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS messages_queue ON messages (held, priority DESC, id) "
+    "WHERE state = 'queued'",
+    "CREATE INDEX IF NOT EXISTS messages_state ON messages (state, id)",
+    "DROP INDEX IF EXISTS messages_claim",
+    *(f"ALTER TABLE {table} SET (autovacuum_vacuum_scale_factor = 0, "
+      "autovacuum_vacuum_threshold = 10000, autovacuum_analyze_scale_factor = 0, "
+      "autovacuum_analyze_threshold = 10000)" for table in ("messages", "parts")),
+)
+
 #: Schema steps of this engine's own, run after the shared script of the same version.
-OWN_STEPS: dict[int, Sequence[str]] = {8: KEPT_COUNTS}
+OWN_STEPS: dict[int, Sequence[str]] = {8: KEPT_COUNTS, 9: QUEUE_INDEXES + SUMMED_BY_INDEX}
 
 #: A pooled connection unused for longer than this is checked before it is handed out.
 IDLE_CHECK_AFTER = 2.0

@@ -146,3 +146,52 @@ def test_a_dispatch_round_skips_the_messages_another_daemons_round_holds(pg_clus
             thread.join()
     assert seen == ids[:3] and others == ids[3:]
     assert all(message is not None for message in claimed)
+
+
+SEND_PATH = {   # the statements of a message's way out that look it up, and the queue's walk
+    "claim round": "SELECT * FROM messages WHERE state = 'queued' AND held = 0 AND "
+                   "(not_before IS NULL OR not_before <= 'x') ORDER BY priority DESC, id LIMIT 24",
+    "claim": "UPDATE messages SET state = 'sending' WHERE id = 1 AND state = 'queued' AND held = 0",
+    "marker": "UPDATE messages SET parts_total = 1 WHERE id = 1 AND state = 'sending' "
+              "AND lease_owner = 'h:1/m1'",
+    "sent": "UPDATE messages SET state = 'sent' WHERE id = 1 AND state = 'sending' "
+            "AND lease_owner = 'h:1/m1'",
+}
+
+
+def send_path_plans(spool) -> dict[str, str]:
+    with spool.transaction() as conn:   # as on a big spool, where a scan costs more
+        conn.execute("SET LOCAL enable_seqscan = off")
+        return {step: " ".join(r[0] for r in conn.execute("EXPLAIN " + sql))
+                for step, sql in SEND_PATH.items()}
+
+
+def assert_each_lookup_has_its_index(plans: dict[str, str]) -> None:
+    assert "messages_queue" in plans["claim round"] and "Sort" not in plans["claim round"]
+    for step in ("claim", "marker", "sent"):   # one id: never a walk of a state's entries
+        assert "messages_queue" not in plans[step] and "messages_claim" not in plans[step]
+        assert "id = 1" in plans[step].replace("(", "").replace(")", "")
+
+
+def test_each_lookup_of_the_send_path_has_an_index_that_answers_it(pg_cluster):
+    with Spool(pg_cluster.new_schema()) as spool:
+        spool.enqueue("13800138000", "hi")
+        assert_each_lookup_has_its_index(send_path_plans(spool))
+        options = spool.rows("SELECT reloptions FROM pg_class WHERE relname = 'messages' "
+                             "AND relnamespace = CAST(current_schema() AS regnamespace)")[0][0]
+        assert "autovacuum_vacuum_scale_factor=0" in options
+
+
+def test_a_version_8_spool_gets_the_queue_indexes_at_the_upgrade(pg_cluster):
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        spool.enqueue("13800138000", "hi")
+    with psycopg.connect(url, autocommit=True) as conn:   # as version 8 left it
+        conn.execute("DROP INDEX messages_queue, messages_state")
+        conn.execute("CREATE INDEX messages_claim ON messages (state, held, priority DESC, id)")
+        conn.execute("ALTER TABLE messages RESET (autovacuum_vacuum_scale_factor)")
+        conn.execute("UPDATE modempool_schema SET version = 8")
+    with Spool(url) as spool:
+        assert_each_lookup_has_its_index(send_path_plans(spool))
+        assert spool.counts()["queued"] == 1
+        assert spool.rows("SELECT version FROM modempool_schema")[0][0] == SCHEMA_VERSION

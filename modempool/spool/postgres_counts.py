@@ -8,9 +8,10 @@ orders would deadlock). So the triggers here only *insert*: each change of a mes
 row of -1 for what it was and +1 for what it is (`message_counts`), each message sent for the
 first time its enqueue-to-sent observation (`send_latency_counts`); an enqueue adds one row
 per state it inserted (a statement trigger: the engine inserts a batch in one statement).
-Inserts never wait for one another. A read sums the rows; `fold` replaces them by their sums now and then (the daemon's
-housekeeping, or a read that summed many), in one statement, so that a read in any snapshot
-sees either the rows or their sums.
+Inserts never wait for one another. A read sums the rows (through a covering index, version
+9); `fold` replaces each table's rows by their sums now and then (the daemon's housekeeping,
+or a read that summed many), in one statement per table, so that a read in any snapshot sees
+either the rows or their sums.
 
 The counts commit with the change they count: a read always equals a count of the rows.
 Schema version 8 makes the tables and triggers and fills them from an existing spool's

@@ -116,11 +116,20 @@ class AccountBank:
 
         return rules_from_config(self.config), self.pool.autoreplies.rules()
 
-    def autoreplies(self) -> Any:
-        """The stored auto-reply rules and their log, to change: admins (everyone may look at
-        the rules, `autoreply_rules`)."""
+    def add_autoreply(self, reply: str, **rule: Any) -> Any:
+        """`Pool.add_autoreply` (a SIM the bank does not have is refused there): admins."""
         self.rules.require_autoreply_admin()
-        return self.pool.autoreplies
+        return self.pool.add_autoreply(reply, **rule)
+
+    def remove_autoreply(self, rule_id: int) -> None:
+        """`Pool.remove_autoreply`: admins (everyone may look at the rules, `autoreply_rules`)."""
+        self.rules.require_autoreply_admin()
+        self.pool.remove_autoreply(rule_id)
+
+    def autoreply_log(self, limit: int = 50) -> list[Any]:
+        """`Pool.autoreply_log`: what was answered to whom, admins only."""
+        self.rules.require_autoreply_admin()
+        return self.pool.autoreply_log(limit)
 
     def autoreply_rules_from_config(self) -> list[Any]:
         from modempool.operator.autoreply import rules_from_config

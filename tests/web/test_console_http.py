@@ -346,6 +346,23 @@ def test_library_refusals_are_worded_in_chinese_on_the_chinese_console(api):
                                           data={"csrf": _csrf(form)}).text
 
 
+def test_an_auto_reply_rule_for_a_sim_the_bank_has_not_is_refused_and_not_stored(api):
+    """The console's rule form goes through Pool.add_autoreply, which checks the SIM name."""
+    root = signed_in(api, "root")
+    page = root.get("/autoreplies")
+    for language, words in (("zh-CN", "没有名为 zz 的 SIM 卡（现有：m1, m2）。"),
+                            ("en", "no modem named zz in")):
+        refused = root.post("/autoreplies", headers={"Accept-Language": language},
+                            data={"csrf": _csrf(page), "keywords": "地址", "reply": "人民路1号",
+                                  "sim": "zz"})
+        assert refused.status_code == 400 and words in refused.text, refused.text
+        assert 'id="e-sim"' in refused.text
+    assert "人民路1号" not in root.get("/autoreplies").text
+    made = root.post("/autoreplies", data={"csrf": _csrf(page), "keywords": "地址",
+                                           "reply": "人民路1号", "sim": "m2"})
+    assert made.status_code == 303 and "人民路1号" in root.get("/autoreplies").text
+
+
 def test_forwarding_numbers_are_added_and_removed_on_the_auto_replies_page(api):
     root, shop = signed_in(api, "root"), signed_in(api, "shop")
     csrf = _csrf(root.get("/autoreplies"))

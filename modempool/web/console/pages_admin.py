@@ -104,7 +104,7 @@ def _autoreplies(request: Request, session: Session, values: dict[str, str],
                    "configured_targets": [], "targets": []}
         if operator.permissions()["forwarding"]:   # where replies go, and the log: admins
             forward, targets = operator.forwarding()
-            context.update(log=operator.autoreplies().log(20), forward=forward,
+            context.update(log=operator.autoreply_log(20), forward=forward,
                            configured_targets=list(targets.configured), targets=targets.stored())
     except PoolError as exc:   # a bad [autoreply] or [forward] section: shown, not a crash
         context = {"rules": [], "config_rules": [], "log": [], "forward": None,
@@ -117,18 +117,17 @@ def _autoreplies(request: Request, session: Session, values: dict[str, str],
 async def autoreply_add(request: Request, session: Session = Depends(current_session)) -> Response:
     form = await form_of(request, session)
     values = {k: str(form.get(k, "")) for k in ("keywords", "reply", "hours", "sim")}
+    keywords = tuple(k.strip() for k in values["keywords"].replace("，", ",").split(",") if k.strip())
     try:
-        store = operator_of(request, session).autoreplies()
+        await run_in_threadpool(operator_of(request, session).add_autoreply, values["reply"],
+                                keywords=keywords, hours=values["hours"].strip() or None,
+                                sim=values["sim"].strip() or None)
     except Forbidden as exc:
         return _autoreplies(request, session, values, {"form": error_text(request, exc)},
                             status=403)
-    keywords = tuple(k.strip() for k in values["keywords"].replace("，", ",").split(",") if k.strip())
-    try:
-        await run_in_threadpool(store.add, values["reply"], keywords=keywords,
-                                hours=values["hours"].strip() or None,
-                                sim=values["sim"].strip() or None)
     except PoolError as exc:
-        field = {"autoreply_no_reply": "reply", "hours_form": "hours"}.get(exc.code, "keywords")
+        field = {"autoreply_no_reply": "reply", "hours_form": "hours",
+                 "unknown_sim": "sim"}.get(exc.code, "keywords")
         return _autoreplies(request, session, values, {field: error_text(request, exc)},
                             status=400)
     return redirect("/autoreplies")
@@ -161,7 +160,7 @@ async def autoreply_remove(request: Request, rule_id: int,
                            session: Session = Depends(current_session)) -> Response:
     await form_of(request, session)
     try:
-        await run_in_threadpool(operator_of(request, session).autoreplies().remove, rule_id)
+        await run_in_threadpool(operator_of(request, session).remove_autoreply, rule_id)
     except Forbidden as exc:
         return _autoreplies(request, session, {}, {"form": error_text(request, exc)},
                             status=403)

@@ -117,3 +117,33 @@ async def test_sticky_recalls_a_recipients_sim_in_the_lane_not_on_the_loop(tmp_p
                 await running
         assert spool.get(again.id).sim == "m2"   # the SIM recalled from the spool
         assert spool.recall_threads and threading.get_ident() not in spool.recall_threads
+
+
+async def test_a_ussd_answer_waiting_for_the_database_leaves_the_other_modems_sending(
+        tmp_path, pg_cluster):
+    url = pg_cluster.new_schema()
+    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=6) as bank:
+        with Spool(url) as spool:
+            config = _config(tmp_path / "pool.toml", url, bank.devices,
+                             '[[balance]]\nussd = "*100#"')
+            daemon = await DaemonProcess(config).start()
+            await eventually(lambda: all((spool.sim(name) or {}).get("balance_at")
+                                         for name in ("m1", "m2")),
+                             what="the balance of each SIM asked at start")
+            with psycopg.connect(url) as locker:   # m1's row, until rollback
+                locker.execute("SELECT name FROM sims WHERE name = 'm1' FOR UPDATE")
+                request = spool.requests.add("m1", "ussd", "*100#")
+                # The answer, a balance, waits to be stored in m1's row, in the daemon...
+                await eventually(lambda: _waiting_on_a_lock(spool, "sims"),
+                                 what="the USSD answer waiting for m1's row")
+                # ... and the daemon's other modem still sends.
+                spool.enqueue("+8613800138000", "meanwhile", sims=["m2"])
+                await eventually(lambda: [m for m in network_messages(bank)
+                                          if m["text"] == "meanwhile"],
+                                 what="m2 sending while the answer waits")
+                assert spool.requests.get(request)["state"] == "running"
+                locker.rollback()
+            await eventually(lambda: spool.requests.get(request)["state"] == "done",
+                             what="the USSD answer, once the row is free")
+            assert "balance is" in spool.requests.get(request)["answer"]
+            assert await daemon.stop() == 0

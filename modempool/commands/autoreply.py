@@ -52,7 +52,7 @@ def autoreply_remove(pool, out, rule_id) -> None:
 
 
 @autoreply_group.command("log")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True)
 @pool_command()
 def autoreply_log(pool, out, limit) -> None:
     """What was answered, and what the cooldown held back."""

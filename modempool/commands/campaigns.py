@@ -66,7 +66,7 @@ def campaign_list(pool, out) -> None:
 
 @campaign_group.command("preview")
 @click.argument("campaign_id", type=int)
-@click.option("--sample", type=int, default=3, show_default=True, help="Rendered messages to show.")
+@click.option("--sample", type=click.IntRange(min=0), default=3, show_default=True, help="Rendered messages to show.")
 @pool_command()
 def campaign_preview(pool, out, campaign_id, sample) -> None:
     """Recipients after dedupe and opt-outs, total parts (cost), samples, problems."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from modempool.commands.shell import TimeText, pool_command
+from modempool.operator.history import STATES
 
 
 def _query_options(func):
@@ -17,10 +18,12 @@ def _query_options(func):
         click.option("--since", type=TimeText(past=True), default=None,
                      help="From this time, e.g. 2026-11-01 or -2d ([pool] timezone)."),
         click.option("--until", type=TimeText(past=True), default=None, help="Before this time."),
-        click.option("--state", default=None, help="queued, sent, delivered, failed, ... or received."),
+        click.option("--state", type=click.Choice(STATES), default=None,
+                     help="An outbound state, or received."),
         click.option("--campaign", type=int, default=None, help="Campaign id."),
         click.option("--direction", type=click.Choice(["in", "out", "both"]), default="both"),
-        click.option("--limit", type=int, default=1000, show_default=True),
+        click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True,
+                     help="At most this many (0: all)."),
     ]):
         func = option(func)
     return func
@@ -64,7 +67,7 @@ def history_export(pool, out, path, **filters) -> None:
 
 @history_group.command("threads")
 @click.option("--unread", is_flag=True, help="Only conversations with unread replies.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True)
 @pool_command()
 def history_threads(pool, out, unread, limit) -> None:
     """Conversations by contact (name, groups, unread count): modempool history threads --unread"""

@@ -3,9 +3,27 @@ blacklist (黑名单), through `modempool.Pool`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 
 from modempool.commands.shell import pool_command
+from modempool.errors import InvalidNumber
+
+
+@contextmanager
+def _numbered_as_arguments() -> Iterator[None]:
+    """The library numbers a batch's bad number by its row; here the batch is the command's
+    arguments, so say "argument 2", not "row 2"."""
+    try:
+        yield
+    except InvalidNumber as exc:
+        row, message = exc.params.get("row"), str(exc)
+        if row is None or not message.startswith(f"row {row}: "):
+            raise
+        raise InvalidNumber(f"argument {row}: {message[len(f'row {row}: '):]}", code=exc.code,
+                            params=exc.params) from None
 
 
 @click.group("optout")
@@ -33,7 +51,8 @@ def optout_list(pool, out) -> None:
 @pool_command()
 def optout_add(pool, out, numbers) -> None:
     """Opt numbers out by hand (all or none: a bad number opts none out)."""
-    added = pool.add_optouts(numbers, source="manual")
+    with _numbered_as_arguments():
+        added = pool.add_optouts(numbers, source="manual")
     out.result({"added": added}, f"{added} number(s) opted out")
 
 
@@ -74,7 +93,8 @@ def blacklist_list(pool, out) -> None:
 @pool_command()
 def blacklist_add(pool, out, numbers, reason) -> None:
     """Blacklist numbers: they never get any message."""
-    count = pool.add_to_blacklist(numbers, reason)
+    with _numbered_as_arguments():
+        count = pool.add_to_blacklist(numbers, reason)
     out.result({"added": count}, f"{count} number(s) blacklisted")
 
 

@@ -16,9 +16,14 @@ from modempool.errors import InvalidNumber, PoolError
 from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.operator.db import parse_time
 from modempool.spool.history import HistoryEntry, HistoryFilter
+from modempool.spool.model import MessageState
 
 COLUMNS = ("direction", "id", "time", "number", "name", "text", "state", "sim", "campaign_id",
            "error")
+
+
+#: what `Query.state` may be: an outbound message's state, or "received" for inbound only
+STATES = (*(state.value for state in MessageState), "received")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,10 @@ def search(spool: Any, query: Query, region: str = DEFAULT_REGION) -> list[Histo
     number (`spool.history` finds them, through the spool's full-text index for a text)."""
     if query.direction not in ("in", "out", "both"):
         raise PoolError("direction must be in, out or both")
+    if query.state is not None and query.state not in STATES:
+        raise PoolError(f"no message state {query.state!r} (one of: {', '.join(STATES)})")
+    if query.limit is not None and query.limit < 0:
+        raise PoolError(f"the limit must be 0 (none) or more, not {query.limit}")
     numbers = _numbers_for(spool.db, query, region)
     wanted = HistoryFilter(
         numbers=None if numbers is None else tuple(numbers), text=query.text or None,
@@ -76,6 +85,8 @@ def _numbers_for(db: Any, query: Query, region: str) -> list[str] | None:
         try:
             numbers = [normalise(query.number, region)]
         except InvalidNumber:
+            if not query.number.strip().lstrip("+").isdigit():
+                raise
             numbers = [query.number]  # a short code such as 10086 is searched as typed
     if query.contact:
         book = AddressBook(db, region)

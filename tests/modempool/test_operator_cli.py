@@ -163,3 +163,26 @@ def test_saved_templates_forwarding_numbers_and_group_rename_from_the_command_li
     assert again.returncode == 1 and "already a forwarding target" in again.stderr
     run(site, "forward", "remove", "13900139000")
     assert as_json(site, "forward", "list") == []
+
+
+def test_bad_filters_limits_and_numbers_are_one_line_refusals(site):
+    """A state or number that can match nothing, a negative limit or sample: a one-line error
+    (exit 2 for a bad option, 1 for the library's refusal), never an empty table."""
+    run(site, "send", "13700137000", "你好")
+    for args, words in (
+            (("history", "search", "--state", "bogus"), "'bogus' is not one of"),
+            (("history", "search", "--number", "abc"), "'abc' is not a phone number"),
+            (("history", "search", "--limit", "-1"), "-1 is not in the range x>=0"),
+            (("history", "threads", "--limit", "-1"), "-1 is not in the range x>=0"),
+            (("autoreply", "log", "--limit", "-1"), "-1 is not in the range x>=0"),
+            (("campaign", "preview", "1", "--sample", "-3"), "-3 is not in the range x>=0"),
+            (("optout", "add", "13800138000", "abc"), "argument 2: 'abc' is not a phone number"),
+            (("optout", "blacklist", "add", "abc", "13800138000"),
+             "argument 1: 'abc' is not a phone number")):
+        result = run(site, *args, ok=False)
+        assert result.returncode in (1, 2) and words in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr and result.stdout == "", (args, result.stdout)
+    # nothing was opted out or blacklisted by the refused batches; a short code still searches
+    assert as_json(site, "optout", "list") == [] and as_json(site, "optout", "blacklist", "list") == []
+    assert as_json(site, "history", "search", "--number", "10086") == []
+    assert len(as_json(site, "history", "search", "--state", "queued")) == 1

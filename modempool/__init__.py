@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 from modempool.errors import PoolError
 
 if TYPE_CHECKING:
+    from modempool.account_pool import AccountPool, Conversation, ConversationThread
+    from modempool.dispatch.requests import UssdAnswer
     from modempool.operator.autoreply import AutoReplyEntry, Rule
     from modempool.operator.backup import BackupResult
     from modempool.operator.campaign_plan import CampaignPreview, Sample
     from modempool.operator.campaign_report import (CampaignReport, Exported, Progress,
                                                     RecipientOutcome, ReportSummary)
-    from modempool.operator.campaigns import Campaign, CampaignStart
+    from modempool.operator.campaigns import Campaign, CampaignBlocked, CampaignStart
     from modempool.operator.contacts import Contact, Group
     from modempool.operator.forwarding import ForwardTarget
     from modempool.operator.history import Thread
@@ -50,6 +52,9 @@ _RESULTS = {
     "Rule": "modempool.operator.autoreply", "ImportReport": "modempool.operator.importers",
     "BackupResult": "modempool.operator.backup",
     "HistoryEntry": "modempool.spool.history", "Thread": "modempool.operator.history",
+    "CampaignBlocked": "modempool.operator.campaigns", "UssdAnswer": "modempool.dispatch.requests",
+    "AccountPool": "modempool.account_pool", "Conversation": "modempool.account_pool",
+    "ConversationThread": "modempool.account_pool",
 }
 
 __all__ = ["PoolError", *_RESULTS]

@@ -219,3 +219,13 @@ def test_templates_autoreplies_and_forwarding_through_the_pool(pool, tmp_path):
             forwarding.remove_forward_target("13900139000")
         assert forwarding.remove_forward_target("13800138000") == "+8613800138000"
         assert [t.source for t in forwarding.forward_targets()] == ["config"]
+
+
+def test_every_type_the_library_doc_names_is_importable_from_modempool():
+    import modempool
+    from modempool.account_pool import AccountPool, Conversation, ConversationThread
+    from modempool.dispatch.requests import UssdAnswer
+
+    assert (modempool.UssdAnswer, modempool.CampaignBlocked, modempool.AccountPool,
+            modempool.Conversation, modempool.ConversationThread) == (
+        UssdAnswer, CampaignBlocked, AccountPool, Conversation, ConversationThread)

@@ -64,14 +64,15 @@ class AccountBank:
 
     def optout_list(self) -> list[dict[str, Any]]:
         """Opted-out numbers (everyone signed in may look), with the contact's name."""
-        rows = self.pool.optouts.optouts()
-        for row in rows:
-            contact = self.pool.contacts.find(row["number"])
-            row["name"] = contact.name if contact else ""
+        rows = []
+        for optout in self.pool.optout_list():
+            contact = self.pool.contacts.find(optout.number)
+            rows.append({**optout.to_dict(), "name": contact.name if contact else ""})
         return rows
 
     def blacklist(self) -> list[dict[str, Any]]:
-        return self.pool.optouts.blacklist()
+        """Blacklisted numbers with why (everyone signed in may look): `Pool.blacklist`."""
+        return [entry.to_dict() for entry in self.pool.blacklist()]
 
     def add_optout(self, number: str, *, source: str = "console") -> None:
         """Opt a number out (a request phoned in): senders and admins, as it only stops sends."""

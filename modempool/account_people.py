@@ -112,7 +112,8 @@ class AccountPeople:
         return self.pool.contacts.find(number)
 
     def groups(self) -> list[dict[str, Any]]:
-        return self.pool.contacts.groups()
+        """Every group with its member count: `Pool.groups`, as the API answers it."""
+        return [group.to_dict() for group in self.pool.groups()]
 
     def upsert_contact(self, number: str, name: str = "", *, fields: dict[str, Any] | None = None,
                        birthday: str | None = None, notes: str = "",

@@ -295,4 +295,15 @@ def test_opting_numbers_out_is_all_or_nothing(api):
         assert good.json() == {"added": 2}
     with api.client("audit") as viewer:   # a viewer looks; senders and admins add
         assert viewer.post("/v1/optouts", json={"numbers": ["13800138002"]}).status_code == 403
-        assert len(viewer.get("/v1/optouts").json()["optouts"]) == 2
+        listed = viewer.get("/v1/optouts").json()["optouts"]
+        assert len(listed) == 2
+        with api.client("root") as root:
+            root.post("/v1/blacklist", json={"numbers": ["13800138009"], "reason": "投诉"})
+        blacklist = viewer.get("/v1/blacklist").json()["blacklist"]
+        groups = viewer.get("/v1/groups").json()["groups"]
+    from modempool import Pool
+
+    with Pool(api.config) as pool:   # the account's lists are the typed results' to_dict()
+        assert listed == [{**o.to_dict(), "name": ""} for o in pool.optout_list()]
+        assert blacklist == [b.to_dict() for b in pool.blacklist()] and blacklist[0]["reason"] == "投诉"
+        assert groups == [g.to_dict() for g in pool.groups()]

@@ -14,6 +14,7 @@ A crash between 1 and 4 leaves the SMS on the modem: it is read again and stored
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable
@@ -40,6 +41,8 @@ class InboundStore:
         # Called with the SIM's name when a report proves an ambiguous SMS went out: the
         # dispatcher counts it against the SIM's limits as the spool did.
         self.on_proven: Callable[[str], None] | None = None
+        # A sender's turn at the hooks (see run_hooks) and how many of its messages are there.
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
 
     async def handle(self, sim: str, modem: Any, event: Any) -> None:
         """Store one InboundSms / StatusReport event from `modem` (SIM `sim`) and acknowledge it."""
@@ -111,7 +114,25 @@ class InboundStore:
     async def run_hooks(self, inbound: Any) -> None:
         """Call each operator handler in the lane (its spool calls never hold up the loop);
         what a handler returns, if awaitable, is awaited on the loop (where it may start
-        tasks). A failing handler is logged and never stops the pool."""
+        tasks). A failing handler is logged and never stops the pool.
+
+        The lane has several threads, so one sender's messages (two SIMs, a second apart)
+        take turns, in the order they were stored: a 退订 is recorded before the next
+        message from that sender is answered."""
+        sender = str(getattr(inbound, "sender", "") or "")
+        turn, waiting = self._turns.get(sender) or (asyncio.Lock(), 0)
+        self._turns[sender] = (turn, waiting + 1)
+        try:
+            async with turn:
+                await self._call_handlers(inbound)
+        finally:
+            turn, waiting = self._turns[sender]
+            if waiting == 1:
+                del self._turns[sender]
+            else:
+                self._turns[sender] = (turn, waiting - 1)
+
+    async def _call_handlers(self, inbound: Any) -> None:
         for handler in self.handlers:
             try:
                 result = await self.lane.run(handler, self.spool, inbound, self.config)

@@ -32,7 +32,7 @@ from typing import Any
 
 from modempool.errors import ConfigError, InvalidNumber, NotFound, PoolError
 from modempool.numbers import normalise
-from modempool.operator.db import ensure_schema, now_iso, parse_time, transaction
+from modempool.operator.db import ensure_schema, locked, now_iso, parse_time, transaction
 from modempool.config import Config
 from modempool.operator.optout import OptOutList, field_of
 
@@ -231,6 +231,14 @@ def make_autoreply_handler(config: Config,
         rule = next((r for r in config_rules + replies.rules() if r.matches(text, sim, now)), None)
         if rule is None:
             return None
+        # The opt-out, cooldown and reply below are read and written under the sender's lock,
+        # in one transaction: two SMS from one sender (two SIMs, two threads or two hosts)
+        # get one reply, and an opt-out being recorded is seen before it is answered.
+        with locked(spool.db, f"sender:{sender}"):
+            return _answer(spool, replies, rule, sender, sim, inbound_id, now)
+
+    def _answer(spool: Any, replies: AutoReplies, rule: Any, sender: str, sim: Any,
+                inbound_id: Any, now: datetime) -> int | None:
         if OptOutList(spool.db, config.region).is_opted_out(sender):
             # 退订 means no more messages from us: the opt-out handler's confirmation (sent
             # when the sender opted out) is the last one, whatever they write afterwards.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -61,6 +61,14 @@ def transaction(db: Any) -> Iterator[Any]:
         conn.rollback()
         raise
     conn.commit()
+
+
+def locked(db: Any, key: str) -> AbstractContextManager[Any]:
+    """One atomic write that holds `key`'s lock (a sender, say) until its commit: a decision
+    read and recorded inside it is made once, by one daemon at a time, on either engine
+    (PostgreSQL: an advisory lock; SQLite: the file's write lock)."""
+    own = getattr(db, "locked", None)
+    return own(key) if own is not None else transaction(db)
 
 
 def ensure_schema(db: Any, schema: str) -> None:

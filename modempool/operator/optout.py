@@ -28,7 +28,7 @@ from typing import Any
 from modempool.config import Config
 from modempool.errors import InvalidNumber, NotFound
 from modempool.numbers import DEFAULT_REGION, normalise
-from modempool.operator.db import ensure_schema, now_iso, parse_time, transaction
+from modempool.operator.db import ensure_schema, locked, now_iso, parse_time, transaction
 from modempool.spool.numbers import normalise_all
 
 log = logging.getLogger("modempool.operator.optout")
@@ -254,17 +254,20 @@ def make_optout_handler(config: Config):
         sender = field_of(message, "sender", "")
         inbound_id = field_of(message, "id")
         try:
-            added = OptOutList(spool.db, config.region).add(sender, keyword=keyword, source="reply",
-                                             inbound_id=inbound_id)
+            number = normalise(sender, config.region)
         except InvalidNumber:
             log.info("opt-out keyword %r from %r, which is not a phone number", keyword, sender)
             return False
-        log.info("%s opted out with %r", sender, keyword)
-        if added and settings.confirm and not OptOutList(spool.db).is_blacklisted(sender):
-            sim = field_of(message, "sim")
-            client_id = f"optout-confirm:{inbound_id}" if inbound_id is not None else None
-            spool.enqueue(sender, settings.confirm_text, client_id=client_id,
-                          sims=[sim] if sim else None)
+        # under the sender's lock, as the auto-reply's decision (`autoreply.py`)
+        with locked(spool.db, f"sender:{number}"):
+            added = OptOutList(spool.db, config.region).add(sender, keyword=keyword,
+                                                            source="reply", inbound_id=inbound_id)
+            log.info("%s opted out with %r", sender, keyword)
+            if added and settings.confirm and not OptOutList(spool.db).is_blacklisted(sender):
+                sim = field_of(message, "sim")
+                client_id = f"optout-confirm:{inbound_id}" if inbound_id is not None else None
+                spool.enqueue(sender, settings.confirm_text, client_id=client_id,
+                              sims=[sim] if sim else None)
         return True
 
     return handle_optout

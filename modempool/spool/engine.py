@@ -178,6 +178,11 @@ class Engine(ABC):
         return conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
                                 "ON CONFLICT DO NOTHING", rows).rowcount   # summed over the rows
 
+    def lock_key(self, conn: Any, key: str) -> None:
+        """Within the open write transaction `conn`, wait for and hold until its end a lock on
+        `key` (a sender, say) that every daemon on this database respects. SQLite's write lock,
+        held from BEGIN IMMEDIATE, already excludes every other writer."""
+
     def notify_enqueued(self, conn: Any) -> None:
         """Tell idle dispatchers elsewhere that messages were queued (PostgreSQL: NOTIFY)."""
 

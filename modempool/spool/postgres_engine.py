@@ -53,6 +53,10 @@ QUEUE_INDEXES = (
       "autovacuum_analyze_threshold = 10000)" for table in ("messages", "parts")),
 )
 
+#: The first key of the two-key advisory locks `lock_key` takes (the one-key space holds the
+#: schema and fold locks).
+_KEY_LOCKS = 0x6D70
+
 #: Schema steps of this engine's own, run after the shared script of the same version.
 OWN_STEPS: dict[int, Sequence[str]] = {8: KEPT_COUNTS, 9: QUEUE_INDEXES + SUMMED_BY_INDEX}
 
@@ -441,6 +445,9 @@ class PostgresEngine(Engine):
 
     def among(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"{column} = ANY(?)", [list(values)]   # an array parameter
+
+    def lock_key(self, conn: Any, key: str) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(CAST(? AS integer), hashtext(?))", (_KEY_LOCKS, key))
 
     def notify_enqueued(self, conn: Any) -> None:
         conn.execute(f"NOTIFY {CHANNEL}")  # delivered at commit, once per transaction

@@ -39,6 +39,13 @@ class OperatorDb:
         with self.engine.tx():
             yield self
 
+    @contextmanager
+    def locked(self, key: str) -> Iterator[OperatorDb]:
+        """A transaction holding `key`'s lock, which every daemon on the database respects."""
+        with self.engine.tx() as conn:
+            self.engine.lock_key(conn, key)
+            yield self
+
     def ensure_schema(self, schema: str) -> None:
         """Create missing tables and indexes (SQLite DDL, integer keys as identity columns),
         once per engine and schema text, serialised with other daemons doing the same."""

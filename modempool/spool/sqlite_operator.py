@@ -29,6 +29,11 @@ class SqliteOperatorDb:
         """One atomic write (joins this thread's open one): what `operator.db.transaction` uses."""
         return self.engine.tx()
 
+    def locked(self, key: str) -> AbstractContextManager[Any]:
+        """A transaction holding `key`'s lock: the file's write lock already excludes every
+        other writer, in this process and in others."""
+        return self.engine.tx()
+
     def ensure_schema(self, schema: str) -> None:
         """Create missing tables and indexes; reads only where they all exist."""
         self.engine.ensure_schema(schema)

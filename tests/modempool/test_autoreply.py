@@ -100,3 +100,42 @@ def test_rule_validation():
     window = parse_window("22:00-06:00")
     assert in_window(window, datetime(2026, 1, 1, 23, 0).astimezone())
     assert not in_window(window, datetime(2026, 1, 1, 12, 0).astimezone())
+
+
+def test_one_sender_on_two_sims_at_once_gets_one_reply_on_postgresql(tmp_path, pg_cluster):
+    """Two daemons' threads (or two hosts) answer one sender's two SMS at the same moment: the
+    cooldown is read and the reply recorded under the sender's lock, so one reply goes out."""
+    import threading
+    import time
+
+    import psycopg
+
+    url = pg_cluster.new_schema()
+    path = tmp_path / "modempool.toml"
+    path.write_text(CONFIG.replace('path = "spool.db"', f"url = {url!r}"), "utf-8")
+    config = load_config(path)
+    spool, clock = config.open_spool(), Clock()
+    handle = make_autoreply_handler(config, clock)
+    assert handle(spool, spool.store_inbound("13900139000", "营业时间", sim="m1")) is not None
+    first = spool.store_inbound("13800138000", "营业时间？", sim="m1")
+    second = spool.store_inbound("13800138000", "营业时间", sim="m2")
+    with psycopg.connect(url) as blocker, psycopg.connect(url, autocommit=True) as watcher:
+        # Each answer waits to write its log line: both have decided by then, unless the
+        # second waits for the first's whole decision.
+        blocker.execute("LOCK TABLE autoreply_log IN EXCLUSIVE MODE")
+        answers: list = []
+        threads = [threading.Thread(target=lambda m=m: answers.append(handle(spool, m)))
+                   for m in (first, second)]
+        for thread in threads:
+            thread.start()
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        while watcher.execute(waiting).fetchone()[0] < 2:
+            time.sleep(0.01)   # polls the server's view of who waits; the threads block there
+        blocker.commit()
+        for thread in threads:
+            thread.join()
+    assert sorted(answers, key=lambda a: a is None)[1] is None
+    assert [m.to for m in spool.list()].count("+8613800138000") == 1
+    outcomes = sorted(r.outcome for r in AutoReplies(spool.db).log() if r.sender == "+8613800138000")
+    assert outcomes == ["cooldown", "replied"]
+    spool.close()

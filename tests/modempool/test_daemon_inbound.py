@@ -51,3 +51,41 @@ async def test_parts_whose_siblings_never_come_are_flushed_as_incomplete(tmp_pat
     assert (message.complete, message.parts, message.sender) == (False, len(parts), MOBILE)
     assert message.text.startswith("这条消息的第二段丢了。")
     assert spool.pending_inbound_parts() == []
+
+
+async def test_one_senders_messages_take_turns_at_the_hooks_in_a_threaded_lane(tmp_path):
+    """On a database server the hooks run on several lane threads; a sender's second message
+    waits for its first (a 退订 is recorded before the next one is answered), while other
+    senders' messages go by."""
+    import asyncio
+    import threading
+
+    from modempool.dispatch.spool_lane import INBOUND_THREADS, SpoolLane
+
+    released = threading.Event()
+    done: list[str] = []
+
+    def hook(spool, message, config):
+        if message.text == "退订":
+            released.wait()
+        done.append(message.text)
+
+    spool = Spool(tmp_path / "spool.db")
+    lane = SpoolLane(threads=INBOUND_THREADS)
+    store = InboundStore(spool, None, handlers=[hook], lane=lane)
+    optout = spool.store_inbound(MOBILE, "退订", sim="m1")
+    follow_up = spool.store_inbound(MOBILE, "营业时间", sim="m2")
+    other = spool.store_inbound(UNICOM, "营业时间", sim="m1")
+    first = asyncio.create_task(store.run_hooks(optout))
+    await asyncio.sleep(0)   # the first message's hook is on a lane thread
+    second = asyncio.create_task(store.run_hooks(follow_up))
+    await asyncio.sleep(0)   # the second has asked for its turn
+    try:
+        await store.run_hooks(other)   # on the lane's other thread, after what came before it
+        assert done == ["营业时间"] and not second.done()
+    finally:
+        released.set()
+    await asyncio.gather(first, second)
+    assert done == ["营业时间", "退订", "营业时间"]
+    lane.close()
+    spool.close()

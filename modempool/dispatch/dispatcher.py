@@ -249,7 +249,7 @@ class Dispatcher(SendingMixin):
         if self.strategy is not Strategy.STICKY:
             return {}
         recipients = {message.to for message in candidates} - self.state.sticky.keys()
-        return {to: self.spool.last_sim_for(to) for to in recipients}
+        return self.spool.last_sims_for(sorted(recipients))   # one query, whatever the round
 
     def _plan(self, candidates: list[Any], now: datetime, at_most: int | None,
               recalled: dict[str, str | None] | None = None) -> Plan:

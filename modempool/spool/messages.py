@@ -194,14 +194,16 @@ class Messages:
                                 (message_id,))
         return [dict(r) for r in rows]
 
-    def last_sim_for(self, to: str) -> str | None:
-        """The SIM that last sent to this number (for the sticky strategy after a restart)."""
-        rows = self.engine.rows(
-            "SELECT sim FROM messages WHERE to_number = ? AND state IN ('sent', 'delivered') "
-            "ORDER BY id DESC LIMIT 1",
-            (to,),
-        )
-        return rows[0]["sim"] if rows else None
+    def last_sims_for(self, numbers: Iterable[str]) -> dict[str, str]:
+        """The SIM that last sent to each of `numbers` (the sticky strategy after a restart),
+        in one query for a whole dispatch round; a number never sent to is left out."""
+        numbers = list(numbers)
+        if not numbers:
+            return {}
+        condition, params = self.engine.among("to_number", numbers)
+        return {row["to_number"]: row["sim"] for row in self.engine.rows(
+            "SELECT to_number, sim FROM messages WHERE id IN (SELECT max(id) FROM messages "
+            f"WHERE {condition} AND state IN ('sent', 'delivered') GROUP BY to_number)", params)}
 
 
 PRIORITY_RANGE = range(-1_000_000, 1_000_001)

@@ -196,7 +196,7 @@ class Spool:
     counts = PartCall("messages", "counts")
     queue_depth = PartCall("messages", "queue_depth")
     parts = PartCall("messages", "parts")
-    last_sim_for = PartCall("messages", "last_sim_for")
+    last_sims_for = PartCall("messages", "last_sims_for")
     events = PartCall("audit", "__call__")
     record_event = PartCall("audit", "add")
 

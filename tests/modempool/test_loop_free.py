@@ -86,9 +86,9 @@ class RecallWatchedSpool(Spool):
         super().__init__(target)
         self.recall_threads: set[int] = set()
 
-    def last_sim_for(self, to: str) -> str | None:
+    def last_sims_for(self, numbers):
         self.recall_threads.add(threading.get_ident())
-        return super().last_sim_for(to)
+        return super().last_sims_for(numbers)
 
 
 async def test_sticky_recalls_a_recipients_sim_in_the_lane_not_on_the_loop(tmp_path, pg_cluster):

@@ -330,3 +330,17 @@ def test_a_part_that_may_have_gone_out_counts_against_todays_quota(path):
         spool.mark_part_writing(second, 1, 1, lease_owner="next:2/m1")
         spool.mark_last_part_sent(second, 1, None, 9, lease_owner="next:2/m1")
         assert spool.sent_counts("m1")[1:] == (2, 2)                   # each part once
+
+
+def test_the_sims_that_last_sent_to_a_rounds_recipients_in_one_call(path):
+    """The sticky strategy recalls, for a whole dispatch round, the SIM that last sent to each
+    recipient: sent or delivered messages count, the newest wins, others are left out."""
+    a, b, c = "+8613800138000", "+8613900139000", "+8613700137000"
+    with Spool(path) as spool:
+        for to, sim in ((a, "m1"), (a, "m2"), (b, "m3")):
+            message = spool.enqueue(to, "hello", sims=[sim])
+            assert claim_next(spool, sim, f"{sim}:1").id == message.id
+            spool.mark_sent(message.id, lease_owner=f"{sim}:1")
+        spool.enqueue(c, "still queued", sims=["m1"])
+        assert spool.last_sims_for([a, b, c, "+8613600136000"]) == {a: "m2", b: "m3"}
+        assert spool.last_sims_for([]) == {}

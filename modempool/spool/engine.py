@@ -10,6 +10,7 @@ the schema's DDL and version. One engine per file: `sqlite_engine.py`, `postgres
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -228,6 +229,24 @@ class Engine(ABC):
             raise ValueError(f"no text to search in {table!r}")
         escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return f"text {self.case_blind_like} ? ESCAPE '\\'", [f"%{escaped}%"]
+
+
+#: The name a `CREATE ... IF NOT EXISTS name` statement makes.
+CREATED = re.compile(r"\s*CREATE\s+(?:UNIQUE\s+|VIRTUAL\s+)?(?:TABLE|INDEX|TRIGGER|VIEW)\s+"
+                     r"IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
+
+
+def created_names(parts: Sequence[str], kinds: str = "TABLE|INDEX|TRIGGER|VIEW") -> list[str] | None:
+    """The names the statements `parts` make, if each is a `CREATE ... IF NOT EXISTS` of one
+    of `kinds`; else None (something else must run anyway)."""
+    names = []
+    for statement in parts:
+        made = CREATED.match(statement)
+        if made is None or not re.match(rf"\s*CREATE\s+(?:UNIQUE\s+|VIRTUAL\s+)?(?:{kinds})\s",
+                                         statement, re.I):
+            return None
+        names.append(made.group(1))
+    return sorted(set(names))
 
 
 def statements(script: str) -> list[str]:

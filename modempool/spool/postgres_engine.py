@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
-                                    SpoolUnreachable, row_class, statements)
+                                    SpoolUnreachable, created_names, row_class, statements)
 from modempool.spool.postgres_counts import KEPT_COUNTS, SUMMED_BY_INDEX, KeptCounts
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 
@@ -339,11 +339,26 @@ class PostgresEngine(Engine):
                 raw.execute(statement)
 
     def ensure_schema(self, script: str) -> None:
-        if script not in self._ensured:
-            nested = getattr(self._local, "conn", None) is not None   # may yet roll back
-            self.run_ddl(statements(ddl(script)))
-            if not nested:
-                self._ensured.add(script)
+        """Runs the DDL only where a table or index of `script` is missing: `CREATE INDEX IF
+        NOT EXISTS` of an index that exists still waits for the table's writers, and inside
+        an open transaction the DDL would run in it, without the schema lock."""
+        if script in self._ensured:
+            return
+        nested = getattr(self._local, "conn", None) is not None   # may yet roll back
+        parts = statements(ddl(script))
+        if not self._all_exist(parts):
+            self.run_ddl(parts)
+        if not nested:
+            self._ensured.add(script)
+
+    def _all_exist(self, parts: list[str]) -> bool:
+        """Whether each statement is a `CREATE TABLE/INDEX ... IF NOT EXISTS` of a relation
+        present in the search path."""
+        names = created_names(parts, kinds="TABLE|INDEX")
+        if names is None:
+            return False
+        present = "SELECT count(to_regclass(name)) FROM unnest(CAST(? AS text[])) AS name"
+        return self.rows(present, (names,))[0][0] == len(names)
 
     def ensure_webhook_outbox(self) -> None:
         if "webhook_outbox" in self._ensured:

@@ -8,7 +8,6 @@ claim's read and conditional update can never interleave with another process's.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -18,14 +17,9 @@ from typing import Any
 
 from modempool.private_files import create_private
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
-                                    SpoolUnreachable, row_class, statements)
+                                    SpoolUnreachable, created_names, row_class, statements)
 from modempool.spool.schema import (MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES,
                                     latency_bucket, too_new)
-
-
-#: The name a `CREATE ... IF NOT EXISTS name` statement makes.
-_CREATED = re.compile(r"\s*CREATE\s+(?:UNIQUE\s+|VIRTUAL\s+)?(?:TABLE|INDEX|TRIGGER|VIEW)\s+"
-                      r"IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 
 
 # History search (issue 17): FTS5 trigram indexes over the text of messages and inbound, in
@@ -242,10 +236,9 @@ class SqliteEngine(Engine):
 
     def _all_exist(self, parts: Sequence[str]) -> bool:
         """Whether each statement is a `CREATE ... IF NOT EXISTS` of something present."""
-        made = [_CREATED.match(statement) for statement in parts]
-        if not all(made):
+        names = created_names(parts)
+        if names is None:
             return False
-        names = sorted({match.group(1) for match in made if match})
         present = self.rows("SELECT name FROM sqlite_master WHERE name IN "
                             "(SELECT value FROM json_each(?))", (json.dumps(names),))
         return len(present) == len(names)

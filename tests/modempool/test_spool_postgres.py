@@ -195,3 +195,29 @@ def test_a_version_8_spool_gets_the_queue_indexes_at_the_upgrade(pg_cluster):
         assert_each_lookup_has_its_index(send_path_plans(spool))
         assert spool.counts()["queued"] == 1
         assert spool.rows("SELECT version FROM modempool_schema")[0][0] == SCHEMA_VERSION
+
+
+def test_a_module_opening_existing_tables_does_not_wait_for_their_writers(pg_cluster):
+    """Tables and indexes that exist are not made again: `CREATE INDEX IF NOT EXISTS` would
+    wait for a transaction writing the table (here it would time out), and inside an open
+    transaction it would run there, without the schema lock."""
+    from datetime import datetime, timezone
+    from urllib.parse import quote
+
+    from modempool.operator.autoreply import AutoReplies
+
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        AutoReplies(spool.db)   # the tables and their index, made once
+    with psycopg.connect(url) as writer:
+        writer.execute("INSERT INTO autoreply_log (sender, rule, outcome, created_at) "
+                       "VALUES ('+8613800138000', 'r', 'replied', '2026-12-06T10:00:00.000Z')")
+        # another daemon's spool: a lock it cannot have at once is an error, not a wait
+        with Spool(url + quote(" -clock_timeout=200")) as spool:
+            with spool.db.transaction():
+                AutoReplies(spool.db).record("+8613900139000", "r", None, None, "cooldown",
+                                             datetime.now(timezone.utc))
+        writer.rollback()
+    with Spool(url) as spool:
+        assert [e.sender for e in AutoReplies(spool.db).log()] == ["+8613900139000"]
+

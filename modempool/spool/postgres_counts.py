@@ -20,10 +20,13 @@ messages, after taking the trigger's lock on `messages` (no change slips between
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from modempool.spool.schema import latency_bucket
+
+log = logging.getLogger("modempool.spool")
 
 #: The states a message ends in: their counts are kept per SIM too (/metrics' outcomes).
 FINISHED = "('sent', 'delivered', 'failed', 'ambiguous')"
@@ -146,8 +149,14 @@ class KeptCounts:
         return [(row["bucket"], int(row["n"]), float(row["seconds"])) for row in rows]
 
     def _fold_if_many(self, summed: int) -> None:
+        """Fold after a read that summed many rows: best effort, the read has its answer (a
+        read-only role, a standby or a lock timeout leaves the folding to the daemon)."""
         if summed > FOLD_AFTER_ROWS and not self.engine.in_transaction():
-            self.fold()
+            try:
+                self.fold()
+            except self.engine._psycopg.Error as exc:
+                log.warning("the kept counts were read but not folded: %s",
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
 
     def fold_now_and_then(self) -> None:
         """The daemon's housekeeping: fold, at most every FOLD_EVERY seconds."""

@@ -221,3 +221,25 @@ def test_a_module_opening_existing_tables_does_not_wait_for_their_writers(pg_clu
     with Spool(url) as spool:
         assert [e.sender for e in AutoReplies(spool.db).log()] == ["+8613900139000"]
 
+
+
+def test_a_read_that_cannot_fold_the_counts_still_answers(pg_cluster, caplog):
+    """A read of the kept counts folds them when it summed many rows; where it may not write
+    (a read-only role or transaction, a standby) it answers with what it summed."""
+    from urllib.parse import quote
+
+    from modempool.spool.postgres_counts import FOLD_AFTER_ROWS
+
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        spool.enqueue("+8613800138000", "one")
+        # the counts' rows as many daemons' changes leave them, unfolded
+        with spool.engine.tx() as conn:
+            conn.execute("INSERT INTO message_counts (state, sim, n) SELECT 'queued', NULL, 0 "
+                         "FROM generate_series(1, ?)", (FOLD_AFTER_ROWS,))
+    with Spool(url + quote(" -cdefault_transaction_read_only=on")) as spool:
+        assert spool.counts()["queued"] == 1
+    assert "not folded" in caplog.text
+    with Spool(url) as spool:
+        assert spool.counts()["queued"] == 1   # and a writer folds them
+        assert spool.rows("SELECT count(*) AS n FROM message_counts")[0]["n"] == 1

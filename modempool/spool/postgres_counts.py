@@ -37,15 +37,23 @@ FOLD_AFTER_ROWS = 1_000
 #: The daemon's housekeeping folds at most this often (seconds).
 FOLD_EVERY = 5.0
 
-_SECONDS = ("CAST(extract(epoch FROM CAST({row}.sent_at AS timestamptz) "
-            "- CAST({row}.created_at AS timestamptz)) AS float8)")
+# A time text PostgreSQL cannot read (a legacy or migrated row) is NULL, as SQLite's julianday
+# makes it: its latency is left out instead of failing the change that sets sent_at.
+SAFE_TIME = """CREATE OR REPLACE FUNCTION modempool_time(t text) RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN CAST(t AS timestamptz);
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END $$"""
+_SECONDS = ("CAST(extract(epoch FROM modempool_time({row}.sent_at) "
+            "- modempool_time({row}.created_at)) AS float8)")
 
-KEPT_COUNTS = (
-    "CREATE TABLE message_counts (state TEXT NOT NULL, sim TEXT, n BIGINT NOT NULL)",
-    "CREATE TABLE send_latency_counts (bucket INTEGER NOT NULL, n BIGINT NOT NULL, "
-    "seconds DOUBLE PRECISION NOT NULL)",
+#: The trigger functions, replaced where a database has older ones (`PostgresEngine` at open).
+COUNT_FUNCTIONS = (
+    SAFE_TIME,
     # rows inserted: one statement trigger, so that a batch adds one row per state
-    f"""CREATE FUNCTION message_counts_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+    f"""CREATE OR REPLACE FUNCTION message_counts_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO message_counts (state, sim, n)
     SELECT state, CASE WHEN state IN {FINISHED} THEN sim END AS outcome_sim, count(*)
@@ -53,14 +61,11 @@ BEGIN
     INSERT INTO send_latency_counts (bucket, n, seconds)
     SELECT {latency_bucket('d')} AS b, count(*), sum(d)
     FROM (SELECT {_SECONDS.format(row='inserted')} AS d FROM inserted
-          WHERE sent_at IS NOT NULL) AS sent GROUP BY b;
+          WHERE sent_at IS NOT NULL) AS sent WHERE d IS NOT NULL GROUP BY b;
     RETURN NULL;
 END $$""",
-    "CREATE TRIGGER message_counts_insert AFTER INSERT ON messages "
-    "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT "
-    "EXECUTE FUNCTION message_counts_inserted()",
     # rows changed or deleted: a row trigger, fired only when what is counted changes
-    f"""CREATE FUNCTION message_counts_follow() RETURNS trigger LANGUAGE plpgsql AS $$
+    f"""CREATE OR REPLACE FUNCTION message_counts_follow() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     was_sim text := CASE WHEN OLD.state IN {FINISHED} THEN OLD.sim END;
     now_sim text;
@@ -78,11 +83,25 @@ BEGIN
     -- the time from enqueue to sent, observed once: when sent_at is first set
     IF OLD.sent_at IS NULL AND NEW.sent_at IS NOT NULL THEN
         seconds := {_SECONDS.format(row='NEW')};
-        INSERT INTO send_latency_counts (bucket, n, seconds)
-        VALUES ({latency_bucket('seconds')}, 1, seconds);
+        IF seconds IS NOT NULL THEN
+            INSERT INTO send_latency_counts (bucket, n, seconds)
+            VALUES ({latency_bucket('seconds')}, 1, seconds);
+        END IF;
     END IF;
     RETURN NULL;
 END $$""",
+)
+#: What marks the current COUNT_FUNCTIONS in the functions' source.
+COUNT_FUNCTIONS_MARK = "modempool_time"
+
+KEPT_COUNTS = (
+    "CREATE TABLE message_counts (state TEXT NOT NULL, sim TEXT, n BIGINT NOT NULL)",
+    "CREATE TABLE send_latency_counts (bucket INTEGER NOT NULL, n BIGINT NOT NULL, "
+    "seconds DOUBLE PRECISION NOT NULL)",
+    *COUNT_FUNCTIONS,
+    "CREATE TRIGGER message_counts_insert AFTER INSERT ON messages "
+    "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT "
+    "EXECUTE FUNCTION message_counts_inserted()",
     "CREATE TRIGGER message_counts_update AFTER UPDATE OF state, sim, sent_at ON messages "
     "FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.sim IS DISTINCT FROM "
     "NEW.sim OR (OLD.sent_at IS NULL AND NEW.sent_at IS NOT NULL)) "
@@ -94,7 +113,7 @@ END $$""",
     "THEN sim END AS outcome_sim, count(*) FROM messages GROUP BY state, outcome_sim",
     f"INSERT INTO send_latency_counts (bucket, n, seconds) SELECT {latency_bucket('d')} AS b, "
     f"count(*), sum(d) FROM (SELECT {_SECONDS.format(row='messages')} AS d FROM messages "
-    "WHERE sent_at IS NOT NULL) AS sent GROUP BY b",
+    "WHERE sent_at IS NOT NULL) AS sent WHERE d IS NOT NULL GROUP BY b",
 )
 
 #: Version 9: a read sums the rows through an index that holds them, not the table: a bulk

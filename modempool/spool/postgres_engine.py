@@ -24,7 +24,8 @@ from typing import Any
 
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
-from modempool.spool.postgres_counts import KEPT_COUNTS, SUMMED_BY_INDEX, KeptCounts
+from modempool.spool.postgres_counts import (COUNT_FUNCTIONS, COUNT_FUNCTIONS_MARK, KEPT_COUNTS,
+                                             SUMMED_BY_INDEX, KeptCounts)
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 
 log = logging.getLogger("modempool.spool")
@@ -229,6 +230,7 @@ class PostgresEngine(Engine):
                 f"cannot reach the spool at {describe(url)}: {_reason(exc)}") from None
         try:
             self._upgrade(first)
+            self._replace_count_functions(first)
             self._make_indexes(first)
         except psycopg.Error as exc:  # a missing permission, most often
             raise SpoolUnreachable(
@@ -278,6 +280,18 @@ class PostgresEngine(Engine):
                     raw.execute(statement)
             raw.execute("DELETE FROM modempool_schema")
             raw.execute("INSERT INTO modempool_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+    def _replace_count_functions(self, raw: Any) -> None:
+        """The kept counts' trigger functions as this version writes them, where a database
+        made by an older one has others (replacing a function locks no table)."""
+        current = ("SELECT count(*) FROM pg_proc WHERE proname IN ('message_counts_inserted', "
+                   "'message_counts_follow') AND pronamespace = "
+                   "CAST(current_schema() AS regnamespace) AND strpos(prosrc, %s) > 0")
+        if raw.execute(current, (COUNT_FUNCTIONS_MARK,)).fetchone()[0] == 2:
+            return
+        with self._schema_lock(raw), raw.transaction():
+            for statement in COUNT_FUNCTIONS:
+                raw.execute(statement)
 
     @staticmethod
     @contextmanager

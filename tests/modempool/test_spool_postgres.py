@@ -243,3 +243,29 @@ def test_a_read_that_cannot_fold_the_counts_still_answers(pg_cluster, caplog):
     with Spool(url) as spool:
         assert spool.counts()["queued"] == 1   # and a writer folds them
         assert spool.rows("SELECT count(*) AS n FROM message_counts")[0]["n"] == 1
+
+
+@pytest.mark.parametrize("made_by_an_older_version", [False, True])
+def test_a_time_text_postgresql_cannot_read_is_left_out_of_the_latency(
+        pg_cluster, made_by_an_older_version):
+    """A legacy or migrated row whose created_at PostgreSQL cannot cast is sent and counted
+    like any other; its enqueue-to-sent time is left out, as SQLite's julianday does."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        odd = spool.enqueue("+8613800138000", "from an old spool", sims=["m1"])
+        with spool.engine.tx() as conn:
+            # ISO 8601's week date: Python reads it, PostgreSQL does not
+            conn.execute("UPDATE messages SET created_at = '2026-W49-7' WHERE id = ?", (odd.id,))
+            if made_by_an_older_version:   # trigger functions that cast as version 8's did
+                conn.execute("CREATE FUNCTION plain_cast(t text) RETURNS timestamptz "
+                             "LANGUAGE sql AS 'SELECT CAST(t AS timestamptz)'")
+                conn.execute("UPDATE pg_proc SET prosrc = replace(prosrc, 'modempool_time', "
+                             "'plain_cast') WHERE proname LIKE 'message_counts_%'")
+    with Spool(url) as spool:
+        claimed = claim_next(spool, "m1", "m1:1")
+        assert claimed is not None and claimed.id == odd.id
+        spool.mark_part_writing(odd.id, 1, 1, lease_owner="m1:1")
+        spool.mark_last_part_sent(odd.id, 1, None, 7, lease_owner="m1:1")
+        assert spool.get(odd.id).state.value == "sent"
+        assert spool.counts()["sent"] == 1
+        assert sum(n for _, n, _ in spool.engine.send_latency()) == 0

@@ -13,6 +13,7 @@ collide with them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,11 @@ ENGINE_TABLES = frozenset({"modempool_schema", "sqlite_sequence", "sqlite_stat1"
                            "message_state_counts", "sim_outcome_counts", "send_latency",
                            "message_counts", "send_latency_counts"})
 ENGINE_PREFIXES = ("messages_fts", "inbound_fts")
+#: The table and column names copied: they are written into the statements, so a source
+#: file's other names (quoted, with spaces or quotes) are reported as skipped, never run.
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Parameters in one statement (PostgreSQL takes at most 65,535).
+MAX_PARAMETERS = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +89,9 @@ def migrate(source: str | Path, target: str, *, batch: int = 5000) -> Migration:
                 copies.append(_copy_table(old, new, conn, table, batch))
             for table in ordered:
                 _advance_sequence(new, conn, table)
+        odd = {t for t in old.table_names() if not NAME.fullmatch(t)}
         return Migration(old.where, new.where, tuple(copies),
-                         tuple(sorted(source_tables - target_tables)))
+                         tuple(sorted(source_tables - target_tables | odd)))
 
 
 def make_module_tables(spool: Spool) -> None:
@@ -122,7 +129,8 @@ def _make_other_tables(old: Spool, new: Spool) -> None:
 
 
 def _copied(tables: list[str]) -> set[str]:
-    return {t for t in tables if t not in ENGINE_TABLES and not t.startswith(ENGINE_PREFIXES)}
+    return {t for t in tables if t not in ENGINE_TABLES and not t.startswith(ENGINE_PREFIXES)
+            and NAME.fullmatch(t)}
 
 
 def _referred_first(conn: Any, tables: list[str]) -> list[str]:
@@ -147,10 +155,10 @@ def _copy_table(old: Spool, new: Spool, conn: Any, table: str, batch: int) -> Ta
     target_columns = {r[0] for r in conn.execute(
         "SELECT column_name FROM information_schema.columns "
         "WHERE table_schema = current_schema() AND table_name = ?", (table,)).fetchall()}
-    columns = [c for c in source_columns if c in target_columns]
+    columns = [c for c in source_columns if c in target_columns and NAME.fullmatch(c)]
     names = ", ".join(columns)
-    insert = (f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' for _ in columns)}) "
-              "ON CONFLICT DO NOTHING")
+    row_marks = f"({', '.join('?' for _ in columns)})"
+    per_statement = max(1, MAX_PARAMETERS // max(len(columns), 1))
     copied, total, offset = 0, 0, 0
     while True:  # by rowid pages: a large spool never sits in memory whole
         rows = old.rows(f"SELECT rowid AS _rowid, {names} FROM {table} WHERE rowid > ? "
@@ -159,7 +167,14 @@ def _copy_table(old: Spool, new: Spool, conn: Any, table: str, batch: int) -> Ta
             break
         offset = rows[-1][0]
         total += len(rows)
-        copied += conn.executemany(insert, [tuple(row[1:]) for row in rows]).rowcount
+        # one statement for many rows: one round trip, and the kept counts' statement
+        # trigger fires once for them (not once a row)
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start:start + per_statement]
+            copied += conn.execute(
+                f"INSERT INTO {table} ({names}) VALUES {', '.join([row_marks] * len(chunk))} "
+                "ON CONFLICT DO NOTHING",
+                [value for row in chunk for value in row[1:]]).rowcount
     target = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     return TableCopy(table, total, max(copied, 0), target)
 

@@ -155,3 +155,32 @@ def test_a_table_no_module_list_knows_is_made_and_copied_too(tmp_path, pg_cluste
     with Spool(url) as new:
         assert [r[0] for r in new.rows("SELECT day FROM birthdays ORDER BY id")] == ["03-01", "12-24"]
         assert new.rows("SELECT 1 FROM pg_indexes WHERE indexname = 'birthdays_by_day'")
+
+
+def test_messages_go_in_by_the_batch_and_the_counts_are_kept_once_a_batch(tmp_path, pg_cluster):
+    """The kept counts' statement trigger fires once per statement: the copy inserts a batch
+    in one, so a million messages do not leave a million count rows."""
+    source = tmp_path / "spool.db"
+    with Spool(source) as spool:
+        spool.enqueue_many({"to": "+8613800138000", "text": f"n{i}"} for i in range(120))
+    url = pg_cluster.new_schema()
+    result = migrate(source, url, batch=50)
+    assert result.agrees
+    with Spool(url) as new:
+        assert new.counts()["queued"] == 120
+        assert new.rows("SELECT count(*) FROM message_counts")[0][0] == 3   # 50 + 50 + 20
+
+
+def test_a_source_table_whose_name_is_not_a_plain_word_is_skipped_not_run(tmp_path, pg_cluster):
+    """Names read from the source file go into the copy's statements: only plain words do
+    (a quoted name PostgreSQL would take as well is reported as skipped)."""
+    source = tmp_path / "spool.db"
+    _busy_sqlite_spool(source)
+    with Spool(source) as spool, spool.transaction() as conn:
+        conn.execute('CREATE TABLE "old notes" (id INTEGER PRIMARY KEY, "the body" TEXT)')
+        conn.execute('INSERT INTO "old notes" ("the body") VALUES (\'x\')')
+    url = pg_cluster.new_schema()
+    result = migrate(source, url)
+    assert result.agrees and "old notes" in result.skipped
+    with Spool(url) as new:
+        assert new.rows("SELECT count(*) FROM messages")[0][0] > 0

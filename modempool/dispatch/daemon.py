@@ -122,6 +122,8 @@ class Daemon(ModemTaskMixin):
                 stack.callback(lane.close)
                 stack.callback(inbound_lane.close)
                 stack.callback(self.books.close)
+                # forward commands record their outcomes in the inbound lane: before it closes
+                stack.push_async_callback(self._drain_forwards)
                 self.dispatcher = Dispatcher(self.spool, self.config, owner=self.owner, slots=slots,
                                              refusal=send_refusal(self.spool, self.config),
                                              lane=lane)
@@ -161,12 +163,6 @@ class Daemon(ModemTaskMixin):
                                for slot in slots)
                 log.info("modempool stopped%s", f"; {released} leases released" if released else "")
         finally:
-            from modempool.operator.forwarding import drain
-
-            try:  # forward commands started for received SMS finish (or are cancelled)
-                await drain(timeout=self.forward_drain_seconds)
-            except Exception:
-                log.exception("could not wait for forward commands")
             if self.install_signals:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(signum)
@@ -175,6 +171,15 @@ class Daemon(ModemTaskMixin):
             if own_spool:
                 self.spool.close()
                 self._release_lock()
+
+    async def _drain_forwards(self) -> None:
+        """Forward commands started for received SMS finish (or are cancelled)."""
+        from modempool.operator.forwarding import drain
+
+        try:
+            await drain(timeout=self.forward_drain_seconds)
+        except Exception:
+            log.exception("could not wait for forward commands")
 
     # -- set-up ----------------------------------------------------------------------------
     def _take_lock(self, spool_path: Path) -> None:

@@ -37,7 +37,7 @@ class InboundStore:
         # The daemon's spool lane: storing runs there, in turn with the dispatcher's writes.
         self.lane = lane or SpoolLane()
         self.config = config
-        self.handlers = inbound_handlers(config) if handlers is None else handlers
+        self.handlers = inbound_handlers(config, self.lane.run) if handlers is None else handlers
         # Called with the SIM's name when a report proves an ambiguous SMS went out: the
         # dispatcher counts it against the SIM's limits as the spool did.
         self.on_proven: Callable[[str], None] | None = None

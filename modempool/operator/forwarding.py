@@ -176,17 +176,13 @@ def _record(spool: Any, inbound_id: Any, target: str, attempt: int, outcome: str
                          [inbound_id, target, attempt, outcome, detail, now_iso()])
 
 
-async def _off_the_loop(spool: Any, work: Callable[..., Any], *args: Any) -> Any:
-    """`work(*args)` in a thread on a database server (a round trip never holds up the loop);
-    at once on SQLite, whose connection stays on the thread that made it."""
-    from modempool.dispatch.shared import is_shared
-
-    if is_shared(spool):
-        return await asyncio.to_thread(work, *args)
+async def _at_once(work: Callable[..., Any], *args: Any) -> Any:
+    """Spool work run where it is called (no daemon lane given: tests, a one-off handler)."""
     return work(*args)
 
 
-async def _command_with_retries(spool: Any, settings: ForwardConfig, payload: dict[str, Any],
+async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
+                                settings: ForwardConfig, payload: dict[str, Any],
                                 limit: asyncio.Semaphore) -> bool:
     delay = settings.retry_delay
     for attempt in range(1, settings.retries + 2):
@@ -196,8 +192,8 @@ async def _command_with_retries(spool: Any, settings: ForwardConfig, payload: di
             except Exception as exc:  # whatever happens, the attempt ends in a recorded outcome
                 log.exception("run_on_receive for inbound %s", payload["id"])
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
-        await _off_the_loop(spool, _record, spool, payload["id"], settings.command or "", attempt,
-                            "ok" if ok else "failed", detail)
+        await run(_record, spool, payload["id"], settings.command or "", attempt,
+                  "ok" if ok else "failed", detail)
         if ok:
             return True
         log.warning("run_on_receive for inbound %s failed (attempt %d): %s", payload["id"],
@@ -205,18 +201,22 @@ async def _command_with_retries(spool: Any, settings: ForwardConfig, payload: di
         if attempt <= settings.retries:
             await asyncio.sleep(delay)
             delay *= 2
-    await _off_the_loop(spool, _record, spool, payload["id"], settings.command or "",
-                        settings.retries + 1, "gave-up")
+    await run(_record, spool, payload["id"], settings.command or "", settings.retries + 1,
+              "gave-up")
     log.error("run_on_receive for inbound %s gave up after %d attempts", payload["id"],
               settings.retries + 1)
     return False
 
 
-def make_forward_handler(config: Config):
+def make_forward_handler(config: Config,
+                         run_spool_work: Callable[..., Awaitable[Any]] | None = None):
     """The inbound handler: queue forwards to numbers, and return an awaitable that starts the
     command in the background (the daemon runs the handler in its inbound lane, where the
-    spool's calls belong, and awaits that on its event loop, where tasks start)."""
+    spool's calls belong, and awaits that on its event loop, where tasks start).
+    `run_spool_work(work, *args)`: how the command's outcomes are recorded from the loop (the
+    daemon's inbound lane: its threads on a database server, drained at shutdown)."""
     settings = config.forward
+    run = run_spool_work or _at_once
     resumed: dict[str, object] = {}   # set once the first message resumed the unfinished
     limit: list[asyncio.Semaphore] = []
 
@@ -257,7 +257,7 @@ def make_forward_handler(config: Config):
             limit.append(asyncio.Semaphore(settings.max_parallel))
         tasks = []
         for item in payloads:
-            task = asyncio.create_task(_command_with_retries(spool, settings, item, limit[0]),
+            task = asyncio.create_task(_command_with_retries(run, spool, settings, item, limit[0]),
                                        name=f"run_on_receive-{item['id']}")
             _background.add(task)
             task.add_done_callback(_background.discard)

@@ -11,20 +11,24 @@ and the auto-reply handler never answers an opt-out keyword.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 InboundHandler = Callable[..., Any]
 
 
-def inbound_handlers(config: Any) -> list[InboundHandler]:
-    """Handlers the daemon calls, in order, for each complete inbound message it has stored."""
+def inbound_handlers(config: Any,
+                     run_spool_work: Callable[..., Awaitable[Any]] | None = None,
+                     ) -> list[InboundHandler]:
+    """Handlers the daemon calls, in order, for each complete inbound message it has stored.
+    `run_spool_work(work, *args)`: the daemon's inbound lane, for what a handler later writes
+    from the event loop (a forward command's outcome)."""
     from modempool.operator.autoreply import make_autoreply_handler
     from modempool.operator.forwarding import make_forward_handler
     from modempool.operator.optout import make_optout_handler
 
     return [make_optout_handler(config), make_autoreply_handler(config),
-            make_forward_handler(config)]
+            make_forward_handler(config, run_spool_work)]
 
 
 def send_refusal(spool: Any, config: Any) -> Callable[[Any], str | None]:

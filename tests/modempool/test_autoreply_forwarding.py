@@ -150,3 +150,31 @@ async def test_targets_added_while_running_are_forwarded_to_and_removed_ones_are
     await handle(spool, spool.store_inbound("13800138000", "第二条", sim="m1"))
     assert [m.to for m in spool.list() if "第二条" in m.text] == ["+8613900139000"]
     spool.close()
+
+
+async def test_a_commands_outcome_is_recorded_in_the_daemons_inbound_lane(tmp_path, pg_cluster):
+    """On a database server the forward command's outcome is written by the daemon's inbound
+    lane (its bounded threads, drained at shutdown), not by threads of asyncio's own."""
+    import threading
+
+    from modempool.config import load_config
+    from modempool.dispatch.inbound import InboundStore
+    from modempool.dispatch.spool_lane import INBOUND_THREADS, SpoolLane
+
+    path = tmp_path / "modempool.toml"
+    command = f"{shlex.quote(sys.executable)} -c 'import sys; sys.stdin.read()'"
+    path.write_text(f'[spool]\nurl = "{pg_cluster.new_schema()}"\n[forward]\n'
+                    f"command = {json.dumps(command)}\n", "utf-8")
+    config = load_config(path)
+    spool = config.open_spool()
+    lane = SpoolLane(threads=INBOUND_THREADS)
+    store = InboundStore(spool, config, lane=lane)
+    before = {thread.name for thread in threading.enumerate()}
+    await store.run_hooks(spool.store_inbound("13800138000", "转发我", sim="m1"))
+    await drain(timeout=30)
+    await lane.drain()
+    assert [entry["outcome"] for entry in forward_log(spool)] == ["ok"]
+    others = {t.name for t in threading.enumerate()} - before
+    assert not [name for name in others if not name.startswith("spool")], others
+    lane.close()
+    spool.close()

@@ -1,12 +1,15 @@
 """Where operator features (opt-out, auto-reply, forwarding) plug into the daemon's inbound path,
 and the opt-out rules into its send path (`send_refusal`).
 
-The daemon calls `inbound_handlers(config)` once, then, for every complete inbound message it has
-stored, `handler(spool, message, config)` for each handler in order, in its inbound lane (a
-worker thread on a database server: a handler may wait on the database, never holding up the
-modems); if a handler returns an awaitable, the daemon awaits it on its event loop (where it
-may start tasks: the forward command). A failing handler is logged and never stops the pool. Order matters: the opt-out handler runs first,
-and the auto-reply handler never answers an opt-out keyword.
+The daemon calls `inbound_handlers(config, lane.run)` once, then, for every complete inbound
+message it has stored, `handler(spool, message, config)` for each handler in order, in its
+inbound lane (a worker thread on a database server: a handler may wait on the database, never
+holding up the modems); one sender's messages take their turns one after the other, in the
+order they were stored. If a handler returns an awaitable, the daemon awaits it on its event
+loop (where it may start tasks: the forward command, whose outcomes go back through the lane).
+A failing handler is logged and never stops the pool. Order matters: the opt-out handler runs
+first, and the auto-reply handler never answers an opt-out keyword. Both decide under the
+sender's lock (`operator.db.locked`), which holds across daemons on one database.
 """
 
 from __future__ import annotations

@@ -363,6 +363,14 @@ def test_an_auto_reply_rule_for_a_sim_the_bank_has_not_is_refused_and_not_stored
     assert made.status_code == 303 and "人民路1号" in root.get("/autoreplies").text
 
 
+def test_a_history_number_that_is_no_phone_number_is_said_beside_the_number_field(api):
+    root = signed_in(api, "root")
+    page = root.get("/history", params={"number": "abc"}, headers={"Accept-Language": "zh-CN"})
+    assert page.status_code == 200
+    assert re.search(r'id="e-number"[^>]*>abc 不是电话号码', page.text), page.text
+    assert root.get("/history", params={"number": "10086"}).status_code == 200   # a short code
+
+
 def test_forwarding_numbers_are_added_and_removed_on_the_auto_replies_page(api):
     root, shop = signed_in(api, "root"), signed_in(api, "shop")
     csrf = _csrf(root.get("/autoreplies"))

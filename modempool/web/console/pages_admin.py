@@ -56,7 +56,9 @@ def history(request: Request, session: Session = Depends(current_session)) -> HT
         if searched:
             rows = operator.history(_query(request, values, HISTORY_PAGE))
     except PoolError as exc:
-        errors["since" if exc.code.startswith("time_") else "text"] = error_text(request, exc)
+        field = "since" if exc.code.startswith("time_") else (
+            "number" if exc.code.startswith("number_") else "text")
+        errors[field] = error_text(request, exc)
     return render(request, "history.html", {"values": values, "rows": rows, "errors": errors,
                                             "searched": searched, "page": HISTORY_PAGE,
                                             "query": request.url.query}, session=session)

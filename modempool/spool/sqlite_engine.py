@@ -45,6 +45,7 @@ TEXT_INDEX = tuple(
     ))
 TRIGRAM = 3
 CHECKPOINT_ROUNDS = 8   # copies at most, while writers add to the WAL (`checkpoint`)
+RESTART_WAIT_MS = 100   # the longest a checkpoint's last step waits for the write lock
 
 # The dashboard's queue by state (issue 17): counting a million rows by state takes a few
 # hundred milliseconds, so the count of each state is kept by triggers, in the writing
@@ -378,15 +379,19 @@ class SqliteEngine(Engine):
         checkpoint has copied all of it. So while the copy leaves frames behind (committed
         during it), it copies again: each round has fewer to copy, and one that finds no new
         commit lets the next writer start the WAL over; else the WAL would grow for as long
-        as the writes go on."""
+        as the writes go on. Writers that never pause leave every round something new; then one
+        RESTART copies the little that is left while holding writers back for at most
+        RESTART_WAIT_MS, so that the WAL starts over all the same."""
         conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
         try:
             before = None
             for _ in range(CHECKPOINT_ROUNDS):
                 busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 if busy or (frames == before and copied >= frames):
-                    break
+                    return
                 before = frames
+            conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         finally:
             conn.close()
 

@@ -16,10 +16,8 @@ from modempool.account_rules import AccountRules
 
 if TYPE_CHECKING:
     from modempool.account_campaigns import AccountCampaigns
-    from modempool.operator.campaigns import Campaigns
     from modempool.operator.forwarding import ForwardTargets
     from modempool.operator.history import Query
-    from modempool.operator.optout import OptOutList
     from modempool.operator.templates import CampaignTemplates
     from modempool.spool.history import HistoryEntry
 
@@ -35,10 +33,6 @@ class AccountBank:
 
     # ---- campaigns --------------------------------------------------------------------------
 
-    def campaigns(self) -> Campaigns:
-        self.rules.require_admin()
-        return self.pool.campaigns
-
     def templates(self) -> CampaignTemplates:
         """Saved campaign templates (the bank's, as its campaigns are)."""
         self.rules.require_admin()
@@ -52,10 +46,6 @@ class AccountBank:
         return AccountCampaigns(self.pool, self.rules.account)
 
     # ---- opt-outs and the blacklist ---------------------------------------------------------
-
-    def optouts(self) -> OptOutList:
-        self.rules.require_admin()
-        return self.pool.optouts
 
     def add_optouts(self, numbers: Iterable[str], *, source: str = "api") -> int:
         """`Pool.add_optouts` (all or none), for senders and admins (it only stops sends)."""
@@ -81,16 +71,16 @@ class AccountBank:
 
     def add_to_blacklist(self, numbers: Iterable[str], reason: str = "") -> int:
         self.rules.require_sender("optouts")
-        return self.pool.optouts.add_to_blacklist(list(numbers), reason)
+        return self.pool.add_to_blacklist(numbers, reason)
 
     def remove_optout(self, number: str) -> None:
         """Lift an opt-out (the person asked again): admins only."""
         self.rules.require_lifting()
-        self.pool.optouts.remove(number)
+        self.pool.remove_optout(number)
 
     def remove_from_blacklist(self, number: str) -> None:
         self.rules.require_lifting()
-        self.pool.optouts.remove_from_blacklist(number)
+        self.pool.remove_from_blacklist(number)
 
     # ---- history ----------------------------------------------------------------------------
 

@@ -102,10 +102,8 @@ class AccountPool:
     preview_import = PartCall("people", "preview_import")
     confirm_import = PartCall("people", "confirm_import")
 
-    campaigns = PartCall("bank", "campaigns")
     templates = PartCall("bank", "templates")
     campaign_desk = PartCall("bank", "campaign_desk")
-    optouts = PartCall("bank", "optouts")
     add_optouts = PartCall("bank", "add_optouts")
     optout_list = PartCall("bank", "optout_list")
     blacklist = PartCall("bank", "blacklist")

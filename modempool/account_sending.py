@@ -133,7 +133,7 @@ class PlannedSend:
         with spool.transaction() as conn:  # quota, enqueue and ownership: one commit
             again = first_key is not None and spool.get_by_client_id(first_key) is not None
             if not again:  # a retry with the same key sends nothing new, so costs nothing
-                check_quota(conn, account, len(self.numbers), now,
+                check_quota(spool.engine, conn, account, len(self.numbers), now,
                             quota_day_start(now, sender.config.tz))
             ids = sender.pool.queue(self.numbers, self.text, client_id=key,
                                     sims=allowed_sims or (), **self.when)

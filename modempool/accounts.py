@@ -299,20 +299,20 @@ def sims_for_send(account: Account, asked: Sequence[str] | None) -> list[str] | 
     return list(asked)
 
 
-def check_quota(conn: Any, account: Account, count: int, now: datetime,
+def check_quota(engine: Any, conn: Any, account: Account, count: int, now: datetime,
                 day_start: datetime) -> None:
     """QuotaExceeded if `count` more messages would pass the account's per-minute or per-day
     quota (counted from the messages it queued). Call it in the enqueue transaction, which
-    records the messages' owner (`record_owner`): the account's row stays locked until that
+    records the messages' owner (`record_owner`): the account's quota lock is held until that
     commits, so two sends of one account, from any process or host, take turns between the
     count and the commit and cannot together pass the quota."""
     checks = ((account.per_minute, now - timedelta(seconds=60), "per-minute", "in the last minute"),
               (account.per_day, day_start, "per-day", "today"))
     if account.per_minute is None and account.per_day is None:
         return
-    # A write to the row locks it on PostgreSQL (SQLite's writers take turns anyway); the
-    # counts below are read after the lock is ours, so they hold the turn before ours.
-    conn.execute("UPDATE accounts SET role = role WHERE name = ?", (account.name,))
+    # The counts below are read once the lock is ours (an advisory lock on PostgreSQL;
+    # SQLite's writers take turns anyway), so they hold the turn before ours.
+    engine.lock_key(conn, f"quota:{account.name}")
     for limit, since, label, when in checks:
         if limit is None:
             continue

@@ -195,6 +195,8 @@ class Claims:
         moment = now or utcnow()
         now_text = to_text(moment)
         with self.engine.tx() as conn:
+            if message_reference is not None:   # a report for it waits, or is seen below
+                self.engine.lock_key(conn, f"report:{message_reference}")
             row = conn.execute(
                 "UPDATE parts SET state = 'sent', reference = ?, message_reference = ?, sent_at = ? "
                 "WHERE message_id = ? AND seq = ? AND state NOT IN ('sent', 'delivered', 'undelivered') "

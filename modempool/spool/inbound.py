@@ -281,6 +281,10 @@ class Inbound:
         recipient_e164 = self._sender(recipient) if recipient else None
         now = to_text(received_at or utcnow())
         with self.engine.tx() as conn:
+            # Taken by the part's confirmation too: on PostgreSQL the two transactions could
+            # otherwise miss each other (neither sees the other's uncommitted row), leaving the
+            # report unmatched and the message 'sent' for ever.
+            self.engine.lock_key(conn, f"report:{message_reference}")
             sql = (
                 "SELECT parts.id, parts.message_id FROM parts JOIN messages ON messages.id = parts.message_id "
                 "WHERE parts.message_reference = ? AND parts.sent_at IS NOT NULL "

@@ -372,8 +372,9 @@ class SqliteEngine(Engine):
             self.conn.execute(f"PRAGMA wal_autocheckpoint = {int(backstop)}")
 
     def checkpoint(self) -> None:
-        """Without waiting for readers or writers; it syncs the file, so call it off the event
-        loop. It uses a connection of its own, so the spool's stays free meanwhile.
+        """Copies without waiting for readers or writers (until its last step, below); it syncs
+        the file, so call it off the event loop. It uses a connection of its own, so the
+        spool's stays free meanwhile.
 
         Writers go on meanwhile, and the WAL starts over from its beginning only once a
         checkpoint has copied all of it. So while the copy leaves frames behind (committed
@@ -381,7 +382,8 @@ class SqliteEngine(Engine):
         commit lets the next writer start the WAL over; else the WAL would grow for as long
         as the writes go on. Writers that never pause leave every round something new; then one
         RESTART copies the little that is left while holding writers back for at most
-        RESTART_WAIT_MS, so that the WAL starts over all the same."""
+        RESTART_WAIT_MS to get the lock and then for that copy and its sync, so that the WAL
+        starts over all the same (busy: it tries again at the next call)."""
         conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
         try:
             before = None

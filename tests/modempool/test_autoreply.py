@@ -128,8 +128,12 @@ def test_one_sender_on_two_sims_at_once_gets_one_reply_on_postgresql(tmp_path, p
                    for m in (first, second)]
         for thread in threads:
             thread.start()
-        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        waiting = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                   "AND datname = current_database()")
+        guard = time.monotonic() + 120   # a hang guard only: the threads block on the server
         while watcher.execute(waiting).fetchone()[0] < 2:
+            assert all(t.is_alive() for t in threads), "a hook ended before it blocked"
+            assert time.monotonic() < guard, "the two hooks never waited on the server"
             time.sleep(0.01)   # polls the server's view of who waits; the threads block there
         blocker.commit()
         for thread in threads:

@@ -369,6 +369,10 @@ def test_a_history_number_that_is_no_phone_number_is_said_beside_the_number_fiel
     assert page.status_code == 200
     assert re.search(r'id="e-number"[^>]*>abc 不是电话号码', page.text), page.text
     assert root.get("/history", params={"number": "10086"}).status_code == 200   # a short code
+    export = root.get("/history/export", params={"number": "abc"},
+                      headers={"Accept-Language": "zh-CN"})
+    assert export.status_code == 400
+    assert re.search(r'id="e-number"[^>]*>abc 不是电话号码', export.text), export.text
 
 
 def test_forwarding_numbers_are_added_and_removed_on_the_auto_replies_page(api):

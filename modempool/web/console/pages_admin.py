@@ -43,6 +43,13 @@ def _query(request: Request, values: dict[str, str], limit: int | None) -> Query
                  limit=limit)
 
 
+def _history_field(exc: PoolError) -> str:
+    """The history form's field a refusal is shown beside."""
+    if exc.code.startswith("time_"):
+        return "since"
+    return "number" if exc.code.startswith("number_") else "text"
+
+
 # ---- history --------------------------------------------------------------------------------
 
 @router.get("/history")
@@ -56,9 +63,7 @@ def history(request: Request, session: Session = Depends(current_session)) -> HT
         if searched:
             rows = operator.history(_query(request, values, HISTORY_PAGE))
     except PoolError as exc:
-        field = "since" if exc.code.startswith("time_") else (
-            "number" if exc.code.startswith("number_") else "text")
-        errors[field] = error_text(request, exc)
+        errors[_history_field(exc)] = error_text(request, exc)
     return render(request, "history.html", {"values": values, "rows": rows, "errors": errors,
                                             "searched": searched, "page": HISTORY_PAGE,
                                             "query": request.url.query}, session=session)
@@ -82,7 +87,7 @@ async def history_export(request: Request, session: Session = Depends(current_se
     except PoolError as exc:
         path.unlink(missing_ok=True)
         return render(request, "history.html", {"values": values, "rows": [], "searched": False,
-                                                "errors": {"text": error_text(request, exc)},
+                                                "errors": {_history_field(exc): error_text(request, exc)},
                                                 "page": HISTORY_PAGE,
                                                 "query": ""}, session=session, status=400)
     stamp = datetime.now().strftime("%Y%m%d-%H%M")

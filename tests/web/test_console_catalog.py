@@ -58,3 +58,9 @@ def test_spreadsheet_read_errors_are_worded_in_chinese(tmp_path):
     assert "上传的名单.xlsx as an XLSX file" in str(broken.value) and str(tmp_path) not in str(
         broken.value)
     assert describe(broken.value, "zh_CN").startswith("上传的名单.xlsx 无法作为 Excel .xlsx 工作簿读取")
+
+
+def test_a_spreadsheet_refusal_names_its_row_once():
+    wide = PoolError("a.xlsx: row 3 has a cell in column 40", code="xlsx_too_many_columns",
+                     params={"file": "a.xlsx", "row": 3, "column": 40, "max": 30})
+    assert describe(wide, "zh_CN") == "第 3 行：a.xlsx：第 40 列有内容，最多只读取 30 列。"

@@ -100,8 +100,8 @@ MESSAGES: dict[str, str] = {
                           ".xlsx or .csv)."),
     "xlsx_no_sheet": N_("%(file)s has no sheet named %(sheet)s (sheets: %(sheets)s)."),
     "xlsx_too_many_rows": N_("%(file)s has more than %(max)s rows; split it."),
-    "xlsx_too_many_columns": N_("%(file)s: row %(row)s has a cell in column %(column)s; at most "
-                                "%(max)s columns are read."),
+    "xlsx_too_many_columns": N_("%(file)s: a cell in column %(column)s; at most %(max)s "
+                                "columns are read."),   # "row N:" is put before it
     "xlsx_too_big": N_("%(file)s unpacks to %(mb)s MB; at most %(max_mb)s MB are read."),
     "row_no_number": N_("no phone number"),
     "row_duplicate": N_("the same number as line %(first)s (%(number)s)"),

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from modempool.account_rules import quota_day_start
-from modempool.accounts import (Account, check_quota, namespaced_client_id, record_owner,
-                                sims_for_send)
+from modempool.accounts import (Account, check_quota, namespaced_client_id, quota_locks,
+                                record_owner, sims_for_send)
 from modempool.errors import NotFound, PoolError
 from modempool.spool.model import utcnow
 
@@ -104,6 +104,12 @@ class PlannedSend:
 
     def __len__(self) -> int:
         return len(self.numbers)
+
+    @property
+    def locks(self) -> tuple[str, ...]:
+        """The locks `write()` takes (the account's quota): a group commit takes those of
+        all its sends first, in one order."""
+        return quota_locks(self.sender.account)
 
     def __call__(self) -> list[Queued]:
         self.check()

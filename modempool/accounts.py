@@ -299,6 +299,14 @@ def sims_for_send(account: Account, asked: Sequence[str] | None) -> list[str] | 
     return list(asked)
 
 
+def quota_locks(account: Account) -> tuple[str, ...]:
+    """The keys of `engine.lock_key` that `check_quota` takes for the account (none if it
+    has no quota): a batch of several accounts' sends takes them all first, in one order."""
+    if account.per_minute is None and account.per_day is None:
+        return ()
+    return (f"quota:{account.name}",)
+
+
 def check_quota(engine: Any, conn: Any, account: Account, count: int, now: datetime,
                 day_start: datetime) -> None:
     """QuotaExceeded if `count` more messages would pass the account's per-minute or per-day
@@ -308,11 +316,10 @@ def check_quota(engine: Any, conn: Any, account: Account, count: int, now: datet
     count and the commit and cannot together pass the quota."""
     checks = ((account.per_minute, now - timedelta(seconds=60), "per-minute", "in the last minute"),
               (account.per_day, day_start, "per-day", "today"))
-    if account.per_minute is None and account.per_day is None:
-        return
     # The counts below are read once the lock is ours (an advisory lock on PostgreSQL;
     # SQLite's writers take turns anyway), so they hold the turn before ours.
-    engine.lock_key(conn, f"quota:{account.name}")
+    for key in quota_locks(account):
+        engine.lock_key(conn, key)
     for limit, since, label, when in checks:
         if limit is None:
             continue

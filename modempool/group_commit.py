@@ -14,6 +14,13 @@ write lock is held for less; a check must not write (other threads share the con
   every caller of the batch gets the error and nothing of the batch is stored);
 - an operation sees the rows of those before it in the batch, so an idempotency key used twice
   in one batch returns the first one's messages, as it does across transactions;
+- the locks an operation names (`locks`: keys of `engine.lock_key`, an account's quota) are
+  taken for the whole batch at its start, in one order (sorted): two servers on one
+  PostgreSQL whose batches hold several accounts in opposite orders would otherwise wait on
+  each other for ever, and PostgreSQL would fail one of them (40P01, deadlock detected);
+- an operation (or the whole batch) that PostgreSQL still picks as a deadlock's victim (a
+  lock no operation named) is run again in a new transaction: nothing of it was stored, so
+  it is stored once. An operation must therefore be one that may run again;
 - a batch starts `linger` seconds after its first operation arrived at the earliest (unless
   it is full), so that a steady trickle of requests shares commits too: at 500 POST/s the
   sends came one or two per transaction, each writing ~15 pages to the WAL for its own
@@ -29,13 +36,15 @@ write lock is held for less; a check must not write (other threads share the con
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 LINGER = 0.005   # seconds a batch's first operation waits for others (see the top)
-Member = tuple[Callable[[], object] | None, Callable[[], Any]]   # (check, operation)
+DEADLOCK = "40P01"   # the SQLSTATE of a transaction PostgreSQL chose as a deadlock's victim
+DEADLOCK_RETRIES = 3
+Member = tuple[Callable[[], object] | None, Callable[[], Any], Sequence[str]]   # (check, operation, locks)
 
 
 class GroupCommit:
@@ -54,12 +63,12 @@ class GroupCommit:
         self.operations = 0
 
     async def run(self, operation: Callable[[], T], *,
-                  check: Callable[[], object] | None = None) -> T:
-        """Run `operation` in the next shared transaction (after `check`, outside it); its
-        result once that committed."""
+                  check: Callable[[], object] | None = None, locks: Sequence[str] = ()) -> T:
+        """Run `operation` in the next shared transaction (after `check`, outside it; the
+        batch holding the `locks` it takes); its result once that committed."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        self._pending.append(((check, operation), done))
+        self._pending.append(((check, operation, tuple(locks)), done))
         self._arrived.append(loop.time())
         if not self._writing:
             self._writing = True
@@ -101,12 +110,12 @@ class GroupCommit:
 
     def _commit(self, members: list[Member]) -> list[tuple[bool, Any]]:
         """In the writer thread: the checks, then one transaction with a savepoint per
-        operation whose check passed."""
+        operation whose check passed; a deadlock's victims again, in a new one."""
         self.batches += 1
         self.operations += len(members)
         outcomes: list[tuple[bool, Any] | None] = [None] * len(members)
         ready = []
-        for index, (check, _) in enumerate(members):
+        for index, (check, _, _) in enumerate(members):
             try:
                 if check is not None:
                     check()
@@ -114,10 +123,20 @@ class GroupCommit:
                 outcomes[index] = (False, exc)
             else:
                 ready.append(index)
-        if not ready:
-            return outcomes  # type: ignore[return-value]
+        for _ in range(DEADLOCK_RETRIES):
+            if not ready:
+                break
+            self._transaction(members, ready, outcomes)
+            ready = [index for index in ready if _deadlocked(outcomes[index])]
+        return outcomes  # type: ignore[return-value]
+
+    def _transaction(self, members: list[Member], ready: list[int],
+                     outcomes: list[tuple[bool, Any] | None]) -> None:
+        """The operations `ready` in one transaction, their outcomes written in `outcomes`."""
         try:
             with self.spool.transaction() as conn:
+                for key in sorted({key for index in ready for key in members[index][2]}):
+                    self.spool.engine.lock_key(conn, key)
                 for index in ready:
                     conn.execute("SAVEPOINT group_member")
                     try:
@@ -132,10 +151,15 @@ class GroupCommit:
         except Exception as exc:  # noqa: BLE001 (the commit failed: nothing of the batch is stored)
             for index in ready:
                 outcomes[index] = (False, exc)
-        return outcomes  # type: ignore[return-value]
 
     def close(self) -> None:
         """Stop the writer thread (after what it is writing)."""
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
+
+
+def _deadlocked(outcome: tuple[bool, Any] | None) -> bool:
+    """Whether an operation failed as (part of) a deadlock's victim, and may run again."""
+    return outcome is not None and not outcome[0] and \
+        getattr(outcome[1], "sqlstate", None) == DEADLOCK

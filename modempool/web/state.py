@@ -46,5 +46,5 @@ class ApiState:
         transaction with those that arrive meanwhile, checked before it (group_commit.py: one
         commit for many requests); a big batch has a transaction of its own."""
         if len(planned) <= GROUPED_SENDS_UP_TO:
-            return await self.sends.run(planned.write, check=planned.check)
+            return await self.sends.run(planned.write, check=planned.check, locks=planned.locks)
         return await run_in_threadpool(planned)

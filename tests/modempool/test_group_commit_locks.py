@@ -15,23 +15,13 @@ from modempool import Pool
 from modempool.accounts import Accounts
 from modempool.group_commit import GroupCommit
 
-CONFIG = """\
-[spool]
-path = "pool.db"
-
-[[modem]]
-name = "m1"
-port = "/dev/null"
-"""
-
 ACCOUNTS = ("a", "b", "c1", "c2")
 
 
 @pytest.fixture
-def target(tmp_path, pg_cluster) -> tuple[Path, str]:
-    path = tmp_path / "modempool.toml"
-    path.write_text(CONFIG, encoding="utf-8")
-    url = pg_cluster.new_schema()
+def target(config, pg_cluster) -> tuple[Path, str]:
+    """The one-modem config and a fresh PostgreSQL spool with four quota-limited senders."""
+    path, url = config, pg_cluster.new_schema()
     with Pool.open(path, spool_path=url) as pool:
         for name in ACCOUNTS:
             Accounts(pool.spool).add(name, "sender", per_day=100)

@@ -19,7 +19,6 @@ so two concurrent requests cannot both slip under a quota.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import hmac
 import json
@@ -346,51 +345,3 @@ def record_owner(conn: Any, account: Account, ids: Sequence[int], now: datetime)
 def namespaced_client_id(account: Account, client_id: str | None) -> str | None:
     """An idempotency key in the account's own namespace (two accounts may use the same one)."""
     return None if client_id is None else f"{account.name}:{client_id}"
-
-
-class FailureThrottle:
-    """Failed key checks per client address: after `limit` failures within `window` seconds
-    the address is refused (without checking keys) until the oldest of those ages out.
-
-    It lives in the memory of one server process (restarting it forgets; two processes count
-    apart). It stays bounded: an address keeps only its last `limit` failures, an address
-    quiet for `window` is dropped, and past `max_addresses` the least recently failing
-    addresses are forgotten first (a flood of addresses cannot grow it without end)."""
-
-    def __init__(self, limit: int = 10, window: float = 60.0, max_addresses: int = 100_000) -> None:
-        import threading
-
-        self.limit, self.window, self.max_addresses = limit, window, max_addresses
-        # address -> its last failures, oldest first; the dict is kept in order of the
-        # latest failure (an address that fails again moves to the end)
-        self._failures: dict[str, collections.deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._failures)
-
-    def retry_after(self, client: str, now: float | None = None) -> float:
-        """Seconds until `client` may try again; 0 if it may now."""
-        moment = time.monotonic() if now is None else now
-        with self._lock:
-            failures = self._failures.get(client)
-            if not failures or len(failures) < self.limit:
-                return 0.0
-            return max(0.0, failures[0] + self.window - moment)
-
-    def failed(self, client: str, now: float | None = None) -> None:
-        moment = time.monotonic() if now is None else now
-        with self._lock:
-            failures = self._failures.pop(client, None) or collections.deque(maxlen=self.limit)
-            failures.append(moment)
-            self._failures[client] = failures   # to the end: the most recent
-            self._forget_old(moment)
-
-    def _forget_old(self, now: float) -> None:
-        """Drop addresses whose last failure is older than the window (they are at the
-        front), then the least recent ones while there are too many."""
-        for client in list(self._failures):
-            last = self._failures[client][-1]
-            if last > now - self.window and len(self._failures) <= self.max_addresses:
-                break
-            del self._failures[client]

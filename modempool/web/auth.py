@@ -5,8 +5,10 @@
 
     @router.post("/v1/admin-thing", dependencies=[Depends(require(Role.ADMIN))])
 
-A client address that failed `[http] auth_failures_per_minute` times in the last minute is
-answered 429 (with Retry-After) before its key is even looked at. Keys are never logged.
+A client address that failed `[http] auth_failures_per_minute` times at once is answered 429
+(with Retry-After) before its key is even looked at, and may then fail once more for every
+1/N of a minute; its failures are counted in the spool, for every server on it
+(modempool/auth_throttle.py). Keys are never logged.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from modempool.account_pool import PlannedSend, Queued
-from modempool.accounts import Accounts, FailureThrottle
+from modempool.accounts import Accounts
+from modempool.auth_throttle import FailureThrottle
 from modempool.group_commit import GroupCommit
 from modempool.pool import Pool
 from modempool.webhooks import Webhooks
@@ -38,7 +39,7 @@ class ApiState:
         spool = spool if spool is not None else config.open_spool()
         return cls(config=config, spool=spool, pool=Pool(config, spool=spool),
                    accounts=Accounts(spool, remember_for=KEY_REMEMBERED_SECONDS), webhooks=Webhooks(spool),
-                   throttle=FailureThrottle(config.http.auth_failures_per_minute, 60.0),
+                   throttle=FailureThrottle(spool, config.http.auth_failures_per_minute, 60.0),
                    sends=GroupCommit(spool))
 
     async def send(self, planned: PlannedSend) -> list[Queued]:

@@ -61,7 +61,7 @@ async def login(request: Request) -> Response:
                            error=translate(request, "Too many failed attempts; wait a minute."))
     account = await run_in_threadpool(sessions(request).check, name, secret) if name else None
     if account is None:
-        api.throttle.failed(client)
+        await run_in_threadpool(api.throttle.failed, client)   # a write to the spool
         return _login_form(request, next_path, account=name, status=401,
                            error=translate(request, "Unknown account, or wrong key or password."))
     token, _ = await run_in_threadpool(sessions(request).open, account, SESSION_LIFETIME)

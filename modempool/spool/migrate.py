@@ -30,8 +30,9 @@ ENGINE_TABLES = frozenset({"modempool_schema", "sqlite_sequence", "sqlite_stat1"
                            "message_state_counts", "sim_outcome_counts", "send_latency",
                            "message_counts", "send_latency_counts"})
 ENGINE_PREFIXES = ("messages_fts", "inbound_fts")
-#: The table and column names copied: they are written into the statements, so a source
-#: file's other names (quoted, with spaces or quotes) are reported as skipped, never run.
+#: The table names copied: they are written into the statements, so a source file's other
+#: table names (quoted, with spaces or quotes) are reported as skipped, never run. Columns of
+#: any name are copied, quoted (`_columns`).
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Parameters in one statement (PostgreSQL takes at most 65,535).
 MAX_PARAMETERS = 60_000
@@ -84,9 +85,10 @@ def migrate(source: str | Path, target: str, *, batch: int = 5000) -> Migration:
         with new.engine.tx() as conn:
             ordered = _referred_first(conn, [t for t in SPOOL_TABLES if t in source_tables] + sorted(
                 source_tables & target_tables - set(SPOOL_TABLES)))
+            columns = _columns(old, conn, ordered)   # PoolError: a column with no place
             conn.execute("SET LOCAL modempool.copying = 'on'")   # the webhook triggers keep quiet
             for table in ordered:
-                copies.append(_copy_table(old, new, conn, table, batch))
+                copies.append(_copy_table(old, conn, table, columns[table], batch))
             for table in ordered:
                 _advance_sequence(new, conn, table)
         odd = {t for t in old.table_names() if not NAME.fullmatch(t)}
@@ -150,18 +152,46 @@ def _referred_first(conn: Any, tables: list[str]) -> list[str]:
     return ordered
 
 
-def _copy_table(old: Spool, new: Spool, conn: Any, table: str, batch: int) -> TableCopy:
-    source_columns = [r["name"] for r in old.rows(f"PRAGMA table_info({table})")]
-    target_columns = {r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns "
-        "WHERE table_schema = current_schema() AND table_name = ?", (table,)).fetchall()}
-    columns = [c for c in source_columns if c in target_columns and NAME.fullmatch(c)]
-    names = ", ".join(columns)
+def _columns(old: Spool, conn: Any, tables: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """Each table's columns as (source name, target name), any name (they are quoted): the
+    target's own spelling where PostgreSQL folded an unquoted name to lower case. A source
+    column the target table lacks would be lost: a PoolError names every such column, before
+    anything is copied."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    lost: list[str] = []
+    for table in tables:
+        target = [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?", (table,)).fetchall()]
+        folded = {name.casefold(): name for name in target}
+        found[table] = []
+        for column in (r["name"] for r in old.rows(f"PRAGMA table_info({table})")):
+            name = column if column in target else folded.get(column.casefold())
+            if name is None:
+                lost.append(f"{table}.{column}")
+            else:
+                found[table].append((column, name))
+    if lost:
+        raise PoolError(f"the target has no column for {', '.join(lost)} (nothing was copied): "
+                        "add the column to the target's table, or drop it from the source")
+    return found
+
+
+def _quoted(name: str) -> str:
+    """A name as an SQL identifier both engines read as written (a source file's own names
+    go into the statements)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _copy_table(old: Spool, conn: Any, table: str, columns: list[tuple[str, str]],
+                batch: int) -> TableCopy:
+    reads = ", ".join(_quoted(source) for source, _ in columns)
+    names = ", ".join(_quoted(target) for _, target in columns)
     row_marks = f"({', '.join('?' for _ in columns)})"
     per_statement = max(1, MAX_PARAMETERS // max(len(columns), 1))
     copied, total, offset = 0, 0, 0
     while True:  # by rowid pages: a large spool never sits in memory whole
-        rows = old.rows(f"SELECT rowid AS _rowid, {names} FROM {table} WHERE rowid > ? "
+        rows = old.rows(f"SELECT rowid AS _rowid, {reads} FROM {table} WHERE rowid > ? "
                         f"ORDER BY rowid LIMIT ?", (offset, batch))
         if not rows:
             break

@@ -184,3 +184,44 @@ def test_a_source_table_whose_name_is_not_a_plain_word_is_skipped_not_run(tmp_pa
     assert result.agrees and "old notes" in result.skipped
     with Spool(url) as new:
         assert new.rows("SELECT count(*) FROM messages")[0][0] > 0
+
+
+def test_columns_of_any_name_are_copied(tmp_path, pg_cluster):
+    """A table no module list knows, made on the target from its SQLite definition: a Chinese
+    column name, one with a space, one PostgreSQL folds to lower case, all copied."""
+    source = tmp_path / "spool.db"
+    _busy_sqlite_spool(source)
+    with Spool(source) as spool, spool.transaction() as conn:
+        conn.execute('CREATE TABLE visit_notes (id INTEGER PRIMARY KEY, 备注 TEXT, '
+                     '"the body" TEXT, Place TEXT)')
+        conn.execute('INSERT INTO visit_notes (备注, "the body", Place) VALUES (?, ?, ?)',
+                     ("周五回访", "带上合同", "北京"))
+    url = pg_cluster.new_schema()
+    result = migrate(source, url)
+    assert result.agrees and {t.table: t.copied for t in result.tables}["visit_notes"] == 1
+    with Spool(url) as new:
+        assert tuple(new.rows('SELECT 备注, "the body", place FROM visit_notes')[0]) == \
+            ("周五回访", "带上合同", "北京")
+
+
+def test_a_column_the_target_has_no_place_for_is_an_error_naming_it(tmp_path, pg_cluster):
+    """An operator's own column in a module's table (the target's table is the module's):
+    refused by name, and nothing copied, rather than left behind with the counts agreeing."""
+    source = tmp_path / "spool.db"
+    _busy_sqlite_spool(source)
+    with Spool(source) as spool:
+        from modempool.operator.contacts import AddressBook
+
+        AddressBook(spool.db).upsert("13900000001", "张三")
+        with spool.transaction() as conn:
+            conn.execute("ALTER TABLE contacts ADD COLUMN 备注 TEXT")
+            conn.execute("ALTER TABLE contacts ADD COLUMN region TEXT")
+            conn.execute("UPDATE contacts SET 备注 = '老客户', region = '华北'")
+    url = pg_cluster.new_schema()
+    with pytest.raises(PoolError) as refused:
+        migrate(source, url)
+    assert "contacts.备注, contacts.region" in str(refused.value)
+    assert "nothing was copied" in str(refused.value)
+    with Spool(url) as new:
+        assert new.rows("SELECT count(*) FROM messages")[0][0] == 0
+        assert new.rows("SELECT count(*) FROM contacts")[0][0] == 0

@@ -31,6 +31,18 @@ class InvalidNumber(PoolError):
     code = "number_invalid"
 
 
+class InvalidRow(InvalidNumber):
+    """A bad number among a batch's: `row` (from 1) says which, `problem` is the error about
+    the number alone, so a front end can place it in its own words ("argument 2", 第 2 行)
+    without taking the English message apart. Its `code` is the problem's; `params` has the
+    row too."""
+
+    def __init__(self, row: int, problem: InvalidNumber) -> None:
+        self.row, self.problem = row, problem
+        super().__init__(f"row {row}: {problem}", code=problem.code,
+                         params={**problem.params, "row": row})
+
+
 class ConfigError(PoolError):
     """A configuration file that cannot be used; the message names file, line and key."""
 

@@ -9,20 +9,17 @@ from contextlib import contextmanager
 import click
 
 from modempool.commands.shell import pool_command
-from modempool.errors import InvalidNumber
+from modempool.errors import InvalidNumber, InvalidRow
 
 
 @contextmanager
 def _numbered_as_arguments() -> Iterator[None]:
-    """The library numbers a batch's bad number by its row; here the batch is the command's
+    """The library places a batch's bad number by its row; here the batch is the command's
     arguments, so say "argument 2", not "row 2"."""
     try:
         yield
-    except InvalidNumber as exc:
-        row, message = exc.params.get("row"), str(exc)
-        if row is None or not message.startswith(f"row {row}: "):
-            raise
-        raise InvalidNumber(f"argument {row}: {message[len(f'row {row}: '):]}", code=exc.code,
+    except InvalidRow as exc:
+        raise InvalidNumber(f"argument {exc.row}: {exc.problem}", code=exc.code,
                             params=exc.params) from None
 
 

@@ -12,13 +12,14 @@ from functools import lru_cache
 
 from collections.abc import Iterable
 
-from modempool.errors import InvalidNumber
+from modempool.errors import InvalidNumber, InvalidRow
 from modempool.numbers import normalise
 
 
 def normalise_all(numbers: Iterable[str], region: str) -> list[str]:
-    """Every number of a batch in E.164, or InvalidNumber naming the first bad one (by its
-    row, from 1, when the batch has more than one): a caller checks all before storing any."""
+    """Every number of a batch in E.164, or InvalidNumber about the first bad one (InvalidRow,
+    naming its row from 1, when the batch has more than one): a caller checks all before
+    storing any."""
     numbers = list(numbers)
     e164s = []
     for index, number in enumerate(numbers):
@@ -27,8 +28,7 @@ def normalise_all(numbers: Iterable[str], region: str) -> list[str]:
         except InvalidNumber as exc:
             if len(numbers) == 1:
                 raise
-            raise InvalidNumber(f"row {index + 1}: {exc}", code=exc.code,
-                                params={**exc.params, "row": index + 1}) from None
+            raise InvalidRow(index + 1, exc) from None
     return e164s
 
 

@@ -12,7 +12,7 @@ from modempool.operator.hooks import inbound_handlers
 from modempool.operator.importers import ImportRejected
 from modempool import Pool
 from modempool.config import OptOutConfig
-from modempool.errors import Blacklisted, OptedOut
+from modempool.errors import Blacklisted, InvalidRow, OptedOut
 from modempool.operator.optout import OptOutList
 
 
@@ -100,6 +100,25 @@ def test_direct_sends_allowed_by_flag_blacklist_never(make):
     OptOutList(strict.db).add("13800138000")
     with pytest.raises(OptedOut):
         Pool(strict_config, spool=strict).check_recipients(["13800138000"])
+
+
+def test_a_bad_number_among_a_batch_is_placed_by_a_field_not_by_words(make):
+    """Which of a batch's numbers is bad is `row`, and `problem` is the error about it alone:
+    the CLI says "argument 2" and the console "第 2 行" without taking the message apart."""
+    from modempool.web.console.errors import describe
+
+    spool, config = make()
+    pool = Pool(config, spool=spool)
+    for add in (lambda numbers: pool.add_optouts(numbers, source="manual"),
+                lambda numbers: pool.add_to_blacklist(numbers, "complaint")):
+        with pytest.raises(InvalidRow) as refused:
+            add(["13800138000", "abc"])
+        bad = refused.value
+        assert bad.row == 2 and bad.params["row"] == 2 and bad.code == bad.problem.code
+        assert str(bad.problem).startswith("'abc' is not a phone number")
+        assert str(bad) == f"row 2: {bad.problem}"
+        assert describe(bad, "zh").startswith("第 2 行：abc 不是电话号码")
+    assert pool.optout_list() == [] and pool.blacklist() == []
 
 
 def test_blacklist_import_is_all_or_nothing_and_exports(make, tmp_path):

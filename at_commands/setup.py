@@ -42,16 +42,17 @@ class PinMemory(Protocol):
 
     `sim_key` names the SIM: ``iccid:<ICCID>`` (readable before the PIN on most modems), else
     ``port:<device>``. A refused PIN is never entered again for that SIM until the configured
-    PIN changes: three restarts would otherwise lock the SIM (PUK)."""
+    PIN changes: three restarts would otherwise lock the SIM (PUK). Coroutines: the memory
+    may wait for a database without holding up the event loop's other modems."""
 
-    def pin_refused(self, sim_key: str, pin: str) -> str | None:
+    async def pin_refused(self, sim_key: str, pin: str) -> str | None:
         """Why this PIN was refused by this SIM before (None: it was not)."""
 
-    def pin_was_refused(self, sim_key: str, pin: str, reason: str,
-                        attempts_left: int | None) -> None:
+    async def pin_was_refused(self, sim_key: str, pin: str, reason: str,
+                              attempts_left: int | None) -> None:
         """Remember that this SIM refused this PIN (`attempts_left` before the PUK, if known)."""
 
-    def pin_accepted(self, sim_key: str) -> None:
+    async def pin_accepted(self, sim_key: str) -> None:
         """The SIM took the configured PIN: forget an older refusal."""
 
 
@@ -161,7 +162,7 @@ class Setup:
                 before = None
                 if memory is not None:   # the SIM's key is read only where it is remembered
                     sim_key = sim_key or await self._sim_key()
-                    before = memory.pin_refused(sim_key, self._pin)
+                    before = await memory.pin_refused(sim_key, self._pin)
                 if before is not None:
                     self._lock_out(PinError(
                         f"PIN refused: fix the config (this SIM refused the configured PIN "
@@ -171,14 +172,14 @@ class Setup:
                 except (CmeError, CommandError) as error:
                     left = await self._pin_attempts_left()
                     if memory is not None:
-                        memory.pin_was_refused(sim_key, self._pin, str(error), left)
+                        await memory.pin_was_refused(sim_key, self._pin, str(error), left)
                     self._lock_out(PinError(
                         f"PIN refused: fix the config ({error}; "
                         + (f"{left} attempt(s) left before the SIM asks for its PUK"
                            if left is not None else "attempts left unknown")
                         + "); not trying it again"))
                 if memory is not None:
-                    memory.pin_accepted(sim_key)
+                    await memory.pin_accepted(sim_key)
                 self._pin_accepted = entered_now = True
                 continue
             if state == "pin":  # our PIN, accepted before: the modem was reset, enter it again

@@ -36,7 +36,7 @@ class ModemTaskMixin:
         # One driver object for the life of the daemon: it remembers a refused PIN and never
         # enters it again (a wrong PIN tried at every reconnect would lock the SIM).
         modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile,
-                      baudrate=spec.baudrate, pin_memory=SpoolPinMemory(self.spool, spec.name))
+                      baudrate=spec.baudrate, pin_memory=SpoolPinMemory(self.spool, spec.name, self.books))
         # The daemon owns the port for its whole life (also while quarantined or reconnecting):
         # the UUCP lock tells minicom, cu and a second modempool to stay away.
         lock = PortLock(spec.port, self.config.lock_dir)

@@ -147,3 +147,53 @@ async def test_a_ussd_answer_waiting_for_the_database_leaves_the_other_modems_se
                              what="the USSD answer, once the row is free")
             assert "balance is" in spool.requests.get(request)["answer"]
             assert await daemon.stop() == 0
+
+
+class PinWatchedSpool(Spool):
+    """A real PostgreSQL spool that notes the thread of each call of the refused-PIN memory."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.pin_threads: dict[str, set[int]] = {}
+
+    def _noted(self, call: str) -> None:
+        self.pin_threads.setdefault(call, set()).add(threading.get_ident())
+
+    def refused_pin(self, *args, **kwargs):
+        self._noted("refused_pin")
+        return super().refused_pin(*args, **kwargs)
+
+    def record_refused_pin(self, *args, **kwargs):
+        self._noted("record_refused_pin")
+        return super().record_refused_pin(*args, **kwargs)
+
+    def forget_refused_pin(self, *args, **kwargs):
+        self._noted("forget_refused_pin")
+        return super().forget_refused_pin(*args, **kwargs)
+
+
+async def test_the_refused_pin_memory_is_asked_in_the_lane_not_on_the_loop(tmp_path, pg_cluster):
+    """m1's SIM takes the configured PIN, m2's refuses it: the memory is read, forgotten and
+    written for them, each call in a worker thread."""
+    url = pg_cluster.new_schema()
+    with PinWatchedSpool(url) as spool:
+        async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=4) as bank:
+            for name in ("m1", "m2"):
+                bank.set_fault(name, "pin_locked", pin="1234")
+            text = f'[spool]\nurl = "{url}"\n'
+            for device, pin in zip(bank.devices, ("1234", "0000")):
+                text += (f'\n[[modem]]\nname = "{Path(device).name}"\nport = "{device}"\n'
+                         f'pin = "{pin}"\n')
+            daemon = Daemon(parse_config(text, tmp_path / "pool.toml"), spool=spool,
+                            install_signals=False)
+            running = asyncio.create_task(daemon.run())
+            try:
+                await eventually(lambda: (spool.sim("m1") or {}).get("state") == "up"
+                                 and (spool.sim("m2") or {}).get("state") == "locked"
+                                 or running.done(), what="m1 up, m2 locked")
+            finally:
+                daemon.stop()
+                await running
+        assert spool.pin_refusal_of("m2") is not None and spool.pin_refusal_of("m1") is None
+        assert set(spool.pin_threads) == {"refused_pin", "record_refused_pin", "forget_refused_pin"}
+        assert threading.get_ident() not in set().union(*spool.pin_threads.values())

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 from modempool.errors import PoolError
 
 if TYPE_CHECKING:
-    from modempool.account_pool import AccountPool, Conversation, ConversationThread
+    from modempool.account_pool import (AccountPool, AccountSim, AccountStatus, Conversation,
+                                        ConversationThread)
     from modempool.dispatch.requests import UssdAnswer
     from modempool.operator.autoreply import AutoReplyEntry, Rule
     from modempool.operator.backup import BackupResult
@@ -53,7 +54,8 @@ _RESULTS = {
     "BackupResult": "modempool.operator.backup",
     "HistoryEntry": "modempool.spool.history", "Thread": "modempool.operator.history",
     "CampaignBlocked": "modempool.operator.campaigns", "UssdAnswer": "modempool.dispatch.requests",
-    "AccountPool": "modempool.account_pool", "Conversation": "modempool.account_pool",
+    "AccountPool": "modempool.account_pool", "AccountSim": "modempool.account_pool",
+    "AccountStatus": "modempool.account_pool", "Conversation": "modempool.account_pool",
     "ConversationThread": "modempool.account_pool",
 }
 

@@ -7,6 +7,7 @@ The spool answers through `spool.scoped`; the account's rules are `AccountRules`
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,48 @@ from modempool.spool.model import Message, utcnow
 
 if TYPE_CHECKING:
     from modempool.pool import Received
+    from modempool.pool_status import SimStatus
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSim:
+    """One SIM an account may use, as `GET /v1/sims` shows it (`to_dict()`): its counters
+    grouped under `sent`, its quotas under `quota`."""
+
+    name: str
+    state: str
+    signal: int | None
+    operator: str | None
+    number: str | None
+    sent_minute: int
+    sent_today: int
+    sent_month: int
+    sent_total: int
+    per_minute: int | None
+    per_day: int | None
+    per_month: int | None
+    errors: int
+    last_error: str | None
+    updated_at: str | None
+
+    @classmethod
+    def of(cls, sim: SimStatus) -> AccountSim:
+        return cls(name=sim.name, state=sim.state, signal=sim.signal, operator=sim.operator,
+                   number=sim.details.get("msisdn"), sent_minute=sim.sent_minute,
+                   sent_today=sim.sent_today, sent_month=sim.sent_month,
+                   sent_total=sim.details.get("sent_total", 0), per_minute=sim.per_minute,
+                   per_day=sim.per_day, per_month=sim.per_month, errors=sim.errors,
+                   last_error=sim.last_error, updated_at=sim.details.get("updated_at"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state, "signal": self.signal,
+                "operator": self.operator, "number": self.number,
+                "sent": {"minute": self.sent_minute, "today": self.sent_today,
+                         "month": self.sent_month, "total": self.sent_total},
+                "quota": {"per_minute": self.per_minute, "per_day": self.per_day,
+                          "per_month": self.per_month},
+                "errors": self.errors, "last_error": self.last_error,
+                "updated_at": self.updated_at}
 
 
 class AccountMessages:
@@ -114,24 +157,11 @@ class AccountMessages:
         sims_for_send(self.account, [sim])
         return self.pool.ussd(sim, code, timeout=timeout)
 
-    def sims(self) -> list[dict[str, Any]]:
+    def sims(self) -> list[AccountSim]:
         """Each SIM the account may use: state (unknown while no daemon runs), signal,
         operator, own number, counters against its quotas, last error."""
-        out = []
-        for sim in self.pool.status().sims:
-            if not self.rules.sees_sim(sim.name):
-                continue
-            out.append({
-                "name": sim.name, "state": sim.state, "signal": sim.signal,
-                "operator": sim.operator, "number": sim.details.get("msisdn"),
-                "sent": {"minute": sim.sent_minute, "today": sim.sent_today,
-                         "month": sim.sent_month, "total": sim.details.get("sent_total", 0)},
-                "quota": {"per_minute": sim.per_minute, "per_day": sim.per_day,
-                          "per_month": sim.per_month},
-                "errors": sim.errors, "last_error": sim.last_error,
-                "updated_at": sim.details.get("updated_at"),
-            })
-        return out
+        return [AccountSim.of(sim) for sim in self.pool.status().sims
+                if self.rules.sees_sim(sim.name)]
 
     def throughput(self, sims: Iterable[str], minutes: int = 60,
                    now: datetime | None = None) -> list[int]:

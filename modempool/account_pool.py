@@ -21,18 +21,41 @@ Each part's calls are also the pool's, under their long-standing names
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from modempool.account_bank import AccountBank
-from modempool.account_messages import AccountMessages
+from modempool.account_messages import AccountMessages, AccountSim
 from modempool.account_people import AccountPeople, Conversation, ConversationThread, ThreadItem
 from modempool.account_rules import AccountRules
 from modempool.account_sending import AccountSending, PlannedSend, Queued
 from modempool.accounts import Account
 from modempool.part_call import PartCall
 
-__all__ = ["AccountPool", "Conversation", "ConversationThread", "PlannedSend", "Queued",
-           "ThreadItem"]
+if TYPE_CHECKING:
+    from modempool.dispatch.liveness import DaemonLiveness
+    from modempool.operator.campaign_report import Progress
+    from modempool.pool_status import SimStatus
+
+__all__ = ["AccountPool", "AccountSim", "AccountStatus", "Conversation", "ConversationThread",
+           "PlannedSend", "Queued", "ThreadItem"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStatus:
+    """`Pool.status()` narrowed to one account, with its SIMs' parts sent in each of the
+    last 60 minutes (`throughput`, oldest first)."""
+
+    daemon: DaemonLiveness
+    sims: tuple[SimStatus, ...]
+    queue: dict[str, int]
+    throughput: tuple[int, ...]
+    campaigns: tuple[Progress, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"daemon": self.daemon.to_dict(), "sims": [s.to_dict() for s in self.sims],
+                "queue": dict(self.queue), "throughput": list(self.throughput),
+                "campaigns": [c.to_dict() for c in self.campaigns]}
 
 
 class AccountPool:
@@ -49,19 +72,20 @@ class AccountPool:
         self.people = AccountPeople(pool, self.rules, self.messages)
         self.bank = AccountBank(pool, self.rules)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> AccountStatus:
         """The dashboard: the account's SIMs as `Pool.status` sees them (state with quarantine
         reason and until when, signal, operator, number, counters against quotas), the queue by
         state of the messages it may see, throughput over the last hour and the campaigns
         running or paused that it may see (`campaign_desk`: a sender's own)."""
         whole = self.pool.status()
-        sims = [s for s in whole.sims if self.rules.sees_sim(s.name)]
+        sims = tuple(s for s in whole.sims if self.rules.sees_sim(s.name))
         everything = self.account.sees_all
         queue = whole.queue if everything else self.messages.counts()
         seen = None if everything else {c.id for c in self.bank.campaign_desk().list()}
-        return {"daemon": whole.daemon, "sims": sims, "queue": queue,
-                "throughput": self.messages.throughput([s.name for s in sims]),
-                "campaigns": [c for c in whole.campaigns if seen is None or c.campaign in seen]}
+        return AccountStatus(
+            daemon=whole.daemon, sims=sims, queue=queue,
+            throughput=tuple(self.messages.throughput([s.name for s in sims])),
+            campaigns=tuple(c for c in whole.campaigns if seen is None or c.campaign in seen))
 
     # ---- the parts' calls under their long-standing names -----------------------------------
     require_sender = PartCall("rules", "require_sender")

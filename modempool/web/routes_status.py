@@ -47,7 +47,7 @@ def inbound(pool: AccountPool = Depends(account_pool),
 @router.get("/v1/sims", tags=["sims"],
             summary="Each SIM: state, signal, operator, own number, counters against quotas, last error")
 def sims(pool: AccountPool = Depends(account_pool)) -> dict[str, Any]:
-    return {"sims": pool.sims()}
+    return {"sims": [sim.to_dict() for sim in pool.sims()]}
 
 
 class UssdRequest(BaseModel):

@@ -64,7 +64,7 @@ def test_a_sender_runs_its_own_campaign_through_its_sims_and_owns_its_messages(p
     assert all(m.sims == ("m2",) for m in messages)
     assert pool.for_account(Accounts(pool.spool).get("shop")).page()[0] == []
     running = {name: [c.campaign for c in pool.for_account(Accounts(pool.spool).get(name))
-                      .status()["campaigns"]] for name in ("branch", "shop", "root")}
+                      .status().campaigns] for name in ("branch", "shop", "root")}
     assert running == {"branch": [made.id], "shop": [], "root": [made.id]}   # the dashboard
     branch.pause(made.id)
     assert branch.progress(made.id).state == "paused"

@@ -156,5 +156,23 @@ def test_an_accounts_messages_received_sms_and_thread_are_its_own(pool):
     assert thread.to_dict()["items"][0]["state"] == "queued"
     [conversation] = shop1.conversations()
     assert conversation.unread == 0   # the thread was read
-    status = shop1.status()
-    assert status["queue"]["queued"] == 1 and len(status["throughput"]) == 60
+    status = shop1.status()   # typed, as Pool.status() is
+    assert status.queue["queued"] == 1 and len(status.throughput) == 60
+    assert [sim.name for sim in status.sims] == ["m1"]
+    assert status.to_dict()["throughput"] == [0] * 60
+
+
+def test_an_accounts_sims_are_typed_and_their_to_dict_is_the_apis_shape(pool):
+    from modempool import AccountSim
+
+    Accounts(pool.spool).add("shop1", "sender", sims=["m1"])
+    pool.spool.upsert_sim("m1", state="up", signal=-71, operator="CMCC", msisdn="+8613900000001")
+    [sim] = as_account(pool, "shop1").sims()
+    assert isinstance(sim, AccountSim) and (sim.name, sim.signal, sim.number) == (
+        "m1", -71, "+8613900000001")
+    assert list(sim.to_dict().items()) == [   # GET /v1/sims, key for key in its order
+        ("name", "m1"), ("state", sim.state), ("signal", -71), ("operator", "CMCC"),
+        ("number", "+8613900000001"),
+        ("sent", {"minute": 0, "today": 0, "month": 0, "total": 0}),
+        ("quota", {"per_minute": None, "per_day": None, "per_month": None}),
+        ("errors", 0), ("last_error", None), ("updated_at", sim.updated_at)]

@@ -3,6 +3,7 @@ bad input, and the problem documents."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 import httpx
@@ -168,8 +169,16 @@ def test_inbound_with_contact_name_and_sims(api):
         assert sims["m1"]["state"] == "unknown"
     with api.client("branch") as branch:  # bound to m2: sees what came in on m2
         assert [r["sim"] for r in branch.get("/v1/inbound").json()["messages"]] == ["m2"]
-        assert [s["name"] for s in branch.get("/v1/sims").json()["sims"]] == ["m2"]
+        answer = branch.get("/v1/sims")
+        assert [s["name"] for s in answer.json()["sims"]] == ["m2"]
         assert branch.post("/v1/sims/m1/ussd", json={"code": "*100#"}).status_code == 403
+    with _spool(api) as spool:   # the library's typed SIMs are the API's, byte for byte
+        from modempool import Pool
+        from modempool.accounts import Accounts
+
+        branch_pool = Pool(api.config, spool=spool).for_account(Accounts(spool).get("branch"))
+        expected = {"sims": [sim.to_dict() for sim in branch_pool.sims()]}
+    assert answer.content == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 @both_engines

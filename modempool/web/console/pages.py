@@ -102,8 +102,9 @@ def dashboard_fragment(request: Request, session: Session = Depends(current_sess
 
 def _dashboard(request: Request, session: Session) -> dict[str, Any]:
     status = pool_of(request, session).status()
-    peak = max(status["throughput"]) or 1
-    return {**status, "peak": peak, "sent_hour": sum(status["throughput"])}
+    return {"daemon": status.daemon, "sims": status.sims, "queue": status.queue,
+            "throughput": status.throughput, "campaigns": status.campaigns,
+            "peak": max(status.throughput) or 1, "sent_hour": sum(status.throughput)}
 
 
 # ---- send -----------------------------------------------------------------------------------
@@ -117,7 +118,7 @@ def send_page(request: Request, session: Session = Depends(current_session),
 def _send_form(request: Request, session: Session, values: dict[str, str],
                errors: dict[str, str] | None = None, status: int = 200) -> HTMLResponse:
     pool = pool_of(request, session)
-    sims = [s["name"] for s in pool.sims()]
+    sims = [s.name for s in pool.sims()]
     return render(request, "send.html", {"values": values, "errors": errors or {}, "sims": sims},
                   session=session, status=status)
 

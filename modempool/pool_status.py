@@ -88,10 +88,11 @@ def read_status(spool: Spool, config: Config) -> Status:
     names = [m.name for m in config.modems]
     names += sorted(set(known) - set(names))
     sims = []
+    sent = spool.sent_counts_of(names)
     for name in names:
         row = current_sim_state(known.get(name) or {"state": "unknown"}, liveness)
         modem = config.modem(name)
-        minute, today, month = spool.sent_counts(name)
+        minute, today, month = sent[name]
         sims.append(SimStatus(
             name=name, state=row.pop("state", None) or "unknown",
             port=row.pop("port", None) or (modem.port if modem else None),

@@ -233,6 +233,7 @@ class Spool:
 
     count_sent = PartCall("sims", "count_sent")
     sent_counts = PartCall("sims", "sent_counts")
+    sent_counts_of = PartCall("sims", "sent_counts_of")
     upsert_sim = PartCall("sims", "upsert")
     record_sim_error = PartCall("sims", "record_error")
     sim = PartCall("sims", "get")

@@ -37,6 +37,7 @@ class SpoolCollector:
         errors = CounterMetricFamily("modempool_sim_errors", "Send errors per SIM", labels=["sim"])
         quota = GaugeMetricFamily("modempool_sim_quota_used_ratio",
                                   "Share of the SIM's quota used in the window", labels=["sim", "window"])
+        sent = spool.sent_counts_of([m.name for m in config.modems])
         for name in names:
             row = sims.get(name) or {}
             parts.add_metric([name], row.get("sent_total") or 0)
@@ -46,7 +47,7 @@ class SpoolCollector:
                 signal.add_metric([name], row["signal"])
             modem = config.modem(name)
             if modem is not None:
-                minute, today, month = spool.sent_counts(name)
+                minute, today, month = sent[name]
                 for window, used, limit in (("minute", minute, modem.per_minute),
                                             ("day", today, modem.per_day),
                                             ("month", month, modem.per_month)):

@@ -213,6 +213,14 @@ def test_a_sims_day_and_month_follow_its_iccid_from_modem_to_modem(path):
         spool.mark_part_writing(message.id, 1, 1, lease_owner="o")
         spool.upsert_sim("c3", iccid="89860012345678901234")
         assert spool.sent_counts("c3")[1:] == (1, 1)
+        # The whole bank in one call (the dashboard's): each SIM its own, nothing of one
+        # counted for another. n1 sends one now (its first of this day and month).
+        other = spool.enqueue("+8613800138001", "now")
+        spool.claim(other.id, "n1", "o", 60)
+        spool.mark_part_writing(other.id, 1, 1, lease_owner="o")
+        spool.mark_part_sent(other.id, 1, None, 9)
+        assert spool.sent_counts_of(["c3", "n1", "unknown", "b7"]) == {
+            "c3": (0, 1, 1), "n1": (1, 1, 1), "unknown": (0, 0, 0), "b7": (0, 1, 1)}
 
 
 def test_day_boundary_follows_local_time_zone(path):

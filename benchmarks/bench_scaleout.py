@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_pool import where_time_went  # noqa: E402
 from modempool.spool import Spool  # noqa: E402
+from modempool.spool.postgres_counts import STATE_COUNTS  # noqa: E402
 from simulator import SimulatedBank  # noqa: E402
 
 
@@ -206,8 +207,7 @@ EXPLAINED = (
     ("sent", "UPDATE messages SET state = 'sent', lease_owner = NULL, lease_until = NULL, "
      "updated_at = :now, sent_at = :now WHERE id = :id AND state = 'sending' "
      "AND lease_owner = 'b:1/m1'"),
-    ("counts", "SELECT state, sum(n) AS n, count(*) AS summed FROM message_counts "
-     "GROUP BY state"),
+    ("counts", STATE_COUNTS),
 )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
 from modempool.spool.postgres_counts import (COUNT_FUNCTIONS, COUNT_FUNCTIONS_MARK, KEPT_COUNTS,
-                                             SUMMED_BY_INDEX, KeptCounts)
+                                             KEPT_TOTALS, SUMMED_BY_INDEX, KeptCounts)
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 
 log = logging.getLogger("modempool.spool")
@@ -59,7 +59,8 @@ QUEUE_INDEXES = (
 _KEY_LOCKS = 0x6D70
 
 #: Schema steps of this engine's own, run after the shared script of the same version.
-OWN_STEPS: dict[int, Sequence[str]] = {8: KEPT_COUNTS, 9: QUEUE_INDEXES + SUMMED_BY_INDEX}
+OWN_STEPS: dict[int, Sequence[str]] = {8: KEPT_COUNTS, 9: QUEUE_INDEXES + SUMMED_BY_INDEX,
+                                       10: KEPT_TOTALS}
 
 #: A pooled connection unused for longer than this is checked before it is handed out.
 IDLE_CHECK_AFTER = 2.0

@@ -234,10 +234,11 @@ FROM sims GROUP BY counted_as;
 #: ones by SIM, the enqueue-to-sent histogram) in the database, each engine its own way: no
 #: shared script. PostgreSQL's are `postgres_counts.KEPT_COUNTS` (its step 8); SQLite makes its
 #: counting triggers when it opens any spool (`STATE_COUNTS`, `METRIC_COUNTS`). Version 9
-#: is PostgreSQL's too: its queue indexes and autovacuum (`QUEUE_INDEXES`, postgres_engine.py).
+#: is PostgreSQL's too: its queue indexes and autovacuum (`QUEUE_INDEXES`, postgres_engine.py);
+#: and version 10: the totals its kept counts are folded into (`postgres_counts.KEPT_TOTALS`).
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
                               5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: "",
-                              9: ""}
+                              9: "", 10: ""}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

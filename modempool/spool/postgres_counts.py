@@ -185,6 +185,12 @@ SEND_LATENCY = (
     "SELECT bucket, n, seconds, 0 AS change FROM send_latency_totals "
     "UNION ALL SELECT bucket, n, seconds, 1 FROM send_latency_counts) AS kept GROUP BY bucket")
 
+#: What the tables of changes take, empty pages included.
+_PAGES_HELD = ("SELECT pg_relation_size('message_counts') "
+               "+ pg_relation_size('send_latency_counts') AS bytes")
+#: Past this size of the tables of changes, an idle spool's housekeeping vacuums them.
+KEPT_PAGES_AT_MOST = 1 << 20
+
 #: Whether a fold has anything to do (an idle spool is not rewritten).
 _CHANGES_LEFT = ("SELECT EXISTS (SELECT 1 FROM message_counts) "
                  "OR EXISTS (SELECT 1 FROM send_latency_counts)")
@@ -224,8 +230,12 @@ class KeptCounts:
 
     def fold_now_and_then(self) -> None:
         """The housekeeping of the daemon and of `serve` (a thread of theirs): fold at most
-        every FOLD_EVERY seconds, then vacuum the emptied tables of changes."""
-        if time.monotonic() - self._folded_at >= FOLD_EVERY and self.fold():
+        every FOLD_EVERY seconds, then vacuum the emptied tables of changes; vacuum them too
+        when nothing changed but they hold more than KEPT_PAGES_AT_MOST bytes (an idle spool
+        just upgraded, or whose autovacuum is off): a read scans every page."""
+        if time.monotonic() - self._folded_at < FOLD_EVERY:
+            return
+        if self.fold() or self.engine.rows(_PAGES_HELD)[0]["bytes"] > KEPT_PAGES_AT_MOST:
             self.vacuum()
 
     def fold(self) -> bool:

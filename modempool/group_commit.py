@@ -30,7 +30,7 @@ write lock is held for less; a check must not write (other threads share the con
 
     sends = GroupCommit(spool)
     planned = account_pool.plan_send(numbers, text)
-    queued = await sends.run(planned.write, check=planned.check)
+    queued = await sends.run(planned.write, check=planned.check, locks=planned.locks)
 """
 
 from __future__ import annotations

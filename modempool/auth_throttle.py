@@ -13,10 +13,14 @@ A request whose key passes writes nothing and reads nothing: a server refuses an
 what it learnt at its own last failure from it (the shared `clear_at` the upsert returned).
 So with N servers an address gets at most N - 1 attempts beyond the limit (each server lets
 one through before it has heard of the others' count), and each of those is counted too.
+
+An IPv6 address is counted by its /64 network: one host or LAN is given a /64, and counting
+its 2^64 addresses apart would give one attacker as many limits (and rows).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from typing import Any
@@ -59,14 +63,14 @@ class FailureThrottle:
     def retry_after(self, client: str, now: float | None = None) -> float:
         """Seconds until `client` may try again; 0 if it may now."""
         moment = time.time() if now is None else now
-        clear_at = self._learnt.get(client)
+        clear_at = self._learnt.get(counted_as(client))
         if clear_at is None:
             return 0.0
         return max(0.0, clear_at - (self.window - self.step) - moment)
 
     def failed(self, client: str, now: float | None = None) -> None:
         """Count a failed attempt of `client` (for every server on this spool)."""
-        moment = time.time() if now is None else now
+        moment, client = time.time() if now is None else now, counted_as(client)
         with self.spool.transaction() as conn:
             conn.execute("DELETE FROM auth_failures WHERE clear_at <= ?", (moment,))
             clear_at = conn.execute(_FAILED, {"client": client, "now": moment,
@@ -83,3 +87,16 @@ class FailureThrottle:
             if self._learnt[client] > now and len(self._learnt) <= self.max_addresses:
                 break
             del self._learnt[client]
+
+
+def counted_as(client: str) -> str:
+    """What a client's failures are counted under: its address, an IPv6 one's /64 network."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return client   # not an address ("unknown", a test client's name)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

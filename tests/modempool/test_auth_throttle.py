@@ -53,3 +53,17 @@ def test_the_table_keeps_only_the_addresses_that_failed_within_the_window(spools
     throttle.failed("192.0.2.1", now=2000)   # a quiet while later, only the new one is left
     assert spool.rows("SELECT client FROM auth_failures")[0][0] == "192.0.2.1"
     assert len(throttle) == 1
+
+
+def test_an_ipv6_address_is_counted_by_its_64_network(spools):
+    throttle = FailureThrottle(spools[0], limit=2, window=60)
+    throttle.failed("2001:db8:1:2::a", now=100)
+    throttle.failed("2001:db8:1:2:ffff::b", now=100)     # another address of the same /64
+    assert throttle.retry_after("2001:db8:1:2::c", now=100) > 0
+    assert throttle.retry_after("2001:db8:1:3::a", now=100) == 0     # the next /64
+    throttle.failed("::ffff:192.0.2.1", now=100)           # IPv4, as a dual-stack socket shows it
+    throttle.failed("192.0.2.1", now=100)
+    assert throttle.retry_after("192.0.2.1", now=100) > 0
+    assert throttle.retry_after("192.0.2.2", now=100) == 0
+    assert sorted(r[0] for r in spools[0].rows("SELECT client FROM auth_failures")) == [
+        "192.0.2.1", "2001:db8:1:2::/64"]

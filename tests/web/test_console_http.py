@@ -465,3 +465,37 @@ def test_each_role_looks_at_and_changes_what_the_library_lets_it(api):
     assert refused.status_code == 403 and "您的账号只能查看自动回复规则，不能更改" in refused.text
     assert "人民路1号" in audit.get("/autoreplies").text   # still there
     assert root.post("/autoreplies/999/remove", data={"csrf": csrf["root"]}).status_code == 404
+
+
+def _dashboard_numbers(page: str) -> tuple[dict[str, int], dict[str, str]]:
+    """The queue by state and each SIM's 'today' as the dashboard shows them."""
+    queue = {state: int(n) for state, n in re.findall(
+        r'data-state="(\w+)".*?<a href="/messages\?state=\w+">(\d+)</a>', page)}
+    today = dict(re.findall(r'data-sim="(\w+)".*?<dd>([^<]*)</dd>', page, re.S))
+    return queue, today
+
+
+@both_engines
+def test_the_dashboard_counts_what_the_spool_holds(api):
+    """The queue by state (kept counts) and each SIM's day (its sent counts, the whole bank
+    read at once) as an admin and a sender see them, after sends, a cancel and a part sent."""
+    with api.client("shop") as shop:
+        ids = [shop.post("/v1/messages", json={"to": f"1380013800{i}", "text": "hi"}).json()[
+            "messages"][0]["id"] for i in range(3)]
+    spool = api.config.open_spool()
+    try:
+        spool.enqueue("13800138009", "the admin's own")
+        spool.cancel(ids[0])
+        assert spool.claim(ids[1], "m1", "test:1/m1", 60)
+        spool.mark_part_writing(ids[1], 1, 1, lease_owner="test:1/m1")
+        spool.mark_part_sent(ids[1], 1, None, 7)
+        spool.mark_sent(ids[1], lease_owner="test:1/m1")
+    finally:
+        spool.close()
+    admin, sender = signed_in(api, "root"), signed_in(api, "shop")
+    for path in ("/", "/fragments/dashboard"):
+        queue, today = _dashboard_numbers(admin.get(path).text)
+        assert (queue["queued"], queue["sent"], queue["cancelled"], queue["failed"]) == (2, 1, 1, 0)
+        assert today == {"m1": "1", "m2": "0"}
+        queue, _ = _dashboard_numbers(sender.get(path).text)
+        assert (queue["queued"], queue["sent"], queue["cancelled"]) == (1, 1, 1)

@@ -196,6 +196,12 @@ _CHANGES_LEFT = ("SELECT EXISTS (SELECT 1 FROM message_counts) "
                  "OR EXISTS (SELECT 1 FROM send_latency_counts)")
 
 
+def _first_line(exc: Exception) -> str:
+    from modempool.spool.postgres_engine import _reason   # which imports this module
+
+    return _reason(exc)
+
+
 class KeptCounts:
     """Reads and folds of the kept counts, for a `PostgresEngine`."""
 
@@ -225,8 +231,7 @@ class KeptCounts:
             try:
                 self.fold()
             except self.engine._psycopg.Error as exc:
-                log.warning("the kept counts were read but not folded: %s",
-                            str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+                log.warning("the kept counts were read but not folded: %s", _first_line(exc))
 
     def fold_now_and_then(self) -> None:
         """The housekeeping of the daemon and of `serve` (a thread of theirs): fold at most
@@ -259,5 +264,9 @@ class KeptCounts:
         writers to cut the end off (PostgreSQL's own bound): call it from a thread of its own."""
         if self.engine.in_transaction():
             return
-        with self.engine.pool.connection() as raw:
-            raw.execute("VACUUM (SKIP_LOCKED) message_counts, send_latency_counts")
+        try:
+            with self.engine.pool.connection() as raw:
+                raw.execute("VACUUM (SKIP_LOCKED) message_counts, send_latency_counts")
+        except self.engine._psycopg.Error as exc:   # a lock timeout, say: autovacuum will
+            log.warning("the kept counts' changes were folded but not vacuumed: %s",
+                        _first_line(exc))

@@ -499,3 +499,24 @@ def test_the_dashboard_counts_what_the_spool_holds(api):
         assert today == {"m1": "1", "m2": "0"}
         queue, _ = _dashboard_numbers(sender.get(path).text)
         assert (queue["queued"], queue["sent"], queue["cancelled"]) == (1, 1, 1)
+
+
+def test_wrong_sign_ins_and_wrong_api_keys_count_together_in_the_spool(api):
+    """The console's failed sign-ins go to the same per-address count as bad API keys, kept
+    in the spool for every server on it (auth_throttle.py): 5 a minute in the tests' config."""
+    client = httpx.Client(base_url=api.url, timeout=30)
+    for _ in range(3):
+        wrong = client.post("/login", data={"account": "shop", "key": "not the key",
+                                            "csrf": _csrf(client.get("/login"))})
+        assert wrong.status_code == 401
+    for _ in range(2):
+        assert client.get("/v1/messages", headers={"Authorization": "Bearer mpk_0_nope"}
+                          ).status_code == 401
+    refused = client.post("/login", data={"account": "shop", "key": api.keys["shop"],
+                                          "csrf": _csrf(client.get("/login"))})
+    assert refused.status_code == 429    # even the right key, from this address
+    spool = api.config.open_spool()
+    try:
+        assert [r[0] for r in spool.rows("SELECT client FROM auth_failures")] == ["127.0.0.1"]
+    finally:
+        spool.close()

@@ -61,6 +61,7 @@ class GroupCommit:
         self._writer: ThreadPoolExecutor | None = None
         self.batches = 0       # transactions committed (or tried): the figures of a benchmark
         self.operations = 0
+        self.run_again = 0     # operations a deadlock's victims, run again
 
     async def run(self, operation: Callable[[], T], *,
                   check: Callable[[], object] | None = None, locks: Sequence[str] = ()) -> T:
@@ -123,9 +124,10 @@ class GroupCommit:
                 outcomes[index] = (False, exc)
             else:
                 ready.append(index)
-        for _ in range(DEADLOCK_RETRIES):
+        for attempt in range(DEADLOCK_RETRIES):
             if not ready:
                 break
+            self.run_again += len(ready) if attempt else 0
             self._transaction(members, ready, outcomes)
             ready = [index for index in ready if _deadlocked(outcomes[index])]
         return outcomes  # type: ignore[return-value]

@@ -99,5 +99,46 @@ async def test_a_batch_picked_as_a_deadlocks_victim_is_written_again_once(target
         outcomes = await batch
         assert all(isinstance(o, list) and len(o) == 1 for o in outcomes), outcomes
         assert owners(other) == {"a": 1, "b": 1}
+        assert sends.run_again == 2   # the whole batch, once
         assert sorted(m.to for m in other.messages()) == ["+8613800000001", "+8613800000002"]
         sends.close()
+
+
+async def test_a_send_picked_as_a_deadlocks_victim_inside_its_batch_is_written_once(target):
+    """Two servers get the same two idempotent sends (a client retrying at both) in opposite
+    orders: each batch inserts its first key, then waits for the other's uncommitted insert of
+    its second. PostgreSQL fails one of those inserts; that send is run again after its batch
+    committed, finds the other's row and answers the same message: nothing lost, nothing
+    twice."""
+    import threading
+
+    path, url = target
+    sends_a = ("a", "k-a", "13800000001")
+    sends_b = ("b", "k-b", "13800000002")
+    with Pool.open(path, spool_path=url) as one, Pool.open(path, spool_path=url) as two:
+        wrote = [threading.Event(), threading.Event()]
+
+        def member(pool: Pool, account: str, key: str, number: str, batch: int | None = None):
+            plan = pool.for_account(Accounts(pool.spool).get(account)).plan_send(
+                [number], "验证码 1234", client_id=key)
+
+            def write_then_meet():   # the batch's first send; then the other batch's first
+                done = plan.write()
+                wrote[batch].set()
+                assert wrote[1 - batch].wait(60), "the other batch never wrote its first send"
+                return done
+            return (plan.write if batch is None else write_then_meet), plan.check
+
+        servers = [GroupCommit(one.spool, max_batch=2), GroupCommit(two.spool, max_batch=2)]
+        members = [member(one, *sends_a, batch=0), member(one, *sends_b),
+                   member(two, *sends_b, batch=1), member(two, *sends_a)]
+        outcomes = await asyncio.gather(
+            *(servers[index // 2].run(write, check=check)
+              for index, (write, check) in enumerate(members)), return_exceptions=True)
+        assert all(isinstance(o, list) and len(o) == 1 for o in outcomes), outcomes
+        assert sum(sends.run_again for sends in servers) == 1     # the deadlock's victim
+        answered = {(o[0].to, o[0].id) for o in outcomes}          # the same message twice
+        assert sorted(answered) == sorted((m.to, m.id) for m in one.messages())
+        assert len(answered) == 2 and owners(one) == {"a": 1, "b": 1}
+        for sends in servers:
+            sends.close()

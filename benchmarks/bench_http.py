@@ -12,7 +12,10 @@ steady API load costs the modems.
 3. 64 simulated modems at 1 s per SMS driven by `modempool run --http` (the API in its sidecar):
    the sending rate with the API idle, then while another process POSTs at --rate per second
    (messages scheduled for tomorrow, so the modems' work is the same in both runs); --pairs
-   runs both in turn several times, as the load of a shared machine drifts.
+   runs both in turn several times, as the load of a shared machine drifts. Each run also says
+   how long the daemon's event loop and its spool threads waited for the spool's write lock
+   and how long the sidecar held it (spool_probe/sitecustomize.py times every transaction of
+   both processes), and the sidecar's CPU per POST.
 """
 
 from __future__ import annotations
@@ -143,10 +146,12 @@ async def sending_rate(modems: int, latency: float, rounds: int, load_rate: floa
             url = f"http://127.0.0.1:{port}"
             log_path = directory / "daemon.log"
             log = open(log_path, "wb")
+            probes = directory / "probes"
+            probes.mkdir()
             daemon = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "cli", "run", "--config", str(config), "--http",
                 f"127.0.0.1:{port}", cwd=ROOT, stdout=log, stderr=log,
-                stdin=asyncio.subprocess.DEVNULL)
+                stdin=asyncio.subprocess.DEVNULL, env=probed_env(probes))
             load = None
             try:
                 while b"pool ready" not in log_path.read_bytes():
@@ -164,11 +169,13 @@ async def sending_rate(modems: int, latency: float, rounds: int, load_rate: floa
                 sidecar = _children(daemon.pid)
                 cpu = [cpu_seconds(pid) for pid in (daemon.pid, *sidecar)]
                 waited = run_queue_seconds(daemon.pid)
+                window = time.monotonic()
                 spool = Spool(directory / "spool.db")
                 spool.enqueue_many({"to": "+8613800138000", "text": f"bench {i}"} for i in range(total))
                 await bank.wait_for_messages(total, timeout=120 + total * latency)
                 cpu = [cpu_seconds(pid) - before for pid, before in zip((daemon.pid, *sidecar), cpu)]
                 waited = run_queue_seconds(daemon.pid) - waited
+                window = time.monotonic() - window
                 load_figures = None
                 if load is not None:
                     load.send_signal(signal.SIGINT)
@@ -184,12 +191,44 @@ async def sending_rate(modems: int, latency: float, rounds: int, load_rate: floa
                     print(f"  the daemon's log has {sum('ERROR' in x for x in lines)} errors; "
                           "the first:\n  " + "\n  ".join(lines[first:first + 40]))
             entries = bank.network_log()
+            lock = lock_figures(probes, daemon.pid)
     parts = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "part"]
     done = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "message"]
     elapsed = (max(done) - min(parts)).total_seconds() + latency
     return {"rate": total / elapsed, "messages": total, "elapsed": elapsed, "load": load_figures,
             "daemon_cpu": cpu[0], "sidecar_cpu": sum(cpu[1:]), "load_average": load_average,
-            "daemon_waited": waited}
+            "daemon_waited": waited, "window": window, **lock}
+
+
+def probed_env(directory: Path) -> dict[str, str]:
+    """The environment of a daemon whose processes time their spool transactions
+    (spool_probe/sitecustomize.py) into `directory`."""
+    paths = [str(ROOT / "benchmarks" / "spool_probe"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+            "MODEMPOOL_SPOOL_PROBE": str(directory)}
+
+
+def lock_figures(directory: Path, daemon_pid: int) -> dict[str, float]:
+    """The daemon's event loop's waits for the spool's write lock (seconds, longest), and how
+    long the sidecar held it; zeros where a process left no figures."""
+    loop, sidecar = {}, {"held": 0.0, "transactions": 0}
+    workers = {"waited": 0.0, "longest_wait": 0.0}
+    for found in directory.glob("*.json"):
+        threads = json.loads(found.read_text())["threads"]
+        if found.stem == str(daemon_pid):
+            loop = threads.get("MainThread", {})
+            for name, row in threads.items():
+                if name != "MainThread":
+                    workers["waited"] += row["waited"]
+                    workers["longest_wait"] = max(workers["longest_wait"], row["longest_wait"])
+        else:
+            for row in threads.values():
+                sidecar["held"] += row["held"]
+                sidecar["transactions"] += row["transactions"]
+    return {"loop_lock_waited": loop.get("waited", 0.0), "loop_lock_longest": loop.get("longest_wait", 0.0),
+            "loop_transactions": loop.get("transactions", 0), "loop_held": loop.get("held", 0.0),
+            "workers_lock_waited": workers["waited"], "workers_lock_longest": workers["longest_wait"],
+            "sidecar_held": sidecar["held"], "sidecar_transactions": sidecar["transactions"]}
 
 
 def run_queue_seconds(pid: int) -> float:
@@ -205,6 +244,19 @@ def _children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(c) for c in (task / "children").read_text().split()]
     return found
+
+
+def lock_line(run: dict, post_rate: float) -> str:
+    """The spool's write lock in a sending run (whole run, start-up included), and the
+    sidecar's CPU per POST over the sending window."""
+    line = (f"  write lock: the daemon's loop waited {run['loop_lock_waited']:.2f} s for it in "
+            f"{run['loop_transactions']} transactions (longest {1000 * run['loop_lock_longest']:.1f} ms) "
+            f"and held it {run['loop_held']:.2f} s; its spool threads waited {run['workers_lock_waited']:.2f} s "
+            f"(longest {1000 * run['workers_lock_longest']:.1f} ms); the sidecar held it {run['sidecar_held']:.2f} s "
+            f"in {run['sidecar_transactions']} commits")
+    if post_rate:
+        line += (f"; sidecar CPU per POST {1000 * run['sidecar_cpu'] / (post_rate * run['window']):.2f} ms")
+    return line
 
 
 def main() -> None:
@@ -235,6 +287,7 @@ def main() -> None:
                   f"ideal {args.modems / args.latency:.0f}; daemon CPU {idle['daemon_cpu']:.1f} s, "
                   f"waited for a CPU {idle['daemon_waited']:.1f} s, "
                   f"sidecar {idle['sidecar_cpu']:.1f} s; load average {idle['load_average']:.2f})")
+            print(lock_line(idle, 0.0))
             loaded = asyncio.run(sending_rate(args.modems, args.latency, args.rounds, args.rate))
             load = loaded["load"] or {}
             changes.append(100 * (loaded['rate'] - idle['rate']) / idle['rate'])
@@ -245,6 +298,7 @@ def main() -> None:
                   f"sidecar {loaded['sidecar_cpu']:.1f} s, "
                   f"load generator {load.get('cpu', 0):.1f} s; load average "
                   f"{loaded['load_average']:.2f}); change {changes[-1]:+.1f} %")
+            print(lock_line(loaded, load.get("rate", 0.0)))
         if len(changes) > 1:
             print(f"sending change under load, {len(changes)} pairs: "
                   f"{', '.join(f'{c:+.1f} %' for c in changes)}")

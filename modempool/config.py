@@ -224,6 +224,7 @@ class HttpConfig:
     tls_key: str | None = None
     max_body: int = 16 * 1024 * 1024   # bytes; a 100,000-recipient batch is about 2 MB
     auth_failures_per_minute: int = 10  # per client address, then 429
+    sidecar_nice: int = 5                   # the sidecar of `run` this much below the daemon's CPU priority
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +348,8 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "sensitive": {"words": text_list, "file": text},
     "signature": {"text": any_text, "footer": any_text, "marketing_only": flag},
     "http": {"listen": listen_address, "public": flag, "behind_proxy": flag, "tls_cert": text,
-             "tls_key": text, "max_body": at_least(1024), "auth_failures_per_minute": at_least(1)},
+             "tls_key": text, "max_body": at_least(1024), "auth_failures_per_minute": at_least(1),
+             "sidecar_nice": between(0, 19)},
     "balance": {"operator": text, "ussd": text, "sms_to": text, "sms_text": text,
                 "pattern": text, "low": amount, "empty": amount, "check_every": seconds,
                 "check_after": at_least(1), "reply_timeout": seconds},

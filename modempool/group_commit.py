@@ -21,10 +21,11 @@ write lock is held for less; a check must not write (other threads share the con
 - an operation (or the whole batch) that PostgreSQL still picks as a deadlock's victim (a
   lock no operation named) is run again in a new transaction: nothing of it was stored, so
   it is stored once. An operation must therefore be one that may run again;
-- a batch starts `linger` seconds after its first operation arrived at the earliest (unless
-  it is full), so that a steady trickle of requests shares commits too: at 500 POST/s the
-  sends came one or two per transaction, each writing ~15 pages to the WAL for its own
-  indexes, counters and text index, and taking the write lock (the daemon's too) that often.
+- a batch starts `linger` seconds after its first operation arrived at the earliest (at
+  once when it is full, or fills up meanwhile), so that a steady trickle of requests shares
+  commits too: at 500 POST/s the sends came one or two per transaction, each writing ~15
+  pages to the WAL for its own indexes, counters and text index, and taking the write lock
+  (the daemon's too) that often.
   Under a heavy load the first operation has waited longer than that for the previous commit,
   and nothing lingers.
 
@@ -36,6 +37,7 @@ write lock is held for less; a check must not write (other threads share the con
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -58,6 +60,7 @@ class GroupCommit:
         self._pending: list[tuple[Member, asyncio.Future]] = []
         self._arrived: list[float] = []     # loop time each pending operation came
         self._writing = False
+        self._full = asyncio.Event()        # set when max_batch operations are pending
         self._writer: ThreadPoolExecutor | None = None
         self.batches = 0       # transactions committed (or tried): the figures of a benchmark
         self.operations = 0
@@ -71,6 +74,8 @@ class GroupCommit:
         done = loop.create_future()
         self._pending.append(((check, operation, tuple(locks)), done))
         self._arrived.append(loop.time())
+        if len(self._pending) >= self.max_batch:
+            self._full.set()
         if not self._writing:
             self._writing = True
             loop.create_task(self._write())
@@ -87,14 +92,17 @@ class GroupCommit:
                 try:
                     wait = self._arrived[0] + self.linger - loop.time()
                     if wait > 0 and len(self._pending) < self.max_batch:
-                        await asyncio.sleep(wait)   # the batch's first waits for company
+                        await self._wait_for_company(wait)
                     batch = self._pending[:self.max_batch]
                     del self._pending[:self.max_batch]
                     del self._arrived[:self.max_batch]
+                    if len(self._pending) < self.max_batch:
+                        self._full.clear()
                     outcomes = await loop.run_in_executor(
                         self._writer, self._commit, [member for member, _ in batch])
                 except BaseException as exc:  # the writer itself failed: no caller waits forever
                     waiting, self._pending, self._arrived = batch + self._pending, [], []
+                    self._full.clear()
                     for _, done in waiting:
                         if not done.done():
                             done.set_exception(exc)
@@ -108,6 +116,13 @@ class GroupCommit:
                         done.set_exception(value)
         finally:
             self._writing = False
+
+    async def _wait_for_company(self, seconds: float) -> None:
+        """The batch's first operation waits up to `seconds` for others; less if the batch
+        fills up meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._full.wait()
 
     def _commit(self, members: list[Member]) -> list[tuple[bool, Any]]:
         """In the writer thread: the checks, then one transaction with a savepoint per

@@ -142,9 +142,10 @@ class SendingMixin:
         A crash before that leaves the message ambiguous, never sent twice."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        # With the spool's calls in threads, a record costs the loop nothing: it starts at once
-        # (with the others of this turn of the loop) and is done before the SIM's next prompt.
-        quiet, longest = (0.0, 0.0) if self.lane.threaded else (RECORD_QUIET, RECORD_MAX)
+        # With the spool's calls in threads side by side, a record costs the loop nothing: it
+        # starts at once (with the others of this turn of the loop) and is done before the SIM's
+        # next prompt. In one thread (SQLite) it would queue before the markers.
+        quiet, longest = (0.0, 0.0) if self.lane.parallel else (RECORD_QUIET, RECORD_MAX)
         if not self._unrecorded:
             self._record_deadline = now + longest
         self._unrecorded.append((sent, mlog, to, parts))

@@ -1,19 +1,24 @@
-"""The daemon's spool calls, off the event loop when the spool is a database server.
+"""The daemon's spool calls, off the event loop.
 
-One event loop drives every modem of a daemon. A call to the spool that waits on a database
-server (a PostgreSQL round trip: a fraction of a millisecond nearby, several under load or
-over a network) would hold up all of them, a dozen times per message. So the daemon's calls
-go through its `SpoolLane`: on PostgreSQL a few worker threads run them, each transaction on
-its own pooled connection, while the loop carries on with the modems; only the coroutine that
-needs the answer (a modem at its prompt waiting for its part marker) waits for it. Modems
-whose answers come together (they often do) get their markers written side by side, not in a
-queue behind each other.
+One event loop drives every modem of a daemon. A call to the spool that waits would hold up
+all of them, a dozen times per message:
+- on a database server (PostgreSQL), a round trip: a fraction of a millisecond nearby,
+  several under load or over a network;
+- on SQLite, the file's write lock while another process holds it: the HTTP sidecar's
+  group commit of many sends, `modempool send` from a shell. SQLite's busy handler waits in
+  steps (1, 2, 5, 10, 15 ms...), so a lock held for 2 ms costs a waiter 3, one held for 4 ms
+  costs 8; on the loop, every modem waited that long.
+So the daemon's calls go through its `SpoolLane`, whose worker threads run them while the
+loop carries on with the modems; only the coroutine that needs the answer (a modem at its
+prompt waiting for its part marker) waits for it. On PostgreSQL a few threads, each
+transaction on its own pooled connection: modems whose answers come together (they often
+do) get their markers written side by side, not in a queue behind each other. On SQLite one
+thread per lane, in order: the spool has one connection, its transactions take turns anyway.
 
 Order is kept where the rules need it by whoever submits: each modem task awaits its own calls
 one by one, and a SIM's next part marker waits for the record of its previous message when
-that record is still on its way (`SendingMixin`). On SQLite the calls run at once on the loop,
-as they always did: a commit there is a local file write, and the embedded path keeps its
-behaviour and its crash guarantees.
+that record is still on its way (`SendingMixin`). The crash guarantees are the same in a
+thread: a modem writes its PDU only once the lane's commit of its marker has returned.
 """
 
 from __future__ import annotations
@@ -30,27 +35,31 @@ T = TypeVar("T")
 
 #: Worker threads (so database connections at once) of a daemon's send path on a database
 #: server; what the modems receive is stored by INBOUND_THREADS others, never in its way.
+#: On SQLite each lane has one.
 THREADS = 4
 INBOUND_THREADS = 2
 
 
 class SpoolLane:
-    """Runs spool work in worker threads (`threads` > 0), else at once on the loop."""
+    """Runs spool work in worker threads (`threads` > 0), else at once on the loop (a
+    component used alone, in tests)."""
 
     def __init__(self, *, threads: int = 0) -> None:
         self._workers = (concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="spool")
                          if threads else None)
+        self._threads = threads
         self._pending: set[asyncio.Future[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def for_spool(cls, spool: Any, threads: int = THREADS) -> SpoolLane:
-        """`threads` for a database server (PostgreSQL), none for SQLite."""
-        return cls(threads=threads if is_shared(spool) else 0)
+        """`threads` for a database server (PostgreSQL), one for SQLite."""
+        return cls(threads=threads if is_shared(spool) else 1)
 
     @property
-    def threaded(self) -> bool:
-        return self._workers is not None
+    def parallel(self) -> bool:
+        """Whether calls may run side by side (else each waits for those before it)."""
+        return self._threads > 1
 
     def submit(self, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> asyncio.Future[T]:
         """Start `work(*args, **kwargs)` now; its future. Without threads it has already run

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -108,30 +109,45 @@ async def test_a_writer_that_cannot_run_fails_every_waiting_caller(pool):
     assert pool.spool.counts()["queued"] == 0
 
 
+class Watched(GroupCommit):
+    """A group commit that says when its writer starts waiting for company."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lingering = asyncio.Event()
+
+    async def _wait_for_company(self, seconds: float) -> None:
+        self.lingering.set()
+        await super()._wait_for_company(seconds)
+
+
 async def test_a_send_that_comes_alone_waits_for_company_and_shares_its_commit(pool):
     """At a steady trickle each send would get a transaction of its own (the WAL pages of
     every index, the write lock that often): the first of a batch lingers for others."""
-    async def first_then_second(sends: GroupCommit) -> list[list[int]]:
-        first = asyncio.create_task(sends.run(partial(pool.queue, "13800138000", "一")))
-        await asyncio.sleep(0)   # the first is pending and the writer scheduled
-        await asyncio.sleep(0)   # the writer has run: it takes the batch, or lingers
-        second = sends.run(partial(pool.queue, "13800138001", "二"))
-        return await asyncio.gather(first, second)
-
-    lingering = GroupCommit(pool.spool, linger=1.0)
-    assert await first_then_second(lingering) == [[1], [2]]
+    lingering = Watched(pool.spool, linger=3600.0, max_batch=2)
+    first = asyncio.create_task(lingering.run(partial(pool.queue, "13800138000", "一")))
+    await lingering.lingering.wait()   # the writer waits with the first alone
+    async with asyncio.timeout(60):    # the second fills the batch: no hour's wait
+        assert await asyncio.gather(first, lingering.run(
+            partial(pool.queue, "13800138001", "二"))) == [[1], [2]]
     assert lingering.batches == 1   # both in one commit
     lingering.close()
-    eager = GroupCommit(pool.spool, linger=0.0)
-    assert await first_then_second(eager) == [[3], [4]]
-    assert eager.batches == 2
+
+    eager = Watched(pool.spool, linger=0.0)
+    taken = threading.Event()   # the writer thread has the first's batch
+    first = asyncio.create_task(eager.run(partial(pool.queue, "13800138002", "三"),
+                                          check=taken.set))
+    assert await asyncio.to_thread(taken.wait, 60)
+    assert await asyncio.gather(first, eager.run(partial(pool.queue, "13800138003", "四"))) \
+        == [[3], [4]]
+    assert eager.batches == 2 and not eager.lingering.is_set()
     eager.close()
 
 
 async def test_a_full_batch_does_not_linger(pool):
-    sends = GroupCommit(pool.spool, max_batch=2, linger=3600.0)
+    sends = Watched(pool.spool, max_batch=2, linger=3600.0)
     async with asyncio.timeout(60):   # a batch that lingered would wait an hour
         assert await asyncio.gather(*(sends.run(partial(pool.queue, f"1380013800{i}", "x"))
                                       for i in range(2))) == [[1], [2]]
-    assert sends.batches == 1
+    assert sends.batches == 1 and not sends.lingering.is_set()
     sends.close()

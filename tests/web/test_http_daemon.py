@@ -4,6 +4,7 @@ what comes in over HTTP, and calls a Kannel dlr-url back; a public address is re
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -45,7 +46,7 @@ class Callbacks:
 @both_engines
 def test_run_with_http_sends_what_the_api_queued(tmp_path, spool_section):
     config = tmp_path / "modempool.toml"
-    config.write_text(spool_section, encoding="utf-8")
+    config.write_text(spool_section + "\n[http]\nsidecar_nice = 7\n", encoding="utf-8")
     made = subprocess.run([sys.executable, "-m", "cli", "accounts", "add", "oa", "--role", "sender",
                            "--json", "--config", str(config)], capture_output=True, text=True,
                           cwd=REPO, timeout=60)
@@ -77,6 +78,9 @@ def test_run_with_http_sends_what_the_api_queued(tmp_path, spool_section):
         assert balance.status_code == 200 and balance.json()["text"], balance.text
         metrics = httpx.get(base + "/metrics").text
         assert "modempool_sim_messages_total{sim=" in metrics
+        [sidecar] = children(daemon.pid)   # the API below the modems' CPU priority
+        assert os.getpriority(os.PRIO_PROCESS, sidecar) == os.getpriority(
+            os.PRIO_PROCESS, daemon.pid) + 7
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0, daemon.stderr.read()
@@ -86,6 +90,11 @@ def test_run_with_http_sends_what_the_api_queued(tmp_path, spool_section):
         raise AssertionError("the API still answers after the daemon stopped")
     except httpx.TransportError:
         pass
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
 
 
 def test_run_refuses_a_public_address_unless_declared(tmp_path):

@@ -224,7 +224,7 @@ class HttpConfig:
     tls_key: str | None = None
     max_body: int = 16 * 1024 * 1024   # bytes; a 100,000-recipient batch is about 2 MB
     auth_failures_per_minute: int = 10  # per client address, then 429
-    sidecar_nice: int = 5                   # the sidecar of `run` this much below the daemon's CPU priority
+    sidecar_nice: int = 5              # `run`'s API process this much below the daemon's CPU priority
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,9 @@ write lock is held for less; a check must not write (other threads share the con
   every caller of the batch gets the error and nothing of the batch is stored);
 - an operation sees the rows of those before it in the batch, so an idempotency key used twice
   in one batch returns the first one's messages, as it does across transactions;
+- the batch's new messages go into the history search's text index together, at its end
+  (SQLite's FTS5 writes its index once per savepoint: that was a third of the time the
+  batch held the write lock); so an operation must not delete a message or change its text;
 - the locks an operation names (`locks`: keys of `engine.lock_key`, an account's quota) are
   taken for the whole batch at its start, in one order (sorted): two servers on one
   PostgreSQL whose batches hold several accounts in opposite orders would otherwise wait on
@@ -151,7 +154,7 @@ class GroupCommit:
                      outcomes: list[tuple[bool, Any] | None]) -> None:
         """The operations `ready` in one transaction, their outcomes written in `outcomes`."""
         try:
-            with self.spool.transaction() as conn:
+            with self.spool.transaction() as conn, self.spool.engine.text_index_together(conn):
                 for key in sorted({key for index in ready for key in members[index][2]}):
                     self.spool.engine.lock_key(conn, key)
                 for index in ready:

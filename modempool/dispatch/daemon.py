@@ -256,7 +256,9 @@ class Daemon(ModemTaskMixin):
         """The spool's WAL copied into the database once a second, in a thread and when the
         modems leave a moment (not inside whichever commit crosses the WAL threshold)."""
         assert self.dispatcher is not None
-        self.spool.checkpoint_when_told()
+        # In the lane: on the loop it could wait for the engine's lock while a claim round
+        # in the lane holds it and waits for the loop (SQLite: one connection, one lock).
+        await self.books.run(self.spool.checkpoint_when_told)
         while not self._stop.is_set():
             await self._sleep(CHECKPOINT_EVERY)
             await self.dispatcher.quiet_moment(CHECKPOINT_EVERY)

@@ -210,6 +210,14 @@ class Engine(ABC):
         """Add the text of rows `ids` just inserted into `table` to the full-text index, in
         the inserting transaction (SQLite; ids that were not inserted are skipped)."""
 
+    @contextmanager
+    def text_index_together(self, conn: Any) -> Iterator[None]:
+        """Within it, the messages `index_text` is given are indexed at its end, together
+        (SQLite: FTS5 writes its index once per statement and savepoint, so a group commit's
+        sends cost a write each). Only for writes that neither delete a message nor change
+        its text meanwhile; rows rolled back meanwhile are skipped."""
+        yield
+
 
     def newest_matching(self, table: str, text: str, limit: int,
                         before: int | None = None) -> list[int] | None:

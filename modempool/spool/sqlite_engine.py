@@ -178,6 +178,7 @@ class SqliteEngine(Engine):
         self.path = Path(path)
         self.lock = threading.RLock()
         self._ensured: set[str] = set()   # module schemas made (ensure_schema)
+        self._index_later: list[int] | None = None   # messages to index (text_index_together)
         # A command that only reads, where no spool exists yet, sees an empty one in memory
         # and leaves no file (nor directory) behind.
         target = ":memory:" if not create and not self.path.exists() else str(self.path)
@@ -289,9 +290,24 @@ class SqliteEngine(Engine):
         return True
 
     def index_text(self, conn: Any, table: str, ids: Sequence[int]) -> None:
-        if self.text_index and ids and table == "messages":
+        if self._index_later is not None and table == "messages":
+            self._index_later.extend(ids)
+        elif self.text_index and ids and table == "messages":
             conn.execute("INSERT INTO messages_fts (rowid, text) SELECT id, text FROM messages "
                          "WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),))
+
+    @contextmanager
+    def text_index_together(self, conn: Any) -> Iterator[None]:
+        if self._index_later is not None or not self.text_index:
+            yield
+            return
+        self._index_later = []
+        try:
+            yield
+            later = self._index_later
+        finally:
+            self._index_later = None
+        self.index_text(conn, "messages", later)
 
     def newest_matching(self, table: str, text: str, limit: int,
                         before: int | None = None) -> list[int] | None:

@@ -151,3 +151,27 @@ async def test_a_full_batch_does_not_linger(pool):
                                       for i in range(2))) == [[1], [2]]
     assert sends.batches == 1 and not sends.lingering.is_set()
     sends.close()
+
+
+async def test_a_batch_indexes_its_messages_text_together_and_not_a_refused_ones(pool):
+    """The text index is written once at the batch's end: a send rolled back meanwhile is
+    not in it, even when the next send of the batch took its id."""
+    sends = GroupCommit(pool.spool)
+
+    def refused_after_writing() -> None:
+        pool.queue("13800138001", "ghost 幽灵短信")
+        raise InvalidNumber("refused after writing")
+
+    outcomes = await asyncio.gather(
+        sends.run(partial(pool.queue, "13800138000", "验证码 111111 第一条")),
+        sends.run(refused_after_writing),
+        sends.run(partial(pool.queue, "13800138002", "取件码 222222 第二条")),
+        return_exceptions=True)
+    assert outcomes[0] == [1] and isinstance(outcomes[1], InvalidNumber) and outcomes[2] == [2]
+    assert sends.batches == 1
+    engine = pool.spool.engine
+    assert engine.newest_matching("messages", "111111", 10) == [1]
+    assert engine.newest_matching("messages", "222222", 10) == [2]   # id 2 was the ghost's
+    assert engine.newest_matching("messages", "幽灵短信", 10) == []
+    engine.conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')")
+    sends.close()

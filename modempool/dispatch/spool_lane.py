@@ -85,7 +85,8 @@ class SpoolLane:
     def on_loop(self, work: Callable[..., T], /, *args: Any) -> T:
         """From work running in the lane: `work(*args)` run on the event loop (whose state is
         the loop's alone), its result. The thread waits; the loop must be free to turn, as it
-        is while its coroutine awaits this lane's work."""
+        is while its coroutine awaits this lane's work. On SQLite the thread holds the spool's
+        one connection meanwhile: the daemon's loop calls the spool only through its lanes."""
         if self._workers is None:
             return work(*args)
         done: concurrent.futures.Future[T] = concurrent.futures.Future()

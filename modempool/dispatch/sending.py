@@ -2,8 +2,10 @@
 
 `Dispatcher.send_message` (this mixin; each modem task in `daemon.py` calls it) applies the rule:
 
-- record durably that a part is being written *before* writing its PDU to the modem (at the
-  modem's prompt, through the driver's `before_pdu` hook);
+- record durably that a part is being written *before* writing its PDU to the modem: its
+  marker is committed while the modem is asked for its prompt, and the PDU waits at the prompt
+  (the driver's `before_pdu` hook) until it is; a refusal before the prompt settles the marker
+  (the part failed, never left writing);
 - a definite answer (+CMGS or +CMS ERROR) settles the part: sent, or retried / failed over / failed;
   a confirmed message is recorded with the SIM's next part marker (same commit), or with the other
   confirmations of its burst when the SIM has nothing next: never in the path of the next send,
@@ -67,22 +69,6 @@ class SendingMixin:
                                 lease_owner=slot.owner)
             return
 
-        async def writing(part: Any) -> None:
-            """The driver awaits this at the prompt, the moment before the PDU goes out. The
-            SIM's previous message is recorded in the same commit: a crash leaves at most one
-            message per SIM without its outcome (ambiguous)."""
-            await self._recorded(slot.owner)  # its previous message, if on its way, first
-            pending = self._take_unrecorded(owner=slot.owner)
-            try:
-                recorded, lost = await self.lane.run(self._record_and_mark, pending, message.id,
-                                                     part.seq, part.total, slot.owner)
-            except BaseException:
-                self._settled(pending, None)
-                raise
-            self._settled(pending, recorded)
-            if lost is not None:
-                raise lost
-
         # A message partly sent by an earlier attempt goes on from its first unsent part (from the
         # same SIM: its requeue bound it there), with the same parts and concatenation reference.
         already = (await self.lane.run(self.spool.sent_parts, message.id)
@@ -96,9 +82,9 @@ class SendingMixin:
             # Parts go out in order: those before this one are out (earlier or just now).
             sent_before = part.seq - 1
             self.busy_now()
+            marking = self._mark_ahead(slot, message.id, part)
             try:
-                refs = await modem.send([part], more_to_follow=part.seq < part.total,
-                                        before_pdu=writing)
+                refs = await _write_part(modem, part, marking)
             except LeaseLost as exc:  # recovered by someone else meanwhile: not ours to send
                 mlog.warning("message %s not sent: %s", message.id, exc)
                 return
@@ -137,14 +123,47 @@ class SendingMixin:
         self._record_soon(SentPart(message.id, part.seq, part.reference, reference,
                                    lease_owner=slot.owner, now=now), mlog, message.to, len(parts))
 
+    def _mark_ahead(self, slot: SimSlot, message_id: int, part: Any) -> asyncio.Future[Any]:
+        """Start committing the marker of `part`, with the SIM's previous confirmation (one
+        commit), while the modem is asked for its prompt; the PDU waits for it at the prompt.
+        A record of the SIM still on its way is committed first: a crash leaves at most one
+        message per SIM without its outcome (ambiguous)."""
+        before = self._recording.get(slot.owner)
+        if before is not None and not before.done():
+            marking: asyncio.Future[Any] = asyncio.ensure_future(
+                self._mark_after(before, slot, message_id, part))
+            self._recording[slot.owner] = marking
+            return marking
+        return self._mark_now(slot, message_id, part)
+
+    async def _mark_after(self, before: asyncio.Future[Any], slot: SimSlot, message_id: int,
+                          part: Any) -> tuple[list[bool] | None, LeaseLost | None]:
+        await asyncio.wait([before])
+        return await asyncio.shield(self._mark_now(slot, message_id, part))
+
+    def _mark_now(self, slot: SimSlot, message_id: int, part: Any) -> asyncio.Future[Any]:
+        pending = self._take_unrecorded(owner=slot.owner)
+        marking = self.lane.submit(self._record_and_mark, pending, message_id, part.seq,
+                                   part.total, slot.owner)
+
+        def settle(done: asyncio.Future[Any]) -> None:
+            failed = done.cancelled() or done.exception() is not None
+            self._settled(pending, None if failed else done.result()[0])
+
+        marking.add_done_callback(settle)
+        if pending:  # the SIM's next marker, and the release of its leases, wait for it
+            self._recording[slot.owner] = marking
+        return marking
+
     def _record_soon(self, sent: SentPart, mlog: logging.Logger, to: str, parts: int) -> None:
         """Settle a confirmed send in the spool with the others of its burst (within RECORD_MAX).
         A crash before that leaves the message ambiguous, never sent twice."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         # With the spool's calls in threads side by side, a record costs the loop nothing: it
-        # starts at once (with the others of this turn of the loop) and is done before the SIM's
-        # next prompt. In one thread (SQLite) it would queue before the markers.
+        # starts at the next turn of the loop (with the others of this turn), unless the SIM's
+        # next message takes it first into the marker it commits while asking for the prompt
+        # (one commit). In one thread (SQLite) it would queue before the markers.
         quiet, longest = (0.0, 0.0) if self.lane.parallel else (RECORD_QUIET, RECORD_MAX)
         if not self._unrecorded:
             self._record_deadline = now + longest
@@ -297,3 +316,20 @@ class SendingMixin:
                             self.clock() + timedelta(seconds=delay),
                             avoid_sim=None if sent else slot.name,
                             only_sim=slot.name if sent else None, lease_owner=slot.owner)
+
+
+async def _write_part(modem: Any, part: Any, marking: asyncio.Future[Any]) -> list[int]:
+    """Send `part` through `modem`; its PDU goes out once `marking` (its marker) is committed.
+    Whatever the modem answers, the marker's transaction is over when this returns or raises:
+    a refusal before the prompt is then settled after it (its part marked failed, not left
+    writing)."""
+    async def writing(_: Any) -> None:
+        _, lost = await asyncio.shield(marking)
+        if lost is not None:
+            raise lost
+
+    try:
+        return await modem.send([part], more_to_follow=part.seq < part.total, before_pdu=writing)
+    finally:
+        if not marking.done():
+            await asyncio.wait([marking])

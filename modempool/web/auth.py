@@ -13,6 +13,7 @@ A client address that failed `[http] auth_failures_per_minute` times at once is 
 
 from __future__ import annotations
 
+import logging
 import math
 
 from fastapi import Depends, HTTPException, Request
@@ -21,12 +22,23 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from modempool.accounts import Account, Role
 
+log = logging.getLogger("modempool.web")
+
 _bearer = HTTPBearer(auto_error=False, description="An account key: `modempool accounts add`")
 
 
 def client_address(request: Request) -> str:
     """The peer's address (with `[http] behind_proxy`, uvicorn has put the proxy's
-    X-Forwarded-For here already)."""
+    X-Forwarded-For here already). A request that carries X-Forwarded-For to a server not
+    told it is behind a proxy is counted under the proxy's address: said once in the log."""
+    api = request.app.state.api
+    if not api.forwarded_warned and "x-forwarded-for" in request.headers \
+            and not api.config.http.behind_proxy:
+        api.forwarded_warned = True
+        log.warning("requests carry X-Forwarded-For but [http] behind_proxy is off: failed "
+                    "keys are counted under the proxy's address (%s); set behind_proxy = true "
+                    "if a proxy on this host forwards them", request.client.host
+                    if request.client else "unknown")
     return request.client.host if request.client else "unknown"
 
 

@@ -131,7 +131,7 @@ async def _uvicorn(config: Any, spool: Any, listen: str, stop: asyncio.Event,
         raise ConfigError(f"cannot listen on {address.text} (in use, or not an address of this host)")
     log.info("HTTP API on http%s://%s", "s" if http.tls_cert else "", address.text)
     started()
-    await stop.wait()
+    await app.state.api.throttle.keep_flushing(stop)   # returns once `stop` is set
     server.should_exit = True
     await task
 

@@ -33,6 +33,7 @@ class ApiState:
     registry: Any = None                 # prometheus_client.CollectorRegistry of this app
     requests: Any = None                 # the HTTP requests counter
     extra: dict[str, Any] = field(default_factory=dict)   # room for the console's own state
+    forwarded_warned: bool = False       # X-Forwarded-For without behind_proxy, logged once
 
     @classmethod
     def open(cls, config: Any, spool: Any | None = None) -> ApiState:

@@ -316,3 +316,13 @@ def test_opting_numbers_out_is_all_or_nothing(api):
         assert listed == [{**o.to_dict(), "name": ""} for o in pool.optout_list()]
         assert blacklist == [b.to_dict() for b in pool.blacklist()] and blacklist[0]["reason"] == "投诉"
         assert groups == [g.to_dict() for g in pool.groups()]
+
+
+def test_x_forwarded_for_without_behind_proxy_is_said_once_in_the_log(api, caplog):
+    with caplog.at_level("WARNING", logger="modempool.web"), httpx.Client(base_url=api.url) as client:
+        for _ in range(3):
+            answer = client.get("/v1/messages", headers={"Authorization": "Bearer mpk_0_nope",
+                                                         "X-Forwarded-For": "198.51.100.7"})
+            assert answer.status_code == 401
+    said = [r.message for r in caplog.records if "X-Forwarded-For" in r.message]
+    assert len(said) == 1 and "behind_proxy" in said[0]

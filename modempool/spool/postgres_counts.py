@@ -156,15 +156,20 @@ _VACUUM_SOON = ("autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold
                 "autovacuum_vacuum_cost_delay = 0")
 
 #: Version 10: the totals (a fold updates each row in its page: fillfactor 50), what the
-#: changes held moved into them, the index of version 9 dropped, autovacuum set.
+#: changes held moved into them, the index of version 9 dropped, autovacuum set. A version 9
+#: daemon on another box may be folding meanwhile (its fold deletes and inserts rows of
+#: changes): the upgrade waits for the fold lock (a version 9 fold that finds it taken skips),
+#: then drops the indexes, which takes the tables of changes whole, before it deletes a row,
+#: so the two never wait on each other in a cycle.
 KEPT_TOTALS = (
+    f"SELECT pg_advisory_xact_lock({_FOLD_LOCK})",
+    "DROP INDEX IF EXISTS message_counts_sums",
+    "DROP INDEX IF EXISTS send_latency_counts_sums",
     "CREATE TABLE IF NOT EXISTS message_count_totals (state TEXT NOT NULL, sim TEXT NOT NULL, "
     f"n BIGINT NOT NULL, PRIMARY KEY (state, sim)) WITH (fillfactor = 50, {_VACUUM_SOON})",
     "CREATE TABLE IF NOT EXISTS send_latency_totals (bucket INTEGER PRIMARY KEY, "
     f"n BIGINT NOT NULL, seconds DOUBLE PRECISION NOT NULL) WITH (fillfactor = 50, {_VACUUM_SOON})",
     *_FOLD,
-    "DROP INDEX IF EXISTS message_counts_sums",
-    "DROP INDEX IF EXISTS send_latency_counts_sums",
     f"ALTER TABLE message_counts SET ({_VACUUM_SOON})",
     f"ALTER TABLE send_latency_counts SET ({_VACUUM_SOON})",
 )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import psycopg
 import pytest
 
 from modempool.spool import Spool, SpoolTooNew, SpoolUnreachable
+from modempool.spool.postgres_counts import _FOLD_LOCK, SUMMED_BY_INDEX
 from modempool.spool.schema import SCHEMA_VERSION
 from tests.modempool.spool_driver import claim_next
 
@@ -270,3 +272,72 @@ def test_a_time_text_postgresql_cannot_read_is_left_out_of_the_latency(
         assert spool.get(odd.id).state.value == "sent"
         assert spool.counts()["sent"] == 1
         assert sum(n for _, n, _ in spool.engine.send_latency()) == 0
+
+
+#: Version 10's kept counts put back into version 9's shape: the totals' rows back among the
+#: changes, the totals dropped, the index that summed them made again.
+AS_VERSION_9 = (
+    "INSERT INTO message_counts (state, sim, n) SELECT state, nullif(sim, ''), n "
+    "FROM message_count_totals",
+    "INSERT INTO send_latency_counts (bucket, n, seconds) SELECT bucket, n, seconds "
+    "FROM send_latency_totals",
+    "DROP TABLE message_count_totals, send_latency_totals",
+    *SUMMED_BY_INDEX,
+    "UPDATE modempool_schema SET version = 9",
+)
+
+
+def _counted(spool) -> tuple:
+    return spool.counts(), spool.metrics.sim_outcomes(), spool.metrics.send_latency()
+
+
+def test_a_version_9_spool_opens_as_version_10_with_the_same_counts(pg_cluster):
+    from tests.modempool.test_spool_metrics import send_some
+
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        send_some(spool)
+        ids = [spool.enqueue(f"1390013900{i}", "x").id for i in range(6)]
+        spool.cancel(ids[0])
+        spool.engine.counts.fold()            # some in the totals, some still changes
+        spool.cancel(ids[1])
+        before = _counted(spool)
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        for statement in AS_VERSION_9:
+            conn.execute(statement)
+    with Spool(url) as spool:
+        assert spool.rows("SELECT version FROM modempool_schema")[0][0] == SCHEMA_VERSION == 10
+        assert _counted(spool) == before
+        assert before[0]["cancelled"] == 2 and before[1][("m1", "sent")] == 2
+
+
+def test_the_upgrade_to_version_10_waits_for_a_version_9_fold(pg_cluster):
+    """A version 9 daemon's fold (holding the fold lock) on another box: the upgrade waits for
+    it before it touches the tables of changes, instead of deadlocking with it."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        spool.enqueue("13800138000", "hi")
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        for statement in AS_VERSION_9:
+            conn.execute(statement)
+    opened: list[int] = []
+
+    def upgrade() -> None:
+        with Spool(url) as spool:
+            opened.append(spool.counts()["queued"])
+
+    with psycopg.connect(url, autocommit=True) as fold, fold.transaction():
+        fold.execute("SELECT pg_advisory_xact_lock(%s)", (_FOLD_LOCK,))
+        fold.execute("DELETE FROM message_counts")   # what a version 9 fold begins with ...
+        upgrading = threading.Thread(target=upgrade)
+        upgrading.start()
+        waiting = "SELECT locktype, objid FROM pg_locks WHERE NOT granted"
+        deadline = time.monotonic() + 60
+        while not (waits := fold.execute(waiting).fetchall()):
+            assert time.monotonic() < deadline and upgrading.is_alive()
+            time.sleep(0.01)   # polling the server's lock table, not waiting for time
+        # on the fold lock, not on a row the fold holds (where a deadlock begins)
+        assert waits == [("advisory", _FOLD_LOCK & 0xFFFFFFFF)]
+        fold.execute("INSERT INTO message_counts (state, sim, n) VALUES ('queued', NULL, 1)")
+    upgrading.join(60)
+    assert opened == [1]

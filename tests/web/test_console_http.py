@@ -517,6 +517,14 @@ def test_wrong_sign_ins_and_wrong_api_keys_count_together_in_the_spool(api):
     refused = client.post("/login", data={"account": "shop", "key": api.keys["shop"],
                                           "csrf": _csrf(client.get("/login"))})
     assert refused.status_code == 429    # even the right key, from this address
+    # the real wait: 5 a minute, so 12 s until one more attempt (less the test's own time)
+    waits = re.findall(r"try again in (\d+) seconds", refused.text)
+    assert len(waits) == 1 and 0 < int(waits[0]) <= 12
+    client.cookies.set("mp_lang", "zh_CN")
+    refused = client.post("/login", data={"account": "shop", "key": api.keys["shop"],
+                                          "csrf": _csrf(client.get("/login"))})
+    assert refused.status_code == 429
+    assert re.search(r"失败次数过多，请 \d+ 秒后再试", refused.text)
     spool = api.config.open_spool()
     try:
         # loopback is another machine on every box: counted with this host's name

@@ -6,6 +6,7 @@ Each page translates a request into calls on the pool as the signed-in account s
 
 from __future__ import annotations
 
+import math
 import secrets
 from typing import Any
 
@@ -56,12 +57,14 @@ async def login(request: Request) -> Response:
                            error=translate(request, "The form expired; please sign in again."))
     api = request.app.state.api
     client = client_address(request)
-    if api.throttle.retry_after(client) > 0:
-        return _login_form(request, next_path, account=name, status=429,
-                           error=translate(request, "Too many failed attempts; wait a minute."))
+    wait = api.throttle.retry_after(client)
+    if wait > 0:
+        return _login_form(request, next_path, account=name, status=429, error=translate(
+            request, "Too many failed attempts; try again in %(seconds)s seconds.",
+            seconds=math.ceil(wait)))
     account = await run_in_threadpool(sessions(request).check, name, secret) if name else None
     if account is None:
-        await run_in_threadpool(api.throttle.failed, client)   # a write to the spool
+        await run_in_threadpool(api.throttle.failed, client)   # may write to the spool
         return _login_form(request, next_path, account=name, status=401,
                            error=translate(request, "Unknown account, or wrong key or password."))
     token, _ = await run_in_threadpool(sessions(request).open, account, SESSION_LIFETIME)

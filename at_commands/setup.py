@@ -12,6 +12,7 @@ last `ModemInfo`. The profile detected from ``AT+CGMI`` becomes the channel's.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any, Protocol
 
 from .channel import Channel
@@ -42,8 +43,9 @@ class PinMemory(Protocol):
 
     `sim_key` names the SIM: ``iccid:<ICCID>`` (readable before the PIN on most modems), else
     ``port:<device>``. A refused PIN is never entered again for that SIM until the configured
-    PIN changes: three restarts would otherwise lock the SIM (PUK). Coroutines: the memory
-    may wait for a database without holding up the event loop's other modems."""
+    PIN changes: three restarts would otherwise lock the SIM (PUK). Its methods may be
+    coroutines (a memory that waits for a database without holding up the event loop's other
+    modems) or plain functions (a memory in a dict or a file); `Setup` takes either."""
 
     async def pin_refused(self, sim_key: str, pin: str) -> str | None:
         """Why this PIN was refused by this SIM before (None: it was not)."""
@@ -59,6 +61,11 @@ class PinMemory(Protocol):
 # (port, PIN) pairs a SIM refused, for the life of the process: a new `Modem` on the same port
 # with the same PIN (a pool re-creating its driver) must not try it again and lock the SIM.
 _REFUSED_PINS: dict[tuple[str, str | None], PinError] = {}
+
+
+async def _answer(value: Any) -> Any:
+    """A `PinMemory` method's answer, whether it is a coroutine's or a plain function's."""
+    return await value if inspect.isawaitable(value) else value
 
 
 class Setup:
@@ -162,7 +169,7 @@ class Setup:
                 before = None
                 if memory is not None:   # the SIM's key is read only where it is remembered
                     sim_key = sim_key or await self._sim_key()
-                    before = await memory.pin_refused(sim_key, self._pin)
+                    before = await _answer(memory.pin_refused(sim_key, self._pin))
                 if before is not None:
                     self._lock_out(PinError(
                         f"PIN refused: fix the config (this SIM refused the configured PIN "
@@ -172,14 +179,14 @@ class Setup:
                 except (CmeError, CommandError) as error:
                     left = await self._pin_attempts_left()
                     if memory is not None:
-                        await memory.pin_was_refused(sim_key, self._pin, str(error), left)
+                        await _answer(memory.pin_was_refused(sim_key, self._pin, str(error), left))
                     self._lock_out(PinError(
                         f"PIN refused: fix the config ({error}; "
                         + (f"{left} attempt(s) left before the SIM asks for its PUK"
                            if left is not None else "attempts left unknown")
                         + "); not trying it again"))
                 if memory is not None:
-                    await memory.pin_accepted(sim_key)
+                    await _answer(memory.pin_accepted(sim_key))
                 self._pin_accepted = entered_now = True
                 continue
             if state == "pin":  # our PIN, accepted before: the modem was reset, enter it again

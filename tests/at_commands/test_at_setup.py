@@ -85,3 +85,51 @@ async def test_a_missing_pin_is_not_a_lock_out(tmp_path) -> None:
             with pytest.raises(PinError, match="none is configured"):
                 await setup.prepare()
     assert setup.pin_error is None                      # a PIN added to the config may be tried
+
+
+class DictPinMemory:
+    """A `PinMemory` in a dict, with plain methods (as a script might write one)."""
+
+    def __init__(self) -> None:
+        self.refused: dict[tuple[str, str], str] = {}
+
+    def pin_refused(self, sim_key: str, pin: str) -> str | None:
+        return self.refused.get((sim_key, pin))
+
+    def pin_was_refused(self, sim_key: str, pin: str, reason: str, attempts_left: int | None) -> None:
+        self.refused[(sim_key, pin)] = reason
+
+    def pin_accepted(self, sim_key: str) -> None:
+        self.refused = {key: why for key, why in self.refused.items() if key[0] != sim_key}
+
+
+class AsyncDictPinMemory(DictPinMemory):
+    """The same with coroutines (as the pool's, which waits for its database)."""
+
+    async def pin_refused(self, sim_key: str, pin: str) -> str | None:
+        return super().pin_refused(sim_key, pin)
+
+    async def pin_was_refused(self, sim_key: str, pin: str, reason: str,
+                              attempts_left: int | None) -> None:
+        super().pin_was_refused(sim_key, pin, reason, attempts_left)
+
+    async def pin_accepted(self, sim_key: str) -> None:
+        super().pin_accepted(sim_key)
+
+
+@pytest.mark.parametrize("memory_type", [DictPinMemory, AsyncDictPinMemory])
+async def test_a_pin_memory_may_be_plain_functions_or_coroutines(tmp_path, memory_type) -> None:
+    memory = memory_type()
+    async with SimulatedBank(modems=1, directory=tmp_path / "1", seed=1, faults=PIN_FAULT) as bank:
+        async with generic_channel(bank) as channel:
+            with pytest.raises(PinError, match="attempt"):
+                await Setup(channel, pin="9876", pin_memory=memory).prepare()
+        assert bank.modem("m1").sim.pin_attempts == 2 and len(memory.refused) == 1
+    # the same SIM on another port (another process, say): refused from the memory, not tried
+    async with SimulatedBank(modems=1, directory=tmp_path / "2", seed=1, faults=PIN_FAULT) as bank:
+        async with generic_channel(bank) as channel:
+            with pytest.raises(PinError, match="refused the configured PIN before"):
+                await Setup(channel, pin="9876", pin_memory=memory).prepare()
+            assert bank.modem("m1").sim.pin_attempts == 3
+            await Setup(channel, pin="1234", pin_memory=memory).prepare()   # the right one
+        assert memory.refused == {}

@@ -31,16 +31,27 @@ class InvalidNumber(PoolError):
     code = "number_invalid"
 
 
-class InvalidRow(InvalidNumber):
-    """A bad number among a batch's: `row` (from 1) says which, `problem` is the error about
-    the number alone, so a front end can place it in its own words ("argument 2", 第 2 行)
+class RowError(PoolError):
+    """A batch's row that cannot be queued: `row` (from 1) says which, `problem` is the error
+    about the row alone, so a front end can place it in its own words ("argument 2", 第 2 行)
     without taking the English message apart. Its `code` is the problem's; `params` has the
-    row too."""
+    row too. `RowError.of(row, problem)` gives the kind that fits the problem."""
 
-    def __init__(self, row: int, problem: InvalidNumber) -> None:
+    def __init__(self, row: int, problem: PoolError) -> None:
         self.row, self.problem = row, problem
         super().__init__(f"row {row}: {problem}", code=problem.code,
                          params={**problem.params, "row": row})
+
+    @staticmethod
+    def of(row: int, problem: PoolError) -> RowError:
+        """`problem` placed in `row`: an InvalidRow for a bad number (still an InvalidNumber)."""
+        if isinstance(problem, RowError):
+            return problem
+        return InvalidRow(row, problem) if isinstance(problem, InvalidNumber) else RowError(row, problem)
+
+
+class InvalidRow(RowError, InvalidNumber):
+    """A bad number among a batch's (a `RowError` whose `problem` is an InvalidNumber)."""
 
 
 class ConfigError(PoolError):

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from modempool.errors import InvalidNumber, NotFound, PoolError
+from modempool.errors import InvalidNumber, NotFound, PoolError, RowError
 from modempool.spool.engine import Engine
 from modempool.spool.model import Message, MessageState, to_text, utcnow
 from modempool.spool.numbers import _normalise
@@ -105,7 +105,7 @@ class Messages:
             except PoolError as exc:  # the row is named when there are several
                 if len(rows) == 1:
                     raise
-                raise type(exc)(f"row {index + 1}: {exc}") from None
+                raise RowError.of(index + 1, exc) from None
         if not prepared:
             return []
         with self.engine.tx() as conn:

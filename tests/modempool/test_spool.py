@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modempool.errors import InvalidNumber, NotFound, PoolError
+from modempool.errors import InvalidNumber, InvalidRow, NotFound, PoolError, RowError
 from modempool.numbers import normalise
 from modempool.spool import Message, MessageState, Spool, StateConflict
 from modempool.spool.numbers import _quick_e164
@@ -140,6 +140,20 @@ def test_enqueue_many_is_all_or_nothing_and_keeps_order(spool):
     with pytest.raises(InvalidNumber, match="row 2"):
         spool.enqueue_many([{"to": "13800138005", "text": "x"}, {"to": "42", "text": "y"}])
     assert len(spool.list()) == 3
+
+
+def test_a_bad_row_of_a_batch_keeps_its_code_and_params_and_names_the_row(spool):
+    with pytest.raises(InvalidRow) as bad_number:
+        spool.enqueue_many([{"to": "13800138005", "text": "x"}, {"to": "42", "text": "y"}])
+    error = bad_number.value
+    assert isinstance(error, InvalidNumber) and error.row == 2 and error.code == "number_invalid"
+    assert error.params["row"] == 2 and str(error).startswith("row 2: ")
+    with pytest.raises(RowError) as blank:   # not a number's problem: a RowError all the same
+        spool.enqueue_many([{"to": "13800138005", "text": "x"}, {"to": "13800138006", "text": " "}])
+    error = blank.value
+    assert not isinstance(error, InvalidNumber) and error.code == "text_empty"
+    assert (error.row, error.params["row"]) == (2, 2) and isinstance(error.problem, PoolError)
+    assert len(spool.list()) == 0
 
 
 def test_get_unknown_id_raises_not_found(spool):

@@ -18,7 +18,7 @@ write lock is held for less; a check must not write (other threads share the con
   (SQLite's FTS5 writes its index once per savepoint: that was a third of the time the
   batch held the write lock); so an operation must not delete a message or change its text;
 - the locks an operation names (`locks`: keys of `engine.lock_key`, an account's quota) are
-  taken for the whole batch at its start, in one order (sorted): two servers on one
+  taken for the whole batch at its start, in one order (`engine.lock_keys`: by the lock taken): two servers on one
   PostgreSQL whose batches hold several accounts in opposite orders would otherwise wait on
   each other for ever, and PostgreSQL would fail one of them (40P01, deadlock detected);
 - an operation (or the whole batch) that PostgreSQL still picks as a deadlock's victim (a
@@ -155,8 +155,7 @@ class GroupCommit:
         """The operations `ready` in one transaction, their outcomes written in `outcomes`."""
         try:
             with self.spool.transaction() as conn, self.spool.engine.text_index_together(conn):
-                for key in sorted({key for index in ready for key in members[index][2]}):
-                    self.spool.engine.lock_key(conn, key)
+                self.spool.engine.lock_keys(conn, {key for index in ready for key in members[index][2]})
                 for index in ready:
                     conn.execute("SAVEPOINT group_member")
                     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -183,6 +183,12 @@ class Engine(ABC):
         """Within the open write transaction `conn`, wait for and hold until its end a lock on
         `key` (a sender, say) that every daemon on this database respects. SQLite's write lock,
         held from BEGIN IMMEDIATE, already excludes every other writer."""
+
+    def lock_keys(self, conn: Any, keys: Iterable[str]) -> None:
+        """`lock_key` for each of `keys`, in one order whatever the caller's: two transactions
+        locking overlapping sets never wait on each other in a cycle."""
+        for key in sorted(set(keys)):
+            self.lock_key(conn, key)
 
     def notify_enqueued(self, conn: Any) -> None:
         """Tell idle dispatchers elsewhere that messages were queued (PostgreSQL: NOTIFY)."""

@@ -17,7 +17,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -482,6 +482,18 @@ class PostgresEngine(Engine):
 
     def lock_key(self, conn: Any, key: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(CAST(? AS integer), hashtext(?))", (_KEY_LOCKS, key))
+
+    def lock_keys(self, conn: Any, keys: Iterable[str]) -> None:
+        """In the order of the numbers locked (`hashtext`), not of the keys' text: two keys
+        whose hashes collide are one lock, which sorting by text could take in either order."""
+        keys = sorted(set(keys))
+        if not keys:
+            return
+        numbers = conn.execute("SELECT DISTINCT hashtext(key) AS number FROM "
+                               "unnest(CAST(? AS text[])) AS key ORDER BY number", (keys,)).fetchall()
+        for row in numbers:
+            conn.execute("SELECT pg_advisory_xact_lock(CAST(? AS integer), CAST(? AS integer))",
+                         (_KEY_LOCKS, row[0]))
 
     def notify_enqueued(self, conn: Any) -> None:
         conn.execute(f"NOTIFY {CHANNEL}")  # delivered at commit, once per transaction

@@ -81,21 +81,25 @@ async def test_two_servers_batches_of_accounts_in_opposite_orders_both_commit(ta
 
 
 async def test_a_batch_picked_as_a_deadlocks_victim_is_written_again_once(target):
-    """Another transaction holds b's quota lock and then asks for a's, which the batch holds
-    while it waits for b's: PostgreSQL breaks the cycle by failing the batch (the other
-    connection checks for a deadlock only after a minute). The batch runs again after the
-    other commits, and each send is stored once."""
+    """Another transaction holds the quota lock the batch takes second and then asks for the
+    first, which the batch holds while it waits for the second: PostgreSQL breaks the cycle
+    by failing the batch (the other connection checks for a deadlock only after a minute).
+    The batch runs again after the other commits, and each send is stored once."""
     path, url = target
     with Pool.open(path, spool_path=url) as server, Pool.open(path, spool_path=url) as other:
         sends = GroupCommit(server.spool, max_batch=2)
+        # the batch locks in the order of the lock numbers (engine.lock_keys)
+        taken_first, taken_second = (row[0] for row in other.spool.rows(
+            "SELECT key FROM unnest(CAST(? AS text[])) AS key ORDER BY hashtext(key)",
+            (["quota:a", "quota:b"],)))
         with other.spool.transaction() as conn:
             conn.execute("SET LOCAL deadlock_timeout = '60s'")   # the batch is the victim
-            other.spool.engine.lock_key(conn, "quota:b")
+            other.spool.engine.lock_key(conn, taken_second)
             batch = asyncio.gather(send(sends, server, "a", "13800000001"),
                                    send(sends, server, "b", "13800000002"), return_exceptions=True)
             await asyncio.to_thread(wait_until, lambda: advisory_waiters(other) == 1,
-                                    "the batch never waited for b's lock")
-            await asyncio.to_thread(other.spool.engine.lock_key, conn, "quota:a")
+                                    "the batch never waited for its second lock")
+            await asyncio.to_thread(other.spool.engine.lock_key, conn, taken_first)
         outcomes = await batch
         assert all(isinstance(o, list) and len(o) == 1 for o in outcomes), outcomes
         assert owners(other) == {"a": 1, "b": 1}

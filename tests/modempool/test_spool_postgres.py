@@ -341,3 +341,35 @@ def test_the_upgrade_to_version_10_waits_for_a_version_9_fold(pg_cluster):
         fold.execute("INSERT INTO message_counts (state, sim, n) VALUES ('queued', NULL, 1)")
     upgrading.join(60)
     assert opened == [1]
+
+
+def test_keys_are_locked_in_the_order_of_the_lock_numbers_not_of_their_text(pg_cluster):
+    """`engine.lock_keys` (group commit's): a batch holding its first lock while it waits for
+    another could deadlock with a batch that ordered the same locks otherwise."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool, psycopg.connect(url, autocommit=True) as other:
+        # two keys whose text order and whose lock numbers' order disagree
+        first, second = next((a, b) for a, b in (("sender:a", f"sender:b{n}") for n in range(99))
+                             if other.execute("SELECT hashtext(%s) > hashtext(%s)",
+                                              (a, b)).fetchone()[0])
+        mine = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = %s"
+        with other.transaction():
+            other.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (0x6D70, second))
+            pids: list[int] = []
+
+            def lock_both() -> None:
+                with spool.transaction() as conn:
+                    pids.append(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+                    spool.engine.lock_keys(conn, [first, second])
+
+            locking = threading.Thread(target=lock_both)
+            locking.start()
+            deadline = time.monotonic() + 60
+            while not (pids and other.execute("SELECT count(*) FROM pg_locks WHERE NOT granted "
+                                              "AND pid = %s", (pids[0],)).fetchone()[0]):
+                assert time.monotonic() < deadline and locking.is_alive()
+                time.sleep(0.01)   # polling the server's lock table, not waiting for time
+            # waiting for the lower number (the second key's) while holding nothing
+            assert other.execute(mine, (pids[0],)).fetchone()[0] == 0
+        locking.join(60)
+        assert not locking.is_alive()

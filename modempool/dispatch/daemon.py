@@ -115,7 +115,7 @@ class Daemon(ModemTaskMixin):
                 specs = await self._modem_specs(stack)
                 if not specs:
                     raise PoolError("no modems configured: add [[modem]] tables or use --simulate N")
-                slots = [self._slot(spec) for spec in specs]
+                slots = self._slots(specs)
                 lane = SpoolLane.for_spool(self.spool)
                 inbound_lane = SpoolLane.for_spool(self.spool, INBOUND_THREADS)
                 self.books = SpoolLane.for_spool(self.spool, 1)  # in order: SIM states, beats
@@ -220,16 +220,23 @@ class Daemon(ModemTaskMixin):
                          else ModemConfig(name=name, port=port))
         return specs
 
-    def _slot(self, spec: ModemConfig) -> SimSlot:
-        slot = SimSlot(spec.name, Limits(spec.per_minute, spec.per_day, spec.per_month),
-                       spec.allow_prefixes, spec.allow_carriers, spec.priority)
-        slot.counters = self._stored_counters(spec.name)
-        return slot
+    def _slots(self, specs: list[ModemConfig]) -> list[SimSlot]:
+        """A slot per modem, each with what the spool counts for it (asked once for all)."""
+        counted = self.spool.sent_counts_of([spec.name for spec in specs])
+        slots = []
+        for spec in specs:
+            slot = SimSlot(spec.name, Limits(spec.per_minute, spec.per_day, spec.per_month),
+                           spec.allow_prefixes, spec.allow_carriers, spec.priority)
+            slot.counters = self._counters(*counted[spec.name])
+            slots.append(slot)
+        return slots
 
     def _stored_counters(self, sim: str) -> Counters:
         """What the spool counts for `sim`: its modem's last minute, and the day and month of
         the SIM card in it (by ICCID: sent from whichever modem or host it was in)."""
-        minute, today, month = self.spool.sent_counts(sim)
+        return self._counters(*self.spool.sent_counts(sim))
+
+    def _counters(self, minute: int, today: int, month: int) -> Counters:
         keys = window_keys(datetime.now(self.config.tz or timezone.utc))
         return Counters(keys[0], minute, keys[1], today, keys[2], month)
 

@@ -9,7 +9,8 @@ import psycopg
 import pytest
 
 from modempool.spool import Spool, SpoolTooNew, SpoolUnreachable
-from modempool.spool.postgres_counts import _FOLD_LOCK, SUMMED_BY_INDEX
+from benchmarks.bench_upgrade import AS_VERSION_9   # version 10's counts in version 9's shape
+from modempool.spool.postgres_counts import _FOLD_LOCK
 from modempool.spool.schema import SCHEMA_VERSION
 from tests.modempool.spool_driver import claim_next
 
@@ -272,19 +273,6 @@ def test_a_time_text_postgresql_cannot_read_is_left_out_of_the_latency(
         assert spool.get(odd.id).state.value == "sent"
         assert spool.counts()["sent"] == 1
         assert sum(n for _, n, _ in spool.engine.send_latency()) == 0
-
-
-#: Version 10's kept counts put back into version 9's shape: the totals' rows back among the
-#: changes, the totals dropped, the index that summed them made again.
-AS_VERSION_9 = (
-    "INSERT INTO message_counts (state, sim, n) SELECT state, nullif(sim, ''), n "
-    "FROM message_count_totals",
-    "INSERT INTO send_latency_counts (bucket, n, seconds) SELECT bucket, n, seconds "
-    "FROM send_latency_totals",
-    "DROP TABLE message_count_totals, send_latency_totals",
-    *SUMMED_BY_INDEX,
-    "UPDATE modempool_schema SET version = 9",
-)
 
 
 def _counted(spool) -> tuple:

@@ -105,5 +105,11 @@ class UnknownSim(PoolError):
     code = "unknown_sim"
 
 
+class InvalidText(PoolError):
+    """Text a field cannot hold (the NUL character U+0000): `params["field"]` names the field."""
+
+    code = "text_invalid"
+
+
 class UnsendableText(PoolError):
     """Message text that cannot be sent: empty, blank, or longer than the parts allowed."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from modempool.errors import NotFound, PoolError
 from modempool.numbers import DEFAULT_REGION, normalise
+from modempool.spool.plain_text import refuse_nul
 from modempool.operator.db import LIKE_ESCAPE, contains, ensure_schema, now_iso, transaction
 
 SCHEMA = """
@@ -158,6 +159,9 @@ class AddressBook:
 
     def _upsert_row(self, e164: str, name: str, fields: dict[str, Any],
                     birthday: str | None, notes: str) -> int:
+        for what, value in (("name", name), ("fields", fields), ("birthday", birthday),
+                            ("notes", notes)):
+            refuse_nul(f"the contact's {what}", value)
         birthday = stored_birthday(birthday)   # every way in (CLI, API, console, import)
         now = now_iso()
         row = self.db.execute("SELECT id, fields FROM contacts WHERE number = ?", [e164]).fetchone()
@@ -198,6 +202,7 @@ class AddressBook:
 
     def list(self, group: str | None = None, search: str | None = None) -> list[Contact]:
         """All contacts, or those of one group; `search` matches name, number or notes."""
+        refuse_nul("the contact search", search)
         where, params = [], []
         if group is not None:
             where.append("c.id IN (SELECT contact_id FROM group_members WHERE group_id = ?)")
@@ -225,6 +230,7 @@ class AddressBook:
         name = name.strip()
         if not name:
             raise PoolError("a group needs a name", code="group_name_missing")
+        refuse_nul("the group name", name, description)
         with transaction(self.db):
             self.db.execute(
                 "INSERT OR IGNORE INTO groups (name, description, created_at) VALUES (?, ?, ?)",
@@ -236,6 +242,7 @@ class AddressBook:
         new_name = new_name.strip()
         if not new_name:
             raise PoolError("a group needs a name", code="group_name_missing")
+        refuse_nul("the group name", new_name)
         group_id = self._group_id(name)
         if new_name == name:
             return
@@ -295,6 +302,7 @@ class AddressBook:
         return self._select(sql, include + exclude)
 
     def _group_id(self, name: str, create: bool = False) -> int:
+        refuse_nul("the group name", name)
         row = self.db.execute("SELECT id FROM groups WHERE name = ?", [name]).fetchone()
         if row is None:
             if create:

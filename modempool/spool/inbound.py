@@ -20,6 +20,7 @@ from modempool.spool.audit import AuditLog
 from modempool.spool.claims import apply_report
 from modempool.spool.engine import Engine
 from modempool.spool.model import from_text, to_text, utcnow
+from modempool.spool.plain_text import without_nul
 from modempool.spool.sims import Sims
 
 MISSING_PART = "…"  # stands in for a part that never arrived
@@ -88,11 +89,12 @@ class Inbound:
         self.sims = sims  # counts a part that a report proves was sent (`ambiguity`)
 
     def _sender(self, sender: str) -> str:
-        """E.164 when the sender is a phone number; short codes and names stay as given."""
+        """E.164 when the sender is a phone number; short codes and names stay as given
+        (a name's NULs replaced, as the text's: `plain_text`)."""
         try:
             return normalise(sender, self.region)
         except InvalidNumber:
-            return sender.strip()
+            return without_nul(sender.strip())
 
     def _insert(self, conn: Any, sender: str, sim: str | None, text: str,
                 received_at: str | None, parts: int, complete: bool,
@@ -125,7 +127,7 @@ class Inbound:
         (the modem re-reports what was stored but not yet deleted) is stored once: the second
         call returns None.
         """
-        sender = self._sender(sender)
+        sender, text = self._sender(sender), without_nul(text)
         key = _dedupe_key(sim, sender, received_at, text) if received_at else None
         with self.engine.tx() as conn:
             return self._insert(conn, sender, sim, text, to_text(received_at), parts,
@@ -147,7 +149,7 @@ class Inbound:
         A part seen twice (the modem re-reported it, even after its message was complete) is
         stored once; parts of a finished message stay behind, marked done, for that check.
         """
-        sender = self._sender(sender)
+        sender, text = self._sender(sender), without_nul(text)
         key = (sim, sender, reference, total)
         now = to_text(utcnow())
         with self.engine.tx() as conn:

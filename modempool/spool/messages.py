@@ -11,6 +11,7 @@ from modempool.errors import InvalidNumber, NotFound, PoolError, RowError
 from modempool.spool.engine import Engine
 from modempool.spool.model import Message, MessageState, to_text, utcnow
 from modempool.spool.numbers import _normalise
+from modempool.spool.plain_text import refuse_nul
 from modempool.spool.sendable import DEFAULT_MAX_PARTS, check_text
 
 _ENQUEUE_KEYS = frozenset(
@@ -56,6 +57,7 @@ class Messages:
         if isinstance(sims, str):
             sims = [sims]
         client_id = row.get("client_id")
+        refuse_nul("client_id", client_id)
         return [
             None,
             str(client_id) if client_id is not None else None,

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+from modempool.errors import InvalidText
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
 from modempool.spool.postgres_counts import (COUNT_FUNCTIONS, COUNT_FUNCTIONS_MARK, KEPT_COUNTS,
@@ -197,12 +198,31 @@ class PgConn:
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
         if not params:
             return self.raw.execute(sql)
-        return self.raw.execute(translate(sql), params)
+        try:
+            return self.raw.execute(translate(sql), params)
+        except Exception as exc:
+            _refuse_nul(exc)
+            raise
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
         cursor = self.raw.cursor()
-        cursor.executemany(translate(sql), rows)
+        try:
+            cursor.executemany(translate(sql), rows)
+        except Exception as exc:
+            _refuse_nul(exc)
+            raise
         return cursor
+
+
+def _refuse_nul(exc: Exception) -> None:
+    """A U+0000 that no check of the library caught (`plain_text.refuse_nul` names the field)
+    is still an InvalidText, not psycopg's DataError (a 500 for the API)."""
+    import psycopg
+
+    if isinstance(exc, psycopg.errors.UntranslatableCharacter) or (
+            isinstance(exc, psycopg.DataError) and "NUL" in str(exc)):
+        raise InvalidText("the text contains the NUL character (U+0000), which cannot be "
+                          "stored; remove it", code="text_nul", params={"field": "text"}) from None
 
 
 class PostgresEngine(Engine):

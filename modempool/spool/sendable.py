@@ -7,6 +7,7 @@ import re
 from functools import lru_cache
 
 from modempool.errors import UnsendableText
+from modempool.spool.plain_text import refuse_nul
 
 #: Parts one message may take unless `[pool] max_parts` says otherwise (the codec allows 255).
 DEFAULT_MAX_PARTS = 10
@@ -25,6 +26,7 @@ def check_text(text: object, max_parts: int = DEFAULT_MAX_PARTS) -> int:
         raise UnsendableText("message text is empty", code="text_empty")
     if not text.strip():
         raise UnsendableText("message text is only blank space", code="text_empty")
+    refuse_nul("message text", text)
     undecoded = _UNDECODED.search(text)
     if undecoded:  # what Python makes of bytes that were not UTF-8 (argv, stdin, files)
         raise UnsendableText(

@@ -166,3 +166,28 @@ def test_a_part_handed_over_again_after_its_message_completed_is_ignored(path):
         again = spool.store_inbound_part("m1", "13800138000", 7, 2, 2, "D", received_at=later)
         assert again is not None and again.text == "CD"
         assert [r["text"] for r in spool.inbound()] == ["AB", "CD"]
+
+
+def test_a_received_nul_is_stored_as_a_replacement_character_on_both_engines(path):
+    """Anyone can text the SIM UCS-2 that decodes to U+0000, which PostgreSQL's text cannot
+    hold: refused by the spool, the SMS stayed on the modem and filled the SIM. Both engines
+    store it with U+FFFD instead, single and in parts."""
+    from pdu import decode_pdu, encode_deliver
+
+    [single] = encode_deliver("13800138000", "验证\x00码", alphabet="ucs2", timestamp=T0)
+    decoded = decode_pdu(single)
+    assert decoded.text == "验证\x00码"
+    parts = [decode_pdu(p) for p in encode_deliver("13800138000", "长\x00" * 40,
+                                                   alphabet="ucs2", reference=7, timestamp=T0)]
+    with Spool(path) as spool:
+        stored = spool.store_inbound(decoded.sender, decoded.text, sim="m1",
+                                     received_at=decoded.timestamp)
+        assert stored.text == "验证\ufffd码"
+        assert spool.store_inbound(decoded.sender, decoded.text, sim="m1",
+                                   received_at=decoded.timestamp) is None  # handed over again
+        assert spool.store_inbound_part("m1", parts[0].sender, 7, 2, 1, parts[0].text,
+                                        received_at=T0) is None
+        joined = spool.store_inbound_part("m1", parts[1].sender, 7, 2, 2, parts[1].text,
+                                          received_at=T0)
+        assert joined.text == "长\ufffd" * 40
+        assert [r["text"] for r in spool.inbound()] == ["验证\ufffd码", "长\ufffd" * 40]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from http_harness import both_engines
+
 
 @pytest.mark.parametrize("text, detail", [
     ("长" * 20000, "needs 299 parts"),
@@ -18,3 +20,29 @@ def test_unsendable_text_is_a_422_and_nothing_is_queued(api, text, detail):
         assert answer.headers["content-type"] == "application/problem+json"
         assert detail in answer.json()["detail"]
         assert client.get("/v1/messages").json()["messages"] == []
+
+
+@both_engines
+def test_a_nul_character_is_refused_alike_on_both_engines(api):
+    """U+0000 cannot be stored in PostgreSQL text: every text field refuses it with a 422 on
+    both engines (a 500 from psycopg before), and nothing is stored."""
+    with api.client() as client:
+        refusals = [
+            client.post("/v1/messages", json={"to": "13800138000", "text": "验证码\x001234"}),
+            client.post("/v1/messages", json={"to": "13800138000", "text": "hi",
+                                              "client_id": "order\x007"}),
+            client.put("/v1/contacts/13800138000", json={"name": "张\x00三"}),
+            client.put("/v1/contacts/13800138000", json={"fields": {"班级": "三\x00班"}}),
+            client.put("/v1/contacts/13800138000", json={"groups": ["家\x00长"]}),
+            client.get("/v1/contacts", params={"search": "张\x00"}),
+        ]
+        for answer in refusals:
+            assert answer.status_code == 422, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert "NUL character (U+0000)" in answer.json()["detail"]
+        kannel = client.get("/cgi-bin/sendsms", params={
+            "username": "shop", "password": api.keys["shop"], "to": "13800138000",
+            "text": "a\x00b"})
+        assert kannel.status_code == 422 and "NUL character (U+0000)" in kannel.text
+        assert client.get("/v1/messages").json()["messages"] == []
+        assert client.get("/v1/contacts").json()["contacts"] == []

@@ -75,6 +75,18 @@ def under_journald(environ: dict[str, str] | None = None) -> bool:
         return False
 
 
+#: Libraries whose INFO lines hold whole URLs: a webhook's or a Kannel dlr-url's password
+#: and query token would reach the log.
+URL_LOGGERS = ("httpx", "httpcore")
+
+
+def quiet_url_loggers() -> None:
+    """Keep the HTTP client's request lines (full URLs, secrets in them) out of every log, at
+    any verbosity: only its warnings and errors pass."""
+    for name in URL_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def setup_logging(config: Any, *, verbose: int = 0, environ: dict[str, str] | None = None) -> logging.Handler:
     """Configure the root logger for the daemon; returns the handler installed."""
     level = "DEBUG" if verbose > 1 else "INFO" if verbose else config.log_level
@@ -94,4 +106,5 @@ def setup_logging(config: Any, *, verbose: int = 0, environ: dict[str, str] | No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    quiet_url_loggers()
     return handler

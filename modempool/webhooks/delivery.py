@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from modempool.logs import quiet_url_loggers
 from modempool.spool.model import from_text, utcnow
 from modempool.webhooks.store import Webhooks
 
@@ -70,6 +71,7 @@ class WebhookWorker:
     async def run(self, stop: asyncio.Event) -> None:
         import httpx
 
+        quiet_url_loggers()  # whoever set up logging: the URLs we call may hold secrets
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             async with asyncio.TaskGroup() as tasks:
                 while not stop.is_set():
@@ -124,7 +126,7 @@ class WebhookWorker:
         created = from_text(row["created_at"]) or utcnow()
         next_at = self.schedule.next_attempt(row["attempts"] + 1, created, datetime.now(timezone.utc))
         log.info("webhook %s to %s: attempt %d failed (%s)%s", row["event_id"],
-                 _host(row["url"]), row["attempts"] + 1, error,
+                 shown_url(row["url"]), row["attempts"] + 1, error,
                  "" if next_at else "; giving up")
         try:
             await asyncio.to_thread(self.webhooks.failed, row["id"], status, error, next_at)
@@ -150,8 +152,9 @@ async def _first(*awaitables: Any) -> None:
             task.cancel()
 
 
-def _host(url: str) -> str:
-    """Where a delivery went, for logs: scheme and host only (a dlr-url may carry a password)."""
+def shown_url(url: str) -> str:
+    """Where a delivery went, for logs: scheme://host:port/path, without the user and password
+    or the query (a dlr-url carries the Kannel password, a webhook URL often a token)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -159,4 +162,4 @@ def _host(url: str) -> str:
         port = parts.port
     except ValueError:
         port = None
-    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "")
+    return f"{parts.scheme}://{parts.hostname}" + (f":{port}" if port else "") + parts.path

@@ -131,8 +131,12 @@ async def test_an_sms_with_nul_still_runs_the_forward_command_and_records_it(tmp
         await bank.inject("m1", MOBILE, "a\x00b 你好")
         await eventually(lambda: out.exists() and spool.db.execute(
             "SELECT outcome FROM forward_log").fetchall(), what="the command's outcome")
+        await eventually(lambda: not bank.modem("m1").stores["SM"].slots,
+                         what="the SMS deleted from the modem once stored")
     data = json.loads(out.read_text("utf-8"))
-    assert (data["text"], data["env"]) == ("a\x00b 你好", "a\ufffdb 你好")
+    # stored with U+FFFD, as PostgreSQL must (it cannot hold U+0000): the same on both engines
+    assert (data["text"], data["env"]) == ("a\ufffdb 你好", "a\ufffdb 你好")
+    assert [row["text"] for row in spool.inbound()] == ["a\ufffdb 你好"]
     assert spool.db.execute("SELECT outcome FROM forward_log").fetchall() == [("ok",)]
 
 

@@ -9,6 +9,8 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from http_harness import both_engines
+
 DOCUMENTED = {("/readyz", 503), ("/v1/sims/{name}/ussd", 503), ("/v1/sims/{name}/ussd", 502)}
 
 
@@ -20,6 +22,7 @@ def no_server_error(ctx, response, case) -> None:
                              f"{response.status_code}: {response.text[:300]}")
 
 
+@both_engines
 def test_no_5xx(api_schema, api):
     # Each operation of the document, driven by hypothesis directly (not schemathesis's
     # pytest plugin, which reaches into pytest internals that change between releases).

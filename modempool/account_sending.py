@@ -119,10 +119,12 @@ class PlannedSend:
         """The parts the text needs; a PoolError if the send is refused outright."""
         from modempool.spool.numbers import normalise_all
         from modempool.spool.sendable import check_text
+        from modempool.when import check_window
 
         sender = self.sender
         sims_for_send(sender.account, self.sims)
         parts = check_text(self.text, sender.spool.messages.max_parts)
+        check_window(self.when["at"], self.when["expires"])
         if not self.numbers:
             raise PoolError("no recipient given", code="no_recipient")
         normalise_all(self.numbers, sender.config.region)

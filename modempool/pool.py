@@ -37,7 +37,7 @@ from modempool.pool_campaigns import CampaignOverview, PoolCampaigns
 from modempool.pool_status import SimStatus, Status, read_status
 from modempool.spool import (FINAL_STATES, SUCCESS_STATES, InboundMessage, Message,
                              MessageState, Spool)
-from modempool.when import parse_when
+from modempool.when import check_window, parse_when
 
 if TYPE_CHECKING:
     from modempool.account_pool import AccountPool
@@ -189,12 +189,15 @@ class Pool:
         for item in messages:
             bound = list(item.get("sims") or sims)
             self.config.check_sims(bound)
+            not_before = parse_when(item.get("at", at), tz)
+            expires_at = parse_when(item.get("expires", expires), tz)
+            check_window(not_before, expires_at)
             rows.append({
                 "to": item["to"], "text": item.get("text", text),
                 "client_id": item.get("client_id"),
                 "priority": item.get("priority", priority),
-                "not_before": parse_when(item.get("at", at), tz),
-                "expires_at": parse_when(item.get("expires", expires), tz),
+                "not_before": not_before,
+                "expires_at": expires_at,
                 "sims": bound or None,
             })
         e164s = self._allowed_recipients([row["to"] for row in rows], to_opted_out=to_opted_out)

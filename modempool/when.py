@@ -71,6 +71,22 @@ def parse_when(text: str | datetime | None, tz: tzinfo | None = None, *,
     return moment.replace(tzinfo=tz) if tz else moment.astimezone()
 
 
+def check_window(at: datetime | None, expires: datetime | None,
+                 now: datetime | None = None) -> None:
+    """InvalidTime if a message's `expires` is already past or not after its `at`: such a
+    message could never be sent (a naive time is local, as `parse_when` reads it)."""
+    if expires is None:
+        return
+    expires = expires.astimezone()
+    if expires <= (now or datetime.now().astimezone()):
+        raise InvalidTime(f"expires {local_text(expires)} is already past: the message "
+                          "could never be sent", code="expires_past")
+    if at is not None and expires <= at.astimezone():
+        raise InvalidTime(f"expires {local_text(expires)} is not after at "
+                          f"{local_text(at.astimezone())}: the message could never be sent",
+                          code="expires_before_at")
+
+
 def local_text(moment: datetime | str | None, tz: tzinfo | None = None) -> str:
     """A time for people: `2026-12-01 09:00:00` in `tz` (None: the system's), '' for none."""
     if moment is None or moment == "":

@@ -42,19 +42,26 @@ class BodyLimit:
                 if too_big:
                     await _send_problem(send, 413, "Request body too large", detail)
                     return
-        seen, started = 0, False
+        seen, started, refused = 0, False, False
 
         async def counted_receive() -> dict:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
+                    # Answered here: the framework turns an error raised while it reads a
+                    # body into its own 400 ("There was an error parsing the body").
+                    if not started and not refused:
+                        refused = True
+                        await _send_problem(send, 413, "Request body too large", detail)
                     raise BodyTooLarge()
             return message
 
         async def tracked_send(message: dict) -> None:
             nonlocal started
+            if refused:
+                return  # the 413 went out; what the app answers to the broken read does not
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -62,8 +69,10 @@ class BodyLimit:
         try:
             await self.app(scope, counted_receive, tracked_send)
         except BodyTooLarge:
-            if not started:
-                await _send_problem(send, 413, "Request body too large", detail)
+            pass
+        except Exception:
+            if not refused:
+                raise
 
 
 class CountRequests:

@@ -79,6 +79,10 @@ def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized",
               413: "Request body too large", 429: "Too many requests"}
     detail = exc.detail if isinstance(exc.detail, str) else None
+    cause = exc.__cause__
+    if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):  # FastAPI's JSON read
+        return problem(400, "Malformed JSON", f"the request body is not valid UTF-8 (byte "
+                       f"0x{cause.object[cause.start]:02x} at offset {cause.start})")
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no such resource: {request.url.path}"
     return problem(exc.status_code, titles.get(exc.status_code, "Error"), detail,

@@ -72,7 +72,8 @@ async def import_contacts(file: UploadFile, op: AccountPool = Depends(account_po
     def run() -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="modempool-import-") as tmp:
             path, _ = op.preview_import(file.filename or "contacts.csv", data, FilePath(tmp))
-            return op.confirm_import(path, skip_rejected=skip_rejected, groups=group or ()).as_dict()
+            answer = op.confirm_import(path, skip_rejected=skip_rejected, groups=group or ())
+            return {k: v for k, v in answer.as_dict().items() if k != "path"}  # a temporary file
 
     return await run_in_threadpool(run)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modempool import Pool
-from modempool.errors import (Blacklisted, InvalidNumber, NotFound, OptedOut, RefusedMany,
+from modempool.errors import (Blacklisted, InvalidNumber, NotFound, OptedOut, PoolError, RefusedMany,
                               UnknownSim)
 from modempool.operator.contacts import AddressBook
 from modempool.operator.optout import OptOutList
@@ -66,6 +66,10 @@ def test_schedule_and_expiry_from_typed_text(pool):
     assert timedelta(minutes=59) < message.not_before - datetime.now().astimezone() < timedelta(hours=1)
     assert message.expires_at.year == 2099
     assert json.loads(json.dumps(message.to_dict()))["not_before"].endswith("Z")
+    for at, expires, why in ((None, "-1h", "is already past"), ("+2h", "+1h", "is not after at")):
+        with pytest.raises(PoolError, match=why):   # accepted before, and never sent
+            pool.send("13800138000", "hi", at=at, expires=expires)
+    assert len(pool.messages()) == 1
 
 
 def test_cancel_retry_and_listing(pool):

@@ -46,3 +46,31 @@ def test_a_nul_character_is_refused_alike_on_both_engines(api):
         assert kannel.status_code == 422 and "NUL character (U+0000)" in kannel.text
         assert client.get("/v1/messages").json()["messages"] == []
         assert client.get("/v1/contacts").json()["contacts"] == []
+
+
+def test_a_streamed_body_over_the_limit_is_413_and_bad_utf8_a_clear_400(api):
+    def over_the_limit():   # no Content-Length: the limit is found while reading
+        for _ in range(5):
+            yield b"x" * 1_000_000
+
+    with api.client() as client:
+        too_big = client.post("/v1/messages", content=over_the_limit(),
+                              headers={"content-type": "application/json"})
+        assert too_big.status_code == 413, too_big.text    # was FastAPI's 400
+        assert "[http] max_body" in too_big.json()["detail"]
+        not_utf8 = client.post("/v1/messages", content=b'{"to": "13800138000", "text": "\xff"}',
+                               headers={"content-type": "application/json"})
+        assert not_utf8.status_code == 400
+        assert not_utf8.json()["detail"] == "the request body is not valid UTF-8 (byte 0xff at offset 31)"
+        assert client.get("/v1/messages").json()["messages"] == []
+
+
+@pytest.mark.parametrize("when, detail", [
+    ({"expires": "2020-01-01T00:00:00Z"}, "is already past"),
+    ({"at": "2099-01-02T00:00:00Z", "expires": "2099-01-01T00:00:00Z"}, "is not after at"),
+])
+def test_an_expiry_that_could_never_be_met_is_refused(api, when, detail):
+    with api.client() as client:
+        answer = client.post("/v1/messages", json={"to": "13800138000", "text": "hi", **when})
+        assert answer.status_code == 422 and detail in answer.json()["detail"]
+        assert client.get("/v1/messages").json()["messages"] == []

@@ -138,7 +138,7 @@ class AccountBank:
         from modempool.accounts import Accounts
 
         self.rules.require_admin()
-        return Accounts(self.spool)
+        return Accounts(self.spool, config=self.config)
 
     def sessions(self) -> Any:
         from modempool.sessions import Sessions

@@ -172,11 +172,12 @@ class Accounts:
     """The `accounts` table of a spool file: `Accounts(spool)`; `remember_for` seconds: how
     long a key that passed is taken without reading the table again (0: never)."""
 
-    def __init__(self, spool: Any, *, remember_for: float = 0.0) -> None:
+    def __init__(self, spool: Any, *, remember_for: float = 0.0, config: Any = None) -> None:
         from modempool.webhooks.store import install
 
         self.spool = spool
         self.remember_for = remember_for
+        self.config = config  # with it, an account's SIMs must be configured modems
         install(spool)  # accounts, message owners, opt-outs, webhooks and their triggers
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -194,6 +195,8 @@ class Accounts:
             raise AccountError(f"role {role!r}: choose admin, sender or viewer",
                                code="account_role", params={"role": role}) from None
         sims_list = [s.strip() for s in (sims or []) if s.strip()]
+        if self.config is not None:
+            self.config.check_sims(sims_list)  # a SIM it cannot have would refuse every send
         for value, label in ((per_minute, "per-minute"), (per_day, "per-day")):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise AccountError(f"{label} quota must be a whole number of at least 1")

@@ -74,7 +74,7 @@ def _accounts(config_path, as_json=False):
     from modempool.accounts import Accounts
 
     pool = open_pool(config_path)
-    return _library(Accounts, pool.spool), Output(as_json, pool.config.tz)
+    return _library(Accounts, pool.spool, config=pool.config), Output(as_json, pool.config.tz)
 
 
 @accounts_group.command("add")

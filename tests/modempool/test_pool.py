@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from modempool import Pool
-from modempool.errors import (Blacklisted, InvalidNumber, NotFound, OptedOut, PoolError, RefusedMany,
-                              UnknownSim)
+from modempool.errors import (Blacklisted, InvalidNumber, NotFound, OptedOut, PoolError,
+                              RefusedMany, UnknownSim)
 from modempool.operator.contacts import AddressBook
 from modempool.operator.optout import OptOutList
 from modempool.spool import MessageState, Spool

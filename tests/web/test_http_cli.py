@@ -36,6 +36,10 @@ def test_accounts_add_list_rotate_remove(config_path):
         rotated = json.loads(cli("accounts", "rotate", "shop", "--json", config=config_path).stdout)["key"]
         assert Accounts(spool).authenticate(key) is None
         assert Accounts(spool).authenticate(rotated).name == "shop"
+    unknown = cli("accounts", "add", "branch", "--role", "sender", "--sims", "m1,m9",
+                  config=config_path)
+    assert unknown.returncode == 1 and unknown.stderr.startswith("Error: no modem named m9 in ")
+    assert len(unknown.stderr.strip().splitlines()) == 1 and "Traceback" not in unknown.stderr
     twice = cli("accounts", "add", "shop", "--role", "admin", config=config_path)
     assert twice.returncode == 1 and twice.stderr.strip() == \
         "Error: account 'shop' exists (use rotate for a new key)"

@@ -167,6 +167,11 @@ class Engine(ABC):
         """Finished messages (sent, delivered, failed, ambiguous) by (SIM, state)."""
 
     @abstractmethod
+    def sim_outcomes_reached(self) -> dict[tuple[str, str], int]:
+        """Messages that reached each finished state, by (SIM, state): a count that only
+        rises (one sent then delivered stays counted as sent)."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     # -- hooks with a default ---------------------------------------------------------------

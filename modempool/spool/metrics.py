@@ -41,6 +41,11 @@ class Metrics:
         """Finished messages (sent, delivered, failed, ambiguous) by (SIM, state)."""
         return {key: n for key, n in self.engine.sim_outcomes().items() if n}
 
+    def sim_outcomes_reached(self) -> dict[tuple[str, str], int]:
+        """Messages that reached each finished state, by (SIM, state); only ever rises (a
+        message sent then delivered is in both), so that Prometheus' rate() holds."""
+        return self.engine.sim_outcomes_reached()
+
     def send_latency(self) -> SendLatency:
         """The enqueue-to-sent histogram of every message sent."""
         counts = [0] * (len(SEND_LATENCY_BOUNDS) + 1)

@@ -29,7 +29,8 @@ SPOOL_TABLES = ("messages", "parts", "inbound", "inbound_parts", "delivery_repor
 ENGINE_TABLES = frozenset({"modempool_schema", "sqlite_sequence", "sqlite_stat1",
                            "message_state_counts", "sim_outcome_counts", "send_latency",
                            "message_counts", "send_latency_counts", "message_count_totals",
-                           "send_latency_totals"})
+                           "send_latency_totals", "sim_outcome_totals",
+                           "sim_outcome_changes"})
 ENGINE_PREFIXES = ("messages_fts", "inbound_fts")
 #: The table names copied: they are written into the statements, so a source file's other
 #: table names (quoted, with spaces or quotes) are reported as skipped, never run. Columns of

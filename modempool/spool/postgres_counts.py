@@ -72,6 +72,9 @@ BEGIN
     SELECT {latency_bucket('d')} AS b, count(*), sum(d)
     FROM (SELECT {_SECONDS.format(row='inserted')} AS d FROM inserted
           WHERE sent_at IS NOT NULL) AS sent WHERE d IS NOT NULL GROUP BY b;
+    INSERT INTO sim_outcome_changes (sim, state, n)
+    SELECT sim, state, count(*) FROM inserted
+    WHERE sim IS NOT NULL AND state IN {FINISHED} GROUP BY sim, state;
     RETURN NULL;
 END $$""",
     # rows changed or deleted: a row trigger, fired only when what is counted changes
@@ -89,6 +92,10 @@ BEGIN
     IF OLD.state IS DISTINCT FROM NEW.state OR was_sim IS DISTINCT FROM now_sim THEN
         INSERT INTO message_counts (state, sim, n)
         VALUES (OLD.state, was_sim, -1), (NEW.state, now_sim, 1);
+        -- an outcome reached: counted once, never taken back (a Prometheus counter)
+        IF now_sim IS NOT NULL THEN
+            INSERT INTO sim_outcome_changes (sim, state, n) VALUES (now_sim, NEW.state, 1);
+        END IF;
     END IF;
     -- the time from enqueue to sent, observed once: when sent_at is first set
     IF OLD.sent_at IS NULL AND NEW.sent_at IS NOT NULL THEN
@@ -102,7 +109,7 @@ BEGIN
 END $$""",
 )
 #: What marks the current COUNT_FUNCTIONS in the functions' source.
-COUNT_FUNCTIONS_MARK = "modempool_time"
+COUNT_FUNCTIONS_MARK = "sim_outcome_changes"
 
 KEPT_COUNTS = (
     "CREATE TABLE message_counts (state TEXT NOT NULL, sim TEXT, n BIGINT NOT NULL)",
@@ -174,6 +181,27 @@ KEPT_TOTALS = (
     f"ALTER TABLE send_latency_counts SET ({_VACUUM_SOON})",
 )
 
+#: Outcomes reached per SIM, which only rise (`modempool_sim_messages_total`): the kept
+#: counts above follow what each message is *now* (sent -> delivered takes one from sent).
+#: Insert-only changes folded into totals, as those. Version 11.
+_FOLD_REACHED = (
+    "WITH gone AS (DELETE FROM sim_outcome_changes RETURNING sim, state, n) "
+    "INSERT INTO sim_outcome_totals AS kept (sim, state, n) "
+    "SELECT sim, state, sum(n) FROM gone GROUP BY sim, state "
+    "ON CONFLICT (sim, state) DO UPDATE SET n = kept.n + excluded.n")
+REACHED_COUNTS = (
+    # no message changes between the count of what exists and the functions that count on
+    "LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE",
+    f"CREATE TABLE sim_outcome_changes (sim TEXT NOT NULL, state TEXT NOT NULL, "
+    f"n BIGINT NOT NULL) WITH ({_VACUUM_SOON})",
+    "CREATE TABLE sim_outcome_totals (sim TEXT NOT NULL, state TEXT NOT NULL, "
+    f"n BIGINT NOT NULL, PRIMARY KEY (sim, state)) WITH (fillfactor = 50, {_VACUUM_SOON})",
+    # an existing spool's counters start from the messages in each outcome now
+    "INSERT INTO sim_outcome_totals (sim, state, n) SELECT sim, state, count(*) FROM messages "
+    f"WHERE sim IS NOT NULL AND state IN {FINISHED} GROUP BY sim, state",
+    *COUNT_FUNCTIONS,
+)
+
 #: The reads: totals and changes in one statement (one snapshot: a fold between two
 #: statements would count its rows twice or not at all); `summed`, the changes summed.
 STATE_COUNTS = (
@@ -185,6 +213,10 @@ SIM_OUTCOMES = (
     "SELECT sim, state, n, 0 AS change FROM message_count_totals WHERE sim <> '' "
     "UNION ALL SELECT sim, state, n, 1 FROM message_counts WHERE sim IS NOT NULL) AS kept "
     "GROUP BY sim, state")
+SIM_REACHED = (
+    "SELECT sim, state, sum(n) AS n, sum(change) AS summed FROM ("
+    "SELECT sim, state, n, 0 AS change FROM sim_outcome_totals "
+    "UNION ALL SELECT sim, state, n, 1 FROM sim_outcome_changes) AS kept GROUP BY sim, state")
 SEND_LATENCY = (
     "SELECT bucket, sum(n) AS n, sum(seconds) AS seconds, sum(change) AS summed FROM ("
     "SELECT bucket, n, seconds, 0 AS change FROM send_latency_totals "
@@ -192,13 +224,15 @@ SEND_LATENCY = (
 
 #: What the tables of changes take, empty pages included.
 _PAGES_HELD = ("SELECT pg_relation_size('message_counts') "
-               "+ pg_relation_size('send_latency_counts') AS bytes")
+               "+ pg_relation_size('send_latency_counts') "
+               "+ pg_relation_size('sim_outcome_changes') AS bytes")
 #: Past this size of the tables of changes, an idle spool's housekeeping vacuums them.
 KEPT_PAGES_AT_MOST = 1 << 20
 
 #: Whether a fold has anything to do (an idle spool is not rewritten).
 _CHANGES_LEFT = ("SELECT EXISTS (SELECT 1 FROM message_counts) "
-                 "OR EXISTS (SELECT 1 FROM send_latency_counts)")
+                 "OR EXISTS (SELECT 1 FROM send_latency_counts) "
+                 "OR EXISTS (SELECT 1 FROM sim_outcome_changes)")
 
 
 def _first_line(exc: Exception) -> str:
@@ -221,6 +255,11 @@ class KeptCounts:
 
     def sim_outcomes(self) -> dict[tuple[str, str], int]:
         rows = self.engine.rows(SIM_OUTCOMES)
+        self._fold_if_many(sum(row["summed"] for row in rows))
+        return {(row["sim"], row["state"]): int(row["n"]) for row in rows if row["n"]}
+
+    def sim_outcomes_reached(self) -> dict[tuple[str, str], int]:
+        rows = self.engine.rows(SIM_REACHED)
         self._fold_if_many(sum(row["summed"] for row in rows))
         return {(row["sim"], row["state"]): int(row["n"]) for row in rows if row["n"]}
 
@@ -257,7 +296,7 @@ class KeptCounts:
                 return False
             if not conn.execute(_CHANGES_LEFT).fetchone()[0]:
                 return False
-            for statement in _FOLD:
+            for statement in (*_FOLD, _FOLD_REACHED):
                 conn.execute(statement)
         return True
 
@@ -271,7 +310,8 @@ class KeptCounts:
             return
         try:
             with self.engine.pool.connection() as raw:
-                raw.execute("VACUUM (SKIP_LOCKED) message_counts, send_latency_counts")
+                raw.execute("VACUUM (SKIP_LOCKED) message_counts, send_latency_counts, "
+                            "sim_outcome_changes")
         except self.engine._psycopg.Error as exc:   # a lock timeout, say: autovacuum will
             log.warning("the kept counts' changes were folded but not vacuumed: %s",
                         _first_line(exc))

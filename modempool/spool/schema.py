@@ -236,9 +236,11 @@ FROM sims GROUP BY counted_as;
 #: counting triggers when it opens any spool (`STATE_COUNTS`, `METRIC_COUNTS`). Version 9
 #: is PostgreSQL's too: its queue indexes and autovacuum (`QUEUE_INDEXES`, postgres_engine.py);
 #: and version 10: the totals its kept counts are folded into (`postgres_counts.KEPT_TOTALS`).
+#: Version 11: outcomes reached per SIM, counts that only rise (`postgres_counts.REACHED_COUNTS`;
+#: SQLite makes its `REACHED_COUNTS` when it opens any spool).
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
                               5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: "",
-                              9: "", 10: ""}
+                              9: "", 10: "", 11: ""}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

@@ -166,6 +166,25 @@ METRIC_COUNTS = (
     "UPDATE sim_outcome_counts SET n = n - 1 WHERE sim = old.sim AND state = old.state; END",
 )
 
+#: Outcomes reached per SIM (`modempool_sim_messages_total`): added to when a message enters a
+#: finished state, never taken from (sim_outcome_counts follows what each message is now). An
+#: existing spool's counts start from the messages in each outcome when it is opened.
+REACHED_COUNTS = (
+    "CREATE TABLE sim_outcome_totals (sim TEXT NOT NULL, state TEXT NOT NULL, "
+    "n INTEGER NOT NULL, PRIMARY KEY (sim, state))",
+    "INSERT INTO sim_outcome_totals (sim, state, n) SELECT sim, state, count(*) FROM messages "
+    f"WHERE sim IS NOT NULL AND state IN {_FINISHED} GROUP BY sim, state",
+    "CREATE TRIGGER sim_outcome_totals_update AFTER UPDATE OF state, sim ON messages "
+    f"WHEN new.sim IS NOT NULL AND new.state IN {_FINISHED} "
+    "AND (old.state IS NOT new.state OR old.sim IS NOT new.sim) BEGIN "
+    "INSERT INTO sim_outcome_totals (sim, state, n) VALUES (new.sim, new.state, 1) "
+    "ON CONFLICT (sim, state) DO UPDATE SET n = n + 1; END",
+    "CREATE TRIGGER sim_outcome_totals_insert AFTER INSERT ON messages "
+    f"WHEN new.sim IS NOT NULL AND new.state IN {_FINISHED} BEGIN "
+    "INSERT INTO sim_outcome_totals (sim, state, n) VALUES (new.sim, new.state, 1) "
+    "ON CONFLICT (sim, state) DO UPDATE SET n = n + 1; END",
+)
+
 
 class SqliteEngine(Engine):
     name = "sqlite"
@@ -211,6 +230,7 @@ class SqliteEngine(Engine):
         self._make_once("parts_uncertain", (UNCERTAIN_PARTS,))
         self._make_once("delivery_reports_unmatched", (UNMATCHED_REPORTS,))
         self._make_once("sim_outcome_counts_delete", METRIC_COUNTS)
+        self._make_once("sim_outcome_totals_insert", REACHED_COUNTS)
 
     def _make_once(self, last: str, script: Sequence[str]) -> None:
         """Run `script` unless the object it makes last exists (another process may race)."""
@@ -269,6 +289,10 @@ class SqliteEngine(Engine):
     def sim_outcomes(self) -> dict[tuple[str, str], int]:
         return {(row[0], row[1]): row[2] for row in self.rows(
             "SELECT sim, state, n FROM sim_outcome_counts WHERE n > 0")}
+
+    def sim_outcomes_reached(self) -> dict[tuple[str, str], int]:
+        return {(row[0], row[1]): row[2] for row in self.rows(
+            "SELECT sim, state, n FROM sim_outcome_totals WHERE n > 0")}
 
     def _text_index(self) -> bool:
         """Make the trigram indexes once (an existing spool is indexed then, in one go);

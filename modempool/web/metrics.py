@@ -22,11 +22,19 @@ class SpoolCollector:
             queue.add_metric([state], n)
         yield queue
 
-        outcomes = CounterMetricFamily("modempool_sim_messages", "Messages finished per SIM and outcome",
-                                       labels=["sim", "state"])
+        # A counter only rises (rate() and increase() read a fall as a restart): outcomes
+        # reached; what each SIM's messages are now (sent -> delivered moves one) is a gauge.
+        reached = CounterMetricFamily("modempool_sim_messages",
+                                      "Messages that reached each outcome per SIM",
+                                      labels=["sim", "state"])
+        for (sim, state), n in sorted(spool.metrics.sim_outcomes_reached().items()):
+            reached.add_metric([sim, state], n)
+        now = GaugeMetricFamily("modempool_sim_messages_in_state",
+                                "Finished messages per SIM by the state they are in now",
+                                labels=["sim", "state"])
         for (sim, state), n in sorted(spool.metrics.sim_outcomes().items()):
-            outcomes.add_metric([sim, state], n)
-        yield outcomes
+            now.add_metric([sim, state], n)
+        yield from (reached, now)
 
         sims = {row["name"]: row for row in spool.sims()}
         names = [m.name for m in config.modems] + sorted(set(sims) - {m.name for m in config.modems})
@@ -61,11 +69,14 @@ class SpoolCollector:
                                     buckets=buckets, sum_value=latency.seconds)
 
         outbox = self.api.webhooks.counts()
-        deliveries = CounterMetricFamily("modempool_webhook_deliveries", "Webhook events by outcome",
+        deliveries = CounterMetricFamily("modempool_webhook_deliveries",
+                                         "Webhook events delivered or given up on",
                                          labels=["state"])
-        for state, n in outbox.items():
-            deliveries.add_metric([state], n)
+        for state in ("delivered", "dead"):   # final: a row never leaves them
+            deliveries.add_metric([state], outbox[state])
         yield deliveries
+        yield GaugeMetricFamily("modempool_webhook_pending", "Webhook events waiting for delivery",
+                                value=outbox["pending"])
         yield CounterMetricFamily("modempool_webhook_failed_attempts",
                                   "Webhook delivery attempts that failed",
                                   value=self.api.webhooks.failed_attempts())

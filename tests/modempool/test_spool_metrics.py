@@ -8,6 +8,7 @@ import sqlite3
 from datetime import timedelta
 
 from modempool.spool import Spool
+from modempool.spool.claims import SentPart
 from modempool.spool.model import to_text, utcnow
 
 
@@ -64,3 +65,25 @@ def test_an_existing_spool_gets_its_kept_metrics_when_opened(tmp_path):
             conn.execute(f"DROP TRIGGER {trigger}")
     with Spool(path) as spool:
         assert (spool.metrics.sim_outcomes(), spool.metrics.send_latency()) == before
+
+
+def test_outcome_counters_only_rise_when_a_sent_message_is_delivered(spool_target):
+    """`modempool_sim_messages_total` is a Prometheus counter: sent -> delivered adds a
+    delivered and leaves the sent count as it was (what each message is now is a gauge)."""
+    with Spool(spool_target) as spool:
+        message = spool.enqueue("13800138000", "hi")
+        assert spool.claim(message.id, "m1", "t")
+        spool.mark_part_writing(message.id, 1, 1, lease_owner="t")
+        spool.mark_many_sent([SentPart(message.id, 1, None, 7, lease_owner="t")])
+        assert spool.metrics.sim_outcomes_reached() == {("m1", "sent"): 1}
+        assert spool.store_delivery_report("m1", 7, message.to, 0).part_id is not None
+        assert spool.get(message.id).state.value == "delivered"
+        assert spool.metrics.sim_outcomes_reached() == {("m1", "sent"): 1, ("m1", "delivered"): 1}
+        assert spool.metrics.sim_outcomes() == {("m1", "delivered"): 1}
+        with spool.transaction() as conn:   # a message deleted takes nothing back either
+            conn.execute("DELETE FROM events")
+            conn.execute("DELETE FROM delivery_reports")
+            conn.execute("DELETE FROM parts")
+            conn.execute("DELETE FROM messages")
+        assert spool.metrics.sim_outcomes_reached() == {("m1", "sent"): 1, ("m1", "delivered"): 1}
+        assert spool.metrics.sim_outcomes() == {}

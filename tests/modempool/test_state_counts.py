@@ -190,10 +190,12 @@ def test_a_postgresql_spool_of_version_7_gets_its_counts_at_the_upgrade(pg_clust
             conn.execute(f"DROP TRIGGER message_counts_{name} ON messages")
         conn.execute("DROP FUNCTION message_counts_follow(), message_counts_inserted()")
         conn.execute("DROP TABLE message_counts, send_latency_counts, message_count_totals, "
-                     "send_latency_totals")
+                     "send_latency_totals, sim_outcome_changes, sim_outcome_totals")
         conn.execute("UPDATE modempool_schema SET version = 7")
     with Spool(url) as spool:
         assert (spool.counts(), spool.metrics.sim_outcomes()) == expected
+        # the counters that only rise start from the messages in each outcome
+        assert spool.metrics.sim_outcomes_reached() == expected[1]
         assert spool.metrics.send_latency() == latency
         assert spool.rows("SELECT version FROM modempool_schema")[0][0] == SCHEMA_VERSION
 
@@ -201,12 +203,14 @@ def test_a_postgresql_spool_of_version_7_gets_its_counts_at_the_upgrade(pg_clust
 def test_folding_keeps_the_counts_and_an_idle_spool_is_not_rewritten(pg_cluster):
     with Spool(pg_cluster.new_schema()) as spool:
         every_change(spool)
-        before = spool.counts(), spool.metrics.sim_outcomes(), spool.metrics.send_latency()
+        before = (spool.counts(), spool.metrics.sim_outcomes(), spool.metrics.send_latency(),
+                  spool.metrics.sim_outcomes_reached())
         rows = spool.rows("SELECT count(*) FROM message_counts")[0][0]
         assert spool.engine.counts.fold()
         assert spool.rows("SELECT count(*) FROM message_counts")[0][0] < rows
-        assert (spool.counts(), spool.metrics.sim_outcomes(),
-                spool.metrics.send_latency()) == before
+        assert spool.rows("SELECT count(*) FROM sim_outcome_changes")[0][0] == 0
+        assert (spool.counts(), spool.metrics.sim_outcomes(), spool.metrics.send_latency(),
+                spool.metrics.sim_outcomes_reached()) == before
         assert not spool.engine.counts.fold()   # every count one row already
 
 

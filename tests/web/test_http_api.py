@@ -10,6 +10,7 @@ import httpx
 
 from http_harness import both_engines, sims_up
 from modempool.spool import Spool
+from modempool.spool.claims import SentPart
 
 
 def _spool(api) -> Spool:
@@ -181,6 +182,15 @@ def test_inbound_with_contact_name_and_sims(api):
     assert answer.content == json.dumps(expected, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def sent_then_delivered(spool: Spool) -> None:
+    """A message sent on m1 whose delivery report came."""
+    message = spool.enqueue("13800138000", "hi")
+    assert spool.claim(message.id, "m1", "t")
+    spool.mark_part_writing(message.id, 1, 1, lease_owner="t")
+    spool.mark_many_sent([SentPart(message.id, 1, None, 7, lease_owner="t")])
+    assert spool.store_delivery_report("m1", 7, message.to, 0).part_id is not None
+
+
 @both_engines
 def test_cost_health_readiness_and_metrics(api):
     with api.client("root") as root:
@@ -195,8 +205,16 @@ def test_cost_health_readiness_and_metrics(api):
         assert not_ready.status_code == 503 and "no SIM is up" in not_ready.json()["detail"]
         with _spool(api) as spool:
             sims_up(spool, m1=-65)
+            sent_then_delivered(spool)
         assert client.get("/readyz").json()["sims_up"] == 1
         text = client.get("/metrics").text
+    # a counter only rises: the delivery left sent counted; what the message is now, a gauge
+    assert 'modempool_sim_messages_total{sim="m1",state="sent"} 1.0' in text
+    assert 'modempool_sim_messages_total{sim="m1",state="delivered"} 1.0' in text
+    assert 'modempool_sim_messages_in_state{sim="m1",state="delivered"} 1.0' in text
+    assert 'modempool_sim_messages_in_state{sim="m1",state="sent"}' not in text
+    assert 'modempool_webhook_deliveries_total{state="pending"}' not in text
+    assert "modempool_webhook_pending 0.0" in text
     assert 'modempool_queue_messages{state="queued"}' in text
     assert 'modempool_sim_up{sim="m1"} 1.0' in text
     assert 'modempool_sim_signal_dbm{sim="m1"} -65.0' in text

@@ -10,6 +10,7 @@ import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import standardwebhooks
 
 from http_harness import ServerThread, both_engines, free_port
@@ -87,6 +88,9 @@ def test_a_dead_receiver_gets_the_event_later_with_the_same_id(api):
         failed = _until(lambda: [r for r in _outbox(spool) if r["attempts"] >= 2],
                         what="two failed attempts")[0]
         assert failed["state"] == "pending" and "Connect" in failed["last_error"]
+        waiting = httpx.get(api.url + "/metrics").text
+        assert "modempool_webhook_pending 1.0" in waiting
+        assert 'modempool_webhook_deliveries_total{state="delivered"} 0.0' in waiting
         receiver = Receiver(port, secret).start()
         try:
             [(webhook_id, payload)] = receiver.wait_for(1)
@@ -97,6 +101,12 @@ def test_a_dead_receiver_gets_the_event_later_with_the_same_id(api):
                          what="the delivery recorded")[0]
             assert row["attempts"] >= 3 and row["last_status"] == 204
             assert receiver.rejected == 0
+            done = httpx.get(api.url + "/metrics").text
+            # the pending event delivered: the counter of deliveries rose, none fell
+            assert "modempool_webhook_pending 0.0" in done
+            assert 'modempool_webhook_deliveries_total{state="delivered"} 1.0' in done
+            assert 'modempool_webhook_deliveries_total{state="dead"} 0.0' in done
+            assert f"modempool_webhook_failed_attempts_total {row['attempts'] - 1}.0" in done
         finally:
             receiver.stop()
 

@@ -108,8 +108,8 @@ BEGIN
     RETURN NULL;
 END $$""",
 )
-#: What marks the current COUNT_FUNCTIONS in the functions' source.
-COUNT_FUNCTIONS_MARK = "sim_outcome_changes"
+#: What marks the current COUNT_FUNCTIONS in the functions' source (each, of a version since).
+COUNT_FUNCTIONS_MARKS = ("modempool_time", "sim_outcome_changes")
 
 KEPT_COUNTS = (
     "CREATE TABLE message_counts (state TEXT NOT NULL, sim TEXT, n BIGINT NOT NULL)",
@@ -192,13 +192,15 @@ _FOLD_REACHED = (
 REACHED_COUNTS = (
     # no message changes between the count of what exists and the functions that count on
     "LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE",
-    f"CREATE TABLE sim_outcome_changes (sim TEXT NOT NULL, state TEXT NOT NULL, "
+    f"CREATE TABLE IF NOT EXISTS sim_outcome_changes (sim TEXT NOT NULL, state TEXT NOT NULL, "
     f"n BIGINT NOT NULL) WITH ({_VACUUM_SOON})",
-    "CREATE TABLE sim_outcome_totals (sim TEXT NOT NULL, state TEXT NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS sim_outcome_totals (sim TEXT NOT NULL, state TEXT NOT NULL, "
     f"n BIGINT NOT NULL, PRIMARY KEY (sim, state)) WITH (fillfactor = 50, {_VACUUM_SOON})",
-    # an existing spool's counters start from the messages in each outcome now
+    # an existing spool's counters start from the messages in each outcome now (where the
+    # step runs again, on a spool marked older than it is, the counts are kept)
     "INSERT INTO sim_outcome_totals (sim, state, n) SELECT sim, state, count(*) FROM messages "
-    f"WHERE sim IS NOT NULL AND state IN {FINISHED} GROUP BY sim, state",
+    f"WHERE sim IS NOT NULL AND state IN {FINISHED} GROUP BY sim, state "
+    "ON CONFLICT (sim, state) DO NOTHING",
     *COUNT_FUNCTIONS,
 )
 

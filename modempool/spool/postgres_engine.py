@@ -25,7 +25,7 @@ from typing import Any
 from modempool.errors import InvalidText
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
-from modempool.spool.postgres_counts import (COUNT_FUNCTIONS, COUNT_FUNCTIONS_MARK, KEPT_COUNTS,
+from modempool.spool.postgres_counts import (COUNT_FUNCTIONS, COUNT_FUNCTIONS_MARKS, KEPT_COUNTS,
                                              KEPT_TOTALS, REACHED_COUNTS, SUMMED_BY_INDEX,
                                              KeptCounts)
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
@@ -308,8 +308,9 @@ class PostgresEngine(Engine):
         made by an older one has others (replacing a function locks no table)."""
         current = ("SELECT count(*) FROM pg_proc WHERE proname IN ('message_counts_inserted', "
                    "'message_counts_follow') AND pronamespace = "
-                   "CAST(current_schema() AS regnamespace) AND strpos(prosrc, %s) > 0")
-        if raw.execute(current, (COUNT_FUNCTIONS_MARK,)).fetchone()[0] == 2:
+                   "CAST(current_schema() AS regnamespace) AND strpos(prosrc, %s) > 0 "
+                   "AND strpos(prosrc, %s) > 0")
+        if raw.execute(current, COUNT_FUNCTIONS_MARKS).fetchone()[0] == 2:
             return
         try:   # a role that does not own them (a read-only API, say) still opens the spool
             with self._schema_lock(raw), raw.transaction():

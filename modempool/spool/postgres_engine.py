@@ -106,7 +106,7 @@ def _trigram_schema(raw: Any) -> str | None:
 
 
 #: In each trigger function's text: an older one (without it) is replaced at open.
-OUTBOX_VERSION = "modempool webhook outbox 2"
+OUTBOX_VERSION = "modempool webhook outbox 3"   # 3: a Kannel callback's payload, its message id
 
 
 def _event_trigger(name: str, fire: str, event: str, data: str, where: str = "",
@@ -137,7 +137,7 @@ _KANNEL_DLR = f"""
     SELECT {_NEW_ID}, NULL,
         replace(replace(d.url, '%d', CAST(c.code AS text)), '%p',
                 replace(NEW.to_number, '+', '%2B')),
-        'kannel.dlr', '', stamp, stamp
+        'kannel.dlr', CAST(NEW.id AS text), stamp, stamp
     FROM kannel_dlr d, (SELECT CASE NEW.state WHEN 'delivered' THEN 1 WHEN 'sent' THEN 8
         WHEN 'failed' THEN CASE WHEN NEW.sent_at IS NULL THEN 16 ELSE 2 END
         ELSE 0 END AS code) c

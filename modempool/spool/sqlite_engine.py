@@ -76,6 +76,9 @@ STATE_COUNTS = (
 # (see `Engine.ensure_webhook_outbox`); PostgreSQL's PL/pgSQL twins are in postgres_engine.py.
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 _NEW_ID = "'msg_' || lower(hex(randomblob(12)))"
+#: In the trigger that writes Kannel callbacks: an older one (without it) is made again.
+DLR_MARK = "the message id as the payload"
+
 WEBHOOK_OUTBOX = (
     f"""CREATE TRIGGER IF NOT EXISTS webhook_message_state AFTER UPDATE OF state ON messages
 WHEN new.state != old.state AND new.state IN ('sent', 'delivered', 'failed', 'ambiguous')
@@ -93,10 +96,11 @@ BEGIN
     WHERE EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'message.' || new.state)
       AND (w.account IS NULL
            OR w.account = (SELECT account FROM message_accounts WHERE message_id = new.id));
+    -- {DLR_MARK}: a message's callbacks are delivered in order (`Webhooks.claim_due`)
     INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
     SELECT {_NEW_ID}, NULL,
         replace(replace(d.url, '%d', c.code), '%p', replace(new.to_number, '+', '%2B')),
-        'kannel.dlr', '', {_NOW}, {_NOW}
+        'kannel.dlr', CAST(new.id AS TEXT), {_NOW}, {_NOW}
     FROM kannel_dlr d, (SELECT CASE new.state WHEN 'delivered' THEN 1 WHEN 'sent' THEN 8
         WHEN 'failed' THEN CASE WHEN new.sent_at IS NULL THEN 16 ELSE 2 END
         ELSE 0 END AS code) c
@@ -280,6 +284,12 @@ class SqliteEngine(Engine):
     def ensure_webhook_outbox(self) -> None:
         if "webhook_outbox" not in self._ensured:
             self._make_once("webhook_optout", WEBHOOK_OUTBOX)
+            older = ("SELECT 1 FROM sqlite_master WHERE name = 'webhook_message_state' "
+                     "AND instr(sql, ?) = 0")
+            if self.rows(older, (DLR_MARK,)):
+                with self.tx() as conn:
+                    conn.execute("DROP TRIGGER IF EXISTS webhook_message_state")
+                    conn.execute(WEBHOOK_OUTBOX[0])
             self._ensured.add("webhook_outbox")
 
 

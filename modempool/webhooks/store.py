@@ -9,7 +9,8 @@ insert nothing. One outbox row is one delivery to one endpoint; its `event_id` i
 `webhook-id` header on every attempt, so a receiver can drop the duplicates that retries make.
 
 Kannel `dlr-url` callbacks ride on the same outbox (rows without a webhook, `type`
-`kannel.dlr`, sent as a plain GET).
+`kannel.dlr`, sent as a plain GET, their payload the message's id): a message's callbacks
+are delivered one at a time, in the order they were written.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
     webhook_id   TEXT,                   -- NULL: a Kannel dlr-url callback
     url          TEXT NOT NULL,
     type         TEXT NOT NULL,
-    payload      TEXT NOT NULL,          -- the exact body, the same on every attempt
+    payload      TEXT NOT NULL,          -- the exact body, the same on every attempt (a
+                                         -- Kannel callback, a GET: its message's id)
     created_at   TEXT NOT NULL,
     next_at      TEXT NOT NULL,
     attempts     INTEGER NOT NULL DEFAULT 0,
@@ -58,6 +60,9 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
     delivered_at TEXT
 );
 CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (state, next_at);
+-- a message's pending Kannel callbacks (their payload is its id), delivered oldest first
+CREATE INDEX IF NOT EXISTS webhook_outbox_dlr ON webhook_outbox (payload, id)
+    WHERE webhook_id IS NULL AND state = 'pending';
 CREATE TABLE IF NOT EXISTS kannel_dlr (
     message_id  INTEGER PRIMARY KEY,
     url         TEXT NOT NULL,           -- with %d (status) and %p (phone) to fill in
@@ -196,8 +201,20 @@ class Webhooks:
                 "SELECT * FROM (SELECT *, coalesce(webhook_id, url) AS endpoint, row_number() "
                 "OVER (PARTITION BY coalesce(webhook_id, url) ORDER BY next_at, id) AS rank "
                 "FROM webhook_outbox WHERE state = 'pending' AND next_at <= ? "
-                "AND (lease_until IS NULL OR lease_until < ?)) AS due WHERE rank <= ?",
-                (stamp, stamp, per_endpoint)) if r["endpoint"] not in busy]
+                "AND (lease_until IS NULL OR lease_until < ?) AND webhook_id IS NOT NULL) "
+                "AS due WHERE rank <= ?", (stamp, stamp, per_endpoint))]
+            # A Kannel receiver keeps a message's last status: its callbacks go one at a time,
+            # oldest first (8 "sent" before 1 "delivered"), a later one not before an earlier
+            # one is delivered or given up, even while that one waits for its retry. (Rows of
+            # a spool from before, without the message id, are each their own.)
+            due += [dict(r) for r in self.spool.rows(
+                "SELECT *, CASE WHEN payload = '' THEN url ELSE 'dlr:' || payload END "
+                "AS endpoint FROM webhook_outbox AS o WHERE webhook_id IS NULL "
+                "AND state = 'pending' AND next_at <= ? AND (lease_until IS NULL OR lease_until < ?) "
+                "AND (payload = '' OR NOT EXISTS (SELECT 1 FROM webhook_outbox AS e "
+                "WHERE e.webhook_id IS NULL AND e.state = 'pending' AND e.payload = o.payload "
+                "AND e.id < o.id))", (stamp, stamp))]
+            due = [r for r in due if r["endpoint"] not in busy]
             if not due:
                 return []
             # Another worker (a second server on the same spool) may have leased some of them

@@ -12,6 +12,8 @@ import pytest
 from modempool.accounts import Accounts, record_owner
 from modempool.operator.optout import OptOutList
 from modempool.spool import Spool
+from modempool.spool.claims import SentPart
+from modempool.spool.model import to_text, utcnow
 from modempool.webhooks import Webhooks
 
 
@@ -105,3 +107,40 @@ def test_a_due_event_is_leased_to_one_worker_at_a_time(spool_target):
         assert again["id"] == first[0]["id"] and again["event_id"] == first[0]["event_id"]
         assert hooks.counts() == {"pending": 5, "delivered": 1, "dead": 0}
         assert hooks.failed_attempts() == 1
+
+
+def test_a_messages_kannel_callbacks_go_one_at_a_time_in_order(spool_target):
+    """dlr-mask 9: "sent" (8) then "delivered" (1). A Kannel receiver keeps the last status, so
+    the 1 is not leased while the 8 is on its way, nor while it waits for a retry; another
+    message's callbacks are not held back by it."""
+    with Spool(spool_target) as spool:
+        Accounts(spool)
+        hooks = Webhooks(spool)
+        first, other = spool.enqueue_many([{"to": "13800138000", "text": "告警"},
+                                           {"to": "13800138001", "text": "告警"}])
+        with spool.transaction() as conn:
+            hooks.add_dlr(conn, [first, other], "http://127.0.0.1:9/dlr?s=%d&to=%p", 8 | 1)
+        assert spool.claim(first, "m1", "t")
+        spool.mark_part_writing(first, 1, 1, lease_owner="t")
+        spool.mark_many_sent([SentPart(first, 1, None, 7, lease_owner="t")])
+        assert spool.store_delivery_report("m1", 7, "+8613800138000", 0).part_id is not None
+        assert spool.get(first).state.value == "delivered"
+        _sent(spool, other)
+        assert [r["url"].split("/dlr")[1] for r in _outbox(spool)] == [
+            "?s=8&to=%2B8613800138000", "?s=1&to=%2B8613800138000", "?s=8&to=%2B8613800138001"]
+
+        lease = timedelta(seconds=60)
+        sent, other_sent = hooks.claim_due(lease, per_endpoint=4, busy=[])
+        assert "s=8&to=%2B8613800138000" in sent["url"]
+        assert "s=8&to=%2B8613800138001" in other_sent["url"]
+        assert hooks.claim_due(lease, per_endpoint=4, busy=[]) == []   # 8 on its way
+        hooks.failed(sent["id"], 503, "busy", datetime.now(timezone.utc) + timedelta(hours=1))
+        assert hooks.claim_due(lease, per_endpoint=4, busy=[]) == []   # 8 waits for its retry
+        with spool.transaction() as conn:
+            conn.execute("UPDATE webhook_outbox SET next_at = ? WHERE id = ?",
+                         (to_text(utcnow()), sent["id"]))
+        [again] = hooks.claim_due(lease, per_endpoint=4, busy=[])
+        assert again["id"] == sent["id"]
+        hooks.delivered(sent["id"], 200)
+        [delivered] = hooks.claim_due(lease, per_endpoint=4, busy=[])
+        assert "s=1&to=%2B8613800138000" in delivered["url"]

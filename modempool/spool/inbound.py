@@ -71,9 +71,10 @@ def delivery_outcome(status: int) -> tuple[bool, bool]:
     return False, True          # permanent error, or temporary error the SC gave up on
 
 
-def _dedupe_key(sim: str | None, sender: str, received_at: datetime, text: str) -> str:
+def _dedupe_key(card: str | None, sender: str, received_at: datetime, text: str) -> str:
+    """`card`: the SIM card's ICCID (`iccid:...`) where known, else the SIM's name."""
     digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{sim}|{sender}|{to_text(received_at)}|{digest}"
+    return f"{card}|{sender}|{to_text(received_at)}|{digest}"
 
 
 class Inbound:
@@ -128,8 +129,18 @@ class Inbound:
         call returns None.
         """
         sender, text = self._sender(sender), without_nul(text)
-        key = _dedupe_key(sim, sender, received_at, text) if received_at else None
         with self.engine.tx() as conn:
+            key = None
+            if received_at:
+                # By the card, not the modem it sits in: a card moved to another box (another
+                # [[modem]] name) with the SMS still on it hands it over again there.
+                card = conn.execute("SELECT iccid FROM sims WHERE name = ? AND iccid <> ''",
+                                    (sim,)).fetchone() if sim else None
+                key = _dedupe_key(f"iccid:{card[0]}" if card else sim, sender, received_at, text)
+                by_name = _dedupe_key(sim, sender, received_at, text)
+                if card and conn.execute("SELECT 1 FROM inbound WHERE dedupe_key = ?",
+                                         (by_name,)).fetchone():
+                    return None   # stored by this modempool's name before it knew the ICCID
             return self._insert(conn, sender, sim, text, to_text(received_at), parts,
                                 complete, key)
 

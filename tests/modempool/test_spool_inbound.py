@@ -191,3 +191,22 @@ def test_a_received_nul_is_stored_as_a_replacement_character_on_both_engines(pat
                                           received_at=T0)
         assert joined.text == "长\ufffd" * 40
         assert [r["text"] for r in spool.inbound()] == ["验证\ufffd码", "长\ufffd" * 40]
+
+
+def test_an_sms_on_a_card_moved_to_another_box_is_stored_once(path):
+    """Dedupe by the card (ICCID), not by the [[modem]] name: the card went from box A's a1 to
+    box B's b7 with an SMS still on it, which b7 hands over again."""
+    with Spool(path) as spool:
+        early = spool.store_inbound("10086", "before the card was read", sim="a1", received_at=T0)
+        spool.upsert_sim("a1", iccid="89860012345678901234")
+        spool.upsert_sim("b7", iccid="89860012345678901234")
+        assert early and spool.store_inbound("10086", "before the card was read", sim="a1",
+                                             received_at=T0) is None
+        assert spool.store_inbound("13800138000", "验证码 4321", sim="a1", received_at=T0)
+        assert spool.store_inbound("13800138000", "验证码 4321", sim="b7", received_at=T0) is None
+        spool.upsert_sim("c3", iccid="89860099999999999999")   # another card: its own SMS
+        assert spool.store_inbound("13800138000", "验证码 4321", sim="c3", received_at=T0)
+        spool.store_inbound("13800138000", "no card known", sim="d1", received_at=T0)
+        assert spool.store_inbound("13800138000", "no card known", sim="d1",
+                                   received_at=T0) is None   # by name where no ICCID is known
+        assert [r["sim"] for r in spool.inbound()] == ["a1", "a1", "c3", "d1"]

@@ -144,3 +144,37 @@ def test_a_messages_kannel_callbacks_go_one_at_a_time_in_order(spool_target):
         hooks.delivered(sent["id"], 200)
         [delivered] = hooks.claim_due(lease, per_endpoint=4, busy=[])
         assert "s=1&to=%2B8613800138000" in delivered["url"]
+
+
+def test_the_default_retry_schedule_spans_a_day_with_the_same_webhook_id(spool_target):
+    """A receiver down for good: the event is tried again, with backoff capped at an hour, for
+    at least 24 hours after it was written, every attempt with the same webhook-id."""
+    from modempool.spool.model import from_text
+    from modempool.webhooks.delivery import RetrySchedule
+
+    schedule = RetrySchedule()
+    with Spool(spool_target) as spool:
+        Accounts(spool)
+        hooks = Webhooks(spool)
+        hooks.add("http://127.0.0.1:9/down", ["sms.received"])
+        spool.store_inbound("+8613900000001", "在吗", sim="m1", received_at=utcnow())
+        [row] = _outbox(spool)
+        created = from_text(row["created_at"])
+        now, attempts, ids, waits = created, 0, set(), []
+        while True:
+            [due] = hooks.claim_due(timedelta(seconds=60), per_endpoint=1, busy=[], now=now)
+            ids.add(due["event_id"])
+            attempts += 1
+            next_at = schedule.next_attempt(attempts, created, now)
+            hooks.failed(due["id"], None, "ConnectError", next_at)
+            if next_at is None:
+                break
+            waits.append((next_at - now).total_seconds())
+            assert hooks.claim_due(timedelta(seconds=60), per_endpoint=1, busy=[],
+                                   now=now + timedelta(seconds=2)) == []   # not before its time
+            now = next_at
+        [last] = _outbox(spool)
+    assert ids == {row["event_id"]}   # the webhook-id of every attempt
+    assert now - created >= timedelta(hours=24)
+    assert waits[0] <= 5 * 1.1 and 3600 * 0.9 <= max(waits) <= 3600 * 1.1   # backoff, capped
+    assert (last["state"], last["attempts"]) == ("dead", attempts)

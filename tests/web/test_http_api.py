@@ -4,7 +4,7 @@ bad input, and the problem documents."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import httpx
 
@@ -137,8 +137,14 @@ def test_list_pages_with_a_cursor_and_filters(api):
         assert [m["id"] for m in client.get("/v1/messages", params={"state": "cancelled"}).json()[
             "messages"]] == [seen[0]]
         assert client.post(f"/v1/messages/{seen[0]}/cancel").status_code == 409
-        retried = client.post(f"/v1/messages/{seen[0]}/retry")
-        assert retried.status_code in (200, 409)  # a cancelled message: the spool decides
+        with _spool(api) as spool:   # the second one failed on m1
+            assert spool.claim(seen[1], "m1", "t")
+            spool.mark_failed(seen[1], "+CMS ERROR: 500", lease_owner="t")
+        retried = client.post(f"/v1/messages/{seen[1]}/retry")
+        assert retried.status_code == 200 and retried.json()["state"] == "queued", retried.text
+        assert client.get(f"/v1/messages/{seen[1]}").json()["state"] == "queued"
+        queued_again = client.post(f"/v1/messages/{seen[2]}/retry")   # never failed
+        assert queued_again.status_code == 409, queued_again.text
 
 
 def test_auth_failures_are_rate_limited_per_address(api):
@@ -156,7 +162,8 @@ def test_inbound_with_contact_name_and_sims(api):
 
     with _spool(api) as spool:
         AddressBook(spool.db).upsert("13900000001", "张三")
-        spool.store_inbound("+8613900000001", "收到", sim="m1", received_at=datetime.now(timezone.utc))
+        an_hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+        spool.store_inbound("+8613900000001", "收到", sim="m1", received_at=an_hour_ago)
         spool.store_inbound("+8613900000002", "hello", sim="m2", received_at=datetime.now(timezone.utc))
         sims_up(spool, m2=-71)
     with api.client() as client:
@@ -165,6 +172,11 @@ def test_inbound_with_contact_name_and_sims(api):
                                                           ("+8613900000002", None)]
         later = client.get("/v1/inbound", params={"cursor": rows[0]["id"]}).json()["messages"]
         assert [r["id"] for r in later] == [rows[1]["id"]]
+        since = (an_hour_ago + timedelta(minutes=30)).isoformat()
+        recent = client.get("/v1/inbound", params={"since": since}).json()["messages"]
+        assert [r["from"] for r in recent] == ["+8613900000002"]
+        bad = client.get("/v1/inbound", params={"since": "yesterday-ish"})
+        assert bad.status_code == 422 and "since" in bad.text
         sims = {s["name"]: s for s in client.get("/v1/sims").json()["sims"]}
         assert sims["m2"]["state"] == "up" and sims["m2"]["signal"] == -71
         assert sims["m1"]["state"] == "unknown"

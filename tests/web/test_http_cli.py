@@ -83,3 +83,31 @@ def test_serve_answers_on_loopback(config_path):
     finally:
         process.terminate()
         assert process.wait(30) == 0
+
+
+def test_webhooks_log_shows_each_delivery_and_its_last_answer(config_path):
+    from datetime import datetime, timedelta, timezone
+
+    from modempool.config import load_config
+    from modempool.webhooks import Webhooks
+
+    made = json.loads(cli("webhooks", "add", "https://crm.example/hook", "--events", "sms.received",
+                          "--json", config=config_path).stdout)
+    with load_config(config_path).open_spool() as spool:
+        spool.store_inbound("+8613900000001", "在吗", sim="m1", received_at=datetime.now(timezone.utc))
+        spool.store_inbound("+8613900000002", "好的", sim="m1", received_at=datetime.now(timezone.utc))
+        hooks = Webhooks(spool)
+        first, second = hooks.claim_due(timedelta(seconds=60), per_endpoint=2, busy=[])
+        hooks.failed(first["id"], 503, "HTTP 503", datetime.now(timezone.utc) + timedelta(hours=1))
+        hooks.delivered(second["id"], 204)
+    shown = cli("webhooks", "log", config=config_path)
+    assert shown.returncode == 0, shown.stderr
+    by_event = {word: line for line in shown.stdout.splitlines()
+                for word in line.split() if word.startswith("msg_")}
+    assert set(by_event) == {first["event_id"], second["event_id"]}
+    assert "pending" in by_event[first["event_id"]] and "last: HTTP 503" in by_event[first["event_id"]]
+    assert "delivered" in by_event[second["event_id"]] and "last:" not in by_event[second["event_id"]]
+    rows = json.loads(cli("webhooks", "log", "--id", made["id"], "--json", config=config_path).stdout)
+    assert [(r["event_id"], r["state"], r["attempts"]) for r in rows] == [
+        (second["event_id"], "delivered", 1), (first["event_id"], "pending", 1)]
+    assert json.loads(cli("webhooks", "log", "--id", "wh_none", "--json", config=config_path).stdout) == []

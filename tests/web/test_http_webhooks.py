@@ -132,3 +132,30 @@ def test_a_worker_restart_loses_no_event(api):
     finally:
         restarted.stop()
         receiver.stop()
+
+
+def test_a_receiver_up_then_down_then_up_gets_every_event_once(api):
+    """Up: delivered at once. Down: the next event waits, tried again. Up again: it arrives,
+    with the webhook-id it was written with, and the first is not sent again."""
+    port = free_port()
+    with api.config.open_spool() as spool:
+        _, secret = Webhooks(spool).add(f"http://127.0.0.1:{port}/hook", ["sms.received"])
+        receiver = Receiver(port, secret).start()
+        try:
+            spool.store_inbound("+8613900000001", "一", sim="m1", received_at=datetime.now(timezone.utc))
+            [(first_id, _)] = receiver.wait_for(1)
+        finally:
+            receiver.stop()
+        spool.store_inbound("+8613900000002", "二", sim="m1", received_at=datetime.now(timezone.utc))
+        waiting = _until(lambda: [r for r in _outbox(spool) if r["state"] == "pending"
+                                  and r["attempts"] >= 1], what="a failed attempt while down")[0]
+        again = Receiver(port, secret).start()
+        try:
+            [(second_id, payload)] = again.wait_for(1)
+            assert second_id == waiting["event_id"] != first_id
+            assert payload["data"]["text"] == "二"
+            _until(lambda: all(r["state"] == "delivered" for r in _outbox(spool)),
+                   what="both recorded delivered")
+            assert len(again.received) == 1 and again.rejected == 0
+        finally:
+            again.stop()

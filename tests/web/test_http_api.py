@@ -357,3 +357,38 @@ def test_x_forwarded_for_without_behind_proxy_is_said_once_in_the_log(api, caplo
             assert answer.status_code == 401
     said = [r.message for r in caplog.records if "X-Forwarded-For" in r.message]
     assert len(said) == 1 and "behind_proxy" in said[0]
+
+
+def test_xlsx_import_then_a_campaign_paused_and_resumed(api):
+    import io
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    book.active.append(["姓名", "手机"])
+    book.active.append(["赵六", "13800138006"])
+    book.active.append(["钱七", "13800138007"])
+    sheet = io.BytesIO()
+    book.save(sheet)
+    with api.client("root") as root:
+        imported = root.post("/v1/contacts/import", params={"group": "教师"}, files={
+            "file": ("名单.xlsx", sheet.getvalue(),
+                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")})
+        assert imported.status_code == 200, imported.text
+        assert imported.json()["imported"] == 2 and imported.json()["rejected"] == []
+        names = {c["name"] for c in root.get("/v1/contacts", params={"group": "教师"}).json()["contacts"]}
+        assert names == {"赵六", "钱七"}
+        campaign = root.post("/v1/campaigns", json={"name": "开会", "kind": "notice",
+                                                    "text": "{name}老师：三点开会", "groups": "教师"}
+                             ).json()["id"]
+        assert root.post(f"/v1/campaigns/{campaign}/start").json()["started"]["enqueued"] == 2
+        paused = root.post(f"/v1/campaigns/{campaign}/pause")
+        assert paused.status_code == 200 and paused.json()["state"] == "paused", paused.text
+        with _spool(api) as spool:   # its queued messages are held while it is paused
+            held = spool.rows("SELECT held FROM messages WHERE state = 'queued'")
+            assert [row[0] for row in held] == [1, 1]
+        resumed = root.post(f"/v1/campaigns/{campaign}/resume")
+        assert resumed.status_code == 200 and resumed.json()["state"] == "running", resumed.text
+        with _spool(api) as spool:
+            assert [row[0] for row in spool.rows("SELECT held FROM messages")] == [0, 0]
+        assert root.post(f"/v1/campaigns/{campaign}/stop").status_code == 422

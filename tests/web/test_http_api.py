@@ -392,3 +392,25 @@ def test_xlsx_import_then_a_campaign_paused_and_resumed(api):
         with _spool(api) as spool:
             assert [row[0] for row in spool.rows("SELECT held FROM messages")] == [0, 0]
         assert root.post(f"/v1/campaigns/{campaign}/stop").status_code == 422
+
+
+def test_quota_use_in_the_metrics(config_path):
+    """`modempool_sim_quota_used_ratio`: a SIM's sends against its quota, per window."""
+    from http_harness import ServerThread
+    from modempool.config import load_config
+
+    text = config_path.read_text(encoding="utf-8").replace(
+        'name = "m1"\nport = "/dev/null"\n', 'name = "m1"\nport = "/dev/null"\nper_day = 4\n'
+        'per_month = 100\n', 1)
+    config_path.write_text(text, encoding="utf-8")
+    config = load_config(config_path)
+    with config.open_spool() as spool:
+        sent_then_delivered(spool)
+    server = ServerThread(config).start()
+    try:
+        metrics = httpx.get(server.url + "/metrics").text
+    finally:
+        server.stop()
+    assert 'modempool_sim_quota_used_ratio{sim="m1",window="day"} 0.25' in metrics
+    assert 'modempool_sim_quota_used_ratio{sim="m1",window="month"} 0.01' in metrics
+    assert 'window="minute"' not in metrics and 'sim="m2",window=' not in metrics   # no quota set

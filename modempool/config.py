@@ -235,6 +235,7 @@ class WebhooksConfig:
     retry_max: float = 3600.0
     give_up_after: float = 26 * 3600.0
     timeout: float = 10.0
+    keep_days: int = 30          # delivered and given-up deliveries kept this long, then pruned
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +355,7 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
                 "pattern": text, "low": amount, "empty": amount, "check_every": seconds,
                 "check_after": at_least(1), "reply_timeout": seconds},
     "webhooks": {"retry_base": seconds, "retry_max": seconds, "give_up_after": at_least(86400),
-                 "timeout": seconds},
+                 "timeout": seconds, "keep_days": at_least(1)},
 }
 ARRAY_SECTIONS = frozenset({"modem", "balance", "autoreply"})   # [[name]] tables
 SINGLE_TABLE_OK = frozenset({"autoreply"})           # ... where one [name] table is also fine

@@ -207,7 +207,10 @@ def webhooks_remove(webhook_id, config_path) -> None:
 @json_option
 def webhooks_log(webhook_id, limit, config_path, as_json) -> None:
     """The latest deliveries, newest first: state, attempts, last answer."""
-    webhooks, out = _webhooks(config_path, as_json)
+    from modempool.webhooks import Webhooks
+
+    pool = open_pool(config_path)
+    webhooks, out = _library(Webhooks, pool.spool), Output(as_json, pool.config.tz)
     rows = webhooks.log(webhook_id, limit)
     if as_json:
         out.json(rows)
@@ -217,6 +220,8 @@ def webhooks_log(webhook_id, limit, config_path, as_json) -> None:
                    f"{row['attempts']} attempt(s)"
                    + (f"  last: {row['last_error'] or row['last_status']}"
                       if row["state"] != "delivered" and row["attempts"] else ""))
+    click.echo(f"Delivered and given-up deliveries are kept {pool.config.webhooks.keep_days} days "
+               "([webhooks] keep_days); pending ones until they are delivered or given up.")
 
 
 def register(main: click.Group) -> None:

@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 from dataclasses import replace
+from datetime import timedelta
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -93,7 +94,8 @@ async def serve_api(config: Any, listen: str | None, *, stop: asyncio.Event | No
             if webhooks:
                 settings = config.webhooks
                 worker = WebhookWorker(spool, timeout=settings.timeout, schedule=RetrySchedule(
-                    settings.retry_base, settings.retry_max, settings.give_up_after))
+                    settings.retry_base, settings.retry_max, settings.give_up_after),
+                    keep=timedelta(days=settings.keep_days))
                 tasks.create_task(worker.run(stop), name="webhooks")
             if parent_pid is not None:
                 tasks.create_task(_watch_parent(parent_pid, stop), name="parent")

@@ -29,6 +29,9 @@ from modempool.webhooks.store import Webhooks
 
 log = logging.getLogger("modempool.webhooks")
 
+#: How often a worker prunes the outbox (seconds).
+PRUNE_EVERY = 3600.0
+
 
 def sign(secret: str, event_id: str, timestamp: int, body: bytes) -> str:
     """The `webhook-signature` value for one attempt."""
@@ -57,12 +60,15 @@ class WebhookWorker:
     (rows are leased)."""
 
     def __init__(self, spool: Any, *, schedule: RetrySchedule | None = None, timeout: float = 10.0,
-                 per_endpoint: int = 4, poll: float = 0.5) -> None:
+                 per_endpoint: int = 4, poll: float = 0.5,
+                 keep: timedelta = timedelta(days=30)) -> None:
         self.webhooks = Webhooks(spool)
         self.schedule = schedule or RetrySchedule()
         self.timeout = timeout
         self.per_endpoint = per_endpoint
         self.poll = poll
+        self.keep = keep
+        self._pruned_at = float("-inf")
         self.wake = asyncio.Event()
         self.delivered = 0
         self.failures = 0
@@ -75,6 +81,7 @@ class WebhookWorker:
         async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
             async with asyncio.TaskGroup() as tasks:
                 while not stop.is_set():
+                    await self._prune_now_and_then()
                     try:
                         rows = await asyncio.to_thread(
                             self.webhooks.claim_due, timedelta(seconds=self.timeout * 3 + 30),
@@ -93,6 +100,20 @@ class WebhookWorker:
                             await _first(stop.wait(), self.wake.wait())
                     except TimeoutError:
                         pass
+
+    async def _prune_now_and_then(self) -> None:
+        """At start and then hourly: the deliveries older than `keep` that are over pruned."""
+        if time.monotonic() - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = time.monotonic()
+        try:
+            gone = await asyncio.to_thread(self.webhooks.prune, self.keep)
+        except Exception:  # a locked database: the next hour will do
+            log.exception("could not prune the webhook outbox")
+            return
+        if gone:
+            log.info("pruned %d delivered or given-up webhook deliveries older than %d days",
+                     gone, self.keep.days)
 
     async def _attempt(self, client: Any, row: dict[str, Any], secret: str | None) -> None:
         status, error = None, ""

@@ -63,6 +63,12 @@ CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (state, next_at)
 -- a message's pending Kannel callbacks (their payload is its id), delivered oldest first
 CREATE INDEX IF NOT EXISTS webhook_outbox_dlr ON webhook_outbox (payload, id)
     WHERE webhook_id IS NULL AND state = 'pending';
+-- what was pruned from the outbox (`Webhooks.prune`), so that the counts never fall
+CREATE TABLE IF NOT EXISTS webhook_outbox_pruned (
+    state           TEXT PRIMARY KEY,    -- delivered or dead
+    n               INTEGER NOT NULL,
+    failed_attempts INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS kannel_dlr (
     message_id  INTEGER PRIMARY KEY,
     url         TEXT NOT NULL,           -- with %d (status) and %p (phone) to fill in
@@ -168,17 +174,42 @@ class Webhooks:
         return [dict(r) for r in self.spool.rows(sql + " ORDER BY id DESC LIMIT ?", [*params, limit])]
 
     def counts(self) -> dict[str, int]:
-        """Outbox rows by state (for metrics and readiness)."""
+        """Events by state (for metrics and readiness), those pruned from the outbox
+        included: the delivered and given-up counts only rise."""
         out = {"pending": 0, "delivered": 0, "dead": 0}
-        for row in self.spool.rows("SELECT state, count(*) AS n FROM webhook_outbox GROUP BY state"):
-            out[row["state"]] = row["n"]
+        for row in self.spool.rows(
+                "SELECT state, count(*) AS n FROM webhook_outbox GROUP BY state "
+                "UNION ALL SELECT state, n FROM webhook_outbox_pruned"):
+            out[row["state"]] += int(row["n"])
         return out
 
     def failed_attempts(self) -> int:
-        """Delivery attempts that failed, over the whole outbox (for metrics)."""
+        """Delivery attempts that failed, ever (for metrics): the outbox's and the pruned."""
         return int(self.spool.rows(
             "SELECT coalesce(sum(attempts - CASE WHEN state = 'delivered' THEN 1 ELSE 0 END), 0) "
+            "+ (SELECT coalesce(sum(failed_attempts), 0) FROM webhook_outbox_pruned) "
             "AS n FROM webhook_outbox")[0]["n"])
+
+    def prune(self, older_than: timedelta, now: datetime | None = None) -> int:
+        """Delete delivered and given-up deliveries written more than `older_than` ago
+        (`[webhooks] keep_days`), their numbers added to the pruned counts in the same
+        transaction; pending ones stay whatever their age. Returns how many went."""
+        cutoff = to_text((now or utcnow()) - older_than)
+        final = "state IN ('delivered', 'dead') AND created_at < ?"
+        with self.spool.transaction() as conn:
+            gone = conn.execute(
+                "SELECT state, count(*) AS n, sum(attempts - CASE WHEN state = 'delivered' "
+                f"THEN 1 ELSE 0 END) AS failed FROM webhook_outbox WHERE {final} GROUP BY state",
+                (cutoff,)).fetchall()
+            gone = [(row[0], int(row[1]), int(row[2])) for row in gone]
+            for state, n, failed in gone:
+                conn.execute(
+                    "INSERT INTO webhook_outbox_pruned AS kept (state, n, failed_attempts) "
+                    "VALUES (?, ?, ?) ON CONFLICT (state) DO UPDATE SET n = kept.n + excluded.n, "
+                    "failed_attempts = kept.failed_attempts + excluded.failed_attempts",
+                    (state, n, failed))
+            conn.execute(f"DELETE FROM webhook_outbox WHERE {final}", (cutoff,))
+        return sum(n for _, n, _ in gone)
 
     def add_dlr(self, conn: Any, ids: Sequence[int], url: str, mask: int) -> None:
         """Kannel dlr-url callbacks for these messages (inside the enqueue transaction)."""

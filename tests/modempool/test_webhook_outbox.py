@@ -178,3 +178,29 @@ def test_the_default_retry_schedule_spans_a_day_with_the_same_webhook_id(spool_t
     assert now - created >= timedelta(hours=24)
     assert waits[0] <= 5 * 1.1 and 3600 * 0.9 <= max(waits) <= 3600 * 1.1   # backoff, capped
     assert (last["state"], last["attempts"]) == ("dead", attempts)
+
+
+def test_old_delivered_and_given_up_deliveries_are_pruned_and_still_counted(spool_target):
+    """`[webhooks] keep_days`: delivered and dead rows older than that go; pending ones stay
+    whatever their age; the counts behind modempool_webhook_deliveries_total never fall."""
+    with Spool(spool_target) as spool:
+        Accounts(spool)
+        hooks = Webhooks(spool)
+        hooks.add("http://127.0.0.1:9/a", ["sms.received"])
+        for n in range(4):
+            spool.store_inbound(f"+861390000000{n}", "在吗", sim="m1", received_at=utcnow())
+        delivered, dead, pending, recent = (r["id"] for r in _outbox(spool))
+        hooks.failed(delivered, 500, "HTTP 500", utcnow())
+        hooks.delivered(delivered, 204)
+        hooks.failed(dead, None, "ConnectError", None)
+        hooks.delivered(recent, 204)
+        with spool.transaction() as conn:
+            conn.execute("UPDATE webhook_outbox SET created_at = ? WHERE id <> ?",
+                         (to_text(utcnow() - timedelta(days=40)), recent))
+        before = hooks.counts(), hooks.failed_attempts()
+        assert before == ({"pending": 1, "delivered": 2, "dead": 1}, 2)
+        assert hooks.prune(timedelta(days=30)) == 2
+        assert sorted(r["id"] for r in _outbox(spool)) == [pending, recent]
+        assert (hooks.counts(), hooks.failed_attempts()) == before
+        assert hooks.prune(timedelta(days=30)) == 0
+        assert (hooks.counts(), hooks.failed_attempts()) == before

@@ -104,6 +104,7 @@ def test_webhooks_log_shows_each_delivery_and_its_last_answer(config_path):
     assert shown.returncode == 0, shown.stderr
     by_event = {word: line for line in shown.stdout.splitlines()
                 for word in line.split() if word.startswith("msg_")}
+    assert "kept 30 days ([webhooks] keep_days)" in shown.stdout
     assert set(by_event) == {first["event_id"], second["event_id"]}
     assert "pending" in by_event[first["event_id"]] and "last: HTTP 503" in by_event[first["event_id"]]
     assert "delivered" in by_event[second["event_id"]] and "last:" not in by_event[second["event_id"]]

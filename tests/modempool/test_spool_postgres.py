@@ -294,7 +294,7 @@ def test_a_version_9_spool_opens_as_version_10_with_the_same_counts(pg_cluster):
         for statement in AS_VERSION_9:
             conn.execute(statement)
     with Spool(url) as spool:
-        assert spool.rows("SELECT version FROM modempool_schema")[0][0] == SCHEMA_VERSION == 10
+        assert spool.rows("SELECT version FROM modempool_schema")[0][0] == SCHEMA_VERSION >= 10
         assert _counted(spool) == before
         assert before[0]["cancelled"] == 2 and before[1][("m1", "sent")] == 2
 

@@ -48,3 +48,50 @@ def test_a_newer_spool_is_refused_with_a_clear_message_and_left_untouched(tmp_pa
         Spool(path)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.db"]  # no WAL left either
+
+
+def test_an_sqlite_upgrade_that_fails_midway_changes_nothing(tmp_path):
+    """Steps 6 and 7 of a version 5 spool: step 6 makes an index, step 7 fails (its table is
+    a view here): the index is not left behind, the version stays 5, the messages stay."""
+    from modempool.spool.engine import SpoolUnreachable
+
+    path = tmp_path / "old.db"
+    with Spool(path) as spool:
+        spool.enqueue("13800138000", "kept")
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP INDEX parts_ambiguous")
+    conn.execute("DROP TABLE sim_counters")
+    conn.execute("CREATE VIEW sim_counters AS SELECT '' AS sim_key")   # step 7's INSERT fails
+    conn.execute("PRAGMA user_version = 5")
+    conn.close()
+    with pytest.raises(SpoolUnreachable, match="cannot use the spool"):
+        Spool(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'parts_ambiguous'"
+                        ).fetchone()[0] == 0
+    assert conn.execute("SELECT text FROM messages").fetchall() == [("kept",)]
+    conn.close()
+
+
+def test_a_postgresql_upgrade_that_fails_midway_changes_nothing(pg_cluster):
+    """Step 11 of a version 10 spool makes sim_outcome_changes, then fails filling
+    sim_outcome_totals (a view here): the table is not left behind, the version stays 10."""
+    import psycopg
+
+    from modempool.spool.engine import SpoolUnreachable
+
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        spool.enqueue("13800138000", "kept")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE sim_outcome_changes, sim_outcome_totals")
+        conn.execute("CREATE VIEW sim_outcome_totals AS SELECT CAST('' AS text) AS sim, "
+                     "CAST('' AS text) AS state, CAST(0 AS bigint) AS n")
+        conn.execute("UPDATE modempool_schema SET version = 10")
+    with pytest.raises(SpoolUnreachable, match="cannot prepare the spool"):
+        Spool(url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version FROM modempool_schema").fetchone()[0] == 10
+        assert conn.execute("SELECT to_regclass('sim_outcome_changes')").fetchone()[0] is None
+        assert conn.execute("SELECT text FROM messages").fetchall() == [("kept",)]

@@ -20,6 +20,7 @@ from typing import Any
 from modempool.config import Config
 from modempool.dispatch import limits as limits_mod
 from modempool.dispatch.sending import SendingMixin
+from modempool.dispatch.shared import is_shared
 from modempool.dispatch.sim_slot import PREFETCH, SimSlot
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.spool.claims import SentPart
@@ -146,10 +147,10 @@ class Dispatcher(SendingMixin):
         """One round: hand as many due messages as free SIMs take, up to `at_most` (or one for
         each SIM with none in hand, if more); returns how many.
 
-        One transaction in the spool lane reads the due messages (on a shared spool locking
-        them, skipping those another daemon is claiming), has the SIMs chosen for them on the
-        loop (where the SIMs' state lives), checks each against the send-time rules (opt-outs,
-        blacklist) and claims it."""
+        The spool lane reads the due messages (on a shared spool locking them, skipping those
+        another daemon is claiming), has the SIMs chosen for them on the loop (where the SIMs'
+        state lives), checks each against the send-time rules (opt-outs, blacklist) and claims
+        it: in one transaction on a shared spool, in two on SQLite (`_claim_round_apart`)."""
         now = self.clock()
         loop_time = asyncio.get_running_loop().time()
         expire = loop_time - self._last_expiry >= 1.0
@@ -164,7 +165,10 @@ class Dispatcher(SendingMixin):
             return 0
         self._plan_made = None
         try:
-            outcome = await self.lane.run(self._claim_round, now, 2 * room + 16, expire, at_most)
+            if is_shared(self.spool):
+                outcome = await self.lane.run(self._claim_round, now, 2 * room + 16, expire, at_most)
+            else:
+                outcome = await self._claim_round_apart(now, 2 * room + 16, expire, at_most)
         except BaseException:
             if self._plan_made is not None:  # rolled back (or never known): nothing handed
                 for slot, _, parts, generation in self._plan_made.planned:
@@ -175,29 +179,63 @@ class Dispatcher(SendingMixin):
 
     def _claim_round(self, now: datetime, limit: int, expire: bool,
                      at_most: int | None) -> RoundOutcome:
-        """In the lane, one transaction: the due messages, the loop's choice of SIMs for them,
-        the unsendable failed, the send-time rules checked and the claims (so that the rules
-        and the claims see the same lists)."""
+        """In the lane, one transaction (a shared spool): the due messages, locked so that no
+        other daemon takes them meanwhile, the loop's choice of SIMs for them, the unsendable
+        failed, the send-time rules checked and the claims (so that the rules and the claims
+        see the same lists)."""
         with self.spool.batch():
-            if expire:
-                self.spool.expire_due(now)
-            candidates = list(self.spool.dispatchable(now, limit=limit, lock=True))
-            recalled = self._recalled_sims(candidates)
+            candidates, recalled = self._due(now, limit, expire)
             plan = (self.lane.on_loop(self._plan, candidates, now, at_most, recalled)
                     if candidates else Plan())
-            outcome = RoundOutcome(plan)
-            for message, error in plan.unsendable:
-                outcome.failed.append(self.spool.fail_queued(message.id, error))
-            for slot, message, _, _ in plan.planned:
-                reason = self.refusal(message) if self.refusal is not None else None
-                if reason is not None:
-                    cancelled = self.spool.cancel_queued(message.id, reason)
-                    outcome.refusals.append(reason if cancelled else None)
-                    outcome.claimed.append(None)
-                    continue
-                outcome.refusals.append(None)
-                outcome.claimed.append(self.spool.claim(message.id, slot.name, slot.owner,
-                                                        self.lease_seconds))
+            return self._claims(plan)
+
+    async def _claim_round_apart(self, now: datetime, limit: int, expire: bool,
+                                 at_most: int | None) -> RoundOutcome:
+        """The same round on SQLite, in two transactions with the choice of SIMs on the loop
+        between them. The spool has one connection there: a transaction that waited for the
+        loop would hold it while something on the loop (a status read, a test's check) waited
+        for it, and neither would ever go on. Nothing is lost by the split: one daemon claims
+        from an SQLite spool, each claim is conditional (a message cancelled or changed
+        meanwhile is not claimed, and its SIM's place is given back), and the send-time rules
+        are checked in the claims' transaction."""
+        candidates, recalled = await self.lane.run(self._due_apart, now, limit, expire)
+        plan = self._plan(candidates, now, at_most, recalled) if candidates else Plan()
+        return await self.lane.run(self._claims_apart, plan)
+
+    def _due_apart(self, now: datetime, limit: int,
+                   expire: bool) -> tuple[list[Any], dict[str, str | None]]:
+        with self.spool.batch():
+            return self._due(now, limit, expire)
+
+    def _claims_apart(self, plan: Plan) -> RoundOutcome:
+        with self.spool.batch():
+            return self._claims(plan)
+
+    def _due(self, now: datetime, limit: int,
+             expire: bool) -> tuple[list[Any], dict[str, str | None]]:
+        """In a round's transaction: the expired settled, the due messages (locked on a shared
+        spool) and, for the sticky strategy, the SIMs that last sent to their recipients."""
+        if expire:
+            self.spool.expire_due(now)
+        candidates = list(self.spool.dispatchable(now, limit=limit, lock=True))
+        return candidates, self._recalled_sims(candidates)
+
+    def _claims(self, plan: Plan) -> RoundOutcome:
+        """In a round's transaction: the plan's unsendable failed, the send-time rules checked
+        and its messages claimed."""
+        outcome = RoundOutcome(plan)
+        for message, error in plan.unsendable:
+            outcome.failed.append(self.spool.fail_queued(message.id, error))
+        for slot, message, _, _ in plan.planned:
+            reason = self.refusal(message) if self.refusal is not None else None
+            if reason is not None:
+                cancelled = self.spool.cancel_queued(message.id, reason)
+                outcome.refusals.append(reason if cancelled else None)
+                outcome.claimed.append(None)
+                continue
+            outcome.refusals.append(None)
+            outcome.claimed.append(self.spool.claim(message.id, slot.name, slot.owner,
+                                                    self.lease_seconds))
         return outcome
 
     async def _hand_over(self, outcome: RoundOutcome) -> int:

@@ -85,8 +85,9 @@ class SpoolLane:
     def on_loop(self, work: Callable[..., T], /, *args: Any) -> T:
         """From work running in the lane: `work(*args)` run on the event loop (whose state is
         the loop's alone), its result. The thread waits; the loop must be free to turn, as it
-        is while its coroutine awaits this lane's work. On SQLite the thread holds the spool's
-        one connection meanwhile: the daemon's loop calls the spool only through its lanes."""
+        is while its coroutine awaits this lane's work, and must not wait for anything the
+        thread holds: so never from inside a transaction on SQLite, whose one connection the
+        thread would hold while something on the loop (a status read) waited for it."""
         if self._workers is None:
             return work(*args)
         done: concurrent.futures.Future[T] = concurrent.futures.Future()

@@ -187,3 +187,17 @@ async def test_a_modem_silent_before_the_prompt_gives_the_message_back_uncounted
             (message.id,)).fetchall()
         assert [sim for sim, _ in requeued] == ["m1"] and "m1:" in requeued[0][1]
         assert [e["modem"] for e in bank.network_log() if e["kind"] == "part"] == ["m2"]
+
+
+async def test_the_spool_read_on_the_loop_while_the_daemon_dispatches_never_hangs(tmp_path):
+    # On SQLite the spool has one connection. A dispatch round whose transaction waited for
+    # the loop (to choose the SIMs) while the loop waited for that connection (any read of the
+    # spool on the loop: a status, a test's check) hung both for ever, now and then.
+    async with pool(tmp_path) as (_, spool, _daemon):
+        sent = [spool.enqueue(MOBILE, f"read while claiming {i}") for i in range(30)]
+        reads = 0
+        while not all(state(spool, m) in DONE for m in sent):
+            reads += 1
+            await asyncio.sleep(0)
+        assert reads > 0
+        assert {spool.get(m.id).sim for m in sent} == {"m1", "m2", "m3"}

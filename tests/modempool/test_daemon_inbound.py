@@ -62,11 +62,12 @@ async def test_one_senders_messages_take_turns_at_the_hooks_in_a_threaded_lane(t
 
     from modempool.dispatch.spool_lane import INBOUND_THREADS, SpoolLane
 
-    released = threading.Event()
+    started, released = threading.Event(), threading.Event()
     done: list[str] = []
 
     def hook(spool, message, config):
         if message.text == "退订":
+            started.set()
             released.wait()
         done.append(message.text)
 
@@ -76,10 +77,11 @@ async def test_one_senders_messages_take_turns_at_the_hooks_in_a_threaded_lane(t
     optout = spool.store_inbound(MOBILE, "退订", sim="m1")
     follow_up = spool.store_inbound(MOBILE, "营业时间", sim="m2")
     other = spool.store_inbound(UNICOM, "营业时间", sim="m1")
+    # Tasks start in the order they were made: the first takes the sender's turn, the second
+    # asks for it; by the time the first's hook runs on a lane thread, both have.
     first = asyncio.create_task(store.run_hooks(optout))
-    await asyncio.sleep(0)   # the first message's hook is on a lane thread
     second = asyncio.create_task(store.run_hooks(follow_up))
-    await asyncio.sleep(0)   # the second has asked for its turn
+    assert await asyncio.to_thread(started.wait, 30)
     try:
         await store.run_hooks(other)   # on the lane's other thread, after what came before it
         assert done == ["营业时间"] and not second.done()

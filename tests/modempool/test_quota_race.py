@@ -11,21 +11,13 @@ import pytest
 
 from modempool import Pool
 from modempool.accounts import Accounts, QuotaExceeded
-
-CONFIG = """\
-[spool]
-path = "pool.db"
-
-[[modem]]
-name = "m1"
-port = "/dev/null"
-"""
+from tests.modempool.conftest import ONE_MODEM_CONFIG
 
 
 @pytest.fixture
 def config(tmp_path, spool_target) -> tuple[Path, object]:
     path = tmp_path / "modempool.toml"
-    path.write_text(CONFIG, encoding="utf-8")
+    path.write_text(ONE_MODEM_CONFIG, encoding="utf-8")
     with Pool.open(path, spool_path=spool_target) as pool:
         Accounts(pool.spool).add("branch", "sender", per_day=30)
         Accounts(pool.spool).add("desk", "sender", per_minute=5)

@@ -101,6 +101,7 @@ class PlannedSend:
         self.sender, self.numbers, self.text, self.when = sender, numbers, text, when
         self.sims, self.client_id, self.dlr = sims, client_id, dlr
         self.parts: int | None = None   # known once checked
+        self._callback_checked = dlr is None
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -115,6 +116,17 @@ class PlannedSend:
         self.check()
         return self.write()
 
+    def check_callback(self) -> None:
+        """The Kannel callback may be called (http(s), its host's addresses public or in
+        `[http] callback_allow`: modempool/callback_guard.py), else a `CallbackRefused`.
+        It resolves the host: a front end calls it off the event loop, before `check()`
+        (which then does not resolve again)."""
+        from modempool.callback_guard import check_callback
+
+        if not self._callback_checked:
+            check_callback(self.dlr[0], self.sender.config.http.callback_allow)
+            self._callback_checked = True
+
     def check(self) -> int:
         """The parts the text needs; a PoolError if the send is refused outright."""
         from modempool.spool.numbers import normalise_all
@@ -123,6 +135,7 @@ class PlannedSend:
 
         sender = self.sender
         sims_for_send(sender.account, self.sims)
+        self.check_callback()
         parts = check_text(self.text, sender.spool.messages.max_parts)
         check_window(self.when["at"], self.when["expires"])
         if not self.numbers:

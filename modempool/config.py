@@ -22,8 +22,9 @@ from datetime import datetime, time, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modempool.config_values import (amount, any_text, at_least, between, clock, clock_window,
-                                     flag, fold, listen_address, message_format, one_of, pin_code,
+from modempool.callback_guard import CallbackAllow
+from modempool.config_values import (amount, any_text, at_least, between, callback_allow, clock,
+                                     clock_window, flag, fold, listen_address, message_format, one_of, pin_code,
                                      positive_seconds, postgres_url, prefixes, region_code, regex, seconds,
                                      strategy_name, text, text_list, timezone_name)
 from modempool.errors import ConfigError, PoolError, UnknownSim
@@ -225,6 +226,9 @@ class HttpConfig:
     max_body: int = 16 * 1024 * 1024   # bytes; a 100,000-recipient batch is about 2 MB
     auth_failures_per_minute: int = 10  # per client address, then 429
     sidecar_nice: int = 5              # `run`'s API process this much below the daemon's CPU priority
+    # Where callbacks given by senders (Kannel dlr-url) may go beyond public addresses:
+    # URL prefixes and networks (modempool/callback_guard.py, docs/http.md "Security").
+    callback_allow: CallbackAllow = CallbackAllow()
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +354,7 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "signature": {"text": any_text, "footer": any_text, "marketing_only": flag},
     "http": {"listen": listen_address, "public": flag, "behind_proxy": flag, "tls_cert": text,
              "tls_key": text, "max_body": at_least(1024), "auth_failures_per_minute": at_least(1),
-             "sidecar_nice": between(0, 19)},
+             "sidecar_nice": between(0, 19), "callback_allow": callback_allow},
     "balance": {"operator": text, "ussd": text, "sms_to": text, "sms_text": text,
                 "pattern": text, "low": amount, "empty": amount, "check_every": seconds,
                 "check_after": at_least(1), "reply_timeout": seconds},

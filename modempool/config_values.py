@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import time
 from typing import Any
 
+from modempool.callback_guard import CallbackAllow
+
 
 def at_least(minimum: int = 0) -> Callable[[Any], int]:
     def check(value: Any) -> int:
@@ -85,6 +87,11 @@ def text_list(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ValueError(f"expected a list of strings, got {value!r}")
     return tuple(value)
+
+
+def callback_allow(value: Any) -> CallbackAllow:
+    """`[http] callback_allow`: URL prefixes and networks (modempool/callback_guard.py)."""
+    return CallbackAllow.parse(text_list(value))
 
 
 def prefixes(value: Any) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modempool.dispatch.requests import DaemonNotRunning, RequestFailed
 from modempool.accounts import AccountError, Forbidden, QuotaExceeded, SimNotAllowed
+from modempool.callback_guard import CallbackRefused
 from modempool.errors import (InvalidNumber, NotFound, PoolError, Refused, RefusedMany,
                               UnknownSim)
 from modempool.spool.model import StateConflict
@@ -39,6 +40,7 @@ _MAPPING: list[tuple[type[Exception], int, str]] = [
     (RefusedMany, 422, "Numbers refused"),
     (UnknownSim, 422, "Unknown SIM"),
     (AccountError, 422, "Invalid account"),
+    (CallbackRefused, 400, "Callback URL refused"),
     (PoolError, 422, "Request refused"),
 ]
 

@@ -95,7 +95,8 @@ async def serve_api(config: Any, listen: str | None, *, stop: asyncio.Event | No
                 settings = config.webhooks
                 worker = WebhookWorker(spool, timeout=settings.timeout, schedule=RetrySchedule(
                     settings.retry_base, settings.retry_max, settings.give_up_after),
-                    keep=timedelta(days=settings.keep_days))
+                    keep=timedelta(days=settings.keep_days),
+                    callback_allow=config.http.callback_allow)
                 tasks.create_task(worker.run(stop), name="webhooks")
             if parent_pid is not None:
                 tasks.create_task(_watch_parent(parent_pid, stop), name="parent")

@@ -8,6 +8,8 @@ answer delivers; anything else (or no answer within `timeout`) schedules the nex
 `base * 2**(n-1)` seconds later (capped at `cap`) until `give_up_after` has passed since
 the event. Endpoints are worked on independently: while one is busy (slow or timing out),
 the others go on, and sending SMS never waits for any of them (the worker runs beside it).
+Kannel callbacks (their URLs given by senders) are made only to addresses the guard allows
+(modempool/callback_guard.py), connected to the address it checked; one it refuses is given up.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from modempool.callback_guard import CallbackAllow, CallbackRefused, guarded_transport
 from modempool.logs import quiet_url_loggers
 from modempool.spool.model import from_text, utcnow
 from modempool.webhooks.store import Webhooks
@@ -61,8 +64,10 @@ class WebhookWorker:
 
     def __init__(self, spool: Any, *, schedule: RetrySchedule | None = None, timeout: float = 10.0,
                  per_endpoint: int = 4, poll: float = 0.5,
-                 keep: timedelta = timedelta(days=30)) -> None:
+                 keep: timedelta = timedelta(days=30),
+                 callback_allow: CallbackAllow = CallbackAllow()) -> None:
         self.webhooks = Webhooks(spool)
+        self.callback_allow = callback_allow   # where Kannel callbacks may go (callback_guard.py)
         self.schedule = schedule or RetrySchedule()
         self.timeout = timeout
         self.per_endpoint = per_endpoint
@@ -78,7 +83,12 @@ class WebhookWorker:
         import httpx
 
         quiet_url_loggers()  # whoever set up logging: the URLs we call may hold secrets
-        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+        # Kannel callbacks, whose URLs senders give, go through the guard (connected to the
+        # address checked); webhooks, which admins register, through a plain client.
+        guarded = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False,
+                                    transport=guarded_transport(self.callback_allow))
+        async with guarded, httpx.AsyncClient(timeout=self.timeout,
+                                              follow_redirects=False) as client:
             async with asyncio.TaskGroup() as tasks:
                 while not stop.is_set():
                     await self._prune_now_and_then()
@@ -93,7 +103,9 @@ class WebhookWorker:
                         secrets = self.webhooks.secrets()
                         for row in rows:
                             self._busy[row["endpoint"]] = self._busy.get(row["endpoint"], 0) + 1
-                            tasks.create_task(self._attempt(client, row, secrets.get(row["webhook_id"])))
+                            tasks.create_task(self._attempt(
+                                guarded if row["webhook_id"] is None else client, row,
+                                secrets.get(row["webhook_id"])))
                     self.wake.clear()
                     try:
                         async with asyncio.timeout(self.poll):
@@ -116,7 +128,7 @@ class WebhookWorker:
                      gone, self.keep.days)
 
     async def _attempt(self, client: Any, row: dict[str, Any], secret: str | None) -> None:
-        status, error = None, ""
+        status, error, refused = None, "", False
         try:
             if row["webhook_id"] is None:  # a Kannel dlr-url callback: a plain GET
                 response = await client.get(row["url"])
@@ -139,13 +151,16 @@ class WebhookWorker:
                 self.delivered += 1
                 return
             error = f"HTTP {status}"
+        except CallbackRefused as exc:  # where it points now is not allowed: never tried again
+            error, refused = str(exc), True
         except Exception as exc:  # connection refused, timeout, bad URL: all retried
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         finally:
             self._release(row["endpoint"])
         self.failures += 1
         created = from_text(row["created_at"]) or utcnow()
-        next_at = self.schedule.next_attempt(row["attempts"] + 1, created, datetime.now(timezone.utc))
+        next_at = None if refused else self.schedule.next_attempt(
+            row["attempts"] + 1, created, datetime.now(timezone.utc))
         log.info("webhook %s to %s: attempt %d failed (%s)%s", row["event_id"],
                  shown_url(row["url"]), row["attempts"] + 1, error,
                  "" if next_at else "; giving up")

@@ -46,7 +46,7 @@ class Callbacks:
 @both_engines
 def test_run_with_http_sends_what_the_api_queued(tmp_path, spool_section):
     config = tmp_path / "modempool.toml"
-    config.write_text(spool_section + "\n[http]\nsidecar_nice = 7\n", encoding="utf-8")
+    config.write_text(spool_section + "\n[http]\nsidecar_nice = 7\ncallback_allow = [\"127.0.0.1\"]\n", encoding="utf-8")
     made = subprocess.run([sys.executable, "-m", "cli", "accounts", "add", "oa", "--role", "sender",
                            "--json", "--config", str(config)], capture_output=True, text=True,
                           cwd=REPO, timeout=60)

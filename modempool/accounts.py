@@ -46,14 +46,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     created_at  TEXT NOT NULL,
     rotated_at  TEXT
 );
--- Which account queued a message (the API's messages); written in the enqueue transaction.
-CREATE TABLE IF NOT EXISTS message_accounts (
-    message_id  INTEGER PRIMARY KEY REFERENCES messages (id),
-    account     TEXT NOT NULL,
-    created_at  TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS message_accounts_by_account ON message_accounts (account, message_id);
-CREATE INDEX IF NOT EXISTS message_accounts_by_time ON message_accounts (account, created_at)
+-- Which account queued a message: `message_accounts`, one of the spool's own tables since its
+-- schema version 12 (modempool/spool/schema.py), which keeps each account's counts by state.
 """
 
 KEY_PREFIX = "mpk_"

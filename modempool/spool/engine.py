@@ -158,6 +158,15 @@ class Engine(ABC):
         """Messages in each state (states with none may be missing, or 0)."""
 
     @abstractmethod
+    def account_state_counts(self, account: str) -> dict[str, int]:
+        """The messages `account` queued (`message_accounts`), in each state (states with
+        none may be missing, or 0)."""
+
+    @abstractmethod
+    def campaign_state_counts(self, campaign_id: int) -> dict[str, int]:
+        """The messages of a campaign in each state (states with none may be missing, or 0)."""
+
+    @abstractmethod
     def send_latency(self) -> list[tuple[int, int, float]]:
         """The enqueue-to-sent histogram: (bucket index into SEND_LATENCY_BOUNDS, messages,
         their seconds) of each bucket seen; each message counted once, when first sent."""

@@ -30,7 +30,10 @@ ENGINE_TABLES = frozenset({"modempool_schema", "sqlite_sequence", "sqlite_stat1"
                            "message_state_counts", "sim_outcome_counts", "send_latency",
                            "message_counts", "send_latency_counts", "message_count_totals",
                            "send_latency_totals", "sim_outcome_totals",
-                           "sim_outcome_changes"})
+                           "sim_outcome_changes", "account_state_counts",
+                           "campaign_state_counts", "account_state_changes",
+                           "account_state_totals", "campaign_state_changes",
+                           "campaign_state_totals"})
 ENGINE_PREFIXES = ("messages_fts", "inbound_fts")
 #: The table names copied: they are written into the statements, so a source file's other
 #: table names (quoted, with spaces or quotes) are reported as skipped, never run. Columns of

@@ -75,6 +75,9 @@ BEGIN
     INSERT INTO sim_outcome_changes (sim, state, n)
     SELECT sim, state, count(*) FROM inserted
     WHERE sim IS NOT NULL AND state IN {FINISHED} GROUP BY sim, state;
+    INSERT INTO campaign_state_changes (campaign_id, state, n)
+    SELECT campaign_id, state, count(*) FROM inserted
+    WHERE campaign_id IS NOT NULL GROUP BY campaign_id, state;
     RETURN NULL;
 END $$""",
     # rows changed or deleted: a row trigger, fired only when what is counted changes
@@ -86,6 +89,9 @@ DECLARE
 BEGIN
     IF TG_OP = 'DELETE' THEN
         INSERT INTO message_counts (state, sim, n) VALUES (OLD.state, was_sim, -1);
+        INSERT INTO campaign_state_changes (campaign_id, state, n)
+        SELECT OLD.campaign_id, OLD.state, -1 WHERE OLD.campaign_id IS NOT NULL;
+        -- an owned message cannot go before its owner's row (its foreign key): none here
         RETURN NULL;
     END IF;
     now_sim := CASE WHEN NEW.state IN {FINISHED} THEN NEW.sim END;
@@ -96,6 +102,18 @@ BEGIN
         IF now_sim IS NOT NULL THEN
             INSERT INTO sim_outcome_changes (sim, state, n) VALUES (now_sim, NEW.state, 1);
         END IF;
+    END IF;
+    IF OLD.state IS DISTINCT FROM NEW.state OR OLD.campaign_id IS DISTINCT FROM NEW.campaign_id THEN
+        INSERT INTO campaign_state_changes (campaign_id, state, n)
+        SELECT campaign_id, state, n FROM (VALUES (OLD.campaign_id, OLD.state, -1),
+            (NEW.campaign_id, NEW.state, 1)) AS change (campaign_id, state, n)
+        WHERE campaign_id IS NOT NULL;
+    END IF;
+    IF OLD.state IS DISTINCT FROM NEW.state THEN
+        INSERT INTO account_state_changes (account, state, n)
+        SELECT owner.account, change.state, change.n FROM message_accounts owner,
+            (VALUES (OLD.state, -1), (NEW.state, 1)) AS change (state, n)
+        WHERE owner.message_id = NEW.id;
     END IF;
     -- the time from enqueue to sent, observed once: when sent_at is first set
     IF OLD.sent_at IS NULL AND NEW.sent_at IS NOT NULL THEN
@@ -109,7 +127,15 @@ BEGIN
 END $$""",
 )
 #: What marks the current COUNT_FUNCTIONS in the functions' source (each, of a version since).
-COUNT_FUNCTIONS_MARKS = ("modempool_time", "sim_outcome_changes")
+COUNT_FUNCTIONS_MARKS = ("modempool_time", "campaign_state_changes")
+
+#: The row trigger of the changes that count (campaign_id since version 12).
+COUNTS_FOLLOW_UPDATES = (
+    "CREATE TRIGGER message_counts_update AFTER UPDATE OF state, sim, sent_at, campaign_id "
+    "ON messages FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.sim IS "
+    "DISTINCT FROM NEW.sim OR (OLD.sent_at IS NULL AND NEW.sent_at IS NOT NULL) "
+    "OR OLD.campaign_id IS DISTINCT FROM NEW.campaign_id) "
+    "EXECUTE FUNCTION message_counts_follow()")
 
 KEPT_COUNTS = (
     "CREATE TABLE message_counts (state TEXT NOT NULL, sim TEXT, n BIGINT NOT NULL)",
@@ -119,10 +145,7 @@ KEPT_COUNTS = (
     "CREATE TRIGGER message_counts_insert AFTER INSERT ON messages "
     "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT "
     "EXECUTE FUNCTION message_counts_inserted()",
-    "CREATE TRIGGER message_counts_update AFTER UPDATE OF state, sim, sent_at ON messages "
-    "FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.sim IS DISTINCT FROM "
-    "NEW.sim OR (OLD.sent_at IS NULL AND NEW.sent_at IS NOT NULL)) "
-    "EXECUTE FUNCTION message_counts_follow()",
+    COUNTS_FOLLOW_UPDATES,
     "CREATE TRIGGER message_counts_delete AFTER DELETE ON messages FOR EACH ROW "
     "EXECUTE FUNCTION message_counts_follow()",
     # what an existing spool holds (the triggers' lock on messages is held: nothing slips by)
@@ -204,6 +227,60 @@ REACHED_COUNTS = (
     *COUNT_FUNCTIONS,
 )
 
+#: Version 12: messages by state per account (`message_accounts`: its dashboard, `GET
+#: /v1/status`) and per campaign (its progress), kept as the whole spool's are: insert-only
+#: rows of changes (`account_state_changes`, `campaign_state_changes`), folded into totals.
+#: The functions above count a message's changes of state for its campaign and its owner;
+#: these count a message when its owner's row comes (or goes). An owner's row written after
+#: its message was committed (a campaign's messages become a sender's when it starts them)
+#: takes a share lock on the message first, so that a daemon changing its state meanwhile
+#: is counted for the owner either by this row (the state it sees is the one committed) or
+#: by its own trigger (which then sees the owner's row).
+_OWNED_FUNCTION = """CREATE OR REPLACE FUNCTION account_counts_owned() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO account_state_changes (account, state, n)
+    SELECT account, state, CASE WHEN TG_OP = 'INSERT' THEN 1 ELSE -1 END * count(*)
+    FROM (SELECT owner.account, m.state FROM owned owner JOIN messages m ON m.id = owner.message_id
+          FOR SHARE OF m) AS counted GROUP BY account, state;
+    RETURN NULL;
+END $$"""
+_FOLD_OWNERS = tuple(
+    f"WITH gone AS (DELETE FROM {kind}_state_changes RETURNING {key}, state, n) "
+    f"INSERT INTO {kind}_state_totals AS kept ({key}, state, n) "
+    f"SELECT {key}, state, sum(n) FROM gone GROUP BY {key}, state HAVING sum(n) <> 0 "
+    f"ON CONFLICT ({key}, state) DO UPDATE SET n = kept.n + excluded.n"
+    for kind, key in (("account", "account"), ("campaign", "campaign_id")))
+ACCOUNT_COUNTS = (
+    # no message nor owner changes between the counts of what exists and the triggers
+    "LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE",
+    "LOCK TABLE message_accounts IN SHARE ROW EXCLUSIVE MODE",
+    *(statement for kind, key, type_ in (("account", "account", "TEXT"),
+                                         ("campaign", "campaign_id", "BIGINT"))
+      for statement in (
+          f"CREATE TABLE IF NOT EXISTS {kind}_state_changes ({key} {type_} NOT NULL, "
+          f"state TEXT NOT NULL, n BIGINT NOT NULL) WITH ({_VACUUM_SOON})",
+          f"CREATE TABLE IF NOT EXISTS {kind}_state_totals ({key} {type_} NOT NULL, "
+          f"state TEXT NOT NULL, n BIGINT NOT NULL, PRIMARY KEY ({key}, state)) "
+          f"WITH (fillfactor = 50, {_VACUUM_SOON})")),
+    "INSERT INTO account_state_totals (account, state, n) SELECT o.account, m.state, count(*) "
+    "FROM message_accounts o JOIN messages m ON m.id = o.message_id GROUP BY o.account, m.state "
+    "ON CONFLICT (account, state) DO NOTHING",
+    "INSERT INTO campaign_state_totals (campaign_id, state, n) SELECT campaign_id, state, "
+    "count(*) FROM messages WHERE campaign_id IS NOT NULL GROUP BY campaign_id, state "
+    "ON CONFLICT (campaign_id, state) DO NOTHING",
+    *COUNT_FUNCTIONS,
+    _OWNED_FUNCTION,
+    "DROP TRIGGER IF EXISTS message_counts_update ON messages",
+    COUNTS_FOLLOW_UPDATES,
+    "DROP TRIGGER IF EXISTS account_counts_owned ON message_accounts",
+    "CREATE TRIGGER account_counts_owned AFTER INSERT ON message_accounts "
+    "REFERENCING NEW TABLE AS owned FOR EACH STATEMENT EXECUTE FUNCTION account_counts_owned()",
+    "DROP TRIGGER IF EXISTS account_counts_disowned ON message_accounts",
+    "CREATE TRIGGER account_counts_disowned AFTER DELETE ON message_accounts "
+    "REFERENCING OLD TABLE AS owned FOR EACH STATEMENT EXECUTE FUNCTION account_counts_owned()",
+)
+
 #: The reads: totals and changes in one statement (one snapshot: a fold between two
 #: statements would count its rows twice or not at all); `summed`, the changes summed.
 STATE_COUNTS = (
@@ -219,22 +296,28 @@ SIM_REACHED = (
     "SELECT sim, state, sum(n) AS n, sum(change) AS summed FROM ("
     "SELECT sim, state, n, 0 AS change FROM sim_outcome_totals "
     "UNION ALL SELECT sim, state, n, 1 FROM sim_outcome_changes) AS kept GROUP BY sim, state")
+OWNER_COUNTS = {
+    kind: ("SELECT state, sum(n) AS n, sum(change) AS summed FROM ("
+           f"SELECT state, n, 0 AS change FROM {kind}_state_totals WHERE {key} = ? "
+           f"UNION ALL SELECT state, n, 1 FROM {kind}_state_changes WHERE {key} = ?) AS kept "
+           "GROUP BY state")
+    for kind, key in (("account", "account"), ("campaign", "campaign_id"))}
 SEND_LATENCY = (
     "SELECT bucket, sum(n) AS n, sum(seconds) AS seconds, sum(change) AS summed FROM ("
     "SELECT bucket, n, seconds, 0 AS change FROM send_latency_totals "
     "UNION ALL SELECT bucket, n, seconds, 1 FROM send_latency_counts) AS kept GROUP BY bucket")
 
 #: What the tables of changes take, empty pages included.
-_PAGES_HELD = ("SELECT pg_relation_size('message_counts') "
-               "+ pg_relation_size('send_latency_counts') "
-               "+ pg_relation_size('sim_outcome_changes') AS bytes")
+_CHANGE_TABLES = ("message_counts", "send_latency_counts", "sim_outcome_changes",
+                  "account_state_changes", "campaign_state_changes")
+_PAGES_HELD = ("SELECT " + " + ".join(f"pg_relation_size('{table}')" for table in _CHANGE_TABLES)
+               + " AS bytes")
 #: Past this size of the tables of changes, an idle spool's housekeeping vacuums them.
 KEPT_PAGES_AT_MOST = 1 << 20
 
 #: Whether a fold has anything to do (an idle spool is not rewritten).
-_CHANGES_LEFT = ("SELECT EXISTS (SELECT 1 FROM message_counts) "
-                 "OR EXISTS (SELECT 1 FROM send_latency_counts) "
-                 "OR EXISTS (SELECT 1 FROM sim_outcome_changes)")
+_CHANGES_LEFT = "SELECT " + " OR ".join(f"EXISTS (SELECT 1 FROM {table})"
+                                      for table in _CHANGE_TABLES)
 
 
 def _first_line(exc: Exception) -> str:
@@ -264,6 +347,12 @@ class KeptCounts:
         rows = self.engine.rows(SIM_REACHED)
         self._fold_if_many(sum(row["summed"] for row in rows))
         return {(row["sim"], row["state"]): int(row["n"]) for row in rows if row["n"]}
+
+    def owner_counts(self, kind: str, key: Any) -> dict[str, int]:
+        """Messages by state of one account (`kind` "account") or campaign ("campaign")."""
+        rows = self.engine.rows(OWNER_COUNTS[kind], (key, key))
+        self._fold_if_many(sum(row["summed"] for row in rows))
+        return {row["state"]: int(row["n"]) for row in rows}
 
     def send_latency(self) -> list[tuple[int, int, float]]:
         rows = self.engine.rows(SEND_LATENCY)
@@ -298,7 +387,7 @@ class KeptCounts:
                 return False
             if not conn.execute(_CHANGES_LEFT).fetchone()[0]:
                 return False
-            for statement in (*_FOLD, _FOLD_REACHED):
+            for statement in (*_FOLD, _FOLD_REACHED, *_FOLD_OWNERS):
                 conn.execute(statement)
         return True
 
@@ -312,8 +401,7 @@ class KeptCounts:
             return
         try:
             with self.engine.pool.connection() as raw:
-                raw.execute("VACUUM (SKIP_LOCKED) message_counts, send_latency_counts, "
-                            "sim_outcome_changes")
+                raw.execute(f"VACUUM (SKIP_LOCKED) {', '.join(_CHANGE_TABLES)}")
         except self.engine._psycopg.Error as exc:   # a lock timeout, say: autovacuum will
             log.warning("the kept counts' changes were folded but not vacuumed: %s",
                         _first_line(exc))

@@ -25,9 +25,9 @@ from typing import Any
 from modempool.errors import InvalidText
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
-from modempool.spool.postgres_counts import (COUNT_FUNCTIONS, COUNT_FUNCTIONS_MARKS, KEPT_COUNTS,
-                                             KEPT_TOTALS, REACHED_COUNTS, SUMMED_BY_INDEX,
-                                             KeptCounts)
+from modempool.spool.postgres_counts import (ACCOUNT_COUNTS, COUNT_FUNCTIONS,
+                                             COUNT_FUNCTIONS_MARKS, KEPT_COUNTS, KEPT_TOTALS,
+                                             REACHED_COUNTS, SUMMED_BY_INDEX, KeptCounts)
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 
 log = logging.getLogger("modempool.spool")
@@ -62,7 +62,7 @@ _KEY_LOCKS = 0x6D70
 
 #: Schema steps of this engine's own, run after the shared script of the same version.
 OWN_STEPS: dict[int, Sequence[str]] = {8: KEPT_COUNTS, 9: QUEUE_INDEXES + SUMMED_BY_INDEX,
-                                       10: KEPT_TOTALS, 11: REACHED_COUNTS}
+                                       10: KEPT_TOTALS, 11: REACHED_COUNTS, 12: ACCOUNT_COUNTS}
 
 #: A pooled connection unused for longer than this is checked before it is handed out.
 IDLE_CHECK_AFTER = 2.0
@@ -461,6 +461,12 @@ class PostgresEngine(Engine):
 
     def sim_outcomes_reached(self) -> dict[tuple[str, str], int]:
         return self.counts.sim_outcomes_reached()
+
+    def account_state_counts(self, account: str) -> dict[str, int]:
+        return self.counts.owner_counts("account", account)
+
+    def campaign_state_counts(self, campaign_id: int) -> dict[str, int]:
+        return self.counts.owner_counts("campaign", campaign_id)
 
     def send_latency(self) -> list[tuple[int, int, float]]:
         return self.counts.send_latency()

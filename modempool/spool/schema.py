@@ -227,6 +227,20 @@ SELECT CASE WHEN iccid IS NOT NULL AND iccid <> '' THEN 'iccid:' || iccid ELSE '
 FROM sims GROUP BY counted_as;
 """
 
+#: Which account queued a message (the API's and the console's messages), written in the enqueue
+#: transaction (`accounts.record_owner`); the accounts module made it with the accounts before
+#: version 12, which makes it part of every spool: each account's kept counts by state are
+#: triggers on it (`ACCOUNT_COUNTS` of each engine). A message's owner row follows its message.
+MESSAGE_OWNERS = """
+CREATE TABLE IF NOT EXISTS message_accounts (
+    message_id  INTEGER PRIMARY KEY REFERENCES messages (id),
+    account     TEXT NOT NULL,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS message_accounts_by_account ON message_accounts (account, message_id);
+CREATE INDEX IF NOT EXISTS message_accounts_by_time ON message_accounts (account, created_at);
+"""
+
 #: version -> the script that brings a spool of the version before up to it. A spool records
 #: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
@@ -238,9 +252,12 @@ FROM sims GROUP BY counted_as;
 #: and version 10: the totals its kept counts are folded into (`postgres_counts.KEPT_TOTALS`).
 #: Version 11: outcomes reached per SIM, counts that only rise (`postgres_counts.REACHED_COUNTS`;
 #: SQLite makes its `REACHED_COUNTS` when it opens any spool).
+#: Version 12: `message_accounts` in every spool, and the messages by state kept per account
+#: and per campaign, each engine its own way (`ACCOUNT_COUNTS` in sqlite_engine.py and
+#: postgres_counts.py), in the upgrade's transaction on both.
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
                               5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: "",
-                              9: "", 10: "", 11: ""}
+                              9: "", 10: "", 11: "", 12: MESSAGE_OWNERS}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

@@ -84,12 +84,10 @@ class Scoped:
             (message_id, owner)))
 
     def counts(self, owner: str) -> dict[str, int]:
-        """`owner`'s messages in each state (every state, zeros included)."""
+        """`owner`'s messages in each state (every state, zeros included), from the counts
+        the engine keeps per account (schema version 12): no message is read."""
         out = {state.value: 0 for state in MessageState}
-        for row in self.engine.rows(
-                "SELECT m.state, count(*) AS n FROM message_accounts a JOIN messages m "
-                "ON m.id = a.message_id WHERE a.account = ? GROUP BY m.state", (owner,)):
-            out[row["state"]] = row["n"]
+        out.update(self.engine.account_state_counts(owner))
         return out
 
     def own_campaign(self, owner: str, campaign_id: int, now: datetime) -> None:

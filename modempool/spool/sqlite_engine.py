@@ -190,6 +190,58 @@ REACHED_COUNTS = (
 )
 
 
+#: Messages by state per account (its dashboard, `GET /v1/status`) and per campaign (its
+#: progress), kept as the whole spool's are (STATE_COUNTS): one row per count, updated in the
+#: writing transaction. A message counts for an account once both its row and its owner's
+#: row (`message_accounts`, written after it) exist. Made by schema step 12 in the upgrade's
+#: transaction, from the rows there are.
+_OWNER_OF = "(SELECT account FROM message_accounts WHERE message_id = {row}.id)"
+_ADD = "ON CONFLICT ({key}, state) DO UPDATE SET n = n + 1"
+ACCOUNT_COUNTS = (
+    "CREATE TABLE account_state_counts (account TEXT NOT NULL, state TEXT NOT NULL, "
+    "n INTEGER NOT NULL, PRIMARY KEY (account, state))",
+    "INSERT INTO account_state_counts (account, state, n) SELECT o.account, m.state, count(*) "
+    "FROM message_accounts o JOIN messages m ON m.id = o.message_id GROUP BY o.account, m.state",
+    "CREATE TRIGGER account_state_counts_owned AFTER INSERT ON message_accounts BEGIN "
+    "INSERT INTO account_state_counts (account, state, n) SELECT new.account, state, 1 "
+    f"FROM messages WHERE id = new.message_id {_ADD.format(key='account')}; END",
+    "CREATE TRIGGER account_state_counts_disowned AFTER DELETE ON message_accounts BEGIN "
+    "UPDATE account_state_counts SET n = n - 1 WHERE account = old.account "
+    "AND state = (SELECT state FROM messages WHERE id = old.message_id); END",
+    "CREATE TRIGGER account_state_counts_update AFTER UPDATE OF state ON messages "
+    "WHEN old.state IS NOT new.state BEGIN "
+    f"UPDATE account_state_counts SET n = n - 1 WHERE account = {_OWNER_OF.format(row='new')} "
+    "AND state = old.state; "
+    "INSERT INTO account_state_counts (account, state, n) SELECT account, new.state, 1 "
+    f"FROM message_accounts WHERE message_id = new.id {_ADD.format(key='account')}; END",
+    "CREATE TRIGGER account_state_counts_delete AFTER DELETE ON messages BEGIN "
+    f"UPDATE account_state_counts SET n = n - 1 WHERE account = {_OWNER_OF.format(row='old')} "
+    "AND state = old.state; END",
+    "CREATE TABLE campaign_state_counts (campaign_id INTEGER NOT NULL, state TEXT NOT NULL, "
+    "n INTEGER NOT NULL, PRIMARY KEY (campaign_id, state))",
+    "INSERT INTO campaign_state_counts (campaign_id, state, n) SELECT campaign_id, state, "
+    "count(*) FROM messages WHERE campaign_id IS NOT NULL GROUP BY campaign_id, state",
+    "CREATE TRIGGER campaign_state_counts_insert AFTER INSERT ON messages "
+    "WHEN new.campaign_id IS NOT NULL BEGIN "
+    "INSERT INTO campaign_state_counts (campaign_id, state, n) "
+    f"VALUES (new.campaign_id, new.state, 1) {_ADD.format(key='campaign_id')}; END",
+    "CREATE TRIGGER campaign_state_counts_update AFTER UPDATE OF state, campaign_id ON messages "
+    "WHEN old.state IS NOT new.state OR old.campaign_id IS NOT new.campaign_id BEGIN "
+    "UPDATE campaign_state_counts SET n = n - 1 WHERE campaign_id = old.campaign_id "
+    "AND state = old.state; "
+    "INSERT INTO campaign_state_counts (campaign_id, state, n) "
+    "SELECT new.campaign_id, new.state, 1 WHERE new.campaign_id IS NOT NULL "
+    f"{_ADD.format(key='campaign_id')}; END",
+    "CREATE TRIGGER campaign_state_counts_delete AFTER DELETE ON messages "
+    "WHEN old.campaign_id IS NOT NULL BEGIN "
+    "UPDATE campaign_state_counts SET n = n - 1 WHERE campaign_id = old.campaign_id "
+    "AND state = old.state; END",
+)
+
+#: Schema steps of this engine's own, run after the shared script of the same version.
+OWN_STEPS: dict[int, Sequence[str]] = {12: ACCOUNT_COUNTS}
+
+
 class SqliteEngine(Engine):
     name = "sqlite"
     expiry_index = " INDEXED BY messages_expiry"
@@ -293,6 +345,14 @@ class SqliteEngine(Engine):
             self._ensured.add("webhook_outbox")
 
 
+    def account_state_counts(self, account: str) -> dict[str, int]:
+        return {row[0]: row[1] for row in self.rows(
+            "SELECT state, n FROM account_state_counts WHERE account = ?", (account,))}
+
+    def campaign_state_counts(self, campaign_id: int) -> dict[str, int]:
+        return {row[0]: row[1] for row in self.rows(
+            "SELECT state, n FROM campaign_state_counts WHERE campaign_id = ?", (campaign_id,))}
+
     def send_latency(self) -> list[tuple[int, int, float]]:
         return [tuple(row) for row in self.rows("SELECT bucket, n, seconds FROM send_latency")]
 
@@ -373,6 +433,8 @@ class SqliteEngine(Engine):
             # A file from before versions were recorded (0) has version 1's tables, or none.
             for step in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
                 for statement in statements(MIGRATIONS[step]):
+                    conn.execute(statement)
+                for statement in OWN_STEPS.get(step, ()):
                     conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

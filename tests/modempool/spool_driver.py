@@ -22,3 +22,90 @@ def claim_next(spool: Any, sim: str, lease_owner: str, lease_seconds: float = 30
             if claimed is not None:
                 return claimed
     return None
+
+
+def act_as_a_daemon(target: Any, sim: str, rounds: int, errors: list[BaseException], *,
+                    enqueue: Any = None) -> None:
+    """One writer with its own connection, as a daemon and the API together: each round
+    enqueues one message (`enqueue(spool, i, to)`, or a plain enqueue), claims the next for
+    `sim`, and fails every third or sends it. What it raises goes into `errors`."""
+    from modempool.spool import Spool
+    from modempool.spool.claims import SentPart
+
+    owner = f"host:{sim}/{sim}"
+    try:
+        with Spool(target) as spool:
+            for i in range(rounds):
+                to = f"+861380013{i:04d}"
+                if enqueue is None:
+                    spool.enqueue(to, f"{sim} {i}")
+                else:
+                    enqueue(spool, i, to)
+                message = claim_next(spool, sim, owner)
+                if message is None:
+                    continue
+                if i % 3 == 0:
+                    spool.mark_failed(message.id, "+CMS ERROR: 500", lease_owner=owner)
+                    continue
+                spool.mark_part_writing(message.id, 1, 1, lease_owner=owner)
+                spool.mark_many_sent([SentPart(message.id, 1, None, i % 256, lease_owner=owner)])
+    except BaseException as exc:   # the test fails on it
+        errors.append(exc)
+
+
+def statements_of(spool: Any, read: Any) -> list[str]:
+    """The SQL statements `read()` sends to the spool's database (SQLite: its trace callback;
+    PostgreSQL: the engine's reads, wrapped for the time of the call)."""
+    statements: list[str] = []
+    engine = spool.engine
+    if engine.name == "sqlite":
+        engine.conn.set_trace_callback(statements.append)
+    else:
+        rows = engine.rows
+
+        def traced(sql: str, params: Any = ()) -> Any:
+            statements.append(sql)
+            return rows(sql, params)
+
+        engine.rows = traced
+    try:
+        read()
+    finally:
+        if engine.name == "sqlite":
+            engine.conn.set_trace_callback(None)
+        else:
+            del engine.rows
+    return statements
+
+
+def refused_and_left(target: Any, version: int, gone: str,
+                     kept: str = "SELECT text FROM messages") -> list[tuple[Any, ...]]:
+    """Open `target`, whose upgrade is to fail midway: it is refused, its schema version is
+    still `version` and `gone` (what a step made before the failure) does not exist. Returns
+    the rows of `kept`, read afterwards (what must be as it was)."""
+    import sqlite3
+
+    import pytest
+
+    from modempool.spool import Spool
+    from modempool.spool.engine import SpoolUnreachable
+
+    postgresql = str(target).startswith("postgresql://")
+    with pytest.raises(SpoolUnreachable,
+                       match="cannot prepare" if postgresql else "cannot use the spool"):
+        Spool(target)
+    if postgresql:
+        import psycopg
+
+        with psycopg.connect(str(target)) as conn:
+            assert conn.execute("SELECT version FROM modempool_schema").fetchone()[0] == version
+            assert conn.execute("SELECT to_regclass(%s)", (gone,)).fetchone()[0] is None
+            return [tuple(row) for row in conn.execute(kept).fetchall()]
+    conn = sqlite3.connect(target)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == version
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = ?",
+                            (gone,)).fetchone()[0] == 0
+        return conn.execute(kept).fetchall()
+    finally:
+        conn.close()

@@ -13,7 +13,7 @@ import pytest
 from modempool.spool import Spool
 from modempool.spool.claims import SentPart
 from modempool.spool.schema import SCHEMA_VERSION
-from tests.modempool.spool_driver import claim_next
+from tests.modempool.spool_driver import act_as_a_daemon, claim_next, statements_of
 
 FINISHED = ("sent", "delivered", "failed", "ambiguous")
 
@@ -95,26 +95,6 @@ def test_a_crash_recovery_is_counted(spool_target):
         assert_kept(spool)
 
 
-def _daemon(target, sim: str, rounds: int, errors: list[BaseException]) -> None:
-    """One writer of its own (its own connection): enqueue, claim, send or fail, as a daemon
-    and the API do together."""
-    try:
-        with Spool(target) as spool:
-            for i in range(rounds):
-                spool.enqueue(f"+861380013{i:04d}", f"{sim} {i}")
-                message = claim_next(spool, sim, f"host:{sim}/{sim}")
-                if message is None:
-                    continue
-                if i % 3 == 0:
-                    spool.mark_failed(message.id, "+CMS ERROR: 500", lease_owner=f"host:{sim}/{sim}")
-                    continue
-                spool.mark_part_writing(message.id, 1, 1, lease_owner=f"host:{sim}/{sim}")
-                spool.mark_many_sent([SentPart(message.id, 1, None, i % 256,
-                                               lease_owner=f"host:{sim}/{sim}")])
-    except BaseException as exc:   # the test fails on it
-        errors.append(exc)
-
-
 def _folder(target, writers: list[threading.Thread], folds: list[bool],
             errors: list[BaseException]) -> None:
     """Another daemon's housekeeping (its own connections): fold and vacuum while the
@@ -134,7 +114,7 @@ def test_concurrent_writers_keep_the_counts_right(spool_target):
     too: the counts equal a count of the rows afterwards, after every fold."""
     with Spool(spool_target) as spool:
         errors: list[BaseException] = []
-        writers = [threading.Thread(target=_daemon, args=(spool_target, f"m{n}", 40, errors))
+        writers = [threading.Thread(target=act_as_a_daemon, args=(spool_target, f"m{n}", 40, errors))
                    for n in range(4)]
         folds: list[bool] = []
         folder = threading.Thread(target=_folder, args=(spool_target, writers, folds, errors))
@@ -223,23 +203,9 @@ def test_a_scrape_reads_no_message_rows(engine, tmp_path, request):
               else request.getfixturevalue("pg_cluster").new_schema())
     with Spool(target) as spool:
         every_change(spool)
-        statements: list[str] = []
-        if engine == "sqlite":
-            spool.engine.conn.set_trace_callback(statements.append)
-        else:
-            rows = spool.engine.rows
-
-            def traced(sql, params=()):
-                statements.append(sql)
-                return rows(sql, params)
-
-            spool.engine.rows = traced
-        try:
-            spool.counts(), spool.metrics.sim_outcomes(), spool.metrics.send_latency()
-            spool.queue_depth()
-        finally:
-            if engine == "sqlite":
-                spool.engine.conn.set_trace_callback(None)
+        statements = statements_of(spool, lambda: (
+            spool.counts(), spool.metrics.sim_outcomes(), spool.metrics.send_latency(),
+            spool.queue_depth()))
         assert statements and not [s for s in statements if "FROM messages" in s]
 
 

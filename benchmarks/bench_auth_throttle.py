@@ -44,20 +44,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--failures", type=int, default=3000)
     args = parser.parse_args()
-    from tests.pg_cluster import PgCluster
+    from tests.pg_cluster import throwaway_cluster
 
-    cluster = PgCluster()
-    cluster.start()
-    try:
-        with tempfile.TemporaryDirectory() as directory:
-            for name, target in (("sqlite", Path(directory) / "spool.db"),
-                                 ("postgresql", cluster.new_schema())):
-                got = measure(target, args.failures)
-                print(f"{name:<10} failed(): {got['failed_us']:7.0f} us wall, "
-                      f"{got['failed_cpu_us']:5.0f} us CPU here; rows after {args.failures} "
-                      f"addresses: {got['rows']}; retry_after(): {got['retry_after_us']:.2f} us")
-    finally:
-        cluster.remove()
+    with throwaway_cluster() as cluster, tempfile.TemporaryDirectory() as directory:
+        for name, target in (("sqlite", Path(directory) / "spool.db"),
+                             ("postgresql", cluster.new_schema())):
+            got = measure(target, args.failures)
+            print(f"{name:<10} failed(): {got['failed_us']:7.0f} us wall, "
+                  f"{got['failed_cpu_us']:5.0f} us CPU here; rows after {args.failures} "
+                  f"addresses: {got['rows']}; retry_after(): {got['retry_after_us']:.2f} us")
 
 
 if __name__ == "__main__":

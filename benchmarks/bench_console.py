@@ -151,18 +151,12 @@ def main() -> int:
                         help="The spool in this PostgreSQL database (empty, or filled by an "
                              "earlier run, which is then measured without filling again).")
     args = parser.parse_args()
-    cluster = None
-    if args.postgresql and not args.url:
-        from tests.pg_cluster import PgCluster
+    from tests.pg_cluster import throwaway_cluster
 
-        cluster = PgCluster()
-        cluster.start()
-        args.url = cluster.url()
-    try:
-        return measure(args)
-    finally:
+    with throwaway_cluster(args.postgresql and not args.url) as cluster:
         if cluster is not None:
-            cluster.remove()
+            args.url = cluster.url()
+        return measure(args)
 
 
 def measure(args: argparse.Namespace) -> int:

@@ -375,13 +375,9 @@ def main() -> None:
                         help="split the gap between two SMS by the daemons' AT log (-vv)")
     args = parser.parse_args()
 
-    cluster = None
-    if not args.url:
-        from tests.pg_cluster import PgCluster
+    from tests.pg_cluster import throwaway_cluster
 
-        cluster = PgCluster()
-        cluster.start()
-    try:
+    with throwaway_cluster(not args.url) as cluster:
         with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as tmp:
             directory = Path(tmp)
             if args.only in (None, "spool"):
@@ -445,10 +441,6 @@ def main() -> None:
                           f" prompt {r.get('prompt_ms', 0):.1f} ms, prompt to PDU (the part"
                           f" marker) {r.get('marker_ms', 0):.1f} ms; the rest (port, the"
                           f" simulator's timer) {rest:.1f} ms")
-    finally:
-        if cluster is not None:
-            cluster.remove()
-
 
 if __name__ == "__main__":
     main()

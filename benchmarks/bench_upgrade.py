@@ -8,7 +8,9 @@
 The spool is filled as bench_scaleout's cost benchmark fills it (delivered messages, a part
 each, vacuumed and checkpointed), then put back into the shape of version 8 (before the queue
 indexes of version 9) or 9 (before the totals of version 10), and opened. Figures: the open
-of the spool as it is (no upgrade), and the opens that upgrade from 9 and from 8, in seconds.
+of the spool as it is (no upgrade), and the opens that upgrade from 11, 9 and 8, in seconds.
+Version 12 counts what is there per account and per campaign: half of the messages are an
+account's here (`message_accounts`), a tenth one campaign's.
 Version 9 builds two indexes over `messages` (`CREATE INDEX`, not `CONCURRENTLY`: it cannot run
 inside the upgrade's transaction), which holds a SHARE lock on `messages` until the upgrade
 commits: reads go on, every change of a message (enqueue, claim, marker) waits.
@@ -31,7 +33,17 @@ from modempool.spool.postgres_counts import SUMMED_BY_INDEX  # noqa: E402
 _AUTOVACUUM = ("autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, "
                "autovacuum_analyze_scale_factor, autovacuum_analyze_threshold")
 
-#: A spool of version 10 put back as version 9 left it: the counts' totals back among the
+#: A spool of version 12 put back as version 11 left it: no counts per account or campaign
+#: (`message_accounts` was the accounts module's table, made with the first account).
+AS_VERSION_11 = (
+    "DROP TRIGGER account_counts_owned ON message_accounts",
+    "DROP TRIGGER account_counts_disowned ON message_accounts",
+    "DROP FUNCTION account_counts_owned()",
+    "DROP TABLE account_state_changes, account_state_totals, campaign_state_changes, "
+    "campaign_state_totals",
+    "UPDATE modempool_schema SET version = 11",
+)
+#: ... as version 9 left it: the counts' totals back among the
 #: rows of changes, the covering indexes of version 9.
 AS_VERSION_9 = (
     "INSERT INTO message_counts (state, sim, n) SELECT state, nullif(sim, ''), n "
@@ -72,15 +84,31 @@ def rewind(target: str, steps: tuple[str, ...]) -> None:
             pass
 
 
-def timed_open(target: str, counts: dict[str, int] | None = None) -> tuple[float, int]:
+def owned_and_in_a_campaign(spool: Spool, size: int) -> None:
+    """Every other message an account's, the first tenth one campaign's (by SQL: the kept
+    counts follow, as for the API's sends)."""
+    with spool.engine.tx() as conn:
+        conn.execute("INSERT INTO message_accounts (message_id, account, created_at) "
+                     "SELECT id, 'shop', created_at FROM messages WHERE id % 2 = 0")
+        conn.execute("UPDATE messages SET campaign_id = 1 WHERE id <= ?", (max(size // 10, 1),))
+    spool.engine.counts.fold()
+
+
+def kept(spool: Spool) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """What the dashboards and a campaign's progress read."""
+    return spool.counts(), spool.scoped.counts("shop"), spool.reports.campaign_counts(1)
+
+
+def timed_open(target: str, counts: tuple[dict[str, int], ...] | None = None
+               ) -> tuple[float, int]:
     """Seconds to open the spool (with its upgrade), and its version then; the counts of the
-    dashboard are checked against `counts` (what they were before the rewind)."""
+    dashboards are checked against `counts` (what they were before the rewind)."""
     start = time.perf_counter()
     with Spool(target) as spool:
         seconds = time.perf_counter() - start
         version = spool.rows("SELECT version FROM modempool_schema")[0][0]
-        if counts is not None and spool.counts() != counts:
-            raise SystemExit(f"the counts changed in the upgrade: {spool.counts()} != {counts}")
+        if counts is not None and kept(spool) != counts:
+            raise SystemExit(f"the counts changed in the upgrade: {kept(spool)} != {counts}")
     return seconds, version
 
 
@@ -89,23 +117,24 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--url", help="an existing PostgreSQL (default: a throwaway cluster)")
     args = parser.parse_args()
-    cluster = None
-    if not args.url:
-        from tests.pg_cluster import PgCluster
+    from tests.pg_cluster import throwaway_cluster
 
-        cluster = PgCluster()
-        cluster.start()
-    try:
+    with throwaway_cluster(not args.url) as cluster:
         target = fresh_target("postgresql", cluster, Path("."), "upgrade", args.url)
         started = time.perf_counter()
         with Spool(target) as spool:
             load_history(spool, args.messages)
+            owned_and_in_a_campaign(spool, args.messages)
             size = spool.rows("SELECT pg_size_pretty(pg_total_relation_size('messages'))")[0][0]
-            counts = spool.counts()
+            counts = kept(spool)
         print(f"spool of {args.messages:,} messages (messages and its indexes: {size}), "
               f"filled in {time.perf_counter() - started:.0f} s")
         seconds, version = timed_open(target)
         print(f"  open at version {version}, nothing to upgrade: {seconds:6.2f} s")
+        rewind(target, AS_VERSION_11)
+        seconds, version = timed_open(target, counts)
+        print(f"  open from version 11 (counts per account and campaign) to {version}: "
+              f"{seconds:6.2f} s")
         rewind(target, AS_VERSION_9)
         seconds, version = timed_open(target, counts)
         print(f"  open from version 9 (totals of the kept counts) to {version}: {seconds:6.2f} s")
@@ -113,9 +142,6 @@ def main() -> int:
         seconds, version = timed_open(target, counts)
         print(f"  open from version 8 (two indexes over messages) to {version}: {seconds:6.2f} s;"
               " changes of messages wait meanwhile, reads do not")
-    finally:
-        if cluster is not None:
-            cluster.remove()
     return 0
 
 

@@ -14,6 +14,8 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -87,3 +89,18 @@ class PgCluster:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {name}")
         return self.url(name)
+
+
+@contextmanager
+def throwaway_cluster(wanted: bool = True) -> Iterator[PgCluster | None]:
+    """A started cluster, removed at the end (the benchmarks' own); None when not `wanted`
+    (the benchmark was given a database of its own)."""
+    if not wanted:
+        yield None
+        return
+    cluster = PgCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.remove()

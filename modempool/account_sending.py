@@ -16,6 +16,7 @@ from modempool.accounts import (Account, check_quota, namespaced_client_id, quot
                                 record_owner, sims_for_send)
 from modempool.errors import NotFound, PoolError
 from modempool.spool.model import utcnow
+from modempool.spool.plain_text import refuse_nul
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +136,7 @@ class PlannedSend:
 
         sender = self.sender
         sims_for_send(sender.account, self.sims)
+        refuse_nul("client_id", self.client_id)   # before it is looked up (PostgreSQL)
         self.check_callback()
         parts = check_text(self.text, sender.spool.messages.max_parts)
         check_window(self.when["at"], self.when["expires"])

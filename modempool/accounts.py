@@ -208,7 +208,8 @@ class Accounts:
         return self.get(name), key
 
     def get(self, name: str) -> Account:
-        rows = self._rows("SELECT * FROM accounts WHERE name = ?", (name,))
+        rows = self._rows("SELECT * FROM accounts WHERE name = ?", (name,)) \
+            if _NAME.fullmatch(name or "") else []   # no account has another name (nor a NUL)
         if not rows:
             raise NotFound(f"no account named {name!r}", code="account_not_found",
                            params={"name": name})
@@ -252,7 +253,9 @@ class Accounts:
         known = self.remembered(key, name)
         if known is not None:
             return known
-        return self._check(self._rows("SELECT * FROM accounts WHERE name = ?", (name,)), key)
+        rows = self._rows("SELECT * FROM accounts WHERE name = ?", (name,)) \
+            if _NAME.fullmatch(name or "") else []   # no account has another name (nor a NUL)
+        return self._check(rows, key)
 
     def remembered(self, key: str | None, name: str | None = None) -> Account | None:
         """The account of a key that passed in the last `remember_for` seconds (and is

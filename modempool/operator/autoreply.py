@@ -35,6 +35,7 @@ from modempool.numbers import normalise
 from modempool.operator.db import ensure_schema, locked, now_iso, parse_time, transaction
 from modempool.config import Config
 from modempool.operator.optout import OptOutList, field_of
+from modempool.spool.plain_text import refuse_nul
 
 log = logging.getLogger("modempool.operator.autoreply")
 
@@ -170,6 +171,9 @@ class AutoReplies:
     def add(self, reply: str, *, keywords: tuple[str, ...] = (), pattern: str | None = None,
             sim: str | None = None, hours: str | None = None,
             cooldown: int = DEFAULT_COOLDOWN) -> Rule:
+        for what, value in (("reply", reply), ("keywords", keywords), ("pattern", pattern),
+                            ("SIM", sim), ("hours", hours)):
+            refuse_nul(f"the auto-reply's {what}", value)
         Rule("(new)", reply, keywords, pattern, sim, hours, cooldown)  # validates
         with transaction(self.db):
             cur = self.db.execute(

@@ -25,6 +25,7 @@ from modempool.operator.contacts import AddressBook, Selection
 from modempool.errors import NotFound, PoolError
 from modempool.operator.optout import OptOutList
 from modempool.operator.db import ensure_schema, now_iso, parse_time, transaction
+from modempool.spool.plain_text import refuse_nul
 
 log = logging.getLogger("modempool.operator.campaigns")
 
@@ -165,6 +166,10 @@ class Campaigns:
         marketing campaigns, off for notices. A SIM that is no configured modem is refused
         (UnknownSim), whichever front end asks."""
         sims = list(sims or ())
+        refuse_nul("the campaign name", name)
+        refuse_nul("the campaign text", template)
+        refuse_nul("the campaign's groups", list(groups.include), list(groups.exclude))
+        refuse_nul("the campaign's column names", mapping or {})
         self.config.check_sims(sims)
         if kind not in ("marketing", "notice"):
             raise PoolError(f"campaign kind must be 'marketing' or 'notice', not {kind!r}",
@@ -220,6 +225,7 @@ class Campaigns:
     def rerun(self, campaign_id: int, name: str | None = None) -> Campaign:
         """A new draft campaign with the same recipients and template (a re-run sends again);
         UnknownSim if a SIM it was bound to is no longer configured."""
+        refuse_nul("the campaign name", name)
         old = self.get(campaign_id)
         self.config.check_sims(old.sims or ())
         now = now_iso()

@@ -17,6 +17,7 @@ from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.operator.db import parse_time
 from modempool.spool.history import HistoryEntry, HistoryFilter
 from modempool.spool.model import MessageState
+from modempool.spool.plain_text import refuse_nul
 
 COLUMNS = ("direction", "id", "time", "number", "name", "text", "state", "sim", "campaign_id",
            "error")
@@ -44,6 +45,9 @@ class Query:
 def search(spool: Any, query: Query, region: str = DEFAULT_REGION) -> list[HistoryEntry]:
     """Messages matching every given criterion, newest first, with the contact's name of each
     number (`spool.history` finds them, through the spool's full-text index for a text)."""
+    for what, value in (("number", query.number), ("contact", query.contact),
+                        ("text", query.text)):
+        refuse_nul(f"the history search's {what}", value)
     if query.direction not in ("in", "out", "both"):
         raise PoolError("direction must be in, out or both")
     if query.state is not None and query.state not in STATES:

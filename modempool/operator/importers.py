@@ -23,6 +23,7 @@ from modempool.errors import InvalidNumber, PoolError
 from modempool.operator.spreadsheets import read_xlsx, write_table
 
 from modempool.numbers import DEFAULT_REGION
+from modempool.spool.plain_text import NUL, refuse_nul, without_nul
 
 # Header names recognised without a mapping, compared after lower-casing and removing spaces.
 KNOWN_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -300,6 +301,14 @@ def check_rows(table: Table, mapping: dict[str, str] | None = None, *, region: s
             index = columns.get(target)
             return values[index].strip() if index is not None and index < len(values) else ""
 
+        spoiled = next((i for i, value in enumerate(values) if NUL in value), None)
+        if spoiled is not None:   # a cell PostgreSQL cannot store (SQLite would)
+            column = (table.headers[spoiled] if spoiled < len(table.headers)
+                      and table.headers[spoiled] else f"column {spoiled + 1}")
+            rejected.append(Rejected(
+                line, f"{column} contains the NUL character (U+0000), which cannot be stored",
+                tuple(without_nul(v) for v in values), "text_nul", {"field": column}))
+            continue
         raw_number = cell("number")
         if not raw_number:
             rejected.append(Rejected(line, "no phone number", values, "row_no_number"))

@@ -30,6 +30,7 @@ from modempool.errors import InvalidNumber, NotFound
 from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.operator.db import ensure_schema, locked, now_iso, parse_time, transaction
 from modempool.spool.numbers import normalise_all
+from modempool.spool.plain_text import refuse_nul
 
 log = logging.getLogger("modempool.operator.optout")
 
@@ -91,6 +92,8 @@ class OptOutList:
     def add(self, number: str, *, keyword: str = "", source: str = "manual",
             inbound_id: int | None = None) -> bool:
         """Opt a number out; True if it was not opted out before."""
+        refuse_nul("the opt-out's keyword", keyword)
+        refuse_nul("the opt-out's source", source)
         e164 = normalise(number, self.region)
         with transaction(self.db):
             cur = self.db.execute(
@@ -103,6 +106,8 @@ class OptOutList:
         """Opt many numbers out in one transaction; returns how many were not opted out
         before. All are checked first: one that is no phone number (InvalidNumber naming its
         row) opts none out."""
+        refuse_nul("the opt-out's keyword", keyword)
+        refuse_nul("the opt-out's source", source)
         e164s = normalise_all(numbers, self.region)
         added, at = 0, now_iso()
         with transaction(self.db):
@@ -172,6 +177,7 @@ class OptOutList:
     def add_to_blacklist(self, numbers: Iterable[str], reason: str = "") -> int:
         """Blacklist many numbers in one transaction; one that is no phone number
         (InvalidNumber naming its row) blacklists none."""
+        refuse_nul("the blacklist reason", reason)
         e164s = normalise_all(numbers, self.region)
         with transaction(self.db):
             for e164 in e164s:

@@ -26,6 +26,7 @@ from modempool.config import Config
 from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
 from modempool.operator.optout import OptOutList
+from modempool.spool.plain_text import refuse_nul
 
 log = logging.getLogger("modempool.operator.recurring")
 
@@ -109,6 +110,9 @@ class Jobs:
             groups: Selection = Selection(), marketing: bool | None = None,
             sims: tuple[str, ...] | None = None, now: datetime | None = None) -> Job:
         """Save a job. One created after today's time first runs tomorrow."""
+        for what, value in (("name", name), ("text", template), ("time", at),
+                            ("weekday", weekday), ("groups", [*groups.include, *groups.exclude])):
+            refuse_nul(f"the job's {what}", value)
         if kind not in KINDS:
             raise PoolError(f"job kind must be one of {', '.join(KINDS)}")
         template_fields(template)

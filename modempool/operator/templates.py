@@ -15,6 +15,7 @@ from typing import Any
 from modempool.errors import NotFound, PoolError
 from modempool.operator.campaign_plan import template_fields
 from modempool.operator.db import ensure_schema, now_iso, transaction
+from modempool.spool.plain_text import refuse_nul
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaign_templates (
@@ -117,6 +118,8 @@ class CampaignTemplates:
 
     @staticmethod
     def _check(name: str, text: str, kind: str) -> str:
+        refuse_nul("the template name", name)
+        refuse_nul("the template text", text)
         name = name.strip()
         if not name:
             raise PoolError("a template needs a name", code="template_name_missing")

@@ -9,6 +9,7 @@ from typing import Any
 
 from modempool.spool.engine import Engine
 from modempool.spool.model import to_text, utcnow
+from modempool.spool.plain_text import refuse_nul
 
 
 class Requests:
@@ -19,6 +20,7 @@ class Requests:
 
     def add(self, sim: str, kind: str, argument: str | None = None) -> int:
         """File a request for the daemon that drives `sim`; returns its id."""
+        refuse_nul(f"the {kind} code" if kind == "ussd" else f"the {kind} request", argument)
         now = to_text(utcnow())
         with self.engine.tx() as conn:
             [request_id] = self.engine.new_ids(conn, "requests", 1)

@@ -29,6 +29,7 @@ from modempool.accounts import SCHEMA as ACCOUNTS_SCHEMA
 from modempool.errors import NotFound, PoolError
 from modempool.operator.optout import SCHEMA as OPTOUT_SCHEMA
 from modempool.spool.model import to_text, utcnow
+from modempool.spool.plain_text import refuse_nul
 
 EVENT_TYPES = ("sms.received", "message.sent", "message.delivered", "message.failed",
                "message.ambiguous", "optout.added")
@@ -297,6 +298,7 @@ def _keep_private(path: Any) -> None:
 def check_callback_url(url: str, what: str, *, code: str = "callback_url") -> None:
     """An http(s) URL with a host and a valid port, or a `PoolError` naming `what` (and `code`
     with the URL, for a translation)."""
+    refuse_nul(f"the {what}", url)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises ValueError on a port that is not a number in range)

@@ -25,7 +25,8 @@ def test_unsendable_text_is_a_422_and_nothing_is_queued(api, text, detail):
 @both_engines
 def test_a_nul_character_is_refused_alike_on_both_engines(api):
     """U+0000 cannot be stored in PostgreSQL text: every text field refuses it with a 422 on
-    both engines (a 500 from psycopg before), and nothing is stored."""
+    both engines (a 500 from psycopg before; campaigns and the blacklist's reason a generic
+    422 on PostgreSQL and stored on SQLite), naming the field, and nothing is stored."""
     with api.client() as client:
         refusals = [
             client.post("/v1/messages", json={"to": "13800138000", "text": "验证码\x001234"}),
@@ -35,17 +36,33 @@ def test_a_nul_character_is_refused_alike_on_both_engines(api):
             client.put("/v1/contacts/13800138000", json={"fields": {"班级": "三\x00班"}}),
             client.put("/v1/contacts/13800138000", json={"groups": ["家\x00长"]}),
             client.get("/v1/contacts", params={"search": "张\x00"}),
+            client.post("/v1/campaigns", json={"name": "春\x00节", "text": "您好",
+                                               "to": ["13800138000"]}),
+            client.post("/v1/campaigns", json={"name": "春节", "text": "您\x00好",
+                                               "to": ["13800138000"]}),
+            client.post("/v1/campaigns", json={"name": "春节", "text": "您好",
+                                               "groups": "家\x00长"}),
         ]
+        with api.client("root") as admin:
+            refusals.append(admin.post("/v1/blacklist", json={"numbers": ["13800138000"],
+                                                              "reason": "骚\x00扰"}))
         for answer in refusals:
             assert answer.status_code == 422, answer.text
             assert answer.headers["content-type"] == "application/problem+json"
             assert "NUL character (U+0000)" in answer.json()["detail"]
+            assert not answer.json()["detail"].startswith("the text contains"), answer.request.content   # the field named
         kannel = client.get("/cgi-bin/sendsms", params={
             "username": "shop", "password": api.keys["shop"], "to": "13800138000",
             "text": "a\x00b"})
         assert kannel.status_code == 422 and "NUL character (U+0000)" in kannel.text
+        stranger = client.get("/cgi-bin/sendsms", params={
+            "username": "sh\x00op", "password": api.keys["shop"], "to": "13800138000", "text": "x"})
+        assert (stranger.status_code, stranger.text) == (403, "Authorization failed for sendsms")
         assert client.get("/v1/messages").json()["messages"] == []
         assert client.get("/v1/contacts").json()["contacts"] == []
+        assert client.get("/v1/campaigns").json()["campaigns"] == []
+        with api.client("root") as admin:
+            assert admin.get("/v1/blacklist").json()["blacklist"] == []
 
 
 def test_a_streamed_body_over_the_limit_is_413_and_bad_utf8_a_clear_400(api):

@@ -8,7 +8,11 @@ steady API load costs the modems.
    each POST one message after another for --seconds; POST/s and p50/p99 latency, the server's
    CPU per POST, and the client's (http_load.py: raw HTTP/1.1 in a process of its own, so that
    the client takes little of the CPU the server is measured on).
-2. One POST with 100,000 recipients (streamed to the spool in one transaction).
+2. One POST with 100,000 recipients (streamed to the spool in one transaction) to a fresh
+   server: its time and CPU, and the server's peak resident memory above what it held before
+   (VmHWM, reset with clear_refs just before). `--batch-tree DIR` (repeatable) runs it against
+   other checkouts in turn, for an A/B: `--batch-only --batches 2 --batch-tree /tmp/old
+   --batch-tree .`.
 3. 64 simulated modems at 1 s per SMS driven by `modempool run --http` (the API in its sidecar):
    the sending rate with the API idle, then while another process POSTs at --rate per second
    (messages scheduled for tomorrow, so the modems' work is the same in both runs); --pairs
@@ -50,10 +54,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def make_account(config: Path) -> str:
+def make_account(config: Path, tree: Path = ROOT) -> str:
     made = subprocess.run([sys.executable, "-m", "cli", "accounts", "add", "bench", "--role", "admin",
                            "--json", "--config", str(config)], capture_output=True, text=True,
-                          cwd=ROOT, check=True)
+                          cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, check=True)
     return json.loads(made.stdout)["key"]
 
 
@@ -112,19 +116,73 @@ async def bench_api(seconds: float, clients: int, processes: int, repeat: int) -
                       f"(= {figures['posts'] / cpu:.0f} POST/s on one core of its own); "
                       f"client CPU per POST: {1000 * figures['cpu'] / figures['posts']:.3f} ms "
                       f"({processes} load process{'es' if processes > 1 else ''})")
-            numbers = [f"13{i:09d}" for i in range(100_000)]
-            async with httpx.AsyncClient(base_url=url, timeout=300,
-                                         headers={"Authorization": f"Bearer {key}"}) as client:
-                started, cpu = time.perf_counter(), cpu_seconds(server.pid)
-                answer = await client.post("/v1/messages", json={
-                    "to": numbers, "text": "【商城】双十二活动今晚开始，回T退订", "at": "2099-01-01T00:00:00Z"})
-                elapsed, cpu = time.perf_counter() - started, cpu_seconds(server.pid) - cpu
-            print(f"one POST of 100,000 recipients: {elapsed:.2f} s, server CPU {cpu:.2f} s "
-                  f"(status {answer.status_code}, {answer.json().get('count')} queued, "
-                  f"{len(answer.content) / 1e6:.1f} MB answer)")
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
+
+
+def memory_kb(pid: int, field: str) -> int:
+    """A `/proc/<pid>/status` figure in kB (VmRSS: resident now; VmHWM: the peak since start or
+    since the last reset)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def reset_peak(pid: int) -> bool:
+    """Start the server's VmHWM over from its resident size now (`clear_refs` 5); False where
+    the kernel refuses (then the peak counts from the server's start)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+async def bench_batch(tree: Path, repeat: int) -> None:
+    """One POST of 100,000 recipients to a fresh `serve` of `tree` (this checkout, or another
+    for an A/B): its time, the server's CPU, and how far the server's resident memory rose
+    above what it held before (the peak, VmHWM, reset just before the POST)."""
+    body = json.dumps({"to": [f"13{i:09d}" for i in range(100_000)],
+                       "text": "【商城】双十二活动今晚开始，回T退订", "at": "2099-01-01T00:00:00Z"},
+                      ensure_ascii=False).encode()
+    warm = json.dumps({"to": [f"15{i:09d}" for i in range(5_000)], "text": "预热",
+                       "at": "2099-01-01T00:00:00Z"}, ensure_ascii=False).encode()
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="bench-http-batch-") as tmp:
+            config = write_config(Path(tmp), [])
+            key = make_account(config, tree)
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--listen",
+                                       f"127.0.0.1:{port}", "--config", str(config)], cwd=tree,
+                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                await wait_up(url)
+                async with httpx.AsyncClient(base_url=url, timeout=300, headers={
+                        "Authorization": f"Bearer {key}",
+                        "content-type": "application/json"}) as client:
+                    await client.post("/v1/messages", content=warm)   # imports, caches, pools
+                    reset = reset_peak(server.pid)
+                    resident = memory_kb(server.pid, "VmRSS")
+                    load_average = os.getloadavg()[0]
+                    started, cpu = time.perf_counter(), cpu_seconds(server.pid)
+                    answer = await client.post("/v1/messages", content=body)
+                    elapsed, cpu = time.perf_counter() - started, cpu_seconds(server.pid) - cpu
+                    peak, after = memory_kb(server.pid, "VmHWM"), memory_kb(server.pid, "VmRSS")
+                print(f"one POST of 100,000 recipients ({tree.name}): {elapsed:.2f} s, server CPU "
+                      f"{cpu:.2f} s (status {answer.status_code}, {answer.json().get('count')} "
+                      f"queued, {len(body) / 1e6:.1f} MB body, {len(answer.content) / 1e6:.1f} MB "
+                      f"answer); server memory: peak {(peak - resident) / 1024:.1f} MB above the "
+                      f"{resident / 1024:.1f} MB it held before"
+                      f"{'' if reset else ' (peak since start: clear_refs refused)'}, "
+                      f"{(after - resident) / 1024:+.1f} MB kept after; load average "
+                      f"{load_average:.2f} before")
+            finally:
+                server.send_signal(signal.SIGTERM)
+                server.wait(30)
 
 
 async def sending_rate(modems: int, latency: float, rounds: int, load_rate: float) -> dict:
@@ -271,14 +329,24 @@ def main() -> None:
                         help="load processes sharing the clients (they share the CPU too)")
     parser.add_argument("--repeat", type=int, default=1, help="POST/s measurements in a row")
     parser.add_argument("--pairs", type=int, default=1, help="idle/loaded sending runs in turn")
+    parser.add_argument("--batches", type=int, default=1, help="100,000-recipient POSTs, each "
+                        "to a fresh server")
+    parser.add_argument("--batch-tree", type=Path, action="append", default=[],
+                        help="run the 100,000-recipient POST against this checkout instead "
+                        "(repeatable: the trees take turns, for an A/B)")
+    parser.add_argument("--batch-only", action="store_true", help="only the 100,000-recipient POST")
     parser.add_argument("--skip-api", action="store_true")
     parser.add_argument("--skip-sending", action="store_true")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start "
           "(shared: other work may run meanwhile)")
-    if not args.skip_api:
+    if not args.skip_api and not args.batch_only:
         asyncio.run(bench_api(args.seconds, args.clients, args.processes, args.repeat))
-    if not args.skip_sending:
+    if not args.skip_api:
+        for _ in range(args.batches):   # the trees in turn: the machine's load drifts
+            for tree in args.batch_tree or [ROOT]:
+                asyncio.run(bench_batch(tree.resolve(), 1))
+    if not args.skip_sending and not args.batch_only:
         changes = []
         for _ in range(args.pairs):   # idle and loaded in turn: the machine's load drifts
             idle = asyncio.run(sending_rate(args.modems, args.latency, args.rounds, 0))

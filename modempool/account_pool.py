@@ -28,7 +28,7 @@ from modempool.account_bank import AccountBank
 from modempool.account_messages import AccountMessages, AccountSim
 from modempool.account_people import AccountPeople, Conversation, ConversationThread, ThreadItem
 from modempool.account_rules import AccountRules
-from modempool.account_sending import AccountSending, PlannedSend, Queued
+from modempool.account_sending import AccountSending, PlannedSend, Queued, QueuedBatch
 from modempool.accounts import Account
 from modempool.part_call import PartCall
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from modempool.pool_status import SimStatus
 
 __all__ = ["AccountPool", "AccountSim", "AccountStatus", "Conversation", "ConversationThread",
-           "PlannedSend", "Queued", "ThreadItem"]
+           "PlannedSend", "Queued", "QueuedBatch", "ThreadItem"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +94,8 @@ class AccountPool:
 
     send = PartCall("sending", "send")
     plan_send = PartCall("sending", "plan_send")
+    send_chunks = PartCall("sending", "send_chunks")
+    queued_pages = PartCall("sending", "queued_pages")
     recipients = PartCall("sending", "recipients")
 
     get = PartCall("messages", "get")

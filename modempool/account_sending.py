@@ -6,14 +6,15 @@ the recipients a person typed (numbers, contact names, `@group`s).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from modempool.account_rules import quota_day_start
 from modempool.accounts import (Account, check_quota, namespaced_client_id, quota_locks,
-                                record_owner, sims_for_send)
+                                quota_use, record_owner, sims_for_send)
 from modempool.errors import NotFound, PoolError
 from modempool.spool.model import utcnow
 from modempool.spool.plain_text import refuse_nul
@@ -32,8 +33,21 @@ class Queued:
         return {"id": self.id, "to": self.to, "state": self.state, "parts": self.parts}
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedBatch:
+    """What a streamed send queued (`AccountSending.send_chunks`): the messages' ids in the
+    order of their numbers, packed (an `array`), and the parts each message takes. Its
+    messages are read back a page at a time (`AccountSending.queued_pages`)."""
+
+    ids: array
+    parts: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 class AccountSending:
-    """Sending as one account: `send`, `plan_send`, `recipients`."""
+    """Sending as one account: `send`, `plan_send`, `send_chunks`, `recipients`."""
 
     def __init__(self, pool: Any, account: Account) -> None:
         self.pool = pool            # the front door, modempool.Pool
@@ -59,6 +73,41 @@ class AccountSending:
         return PlannedSend(self, to if isinstance(to, list) else list(to), text,
                            dict(at=not_before, expires=expires_at, priority=priority),
                            list(sims) if sims else None, client_id, dlr)
+
+    def send_chunks(self, chunks: Iterable[Sequence[str]], text: str, *,
+                    not_before: datetime | None = None, expires_at: datetime | None = None,
+                    priority: int = 0, sims: Sequence[str] | None = None,
+                    client_id: str | None = None) -> QueuedBatch:
+        """`send` for a batch too big to hold as Python objects (100,000 numbers), its numbers
+        given in chunks that are read one at a time (`Pool.queue_chunks`), in one transaction
+        with the quota, the owner and the idempotency key, as `send`. The quota is checked
+        once the batch's size is known, at its end, before the commit; a retry with the same
+        `client_id` finds its messages and costs nothing. A refusal names the first bad number
+        by its row (`RowError`); nothing is queued."""
+        from modempool.spool.sendable import check_text
+
+        account, spool = self.account, self.spool
+        allowed_sims = sims_for_send(account, sims)
+        parts = check_text(text, spool.messages.max_parts)
+        now = utcnow()
+        with spool.transaction() as conn:
+            quota = quota_use(spool.engine, conn, account, now, quota_day_start(now, self.config.tz))
+            queued = self.pool.queue_chunks(
+                chunks, text, client_id=namespaced_client_id(account, client_id),
+                at=not_before, expires=expires_at, priority=priority, sims=allowed_sims or (),
+                on_write=lambda conn, ids: record_owner(conn, account, ids, now))
+            quota.refuse_beyond(queued.fresh)
+        return QueuedBatch(queued.ids, parts)
+
+    def queued_pages(self, batch: QueuedBatch, size: int = 2000) -> Iterator[list[Queued]]:
+        """The messages of a streamed send as they are now, `size` at a time, in its order:
+        each page read when asked for, so the answer to a 100,000-recipient send is never
+        held whole."""
+        messages = self.spool.messages
+        for start in range(0, len(batch.ids), size):
+            page = batch.ids[start:start + size].tolist()
+            found = messages.recipients_and_states(page)
+            yield [Queued(i, *found[i], batch.parts) for i in page]
 
     def recipients(self, text: str) -> list[str]:
         """The numbers a person typed: phone numbers, contact names and `@group`s, separated

@@ -313,24 +313,47 @@ def check_quota(engine: Any, conn: Any, account: Account, count: int, now: datet
     records the messages' owner (`record_owner`): the account's quota lock is held until that
     commits, so two sends of one account, from any process or host, take turns between the
     count and the commit and cannot together pass the quota."""
+    quota_use(engine, conn, account, now, day_start).refuse_beyond(count)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUse:
+    """What an account had used of its quotas when its send began (`quota_use`): a send whose
+    size is known only once written (a streamed batch) asks `refuse_beyond(count)` at its end,
+    still in its transaction."""
+
+    account: str
+    used: tuple[tuple[int, int, str, str], ...]   # (limit, used, label, when) per quota
+
+    def refuse_beyond(self, count: int) -> None:
+        """QuotaExceeded if `count` more messages pass a quota."""
+        for limit, used, label, when in self.used:
+            if used + count > limit:
+                raise QuotaExceeded(f"account {self.account!r} {label} quota is {limit}: {used} "
+                                    f"queued {when}, {count} more asked; nothing was queued",
+                                    code=f"quota_{label.replace('-', '_')}",
+                                    params={"account": self.account, "limit": limit,
+                                            "used": used, "count": count})
+
+
+def quota_use(engine: Any, conn: Any, account: Account, now: datetime,
+              day_start: datetime) -> QuotaUse:
+    """The account's quota lock taken (held until `conn` commits) and what it has used of
+    each quota; see `check_quota`."""
     checks = ((account.per_minute, now - timedelta(seconds=60), "per-minute", "in the last minute"),
               (account.per_day, day_start, "per-day", "today"))
     # The counts below are read once the lock is ours (an advisory lock on PostgreSQL;
     # SQLite's writers take turns anyway), so they hold the turn before ours.
     for key in quota_locks(account):
         engine.lock_key(conn, key)
+    used = []
     for limit, since, label, when in checks:
         if limit is None:
             continue
-        used = conn.execute(
+        used.append((limit, conn.execute(
             "SELECT count(*) FROM message_accounts WHERE account = ? AND created_at >= ?",
-            (account.name, to_text(since))).fetchone()[0]
-        if used + count > limit:
-            raise QuotaExceeded(f"account {account.name!r} {label} quota is {limit}: {used} "
-                                f"queued {when}, {count} more asked; nothing was queued",
-                                code=f"quota_{label.replace('-', '_')}",
-                                params={"account": account.name, "limit": limit, "used": used,
-                                        "count": count})
+            (account.name, to_text(since))).fetchone()[0], label, when))
+    return QuotaUse(account.name, tuple(used))
 
 
 def record_owner(conn: Any, account: Account, ids: Sequence[int], now: datetime) -> None:

@@ -21,12 +21,13 @@ attributes; its `to_dict()` is what the CLI's `--json` and the HTTP API print.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modempool.batch_send import QueuedIds, fan_out, queue_chunks
 from modempool.config import Config, load_config
 from modempool.dispatch.requests import UssdAnswer
 from modempool.errors import (Blacklisted, InvalidNumber, OptedOut, PoolError, Refused,
@@ -164,7 +165,7 @@ class Pool:
         if not numbers:
             raise InvalidNumber("no recipient: give at least one number", code="no_recipient")
         return self.queue_many(
-            [{"to": number, "client_id": _fan_out(client_id, index, len(numbers))}
+            [{"to": number, "client_id": fan_out(client_id, index, len(numbers) > 1)}
              for index, number in enumerate(numbers)],
             text, at=at, expires=expires, priority=priority, sims=sims, to_opted_out=to_opted_out)
 
@@ -205,17 +206,31 @@ class Pool:
             row["to"] = e164
         return self.spool.enqueue_many(rows, normalised=True)
 
+    def queue_chunks(self, chunks: Iterable[Sequence[str]], text: str, *,
+                     client_id: str | None = None, at: datetime | str | None = None,
+                     expires: datetime | str | None = None, priority: int = 0,
+                     sims: Iterable[str] = (), to_opted_out: bool = False,
+                     on_write: Callable[[Any, list[int]], None] | None = None) -> QueuedIds:
+        """`queue` for a batch too big to hold as Python objects (100,000 numbers): the numbers
+        come in chunks (`chunks`, each a sequence of numbers, read one at a time), each
+        normalised, checked and written before the next is read, all in one transaction. The
+        rules, keys and refusals are `queue`'s, but that a refusal names only the first bad
+        number, by its row (`RowError`, from 1): nothing is queued. Returns the ids packed
+        (`QueuedIds`); `on_write(conn, ids)`, in the transaction, is given each chunk's
+        messages that are new (not found again by their `client_id`)."""
+        return queue_chunks(self, chunks, text, client_id=client_id, at=at, expires=expires,
+                            priority=priority, sims=sims, to_opted_out=to_opted_out,
+                            on_write=on_write)
+
     def check_recipients(self, numbers: Iterable[str], *, to_opted_out: bool = False) -> None:
         """Raise `Refused` (one number) or `RefusedMany` if any of `numbers` may not get a
         direct message; InvalidNumber for one that is no phone number."""
         self._allowed_recipients(numbers, to_opted_out=to_opted_out)
 
-    def _allowed_recipients(self, numbers: Iterable[str], *, to_opted_out: bool = False) -> list[str]:
-        """`check_recipients`, returning the numbers in E.164."""
-        from modempool.spool.numbers import normalise_all
-
+    def refusals(self, e164s: Sequence[str], *, to_opted_out: bool = False) -> list[Refused]:
+        """Why each of these E.164 numbers may not get a direct message (blacklisted, or
+        opted out with `[optout] block_direct`), each number once, in the order given."""
         block_opted_out = self.config.optout.block_direct and not to_opted_out
-        e164s = normalise_all(numbers, self.config.region)
         blacklisted, opted_out = self.optouts.listed(e164s)
         refusals: list[Refused] = []
         for e164 in dict.fromkeys(e164s):
@@ -223,6 +238,14 @@ class Pool:
                 refusals.append(Blacklisted(e164, "number is on the blacklist"))
             elif block_opted_out and e164 in opted_out:
                 refusals.append(OptedOut(e164, "number has opted out and [optout] block_direct is set"))
+        return refusals
+
+    def _allowed_recipients(self, numbers: Iterable[str], *, to_opted_out: bool = False) -> list[str]:
+        """`check_recipients`, returning the numbers in E.164."""
+        from modempool.spool.numbers import normalise_all
+
+        e164s = normalise_all(numbers, self.config.region)
+        refusals = self.refusals(e164s, to_opted_out=to_opted_out)
         if len(refusals) == 1:
             raise refusals[0]
         if refusals:
@@ -590,11 +613,3 @@ class Pool:
 
         self.config.check_sims([sim])
         return ask_ussd(self.spool, sim, code, timeout=timeout)
-
-
-def _fan_out(client_id: str | None, index: int, count: int) -> str | None:
-    """The idempotency key of the `index`-th of `count` recipients: the key itself for one,
-    `key:1`, `key:2`, ... for several (the same call again then sends nothing new)."""
-    if client_id is None:
-        return None
-    return client_id if count == 1 else f"{client_id}:{index + 1}"

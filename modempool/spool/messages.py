@@ -98,6 +98,13 @@ class Messages:
         nothing. Rows whose client_id already exists get the existing id. `normalised`: the
         caller has made every `to` E.164 already (the front door does; it is not redone).
         """
+        return self.enqueue_fresh(rows, normalised=normalised)[0]
+
+    def enqueue_fresh(self, rows: Iterable[dict[str, Any]], *,
+                      normalised: bool = False) -> tuple[list[int], list[int]]:
+        """`enqueue_many`, and which of the ids are of messages queued now (the others' client_id
+        was there already: a retry finds its messages), for a caller that charges or records
+        only those."""
         now = to_text(utcnow())
         rows = list(rows)
         prepared = []
@@ -109,25 +116,29 @@ class Messages:
                     raise
                 raise RowError.of(index + 1, exc) from None
         if not prepared:
-            return []
+            return [], []
         with self.engine.tx() as conn:
             ids = self.engine.new_ids(conn, "messages", len(prepared))
             for params, new_id in zip(prepared, ids):
                 params[0] = new_id
             inserted = self.engine.insert_new(conn, "messages", _COLUMNS, prepared)
             self.engine.index_text(conn, "messages", ids)   # history search (before ids change)
+            fresh = ids
             if inserted != len(ids):  # some client_ids existed: return their messages
+                fresh = list(ids)
+                keys = [params[1] for params in prepared if params[1] is not None]
+                among, values = self.engine.among("client_id", keys)
+                stored = {row[0]: row[1] for row in conn.execute(
+                    f"SELECT client_id, id FROM messages WHERE {among}", values).fetchall()}
                 for index, params in enumerate(prepared):
                     if params[1] is None:
                         continue
-                    existing = conn.execute(
-                        "SELECT id FROM messages WHERE client_id = ?", (params[1],)
-                    ).fetchone()
-                    if existing is None:
+                    if params[1] not in stored:
                         raise PoolError(f"row {index + 1} could not be stored")
-                    ids[index] = existing[0]
+                    ids[index] = stored[params[1]]
+                fresh = [i for i, reserved in zip(ids, fresh) if i == reserved]
             self.engine.notify_enqueued(conn)
-        return ids
+        return ids, fresh
 
     def get(self, message_id: int) -> Message:
         """The message with this id, or NotFound."""

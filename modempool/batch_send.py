@@ -100,7 +100,7 @@ def _placed_chunks(chunks: Iterable[Sequence[str]]) -> Iterator[tuple[int, list[
 def _normalised(numbers: list[str], region: str, offset: int, several: bool) -> list[str]:
     """The chunk's numbers in E.164; a bad one is named by its row in the whole batch."""
     try:
-        return normalise_all(numbers, region)
+        return normalise_all(numbers, region, remember=False)
     except RowError as exc:
         raise _placed(exc.problem, offset + exc.row, several) from None
     except InvalidNumber as exc:   # a chunk of one number

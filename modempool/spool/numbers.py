@@ -16,15 +16,17 @@ from modempool.errors import InvalidNumber, InvalidRow
 from modempool.numbers import normalise
 
 
-def normalise_all(numbers: Iterable[str], region: str) -> list[str]:
+def normalise_all(numbers: Iterable[str], region: str, *, remember: bool = True) -> list[str]:
     """Every number of a batch in E.164, or InvalidNumber about the first bad one (InvalidRow,
     naming its row from 1, when the batch has more than one): a caller checks all before
-    storing any."""
+    storing any. `remember=False` leaves the numbers out of the cache (a streamed batch: its
+    100,000 numbers would hold some 20 MB there, and are not asked again)."""
     numbers = list(numbers)
+    normalise_one = _normalise if remember else _normalise.__wrapped__
     e164s = []
     for index, number in enumerate(numbers):
         try:
-            e164s.append(_normalise(str(number), region))
+            e164s.append(normalise_one(str(number), region))
         except InvalidNumber as exc:
             if len(numbers) == 1:
                 raise

@@ -19,7 +19,7 @@ from modempool.dispatch.requests import DaemonNotRunning, RequestFailed
 from modempool.accounts import AccountError, Forbidden, QuotaExceeded, SimNotAllowed
 from modempool.callback_guard import CallbackRefused
 from modempool.errors import (InvalidNumber, NotFound, PoolError, Refused, RefusedMany,
-                              UnknownSim)
+                              RowError, UnknownSim)
 from modempool.spool.model import StateConflict
 
 log = logging.getLogger("modempool.web")
@@ -59,6 +59,17 @@ def for_error(error: Exception) -> JSONResponse:
     for kind, status, title in _MAPPING:
         if isinstance(error, kind):
             return problem(status, title, str(error))
+    raise error
+
+
+def for_row(error: RowError, field: str) -> JSONResponse:
+    """A batch's bad row (`RowError`, its row from 1) with the status and title of its
+    problem, and `errors` naming the entry as the validation problems do (`to.99999`: the
+    index from 0)."""
+    for kind, status, title in _MAPPING:
+        if isinstance(error.problem, kind):
+            return problem(status, title, str(error), errors=[
+                {"field": f"{field}.{error.row - 1}", "problem": str(error.problem)}])
     raise error
 
 

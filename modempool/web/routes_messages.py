@@ -3,42 +3,30 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
-from modempool.account_pool import AccountPool
+from modempool.account_pool import AccountPool, QueuedBatch
 from modempool.accounts import Account
+from modempool.batch_send import CHUNK
+from modempool.errors import RowError
 from modempool.spool.model import Message, to_text
 from modempool.web.auth import BEARER_SECURITY, current_account, request_account
+from modempool.web.problems import for_row, problem
+from modempool.web.send_body import REQUEST_BODY, MalformedBody, SendRequest, read_send
+from modempool.web.state import GROUPED_SENDS_UP_TO
 
 router = APIRouter(prefix="/v1", tags=["messages"])
 
-MAX_RECIPIENTS = 100_000
-MAX_TEXT = 40_000          # 255 parts of 153 GSM characters, a little over
 States = Literal["queued", "sending", "sent", "delivered", "failed", "expired", "cancelled", "ambiguous"]
-Number = Annotated[str, Field(min_length=1, max_length=40, examples=["13800138000"])]
 MessageId = Annotated[int, Path(ge=1, le=2**62)]
-
-
-class SendRequest(BaseModel):
-    """One text to one or many numbers."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    to: Number | Annotated[list[Number], Field(min_length=1, max_length=MAX_RECIPIENTS)]
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
-    at: datetime | None = Field(None, description="Not before this time (ISO 8601; naive = server local)")
-    expires: datetime | None = Field(None, description="Give up if not sent by then")
-    priority: int = Field(0, ge=-1000, le=1000, description="Higher goes first")
-    sims: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
-        None, max_length=512, description="Only through these SIMs (within the account's)")
-    client_id: str | None = Field(None, min_length=1, max_length=200,
-                                  description="Idempotency key; a retry returns the same messages")
 
 
 class QueuedOut(BaseModel):
@@ -114,24 +102,61 @@ IDEMPOTENCY_KEY = {"name": "idempotency-key", "in": "header", "required": False,
 
 @router.post("/messages", status_code=202, response_model=SendResponse,
              summary="Queue a text to one or many numbers (all or nothing)",
-             openapi_extra={**BEARER_SECURITY, "parameters": [IDEMPOTENCY_KEY]})
-async def send_messages(request: Request, body: SendRequest) -> JSONResponse:
+             openapi_extra={**BEARER_SECURITY, "parameters": [IDEMPOTENCY_KEY],
+                            "requestBody": REQUEST_BODY})
+async def send_messages(request: Request) -> Response:
     # The key and the Idempotency-Key header are read here, not as dependencies: on the
-    # busiest route, FastAPI's solving of them cost more than the rest of the request.
+    # busiest route, FastAPI's solving of them cost more than the rest of the request. The
+    # body is read here too, as it arrives (send_body.py): a 100,000-number batch is never
+    # held whole.
     account = await request_account(request)
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None and len(idempotency_key) > 200:
         raise RequestValidationError([{
             "type": "string_too_long", "loc": ("header", "idempotency-key"),
             "msg": "String should have at most 200 characters", "input": idempotency_key}])
+    try:
+        body = await read_send(request)
+    except MalformedBody as exc:
+        return problem(400, "Malformed JSON", str(exc))
+    fields = body if isinstance(body, SendRequest) else body.request
+    if isinstance(body, SendRequest) or body.recipients is None:
+        listed = [fields.to] if isinstance(fields.to, str) else fields.to
+        count, chunks = len(listed), _slices(listed, CHUNK)
+    else:
+        count, chunks = len(body.recipients), body.recipients.chunks(CHUNK)
     api = request.app.state.api
     pool = api.pool.for_account(account)
-    numbers = [body.to] if isinstance(body.to, str) else body.to
-    queued = await api.send(pool.plan_send(
-        numbers, body.text, not_before=body.at, expires_at=body.expires, priority=body.priority,
-        sims=body.sims, client_id=idempotency_key or body.client_id))
+    options = dict(not_before=fields.at, expires_at=fields.expires, priority=fields.priority,
+                   sims=fields.sims, client_id=idempotency_key or fields.client_id)
+    try:
+        if count > GROUPED_SENDS_UP_TO:   # chunk by chunk, answered a page at a time
+            batch = await run_in_threadpool(pool.send_chunks, chunks, fields.text, **options)
+            return StreamingResponse(_batch_answer(pool, batch), status_code=202,
+                                     media_type="application/json")
+        numbers = [number for chunk in chunks for number in chunk]
+        queued = await api.send(pool.plan_send(numbers, fields.text, **options))
+    except RowError as exc:
+        return for_row(exc, "to")
     return JSONResponse({"count": len(queued), "messages": [q.to_dict() for q in queued]},
                         status_code=202)
+
+
+def _slices(numbers: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(numbers), size):
+        yield numbers[start:start + size]
+
+
+def _batch_answer(pool: AccountPool, batch: QueuedBatch) -> Iterator[bytes]:
+    """The answer to a batch, written a page of messages at a time (each page read from the
+    spool when the client has taken the one before)."""
+    yield b'{"count":%d,"messages":[' % len(batch)
+    separator = b""
+    for page in pool.queued_pages(batch):
+        yield separator + json.dumps([q.to_dict() for q in page], ensure_ascii=False,
+                                           separators=(",", ":"))[1:-1].encode()
+        separator = b","
+    yield b"]}"
 
 
 @router.get("/messages/{message_id}", response_model=MessageOut,

@@ -106,13 +106,26 @@ def _trigram_schema(raw: Any) -> str | None:
 
 
 #: In each trigger function's text: an older one (without it) is replaced at open.
-OUTBOX_VERSION = "modempool webhook outbox 3"   # 3: a Kannel callback's payload, its message id
+OUTBOX_VERSION = "modempool webhook outbox 4"   # 3: a Kannel callback's payload, its message id
+                                                # 4: each message event's subject (its order)
+
+#: Made with the triggers of version 4: the subject column of an outbox from before, the
+#: subjects of its pending message events, and the index `Webhooks.claim_due` asks.
+OUTBOX_SUBJECT = (
+    "ALTER TABLE webhook_outbox ADD COLUMN IF NOT EXISTS subject text",
+    "UPDATE webhook_outbox SET subject = 'message:' || (CAST(payload AS json) #>> '{data,id}') "
+    "WHERE state = 'pending' AND webhook_id IS NOT NULL AND type LIKE 'message.%' "
+    "AND subject IS NULL",
+    "CREATE INDEX IF NOT EXISTS webhook_outbox_subject ON webhook_outbox "
+    "(webhook_id, subject, id) WHERE state = 'pending' AND subject IS NOT NULL",
+)
 
 
 def _event_trigger(name: str, fire: str, event: str, data: str, where: str = "",
-                   joins: str = "", more: str = "") -> tuple[str, str]:
+                   joins: str = "", more: str = "", subject: str = "NULL") -> tuple[str, str]:
     """A PL/pgSQL function that writes event `event` (an SQL expression) with payload fields
-    `data` for each webhook subscribed to it (and matching `where`), and its trigger."""
+    `data` for each webhook subscribed to it (and matching `where`), and its trigger;
+    `subject` says what the event is about where several events of one thing go in order."""
     function = f"""CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 -- {OUTBOX_VERSION}
 DECLARE
@@ -121,10 +134,12 @@ BEGIN
     IF current_setting('modempool.copying', true) = 'on' THEN
         RETURN NULL;   -- rows copied by `spool migrate`: their events were the source's
     END IF;
-    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
+    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at,
+                                subject)
     SELECT {_NEW_ID}, w.id, w.url, {event},
         CAST(json_build_object('type', {event}, 'timestamp', stamp,
-                               'data', json_build_object({data})) AS text), stamp, stamp
+                               'data', json_build_object({data})) AS text), stamp, stamp,
+        {subject}
     FROM webhooks w{joins}
     WHERE jsonb_exists(CAST(w.events AS jsonb), {event}){where};{more}
     RETURN NULL;
@@ -155,7 +170,7 @@ WEBHOOK_OUTBOX = (
         "'delivered_at', NEW.delivered_at",
         where=" AND (w.account IS NULL OR w.account = o.account)",
         joins=" LEFT JOIN message_accounts o ON o.message_id = NEW.id",
-        more=_KANNEL_DLR),
+        more=_KANNEL_DLR, subject="'message:' || NEW.id"),
     *_event_trigger(
         "webhook_inbound", "AFTER INSERT ON inbound FOR EACH ROW", "'sms.received'",
         "'id', NEW.id, 'from', NEW.sender, 'sim', NEW.sim, 'text', NEW.text, "
@@ -410,10 +425,12 @@ class PostgresEngine(Engine):
                    "CAST('inbound' AS regclass), CAST('optouts' AS regclass))) "
                    "+ (SELECT count(*) FROM pg_proc WHERE proname = ANY(?) "
                    "AND pronamespace = CAST(current_schema() AS regnamespace) "
-                   "AND strpos(prosrc, ?) > 0)")
+                   "AND strpos(prosrc, ?) > 0) "
+                   "+ (SELECT count(*) FROM pg_class WHERE relname = 'webhook_outbox_subject' "
+                   "AND relnamespace = CAST(current_schema() AS regnamespace))")
         # replacing a trigger locks its table: only when one is missing or out of date
-        if self.rows(present, (names, names, OUTBOX_VERSION))[0][0] < 2 * len(names):
-            self.run_ddl(list(WEBHOOK_OUTBOX))
+        if self.rows(present, (names, names, OUTBOX_VERSION))[0][0] < 2 * len(names) + 1:
+            self.run_ddl([*OUTBOX_SUBJECT, *WEBHOOK_OUTBOX])
         self._ensured.add("webhook_outbox")
 
     @staticmethod

@@ -78,12 +78,27 @@ _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 _NEW_ID = "'msg_' || lower(hex(randomblob(12)))"
 #: In the trigger that writes Kannel callbacks: an older one (without it) is made again.
 DLR_MARK = "the message id as the payload"
+#: ... and since its events carry their subject (the message), this too.
+SUBJECT_MARK = "each event's subject"
+
+#: The outbox of a spool from before subjects: the column, the subjects of its pending message
+#: events (so that they too go in order), and the index `claim_due` asks (a later event of a
+#: subject waits while an earlier one to the same endpoint is pending).
+OUTBOX_SUBJECT = (
+    "ALTER TABLE webhook_outbox ADD COLUMN subject TEXT",
+    "UPDATE webhook_outbox SET subject = 'message:' || json_extract(payload, '$.data.id') "
+    "WHERE state = 'pending' AND webhook_id IS NOT NULL AND type LIKE 'message.%'",
+)
+SUBJECT_INDEX = ("CREATE INDEX IF NOT EXISTS webhook_outbox_subject ON webhook_outbox "
+                 "(webhook_id, subject, id) WHERE state = 'pending' AND subject IS NOT NULL")
 
 WEBHOOK_OUTBOX = (
     f"""CREATE TRIGGER IF NOT EXISTS webhook_message_state AFTER UPDATE OF state ON messages
 WHEN new.state != old.state AND new.state IN ('sent', 'delivered', 'failed', 'ambiguous')
 BEGIN
-    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
+    -- {SUBJECT_MARK}: a message's events to one endpoint go in order (`Webhooks.claim_due`)
+    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at,
+                                subject)
     SELECT {_NEW_ID}, w.id, w.url, 'message.' || new.state,
         json_object('type', 'message.' || new.state, 'timestamp', {_NOW}, 'data', json_object(
             'id', new.id, 'to', new.to_number, 'state', new.state, 'sim', new.sim,
@@ -91,7 +106,7 @@ BEGIN
             'account', (SELECT account FROM message_accounts WHERE message_id = new.id),
             'created_at', new.created_at, 'sent_at', new.sent_at,
             'delivered_at', new.delivered_at)),
-        {_NOW}, {_NOW}
+        {_NOW}, {_NOW}, 'message:' || new.id
     FROM webhooks w
     WHERE EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'message.' || new.state)
       AND (w.account IS NULL
@@ -335,14 +350,27 @@ class SqliteEngine(Engine):
 
     def ensure_webhook_outbox(self) -> None:
         if "webhook_outbox" not in self._ensured:
+            self._outbox_subjects()
             self._make_once("webhook_optout", WEBHOOK_OUTBOX)
             older = ("SELECT 1 FROM sqlite_master WHERE name = 'webhook_message_state' "
-                     "AND instr(sql, ?) = 0")
-            if self.rows(older, (DLR_MARK,)):
+                     "AND (instr(sql, ?) = 0 OR instr(sql, ?) = 0)")
+            if self.rows(older, (DLR_MARK, SUBJECT_MARK)):
                 with self.tx() as conn:
                     conn.execute("DROP TRIGGER IF EXISTS webhook_message_state")
                     conn.execute(WEBHOOK_OUTBOX[0])
             self._ensured.add("webhook_outbox")
+
+    def _outbox_subjects(self) -> None:
+        """An outbox from before subjects gets its column (once: another process may race)."""
+        index = "SELECT 1 FROM sqlite_master WHERE name = 'webhook_outbox_subject'"
+        if self.conn.execute(index).fetchone():
+            return
+        with self.tx() as conn:
+            columns = [row[1] for row in conn.execute("PRAGMA table_info(webhook_outbox)")]
+            if "subject" not in columns:
+                for statement in OUTBOX_SUBJECT:
+                    conn.execute(statement)
+            conn.execute(SUBJECT_INDEX)
 
 
     def account_state_counts(self, account: str) -> dict[str, int]:

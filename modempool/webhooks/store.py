@@ -58,7 +58,9 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
     lease_until  TEXT,
     last_status  INTEGER,
     last_error   TEXT,
-    delivered_at TEXT
+    delivered_at TEXT,
+    subject      TEXT                    -- 'message:<id>': a message's events to one endpoint
+                                         -- are delivered in order; NULL: no order
 );
 CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (state, next_at);
 -- a message's pending Kannel callbacks (their payload is its id), delivered oldest first
@@ -229,11 +231,18 @@ class Webhooks:
         stamp, until = to_text(moment), to_text(moment + owner_lease)
         busy = set(busy)
         with self.spool.transaction():
+            # A message's events to one endpoint go in order: one waits while an earlier one of
+            # the same subject to the same endpoint is pending (on its way or waiting for a
+            # retry), until that one is delivered or given up. Held rows take no place in an
+            # endpoint's share, so other messages' events go on meanwhile.
             due = [dict(r) for r in self.spool.rows(
                 "SELECT * FROM (SELECT *, coalesce(webhook_id, url) AS endpoint, row_number() "
                 "OVER (PARTITION BY coalesce(webhook_id, url) ORDER BY next_at, id) AS rank "
-                "FROM webhook_outbox WHERE state = 'pending' AND next_at <= ? "
-                "AND (lease_until IS NULL OR lease_until < ?) AND webhook_id IS NOT NULL) "
+                "FROM webhook_outbox AS o WHERE state = 'pending' AND next_at <= ? "
+                "AND (lease_until IS NULL OR lease_until < ?) AND webhook_id IS NOT NULL "
+                "AND (subject IS NULL OR NOT EXISTS (SELECT 1 FROM webhook_outbox AS e "
+                "WHERE e.webhook_id = o.webhook_id AND e.subject = o.subject "
+                "AND e.state = 'pending' AND e.id < o.id))) "
                 "AS due WHERE rank <= ?", (stamp, stamp, per_endpoint))]
             # A Kannel receiver keeps a message's last status: its callbacks go one at a time,
             # oldest first (8 "sent" before 1 "delivered"), a later one not before an earlier

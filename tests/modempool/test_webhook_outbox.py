@@ -146,6 +146,73 @@ def test_a_messages_kannel_callbacks_go_one_at_a_time_in_order(spool_target):
         assert "s=1&to=%2B8613800138000" in delivered["url"]
 
 
+def _sent_then_delivered(spool, message_id: int, reference: int) -> None:
+    assert spool.claim(message_id, "m1", "t")
+    spool.mark_part_writing(message_id, 1, 1, lease_owner="t")
+    spool.mark_many_sent([SentPart(message_id, 1, None, reference, lease_owner="t")])
+    number = spool.get(message_id).to
+    assert spool.store_delivery_report("m1", reference, number, 0).part_id is not None
+    assert spool.get(message_id).state.value == "delivered"
+
+
+def test_a_messages_webhook_events_go_to_each_endpoint_in_order(spool_target):
+    """message.delivered waits while message.sent of the same message to the same endpoint is
+    on its way or waits for a retry, and goes once that one is delivered or given up; another
+    endpoint, and another message's events, are not held back by it."""
+    with Spool(spool_target) as spool:
+        Accounts(spool)
+        hooks = Webhooks(spool)
+        events = ["message.sent", "message.delivered"]
+        slow, _ = hooks.add("http://127.0.0.1:9/slow", events)
+        fine, _ = hooks.add("http://127.0.0.1:9/fine", events)
+        first, other = spool.enqueue_many([{"to": "13800138000", "text": "您好"},
+                                           {"to": "13800138001", "text": "您好"}])
+        _sent_then_delivered(spool, first, 7)
+        _sent(spool, other)
+
+        def claim() -> dict[tuple[str, int], str]:
+            return {(r["webhook_id"], json.loads(r["payload"])["data"]["id"]): r
+                    for r in hooks.claim_due(timedelta(seconds=60), per_endpoint=4, busy=[])}
+
+        leased = claim()
+        assert {key: row["type"] for key, row in leased.items()} == {
+            (slow.id, first): "message.sent", (slow.id, other): "message.sent",
+            (fine.id, first): "message.sent", (fine.id, other): "message.sent"}
+        assert claim() == {}                          # each message's delivered waits
+        hooks.failed(leased[slow.id, first]["id"], 503, "busy",
+                     datetime.now(timezone.utc) + timedelta(hours=1))
+        for key in ((slow.id, other), (fine.id, first), (fine.id, other)):
+            hooks.delivered(leased[key]["id"], 204)
+        # the fine endpoint goes on; the slow one holds only the first message's delivered
+        assert {key: row["type"] for key, row in claim().items()} == {
+            (fine.id, first): "message.delivered"}
+        assert claim() == {}
+        hooks.failed(leased[slow.id, first]["id"], 503, "busy", None)   # given up
+        [(key, row)] = claim().items()
+        assert (key, row["type"]) == ((slow.id, first), "message.delivered")
+
+
+def test_an_outbox_from_before_subjects_gets_them(spool_target):
+    """A spool whose outbox has no subject column (written by an older modempool) gets it,
+    and its pending message events their subject, when the webhooks are next opened."""
+    with Spool(spool_target) as spool:
+        Accounts(spool)
+        hooks = Webhooks(spool)
+        hooks.add("http://127.0.0.1:9/h", ["message.sent", "message.delivered"])
+        first = spool.enqueue("13800138000", "您好").id
+        _sent(spool, first)
+        with spool.transaction() as conn:
+            conn.execute("DROP INDEX webhook_outbox_subject")
+            conn.execute("ALTER TABLE webhook_outbox DROP COLUMN subject")
+    with Spool(spool_target) as spool:
+        hooks = Webhooks(spool)
+        [row] = _outbox(spool)
+        assert row["subject"] == f"message:{first}"
+        later = spool.enqueue("13800138001", "hi").id
+        _sent(spool, later)
+        assert [r["subject"] for r in _outbox(spool)] == [f"message:{first}", f"message:{later}"]
+
+
 def test_the_default_retry_schedule_spans_a_day_with_the_same_webhook_id(spool_target):
     """A receiver down for good: the event is tried again, with backoff capped at an hour, for
     at least 24 hours after it was written, every attempt with the same webhook-id."""

@@ -18,11 +18,13 @@ from modempool.webhooks import Webhooks
 
 
 class Receiver:
-    """An HTTP endpoint that keeps the deliveries whose signature verifies."""
+    """An HTTP endpoint that keeps the deliveries whose signature verifies; `refuse(payload)`
+    true answers a verified one 503 instead. `attempts` lists every verified one's payload."""
 
-    def __init__(self, port: int, secret: str) -> None:
-        self.port, self.verifier = port, standardwebhooks.Webhook(secret)
+    def __init__(self, port: int, secret: str, refuse=lambda payload: False) -> None:
+        self.port, self.verifier, self.refuse = port, standardwebhooks.Webhook(secret), refuse
         self.received: list[tuple[str, dict]] = []
+        self.attempts: list[dict] = []
         self.rejected = 0
         self.arrived = threading.Condition()
         self.server: ThreadingHTTPServer | None = None
@@ -38,6 +40,13 @@ class Receiver:
                 except standardwebhooks.WebhookVerificationError:
                     receiver.rejected += 1
                     self.send_response(400)
+                    self.end_headers()
+                    return
+                with receiver.arrived:
+                    receiver.attempts.append(payload)
+                    refused = receiver.refuse(payload)
+                if refused:
+                    self.send_response(503)
                     self.end_headers()
                     return
                 self.send_response(204)
@@ -159,3 +168,44 @@ def test_a_receiver_up_then_down_then_up_gets_every_event_once(api):
             assert len(again.received) == 1 and again.rejected == 0
         finally:
             again.stop()
+
+
+@both_engines
+def test_a_messages_events_arrive_in_order_without_holding_other_messages(api):
+    """The receiver refuses the first message's message.sent until another message's event
+    has arrived: its message.delivered, written meanwhile, is not even tried before its
+    message.sent is accepted, and the other message's event is not held back by it."""
+    from modempool.spool.claims import SentPart
+
+    port = free_port()
+    with api.config.open_spool() as spool:
+        _, secret = Webhooks(spool).add(f"http://127.0.0.1:{port}/hook",
+                                        ["message.sent", "message.delivered"])
+        slow, other = spool.enqueue_many([{"to": "13800138000", "text": "您好"},
+                                          {"to": "13800138001", "text": "您好"}])
+        receiver = Receiver(port, secret, refuse=lambda payload: payload["data"]["id"] == slow
+                            and payload["type"] == "message.sent"
+                            and not any(p["data"]["id"] == other for _, p in receiver.received))
+        receiver.start()
+        try:
+            assert spool.claim(slow, "m1", "t")
+            spool.mark_part_writing(slow, 1, 1, lease_owner="t")
+            spool.mark_many_sent([SentPart(slow, 1, None, 7, lease_owner="t")])
+            _until(lambda: [r for r in _outbox(spool) if r["attempts"] >= 1],
+                   what="message.sent refused once")
+            spool.store_delivery_report("m1", 7, "+8613800138000", 0)
+            assert spool.get(slow).state.value == "delivered"
+            assert spool.claim(other, "m1", "t")
+            assert spool.mark_sent(other)
+            received = receiver.wait_for(3)
+        finally:
+            receiver.stop()
+    events = [(p["data"]["id"], p["type"]) for _, p in received]
+    assert events.index((other, "message.sent")) < events.index((slow, "message.sent"))
+    assert [e for e in events if e[0] == slow] == [(slow, "message.sent"),
+                                                  (slow, "message.delivered")]
+    tried = [(p["data"]["id"], p["type"]) for p in receiver.attempts]
+    assert tried.index((slow, "message.delivered")) > tried.index((other, "message.sent"))
+    assert tried.count((slow, "message.delivered")) == 1
+    last_sent_attempt = max(i for i, t in enumerate(tried) if t == (slow, "message.sent"))
+    assert last_sent_attempt < tried.index((slow, "message.delivered"))

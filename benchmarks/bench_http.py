@@ -140,49 +140,52 @@ def reset_peak(pid: int) -> bool:
         return False
 
 
-async def bench_batch(tree: Path, repeat: int) -> None:
+async def bench_batch(tree: Path, spool_url: str | None = None) -> None:
     """One POST of 100,000 recipients to a fresh `serve` of `tree` (this checkout, or another
     for an A/B): its time, the server's CPU, and how far the server's resident memory rose
-    above what it held before (the peak, VmHWM, reset just before the POST)."""
+    above what it held before (the peak, VmHWM, reset just before the POST). `spool_url`: a
+    PostgreSQL spool (a fresh schema) instead of an SQLite file."""
     body = json.dumps({"to": [f"13{i:09d}" for i in range(100_000)],
                        "text": "【商城】双十二活动今晚开始，回T退订", "at": "2099-01-01T00:00:00Z"},
                       ensure_ascii=False).encode()
     warm = json.dumps({"to": [f"15{i:09d}" for i in range(5_000)], "text": "预热",
                        "at": "2099-01-01T00:00:00Z"}, ensure_ascii=False).encode()
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory(prefix="bench-http-batch-") as tmp:
-            config = write_config(Path(tmp), [])
-            key = make_account(config, tree)
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--listen",
-                                       f"127.0.0.1:{port}", "--config", str(config)], cwd=tree,
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                await wait_up(url)
-                async with httpx.AsyncClient(base_url=url, timeout=300, headers={
-                        "Authorization": f"Bearer {key}",
-                        "content-type": "application/json"}) as client:
-                    await client.post("/v1/messages", content=warm)   # imports, caches, pools
-                    reset = reset_peak(server.pid)
-                    resident = memory_kb(server.pid, "VmRSS")
-                    load_average = os.getloadavg()[0]
-                    started, cpu = time.perf_counter(), cpu_seconds(server.pid)
-                    answer = await client.post("/v1/messages", content=body)
-                    elapsed, cpu = time.perf_counter() - started, cpu_seconds(server.pid) - cpu
-                    peak, after = memory_kb(server.pid, "VmHWM"), memory_kb(server.pid, "VmRSS")
-                print(f"one POST of 100,000 recipients ({tree.name}): {elapsed:.2f} s, server CPU "
-                      f"{cpu:.2f} s (status {answer.status_code}, {answer.json().get('count')} "
-                      f"queued, {len(body) / 1e6:.1f} MB body, {len(answer.content) / 1e6:.1f} MB "
-                      f"answer); server memory: peak {(peak - resident) / 1024:.1f} MB above the "
-                      f"{resident / 1024:.1f} MB it held before"
-                      f"{'' if reset else ' (peak since start: clear_refs refused)'}, "
-                      f"{(after - resident) / 1024:+.1f} MB kept after; load average "
-                      f"{load_average:.2f} before")
-            finally:
-                server.send_signal(signal.SIGTERM)
-                server.wait(30)
+    with tempfile.TemporaryDirectory(prefix="bench-http-batch-") as tmp:
+        config = write_config(Path(tmp), [])
+        if spool_url is not None:
+            config.write_text(f'[spool]\nurl = "{spool_url}"\n', encoding="utf-8")
+        key = make_account(config, tree)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--listen",
+                                   f"127.0.0.1:{port}", "--config", str(config)], cwd=tree,
+                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            await wait_up(url)
+            async with httpx.AsyncClient(base_url=url, timeout=300, headers={
+                    "Authorization": f"Bearer {key}",
+                    "content-type": "application/json"}) as client:
+                await client.post("/v1/messages", content=warm)   # imports, caches, pools
+                reset = reset_peak(server.pid)
+                resident = memory_kb(server.pid, "VmRSS")
+                load_average = os.getloadavg()[0]
+                started, cpu = time.perf_counter(), cpu_seconds(server.pid)
+                answer = await client.post("/v1/messages", content=body)
+                elapsed, cpu = time.perf_counter() - started, cpu_seconds(server.pid) - cpu
+                peak, after = memory_kb(server.pid, "VmHWM"), memory_kb(server.pid, "VmRSS")
+            engine = "PostgreSQL" if spool_url else "SQLite"
+            print(f"one POST of 100,000 recipients ({tree.name}, {engine}): {elapsed:.2f} s, server CPU "
+                  f"{cpu:.2f} s (status {answer.status_code}, {answer.json().get('count')} "
+                  f"queued, {len(body) / 1e6:.1f} MB body, {len(answer.content) / 1e6:.1f} MB "
+                  f"answer); server memory: peak {(peak - resident) / 1024:.1f} MB above the "
+                  f"{resident / 1024:.1f} MB it held before"
+                  f"{'' if reset else ' (peak since start: clear_refs refused)'}, "
+                  f"{(after - resident) / 1024:+.1f} MB kept after; load average "
+                  f"{load_average:.2f} before")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
 
 
 async def sending_rate(modems: int, latency: float, rounds: int, load_rate: float) -> dict:
@@ -335,6 +338,9 @@ def main() -> None:
                         help="run the 100,000-recipient POST against this checkout instead "
                         "(repeatable: the trees take turns, for an A/B)")
     parser.add_argument("--batch-only", action="store_true", help="only the 100,000-recipient POST")
+    parser.add_argument("--batch-engine", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="the spool of the 100,000-recipient POST (postgresql: a throwaway "
+                        "cluster, tests/pg_cluster.py)")
     parser.add_argument("--skip-api", action="store_true")
     parser.add_argument("--skip-sending", action="store_true")
     args = parser.parse_args()
@@ -343,9 +349,13 @@ def main() -> None:
     if not args.skip_api and not args.batch_only:
         asyncio.run(bench_api(args.seconds, args.clients, args.processes, args.repeat))
     if not args.skip_api:
-        for _ in range(args.batches):   # the trees in turn: the machine's load drifts
-            for tree in args.batch_tree or [ROOT]:
-                asyncio.run(bench_batch(tree.resolve(), 1))
+        from tests.pg_cluster import throwaway_cluster
+
+        with throwaway_cluster(args.batch_engine == "postgresql") as cluster:
+            for _ in range(args.batches):   # the trees in turn: the machine's load drifts
+                for tree in args.batch_tree or [ROOT]:
+                    asyncio.run(bench_batch(tree.resolve(),
+                                            cluster.new_schema() if cluster else None))
     if not args.skip_sending and not args.batch_only:
         changes = []
         for _ in range(args.pairs):   # idle and loaded in turn: the machine's load drifts

@@ -85,6 +85,10 @@ class Recipients:
         self._packed += encoded
         self.count += 1
 
+    def skip(self) -> None:
+        """Count an item that is not kept (the batch is refused already)."""
+        self.count += 1
+
     def chunks(self, size: int) -> Iterator[list[str]]:
         """The numbers in order, `size` at a time, each list made when asked for."""
         packed, position, chunk = self._packed, 0, []
@@ -99,7 +103,7 @@ class Recipients:
             yield chunk
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class StreamedSend:
     """A big body, read: its members but `to` validated by the model (`request`, whose `to`
     is a stand-in when `to` was a list), and `to`'s numbers (`recipients`; None when `to` was
@@ -215,7 +219,7 @@ class SendParser:
         if good and not self._bad and index < MAX_RECIPIENTS:
             recipients.add(value)
             return
-        recipients.count += 1
+        recipients.skip()
         if not good and len(self._bad) < _KEPT_ERRORS:
             self._bad.append((index, {"start_map": {}, "start_array": []}.get(event, value)))
 

@@ -25,6 +25,7 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 import ijson
@@ -120,7 +121,9 @@ class SendParser:
 
     def __init__(self) -> None:
         self._events = ijson.sendable_list()
-        self._parser = ijson.basic_parse_coro(self._events, use_float=True)
+        # Numbers as ijson gives them (int, else Decimal), made floats below as json.loads
+        # makes them: its use_float mode overflows on integers past 64 bits.
+        self._parser = ijson.basic_parse_coro(self._events)
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._offset = 0             # bytes fed so far
         self._depth = 0              # of the event being handled, within the body's value
@@ -132,6 +135,8 @@ class SendParser:
         self._bad: list[tuple[int, Any]] = []        # (index, value) of numbers that are not
 
     def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return   # ijson would take an empty chunk for the body's end
         pending = len(self._utf8.getstate()[0])   # an unfinished character from the last chunk
         try:
             self._utf8.decode(chunk)
@@ -171,7 +176,7 @@ class SendParser:
             first = str(reason).strip().splitlines()[0] if str(reason).strip() else "cut short"
             raise MalformedBody(f"the request body is not valid JSON ({first})") from None
         for event, value in self._events:
-            self._event(event, value)
+            self._event(event, float(value) if isinstance(value, Decimal) else value)
         del self._events[:]
 
     def _event(self, event: str, value: Any) -> None:

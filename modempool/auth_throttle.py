@@ -205,12 +205,19 @@ class FailureThrottle:
     def _forget_old(self, now: float) -> None:
         """Drop the keys whose failures had drained when this process last heard of them
         (at the front, mostly), then the least recent ones while there are too many; never
-        one with failures still to write."""
-        for key in list(self._clear_at):
-            if self._clear_at[key] > now and len(self._clear_at) <= self.max_addresses:
+        one with failures still to write. Walks only as far as it deletes (a flood keeps
+        tens of thousands of addresses in memory: copying their list on every failure cost
+        more than the failure)."""
+        doomed: list[str] = []
+        left = len(self._clear_at)
+        for key, clear_at in self._clear_at.items():
+            if clear_at > now and left <= self.max_addresses:
                 break
             if key not in self._pending:
-                del self._clear_at[key]
+                doomed.append(key)
+                left -= 1
+        for key in doomed:
+            del self._clear_at[key]
 
 
 HOST = socket.gethostname()

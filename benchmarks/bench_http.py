@@ -140,6 +140,19 @@ def reset_peak(pid: int) -> bool:
         return False
 
 
+async def healthz_latencies(url: str, done: asyncio.Event) -> list[float]:
+    """GET /healthz every 10 ms until `done`: how long the server's event loop kept other
+    requests waiting meanwhile (the route touches no database)."""
+    waits = []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        while not done.is_set():
+            started = time.perf_counter()
+            await client.get("/healthz")
+            waits.append(time.perf_counter() - started)
+            await asyncio.sleep(0.01)
+    return waits
+
+
 async def bench_batch(tree: Path, spool_url: str | None = None) -> None:
     """One POST of 100,000 recipients to a fresh `serve` of `tree` (this checkout, or another
     for an A/B): its time, the server's CPU, and how far the server's resident memory rose
@@ -174,6 +187,13 @@ async def bench_batch(tree: Path, spool_url: str | None = None) -> None:
                 answer = await client.post("/v1/messages", content=body)
                 elapsed, cpu = time.perf_counter() - started, cpu_seconds(server.pid) - cpu
                 peak, after = memory_kb(server.pid, "VmHWM"), memory_kb(server.pid, "VmRSS")
+                # A second batch, other numbers, while a prober asks for /healthz every 10 ms
+                # (apart from the figures above: its requests cost the server CPU too)
+                done = asyncio.Event()
+                prober = asyncio.create_task(healthz_latencies(url, done))
+                second = await client.post("/v1/messages", content=body.replace(b'"13', b'"18'))
+                done.set()
+                waits = sorted(await prober)
             engine = "PostgreSQL" if spool_url else "SQLite"
             print(f"one POST of 100,000 recipients ({tree.name}, {engine}): {elapsed:.2f} s, server CPU "
                   f"{cpu:.2f} s (status {answer.status_code}, {answer.json().get('count')} "
@@ -183,6 +203,9 @@ async def bench_batch(tree: Path, spool_url: str | None = None) -> None:
                   f"{'' if reset else ' (peak since start: clear_refs refused)'}, "
                   f"{(after - resident) / 1024:+.1f} MB kept after; load average "
                   f"{load_average:.2f} before")
+            print(f"  during a second such POST, GET /healthz every 10 ms (the server's event "
+                  f"loop; {len(waits)} answers; status {second.status_code}): p50 {1000 * waits[len(waits) // 2]:.1f} ms, p99 "
+                  f"{1000 * waits[int(len(waits) * 0.99)]:.1f} ms, longest {1000 * waits[-1]:.1f} ms")
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)

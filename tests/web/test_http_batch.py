@@ -139,3 +139,12 @@ def test_a_big_body_that_is_not_json_by_its_type_is_a_422(api, content_type):
                              headers=headers)
     assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == ""
     assert queued(api) == 0
+
+
+def test_a_big_body_with_one_number_is_a_single_send(api):
+    padded = b'{"to": "13800138000",' + b" " * (SMALL_BODY + 1000) + b'"text": "hi"}'
+    with api.client() as client:
+        answer = post(client, padded)
+    assert answer.status_code == 202, answer.text
+    assert [m["to"] for m in answer.json()["messages"]] == ["+8613800138000"]
+    assert queued(api) == 1

@@ -101,3 +101,12 @@ def test_a_batch_is_kept_packed():
 def test_a_body_that_is_not_json_is_malformed(body, detail):
     with pytest.raises(MalformedBody, match=detail.replace("(", r"\(").replace(")", r"\)")):
         parsed(body, [5, 20, 24])
+
+
+def test_a_later_member_replaces_an_earlier_one_as_in_json_loads():
+    body = b'{"to": ["13800138000", 5], "text": "a", "to": ["13800138001"], "text": "b"}'
+    got = parsed(body, [9, 30])
+    assert [n for chunk in got.recipients.chunks(10) for n in chunk] == ["13800138001"]
+    assert got.request.text == "b"
+    one = parsed(b'{"to": ["13800138000"], "to": "13800138002", "text": "c"}', [])
+    assert one.recipients is None and one.request.to == "13800138002"

@@ -33,14 +33,16 @@ from modempool.spool.postgres_counts import SUMMED_BY_INDEX  # noqa: E402
 _AUTOVACUUM = ("autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, "
                "autovacuum_analyze_scale_factor, autovacuum_analyze_threshold")
 
-#: A spool of version 12 put back as version 11 left it: no counts per account or campaign
-#: (`message_accounts` was the accounts module's table, made with the first account).
+#: A spool of version 12 put back as version 11 left it: no counts per account or campaign,
+#: no index of a campaign's sends (`message_accounts` was the accounts module's table, made
+#: with the first account).
 AS_VERSION_11 = (
     "DROP TRIGGER account_counts_owned ON message_accounts",
     "DROP TRIGGER account_counts_disowned ON message_accounts",
     "DROP FUNCTION account_counts_owned()",
     "DROP TABLE account_state_changes, account_state_totals, campaign_state_changes, "
     "campaign_state_totals",
+    "DROP INDEX messages_campaign_sent",
     "UPDATE modempool_schema SET version = 11",
 )
 #: ... as version 9 left it: the counts' totals back among the

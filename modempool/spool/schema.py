@@ -239,6 +239,10 @@ CREATE TABLE IF NOT EXISTS message_accounts (
 );
 CREATE INDEX IF NOT EXISTS message_accounts_by_account ON message_accounts (account, message_id);
 CREATE INDEX IF NOT EXISTS message_accounts_by_time ON message_accounts (account, created_at);
+-- A campaign's send rate reads what it sent in the last minutes (`reports.campaign_sent_since`)
+-- from here, not from every message of the campaign; other messages are not in it.
+CREATE INDEX IF NOT EXISTS messages_campaign_sent ON messages (campaign_id, sent_at)
+    WHERE campaign_id IS NOT NULL;
 """
 
 #: version -> the script that brings a spool of the version before up to it. A spool records
@@ -252,8 +256,8 @@ CREATE INDEX IF NOT EXISTS message_accounts_by_time ON message_accounts (account
 #: and version 10: the totals its kept counts are folded into (`postgres_counts.KEPT_TOTALS`).
 #: Version 11: outcomes reached per SIM, counts that only rise (`postgres_counts.REACHED_COUNTS`;
 #: SQLite makes its `REACHED_COUNTS` when it opens any spool).
-#: Version 12: `message_accounts` in every spool, and the messages by state kept per account
-#: and per campaign, each engine its own way (`ACCOUNT_COUNTS` in sqlite_engine.py and
+#: Version 12: `message_accounts` in every spool, a campaign's recent sends indexed, and the
+#: messages by state kept per account and per campaign, each engine its own way (`ACCOUNT_COUNTS` in sqlite_engine.py and
 #: postgres_counts.py), in the upgrade's transaction on both.
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
                               5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: "",

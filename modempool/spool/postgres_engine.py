@@ -186,9 +186,19 @@ WEBHOOK_OUTBOX = (
 
 
 def _rows(cursor: Any) -> Any:
-    if cursor.description is None:
+    """psycopg's row factory, called for every statement: its rows as `Row`s (readable by
+    column name). The names are read from the result, not from `cursor.description`, which
+    makes a `Column` object per column each time (a tenth of a daemon's Python time at
+    64 SMS a second, measured with py-spy)."""
+    result = cursor.pgresult
+    if result is None or not result.nfields:
         return tuple
-    return row_class(tuple(column.name for column in cursor.description))
+    return _row_class_of(tuple(result.fname(i) for i in range(result.nfields)))
+
+
+@lru_cache(maxsize=256)
+def _row_class_of(names: tuple[bytes, ...]) -> type:
+    return row_class(tuple(name.decode() for name in names))   # our column names are ASCII
 
 
 def describe(url: str) -> str:

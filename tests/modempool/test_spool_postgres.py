@@ -361,3 +361,19 @@ def test_keys_are_locked_in_the_order_of_the_lock_numbers_not_of_their_text(pg_c
             assert other.execute(mine, (pids[0],)).fetchone()[0] == 0
         locking.join(60)
         assert not locking.is_alive()
+
+
+def test_rows_are_read_by_name_and_position_whatever_the_statement(pg_cluster):
+    """The row factory reads each result's column names from the result itself."""
+    with Spool(pg_cluster.new_schema()) as spool:
+        message = spool.enqueue("+8613800138000", "rows")
+        engine = spool.engine
+        [row] = engine.rows("SELECT id, to_number AS recipient, 1 + 1 AS two FROM messages")
+        assert (row["id"], row["recipient"], row["two"]) == (message.id, "+8613800138000", 2)
+        assert tuple(row) == (message.id, "+8613800138000", 2)
+        assert row.keys() == ["id", "recipient", "two"]
+        [other] = engine.rows("SELECT to_number AS id FROM messages")   # same name, other shape
+        assert other["id"] == "+8613800138000"
+        with engine.tx() as conn:
+            assert conn.execute("UPDATE messages SET held = 0 WHERE id = -1").rowcount == 0
+            assert conn.execute("SELECT 1 WHERE false").fetchall() == []

@@ -13,7 +13,6 @@ outside an account (the CLI, a script) and is the bank's: admins run it, viewers
 from __future__ import annotations
 
 from collections.abc import Iterable
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from modempool.account_rules import quota_day_start
@@ -102,23 +101,25 @@ class AccountCampaigns:
 
     def start(self, campaign_id: int, *, skip_problems: bool = False) -> CampaignStart:
         """Enqueue what is not yet enqueued (safe to repeat). A sender's quota counts the
-        messages this start adds; they are recorded as the sender's messages. With a quota,
-        the check, the messages and their owner are one transaction (at most a quota's worth
-        of messages): two starts at once cannot together pass it, and a refused start queues
-        nothing."""
+        messages this start adds; they are recorded as the sender's messages in the
+        transaction that queues them (a message is never seen without its owner: its
+        sender's list, counts and quota always have it). The check, the messages and their
+        owner are one transaction: two starts at once cannot together pass the quota, and a
+        refused start queues nothing."""
         self._may_change(campaign_id)
         if self.account.sees_all:
             return self.store.start(campaign_id, skip_problems=skip_problems)
         limited = self.account.per_minute is not None or self.account.per_day is not None
-        with self.pool.spool.transaction() if limited else nullcontext() as conn:
+        spool = self.pool.spool
+        with spool.transaction() as conn:
             waiting = self._not_yet_enqueued(campaign_id) if limited else 0
+            now = utcnow()
             if waiting:
-                now = utcnow()
-                check_quota(self.pool.spool.engine, conn, self.account, waiting, now,
+                check_quota(spool.engine, conn, self.account, waiting, now,
                             quota_day_start(now, self.pool.config.tz))
-            result = self.store.start(campaign_id, skip_problems=skip_problems)
-            self._own_messages(campaign_id)
-        return result
+            return self.store.start(
+                campaign_id, skip_problems=skip_problems,
+                on_write=lambda ids: spool.scoped.own(self.account.name, ids, now))
 
     def pause(self, campaign_id: int) -> Campaign:
         self._may_change(campaign_id)
@@ -154,7 +155,3 @@ class AccountCampaigns:
         already = self.pool.spool.reports.campaign_client_ids(campaign_id)
         return sum(1 for r in self.store.plan(campaign_id).recipients
                    if campaign.client_id(r.number) not in already)
-
-    def _own_messages(self, campaign_id: int) -> None:
-        """The campaign's messages become the account's (already recorded ones stay)."""
-        self.pool.spool.scoped.own_campaign(self.account.name, campaign_id, utcnow())

@@ -95,7 +95,7 @@ class AccountSending:
             queued = self.pool.queue_chunks(
                 chunks, text, client_id=namespaced_client_id(account, client_id),
                 at=not_before, expires=expires_at, priority=priority, sims=allowed_sims or (),
-                on_write=lambda conn, ids: record_owner(conn, account, ids, now))
+                on_write=lambda conn, ids: record_owner(spool, account, ids, now))
             quota.refuse_beyond(queued.fresh)
         return QueuedBatch(queued.ids, parts)
 
@@ -210,7 +210,7 @@ class PlannedSend:
             ids = sender.pool.queue(self.numbers, self.text, client_id=key,
                                     sims=allowed_sims or (), **self.when)
             if not again:
-                record_owner(conn, account, ids, now)
+                record_owner(spool, account, ids, now)
                 if self.dlr is not None:
                     from modempool.webhooks import Webhooks
 

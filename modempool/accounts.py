@@ -356,13 +356,10 @@ def quota_use(engine: Any, conn: Any, account: Account, now: datetime,
     return QuotaUse(account.name, tuple(used))
 
 
-def record_owner(conn: Any, account: Account, ids: Sequence[int], now: datetime) -> None:
-    """Mark messages as queued by the account (ids it already owns stay as they are)."""
-    stamp = to_text(now)
-    conn.executemany(
-        "INSERT INTO message_accounts (message_id, account, created_at) VALUES (?, ?, ?) "
-        "ON CONFLICT DO NOTHING",
-        [(i, account.name, stamp) for i in ids])
+def record_owner(spool: Any, account: Account, ids: Sequence[int], now: datetime) -> None:
+    """Mark messages as queued by the account, in the transaction that queued them (ids it
+    already owns stay as they are): `spool.scoped.own`."""
+    spool.scoped.own(account.name, ids, now)
 
 
 def namespaced_client_id(account: Account, client_id: str | None) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -245,11 +245,14 @@ class Campaigns:
         return plan_campaign(self.db, self.get(campaign_id), self.config, self.region)
 
     def start(self, campaign_id: int, *, now: datetime | None = None,
-              skip_problems: bool = False) -> CampaignStart:
+              skip_problems: bool = False,
+              on_write: Callable[[list[int]], None] | None = None) -> CampaignStart:
         """Enqueue every recipient not yet enqueued; safe to call again at any time.
 
         Sensitive words always block; invalid numbers and missing template fields block unless
-        `skip_problems` (those recipients are then left out)."""
+        `skip_problems` (those recipients are then left out). `on_write` is given the ids of
+        each chunk's new messages in the transaction that queues them (an account records
+        them as its own there)."""
         campaign = self.get(campaign_id)
         if campaign.state is CampaignState.CANCELLED:
             raise PoolError(f"campaign {campaign_id} was cancelled; re-run it to send again",
@@ -276,7 +279,10 @@ class Campaigns:
         rows = self._rows(campaign, todo, now, held)
         enqueued = 0
         for index in range(0, len(rows), ENQUEUE_CHUNK):
-            enqueued += len(self.spool.enqueue_many(rows[index:index + ENQUEUE_CHUNK]))
+            fresh = self.spool.messages.enqueue_fresh(rows[index:index + ENQUEUE_CHUNK])[1]
+            if on_write is not None:
+                on_write(fresh)
+            enqueued += len(fresh)
         state = self.get(campaign_id).state  # paused or cancelled while we were enqueuing?
         if state is CampaignState.PAUSED:
             self.spool.hold(campaign_id)

@@ -231,18 +231,16 @@ REACHED_COUNTS = (
 #: /v1/status`) and per campaign (its progress), kept as the whole spool's are: insert-only
 #: rows of changes (`account_state_changes`, `campaign_state_changes`), folded into totals.
 #: The functions above count a message's changes of state for its campaign and its owner;
-#: these count a message when its owner's row comes (or goes). An owner's row written after
-#: its message was committed (a campaign's messages become a sender's when it starts them)
-#: takes a share lock on the message first, so that a daemon changing its state meanwhile
-#: is counted for the owner either by this row (the state it sees is the one committed) or
-#: by its own trigger (which then sees the owner's row).
+#: these count a message when its owner's row comes (or goes). An owner's row is written in
+#: the transaction that queues its message (`scoped.own`: API sends, a sender's campaign), so
+#: no other transaction changes the message's state meanwhile and no lock on it is needed
+#: (a share lock over a campaign's messages deadlocked with a daemon marking them sent).
 _OWNED_FUNCTION = """CREATE OR REPLACE FUNCTION account_counts_owned() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO account_state_changes (account, state, n)
-    SELECT account, state, CASE WHEN TG_OP = 'INSERT' THEN 1 ELSE -1 END * count(*)
-    FROM (SELECT owner.account, m.state FROM owned owner JOIN messages m ON m.id = owner.message_id
-          FOR SHARE OF m) AS counted GROUP BY account, state;
+    SELECT owner.account, m.state, CASE WHEN TG_OP = 'INSERT' THEN 1 ELSE -1 END * count(*)
+    FROM owned owner JOIN messages m ON m.id = owner.message_id GROUP BY owner.account, m.state;
     RETURN NULL;
 END $$"""
 _FOLD_OWNERS = tuple(

@@ -90,12 +90,18 @@ class Scoped:
         out.update(self.engine.account_state_counts(owner))
         return out
 
-    def own_campaign(self, owner: str, campaign_id: int, now: datetime) -> None:
-        """Record every message of a campaign as `owner`'s (those already recorded stay)."""
+    def own(self, owner: str, ids: Sequence[int], now: datetime) -> None:
+        """Record messages as `owner`'s (ids already recorded stay as they are). Call it in
+        the transaction that queued them: a message is never seen without its owner, so the
+        kept counts need no lock on it. One statement however many ids (PostgreSQL's
+        statement trigger then counts them at once)."""
+        if not ids:
+            return
+        clause, params = self.engine.among("id", ids)
         with self.engine.tx() as conn:
             conn.execute("INSERT INTO message_accounts (message_id, account, created_at) "
-                         "SELECT id, ?, ? FROM messages WHERE campaign_id = ? "
-                         "ON CONFLICT DO NOTHING", (owner, to_text(now), campaign_id))
+                         f"SELECT id, ?, ? FROM messages WHERE {clause} ON CONFLICT DO NOTHING",
+                         [owner, to_text(now), *params])
 
     # ---- received SMS -----------------------------------------------------------------------
 

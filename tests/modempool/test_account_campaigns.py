@@ -4,6 +4,10 @@ their own), viewers look at all and change none."""
 
 from __future__ import annotations
 
+import threading
+import time
+
+import psycopg
 import pytest
 
 from modempool import Pool
@@ -111,3 +115,41 @@ def test_history_of_a_sender_is_its_own_and_what_came_in_on_its_sims(pool):
     assert texts["branch"] == {"分店：周五家长会改到四点", "好的，家长会见"}
     assert texts["shop"] == {"收到家长会通知", "好的，家长会见", "本周五下午三点开家长会"}
     assert len(texts["root"]) == 4
+
+
+def test_starting_a_campaign_never_waits_for_a_daemon_changing_its_messages(tmp_path, pg_cluster):
+    """On PostgreSQL a sender's start records its messages' owner in the transaction that
+    queues them (all owned at once, none ever unowned), and so locks none of the campaign's
+    committed messages: a daemon marking them sent out of id order, its transaction open,
+    does not hold it up (a share lock over them deadlocked with it)."""
+    path = tmp_path / "modempool.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    url = pg_cluster.new_schema()
+    with Pool.open(path, spool_path=url) as pool:
+        Accounts(pool.spool).add("shop", "sender")
+        shop = desk(pool, "shop")
+        made = shop.create("上新", "新品到店", numbers=["13700137003", "13700137004"])
+        assert shop.start(made.id).enqueued == 2
+        pairs = pool.spool.rows(
+            "SELECT DISTINCT m.xmin::text AS queued, o.xmin::text AS owned FROM messages m "
+            "JOIN message_accounts o ON o.message_id = m.id WHERE m.campaign_id = ?", (made.id,))
+        assert len(pairs) == 1 and pairs[0]["queued"] == pairs[0]["owned"]   # one transaction
+        low, high = sorted(row["id"] for row in pool.spool.rows(
+            "SELECT id FROM messages WHERE campaign_id = ?", (made.id,)))
+        with psycopg.connect(url, autocommit=True) as daemon:
+            with daemon.transaction():
+                daemon.execute("UPDATE messages SET state = 'sending' WHERE id = %s", (high,))
+                outcome: list[object] = []
+                again = threading.Thread(target=lambda: outcome.append(shop.start(made.id)))
+                again.start()
+                waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                deadline = time.monotonic() + 60
+                while again.is_alive() and not daemon.execute(waiting).fetchone()[0]:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)   # polling the server's lock table, not waiting for time
+                stuck = again.is_alive()
+                daemon.execute("UPDATE messages SET state = 'sending' WHERE id = %s", (low,))
+            again.join(60)
+        assert not stuck and outcome[0].already_enqueued == 2
+        counts = {s: n for s, n in pool.spool.scoped.counts("shop").items() if n}
+        assert counts == {"sending": 2}

@@ -120,7 +120,7 @@ def test_crash_in_the_middle_of_enqueue_resumes_without_duplicates(spool, config
     campaigns = Campaigns(spool, config)
     campaign = campaigns.create("大群发", "通知：明天停水", numbers=numbers, kind="notice")
     monkeypatch.setattr(campaigns_module, "ENQUEUE_CHUNK", 1000)
-    real = spool.enqueue_many
+    real = spool.messages.enqueue_fresh
     calls = []
 
     def crash_on_second_chunk(rows):
@@ -129,11 +129,11 @@ def test_crash_in_the_middle_of_enqueue_resumes_without_duplicates(spool, config
             raise KeyboardInterrupt("power cut")
         return real(rows)
 
-    monkeypatch.setattr(spool, "enqueue_many", crash_on_second_chunk)
+    monkeypatch.setattr(spool.messages, "enqueue_fresh", crash_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
         campaigns.start(campaign.id)
     assert len(spool.list(campaign_id=campaign.id)) == 1000
-    monkeypatch.setattr(spool, "enqueue_many", real)
+    monkeypatch.setattr(spool.messages, "enqueue_fresh", real)
     result = Campaigns(spool, config).start(campaign.id)
     assert (result.enqueued, result.already_enqueued) == (1500, 1000)
     messages = spool.list(campaign_id=campaign.id)
@@ -220,7 +220,7 @@ def test_pause_while_start_is_enqueuing_holds_everything(spool, config, monkeypa
     campaigns = Campaigns(spool, config)
     campaign = campaigns.create("c", "hi", numbers=[f"1380013{n:04d}" for n in range(30)], kind="notice")
     monkeypatch.setattr(campaigns_module, "ENQUEUE_CHUNK", 10)
-    real = spool.enqueue_many
+    real = spool.messages.enqueue_fresh
 
     def pause_after_first_chunk(rows):
         ids = real(rows)
@@ -228,6 +228,6 @@ def test_pause_while_start_is_enqueuing_holds_everything(spool, config, monkeypa
             Campaigns(spool, config).pause(campaign.id)  # the operator, from another terminal
         return ids
 
-    monkeypatch.setattr(spool, "enqueue_many", pause_after_first_chunk)
+    monkeypatch.setattr(spool.messages, "enqueue_fresh", pause_after_first_chunk)
     assert campaigns.start(campaign.id).enqueued == 30
     assert all(m.held for m in spool.list(campaign_id=campaign.id))

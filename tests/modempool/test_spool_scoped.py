@@ -21,8 +21,7 @@ def spool(spool_target):
 
 def owned_by(spool, account, *numbers_and_texts):
     ids = [spool.enqueue(number, text).id for number, text in numbers_and_texts]
-    with spool.transaction() as conn:
-        record_owner(conn, Accounts(spool).add(account, "sender")[0], ids, utcnow())
+    record_owner(spool, Accounts(spool).add(account, "sender")[0], ids, utcnow())
     return ids
 
 
@@ -48,14 +47,21 @@ def test_messages_of_an_owner_by_cursor_both_ways(spool):
     assert (counts["queued"], counts["cancelled"], counts["sent"]) == (4, 1, 0)
 
 
-def test_a_campaigns_messages_become_an_owners_once(spool):
+def test_a_campaigns_messages_become_an_owners_once_as_they_are_queued(spool):
     campaigns = Campaigns(spool)
     campaign = campaigns.create("c", "周末愉快", numbers=["13700137000", "13700137001"],
                                 kind="notice")
-    campaigns.start(campaign.id)
     Accounts(spool).add("branch", "sender")
-    spool.scoped.own_campaign("branch", campaign.id, utcnow())
-    spool.scoped.own_campaign("branch", campaign.id, utcnow())   # again: nothing changes
+    owned: list[list[int]] = []
+
+    def own(ids: list[int]) -> None:
+        owned.append(ids)
+        spool.scoped.own("branch", ids, utcnow())
+        spool.scoped.own("branch", ids, utcnow())   # again: nothing changes
+
+    campaigns.start(campaign.id, on_write=own)
+    campaigns.start(campaign.id, on_write=own)       # nothing new: nothing to own
+    assert [len(ids) for ids in owned] == [2]
     assert spool.scoped.counts("branch")["queued"] == 2
 
 

@@ -36,8 +36,7 @@ def test_a_message_event_is_committed_with_its_change_and_only_then(spool_target
         hooks.add("http://127.0.0.1:9/in", ["sms.received"])
         [mine, other] = spool.enqueue_many([{"to": "13800138000", "text": "您好"},
                                             {"to": "13800138001", "text": "hi"}])
-        with spool.transaction() as conn:
-            record_owner(conn, account, [mine], datetime.now(timezone.utc))
+        record_owner(spool, account, [mine], datetime.now(timezone.utc))
         assert spool.claim(mine, "m1", "test", 60)
 
         with pytest.raises(RuntimeError), spool.transaction():   # the change rolled back...

@@ -309,8 +309,9 @@ class Config:
         known = [modem.name for modem in self.modems]
         unknown = [name for name in names if name not in known]
         if unknown and known:
-            raise UnknownSim(f"no modem named {', '.join(unknown)} in "
-                            f"{self.path or 'the configuration'} (configured: {', '.join(known)})",
+            # the file's path is not named: the words reach API clients too
+            raise UnknownSim(f"no modem named {', '.join(unknown)} in the configuration "
+                            f"(configured: {', '.join(known)})",
                             params={"sims": ", ".join(unknown), "configured": ", ".join(known)})
 
     def open_spool(self, *, create: bool = True) -> Spool:

@@ -114,6 +114,58 @@ class StreamedSend:
     recipients: Recipients | None
 
 
+class _SurrogateEscapes:
+    """Finds a `\\uD800`-`\\uDFFF` escape that is not one half of a pair, which ijson's C
+    backend reads as "?" (json.loads keeps it, and the text check refuses it): such a body is
+    refused rather than sent changed. Fed the raw chunks; an escape cut by a chunk's end is
+    carried to the next. Looks only at backslashes, left to right, so an escaped backslash
+    (`\\\\ud800`, text) is never taken for an escape."""
+
+    def __init__(self) -> None:
+        self._carry = b""
+        self._start = 0   # the body's offset of the carried bytes
+
+    def feed(self, chunk: bytes, final: bool = False) -> None:
+        """Looks at `chunk`; `final`: it is the body's end (nothing carried further)."""
+        data, start = self._carry + chunk, self._start
+        position, self._carry = 0, b""
+        while (position := data.find(b"\\", position)) >= 0:
+            if data[position + 1:position + 2] != b"u":
+                if position + 1 == len(data):
+                    break   # a backslash at the chunk's end: what it escapes comes next
+                position += 2
+                continue
+            unit = _hex(data[position + 2:position + 6])
+            if unit is None or not 0xD800 <= unit <= 0xDFFF:
+                if len(data) < position + 6:
+                    break
+                position += 2   # any other escape, or not JSON (ijson says so)
+                continue
+            if unit <= 0xDBFF:
+                if len(data) < position + 12 and not final:
+                    break
+                low = _hex(data[position + 8:position + 12])
+                if data[position + 6:position + 8] == b"\\u" and low is not None and 0xDC00 <= low <= 0xDFFF:
+                    position += 12
+                    continue
+            raise MalformedBody(f"the request body holds a lone UTF-16 surrogate "
+                                f"(\\u{unit:04x} at offset {start + position}); texts must be "
+                                f"valid Unicode")
+        else:
+            self._start = start + len(data)
+            return
+        self._carry, self._start = data[position:], start + position
+
+
+def _hex(digits: bytes) -> int | None:
+    if len(digits) != 4:
+        return None
+    try:
+        return int(digits, 16)
+    except ValueError:
+        return None
+
+
 class SendParser:
     """Reads a send's body as it arrives (sans I/O): `feed(bytes)` each chunk, then
     `finish()` for the `StreamedSend`, or RequestValidationError (the model's errors) or
@@ -133,6 +185,7 @@ class SendParser:
         self._members: dict[str, Any] = {}
         self._recipients: Recipients | None = None   # `to` as a list
         self._bad: list[tuple[int, Any]] = []        # (index, value) of numbers that are not
+        self._surrogates = _SurrogateEscapes()
 
     def feed(self, chunk: bytes) -> None:
         if not chunk:
@@ -144,10 +197,12 @@ class SendParser:
             raise MalformedBody(f"the request body is not valid UTF-8 (byte "
                                 f"0x{exc.object[exc.start]:02x} at offset "
                                 f"{self._offset - pending + exc.start})") from None
+        self._surrogates.feed(chunk)
         self._offset += len(chunk)
         self._parse(chunk)
 
     def finish(self) -> StreamedSend:
+        self._surrogates.feed(b"", final=True)
         self._parse(None)
         if not self._object:   # the model's error for a body that is no object
             raise _invalid(_errors_of(lambda: SendRequest.model_validate([])))
@@ -169,8 +224,11 @@ class SendParser:
                 self._parser.close()
             else:
                 self._parser.send(chunk)
-        except ijson.JSONError as exc:
+        except (ijson.JSONError, ValueError, SystemError) as exc:   # SystemError: how ijson
+            # passes on Python's limit on an integer's digits
             reason = exc.args[0] if exc.args else ""
+            if isinstance(exc, SystemError):
+                reason = "a number with more digits than can be read"
             if isinstance(reason, bytes):
                 reason = reason.decode("utf-8", "replace")
             first = str(reason).strip().splitlines()[0] if str(reason).strip() else "cut short"

@@ -148,3 +148,16 @@ def test_a_big_body_with_one_number_is_a_single_send(api):
     assert answer.status_code == 202, answer.text
     assert [m["to"] for m in answer.json()["messages"]] == ["+8613800138000"]
     assert queued(api) == 1
+
+
+@pytest.mark.parametrize("member, detail", [
+    (b'"text": "\\ud800"', "lone UTF-16 surrogate"),            # ijson alone would send "?"
+    (b'"text": "x", "priority": 1' + b"0" * 5000, "more digits than can be read"),   # was a 500
+])
+def test_a_big_body_with_a_lone_surrogate_or_an_endless_number_is_a_400(api, member, detail):
+    padded = b'{"to": ["13800138000"],' + b" " * (SMALL_BODY + 1000) + member + b"}"
+    with api.client() as client:
+        answer = post(client, padded)
+        assert answer.status_code == 400 and detail in answer.json()["detail"], answer.text
+        assert client.get("/healthz").status_code == 200   # the connection lives on
+    assert queued(api) == 0

@@ -91,3 +91,11 @@ def test_an_expiry_that_could_never_be_met_is_refused(api, when, detail):
         answer = client.post("/v1/messages", json={"to": "13800138000", "text": "hi", **when})
         assert answer.status_code == 422 and detail in answer.json()["detail"]
         assert client.get("/v1/messages").json()["messages"] == []
+
+
+def test_an_unknown_sim_is_named_without_the_configuration_files_path(api, config_path):
+    with api.client() as client:
+        answer = client.post("/v1/messages", json={"to": "13800138000", "text": "hi", "sims": ["nope"]})
+        assert answer.status_code == 422 and "no modem named nope" in answer.json()["detail"]
+        assert str(config_path) not in answer.text and config_path.name not in answer.text
+        assert client.get("/v1/messages").json()["messages"] == []

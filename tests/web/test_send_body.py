@@ -110,3 +110,26 @@ def test_a_later_member_replaces_an_earlier_one_as_in_json_loads():
     assert got.request.text == "b"
     one = parsed(b'{"to": ["13800138000"], "to": "13800138002", "text": "c"}', [])
     assert one.recipients is None and one.request.to == "13800138002"
+
+
+@pytest.mark.parametrize("text", ["\\ud800", "a\\udc00", "\\ud83d x", "\\ud83d\\u0041", "\\ude00\\ud83d"])
+def test_a_lone_surrogate_escape_is_refused_not_read_as_a_question_mark(text):
+    # ijson's C backend reads a lone surrogate as "?": the message would go out changed
+    body = b'{"to": ["13800138000"], "text": "' + text.encode() + b'"}'
+    for cut in range(len(body)):
+        with pytest.raises(MalformedBody, match="lone UTF-16 surrogate"):
+            parsed(body, [cut])
+
+
+@pytest.mark.parametrize("text, read", [("\\ud83d\\ude00", "\U0001f600"), ("\\\\ud800", "\\ud800"),
+                                        ("\\\\\\ud83d\\ude00", "\\\U0001f600")])
+def test_a_surrogate_pair_and_an_escaped_backslash_are_text(text, read):
+    body = b'{"to": ["13800138000"], "text": "' + text.encode() + b'"}'
+    for cut in range(len(body)):
+        assert parsed(body, [cut]).request.text == read
+
+
+def test_an_integer_past_pythons_digit_limit_is_malformed_not_an_error():
+    body = b'{"to": ["13800138000"], "text": "x", "priority": 1' + b"0" * 5000 + b"}"
+    with pytest.raises(MalformedBody, match="not valid JSON"):
+        parsed(body, [100, 3000])

@@ -167,11 +167,13 @@ class Channel:
             elif isinstance(event, FinalResult):
                 self._early_result = event  # came with the prompt, before the PDU was asked for
         elif isinstance(event, (Echo, InfoLine)):
-            self.log.debug("<< %s", mask_secrets(event.line))
+            if self.log.isEnabledFor(logging.DEBUG):   # masking costs, on every line
+                self.log.debug("<< %s", mask_secrets(event.line))
             if isinstance(event, InfoLine) and event.command == self._grace_for:
                 self._start_grace()
         elif isinstance(event, Noise):
-            self.log.debug("<< (noise) %s", mask_secrets(event.line))
+            if self.log.isEnabledFor(logging.DEBUG):
+                self.log.debug("<< (noise) %s", mask_secrets(event.line))
             if self._abandoned_at is not None and is_final_result(event.line.strip().upper()):
                 # the late answer of a command we gave up on: the modem is slow, not silent
                 self._learn(time.monotonic() - self._abandoned_at, late=True)

@@ -99,8 +99,8 @@ def throwaway_cluster(wanted: bool = True) -> Iterator[PgCluster | None]:
         yield None
         return
     cluster = PgCluster()
-    cluster.start()
-    try:
+    try:   # a start that fails leaves no directory behind either
+        cluster.start()
         yield cluster
     finally:
         cluster.remove()

@@ -249,6 +249,16 @@ _FOLD_OWNERS = tuple(
     f"SELECT {key}, state, sum(n) FROM gone GROUP BY {key}, state HAVING sum(n) <> 0 "
     f"ON CONFLICT ({key}, state) DO UPDATE SET n = kept.n + excluded.n"
     for kind, key in (("account", "account"), ("campaign", "campaign_id")))
+#: Taken before anything of step 12 (its indexes lock `message_accounts`, then `messages`),
+#: in the order writers take them (an API send writes its message, then its owner row): a
+#: writer of the running fleet between the two then finishes before the step begins, instead
+#: of deadlocking with it. `message_accounts` exists before 12 only where accounts were used.
+STEP_12_LOCKS = ("""DO $$ BEGIN
+    LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE;
+    IF to_regclass('message_accounts') IS NOT NULL THEN
+        LOCK TABLE message_accounts IN SHARE ROW EXCLUSIVE MODE;
+    END IF;
+END $$""",)
 ACCOUNT_COUNTS = (
     # no message nor owner changes between the counts of what exists and the triggers
     "LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE",

@@ -27,7 +27,8 @@ from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, 
                                     SpoolUnreachable, created_names, row_class, statements)
 from modempool.spool.postgres_counts import (ACCOUNT_COUNTS, COUNT_FUNCTIONS,
                                              COUNT_FUNCTIONS_MARKS, KEPT_COUNTS, KEPT_TOTALS,
-                                             REACHED_COUNTS, SUMMED_BY_INDEX, KeptCounts)
+                                             REACHED_COUNTS, STEP_12_LOCKS, SUMMED_BY_INDEX,
+                                             KeptCounts)
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 
 log = logging.getLogger("modempool.spool")
@@ -63,6 +64,8 @@ _KEY_LOCKS = 0x6D70
 #: Schema steps of this engine's own, run after the shared script of the same version.
 OWN_STEPS: dict[int, Sequence[str]] = {8: KEPT_COUNTS, 9: QUEUE_INDEXES + SUMMED_BY_INDEX,
                                        10: KEPT_TOTALS, 11: REACHED_COUNTS, 12: ACCOUNT_COUNTS}
+#: Table locks a step takes before its shared script (`MIGRATIONS`), in writers' order.
+LOCKS_FIRST: dict[int, Sequence[str]] = {12: STEP_12_LOCKS}
 
 #: A pooled connection unused for longer than this is checked before it is handed out.
 IDLE_CHECK_AFTER = 2.0
@@ -321,6 +324,8 @@ class PostgresEngine(Engine):
                 raise SpoolTooNew(too_new(self.where, version))
             raw.execute("CREATE TABLE IF NOT EXISTS modempool_schema (version INTEGER NOT NULL)")
             for step in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
+                for statement in LOCKS_FIRST.get(step, ()):
+                    raw.execute(statement)
                 for statement in statements(ddl(MIGRATIONS[step])):
                     raw.execute(statement)
                 for statement in OWN_STEPS.get(step, ()):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import psycopg
 
@@ -274,3 +275,35 @@ def test_a_campaigns_send_rate_reads_only_its_recent_sends(spool_target):
                 conn.execute("SET LOCAL enable_seqscan = off")
                 plan = " ".join(r[0] for r in conn.execute(f"EXPLAIN {query}", (7, "a")))
         assert "messages_campaign_sent" in plan
+
+
+def test_step_12_waits_for_a_writer_between_its_message_and_its_owner_row(pg_cluster):
+    """A rolling upgrade: a writer of the running (version 11) fleet has written a message
+    and not yet its owner row when step 12 begins. The step takes `messages`, then
+    `message_accounts`, before its indexes (writers' order): the writer finishes, then the
+    step runs (its indexes first locked `message_accounts`, and the two deadlocked)."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        send_as(spool, SHOP, "13800138000")
+        second = spool.enqueue("13800138001", "b").id
+    _back_to_version_11(url)
+    upgraded: list[dict[str, int]] = []
+
+    def upgrade() -> None:
+        with Spool(url) as spool:
+            upgraded.append({s: n for s, n in spool.scoped.counts("shop").items() if n})
+
+    with psycopg.connect(url, autocommit=True) as writer:
+        with writer.transaction():
+            writer.execute("UPDATE messages SET priority = priority WHERE id = %s", (second,))
+            upgrading = threading.Thread(target=upgrade)
+            upgrading.start()
+            deadline = time.monotonic() + 60
+            while not writer.execute("SELECT count(*) FROM pg_locks WHERE NOT granted "
+                                     "AND locktype = 'relation'").fetchone()[0]:
+                assert time.monotonic() < deadline and upgrading.is_alive()
+                time.sleep(0.01)   # polling the server's lock table, not waiting for time
+            writer.execute("INSERT INTO message_accounts (message_id, account, created_at) "
+                           "VALUES (%s, 'shop', '2026-12-06T00:00:00.000Z')", (second,))
+        upgrading.join(60)
+    assert upgraded == [{"queued": 2}]

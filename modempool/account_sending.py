@@ -170,10 +170,12 @@ class PlannedSend:
         """The Kannel callback may be called (http(s), its host's addresses public or in
         `[http] callback_allow`: modempool/callback_guard.py), else a `CallbackRefused`.
         It resolves the host: a front end calls it off the event loop, before `check()`
-        (which then does not resolve again)."""
+        (which then does not resolve again). An account that may not send (or not through
+        the asked SIMs) is refused first: a viewer learns nothing of where names point."""
         from modempool.callback_guard import check_callback
 
         if not self._callback_checked:
+            sims_for_send(self.sender.account, self.sims)
             check_callback(self.dlr[0], self.sender.config.http.callback_allow)
             self._callback_checked = True
 

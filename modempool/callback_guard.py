@@ -10,7 +10,10 @@ says otherwise:
     callback_allow = ["https://crm.example.com/dlr/", "10.20.0.0/16"]
 
 - an entry that starts with `http://` or `https://` is a URL prefix: a callback under it (same
-  scheme, host and port, its path below the prefix's) is allowed wherever its host points;
+  scheme, host and port, its path below the prefix's once dot segments are removed, as the
+  client will send it) is allowed wherever its host points; a path with an encoded dot, slash
+  or backslash (`%2e`, `%2f`, `%5c`) or a backslash is never under a prefix (a server may
+  decode it into `..` and climb out);
 - any other entry is an address or network (`10.20.0.0/16`, `fd00::/8`, `192.0.2.7`): a
   callback whose host's addresses all lie in allowed networks or are public is allowed.
 
@@ -21,16 +24,24 @@ resolver reads it, so `2130706433` and `0177.0.0.1` are 127.0.0.1 and refused to
 
 The check is made twice: when the callback is given (`check_callback`, before anything is
 queued) and when it is called (`GuardedTransport`): the host is resolved once, each address
-checked, and the connection made to that very address, with the URL's host kept in the `Host`
-header and TLS's SNI, so a name that resolves elsewhere the second time (DNS rebinding) gains
-nothing. Callbacks never follow redirects (the delivery client has them off).
+checked, and the connection made to those very addresses (each in turn until one answers),
+with the URL's host kept in the `Host` header and TLS's SNI, so a name that resolves elsewhere
+the second time (DNS rebinding) gains nothing. Callbacks never follow redirects (the delivery
+client has them off), never go through an environment proxy, and never reuse a connection:
+the connection pool knows a pinned connection by its address only, so a TLS connection
+checked for one name could otherwise carry a callback for another name on the same address.
+
+A refusal says only that the address is not allowed: which address a name resolved to, and
+why it is refused, is logged on the server, not told to the sender.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import ipaddress
+import logging
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +54,15 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+_ENCODED_SEPARATORS = ("%2e", "%2f", "%5c", "\\")
+RESOLVE_TIMEOUT = 5.0   # seconds a callback's host may take to resolve
+# The lookups' own threads: a resolver that hangs holds one of these, not a thread of the
+# server's shared pool (which key checks need too), and for RESOLVE_TIMEOUT at most.
+_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="callback-dns")
+
+log = logging.getLogger("modempool.callback_guard")
+
+Resolver = Callable[[str, int], Awaitable[list["IpAddress"]]]
 
 
 class CallbackRefused(PoolError):
@@ -60,6 +80,8 @@ class _Prefix:
 
     def covers(self, scheme: str, host: str, port: int, path: str) -> bool:
         if (scheme, host, port) != (self.scheme, self.host, self.port):
+            return False
+        if any(mark in path.lower() for mark in _ENCODED_SEPARATORS):
             return False
         base = self.path if self.path.endswith("/") else self.path + "/"
         return path == self.path or path.startswith(base)
@@ -144,12 +166,45 @@ def _split(url: str) -> tuple[str, str, int, str] | None:
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS or not parts.hostname:
         return None
-    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme], parts.path or "/"
+    path = without_dot_segments(parts.path or "/")
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme], path
 
 
-def resolve(host: str, port: int) -> list[IpAddress]:
-    """Every address the resolver gives for `host` (as a connection would ask it)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+def without_dot_segments(path: str) -> str:
+    """`path` with its `.` and `..` segments removed (RFC 3986 5.2.4), as the HTTP client
+    sends it: `/dlr/../admin` is `/admin`."""
+    segments = path.split("/")
+    kept: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if len(kept) > 1:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    if segments[-1] in (".", ".."):
+        kept.append("")
+    joined = "/".join(kept)
+    return joined if joined.startswith("/") else "/" + joined
+
+
+def resolve(host: str, port: int, timeout: float = RESOLVE_TIMEOUT) -> list[IpAddress]:
+    """Every address the resolver gives for `host` (as a connection would ask it); OSError
+    if it does not answer within `timeout` seconds."""
+    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = lookup.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        lookup.cancel()
+        raise OSError(f"no answer within {timeout:g} s") from None
+    return _addresses(infos)
+
+
+async def resolve_async(host: str, port: int) -> list[IpAddress]:
+    """`resolve` for the event loop (the guarded transport's resolver)."""
+    import asyncio
+
+    async with asyncio.timeout(RESOLVE_TIMEOUT):
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return _addresses(infos)
 
 
@@ -162,24 +217,30 @@ def _addresses(infos: Sequence[Any]) -> list[IpAddress]:
     return out
 
 
+def _refused(what: str, url: str) -> CallbackRefused:
+    return CallbackRefused(
+        f"{what}: not an allowed callback address (its host must resolve to public addresses "
+        "only, or be listed in [http] callback_allow)", params={"url": url})
+
+
 def check_addresses(url: str, host: str, addresses: Sequence[IpAddress], allow: CallbackAllow,
                     what: str) -> None:
-    """A `CallbackRefused` unless the box may call every one of `addresses` for `url`."""
+    """A `CallbackRefused` unless the box may call every one of `addresses` for `url`. Why
+    is logged, not said: the refusal would tell a sender where internal names point."""
     if not addresses:
-        raise CallbackRefused(f"{what}: host {host} has no address", params={"url": url})
+        log.warning("%s refused: host %s has no address", what, host)
+        raise _refused(what, url)
     for address in addresses:
         problem = allow.address_problem(address)
         if problem is not None:
-            shown = host if host == str(address) else f"{host} ({address})"
-            raise CallbackRefused(
-                f"{what}: {shown} is a {problem} address; the box calls only public addresses "
-                "unless [http] callback_allow lists it", params={"url": url, "host": host})
+            log.warning("%s refused: host %s has the %s address %s", what, host, problem, address)
+            raise _refused(what, url)
 
 
 def check_callback(url: str, allow: CallbackAllow, what: str = "dlr-url") -> None:
     """Refuse (`CallbackRefused`, one line) a callback URL the box may not call: not http(s),
-    or a host that does not resolve or resolves to an address that is not allowed. Resolves
-    the host (blocking: call it off the event loop)."""
+    or a host that does not resolve (within RESOLVE_TIMEOUT) or resolves to an address that
+    is not allowed. Resolves the host (blocking: call it off the event loop)."""
     where = _split(url)
     if where is None:
         raise CallbackRefused(f"{what} {url!r}: give an http:// or https:// URL with a host",
@@ -189,21 +250,26 @@ def check_callback(url: str, allow: CallbackAllow, what: str = "dlr-url") -> Non
     _, host, port, _ = where
     try:
         addresses = resolve(host, port)
-    except (OSError, UnicodeError, ValueError):
-        raise CallbackRefused(f"{what}: host {host} does not resolve", params={"url": url}) from None
+    except (OSError, UnicodeError, ValueError) as exc:
+        log.warning("%s refused: host %s does not resolve (%s)", what, host, exc)
+        raise _refused(what, url) from None
     check_addresses(url, host, addresses, allow, what)
 
 
-def guarded_transport(allow: CallbackAllow, **options: Any) -> Any:
-    """An httpx transport that calls only allowed addresses (`GuardedTransport`)."""
+def guarded_transport(allow: CallbackAllow, resolver: Resolver = resolve_async,
+                      **options: Any) -> Any:
+    """An httpx transport that calls only allowed addresses (`GuardedTransport`). `resolver`
+    gives a host's addresses (the system's, by default; a test gives its own)."""
     import httpx
 
     class GuardedTransport(httpx.AsyncBaseTransport):
-        """Resolves each request's host once, checks every address, and connects to the
-        first; the URL's host stays in the Host header and the TLS server name."""
+        """Resolves each request's host once, checks every address, and connects to them in
+        turn until one answers; the URL's host stays in the Host header and the TLS server
+        name. No connection is kept alive (the module's docstring says why)."""
 
         def __init__(self) -> None:
-            self.inner = httpx.AsyncHTTPTransport(**options)
+            self.inner = httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_keepalive_connections=0), trust_env=False, **options)
 
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             url = str(request.url)
@@ -213,13 +279,24 @@ def guarded_transport(allow: CallbackAllow, **options: Any) -> Any:
             if where is None:
                 raise CallbackRefused("the callback is not an http(s) URL")
             _, host, port, _ = where
-            import asyncio
-
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            addresses = _addresses(infos)
+            try:
+                addresses = await resolver(host, port)
+            except (OSError, TimeoutError, UnicodeError, ValueError) as exc:
+                log.warning("callback refused: host %s does not resolve (%s)", host, exc)
+                raise _refused("callback", url) from None
             check_addresses(url, host, addresses, allow, "callback")
+            for address in addresses[:-1]:
+                try:
+                    return await self._call(request, host, address)
+                except httpx.ConnectError as exc:   # nothing sent yet: the next address
+                    log.info("callback to %s: %s did not answer (%s); trying the next address",
+                             host, address, exc)
+            return await self._call(request, host, addresses[-1])
+
+        async def _call(self, request: httpx.Request, host: str,
+                        address: IpAddress) -> httpx.Response:
             pinned = httpx.Request(
-                request.method, request.url.copy_with(host=str(addresses[0])),
+                request.method, request.url.copy_with(host=str(address)),
                 headers=request.headers, stream=request.stream,
                 extensions={**request.extensions, "sni_hostname": host})
             return await self.inner.handle_async_request(pinned)

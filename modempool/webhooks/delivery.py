@@ -77,6 +77,8 @@ class WebhookWorker:
         self.wake = asyncio.Event()
         self.delivered = 0
         self.failures = 0
+        self.recorded = 0   # attempts made and written to the outbox
+        self._recorded_changed = asyncio.Condition()
         self._busy: dict[str, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -127,7 +129,21 @@ class WebhookWorker:
             log.info("pruned %d delivered or given-up webhook deliveries older than %d days",
                      gone, self.keep.days)
 
+    async def wait_recorded(self, count: int) -> None:
+        """Until `count` attempts have been made and recorded (for whoever watches the worker)."""
+        async with self._recorded_changed:
+            await self._recorded_changed.wait_for(lambda: self.recorded >= count)
+
     async def _attempt(self, client: Any, row: dict[str, Any], secret: str | None) -> None:
+        try:
+            await self._attempt_and_record(client, row, secret)
+        finally:
+            async with self._recorded_changed:
+                self.recorded += 1
+                self._recorded_changed.notify_all()
+
+    async def _attempt_and_record(self, client: Any, row: dict[str, Any],
+                                  secret: str | None) -> None:
         status, error, refused = None, "", False
         try:
             if row["webhook_id"] is None:  # a Kannel dlr-url callback: a plain GET

@@ -91,3 +91,57 @@ class ServerThread:
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
+
+
+class Receiver:
+    """A real HTTP(S) server in a thread that records each request it gets (`seen`: method,
+    path, Host header) and answers `answer(n)` for the n-th (status, headers); `wait_for(n)`
+    waits until n requests have arrived (on a condition, not by polling). With `tls` (an
+    `ssl.SSLContext` for a server) it speaks HTTPS."""
+
+    def __init__(self, answer=lambda n: (200, {}), tls: Any = None) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.seen: list[tuple[str, str, str]] = []
+        self.arrived = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"   # connections kept open, as a real receiver's
+
+            def _record(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                if length:
+                    self.rfile.read(length)
+                with receiver.arrived:
+                    receiver.seen.append((self.command, self.path, self.headers["host"]))
+                    status, headers = answer(len(receiver.seen))
+                    receiver.arrived.notify_all()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = _record  # noqa: N815 (http.server's names)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def paths(self) -> list[str]:
+        return [path for _, path, _ in self.seen]
+
+    def wait_for(self, count: int, timeout: float = 60) -> None:
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.seen) >= count, timeout), self.seen
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -7,13 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
-from http_harness import free_port, wait_http
+from http_harness import Receiver, free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,39 +21,8 @@ def cli(*args: str, config: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60, cwd=REPO)
 
 
-class FailingOnce:
-    """A receiver that answers its first delivery 500 (so the worker logs a failed attempt)
-    and the next 204."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.arrived = threading.Condition()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                self.rfile.read(int(self.headers["content-length"]))
-                with receiver.arrived:
-                    receiver.paths.append(self.path)
-                    first = len(receiver.paths) == 1
-                    receiver.arrived.notify_all()
-                self.send_response(500 if first else 204)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, count: int) -> None:
-        with self.arrived:
-            assert self.arrived.wait_for(lambda: len(self.paths) >= count, 60), self.paths
-
-
 def test_webhook_urls_password_and_token_never_reach_the_log(config_path, tmp_path):
-    receiver = FailingOnce()
+    receiver = Receiver(lambda n: (500 if n == 1 else 204, {}))   # failed once, then delivered
     url = f"http://crm:TopSecretPw@127.0.0.1:{receiver.port}/h?token=LEAKME"
     added = cli("webhooks", "add", url, "--events", "optout.added", config=config_path)
     assert added.returncode == 0, added.stderr
@@ -75,7 +42,7 @@ def test_webhook_urls_password_and_token_never_reach_the_log(config_path, tmp_pa
     finally:
         process.terminate()
         assert process.wait(30) == 0
-        receiver.server.shutdown()
+        receiver.stop()
     assert receiver.paths == ["/h?token=LEAKME"] * 2   # the token went where it belongs
     log.seek(0)
     logged = log.read()

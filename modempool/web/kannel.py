@@ -55,10 +55,10 @@ async def _params(request: Request) -> dict[str, str]:
     charset = _CHARSETS.get(charset, charset)
     try:
         text_codec = getattr(codecs.lookup(charset), "_is_text_encoding", True)
-    except LookupError:
+    except (LookupError, ValueError):   # ValueError: a NUL in the name
         text_codec = False
     if not text_codec:   # base64, rot13, zlib... are codecs, but not charsets
-        raise ValueError(f"unknown charset {first.get('charset')!r}")
+        raise ValueError(f"unknown charset {first.get('charset', '').replace(chr(0), '')!r}")
     try:
         return _decode(raw, charset)
     except UnicodeDecodeError:
@@ -87,8 +87,10 @@ async def sendsms(request: Request,
     numbers = params.get("to", "").split()  # a '+' in a query is a space: %2B is a plus
     if not numbers:
         return _answer(400, "Missing receiver number, rejected")
-    if params.get("coding", "0") not in ("", "0", "2"):
+    if params.get("coding", "0") == "1":
         return _answer(400, "Rejected: coding 1 (8-bit binary data) is not supported")
+    if params.get("coding", "0") not in ("", "0", "2"):
+        return _answer(400, "Rejected: coding must be 0 (GSM 7-bit) or 2 (UCS-2)")
     message_text = params.get("text", "")
     if not message_text:
         return _answer(400, "Missing text, rejected")

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modempool.dispatch.requests import DaemonNotRunning, RequestFailed
@@ -73,7 +73,12 @@ def for_row(error: RowError, field: str) -> JSONResponse:
     raise error
 
 
-def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+def _kannel(request: Request) -> bool:
+    """Whether the request is Kannel's sendsms, whose clients read plain-text answers."""
+    return request.url.path.startswith("/cgi-bin/")
+
+
+def _validation(request: Request, exc: RequestValidationError) -> Response:
     errors = []
     for item in exc.errors():
         if item.get("type") == "json_invalid":
@@ -84,11 +89,14 @@ def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         if entry not in errors:
             errors.append(entry)
     summary = "; ".join(f"{e['field'] or 'body'}: {e['problem']}" for e in errors[:5])
+    if _kannel(request):   # its parameters by name (`dlr-mask`)
+        named = "; ".join(f"{item['loc'][-1]}: {item.get('msg', 'invalid')}" for item in exc.errors()[:5])
+        return PlainTextResponse(f"Rejected: {named}", status_code=400)
     return problem(422, "Invalid request", summary + ("; nothing was queued"
                    if request.method == "POST" else ""), errors=errors[:20])
 
 
-def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+def _http(request: Request, exc: StarletteHTTPException) -> Response:
     titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized",
               413: "Request body too large", 429: "Too many requests"}
     detail = exc.detail if isinstance(exc.detail, str) else None
@@ -96,6 +104,9 @@ def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):  # FastAPI's JSON read
         return problem(400, "Malformed JSON", f"the request body is not valid UTF-8 (byte "
                        f"0x{cause.object[cause.start]:02x} at offset {cause.start})")
+    if _kannel(request) and detail:   # the address throttle's 429, a body over the limit
+        return PlainTextResponse(f"Rejected: {detail}", status_code=exc.status_code,
+                                 headers=getattr(exc, "headers", None))
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no such resource: {request.url.path}"
     return problem(exc.status_code, titles.get(exc.status_code, "Error"), detail,

@@ -269,6 +269,26 @@ def test_kannel_sendsms(api):
                      "+8613800138002": "告警：磁盘满", "+8613800138003": "POST"}
 
 
+def test_kannel_refusals_are_plain_text_as_kannel_gives_them(api):
+    """A Kannel client reads the answer's text: no refusal of sendsms comes as JSON."""
+    sent = {"username": "shop", "password": api.keys["shop"], "to": "13800138000", "text": "x"}
+    with httpx.Client(base_url=api.url) as client:
+        for hostile, words in (({"coding": "x"}, "Rejected: coding must be 0 (GSM 7-bit) or 2"),
+                               ({"charset": "gb\x002312"}, "Rejected: unknown charset 'gb2312'"),
+                               ({"dlr-mask": "123456", "dlr-url": "http://example.com/"},
+                                "Rejected: dlr-mask: String should have at most 4 characters")):
+            refused = client.get("/cgi-bin/sendsms", params={**sent, **hostile})
+            assert refused.status_code == 400 and refused.text.startswith(words), refused.text
+            assert refused.headers["content-type"].startswith("text/plain")
+        for _ in range(5):   # the test config's auth_failures_per_minute
+            client.get("/cgi-bin/sendsms", params={**sent, "password": "wrong"})
+        throttled = client.get("/cgi-bin/sendsms", params={**sent, "password": "wrong"})
+        assert throttled.status_code == 429 and throttled.headers["retry-after"]
+        assert throttled.text.startswith("Rejected: too many failed authentication attempts")
+    with _spool(api) as spool:
+        assert spool.list() == []
+
+
 def test_a_large_batch_is_all_or_nothing(api):
     numbers = [f"13{i:09d}" for i in range(10_000)]
     with api.client() as client:

@@ -165,7 +165,8 @@ class Campaigns:
         its rejected rows show up as problems in the preview. Quiet hours default on for
         marketing campaigns, off for notices. A SIM that is no configured modem is refused
         (UnknownSim), whichever front end asks."""
-        sims = list(sims or ())
+        sims, numbers = list(sims or ()), list(numbers)
+        refuse_nul("the campaign's numbers", numbers)
         refuse_nul("the campaign name", name)
         refuse_nul("the campaign text", template)
         refuse_nul("the campaign's groups", list(groups.include), list(groups.exclude))
@@ -182,7 +183,7 @@ class Campaigns:
         if start_at and end_at and end_at <= start_at:
             raise PoolError("the end time must be after the start time", code="campaign_end")
         rows, rejected = self._read_sheet(sheet, mapping)
-        if not (list(numbers) or groups.include or rows or rejected):
+        if not (numbers or groups.include or rows or rejected):
             raise PoolError("a campaign needs recipients: numbers, groups or a spreadsheet",
                             code="campaign_no_recipients")
         now = now_iso()
@@ -192,7 +193,7 @@ class Campaigns:
                 " sheet_path, sheet_rows, sheet_rejected, start_at, end_at, quiet_hours,"
                 " rate_per_minute, sims, priority, state, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'draft', ?, ?)",
-                [name, kind, template, _json(list(numbers)), _json(list(groups.include)),
+                [name, kind, template, _json(numbers), _json(list(groups.include)),
                  _json(list(groups.exclude)), str(sheet) if sheet else None, _json(rows),
                  _json(rejected), _iso(start_at), _iso(end_at),
                  int(kind == "marketing" if quiet_hours is None else quiet_hours),

@@ -18,6 +18,7 @@ NUMBER = "13800138000"
 CASES = [
     ("the campaign name", lambda p: p.create_campaign("春\x00节", "您好", numbers=[NUMBER])),
     ("the campaign text", lambda p: p.create_campaign("春节", "您\x00好", numbers=[NUMBER])),
+    ("the campaign's numbers", lambda p: p.create_campaign("春节", "您好", numbers=["1380013\x008000"])),
     ("the campaign's groups", lambda p: p.create_campaign("春节", "您好", groups="家\x00长")),
     ("the campaign name", lambda p: p.rerun_campaign(
         p.create_campaign("春节", "您好", numbers=[NUMBER]).id, "再\x00发")),

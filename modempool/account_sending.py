@@ -15,6 +15,7 @@ from typing import Any
 from modempool.account_rules import quota_day_start
 from modempool.accounts import (Account, check_quota, namespaced_client_id, quota_locks,
                                 quota_use, record_owner, sims_for_send)
+from modempool.batch_send import fan_out
 from modempool.errors import NotFound, PoolError
 from modempool.spool.model import utcnow
 from modempool.spool.plain_text import refuse_nul
@@ -202,7 +203,7 @@ class PlannedSend:
         parts = self.parts if self.parts is not None else self.check()
         allowed_sims = sims_for_send(account, self.sims)
         key = namespaced_client_id(account, self.client_id)
-        first_key = key if key is None or len(self.numbers) == 1 else f"{key}:1"
+        first_key = fan_out(key, 0, len(self.numbers) > 1)   # the first message's key
         now = utcnow()
         with spool.transaction() as conn:  # quota, enqueue and ownership: one commit
             again = first_key is not None and spool.get_by_client_id(first_key) is not None

@@ -78,26 +78,33 @@ class AccountSending:
     def send_chunks(self, chunks: Iterable[Sequence[str]], text: str, *,
                     not_before: datetime | None = None, expires_at: datetime | None = None,
                     priority: int = 0, sims: Sequence[str] | None = None,
-                    client_id: str | None = None) -> QueuedBatch:
+                    client_id: str | None = None, count: int | None = None) -> QueuedBatch:
         """`send` for a batch too big to hold as Python objects (100,000 numbers), its numbers
         given in chunks that are read one at a time (`Pool.queue_chunks`), in one transaction
-        with the quota, the owner and the idempotency key, as `send`. The quota is checked
-        once the batch's size is known, at its end, before the commit; a retry with the same
-        `client_id` finds its messages and costs nothing. A refusal names the first bad number
-        by its row (`RowError`); nothing is queued."""
+        with the quota, the owner and the idempotency key, as `send`. The quota counts the
+        messages new to this call (`charged_before_writing`): without a `client_id`, every one,
+        so a batch whose size is known (`count`, its numbers) is refused before anything is
+        written; with one, a retry finds its messages and costs nothing, so the quota is
+        checked once the batch is written, before the commit. A refusal names the first bad
+        number by its row (`RowError`); nothing is queued."""
         from modempool.spool.sendable import check_text
 
         account, spool = self.account, self.spool
         allowed_sims = sims_for_send(account, sims)
         parts = check_text(text, spool.messages.max_parts)
         now = utcnow()
+        key = namespaced_client_id(account, client_id)
         with spool.transaction() as conn:
             quota = quota_use(spool.engine, conn, account, now, quota_day_start(now, self.config.tz))
+            charged = charged_before_writing(key, count)
+            if charged is not None:
+                quota.refuse_beyond(charged)
             queued = self.pool.queue_chunks(
-                chunks, text, client_id=namespaced_client_id(account, client_id),
+                chunks, text, client_id=key,
                 at=not_before, expires=expires_at, priority=priority, sims=allowed_sims or (),
                 on_write=lambda conn, ids: record_owner(spool, account, ids, now))
-            quota.refuse_beyond(queued.fresh)
+            if charged is None:
+                quota.refuse_beyond(queued.fresh)
         return QueuedBatch(queued.ids, parts)
 
     def queued_pages(self, batch: QueuedBatch, size: int = 2000) -> Iterator[list[Queued]]:
@@ -135,6 +142,14 @@ class AccountSending:
         if not out:
             raise PoolError("no recipient given", code="no_recipient")
         return out
+
+
+def charged_before_writing(client_id: str | None, count: int | None) -> int | None:
+    """What a send of `count` messages costs of its account's quota, when that is known before
+    any is written: a send's quota counts only the messages new to it, and without an
+    idempotency key every message is new (none can be a retry). None when it is known only
+    once written (a key, or an unknown count): then the messages the call found new count."""
+    return count if client_id is None else None
 
 
 class PlannedSend:

@@ -131,7 +131,8 @@ async def send_messages(request: Request) -> Response:
                    sims=fields.sims, client_id=idempotency_key or fields.client_id)
     try:
         if count > GROUPED_SENDS_UP_TO:   # chunk by chunk, answered a page at a time
-            batch = await run_in_threadpool(pool.send_chunks, chunks, fields.text, **options)
+            batch = await run_in_threadpool(pool.send_chunks, chunks, fields.text,
+                                             count=count, **options)
             return StreamingResponse(_batch_answer(pool, batch), status_code=202,
                                      media_type="application/json")
         numbers = [number for chunk in chunks for number in chunk]

@@ -1,6 +1,7 @@
 """A batch queued chunk by chunk (`Pool.queue_chunks`, `AccountPool.send_chunks`), on both
 engines: all or nothing across chunks, refusals named by their row in the whole batch, the
-quota counted at the end, the idempotent retry finding every message again."""
+quota counted before anything is written when no message can be a retry (else at the end),
+the idempotent retry finding every message again."""
 
 from __future__ import annotations
 
@@ -98,3 +99,33 @@ def test_an_opted_out_number_refuses_the_batch_with_block_direct(config, spool_t
             pool.queue_chunks(chunked(numbers(5), 2), "hi")
         assert refused.value.row == 3 and isinstance(refused.value.problem, OptedOut)
         assert len(pool.queue_chunks(chunked(numbers(5), 2), "hi", to_opted_out=True)) == 5
+
+
+def rows_written(spool) -> int:
+    """A figure that any row written moves, even when rolled back: SQLite's count of rows
+    changed through the spool's connection, PostgreSQL's message id sequence."""
+    if spool.engine.name == "sqlite":
+        return spool.engine.conn.total_changes
+    return spool.rows("SELECT last_value FROM messages_id_seq")[0][0]
+
+
+def test_a_streamed_send_without_a_key_over_the_quota_writes_nothing(pool):
+    shop = pool.for_account(Accounts(pool.spool).get("shop"))
+    shop.send_chunks(chunked(numbers(3000), 1000), "通知")
+    before, read = rows_written(pool.spool), []
+
+    def counted(items):
+        for chunk in chunked(items, 1000):
+            read.append(len(chunk))
+            yield chunk
+
+    with pytest.raises(QuotaExceeded) as over:
+        shop.send_chunks(counted(numbers(2001, 10_000)), "通知", count=2001)
+    assert "per-day quota is 5000: 3000 queued today, 2001 more asked" in str(over.value)
+    assert read == [] and rows_written(pool.spool) == before   # refused before the first chunk
+    assert pool.counts()["queued"] == 3000
+    # with a key, a retry's messages cost nothing: the quota counts those new to the call
+    shop.send_chunks(chunked(numbers(2000, 20_000), 1000), "通知", client_id="k", count=2000)
+    again = shop.send_chunks(chunked(numbers(2000, 20_000), 1000), "通知", client_id="k",
+                             count=2000)
+    assert len(again) == 2000 and pool.counts()["queued"] == 5000

@@ -8,13 +8,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from datetime import timedelta
 
 import psycopg
 
 from modempool.accounts import record_owner
 from modempool.spool import Spool
 from modempool.spool.claims import SentPart
-from modempool.spool.model import utcnow
+from modempool.spool.model import to_text, utcnow
 from modempool.spool.schema import SCHEMA_VERSION
 from tests.modempool.spool_driver import act_as_a_daemon, refused_and_left, statements_of
 
@@ -263,17 +264,25 @@ def test_migrate_carries_the_counts_into_postgresql(tmp_path, pg_cluster):
 
 def test_a_campaigns_send_rate_reads_only_its_recent_sends(spool_target):
     """`campaign_sent_since` (the rate of its progress) walks the campaign's sends of the last
-    minutes in `messages_campaign_sent`, not every message of the campaign."""
-    query = "SELECT COUNT(*), MIN(sent_at) FROM messages WHERE campaign_id = ? AND sent_at >= ?"
+    minutes in `messages_campaign_sent`, not every message of the campaign: the plan of the
+    statement it sends to the database, and its answer."""
     with Spool(spool_target) as spool:
         every_change(spool)
-        if spool.engine.name == "sqlite":
-            plan = " ".join(str(row[3]) for row in spool.rows(f"EXPLAIN QUERY PLAN {query}",
-                                                              (7, "a")))
+        sent = [m for m in spool.list() if m.campaign_id == 7 and m.sent_at is not None]
+        assert sent   # the rate has sends to read
+        since = min(m.sent_at for m in sent)
+        answers = []
+        [statement] = statements_of(
+            spool, lambda: answers.append(spool.reports.campaign_sent_since(7, since)))
+        assert answers == [(len(sent), to_text(since))]
+        assert spool.reports.campaign_sent_since(7, since + timedelta(days=1)) == (0, None)
+        if spool.engine.name == "sqlite":   # the statement as traced, its values in place
+            plan = " ".join(str(row[3]) for row in spool.rows(f"EXPLAIN QUERY PLAN {statement}"))
         else:
             with spool.transaction() as conn:   # as on a big spool, where a scan costs more
                 conn.execute("SET LOCAL enable_seqscan = off")
-                plan = " ".join(r[0] for r in conn.execute(f"EXPLAIN {query}", (7, "a")))
+                plan = " ".join(r[0] for r in conn.execute(f"EXPLAIN {statement}",
+                                                           (7, to_text(since))))
         assert "messages_campaign_sent" in plan
 
 

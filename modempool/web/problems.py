@@ -21,6 +21,7 @@ from modempool.callback_guard import CallbackRefused
 from modempool.errors import (InvalidNumber, NotFound, PoolError, Refused, RefusedMany,
                               RowError, UnknownSim)
 from modempool.spool.model import StateConflict
+from modempool.spool.unavailable import SpoolUnavailable, driver_errors, unavailable
 
 log = logging.getLogger("modempool.web")
 
@@ -41,6 +42,7 @@ _MAPPING: list[tuple[type[Exception], int, str]] = [
     (UnknownSim, 422, "Unknown SIM"),
     (AccountError, 422, "Invalid account"),
     (CallbackRefused, 400, "Callback URL refused"),
+    (SpoolUnavailable, 503, "Database unavailable"),
     (PoolError, 422, "Request refused"),
 ]
 
@@ -122,9 +124,26 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "Internal error", "the server failed to answer; the error is in its log")
 
 
+def _database(request: Request, exc: Exception) -> Response:
+    """A database error: a 503 with Retry-After and one log line when the database cannot
+    answer now (`spool.unavailable`: down, connection lost, a lock timeout...), a 500 with its
+    traceback logged otherwise."""
+    found = unavailable(exc)
+    if found is None:
+        return _unexpected(request, exc)
+    log.warning("503 on %s %s: %s [%s]", request.method, request.url.path, found, found.reason)
+    headers = {"Retry-After": str(found.retry_after)}
+    if _kannel(request):
+        return PlainTextResponse(f"Temporary failure, try again later: {found}",
+                                 status_code=503, headers=headers)
+    return problem(503, "Database unavailable", str(found), headers=headers)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(PoolError, _library)
+    for kind in (SpoolUnavailable, *driver_errors()):   # handled here: not re-raised to the server
+        app.add_exception_handler(kind, _database)
     app.add_exception_handler(Exception, _unexpected)
 

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from modempool.errors import ConfigError
 from modempool.http_listen import DEFAULT_LISTEN, check_exposure, parse_listen
+from modempool.spool.unavailable import log_failure
 
 log = logging.getLogger("modempool.web")
 T = TypeVar("T")
@@ -155,8 +156,8 @@ async def _checkpoints(spool: Any, stop: asyncio.Event) -> None:
                 await stop.wait()
         try:
             await asyncio.to_thread(spool.checkpoint)
-        except Exception:  # a busy or vanished file: the next one will do
-            log.exception("WAL checkpoint failed")
+        except Exception as exc:  # a busy or vanished file: the next one will do
+            log_failure(log, "WAL checkpoint failed", exc)
 
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from modempool.callback_guard import CallbackAllow, CallbackRefused, guarded_transport
 from modempool.logs import quiet_url_loggers
 from modempool.spool.model import from_text, utcnow
+from modempool.spool.unavailable import log_failure
 from modempool.webhooks.store import Webhooks
 
 log = logging.getLogger("modempool.webhooks")
@@ -98,8 +99,8 @@ class WebhookWorker:
                         rows = await asyncio.to_thread(
                             self.webhooks.claim_due, timedelta(seconds=self.timeout * 3 + 30),
                             self.per_endpoint, list(self._busy))
-                    except Exception:  # a locked database: the next round will do
-                        log.exception("could not read the webhook outbox")
+                    except Exception as exc:  # a locked database: the next round will do
+                        log_failure(log, "could not read the webhook outbox", exc)
                         rows = []
                     if rows:
                         secrets = self.webhooks.secrets()
@@ -122,8 +123,8 @@ class WebhookWorker:
         self._pruned_at = time.monotonic()
         try:
             gone = await asyncio.to_thread(self.webhooks.prune, self.keep)
-        except Exception:  # a locked database: the next hour will do
-            log.exception("could not prune the webhook outbox")
+        except Exception as exc:  # a locked database: the next hour will do
+            log_failure(log, "could not prune the webhook outbox", exc)
             return
         if gone:
             log.info("pruned %d delivered or given-up webhook deliveries older than %d days",
@@ -182,8 +183,8 @@ class WebhookWorker:
                  "" if next_at else "; giving up")
         try:
             await asyncio.to_thread(self.webhooks.failed, row["id"], status, error, next_at)
-        except Exception:
-            log.exception("could not record a webhook attempt")
+        except Exception as exc:
+            log_failure(log, "could not record a webhook attempt", exc)
         self.wake.set()
 
     def _release(self, endpoint: str) -> None:

@@ -1,0 +1,104 @@
+"""When the spool's database cannot answer now, but may in a moment (`SpoolUnavailable`).
+
+A PostgreSQL server that is restarting, failing over or gone, a connection lost, too many
+connections, a lock or statement timeout, a transaction chosen as a serialization failure's or
+a deadlock's victim; SQLite's write lock held past the busy timeout. None of these says anything
+about the request: the same call again, a few seconds later, may well succeed, and nothing was
+written (the transaction rolled back). `unavailable(exc)` tells such an error of either engine's
+driver from any other (a bug, a constraint: not to be retried), so that a front end answers
+"try again" (the HTTP API: 503 with Retry-After) rather than "internal error".
+
+The driver's own exception is left to travel as it is: the rules that retry some of them
+(group_commit.py writes a deadlock's victim again) read its SQLSTATE.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from modempool.errors import PoolError
+
+#: SQLSTATEs (or their two-character class) that mean "not now" rather than "not this", with
+#: what a person is told and how many seconds to wait before trying again.
+_NOT_NOW: dict[str, tuple[str, int]] = {
+    "08": ("the connection to the database was lost", 5),                  # connection exception
+    "57P01": ("the database server is shutting down", 5),                  # admin_shutdown
+    "57P02": ("the database server is restarting after a crash", 5),       # crash_shutdown
+    "57P03": ("the database server is not accepting connections yet", 5),  # cannot_connect_now
+    "53300": ("the database has too many connections", 5),                 # too_many_connections
+    "25006": ("the database is read-only now (a standby)", 5),             # after a failover
+    "55P03": ("a lock was not granted in time", 1),                        # lock_not_available
+    "57014": ("a statement ran past its time limit", 1),                   # query_canceled
+    "40001": ("a concurrent change conflicted (serialization failure)", 1),
+    "40P01": ("a concurrent change deadlocked", 1),                        # deadlock_detected
+}
+_LOST = ("the database cannot be reached", 5)   # a connection error that carries no SQLSTATE
+_SQLITE_BUSY = {5, 6}    # SQLITE_BUSY, SQLITE_LOCKED: another writer held on past the timeout
+
+
+class SpoolUnavailable(PoolError):
+    """The spool's database cannot answer now (see the module); `retry_after`: the seconds
+    after which the same call may be tried again; `reason`: the driver's own words (for a log,
+    never for a client)."""
+
+    code = "spool_unavailable"
+
+    def __init__(self, what: str, retry_after: int, reason: str) -> None:
+        super().__init__(f"the spool's database cannot answer now ({what}); nothing was "
+                         f"changed, try again in {retry_after} s")
+        self.retry_after = retry_after
+        self.reason = reason
+
+
+def driver_errors() -> tuple[type[BaseException], ...]:
+    """The base error classes of the engines' drivers (those installed), for a front end that
+    catches them to ask `unavailable`."""
+    try:
+        import psycopg
+    except ImportError:   # pragma: no cover - a dependency of the package
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
+
+
+def unavailable(exc: BaseException) -> SpoolUnavailable | None:
+    """`exc` as a SpoolUnavailable when it says the database cannot answer now, else None."""
+    if isinstance(exc, SpoolUnavailable):
+        return exc
+    if isinstance(exc, sqlite3.OperationalError):
+        if getattr(exc, "sqlite_errorcode", None) in _SQLITE_BUSY:
+            return SpoolUnavailable("another writer held the spool past the busy timeout", 1,
+                                    _first_line(exc))
+        return None
+    sqlstate = getattr(exc, "sqlstate", None)
+    if not isinstance(sqlstate, str) or not sqlstate:
+        if _is_psycopg_operational(exc):   # refused, reset, closed, a pool's timeout
+            return SpoolUnavailable(*_LOST, _first_line(exc))
+        return None
+    found = _NOT_NOW.get(sqlstate) or _NOT_NOW.get(sqlstate[:2])
+    return SpoolUnavailable(*found, _first_line(exc)) if found else None
+
+
+def _is_psycopg_operational(exc: BaseException) -> bool:
+    try:
+        import psycopg
+    except ImportError:   # pragma: no cover
+        return False
+    return isinstance(exc, psycopg.OperationalError)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's message in one line (libpq's run over several)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(dict.fromkeys(lines)) or type(exc).__name__
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log that `what` failed because of `exc`, for a task that tries again later: one line
+    when the database cannot answer now (an outage fills no log with tracebacks), else with
+    the traceback (a bug to find)."""
+    found = unavailable(exc)
+    if found is None:
+        logger.error("%s", what, exc_info=exc)
+    else:
+        logger.warning("%s: %s [%s]", what, found, found.reason)

@@ -408,7 +408,7 @@ class KeptCounts:
         if self.engine.in_transaction():
             return
         try:
-            with self.engine.pool.connection() as raw:
+            with self.engine.connection() as raw:
                 raw.execute(f"VACUUM (SKIP_LOCKED) {', '.join(_CHANGE_TABLES)}")
         except self.engine._psycopg.Error as exc:   # a lock timeout, say: autovacuum will
             log.warning("the kept counts' changes were folded but not vacuumed: %s",

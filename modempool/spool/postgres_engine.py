@@ -289,8 +289,8 @@ class PostgresEngine(Engine):
             first.close()
         self.pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout,
-            kwargs={"autocommit": True}, configure=self._configure, reset=self._returned,
-            check=self._check, name="modempool-spool")
+            kwargs={"autocommit": True}, configure=self._configure, check=self._check,
+            name="modempool-spool")
         self.pool.open(wait=True, timeout=connect_timeout)
         self.counts = KeptCounts(self)
 
@@ -298,8 +298,18 @@ class PostgresEngine(Engine):
     def _configure(raw: Any) -> None:
         raw.row_factory = _rows
 
-    def _returned(self, raw: Any) -> None:
-        self._idle_since[raw] = time.monotonic()
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A pooled connection for the block; when it goes back, the time is noted for
+        `_check`. Noted here, not by the pool's `reset` callback: with one, the pool hands
+        every returned connection to its worker thread, which puts it back only once that
+        thread has had its turn (a thread switch per transaction, and meanwhile the next
+        transaction finds the connection away)."""
+        with self.pool.connection() as raw:
+            try:
+                yield raw
+            finally:
+                self._idle_since[raw] = time.monotonic()
 
     def _check(self, raw: Any) -> None:
         """A connection idle for a while is tried before use (the server may have restarted);
@@ -405,7 +415,7 @@ class PostgresEngine(Engine):
             for statement in statements_:
                 self._local.conn.execute(statement)
             return
-        with self.pool.connection() as raw, self._schema_lock(raw), raw.transaction():
+        with self.connection() as raw, self._schema_lock(raw), raw.transaction():
             for statement in statements_:
                 raw.execute(statement)
 
@@ -465,7 +475,7 @@ class PostgresEngine(Engine):
         if current is not None:  # nested: the outer one commits
             yield current
             return
-        with self.pool.connection() as raw:
+        with self.connection() as raw:
             conn = PgConn(raw)
             self._local.conn = conn
             try:
@@ -478,7 +488,7 @@ class PostgresEngine(Engine):
         current = getattr(self._local, "conn", None)
         if current is not None:
             return current.execute(sql, params).fetchall()
-        with self.pool.connection() as raw:
+        with self.connection() as raw:
             return PgConn(raw).execute(sql, params).fetchall()
 
     def in_transaction(self) -> bool:

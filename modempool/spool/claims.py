@@ -192,31 +192,42 @@ class Claims:
     ) -> None:
         """Record that part `seq` was accepted (+CMGS gave `message_reference`); counts it
         for the SIM's per-minute/day/month limits."""
-        moment = now or utcnow()
-        now_text = to_text(moment)
         with self.engine.tx() as conn:
-            if message_reference is not None:   # a report for it waits, or is seen below
-                self.engine.lock_key(conn, f"report:{message_reference}")
-            row = conn.execute(
-                "UPDATE parts SET state = 'sent', reference = ?, message_reference = ?, sent_at = ? "
-                "WHERE message_id = ? AND seq = ? AND state NOT IN ('sent', 'delivered', 'undelivered') "
-                "RETURNING sim",   # a late confirmation never undoes a report, nor counts twice
-                (reference, message_reference, now_text, message_id, seq),
-            ).fetchall()
-            if not row:
-                exists = conn.execute(
-                    "SELECT 1 FROM parts WHERE message_id = ? AND seq = ?", (message_id, seq)
-                ).fetchone()
-                if exists is None:
-                    raise LeaseLost(
-                        f"part {seq} of message {message_id} was never marked as writing"
-                    )
-                return  # already recorded: do not count twice
-            if row[0][0]:
-                self.sims.add_sent(conn, row[0][0], 1, moment)
-            if message_reference is not None:
-                apply_early_report(conn, self.engine, self.audit, message_id, seq,
-                                   message_reference, now_text)
+            self._record_part(conn, message_id, seq, reference, message_reference,
+                              now or utcnow(), settle_message=True)
+
+    def _record_part(self, conn: Any, message_id: int, seq: int, reference: int | None,
+                     message_reference: int | None, moment: datetime, *,
+                     settle_message: bool) -> str | None:
+        """`mark_part_sent` in `conn`'s transaction; the part's state now ('sent', or the
+        verdict of a report that came before), None if it had been recorded already. Without
+        `settle_message` a report applied here leaves the message to the caller, who settles
+        it from its parts next (`mark_last_part_sent`)."""
+        now_text = to_text(moment)
+        if message_reference is not None:   # a report for it waits, or is seen below
+            self.engine.lock_key(conn, f"report:{message_reference}")
+        row = conn.execute(
+            "UPDATE parts SET state = 'sent', reference = ?, message_reference = ?, sent_at = ? "
+            "WHERE message_id = ? AND seq = ? AND state NOT IN ('sent', 'delivered', 'undelivered') "
+            "RETURNING sim",   # a late confirmation never undoes a report, nor counts twice
+            (reference, message_reference, now_text, message_id, seq),
+        ).fetchall()
+        if not row:
+            exists = conn.execute(
+                "SELECT 1 FROM parts WHERE message_id = ? AND seq = ?", (message_id, seq)
+            ).fetchone()
+            if exists is None:
+                raise LeaseLost(
+                    f"part {seq} of message {message_id} was never marked as writing"
+                )
+            return None  # already recorded: do not count twice
+        if row[0][0]:
+            self.sims.add_sent(conn, row[0][0], 1, moment)
+        if message_reference is not None:
+            return apply_early_report(conn, self.engine, self.audit, message_id, seq,
+                                      message_reference, now_text,
+                                      settle_message=settle_message) or "sent"
+        return "sent"
 
     def mark_sent(self, message_id: int, *, lease_owner: str | None = None) -> bool:
         """End a successful attempt: SENT (or DELIVERED if every report is already in)."""
@@ -242,9 +253,24 @@ class Claims:
     ) -> bool:
         """`mark_part_sent` of the last part and `mark_sent`, in one transaction (one commit
         per message instead of two); returns what `mark_sent` returns."""
-        with self.engine.tx():
-            self.mark_part_sent(message_id, seq, reference, message_reference, now=now)
-            return self.mark_sent(message_id, lease_owner=lease_owner)
+        with self.engine.tx() as conn:
+            part = self._record_part(conn, message_id, seq, reference, message_reference,
+                                     now or utcnow(), settle_message=False)
+            now_text = to_text(utcnow())
+            ok = self._finish(conn, message_id, MessageState.SENT, None, now_text, lease_owner,
+                              extra=", sent_at = :now")
+            if ok:
+                self.audit.record(conn, "sent", message_id, now=now_text)
+            # The message's verdict from its parts' reports. Of a one-part message the part
+            # just recorded is all there is to ask (no report yet: nothing to settle).
+            if ok and (seq > 1 or part is None):
+                deliver_if_complete(conn, message_id, now_text)
+                fail_if_undelivered(conn, message_id, now_text)
+            elif part == "delivered":
+                deliver_if_complete(conn, message_id, now_text)
+            elif part == "undelivered":
+                fail_if_undelivered(conn, message_id, now_text)
+            return ok
 
     def mark_many_sent(self, sends: Sequence[SentPart]) -> list[bool]:
         """`mark_last_part_sent` for each of `sends`, all in one transaction (one commit for
@@ -386,19 +412,22 @@ _EARLY_REPORT = (
 
 
 def apply_early_report(conn: Any, engine: Engine, audit: AuditLog, message_id: int, seq: int,
-                       message_reference: int, now: str) -> None:
-    """Apply to part `seq`, just recorded as sent, the report that came before it."""
+                       message_reference: int, now: str, *,
+                       settle_message: bool = True) -> str | None:
+    """Apply to part `seq`, just recorded as sent, the report that came before it; the part's
+    state it gave, None if there was none (`apply_report` for `settle_message`)."""
     sql = _EARLY_REPORT.format(
         written_after=engine.seconds_between("parts.writing_at", "r.received_at"))
     row = conn.execute(sql, (message_reference, CLOCK_SLACK.total_seconds(), message_id,
                              seq)).fetchone()
     if row is None:
-        return
+        return None
     report_id, part_id, sim, status, delivered, final = row
     conn.execute("UPDATE delivery_reports SET part_id = ?, message_id = ? WHERE id = ?",
                  (part_id, message_id, report_id))
-    apply_report(conn, audit, part_id=part_id, message_id=message_id, sim=sim, status=status,
-                 delivered=bool(delivered), final=bool(final), now=now)
+    return apply_report(conn, audit, part_id=part_id, message_id=message_id, sim=sim,
+                        status=status, delivered=bool(delivered), final=bool(final), now=now,
+                        settle_message=settle_message)
 
 
 def fail_if_undelivered(conn: Any, message_id: int, now: str) -> None:
@@ -413,15 +442,18 @@ def fail_if_undelivered(conn: Any, message_id: int, now: str) -> None:
 
 
 def apply_report(conn: Any, audit: AuditLog, *, part_id: int, message_id: int, sim: str | None,
-                 status: int, delivered: bool, final: bool, now: str) -> None:
+                 status: int, delivered: bool, final: bool, now: str,
+                 settle_message: bool = True) -> str:
     """A delivery report's verdict on its part, and on the message: DELIVERED once every part
-    is, FAILED ("not delivered") on a final failure of a SENT message."""
+    is, FAILED ("not delivered") on a final failure of a SENT message. Returns the part's new
+    state. Without `settle_message` the message is left to the caller (a confirmation
+    recorded in the same transaction, whose message is not SENT yet: `mark_last_part_sent`)."""
     part_state = "delivered" if delivered else ("undelivered" if final else "sent")
     conn.execute("UPDATE parts SET state = ?, status = ?, status_at = ? WHERE id = ?",
                  (part_state, status, now, part_id))
-    if delivered:
+    if delivered and settle_message:
         deliver_if_complete(conn, message_id, now)
-    elif final:
+    elif final and settle_message:
         conn.execute(
             "UPDATE messages SET state = 'failed', error = ?, updated_at = ? "
             "WHERE id = ? AND state = 'sent'",
@@ -429,3 +461,4 @@ def apply_report(conn: Any, audit: AuditLog, *, part_id: int, message_id: int, s
         )
     audit.record(conn, "delivery-report", message_id, sim,
                  {"status": status, "delivered": delivered, "part_id": part_id}, now)
+    return part_state

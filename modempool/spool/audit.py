@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from modempool.spool.engine import Engine
 from modempool.spool.model import to_text, utcnow
 from datetime import datetime
+
+
+_INSERT = "INSERT INTO events (time, kind, message_id, sim, detail) VALUES "
+_ROW = "(?, ?, ?, ?, ?)"
 
 
 class AuditLog:
@@ -16,16 +24,46 @@ class AuditLog:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._local = threading.local()   # the events held by `together`, per thread
 
     def record(self, conn: Any, kind: str, message_id: int | None = None, sim: str | None = None,
                detail: Any = None, now: str | None = None) -> None:
         """One event, written on `conn` (an open transaction)."""
         if detail is not None and not isinstance(detail, str):
             detail = json.dumps(detail, ensure_ascii=False, default=str)
-        conn.execute(
-            "INSERT INTO events (time, kind, message_id, sim, detail) VALUES (?, ?, ?, ?, ?)",
-            (now or to_text(utcnow()), kind, message_id, sim, detail),
-        )
+        row = (now or to_text(utcnow()), kind, message_id, sim, detail)
+        held = getattr(self._local, "held", None)
+        if held is not None:
+            held.append(row)
+        else:
+            self._write(conn, [row])
+
+    @contextmanager
+    def together(self, conn: Any) -> Iterator[None]:
+        """The events recorded in the block (in this thread) written at its end, in order, in
+        one statement on `conn`, as if each had been written where it was recorded: a
+        confirmation and the report applied with it cost one. A block that raises still
+        writes those recorded before (its caller may catch and commit), where it can."""
+        if getattr(self._local, "held", None) is not None:   # inside another: that one writes
+            yield
+            return
+        held: list[tuple[Any, ...]] = []
+        self._local.held = held
+        try:
+            yield
+        except BaseException:
+            self._local.held = None
+            with contextlib.suppress(Exception):   # a failed transaction: the error is its
+                self._write(conn, held)
+            raise
+        self._local.held = None
+        self._write(conn, held)
+
+    @staticmethod
+    def _write(conn: Any, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            conn.execute(_INSERT + ", ".join([_ROW] * len(rows)),
+                         [value for row in rows for value in row])
 
     def add(self, kind: str, *, message_id: int | None = None, sim: str | None = None,
             detail: Any = None, now: datetime | None = None) -> None:

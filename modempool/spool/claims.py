@@ -204,13 +204,20 @@ class Claims:
         `settle_message` a report applied here leaves the message to the caller, who settles
         it from its parts next (`mark_last_part_sent`)."""
         now_text = to_text(moment)
+        early = None
         if message_reference is not None:   # a report for it waits, or is seen below
             self.engine.lock_key(conn, f"report:{message_reference}")
+            early = early_report(conn, self.engine, message_id, seq, message_reference)
+        # The part recorded sent, or at once with the verdict of the report that came first.
+        state = "sent" if early is None else part_verdict(early.delivered, early.final)
         row = conn.execute(
-            "UPDATE parts SET state = 'sent', reference = ?, message_reference = ?, sent_at = ? "
-            "WHERE message_id = ? AND seq = ? AND state NOT IN ('sent', 'delivered', 'undelivered') "
+            "UPDATE parts SET state = ?, reference = ?, message_reference = ?, sent_at = ?"
+            + ("" if early is None else ", status = ?, status_at = ?")
+            + " WHERE message_id = ? AND seq = ? "
+            "AND state NOT IN ('sent', 'delivered', 'undelivered') "
             "RETURNING sim",   # a late confirmation never undoes a report, nor counts twice
-            (reference, message_reference, now_text, message_id, seq),
+            (state, reference, message_reference, now_text,
+             *(() if early is None else (early.status, now_text)), message_id, seq),
         ).fetchall()
         if not row:
             exists = conn.execute(
@@ -223,11 +230,13 @@ class Claims:
             return None  # already recorded: do not count twice
         if row[0][0]:
             self.sims.add_sent(conn, row[0][0], 1, moment)
-        if message_reference is not None:
-            return apply_early_report(conn, self.engine, self.audit, message_id, seq,
-                                      message_reference, now_text,
-                                      settle_message=settle_message) or "sent"
-        return "sent"
+        if early is not None:
+            conn.execute("UPDATE delivery_reports SET part_id = ?, message_id = ? WHERE id = ?",
+                         (early.part_id, message_id, early.report_id))
+            report_applied(conn, self.audit, part_id=early.part_id, message_id=message_id,
+                           sim=early.sim, status=early.status, delivered=early.delivered,
+                           final=early.final, now=now_text, settle_message=settle_message)
+        return state
 
     def mark_sent(self, message_id: int, *, lease_owner: str | None = None) -> bool:
         """End a successful attempt: SENT (or DELIVERED if every report is already in)."""
@@ -253,7 +262,7 @@ class Claims:
     ) -> bool:
         """`mark_part_sent` of the last part and `mark_sent`, in one transaction (one commit
         per message instead of two); returns what `mark_sent` returns."""
-        with self.engine.tx() as conn:
+        with self.engine.tx() as conn, self.audit.together(conn):
             part = self._record_part(conn, message_id, seq, reference, message_reference,
                                      now or utcnow(), settle_message=False)
             now_text = to_text(utcnow())
@@ -275,7 +284,7 @@ class Claims:
     def mark_many_sent(self, sends: Sequence[SentPart]) -> list[bool]:
         """`mark_last_part_sent` for each of `sends`, all in one transaction (one commit for
         the confirmations of many modems); False for a message whose lease was lost."""
-        with self.engine.tx():
+        with self.engine.tx() as conn, self.audit.together(conn):
             return [self.mark_last_part_sent(send.message_id, send.seq, send.reference,
                                              send.message_reference,
                                              lease_owner=send.lease_owner, now=send.now)
@@ -411,11 +420,22 @@ _EARLY_REPORT = (
     "ORDER BY r.id LIMIT 1")
 
 
-def apply_early_report(conn: Any, engine: Engine, audit: AuditLog, message_id: int, seq: int,
-                       message_reference: int, now: str, *,
-                       settle_message: bool = True) -> str | None:
-    """Apply to part `seq`, just recorded as sent, the report that came before it; the part's
-    state it gave, None if there was none (`apply_report` for `settle_message`)."""
+@dataclass(frozen=True, slots=True)
+class EarlyReport:
+    """A stored report that came before its part's confirmation (`early_report`)."""
+
+    report_id: int
+    part_id: int
+    sim: str | None
+    status: int
+    delivered: bool
+    final: bool
+
+
+def early_report(conn: Any, engine: Engine, message_id: int, seq: int,
+                 message_reference: int) -> EarlyReport | None:
+    """The report stored before part `seq`'s confirmation with `message_reference` came (to
+    be applied as it is recorded), if one did."""
     sql = _EARLY_REPORT.format(
         written_after=engine.seconds_between("parts.writing_at", "r.received_at"))
     row = conn.execute(sql, (message_reference, CLOCK_SLACK.total_seconds(), message_id,
@@ -423,11 +443,7 @@ def apply_early_report(conn: Any, engine: Engine, audit: AuditLog, message_id: i
     if row is None:
         return None
     report_id, part_id, sim, status, delivered, final = row
-    conn.execute("UPDATE delivery_reports SET part_id = ?, message_id = ? WHERE id = ?",
-                 (part_id, message_id, report_id))
-    return apply_report(conn, audit, part_id=part_id, message_id=message_id, sim=sim,
-                        status=status, delivered=bool(delivered), final=bool(final), now=now,
-                        settle_message=settle_message)
+    return EarlyReport(report_id, part_id, sim, status, bool(delivered), bool(final))
 
 
 def fail_if_undelivered(conn: Any, message_id: int, now: str) -> None:
@@ -441,16 +457,28 @@ def fail_if_undelivered(conn: Any, message_id: int, now: str) -> None:
                      (f"not delivered (status 0x{int(row[0] or 0):02X})", now, message_id))
 
 
+def part_verdict(delivered: bool, final: bool) -> str:
+    """A part's state after its report: delivered, undelivered (a final failure), or still
+    sent (the network tries on)."""
+    return "delivered" if delivered else ("undelivered" if final else "sent")
+
+
 def apply_report(conn: Any, audit: AuditLog, *, part_id: int, message_id: int, sim: str | None,
-                 status: int, delivered: bool, final: bool, now: str,
-                 settle_message: bool = True) -> str:
+                 status: int, delivered: bool, final: bool, now: str) -> None:
     """A delivery report's verdict on its part, and on the message: DELIVERED once every part
-    is, FAILED ("not delivered") on a final failure of a SENT message. Returns the part's new
-    state. Without `settle_message` the message is left to the caller (a confirmation
-    recorded in the same transaction, whose message is not SENT yet: `mark_last_part_sent`)."""
-    part_state = "delivered" if delivered else ("undelivered" if final else "sent")
+    is, FAILED ("not delivered") on a final failure of a SENT message."""
     conn.execute("UPDATE parts SET state = ?, status = ?, status_at = ? WHERE id = ?",
-                 (part_state, status, now, part_id))
+                 (part_verdict(delivered, final), status, now, part_id))
+    report_applied(conn, audit, part_id=part_id, message_id=message_id, sim=sim, status=status,
+                   delivered=delivered, final=final, now=now)
+
+
+def report_applied(conn: Any, audit: AuditLog, *, part_id: int, message_id: int,
+                   sim: str | None, status: int, delivered: bool, final: bool, now: str,
+                   settle_message: bool = True) -> None:
+    """After a report's verdict was written to its part: the message settled by it, and the
+    event. Without `settle_message` the message is left to the caller (a confirmation
+    recorded in the same transaction, whose message is not SENT yet: `mark_last_part_sent`)."""
     if delivered and settle_message:
         deliver_if_complete(conn, message_id, now)
     elif final and settle_message:
@@ -461,4 +489,3 @@ def apply_report(conn: Any, audit: AuditLog, *, part_id: int, message_id: int, s
         )
     audit.record(conn, "delivery-report", message_id, sim,
                  {"status": status, "delivered": delivered, "part_id": part_id}, now)
-    return part_state

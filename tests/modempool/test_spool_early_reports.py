@@ -70,3 +70,28 @@ def test_an_early_final_failure_fails_the_message(spool):
     spool.mark_last_part_sent(message_id, 1, None, 42, lease_owner="o")
     message = spool.get(message_id)
     assert message.state is MessageState.FAILED and "not delivered (status 0x41)" in message.error
+
+
+def test_the_report_and_the_confirmation_leave_their_events_in_order(spool):
+    message_id = writing(spool)
+    spool.store_delivery_report("m1", 42, TO, 0, received_at=network_time())
+    spool.mark_last_part_sent(message_id, 1, None, 42, lease_owner="o")
+    kinds = [event["kind"] for event in spool.audit(message_id)]
+    assert kinds[-2:] == ["delivery-report", "sent"]
+    assert spool.audit(message_id)[-2]["sim"] == "m1"
+
+
+def test_a_batch_that_fails_halfway_keeps_the_events_of_what_it_recorded(spool):
+    """`mark_many_sent` writes its events together at its end; a record refused halfway
+    (never marked writing) leaves those before it with their events, as one at a time."""
+    from modempool.spool.claims import SentPart
+    from modempool.spool.model import LeaseLost
+
+    first = writing(spool)
+    never = spool.enqueue(TO, "never written").id
+    with spool.batch():
+        with pytest.raises(LeaseLost):
+            spool.mark_many_sent([SentPart(first, 1, None, 5, lease_owner="o"),
+                                  SentPart(never, 1, None, 6, lease_owner="o")])
+    assert spool.get(first).state is MessageState.SENT
+    assert [event["kind"] for event in spool.audit(first)][-1] == "sent"

@@ -8,6 +8,12 @@
 
 Who made a campaign is kept in `campaign_accounts`; a campaign with no row there was made
 outside an account (the CLI, a script) and is the bank's: admins run it, viewers see it.
+
+Whose its messages are (`campaign_owner`): a campaign made by a sender is that sender's, whoever
+starts it (the sender, an admin in the console or API, the CLI), so its messages are in the
+sender's list and counts and count towards its quota afterwards; a campaign an admin made, or
+one made outside any account, is the bank's: its messages have no owner and count in the
+global figures only. Only a sender's own start is checked against its quota.
 """
 
 from __future__ import annotations
@@ -108,7 +114,7 @@ class AccountCampaigns:
         refused start queues nothing."""
         self._may_change(campaign_id)
         if self.account.sees_all:
-            return self.store.start(campaign_id, skip_problems=skip_problems)
+            return start_for_its_owner(self.pool, campaign_id, skip_problems=skip_problems)
         limited = self.account.per_minute is not None or self.account.per_day is not None
         spool = self.pool.spool
         with spool.transaction() as conn:
@@ -155,3 +161,36 @@ class AccountCampaigns:
         already = self.pool.spool.reports.campaign_client_ids(campaign_id)
         return sum(1 for r in self.store.plan(campaign_id).recipients
                    if campaign.client_id(r.number) not in already)
+
+
+def campaign_owner(pool: Pool, campaign_id: int) -> str | None:
+    """The account a campaign's messages belong to: the sender that made it; None for a
+    campaign an admin made or one made outside any account (the bank's: see the module)."""
+    from modempool.accounts import Accounts
+
+    db = pool.campaigns.db
+    ensure_schema(db, SCHEMA)
+    row = db.execute("SELECT account FROM campaign_accounts WHERE campaign_id = ?",
+                     [campaign_id]).fetchone()
+    if row is None:
+        return None
+    try:
+        maker = Accounts(pool.spool).get(row[0])
+    except NotFound:   # removed since: its campaign is the bank's now
+        return None
+    return None if maker.sees_all else maker.name
+
+
+def start_for_its_owner(pool: Pool, campaign_id: int, *,
+                        skip_problems: bool = False) -> CampaignStart:
+    """Start a campaign as the bank does (an admin, the CLI: no quota): its messages are
+    recorded as its owner's (`campaign_owner`), if it has one, in the transaction that
+    queues them."""
+    owner = campaign_owner(pool, campaign_id)
+    if owner is None:
+        return pool.campaigns.start(campaign_id, skip_problems=skip_problems)
+    spool = pool.spool
+    with spool.transaction():
+        now = utcnow()
+        return pool.campaigns.start(campaign_id, skip_problems=skip_problems,
+                                    on_write=lambda ids: spool.scoped.own(owner, ids, now))

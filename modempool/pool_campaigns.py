@@ -97,8 +97,11 @@ class PoolCampaigns:
     def start(self, campaign_id: int, *, skip_problems: bool = False) -> CampaignStart:
         """Queue every recipient not yet queued; safe to repeat (after a crash it fills in what
         is missing, 断点续发). Sensitive words always block, other problems unless
-        `skip_problems` (CampaignBlocked lists them); unknown SIMs are refused."""
-        return self.pool.campaigns.start(campaign_id, skip_problems=skip_problems)
+        `skip_problems` (CampaignBlocked lists them); unknown SIMs are refused. A campaign
+        a sender made stays its: its messages are the sender's (`campaign_owner`)."""
+        from modempool.account_campaigns import start_for_its_owner
+
+        return start_for_its_owner(self.pool, campaign_id, skip_problems=skip_problems)
 
     def pause(self, campaign_id: int) -> Campaign:
         """Hold the campaign's queued messages."""

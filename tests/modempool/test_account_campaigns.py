@@ -153,3 +153,24 @@ def test_starting_a_campaign_never_waits_for_a_daemon_changing_its_messages(tmp_
         assert not stuck and outcome[0].already_enqueued == 2
         counts = {s: n for s, n in pool.spool.scoped.counts("shop").items() if n}
         assert counts == {"sending": 2}
+
+
+def test_a_senders_campaign_is_its_own_whoever_starts_it_an_admins_is_the_banks(pool):
+    """A campaign a sender made: its messages are the sender's (its list, its counts), also
+    when an admin (console, API) or the CLI (`Pool`) starts it; one an admin made, or one
+    made outside any account, has messages of no account's (the global figures only)."""
+    shop = pool.for_account(Accounts(pool.spool).get("shop"))
+    root = desk(pool, "root")
+    for_shop = desk(pool, "shop").create("上新", "新品到店", numbers=["13700137003"],
+                                         kind="notice")
+    assert root.start(for_shop.id).enqueued == 1   # an admin starts the sender's campaign
+    by_cli = desk(pool, "shop").create("补货", "到货通知", numbers=["13700137004"], kind="notice")
+    assert pool.start_campaign(by_cli.id).enqueued == 1   # the CLI starts it
+    admins = root.create("停电通知", "今晚停电", numbers=["13700137005"], kind="notice")
+    assert root.start(admins.id).enqueued == 1
+    banks = pool.create_campaign("全体", "放假通知", numbers=["13700137006"], kind="notice")
+    assert pool.start_campaign(banks.id).enqueued == 1
+    assert sorted(m.to for m in shop.list()[0]) == ["+8613700137003", "+8613700137004"]
+    assert shop.counts()["queued"] == 2
+    assert pool.spool.scoped.counts("root")["queued"] == 0
+    assert pool.counts()["queued"] == 4   # every one in the global figures

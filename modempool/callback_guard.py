@@ -63,6 +63,7 @@ _RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_pre
 log = logging.getLogger("modempool.callback_guard")
 
 Resolver = Callable[[str, int], Awaitable[list["IpAddress"]]]
+Lookup = Callable[..., Sequence[Any]]   # socket.getaddrinfo's signature
 
 
 class CallbackRefused(PoolError):
@@ -187,24 +188,24 @@ def without_dot_segments(path: str) -> str:
     return joined if joined.startswith("/") else "/" + joined
 
 
-def resolve(host: str, port: int, timeout: float = RESOLVE_TIMEOUT) -> list[IpAddress]:
-    """Every address the resolver gives for `host` (as a connection would ask it); OSError
-    if it does not answer within `timeout` seconds."""
-    lookup = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+def resolve(host: str, port: int, timeout: float = RESOLVE_TIMEOUT,
+            lookup: Lookup = socket.getaddrinfo) -> list[IpAddress]:
+    """Every address `lookup` (the system's resolver; a test gives its own) gives for `host`
+    (as a connection would ask it); OSError if it does not answer within `timeout` seconds."""
+    pending = _RESOLVER.submit(lookup, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = lookup.result(timeout=timeout)
+        infos = pending.result(timeout=timeout)
     except concurrent.futures.TimeoutError:
-        lookup.cancel()
+        pending.cancel()
         raise OSError(f"no answer within {timeout:g} s") from None
     return _addresses(infos)
 
 
 async def resolve_async(host: str, port: int) -> list[IpAddress]:
-    """`resolve` for the event loop (the guarded transport's resolver)."""
+    """`resolve` for the event loop (the guarded transport's resolver, which limits its time)."""
     import asyncio
 
-    async with asyncio.timeout(RESOLVE_TIMEOUT):
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return _addresses(infos)
 
 
@@ -237,10 +238,11 @@ def check_addresses(url: str, host: str, addresses: Sequence[IpAddress], allow: 
             raise _refused(what, url)
 
 
-def check_callback(url: str, allow: CallbackAllow, what: str = "dlr-url") -> None:
+def check_callback(url: str, allow: CallbackAllow, what: str = "dlr-url", *,
+                   timeout: float = RESOLVE_TIMEOUT, lookup: Lookup = socket.getaddrinfo) -> None:
     """Refuse (`CallbackRefused`, one line) a callback URL the box may not call: not http(s),
-    or a host that does not resolve (within RESOLVE_TIMEOUT) or resolves to an address that
-    is not allowed. Resolves the host (blocking: call it off the event loop)."""
+    or a host that does not resolve (by `lookup` within `timeout` seconds) or resolves to an
+    address that is not allowed. Resolves the host (blocking: call it off the event loop)."""
     where = _split(url)
     if where is None:
         raise CallbackRefused(f"{what} {url!r}: give an http:// or https:// URL with a host",
@@ -249,17 +251,20 @@ def check_callback(url: str, allow: CallbackAllow, what: str = "dlr-url") -> Non
         return
     _, host, port, _ = where
     try:
-        addresses = resolve(host, port)
+        addresses = resolve(host, port, timeout, lookup)
     except (OSError, UnicodeError, ValueError) as exc:
         log.warning("%s refused: host %s does not resolve (%s)", what, host, exc)
         raise _refused(what, url) from None
     check_addresses(url, host, addresses, allow, what)
 
 
-def guarded_transport(allow: CallbackAllow, resolver: Resolver = resolve_async,
-                      **options: Any) -> Any:
+def guarded_transport(allow: CallbackAllow, resolver: Resolver = resolve_async, *,
+                      resolve_timeout: float = RESOLVE_TIMEOUT, **options: Any) -> Any:
     """An httpx transport that calls only allowed addresses (`GuardedTransport`). `resolver`
-    gives a host's addresses (the system's, by default; a test gives its own)."""
+    gives a host's addresses (the system's, by default; a test gives its own), within
+    `resolve_timeout` seconds, else the callback is refused."""
+    import asyncio
+
     import httpx
 
     class GuardedTransport(httpx.AsyncBaseTransport):
@@ -280,8 +285,13 @@ def guarded_transport(allow: CallbackAllow, resolver: Resolver = resolve_async,
                 raise CallbackRefused("the callback is not an http(s) URL")
             _, host, port, _ = where
             try:
-                addresses = await resolver(host, port)
-            except (OSError, TimeoutError, UnicodeError, ValueError) as exc:
+                async with asyncio.timeout(resolve_timeout):
+                    addresses = await resolver(host, port)
+            except TimeoutError:
+                log.warning("callback refused: host %s does not resolve (no answer within "
+                            "%g s)", host, resolve_timeout)
+                raise _refused("callback", url) from None
+            except (OSError, UnicodeError, ValueError) as exc:
                 log.warning("callback refused: host %s does not resolve (%s)", host, exc)
                 raise _refused("callback", url) from None
             check_addresses(url, host, addresses, allow, "callback")

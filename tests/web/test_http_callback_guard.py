@@ -370,3 +370,52 @@ def test_https_keeps_the_name_for_sni_and_checks_the_certificate_against_it(tmp_
     assert receiver.seen == [("GET", "/dlr", f"crm.test:{receiver.port}")]
     assert refused is not None and "certificate" in str(refused).lower(), refused
     assert server_names == ["crm.test", "other.test"]
+
+
+def test_a_dlr_url_whose_host_never_resolves_is_the_fixed_one_line_400(caplog):
+    """The lookup when a dlr-url is given is limited (5 s by default; here a hundredth of
+    a second): a resolver that never answers gets the refusal every other bad address gets."""
+    import json
+    import threading
+
+    from modempool.web.problems import for_error
+
+    release = threading.Event()
+
+    def never_answers(host, port, **options):
+        release.wait()   # until the test ends: its thread is the resolver's own, not ours
+        raise OSError("released at the test's end")
+
+    with caplog.at_level(logging.WARNING, logger="modempool.callback_guard"):
+        try:
+            with pytest.raises(CallbackRefused) as refused:
+                check_callback("http://crm.test/dlr?s=%d", CallbackAllow.parse([]),
+                               timeout=0.01, lookup=never_answers)
+        finally:
+            release.set()
+    answer = for_error(refused.value)
+    assert answer.status_code == 400
+    assert json.loads(answer.body)["detail"] == (
+        "dlr-url: not an allowed callback address (its host must resolve to public addresses "
+        "only, or be listed in [http] callback_allow)")
+    assert [r.getMessage() for r in caplog.records] == [
+        "dlr-url refused: host crm.test does not resolve (no answer within 0.01 s)"]
+
+
+def test_a_callback_whose_host_never_resolves_is_refused_when_called(caplog):
+    """The same limit when a callback is made: the transport waits for its resolver at most
+    `resolve_timeout` (5 s by default), whatever the resolver."""
+    asked: list[str] = []
+
+    async def never_answers(host: str, port: int):
+        asked.append(host)
+        await asyncio.Event().wait()   # an event nobody sets
+
+    transport = guarded_transport(CallbackAllow.parse([]), resolver=never_answers,
+                                  resolve_timeout=0.01)
+    with caplog.at_level(logging.WARNING, logger="modempool.callback_guard"):
+        with pytest.raises(CallbackRefused) as refused:
+            _get(transport, "http://crm.test/dlr")
+    assert asked == ["crm.test"] and "not an allowed callback address" in str(refused.value)
+    assert [r.getMessage() for r in caplog.records] == [
+        "callback refused: host crm.test does not resolve (no answer within 0.01 s)"]

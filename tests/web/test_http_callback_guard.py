@@ -179,7 +179,7 @@ def _allowed_round(tmp_path, receiver: Receiver) -> dict:
 
 
 def test_a_redirect_is_not_followed(tmp_path):
-    receiver = Receiver(lambda n: (302, {"location": "http://169.254.169.254/latest/meta-data/"}))
+    receiver = Receiver(lambda arrival: (302, {"location": "http://169.254.169.254/latest/meta-data/"}))
     row = _allowed_round(tmp_path, receiver)
     assert receiver.seen == [("GET", "/dlr", f"127.0.0.1:{receiver.port}")]
     assert (row["state"], row["last_status"]) == ("pending", 302)

@@ -8,39 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
-from http_harness import both_engines, free_port, wait_http
+from http_harness import Receiver, both_engines, free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Callbacks:
-    """Records the GET requests of Kannel dlr-url callbacks."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.arrived = threading.Condition()
-        callbacks = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                self.send_response(200)
-                self.end_headers()
-                with callbacks.arrived:
-                    callbacks.paths.append(self.path)
-                    callbacks.arrived.notify_all()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @both_engines
@@ -52,7 +26,7 @@ def test_run_with_http_sends_what_the_api_queued(tmp_path, spool_section):
                           cwd=REPO, timeout=60)
     key = json.loads(made.stdout)["key"]
     port = free_port()
-    callbacks = Callbacks()
+    callbacks = Receiver()   # the dlr-url's
     daemon = subprocess.Popen([sys.executable, "-m", "cli", "run", "--simulate", "2", "--config",
                                str(config), "--http", f"127.0.0.1:{port}"], cwd=REPO,
                               stderr=subprocess.PIPE, text=True)
@@ -70,8 +44,7 @@ def test_run_with_http_sends_what_the_api_queued(tmp_path, spool_section):
                          ok=lambda r: r.json().get("state") in ("sent", "delivered"),
                          headers=headers)
         assert sent.json()["sim"] in ("m1", "m2") and sent.json()["parts"][0]["sent_at"]
-        with callbacks.arrived:
-            assert callbacks.arrived.wait_for(lambda: callbacks.paths, 30), "no dlr-url callback"
+        callbacks.wait_for(1)   # the dlr-url callback
         assert callbacks.paths == ["/dlr?status=8&to=%2B8613800138001"]
         balance = httpx.post(base + "/v1/sims/m2/ussd", headers=headers, json={"code": "*100#"},
                              timeout=90)
@@ -84,7 +57,7 @@ def test_run_with_http_sends_what_the_api_queued(tmp_path, spool_section):
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0, daemon.stderr.read()
-        callbacks.server.shutdown()
+        callbacks.stop()
     try:  # the sidecar went with the daemon
         httpx.get(base + "/healthz", timeout=2)
         raise AssertionError("the API still answers after the daemon stopped")

@@ -22,7 +22,7 @@ def cli(*args: str, config: Path) -> subprocess.CompletedProcess:
 
 
 def test_webhook_urls_password_and_token_never_reach_the_log(config_path, tmp_path):
-    receiver = Receiver(lambda n: (500 if n == 1 else 204, {}))   # failed once, then delivered
+    receiver = Receiver(lambda arrival: (500 if arrival.number == 1 else 204, {}))   # failed once, then delivered
     url = f"http://crm:TopSecretPw@127.0.0.1:{receiver.port}/h?token=LEAKME"
     added = cli("webhooks", "add", url, "--events", "optout.added", config=config_path)
     assert added.returncode == 0, added.stderr

@@ -8,12 +8,9 @@ import signal
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import standardwebhooks
-
-from http_harness import free_port, wait_http
+from http_harness import Receiver, free_port, wait_http
 from modempool.config import load_config
 from modempool.webhooks import Webhooks
 
@@ -30,62 +27,37 @@ retry_max = 0.5
 """
 
 
-class Endpoint:
-    """A webhook receiver that verifies signatures and keeps the sent messages' ids in arrival
-    order; with `hold`, it keeps every request open until `release()`."""
+def endpoint(held: threading.Event | None = None) -> tuple[Receiver, str]:
+    """A webhook receiver (its secret set once the webhook is added) and its URL; given `held`,
+    it keeps every request open until that event is set."""
+    def answer(arrival) -> tuple[int, dict]:
+        if held is not None:
+            held.wait(600)
+        return 204, {}
 
-    def __init__(self, hold: bool = False) -> None:
-        self.ids: list[int] = []
-        self.arrived = threading.Condition()
-        self.released = threading.Event()
-        self.hold = hold
-        self.verifier: standardwebhooks.Webhook | None = None
-        endpoint = self
+    receiver = Receiver(answer)
+    return receiver, f"http://127.0.0.1:{receiver.port}/hook"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["content-length"]))
-                payload = endpoint.verifier.verify(body, dict(self.headers))
-                with endpoint.arrived:
-                    endpoint.ids.append(payload["data"]["id"])
-                    endpoint.arrived.notify_all()
-                if endpoint.hold:
-                    endpoint.released.wait(600)
-                self.send_response(204)
-                self.end_headers()
 
-            def log_message(self, *args) -> None:
-                pass
+def ids(receiver: Receiver) -> list[int]:
+    """The sent messages' ids of its verified deliveries, in arrival order."""
+    return [payload["data"]["id"] for payload in receiver.attempts]
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def wait_for(self, ids: set[int], timeout: float = 90) -> list[int]:
-        with self.arrived:
-            assert self.arrived.wait_for(lambda: ids <= set(self.ids), timeout), \
-                f"{self.url} got {self.ids}, waited for {sorted(ids)}"
-            return list(self.ids)
-
-    def release(self) -> None:
-        self.released.set()
-
-    def close(self) -> None:
-        self.release()
-        self.server.shutdown()
-        self.server.server_close()
+def wait_for(receiver: Receiver, wanted: set[int]) -> None:
+    receiver.wait_until(lambda: wanted <= set(ids(receiver)), 90,
+                        f"got {ids(receiver)}, waited for {sorted(wanted)}")
 
 
 def test_a_slow_endpoint_delays_neither_another_endpoint_nor_sending(tmp_path):
     config_path = tmp_path / "modempool.toml"
     config_path.write_text(CONFIG, encoding="utf-8")
-    slow, quick = Endpoint(hold=True), Endpoint()
+    released = threading.Event()
+    (slow, slow_url), (quick, quick_url) = endpoint(released), endpoint()
     config = load_config(config_path)
     with config.open_spool() as spool:
-        for endpoint in (slow, quick):
-            _, secret = Webhooks(spool).add(endpoint.url, ["message.sent"])
-            endpoint.verifier = standardwebhooks.Webhook(secret)
+        for receiver, url in ((slow, slow_url), (quick, quick_url)):
+            receiver.secret = Webhooks(spool).add(url, ["message.sent"])[1]
     port = free_port()
     daemon = subprocess.Popen([sys.executable, "-m", "cli", "run", "--simulate", "2", "--config",
                                str(config_path), "--http", f"127.0.0.1:{port}"], cwd=REPO,
@@ -94,19 +66,21 @@ def test_a_slow_endpoint_delays_neither_another_endpoint_nor_sending(tmp_path):
         wait_http(f"http://127.0.0.1:{port}/healthz", daemon)
         with config.open_spool() as spool:
             [first] = spool.enqueue_many([{"to": "13800138000", "text": "first"}])
-            slow.wait_for({first})            # the slow endpoint now holds its connection
-            quick.wait_for({first})
+            wait_for(slow, {first})            # the slow endpoint now holds its connection
+            wait_for(quick, {first})
             later = spool.enqueue_many([{"to": f"1380013800{i}", "text": f"later {i}"}
                                         for i in range(1, 4)])
             # sent, and told to the quick endpoint, while the slow one still holds the first
-            quick.wait_for(set(later))
-            assert slow.ids == [first] and not slow.released.is_set()
+            wait_for(quick, set(later))
+            assert ids(slow) == [first] and not released.is_set()
             assert {m.state.value for m in spool.get_many(later)} <= {"sent", "delivered"}
-            slow.release()
-            slow.wait_for(set(later))
-            assert sorted(slow.ids) == sorted([first, *later])   # each once, none lost
+            released.set()
+            wait_for(slow, set(later))
+            assert sorted(ids(slow)) == sorted([first, *later])   # each once, none lost
+            assert slow.rejected == quick.rejected == 0
     finally:
-        slow.close()
-        quick.close()
+        released.set()
+        slow.stop()
+        quick.stop()
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0, daemon.stderr.read()

@@ -5,73 +5,13 @@ restart that loses no event."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
-import standardwebhooks
 
-from http_harness import ServerThread, both_engines, free_port
+from http_harness import Receiver, ServerThread, both_engines, free_port
 from modempool.webhooks import Webhooks
-
-
-class Receiver:
-    """An HTTP endpoint that keeps the deliveries whose signature verifies; `refuse(payload)`
-    true answers a verified one 503 instead. `attempts` lists every verified one's payload."""
-
-    def __init__(self, port: int, secret: str, refuse=lambda payload: False) -> None:
-        self.port, self.verifier, self.refuse = port, standardwebhooks.Webhook(secret), refuse
-        self.received: list[tuple[str, dict]] = []
-        self.attempts: list[dict] = []
-        self.rejected = 0
-        self.arrived = threading.Condition()
-        self.server: ThreadingHTTPServer | None = None
-
-    def start(self) -> Receiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["content-length"]))
-                try:
-                    payload = receiver.verifier.verify(body, dict(self.headers))
-                except standardwebhooks.WebhookVerificationError:
-                    receiver.rejected += 1
-                    self.send_response(400)
-                    self.end_headers()
-                    return
-                with receiver.arrived:
-                    receiver.attempts.append(payload)
-                    refused = receiver.refuse(payload)
-                if refused:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                self.send_response(204)
-                self.end_headers()
-                with receiver.arrived:
-                    receiver.received.append((self.headers["webhook-id"], payload))
-                    receiver.arrived.notify_all()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        assert self.server is not None
-        self.server.shutdown()
-        self.server.server_close()
-
-    def wait_for(self, count: int, timeout: float = 30) -> list[tuple[str, dict]]:
-        with self.arrived:
-            assert self.arrived.wait_for(lambda: len(self.received) >= count, timeout), \
-                f"{len(self.received)} of {count} deliveries arrived"
-            return list(self.received)
 
 
 def _outbox(spool) -> list[dict]:
@@ -100,9 +40,9 @@ def test_a_dead_receiver_gets_the_event_later_with_the_same_id(api):
         waiting = httpx.get(api.url + "/metrics").text
         assert "modempool_webhook_pending 1.0" in waiting
         assert 'modempool_webhook_deliveries_total{state="delivered"} 0.0' in waiting
-        receiver = Receiver(port, secret).start()
+        receiver = Receiver(port=port, secret=secret)
         try:
-            [(webhook_id, payload)] = receiver.wait_for(1)
+            [(webhook_id, payload)] = receiver.delivered(1)
             assert webhook_id == failed["event_id"]
             assert payload["type"] == "sms.received"
             assert payload["data"]["from"] == "+8613900000001" and payload["data"]["text"] == "在吗"
@@ -133,10 +73,10 @@ def test_a_worker_restart_loses_no_event(api):
         [row] = _outbox(spool)
         assert (row["type"], row["state"], row["attempts"]) == ("message.sent", "pending", 0)
         assert json.loads(row["payload"])["data"]["id"] == message
-    receiver = Receiver(port, secret).start()
+    receiver = Receiver(port=port, secret=secret)
     restarted = ServerThread(api.config).start()
     try:
-        [(webhook_id, payload)] = receiver.wait_for(1)
+        [(webhook_id, payload)] = receiver.delivered(1)
         assert webhook_id == row["event_id"] and payload["data"]["state"] == "sent"
     finally:
         restarted.stop()
@@ -149,23 +89,23 @@ def test_a_receiver_up_then_down_then_up_gets_every_event_once(api):
     port = free_port()
     with api.config.open_spool() as spool:
         _, secret = Webhooks(spool).add(f"http://127.0.0.1:{port}/hook", ["sms.received"])
-        receiver = Receiver(port, secret).start()
+        receiver = Receiver(port=port, secret=secret)
         try:
             spool.store_inbound("+8613900000001", "一", sim="m1", received_at=datetime.now(timezone.utc))
-            [(first_id, _)] = receiver.wait_for(1)
+            [(first_id, _)] = receiver.delivered(1)
         finally:
             receiver.stop()
         spool.store_inbound("+8613900000002", "二", sim="m1", received_at=datetime.now(timezone.utc))
         waiting = _until(lambda: [r for r in _outbox(spool) if r["state"] == "pending"
                                   and r["attempts"] >= 1], what="a failed attempt while down")[0]
-        again = Receiver(port, secret).start()
+        again = Receiver(port=port, secret=secret)
         try:
-            [(second_id, payload)] = again.wait_for(1)
+            [(second_id, payload)] = again.delivered(1)
             assert second_id == waiting["event_id"] != first_id
             assert payload["data"]["text"] == "二"
             _until(lambda: all(r["state"] == "delivered" for r in _outbox(spool)),
                    what="both recorded delivered")
-            assert len(again.received) == 1 and again.rejected == 0
+            assert len(again.deliveries) == 1 and again.rejected == 0
         finally:
             again.stop()
 
@@ -183,10 +123,13 @@ def test_a_messages_events_arrive_in_order_without_holding_other_messages(api):
                                         ["message.sent", "message.delivered"])
         slow, other = spool.enqueue_many([{"to": "13800138000", "text": "您好"},
                                           {"to": "13800138001", "text": "您好"}])
-        receiver = Receiver(port, secret, refuse=lambda payload: payload["data"]["id"] == slow
-                            and payload["type"] == "message.sent"
-                            and not any(p["data"]["id"] == other for _, p in receiver.received))
-        receiver.start()
+        def answer(arrival) -> tuple[int, dict]:   # 503: not before the other's event
+            payload = arrival.payload
+            held = (payload["data"]["id"] == slow and payload["type"] == "message.sent"
+                    and not any(p["data"]["id"] == other for _, p in receiver.deliveries))
+            return (503 if held else 204), {}
+
+        receiver = Receiver(answer, port=port, secret=secret)
         try:
             assert spool.claim(slow, "m1", "t")
             spool.mark_part_writing(slow, 1, 1, lease_owner="t")
@@ -197,7 +140,7 @@ def test_a_messages_events_arrive_in_order_without_holding_other_messages(api):
             assert spool.get(slow).state.value == "delivered"
             assert spool.claim(other, "m1", "t")
             assert spool.mark_sent(other)
-            received = receiver.wait_for(3)
+            received = receiver.delivered(3)
         finally:
             receiver.stop()
     events = [(p["data"]["id"], p["type"]) for _, p in received]

@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from filled_bank import SIMS, iso, write_config  # noqa: E402 (beside this file)
+
 SHOPS = ("家乐超市", "阳光药房", "实验小学", "顺丰快递", "城东诊所", "Metro Gym", "Blue Cafe")
 NAMES = ("王芳", "李强", "张伟", "刘洋", "陈静", "杨磊", "赵敏", "黄丽", "周杰", "吴娜")
 TEMPLATES = (
@@ -45,10 +47,6 @@ TEMPLATES = (
 REPLIES = ("收到，谢谢", "好的，我会准时到", "退订", "请问地址在哪里？", "OK thanks", "TD", "明天可以改期吗")
 STATES = (("delivered", 0.80), ("sent", 0.17), ("failed", 0.012), ("ambiguous", 0.003),
           ("queued", 0.01), ("cancelled", 0.005))
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def fill(spool, rows: int, inbound: int, sims: list[str]) -> None:
@@ -171,13 +169,7 @@ def measure(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="modempool-bench-console-") as scratch:
         tmp = args.keep or scratch
         Path(tmp).mkdir(parents=True, exist_ok=True)
-        sims = [f"m{i}" for i in range(1, 65)]
-        toml = Path(tmp) / "modempool.toml"
-        where = f'url = "{args.url}"' if args.url else f'path = "{Path(tmp) / "spool.db"}"'
-        toml.write_text(f'[spool]\n{where}\n\n' + "".join(
-            f'[[modem]]\nname = "{s}"\nport = "/dev/null"\nper_day = 500\n\n' for s in sims),
-            encoding="utf-8")
-        config = load_config(toml)
+        config = load_config(write_config(Path(tmp), args.url, SIMS))
         spool = config.open_spool()
         filled = bool(spool.rows("SELECT count(*) AS n FROM (SELECT 1 FROM messages LIMIT 1) "
                                  "AS one")[0]["n"])
@@ -190,7 +182,7 @@ def measure(args: argparse.Namespace) -> int:
             if spool.engine.name == "postgresql":   # one build of the trigram indexes at the end
                 with spool.transaction() as conn:
                     conn.execute("DROP INDEX messages_text_trgm, inbound_text_trgm")
-            fill(spool, args.rows, args.inbound, sims)
+            fill(spool, args.rows, args.inbound, SIMS)
             if spool.engine.name == "postgresql":   # opening the spool makes them again
                 spool.close()
                 spool = config.open_spool()

@@ -35,13 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from filled_bank import SIMS, iso, write_config  # noqa: E402 (beside this file)
+
 STATES = (("delivered", 0.80), ("sent", 0.17), ("failed", 0.012), ("ambiguous", 0.003),
           ("queued", 0.01), ("cancelled", 0.005))
-SIMS = [f"m{i}" for i in range(1, 65)]
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def fill(spool, rows: int, campaign_id: int) -> None:
@@ -93,12 +90,7 @@ def measure(args: argparse.Namespace, directory: Path) -> None:
     from modempool.pool import Pool
     from modempool.spool.schema import SCHEMA_VERSION
 
-    toml = directory / "modempool.toml"
-    where = f'url = "{args.url}"' if args.url else f'path = "{directory / "spool.db"}"'
-    toml.write_text(f"[spool]\n{where}\n\n" + "".join(
-        f'[[modem]]\nname = "{s}"\nport = "/dev/null"\nper_day = 500\n\n' for s in SIMS),
-        encoding="utf-8")
-    config = load_config(toml)
+    config = load_config(write_config(directory, args.url, SIMS))
     started = time.perf_counter()
     spool = config.open_spool()
     opened = time.perf_counter() - started

@@ -98,6 +98,8 @@ class Engine(ABC):
     expiry_index: str = ""
     #: LIKE blind to the case of Latin letters (SQLite's LIKE is; PostgreSQL: ILIKE)
     case_blind_like: str = "LIKE"
+    #: whether a write may stand in a WITH of another (PostgreSQL): two in one round trip
+    writes_in_with: bool = False
 
     @property
     @abstractmethod

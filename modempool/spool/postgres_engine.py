@@ -259,6 +259,7 @@ class PostgresEngine(Engine):
     lock_rows = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     case_blind_like = "ILIKE"   # which the trigram indexes (TEXT_INDEX) answer too
+    writes_in_with = True
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
         try:

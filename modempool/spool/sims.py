@@ -24,6 +24,18 @@ SIM_KEY = ("coalesce((SELECT 'iccid:' || iccid FROM sims WHERE name = {name} AND
            "'name:' || {name})")
 
 
+#: A count of sent SMS added to a row of `table` (`sims` by modem, `sim_counters` by card):
+#: a day's and a month's start again when they change.
+_COUNT = ("INSERT INTO {table} ({key}, sent_today, day, sent_month, month, sent_total, "
+          "updated_at) {rows} ON CONFLICT ({key}) DO UPDATE SET "
+          "sent_today = CASE WHEN {table}.day = excluded.day "
+          "THEN {table}.sent_today + :n ELSE :n END, day = excluded.day, "
+          "sent_month = CASE WHEN {table}.month = excluded.month "
+          "THEN {table}.sent_month + :n ELSE :n END, month = excluded.month, "
+          "sent_total = {table}.sent_total + :n, updated_at = excluded.updated_at")
+_COUNTED = ":n, :day, :n, :month, :n, :now"
+
+
 class Sims:
     """SIM rows and counters. `spool.sims()` lists every SIM; `tz` is the local zone of the
     day and month counters (None: the system's)."""
@@ -43,19 +55,18 @@ class Sims:
         upsert, so that daemons on several hosts add up instead of overwriting each other."""
         day, month = self._local_day_month(moment)
         values = {"sim": sim, "n": n, "day": day, "month": month, "now": to_text(moment)}
-        for table, key, value in (("sims", "name", ":sim"),
-                                  ("sim_counters", "sim_key", SIM_KEY.format(name=":sim"))):
-            conn.execute(
-                f"INSERT INTO {table} ({key}, sent_today, day, sent_month, month, sent_total, "
-                f"updated_at) VALUES ({value}, :n, :day, :n, :month, :n, :now) "
-                f"ON CONFLICT ({key}) DO UPDATE SET "
-                f"sent_today = CASE WHEN {table}.day = excluded.day "
-                f"THEN {table}.sent_today + :n ELSE :n END, day = excluded.day, "
-                f"sent_month = CASE WHEN {table}.month = excluded.month "
-                f"THEN {table}.sent_month + :n ELSE :n END, month = excluded.month, "
-                f"sent_total = {table}.sent_total + :n, updated_at = excluded.updated_at",
-                values,
-            )
+        modem = _COUNT.format(table="sims", key="name", rows=f"VALUES (:sim, {_COUNTED})")
+        card_key = SIM_KEY.format(name=":sim")
+        if self.engine.writes_in_with:
+            # One round trip (it is in the path of a confirmation's commit): the card's count
+            # reads the modem's, so the modem's row is written, and locked, first, as below.
+            card = _COUNT.format(table="sim_counters", key="sim_key",
+                                 rows=f"SELECT {card_key}, {_COUNTED} FROM modem")
+            conn.execute(f"WITH modem AS ({modem} RETURNING 1) {card}", values)
+            return
+        conn.execute(modem, values)
+        conn.execute(_COUNT.format(table="sim_counters", key="sim_key",
+                                   rows=f"VALUES ({card_key}, {_COUNTED})"), values)
 
     def count_sent(self, sim: str, n: int = 1, now: datetime | None = None) -> None:
         """Add `n` SMS to the SIM's day and month counters.

@@ -36,6 +36,14 @@ class SentPart:
     now: datetime | None = None
 
 
+#: A part marked writing (its rows: message, seq, total, attempt, SIM, 'writing', time), over
+#: what an earlier attempt left of it.
+_WRITING = ("INSERT INTO parts (message_id, seq, total, attempt, sim, state, writing_at) {rows} "
+            "ON CONFLICT (message_id, seq) DO UPDATE SET total = excluded.total, "
+            "attempt = excluded.attempt, sim = excluded.sim, state = 'writing', "
+            "writing_at = excluded.writing_at, reference = NULL, message_reference = NULL, "
+            "sent_at = NULL, status = NULL, status_at = NULL")
+
 _FINISH = """
 UPDATE messages SET state = :state, error = :error, lease_owner = NULL, lease_until = NULL,
     updated_at = :now {extra}
@@ -156,25 +164,27 @@ class Claims:
         may have left. With `lease_owner`, raises LeaseLost if the lease was recovered.
         """
         now = to_text(utcnow())
+        owner_sql = " AND lease_owner = ?" if lease_owner is not None else ""
+        # One statement checks the lease, locks the message and keeps its part count; the
+        # part's row takes the attempt and SIM it returns.
+        leased = ("UPDATE messages SET parts_total = coalesce(?, parts_total) "
+                  "WHERE id = ? AND state = 'sending'" + owner_sql + " RETURNING attempts, sim")
+        lease_params = (total, message_id, *(() if lease_owner is None else (lease_owner,)))
         with self.engine.tx() as conn:
-            # One statement checks the lease, locks the message and keeps its part count.
-            owner_sql = " AND lease_owner = ?" if lease_owner is not None else ""
-            row = conn.execute(
-                "UPDATE messages SET parts_total = coalesce(?, parts_total) "
-                "WHERE id = ? AND state = 'sending'" + owner_sql + " RETURNING attempts, sim",
-                (total, message_id, *(() if lease_owner is None else (lease_owner,))),
-            ).fetchone()
+            if self.engine.writes_in_with:   # one round trip: the PDU waits for this commit
+                marked = conn.execute(
+                    f"WITH leased AS ({leased}) " + _WRITING.format(
+                        rows="SELECT ?, ?, ?, attempts, sim, 'writing', ? FROM leased")
+                    + " RETURNING 1", (*lease_params, message_id, seq, total, now)).fetchone()
+                if marked is None:
+                    raise LeaseLost(f"message {message_id} is not being sent by "
+                                    f"{lease_owner or 'anyone'}")
+                return
+            row = conn.execute(leased, lease_params).fetchone()
             if row is None:
                 raise LeaseLost(f"message {message_id} is not being sent by {lease_owner or 'anyone'}")
-            conn.execute(
-                "INSERT INTO parts (message_id, seq, total, attempt, sim, state, writing_at) "
-                "VALUES (?, ?, ?, ?, ?, 'writing', ?) "
-                "ON CONFLICT (message_id, seq) DO UPDATE SET total = excluded.total, "
-                "attempt = excluded.attempt, sim = excluded.sim, state = 'writing', "
-                "writing_at = excluded.writing_at, reference = NULL, message_reference = NULL, "
-                "sent_at = NULL, status = NULL, status_at = NULL",
-                (message_id, seq, total, row[0], row[1], now),
-            )
+            conn.execute(_WRITING.format(rows="VALUES (?, ?, ?, ?, ?, 'writing', ?)"),
+                         (message_id, seq, total, row[0], row[1], now))
 
     def sent_parts(self, message_id: int) -> set[int]:
         """The parts of a message already accepted by the network (by any attempt)."""

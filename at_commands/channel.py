@@ -158,7 +158,8 @@ class Channel:
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, Urc):
-            self.log.debug("<< %s%s", event.line, f" / {event.pdu}" if event.pdu else "")
+            if self.log.isEnabledFor(logging.DEBUG):
+                self.log.debug("<< %s%s", event.line, f" / {event.pdu}" if event.pdu else "")
             self._on_urc(event)
         elif isinstance(event, (Prompt, FinalResult)):
             self.log.debug("<< %s", "> " if isinstance(event, Prompt) else event.result)

@@ -311,6 +311,8 @@ class AtConnection:
 def _clean(raw: bytes) -> str:
     """Bytes of one line as text: control characters (Ctrl-Z, NUL, ESC) dropped, spaces trimmed."""
     text = raw.decode("latin-1")
+    if text.isprintable():  # the usual line: nothing to drop (a character at a time costs)
+        return text.strip()
     return "".join(ch for ch in text if ch >= " " or ch == "\t").strip()
 
 

@@ -127,7 +127,8 @@ class ModemPort:
         except OSError:
             return
         if data:
-            self.modem.log.debug("rx %r", mask_pin(data.decode("latin-1")))
+            if self.modem.log.isEnabledFor(logging.DEBUG):  # masking costs, on every read
+                self.modem.log.debug("rx %r", mask_pin(data.decode("latin-1")))
             self.modem.client_attached = True
             self.modem.feed(data)
 

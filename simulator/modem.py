@@ -27,6 +27,7 @@ from simulator.personalities import Personality
 
 CTRL_Z, ESC, BACKSPACE = 0x1A, 0x1B, 0x08
 
+_PRINTABLE_RUN = re.compile(rb"[\x20-\xff]*")
 _PIN_ARGUMENT = re.compile(r'(\+CPIN\s*=\s*)[^\r\n]*', re.IGNORECASE)
 
 
@@ -255,13 +256,29 @@ class VirtualModem(ModemOutput):
         """Bytes written by the client."""
         if self.hung or not self.connected:
             return
-        for byte in data:
+        position = 0
+        while position < len(data):
             if self.hung:
                 return
+            # Printable bytes only join the line (and its echo): taken a run at a time, as a
+            # PDU line is mostly them. Control bytes (CR, Ctrl-Z, ESC, backspace) one by one.
+            end = _PRINTABLE_RUN.match(data, position).end()
+            if end > position:
+                self._take_run(data[position:end])
+                position = end
+                continue
             if self._mode is InputMode.ENTRY:
-                self._feed_entry(byte)
+                self._feed_entry(data[position])
             else:
-                self._feed_command(byte)
+                self._feed_command(data[position])
+            position += 1
+
+    def _take_run(self, run: bytes) -> None:
+        echo = self.settings.echo and (self._mode is InputMode.COMMAND
+                                       or self.personality.echo_pdu_line)
+        if echo:
+            self._say(run)
+        self._buffer += run
 
     def _feed_command(self, byte: int) -> None:
         if self.settings.echo:
@@ -312,7 +329,8 @@ class VirtualModem(ModemOutput):
             return
         if stripped[:2].upper() != "AT":
             return  # real modems ignore lines that do not start with AT
-        self.log.debug("<- %s", mask_pin(stripped))
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("<- %s", mask_pin(stripped))
 
         def run_all() -> Reply:
             combined = Reply()

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import pdu
 
 log = logging.getLogger("modempool.simulator.network")
+_TO_JSON = json.JSONEncoder(ensure_ascii=False).encode  # made once: dumps() makes one per call
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +198,7 @@ class Network:
         entry.setdefault("time", _now().isoformat(timespec="milliseconds"))
         self.entries.append(entry)
         if self._log_file:
-            self._log_file.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            self._log_file.write(_TO_JSON(entry) + "\n")
             self._log_file.flush()
         if entry["kind"] == "message":
             self._message_count += 1

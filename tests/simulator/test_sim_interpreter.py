@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.at_syntax import Form, parse_command_line, split_args
-from simulator.modem import VirtualModem
+from simulator.modem import InputMode, VirtualModem
 from simulator.network import Network, make_sim
 from simulator.personalities import PERSONALITIES
 from simulator.sms_commands import TABLE
@@ -65,3 +65,31 @@ def test_any_input_leaves_the_modem_answering(noise):
     written.clear()
     modem.feed(b"\x1b\rATZ\r")  # ESC leaves a half-entered PDU; ATZ undoes ATV0 and the like
     assert b"".join(written).endswith(b"\r\nOK\r\n")
+
+
+# A session touching every input path: command lines with echo on and off, a backspace, a PDU
+# after the prompt (echoed by some personalities), a text-mode entry across lines, an ESC.
+_SESSION = (b"ATE1\rAT+CSX\x08Q\rAT+CMGF=0\rAT+CMGS=24\r"
+            b"0011000B916407281553F80000AA0AE8329BFD4697D9EC37\x1a"
+            b"AT+CMGF=1\rAT+CMGS=\"+8613800138000\"\rhello\rworld\x1a"
+            b"AT+CMGS=\"+8613800138000\"\rdropped\x1bATE0\rAT+CSQ\r")
+
+
+@settings(max_examples=60, deadline=None)
+@given(personality=st.sampled_from(sorted(PERSONALITIES)),
+       cuts=st.lists(st.integers(min_value=1, max_value=len(_SESSION) - 1), max_size=12))
+def test_chunks_answer_as_bytes_one_at_a_time(personality, cuts):
+    """The interpreter takes runs of printable bytes at once: however the input is split, the
+    modem says exactly what it says to the same bytes fed one by one."""
+    by_byte, expected = offline_modem(personality)
+    for byte in _SESSION:   # the reference: every byte through the interpreter's per-byte path
+        if by_byte._mode is InputMode.ENTRY:
+            by_byte._feed_entry(byte)
+        else:
+            by_byte._feed_command(byte)
+    chunked, written = offline_modem(personality)
+    edges = [0, *sorted(set(cuts)), len(_SESSION)]
+    for start, end in zip(edges, edges[1:]):
+        chunked.feed(_SESSION[start:end])
+    assert b"".join(written) == b"".join(expected)
+    assert b"> " in b"".join(expected) and b"+CSQ:" in b"".join(expected)

@@ -35,7 +35,7 @@ MAX_LINE = 8192  # a longer line without end is garbage: dropped
 
 _FINAL_WORDS = frozenset({"OK", "ERROR", "NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE", "CONNECT"})
 _HEX_LINE = re.compile(r"^[0-9A-Fa-f]+$")
-_LINE_END = re.compile(rb"[\r\n]")
+_LINE_END = re.compile(rb"[\r\n]+")  # a run of line ends ends one line: no empty lines to parse
 _COMMAND_LINE = re.compile(r"^AT([+^&$%*#\\]|[A-Z]?\d*$)")  # an echoed command, ours or not
 
 

@@ -111,7 +111,12 @@ def where_time_went(entries: list[dict], latency: float) -> dict[str, float]:
             for times in by_modem.values() for a, b in zip(times, times[1:])]
     counts = [len(times) for times in by_modem.values()]
     gaps.sort()
-    return {"start_spread_ms": 1000 * max(starts), "start_mean_ms": 1000 * sum(starts) / len(starts),
+    # The modem that finished last sets the elapsed time: its start, then its gaps.
+    last = max(by_modem.values(), key=lambda times: times[-1])
+    return {"last_start_ms": 1000 * (last[0] - first).total_seconds(),
+            "last_gaps_ms": 1000 * ((last[-1] - last[0]).total_seconds()
+                                    - latency * (len(last) - 1)),
+            "start_spread_ms": 1000 * max(starts), "start_mean_ms": 1000 * sum(starts) / len(starts),
             "gap_mean_ms": 1000 * sum(gaps) / max(1, len(gaps)),
             "gap_p50_ms": 1000 * gaps[len(gaps) // 2] if gaps else 0.0,
             "gap_p99_ms": 1000 * gaps[int(len(gaps) * 0.99)] if gaps else 0.0,

@@ -457,6 +457,9 @@ def main() -> None:
                       f" message, the simulated banks' (this process) {r['bank_cpu_ms']:.2f} ms;"
                       f" load average {load:.1f} at the start, "
                       f"{os.getloadavg()[0]:.1f} at the end")
+                print(f"  the modem that finished last started {r['last_start_ms']:.0f} ms after"
+                      f" the first PDU and its gaps added up to {r['last_gaps_ms']:.0f} ms (the"
+                      f" run's {r['elapsed']:.2f} s less the ideal's {args.ideal_rounds} s)")
                 if args.trace:
                     steps = ("answer_to_cmgs_ms", "prompt_ms", "marker_ms")
                     rest = r["gap_mean_ms"] - sum(r.get(step, 0.0) for step in steps)

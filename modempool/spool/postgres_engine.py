@@ -61,9 +61,23 @@ QUEUE_INDEXES = (
 #: schema and fold locks).
 _KEY_LOCKS = 0x6D70
 
+#: The index `Webhooks.claim_due` asks of each message event's subject (its order).
+SUBJECT_INDEX = ("CREATE INDEX IF NOT EXISTS webhook_outbox_subject ON webhook_outbox "
+                 "(webhook_id, subject, id) WHERE state = 'pending' AND subject IS NOT NULL")
+#: Schema step 13: an outbox made before subjects (where the webhooks were used) gets the
+#: column, the subjects of its pending message events, and the index.
+OUTBOX_SUBJECT = (
+    "DO $$ BEGIN IF to_regclass('webhook_outbox') IS NOT NULL THEN "
+    "ALTER TABLE webhook_outbox ADD COLUMN IF NOT EXISTS subject text; "
+    "UPDATE webhook_outbox SET subject = 'message:' || (CAST(payload AS json) #>> '{data,id}') "
+    "WHERE state = 'pending' AND webhook_id IS NOT NULL AND type LIKE 'message.%' "
+    f"AND subject IS NULL; {SUBJECT_INDEX}; END IF; END $$",
+)
+
 #: Schema steps of this engine's own, run after the shared script of the same version.
 OWN_STEPS: dict[int, Sequence[str]] = {8: KEPT_COUNTS, 9: QUEUE_INDEXES + SUMMED_BY_INDEX,
-                                       10: KEPT_TOTALS, 11: REACHED_COUNTS, 12: ACCOUNT_COUNTS}
+                                       10: KEPT_TOTALS, 11: REACHED_COUNTS, 12: ACCOUNT_COUNTS,
+                                       13: OUTBOX_SUBJECT}
 #: Table locks a step takes before its shared script (`MIGRATIONS`), in writers' order.
 LOCKS_FIRST: dict[int, Sequence[str]] = {12: STEP_12_LOCKS}
 
@@ -111,17 +125,6 @@ def _trigram_schema(raw: Any) -> str | None:
 #: In each trigger function's text: an older one (without it) is replaced at open.
 OUTBOX_VERSION = "modempool webhook outbox 4"   # 3: a Kannel callback's payload, its message id
                                                 # 4: each message event's subject (its order)
-
-#: Made with the triggers of version 4: the subject column of an outbox from before, the
-#: subjects of its pending message events, and the index `Webhooks.claim_due` asks.
-OUTBOX_SUBJECT = (
-    "ALTER TABLE webhook_outbox ADD COLUMN IF NOT EXISTS subject text",
-    "UPDATE webhook_outbox SET subject = 'message:' || (CAST(payload AS json) #>> '{data,id}') "
-    "WHERE state = 'pending' AND webhook_id IS NOT NULL AND type LIKE 'message.%' "
-    "AND subject IS NULL",
-    "CREATE INDEX IF NOT EXISTS webhook_outbox_subject ON webhook_outbox "
-    "(webhook_id, subject, id) WHERE state = 'pending' AND subject IS NOT NULL",
-)
 
 
 def _event_trigger(name: str, fire: str, event: str, data: str, where: str = "",
@@ -456,7 +459,7 @@ class PostgresEngine(Engine):
                    "AND relnamespace = CAST(current_schema() AS regnamespace))")
         # replacing a trigger locks its table: only when one is missing or out of date
         if self.rows(present, (names, names, OUTBOX_VERSION))[0][0] < 2 * len(names) + 1:
-            self.run_ddl([*OUTBOX_SUBJECT, *WEBHOOK_OUTBOX])
+            self.run_ddl([SUBJECT_INDEX, *WEBHOOK_OUTBOX])
         self._ensured.add("webhook_outbox")
 
     @staticmethod

@@ -259,9 +259,13 @@ CREATE INDEX IF NOT EXISTS messages_campaign_sent ON messages (campaign_id, sent
 #: Version 12: `message_accounts` in every spool, a campaign's recent sends indexed, and the
 #: messages by state kept per account and per campaign, each engine its own way (`ACCOUNT_COUNTS` in sqlite_engine.py and
 #: postgres_counts.py), in the upgrade's transaction on both.
+#: Version 13: the webhook outbox, where the webhooks were used before, gets its `subject`
+#: column, its pending message events their subject and its index (each engine's
+#: `OUTBOX_SUBJECT`, in its `OWN_STEPS`): a message's events go out in order, and an older
+#: modempool, whose triggers write no subject, refuses the spool rather than replace them.
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
                               5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: "",
-                              9: "", 10: "", 11: "", 12: MESSAGE_OWNERS}
+                              9: "", 10: "", 11: "", 12: MESSAGE_OWNERS, 13: ""}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -81,9 +81,9 @@ DLR_MARK = "the message id as the payload"
 #: ... and since its events carry their subject (the message), this too.
 SUBJECT_MARK = "each event's subject"
 
-#: The outbox of a spool from before subjects: the column, the subjects of its pending message
-#: events (so that they too go in order), and the index `claim_due` asks (a later event of a
-#: subject waits while an earlier one to the same endpoint is pending).
+#: The outbox of a spool from before subjects (schema step 13): the column, the subjects of its
+#: pending message events (so that they too go in order), and the index `claim_due` asks (a
+#: later event of a subject waits while an earlier one to the same endpoint is pending).
 OUTBOX_SUBJECT = (
     "ALTER TABLE webhook_outbox ADD COLUMN subject TEXT",
     "UPDATE webhook_outbox SET subject = 'message:' || json_extract(payload, '$.data.id') "
@@ -253,8 +253,21 @@ ACCOUNT_COUNTS = (
     "AND state = old.state; END",
 )
 
-#: Schema steps of this engine's own, run after the shared script of the same version.
-OWN_STEPS: dict[int, Sequence[str]] = {12: ACCOUNT_COUNTS}
+def _outbox_subject_step(conn: sqlite3.Connection) -> None:
+    """Step 13: an outbox made before subjects gets the column, its pending message events
+    their subject, and the index (a spool whose webhooks were never used has no outbox)."""
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(webhook_outbox)")]
+    if columns and "subject" not in columns:
+        for statement in OUTBOX_SUBJECT:
+            conn.execute(statement)
+    if columns:
+        conn.execute(SUBJECT_INDEX)
+
+
+#: Schema steps of this engine's own, run after the shared script of the same version: SQL,
+#: or a function of the upgrade's connection (a step that depends on what the file holds).
+OWN_STEPS: dict[int, Sequence[str | Callable[[sqlite3.Connection], None]]] = {
+    12: ACCOUNT_COUNTS, 13: (_outbox_subject_step,)}
 
 
 class SqliteEngine(Engine):
@@ -361,15 +374,12 @@ class SqliteEngine(Engine):
             self._ensured.add("webhook_outbox")
 
     def _outbox_subjects(self) -> None:
-        """An outbox from before subjects gets its column (once: another process may race)."""
+        """The subjects' index of an outbox made since the upgrade (one from before got its
+        column and index in schema step 13)."""
         index = "SELECT 1 FROM sqlite_master WHERE name = 'webhook_outbox_subject'"
         if self.conn.execute(index).fetchone():
             return
         with self.tx() as conn:
-            columns = [row[1] for row in conn.execute("PRAGMA table_info(webhook_outbox)")]
-            if "subject" not in columns:
-                for statement in OUTBOX_SUBJECT:
-                    conn.execute(statement)
             conn.execute(SUBJECT_INDEX)
 
 
@@ -463,7 +473,7 @@ class SqliteEngine(Engine):
                 for statement in statements(MIGRATIONS[step]):
                     conn.execute(statement)
                 for statement in OWN_STEPS.get(step, ()):
-                    conn.execute(statement)
+                    statement(conn) if callable(statement) else conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

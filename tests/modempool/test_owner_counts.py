@@ -177,7 +177,7 @@ def test_a_version_11_sqlite_spool_gets_the_counts_at_the_upgrade(tmp_path):
     with Spool(path) as spool:
         assert {s: n for s, n in spool.scoped.counts("shop").items() if n} == shop
         assert spool.reports.campaign_counts(7) == campaign
-        assert spool.rows("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 12
+        assert spool.rows("PRAGMA user_version")[0][0] == SCHEMA_VERSION >= 12
         assert_kept(spool)
         every_change(spool)   # and the triggers count on
 

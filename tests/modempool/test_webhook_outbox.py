@@ -12,6 +12,7 @@ import pytest
 from modempool.accounts import Accounts, record_owner
 from modempool.operator.optout import OptOutList
 from modempool.spool import Spool
+from modempool.spool.schema import SCHEMA_VERSION
 from modempool.spool.claims import SentPart
 from modempool.spool.model import to_text, utcnow
 from modempool.webhooks import Webhooks
@@ -191,25 +192,63 @@ def test_a_messages_webhook_events_go_to_each_endpoint_in_order(spool_target):
         assert (key, row["type"]) == ((slow.id, first), "message.delivered")
 
 
-def test_an_outbox_from_before_subjects_gets_them(spool_target):
-    """A spool whose outbox has no subject column (written by an older modempool) gets it,
-    and its pending message events their subject, when the webhooks are next opened."""
+def back_to_version_12(spool) -> None:
+    """The outbox as a version 12 spool may hold it: without subjects."""
+    with spool.transaction() as conn:
+        conn.execute("DROP INDEX webhook_outbox_subject")
+        conn.execute("ALTER TABLE webhook_outbox DROP COLUMN subject")
+        if spool.engine.name == "sqlite":
+            conn.execute("PRAGMA user_version = 12")
+        else:
+            conn.execute("UPDATE modempool_schema SET version = 12")
+
+
+def schema_version(spool) -> int:
+    if spool.engine.name == "sqlite":
+        return spool.rows("PRAGMA user_version")[0][0]
+    return spool.rows("SELECT version FROM modempool_schema")[0][0]
+
+
+def test_a_version_12_outbox_gets_its_subjects_in_the_upgrade(spool_target):
+    """A version 12 spool whose outbox has no subject column gets it, its pending message
+    events their subject and the index in schema step 13, when the spool is opened (not
+    when the webhooks are); later events carry theirs."""
     with Spool(spool_target) as spool:
         Accounts(spool)
         hooks = Webhooks(spool)
         hooks.add("http://127.0.0.1:9/h", ["message.sent", "message.delivered"])
         first = spool.enqueue("13800138000", "您好").id
         _sent(spool, first)
-        with spool.transaction() as conn:
-            conn.execute("DROP INDEX webhook_outbox_subject")
-            conn.execute("ALTER TABLE webhook_outbox DROP COLUMN subject")
+        back_to_version_12(spool)
     with Spool(spool_target) as spool:
-        hooks = Webhooks(spool)
-        [row] = _outbox(spool)
+        assert schema_version(spool) == SCHEMA_VERSION >= 13
+        [row] = _outbox(spool)   # read before the webhooks are opened
         assert row["subject"] == f"message:{first}"
+        assert "webhook_outbox_subject" in index_names(spool)
+        hooks = Webhooks(spool)
         later = spool.enqueue("13800138001", "hi").id
         _sent(spool, later)
         assert [r["subject"] for r in _outbox(spool)] == [f"message:{first}", f"message:{later}"]
+
+
+def test_a_version_12_spool_without_webhooks_is_upgraded_without_an_outbox(spool_target):
+    with Spool(spool_target) as spool:
+        spool.enqueue("13800138000", "您好")
+        with spool.transaction() as conn:
+            conn.execute("PRAGMA user_version = 12" if spool.engine.name == "sqlite"
+                         else "UPDATE modempool_schema SET version = 12")
+    with Spool(spool_target) as spool:
+        assert schema_version(spool) == SCHEMA_VERSION
+        assert "webhook_outbox" not in spool.table_names()
+        Webhooks(spool)   # made now, with its subjects
+        assert "webhook_outbox_subject" in index_names(spool)
+
+
+def index_names(spool) -> set[str]:
+    if spool.engine.name == "sqlite":
+        return {r[0] for r in spool.rows("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    return {r[0] for r in spool.rows("SELECT indexname FROM pg_indexes "
+                                     "WHERE schemaname = current_schema()")}
 
 
 def test_the_default_retry_schedule_spans_a_day_with_the_same_webhook_id(spool_target):

@@ -22,11 +22,7 @@ def uucp_lock_dir(tmp_path_factory):
 def pg_cluster():
     """A throwaway PostgreSQL cluster, started once per test process (each xdist worker has its
     own, in its own temporary directory) on first use, and removed at the end."""
-    from tests.pg_cluster import PgCluster
+    from tests.pg_cluster import throwaway_cluster
 
-    cluster = PgCluster()
-    try:
-        cluster.start()
+    with throwaway_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.remove()

@@ -25,6 +25,7 @@ from modempool.dispatch.sim_slot import PREFETCH, SimSlot
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.spool.claims import SentPart
 from modempool.dispatch.strategies import SimView, Strategy, StrategyState, choose_sim
+from modempool.spool.unavailable import log_failure
 
 log = logging.getLogger("modempool.dispatch.dispatcher")
 
@@ -116,8 +117,8 @@ class Dispatcher(SendingMixin):
                 await self.quiet_moment(PREFETCH_PATIENCE)
             try:
                 handed = await self.dispatch_once(at_most=CLAIMS_PER_ROUND)
-            except Exception:  # a locked database or a bad row must not stop the pool
-                log.exception("dispatch round failed")
+            except Exception as exc:  # a locked database or a bad row must not stop the pool
+                log_failure(log, "dispatch round failed", exc)  # the database away: one line
                 handed = 0
             if handed >= CLAIMS_PER_ROUND:  # maybe more to hand: after the modems had their turn
                 await asyncio.sleep(0)

@@ -46,6 +46,12 @@ class InboundStore:
 
     async def handle(self, sim: str, modem: Any, event: Any) -> None:
         """Store one InboundSms / StatusReport event from `modem` (SIM `sim`) and acknowledge it."""
+        if await self.take(sim, event):
+            await modem.acknowledge(event)
+
+    async def take(self, sim: str, event: Any) -> bool:
+        """Store an InboundSms (and run the hooks once its message is whole) or a StatusReport
+        (and apply it); False for any other event."""
         from at_commands.events import InboundSms, StatusReport
 
         if isinstance(event, InboundSms):
@@ -57,8 +63,8 @@ class InboundStore:
             if match is not None and match.proven and self.on_proven is not None:
                 self.on_proven(sim)
         else:
-            return
-        await modem.acknowledge(event)
+            return False
+        return True
 
     def store_sms(self, sim: str, event: Any) -> Any | None:
         """Store a received part; returns the inbound row when a whole message is now complete."""

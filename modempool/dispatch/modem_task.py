@@ -13,9 +13,11 @@ from typing import Any
 from modempool.box.ports import PortBusy, PortLock
 from modempool.config import ModemConfig
 from modempool.dispatch import limits as limits_mod
+from modempool.dispatch.held_inbound import HeldInbound
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.sending import ModemTrouble
 from modempool.dispatch.sim_slot import SimSlot, SimState
+from modempool.spool.unavailable import log_failure, unavailable
 
 log = logging.getLogger("modempool.dispatch.daemon")
 
@@ -42,6 +44,7 @@ class ModemTaskMixin:
         lock = PortLock(spec.port, self.config.lock_dir)
         if self.desk is not None:
             self.desk.modems[spec.name] = modem  # USSD asked by `modempool ussd` runs on it
+        held = HeldInbound(spec.name, inbound, mlog)  # kept across reconnects of the modem
         backoff = 1.0
         while not self._stop.is_set():
             try:
@@ -63,7 +66,7 @@ class ModemTaskMixin:
                           info.manufacturer or "", info.model or "", info.operator,
                           info.signal_dbm, info.msisdn or "?")
                 backoff = 1.0
-                await self._serve(spec, slot, modem, inbound, early)
+                await self._serve(spec, slot, modem, inbound, held, early)
             except (Quarantine, PinError) as exc:
                 until = datetime.now(timezone.utc) + timedelta(seconds=self.policy.quarantine_seconds)
                 if modem.state is ModemState.LOCKED:  # a refused PIN or a PUK: not by waiting
@@ -78,7 +81,8 @@ class ModemTaskMixin:
                 await self._sleep(self.policy.quarantine_seconds)
             except Exception as exc:
                 why = str(exc) or type(exc).__name__
-                if not isinstance(exc, (AtError, OSError, ModemTrouble, PortBusy)):  # a bug: say where
+                if (not isinstance(exc, (AtError, OSError, ModemTrouble, PortBusy))
+                        and unavailable(exc) is None):  # a bug: say where
                     mlog.exception("unexpected error; the other modems carry on")
                 mlog.warning("down (%s); reopening in %.0f s", why, backoff)
                 self._update_sim(spec, slot, SimState.DOWN, error=why)
@@ -90,6 +94,7 @@ class ModemTaskMixin:
                 await self._give_back(slot)
                 await _close(modem)
         lock.release()
+        await held.close()
         self._update_sim(spec, slot, SimState.STOPPED)
 
     async def _learn_card(self, spec: ModemConfig, slot: SimSlot, info: Any) -> None:
@@ -123,10 +128,11 @@ class ModemTaskMixin:
         modem.profile = dataclasses.replace(modem.profile, timeouts=timeouts)
 
     async def _serve(self, spec: ModemConfig, slot: SimSlot, modem: Any, inbound: InboundStore,
-                     early: list[Any]) -> None:
+                     held: HeldInbound, early: list[Any]) -> None:
         trouble = asyncio.Event()
-        events = asyncio.create_task(self._pump_events(spec, slot, modem, inbound, trouble, early),
-                                     name=f"{spec.name}:events")
+        events = asyncio.create_task(
+            self._pump_events(spec, slot, modem, inbound, held, trouble, early),
+            name=f"{spec.name}:events")
         try:
             await self._send_loop(slot, modem, trouble)
         finally:
@@ -159,19 +165,29 @@ class ModemTaskMixin:
                 raise Quarantine(f"{slot.errors_in_row} failed sends in a row "
                                  f"(last: {slot.last_failure})")
 
-    async def _pump_events(self, spec: ModemConfig, slot: SimSlot, modem: Any,
-                           inbound: InboundStore, trouble: asyncio.Event, early: list[Any]) -> None:
+    async def _pump_events(self, spec: ModemConfig, slot: SimSlot, modem: Any, inbound: InboundStore,
+                           held: HeldInbound, trouble: asyncio.Event, early: list[Any]) -> None:
         from at_commands import events as ev
 
         mlog = logging.getLogger(f"modempool.modem.{spec.name}")
         async for event in _chain(early, modem.events()):
             if isinstance(event, (ev.InboundSms, ev.StatusReport)):
+                if event.index is None and held.waiting:  # after those held before it
+                    held.hold(event)
+                    await _acknowledge(modem, event, mlog)
+                    continue
                 try:
-                    await inbound.handle(spec.name, modem, event)
-                except Exception:
-                    modem.release(event)
-                    mlog.exception("could not store %s; it stays on the modem for the next sweep",
-                                   type(event).__name__)
+                    await inbound.take(spec.name, event)
+                except Exception as exc:
+                    if event.index is None:  # shown, not kept on the modem: held in memory
+                        held.hold(event, exc)
+                        await _acknowledge(modem, event, mlog)
+                    else:
+                        modem.release(event)
+                        log_failure(mlog, f"could not store {type(event).__name__}; it stays on "
+                                    "the modem for the next sweep", exc)
+                    continue
+                await _acknowledge(modem, event, mlog)
             elif isinstance(event, (ev.Disconnected, ev.Unresponsive)):
                 slot.state = SimState.DOWN
                 mlog.warning("%s", getattr(event, "reason", None) or "not answering")
@@ -272,6 +288,17 @@ def _own(lock: PortLock, mlog: logging.Logger) -> None:
         lock.unwritable = True
         mlog.warning("cannot write the UUCP lock %s (%s): minicom and others will not see that "
                      "modempool owns %s", lock.path, exc.strerror or exc, lock.port)
+
+
+async def _acknowledge(modem: Any, event: Any, mlog: logging.Logger) -> None:
+    """Tell the modem `event` is ours (delete it, or AT+CNMA); refused, it stays on the modem
+    and the next sweep hands it over again (stored once: the spool deduplicates)."""
+    try:
+        await modem.acknowledge(event)
+    except Exception as exc:  # noqa: BLE001 - the modem's trouble shows in its own events
+        modem.release(event)
+        mlog.warning("could not acknowledge %s (%s); the next sweep hands it over again",
+                     type(event).__name__, exc)
 
 
 async def _close(modem: Any) -> None:

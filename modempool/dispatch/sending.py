@@ -12,12 +12,17 @@
   and never more than one unrecorded message per SIM;
 - no answer after the PDU was written makes the message ambiguous: it is never resent on its own;
 - a message refused after some of its parts went out goes on later from its first unsent part,
-  through the same SIM (the phone joins parts from one sender only); it is never sent whole again.
+  through the same SIM (the phone joins parts from one sender only); it is never sent whole again;
+- the database away (`SpoolUnavailable`): a marker that could not be committed means its PDU was
+  not written (cancelled at the prompt), so the modem keeps its message and waits, the port open,
+  trying the marker again until the database answers, then sends the part; what it must write
+  about a part or message already decided (a part sent, a refusal) is written again likewise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from datetime import timedelta
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from modempool.dispatch import limits as limits_mod
 from modempool.spool.claims import SentPart
 from modempool.spool.model import LeaseLost
+from modempool.spool.unavailable import SpoolUnavailable, log_failure, unavailable
 
 if TYPE_CHECKING:
     from modempool.dispatch.sim_slot import SimSlot
@@ -35,6 +41,20 @@ log = logging.getLogger("modempool.dispatch.dispatcher")
 
 class ModemTrouble(Exception):
     """The modem must be closed and opened again (it hung, vanished or keeps failing)."""
+
+
+class MarkerNotWritten(Exception):
+    """A part's marker could not be committed (the database cannot answer now): the prompt was
+    cancelled, its PDU not written."""
+
+    def __init__(self, cause: SpoolUnavailable) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+# While the database is away, a modem tries again after 1 s, then 2, 4, at most every 5 s.
+WAIT_FIRST = 1.0
+WAIT_MAX = 5.0
 
 
 # Confirmed sends are written to the spool together once no confirmation came for RECORD_QUIET
@@ -65,16 +85,16 @@ class SendingMixin:
             parts = encode_submit(message.to, message.text, status_report=True,
                                   reference=message.id % 256)
         except Exception as exc:  # text the codec cannot carry: no SIM will do better
-            await self.lane.run(self.spool.mark_failed, message.id, f"cannot encode: {exc}",
-                                lease_owner=slot.owner)
+            await self._answered(self.spool.mark_failed, message.id, f"cannot encode: {exc}",
+                                 lease_owner=slot.owner)
             return
 
         # A message partly sent by an earlier attempt goes on from its first unsent part (from the
         # same SIM: its requeue bound it there), with the same parts and concatenation reference.
-        already = (await self.lane.run(self.spool.sent_parts, message.id)
+        already = (await self._answered(self.spool.sent_parts, message.id)
                    if message.parts_total else set())
         if len(already) == len(parts):
-            await self.lane.run(self.spool.mark_sent, message.id, lease_owner=slot.owner)
+            await self._answered(self.spool.mark_sent, message.id, lease_owner=slot.owner)
             return
         for part in parts:
             if part.seq in already:
@@ -84,7 +104,7 @@ class SendingMixin:
             self.busy_now()
             marking = self._mark_ahead(slot, message.id, part)
             try:
-                refs = await _write_part(modem, part, marking)
+                refs = await self._write_marked(slot, modem, message.id, part, marking, mlog)
             except LeaseLost as exc:  # recovered by someone else meanwhile: not ours to send
                 mlog.warning("message %s not sent: %s", message.id, exc)
                 return
@@ -98,10 +118,10 @@ class SendingMixin:
                 if isinstance(exc, (AtTimeout, ModemDisconnected)):
                     # Silent or gone before the PDU: nothing left, and the modem (not the
                     # message) failed. Back to the queue uncounted; the modem is reopened.
-                    await self.lane.run(self.spool.requeue, message.id, f"{slot.name}: {exc}",
-                                        avoid_sim=slot.name,
-                                        only_sim=slot.name if sent_before else None,
-                                        count_attempt=False, lease_owner=slot.owner)
+                    await self._answered(self.spool.requeue, message.id, f"{slot.name}: {exc}",
+                                         avoid_sim=slot.name,
+                                         only_sim=slot.name if sent_before else None,
+                                         count_attempt=False, lease_owner=slot.owner)
                     raise ModemTrouble(str(exc)) from exc
                 # A definite answer (+CMS/+CME ERROR, or refused before the prompt).
                 await self._failed_part(slot, message, len(parts), exc, mlog, sent=sent_before)
@@ -115,13 +135,74 @@ class SendingMixin:
             now = self.clock()
             slot.counters = limits_mod.count(slot.counters, now)
             if part.seq < part.total:
-                await self.lane.run(self.spool.mark_part_sent, message.id, part.seq,
-                                    part.reference, reference, now=now)
+                await self._answered(self.spool.mark_part_sent, message.id, part.seq,
+                                     part.reference, reference, now=now)
                 mlog.debug("message %s part %s/%s sent, reference %s", message.id, part.seq,
                            part.total, reference)
         slot.errors_in_row = 0
         self._record_soon(SentPart(message.id, part.seq, part.reference, reference,
                                    lease_owner=slot.owner, now=now), mlog, message.to, len(parts))
+
+    async def _write_marked(self, slot: SimSlot, modem: Any, message_id: int, part: Any,
+                            marking: asyncio.Future[Any], mlog: logging.Logger) -> list[int]:
+        """Write `part` once `marking` is committed; while the database cannot commit it, the
+        part waits (its PDU unwritten) and its marker is tried again until it is."""
+        while True:
+            try:
+                return await _write_part(modem, part, marking)
+            except MarkerNotWritten as exc:
+                mlog.warning("message %s part %s/%s waits for the database (%s) [%s]; its PDU "
+                             "was not written", message_id, part.seq, part.total, exc.cause,
+                             exc.cause.reason)
+                marking = await self._marked_when_back(slot, message_id, part)
+                mlog.info("the database answers again: message %s part %s/%s goes out",
+                          message_id, part.seq, part.total)
+
+    async def _marked_when_back(self, slot: SimSlot, message_id: int,
+                                part: Any) -> asyncio.Future[Any]:
+        """The committed marker of `part` (or its LeaseLost), tried again with backoff."""
+        delay = WAIT_FIRST
+        while True:
+            await self._pause(delay, f"message {message_id} part {part.seq} not sent")
+            marking = self._mark_ahead(slot, message_id, part)
+            await asyncio.wait([marking])
+            failure = marking.exception()
+            if failure is None:
+                return marking
+            if unavailable(failure) is None:
+                raise failure
+            delay = min(delay * 2, WAIT_MAX)
+
+    async def _answered(self, work: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """`lane.run(work, ...)`, tried again with backoff while the database cannot answer
+        (what it writes was decided by the modem: it must not be lost)."""
+        try:
+            return await self.lane.run(work, *args, **kwargs)
+        except Exception as exc:
+            if unavailable(exc) is None:
+                raise
+            log_failure(log, f"{getattr(work, '__name__', 'a write')} waits for the database", exc)
+        delay = WAIT_FIRST
+        while True:
+            await self._pause(delay, f"{getattr(work, '__name__', 'a write')} not done")
+            try:
+                result = await self.lane.run(work, *args, **kwargs)
+            except Exception as exc:
+                if unavailable(exc) is None:
+                    raise
+                delay = min(delay * 2, WAIT_MAX)
+                continue
+            log.info("the database answers again: %s done", getattr(work, "__name__", "a write"))
+            return result
+
+    async def _pause(self, seconds: float, undone: str) -> None:
+        """Wait `seconds` while the database is away; when the daemon stops meanwhile, the
+        modem gives up (its lease left for recovery to settle)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.stopping.wait()
+        if self.stopping.is_set():
+            raise ModemTrouble(f"stopping with the database away: {undone}; recovery settles it")
 
     def _mark_ahead(self, slot: SimSlot, message_id: int, part: Any) -> asyncio.Future[Any]:
         """Start committing the marker of `part`, with the SIM's previous confirmation (one
@@ -231,8 +312,8 @@ class SendingMixin:
             return []
         try:
             return self.spool.mark_many_sent([sent for sent, *_ in pending])
-        except Exception:
-            log.exception("could not record %d sent messages", len(pending))
+        except Exception as exc:
+            log_failure(log, f"could not record {len(pending)} sent messages", exc)
             return None
 
     def _record_and_mark(self, pending: list[Unrecorded], message_id: int, seq: int,
@@ -267,18 +348,18 @@ class SendingMixin:
 
     async def _ambiguous(self, slot: SimSlot, message: Any, why: str) -> None:
         log.warning("message %s is ambiguous: %s", message.id, why)
-        if not await self.lane.run(self.spool.mark_ambiguous, message.id, why,
-                                   lease_owner=slot.owner):
+        if not await self._answered(self.spool.mark_ambiguous, message.id, why,
+                                    lease_owner=slot.owner):
             log.info("message %s: its lease was taken over; its new owner decides", message.id)
             return
-        now = await self.lane.run(self.spool.get, message.id)
+        now = await self._answered(self.spool.get, message.id)
         if now is not None and now.state.value in ("sent", "delivered"):  # its report came first
             log.info("message %s: its delivery report, already in, shows it went out", message.id)
             self.count_proven(slot.name)
             return
         if self.policy.resend_ambiguous:  # the user chose at-least-once over at-most-once
             log.warning("message %s queued again (resend_ambiguous policy)", message.id)
-            await self.lane.run(self.spool.retry, message.id)
+            await self._answered(self.spool.retry, message.id)
 
     async def _failed_part(self, slot: SimSlot, message: Any, total: int, exc: Any, mlog: Any, *,
                      sent: int) -> None:
@@ -294,13 +375,13 @@ class SendingMixin:
         slot.last_failure = str(exc)
         if exc.error_class is ErrorClass.PERMANENT:
             mlog.info("message %s failed: %s", message.id, exc)
-            await self.lane.run(self.spool.mark_failed, message.id, error, lease_owner=slot.owner)
+            await self._answered(self.spool.mark_failed, message.id, error, lease_owner=slot.owner)
             return
-        await self.lane.run(self.spool.record_sim_error, slot.name, str(exc))
+        await self._answered(self.spool.record_sim_error, slot.name, str(exc))
         attempts = message.attempts
         if attempts >= self.policy.max_attempts:
-            await self.lane.run(self.spool.mark_failed, message.id,
-                                f"{error} (after {attempts} attempts)", lease_owner=slot.owner)
+            await self._answered(self.spool.mark_failed, message.id,
+                                 f"{error} (after {attempts} attempts)", lease_owner=slot.owner)
             return
         # Another SIM can take it at once; the same SIM only after a backoff. Parts already out
         # came from this SIM's number, and the phone joins the rest only if they come from it
@@ -312,10 +393,10 @@ class SendingMixin:
         delay = 0.0 if others else self.policy.delay(attempts) * random.uniform(0.8, 1.2)
         mlog.info("message %s: %s; retrying %s", message.id, exc,
                   "on another SIM" if others else f"from {slot.name} in {delay:.0f} s")
-        await self.lane.run(self.spool.requeue, message.id, error,
-                            self.clock() + timedelta(seconds=delay),
-                            avoid_sim=None if sent else slot.name,
-                            only_sim=slot.name if sent else None, lease_owner=slot.owner)
+        await self._answered(self.spool.requeue, message.id, error,
+                             self.clock() + timedelta(seconds=delay),
+                             avoid_sim=None if sent else slot.name,
+                             only_sim=slot.name if sent else None, lease_owner=slot.owner)
 
 
 async def _write_part(modem: Any, part: Any, marking: asyncio.Future[Any]) -> list[int]:
@@ -324,7 +405,13 @@ async def _write_part(modem: Any, part: Any, marking: asyncio.Future[Any]) -> li
     a refusal before the prompt is then settled after it (its part marked failed, not left
     writing)."""
     async def writing(_: Any) -> None:
-        _, lost = await asyncio.shield(marking)
+        try:
+            _, lost = await asyncio.shield(marking)
+        except Exception as exc:
+            found = unavailable(exc)
+            if found is None:
+                raise
+            raise MarkerNotWritten(found) from exc
         if lost is not None:
             raise lost
 

@@ -156,47 +156,4 @@ async def test_a_sims_daily_quota_holds_across_two_daemons_by_its_iccid(tmp_path
     assert card[1:] == (6, 6)
 
 
-async def test_the_database_away_for_ten_seconds_makes_the_daemon_wait_and_resume(tmp_path):
-    """Stopping PostgreSQL for 10 s mid-run: the daemon stops claiming, keeps running, and when
-    the database is back it carries on; nothing failed because of it, nothing went out twice."""
-    from tests.pg_cluster import PgCluster
-
-    cluster = PgCluster()  # its own: stopping it must not disturb the session's cluster
-    try:
-        cluster.start()
-        url = cluster.new_schema()
-        async with SimulatedBank(modems=2, directory=tmp_path / "a", seed=3) as bank:
-            for name in ("m1", "m2"):
-                bank.set_fault(name, "sms_latency", seconds=0.1)
-            config = _config(tmp_path / "a.toml", url, "a", bank.devices, {})
-            with Spool(url) as spool:
-                spool.enqueue_many({"to": "+8613800138000", "text": f"away {i}"}
-                                   for i in range(80))
-            daemon = await DaemonProcess(config).start()
-            await eventually(lambda: len(_sent(bank)) >= 10, what="sending under way")
-            cluster.stop()
-            stopped_at = len(_sent(bank))
-            await asyncio.sleep(10)
-            assert daemon.proc.returncode is None, daemon.output()  # waited, did not die
-            away = len(_sent(bank)) - stopped_at
-            assert away <= 2 * 2  # what the modems had in hand, nothing claimed meanwhile
-            cluster.start()
-            with Spool(url) as spool:
-                def left() -> int:
-                    return spool.counts()["queued"] + spool.counts()["sending"]
-
-                await eventually(lambda: left() == 0, progress=left,
-                                 what="the queue drained after the database came back")
-                assert await daemon.stop() == 0
-                counts = spool.counts()
-                on_network = collections.Counter(e["text"] for e in _sent(bank))
-                for message in spool.list():
-                    assert message.state.value in ("sent", "delivered", "ambiguous"), message
-                    assert on_network[message.text] == (
-                        1 if message.state.value != "ambiguous" else on_network[message.text])
-                assert max(on_network.values()) == 1
-                assert counts["failed"] == 0 and counts["ambiguous"] <= 2
-                print(f"\ndatabase away 10 s: {stopped_at} sent before, {away} while away, "
-                      f"then the rest; {counts}")
-    finally:
-        cluster.remove()
+# The database away under running daemons: tests/modempool/test_database_outage.py.

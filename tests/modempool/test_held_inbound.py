@@ -1,0 +1,82 @@
+"""Reports shown without a storage index (``+CDS``) while the spool cannot take them: held in
+memory in order, stored once it answers; past the bound and at the daemon's stop each one
+dropped is logged with its PDU. The spool is a real SQLite file whose write lock another
+connection holds (past the busy timeout: SpoolUnavailable), then lets go."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+
+from at_commands.events import StatusReport
+from at_commands.inbound import decode
+from modempool.dispatch import held_inbound
+from modempool.dispatch.held_inbound import HeldInbound
+from modempool.dispatch.inbound import InboundStore
+from modempool.spool import Spool
+from pdu import encode_status_report
+from tests.modempool.daemon_harness import eventually
+
+
+def _report(reference: int) -> StatusReport:
+    pdu_hex = encode_status_report(reference, "+8613800138000", status=0)
+    return StatusReport("m1", pdu_hex, decode(pdu_hex))
+
+
+@pytest.fixture
+def locked_spool(tmp_path):
+    """A spool, and a second connection holding its write lock until `.rollback()`."""
+    path = tmp_path / "spool.db"
+    spool = Spool(str(path), busy_timeout=0.1)
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    yield spool, other
+    other.close()
+    spool.close()
+
+
+def _stored(spool_path) -> list[int]:
+    with sqlite3.connect(spool_path) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT message_reference FROM delivery_reports ORDER BY id")]
+
+
+async def test_held_reports_are_stored_in_order_once_the_spool_answers(locked_spool, tmp_path,
+                                                                      caplog):
+    spool, other = locked_spool
+    store = InboundStore(spool, None, handlers=[])
+    held = HeldInbound("m1", store, logging.getLogger("modempool.modem.m1"))
+    for reference in (7, 8, 9):
+        try:
+            await store.take("m1", _report(reference))
+        except Exception as exc:  # the spool's write lock is held: cannot answer now
+            held.hold(_report(reference), exc)
+    assert [e.decoded.message_reference for e in held.waiting] == [7, 8, 9]
+    assert caplog.text.count("held in memory") == 1  # one line for the outage, no traceback
+    assert "Traceback" not in caplog.text
+    other.rollback()
+    await eventually(lambda: not held.waiting, what="the held reports stored")
+    assert _stored(tmp_path / "spool.db") == [7, 8, 9]
+    await held.close()
+    assert "dropped" not in caplog.text
+
+
+async def test_past_the_bound_and_at_the_stop_each_dropped_report_is_logged_with_its_pdu(
+        locked_spool, monkeypatch, caplog):
+    spool, _ = locked_spool
+    monkeypatch.setattr(held_inbound, "LIMIT", 2)
+    held = HeldInbound("m1", InboundStore(spool, None, handlers=[]),
+                       logging.getLogger("modempool.modem.m1"))
+    reports = [_report(reference) for reference in (1, 2, 3)]
+    for report in reports:
+        held.hold(report)
+    dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 1 and reports[2].pdu in dropped[0].getMessage()
+    assert "more than 2 waiting" in dropped[0].getMessage()
+    await held.close()  # the daemon stops, the spool still locked
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 3
+    assert all(report.pdu in line for report, line in zip(reports[:2], dropped[1:]))
+    assert all("daemon stopped" in line for line in dropped[1:])

@@ -259,6 +259,9 @@ class Config:
     simulator: int | None = None        # simulated modems to start, None = real hardware
     timezone: str | None = None         # IANA name for day/month counters; None = system local
     lease_seconds: float = 300.0
+    # a shared spool: a daemon elsewhere whose heartbeat stood still this long is dead, and its
+    # run-out leases are taken (heartbeats every sixth of it)
+    silent_after: float = 30.0
     lock_dir: str | None = None         # UUCP lock files (LCK..ttyUSB0); None: $MODEMPOOL_LOCK_DIR or /run/lock
     max_parts: int = DEFAULT_MAX_PARTS  # longer text is refused at enqueue
     synchronous: str = "normal"      # "full": also survives a power cut (slower)
@@ -330,7 +333,8 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "spool": {"path": text, "url": postgres_url,
               "synchronous": one_of("off", "normal", "full", "extra")},
     "pool": {"region": region_code, "strategy": strategy_name, "timezone": timezone_name,
-             "lease_seconds": positive_seconds, "lock_dir": text,
+             "lease_seconds": positive_seconds, "silent_after": positive_seconds,
+             "lock_dir": text,
              "max_parts": between(1, CODEC_MAX_PARTS)},
     "modem": {"name": text, "port": text, "pin": pin_code, "per_minute": at_least(1),
               "per_day": at_least(1), "per_month": at_least(1), "allow_prefixes": prefixes,
@@ -476,6 +480,7 @@ def parse_config(text: str, path: Path) -> Config:
         forward=_forward(values.get("forward", {}), region, where),
         timezone=pool.get("timezone"),
         lease_seconds=pool.get("lease_seconds", default.lease_seconds),
+        silent_after=pool.get("silent_after", default.silent_after),
         lock_dir=pool.get("lock_dir"),
         max_parts=pool.get("max_parts", default.max_parts),
         synchronous=spool.get("synchronous", default.synchronous),

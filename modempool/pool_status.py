@@ -83,7 +83,7 @@ def read_status(spool: Spool, config: Config) -> Status:
     from modempool.dispatch.liveness import current_sim_state, daemon_liveness
     from modempool.operator.campaign_report import all_progress
 
-    liveness = daemon_liveness(spool)
+    liveness = daemon_liveness(spool, stale_after=config.silent_after)
     known = {row["name"]: row for row in spool.sims()}
     names = [m.name for m in config.modems]
     names += sorted(set(known) - set(names))

@@ -21,6 +21,7 @@ import dataclasses
 import fcntl
 import logging
 import os
+import secrets
 import signal
 import socket
 import tempfile
@@ -34,8 +35,9 @@ from modempool.dispatch.dispatcher import Dispatcher
 from modempool.errors import PoolError
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.limits import Counters, Limits, window_keys
-from modempool.dispatch.liveness import HEARTBEAT_EVERY
+from modempool.dispatch.liveness import this_place
 from modempool.dispatch.shared import is_shared, recover_dead, wake_on_enqueue, watch_dead_daemons
+from modempool.spool.daemons import HeartbeatWatch, run_owner
 from modempool.config import Config, ModemConfig
 from modempool.dispatch.modem_task import ModemTaskMixin
 from modempool.dispatch.requests import RequestDesk
@@ -58,7 +60,11 @@ class Daemon(ModemTaskMixin):
         self.handlers = handlers
         self.install_signals = install_signals
         self.policy = config.retry
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.host, self.pid = socket.gethostname(), os.getpid()
+        self.owner = run_owner(self.host, self.pid, this_place(), secrets.token_hex(3))
+        # a heartbeat six times per [pool] silent_after; others' watched as often
+        self.beat_every = config.silent_after / 6
+        self.watch = HeartbeatWatch(config.silent_after, gap=3 * self.beat_every)
         self.started_at = datetime.now(timezone.utc)
         self.dispatcher: Dispatcher | None = None
         self.desk: RequestDesk | None = None
@@ -105,7 +111,7 @@ class Daemon(ModemTaskMixin):
         try:
             self._beat()
             shared = is_shared(self.spool)
-            recovery = (recover_dead(self.spool) if shared  # other daemons' leases may be live
+            recovery = (recover_dead(self.spool, self.watch) if shared  # other daemons' leases may be live
                         else self.spool.recover_leases(include_live=True))
             if recovery.requeued or recovery.ambiguous:
                 log.warning("recovered leases of an earlier run: %d requeued, %d ambiguous%s",
@@ -150,7 +156,8 @@ class Daemon(ModemTaskMixin):
                     tasks.create_task(self._http_sidecar(), name="http")
                     if shared:
                         wake = self.dispatcher.wake.set
-                        tasks.create_task(watch_dead_daemons(self.spool, self._stop, wake),
+                        tasks.create_task(watch_dead_daemons(self.spool, self._stop, wake,
+                                                             self.watch, self.beat_every),
                                           name="dead-daemons")
                         tasks.create_task(wake_on_enqueue(self.spool, self._stop, wake),
                                           name="notifications")
@@ -275,12 +282,11 @@ class Daemon(ModemTaskMixin):
                 log.exception("WAL checkpoint failed")
 
     def _beat(self) -> None:
-        host, pid = self.owner.rsplit(":", 1)
-        self.spool.beat(self.owner, host=host, pid=int(pid), started_at=self.started_at)
+        self.spool.beat(self.owner, host=self.host, pid=self.pid, started_at=self.started_at)
 
     async def _heartbeat(self) -> None:
         """Tell `status` (and systemd's watchdog) that the loop turns: a heartbeat every few seconds."""
-        every = min(HEARTBEAT_EVERY, watchdog_interval() or HEARTBEAT_EVERY)
+        every = min(self.beat_every, watchdog_interval() or self.beat_every)
         while not self._stop.is_set():
             try:
                 await self.books.run(self._beat)

@@ -1,25 +1,50 @@
 """Is the daemon alive? Its heartbeat in the spool, read by `status` and the front ends.
 
-The daemon writes a heartbeat every `HEARTBEAT_EVERY` seconds and a stop time when it stops
-gracefully. A daemon killed with SIGKILL (or a host that lost power) leaves only its last
-heartbeat: once its process is gone from this host, or (on another host) its heartbeat is older
-than `STALE_AFTER`, the SIM states in the spool are history, not news, and must not be shown as
-"up". The rule is `spool.daemons.judge`, the one that settling a dead daemon's leases uses too.
+The daemon writes a heartbeat every few seconds (a sixth of `[pool] silent_after`) and a stop time when it stops gracefully. A daemon killed with SIGKILL (or a host
+that lost power) leaves only its last heartbeat: once its process is gone from this process
+table (`this_place`), or (elsewhere) its heartbeat is older than `STALE_AFTER`, the SIM states
+in the spool are history, not news, and must not be shown as "up". The rule is
+`spool.daemons.judge`, the one that settling a dead daemon's leases uses too (there with a
+`HeartbeatWatch` for "silent", see `modempool/dispatch/shared.py`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
 from modempool.box.ports import process_exists
-from modempool.spool.daemons import judge
+from modempool.spool.daemons import Here, by_age, judge, shown_owner
 from modempool.spool.model import from_text, utcnow
 
-HEARTBEAT_EVERY = 5.0   # seconds between heartbeats
-STALE_AFTER = 30.0      # a heartbeat older than this: the daemon is dead or hung
+STALE_AFTER = 30.0  # a heartbeat older than this: the daemon is dead or hung (`[pool] silent_after`)
+
+
+def this_place() -> str:
+    """Where a pid names a process: this kernel boot (`/proc/sys/kernel/random/boot_id`, new at
+    every boot, never copied with a disk image) and pid namespace (a container's own), as 8
+    hex digits. Two daemons with the same place can look each other's pid up; with different
+    places (two hosts, even cloned ones with one hostname and one /etc/machine-id; two
+    containers; a reboot between) only the heartbeat tells. `MODEMPOOL_PLACE`, if set, is used
+    instead: for tests, or for containers that share a pid namespace but should not trust it."""
+    given = os.environ.get("MODEMPOOL_PLACE")
+    if given:
+        return hashlib.sha256(given.encode()).hexdigest()[:8]
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            where = boot.read().strip() + os.readlink("/proc/self/ns/pid")
+    except OSError:  # not Linux's /proc: the hostname, as before places
+        where = socket.gethostname()
+    return hashlib.sha256(where.encode()).hexdigest()[:8]
+
+
+def here() -> Here:
+    """This process's hostname and place, for judging other daemons."""
+    return Here(socket.gethostname(), this_place())
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +52,7 @@ class DaemonLiveness:
     """What the spool says about the daemon that serves it."""
 
     running: bool
-    owner: str | None = None          # host:pid of the latest daemon; None: never ran here
+    owner: str | None = None          # the latest daemon run (host:pid:place-run); None: never ran
     since: datetime | None = None     # running: start time; else when it stopped or went silent
     reason: str = ""                  # why it is not running: "stopped", "killed", "silent"
 
@@ -37,11 +62,12 @@ class DaemonLiveness:
         if self.owner is None:
             return "daemon not running (it never ran on this spool)"
         when = _local(self.since, tz)
+        shown = shown_owner(self.owner)
         if self.running:
-            return f"daemon running since {when} ({self.owner})"
+            return f"daemon running since {when} ({shown})"
         why = {"stopped": "stopped", "killed": "its process is gone",
                "silent": "no heartbeat, hung or on a host that went away"}.get(self.reason, "")
-        return f"daemon not running since {when} ({self.owner}{': ' + why if why else ''})"
+        return f"daemon not running since {when} ({shown}{': ' + why if why else ''})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"running": self.running, "owner": self.owner,
@@ -54,15 +80,15 @@ def daemon_liveness(spool: Any, *, now: datetime | None = None,
     rows = spool.daemons()
     if not rows:
         return DaemonLiveness(False)
-    moment = now or utcnow()
-    judged = [_judge(row, moment, stale_after) for row in rows]
+    silent, where = by_age(now or utcnow(), stale_after), here()
+    judged = [_judge(row, where, silent) for row in rows]
     return next((j for j in judged if j.running), judged[0])
 
 
-def _judge(row: dict[str, Any], now: datetime, stale_after: float) -> DaemonLiveness:
-    """`spool.daemons.judge`: the one rule of a dead daemon, here from this host."""
-    verdict = judge(row, now=now, stale_after=stale_after, host=socket.gethostname(),
-                    alive=process_exists)
+def _judge(row: dict[str, Any], where: Here, silent: Any) -> DaemonLiveness:
+    """`spool.daemons.judge`: the one rule of a dead daemon, from here, by heartbeat age (one
+    look is all `status` has)."""
+    verdict = judge(row, here=where, alive=process_exists, silent=silent)
     return DaemonLiveness(verdict.alive, row["owner"], verdict.since, verdict.reason)
 
 

@@ -4,7 +4,10 @@ On SQLite one daemon holds the spool (a lock file), so every lease found at star
 process's. On a database that daemons on several hosts share, a lease may be a live daemon's:
 only the run-out leases of dead daemons are settled (by the same rule as ever: queued if no
 part was written, ambiguous if one may have gone out), at start and then every few seconds, so
-that a survivor carries on a killed daemon's messages. An enqueue anywhere NOTIFYs: idle
+that a survivor carries on a killed daemon's messages. A daemon in this process table is dead
+when its process is gone; one elsewhere when its heartbeat stood still through `[pool]
+silent_after` seconds of this daemon's own unbroken sight of the database (`HeartbeatWatch`):
+a database outage, for everyone or for this daemon, takes nobody's leases. An enqueue anywhere NOTIFYs: idle
 dispatchers wake at once instead of at their next poll.
 """
 
@@ -12,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable
 from typing import Any
 
-from modempool.dispatch.liveness import HEARTBEAT_EVERY, STALE_AFTER
 from modempool.box.ports import process_exists
+from modempool.dispatch.liveness import here
+from modempool.spool.daemons import HeartbeatWatch
 
 log = logging.getLogger("modempool.shared")
 
@@ -27,18 +30,23 @@ def is_shared(spool: Any) -> bool:
     return getattr(getattr(spool, "engine", None), "name", "sqlite") != "sqlite"
 
 
-def recover_dead(spool: Any) -> Any:
-    """Settle the run-out leases of dead daemons (never a live one's); returns the Recovery."""
-    return spool.recover_dead_owners(host=socket.gethostname(), alive=process_exists,
-                                     stale_after=STALE_AFTER)
+def recover_dead(spool: Any, watch: HeartbeatWatch) -> Any:
+    """Look at the daemons' heartbeats, then settle the run-out leases of dead daemons (never
+    a live one's); returns the Recovery. A failure loses the watch's sight."""
+    try:
+        watch.look(spool.daemons)
+        return spool.recover_dead_owners(here=here(), alive=process_exists, silent=watch.silent)
+    except Exception:
+        watch.lost_sight()
+        raise
 
 
 async def watch_dead_daemons(spool: Any, stop: asyncio.Event, wake: Callable[[], None],
-                             every: float = HEARTBEAT_EVERY) -> None:
+                             watch: HeartbeatWatch, every: float) -> None:
     """Every `every` seconds: take over what dead daemons left (queued again or ambiguous)."""
     while not stop.is_set():
         try:
-            recovery = await asyncio.to_thread(recover_dead, spool)
+            recovery = await asyncio.to_thread(recover_dead, spool, watch)
             if recovery.requeued or recovery.ambiguous or recovery.sent:
                 log.warning("took over leases of a dead daemon: %d requeued, %d ambiguous, "
                             "%d sent", len(recovery.requeued), len(recovery.ambiguous),

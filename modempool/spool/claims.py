@@ -18,6 +18,7 @@ from typing import Any
 
 from modempool.spool.ambiguity import CLOCK_SLACK, settle_by_stored_reports
 from modempool.spool.audit import AuditLog
+from modempool.spool.daemons import Here
 from modempool.spool.engine import Engine
 from modempool.spool.messages import read_message
 from modempool.spool.model import LeaseLost, Message, MessageState, Recovery, to_text, utcnow
@@ -73,13 +74,13 @@ class Claims:
         return recover_leases(self.engine, self.audit, owner, include_live=include_live,
                               expired_only=expired_only, now=now, count_sent=self.sims.add_sent)
 
-    def recover_dead_owners(self, *, host: str, alive: Callable[[int], bool],
-                            stale_after: float, now: datetime | None = None) -> Recovery:
+    def recover_dead_owners(self, *, here: Here, alive: Callable[[int], bool],
+                            silent: Callable[[dict[str, Any]], bool],
+                            now: datetime | None = None) -> Recovery:
         """Several daemons on one database: settle the run-out leases of daemons that are dead
         (see `recovery.dead_owners`), never a live one's. Returns what became of them."""
         requeued, ambiguous, sent = [], [], []
-        for owner in dead_owners(self.engine, host=host, alive=alive, stale_after=stale_after,
-                                 now=now):
+        for owner in dead_owners(self.engine, here=here, alive=alive, silent=silent, now=now):
             done = recover_leases(self.engine, self.audit, owner, expired_only=True, now=now,
                                   count_sent=self.sims.add_sent)
             requeued += done.requeued

@@ -4,6 +4,7 @@ settling a dead daemon's leases alike."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,24 +24,123 @@ class Verdict:
     since: datetime | None = None
 
 
-def judge(row: dict[str, Any], *, now: datetime, stale_after: float, host: str,
-          alive: Callable[[int], bool]) -> Verdict:
-    """Whether the daemon of `row` (a `daemons` row: host, pid, started_at, heartbeat_at,
-    stopped_at) is dead: it stopped; or it ran on this `host` and its process is gone (`alive`
-    asks by pid); or it ran elsewhere and its heartbeat is missing or older than `stale_after`
-    seconds (hung, or on a host that went away). On this host a process that still exists is
-    alive, however late its heartbeat: a daemon whose spool writes lag (the database away for
-    a while) is never judged dead by itself or a neighbour, so its leases stay its own."""
+@dataclass(frozen=True, slots=True)
+class Here:
+    """Where the judging process runs: its hostname (shown, and how a daemon of an older
+    modempool is placed) and its process table (`place`: the kernel's boot and pid namespace,
+    see `modempool.dispatch.liveness.this_place`), the only place where a daemon's pid means
+    that daemon's process."""
+
+    host: str
+    place: str
+
+
+def run_owner(host: str, pid: int, place: str, run: str) -> str:
+    """A daemon run's owner, the prefix of its lease owners: `host:pid:place-run`. The hostname
+    and pid are for people; the place says where the pid can be looked up; the run (a random
+    token) keeps two runs apart that share all three (a pid reused, two containers' pid 1)."""
+    return f"{host}:{pid}:{place}-{run}"
+
+
+def owner_place(owner: str) -> str | None:
+    """The place in a run's owner; None for an owner written before places (`host:pid`)."""
+    fields = owner.split("/", 1)[0].split(":")
+    return fields[2].split("-", 1)[0] if len(fields) >= 3 else None
+
+
+def shown_owner(owner: str) -> str:
+    """What a person is shown of an owner: `host:pid`."""
+    return ":".join(owner.split("/", 1)[0].split(":")[:2])
+
+
+def by_age(now: datetime, stale_after: float) -> Callable[[dict[str, Any]], bool]:
+    """Silence judged by a heartbeat's age alone (what `status`, one look, can judge): missing,
+    or older than `stale_after` seconds at `now`."""
+    def silent(row: dict[str, Any]) -> bool:
+        heartbeat = from_text(row.get("heartbeat_at"))
+        return heartbeat is None or (now - heartbeat).total_seconds() > stale_after
+    return silent
+
+
+def judge(row: dict[str, Any], *, here: Here, alive: Callable[[int], bool],
+          silent: Callable[[dict[str, Any]], bool]) -> Verdict:
+    """Whether the daemon of `row` (a `daemons` row: owner, host, pid, started_at, heartbeat_at,
+    stopped_at) is dead: it stopped; or it ran in this process table and its process is gone
+    (`alive` asks by pid); or it ran elsewhere and is `silent` (hung, or on a host that went
+    away; recovery asks a `HeartbeatWatch`, `status` the heartbeat's age). In this process
+    table a process that still exists is alive, however late its heartbeat: a daemon whose
+    spool writes lag (the database away for a while) is never judged dead by itself or a
+    neighbour, so its leases stay its own. A daemon of an older modempool (an owner with no
+    place) is placed by its hostname, as it was then."""
     heartbeat = from_text(row.get("heartbeat_at"))
     if row.get("stopped_at"):
         return Verdict(False, "stopped", from_text(row["stopped_at"]))
     pid = row.get("pid")
-    if row.get("host") == host and pid is not None:
+    place = owner_place(str(row.get("owner") or ""))
+    in_this_table = place == here.place if place is not None else row.get("host") == here.host
+    if in_this_table and pid is not None:
         if not alive(int(pid)):
             return Verdict(False, "killed", heartbeat)
-    elif heartbeat is None or (now - heartbeat).total_seconds() > stale_after:
+    elif silent(row):
         return Verdict(False, "silent", heartbeat)
     return Verdict(True, "", from_text(row.get("started_at")))
+
+
+class HeartbeatWatch:
+    """What one daemon has seen of the others' heartbeats while it could see the database.
+
+    A daemon elsewhere is silent only once its heartbeat has stood still through `stale_after`
+    seconds of this watch's own unbroken looking. Heartbeats are compared with each other, never
+    with this host's clock (no clock skew between hosts counts), and the time is this process's
+    monotonic clock. Losing sight (a look that failed, took longer than `gap`, or came more than
+    `gap` after the last) starts every clock again: after a database outage for everyone, no
+    one is silent until a whole window has passed with their heartbeat seen not moving."""
+
+    def __init__(self, stale_after: float, *, gap: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stale_after = stale_after
+        self.gap = gap
+        self.clock = clock
+        self._seen: dict[str, tuple[Any, float]] = {}  # owner -> (heartbeat, first seen at)
+        self._looked: float | None = None              # when the last good look began
+        self._sight_since: float | None = None         # when the unbroken looking began
+
+    def lost_sight(self) -> None:
+        """The database could not be read: what was seen no longer counts."""
+        self._seen.clear()
+        self._looked = self._sight_since = None
+
+    def look(self, read: Callable[[], list[dict[str, Any]]]) -> None:
+        """Read the daemons' rows with `read` and note whose heartbeat moved."""
+        began = self.clock()
+        try:
+            rows = read()
+        except Exception:
+            self.lost_sight()
+            raise
+        ended = self.clock()
+        if self._looked is None or began - self._looked > self.gap or ended - began > self.gap:
+            self._seen.clear()
+            self._sight_since = ended
+        self._looked = began
+        seen = {}
+        for row in rows:
+            owner, heartbeat = row["owner"], row.get("heartbeat_at")
+            known = self._seen.get(owner)
+            seen[owner] = known if known is not None and known[0] == heartbeat else (heartbeat,
+                                                                                    ended)
+        self._seen = seen
+
+    def silent(self, row: dict[str, Any]) -> bool:
+        """Whether `row`'s heartbeat is the one seen standing still for a whole window (a lease
+        owner that never beat: once the looking itself has lasted a whole window)."""
+        if self._looked is None or self._sight_since is None:
+            return False
+        if row.get("heartbeat_at") is None and row["owner"] not in self._seen:
+            return self._looked - self._sight_since >= self.stale_after
+        known = self._seen.get(row["owner"])
+        return (known is not None and known[0] == row.get("heartbeat_at")
+                and self._looked - known[1] >= self.stale_after)
 
 
 class Daemons:

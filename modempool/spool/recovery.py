@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from modempool.spool.ambiguity import settle_by_stored_reports
-from modempool.spool.daemons import judge
+from modempool.spool.daemons import Here, judge
 from modempool.spool.model import Recovery, to_text, utcnow
 
 if TYPE_CHECKING:
@@ -106,14 +106,14 @@ def recover_leases(
     return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent))
 
 
-def dead_owners(engine: Engine, *, host: str, alive: Callable[[int], bool],
-                stale_after: float, now: datetime | None = None) -> list[str]:
-    """Lease owners (`host:pid/sim`) holding run-out leases whose daemon is dead by
-    `daemons.judge` (the rule `status` uses too): it stopped, ran on this `host` and its
-    process is gone, or ran elsewhere and its heartbeat is missing or older than
-    `stale_after` seconds. A live
-    daemon's leases are never in the list, even run out (a long multipart send): only its own
-    finish or recovery settles them."""
+def dead_owners(engine: Engine, *, here: Here, alive: Callable[[int], bool],
+                silent: Callable[[dict[str, Any]], bool],
+                now: datetime | None = None) -> list[str]:
+    """Lease owners (`host:pid:place-run/sim`) holding run-out leases whose daemon is dead by
+    `daemons.judge` (the rule `status` uses too): it stopped, ran in this process table
+    (`here`) and its process is gone, or ran elsewhere and is `silent`. A live daemon's
+    leases are never in the list, even run out (a long multipart send): only its own finish or
+    recovery settles them."""
     moment = now or utcnow()
     owners = [r[0] for r in engine.rows(
         "SELECT DISTINCT lease_owner FROM messages WHERE state = 'sending' "
@@ -126,9 +126,10 @@ def dead_owners(engine: Engine, *, host: str, alive: Callable[[int], bool],
     dead = []
     for owner in owners:
         daemon = owner.split("/", 1)[0]
-        daemon_host, _, pid = daemon.rpartition(":")
-        row = beats.get(daemon) or {  # it never beat: judged by its name (host:pid) alone
-            "host": daemon_host, "pid": int(pid) if pid.isdigit() else None}
-        if not judge(row, now=moment, stale_after=stale_after, host=host, alive=alive).alive:
+        fields = daemon.split(":")
+        row = beats.get(daemon) or {  # it never beat: judged by its name alone
+            "owner": daemon, "host": fields[0],
+            "pid": int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None}
+        if not judge(row, here=here, alive=alive, silent=silent).alive:
             dead.append(owner)
     return dead

@@ -106,8 +106,10 @@ class DaemonProcess:
     """`modempool run --config FILE` in a subprocess, its log in a file."""
 
     def __init__(self, config: Path | None, log: Path | None = None, *, args: tuple[str, ...] = (),
-                 cwd: Path = REPO, env: dict[str, str] | None = None) -> None:
+                 cwd: Path = REPO, env: dict[str, str] | None = None,
+                 wrapper: tuple[str, ...] = ()) -> None:
         self.config = config
+        self.wrapper = wrapper  # a command the daemon runs under (`unshare ...`)
         assert config is not None or log is not None
         self.log = log or config.with_suffix(".log")  # type: ignore[union-attr]
         self.args = (*(("--config", str(config)) if config else ()), *args)
@@ -121,7 +123,7 @@ class DaemonProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO), **self.env}
         with open(self.log, "ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cli", "run", *self.args,
+                *self.wrapper, sys.executable, "-m", "cli", "run", *self.args,
                 *(["-vv"] if os.environ.get("MODEMPOOL_TEST_DEBUG") else []),
                 stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, cwd=self.cwd, env=env,
                 preexec_fn=_die_with_parent)

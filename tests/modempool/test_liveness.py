@@ -104,30 +104,44 @@ async def test_a_graceful_stop_is_recorded(tmp_path, bank):
     assert (judged["running"], judged["reason"]) == (False, "stopped")
 
 
-@pytest.mark.parametrize("case", ["stopped, its pid reused", "here, late heartbeat", "here, gone",
-                                  "far, fresh", "far, silent"])
+CASES = ["stopped, its pid reused", "here, late heartbeat", "here, gone", "far, fresh",
+         "far, silent", "same hostname elsewhere, its pid not here", "same hostname elsewhere, silent",
+         "old format, here, gone", "old format, far, fresh", "old format, far, silent"]
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_status_and_lease_recovery_judge_a_daemon_dead_by_one_rule(tmp_path, case):
     """`status` (daemon_liveness) and the settling of run-out leases (dead_owners) ask the same
-    rule: a daemon whose leases may be taken is one that status shows as not running. On this
-    host the process decides (a late heartbeat is a slow database, not a dead daemon)."""
+    rule: a daemon whose leases may be taken is one that status shows as not running. In this
+    process table (this boot and pid namespace) the process decides (a late heartbeat is a slow
+    database, not a dead daemon); elsewhere the heartbeat, even under this very hostname (a
+    cloned box, a container). Owners written before places (`host:pid`) are placed by hostname."""
     import os
     import subprocess
     import sys
 
     from modempool.box.ports import process_exists
+    from modempool.dispatch.liveness import this_place
+    from modempool.dispatch.liveness import here
+    from modempool.spool.daemons import by_age, run_owner
     from modempool.spool.recovery import dead_owners
 
-    here = socket.gethostname()
+    name, place = socket.gethostname(), this_place()
     gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True).stdout)
     now = utcnow().replace(microsecond=0)
-    host, pid, beat_age, stopped, expected_dead = {
-        "stopped, its pid reused": (here, os.getpid(), 1, True, True),
-        "here, late heartbeat": (here, os.getpid(), 120, False, False),
-        "here, gone": (here, gone, 1, False, True),
-        "far, fresh": ("far-away-host", 7, 1, False, False),
-        "far, silent": ("far-away-host", 7, 120, False, True)}[case]
-    owner = f"{host}:{pid}"
+    host, where, pid, beat_age, stopped, expected_dead = {
+        "stopped, its pid reused": (name, place, os.getpid(), 1, True, True),
+        "here, late heartbeat": (name, place, os.getpid(), 120, False, False),
+        "here, gone": (name, place, gone, 1, False, True),
+        "far, fresh": ("far-away-host", "0f0f0f0f", 7, 1, False, False),
+        "far, silent": ("far-away-host", "0f0f0f0f", 7, 120, False, True),
+        "same hostname elsewhere, its pid not here": (name, "0f0f0f0f", gone, 1, False, False),
+        "same hostname elsewhere, silent": (name, "0f0f0f0f", os.getpid(), 120, False, True),
+        "old format, here, gone": (name, None, gone, 1, False, True),
+        "old format, far, fresh": ("far-away-host", None, 7, 1, False, False),
+        "old format, far, silent": ("far-away-host", None, 7, 120, False, True)}[case]
+    owner = f"{host}:{pid}" if where is None else run_owner(host, pid, where, "a1b2c3")
     with Spool(tmp_path / "s.db") as spool:
         spool.beat(owner, host=host, pid=pid, started_at=now - timedelta(hours=1),
                    now=now - timedelta(seconds=beat_age))
@@ -136,6 +150,42 @@ def test_status_and_lease_recovery_judge_a_daemon_dead_by_one_rule(tmp_path, cas
         message = spool.enqueue("13800138000", "hi")
         assert spool.claim(message.id, "m1", f"{owner}/m1", 1, now=now - timedelta(seconds=60))
         shown = daemon_liveness(spool, now=now)
-        settled = dead_owners(spool.engine, host=here, alive=process_exists, stale_after=30,
-                              now=now)
+        settled = dead_owners(spool.engine, here=here(), alive=process_exists,
+                              silent=by_age(now, 30), now=now)
     assert (not shown.running, f"{owner}/m1" in settled) == (expected_dead, expected_dead)
+
+
+def test_a_heartbeat_watch_judges_silence_only_by_its_own_unbroken_looking():
+    """A daemon elsewhere is silent once its heartbeat stood still through a whole window of
+    looks; a moved heartbeat, a failed look (the database away) or too long between looks
+    starts the clock again, so after an outage for everyone nobody is silent at once."""
+    from modempool.spool.daemons import HeartbeatWatch
+
+    moment = [0.0]
+    watch = HeartbeatWatch(30, gap=15, clock=lambda: moment[0])
+    row = {"owner": "box:7:0f0f0f0f-a1b2c3", "heartbeat_at": "t1"}
+
+    def look_at(t: float, heartbeat: str | None = None) -> bool:
+        moment[0] = t
+        if heartbeat:
+            row["heartbeat_at"] = heartbeat
+        watch.look(lambda: [dict(row)])
+        return watch.silent(dict(row))
+
+    assert [look_at(t) for t in (0, 10, 20)] == [False, False, False]
+    assert look_at(30) is True                           # stood still for 30 s of looking
+    assert look_at(35, "t2") is False                    # it moved: alive again
+    assert [look_at(t) for t in (45, 55, 65)] == [False, False, True]  # still from 35 to 65
+
+    def away() -> list[dict]:
+        raise ConnectionError("database away")
+
+    with pytest.raises(ConnectionError):
+        watch.look(away)                                 # an outage: sight lost
+    assert watch.silent(dict(row)) is False
+    assert [look_at(t) for t in (200, 210, 220)] == [False, False, False]  # t2 still, yet
+    assert look_at(230) is True                          # a whole window after sight came back
+    assert look_at(300) is False                         # 70 s since the last look: a gap
+    assert [look_at(t) for t in (310, 320, 330)] == [False, False, True]
+    never_beat = {"owner": "box:8:0f0f0f0f-d4e5f6", "heartbeat_at": None}
+    assert watch.silent(never_beat) is True              # 30 s of unbroken looking at 330

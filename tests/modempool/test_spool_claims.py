@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from modempool.spool import LeaseLost, MessageState, Spool
+from modempool.spool.daemons import Here, by_age
 from tests.modempool.spool_driver import claim_next
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -313,8 +314,10 @@ def test_several_daemons_recover_only_the_run_out_leases_of_dead_ones(path):
                    now=T0 + timedelta(seconds=100))
         spool.beat("dead-host:2", host="dead-host", pid=2, started_at=T0, now=T0)
         spool.beat("here:99", host="here", pid=99, started_at=T0, now=T0 + timedelta(seconds=100))
-        recovery = spool.recover_dead_owners(host="here", alive=lambda pid: pid != 99,
-                                             stale_after=30, now=T0 + timedelta(seconds=101))
+        later = T0 + timedelta(seconds=101)
+        recovery = spool.recover_dead_owners(here=Here("here", "0a0b0c0d"),
+                                             alive=lambda pid: pid != 99,
+                                             silent=by_age(later, 30), now=later)
         # dead-host's heartbeat is stale and its first lease ran out; its second has not; the
         # process 99 on this host is gone (its heartbeat is recent, but no process answers).
         assert sorted(recovery.requeued) == [ids[1], ids[3]]

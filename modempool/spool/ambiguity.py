@@ -108,7 +108,7 @@ def settle_by_stored_reports(conn: Any, audit: AuditLog, message_id: int, now: s
     was lost but its ``+CDS`` was not; or a killed daemon stored the report before recovery
     ran): the unmatched reports already stored may settle it, by the same rule. True when it
     was settled; a report that proves another ambiguous message settles that one."""
-    from modempool.spool.claims import apply_report
+    from modempool.spool.verdicts import apply_report
 
     row = conn.execute(_WRITTEN, (message_id,)).fetchone()
     if row is None or row[0] is None or row[1] is None:

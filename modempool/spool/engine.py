@@ -35,7 +35,7 @@ class SpoolUnreachable(PoolError):
 UNCERTAIN_PARTS = ("CREATE INDEX IF NOT EXISTS parts_uncertain ON parts (sim, writing_at) "
                    "WHERE state IN ('writing', 'ambiguous')")
 # The reports that matched no part when they came: each part recorded as sent looks there for
-# one that came before its confirmation (`claims.early_report`). Made at open, as above.
+# one that came before its confirmation (`verdicts.early_report`). Made at open, as above.
 UNMATCHED_REPORTS = ("CREATE INDEX IF NOT EXISTS delivery_reports_unmatched ON delivery_reports "
                      "(sim, message_reference) WHERE part_id IS NULL")
 

@@ -17,7 +17,7 @@ from modempool.errors import InvalidNumber
 from modempool.numbers import normalise
 from modempool.spool.ambiguity import settle_by_report
 from modempool.spool.audit import AuditLog
-from modempool.spool.claims import apply_report
+from modempool.spool.verdicts import apply_report
 from modempool.spool.engine import Engine
 from modempool.spool.model import from_text, to_text, utcnow
 from modempool.spool.plain_text import without_nul

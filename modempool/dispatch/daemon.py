@@ -43,6 +43,7 @@ from modempool.dispatch.modem_task import ModemTaskMixin
 from modempool.dispatch.requests import RequestDesk
 from modempool.dispatch.sim_slot import SimSlot, SimState
 from modempool.dispatch.spool_lane import INBOUND_THREADS, SpoolLane
+from modempool.spool.unavailable import log_failure
 
 log = logging.getLogger("modempool.dispatch.daemon")
 
@@ -262,8 +263,8 @@ class Daemon(ModemTaskMixin):
         while not self._stop.is_set():
             try:
                 await inbound.flush_incomplete(self.incomplete_after)
-            except Exception:
-                log.exception("housekeeping failed")
+            except Exception as exc:
+                log_failure(log, "housekeeping failed", exc)
             await self._sleep(60.0)
 
     async def _checkpoints(self) -> None:
@@ -278,8 +279,8 @@ class Daemon(ModemTaskMixin):
             await self.dispatcher.quiet_moment(CHECKPOINT_EVERY)
             try:
                 await asyncio.to_thread(self.spool.checkpoint)  # file syncs: not on the loop
-            except Exception:  # a busy database: the next one will do
-                log.exception("WAL checkpoint failed")
+            except Exception as exc:  # a busy database: the next one will do
+                log_failure(log, "WAL checkpoint failed", exc)
 
     def _beat(self) -> None:
         self.spool.beat(self.owner, host=self.host, pid=self.pid, started_at=self.started_at)
@@ -290,8 +291,8 @@ class Daemon(ModemTaskMixin):
         while not self._stop.is_set():
             try:
                 await self.books.run(self._beat)
-            except Exception:  # a busy database: the next one will do
-                log.exception("could not write the heartbeat")
+            except Exception as exc:  # a busy database: the next one will do
+                log_failure(log, "could not write the heartbeat", exc)
             notify("WATCHDOG=1")  # systemd's watchdog: the loop turns
             await self._sleep(every)
 
@@ -308,8 +309,9 @@ class Daemon(ModemTaskMixin):
                 await self.books.run(queue_due)
                 if self.dispatcher is not None:
                     self.dispatcher.wake.set()
-            except Exception:
-                log.exception("recurring jobs failed; trying again in %.0f s", self.jobs_interval)
+            except Exception as exc:
+                log_failure(log, f"recurring jobs failed; trying again in {self.jobs_interval:.0f} s",
+                            exc)
             await self._sleep(self.jobs_interval)
 
     async def _http_sidecar(self) -> None:

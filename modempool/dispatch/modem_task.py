@@ -223,8 +223,8 @@ class ModemTaskMixin:
                 self.spool.upsert_sim(spec.name, **fields)
                 if changed:
                     self.spool.record_event(f"sim-{state.value}", sim=spec.name, detail=error)
-            except Exception:
-                log.exception("could not record the state of %s", spec.name)
+            except Exception as exc:
+                log_failure(log, f"could not record the state of {spec.name}", exc)
                 return False
             return True
 

@@ -27,6 +27,7 @@ from modempool.dispatch.sim_slot import SimSlot, SimState
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.errors import PoolError
 from modempool.spool.model import from_text
+from modempool.spool.unavailable import log_failure
 
 log = logging.getLogger("modempool.dispatch.requests")
 
@@ -134,8 +135,8 @@ class RequestDesk:
                         task = asyncio.create_task(self._answer(row), name=f"request {row['id']}")
                         self._running.add(task)
                         task.add_done_callback(self._running.discard)
-                except Exception:
-                    log.exception("could not read the requests")
+                except Exception as exc:
+                    log_failure(log, "could not read the requests", exc)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(REQUEST_POLL):
                         await stop.wait()

@@ -10,6 +10,7 @@ from datetime import time
 from typing import Any
 
 from modempool.callback_guard import CallbackAllow
+from modempool.masked import masked
 
 
 def at_least(minimum: int = 0) -> Callable[[Any], int]:
@@ -61,7 +62,7 @@ def postgres_url(value: Any) -> str:
     """A PostgreSQL URL for a spool shared by several daemons (`[spool] url`)."""
     value = text(value)
     if not value.startswith(("postgresql://", "postgres://")):
-        raise ValueError(f"expected a postgresql://user@host/db URL, got {value!r} "
+        raise ValueError(f"expected a postgresql://user@host/db URL, got {masked(value)!r} "
                          "(an SQLite spool is [spool] path)")
     return value
 

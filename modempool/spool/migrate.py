@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from modempool.errors import PoolError
+from modempool.masked import masked
 from modempool.spool.store import Spool
 
 #: Copied first, in this order (parts refer to messages, reports to parts).
@@ -78,7 +79,7 @@ def migrate(source: str | Path, target: str, *, batch: int = 5000) -> Migration:
     as needed) and verify the counts. Raises PoolError for a source that is not an SQLite spool
     file or a target that is not PostgreSQL."""
     if not str(target).startswith(("postgresql://", "postgres://")):
-        raise PoolError(f"--to must be a postgresql:// URL, not {target!r}")
+        raise PoolError(f"--to must be a postgresql:// URL, not {masked(str(target))!r}")
     if not Path(source).is_file():
         raise PoolError(f"no spool file at {source}")
     with Spool(source) as old, Spool(target) as new:

@@ -23,6 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from modempool.errors import InvalidText
+from modempool.masked import masked
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
 from modempool.spool.postgres_counts import (ACCOUNT_COUNTS, COUNT_FUNCTIONS,
@@ -281,14 +282,14 @@ class PostgresEngine(Engine):
                                     autocommit=True)
         except psycopg.Error as exc:
             raise SpoolUnreachable(
-                f"cannot reach the spool at {describe(url)}: {_reason(exc)}") from None
+                f"cannot reach the spool at {describe(url)}: {_reason(exc, url)}") from None
         try:
             self._upgrade(first)
             self._replace_count_functions(first)
             self._make_indexes(first)
         except psycopg.Error as exc:  # a missing permission, most often
             raise SpoolUnreachable(
-                f"cannot prepare the spool at {self.where}: {_reason(exc)}") from None
+                f"cannot prepare the spool at {self.where}: {_reason(exc, url)}") from None
         finally:
             first.close()
         self.pool = ConnectionPool(
@@ -362,7 +363,7 @@ class PostgresEngine(Engine):
                     raw.execute(statement)
         except self._psycopg.Error as exc:
             log.warning("the count triggers' functions stay as they are (%s); a daemon whose "
-                        "role owns them replaces them when it starts", _reason(exc))
+                        "role owns them replaces them when it starts", _reason(exc, self.url))
 
     @staticmethod
     @contextmanager
@@ -408,7 +409,7 @@ class PostgresEngine(Engine):
                         "(make the database with LC_CTYPE 'C.UTF-8')", self.where)
         except self._psycopg.Error as exc:
             log.warning("history search on %s scans every message: no pg_trgm index (%s)",
-                        self.where, _reason(exc))
+                        self.where, _reason(exc, self.url))
             return False
         return True
 
@@ -613,7 +614,8 @@ class PostgresEngine(Engine):
         self.pool.close()
 
 
-def _reason(exc: Exception) -> str:
-    """The useful line of a psycopg error (libpq repeats itself over several lines)."""
+def _reason(exc: Exception, url: str | None = None) -> str:
+    """The useful line of a psycopg error (libpq repeats itself over several lines), without
+    a password (libpq quotes the URL it could not parse: `masked`)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return "; ".join(dict.fromkeys(lines)) or type(exc).__name__
+    return masked("; ".join(dict.fromkeys(lines)) or type(exc).__name__, url)

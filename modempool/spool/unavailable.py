@@ -18,6 +18,7 @@ import logging
 import sqlite3
 
 from modempool.errors import PoolError
+from modempool.masked import masked
 
 #: SQLSTATEs (or their two-character class) that mean "not now" rather than "not this", with
 #: what a person is told and how many seconds to wait before trying again.
@@ -90,7 +91,7 @@ def _is_psycopg_operational(exc: BaseException) -> bool:
 def _first_line(exc: BaseException) -> str:
     """The driver's message in one line (libpq's run over several)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return "; ".join(dict.fromkeys(lines)) or type(exc).__name__
+    return masked("; ".join(dict.fromkeys(lines)) or type(exc).__name__)
 
 
 def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:

@@ -262,5 +262,7 @@ def counted_as(client: str) -> tuple[str, ...]:
 def _database_errors(postgres: bool) -> tuple[type[BaseException], ...]:
     if postgres:
         import psycopg
-        return (sqlite3.Error, psycopg.Error)
+
+        from modempool.spool.database_errors import SpoolForbidden
+        return (sqlite3.Error, psycopg.Error, SpoolForbidden)
     return (sqlite3.Error,)

@@ -2,19 +2,19 @@
 
 `OneLineErrors` is the class of the top-level `modempool` group: what the libraries raise for bad
 input or a bad environment (a PoolError, an unreadable file, a full or read-only disk, a broken
-database) becomes `Error: ...` and exit status 1. Programming errors still show their traceback.
+database, a database role without the rights it needs) becomes `Error: ...` and exit status 1.
+Programming errors still show their traceback.
 """
 
 from __future__ import annotations
 
 import errno
 import io
-import sqlite3
 from typing import Any
 
 import click
 
-from modempool.errors import PoolError
+from modempool.spool.database_errors import database_error
 
 _DISK_FULL = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
               errno.EFBIG: "the file is larger than this process may write"}
@@ -22,16 +22,15 @@ _DISK_FULL = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is
 
 def one_line(exc: BaseException) -> str | None:
     """What to tell the user about `exc`, or None if it is no input or environment problem."""
-    if isinstance(exc, PoolError):
-        return str(exc)
+    found = database_error(exc)   # a PoolError, or a database's error in one line
+    if found is not None:
+        return str(found)
     if isinstance(exc, UnicodeDecodeError):
         return (f"the input is not valid {exc.encoding}: byte 0x{exc.object[exc.start]:02x} at "
                 f"position {exc.start} (save it as UTF-8)")
     if isinstance(exc, OSError):
         where = f"{exc.filename}: " if exc.filename else ""
         return where + (_DISK_FULL.get(exc.errno) or exc.strerror or str(exc))
-    if isinstance(exc, sqlite3.DatabaseError):
-        return f"the spool database: {exc}"
     return None
 
 

@@ -34,6 +34,7 @@ import logging
 import time
 from typing import Any
 
+from modempool.spool.database_errors import SpoolForbidden
 from modempool.spool.schema import latency_bucket
 
 log = logging.getLogger("modempool.spool")
@@ -373,7 +374,7 @@ class KeptCounts:
         if summed > FOLD_AFTER_ROWS and not self.engine.in_transaction():
             try:
                 self.fold()
-            except self.engine._psycopg.Error as exc:
+            except (self.engine._psycopg.Error, SpoolForbidden) as exc:   # read-only role
                 log.warning("the kept counts were read but not folded: %s", _first_line(exc))
 
     def fold_now_and_then(self) -> None:
@@ -410,6 +411,6 @@ class KeptCounts:
         try:
             with self.engine.connection() as raw:
                 raw.execute(f"VACUUM (SKIP_LOCKED) {', '.join(_CHANGE_TABLES)}")
-        except self.engine._psycopg.Error as exc:   # a lock timeout, say: autovacuum will
+        except (self.engine._psycopg.Error, SpoolForbidden) as exc:   # a lock timeout, say
             log.warning("the kept counts' changes were folded but not vacuumed: %s",
                         _first_line(exc))

@@ -24,6 +24,7 @@ from typing import Any
 
 from modempool.errors import InvalidText
 from modempool.masked import masked
+from modempool.spool.database_errors import forbidden
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
 from modempool.spool.postgres_counts import (ACCOUNT_COUNTS, COUNT_FUNCTIONS,
@@ -225,16 +226,17 @@ def describe(url: str) -> str:
 class PgConn:
     """A connection as the rules use it: `execute`/`executemany` with their parameter style."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, schema: str = "public") -> None:
         self.raw = raw
+        self.schema = schema   # the spool's, for a missing GRANT's message
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
-        if not params:
-            return self.raw.execute(sql)
         try:
+            if not params:
+                return self.raw.execute(sql)
             return self.raw.execute(translate(sql), params)
         except Exception as exc:
-            _refuse_nul(exc)
+            self._refuse(exc, sql)
             raise
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
@@ -242,9 +244,17 @@ class PgConn:
         try:
             cursor.executemany(translate(sql), rows)
         except Exception as exc:
-            _refuse_nul(exc)
+            self._refuse(exc, sql)
             raise
         return cursor
+
+    def _refuse(self, exc: Exception, sql: str) -> None:
+        """A library error for what is no bug: a NUL in text, a right the role lacks."""
+        _refuse_nul(exc)
+        import psycopg
+
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            raise forbidden(exc, self.raw.info.user, self.schema, sql) from None
 
 
 def _refuse_nul(exc: Exception) -> None:
@@ -264,6 +274,7 @@ class PostgresEngine(Engine):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     case_blind_like = "ILIKE"   # which the trigram indexes (TEXT_INDEX) answer too
     writes_in_with = True
+    schema = "public"   # the spool's schema (asked at open), for a missing GRANT's message
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
         try:
@@ -284,6 +295,7 @@ class PostgresEngine(Engine):
             raise SpoolUnreachable(
                 f"cannot reach the spool at {describe(url)}: {_reason(exc, url)}") from None
         try:
+            self.schema = first.execute("SELECT current_schema()").fetchone()[0] or "public"
             self._upgrade(first)
             self._replace_count_functions(first)
             self._make_indexes(first)
@@ -313,6 +325,8 @@ class PostgresEngine(Engine):
         with self.pool.connection() as raw:
             try:
                 yield raw
+            except self._psycopg.errors.InsufficientPrivilege as exc:   # DDL's missing GRANT
+                raise forbidden(exc, raw.info.user, self.schema) from None
             finally:
                 self._idle_since[raw] = time.monotonic()
 
@@ -481,7 +495,7 @@ class PostgresEngine(Engine):
             yield current
             return
         with self.connection() as raw:
-            conn = PgConn(raw)
+            conn = PgConn(raw, self.schema)
             self._local.conn = conn
             try:
                 with raw.transaction():
@@ -494,7 +508,7 @@ class PostgresEngine(Engine):
         if current is not None:
             return current.execute(sql, params).fetchall()
         with self.connection() as raw:
-            return PgConn(raw).execute(sql, params).fetchall()
+            return PgConn(raw, self.schema).execute(sql, params).fetchall()
 
     def in_transaction(self) -> bool:
         """Whether this thread has a write transaction open."""

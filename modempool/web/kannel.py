@@ -24,6 +24,7 @@ from fastapi.responses import PlainTextResponse
 from fastapi.concurrency import run_in_threadpool
 
 from modempool.errors import PoolError
+from modempool.spool.database_errors import SpoolForbidden
 from modempool.web.auth import check_name_key
 from modempool.web.problems import _MAPPING
 
@@ -108,6 +109,8 @@ async def sendsms(request: Request,
         await run_in_threadpool(planned.check_callback)   # resolves the host
         await api.send(planned)
     except PoolError as exc:
+        if isinstance(exc, SpoolForbidden):   # the server's fault: problems._misconfigured
+            raise
         status = next(s for kind, s, _ in _MAPPING if isinstance(exc, kind))
         return _answer(status, f"Rejected: {exc}")
     return _answer(202, "0: Accepted for delivery")

@@ -20,6 +20,7 @@ from modempool.accounts import AccountError, Forbidden, QuotaExceeded, SimNotAll
 from modempool.callback_guard import CallbackRefused
 from modempool.errors import (InvalidNumber, NotFound, PoolError, Refused, RefusedMany,
                               RowError, UnknownSim)
+from modempool.spool.database_errors import SpoolForbidden
 from modempool.spool.model import StateConflict
 from modempool.spool.unavailable import SpoolUnavailable, driver_errors, unavailable
 
@@ -139,10 +140,23 @@ def _database(request: Request, exc: Exception) -> Response:
     return problem(503, "Database unavailable", str(found), headers=headers)
 
 
+def _misconfigured(request: Request, exc: SpoolForbidden) -> Response:
+    """The server's database role lacks a right (`SpoolForbidden`): the server's fault, not
+    the request's. A 500 whose body says so in one line (the role and the GRANT are for the
+    operator: its log, one line)."""
+    log.error("500 on %s %s: %s", request.method, request.url.path, exc)
+    detail = ("the server's database account lacks a right it needs; nothing was changed, "
+              "the missing grant is in the server's log")
+    if _kannel(request):
+        return PlainTextResponse(f"Internal error: {detail}", status_code=500)
+    return problem(500, "Server misconfigured", detail)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(PoolError, _library)
+    app.add_exception_handler(SpoolForbidden, _misconfigured)
     for kind in (SpoolUnavailable, *driver_errors()):   # handled here: not re-raised to the server
         app.add_exception_handler(kind, _database)
     app.add_exception_handler(Exception, _unexpected)

@@ -21,7 +21,8 @@ def spool_group() -> None:
 @json_option
 def migrate_command(config_path, db_path, target, as_json) -> None:
     """Copy an SQLite spool (messages, parts, inbound, reports, SIMs, events and the operator
-    tables the target has) into PostgreSQL and verify the counts. A second run copies nothing."""
+    tables the target has) into PostgreSQL and verify that every row is there as in the source.
+    A second run copies nothing."""
     from modempool.errors import PoolError
     from modempool.spool.migrate import migrate
 
@@ -38,14 +39,20 @@ def migrate_command(config_path, db_path, target, as_json) -> None:
     else:
         click.echo(f"{result.source} -> {result.target}")
         for table in result.tables:
-            mark = "ok" if table.agrees else "DIFFERS"
+            mark = "ok" if table.agrees else f"{table.conflicts} CONFLICTS"
             click.echo(f"  {table.table:<18} {table.source:>9} rows, {table.copied:>9} copied now,"
                        f" {table.target:>9} in the target  {mark}")
+            if table.keys:
+                more = ", ..." if table.conflicts > len(table.keys) else ""
+                click.echo(f"    the target holds otherwise: {', '.join(table.keys)}{more}")
         if result.skipped:
             click.echo(f"  not copied (no such table in the target): {', '.join(result.skipped)}")
     if not result.agrees:
-        raise click.ClickException("the counts differ: the target has rows the source has not, "
-                                   "or a copy failed (see above)")
+        found = sum(t.conflicts for t in result.tables)
+        raise click.ClickException(
+            f"{found} rows of the source are not in the target as they are in the source (their "
+            "key is taken by another row, or the row changed there); they were not copied: see "
+            "docs/scale-out.md, 'When a rerun finds conflicts'")
 
 
 def register(main: click.Group) -> None:

@@ -6,9 +6,12 @@ keep theirs in the spool (accounts and keys, webhooks and their outbox, Kannel d
 passwords and sessions, contacts, campaigns, opt-outs, auto-replies, recurring jobs,
 forwarding), which are made on the target first. The copy is one transaction on the target,
 tables after the ones they refer to; the webhook triggers write no event for the copied rows
-(their events, delivered or not, are in the copied outbox). Afterwards each table's row count is
-compared, and the target's id sequences are moved past the copied ids so that new rows do not
-collide with them.
+(their events, delivered or not, are in the copied outbox). Each source row is then looked for
+in the target by its primary key and compared column by column (as the target's types read
+them): a row the target holds with other content, or could not take (its key or another
+unique value taken by a different row), is a conflict, reported by table and key, never
+skipped in silence. The target's id sequences are moved past the copied ids so that new rows
+do not collide with them.
 """
 
 from __future__ import annotations
@@ -44,16 +47,23 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_PARAMETERS = 60_000
 
 
+#: Keys of conflicting rows named per table (all are counted).
+KEYS_SHOWN = 10
+
+
 @dataclass(frozen=True, slots=True)
 class TableCopy:
     table: str
     source: int     # rows in the SQLite spool
     copied: int     # rows this run added to the target
     target: int     # rows in the target afterwards
+    conflicts: int = 0   # source rows the target holds otherwise (or could not take)
+    keys: tuple[str, ...] = ()   # the first KEYS_SHOWN of them, as `id=13`
 
     @property
     def agrees(self) -> bool:
-        return self.source == self.target
+        """Every row of the source is in the target as it is in the source."""
+        return self.conflicts == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +81,13 @@ class Migration:
         return {"source": self.source, "target": self.target, "agrees": self.agrees,
                 "skipped": list(self.skipped),
                 "tables": [{"table": t.table, "source": t.source, "copied": t.copied,
-                            "target": t.target} for t in self.tables]}
+                            "target": t.target, "conflicts": t.conflicts,
+                            "conflicting_keys": list(t.keys)} for t in self.tables]}
 
 
 def migrate(source: str | Path, target: str, *, batch: int = 5000) -> Migration:
     """Copy the SQLite spool `source` into the PostgreSQL spool at `target` (created or upgraded
-    as needed) and verify the counts. Raises PoolError for a source that is not an SQLite spool
+    as needed) and verify that every source row is in the target as it is in the source. Raises PoolError for a source that is not an SQLite spool
     file or a target that is not PostgreSQL."""
     if not str(target).startswith(("postgresql://", "postgres://")):
         raise PoolError(f"--to must be a postgresql:// URL, not {masked(str(target))!r}")
@@ -191,11 +202,18 @@ def _quoted(name: str) -> str:
 
 def _copy_table(old: Spool, conn: Any, table: str, columns: list[tuple[str, str]],
                 batch: int) -> TableCopy:
+    """Each page of the source's rows goes into a scratch table of the target's column types,
+    from there into the table (rows whose key or unique value is taken are left), and is then
+    compared with what the table holds under the same primary key."""
     reads = ", ".join(_quoted(source) for source, _ in columns)
-    names = ", ".join(_quoted(target) for _, target in columns)
+    targets = [_quoted(target) for _, target in columns]
+    names = ", ".join(targets)
+    key = _primary_key(conn, table)   # none: the whole row is its key
+    conn.execute(f"CREATE TEMPORARY TABLE modempool_copy ON COMMIT DROP AS "
+                 f"SELECT {names} FROM {table} WITH NO DATA")
     row_marks = f"({', '.join('?' for _ in columns)})"
     per_statement = max(1, MAX_PARAMETERS // max(len(columns), 1))
-    copied, total, offset = 0, 0, 0
+    copied, total, offset, conflicts, keys = 0, 0, 0, 0, []
     while True:  # by rowid pages: a large spool never sits in memory whole
         rows = old.rows(f"SELECT rowid AS _rowid, {reads} FROM {table} WHERE rowid > ? "
                         f"ORDER BY rowid LIMIT ?", (offset, batch))
@@ -207,12 +225,43 @@ def _copy_table(old: Spool, conn: Any, table: str, columns: list[tuple[str, str]
         # trigger fires once for them (not once a row)
         for start in range(0, len(rows), per_statement):
             chunk = rows[start:start + per_statement]
-            copied += conn.execute(
-                f"INSERT INTO {table} ({names}) VALUES {', '.join([row_marks] * len(chunk))} "
-                "ON CONFLICT DO NOTHING",
-                [value for row in chunk for value in row[1:]]).rowcount
+            conn.execute(f"INSERT INTO modempool_copy ({names}) VALUES "
+                         f"{', '.join([row_marks] * len(chunk))}",
+                         [value for row in chunk for value in row[1:]])
+        copied += conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM "
+                               "modempool_copy ON CONFLICT DO NOTHING").rowcount
+        found = _conflicts(conn, table, targets, key)
+        conflicts += len(found)
+        keys.extend(found[:KEYS_SHOWN - len(keys)])
+        conn.execute("TRUNCATE modempool_copy")
+    conn.execute("DROP TABLE modempool_copy")
     target = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    return TableCopy(table, total, max(copied, 0), target)
+    return TableCopy(table, total, max(copied, 0), target, conflicts, tuple(keys))
+
+
+def _conflicts(conn: Any, table: str, columns: list[str], key: list[str]) -> list[str]:
+    """The keys (`id=13`) of the scratch rows that the table does not hold as they are: no
+    row under their key, or one whose content differs (compared as text: every type has one,
+    and json has no equality). A table without a primary key: rows not found whole."""
+    ours = "ROW(" + ", ".join(f"CAST(s.{c} AS text)" for c in columns) + ")"
+    theirs = "ROW(" + ", ".join(f"CAST(t.{c} AS text)" for c in columns) + ")"
+    joined = (" AND ".join(f"t.{k} = s.{k}" for k in key) if key
+              else f"{theirs} IS NOT DISTINCT FROM {ours}")
+    named = key or columns[:1]
+    shown = " || ', ' || ".join(f"'{k.strip(chr(34))}=' || coalesce(CAST(s.{k} AS text), 'NULL')"
+                                for k in named)
+    return [row[0] for row in conn.execute(
+        f"SELECT {shown} FROM modempool_copy AS s LEFT JOIN {table} AS t ON {joined} "
+        f"WHERE t.ctid IS NULL OR {theirs} IS DISTINCT FROM {ours} "
+        f"ORDER BY {', '.join(f's.{k}' for k in named)}").fetchall()]
+
+
+def _primary_key(conn: Any, table: str) -> list[str]:
+    """The target table's primary key columns, quoted, in order; [] when it has none."""
+    return [_quoted(row[0]) for row in conn.execute(
+        "SELECT a.attname FROM pg_index AS i JOIN pg_attribute AS a ON a.attrelid = i.indrelid "
+        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = CAST(? AS regclass) AND i.indisprimary "
+        "ORDER BY array_position(CAST(i.indkey AS int2[]), a.attnum)", (table,)).fetchall()]
 
 
 def _advance_sequence(new: Spool, conn: Any, table: str) -> None:

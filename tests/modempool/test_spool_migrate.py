@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 
+import psycopg
 import pytest
 
 from modempool.errors import PoolError
@@ -225,3 +226,31 @@ def test_a_column_the_target_has_no_place_for_is_an_error_naming_it(tmp_path, pg
     with Spool(url) as new:
         assert new.rows("SELECT count(*) FROM messages")[0][0] == 0
         assert new.rows("SELECT count(*) FROM contacts")[0][0] == 0
+
+
+def test_a_rerun_reports_each_source_row_the_target_holds_otherwise(tmp_path, pg_cluster):
+    """The target moved on after the first run (a message sent there took id 4, and message 1
+    was edited), and the SQLite spool queued its own id 4: the counts agree, the content does
+    not. Each such row is a conflict named by table and key, and the command fails."""
+    source, url = tmp_path / "spool.db", pg_cluster.new_schema()
+    with Spool(source) as spool:
+        spool.enqueue_many([{"to": f"1380013800{i}", "text": f"old {i}"} for i in range(3)])
+    assert migrate(source, url).agrees
+    with Spool(url) as target:
+        assert target.enqueue("13800138009", "sent from PostgreSQL").id == 4
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE messages SET text = 'edited there' WHERE id = 1")
+    with Spool(source) as spool:
+        assert spool.enqueue("13800138008", "queued on SQLite after the move").id == 4
+    again = migrate(source, url)
+    messages = next(t for t in again.tables if t.table == "messages")
+    assert (messages.source, messages.copied, messages.target) == (4, 0, 4)   # counts agree
+    assert not again.agrees and messages.conflicts == 2 and messages.keys == ("id=1", "id=4")
+    assert all(t.agrees for t in again.tables if t.table != "messages")
+    done = _modempool("spool", "migrate", "--db", str(source), "--to", url)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "2 CONFLICTS" in done.stdout and "id=1, id=4" in done.stdout
+    assert done.stderr.startswith("Error: 2 rows of the source are not in the target")
+    with Spool(url) as target:   # nothing overwritten
+        assert sorted(m.text for m in target.list()) == [
+            "edited there", "old 1", "old 2", "sent from PostgreSQL"]

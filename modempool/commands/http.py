@@ -57,9 +57,13 @@ def serve_command(config_path, listen, public, no_webhooks) -> None:
     if warning:
         click.echo(warning, err=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    click.echo(f"modempool API on http://{address} (docs at /docs); Ctrl-C stops it", err=True)
+
+    def listening() -> None:   # said once it listens: a spool refused at start never is
+        click.echo(f"modempool API on http://{address} (docs at /docs); Ctrl-C stops it",
+                   err=True)
+
     _library(run_event_loop, serve_api(config, address, webhooks=not no_webhooks,
-                                        freeze_heap=True))
+                                        freeze_heap=True, ready=listening))
 
 
 # ---- accounts ----------------------------------------------------------------------------

@@ -280,7 +280,7 @@ class Daemon(ModemTaskMixin):
             try:
                 await asyncio.to_thread(self.spool.checkpoint)  # file syncs: not on the loop
             except Exception as exc:  # a busy database: the next one will do
-                log_failure(log, "WAL checkpoint failed", exc)
+                log_failure(log, f"{self.spool.engine.checkpoint_does} failed", exc)
 
     def _beat(self) -> None:
         self.spool.beat(self.owner, host=self.host, pid=self.pid, started_at=self.started_at)

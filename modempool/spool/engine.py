@@ -220,6 +220,9 @@ class Engine(ABC):
         """SQLite: stop automatic WAL checkpoints but past `backstop` pages (the daemon and
         the API's server call `checkpoint`)."""
 
+    #: What `checkpoint` does here, for the log line when it failed.
+    checkpoint_does = "the WAL checkpoint"
+
     def checkpoint(self) -> None:
         """The daemon's housekeeping, once a second at a quiet moment (off the event loop).
         SQLite: copy the WAL into the database file; PostgreSQL: fold the kept counts."""

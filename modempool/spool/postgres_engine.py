@@ -275,6 +275,7 @@ class PostgresEngine(Engine):
     case_blind_like = "ILIKE"   # which the trigram indexes (TEXT_INDEX) answer too
     writes_in_with = True
     schema = "public"   # the spool's schema (asked at open), for a missing GRANT's message
+    checkpoint_does = "folding the kept counts"
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
         try:

@@ -96,10 +96,12 @@ def _first_line(exc: BaseException) -> str:
 
 def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
     """Log that `what` failed because of `exc`, for a task that tries again later: one line
-    when the database cannot answer now (an outage fills no log with tracebacks), else with
-    the traceback (a bug to find)."""
+    when the database cannot answer now (an outage fills no log with tracebacks) or refused
+    (a library error: a role's missing right), else with the traceback (a bug to find)."""
     found = unavailable(exc)
-    if found is None:
+    if found is None and isinstance(exc, PoolError):   # a role's missing right (SpoolForbidden)
+        logger.error("%s: %s", what, exc)
+    elif found is None:
         logger.error("%s", what, exc_info=exc)
     else:
         logger.warning("%s: %s [%s]", what, found, found.reason)

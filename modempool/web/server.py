@@ -157,7 +157,7 @@ async def _checkpoints(spool: Any, stop: asyncio.Event) -> None:
         try:
             await asyncio.to_thread(spool.checkpoint)
         except Exception as exc:  # a busy or vanished file: the next one will do
-            log_failure(log, "WAL checkpoint failed", exc)
+            log_failure(log, f"{spool.engine.checkpoint_does} failed", exc)
 
 
 async def _watch_parent(parent_pid: int, stop: asyncio.Event) -> None:

@@ -83,6 +83,22 @@ def test_serve_answers_on_loopback(config_path):
     finally:
         process.terminate()
         assert process.wait(30) == 0
+    assert f"modempool API on http://127.0.0.1:{port} (docs at /docs)" in process.stderr.read()
+
+
+def test_serve_refusing_a_too_new_spool_never_says_it_listens(config_path):
+    import sqlite3
+
+    from modempool.config import load_config
+    from modempool.spool.schema import SCHEMA_VERSION
+
+    load_config(config_path).open_spool().close()
+    with sqlite3.connect(config_path.parent / "pool.db") as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    refused = cli("serve", "--listen", f"127.0.0.1:{free_port()}", config=config_path)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "upgrade modempool" in refused.stderr
+    assert "modempool API on" not in refused.stderr
 
 
 def test_webhooks_log_shows_each_delivery_and_its_last_answer(config_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_scaleout import DELIVERED_HISTORY  # noqa: E402
 from modempool.spool import Spool  # noqa: E402
 from modempool.spool.migrate import migrate  # noqa: E402
 from tests.pg_cluster import throwaway_cluster  # noqa: E402
@@ -33,12 +34,8 @@ def filled_sqlite(path: Path, size: int) -> None:
             spool.enqueue_many({"to": f"+86138{i % 100000000:08d}", "text": f"old {i}"}
                                for i in range(first, min(size, first + 50_000)))
         with spool.engine.tx() as conn:
-            conn.execute("INSERT INTO parts (message_id, seq, total, attempt, sim, state, "
-                         "message_reference, writing_at, sent_at, status) SELECT id, 1, 1, 1, "
-                         "'m' || (id % 32), 'delivered', id % 256, created_at, created_at, 0 "
-                         "FROM messages")
-            conn.execute("UPDATE messages SET state = 'delivered', attempts = 1, sim = "
-                         "'m' || (id % 32), sent_at = created_at, delivered_at = created_at")
+            for statement in DELIVERED_HISTORY:
+                conn.execute(statement)
 
 
 def timed(source: Path, url: str) -> tuple[float, float, bool]:

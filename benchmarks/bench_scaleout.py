@@ -124,6 +124,16 @@ def cluster_cpu(cluster) -> float | None:
     return total / TICKS
 
 
+#: Every queued message of a spool made history: sent, delivered, one part each (either engine).
+DELIVERED_HISTORY = (
+    "INSERT INTO parts (message_id, seq, total, attempt, sim, state, message_reference, "
+    "writing_at, sent_at, status) SELECT id, 1, 1, 1, 'm' || (id % 32), 'delivered', id % 256, "
+    "created_at, created_at, 0 FROM messages",
+    "UPDATE messages SET state = 'delivered', attempts = 1, sim = 'm' || (id % 32), "
+    "sent_at = created_at, delivered_at = created_at",
+)
+
+
 def load_history(spool: Spool, size: int) -> None:
     """`size` messages of history, delivered, a part each, then what autovacuum and the
     checkpointer would do after such a load in the end (not while the benchmark measures)."""
@@ -131,12 +141,8 @@ def load_history(spool: Spool, size: int) -> None:
         spool.enqueue_many({"to": f"+86138{i % 100000000:08d}", "text": f"old {i}"}
                            for i in range(first, min(size, first + 50_000)))
     with spool.engine.tx() as conn:  # history: sent, delivered, one part each
-        conn.execute("INSERT INTO parts (message_id, seq, total, attempt, sim, state, "
-                     "message_reference, writing_at, sent_at, status) SELECT id, 1, 1, 1, "
-                     "'m' || (id % 32), 'delivered', id % 256, created_at, created_at, 0 "
-                     "FROM messages")
-        conn.execute("UPDATE messages SET state = 'delivered', attempts = 1, sim = "
-                     "'m' || (id % 32), sent_at = created_at, delivered_at = created_at")
+        for statement in DELIVERED_HISTORY:
+            conn.execute(statement)
     spool.engine.counts.fold()   # the update's million -1/+1 rows, then vacuumed
     # The history was queued, then updated in one go: the claim index would otherwise walk a
     # million dead 'queued' entries until autovacuum comes by.

@@ -300,7 +300,10 @@ class PostgresEngine(Engine):
             self._upgrade(first)
             self._replace_count_functions(first)
             self._make_indexes(first)
-        except psycopg.Error as exc:  # a missing permission, most often
+        except psycopg.errors.InsufficientPrivilege as exc:   # the GRANT it needs, named
+            raise SpoolUnreachable(f"cannot prepare the spool at {self.where}: permission denied: "
+                                   f"{forbidden(exc, first.info.user, self.schema)}") from None
+        except psycopg.Error as exc:
             raise SpoolUnreachable(
                 f"cannot prepare the spool at {self.where}: {_reason(exc, url)}") from None
         finally:

@@ -100,7 +100,9 @@ def test_a_role_without_permission_gets_a_clear_message(pg_cluster):
         schema = url.rsplit("search_path%3D", 1)[1]
         conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO weak")  # may look, may not create
     weak = url.replace("postgresql://postgres@", "postgresql://weak@")
-    with pytest.raises(SpoolUnreachable, match="cannot prepare the spool at .*permission denied"):
+    with pytest.raises(SpoolUnreachable, match="cannot prepare the spool at .*permission denied: "
+                       f"the role 'weak' may not use or create tables in schema {schema}: "
+                       f"GRANT USAGE, CREATE ON SCHEMA {schema} TO weak"):
         Spool(weak)
 
 

@@ -97,7 +97,9 @@ class Scoped:
         statement trigger then counts them at once)."""
         if not ids:
             return
-        clause, params = self.engine.among("id", ids)
+        # One id (every single-message POST): `id = ?`. The list form (SQLite's json_each)
+        # cost 18 us a message against 11 us, about 1.5 % of a POST's CPU (docs/http.md).
+        clause, params = ("id = ?", [ids[0]]) if len(ids) == 1 else self.engine.among("id", ids)
         with self.engine.tx() as conn:
             conn.execute("INSERT INTO message_accounts (message_id, account, created_at) "
                          f"SELECT id, ?, ? FROM messages WHERE {clause} ON CONFLICT DO NOTHING",

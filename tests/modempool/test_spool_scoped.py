@@ -65,6 +65,25 @@ def test_a_campaigns_messages_become_an_owners_once_as_they_are_queued(spool):
     assert spool.scoped.counts("branch")["queued"] == 2
 
 
+def test_owning_one_message_or_several_records_the_same(spool):
+    """One id takes a shorter statement than a list (the single-message POST's): the same
+    rows and counts either way; an id that is no message is not recorded; an owned message
+    keeps its first owner."""
+    one, *several = [spool.enqueue(f"1380013800{n}", "hi").id for n in range(4)]
+    now = utcnow()
+    spool.scoped.own("shop", [one], now)
+    spool.scoped.own("shop", several, now)
+    spool.scoped.own("other", [one], now)          # owned already: stays the shop's
+    spool.scoped.own("other", [several[-1] + 1000], now)   # no such message
+    owners = {row["message_id"]: row["account"] for row in spool.rows(
+        "SELECT message_id, account FROM message_accounts")}
+    assert owners == {i: "shop" for i in (one, *several)}
+    assert spool.scoped.counts("shop")["queued"] == 4
+    assert spool.scoped.counts("other")["queued"] == 0
+    spool.cancel(one)
+    assert (spool.scoped.counts("shop")["queued"], spool.scoped.counts("shop")["cancelled"]) == (3, 1)
+
+
 def test_received_sms_on_some_sims_and_conversations(spool):
     at = datetime(2026, 11, 1, 8, 0, tzinfo=timezone.utc)
     spool.store_inbound("13800138000", "m1 的第一条", sim="m1", received_at=at)

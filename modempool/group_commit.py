@@ -11,7 +11,9 @@ write lock is held for less; a check must not write (other threads share the con
 - an operation (or its check) that raises (a refused number, a quota passed) is rolled back alone and its
   caller gets the exception; the others are unaffected;
 - each caller's answer comes only after the commit that holds its rows (if the commit fails,
-  every caller of the batch gets the error and nothing of the batch is stored);
+  every caller of the batch gets the error; nothing of the batch is stored, except when the
+  connection was lost at COMMIT: the server may have committed the whole batch, and every
+  caller gets `SpoolOutcomeUnknown`, which says so);
 - an operation sees the rows of those before it in the batch, so an idempotency key used twice
   in one batch returns the first one's messages, as it does across transactions;
 - the batch's new messages go into the history search's text index together, at its end
@@ -167,7 +169,8 @@ class GroupCommit:
                     else:
                         conn.execute("RELEASE group_member")
                         outcomes[index] = (True, value)
-        except Exception as exc:  # noqa: BLE001 (the commit failed: nothing of the batch is stored)
+        except Exception as exc:  # noqa: BLE001 (the batch failed; if its COMMIT lost
+            # the connection the engine raised SpoolOutcomeUnknown: it may be stored)
             for index in ready:
                 outcomes[index] = (False, exc)
 

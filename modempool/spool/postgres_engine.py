@@ -32,6 +32,7 @@ from modempool.spool.postgres_counts import (ACCOUNT_COUNTS, COUNT_FUNCTIONS,
                                              REACHED_COUNTS, STEP_12_LOCKS, SUMMED_BY_INDEX,
                                              KeptCounts)
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
+from modempool.spool.unavailable import outcome_unknown
 
 log = logging.getLogger("modempool.spool")
 
@@ -501,9 +502,16 @@ class PostgresEngine(Engine):
         with self.connection() as raw:
             conn = PgConn(raw, self.schema)
             self._local.conn = conn
+            committing = False
             try:
                 with raw.transaction():
                     yield conn
+                    committing = True   # the block is done: leaving `transaction` sends COMMIT
+            except Exception as exc:
+                lost = outcome_unknown(exc) if committing else None
+                if lost is not None:   # the server may have committed: never "nothing changed"
+                    raise lost from exc
+                raise
             finally:
                 self._local.conn = None
 

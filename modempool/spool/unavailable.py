@@ -4,7 +4,10 @@ A PostgreSQL server that is restarting, failing over or gone, a connection lost,
 connections, a lock or statement timeout, a transaction chosen as a serialization failure's or
 a deadlock's victim; SQLite's write lock held past the busy timeout. None of these says anything
 about the request: the same call again, a few seconds later, may well succeed, and nothing was
-written (the transaction rolled back). `unavailable(exc)` tells such an error of either engine's
+written (the transaction rolled back) -- except when the connection was lost at COMMIT: the
+server may have committed before the answer was lost, and the engine raises
+`SpoolOutcomeUnknown` there, which never says that nothing was changed (a client repeating
+the request without its Idempotency-Key could send the SMS twice). `unavailable(exc)` tells such an error of either engine's
 driver from any other (a bug, a constraint: not to be retried), so that a front end answers
 "try again" (the HTTP API: 503 with Retry-After) rather than "internal error".
 
@@ -52,6 +55,36 @@ class SpoolUnavailable(PoolError):
         self.reason = reason
 
 
+class SpoolOutcomeUnknown(SpoolUnavailable):
+    """The connection was lost while the transaction committed: the change may or may not
+    have been stored. Repeating it is safe only under the same Idempotency-Key (or after
+    looking at what is stored)."""
+
+    code = "spool_outcome_unknown"
+
+    def __init__(self, retry_after: int, reason: str) -> None:
+        PoolError.__init__(
+            self, "the database connection was lost while the change was being saved; the "
+            "request may have been stored: repeat it only with the same Idempotency-Key, or "
+            "check /v1/messages first")
+        self.retry_after = retry_after
+        self.reason = reason
+
+
+def outcome_unknown(exc: BaseException) -> SpoolOutcomeUnknown | None:
+    """`exc`, raised by a COMMIT, as a SpoolOutcomeUnknown when it says the connection ended
+    (no SQLSTATE, class 08, the server shutting down): the server may have committed before
+    the answer was lost. None for an error that says the transaction rolled back."""
+    if isinstance(exc, SpoolOutcomeUnknown):
+        return exc
+    if not _is_psycopg_operational(exc):
+        return None
+    sqlstate = getattr(exc, "sqlstate", None)
+    if not sqlstate or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02"):
+        return SpoolOutcomeUnknown(5, _first_line(exc))
+    return None
+
+
 def driver_errors() -> tuple[type[BaseException], ...]:
     """The base error classes of the engines' drivers (those installed), for a front end that
     catches them to ask `unavailable`."""
@@ -67,7 +100,10 @@ def unavailable(exc: BaseException) -> SpoolUnavailable | None:
     if isinstance(exc, SpoolUnavailable):
         return exc
     if isinstance(exc, sqlite3.OperationalError):
-        if getattr(exc, "sqlite_errorcode", None) in _SQLITE_BUSY:
+        code = getattr(exc, "sqlite_errorcode", None)
+        # the extended code: SQLITE_BUSY_SNAPSHOT (517), _RECOVERY (261), LOCKED_SHAREDCACHE
+        # (262)... carry the primary one in their low byte
+        if isinstance(code, int) and code & 0xFF in _SQLITE_BUSY:
             return SpoolUnavailable("another writer held the spool past the busy timeout", 1,
                                     _first_line(exc))
         return None

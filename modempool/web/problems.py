@@ -22,7 +22,8 @@ from modempool.errors import (InvalidNumber, NotFound, PoolError, Refused, Refus
                               RowError, UnknownSim)
 from modempool.spool.database_errors import SpoolForbidden
 from modempool.spool.model import StateConflict
-from modempool.spool.unavailable import SpoolUnavailable, driver_errors, unavailable
+from modempool.spool.unavailable import (SpoolOutcomeUnknown, SpoolUnavailable, driver_errors,
+                                         unavailable)
 
 log = logging.getLogger("modempool.web")
 
@@ -134,6 +135,8 @@ def _database(request: Request, exc: Exception) -> Response:
         return _unexpected(request, exc)
     log.warning("503 on %s %s: %s [%s]", request.method, request.url.path, found, found.reason)
     headers = {"Retry-After": str(found.retry_after)}
+    if _kannel(request) and isinstance(found, SpoolOutcomeUnknown):   # no retry: maybe sent
+        return PlainTextResponse(f"Result unknown: {found}", status_code=503, headers=headers)
     if _kannel(request):
         return PlainTextResponse(f"Temporary failure, try again later: {found}",
                                  status_code=503, headers=headers)

@@ -49,3 +49,22 @@ def test_postgresqls_not_now_errors_are_unavailable_other_errors_are_not(pg_clus
         with pytest.raises(psycopg.Error) as gone:   # the server ends the connection
             conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
         assert unavailable(gone.value).retry_after == 5
+
+
+def test_sqlites_extended_busy_codes_are_unavailable_too(tmp_path):
+    # a read snapshot that then writes after another writer committed: SQLITE_BUSY_SNAPSHOT
+    # (517, the extended code of SQLITE_BUSY), which no busy timeout waits out
+    path = tmp_path / "spool.db"
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("PRAGMA journal_mode=WAL")
+    reader.execute("CREATE TABLE t (x)")
+    writer = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()
+    writer.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(sqlite3.OperationalError) as stale:
+        reader.execute("INSERT INTO t VALUES (2)")
+    assert stale.value.sqlite_errorcode == 517
+    found = unavailable(stale.value)
+    assert isinstance(found, SpoolUnavailable) and found.retry_after == 1
+    reader.execute("ROLLBACK")

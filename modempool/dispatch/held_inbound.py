@@ -11,9 +11,11 @@ modem answer the network with an error when no ``+CNMA`` comes in time and then 
 ``+CNMI`` routing off, so every later ``+CMT``/``+CDS`` would go unseen until the modem is set up
 again (the simulator does so too); a report refused that way is not sent again by the network,
 and a modem under ``AT+CSMS=0`` has acknowledged it already. So it is acknowledged as before and
-kept here: lost only if the daemon stops (or dies) before the database is back. Past `LIMIT`
-held per modem, or at the daemon's stop, each one dropped is logged in one line with its PDU
-(the report's reference, recipient and status, or the SMS, decode from it) to reconcile by hand.
+kept here: lost only if the daemon stops (or dies) before the database is back. At the stop
+the backoff is cut short and what is held is tried once more (`CLOSE_WITHIN` seconds in all).
+Past `LIMIT` held per modem, or still unstored at the daemon's stop, each one dropped is logged
+in one line with its PDU (the report's reference, recipient and status, or the SMS, decode from
+it) to reconcile by hand.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from modempool.spool.unavailable import log_failure, unavailable
 LIMIT = 5000
 WAIT_FIRST = 1.0
 WAIT_MAX = 5.0
+#: At the daemon's stop: how long the last attempt to store what is held may take in all.
+CLOSE_WITHIN = 5.0
 
 
 class HeldInbound:
@@ -42,6 +46,7 @@ class HeldInbound:
         self.log = mlog
         self.waiting: collections.deque[Any] = collections.deque()
         self._storing: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()   # the daemon stops: no more backoff
 
     def hold(self, event: Any, why: BaseException | None = None) -> None:
         """Keep `event` (acknowledged to the modem) to store once the earlier ones are stored."""
@@ -59,6 +64,7 @@ class HeldInbound:
         delay = WAIT_FIRST
         stored = 0
         while self.waiting:
+            last_try = self._closing.is_set()   # this attempt began after the stop was asked
             try:
                 await self.store.take(self.sim, self.waiting[0])
             except Exception as exc:
@@ -67,7 +73,12 @@ class HeldInbound:
                                    exc_info=exc)
                     self._dropped(self.waiting.popleft(), "it cannot be stored")
                     continue
-                await asyncio.sleep(delay)  # a backoff, not a synchronisation: nothing to await
+                if last_try:   # still away at the stop: close() drops the rest, in order
+                    break
+                # a backoff that the stop cuts short (no synchronisation: nothing to await)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._closing.wait()
                 delay = min(delay * 2, WAIT_MAX)
                 continue
             self.waiting.popleft()
@@ -77,14 +88,21 @@ class HeldInbound:
             self.log.info("the database answers again: %d held SMS and reports stored", stored)
 
     async def close(self) -> None:
-        """The daemon stops: what is still held is dropped, one line each."""
-        if self._storing is not None:
-            self._storing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._storing
-        while self.waiting:
-            self._dropped(self.waiting.popleft(), "the daemon stopped before the database "
-                          "answered")
+        """The daemon stops: what is held is tried once more, within CLOSE_WITHIN seconds in
+        all (the database may answer again by now); what still cannot be stored is dropped, one
+        line each (also when the stop itself is cancelled)."""
+        self._closing.set()
+        try:
+            if self.waiting and (self._storing is None or self._storing.done()):
+                self._storing = asyncio.create_task(self._store_all(), name=f"{self.sim}:held")
+            if self._storing is not None and not self._storing.done():
+                await asyncio.wait({self._storing}, timeout=CLOSE_WITHIN)
+        finally:
+            if self._storing is not None and not self._storing.done():
+                self._storing.cancel()   # past the bound: what it was storing counts as dropped
+            while self.waiting:
+                self._dropped(self.waiting.popleft(), "the daemon stopped before the database "
+                              "answered")
 
     def _dropped(self, event: Any, why: str) -> None:
         self.log.error("%s shown by %s dropped (%s): PDU %s", type(event).__name__, self.sim,

@@ -30,8 +30,9 @@ class ModemTaskMixin:
     """The per-modem tasks of `Daemon` (mixed into it)."""
 
     async def _modem_task(self, spec: ModemConfig, slot: SimSlot, inbound: InboundStore) -> None:
-        """Open, serve, quarantine and re-probe one modem until the daemon stops."""
-        from at_commands import AtError, Modem, ModemState, PinError
+        """One modem for the daemon's life: its port owned, then served (`_run_modem`); at the
+        stop what it holds unstored is stored or logged (`HeldInbound.close`)."""
+        from at_commands import Modem
         from modempool.dispatch.pins import SpoolPinMemory
 
         mlog = logging.getLogger(f"modempool.modem.{spec.name}")
@@ -45,6 +46,18 @@ class ModemTaskMixin:
         if self.desk is not None:
             self.desk.modems[spec.name] = modem  # USSD asked by `modempool ussd` runs on it
         held = HeldInbound(spec.name, inbound, mlog)  # kept across reconnects of the modem
+        try:
+            await self._run_modem(spec, slot, modem, lock, held, inbound, mlog)
+        finally:   # also when the modem tasks are cancelled: each held event stored or logged
+            lock.release()
+            await held.close()
+        self._update_sim(spec, slot, SimState.STOPPED)
+
+    async def _run_modem(self, spec: ModemConfig, slot: SimSlot, modem: Any, lock: PortLock,
+                         held: HeldInbound, inbound: InboundStore, mlog: logging.Logger) -> None:
+        """Open, serve, quarantine and re-probe one modem until the daemon stops."""
+        from at_commands import AtError, ModemState, PinError
+
         backoff = 1.0
         while not self._stop.is_set():
             try:
@@ -93,9 +106,6 @@ class ModemTaskMixin:
             finally:
                 await self._give_back(slot)
                 await _close(modem)
-        lock.release()
-        await held.close()
-        self._update_sim(spec, slot, SimState.STOPPED)
 
     async def _learn_card(self, spec: ModemConfig, slot: SimSlot, info: Any) -> None:
         """Before the SIM goes into rotation: record the ICCID of the card in it, and take

@@ -5,6 +5,7 @@ connection holds (past the busy timeout: SpoolUnavailable), then lets go."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 
@@ -80,3 +81,39 @@ async def test_past_the_bound_and_at_the_stop_each_dropped_report_is_logged_with
     assert len(dropped) == 3
     assert all(report.pdu in line for report, line in zip(reports[:2], dropped[1:]))
     assert all("daemon stopped" in line for line in dropped[1:])
+
+
+async def test_at_the_stop_what_is_held_is_stored_when_the_database_answers_again(
+        locked_spool, tmp_path, caplog):
+    # the outage ends just before the stop: close() cuts the backoff short and stores them,
+    # rather than dropping what the database would now take
+    spool, other = locked_spool
+    store = InboundStore(spool, None, handlers=[])
+    held = HeldInbound("m1", store, logging.getLogger("modempool.modem.m1"))
+    for reference in (4, 5, 6):
+        try:
+            await store.take("m1", _report(reference))
+        except Exception as exc:  # the spool's write lock is held: cannot answer now
+            held.hold(_report(reference), exc)
+    other.rollback()
+    await held.close()
+    assert _stored(tmp_path / "spool.db") == [4, 5, 6]
+    assert not held.waiting and "dropped" not in caplog.text
+
+
+async def test_at_the_stop_each_held_report_still_unstored_is_logged_once_even_if_cancelled(
+        locked_spool, caplog):
+    spool, _ = locked_spool   # the write lock stays held: every last attempt fails
+    held = HeldInbound("m1", InboundStore(spool, None, handlers=[]),
+                       logging.getLogger("modempool.modem.m1"))
+    reports = [_report(reference) for reference in (1, 2)]
+    for report in reports:
+        held.hold(report)
+    closing = asyncio.create_task(held.close())
+    await eventually(lambda: held._closing.is_set(), what="the stop begun")
+    closing.cancel()   # the daemon's task group cancels the stop itself
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    dropped = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert [sum(report.pdu in line for line in dropped) for report in reports] == [1, 1]
+    assert not held.waiting

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,10 @@ class MarkerNotWritten(Exception):
 # While the database is away, a modem tries again after 1 s, then 2, 4, at most every 5 s.
 WAIT_FIRST = 1.0
 WAIT_MAX = 5.0
+#: A write that waits for the database says so again this often (seconds), with how long: a
+#: lasting "not now" (a standby that stays read-only, a statement always past its time
+#: limit) is otherwise one warning and then silence while the modem waits for ever.
+WARN_AGAIN_EVERY = 60.0
 
 
 # Confirmed sends are written to the spool together once no confirmation came for RECORD_QUIET
@@ -162,6 +167,7 @@ class SendingMixin:
                                 part: Any) -> asyncio.Future[Any]:
         """The committed marker of `part` (or its LeaseLost), tried again with backoff."""
         delay = WAIT_FIRST
+        waiting = StillWaiting(log, f"message {message_id} part {part.seq}")
         while True:
             await self._pause(delay, f"message {message_id} part {part.seq} not sent")
             marking = self._mark_ahead(slot, message_id, part)
@@ -171,6 +177,7 @@ class SendingMixin:
                 return marking
             if unavailable(failure) is None:
                 raise failure
+            waiting.again(failure)
             delay = min(delay * 2, WAIT_MAX)
 
     async def _answered(self, work: Any, /, *args: Any, **kwargs: Any) -> Any:
@@ -183,6 +190,7 @@ class SendingMixin:
                 raise
             log_failure(log, f"{getattr(work, '__name__', 'a write')} waits for the database", exc)
         delay = WAIT_FIRST
+        waiting = StillWaiting(log, getattr(work, "__name__", "a write"))
         while True:
             await self._pause(delay, f"{getattr(work, '__name__', 'a write')} not done")
             try:
@@ -190,6 +198,7 @@ class SendingMixin:
             except Exception as exc:
                 if unavailable(exc) is None:
                     raise
+                waiting.again(exc)
                 delay = min(delay * 2, WAIT_MAX)
                 continue
             log.info("the database answers again: %s done", getattr(work, "__name__", "a write"))
@@ -420,3 +429,25 @@ async def _write_part(modem: Any, part: Any, marking: asyncio.Future[Any]) -> li
     finally:
         if not marking.done():
             await asyncio.wait([marking])
+
+
+class StillWaiting:
+    """A write waiting for the database: its warning repeated every WARN_AGAIN_EVERY seconds
+    with how long it has waited, so that a "not now" that lasts is not silent after the first
+    line. (Not tested by a test: it would need a wait of that length or a timing threshold.)"""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self.log = logger
+        self.what = what
+        self.since = time.monotonic()
+        self.next = self.since + WARN_AGAIN_EVERY
+
+    def again(self, exc: BaseException) -> None:
+        """After another failed try: the warning again, when it is due."""
+        now = time.monotonic()
+        if now < self.next:
+            return
+        self.next = now + WARN_AGAIN_EVERY
+        found = unavailable(exc)
+        self.log.warning("%s still waits for the database, for %.0f s now: %s [%s]", self.what,
+                         now - self.since, found, found.reason if found else "")

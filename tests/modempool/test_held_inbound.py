@@ -44,16 +44,21 @@ def _stored(spool_path) -> list[int]:
             "SELECT message_reference FROM delivery_reports ORDER BY id")]
 
 
+async def _taken_or_held(store: InboundStore, held: HeldInbound, references) -> None:
+    """Each report stored, or held when the spool cannot answer (its write lock is held)."""
+    for reference in references:
+        try:
+            await store.take("m1", _report(reference))
+        except Exception as exc:
+            held.hold(_report(reference), exc)
+
+
 async def test_held_reports_are_stored_in_order_once_the_spool_answers(locked_spool, tmp_path,
                                                                       caplog):
     spool, other = locked_spool
     store = InboundStore(spool, None, handlers=[])
     held = HeldInbound("m1", store, logging.getLogger("modempool.modem.m1"))
-    for reference in (7, 8, 9):
-        try:
-            await store.take("m1", _report(reference))
-        except Exception as exc:  # the spool's write lock is held: cannot answer now
-            held.hold(_report(reference), exc)
+    await _taken_or_held(store, held, (7, 8, 9))
     assert [e.decoded.message_reference for e in held.waiting] == [7, 8, 9]
     assert caplog.text.count("held in memory") == 1  # one line for the outage, no traceback
     assert "Traceback" not in caplog.text
@@ -90,11 +95,7 @@ async def test_at_the_stop_what_is_held_is_stored_when_the_database_answers_agai
     spool, other = locked_spool
     store = InboundStore(spool, None, handlers=[])
     held = HeldInbound("m1", store, logging.getLogger("modempool.modem.m1"))
-    for reference in (4, 5, 6):
-        try:
-            await store.take("m1", _report(reference))
-        except Exception as exc:  # the spool's write lock is held: cannot answer now
-            held.hold(_report(reference), exc)
+    await _taken_or_held(store, held, (4, 5, 6))
     other.rollback()
     await held.close()
     assert _stored(tmp_path / "spool.db") == [4, 5, 6]

@@ -4,11 +4,13 @@ the queue by state, the campaigns running or paused."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from modempool.dispatch.liveness import DaemonLiveness
+from modempool.dispatch.liveness import DaemonLiveness, running_rows
 from modempool.operator.campaign_report import Progress
 from modempool.spool import MessageState
+from modempool.spool.model import from_text, utcnow
 
 if TYPE_CHECKING:
     from modempool.config import Config
@@ -58,6 +60,42 @@ def signal_bars(dbm: int | None) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class RunningDaemon:
+    """One daemon that runs on the spool now (several hosts may share a PostgreSQL queue)."""
+
+    host: str
+    pid: int
+    since: datetime | None        # its start
+    heartbeat_age: float | None   # seconds since its last heartbeat
+
+    def describe(self, tz: tzinfo | None = None) -> str:
+        from modempool.when import local_text
+
+        age = "" if self.heartbeat_age is None else f", heartbeat {self.heartbeat_age:.0f} s ago"
+        return (f"daemon on {self.host} (pid {self.pid}) running since "
+                f"{local_text(self.since, tz) or '?'}{age}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid,
+                "since": self.since.isoformat() if self.since else None,
+                "heartbeat_age": self.heartbeat_age}
+
+
+def running_daemons(spool: Any, stale_after: float, *,
+                    now: datetime | None = None) -> tuple[RunningDaemon, ...]:
+    """Every daemon alive on `spool` by the one rule (`liveness.running_rows`), oldest first."""
+    moment = now or utcnow()
+    found = []
+    for row in running_rows(spool, now=moment, stale_after=stale_after):
+        heartbeat = from_text(row.get("heartbeat_at"))
+        found.append(RunningDaemon(
+            str(row.get("host") or "?"), int(row.get("pid") or 0),
+            from_text(row.get("started_at")),
+            None if heartbeat is None else max(0.0, (moment - heartbeat).total_seconds())))
+    return tuple(sorted(found, key=lambda d: (d.since is None, d.since or moment, d.host)))
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     """Every SIM, the queue by state and the campaigns running or paused."""
 
@@ -66,6 +104,7 @@ class Status:
     queue: dict[str, int]
     campaigns: tuple[Progress, ...]
     spool: str
+    daemons: tuple[RunningDaemon, ...] = ()   # each one running now
 
     @property
     def queue_depth(self) -> int:
@@ -74,7 +113,7 @@ class Status:
     def to_dict(self) -> dict[str, Any]:
         return {"daemon": self.daemon.to_dict(), "sims": [s.to_dict() for s in self.sims], "queue": dict(self.queue),
                 "queue_depth": self.queue_depth, "campaigns": [c.to_dict() for c in self.campaigns],
-                "spool": self.spool}
+                "spool": self.spool, "daemons": [d.to_dict() for d in self.daemons]}
 
 
 def read_status(spool: Spool, config: Config) -> Status:
@@ -105,4 +144,5 @@ def read_status(spool: Spool, config: Config) -> Status:
             details={k: v for k, v in row.items()
                      if k not in ("name", "sent_today", "sent_month")}))
     return Status(daemon=liveness, sims=tuple(sims), queue=spool.counts(),
-                  campaigns=tuple(all_progress(spool, config)), spool=spool.where)
+                  campaigns=tuple(all_progress(spool, config)), spool=spool.where,
+                  daemons=running_daemons(spool, config.silent_after))

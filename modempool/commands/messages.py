@@ -224,7 +224,12 @@ def status_command(config_path, as_json) -> None:
     def of(value, limit):
         return f"{value}/{limit}" if limit else str(value)
 
-    click.echo(status.daemon.describe(pool.config.tz))
+    if len(status.daemons) > 1:   # several hosts on one queue: each of them
+        click.echo(f"{len(status.daemons)} daemons running:")
+        for daemon in status.daemons:
+            click.echo("  " + daemon.describe(pool.config.tz))
+    else:
+        click.echo(status.daemon.describe(pool.config.tz))
     out.rows(f"{len(sims)} SIM(s) — spool {status.spool}",
              ["sim", "state", "number", "signal", "operator", "balance", "today", "month",
               "errors", "port", "note"],

@@ -85,6 +85,14 @@ def daemon_liveness(spool: Any, *, now: datetime | None = None,
     return next((j for j in judged if j.running), judged[0])
 
 
+def running_rows(spool: Any, *, now: datetime | None = None,
+                 stale_after: float = STALE_AFTER) -> list[dict[str, Any]]:
+    """The `daemons` rows of every daemon running now, by the rule of `daemon_liveness`
+    (several hosts may share a PostgreSQL queue)."""
+    silent, where = by_age(now or utcnow(), stale_after), here()
+    return [row for row in spool.daemons() if _judge(row, where, silent).running]
+
+
 def _judge(row: dict[str, Any], where: Here, silent: Any) -> DaemonLiveness:
     """`spool.daemons.judge`: the one rule of a dead daemon, from here, by heartbeat age (one
     look is all `status` has)."""

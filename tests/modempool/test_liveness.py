@@ -189,3 +189,35 @@ def test_a_heartbeat_watch_judges_silence_only_by_its_own_unbroken_looking():
     assert [look_at(t) for t in (310, 320, 330)] == [False, False, True]
     never_beat = {"owner": "box:8:0f0f0f0f-d4e5f6", "heartbeat_at": None}
     assert watch.silent(never_beat) is True              # 30 s of unbroken looking at 330
+def test_status_shows_each_daemon_running_on_a_shared_spool(tmp_path):
+    """Two boxes on one queue: status names both (host, pid, start, heartbeat age), not one;
+    a box silent past the rule is not among them."""
+    import json
+    import subprocess
+    import sys
+    from datetime import datetime, timedelta, timezone
+
+    from modempool.spool import Spool
+
+    now = datetime.now(timezone.utc)
+    with Spool(tmp_path / "pool.db") as spool:
+        spool.beat("box-a:1728", host="box-a", pid=1728, started_at=now - timedelta(hours=2))
+        spool.beat("box-b:4242", host="box-b", pid=4242, started_at=now - timedelta(hours=1))
+        spool.beat("box-c:99", host="box-c", pid=99, started_at=now - timedelta(hours=3),
+                   now=now - timedelta(minutes=5))   # silent: not running
+    config = tmp_path / "pool.toml"
+    config.write_text('[spool]\npath = "pool.db"\n\n[[modem]]\nname = "m1"\nport = "/dev/null"\n',
+                      encoding="utf-8")
+    shown = subprocess.run([sys.executable, "-m", "cli", "status", "--config", str(config)],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0] == "2 daemons running:"
+    assert lines[1].startswith("  daemon on box-a (pid 1728) running since ")
+    assert lines[2].startswith("  daemon on box-b (pid 4242) running since ")
+    assert all("heartbeat " in line and " s ago" in line for line in lines[1:3])
+    as_json = json.loads(subprocess.run(
+        [sys.executable, "-m", "cli", "status", "--json", "--config", str(config)],
+        capture_output=True, text=True, timeout=60).stdout)
+    assert [(d["host"], d["pid"]) for d in as_json["daemons"]] == [("box-a", 1728),
+                                                                    ("box-b", 4242)]

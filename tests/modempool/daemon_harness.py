@@ -74,6 +74,15 @@ async def eventually(condition: Callable[[], Any], timeout: float = HANG, what: 
         await asyncio.sleep(0.05)
 
 
+async def drained(spool: Any) -> None:
+    """Wait until `spool` has nothing queued or being sent (the daemons' work is done)."""
+    def left() -> int:
+        counts = spool.counts()
+        return counts["queued"] + counts["sending"]
+
+    await eventually(lambda: left() == 0, progress=left, what="the queue drained")
+
+
 def write_config(path: Path, devices: list[str], *, modems: dict[str, dict[str, Any]] | None = None,
                  retry: dict[str, Any] | None = None, pool: dict[str, Any] | None = None,
                  extra: str = "") -> Path:

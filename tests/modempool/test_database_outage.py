@@ -13,7 +13,7 @@ import pytest
 
 from modempool.spool import Spool
 from simulator import SimulatedBank
-from tests.modempool.daemon_harness import DaemonProcess, eventually, kill_leftovers
+from tests.modempool.daemon_harness import DaemonProcess, drained, eventually, kill_leftovers
 from tests.pg_cluster import throwaway_cluster
 
 pytestmark = pytest.mark.timeout(600)  # a hang guard; the waits below fail sooner
@@ -147,11 +147,7 @@ async def test_two_daemons_wait_out_ten_seconds_without_the_database(tmp_path, c
         assert sum(len(_parts(b)) for b in banks) - at_stop <= 4
         cluster.start()
         with Spool(url) as spool:
-            def left() -> int:
-                counts = spool.counts()
-                return counts["queued"] + counts["sending"]
-
-            await eventually(lambda: left() == 0, progress=left, what="the queue drained")
+            await drained(spool)
             await eventually(lambda: all(len(_reports(b)) == len(_parts(b)) for b in banks),
                              what="the network's report of every part")
             # Then the spool applies each report that a modem was handed: those shown while the

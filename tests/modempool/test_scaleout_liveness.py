@@ -17,7 +17,7 @@ import pytest
 
 from modempool.spool import Spool
 from simulator import SimulatedBank
-from tests.modempool.daemon_harness import DaemonProcess, eventually, kill_leftovers
+from tests.modempool.daemon_harness import DaemonProcess, drained, eventually, kill_leftovers
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -134,11 +134,7 @@ async def test_a_database_outage_longer_than_the_silent_window_takes_no_live_dae
         assert daemon_a.proc.returncode is None and daemon_b.proc.returncode is None
         cluster.start()
         with Spool(url) as spool:
-            def left() -> int:
-                counts = spool.counts()
-                return counts["queued"] + counts["sending"]
-
-            await eventually(lambda: left() == 0, progress=left, what="the queue drained")
+            await drained(spool)
             counts = spool.counts()
         # (a daemon may settle its own leases after the outage: that is no taking over)
         logs = daemon_a.output() + daemon_b.output()

@@ -25,7 +25,7 @@ from modempool.spool.model import LeaseLost, Message, MessageState, Recovery, to
 from modempool.spool.recovery import dead_owners, recover_leases
 from modempool.spool.sims import Sims
 from modempool.spool.verdicts import (deliver_if_complete, early_report, fail_if_undelivered,
-                                      part_verdict, report_applied)
+                                      part_verdict, report_applied, report_key)
 
 @dataclass(frozen=True, slots=True)
 class SentPart:
@@ -206,20 +206,37 @@ class Claims:
         """Record that part `seq` was accepted (+CMGS gave `message_reference`); counts it
         for the SIM's per-minute/day/month limits."""
         with self.engine.tx() as conn:
+            self._lock_reports(conn, [(message_id, seq, message_reference)])
             self._record_part(conn, message_id, seq, reference, message_reference,
                               now or utcnow(), settle_message=True)
+
+    def _lock_reports(self, conn: Any, parts: Sequence[tuple[int, int, int | None]]) -> None:
+        """Before anything is recorded, the report locks (`report_key`: SIM and TP-MR) of
+        `parts` (message, seq, TP-MR) about to be, all at once and in one order: a report
+        handled meanwhile waits for the records (or they for it) and then sees them, and two
+        transactions recording overlapping parts never wait for each other in a cycle."""
+        if not self.engine.locks_keys:
+            return
+        wanted = {(message_id, seq): reference for message_id, seq, reference in parts
+                  if reference is not None}
+        if not wanted:
+            return
+        among, values = self.engine.among("message_id", sorted({key[0] for key in wanted}))
+        sims = conn.execute(f"SELECT message_id, seq, sim FROM parts WHERE {among}", values)
+        self.engine.lock_keys(conn, [report_key(sim, wanted[message_id, seq])
+                                     for message_id, seq, sim in sims
+                                     if (message_id, seq) in wanted])
 
     def _record_part(self, conn: Any, message_id: int, seq: int, reference: int | None,
                      message_reference: int | None, moment: datetime, *,
                      settle_message: bool) -> str | None:
-        """`mark_part_sent` in `conn`'s transaction; the part's state now ('sent', or the
-        verdict of a report that came before), None if it had been recorded already. Without
-        `settle_message` a report applied here leaves the message to the caller, who settles
-        it from its parts next (`mark_last_part_sent`)."""
+        """`mark_part_sent` in `conn`'s transaction, its report lock held (`_lock_reports`);
+        the part's state now ('sent', or the verdict of a report that came before), None if
+        it had been recorded already. Without `settle_message` a report applied here leaves
+        the message to the caller, who settles it from its parts next (`mark_last_part_sent`)."""
         now_text = to_text(moment)
         early = None
-        if message_reference is not None:   # a report for it waits, or is seen below
-            self.engine.lock_key(conn, f"report:{message_reference}")
+        if message_reference is not None:   # a report for it came first, or waits for us
             early = early_report(conn, self.engine, message_id, seq, message_reference)
         # The part recorded sent, or at once with the verdict of the report that came first.
         state = "sent" if early is None else part_verdict(early.delivered, early.final)
@@ -275,33 +292,37 @@ class Claims:
     ) -> bool:
         """`mark_part_sent` of the last part and `mark_sent`, in one transaction (one commit
         per message instead of two); returns what `mark_sent` returns."""
-        with self.engine.tx() as conn, self.audit.together(conn):
-            part = self._record_part(conn, message_id, seq, reference, message_reference,
-                                     now or utcnow(), settle_message=False)
-            now_text = to_text(utcnow())
-            ok = self._finish(conn, message_id, MessageState.SENT, None, now_text, lease_owner,
-                              extra=", sent_at = :now")
-            if ok:
-                self.audit.record(conn, "sent", message_id, now=now_text)
-            # The message's verdict from its parts' reports. Of a one-part message the part
-            # just recorded is all there is to ask (no report yet: nothing to settle).
-            if ok and (seq > 1 or part is None):
-                deliver_if_complete(conn, message_id, now_text)
-                fail_if_undelivered(conn, message_id, now_text)
-            elif part == "delivered":
-                deliver_if_complete(conn, message_id, now_text)
-            elif part == "undelivered":
-                fail_if_undelivered(conn, message_id, now_text)
-            return ok
+        return self.mark_many_sent([SentPart(message_id, seq, reference, message_reference,
+                                             lease_owner=lease_owner, now=now)])
 
     def mark_many_sent(self, sends: Sequence[SentPart]) -> list[bool]:
         """`mark_last_part_sent` for each of `sends`, all in one transaction (one commit for
         the confirmations of many modems); False for a message whose lease was lost."""
         with self.engine.tx() as conn, self.audit.together(conn):
-            return [self.mark_last_part_sent(send.message_id, send.seq, send.reference,
-                                             send.message_reference,
-                                             lease_owner=send.lease_owner, now=send.now)
-                    for send in sends]
+            self._lock_reports(conn, [(send.message_id, send.seq, send.message_reference)
+                                      for send in sends])
+            return [self._last_part_sent(conn, send) for send in sends]
+
+    def _last_part_sent(self, conn: Any, send: SentPart) -> bool:
+        """`mark_last_part_sent` in `conn`'s transaction, its report lock held."""
+        message_id, seq = send.message_id, send.seq
+        part = self._record_part(conn, message_id, seq, send.reference, send.message_reference,
+                                 send.now or utcnow(), settle_message=False)
+        now_text = to_text(utcnow())
+        ok = self._finish(conn, message_id, MessageState.SENT, None, now_text, send.lease_owner,
+                          extra=", sent_at = :now")
+        if ok:
+            self.audit.record(conn, "sent", message_id, now=now_text)
+        # The message's verdict from its parts' reports. Of a one-part message the part
+        # just recorded is all there is to ask (no report yet: nothing to settle).
+        if ok and (seq > 1 or part is None):
+            deliver_if_complete(conn, message_id, now_text)
+            fail_if_undelivered(conn, message_id, now_text)
+        elif part == "delivered":
+            deliver_if_complete(conn, message_id, now_text)
+        elif part == "undelivered":
+            fail_if_undelivered(conn, message_id, now_text)
+        return ok
 
     def mark_failed(self, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:
         """End an attempt for good: FAILED with `error` (a permanent error, or retries used up)."""

@@ -100,6 +100,8 @@ class Engine(ABC):
     case_blind_like: str = "LIKE"
     #: whether a write may stand in a WITH of another (PostgreSQL): two in one round trip
     writes_in_with: bool = False
+    #: whether `lock_key` takes a lock (PostgreSQL's writers run at once; SQLite's take turns)
+    locks_keys: bool = False
 
     @property
     @abstractmethod

@@ -17,7 +17,7 @@ from modempool.errors import InvalidNumber
 from modempool.numbers import normalise
 from modempool.spool.ambiguity import settle_by_report
 from modempool.spool.audit import AuditLog
-from modempool.spool.verdicts import apply_report
+from modempool.spool.verdicts import apply_report, report_key
 from modempool.spool.engine import Engine
 from modempool.spool.model import from_text, to_text, utcnow
 from modempool.spool.plain_text import without_nul
@@ -296,8 +296,10 @@ class Inbound:
         with self.engine.tx() as conn:
             # Taken by the part's confirmation too: on PostgreSQL the two transactions could
             # otherwise miss each other (neither sees the other's uncommitted row), leaving the
-            # report unmatched and the message 'sent' for ever.
-            self.engine.lock_key(conn, f"report:{message_reference}")
+            # report unmatched and the message 'sent' for ever. (A report without its SIM,
+            # which the daemon never stores, matches a part of any SIM and takes turns with
+            # none of their confirmations.)
+            self.engine.lock_key(conn, report_key(sim, message_reference))
             sql = (
                 "SELECT parts.id, parts.message_id FROM parts JOIN messages ON messages.id = parts.message_id "
                 "WHERE parts.message_reference = ? AND parts.sent_at IS NOT NULL "

@@ -275,6 +275,7 @@ class PostgresEngine(Engine):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     case_blind_like = "ILIKE"   # which the trigram indexes (TEXT_INDEX) answer too
     writes_in_with = True
+    locks_keys = True
     schema = "public"   # the spool's schema (asked at open), for a missing GRANT's message
     checkpoint_does = "folding the kept counts"
 

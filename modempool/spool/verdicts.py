@@ -33,6 +33,14 @@ def deliver_if_complete(conn: Any, message_id: int, now: str) -> bool:
     return cur.rowcount == 1
 
 
+def report_key(sim: str | None, message_reference: int) -> str:
+    """The `engine.lock_key` that a report and its part's confirmation both hold while they
+    look for each other: what a report is matched on that both know before they write, the
+    SIM it came back to and the TP-MR (not the recipient, which a report may lack). Reports
+    and confirmations of other SIMs never wait for each other."""
+    return f"report:{sim or ''}:{message_reference}"
+
+
 # A report stored before its part's +CMGS answer was recorded (the modem's +CDS handled
 # first, the confirmation still on its way to the spool): it came back to the same SIM, for
 # the same recipient and reference, with the network's time of delivery at most CLOCK_SLACK

@@ -11,13 +11,12 @@ the first two references, then want the other batch's."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 
 from modempool.spool import MessageState, Spool
 from modempool.spool.claims import SentPart
+from tests.modempool.test_group_commit_locks import wait_until
 
 TO = "+8613800138000"
 
@@ -42,14 +41,6 @@ def lock_waiters(spool: Spool) -> int:
     """How many connections of this database wait for a lock (a row's or an advisory one)."""
     return spool.rows("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                       "AND datname = current_database()")[0][0]
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll the server's view until `condition` holds (the writers block there)."""
-    guard = time.monotonic() + 120   # a hang guard only
-    while not condition():
-        assert time.monotonic() < guard, what
-        time.sleep(0.01)
 
 
 def record(spool: Spool, sends: list[SentPart], outcome: dict[str, object], name: str) -> None:

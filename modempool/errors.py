@@ -25,6 +25,13 @@ class PoolError(Exception):
         self.params: dict[str, Any] = dict(params or {})
 
 
+class SpoolFailure(PoolError):
+    """The spool's database failed a call (a role's missing right, the server away): nothing
+    about what was asked. Code that reads a PoolError as "the rules refused this" (an
+    auto-reply, a forward, a campaign's row) lets these pass, to be logged as what they are
+    and tried again, never recorded as a refusal."""
+
+
 class InvalidNumber(PoolError):
     """A phone number that cannot be normalised to E.164."""
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.operator.hooks import inbound_handlers
+from modempool.spool.unavailable import log_failure
 
 log = logging.getLogger("modempool.dispatch.inbound")
 
@@ -144,8 +145,10 @@ class InboundStore:
                 result = await self.lane.run(handler, self.spool, inbound, self.config)
                 if inspect.isawaitable(result):
                     await result
-            except Exception:
-                log.exception("inbound handler %r failed", handler)
+            except Exception as exc:   # a database's error in one line, a bug's with its traceback
+                name = getattr(handler, "__name__", repr(handler))
+                log_failure(log, f"inbound handler {name} failed for SMS {getattr(inbound, 'id', None)} "
+                                 f"from {getattr(inbound, 'sender', '')}", exc)
 
 
 def _now() -> datetime:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
-from modempool.errors import ConfigError, InvalidNumber, NotFound, PoolError
+from modempool.errors import ConfigError, InvalidNumber, NotFound, PoolError, SpoolFailure
 from modempool.numbers import normalise
 from modempool.operator.db import ensure_schema, locked, now_iso, parse_time, transaction
 from modempool.config import Config
@@ -258,6 +258,8 @@ def make_autoreply_handler(config: Config,
             client_id = f"autoreply:{inbound_id}" if inbound_id is not None else None
             reply = spool.enqueue(sender, rule.reply, client_id=client_id,
                                   sims=[sim] if sim else None)
+        except SpoolFailure:
+            raise   # the database's, not the rules': nothing decided, the daemon logs it
         except PoolError as exc:
             log.info("no auto-reply to %r: %s", sender, exc)
             return None

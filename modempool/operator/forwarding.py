@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modempool.config import Config, ForwardConfig
-from modempool.errors import NotFound, PoolError
+from modempool.errors import NotFound, PoolError, SpoolFailure
 from modempool.numbers import normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
 from modempool.operator.optout import field_of
@@ -236,6 +236,8 @@ def make_forward_handler(config: Config,
             client_id = f"forward:{payload['id']}:{target}" if payload["id"] is not None else None
             try:
                 queued = spool.enqueue(target, text, client_id=client_id)
+            except SpoolFailure:
+                raise   # the database's, not the rules': no forward refused, the daemon logs it
             except PoolError as exc:  # e.g. too long once the sender's name is added
                 log.warning("forward of inbound %s to %s refused: %s", payload["id"], target, exc)
                 _record(spool, payload["id"], target, 1, "failed", str(exc))

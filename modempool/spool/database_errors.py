@@ -14,14 +14,14 @@ import re
 import sqlite3
 from typing import Any
 
-from modempool.errors import PoolError
+from modempool.errors import PoolError, SpoolFailure
 from modempool.spool.unavailable import _first_line, driver_errors, unavailable
 
 SEE = "(see docs/scale-out.md, 'Roles and rights')"
 _DENIED = re.compile(r"permission denied for (\w+) (.+)$")
 
 
-class SpoolForbidden(PoolError):
+class SpoolForbidden(SpoolFailure):
     """The spool's database refused this role a right the spool needs (see the module);
     `role`, `kind` (table, sequence, schema...) and `name` say which, `grant` what to run."""
 

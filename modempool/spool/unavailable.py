@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from modempool.errors import PoolError
+from modempool.errors import PoolError, SpoolFailure
 from modempool.masked import masked
 
 #: SQLSTATEs (or their two-character class) that mean "not now" rather than "not this", with
@@ -41,7 +41,7 @@ _LOST = ("the database cannot be reached", 5)   # a connection error that carrie
 _SQLITE_BUSY = {5, 6}    # SQLITE_BUSY, SQLITE_LOCKED: another writer held on past the timeout
 
 
-class SpoolUnavailable(PoolError):
+class SpoolUnavailable(SpoolFailure):
     """The spool's database cannot answer now (see the module); `retry_after`: the seconds
     after which the same call may be tried again; `reason`: the driver's own words (for a log,
     never for a client)."""

@@ -324,8 +324,8 @@ class Daemon(ModemTaskMixin):
         while not self._stop.is_set():
             try:
                 wanted = bool(listen) or await self.books.run(any_subscribed, self.spool)
-            except Exception:  # the database away for a moment: ask again later
-                log.warning("could not look for webhooks; asking again in 30 s", exc_info=True)
+            except Exception as exc:  # the database away for a moment: ask again later
+                log_failure(log, "could not look for webhooks; asking again in 30 s", exc)
                 wanted = False
             if wanted:
                 await run_sidecar(self.config, listen, self._stop)

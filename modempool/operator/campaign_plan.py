@@ -15,7 +15,7 @@ from typing import Any
 from modempool.config import Config
 from modempool.operator.compliance import SensitiveWords
 from modempool.operator.contacts import AddressBook, Selection
-from modempool.errors import InvalidNumber, PoolError
+from modempool.errors import InvalidNumber, PoolError, SpoolFailure
 from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.operator.optout import OptOutList
 
@@ -115,6 +115,8 @@ def plan_campaign(db: Any, campaign: Any, config: Config | None = None,
     if campaign.include_groups:
         try:
             chosen = book.select(Selection(campaign.include_groups, campaign.exclude_groups))
+        except SpoolFailure:
+            raise   # the database's: no recipient is invalid for it
         except PoolError as exc:
             invalid.append(str(exc))
             coded.append(Problem(f"invalid: {exc}", exc.code, exc.params))

@@ -325,13 +325,17 @@ class Campaigns:
         return self.get(campaign_id)
 
     def cancel(self, campaign_id: int) -> int:
-        """Cancel the campaign and every message of it still queued; returns how many."""
-        self._set_state(campaign_id, CampaignState.CANCELLED,
-                        allowed=(CampaignState.DRAFT, CampaignState.RUNNING, CampaignState.PAUSED))
-        return self._cancel_queued(campaign_id)
+        """Cancel the campaign and every message of it still queued; returns how many. One
+        transaction: a campaign is never left cancelled with messages still queued."""
+        with transaction(self.db):
+            self._set_state(campaign_id, CampaignState.CANCELLED,
+                            allowed=(CampaignState.DRAFT, CampaignState.RUNNING,
+                                     CampaignState.PAUSED))
+            return self._cancel_queued(campaign_id)
 
     def _cancel_queued(self, campaign_id: int) -> int:
         from modempool.spool import MessageState
+        from modempool.spool.model import StateConflict
 
         cancelled = 0
         with transaction(self.db):  # one commit for thousands of cancels
@@ -339,7 +343,7 @@ class Campaigns:
                 try:
                     self.spool.cancel(message.id)
                     cancelled += 1
-                except PoolError as exc:  # taken by a modem meanwhile: it goes out
+                except StateConflict as exc:  # taken by a modem meanwhile: it goes out
                     log.info("campaign %s: message %s not cancelled: %s", campaign_id, message.id, exc)
         return cancelled
 

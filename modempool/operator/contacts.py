@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from modempool.errors import NotFound, PoolError
+from modempool.errors import NotFound, PoolError, SpoolFailure
 from modempool.numbers import DEFAULT_REGION, normalise
 from modempool.spool.plain_text import refuse_nul
 from modempool.operator.db import LIKE_ESCAPE, contains, ensure_schema, now_iso, transaction
@@ -188,9 +188,12 @@ class AddressBook:
         return contacts[0]
 
     def find(self, number: str) -> Contact | None:
-        """The contact for a number, or None (never raises: used to label inbound senders)."""
+        """The contact for a number, or None (used to label inbound senders: a number that is
+        not one is none); a database failure is raised, not read as "no such contact"."""
         try:
             return self.get(number)
+        except SpoolFailure:
+            raise
         except PoolError:
             return None
 

@@ -1,7 +1,8 @@
-"""The operator hooks (auto-reply, forwarding) on a PostgreSQL role that may not queue messages:
-the database's refusal is not the rules' ("the send was refused"). The daemon logs one ERROR
-line per hook naming the GRANT, no traceback; nothing is recorded as refused, and the SMS is
-kept, so once the GRANT is run the same hooks answer and forward it."""
+"""A PostgreSQL role that lacks a right is the database's refusal, not the rules': the operator
+hooks (auto-reply, forwarding) on a role that may not queue messages log one ERROR line per
+hook naming the GRANT, no traceback, record nothing as refused and keep the SMS, so once the
+GRANT is run the same hooks answer and forward it; a contact lookup is not "no such contact";
+a campaign's cancel is not "taken by a modem meanwhile"."""
 
 from __future__ import annotations
 
@@ -32,12 +33,14 @@ to = ["13900139000"]
 """
 
 
-def role_without_queueing(pg_cluster) -> tuple[str, str, str]:
-    """A spool made whole by its owner and a fresh role with every right but to add messages
-    (a GRANT forgotten): (owner's URL, the role's URL, the role's name)."""
+def role_without(pg_cluster, right: str, table: str,
+                 prepare=lambda spool: None) -> tuple[str, str, str]:
+    """A spool made whole by its owner (then `prepare`d) and a fresh role with every right but
+    `right` on `table` (a GRANT forgotten): (owner's URL, the role's URL, the role's name)."""
     url = pg_cluster.new_schema()
     with Spool(url) as spool:
         make_module_tables(spool)
+        prepare(spool)
     schema = url.rsplit("search_path%3D", 1)[1]
     role = f"hooks_{os.getpid()}_{next(_ROLES)}"
     with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
@@ -46,12 +49,12 @@ def role_without_queueing(pg_cluster) -> tuple[str, str, str]:
         conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} "
                      f"TO {role}")
         conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}")
-        conn.execute(f"REVOKE INSERT ON {schema}.messages FROM {role}")
+        conn.execute(f"REVOKE {right} ON {schema}.{table} FROM {role}")
     return url, url.replace("postgresql://postgres@", f"postgresql://{role}@"), role
 
 
 async def test_a_missing_right_is_one_error_line_and_no_refusal(tmp_path, pg_cluster, caplog):
-    owner, weak, role = role_without_queueing(pg_cluster)
+    owner, weak, role = role_without(pg_cluster, "INSERT", "messages")
     path = tmp_path / "modempool.toml"
     path.write_text(CONFIG.format(url=weak), "utf-8")
     config = load_config(path)
@@ -99,7 +102,7 @@ def test_each_hook_raises_the_missing_right(tmp_path, pg_cluster, hook):
     from modempool.operator.autoreply import make_autoreply_handler
     from modempool.operator.forwarding import make_forward_handler
 
-    _, weak, role = role_without_queueing(pg_cluster)
+    _, weak, role = role_without(pg_cluster, "INSERT", "messages")
     path = tmp_path / "modempool.toml"
     path.write_text(CONFIG.format(url=weak), "utf-8")
     config = load_config(path)
@@ -108,3 +111,43 @@ def test_each_hook_raises_the_missing_right(tmp_path, pg_cluster, hook):
         inbound = spool.store_inbound("13800138000", "营业时间", sim="m1")
         with pytest.raises(SpoolFailure, match=f"the role '{role}' may not write table messages"):
             handle(spool, inbound)
+
+
+def test_a_contact_lookup_raises_a_missing_right(pg_cluster):
+    """Not "no such contact" (a forward, a campaign's row, a job would go on without the
+    contact's name and fields)."""
+    from modempool.operator.contacts import AddressBook
+    from modempool.spool.database_errors import SpoolForbidden
+
+    book = lambda spool: AddressBook(spool.db).upsert("13800138000", "张三")  # noqa: E731
+    _, weak, role = role_without(pg_cluster, "SELECT", "contacts", book)
+    with Spool(weak) as spool:
+        assert AddressBook(spool.db).find("not a number") is None
+        with pytest.raises(SpoolForbidden, match=f"the role '{role}' may not read table contacts"):
+            AddressBook(spool.db).find("13800138000")
+
+
+def test_a_campaign_cancel_with_a_missing_right_changes_nothing(tmp_path, pg_cluster):
+    """Not "taken by a modem meanwhile" for each message: the error, and the campaign still
+    running with its messages queued (one transaction)."""
+    from modempool.operator.campaigns import Campaigns
+    from modempool.spool.database_errors import SpoolForbidden
+
+    path = tmp_path / "modempool.toml"
+    started: list[int] = []
+
+    def campaign(spool: Spool) -> None:
+        path.write_text(f"[spool]\nurl = {spool.engine.url!r}\n", "utf-8")
+        made = Campaigns(spool, load_config(path))
+        started.append(made.create("c", "hi", numbers=["13800138000", "13900139000"],
+                                   kind="notice").id)
+        made.start(started[0])
+
+    owner, weak, role = role_without(pg_cluster, "UPDATE", "messages", campaign)
+    path.write_text(f"[spool]\nurl = {weak!r}\n", "utf-8")
+    config = load_config(path)
+    with config.open_spool() as spool, pytest.raises(SpoolForbidden, match=role):
+        Campaigns(spool, config).cancel(started[0])
+    with Spool(owner) as spool:
+        assert Campaigns(spool, config).get(started[0]).state.value == "running"
+        assert {m.state.value for m in spool.list(campaign_id=started[0])} == {"queued"}

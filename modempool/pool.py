@@ -612,4 +612,5 @@ class Pool:
         from modempool.dispatch.requests import ask_ussd
 
         self.config.check_sims([sim])
-        return ask_ussd(self.spool, sim, code, timeout=timeout)
+        return ask_ussd(self.spool, sim, code, silent_after=self.config.silent_after,
+                        timeout=timeout)

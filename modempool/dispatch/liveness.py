@@ -2,7 +2,8 @@
 
 The daemon writes a heartbeat every few seconds (a sixth of `[pool] silent_after`) and a stop time when it stops gracefully. A daemon killed with SIGKILL (or a host
 that lost power) leaves only its last heartbeat: once its process is gone from this process
-table (`this_place`), or (elsewhere) its heartbeat is older than `STALE_AFTER`, the SIM states
+table (`this_place`), or (elsewhere) its heartbeat is older than `[pool] silent_after` (asked
+of every caller: `status`, a USSD request, never a constant of its own), the SIM states
 in the spool are history, not news, and must not be shown as "up". The rule is
 `spool.daemons.judge`, the one that settling a dead daemon's leases uses too (there with a
 `HeartbeatWatch` for "silent", see `modempool/dispatch/shared.py`).
@@ -20,9 +21,6 @@ from typing import Any
 from modempool.box.ports import process_exists
 from modempool.spool.daemons import Here, by_age, judge, shown_owner
 from modempool.spool.model import from_text, utcnow
-
-STALE_AFTER = 30.0  # a heartbeat older than this: the daemon is dead or hung (`[pool] silent_after`)
-
 
 def this_place() -> str:
     """Where a pid names a process: this kernel boot (`/proc/sys/kernel/random/boot_id`, new at
@@ -74,9 +72,10 @@ class DaemonLiveness:
                 "since": self.since.isoformat() if self.since else None, "reason": self.reason}
 
 
-def daemon_liveness(spool: Any, *, now: datetime | None = None,
-                    stale_after: float = STALE_AFTER) -> DaemonLiveness:
-    """The state of the latest daemon recorded in `spool` (any daemon running wins)."""
+def daemon_liveness(spool: Any, *, stale_after: float,
+                    now: datetime | None = None) -> DaemonLiveness:
+    """The state of the latest daemon recorded in `spool` (any daemon running wins); one
+    elsewhere whose heartbeat is older than `stale_after` (`[pool] silent_after`) is silent."""
     rows = spool.daemons()
     if not rows:
         return DaemonLiveness(False)
@@ -85,8 +84,8 @@ def daemon_liveness(spool: Any, *, now: datetime | None = None,
     return next((j for j in judged if j.running), judged[0])
 
 
-def running_rows(spool: Any, *, now: datetime | None = None,
-                 stale_after: float = STALE_AFTER) -> list[dict[str, Any]]:
+def running_rows(spool: Any, *, stale_after: float,
+                 now: datetime | None = None) -> list[dict[str, Any]]:
     """The `daemons` rows of every daemon running now, by the rule of `daemon_liveness`
     (several hosts may share a PostgreSQL queue)."""
     silent, where = by_age(now or utcnow(), stale_after), here()

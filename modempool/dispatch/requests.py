@@ -66,14 +66,17 @@ def check_ussd_code(code: str) -> str:
     return code
 
 
-def ask_ussd(spool: Any, sim: str, code: str, *, timeout: float = 60.0) -> UssdAnswer:
+def ask_ussd(spool: Any, sim: str, code: str, *, silent_after: float,
+             timeout: float = 60.0) -> UssdAnswer:
     """Run USSD `code` on `sim` through the running daemon and return the decoded answer.
 
-    DaemonNotRunning when no daemon serves the spool; RequestFailed when it could not answer
-    within `timeout` seconds or the SIM or network refused.
+    DaemonNotRunning when no daemon serves the spool (by the rule of `status`: one elsewhere
+    whose heartbeat stood still for `silent_after`, `[pool] silent_after`, is silent);
+    RequestFailed when it could not answer within `timeout` seconds or the SIM or network
+    refused.
     """
     code = check_ussd_code(code)
-    liveness = daemon_liveness(spool)
+    liveness = daemon_liveness(spool, stale_after=silent_after)
     if not liveness.running:
         raise DaemonNotRunning(
             f"{liveness.describe(spool.tz)}; USSD goes through the daemon that owns the modems: start "

@@ -26,18 +26,18 @@ async def no_leftover_daemons():
 
 def test_liveness_judged_from_the_heartbeat(tmp_path):
     spool = Spool(tmp_path / "s.db")
-    assert daemon_liveness(spool).running is False
-    assert "never ran" in daemon_liveness(spool).describe()
+    assert daemon_liveness(spool, stale_after=30).running is False
+    assert "never ran" in daemon_liveness(spool, stale_after=30).describe()
     now = utcnow().replace(microsecond=0)  # the spool keeps milliseconds
     spool.beat("far:1", host="far-away-host", pid=1, started_at=now - timedelta(hours=1),
                now=now - timedelta(seconds=10))
-    assert daemon_liveness(spool, now=now).running is True            # another host, fresh
-    stale = daemon_liveness(spool, now=now + timedelta(seconds=60))
+    assert daemon_liveness(spool, stale_after=30, now=now).running is True            # another host, fresh
+    stale = daemon_liveness(spool, stale_after=30, now=now + timedelta(seconds=60))
     assert (stale.running, stale.reason) == (False, "silent")
     assert stale.since == now - timedelta(seconds=10)
     assert "daemon not running since" in stale.describe()
     spool.daemon_stopped("far:1", now=now)
-    stopped = daemon_liveness(spool, now=now)
+    stopped = daemon_liveness(spool, stale_after=30, now=now)
     assert (stopped.running, stopped.reason, stopped.since) == (False, "stopped", now)
 
 
@@ -51,7 +51,7 @@ def test_a_dead_process_on_this_host_is_not_running_even_with_a_fresh_heartbeat(
     spool = Spool(tmp_path / "s.db")
     host = socket.gethostname()
     spool.beat(f"{host}:{pid}", host=host, pid=pid, started_at=utcnow())
-    judged = daemon_liveness(spool)
+    judged = daemon_liveness(spool, stale_after=30)
     assert (judged.running, judged.reason) == (False, "killed")
 
 
@@ -149,7 +149,7 @@ def test_status_and_lease_recovery_judge_a_daemon_dead_by_one_rule(tmp_path, cas
             spool.daemon_stopped(owner, now=now - timedelta(seconds=beat_age))
         message = spool.enqueue("13800138000", "hi")
         assert spool.claim(message.id, "m1", f"{owner}/m1", 1, now=now - timedelta(seconds=60))
-        shown = daemon_liveness(spool, now=now)
+        shown = daemon_liveness(spool, stale_after=30, now=now)
         settled = dead_owners(spool.engine, here=here(), alive=process_exists,
                               silent=by_age(now, 30), now=now)
     assert (not shown.running, f"{owner}/m1" in settled) == (expected_dead, expected_dead)
@@ -221,3 +221,31 @@ def test_status_shows_each_daemon_running_on_a_shared_spool(tmp_path):
         capture_output=True, text=True, timeout=60).stdout)
     assert [(d["host"], d["pid"]) for d in as_json["daemons"]] == [("box-a", 1728),
                                                                     ("box-b", 4242)]
+
+
+@pytest.mark.parametrize(("silent_after", "beat_age", "running"),
+                         [(120, 45, True), (10, 20, False)], ids=["patient", "quick"])
+def test_a_ussd_request_judges_the_daemon_by_silent_after_as_status_does(
+        tmp_path, silent_after, beat_age, running):
+    """`[pool] silent_after`, not a constant of its own: a daemon elsewhere whose heartbeat is
+    45 s old still runs when silence is 120 s (the request is filed and waits for it), and one
+    20 s old is silent when silence is 10 s (refused at once, as `status` says)."""
+    from modempool import Pool
+    from modempool.dispatch.requests import DaemonNotRunning, RequestFailed
+
+    path = tmp_path / "pool.toml"
+    path.write_text(f'[pool]\nsilent_after = {silent_after}\n[spool]\npath = "spool.db"\n'
+                    '[[modem]]\nname = "m1"\nport = "/dev/null"\n', "utf-8")
+    with Pool.open(path) as pool:
+        now = utcnow()
+        pool.spool.beat("far:7", host="far-away-host", pid=7, started_at=now - timedelta(hours=1),
+                        now=now - timedelta(seconds=beat_age))
+        assert pool.status().daemon.running is running
+        if running:
+            with pytest.raises(RequestFailed, match="no answer within 0 s"):
+                pool.ussd("m1", "*100#", timeout=0)
+            assert pool.spool.requests.get(1)["state"] == "failed"   # filed, then withdrawn
+        else:
+            with pytest.raises(DaemonNotRunning, match="no heartbeat"):
+                pool.ussd("m1", "*100#", timeout=0)
+            assert pool.spool.requests.get(1) is None   # nothing filed

@@ -18,6 +18,15 @@ def uucp_lock_dir(tmp_path_factory):
     yield directory
 
 
+@pytest.fixture(autouse=True)
+def fresh_repeated_lines():
+    """Each test sees its own first "not now" line of a task: the lines another test had
+    logged in this process within the minute are not held back here."""
+    from modempool.spool.unavailable import REPEATED
+
+    REPEATED.forget()
+
+
 @pytest.fixture(scope="session")
 def pg_cluster():
     """A throwaway PostgreSQL cluster, started once per test process (each xdist worker has its

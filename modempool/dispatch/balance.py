@@ -19,6 +19,7 @@ from typing import Any
 from modempool.config import BalanceRule
 from modempool.dispatch.sim_slot import SimSlot, SimState
 from modempool.spool.model import from_text, utcnow
+from modempool.spool.unavailable import log_failure
 
 log = logging.getLogger("modempool.dispatch.balance")
 
@@ -55,7 +56,7 @@ class BalanceTracker:
                 try:
                     rows = await self.lane.run(self._sim_rows)
                 except Exception as exc:  # the database away: the next look
-                    log.warning("could not read the SIMs' balances: %s", exc)
+                    log_failure(log, "could not read the SIMs' balances", exc)
                     rows = {}
                 for name, slot in self.slots.items():
                     if name not in self._checking and name in rows and self.due(slot, rows[name]):

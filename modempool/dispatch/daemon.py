@@ -141,6 +141,7 @@ class Daemon(ModemTaskMixin):
                 self.balance = BalanceTracker(self.spool, self.config, slots, self.desk)
                 self.desk.on_ussd = self.balance.on_ussd
                 inbound = InboundStore(self.spool, self.config, self.handlers, lane=inbound_lane)
+                stack.push_async_callback(inbound.close)   # hooks waiting: before the lanes close
                 inbound.on_proven = self.dispatcher.count_proven
                 log.info("modempool starting: %d modem%s, spool %s, strategy %s", len(specs),
                          "" if len(specs) == 1 else "s", self.spool.where,

@@ -11,8 +11,9 @@ modem answer the network with an error when no ``+CNMA`` comes in time and then 
 ``+CNMI`` routing off, so every later ``+CMT``/``+CDS`` would go unseen until the modem is set up
 again (the simulator does so too); a report refused that way is not sent again by the network,
 and a modem under ``AT+CSMS=0`` has acknowledged it already. So it is acknowledged as before and
-kept here: lost only if the daemon stops (or dies) before the database is back. At the stop
-the backoff is cut short and what is held is tried once more (`CLOSE_WITHIN` seconds in all).
+kept here (a `Backlog`): lost only if the daemon stops (or dies) before the database is back.
+At the stop the backoff is cut short and what is held is tried once more (`backlog.CLOSE_WITHIN`
+seconds in all).
 Past `LIMIT` held per modem, or still unstored at the daemon's stop, each one dropped is logged
 in one line with its PDU (the report's reference, recipient and status, or the SMS, decode from
 it) to reconcile by hand.
@@ -20,21 +21,15 @@ it) to reconcile by hand.
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
 import logging
 from typing import Any
 
+from modempool.dispatch.backlog import Backlog
 from modempool.dispatch.inbound import InboundStore
-from modempool.spool.unavailable import log_failure, unavailable
+from modempool.spool.unavailable import log_failure
 
 #: Held events per modem at most: some hours of reports at a busy SIM's pace.
 LIMIT = 5000
-WAIT_FIRST = 1.0
-WAIT_MAX = 5.0
-#: At the daemon's stop: how long the last attempt to store what is held may take in all.
-CLOSE_WITHIN = 5.0
 
 
 class HeldInbound:
@@ -42,67 +37,47 @@ class HeldInbound:
 
     def __init__(self, sim: str, store: InboundStore, mlog: logging.Logger) -> None:
         self.sim = sim
-        self.store = store
         self.log = mlog
-        self.waiting: collections.deque[Any] = collections.deque()
-        self._storing: asyncio.Task[None] | None = None
-        self._closing = asyncio.Event()   # the daemon stops: no more backoff
+        self.store = store
+        self.backlog = Backlog(f"{sim}:held", lambda event: store.take(sim, event),
+                               self._dropped, mlog, limit=LIMIT,
+                               done_line="%d held SMS and reports stored")
+        # one sweep of the modem once the spool takes writes again (see `left_on_modem`)
+        self.sweep = Backlog(f"{sim}:sweep", self._sweep_when_writable, lambda *_: None, mlog,
+                             limit=1, done_line="the modem swept for what it kept (%d)")
+
+    @property
+    def waiting(self) -> Any:
+        """The events held, oldest first."""
+        return self.backlog.waiting
 
     def hold(self, event: Any, why: BaseException | None = None) -> None:
         """Keep `event` (acknowledged to the modem) to store once the earlier ones are stored."""
-        if len(self.waiting) >= LIMIT:
-            self._dropped(event, f"more than {LIMIT} waiting")
-            return
         if not self.waiting and why is not None:
             log_failure(self.log, f"could not store {type(event).__name__} shown without a "
                         "storage index; it is held in memory until the database answers", why)
-        self.waiting.append(event)
-        if self._storing is None or self._storing.done():
-            self._storing = asyncio.create_task(self._store_all(), name=f"{self.sim}:held")
+        self.backlog.add(event)
 
-    async def _store_all(self) -> None:
-        delay = WAIT_FIRST
-        stored = 0
-        while self.waiting:
-            last_try = self._closing.is_set()   # this attempt began after the stop was asked
-            try:
-                await self.store.take(self.sim, self.waiting[0])
-            except Exception as exc:
-                if unavailable(exc) is None:  # a bug, not the database away: never stored
-                    self.log.error("storing a held %s failed", type(self.waiting[0]).__name__,
-                                   exc_info=exc)
-                    self._dropped(self.waiting.popleft(), "it cannot be stored")
-                    continue
-                if last_try:   # still away at the stop: close() drops the rest, in order
-                    break
-                # a backoff that the stop cuts short (no synchronisation: nothing to await)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._closing.wait()
-                delay = min(delay * 2, WAIT_MAX)
-                continue
-            self.waiting.popleft()
-            stored += 1
-            delay = WAIT_FIRST
-        if stored:
-            self.log.info("the database answers again: %d held SMS and reports stored", stored)
+    def left_on_modem(self, modem: Any) -> None:
+        """An SMS or report the modem keeps (it has a storage index) could not be stored and
+        was released: once the spool takes writes again, one sweep of the modem hands it over
+        at once, not at the next periodic sweep (a minute or more later)."""
+        if not self.sweep.waiting:
+            self.sweep.add(modem)
+
+    async def _sweep_when_writable(self, modem: Any) -> None:
+        await self.store.lane.run(self.store.spool.check_writable)   # SpoolUnavailable: later
+        try:
+            await modem.sweep()
+        except Exception as exc:  # noqa: BLE001 - the modem's trouble shows in its own events
+            self.log.info("sweep for what the modem kept: %s", exc)
 
     async def close(self) -> None:
-        """The daemon stops: what is held is tried once more, within CLOSE_WITHIN seconds in
-        all (the database may answer again by now); what still cannot be stored is dropped, one
-        line each (also when the stop itself is cancelled)."""
-        self._closing.set()
-        try:
-            if self.waiting and (self._storing is None or self._storing.done()):
-                self._storing = asyncio.create_task(self._store_all(), name=f"{self.sim}:held")
-            if self._storing is not None and not self._storing.done():
-                await asyncio.wait({self._storing}, timeout=CLOSE_WITHIN)
-        finally:
-            if self._storing is not None and not self._storing.done():
-                self._storing.cancel()   # past the bound: what it was storing counts as dropped
-            while self.waiting:
-                self._dropped(self.waiting.popleft(), "the daemon stopped before the database "
-                              "answered")
+        """The daemon stops: what is held is tried once more; what still cannot be stored is
+        dropped, one line each (what the modem keeps stays there for the next run)."""
+        self.sweep.waiting.clear()   # nothing to sweep for at a stop: the modem keeps it
+        await self.sweep.close()
+        await self.backlog.close()
 
     def _dropped(self, event: Any, why: str) -> None:
         self.log.error("%s shown by %s dropped (%s): PDU %s", type(event).__name__, self.sim,

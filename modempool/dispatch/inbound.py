@@ -9,7 +9,12 @@ For each event a modem reports, in this order:
    daemon's inbound lane like the storing (off the event loop on a database server);
 4. only then is it acknowledged to the modem, which deletes it from its storage.
 A crash between 1 and 4 leaves the SMS on the modem: it is read again and stored once
-(parts are unique per sender, reference and number).
+(parts are unique per sender, reference and number). The database gone between 1 and 3: the
+SMS is stored, so it is acknowledged, and its hooks (from the one that failed on) wait in a
+`Backlog`, run in order once the database answers again (those of later SMS queue behind
+them: a 退订 is still recorded before the next message is answered); each hook may run twice
+(its writes carry client ids and take the sender's lock), and those still waiting at the
+daemon's stop are logged, one line each.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from modempool.dispatch.backlog import Backlog
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.operator.hooks import inbound_handlers
-from modempool.spool.unavailable import log_failure
+from modempool.operator.optout import field_of
+from modempool.spool.unavailable import log_failure, unavailable
 
 log = logging.getLogger("modempool.dispatch.inbound")
 
@@ -44,6 +51,9 @@ class InboundStore:
         self.on_proven: Callable[[str], None] | None = None
         # A sender's turn at the hooks (see run_hooks) and how many of its messages are there.
         self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
+        # hooks the database went away under: (message, the handlers not yet run), in order
+        self.hooks_waiting = Backlog("inbound hooks", self._call_waiting, self._hooks_lost, log,
+                                     limit=5000, done_line="the hooks of %d stored SMS run")
 
     async def handle(self, sim: str, modem: Any, event: Any) -> None:
         """Store one InboundSms / StatusReport event from `modem` (SIM `sim`) and acknowledge it."""
@@ -126,6 +136,9 @@ class InboundStore:
         The lane has several threads, so one sender's messages (two SIMs, a second apart)
         take turns, in the order they were stored: a 退订 is recorded before the next
         message from that sender is answered."""
+        if self.hooks_waiting.waiting:   # behind those the database went away under
+            self.hooks_waiting.add((inbound, list(self.handlers)))
+            return
         sender = str(getattr(inbound, "sender", "") or "")
         turn, waiting = self._turns.get(sender) or (asyncio.Lock(), 0)
         self._turns[sender] = (turn, waiting + 1)
@@ -140,15 +153,54 @@ class InboundStore:
                 self._turns[sender] = (turn, waiting - 1)
 
     async def _call_handlers(self, inbound: Any) -> None:
-        for handler in self.handlers:
+        for index, handler in enumerate(self.handlers):
             try:
-                result = await self.lane.run(handler, self.spool, inbound, self.config)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:   # a database's error in one line, a bug's with its traceback
-                name = getattr(handler, "__name__", repr(handler))
-                log_failure(log, f"inbound handler {name} failed for SMS {getattr(inbound, 'id', None)} "
-                                 f"from {getattr(inbound, 'sender', '')}", exc)
+                await self._call(handler, inbound)
+            except Exception as exc:
+                if unavailable(exc) is None:
+                    _failed(handler, inbound, exc)
+                    continue
+                log_failure(log, "the hooks of a stored SMS wait for the database", exc)
+                self.hooks_waiting.add((inbound, self.handlers[index:]))
+                return
+
+    async def _call(self, handler: Callable[..., Any], inbound: Any) -> None:
+        result = await self.lane.run(handler, self.spool, inbound, self.config)
+        if inspect.isawaitable(result):
+            await result
+
+    async def _call_waiting(self, item: tuple[Any, list[Callable[..., Any]]]) -> None:
+        """The hooks of a message that waited, from the first not yet run; one that fails
+        with the database away again is where the next try starts."""
+        inbound, handlers = item
+        while handlers:
+            try:
+                await self._call(handlers[0], inbound)
+            except Exception as exc:
+                if unavailable(exc) is not None:
+                    raise
+                _failed(handlers[0], inbound, exc)
+            handlers.pop(0)
+
+    @staticmethod
+    def _hooks_lost(item: tuple[Any, list[Callable[..., Any]]], why: str) -> None:
+        inbound, handlers = item
+        log.error("the hooks of inbound SMS %s from %s did not run (%s): %s",
+                  field_of(inbound, "id"), field_of(inbound, "sender", ""), why,
+                  ", ".join(getattr(h, "__name__", repr(h)) for h in handlers))
+
+    async def close(self) -> None:
+        """The daemon stops: hooks still waiting for the database are tried once more, then
+        logged (see the module)."""
+        await self.hooks_waiting.close()
+
+
+def _failed(handler: Callable[..., Any], inbound: Any, exc: Exception) -> None:
+    """A handler failed otherwise than for the database away: a library error in one line, a
+    bug with its traceback; the next handler runs."""
+    name = getattr(handler, "__name__", repr(handler))
+    log_failure(log, f"inbound handler {name} failed for SMS {field_of(inbound, 'id')} from "
+                     f"{field_of(inbound, 'sender', '')}", exc)
 
 
 def _now() -> datetime:

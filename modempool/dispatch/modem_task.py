@@ -194,6 +194,7 @@ class ModemTaskMixin:
                         await _acknowledge(modem, event, mlog)
                     else:
                         modem.release(event)
+                        held.left_on_modem(modem)
                         log_failure(mlog, f"could not store {type(event).__name__}; it stays on "
                                     "the modem for the next sweep", exc)
                     continue

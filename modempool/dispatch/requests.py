@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from modempool.dispatch.backlog import Backlog
 from modempool.dispatch.liveness import daemon_liveness
 from modempool.dispatch.sim_slot import SimSlot, SimState
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.errors import PoolError
 from modempool.spool.model import from_text
-from modempool.spool.unavailable import log_failure
+from modempool.spool.unavailable import log_failure, unavailable
 
 log = logging.getLogger("modempool.dispatch.requests")
 
@@ -126,11 +127,16 @@ class RequestDesk:
         self.modems: dict[str, Any] = {}   # filled by the modem tasks as they open their ports
         self.on_ussd = on_ussd              # told of every USSD answer (the balance tracker)
         self._running: set[asyncio.Task[None]] = set()
+        # answers the database could not take when they came: written when it answers again
+        self.unwritten = Backlog("request answers", self._write_answer, self._answer_lost, log,
+                                 limit=1000, done_line="%d answers to requests written")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: look for requests, answer each in a task of its own."""
-        # our SIMs' earlier run: nobody answers them
-        await self.lane.run(self.spool.requests.abandon, sims=self.slots)
+        try:   # our SIMs' earlier run: nobody answers them
+            await self.lane.run(self.spool.requests.abandon, sims=self.slots)
+        except Exception as exc:   # the database away: their askers give up in time
+            log_failure(log, "could not end the requests of an earlier run", exc)
         try:
             while not stop.is_set():
                 try:
@@ -149,10 +155,11 @@ class RequestDesk:
             for task in list(self._running):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self.unwritten.close()
             try:
                 await self.lane.run(self.spool.requests.abandon, self.owner)
-            except Exception:  # the database away: the next run abandons them
-                log.exception("could not abandon the requests taken")
+            except Exception as exc:  # the database away: the next run abandons them
+                log_failure(log, "could not abandon the requests taken", exc)
 
     def _take_pending(self) -> list[Any]:
         """The requests of our SIMs that nobody answers yet, each taken by this daemon."""
@@ -170,9 +177,19 @@ class RequestDesk:
         else:
             answer = {"answer": text}
         try:
-            await self.lane.run(self.spool.requests.answer, row["id"], **answer)
-        except Exception:  # the asker withdraws it when it waited long enough
-            log.exception("could not write the answer to request %s", row["id"])
+            await self._write_answer((row["id"], answer))
+        except Exception as exc:   # the database away: written when it answers again
+            log_failure(log, "could not write the answer to a request; it waits in memory", exc)
+            if unavailable(exc) is not None:
+                self.unwritten.add((row["id"], answer))
+
+    async def _write_answer(self, item: tuple[int, dict[str, str]]) -> None:
+        request_id, answer = item   # (an asker that gave up meanwhile keeps its own ending)
+        await self.lane.run(self.spool.requests.answer, request_id, **answer)
+
+    @staticmethod
+    def _answer_lost(item: tuple[int, dict[str, str]], why: str) -> None:
+        log.error("the answer to request %s was not written (%s): %s", item[0], why, item[1])
 
     async def ussd(self, sim: str, code: str) -> str:
         """Run `code` on the SIM's modem now (RequestFailed when the SIM is not up)."""
@@ -184,5 +201,8 @@ class RequestDesk:
         text = await modem.ussd(code)
         logging.getLogger(f"modempool.modem.{sim}").info("USSD %s answered: %s", code, text)
         if self.on_ussd is not None:
-            await self.on_ussd(sim, code, text)
+            try:
+                await self.on_ussd(sim, code, text)
+            except Exception as exc:   # the answer is the asker's all the same
+                log_failure(log, f"could not record the USSD answer of {sim}", exc)
         return text

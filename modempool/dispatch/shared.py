@@ -21,6 +21,7 @@ from typing import Any
 from modempool.box.ports import process_exists
 from modempool.dispatch.liveness import here
 from modempool.spool.daemons import HeartbeatWatch
+from modempool.spool.unavailable import log_failure
 
 log = logging.getLogger("modempool.shared")
 
@@ -53,7 +54,7 @@ async def watch_dead_daemons(spool: Any, stop: asyncio.Event, wake: Callable[[],
                             len(recovery.sent))
                 wake()
         except Exception as exc:  # the database away: the next round will do
-            log.warning("could not look for dead daemons' leases: %s", exc)
+            log_failure(log, "could not look for dead daemons' leases", exc)
         try:
             async with asyncio.timeout(every):
                 await stop.wait()
@@ -69,7 +70,7 @@ async def wake_on_enqueue(spool: Any, stop: asyncio.Event, wake: Callable[[], No
             if await asyncio.to_thread(spool.engine.wait_for_enqueue, 1.0):
                 wake()
         except Exception as exc:  # connection lost: the dispatcher still polls meanwhile
-            log.warning("enqueue notifications interrupted: %s", exc)
+            log_failure(log, "enqueue notifications interrupted", exc)
             spool.engine.forget_listener()
             try:
                 async with asyncio.timeout(2.0):

@@ -38,6 +38,7 @@ from modempool.errors import NotFound, PoolError, SpoolFailure
 from modempool.numbers import normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
 from modempool.operator.optout import field_of
+from modempool.spool.unavailable import log_failure, unavailable
 
 log = logging.getLogger("modempool.operator.forwarding")
 
@@ -181,6 +182,21 @@ async def _at_once(work: Callable[..., Any], *args: Any) -> Any:
     return work(*args)
 
 
+async def _recorded(run: Callable[..., Awaitable[Any]], spool: Any, *outcome: Any) -> None:
+    """An attempt's outcome recorded; while the database cannot answer, tried again every few
+    seconds (the daemon's stop cancels the wait: the next run resumes the command)."""
+    delay = 1.0
+    while True:
+        try:
+            return await run(_record, spool, *outcome)
+        except Exception as exc:
+            if unavailable(exc) is None:
+                raise
+            log_failure(log, "could not record a run_on_receive outcome; trying again", exc)
+        await asyncio.sleep(delay)   # a backoff, not a synchronisation
+        delay = min(delay * 2, 5.0)
+
+
 async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
                                 settings: ForwardConfig, payload: dict[str, Any],
                                 limit: asyncio.Semaphore) -> bool:
@@ -192,8 +208,8 @@ async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
             except Exception as exc:  # whatever happens, the attempt ends in a recorded outcome
                 log.exception("run_on_receive for inbound %s", payload["id"])
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
-        await run(_record, spool, payload["id"], settings.command or "", attempt,
-                  "ok" if ok else "failed", detail)
+        await _recorded(run, spool, payload["id"], settings.command or "", attempt,
+                        "ok" if ok else "failed", detail)
         if ok:
             return True
         log.warning("run_on_receive for inbound %s failed (attempt %d): %s", payload["id"],
@@ -201,8 +217,8 @@ async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
         if attempt <= settings.retries:
             await asyncio.sleep(delay)
             delay *= 2
-    await run(_record, spool, payload["id"], settings.command or "", settings.retries + 1,
-              "gave-up")
+    await _recorded(run, spool, payload["id"], settings.command or "", settings.retries + 1,
+                    "gave-up")
     log.error("run_on_receive for inbound %s gave up after %d attempts", payload["id"],
               settings.retries + 1)
     return False

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
+import time
+from collections.abc import Callable
 
 from modempool.errors import PoolError, SpoolFailure
 from modempool.masked import masked
@@ -130,14 +133,51 @@ def _first_line(exc: BaseException) -> str:
     return masked("; ".join(dict.fromkeys(lines)) or type(exc).__name__)
 
 
+class RepeatedLines:
+    """Which of a task's repeated "not now" lines to write: a loop that fails every second
+    while the database is away says so once, then again at most every `every` seconds with
+    how many times it failed in between (an outage fills no log)."""
+
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self._lock = threading.Lock()   # tasks on the loop and in the lanes' threads
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def due(self, key: tuple[str, str]) -> int | None:
+        """None: hold this line back; else how many like it were held back before it."""
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last[0] < self.every:
+                self._last[key] = (last[0], last[1] + 1)
+                return None
+            if len(self._last) >= 1000:   # keys with ids in them: forget the old ones
+                self._last = {k: v for k, v in self._last.items() if now - v[0] < self.every}
+            self._last[key] = (now, 0)
+            return last[1] if last is not None else 0
+
+    def forget(self) -> None:
+        """Every line is the first again."""
+        with self._lock:
+            self._last.clear()
+
+
+#: A background task's "not now" line, repeated at most once a minute.
+REPEATED = RepeatedLines(60.0)
+
+
 def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
     """Log that `what` failed because of `exc`, for a task that tries again later: one line
-    when the database cannot answer now (an outage fills no log with tracebacks) or refused
-    (a library error: a role's missing right), else with the traceback (a bug to find)."""
+    when the database cannot answer now (an outage fills no log with tracebacks: the same
+    line at most once a minute, see `RepeatedLines`) or refused (a library error: a role's
+    missing right), else with the traceback (a bug to find)."""
     found = unavailable(exc)
     if found is None and isinstance(exc, PoolError):   # a role's missing right (SpoolForbidden)
         logger.error("%s: %s", what, exc)
     elif found is None:
         logger.error("%s", what, exc_info=exc)
-    else:
-        logger.warning("%s: %s [%s]", what, found, found.reason)
+    elif (held_back := REPEATED.due((logger.name, what))) is not None:
+        logger.warning("%s: %s [%s]%s", what, found, found.reason,
+                       f" ({held_back} more like it since the last such line)"
+                       if held_back else "")

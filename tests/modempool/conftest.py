@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,19 @@ def spool_target(request, tmp_path):
     if request.param == "sqlite":
         return tmp_path / "spool.db"
     return request.getfixturevalue("pg_cluster").new_schema()
+
+
+@pytest.fixture
+def locked_spool(tmp_path):
+    """A spool (SQLite, `spool.db`), and a second connection holding its write lock until
+    `.rollback()`: the spool's writes meanwhile fail as SpoolUnavailable (past its busy
+    timeout), as during a database outage."""
+    from modempool.spool import Spool
+
+    path = tmp_path / "spool.db"
+    spool = Spool(str(path), busy_timeout=0.1)
+    other = sqlite3.connect(str(path), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    yield spool, other
+    other.close()
+    spool.close()

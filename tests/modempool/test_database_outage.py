@@ -33,9 +33,16 @@ def cluster():
         yield cluster
 
 
-def _config(path: Path, url: str, prefix: str, devices: list[str], lease: int) -> Path:
+FORWARD_TO = "+8613900139000"
+#: What runs on each received SMS: an auto-reply, a forward to a number and to a command.
+HOOKS = ["[[autoreply]]", 'keywords = ["hi"]', 'reply = "hello back"', "",
+         "[forward]", f'to = ["{FORWARD_TO}"]', 'command = "cat"', "retry_delay = 1", ""]
+
+
+def _config(path: Path, url: str, prefix: str, devices: list[str], lease: int,
+            extra: list[str] = ()) -> Path:
     lines = ["[spool]", f'url = "{url}"', "", "[pool]", f"lease_seconds = {lease}", "",
-             "[retry]", "backoff = 0.2", "backoff_max = 1.0", ""]
+             "[retry]", "backoff = 0.2", "backoff_max = 1.0", "", *extra]
     for device in devices:
         lines += ["[[modem]]", f'name = "{prefix}{Path(device).name[1:]}"', f'port = "{device}"', ""]
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -117,10 +124,12 @@ async def test_a_part_whose_marker_cannot_be_committed_waits_unsent_then_goes_ou
 
 async def test_two_daemons_wait_out_ten_seconds_without_the_database(tmp_path, cluster):
     """Two daemons on two banks share the cluster; it stops for 10 s while long and short
-    messages are on the air and their reports (2 s after each part) arrive while it is away.
-    Then: nothing failed, nothing is ambiguous whose parts never left, every report the
+    messages are on the air and their reports (2 s after each part) arrive while it is away,
+    SMS come in (each answered, forwarded to a number and to a command) and a USSD request
+    waits. Then: nothing failed, nothing is ambiguous whose parts never left, every report the
     network handed to a modem is applied (no message left `sent` whose every part the network
-    reported delivered), and the network logs and the spool agree."""
+    reported delivered), every SMS that came in is stored and its hooks ran, the request is
+    answered, the network logs and the spool agree, and the daemons' logs have no traceback."""
     url = cluster.new_schema()
     async with SimulatedBank(modems=2, directory=tmp_path / "a", seed=3) as bank_a, \
             SimulatedBank(modems=2, directory=tmp_path / "b", seed=4) as bank_b:
@@ -135,18 +144,35 @@ async def test_two_daemons_wait_out_ten_seconds_without_the_database(tmp_path, c
                                                        else "")}
                                for i in range(60))
         daemons = [await DaemonProcess(_config(tmp_path / f"{p}.toml", url, p, bank.devices,
-                                               lease=120)).start()
+                                               lease=120, extra=HOOKS)).start()
                    for p, bank in (("a", bank_a), ("b", bank_b))]
         await eventually(lambda: all(len(_parts(b)) >= 4 for b in banks),
                          what="both banks sending")
+        with Spool(url) as spool:
+            request = spool.requests.add("a1", "ussd", "*100#")  # taken now or after the outage
         cluster.stop()
         at_stop = sum(len(_parts(b)) for b in banks)
+        senders = [f"+86139123456{i:02d}" for i in range(4)]
+        for i, sender in enumerate(senders):  # kept on the SIM: stored once it is back
+            await banks[i % 2].inject(to=f"m{1 + i // 2}", sender=sender, text=f"hi {i}")
         await asyncio.sleep(10)  # the outage itself
         assert all(d.proc.returncode is None for d in daemons)  # waited, did not die
         # Nothing claimed or begun meanwhile: at most the part each modem had on the air.
         assert sum(len(_parts(b)) for b in banks) - at_stop <= 4
         cluster.start()
         with Spool(url) as spool:
+            def hooked() -> list[str]:
+                """The senders whose SMS is stored, answered and forwarded."""
+                queued = {(m.to, m.text.split("] ")[-1]) for m in spool.list()}
+                return [r["sender"] for r in spool.inbound() if r["text"].startswith("hi ")
+                        and (r["sender"], "hello back") in queued
+                        and (FORWARD_TO, r["text"]) in queued]
+
+            await eventually(lambda: sorted(hooked()) == senders, progress=hooked,
+                             what="every SMS stored, answered and forwarded")
+            await eventually(lambda: spool.requests.get(request)["state"] != "running",
+                             what="the USSD request answered")
+            assert spool.requests.get(request)["state"] == "done", spool.requests.get(request)
             await drained(spool)
             await eventually(lambda: all(len(_reports(b)) == len(_parts(b)) for b in banks),
                              what="the network's report of every part")

@@ -16,7 +16,6 @@ from at_commands.inbound import decode
 from modempool.dispatch import held_inbound
 from modempool.dispatch.held_inbound import HeldInbound
 from modempool.dispatch.inbound import InboundStore
-from modempool.spool import Spool
 from pdu import encode_status_report
 from tests.modempool.daemon_harness import eventually
 
@@ -24,18 +23,6 @@ from tests.modempool.daemon_harness import eventually
 def _report(reference: int) -> StatusReport:
     pdu_hex = encode_status_report(reference, "+8613800138000", status=0)
     return StatusReport("m1", pdu_hex, decode(pdu_hex))
-
-
-@pytest.fixture
-def locked_spool(tmp_path):
-    """A spool, and a second connection holding its write lock until `.rollback()`."""
-    path = tmp_path / "spool.db"
-    spool = Spool(str(path), busy_timeout=0.1)
-    other = sqlite3.connect(str(path), isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")
-    yield spool, other
-    other.close()
-    spool.close()
 
 
 def _stored(spool_path) -> list[int]:
@@ -111,7 +98,7 @@ async def test_at_the_stop_each_held_report_still_unstored_is_logged_once_even_i
     for report in reports:
         held.hold(report)
     closing = asyncio.create_task(held.close())
-    await eventually(lambda: held._closing.is_set(), what="the stop begun")
+    await eventually(lambda: held.backlog.closing.is_set(), what="the stop begun")
     closing.cancel()   # the daemon's task group cancels the stop itself
     with pytest.raises(asyncio.CancelledError):
         await closing

@@ -68,3 +68,31 @@ def test_sqlites_extended_busy_codes_are_unavailable_too(tmp_path):
     found = unavailable(stale.value)
     assert isinstance(found, SpoolUnavailable) and found.retry_after == 1
     reader.execute("ROLLBACK")
+
+
+def test_a_task_failing_while_the_database_is_away_says_so_once_a_bug_every_time(caplog):
+    """A loop that fails every second through an outage writes its line once (and again only
+    a minute later, with how many it held back); a bug keeps its traceback, every time."""
+    import logging
+
+    from modempool.spool.unavailable import RepeatedLines, log_failure
+
+    away = sqlite3.OperationalError("database is locked")
+    away.sqlite_errorcode = 5   # SQLITE_BUSY
+    task = logging.getLogger("modempool.test.task")
+    with caplog.at_level(logging.WARNING, logger="modempool.test.task"):
+        for _ in range(5):
+            log_failure(task, "could not read the requests", away)
+            log_failure(task, "could not write the heartbeat", away)
+            log_failure(task, "dispatch round failed", ValueError("a bug"))
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("could not read the requests" in line for line in lines) == 1
+    assert sum("could not write the heartbeat" in line for line in lines) == 1
+    assert sum(r.exc_info is not None for r in caplog.records) == 5   # the bug: each time
+    now = [0.0]
+    lines = RepeatedLines(60.0, clock=lambda: now[0])
+    assert [lines.due(("a", "b")) for _ in range(3)] == [0, None, None]
+    assert lines.due(("a", "other")) == 0
+    now[0] = 61.0   # a minute later
+    assert lines.due(("a", "b")) == 2   # said again, with the two held back
+    assert lines.due(("a", "b")) is None

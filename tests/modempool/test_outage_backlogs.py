@@ -1,0 +1,79 @@
+"""What the daemon decided while the database could not take it waits in memory, in order, and
+is written once it answers: the operator hooks of an SMS stored just before the database went,
+the answer to a request (USSD). One line for the wait, never a traceback; what still waits at
+the daemon's stop is named, one line each. The spool is a real SQLite file whose write lock
+another connection holds (the `locked_spool` fixture), then lets go."""
+
+from __future__ import annotations
+
+import logging
+
+from modempool.dispatch.inbound import InboundStore
+from modempool.dispatch.requests import RequestDesk
+from modempool.dispatch.sim_slot import SimSlot
+from tests.modempool.daemon_harness import eventually
+
+
+def _received(number: int, sender: str) -> dict:
+    return {"id": number, "sender": sender, "text": f"text {number}", "sim": "m1"}
+
+
+def _hooks(called: list[tuple[str, int]]) -> list:
+    def reply(spool, message, _config):   # a write: waits for the database
+        spool.enqueue(message["sender"], f"re: {message['text']}",
+                      client_id=f"reply:{message['id']}")
+        called.append(("reply", message["id"]))
+
+    def note(_spool, message, _config):
+        called.append(("note", message["id"]))
+
+    return [reply, note]
+
+
+async def test_hooks_the_database_went_away_under_run_in_order_once_it_answers(locked_spool,
+                                                                              caplog):
+    spool, other = locked_spool
+    called: list[tuple[str, int]] = []
+    store = InboundStore(spool, None, handlers=_hooks(called))
+    with caplog.at_level(logging.INFO):
+        await store.run_hooks(_received(1, "+8613912345678"))  # returns: the hooks wait
+        await store.run_hooks(_received(2, "+8613912345679"))  # behind the first
+        assert called == [] and len(store.hooks_waiting.waiting) == 2
+        assert caplog.text.count("wait for the database") == 1
+        assert "Traceback" not in caplog.text
+        other.rollback()  # the database answers again
+        await eventually(lambda: not store.hooks_waiting.waiting, what="the hooks run")
+        await store.close()
+    assert called == [("reply", 1), ("note", 1), ("reply", 2), ("note", 2)]
+    assert [m.text for m in spool.list()] == ["re: text 1", "re: text 2"]
+    assert "did not run" not in caplog.text and "Traceback" not in caplog.text
+
+
+async def test_hooks_still_waiting_at_the_stop_are_named_one_line_each(locked_spool, caplog):
+    spool, _other = locked_spool
+    called: list[tuple[str, int]] = []
+    store = InboundStore(spool, None, handlers=_hooks(called))
+    await store.run_hooks(_received(1, "+8613912345678"))
+    await store.run_hooks(_received(2, "+8613912345679"))
+    await store.close()  # the database still away
+    lost = [r.getMessage() for r in caplog.records if "did not run" in r.getMessage()]
+    assert len(lost) == 2 and "inbound SMS 1 from +8613912345678" in lost[0]
+    assert "reply, note" in lost[1] and called == []
+
+
+async def test_a_requests_answer_the_database_could_not_take_is_written_once_it_answers(
+        locked_spool, caplog):
+    spool, other = locked_spool
+    other.rollback()
+    request_id = spool.requests.add("m1", "ussd", "*100#")
+    other.execute("BEGIN IMMEDIATE")  # away again before the answer is written
+    desk = RequestDesk(spool, "here:1", [SimSlot("m1")])
+    await desk._answer(spool.requests.get(request_id))  # the SIM is not up: an error answer
+    assert spool.requests.get(request_id)["state"] == "pending"
+    assert len(desk.unwritten.waiting) == 1 and "Traceback" not in caplog.text
+    other.rollback()
+    await eventually(lambda: spool.requests.get(request_id)["state"] == "failed",
+                     what="the answer written")
+    assert "SIM m1 is starting" in spool.requests.get(request_id)["error"]
+    await desk.unwritten.close()
+    assert "was not written" not in caplog.text

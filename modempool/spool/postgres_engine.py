@@ -32,6 +32,7 @@ from modempool.spool.postgres_counts import (ACCOUNT_COUNTS, COUNT_FUNCTIONS,
                                              REACHED_COUNTS, STEP_12_LOCKS, SUMMED_BY_INDEX,
                                              KeptCounts)
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
+from modempool.spool.server_watch import RECONNECT_GIVE_UP, ServerWatch
 from modempool.spool.unavailable import outcome_unknown
 
 log = logging.getLogger("modempool.spool")
@@ -310,11 +311,13 @@ class PostgresEngine(Engine):
                 f"cannot prepare the spool at {self.where}: {_reason(exc, url)}") from None
         finally:
             first.close()
+        # reconnect_timeout: see server_watch.py (the pool's doubling waits kept short)
         self.pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout,
             kwargs={"autocommit": True}, configure=self._configure, check=self._check,
-            name="modempool-spool")
+            name="modempool-spool", reconnect_timeout=RECONNECT_GIVE_UP)
         self.pool.open(wait=True, timeout=connect_timeout)
+        self.server = ServerWatch(self.where, self._probe)
         self.counts = KeptCounts(self)
 
     @staticmethod
@@ -328,13 +331,22 @@ class PostgresEngine(Engine):
         every returned connection to its worker thread, which puts it back only once that
         thread has had its turn (a thread switch per transaction, and meanwhile the next
         transaction finds the connection away)."""
-        with self.pool.connection() as raw:
-            try:
-                yield raw
-            except self._psycopg.errors.InsufficientPrivilege as exc:   # DDL's missing GRANT
-                raise forbidden(exc, raw.info.user, self.schema) from None
-            finally:
-                self._idle_since[raw] = time.monotonic()
+        self.server.check()   # away: fail now, not after the pool's timeout
+        try:
+            with self.pool.connection() as raw:
+                try:
+                    yield raw
+                except self._psycopg.errors.InsufficientPrivilege as exc:   # DDL's GRANT
+                    raise forbidden(exc, raw.info.user, self.schema) from None
+                finally:
+                    self._idle_since[raw] = time.monotonic()
+        except Exception as exc:
+            self.server.failed(exc)
+            raise
+
+    def _probe(self) -> None:
+        """One fresh connection, opened and closed (the server watch's probe)."""
+        self._psycopg.connect(self.url, connect_timeout=5, autocommit=True).close()
 
     def _check(self, raw: Any) -> None:
         """A connection idle for a while is tried before use (the server may have restarted);
@@ -606,13 +618,18 @@ class PostgresEngine(Engine):
     def wait_for_enqueue(self, timeout: float) -> bool:
         """Block up to `timeout` s for a NOTIFY from an enqueue on any host (call it in a
         thread). Its own connection, opened on first use."""
-        if self._listener is None:
-            self._listener = self._psycopg.connect(self.url, autocommit=True)
-            self._listener.execute(f"LISTEN {CHANNEL}")
-        got = False
-        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-            got = True
-        return got
+        try:
+            if self._listener is None:
+                self.server.check()
+                self._listener = self._psycopg.connect(self.url, autocommit=True)
+                self._listener.execute(f"LISTEN {CHANNEL}")
+            got = False
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                got = True
+            return got
+        except Exception as exc:
+            self.server.failed(exc)
+            raise
 
     def forget_listener(self) -> None:
         """Drop the LISTEN connection (it failed); the next wait opens a new one."""
@@ -635,6 +652,7 @@ class PostgresEngine(Engine):
         return OperatorDb(self)
 
     def close(self) -> None:
+        self.server.close()
         if self._listener is not None:
             self._listener.close()
             self._listener = None

@@ -25,6 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from modempool.errors import PoolError
 from modempool.spool.database_errors import SpoolForbidden
+from modempool.spool.unavailable import SpoolUnavailable
 from modempool.web.auth import check_name_key
 from modempool.web.problems import _MAPPING
 
@@ -109,7 +110,7 @@ async def sendsms(request: Request,
         await run_in_threadpool(planned.check_callback)   # resolves the host
         await api.send(planned)
     except PoolError as exc:
-        if isinstance(exc, SpoolForbidden):   # the server's fault: problems._misconfigured
+        if isinstance(exc, (SpoolForbidden, SpoolUnavailable)):   # problems.py answers them
             raise
         status = next(s for kind, s, _ in _MAPPING if isinstance(exc, kind))
         return _answer(status, f"Rejected: {exc}")

@@ -126,7 +126,7 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "Internal error", "the server failed to answer; the error is in its log")
 
 
-def _database(request: Request, exc: Exception) -> Response:
+def database(request: Request, exc: Exception) -> Response:
     """A database error: a 503 with Retry-After and one log line when the database cannot
     answer now (`spool.unavailable`: down, connection lost, a lock timeout...), a 500 with its
     traceback logged otherwise."""
@@ -161,6 +161,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(PoolError, _library)
     app.add_exception_handler(SpoolForbidden, _misconfigured)
     for kind in (SpoolUnavailable, *driver_errors()):   # handled here: not re-raised to the server
-        app.add_exception_handler(kind, _database)
+        app.add_exception_handler(kind, database)
     app.add_exception_handler(Exception, _unexpected)
 

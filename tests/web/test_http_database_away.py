@@ -1,7 +1,8 @@
 """The API while its PostgreSQL is away: a real uvicorn server over a throwaway cluster of its
 own, which the test stops under it. A request then gets a 503 with Retry-After and one clear
-line (a problem document on the API, plain text on Kannel's sendsms), the log one line without
-a traceback; once the cluster is back, the same requests succeed."""
+line (a problem document on the API, plain text on Kannel's sendsms, a page in the console's
+style and language on the console), the log one line without a traceback; once the cluster is
+back, the same requests succeed."""
 
 from __future__ import annotations
 
@@ -59,6 +60,14 @@ def test_the_database_away_is_a_503_with_retry_after_and_the_api_recovers(api, o
             "503 on POST /v1/messages", "503 on GET /cgi-bin/sendsms"]
         assert all(r.exc_info is None and "\n" not in r.getMessage() for r in said)
         assert not [r for r in caplog.records if r.exc_info]   # nor its background tasks
+        for language, title in (("zh-CN", "数据库暂时无法响应"),
+                                ("en", "The database cannot answer now")):
+            page = anonymous.get("/", headers={"Cookie": "mp_session=a-session-token",
+                                               "Accept-Language": language})
+            assert page.status_code == 503 and int(page.headers["retry-after"]) > 0
+            assert page.headers["content-type"].startswith("text/html")  # the console's page
+            assert f"<h1>{title}</h1>" in page.text and 'href="/static/console.css"' in page.text
+        assert not [r for r in caplog.records if r.exc_info]
         own_cluster.start()
         answers = [send(client, "after").status_code]
         deadline = time.monotonic() + HANG

@@ -4,11 +4,15 @@ the same app as the HTTP API. `install(app)` adds its routes, static files and t
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from modempool.web.console.base import LoginRequired
+
+log = logging.getLogger("modempool.web")
 
 
 def install(app: FastAPI) -> None:
@@ -23,3 +27,26 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _to_login(request: Request, exc: LoginRequired) -> RedirectResponse:
         return RedirectResponse("/login?next=" + quote(exc.next_path, safe=""), status_code=303)
+
+    from modempool.spool.unavailable import SpoolUnavailable, driver_errors
+
+    for kind in (SpoolUnavailable, *driver_errors()):   # over the API's handler (problems.py)
+        app.add_exception_handler(kind, _database_away)
+
+
+def _database_away(request: Request, exc: Exception) -> Response:
+    """A console page whose database cannot answer now: a page in the console's style and
+    language (503, Retry-After), not the API's JSON problem; any other request (the API,
+    Kannel) or another database error: the API's answer (`problems.database`)."""
+    from modempool.spool.unavailable import unavailable
+    from modempool.web import problems
+    from modempool.web.console.base import render
+
+    found = unavailable(exc)
+    endpoint = request.scope.get("endpoint")
+    if found is None or not getattr(endpoint, "__module__", "").startswith(__name__):
+        return problems.database(request, exc)
+    log.warning("503 on %s %s: %s [%s]", request.method, request.url.path, found, found.reason)
+    page = render(request, "unavailable.html", {"retry_after": found.retry_after}, status=503)
+    page.headers["Retry-After"] = str(found.retry_after)
+    return page

@@ -131,6 +131,11 @@ MESSAGES: dict[str, str] = {
     # forwarding
     "forward_exists": N_("%(number)s is already a forwarding target."),
     "forward_not_found": N_("%(number)s is not a forwarding target."),
+    # the database away for a moment (spool/unavailable.py)
+    "spool_unavailable": N_("The database cannot answer now; nothing was changed. Try again in "
+                            "a few seconds."),
+    "spool_outcome_unknown": N_("The connection to the database was lost while this was being "
+                                "saved: it may have been stored. Look before you repeat it."),
 }
 ROW = N_("row %(row)s: %(error)s")
 INVALID_ROW = N_("invalid number: %(error)s")

@@ -14,9 +14,11 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from tests.programs import require_program
@@ -89,6 +91,22 @@ class PgCluster:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA {name}")
         return self.url(name)
+
+
+def answering(spool: Any, timeout: float = 120.0) -> None:
+    """Wait until `spool` answers after its cluster started again: its engine found the server
+    away and fails calls at once until its probe (every second) reaches it."""
+    from modempool.spool.unavailable import unavailable
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            spool.counts()
+            return
+        except Exception as exc:
+            if unavailable(exc) is None or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)   # another thread's probe: nothing to await
 
 
 @contextmanager

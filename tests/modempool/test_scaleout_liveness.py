@@ -112,7 +112,7 @@ async def test_a_database_outage_longer_than_the_silent_window_takes_no_live_dae
     leases run out meanwhile). When it is back, each sees the other's old heartbeat; neither
     may take the other's leases before a whole window of watching it stand still, and both
     beat long before: nothing is taken, nothing ambiguous, everything sent once."""
-    from tests.pg_cluster import PgCluster
+    from tests.pg_cluster import PgCluster, answering
 
     cluster = PgCluster()  # its own: stopping it must not disturb the session's cluster
     bank_a = bank_b = None
@@ -160,7 +160,7 @@ def test_after_an_outage_for_everyone_a_silent_window_is_watched_before_anything
     from modempool.dispatch.shared import recover_dead
     from modempool.spool import utcnow
     from modempool.spool.daemons import HeartbeatWatch, run_owner
-    from tests.pg_cluster import PgCluster
+    from tests.pg_cluster import PgCluster, answering
 
     cluster = PgCluster()
     try:
@@ -180,6 +180,7 @@ def test_after_an_outage_for_everyone_a_silent_window_is_watched_before_anything
             with pytest.raises(Exception):
                 recover_dead(spool, watch)                 # the database away: sight lost
             cluster.start()
+            answering(spool)
             moment[0] = 100.0
             assert recover_dead(spool, watch).requeued == ()  # a 40 s old heartbeat: not yet
             moment[0] = 115.0

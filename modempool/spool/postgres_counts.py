@@ -36,6 +36,7 @@ from typing import Any
 
 from modempool.spool.database_errors import SpoolForbidden
 from modempool.spool.schema import latency_bucket
+from modempool.spool.unavailable import SpoolUnavailable
 
 log = logging.getLogger("modempool.spool")
 
@@ -374,7 +375,7 @@ class KeptCounts:
         if summed > FOLD_AFTER_ROWS and not self.engine.in_transaction():
             try:
                 self.fold()
-            except (self.engine._psycopg.Error, SpoolForbidden) as exc:   # read-only role
+            except (self.engine._psycopg.Error, SpoolForbidden, SpoolUnavailable) as exc:
                 log.warning("the kept counts were read but not folded: %s", _first_line(exc))
 
     def fold_now_and_then(self) -> None:
@@ -411,6 +412,6 @@ class KeptCounts:
         try:
             with self.engine.connection() as raw:
                 raw.execute(f"VACUUM (SKIP_LOCKED) {', '.join(_CHANGE_TABLES)}")
-        except (self.engine._psycopg.Error, SpoolForbidden) as exc:   # a lock timeout, say
+        except (self.engine._psycopg.Error, SpoolForbidden, SpoolUnavailable) as exc:
             log.warning("the kept counts' changes were folded but not vacuumed: %s",
                         _first_line(exc))

@@ -51,9 +51,10 @@ class Away:
 def server_gone(exc: BaseException) -> bool:
     """Whether `exc` says the server (not one statement) cannot be reached: a connection
     refused, lost or not given in time, the server shutting down or starting."""
-    for error in (exc, exc.__cause__):
-        found = unavailable(error) if error is not None else None
-        if found is None:
+    for error in (exc, exc.__cause__):   # the driver's error (SpoolOutcomeUnknown's cause)
+        if error is None or isinstance(error, SpoolUnavailable):   # ours: no news
+            continue
+        if unavailable(error) is None:
             continue
         sqlstate = getattr(error, "sqlstate", None) or ""
         if not sqlstate or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03"):
@@ -83,7 +84,9 @@ class ServerWatch:
         until the probe reaches it."""
         if self.away is not None or self._closed.is_set() or not server_gone(exc):
             return
-        found = unavailable(exc) or unavailable(exc.__cause__ or exc)
+        cause = exc if unavailable(exc) is not None and not isinstance(
+            exc, SpoolUnavailable) else (exc.__cause__ or exc)
+        found = unavailable(cause)
         reason = found.reason if found is not None else str(exc)
         with self._lock:
             if self.away is not None:

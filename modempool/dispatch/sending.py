@@ -160,8 +160,9 @@ class SendingMixin:
                              "was not written", message_id, part.seq, part.total, exc.cause,
                              exc.cause.reason)
                 marking = await self._marked_when_back(slot, message_id, part)
-                mlog.info("the database answers again: message %s part %s/%s goes out",
-                          message_id, part.seq, part.total)
+                if marking.result()[1] is None:   # else its LeaseLost: another daemon's now
+                    mlog.info("the database answers again: message %s part %s/%s goes out",
+                              message_id, part.seq, part.total)
 
     async def _marked_when_back(self, slot: SimSlot, message_id: int,
                                 part: Any) -> asyncio.Future[Any]:

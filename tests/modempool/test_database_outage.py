@@ -1,12 +1,14 @@
 """The database pulled away under running daemons (a throwaway PostgreSQL cluster stopped and
 started again): the modems wait and resume, nothing is marked failed or ambiguous because of it,
 and the delivery reports shown while it was away (``+CDS``, kept on no modem) are applied when it
-is back. Each test has its own cluster: stopping it must not disturb the session's."""
+is back; a lease taken while a modem waited for its marker is not sent by that modem. Each test
+has its own cluster: stopping it must not disturb the session's."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import re
 from pathlib import Path
 
 import pytest
@@ -203,3 +205,37 @@ async def test_two_daemons_wait_out_ten_seconds_without_the_database(tmp_path, c
         assert "unexpected error" not in daemon.output(), daemon.output()
         assert "Traceback" not in daemon.output(), daemon.output()
     print(f"\ndatabase away 10 s under two daemons: {counts}")
+
+
+async def test_a_lease_taken_while_its_marker_waited_is_not_sent_by_the_modem_that_waited(
+        tmp_path, cluster):
+    """A modem waits for its part's marker (the database does not answer it: here a row lock
+    the test holds past the daemon's lock_timeout, as a server away would), and meanwhile its
+    lease is taken (another daemon judged this one dead). When the database answers, the
+    marker's owner check refuses: the rest of the message is not sent from this modem, nothing
+    is written twice, and the log says why in one line."""
+    import psycopg
+
+    url = cluster.new_schema() + "%20-clock_timeout%3D300"   # the daemon's lock waits end
+    async with SimulatedBank(modems=1, directory=tmp_path / "a", seed=6) as bank:
+        bank.set_fault("m1", "sms_latency", seconds=1.0)
+        config = _config(tmp_path / "a.toml", url, "a", bank.devices, lease=120)
+        with Spool(url) as spool:
+            [long] = spool.enqueue_many([{"to": "+8613800138000",
+                                          "text": "taken" + LONG_TAIL * 3 + " end."}])
+        daemon = await DaemonProcess(config, args=("-vv",)).start()
+        await daemon.wait_for_log("<Ctrl-Z>")  # part 1 on the air, its +CMGS 1 s away
+        with psycopg.connect(cluster.url(), autocommit=False) as other:
+            schema = url.split("search_path%3D")[1].split("%20")[0]
+            other.execute(f"SELECT 1 FROM {schema}.messages WHERE id = %s FOR UPDATE", (long,))
+            await daemon.wait_for_log(f"message {long} part 2/")  # its marker waits
+            other.execute(f"UPDATE {schema}.messages SET lease_owner = 'box-b:1:0:0/b1' "
+                          "WHERE id = %s", (long,))
+        # committed: the lease is box-b's now
+        await daemon.wait_for_log(f"message {long} not sent")
+        assert await daemon.stop() == 0
+    assert [e["concat"][2] for e in _parts(bank)] == [1]  # part 2 never written
+    output = daemon.output()
+    assert "its PDU was not written" in output
+    assert not re.search(rf"message {long} part 2/\d+ goes out", output), output
+    assert "Traceback" not in output and "unexpected error" not in output, output

@@ -99,11 +99,11 @@ class WebhookWorker:
                         rows = await asyncio.to_thread(
                             self.webhooks.claim_due, timedelta(seconds=self.timeout * 3 + 30),
                             self.per_endpoint, list(self._busy))
+                        secrets = self.webhooks.secrets() if rows else {}
                     except Exception as exc:  # a locked database: the next round will do
                         log_failure(log, "could not read the webhook outbox", exc)
-                        rows = []
+                        rows = []   # (claimed ones go again once their lease runs out)
                     if rows:
-                        secrets = self.webhooks.secrets()
                         for row in rows:
                             self._busy[row["endpoint"]] = self._busy.get(row["endpoint"], 0) + 1
                             tasks.create_task(self._attempt(
@@ -164,8 +164,12 @@ class WebhookWorker:
                 })
             status = response.status_code
             if 200 <= status < 300:
-                await asyncio.to_thread(self.webhooks.delivered, row["id"], status)
                 self.delivered += 1
+                try:
+                    await asyncio.to_thread(self.webhooks.delivered, row["id"], status)
+                except Exception as exc:   # its lease runs out: delivered again (at least once)
+                    log_failure(log, f"webhook {row['event_id']} was delivered, but the outbox "
+                                "could not record it; it goes again once its lease runs out", exc)
                 return
             error = f"HTTP {status}"
         except CallbackRefused as exc:  # where it points now is not allowed: never tried again

@@ -1,7 +1,8 @@
 """What comes back from the modems: inbound SMS, their parts, and delivery reports.
 
 Parts of a concatenated SMS are kept in `inbound_parts` until all have arrived (across
-restarts); the complete text then becomes one `inbound` row. A delivery report is matched
+restarts, and across the modems and hosts their SIM card went through); the complete text then
+becomes one `inbound` row, deduplicated as a single SMS is. A delivery report is matched
 to the part it belongs to by (SIM, message reference, recipient); the message becomes
 DELIVERED when every part is (parts of a resumed message come from several attempts).
 """
@@ -71,10 +72,48 @@ def delivery_outcome(status: int) -> tuple[bool, bool]:
     return False, True          # permanent error, or temporary error the SC gave up on
 
 
-def _dedupe_key(card: str | None, sender: str, received_at: datetime, text: str) -> str:
-    """`card`: the SIM card's ICCID (`iccid:...`) where known, else the SIM's name."""
+def _dedupe_key(card: str | None, sender: str, received_at: str, text: str) -> str:
+    """`card`: the SIM card's ICCID (`iccid:...`) where known, else the SIM's name;
+    `received_at` in the spool's text (the service centre time stamp)."""
     digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    return f"{card}|{sender}|{to_text(received_at)}|{digest}"
+    return f"{card}|{sender}|{received_at}|{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Card:
+    """The SIM card an SMS came in on: `key` is `iccid:<ICCID>` where the spool knows the
+    card in `sim`, else the SIM's name; `names` every SIM (modem) the card was seen in."""
+
+    sim: str | None
+    key: str | None
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, conn: Any, sim: str | None) -> _Card:
+        rows = conn.execute(
+            "SELECT iccid, name FROM sims WHERE iccid = "
+            "(SELECT iccid FROM sims WHERE name = ? AND iccid <> '')",
+            (sim,)).fetchall() if sim else []
+        if not rows:
+            return cls(sim, sim, (sim,) if sim else ())
+        return cls(sim, f"iccid:{rows[0][0]}", tuple(sorted({r[1] for r in rows})))
+
+    def dedupe_key(self, sender: str, received_at: str, text: str) -> str:
+        return _dedupe_key(self.key, sender, received_at, text)
+
+    def stored_by_name(self, conn: Any, sender: str, received_at: str, text: str) -> bool:
+        """Whether the message is stored already under the name of a SIM (modem) the card
+        was seen in, as it was before the spool knew the card's ICCID."""
+        if self.key == self.sim:
+            return False
+        keys = [_dedupe_key(name, sender, received_at, text) for name in self.names]
+        marks = ", ".join("?" * len(keys))
+        return conn.execute(f"SELECT 1 FROM inbound WHERE dedupe_key IN ({marks})",
+                            keys).fetchone() is not None
+
+    def parts_lock(self, sender: str, reference: int, total: int) -> str:
+        """What the parts of one long SMS take turns on, whichever modem or host stores them."""
+        return f"inbound-parts:{self.key}|{sender}|{reference}|{total}"
 
 
 class Inbound:
@@ -130,19 +169,21 @@ class Inbound:
         """
         sender, text = self._sender(sender), without_nul(text)
         with self.engine.tx() as conn:
-            key = None
-            if received_at:
-                # By the card, not the modem it sits in: a card moved to another box (another
-                # [[modem]] name) with the SMS still on it hands it over again there.
-                card = conn.execute("SELECT iccid FROM sims WHERE name = ? AND iccid <> ''",
-                                    (sim,)).fetchone() if sim else None
-                key = _dedupe_key(f"iccid:{card[0]}" if card else sim, sender, received_at, text)
-                by_name = _dedupe_key(sim, sender, received_at, text)
-                if card and conn.execute("SELECT 1 FROM inbound WHERE dedupe_key = ?",
-                                         (by_name,)).fetchone():
-                    return None   # stored by this modempool's name before it knew the ICCID
-            return self._insert(conn, sender, sim, text, to_text(received_at), parts,
-                                complete, key)
+            if not received_at:
+                return self._insert(conn, sender, sim, text, None, parts, complete)
+            # By the card, not the modem it sits in: a card moved to another box (another
+            # [[modem]] name) with the SMS still on it hands it over again there.
+            return self._insert_once(conn, _Card.of(conn, sim), sender, text,
+                                     to_text(received_at), parts, complete)
+
+    def _insert_once(self, conn: Any, card: _Card, sender: str, text: str, received_at: str,
+                     parts: int, complete: bool) -> InboundMessage | None:
+        """Insert a message under its dedupe key (the card, sender, service centre time and
+        text); None if it is stored already, under that key or under the SIM's name."""
+        if card.stored_by_name(conn, sender, received_at, text):
+            return None
+        return self._insert(conn, sender, card.sim, text, received_at, parts, complete,
+                            card.dedupe_key(sender, received_at, text))
 
     def store_part(
         self,
@@ -157,61 +198,78 @@ class Inbound:
     ) -> InboundMessage | None:
         """Keep one part of a concatenated SMS; returns the message once all parts are in.
 
-        A part seen twice (the modem re-reported it, even after its message was complete) is
-        stored once; parts of a finished message stay behind, marked done, for that check.
+        Parts belong to the SIM card (its ICCID where known, as `store`'s messages), not to the
+        modem it sits in: a card moved to another modem or box joins parts stored in either.
+        A part seen twice (the modem re-reported it, even after its message was complete, or
+        the card moved with it still on it) is stored once; parts of a finished message stay
+        behind, marked done, for that check. The joined message is stored under the key
+        `store` gives a single SMS (card, sender, its earliest part's time, the whole text),
+        so it is stored once even if its parts were joined twice.
         """
         sender, text = self._sender(sender), without_nul(text)
-        key = (sim, sender, reference, total)
-        now = to_text(utcnow())
+        stamp = to_text(received_at) or to_text(utcnow())
         with self.engine.tx() as conn:
-            conn.execute(
-                "INSERT INTO inbound_parts (sim, sender, reference, total, seq, text, "
-                "received_at, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (*key, seq, text, to_text(received_at) or now, now),
-            )
-            rows = conn.execute(
-                "SELECT seq, text, received_at FROM inbound_parts WHERE sim = ? AND sender = ? "
-                "AND reference = ? AND total = ? AND done = 0 ORDER BY seq",
-                key,
-            ).fetchall()
-            if len({r[0] for r in rows}) < total:
+            card = _Card.of(conn, sim)
+            # Two hosts (or lanes) storing parts of one message take turns: each sees the
+            # parts the other committed, so the last part always finds its siblings.
+            self.engine.lock_key(conn, card.parts_lock(sender, reference, total))
+            group, params = self._parts_of(card, sender, reference, total)
+            if conn.execute(f"SELECT 1 FROM inbound_parts WHERE {group} AND seq = ? "
+                            "AND received_at = ?", [*params, seq, stamp]).fetchone() is None:
+                conn.execute(
+                    "INSERT INTO inbound_parts (sim, sender, reference, total, seq, text, "
+                    "received_at, stored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (sim, sender, reference, total, seq, text, stamp, to_text(utcnow())))
+            rows = conn.execute(f"SELECT seq, text, received_at FROM inbound_parts WHERE {group} "
+                                "AND done = 0 ORDER BY seq, id", params).fetchall()
+            by_seq = {r[0]: r for r in rows}
+            if len(by_seq) < total:
                 return None
-            rows = list({r[0]: r for r in rows}.values())
-            taken = conn.execute(
-                "UPDATE inbound_parts SET done = 1 WHERE sim = ? AND sender = ? AND reference = ? "
-                "AND total = ? AND done = 0",
-                key,
-            ).rowcount
+            taken = conn.execute(f"UPDATE inbound_parts SET done = 1 WHERE {group} AND done = 0",
+                                 params).rowcount
             if taken == 0:  # another daemon completed it in the meantime
                 return None
-            return self._insert(conn, sender, sim, "".join(r[1] for r in rows),
-                                min(r[2] for r in rows), total, True)
+            return self._insert_once(conn, card, sender, "".join(r[1] for r in by_seq.values()),
+                                     min(r[2] for r in by_seq.values()), total, True)
+
+    def _parts_of(self, card: _Card, sender: str, reference: int,
+                  total: int) -> tuple[str, list[Any]]:
+        """A WHERE clause for the parts of one long SMS in `inbound_parts`, whichever of the
+        card's modems stored them, and its parameters."""
+        among, names = self.engine.among("sim", card.names)
+        return (f"{among} AND sender = ? AND reference = ? AND total = ?",
+                [*names, sender, reference, total])
 
     def flush_parts(self, older_than: timedelta, now: datetime | None = None) -> list[InboundMessage]:
         """Give up waiting for missing parts stored more than `older_than` ago: store what
-        arrived as an incomplete message (missing parts shown as '…')."""
+        arrived as an incomplete message (missing parts shown as '…'), the parts its card
+        holds under any modem's name together."""
         cutoff = to_text((now or utcnow()) - older_than)
         out = []
         with self.engine.tx() as conn:
-            groups = conn.execute(
+            stale = conn.execute(
                 "SELECT sim, sender, reference, total FROM inbound_parts WHERE done = 0 "
                 "GROUP BY sim, sender, reference, total HAVING min(stored_at) <= ?",
-                (cutoff,),
-            ).fetchall()
-            for key in groups:
+                (cutoff,)).fetchall()
+            groups = [(_Card.of(conn, sim), sender, reference, total)
+                      for sim, sender, reference, total in stale]
+            self.engine.lock_keys(conn, [card.parts_lock(*rest) for card, *rest in groups])
+            for card, sender, reference, total in groups:
+                group, params = self._parts_of(card, sender, reference, total)
                 rows = {r[0]: r for r in conn.execute(
-                    "SELECT seq, text, received_at FROM inbound_parts WHERE sim = ? AND sender = ? "
-                    "AND reference = ? AND total = ? AND done = 0", tuple(key))}
-                if not rows:  # another daemon flushed it in the meantime
+                    f"SELECT seq, text, received_at FROM inbound_parts WHERE {group} AND done = 0 "
+                    "ORDER BY seq, id", params)}
+                if not rows:  # flushed meanwhile, by another daemon or with another modem's parts
                     continue
-                text = "".join(rows[s][1] if s in rows else MISSING_PART for s in range(1, key[3] + 1))
-                taken = conn.execute(
-                    "UPDATE inbound_parts SET done = 1 WHERE sim = ? AND sender = ? AND "
-                    "reference = ? AND total = ? AND done = 0", tuple(key)).rowcount
-                if taken == 0:
+                text = "".join(rows[s][1] if s in rows else MISSING_PART for s in range(1, total + 1))
+                if conn.execute(f"UPDATE inbound_parts SET done = 1 WHERE {group} AND done = 0",
+                                params).rowcount == 0:
                     continue
-                out.append(self._insert(conn, key[1], key[0], text,
-                                        min(r[2] for r in rows.values()), key[3], False))
+                message = self._insert_once(conn, card, sender, text,
+                                            min(r[2] for r in rows.values()), total, False)
+                if message is not None:
+                    out.append(message)
         return out
 
     def pending_parts(self) -> list[dict[str, Any]]:

@@ -204,9 +204,62 @@ def test_an_sms_on_a_card_moved_to_another_box_is_stored_once(path):
                                              received_at=T0) is None
         assert spool.store_inbound("13800138000", "验证码 4321", sim="a1", received_at=T0)
         assert spool.store_inbound("13800138000", "验证码 4321", sim="b7", received_at=T0) is None
+        assert spool.store_inbound("10086", "before the card was read", sim="b7",
+                                   received_at=T0) is None   # stored under a1's name
         spool.upsert_sim("c3", iccid="89860099999999999999")   # another card: its own SMS
         assert spool.store_inbound("13800138000", "验证码 4321", sim="c3", received_at=T0)
         spool.store_inbound("13800138000", "no card known", sim="d1", received_at=T0)
         assert spool.store_inbound("13800138000", "no card known", sim="d1",
                                    received_at=T0) is None   # by name where no ICCID is known
         assert [r["sim"] for r in spool.inbound()] == ["a1", "a1", "c3", "d1"]
+
+
+def test_a_long_sms_on_a_card_moved_to_another_box_is_stored_once(path):
+    """Box A joined a long SMS and died before deleting its parts from the card; the card went
+    to box B's b7, which hands the parts over again: joined once, by the card. Parts of one
+    message stored under the card's two modems join, and a part left alone on the card after
+    its message was stored waits for nothing (never flushed as a second, incomplete copy)."""
+    card = "89860012345678901234"
+    with Spool(path) as spool:
+        spool.upsert_sim("a1", iccid=card)
+        spool.upsert_sim("b7", iccid=card)
+        assert spool.store_inbound_part("a1", "13800138000", 7, 2, 1, "A", received_at=T0) is None
+        assert spool.store_inbound_part("a1", "13800138000", 7, 2, 2, "B", received_at=T0).text == "AB"
+    with Spool(path) as spool:   # box B, on the same database
+        assert spool.store_inbound_part("b7", "13800138000", 7, 2, 1, "A", received_at=T0) is None
+        assert spool.store_inbound_part("b7", "13800138000", 7, 2, 2, "B", received_at=T0) is None
+        assert spool.pending_inbound_parts() == []
+        # Another long SMS: its first part came in on a1, the card moved, the second on b7.
+        later = T0 + timedelta(hours=1)
+        assert spool.store_inbound_part("a1", "13800138000", 8, 2, 1, "C", received_at=later) is None
+        assert spool.store_inbound_part("b7", "13800138000", 8, 2, 1, "C", received_at=later) is None
+        joined = spool.store_inbound_part("b7", "13800138000", 8, 2, 2, "D", received_at=later)
+        assert (joined.sim, joined.text, joined.parts) == ("b7", "CD", 2)
+        # A third one with a part missing, flushed once although its parts sit under both names.
+        latest = T0 + timedelta(hours=2)
+        spool.store_inbound_part("a1", "13800138000", 9, 3, 1, "E", received_at=latest)
+        spool.store_inbound_part("b7", "13800138000", 9, 3, 3, "G", received_at=latest)
+        flushed = spool.flush_inbound_parts(timedelta(hours=1), now=datetime.now(timezone.utc)
+                                            + timedelta(hours=2))
+        assert [(m.text, m.complete) for m in flushed] == [("E…G", False)]
+        # The same message again in another card is another copy (its own SIM's SMS).
+        spool.upsert_sim("c3", iccid="89860099999999999999")
+        spool.store_inbound_part("c3", "13800138000", 7, 2, 1, "A", received_at=T0)
+        assert spool.store_inbound_part("c3", "13800138000", 7, 2, 2, "B", received_at=T0).sim == "c3"
+        assert [(r["sim"], r["text"]) for r in spool.inbound()] == [
+            ("a1", "AB"), ("c3", "AB"), ("b7", "CD"), ("a1", "E…G")]
+
+
+def test_a_long_sms_joined_before_the_card_was_read_is_not_stored_again(path):
+    """Joined under the modem's name before the spool knew the card's ICCID; handed over
+    again once it does (a restart), on the same modem or the card's next one."""
+    with Spool(path) as spool:
+        spool.store_inbound_part("a1", "13800138000", 7, 2, 1, "A", received_at=T0)
+        assert spool.store_inbound_part("a1", "13800138000", 7, 2, 2, "B", received_at=T0)
+        spool.upsert_sim("a1", iccid="89860012345678901234")
+        spool.upsert_sim("b7", iccid="89860012345678901234")
+        for sim in ("a1", "b7"):
+            spool.store_inbound_part(sim, "13800138000", 7, 2, 1, "A", received_at=T0)
+            assert spool.store_inbound_part(sim, "13800138000", 7, 2, 2, "B", received_at=T0) is None
+        assert spool.pending_inbound_parts() == []
+        assert [(r["sim"], r["text"]) for r in spool.inbound()] == [("a1", "AB")]

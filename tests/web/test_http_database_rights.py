@@ -51,3 +51,25 @@ def test_a_right_taken_from_the_apis_role_is_a_500_in_one_line(api, pg_cluster, 
                and r.exc_info is None and "\n" not in r.getMessage() for r in said)
     with api.config.open_spool() as spool:
         assert [m.text for m in spool.list()] == ["before"]
+
+
+def test_the_consoles_send_form_hides_the_grant_from_its_user(api, pg_cluster, caplog):
+    """The console is a front end as the API is: a right taken from the server's role is the
+    server's fault (a 500 saying so), not a refusal shown beside the form's field with the
+    role and the GRANT in it; the operator finds them in the log, one line."""
+    from tests.web.test_console_http import _csrf, signed_in
+
+    role, schema = _SCHEMA["role"], _SCHEMA["schema"]
+    shop = signed_in(api, "shop")
+    form = shop.get("/send")
+    with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
+        conn.execute(f"REVOKE INSERT ON {schema}.messages FROM {role}")
+    with caplog.at_level(logging.INFO):
+        answer = shop.post("/send", data={"to": "13800138000", "text": "no", "csrf": _csrf(form)})
+    assert answer.status_code == 500, answer.text
+    assert role not in answer.text and "GRANT" not in answer.text
+    [said] = [r for r in caplog.records if r.getMessage().startswith("500 on")]
+    assert said.getMessage().startswith(f"500 on POST /send: the role '{role}' may not write "
+                                        "table messages: GRANT") and said.exc_info is None
+    with api.config.open_spool() as spool:
+        assert spool.list() == []

@@ -65,8 +65,14 @@ def translate(request: Request, text: str, **values: Any) -> str:
 
 def error_text(request: Request, error: Exception) -> str:
     """A library error as the page shows it: in the request's language where the catalog
-    words its code, else the library's English."""
+    words its code, else the library's English. A right the server's database role lacks
+    (`SpoolForbidden`) is raised again instead: the server's fault, a 500 as on the API, its
+    role and GRANT for the operator's log, never for the page's user."""
+    from modempool.spool.database_errors import SpoolForbidden
     from modempool.web.console.errors import describe
+
+    if isinstance(error, SpoolForbidden):
+        raise error
 
     return describe(error, language(request))
 

@@ -604,7 +604,9 @@ class PostgresEngine(Engine):
         """In the order of the numbers locked (`hashtext`), not of the keys' text: two keys
         whose hashes collide are one lock, which sorting by text could take in either order."""
         keys = sorted(set(keys))
-        if not keys:
+        if len(keys) < 2:   # one lock (or none) has no order to keep: no round trip to hash
+            for key in keys:
+                self.lock_key(conn, key)
             return
         numbers = conn.execute("SELECT DISTINCT hashtext(key) AS number FROM "
                                "unnest(CAST(? AS text[])) AS key ORDER BY number", (keys,)).fetchall()

@@ -3,8 +3,9 @@ once it answers: a received SMS or report shown without a storage index (`held_i
 the operator hooks of an SMS stored just before the database went (`inbound.py`).
 
 A `Backlog` keeps its items in memory, in the order they came, and one task works through them:
-an item whose work fails because the database cannot answer now (`unavailable`) is tried again
-after 1 s, then 2, 4, at most every 5 s; one that fails otherwise (a bug) is logged with its
+an item whose work fails because the database cannot answer now, or refuses the role a right
+until an operator runs the GRANT (`database_failed`), is tried again after 1 s, then 2, 4, at
+most every 5 s; one that fails otherwise (a bug) is logged with its
 traceback and dropped. At the daemon's stop the backoff is cut short and what waits is tried
 once more (`CLOSE_WITHIN` seconds in all); what is still waiting then, or what comes past the
 backlog's limit, goes to its `dropped` callback, which logs it in one line for a person to
@@ -20,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from modempool.spool.unavailable import unavailable
+from modempool.spool.unavailable import database_failed
 
 WAIT_FIRST = 1.0
 WAIT_MAX = 5.0
@@ -43,6 +44,7 @@ class Backlog:
         self.waiting: collections.deque[Any] = collections.deque()
         self.closing = asyncio.Event()   # the daemon stops: no more backoff
         self._task: asyncio.Task[None] | None = None
+        self.tries_failed = 0   # tries the database failed since the last item done
 
     def add(self, item: Any) -> None:
         """Keep `item` to work once the earlier ones are done (dropped past the limit)."""
@@ -61,10 +63,11 @@ class Backlog:
             try:
                 await self.work(self.waiting[0])
             except Exception as exc:
-                if unavailable(exc) is None:  # a bug, not the database away: never done
+                if not database_failed(exc):  # a bug, not the database's: never done
                     self.log.error("%s: %r failed", self.name, self.waiting[0], exc_info=exc)
                     self.dropped(self.waiting.popleft(), "it failed")
                     continue
+                self.tries_failed += 1
                 if last_try:   # still away at the stop: close() drops the rest, in order
                     break
                 # a backoff that the stop cuts short (no synchronisation: nothing to await)
@@ -75,7 +78,7 @@ class Backlog:
                 continue
             self.waiting.popleft()
             done += 1
-            delay = WAIT_FIRST
+            delay, self.tries_failed = WAIT_FIRST, 0
         if done:
             self.log.info("the database answers again: " + self.done_line, done)
 

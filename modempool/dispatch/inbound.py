@@ -9,9 +9,10 @@ For each event a modem reports, in this order:
    daemon's inbound lane like the storing (off the event loop on a database server);
 4. only then is it acknowledged to the modem, which deletes it from its storage.
 A crash between 1 and 4 leaves the SMS on the modem: it is read again and stored once
-(parts are unique per sender, reference and number). The database gone between 1 and 3: the
-SMS is stored, so it is acknowledged, and its hooks (from the one that failed on) wait in a
-`Backlog`, run in order once the database answers again (those of later SMS queue behind
+(parts are unique per sender, reference and number). The database gone between 1 and 3 (or
+its role refused a right a hook needs: a GRANT to run): the SMS is stored, so it is
+acknowledged, and its hooks (from the one that failed on) wait in a `Backlog`, run in order
+once the database answers again (or the GRANT is run; those of later SMS queue behind
 them: a 退订 is still recorded before the next message is answered); each hook may run twice
 (its writes carry client ids and take the sender's lock), and those still waiting at the
 daemon's stop are logged, one line each.
@@ -30,7 +31,7 @@ from modempool.dispatch.backlog import Backlog
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.operator.hooks import inbound_handlers
 from modempool.operator.optout import field_of
-from modempool.spool.unavailable import log_failure, unavailable
+from modempool.spool.unavailable import database_failed, log_failure
 
 log = logging.getLogger("modempool.dispatch.inbound")
 
@@ -157,7 +158,7 @@ class InboundStore:
             try:
                 await self._call(handler, inbound)
             except Exception as exc:
-                if unavailable(exc) is None:
+                if not database_failed(exc):
                     _failed(handler, inbound, exc)
                     continue
                 log_failure(log, "the hooks of a stored SMS wait for the database", exc)
@@ -177,7 +178,7 @@ class InboundStore:
             try:
                 await self._call(handlers[0], inbound)
             except Exception as exc:
-                if unavailable(exc) is not None:
+                if database_failed(exc):
                     raise
                 _failed(handlers[0], inbound, exc)
             handlers.pop(0)

@@ -28,7 +28,7 @@ from modempool.dispatch.sim_slot import SimSlot, SimState
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.errors import PoolError
 from modempool.spool.model import from_text
-from modempool.spool.unavailable import log_failure, unavailable
+from modempool.spool.unavailable import database_failed, log_failure
 
 log = logging.getLogger("modempool.dispatch.requests")
 
@@ -180,7 +180,7 @@ class RequestDesk:
             await self._write_answer((row["id"], answer))
         except Exception as exc:   # the database away: written when it answers again
             log_failure(log, "could not write the answer to a request; it waits in memory", exc)
-            if unavailable(exc) is not None:
+            if database_failed(exc):
                 self.unwritten.add((row["id"], answer))
 
     async def _write_answer(self, item: tuple[int, dict[str, str]]) -> None:

@@ -38,7 +38,7 @@ from modempool.errors import NotFound, PoolError, SpoolFailure
 from modempool.numbers import normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
 from modempool.operator.optout import field_of
-from modempool.spool.unavailable import log_failure, unavailable
+from modempool.spool.unavailable import database_failed, log_failure
 
 log = logging.getLogger("modempool.operator.forwarding")
 
@@ -190,7 +190,7 @@ async def _recorded(run: Callable[..., Awaitable[Any]], spool: Any, *outcome: An
         try:
             return await run(_record, spool, *outcome)
         except Exception as exc:
-            if unavailable(exc) is None:
+            if not database_failed(exc):
                 raise
             log_failure(log, "could not record a run_on_receive outcome; trying again", exc)
         await asyncio.sleep(delay)   # a backoff, not a synchronisation

@@ -167,13 +167,26 @@ class RepeatedLines:
 REPEATED = RepeatedLines(60.0)
 
 
+def database_failed(exc: BaseException) -> bool:
+    """Whether `exc` is the database's failure, not the work's: it cannot answer now
+    (`unavailable`), or it refused the role a right (`SpoolForbidden`: a GRANT for an operator
+    to run). Work that failed so is kept and tried again (a `Backlog`, a retry loop), never
+    dropped as a bug's nor taken for the rules' refusal."""
+    return isinstance(exc, SpoolFailure) or unavailable(exc) is not None
+
+
 def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
     """Log that `what` failed because of `exc`, for a task that tries again later: one line
     when the database cannot answer now (an outage fills no log with tracebacks: the same
-    line at most once a minute, see `RepeatedLines`) or refused (a library error: a role's
-    missing right), else with the traceback (a bug to find)."""
+    line at most once a minute, see `RepeatedLines`) or refused (a role's missing right: an
+    ERROR naming the GRANT, also at most once a minute; another library error each time),
+    else with the traceback (a bug to find)."""
     found = unavailable(exc)
-    if found is None and isinstance(exc, PoolError):   # a role's missing right (SpoolForbidden)
+    if found is None and isinstance(exc, SpoolFailure):   # a role's missing right
+        if (held_back := REPEATED.due((logger.name, what))) is not None:
+            logger.error("%s: %s%s", what, exc, f" ({held_back} more like it since the last "
+                         "such line)" if held_back else "")
+    elif found is None and isinstance(exc, PoolError):
         logger.error("%s: %s", what, exc)
     elif found is None:
         logger.error("%s", what, exc_info=exc)

@@ -1,8 +1,9 @@
 """A PostgreSQL role that lacks a right is the database's refusal, not the rules': the operator
-hooks (auto-reply, forwarding) on a role that may not queue messages log one ERROR line per
-hook naming the GRANT, no traceback, record nothing as refused and keep the SMS, so once the
-GRANT is run the same hooks answer and forward it; a contact lookup is not "no such contact";
-a campaign's cancel is not "taken by a modem meanwhile"."""
+hooks (auto-reply, forwarding) on a role that may not queue messages record nothing as refused;
+the daemon logs one ERROR line naming the GRANT, no traceback, and the hooks wait with the SMS
+(as in an outage) until the GRANT is run, then answer and forward it; a report shown without a
+storage index (``+CDS``) is held until the GRANT, not dropped as unstorable; a contact lookup
+is not "no such contact"; a campaign's cancel is not "taken by a modem meanwhile"."""
 
 from __future__ import annotations
 
@@ -53,7 +54,10 @@ def role_without(pg_cluster, right: str, table: str,
     return url, url.replace("postgresql://postgres@", f"postgresql://{role}@"), role
 
 
-async def test_a_missing_right_is_one_error_line_and_no_refusal(tmp_path, pg_cluster, caplog):
+async def test_a_missing_right_is_one_error_line_and_the_hooks_wait_for_the_grant(
+        tmp_path, pg_cluster, caplog):
+    from tests.modempool.daemon_harness import eventually
+
     owner, weak, role = role_without(pg_cluster, "INSERT", "messages")
     path = tmp_path / "modempool.toml"
     path.write_text(CONFIG.format(url=weak), "utf-8")
@@ -61,35 +65,40 @@ async def test_a_missing_right_is_one_error_line_and_no_refusal(tmp_path, pg_clu
     spool = config.open_spool()
     lane = SpoolLane(threads=INBOUND_THREADS)
     store = InboundStore(spool, config, lane=lane)
-    inbound = spool.store_inbound("13800138000", "请问营业时间？", sim="m1")
+    first = spool.store_inbound("13800138000", "请问营业时间？", sim="m1")
+    later = spool.store_inbound("13700137000", "营业时间", sim="m1")
 
     with caplog.at_level(logging.INFO, logger="modempool"):
-        await store.run_hooks(inbound)
+        await store.run_hooks(first)
+        await store.run_hooks(later)   # behind the first
+        await eventually(lambda: store.hooks_waiting.tries_failed >= 2, what="two tries refused")
     lines = [record for record in caplog.records if record.levelno >= logging.INFO]
-    errors = [record for record in lines if record.levelno >= logging.ERROR]
-    assert len(errors) == 2, [record.getMessage() for record in lines]   # auto-reply, forward
-    for record in errors:
-        assert record.exc_info is None, record.getMessage()   # no traceback
-        text = record.getMessage()
-        assert "\n" not in text and f"the role '{role}' may not write table messages" in text
-        assert "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES" in text
+    [error] = [record for record in lines if record.levelno >= logging.ERROR]
+    assert error.exc_info is None   # no traceback
+    text = error.getMessage()
+    assert "\n" not in text and f"the role '{role}' may not write table messages" in text
+    assert "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES" in text
     assert not [record for record in lines if "refused" in record.getMessage()
                 or "no auto-reply" in record.getMessage()]
-    # Nothing recorded as a refusal or an answer; the SMS is kept.
+    # Nothing recorded as a refusal or an answer; the SMS are kept, their hooks wait.
     assert spool.db.execute("SELECT count(*) FROM forward_log").fetchone()[0] == 0
     assert AutoReplies(spool.db).log() == []
-    assert [m["text"] for m in spool.inbound()] == ["请问营业时间？"]
+    assert [m["text"] for m in spool.inbound()] == ["请问营业时间？", "营业时间"]
+    assert [item[0].id for item in store.hooks_waiting.waiting] == [first.id, later.id]
 
     with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
         conn.execute(f"GRANT INSERT ON ALL TABLES IN SCHEMA {owner.rsplit('%3D', 1)[1]} "
                      f"TO {role}")
     caplog.clear()
-    await store.run_hooks(inbound)
+    await eventually(lambda: not store.hooks_waiting.waiting, what="the hooks run")
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert sorted((m.to, m.text) for m in spool.list()) == [
+        ("+8613700137000", "每天 9:00-18:00"),
         ("+8613800138000", "每天 9:00-18:00"),
+        ("+8613900139000", "[+8613700137000] 营业时间"),
         ("+8613900139000", "[+8613800138000] 请问营业时间？")]
-    assert [entry.outcome for entry in AutoReplies(spool.db).log()] == ["replied"]
+    assert [entry.outcome for entry in AutoReplies(spool.db).log()] == ["replied", "replied"]
+    await store.close()
     await lane.drain()
     lane.close()
     spool.close()
@@ -151,3 +160,31 @@ def test_a_campaign_cancel_with_a_missing_right_changes_nothing(tmp_path, pg_clu
     with Spool(owner) as spool:
         assert Campaigns(spool, config).get(started[0]).state.value == "running"
         assert {m.state.value for m in spool.list(campaign_id=started[0])} == {"queued"}
+
+
+async def test_a_report_held_for_a_missing_right_is_stored_once_granted(pg_cluster, caplog):
+    """A `+CDS` (acknowledged, in memory only) that the role may not store is held as in an
+    outage, not dropped as a bug's: one ERROR line naming the GRANT, then stored once run."""
+    from modempool.dispatch.held_inbound import HeldInbound
+    from tests.modempool.daemon_harness import eventually
+    from tests.modempool.test_held_inbound import _report, _taken_or_held
+
+    owner, weak, role = role_without(pg_cluster, "INSERT", "delivery_reports")
+    with Spool(weak) as spool:
+        store = InboundStore(spool, None, handlers=[])
+        held = HeldInbound("m1", store, logging.getLogger("modempool.modem.m1"))
+        await _taken_or_held(store, held, (7, 8))
+        await eventually(lambda: held.backlog.tries_failed >= 2, what="two tries refused")
+        assert [e.decoded.message_reference for e in held.waiting] == [7, 8]
+        [said] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert "held in memory" in said.getMessage() and said.exc_info is None
+        assert f"the role '{role}' may not write table delivery_reports: GRANT" in said.getMessage()
+        with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
+            conn.execute(f"GRANT INSERT ON ALL TABLES IN SCHEMA {owner.rsplit('%3D', 1)[1]} "
+                         f"TO {role}")
+        await eventually(lambda: not held.waiting, what="the held reports stored")
+        await held.close()
+    with Spool(owner) as spool:
+        assert [r[0] for r in spool.rows(
+            "SELECT message_reference FROM delivery_reports ORDER BY id")] == [7, 8]
+    assert "dropped" not in caplog.text

@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import json
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -259,9 +261,11 @@ def write_config(path: Path, target, prefix: str, devices: list[str]) -> Path:
 
 
 async def run_daemons(target, daemons: int, modems: int, latency: float, rounds: int,
-                      directory: Path, trace: bool = False) -> dict[str, float]:
+                      directory: Path, trace: bool = False,
+                      keep: Path | None = None) -> dict[str, float]:
     """`daemons` daemons, each with its own bank of `modems`, sharing `target`. With `trace`
-    they log their AT traffic (-vv), and the gap between two SMS on a modem is split by it."""
+    they log their AT traffic (-vv), and the gap between two SMS on a modem is split by it.
+    With `keep`, the daemons' logs and the banks' network logs (JSON lines) are copied there."""
     async with AsyncExitStack() as stack:
         banks = []
         for d in range(daemons):
@@ -291,6 +295,7 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
             with Spool(target) as spool:
                 spool.enqueue_many({"to": "+8613800138000", "text": f"bench {i}"}
                                    for i in range(total))
+                enqueued_at = datetime.now().astimezone()
                 own_before = time.process_time()   # this process: both simulated banks
                 try:
                     async with asyncio.timeout(120 + total * max(latency, 0.01)):
@@ -309,6 +314,14 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
                 log.close()
         entries = [{**e, "modem": f"{d}/{e.get('modem')}"}  # m1 of each bank apart
                    for d, b in enumerate(banks) for e in b.network_log()]
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        for _, log_path in logs:
+            shutil.copy(log_path, keep / log_path.name)
+        (keep / "network.jsonl").write_text(
+            "".join(json.dumps(e, ensure_ascii=False, default=str) + "\n" for e in entries),
+            encoding="utf-8")
+        (keep / "enqueued.txt").write_text(enqueued_at.isoformat() + "\n", encoding="utf-8")
     parts = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "part"]
     done = [datetime.fromisoformat(e["time"]) for e in entries if e["kind"] == "message"]
     elapsed = (max(done) - min(parts)).total_seconds() + latency
@@ -402,6 +415,8 @@ def main() -> None:
     parser.add_argument("--ideal-rounds", type=int, default=30)
     parser.add_argument("--trace", action="store_true",
                         help="split the gap between two SMS by the daemons' AT log (-vv)")
+    parser.add_argument("--keep", type=Path,
+                        help="copy the ideal run's daemon logs and network log to this directory")
     args = parser.parse_args()
 
     from tests.pg_cluster import throwaway_cluster
@@ -451,7 +466,8 @@ def main() -> None:
                 target = fresh_target("postgresql", cluster, directory, "ideal", args.url)
                 load = os.getloadavg()[0]
                 r = asyncio.run(run_daemons(target, 2, args.ideal_modems, 1.0, args.ideal_rounds,
-                                            directory / "ideal", trace=args.trace))
+                                            directory / "ideal", trace=args.trace,
+                                            keep=args.keep))
                 print(f"2 daemons x {args.ideal_modems} modems at 1 s per SMS: {r['messages']} "
                       f"messages in {r['elapsed']:.2f} s = {r['rate']:.1f}/s, ideal "
                       f"{r['ideal']:.0f}/s -> {100 * r['fraction']:.1f} % (per daemon: "

@@ -132,7 +132,7 @@ class Daemon(ModemTaskMixin):
                 # forward commands record their outcomes in the inbound lane: before it closes
                 stack.push_async_callback(self._drain_forwards)
                 self.dispatcher = Dispatcher(self.spool, self.config, owner=self.owner, slots=slots,
-                                             refusal=send_refusal(self.spool, self.config),
+                                             refusals=send_refusal(self.spool, self.config),
                                              lane=lane)
                 self.dispatcher.shared = shared
                 if self._stop.is_set():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -74,7 +74,7 @@ class Dispatcher(SendingMixin):
     def __init__(self, spool: Any, config: Config, *, owner: str, slots: list[SimSlot],
                  clock: Callable[[], datetime] | None = None,
                  poll_interval: float = 0.2,
-                 refusal: Callable[[Any], str | None] | None = None,
+                 refusals: Callable[[Sequence[Any]], list[str | None]] | None = None,
                  lane: SpoolLane | None = None) -> None:
         self.spool = spool
         # Every spool call of the dispatch path, in order (off the loop on a database server).
@@ -88,8 +88,8 @@ class Dispatcher(SendingMixin):
         tz = config.tz or timezone.utc
         self.clock = clock or (lambda: datetime.now(tz))
         self.poll_interval = poll_interval
-        # Rules checked again as a message is claimed (opt-outs, blacklist): a reason cancels it.
-        self.refusal = refusal
+        # Rules checked again as messages are claimed (opt-outs, blacklist): a reason cancels one.
+        self.refusals = refusals
         self.lease_seconds = config.lease_seconds
         self.strategy = Strategy.parse(config.strategy)
         self.policy = config.retry
@@ -223,20 +223,24 @@ class Dispatcher(SendingMixin):
 
     def _claims(self, plan: Plan) -> RoundOutcome:
         """In a round's transaction: the plan's unsendable failed, the send-time rules checked
-        and its messages claimed."""
+        (one query for the round) and its messages claimed (one statement)."""
         outcome = RoundOutcome(plan)
         for message, error in plan.unsendable:
             outcome.failed.append(self.spool.fail_queued(message.id, error))
-        for slot, message, _, _ in plan.planned:
-            reason = self.refusal(message) if self.refusal is not None else None
+        messages = [message for _, message, _, _ in plan.planned]
+        reasons = self.refusals(messages) if self.refusals is not None and messages else (
+            [None] * len(messages))
+        for message, reason in zip(messages, reasons):
             if reason is not None:
                 cancelled = self.spool.cancel_queued(message.id, reason)
                 outcome.refusals.append(reason if cancelled else None)
-                outcome.claimed.append(None)
-                continue
-            outcome.refusals.append(None)
-            outcome.claimed.append(self.spool.claim(message.id, slot.name, slot.owner,
-                                                    self.lease_seconds))
+            else:
+                outcome.refusals.append(None)
+        claimed = iter(self.spool.claim_many(
+            [(message.id, slot.name, slot.owner)
+             for (slot, message, _, _), reason in zip(plan.planned, reasons) if reason is None],
+            self.lease_seconds))
+        outcome.claimed = [None if reason is not None else next(claimed) for reason in reasons]
         return outcome
 
     async def _hand_over(self, outcome: RoundOutcome) -> int:

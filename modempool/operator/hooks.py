@@ -14,7 +14,7 @@ sender's lock (`operator.db.locked`), which holds across daemons on one database
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 InboundHandler = Callable[..., Any]
@@ -34,8 +34,9 @@ def inbound_handlers(config: Any,
             make_forward_handler(config, run_spool_work)]
 
 
-def send_refusal(spool: Any, config: Any) -> Callable[[Any], str | None]:
-    """The check the dispatcher makes as it claims a message: why it must not go out, or None."""
+def send_refusal(spool: Any, config: Any) -> Callable[[Sequence[Any]], list[str | None]]:
+    """The check the dispatcher makes as it claims a round's messages: why each must not go
+    out, or None (one query for the round)."""
     from modempool.operator.optout import send_time_check
 
-    return send_time_check(spool.db, config)
+    return send_time_check(spool.db, config).many

@@ -19,7 +19,7 @@ block_direct = false
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -212,7 +212,7 @@ class OptOutList:
         return write_table(path, headers, ([r[h] for h in headers] for r in rows))
 
 
-def send_time_check(db: Any, config: Config | None = None) -> Callable[[Any], str | None]:
+def send_time_check(db: Any, config: Config | None = None) -> SendTimeCheck:
     """The check made again when a queued message is claimed: the reason it must not go out
     now (it is then cancelled with that reason), or None.
 
@@ -221,25 +221,49 @@ def send_time_check(db: Any, config: Config | None = None) -> Callable[[Any], st
     stopped only with `[optout] block_direct`, and only by an opt-out that came after it was
     queued (an earlier one was seen, or overridden, when it was queued).
     """
-    block_direct = (config or Config.default()).optout.block_direct
     ensure_schema(db, SCHEMA)
+    return SendTimeCheck(db, (config or Config.default()).optout.block_direct)
 
-    def refusal(message: Any) -> str | None:
-        listed = db.execute(
-            "SELECT 'blacklist', created_at FROM blacklist WHERE number = ? UNION ALL "
-            "SELECT 'optouts', created_at FROM optouts WHERE number = ?",
-            [message.to, message.to]).fetchall()
-        for table, created_at in listed:
-            if table == "blacklist":
-                return f"on the blacklist since {created_at}"
-            bulk = message.campaign_id is not None or str(message.client_id or "").startswith("job:")
-            queued_at = now_iso(message.created_at) if message.created_at else ""
-            # the same millisecond counts as after: when in doubt, compliance wins
-            if bulk or (block_direct and created_at >= queued_at):
-                return f"opted out at {created_at}"
+
+@dataclass(frozen=True, slots=True)
+class SendTimeCheck:
+    """`send_time_check`'s rule: `check(message)` for one message, `check.many(messages)` for a
+    dispatch round's (one query for all their numbers)."""
+
+    db: Any
+    block_direct: bool
+
+    def __call__(self, message: Any) -> str | None:
+        return self.many([message])[0]
+
+    def many(self, messages: Sequence[Any]) -> list[str | None]:
+        """The reason each of `messages` must not go out now, or None; in their order."""
+        numbers = sorted({message.to for message in messages})
+        if not numbers:
+            return []
+        marks = ", ".join("?" * len(numbers))
+        blacklisted: dict[str, str] = {}
+        opted_out: dict[str, str] = {}
+        for number, table, created_at in self.db.execute(
+                f"SELECT number, 'blacklist', created_at FROM blacklist WHERE number IN ({marks}) "
+                f"UNION ALL SELECT number, 'optouts', created_at FROM optouts "
+                f"WHERE number IN ({marks})", [*numbers, *numbers]).fetchall():
+            (blacklisted if table == "blacklist" else opted_out)[number] = created_at
+        return [self._refusal(message, blacklisted, opted_out) for message in messages]
+
+    def _refusal(self, message: Any, blacklisted: dict[str, str],
+                 opted_out: dict[str, str]) -> str | None:
+        if message.to in blacklisted:
+            return f"on the blacklist since {blacklisted[message.to]}"
+        created_at = opted_out.get(message.to)
+        if created_at is None:
+            return None
+        bulk = message.campaign_id is not None or str(message.client_id or "").startswith("job:")
+        queued_at = now_iso(message.created_at) if message.created_at else ""
+        # the same millisecond counts as after: when in doubt, compliance wins
+        if bulk or (self.block_direct and created_at >= queued_at):
+            return f"opted out at {created_at}"
         return None
-
-    return refusal
 
 
 def field_of(message: Any, name: str, default: Any = None) -> Any:

@@ -141,6 +141,30 @@ class Claims:
             )
             return Message.from_row(rows[0]) if rows else None
 
+    def claim_many(self, claims: Sequence[tuple[int, str, str]], lease_seconds: float = 300.0,
+                   now: datetime | None = None) -> list[Message | None]:
+        """`claim` for each (message id, SIM, lease owner) of a dispatch round, in one
+        statement (a round trip for the round, not one per message); in their order, None for
+        a message no longer queued."""
+        if not claims:
+            return []
+        moment = now or utcnow()
+        now_text = to_text(moment)
+        sims = json.dumps({str(message_id): sim for message_id, sim, _ in claims})
+        owners = json.dumps({str(message_id): owner for message_id, _, owner in claims})
+        chosen, chosen_params = self.engine.among("id", [message_id for message_id, _, _ in claims])
+        with self.engine.tx():
+            rows = self.engine.rows(
+                f"UPDATE messages SET state = 'sending', sim = {self.engine.json_text_at('?', 'id')}, "
+                f"lease_owner = {self.engine.json_text_at('?', 'id')}, lease_until = ?, "
+                f"attempts = attempts + 1, updated_at = ? WHERE {chosen} AND state = 'queued' "
+                "AND held = 0 RETURNING *",
+                (sims, owners, to_text(moment + timedelta(seconds=lease_seconds)), now_text,
+                 *chosen_params),
+            )
+        claimed = {message.id: message for message in map(Message.from_row, rows)}
+        return [claimed.get(message_id) for message_id, _, _ in claims]
+
     def renew_lease(self, message_id: int, lease_owner: str, lease_seconds: float) -> None:
         """Extend a lease (a long multipart send); LeaseLost if it is no longer ours."""
         until = to_text(utcnow() + timedelta(seconds=lease_seconds))

@@ -127,6 +127,11 @@ class Engine(ABC):
         """SQL true when the JSON list in `column` holds the value of parameter `param`."""
 
     @abstractmethod
+    def json_text_at(self, document: str, key: str) -> str:
+        """SQL for the text under key `key` (an SQL expression, an integer id say) of the JSON
+        object `document` (SQL: a parameter); NULL where there is none."""
+
+    @abstractmethod
     def seconds_between(self, later: str, earlier: str) -> str:
         """SQL for the seconds from time column `earlier` to `later` (ISO text), a float."""
 

@@ -590,6 +590,9 @@ class PostgresEngine(Engine):
     def json_list_has(self, column: str, param: str) -> str:
         return f"jsonb_exists(CAST({column} AS jsonb), CAST({param} AS text))"
 
+    def json_text_at(self, document: str, key: str) -> str:
+        return f"(CAST({document} AS jsonb) ->> CAST({key} AS text))"
+
     def seconds_between(self, later: str, earlier: str) -> str:
         return (f"CAST(extract(epoch FROM CAST({later} AS timestamptz) "
                 f"- CAST({earlier} AS timestamptz)) AS float8)")

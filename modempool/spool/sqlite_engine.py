@@ -546,6 +546,9 @@ class SqliteEngine(Engine):
     def json_list_has(self, column: str, param: str) -> str:
         return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE value = {param})"
 
+    def json_text_at(self, document: str, key: str) -> str:
+        return f"json_extract({document}, '$.\"' || {key} || '\"')"
+
     def seconds_between(self, later: str, earlier: str) -> str:
         return f"(julianday({later}) - julianday({earlier})) * 86400.0"
 

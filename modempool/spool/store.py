@@ -209,6 +209,7 @@ class Spool:
     expire_due = PartCall("claims", "expire_due")
     dispatchable = PartCall("claims", "dispatchable")
     claim = PartCall("claims", "claim")
+    claim_many = PartCall("claims", "claim_many")
     renew_lease = PartCall("claims", "renew_lease")
     mark_part_writing = PartCall("claims", "mark_part_writing")
     sent_parts = PartCall("claims", "sent_parts")

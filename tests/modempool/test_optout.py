@@ -155,3 +155,27 @@ async def test_an_opted_out_sender_gets_the_confirmation_and_no_auto_reply(make)
         ("+8613800138000", "已退订"), ("+8613900139000", "每天 9:00-18:00")]
     assert [(r.sender, r.outcome) for r in AutoReplies(spool.db).log()] == [
         ("+8613900139000", "replied"), ("+8613800138000", "opted_out")]
+
+
+def test_a_dispatch_rounds_messages_are_checked_together_each_by_its_own_rule(make):
+    """The claim-time rule for a round (`send_refusal`): one answer per message, in order,
+    each by its number's lists and its own kind (a campaign's stopped by an opt-out, a direct
+    one not), the blacklist above all."""
+    from dataclasses import replace
+
+    from modempool.operator.hooks import send_refusal
+
+    spool, config = make()
+    blocked, opted, free = "+8613800138001", "+8613800138002", "+8613800138003"
+    book = OptOutList(spool.db)
+    direct = spool.enqueue(opted, "direct")
+    bulk = replace(direct, client_id=f"job:1:2026-12-06:{opted}")
+    book.add(opted, keyword="TD", source="reply")
+    book.add_to_blacklist([blocked])
+    barred = spool.enqueue(blocked, "to the blacklist")
+    clear = spool.enqueue(free, "nobody objects")
+    reasons = send_refusal(spool, config)([clear, direct, barred, bulk, clear])
+    assert reasons[0] is None and reasons[1] is None and reasons[4] is None
+    assert reasons[2].startswith("on the blacklist since")
+    assert reasons[3].startswith("opted out at")
+    assert send_refusal(spool, config)([]) == []

@@ -355,3 +355,27 @@ def test_the_sims_that_last_sent_to_a_rounds_recipients_in_one_call(path):
         spool.enqueue(c, "still queued", sims=["m1"])
         assert spool.last_sims_for([a, b, c, "+8613600136000"]) == {a: "m2", b: "m3"}
         assert spool.last_sims_for([]) == {}
+
+
+def test_a_rounds_claims_in_one_statement_each_to_its_sim(path):
+    """`claim_many` leases each message to its own SIM and owner, in the order asked; a
+    message no longer queued (cancelled, held, or claimed already) comes back as None and is
+    left as it was."""
+    with Spool(path) as spool:
+        first, cancelled, held, taken, last = spool.enqueue_many(
+            {"to": "+8613800138000", "text": f"n{i}"} for i in range(5))
+        spool.cancel(cancelled)
+        spool.enqueue("+8613800138000", "held one", client_id="h")
+        with spool.engine.tx() as conn:
+            conn.execute("UPDATE messages SET held = 1 WHERE id = ?", (held,))
+        assert spool.claim(taken, "m9", "other:1/m9", 60) is not None
+        claimed = spool.claim_many([(last, "m2", "d:1/m2"), (cancelled, "m1", "d:1/m1"),
+                                    (held, "m1", "d:1/m1"), (taken, "m3", "d:1/m3"),
+                                    (first, "m1", "d:1/m1")], 60)
+        assert [m.id if m else None for m in claimed] == [last, None, None, None, first]
+        assert [(m.sim, m.lease_owner, m.attempts, m.state) for m in (claimed[0], claimed[4])] == [
+            ("m2", "d:1/m2", 1, MessageState.SENDING), ("m1", "d:1/m1", 1, MessageState.SENDING)]
+        assert spool.get(taken).lease_owner == "other:1/m9"
+        assert spool.get(cancelled).state is MessageState.CANCELLED
+        assert spool.get(held).state is MessageState.QUEUED
+        assert spool.claim_many([], 60) == []

@@ -176,7 +176,12 @@ class Dispatcher(SendingMixin):
                     if slot.generation == generation:
                         self._unreserve(slot, parts)
             raise
-        return await self._hand_over(outcome)
+        handed = await self._hand_over(outcome)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("dispatch round: %d of %d planned handed over in %.1f ms", handed,
+                      len(outcome.plan.planned),
+                      1000 * (asyncio.get_running_loop().time() - loop_time))
+        return handed
 
     def _claim_round(self, now: datetime, limit: int, expire: bool,
                      at_most: int | None) -> RoundOutcome:

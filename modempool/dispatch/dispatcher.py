@@ -11,6 +11,7 @@ one on the air and the next, so a modem never waits for the dispatcher). Each mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,15 +31,18 @@ from modempool.spool.unavailable import log_failure
 log = logging.getLogger("modempool.dispatch.dispatcher")
 
 
-# Claims per dispatch round (beyond one per idle SIM): the modems are served between rounds.
-CLAIMS_PER_ROUND = 8
+# Claims per dispatch round (beyond one per idle SIM): a round is a few statements whatever
+# its size (`_claims`), and the loop is held only while it chooses the SIMs.
+CLAIMS_PER_ROUND = 32
 
 # The next message is needed only when the one on the air is answered (seconds away), so its
-# claim waits for a moment when no modem is between its answer and its next PDU (PREFETCH_QUIET
-# seconds without one), for at most PREFETCH_PATIENCE: claims never stand in a burst of answers.
-# A SIM with nothing in hand is served at once.
+# claim waits for a moment when no modem is between its answer and its next PDU (none waits
+# for its part marker's commit, and none began a part in the last PREFETCH_QUIET seconds), for
+# at most PREFETCH_PATIENCE: claims never stand in a burst of answers, where their round would
+# take a lane's thread and the loop's time from the modems' markers. A SIM with nothing in
+# hand is served at once.
 PREFETCH_QUIET = 0.005
-PREFETCH_PATIENCE = 0.25
+PREFETCH_PATIENCE = 0.5
 
 
 @dataclass(slots=True)
@@ -107,6 +111,9 @@ class Dispatcher(SendingMixin):
         self._record_at = self._record_deadline = 0.0
         self._last_expiry = 0.0
         self._busy_until = 0.0
+        self._unmarked = 0  # parts waiting for their marker's commit (their PDU not yet out)
+        self._all_marked = asyncio.Event()
+        self._all_marked.set()
 
     # -- the assignment loop ----------------------------------------------------------------
     async def run(self) -> None:
@@ -133,12 +140,33 @@ class Dispatcher(SendingMixin):
         """A modem is between an answer and its next PDU: claims for later can wait."""
         self._busy_until = asyncio.get_running_loop().time() + PREFETCH_QUIET
 
+    def marking(self, marker: asyncio.Future[Any]) -> None:
+        """A part waits for `marker` (its commit) before its PDU goes out: claims for later
+        wait for it too."""
+        self._unmarked += 1
+        self._all_marked.clear()
+
+        def marked(_: asyncio.Future[Any]) -> None:
+            self._unmarked -= 1
+            if not self._unmarked:
+                self._all_marked.set()
+            self.busy_now()   # and a moment more, for its PDU to go out
+
+        marker.add_done_callback(marked)
+
     async def quiet_moment(self, patience: float) -> None:
         """Until no modem is between an answer and its next PDU (or `patience` seconds)."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + patience
-        while (now := loop.time()) < min(self._busy_until, give_up) and not self.stopping.is_set():
-            await asyncio.sleep(min(self._busy_until, give_up) - now)
+        while (now := loop.time()) < give_up and not self.stopping.is_set():
+            if not self._all_marked.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(give_up - now):
+                        await self._all_marked.wait()
+            elif now < self._busy_until:
+                await asyncio.sleep(min(self._busy_until, give_up) - now)
+            else:
+                return
 
     def stop(self) -> None:
         self.stopping.set()

@@ -108,6 +108,7 @@ class SendingMixin:
             sent_before = part.seq - 1
             self.busy_now()
             marking = self._mark_ahead(slot, message.id, part)
+            self.marking(marking)
             try:
                 refs = await self._write_marked(slot, modem, message.id, part, marking, mlog)
             except LeaseLost as exc:  # recovered by someone else meanwhile: not ours to send

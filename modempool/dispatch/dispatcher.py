@@ -20,6 +20,7 @@ from typing import Any
 
 from modempool.config import Config
 from modempool.dispatch import limits as limits_mod
+from modempool.dispatch.marker_batches import MarkerBatches
 from modempool.dispatch.sending import SendingMixin
 from modempool.dispatch.shared import is_shared
 from modempool.dispatch.sim_slot import PREFETCH, SimSlot
@@ -83,6 +84,8 @@ class Dispatcher(SendingMixin):
         self.spool = spool
         # Every spool call of the dispatch path, in order (off the loop on a database server).
         self.lane = lane or SpoolLane()
+        # Part markers asked together, committed together (group commit).
+        self.markers = MarkerBatches(self.lane, self._record_and_mark, spool.batch)
         self.config = config
         self.owner = owner
         self.slots = {slot.name: slot for slot in slots}

@@ -1,0 +1,99 @@
+"""Part markers committed together when modems ask for them together (group commit).
+
+Modems that started together answer together: at the start of a run every modem of a bank
+asks for its first part's marker at once, and modems whose answers come within a few
+milliseconds of each other keep coming together round after round. Each marker (with the
+record of its SIM's previous message) in a transaction of its own makes them queue for the
+spool lane's threads, the interpreter's lock and the processor, one BEGIN and COMMIT each.
+
+So markers asked while IN_FLIGHT batches are being committed wait, and go together in the
+next batch (at most AT_MOST): one transaction, one COMMIT. The sending rule holds for each
+part: its PDU waits for the commit that holds its own marker. A lone marker goes at once (at
+the next turn of the loop, with whatever was asked in the same turn).
+
+A batch that fails for a reason other than the database being away (one record the server
+refused, say) is tried again one request at a time, so one bad request never takes the others'
+markers with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from modempool.dispatch.spool_lane import SpoolLane
+from modempool.spool.unavailable import unavailable
+
+#: Batches of markers being committed at once; a request made meanwhile waits for the next.
+IN_FLIGHT = 2
+#: Markers in one batch at most.
+AT_MOST = 16
+
+
+class MarkerBatches:
+    """Hands requests (argument tuples for `write_one`) to the lane in batches; `submit`
+    returns each request's own future."""
+
+    def __init__(self, lane: SpoolLane, write_one: Callable[..., Any],
+                 transaction: Callable[[], Any]) -> None:
+        self.lane = lane
+        self.write_one = write_one
+        self.transaction = transaction   # a context manager: one transaction for a batch
+        self._waiting: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._running = 0
+        self._scheduled = False
+
+    def submit(self, *request: Any) -> asyncio.Future[Any]:
+        """`write_one(*request)` in the next batch; its result (or exception) in the future."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((request, future))
+        self._flush_soon()
+        return future
+
+    def _flush_soon(self) -> None:
+        if self._scheduled or self._running >= IN_FLIGHT or not self._waiting:
+            return
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        while self._waiting and self._running < IN_FLIGHT:
+            batch, self._waiting = self._waiting[:AT_MOST], self._waiting[AT_MOST:]
+            self._running += 1
+            written = self.lane.submit(self.write_batch, [request for request, _ in batch])
+            written.add_done_callback(functools.partial(self._written, batch))
+
+    def _written(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]],
+                 written: asyncio.Future[Any]) -> None:
+        self._running -= 1
+        failure = written.exception() if not written.cancelled() else asyncio.CancelledError()
+        outcomes = [failure] * len(batch) if failure is not None else written.result()
+        for (_, future), outcome in zip(batch, outcomes):
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+        self._flush_soon()
+
+    def write_batch(self, requests: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """In the lane: every request in one transaction; each request's result, or (after a
+        failure of the batch that is not the database being away) each alone, its result or
+        its exception."""
+        try:
+            with self.transaction():
+                return [self.write_one(*request) for request in requests]
+        except Exception as exc:
+            if len(requests) == 1 or unavailable(exc) is not None:
+                raise
+        outcomes: list[Any] = []
+        for request in requests:
+            try:
+                outcomes.append(self.write_one(*request))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes

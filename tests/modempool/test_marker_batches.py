@@ -1,0 +1,100 @@
+"""Part markers asked together are committed together (group commit), each request with its own
+outcome; a batch that fails for one request is tried again request by request."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from contextlib import contextmanager
+
+import pytest
+
+from modempool.dispatch.marker_batches import IN_FLIGHT, MarkerBatches
+from modempool.dispatch.spool_lane import SpoolLane
+from modempool.spool import LeaseLost, Spool
+from tests.modempool.spool_driver import claim_next
+
+
+@pytest.fixture
+def spool(tmp_path):
+    with Spool(tmp_path / "spool.db") as spool:
+        yield spool
+
+
+def _claimed(spool: Spool, count: int) -> list[int]:
+    spool.enqueue_many({"to": "+8613800138000", "text": f"n{i}"} for i in range(count))
+    return [claim_next(spool, "m1", "d:1/m1", 60).id for _ in range(count)]
+
+
+class Counted:
+    """The spool's transaction, counted."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.transactions = 0
+
+    @contextmanager
+    def __call__(self):
+        self.transactions += 1
+        with self.spool.batch():
+            yield
+
+
+def _writing(spool: Spool) -> set[int]:
+    return {row[0] for row in spool.engine.rows("SELECT message_id FROM parts "
+                                                "WHERE state = 'writing'")}
+
+
+async def test_markers_asked_in_one_turn_are_one_transaction(spool):
+    ids = _claimed(spool, 3)
+    counted = Counted(spool)
+    batches = MarkerBatches(SpoolLane(threads=1), lambda message_id: spool.mark_part_writing(
+        message_id, 1, 1, lease_owner="d:1/m1") or message_id, counted)
+    futures = [batches.submit(message_id) for message_id in ids]
+    assert await asyncio.gather(*futures) == ids
+    assert counted.transactions == 1
+    assert _writing(spool) == set(ids)
+
+
+async def test_a_request_that_fails_its_batch_fails_alone(spool):
+    ids = _claimed(spool, 3)
+    counted = Counted(spool)
+
+    def mark(message_id: int, owner: str) -> int:
+        spool.mark_part_writing(message_id, 1, 1, lease_owner=owner)
+        return message_id
+
+    batches = MarkerBatches(SpoolLane(threads=1), mark, counted)
+    good, stolen, other = (batches.submit(ids[0], "d:1/m1"), batches.submit(ids[1], "x:9/m1"),
+                           batches.submit(ids[2], "d:1/m1"))
+    assert await good == ids[0] and await other == ids[2]
+    with pytest.raises(LeaseLost):
+        await stolen
+    assert _writing(spool) == {ids[0], ids[2]}   # the batch rolled back, then each alone
+
+
+async def test_markers_asked_while_batches_are_committed_go_together_in_the_next(spool):
+    ids = _claimed(spool, IN_FLIGHT + 3)
+    counted = Counted(spool)
+    go_on = threading.Event()
+
+    def mark(message_id: int) -> int:
+        go_on.wait(timeout=30)
+        spool.mark_part_writing(message_id, 1, 1, lease_owner="d:1/m1")
+        return message_id
+
+    lane = SpoolLane(threads=IN_FLIGHT)
+    batches = MarkerBatches(lane, mark, counted)
+    first = []
+    for message_id in ids[:IN_FLIGHT]:   # each alone: its batch starts at the next turn
+        first.append(batches.submit(message_id))
+        await asyncio.sleep(0)
+    rest = []
+    for message_id in ids[IN_FLIGHT:]:   # in turns of their own, yet they wait: one batch
+        rest.append(batches.submit(message_id))
+        await asyncio.sleep(0)
+    go_on.set()
+    assert await asyncio.gather(*first, *rest) == ids
+    assert counted.transactions == IN_FLIGHT + 1
+    assert _writing(spool) == set(ids)
+    lane.close()

@@ -328,9 +328,29 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
     ideal = daemons * modems / latency if latency else float("nan")
     carried = [sum(1 for e in b.network_log() if e["kind"] == "message") for b in banks]
     split = at_gap_split([path for _, path in logs]) if trace else {}
+    split["bank_starts"] = bank_starts(entries, daemons)
+    # The first PDU (its part is logged as the modem answers, `latency` later) after the
+    # enqueue's commit: the wake-up, the first claim round, the first marker.
+    split["enqueue_to_pdu_ms"] = 1000 * ((min(parts) - enqueued_at).total_seconds() - latency)
     return {**split, "cpu_ms": 1000 * cpu / total, "bank_cpu_ms": 1000 * own_cpu / total, **where_time_went(entries, latency), "messages": total, "elapsed": elapsed, "rate": total / elapsed, "ideal": ideal,
             "fraction": (total / elapsed) / ideal if latency else float("nan"),
             "carried": carried}
+
+
+def bank_starts(entries: list[dict], daemons: int) -> list[tuple[float, float, float]]:
+    """For each daemon's bank: when its first, median and last modem wrote their first PDU,
+    in ms after the first PDU of either bank."""
+    first_part: dict[str, datetime] = {}
+    for e in entries:
+        if e["kind"] == "part":
+            first_part.setdefault(e["modem"], datetime.fromisoformat(e["time"]))
+    start = min(first_part.values())
+    starts = []
+    for d in range(daemons):
+        ms = sorted(1000 * (t - start).total_seconds() for modem, t in first_part.items()
+                    if modem.startswith(f"{d}/"))
+        starts.append((ms[0], ms[len(ms) // 2], ms[-1]))
+    return starts
 
 
 async def all_messages(banks: list[SimulatedBank], total: int) -> None:
@@ -479,6 +499,11 @@ def main() -> None:
                       f" message, the simulated banks' (this process) {r['bank_cpu_ms']:.2f} ms;"
                       f" load average {load:.1f} at the start, "
                       f"{os.getloadavg()[0]:.1f} at the end")
+                banks = ", ".join(f"daemon {d}: {a:.0f}/{b:.0f}/{c:.0f}"
+                                  for d, (a, b, c) in enumerate(r["bank_starts"]))
+                print(f"  start: the first PDU {r['enqueue_to_pdu_ms']:.0f} ms after the enqueue's"
+                      f" commit; each bank's first/median/last modem started (ms after the"
+                      f" first PDU) {banks}")
                 print(f"  the modem that finished last started {r['last_start_ms']:.0f} ms after"
                       f" the first PDU and its gaps added up to {r['last_gaps_ms']:.0f} ms (the"
                       f" run's {r['elapsed']:.2f} s less the ideal's {args.ideal_rounds} s)")

@@ -22,11 +22,6 @@ from modempool.spool.unavailable import log_failure, unavailable
 log = logging.getLogger("modempool.dispatch.daemon")
 
 
-#: A delivery report is stored at a moment when no modem waits between an answer and its next
-#: PDU, waiting for one at most this long (seconds): nothing waits for a report.
-REPORT_PATIENCE = 0.5
-
-
 class Quarantine(Exception):
     """Take this SIM out of rotation for a while."""
 
@@ -191,15 +186,6 @@ class ModemTaskMixin:
                     held.hold(event)
                     await _acknowledge(modem, event, mlog)
                     continue
-                if isinstance(event, ev.StatusReport) and self.dispatcher is not None:
-                    # Not in a burst of answers: its commit would take a thread and CPU from
-                    # the modems' markers, and its part's record is then likely in already.
-                    try:
-                        await self.dispatcher.quiet_moment(REPORT_PATIENCE)
-                    except asyncio.CancelledError:   # shown only: stored at the stop (`held`)
-                        if event.index is None:
-                            held.hold(event)
-                        raise
                 try:
                     await inbound.take(spec.name, event)
                 except Exception as exc:

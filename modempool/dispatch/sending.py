@@ -235,8 +235,11 @@ class SendingMixin:
 
     def _mark_now(self, slot: SimSlot, message_id: int, part: Any) -> asyncio.Future[Any]:
         pending = self._take_unrecorded(owner=slot.owner)
-        # committed with the markers other modems ask for meanwhile (`marker_batches.py`)
-        marking = self.markers.submit(pending, message_id, part.seq, part.total, slot.owner)
+        if pending:   # with the SIM's previous record: a transaction of its own
+            marking = self.lane.submit(self._record_and_mark, pending, message_id, part.seq,
+                                       part.total, slot.owner)
+        else:   # a marker alone (a run's start): with those other modems ask for meanwhile
+            marking = self.markers.submit(pending, message_id, part.seq, part.total, slot.owner)
 
         def settle(done: asyncio.Future[Any]) -> None:
             failed = done.cancelled() or done.exception() is not None

@@ -87,6 +87,30 @@ def quiet_url_loggers() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+#: Libraries whose messages run over several lines (libpq's "...\n\tIs the server running...").
+DRIVER_LOGGERS = ("psycopg", "psycopg.pool")
+
+
+class OneLine(logging.Filter):
+    """A record whose message runs over several lines, as one line ("; " between them): a
+    driver's warnings during a database outage stay one line each."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\n" in message:
+            record.msg = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+            record.args = None
+        return True
+
+
+def one_line_driver_logs() -> None:
+    """The database driver's own log lines, one line each."""
+    for name in DRIVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, OneLine) for f in logger.filters):
+            logger.addFilter(OneLine())
+
+
 def setup_logging(config: Any, *, verbose: int = 0, environ: dict[str, str] | None = None) -> logging.Handler:
     """Configure the root logger for the daemon; returns the handler installed."""
     level = "DEBUG" if verbose > 1 else "INFO" if verbose else config.log_level
@@ -107,4 +131,5 @@ def setup_logging(config: Any, *, verbose: int = 0, environ: dict[str, str] | No
     root.addHandler(handler)
     root.setLevel(level)
     quiet_url_loggers()
+    one_line_driver_logs()
     return handler

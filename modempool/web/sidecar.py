@@ -13,6 +13,7 @@ import os
 import sys
 
 from modempool.errors import PoolError
+from modempool.logs import one_line_driver_logs
 from modempool.web.server import load_for_sidecar, run_event_loop, serve_api
 
 
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent", type=int)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    one_line_driver_logs()
     try:
         config = load_for_sidecar(args.config, args.spool)
         os.nice(config.http.sidecar_nice)   # below the daemon, whose niceness it inherited

@@ -204,6 +204,9 @@ async def test_two_daemons_wait_out_ten_seconds_without_the_database(tmp_path, c
     for daemon in daemons:  # an outage is no bug: one line per failure, no traceback
         assert "unexpected error" not in daemon.output(), daemon.output()
         assert "Traceback" not in daemon.output(), daemon.output()
+        # nor a record over several lines (libpq's "\n\tIs the server running..." folded)
+        assert not [line for line in daemon.output().splitlines()
+                    if line.startswith(("\t", " "))], daemon.output()
     print(f"\ndatabase away 10 s under two daemons: {counts}")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from modempool.logs import JournalFormatter, JsonFormatter, under_journald
+from modempool.logs import JournalFormatter, JsonFormatter, one_line_driver_logs, under_journald
 from modempool.spool import Spool
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import DaemonProcess, eventually, kill_leftovers, write_config
@@ -38,6 +38,24 @@ def test_json_and_journal_forms():
     assert entry["time"].endswith("Z")
     line = JournalFormatter().format(record(logging.ERROR, "modempool.dispatch", "boom\nsecond"))
     assert line == "<3>modempool.dispatch: boom\n<3>second"
+
+
+def test_the_database_drivers_lines_stay_one_line_each(caplog):
+    """libpq's messages run over several lines ("...failed: No such file or directory" then
+    "\tIs the server running locally..."): psycopg's pool logs them as they are, a dozen
+    times in an outage. The daemon's log has each as one line."""
+    one_line_driver_logs()
+    one_line_driver_logs()   # once is enough: no second filter
+    pool_log = logging.getLogger("psycopg.pool")
+    assert len(pool_log.filters) == 1
+    with caplog.at_level(logging.WARNING, logger="psycopg.pool"):
+        pool_log.warning("error connecting in %r: %s", "modempool-spool",
+                         'connection to server on socket "/tmp/x/.s.PGSQL.5432" failed: No '
+                         "such file or directory\n\tIs the server running locally?")
+    assert caplog.records[-1].getMessage() == (
+        "error connecting in 'modempool-spool': connection to server on socket "
+        '"/tmp/x/.s.PGSQL.5432" failed: No such file or directory; Is the server running '
+        "locally?")
 
 
 def test_journald_is_recognised_by_the_stream_systemd_names(tmp_path, monkeypatch):

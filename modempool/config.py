@@ -265,6 +265,8 @@ class Config:
     lock_dir: str | None = None         # UUCP lock files (LCK..ttyUSB0); None: $MODEMPOOL_LOCK_DIR or /run/lock
     max_parts: int = DEFAULT_MAX_PARTS  # longer text is refused at enqueue
     synchronous: str = "normal"      # "full": also survives a power cut (slower)
+    # a spool call of the daemon unanswered this long is logged (a commit waiting for a standby)
+    slow_spool_after: float = 10.0
     log_level: str = "INFO"
     log_file: str | None = None
     log_format: str = "text"            # "json": one JSON object per line
@@ -331,7 +333,8 @@ class Config:
 
 SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "spool": {"path": text, "url": postgres_url,
-              "synchronous": one_of("off", "normal", "full", "extra")},
+              "synchronous": one_of("off", "normal", "full", "extra"),
+              "slow_after": positive_seconds},
     "pool": {"region": region_code, "strategy": strategy_name, "timezone": timezone_name,
              "lease_seconds": positive_seconds, "silent_after": positive_seconds,
              "lock_dir": text,
@@ -484,6 +487,7 @@ def parse_config(text: str, path: Path) -> Config:
         lock_dir=pool.get("lock_dir"),
         max_parts=pool.get("max_parts", default.max_parts),
         synchronous=spool.get("synchronous", default.synchronous),
+        slow_spool_after=spool.get("slow_after", default.slow_spool_after),
         log_level=logging_.get("level", default.log_level).upper(),
         log_file=_relative_to(path, logging_.get("file")),
         log_format=logging_.get("format", default.log_format),

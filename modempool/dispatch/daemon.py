@@ -42,6 +42,7 @@ from modempool.config import Config, ModemConfig
 from modempool.dispatch.modem_task import ModemTaskMixin
 from modempool.dispatch.requests import RequestDesk
 from modempool.dispatch.sim_slot import SimSlot, SimState
+from modempool.dispatch.slow_spool import SlowSpoolWatch
 from modempool.dispatch.spool_lane import INBOUND_THREADS, SpoolLane
 from modempool.spool.unavailable import log_failure
 
@@ -152,6 +153,9 @@ class Daemon(ModemTaskMixin):
                     tasks.create_task(self._housekeeping(inbound), name="housekeeping")
                     tasks.create_task(self._checkpoints(), name="checkpoints")
                     tasks.create_task(self._heartbeat(), name="heartbeat")
+                    slow = SlowSpoolWatch((lane, inbound_lane, self.books), self.spool.where,
+                                          self.config.slow_spool_after)
+                    tasks.create_task(slow.run(self._stop), name="slow-spool")
                     tasks.create_task(self.desk.run(self._stop), name="requests")
                     tasks.create_task(self.balance.run(self._stop), name="balance")
                     tasks.create_task(self._recurring_jobs(), name="recurring")

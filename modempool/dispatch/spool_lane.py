@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -48,7 +49,8 @@ class SpoolLane:
         self._workers = (concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="spool")
                          if threads else None)
         self._threads = threads
-        self._pending: set[asyncio.Future[Any]] = set()
+        # each call not yet answered, with when it was submitted (for `oldest_pending`)
+        self._pending: dict[asyncio.Future[Any], float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
@@ -73,8 +75,8 @@ class SpoolLane:
                 future.set_exception(exc)
             return future
         future = loop.run_in_executor(self._workers, functools.partial(work, *args, **kwargs))
-        self._pending.add(future)
-        future.add_done_callback(self._pending.discard)
+        self._pending[future] = time.monotonic()
+        future.add_done_callback(self._pending.pop)
         return future
 
     async def run(self, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -100,6 +102,11 @@ class SpoolLane:
 
         self._loop.call_soon_threadsafe(run)
         return done.result()
+
+    def oldest_pending(self) -> float | None:
+        """When (monotonic seconds) the oldest call still unanswered was submitted; None if
+        every call was answered (`slow_spool.SlowSpoolWatch` reads it)."""
+        return next(iter(self._pending.values()), None)
 
     async def drain(self) -> None:
         """Until everything submitted so far has run (its outcome is its submitter's business)."""

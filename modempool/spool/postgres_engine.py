@@ -212,17 +212,32 @@ def _row_class_of(names: tuple[bytes, ...]) -> type:
 
 
 def describe(url: str) -> str:
-    """user@host:port/db of a URL, without its password (for messages and logs)."""
+    """user@host:port/db of a URL, without its password (for messages and logs); the hosts
+    of a multi-host URL each with its own port (`db1:5432,db2:5433`)."""
     from psycopg.conninfo import conninfo_to_dict
 
     try:
         info = conninfo_to_dict(url)
     except Exception:
         return "postgresql://(unparsable URL)"
-    host = info.get("host") or "localhost"
-    port = f":{info['port']}" if info.get("port") else ""
     user = f"{info['user']}@" if info.get("user") else ""
-    return f"postgresql://{user}{host}{port}/{info.get('dbname') or ''}"
+    return f"postgresql://{user}{_hosts(info)}/{info.get('dbname') or ''}"
+
+
+def _hosts(info: dict[str, Any]) -> str:
+    """The hosts of a parsed conninfo paired with their ports: libpq's `host` and `port` are
+    lists in step (one port alone is every host's; an empty one the default)."""
+    hosts = str(info.get("host") or info.get("hostaddr") or "localhost").split(",")
+    ports = str(info.get("port") or "").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    shown = []
+    for host, port in zip(hosts, ports + [""] * (len(hosts) - len(ports))):
+        host = host or "localhost"
+        if ":" in host and port:   # an IPv6 address before its port
+            host = f"[{host}]"
+        shown.append(f"{host}:{port}" if port else host)
+    return ",".join(shown)
 
 
 class PgConn:

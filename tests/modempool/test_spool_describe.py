@@ -1,0 +1,27 @@
+"""How a PostgreSQL URL is named in messages and logs (`postgres_engine.describe`): user, each
+host with its own port, the database; never the password."""
+
+from __future__ import annotations
+
+import pytest
+
+from modempool.spool.postgres_engine import describe
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://pool:s3cret@db1:5432,db2:5433/modempool?target_session_attrs=read-write",
+     "postgresql://pool@db1:5432,db2:5433/modempool"),
+    ("postgresql://pool@db1,db2,db3/modempool", "postgresql://pool@db1,db2,db3/modempool"),
+    ("postgresql://pool@db1:5432,db2,db3:5433/modempool",
+     "postgresql://pool@db1:5432,db2,db3:5433/modempool"),
+    ("postgresql://pool@/modempool?host=db1,db2&port=6432",   # one port: every host's
+     "postgresql://pool@db1:6432,db2:6432/modempool"),
+    ("postgresql://pool@[2001:db8::1]:5432,db2/modempool",
+     "postgresql://pool@[2001:db8::1]:5432,db2/modempool"),
+    ("host=db1,db2 port=5432,5433 dbname=modempool user=pool password=s3cret",
+     "postgresql://pool@db1:5432,db2:5433/modempool"),
+    ("postgresql://db.example/modempool", "postgresql://db.example/modempool"),
+])
+def test_each_host_is_shown_with_its_own_port_and_no_password(url, shown):
+    assert describe(url) == shown
+    assert "s3cret" not in describe(url)

@@ -315,6 +315,7 @@ class PostgresEngine(Engine):
                 f"cannot reach the spool at {describe(url)}: {_reason(exc, url)}") from None
         try:
             self.schema = first.execute("SELECT current_schema()").fetchone()[0] or "public"
+            _refuse_standby(first, url)
             self._upgrade(first)
             self._replace_count_functions(first)
             self._make_indexes(first)
@@ -677,6 +678,20 @@ class PostgresEngine(Engine):
             self._listener.close()
             self._listener = None
         self.pool.close()
+
+
+def _refuse_standby(raw: Any, url: str) -> None:
+    """SpoolUnreachable when the server `raw` reached is a standby (in recovery: it takes no
+    write, and every command would fail with "try again" that no wait mends). At open only: a
+    node that turns read-only later (a failover under a running daemon) is waited out as an
+    outage (`unavailable`)."""
+    if not raw.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+        return
+    node = _hosts({"host": raw.info.host, "port": str(raw.info.port)})
+    raise SpoolUnreachable(
+        f"cannot use the spool at {describe(url)}: the server at {node} is a standby "
+        "(read-only, in recovery); point the spool's URL at the primary, or name every node "
+        "with ?target_session_attrs=read-write")
 
 
 def _reason(exc: Exception, url: str | None = None) -> str:

@@ -62,7 +62,8 @@ def init_command(config_path, force) -> None:
 def send_command(args, config_path, text_file, wait, timeout, at, expires, priority, client_id,
                  sims, as_json, to_opted_out) -> None:
     """Queue TEXT to each NUMBER (TEXT '-' reads standard input). The daemon sends it."""
-    from modempool.errors import OptedOut, PoolError, RefusedMany
+    from modempool.errors import OptedOut, PoolError, RefusedMany, SpoolFailure
+    from modempool.spool.engine import SpoolTooNew, SpoolUnreachable
 
     numbers, text = _numbers_and_text(args, text_file)
     pool = open_pool(config_path)
@@ -70,6 +71,8 @@ def send_command(args, config_path, text_file, wait, timeout, at, expires, prior
     try:
         messages = pool.send(numbers, text, client_id=client_id, at=at, expires=expires,
                              priority=priority, sims=sims, to_opted_out=to_opted_out)
+    except (SpoolFailure, SpoolTooNew, SpoolUnreachable):
+        raise   # the spool's own words, as on either engine before anything is asked
     except PoolError as exc:
         refusals = exc.refusals if isinstance(exc, RefusedMany) else [exc]
         hint = " (--to-opted-out sends to opted-out numbers anyway)" if any(

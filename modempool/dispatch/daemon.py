@@ -78,6 +78,7 @@ class Daemon(ModemTaskMixin):
         self.forward_drain_seconds = 10.0   # forward commands still running get this at shutdown
         self._stop = asyncio.Event()
         self._lock_file: Any = None
+        self._lock_made = False   # the lock file did not exist before this daemon took it
         self._recorded_state: dict[str, SimState] = {}
         # SIM states, heartbeats and the requests desk's looks, one after another (off the
         # event loop on a database server; see spool_lane.py). Made by `run`.
@@ -105,7 +106,11 @@ class Daemon(ModemTaskMixin):
         if own_spool:
             if not self.config.spool_url:  # a shared database needs none
                 self._take_lock(Path(self.config.spool_path))
-            self.spool = self.config.open_spool()
+            try:
+                self.spool = self.config.open_spool()
+            except BaseException:   # refused (newer, unreadable): no lock file left beside it
+                self._release_lock(remove=True)
+                raise
         loop = asyncio.get_running_loop()
         if self.install_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -201,6 +206,7 @@ class Daemon(ModemTaskMixin):
         so a second name for the same spool finds it taken."""
         spool_path.parent.mkdir(parents=True, exist_ok=True)
         real = os.path.realpath(spool_path)
+        self._lock_made = not os.path.exists(f"{real}.lock")
         self._lock_file = open(f"{real}.lock", "a+")
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -208,8 +214,14 @@ class Daemon(ModemTaskMixin):
             self._lock_file.close()
             raise PoolError(f"another modempool daemon is running on {spool_path}") from None
 
-    def _release_lock(self) -> None:
+    def _release_lock(self, *, remove: bool = False) -> None:
+        """Let the lock go; with `remove`, its file too when this daemon made it (a spool
+        refused at open gets no empty sibling; removed while still held, so no other daemon
+        holds it then)."""
         if self._lock_file is not None:
+            if remove and self._lock_made:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._lock_file.name)
             self._lock_file.close()
             self._lock_file = None
 

@@ -19,10 +19,14 @@ import logging
 import logging.handlers
 import os
 import sys
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from modempool.masked import masked
 from modempool.private_files import create_private
+from modempool.spool.unavailable import RepeatedLines
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 JOURNAL_FORMAT = "<%(priority)d>%(name)s: %(message)s"
@@ -88,7 +92,7 @@ def quiet_url_loggers() -> None:
 
 
 #: Libraries whose messages run over several lines (libpq's "...\n\tIs the server running...").
-DRIVER_LOGGERS = ("psycopg", "psycopg.pool")
+DRIVER_LOGGERS = ("psycopg",)   # and the pool's: `FoldedPoolLines`
 
 
 class OneLine(logging.Filter):
@@ -103,12 +107,45 @@ class OneLine(logging.Filter):
         return True
 
 
+#: The PostgreSQL connection pool's logger (psycopg_pool).
+POOL_LOGGER = "psycopg.pool"
+
+
+class FoldedPoolLines(logging.Filter):
+    """The connection pool's warnings as one line each (libpq's run over several), with no
+    password, and at most one every `every` seconds (the next one says how many were held
+    back). During an outage the pool warns at every connection attempt of each of its
+    threads (24 warnings of 5 lines in 10 s); the outage itself is said by the engine's
+    server watch (`spool/server_watch.py`: as it begins, once a minute, as it ends), so the
+    pool adds at most the driver's own detail once a minute (too many connections, a node
+    read-only). Its INFO lines (each connection handed out and returned) are left out."""
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.lines = RepeatedLines(every, clock)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return False
+        held_back = self.lines.due((record.name, ""))
+        if held_back is None:
+            return False
+        lines = [line.strip() for line in record.getMessage().splitlines() if line.strip()]
+        record.msg = masked("; ".join(dict.fromkeys(lines))) + (
+            f" ({held_back} more from the connection pool since the last such line)"
+            if held_back else "")
+        record.args = ()
+        return True
+
+
 def one_line_driver_logs() -> None:
-    """The database driver's own log lines, one line each."""
-    for name in DRIVER_LOGGERS:
+    """The database driver's own log lines, one line each; its pool's folded too (once,
+    whoever sets up logging)."""
+    for name, kind in (*((name, OneLine) for name in DRIVER_LOGGERS),
+                       (POOL_LOGGER, FoldedPoolLines)):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, OneLine) for f in logger.filters):
-            logger.addFilter(OneLine())
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
 
 
 def setup_logging(config: Any, *, verbose: int = 0, environ: dict[str, str] | None = None) -> logging.Handler:

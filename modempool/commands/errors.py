@@ -38,6 +38,9 @@ class OneLineErrors(click.Group):
     """A click group whose commands fail with one clear line (see the module docstring)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from modempool.logs import one_line_driver_logs
+
+        one_line_driver_logs()   # a database gone mid-command: its error line, no pool chatter
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):

@@ -31,6 +31,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from datetime import datetime
 from pathlib import Path
@@ -328,6 +329,8 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
     ideal = daemons * modems / latency if latency else float("nan")
     carried = [sum(1 for e in b.network_log() if e["kind"] == "message") for b in banks]
     split = at_gap_split([path for _, path in logs]) if trace else {}
+    if trace:
+        split["bursts"] = answer_bursts([path for _, path in logs], latency)
     split["bank_starts"] = bank_starts(entries, daemons)
     # The first PDU (its part is logged as the modem answers, `latency` later) after the
     # enqueue's commit: the wake-up, the first claim round, the first marker.
@@ -384,6 +387,16 @@ def cpu_seconds(pid: int) -> float:
 AT_LINE = re.compile(r"^(\S+ \S+) DEBUG\s+modempool\.modem\.(\S+): (<<|>>) (.*)$")
 
 
+def at_traffic(path: Path) -> Iterator[tuple[float, str, str, str]]:
+    """A daemon's AT traffic from its log (-vv): (when, modem, `>>` or `<<`, the line)."""
+    for line in path.read_text(errors="replace").splitlines():
+        match = AT_LINE.match(line)
+        if match is not None:
+            stamp, modem, way, what = match.groups()
+            yield (datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp(), modem, way,
+                   what)
+
+
 def at_gap_split(log_paths: list[Path]) -> dict[str, float]:
     """From the daemons' AT traffic (-vv): the mean of each step between one SMS's answer and the
     next SMS's PDU on a modem, in ms: `answer_to_cmgs` (the daemon: record, next message, encode),
@@ -392,12 +405,7 @@ def at_gap_split(log_paths: list[Path]) -> dict[str, float]:
     steps: dict[str, list[float]] = {"answer_to_cmgs": [], "prompt": [], "marker": []}
     for path in log_paths:
         last: dict[str, tuple[str, float]] = {}  # modem: (what it last did, when)
-        for line in path.read_text(errors="replace").splitlines():
-            match = AT_LINE.match(line)
-            if match is None:
-                continue
-            stamp, modem, way, what = match.groups()
-            at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for at, modem, way, what in at_traffic(path):
             before, then = last.get(modem, ("", 0.0))
             if way == ">>" and what.startswith("AT+CMGS="):
                 if before == "answered":
@@ -412,6 +420,47 @@ def at_gap_split(log_paths: list[Path]) -> dict[str, float]:
             elif way == "<<" and what == "OK" and before == "written":
                 last[modem] = ("answered", at)
     return {f"{step}_ms": 1000 * sum(times) / len(times) for step, times in steps.items() if times}
+
+
+#: Two answers of a daemon's modems further apart than this (s) belong to two bursts.
+BURST_BREAK = 0.15
+
+
+def answer_bursts(log_paths: list[Path], latency: float) -> list[dict[str, float]]:
+    """From each daemon's AT traffic (-vv): how its modems' answers (+CMGS) come. At a fixed
+    latency the modems that started together stay in step, so a daemon gets one burst of answers
+    a second, and whoever answers late in it waits for the others' next markers: the burst's
+    width in the first and last rounds (ms), and, for the modem whose gaps added up most, that
+    sum (ms, against the daemon's mean) and its median rank in the bursts (1 = answered first)."""
+    found = []
+    for path in log_paths:
+        answers: list[tuple[float, str]] = []
+        pdus: dict[str, list[float]] = {}
+        for at, modem, way, what in at_traffic(path):
+            if way == "<<" and what.startswith("+CMGS:"):
+                answers.append((at, modem))
+            elif way == ">>" and what.endswith("<Ctrl-Z>"):
+                pdus.setdefault(modem, []).append(at)
+        if not answers or not pdus:
+            continue
+        answers.sort()
+        bursts = [[answers[0]]]
+        for answer in answers[1:]:
+            if answer[0] - bursts[-1][-1][0] > BURST_BREAK:
+                bursts.append([])
+            bursts[-1].append(answer)
+        gaps = {m: (t[-1] - t[0]) - latency * (len(t) - 1) for m, t in pdus.items()}
+        worst = max(gaps, key=gaps.__getitem__)
+        ranks = sorted([m for _, m in burst].index(worst) + 1
+                       for burst in bursts if any(m == worst for _, m in burst))
+        found.append({"bursts": len(bursts),
+                      "first_width_ms": 1000 * (bursts[0][-1][0] - bursts[0][0][0]),
+                      "last_width_ms": 1000 * (bursts[-1][-1][0] - bursts[-1][0][0]),
+                      "size": max(len(b) for b in bursts),
+                      "worst_gaps_ms": 1000 * gaps[worst],
+                      "mean_gaps_ms": 1000 * sum(gaps.values()) / len(gaps),
+                      "worst_rank": ranks[len(ranks) // 2] if ranks else 0})
+    return found
 
 
 def main() -> None:
@@ -515,6 +564,14 @@ def main() -> None:
                           f" prompt {r.get('prompt_ms', 0):.1f} ms, prompt to PDU (the part"
                           f" marker) {r.get('marker_ms', 0):.1f} ms; the rest (port, the"
                           f" simulator's timer) {rest:.1f} ms")
+                    for d, b in enumerate(r.get("bursts", [])):
+                        print(f"  daemon {d}'s answers: {b['bursts']} bursts of up to"
+                              f" {b['size']} (at the fixed latency its modems stay in step),"
+                              f" {b['first_width_ms']:.0f} ms wide at first,"
+                              f" {b['last_width_ms']:.0f} ms at the end; the"
+                              f" modem whose gaps added up most ({b['worst_gaps_ms']:.0f} ms, mean"
+                              f" {b['mean_gaps_ms']:.0f}) answered {b['worst_rank']}. of"
+                              f" {b['size']} in its bursts (median)")
 
 if __name__ == "__main__":
     main()

@@ -158,6 +158,7 @@ class Daemon(ModemTaskMixin):
                     tasks.create_task(self._housekeeping(inbound), name="housekeeping")
                     tasks.create_task(self._checkpoints(), name="checkpoints")
                     tasks.create_task(self._heartbeat(), name="heartbeat")
+                    tasks.create_task(self._watchdog(), name="watchdog")
                     slow = SlowSpoolWatch((lane, inbound_lane, self.books), self.spool.where,
                                           self.config.slow_spool_after)
                     tasks.create_task(slow.run(self._stop), name="slow-spool")
@@ -303,14 +304,23 @@ class Daemon(ModemTaskMixin):
         self.spool.beat(self.owner, host=self.host, pid=self.pid, started_at=self.started_at)
 
     async def _heartbeat(self) -> None:
-        """Tell `status` (and systemd's watchdog) that the loop turns: a heartbeat every few seconds."""
-        every = min(self.beat_every, watchdog_interval() or self.beat_every)
+        """Tell `status` and the other daemons that this one lives: a heartbeat every few seconds."""
         while not self._stop.is_set():
             try:
                 await self.books.run(self._beat)
             except Exception as exc:  # a busy database: the next one will do
                 log_failure(log, "could not write the heartbeat", exc)
-            notify("WATCHDOG=1")  # systemd's watchdog: the loop turns
+            await self._sleep(self.beat_every)
+
+    async def _watchdog(self) -> None:
+        """Tell systemd's watchdog that the loop turns, whatever the database does: a commit
+        that waits (a synchronous standby gone) is said by the slow-spool watch, and a restart
+        by systemd would only leave the parts in flight ambiguous and wait again."""
+        every = watchdog_interval()
+        if every is None:
+            return
+        while not self._stop.is_set():
+            notify("WATCHDOG=1")
             await self._sleep(every)
 
     async def _recurring_jobs(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -63,24 +64,40 @@ def test_the_unit_passes_systemd_analyze_verify_and_is_hardened(tmp_path):
     assert "systemctl enable --now modempool" in installed.stdout
 
 
-async def test_notify_ready_watchdog_and_a_graceful_stop_within_timeout_stop_sec(tmp_path):
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    listener.bind(str(tmp_path / "notify.sock"))
-    listener.setblocking(False)
-    received: list[str] = []
+class NotifySocket:
+    """The socket systemd would hold for a Type=notify unit: what the daemon sent, line by line."""
 
-    async def collect() -> None:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.received: list[str] = []
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(path))
+        self._socket.setblocking(False)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> NotifySocket:
+        self._task = asyncio.create_task(self._collect())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._task.cancel()
+        self._socket.close()
+
+    async def _collect(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            data = await loop.sock_recv(listener, 4096)
-            received.extend(data.decode().splitlines())
+            data = await loop.sock_recv(self._socket, 4096)
+            self.received.extend(data.decode().splitlines())
 
-    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=2) as bank:
+
+async def test_notify_ready_watchdog_and_a_graceful_stop_within_timeout_stop_sec(tmp_path):
+    async with (SimulatedBank(modems=1, directory=tmp_path / "bank", seed=2) as bank,
+                NotifySocket(tmp_path / "notify.sock") as sock):
+        received = sock.received
         config = write_config(tmp_path / "pool.toml", bank.devices)
         stop_timeout = int(re.search(r"TimeoutStopSec=(\d+)", systemd.unit(
             systemd.settings_for(load_config(config)))).group(1))
-        collector = asyncio.create_task(collect())
-        daemon = await DaemonProcess(config, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock"),
+        daemon = await DaemonProcess(config, env={"NOTIFY_SOCKET": str(sock.path),
                                                   "WATCHDOG_USEC": "2000000"}).start()
         await eventually(lambda: "READY=1" in received, what="READY=1")
         assert any(line.startswith("STATUS=pool ready: 1 of 1") for line in received)
@@ -95,5 +112,26 @@ async def test_notify_ready_watchdog_and_a_graceful_stop_within_timeout_stop_sec
         assert spool.get(message.id).state.value in ("sent", "delivered")
         assert [m["text"] for m in network_messages(bank)] == ["在途的短信"]
         await eventually(lambda: "STOPPING=1" in received, what="STOPPING=1")
-        collector.cancel()
-    listener.close()
+
+
+async def test_the_watchdog_is_told_the_loop_turns_while_the_database_does_not_answer(tmp_path):
+    """A commit that waits (here another writer holds the spool's lock; on PostgreSQL a
+    synchronous standby gone) stops the heartbeat, not the pings: systemd must not kill and
+    restart a daemon whose modems wait for the database, leaving their parts in flight
+    ambiguous."""
+    async with (SimulatedBank(modems=1, directory=tmp_path / "bank", seed=3) as bank,
+                NotifySocket(tmp_path / "notify.sock") as sock):
+        config = write_config(tmp_path / "pool.toml", bank.devices)
+        daemon = await DaemonProcess(config, env={"NOTIFY_SOCKET": str(sock.path),
+                                                  "WATCHDOG_USEC": "1000000"}).start()
+        await eventually(lambda: "READY=1" in sock.received, what="READY=1")
+        writer = sqlite3.connect(tmp_path / "spool.db", timeout=60, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")                       # the daemon's writes wait
+        beats = writer.execute("SELECT owner, heartbeat_at FROM daemons").fetchall()
+        pings = sock.received.count("WATCHDOG=1")
+        await eventually(lambda: sock.received.count("WATCHDOG=1") >= pings + 4,
+                         what="watchdog pings while the spool's lock is held")
+        assert writer.execute("SELECT owner, heartbeat_at FROM daemons").fetchall() == beats
+        writer.execute("ROLLBACK")
+        writer.close()
+        assert await daemon.stop() == 0

@@ -2,10 +2,11 @@
 once it answers: a received SMS or report shown without a storage index (`held_inbound.py`),
 the operator hooks of an SMS stored just before the database went (`inbound.py`).
 
-A `Backlog` keeps its items in memory, in the order they came, and one task works through them:
-an item whose work fails because the database cannot answer now, or refuses the role a right
-until an operator runs the GRANT (`database_failed`), is tried again after 1 s, then 2, 4, at
-most every 5 s; one that fails otherwise (a bug) is logged with its
+A `Backlog` keeps its items in memory, in the order they came, and one task works through them.
+An item comes here because its work has just failed, so the task first waits 1 s before it
+tries again; an item whose work fails again because the database cannot answer now, or refuses
+the role a right until an operator runs the GRANT (`database_failed`), is tried again after
+2 s, then 4, at most every 5 s; one that fails otherwise (a bug) is logged with its
 traceback and dropped. At the daemon's stop the backoff is cut short and what waits is tried
 once more (`CLOSE_WITHIN` seconds in all); what is still waiting then, or what comes past the
 backlog's limit, goes to its `dropped` callback, which logs it in one line for a person to
@@ -58,6 +59,8 @@ class Backlog:
     async def _work_all(self) -> None:
         delay = WAIT_FIRST
         done = 0
+        await self._pause(delay)   # what was added has just failed: give the database a moment
+        delay = min(delay * 2, WAIT_MAX)
         while self.waiting:
             last_try = self.closing.is_set()   # this attempt began after the stop was asked
             try:
@@ -70,10 +73,7 @@ class Backlog:
                 self.tries_failed += 1
                 if last_try:   # still away at the stop: close() drops the rest, in order
                     break
-                # a backoff that the stop cuts short (no synchronisation: nothing to await)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self.closing.wait()
+                await self._pause(delay)
                 delay = min(delay * 2, WAIT_MAX)
                 continue
             self.waiting.popleft()
@@ -81,6 +81,12 @@ class Backlog:
             delay, self.tries_failed = WAIT_FIRST, 0
         if done:
             self.log.info("the database answers again: " + self.done_line, done)
+
+    async def _pause(self, delay: float) -> None:
+        """A backoff that the stop cuts short (no synchronisation: nothing to await)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self.closing.wait()
 
     async def close(self) -> None:
         """The daemon stops: what waits is tried once more, within CLOSE_WITHIN seconds in

@@ -21,9 +21,10 @@ daemon's stop are logged, one line each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -136,16 +137,24 @@ class InboundStore:
 
         The lane has several threads, so one sender's messages (two SIMs, a second apart)
         take turns, in the order they were stored: a 退订 is recorded before the next
-        message from that sender is answered."""
-        if self.hooks_waiting.waiting:   # behind those the database went away under
-            self.hooks_waiting.add((inbound, list(self.handlers)))
-            return
-        sender = str(getattr(inbound, "sender", "") or "")
+        message from that sender is answered. Whether hooks wait for the database is
+        checked within the turn, and the waiting ones take the turn too: a message that
+        waited for the turn while the one before it failed goes behind it."""
+        async with self._turn(inbound):
+            if self.hooks_waiting.waiting:   # behind those the database went away under
+                self.hooks_waiting.add((inbound, list(self.handlers)))
+                return
+            await self._call_handlers(inbound)
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, inbound: Any) -> AsyncIterator[None]:
+        """The sender's turn at the hooks, kept while anyone waits for it."""
+        sender = str(field_of(inbound, "sender", "") or "")
         turn, waiting = self._turns.get(sender) or (asyncio.Lock(), 0)
         self._turns[sender] = (turn, waiting + 1)
         try:
             async with turn:
-                await self._call_handlers(inbound)
+                yield
         finally:
             turn, waiting = self._turns[sender]
             if waiting == 1:
@@ -171,17 +180,18 @@ class InboundStore:
             await result
 
     async def _call_waiting(self, item: tuple[Any, list[Callable[..., Any]]]) -> None:
-        """The hooks of a message that waited, from the first not yet run; one that fails
-        with the database away again is where the next try starts."""
+        """The hooks of a message that waited, from the first not yet run, in its sender's
+        turn; one that fails with the database away again is where the next try starts."""
         inbound, handlers = item
-        while handlers:
-            try:
-                await self._call(handlers[0], inbound)
-            except Exception as exc:
-                if database_failed(exc):
-                    raise
-                _failed(handlers[0], inbound, exc)
-            handlers.pop(0)
+        async with self._turn(inbound):
+            while handlers:
+                try:
+                    await self._call(handlers[0], inbound)
+                except Exception as exc:
+                    if database_failed(exc):
+                        raise
+                    _failed(handlers[0], inbound, exc)
+                handlers.pop(0)
 
     @staticmethod
     def _hooks_lost(item: tuple[Any, list[Callable[..., Any]]], why: str) -> None:

@@ -98,7 +98,8 @@ async def test_at_the_stop_each_held_report_still_unstored_is_logged_once_even_i
     for report in reports:
         held.hold(report)
     closing = asyncio.create_task(held.close())
-    await eventually(lambda: held.backlog.closing.is_set(), what="the stop begun")
+    while not held.backlog.closing.is_set():   # one step of the loop: the stop has begun
+        await asyncio.sleep(0)
     closing.cancel()   # the daemon's task group cancels the stop itself
     with pytest.raises(asyncio.CancelledError):
         await closing

@@ -6,7 +6,9 @@ another connection holds (the `locked_spool` fixture), then lets go."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.requests import RequestDesk
@@ -77,3 +79,44 @@ async def test_a_requests_answer_the_database_could_not_take_is_written_once_it_
     assert "SIM m1 is starting" in spool.requests.get(request_id)["error"]
     await desk.unwritten.close()
     assert "was not written" not in caplog.text
+
+
+async def test_a_senders_next_sms_waits_behind_hooks_that_failed_for_a_moment(tmp_path):
+    """SMS A's hooks fail for a moment (a lock timeout, say) while B, from the same sender,
+    waits for its turn: B goes behind A, whose retry takes the sender's turn, so the 退订 is
+    recorded before the 'hi' is answered (it was the other way round: B ran at once)."""
+    from modempool.dispatch.spool_lane import SpoolLane
+    from modempool.spool import Spool
+    from modempool.spool.unavailable import SpoolUnavailable
+
+    spool = Spool(str(tmp_path / "spool.db"))
+    done: list[str] = []
+    calls: list[int] = []
+    a_running, a_fails, a_retry_goes = (threading.Event() for _ in range(3))
+
+    def optout_then_reply(_spool, message, _config):
+        calls.append(message["id"])
+        if message["id"] == 1 and calls.count(1) == 1:
+            a_running.set()
+            a_fails.wait()
+            raise SpoolUnavailable("a lock was not granted in time", 1, "lock timeout")
+        if message["id"] == 1:
+            a_retry_goes.wait()   # A's retry held up (a slow round trip) until B has shown where it went
+        done.append(message["text"])
+
+    store = InboundStore(spool, None, handlers=[optout_then_reply], lane=SpoolLane(threads=2))
+    sender = "+8613912345678"
+    a = asyncio.create_task(store.run_hooks({"id": 1, "sender": sender, "text": "退订"}))
+    await eventually(a_running.is_set, what="A's hook running")
+    b = asyncio.create_task(store.run_hooks({"id": 2, "sender": sender, "text": "hi"}))
+    await eventually(lambda: [w for _, w in store._turns.values()] == [2],
+                     what="B waiting for the turn")
+    a_fails.set()
+    await asyncio.gather(a, b)
+    # B has either run (the old way) or gone behind A; either way A's retry may go on now
+    await eventually(lambda: done or len(store.hooks_waiting.waiting) == 2, what="B placed")
+    a_retry_goes.set()
+    await eventually(lambda: len(done) == 2, what="both SMS' hooks run")
+    await store.close()
+    spool.close()
+    assert done == ["退订", "hi"] and calls == [1, 1, 2]

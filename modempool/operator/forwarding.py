@@ -233,7 +233,7 @@ def make_forward_handler(config: Config,
     daemon's inbound lane: its threads on a database server, drained at shutdown)."""
     settings = config.forward
     run = run_spool_work or _at_once
-    resumed: dict[str, object] = {}   # set once the first message resumed the unfinished
+    resumed: dict[str, object] = {}   # set once a message has read the unfinished to resume
     limit: list[asyncio.Semaphore] = []
 
     def handle_forward(spool: Any, message: Any,
@@ -265,8 +265,14 @@ def make_forward_handler(config: Config,
         mine = object()  # one check-and-set, also with two lane threads at once
         if resumed.setdefault("first", mine) is mine:
             # first message in this process: finish what a crash interrupted
-            payloads += [message_json(spool, row) for row in _unfinished(spool, settings.command)
-                         if row["id"] != payload["id"]]
+            try:
+                payloads += [message_json(spool, row)
+                             for row in _unfinished(spool, settings.command)
+                             if row["id"] != payload["id"]]
+            except SpoolFailure as exc:
+                del resumed["first"]   # not read: the next message tries again
+                log_failure(log, "could not read the run_on_receive commands a stop cut short; "
+                            "the next message tries again", exc)
         return _start(spool, payloads)
 
     async def _start(spool: Any, payloads: list[dict[str, Any]]) -> list[asyncio.Task]:

@@ -188,3 +188,48 @@ async def test_a_report_held_for_a_missing_right_is_stored_once_granted(pg_clust
         assert [r[0] for r in spool.rows(
             "SELECT message_reference FROM delivery_reports ORDER BY id")] == [7, 8]
     assert "dropped" not in caplog.text
+
+
+async def test_forwards_a_stop_cut_short_are_resumed_by_a_later_message_if_the_first_read_failed(
+        tmp_path, pg_cluster, caplog):
+    """The first message after a restart reads the forward commands a stop cut short; if that
+    read fails (here: a right missing until the GRANT), a later message reads them again."""
+    import asyncio
+    import json
+    import shlex
+    import sys
+
+    from modempool.operator.forwarding import drain, make_forward_handler
+
+    out = tmp_path / "seen.txt"
+    script = tmp_path / "hook.py"
+    script.write_text("import json, sys\n"
+                      f"open({str(out)!r}, 'a', encoding='utf-8')"
+                      ".write(json.load(sys.stdin)['text'] + '\\n')\n")
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+    owner, weak, role = role_without(pg_cluster, "SELECT", "forward_log")
+    with Spool(owner) as spool:   # the last daemon's run: its command for this SMS failed
+        before = spool.store_inbound("13800138000", "before the stop", sim="m1")
+        spool.db.execute("INSERT INTO forward_log (inbound_id, target, attempt, outcome, "
+                         "created_at) VALUES (?, ?, 1, 'failed', 'x')", [before.id, command])
+    path = tmp_path / "modempool.toml"
+    path.write_text(f"[spool]\nurl = {weak!r}\n[forward]\ncommand = {json.dumps(command)}\n",
+                    "utf-8")
+    config = load_config(path)
+    handle = make_forward_handler(config)   # a new daemon process
+    with config.open_spool() as spool, caplog.at_level(logging.INFO, logger="modempool"):
+        first = await handle(spool, spool.store_inbound("13900139000", "first", sim="m1"))
+        assert len(first) == 1
+        assert "could not read the run_on_receive commands a stop cut short" in caplog.text
+        with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
+            conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {owner.rsplit('%3D', 1)[1]} "
+                         f"TO {role}")
+        assert await first[0]   # its outcome recorded once the right is there
+        second = await handle(spool, spool.store_inbound("13900139000", "second", sim="m1"))
+        assert len(second) == 2 and all(await asyncio.gather(*second))
+        third = await handle(spool, spool.store_inbound("13900139000", "third", sim="m1"))
+        assert len(third) == 1 and await third[0]
+        await drain(timeout=30)
+    assert sorted(out.read_text("utf-8").splitlines()) == ["before the stop", "first", "second",
+                                                          "third"]
+    assert "Traceback" not in caplog.text

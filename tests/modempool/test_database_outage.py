@@ -11,9 +11,11 @@ import collections
 import re
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from modempool.spool import Spool
+from modempool.spool.postgres_engine import _KEY_LOCKS
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import DaemonProcess, drained, eventually, kill_leftovers
 from tests.pg_cluster import throwaway_cluster
@@ -36,6 +38,8 @@ def cluster():
 
 
 FORWARD_TO = "+8613900139000"
+#: The sender of the SMS stored just before the database stops (its hooks wait in memory).
+BEFORE_STOP = "+8613912345699"
 #: What runs on each received SMS: an auto-reply, a forward to a number and to a command.
 HOOKS = ["[[autoreply]]", 'keywords = ["hi"]', 'reply = "hello back"', "",
          "[forward]", f'to = ["{FORWARD_TO}"]', 'command = "cat"', "retry_delay = 1", ""]
@@ -127,7 +131,8 @@ async def test_a_part_whose_marker_cannot_be_committed_waits_unsent_then_goes_ou
 async def test_two_daemons_wait_out_ten_seconds_without_the_database(tmp_path, cluster):
     """Two daemons on two banks share the cluster; it stops for 10 s while long and short
     messages are on the air and their reports (2 s after each part) arrive while it is away,
-    SMS come in (each answered, forwarded to a number and to a command) and a USSD request
+    SMS come in (each answered, forwarded to a number and to a command; one stored just before
+    the stop, its hooks cut short by it, waits in the daemon's memory) and a USSD request
     waits. Then: nothing failed, nothing is ambiguous whose parts never left, every report the
     network handed to a modem is applied (no message left `sent` whose every part the network
     reported delivered), every SMS that came in is stored and its hooks ran, the request is
@@ -152,7 +157,16 @@ async def test_two_daemons_wait_out_ten_seconds_without_the_database(tmp_path, c
                          what="both banks sending")
         with Spool(url) as spool:
             request = spool.requests.add("a1", "ussd", "*100#")  # taken now or after the outage
+        # One SMS stored just before the stop whose hooks the stop cuts short: they wait for
+        # the database in the daemon's memory (its Backlog), not on the SIM. Its sender's lock
+        # is held here, so its auto-reply is still waiting when the cluster stops.
+        holder = psycopg.connect(url, autocommit=True)
+        holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))",
+                       (_KEY_LOCKS, f"sender:{BEFORE_STOP}"))
+        await bank_a.inject(to="m2", sender=BEFORE_STOP, text="hi before the stop")
+        await daemons[0].wait_for_log(f"SMS from {BEFORE_STOP} stored")
         cluster.stop()
+        holder.close()
         at_stop = sum(len(_parts(b)) for b in banks)
         senders = [f"+86139123456{i:02d}" for i in range(4)]
         for i, sender in enumerate(senders):  # kept on the SIM: stored once it is back
@@ -170,8 +184,8 @@ async def test_two_daemons_wait_out_ten_seconds_without_the_database(tmp_path, c
                         and (r["sender"], "hello back") in queued
                         and (FORWARD_TO, r["text"]) in queued]
 
-            await eventually(lambda: sorted(hooked()) == senders, progress=hooked,
-                             what="every SMS stored, answered and forwarded")
+            await eventually(lambda: sorted(hooked()) == sorted([*senders, BEFORE_STOP]),
+                             progress=hooked, what="every SMS stored, answered and forwarded")
             await eventually(lambda: spool.requests.get(request)["state"] != "running",
                              what="the USSD request answered")
             assert spool.requests.get(request)["state"] == "done", spool.requests.get(request)
@@ -184,6 +198,7 @@ async def test_two_daemons_wait_out_ten_seconds_without_the_database(tmp_path, c
                              progress=lambda: [m.id for m in _unapplied(spool.list(), banks)],
                              what="every report that arrived applied")
             messages = spool.list()
+            assert [m.text for m in messages if m.to == BEFORE_STOP] == ["hello back"]  # once
             for daemon in daemons:
                 assert await daemon.stop() == 0
             counts = spool.counts()
@@ -200,6 +215,9 @@ async def test_two_daemons_wait_out_ten_seconds_without_the_database(tmp_path, c
     assert len(by_key) == len(messages)  # nothing on the network the spool does not know
     assert "held in memory" in "".join(d.output() for d in daemons), \
         "no report arrived while the database was away: the test proved nothing"
+    assert "the hooks of a stored SMS wait for the database" in daemons[0].output(), \
+        "no SMS's hooks waited in memory: the test proved nothing about them"
+    assert sum(e["to"] == BEFORE_STOP for e in _parts(bank_a) + _parts(bank_b)) == 1
     assert counts["failed"] == 0
     for daemon in daemons:  # an outage is no bug: one line per failure, no traceback
         assert "unexpected error" not in daemon.output(), daemon.output()

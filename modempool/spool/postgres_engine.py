@@ -33,7 +33,7 @@ from modempool.spool.postgres_counts import (ACCOUNT_COUNTS, COUNT_FUNCTIONS,
                                              KeptCounts)
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 from modempool.spool.server_watch import RECONNECT_GIVE_UP, ServerWatch
-from modempool.spool.unavailable import outcome_unknown
+from modempool.spool.unavailable import SpoolUnavailable, outcome_unknown
 
 log = logging.getLogger("modempool.spool")
 
@@ -87,6 +87,13 @@ LOCKS_FIRST: dict[int, Sequence[str]] = {12: STEP_12_LOCKS}
 
 #: A pooled connection unused for longer than this is checked before it is handed out.
 IDLE_CHECK_AFTER = 2.0
+#: A connection refused as one too many (53300) says the server is there. libpq gives a
+#: refused connection no SQLSTATE, only the server's words, so these are looked for (a server
+#: that speaks another language falls back to the probe's pooled connection).
+TOO_MANY_CONNECTIONS = ("too many connections", "too many clients",
+                        "connection slots are reserved")
+#: How long the server watch's probe waits for an idle pooled connection (seconds).
+PROBE_POOL_WAIT = 1.0
 
 _NAMED = re.compile(r"(?<!:):([A-Za-z_]\w*)")
 
@@ -298,7 +305,7 @@ class PostgresEngine(Engine):
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
         try:
             import psycopg
-            from psycopg_pool import ConnectionPool
+            from psycopg_pool import ConnectionPool, PoolTimeout
         except ImportError as exc:  # pragma: no cover - a dependency of the package
             raise SpoolUnreachable(f"PostgreSQL spool needs psycopg 3: {exc}") from None
         self.url = url
@@ -334,6 +341,9 @@ class PostgresEngine(Engine):
             name="modempool-spool", reconnect_timeout=RECONNECT_GIVE_UP)
         self.pool.open(wait=True, timeout=connect_timeout)
         self.server = ServerWatch(self.where, self._probe)
+        self._pool_timeout = PoolTimeout
+        self._lent = 0   # connections out of the pool (`_lending`)
+        self._lent_lock = threading.Lock()
         self.counts = KeptCounts(self)
 
     @staticmethod
@@ -349,20 +359,53 @@ class PostgresEngine(Engine):
         transaction finds the connection away)."""
         self.server.check()   # away: fail now, not after the pool's timeout
         try:
-            with self.pool.connection() as raw:
+            with self.pool.connection() as raw, self._lending():
                 try:
                     yield raw
                 except self._psycopg.errors.InsufficientPrivilege as exc:   # DDL's GRANT
                     raise forbidden(exc, raw.info.user, self.schema) from None
                 finally:
                     self._idle_since[raw] = time.monotonic()
+        except self._pool_timeout as exc:
+            if self._lent:   # every connection out, and none more given: busy, not gone
+                raise SpoolUnavailable(
+                    f"all {self.pool.max_size} of this process's database connections are "
+                    "in use", 1, str(exc)) from None
+            self.server.failed(exc)   # none out, and none made in time: the server is gone
+            raise
         except Exception as exc:
             self.server.failed(exc)
             raise
 
+    @contextmanager
+    def _lending(self) -> Iterator[None]:
+        """Count the pooled connections out (a pool's timeout with some out means busy)."""
+        with self._lent_lock:
+            self._lent += 1
+        try:
+            yield
+        finally:
+            with self._lent_lock:
+                self._lent -= 1
+
     def _probe(self) -> None:
-        """One fresh connection, opened and closed (the server watch's probe)."""
-        self._psycopg.connect(self.url, connect_timeout=5, autocommit=True).close()
+        """Raise unless the server answers (the server watch's probe): a fresh connection,
+        opened and closed; refused as one too many (53300), the server is there all the same.
+        Failing that, an idle pooled connection answering `SELECT 1` (new connections refused,
+        for example by pg_hba or a role's limit, while the pool's own still work)."""
+        try:
+            self._psycopg.connect(self.url, connect_timeout=5, autocommit=True).close()
+        except self._psycopg.Error as exc:
+            if exc.sqlstate == "53300" or any(words in str(exc)
+                                              for words in TOO_MANY_CONNECTIONS):
+                return
+            if self.pool.get_stats().get("pool_available", 0) == 0:
+                raise
+            try:
+                with self.pool.connection(timeout=PROBE_POOL_WAIT) as raw:
+                    raw.execute("SELECT 1")
+            except Exception:
+                raise exc from None
 
     def _check(self, raw: Any) -> None:
         """A connection idle for a while is tried before use (the server may have restarted);

@@ -3,10 +3,14 @@
 Without it every call during an outage waits the pool's timeout (10 s) for a connection before
 it fails: a CLI `send` or an HTTP POST gets its "try again" (503) only after 10 s, and each of a
 daemon's tasks stalls as long at every try. So the first call that finds the server gone (a
-connection refused or lost, the server shutting down, the pool's timeout) marks it away;
-calls meanwhile fail at once with `SpoolUnavailable` (no connection was taken, so nothing was
-sent); one probe, in a thread of its own, opens a fresh connection at once and then every
-`PROBE_EVERY` seconds, and the first that succeeds marks the server back. The engine logs the
+connection refused or lost, the server shutting down, the pool's timeout while none of its
+connections is out) marks it away; a pool's timeout while some are out says the pool is busy,
+not that the server is gone, and marks nothing (the engine's call fails alone, with its own
+"try again"). Calls meanwhile fail at once with `SpoolUnavailable` (no connection was taken,
+so nothing was sent); one probe, in a thread of its own, asks the engine whether the server
+answers at once and then every `PROBE_EVERY` seconds (a fresh connection; refused as one too
+many, the server is there; else an idle pooled connection answering), and the first that
+succeeds marks the server back. The engine logs the
 outage when it begins (with the reason), once a minute while it lasts, and when it ends (with
 how long it lasted).
 
@@ -64,7 +68,7 @@ def server_gone(exc: BaseException) -> bool:
 
 class ServerWatch:
     """One engine's view of its server: `check()` before a call, `failed(exc)` after one
-    failed; `connect()` (given) opens and closes a connection or raises."""
+    failed; `connect()` (given) returns when the server answers, else raises."""
 
     def __init__(self, where: str, connect: Callable[[], None]) -> None:
         self.where = where

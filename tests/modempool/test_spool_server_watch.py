@@ -7,10 +7,16 @@ benchmarks/bench_outage.py, not asserted here.)"""
 from __future__ import annotations
 
 import logging
+import threading
+from datetime import UTC, datetime
+from urllib.parse import unquote
 
+import psycopg
 import pytest
 
 from modempool.spool import Spool
+from modempool.spool.daemons import Daemons
+from modempool.spool.postgres_engine import PostgresEngine
 from modempool.spool.unavailable import SpoolUnavailable, unavailable
 from tests.modempool.daemon_harness import eventually
 from tests.pg_cluster import throwaway_cluster
@@ -49,3 +55,107 @@ async def test_calls_fail_at_once_while_the_server_is_away_and_work_again_when_i
     assert sum("cannot be reached" in line for line in lines) == 1, lines
     assert sum("answers again, after" in line for line in lines) == 1, lines
     assert "Traceback" not in caplog.text
+
+
+def _other_thread(call):
+    """What `call()` raised in a thread of its own (None: it answered)."""
+    result: list[BaseException | None] = [None]
+
+    def run() -> None:
+        try:
+            call()
+        except Exception as exc:
+            result[0] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def test_a_pool_busy_to_its_last_connection_fails_one_call_and_leaves_the_server_there(
+        pg_cluster):
+    """A pool of one connection, held by a long transaction: a call in another thread waits
+    the pool's timeout and is told to try again, but the server (healthy all along) is not
+    marked away, so calls after the long one answer."""
+    engine = PostgresEngine(pg_cluster.new_schema(), pool_size=1, connect_timeout=1.0)
+    try:
+        with engine.connection() as held:
+            busy = _other_thread(lambda: engine.rows("SELECT 1"))
+            assert isinstance(busy, SpoolUnavailable), busy
+            assert "connections are in use" in str(busy) and busy.retry_after == 1
+            assert engine.server.away is None
+            held.execute("SELECT 1")
+        assert _other_thread(lambda: engine.rows("SELECT 1")) is None
+        assert engine.server.away is None
+    finally:
+        engine.close()
+
+
+def _limited_role(cluster, limit: int) -> tuple[str, str]:
+    """A role of its own (at most `limit` connections) owning a fresh schema: (role, URL)."""
+    url = cluster.new_schema()
+    schema = unquote(url).rsplit("search_path=", 1)[1]
+    role = f"r_{schema}"
+    with psycopg.connect(cluster.url(), autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT {limit}")
+        admin.execute(f"ALTER SCHEMA {schema} OWNER TO {role}")
+    return role, url.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+
+
+def _gone() -> psycopg.OperationalError:
+    """A real "cannot connect" error (no server at that socket) to tell the watch."""
+    try:
+        psycopg.connect("postgresql://postgres@/postgres?host=/nonexistent-modempool-dir",
+                        connect_timeout=1)
+    except psycopg.OperationalError as exc:
+        return exc
+    raise AssertionError("a connection to nowhere succeeded")
+
+
+async def test_new_connections_refused_as_too_many_the_server_is_there_and_heartbeats_go_on(
+        pg_cluster):
+    """The role's connection slots all taken by other clients (53300 to any new one) while the
+    server is marked away: the probe takes "too many connections" for "the server is there",
+    so the box's heartbeats go on (its leases are not taken by other boxes)."""
+    role, url = _limited_role(pg_cluster, 3)
+    engine = PostgresEngine(url, pool_size=1, connect_timeout=1.0)
+    others = []
+    try:
+        with engine.connection():   # the pool's only one out: the probe must not need it
+            while True:   # the role's other slots, taken by others (until one is refused)
+                try:
+                    others.append(psycopg.connect(url, autocommit=True))
+                except psycopg.OperationalError as refused:
+                    assert "too many connections" in str(refused)
+                    break
+            engine.server.failed(_gone())
+            assert engine.server.away is not None
+            await eventually(lambda: engine.server.away is None,
+                             what="the probe taking 53300 for a server that is there")
+        Daemons(engine).beat("box-a", host="a", pid=1, started_at=datetime.now(UTC))
+        assert [row["owner"] for row in Daemons(engine)()] == ["box-a"]
+    finally:
+        for other in others:
+            other.close()
+        engine.close()
+
+
+async def test_new_connections_refused_the_pools_own_answering_says_the_server_is_there(
+        pg_cluster):
+    """New connections refused for another reason (the role may no longer log in) while the
+    pool's own still work: the probe's idle pooled connection answering `SELECT 1` marks the
+    server back."""
+    role, url = _limited_role(pg_cluster, -1)
+    engine = PostgresEngine(url, pool_size=1, connect_timeout=1.0)
+    try:
+        with psycopg.connect(pg_cluster.url(), autocommit=True) as admin:
+            admin.execute(f"ALTER ROLE {role} NOLOGIN")
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(url, connect_timeout=1).close()
+        engine.server.failed(_gone())
+        await eventually(lambda: engine.server.away is None,
+                         what="the probe finding the pool's connection answering")
+        assert engine.rows("SELECT 1 AS one")[0]["one"] == 1
+    finally:
+        engine.close()

@@ -334,10 +334,11 @@ class PostgresEngine(Engine):
                 f"cannot prepare the spool at {self.where}: {_reason(exc, url)}") from None
         finally:
             first.close()
-        # reconnect_timeout: see server_watch.py (the pool's doubling waits kept short)
+        # reconnect_timeout: see server_watch.py (the pool's doubling waits kept short); no
+        # `check` callback: `_pooled` tries idle connections itself
         self.pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout,
-            kwargs={"autocommit": True}, configure=self._configure, check=self._check,
+            kwargs={"autocommit": True}, configure=self._configure,
             name="modempool-spool", reconnect_timeout=RECONNECT_GIVE_UP)
         self.pool.open(wait=True, timeout=connect_timeout)
         self.server = ServerWatch(self.where, self._probe)
@@ -353,19 +354,21 @@ class PostgresEngine(Engine):
     @contextmanager
     def connection(self) -> Iterator[Any]:
         """A pooled connection for the block; when it goes back, the time is noted for
-        `_check`. Noted here, not by the pool's `reset` callback: with one, the pool hands
+        `_pooled`. Noted here, not by the pool's `reset` callback: with one, the pool hands
         every returned connection to its worker thread, which puts it back only once that
         thread has had its turn (a thread switch per transaction, and meanwhile the next
         transaction finds the connection away)."""
         self.server.check()   # away: fail now, not after the pool's timeout
         try:
-            with self.pool.connection() as raw, self._lending():
-                try:
+            raw = self._pooled()
+            try:
+                with self._lending(), raw:   # as the pool's `connection()`: commit or roll back
                     yield raw
-                except self._psycopg.errors.InsufficientPrivilege as exc:   # DDL's GRANT
-                    raise forbidden(exc, raw.info.user, self.schema) from None
-                finally:
-                    self._idle_since[raw] = time.monotonic()
+            except self._psycopg.errors.InsufficientPrivilege as exc:   # DDL's GRANT
+                raise forbidden(exc, raw.info.user, self.schema) from None
+            finally:
+                self._idle_since[raw] = time.monotonic()
+                self.pool.putconn(raw)
         except self._pool_timeout as exc:
             if self._lent:   # every connection out, and none more given: busy, not gone
                 raise SpoolUnavailable(
@@ -376,6 +379,31 @@ class PostgresEngine(Engine):
         except Exception as exc:
             self.server.failed(exc)
             raise
+
+    def _pooled(self) -> Any:
+        """A connection from the pool. One idle for a while is tried first (the server may
+        have restarted, or gone, since); one in steady use is not, which saves a round trip
+        per transaction. A broken one goes back (the pool drops it) and the server is asked
+        at once (`_probe`): gone, its error is raised now, rather than after the pool's own
+        checks and reconnection attempts have waited its whole timeout (10 s); there (it
+        restarted), the pool's next connections are taken, each tried likewise."""
+        from psycopg_pool import ConnectionPool
+
+        probed = False
+        for _ in range(self.pool.max_size + 1):
+            raw = self.pool.getconn()
+            if time.monotonic() - self._idle_since.get(raw, 0.0) <= IDLE_CHECK_AFTER:
+                return raw
+            try:
+                ConnectionPool.check_connection(raw)
+                return raw
+            except self._psycopg.Error as exc:
+                self.pool.putconn(raw)
+                broken = exc
+            if not probed:
+                self._probe()
+                probed = True
+        raise broken
 
     @contextmanager
     def _lending(self) -> Iterator[None]:
@@ -406,14 +434,6 @@ class PostgresEngine(Engine):
                     raw.execute("SELECT 1")
             except Exception:
                 raise exc from None
-
-    def _check(self, raw: Any) -> None:
-        """A connection idle for a while is tried before use (the server may have restarted);
-        one in steady use is not, which saves a round trip per transaction."""
-        if time.monotonic() - self._idle_since.get(raw, 0.0) > IDLE_CHECK_AFTER:
-            from psycopg_pool import ConnectionPool
-
-            ConnectionPool.check_connection(raw)
 
     def _upgrade(self, raw: Any) -> None:
         """Bring the database to SCHEMA_VERSION in one transaction, one daemon at a time;

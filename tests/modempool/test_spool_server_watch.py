@@ -16,10 +16,11 @@ import pytest
 
 from modempool.spool import Spool
 from modempool.spool.daemons import Daemons
+from modempool.spool import postgres_engine
 from modempool.spool.postgres_engine import PostgresEngine
 from modempool.spool.unavailable import SpoolUnavailable, unavailable
 from tests.modempool.daemon_harness import eventually
-from tests.pg_cluster import throwaway_cluster
+from tests.pg_cluster import answering, throwaway_cluster
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -159,3 +160,29 @@ async def test_new_connections_refused_the_pools_own_answering_says_the_server_i
         assert engine.rows("SELECT 1 AS one")[0]["one"] == 1
     finally:
         engine.close()
+
+
+def test_an_idle_pooled_connection_broken_by_an_outage_fails_the_first_call_on_the_spot(
+        monkeypatch):
+    """Every pooled connection counts as idle (tried before use): a server restarted meanwhile
+    costs the broken connection only (the call takes a new one); a server gone fails the first
+    call with the refused connection's own error, not with the pool's timeout after its own
+    checks and reconnection attempts (10 s), and marks the server away."""
+    from psycopg_pool import PoolTimeout
+
+    monkeypatch.setattr(postgres_engine, "IDLE_CHECK_AFTER", -1.0)
+    with throwaway_cluster() as cluster, Spool(cluster.new_schema()) as spool:
+        spool.enqueue("+8613800138000", "before")
+        cluster.stop()
+        cluster.start()
+        spool.enqueue("+8613800138000", "after a restart")
+        assert spool.engine.server.away is None
+        cluster.stop()
+        with pytest.raises(Exception) as gone:
+            spool.enqueue("+8613800138000", "during")
+        assert not isinstance(gone.value, PoolTimeout), gone.value
+        assert unavailable(gone.value) is not None
+        assert spool.engine.server.away is not None
+        cluster.start()
+        answering(spool)
+        assert [m.text for m in spool.list()] == ["before", "after a restart"]

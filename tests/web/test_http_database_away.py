@@ -78,3 +78,59 @@ def test_the_database_away_is_a_503_with_retry_after_and_the_api_recovers(api, o
         assert kannel_send(anonymous, api.keys["shop"], "after, Kannel").status_code == 202
     with api.config.open_spool() as spool:
         assert sorted(m.text for m in spool.list()) == ["after", "after, Kannel", "before"]
+
+
+#: Ends the connection of the transaction that stores the message "lose me", or that closes a
+#: console session, when it commits: the server rolls it back, the client cannot know.
+LOSE_AT_COMMIT = """
+CREATE FUNCTION lose_connection() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER lose_sent AFTER INSERT ON messages DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (NEW.text = 'lose me') EXECUTE FUNCTION lose_connection();
+CREATE CONSTRAINT TRIGGER lose_logout AFTER DELETE ON console_sessions
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION lose_connection();
+"""
+
+
+def _answering(client) -> None:
+    """Wait until the console answers again (its server watch found the server back)."""
+    deadline = time.monotonic() + HANG
+    while client.get("/messages").status_code == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)   # the server watch's probe, in the server's process: nothing to await
+
+
+def test_the_console_says_a_lost_commit_may_have_been_stored_and_a_send_in_an_outage_is_a_503(
+        api, own_cluster):
+    import psycopg
+
+    from tests.web.test_console_http import _csrf, signed_in
+
+    shop = signed_in(api, "shop")
+    zh = {"Accept-Language": "zh-CN"}
+    with api.config.open_spool() as spool, psycopg.connect(spool.url, autocommit=True) as db:
+        db.execute(LOSE_AT_COMMIT)
+    form = shop.get("/send")
+    lost = shop.post("/send", data={"to": "13800138000", "text": "lose me",
+                                    "csrf": _csrf(form)}, headers=zh)
+    assert lost.status_code == 503 and int(lost.headers["retry-after"]) > 0
+    assert "它可能已经保存" in lost.text and "没有做任何更改" not in lost.text
+    assert 'href="/messages"' in lost.text   # to look, not "try again"
+    _answering(shop)
+    for language, unknown, unchanged in (("zh-CN", "它可能已经保存", "没有做任何更改"),
+                                         ("en", "it may have been stored", "Nothing was changed")):
+        page = shop.post("/logout", data={"csrf": _csrf(shop.get("/send"))},
+                         headers={"Accept-Language": language})
+        assert page.status_code == 503, page.text
+        assert unknown in page.text and unchanged not in page.text
+        assert 'href="/messages"' in page.text
+        _answering(shop)
+    form = shop.get("/send")
+    own_cluster.stop()
+    away = shop.post("/send", data={"to": "13800138000", "text": "while away",
+                                    "csrf": _csrf(form)})
+    assert away.status_code == 503 and int(away.headers["retry-after"]) > 0
+    assert "Nothing was changed" in away.text and "may have been stored" not in away.text
+    own_cluster.start()
+    _answering(shop)
+    with api.config.open_spool() as spool:
+        assert [m.text for m in spool.list()] == []

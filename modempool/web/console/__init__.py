@@ -36,9 +36,11 @@ def install(app: FastAPI) -> None:
 
 def _database_away(request: Request, exc: Exception) -> Response:
     """A console page whose database cannot answer now: a page in the console's style and
-    language (503, Retry-After), not the API's JSON problem; any other request (the API,
-    Kannel) or another database error: the API's answer (`problems.database`)."""
-    from modempool.spool.unavailable import unavailable
+    language (503, Retry-After), not the API's JSON problem, which says that nothing was
+    changed, or, when the connection was lost at COMMIT (`SpoolOutcomeUnknown`), that the
+    change may have been stored; any other request (the API, Kannel) or another database
+    error: the API's answer (`problems.database`)."""
+    from modempool.spool.unavailable import SpoolOutcomeUnknown, unavailable
     from modempool.web import problems
     from modempool.web.console.base import render
 
@@ -47,6 +49,8 @@ def _database_away(request: Request, exc: Exception) -> Response:
     if found is None or not getattr(endpoint, "__module__", "").startswith(__name__):
         return problems.database(request, exc)
     log.warning("503 on %s %s: %s [%s]", request.method, request.url.path, found, found.reason)
-    page = render(request, "unavailable.html", {"retry_after": found.retry_after}, status=503)
+    page = render(request, "unavailable.html", {
+        "retry_after": found.retry_after,
+        "outcome_unknown": isinstance(found, SpoolOutcomeUnknown)}, status=503)
     page.headers["Retry-After"] = str(found.retry_after)
     return page

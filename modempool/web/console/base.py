@@ -67,11 +67,14 @@ def error_text(request: Request, error: Exception) -> str:
     """A library error as the page shows it: in the request's language where the catalog
     words its code, else the library's English. A right the server's database role lacks
     (`SpoolForbidden`) is raised again instead: the server's fault, a 500 as on the API, its
-    role and GRANT for the operator's log, never for the page's user."""
+    role and GRANT for the operator's log, never for the page's user. So is the database
+    away (`SpoolUnavailable`): not a refusal to show beside a field with a 400, but the
+    console's 503 page, which also says when the change may have been stored."""
     from modempool.spool.database_errors import SpoolForbidden
+    from modempool.spool.unavailable import SpoolUnavailable
     from modempool.web.console.errors import describe
 
-    if isinstance(error, SpoolForbidden):
+    if isinstance(error, (SpoolForbidden, SpoolUnavailable)):
         raise error
 
     return describe(error, language(request))

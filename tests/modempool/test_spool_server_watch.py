@@ -130,8 +130,7 @@ async def test_new_connections_refused_as_too_many_the_server_is_there_and_heart
                 except psycopg.OperationalError as refused:
                     assert "too many connections" in str(refused)
                     break
-            engine.server.failed(_gone())
-            assert engine.server.away is not None
+            engine.server.failed(_gone())   # (its probe may find it back at once: no assert)
             await eventually(lambda: engine.server.away is None,
                              what="the probe taking 53300 for a server that is there")
         Daemons(engine).beat("box-a", host="a", pid=1, started_at=datetime.now(UTC))

@@ -17,7 +17,7 @@ from modempool.dispatch.held_inbound import HeldInbound
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.sending import ModemTrouble
 from modempool.dispatch.sim_slot import SimSlot, SimState
-from modempool.spool.unavailable import log_failure, unavailable
+from modempool.spool.unavailable import database_failed, log_failure
 
 log = logging.getLogger("modempool.dispatch.daemon")
 
@@ -95,7 +95,7 @@ class ModemTaskMixin:
             except Exception as exc:
                 why = str(exc) or type(exc).__name__
                 if (not isinstance(exc, (AtError, OSError, ModemTrouble, PortBusy))
-                        and unavailable(exc) is None):  # a bug: say where
+                        and not database_failed(exc)):  # a bug: say where (a GRANT is named)
                     mlog.exception("unexpected error; the other modems carry on")
                 mlog.warning("down (%s); reopening in %.0f s", why, backoff)
                 self._update_sim(spec, slot, SimState.DOWN, error=why)

@@ -30,6 +30,7 @@ def watchdog_interval(environ: dict[str, str] | None = None) -> float | None:
     if not usec or (pid and pid != str(os.getpid())):
         return None
     try:
-        return int(usec) / 2_000_000
+        interval = int(usec) / 2_000_000
     except ValueError:
         return None
+    return interval if interval > 0 else None

@@ -54,7 +54,8 @@ class SlowSpoolWatch:
                      default=None)
         if oldest is not None and now - oldest >= self.after:
             if self._since is None or now - self._said >= SAY_AGAIN_EVERY:
-                self._since = self._since if self._since is not None else oldest
+                if self._since is None:
+                    self._since = oldest
                 self._said = now
                 log.warning("the database at %s has not answered for %.0f s (a commit waiting "
                             "for synchronous replication? a lock?); sending waits until it "

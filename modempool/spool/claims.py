@@ -129,17 +129,7 @@ class Claims:
     def claim(self, message_id: int, sim: str, lease_owner: str,
               lease_seconds: float = 300.0, now: datetime | None = None) -> Message | None:
         """Lease message `message_id` for `sim` if it is still queued (conditional UPDATE)."""
-        moment = now or utcnow()
-        now_text = to_text(moment)
-        with self.engine.tx():
-            rows = self.engine.rows(
-                "UPDATE messages SET state = 'sending', sim = ?, lease_owner = ?, lease_until = ?, "
-                "attempts = attempts + 1, updated_at = ? WHERE id = ? AND state = 'queued' "
-                "AND held = 0 RETURNING *",
-                (sim, lease_owner, to_text(moment + timedelta(seconds=lease_seconds)), now_text,
-                 message_id),
-            )
-            return Message.from_row(rows[0]) if rows else None
+        return self.claim_many([(message_id, sim, lease_owner)], lease_seconds, now)[0]
 
     def claim_many(self, claims: Sequence[tuple[int, str, str]], lease_seconds: float = 300.0,
                    now: datetime | None = None) -> list[Message | None]:

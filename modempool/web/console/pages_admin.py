@@ -16,10 +16,9 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.background import BackgroundTask
 
 from modempool.accounts import Forbidden
-from modempool.errors import PoolError
+from modempool.errors import PoolError, SpoolFailure
 from modempool.operator.history import Query
 from modempool.sessions import Session
-from modempool.spool.database_errors import SpoolForbidden
 from modempool.web.console.base import current_session, error_text, form_of, redirect, render
 from modempool.web.console.pages_people import operator_of
 
@@ -114,8 +113,8 @@ def _autoreplies(request: Request, session: Session, values: dict[str, str],
             forward, targets = operator.forwarding()
             context.update(log=operator.autoreply_log(20), forward=forward,
                            configured_targets=list(targets.configured), targets=targets.stored())
-    except SpoolForbidden:
-        raise   # the server's role: a 500, the GRANT in its log (not the page's)
+    except SpoolFailure:
+        raise   # the server's role (a 500, the GRANT in its log) or the database away (a 503)
     except PoolError as exc:   # a bad [autoreply] or [forward] section: shown, not a crash
         context = {"rules": [], "config_rules": [], "log": [], "forward": None,
                    "configured_targets": [], "targets": [], "config_error": str(exc)}
@@ -174,8 +173,8 @@ async def autoreply_remove(request: Request, rule_id: int,
     except Forbidden as exc:
         return _autoreplies(request, session, {}, {"form": error_text(request, exc)},
                             status=403)
-    except SpoolForbidden:
-        raise   # the server's role: a 500, not "no such rule"
+    except SpoolFailure:
+        raise   # the server's role (a 500) or the database away (a 503), not "no such rule"
     except PoolError:
         return _not_found(request, session)
     return redirect("/autoreplies")

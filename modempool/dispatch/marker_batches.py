@@ -13,8 +13,10 @@ part: its PDU waits for the commit that holds its own marker. A lone marker goes
 the next turn of the loop, with whatever was asked in the same turn).
 
 A batch that fails for a reason other than the database being away (one record the server
-refused, say) is tried again one request at a time, so one bad request never takes the others'
-markers with it.
+refused, one row's lock not granted within lock_timeout: an error of one statement, the server
+there) is tried again at once one request at a time, so one bad or stuck request never takes
+the others' markers with it. A batch whose server or connection is away (or whose COMMIT's
+outcome is unknown: never replayed blindly) fails whole; its modems wait for the database.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from modempool.dispatch.spool_lane import SpoolLane
-from modempool.spool.unavailable import unavailable
+from modempool.spool.unavailable import one_statement, unavailable
 
 #: Batches of markers being committed at once; a request made meanwhile waits for the next.
 IN_FLIGHT = 2
@@ -64,7 +66,11 @@ class MarkerBatches:
         while self._waiting and self._running < IN_FLIGHT:
             batch, self._waiting = self._waiting[:AT_MOST], self._waiting[AT_MOST:]
             self._running += 1
-            written = self.lane.submit(self.write_batch, [request for request, _ in batch])
+            try:
+                written = self.lane.submit(self.write_batch, [request for request, _ in batch])
+            except Exception as exc:   # the lane closed: its modems must not wait forever
+                written = asyncio.get_running_loop().create_future()
+                written.set_exception(exc)
             written.add_done_callback(functools.partial(self._written, batch))
 
     def _written(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]],
@@ -89,7 +95,7 @@ class MarkerBatches:
             with self.transaction():
                 return [self.write_one(*request) for request in requests]
         except Exception as exc:
-            if len(requests) == 1 or unavailable(exc) is not None:
+            if len(requests) == 1 or (unavailable(exc) is not None and not one_statement(exc)):
                 raise
         outcomes: list[Any] = []
         for request in requests:

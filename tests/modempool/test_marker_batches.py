@@ -98,3 +98,43 @@ async def test_markers_asked_while_batches_are_committed_go_together_in_the_next
     assert counted.transactions == IN_FLIGHT + 1
     assert _writing(spool) == set(ids)
     lane.close()
+
+
+async def test_a_row_locked_past_lock_timeout_fails_its_own_request_not_the_batch(pg_cluster):
+    """One marker's row is held by another transaction past lock_timeout (55P03, an error of
+    one statement: the server is there). The batch is tried again at once request by request:
+    the others are committed now, only the stuck one fails (its modem waits for it alone)."""
+    from urllib.parse import quote
+
+    import psycopg
+
+    url = pg_cluster.new_schema()
+    with Spool(url + quote(" -clock_timeout=200")) as spool:
+        ids = _claimed(spool, 3)
+        counted = Counted(spool)
+        batches = MarkerBatches(SpoolLane(threads=1), lambda message_id: spool.mark_part_writing(
+            message_id, 1, 1, lease_owner="d:1/m1") or message_id, counted)
+        with psycopg.connect(url) as other:   # a transaction of its own, held meanwhile
+            other.execute("SELECT 1 FROM messages WHERE id = %s FOR UPDATE", (ids[1],))
+            futures = [batches.submit(message_id) for message_id in ids]
+            async with asyncio.timeout(30):
+                outcomes = await asyncio.gather(*futures, return_exceptions=True)
+            other.rollback()
+        assert outcomes[0] == ids[0] and outcomes[2] == ids[2], outcomes
+        assert getattr(outcomes[1], "sqlstate", None) == "55P03", outcomes
+        assert _writing(spool) == {ids[0], ids[2]}
+        assert counted.transactions == 1   # the batch's; then each alone, in a transaction
+        batches.lane.close()
+
+
+async def test_a_batch_the_lane_cannot_take_fails_its_requests_rather_than_hanging(spool):
+    """The lane refuses the batch (closed: its threads are gone): each request's future gets
+    the error, so no modem waits forever for its marker."""
+    [message_id] = _claimed(spool, 1)
+    lane = SpoolLane(threads=1)
+    lane.close()
+    batches = MarkerBatches(lane, lambda message_id: message_id, Counted(spool))
+    with pytest.raises(RuntimeError):
+        async with asyncio.timeout(10):
+            await batches.submit(message_id)
+    assert batches._running == 0   # the next batch is not held back by this one

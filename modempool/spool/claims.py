@@ -135,14 +135,16 @@ class Claims:
                    now: datetime | None = None) -> list[Message | None]:
         """`claim` for each (message id, SIM, lease owner) of a dispatch round, in one
         statement (a round trip for the round, not one per message); in their order, None for
-        a message no longer queued."""
+        a message no longer queued. As `claim` one after another: a message asked twice goes
+        to its first claim, the second gets None (never one message to two SIMs)."""
         if not claims:
             return []
         moment = now or utcnow()
         now_text = to_text(moment)
-        sims = json.dumps({str(message_id): sim for message_id, sim, _ in claims})
-        owners = json.dumps({str(message_id): owner for message_id, _, owner in claims})
-        chosen, chosen_params = self.engine.among("id", [message_id for message_id, _, _ in claims])
+        first = {message_id: (sim, owner) for message_id, sim, owner in reversed(claims)}
+        sims = json.dumps({str(message_id): sim for message_id, (sim, _) in first.items()})
+        owners = json.dumps({str(message_id): owner for message_id, (_, owner) in first.items()})
+        chosen, chosen_params = self.engine.among("id", list(first))
         with self.engine.tx():
             rows = self.engine.rows(
                 f"UPDATE messages SET state = 'sending', sim = {self.engine.json_text_at('?', 'id')}, "
@@ -153,7 +155,7 @@ class Claims:
                  *chosen_params),
             )
         claimed = {message.id: message for message in map(Message.from_row, rows)}
-        return [claimed.get(message_id) for message_id, _, _ in claims]
+        return [claimed.pop(message_id, None) for message_id, _, _ in claims]
 
     def renew_lease(self, message_id: int, lease_owner: str, lease_seconds: float) -> None:
         """Extend a lease (a long multipart send); LeaseLost if it is no longer ours."""

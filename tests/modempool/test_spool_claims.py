@@ -379,3 +379,16 @@ def test_a_rounds_claims_in_one_statement_each_to_its_sim(path):
         assert spool.get(cancelled).state is MessageState.CANCELLED
         assert spool.get(held).state is MessageState.QUEUED
         assert spool.claim_many([], 60) == []
+
+
+def test_a_message_asked_twice_in_one_round_goes_to_its_first_claim_only(path):
+    """`claim_many` is `claim` one after another: a message asked twice (a caller's slip) is
+    leased to its first SIM and owner, the second ask gets None; never one message handed to
+    two SIMs (each would send it)."""
+    with Spool(path) as spool:
+        one, two = spool.enqueue_many({"to": "+8613800138000", "text": f"n{i}"} for i in range(2))
+        claimed = spool.claim_many([(one, "m1", "d:1/m1"), (two, "m2", "d:1/m2"),
+                                    (one, "m3", "d:1/m3")], 60)
+        assert [m.id if m else None for m in claimed] == [one, two, None]
+        assert (claimed[0].sim, claimed[0].lease_owner) == ("m1", "d:1/m1")
+        assert (spool.get(one).sim, spool.get(one).lease_owner) == ("m1", "d:1/m1")

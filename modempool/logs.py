@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from modempool.masked import masked
+from modempool.masked import one_line
 from modempool.private_files import create_private
 from modempool.spool.unavailable import RepeatedLines
 
@@ -96,13 +96,14 @@ DRIVER_LOGGERS = ("psycopg",)   # and the pool's: `FoldedPoolLines`
 
 
 class OneLine(logging.Filter):
-    """A record whose message runs over several lines, as one line ("; " between them): a
-    driver's warnings during a database outage stay one line each."""
+    """A driver's record as one line without a password (`one_line`): its warnings during a
+    database outage stay one line each, and a conninfo or URL it quotes shows no secret."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "\n" in message:
-            record.msg = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+        folded = one_line(message)
+        if folded != message:
+            record.msg = folded
             record.args = None
         return True
 
@@ -130,8 +131,7 @@ class FoldedPoolLines(logging.Filter):
         held_back = self.lines.due((record.name, ""))
         if held_back is None:
             return False
-        lines = [line.strip() for line in record.getMessage().splitlines() if line.strip()]
-        record.msg = masked("; ".join(dict.fromkeys(lines))) + (
+        record.msg = one_line(record.getMessage()) + (
             f" ({held_back} more from the connection pool since the last such line)"
             if held_back else "")
         record.args = ()

@@ -1,4 +1,5 @@
-"""A database URL's password kept out of every message and log line (`masked`).
+"""A database URL's password kept out of every message and log line (`masked`, and
+`one_line` for a driver's message of several lines).
 
 A password reaches text three ways: the URL itself (`postgresql://pool:PW@host/db`, a config
 value or `--to` echoed in an error), a conninfo string (`host=h password=PW`), and libpq's own
@@ -28,6 +29,16 @@ def masked(text: str, *urls: str | None) -> str:
         text = text.replace(secret, MASK)
     text = _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
     return _KEYWORD_PASSWORD.sub(rf"\g<1>{MASK}", text)
+
+
+def one_line(text: str | BaseException, *urls: str | None) -> str:
+    """`text` (a driver's message: libpq's runs over several lines and repeats itself) as one
+    line, each of its lines once, joined by "; ", and `masked` (with `urls`); an exception's
+    message, or its class's name when it has none. Every database error or driver log line
+    shown to a person or written to a log goes through here."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    folded = masked("; ".join(dict.fromkeys(lines)), *urls)
+    return folded or (type(text).__name__ if isinstance(text, BaseException) else "")
 
 
 def _passwords(url: str) -> set[str]:

@@ -15,7 +15,8 @@ import sqlite3
 from typing import Any
 
 from modempool.errors import PoolError, SpoolFailure
-from modempool.spool.unavailable import _first_line, driver_errors, unavailable
+from modempool.masked import one_line
+from modempool.spool.unavailable import driver_errors, unavailable
 
 SEE = "(see docs/scale-out.md, 'Roles and rights')"
 _DENIED = re.compile(r"permission denied for (\w+) (.+)$")
@@ -38,7 +39,7 @@ def forbidden(exc: Any, role: str, schema: str, sql: str | None = None) -> Spool
     SpoolForbidden naming the GRANT that is missing. Asks the database nothing: the
     transaction it came from is aborted."""
     primary = (getattr(getattr(exc, "diag", None), "message_primary", None)
-               or _first_line(exc))
+               or one_line(exc))
     found = _DENIED.match(primary)
     kind, name = (found.group(1), found.group(2).strip('"')) if found else ("", "")
     if kind == "table":
@@ -84,4 +85,4 @@ def database_error(exc: BaseException) -> PoolError | None:
     if isinstance(exc, sqlite3.Error):   # a closed connection's ProgrammingError is a bug
         return PoolError(f"the spool database: {exc}") if isinstance(
             exc, sqlite3.DatabaseError) else None
-    return PoolError(f"the spool database refused: {_first_line(exc)}")
+    return PoolError(f"the spool database refused: {one_line(exc)}")

@@ -34,6 +34,7 @@ import logging
 import time
 from typing import Any
 
+from modempool.masked import one_line
 from modempool.spool.database_errors import SpoolForbidden
 from modempool.spool.schema import latency_bucket
 from modempool.spool.unavailable import SpoolUnavailable
@@ -330,12 +331,6 @@ _CHANGES_LEFT = "SELECT " + " OR ".join(f"EXISTS (SELECT 1 FROM {table})"
                                       for table in _CHANGE_TABLES)
 
 
-def _first_line(exc: Exception) -> str:
-    from modempool.spool.postgres_engine import _reason   # which imports this module
-
-    return _reason(exc)
-
-
 class KeptCounts:
     """Reads and folds of the kept counts, for a `PostgresEngine`."""
 
@@ -376,7 +371,7 @@ class KeptCounts:
             try:
                 self.fold()
             except (self.engine._psycopg.Error, SpoolForbidden, SpoolUnavailable) as exc:
-                log.warning("the kept counts were read but not folded: %s", _first_line(exc))
+                log.warning("the kept counts were read but not folded: %s", one_line(exc))
 
     def fold_now_and_then(self) -> None:
         """The housekeeping of the daemon and of `serve` (a thread of theirs): fold at most
@@ -414,4 +409,4 @@ class KeptCounts:
                 raw.execute(f"VACUUM (SKIP_LOCKED) {', '.join(_CHANGE_TABLES)}")
         except (self.engine._psycopg.Error, SpoolForbidden, SpoolUnavailable) as exc:
             log.warning("the kept counts' changes were folded but not vacuumed: %s",
-                        _first_line(exc))
+                        one_line(exc))

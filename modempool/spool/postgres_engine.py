@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from modempool.errors import InvalidText
-from modempool.masked import masked
+from modempool.masked import one_line
 from modempool.spool.database_errors import forbidden
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
@@ -319,7 +319,7 @@ class PostgresEngine(Engine):
                                     autocommit=True)
         except psycopg.Error as exc:
             raise SpoolUnreachable(
-                f"cannot reach the spool at {describe(url)}: {_reason(exc, url)}") from None
+                f"cannot reach the spool at {describe(url)}: {one_line(exc, url)}") from None
         try:
             self.schema = first.execute("SELECT current_schema()").fetchone()[0] or "public"
             _refuse_standby(first, url)
@@ -331,7 +331,7 @@ class PostgresEngine(Engine):
                                    f"{forbidden(exc, first.info.user, self.schema)}") from None
         except psycopg.Error as exc:
             raise SpoolUnreachable(
-                f"cannot prepare the spool at {self.where}: {_reason(exc, url)}") from None
+                f"cannot prepare the spool at {self.where}: {one_line(exc, url)}") from None
         finally:
             first.close()
         # reconnect_timeout: see server_watch.py (the pool's doubling waits kept short); no
@@ -474,7 +474,7 @@ class PostgresEngine(Engine):
                     raw.execute(statement)
         except self._psycopg.Error as exc:
             log.warning("the count triggers' functions stay as they are (%s); a daemon whose "
-                        "role owns them replaces them when it starts", _reason(exc, self.url))
+                        "role owns them replaces them when it starts", one_line(exc, self.url))
 
     @staticmethod
     @contextmanager
@@ -520,7 +520,7 @@ class PostgresEngine(Engine):
                         "(make the database with LC_CTYPE 'C.UTF-8')", self.where)
         except self._psycopg.Error as exc:
             log.warning("history search on %s scans every message: no pg_trgm index (%s)",
-                        self.where, _reason(exc, self.url))
+                        self.where, one_line(exc, self.url))
             return False
         return True
 
@@ -755,10 +755,3 @@ def _refuse_standby(raw: Any, url: str) -> None:
         f"cannot use the spool at {describe(url)}: the server at {node} is a standby "
         "(read-only, in recovery); point the spool's URL at the primary, or name every node "
         "with ?target_session_attrs=read-write")
-
-
-def _reason(exc: Exception, url: str | None = None) -> str:
-    """The useful line of a psycopg error (libpq repeats itself over several lines), without
-    a password (libpq quotes the URL it could not parse: `masked`)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return masked("; ".join(dict.fromkeys(lines)) or type(exc).__name__, url)

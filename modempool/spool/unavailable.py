@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 
 from modempool.errors import PoolError, SpoolFailure
-from modempool.masked import masked
+from modempool.masked import one_line
 
 #: SQLSTATEs (or their two-character class) that mean "not now" rather than "not this", with
 #: what a person is told and how many seconds to wait before trying again.
@@ -87,7 +87,7 @@ def outcome_unknown(exc: BaseException) -> SpoolOutcomeUnknown | None:
         return None
     sqlstate = getattr(exc, "sqlstate", None)
     if not sqlstate or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02"):
-        return SpoolOutcomeUnknown(5, _first_line(exc))
+        return SpoolOutcomeUnknown(5, one_line(exc))
     return None
 
 
@@ -111,15 +111,15 @@ def unavailable(exc: BaseException) -> SpoolUnavailable | None:
         # (262)... carry the primary one in their low byte
         if isinstance(code, int) and code & 0xFF in _SQLITE_BUSY:
             return SpoolUnavailable("another writer held the spool past the busy timeout", 1,
-                                    _first_line(exc))
+                                    one_line(exc))
         return None
     sqlstate = getattr(exc, "sqlstate", None)
     if not isinstance(sqlstate, str) or not sqlstate:
         if _is_psycopg_operational(exc):   # refused, reset, closed, a pool's timeout
-            return SpoolUnavailable(*_LOST, _first_line(exc))
+            return SpoolUnavailable(*_LOST, one_line(exc))
         return None
     found = _NOT_NOW.get(sqlstate) or _NOT_NOW.get(sqlstate[:2])
-    return SpoolUnavailable(*found, _first_line(exc)) if found else None
+    return SpoolUnavailable(*found, one_line(exc)) if found else None
 
 
 def one_statement(exc: BaseException) -> bool:
@@ -137,12 +137,6 @@ def _is_psycopg_operational(exc: BaseException) -> bool:
     except ImportError:   # pragma: no cover
         return False
     return isinstance(exc, psycopg.OperationalError)
-
-
-def _first_line(exc: BaseException) -> str:
-    """The driver's message in one line (libpq's run over several)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return masked("; ".join(dict.fromkeys(lines)) or type(exc).__name__)
 
 
 class RepeatedLines:

@@ -75,3 +75,38 @@ def test_spool_migrate_never_shows_the_target_password(tmp_path, target):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert "WeakPw_1" not in done.stdout + done.stderr
     assert "Weak%zzPw_1" not in done.stdout + done.stderr
+
+
+def test_one_line_folds_a_drivers_lines_and_masks_every_password_in_them():
+    """`one_line`: what every database error and driver log line goes through (the
+    unavailable reason, a refused statement, the engine's connection errors, the driver's and
+    its pool's log lines)."""
+    import psycopg
+
+    from modempool.masked import one_line
+    from modempool.spool.database_errors import database_error
+    from modempool.spool.unavailable import unavailable
+
+    text = (f'connection to "postgresql://pool:{PASSWORD}@db1/mp" failed\n\tIs the server up?'
+            f"\n  host=db1 password={PASSWORD}\n\tIs the server up?")
+    assert one_line(text) == ('connection to "postgresql://pool:***@db1/mp" failed; Is the '
+                              "server up?; host=db1 password=***")
+    assert one_line(psycopg.OperationalError()) == "OperationalError"
+    lost = psycopg.OperationalError(text)
+    assert PASSWORD not in unavailable(lost).reason and "\n" not in unavailable(lost).reason
+    refused = psycopg.ProgrammingError(text)
+    assert PASSWORD not in str(database_error(refused)) and "\n" not in str(database_error(refused))
+
+
+def test_the_drivers_own_log_lines_show_no_password(caplog):
+    """psycopg's logger (not only its pool's) quotes a conninfo: one line, masked."""
+    import logging
+
+    from modempool.logs import one_line_driver_logs
+
+    one_line_driver_logs()
+    with caplog.at_level(logging.WARNING, logger="psycopg"):
+        logging.getLogger("psycopg").warning("could not connect: %s",
+                                             f"host=db1 password={PASSWORD} port=5432")
+    assert PASSWORD not in caplog.records[-1].getMessage()
+    assert "password=***" in caplog.records[-1].getMessage()

@@ -139,15 +139,8 @@ class OptOutList:
     def listed(self, e164s: Iterable[str]) -> tuple[set[str], set[str]]:
         """Which of these E.164 numbers are on the blacklist, and which opted out (a batch of
         100,000 costs a few hundred queries, not 200,000)."""
-        numbers = list(dict.fromkeys(e164s))
-        found: dict[str, set[str]] = {"blacklist": set(), "optouts": set()}
-        for start in range(0, len(numbers), 500):
-            chunk = numbers[start:start + 500]
-            marks = ", ".join("?" for _ in chunk)
-            for table, hits in found.items():
-                hits.update(r[0] for r in self.db.execute(
-                    f"SELECT number FROM {table} WHERE number IN ({marks})", chunk).fetchall())
-        return found["blacklist"], found["optouts"]
+        blacklisted, opted_out = listed_since(self.db, e164s)
+        return set(blacklisted), set(opted_out)
 
     def optouts(self) -> list[dict[str, Any]]:
         cur = self.db.execute("SELECT number, keyword, source, inbound_id, created_at FROM optouts"
@@ -212,6 +205,26 @@ class OptOutList:
         return write_table(path, headers, ([r[h] for h in headers] for r in rows))
 
 
+#: Numbers asked in one query: far below any engine's limit on parameters (SQLite's can be
+#: 999 or 32,766, PostgreSQL's 65,535).
+LOOKUP_CHUNK = 500
+
+
+def listed_since(db: Any, e164s: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Which of these E.164 numbers are on the blacklist, and which opted out, each with
+    since when (`created_at`): two queries per LOOKUP_CHUNK numbers. What enqueue's checks
+    (`OptOutList.listed`) and the claim-time rule (`SendTimeCheck`) both ask."""
+    numbers = list(dict.fromkeys(e164s))
+    found: dict[str, dict[str, str]] = {"blacklist": {}, "optouts": {}}
+    for start in range(0, len(numbers), LOOKUP_CHUNK):
+        chunk = numbers[start:start + LOOKUP_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for table, since in found.items():
+            since.update(db.execute(f"SELECT number, created_at FROM {table} "
+                                    f"WHERE number IN ({marks})", chunk).fetchall())
+    return found["blacklist"], found["optouts"]
+
+
 def send_time_check(db: Any, config: Config | None = None) -> SendTimeCheck:
     """The check made again when a queued message is claimed: the reason it must not go out
     now (it is then cancelled with that reason), or None.
@@ -228,7 +241,7 @@ def send_time_check(db: Any, config: Config | None = None) -> SendTimeCheck:
 @dataclass(frozen=True, slots=True)
 class SendTimeCheck:
     """`send_time_check`'s rule: `check(message)` for one message, `check.many(messages)` for a
-    dispatch round's (one query for all their numbers)."""
+    dispatch round's (their numbers looked up together, `listed_since`)."""
 
     db: Any
     block_direct: bool
@@ -238,17 +251,9 @@ class SendTimeCheck:
 
     def many(self, messages: Sequence[Any]) -> list[str | None]:
         """The reason each of `messages` must not go out now, or None; in their order."""
-        numbers = sorted({message.to for message in messages})
-        if not numbers:
+        if not messages:
             return []
-        marks = ", ".join("?" * len(numbers))
-        blacklisted: dict[str, str] = {}
-        opted_out: dict[str, str] = {}
-        for number, table, created_at in self.db.execute(
-                f"SELECT number, 'blacklist', created_at FROM blacklist WHERE number IN ({marks}) "
-                f"UNION ALL SELECT number, 'optouts', created_at FROM optouts "
-                f"WHERE number IN ({marks})", [*numbers, *numbers]).fetchall():
-            (blacklisted if table == "blacklist" else opted_out)[number] = created_at
+        blacklisted, opted_out = listed_since(self.db, (message.to for message in messages))
         return [self._refusal(message, blacklisted, opted_out) for message in messages]
 
     def _refusal(self, message: Any, blacklisted: dict[str, str],

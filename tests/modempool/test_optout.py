@@ -179,3 +179,27 @@ def test_a_dispatch_rounds_messages_are_checked_together_each_by_its_own_rule(ma
     assert reasons[2].startswith("on the blacklist since")
     assert reasons[3].startswith("opted out at")
     assert send_refusal(spool, config)([]) == []
+
+
+def test_a_round_of_more_numbers_than_one_query_may_carry_is_checked_in_chunks(make):
+    """Enqueue's lookup (`listed`) and the claim-time rule (`send_refusal`) ask the lists in
+    chunks: 33,000 numbers are more parameters than one PostgreSQL statement may carry (65,535
+    for both lists), more than an SQLite built with a limit of 32,766 (or 999) takes. Numbers
+    listed at the start, past the first chunk and at the end are each found."""
+    from dataclasses import replace
+
+    from modempool.operator.hooks import send_refusal
+
+    spool, config = make()
+    numbers = [f"+86138{i:08d}" for i in range(33_000)]
+    book = OptOutList(spool.db)
+    book.add_to_blacklist([numbers[0], numbers[501], numbers[-1]])
+    book.add(numbers[700], keyword="TD", source="reply")
+    book.add(numbers[-2], keyword="TD", source="reply")
+    first = spool.enqueue(numbers[1], "a campaign's", client_id="job:1:2026-12-06:x")
+    messages = [replace(first, to=number) for number in numbers]
+    reasons = send_refusal(spool, config)(messages)
+    refused = {i: reason.split(" ")[0] for i, reason in enumerate(reasons) if reason}
+    assert refused == {0: "on", 501: "on", 700: "opted", 32_998: "opted", 32_999: "on"}
+    assert book.listed(numbers) == ({numbers[0], numbers[501], numbers[-1]},
+                                    {numbers[700], numbers[-2]})

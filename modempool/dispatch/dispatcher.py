@@ -11,7 +11,6 @@ one on the air and the next, so a modem never waits for the dispatcher). Each mo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +65,17 @@ class RoundOutcome:
     failed: list[bool] = field(default_factory=list)
     claimed: list[Any] = field(default_factory=list)
     refusals: list[str | None] = field(default_factory=list)
+
+
+async def _any_of(events: list[asyncio.Event], *, until: float) -> None:
+    """Until one of `events` is set, or the loop's clock reaches `until`."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=max(0.0, until - asyncio.get_running_loop().time()),
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def is_quiet(config: Config, now: datetime) -> bool:
@@ -158,18 +168,16 @@ class Dispatcher(SendingMixin):
         marker.add_done_callback(marked)
 
     async def quiet_moment(self, patience: float) -> None:
-        """Until no modem is between an answer and its next PDU (or `patience` seconds)."""
+        """Until no modem is between an answer and its next PDU (or `patience` seconds, or
+        the dispatcher stops: a stopping daemon is not held up by it)."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + patience
         while (now := loop.time()) < give_up and not self.stopping.is_set():
-            if not self._all_marked.is_set():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(give_up - now):
-                        await self._all_marked.wait()
-            elif now < self._busy_until:
-                await asyncio.sleep(min(self._busy_until, give_up) - now)
-            else:
+            if self._all_marked.is_set() and now >= self._busy_until:
                 return
+            events = [self.stopping] + ([] if self._all_marked.is_set() else [self._all_marked])
+            await _any_of(events, until=give_up if len(events) > 1
+                          else min(self._busy_until, give_up))
 
     def stop(self) -> None:
         self.stopping.set()

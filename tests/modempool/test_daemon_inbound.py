@@ -68,7 +68,7 @@ async def test_one_senders_messages_take_turns_at_the_hooks_in_a_threaded_lane(t
     def hook(spool, message, config):
         if message.text == "退订":
             started.set()
-            released.wait()
+            assert released.wait(timeout=60), "hang guard: the hook was never released"
         done.append(message.text)
 
     spool = Spool(tmp_path / "spool.db")

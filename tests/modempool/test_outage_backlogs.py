@@ -98,10 +98,11 @@ async def test_a_senders_next_sms_waits_behind_hooks_that_failed_for_a_moment(tm
         calls.append(message["id"])
         if message["id"] == 1 and calls.count(1) == 1:
             a_running.set()
-            a_fails.wait()
+            assert a_fails.wait(timeout=30), "hang guard: A was never let fail"
             raise SpoolUnavailable("a lock was not granted in time", 1, "lock timeout")
         if message["id"] == 1:
-            a_retry_goes.wait()   # A's retry held up (a slow round trip) until B has shown where it went
+            # A's retry held up (a slow round trip) until B has shown where it went
+            assert a_retry_goes.wait(timeout=30), "hang guard: A's retry never let go"
         done.append(message["text"])
 
     store = InboundStore(spool, None, handlers=[optout_then_reply], lane=SpoolLane(threads=2))

@@ -34,7 +34,7 @@ def at_once(config, count: int, work) -> tuple[list, list[QuotaExceeded]]:
     def one(index: int) -> None:
         try:
             with Pool.open(path, spool_path=target) as pool:
-                ready.wait()
+                ready.wait(timeout=60)   # hang guard: BrokenBarrierError
                 done.append(work(pool, index))
         except QuotaExceeded as exc:
             refused.append(exc)

@@ -24,7 +24,7 @@ def path(spool_target):
 def _claim_all(path: str, owner: str, start, out) -> None:
     """Claim until the queue is empty, in its own Spool (its own connection)."""
     spool = Spool(path, synchronous="normal")
-    start.wait()
+    assert start.wait(timeout=60), "hang guard: never started"
     claimed = []
     while (message := claim_next(spool, owner, owner, 60)) is not None:
         claimed.append(message.id)
@@ -62,7 +62,7 @@ def test_two_spool_objects_in_threads_share_the_work(path):
 
     def work(owner: str) -> None:
         with Spool(path, synchronous="normal") as mine:
-            barrier.wait()
+            barrier.wait(timeout=60)   # hang guard: BrokenBarrierError
             while (message := claim_next(mine, "m-" + owner, owner, 60)) is not None:
                 claimed[owner].append(message.id)
 

@@ -36,7 +36,7 @@ def held_open(spool: Spool, write: Callable[[], object], wrote: threading.Event,
     with spool.transaction():
         write()
         wrote.set()
-        commit.wait()
+        assert commit.wait(timeout=30), "hang guard: the commit was never let go"
 
 
 @pytest.mark.parametrize("first_writer", ["confirmation", "report"])

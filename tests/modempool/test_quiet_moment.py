@@ -1,0 +1,54 @@
+"""`Dispatcher.marking` and `quiet_moment`: claims for later wait while a part waits for its
+marker's commit (and a moment after, for its PDU to go out), at most their patience; a stopping
+dispatcher is not held up by them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from modempool.config import Config
+from modempool.dispatch.dispatcher import Dispatcher
+from modempool.spool import Spool
+
+#: A patience no test waits out: a quiet moment that returns did so for its reason.
+LONG = 300.0
+
+
+@pytest.fixture
+def dispatcher(tmp_path):
+    with Spool(tmp_path / "spool.db") as spool:
+        yield Dispatcher(spool, Config.default(), owner="test", slots=[])
+
+
+async def test_a_quiet_moment_waits_for_every_marker_then_returns(dispatcher):
+    loop = asyncio.get_running_loop()
+    first, second = loop.create_future(), loop.create_future()
+    dispatcher.marking(first)
+    dispatcher.marking(second)
+    waiting = asyncio.create_task(dispatcher.quiet_moment(LONG))
+    first.set_result(None)
+    done, _ = await asyncio.wait([waiting], timeout=0.2)
+    assert not done   # the second marker is not committed yet
+    second.set_exception(RuntimeError("its commit failed"))   # settled all the same
+    async with asyncio.timeout(30):   # hang guard
+        await waiting
+    second.exception()   # retrieved: no "never retrieved" warning
+    async with asyncio.timeout(30):
+        await dispatcher.quiet_moment(LONG)   # nothing waits now: at once
+
+
+async def test_a_stopping_dispatcher_is_not_held_by_a_quiet_moment(dispatcher):
+    """A marker that never commits (the database away): the daemon's stop ends the wait of
+    its checkpoints and claims at once, not after their patience."""
+    marker = asyncio.get_running_loop().create_future()
+    dispatcher.marking(marker)
+    waiting = asyncio.create_task(dispatcher.quiet_moment(LONG))
+    done, _ = await asyncio.wait([waiting], timeout=0.2)
+    assert not done
+    dispatcher.stop()
+    async with asyncio.timeout(30):   # hang guard: the old wait went on for LONG seconds
+        await waiting
+    marker.cancel()
+

@@ -44,7 +44,7 @@ from modempool.dispatch.requests import RequestDesk
 from modempool.dispatch.sim_slot import SimSlot, SimState
 from modempool.dispatch.slow_spool import SlowSpoolWatch
 from modempool.dispatch.spool_lane import INBOUND_THREADS, SpoolLane
-from modempool.spool.unavailable import log_failure
+from modempool.spool.unavailable import log_failure, own_repeated_lines
 
 log = logging.getLogger("modempool.dispatch.daemon")
 
@@ -96,6 +96,7 @@ class Daemon(ModemTaskMixin):
     async def run(self) -> None:
         from modempool.operator.hooks import send_refusal
 
+        own_repeated_lines()   # its outage said by itself, not held back by another daemon's
         if self.config.http.listen:
             from modempool.web.server import exposure_warning
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 import time
 from collections.abc import Callable
@@ -74,7 +75,9 @@ class SpoolLane:
             except Exception as exc:
                 future.set_exception(exc)
             return future
-        future = loop.run_in_executor(self._workers, functools.partial(work, *args, **kwargs))
+        # in the submitter's context: its daemon's limiter of repeated lines (`log_failure`)
+        future = loop.run_in_executor(self._workers, functools.partial(
+            contextvars.copy_context().run, work, *args, **kwargs))
         self._pending[future] = time.monotonic()
         future.add_done_callback(self._pending.pop)
         return future

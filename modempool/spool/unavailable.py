@@ -17,6 +17,7 @@ The driver's own exception is left to travel as it is: the rules that retry some
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sqlite3
 import threading
@@ -169,8 +170,20 @@ class RepeatedLines:
             self._last.clear()
 
 
-#: A background task's "not now" line, repeated at most once a minute.
+#: A background task's "not now" line, repeated at most once a minute: the process's limiter,
+#: for tasks outside a daemon's run (which has its own: `own_repeated_lines`).
 REPEATED = RepeatedLines(60.0)
+_LINES: contextvars.ContextVar[RepeatedLines] = contextvars.ContextVar("modempool_repeated_lines",
+                                                                      default=REPEATED)
+
+
+def own_repeated_lines() -> RepeatedLines:
+    """From here on, in this task and in the tasks and lane threads it starts, "not now" lines
+    are held back by a limiter of their own (returned): two daemons in one process (tests, a
+    library user's) each say their own outage, neither silenced by the other's line."""
+    lines = RepeatedLines(REPEATED.every)
+    _LINES.set(lines)
+    return lines
 
 
 def database_failed(exc: BaseException) -> bool:
@@ -189,14 +202,14 @@ def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
     else with the traceback (a bug to find)."""
     found = unavailable(exc)
     if found is None and isinstance(exc, SpoolFailure):   # a role's missing right
-        if (held_back := REPEATED.due((logger.name, what))) is not None:
+        if (held_back := _LINES.get().due((logger.name, what))) is not None:
             logger.error("%s: %s%s", what, exc, f" ({held_back} more like it since the last "
                          "such line)" if held_back else "")
     elif found is None and isinstance(exc, PoolError):
         logger.error("%s: %s", what, exc)
     elif found is None:
         logger.error("%s", what, exc_info=exc)
-    elif (held_back := REPEATED.due((logger.name, what))) is not None:
+    elif (held_back := _LINES.get().due((logger.name, what))) is not None:
         logger.warning("%s: %s [%s]%s", what, found, found.reason,
                        f" ({held_back} more like it since the last such line)"
                        if held_back else "")

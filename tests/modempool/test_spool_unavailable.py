@@ -96,3 +96,33 @@ def test_a_task_failing_while_the_database_is_away_says_so_once_a_bug_every_time
     now[0] = 61.0   # a minute later
     assert lines.due(("a", "b")) == 2   # said again, with the two held back
     assert lines.due(("a", "b")) is None
+
+
+async def test_two_daemons_in_one_process_each_say_their_own_outage(caplog):
+    """Each daemon's run has its own limiter of repeated lines (`own_repeated_lines`), also in
+    its lanes' threads: a second daemon's "not now" line is not held back because the first
+    said the same a moment ago (one process-wide limiter silenced it for a minute)."""
+    import asyncio
+    import logging
+
+    from modempool.dispatch.spool_lane import SpoolLane
+    from modempool.spool.unavailable import log_failure, own_repeated_lines
+
+    away = sqlite3.OperationalError("database is locked")
+    away.sqlite_errorcode = 5   # SQLITE_BUSY
+    task = logging.getLogger("modempool.test.task")
+
+    async def daemon() -> None:
+        own_repeated_lines()
+        lane = SpoolLane(threads=1)
+        for _ in range(3):   # in the lane's thread, as the daemon's records are
+            await lane.run(log_failure, task, "could not record 1 sent messages", away)
+        lane.close()
+
+    with caplog.at_level(logging.WARNING, logger="modempool.test.task"):
+        await asyncio.create_task(daemon())
+        await asyncio.create_task(daemon())
+        log_failure(task, "could not record 1 sent messages", away)   # outside any daemon
+        log_failure(task, "could not record 1 sent messages", away)
+    said = [r for r in caplog.records if "could not record" in r.getMessage()]
+    assert len(said) == 3   # once per daemon, once outside, each repeat held back

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 from modempool.dispatch import limits as limits_mod
 from modempool.spool.claims import SentPart
 from modempool.spool.model import LeaseLost
-from modempool.spool.unavailable import SpoolUnavailable, log_failure, unavailable
+from modempool.spool.unavailable import (SpoolUnavailable, database_failed, log_failure,
+                                         unavailable)
 
 if TYPE_CHECKING:
     from modempool.dispatch.sim_slot import SimSlot
@@ -183,12 +184,13 @@ class SendingMixin:
             delay = min(delay * 2, WAIT_MAX)
 
     async def _answered(self, work: Any, /, *args: Any, **kwargs: Any) -> Any:
-        """`lane.run(work, ...)`, tried again with backoff while the database cannot answer
-        (what it writes was decided by the modem: it must not be lost)."""
+        """`lane.run(work, ...)`, tried again with backoff while the database cannot answer or
+        refuses the role a right until the GRANT is run (what it writes was decided by the
+        modem: it must not be lost)."""
         try:
             return await self.lane.run(work, *args, **kwargs)
         except Exception as exc:
-            if unavailable(exc) is None:
+            if not database_failed(exc):
                 raise
             log_failure(log, f"{getattr(work, '__name__', 'a write')} waits for the database", exc)
         delay = WAIT_FIRST
@@ -198,7 +200,7 @@ class SendingMixin:
             try:
                 result = await self.lane.run(work, *args, **kwargs)
             except Exception as exc:
-                if unavailable(exc) is None:
+                if not database_failed(exc):
                     raise
                 waiting.again(exc)
                 delay = min(delay * 2, WAIT_MAX)
@@ -448,7 +450,11 @@ class StillWaiting:
         self.next = self.since + WARN_AGAIN_EVERY
 
     def again(self, exc: BaseException) -> None:
-        """After another failed try: the warning again, when it is due."""
+        """After another failed try: the warning again, when it is due (a right missing: its
+        ERROR line naming the GRANT, once a minute)."""
+        if unavailable(exc) is None:
+            log_failure(self.log, f"{self.what} waits for the database", exc)
+            return
         now = time.monotonic()
         if now < self.next:
             return

@@ -233,3 +233,50 @@ async def test_forwards_a_stop_cut_short_are_resumed_by_a_later_message_if_the_f
     assert sorted(out.read_text("utf-8").splitlines()) == ["before the stop", "first", "second",
                                                           "third"]
     assert "Traceback" not in caplog.text
+
+
+async def test_a_modems_record_refused_a_right_waits_for_the_grant_then_is_written(
+        tmp_path, pg_cluster, caplog):
+    """The network refuses an SMS (+CMS ERROR 500); writing that outcome (what the modem
+    decided: never to be lost) is refused a right the role lacks (INSERT on events). The
+    modem waits for the GRANT as it waits out an outage (one ERROR line naming it), not going
+    down as if the modem had failed; once the GRANT is run, the requeue is written and the
+    message goes out on the next try."""
+    import asyncio
+    from pathlib import Path
+
+    from modempool.config import parse_config
+    from modempool.dispatch.daemon import Daemon
+    from simulator import SimulatedBank
+    from tests.modempool.daemon_harness import eventually
+
+    owner, weak, role = role_without(pg_cluster, "INSERT", "events")
+    with Spool(owner) as spool:
+        [message_id] = spool.enqueue_many([{"to": "+8613800138000", "text": "退订请回复TD"}])
+    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=4) as bank:
+        bank.set_fault("m1", "cms_error", code=500, count=1)
+        config = parse_config(f"[spool]\nurl = {weak!r}\n[retry]\nbackoff = 1.0\n[[modem]]\n"
+                              f'name = "m1"\nport = "{bank.devices[0]}"\n', tmp_path / "p.toml")
+        daemon = Daemon(config, install_signals=False)
+        with caplog.at_level(logging.INFO, logger="modempool"):
+            running = asyncio.create_task(daemon.run())
+            try:
+                await eventually(lambda: "record_error waits for the database" in caplog.text,
+                                 what="the modem's record waits for the GRANT")
+                with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
+                    conn.execute(f"GRANT INSERT ON ALL TABLES IN SCHEMA "
+                                 f"{owner.rsplit('%3D', 1)[1]} TO {role}")
+                with Spool(owner) as spool:
+                    await eventually(lambda: spool.get(message_id).state.value == "sent",
+                                     what="sent once the GRANT was run")
+            finally:
+                daemon.stop()
+                async with asyncio.timeout(60):
+                    await running
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and all(r.exc_info is None and "\n" not in r.getMessage()
+                          and f"the role '{role}' may not write table events: GRANT"
+                          in r.getMessage() for r in errors), caplog.text
+    # once each: the SIM's state, the modem's record (held back while it waits)
+    assert len(errors) == len({r.getMessage() for r in errors}) <= 2, caplog.text
+    assert "down (" not in caplog.text and "Traceback" not in caplog.text, caplog.text

@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from dataclasses import replace
 from datetime import timedelta
 from collections.abc import Callable, Coroutine
@@ -40,6 +41,7 @@ T = TypeVar("T")
 
 CHECKPOINT_EVERY = 1.0   # seconds between the WAL checkpoints of `serve` (as the daemon's)
 CHECKPOINT_BACKSTOP = 10_000   # WAL pages (40 MB) past which a commit checkpoints after all
+SPOOL_AGAIN_EVERY = 2.0   # seconds between a sidecar's attempts to open a spool that is away
 
 
 def exposure_warning(config: Any, listen: str) -> str | None:
@@ -71,7 +73,8 @@ async def serve_api(config: Any, listen: str | None, *, stop: asyncio.Event | No
     """Run the API on `listen` (None: only the webhook worker) until `stop` is set, SIGTERM
     or SIGINT comes, or the parent process `parent_pid` goes away. With `checkpoints` it
     copies the WAL into the database file itself (without, a daemon on the same spool does);
-    `freeze_heap` is for a process that is the server and nothing else (see the top)."""
+    `freeze_heap` is for a process that is the server and nothing else (see the top). A
+    sidecar (`parent_pid`) whose spool cannot be reached waits for it (`_spool_when_back`)."""
     from modempool.webhooks.delivery import RetrySchedule, WebhookWorker
 
     stop = stop or asyncio.Event()
@@ -79,7 +82,10 @@ async def serve_api(config: Any, listen: str | None, *, stop: asyncio.Event | No
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
             loop.add_signal_handler(signum, stop.set)
-    spool = config.open_spool()
+    if parent_pid is None:
+        spool = config.open_spool()
+    elif (spool := await _spool_when_back(config, stop, parent_pid)) is None:
+        return
     spool.checkpoint_when_told(backstop=CHECKPOINT_BACKSTOP)   # not in a commit (see the top)
 
     def started() -> None:
@@ -108,6 +114,37 @@ async def serve_api(config: Any, listen: str | None, *, stop: asyncio.Event | No
             await stop.wait()
     finally:
         spool.close()
+
+
+async def _spool_when_back(config: Any, stop: asyncio.Event, parent_pid: int) -> Any | None:
+    """A sidecar's spool, opened once its database answers. Its daemon has the spool open, so
+    a database that cannot be reached now is an outage (the sidecar started, or was started
+    again, while it lasts): waited for, one line as it begins, again once a minute, one as it
+    ends, rather than an exit that its daemon would answer with a restart and an ERROR line
+    each time. None when stopped (or the daemon gone) meanwhile."""
+    from modempool.spool.engine import SpoolUnreachable
+
+    since = said = None
+    while not stop.is_set() and os.getppid() == parent_pid:
+        try:
+            spool = await asyncio.to_thread(config.open_spool)
+        except SpoolUnreachable as exc:
+            now = time.monotonic()
+            if since is None:
+                since = said = now
+                log.warning("%s; the HTTP API and webhook deliveries start once it answers "
+                            "(tried every %g s)", exc, SPOOL_AGAIN_EVERY)
+            elif now - said >= 60.0:
+                said = now
+                log.warning("the spool is still away, for %.0f s now: %s", now - since, exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SPOOL_AGAIN_EVERY):
+                    await stop.wait()
+            continue
+        if since is not None:
+            log.info("the spool answers again, after %.0f s: starting", time.monotonic() - since)
+        return spool
+    return None
 
 
 async def _uvicorn(config: Any, spool: Any, listen: str, stop: asyncio.Event,

@@ -135,3 +135,54 @@ def test_the_console_says_a_lost_commit_may_have_been_stored_and_a_send_in_an_ou
     _answering(shop)
     with api.config.open_spool() as spool:
         assert [m.text for m in spool.list()] == []
+
+
+async def test_a_sidecar_started_while_the_database_is_away_waits_for_it_quietly(
+        tmp_path, own_cluster):
+    """`run`'s sidecar (re)started during an outage (its daemon has the spool open) waits for
+    the database: one line as the wait begins, one as it ends, then the API answers; it
+    neither exits (its daemon restarted it with an ERROR line each time, every 1, 2, 4... s)
+    nor writes a traceback."""
+    import asyncio
+    import os
+    import sys
+
+    import httpx
+
+    from modempool.spool import Spool
+    from tests.web.http_harness import free_port
+
+    url = own_cluster.new_schema()
+    Spool(url).close()   # the spool exists, as its daemon made it
+    port = free_port()
+    (tmp_path / "pool.toml").write_text(f'[spool]\nurl = "{url}"\n', "utf-8")
+    own_cluster.stop()
+    sidecar = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "modempool.web.sidecar", "--spool", str(tmp_path / "spool.db"),
+        "--config", str(tmp_path / "pool.toml"), "--listen", f"127.0.0.1:{port}",
+        "--parent", str(os.getpid()), stderr=asyncio.subprocess.PIPE)
+    said: list[str] = []
+
+    async def line_with(words: str) -> None:
+        async with asyncio.timeout(HANG):   # hang guard
+            while not said or words not in said[-1]:
+                line = await sidecar.stderr.readline()
+                assert line, f"the sidecar exited ({await sidecar.wait()}): {said}"
+                said.append(line.decode())
+
+    try:
+        await line_with("start once it answers")
+        own_cluster.start()
+        await line_with("HTTP API on")
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+    finally:
+        if sidecar.returncode is None:
+            sidecar.terminate()
+        async with asyncio.timeout(HANG):
+            said += [line.decode() for line in (await sidecar.stderr.read()).splitlines(True)]
+            await sidecar.wait()
+    away = [line for line in said if "cannot reach the spool" in line]
+    assert len(away) == 1 and "WARNING" in away[0], said
+    assert [line for line in said if "the spool answers again" in line], said
+    assert not [line for line in said if "Traceback" in line or "ERROR" in line], said

@@ -42,6 +42,8 @@ import threading
 import time
 from typing import Any
 
+from modempool.masked import one_line
+
 log = logging.getLogger("modempool.web")
 
 FLUSH_EVERY = 0.5             # seconds between a process's writes of its failures
@@ -176,7 +178,7 @@ class FailureThrottle:
         except self._errors as exc:
             log.warning("auth throttle: could not write %d addresses' failed attempts to the "
                         "spool (kept for the next try): %s", len(pending),
-                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+                        one_line(exc))
             learnt, moment = {}, self.now() if now is None else now
             with self._lock:
                 for key, count in pending.items():

@@ -52,17 +52,24 @@ class PgCluster:
                    "--lc-ctype=C.UTF-8"])   # characters as Unicode: trigrams of Chinese text
         self._counter = 0
 
-    def _run(self, argv: list[str]) -> None:
+    def _run(self, argv: list[str], env: dict[str, str] | None = None) -> None:
         result = subprocess.run(argv, user=self.user, capture_output=True, text=True, timeout=600,
-                                cwd=self.directory)   # a hang guard: initdb is slow under load
+                                cwd=self.directory,   # a hang guard: initdb is slow under load
+                                env=None if env is None else {**os.environ, **env})
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed: {result.stdout}{result.stderr}")
 
-    def start(self) -> None:
+    def start(self, language: str | None = None) -> None:
+        """Start the server; with `language` (gettext's, "de") its messages are translated,
+        as under an `lc_messages` in that language (the machine need not have its locale:
+        gettext's LANGUAGE, over lc_messages C.UTF-8)."""
         options = (f"-k {self.directory} -c listen_addresses='' -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        if language:
+            options += " -c lc_messages=C.UTF-8"
         self._run([server_program("pg_ctl"), "-D", str(self.data), "-o", options,
-                   "-l", str(self.directory / "server.log"), "-w", "-t", "300", "start"])
+                   "-l", str(self.directory / "server.log"), "-w", "-t", "300", "start"],
+                  env={"LANGUAGE": language} if language else None)
 
     def stop(self) -> None:
         self._run([server_program("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "300",
@@ -110,15 +117,17 @@ def answering(spool: Any, timeout: float = 120.0) -> None:
 
 
 @contextmanager
-def throwaway_cluster(wanted: bool = True) -> Iterator[PgCluster | None]:
-    """A started cluster, removed at the end (the benchmarks' own); None when not `wanted`
-    (the benchmark was given a database of its own)."""
+def throwaway_cluster(wanted: bool = True, language: str | None = None
+                      ) -> Iterator[PgCluster | None]:
+    """A started cluster (speaking `language`, see `PgCluster.start`), removed at the end
+    (the benchmarks' own); None when not `wanted` (the benchmark was given a database of its
+    own)."""
     if not wanted:
         yield None
         return
     cluster = PgCluster()
     try:   # a start that fails leaves no directory behind either
-        cluster.start()
+        cluster.start(language)
         yield cluster
     finally:
         cluster.remove()

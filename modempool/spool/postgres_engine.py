@@ -27,6 +27,7 @@ from modempool.masked import one_line
 from modempool.spool.database_errors import forbidden
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
+from modempool.spool.postgres_connect import connect_once
 from modempool.spool.postgres_counts import (ACCOUNT_COUNTS, COUNT_FUNCTIONS,
                                              COUNT_FUNCTIONS_MARKS, KEPT_COUNTS, KEPT_TOTALS,
                                              REACHED_COUNTS, STEP_12_LOCKS, SUMMED_BY_INDEX,
@@ -87,11 +88,6 @@ LOCKS_FIRST: dict[int, Sequence[str]] = {12: STEP_12_LOCKS}
 
 #: A pooled connection unused for longer than this is checked before it is handed out.
 IDLE_CHECK_AFTER = 2.0
-#: A connection refused as one too many (53300) says the server is there. libpq gives a
-#: refused connection no SQLSTATE, only the server's words, so these are looked for (a server
-#: that speaks another language falls back to the probe's pooled connection).
-TOO_MANY_CONNECTIONS = ("too many connections", "too many clients",
-                        "connection slots are reserved")
 #: How long the server watch's probe waits for an idle pooled connection (seconds).
 PROBE_POOL_WAIT = 1.0
 
@@ -418,22 +414,21 @@ class PostgresEngine(Engine):
 
     def _probe(self) -> None:
         """Raise unless the server answers (the server watch's probe): a fresh connection,
-        opened and closed; refused as one too many (53300), the server is there all the same.
-        Failing that, an idle pooled connection answering `SELECT 1` (new connections refused,
-        for example by pg_hba or a role's limit, while the pool's own still work)."""
+        opened and closed; refused as one too many (53300, by its SQLSTATE in any language:
+        `postgres_connect`), the server is there all the same. Failing that, an idle pooled
+        connection answering `SELECT 1` (new connections refused, for example by pg_hba or a
+        role's limit, while the pool's own still work)."""
+        refused = connect_once(self.url, timeout=5)
+        if refused is None or refused.too_many:
+            return
+        exc = self._psycopg.OperationalError(refused.message)
+        if self.pool.get_stats().get("pool_available", 0) == 0:
+            raise exc
         try:
-            self._psycopg.connect(self.url, connect_timeout=5, autocommit=True).close()
-        except self._psycopg.Error as exc:
-            if exc.sqlstate == "53300" or any(words in str(exc)
-                                              for words in TOO_MANY_CONNECTIONS):
-                return
-            if self.pool.get_stats().get("pool_available", 0) == 0:
-                raise
-            try:
-                with self.pool.connection(timeout=PROBE_POOL_WAIT) as raw:
-                    raw.execute("SELECT 1")
-            except Exception:
-                raise exc from None
+            with self.pool.connection(timeout=PROBE_POOL_WAIT) as raw:
+                raw.execute("SELECT 1")
+        except Exception:
+            raise exc from None
 
     def _upgrade(self, raw: Any) -> None:
         """Bring the database to SCHEMA_VERSION in one transaction, one daemon at a time;

@@ -185,3 +185,31 @@ def test_an_idle_pooled_connection_broken_by_an_outage_fails_the_first_call_on_t
         cluster.start()
         answering(spool)
         assert [m.text for m in spool.list()] == ["before", "after a restart"]
+
+
+async def test_one_too_many_is_known_by_its_sqlstate_on_a_server_that_speaks_german():
+    """A server whose messages are translated (lc_messages in German): a connection refused as
+    one too many reads "zu viele Verbindungen", which no English words match, and psycopg gives
+    it no SQLSTATE. The probe asks libpq for verbose errors (the SQLSTATE in the text, in any
+    language), so with the pool's only connection out it still takes 53300 for a server that is
+    there (it stayed away until a pooled connection was idle)."""
+    from modempool.spool.postgres_connect import connect_once
+
+    with throwaway_cluster(language="de") as cluster:
+        role, url = _limited_role(cluster, 2)
+        engine = PostgresEngine(url, pool_size=1, connect_timeout=1.0)
+        others = []
+        try:
+            with engine.connection():   # the pool's only one out: the probe must not need it
+                while (refused := connect_once(url, timeout=10)) is None:
+                    others.append(psycopg.connect(url, autocommit=True))
+                assert "Verbindungen" in refused.message and "too many" not in refused.message
+                assert refused.sqlstates == ("53300",) and refused.too_many
+                engine.server.failed(_gone())
+                await eventually(lambda: engine.server.away is None,
+                                 what="the probe taking 53300 in German for a server there")
+            assert connect_once(cluster.url(), timeout=10) is None   # the superuser's: fine
+        finally:
+            for other in others:
+                other.close()
+            engine.close()

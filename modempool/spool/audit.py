@@ -14,7 +14,9 @@ from modempool.spool.model import to_text, utcnow
 from datetime import datetime
 
 
-_INSERT = "INSERT INTO events (time, kind, message_id, sim, detail) VALUES "
+#: An event row inserted, its values (time, kind, message id, SIM, detail) to follow.
+INSERT_EVENT = "INSERT INTO events (time, kind, message_id, sim, detail)"
+_INSERT = INSERT_EVENT + " VALUES "
 _ROW = "(?, ?, ?, ?, ?)"
 
 
@@ -58,6 +60,14 @@ class AuditLog:
             raise
         self._local.held = None
         self._write(conn, held)
+
+    def write_held(self, conn: Any) -> None:
+        """Inside `together`: write the events held so far now, before one the caller writes
+        itself (in a statement of its own, `INSERT_EVENT`), so that they keep their order."""
+        held = getattr(self._local, "held", None)
+        if held:
+            self._write(conn, held)
+            held.clear()
 
     @staticmethod
     def _write(conn: Any, rows: list[tuple[Any, ...]]) -> None:

@@ -16,16 +16,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from modempool.spool.ambiguity import settle_by_stored_reports
-from modempool.spool.audit import AuditLog
+from modempool.spool.ambiguity import CLOCK_SLACK, settle_by_stored_reports
+from modempool.spool.audit import INSERT_EVENT, AuditLog
 from modempool.spool.daemons import Here
 from modempool.spool.engine import Engine
 from modempool.spool.messages import read_message
 from modempool.spool.model import LeaseLost, Message, MessageState, Recovery, to_text, utcnow
 from modempool.spool.recovery import dead_owners, recover_leases
 from modempool.spool.sims import Sims
-from modempool.spool.verdicts import (deliver_if_complete, early_report, fail_if_undelivered,
-                                      part_verdict, report_applied, report_key)
+from modempool.spool.verdicts import (REPORT_KEY, deliver_if_complete, early_report,
+                                      fail_if_undelivered, no_early_report, part_verdict,
+                                      report_applied)
 
 @dataclass(frozen=True, slots=True)
 class SentPart:
@@ -233,15 +234,18 @@ class Claims:
         transactions recording overlapping parts never wait for each other in a cycle."""
         if not self.engine.locks_keys:
             return
-        wanted = {(message_id, seq): reference for message_id, seq, reference in parts
+        wanted = {f"{message_id}:{seq}": reference for message_id, seq, reference in parts
                   if reference is not None}
         if not wanted:
             return
-        among, values = self.engine.among("message_id", sorted({key[0] for key in wanted}))
-        sims = conn.execute(f"SELECT message_id, seq, sim FROM parts WHERE {among}", values)
-        self.engine.lock_keys(conn, [report_key(sim, wanted[message_id, seq])
-                                     for message_id, seq, sim in sims
-                                     if (message_id, seq) in wanted])
+        among, values = self.engine.among("message_id", sorted({message_id for message_id, _, _
+                                                                 in parts}))
+        reference = self.engine.json_text_at(
+            "?", "CAST(message_id AS text) || ':' || CAST(seq AS text)")
+        self.engine.lock_keys_of(
+            conn, f"SELECT {REPORT_KEY.format(sim='sim', reference=reference)} FROM parts "
+                  f"WHERE {among} AND {reference} IS NOT NULL",
+            [json.dumps(wanted), *values, json.dumps(wanted)])
 
     def _record_part(self, conn: Any, message_id: int, seq: int, reference: int | None,
                      message_reference: int | None, moment: datetime, *,
@@ -322,13 +326,18 @@ class Claims:
     def _last_part_sent(self, conn: Any, send: SentPart) -> bool:
         """`mark_last_part_sent` in `conn`'s transaction, its report lock held."""
         message_id, seq = send.message_id, send.seq
-        part = self._record_part(conn, message_id, seq, send.reference, send.message_reference,
-                                 send.now or utcnow(), settle_message=False)
         now_text = to_text(utcnow())
-        ok = self._finish(conn, message_id, MessageState.SENT, None, now_text, send.lease_owner,
-                          extra=", sent_at = :now")
-        if ok:
-            self.audit.record(conn, "sent", message_id, now=now_text)
+        at_once = self._sent_at_once(conn, send, now_text) if self.engine.writes_in_with else None
+        if at_once is not None:
+            part, ok = "sent", at_once
+        else:
+            part = self._record_part(conn, message_id, seq, send.reference,
+                                     send.message_reference, send.now or utcnow(),
+                                     settle_message=False)
+            ok = self._finish(conn, message_id, MessageState.SENT, None, now_text,
+                              send.lease_owner, extra=", sent_at = :now")
+            if ok:
+                self.audit.record(conn, "sent", message_id, now=now_text)
         # The message's verdict from its parts' reports. Of a one-part message the part
         # just recorded is all there is to ask (no report yet: nothing to settle).
         if ok and (seq > 1 or part is None):
@@ -339,6 +348,33 @@ class Claims:
         elif part == "undelivered":
             fail_if_undelivered(conn, message_id, now_text)
         return ok
+
+    def _sent_at_once(self, conn: Any, send: SentPart, now: str) -> bool | None:
+        """`_last_part_sent`'s common case in one statement (PostgreSQL: data-modifying CTEs),
+        in the path of the SIM's next marker: the part recorded sent and counted, the message
+        SENT and its event, whether its lease was still ours. None, nothing written, when it
+        is not that case (a report came first, the part was already recorded or never marked
+        writing): `_record_part` then finds out which."""
+        moment = send.now or utcnow()
+        counting, values = self.sims.counting("SELECT sim FROM part WHERE sim <> ''", 1, moment)
+        early = "" if send.message_reference is None else " AND " + no_early_report(self.engine)
+        owner = "AND lease_owner = :owner " if send.lease_owner is not None else ""
+        self.audit.write_held(conn)   # events in the order they were recorded
+        recorded, finished = conn.execute(
+            "WITH part AS (UPDATE parts SET state = 'sent', reference = :part_reference, "
+            "message_reference = :reference, sent_at = :sent_at WHERE message_id = :id "
+            f"AND seq = :seq AND state NOT IN ('sent', 'delivered', 'undelivered'){early} "
+            f"RETURNING sim), {counting}, "
+            "done AS (" + _FINISH.format(extra=", sent_at = :now",
+                                         owner=owner + "AND EXISTS (SELECT 1 FROM part)")
+            + " RETURNING id), "
+            f"logged AS ({INSERT_EVENT} SELECT :now, 'sent', id, NULL, NULL FROM done) "
+            "SELECT EXISTS (SELECT 1 FROM part), EXISTS (SELECT 1 FROM done)",
+            {**values, "part_reference": send.reference, "reference": send.message_reference,
+             "sent_at": to_text(moment), "id": send.message_id, "seq": send.seq,
+             "slack": CLOCK_SLACK.total_seconds(), "state": MessageState.SENT.value,
+             "error": None, "now": now, "owner": send.lease_owner}).fetchone()
+        return bool(finished) if recorded else None
 
     def mark_failed(self, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:
         """End an attempt for good: FAILED with `error` (a permanent error, or retries used up)."""

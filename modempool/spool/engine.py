@@ -213,6 +213,11 @@ class Engine(ABC):
         for key in sorted(set(keys)):
             self.lock_key(conn, key)
 
+    def lock_keys_of(self, conn: Any, query: str, params: Sequence[Any]) -> None:
+        """`lock_keys` of the keys (text) that `query` (`?` parameters) returns in the
+        transaction `conn`: where a key names a row (a part's SIM), read and locked in one go."""
+        self.lock_keys(conn, [row[0] for row in conn.execute(query, params).fetchall()])
+
     def notify_enqueued(self, conn: Any) -> None:
         """Tell idle dispatchers elsewhere that messages were queued (PostgreSQL: NOTIFY)."""
 

@@ -678,18 +678,18 @@ class PostgresEngine(Engine):
         conn.execute("SELECT pg_advisory_xact_lock(CAST(? AS integer), hashtext(?))", (_KEY_LOCKS, key))
 
     def lock_keys(self, conn: Any, keys: Iterable[str]) -> None:
-        """In the order of the numbers locked (`hashtext`), not of the keys' text: two keys
-        whose hashes collide are one lock, which sorting by text could take in either order."""
         keys = sorted(set(keys))
-        if len(keys) < 2:   # one lock (or none) has no order to keep: no round trip to hash
-            for key in keys:
-                self.lock_key(conn, key)
-            return
-        numbers = conn.execute("SELECT DISTINCT hashtext(key) AS number FROM "
-                               "unnest(CAST(? AS text[])) AS key ORDER BY number", (keys,)).fetchall()
-        for row in numbers:
-            conn.execute("SELECT pg_advisory_xact_lock(CAST(? AS integer), CAST(? AS integer))",
-                         (_KEY_LOCKS, row[0]))
+        if keys:
+            self.lock_keys_of(conn, "SELECT unnest(CAST(? AS text[]))", [keys])
+
+    def lock_keys_of(self, conn: Any, query: str, params: Sequence[Any]) -> None:
+        """One round trip, the locks taken in the order of the numbers locked (`hashtext`),
+        not of the keys' text: two keys whose hashes collide are one lock, which sorting by
+        text could take in either order. (A volatile function of the SELECT list is
+        evaluated after the ORDER BY's sort.)"""
+        conn.execute("SELECT pg_advisory_xact_lock(CAST(? AS integer), number) FROM "
+                     f"(SELECT DISTINCT hashtext(key) AS number FROM ({query}) AS keys (key)) "
+                     "AS numbers ORDER BY number", (_KEY_LOCKS, *params))
 
     def notify_enqueued(self, conn: Any) -> None:
         conn.execute(f"NOTIFY {CHANNEL}")  # delivered at commit, once per transaction

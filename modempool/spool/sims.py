@@ -33,7 +33,7 @@ _COUNT = ("INSERT INTO {table} ({key}, sent_today, day, sent_month, month, sent_
           "sent_month = CASE WHEN {table}.month = excluded.month "
           "THEN {table}.sent_month + :n ELSE :n END, month = excluded.month, "
           "sent_total = {table}.sent_total + :n, updated_at = excluded.updated_at")
-_COUNTED = ":n, :day, :n, :month, :n, :now"
+_COUNTED = ":n, :day, :n, :month, :n, :counted_at"
 
 
 class Sims:
@@ -53,20 +53,33 @@ class Sims:
         """Count `n` SMS for `sim` inside the transaction `conn`: for its modem (`sims`) and for
         the SIM card in it (`sim_counters`, by the ICCID the modem reported), each one atomic
         upsert, so that daemons on several hosts add up instead of overwriting each other."""
-        day, month = self._local_day_month(moment)
-        values = {"sim": sim, "n": n, "day": day, "month": month, "now": to_text(moment)}
-        modem = _COUNT.format(table="sims", key="name", rows=f"VALUES (:sim, {_COUNTED})")
-        card_key = SIM_KEY.format(name=":sim")
-        if self.engine.writes_in_with:
-            # One round trip (it is in the path of a confirmation's commit): the card's count
-            # reads the modem's, so the modem's row is written, and locked, first, as below.
-            card = _COUNT.format(table="sim_counters", key="sim_key",
-                                 rows=f"SELECT {card_key}, {_COUNTED} FROM modem")
-            conn.execute(f"WITH modem AS ({modem} RETURNING 1) {card}", values)
+        if self.engine.writes_in_with:   # one round trip: it is in the path of a commit
+            counting, values = self.counting("SELECT CAST(:sim AS text)", n, moment)
+            conn.execute(f"WITH {counting} SELECT 1", {**values, "sim": sim})
             return
-        conn.execute(modem, values)
+        values = {"sim": sim, **self._counted(n, moment)}
+        conn.execute(_COUNT.format(table="sims", key="name", rows=f"VALUES (:sim, {_COUNTED})"),
+                     values)
         conn.execute(_COUNT.format(table="sim_counters", key="sim_key",
-                                   rows=f"VALUES ({card_key}, {_COUNTED})"), values)
+                                   rows=f"VALUES ({SIM_KEY.format(name=':sim')}, {_COUNTED})"),
+                     values)
+
+    def counting(self, sims: str, n: int, moment: datetime) -> tuple[str, dict[str, Any]]:
+        """`add_sent` of `n` SMS for each SIM named by the query `sims` (one column), as the
+        data-modifying CTEs of a statement on an engine that has them (`writes_in_with`), and
+        their parameters: a confirmation recorded and counted in one round trip. The card's count reads the modem's, so the modem's row is written, and
+        locked, first, as SQLite's two statements do."""
+        modem = _COUNT.format(table="sims", key="name",
+                              rows=f"SELECT sim, {_COUNTED} FROM ({sims}) AS counted (sim)")
+        card = _COUNT.format(table="sim_counters", key="sim_key",
+                             rows=f"SELECT {SIM_KEY.format(name='modem.name')}, {_COUNTED} "
+                                  "FROM modem")
+        return (f"modem AS ({modem} RETURNING name), card AS ({card})",
+                self._counted(n, moment))
+
+    def _counted(self, n: int, moment: datetime) -> dict[str, Any]:
+        day, month = self._local_day_month(moment)
+        return {"n": n, "day": day, "month": month, "counted_at": to_text(moment)}
 
     def count_sent(self, sim: str, n: int = 1, now: datetime | None = None) -> None:
         """Add `n` SMS to the SIM's day and month counters.

@@ -33,6 +33,10 @@ def deliver_if_complete(conn: Any, message_id: int, now: str) -> bool:
     return cur.rowcount == 1
 
 
+#: `report_key` in SQL, of the SQL expressions {sim} and {reference} (text).
+REPORT_KEY = "'report:' || coalesce({sim}, '') || ':' || {reference}"
+
+
 def report_key(sim: str | None, message_reference: int) -> str:
     """The `engine.lock_key` that a report and its part's confirmation both hold while they
     look for each other: what a report is matched on that both know before they write, the
@@ -46,13 +50,13 @@ def report_key(sim: str | None, message_reference: int) -> str:
 # the same recipient and reference, with the network's time of delivery at most CLOCK_SLACK
 # before the part was written (whole seconds, another clock; TP-MR repeats only after 256
 # messages of the SIM). One statement: it runs for every part sent.
+_REPORTS_BEFORE = ("JOIN delivery_reports r ON r.part_id IS NULL AND r.sim = parts.sim "
+                   "AND r.message_reference = {reference} AND r.recipient = messages.to_number "
+                   "AND {written_after} <= {slack}")
 _EARLY_REPORT = (
     "SELECT r.id, parts.id, parts.sim, r.status, r.delivered, r.final "
-    "FROM parts JOIN messages ON messages.id = parts.message_id "
-    "JOIN delivery_reports r ON r.part_id IS NULL AND r.sim = parts.sim "
-    "AND r.message_reference = ? AND r.recipient = messages.to_number "
-    "AND {written_after} <= ? WHERE parts.message_id = ? AND parts.seq = ? "
-    "ORDER BY r.id LIMIT 1")
+    "FROM parts JOIN messages ON messages.id = parts.message_id " + _REPORTS_BEFORE +
+    " WHERE parts.message_id = ? AND parts.seq = ? ORDER BY r.id LIMIT 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ def early_report(conn: Any, engine: Engine, message_id: int, seq: int,
     """The report stored before part `seq`'s confirmation with `message_reference` came (to
     be applied as it is recorded), if one did."""
     sql = _EARLY_REPORT.format(
+        reference="?", slack="?",
         written_after=engine.seconds_between("parts.writing_at", "r.received_at"))
     row = conn.execute(sql, (message_reference, CLOCK_SLACK.total_seconds(), message_id,
                              seq)).fetchone()
@@ -79,6 +84,16 @@ def early_report(conn: Any, engine: Engine, message_id: int, seq: int,
         return None
     report_id, part_id, sim, status, delivered, final = row
     return EarlyReport(report_id, part_id, sim, status, bool(delivered), bool(final))
+
+
+def no_early_report(engine: Engine) -> str:
+    """SQL true when no report came before the confirmation (TP-MR `:reference`) of the part
+    that `parts` names in its statement, as `early_report` finds them (its parameters
+    `:reference` and `:slack`): the common case recorded without asking first."""
+    return ("NOT EXISTS (SELECT 1 FROM messages " + _REPORTS_BEFORE.format(
+        reference=":reference", slack=":slack",
+        written_after=engine.seconds_between("parts.writing_at", "r.received_at"))
+        + " WHERE messages.id = parts.message_id)")
 
 
 def fail_if_undelivered(conn: Any, message_id: int, now: str) -> None:

@@ -31,14 +31,20 @@ class AuditLog:
     def record(self, conn: Any, kind: str, message_id: int | None = None, sim: str | None = None,
                detail: Any = None, now: str | None = None) -> None:
         """One event, written on `conn` (an open transaction)."""
-        if detail is not None and not isinstance(detail, str):
-            detail = json.dumps(detail, ensure_ascii=False, default=str)
-        row = (now or to_text(utcnow()), kind, message_id, sim, detail)
+        row = self.row(kind, message_id, sim, detail, now)
         held = getattr(self._local, "held", None)
         if held is not None:
             held.append(row)
         else:
             self._write(conn, [row])
+
+    @staticmethod
+    def row(kind: str, message_id: int | None = None, sim: str | None = None,
+            detail: Any = None, now: str | None = None) -> tuple[Any, ...]:
+        """The values of an event's row (`INSERT_EVENT`), as `record` writes them."""
+        if detail is not None and not isinstance(detail, str):
+            detail = json.dumps(detail, ensure_ascii=False, default=str)
+        return (now or to_text(utcnow()), kind, message_id, sim, detail)
 
     @contextmanager
     def together(self, conn: Any) -> Iterator[None]:

@@ -17,8 +17,9 @@ from typing import Any
 from modempool.errors import InvalidNumber
 from modempool.numbers import normalise
 from modempool.spool.ambiguity import settle_by_report
-from modempool.spool.audit import AuditLog
-from modempool.spool.verdicts import apply_report, report_key
+from modempool.spool.audit import INSERT_EVENT, AuditLog
+from modempool.spool.verdicts import (PART_VERDICT, apply_report, message_after_report,
+                                      part_verdict, report_event, report_key)
 from modempool.spool.engine import Engine
 from modempool.spool.model import from_text, to_text, utcnow
 from modempool.spool.plain_text import without_nul
@@ -377,16 +378,33 @@ class Inbound:
                     count_sent=self.sims.add_sent if self.sims is not None else None)
                 proven = match is not None
             part_id, message_id = (match[0], match[1]) if match else (None, None)
-            report_id = conn.execute(
-                "INSERT INTO delivery_reports (sim, message_reference, recipient, status, delivered, "
-                "final, received_at, part_id, message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "RETURNING id",
-                (sim, message_reference, recipient_e164 or recipient, status, int(delivered),
-                 int(final), now, part_id, message_id),
-            ).fetchone()[0]
+            report = ("INSERT INTO delivery_reports (sim, message_reference, recipient, status, "
+                      "delivered, final, received_at, part_id, message_id) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                      [sim, message_reference, recipient_e164 or recipient, status,
+                       int(delivered), int(final), now, part_id, message_id])
             state = None
-            if part_id is not None:
-                apply_report(conn, self.audit, part_id=part_id, message_id=message_id, sim=sim,
-                             status=status, delivered=delivered, final=final, now=now)
-                state = conn.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()[0]
+            if part_id is not None and self.engine.writes_in_with:
+                # One round trip for the report, its part's verdict and the event; the message
+                # after it next (it reads the part's verdict).
+                event = self.audit.row(*report_event(part_id=part_id, message_id=message_id,
+                                                     sim=sim, status=status,
+                                                     delivered=delivered), now)
+                report_id = conn.execute(
+                    f"WITH verdict AS ({PART_VERDICT}), logged AS ({INSERT_EVENT} "
+                    f"VALUES (?, ?, ?, ?, ?)) {report[0]}",
+                    [part_verdict(delivered, final), status, now, part_id, *event,
+                     *report[1]]).fetchone()[0]
+                if message_after_report(conn, message_id, status=status, delivered=delivered,
+                                        final=final, now=now):
+                    state = "delivered"
+            else:
+                report_id = conn.execute(*report).fetchone()[0]
+                if part_id is not None:
+                    apply_report(conn, self.audit, part_id=part_id, message_id=message_id,
+                                 sim=sim, status=status, delivered=delivered, final=final,
+                                 now=now)
+            if part_id is not None and state is None:
+                state = conn.execute("SELECT state FROM messages WHERE id = ?",
+                                     (message_id,)).fetchone()[0]
         return ReportMatch(report_id, part_id, message_id, state, proven)

@@ -113,12 +113,15 @@ def part_verdict(delivered: bool, final: bool) -> str:
     return "delivered" if delivered else ("undelivered" if final else "sent")
 
 
+#: A report's verdict written to its part (`part_verdict`, status, time, part id).
+PART_VERDICT = "UPDATE parts SET state = ?, status = ?, status_at = ? WHERE id = ?"
+
+
 def apply_report(conn: Any, audit: AuditLog, *, part_id: int, message_id: int, sim: str | None,
                  status: int, delivered: bool, final: bool, now: str) -> None:
     """A delivery report's verdict on its part, and on the message: DELIVERED once every part
     is, FAILED ("not delivered") on a final failure of a SENT message."""
-    conn.execute("UPDATE parts SET state = ?, status = ?, status_at = ? WHERE id = ?",
-                 (part_verdict(delivered, final), status, now, part_id))
+    conn.execute(PART_VERDICT, (part_verdict(delivered, final), status, now, part_id))
     report_applied(conn, audit, part_id=part_id, message_id=message_id, sim=sim, status=status,
                    delivered=delivered, final=final, now=now)
 
@@ -129,13 +132,31 @@ def report_applied(conn: Any, audit: AuditLog, *, part_id: int, message_id: int,
     """After a report's verdict was written to its part: the message settled by it, and the
     event. Without `settle_message` the message is left to the caller (a confirmation
     recorded in the same transaction, whose message is not SENT yet: `mark_last_part_sent`)."""
-    if delivered and settle_message:
-        deliver_if_complete(conn, message_id, now)
-    elif final and settle_message:
+    if settle_message:
+        message_after_report(conn, message_id, status=status, delivered=delivered, final=final,
+                         now=now)
+    audit.record(conn, *report_event(part_id=part_id, message_id=message_id, sim=sim,
+                                     status=status, delivered=delivered), now)
+
+
+def message_after_report(conn: Any, message_id: int, *, status: int, delivered: bool, final: bool,
+                     now: str) -> bool:
+    """The message after a report's verdict was written to its part: DELIVERED once every
+    part is, FAILED ("not delivered") on a final failure of a SENT message. Whether it is
+    DELIVERED now."""
+    if delivered:
+        return deliver_if_complete(conn, message_id, now)
+    if final:
         conn.execute(
             "UPDATE messages SET state = 'failed', error = ?, updated_at = ? "
             "WHERE id = ? AND state = 'sent'",
             (f"not delivered (status 0x{status:02X})", now, message_id),
         )
-    audit.record(conn, "delivery-report", message_id, sim,
-                 {"status": status, "delivered": delivered, "part_id": part_id}, now)
+    return False
+
+
+def report_event(*, part_id: int, message_id: int, sim: str | None, status: int,
+                 delivered: bool) -> tuple[Any, ...]:
+    """The event of a report applied to its part: `audit.record`'s arguments after `conn`."""
+    return ("delivery-report", message_id, sim,
+            {"status": status, "delivered": delivered, "part_id": part_id})

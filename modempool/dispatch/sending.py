@@ -336,15 +336,24 @@ class SendingMixin:
                          total: int | None, owner: str) -> tuple[list[bool] | None, LeaseLost | None]:
         """In the lane, one commit: the SIM's previous confirmation and the marker of the part
         about to be written. A lost lease is returned: nothing written for it, the record
-        still commits."""
-        lost = None
-        with self.spool.batch():
-            recorded = self._write_records(pending)
+        still commits. A record the database refuses (not its absence) is kept to be written
+        again, and the marker goes alone."""
+        recorded: list[bool] | None = []   # none to record: a marker alone (`markers`)
+        if pending:
             try:
-                self.spool.mark_part_writing(message_id, seq, total, lease_owner=owner)
-            except LeaseLost as exc:
-                lost = exc
-        return recorded, lost
+                return self.spool.mark_sent_then_writing([sent for sent, *_ in pending],
+                                                         message_id, seq, total,
+                                                         lease_owner=owner)
+            except Exception as exc:
+                if unavailable(exc) is not None:
+                    raise
+                log_failure(log, f"could not record {len(pending)} sent messages", exc)
+            recorded = None
+        try:
+            self.spool.mark_part_writing(message_id, seq, total, lease_owner=owner)
+        except LeaseLost as exc:
+            return recorded, exc
+        return recorded, None
 
     def _settled(self, pending: list[Unrecorded], recorded: list[bool] | None) -> None:
         """Log what was recorded; what could not be (the database away) is kept, to be written

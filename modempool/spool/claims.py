@@ -192,17 +192,14 @@ class Claims:
         lease_params = (total, message_id, *(() if lease_owner is None else (lease_owner,)))
         with self.engine.tx() as conn:
             if self.engine.writes_in_with:   # one round trip: the PDU waits for this commit
-                marked = conn.execute(
-                    f"WITH leased AS ({leased}) " + _WRITING.format(
-                        rows="SELECT ?, ?, ?, attempts, sim, 'writing', ? FROM leased")
-                    + " RETURNING 1", (*lease_params, message_id, seq, total, now)).fetchone()
-                if marked is None:
-                    raise LeaseLost(f"message {message_id} is not being sent by "
-                                    f"{lease_owner or 'anyone'}")
+                marker, values = _marker(message_id, seq, total, lease_owner)
+                if not conn.execute(f"WITH {marker} SELECT EXISTS (SELECT 1 FROM marked)",
+                                    values).fetchone()[0]:
+                    raise _not_leased(message_id, lease_owner)
                 return
             row = conn.execute(leased, lease_params).fetchone()
             if row is None:
-                raise LeaseLost(f"message {message_id} is not being sent by {lease_owner or 'anyone'}")
+                raise _not_leased(message_id, lease_owner)
             conn.execute(_WRITING.format(rows="VALUES (?, ?, ?, ?, ?, 'writing', ?)"),
                          (message_id, seq, total, row[0], row[1], now))
 
@@ -321,13 +318,43 @@ class Claims:
         with self.engine.tx() as conn, self.audit.together(conn):
             self._lock_reports(conn, [(send.message_id, send.seq, send.message_reference)
                                       for send in sends])
-            return [self._last_part_sent(conn, send) for send in sends]
+            return [self._last_part_sent(conn, send)[0] for send in sends]
 
-    def _last_part_sent(self, conn: Any, send: SentPart) -> bool:
-        """`mark_last_part_sent` in `conn`'s transaction, its report lock held."""
+    def mark_sent_then_writing(self, sends: Sequence[SentPart], message_id: int, seq: int,
+                               total: int | None, *, lease_owner: str | None
+                               ) -> tuple[list[bool], LeaseLost | None]:
+        """`mark_many_sent(sends)` (a SIM's previous message) and `mark_part_writing` of its
+        next part, in one transaction: the marker's LeaseLost is returned, the records still
+        commit. On PostgreSQL the marker goes in the statement of the first record."""
+        with self.engine.tx() as conn, self.audit.together(conn):
+            self._lock_reports(conn, [(send.message_id, send.seq, send.message_reference)
+                                      for send in sends])
+            writing = (_marker(message_id, seq, total, lease_owner)
+                       if self.engine.writes_in_with else None)
+            recorded, lost = [], None
+            for send in sends:
+                ok, marked = self._last_part_sent(conn, send, writing)
+                recorded.append(ok)
+                if marked is not None:   # it went with this record
+                    writing = None
+                    lost = None if marked else _not_leased(message_id, lease_owner)
+            if writing is not None or not self.engine.writes_in_with:
+                try:
+                    self.mark_part_writing(message_id, seq, total, lease_owner=lease_owner)
+                except LeaseLost as exc:
+                    lost = exc
+        return recorded, lost
+
+    def _last_part_sent(self, conn: Any, send: SentPart,
+                        writing: tuple[str, dict[str, Any]] | None = None
+                        ) -> tuple[bool, bool | None]:
+        """`mark_last_part_sent` in `conn`'s transaction, its report lock held; with
+        `writing` (`_marker`), that marker in its statement where it is one: whether it was
+        written then (None: not done)."""
         message_id, seq = send.message_id, send.seq
         now_text = to_text(utcnow())
-        at_once = self._sent_at_once(conn, send, now_text) if self.engine.writes_in_with else None
+        at_once, marked = (self._sent_at_once(conn, send, now_text, writing)
+                           if self.engine.writes_in_with else (None, None))
         if at_once is not None:
             part, ok = "sent", at_once
         else:
@@ -347,20 +374,23 @@ class Claims:
             deliver_if_complete(conn, message_id, now_text)
         elif part == "undelivered":
             fail_if_undelivered(conn, message_id, now_text)
-        return ok
+        return ok, marked
 
-    def _sent_at_once(self, conn: Any, send: SentPart, now: str) -> bool | None:
+    def _sent_at_once(self, conn: Any, send: SentPart, now: str,
+                      writing: tuple[str, dict[str, Any]] | None = None
+                      ) -> tuple[bool | None, bool | None]:
         """`_last_part_sent`'s common case in one statement (PostgreSQL: data-modifying CTEs),
         in the path of the SIM's next marker: the part recorded sent and counted, the message
         SENT and its event, whether its lease was still ours. None, nothing written, when it
         is not that case (a report came first, the part was already recorded or never marked
-        writing): `_record_part` then finds out which."""
+        writing): `_record_part` then finds out which. With `writing`, that marker's CTEs go
+        in the statement too, whichever case it is, and whether it was written is returned."""
         moment = send.now or utcnow()
         counting, values = self.sims.counting("SELECT sim FROM part WHERE sim <> ''", 1, moment)
         early = "" if send.message_reference is None else " AND " + no_early_report(self.engine)
         owner = "AND lease_owner = :owner " if send.lease_owner is not None else ""
         self.audit.write_held(conn)   # events in the order they were recorded
-        recorded, finished = conn.execute(
+        recorded, finished, *marked = conn.execute(
             "WITH part AS (UPDATE parts SET state = 'sent', reference = :part_reference, "
             "message_reference = :reference, sent_at = :sent_at WHERE message_id = :id "
             f"AND seq = :seq AND state NOT IN ('sent', 'delivered', 'undelivered'){early} "
@@ -368,13 +398,15 @@ class Claims:
             "done AS (" + _FINISH.format(extra=", sent_at = :now",
                                          owner=owner + "AND EXISTS (SELECT 1 FROM part)")
             + " RETURNING id), "
-            f"logged AS ({INSERT_EVENT} SELECT :now, 'sent', id, NULL, NULL FROM done) "
-            "SELECT EXISTS (SELECT 1 FROM part), EXISTS (SELECT 1 FROM done)",
-            {**values, "part_reference": send.reference, "reference": send.message_reference,
+            f"logged AS ({INSERT_EVENT} SELECT :now, 'sent', id, NULL, NULL FROM done)"
+            + ("" if writing is None else f", {writing[0]}")
+            + " SELECT EXISTS (SELECT 1 FROM part), EXISTS (SELECT 1 FROM done)"
+            + ("" if writing is None else ", EXISTS (SELECT 1 FROM marked)"),
+            {**values, **(writing[1] if writing else {}), "part_reference": send.reference, "reference": send.message_reference,
              "sent_at": to_text(moment), "id": send.message_id, "seq": send.seq,
              "slack": CLOCK_SLACK.total_seconds(), "state": MessageState.SENT.value,
              "error": None, "now": now, "owner": send.lease_owner}).fetchone()
-        return bool(finished) if recorded else None
+        return (bool(finished) if recorded else None), (None if writing is None else marked[0])
 
     def mark_failed(self, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:
         """End an attempt for good: FAILED with `error` (a permanent error, or retries used up)."""
@@ -474,3 +506,22 @@ class Claims:
              "owner": lease_owner, **more},
         )
         return cur.rowcount == 1
+
+
+def _marker(message_id: int, seq: int, total: int | None,
+            lease_owner: str | None) -> tuple[str, dict[str, Any]]:
+    """`mark_part_writing` as the CTEs `leased` (one statement checks the lease, locks the
+    message and keeps its part count) and `marked` (the part's row, with the attempt and SIM
+    it returns), for an engine with writes in a WITH, and their parameters."""
+    owner = " AND lease_owner = :marker_owner" if lease_owner is not None else ""
+    leased = ("UPDATE messages SET parts_total = coalesce(:marker_total, parts_total) "
+              f"WHERE id = :marker_id AND state = 'sending'{owner} RETURNING attempts, sim")
+    marked = _WRITING.format(rows="SELECT :marker_id, :marker_seq, :marker_total, attempts, "
+                                  "sim, 'writing', :marker_at FROM leased")
+    return (f"leased AS ({leased}), marked AS ({marked} RETURNING 1)",
+            {"marker_id": message_id, "marker_seq": seq, "marker_total": total,
+             "marker_owner": lease_owner, "marker_at": to_text(utcnow())})
+
+
+def _not_leased(message_id: int, lease_owner: str | None) -> LeaseLost:
+    return LeaseLost(f"message {message_id} is not being sent by {lease_owner or 'anyone'}")

@@ -217,6 +217,7 @@ class Spool:
     mark_sent = PartCall("claims", "mark_sent")
     mark_last_part_sent = PartCall("claims", "mark_last_part_sent")
     mark_many_sent = PartCall("claims", "mark_many_sent")
+    mark_sent_then_writing = PartCall("claims", "mark_sent_then_writing")
     mark_failed = PartCall("claims", "mark_failed")
     fail_queued = PartCall("claims", "fail_queued")
     cancel_queued = PartCall("claims", "cancel_queued")

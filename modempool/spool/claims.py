@@ -402,10 +402,11 @@ class Claims:
             + ("" if writing is None else f", {writing[0]}")
             + " SELECT EXISTS (SELECT 1 FROM part), EXISTS (SELECT 1 FROM done)"
             + ("" if writing is None else ", EXISTS (SELECT 1 FROM marked)"),
-            {**values, **(writing[1] if writing else {}), "part_reference": send.reference, "reference": send.message_reference,
-             "sent_at": to_text(moment), "id": send.message_id, "seq": send.seq,
-             "slack": CLOCK_SLACK.total_seconds(), "state": MessageState.SENT.value,
-             "error": None, "now": now, "owner": send.lease_owner}).fetchone()
+            {**values, **(writing[1] if writing else {}), "part_reference": send.reference,
+             "reference": send.message_reference, "sent_at": to_text(moment),
+             "id": send.message_id, "seq": send.seq, "slack": CLOCK_SLACK.total_seconds(),
+             "state": MessageState.SENT.value, "error": None, "now": now,
+             "owner": send.lease_owner}).fetchone()
         return (bool(finished) if recorded else None), (None if writing is None else marked[0])
 
     def mark_failed(self, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:

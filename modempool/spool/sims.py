@@ -67,8 +67,9 @@ class Sims:
     def counting(self, sims: str, n: int, moment: datetime) -> tuple[str, dict[str, Any]]:
         """`add_sent` of `n` SMS for each SIM named by the query `sims` (one column), as the
         data-modifying CTEs of a statement on an engine that has them (`writes_in_with`), and
-        their parameters: a confirmation recorded and counted in one round trip. The card's count reads the modem's, so the modem's row is written, and
-        locked, first, as SQLite's two statements do."""
+        their parameters: a confirmation recorded and counted in one round trip. The card's
+        count reads the modem's, so the modem's row is written, and locked, first, as
+        SQLite's two statements do."""
         modem = _COUNT.format(table="sims", key="name",
                               rows=f"SELECT sim, {_COUNTED} FROM ({sims}) AS counted (sim)")
         card = _COUNT.format(table="sim_counters", key="sim_key",

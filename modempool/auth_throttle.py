@@ -37,12 +37,13 @@ import asyncio
 import ipaddress
 import logging
 import socket
-import sqlite3
 import threading
 import time
 from typing import Any
 
+from modempool.errors import SpoolFailure
 from modempool.masked import one_line
+from modempool.spool.unavailable import driver_errors
 
 log = logging.getLogger("modempool.web")
 
@@ -57,28 +58,6 @@ CREATE TABLE IF NOT EXISTS auth_failures (
 );
 CREATE INDEX IF NOT EXISTS auth_failures_by_time ON auth_failures (clear_at)
 """
-
-_FAILED = (
-    "INSERT INTO auth_failures (client, clear_at) VALUES (:client, :now + :add) "
-    "ON CONFLICT (client) DO UPDATE SET clear_at = :add + CASE "
-    "WHEN auth_failures.clear_at > :now THEN auth_failures.clear_at ELSE :now END "
-    "RETURNING clear_at")
-# PostgreSQL: every address of a flush in one statement (one round trip, not one per address),
-# in key order; an address already there adds its failures' time (the row's new clear_at less
-# now) to the later of its time and now, as _FAILED does.
-_FAILED_ALL = (
-    "INSERT INTO auth_failures (client, clear_at) "
-    "SELECT client, :now + added FROM unnest(CAST(:clients AS text[]), "
-    "CAST(:added AS double precision[])) AS failed (client, added) ORDER BY client "
-    "ON CONFLICT (client) DO UPDATE SET clear_at = (EXCLUDED.clear_at - :now) + CASE "
-    "WHEN auth_failures.clear_at > :now THEN auth_failures.clear_at ELSE :now END "
-    "RETURNING client, clear_at")
-_DRAINED = {
-    "sqlite": "DELETE FROM auth_failures WHERE clear_at <= ?",
-    # rows another server's flush holds are left for the next one, never waited for
-    "postgresql": "DELETE FROM auth_failures WHERE ctid IN (SELECT ctid FROM auth_failures "
-                  "WHERE clear_at <= ? FOR UPDATE SKIP LOCKED)"}
-_DATABASE_NOW = "SELECT extract(epoch FROM clock_timestamp())"
 
 
 class FailureThrottle:
@@ -97,8 +76,6 @@ class FailureThrottle:
         self.new_per_second = new_per_second
         self.step = window / limit
         spool.engine.ensure_schema(SCHEMA)
-        self._postgres = spool.engine.name == "postgresql"
-        self._errors = _database_errors(self._postgres)
         self._skew = 0.0        # the database's clock minus this host's (PostgreSQL)
         # key -> when its failures drain as far as this process knows (the shared clear_at
         # its last write returned, and its own failures since), the most recent failure last
@@ -161,32 +138,35 @@ class FailureThrottle:
                 return
             self._flushing, pending, self._pending = True, self._pending, {}
         learnt: dict[str, float] = {}
+        moment = self.now() if now is None else now
+        db = self.spool.db   # its SQL that differs per engine: spool/*_operator.py
         try:
-            with self.spool.transaction() as conn:
-                moment = now if now is not None else self._database_now(conn)
-                conn.execute(_DRAINED[self.spool.engine.name], (moment,))
-                keys = sorted(pending)
-                added = [pending[key] * self.step_of(key) for key in keys]
-                if self._postgres:
-                    written = conn.execute(_FAILED_ALL, {"now": moment, "clients": keys,
-                                                         "added": added}).fetchall()
-                    learnt = {key: float(clear_at) for key, clear_at in written}
-                else:   # SQLite: in-process statements, no round trips to save
-                    for key, add in zip(keys, added):
-                        learnt[key] = float(conn.execute(_FAILED, {
-                            "client": key, "now": moment, "add": add}).fetchone()[0])
-        except self._errors as exc:
+            with db.transaction():
+                if now is None:
+                    moment = self._database_now(db)
+                db.auth_failures_drained(moment)
+                learnt = db.auth_failures_added(moment, {   # in key order: no waits in a cycle
+                    key: pending[key] * self.step_of(key) for key in sorted(pending)})
+        except (*driver_errors(), SpoolFailure) as exc:   # the server away included
             log.warning("auth throttle: could not write %d addresses' failed attempts to the "
                         "spool (kept for the next try): %s", len(pending),
                         one_line(exc))
-            learnt, moment = {}, self.now() if now is None else now
+            self._keep(pending)
+        except BaseException:
+            self._keep(pending)
             with self._lock:
-                for key, count in pending.items():
-                    self._pending[key] = self._pending.get(key, 0) + count
+                self._flushing = False
+            raise
         with self._lock:
             for key, clear_at in learnt.items():
                 self._remember(key, max(clear_at, self._clear_at.get(key, clear_at)))
             self._flushed_at, self._flushing = moment, False
+
+    def _keep(self, pending: dict[str, int]) -> None:
+        """Put failures that were not written back, for the next write."""
+        with self._lock:
+            for key, count in pending.items():
+                self._pending[key] = self._pending.get(key, 0) + count
 
     async def keep_flushing(self, stop: asyncio.Event) -> None:
         """A server's task: write what failed meanwhile every `flush_every` seconds, off the
@@ -201,11 +181,9 @@ class FailureThrottle:
                 pass
         await asyncio.to_thread(self.flush)   # what failed last is not lost at a stop
 
-    def _database_now(self, conn: Any) -> float:
-        """Now on the shared clock; on PostgreSQL the database's, and this host's skew from it."""
-        if not self._postgres:
-            return time.time()
-        moment = float(conn.execute(_DATABASE_NOW).fetchone()[0])
+    def _database_now(self, db: Any) -> float:
+        """Now on the shared clock (the database's), and this host's skew from it."""
+        moment = db.clock()
         self._skew = moment - time.time()
         return moment
 
@@ -260,11 +238,3 @@ def counted_as(client: str) -> tuple[str, ...]:
         return tuple(f"{key}@{HOST}" for key in keys)
     return keys
 
-
-def _database_errors(postgres: bool) -> tuple[type[BaseException], ...]:
-    if postgres:
-        import psycopg
-
-        from modempool.spool.database_errors import SpoolForbidden
-        return (sqlite3.Error, psycopg.Error, SpoolForbidden)
-    return (sqlite3.Error,)

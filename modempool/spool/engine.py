@@ -150,7 +150,9 @@ class Engine(ABC):
     @abstractmethod
     def operator_db(self) -> Any:
         """`spool.db`: the operator modules' `execute` (SQLite's dialect), `transaction` and
-        `ensure_schema` on this engine's connections, safe from any thread."""
+        `ensure_schema` on this engine's connections, safe from any thread; and their
+        statements that differ per engine (the failed-auth throttle's), one file per engine:
+        `sqlite_operator.py`, `postgres_operator.py`."""
 
     @abstractmethod
     def ensure_webhook_outbox(self) -> None:

@@ -24,6 +24,20 @@ _JSON_EACH = re.compile(r"json_each\(([^()]*)\)", re.I)
 _JSON_GROUP_ARRAY = re.compile(r"json_group_array\(([^()]*)\)", re.I)
 _INSERT_TABLE = re.compile(r"^\s*INSERT\s+(?:OR\s+\w+\s+)?INTO\s+(\w+)", re.I)
 
+# The failed-auth throttle's (auth_throttle.py) writes: every address of a flush in one
+# statement (one round trip, not one per address), in key order; an address already there
+# adds its failures' time (the row's new clear_at less now) to the later of its time and now.
+_AUTH_FAILED = (
+    "INSERT INTO auth_failures (client, clear_at) "
+    "SELECT client, :now + added FROM unnest(CAST(:clients AS text[]), "
+    "CAST(:added AS double precision[])) AS failed (client, added) ORDER BY client "
+    "ON CONFLICT (client) DO UPDATE SET clear_at = (EXCLUDED.clear_at - :now) + CASE "
+    "WHEN auth_failures.clear_at > :now THEN auth_failures.clear_at ELSE :now END "
+    "RETURNING client, clear_at")
+# rows another server's flush holds are left for the next one, never waited for
+_AUTH_DRAINED = ("DELETE FROM auth_failures WHERE ctid IN (SELECT ctid FROM auth_failures "
+                 "WHERE clear_at <= ? FOR UPDATE SKIP LOCKED)")
+
 
 class OperatorDb:
     """`spool.db` on PostgreSQL (see the module's docstring)."""
@@ -72,6 +86,23 @@ class OperatorDb:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Result:
         with self.engine.tx() as conn:
             return Result([], conn.executemany(self._dialect(sql), rows).rowcount)
+
+    # -- the failed-auth throttle's statements (auth_throttle.py), in its transaction --------
+
+    def clock(self) -> float:
+        """Now on the spool's shared clock: the database's (several hosts share it)."""
+        return float(self.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0])
+
+    def auth_failures_drained(self, now: float) -> None:
+        """Delete the addresses whose failures have drained by `now`."""
+        self.execute(_AUTH_DRAINED, (now,))
+
+    def auth_failures_added(self, now: float, added: dict[str, float]) -> dict[str, float]:
+        """Add `added` seconds to each address's time (from `now` if it had drained); each
+        address's new time."""
+        written = self.execute(_AUTH_FAILED, {"now": now, "clients": list(added),
+                                              "added": list(added.values())}).fetchall()
+        return {client: float(clear_at) for client, clear_at in written}
 
     def _dialect(self, sql: str) -> str:
         replace = _OR_REPLACE.match(sql)

@@ -11,11 +11,21 @@ and its rows, and `transaction` is the engine's own (the lock held until the com
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from modempool.spool.engine import Result
+
+# The failed-auth throttle's (auth_throttle.py) writes: an address already there adds its
+# failures' time to the later of its time and now. One statement per address: in-process
+# statements, no round trips to save.
+_AUTH_FAILED = (
+    "INSERT INTO auth_failures (client, clear_at) VALUES (:client, :now + :add) "
+    "ON CONFLICT (client) DO UPDATE SET clear_at = :add + CASE "
+    "WHEN auth_failures.clear_at > :now THEN auth_failures.clear_at ELSE :now END "
+    "RETURNING clear_at")
 
 
 class SqliteOperatorDb:
@@ -50,3 +60,20 @@ class SqliteOperatorDb:
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Result:
         with self.engine.lock:
             return Result([], self.engine.conn.executemany(sql, rows).rowcount)
+
+    # -- the failed-auth throttle's statements (auth_throttle.py), in its transaction --------
+
+    def clock(self) -> float:
+        """Now on the spool's shared clock: this host's (an SQLite file has one host)."""
+        return time.time()
+
+    def auth_failures_drained(self, now: float) -> None:
+        """Delete the addresses whose failures have drained by `now`."""
+        self.execute("DELETE FROM auth_failures WHERE clear_at <= ?", (now,))
+
+    def auth_failures_added(self, now: float, added: dict[str, float]) -> dict[str, float]:
+        """Add `added` seconds to each address's time (from `now` if it had drained), in
+        the order given; each address's new time."""
+        return {client: float(self.execute(_AUTH_FAILED, {
+            "client": client, "now": now, "add": add}).fetchone()[0])
+            for client, add in added.items()}

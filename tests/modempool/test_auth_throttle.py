@@ -7,6 +7,7 @@ import pytest
 
 from modempool.auth_throttle import HOST, FailureThrottle, counted_as
 from modempool.spool import Spool
+from tests.pg_cluster import answering, throwaway_cluster
 
 
 @pytest.fixture
@@ -100,6 +101,26 @@ def test_the_table_keeps_only_the_addresses_that_failed_within_the_window(spools
     throttle.failed("192.0.2.1", now=2000)   # a quiet while later, only the new one is left
     assert spool.rows("SELECT client FROM auth_failures")[0][0] == "192.0.2.1"
     assert len(throttle) == 1
+
+
+def test_a_database_away_is_one_log_line_a_write_and_the_writes_go_on_when_it_is_back(caplog):
+    """A PostgreSQL server away: the first write meets the driver's error, the next the
+    engine's SpoolUnavailable (its watch knows the server is gone). Each is one line, the
+    failures are kept, and the throttle writes them once the server is back."""
+    with throwaway_cluster() as cluster, Spool(cluster.url()) as spool:
+        throttle = FailureThrottle(spool, limit=3, window=60, flush_every=0)
+        cluster.stop()
+        with caplog.at_level("WARNING", logger="modempool.web"):
+            throttle.failed("10.0.0.1", now=100)      # no exception: the caller answers 401
+            throttle.failed("10.0.0.1", now=100)
+        lines = [r.message for r in caplog.records if "auth throttle" in r.message]
+        assert len(lines) == 2 and all("kept for the next try" in line for line in lines)
+        assert "the database server is away" in lines[1], lines
+        assert throttle.pending() == 1
+        cluster.start()
+        answering(spool)
+        throttle.failed("10.0.0.1", now=101)
+        assert throttle.pending() == 0 and _rows(spool) == {"10.0.0.1": 101 + 60}
 
 
 def test_an_ipv6_address_is_counted_alone_and_its_64_at_eight_times_the_limit(spools):

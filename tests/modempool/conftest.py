@@ -35,6 +35,14 @@ def spool_target(request, tmp_path):
 
 
 @pytest.fixture
+def spool_setting(spool_target) -> str:
+    """The `[spool]` table's line of a config file for `spool_target`, once per engine: the
+    SQLite file's `path`, or the PostgreSQL schema's `url`."""
+    key = "url" if str(spool_target).startswith("postgresql") else "path"
+    return f'{key} = "{spool_target}"'
+
+
+@pytest.fixture
 def locked_spool(tmp_path):
     """A spool (SQLite, `spool.db`), and a second connection holding its write lock until
     `.rollback()`: the spool's writes meanwhile fail as SpoolUnavailable (past its busy

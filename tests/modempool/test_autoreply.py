@@ -33,9 +33,10 @@ class Clock:
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, spool_setting):
+    """The spool (on each engine), the rules' handler and its clock."""
     path = tmp_path / "modempool.toml"
-    path.write_text(CONFIG, "utf-8")
+    path.write_text(CONFIG.replace('path = "spool.db"', spool_setting), "utf-8")
     config = load_config(path)
     spool = config.open_spool()
     clock = Clock()

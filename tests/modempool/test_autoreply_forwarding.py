@@ -14,11 +14,24 @@ from modempool.operator.contacts import AddressBook
 from modempool.operator.forwarding import drain, make_forward_handler
 
 
-def make(tmp_path, forward: str):
+def write_config(tmp_path, spool: str, forward: str):
     path = tmp_path / "modempool.toml"
-    path.write_text('[spool]\npath = "spool.db"\n[forward]\n' + forward, "utf-8")
-    config = load_config(path)
-    return config.open_spool(), config
+    path.write_text(f'[spool]\n{spool}\n[forward]\n' + forward, "utf-8")
+    return load_config(path)
+
+
+@pytest.fixture
+def make(tmp_path, spool_setting):
+    """make(forward settings) -> (spool, config), the spool on each engine (closed after)."""
+    opened = []
+
+    def make(forward: str):
+        config = write_config(tmp_path, spool_setting, forward)
+        opened.append(config.open_spool())
+        return opened[-1], config
+    yield make
+    for spool in opened:
+        spool.close()
 
 
 def forward_log(spool):
@@ -26,8 +39,8 @@ def forward_log(spool):
         "SELECT target, attempt, outcome, detail FROM forward_log ORDER BY id").fetchall()]
 
 
-async def test_forward_to_number_with_contact_name(tmp_path):
-    spool, config = make(tmp_path, 'to = ["13900139000"]\n')
+async def test_forward_to_number_with_contact_name(make):
+    spool, config = make('to = ["13900139000"]\n')
     AddressBook(spool.db).upsert("13800138000", "张三")
     handle = make_forward_handler(config)
     inbound = spool.store_inbound("13800138000", "明天见", sim="m1")
@@ -41,7 +54,7 @@ async def test_forward_to_number_with_contact_name(tmp_path):
     spool.close()
 
 
-async def test_command_gets_json_on_stdin_and_gammu_variables(tmp_path):
+async def test_command_gets_json_on_stdin_and_gammu_variables(tmp_path, make):
     out = tmp_path / "got.json"
     script = tmp_path / "hook.py"
     script.write_text("import json, os, sys\n"
@@ -49,7 +62,7 @@ async def test_command_gets_json_on_stdin_and_gammu_variables(tmp_path):
                       "data['env'] = [os.environ['SMS_1_NUMBER'], os.environ['SMS_1_TEXT']]\n"
                       f"open({str(out)!r}, 'w', encoding='utf-8').write(json.dumps(data))\n")
     command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
-    spool, config = make(tmp_path, f"command = {json.dumps(command)}\n")
+    spool, config = make(f"command = {json.dumps(command)}\n")
     AddressBook(spool.db).upsert("13800138000", "张三", groups=["家长"])
     handle = make_forward_handler(config)
     inbound = spool.store_inbound("13800138000", "收到 ✓", sim="m3")
@@ -63,9 +76,9 @@ async def test_command_gets_json_on_stdin_and_gammu_variables(tmp_path):
     spool.close()
 
 
-async def test_failing_command_is_retried_then_given_up(tmp_path):
+async def test_failing_command_is_retried_then_given_up(make):
     command = f"{shlex.quote(sys.executable)} -c 'import sys; sys.stderr.write(\"db down\"); sys.exit(3)'"
-    spool, config = make(tmp_path, f"command = {json.dumps(command)}\nretries = 2\nretry_delay = 0.01\n")
+    spool, config = make(f"command = {json.dumps(command)}\nretries = 2\nretry_delay = 0.01\n")
     handle = make_forward_handler(config)
     (task,) = await handle(spool, spool.store_inbound("13800138000", "x", sim="m1"))
     assert await asyncio.wait_for(task, 30) is False
@@ -76,8 +89,8 @@ async def test_failing_command_is_retried_then_given_up(tmp_path):
     spool.close()
 
 
-async def test_hanging_command_never_blocks_and_is_killed(tmp_path):
-    spool, config = make(tmp_path, 'command = "sleep 60"\ntimeout = 0.3\nretries = 0\n')
+async def test_hanging_command_never_blocks_and_is_killed(make):
+    spool, config = make('command = "sleep 60"\ntimeout = 0.3\nretries = 0\n')
     handle = make_forward_handler(config)
     (task,) = await handle(spool, spool.store_inbound("13800138000", "x", sim="m1"))
     assert not task.done()  # the handler returned while the command is still running
@@ -87,8 +100,8 @@ async def test_hanging_command_never_blocks_and_is_killed(tmp_path):
     spool.close()
 
 
-async def test_missing_command_is_logged(tmp_path):
-    spool, config = make(tmp_path, 'command = "/nonexistent/hook"\nretries = 0\n')
+async def test_missing_command_is_logged(make):
+    spool, config = make('command = "/nonexistent/hook"\nretries = 0\n')
     handle = make_forward_handler(config)
     (task,) = await handle(spool, spool.store_inbound("13800138000", "x", sim="m1"))
     assert await task is False
@@ -100,16 +113,16 @@ def test_bad_forward_number_is_a_config_error(tmp_path):
     from modempool.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"line 4: \[forward\] key 'to'"):
-        make(tmp_path, 'to = ["12"]\n')
+        write_config(tmp_path, 'path = "spool.db"', 'to = ["12"]\n')
 
 
-async def test_retries_cut_short_by_a_crash_resume_after_restart(tmp_path):
+async def test_retries_cut_short_by_a_crash_resume_after_restart(tmp_path, make):
     out = tmp_path / "seen.txt"
     script = tmp_path / "hook.py"
     script.write_text("import json, sys\n"
                       f"open({str(out)!r}, 'a', encoding='utf-8').write(json.load(sys.stdin)['text'] + '\\n')\n")
     command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
-    spool, config = make(tmp_path, f"command = {json.dumps(command)}\n")
+    spool, config = make(f"command = {json.dumps(command)}\n")
     from modempool.operator.forwarding import SCHEMA
     from modempool.operator.db import ensure_schema
 
@@ -128,11 +141,11 @@ async def test_retries_cut_short_by_a_crash_resume_after_restart(tmp_path):
     spool.close()
 
 
-async def test_targets_added_while_running_are_forwarded_to_and_removed_ones_are_not(tmp_path):
+async def test_targets_added_while_running_are_forwarded_to_and_removed_ones_are_not(make):
     from modempool import Pool
     from modempool.errors import InvalidNumber, NotFound, PoolError
 
-    spool, config = make(tmp_path, 'to = ["13900139000"]\n')
+    spool, config = make('to = ["13900139000"]\n')
     pool = Pool(config, spool=spool)
     handle = make_forward_handler(config)   # made once, as the daemon does
     assert pool.forwarding.add("137 0013 7000") == "+8613700137000"

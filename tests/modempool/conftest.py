@@ -35,6 +35,14 @@ def spool_target(request, tmp_path):
 
 
 @pytest.fixture
+def other_spool_target(request, spool_target, tmp_path):
+    """A second, empty spool on `spool_target`'s engine (a copy's destination, say)."""
+    if str(spool_target).startswith("postgresql"):
+        return request.getfixturevalue("pg_cluster").new_schema()
+    return tmp_path / "other.db"
+
+
+@pytest.fixture
 def spool_setting(spool_target) -> str:
     """The `[spool]` table's line of a config file for `spool_target`, once per engine: the
     SQLite file's `path`, or the PostgreSQL schema's `url`."""

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from modempool.accounts import Accounts
-from modempool.config import load_config
+from modempool.spool import Spool
 
 
-def test_a_remembered_key_is_forgotten_when_rotated_or_removed(config: Path):
-    with load_config(config).open_spool() as spool:
+def test_a_remembered_key_is_forgotten_when_rotated_or_removed(spool_target):
+    with Spool(spool_target) as spool:
         server, admin = Accounts(spool, remember_for=60), Accounts(spool)
         _, key = admin.add("shop", "sender")
         assert server.remembered(key) is None            # not until it passed once

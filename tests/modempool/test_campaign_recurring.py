@@ -18,9 +18,10 @@ def local(*args) -> datetime:
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, spool_setting):
+    """The spool (on each engine) and its config, with four contacts, one opted out."""
     path = tmp_path / "modempool.toml"
-    path.write_text('[spool]\npath = "spool.db"\n[signature]\ntext = "【蓝天】"\n', "utf-8")
+    path.write_text(f'[spool]\n{spool_setting}\n[signature]\ntext = "【蓝天】"\n', "utf-8")
     config = load_config(path)
     spool = config.open_spool()
     book = AddressBook(spool.db)
@@ -85,14 +86,14 @@ def test_job_validation(setup):
         jobs.add("x", "birthday", "t", at="nine")
 
 
-def test_a_job_with_a_sensitive_word_queues_nothing_as_a_campaign_would(tmp_path):
+def test_a_job_with_a_sensitive_word_queues_nothing_as_a_campaign_would(tmp_path, spool_setting):
     """The campaigns' compliance rule holds for recurring jobs run through the Pool: a word of
     [sensitive] in the template, or in what it renders to for someone, sends that day's run
     to nobody, and the result names the word."""
     from modempool import Pool
 
     path = tmp_path / "modempool.toml"
-    path.write_text('[spool]\npath = "spool.db"\n[sensitive]\nwords = ["贷款"]\n', "utf-8")
+    path.write_text(f'[spool]\n{spool_setting}\n[sensitive]\nwords = ["贷款"]\n', "utf-8")
     with Pool.open(path) as pool:
         pool.contacts.upsert("13800138000", "张三", groups=["客户"])
         pool.contacts.upsert("13900139000", "低息贷款王", groups=["客户"])   # rendered by {name}

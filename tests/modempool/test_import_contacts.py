@@ -15,8 +15,9 @@ from modempool.spool import Spool
 
 
 @pytest.fixture
-def book(tmp_path):
-    spool = Spool(tmp_path / "spool.db")
+def book(spool_target):
+    """An address book on each engine."""
+    spool = Spool(spool_target)
     yield AddressBook(spool.db)
     spool.close()
 
@@ -143,7 +144,7 @@ def test_headerless_csv_reads_number_then_name(tmp_path):
 
 
 @pytest.mark.parametrize("suffix", ["csv", "xlsx"])
-def test_export_then_import_round_trip(book, tmp_path, suffix):
+def test_export_then_import_round_trip(book, tmp_path, other_spool_target, suffix):
     book.upsert("13800138000", "张三", fields={"班级": "一班"}, birthday="05-17", groups=["家长"])
     book.upsert("13900139000", "李四", fields={"门店": "朝阳"}, groups=["家长", "VIP"])
     path = tmp_path / f"out.{suffix}"
@@ -152,11 +153,11 @@ def test_export_then_import_round_trip(book, tmp_path, suffix):
         assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # Excel shows Chinese
     else:
         assert load_workbook(path).active["A1"].value == "number"
-    other = Spool(tmp_path / "other.db")
-    copy = AddressBook(other.db)
-    assert import_contacts(copy, path).imported == 2
-    assert [c.as_dict() | {"id": 0} for c in copy.list()] == [c.as_dict() | {"id": 0} for c in book.list()]
-    other.close()
+    with Spool(other_spool_target) as other:
+        copy = AddressBook(other.db)
+        assert import_contacts(copy, path).imported == 2
+        assert [c.as_dict() | {"id": 0} for c in copy.list()] == [
+            c.as_dict() | {"id": 0} for c in book.list()]
 
 
 def test_parse_birthday_forms():

@@ -597,9 +597,15 @@ class Pool:
         self.jobs.remove(job_id)
 
     def backup(self, path: str | Path, *, overwrite: bool = False) -> BackupResult:
-        """A consistent copy of the spool, safe while the daemon runs."""
+        """A consistent copy of the spool, safe while the daemon runs. An SQLite spool's:
+        a PostgreSQL one is backed up by the server's own tools (pg_dump, base backups)."""
         from modempool.operator.backup import backup
 
+        if self.spool.path is None:
+            raise PoolError(
+                f"backup copies an SQLite spool file; this spool is the PostgreSQL database "
+                f"{self.spool.engine.where}: back it up with pg_dump (see docs/scale-out.md, "
+                "'Backing up')", code="backup_needs_sqlite")
         return backup(self.spool.path, path, overwrite=overwrite)
 
 

@@ -36,13 +36,11 @@ from typing import Any
 
 from modempool.masked import one_line
 from modempool.spool.database_errors import SpoolForbidden
-from modempool.spool.schema import latency_bucket
+from modempool.spool.schema import FINISHED, latency_bucket
 from modempool.spool.unavailable import SpoolUnavailable
 
 log = logging.getLogger("modempool.spool")
 
-#: The states a message ends in: their counts are kept per SIM too (/metrics' outcomes).
-FINISHED = "('sent', 'delivered', 'failed', 'ambiguous')"
 #: Any fixed number: one fold at a time (another that finds it taken leaves the work to it).
 _FOLD_LOCK = 0x6D70636E74
 #: A read that sums more rows than this folds them (outside a transaction).

@@ -32,7 +32,7 @@ from modempool.spool.postgres_counts import (ACCOUNT_COUNTS, COUNT_FUNCTIONS,
                                              COUNT_FUNCTIONS_MARKS, KEPT_COUNTS, KEPT_TOTALS,
                                              REACHED_COUNTS, STEP_12_LOCKS, SUMMED_BY_INDEX,
                                              KeptCounts)
-from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
+from modempool.spool.schema import FINISHED, MIGRATIONS, SCHEMA_VERSION, too_new
 from modempool.spool.server_watch import RECONNECT_GIVE_UP, ServerWatch
 from modempool.spool.unavailable import SpoolUnavailable, outcome_unknown
 
@@ -175,7 +175,7 @@ WEBHOOK_OUTBOX = (
     *_event_trigger(
         "webhook_message_state",
         "AFTER UPDATE OF state ON messages FOR EACH ROW WHEN (NEW.state IS DISTINCT FROM "
-        "OLD.state AND NEW.state IN ('sent', 'delivered', 'failed', 'ambiguous'))",
+        f"OLD.state AND NEW.state IN {FINISHED})",
         "'message.' || NEW.state",
         "'id', NEW.id, 'to', NEW.to_number, 'state', NEW.state, 'sim', NEW.sim, "
         "'parts', NEW.parts_total, 'attempts', NEW.attempts, 'error', NEW.error, "

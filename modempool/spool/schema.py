@@ -269,6 +269,10 @@ MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 
+#: The finished states, as SQL: what both engines' triggers count per SIM (/metrics' outcomes,
+#: those reached) and what a message's webhook events report. One list for both engines.
+FINISHED = "('sent', 'delivered', 'failed', 'ambiguous')"
+
 #: Upper bounds (seconds) of the enqueue-to-sent histogram's buckets (and +Inf after them).
 SEND_LATENCY_BOUNDS = (1, 5, 10, 30, 60, 300, 900, 3600, 21600)
 

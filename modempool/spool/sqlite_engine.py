@@ -19,7 +19,7 @@ from typing import Any
 from modempool.private_files import create_private
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
-from modempool.spool.schema import (MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES,
+from modempool.spool.schema import (FINISHED, MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES,
                                     latency_bucket, too_new)
 
 
@@ -94,7 +94,7 @@ SUBJECT_INDEX = ("CREATE INDEX IF NOT EXISTS webhook_outbox_subject ON webhook_o
 
 WEBHOOK_OUTBOX = (
     f"""CREATE TRIGGER IF NOT EXISTS webhook_message_state AFTER UPDATE OF state ON messages
-WHEN new.state != old.state AND new.state IN ('sent', 'delivered', 'failed', 'ambiguous')
+WHEN new.state != old.state AND new.state IN {FINISHED}
 BEGIN
     -- {SUBJECT_MARK}: a message's events to one endpoint go in order (`Webhooks.claim_due`)
     INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at,
@@ -155,7 +155,6 @@ END""",
 # observed once, when its sent_at is first set (a bucket index, the count and the seconds),
 # and the finished messages per SIM and state.
 _SECONDS = "(julianday({row}.sent_at) - julianday({row}.created_at)) * 86400.0"
-_FINISHED = "('sent', 'delivered', 'failed', 'ambiguous')"
 METRIC_COUNTS = (
     "CREATE TABLE send_latency (bucket INTEGER PRIMARY KEY, n INTEGER NOT NULL, "
     "seconds REAL NOT NULL)",
@@ -170,15 +169,15 @@ METRIC_COUNTS = (
     "CREATE TABLE sim_outcome_counts (sim TEXT NOT NULL, state TEXT NOT NULL, "
     "n INTEGER NOT NULL, PRIMARY KEY (sim, state))",
     "INSERT INTO sim_outcome_counts (sim, state, n) SELECT sim, state, count(*) FROM messages "
-    f"WHERE sim IS NOT NULL AND state IN {_FINISHED} GROUP BY sim, state",
+    f"WHERE sim IS NOT NULL AND state IN {FINISHED} GROUP BY sim, state",
     "CREATE TRIGGER sim_outcome_counts_update AFTER UPDATE OF state, sim ON messages "
     "WHEN old.state IS NOT new.state OR old.sim IS NOT new.sim BEGIN "
     "UPDATE sim_outcome_counts SET n = n - 1 WHERE sim = old.sim AND state = old.state; "
     "INSERT INTO sim_outcome_counts (sim, state, n) SELECT new.sim, new.state, 1 "
-    f"WHERE new.sim IS NOT NULL AND new.state IN {_FINISHED} "
+    f"WHERE new.sim IS NOT NULL AND new.state IN {FINISHED} "
     "ON CONFLICT (sim, state) DO UPDATE SET n = n + 1; END",
     "CREATE TRIGGER sim_outcome_counts_insert AFTER INSERT ON messages "
-    f"WHEN new.sim IS NOT NULL AND new.state IN {_FINISHED} BEGIN "
+    f"WHEN new.sim IS NOT NULL AND new.state IN {FINISHED} BEGIN "
     "INSERT INTO sim_outcome_counts (sim, state, n) VALUES (new.sim, new.state, 1) "
     "ON CONFLICT (sim, state) DO UPDATE SET n = n + 1; END",
     "CREATE TRIGGER sim_outcome_counts_delete AFTER DELETE ON messages BEGIN "
@@ -192,14 +191,14 @@ REACHED_COUNTS = (
     "CREATE TABLE sim_outcome_totals (sim TEXT NOT NULL, state TEXT NOT NULL, "
     "n INTEGER NOT NULL, PRIMARY KEY (sim, state))",
     "INSERT INTO sim_outcome_totals (sim, state, n) SELECT sim, state, count(*) FROM messages "
-    f"WHERE sim IS NOT NULL AND state IN {_FINISHED} GROUP BY sim, state",
+    f"WHERE sim IS NOT NULL AND state IN {FINISHED} GROUP BY sim, state",
     "CREATE TRIGGER sim_outcome_totals_update AFTER UPDATE OF state, sim ON messages "
-    f"WHEN new.sim IS NOT NULL AND new.state IN {_FINISHED} "
+    f"WHEN new.sim IS NOT NULL AND new.state IN {FINISHED} "
     "AND (old.state IS NOT new.state OR old.sim IS NOT new.sim) BEGIN "
     "INSERT INTO sim_outcome_totals (sim, state, n) VALUES (new.sim, new.state, 1) "
     "ON CONFLICT (sim, state) DO UPDATE SET n = n + 1; END",
     "CREATE TRIGGER sim_outcome_totals_insert AFTER INSERT ON messages "
-    f"WHEN new.sim IS NOT NULL AND new.state IN {_FINISHED} BEGIN "
+    f"WHEN new.sim IS NOT NULL AND new.state IN {FINISHED} BEGIN "
     "INSERT INTO sim_outcome_totals (sim, state, n) VALUES (new.sim, new.state, 1) "
     "ON CONFLICT (sim, state) DO UPDATE SET n = n + 1; END",
 )

@@ -36,7 +36,8 @@ from modempool.errors import PoolError
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.limits import Counters, Limits, window_keys
 from modempool.dispatch.liveness import this_place
-from modempool.dispatch.shared import is_shared, recover_dead, wake_on_enqueue, watch_dead_daemons
+from modempool.dispatch.shared import (dead_runs, is_shared, recover_dead, wake_on_enqueue,
+                                       watch_dead_daemons)
 from modempool.spool.daemons import HeartbeatWatch, run_owner
 from modempool.config import Config, ModemConfig
 from modempool.dispatch.modem_task import ModemTaskMixin
@@ -147,9 +148,12 @@ class Daemon(ModemTaskMixin):
                 self.desk = RequestDesk(self.spool, self.owner, slots, lane=self.books)
                 self.balance = BalanceTracker(self.spool, self.config, slots, self.desk)
                 self.desk.on_ussd = self.balance.on_ussd
-                inbound = InboundStore(self.spool, self.config, self.handlers, lane=inbound_lane)
+                inbound = InboundStore(self.spool, self.config, self.handlers, lane=inbound_lane,
+                                       owner=self.owner,
+                                       dead=dead_runs(self.spool, self.watch) if shared else None)
                 stack.push_async_callback(inbound.close)   # hooks waiting: before the lanes close
                 inbound.on_proven = self.dispatcher.count_proven
+                await inbound.take_over()   # a killed run's hooks, before any SMS comes in
                 log.info("modempool starting: %d modem%s, spool %s, strategy %s", len(specs),
                          "" if len(specs) == 1 else "s", self.spool.where,
                          self.dispatcher.strategy.value)
@@ -157,6 +161,8 @@ class Daemon(ModemTaskMixin):
                     tasks.create_task(self.dispatcher.run(), name="dispatcher")
                     tasks.create_task(self._announce_ready(slots), name="ready")
                     tasks.create_task(self._housekeeping(inbound), name="housekeeping")
+                    tasks.create_task(inbound.keep_up(self._stop, self.beat_every),
+                                      name="inbound-hooks")
                     tasks.create_task(self._checkpoints(), name="checkpoints")
                     tasks.create_task(self._heartbeat(), name="heartbeat")
                     tasks.create_task(self._watchdog(), name="watchdog")

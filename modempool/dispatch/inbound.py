@@ -2,20 +2,22 @@
 
 For each event a modem reports, in this order:
 1. store it durably in the spool (a part of a long message waits in `inbound_parts` until its
-   siblings arrive, possibly out of order and across restarts);
+   siblings arrive, possibly out of order and across restarts); a whole message is stored
+   with its operator hooks (`modempool.operator.hooks`) marked pending, in the same
+   transaction (`spool/inbound_hooks.py`);
 2. a delivery report is matched to the part and message it belongs to (by SIM, message
    reference and recipient) and moves the message to delivered / failed;
-3. once a whole message is stored, the operator hooks (`modempool.operator.hooks`) run, in the
-   daemon's inbound lane like the storing (off the event loop on a database server);
+3. once a whole message is stored, the hooks run, in the daemon's inbound lane like the
+   storing (off the event loop on a database server), each in a transaction that also passes
+   it in the message's row: a hook whose writes committed is never run again;
 4. only then is it acknowledged to the modem, which deletes it from its storage.
 A crash between 1 and 4 leaves the SMS on the modem: it is read again and stored once
-(parts are unique per sender, reference and number). The database gone between 1 and 3 (or
-its role refused a right a hook needs: a GRANT to run): the SMS is stored, so it is
-acknowledged, and its hooks (from the one that failed on) wait in a `Backlog`, run in order
-once the database answers again (or the GRANT is run; those of later SMS queue behind
-them: a 退订 is still recorded before the next message is answered); each hook may run twice
-(its writes carry client ids and take the sender's lock), and those still waiting at the
-daemon's stop are logged, one line each.
+(parts are unique per sender, reference and number), and its hooks still pending are in the
+spool. The database gone at 3 (or its role refused a right a hook needs: a GRANT to run):
+the SMS is stored, so it is acknowledged, and its hooks stay pending in the spool; that
+sender's later SMS wait behind it there, other senders' go on. `keep_up` runs what waits, in
+each sender's order, once the database answers (or the GRANT is run), and at the start what a
+killed or stopped run of the daemon left (on a shared database: what a dead daemon left).
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from modempool.dispatch.backlog import Backlog
+from modempool.dispatch.backlog import WAIT_FIRST, WAIT_MAX
+from modempool.dispatch.liveness import this_place
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.operator.hooks import inbound_handlers
 from modempool.operator.optout import field_of
+from modempool.spool.daemons import run_owner
 from modempool.spool.unavailable import database_failed, log_failure
 
 log = logging.getLogger("modempool.dispatch.inbound")
@@ -42,20 +49,28 @@ class InboundStore:
 
     def __init__(self, spool: Any, config: Any,
                  handlers: list[Callable[..., Any]] | None = None,
-                 lane: SpoolLane | None = None) -> None:
+                 lane: SpoolLane | None = None, *, owner: str | None = None,
+                 dead: Callable[[list[str]], list[str]] | None = None) -> None:
         self.spool = spool
         # The daemon's spool lane: storing runs there, in turn with the dispatcher's writes.
         self.lane = lane or SpoolLane()
         self.config = config
         self.handlers = inbound_handlers(config, self.lane.run) if handlers is None else handlers
+        # The daemon run whose hooks these are (a run of its own where none is given), and
+        # which other runs' pending hooks it may take: `dead(owners)`, by default every other
+        # (one daemon per SQLite spool); on a shared database those judged dead.
+        self.owner = owner or run_owner(socket.gethostname(), os.getpid(), this_place(),
+                                        secrets.token_hex(3))
+        self.dead = dead or (lambda owners: owners)
         # Called with the SIM's name when a report proves an ambiguous SMS went out: the
         # dispatcher counts it against the SIM's limits as the spool did.
         self.on_proven: Callable[[str], None] | None = None
         # A sender's turn at the hooks (see run_hooks) and how many of its messages are there.
         self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
-        # hooks the database went away under: (message, the handlers not yet run), in order
-        self.hooks_waiting = Backlog("inbound hooks", self._call_waiting, self._hooks_lost, log,
-                                     limit=5000, done_line="the hooks of %d stored SMS run")
+        # Senders with SMS whose hooks wait in the spool: their next ones wait behind them.
+        self.behind: set[str] = set()
+        self.wake = asyncio.Event()   # something was left for keep_up
+        self.tries_failed = 0         # passes of keep_up the database failed, since one went through
 
     async def handle(self, sim: str, modem: Any, event: Any) -> None:
         """Store one InboundSms / StatusReport event from `modem` (SIM `sim`) and acknowledge it."""
@@ -80,7 +95,8 @@ class InboundStore:
         return True
 
     def store_sms(self, sim: str, event: Any) -> Any | None:
-        """Store a received part; returns the inbound row when a whole message is now complete."""
+        """Store a received part; returns the inbound row when a whole message is now complete
+        (or is found stored with its hooks still to run: see `Inbound._insert`)."""
         decoded = event.decoded
         if decoded is None:
             # Kept (as hex, marked incomplete) for a human; no hook should act on it.
@@ -93,10 +109,12 @@ class InboundStore:
         text = decoded.text if isinstance(decoded.text, str) else bytes(decoded.text).hex()
         concat = getattr(decoded, "concat", None)
         if concat is None or concat.total <= 1:
-            row = self.spool.store_inbound(sender, text, sim=sim, received_at=received_at)
+            row = self.spool.store_inbound(sender, text, sim=sim, received_at=received_at,
+                                           hooks_by=self.owner)
         else:
             row = self.spool.store_inbound_part(sim, sender, concat.reference, concat.total,
-                                                concat.seq, text, received_at=received_at)
+                                                concat.seq, text, received_at=received_at,
+                                                hooks_by=self.owner)
         if row is not None:
             log.info("%s: SMS from %s stored (%s)", sim, sender, _short(row.text))
         return row
@@ -123,7 +141,8 @@ class InboundStore:
 
     async def flush_incomplete(self, older_than: timedelta) -> int:
         """Store long SMS whose missing parts never came as incomplete messages; run the hooks."""
-        flushed = await self.lane.run(self.spool.flush_inbound_parts, older_than)
+        flushed = await self.lane.run(self.spool.flush_inbound_parts, older_than,
+                                      hooks_by=self.owner)
         for message in flushed:
             log.warning("%s: SMS from %s stored incomplete (%d parts expected)", message.sim,
                         message.sender, message.parts)
@@ -131,25 +150,29 @@ class InboundStore:
         return len(flushed)
 
     async def run_hooks(self, inbound: Any) -> None:
-        """Call each operator handler in the lane (its spool calls never hold up the loop);
+        """Call each operator handler still to run (`hooks_next` on), each in the lane (its
+        spool calls never hold up the loop) and in a transaction that passes it in the spool;
         what a handler returns, if awaitable, is awaited on the loop (where it may start
         tasks). A failing handler is logged and never stops the pool.
 
         The lane has several threads, so one sender's messages (two SIMs, a second apart)
         take turns, in the order they were stored: a 退订 is recorded before the next
-        message from that sender is answered. Whether hooks wait for the database is
-        checked within the turn, and the waiting ones take the turn too: a message that
-        waited for the turn while the one before it failed goes behind it."""
-        async with self._turn(inbound):
-            if self.hooks_waiting.waiting:   # behind those the database went away under
-                self.hooks_waiting.add((inbound, list(self.handlers)))
+        message from that sender is answered. A sender whose earlier SMS wait in the spool
+        (the database failed their hooks) is behind: this one waits there too, for `keep_up`.
+        A message stored without a mark (no daemon's: a dict, a library's row) runs its hooks
+        as before, at most once."""
+        sender = _sender_of(inbound)
+        async with self._turn(sender):
+            if sender in self.behind and field_of(inbound, "hooks_next") is not None:
+                self.wake.set()   # pending in the spool, behind the sender's earlier ones
                 return
-            await self._call_handlers(inbound)
+            if not await self._run_from(inbound):
+                self.behind.add(sender)
+                self.wake.set()
 
     @contextlib.asynccontextmanager
-    async def _turn(self, inbound: Any) -> AsyncIterator[None]:
+    async def _turn(self, sender: str) -> AsyncIterator[None]:
         """The sender's turn at the hooks, kept while anyone waits for it."""
-        sender = str(field_of(inbound, "sender", "") or "")
         turn, waiting = self._turns.get(sender) or (asyncio.Lock(), 0)
         self._turns[sender] = (turn, waiting + 1)
         try:
@@ -162,48 +185,128 @@ class InboundStore:
             else:
                 self._turns[sender] = (turn, waiting - 1)
 
-    async def _call_handlers(self, inbound: Any) -> None:
-        for index, handler in enumerate(self.handlers):
+    async def _run_from(self, inbound: Any) -> bool:
+        """The hooks of `inbound` from its first still pending; False when the database
+        failed one (it stays pending in the spool, with those after it)."""
+        first = field_of(inbound, "hooks_next")
+        for index in range(first or 0, len(self.handlers)):
+            handler = self.handlers[index]
             try:
-                await self._call(handler, inbound)
+                if first is None:
+                    result = await self.lane.run(handler, self.spool, inbound, self.config)
+                else:
+                    result = await self.lane.run(self._hook_passed, index, handler, inbound)
+                if inspect.isawaitable(result):
+                    await result
             except Exception as exc:
                 if not database_failed(exc):
                     _failed(handler, inbound, exc)
+                    if first is not None and not await self._skip(index, inbound):
+                        return False
                     continue
                 log_failure(log, "the hooks of a stored SMS wait for the database", exc)
-                self.hooks_waiting.add((inbound, self.handlers[index:]))
-                return
+                if first is None:
+                    _hooks_lost(inbound, self.handlers[index:], "the database failed; the SMS "
+                                "was stored without its hooks marked pending")
+                return False
+        return True
 
-    async def _call(self, handler: Callable[..., Any], inbound: Any) -> None:
-        result = await self.lane.run(handler, self.spool, inbound, self.config)
-        if inspect.isawaitable(result):
-            await result
+    def _hook_passed(self, index: int, handler: Callable[..., Any], inbound: Any) -> Any:
+        """In the lane: hook `index`'s writes and its step in the spool, one transaction;
+        nothing when it is not this run's to run (done already)."""
+        result = None
+        try:
+            with self.spool.transaction() as conn:
+                if not self.spool.inbound_hooks.advance(conn, field_of(inbound, "id"), index,
+                                                        len(self.handlers), self.owner):
+                    return None
+                result = handler(self.spool, inbound, self.config)
+        except BaseException:
+            if inspect.iscoroutine(result):
+                result.close()   # its writes rolled back: nothing to start
+            raise
+        return result
 
-    async def _call_waiting(self, item: tuple[Any, list[Callable[..., Any]]]) -> None:
-        """The hooks of a message that waited, from the first not yet run, in its sender's
-        turn; one that fails with the database away again is where the next try starts."""
-        inbound, handlers = item
-        async with self._turn(inbound):
-            while handlers:
-                try:
-                    await self._call(handlers[0], inbound)
-                except Exception as exc:
-                    if database_failed(exc):
-                        raise
-                    _failed(handlers[0], inbound, exc)
-                handlers.pop(0)
+    async def _skip(self, index: int, inbound: Any) -> bool:
+        """Pass a hook that failed otherwise than for the database; False if the database
+        failed that (it is tried again with the rest)."""
+        try:
+            await self.lane.run(self.spool.inbound_hooks.skip, field_of(inbound, "id"), index,
+                                len(self.handlers), self.owner)
+        except Exception as exc:
+            if not database_failed(exc):
+                raise
+            log_failure(log, "the hooks of a stored SMS wait for the database", exc)
+            return False
+        return True
 
-    @staticmethod
-    def _hooks_lost(item: tuple[Any, list[Callable[..., Any]]], why: str) -> None:
-        inbound, handlers = item
-        log.error("the hooks of inbound SMS %s from %s did not run (%s): %s",
-                  field_of(inbound, "id"), field_of(inbound, "sender", ""), why,
-                  ", ".join(getattr(h, "__name__", repr(h)) for h in handlers))
+    async def take_over(self) -> int:
+        """Make the pending hooks that dead runs left (a killed or stopped daemon's) this
+        run's; their senders' next SMS wait behind them. Returns how many senders."""
+        senders = await self.lane.run(self.spool.inbound_hooks.take_over, self.owner, self.dead)
+        if senders:
+            log.warning("took over the pending hooks of SMS from %d sender%s that an earlier "
+                        "run of the daemon left", len(senders), "" if len(senders) == 1 else "s")
+        self.behind.update(senders)
+        return len(senders)
+
+    async def catch_up(self) -> bool:
+        """Run the hooks that wait in the spool, each sender's in order; a sender the database
+        fails stops there, the others go on. True when none is left waiting."""
+        caught_up = True
+        for sender in list(self.behind):
+            caught_up = await self._catch_up(sender) and caught_up
+        return caught_up
+
+    async def _catch_up(self, sender: str) -> bool:
+        async with self._turn(sender):
+            while True:
+                pending = await self.lane.run(self.spool.inbound_hooks.pending, self.owner,
+                                              sender)
+                if not pending:
+                    self.behind.discard(sender)
+                    return True
+                for inbound in pending:
+                    if not await self._run_from(inbound):
+                        return False
+
+    async def keep_up(self, stop: asyncio.Event, every: float) -> None:
+        """Until `stop`: run what waits in the spool (`catch_up`) whenever a hook leaves
+        something there, and take over dead runs' hooks every `every` seconds; after the
+        database failed, again after 1 s, then 2, 4, at most every 5 s."""
+        delay = WAIT_FIRST
+        while not stop.is_set():
+            self.wake.clear()
+            try:
+                await self.take_over()
+                caught_up = await self.catch_up()
+            except Exception as exc:
+                if not database_failed(exc):
+                    raise
+                log_failure(log, "could not run the hooks that wait in the spool", exc)
+                caught_up = False
+            if caught_up:
+                if self.tries_failed:
+                    log.info("the database answers again: the hooks that waited have run")
+                delay, self.tries_failed = WAIT_FIRST, 0
+                waits, timeout = {stop.wait(), self.wake.wait()}, every
+            else:
+                self.tries_failed += 1
+                waits, timeout = {stop.wait()}, delay
+                delay = min(delay * 2, WAIT_MAX)
+            tasks = {asyncio.ensure_future(wait) for wait in waits}
+            try:
+                await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
 
     async def close(self) -> None:
-        """The daemon stops: hooks still waiting for the database are tried once more, then
-        logged (see the module)."""
-        await self.hooks_waiting.close()
+        """The daemon stops: hooks still waiting stay pending in the spool for the next start."""
+        if self.behind:
+            log.warning("the hooks of SMS from %d sender%s wait in the spool (the database did "
+                        "not take them): the next start runs them", len(self.behind),
+                        "" if len(self.behind) == 1 else "s")
 
 
 def _failed(handler: Callable[..., Any], inbound: Any, exc: Exception) -> None:
@@ -212,6 +315,16 @@ def _failed(handler: Callable[..., Any], inbound: Any, exc: Exception) -> None:
     name = getattr(handler, "__name__", repr(handler))
     log_failure(log, f"inbound handler {name} failed for SMS {field_of(inbound, 'id')} from "
                      f"{field_of(inbound, 'sender', '')}", exc)
+
+
+def _hooks_lost(inbound: Any, handlers: list[Callable[..., Any]], why: str) -> None:
+    log.error("the hooks of inbound SMS %s from %s did not run (%s): %s",
+              field_of(inbound, "id"), field_of(inbound, "sender", ""), why,
+              ", ".join(getattr(h, "__name__", repr(h)) for h in handlers))
+
+
+def _sender_of(inbound: Any) -> str:
+    return str(field_of(inbound, "sender", "") or "")
 
 
 def _now() -> datetime:

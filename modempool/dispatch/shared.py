@@ -7,7 +7,8 @@ part was written, ambiguous if one may have gone out), at start and then every f
 that a survivor carries on a killed daemon's messages. A daemon in this process table is dead
 when its process is gone; one elsewhere when its heartbeat stood still through `[pool]
 silent_after` seconds of this daemon's own unbroken sight of the database (`HeartbeatWatch`):
-a database outage, for everyone or for this daemon, takes nobody's leases. An enqueue anywhere NOTIFYs: idle
+a database outage, for everyone or for this daemon, takes nobody's leases. The hooks of the SMS a
+dead daemon stored and had not run are taken over by the same rule (`dead_runs`). An enqueue anywhere NOTIFYs: idle
 dispatchers wake at once instead of at their next poll.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 from modempool.box.ports import process_exists
 from modempool.dispatch.liveness import here
 from modempool.spool.daemons import HeartbeatWatch
+from modempool.spool.recovery import judged_dead
 from modempool.spool.unavailable import log_failure
 
 log = logging.getLogger("modempool.shared")
@@ -29,6 +31,15 @@ log = logging.getLogger("modempool.shared")
 def is_shared(spool: Any) -> bool:
     """Whether other daemons may use this spool at the same time (a database server)."""
     return getattr(getattr(spool, "engine", None), "name", "sqlite") != "sqlite"
+
+
+def dead_runs(spool: Any, watch: HeartbeatWatch) -> Callable[[list[str]], list[str]]:
+    """Which of some daemon runs are dead, by the rule that settles their leases (the watch
+    as `watch_dead_daemons` keeps it): whose received SMS' pending hooks a live daemon takes."""
+    def dead(owners: list[str]) -> list[str]:
+        return judged_dead(spool.engine, owners, here=here(), alive=process_exists,
+                           silent=watch.silent)
+    return dead
 
 
 def recover_dead(spool: Any, watch: HeartbeatWatch) -> Any:

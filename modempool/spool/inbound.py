@@ -40,12 +40,14 @@ class InboundMessage:
     parts: int = 1
     complete: bool = True
     read: bool = False
+    # The first operator hook still to run (`inbound_hooks.py`); None: none (not shown).
+    hooks_next: int | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> InboundMessage:
         return cls(row["id"], row["sender"], row["sim"], row["text"],
                    from_text(row["received_at"]), row["parts"], bool(row["complete"]),
-                   bool(row["read"]))
+                   bool(row["read"]), row["hooks_next"])
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "sender": self.sender, "sim": self.sim, "text": self.text,
@@ -139,18 +141,29 @@ class Inbound:
 
     def _insert(self, conn: Any, sender: str, sim: str | None, text: str,
                 received_at: str | None, parts: int, complete: bool,
-                dedupe_key: str | None = None) -> InboundMessage | None:
+                dedupe_key: str | None = None,
+                hooks_by: str | None = None) -> InboundMessage | None:
+        """`hooks_by`: the daemon run that runs the message's hooks, marked pending in this
+        transaction (`inbound_hooks.py`); the same message handed over again comes back
+        (with where its hooks are) while that run still has hooks of it to run: the COMMIT
+        that stored it may have lost its answer, and then no hook ran."""
         now = to_text(utcnow())
+        hooks_next = 0 if hooks_by is not None else None
         row = conn.execute(
             "INSERT INTO inbound (sender, sim, text, received_at, stored_at, parts, "
-            "complete, dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "complete, dedupe_key, hooks_next, hooks_owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING RETURNING id",
-            (sender, sim, text, received_at or now, now, parts, 1 if complete else 0, dedupe_key),
+            (sender, sim, text, received_at or now, now, parts, 1 if complete else 0, dedupe_key,
+             hooks_next, hooks_by),
         ).fetchone()
-        if row is None:
+        if row is not None:
+            return InboundMessage(row[0], sender, sim, text, from_text(received_at or now),
+                                  parts, complete, False, hooks_next)
+        if hooks_by is None or dedupe_key is None:
             return None  # the same message, handed over again
-        return InboundMessage(row[0], sender, sim, text, from_text(received_at or now),
-                              parts, complete, False)
+        pending = conn.execute("SELECT * FROM inbound WHERE dedupe_key = ? AND hooks_owner = ? "
+                               "AND hooks_next IS NOT NULL", (dedupe_key, hooks_by)).fetchone()
+        return InboundMessage.from_row(pending) if pending is not None else None
 
     def store(
         self,
@@ -161,30 +174,33 @@ class Inbound:
         received_at: datetime | None = None,
         parts: int = 1,
         complete: bool = True,
+        hooks_by: str | None = None,
     ) -> InboundMessage | None:
         """Store a complete received SMS (a single part, or already reassembled).
 
         With the service centre time stamp as `received_at`, the same message handed over twice
         (the modem re-reports what was stored but not yet deleted) is stored once: the second
-        call returns None.
+        call returns None (or, with `hooks_by`, the message while its hooks wait: `_insert`).
         """
         sender, text = self._sender(sender), without_nul(text)
         with self.engine.tx() as conn:
             if not received_at:
-                return self._insert(conn, sender, sim, text, None, parts, complete)
+                return self._insert(conn, sender, sim, text, None, parts, complete,
+                                    hooks_by=hooks_by)
             # By the card, not the modem it sits in: a card moved to another box (another
             # [[modem]] name) with the SMS still on it hands it over again there.
             return self._insert_once(conn, _Card.of(conn, sim), sender, text,
-                                     to_text(received_at), parts, complete)
+                                     to_text(received_at), parts, complete, hooks_by)
 
     def _insert_once(self, conn: Any, card: _Card, sender: str, text: str, received_at: str,
-                     parts: int, complete: bool) -> InboundMessage | None:
+                     parts: int, complete: bool,
+                     hooks_by: str | None = None) -> InboundMessage | None:
         """Insert a message under its dedupe key (the card, sender, service centre time and
         text); None if it is stored already, under that key or under the SIM's name."""
         if card.stored_by_name(conn, sender, received_at, text):
             return None
         return self._insert(conn, sender, card.sim, text, received_at, parts, complete,
-                            card.dedupe_key(sender, received_at, text))
+                            card.dedupe_key(sender, received_at, text), hooks_by)
 
     def store_part(
         self,
@@ -196,8 +212,10 @@ class Inbound:
         text: str,
         *,
         received_at: datetime | None = None,
+        hooks_by: str | None = None,
     ) -> InboundMessage | None:
-        """Keep one part of a concatenated SMS; returns the message once all parts are in.
+        """Keep one part of a concatenated SMS; returns the message once all parts are in
+        (its hooks marked pending for `hooks_by`, as `store`'s).
 
         Parts belong to the SIM card (its ICCID where known, as `store`'s messages), not to the
         modem it sits in: a card moved to another modem or box joins parts stored in either.
@@ -232,7 +250,7 @@ class Inbound:
             if taken == 0:  # another daemon completed it in the meantime
                 return None
             return self._insert_once(conn, card, sender, "".join(r[1] for r in by_seq.values()),
-                                     min(r[2] for r in by_seq.values()), total, True)
+                                     min(r[2] for r in by_seq.values()), total, True, hooks_by)
 
     def _parts_of(self, card: _Card, sender: str, reference: int,
                   total: int) -> tuple[str, list[Any]]:
@@ -242,10 +260,11 @@ class Inbound:
         return (f"{among} AND sender = ? AND reference = ? AND total = ?",
                 [*names, sender, reference, total])
 
-    def flush_parts(self, older_than: timedelta, now: datetime | None = None) -> list[InboundMessage]:
+    def flush_parts(self, older_than: timedelta, now: datetime | None = None, *,
+                    hooks_by: str | None = None) -> list[InboundMessage]:
         """Give up waiting for missing parts stored more than `older_than` ago: store what
         arrived as an incomplete message (missing parts shown as '…'), the parts its card
-        holds under any modem's name together."""
+        holds under any modem's name together (their hooks pending for `hooks_by`)."""
         cutoff = to_text((now or utcnow()) - older_than)
         out = []
         with self.engine.tx() as conn:
@@ -268,7 +287,8 @@ class Inbound:
                                 params).rowcount == 0:
                     continue
                 message = self._insert_once(conn, card, sender, text,
-                                            min(r[2] for r in rows.values()), total, False)
+                                            min(r[2] for r in rows.values()), total, False,
+                                            hooks_by)
                 if message is not None:
                     out.append(message)
         return out

@@ -119,6 +119,13 @@ def dead_owners(engine: Engine, *, here: Here, alive: Callable[[int], bool],
         "SELECT DISTINCT lease_owner FROM messages WHERE state = 'sending' "
         "AND lease_owner IS NOT NULL AND (lease_until IS NULL OR lease_until <= ?)",
         (to_text(moment),))]
+    return judged_dead(engine, owners, here=here, alive=alive, silent=silent)
+
+
+def judged_dead(engine: Engine, owners: list[str], *, here: Here, alive: Callable[[int], bool],
+                silent: Callable[[dict[str, Any]], bool]) -> list[str]:
+    """Those of `owners` (daemon runs, or their lease owners `run/sim`) whose daemon is dead
+    by `daemons.judge`; one that never beat is judged by its name alone."""
     if not owners:
         return []
     beats = {r["owner"]: dict(r) for r in engine.rows(

@@ -245,6 +245,18 @@ CREATE INDEX IF NOT EXISTS messages_campaign_sent ON messages (campaign_id, sent
     WHERE campaign_id IS NOT NULL;
 """
 
+#: The operator hooks (opt-out, auto-reply, forwarding) a stored SMS still has to run, kept in its
+#: row from the transaction that stores it (`inbound_hooks.py`): each hook moves `hooks_next` on
+#: in the transaction of its own writes, the last sets it NULL; a daemon killed between the two
+#: leaves it for the next start, or for a live daemon once `hooks_owner` is judged dead. Rows
+#: stored before version 14 are not pending (NULL): whether their hooks ran cannot be known.
+INBOUND_HOOKS = """
+ALTER TABLE inbound ADD COLUMN hooks_next INTEGER;   -- index of the first hook still to run; NULL: none
+ALTER TABLE inbound ADD COLUMN hooks_owner TEXT;     -- the daemon run (host:pid:place-run) running them
+CREATE INDEX IF NOT EXISTS inbound_hooks_pending ON inbound (hooks_owner, sender, id)
+    WHERE hooks_next IS NOT NULL;
+"""
+
 #: version -> the script that brings a spool of the version before up to it. A spool records
 #: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
@@ -263,9 +275,11 @@ CREATE INDEX IF NOT EXISTS messages_campaign_sent ON messages (campaign_id, sent
 #: column, its pending message events their subject and its index (each engine's
 #: `OUTBOX_SUBJECT`, in its `OWN_STEPS`): a message's events go out in order, and an older
 #: modempool, whose triggers write no subject, refuses the spool rather than replace them.
+#: Version 14: a received SMS's hooks still to run, durable (`INBOUND_HOOKS`).
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
                               5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: "",
-                              9: "", 10: "", 11: "", 12: MESSAGE_OWNERS, 13: ""}
+                              9: "", 10: "", 11: "", 12: MESSAGE_OWNERS, 13: "",
+                              14: INBOUND_HOOKS}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

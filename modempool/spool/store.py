@@ -32,6 +32,7 @@ from modempool.spool.decisions import Decisions
 from modempool.spool.history import History
 from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, open_engine
 from modempool.spool.inbound import InboundMessage, Inbound, ReportMatch
+from modempool.spool.inbound_hooks import InboundHooks
 from modempool.spool.messages import Messages
 from modempool.spool.metrics import Metrics
 from modempool.spool.reports import Reports
@@ -111,6 +112,7 @@ class Spool:
         self.sims = Sims(self.engine, self.audit, tz)
         self.claims = Claims(self.engine, self.sims, self.audit)
         self.inbound = Inbound(self.engine, self.audit, region, self.sims)
+        self.inbound_hooks = InboundHooks(self.engine)
         self.daemons = Daemons(self.engine)
         self.requests = Requests(self.engine)
         self.refused_pins = RefusedPins(self.engine, self.audit)

@@ -187,17 +187,34 @@ class InboundStore:
 
     async def _run_from(self, inbound: Any) -> bool:
         """The hooks of `inbound` from its first still pending; False when the database
-        failed one (it stays pending in the spool, with those after it)."""
+        failed one (it stays pending in the spool, with those after it). They run in one
+        transaction that passes them all (one commit an SMS); if one fails otherwise than for
+        the database (a bug: all rolled back), each again in its own, that one skipped."""
         first = field_of(inbound, "hooks_next")
+        if first is None:
+            return await self._run_each(inbound, None)
+        try:
+            results = await self.lane.run(self._hooks_passed, first, len(self.handlers),
+                                          inbound)
+        except Exception as exc:
+            if database_failed(exc):
+                log_failure(log, "the hooks of a stored SMS wait for the database", exc)
+                return False
+            return await self._run_each(inbound, first)
+        for handler, result in zip(self.handlers[first:], results):
+            await self._awaited(handler, inbound, result)
+        return True
+
+    async def _run_each(self, inbound: Any, first: int | None) -> bool:
+        """The hooks from `first` on, each in its own transaction that passes it (`first`
+        None: the message has no mark; no transaction, none passed)."""
         for index in range(first or 0, len(self.handlers)):
             handler = self.handlers[index]
             try:
                 if first is None:
                     result = await self.lane.run(handler, self.spool, inbound, self.config)
                 else:
-                    result = await self.lane.run(self._hook_passed, index, handler, inbound)
-                if inspect.isawaitable(result):
-                    await result
+                    [result] = await self.lane.run(self._hooks_passed, index, index + 1, inbound)
             except Exception as exc:
                 if not database_failed(exc):
                     _failed(handler, inbound, exc)
@@ -209,30 +226,44 @@ class InboundStore:
                     _hooks_lost(inbound, self.handlers[index:], "the database failed; the SMS "
                                 "was stored without its hooks marked pending")
                 return False
+            await self._awaited(handler, inbound, result)
         return True
 
-    def _hook_passed(self, index: int, handler: Callable[..., Any], inbound: Any) -> Any:
-        """In the lane: hook `index`'s writes and its step in the spool, one transaction;
-        nothing when it is not this run's to run (done already)."""
-        result = None
+    def _hooks_passed(self, first: int, end: int, inbound: Any) -> list[Any]:
+        """In the lane: the writes of hooks `first` to `end` (not included) and their step in
+        the spool, one transaction; what each returned, or nothing when they are not this
+        run's to run (done already)."""
+        results: list[Any] = []
         try:
             with self.spool.transaction() as conn:
-                if not self.spool.inbound_hooks.advance(conn, field_of(inbound, "id"), index,
-                                                        len(self.handlers), self.owner):
-                    return None
-                result = handler(self.spool, inbound, self.config)
+                if not self.spool.inbound_hooks.advance(conn, field_of(inbound, "id"), first,
+                                                        end, len(self.handlers), self.owner):
+                    return [None] * (end - first)
+                for handler in self.handlers[first:end]:
+                    results.append(handler(self.spool, inbound, self.config))
         except BaseException:
-            if inspect.iscoroutine(result):
-                result.close()   # its writes rolled back: nothing to start
+            for result in results:
+                if inspect.iscoroutine(result):
+                    result.close()   # its writes rolled back: nothing to start
             raise
-        return result
+        return results
+
+    @staticmethod
+    async def _awaited(handler: Callable[..., Any], inbound: Any, result: Any) -> None:
+        """What a handler returned, awaited on the loop if awaitable (its writes committed)."""
+        if not inspect.isawaitable(result):
+            return
+        try:
+            await result
+        except Exception as exc:
+            _failed(handler, inbound, exc)
 
     async def _skip(self, index: int, inbound: Any) -> bool:
         """Pass a hook that failed otherwise than for the database; False if the database
         failed that (it is tried again with the rest)."""
         try:
             await self.lane.run(self.spool.inbound_hooks.skip, field_of(inbound, "id"), index,
-                                len(self.handlers), self.owner)
+                                index + 1, len(self.handlers), self.owner)
         except Exception as exc:
             if not database_failed(exc):
                 raise

@@ -161,9 +161,13 @@ class Inbound:
                                   parts, complete, False, hooks_next)
         if hooks_by is None or dedupe_key is None:
             return None  # the same message, handed over again
-        pending = conn.execute("SELECT * FROM inbound WHERE dedupe_key = ? AND hooks_owner = ? "
+        pending = conn.execute("SELECT id, received_at, hooks_next FROM inbound "
+                               "WHERE dedupe_key = ? AND hooks_owner = ? "
                                "AND hooks_next IS NOT NULL", (dedupe_key, hooks_by)).fetchone()
-        return InboundMessage.from_row(pending) if pending is not None else None
+        if pending is None:
+            return None
+        return InboundMessage(pending[0], sender, sim, text, from_text(pending[1]), parts,
+                              complete, False, pending[2])
 
     def store(
         self,

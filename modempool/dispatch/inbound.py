@@ -68,7 +68,7 @@ class InboundStore:
         # A sender's turn at the hooks (see run_hooks) and how many of its messages are there.
         self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
         # Senders with SMS whose hooks wait in the spool: their next ones wait behind them.
-        self.behind: set[str] = set()
+        self.behind: dict[str, None] = {}   # in the order they fell behind
         self.wake = asyncio.Event()   # something was left for keep_up
         self.tries_failed = 0         # passes of keep_up the database failed, since one went through
 
@@ -167,7 +167,7 @@ class InboundStore:
                 self.wake.set()   # pending in the spool, behind the sender's earlier ones
                 return
             if not await self._run_from(inbound):
-                self.behind.add(sender)
+                self.behind.setdefault(sender)
                 self.wake.set()
 
     @contextlib.asynccontextmanager
@@ -278,7 +278,8 @@ class InboundStore:
         if senders:
             log.warning("took over the pending hooks of SMS from %d sender%s that an earlier "
                         "run of the daemon left", len(senders), "" if len(senders) == 1 else "s")
-        self.behind.update(senders)
+        for sender in senders:
+            self.behind.setdefault(sender)
         return len(senders)
 
     async def catch_up(self) -> bool:
@@ -295,7 +296,7 @@ class InboundStore:
                 pending = await self.lane.run(self.spool.inbound_hooks.pending, self.owner,
                                               sender)
                 if not pending:
-                    self.behind.discard(sender)
+                    self.behind.pop(sender, None)
                     return True
                 for inbound in pending:
                     if not await self._run_from(inbound):

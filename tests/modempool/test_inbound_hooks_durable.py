@@ -257,3 +257,25 @@ async def test_hooks_pending_at_a_stop_stay_in_the_spool_for_the_next_start(lock
     assert await store.take_over() == 1 and await store.catch_up()
     assert [(m.to, m.text) for m in spool.list()] == [(SENDER, REPLY)]
     assert _pending(spool) == []
+
+
+def test_a_version_13_spool_is_upgraded_with_no_sms_pending(spool_target):
+    """Schema step 14 on a version 13 spool (both engines): its SMS are not pending (whether
+    their hooks ran cannot be known), an SMS stored afterwards is."""
+    from modempool.spool.schema import SCHEMA_VERSION
+
+    with Spool(spool_target) as spool:
+        spool.store_inbound(SENDER, "营业时间", sim="m1")
+        with spool.transaction() as conn:
+            conn.execute("DROP INDEX inbound_hooks_pending")
+            conn.execute("ALTER TABLE inbound DROP COLUMN hooks_next")
+            conn.execute("ALTER TABLE inbound DROP COLUMN hooks_owner")
+            conn.execute("PRAGMA user_version = 13" if spool.engine.name == "sqlite"
+                         else "UPDATE modempool_schema SET version = 13")
+    with Spool(spool_target) as spool:
+        version = spool.rows("PRAGMA user_version" if spool.engine.name == "sqlite"
+                             else "SELECT version FROM modempool_schema")[0][0]
+        assert version == SCHEMA_VERSION == 14
+        assert [m.text for m in spool.inbound.messages()] == ["营业时间"] and _pending(spool) == []
+        spool.store_inbound(OTHER, "退订", sim="m1", hooks_by="box:7:place-run")
+        assert _pending(spool) == [("退订", 0)]

@@ -31,6 +31,7 @@ def _busy_sqlite_spool(path) -> dict[str, int]:
         spool.cancel(ids[-1])
         spool.store_inbound("+8613912345678", "你好", sim="m1",
                             received_at=datetime(2026, 3, 1, tzinfo=timezone.utc))
+        spool.store_inbound("+8613912345678", "退订", sim="m1", hooks_by="box:7:place-run")
         spool.store_inbound_part("m1", "+8613912345678", 5, 2, 1, "half")
         spool.upsert_sim("m1", iccid="8986001", operator="CMCC")
         return {t: spool.rows(f"SELECT count(*) FROM {t}")[0][0]
@@ -56,6 +57,9 @@ def test_migrate_copies_everything_verifies_and_a_second_run_does_nothing(tmp_pa
         assert new.inbound() == old.inbound()
         assert new.sim("m1")["iccid"] == "8986001"
         assert new.pending_inbound_parts()[0]["text"] == "half"
+        # an SMS whose hooks had not run yet: still pending, for the same daemon run
+        pending = "SELECT text, hooks_next, hooks_owner FROM inbound WHERE hooks_next IS NOT NULL"
+        assert [tuple(r) for r in new.rows(pending)] == [("退订", 0, "box:7:place-run")]
         # New rows take ids after the copied ones, and the queue goes on where it stopped.
         assert new.enqueue("13800138009", "new").id > max(m.id for m in old.list())
         assert new.get_by_client_id("c0").state is MessageState.DELIVERED

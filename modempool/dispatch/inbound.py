@@ -8,8 +8,8 @@ For each event a modem reports, in this order:
 2. a delivery report is matched to the part and message it belongs to (by SIM, message
    reference and recipient) and moves the message to delivered / failed;
 3. once a whole message is stored, the hooks run, in the daemon's inbound lane like the
-   storing (off the event loop on a database server), each in a transaction that also passes
-   it in the message's row: a hook whose writes committed is never run again;
+   storing (off the event loop on a database server), in one transaction that also passes
+   them in the message's row: a hook whose writes committed is never run again;
 4. only then is it acknowledged to the modem, which deletes it from its storage.
 A crash between 1 and 4 leaves the SMS on the modem: it is read again and stored once
 (parts are unique per sender, reference and number), and its hooks still pending are in the

@@ -7,7 +7,12 @@ inbound lane (a worker thread on a database server: a handler may wait on the da
 holding up the modems); one sender's messages take their turns one after the other, in the
 order they were stored. If a handler returns an awaitable, the daemon awaits it on its event
 loop (where it may start tasks: the forward command, whose outcomes go back through the lane).
-A failing handler is logged and never stops the pool. Order matters: the opt-out handler runs
+A failing handler is logged and never stops the pool. The daemon calls the handlers of an SMS
+inside one transaction that also marks them run in the SMS's row (`spool/inbound_hooks.py`):
+what a handler writes through `spool` or `spool.db` joins it, so a crash leaves the hooks
+either done and marked or undone and pending (run at the next start), never done twice. A
+handler lets the database's errors (`SpoolFailure`) out: caught and carried on, its writes
+would commit without the ones that failed. Order matters: the opt-out handler runs
 first, and the auto-reply handler never answers an opt-out keyword. Both decide under the
 sender's lock (`operator.db.locked`), which holds across daemons on one database.
 """

@@ -6,7 +6,9 @@ one handed over again (a restart, or the card moved to another box).
 On an SQLite file and on a throwaway PostgreSQL cluster (tests/pg_cluster.py, fsync off). Ten
 SIMs, two of them one card (moved from a1 to b7). Per SMS, as the daemon's inbound lane stores
 them (one committed transaction a part): N single SMS, N two-part SMS, then all of them again
-under the card's other modem (each recognised, nothing stored). Prints wall and this process's
+under the card's other modem (each recognised, nothing stored); and N single SMS stored as the
+daemon stores them, with their hooks marked pending, each followed by the transaction that passes
+its hooks (the hooks' own writes not included: the mark's cost). Prints wall and this process's
 CPU time per SMS (PostgreSQL's server time is in the wall figure only).
 """
 
@@ -24,6 +26,7 @@ from modempool.spool import Spool
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 CARD = "89860012345678901234"
+RUN = "bench:1:place-run"   # the daemon run that runs the hooks
 
 
 def timed(what: str, count: int, run: Callable[[], Any]) -> Any:
@@ -38,6 +41,18 @@ def singles(spool: Spool, sim: str, count: int) -> int:
     return sum(spool.store_inbound(f"+86139{i % 100:08d}", f"验证码 {i}", sim=sim,
                                    received_at=T0 + timedelta(seconds=i)) is not None
                for i in range(count))
+
+
+def marked(spool: Spool, sim: str, count: int) -> int:
+    """Single SMS as the daemon stores them (hooks marked pending), each followed by the
+    transaction that passes its hooks (here hooks that write nothing else)."""
+    stored = 0
+    for i in range(count):
+        row = spool.store_inbound(f"+86137{i % 100:08d}", f"验证码 {i}", sim=sim,
+                                  received_at=T0 + timedelta(days=2, seconds=i), hooks_by=RUN)
+        with spool.transaction() as conn:
+            stored += spool.inbound_hooks.advance(conn, row.id, 0, 3, 3, RUN)
+    return stored
 
 
 def longs(spool: Spool, sim: str, count: int) -> int:
@@ -61,12 +76,15 @@ def measure(target: Any, count: int) -> None:
         assert got == count, got
         got = timed(f"{count} two-part SMS stored", count, lambda: longs(spool, "a1", count))
         assert got == count, got
+        got = timed(f"{count} single SMS, hooks marked then passed", count,
+                    lambda: marked(spool, "a1", count))
+        assert got == count, got
         again = timed("the single ones again, card moved (a1->b7)", count,
                       lambda: singles(spool, "b7", count))
         longs_again = timed("the two-part ones again, card moved", count,
                             lambda: longs(spool, "b7", count))
         print(f"  stored again: {again} single, {longs_again} long; "
-              f"inbound rows {len(spool.inbound())} (expected {2 * count})")
+              f"inbound rows {len(spool.inbound())} (expected {3 * count})")
 
 
 def main() -> None:

@@ -109,3 +109,10 @@ def refused_and_left(target: Any, version: int, gone: str,
         return conn.execute(kept).fetchall()
     finally:
         conn.close()
+
+
+def without_inbound_hooks(conn) -> None:
+    """Undo schema step 14 (its version is set by the caller)."""
+    conn.execute("DROP INDEX inbound_hooks_pending")
+    conn.execute("ALTER TABLE inbound DROP COLUMN hooks_next")
+    conn.execute("ALTER TABLE inbound DROP COLUMN hooks_owner")

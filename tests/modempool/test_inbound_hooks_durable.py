@@ -29,6 +29,7 @@ from modempool.dispatch.liveness import this_place
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import (DaemonProcess, eventually, kill_leftovers,
                                             network_messages, write_config)
+from tests.modempool.spool_driver import without_inbound_hooks
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -267,9 +268,7 @@ def test_a_version_13_spool_is_upgraded_with_no_sms_pending(spool_target):
     with Spool(spool_target) as spool:
         spool.store_inbound(SENDER, "营业时间", sim="m1")
         with spool.transaction() as conn:
-            conn.execute("DROP INDEX inbound_hooks_pending")
-            conn.execute("ALTER TABLE inbound DROP COLUMN hooks_next")
-            conn.execute("ALTER TABLE inbound DROP COLUMN hooks_owner")
+            without_inbound_hooks(conn)
             conn.execute("PRAGMA user_version = 13" if spool.engine.name == "sqlite"
                          else "UPDATE modempool_schema SET version = 13")
     with Spool(spool_target) as spool:

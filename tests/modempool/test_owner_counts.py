@@ -17,7 +17,8 @@ from modempool.spool import Spool
 from modempool.spool.claims import SentPart
 from modempool.spool.model import to_text, utcnow
 from modempool.spool.schema import SCHEMA_VERSION
-from tests.modempool.spool_driver import act_as_a_daemon, refused_and_left, statements_of
+from tests.modempool.spool_driver import (act_as_a_daemon, refused_and_left, statements_of,
+                                          without_inbound_hooks)
 
 
 class Owner:
@@ -173,6 +174,7 @@ def test_a_version_11_sqlite_spool_gets_the_counts_at_the_upgrade(tmp_path):
                         "campaign_state_counts_insert", "campaign_state_counts_update",
                         "campaign_state_counts_delete"):
             conn.execute(f"DROP TRIGGER {trigger}")
+        without_inbound_hooks(conn)   # step 14
         conn.execute("PRAGMA user_version = 11")
     with Spool(path) as spool:
         assert {s: n for s, n in spool.scoped.counts("shop").items() if n} == shop
@@ -194,6 +196,7 @@ def test_a_version_11_sqlite_spool_without_accounts_gets_their_table(tmp_path):
                         "campaign_state_counts_insert", "campaign_state_counts_update",
                         "campaign_state_counts_delete"):
             conn.execute(f"DROP TRIGGER {trigger}")
+        without_inbound_hooks(conn)   # step 14
         conn.execute("PRAGMA user_version = 11")
     with Spool(path) as spool:
         assert "message_accounts" in spool.table_names()
@@ -208,6 +211,7 @@ def _back_to_version_11(url: str) -> None:
         conn.execute("DROP FUNCTION account_counts_owned()")
         conn.execute("DROP TABLE account_state_changes, account_state_totals, "
                      "campaign_state_changes, campaign_state_totals")
+        without_inbound_hooks(conn)   # step 14
         conn.execute("UPDATE modempool_schema SET version = 11")
 
 

@@ -150,8 +150,9 @@ class InboundStore:
         return len(flushed)
 
     async def run_hooks(self, inbound: Any) -> None:
-        """Call each operator handler still to run (`hooks_next` on), each in the lane (its
-        spool calls never hold up the loop) and in a transaction that passes it in the spool;
+        """Call each operator handler still to run (`hooks_next` on), in the lane (their
+        spool calls never hold up the loop) and in one transaction that passes them in the
+        spool (`_run_from`);
         what a handler returns, if awaitable, is awaited on the loop (where it may start
         tasks). A failing handler is logged and never stops the pool.
 

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_scaleout import fresh_target, load_history  # noqa: E402
 from modempool.spool import Spool  # noqa: E402
 from modempool.spool.postgres_counts import SUMMED_BY_INDEX  # noqa: E402
+from tests.modempool.spool_driver import UNDO_INBOUND_HOOKS  # noqa: E402
 
 _AUTOVACUUM = ("autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, "
                "autovacuum_analyze_scale_factor, autovacuum_analyze_threshold")
@@ -37,6 +38,7 @@ _AUTOVACUUM = ("autovacuum_vacuum_scale_factor, autovacuum_vacuum_threshold, "
 #: no index of a campaign's sends (`message_accounts` was the accounts module's table, made
 #: with the first account).
 AS_VERSION_11 = (
+    *UNDO_INBOUND_HOOKS,   # version 14's
     "DROP TRIGGER account_counts_owned ON message_accounts",
     "DROP TRIGGER account_counts_disowned ON message_accounts",
     "DROP FUNCTION account_counts_owned()",
@@ -48,6 +50,7 @@ AS_VERSION_11 = (
 #: ... as version 9 left it: the counts' totals back among the
 #: rows of changes, the covering indexes of version 9.
 AS_VERSION_9 = (
+    *UNDO_INBOUND_HOOKS,
     "INSERT INTO message_counts (state, sim, n) SELECT state, nullif(sim, ''), n "
     "FROM message_count_totals",
     "INSERT INTO send_latency_counts (bucket, n, seconds) SELECT bucket, n, seconds "

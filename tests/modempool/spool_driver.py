@@ -111,8 +111,13 @@ def refused_and_left(target: Any, version: int, gone: str,
         conn.close()
 
 
+#: Schema step 14 undone (the inbound hooks' mark), for a spool put back into an older shape.
+UNDO_INBOUND_HOOKS = ("DROP INDEX inbound_hooks_pending",
+                      "ALTER TABLE inbound DROP COLUMN hooks_next",
+                      "ALTER TABLE inbound DROP COLUMN hooks_owner")
+
+
 def without_inbound_hooks(conn) -> None:
     """Undo schema step 14 (its version is set by the caller)."""
-    conn.execute("DROP INDEX inbound_hooks_pending")
-    conn.execute("ALTER TABLE inbound DROP COLUMN hooks_next")
-    conn.execute("ALTER TABLE inbound DROP COLUMN hooks_owner")
+    for statement in UNDO_INBOUND_HOOKS:
+        conn.execute(statement)

@@ -12,7 +12,7 @@ from modempool.spool import Spool, SpoolTooNew, SpoolUnreachable
 from benchmarks.bench_upgrade import AS_VERSION_9   # version 10's counts in version 9's shape
 from modempool.spool.postgres_counts import _FOLD_LOCK
 from modempool.spool.schema import SCHEMA_VERSION
-from tests.modempool.spool_driver import claim_next
+from tests.modempool.spool_driver import claim_next, without_inbound_hooks
 
 
 def test_an_unreachable_database_names_the_host_and_the_reason():
@@ -195,6 +195,7 @@ def test_a_version_8_spool_gets_the_queue_indexes_at_the_upgrade(pg_cluster):
         conn.execute("DROP INDEX messages_queue, messages_state")
         conn.execute("CREATE INDEX messages_claim ON messages (state, held, priority DESC, id)")
         conn.execute("ALTER TABLE messages RESET (autovacuum_vacuum_scale_factor)")
+        without_inbound_hooks(conn)   # step 14
         conn.execute("UPDATE modempool_schema SET version = 8")
     with Spool(url) as spool:
         assert_each_lookup_has_its_index(send_path_plans(spool))

@@ -13,7 +13,8 @@ import pytest
 from modempool.spool import Spool
 from modempool.spool.claims import SentPart
 from modempool.spool.schema import SCHEMA_VERSION
-from tests.modempool.spool_driver import act_as_a_daemon, claim_next, statements_of
+from tests.modempool.spool_driver import (act_as_a_daemon, claim_next, statements_of,
+                                          without_inbound_hooks)
 
 FINISHED = ("sent", "delivered", "failed", "ambiguous")
 
@@ -171,6 +172,7 @@ def test_a_postgresql_spool_of_version_7_gets_its_counts_at_the_upgrade(pg_clust
         conn.execute("DROP FUNCTION message_counts_follow(), message_counts_inserted()")
         conn.execute("DROP TABLE message_counts, send_latency_counts, message_count_totals, "
                      "send_latency_totals, sim_outcome_changes, sim_outcome_totals")
+        without_inbound_hooks(conn)   # step 14
         conn.execute("UPDATE modempool_schema SET version = 7")
     with Spool(url) as spool:
         assert (spool.counts(), spool.metrics.sim_outcomes()) == expected

@@ -22,7 +22,7 @@ class Decisions:
     def cancel(self, message_id: int) -> Message:
         """Cancel a queued message. A message already being sent or finished cannot be."""
         with self.engine.tx() as conn:
-            message = read_message(self.engine, message_id)
+            message = read_message(self.engine, message_id, for_update=True)
             now = to_text(utcnow())
             done = message.state is MessageState.QUEUED and conn.execute(
                 "UPDATE messages SET state = 'cancelled', updated_at = ? "
@@ -43,7 +43,7 @@ class Decisions:
         that sent them (the recipient's phone joins parts from one sender only).
         """
         with self.engine.tx() as conn:
-            message = read_message(self.engine, message_id)
+            message = read_message(self.engine, message_id, for_update=True)
             if message.state not in RETRYABLE_STATES:
                 allowed = ", ".join(sorted(s.value for s in RETRYABLE_STATES))
                 raise StateConflict(

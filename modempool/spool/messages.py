@@ -27,9 +27,15 @@ _COLUMNS = ("id", "client_id", "to_number", "text", "priority", "not_before", "e
             "campaign_id", "quiet_hours", "sims", "held", "created_at", "updated_at")
 
 
-def read_message(engine: Engine, message_id: int) -> Message:
-    """The message with this id (inside the current transaction if one is open), or NotFound."""
-    rows = engine.rows("SELECT * FROM messages WHERE id = ?" + engine.lock_rows, (message_id,))
+def read_message(engine: Engine, message_id: int, *, for_update: bool = False) -> Message:
+    """The message with this id (inside the current transaction if one is open), or NotFound.
+
+    `for_update`: the open transaction will change it, so its row is locked (PostgreSQL) until
+    the commit. A plain read takes no lock: a dispatcher's claim (SKIP LOCKED) would pass over
+    the row, and a role with SELECT only may not lock.
+    """
+    lock = engine.lock_rows if for_update else ""
+    rows = engine.rows("SELECT * FROM messages WHERE id = ?" + lock, (message_id,))
     if not rows:
         raise NotFound(f"no message with id {message_id}")
     return Message.from_row(rows[0])

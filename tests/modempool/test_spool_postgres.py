@@ -10,6 +10,7 @@ import pytest
 
 from modempool.spool import Spool, SpoolTooNew, SpoolUnreachable
 from benchmarks.bench_upgrade import AS_VERSION_9   # version 10's counts in version 9's shape
+from modempool.spool.model import MessageState
 from modempool.spool.postgres_counts import _FOLD_LOCK
 from modempool.spool.schema import SCHEMA_VERSION
 from tests.modempool.spool_driver import claim_next, without_inbound_hooks
@@ -120,6 +121,27 @@ def test_the_daemon_and_commands_say_which_database_is_unreachable_and_exit_nonz
         assert "Traceback" not in done.stderr
         assert "postgresql://pool@127.0.0.1:1/sms" in done.stderr and "refused" in done.stderr
         assert "secret" not in done.stderr
+
+
+def test_an_enqueue_leaves_its_message_unlocked_for_the_dispatcher_it_wakes(pg_cluster):
+    """The enqueue reads its new message back after the commit that sends the NOTIFY. A read
+    that locked the row (FOR UPDATE, for the length of its statement) made a woken dispatcher's
+    round (SKIP LOCKED) that ran at that instant pass the message over: it waited for the next
+    poll. That instant cannot be aimed at, but a row lock leaves its mark: the locking
+    transaction's id in the row's xmax, 0 on a row nobody has locked or changed. Reads by id
+    (the enqueue's, `get`) lock nothing; the round finds the message."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as sender, Spool(url) as dispatcher:
+        assert dispatcher.engine.wait_for_enqueue(0.05) is False   # listening, nothing queued
+        message = sender.enqueue("13800138000", "wake up")
+        assert dispatcher.engine.wait_for_enqueue(30) is True
+        assert sender.get(message.id).state is MessageState.QUEUED
+        with psycopg.connect(url, autocommit=True) as conn:
+            locker = conn.execute("SELECT xmax::text FROM messages WHERE id = %s",
+                                  (message.id,)).fetchone()[0]
+        assert locker == "0"
+        with dispatcher.batch():
+            assert [m.id for m in dispatcher.dispatchable(lock=True)] == [message.id]
 
 
 def test_a_dispatch_round_skips_the_messages_another_daemons_round_holds(pg_cluster):

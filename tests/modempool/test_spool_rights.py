@@ -12,6 +12,7 @@ import sys
 import psycopg
 import pytest
 
+from modempool import Pool
 from modempool.spool import Spool
 from modempool.spool.database_errors import SpoolForbidden
 from modempool.spool.migrate import make_module_tables
@@ -54,6 +55,19 @@ def test_the_library_raises_one_error_naming_role_object_and_grant(pg_cluster):
                                         "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES")
     with Spool(weak) as spool:
         assert [m.text for m in spool.list()] == ["queued by the owner"]   # nothing lost
+
+
+def test_a_role_that_may_only_read_reads_a_message_by_id(tmp_path, pg_cluster):
+    """`Pool.get` and `Pool.wait` read; they took a row lock, which a SELECT-only role may not
+    (docs/scale-out.md, "Roles and rights")."""
+    _, weak, _ = _read_only_role(pg_cluster)
+    config = tmp_path / "pool.toml"
+    config.write_text(f'[spool]\nurl = "{weak}"\n', encoding="utf-8")
+    with Pool.open(config, create=False) as pool:
+        [queued] = pool.messages()
+        assert pool.get(queued.id).text == "queued by the owner"
+        waited = pool.wait([queued.id], timeout=0)
+        assert waited.timed_out and [m.id for m in waited.messages] == [queued.id]
 
 
 def test_every_command_and_the_daemon_fail_with_one_line(tmp_path, pg_cluster):

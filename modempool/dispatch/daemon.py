@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import logging
 import os
 import secrets
@@ -39,6 +38,7 @@ from modempool.dispatch.liveness import this_place
 from modempool.dispatch.shared import (dead_runs, is_shared, recover_dead, wake_on_enqueue,
                                        watch_dead_daemons)
 from modempool.spool.daemons import HeartbeatWatch, run_owner
+from modempool.spool.file_lock import SpoolFileLock
 from modempool.config import Config, ModemConfig
 from modempool.dispatch.modem_task import ModemTaskMixin
 from modempool.dispatch.requests import RequestDesk
@@ -78,8 +78,7 @@ class Daemon(ModemTaskMixin):
         self.jobs_interval = 60.0           # recurring jobs (birthdays, notices) are looked at
         self.forward_drain_seconds = 10.0   # forward commands still running get this at shutdown
         self._stop = asyncio.Event()
-        self._lock_file: Any = None
-        self._lock_made = False   # the lock file did not exist before this daemon took it
+        self._lock: SpoolFileLock | None = None   # an SQLite spool's (none on PostgreSQL)
         self._recorded_state: dict[str, SimState] = {}
         # SIM states, heartbeats and the requests desk's looks, one after another (off the
         # event loop on a database server; see spool_lane.py). Made by `run`.
@@ -209,29 +208,17 @@ class Daemon(ModemTaskMixin):
 
     # -- set-up ----------------------------------------------------------------------------
     def _take_lock(self, spool_path: Path) -> None:
-        """One daemon per spool: then every lease found at start belongs to a dead process.
-        The lock is beside the file the path leads to (symlinks and relative paths resolved),
-        so a second name for the same spool finds it taken."""
+        """One daemon per spool: then every lease found at start belongs to a dead process."""
         spool_path.parent.mkdir(parents=True, exist_ok=True)
-        real = os.path.realpath(spool_path)
-        self._lock_made = not os.path.exists(f"{real}.lock")
-        self._lock_file = open(f"{real}.lock", "a+")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise PoolError(f"another modempool daemon is running on {spool_path}") from None
+        self._lock = SpoolFileLock(spool_path)
+        self._lock.take(f"another modempool daemon is running on {spool_path}")
 
     def _release_lock(self, *, remove: bool = False) -> None:
-        """Let the lock go; with `remove`, its file too when this daemon made it (a spool
-        refused at open gets no empty sibling; removed while still held, so no other daemon
-        holds it then)."""
-        if self._lock_file is not None:
-            if remove and self._lock_made:
-                with contextlib.suppress(OSError):
-                    os.unlink(self._lock_file.name)
-            self._lock_file.close()
-            self._lock_file = None
+        """Let the lock go; with `remove` (a spool refused at open), its file too when this
+        daemon made it."""
+        if self._lock is not None:
+            self._lock.release(remove=remove)
+            self._lock = None
 
     async def _modem_specs(self, stack: contextlib.AsyncExitStack) -> list[ModemConfig]:
         if not self.simulate:

@@ -23,6 +23,7 @@ from typing import Any
 
 from modempool.errors import PoolError
 from modempool.masked import masked
+from modempool.spool.file_lock import SpoolFileLock
 from modempool.spool.store import Spool
 
 #: Copied first, in this order (parts refer to messages, reports to parts).
@@ -87,12 +88,25 @@ class Migration:
 
 def migrate(source: str | Path, target: str, *, batch: int = 5000) -> Migration:
     """Copy the SQLite spool `source` into the PostgreSQL spool at `target` (created or upgraded
-    as needed) and verify that every source row is in the target as it is in the source. Raises PoolError for a source that is not an SQLite spool
-    file or a target that is not PostgreSQL."""
+    as needed) and verify that every source row is in the target as it is in the source.
+    Raises PoolError for a source that is not an SQLite spool file, one a daemon is running
+    on (it holds the spool's lock, which the copy holds meanwhile), or a target that is not
+    PostgreSQL."""
     if not str(target).startswith(("postgresql://", "postgres://")):
         raise PoolError(f"--to must be a postgresql:// URL, not {masked(str(target))!r}")
     if not Path(source).is_file():
         raise PoolError(f"no spool file at {source}")
+    lock = SpoolFileLock(source)   # the daemon's: none may start, or be running, meanwhile
+    lock.take(f"a modempool daemon is running on {source}: stop it first (what it sends "
+              "meanwhile would not be in the copy, and would be sent again from it); "
+              "nothing was copied")
+    try:
+        return _migrate(source, target, batch)
+    finally:
+        lock.release(remove=True)
+
+
+def _migrate(source: str | Path, target: str, batch: int) -> Migration:
     with Spool(source) as old, Spool(target) as new:
         make_module_tables(new)
         _make_other_tables(old, new)

@@ -3,6 +3,7 @@ and a second run that copies nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -13,7 +14,11 @@ import pytest
 
 from modempool.errors import PoolError
 from modempool.spool import MessageState, Spool
+from modempool.spool import migrate as migrate_module
+from modempool.spool.file_lock import SpoolFileLock
 from modempool.spool.migrate import migrate
+from simulator import SimulatedBank
+from tests.modempool.daemon_harness import DaemonProcess, write_config
 from tests.modempool.spool_driver import claim_next
 
 
@@ -93,6 +98,57 @@ def test_the_command_prints_the_counts_and_exits_nonzero_on_an_unreachable_targe
     assert down.returncode == 1 and "Traceback" not in down.stderr
     assert "127.0.0.1:1" in down.stderr and "refused" in down.stderr.lower()
     assert "secret" not in down.stderr
+
+
+def _tables_in(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM information_schema.tables "
+                            "WHERE table_schema = current_schema()").fetchone()[0]
+
+
+async def test_migrate_refuses_a_spool_a_daemon_is_running_on(tmp_path, pg_cluster):
+    """What the daemon sends during the copy would be queued in the copy: sent twice."""
+    url = pg_cluster.new_schema()
+    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=5) as bank:
+        config = write_config(tmp_path / "pool.toml", bank.devices)
+        Spool(tmp_path / "spool.db").close()
+        daemon = await DaemonProcess(config).start()
+        try:
+            refused = await asyncio.to_thread(
+                _modempool, "spool", "migrate", "--config", str(config), "--to", url)
+        finally:
+            assert await daemon.stop() == 0
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        [line] = refused.stderr.strip().splitlines()
+        assert line == (f"Error: a modempool daemon is running on {tmp_path / 'spool.db'}: stop "
+                        "it first (what it sends meanwhile would not be in the copy, and would "
+                        "be sent again from it); nothing was copied")
+        assert _tables_in(url) == 0
+        done = await asyncio.to_thread(
+            _modempool, "spool", "migrate", "--config", str(config), "--to", url)
+        assert done.returncode == 0, done.stderr
+
+
+def test_a_daemon_cannot_start_during_a_copy_and_no_lock_file_is_left(tmp_path, pg_cluster,
+                                                                     monkeypatch):
+    source = tmp_path / "spool.db"
+    _busy_sqlite_spool(source)
+    url = pg_cluster.new_schema()
+    daemon_lock = SpoolFileLock(source)
+    refusals = []
+
+    def copy_then_a_daemon(*args, **kwargs):   # inside the copy: a daemon starting now
+        try:
+            daemon_lock.take("refused")
+        except PoolError as exc:
+            refusals.append(str(exc))
+        return copy(*args, **kwargs)
+
+    copy = migrate_module._migrate
+    monkeypatch.setattr(migrate_module, "_migrate", copy_then_a_daemon)
+    assert migrate(source, url).agrees
+    assert refusals == ["refused"]
+    assert not (tmp_path / "spool.db.lock").exists()   # the copy made it, and took it away
 
 
 def test_migrate_copies_accounts_webhooks_their_outbox_and_the_operator_tables(tmp_path, pg_cluster):

@@ -30,7 +30,7 @@ from modempool.spool.store import Spool
 SPOOL_TABLES = ("messages", "parts", "inbound", "inbound_parts", "delivery_reports", "sims",
                 "events", "daemons")
 #: Not copied: each engine keeps its own (SQLite's full-text index and kept counts included:
-#: the target's triggers count the copied messages).
+#: the target's triggers count the copied messages; `_reached_before` adds what they miss).
 ENGINE_TABLES = frozenset({"modempool_schema", "sqlite_sequence", "sqlite_stat1",
                            "message_state_counts", "sim_outcome_counts", "send_latency",
                            "message_counts", "send_latency_counts", "message_count_totals",
@@ -120,11 +120,23 @@ def _migrate(source: str | Path, target: str, batch: int) -> Migration:
             conn.execute("SET LOCAL modempool.copying = 'on'")   # the webhook triggers keep quiet
             for table in ordered:
                 copies.append(_copy_table(old, conn, table, columns[table], batch))
+                if table == "messages" and copies[-1].copied == copies[-1].source > 0:
+                    new.engine.counts.add_reached(conn, _reached_before(old))
             for table in ordered:
                 _advance_sequence(new, conn, table)
         odd = {t for t in old.table_names() if not NAME.fullmatch(t)}
         return Migration(old.where, new.where, tuple(copies),
                          tuple(sorted(source_tables - target_tables | odd)))
+
+
+def _reached_before(old: Spool) -> dict[tuple[str, str], int]:
+    """The outcomes each SIM reached in the source that its messages' states do not show now
+    (sent, then delivered: counted as both). The target's triggers count the copied messages
+    as they are; these make its counters (`modempool_sim_messages_total`) the source's. Added
+    by the run that copies the source's messages (all of them), so a rerun adds nothing."""
+    now = old.engine.sim_outcomes()
+    return {key: n - now.get(key, 0) for key, n in old.engine.sim_outcomes_reached().items()
+            if n > now.get(key, 0)}
 
 
 def make_module_tables(spool: Spool) -> None:

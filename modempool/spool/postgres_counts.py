@@ -351,6 +351,12 @@ class KeptCounts:
         self._fold_if_many(sum(row["summed"] for row in rows))
         return {(row["sim"], row["state"]): int(row["n"]) for row in rows if row["n"]}
 
+    def add_reached(self, conn: Any, counts: dict[tuple[str, str], int]) -> None:
+        """Outcomes reached, by (SIM, state), that no message here counts (a migrated spool's:
+        messages that moved on from them), added in the transaction `conn`."""
+        conn.executemany("INSERT INTO sim_outcome_changes (sim, state, n) VALUES (?, ?, ?)",
+                         [(sim, state, n) for (sim, state), n in sorted(counts.items())])
+
     def owner_counts(self, kind: str, key: Any) -> dict[str, int]:
         """Messages by state of one account (`kind` "account") or campaign ("campaign")."""
         rows = self.engine.rows(OWNER_COUNTS[kind], (key, key))

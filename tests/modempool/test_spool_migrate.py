@@ -71,6 +71,24 @@ def test_migrate_copies_everything_verifies_and_a_second_run_does_nothing(tmp_pa
         assert claim_next(new, "m1", "h2:1/m1", 60).id == old.list(state="queued")[0].id
 
 
+def test_the_outcomes_each_sim_reached_are_the_source_s_and_a_rerun_adds_none(tmp_path,
+                                                                              pg_cluster):
+    """`modempool_sim_messages_total`: a message sent, then delivered, counts in both; the
+    copy counted only the state each message is in."""
+    source = tmp_path / "spool.db"
+    _busy_sqlite_spool(source)
+    url = pg_cluster.new_schema()
+    with Spool(source) as old:
+        reached = old.metrics.sim_outcomes_reached()
+    assert reached == {("m1", "sent"): 1, ("m1", "delivered"): 1, ("m1", "failed"): 1}
+    for _ in range(2):
+        assert migrate(source, url).agrees
+        with Spool(url) as new:
+            assert new.metrics.sim_outcomes_reached() == reached
+            new.engine.counts.fold()
+            assert new.metrics.sim_outcomes_reached() == reached
+
+
 def test_migrate_refuses_a_target_that_is_not_postgresql(tmp_path):
     _busy_sqlite_spool(tmp_path / "spool.db")
     with pytest.raises(PoolError, match="postgresql:// URL"):

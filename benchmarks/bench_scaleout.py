@@ -15,7 +15,7 @@ Without --url a throwaway cluster is made with initdb/pg_ctl in a temporary dire
   wall-clock ms per step, and CPU ms per message of the database (every process of the
   throwaway cluster) and of this client; `--explain` adds each statement's plan per size;
 - 1, 2 and 4 daemons at 0 s per SMS (each with its own simulated bank), messages per second in
-  total;
+  total: each run printed (--repeats, 3 by default), then their median;
 - 2 daemons x 32 simulated modems at 1 s per SMS, as a fraction of the modem-limited ideal.
 """
 
@@ -28,6 +28,7 @@ import json
 import re
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -477,7 +478,11 @@ def main() -> None:
                         help="with the cost per message: the plans of its statements per size")
     parser.add_argument("--daemons", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--modems", type=int, default=4, help="per daemon, at 0 s per SMS")
-    parser.add_argument("--rounds", type=int, default=50, help="messages per modem at 0 s")
+    # 250 messages per modem: a run of several seconds, which a start or a pause does not sway
+    parser.add_argument("--rounds", type=int, default=250, help="messages per modem at 0 s")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each number of daemons at 0 s (each printed, then "
+                             "their median)")
     parser.add_argument("--ideal-modems", type=int, default=32)
     # 30 messages per modem, as bench_pool: the start (every modem claiming at once) is a small
     # part of the run, which measures what two boxes sustain.
@@ -525,12 +530,20 @@ def main() -> None:
                 print(f"daemons sharing one PostgreSQL queue, {args.modems} simulated modems "
                       f"each, 0 s per SMS")
                 for n in args.daemons:
-                    target = fresh_target("postgresql", cluster, directory, f"d{n}", args.url)
-                    r = asyncio.run(run_daemons(target, n, args.modems, 0.0, args.rounds,
-                                                directory / f"run{n}"))
-                    print(f"  {n} daemon{'s' if n > 1 else ' '}: {r['messages']} messages in "
-                          f"{r['elapsed']:.2f} s = {r['rate']:.0f}/s in total "
-                          f"(per daemon: {r['carried']})")
+                    rates = []
+                    for repeat in range(args.repeats):   # a fresh schema each: no history
+                        target = fresh_target("postgresql", cluster, directory, f"d{n}", args.url)
+                        r = asyncio.run(run_daemons(target, n, args.modems, 0.0, args.rounds,
+                                                    directory / f"run{n}-{repeat}"))
+                        drop_schema(target, cluster)
+                        rates.append(r["rate"])
+                        print(f"  {n} daemon{'s' if n > 1 else ' '} #{repeat + 1}: {r['messages']} "
+                              f"messages in {r['elapsed']:.2f} s = {r['rate']:.0f}/s in total "
+                              f"(per daemon: {r['carried']}; load {os.getloadavg()[0]:.1f})",
+                              flush=True)
+                    print(f"  {n} daemon{'s' if n > 1 else ' '}: median "
+                          f"{statistics.median(rates):.0f}/s of {args.repeats} runs (from "
+                          f"{min(rates):.0f} to {max(rates):.0f})", flush=True)
             if args.only in (None, "ideal"):
                 target = fresh_target("postgresql", cluster, directory, "ideal", args.url)
                 load = os.getloadavg()[0]

@@ -183,25 +183,19 @@ class Claims:
         Call it before writing each PDU: after a crash this marker is what says the part
         may have left. With `lease_owner`, raises LeaseLost if the lease was recovered.
         """
-        now = to_text(utcnow())
-        owner_sql = " AND lease_owner = ?" if lease_owner is not None else ""
-        # One statement checks the lease, locks the message and keeps its part count; the
-        # part's row takes the attempt and SIM it returns.
-        leased = ("UPDATE messages SET parts_total = coalesce(?, parts_total) "
-                  "WHERE id = ? AND state = 'sending'" + owner_sql + " RETURNING attempts, sim")
-        lease_params = (total, message_id, *(() if lease_owner is None else (lease_owner,)))
+        marker, values = _marker(message_id, seq, total, lease_owner)
         with self.engine.tx() as conn:
             if self.engine.writes_in_with:   # one round trip: the PDU waits for this commit
-                marker, values = _marker(message_id, seq, total, lease_owner)
                 if not conn.execute(f"WITH {marker} SELECT EXISTS (SELECT 1 FROM marked)",
                                     values).fetchone()[0]:
                     raise _not_leased(message_id, lease_owner)
                 return
-            row = conn.execute(leased, lease_params).fetchone()
+            row = conn.execute(_leased(lease_owner), values).fetchone()
             if row is None:
                 raise _not_leased(message_id, lease_owner)
-            conn.execute(_WRITING.format(rows="VALUES (?, ?, ?, ?, ?, 'writing', ?)"),
-                         (message_id, seq, total, row[0], row[1], now))
+            conn.execute(_WRITING.format(rows="VALUES (:marker_id, :marker_seq, :marker_total, "
+                                              ":attempts, :sim, 'writing', :marker_at)"),
+                         {**values, "attempts": row[0], "sim": row[1]})
 
     def sent_parts(self, message_id: int) -> set[int]:
         """The parts of a message already accepted by the network (by any attempt)."""
@@ -325,7 +319,11 @@ class Claims:
                                ) -> tuple[list[bool], LeaseLost | None]:
         """`mark_many_sent(sends)` (a SIM's previous message) and `mark_part_writing` of its
         next part, in one transaction: the marker's LeaseLost is returned, the records still
-        commit. On PostgreSQL the marker goes in the statement of the first record."""
+        commit. On PostgreSQL the marker goes in the statement of the first record. The
+        marker's message is never one of the records' (ValueError): one statement would update
+        its row twice, and PostgreSQL keeps only one of the two."""
+        if any(send.message_id == message_id for send in sends):
+            raise ValueError(f"message {message_id}: a record with its own next marker")
         with self.engine.tx() as conn, self.audit.together(conn):
             self._lock_reports(conn, [(send.message_id, send.seq, send.message_reference)
                                       for send in sends])
@@ -514,14 +512,19 @@ def _marker(message_id: int, seq: int, total: int | None,
     """`mark_part_writing` as the CTEs `leased` (one statement checks the lease, locks the
     message and keeps its part count) and `marked` (the part's row, with the attempt and SIM
     it returns), for an engine with writes in a WITH, and their parameters."""
-    owner = " AND lease_owner = :marker_owner" if lease_owner is not None else ""
-    leased = ("UPDATE messages SET parts_total = coalesce(:marker_total, parts_total) "
-              f"WHERE id = :marker_id AND state = 'sending'{owner} RETURNING attempts, sim")
     marked = _WRITING.format(rows="SELECT :marker_id, :marker_seq, :marker_total, attempts, "
                                   "sim, 'writing', :marker_at FROM leased")
-    return (f"leased AS ({leased}), marked AS ({marked} RETURNING 1)",
+    return (f"leased AS ({_leased(lease_owner)}), marked AS ({marked} RETURNING 1)",
             {"marker_id": message_id, "marker_seq": seq, "marker_total": total,
              "marker_owner": lease_owner, "marker_at": to_text(utcnow())})
+
+
+def _leased(lease_owner: str | None) -> str:
+    """The marker's lease check: one statement checks the lease, locks the message and keeps
+    its part count; the part's row takes the attempt and SIM it returns (`_marker`'s names)."""
+    owner = " AND lease_owner = :marker_owner" if lease_owner is not None else ""
+    return ("UPDATE messages SET parts_total = coalesce(:marker_total, parts_total) "
+            f"WHERE id = :marker_id AND state = 'sending'{owner} RETURNING attempts, sim")
 
 
 def _not_leased(message_id: int, lease_owner: str | None) -> LeaseLost:

@@ -95,3 +95,14 @@ def test_a_batch_that_fails_halfway_keeps_the_events_of_what_it_recorded(spool):
                                   SentPart(never, 1, None, 6, lease_owner="o")])
     assert spool.get(first).state is MessageState.SENT
     assert [event["kind"] for event in spool.audit(first)][-1] == "sent"
+
+
+def test_a_report_matched_to_a_part_sent_leaves_its_event(spool):
+    """(Not early: the common case, one statement on PostgreSQL.)"""
+    message_id = writing(spool)
+    spool.mark_last_part_sent(message_id, 1, None, 42, lease_owner="o")
+    match = spool.store_delivery_report("m1", 42, TO, 0)
+    assert match.part_id is not None and match.message_state == "delivered"
+    [event] = [e for e in spool.audit(message_id) if e["kind"] == "delivery-report"]
+    assert event["sim"] == "m1"
+    assert spool.get(message_id).state is MessageState.DELIVERED

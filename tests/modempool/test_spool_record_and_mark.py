@@ -87,3 +87,25 @@ def test_a_part_recorded_already_is_not_counted_twice(spool):
     assert (recorded, lost) == ([True], None)
     assert spool.sims()[0]["sent_total"] == 1
     assert [p["state"] for p in spool.parts(following)] == ["writing"]
+
+
+def test_a_record_of_a_lease_now_someone_elses_leaves_the_message_to_them(spool):
+    previous = written(spool)
+    with spool.engine.tx() as conn:    # taken over: another owner's lease, still sending
+        conn.execute("UPDATE messages SET lease_owner = 'q' WHERE id = ?", (previous,))
+    following = claimed(spool)
+    recorded, lost = spool.mark_sent_then_writing(
+        [SentPart(previous, 1, None, 42, lease_owner="o")], following, 1, 1, lease_owner="o")
+    assert (recorded, lost) == ([False], None)
+    message = spool.get(previous)
+    assert (message.state, message.lease_owner) == (MessageState.SENDING, "q")
+    assert "sent" not in [e["kind"] for e in spool.events(previous)]
+    assert [p["state"] for p in spool.parts(following)] == ["writing"]
+
+
+def test_a_record_and_a_marker_of_one_message_are_refused(spool):
+    message_id = written(spool)
+    with pytest.raises(ValueError, match="its own next marker"):
+        spool.mark_sent_then_writing([SentPart(message_id, 1, None, 42, lease_owner="o")],
+                                     message_id, 2, 2, lease_owner="o")
+    assert spool.get(message_id).state is MessageState.SENDING

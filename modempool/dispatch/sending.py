@@ -9,7 +9,8 @@
 - a definite answer (+CMGS or +CMS ERROR) settles the part: sent, or retried / failed over / failed;
   a confirmed message is recorded with the SIM's next part marker (same commit), or with the other
   confirmations of its burst when the SIM has nothing next: never in the path of the next send,
-  and never more than one unrecorded message per SIM;
+  and never more than one message per SIM without a committed outcome (a record the database
+  refuses, not for being away, is tried alone and, refused still, called ambiguous);
 - no answer after the PDU was written makes the message ambiguous: it is never resent on its own;
 - a message refused after some of its parts went out goes on later from its first unsent part,
   through the same SIM (the phone joins parts from one sender only); it is never sent whole again;
@@ -30,6 +31,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from modempool.dispatch import limits as limits_mod
+from modempool.masked import one_line
 from modempool.spool.claims import SentPart
 from modempool.spool.model import LeaseLost
 from modempool.spool.unavailable import (SpoolUnavailable, database_failed, log_failure,
@@ -321,41 +323,78 @@ class SendingMixin:
             self._record_timer = None
         return pending
 
-    def _write_records(self, pending: list[Unrecorded]) -> list[bool] | None:
-        """In the lane: record `pending` in one transaction; None if that failed (the leases
-        stay: recovery will call them sent or ambiguous)."""
+    def _write_records(self, pending: list[Unrecorded]) -> list[bool | None] | None:
+        """In the lane: record `pending` in one transaction; None if the database failed (the
+        leases stay: recovery will call them sent or ambiguous). A record it refuses otherwise
+        refuses them all: they are then written one by one (`_one_by_one`)."""
         if not pending:
             return []
         try:
-            return self.spool.mark_many_sent([sent for sent, *_ in pending])
+            try:
+                return self.spool.mark_many_sent([sent for sent, *_ in pending])
+            except Exception as exc:
+                if database_failed(exc):
+                    raise
+                log.warning("could not record %d sent messages together (%s); one by one",
+                            len(pending), one_line(exc))
+            return self._one_by_one(pending)
         except Exception as exc:
             log_failure(log, f"could not record {len(pending)} sent messages", exc)
             return None
 
+    def _one_by_one(self, pending: list[Unrecorded]) -> list[bool | None]:
+        """Each record of `pending` in a transaction of its own, after the database refused
+        them together: one it refuses alone (not for being away, nor for a right the role
+        lacks) is called ambiguous (None: the modem confirmed it, the spool refused to say so),
+        an outcome committed all the same, so that its SIM may go on. Raises what it cannot
+        write at all."""
+        outcomes: list[bool | None] = []
+        for sent, *_ in pending:
+            try:
+                outcomes.append(self.spool.mark_many_sent([sent])[0])
+                continue
+            except Exception as exc:
+                if database_failed(exc):
+                    raise
+                log_failure(log, f"message {sent.message_id}: its record was refused", exc)
+                why = (f"confirmed by the modem (reference {sent.message_reference}), but the "
+                       f"spool refused its record: {one_line(exc)}")
+            self.spool.mark_ambiguous(sent.message_id, why, lease_owner=sent.lease_owner)
+            outcomes.append(None)
+        return outcomes
+
     def _record_and_mark(self, pending: list[Unrecorded], message_id: int, seq: int,
-                         total: int | None, owner: str) -> tuple[list[bool] | None, LeaseLost | None]:
+                         total: int | None, owner: str
+                         ) -> tuple[list[bool | None] | None, LeaseLost | None]:
         """In the lane, one commit: the SIM's previous confirmation and the marker of the part
         about to be written. A lost lease is returned: nothing written for it, the record
-        still commits. A record the database refuses (not its absence) is kept to be written
-        again, and the marker goes alone."""
-        recorded: list[bool] | None = []   # none to record: a marker alone (`markers`)
+        still commits.
+
+        The rule: a SIM's next part is marked (so written) only once each of its earlier
+        messages has a committed outcome, so that a crash leaves at most one message per SIM
+        without one. A record the database refuses (not for being away) refuses the marker
+        with it: the records are then written one by one (`_one_by_one`: one refused alone
+        is called ambiguous), and the marker goes alone after them. What cannot be written at
+        all (the database away, a right missing) is raised: no marker, the part not written."""
+        recorded: list[bool | None] | None = []   # none to record: a marker alone (`markers`)
         if pending:
             try:
                 return self.spool.mark_sent_then_writing([sent for sent, *_ in pending],
                                                          message_id, seq, total,
                                                          lease_owner=owner)
             except Exception as exc:
-                if unavailable(exc) is not None:
+                if database_failed(exc):
                     raise
-                log_failure(log, f"could not record {len(pending)} sent messages", exc)
-            recorded = None
+                log.warning("could not record %d sent messages with the next marker (%s); "
+                            "one by one", len(pending), one_line(exc))
+            recorded = self._one_by_one(pending)
         try:
             self.spool.mark_part_writing(message_id, seq, total, lease_owner=owner)
         except LeaseLost as exc:
             return recorded, exc
         return recorded, None
 
-    def _settled(self, pending: list[Unrecorded], recorded: list[bool] | None) -> None:
+    def _settled(self, pending: list[Unrecorded], recorded: list[bool | None] | None) -> None:
         """Log what was recorded; what could not be (the database away) is kept, to be written
         again with the SIM's next marker, or in a second (a SIM's lease is given back only
         after it)."""
@@ -367,6 +406,11 @@ class SendingMixin:
                     1.0, self._record_when_quiet)
             return
         for ok, (sent, mlog, to, parts) in zip(recorded, pending):
+            if ok is None:
+                mlog.warning("message %s to %s sent (%d part%s), reference %s, but its record "
+                             "was refused: ambiguous", sent.message_id, to, parts,
+                             "" if parts == 1 else "s", sent.message_reference)
+                continue
             mlog.info("message %s to %s sent (%d part%s), reference %s%s", sent.message_id, to,
                       parts, "" if parts == 1 else "s", sent.message_reference,
                       "" if ok else " (its lease had been taken over)")

@@ -64,3 +64,40 @@ async def test_a_send_refused_for_good_before_the_prompt_leaves_no_part_writing(
         assert [p["state"] for p in spool.parts(message.id)] in ([], ["failed"])
         assert spool.sent_counts("m1")[1] == 0            # nothing counted against the quota
         assert network_messages(bank) == []
+
+
+def refuse_records_of(spool, text: str) -> None:
+    """A trigger that refuses (not an outage: a constraint's error) to record as sent a part of
+    the message whose text is `text`, on either engine."""
+    with spool.engine.tx() as conn:
+        if spool.engine.writes_in_with:   # PostgreSQL
+            conn.execute(
+                "CREATE FUNCTION refuse_record() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF (SELECT text FROM messages WHERE id = NEW.message_id) = '{text}' THEN "
+                "RAISE EXCEPTION 'refused for the test'; END IF; RETURN NEW; END $$")
+            conn.execute("CREATE TRIGGER refuse_record BEFORE UPDATE ON parts FOR EACH ROW "
+                         "WHEN (NEW.state = 'sent') EXECUTE FUNCTION refuse_record()")
+        else:
+            conn.execute(
+                "CREATE TRIGGER refuse_record BEFORE UPDATE ON parts WHEN NEW.state = 'sent' "
+                "BEGIN SELECT RAISE(ABORT, 'refused for the test') WHERE (SELECT text FROM "
+                f"messages WHERE id = NEW.message_id) = '{text}'; END")
+
+
+async def test_a_record_refused_for_good_fails_alone_and_its_sim_goes_on(tmp_path, spool_target):
+    """The record of the first message is refused (a trigger): it is tried alone, called
+    ambiguous (an outcome, committed), and the SIM goes on; the records of the messages after
+    it commit (they were refused with it, one commit after another, and left SENDING)."""
+    async with one_modem(tmp_path, spool_target, "backoff = 0.05") as (bank, spool):
+        bank.set_fault("m1", "no_status_report")   # no report settles the first meanwhile
+        refuse_records_of(spool, "refused record")
+        ids = spool.enqueue_many([{"to": TO, "text": text} for text in
+                                  ("refused record", "second", "third")])
+        await eventually(lambda: all(spool.get(i).state.value != "sending"
+                                     and spool.get(i).state.value != "queued" for i in ids),
+                         what="each message with an outcome")
+        first, *others = (spool.get(i) for i in ids)
+        assert first.state.value == "ambiguous" and "spool refused its record" in first.error
+        assert [m.state.value for m in others] == ["sent", "sent"]
+        assert sorted(e["text"] for e in network_messages(bank)) == sorted(
+            ["refused record", "second", "third"])             # each out once

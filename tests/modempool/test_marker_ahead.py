@@ -101,3 +101,18 @@ async def test_a_record_refused_for_good_fails_alone_and_its_sim_goes_on(tmp_pat
         assert [m.state.value for m in others] == ["sent", "sent"]
         assert sorted(e["text"] for e in network_messages(bank)) == sorted(
             ["refused record", "second", "third"])             # each out once
+
+
+async def test_a_record_refused_for_good_with_nothing_next_is_called_ambiguous(tmp_path,
+                                                                               spool_target):
+    """The same refusal with no next part to mark: the record is written with the burst's
+    (`_write_records`), refused, tried alone and called ambiguous, not tried again for ever."""
+    async with one_modem(tmp_path, spool_target, "backoff = 0.05") as (bank, spool):
+        bank.set_fault("m1", "no_status_report")
+        refuse_records_of(spool, "refused record")
+        message = spool.enqueue(TO, "refused record")
+        await eventually(lambda: spool.get(message.id).state.value != "sending"
+                         and spool.get(message.id).state.value != "queued",
+                         what="the message with an outcome")
+        assert spool.get(message.id).state.value == "ambiguous"
+        assert [e["text"] for e in network_messages(bank)] == ["refused record"]

@@ -87,6 +87,15 @@ def behind_proxy(pg_cluster, tmp_path):
     proxy.close()
 
 
+def _probed(spool: Spool) -> None:
+    """Wait for the server watch's probe (started when the connection was lost) to end: the
+    calls after it reach the server again."""
+    for probe in [t for t in threading.enumerate() if t.name == "modempool-db-probe"]:
+        probe.join(timeout=60)
+        assert not probe.is_alive(), "the probe never reached the server"
+    assert spool.engine.server.away is None
+
+
 def _stored(direct: str) -> list[str]:
     with psycopg.connect(direct) as conn:
         return [row[0] for row in conn.execute("SELECT text FROM messages ORDER BY id")]
@@ -115,5 +124,6 @@ def test_a_connection_lost_before_commit_says_nothing_was_changed(behind_proxy):
     found = unavailable(refused.value)
     assert isinstance(found, SpoolUnavailable) and not isinstance(found, SpoolOutcomeUnknown)
     assert "nothing was changed" in str(found)
+    _probed(spool)   # the lost connection made the server look away until a probe reaches it
     spool.enqueue("+8613800138000", "after the cut")   # the pool replaces the lost connection
     assert _stored(direct) == ["after the cut"]

@@ -194,6 +194,7 @@ class SendingMixin:
         except Exception as exc:
             if not database_failed(exc):
                 raise
+            self.writes_refused += 1
             log_failure(log, f"{getattr(work, '__name__', 'a write')} waits for the database", exc)
         delay = WAIT_FIRST
         waiting = StillWaiting(log, getattr(work, "__name__", "a write"))
@@ -204,6 +205,7 @@ class SendingMixin:
             except Exception as exc:
                 if not database_failed(exc):
                     raise
+                self.writes_refused += 1
                 waiting.again(exc)
                 delay = min(delay * 2, WAIT_MAX)
                 continue

@@ -269,6 +269,9 @@ async def test_a_modems_record_refused_a_right_waits_for_the_grant_then_is_writt
             try:
                 await eventually(lambda: "record_error waits for the database" in caplog.text,
                                  what="the modem's record waits for the GRANT")
+                # refused again after its first wait (WAIT_FIRST): the retry loop keeps it
+                await eventually(lambda: daemon.dispatcher.writes_refused >= 2,
+                                 what="two tries refused")
                 with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
                     conn.execute(f"GRANT INSERT ON ALL TABLES IN SCHEMA "
                                  f"{owner.rsplit('%3D', 1)[1]} TO {role}")

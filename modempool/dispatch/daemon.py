@@ -94,9 +94,14 @@ class Daemon(ModemTaskMixin):
             self.dispatcher.stop()
 
     async def run(self) -> None:
+        """Run until `stop()`: its outage said by itself, not held back by another daemon's
+        line in the same process (`own_repeated_lines`)."""
+        with own_repeated_lines():
+            await self._run()
+
+    async def _run(self) -> None:
         from modempool.operator.hooks import send_refusal
 
-        own_repeated_lines()   # its outage said by itself, not held back by another daemon's
         if self.config.http.listen:
             from modempool.web.server import exposure_warning
 

@@ -17,12 +17,13 @@ The driver's own exception is left to travel as it is: the rules that retry some
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from modempool.errors import PoolError, SpoolFailure
 from modempool.masked import one_line
@@ -177,13 +178,18 @@ _LINES: contextvars.ContextVar[RepeatedLines] = contextvars.ContextVar("modempoo
                                                                       default=REPEATED)
 
 
-def own_repeated_lines() -> RepeatedLines:
-    """From here on, in this task and in the tasks and lane threads it starts, "not now" lines
-    are held back by a limiter of their own (returned): two daemons in one process (tests, a
-    library user's) each say their own outage, neither silenced by the other's line."""
+@contextlib.contextmanager
+def own_repeated_lines() -> Iterator[RepeatedLines]:
+    """Within it, in this task and in the tasks and lane threads it starts, "not now" lines
+    are held back by a limiter of their own (yielded): two daemons in one process (tests, a
+    library user's) each say their own outage, neither silenced by the other's line. After
+    it, the limiter that was there before."""
     lines = RepeatedLines(REPEATED.every)
-    _LINES.set(lines)
-    return lines
+    token = _LINES.set(lines)
+    try:
+        yield lines
+    finally:
+        _LINES.reset(token)
 
 
 def database_failed(exc: BaseException) -> bool:

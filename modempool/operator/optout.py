@@ -212,16 +212,19 @@ LOOKUP_CHUNK = 500
 
 def listed_since(db: Any, e164s: Iterable[str]) -> tuple[dict[str, str], dict[str, str]]:
     """Which of these E.164 numbers are on the blacklist, and which opted out, each with
-    since when (`created_at`): two queries per LOOKUP_CHUNK numbers. What enqueue's checks
-    (`OptOutList.listed`) and the claim-time rule (`SendTimeCheck`) both ask."""
+    since when (`created_at`): one query (both lists) per LOOKUP_CHUNK numbers. What enqueue's
+    checks (`OptOutList.listed`) and the claim-time rule (`SendTimeCheck`) both ask."""
     numbers = list(dict.fromkeys(e164s))
     found: dict[str, dict[str, str]] = {"blacklist": {}, "optouts": {}}
     for start in range(0, len(numbers), LOOKUP_CHUNK):
         chunk = numbers[start:start + LOOKUP_CHUNK]
         marks = ", ".join("?" * len(chunk))
-        for table, since in found.items():
-            since.update(db.execute(f"SELECT number, created_at FROM {table} "
-                                    f"WHERE number IN ({marks})", chunk).fetchall())
+        rows = db.execute(f"SELECT 'blacklist', number, created_at FROM blacklist "
+                          f"WHERE number IN ({marks}) UNION ALL "
+                          f"SELECT 'optouts', number, created_at FROM optouts "
+                          f"WHERE number IN ({marks})", chunk + chunk).fetchall()
+        for table, number, created_at in rows:
+            found[table][number] = created_at
     return found["blacklist"], found["optouts"]
 
 

@@ -203,3 +203,34 @@ def test_a_round_of_more_numbers_than_one_query_may_carry_is_checked_in_chunks(m
     assert refused == {0: "on", 501: "on", 700: "opted", 32_998: "opted", 32_999: "on"}
     assert book.listed(numbers) == ({numbers[0], numbers[501], numbers[-1]},
                                     {numbers[700], numbers[-2]})
+
+
+def test_the_lists_are_asked_in_one_statement_a_chunk(make):
+    """Both lists (blacklist, opt-outs) in one statement per chunk of numbers: the claim-time
+    rule of a dispatch round costs one round trip (two before: each list its own)."""
+    from dataclasses import replace
+    from unittest.mock import ANY
+
+    from modempool.operator.optout import LOOKUP_CHUNK, listed_since, send_time_check
+
+    spool, _config = make()
+    book = OptOutList(spool.db)
+    numbers = [f"+86139{i:08d}" for i in range(2 * LOOKUP_CHUNK + 1)]
+    book.add_to_blacklist([numbers[0]])
+    book.add(numbers[-1], keyword="TD", source="reply")
+    check = send_time_check(spool.db)
+    asked: list[str] = []
+
+    class Counted:
+        """The spool's own connection, its statements counted."""
+
+        def execute(self, sql, parameters=()):
+            asked.append(sql)
+            return spool.db.execute(sql, parameters)
+
+    assert listed_since(Counted(), numbers) == ({numbers[0]: ANY}, {numbers[-1]: ANY})
+    assert len(asked) == 3   # 1,001 numbers: three chunks
+    asked.clear()
+    message = spool.enqueue(numbers[0], "to the blacklist")
+    assert replace(check, db=Counted())(message).startswith("on the blacklist since")
+    assert len(asked) == 1

@@ -13,10 +13,13 @@ part: its PDU waits for the commit that holds its own marker. A lone marker goes
 the next turn of the loop, with whatever was asked in the same turn).
 
 A batch that fails for a reason other than the database being away (one record the server
-refused, one row's lock not granted within lock_timeout: an error of one statement, the server
-there) is tried again at once one request at a time, so one bad or stuck request never takes
-the others' markers with it. A batch whose server or connection is away (or whose COMMIT's
-outcome is unknown: never replayed blindly) fails whole; its modems wait for the database.
+refused, one row's lock not granted within lock_timeout, a deadlock's or a serialization
+failure's victim: an error of one statement, the server there) is tried again at once one
+request at a time, so one bad or stuck request never takes the others' markers with it; each
+request's modem has its outcome as soon as its own try is done, not after the stuck one's. A
+batch whose server or connection is away, whose COMMIT's outcome is unknown (never replayed
+blindly) or whose statement ran past statement_timeout (an overloaded server: each request
+alone would take its time limit again) fails whole; its modems wait for the database.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ class MarkerBatches:
             batch, self._waiting = self._waiting[:AT_MOST], self._waiting[AT_MOST:]
             self._running += 1
             try:
-                written = self.lane.submit(self.write_batch, [request for request, _ in batch])
+                written = self.lane.submit(self.write_batch, [request for request, _ in batch],
+                                           _settler([future for _, future in batch]))
             except Exception as exc:   # the lane closed: its modems must not wait forever
                 written = asyncio.get_running_loop().create_future()
                 written.set_exception(exc)
@@ -79,18 +83,14 @@ class MarkerBatches:
         failure = written.exception() if not written.cancelled() else asyncio.CancelledError()
         outcomes = [failure] * len(batch) if failure is not None else written.result()
         for (_, future), outcome in zip(batch, outcomes):
-            if future.done():
-                continue
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+            _settle(future, outcome)
         self._flush_soon()
 
-    def write_batch(self, requests: Sequence[tuple[Any, ...]]) -> list[Any]:
+    def write_batch(self, requests: Sequence[tuple[Any, ...]],
+                    settle: Callable[[int, Any], None] = lambda index, outcome: None) -> list[Any]:
         """In the lane: every request in one transaction; each request's result, or (after a
         failure of the batch that is not the database being away) each alone, its result or
-        its exception."""
+        its exception, each given to `settle(index, outcome)` as soon as it is known."""
         try:
             with self.transaction():
                 return [self.write_one(*request) for request in requests]
@@ -98,9 +98,30 @@ class MarkerBatches:
             if len(requests) == 1 or (unavailable(exc) is not None and not one_statement(exc)):
                 raise
         outcomes: list[Any] = []
-        for request in requests:
+        for index, request in enumerate(requests):
             try:
                 outcomes.append(self.write_one(*request))
             except Exception as exc:
                 outcomes.append(exc)
+            settle(index, outcomes[-1])
         return outcomes
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _settler(futures: list[asyncio.Future[Any]]) -> Callable[[int, Any], None]:
+    """`settle(index, outcome)` for work in a lane's thread: the future of request `index`
+    given its outcome on the loop."""
+    loop = asyncio.get_running_loop()
+
+    def settle(index: int, outcome: Any) -> None:
+        loop.call_soon_threadsafe(_settle, futures[index], outcome)
+
+    return settle

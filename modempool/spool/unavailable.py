@@ -43,8 +43,9 @@ _NOT_NOW: dict[str, tuple[str, int]] = {
     "40P01": ("a concurrent change deadlocked", 1),                        # deadlock_detected
 }
 #: Those of one statement on a server that answered: the same work, on its own, may succeed at
-#: once (the server is there; only this statement lost its wait or its race).
-_ONE_STATEMENT = frozenset({"55P03", "57014", "40001", "40P01"})
+#: once (the server is there; only this statement lost its wait or its race). Not 57014 (a
+#: statement past statement_timeout): on an overloaded server each alone would take as long.
+_ONE_STATEMENT = frozenset({"55P03", "40001", "40P01"})
 _LOST = ("the database cannot be reached", 5)   # a connection error that carries no SQLSTATE
 _SQLITE_BUSY = {5, 6}    # SQLITE_BUSY, SQLITE_LOCKED: another writer held on past the timeout
 
@@ -126,9 +127,9 @@ def unavailable(exc: BaseException) -> SpoolUnavailable | None:
 
 def one_statement(exc: BaseException) -> bool:
     """Whether `exc` is a "not now" of one statement on a server that answered it (a lock not
-    granted in time, a statement's time limit, a deadlock's or a serialization failure's
-    victim), not of the server or the connection (nor a COMMIT of unknown outcome, nor
-    SQLite's write lock, which a second try would wait for again)."""
+    granted in time, a deadlock's or a serialization failure's victim), not of the server or
+    the connection (nor a COMMIT of unknown outcome, nor SQLite's write lock, which a second
+    try would wait for again, nor a statement's time limit: the server overloaded)."""
     return (not isinstance(exc, SpoolUnavailable)
             and getattr(exc, "sqlstate", None) in _ONE_STATEMENT)
 

@@ -138,3 +138,69 @@ async def test_a_batch_the_lane_cannot_take_fails_its_requests_rather_than_hangi
         async with asyncio.timeout(10):
             await batches.submit(message_id)
     assert batches._running == 0   # the next batch is not held back by this one
+
+
+async def test_each_request_tried_alone_has_its_outcome_at_once_not_after_a_stuck_one(spool):
+    """After its batch failed, each request is tried alone: a request committed alone has its
+    outcome at once, while a later one is still stuck (its modem does not wait for it)."""
+    ids = _claimed(spool, 3)
+    stuck_alone, go_on = threading.Event(), threading.Event()
+    tries: dict[int, int] = {}
+
+    def mark(message_id: int) -> int:
+        tries[message_id] = tries.get(message_id, 0) + 1
+        if message_id == ids[1]:
+            if tries[message_id] == 1:
+                raise LeaseLost(f"message {message_id}: taken over")   # fails the batch
+            stuck_alone.set()
+            go_on.wait(timeout=60)   # a row locked, alone (until the test lets it go)
+        spool.mark_part_writing(message_id, 1, 1, lease_owner="d:1/m1")
+        return message_id
+
+    lane = SpoolLane(threads=1)
+    batches = MarkerBatches(lane, mark, Counted(spool))
+    first, second, third = (batches.submit(message_id) for message_id in ids)
+    try:
+        async with asyncio.timeout(30):
+            assert await first == ids[0]   # while the second is still stuck
+        assert stuck_alone.is_set() and not second.done()
+    finally:
+        go_on.set()
+    async with asyncio.timeout(30):
+        assert await asyncio.gather(second, third) == ids[1:]
+    lane.close()
+
+
+@pytest.mark.parametrize("failure", ["outcome unknown", "server away", "statement timeout"])
+async def test_a_batch_whose_server_is_away_fails_whole_and_is_not_tried_again(spool, failure):
+    """A COMMIT of unknown outcome (never replayed blindly), a server or connection away, a
+    statement past statement_timeout (an overloaded server: each alone would take as long):
+    the batch fails whole, each request with its error; no request is tried again alone."""
+    import psycopg
+
+    from modempool.spool.unavailable import SpoolOutcomeUnknown
+
+    ids = _claimed(spool, 2)
+    raised = {"outcome unknown": SpoolOutcomeUnknown(5, "server closed the connection"),
+              "server away": psycopg.OperationalError("server closed the connection"),
+              "statement timeout": psycopg.errors.QueryCanceled("statement timeout")}[failure]
+    tries: list[int] = []
+
+    def mark(message_id: int) -> int:
+        tries.append(message_id)
+        return message_id
+
+    @contextmanager
+    def failing():
+        with spool.batch():
+            yield
+            raise raised   # the batch's last statement (its COMMIT)
+
+    lane = SpoolLane(threads=1)
+    batches = MarkerBatches(lane, mark, failing)
+    async with asyncio.timeout(30):
+        outcomes = await asyncio.gather(*(batches.submit(i) for i in ids),
+                                        return_exceptions=True)
+    assert outcomes == [raised, raised]
+    assert tries == ids   # once each, in the batch; none alone
+    lane.close()

@@ -369,7 +369,7 @@ class PostgresEngine(Engine):
             if self._lent:   # every connection out, and none more given: busy, not gone
                 raise SpoolUnavailable(
                     f"all {self.pool.max_size} of this process's database connections are "
-                    "in use", 1, str(exc)) from None
+                    "in use", 1, one_line(exc)) from None
             self.server.failed(exc)   # none out, and none made in time: the server is gone
             raise
         except Exception as exc:

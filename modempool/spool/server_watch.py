@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from modempool.masked import one_line
 from modempool.spool.unavailable import SpoolUnavailable, unavailable
 
 log = logging.getLogger("modempool.spool")
@@ -90,8 +91,7 @@ class ServerWatch:
             return
         cause = exc if unavailable(exc) is not None and not isinstance(
             exc, SpoolUnavailable) else (exc.__cause__ or exc)
-        found = unavailable(cause)
-        reason = found.reason if found is not None else str(exc)
+        reason = _reason(cause)
         with self._lock:
             if self.away is not None:
                 return
@@ -114,7 +114,7 @@ class ServerWatch:
                 if now - said >= SAY_AGAIN_EVERY:
                     said = now
                     log.warning("the database at %s is still away, for %.0f s now: %s",
-                                self.where, now - away.since, _one_line(exc))
+                                self.where, now - away.since, _reason(exc))
                 self._closed.wait(PROBE_EVERY)
                 continue
             self.away = None
@@ -127,6 +127,7 @@ class ServerWatch:
         self._closed.set()
 
 
-def _one_line(exc: BaseException) -> str:
+def _reason(exc: BaseException) -> str:
+    """Why the server is away, for a log line: the driver's words, in one line, masked."""
     found = unavailable(exc)
-    return found.reason if found is not None else type(exc).__name__
+    return found.reason if found is not None else one_line(exc)

@@ -110,3 +110,35 @@ def test_the_drivers_own_log_lines_show_no_password(caplog):
                                              f"host=db1 password={PASSWORD} port=5432")
     assert PASSWORD not in caplog.records[-1].getMessage()
     assert "password=***" in caplog.records[-1].getMessage()
+
+
+def test_a_password_in_a_drivers_error_never_shows_through_the_other_paths(pg_cluster, caplog):
+    """The other paths a driver's error takes to a person or a log: a COMMIT of unknown
+    outcome (`outcome_unknown`), a right refused (`forbidden`), the server watch's reason for
+    a server away, and the kept counts' warning when a fold fails. One line, masked, each."""
+    import logging
+
+    import psycopg
+
+    from modempool.spool import Spool
+    from modempool.spool.database_errors import forbidden
+    from modempool.spool.postgres_counts import FOLD_AFTER_ROWS
+    from modempool.spool.server_watch import _reason
+    from modempool.spool.unavailable import outcome_unknown
+
+    text = (f'connection to "postgresql://pool:{PASSWORD}@db1/mp" failed\n\tIs the server up?'
+            f"\n  host=db1 password={PASSWORD}\n")
+    shown = [outcome_unknown(psycopg.OperationalError(text)).reason,
+             str(forbidden(psycopg.errors.InsufficientPrivilege(text), "weak", "s1")),
+             _reason(psycopg.errors.InvalidPassword(text))]   # not "not now": its own words
+    assert "password=***" in shown[-1]
+
+    def fold() -> bool:
+        raise psycopg.OperationalError(text)
+
+    with Spool(pg_cluster.new_schema()) as spool, caplog.at_level(logging.WARNING):
+        spool.engine.counts.fold = fold
+        spool.engine.counts._fold_if_many(FOLD_AFTER_ROWS + 1)
+    shown += [record.getMessage() for record in caplog.records]
+    assert any("the kept counts were read but not folded" in line for line in shown), shown
+    assert not [line for line in shown if PASSWORD in line or "\n" in line], shown

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from modempool.config import BalanceRule
+from modempool.dispatch.events import first_set
 from modempool.dispatch.sim_slot import SimSlot, SimState
 from modempool.spool.model import from_text, utcnow
 from modempool.spool.unavailable import log_failure
@@ -67,7 +68,7 @@ class BalanceTracker:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(LOOK_EVERY):
-                        await _first_set(stop, self.wake)
+                        await first_set(stop, self.wake)
         finally:
             for task in list(tasks):
                 task.cancel()
@@ -192,11 +193,3 @@ class BalanceTracker:
 def _digits(number: str) -> str:
     return "".join(ch for ch in number if ch.isdigit())
 
-
-async def _first_set(*events: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()

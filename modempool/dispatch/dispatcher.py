@@ -19,6 +19,7 @@ from typing import Any
 
 from modempool.config import Config
 from modempool.dispatch import limits as limits_mod
+from modempool.dispatch.events import first_set
 from modempool.dispatch.marker_batches import MarkerBatches
 from modempool.dispatch.sending import SendingMixin
 from modempool.dispatch.shared import is_shared
@@ -65,17 +66,6 @@ class RoundOutcome:
     failed: list[bool] = field(default_factory=list)
     claimed: list[Any] = field(default_factory=list)
     refusals: list[str | None] = field(default_factory=list)
-
-
-async def _any_of(events: list[asyncio.Event], *, until: float) -> None:
-    """Until one of `events` is set, or the loop's clock reaches `until`."""
-    waits = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waits, timeout=max(0.0, until - asyncio.get_running_loop().time()),
-                           return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
 
 
 def is_quiet(config: Config, now: datetime) -> bool:
@@ -177,8 +167,8 @@ class Dispatcher(SendingMixin):
             if self._all_marked.is_set() and now >= self._busy_until:
                 return
             events = [self.stopping] + ([] if self._all_marked.is_set() else [self._all_marked])
-            await _any_of(events, until=give_up if len(events) > 1
-                          else min(self._busy_until, give_up))
+            until = give_up if len(events) > 1 else min(self._busy_until, give_up)
+            await first_set(*events, timeout=until - now)
 
     def stop(self) -> None:
         self.stopping.set()

@@ -22,6 +22,24 @@ SEE = "(see docs/scale-out.md, 'Roles and rights')"
 _DENIED = re.compile(r"permission denied for (\w+) (.+)$")
 
 
+class StatementNotSent(Exception):
+    """The driver refused to send a statement on a connection that is still there (psycopg's
+    own checks, no SQLSTATE: more than 65,535 parameters): a bug of that statement, not the
+    database away. Only its request fails; nothing waits for the server to come back."""
+
+
+def not_sent(exc: BaseException, raw: Any) -> StatementNotSent | None:
+    """psycopg's `exc` of a statement on the connection `raw` as a StatementNotSent when it is
+    a client-side refusal (an OperationalError without SQLSTATE while the connection is still
+    open and whole), else None (a connection lost: the database away)."""
+    import psycopg
+
+    if (isinstance(exc, psycopg.OperationalError) and not getattr(exc, "sqlstate", None)
+            and not raw.closed and not raw.broken):
+        return StatementNotSent(f"the database driver refused the statement: {one_line(exc)}")
+    return None
+
+
 class SpoolForbidden(SpoolFailure):
     """The spool's database refused this role a right the spool needs (see the module);
     `role`, `kind` (table, sequence, schema...) and `name` say which, `grant` what to run."""

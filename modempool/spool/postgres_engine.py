@@ -24,7 +24,7 @@ from typing import Any
 
 from modempool.errors import InvalidText
 from modempool.masked import one_line
-from modempool.spool.database_errors import forbidden
+from modempool.spool.database_errors import forbidden, not_sent
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
 from modempool.spool.postgres_connect import connect_once
@@ -269,12 +269,16 @@ class PgConn:
         return cursor
 
     def _refuse(self, exc: Exception, sql: str) -> None:
-        """A library error for what is no bug: a NUL in text, a right the role lacks."""
+        """A library error for what is no bug: a NUL in text, a right the role lacks; and a
+        statement the driver would not send (a bug) told from the database away."""
         _refuse_nul(exc)
         import psycopg
 
         if isinstance(exc, psycopg.errors.InsufficientPrivilege):
             raise forbidden(exc, self.raw.info.user, self.schema, sql) from None
+        refused = not_sent(exc, self.raw)
+        if refused is not None:   # no cause kept: the server watch would read it as gone
+            raise refused from None
 
 
 def _refuse_nul(exc: Exception) -> None:

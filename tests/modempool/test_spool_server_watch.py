@@ -216,3 +216,22 @@ async def test_one_too_many_is_known_by_its_sqlstate_on_a_server_that_speaks_ger
             for other in others:
                 other.close()
             engine.close()
+
+
+def test_a_statement_the_driver_will_not_send_is_that_requests_bug_not_the_server_away(
+        pg_cluster):
+    """More than 65,535 parameters: psycopg refuses to send the statement (an OperationalError
+    without SQLSTATE, as a lost connection's) while its connection is whole. That request fails
+    with one line, as a bug; the server is not marked away and the next call is answered."""
+    from modempool.spool.database_errors import StatementNotSent
+
+    with Spool(pg_cluster.new_schema()) as spool:
+        spool.enqueue("+8613800138000", "before")
+        numbers = list(range(70_000))
+        with pytest.raises(StatementNotSent) as refused:
+            spool.rows(f"SELECT id FROM messages WHERE id IN ({', '.join('?' * len(numbers))})",
+                       numbers)
+        assert unavailable(refused.value) is None and "\n" not in str(refused.value)
+        assert "65535" in str(refused.value)
+        assert spool.engine.server.away is None
+        assert [m.text for m in spool.list()] == ["before"]   # at once, not "server is away"

@@ -162,8 +162,9 @@ async def test_each_request_tried_alone_has_its_outcome_at_once_not_after_a_stuc
     first, second, third = (batches.submit(message_id) for message_id in ids)
     try:
         async with asyncio.timeout(30):
-            assert await first == ids[0]   # while the second is still stuck
-        assert stuck_alone.is_set() and not second.done()
+            assert await first == ids[0]   # while the second is (or is about to be) stuck
+            assert await asyncio.to_thread(stuck_alone.wait, 30)
+        assert not second.done()
     finally:
         go_on.set()
     async with asyncio.timeout(30):

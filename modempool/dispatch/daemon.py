@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import secrets
 import signal
 import socket
 import tempfile
@@ -34,10 +33,10 @@ from modempool.dispatch.dispatcher import Dispatcher
 from modempool.errors import PoolError
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.limits import Counters, Limits, window_keys
-from modempool.dispatch.liveness import this_place
+from modempool.dispatch.liveness import new_run_owner
 from modempool.dispatch.shared import (dead_runs, is_shared, recover_dead, wake_on_enqueue,
                                        watch_dead_daemons)
-from modempool.spool.daemons import HeartbeatWatch, run_owner
+from modempool.spool.daemons import HeartbeatWatch
 from modempool.spool.file_lock import SpoolFileLock
 from modempool.config import Config, ModemConfig
 from modempool.dispatch.modem_task import ModemTaskMixin
@@ -64,7 +63,7 @@ class Daemon(ModemTaskMixin):
         self.install_signals = install_signals
         self.policy = config.retry
         self.host, self.pid = socket.gethostname(), os.getpid()
-        self.owner = run_owner(self.host, self.pid, this_place(), secrets.token_hex(3))
+        self.owner = new_run_owner(self.host, self.pid)
         # a heartbeat six times per [pool] silent_after; others' watched as often
         self.beat_every = config.silent_after / 6
         self.watch = HeartbeatWatch(config.silent_after, gap=3 * self.beat_every)

@@ -26,19 +26,16 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import os
-import secrets
-import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from modempool.dispatch.backlog import WAIT_FIRST, WAIT_MAX
-from modempool.dispatch.liveness import this_place
+from modempool.dispatch.events import first_set
+from modempool.dispatch.liveness import new_run_owner
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.operator.hooks import inbound_handlers
 from modempool.operator.optout import field_of
-from modempool.spool.daemons import run_owner
 from modempool.spool.unavailable import database_failed, log_failure
 
 log = logging.getLogger("modempool.dispatch.inbound")
@@ -59,8 +56,7 @@ class InboundStore:
         # The daemon run whose hooks these are (a run of its own where none is given), and
         # which other runs' pending hooks it may take: `dead(owners)`, by default every other
         # (one daemon per SQLite spool); on a shared database those judged dead.
-        self.owner = owner or run_owner(socket.gethostname(), os.getpid(), this_place(),
-                                        secrets.token_hex(3))
+        self.owner = owner or new_run_owner()
         self.dead = dead or (lambda owners: owners)
         # Called with the SIM's name when a report proves an ambiguous SMS went out: the
         # dispatcher counts it against the SIM's limits as the spool did.
@@ -318,17 +314,11 @@ class InboundStore:
                 if self.tries_failed:
                     log.info("the database answers again: the hooks that waited have run")
                 delay, self.tries_failed = WAIT_FIRST, 0
-                waits, timeout = {stop.wait(), self.wake.wait()}, every
+                await first_set(stop, self.wake, timeout=every)
             else:
                 self.tries_failed += 1
-                waits, timeout = {stop.wait()}, delay
+                await first_set(stop, timeout=delay)
                 delay = min(delay * 2, WAIT_MAX)
-            tasks = {asyncio.ensure_future(wait) for wait in waits}
-            try:
-                await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in tasks:
-                    task.cancel()
 
     async def close(self) -> None:
         """The daemon stops: hooks still waiting stay pending in the spool for the next start."""

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import socket
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
 from modempool.box.ports import process_exists
-from modempool.spool.daemons import Here, by_age, judge, shown_owner
+from modempool.spool.daemons import Here, by_age, judge, run_owner, shown_owner
 from modempool.spool.model import from_text, utcnow
 
 def this_place() -> str:
@@ -38,6 +39,13 @@ def this_place() -> str:
     except OSError:  # not Linux's /proc: the hostname, as before places
         where = socket.gethostname()
     return hashlib.sha256(where.encode()).hexdigest()[:8]
+
+
+def new_run_owner(host: str | None = None, pid: int | None = None) -> str:
+    """The owner of a new daemon run here (`run_owner`: this host, process and place, and a
+    random token of its own)."""
+    return run_owner(host or socket.gethostname(), pid or os.getpid(), this_place(),
+                     secrets.token_hex(3))
 
 
 def here() -> Here:

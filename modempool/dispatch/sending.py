@@ -507,13 +507,13 @@ class StillWaiting:
     def again(self, exc: BaseException) -> None:
         """After another failed try: the warning again, when it is due (a right missing: its
         ERROR line naming the GRANT, once a minute)."""
-        if unavailable(exc) is None:
+        found = unavailable(exc)
+        if found is None:
             log_failure(self.log, f"{self.what} waits for the database", exc)
             return
         now = time.monotonic()
         if now < self.next:
             return
         self.next = now + WARN_AGAIN_EVERY
-        found = unavailable(exc)
         self.log.warning("%s still waits for the database, for %.0f s now: %s [%s]", self.what,
-                         now - self.since, found, found.reason if found else "")
+                         now - self.since, found, found.reason)

@@ -23,14 +23,18 @@ class SpoolFileLock:
 
     def take(self, refusal: str) -> None:
         """Hold the lock; PoolError(`refusal`) when another process holds it."""
-        self._made = not os.path.exists(self.path)
-        self._file = open(self.path, "a+")
-        try:
-            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._file.close()
-            self._file = None
-            raise PoolError(refusal) from None
+        while True:
+            self._made = not os.path.exists(self.path)
+            file = open(self.path, "a+")
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.close()
+                raise PoolError(refusal) from None
+            if _same_file(file, self.path):
+                self._file = file
+                return
+            file.close()   # its holder removed it as it let go: lock the file there now
 
     def release(self, *, remove: bool = False) -> None:
         """Let the lock go; with `remove`, its file too when this lock made it (no empty
@@ -41,3 +45,12 @@ class SpoolFileLock:
                     os.unlink(self._file.name)
             self._file.close()
             self._file = None
+
+
+def _same_file(file: IO[str], path: str) -> bool:
+    """Whether `file` is still the one at `path` (not one removed after it was opened)."""
+    try:
+        opened, there = os.fstat(file.fileno()), os.stat(path)
+        return (opened.st_dev, opened.st_ino) == (there.st_dev, there.st_ino)
+    except FileNotFoundError:
+        return False

@@ -134,13 +134,13 @@ def report_applied(conn: Any, audit: AuditLog, *, part_id: int, message_id: int,
     recorded in the same transaction, whose message is not SENT yet: `mark_last_part_sent`)."""
     if settle_message:
         message_after_report(conn, message_id, status=status, delivered=delivered, final=final,
-                         now=now)
+                             now=now)
     audit.record(conn, *report_event(part_id=part_id, message_id=message_id, sim=sim,
                                      status=status, delivered=delivered), now)
 
 
-def message_after_report(conn: Any, message_id: int, *, status: int, delivered: bool, final: bool,
-                     now: str) -> bool:
+def message_after_report(conn: Any, message_id: int, *, status: int, delivered: bool,
+                         final: bool, now: str) -> bool:
     """The message after a report's verdict was written to its part: DELIVERED once every
     part is, FAILED ("not delivered") on a final failure of a SENT message. Whether it is
     DELIVERED now."""

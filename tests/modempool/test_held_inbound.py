@@ -98,8 +98,7 @@ async def test_at_the_stop_each_held_report_still_unstored_is_logged_once_even_i
     for report in reports:
         held.hold(report)
     closing = asyncio.create_task(held.close())
-    while not held.backlog.closing.is_set():   # one step of the loop: the stop has begun
-        await asyncio.sleep(0)
+    await asyncio.wait_for(held.backlog.closing.wait(), 60)   # the stop has begun (hang guard)
     closing.cancel()   # the daemon's task group cancels the stop itself
     with pytest.raises(asyncio.CancelledError):
         await closing

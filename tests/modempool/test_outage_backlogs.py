@@ -105,7 +105,7 @@ async def test_a_senders_next_sms_waits_behind_hooks_that_failed_for_a_moment(tm
     first = spool.store_inbound(sender, "退订", sim="m1", hooks_by=store.owner)
     later = spool.store_inbound(sender, "hi", sim="m1", hooks_by=store.owner)
     a = asyncio.create_task(store.run_hooks(first))
-    await eventually(a_running.is_set, what="A's hook running")
+    assert await asyncio.to_thread(a_running.wait, 60), "hang guard: A's hook never ran"
     b = asyncio.create_task(store.run_hooks(later))
     await eventually(lambda: [w for _, w in store._turns.values()] == [2],
                      what="B waiting for the turn")

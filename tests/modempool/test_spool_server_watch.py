@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
@@ -201,7 +202,9 @@ async def test_one_too_many_is_known_by_its_sqlstate_on_a_server_that_speaks_ger
         others = []
         try:
             with engine.connection():   # the pool's only one out: the probe must not need it
+                deadline = time.monotonic() + 60
                 while (refused := connect_once(url, timeout=10)) is None:
+                    assert time.monotonic() < deadline, "hang guard: never refused as one too many"
                     try:
                         others.append(psycopg.connect(url, autocommit=True))
                     except psycopg.OperationalError:   # the probe's backend not yet gone

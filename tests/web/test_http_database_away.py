@@ -97,7 +97,7 @@ def _answering(client) -> None:
     deadline = time.monotonic() + HANG
     while client.get("/messages").status_code == 503:
         assert time.monotonic() < deadline, "the console still answers 503"   # a hang guard
-        time.sleep(0.05)   # the server watch's probe, in the server's process: nothing to await
+        time.sleep(0.05)   # the server watch's probe (a thread) exposes no event to await
 
 
 def test_the_console_says_a_lost_commit_may_have_been_stored_and_a_send_in_an_outage_is_a_503(

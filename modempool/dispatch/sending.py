@@ -14,10 +14,12 @@
 - no answer after the PDU was written makes the message ambiguous: it is never resent on its own;
 - a message refused after some of its parts went out goes on later from its first unsent part,
   through the same SIM (the phone joins parts from one sender only); it is never sent whole again;
-- the database away (`SpoolUnavailable`): a marker that could not be committed means its PDU was
-  not written (cancelled at the prompt), so the modem keeps its message and waits, the port open,
-  trying the marker again until the database answers, then sends the part; what it must write
-  about a part or message already decided (a part sent, a refusal) is written again likewise.
+- the database away (`SpoolUnavailable`), or refusing the role a right until the GRANT is run
+  (`SpoolForbidden`): a marker that could not be committed means its PDU was not written
+  (cancelled at the prompt), so the modem keeps its message and waits, the port open, trying the
+  marker (and the SIM's previous record with it) again until the database takes it, then sends
+  the part; what it must write about a part or message already decided (a part sent, a
+  refusal) is written again likewise.
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ class ModemTrouble(Exception):
 
 
 class MarkerNotWritten(Exception):
-    """A part's marker could not be committed (the database cannot answer now): the prompt was
-    cancelled, its PDU not written."""
+    """A part's marker could not be committed (the database cannot answer now, or refuses the
+    role a right until the GRANT is run: `database_failed`): the prompt was cancelled, its PDU
+    not written."""
 
-    def __init__(self, cause: SpoolUnavailable) -> None:
+    def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
 
@@ -160,9 +163,8 @@ class SendingMixin:
             try:
                 return await _write_part(modem, part, marking)
             except MarkerNotWritten as exc:
-                mlog.warning("message %s part %s/%s waits for the database (%s) [%s]; its PDU "
-                             "was not written", message_id, part.seq, part.total, exc.cause,
-                             exc.cause.reason)
+                log_failure(mlog, f"message {message_id} part {part.seq}/{part.total} waits "
+                            "for the database; its PDU was not written", exc.cause)
                 marking = await self._marked_when_back(slot, message_id, part)
                 if marking.result()[1] is None:   # else its LeaseLost: another daemon's now
                     mlog.info("the database answers again: message %s part %s/%s goes out",
@@ -180,7 +182,7 @@ class SendingMixin:
             failure = marking.exception()
             if failure is None:
                 return marking
-            if unavailable(failure) is None:
+            if not database_failed(failure):
                 raise failure
             waiting.again(failure)
             delay = min(delay * 2, WAIT_MAX)
@@ -479,10 +481,9 @@ async def _write_part(modem: Any, part: Any, marking: asyncio.Future[Any]) -> li
         try:
             _, lost = await asyncio.shield(marking)
         except Exception as exc:
-            found = unavailable(exc)
-            if found is None:
+            if not database_failed(exc):
                 raise
-            raise MarkerNotWritten(found) from exc
+            raise MarkerNotWritten(exc) from exc
         if lost is not None:
             raise lost
 

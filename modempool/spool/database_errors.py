@@ -87,7 +87,13 @@ def _verb(sql: str | None) -> str:
     if first in ("INSERT", "UPDATE", "DELETE", "MERGE", "TRUNCATE") or re.search(
             r"\bFOR\s+(UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b", sql, re.IGNORECASE):
         return "write"
+    if first == "WITH" and _WRITES_IN_WITH.search(sql):   # a data-modifying CTE
+        return "write"
     return "read" if first in ("SELECT", "WITH", "VALUES") else "use"
+
+
+_WRITES_IN_WITH = re.compile(r"\b(INSERT\s+INTO|DELETE\s+FROM|UPDATE\s+\S+\s+SET|MERGE\s+INTO)\b",
+                             re.IGNORECASE)
 
 
 def database_error(exc: BaseException) -> PoolError | None:

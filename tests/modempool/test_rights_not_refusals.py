@@ -297,3 +297,53 @@ async def test_a_modems_record_refused_a_right_waits_for_the_grant_then_is_writt
     # once each: the SIM's state, the modem's record (held back while it waits)
     assert len(errors) == len({r.getMessage() for r in errors}) <= 2, caplog.text
     assert "down (" not in caplog.text and "Traceback" not in caplog.text, caplog.text
+
+
+async def test_a_right_missing_at_the_record_and_marker_waits_for_the_grant(
+        tmp_path, pg_cluster, caplog):
+    """The first message goes out (its marker alone needs no event); its record, committed
+    with the next message's marker, is refused a right the role lacks (INSERT on events).
+    The modem waits for the GRANT, the port open: the next part is not written meanwhile (its
+    marker is not committed), one ERROR line names the GRANT, and nothing goes down; once the
+    GRANT is run, the record and the marker commit and the second message goes out, once."""
+    from modempool.config import parse_config
+    from modempool.dispatch.daemon import Daemon
+    from simulator import SimulatedBank
+    from tests.modempool.daemon_harness import eventually, network_messages
+
+    owner, weak, role = role_without(pg_cluster, "INSERT", "events")
+    with Spool(owner) as spool:
+        first, second = spool.enqueue_many([{"to": "+8613800138000", "text": "第一条"},
+                                            {"to": "+8613800138000", "text": "第二条"}])
+    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=4) as bank:
+        bank.set_fault("m1", "no_status_report")   # no report settles the first meanwhile
+        config = parse_config(f"[spool]\nurl = {weak!r}\n[[modem]]\nname = \"m1\"\n"
+                              f"port = \"{bank.devices[0]}\"\n", tmp_path / "p.toml")
+        daemon = Daemon(config, install_signals=False)
+        with caplog.at_level(logging.INFO, logger="modempool"):
+            running = asyncio.create_task(daemon.run())
+            try:
+                await eventually(lambda: f"message {second} part 1/1 waits for the database"
+                                 in caplog.text, what="the second part waits for the GRANT")
+                assert [e["text"] for e in network_messages(bank)] == ["第一条"]
+                with Spool(owner) as spool:
+                    assert spool.get(first).state.value == "sending"   # its record waits
+                    assert spool.parts(second) == []                   # no marker: not written
+                with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
+                    conn.execute(f"GRANT INSERT ON ALL TABLES IN SCHEMA "
+                                 f"{owner.rsplit('%3D', 1)[1]} TO {role}")
+                with Spool(owner) as spool:
+                    await eventually(lambda: [spool.get(i).state.value for i in (first, second)]
+                                     == ["sent", "sent"], what="both sent once granted")
+            finally:
+                daemon.stop()
+                async with asyncio.timeout(60):
+                    await running
+    assert [e["text"] for e in network_messages(bank)] == ["第一条", "第二条"]   # each once
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(f"message {second} part 1/1 waits for the database" in r.getMessage()
+               for r in errors), caplog.text
+    assert errors and all(r.exc_info is None and "\n" not in r.getMessage()
+                          and f"the role '{role}' may not write table events: GRANT"
+                          in r.getMessage() for r in errors), caplog.text
+    assert "down (" not in caplog.text and "Traceback" not in caplog.text, caplog.text

@@ -92,3 +92,20 @@ def test_every_command_and_the_daemon_fail_with_one_line(tmp_path, pg_cluster):
         assert " GRANT " in line and "docs/scale-out.md" in line, (command, line)
     with Spool(owner) as spool:
         assert [m.text for m in spool.list()] == ["queued by the owner"]
+
+
+@pytest.mark.parametrize(("sql", "verb"), [
+    ("SELECT updated_at FROM messages", "read"),
+    ("WITH due AS (SELECT id, updated_at FROM messages) SELECT * FROM due", "read"),
+    ("WITH part AS (UPDATE parts SET state = 'sent' WHERE id = 1 RETURNING sim) SELECT 1",
+     "write"),
+    ("WITH logged AS (INSERT INTO events (kind) VALUES ('sent')) SELECT 1", "write"),
+    ("SELECT 1 FROM messages WHERE id = 1 FOR UPDATE", "write"),
+    ("UPDATE messages SET held = 1", "write"),
+])
+def test_a_statement_is_named_a_read_or_a_write(sql, verb):
+    """The GRANT line says "may not write" for a statement whose CTEs write (the record and
+    the next marker in one statement), not "may not read" for its leading WITH."""
+    from modempool.spool.database_errors import _verb
+
+    assert _verb(sql) == verb

@@ -164,11 +164,12 @@ class Dispatcher(SendingMixin):
         loop = asyncio.get_running_loop()
         give_up = loop.time() + patience
         while (now := loop.time()) < give_up and not self.stopping.is_set():
-            if self._all_marked.is_set() and now >= self._busy_until:
+            if not self._all_marked.is_set():   # a part waits for its marker's commit
+                await first_set(self._all_marked, self.stopping, timeout=give_up - now)
+            elif now < self._busy_until:   # a PDU about to go out
+                await first_set(self.stopping, timeout=min(self._busy_until, give_up) - now)
+            else:
                 return
-            events = [self.stopping] + ([] if self._all_marked.is_set() else [self._all_marked])
-            until = give_up if len(events) > 1 else min(self._busy_until, give_up)
-            await first_set(*events, timeout=until - now)
 
     def stop(self) -> None:
         self.stopping.set()

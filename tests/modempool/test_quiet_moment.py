@@ -59,3 +59,15 @@ async def test_a_stopping_dispatcher_is_not_held_by_a_quiet_moment(dispatcher):
         await waiting
     marker.cancel()
 
+
+
+async def test_a_quiet_moment_waits_while_a_modem_is_busy(dispatcher):
+    """Every marker committed, but a modem between its answer and its next PDU (`busy_now`):
+    the moment waits for that too (here far away: until the stop)."""
+    dispatcher._busy_until = asyncio.get_running_loop().time() + LONG
+    waiting = asyncio.create_task(dispatcher.quiet_moment(LONG))
+    await _turns()
+    assert dispatcher._all_marked.is_set() and not waiting.done()
+    dispatcher.stop()
+    async with asyncio.timeout(30):   # hang guard
+        await waiting

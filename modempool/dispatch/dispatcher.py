@@ -111,6 +111,7 @@ class Dispatcher(SendingMixin):
         self._recalled: dict[str, str | None] = {}  # the round's recipients' last SIMs (sticky)
         self._unreleased: set[str] = set()  # SIMs whose leases are still to be given back
         self._record_timer: asyncio.Handle | None = None
+        self._record_wait = 1.0   # before records that failed are tried again (sending.py)
         self._record_at = self._record_deadline = 0.0
         self._last_expiry = 0.0
         self._busy_until = 0.0

@@ -33,10 +33,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from modempool.dispatch import limits as limits_mod
+from modempool.errors import SpoolFailure
 from modempool.masked import one_line
 from modempool.spool.claims import SentPart
 from modempool.spool.model import LeaseLost
-from modempool.spool.unavailable import (SpoolUnavailable, database_failed, log_failure,
+from modempool.spool.unavailable import (database_failed, log_failure, log_repeated,
                                          unavailable)
 
 if TYPE_CHECKING:
@@ -57,6 +58,21 @@ class MarkerNotWritten(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+class OutcomeRefused(SpoolFailure):
+    """A confirmed message whose record the spool refused, and refused again to call it
+    ambiguous: no outcome of it can be written. Like a right missing, it is the database's
+    to fix (an operator's trigger or constraint), not the modem's: the message stays in hand
+    (its lease held), its SIM writes nothing more (its next marker carries that outcome), and
+    it is tried again with backoff, the modem left open, until the database takes one."""
+
+    def __init__(self, message_id: int, record: BaseException, ambiguous: BaseException) -> None:
+        super().__init__(f"message {message_id}: the spool refused its record "
+                         f"({one_line(record)}) and refused to call it ambiguous "
+                         f"({one_line(ambiguous)}); its SIM sends nothing more until the "
+                         "database takes one of the two")
+        self.message_id = message_id
 
 
 # While the database is away, a modem tries again after 1 s, then 2, 4, at most every 5 s.
@@ -328,8 +344,9 @@ class SendingMixin:
         return pending
 
     def _write_records(self, pending: list[Unrecorded]) -> list[bool | None] | None:
-        """In the lane: record `pending` in one transaction; None if the database failed (the
-        leases stay: recovery will call them sent or ambiguous). A record it refuses otherwise
+        """In the lane: record `pending` in one transaction; None if the database failed, or
+        refused an outcome for good (`OutcomeRefused`): they are kept and tried again (the
+        leases stay: recovery would call them sent or ambiguous). A record it refuses otherwise
         refuses them all: they are then written one by one (`_one_by_one`)."""
         if not pending:
             return []
@@ -339,8 +356,8 @@ class SendingMixin:
             except Exception as exc:
                 if database_failed(exc):
                     raise
-                log.warning("could not record %d sent messages together (%s); one by one",
-                            len(pending), one_line(exc))
+                log_repeated(log, logging.WARNING, f"could not record {len(pending)} sent "
+                             "messages together; one by one", one_line(exc))
             return self._one_by_one(pending)
         except Exception as exc:
             log_failure(log, f"could not record {len(pending)} sent messages", exc)
@@ -351,7 +368,8 @@ class SendingMixin:
         them together: one it refuses alone (not for being away, nor for a right the role
         lacks) is called ambiguous (None: the modem confirmed it, the spool refused to say so),
         an outcome committed all the same, so that its SIM may go on. Raises what it cannot
-        write at all."""
+        write at all: the database's failure, or `OutcomeRefused` when calling it ambiguous
+        is refused too."""
         outcomes: list[bool | None] = []
         for sent, *_ in pending:
             try:
@@ -360,10 +378,16 @@ class SendingMixin:
             except Exception as exc:
                 if database_failed(exc):
                     raise
-                log_failure(log, f"message {sent.message_id}: its record was refused", exc)
-                why = (f"confirmed by the modem (reference {sent.message_reference}), but the "
-                       f"spool refused its record: {one_line(exc)}")
-            self.spool.mark_ambiguous(sent.message_id, why, lease_owner=sent.lease_owner)
+                refused = exc
+            why = (f"confirmed by the modem (reference {sent.message_reference}), but the "
+                   f"spool refused its record: {one_line(refused)}")
+            try:
+                self.spool.mark_ambiguous(sent.message_id, why, lease_owner=sent.lease_owner)
+            except Exception as exc:
+                if database_failed(exc):
+                    raise
+                raise OutcomeRefused(sent.message_id, refused, exc) from exc
+            log_failure(log, f"message {sent.message_id}: its record was refused", refused)
             outcomes.append(None)
         return outcomes
 
@@ -379,7 +403,8 @@ class SendingMixin:
         without one. A record the database refuses (not for being away) refuses the marker
         with it: the records are then written one by one (`_one_by_one`: one refused alone
         is called ambiguous), and the marker goes alone after them. What cannot be written at
-        all (the database away, a right missing) is raised: no marker, the part not written."""
+        all (the database away, a right missing, a message that may be neither recorded nor
+        called ambiguous: `OutcomeRefused`) is raised: no marker, the part not written."""
         recorded: list[bool | None] | None = []   # none to record: a marker alone (`markers`)
         if pending:
             try:
@@ -389,8 +414,8 @@ class SendingMixin:
             except Exception as exc:
                 if database_failed(exc):
                     raise
-                log.warning("could not record %d sent messages with the next marker (%s); "
-                            "one by one", len(pending), one_line(exc))
+                log_repeated(log, logging.WARNING, f"could not record {len(pending)} sent "
+                             "messages with the next marker; one by one", one_line(exc))
             recorded = self._one_by_one(pending)
         try:
             self.spool.mark_part_writing(message_id, seq, total, lease_owner=owner)
@@ -399,16 +424,19 @@ class SendingMixin:
         return recorded, None
 
     def _settled(self, pending: list[Unrecorded], recorded: list[bool | None] | None) -> None:
-        """Log what was recorded; what could not be (the database away) is kept, to be written
-        again with the SIM's next marker, or in a second (a SIM's lease is given back only
+        """Log what was recorded; what could not be (the database away, a right missing, an
+        outcome refused) is kept, to be written again with the SIM's next marker, or after 1 s,
+        then 2, 4, at most every 5 s while it keeps failing (a SIM's lease is given back only
         after it)."""
         if recorded is None:
             self._unrecorded[:0] = [entry for entry in pending if entry not in self._unrecorded]
             if self._record_timer is None:
                 self._record_at = 0.0
                 self._record_timer = asyncio.get_running_loop().call_later(
-                    1.0, self._record_when_quiet)
+                    self._record_wait, self._record_when_quiet)
+                self._record_wait = min(self._record_wait * 2, WAIT_MAX)
             return
+        self._record_wait = WAIT_FIRST
         for ok, (sent, mlog, to, parts) in zip(recorded, pending):
             if ok is None:
                 mlog.warning("message %s to %s sent (%d part%s), reference %s, but its record "

@@ -209,14 +209,18 @@ def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
     else with the traceback (a bug to find)."""
     found = unavailable(exc)
     if found is None and isinstance(exc, SpoolFailure):   # a role's missing right
-        if (held_back := _LINES.get().due((logger.name, what))) is not None:
-            logger.error("%s: %s%s", what, exc, f" ({held_back} more like it since the last "
-                         "such line)" if held_back else "")
+        log_repeated(logger, logging.ERROR, what, str(exc))
     elif found is None and isinstance(exc, PoolError):
         logger.error("%s: %s", what, exc)
     elif found is None:
         logger.error("%s", what, exc_info=exc)
-    elif (held_back := _LINES.get().due((logger.name, what))) is not None:
-        logger.warning("%s: %s [%s]%s", what, found, found.reason,
-                       f" ({held_back} more like it since the last such line)"
-                       if held_back else "")
+    else:
+        log_repeated(logger, logging.WARNING, what, f"{found} [{found.reason}]")
+
+
+def log_repeated(logger: logging.Logger, level: int, what: str, detail: str) -> None:
+    """"`what`: `detail`" at `level`, for a line a retry loop would repeat: held back as the
+    "not now" lines are (`RepeatedLines`: at most once a minute for the same `what`)."""
+    if (held_back := _LINES.get().due((logger.name, what))) is not None:
+        logger.log(level, "%s: %s%s", what, detail, f" ({held_back} more like it since the "
+                   "last such line)" if held_back else "")

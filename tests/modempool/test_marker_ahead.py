@@ -116,3 +116,62 @@ async def test_a_record_refused_for_good_with_nothing_next_is_called_ambiguous(t
                          what="the message with an outcome")
         assert spool.get(message.id).state.value == "ambiguous"
         assert [e["text"] for e in network_messages(bank)] == ["refused record"]
+
+
+def refuse_ambiguity_of(spool, text: str) -> None:
+    """A trigger that refuses to call the message whose text is `text` ambiguous, on either
+    engine (dropped with `allow_ambiguity`)."""
+    with spool.engine.tx() as conn:
+        if spool.engine.writes_in_with:   # PostgreSQL
+            conn.execute(
+                "CREATE FUNCTION refuse_ambiguity() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "RAISE EXCEPTION 'ambiguity refused for the test'; END $$")
+            conn.execute("CREATE TRIGGER refuse_ambiguity BEFORE UPDATE ON messages FOR EACH ROW "
+                         f"WHEN (NEW.state = 'ambiguous' AND NEW.text = '{text}') "
+                         "EXECUTE FUNCTION refuse_ambiguity()")
+        else:
+            conn.execute(
+                "CREATE TRIGGER refuse_ambiguity BEFORE UPDATE ON messages WHEN NEW.state = "
+                f"'ambiguous' AND NEW.text = '{text}' BEGIN SELECT RAISE(ABORT, 'ambiguity "
+                "refused for the test'); END")
+
+
+def allow_ambiguity(spool) -> None:
+    with spool.engine.tx() as conn:
+        conn.execute("DROP TRIGGER refuse_ambiguity"
+                     + (" ON messages" if spool.engine.writes_in_with else ""))
+
+
+async def test_a_refused_record_that_may_not_be_called_ambiguous_holds_its_sim(
+        tmp_path, spool_target, caplog):
+    """The first message's record is refused for good, and so is calling it ambiguous: it
+    stays in hand (SENDING, its lease held), the SIM writes nothing more (the next message
+    waits unwritten at its marker, which carries that outcome), one ERROR line says so
+    (no traceback), and it is tried again with backoff, the modem staying up (not reopened
+    again and again). Once the database takes the outcome, the first is ambiguous and the
+    second goes out, each once."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="modempool"):
+        async with one_modem(tmp_path, spool_target, "backoff = 0.05") as (bank, spool):
+            bank.set_fault("m1", "no_status_report")   # no report settles the first meanwhile
+            refuse_records_of(spool, "refused record")
+            refuse_ambiguity_of(spool, "refused record")
+            first, second = spool.enqueue_many([{"to": TO, "text": text}
+                                                for text in ("refused record", "second")])
+            await eventually(lambda: f"message {second} part 1/1 waits for the database"
+                             in caplog.text, what="the second part waits for the outcome")
+            assert [e["text"] for e in network_messages(bank)] == ["refused record"]
+            assert spool.get(first).state.value == "sending"      # in hand, no outcome yet
+            assert spool.parts(second) == []                      # not marked: not written
+            allow_ambiguity(spool)
+            await eventually(lambda: spool.get(second).state.value == "sent",
+                             what="the second sent once the first has an outcome")
+            assert spool.get(first).state.value == "ambiguous"
+            assert "spool refused its record" in spool.get(first).error
+    assert sorted(e["text"] for e in network_messages(bank)) == ["refused record", "second"]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR
+              and "refused to call it ambiguous" in r.getMessage()]
+    assert errors and all(r.exc_info is None and "\n" not in r.getMessage()
+                          for r in errors), caplog.text
+    assert "down (" not in caplog.text and "unexpected error" not in caplog.text, caplog.text

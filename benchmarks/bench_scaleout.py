@@ -165,7 +165,7 @@ def bench_cost(target, size: int, messages: int, cluster=None) -> dict[str, floa
     writing and recorded sent, as a daemon does. Milliseconds per message for each step (wall
     clock), and the CPU time per message of the database server (every process of a local
     cluster) and of this process (the client's side: Python, psycopg)."""
-    from modempool.spool.claims import SentPart
+    from modempool.spool.records import SentPart
 
     with Spool(target) as spool:
         load_history(spool, size)

@@ -25,7 +25,7 @@ from modempool.dispatch.sending import SendingMixin
 from modempool.dispatch.shared import is_shared
 from modempool.dispatch.sim_slot import PREFETCH, SimSlot
 from modempool.dispatch.spool_lane import SpoolLane
-from modempool.spool.claims import SentPart
+from modempool.spool.records import SentPart
 from modempool.dispatch.strategies import SimView, Strategy, StrategyState, choose_sim
 from modempool.spool.unavailable import log_failure
 

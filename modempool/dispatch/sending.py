@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from modempool.dispatch import limits as limits_mod
 from modempool.errors import SpoolFailure
 from modempool.masked import one_line
-from modempool.spool.claims import SentPart
+from modempool.spool.records import SentPart
 from modempool.spool.model import LeaseLost
 from modempool.spool.unavailable import (database_failed, log_failure, log_repeated,
                                          unavailable)

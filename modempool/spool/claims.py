@@ -1,8 +1,9 @@
-"""The send side of the spool: leases, part records and the transitions a dispatcher makes.
+"""The send side of the spool: leases, part markers and the transitions a dispatcher makes.
 
 A dispatcher (i) claims a message for one SIM with a lease, (ii) before writing each PDU
 to the modem records `mark_part_writing` durably, (iii) records each part's message
-reference with `mark_part_sent`, and (iv) ends the attempt with `mark_sent`, `requeue`,
+reference when the modem answers (`records.py`: `mark_part_sent`, `mark_many_sent`, the
+record with the SIM's next marker), and (iv) ends the attempt with `mark_sent`, `requeue`,
 `mark_failed` or `mark_ambiguous`. Because (ii) is committed before the PDU leaves, a
 crash at any instant can be told apart afterwards: see `recover_leases`.
 """
@@ -12,33 +13,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from modempool.spool.ambiguity import CLOCK_SLACK, settle_by_stored_reports
-from modempool.spool.audit import INSERT_EVENT, AuditLog
+from modempool.spool.ambiguity import settle_by_stored_reports
+from modempool.spool.audit import AuditLog
 from modempool.spool.daemons import Here
 from modempool.spool.engine import Engine
-from modempool.spool.messages import read_message
 from modempool.spool.model import LeaseLost, Message, MessageState, Recovery, to_text, utcnow
 from modempool.spool.recovery import dead_owners, recover_leases
 from modempool.spool.sims import Sims
-from modempool.spool.verdicts import (REPORT_KEY, deliver_if_complete, early_report,
-                                      fail_if_undelivered, no_early_report, part_verdict,
-                                      report_applied)
-
-@dataclass(frozen=True, slots=True)
-class SentPart:
-    """The modem's confirmation (``+CMGS``) of the last part of a message, to be recorded."""
-
-    message_id: int
-    seq: int
-    reference: int | None          # the concatenation reference of the part (None: single)
-    message_reference: int | None  # TP-MR the modem answered
-    lease_owner: str | None = None
-    now: datetime | None = None
-
+from modempool.spool.verdicts import deliver_if_complete, fail_if_undelivered
 
 #: A part marked writing (its rows: message, seq, total, attempt, SIM, 'writing', time), over
 #: what an earlier attempt left of it.
@@ -48,7 +33,8 @@ _WRITING = ("INSERT INTO parts (message_id, seq, total, attempt, sim, state, wri
             "writing_at = excluded.writing_at, reference = NULL, message_reference = NULL, "
             "sent_at = NULL, status = NULL, status_at = NULL")
 
-_FINISH = """
+#: An attempt ended (`finish`): the message's new state, its lease let go.
+FINISH = """
 UPDATE messages SET state = :state, error = :error, lease_owner = NULL, lease_until = NULL,
     updated_at = :now {extra}
 WHERE id = :id AND state = 'sending' {owner}
@@ -183,16 +169,16 @@ class Claims:
         Call it before writing each PDU: after a crash this marker is what says the part
         may have left. With `lease_owner`, raises LeaseLost if the lease was recovered.
         """
-        marker, values = _marker(message_id, seq, total, lease_owner)
+        marker, values = marker_ctes(message_id, seq, total, lease_owner)
         with self.engine.tx() as conn:
             if self.engine.writes_in_with:   # one round trip: the PDU waits for this commit
                 if not conn.execute(f"WITH {marker} SELECT EXISTS (SELECT 1 FROM marked)",
                                     values).fetchone()[0]:
-                    raise _not_leased(message_id, lease_owner)
+                    raise not_leased(message_id, lease_owner)
                 return
             row = conn.execute(_leased(lease_owner), values).fetchone()
             if row is None:
-                raise _not_leased(message_id, lease_owner)
+                raise not_leased(message_id, lease_owner)
             conn.execute(_WRITING.format(rows="VALUES (:marker_id, :marker_seq, :marker_total, "
                                               ":attempts, :sim, 'writing', :marker_at)"),
                          {**values, "attempts": row[0], "sim": row[1]})
@@ -203,87 +189,11 @@ class Claims:
             "SELECT seq FROM parts WHERE message_id = ? AND state IN ('sent', 'delivered', "
             "'undelivered')", (message_id,))}
 
-    def mark_part_sent(
-        self,
-        message_id: int,
-        seq: int,
-        reference: int | None,
-        message_reference: int | None,
-        now: datetime | None = None,
-    ) -> None:
-        """Record that part `seq` was accepted (+CMGS gave `message_reference`); counts it
-        for the SIM's per-minute/day/month limits."""
-        with self.engine.tx() as conn:
-            self._lock_reports(conn, [(message_id, seq, message_reference)])
-            self._record_part(conn, message_id, seq, reference, message_reference,
-                              now or utcnow(), settle_message=True)
-
-    def _lock_reports(self, conn: Any, parts: Sequence[tuple[int, int, int | None]]) -> None:
-        """Before anything is recorded, the report locks (`report_key`: SIM and TP-MR) of
-        `parts` (message, seq, TP-MR) about to be, all at once and in one order: a report
-        handled meanwhile waits for the records (or they for it) and then sees them, and two
-        transactions recording overlapping parts never wait for each other in a cycle."""
-        if not self.engine.locks_keys:
-            return
-        wanted = {f"{message_id}:{seq}": reference for message_id, seq, reference in parts
-                  if reference is not None}
-        if not wanted:
-            return
-        among, values = self.engine.among("message_id", sorted({message_id for message_id, _, _
-                                                                 in parts}))
-        reference = self.engine.json_text_at(
-            "?", "CAST(message_id AS text) || ':' || CAST(seq AS text)")
-        self.engine.lock_keys_of(
-            conn, f"SELECT {REPORT_KEY.format(sim='sim', reference=reference)} FROM parts "
-                  f"WHERE {among} AND {reference} IS NOT NULL",
-            [json.dumps(wanted), *values, json.dumps(wanted)])
-
-    def _record_part(self, conn: Any, message_id: int, seq: int, reference: int | None,
-                     message_reference: int | None, moment: datetime, *,
-                     settle_message: bool) -> str | None:
-        """`mark_part_sent` in `conn`'s transaction, its report lock held (`_lock_reports`);
-        the part's state now ('sent', or the verdict of a report that came before), None if
-        it had been recorded already. Without `settle_message` a report applied here leaves
-        the message to the caller, who settles it from its parts next (`mark_last_part_sent`)."""
-        now_text = to_text(moment)
-        early = None
-        if message_reference is not None:   # a report for it came first, or waits for us
-            early = early_report(conn, self.engine, message_id, seq, message_reference)
-        # The part recorded sent, or at once with the verdict of the report that came first.
-        state = "sent" if early is None else part_verdict(early.delivered, early.final)
-        row = conn.execute(
-            "UPDATE parts SET state = ?, reference = ?, message_reference = ?, sent_at = ?"
-            + ("" if early is None else ", status = ?, status_at = ?")
-            + " WHERE message_id = ? AND seq = ? "
-            "AND state NOT IN ('sent', 'delivered', 'undelivered') "
-            "RETURNING sim",   # a late confirmation never undoes a report, nor counts twice
-            (state, reference, message_reference, now_text,
-             *(() if early is None else (early.status, now_text)), message_id, seq),
-        ).fetchall()
-        if not row:
-            exists = conn.execute(
-                "SELECT 1 FROM parts WHERE message_id = ? AND seq = ?", (message_id, seq)
-            ).fetchone()
-            if exists is None:
-                raise LeaseLost(
-                    f"part {seq} of message {message_id} was never marked as writing"
-                )
-            return None  # already recorded: do not count twice
-        if row[0][0]:
-            self.sims.add_sent(conn, row[0][0], 1, moment)
-        if early is not None:
-            conn.execute("UPDATE delivery_reports SET part_id = ?, message_id = ? WHERE id = ?",
-                         (early.part_id, message_id, early.report_id))
-            report_applied(conn, self.audit, part_id=early.part_id, message_id=message_id,
-                           sim=early.sim, status=early.status, delivered=early.delivered,
-                           final=early.final, now=now_text, settle_message=settle_message)
-        return state
-
     def mark_sent(self, message_id: int, *, lease_owner: str | None = None) -> bool:
         """End a successful attempt: SENT (or DELIVERED if every report is already in)."""
         now = to_text(utcnow())
         with self.engine.tx() as conn:
-            ok = self._finish(conn, message_id, MessageState.SENT, None, now, lease_owner,
+            ok = finish(conn, message_id, MessageState.SENT, None, now, lease_owner,
                               extra=", sent_at = :now")
             if ok:
                 self.audit.record(conn, "sent", message_id, now=now)
@@ -291,127 +201,11 @@ class Claims:
                 fail_if_undelivered(conn, message_id, now)
             return ok
 
-    def mark_last_part_sent(
-        self,
-        message_id: int,
-        seq: int,
-        reference: int | None,
-        message_reference: int | None,
-        *,
-        lease_owner: str | None = None,
-        now: datetime | None = None,
-    ) -> bool:
-        """`mark_part_sent` of the last part and `mark_sent`, in one transaction (one commit
-        per message instead of two); returns what `mark_sent` returns."""
-        return self.mark_many_sent([SentPart(message_id, seq, reference, message_reference,
-                                             lease_owner=lease_owner, now=now)])
-
-    def mark_many_sent(self, sends: Sequence[SentPart]) -> list[bool]:
-        """`mark_last_part_sent` for each of `sends`, all in one transaction (one commit for
-        the confirmations of many modems); False for a message whose lease was lost."""
-        with self.engine.tx() as conn, self.audit.together(conn):
-            self._lock_reports(conn, [(send.message_id, send.seq, send.message_reference)
-                                      for send in sends])
-            return [self._last_part_sent(conn, send)[0] for send in sends]
-
-    def mark_sent_then_writing(self, sends: Sequence[SentPart], message_id: int, seq: int,
-                               total: int | None, *, lease_owner: str | None
-                               ) -> tuple[list[bool], LeaseLost | None]:
-        """`mark_many_sent(sends)` (a SIM's previous message) and `mark_part_writing` of its
-        next part, in one transaction: the marker's LeaseLost is returned, the records still
-        commit. On PostgreSQL the marker goes in the statement of the first record. The
-        marker's message is never one of the records' (ValueError): one statement would update
-        its row twice, and PostgreSQL keeps only one of the two."""
-        if any(send.message_id == message_id for send in sends):
-            raise ValueError(f"message {message_id}: a record with its own next marker")
-        with self.engine.tx() as conn, self.audit.together(conn):
-            self._lock_reports(conn, [(send.message_id, send.seq, send.message_reference)
-                                      for send in sends])
-            writing = (_marker(message_id, seq, total, lease_owner)
-                       if self.engine.writes_in_with else None)
-            recorded, lost = [], None
-            for send in sends:
-                ok, marked = self._last_part_sent(conn, send, writing)
-                recorded.append(ok)
-                if marked is not None:   # it went with this record
-                    writing = None
-                    lost = None if marked else _not_leased(message_id, lease_owner)
-            if writing is not None or not self.engine.writes_in_with:
-                try:
-                    self.mark_part_writing(message_id, seq, total, lease_owner=lease_owner)
-                except LeaseLost as exc:
-                    lost = exc
-        return recorded, lost
-
-    def _last_part_sent(self, conn: Any, send: SentPart,
-                        writing: tuple[str, dict[str, Any]] | None = None
-                        ) -> tuple[bool, bool | None]:
-        """`mark_last_part_sent` in `conn`'s transaction, its report lock held; with
-        `writing` (`_marker`), that marker in its statement where it is one: whether it was
-        written then (None: not done)."""
-        message_id, seq = send.message_id, send.seq
-        now_text = to_text(utcnow())
-        at_once, marked = (self._sent_at_once(conn, send, now_text, writing)
-                           if self.engine.writes_in_with else (None, None))
-        if at_once is not None:
-            part, ok = "sent", at_once
-        else:
-            part = self._record_part(conn, message_id, seq, send.reference,
-                                     send.message_reference, send.now or utcnow(),
-                                     settle_message=False)
-            ok = self._finish(conn, message_id, MessageState.SENT, None, now_text,
-                              send.lease_owner, extra=", sent_at = :now")
-            if ok:
-                self.audit.record(conn, "sent", message_id, now=now_text)
-        # The message's verdict from its parts' reports. Of a one-part message the part
-        # just recorded is all there is to ask (no report yet: nothing to settle).
-        if ok and (seq > 1 or part is None):
-            deliver_if_complete(conn, message_id, now_text)
-            fail_if_undelivered(conn, message_id, now_text)
-        elif part == "delivered":
-            deliver_if_complete(conn, message_id, now_text)
-        elif part == "undelivered":
-            fail_if_undelivered(conn, message_id, now_text)
-        return ok, marked
-
-    def _sent_at_once(self, conn: Any, send: SentPart, now: str,
-                      writing: tuple[str, dict[str, Any]] | None = None
-                      ) -> tuple[bool | None, bool | None]:
-        """`_last_part_sent`'s common case in one statement (PostgreSQL: data-modifying CTEs),
-        in the path of the SIM's next marker: the part recorded sent and counted, the message
-        SENT and its event, whether its lease was still ours. None, nothing written, when it
-        is not that case (a report came first, the part was already recorded or never marked
-        writing): `_record_part` then finds out which. With `writing`, that marker's CTEs go
-        in the statement too, whichever case it is, and whether it was written is returned."""
-        moment = send.now or utcnow()
-        counting, values = self.sims.counting("SELECT sim FROM part WHERE sim <> ''", 1, moment)
-        early = "" if send.message_reference is None else " AND " + no_early_report(self.engine)
-        owner = "AND lease_owner = :owner " if send.lease_owner is not None else ""
-        self.audit.write_held(conn)   # events in the order they were recorded
-        recorded, finished, *marked = conn.execute(
-            "WITH part AS (UPDATE parts SET state = 'sent', reference = :part_reference, "
-            "message_reference = :reference, sent_at = :sent_at WHERE message_id = :id "
-            f"AND seq = :seq AND state NOT IN ('sent', 'delivered', 'undelivered'){early} "
-            f"RETURNING sim), {counting}, "
-            "done AS (" + _FINISH.format(extra=", sent_at = :now",
-                                         owner=owner + "AND EXISTS (SELECT 1 FROM part)")
-            + " RETURNING id), "
-            f"logged AS ({INSERT_EVENT} SELECT :now, 'sent', id, NULL, NULL FROM done)"
-            + ("" if writing is None else f", {writing[0]}")
-            + " SELECT EXISTS (SELECT 1 FROM part), EXISTS (SELECT 1 FROM done)"
-            + ("" if writing is None else ", EXISTS (SELECT 1 FROM marked)"),
-            {**values, **(writing[1] if writing else {}), "part_reference": send.reference,
-             "reference": send.message_reference, "sent_at": to_text(moment),
-             "id": send.message_id, "seq": send.seq, "slack": CLOCK_SLACK.total_seconds(),
-             "state": MessageState.SENT.value, "error": None, "now": now,
-             "owner": send.lease_owner}).fetchone()
-        return (bool(finished) if recorded else None), (None if writing is None else marked[0])
-
     def mark_failed(self, message_id: int, error: str, *, lease_owner: str | None = None) -> bool:
         """End an attempt for good: FAILED with `error` (a permanent error, or retries used up)."""
         now = to_text(utcnow())
         with self.engine.tx() as conn:
-            ok = self._finish(conn, message_id, MessageState.FAILED, error, now, lease_owner)
+            ok = finish(conn, message_id, MessageState.FAILED, error, now, lease_owner)
             if ok:
                 conn.execute(
                     "UPDATE parts SET state = 'failed' WHERE message_id = ? AND state = 'writing'",
@@ -443,7 +237,7 @@ class Claims:
         """End an attempt whose outcome is unknown: AMBIGUOUS, never resent automatically."""
         now = to_text(utcnow())
         with self.engine.tx() as conn:
-            ok = self._finish(conn, message_id, MessageState.AMBIGUOUS, error, now, lease_owner)
+            ok = finish(conn, message_id, MessageState.AMBIGUOUS, error, now, lease_owner)
             if ok:
                 conn.execute(
                     "UPDATE parts SET state = 'ambiguous' WHERE message_id = ? AND state = 'writing'",
@@ -480,7 +274,7 @@ class Claims:
         if not count_attempt:
             extra += ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
         with self.engine.tx() as conn:
-            ok = self._finish(
+            ok = finish(
                 conn, message_id, MessageState.QUEUED, error, now, lease_owner, extra=extra,
                 not_before=to_text(not_before), avoid_sim=avoid_sim,
                 only_sims=json.dumps([only_sim]) if only_sim is not None else None,
@@ -496,19 +290,23 @@ class Claims:
                 self.engine.notify_enqueued(conn)
             return ok
 
-    def _finish(self, conn: Any, message_id: int, state: MessageState, error: str | None,
-                now: str, lease_owner: str | None, extra: str = "", **more: Any) -> bool:
-        owner = "AND lease_owner = :owner" if lease_owner is not None else ""
-        cur = conn.execute(
-            _FINISH.format(extra=extra, owner=owner),
-            {"state": state.value, "error": error, "now": now, "id": message_id,
-             "owner": lease_owner, **more},
-        )
-        return cur.rowcount == 1
 
 
-def _marker(message_id: int, seq: int, total: int | None,
-            lease_owner: str | None) -> tuple[str, dict[str, Any]]:
+def finish(conn: Any, message_id: int, state: MessageState, error: str | None, now: str,
+           lease_owner: str | None, extra: str = "", **more: Any) -> bool:
+    """In `conn`'s transaction: end the attempt of `message_id` in `state` (`FINISH`), if it
+    is still being sent (by `lease_owner`, when given); whether it was."""
+    owner = "AND lease_owner = :owner" if lease_owner is not None else ""
+    cur = conn.execute(
+        FINISH.format(extra=extra, owner=owner),
+        {"state": state.value, "error": error, "now": now, "id": message_id,
+         "owner": lease_owner, **more},
+    )
+    return cur.rowcount == 1
+
+
+def marker_ctes(message_id: int, seq: int, total: int | None,
+                lease_owner: str | None) -> tuple[str, dict[str, Any]]:
     """`mark_part_writing` as the CTEs `leased` (one statement checks the lease, locks the
     message and keeps its part count) and `marked` (the part's row, with the attempt and SIM
     it returns), for an engine with writes in a WITH, and their parameters."""
@@ -521,11 +319,12 @@ def _marker(message_id: int, seq: int, total: int | None,
 
 def _leased(lease_owner: str | None) -> str:
     """The marker's lease check: one statement checks the lease, locks the message and keeps
-    its part count; the part's row takes the attempt and SIM it returns (`_marker`'s names)."""
+    its part count; the part's row takes the attempt and SIM it returns (`marker_ctes`' names)."""
     owner = " AND lease_owner = :marker_owner" if lease_owner is not None else ""
     return ("UPDATE messages SET parts_total = coalesce(:marker_total, parts_total) "
             f"WHERE id = :marker_id AND state = 'sending'{owner} RETURNING attempts, sim")
 
 
-def _not_leased(message_id: int, lease_owner: str | None) -> LeaseLost:
+def not_leased(message_id: int, lease_owner: str | None) -> LeaseLost:
+    """The LeaseLost of a marker whose message is not (or no longer) `lease_owner`'s."""
     return LeaseLost(f"message {message_id} is not being sent by {lease_owner or 'anyone'}")

@@ -4,7 +4,8 @@
 - `spool.messages`: enqueue and read (`messages.py`); `spool.decisions`: cancel, retry, hold
   (`decisions.py`);
 - `spool.claims`: leases, part markers, the send-side transitions, crash recovery
-  (`claims.py`, `recovery.py`);
+  (`claims.py`, `recovery.py`); `spool.records`: what is written when a modem accepts a part
+  (`records.py`);
 - `spool.inbound`: received SMS and delivery reports (`inbound.py`);
 - `spool.sims`: SIM rows and counters (`sims.py`); `spool.audit`: the events log (`audit.py`);
   `spool.daemons`: the daemons' heartbeats (`daemons.py`); `spool.metrics`: what a Prometheus
@@ -35,6 +36,7 @@ from modempool.spool.inbound import InboundMessage, Inbound, ReportMatch
 from modempool.spool.inbound_hooks import InboundHooks
 from modempool.spool.messages import Messages
 from modempool.spool.metrics import Metrics
+from modempool.spool.records import Records
 from modempool.spool.reports import Reports
 from modempool.spool.requests import Requests
 from modempool.spool.scoped import Scoped
@@ -111,6 +113,7 @@ class Spool:
         self.decisions = Decisions(self.engine, self.audit)
         self.sims = Sims(self.engine, self.audit, tz)
         self.claims = Claims(self.engine, self.sims, self.audit)
+        self.records = Records(self.engine, self.sims, self.audit, self.claims)
         self.inbound = Inbound(self.engine, self.audit, region, self.sims)
         self.inbound_hooks = InboundHooks(self.engine)
         self.daemons = Daemons(self.engine)
@@ -215,11 +218,11 @@ class Spool:
     renew_lease = PartCall("claims", "renew_lease")
     mark_part_writing = PartCall("claims", "mark_part_writing")
     sent_parts = PartCall("claims", "sent_parts")
-    mark_part_sent = PartCall("claims", "mark_part_sent")
+    mark_part_sent = PartCall("records", "mark_part_sent")
     mark_sent = PartCall("claims", "mark_sent")
-    mark_last_part_sent = PartCall("claims", "mark_last_part_sent")
-    mark_many_sent = PartCall("claims", "mark_many_sent")
-    mark_sent_then_writing = PartCall("claims", "mark_sent_then_writing")
+    mark_last_part_sent = PartCall("records", "mark_last_part_sent")
+    mark_many_sent = PartCall("records", "mark_many_sent")
+    mark_sent_then_writing = PartCall("records", "mark_sent_then_writing")
     mark_failed = PartCall("claims", "mark_failed")
     fail_queued = PartCall("claims", "fail_queued")
     cancel_queued = PartCall("claims", "cancel_queued")

@@ -30,7 +30,7 @@ def act_as_a_daemon(target: Any, sim: str, rounds: int, errors: list[BaseExcepti
     enqueues one message (`enqueue(spool, i, to)`, or a plain enqueue), claims the next for
     `sim`, and fails every third or sends it. What it raises goes into `errors`."""
     from modempool.spool import Spool
-    from modempool.spool.claims import SentPart
+    from modempool.spool.records import SentPart
 
     owner = f"host:{sim}/{sim}"
     try:

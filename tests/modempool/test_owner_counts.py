@@ -14,7 +14,7 @@ import psycopg
 
 from modempool.accounts import record_owner
 from modempool.spool import Spool
-from modempool.spool.claims import SentPart
+from modempool.spool.records import SentPart
 from modempool.spool.model import to_text, utcnow
 from modempool.spool.schema import SCHEMA_VERSION
 from tests.modempool.spool_driver import (act_as_a_daemon, refused_and_left, statements_of,

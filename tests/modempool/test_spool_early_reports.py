@@ -84,7 +84,7 @@ def test_the_report_and_the_confirmation_leave_their_events_in_order(spool):
 def test_a_batch_that_fails_halfway_keeps_the_events_of_what_it_recorded(spool):
     """`mark_many_sent` writes its events together at its end; a record refused halfway
     (never marked writing) leaves those before it with their events, as one at a time."""
-    from modempool.spool.claims import SentPart
+    from modempool.spool.records import SentPart
     from modempool.spool.model import LeaseLost
 
     first = writing(spool)

@@ -8,7 +8,7 @@ import sqlite3
 from datetime import timedelta
 
 from modempool.spool import Spool
-from modempool.spool.claims import SentPart
+from modempool.spool.records import SentPart
 from modempool.spool.model import to_text, utcnow
 
 

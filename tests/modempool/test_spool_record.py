@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modempool.spool import MessageState, Spool
-from modempool.spool.claims import SentPart
+from modempool.spool.records import SentPart
 
 
 def test_confirmations_of_several_sims_are_recorded_in_one_call(spool_target) -> None:

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from modempool.spool import MessageState, Spool
-from modempool.spool.claims import SentPart
+from modempool.spool.records import SentPart
 from modempool.spool.model import LeaseLost, utcnow
 
 TO = "+8613800138000"

@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from modempool.spool import MessageState, Spool
-from modempool.spool.claims import SentPart
+from modempool.spool.records import SentPart
 from tests.modempool.test_group_commit_locks import wait_until
 
 TO = "+8613800138000"

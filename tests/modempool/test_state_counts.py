@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from modempool.spool import Spool
-from modempool.spool.claims import SentPart
+from modempool.spool.records import SentPart
 from modempool.spool.schema import SCHEMA_VERSION
 from tests.modempool.spool_driver import (act_as_a_daemon, claim_next, statements_of,
                                           without_inbound_hooks)

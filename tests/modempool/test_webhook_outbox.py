@@ -13,7 +13,7 @@ from modempool.accounts import Accounts, record_owner
 from modempool.operator.optout import OptOutList
 from modempool.spool import Spool
 from modempool.spool.schema import SCHEMA_VERSION
-from modempool.spool.claims import SentPart
+from modempool.spool.records import SentPart
 from modempool.spool.model import to_text, utcnow
 from modempool.webhooks import Webhooks
 

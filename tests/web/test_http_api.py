@@ -10,7 +10,7 @@ import httpx
 
 from http_harness import both_engines, sims_up
 from modempool.spool import Spool
-from modempool.spool.claims import SentPart
+from modempool.spool.records import SentPart
 
 
 def _spool(api) -> Spool:

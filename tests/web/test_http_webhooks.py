@@ -115,7 +115,7 @@ def test_a_messages_events_arrive_in_order_without_holding_other_messages(api):
     """The receiver refuses the first message's message.sent until another message's event
     has arrived: its message.delivered, written meanwhile, is not even tried before its
     message.sent is accepted, and the other message's event is not held back by it."""
-    from modempool.spool.claims import SentPart
+    from modempool.spool.records import SentPart
 
     port = free_port()
     with api.config.open_spool() as spool:

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from modempool.masked import one_line
 from modempool.spool.unavailable import database_failed
 
 WAIT_FIRST = 1.0
@@ -46,7 +47,6 @@ class Backlog:
         self.waiting: collections.deque[Any] = collections.deque()
         self.closing = asyncio.Event()   # the daemon stops: no more backoff
         self._task: asyncio.Task[None] | None = None
-        self.tries_failed = 0   # tries the database failed since the last item done
 
     def add(self, item: Any) -> None:
         """Keep `item` to work once the earlier ones are done (dropped past the limit)."""
@@ -71,15 +71,16 @@ class Backlog:
                     self.log.error("%s: %r failed", self.name, self.waiting[0], exc_info=exc)
                     self.dropped(self.waiting.popleft(), "it failed")
                     continue
-                self.tries_failed += 1
                 if last_try:   # still away at the stop: close() drops the rest, in order
                     break
+                self.log.debug("%s: the database failed again (%s); next try in %.0f s",
+                               self.name, one_line(exc), delay)
                 await self._pause(delay)
                 delay = min(delay * 2, WAIT_MAX)
                 continue
             self.waiting.popleft()
             done += 1
-            delay, self.tries_failed = WAIT_FIRST, 0
+            delay = WAIT_FIRST
         if done:
             self.log.info("the database answers again: " + self.done_line, done)
 

@@ -116,7 +116,6 @@ class Dispatcher(SendingMixin):
         self._last_expiry = 0.0
         self._busy_until = 0.0
         self._unmarked = 0  # parts waiting for their marker's commit (their PDU not yet out)
-        self.writes_refused = 0  # tries of a modem's record the database refused (_answered)
         self._all_marked = asyncio.Event()
         self._all_marked.set()
 

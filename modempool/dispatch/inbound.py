@@ -66,7 +66,6 @@ class InboundStore:
         # Senders with SMS whose hooks wait in the spool: their next ones wait behind them.
         self.behind: dict[str, None] = {}   # in the order they fell behind
         self.wake = asyncio.Event()   # something was left for keep_up
-        self.tries_failed = 0         # passes of keep_up the database failed, since one went through
 
     async def handle(self, sim: str, modem: Any, event: Any) -> None:
         """Store one InboundSms / StatusReport event from `modem` (SIM `sim`) and acknowledge it."""
@@ -301,7 +300,7 @@ class InboundStore:
         """Until `stop`: run what waits in the spool (`catch_up`) whenever a hook leaves
         something there, and take over dead runs' hooks every `every` seconds; after the
         database failed, again after 1 s, then 2, 4, at most every 5 s."""
-        delay = WAIT_FIRST
+        delay, failed = WAIT_FIRST, False   # failed: since the last pass that went through
         while not stop.is_set():
             self.wake.clear()
             try:
@@ -311,12 +310,14 @@ class InboundStore:
                 log_failure(log, "could not run the hooks that wait in the spool", exc)
                 caught_up = False
             if caught_up:
-                if self.tries_failed:
+                if failed:
                     log.info("the database answers again: the hooks that waited have run")
-                delay, self.tries_failed = WAIT_FIRST, 0
+                delay, failed = WAIT_FIRST, False
                 await first_set(stop, self.wake, timeout=every)
             else:
-                self.tries_failed += 1
+                log.debug("the hooks that wait in the spool did not all run; next pass in "
+                          "%.0f s", delay)
+                failed = True
                 await first_set(stop, timeout=delay)
                 delay = min(delay * 2, WAIT_MAX)
 

@@ -207,27 +207,27 @@ class SendingMixin:
         """`lane.run(work, ...)`, tried again with backoff while the database cannot answer or
         refuses the role a right until the GRANT is run (what it writes was decided by the
         modem: it must not be lost)."""
+        name = getattr(work, "__name__", "a write")
         try:
             return await self.lane.run(work, *args, **kwargs)
         except Exception as exc:
             if not database_failed(exc):
                 raise
-            self.writes_refused += 1
-            log_failure(log, f"{getattr(work, '__name__', 'a write')} waits for the database", exc)
+            log_failure(log, f"{name} waits for the database", exc)
         delay = WAIT_FIRST
-        waiting = StillWaiting(log, getattr(work, "__name__", "a write"))
+        waiting = StillWaiting(log, name)
         while True:
-            await self._pause(delay, f"{getattr(work, '__name__', 'a write')} not done")
+            await self._pause(delay, f"{name} not done")
             try:
                 result = await self.lane.run(work, *args, **kwargs)
             except Exception as exc:
                 if not database_failed(exc):
                     raise
-                self.writes_refused += 1
-                waiting.again(exc)
                 delay = min(delay * 2, WAIT_MAX)
+                log.debug("%s failed again (%s); next try in %.0f s", name, one_line(exc), delay)
+                waiting.again(exc)
                 continue
-            log.info("the database answers again: %s done", getattr(work, "__name__", "a write"))
+            log.info("the database answers again: %s done", name)
             return result
 
     async def _pause(self, seconds: float, undone: str) -> None:

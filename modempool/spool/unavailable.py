@@ -196,7 +196,8 @@ def own_repeated_lines() -> Iterator[RepeatedLines]:
 def database_failed(exc: BaseException) -> bool:
     """Whether `exc` is the database's failure, not the work's: it cannot answer now
     (`unavailable`), or it refused the role a right (`SpoolForbidden`: a GRANT for an operator
-    to run). Work that failed so is kept and tried again (a `Backlog`, a retry loop), never
+    to run), or any other outcome a modem decided (the sending path's `OutcomeRefused`: a
+    trigger or constraint for an operator to fix). Work that failed so is kept and tried again (a `Backlog`, a retry loop), never
     dropped as a bug's nor taken for the rules' refusal."""
     return isinstance(exc, SpoolFailure) or unavailable(exc) is not None
 
@@ -208,7 +209,7 @@ def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
     ERROR naming the GRANT, also at most once a minute; another library error each time),
     else with the traceback (a bug to find)."""
     found = unavailable(exc)
-    if found is None and isinstance(exc, SpoolFailure):   # a role's missing right
+    if found is None and isinstance(exc, SpoolFailure):   # a right missing, an outcome refused
         log_repeated(logger, logging.ERROR, what, str(exc))
     elif found is None and isinstance(exc, PoolError):
         logger.error("%s: %s", what, exc)

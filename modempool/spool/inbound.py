@@ -44,10 +44,11 @@ class InboundMessage:
     hooks_next: int | None = None
 
     @classmethod
-    def from_row(cls, row: Any) -> InboundMessage:
+    def from_row(cls, row: Any, hooks_next: int | None = None) -> InboundMessage:
+        """An `inbound` row; `hooks_next` from its `inbound_hooks` row, where it has one."""
         return cls(row["id"], row["sender"], row["sim"], row["text"],
                    from_text(row["received_at"]), row["parts"], bool(row["complete"]),
-                   bool(row["read"]), row["hooks_next"])
+                   bool(row["read"]), hooks_next)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "sender": self.sender, "sim": self.sim, "text": self.text,
@@ -144,26 +145,30 @@ class Inbound:
                 dedupe_key: str | None = None,
                 hooks_by: str | None = None) -> InboundMessage | None:
         """`hooks_by`: the daemon run that runs the message's hooks, marked pending in this
-        transaction (`inbound_hooks.py`); the same message handed over again comes back
-        (with where its hooks are) while that run still has hooks of it to run: the COMMIT
-        that stored it may have lost its answer, and then no hook ran."""
+        transaction (a row of `inbound_hooks`: `inbound_hooks.py`); the same message handed
+        over again comes back (with where its hooks are) while that run still has hooks of it
+        to run: the COMMIT that stored it may have lost its answer, and then no hook ran."""
         now = to_text(utcnow())
-        hooks_next = 0 if hooks_by is not None else None
         row = conn.execute(
             "INSERT INTO inbound (sender, sim, text, received_at, stored_at, parts, "
-            "complete, dedupe_key, hooks_next, hooks_owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "complete, dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT DO NOTHING RETURNING id",
-            (sender, sim, text, received_at or now, now, parts, 1 if complete else 0, dedupe_key,
-             hooks_next, hooks_by),
+            (sender, sim, text, received_at or now, now, parts, 1 if complete else 0, dedupe_key),
         ).fetchone()
         if row is not None:
+            if hooks_by is None:
+                return InboundMessage(row[0], sender, sim, text, from_text(received_at or now),
+                                      parts, complete, False)
+            conn.execute("INSERT INTO inbound_hooks (inbound_id, sender, owner) VALUES (?, ?, ?)",
+                         (row[0], sender, hooks_by))
             return InboundMessage(row[0], sender, sim, text, from_text(received_at or now),
-                                  parts, complete, False, hooks_next)
+                                  parts, complete, False, 0)
         if hooks_by is None or dedupe_key is None:
             return None  # the same message, handed over again
-        pending = conn.execute("SELECT id, received_at, hooks_next FROM inbound "
-                               "WHERE dedupe_key = ? AND hooks_owner = ? "
-                               "AND hooks_next IS NOT NULL", (dedupe_key, hooks_by)).fetchone()
+        pending = conn.execute("SELECT i.id, i.received_at, h.next_hook FROM inbound i "
+                               "JOIN inbound_hooks h ON h.inbound_id = i.id "
+                               "WHERE i.dedupe_key = ? AND h.owner = ?",
+                               (dedupe_key, hooks_by)).fetchone()
         if pending is None:
             return None
         return InboundMessage(pending[0], sender, sim, text, from_text(pending[1]), parts,

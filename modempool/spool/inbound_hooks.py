@@ -1,25 +1,46 @@
-"""The operator hooks a stored SMS still has to run, kept in its `inbound` row (`spool.inbound_hooks`).
+"""The operator hooks a stored SMS still has to run (`spool.inbound_hooks`): a row of `inbound_hooks`.
 
-The daemon stores a received SMS with `hooks_next = 0` and `hooks_owner` its run, in the
-storing transaction. Each hook then runs in a transaction that first moves `hooks_next` on
-(`advance`: the row's lock, and a check that it is still this run's and at this hook), so its
-writes and the step commit together (the daemon passes all of an SMS's hooks in one
-transaction, and each in its own only when one of them fails): a crash at any instant leaves the hook either done and
-passed, or not done and still pending, never done and pending. The last hook sets `hooks_next`
-NULL. What a dead daemon run left pending is taken over by a live one (`take_over`), which runs
-it in each sender's order; a live run's rows are never taken.
+The daemon stores a received SMS with a row here (`next_hook` 0, `owner` its run), in the
+storing transaction. Its hooks then run in a transaction that first moves `next_hook` on, or
+deletes the row after the last step (`advance`: the row's lock, and a check that it is still
+this run's and at this step), so their writes and the step commit together: a crash at any
+instant leaves a hook either done and passed, or not done and still pending, never done and
+pending (the daemon passes all of an SMS's hooks in one transaction, and each in its own only
+when one of them fails). Where a forward command is configured, it is the last step: the row
+stays at it until the command's final outcome is recorded, in the transaction that deletes
+it (`modempool.operator.forwarding`). What a dead daemon run left pending is taken over by a
+live one (`take_over`), which runs it in each sender's order; a live run's rows are never taken.
+A table of its own, not columns of `inbound` (schema 15): the hooks' commit touches one small
+row, not the SMS's entries in every index of `inbound`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from modempool.spool.engine import Engine
 from modempool.spool.inbound import InboundMessage
+from modempool.spool.model import from_text
 
 #: Taking over a dead run's hooks: one daemon at a time, so that one sender's SMS go to one.
 TAKE_OVER_LOCK = "inbound-hooks-take-over"
+
+
+@dataclass(frozen=True, slots=True)
+class HooksWaiting:
+    """How many stored SMS have hooks still to run, and when the oldest of them was stored."""
+
+    count: int
+    oldest_stored_at: datetime | None
+
+    def age(self, now: datetime) -> float | None:
+        """Seconds the oldest has waited at `now` (None: none waits)."""
+        if self.oldest_stored_at is None:
+            return None
+        return max(0.0, (now - self.oldest_stored_at).total_seconds())
 
 
 class InboundHooks:
@@ -30,26 +51,33 @@ class InboundHooks:
 
     def advance(self, conn: Any, inbound_id: int, first: int, end: int, count: int,
                 owner: str) -> bool:
-        """In the transaction of their writes (`conn`), before them: pass hooks `first` to
+        """In the transaction of their writes (`conn`), before them: pass steps `first` to
         `end` (not included) of `count`. False when they are not this run's to run: done
         already (by this run, or by the one that took it over), or the row is another run's."""
-        following = end if end < count else None
-        return conn.execute(
-            "UPDATE inbound SET hooks_next = ? WHERE id = ? AND hooks_next = ? "
-            "AND hooks_owner = ?", (following, inbound_id, first, owner)).rowcount == 1
+        where = "WHERE inbound_id = ? AND next_hook = ? AND owner = ?"
+        if end < count:
+            return conn.execute(f"UPDATE inbound_hooks SET next_hook = ? {where}",
+                                (end, inbound_id, first, owner)).rowcount == 1
+        return conn.execute(f"DELETE FROM inbound_hooks {where}",
+                            (inbound_id, first, owner)).rowcount == 1
 
     def skip(self, inbound_id: int, first: int, end: int, count: int, owner: str) -> bool:
-        """Pass hooks without their writes (one failed otherwise than for the database: run
-        again, it would fail again)."""
+        """Pass steps without their writes (a hook failed otherwise than for the database:
+        run again, it would fail again)."""
         with self.engine.tx() as conn:
             return self.advance(conn, inbound_id, first, end, count, owner)
+
+    def at(self, inbound_id: int, step: int, owner: str) -> bool:
+        """Whether the SMS is still at `step`, and `owner`'s to run."""
+        return bool(self.engine.rows(
+            "SELECT 1 FROM inbound_hooks WHERE inbound_id = ? AND next_hook = ? AND owner = ?",
+            (inbound_id, step, owner)))
 
     def take_over(self, owner: str, dead: Callable[[list[str]], list[str]]) -> list[str]:
         """Make `owner` the runner of the hooks that runs `dead` judges dead left pending (and
         of those no run was named for); returns the senders of the SMS taken, oldest first.
         Nothing written while no other run has hooks pending (a read, every few seconds)."""
-        others = ("SELECT DISTINCT hooks_owner FROM inbound WHERE hooks_next IS NOT NULL "
-                  "AND (hooks_owner IS NULL OR hooks_owner <> ?)")
+        others = "SELECT DISTINCT owner FROM inbound_hooks WHERE owner IS NULL OR owner <> ?"
         if not self.engine.rows(others, (owner,)):
             return []
         with self.engine.tx() as conn:
@@ -58,22 +86,28 @@ class InboundHooks:
             gone = dead([run for run in runs if run is not None])
             if not gone and None not in runs:
                 return []
-            among, params = self.engine.among("hooks_owner", gone or [""])   # "": no run
+            among, params = self.engine.among("owner", gone or [""])   # "": no run
             rows = conn.execute(
-                f"UPDATE inbound SET hooks_owner = ? WHERE hooks_next IS NOT NULL "
-                f"AND ({among} OR hooks_owner IS NULL) RETURNING id, sender",
-                [owner, *params]).fetchall()
+                f"UPDATE inbound_hooks SET owner = ? WHERE {among} OR owner IS NULL "
+                "RETURNING inbound_id, sender", [owner, *params]).fetchall()
         return list(dict.fromkeys(row[1] for row in sorted(rows)))
-
-    def senders(self, owner: str) -> list[str]:
-        """Senders of the SMS whose hooks `owner` has still to run, the longest waiting first."""
-        rows = self.engine.rows(
-            "SELECT sender, min(id) AS first FROM inbound WHERE hooks_next IS NOT NULL "
-            "AND hooks_owner = ? GROUP BY sender ORDER BY first", (owner,))
-        return [row[0] for row in rows]
 
     def pending(self, owner: str, sender: str, limit: int = 100) -> list[InboundMessage]:
         """`sender`'s SMS whose hooks `owner` has still to run, in the order they were stored."""
-        return [InboundMessage.from_row(row) for row in self.engine.rows(
-            "SELECT * FROM inbound WHERE hooks_next IS NOT NULL AND hooks_owner = ? "
-            "AND sender = ? ORDER BY id LIMIT ?", (owner, sender, limit))]
+        return [InboundMessage.from_row(row, row["next_hook"]) for row in self.engine.rows(
+            "SELECT i.*, h.next_hook FROM inbound_hooks h JOIN inbound i ON i.id = h.inbound_id "
+            "WHERE h.owner = ? AND h.sender = ? ORDER BY h.inbound_id LIMIT ?",
+            (owner, sender, limit))]
+
+    def waiting(self) -> list[dict[str, Any]]:
+        """Every SMS whose hooks are still to run: its id, sender, next step and run."""
+        return [dict(row) for row in self.engine.rows(
+            "SELECT inbound_id, sender, next_hook, owner FROM inbound_hooks "
+            "ORDER BY inbound_id")]
+
+    def summary(self) -> HooksWaiting:
+        """How many SMS wait for their hooks, and when the oldest was stored (for `status`)."""
+        [row] = self.engine.rows(
+            "SELECT count(*), (SELECT stored_at FROM inbound WHERE id = "
+            "(SELECT min(inbound_id) FROM inbound_hooks)) FROM inbound_hooks")
+        return HooksWaiting(row[0], from_text(row[1]) if row[1] else None)

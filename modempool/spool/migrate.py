@@ -27,8 +27,8 @@ from modempool.spool.file_lock import SpoolFileLock
 from modempool.spool.store import Spool
 
 #: Copied first, in this order (parts refer to messages, reports to parts).
-SPOOL_TABLES = ("messages", "parts", "inbound", "inbound_parts", "delivery_reports", "sims",
-                "events", "daemons")
+SPOOL_TABLES = ("messages", "parts", "inbound", "inbound_hooks", "inbound_parts",
+                "delivery_reports", "sims", "events", "daemons")
 #: Not copied: each engine keeps its own (SQLite's full-text index and kept counts included:
 #: the target's triggers count the copied messages; `_reached_before` adds what they miss).
 ENGINE_TABLES = frozenset({"modempool_schema", "sqlite_sequence", "sqlite_stat1",

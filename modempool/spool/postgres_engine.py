@@ -83,8 +83,10 @@ OUTBOX_SUBJECT = (
 OWN_STEPS: dict[int, Sequence[str]] = {8: KEPT_COUNTS, 9: QUEUE_INDEXES + SUMMED_BY_INDEX,
                                        10: KEPT_TOTALS, 11: REACHED_COUNTS, 12: ACCOUNT_COUNTS,
                                        13: OUTBOX_SUBJECT}
-#: Table locks a step takes before its shared script (`MIGRATIONS`), in writers' order.
-LOCKS_FIRST: dict[int, Sequence[str]] = {12: STEP_12_LOCKS}
+#: Table locks a step takes before its shared script (`MIGRATIONS`), in writers' order. Step 15
+#: drops columns of `inbound` after copying what they hold: no store between the two.
+LOCKS_FIRST: dict[int, Sequence[str]] = {12: STEP_12_LOCKS,
+                                         15: ("LOCK TABLE inbound IN ACCESS EXCLUSIVE MODE",)}
 
 #: A pooled connection unused for longer than this is checked before it is handed out.
 IDLE_CHECK_AFTER = 2.0

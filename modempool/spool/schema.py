@@ -257,6 +257,28 @@ CREATE INDEX IF NOT EXISTS inbound_hooks_pending ON inbound (hooks_owner, sender
     WHERE hooks_next IS NOT NULL;
 """
 
+#: The same marks in a table of their own (`inbound_hooks.py`): the storing transaction inserts
+#: a row, the hooks' transaction moves `next_hook` on or deletes it. In `inbound`, clearing the
+#: mark rewrote the SMS's entries in every index of the table (an UPDATE of a column a partial
+#: index's condition reads is never HOT on PostgreSQL, and the text's trigram index is large);
+#: here it touches one small row and its two indexes. The marks pending at the upgrade are
+#: carried over, each with its run and step. No foreign key: nothing deletes an SMS, and the
+#: check would cost a lookup in `inbound` at each store.
+HOOKS_TABLE = """
+CREATE TABLE IF NOT EXISTS inbound_hooks (
+    inbound_id  INTEGER PRIMARY KEY,  -- the SMS (inbound.id; given, as message_accounts' key)
+    sender      TEXT NOT NULL,        -- its sender: one sender's hooks run in order
+    next_hook   INTEGER NOT NULL DEFAULT 0,   -- index of the first hook still to run
+    owner       TEXT                  -- the daemon run (host:pid:place-run) running them
+);
+CREATE INDEX IF NOT EXISTS inbound_hooks_by_owner ON inbound_hooks (owner, sender, inbound_id);
+INSERT INTO inbound_hooks (inbound_id, sender, next_hook, owner)
+SELECT id, sender, hooks_next, hooks_owner FROM inbound WHERE hooks_next IS NOT NULL;
+DROP INDEX inbound_hooks_pending;
+ALTER TABLE inbound DROP COLUMN hooks_next;
+ALTER TABLE inbound DROP COLUMN hooks_owner;
+"""
+
 #: version -> the script that brings a spool of the version before up to it. A spool records
 #: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
@@ -275,11 +297,12 @@ CREATE INDEX IF NOT EXISTS inbound_hooks_pending ON inbound (hooks_owner, sender
 #: column, its pending message events their subject and its index (each engine's
 #: `OUTBOX_SUBJECT`, in its `OWN_STEPS`): a message's events go out in order, and an older
 #: modempool, whose triggers write no subject, refuses the spool rather than replace them.
-#: Version 14: a received SMS's hooks still to run, durable (`INBOUND_HOOKS`).
+#: Version 14: a received SMS's hooks still to run, durable (`INBOUND_HOOKS`); version 15: their
+#: marks in a table of their own (`HOOKS_TABLE`).
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
                               5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: "",
                               9: "", 10: "", 11: "", 12: MESSAGE_OWNERS, 13: "",
-                              14: INBOUND_HOOKS}
+                              14: INBOUND_HOOKS, 15: HOOKS_TABLE}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

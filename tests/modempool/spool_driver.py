@@ -111,13 +111,30 @@ def refused_and_left(target: Any, version: int, gone: str,
         conn.close()
 
 
-#: Schema step 14 undone (the inbound hooks' mark), for a spool put back into an older shape.
-UNDO_INBOUND_HOOKS = ("DROP INDEX inbound_hooks_pending",
-                      "ALTER TABLE inbound DROP COLUMN hooks_next",
-                      "ALTER TABLE inbound DROP COLUMN hooks_owner")
+#: Schema steps 15 and 14 undone (the inbound hooks' marks, in their table since 15), for a
+#: spool put back into a shape of version 13 or older.
+UNDO_INBOUND_HOOKS = ("DROP TABLE inbound_hooks",)
+
+#: Schema step 15 undone: the marks back in `inbound`'s columns, as version 14 kept them.
+AS_VERSION_14 = (
+    "ALTER TABLE inbound ADD COLUMN hooks_next INTEGER",
+    "ALTER TABLE inbound ADD COLUMN hooks_owner TEXT",
+    "CREATE INDEX inbound_hooks_pending ON inbound (hooks_owner, sender, id) "
+    "WHERE hooks_next IS NOT NULL",
+    "UPDATE inbound SET hooks_next = (SELECT next_hook FROM inbound_hooks h "
+    "WHERE h.inbound_id = inbound.id), hooks_owner = (SELECT owner FROM inbound_hooks h "
+    "WHERE h.inbound_id = inbound.id)",
+    "DROP TABLE inbound_hooks",
+)
 
 
 def without_inbound_hooks(conn) -> None:
-    """Undo schema step 14 (its version is set by the caller)."""
+    """Undo schema steps 15 and 14 (the version is set by the caller)."""
     for statement in UNDO_INBOUND_HOOKS:
+        conn.execute(statement)
+
+
+def as_version_14(conn) -> None:
+    """Undo schema step 15, pending marks kept (the version is set by the caller)."""
+    for statement in AS_VERSION_14:
         conn.execute(statement)

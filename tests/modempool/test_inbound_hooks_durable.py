@@ -69,8 +69,9 @@ def _config(tmp_path: Path, target, devices: list[str] | None = None) -> Path:
 
 
 def _pending(spool: Spool) -> list[tuple[str, int | None]]:
-    return [(r["text"], r["hooks_next"]) for r in spool.rows(
-        "SELECT text, hooks_next FROM inbound WHERE hooks_next IS NOT NULL ORDER BY id")]
+    return [(r["text"], r["next_hook"]) for r in spool.rows(
+        "SELECT i.text, h.next_hook FROM inbound_hooks h JOIN inbound i ON i.id = h.inbound_id "
+        "ORDER BY h.inbound_id")]
 
 
 def _to(bank, number: str) -> list[str]:
@@ -195,8 +196,7 @@ async def test_one_of_two_live_daemons_takes_a_dead_ones_hooks_and_never_a_live_
     assert sorted(e.inbound_id for e in log) == list(range(1, 21))
     assert sorted(e.outcome for e in log) == ["cooldown"] * 15 + ["replied"] * 5
     assert _pending(spool) == [("营业时间 live", 0)]
-    [row] = spool.rows("SELECT hooks_owner FROM inbound WHERE hooks_next IS NOT NULL")
-    assert row[0] == live
+    assert [row["owner"] for row in spool.inbound_hooks.waiting()] == [live]
     await _close(spool, a, lane_a)
     await _close(other, b, lane_b)
 
@@ -274,7 +274,7 @@ def test_a_version_13_spool_is_upgraded_with_no_sms_pending(spool_target):
     with Spool(spool_target) as spool:
         version = spool.rows("PRAGMA user_version" if spool.engine.name == "sqlite"
                              else "SELECT version FROM modempool_schema")[0][0]
-        assert version == SCHEMA_VERSION == 14
+        assert version == SCHEMA_VERSION >= 14
         assert [m.text for m in spool.inbound.messages()] == ["营业时间"] and _pending(spool) == []
         spool.store_inbound(OTHER, "退订", sim="m1", hooks_by="box:7:place-run")
         assert _pending(spool) == [("退订", 0)]

@@ -28,8 +28,7 @@ def _hooks(called: list[tuple[str, int]]) -> list:
 
 
 def _pending(spool) -> list[int]:
-    return [r[0] for r in spool.rows("SELECT id FROM inbound WHERE hooks_next IS NOT NULL "
-                                     "ORDER BY id")]
+    return [row["inbound_id"] for row in spool.inbound_hooks.waiting()]
 
 
 async def test_hooks_the_database_went_away_under_run_in_order_once_it_answers(locked_spool,

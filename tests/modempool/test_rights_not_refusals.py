@@ -89,8 +89,7 @@ async def test_a_missing_right_is_one_error_line_and_the_hooks_wait_for_the_gran
     assert spool.db.execute("SELECT count(*) FROM forward_log").fetchone()[0] == 0
     assert AutoReplies(spool.db).log() == []
     assert [m["text"] for m in spool.inbound()] == ["请问营业时间？", "营业时间"]
-    assert [r[0] for r in spool.rows("SELECT id FROM inbound WHERE hooks_next IS NOT NULL "
-                                     "ORDER BY id")] == [first.id, later.id]
+    assert [r["inbound_id"] for r in spool.inbound_hooks.waiting()] == [first.id, later.id]
 
     with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
         conn.execute(f"GRANT INSERT ON ALL TABLES IN SCHEMA {owner.rsplit('%3D', 1)[1]} "

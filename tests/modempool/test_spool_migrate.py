@@ -63,7 +63,8 @@ def test_migrate_copies_everything_verifies_and_a_second_run_does_nothing(tmp_pa
         assert new.sim("m1")["iccid"] == "8986001"
         assert new.pending_inbound_parts()[0]["text"] == "half"
         # an SMS whose hooks had not run yet: still pending, for the same daemon run
-        pending = "SELECT text, hooks_next, hooks_owner FROM inbound WHERE hooks_next IS NOT NULL"
+        pending = ("SELECT i.text, h.next_hook, h.owner FROM inbound_hooks h "
+                   "JOIN inbound i ON i.id = h.inbound_id")
         assert [tuple(r) for r in new.rows(pending)] == [("退订", 0, "box:7:place-run")]
         # New rows take ids after the copied ones, and the queue goes on where it stopped.
         assert new.enqueue("13800138009", "new").id > max(m.id for m in old.list())

@@ -1,0 +1,92 @@
+"""The inbound hooks' marks in a table of their own (schema 15): the upgrade from version 14
+carries each pending mark over (its step and its run) and leaves `inbound` without the old
+columns, on both engines; `status` counts the SMS whose hooks wait and the oldest's age."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+from modempool.spool import Spool
+from modempool.spool.schema import SCHEMA_VERSION
+from tests.modempool.spool_driver import as_version_14
+
+SENDER = "+8613912345678"
+OTHER = "+8613812345678"
+
+
+def _version(spool: Spool) -> int:
+    return spool.rows("PRAGMA user_version" if spool.engine.name == "sqlite"
+                      else "SELECT version FROM modempool_schema")[0][0]
+
+
+def _columns(spool: Spool) -> set[str]:
+    if spool.engine.name == "sqlite":
+        return {row[1] for row in spool.rows("PRAGMA table_info(inbound)")}
+    return {row[0] for row in spool.rows(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'inbound' "
+        "AND table_schema = current_schema()")}
+
+
+def _raw(target, sql: str) -> list[tuple]:
+    """Rows read without modempool (which would upgrade the spool first)."""
+    if str(target).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(target)) as conn:
+            return [tuple(row) for row in conn.execute(sql).fetchall()]
+    conn = sqlite3.connect(target)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_version_14_spool_keeps_its_pending_hooks_through_the_upgrade(spool_target):
+    with Spool(spool_target) as spool:
+        done = spool.store_inbound(SENDER, "你好", sim="m1", hooks_by="box:7:place-run")
+        opt_out = spool.store_inbound(SENDER, "退订", sim="m1", hooks_by="box:7:place-run")
+        halfway = spool.store_inbound(OTHER, "营业时间", sim="m2", hooks_by="box:8:place-run")
+        spool.store_inbound(OTHER, "no daemon's", sim="m2")
+        with spool.transaction() as conn:
+            assert spool.inbound_hooks.advance(conn, done.id, 0, 3, 3, "box:7:place-run")
+            assert spool.inbound_hooks.advance(conn, halfway.id, 0, 2, 3, "box:8:place-run")
+            as_version_14(conn)
+            conn.execute("PRAGMA user_version = 14" if spool.engine.name == "sqlite"
+                         else "UPDATE modempool_schema SET version = 14")
+    assert _raw(spool_target, "SELECT id, hooks_next, hooks_owner FROM inbound "
+                "WHERE hooks_next IS NOT NULL ORDER BY id") == [
+        (opt_out.id, 0, "box:7:place-run"), (halfway.id, 2, "box:8:place-run")]
+    # opened by this modempool: upgraded by step 15
+    with Spool(spool_target) as spool:
+        assert _version(spool) == SCHEMA_VERSION >= 15
+        assert not {"hooks_next", "hooks_owner"} & _columns(spool)
+        assert spool.inbound_hooks.waiting() == [
+            {"inbound_id": opt_out.id, "sender": SENDER, "next_hook": 0,
+             "owner": "box:7:place-run"},
+            {"inbound_id": halfway.id, "sender": OTHER, "next_hook": 2,
+             "owner": "box:8:place-run"}]
+        [pending] = spool.inbound_hooks.pending("box:8:place-run", OTHER)
+        assert (pending.id, pending.text, pending.hooks_next) == (halfway.id, "营业时间", 2)
+        assert [m.hooks_next for m in spool.inbound.messages()] == [None] * 4
+        assert len(spool.inbound.messages()) == 4
+
+
+def test_the_summary_counts_the_sms_waiting_and_the_oldest_s_age(spool_target):
+    with Spool(spool_target) as spool:
+        empty = spool.inbound_hooks.summary()
+        assert (empty.count, empty.oldest_stored_at) == (0, None)
+        assert empty.age(datetime.now(timezone.utc)) is None
+        first = spool.store_inbound(SENDER, "一", sim="m1", hooks_by="run-a")
+        spool.store_inbound(OTHER, "二", sim="m1", hooks_by="run-b")
+        spool.store_inbound(OTHER, "三", sim="m1")   # no hooks pending
+        summary = spool.inbound_hooks.summary()
+        [stored_at] = [row[0] for row in spool.rows(
+            "SELECT stored_at FROM inbound WHERE id = ?", (first.id,))]
+        assert summary.count == 2 and summary.oldest_stored_at.isoformat().startswith(
+            stored_at[:19])
+        later = summary.oldest_stored_at + timedelta(seconds=90)
+        assert summary.age(later) == 90.0
+        with spool.transaction() as conn:
+            assert spool.inbound_hooks.advance(conn, first.id, 0, 3, 3, "run-a")
+        assert spool.inbound_hooks.summary().count == 1

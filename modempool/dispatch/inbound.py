@@ -34,7 +34,8 @@ from modempool.dispatch.backlog import WAIT_FIRST, WAIT_MAX
 from modempool.dispatch.events import first_set
 from modempool.dispatch.liveness import new_run_owner
 from modempool.dispatch.spool_lane import SpoolLane
-from modempool.operator.hooks import inbound_handlers
+from modempool.operator.forwarding import in_background
+from modempool.operator.hooks import InboundCommand, inbound_command, inbound_handlers
 from modempool.operator.optout import field_of
 from modempool.spool.unavailable import database_failed, log_failure
 
@@ -47,12 +48,20 @@ class InboundStore:
     def __init__(self, spool: Any, config: Any,
                  handlers: list[Callable[..., Any]] | None = None,
                  lane: SpoolLane | None = None, *, owner: str | None = None,
-                 dead: Callable[[list[str]], list[str]] | None = None) -> None:
+                 dead: Callable[[list[str]], list[str]] | None = None,
+                 command: InboundCommand | None = None) -> None:
         self.spool = spool
         # The daemon's spool lane: storing runs there, in turn with the dispatcher's writes.
         self.lane = lane or SpoolLane()
         self.config = config
-        self.handlers = inbound_handlers(config, self.lane.run) if handlers is None else handlers
+        # The handlers, then the forward command as a step of its own (the config's where no
+        # handlers are given): pending until its final outcome is recorded.
+        if handlers is None:
+            handlers = inbound_handlers(config, self.lane.run, command=False)
+            command = inbound_command(config, self.lane.run)
+        self.handlers = handlers
+        self.command = command
+        self._commands: dict[int, asyncio.Task] = {}   # inbound id -> its command, running
         # The daemon run whose hooks these are (a run of its own where none is given), and
         # which other runs' pending hooks it may take: `dead(owners)`, by default every other
         # (one daemon per SQLite spool); on a shared database those judged dead.
@@ -181,25 +190,82 @@ class InboundStore:
             else:
                 self._turns[sender] = (turn, waiting - 1)
 
+    @property
+    def steps(self) -> int:
+        """An SMS's steps: its handlers, then the forward command where there is one."""
+        return len(self.handlers) + (self.command is not None)
+
     async def _run_from(self, inbound: Any) -> bool:
         """The hooks of `inbound` from its first still pending; False when the database
         failed one (it stays pending in the spool, with those after it). They run in one
         transaction that passes them all (one commit an SMS); if one fails otherwise than for
-        the database (a bug: all rolled back), each again in its own, that one skipped."""
+        the database (a bug: all rolled back), each again in its own, that one skipped. The
+        forward command then starts in the background (`_start_command`)."""
         first = field_of(inbound, "hooks_next")
         if first is None:
-            return await self._run_each(inbound, None)
-        try:
-            results = await self.lane.run(self._hooks_passed, first, len(self.handlers),
-                                          inbound)
-        except Exception as exc:
-            if database_failed(exc):
+            ran = await self._run_each(inbound, None)
+            if ran and self.command is not None:   # no mark: at most once, as the handlers
+                in_background(self.command(self.spool, inbound, lambda: True),
+                              f"run_on_receive-{field_of(inbound, 'id')}")
+            return ran
+        if first < len(self.handlers):
+            try:
+                results = await self.lane.run(self._hooks_passed, first, len(self.handlers),
+                                              inbound)
+            except Exception as exc:
+                if database_failed(exc):
+                    log_failure(log, "the hooks of a stored SMS wait for the database", exc)
+                    return False
+                return await self._run_each(inbound, first) and await self._start_command(
+                    inbound)
+            for handler, result in zip(self.handlers[first:], results):
+                await self._awaited(handler, inbound, result)
+        return await self._start_command(inbound)
+
+    async def _start_command(self, inbound: Any) -> bool:
+        """The forward command of `inbound` in the background, where it is at that step and
+        the command is not running already; a step left from a config that had a command
+        is passed. False when the database failed that."""
+        inbound_id, step = field_of(inbound, "id"), len(self.handlers)
+        if inbound_id in self._commands:
+            return True
+        if self.command is None:
+            try:
+                await self.lane.run(self.spool.inbound_hooks.skip, inbound_id, step, step + 1,
+                                    step + 1, self.owner)
+            except Exception as exc:
                 log_failure(log, "the hooks of a stored SMS wait for the database", exc)
                 return False
-            return await self._run_each(inbound, first)
-        for handler, result in zip(self.handlers[first:], results):
-            await self._awaited(handler, inbound, result)
+            return True
+        self._commands[inbound_id] = in_background(self._command(inbound),
+                                                   f"run_on_receive-{inbound_id}")
         return True
+
+    async def _command(self, inbound: Any) -> None:
+        """The forward command of `inbound` to its final outcome, recorded in the transaction
+        that passes its step; not started when the step is not this run's (passed already,
+        or before: the hooks were not this run's to run). A database failure before it
+        started leaves the sender behind, for `keep_up`."""
+        inbound_id, step = field_of(inbound, "id"), len(self.handlers)
+
+        def passed() -> bool:   # in the transaction that records the final outcome
+            with self.spool.transaction() as conn:
+                return self.spool.inbound_hooks.advance(conn, inbound_id, step, step + 1,
+                                                        step + 1, self.owner)
+        try:
+            if await self.lane.run(self.spool.inbound_hooks.at, inbound_id, step, self.owner):
+                await self.command(self.spool, inbound, passed)
+        except Exception as exc:
+            if database_failed(exc):
+                log_failure(log, f"the forward command of SMS {inbound_id} waits for the "
+                                 "database", exc)
+                self.behind.setdefault(_sender_of(inbound))
+                self.wake.set()
+            else:   # a bug: run again, it would fail again
+                _failed(self.command, inbound, exc)
+                await self._skip(step, inbound)
+        finally:
+            self._commands.pop(inbound_id, None)
 
     async def _run_each(self, inbound: Any, first: int | None) -> bool:
         """The hooks from `first` on, each in its own transaction that passes it (`first`
@@ -233,7 +299,7 @@ class InboundStore:
         try:
             with self.spool.transaction() as conn:
                 if not self.spool.inbound_hooks.advance(conn, field_of(inbound, "id"), first,
-                                                        end, len(self.handlers), self.owner):
+                                                        end, self.steps, self.owner):
                     return [None] * (end - first)
                 for handler in self.handlers[first:end]:
                     results.append(handler(self.spool, inbound, self.config))
@@ -259,7 +325,7 @@ class InboundStore:
         too (it is tried again with the rest)."""
         try:
             await self.lane.run(self.spool.inbound_hooks.skip, field_of(inbound, "id"), index,
-                                index + 1, len(self.handlers), self.owner)
+                                index + 1, self.steps, self.owner)
         except Exception as exc:   # the database's, or a bug: tried again with the rest
             log_failure(log, "the hooks of a stored SMS wait for the database", exc)
             return False
@@ -287,8 +353,9 @@ class InboundStore:
     async def _catch_up(self, sender: str) -> bool:
         async with self._turn(sender):
             while True:
-                pending = await self.lane.run(self.spool.inbound_hooks.pending, self.owner,
-                                              sender)
+                pending = [inbound for inbound in await self.lane.run(
+                    self.spool.inbound_hooks.pending, self.owner, sender)
+                    if inbound.id not in self._commands]   # running: passed when it ends
                 if not pending:
                     self.behind.pop(sender, None)
                     return True

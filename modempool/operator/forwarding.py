@@ -11,10 +11,20 @@ retry_delay = 5                       # seconds, doubled after each failure
 ```
 The command gets the message as JSON on stdin (`{"id", "sender", "sim", "text", "received_at",
 "name", "groups"}`) and gammu-style variables (`SMS_MESSAGES=1`, `SMS_1_NUMBER`, `SMS_1_TEXT`,
-`MODEMPOOL_SIM`). It runs as an asyncio subprocess in the background: the handler returns at once,
-so a slow or hanging command never blocks the pool; failures are logged, retried, and every attempt
-is recorded in `forward_log`. Retries cut short by a stop or crash are resumed when the next
-message arrives after the restart.
+`MODEMPOOL_SIM`, `MODEMPOOL_INBOUND_ID`). It runs as an asyncio subprocess in the background, so
+a slow or hanging command never blocks the pool; failures are logged, retried, and every
+attempt is recorded in `forward_log`.
+
+In the daemon the command is the last of the SMS's hooks (`command_step`): its mark in the
+spool (`spool/inbound_hooks.py`) stays until the command's final outcome (exit status 0, or
+the retries used up) is recorded, in the same transaction. A stop or kill before that leaves
+it pending, and the next start (on a shared database: the daemon that takes over a dead one's
+hooks) runs it again from its first attempt. So each SMS's command runs at least once to a final
+outcome; a run cut short by a kill may have done its work, in full or in part, and the same SMS
+can reach the command twice: the command dedupes by `MODEMPOOL_INBOUND_ID` (the JSON's `id`),
+the SMS's id in the spool. A handler made for use outside the daemon (`make_forward_handler`,
+`command=True`) starts the command itself, with no mark: retries cut short by a stop are
+resumed when the next message arrives after the restart.
 
 Numbers to forward to can also be added and removed while the daemon runs (the console,
 `pool.forwarding`): they are kept in `forward_targets` and read for each message, after the
@@ -142,7 +152,8 @@ def message_json(spool: Any, message: Any) -> dict[str, Any]:
 async def run_command(command: str, payload: dict[str, Any], timeout: float) -> tuple[bool, str]:
     """Run `command` once with the message on stdin; (ok, what happened)."""
     env = {**os.environ, "SMS_MESSAGES": "1", "SMS_1_NUMBER": env_value(payload["sender"]),
-           "SMS_1_TEXT": env_value(payload["text"]), "MODEMPOOL_SIM": env_value(payload["sim"])}
+           "SMS_1_TEXT": env_value(payload["text"]), "MODEMPOOL_SIM": env_value(payload["sim"]),
+           "MODEMPOOL_INBOUND_ID": env_value(payload["id"])}
     try:
         process = await asyncio.create_subprocess_exec(
             *shlex.split(command), stdin=asyncio.subprocess.PIPE,
@@ -169,12 +180,20 @@ def env_value(value: Any) -> str:
     return str(value if value is not None else "").replace("\0", "\ufffd")
 
 
+#: Called in the transaction that records a command's final outcome: passes the SMS's step
+#: (False: it was not this run's any more).
+Passed = Callable[[], bool]
+
+
 def _record(spool: Any, inbound_id: Any, target: str, attempt: int, outcome: str,
-            detail: str = "") -> None:
+            detail: str = "", passed: Passed | None = None) -> None:
     with transaction(spool.db):
         spool.db.execute("INSERT INTO forward_log (inbound_id, target, attempt, outcome, detail,"
                          " created_at) VALUES (?, ?, ?, ?, ?, ?)",
                          [inbound_id, target, attempt, outcome, detail, now_iso()])
+        if passed is not None and not passed():
+            log.info("run_on_receive for inbound %s: its step was another daemon run's "
+                     "meanwhile (taken over)", inbound_id)
 
 
 async def _at_once(work: Callable[..., Any], *args: Any) -> Any:
@@ -182,13 +201,16 @@ async def _at_once(work: Callable[..., Any], *args: Any) -> Any:
     return work(*args)
 
 
-async def _recorded(run: Callable[..., Awaitable[Any]], spool: Any, *outcome: Any) -> None:
+async def _recorded(run: Callable[..., Awaitable[Any]], spool: Any, inbound_id: Any,
+                    target: str, attempt: int, outcome: str, detail: str = "",
+                    passed: Passed | None = None) -> None:
     """An attempt's outcome recorded; while the database cannot answer, tried again every few
     seconds (the daemon's stop cancels the wait: the next run resumes the command)."""
     delay = 1.0
     while True:
         try:
-            return await run(_record, spool, *outcome)
+            return await run(_record, spool, inbound_id, target, attempt, outcome, detail,
+                             passed)
         except Exception as exc:
             if not database_failed(exc):
                 raise
@@ -199,7 +221,9 @@ async def _recorded(run: Callable[..., Awaitable[Any]], spool: Any, *outcome: An
 
 async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
                                 settings: ForwardConfig, payload: dict[str, Any],
-                                limit: asyncio.Semaphore) -> bool:
+                                limit: asyncio.Semaphore, passed: Passed | None = None) -> bool:
+    """The command until it exits 0 or its retries are used up; each attempt recorded, the
+    final outcome together with `passed`."""
     delay = settings.retry_delay
     for attempt in range(1, settings.retries + 2):
         async with limit:
@@ -209,7 +233,7 @@ async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
                 log.exception("run_on_receive for inbound %s", payload["id"])
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
         await _recorded(run, spool, payload["id"], settings.command or "", attempt,
-                        "ok" if ok else "failed", detail)
+                        "ok" if ok else "failed", detail, passed=passed if ok else None)
         if ok:
             return True
         log.warning("run_on_receive for inbound %s failed (attempt %d): %s", payload["id"],
@@ -218,19 +242,22 @@ async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
             await asyncio.sleep(delay)
             delay *= 2
     await _recorded(run, spool, payload["id"], settings.command or "", settings.retries + 1,
-                    "gave-up")
+                    "gave-up", passed=passed)
     log.error("run_on_receive for inbound %s gave up after %d attempts", payload["id"],
               settings.retries + 1)
     return False
 
 
 def make_forward_handler(config: Config,
-                         run_spool_work: Callable[..., Awaitable[Any]] | None = None):
+                         run_spool_work: Callable[..., Awaitable[Any]] | None = None, *,
+                         command: bool = True):
     """The inbound handler: queue forwards to numbers, and return an awaitable that starts the
-    command in the background (the daemon runs the handler in its inbound lane, where the
-    spool's calls belong, and awaits that on its event loop, where tasks start).
+    command in the background (the handler runs in the daemon's inbound lane, where the
+    spool's calls belong; the awaitable on its event loop, where tasks start).
     `run_spool_work(work, *args)`: how the command's outcomes are recorded from the loop (the
-    daemon's inbound lane: its threads on a database server, drained at shutdown)."""
+    daemon's inbound lane: its threads on a database server, drained at shutdown).
+    `command` False: the command is not started here (the daemon runs it as the SMS's last
+    step: `command_step`)."""
     settings = config.forward
     run = run_spool_work or _at_once
     resumed: dict[str, object] = {}   # set once a message has read the unfinished to resume
@@ -259,7 +286,7 @@ def make_forward_handler(config: Config,
                 _record(spool, payload["id"], target, 1, "failed", str(exc))
                 continue
             _record(spool, payload["id"], target, 1, "queued", f"message {queued.id}")
-        if not settings.command:
+        if not settings.command or not command:
             return _start(spool, [])
         payloads = [payload]
         mine = object()  # one check-and-set, also with two lane threads at once
@@ -279,16 +306,40 @@ def make_forward_handler(config: Config,
         """On the event loop: the command for each of `payloads`, in the background."""
         if payloads and not limit:
             limit.append(asyncio.Semaphore(settings.max_parallel))
-        tasks = []
-        for item in payloads:
-            task = asyncio.create_task(_command_with_retries(run, spool, settings, item, limit[0]),
-                                       name=f"run_on_receive-{item['id']}")
-            _background.add(task)
-            task.add_done_callback(_background.discard)
-            tasks.append(task)
-        return tasks
+        return [in_background(_command_with_retries(run, spool, settings, item, limit[0]),
+                              f"run_on_receive-{item['id']}") for item in payloads]
 
     return handle_forward
+
+
+def command_step(config: Config, run_spool_work: Callable[..., Awaitable[Any]]
+                 ) -> Callable[[Any, Any, Passed], Awaitable[bool]] | None:
+    """The forward command as the last step of a stored SMS's hooks (see the module), None
+    when none is configured: `step(spool, message, passed)` runs it, with its retries, until
+    its final outcome, recorded in one transaction with `passed()` (which clears the SMS's
+    mark); True when it exited 0. Its spool work runs through `run_spool_work`."""
+    settings = config.forward
+    if not settings.command:
+        return None
+    limit: list[asyncio.Semaphore] = []
+
+    async def step(spool: Any, message: Any, passed: Passed) -> bool:
+        if not limit:
+            limit.append(asyncio.Semaphore(settings.max_parallel))
+        payload = await run_spool_work(message_json, spool, message)
+        return await _command_with_retries(run_spool_work, spool, settings, payload, limit[0],
+                                           passed)
+
+    return step
+
+
+def in_background(work: Awaitable[Any], name: str) -> asyncio.Task:
+    """A task among those `drain` waits for at the daemon's stop."""
+    task = asyncio.ensure_future(work)
+    task.set_name(name)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
 
 
 def _unfinished(spool: Any, command: str) -> list[dict[str, Any]]:

@@ -338,7 +338,8 @@ class Pool:
 
     def status(self) -> Status:
         """Whether the daemon runs, every configured or seen SIM (with no daemon running, a
-        SIM's state is unknown), the queue, and the campaigns running or paused."""
+        SIM's state is unknown), the queue, the campaigns running or paused, and how many
+        received SMS have hooks still to run (the oldest's age)."""
         return read_status(self.spool, self.config)
 
     # ---- the operator's parts -------------------------------------------------------------

@@ -1,5 +1,5 @@
 """The bank's status as `Pool.status()` answers it: the daemon, each SIM against its quotas,
-the queue by state, the campaigns running or paused."""
+the queue by state, the campaigns running or paused, the received SMS whose hooks wait."""
 
 from __future__ import annotations
 
@@ -105,6 +105,10 @@ class Status:
     campaigns: tuple[Progress, ...]
     spool: str
     daemons: tuple[RunningDaemon, ...] = ()   # each one running now
+    # Received SMS whose hooks (opt-out, auto-reply, forwarding) have not all run yet
+    # (`spool/inbound_hooks.py`), and seconds since the oldest of them was stored.
+    hooks_pending: int = 0
+    hooks_oldest_age: float | None = None
 
     @property
     def queue_depth(self) -> int:
@@ -113,12 +117,24 @@ class Status:
     def to_dict(self) -> dict[str, Any]:
         return {"daemon": self.daemon.to_dict(), "sims": [s.to_dict() for s in self.sims], "queue": dict(self.queue),
                 "queue_depth": self.queue_depth, "campaigns": [c.to_dict() for c in self.campaigns],
-                "spool": self.spool, "daemons": [d.to_dict() for d in self.daemons]}
+                "spool": self.spool, "daemons": [d.to_dict() for d in self.daemons],
+                "hooks_pending": self.hooks_pending, "hooks_oldest_age": self.hooks_oldest_age}
+
+    def describe_hooks(self) -> str | None:
+        """One line on the received SMS whose hooks wait; None when none does."""
+        if not self.hooks_pending:
+            return None
+        age = self.hooks_oldest_age or 0.0
+        since = (f"{age:.0f} s" if age < 120 else f"{age / 60:.0f} min" if age < 7200
+                 else f"{age / 3600:.0f} h")
+        return (f"hooks pending for {self.hooks_pending} received SMS (opt-out, auto-reply, "
+                f"forwarding), the oldest stored {since} ago")
 
 
 def read_status(spool: Spool, config: Config) -> Status:
     """Whether the daemon runs, every configured or seen SIM (with no daemon running, a SIM's
-    state is unknown), the queue, and the campaigns running or paused (`Pool.status`)."""
+    state is unknown), the queue, the campaigns running or paused, and the received SMS whose
+    hooks wait (`Pool.status`)."""
     from modempool.dispatch.liveness import current_sim_state, daemon_liveness
     from modempool.operator.campaign_report import all_progress
 
@@ -143,6 +159,8 @@ def read_status(spool: Spool, config: Config) -> Status:
             per_month=modem.per_month if modem else None,
             details={k: v for k, v in row.items()
                      if k not in ("name", "sent_today", "sent_month")}))
+    hooks = spool.inbound_hooks.summary()
     return Status(daemon=liveness, sims=tuple(sims), queue=spool.counts(),
                   campaigns=tuple(all_progress(spool, config)), spool=spool.where,
-                  daemons=running_daemons(spool, config.silent_after))
+                  daemons=running_daemons(spool, config.silent_after),
+                  hooks_pending=hooks.count, hooks_oldest_age=hooks.age(utcnow()))

@@ -4,6 +4,7 @@ columns, on both engines; `status` counts the SMS whose hooks wait and the oldes
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
@@ -90,3 +91,30 @@ def test_the_summary_counts_the_sms_waiting_and_the_oldest_s_age(spool_target):
         with spool.transaction() as conn:
             assert spool.inbound_hooks.advance(conn, first.id, 0, 3, 3, "run-a")
         assert spool.inbound_hooks.summary().count == 1
+
+
+def test_status_shows_the_sms_whose_hooks_wait_at_the_front_door_and_in_the_cli(config):
+    """`Pool.status` (the front door) counts them with the oldest's age; `modempool status`
+    prints one line, and its JSON both fields. No line while none waits."""
+    from modempool import Pool
+    from tests.modempool.daemon_harness import modempool_cli
+
+    assert "hooks pending" not in modempool_cli("status", config=config).stdout
+    with Spool(config.parent / "pool.db") as spool:
+        old = spool.store_inbound(SENDER, "退订", sim="m1", hooks_by="box:7:place-run")
+        spool.store_inbound(OTHER, "营业时间", sim="m1", hooks_by="box:7:place-run")
+        spool.store_inbound(OTHER, "done", sim="m1")
+        ten_minutes_ago = (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat()
+        with spool.transaction() as conn:
+            conn.execute("UPDATE inbound SET stored_at = ? WHERE id = ?",
+                         (ten_minutes_ago, old.id))
+    with Pool.open(config) as pool:
+        status = pool.status()
+    assert status.hooks_pending == 2 and 600 <= status.hooks_oldest_age < 900
+    assert status.to_dict()["hooks_pending"] == 2
+    shown = modempool_cli("status", config=config)
+    assert shown.returncode == 0, shown.stderr
+    assert ("hooks pending for 2 received SMS (opt-out, auto-reply, forwarding), the oldest "
+            "stored 10 min ago") in shown.stdout
+    data = json.loads(modempool_cli("status", "--json", config=config).stdout)
+    assert data["hooks_pending"] == 2 and 600 <= data["hooks_oldest_age"] < 900

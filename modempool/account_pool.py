@@ -51,11 +51,16 @@ class AccountStatus:
     queue: dict[str, int]
     throughput: tuple[int, ...]
     campaigns: tuple[Progress, ...]
+    # The received SMS whose hooks wait (`Status.hooks_pending`): an admin's only, since the
+    # SMS may have come in on any SIM; 0 and None for other accounts.
+    hooks_pending: int = 0
+    hooks_oldest_age: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"daemon": self.daemon.to_dict(), "sims": [s.to_dict() for s in self.sims],
                 "queue": dict(self.queue), "throughput": list(self.throughput),
-                "campaigns": [c.to_dict() for c in self.campaigns]}
+                "campaigns": [c.to_dict() for c in self.campaigns],
+                "hooks_pending": self.hooks_pending, "hooks_oldest_age": self.hooks_oldest_age}
 
 
 class AccountPool:
@@ -76,7 +81,8 @@ class AccountPool:
         """The dashboard: the account's SIMs as `Pool.status` sees them (state with quarantine
         reason and until when, signal, operator, number, counters against quotas), the queue by
         state of the messages it may see, throughput over the last hour and the campaigns
-        running or paused that it may see (`campaign_desk`: a sender's own)."""
+        running or paused that it may see (`campaign_desk`: a sender's own); for an admin,
+        the received SMS whose hooks wait."""
         whole = self.pool.status()
         sims = tuple(s for s in whole.sims if self.rules.sees_sim(s.name))
         everything = self.account.sees_all
@@ -85,7 +91,9 @@ class AccountPool:
         return AccountStatus(
             daemon=whole.daemon, sims=sims, queue=queue,
             throughput=tuple(self.messages.throughput([s.name for s in sims])),
-            campaigns=tuple(c for c in whole.campaigns if seen is None or c.campaign in seen))
+            campaigns=tuple(c for c in whole.campaigns if seen is None or c.campaign in seen),
+            hooks_pending=whole.hooks_pending if everything else 0,
+            hooks_oldest_age=whole.hooks_oldest_age if everything else None)
 
     # ---- the parts' calls under their long-standing names -----------------------------------
     require_sender = PartCall("rules", "require_sender")

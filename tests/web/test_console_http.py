@@ -503,6 +503,23 @@ def test_the_dashboard_counts_what_the_spool_holds(api):
         assert (queue["queued"], queue["sent"], queue["cancelled"]) == (1, 1, 1)
 
 
+def test_the_admin_s_dashboard_shows_received_sms_whose_hooks_wait(api):
+    """An SMS whose hooks a daemon has still to run (`inbound_hooks`): the admin's dashboard
+    says how many and for how long, in its language; a sender's (the SMS may have come in on
+    any SIM) says nothing of it."""
+    spool = api.config.open_spool()
+    try:
+        spool.store_inbound("13800138000", "退订", sim="m1", hooks_by="box:7:place-run")
+    finally:
+        spool.close()
+    admin, sender = signed_in(api, "root"), signed_in(api, "shop")
+    for path in ("/", "/fragments/dashboard"):
+        assert 'data-hooks-pending="1"' in admin.get(path).text
+        assert "data-hooks-pending" not in sender.get(path).text
+    admin.cookies.set("mp_lang", "zh_CN")
+    assert "1 条收到的短信还在等待退订、自动回复或转发处理" in admin.get("/").text
+
+
 def test_wrong_sign_ins_and_wrong_api_keys_count_together_in_the_spool(api):
     """The console's failed sign-ins go to the same per-address count as bad API keys, kept
     in the spool for every server on it (auth_throttle.py): 5 a minute in the tests' config."""

@@ -107,7 +107,9 @@ def _dashboard(request: Request, session: Session) -> dict[str, Any]:
     status = pool_of(request, session).status()
     return {"daemon": status.daemon, "sims": status.sims, "queue": status.queue,
             "throughput": status.throughput, "campaigns": status.campaigns,
-            "peak": max(status.throughput) or 1, "sent_hour": sum(status.throughput)}
+            "peak": max(status.throughput) or 1, "sent_hour": sum(status.throughput),
+            "hooks_pending": status.hooks_pending,
+            "hooks_minutes": round((status.hooks_oldest_age or 0) / 60)}
 
 
 # ---- send -----------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def marked(spool: Spool, sim: str, count: int) -> int:
         row = spool.store_inbound(f"+86137{i % 100:08d}", f"验证码 {i}", sim=sim,
                                   received_at=T0 + timedelta(days=2, seconds=i), hooks_by=RUN)
         with spool.transaction() as conn:
-            stored += spool.inbound_hooks.advance(conn, row.id, 0, 3, 3, RUN)
+            stored += spool.inbound_hooks.advance(conn, row.id, 0, 3, 3, RUN, sender=row.sender)
     return stored
 
 

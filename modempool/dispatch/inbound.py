@@ -164,6 +164,8 @@ class InboundStore:
         take turns, in the order they were stored: a 退订 is recorded before the next
         message from that sender is answered. A sender whose earlier SMS wait in the spool
         (the database failed their hooks) is behind: this one waits there too, for `keep_up`.
+        An earlier SMS of the sender pending in another daemon run (a dead one's, or a live
+        one's still at its hooks) puts the sender behind too, until it is done (`_Behind`).
         A message stored without a mark (no daemon's: a dict, a library's row) runs its hooks
         as before, at most once."""
         sender = _sender_of(inbound)
@@ -171,7 +173,14 @@ class InboundStore:
             if sender in self.behind and field_of(inbound, "hooks_next") is not None:
                 self.wake.set()   # pending in the spool, behind the sender's earlier ones
                 return
-            if not await self._run_from(inbound):
+            try:
+                ran = await self._run_from(inbound)
+            except _Behind:
+                log.info("the hooks of SMS %s from %s wait for an earlier SMS of that sender, "
+                         "pending in another daemon run", field_of(inbound, "id"), sender)
+                self.behind.setdefault(sender)   # keep_up's next turn, every few seconds
+                return
+            if not ran:
                 self.behind.setdefault(sender)
                 self.wake.set()
 
@@ -212,6 +221,8 @@ class InboundStore:
             try:
                 results = await self.lane.run(self._hooks_passed, first, len(self.handlers),
                                               inbound)
+            except _Behind:
+                raise
             except Exception as exc:
                 if database_failed(exc):
                     log_failure(log, "the hooks of a stored SMS wait for the database", exc)
@@ -277,6 +288,8 @@ class InboundStore:
                     result = await self.lane.run(handler, self.spool, inbound, self.config)
                 else:
                     [result] = await self.lane.run(self._hooks_passed, index, index + 1, inbound)
+            except _Behind:
+                raise
             except Exception as exc:
                 if not database_failed(exc):
                     _failed(handler, inbound, exc)
@@ -294,12 +307,16 @@ class InboundStore:
     def _hooks_passed(self, first: int, end: int, inbound: Any) -> list[Any]:
         """In the lane: the writes of hooks `first` to `end` (not included) and their step in
         the spool, one transaction; what each returned, or nothing when they are not this
-        run's to run (done already)."""
+        run's to run (done already). `_Behind` while an earlier SMS of the sender waits in
+        another run."""
         results: list[Any] = []
+        hooks, inbound_id = self.spool.inbound_hooks, field_of(inbound, "id")
         try:
             with self.spool.transaction() as conn:
-                if not self.spool.inbound_hooks.advance(conn, field_of(inbound, "id"), first,
-                                                        end, self.steps, self.owner):
+                if not hooks.advance(conn, inbound_id, first, end, self.steps, self.owner,
+                                     sender=_sender_of(inbound)):
+                    if hooks.at(inbound_id, first, self.owner, conn):
+                        raise _Behind()
                     return [None] * (end - first)
                 for handler in self.handlers[first:end]:
                     results.append(handler(self.spool, inbound, self.config))
@@ -360,8 +377,11 @@ class InboundStore:
                     self.behind.pop(sender, None)
                     return True
                 for inbound in pending:
-                    if not await self._run_from(inbound):
-                        return False
+                    try:
+                        if not await self._run_from(inbound):
+                            return False
+                    except _Behind:   # not failed: its turn comes at a later pass
+                        return True
 
     async def keep_up(self, stop: asyncio.Event, every: float) -> None:
         """Until `stop`: run what waits in the spool (`catch_up`) whenever a hook leaves
@@ -394,6 +414,10 @@ class InboundStore:
             log.warning("the hooks of SMS from %d sender%s wait in the spool (the database did "
                         "not take them): the next start runs them", len(self.behind),
                         "" if len(self.behind) == 1 else "s")
+
+
+class _Behind(Exception):
+    """An earlier SMS of the sender is pending in another daemon run: this one's hooks wait."""
 
 
 def _failed(handler: Callable[..., Any], inbound: Any, exc: Exception) -> None:

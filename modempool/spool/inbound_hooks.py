@@ -50,16 +50,25 @@ class InboundHooks:
         self.engine = engine
 
     def advance(self, conn: Any, inbound_id: int, first: int, end: int, count: int,
-                owner: str) -> bool:
+                owner: str, *, sender: str | None = None) -> bool:
         """In the transaction of their writes (`conn`), before them: pass steps `first` to
         `end` (not included) of `count`. False when they are not this run's to run: done
-        already (by this run, or by the one that took it over), or the row is another run's."""
-        where = "WHERE inbound_id = ? AND next_hook = ? AND owner = ?"
+        already (by this run, or by the one that took it over), or the row is another run's.
+        With the SMS's `sender`: False too while an earlier SMS of that sender waits in another
+        run (a dead daemon's not taken over yet, or a live one's at its hooks), so that a
+        sender's 退订 is recorded before their next SMS is answered, whichever daemon stored
+        each (`at` tells this from done)."""
+        where, params = "WHERE inbound_id = ? AND next_hook = ? AND owner = ?", [
+            inbound_id, first, owner]
+        if sender is not None:
+            where += (" AND NOT EXISTS (SELECT 1 FROM inbound_hooks earlier WHERE "
+                      "earlier.sender = ? AND earlier.inbound_id < ? AND "
+                      "(earlier.owner IS NULL OR earlier.owner <> ?))")
+            params += [sender, inbound_id, owner]
         if end < count:
             return conn.execute(f"UPDATE inbound_hooks SET next_hook = ? {where}",
-                                (end, inbound_id, first, owner)).rowcount == 1
-        return conn.execute(f"DELETE FROM inbound_hooks {where}",
-                            (inbound_id, first, owner)).rowcount == 1
+                                [end, *params]).rowcount == 1
+        return conn.execute(f"DELETE FROM inbound_hooks {where}", params).rowcount == 1
 
     def skip(self, inbound_id: int, first: int, end: int, count: int, owner: str) -> bool:
         """Pass steps without their writes (a hook failed otherwise than for the database:
@@ -67,11 +76,14 @@ class InboundHooks:
         with self.engine.tx() as conn:
             return self.advance(conn, inbound_id, first, end, count, owner)
 
-    def at(self, inbound_id: int, step: int, owner: str) -> bool:
-        """Whether the SMS is still at `step`, and `owner`'s to run."""
-        return bool(self.engine.rows(
-            "SELECT 1 FROM inbound_hooks WHERE inbound_id = ? AND next_hook = ? AND owner = ?",
-            (inbound_id, step, owner)))
+    def at(self, inbound_id: int, step: int, owner: str, conn: Any = None) -> bool:
+        """Whether the SMS is still at `step`, and `owner`'s to run (in `conn`'s transaction
+        where one is given)."""
+        sql = "SELECT 1 FROM inbound_hooks WHERE inbound_id = ? AND next_hook = ? AND owner = ?"
+        params = (inbound_id, step, owner)
+        if conn is not None:
+            return conn.execute(sql, params).fetchone() is not None
+        return bool(self.engine.rows(sql, params))
 
     def take_over(self, owner: str, dead: Callable[[list[str]], list[str]]) -> list[str]:
         """Make `owner` the runner of the hooks that runs `dead` judges dead left pending (and

@@ -262,8 +262,9 @@ CREATE INDEX IF NOT EXISTS inbound_hooks_pending ON inbound (hooks_owner, sender
 #: mark rewrote the SMS's entries in every index of the table (an UPDATE of a column a partial
 #: index's condition reads is never HOT on PostgreSQL, and the text's trigram index is large);
 #: here it touches one small row and its two indexes. The marks pending at the upgrade are
-#: carried over, each with its run and step. No foreign key: nothing deletes an SMS, and the
-#: check would cost a lookup in `inbound` at each store.
+#: carried over, each with its run and step. By sender: a sender's SMS run in order, and one
+#: waits while an earlier one of the sender is pending in another run. No foreign key: nothing
+#: deletes an SMS, and the check would cost a lookup in `inbound` at each store.
 HOOKS_TABLE = """
 CREATE TABLE IF NOT EXISTS inbound_hooks (
     inbound_id  INTEGER PRIMARY KEY,  -- the SMS (inbound.id; given, as message_accounts' key)
@@ -271,7 +272,7 @@ CREATE TABLE IF NOT EXISTS inbound_hooks (
     next_hook   INTEGER NOT NULL DEFAULT 0,   -- index of the first hook still to run
     owner       TEXT                  -- the daemon run (host:pid:place-run) running them
 );
-CREATE INDEX IF NOT EXISTS inbound_hooks_by_owner ON inbound_hooks (owner, sender, inbound_id);
+CREATE INDEX IF NOT EXISTS inbound_hooks_by_sender ON inbound_hooks (sender, inbound_id);
 INSERT INTO inbound_hooks (inbound_id, sender, next_hook, owner)
 SELECT id, sender, hooks_next, hooks_owner FROM inbound WHERE hooks_next IS NOT NULL;
 DROP INDEX inbound_hooks_pending;

@@ -238,6 +238,34 @@ async def test_a_sender_whose_hooks_wait_for_the_database_holds_up_only_its_own_
     await _close(spool, store, lane)
 
 
+async def test_a_later_sms_waits_for_a_dead_runs_pending_opt_out_of_its_sender(tmp_path,
+                                                                               spool_target):
+    """A dead daemon run left its 退订 pending; before any daemon takes it over, a live one
+    stores the sender's next SMS (an auto-reply keyword): it waits. Once the dead run's hooks
+    are taken over, the 退订 is recorded first and the SMS is not answered. The old code
+    answered it at once (`replied`), before the 退订."""
+    spool, store, lane = _store(tmp_path, spool_target)
+    store.dead = lambda owners: []   # the dead run not judged dead yet
+    spool.store_inbound(SENDER, "退订", sim="m1", hooks_by=_gone_owner())
+    later = await lane.run(store.store_sms, "m1", _sms("营业时间", seconds=60))
+    await store.run_hooks(later)
+    assert AutoReplies(spool.db).log() == [] and spool.list() == []
+    assert _pending(spool) == [("退订", 0), ("营业时间", 0)] and SENDER in store.behind
+    assert await store.catch_up() and _pending(spool) == [("退订", 0), ("营业时间", 0)]
+    other = await lane.run(store.store_sms, "m1", _sms("营业时间", sender=OTHER))
+    await store.run_hooks(other)   # another sender goes on
+    assert [(m.to, m.text) for m in spool.list()] == [(OTHER, REPLY)]
+
+    store.dead = lambda owners: owners   # now judged dead: taken over
+    assert await store.take_over() == 1 and await store.catch_up()
+    assert OptOutList(spool.db).is_opted_out(SENDER) and _pending(spool) == []
+    assert sorted((e.sender, e.outcome) for e in AutoReplies(spool.db).log()) == [
+        (OTHER, "replied"), (SENDER, "opted_out")]
+    assert [(m.to, m.text) for m in spool.list()] == [(OTHER, REPLY), (SENDER, CONFIRM)]
+    assert SENDER not in store.behind
+    await _close(spool, store, lane)
+
+
 async def test_hooks_pending_at_a_stop_stay_in_the_spool_for_the_next_start(locked_spool,
                                                                            caplog):
     """The database still away at the stop: one line says the hooks wait in the spool (the

@@ -286,9 +286,9 @@ def make_forward_handler(config: Config,
                 _record(spool, payload["id"], target, 1, "failed", str(exc))
                 continue
             _record(spool, payload["id"], target, 1, "queued", f"message {queued.id}")
-        if not settings.command or not command:
+        if not settings.command:
             return _start(spool, [])
-        payloads = [payload]
+        payloads = [payload] if command else []   # else the daemon's step runs it
         mine = object()  # one check-and-set, also with two lane threads at once
         if resumed.setdefault("first", mine) is mine:
             # first message in this process: finish what a crash interrupted
@@ -344,8 +344,11 @@ def in_background(work: Awaitable[Any], name: str) -> asyncio.Task:
 
 def _unfinished(spool: Any, command: str) -> list[dict[str, Any]]:
     """Inbound messages whose last command attempt failed and was neither retried to success nor
-    given up (the daemon stopped in between)."""
-    return spool.reports.received_whose_last("forward_log", command, ("failed",))
+    given up (the daemon stopped in between), but for those pending in `inbound_hooks` (their
+    command is the daemon's step, run again from there)."""
+    pending = {row["inbound_id"] for row in spool.inbound_hooks.waiting()}
+    return [row for row in spool.reports.received_whose_last("forward_log", command, ("failed",))
+            if row["id"] not in pending]
 
 
 def _same_number(sender: str, target: str, region: str) -> bool:

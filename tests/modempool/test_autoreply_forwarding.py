@@ -141,6 +141,35 @@ async def test_retries_cut_short_by_a_crash_resume_after_restart(tmp_path, make)
     spool.close()
 
 
+async def test_the_daemons_handler_resumes_only_commands_cut_short_without_a_mark(tmp_path, make):
+    """The daemon's forward handler (`command=False`: the command is the SMS's own step) starts
+    no command for its SMS, and resumes at the first SMS after a restart only the commands cut
+    short whose SMS has no mark pending (from before schema 15): a pending one runs again from
+    its step, not twice."""
+    out = tmp_path / "seen.txt"
+    script = tmp_path / "hook.py"
+    script.write_text("import json, sys\n"
+                      f"open({str(out)!r}, 'a', encoding='utf-8').write(json.load(sys.stdin)['text'] + '\\n')\n")
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
+    spool, config = make(f"command = {json.dumps(command)}\n")
+    from modempool.operator.db import ensure_schema
+    from modempool.operator.forwarding import SCHEMA
+
+    ensure_schema(spool.db, SCHEMA)
+    old = spool.store_inbound("13800138000", "cut short before 15", sim="m1")
+    marked = spool.store_inbound("13800138000", "cut short, its step pending", sim="m1",
+                                 hooks_by="box:7:place-run")
+    spool.db.execute("INSERT INTO forward_log (inbound_id, target, attempt, outcome, created_at)"
+                     " VALUES (?, ?, 1, 'failed', 'x'), (?, ?, 1, 'failed', 'x')",
+                     [old.id, command, marked.id, command])
+    handle = make_forward_handler(config, command=False)
+    tasks = await handle(spool, spool.store_inbound("13900139000", "the daemon's step", sim="m1"))
+    assert len(tasks) == 1 and all(await asyncio.gather(*tasks))
+    assert out.read_text("utf-8").splitlines() == ["cut short before 15"]
+    await drain(timeout=30)
+    spool.close()
+
+
 async def test_targets_added_while_running_are_forwarded_to_and_removed_ones_are_not(make):
     from modempool import Pool
     from modempool.errors import InvalidNumber, NotFound, PoolError

@@ -34,7 +34,7 @@ from modempool.dispatch.backlog import WAIT_FIRST, WAIT_MAX
 from modempool.dispatch.events import first_set
 from modempool.dispatch.liveness import new_run_owner
 from modempool.dispatch.spool_lane import SpoolLane
-from modempool.operator.forwarding import in_background
+from modempool.dispatch.inbound_command import CommandStep
 from modempool.operator.hooks import InboundCommand, inbound_command, inbound_handlers
 from modempool.operator.optout import field_of
 from modempool.spool.unavailable import database_failed, log_failure
@@ -60,12 +60,12 @@ class InboundStore:
             handlers = inbound_handlers(config, self.lane.run, command=False)
             command = inbound_command(config, self.lane.run)
         self.handlers = handlers
-        self.command = command
-        self._commands: dict[int, asyncio.Task] = {}   # inbound id -> its command, running
         # The daemon run whose hooks these are (a run of its own where none is given), and
         # which other runs' pending hooks it may take: `dead(owners)`, by default every other
         # (one daemon per SQLite spool); on a shared database those judged dead.
         self.owner = owner or new_run_owner()
+        self.command_step = CommandStep(spool, self.lane, self.owner, command, len(handlers),
+                                        self._waits)
         self.dead = dead or (lambda owners: owners)
         # Called with the SIM's name when a report proves an ambiguous SMS went out: the
         # dispatcher counts it against the SIM's limits as the spool did.
@@ -202,81 +202,42 @@ class InboundStore:
     @property
     def steps(self) -> int:
         """An SMS's steps: its handlers, then the forward command where there is one."""
-        return len(self.handlers) + (self.command is not None)
+        return len(self.handlers) + (self.command_step.command is not None)
+
+    def _waits(self, inbound: Any) -> None:
+        """The database failed a step of `inbound`: its sender waits behind, for `keep_up`."""
+        self.behind.setdefault(_sender_of(inbound))
+        self.wake.set()
 
     async def _run_from(self, inbound: Any) -> bool:
         """The hooks of `inbound` from its first still pending; False when the database
         failed one (it stays pending in the spool, with those after it). They run in one
         transaction that passes them all (one commit an SMS); if one fails otherwise than for
         the database (a bug: all rolled back), each again in its own, that one skipped. The
-        forward command then starts in the background (`_start_command`)."""
+        forward command then starts in the background (`CommandStep`)."""
         first = field_of(inbound, "hooks_next")
         if first is None:
             ran = await self._run_each(inbound, None)
-            if ran and self.command is not None:   # no mark: at most once, as the handlers
-                in_background(self.command(self.spool, inbound, lambda: True),
-                              f"run_on_receive-{field_of(inbound, 'id')}")
+            if ran:
+                self.command_step.once(inbound)
             return ran
-        if first < len(self.handlers):
-            try:
-                results = await self.lane.run(self._hooks_passed, first, len(self.handlers),
-                                              inbound)
-            except _Behind:
-                raise
-            except Exception as exc:
-                if database_failed(exc):
-                    log_failure(log, "the hooks of a stored SMS wait for the database", exc)
-                    return False
-                return await self._run_each(inbound, first) and await self._start_command(
-                    inbound)
-            for handler, result in zip(self.handlers[first:], results):
-                await self._awaited(handler, inbound, result)
-        return await self._start_command(inbound)
-
-    async def _start_command(self, inbound: Any) -> bool:
-        """The forward command of `inbound` in the background, where it is at that step and
-        the command is not running already; a step left from a config that had a command
-        is passed. False when the database failed that."""
-        inbound_id, step = field_of(inbound, "id"), len(self.handlers)
-        if inbound_id in self._commands:
-            return True
-        if self.command is None:
-            try:
-                await self.lane.run(self.spool.inbound_hooks.skip, inbound_id, step, step + 1,
-                                    step + 1, self.owner)
-            except Exception as exc:
-                log_failure(log, "the hooks of a stored SMS wait for the database", exc)
-                return False
-            return True
-        self._commands[inbound_id] = in_background(self._command(inbound),
-                                                   f"run_on_receive-{inbound_id}")
-        return True
-
-    async def _command(self, inbound: Any) -> None:
-        """The forward command of `inbound` to its final outcome, recorded in the transaction
-        that passes its step; not started when the step is not this run's (passed already,
-        or before: the hooks were not this run's to run). A database failure before it
-        started leaves the sender behind, for `keep_up`."""
-        inbound_id, step = field_of(inbound, "id"), len(self.handlers)
-
-        def passed() -> bool:   # in the transaction that records the final outcome
-            with self.spool.transaction() as conn:
-                return self.spool.inbound_hooks.advance(conn, inbound_id, step, step + 1,
-                                                        step + 1, self.owner)
+        if first >= len(self.handlers):
+            return await self.command_step.start(inbound)
         try:
-            if await self.lane.run(self.spool.inbound_hooks.at, inbound_id, step, self.owner):
-                await self.command(self.spool, inbound, passed)
+            results = await self.lane.run(self._hooks_passed, first, len(self.handlers),
+                                          inbound)
+        except _Behind:
+            raise
         except Exception as exc:
             if database_failed(exc):
-                log_failure(log, f"the forward command of SMS {inbound_id} waits for the "
-                                 "database", exc)
-                self.behind.setdefault(_sender_of(inbound))
-                self.wake.set()
-            else:   # a bug: run again, it would fail again
-                _failed(self.command, inbound, exc)
-                await self._skip(step, inbound)
-        finally:
-            self._commands.pop(inbound_id, None)
+                log_failure(log, "the hooks of a stored SMS wait for the database", exc)
+                return False
+            if not await self._run_each(inbound, first):
+                return False
+        else:
+            for handler, result in zip(self.handlers[first:], results):
+                await self._awaited(handler, inbound, result)
+        return self.command_step.command is None or await self.command_step.start(inbound)
 
     async def _run_each(self, inbound: Any, first: int | None) -> bool:
         """The hooks from `first` on, each in its own transaction that passes it (`first`
@@ -372,7 +333,7 @@ class InboundStore:
             while True:
                 pending = [inbound for inbound in await self.lane.run(
                     self.spool.inbound_hooks.pending, self.owner, sender)
-                    if inbound.id not in self._commands]   # running: passed when it ends
+                    if not self.command_step.running(inbound.id)]   # passed when it ends
                 if not pending:
                     self.behind.pop(sender, None)
                     return True

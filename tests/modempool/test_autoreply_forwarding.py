@@ -116,17 +116,24 @@ def test_bad_forward_number_is_a_config_error(tmp_path):
         write_config(tmp_path, 'path = "spool.db"', 'to = ["12"]\n')
 
 
-async def test_retries_cut_short_by_a_crash_resume_after_restart(tmp_path, make):
+def _noting_command(tmp_path, make):
+    """(spool, config, file, command): a command that adds each SMS's text to the file, its
+    spool's `forward_log` made."""
+    from modempool.operator.db import ensure_schema
+    from modempool.operator.forwarding import SCHEMA
+
     out = tmp_path / "seen.txt"
     script = tmp_path / "hook.py"
     script.write_text("import json, sys\n"
                       f"open({str(out)!r}, 'a', encoding='utf-8').write(json.load(sys.stdin)['text'] + '\\n')\n")
     command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
     spool, config = make(f"command = {json.dumps(command)}\n")
-    from modempool.operator.forwarding import SCHEMA
-    from modempool.operator.db import ensure_schema
-
     ensure_schema(spool.db, SCHEMA)
+    return spool, config, out, command
+
+
+async def test_retries_cut_short_by_a_crash_resume_after_restart(tmp_path, make):
+    spool, config, out, command = _noting_command(tmp_path, make)
     before = spool.store_inbound("13800138000", "before the crash", sim="m1")
     done = spool.store_inbound("13800138000", "already forwarded", sim="m1")
     spool.db.execute("INSERT INTO forward_log (inbound_id, target, attempt, outcome, created_at)"
@@ -146,16 +153,7 @@ async def test_the_daemons_handler_resumes_only_commands_cut_short_without_a_mar
     no command for its SMS, and resumes at the first SMS after a restart only the commands cut
     short whose SMS has no mark pending (from before schema 15): a pending one runs again from
     its step, not twice."""
-    out = tmp_path / "seen.txt"
-    script = tmp_path / "hook.py"
-    script.write_text("import json, sys\n"
-                      f"open({str(out)!r}, 'a', encoding='utf-8').write(json.load(sys.stdin)['text'] + '\\n')\n")
-    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))}"
-    spool, config = make(f"command = {json.dumps(command)}\n")
-    from modempool.operator.db import ensure_schema
-    from modempool.operator.forwarding import SCHEMA
-
-    ensure_schema(spool.db, SCHEMA)
+    spool, config, out, command = _noting_command(tmp_path, make)
     old = spool.store_inbound("13800138000", "cut short before 15", sim="m1")
     marked = spool.store_inbound("13800138000", "cut short, its step pending", sim="m1",
                                  hooks_by="box:7:place-run")

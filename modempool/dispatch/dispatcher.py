@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -44,6 +44,13 @@ CLAIMS_PER_ROUND = 32
 # hand is served at once.
 PREFETCH_QUIET = 0.005
 PREFETCH_PATIENCE = 0.5
+
+# QUEUE_END: at the queue's end, a second message in a SIM's hands is one that another SIM,
+# free sooner (of this daemon or of another on the shared queue), will not send: that SIM idles
+# while this one sends it a whole SMS later. So a SIM takes its next message ahead only while
+# more messages are due than this daemon has SIMs; the last ones go to SIMs with nothing in
+# hand, first free first served (measured: 2 x 32 modems at 1 s, modems with 31 messages beside
+# modems with 29 made a run 1.1 s longer, 3 points of its fraction of the ideal).
 
 
 @dataclass(slots=True)
@@ -196,11 +203,13 @@ class Dispatcher(SendingMixin):
                 await self.lane.run(self.spool.expire_due, now)
             return 0
         self._plan_made = None
+        # enough rows to tell whether more are due than this daemon's SIMs (`_plan`)
+        limit = max(2 * room + 16, len(self._usable()) + 1)
         try:
             if is_shared(self.spool):
-                outcome = await self.lane.run(self._claim_round, now, 2 * room + 16, expire, at_most)
+                outcome = await self.lane.run(self._claim_round, now, limit, expire, at_most)
             else:
-                outcome = await self._claim_round_apart(now, 2 * room + 16, expire, at_most)
+                outcome = await self._claim_round_apart(now, limit, expire, at_most)
         except BaseException:
             if self._plan_made is not None:  # rolled back (or never known): nothing handed
                 for slot, _, parts, generation in self._plan_made.planned:
@@ -338,8 +347,16 @@ class Dispatcher(SendingMixin):
         self._recalled = recalled or {}
         room = self._room(at_most)
         up = self._usable()
+        # At the queue's end (QUEUE_END above) a SIM with a message in hand takes no other: it
+        # looks busy to the strategy (a sticky recipient's message waits for its SIM).
+        queue_end = len(candidates) <= len(up)
+
+        def view(slot: SimSlot) -> SimView:
+            seen = slot.view(now)
+            return replace(seen, busy=True) if queue_end and slot.assigned else seen
+
         # What each SIM looks like this round (its view and its room under the limits).
-        views = {s.name: s.view(now) for s in up}
+        views = {s.name: view(s) for s in up}
         rooms = {s.name: s.room(now) for s in up}
         quiet = is_quiet(self.config, now)
         plan = self._plan_made = Plan()
@@ -361,7 +378,7 @@ class Dispatcher(SendingMixin):
             slot.assigned += 1
             slot.assigned_parts += parts
             plan.planned.append((slot, message, parts, slot.generation))
-            views[slot.name] = slot.view(now)
+            views[slot.name] = view(slot)
             rooms[slot.name] = slot.room(now)
         return plan
 

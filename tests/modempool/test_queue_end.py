@@ -1,0 +1,74 @@
+"""At the queue's end no SIM takes a message ahead: the last messages go to SIMs with nothing in
+hand, first free first served. A SIM holding a second message while another SIM sits idle sends
+it a whole SMS later than that SIM would have (2 x 32 modems at 1 s: a modem with 31 messages
+beside one with 29 cost a run 1 s). Real dispatch rounds on a real SQLite spool; the SIMs'
+hands are set as their modem tasks would leave them."""
+
+from __future__ import annotations
+
+import pytest
+
+from modempool.config import Config
+from modempool.dispatch.dispatcher import Dispatcher
+from modempool.dispatch.sim_slot import PREFETCH, SimSlot, SimState
+from modempool.spool import Spool
+
+
+@pytest.fixture
+def spool(tmp_path):
+    with Spool(tmp_path / "spool.db") as spool:
+        yield spool
+
+
+def sims(count: int, holding: int) -> list[SimSlot]:
+    """`count` SIMs in rotation, each holding `holding` messages (one on the air, ...)."""
+    slots = [SimSlot(f"m{i + 1}", state=SimState.UP) for i in range(count)]
+    for slot in slots:
+        slot.assigned = slot.assigned_parts = holding
+    return slots
+
+
+def queued(spool, count: int) -> list[int]:
+    return [spool.enqueue("+8613800138000", f"message {i}").id for i in range(count)]
+
+
+async def test_sims_sending_take_nothing_ahead_when_no_more_are_due_than_sims(spool):
+    slots = sims(2, holding=1)   # both on the air
+    dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=slots)
+    last = queued(spool, 1)
+    assert await dispatcher.dispatch_once() == 0
+    assert spool.get(last[0]).state.value == "queued"
+    assert [s.assigned for s in slots] == [1, 1]
+
+    slots[1].assigned = slots[1].assigned_parts = 0   # m2 answered first: it takes the last one
+    assert await dispatcher.dispatch_once() == 1
+    assert slots[1].inbox.get_nowait().id == last[0]
+    assert spool.get(last[0]).sim == "m2"
+    assert slots[0].inbox.empty()
+
+
+async def test_at_the_queue_end_each_free_sim_takes_one(spool):
+    slots = sims(3, holding=0)
+    dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=slots)
+    queued(spool, 3)
+    assert await dispatcher.dispatch_once() == 3
+    assert [s.assigned for s in slots] == [1, 1, 1]
+
+
+async def test_sims_take_their_next_ahead_while_more_are_due_than_sims(spool):
+    slots = sims(2, holding=1)
+    dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=slots)
+    queued(spool, 3)
+    assert await dispatcher.dispatch_once() == 2
+    assert [s.assigned for s in slots] == [PREFETCH, PREFETCH]
+
+
+async def test_a_round_reads_enough_to_tell_the_queue_end_with_many_sims_full(spool):
+    """29 of 30 SIMs hold all they may (a round would read only 2 x 1 + 16 rows for the one
+    with room): 40 due are still more than 30 SIMs, so that one takes its next ahead."""
+    slots = sims(30, holding=PREFETCH)
+    slots[0].assigned = slots[0].assigned_parts = 1
+    dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=slots)
+    queued(spool, 40)
+    assert await dispatcher.dispatch_once() == 1
+    assert slots[0].assigned == PREFETCH

@@ -125,14 +125,17 @@ class Dispatcher(SendingMixin):
         self._unmarked = 0  # parts waiting for their marker's commit (their PDU not yet out)
         self._all_marked = asyncio.Event()
         self._all_marked.set()
+        self._sim_free = asyncio.Event()   # a SIM was left with nothing in hand (`done`)
 
     # -- the assignment loop ----------------------------------------------------------------
     async def run(self) -> None:
         """Assign messages to free SIMs until `stop()`."""
         while not self.stopping.is_set():
             self.wake.clear()
+            self._sim_free.clear()
             if not any(s.in_rotation and s.assigned == 0 for s in self.slots.values()):
-                await self.quiet_moment(PREFETCH_PATIENCE)
+                # claims ahead wait for a quiet moment, a SIM left with nothing does not
+                await self.quiet_moment(PREFETCH_PATIENCE, unless=self._sim_free)
             try:
                 handed = await self.dispatch_once(at_most=CLAIMS_PER_ROUND)
             except Exception as exc:  # a locked database or a bad row must not stop the pool
@@ -165,16 +168,17 @@ class Dispatcher(SendingMixin):
 
         marker.add_done_callback(marked)
 
-    async def quiet_moment(self, patience: float) -> None:
+    async def quiet_moment(self, patience: float, *, unless: asyncio.Event | None = None) -> None:
         """Until no modem is between an answer and its next PDU (or `patience` seconds, or
-        the dispatcher stops: a stopping daemon is not held up by it)."""
+        the dispatcher stops: a stopping daemon is not held up by it; or `unless` is set)."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + patience
-        while (now := loop.time()) < give_up and not self.stopping.is_set():
+        cut_short = (self.stopping,) + ((unless,) if unless is not None else ())
+        while (now := loop.time()) < give_up and not any(e.is_set() for e in cut_short):
             if not self._all_marked.is_set():   # a part waits for its marker's commit
-                await first_set(self._all_marked, self.stopping, timeout=give_up - now)
+                await first_set(self._all_marked, *cut_short, timeout=give_up - now)
             elif now < self._busy_until:   # a PDU about to go out
-                await first_set(self.stopping, timeout=min(self._busy_until, give_up) - now)
+                await first_set(*cut_short, timeout=min(self._busy_until, give_up) - now)
             else:
                 return
 
@@ -473,3 +477,4 @@ class Dispatcher(SendingMixin):
         slot.assigned_parts = max(0, slot.assigned_parts - self.parts_needed(message))
         if slot.assigned == 0:
             self.wake.set()
+            self._sim_free.set()

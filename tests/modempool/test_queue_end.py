@@ -6,7 +6,11 @@ hands are set as their modem tasks would leave them."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+
+from modempool.dispatch import dispatcher as dispatcher_module
 
 from modempool.config import Config
 from modempool.dispatch.dispatcher import Dispatcher
@@ -72,3 +76,30 @@ async def test_a_round_reads_enough_to_tell_the_queue_end_with_many_sims_full(sp
     queued(spool, 40)
     assert await dispatcher.dispatch_once() == 1
     assert slots[0].assigned == PREFETCH
+
+
+async def test_a_sim_left_with_nothing_is_served_while_claims_ahead_wait_for_quiet(spool,
+                                                                                   monkeypatch):
+    """A claim round waiting for a quiet moment (a marker not committed yet) gives way to a
+    SIM left with nothing in hand: at the queue's end that SIM takes the last message now, not
+    after the claims' patience (made endless here: the old code never served it)."""
+    monkeypatch.setattr(dispatcher_module, "PREFETCH_PATIENCE", 300.0)
+    slots = sims(2, holding=1)
+    dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=slots)
+    on_the_air = spool.claim(queued(spool, 1)[0], "m1", slots[0].owner, 60)   # m1 sends it
+    last = queued(spool, 1)[0]
+    marker = asyncio.get_running_loop().create_future()   # a part waits for its commit
+    dispatcher.marking(marker)
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        for _ in range(10):   # the round finds both SIMs busy, then waits for a quiet moment
+            await asyncio.sleep(0)
+        assert spool.get(last).state.value == "queued"
+        dispatcher.done(slots[0], on_the_air)   # m1 answered: nothing left in its hands
+        async with asyncio.timeout(30):   # a hang guard
+            handed = await slots[0].inbox.get()
+        assert handed.id == last
+    finally:
+        dispatcher.stop()
+        marker.set_result(None)
+        await running

@@ -48,9 +48,23 @@ PREFETCH_PATIENCE = 0.5
 # QUEUE_END: at the queue's end, a second message in a SIM's hands is one that another SIM,
 # free sooner (of this daemon or of another on the shared queue), will not send: that SIM idles
 # while this one sends it a whole SMS later. So a SIM takes its next message ahead only while
-# more messages are due than this daemon has SIMs; the last ones go to SIMs with nothing in
-# hand, first free first served (measured: 2 x 32 modems at 1 s, modems with 31 messages beside
-# modems with 29 made a run 1.1 s longer, 3 points of its fraction of the ideal).
+# more messages are due than there are SIMs up (this daemon's, and on a shared spool every
+# daemon's, as its `sims` table says, read once a second); the last ones go to SIMs with
+# nothing in hand, first free first served (measured: 2 x 32 modems at 1 s, modems with 31
+# messages beside modems with 29 made a run 1.1 s longer, 3 points of its fraction of the
+# ideal).
+
+
+@dataclass(slots=True)
+class Due:
+    """What a round's transaction found due: the messages (locked on a shared spool), the SIMs
+    that last sent to their recipients (sticky), whether the queue is at its end (QUEUE_END),
+    and the SIMs up on the spool when it was asked (None: not this round)."""
+
+    candidates: list[Any]
+    recalled: dict[str, str | None]
+    queue_end: bool
+    sims_up: int | None = None
 
 
 @dataclass(slots=True)
@@ -126,6 +140,7 @@ class Dispatcher(SendingMixin):
         self._all_marked = asyncio.Event()
         self._all_marked.set()
         self._sim_free = asyncio.Event()   # a SIM was left with nothing in hand (`done`)
+        self._sims_up = 0   # every daemon's SIMs up on a shared spool (QUEUE_END)
 
     # -- the assignment loop ----------------------------------------------------------------
     async def run(self) -> None:
@@ -207,13 +222,14 @@ class Dispatcher(SendingMixin):
                 await self.lane.run(self.spool.expire_due, now)
             return 0
         self._plan_made = None
-        # enough rows to tell whether more are due than this daemon's SIMs (`_plan`)
-        limit = max(2 * room + 16, len(self._usable()) + 1)
+        sims = (len(self._usable()), self._sims_up)   # this daemon's, every daemon's (last read)
         try:
             if is_shared(self.spool):
-                outcome = await self.lane.run(self._claim_round, now, limit, expire, at_most)
+                outcome = await self.lane.run(self._claim_round, now, 2 * room + 16, expire,
+                                              at_most, sims)
             else:
-                outcome = await self._claim_round_apart(now, limit, expire, at_most)
+                outcome = await self._claim_round_apart(now, 2 * room + 16, expire, at_most,
+                                                        sims)
         except BaseException:
             if self._plan_made is not None:  # rolled back (or never known): nothing handed
                 for slot, _, parts, generation in self._plan_made.planned:
@@ -228,19 +244,18 @@ class Dispatcher(SendingMixin):
         return handed
 
     def _claim_round(self, now: datetime, limit: int, expire: bool,
-                     at_most: int | None) -> RoundOutcome:
+                     at_most: int | None, sims: tuple[int, int]) -> RoundOutcome:
         """In the lane, one transaction (a shared spool): the due messages, locked so that no
         other daemon takes them meanwhile, the loop's choice of SIMs for them, the unsendable
         failed, the send-time rules checked and the claims (so that the rules and the claims
         see the same lists)."""
         with self.spool.batch():
-            candidates, recalled = self._due(now, limit, expire)
-            plan = (self.lane.on_loop(self._plan, candidates, now, at_most, recalled)
-                    if candidates else Plan())
+            due = self._due(now, limit, expire, sims)
+            plan = self.lane.on_loop(self._plan, due, now, at_most) if due.candidates else Plan()
             return self._claims(plan)
 
     async def _claim_round_apart(self, now: datetime, limit: int, expire: bool,
-                                 at_most: int | None) -> RoundOutcome:
+                                 at_most: int | None, sims: tuple[int, int]) -> RoundOutcome:
         """The same round on SQLite, in two transactions with the choice of SIMs on the loop
         between them. The spool has one connection there: a transaction that waited for the
         loop would hold it while something on the loop (a status read, a test's check) waited
@@ -248,27 +263,35 @@ class Dispatcher(SendingMixin):
         from an SQLite spool, each claim is conditional (a message cancelled or changed
         meanwhile is not claimed, and its SIM's place is given back), and the send-time rules
         are checked in the claims' transaction."""
-        candidates, recalled = await self.lane.run(self._due_apart, now, limit, expire)
-        plan = self._plan(candidates, now, at_most, recalled) if candidates else Plan()
+        due = await self.lane.run(self._due_apart, now, limit, expire, sims)
+        plan = self._plan(due, now, at_most) if due.candidates else Plan()
         return await self.lane.run(self._claims_apart, plan)
 
-    def _due_apart(self, now: datetime, limit: int,
-                   expire: bool) -> tuple[list[Any], dict[str, str | None]]:
+    def _due_apart(self, now: datetime, limit: int, expire: bool, sims: tuple[int, int]) -> Due:
         with self.spool.batch():
-            return self._due(now, limit, expire)
+            return self._due(now, limit, expire, sims)
 
     def _claims_apart(self, plan: Plan) -> RoundOutcome:
         with self.spool.batch():
             return self._claims(plan)
 
-    def _due(self, now: datetime, limit: int,
-             expire: bool) -> tuple[list[Any], dict[str, str | None]]:
+    def _due(self, now: datetime, limit: int, expire: bool, sims: tuple[int, int]) -> Due:
         """In a round's transaction: the expired settled, the due messages (locked on a shared
-        spool) and, for the sticky strategy, the SIMs that last sent to their recipients."""
+        spool), for the sticky strategy the SIMs that last sent to their recipients, and
+        whether no more are due than SIMs up (QUEUE_END; `sims`: this daemon's, and every
+        daemon's as last read; counted without locks, so that rows another daemon's round
+        holds count too, and a round locks no more rows for it). Once a second (with
+        `expire`) on a shared spool, every daemon's SIMs up are read again."""
+        own, every = sims
+        sims_up = None
         if expire:
             self.spool.expire_due(now)
+            if is_shared(self.spool):
+                every = sims_up = self.spool.sims_up()
+        up = max(own, every)
         candidates = list(self.spool.dispatchable(now, limit=limit, lock=True))
-        return candidates, self._recalled_sims(candidates)
+        queue_end = len(candidates) <= up and self.spool.due_count(now, up + 1) <= up
+        return Due(candidates, self._recalled_sims(candidates), queue_end, sims_up)
 
     def _claims(self, plan: Plan) -> RoundOutcome:
         """In a round's transaction: the plan's unsendable failed, the send-time rules checked
@@ -343,17 +366,18 @@ class Dispatcher(SendingMixin):
         recipients = {message.to for message in candidates} - self.state.sticky.keys()
         return self.spool.last_sims_for(sorted(recipients))   # one query, whatever the round
 
-    def _plan(self, candidates: list[Any], now: datetime, at_most: int | None,
-              recalled: dict[str, str | None] | None = None) -> Plan:
-        """On the loop: choose a SIM for each candidate (as many as the free SIMs take now),
+    def _plan(self, due: Due, now: datetime, at_most: int | None) -> Plan:
+        """On the loop: choose a SIM for each due message (as many as the free SIMs take now),
         reserving its place in the SIM's hands; and the messages that no SIM can ever send,
-        with the reason. `recalled`: the SIMs that last sent to recipients (sticky)."""
-        self._recalled = recalled or {}
+        with the reason."""
+        self._recalled = due.recalled
+        if due.sims_up is not None:
+            self._sims_up = due.sims_up
+        candidates, queue_end = due.candidates, due.queue_end
         room = self._room(at_most)
         up = self._usable()
         # At the queue's end (QUEUE_END above) a SIM with a message in hand takes no other: it
         # looks busy to the strategy (a sticky recipient's message waits for its SIM).
-        queue_end = len(candidates) <= len(up)
 
         def view(slot: SimSlot) -> SimView:
             seen = slot.view(now)

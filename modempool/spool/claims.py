@@ -113,6 +113,14 @@ class Claims:
         )
         return (Message.from_row(row) for row in rows)
 
+    def due_count(self, now: datetime | None = None, at_most: int = 64) -> int:
+        """How many messages `dispatchable` would give (at most `at_most`), those another
+        daemon's round holds locked included: a plain read, it neither locks nor waits."""
+        return self.engine.rows(
+            "SELECT count(*) FROM (SELECT 1 FROM messages WHERE state = 'queued' AND held = 0 "
+            "AND (not_before IS NULL OR not_before <= ?) LIMIT ?) due",
+            (to_text(now or utcnow()), at_most))[0][0]
+
     def claim(self, message_id: int, sim: str, lease_owner: str,
               lease_seconds: float = 300.0, now: datetime | None = None) -> Message | None:
         """Lease message `message_id` for `sim` if it is still queued (conditional UPDATE)."""

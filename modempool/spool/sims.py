@@ -202,6 +202,11 @@ class Sims:
         rows = self.engine.rows("SELECT * FROM sims WHERE name = ?", (name,))
         return dict(rows[0]) if rows else None
 
+    def up_count(self) -> int:
+        """SIMs in the state 'up', of every daemon on this spool (a killed daemon's stay up
+        until it or another settles them)."""
+        return self.engine.rows("SELECT count(*) FROM sims WHERE state = 'up'")[0][0]
+
     def __call__(self) -> list[dict[str, Any]]:
         """Every SIM row, by name."""
         return [dict(r) for r in self.engine.rows("SELECT * FROM sims ORDER BY name")]

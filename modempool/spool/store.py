@@ -213,6 +213,7 @@ class Spool:
     batch = PartCall("claims", "batch")
     expire_due = PartCall("claims", "expire_due")
     dispatchable = PartCall("claims", "dispatchable")
+    due_count = PartCall("claims", "due_count")
     claim = PartCall("claims", "claim")
     claim_many = PartCall("claims", "claim_many")
     renew_lease = PartCall("claims", "renew_lease")
@@ -244,6 +245,7 @@ class Spool:
     upsert_sim = PartCall("sims", "upsert")
     record_sim_error = PartCall("sims", "record_error")
     sim = PartCall("sims", "get")
+    sims_up = PartCall("sims", "up_count")
 
     beat = PartCall("daemons", "beat")
     daemon_stopped = PartCall("daemons", "stopped")

@@ -103,3 +103,25 @@ async def test_a_sim_left_with_nothing_is_served_while_claims_ahead_wait_for_qui
         dispatcher.stop()
         marker.set_result(None)
         await running
+
+
+async def test_on_a_shared_spool_the_other_daemons_sims_up_count_too(pg_cluster):
+    """Two SIMs here, two more up at another daemon on the same queue: three due are not more
+    than the four SIMs, so this daemon's SIMs take none ahead (the other's free SIMs may)."""
+    with Spool(pg_cluster.new_schema()) as spool:
+        for name in ("other1", "other2"):
+            spool.upsert_sim(name, state="up")
+        slots = sims(2, holding=1)
+        for slot in slots:
+            spool.upsert_sim(slot.name, state="up")
+        dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=slots)
+        queued(spool, 3)
+        assert await dispatcher.dispatch_once() == 0
+        assert [s.assigned for s in slots] == [1, 1]
+
+        spool.upsert_sim("other2", state="down")   # read again a second later: 3 SIMs up
+        dispatcher._last_expiry = 0.0
+        assert await dispatcher.dispatch_once() == 0
+        spool.upsert_sim("other1", state="down")   # 2 SIMs up: 3 due are more
+        dispatcher._last_expiry = 0.0
+        assert await dispatcher.dispatch_once() == 2

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import json
 import re
@@ -36,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,10 +266,12 @@ def write_config(path: Path, target, prefix: str, devices: list[str]) -> Path:
 
 async def run_daemons(target, daemons: int, modems: int, latency: float, rounds: int,
                       directory: Path, trace: bool = False,
-                      keep: Path | None = None) -> dict[str, float]:
+                      keep: Path | None = None, cluster=None) -> dict[str, float]:
     """`daemons` daemons, each with its own bank of `modems`, sharing `target`. With `trace`
     they log their AT traffic (-vv), and the gap between two SMS on a modem is split by it.
-    With `keep`, the daemons' logs and the banks' network logs (JSON lines) are copied there."""
+    With `keep`, the daemons' logs and the banks' network logs (JSON lines) are copied there.
+    With a local `cluster`, the machine's CPU time during the run is split into this run's
+    (daemons, banks, cluster) and the other processes'."""
     async with AsyncExitStack() as stack:
         banks = []
         for d in range(daemons):
@@ -299,13 +303,24 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
                                    for i in range(total))
                 enqueued_at = datetime.now().astimezone()
                 own_before = time.process_time()   # this process: both simulated banks
+                machine_before, cluster_before = machine_cpu(), cluster_cpu(cluster)
+                late = asyncio.create_task(loop_lateness())
                 try:
                     async with asyncio.timeout(120 + total * max(latency, 0.01)):
                         await all_messages(banks, total)
                 except TimeoutError:
                     raise SystemExit(f"timed out; counts {spool.counts()}") from None
+                finally:
+                    late.cancel()
             cpu = sum(cpu_seconds(proc.pid) for proc in procs) - cpu_before
             own_cpu = time.process_time() - own_before
+            machine = {k: v - machine_before[k] for k, v in machine_cpu().items()}
+            if cluster is not None:   # what this run's processes did not use: the others'
+                machine["others"] = machine["busy"] - cpu - own_cpu - (
+                    cluster_cpu(cluster) - cluster_before)
+            lateness = None
+            with contextlib.suppress(asyncio.CancelledError):   # cancelled before it began
+                lateness = await late
         finally:
             for proc in procs:
                 if proc.returncode is None:
@@ -333,6 +348,9 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
     if trace:
         split["bursts"] = answer_bursts([path for _, path in logs], latency)
     split["bank_starts"] = bank_starts(entries, daemons)
+    split["machine"] = {k: v / elapsed for k, v in machine.items()}   # cores, on average
+    split["banks_late_ms"] = lateness
+    split.update(holes(entries, latency))
     # The first PDU (its part is logged as the modem answers, `latency` later) after the
     # enqueue's commit: the wake-up, the first claim round, the first marker.
     split["enqueue_to_pdu_ms"] = 1000 * ((min(parts) - enqueued_at).total_seconds() - latency)
@@ -355,6 +373,60 @@ def bank_starts(entries: list[dict], daemons: int) -> list[tuple[float, float, f
                     if modem.startswith(f"{d}/"))
         starts.append((ms[0], ms[len(ms) // 2], ms[-1]))
     return starts
+
+
+def machine_cpu() -> dict[str, float]:
+    """CPU seconds the whole machine spent so far (every core): busy (not idle, not waiting for
+    disk) and, of that, stolen by the hypervisor (a virtual machine's neighbours)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return {"busy": (sum(fields[:8]) - idle) / TICKS, "steal": fields[7] / TICKS}
+
+
+#: The banks' event loop is asked to wake every LATE_TICK s: how late it wakes is how late
+#: the simulated modems answer (both banks run in this process, on its one loop).
+LATE_TICK = 0.01
+
+
+async def loop_lateness() -> dict[str, float]:
+    """Until cancelled: how late this process's event loop (the simulated banks') woke for a
+    timer, in ms: the worst, the 99th percentile and the mean."""
+    loop = asyncio.get_running_loop()
+    late: list[float] = []
+    try:
+        while True:
+            due = loop.time() + LATE_TICK
+            await asyncio.sleep(LATE_TICK)
+            late.append(loop.time() - due)
+    except asyncio.CancelledError:
+        late.sort()
+        return {"max": 1000 * late[-1], "p99": 1000 * late[int(len(late) * 0.99)],
+                "mean": 1000 * sum(late) / len(late)} if late else {}
+
+
+def holes(entries: list[dict], latency: float, worst: int = 5) -> dict[str, Any]:
+    """Where a run lost its time, modem by modem (from the network log: a part is logged as its
+    modem answers): the messages each modem carried (a modem with one more than another ends a
+    whole SMS later), the gaps of the second round (every modem answered its first SMS at once:
+    its daemon records them and marks the next ones together) against the later ones, and the
+    `worst` gaps with their modem and when they began (s after the first answer)."""
+    answers: dict[str, list[datetime]] = {}
+    for e in entries:
+        if e["kind"] == "part":
+            answers.setdefault(e["modem"], []).append(datetime.fromisoformat(e["time"]))
+    first = min(times[0] for times in answers.values())
+    counts: dict[int, list[tuple[float, str]]] = {}
+    for modem, times in answers.items():
+        counts.setdefault(len(times), []).append(((times[-1] - first).total_seconds(), modem))
+    gaps = [(1000 * ((b - a).total_seconds() - latency), modem, i, (a - first).total_seconds())
+            for modem, times in answers.items() for i, (a, b) in enumerate(zip(times, times[1:]))]
+    second = sorted(g for g, _, i, _ in gaps if i == 0)
+    later = [g for g, _, i, _ in gaps if i > 0]
+    return {"counts": {n: sorted(found, reverse=True) for n, found in sorted(counts.items())},
+            "second_round_ms": ((second[0], second[len(second) // 2], second[-1]) if second
+                                else (0.0, 0.0, 0.0)),
+            "later_mean_ms": sum(later) / len(later) if later else 0.0,
+            "worst_gaps": sorted(((g, m, at) for g, m, _, at in gaps), reverse=True)[:worst]}
 
 
 async def all_messages(banks: list[SimulatedBank], total: int) -> None:
@@ -464,6 +536,19 @@ def answer_bursts(log_paths: list[Path], latency: float) -> list[dict[str, float
     return found
 
 
+def carried_line(counts: dict[int, list[tuple[float, str]]]) -> list[str]:
+    """How many messages the modems carried; for the counts fewer modems had, which ones and
+    when they finished (s after the first answer)."""
+    usual = max(counts, key=lambda n: len(counts[n]))
+    lines = [f"messages per modem: {usual} on {len(counts[usual])} modems"]
+    for n, found in counts.items():
+        if n != usual:
+            lines.append(f"{n} on {len(found)} (" + ", ".join(
+                f"{modem} done at {at:.2f} s" for at, modem in found[:4])
+                + (", ..." if len(found) > 4 else "") + ")")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="an existing PostgreSQL (default: a throwaway cluster)")
@@ -549,7 +634,7 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 r = asyncio.run(run_daemons(target, 2, args.ideal_modems, 1.0, args.ideal_rounds,
                                             directory / "ideal", trace=args.trace,
-                                            keep=args.keep))
+                                            keep=args.keep, cluster=cluster))
                 print(f"2 daemons x {args.ideal_modems} modems at 1 s per SMS: {r['messages']} "
                       f"messages in {r['elapsed']:.2f} s = {r['rate']:.1f}/s, ideal "
                       f"{r['ideal']:.0f}/s -> {100 * r['fraction']:.1f} % (per daemon: "
@@ -569,6 +654,21 @@ def main() -> None:
                 print(f"  the modem that finished last started {r['last_start_ms']:.0f} ms after"
                       f" the first PDU and its gaps added up to {r['last_gaps_ms']:.0f} ms (the"
                       f" run's {r['elapsed']:.2f} s less the ideal's {args.ideal_rounds} s)")
+                print("  " + "; ".join(carried_line(r["counts"])))
+                low, middle, high = r["second_round_ms"]
+                print(f"  the second round (every modem answered its first SMS at once, its"
+                      f" daemon records them and marks the next together): gaps {low:.0f} to"
+                      f" {high:.0f} ms (median {middle:.0f}); the later rounds' mean gap"
+                      f" {r['later_mean_ms']:.1f} ms; the worst gaps: " + ", ".join(
+                          f"{g:.0f} ms ({m} at {at:.2f} s)" for g, m, at in r["worst_gaps"]))
+                m = r["machine"]
+                late = r["banks_late_ms"] or {}
+                others = (f", other processes {m['others']:.2f}" if "others" in m else "")
+                print(f"  the machine during the run (cores of {os.cpu_count()}, on average):"
+                      f" busy {m['busy']:.2f}{others}, stolen by the hypervisor"
+                      f" {m['steal']:.2f}; the banks' event loop (this process) woke late by"
+                      f" {late.get('mean', 0):.1f} ms on average (p99 {late.get('p99', 0):.0f},"
+                      f" worst {late.get('max', 0):.0f})")
                 if args.trace:
                     steps = ("answer_to_cmgs_ms", "prompt_ms", "marker_ms")
                     rest = r["gap_mean_ms"] - sum(r.get(step, 0.0) for step in steps)

@@ -4,7 +4,8 @@ One `Dispatcher.run()` loop looks at the queue whenever a SIM becomes free (or e
 `poll_interval`, to see messages enqueued by other processes), asks `strategies.choose_sim` for a
 SIM among those that are up, under their limits and allowed for the destination, claims the
 message with a lease and hands it to that SIM's task (a SIM holds up to PREFETCH messages: the
-one on the air and the next, so a modem never waits for the dispatcher). Each modem task (see
+one on the air and the next, so a modem never waits for the dispatcher; at the queue's end only
+one, QUEUE_END). Each modem task (see
 `daemon.py`) then calls `send_message` (`sending.py`: the sending rule, retries and failover).
 """
 

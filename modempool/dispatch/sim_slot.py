@@ -16,7 +16,8 @@ from modempool.dispatch.strategies import SimView
 NO_LIMITS = Limits()
 
 # Messages a SIM holds at once: the one it sends and the next, claimed while the first is on
-# the air, so that a modem never waits for the dispatcher between two messages.
+# the air, so that a modem never waits for the dispatcher between two messages (not at the
+# queue's end: dispatcher.QUEUE_END).
 PREFETCH = 2
 
 

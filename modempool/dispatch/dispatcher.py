@@ -46,6 +46,11 @@ CLAIMS_PER_ROUND = 32
 PREFETCH_QUIET = 0.005
 PREFETCH_PATIENCE = 0.5
 
+# A SIM with nothing in hand whose round found the due messages held by another daemon's round
+# (locked until that round commits) asks again after HELD_ELSEWHERE_AGAIN seconds, not after
+# the poll interval: at the queue's end that round takes only what its own free SIMs need.
+HELD_ELSEWHERE_AGAIN = 0.02
+
 # QUEUE_END: at the queue's end, a second message in a SIM's hands is one that another SIM,
 # free sooner (of this daemon or of another on the shared queue), will not send: that SIM idles
 # while this one sends it a whole SMS later. So a SIM takes its next message ahead only while
@@ -66,6 +71,7 @@ class Due:
     recalled: dict[str, str | None]
     queue_end: bool
     sims_up: int | None = None
+    held_elsewhere: bool = False   # more due than read: another daemon's round holds them
 
 
 @dataclass(slots=True)
@@ -88,6 +94,7 @@ class RoundOutcome:
     failed: list[bool] = field(default_factory=list)
     claimed: list[Any] = field(default_factory=list)
     refusals: list[str | None] = field(default_factory=list)
+    held_elsewhere: bool = False   # due messages another daemon's round held locked (Due)
 
 
 def is_quiet(config: Config, now: datetime) -> bool:
@@ -142,6 +149,7 @@ class Dispatcher(SendingMixin):
         self._all_marked.set()
         self._sim_free = asyncio.Event()   # a SIM was left with nothing in hand (`done`)
         self._sims_up = 0   # every daemon's SIMs up on a shared spool (QUEUE_END)
+        self._held_elsewhere = False   # the last round found due messages another round held
 
     # -- the assignment loop ----------------------------------------------------------------
     async def run(self) -> None:
@@ -160,8 +168,12 @@ class Dispatcher(SendingMixin):
             if handed >= CLAIMS_PER_ROUND:  # maybe more to hand: after the modems had their turn
                 await asyncio.sleep(0)
                 continue
+            wait = self.poll_interval
+            if self._held_elsewhere and any(s.in_rotation and s.assigned == 0
+                                            for s in self.slots.values()):
+                wait = HELD_ELSEWHERE_AGAIN
             try:
-                async with asyncio.timeout(self.poll_interval):
+                async with asyncio.timeout(wait):
                     await self.wake.wait()
             except TimeoutError:
                 pass
@@ -237,6 +249,7 @@ class Dispatcher(SendingMixin):
                     if slot.generation == generation:
                         self._unreserve(slot, parts)
             raise
+        self._held_elsewhere = outcome.held_elsewhere
         handed = await self._hand_over(outcome)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("dispatch round: %d of %d planned handed over in %.1f ms", handed,
@@ -253,7 +266,7 @@ class Dispatcher(SendingMixin):
         with self.spool.batch():
             due = self._due(now, limit, expire, sims)
             plan = self.lane.on_loop(self._plan, due, now, at_most) if due.candidates else Plan()
-            return self._claims(plan)
+            return replace(self._claims(plan), held_elsewhere=due.held_elsewhere)
 
     async def _claim_round_apart(self, now: datetime, limit: int, expire: bool,
                                  at_most: int | None, sims: tuple[int, int]) -> RoundOutcome:
@@ -291,8 +304,9 @@ class Dispatcher(SendingMixin):
                 every = sims_up = self.spool.sims_up()
         up = max(own, every)
         candidates = list(self.spool.dispatchable(now, limit=limit, lock=True))
-        queue_end = len(candidates) <= up and self.spool.due_count(now, up + 1) <= up
-        return Due(candidates, self._recalled_sims(candidates), queue_end, sims_up)
+        due = self.spool.due_count(now, up + 1) if len(candidates) <= up else len(candidates)
+        return Due(candidates, self._recalled_sims(candidates), due <= up, sims_up,
+                   held_elsewhere=due > len(candidates))
 
     def _claims(self, plan: Plan) -> RoundOutcome:
         """In a round's transaction: the plan's unsendable failed, the send-time rules checked

@@ -125,3 +125,23 @@ async def test_on_a_shared_spool_the_other_daemons_sims_up_count_too(pg_cluster)
         spool.upsert_sim("other1", state="down")   # 2 SIMs up: 3 due are more
         dispatcher._last_expiry = 0.0
         assert await dispatcher.dispatch_once() == 2
+
+
+async def test_a_round_that_finds_the_due_messages_held_by_another_round_says_so(pg_cluster):
+    """Another daemon's round holds the last due message locked (SKIP LOCKED hides it): this
+    round hands nothing but knows it is there, so a SIM with nothing in hand asks again soon
+    (HELD_ELSEWHERE_AGAIN), not after the poll interval; once that round is over it takes it."""
+    import psycopg
+
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        slots = sims(1, holding=0)
+        dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=slots)
+        last = queued(spool, 1)[0]
+        with psycopg.connect(url) as other:   # the other daemon's round, its transaction open
+            other.execute("SELECT id FROM messages WHERE id = %s FOR UPDATE", (last,))
+            assert await dispatcher.dispatch_once() == 0
+            assert dispatcher._held_elsewhere
+        assert await dispatcher.dispatch_once() == 1
+        assert not dispatcher._held_elsewhere
+        assert slots[0].inbox.get_nowait().id == last

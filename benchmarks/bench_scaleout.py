@@ -315,8 +315,8 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
             cpu = sum(cpu_seconds(proc.pid) for proc in procs) - cpu_before
             own_cpu = time.process_time() - own_before
             machine = {k: v - machine_before[k] for k, v in machine_cpu().items()}
-            if cluster is not None:   # what this run's processes did not use: the others'
-                machine["others"] = machine["busy"] - cpu - own_cpu - (
+            if cluster is not None:   # what neither this run's processes nor the hypervisor took
+                machine["others"] = machine["busy"] - machine["steal"] - cpu - own_cpu - (
                     cluster_cpu(cluster) - cluster_before)
             lateness = None
             with contextlib.suppress(asyncio.CancelledError):   # cancelled before it began

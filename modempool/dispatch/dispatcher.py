@@ -305,8 +305,10 @@ class Dispatcher(SendingMixin):
         up = max(own, every)
         candidates = list(self.spool.dispatchable(now, limit=limit, lock=True))
         due = self.spool.due_count(now, up + 1) if len(candidates) <= up else len(candidates)
+        # fewer read than the LIMIT allowed, yet more due: the rest are locked by another round
+        held = len(candidates) < limit and due > len(candidates)
         return Due(candidates, self._recalled_sims(candidates), due <= up, sims_up,
-                   held_elsewhere=due > len(candidates))
+                   held_elsewhere=held)
 
     def _claims(self, plan: Plan) -> RoundOutcome:
         """In a round's transaction: the plan's unsendable failed, the send-time rules checked

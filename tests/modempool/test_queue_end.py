@@ -145,3 +145,15 @@ async def test_a_round_that_finds_the_due_messages_held_by_another_round_says_so
         assert await dispatcher.dispatch_once() == 1
         assert not dispatcher._held_elsewhere
         assert slots[0].inbox.get_nowait().id == last
+
+
+async def test_a_round_cut_by_its_limit_does_not_say_the_rest_are_held_elsewhere(pg_cluster):
+    """More due than a round reads (its LIMIT) is a long queue, not another round's locks: a
+    SIM with nothing in hand (held back by its limits, say) must not make the loop poll."""
+    with Spool(pg_cluster.new_schema()) as spool:
+        slots = sims(40, holding=PREFETCH)
+        slots[0].assigned = slots[0].assigned_parts = 1   # room for one: a round reads 18
+        dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=slots)
+        queued(spool, 30)
+        assert await dispatcher.dispatch_once() == 0   # 30 due, 40 SIMs: the end, none ahead
+        assert not dispatcher._held_elsewhere

@@ -369,27 +369,37 @@ class SendingMixin:
         lacks) is called ambiguous (None: the modem confirmed it, the spool refused to say so),
         an outcome committed all the same, so that its SIM may go on. Raises what it cannot
         write at all: the database's failure, or `OutcomeRefused` when calling it ambiguous
-        is refused too."""
+        is refused too. Those committed before such a failure are taken out of `pending`
+        (which the caller keeps to write again) and said now."""
         outcomes: list[bool | None] = []
-        for sent, *_ in pending:
-            try:
-                outcomes.append(self.spool.mark_many_sent([sent])[0])
-                continue
-            except Exception as exc:
-                if database_failed(exc):
-                    raise
-                refused = exc
-            why = (f"confirmed by the modem (reference {sent.message_reference}), but the "
-                   f"spool refused its record: {one_line(refused)}")
-            try:
-                self.spool.mark_ambiguous(sent.message_id, why, lease_owner=sent.lease_owner)
-            except Exception as exc:
-                if database_failed(exc):
-                    raise
-                raise OutcomeRefused(sent.message_id, refused, exc) from exc
-            log_failure(log, f"message {sent.message_id}: its record was refused", refused)
-            outcomes.append(None)
+        try:
+            for sent, *_ in pending:
+                outcomes.append(self._one_record(sent))
+        except Exception:
+            done = pending[:len(outcomes)]
+            del pending[:len(outcomes)]
+            _say_recorded(done, outcomes)
+            raise
         return outcomes
+
+    def _one_record(self, sent: SentPart) -> bool | None:
+        """`sent` recorded in a transaction of its own, or (refused) called ambiguous: None."""
+        try:
+            return self.spool.mark_many_sent([sent])[0]
+        except Exception as exc:
+            if database_failed(exc):
+                raise
+            refused = exc
+        why = (f"confirmed by the modem (reference {sent.message_reference}), but the "
+               f"spool refused its record: {one_line(refused)}")
+        try:
+            self.spool.mark_ambiguous(sent.message_id, why, lease_owner=sent.lease_owner)
+        except Exception as exc:
+            if database_failed(exc):
+                raise
+            raise OutcomeRefused(sent.message_id, refused, exc) from exc
+        log_failure(log, f"message {sent.message_id}: its record was refused", refused)
+        return None
 
     def _record_and_mark(self, pending: list[Unrecorded], message_id: int, seq: int,
                          total: int | None, owner: str
@@ -437,15 +447,7 @@ class SendingMixin:
                 self._record_wait = min(self._record_wait * 2, WAIT_MAX)
             return
         self._record_wait = WAIT_FIRST
-        for ok, (sent, mlog, to, parts) in zip(recorded, pending):
-            if ok is None:
-                mlog.warning("message %s to %s sent (%d part%s), reference %s, but its record "
-                             "was refused: ambiguous", sent.message_id, to, parts,
-                             "" if parts == 1 else "s", sent.message_reference)
-                continue
-            mlog.info("message %s to %s sent (%d part%s), reference %s%s", sent.message_id, to,
-                      parts, "" if parts == 1 else "s", sent.message_reference,
-                      "" if ok else " (its lease had been taken over)")
+        _say_recorded(pending, recorded)
 
     async def _ambiguous(self, slot: SimSlot, message: Any, why: str) -> None:
         log.warning("message %s is ambiguous: %s", message.id, why)
@@ -498,6 +500,19 @@ class SendingMixin:
                              self.clock() + timedelta(seconds=delay),
                              avoid_sim=None if sent else slot.name,
                              only_sim=slot.name if sent else None, lease_owner=slot.owner)
+
+
+def _say_recorded(pending: list[Unrecorded], recorded: list[bool | None]) -> None:
+    """The line of each confirmed send of `pending` whose outcome is committed (`recorded`)."""
+    for ok, (sent, mlog, to, parts) in zip(recorded, pending):
+        if ok is None:
+            mlog.warning("message %s to %s sent (%d part%s), reference %s, but its record "
+                         "was refused: ambiguous", sent.message_id, to, parts,
+                         "" if parts == 1 else "s", sent.message_reference)
+            continue
+        mlog.info("message %s to %s sent (%d part%s), reference %s%s", sent.message_id, to,
+                  parts, "" if parts == 1 else "s", sent.message_reference,
+                  "" if ok else " (its lease had been taken over)")
 
 
 async def _write_part(modem: Any, part: Any, marking: asyncio.Future[Any]) -> list[int]:

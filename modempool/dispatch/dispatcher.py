@@ -21,12 +21,11 @@ from typing import Any
 from modempool.config import Config
 from modempool.dispatch import limits as limits_mod
 from modempool.dispatch.events import first_set
-from modempool.dispatch.marker_batches import MarkerBatches
 from modempool.dispatch.sending import SendingMixin
 from modempool.dispatch.shared import is_shared
 from modempool.dispatch.sim_slot import PREFETCH, SimSlot
+from modempool.dispatch.recording import Recording
 from modempool.dispatch.spool_lane import SpoolLane
-from modempool.spool.records import SentPart
 from modempool.dispatch.strategies import SimView, Strategy, StrategyState, choose_sim
 from modempool.spool.unavailable import log_failure
 
@@ -113,8 +112,8 @@ class Dispatcher(SendingMixin):
         self.spool = spool
         # Every spool call of the dispatch path, in order (off the loop on a database server).
         self.lane = lane or SpoolLane()
-        # Part markers asked together, committed together (group commit).
-        self.markers = MarkerBatches(self.lane, self._record_and_mark, spool.batch)
+        # What the sends write around each PDU: part markers, records of confirmed messages.
+        self.recording = Recording(spool, self.lane)
         self.config = config
         self.owner = owner
         self.slots = {slot.name: slot for slot in slots}
@@ -134,14 +133,9 @@ class Dispatcher(SendingMixin):
         self.stopping = asyncio.Event()
         self.shared = False  # other daemons, with other SIMs, send from the same queue
         self._parts_needed: dict[int, int] = {}
-        self._unrecorded: list[tuple[SentPart, logging.Logger, str, int]] = []
-        self._recording: dict[str, asyncio.Future[Any]] = {}  # lease owner: its record on its way
         self._plan_made: Plan | None = None  # the current round's, until it is handed over
         self._recalled: dict[str, str | None] = {}  # the round's recipients' last SIMs (sticky)
         self._unreleased: set[str] = set()  # SIMs whose leases are still to be given back
-        self._record_timer: asyncio.Handle | None = None
-        self._record_wait = 1.0   # before records that failed are tried again (sending.py)
-        self._record_at = self._record_deadline = 0.0
         self._last_expiry = 0.0
         self._busy_until = 0.0
         self._unmarked = 0  # parts waiting for their marker's commit (their PDU not yet out)
@@ -504,8 +498,8 @@ class Dispatcher(SendingMixin):
         as if never claimed. With the database away it stays to do (and the SIM gets nothing)
         until a dispatch round finds it back."""
         try:
-            await self.record_now()
-            if any(entry[0].lease_owner == slot.owner for entry in self._unrecorded):
+            await self.recording.record_now()
+            if self.recording.holds(slot.owner):
                 return  # not recorded yet: its leases wait for it
             await self.lane.run(self.spool.recover_leases, owner=slot.owner)
         except Exception as exc:

@@ -1,4 +1,4 @@
-"""Records written one by one after the database refused them together (`sending.py`,
+"""Records written one by one after the database refused them together (`recording.py`,
 `_one_by_one`): when one of them can be neither recorded nor called ambiguous
 (`OutcomeRefused`), those committed before it are done, said once as sent, and not written
 again with the one still kept (which would log them as if their lease had been taken over)."""
@@ -35,13 +35,13 @@ async def test_records_committed_before_an_outcome_refused_are_not_written_again
         mlog = logging.getLogger("modempool.modem.test")
         pending = [(fine, mlog, "+8613800138000", 1), (stuck, mlog, "+8613800138000", 1)]
         with caplog.at_level(logging.INFO, logger="modempool"):
-            assert dispatcher._write_records(pending) is None   # kept: tried again later
+            assert dispatcher.recording._write_records(pending) is None   # kept: tried again later
             assert spool.get(fine.message_id).state.value == "sent"
             assert [entry[0] for entry in pending] == [stuck]   # only what is not written
             [said] = [r.getMessage() for r in caplog.records
                       if r.getMessage().startswith(f"message {fine.message_id} to")]
             assert "sent (1 part), reference 41" in said and "taken over" not in said
             allow_ambiguity(spool)
-            assert dispatcher._write_records(pending) == [None]   # called ambiguous now
+            assert dispatcher.recording._write_records(pending) == [None]   # called ambiguous now
         assert spool.get(stuck.message_id).state.value == "ambiguous"
         assert "taken over" not in caplog.text, caplog.text

@@ -1,0 +1,299 @@
+"""What a modem's sends write to the spool around the PDU: each part's marker before it, each
+confirmed message's record after it (the sending rule is `sending.py`'s).
+
+A confirmed message is recorded with its SIM's next part marker (one commit, while the modem
+is asked for its prompt), or with the other confirmations of its burst when the SIM has
+nothing next (`record_soon`): never in the path of the next send, and never more than one
+message per SIM without a committed outcome, since the SIM's next marker waits for its
+previous record. A record the database refuses (not for being away) is tried alone and,
+refused still, called ambiguous; one that may be neither (`OutcomeRefused`) is kept, like one
+the database cannot take now or refuses for a right the role lacks: tried again after 1 s,
+then 2, 4, at most every 5 s, and with the SIM's next marker, which waits for it (its PDU
+unwritten).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from modempool.dispatch.backlog import WAIT_FIRST, WAIT_MAX
+from modempool.dispatch.marker_batches import MarkerBatches
+from modempool.dispatch.spool_lane import SpoolLane
+from modempool.errors import SpoolFailure
+from modempool.masked import one_line
+from modempool.spool.model import LeaseLost
+from modempool.spool.records import SentPart
+from modempool.spool.unavailable import database_failed, log_failure, log_repeated
+
+log = logging.getLogger("modempool.dispatch.dispatcher")
+
+# Confirmed sends are written to the spool together once no confirmation came for RECORD_QUIET
+# seconds, and at the latest RECORD_MAX after the first: a burst of replies from many modems
+# costs one commit after it, and none inside it, where each modem's next message waits its turn.
+RECORD_QUIET = 0.01
+RECORD_MAX = 0.1
+RECORDS_PER_COMMIT = 8
+
+
+# A confirmed send waiting to be recorded: its record, the modem's logger, recipient and parts.
+Unrecorded = tuple[SentPart, logging.Logger, str, int]
+
+
+class OutcomeRefused(SpoolFailure):
+    """A confirmed message whose record the spool refused, and refused again to call it
+    ambiguous: no outcome of it can be written. Like a right missing, it is the database's
+    to fix (an operator's trigger or constraint), not the modem's: the message stays in hand
+    (its lease held), its SIM writes nothing more (its next marker carries that outcome), and
+    it is tried again with backoff, the modem left open, until the database takes one."""
+
+    def __init__(self, message_id: int, record: BaseException, ambiguous: BaseException) -> None:
+        super().__init__(f"message {message_id}: the spool refused its record "
+                         f"({one_line(record)}) and refused to call it ambiguous "
+                         f"({one_line(ambiguous)}); its SIM sends nothing more until the "
+                         "database takes one of the two")
+        self.message_id = message_id
+
+
+class Recording:
+    """The markers and records of a dispatcher's sends (`Dispatcher.recording`): what is on
+    its way to the spool, per SIM (its lease owner), and what waits to be written again."""
+
+    def __init__(self, spool: Any, lane: SpoolLane) -> None:
+        self.spool = spool
+        self.lane = lane
+        # Part markers asked together, committed together (group commit).
+        self.markers = MarkerBatches(lane, self._record_and_mark, spool.batch)
+        self._unrecorded: list[Unrecorded] = []
+        self._recording: dict[str, asyncio.Future[Any]] = {}  # lease owner: its record on its way
+        self._record_timer: asyncio.Handle | None = None
+        self._record_at = self._record_deadline = 0.0
+        self._record_wait = WAIT_FIRST   # before records that failed are tried again
+
+    def holds(self, owner: str) -> bool:
+        """Whether a confirmed send of lease `owner` (one SIM) is not recorded yet."""
+        return any(entry[0].lease_owner == owner for entry in self._unrecorded)
+
+    def mark_ahead(self, owner: str, message_id: int, part: Any) -> asyncio.Future[Any]:
+        """Start committing the marker of `part`, with the SIM's previous confirmation (one
+        commit), while the modem is asked for its prompt; the PDU waits for it at the prompt.
+        A record of the SIM still on its way is committed first: a crash leaves at most one
+        message per SIM without its outcome (ambiguous)."""
+        before = self._recording.get(owner)
+        if before is not None and not before.done():
+            marking: asyncio.Future[Any] = asyncio.ensure_future(
+                self._mark_after(before, owner, message_id, part))
+            self._recording[owner] = marking
+            return marking
+        return self._mark_now(owner, message_id, part)
+
+    async def _mark_after(self, before: asyncio.Future[Any], owner: str, message_id: int,
+                          part: Any) -> tuple[list[bool] | None, LeaseLost | None]:
+        await asyncio.wait([before])
+        return await asyncio.shield(self._mark_now(owner, message_id, part))
+
+    def _mark_now(self, owner: str, message_id: int, part: Any) -> asyncio.Future[Any]:
+        pending = self._take_unrecorded(owner=owner)
+        if pending:   # with the SIM's previous record: a transaction of its own
+            marking = self.lane.submit(self._record_and_mark, pending, message_id, part.seq,
+                                       part.total, owner)
+        else:   # a marker alone (a run's start): with those other modems ask for meanwhile
+            marking = self.markers.submit(pending, message_id, part.seq, part.total, owner)
+
+        def settle(done: asyncio.Future[Any]) -> None:
+            failed = done.cancelled() or done.exception() is not None
+            self._settled(pending, None if failed else done.result()[0])
+
+        marking.add_done_callback(settle)
+        if pending:  # the SIM's next marker, and the release of its leases, wait for it
+            self._recording[owner] = marking
+        return marking
+
+    def record_soon(self, sent: SentPart, mlog: logging.Logger, to: str, parts: int) -> None:
+        """Settle a confirmed send in the spool with the others of its burst (within RECORD_MAX).
+        A crash before that leaves the message ambiguous, never sent twice."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        # With the spool's calls in threads side by side, a record costs the loop nothing: it
+        # starts at the next turn of the loop (with the others of this turn), unless the SIM's
+        # next message takes it first into the marker it commits while asking for the prompt
+        # (one commit). In one thread (SQLite) it would queue before the markers.
+        quiet, longest = (0.0, 0.0) if self.lane.parallel else (RECORD_QUIET, RECORD_MAX)
+        if not self._unrecorded:
+            self._record_deadline = now + longest
+        self._unrecorded.append((sent, mlog, to, parts))
+        self._record_at = min(now + quiet, self._record_deadline)
+        if self._record_timer is None:
+            self._record_timer = loop.call_at(self._record_at, self._record_when_quiet)
+
+    def _record_when_quiet(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._record_timer = None
+        if loop.time() < self._record_at:  # more came meanwhile: wait for the burst to end
+            self._record_timer = loop.call_at(self._record_at, self._record_when_quiet)
+            return
+        pending = self._take_unrecorded(at_most=RECORDS_PER_COMMIT)
+        if pending:
+            # SIM by SIM: two such commits at once update the SIMs' counters in the same order.
+            pending.sort(key=lambda entry: (entry[0].lease_owner or "", entry[0].message_id))
+            recording = self.lane.submit(self._write_records, pending)
+            recording.add_done_callback(lambda done: self._settled(pending, done.result()))
+            for sent, *_ in pending:  # the SIM's next marker waits for it (`_recorded`)
+                self._recording[sent.lease_owner or ""] = recording
+        if self._unrecorded:  # the rest once the modems had their turn
+            self._record_timer = loop.call_soon(self._record_when_quiet)
+
+    async def record_now(self, *, owner: str | None = None) -> None:
+        """Write the confirmed sends not yet recorded: those of lease `owner` (one SIM), or all
+        of them (before leases are released)."""
+        await self._recorded(owner)
+        pending = self._take_unrecorded(owner=owner)
+        if pending:
+            self._settled(pending, await self.lane.run(self._write_records, pending))
+
+    async def _recorded(self, owner: str | None) -> None:
+        """Until the records on their way for lease `owner` (None: all) are committed."""
+        if owner is None:
+            waiting = set(self._recording.values())
+            self._recording.clear()
+        else:
+            waiting = {self._recording.pop(owner)} if owner in self._recording else set()
+        waiting = {future for future in waiting if not future.done()}
+        if waiting:
+            await asyncio.wait(waiting)
+
+    def _take_unrecorded(self, *, at_most: int | None = None,
+                         owner: str | None = None) -> list[Unrecorded]:
+        """Take out the confirmed sends to record now: the first `at_most`, or those of lease
+        `owner` (one SIM), or all of them."""
+        if owner is not None:
+            pending = [entry for entry in self._unrecorded if entry[0].lease_owner == owner]
+            if pending:
+                self._unrecorded = [entry for entry in self._unrecorded if entry not in pending]
+        else:
+            pending = self._unrecorded[:at_most]
+            del self._unrecorded[:len(pending)]
+        if not self._unrecorded and self._record_timer is not None:
+            self._record_timer.cancel()
+            self._record_timer = None
+        return pending
+
+    def _write_records(self, pending: list[Unrecorded]) -> list[bool | None] | None:
+        """In the lane: record `pending` in one transaction; None if the database failed, or
+        refused an outcome for good (`OutcomeRefused`): they are kept and tried again (the
+        leases stay: recovery would call them sent or ambiguous). A record it refuses otherwise
+        refuses them all: they are then written one by one (`_one_by_one`)."""
+        if not pending:
+            return []
+        try:
+            try:
+                return self.spool.mark_many_sent([sent for sent, *_ in pending])
+            except Exception as exc:
+                if database_failed(exc):
+                    raise
+                log_repeated(log, logging.WARNING, f"could not record {len(pending)} sent "
+                             "messages together; one by one", one_line(exc))
+            return self._one_by_one(pending)
+        except Exception as exc:
+            log_failure(log, f"could not record {len(pending)} sent messages", exc)
+            return None
+
+    def _one_by_one(self, pending: list[Unrecorded]) -> list[bool | None]:
+        """Each record of `pending` in a transaction of its own, after the database refused
+        them together: one it refuses alone (not for being away, nor for a right the role
+        lacks) is called ambiguous (None: the modem confirmed it, the spool refused to say so),
+        an outcome committed all the same, so that its SIM may go on. Raises what it cannot
+        write at all: the database's failure, or `OutcomeRefused` when calling it ambiguous
+        is refused too. Those committed before such a failure are taken out of `pending`
+        (which the caller keeps to write again) and said now."""
+        outcomes: list[bool | None] = []
+        try:
+            for sent, *_ in pending:
+                outcomes.append(self._one_record(sent))
+        except Exception:
+            done = pending[:len(outcomes)]
+            del pending[:len(outcomes)]
+            _say_recorded(done, outcomes)
+            raise
+        return outcomes
+
+    def _one_record(self, sent: SentPart) -> bool | None:
+        """`sent` recorded in a transaction of its own, or (refused) called ambiguous: None."""
+        try:
+            return self.spool.mark_many_sent([sent])[0]
+        except Exception as exc:
+            if database_failed(exc):
+                raise
+            refused = exc
+        why = (f"confirmed by the modem (reference {sent.message_reference}), but the "
+               f"spool refused its record: {one_line(refused)}")
+        try:
+            self.spool.mark_ambiguous(sent.message_id, why, lease_owner=sent.lease_owner)
+        except Exception as exc:
+            if database_failed(exc):
+                raise
+            raise OutcomeRefused(sent.message_id, refused, exc) from exc
+        log_failure(log, f"message {sent.message_id}: its record was refused", refused)
+        return None
+
+    def _record_and_mark(self, pending: list[Unrecorded], message_id: int, seq: int,
+                         total: int | None, owner: str
+                         ) -> tuple[list[bool | None] | None, LeaseLost | None]:
+        """In the lane, one commit: the SIM's previous confirmation and the marker of the part
+        about to be written. A lost lease is returned: nothing written for it, the record
+        still commits.
+
+        The rule: a SIM's next part is marked (so written) only once each of its earlier
+        messages has a committed outcome, so that a crash leaves at most one message per SIM
+        without one. A record the database refuses (not for being away) refuses the marker
+        with it: the records are then written one by one (`_one_by_one`: one refused alone
+        is called ambiguous), and the marker goes alone after them. What cannot be written at
+        all (the database away, a right missing, a message that may be neither recorded nor
+        called ambiguous: `OutcomeRefused`) is raised: no marker, the part not written."""
+        recorded: list[bool | None] | None = []   # none to record: a marker alone (`markers`)
+        if pending:
+            try:
+                return self.spool.mark_sent_then_writing([sent for sent, *_ in pending],
+                                                         message_id, seq, total,
+                                                         lease_owner=owner)
+            except Exception as exc:
+                if database_failed(exc):
+                    raise
+                log_repeated(log, logging.WARNING, f"could not record {len(pending)} sent "
+                             "messages with the next marker; one by one", one_line(exc))
+            recorded = self._one_by_one(pending)
+        try:
+            self.spool.mark_part_writing(message_id, seq, total, lease_owner=owner)
+        except LeaseLost as exc:
+            return recorded, exc
+        return recorded, None
+
+    def _settled(self, pending: list[Unrecorded], recorded: list[bool | None] | None) -> None:
+        """Log what was recorded; what could not be (the database away, a right missing, an
+        outcome refused) is kept, to be written again with the SIM's next marker, or after 1 s,
+        then 2, 4, at most every 5 s while it keeps failing (a SIM's lease is given back only
+        after it)."""
+        if recorded is None:
+            self._unrecorded[:0] = [entry for entry in pending if entry not in self._unrecorded]
+            if self._record_timer is None:
+                self._record_at = 0.0
+                self._record_timer = asyncio.get_running_loop().call_later(
+                    self._record_wait, self._record_when_quiet)
+                self._record_wait = min(self._record_wait * 2, WAIT_MAX)
+            return
+        self._record_wait = WAIT_FIRST
+        _say_recorded(pending, recorded)
+
+
+def _say_recorded(pending: list[Unrecorded], recorded: list[bool | None]) -> None:
+    """The line of each confirmed send of `pending` whose outcome is committed (`recorded`)."""
+    for ok, (sent, mlog, to, parts) in zip(recorded, pending):
+        if ok is None:
+            mlog.warning("message %s to %s sent (%d part%s), reference %s, but its record "
+                         "was refused: ambiguous", sent.message_id, to, parts,
+                         "" if parts == 1 else "s", sent.message_reference)
+            continue
+        mlog.info("message %s to %s sent (%d part%s), reference %s%s", sent.message_id, to,
+                  parts, "" if parts == 1 else "s", sent.message_reference,
+                  "" if ok else " (its lease had been taken over)")

@@ -199,7 +199,7 @@ class SimulatedBank:
                  personality: str | Sequence[str] = "simcom", seed: int | None = None,
                  latency: float = 0.0, realistic: bool = False,
                  faults: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
-                 chatter: float = 1.0) -> None:
+                 chatter: float = 1.0, iccids: Mapping[str, str] | None = None) -> None:
         if modems < 1:
             raise ValueError("a bank needs at least one modem")
         self.count = modems
@@ -211,6 +211,9 @@ class SimulatedBank:
         self.realistic = realistic
         self.start_faults = {name: dict(kinds) for name, kinds in (faults or {}).items()}
         self.chatter = chatter  # scales the vendors' periodic URCs (0: none)
+        # a card's ICCID by modem name, instead of the seeded one: a cloned card (two modems
+        # with one ICCID), or the card of another bank
+        self.iccids = dict(iccids or {})
         self._chatters: list[Chatter] = []
         self._watcher: CloseWatcher | None = None
         self.network: Network | None = None
@@ -241,6 +244,7 @@ class SimulatedBank:
             name = f"m{index}"
             vendor = personality(self.personalities[index - 1])
             sim = make_sim(index, rng, vendor.stores.get("SM", 50))
+            sim.iccid = self.iccids.get(name, sim.iccid)
             modem = VirtualModem(name, vendor, sim, self.network, imei=make_imei(vendor.imei_tac, rng),
                                  rng=random.Random(rng.random()), latency=self.latency,
                                  realistic=self.realistic, table=TABLE.commands)
@@ -252,6 +256,10 @@ class SimulatedBank:
         if unknown:
             await self.stop()
             raise ValueError(f"faults given for unknown modem(s) {sorted(unknown)}")
+        if set(self.iccids) - set(self._modems):
+            await self.stop()
+            raise ValueError(f"ICCIDs given for unknown modem(s) "
+                             f"{sorted(set(self.iccids) - set(self._modems))}")
         for name, port in self._ports.items():
             port.open()
             for kind, params in self.start_faults.get(name, {}).items():

@@ -29,6 +29,7 @@ from typing import Any
 
 from modempool.box.notify import notify, watchdog_interval
 from modempool.dispatch.balance import BalanceTracker
+from modempool.dispatch.cards import CardsServed, dead_judge
 from modempool.dispatch.dispatcher import Dispatcher
 from modempool.errors import PoolError
 from modempool.dispatch.inbound import InboundStore
@@ -82,6 +83,7 @@ class Daemon(ModemTaskMixin):
         # SIM states, heartbeats and the requests desk's looks, one after another (off the
         # event loop on a database server; see spool_lane.py). Made by `run`.
         self.books = SpoolLane()
+        self.cards: CardsServed   # the SIM cards it serves (cards.py); made by `run`
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM/SIGINT do)."""
@@ -137,6 +139,8 @@ class Daemon(ModemTaskMixin):
                 lane = SpoolLane.for_spool(self.spool)
                 inbound_lane = SpoolLane.for_spool(self.spool, INBOUND_THREADS)
                 self.books = SpoolLane.for_spool(self.spool, 1)  # in order: SIM states, beats
+                self.cards = CardsServed(self.spool, self.owner, self.books,
+                                         dead_judge(self.spool, self.watch, shared))
                 stack.callback(lane.close)
                 stack.callback(inbound_lane.close)
                 stack.callback(self.books.close)
@@ -195,6 +199,8 @@ class Daemon(ModemTaskMixin):
             if self.install_signals:
                 for signum in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(signum)
+            with contextlib.suppress(Exception):
+                self.spool.card_holders.let_go(self.owner)   # each modem did; if one could not
             with contextlib.suppress(Exception):
                 self.spool.daemon_stopped(self.owner)
             if own_spool:
@@ -308,6 +314,7 @@ class Daemon(ModemTaskMixin):
                 await self.books.run(self._beat)
             except Exception as exc:  # a busy database: the next one will do
                 log_failure(log, "could not write the heartbeat", exc)
+            await self.cards.check()   # its SIM cards still its own?
             await self._sleep(self.beat_every)
 
     async def _watchdog(self) -> None:

@@ -133,7 +133,7 @@ def sim_note(row: dict[str, Any], tz: tzinfo | None = None) -> str:
         until = from_text(row.get("quarantined_until"))
         return (f"{row.get('last_error') or 'quarantined'}"
                 + (f"; until {_local(until, tz)}" if until else ""))
-    if state in ("down", "locked") and row.get("last_error"):
+    if state in ("down", "locked", "standby") and row.get("last_error"):
         return str(row["last_error"])
     if state == "unknown" and row.get("last_state"):
         return f"last seen {row['last_state']} at {_local(from_text(row.get('updated_at')), tz)}"

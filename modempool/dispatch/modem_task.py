@@ -13,6 +13,7 @@ from typing import Any
 from modempool.box.ports import PortBusy, PortLock
 from modempool.config import ModemConfig
 from modempool.dispatch import limits as limits_mod
+from modempool.dispatch.cards import CardElsewhere
 from modempool.dispatch.held_inbound import HeldInbound
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.sending import ModemTrouble
@@ -59,6 +60,7 @@ class ModemTaskMixin:
         from at_commands import AtError, ModemState, PinError
 
         backoff = 1.0
+        said = ""   # the last refusal of its card, said once
         while not self._stop.is_set():
             try:
                 _own(lock, mlog)
@@ -68,6 +70,8 @@ class ModemTaskMixin:
                 info = await modem.identify()
                 if not info.registered:
                     raise Quarantine(f"not registered ({info.registration_text or 'no network'})")
+                lost = await self._take_card(spec, info)   # CardElsewhere: not here, not now
+                said = ""
                 early = _inbound_only(modem)  # drop news of an earlier connection, keep SMS
                 slot.operator = info.operator or ""
                 slot.errors_in_row = 0
@@ -79,7 +83,16 @@ class ModemTaskMixin:
                           info.manufacturer or "", info.model or "", info.operator,
                           info.signal_dbm, info.msisdn or "?")
                 backoff = 1.0
-                await self._serve(spec, slot, modem, inbound, held, early)
+                await self._serve(spec, slot, modem, inbound, held, early, lost)
+            except CardElsewhere as exc:   # another daemon or modem serves the card: ask again
+                if str(exc) != said:
+                    mlog.warning("sends nothing: %s; asking again every %.0f s", exc,
+                                 self.beat_every)
+                    said = str(exc)
+                self._update_sim(spec, slot, SimState.STANDBY, error=str(exc))
+                await self._give_back(slot)
+                await _close(modem)
+                await self._sleep(self.beat_every)
             except (Quarantine, PinError) as exc:
                 until = datetime.now(timezone.utc) + timedelta(seconds=self.policy.quarantine_seconds)
                 if modem.state is ModemState.LOCKED:  # a refused PIN or a PUK: not by waiting
@@ -106,6 +119,15 @@ class ModemTaskMixin:
             finally:
                 await self._give_back(slot)
                 await _close(modem)
+                await self.cards.let_go(spec.name)   # after what it held went back
+
+    async def _take_card(self, spec: ModemConfig, info: Any) -> asyncio.Event:
+        """Take the card in the modem (by ICCID) before it sends: the event set if another
+        daemon takes it over later. A modem that reads no ICCID cannot be told apart: it
+        serves, as before (an event never set)."""
+        if not info.iccid:
+            return asyncio.Event()
+        return await self.cards.take(spec.name, info.iccid)
 
     async def _learn_card(self, spec: ModemConfig, slot: SimSlot, info: Any) -> None:
         """Before the SIM goes into rotation: record the ICCID of the card in it, and take
@@ -138,17 +160,23 @@ class ModemTaskMixin:
         modem.profile = dataclasses.replace(modem.profile, timeouts=timeouts)
 
     async def _serve(self, spec: ModemConfig, slot: SimSlot, modem: Any, inbound: InboundStore,
-                     held: HeldInbound, early: list[Any]) -> None:
+                     held: HeldInbound, early: list[Any], lost: asyncio.Event) -> None:
+        """Send and receive until the daemon stops, the driver gives up, or the card is
+        taken over by another daemon (`lost`: its message on the air finishes first)."""
         trouble = asyncio.Event()
         events = asyncio.create_task(
             self._pump_events(spec, slot, modem, inbound, held, trouble, early),
             name=f"{spec.name}:events")
+        taken = asyncio.create_task(_set_when(lost, trouble), name=f"{spec.name}:card")
         try:
             await self._send_loop(slot, modem, trouble)
         finally:
-            events.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await events
+            for task in (events, taken):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if lost.is_set() and not self._stop.is_set():
+            raise CardElsewhere(self.cards.why_lost(spec.name))
         if trouble.is_set() and not self._stop.is_set():
             raise ModemTrouble("the driver gave up reconnecting")
 
@@ -253,6 +281,11 @@ class ModemTaskMixin:
             self.spool.upsert_sim(sim, signal=dbm)
         except Exception as exc:
             log.warning("could not record the signal of %s: %s", sim, exc)
+
+
+async def _set_when(first: asyncio.Event, then: asyncio.Event) -> None:
+    await first.wait()
+    then.set()
 
 
 async def _first(*awaitables: Any) -> Any:

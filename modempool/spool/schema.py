@@ -280,6 +280,19 @@ ALTER TABLE inbound DROP COLUMN hooks_next;
 ALTER TABLE inbound DROP COLUMN hooks_owner;
 """
 
+#: Which live daemon serves each SIM card (by ICCID): one at a time, so that the quota a daemon
+#: decides in its memory from the card's counts (`sim_counters`, read when it takes the card) is
+#: the card's whole day. `sims` cannot say it: it is keyed by modem name, which two boxes may
+#: share, and a cloned card sits in two modems at once (`card_holders.py`).
+SIM_HOLDERS = """
+CREATE TABLE IF NOT EXISTS sim_holders (
+    iccid  TEXT PRIMARY KEY,
+    owner  TEXT NOT NULL,            -- the daemon run serving it (host:pid:place-run)
+    modem  TEXT NOT NULL,            -- the name of its modem there
+    since  TEXT NOT NULL             -- when that daemon took it
+);
+"""
+
 #: version -> the script that brings a spool of the version before up to it. A spool records
 #: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
@@ -300,10 +313,11 @@ ALTER TABLE inbound DROP COLUMN hooks_owner;
 #: modempool, whose triggers write no subject, refuses the spool rather than replace them.
 #: Version 14: a received SMS's hooks still to run, durable (`INBOUND_HOOKS`); version 15: their
 #: marks in a table of their own (`HOOKS_TABLE`).
+#: Version 16: the daemon serving each SIM card (`SIM_HOLDERS`).
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
                               5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: "",
                               9: "", 10: "", 11: "", 12: MESSAGE_OWNERS, 13: "",
-                              14: INBOUND_HOOKS, 15: HOOKS_TABLE}
+                              14: INBOUND_HOOKS, 15: HOOKS_TABLE, 16: SIM_HOLDERS}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

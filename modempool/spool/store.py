@@ -8,7 +8,8 @@
   (`records.py`);
 - `spool.inbound`: received SMS and delivery reports (`inbound.py`);
 - `spool.sims`: SIM rows and counters (`sims.py`); `spool.audit`: the events log (`audit.py`);
-  `spool.daemons`: the daemons' heartbeats (`daemons.py`); `spool.metrics`: what a Prometheus
+  `spool.daemons`: the daemons' heartbeats (`daemons.py`); `spool.card_holders`: which live
+  daemon serves each SIM card (`card_holders.py`); `spool.metrics`: what a Prometheus
   scrape asks (`metrics.py`);
 - `spool.history`: the history search's reads (`history.py`); `spool.reports`: the operator
   features' questions (`reports.py`); `spool.scoped`: what one API account sees (`scoped.py`).
@@ -27,6 +28,7 @@ from typing import Any
 from modempool.numbers import DEFAULT_REGION
 from modempool.part_call import PartCall
 from modempool.spool.audit import AuditLog
+from modempool.spool.card_holders import CardHolders
 from modempool.spool.claims import Claims
 from modempool.spool.daemons import Daemons
 from modempool.spool.decisions import Decisions
@@ -117,6 +119,7 @@ class Spool:
         self.inbound = Inbound(self.engine, self.audit, region, self.sims)
         self.inbound_hooks = InboundHooks(self.engine)
         self.daemons = Daemons(self.engine)
+        self.card_holders = CardHolders(self.engine, self.audit)
         self.requests = Requests(self.engine)
         self.refused_pins = RefusedPins(self.engine, self.audit)
         self.metrics = Metrics(self.engine)

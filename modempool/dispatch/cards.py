@@ -1,0 +1,127 @@
+"""The SIM cards this daemon serves: a card (ICCID) is served by one live daemon, and in it by one
+modem, at a time.
+
+A modem that comes up takes its card (`spool.card_holders`) before it goes into rotation.
+Refused (another live daemon serves the card, or another modem of this daemon reports the same
+ICCID), it sends nothing and says why (`CardElsewhere`); its task asks again a beat later,
+since the other may die or let go. With each heartbeat the daemon looks whether its cards are
+still its own: one judged dead while it lived (its heartbeat unseen for `[pool] silent_after`)
+finds a card taken over, and that modem stops sending. A modem lets its card go when it stops
+serving (down, quarantined, the daemon stopping). The cost is a statement when a modem comes
+up and one per heartbeat, none per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from modempool.spool.card_holders import Holder
+from modempool.spool.daemons import HeartbeatWatch
+from modempool.spool.unavailable import log_failure
+
+log = logging.getLogger("modempool.dispatch.cards")
+
+
+class CardElsewhere(Exception):
+    """This modem's card is served by another live daemon, or by another modem of this one."""
+
+
+def dead_judge(spool: Any, watch: HeartbeatWatch, shared: bool) -> Callable[[str], bool]:
+    """Whether a card's holder (a daemon run) is dead: on a shared spool by the rule that
+    settles leases (`shared.dead_runs`); on SQLite, where one daemon holds the spool's lock,
+    every other run is (as every lease found at start is)."""
+    if not shared:
+        return lambda owner: True
+    from modempool.dispatch.shared import dead_runs
+
+    dead = dead_runs(spool, watch)
+    return lambda owner: bool(dead([owner]))
+
+
+class CardsServed:
+    """The cards this daemon run (`owner`) holds, by ICCID, and for each modem an event set
+    when its card is taken from it. Its spool work runs in `lane` (a `SpoolLane`)."""
+
+    def __init__(self, spool: Any, owner: str, lane: Any, dead: Callable[[str], bool]) -> None:
+        self.spool = spool
+        self.owner = owner
+        self.lane = lane
+        self.dead = dead
+        self.served: dict[str, str] = {}           # ICCID -> the modem serving it here
+        self._lost: dict[str, asyncio.Event] = {}  # modem -> set when its card was taken
+        self._why: dict[str, str] = {}             # modem -> why it was
+
+    async def take(self, modem: str, iccid: str) -> asyncio.Event:
+        """Take card `iccid` for `modem`: the event set if another daemon takes it over later.
+        `CardElsewhere` (one line, naming the holder) if it is served elsewhere."""
+        here = self.served.get(iccid)
+        if here is not None and here != modem:
+            raise CardElsewhere(f"its SIM card {iccid} is already served by modem {here} of this "
+                                "daemon (two modems report one ICCID: a cloned card, or one "
+                                "device configured twice)")
+        self.served[iccid] = modem   # at once: another modem here with this ICCID is refused
+        try:
+            holder = await self.lane.run(self.spool.card_holders.take, iccid, self.owner, modem,
+                                         self.dead)
+        except BaseException:
+            if self.served.get(iccid) == modem:
+                del self.served[iccid]
+            raise
+        if holder is not None:
+            del self.served[iccid]
+            raise CardElsewhere(_held(iccid, holder))
+        self._why.pop(modem, None)
+        lost = self._lost[modem] = asyncio.Event()
+        return lost
+
+    def why_lost(self, modem: str) -> str:
+        """Why `modem`'s card was taken from it (after its event was set)."""
+        return self._why.get(modem, "its SIM card was taken over by another daemon")
+
+    async def let_go(self, modem: str) -> None:
+        """`modem` no longer serves its card (if it had one): another may take it now."""
+        for iccid in [i for i, m in self.served.items() if m == modem]:
+            del self.served[iccid]
+            try:
+                await self.lane.run(self.spool.card_holders.let_go, self.owner, iccid)
+            except Exception as exc:  # its hold stays ours until this run is judged dead
+                log_failure(log, f"could not let go of the SIM card in {modem}", exc)
+
+    async def check(self) -> None:
+        """With the heartbeat: whether this daemon's cards are still its own. A card another
+        daemon took over (it judged this one dead) stops its modem; a hold gone (deleted by
+        hand) is taken again."""
+        served = dict(self.served)
+        if not served:
+            return
+        try:
+            holders = await self.lane.run(self._look, served)
+        except Exception as exc:  # the database away: nothing is claimed meanwhile either
+            log_failure(log, "could not look whether this daemon's SIM cards are its own", exc)
+            return
+        for iccid, holder in holders.items():
+            modem = served[iccid]
+            if holder.owner == self.owner or self.served.get(iccid) != modem:
+                continue
+            del self.served[iccid]
+            self._why[modem] = (f"its SIM card {iccid} was taken over by another daemon, "
+                                f"{holder.shown} (its modem {holder.modem}), which judged this "
+                                "one dead")
+            self._lost[modem].set()
+
+    def _look(self, served: dict[str, str]) -> dict[str, Holder]:
+        """In the lane: the holders of `served`'s cards, a missing hold taken again."""
+        holders = self.spool.card_holders.holders(list(served))
+        for iccid, modem in served.items():
+            if iccid not in holders:
+                holders[iccid] = (self.spool.card_holders.take(iccid, self.owner, modem, self.dead)
+                                  or Holder(self.owner, modem))
+        return holders
+
+
+def _held(iccid: str, holder: Holder) -> str:
+    return (f"its SIM card {iccid} is served by another live daemon, {holder.shown} (its modem "
+            f"{holder.modem})")

@@ -1,0 +1,93 @@
+"""Which live daemon serves each SIM card (`spool.card_holders`): one at a time.
+
+A card (its ICCID) can show up in two running modems at once: a cloned card, a card moved while
+the old box had not yet noticed, one device configured twice, a modem reconnected under another
+name. A card's quota is decided in the memory of the daemon that sends for it, from the counts
+it read when it took the card; that is sound only while no other daemon sends for the card. So
+a daemon takes the card before its modem sends, by the rule that settles leases: a live
+daemon's hold is never taken, a dead one's is (`daemons.judge`, asked through `dead`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from modempool.spool.audit import AuditLog
+from modempool.spool.daemons import shown_owner
+from modempool.spool.engine import Engine
+from modempool.spool.model import from_text, to_text, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """The daemon run that serves a card, the name of its modem there, and since when."""
+
+    owner: str
+    modem: str
+    since: datetime | None = None
+
+    @property
+    def shown(self) -> str:
+        """The holder as a person is shown it: `host:pid`."""
+        return shown_owner(self.owner)
+
+
+class CardHolders:
+    """Rows of `sim_holders`: a card's ICCID, the daemon run serving it and its modem."""
+
+    def __init__(self, engine: Engine, audit: AuditLog) -> None:
+        self.engine = engine
+        self.audit = audit
+
+    def take(self, iccid: str, owner: str, modem: str, dead: Callable[[str], bool],
+             now: datetime | None = None) -> Holder | None:
+        """Take card `iccid` for `modem` of daemon run `owner`: None when it is ours now (it
+        was free, ours already, or its holder is `dead`: taken over, said in the events);
+        else its live holder, whose hold is left as it is. A daemon's own hold under another
+        modem's name is taken: a daemon knows its own modems (`dispatch.cards`)."""
+        moment = to_text(now or utcnow())
+        with self.engine.tx() as conn:
+            conn.execute("INSERT INTO sim_holders (iccid, owner, modem, since) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT (iccid) DO NOTHING", (iccid, owner, modem, moment))
+            # locked: two daemons that both found a dead holder take turns, the second sees
+            # the first's hold
+            held_by, held_in, since = conn.execute(
+                "SELECT owner, modem, since FROM sim_holders WHERE iccid = ?"
+                + self.engine.lock_rows, (iccid,)).fetchone()
+            if held_by == owner and held_in == modem:
+                return None
+            if held_by != owner and not dead(held_by):
+                return Holder(held_by, held_in, from_text(since))
+            conn.execute("UPDATE sim_holders SET owner = ?, modem = ?, since = ? WHERE iccid = ?",
+                         (owner, modem, moment, iccid))
+            if held_by != owner:
+                self.audit.record(conn, "sim-card-taken-over", sim=modem,
+                                  detail={"iccid": iccid, "from": shown_owner(held_by),
+                                          "modem": held_in}, now=moment)
+        return None
+
+    def holders(self, iccids: Sequence[str]) -> dict[str, Holder]:
+        """The holder of each of `iccids` that has one."""
+        if not iccids:
+            return {}
+        among, values = self.engine.among("iccid", list(iccids))
+        return {row["iccid"]: Holder(row["owner"], row["modem"], from_text(row["since"]))
+                for row in self.engine.rows(
+                    f"SELECT iccid, owner, modem, since FROM sim_holders WHERE {among}", values)}
+
+    def let_go(self, owner: str, iccid: str | None = None) -> int:
+        """Daemon run `owner` no longer serves card `iccid` (None: any card); returns how many
+        holds it let go."""
+        with self.engine.tx() as conn:
+            if iccid is None:
+                done = conn.execute("DELETE FROM sim_holders WHERE owner = ?", (owner,))
+            else:
+                done = conn.execute("DELETE FROM sim_holders WHERE owner = ? AND iccid = ?",
+                                    (owner, iccid))
+            return int(done.rowcount or 0)
+
+    def __call__(self) -> list[dict[str, object]]:
+        """Every hold, by ICCID."""
+        return [dict(r) for r in self.engine.rows("SELECT * FROM sim_holders ORDER BY iccid")]

@@ -60,7 +60,6 @@ class ModemTaskMixin:
         from at_commands import AtError, ModemState, PinError
 
         backoff = 1.0
-        said = ""   # the last refusal of its card, said once
         while not self._stop.is_set():
             try:
                 _own(lock, mlog)
@@ -70,9 +69,11 @@ class ModemTaskMixin:
                 info = await modem.identify()
                 if not info.registered:
                     raise Quarantine(f"not registered ({info.registration_text or 'no network'})")
-                lost = await self._take_card(spec, info)   # CardElsewhere: not here, not now
-                said = ""
-                early = _inbound_only(modem)  # drop news of an earlier connection, keep SMS
+                card = await self._await_card(spec, slot, modem, info, mlog)
+                if card is None:   # the daemon stops
+                    return
+                lost, kept = card
+                early = kept + _inbound_only(modem)  # drop news of an earlier connection, keep SMS
                 slot.operator = info.operator or ""
                 slot.errors_in_row = 0
                 await self._learn_card(spec, slot, info)
@@ -84,15 +85,8 @@ class ModemTaskMixin:
                           info.signal_dbm, info.msisdn or "?")
                 backoff = 1.0
                 await self._serve(spec, slot, modem, inbound, held, early, lost)
-            except CardElsewhere as exc:   # another daemon or modem serves the card: ask again
-                if str(exc) != said:
-                    mlog.warning("sends nothing: %s; asking again every %.0f s", exc,
-                                 self.beat_every)
-                    said = str(exc)
-                self._update_sim(spec, slot, SimState.STANDBY, error=str(exc))
-                await self._give_back(slot)
-                await _close(modem)
-                await self._sleep(self.beat_every)
+            except CardElsewhere as exc:   # taken over while it served: open again, stand by
+                mlog.warning("stops sending: %s", exc)
             except (Quarantine, PinError) as exc:
                 until = datetime.now(timezone.utc) + timedelta(seconds=self.policy.quarantine_seconds)
                 if modem.state is ModemState.LOCKED:  # a refused PIN or a PUK: not by waiting
@@ -121,13 +115,30 @@ class ModemTaskMixin:
                 await _close(modem)
                 await self.cards.let_go(spec.name)   # after what it held went back
 
-    async def _take_card(self, spec: ModemConfig, info: Any) -> asyncio.Event:
+    async def _await_card(self, spec: ModemConfig, slot: SimSlot, modem: Any, info: Any,
+                          mlog: logging.Logger) -> tuple[asyncio.Event, list[Any]] | None:
         """Take the card in the modem (by ICCID) before it sends: the event set if another
-        daemon takes it over later. A modem that reads no ICCID cannot be told apart: it
+        daemon takes it over later, and the SMS the modem received meanwhile. While another
+        live daemon or modem serves the card, stand by: say so once (log and `status`), keep
+        the modem open and what it receives for later, and ask again every heartbeat. None:
+        the daemon stopped meanwhile. A modem that reads no ICCID cannot be told apart: it
         serves, as before (an event never set)."""
         if not info.iccid:
-            return asyncio.Event()
-        return await self.cards.take(spec.name, info.iccid)
+            return asyncio.Event(), []
+        kept: list[Any] = []
+        said = ""
+        while not self._stop.is_set():
+            try:
+                return await self.cards.take(spec.name, info.iccid), kept
+            except CardElsewhere as exc:
+                if str(exc) != said:
+                    said = str(exc)
+                    mlog.warning("sends nothing: %s; asking again every %g s", exc,
+                                 self.beat_every)
+                    self._update_sim(spec, slot, SimState.STANDBY, info=info, error=said)
+            await self._sleep(self.beat_every)
+            kept += _inbound_only(modem)
+        return None
 
     async def _learn_card(self, spec: ModemConfig, slot: SimSlot, info: Any) -> None:
         """Before the SIM goes into rotation: record the ICCID of the card in it, and take

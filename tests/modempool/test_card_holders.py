@@ -1,0 +1,157 @@
+"""A SIM card (ICCID) is served by one live daemon, and in it by one modem, at a time (issue 18:
+"two hosts cannot together exceed a SIM's daily quota"). The quota a daemon decides in its
+memory is then the card's whole day: what it read when it took the card, and what it sent since.
+
+The spool's rule on both engines; then real daemons (subprocesses) on simulated banks whose
+modems report one ICCID (a cloned card): two daemons sharing a real PostgreSQL cluster, and two
+modems of one daemon on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from modempool.spool import Spool
+from simulator import SimulatedBank
+from tests.modempool.daemon_harness import REPO, DaemonProcess, eventually, kill_leftovers
+
+pytestmark = pytest.mark.timeout(300)
+
+CARD = "89860012345678901234"
+A, B = "box-a:101:0000aaaa-r1", "box-b:202:0000bbbb-r2"
+
+
+@pytest.fixture(autouse=True)
+async def no_leftover_daemons():
+    yield
+    await kill_leftovers()
+
+
+def test_a_card_is_held_by_one_daemon_until_it_is_dead_or_lets_go(spool_target):
+    alive = lambda owner: False  # noqa: E731
+    with Spool(spool_target) as spool:
+        holders = spool.card_holders
+        assert holders.take(CARD, A, "a1", alive) is None          # free: a's now
+        held = holders.take(CARD, B, "b1", alive)                  # a lives: refused
+        assert (held.owner, held.modem, held.shown) == (A, "a1", "box-a:101")
+        assert holders.take(CARD, A, "a1", alive) is None          # a's already
+        assert holders.take(CARD, B, "b1", lambda owner: owner == A) is None  # a dead: b's
+        assert holders.holders([CARD, "other"])[CARD].owner == B
+        taken = [e for e in spool.events() if e["kind"] == "sim-card-taken-over"]
+        assert [(e["sim"], json.loads(e["detail"])) for e in taken] == [
+            ("b1", {"iccid": CARD, "from": "box-a:101", "modem": "a1"})]
+        assert holders.take(CARD, A, "a1", alive).owner == B       # and never back while b lives
+        assert holders.take(CARD, B, "b2", alive) is None          # b's own other modem: b knows
+        assert holders.let_go(A) == 0
+        assert holders.let_go(B, CARD) == 1
+        assert holders.take(CARD, A, "a1", alive) is None          # let go: free again
+        assert holders.let_go(A) == 1 and holders() == []
+
+
+def _config(path: Path, spool: str, prefix: str, devices: list[str], per_day: int | None,
+            ) -> Path:
+    lines = ["[spool]", spool, "", "[pool]", "lease_seconds = 2", "silent_after = 3", "",
+             "[retry]", "backoff = 0.2", "backoff_max = 1.0", ""]
+    for device in devices:
+        lines += ["[[modem]]", f'name = "{prefix}{Path(device).name[1:]}"', f'port = "{device}"']
+        if per_day is not None:
+            lines.append(f"per_day = {per_day}")
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _parts(bank: SimulatedBank, modem: str) -> list[dict]:
+    return [e for e in bank.network_log() if e["kind"] == "part" and e["modem"] == modem]
+
+
+async def _status(config: Path) -> dict[str, dict]:
+    """`modempool status --json`'s SIMs by name (a subprocess: the banks keep turning)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", "status", "--json", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "400"})
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    return {sim["name"]: sim for sim in json.loads(out)["sims"]}
+
+
+async def test_one_card_in_two_live_daemons_is_served_by_one_and_its_quota_holds_across_both(
+        tmp_path, pg_cluster):
+    """Bank b's first modem holds a clone of bank a's first card. While daemon a lives, b1
+    sends nothing and says why (in its log and in `status`); a killed with SIGKILL, b takes
+    the card over and sends only what the card's day has left."""
+    quota = 6
+    url = pg_cluster.new_schema()
+    async with SimulatedBank(modems=1, directory=tmp_path / "a", seed=31) as bank_a:
+        card = bank_a.modems[0].iccid
+        async with SimulatedBank(modems=2, directory=tmp_path / "b", seed=32,
+                                 iccids={"m1": card}) as bank_b:
+            for bank in (bank_a, bank_b):
+                for info in bank.modems:
+                    bank.set_fault(info.name, "sms_latency", seconds=0.5)
+            config_a = _config(tmp_path / "a.toml", f'url = "{url}"', "a", bank_a.devices, quota)
+            config_b = _config(tmp_path / "b.toml", f'url = "{url}"', "b", bank_b.devices, quota)
+            with Spool(url) as spool:
+                first = await DaemonProcess(config_a).start()
+                second = await DaemonProcess(config_b).start()
+                line = (f"b1: sends nothing: its SIM card {card} is served by another live "
+                        f"daemon, {os.uname().nodename}:{first.proc.pid} (its modem a1)")
+                await second.wait_for_log(line)
+                status = await _status(config_b)
+                assert status["b1"]["state"] == "standby", status
+                assert line.split(": ", 2)[2] == status["b1"]["last_error"], status
+                assert status["b1"]["sent_today"] == 0   # the card's: nothing sent yet
+                spool.enqueue_many({"to": "+8613800138000", "text": f"card {i}",
+                                    "sims": ["a1", "b1"]} for i in range(2 * quota))
+                spool.enqueue("+8613800138000", "b2 sends meanwhile", sims=["b2"])
+                await eventually(lambda: len(_parts(bank_a, "m1")) >= 2, what="a1 sending")
+                await first.kill()
+                assert len(_parts(bank_a, "m1")) < quota          # a left b some of the day
+                assert _parts(bank_b, "m2") and not _parts(bank_b, "m1")  # b sent, not on a's card
+                await eventually(lambda: _parts(bank_b, "m1"), what="b1 sending after the kill")
+                await eventually(lambda: spool.sent_counts("b1")[1] >= quota,
+                                 what="the card's day spent")
+                await eventually(lambda: spool.counts()["sending"] == 0, what="b1 done")
+                assert await second.stop() == 0
+                queued = spool.counts()["queued"]
+                holders = spool.card_holders()
+    sent = len(_parts(bank_a, "m1")) + len(_parts(bank_b, "m1"))
+    assert sent <= quota, (sent, quota)   # the day's quota held across both daemons
+    assert queued >= quota                # what the card's day had no room for waits
+    assert holders == []                  # b let go at its clean stop (a's taken over)
+
+
+async def test_two_modems_of_one_daemon_with_one_card_one_sends(tmp_path):
+    """Two modems report one ICCID in one daemon (SQLite): the second to come up is refused
+    with one line naming the first, sends nothing, and `status` says why."""
+    card = CARD
+    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=33,
+                             iccids={"m1": card, "m2": card}) as bank:
+        config = _config(tmp_path / "one.toml", f'path = "{tmp_path / "spool.db"}"', "s",
+                         bank.devices, None)
+        daemon = await DaemonProcess(config).start()
+        await daemon.wait_for_log(f"sends nothing: its SIM card {card} is already served by "
+                                  "modem s")
+        with Spool(tmp_path / "spool.db") as spool:
+            spool.enqueue_many({"to": "+8613800138000", "text": f"one card {i}"}
+                               for i in range(6))
+            await eventually(lambda: spool.counts()["sent"] + spool.counts()["delivered"] == 6,
+                             what="all six sent")
+            states = {name: (spool.sim(name) or {}).get("state") for name in ("s1", "s2")}
+        status = await _status(config)
+        assert await daemon.stop() == 0
+    senders = {e["modem"] for e in bank.network_log() if e["kind"] == "part"}
+    assert len(senders) == 1, senders
+    serving = "s" + senders.pop()[1:]
+    other = "s2" if serving == "s1" else "s1"
+    assert states == {serving: "up", other: "standby"}
+    assert f"already served by modem {serving} of this daemon" in status[other]["last_error"]
+    with Spool(tmp_path / "spool.db") as spool:
+        assert spool.card_holders() == []     # let go at the clean stop

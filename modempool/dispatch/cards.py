@@ -92,13 +92,12 @@ class CardsServed:
 
     async def check(self) -> None:
         """With the heartbeat: whether this daemon's cards are still its own. A card another
-        daemon took over (it judged this one dead) stops its modem; a hold gone (deleted by
-        hand) is taken again."""
+        daemon took over (it judged this one dead) stops its modem."""
         served = dict(self.served)
         if not served:
             return
         try:
-            holders = await self.lane.run(self._look, served)
+            holders = await self.lane.run(self.spool.card_holders.holders, list(served))
         except Exception as exc:  # the database away: nothing is claimed meanwhile either
             log_failure(log, "could not look whether this daemon's SIM cards are its own", exc)
             return
@@ -111,15 +110,6 @@ class CardsServed:
                                 f"{holder.shown} (its modem {holder.modem}), which judged this "
                                 "one dead")
             self._lost[modem].set()
-
-    def _look(self, served: dict[str, str]) -> dict[str, Holder]:
-        """In the lane: the holders of `served`'s cards, a missing hold taken again."""
-        holders = self.spool.card_holders.holders(list(served))
-        for iccid, modem in served.items():
-            if iccid not in holders:
-                holders[iccid] = (self.spool.card_holders.take(iccid, self.owner, modem, self.dead)
-                                  or Holder(self.owner, modem))
-        return holders
 
 
 def _held(iccid: str, holder: Holder) -> str:

@@ -87,6 +87,7 @@ class ModemTaskMixin:
                 await self._serve(spec, slot, modem, inbound, held, early, lost)
             except CardElsewhere as exc:   # taken over while it served: open again, stand by
                 mlog.warning("stops sending: %s", exc)
+                self._update_sim(spec, slot, SimState.STANDBY, error=str(exc))  # out of rotation
             except (Quarantine, PinError) as exc:
                 until = datetime.now(timezone.utc) + timedelta(seconds=self.policy.quarantine_seconds)
                 if modem.state is ModemState.LOCKED:  # a refused PIN or a PUK: not by waiting
@@ -120,9 +121,10 @@ class ModemTaskMixin:
         """Take the card in the modem (by ICCID) before it sends: the event set if another
         daemon takes it over later, and the SMS the modem received meanwhile. While another
         live daemon or modem serves the card, stand by: say so once (log and `status`), keep
-        the modem open and what it receives for later, and ask again every heartbeat. None:
-        the daemon stopped meanwhile. A modem that reads no ICCID cannot be told apart: it
-        serves, as before (an event never set)."""
+        the modem open and what it receives for later, and ask again every heartbeat (also
+        while the database cannot answer: an outage, not the modem's failure). None: the
+        daemon stopped meanwhile. A modem that reads no ICCID cannot be told apart: it serves,
+        as before (an event never set)."""
         if not info.iccid:
             return asyncio.Event(), []
         kept: list[Any] = []
@@ -136,6 +138,10 @@ class ModemTaskMixin:
                     mlog.warning("sends nothing: %s; asking again every %g s", exc,
                                  self.beat_every)
                     self._update_sim(spec, slot, SimState.STANDBY, info=info, error=said)
+            except Exception as exc:
+                if not database_failed(exc):
+                    raise
+                log_failure(mlog, "could not take its SIM card; asking again", exc)
             await self._sleep(self.beat_every)
             kept += _inbound_only(modem)
         return None

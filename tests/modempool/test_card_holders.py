@@ -156,3 +156,34 @@ async def test_two_modems_of_one_daemon_with_one_card_one_sends(tmp_path):
     assert f"already served by modem {serving} of this daemon" in status[other]["last_error"]
     with Spool(tmp_path / "spool.db") as spool:
         assert spool.card_holders() == []     # let go at the clean stop
+
+
+async def test_a_daemon_whose_card_was_taken_over_stops_sending_on_it_at_its_next_heartbeat(
+        tmp_path):
+    """A daemon judged dead while it lived (cut off from the database for longer than the
+    silent window) finds, with its next heartbeat, that another daemon took its card over: its
+    modem stops sending and stands by. Here the other daemon's take is its row in the spool;
+    on SQLite (one daemon per spool) a hold of another run is a dead one's, so the modem then
+    takes its card back, and says so in the events."""
+    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=34,
+                             iccids={"m1": CARD}) as bank:
+        config = _config(tmp_path / "one.toml", f'path = "{tmp_path / "spool.db"}"', "s",
+                         bank.devices, None)
+        daemon = await DaemonProcess(config).start()
+        with Spool(tmp_path / "spool.db") as spool:
+            assert [h["modem"] for h in spool.card_holders()] == ["s1"]
+            with spool.engine.tx() as conn:
+                conn.execute("UPDATE sim_holders SET owner = ?, modem = 'b1'", (B,))
+            await daemon.wait_for_log(f"s1: stops sending: its SIM card {CARD} was taken over "
+                                      "by another daemon, box-b:202 (its modem b1), which judged "
+                                      "this one dead")
+
+            def taken_back() -> bool:
+                return any(e["kind"] == "sim-card-taken-over" and "box-b:202" in e["detail"]
+                           for e in spool.events())
+
+            await eventually(taken_back, what="the card taken back from the dead run")
+            spool.enqueue("+8613800138000", "after the card came back")
+            await eventually(lambda: spool.counts()["sent"] + spool.counts()["delivered"] == 1,
+                             what="sent once the card is back")
+        assert await daemon.stop() == 0

@@ -54,20 +54,20 @@ def test_a_card_is_held_by_one_daemon_until_it_is_dead_or_lets_go(spool_target):
         assert holders.let_go(A) == 1 and holders() == []
 
 
-def test_a_version_14_spool_is_upgraded_with_no_card_held(spool_target):
-    """Schema step 15 on a version 14 spool (both engines): the holders' table, empty."""
+def test_a_version_15_spool_is_upgraded_with_no_card_held(spool_target):
+    """Schema step 16 on a version 15 spool (both engines): the holders' table, empty."""
     from modempool.spool.schema import SCHEMA_VERSION
 
     sqlite = not str(spool_target).startswith("postgresql")
     with Spool(spool_target) as spool:
         with spool.engine.tx() as conn:
             conn.execute("DROP TABLE sim_holders")
-            conn.execute("PRAGMA user_version = 14" if sqlite
-                         else "UPDATE modempool_schema SET version = 14")
+            conn.execute("PRAGMA user_version = 15" if sqlite
+                         else "UPDATE modempool_schema SET version = 15")
     with Spool(spool_target) as spool:
         version = spool.rows("PRAGMA user_version" if sqlite
                              else "SELECT version FROM modempool_schema")[0][0]
-        assert version == SCHEMA_VERSION >= 15
+        assert version == SCHEMA_VERSION >= 16
         assert spool.card_holders() == []
         assert spool.card_holders.take(CARD, A, "a1", lambda owner: False) is None
 

@@ -165,7 +165,8 @@ class InboundStore:
         message from that sender is answered. A sender whose earlier SMS wait in the spool
         (the database failed their hooks) is behind: this one waits there too, for `keep_up`.
         An earlier SMS of the sender pending in another daemon run (a dead one's, or a live
-        one's still at its hooks) puts the sender behind too, until it is done (`_Behind`).
+        one's still at its handlers; not one at its forward command) puts the sender behind
+        too, until it is done (`_Behind`).
         A message stored without a mark (no daemon's: a dict, a library's row) runs its hooks
         as before, at most once."""
         sender = _sender_of(inbound)
@@ -275,7 +276,7 @@ class InboundStore:
         try:
             with self.spool.transaction() as conn:
                 if not hooks.advance(conn, inbound_id, first, end, self.steps, self.owner,
-                                     sender=_sender_of(inbound)):
+                                     sender=_sender_of(inbound), handlers=len(self.handlers)):
                     if hooks.at(inbound_id, first, self.owner, conn):
                         raise _Behind()
                     return [None] * (end - first)

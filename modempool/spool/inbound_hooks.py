@@ -50,21 +50,23 @@ class InboundHooks:
         self.engine = engine
 
     def advance(self, conn: Any, inbound_id: int, first: int, end: int, count: int,
-                owner: str, *, sender: str | None = None) -> bool:
+                owner: str, *, sender: str | None = None, handlers: int = 0) -> bool:
         """In the transaction of their writes (`conn`), before them: pass steps `first` to
         `end` (not included) of `count`. False when they are not this run's to run: done
         already (by this run, or by the one that took it over), or the row is another run's.
         With the SMS's `sender`: False too while an earlier SMS of that sender waits in another
-        run (a dead daemon's not taken over yet, or a live one's at its hooks), so that a
-        sender's 退订 is recorded before their next SMS is answered, whichever daemon stored
-        each (`at` tells this from done)."""
+        run at one of its first `handlers` steps (a dead daemon's not taken over yet, or a
+        live one's at its handlers), so that a sender's 退订 is recorded before their next SMS
+        is answered, whichever daemon stored each (`at` tells this from done). An earlier SMS
+        at its forward command (the last step) holds nothing up: the handlers' writes, which
+        the order is for, are committed; the same run does not wait for its own either."""
         where, params = "WHERE inbound_id = ? AND next_hook = ? AND owner = ?", [
             inbound_id, first, owner]
         if sender is not None:
             where += (" AND NOT EXISTS (SELECT 1 FROM inbound_hooks earlier WHERE "
                       "earlier.sender = ? AND earlier.inbound_id < ? AND "
-                      "(earlier.owner IS NULL OR earlier.owner <> ?))")
-            params += [sender, inbound_id, owner]
+                      "earlier.next_hook < ? AND (earlier.owner IS NULL OR earlier.owner <> ?))")
+            params += [sender, inbound_id, handlers, owner]
         if end < count:
             return conn.execute(f"UPDATE inbound_hooks SET next_hook = ? {where}",
                                 [end, *params]).rowcount == 1

@@ -266,6 +266,34 @@ async def test_a_later_sms_waits_for_a_dead_runs_pending_opt_out_of_its_sender(t
     await _close(spool, store, lane)
 
 
+async def test_another_runs_sms_at_its_forward_command_holds_up_no_later_sms_of_the_sender(
+        tmp_path, spool_target):
+    """Another live daemon run's SMS of the sender has passed its handlers and waits only for
+    its forward command (the last step): the sender's next SMS, stored here, is answered at
+    once (the order is for the handlers' writes, committed). At a handler step it still
+    waits. The old code waited for the other run's command to end (no reply)."""
+    spool, store, lane = _store(tmp_path, spool_target)
+    store.dead = lambda owners: []   # the other run is alive
+    other = run_owner("b", os.getpid(), this_place(), "bbbbbb")
+    earlier = spool.store_inbound(SENDER, "转发我", sim="m1", hooks_by=other)
+    with spool.transaction() as conn:   # its handlers passed: at the command step
+        assert spool.inbound_hooks.advance(conn, earlier.id, 0, len(store.handlers),
+                                           len(store.handlers) + 1, other)
+    later = await lane.run(store.store_sms, "m1", _sms("营业时间", seconds=60))
+    await store.run_hooks(later)
+    assert [(m.to, m.text) for m in spool.list()] == [(SENDER, REPLY)]
+    assert SENDER not in store.behind
+    assert _pending(spool) == [("转发我", len(store.handlers))]
+
+    held = spool.store_inbound(OTHER, "退订", sim="m1", hooks_by=other)   # at its handlers
+    await store.run_hooks(await lane.run(store.store_sms, "m1",
+                                         _sms("营业时间", sender=OTHER, seconds=90)))
+    assert [m.to for m in spool.list()] == [SENDER] and OTHER in store.behind
+    assert [row["inbound_id"] for row in spool.inbound_hooks.waiting()][:2] == [earlier.id,
+                                                                                 held.id]
+    await _close(spool, store, lane)
+
+
 async def test_hooks_pending_at_a_stop_stay_in_the_spool_for_the_next_start(locked_spool,
                                                                            caplog):
     """The database still away at the stop: one line says the hooks wait in the spool (the

@@ -319,13 +319,15 @@ class Config:
                             f"(configured: {', '.join(known)})",
                             params={"sims": ", ".join(unknown), "configured": ", ".join(known)})
 
-    def open_spool(self, *, create: bool = True) -> Spool:
+    def open_spool(self, *, create: bool = True, despite_older_daemons: bool = False) -> Spool:
         """The spool this configuration names, created if missing (unless `create` is false:
-        then an empty one that leaves no file)."""
+        then an empty one that leaves no file); `despite_older_daemons`: upgraded even where
+        that breaks older daemons still running (`modempool spool upgrade`)."""
         from modempool.spool import Spool
 
         return Spool(self.spool_url or self.spool_path, region=self.region, tz=self.tz,
-                     synchronous=self.synchronous, max_parts=self.max_parts, create=create)
+                     synchronous=self.synchronous, max_parts=self.max_parts, create=create,
+                     despite_older_daemons=despite_older_daemons)
 
 
 # ---- the checks, as data ------------------------------------------------------------------

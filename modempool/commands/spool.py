@@ -1,4 +1,4 @@
-"""`modempool spool ...`: the spool itself (for now: `migrate --to postgresql://...`)."""
+"""`modempool spool ...`: the spool itself (`upgrade`, `migrate --to postgresql://...`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from modempool.commands.output import config_option, echo_json, json_option
 
 @click.group("spool")
 def spool_group() -> None:
-    """The spool's database: move it to PostgreSQL."""
+    """The spool's database: upgrade it, move it to PostgreSQL."""
 
 
 @spool_group.command("migrate")
@@ -53,6 +53,33 @@ def migrate_command(config_path, db_path, target, as_json) -> None:
             f"{found} rows of the source are not in the target as they are in the source (their "
             "key is taken by another row, or the row changed there); they were not copied: see "
             "docs/scale-out.md, 'When a rerun finds conflicts'")
+
+
+@spool_group.command("upgrade")
+@config_option
+@click.option("--despite-older-daemons", is_flag=True,
+              help="Upgrade even while daemons of an older modempool still run on this spool: "
+              "past a step that drops what they write, they can store no SMS they receive "
+              "until they are stopped (those are lost, apart from a log line).")
+@json_option
+def upgrade_command(config_path, despite_older_daemons, as_json) -> None:
+    """Bring the config's spool to this modempool's schema version now (any command and the
+    daemon do it when they open it). An upgrade that would break daemons of an older
+    modempool still running is refused, naming them: stop them first."""
+    from modempool.config import load_config
+    from modempool.errors import PoolError
+    from modempool.spool.schema import SCHEMA_VERSION
+
+    try:
+        config = load_config(config_path)
+        with config.open_spool(despite_older_daemons=despite_older_daemons) as spool:
+            where = spool.engine.where
+    except PoolError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        echo_json({"spool": where, "schema_version": SCHEMA_VERSION})
+    else:
+        click.echo(f"the spool {where} is at schema version {SCHEMA_VERSION}")
 
 
 def register(main: click.Group) -> None:

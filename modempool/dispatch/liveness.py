@@ -11,7 +11,6 @@ in the spool are history, not news, and must not be shown as "up". The rule is
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import socket
@@ -20,26 +19,8 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from modempool.box.ports import process_exists
-from modempool.spool.daemons import Here, by_age, judge, run_owner, shown_owner
+from modempool.spool.daemons import Here, by_age, judge, run_owner, shown_owner, this_place
 from modempool.spool.model import from_text, utcnow
-
-def this_place() -> str:
-    """Where a pid names a process: this kernel boot (`/proc/sys/kernel/random/boot_id`, new at
-    every boot, never copied with a disk image) and pid namespace (a container's own), as 8
-    hex digits. Two daemons with the same place can look each other's pid up; with different
-    places (two hosts, even cloned ones with one hostname and one /etc/machine-id; two
-    containers; a reboot between) only the heartbeat tells. `MODEMPOOL_PLACE`, if set, is used
-    instead: for tests, or for containers that share a pid namespace but should not trust it."""
-    given = os.environ.get("MODEMPOOL_PLACE")
-    if given:
-        return hashlib.sha256(given.encode()).hexdigest()[:8]
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
-            where = boot.read().strip() + os.readlink("/proc/self/ns/pid")
-    except OSError:  # not Linux's /proc: the hostname, as before places
-        where = socket.gethostname()
-    return hashlib.sha256(where.encode()).hexdigest()[:8]
-
 
 def new_run_owner(host: str | None = None, pid: int | None = None) -> str:
     """The owner of a new daemon run here (`run_owner`: this host, process and place, and a

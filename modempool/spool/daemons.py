@@ -4,6 +4,9 @@ settling a dead daemon's leases alike."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,11 +31,29 @@ class Verdict:
 class Here:
     """Where the judging process runs: its hostname (shown, and how a daemon of an older
     modempool is placed) and its process table (`place`: the kernel's boot and pid namespace,
-    see `modempool.dispatch.liveness.this_place`), the only place where a daemon's pid means
+    see `this_place`), the only place where a daemon's pid means
     that daemon's process."""
 
     host: str
     place: str
+
+
+def this_place() -> str:
+    """Where a pid names a process: this kernel boot (`/proc/sys/kernel/random/boot_id`, new at
+    every boot, never copied with a disk image) and pid namespace (a container's own), as 8
+    hex digits. Two daemons with the same place can look each other's pid up; with different
+    places (two hosts, even cloned ones with one hostname and one /etc/machine-id; two
+    containers; a reboot between) only the heartbeat tells. `MODEMPOOL_PLACE`, if set, is used
+    instead: for tests, or for containers that share a pid namespace but should not trust it."""
+    given = os.environ.get("MODEMPOOL_PLACE")
+    if given:
+        return hashlib.sha256(given.encode()).hexdigest()[:8]
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as boot:
+            where = boot.read().strip() + os.readlink("/proc/self/ns/pid")
+    except OSError:  # not Linux's /proc: the hostname, as before places
+        where = socket.gethostname()
+    return hashlib.sha256(where.encode()).hexdigest()[:8]
 
 
 def run_owner(host: str, pid: int, place: str, run: str) -> str:

@@ -35,6 +35,8 @@ from modempool.spool.postgres_counts import (ACCOUNT_COUNTS, COUNT_FUNCTIONS,
 from modempool.spool.schema import FINISHED, MIGRATIONS, SCHEMA_VERSION, too_new
 from modempool.spool.server_watch import RECONNECT_GIVE_UP, ServerWatch
 from modempool.spool.unavailable import SpoolUnavailable, outcome_unknown
+from modempool.spool.upgrade_guard import (DAEMON_COLUMNS, breaks_older, daemon_rows,
+                                           refuse_if_older_daemons_run)
 
 log = logging.getLogger("modempool.spool")
 
@@ -304,13 +306,16 @@ class PostgresEngine(Engine):
     schema = "public"   # the spool's schema (asked at open), for a missing GRANT's message
     checkpoint_does = "folding the kept counts"
 
-    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0,
+                 despite_older_daemons: bool = False) -> None:
         try:
             import psycopg
             from psycopg_pool import ConnectionPool, PoolTimeout
         except ImportError as exc:  # pragma: no cover - a dependency of the package
             raise SpoolUnreachable(f"PostgreSQL spool needs psycopg 3: {exc}") from None
         self.url = url
+        # upgrade even across a step that breaks older daemons still running (upgrade_guard)
+        self.despite_older_daemons = despite_older_daemons
         self._local = threading.local()
         self._listener: Any = None
         self._ensured: set[str] = set()   # module schemas made (ensure_schema)
@@ -449,6 +454,8 @@ class PostgresEngine(Engine):
             version = self._version(raw)  # another daemon may have done it meanwhile
             if version > SCHEMA_VERSION:
                 raise SpoolTooNew(too_new(self.where, version))
+            if breaks_older(version) and not self.despite_older_daemons:
+                refuse_if_older_daemons_run(self.where, version, self._daemon_rows(raw))
             raw.execute("CREATE TABLE IF NOT EXISTS modempool_schema (version INTEGER NOT NULL)")
             for step in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
                 for statement in LOCKS_FIRST.get(step, ()):
@@ -459,6 +466,14 @@ class PostgresEngine(Engine):
                     raw.execute(statement)
             raw.execute("DELETE FROM modempool_schema")
             raw.execute("INSERT INTO modempool_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+
+    @staticmethod
+    def _daemon_rows(raw: Any) -> list[dict[str, Any]]:
+        """The daemon runs with no stop recorded (none where the table is not made yet)."""
+        if raw.execute("SELECT to_regclass('daemons')").fetchone()[0] is None:
+            return []
+        return daemon_rows(raw.execute(f"SELECT {DAEMON_COLUMNS} FROM daemons "
+                                       "WHERE stopped_at IS NULL").fetchall())
 
     def _replace_count_functions(self, raw: Any) -> None:
         """The kept counts' trigger functions as this version writes them, where a database

@@ -21,6 +21,8 @@ from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, 
                                     SpoolUnreachable, created_names, row_class, statements)
 from modempool.spool.schema import (FINISHED, MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES,
                                     latency_bucket, too_new)
+from modempool.spool.upgrade_guard import (DAEMON_COLUMNS, OlderDaemonsRunning, breaks_older,
+                                           daemon_rows, refuse_if_older_daemons_run)
 
 
 # History search (issue 17): FTS5 trigram indexes over the text of messages and inbound, in
@@ -274,10 +276,13 @@ class SqliteEngine(Engine):
     expiry_index = " INDEXED BY messages_expiry"
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0,
-                 synchronous: str = "normal", create: bool = True) -> None:
+                 synchronous: str = "normal", create: bool = True,
+                 despite_older_daemons: bool = False) -> None:
         if synchronous.lower() not in SYNCHRONOUS_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
         self.path = Path(path)
+        # upgrade even across a step that breaks older daemons still running (upgrade_guard)
+        self.despite_older_daemons = despite_older_daemons
         self.lock = threading.RLock()
         self._ensured: set[str] = set()   # module schemas made (ensure_schema)
         self._index_later: list[int] | None = None   # messages to index (text_index_together)
@@ -304,6 +309,9 @@ class SqliteEngine(Engine):
             self.conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: bulk enqueues in memory
             if version < SCHEMA_VERSION:  # else opening only reads (a viewer takes no write lock)
                 self._upgrade()
+        except OlderDaemonsRunning:
+            self.conn.close()
+            raise
         except sqlite3.DatabaseError as exc:  # garbage, truncated, read-only, disk full
             self.conn.close()
             raise SpoolUnreachable(f"cannot use the spool {self.path}: {exc} (is it a modempool "
@@ -467,6 +475,10 @@ class SqliteEngine(Engine):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:  # another process upgraded it meanwhile
                 raise SpoolTooNew(too_new(str(self.path), version))
+            if breaks_older(version) and not self.despite_older_daemons:
+                refuse_if_older_daemons_run(str(self.path), version, daemon_rows(conn.execute(
+                    f"SELECT {DAEMON_COLUMNS} FROM daemons WHERE stopped_at IS NULL"
+                ).fetchall()) if self._has_table(conn, "daemons") else [])
             # A file from before versions were recorded (0) has version 1's tables, or none.
             for step in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
                 for statement in statements(MIGRATIONS[step]):
@@ -475,6 +487,11 @@ class SqliteEngine(Engine):
                     statement(conn) if callable(statement) else conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                            (name,)).fetchone() is not None
 
     @property
     def where(self) -> str:

@@ -91,6 +91,8 @@ class Spool:
 
     Opening upgrades an older spool in place (one transaction) and refuses, with SpoolTooNew,
     a spool written by a newer modempool; an unreachable database raises SpoolUnreachable.
+    An upgrade across a step that older daemons still running cannot survive is refused with
+    OlderDaemonsRunning unless `despite_older_daemons` (`spool/upgrade_guard.py`).
     """
 
     def __init__(
@@ -103,9 +105,11 @@ class Spool:
         synchronous: str = "normal",
         max_parts: int = DEFAULT_MAX_PARTS,
         create: bool = True,
+        despite_older_daemons: bool = False,
     ) -> None:
         self.engine: Engine = open_engine(path, busy_timeout=busy_timeout,
-                                          synchronous=synchronous, create=create)
+                                          synchronous=synchronous, create=create,
+                                          despite_older_daemons=despite_older_daemons)
         self.path = Path(path) if self.engine.name == "sqlite" else None
         self.url = None if self.engine.name == "sqlite" else str(path)
         self.region = region

@@ -1,0 +1,119 @@
+"""An upgrade across a step that older daemons cannot survive (15: the hooks' marks leave
+`inbound`'s columns) is refused while a daemon of the older version still runs on the spool:
+one line naming it, the spool left at its version; `modempool spool upgrade
+--despite-older-daemons` goes on; with the daemon stopped, any open upgrades. Both engines (a
+real SQLite file, a real PostgreSQL cluster), through the CLI in subprocesses."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from modempool.spool import Spool
+from modempool.spool.daemons import run_owner, this_place
+from modempool.spool.schema import SCHEMA_VERSION
+from modempool.spool.upgrade_guard import OlderDaemonsRunning
+from tests.modempool.daemon_harness import modempool_cli
+from tests.modempool.spool_driver import as_version_14
+from tests.modempool.test_inbound_hooks_table import _raw
+
+SENDER = "+8613912345678"
+#: A daemon on another host (another place): alive while its heartbeat is recent.
+OLD_BOX = run_owner("old-box", 4242, "0e1sewhe", "a1b2c3")
+
+
+def _version_14_with_daemons(target) -> int:
+    """A spool at version 14 with one SMS pending and the daemon runs: OLD_BOX alive (beat 5 s
+    ago), one stopped, one killed here (its pid gone), one silent elsewhere (beat 10 min ago).
+    Returns the pending SMS's id."""
+    now = datetime.now(timezone.utc)
+    with Spool(target) as spool:
+        pending = spool.store_inbound(SENDER, "退订", sim="m1", hooks_by=OLD_BOX)
+        beats = {OLD_BOX: 5, run_owner("stopped-box", 11, "0e1sewhe", "000001"): 5,
+                 run_owner("here", 4_000_000, this_place(), "000002"): 5,
+                 run_owner("silent-box", 12, "0e1sewhe", "000003"): 600}
+        for owner, age in beats.items():
+            host, pid = owner.split(":")[:2]
+            spool.daemons.beat(owner, host=host, pid=int(pid), started_at=now,
+                               now=now - timedelta(seconds=age))
+        spool.daemons.stopped(run_owner("stopped-box", 11, "0e1sewhe", "000001"))
+        with spool.transaction() as conn:
+            as_version_14(conn)
+            conn.execute("PRAGMA user_version = 14" if spool.engine.name == "sqlite"
+                         else "UPDATE modempool_schema SET version = 14")
+    return pending.id
+
+
+def _version(target) -> int:
+    return _raw(target, "PRAGMA user_version" if not str(target).startswith("postgresql")
+                else "SELECT version FROM modempool_schema")[0][0]
+
+
+def _config(tmp_path: Path, target) -> Path:
+    path = tmp_path / "modempool.toml"
+    where = (f"url = {str(target)!r}" if str(target).startswith("postgresql")
+             else f'path = "{target}"')
+    path.write_text(f'[spool]\n{where}\n\n[[modem]]\nname = "m1"\nport = "/dev/null"\n',
+                    encoding="utf-8")
+    return path
+
+
+def test_a_live_older_daemon_makes_the_upgrade_refuse_until_stopped_or_overridden(
+        tmp_path, spool_target):
+    """Opening refuses (the library's error; `status` and `spool upgrade` one line naming only
+    the live run), the spool stays at 14 with its marks in `inbound`; `spool upgrade
+    --despite-older-daemons` upgrades it, the mark carried over. The old code upgraded at the
+    first open, breaking the older daemon."""
+    pending = _version_14_with_daemons(spool_target)
+    with pytest.raises(OlderDaemonsRunning) as refused:
+        Spool(spool_target)
+    message = str(refused.value)
+    assert "old-box:4242" in message and "5 s ago" in message and "\n" not in message
+    assert not {"stopped-box", "here:", "silent-box"} & set(message.split())
+    assert "Stop them first" in message and "--despite-older-daemons" in message
+    config = _config(tmp_path, spool_target)
+    for command in (("status",), ("spool", "upgrade")):
+        shown = modempool_cli(*command, config=config)
+        assert shown.returncode != 0 and "Traceback" not in shown.stderr
+        [line] = shown.stderr.strip().splitlines()
+        assert "old-box:4242" in line and "Stop them first" in line
+    assert _version(spool_target) == 14
+    assert _raw(spool_target, "SELECT id, hooks_next, hooks_owner FROM inbound") == [
+        (pending, 0, OLD_BOX)]
+
+    upgraded = modempool_cli("spool", "upgrade", "--despite-older-daemons", "--json",
+                             config=config)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert json.loads(upgraded.stdout)["schema_version"] == SCHEMA_VERSION
+    assert _version(spool_target) == SCHEMA_VERSION
+    with Spool(spool_target) as spool:
+        assert [(r["inbound_id"], r["owner"]) for r in spool.inbound_hooks.waiting()] == [
+            (pending, OLD_BOX)]
+
+
+def test_with_the_older_daemon_stopped_any_open_upgrades(spool_target):
+    """The refusal lasts only while the older daemon runs: stopped (its stop recorded), the
+    next open upgrades as before."""
+    _version_14_with_daemons(spool_target)
+    with pytest.raises(OlderDaemonsRunning):
+        Spool(spool_target)
+    stopped = datetime.now(timezone.utc).isoformat()
+    if str(spool_target).startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(str(spool_target)) as conn:
+            conn.execute("UPDATE daemons SET stopped_at = %s WHERE owner = %s",
+                         (stopped, OLD_BOX))
+    else:
+        import sqlite3
+
+        conn = sqlite3.connect(spool_target)
+        with conn:
+            conn.execute("UPDATE daemons SET stopped_at = ? WHERE owner = ?", (stopped, OLD_BOX))
+        conn.close()
+    with Spool(spool_target) as spool:
+        assert spool.inbound_hooks.summary().count == 1
+    assert _version(spool_target) == SCHEMA_VERSION

@@ -31,6 +31,7 @@ from modempool.account_rules import AccountRules
 from modempool.account_sending import AccountSending, PlannedSend, Queued, QueuedBatch
 from modempool.accounts import Account
 from modempool.part_call import PartCall
+from modempool.pool_status import late
 
 if TYPE_CHECKING:
     from modempool.dispatch.liveness import DaemonLiveness
@@ -51,16 +52,33 @@ class AccountStatus:
     queue: dict[str, int]
     throughput: tuple[int, ...]
     campaigns: tuple[Progress, ...]
-    # The received SMS whose hooks wait (`Status.hooks_pending`): an admin's only, since the
-    # SMS may have come in on any SIM; 0 and None for other accounts.
-    hooks_pending: int = 0
+    # The received SMS whose handlers or forward command wait (`Status.hooks_pending` and
+    # the rest): an admin's only, since the SMS may have come in on any SIM; None for other
+    # accounts (not theirs to see: left out of `to_dict`).
+    hooks_pending: int | None = None
     hooks_oldest_age: float | None = None
+    commands_pending: int | None = None
+    commands_oldest_age: float | None = None
+
+    @property
+    def hooks_late(self) -> bool:
+        return late(self.hooks_pending or 0, self.hooks_oldest_age)
+
+    @property
+    def commands_late(self) -> bool:
+        return late(self.commands_pending or 0, self.commands_oldest_age)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"daemon": self.daemon.to_dict(), "sims": [s.to_dict() for s in self.sims],
-                "queue": dict(self.queue), "throughput": list(self.throughput),
-                "campaigns": [c.to_dict() for c in self.campaigns],
-                "hooks_pending": self.hooks_pending, "hooks_oldest_age": self.hooks_oldest_age}
+        shown = {"daemon": self.daemon.to_dict(), "sims": [s.to_dict() for s in self.sims],
+                 "queue": dict(self.queue), "throughput": list(self.throughput),
+                 "campaigns": [c.to_dict() for c in self.campaigns]}
+        if self.hooks_pending is not None:
+            shown.update({key: getattr(self, key) for key in HOOKS_FIELDS})
+        return shown
+
+
+#: What an admin's status says of the received SMS whose hooks wait (`Status`'s fields).
+HOOKS_FIELDS = ("hooks_pending", "hooks_oldest_age", "commands_pending", "commands_oldest_age")
 
 
 class AccountPool:
@@ -92,8 +110,7 @@ class AccountPool:
             daemon=whole.daemon, sims=sims, queue=queue,
             throughput=tuple(self.messages.throughput([s.name for s in sims])),
             campaigns=tuple(c for c in whole.campaigns if seen is None or c.campaign in seen),
-            hooks_pending=whole.hooks_pending if everything else 0,
-            hooks_oldest_age=whole.hooks_oldest_age if everything else None)
+            **({key: getattr(whole, key) for key in HOOKS_FIELDS} if everything else {}))
 
     # ---- the parts' calls under their long-standing names -----------------------------------
     require_sender = PartCall("rules", "require_sender")

@@ -243,8 +243,8 @@ def status_command(config_path, as_json) -> None:
               for s in sims])
     click.echo("queue: " + ", ".join(f"{n} {state}" for state, n in counts.items() if n or
                                      state == "queued"))
-    if (hooks := status.describe_hooks()) is not None:
-        click.echo(hooks)
+    for line in status.describe_hooks():
+        click.echo(line)
     if campaigns:
         out.rows(f"{len(campaigns)} campaign(s) running or paused",
                  ["id", "name", "state", "done", "sent", "delivered", "failed", "pending",

@@ -30,6 +30,11 @@ InboundHandler = Callable[..., Any]
 InboundCommand = Callable[[Any, Any, Callable[[], bool]], Awaitable[bool]]
 
 
+#: How many handlers `inbound_handlers` gives (opt-out, auto-reply, forwarding's record): an
+#: SMS's steps past them are its forward command's (`status` tells the two apart).
+HANDLER_STEPS = 3
+
+
 def inbound_handlers(config: Any,
                      run_spool_work: Callable[..., Awaitable[Any]] | None = None, *,
                      command: bool = True) -> list[InboundHandler]:

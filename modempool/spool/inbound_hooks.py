@@ -119,9 +119,16 @@ class InboundHooks:
             "SELECT inbound_id, sender, next_hook, owner FROM inbound_hooks "
             "ORDER BY inbound_id")]
 
-    def summary(self) -> HooksWaiting:
-        """How many SMS wait for their hooks, and when the oldest was stored (for `status`)."""
+    def summary(self, handlers: int) -> tuple[HooksWaiting, HooksWaiting]:
+        """For `status`: the SMS at one of their first `handlers` steps (opt-out, auto-reply,
+        forwarding's record: milliseconds on a healthy bank), and those at their forward
+        command (running or retrying: seconds to minutes, by the config), each with when the
+        oldest was stored."""
+        oldest = ("(SELECT stored_at FROM inbound WHERE id = (SELECT min(inbound_id) FROM "
+                  "inbound_hooks WHERE next_hook {} ?))")
         [row] = self.engine.rows(
-            "SELECT count(*), (SELECT stored_at FROM inbound WHERE id = "
-            "(SELECT min(inbound_id) FROM inbound_hooks)) FROM inbound_hooks")
-        return HooksWaiting(row[0], from_text(row[1]) if row[1] else None)
+            "SELECT (SELECT count(*) FROM inbound_hooks WHERE next_hook < ?), "
+            f"{oldest.format('<')}, (SELECT count(*) FROM inbound_hooks WHERE next_hook >= ?), "
+            f"{oldest.format('>=')}", (handlers,) * 4)
+        return (HooksWaiting(row[0], from_text(row[1]) if row[1] else None),
+                HooksWaiting(row[2], from_text(row[3]) if row[3] else None))

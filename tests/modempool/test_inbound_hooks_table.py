@@ -74,23 +74,45 @@ def test_a_version_14_spool_keeps_its_pending_hooks_through_the_upgrade(spool_ta
 
 
 def test_the_summary_counts_the_sms_waiting_and_the_oldest_s_age(spool_target):
+    """The SMS at their handlers and those at their forward command (past `handlers` steps)
+    apart, each with the oldest's time of storing."""
     with Spool(spool_target) as spool:
-        empty = spool.inbound_hooks.summary()
-        assert (empty.count, empty.oldest_stored_at) == (0, None)
+        empty, no_command = spool.inbound_hooks.summary(3)
+        assert (empty.count, empty.oldest_stored_at) == (0, None) == (
+            no_command.count, no_command.oldest_stored_at)
         assert empty.age(datetime.now(timezone.utc)) is None
         first = spool.store_inbound(SENDER, "一", sim="m1", hooks_by="run-a")
         spool.store_inbound(OTHER, "二", sim="m1", hooks_by="run-b")
         spool.store_inbound(OTHER, "三", sim="m1")   # no hooks pending
-        summary = spool.inbound_hooks.summary()
+        summary, commands = spool.inbound_hooks.summary(3)
         [stored_at] = [row[0] for row in spool.rows(
             "SELECT stored_at FROM inbound WHERE id = ?", (first.id,))]
         assert summary.count == 2 and summary.oldest_stored_at.isoformat().startswith(
             stored_at[:19])
+        assert commands.count == 0
         later = summary.oldest_stored_at + timedelta(seconds=90)
         assert summary.age(later) == 90.0
+        with spool.transaction() as conn:   # its handlers done: at its forward command
+            assert spool.inbound_hooks.advance(conn, first.id, 0, 3, 4, "run-a")
+        summary, commands = spool.inbound_hooks.summary(3)
+        assert summary.count == 1 and commands.count == 1
+        assert commands.oldest_stored_at.isoformat().startswith(stored_at[:19])
         with spool.transaction() as conn:
-            assert spool.inbound_hooks.advance(conn, first.id, 0, 3, 3, "run-a")
-        assert spool.inbound_hooks.summary().count == 1
+            assert spool.inbound_hooks.advance(conn, first.id, 3, 4, 4, "run-a")
+        assert [w.count for w in spool.inbound_hooks.summary(3)] == [1, 0]
+
+
+def test_the_daemon_s_handlers_are_the_steps_status_counts_as_hooks(config):
+    from modempool.config import load_config
+    from modempool.operator.hooks import HANDLER_STEPS, inbound_handlers
+
+    assert len(inbound_handlers(load_config(config), command=False)) == HANDLER_STEPS
+
+
+def _backdated(spool: Spool, inbound_id: int, minutes: int) -> None:
+    moment = (datetime.now(timezone.utc) - timedelta(minutes=minutes)).isoformat()
+    with spool.transaction() as conn:
+        conn.execute("UPDATE inbound SET stored_at = ? WHERE id = ?", (moment, inbound_id))
 
 
 def test_status_shows_the_sms_whose_hooks_wait_at_the_front_door_and_in_the_cli(config):
@@ -104,10 +126,7 @@ def test_status_shows_the_sms_whose_hooks_wait_at_the_front_door_and_in_the_cli(
         old = spool.store_inbound(SENDER, "退订", sim="m1", hooks_by="box:7:place-run")
         spool.store_inbound(OTHER, "营业时间", sim="m1", hooks_by="box:7:place-run")
         spool.store_inbound(OTHER, "done", sim="m1")
-        ten_minutes_ago = (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat()
-        with spool.transaction() as conn:
-            conn.execute("UPDATE inbound SET stored_at = ? WHERE id = ?",
-                         (ten_minutes_ago, old.id))
+        _backdated(spool, old.id, 10)
     with Pool.open(config) as pool:
         status = pool.status()
     assert status.hooks_pending == 2 and 600 <= status.hooks_oldest_age < 900
@@ -118,3 +137,32 @@ def test_status_shows_the_sms_whose_hooks_wait_at_the_front_door_and_in_the_cli(
             "stored 10 min ago") in shown.stdout
     data = json.loads(modempool_cli("status", "--json", config=config).stdout)
     assert data["hooks_pending"] == 2 and 600 <= data["hooks_oldest_age"] < 900
+    assert data["commands_pending"] == 0 and data["commands_oldest_age"] is None
+
+
+def test_status_tells_forward_commands_running_from_hooks_held_up(config):
+    """A healthy bank: one SMS at its forward command for 10 minutes (a slow endpoint,
+    retrying), one just stored at its handlers. `status` reports no hooks held up (no
+    alarm), one line on the command; JSON both counts. The old code counted both as hooks
+    pending and printed the alarm line."""
+    from modempool import Pool
+    from tests.modempool.daemon_harness import modempool_cli
+
+    with Spool(config.parent / "pool.db") as spool:
+        forwarding = spool.store_inbound(SENDER, "转发我", sim="m1", hooks_by="box:7:place-run")
+        with spool.transaction() as conn:
+            assert spool.inbound_hooks.advance(conn, forwarding.id, 0, 3, 4, "box:7:place-run")
+        _backdated(spool, forwarding.id, 10)
+        spool.store_inbound(OTHER, "营业时间", sim="m1", hooks_by="box:7:place-run")
+    with Pool.open(config) as pool:
+        status = pool.status()
+    assert (status.hooks_pending, status.commands_pending) == (1, 1)
+    assert not status.hooks_late and status.commands_late
+    shown = modempool_cli("status", config=config)
+    assert shown.returncode == 0, shown.stderr
+    assert "hooks pending" not in shown.stdout
+    assert ("forward command running or retrying for 1 received SMS, the oldest stored 10 min "
+            "ago") in shown.stdout
+    data = json.loads(modempool_cli("status", "--json", config=config).stdout)
+    assert (data["hooks_pending"], data["commands_pending"]) == (1, 1)
+    assert 600 <= data["commands_oldest_age"] < 900 and data["hooks_oldest_age"] < 600

@@ -108,8 +108,10 @@ def _dashboard(request: Request, session: Session) -> dict[str, Any]:
     return {"daemon": status.daemon, "sims": status.sims, "queue": status.queue,
             "throughput": status.throughput, "campaigns": status.campaigns,
             "peak": max(status.throughput) or 1, "sent_hour": sum(status.throughput),
-            "hooks_pending": status.hooks_pending,
-            "hooks_minutes": round((status.hooks_oldest_age or 0) / 60)}
+            "hooks_late": status.hooks_late, "hooks_pending": status.hooks_pending,
+            "hooks_minutes": round((status.hooks_oldest_age or 0) / 60),
+            "commands_late": status.commands_late, "commands_pending": status.commands_pending,
+            "commands_minutes": round((status.commands_oldest_age or 0) / 60)}
 
 
 # ---- send -----------------------------------------------------------------------------------

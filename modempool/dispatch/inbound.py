@@ -75,6 +75,7 @@ class InboundStore:
         # Senders with SMS whose hooks wait in the spool: their next ones wait behind them.
         self.behind: dict[str, None] = {}   # in the order they fell behind
         self.wake = asyncio.Event()   # something was left for keep_up
+        self._step_failed = False     # a forward command's step failed for the database
 
     async def handle(self, sim: str, modem: Any, event: Any) -> None:
         """Store one InboundSms / StatusReport event from `modem` (SIM `sim`) and acknowledge it."""
@@ -206,8 +207,10 @@ class InboundStore:
         return len(self.handlers) + (self.command_step.command is not None)
 
     def _waits(self, inbound: Any) -> None:
-        """The database failed a step of `inbound`: its sender waits behind, for `keep_up`."""
+        """The database failed the forward command's step of `inbound` (in the background):
+        its sender waits behind, for `keep_up`'s next pass, which counts as failed (backoff)."""
         self.behind.setdefault(_sender_of(inbound))
+        self._step_failed = True
         self.wake.set()
 
     async def _run_from(self, inbound: Any) -> bool:
@@ -323,14 +326,19 @@ class InboundStore:
 
     async def catch_up(self) -> bool:
         """Run the hooks that wait in the spool, each sender's in order; a sender the database
-        fails stops there, the others go on. True when none is left waiting."""
+        fails stops there, the others go on. True when the database failed none: a sender
+        behind another run's earlier SMS (`_Behind`) stays behind, for the next pass."""
         caught_up = True
         for sender in list(self.behind):
             caught_up = await self._catch_up(sender) and caught_up
         return caught_up
 
     async def _catch_up(self, sender: str) -> bool:
+        """The sender's SMS pending in this run, in order, pass after pass while one moves
+        something on; False after a pass that moved nothing (the database failed what the
+        forward command's step reads first): keep_up's next pass, after its backoff."""
         async with self._turn(sender):
+            before = None
             while True:
                 pending = [inbound for inbound in await self.lane.run(
                     self.spool.inbound_hooks.pending, self.owner, sender)
@@ -338,6 +346,10 @@ class InboundStore:
                 if not pending:
                     self.behind.pop(sender, None)
                     return True
+                now = [(inbound.id, inbound.hooks_next) for inbound in pending]
+                if now == before:
+                    return False
+                before = now
                 for inbound in pending:
                     try:
                         if not await self._run_from(inbound):
@@ -352,9 +364,10 @@ class InboundStore:
         delay, failed = WAIT_FIRST, False   # failed: since the last pass that went through
         while not stop.is_set():
             self.wake.clear()
+            failing, self._step_failed = self._step_failed, False   # since the last pass
             try:
                 await self.take_over()
-                caught_up = await self.catch_up()
+                caught_up = await self.catch_up() and not failing
             except Exception as exc:   # the database's (one line), or a bug (its traceback)
                 log_failure(log, "could not run the hooks that wait in the spool", exc)
                 caught_up = False
@@ -374,8 +387,9 @@ class InboundStore:
         """The daemon stops: hooks still waiting stay pending in the spool for the next start."""
         if self.behind:
             log.warning("the hooks of SMS from %d sender%s wait in the spool (the database did "
-                        "not take them): the next start runs them", len(self.behind),
-                        "" if len(self.behind) == 1 else "s")
+                        "not take them, or an earlier SMS of the sender waits in another daemon "
+                        "run): the next start runs them, or the daemon that takes them over",
+                        len(self.behind), "" if len(self.behind) == 1 else "s")
 
 
 class _Behind(Exception):

@@ -43,19 +43,19 @@ class CommandStep:
 
     async def start(self, inbound: Any) -> bool:
         """The command of `inbound` in the background unless it runs already; where no command
-        is configured any more, the step (left by a config that had one) is passed. False
-        when the database failed that."""
+        is configured any more, the step (left by a config that had one) is passed, as is a
+        step past this one (left by a run with more handlers: none of this run's is left).
+        False when the database failed that."""
         inbound_id = field_of(inbound, "id")
         if inbound_id in self._running:
             return True
+        at = field_of(inbound, "hooks_next")
+        if at is not None and at > self.step:
+            log.warning("the hooks of SMS %s were at step %d, past this daemon's last (%d): "
+                        "passed", inbound_id, at, self.step)
+            return await self._pass(inbound_id, at)
         if self.command is None:
-            try:
-                await self.lane.run(self.spool.inbound_hooks.skip, inbound_id, self.step,
-                                    self.step + 1, self.step + 1, self.owner)
-            except Exception as exc:
-                log_failure(log, "the hooks of a stored SMS wait for the database", exc)
-                return False
-            return True
+            return await self._pass(inbound_id)
         self._running[inbound_id] = in_background(self._run(inbound),
                                                   f"run_on_receive-{inbound_id}")
         return True
@@ -87,13 +87,19 @@ class CommandStep:
                 self.waits(inbound)
             else:   # a bug: run again, it would fail again
                 log_failure(log, f"the forward command of SMS {inbound_id} failed", exc)
-                await self._pass(inbound_id)
+                if not await self._pass(inbound_id):
+                    self.waits(inbound)   # keep_up passes it (or runs it) later
         finally:
             self._running.pop(inbound_id, None)
 
-    async def _pass(self, inbound_id: int) -> None:
+    async def _pass(self, inbound_id: int, step: int | None = None) -> bool:
+        """Pass the step (or `step`, the SMS's last) without its outcome; False when the
+        database failed that (left pending)."""
+        step = self.step if step is None else step
         try:
-            await self.lane.run(self.spool.inbound_hooks.skip, inbound_id, self.step,
-                                self.step + 1, self.step + 1, self.owner)
-        except Exception as exc:   # left pending: the next start runs it
+            await self.lane.run(self.spool.inbound_hooks.skip, inbound_id, step, step + 1,
+                                step + 1, self.owner)
+        except Exception as exc:
             log_failure(log, "the hooks of a stored SMS wait for the database", exc)
+            return False
+        return True

@@ -187,13 +187,19 @@ Passed = Callable[[], bool]
 
 def _record(spool: Any, inbound_id: Any, target: str, attempt: int, outcome: str,
             detail: str = "", passed: Passed | None = None) -> None:
+    """An attempt's outcome in `forward_log`; a final one only with its step passed, in one
+    transaction. The step passed already (this record's first commit done though its answer
+    was lost, or the step taken over by another daemon run, which records its own): no
+    second final row."""
     with transaction(spool.db):
+        if passed is not None and not passed():
+            log.info("run_on_receive for inbound %s: its step was passed already (an earlier "
+                     "record whose answer was lost, or another daemon run's): not recorded "
+                     "again", inbound_id)
+            return
         spool.db.execute("INSERT INTO forward_log (inbound_id, target, attempt, outcome, detail,"
                          " created_at) VALUES (?, ?, ?, ?, ?, ?)",
                          [inbound_id, target, attempt, outcome, detail, now_iso()])
-        if passed is not None and not passed():
-            log.info("run_on_receive for inbound %s: its step was another daemon run's "
-                     "meanwhile (taken over)", inbound_id)
 
 
 async def _at_once(work: Callable[..., Any], *args: Any) -> Any:

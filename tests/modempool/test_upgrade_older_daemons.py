@@ -115,5 +115,5 @@ def test_with_the_older_daemon_stopped_any_open_upgrades(spool_target):
             conn.execute("UPDATE daemons SET stopped_at = ? WHERE owner = ?", (stopped, OLD_BOX))
         conn.close()
     with Spool(spool_target) as spool:
-        assert spool.inbound_hooks.summary().count == 1
+        assert [w.count for w in spool.inbound_hooks.summary(3)] == [1, 0]
     assert _version(spool_target) == SCHEMA_VERSION

@@ -6,7 +6,10 @@ report matches nothing. Such a report still names the SIM it came back to and th
 and carries the time the service centre took the message (SCTS). When exactly one ambiguous
 part of that SIM and recipient was written shortly before that time, and (where the SIM's
 previous part is known) its reference is the one the modem would have used next (TS 23.040
-9.2.3.6: the MS increments TP-MR for each SUBMIT), the report proves that part went out. The
+9.2.3.6: the MS increments TP-MR for each SUBMIT), and no later part of that SIM may have
+taken that reference instead (the SIM's next part, if any, has a known reference that is not
+the report's: a part whose PDU never left leaves its reference to the next one written), the
+report proves that part went out. The
 part becomes sent with the report's reference, the message sent (then delivered by the report
 itself) once all its parts are out, and the evidence goes to the message's events. Anything
 less certain stays ambiguous. All SQL of this rule is here.
@@ -37,6 +40,10 @@ _PREVIOUS_ON_SIM = (
     "SELECT message_reference FROM parts WHERE sim = ? "
     "AND (writing_at < ? OR (writing_at = ? AND id < ?)) "
     "ORDER BY writing_at DESC, id DESC LIMIT 1")
+_NEXT_ON_SIM = (
+    "SELECT message_reference FROM parts WHERE sim = ? "
+    "AND (writing_at > ? OR (writing_at = ? AND id > ?)) "
+    "ORDER BY writing_at, id LIMIT 1")
 _SETTLE_PART = (
     "UPDATE parts SET state = 'sent', message_reference = ?, sent_at = writing_at "
     "WHERE id = ? AND state = 'ambiguous'")
@@ -67,6 +74,15 @@ def _expected_reference(conn: Any, sim: str, part_id: int, written_at: str) -> i
     return (int(row[0]) + 1) % 256
 
 
+def _taken_by_next(conn: Any, sim: str, part_id: int, written_at: str,
+                   message_reference: int) -> bool:
+    """Whether the SIM's next part (written after part `part_id`) may be the one that got
+    `message_reference`: its own reference is unknown (in flight, ambiguous, failed) or is
+    that one. Were part `part_id` never written, the modem gave its reference to that part."""
+    row = conn.execute(_NEXT_ON_SIM, (sim, written_at, written_at, part_id)).fetchone()
+    return row is not None and (row[0] is None or int(row[0]) == message_reference)
+
+
 def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: str | None,
                      message_reference: int, network_time: datetime, now: str,
                      count_sent: Callable[[Any, str, int, datetime], None] | None = None,
@@ -89,6 +105,8 @@ def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: 
     part_id, message_id, written_at = candidates[0][0], candidates[0][1], candidates[0][2]
     if expected[part_id] not in (None, message_reference):
         return None  # the modem would have numbered it otherwise: another message's report
+    if _taken_by_next(conn, sim, part_id, written_at, message_reference):
+        return None  # perhaps the report of a later part, should this one never have left
     if conn.execute(_SETTLE_PART, (message_reference, part_id)).rowcount == 1 and count_sent:
         count_sent(conn, sim, 1, from_text(written_at))
     settled = conn.execute(_SETTLE_MESSAGE, (written_at, now, message_id)).rowcount == 1

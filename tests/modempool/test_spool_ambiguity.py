@@ -70,10 +70,39 @@ def test_two_candidates_are_told_apart_only_by_the_reference(spool):
     assert spool.store_delivery_report("m1", 7, TO, 0, submitted_at=utcnow()).part_id is None
     assert {spool.get(first).state, spool.get(second).state} == {MessageState.AMBIGUOUS}
     sent(spool, "m2", 200)
-    third = lost(spool, "m2")
-    fourth = lost(spool, "m2")                # after `third`, whose reference is unknown
+    third = lost(spool, "m2")                 # the modem's next: 201, were it written
+    sent(spool, "m2", 202)                    # so it was: the next part got 202
+    fourth = lost(spool, "m2")                # after a 202: 203, were it written
     match = spool.store_delivery_report("m2", 201, TO, 0, submitted_at=utcnow())
     assert match.message_id == third and spool.get(fourth).state is MessageState.AMBIGUOUS
+
+
+def test_a_report_a_later_part_may_own_settles_nothing(spool):
+    """The part after an ambiguous one of its SIM has no known reference yet: had the
+    ambiguous PDU never left, the modem gave that later part the reference the report bears.
+    (Seen in the SIGKILL test: a message killed before its write marked delivered by the report
+    of the next message of its SIM to the same number, whose record was still on its way.)"""
+    sent(spool, "m1", 41)
+    never_out = lost(spool, "m1")             # killed between its marker and its write
+    in_flight = spool.enqueue(TO, "the next on m1")
+    spool.claim(in_flight.id, "m1", "o", 60)
+    spool.mark_part_writing(in_flight.id, 1, 1, lease_owner="o")
+    # +CMGS gave it 42; its report comes before its record commits.
+    assert spool.store_delivery_report("m1", 42, TO, 0, submitted_at=utcnow()).part_id is None
+    assert spool.get(never_out).state is MessageState.AMBIGUOUS
+    spool.mark_last_part_sent(in_flight.id, 1, None, 42, lease_owner="o")
+    assert spool.get(in_flight.id).state is MessageState.DELIVERED   # the report was its own
+    assert spool.get(never_out).state is MessageState.AMBIGUOUS
+    # The same when the later one is lost too (killed after its write): either may be out.
+    sent(spool, "m3", 70)
+    first, later = lost(spool, "m3"), lost(spool, "m3")
+    assert spool.store_delivery_report("m3", 71, TO, 0, submitted_at=utcnow()).part_id is None
+    # ... and when the later part's known reference is the report's.
+    sent(spool, "m2", 9)
+    skipped = lost(spool, "m2")
+    sent(spool, "m2", 10, to=OTHER)           # took 10: `skipped` never left
+    assert spool.store_delivery_report("m2", 10, TO, 0, submitted_at=utcnow()).part_id is None
+    assert {spool.get(m).state for m in (never_out, first, later, skipped)} == {MessageState.AMBIGUOUS}
 
 
 def test_a_report_that_came_before_the_ambiguity_settles_it_when_it_arises(spool):

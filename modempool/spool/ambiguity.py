@@ -62,6 +62,11 @@ _UNMATCHED_REPORTS = (
     "SELECT id, message_reference, status, delivered, final, received_at FROM delivery_reports "
     "WHERE part_id IS NULL AND sim = ? AND recipient = ? AND received_at >= ? "
     "AND received_at <= ? ORDER BY id")
+_EARLIER_AMBIGUOUS = (
+    "SELECT DISTINCT parts.message_id FROM parts "
+    "JOIN messages ON messages.id = parts.message_id "
+    "WHERE parts.sim = ? AND parts.state = 'ambiguous' AND messages.state = 'ambiguous' "
+    "AND parts.writing_at < ? AND parts.writing_at >= ? ORDER BY parts.message_id")
 _LINK_REPORT = "UPDATE delivery_reports SET part_id = ?, message_id = ? WHERE id = ?"
 
 
@@ -148,3 +153,20 @@ def settle_by_stored_reports(conn: Any, audit: AuditLog, message_id: int, now: s
         if found[1] == message_id:
             return True
     return False
+
+
+def settle_before(conn: Any, audit: AuditLog, sim: str | None, part_id: int, now: str,
+                  count_sent: Callable[[Any, str, int, datetime], None] | None = None) -> None:
+    """Part `part_id` of `sim` just got its report, so its reference is known: the ambiguous
+    parts written shortly before it whose stored report waited for that (`_taken_by_next`)
+    may be settled now, by the same rule."""
+    if sim is None:
+        return
+    row = conn.execute("SELECT writing_at FROM parts WHERE id = ?", (part_id,)).fetchone()
+    if row is None or row[0] is None:
+        return
+    written = from_text(row[0])
+    assert written is not None
+    for (message_id,) in conn.execute(_EARLIER_AMBIGUOUS, (
+            sim, row[0], to_text(written - WINDOW_AFTER))).fetchall():
+        settle_by_stored_reports(conn, audit, message_id, now, count_sent)

@@ -16,7 +16,7 @@ from typing import Any
 
 from modempool.errors import InvalidNumber
 from modempool.numbers import normalise
-from modempool.spool.ambiguity import settle_by_report
+from modempool.spool.ambiguity import settle_before, settle_by_report
 from modempool.spool.audit import INSERT_EVENT, AuditLog
 from modempool.spool.verdicts import (PART_VERDICT, apply_report, message_after_report,
                                       part_verdict, report_event, report_key)
@@ -406,6 +406,9 @@ class Inbound:
                     network_time=submitted_at or received_at or utcnow(), now=now,
                     count_sent=self.sims.add_sent if self.sims is not None else None)
                 proven = match is not None
+            elif sim is not None:   # a report some ambiguous part before it waited for
+                settle_before(conn, self.audit, sim, match[0], now,
+                              self.sims.add_sent if self.sims is not None else None)
             part_id, message_id = (match[0], match[1]) if match else (None, None)
             report = ("INSERT INTO delivery_reports (sim, message_reference, recipient, status, "
                       "delivered, final, received_at, part_id, message_id) "

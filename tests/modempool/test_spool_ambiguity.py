@@ -124,3 +124,20 @@ def test_a_report_that_came_before_the_ambiguity_settles_it_when_it_arises(spool
     recovery = spool.recover_leases(owner="dead")
     assert recovery.sent == (crashed.id,) and recovery.ambiguous == ()
     assert spool.get(crashed.id).state is MessageState.DELIVERED
+
+
+def test_a_report_that_waited_for_the_next_part_settles_once_that_one_is_known(spool):
+    """The report came while the SIM's next part was in flight: not proof yet. That part's own
+    report (its reference the one after) shows the modem numbered the ambiguous one first."""
+    sent(spool, "m1", 41)
+    hung = lost(spool, "m1")
+    after = spool.enqueue(TO, "after the hang")
+    spool.claim(after.id, "m1", "o", 60)
+    spool.mark_part_writing(after.id, 1, 1, lease_owner="o")
+    assert spool.store_delivery_report("m1", 42, TO, 0, submitted_at=utcnow()).part_id is None
+    spool.mark_last_part_sent(after.id, 1, None, 43, lease_owner="o")
+    assert spool.get(hung).state is MessageState.AMBIGUOUS
+    match = spool.store_delivery_report("m1", 43, TO, 0, submitted_at=utcnow())
+    assert match.message_id == after.id and spool.get(after.id).state is MessageState.DELIVERED
+    assert spool.get(hung).state is MessageState.DELIVERED
+    assert "ambiguity-resolved" in [e["kind"] for e in spool.events(hung)]

@@ -68,17 +68,18 @@ class Claims:
                             now: datetime | None = None) -> Recovery:
         """Several daemons on one database: settle the run-out leases of daemons that are dead
         (see `recovery.dead_owners`), never a live one's. Returns what became of them."""
-        requeued, ambiguous, sent = [], [], []
+        requeued, ambiguous, sent, refused = [], [], [], []
         for owner in dead_owners(self.engine, here=here, alive=alive, silent=silent, now=now):
             done = recover_leases(self.engine, self.audit, owner, expired_only=True, now=now,
                                   count_sent=self.sims.add_sent)
             requeued += done.requeued
             ambiguous += done.ambiguous
             sent += done.sent
+            refused += done.refused
         if requeued:
             with self.engine.tx() as conn:
                 self.engine.notify_enqueued(conn)
-        return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent))
+        return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent), tuple(refused))
 
     def expire_due(self, now: datetime | None = None) -> list[int]:
         """Move queued messages whose expiry has passed to EXPIRED; returns their ids."""
@@ -202,7 +203,7 @@ class Claims:
         now = to_text(utcnow())
         with self.engine.tx() as conn:
             ok = finish(conn, message_id, MessageState.SENT, None, now, lease_owner,
-                              extra=", sent_at = :now")
+                        extra=", sent_at = :now")
             if ok:
                 self.audit.record(conn, "sent", message_id, now=now)
                 deliver_if_complete(conn, message_id, now)
@@ -297,7 +298,6 @@ class Claims:
                                   now=now)
                 self.engine.notify_enqueued(conn)
             return ok
-
 
 
 def finish(conn: Any, message_id: int, state: MessageState, error: str | None, now: str,

@@ -196,7 +196,7 @@ class Records:
                                      send.message_reference, send.now or utcnow(),
                                      settle_message=False)
             ok = finish(conn, message_id, MessageState.SENT, None, now_text,
-                              send.lease_owner, extra=", sent_at = :now")
+                        send.lease_owner, extra=", sent_at = :now")
             if ok:
                 self.audit.record(conn, "sent", message_id, now=now_text)
         # The message's verdict from its parts' reports. Of a one-part message the part

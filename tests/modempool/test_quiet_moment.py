@@ -60,7 +60,6 @@ async def test_a_stopping_dispatcher_is_not_held_by_a_quiet_moment(dispatcher):
     marker.cancel()
 
 
-
 async def test_a_quiet_moment_waits_while_a_modem_is_busy(dispatcher):
     """Every marker committed, but a modem between its answer and its next PDU (`busy_now`):
     the moment waits for that too (here far away: until the stop)."""

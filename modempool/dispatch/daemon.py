@@ -45,6 +45,7 @@ from modempool.dispatch.requests import RequestDesk
 from modempool.dispatch.sim_slot import SimSlot, SimState
 from modempool.dispatch.slow_spool import SlowSpoolWatch
 from modempool.dispatch.spool_lane import INBOUND_THREADS, SpoolLane
+from modempool.spool.database_errors import database_error
 from modempool.spool.unavailable import log_failure, own_repeated_lines
 
 log = logging.getLogger("modempool.dispatch.daemon")
@@ -189,11 +190,11 @@ class Daemon(ModemTaskMixin):
                                           name="notifications")
                     for spec, slot in zip(specs, slots):
                         tasks.create_task(self._modem_task(spec, slot, inbound), name=spec.name)
+                self.dispatcher.recording.close()   # its timer arms no more: the lanes close
                 await lane.drain()
                 await inbound_lane.drain()
                 await self.books.drain()
-                released = sum(len(self.spool.recover_leases(owner=slot.owner).requeued)
-                               for slot in slots)
+                released = self._release_leases(slots)
                 log.info("modempool stopped%s", f"; {released} leases released" if released else "")
         finally:
             if self.install_signals:
@@ -269,6 +270,25 @@ class Daemon(ModemTaskMixin):
     def _counters(self, minute: int, today: int, month: int) -> Counters:
         keys = window_keys(datetime.now(self.config.tz or timezone.utc))
         return Counters(keys[0], minute, keys[1], today, keys[2], month)
+
+    def _release_leases(self, slots: list[SimSlot]) -> int:
+        """At the stop, each SIM's leases settled by recovery (what it never began goes back
+        to the queue); returns how many went back. A message the database refuses to settle
+        stays SENDING (recovery's ERROR line names it); the database failing fails the stop
+        with one line (a PoolError), after the other SIMs, the rest left for the next start."""
+        released, failure = 0, None
+        for slot in slots:
+            try:
+                released += len(self.spool.recover_leases(owner=slot.owner).requeued)
+            except Exception as exc:
+                found = database_error(exc)
+                if found is None:
+                    raise
+                failure = failure or found
+        if failure is not None:
+            raise PoolError(f"stopped, but the leases left were not settled ({failure}); the "
+                            "next start settles them")
+        return released
 
     async def _announce_ready(self, slots: list[SimSlot]) -> None:
         while not self._stop.is_set():

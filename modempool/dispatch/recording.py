@@ -6,10 +6,11 @@ is asked for its prompt), or with the other confirmations of its burst when the 
 nothing next (`record_soon`): never in the path of the next send, and never more than one
 message per SIM without a committed outcome, since the SIM's next marker waits for its
 previous record. A record the database refuses (not for being away) is tried alone and,
-refused still, called ambiguous; one that may be neither (`OutcomeRefused`) is kept, like one
-the database cannot take now or refuses for a right the role lacks: tried again after 1 s,
-then 2, 4, at most every 5 s, and with the SIM's next marker, which waits for it (its PDU
-unwritten).
+refused still, called ambiguous; one that may be neither (`OutcomeRefused`) is kept alone (the
+others of its batch are written), like one the database cannot take now or refuses for a right
+the role lacks: tried again after 1 s, then 2, 4, at most every 5 s, and with the SIM's next
+marker, which waits for it (its PDU unwritten). A bug met on the way is no refusal: its
+traceback once, not kept (the message is left to recovery: ambiguous).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from modempool.errors import SpoolFailure
 from modempool.masked import one_line
 from modempool.spool.model import LeaseLost
 from modempool.spool.records import SentPart
-from modempool.spool.unavailable import database_failed, log_failure, log_repeated
+from modempool.spool.unavailable import (database_failed, log_failure, log_repeated,
+                                         refused_by_database)
 
 log = logging.getLogger("modempool.dispatch.dispatcher")
 
@@ -39,6 +41,9 @@ RECORDS_PER_COMMIT = 8
 
 # A confirmed send waiting to be recorded: its record, the modem's logger, recipient and parts.
 Unrecorded = tuple[SentPart, logging.Logger, str, int]
+# What became of one: recorded (True), its lease taken over (False), called ambiguous (None),
+# its outcome refused for good (`OutcomeRefused`: kept), or a bug met (its exception: dropped).
+Outcome = bool | None | BaseException
 
 
 class OutcomeRefused(SpoolFailure):
@@ -70,6 +75,7 @@ class Recording:
         self._record_timer: asyncio.Handle | None = None
         self._record_at = self._record_deadline = 0.0
         self._record_wait = WAIT_FIRST   # before records that failed are tried again
+        self.closed = False
 
     def holds(self, owner: str) -> bool:
         """Whether a confirmed send of lease `owner` (one SIM) is not recorded yet."""
@@ -130,6 +136,8 @@ class Recording:
     def _record_when_quiet(self) -> None:
         loop = asyncio.get_running_loop()
         self._record_timer = None
+        if self.closed:   # the dispatcher stopped meanwhile: its lane takes nothing now
+            return
         if loop.time() < self._record_at:  # more came meanwhile: wait for the burst to end
             self._record_timer = loop.call_at(self._record_at, self._record_when_quiet)
             return
@@ -179,11 +187,13 @@ class Recording:
             self._record_timer = None
         return pending
 
-    def _write_records(self, pending: list[Unrecorded]) -> list[bool | None] | None:
-        """In the lane: record `pending` in one transaction; None if the database failed, or
-        refused an outcome for good (`OutcomeRefused`): they are kept and tried again (the
-        leases stay: recovery would call them sent or ambiguous). A record it refuses otherwise
-        refuses them all: they are then written one by one (`_one_by_one`)."""
+    def _write_records(self, pending: list[Unrecorded]) -> list[Outcome] | None:
+        """In the lane: record `pending` in one transaction; None if the database failed (they
+        are kept and tried again, the leases staying). A record it refuses otherwise refuses
+        them all: they are then written one by one (`_one_by_one`), where one whose outcome
+        is refused for good is kept alone (`OutcomeRefused`) and one that met a bug is
+        dropped, its traceback logged here once (its lease left for recovery, which calls it
+        ambiguous when its SIM's leases are given back)."""
         if not pending:
             return []
         try:
@@ -192,34 +202,46 @@ class Recording:
             except Exception as exc:
                 if database_failed(exc):
                     raise
-                log_repeated(log, logging.WARNING, f"could not record {len(pending)} sent "
-                             "messages together; one by one", one_line(exc))
-            return self._one_by_one(pending)
+                if len(pending) > 1:
+                    log_repeated(log, logging.WARNING, f"could not record {len(pending)} sent "
+                                 "messages together; one by one", one_line(exc))
+            outcomes = self._one_by_one(pending)
         except Exception as exc:
             log_failure(log, f"could not record {len(pending)} sent messages", exc)
             return None
+        _log_bugs(pending, outcomes)
+        return outcomes
 
-    def _one_by_one(self, pending: list[Unrecorded]) -> list[bool | None]:
+    def _one_by_one(self, pending: list[Unrecorded]) -> list[Outcome]:
         """Each record of `pending` in a transaction of its own, after the database refused
         them together: one it refuses alone (not for being away, nor for a right the role
         lacks) is called ambiguous (None: the modem confirmed it, the spool refused to say so),
-        an outcome committed all the same, so that its SIM may go on. Raises what it cannot
-        write at all: the database's failure, or `OutcomeRefused` when calling it ambiguous
-        is refused too. Those committed before such a failure are taken out of `pending`
-        (which the caller keeps to write again) and said now."""
-        outcomes: list[bool | None] = []
+        an outcome committed all the same, so that its SIM may go on. One whose outcome can
+        be written neither way is its `OutcomeRefused` (kept), one that met a bug its
+        exception (dropped): the others of `pending`, other SIMs', go on. Raises only the
+        database's failure (away, a right missing); those committed before it are taken out
+        of `pending` (which the caller keeps to write again) and said now."""
+        outcomes: list[Outcome] = []
         try:
             for sent, *_ in pending:
-                outcomes.append(self._one_record(sent))
+                try:
+                    outcomes.append(self._one_record(sent))
+                except OutcomeRefused as exc:
+                    outcomes.append(exc)
+                except Exception as exc:
+                    if database_failed(exc):
+                        raise
+                    outcomes.append(exc)
         except Exception:
-            done = pending[:len(outcomes)]
-            del pending[:len(outcomes)]
-            _say_recorded(done, outcomes)
+            _log_bugs(pending, outcomes)
+            _keep_refused(pending, outcomes)
             raise
         return outcomes
 
     def _one_record(self, sent: SentPart) -> bool | None:
-        """`sent` recorded in a transaction of its own, or (refused) called ambiguous: None."""
+        """`sent` recorded in a transaction of its own, or (refused) called ambiguous: None.
+        Only the database's refusal of both is `OutcomeRefused`; anything else that calling
+        it ambiguous raises (a bug: a TypeError, a column missing) goes up as it is."""
         try:
             return self.spool.mark_many_sent([sent])[0]
         except Exception as exc:
@@ -231,7 +253,7 @@ class Recording:
         try:
             self.spool.mark_ambiguous(sent.message_id, why, lease_owner=sent.lease_owner)
         except Exception as exc:
-            if database_failed(exc):
+            if database_failed(exc) or not refused_by_database(exc):
                 raise
             raise OutcomeRefused(sent.message_id, refused, exc) from exc
         log_failure(log, f"message {sent.message_id}: its record was refused", refused)
@@ -239,7 +261,7 @@ class Recording:
 
     def _record_and_mark(self, pending: list[Unrecorded], message_id: int, seq: int,
                          total: int | None, owner: str
-                         ) -> tuple[list[bool | None] | None, LeaseLost | None]:
+                         ) -> tuple[list[Outcome] | None, LeaseLost | None]:
         """In the lane, one commit: the SIM's previous confirmation and the marker of the part
         about to be written. A lost lease is returned: nothing written for it, the record
         still commits.
@@ -251,7 +273,7 @@ class Recording:
         is called ambiguous), and the marker goes alone after them. What cannot be written at
         all (the database away, a right missing, a message that may be neither recorded nor
         called ambiguous: `OutcomeRefused`) is raised: no marker, the part not written."""
-        recorded: list[bool | None] | None = []   # none to record: a marker alone (`markers`)
+        recorded: list[Outcome] = []   # none to record: a marker alone (`markers`)
         if pending:
             try:
                 return self.spool.mark_sent_then_writing([sent for sent, *_ in pending],
@@ -260,33 +282,82 @@ class Recording:
             except Exception as exc:
                 if database_failed(exc):
                     raise
-                log_repeated(log, logging.WARNING, f"could not record {len(pending)} sent "
-                             "messages with the next marker; one by one", one_line(exc))
+                if len(pending) > 1:
+                    log_repeated(log, logging.WARNING, f"could not record {len(pending)} sent "
+                                 "messages with the next marker; one by one", one_line(exc))
             recorded = self._one_by_one(pending)
+            failed = [outcome for outcome in recorded if isinstance(outcome, BaseException)]
+            if failed:   # the SIM's own outcome not written: no marker, its part waits
+                _keep_refused(pending, recorded)
+                bugs = [outcome for outcome in failed if _bug(outcome)]
+                # a bug goes up to its modem's task, which logs it and takes the modem down
+                # (its leases then recovered: that message ambiguous), as other bugs do
+                raise bugs[0] if bugs else failed[0]
         try:
             self.spool.mark_part_writing(message_id, seq, total, lease_owner=owner)
         except LeaseLost as exc:
             return recorded, exc
         return recorded, None
 
-    def _settled(self, pending: list[Unrecorded], recorded: list[bool | None] | None) -> None:
-        """Log what was recorded; what could not be (the database away, a right missing, an
-        outcome refused) is kept, to be written again with the SIM's next marker, or after 1 s,
-        then 2, 4, at most every 5 s while it keeps failing (a SIM's lease is given back only
-        after it)."""
-        if recorded is None:
-            self._unrecorded[:0] = [entry for entry in pending if entry not in self._unrecorded]
-            if self._record_timer is None:
+    def _settled(self, pending: list[Unrecorded], recorded: list[Outcome] | None) -> None:
+        """Log what was recorded; what could not be (the database away, a right missing: all
+        of `pending`; an outcome refused: that entry alone) is kept, to be written again with
+        the SIM's next marker, or after 1 s, then 2, 4, at most every 5 s while it keeps
+        failing (a SIM's lease is given back only after it). One that met a bug is dropped."""
+        kept = pending
+        if recorded is not None:
+            for (sent, *_), outcome in zip(pending, recorded):
+                if isinstance(outcome, OutcomeRefused):   # one line a minute for each
+                    log_repeated(log, logging.ERROR, f"message {sent.message_id}: its outcome is "
+                                 "refused by the database", str(outcome))
+            kept = list(pending)
+            _keep_refused(kept, recorded)
+            if not kept:
+                self._record_wait = WAIT_FIRST
+        if kept:
+            self._unrecorded[:0] = [entry for entry in kept if entry not in self._unrecorded]
+            if self._record_timer is None and not self.closed:
                 self._record_at = 0.0
                 self._record_timer = asyncio.get_running_loop().call_later(
                     self._record_wait, self._record_when_quiet)
                 self._record_wait = min(self._record_wait * 2, WAIT_MAX)
-            return
-        self._record_wait = WAIT_FIRST
-        _say_recorded(pending, recorded)
+
+    def close(self) -> None:
+        """The dispatcher stops: no timer is armed again (its lane is closing); what is still
+        kept stays for `record_now` and, failing that, recovery."""
+        self.closed = True
+        if self._record_timer is not None:
+            self._record_timer.cancel()
+            self._record_timer = None
 
 
-def _say_recorded(pending: list[Unrecorded], recorded: list[bool | None]) -> None:
+def _keep_refused(pending: list[Unrecorded], outcomes: list[Outcome]) -> None:
+    """Of `pending`, whose first entries have `outcomes`: those written are said now and taken
+    out, as are those that met a bug (dropped); those refused for good (`OutcomeRefused`)
+    stay in it, with those not tried yet, for the caller to keep."""
+    done = [(entry, outcome) for entry, outcome in zip(pending, outcomes)
+            if not isinstance(outcome, BaseException)]
+    _say_recorded([entry for entry, _ in done], [outcome for _, outcome in done])
+    pending[:] = [entry for entry, outcome in zip(pending, outcomes)
+                  if isinstance(outcome, OutcomeRefused)] + pending[len(outcomes):]
+
+
+def _log_bugs(pending: list[Unrecorded], outcomes: list[Outcome]) -> None:
+    """The traceback of each record of `pending` that met a bug (once: it is not tried
+    again; its lease is left for recovery, which calls it ambiguous when its SIM's leases are
+    given back)."""
+    for (sent, *_), outcome in zip(pending, outcomes):
+        if _bug(outcome):
+            log.error("message %s: a bug while writing its outcome; left to recovery",
+                      sent.message_id, exc_info=outcome)
+
+
+def _bug(outcome: Outcome) -> bool:
+    """Whether a record's `outcome` is a bug met while writing it (not the database's)."""
+    return isinstance(outcome, BaseException) and not isinstance(outcome, OutcomeRefused)
+
+
+def _say_recorded(pending: list[Unrecorded], recorded: list[Any]) -> None:
     """The line of each confirmed send of `pending` whose outcome is committed (`recorded`)."""
     for ok, (sent, mlog, to, parts) in zip(recorded, pending):
         if ok is None:

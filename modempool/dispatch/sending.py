@@ -58,7 +58,6 @@ class MarkerNotWritten(Exception):
         self.cause = cause
 
 
-
 #: A write that waits for the database says so again this often (seconds), with how long: a
 #: lasting "not now" (a standby that stays read-only, a statement always past its time
 #: limit) is otherwise one warning and then silence while the modem waits for ever.
@@ -149,8 +148,8 @@ class SendingMixin:
             try:
                 return await _write_part(modem, part, marking)
             except MarkerNotWritten as exc:
-                log_failure(mlog, f"message {message_id} part {part.seq}/{part.total} waits "
-                            "for the database; its PDU was not written", exc.cause)
+                log_failure(mlog, f"message {message_id} part {part.seq}/{part.total} "
+                            f"{waits(exc.cause)}; its PDU was not written", exc.cause)
                 marking = await self._marked_when_back(slot, message_id, part)
                 if marking.result()[1] is None:   # else its LeaseLost: another daemon's now
                     mlog.info("the database answers again: message %s part %s/%s goes out",
@@ -183,7 +182,7 @@ class SendingMixin:
         except Exception as exc:
             if not database_failed(exc):
                 raise
-            log_failure(log, f"{name} waits for the database", exc)
+            log_failure(log, f"{name} {waits(exc)}", exc)
         delay = WAIT_FIRST
         waiting = StillWaiting(log, name)
         while True:
@@ -207,7 +206,8 @@ class SendingMixin:
             async with asyncio.timeout(seconds):
                 await self.stopping.wait()
         if self.stopping.is_set():
-            raise ModemTrouble(f"stopping with the database away: {undone}; recovery settles it")
+            raise ModemTrouble(f"stopping before the database took it: {undone}; recovery "
+                               "settles it")
 
     async def _ambiguous(self, slot: SimSlot, message: Any, why: str) -> None:
         log.warning("message %s is ambiguous: %s", message.id, why)
@@ -262,7 +262,6 @@ class SendingMixin:
                              only_sim=slot.name if sent else None, lease_owner=slot.owner)
 
 
-
 async def _write_part(modem: Any, part: Any, marking: asyncio.Future[Any]) -> list[int]:
     """Send `part` through `modem`; its PDU goes out once `marking` (its marker) is committed.
     Whatever the modem answers, the marker's transaction is over when this returns or raises:
@@ -285,6 +284,13 @@ async def _write_part(modem: Any, part: Any, marking: asyncio.Future[Any]) -> li
             await asyncio.wait([marking])
 
 
+def waits(exc: BaseException) -> str:
+    """What a write that failed so does: waits for the database (away) or is refused by it
+    (up, but refusing: a right missing, an outcome a trigger or constraint refuses)."""
+    return "waits for the database" if unavailable(exc) is not None else (
+        "is refused by the database")
+
+
 class StillWaiting:
     """A write waiting for the database: its warning repeated every WARN_AGAIN_EVERY seconds
     with how long it has waited, so that a "not now" that lasts is not silent after the first
@@ -301,7 +307,7 @@ class StillWaiting:
         ERROR line naming the GRANT, once a minute)."""
         found = unavailable(exc)
         if found is None:
-            log_failure(self.log, f"{self.what} waits for the database", exc)
+            log_failure(self.log, f"{self.what} {waits(exc)}", exc)
             return
         now = time.monotonic()
         if now < self.next:

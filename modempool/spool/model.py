@@ -154,3 +154,4 @@ class Recovery:
     requeued: tuple[int, ...] = ()
     ambiguous: tuple[int, ...] = ()
     sent: tuple[int, ...] = ()
+    refused: tuple[int, ...] = ()   # left SENDING: the database refused to settle them

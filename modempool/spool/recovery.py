@@ -7,18 +7,24 @@ The markers `spool_claim.py` commits before each PDU leaves decide it: nothing w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from modempool.masked import one_line
+
 from modempool.spool.ambiguity import settle_by_stored_reports
 from modempool.spool.daemons import Here, judge
 from modempool.spool.model import Recovery, to_text, utcnow
+from modempool.spool.unavailable import log_repeated, refused_by_database
 
 if TYPE_CHECKING:
     from modempool.spool.audit import AuditLog
     from modempool.spool.engine import Engine
 
+
+log = logging.getLogger("modempool.spool.recovery")
 
 # Part states that mean the network took the part (a report may already have come back).
 ACCEPTED = ("sent", "delivered", "undelivered")
@@ -44,6 +50,8 @@ def recover_leases(
     - every part sent (a message reference for each of `total`, this attempt or an earlier
       one that it resumes) → SENT;
     - otherwise some PDU may have been written → AMBIGUOUS (never resent automatically).
+    A message the database refuses to settle so (a trigger, a constraint) stays SENDING, one
+    ERROR line naming it (`Recovery.refused`), and is tried again by the next recovery.
     """
     now_text = to_text(now or utcnow())
     where, params = ["state = 'sending'"], []
@@ -53,7 +61,10 @@ def recover_leases(
     if (owner is None and not include_live) or expired_only:
         where.append("(lease_until IS NULL OR lease_until <= ?)")
         params.append(now_text)
-    requeued, ambiguous, sent = [], [], []
+    requeued: list[int] = []
+    ambiguous: list[int] = []
+    sent: list[int] = []
+    refused: list[int] = []
     with engine.tx() as conn:
         # Locked rows are being finished by their owner right now: not ours to settle.
         leased = conn.execute(
@@ -62,48 +73,70 @@ def recover_leases(
             params,
         ).fetchall()
         for message_id, attempt, parts_total, sim in leased:
-            parts = conn.execute(
-                "SELECT attempt, state FROM parts WHERE message_id = ?", (message_id,)
-            ).fetchall()
-            written = [state for made, state in parts if made == attempt and state != "failed"]
-            # Parts sent by an earlier attempt count: a resumed message sends only the rest.
-            sent_parts = sum(state in ACCEPTED for _, state in parts)
-            if not written:
-                conn.execute(
-                    "UPDATE messages SET state = 'queued', "
-                    "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
-                    "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
-                    (now_text, message_id),
-                )
-                requeued.append(message_id)
-                audit.record(conn, "lease-recovered", message_id, sim, "queued", now_text)
-            elif parts_total and sent_parts == parts_total == len(parts):
-                conn.execute(
-                    "UPDATE messages SET state = 'sent', sent_at = ?, lease_owner = NULL, "
-                    "lease_until = NULL, updated_at = ? WHERE id = ?",
-                    (now_text, now_text, message_id),
-                )
-                sent.append(message_id)
-                audit.record(conn, "lease-recovered", message_id, sim, "sent", now_text)
-            else:
-                error = "the dispatcher stopped after a PDU may have been written to the modem"
-                conn.execute(
-                    "UPDATE messages SET state = 'ambiguous', error = ?, lease_owner = NULL, "
-                    "lease_until = NULL, updated_at = ? WHERE id = ?",
-                    (error, now_text, message_id),
-                )
-                conn.execute(
-                    "UPDATE parts SET state = 'ambiguous' WHERE message_id = ? AND attempt = ? "
-                    "AND state = 'writing'",
-                    (message_id, attempt),
-                )
-                audit.record(conn, "lease-recovered", message_id, sim, "ambiguous", now_text)
-                # its report may already be stored (the killed daemon read it): proof settles it
-                if settle_by_stored_reports(conn, audit, message_id, now_text, count_sent):
-                    sent.append(message_id)
-                else:
-                    ambiguous.append(message_id)
-    return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent))
+            # Each message under a savepoint of its own: one the database refuses to settle
+            # (an operator's trigger or constraint) stays SENDING, the others are settled.
+            conn.execute("SAVEPOINT recover_one")
+            try:
+                became = _settle_one(conn, audit, message_id, attempt, parts_total, sim,
+                                     now_text, count_sent)
+            except Exception as exc:
+                if not refused_by_database(exc):
+                    raise
+                conn.execute("ROLLBACK TO recover_one")
+                conn.execute("RELEASE recover_one")
+                refused.append(message_id)
+                log_repeated(log, logging.ERROR, f"message {message_id}: recovery could not "
+                             "settle it, refused by the database; it stays SENDING and is "
+                             "tried again", one_line(exc))
+                continue
+            conn.execute("RELEASE recover_one")
+            {"queued": requeued, "ambiguous": ambiguous, "sent": sent}[became].append(message_id)
+    return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent), tuple(refused))
+
+
+def _settle_one(conn: Any, audit: AuditLog, message_id: int, attempt: int,
+                parts_total: int | None, sim: str | None, now_text: str,
+                count_sent: Callable[[Any, str, int, datetime], None] | None) -> str:
+    """One leased message settled by `recover_leases`'s rule; returns what it became."""
+    parts = conn.execute(
+        "SELECT attempt, state FROM parts WHERE message_id = ?", (message_id,)
+    ).fetchall()
+    written = [state for made, state in parts if made == attempt and state != "failed"]
+    # Parts sent by an earlier attempt count: a resumed message sends only the rest.
+    sent_parts = sum(state in ACCEPTED for _, state in parts)
+    if not written:
+        conn.execute(
+            "UPDATE messages SET state = 'queued', "
+            "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
+            "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+            (now_text, message_id),
+        )
+        audit.record(conn, "lease-recovered", message_id, sim, "queued", now_text)
+        return "queued"
+    if parts_total and sent_parts == parts_total == len(parts):
+        conn.execute(
+            "UPDATE messages SET state = 'sent', sent_at = ?, lease_owner = NULL, "
+            "lease_until = NULL, updated_at = ? WHERE id = ?",
+            (now_text, now_text, message_id),
+        )
+        audit.record(conn, "lease-recovered", message_id, sim, "sent", now_text)
+        return "sent"
+    error = "the dispatcher stopped after a PDU may have been written to the modem"
+    conn.execute(
+        "UPDATE messages SET state = 'ambiguous', error = ?, lease_owner = NULL, "
+        "lease_until = NULL, updated_at = ? WHERE id = ?",
+        (error, now_text, message_id),
+    )
+    conn.execute(
+        "UPDATE parts SET state = 'ambiguous' WHERE message_id = ? AND attempt = ? "
+        "AND state = 'writing'",
+        (message_id, attempt),
+    )
+    audit.record(conn, "lease-recovered", message_id, sim, "ambiguous", now_text)
+    # its report may already be stored (the killed daemon read it): proof settles it
+    if settle_by_stored_reports(conn, audit, message_id, now_text, count_sent):
+        return "sent"
+    return "ambiguous"
 
 
 def dead_owners(engine: Engine, *, here: Here, alive: Callable[[int], bool],

@@ -195,11 +195,29 @@ def own_repeated_lines() -> Iterator[RepeatedLines]:
 
 def database_failed(exc: BaseException) -> bool:
     """Whether `exc` is the database's failure, not the work's: it cannot answer now
-    (`unavailable`), or it refused the role a right (`SpoolForbidden`: a GRANT for an operator
-    to run), or any other outcome a modem decided (the sending path's `OutcomeRefused`: a
-    trigger or constraint for an operator to fix). Work that failed so is kept and tried again (a `Backlog`, a retry loop), never
-    dropped as a bug's nor taken for the rules' refusal."""
+    (`unavailable`), or it refused the work for an operator to fix (a SpoolFailure: a right
+    missing, or one its callers raise for a trigger's or constraint's refusal). Work that
+    failed so is kept and tried again (a `Backlog`, a retry loop), never dropped as a bug's
+    nor taken for the rules' refusal."""
     return isinstance(exc, SpoolFailure) or unavailable(exc) is not None
+
+
+def refused_by_database(exc: BaseException) -> bool:
+    """Whether `exc` is a database's refusal of a statement it ran (a constraint, a trigger's
+    exception, a value out of range), not a bug of the statement or of its caller (a
+    TypeError, a column or table missing, a closed connection): only such a refusal is for
+    an operator to lift. SQLite's OperationalError is left out: it says "no such column"."""
+    if isinstance(exc, sqlite3.DatabaseError):
+        return not isinstance(exc, (sqlite3.ProgrammingError, sqlite3.OperationalError))
+    try:
+        import psycopg
+    except ImportError:   # pragma: no cover - a dependency of the package
+        return False
+    # class 42: a statement the schema does not fit (a column, a table, a function missing);
+    # a trigger's RAISE EXCEPTION (P0001) is a ProgrammingError to psycopg, and a refusal
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return (isinstance(exc, psycopg.DatabaseError) and bool(sqlstate)
+            and not sqlstate.startswith("42"))
 
 
 def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:

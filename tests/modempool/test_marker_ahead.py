@@ -159,7 +159,7 @@ async def test_a_refused_record_that_may_not_be_called_ambiguous_holds_its_sim(
             refuse_ambiguity_of(spool, "refused record")
             first, second = spool.enqueue_many([{"to": TO, "text": text}
                                                 for text in ("refused record", "second")])
-            await eventually(lambda: f"message {second} part 1/1 waits for the database"
+            await eventually(lambda: f"message {second} part 1/1 is refused by the database"
                              in caplog.text, what="the second part waits for the outcome")
             assert [e["text"] for e in network_messages(bank)] == ["refused record"]
             assert spool.get(first).state.value == "sending"      # in hand, no outcome yet

@@ -272,7 +272,7 @@ async def test_a_modems_record_refused_a_right_waits_for_the_grant_then_is_writt
         # its line said a moment ago where the test runs: the daemon's run says it again
         # (Daemon.run's own limiter of repeated lines), not held back here for an hour
         said_here = RepeatedLines(3600.0)
-        said_here.due(("modempool.dispatch.dispatcher", "record_error waits for the database"))
+        said_here.due(("modempool.dispatch.dispatcher", "record_error is refused by the database"))
         outside = unavailable._LINES.set(said_here)
         with caplog.at_level(logging.INFO, logger="modempool"):
             # each try of the retry loop says so at DEBUG (its ERROR line only once a minute)
@@ -280,7 +280,7 @@ async def test_a_modems_record_refused_a_right_waits_for_the_grant_then_is_writt
             running = asyncio.create_task(daemon.run())
             unavailable._LINES.reset(outside)
             try:
-                await eventually(lambda: "record_error waits for the database" in caplog.text,
+                await eventually(lambda: "record_error is refused by the database" in caplog.text,
                                  what="the modem's record waits for the GRANT")
                 # refused again after its first wait (WAIT_FIRST): the retry loop keeps it
                 await eventually(lambda: "record_error failed again" in caplog.text,
@@ -328,7 +328,7 @@ async def test_a_right_missing_at_the_record_and_marker_waits_for_the_grant(
         with caplog.at_level(logging.INFO, logger="modempool"):
             running = asyncio.create_task(daemon.run())
             try:
-                await eventually(lambda: f"message {second} part 1/1 waits for the database"
+                await eventually(lambda: f"message {second} part 1/1 is refused by the database"
                                  in caplog.text, what="the second part waits for the GRANT")
                 assert [e["text"] for e in network_messages(bank)] == ["第一条"]
                 with Spool(owner) as spool:
@@ -346,7 +346,7 @@ async def test_a_right_missing_at_the_record_and_marker_waits_for_the_grant(
                     await running
     assert [e["text"] for e in network_messages(bank)] == ["第一条", "第二条"]   # each once
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert any(f"message {second} part 1/1 waits for the database" in r.getMessage()
+    assert any(f"message {second} part 1/1 is refused by the database" in r.getMessage()
                for r in errors), caplog.text
     assert errors and all(r.exc_info is None and "\n" not in r.getMessage()
                           and f"the role '{role}' may not write table events: GRANT"

@@ -2,25 +2,37 @@
 (`connect_once`): the server watch's probe asks whether the server answers, and a refusal as
 one connection too many (53300) says that it does.
 
+A URL may name several hosts (a primary and its standbys). libpq's asynchronous connection
+does not time each host out (`connect_timeout` holds only for its blocking call), so a first
+host that takes the TCP connection and never answers would use the whole wait and the next
+host would never be tried. The URL is therefore split into one attempt per host and address,
+as psycopg's own `connect` does (`conninfo_attempts`), each with its own time limit.
+
 psycopg gives a failed connection no SQLSTATE: libpq keeps only the message text, in the
 server's language (`lc_messages`: "too many connections" in English, "tut mir leid, schon zu
 viele Verbindungen" in German). Asked for verbose errors before it connects, libpq writes the
 SQLSTATE into that text ("FATAL:  53300: ..."), whatever the language. psycopg has no call for
-that, so the function is taken from the libpq that psycopg loaded (ctypes, by the path mapped
-into this process). Where it cannot be found (not Linux, a libpq linked in statically), the
-English words are looked for instead, and a server in another language is recognised only by
-an idle pooled connection answering (the probe's other test; docs/scale-out.md).
+that, so the function is looked up (ctypes) through psycopg's own binding: the libpq its
+extension module was linked with, or the one its ctypes binding opened. Where it cannot be
+found, the English words are looked for instead, and a server in another language is
+recognised only by an idle pooled connection answering (the probe's other test;
+docs/scale-out.md).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import logging
+import os
 import re
-import select
+import selectors
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+log = logging.getLogger("modempool.spool")
 
 #: What libpq calls verbose errors (PQERRORS_VERBOSE): the SQLSTATE after the severity.
 _VERBOSE = 2
@@ -48,10 +60,31 @@ class Refused:
 
 def connect_once(url: str, timeout: float) -> Refused | None:
     """Open one connection to `url` (libpq's conninfo or URL) and close it: None if it
-    succeeded, else why not. Waits at most `timeout` seconds."""
-    from psycopg import conninfo, pq
+    succeeded, else why not (every host's refusal). Each host and address is given at most
+    `timeout` seconds, or the URL's `connect_timeout` where that is shorter."""
+    from psycopg import Error, conninfo
 
-    pgconn = pq.PGconn.connect_start(conninfo.make_conninfo(url).encode())
+    params = conninfo.conninfo_to_dict(url)
+    try:
+        attempts = conninfo.conninfo_attempts(params)   # host names resolved here
+    except Error as exc:   # no host resolved
+        return Refused(str(exc), ())
+    each = min(timeout, conninfo.timeout_from_conninfo(params))
+    refusals = []
+    for attempt in attempts:
+        refused = _attempt(conninfo.make_conninfo("", **attempt), each, _where(attempt))
+        if refused is None:
+            return None
+        refusals.append(refused)
+    return Refused("\n".join(refused.message for refused in refusals),
+                   tuple(dict.fromkeys(s for refused in refusals for s in refused.sqlstates)))
+
+
+def _attempt(dsn: str, timeout: float, where: str) -> Refused | None:
+    """One connection attempt (one host, one address) within `timeout` seconds."""
+    from psycopg import pq
+
+    pgconn = pq.PGconn.connect_start(dsn.encode())
     try:
         verbose = _error_verbosity()
         if verbose is not None:
@@ -61,47 +94,90 @@ def connect_once(url: str, timeout: float) -> Refused | None:
         while pgconn.status != pq.ConnStatus.BAD and status != pq.PollingStatus.FAILED:
             if status == pq.PollingStatus.OK:
                 return None
-            left = deadline - time.monotonic()
-            socket = pgconn.socket
-            ready = (select.select([socket], [], [], max(left, 0)) if status ==
-                     pq.PollingStatus.READING else select.select([], [socket], [], max(left, 0)))
-            if not any(ready):
-                return Refused(f"no answer within {timeout:g} s", ())
+            if not _ready(pgconn.socket, status == pq.PollingStatus.WRITING,
+                          deadline - time.monotonic()):
+                return Refused(f"{where}: no answer within {timeout:g} s", ())
             status = pq.PollingStatus(pgconn.connect_poll())
-        message = pgconn.error_message.decode("utf-8", "replace").strip()
-        return Refused(message or "connection failed", tuple(_SQLSTATE.findall(message)))
+        message = pgconn.error_message.decode("utf-8", "replace")
+        return Refused(_plain(message) or f"{where}: connection failed",
+                       tuple(_SQLSTATE.findall(message)))
     finally:
         pgconn.finish()
 
 
+def _ready(socket: int, writing: bool, seconds: float) -> bool:
+    """Whether `socket` is ready to write (or read) within `seconds`. A selector, not
+    select.select, which refuses a descriptor numbered 1024 or more (a large bank)."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(socket, selectors.EVENT_WRITE if writing else selectors.EVENT_READ)
+        return bool(selector.select(max(seconds, 0)))
+
+
+def _where(attempt: dict[str, object]) -> str:
+    """The host (its address) and port of one attempt, for its refusal's text."""
+    host = attempt.get("hostaddr") or attempt.get("host") or "the default socket"
+    port = attempt.get("port")
+    return f"connection to server at {host}" + (f", port {port}" if port else "")
+
+
+def _plain(message: str) -> str:
+    """libpq's verbose message as its default one: without the source LOCATION line and
+    the SQLSTATE written into the text (kept apart, in `Refused.sqlstates`)."""
+    lines = [line for line in message.strip().splitlines()
+             if not line.lstrip().startswith("LOCATION:")]
+    return _SQLSTATE.sub(":  ", "\n".join(lines)).strip()
+
+
 @functools.cache
 def _error_verbosity() -> Callable[[int, int], object] | None:
-    """PQsetErrorVerbosity of the libpq psycopg uses (its own in psycopg-binary, the
-    system's otherwise); None when that one cannot be told for sure (a function of another
-    libpq given psycopg's connection would corrupt it)."""
+    """PQsetErrorVerbosity of the libpq psycopg uses, else None (said once, at INFO): a
+    function of another libpq given psycopg's connection could corrupt it."""
+    function = verbosity_function(_psycopg_libpq())
+    if function is None:
+        log.info("libpq's verbose errors cannot be asked for here: a refusal as one "
+                 "connection too many is known by its English words only")
+    return function
+
+
+def verbosity_function(library: ctypes.CDLL | None) -> Callable[[int, int], object] | None:
+    """`library`'s PQsetErrorVerbosity, if it has one and is the libpq version psycopg
+    reports (`pq.version()`): the version check makes sure it is psycopg's own (or one
+    whose connection structure is the same)."""
     from psycopg import pq
 
-    if pq.__impl__ == "python":   # psycopg's ctypes binding: its library at hand, opened
-        from psycopg.pq import _pq_ctypes   # again (its own function objects left as they are)
-
-        library = ctypes.CDLL(_pq_ctypes.pq._name)
-    else:
-        try:
-            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-                paths = {line.split()[-1] for line in maps if "/libpq" in line}
-        except OSError:
-            return None
-        own = {path for path in paths if "psycopg_binary" in path}
-        paths = own if pq.__impl__ == "binary" else paths - own
-        if len(paths) != 1:
-            return None
-        try:
-            library = ctypes.CDLL(paths.pop())
-        except OSError:
-            return None
+    if library is None:
+        return None
     function = getattr(library, "PQsetErrorVerbosity", None)
-    if function is None:
+    version = getattr(library, "PQlibVersion", None)
+    if function is None or version is None:
+        return None
+    version.argtypes, version.restype = [], ctypes.c_int
+    if version() != pq.version():
         return None
     function.argtypes = [ctypes.c_void_p, ctypes.c_int]
     function.restype = ctypes.c_int
     return function
+
+
+def _psycopg_libpq() -> ctypes.CDLL | None:
+    """The libpq psycopg calls, as a library to look functions up in. psycopg's ctypes
+    binding: the very handle it opened. Its extension module (psycopg-binary, psycopg-c):
+    that module, already loaded, found again by its path (RTLD_NOLOAD: never a new load);
+    a function looked up through it is the one of its own dependencies (the libpq it was
+    linked with, or its own copy when linked statically), never another libpq mapped into
+    the process, and its path need not exist on disk any more (a package upgraded under a
+    running daemon)."""
+    from psycopg import pq
+
+    if pq.__impl__ == "python":
+        from psycopg.pq import _pq_ctypes
+
+        return ctypes.CDLL(_pq_ctypes.pq._name, handle=_pq_ctypes.pq._handle)
+    module = sys.modules.get(pq.PGconn.__module__)
+    path = getattr(module, "__file__", None)
+    if path is None or not hasattr(os, "RTLD_NOLOAD"):
+        return None
+    try:
+        return ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except OSError:
+        return None

@@ -428,12 +428,15 @@ class PostgresEngine(Engine):
         opened and closed; refused as one too many (53300, by its SQLSTATE in any language:
         `postgres_connect`), the server is there all the same. Failing that, an idle pooled
         connection answering `SELECT 1` (new connections refused, for example by pg_hba or a
-        role's limit, while the pool's own still work)."""
+        role's limit, while the pool's own still work). With none idle, the pool is asked to
+        open one (in the background, for the next probe): after an outage longer than
+        RECONNECT_GIVE_UP it holds none and, every call failing at once, nothing else asks."""
         refused = connect_once(self.url, timeout=5)
         if refused is None or refused.too_many:
             return
         exc = self._psycopg.OperationalError(refused.message)
         if self.pool.get_stats().get("pool_available", 0) == 0:
+            self.pool.check()   # none to check: it grows by one, unless growing already
             raise exc
         try:
             with self.pool.connection(timeout=PROBE_POOL_WAIT) as raw:

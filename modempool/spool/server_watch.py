@@ -75,6 +75,10 @@ class ServerWatch:
         self.where = where
         self.connect = connect
         self.away: Away | None = None
+        #: Set while the server is not known to be away: cleared when it is marked away, set
+        #: when the probe reaches it again (something to wait on).
+        self.back = threading.Event()
+        self.back.set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
@@ -96,6 +100,7 @@ class ServerWatch:
             if self.away is not None:
                 return
             self.away = Away(time.monotonic(), reason)
+            self.back.clear()
         log.warning("the database at %s cannot be reached (%s); calls fail at once until it "
                     "answers again (tried every %g s)", self.where, reason, PROBE_EVERY)
         threading.Thread(target=self._probe, name="modempool-db-probe", daemon=True).start()
@@ -118,6 +123,7 @@ class ServerWatch:
                 self._closed.wait(PROBE_EVERY)
                 continue
             self.away = None
+            self.back.set()
             log.info("the database at %s answers again, after %.1f s away", self.where,
                      time.monotonic() - away.since)
             return

@@ -85,13 +85,26 @@ def test_a_refusal_reads_as_libpqs_usual_text_its_sqlstate_kept_apart(pg_cluster
     assert "LOCATION" not in refused.message and "3D000" not in refused.message
 
 
+def _libpq_versions() -> dict[int, ctypes.CDLL]:
+    """The libpqs at hand (the system's, psycopg-binary's own) by their version."""
+    paths = [ctypes.util.find_library("pq")]
+    spec = importlib.util.find_spec("psycopg_binary")
+    if spec is not None and spec.origin is not None:
+        paths += Path(spec.origin).parent.parent.glob("psycopg_binary.libs/libpq*")
+    found = {}
+    for path in filter(None, paths):
+        library = ctypes.CDLL(str(path))
+        library.PQlibVersion.restype = ctypes.c_int
+        found[library.PQlibVersion()] = library
+    return found
+
+
 def test_a_libpq_of_another_version_is_never_given_psycopgs_connection():
-    """The system's libpq beside psycopg-binary's own: a function of it would be handed a
-    connection structure it may not know."""
-    system = ctypes.CDLL(ctypes.util.find_library("pq"))
-    system.PQlibVersion.restype = ctypes.c_int
-    assert system.PQlibVersion() != pq.version(), "the test needs two libpq versions"
-    assert verbosity_function(system) is None
+    """Another libpq beside psycopg's own (the system's beside psycopg-binary's): a function
+    of it would be handed a connection structure it may not know."""
+    others = [lib for version, lib in _libpq_versions().items() if version != pq.version()]
+    assert others, "the test needs two libpq versions"
+    assert verbosity_function(others[0]) is None
     assert verbosity_function(ctypes.CDLL(ctypes.util.find_library("c"))) is None
     assert verbosity_function(None) is None
 

@@ -9,11 +9,13 @@ its own directory only (no TCP port to collide on), with fsync off: it is thrown
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import pwd
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,7 +104,7 @@ class PgCluster:
 
 def answering(spool: Any, timeout: float = 120.0) -> None:
     """Wait until `spool` answers after its cluster started again: its engine found the server
-    away and fails calls at once until its probe (every second) reaches it."""
+    away and fails calls at once until its probe (every second) reaches it (`back`)."""
     from modempool.spool.unavailable import unavailable
 
     deadline = time.monotonic() + timeout
@@ -113,7 +115,41 @@ def answering(spool: Any, timeout: float = 120.0) -> None:
         except Exception as exc:
             if unavailable(exc) is None or time.monotonic() > deadline:
                 raise
-        time.sleep(0.05)   # another thread's probe: nothing to await
+        spool.engine.server.back.wait(max(deadline - time.monotonic(), 0))
+
+
+class WatchLines(logging.Handler):
+    """The server watch of a process's engine, followed by its log lines (for an engine out
+    of the test's reach, such as an API server's): `back` is cleared when one says the server
+    cannot be reached, set when it says it answers again. Attached with `watching()`."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.back = threading.Event()
+        self.back.set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not message.startswith("the database at "):
+            return
+        if "cannot be reached" in message:
+            self.back.clear()
+        elif "answers again, after" in message:
+            self.back.set()
+
+
+@contextmanager
+def watching() -> Iterator[WatchLines]:
+    """A `WatchLines` on the spool's logger (at INFO) for the block."""
+    logger = logging.getLogger("modempool.spool")
+    lines, level = WatchLines(), logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
 
 
 @contextmanager

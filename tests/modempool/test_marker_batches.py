@@ -77,9 +77,11 @@ async def test_markers_asked_while_batches_are_committed_go_together_in_the_next
     ids = _claimed(spool, IN_FLIGHT + 3)
     counted = Counted(spool)
     go_on = threading.Event()
+    went_on_alone = []   # a hang guard's: the counts below would then mean nothing
 
     def mark(message_id: int) -> int:
-        go_on.wait(timeout=30)
+        if not go_on.wait(timeout=30):
+            went_on_alone.append(message_id)
         spool.mark_part_writing(message_id, 1, 1, lease_owner="d:1/m1")
         return message_id
 
@@ -95,6 +97,7 @@ async def test_markers_asked_while_batches_are_committed_go_together_in_the_next
         await asyncio.sleep(0)
     go_on.set()
     assert await asyncio.gather(*first, *rest) == ids
+    assert not went_on_alone, "the first batches were never told to go on within 30 s"
     assert counted.transactions == IN_FLIGHT + 1
     assert _writing(spool) == set(ids)
     lane.close()

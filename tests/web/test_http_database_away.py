@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.pg_cluster import throwaway_cluster
+from tests.pg_cluster import WatchLines, throwaway_cluster, watching
 
 HANG = 120.0   # seconds after the restart before the test calls it a hang
 
@@ -21,6 +21,13 @@ def own_cluster():
     """A cluster of the test's own: stopping it must not disturb the session's."""
     with throwaway_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture
+def watch() -> WatchLines:
+    """The API server's server watch, by its log lines (the server's engine is its own)."""
+    with watching() as lines:
+        yield lines
 
 
 @pytest.fixture
@@ -38,7 +45,7 @@ def kannel_send(client, key: str, text: str):
 
 
 def test_the_database_away_is_a_503_with_retry_after_and_the_api_recovers(api, own_cluster,
-                                                                          caplog):
+                                                                          caplog, watch):
     with api.client() as client, api.client(None) as anonymous:
         assert send(client, "before").status_code == 202
         own_cluster.stop()
@@ -72,7 +79,7 @@ def test_the_database_away_is_a_503_with_retry_after_and_the_api_recovers(api, o
         answers = [send(client, "after").status_code]
         deadline = time.monotonic() + HANG
         while answers[-1] != 202 and time.monotonic() < deadline:   # until the probe finds it
-            time.sleep(0.05)   # (503s at once meanwhile: the server watch knows it is away)
+            watch.back.wait(max(deadline - time.monotonic(), 0))   # (503s at once meanwhile)
             answers.append(send(client, "after").status_code)
         assert answers[-1] == 202 and set(answers) <= {202, 503}, answers
         assert kannel_send(anonymous, api.keys["shop"], "after, Kannel").status_code == 202
@@ -92,16 +99,16 @@ CREATE CONSTRAINT TRIGGER lose_logout AFTER DELETE ON console_sessions
 """
 
 
-def _answering(client) -> None:
+def _answering(client, watch: WatchLines) -> None:
     """Wait until the console answers again (its server watch found the server back)."""
     deadline = time.monotonic() + HANG
     while client.get("/messages").status_code == 503:
         assert time.monotonic() < deadline, "the console still answers 503"   # a hang guard
-        time.sleep(0.05)   # the server watch's probe (a thread) exposes no event to await
+        watch.back.wait(max(deadline - time.monotonic(), 0))
 
 
 def test_the_console_says_a_lost_commit_may_have_been_stored_and_a_send_in_an_outage_is_a_503(
-        api, own_cluster):
+        api, own_cluster, watch):
     import psycopg
 
     from tests.web.test_console_http import _csrf, signed_in
@@ -116,7 +123,7 @@ def test_the_console_says_a_lost_commit_may_have_been_stored_and_a_send_in_an_ou
     assert lost.status_code == 503 and int(lost.headers["retry-after"]) > 0
     assert "它可能已经保存" in lost.text and "没有做任何更改" not in lost.text
     assert 'href="/messages"' in lost.text   # to look, not "try again"
-    _answering(shop)
+    _answering(shop, watch)
     for language, unknown, unchanged in (("zh-CN", "它可能已经保存", "没有做任何更改"),
                                          ("en", "it may have been stored", "Nothing was changed")):
         page = shop.post("/logout", data={"csrf": _csrf(shop.get("/send"))},
@@ -124,7 +131,7 @@ def test_the_console_says_a_lost_commit_may_have_been_stored_and_a_send_in_an_ou
         assert page.status_code == 503, page.text
         assert unknown in page.text and unchanged not in page.text
         assert 'href="/messages"' in page.text
-        _answering(shop)
+        _answering(shop, watch)
     form = shop.get("/send")
     own_cluster.stop()
     away = shop.post("/send", data={"to": "13800138000", "text": "while away",
@@ -132,7 +139,7 @@ def test_the_console_says_a_lost_commit_may_have_been_stored_and_a_send_in_an_ou
     assert away.status_code == 503 and int(away.headers["retry-after"]) > 0
     assert "Nothing was changed" in away.text and "may have been stored" not in away.text
     own_cluster.start()
-    _answering(shop)
+    _answering(shop, watch)
     with api.config.open_spool() as spool:
         assert [m.text for m in spool.list()] == []
 

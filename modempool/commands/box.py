@@ -59,6 +59,7 @@ def discover_command(pattern: str | None, as_json: bool, config_file: str | None
     from modempool.box import udev
     from modempool.box.discover import discover, propose_config
     from modempool.errors import PoolError
+    from modempool.private_files import create_private
 
     found = asyncio.run(discover(pattern, lock_dir=lock_dir))
     if not found.ports:
@@ -86,6 +87,7 @@ def discover_command(pattern: str | None, as_json: bool, config_file: str | None
         if not proposal.changed:
             click.echo(f"no change: every modem found is already in {config_file}", err=as_json)
         elif not dry_run:
+            create_private(config_file)   # new: 0600 (PINs go there); else its mode kept
             Path(config_file).write_text(proposal.text, encoding="utf-8")
             click.echo(f"wrote {config_file}", err=as_json)
     if udev_file:

@@ -39,13 +39,15 @@ async def kill_leftovers() -> None:
 
 
 def modempool_cli(*args: str, config: Path | None = None, stdin: str | None = None,
-                  cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """`modempool ARGS [--config FILE]` in a subprocess, as a user runs it."""
+                  cwd: Path | None = None, timeout: float = 60,
+                  umask: int = -1) -> subprocess.CompletedProcess:
+    """`modempool ARGS [--config FILE]` in a subprocess, as a user runs it (with `umask`, that
+    one; else this process's)."""
     command = [sys.executable, "-m", "cli", *args]
     if config is not None:
         command += ["--config", str(config)]
     return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd or REPO)
+                          cwd=cwd or REPO, umask=umask)
 
 
 #: How long a wait for another process may take before the test calls it a hang: generous,

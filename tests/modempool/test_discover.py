@@ -92,6 +92,21 @@ async def test_discover_a_simulated_bank_write_a_config_that_sends_and_propose_o
         await daemon.stop()
 
 
+async def test_the_config_discover_writes_is_private_when_new_and_keeps_a_chosen_mode(tmp_path):
+    """The written config is where PINs go (and a spool URL's password): a new one is 0600
+    whatever the umask (it was 0644 under umask 022); one that exists keeps its mode."""
+    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=3):
+        config = tmp_path / "modempool.toml"
+        for ports, mode in (("m1", 0o600), ("m*", 0o640)):
+            wrote = await asyncio.to_thread(
+                modempool_cli, "discover", "--ports", str(tmp_path / "bank" / ports),
+                "--write-config", str(config), umask=0o022)
+            assert wrote.returncode == 0 and f"wrote {config}" in wrote.stdout, wrote.stderr
+            assert config.stat().st_mode & 0o777 == mode
+            config.chmod(0o640)   # a group given read access on purpose
+        assert [m.name for m in load_config(config).modems] == ["m1", "m2"]
+
+
 def test_the_udev_generator_reproduces_the_example_file_and_names_slots(tmp_path):
     example = (REPO / "udev" / "99-modempool.rules").read_text(encoding="utf-8")
     assert udev.rules() == example

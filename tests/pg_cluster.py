@@ -18,11 +18,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from tests.log_handlers import handler_on
 from tests.programs import require_program
 
 
@@ -138,18 +139,9 @@ class WatchLines(logging.Handler):
             self.back.set()
 
 
-@contextmanager
-def watching() -> Iterator[WatchLines]:
+def watching() -> AbstractContextManager[WatchLines]:
     """A `WatchLines` on the spool's logger (at INFO) for the block."""
-    logger = logging.getLogger("modempool.spool")
-    lines, level = WatchLines(), logger.level
-    logger.addHandler(lines)
-    logger.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(lines)
-        logger.setLevel(level)
+    return handler_on("modempool.spool", WatchLines(), logging.INFO)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import serial
@@ -19,6 +19,7 @@ from at_commands import InboundSms, Modem
 from simulator import SimulatedBank
 
 from at_helpers import next_event, opened
+from tests.log_handlers import handler_on
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,17 +40,9 @@ class _OnTraffic(logging.Handler):
             self.action()
 
 
-@contextlib.contextmanager
-def on_traffic(name: str, pattern: str, action: Callable[[], None]) -> Iterator[_OnTraffic]:
-    logger = logging.getLogger(f"modempool.simulator.{name}")
-    handler, level = _OnTraffic(pattern, action), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+def on_traffic(name: str, pattern: str,
+               action: Callable[[], None]) -> contextlib.AbstractContextManager[_OnTraffic]:
+    return handler_on(f"modempool.simulator.{name}", _OnTraffic(pattern, action), logging.DEBUG)
 
 
 def inject_soon(bank: SimulatedBank, texts: list[str]) -> Callable[[], None]:

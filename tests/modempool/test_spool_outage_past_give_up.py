@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import psycopg
 import pytest
 
 from modempool.spool.postgres_engine import PostgresEngine
+from tests.log_handlers import handler_on
 from tests.modempool.test_postgres_connect import never_answering, two_hosts
 from tests.pg_cluster import throwaway_cluster
 
@@ -36,27 +35,14 @@ class _GivenUp(logging.Handler):
             self.event.set()
 
 
-@contextmanager
-def pool_giving_up() -> Iterator[threading.Event]:
-    logger = logging.getLogger("psycopg.pool")
-    handler, level = _GivenUp(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
-    try:
-        yield handler.event
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
 def _outage_past_give_up(cluster, engine: PostgresEngine) -> None:
     """Stop the server, let a call find it gone, wait until the pool gave up; start it."""
-    with pool_giving_up() as given_up:
+    with handler_on("psycopg.pool", _GivenUp(), logging.WARNING) as pool:
         cluster.stop()
         with pytest.raises(psycopg.Error), engine.connection() as raw:
             raw.execute("SELECT 1")
         assert engine.server.away is not None and not engine.server.back.is_set()
-        assert given_up.wait(BACK_WITHIN), "the pool never gave its reconnection attempts up"
+        assert pool.event.wait(BACK_WITHIN), "the pool never gave its reconnection attempts up"
     cluster.start()
 
 

@@ -6,7 +6,7 @@ SIM among those that are up, under their limits and allowed for the destination,
 message with a lease and hands it to that SIM's task (a SIM holds up to PREFETCH messages: the
 one on the air and the next, so a modem never waits for the dispatcher; at the queue's end only
 one, QUEUE_END). Each modem task (see
-`daemon.py`) then calls `send_message` (`sending.py`: the sending rule, retries and failover).
+`modem_task.py`) then calls `send_message` (`sending.py`: the sending rule, retries and failover).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Sending one message, part by part, exactly once: the sending rule and what a failure means.
 
-`Dispatcher.send_message` (this mixin; each modem task in `daemon.py` calls it) applies the rule:
+`Dispatcher.send_message` (this mixin; each modem task, `modem_task.py`, calls it) applies the rule:
 
 - record durably that a part is being written *before* writing its PDU to the modem: its
   marker is committed while the modem is asked for its prompt, and the PDU waits at the prompt

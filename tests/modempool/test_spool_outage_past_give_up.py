@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -35,9 +37,26 @@ class _GivenUp(logging.Handler):
             self.event.set()
 
 
+@contextmanager
+def _unfolded(name: str) -> Iterator[None]:
+    """The logger `name` without its filters for the block: the pool's lines are folded to
+    one a minute (`logs.FoldedPoolLines`) once a command or daemon in this process set up
+    logging, which would hold the give-up line back."""
+    logger = logging.getLogger(name)
+    filters = list(logger.filters)
+    for kept in filters:
+        logger.removeFilter(kept)
+    try:
+        yield
+    finally:
+        for kept in filters:
+            logger.addFilter(kept)
+
+
 def _outage_past_give_up(cluster, engine: PostgresEngine) -> None:
     """Stop the server, let a call find it gone, wait until the pool gave up; start it."""
-    with handler_on("psycopg.pool", _GivenUp(), logging.WARNING) as pool:
+    with _unfolded("psycopg.pool"), \
+            handler_on("psycopg.pool", _GivenUp(), logging.WARNING) as pool:
         cluster.stop()
         with pytest.raises(psycopg.Error), engine.connection() as raw:
             raw.execute("SELECT 1")

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from modempool.dispatch.backlog import WAIT_FIRST, WAIT_MAX
 from modempool.dispatch.marker_batches import MarkerBatches
@@ -30,6 +31,7 @@ from modempool.spool.unavailable import (database_failed, log_failure, log_repea
                                          refused_by_database)
 
 log = logging.getLogger("modempool.dispatch.dispatcher")
+T = TypeVar("T")   # what a write of records returns
 
 # Confirmed sends are written to the spool together once no confirmation came for RECORD_QUIET
 # seconds, and at the latest RECORD_MAX after the first: a burst of replies from many modems
@@ -197,14 +199,9 @@ class Recording:
         if not pending:
             return []
         try:
-            try:
-                return self.spool.mark_many_sent([sent for sent, *_ in pending])
-            except Exception as exc:
-                if database_failed(exc):
-                    raise
-                if len(pending) > 1:
-                    log_repeated(log, logging.WARNING, f"could not record {len(pending)} sent "
-                                 "messages together; one by one", one_line(exc))
+            outcomes = _together(self.spool.mark_many_sent, pending, "together")
+            if outcomes is not None:
+                return outcomes
             outcomes = self._one_by_one(pending)
         except Exception as exc:
             log_failure(log, f"could not record {len(pending)} sent messages", exc)
@@ -275,16 +272,12 @@ class Recording:
         called ambiguous: `OutcomeRefused`) is raised: no marker, the part not written."""
         recorded: list[Outcome] = []   # none to record: a marker alone (`markers`)
         if pending:
-            try:
-                return self.spool.mark_sent_then_writing([sent for sent, *_ in pending],
-                                                         message_id, seq, total,
-                                                         lease_owner=owner)
-            except Exception as exc:
-                if database_failed(exc):
-                    raise
-                if len(pending) > 1:
-                    log_repeated(log, logging.WARNING, f"could not record {len(pending)} sent "
-                                 "messages with the next marker; one by one", one_line(exc))
+            written = _together(
+                lambda sents: self.spool.mark_sent_then_writing(
+                    sents, message_id, seq, total, lease_owner=owner),
+                pending, "with the next marker")
+            if written is not None:
+                return written
             recorded = self._one_by_one(pending)
             failed = [outcome for outcome in recorded if isinstance(outcome, BaseException)]
             if failed:   # the SIM's own outcome not written: no marker, its part waits
@@ -368,3 +361,19 @@ def _say_recorded(pending: list[Unrecorded], recorded: list[Any]) -> None:
         mlog.info("message %s to %s sent (%d part%s), reference %s%s", sent.message_id, to,
                   parts, "" if parts == 1 else "s", sent.message_reference,
                   "" if ok else " (its lease had been taken over)")
+
+
+def _together(write: Callable[[list[SentPart]], T], pending: list[Unrecorded],
+              how: str) -> T | None:
+    """In the lane: `pending`'s records in one commit by `write`; None when the database
+    refused it for one of them (not for being away: that is raised), to be written one by one
+    (said once a minute when there were several)."""
+    try:
+        return write([sent for sent, *_ in pending])
+    except Exception as exc:
+        if database_failed(exc):
+            raise
+        if len(pending) > 1:
+            log_repeated(log, logging.WARNING, f"could not record {len(pending)} sent "
+                         f"messages {how}; one by one", one_line(exc))
+        return None

@@ -2,7 +2,7 @@
 
 A scrape comes every few seconds while the spool grows to millions of messages, so each
 answer is cheap: the engines keep the per-SIM outcomes and the enqueue-to-sent histogram by
-triggers in the writing transaction (`METRIC_COUNTS` in sqlite_engine.py, postgres_counts.py),
+triggers in the writing transaction (`METRIC_COUNTS` in sqlite_counts.py, postgres_counts.py),
 and a scrape reads no message rows.
 """
 

@@ -1,7 +1,7 @@
 """The counts /metrics and the dashboard read, kept on PostgreSQL without scanning messages.
 
 SQLite keeps them by triggers that update one row per state (`STATE_COUNTS`, `METRIC_COUNTS`
-in sqlite_engine.py): its writers take turns anyway. On PostgreSQL, daemons on several hosts
+in sqlite_counts.py): its writers take turns anyway. On PostgreSQL, daemons on several hosts
 and the API write at once, and a counter row updated by each claim would make every writer
 queue behind the one holding its lock (and two transactions changing two states in opposite
 orders would deadlock). So the triggers here only *insert*: each change of a message adds a

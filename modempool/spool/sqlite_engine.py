@@ -2,7 +2,9 @@
 
 One connection per `Spool`, shared between threads under a lock. Every write runs in a
 `BEGIN IMMEDIATE` transaction, which takes the file's write lock at its first statement: a
-claim's read and conditional update can never interleave with another process's.
+claim's read and conditional update can never interleave with another process's. The
+counts kept by triggers are in sqlite_counts.py, the webhook triggers in sqlite_webhooks.py;
+history search's FTS5 indexes are here.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from typing import Any
 from modempool.private_files import create_private
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
-from modempool.spool.schema import (FINISHED, MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES,
-                                    latency_bucket, too_new)
+from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES, too_new
+from modempool.spool.sqlite_counts import (ACCOUNT_COUNTS, METRIC_COUNTS, REACHED_COUNTS,
+                                           STATE_COUNTS)
+from modempool.spool.sqlite_webhooks import (DLR_MARK, SUBJECT_INDEX, SUBJECT_MARK,
+                                             WEBHOOK_OUTBOX, outbox_subject_step)
 from modempool.spool.upgrade_guard import (DAEMON_COLUMNS, OlderDaemonsRunning, breaks_older,
                                            daemon_rows, refuse_if_older_daemons_run)
 
@@ -54,221 +59,10 @@ LOCK_POLLING = 0.05
 LOCK_STEPS = (0.0001, 0.001)   # the first step, the longest
 RESTART_WAIT_MS = 100   # the longest a checkpoint's last step waits for the write lock
 
-# The dashboard's queue by state (issue 17): counting a million rows by state takes a few
-# hundred milliseconds, so the count of each state is kept by triggers, in the writing
-# transaction. The executemany of an enqueue pays a one-row UPDATE per message.
-STATE_COUNTS = (
-    "CREATE TABLE message_state_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL)",
-    "INSERT INTO message_state_counts (state, n) SELECT state, count(*) FROM messages "
-    "GROUP BY state",
-    "CREATE TRIGGER message_state_counts_insert AFTER INSERT ON messages BEGIN "
-    "INSERT INTO message_state_counts (state, n) VALUES (new.state, 1) "
-    "ON CONFLICT (state) DO UPDATE SET n = n + 1; END",
-    "CREATE TRIGGER message_state_counts_delete AFTER DELETE ON messages BEGIN "
-    "UPDATE message_state_counts SET n = n - 1 WHERE state = old.state; END",
-    "CREATE TRIGGER message_state_counts_update AFTER UPDATE OF state ON messages "
-    "WHEN old.state IS NOT new.state BEGIN "
-    "UPDATE message_state_counts SET n = n - 1 WHERE state = old.state; "
-    "INSERT INTO message_state_counts (state, n) VALUES (new.state, 1) "
-    "ON CONFLICT (state) DO UPDATE SET n = n + 1; END",
-)
-
-
-# Webhook events (issue 15), written by triggers in the transaction of the change they report
-# (see `Engine.ensure_webhook_outbox`); PostgreSQL's PL/pgSQL twins are in postgres_engine.py.
-_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-_NEW_ID = "'msg_' || lower(hex(randomblob(12)))"
-#: In the trigger that writes Kannel callbacks: an older one (without it) is made again.
-DLR_MARK = "the message id as the payload"
-#: ... and since its events carry their subject (the message), this too.
-SUBJECT_MARK = "each event's subject"
-
-#: The outbox of a spool from before subjects (schema step 13): the column, the subjects of its
-#: pending message events (so that they too go in order), and the index `claim_due` asks (a
-#: later event of a subject waits while an earlier one to the same endpoint is pending).
-OUTBOX_SUBJECT = (
-    "ALTER TABLE webhook_outbox ADD COLUMN subject TEXT",
-    "UPDATE webhook_outbox SET subject = 'message:' || json_extract(payload, '$.data.id') "
-    "WHERE state = 'pending' AND webhook_id IS NOT NULL AND type LIKE 'message.%'",
-)
-SUBJECT_INDEX = ("CREATE INDEX IF NOT EXISTS webhook_outbox_subject ON webhook_outbox "
-                 "(webhook_id, subject, id) WHERE state = 'pending' AND subject IS NOT NULL")
-
-WEBHOOK_OUTBOX = (
-    f"""CREATE TRIGGER IF NOT EXISTS webhook_message_state AFTER UPDATE OF state ON messages
-WHEN new.state != old.state AND new.state IN {FINISHED}
-BEGIN
-    -- {SUBJECT_MARK}: a message's events to one endpoint go in order (`Webhooks.claim_due`)
-    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at,
-                                subject)
-    SELECT {_NEW_ID}, w.id, w.url, 'message.' || new.state,
-        json_object('type', 'message.' || new.state, 'timestamp', {_NOW}, 'data', json_object(
-            'id', new.id, 'to', new.to_number, 'state', new.state, 'sim', new.sim,
-            'parts', new.parts_total, 'attempts', new.attempts, 'error', new.error,
-            'account', (SELECT account FROM message_accounts WHERE message_id = new.id),
-            'created_at', new.created_at, 'sent_at', new.sent_at,
-            'delivered_at', new.delivered_at)),
-        {_NOW}, {_NOW}, 'message:' || new.id
-    FROM webhooks w
-    WHERE EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'message.' || new.state)
-      AND (w.account IS NULL
-           OR w.account = (SELECT account FROM message_accounts WHERE message_id = new.id));
-    -- {DLR_MARK}: a message's callbacks are delivered in order (`Webhooks.claim_due`)
-    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
-    SELECT {_NEW_ID}, NULL,
-        replace(replace(d.url, '%d', c.code), '%p', replace(new.to_number, '+', '%2B')),
-        'kannel.dlr', CAST(new.id AS TEXT), {_NOW}, {_NOW}
-    FROM kannel_dlr d, (SELECT CASE new.state WHEN 'delivered' THEN 1 WHEN 'sent' THEN 8
-        WHEN 'failed' THEN CASE WHEN new.sent_at IS NULL THEN 16 ELSE 2 END
-        ELSE 0 END AS code) c
-    WHERE d.message_id = new.id AND (d.mask & c.code) != 0;
-END""",
-    f"""CREATE TRIGGER IF NOT EXISTS webhook_inbound AFTER INSERT ON inbound
-BEGIN
-    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
-    SELECT {_NEW_ID}, w.id, w.url, 'sms.received',
-        json_object('type', 'sms.received', 'timestamp', {_NOW}, 'data', json_object(
-            'id', new.id, 'from', new.sender, 'sim', new.sim, 'text', new.text,
-            'parts', new.parts, 'complete', json(CASE new.complete WHEN 1 THEN 'true' ELSE 'false' END),
-            'received_at', new.received_at)),
-        {_NOW}, {_NOW}
-    FROM webhooks w
-    WHERE EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'sms.received')
-      AND (w.account IS NULL OR EXISTS (
-          SELECT 1 FROM accounts a WHERE a.name = w.account AND (a.role = 'admin'
-              OR a.sims IS NULL OR EXISTS (SELECT 1 FROM json_each(a.sims) WHERE value = new.sim))));
-END""",
-    f"""CREATE TRIGGER IF NOT EXISTS webhook_optout AFTER INSERT ON optouts
-BEGIN
-    INSERT INTO webhook_outbox (event_id, webhook_id, url, type, payload, created_at, next_at)
-    SELECT {_NEW_ID}, w.id, w.url, 'optout.added',
-        json_object('type', 'optout.added', 'timestamp', {_NOW}, 'data', json_object(
-            'number', new.number, 'keyword', new.keyword, 'source', new.source,
-            'inbound_id', new.inbound_id, 'created_at', new.created_at)),
-        {_NOW}, {_NOW}
-    FROM webhooks w
-    WHERE EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'optout.added');
-END""",
-)
-
-
-# What /metrics asks on every scrape (issue 15), kept by triggers in the writing transaction
-# instead of read from every sent message each time: each message's time from enqueue to sent
-# observed once, when its sent_at is first set (a bucket index, the count and the seconds),
-# and the finished messages per SIM and state.
-_SECONDS = "(julianday({row}.sent_at) - julianday({row}.created_at)) * 86400.0"
-METRIC_COUNTS = (
-    "CREATE TABLE send_latency (bucket INTEGER PRIMARY KEY, n INTEGER NOT NULL, "
-    "seconds REAL NOT NULL)",
-    f"INSERT INTO send_latency (bucket, n, seconds) SELECT {latency_bucket('d')} AS b, count(*), "
-    f"sum(d) FROM (SELECT {_SECONDS.format(row='messages')} AS d FROM messages "
-    "WHERE sent_at IS NOT NULL) WHERE d IS NOT NULL GROUP BY b",
-    "CREATE TRIGGER send_latency_observe AFTER UPDATE OF sent_at ON messages "
-    "WHEN old.sent_at IS NULL AND new.sent_at IS NOT NULL BEGIN "
-    f"INSERT INTO send_latency (bucket, n, seconds) SELECT {latency_bucket('d')}, 1, d "
-    f"FROM (SELECT {_SECONDS.format(row='new')} AS d) WHERE d IS NOT NULL "
-    "ON CONFLICT (bucket) DO UPDATE SET n = n + 1, seconds = seconds + excluded.seconds; END",
-    "CREATE TABLE sim_outcome_counts (sim TEXT NOT NULL, state TEXT NOT NULL, "
-    "n INTEGER NOT NULL, PRIMARY KEY (sim, state))",
-    "INSERT INTO sim_outcome_counts (sim, state, n) SELECT sim, state, count(*) FROM messages "
-    f"WHERE sim IS NOT NULL AND state IN {FINISHED} GROUP BY sim, state",
-    "CREATE TRIGGER sim_outcome_counts_update AFTER UPDATE OF state, sim ON messages "
-    "WHEN old.state IS NOT new.state OR old.sim IS NOT new.sim BEGIN "
-    "UPDATE sim_outcome_counts SET n = n - 1 WHERE sim = old.sim AND state = old.state; "
-    "INSERT INTO sim_outcome_counts (sim, state, n) SELECT new.sim, new.state, 1 "
-    f"WHERE new.sim IS NOT NULL AND new.state IN {FINISHED} "
-    "ON CONFLICT (sim, state) DO UPDATE SET n = n + 1; END",
-    "CREATE TRIGGER sim_outcome_counts_insert AFTER INSERT ON messages "
-    f"WHEN new.sim IS NOT NULL AND new.state IN {FINISHED} BEGIN "
-    "INSERT INTO sim_outcome_counts (sim, state, n) VALUES (new.sim, new.state, 1) "
-    "ON CONFLICT (sim, state) DO UPDATE SET n = n + 1; END",
-    "CREATE TRIGGER sim_outcome_counts_delete AFTER DELETE ON messages BEGIN "
-    "UPDATE sim_outcome_counts SET n = n - 1 WHERE sim = old.sim AND state = old.state; END",
-)
-
-#: Outcomes reached per SIM (`modempool_sim_messages_total`): added to when a message enters a
-#: finished state, never taken from (sim_outcome_counts follows what each message is now). An
-#: existing spool's counts start from the messages in each outcome when it is opened.
-REACHED_COUNTS = (
-    "CREATE TABLE sim_outcome_totals (sim TEXT NOT NULL, state TEXT NOT NULL, "
-    "n INTEGER NOT NULL, PRIMARY KEY (sim, state))",
-    "INSERT INTO sim_outcome_totals (sim, state, n) SELECT sim, state, count(*) FROM messages "
-    f"WHERE sim IS NOT NULL AND state IN {FINISHED} GROUP BY sim, state",
-    "CREATE TRIGGER sim_outcome_totals_update AFTER UPDATE OF state, sim ON messages "
-    f"WHEN new.sim IS NOT NULL AND new.state IN {FINISHED} "
-    "AND (old.state IS NOT new.state OR old.sim IS NOT new.sim) BEGIN "
-    "INSERT INTO sim_outcome_totals (sim, state, n) VALUES (new.sim, new.state, 1) "
-    "ON CONFLICT (sim, state) DO UPDATE SET n = n + 1; END",
-    "CREATE TRIGGER sim_outcome_totals_insert AFTER INSERT ON messages "
-    f"WHEN new.sim IS NOT NULL AND new.state IN {FINISHED} BEGIN "
-    "INSERT INTO sim_outcome_totals (sim, state, n) VALUES (new.sim, new.state, 1) "
-    "ON CONFLICT (sim, state) DO UPDATE SET n = n + 1; END",
-)
-
-
-#: Messages by state per account (its dashboard, `GET /v1/status`) and per campaign (its
-#: progress), kept as the whole spool's are (STATE_COUNTS): one row per count, updated in the
-#: writing transaction. A message counts for an account once both its row and its owner's
-#: row (`message_accounts`, written after it) exist. Made by schema step 12 in the upgrade's
-#: transaction, from the rows there are.
-_OWNER_OF = "(SELECT account FROM message_accounts WHERE message_id = {row}.id)"
-_ADD = "ON CONFLICT ({key}, state) DO UPDATE SET n = n + 1"
-ACCOUNT_COUNTS = (
-    "CREATE TABLE account_state_counts (account TEXT NOT NULL, state TEXT NOT NULL, "
-    "n INTEGER NOT NULL, PRIMARY KEY (account, state))",
-    "INSERT INTO account_state_counts (account, state, n) SELECT o.account, m.state, count(*) "
-    "FROM message_accounts o JOIN messages m ON m.id = o.message_id GROUP BY o.account, m.state",
-    "CREATE TRIGGER account_state_counts_owned AFTER INSERT ON message_accounts BEGIN "
-    "INSERT INTO account_state_counts (account, state, n) SELECT new.account, state, 1 "
-    f"FROM messages WHERE id = new.message_id {_ADD.format(key='account')}; END",
-    "CREATE TRIGGER account_state_counts_disowned AFTER DELETE ON message_accounts BEGIN "
-    "UPDATE account_state_counts SET n = n - 1 WHERE account = old.account "
-    "AND state = (SELECT state FROM messages WHERE id = old.message_id); END",
-    "CREATE TRIGGER account_state_counts_update AFTER UPDATE OF state ON messages "
-    "WHEN old.state IS NOT new.state BEGIN "
-    f"UPDATE account_state_counts SET n = n - 1 WHERE account = {_OWNER_OF.format(row='new')} "
-    "AND state = old.state; "
-    "INSERT INTO account_state_counts (account, state, n) SELECT account, new.state, 1 "
-    f"FROM message_accounts WHERE message_id = new.id {_ADD.format(key='account')}; END",
-    "CREATE TRIGGER account_state_counts_delete AFTER DELETE ON messages BEGIN "
-    f"UPDATE account_state_counts SET n = n - 1 WHERE account = {_OWNER_OF.format(row='old')} "
-    "AND state = old.state; END",
-    "CREATE TABLE campaign_state_counts (campaign_id INTEGER NOT NULL, state TEXT NOT NULL, "
-    "n INTEGER NOT NULL, PRIMARY KEY (campaign_id, state))",
-    "INSERT INTO campaign_state_counts (campaign_id, state, n) SELECT campaign_id, state, "
-    "count(*) FROM messages WHERE campaign_id IS NOT NULL GROUP BY campaign_id, state",
-    "CREATE TRIGGER campaign_state_counts_insert AFTER INSERT ON messages "
-    "WHEN new.campaign_id IS NOT NULL BEGIN "
-    "INSERT INTO campaign_state_counts (campaign_id, state, n) "
-    f"VALUES (new.campaign_id, new.state, 1) {_ADD.format(key='campaign_id')}; END",
-    "CREATE TRIGGER campaign_state_counts_update AFTER UPDATE OF state, campaign_id ON messages "
-    "WHEN old.state IS NOT new.state OR old.campaign_id IS NOT new.campaign_id BEGIN "
-    "UPDATE campaign_state_counts SET n = n - 1 WHERE campaign_id = old.campaign_id "
-    "AND state = old.state; "
-    "INSERT INTO campaign_state_counts (campaign_id, state, n) "
-    "SELECT new.campaign_id, new.state, 1 WHERE new.campaign_id IS NOT NULL "
-    f"{_ADD.format(key='campaign_id')}; END",
-    "CREATE TRIGGER campaign_state_counts_delete AFTER DELETE ON messages "
-    "WHEN old.campaign_id IS NOT NULL BEGIN "
-    "UPDATE campaign_state_counts SET n = n - 1 WHERE campaign_id = old.campaign_id "
-    "AND state = old.state; END",
-)
-
-def _outbox_subject_step(conn: sqlite3.Connection) -> None:
-    """Step 13: an outbox made before subjects gets the column, its pending message events
-    their subject, and the index (a spool whose webhooks were never used has no outbox)."""
-    columns = [row[1] for row in conn.execute("PRAGMA table_info(webhook_outbox)")]
-    if columns and "subject" not in columns:
-        for statement in OUTBOX_SUBJECT:
-            conn.execute(statement)
-    if columns:
-        conn.execute(SUBJECT_INDEX)
-
-
 #: Schema steps of this engine's own, run after the shared script of the same version: SQL,
 #: or a function of the upgrade's connection (a step that depends on what the file holds).
 OWN_STEPS: dict[int, Sequence[str | Callable[[sqlite3.Connection], None]]] = {
-    12: ACCOUNT_COUNTS, 13: (_outbox_subject_step,)}
+    12: ACCOUNT_COUNTS, 13: (outbox_subject_step,)}
 
 
 class SqliteEngine(Engine):
@@ -388,7 +182,6 @@ class SqliteEngine(Engine):
             return
         with self.tx() as conn:
             conn.execute(SUBJECT_INDEX)
-
 
     def account_state_counts(self, account: str) -> dict[str, int]:
         return {row[0]: row[1] for row in self.rows(

@@ -1,11 +1,11 @@
-"""How a PostgreSQL URL is named in messages and logs (`postgres_engine.describe`): user, each
+"""How a PostgreSQL URL is named in messages and logs (`postgres_conn.describe`): user, each
 host with its own port, the database; never the password."""
 
 from __future__ import annotations
 
 import pytest
 
-from modempool.spool.postgres_engine import describe
+from modempool.spool.postgres_conn import describe
 
 
 @pytest.mark.parametrize(("url", "shown"), [

@@ -1,0 +1,136 @@
+"""A psycopg connection as the spool's rules use it, and a PostgreSQL URL named for people.
+
+The rules' SQL is written once with `?` / `:name` parameters (SQLite's style): `PgConn` turns
+them into psycopg's, reads rows by column name, and turns what is no bug (a NUL in text, a
+right the role lacks, a statement the driver would not send) into the library's errors.
+`describe` names a URL without its password, for messages and logs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from modempool.errors import InvalidText
+from modempool.spool.database_errors import forbidden, not_sent
+from modempool.spool.engine import SpoolUnreachable, row_class
+
+_NAMED = re.compile(r"(?<!:):([A-Za-z_]\w*)")
+
+
+@lru_cache(maxsize=1024)
+def translate(sql: str) -> str:
+    """`?` and `:name` parameters (the rules' style, SQLite's) as psycopg's `%s`/`%(name)s`."""
+    sql = sql.replace("%", "%%")
+    sql = _NAMED.sub(r"%(\1)s", sql)
+    return sql.replace("?", "%s")
+
+
+def named_rows(cursor: Any) -> Any:
+    """psycopg's row factory, called for every statement: its rows as `Row`s (readable by
+    column name). The names are read from the result, not from `cursor.description`, which
+    makes a `Column` object per column each time (a tenth of a daemon's Python time at
+    64 SMS a second, measured with py-spy)."""
+    result = cursor.pgresult
+    if result is None or not result.nfields:
+        return tuple
+    return _row_class_of(tuple(result.fname(i) for i in range(result.nfields)))
+
+
+@lru_cache(maxsize=256)
+def _row_class_of(names: tuple[bytes, ...]) -> type:
+    return row_class(tuple(name.decode() for name in names))   # our column names are ASCII
+
+
+def describe(url: str) -> str:
+    """user@host:port/db of a URL, without its password (for messages and logs); the hosts
+    of a multi-host URL each with its own port (`db1:5432,db2:5433`)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        info = conninfo_to_dict(url)
+    except Exception:
+        return "postgresql://(unparsable URL)"
+    user = f"{info['user']}@" if info.get("user") else ""
+    return f"postgresql://{user}{_hosts(info)}/{info.get('dbname') or ''}"
+
+
+def _hosts(info: dict[str, Any]) -> str:
+    """The hosts of a parsed conninfo paired with their ports: libpq's `host` and `port` are
+    lists in step (one port alone is every host's; an empty one the default)."""
+    hosts = str(info.get("host") or info.get("hostaddr") or "localhost").split(",")
+    ports = str(info.get("port") or "").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    shown = []
+    for host, port in zip(hosts, ports + [""] * (len(hosts) - len(ports))):
+        host = host or "localhost"
+        if ":" in host and port:   # an IPv6 address before its port
+            host = f"[{host}]"
+        shown.append(f"{host}:{port}" if port else host)
+    return ",".join(shown)
+
+
+class PgConn:
+    """A connection as the rules use it: `execute`/`executemany` with their parameter style."""
+
+    def __init__(self, raw: Any, schema: str = "public") -> None:
+        self.raw = raw
+        self.schema = schema   # the spool's, for a missing GRANT's message
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+        try:
+            if not params:
+                return self.raw.execute(sql)
+            return self.raw.execute(translate(sql), params)
+        except Exception as exc:
+            self._refuse(exc, sql)
+            raise
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
+        cursor = self.raw.cursor()
+        try:
+            cursor.executemany(translate(sql), rows)
+        except Exception as exc:
+            self._refuse(exc, sql)
+            raise
+        return cursor
+
+    def _refuse(self, exc: Exception, sql: str) -> None:
+        """A library error for what is no bug: a NUL in text, a right the role lacks; and a
+        statement the driver would not send (a bug) told from the database away."""
+        _refuse_nul(exc)
+        import psycopg
+
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            raise forbidden(exc, self.raw.info.user, self.schema, sql) from None
+        refused = not_sent(exc, self.raw)
+        if refused is not None:   # no cause kept: the server watch would read it as gone
+            raise refused from None
+
+
+def _refuse_nul(exc: Exception) -> None:
+    """A U+0000 that no check of the library caught (`plain_text.refuse_nul` names the field)
+    is still an InvalidText, not psycopg's DataError (a 500 for the API)."""
+    import psycopg
+
+    if isinstance(exc, psycopg.errors.UntranslatableCharacter) or (
+            isinstance(exc, psycopg.DataError) and "NUL" in str(exc)):
+        raise InvalidText("the text contains the NUL character (U+0000), which cannot be "
+                          "stored; remove it", code="text_nul", params={"field": "text"}) from None
+
+
+def refuse_standby(raw: Any, url: str) -> None:
+    """SpoolUnreachable when the server `raw` reached is a standby (in recovery: it takes no
+    write, and every command would fail with "try again" that no wait mends). At open only: a
+    node that turns read-only later (a failover under a running daemon) is waited out as an
+    outage (`unavailable`)."""
+    if not raw.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+        return
+    node = _hosts({"host": raw.info.host, "port": str(raw.info.port)})
+    raise SpoolUnreachable(
+        f"cannot use the spool at {describe(url)}: the server at {node} is a standby "
+        "(read-only, in recovery); point the spool's URL at the primary, or name every node "
+        "with ?target_session_attrs=read-write")

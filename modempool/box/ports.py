@@ -65,6 +65,22 @@ def lock_path(port: str | os.PathLike[str], directory: str | os.PathLike[str] | 
     return lock_dir(directory) / f"LCK..{name.replace('/', '_')}"
 
 
+def process_start(pid: int, proc: Path = Path("/proc")) -> int | None:
+    """When process `pid` started, in clock ticks after boot (/proc/<pid>/stat, field 22); None
+    when it cannot be read. With the pid it names one process: a pid the kernel gave again, to
+    another process, comes with another start."""
+    try:
+        raw = (proc / str(pid) / "stat").read_bytes()
+    except OSError:
+        return None
+    # field 2, the command, is in parentheses and may hold spaces and ')': count after the last
+    after = raw[raw.rfind(b")") + 1:].split()
+    try:
+        return int(after[22 - 3])
+    except (IndexError, ValueError):
+        return None
+
+
 def command_of(pid: int, proc: Path = Path("/proc")) -> str:
     """The command line of process `pid` ('' when it cannot be read)."""
     try:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from modempool.box.notify import notify, watchdog_interval
+from modempool.box.ports import process_start
 from modempool.dispatch.balance import BalanceTracker
 from modempool.dispatch.cards import CardsServed, dead_judge
 from modempool.dispatch.dispatcher import Dispatcher
@@ -65,6 +66,7 @@ class Daemon(ModemTaskMixin):
         self.install_signals = install_signals
         self.policy = config.retry
         self.host, self.pid = socket.gethostname(), os.getpid()
+        self.process_started = process_start(self.pid)   # with the pid, names this process
         self.owner = new_run_owner(self.host, self.pid)
         # a heartbeat six times per [pool] silent_after; others' watched as often
         self.beat_every = config.silent_after / 6
@@ -325,7 +327,8 @@ class Daemon(ModemTaskMixin):
                 log_failure(log, f"{self.spool.engine.checkpoint_does} failed", exc)
 
     def _beat(self) -> None:
-        self.spool.beat(self.owner, host=self.host, pid=self.pid, started_at=self.started_at)
+        self.spool.beat(self.owner, host=self.host, pid=self.pid, started_at=self.started_at,
+                        process_started=self.process_started)
 
     async def _heartbeat(self) -> None:
         """Tell `status` and the other daemons that this one lives: a heartbeat every few seconds."""

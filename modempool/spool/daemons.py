@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from modempool.box.ports import process_start
 from modempool.spool.engine import Engine
 from modempool.spool.model import from_text, to_text, utcnow
 
@@ -84,15 +85,19 @@ def by_age(now: datetime, stale_after: float) -> Callable[[dict[str, Any]], bool
 
 
 def judge(row: dict[str, Any], *, here: Here, alive: Callable[[int], bool],
-          silent: Callable[[dict[str, Any]], bool]) -> Verdict:
-    """Whether the daemon of `row` (a `daemons` row: owner, host, pid, started_at, heartbeat_at,
-    stopped_at) is dead: it stopped; or it ran in this process table and its process is gone
-    (`alive` asks by pid); or it ran elsewhere and is `silent` (hung, or on a host that went
-    away; recovery asks a `HeartbeatWatch`, `status` the heartbeat's age). In this process
-    table a process that still exists is alive, however late its heartbeat: a daemon whose
+          silent: Callable[[dict[str, Any]], bool],
+          started: Callable[[int], int | None] = process_start) -> Verdict:
+    """Whether the daemon of `row` (a `daemons` row: owner, host, pid, process_start,
+    started_at, heartbeat_at, stopped_at) is dead: it stopped; or it ran in this process table
+    and its process is gone (`alive` asks by pid) or its pid now names another process (one
+    that `started` at another moment than the row's `process_start`: the pid was given again
+    after a kill); or it ran elsewhere and is `silent` (hung, or on a host that went away;
+    recovery asks a `HeartbeatWatch`, `status` the heartbeat's age). In this process table the
+    daemon's own process, while it exists, is alive however late its heartbeat: a daemon whose
     spool writes lag (the database away for a while) is never judged dead by itself or a
-    neighbour, so its leases stay its own. A daemon of an older modempool (an owner with no
-    place) is placed by its hostname, as it was then."""
+    neighbour, so its leases stay its own. A row with no `process_start` (a daemon of a
+    modempool before schema 17) is judged by its pid alone, and one of an older modempool still
+    (an owner with no place) is placed by its hostname, as it was then."""
     heartbeat = from_text(row.get("heartbeat_at"))
     if row.get("stopped_at"):
         return Verdict(False, "stopped", from_text(row["stopped_at"]))
@@ -100,11 +105,21 @@ def judge(row: dict[str, Any], *, here: Here, alive: Callable[[int], bool],
     place = owner_place(str(row.get("owner") or ""))
     in_this_table = place == here.place if place is not None else row.get("host") == here.host
     if in_this_table and pid is not None:
-        if not alive(int(pid)):
+        if not alive(int(pid)) or _another_process(row, started):
             return Verdict(False, "killed", heartbeat)
     elif silent(row):
         return Verdict(False, "silent", heartbeat)
     return Verdict(True, "", from_text(row.get("started_at")))
+
+
+def _another_process(row: dict[str, Any], started: Callable[[int], int | None]) -> bool:
+    """Whether `row`'s pid now names a process other than its daemon's: one that started at
+    another moment (unknown either side: not another, as before start times were kept)."""
+    recorded = row.get("process_start")
+    if recorded is None:
+        return False
+    now_there = started(int(row["pid"]))
+    return now_there is not None and now_there != int(recorded)
 
 
 class HeartbeatWatch:
@@ -171,15 +186,16 @@ class Daemons:
         self.engine = engine
 
     def beat(self, owner: str, *, host: str, pid: int, started_at: datetime,
-             now: datetime | None = None) -> None:
-        """Record that daemon `owner` is alive at `now`."""
+             process_started: int | None = None, now: datetime | None = None) -> None:
+        """Record that daemon `owner` (process `pid`, which the kernel started at
+        `process_started`: `box.ports.process_start`) is alive at `now`."""
         moment = to_text(now or utcnow())
         with self.engine.tx() as conn:
             conn.execute(
-                "INSERT INTO daemons (owner, host, pid, started_at, heartbeat_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET "
+                "INSERT INTO daemons (owner, host, pid, process_start, started_at, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET "
                 "heartbeat_at = excluded.heartbeat_at, stopped_at = NULL",
-                (owner, host, pid, to_text(started_at), moment))
+                (owner, host, pid, process_started, to_text(started_at), moment))
 
     def stopped(self, owner: str, now: datetime | None = None) -> None:
         """A graceful stop: the SIM states in the spool are no longer current."""

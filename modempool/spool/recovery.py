@@ -162,7 +162,8 @@ def judged_dead(engine: Engine, owners: list[str], *, here: Here, alive: Callabl
     if not owners:
         return []
     beats = {r["owner"]: dict(r) for r in engine.rows(
-        "SELECT owner, host, pid, started_at, heartbeat_at, stopped_at FROM daemons")}
+        "SELECT owner, host, pid, process_start, started_at, heartbeat_at, stopped_at "
+        "FROM daemons")}
     dead = []
     for owner in owners:
         daemon = owner.split("/", 1)[0]

@@ -293,6 +293,15 @@ CREATE TABLE IF NOT EXISTS sim_holders (
 );
 """
 
+#: When each daemon run's process started (`box.ports.process_start`: clock ticks after boot), beside
+#: its pid: in this process table the pid names that process only while the start agrees. After a
+#: kill the kernel may give the pid to any new process, which must not keep the dead run's leases
+#: and SIM cards held (`daemons.judge`). Rows written before are judged by their pid alone. Ticks
+#: after boot outgrow a 32-bit integer after 248 days of uptime at 100 Hz: a 64-bit one.
+PROCESS_START = """
+ALTER TABLE daemons ADD COLUMN process_start BIGINT;
+"""
+
 #: version -> the script that brings a spool of the version before up to it. A spool records
 #: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
@@ -313,11 +322,13 @@ CREATE TABLE IF NOT EXISTS sim_holders (
 #: modempool, whose triggers write no subject, refuses the spool rather than replace them.
 #: Version 14: a received SMS's hooks still to run, durable (`INBOUND_HOOKS`); version 15: their
 #: marks in a table of their own (`HOOKS_TABLE`).
-#: Version 16: the daemon serving each SIM card (`SIM_HOLDERS`).
+#: Version 16: the daemon serving each SIM card (`SIM_HOLDERS`). Version 17: when each daemon's
+#: process started (`PROCESS_START`).
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
                               5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: "",
                               9: "", 10: "", 11: "", 12: MESSAGE_OWNERS, 13: "",
-                              14: INBOUND_HOOKS, 15: HOOKS_TABLE, 16: SIM_HOLDERS}
+                              14: INBOUND_HOOKS, 15: HOOKS_TABLE, 16: SIM_HOLDERS,
+                              17: PROCESS_START}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

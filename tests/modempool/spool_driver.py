@@ -111,12 +111,17 @@ def refused_and_left(target: Any, version: int, gone: str,
         conn.close()
 
 
-#: Schema steps 15 and 14 undone (the inbound hooks' marks, in their table since 15), for a
-#: spool put back into a shape of version 13 or older.
-UNDO_INBOUND_HOOKS = ("DROP TABLE inbound_hooks",)
+#: Schema step 17 undone (when each daemon's process started), for a spool put back into a shape
+#: of version 16 or older: the undos of earlier steps below begin with it.
+UNDO_PROCESS_START = ("ALTER TABLE daemons DROP COLUMN process_start",)
 
-#: Schema step 15 undone: the marks back in `inbound`'s columns, as version 14 kept them.
+#: Schema steps 17, 15 and 14 undone (the inbound hooks' marks, in their table since 15), for a
+#: spool put back into a shape of version 13 or older.
+UNDO_INBOUND_HOOKS = (*UNDO_PROCESS_START, "DROP TABLE inbound_hooks")
+
+#: Schema steps 17 and 15 undone: the marks back in `inbound`'s columns, as version 14 kept them.
 AS_VERSION_14 = (
+    *UNDO_PROCESS_START,
     "ALTER TABLE inbound ADD COLUMN hooks_next INTEGER",
     "ALTER TABLE inbound ADD COLUMN hooks_owner TEXT",
     "CREATE INDEX inbound_hooks_pending ON inbound (hooks_owner, sender, id) "
@@ -128,13 +133,34 @@ AS_VERSION_14 = (
 )
 
 
+def before_process_start(conn) -> None:
+    """Undo schema step 17 (the version is set by the caller)."""
+    for statement in UNDO_PROCESS_START:
+        conn.execute(statement)
+
+
 def without_inbound_hooks(conn) -> None:
-    """Undo schema steps 15 and 14 (the version is set by the caller)."""
+    """Undo schema steps 17, 15 and 14 (the version is set by the caller)."""
     for statement in UNDO_INBOUND_HOOKS:
         conn.execute(statement)
 
 
 def as_version_14(conn) -> None:
-    """Undo schema step 15, pending marks kept (the version is set by the caller)."""
+    """Undo schema steps 17 and 15, pending marks kept (the version is set by the caller)."""
     for statement in AS_VERSION_14:
         conn.execute(statement)
+
+
+def set_schema_version(spool: Any, conn: Any, version: int) -> None:
+    """Record `version` as the spool's schema version, in `conn`'s transaction (after the
+    caller undid the later steps)."""
+    if spool.engine.name == "sqlite":
+        conn.execute(f"PRAGMA user_version = {int(version)}")
+    else:
+        conn.execute("UPDATE modempool_schema SET version = ?", (version,))
+
+
+def schema_version(spool: Any) -> int:
+    """The spool's schema version, as it recorded it."""
+    return spool.rows("PRAGMA user_version" if spool.engine.name == "sqlite"
+                      else "SELECT version FROM modempool_schema")[0][0]

@@ -10,16 +10,20 @@ modems of one daemon on SQLite.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from modempool.spool import Spool
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import REPO, DaemonProcess, eventually, kill_leftovers
+from tests.modempool.spool_driver import before_process_start, schema_version, set_schema_version
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -58,16 +62,13 @@ def test_a_version_15_spool_is_upgraded_with_no_card_held(spool_target):
     """Schema step 16 on a version 15 spool (both engines): the holders' table, empty."""
     from modempool.spool.schema import SCHEMA_VERSION
 
-    sqlite = not str(spool_target).startswith("postgresql")
     with Spool(spool_target) as spool:
         with spool.engine.tx() as conn:
             conn.execute("DROP TABLE sim_holders")
-            conn.execute("PRAGMA user_version = 15" if sqlite
-                         else "UPDATE modempool_schema SET version = 15")
+            before_process_start(conn)   # and step 17
+            set_schema_version(spool, conn, 15)
     with Spool(spool_target) as spool:
-        version = spool.rows("PRAGMA user_version" if sqlite
-                             else "SELECT version FROM modempool_schema")[0][0]
-        assert version == SCHEMA_VERSION >= 16
+        assert schema_version(spool) == SCHEMA_VERSION >= 16
         assert spool.card_holders() == []
         assert spool.card_holders.take(CARD, A, "a1", lambda owner: False) is None
 
@@ -100,6 +101,21 @@ async def _status(config: Path) -> dict[str, dict]:
     return {sim["name"]: sim for sim in json.loads(out)["sims"]}
 
 
+@contextlib.asynccontextmanager
+async def banks_sharing_a_card(tmp_path: Path, url: str, *, modems_b: int, per_day: int | None,
+                               seed: int) -> AsyncIterator[tuple[Any, ...]]:
+    """Bank a (one modem) and bank b, whose first modem holds a clone of a's card, with a
+    config for a daemon on each sharing `url`: (bank_a, bank_b, config_a, config_b, card)."""
+    async with SimulatedBank(modems=1, directory=tmp_path / "a", seed=seed) as bank_a:
+        card = bank_a.modems[0].iccid
+        async with SimulatedBank(modems=modems_b, directory=tmp_path / "b", seed=seed + 1,
+                                 iccids={"m1": card}) as bank_b:
+            yield (bank_a, bank_b,
+                   _config(tmp_path / "a.toml", f'url = "{url}"', "a", bank_a.devices, per_day),
+                   _config(tmp_path / "b.toml", f'url = "{url}"', "b", bank_b.devices, per_day),
+                   card)
+
+
 async def test_one_card_in_two_live_daemons_is_served_by_one_and_its_quota_holds_across_both(
         tmp_path, pg_cluster):
     """Bank b's first modem holds a clone of bank a's first card. While daemon a lives, b1
@@ -107,39 +123,35 @@ async def test_one_card_in_two_live_daemons_is_served_by_one_and_its_quota_holds
     the card over and sends only what the card's day has left."""
     quota = 8
     url = pg_cluster.new_schema()
-    async with SimulatedBank(modems=1, directory=tmp_path / "a", seed=31) as bank_a:
-        card = bank_a.modems[0].iccid
-        async with SimulatedBank(modems=2, directory=tmp_path / "b", seed=32,
-                                 iccids={"m1": card}) as bank_b:
-            bank_a.set_fault("m1", "sms_latency", seconds=1.0)  # slow: a leaves b part of the day
-            for name in ("m1", "m2"):
-                bank_b.set_fault(name, "sms_latency", seconds=0.3)
-            config_a = _config(tmp_path / "a.toml", f'url = "{url}"', "a", bank_a.devices, quota)
-            config_b = _config(tmp_path / "b.toml", f'url = "{url}"', "b", bank_b.devices, quota)
-            with Spool(url) as spool:
-                first = await DaemonProcess(config_a).start()
-                second = await DaemonProcess(config_b).start()
-                spool.enqueue_many({"to": "+8613800138000", "text": f"card {i}",
-                                    "sims": ["a1", "b1"]} for i in range(2 * quota))
-                spool.enqueue("+8613800138000", "b2 sends meanwhile", sims=["b2"])
-                await eventually(lambda: len(_parts(bank_a, "m1")) >= 2, what="a1 sending")
-                await eventually(lambda: _parts(bank_b, "m2"), what="b2 sending")
-                assert _parts(bank_b, "m1") == []      # one card, one daemon: a's
-                line = (f"b1: sends nothing: its SIM card {card} is served by another live "
-                        f"daemon, {os.uname().nodename}:{first.proc.pid} (its modem a1)")
-                await second.wait_for_log(line)
-                status = await _status(config_b)
-                assert status["b1"]["state"] == "standby", status
-                assert line.split(": ", 2)[2] == status["b1"]["last_error"], status
-                await first.kill()
-                assert len(_parts(bank_a, "m1")) < quota          # a left b some of the day
-                await eventually(lambda: _parts(bank_b, "m1"), what="b1 sending after the kill")
-                await eventually(lambda: spool.sent_counts("b1")[1] >= quota,
-                                 what="the card's day spent")
-                await eventually(lambda: spool.counts()["sending"] == 0, what="b1 done")
-                assert await second.stop() == 0
-                queued = spool.counts()["queued"]
-                holders = spool.card_holders()
+    async with banks_sharing_a_card(tmp_path, url, modems_b=2, per_day=quota,
+                                    seed=31) as (bank_a, bank_b, config_a, config_b, card):
+        bank_a.set_fault("m1", "sms_latency", seconds=1.0)  # slow: a leaves b part of the day
+        for name in ("m1", "m2"):
+            bank_b.set_fault(name, "sms_latency", seconds=0.3)
+        with Spool(url) as spool:
+            first = await DaemonProcess(config_a).start()
+            second = await DaemonProcess(config_b).start()
+            spool.enqueue_many({"to": "+8613800138000", "text": f"card {i}",
+                                "sims": ["a1", "b1"]} for i in range(2 * quota))
+            spool.enqueue("+8613800138000", "b2 sends meanwhile", sims=["b2"])
+            await eventually(lambda: len(_parts(bank_a, "m1")) >= 2, what="a1 sending")
+            await eventually(lambda: _parts(bank_b, "m2"), what="b2 sending")
+            assert _parts(bank_b, "m1") == []      # one card, one daemon: a's
+            line = (f"b1: sends nothing: its SIM card {card} is served by another live "
+                    f"daemon, {os.uname().nodename}:{first.proc.pid} (its modem a1)")
+            await second.wait_for_log(line)
+            status = await _status(config_b)
+            assert status["b1"]["state"] == "standby", status
+            assert line.split(": ", 2)[2] == status["b1"]["last_error"], status
+            await first.kill()
+            assert len(_parts(bank_a, "m1")) < quota          # a left b some of the day
+            await eventually(lambda: _parts(bank_b, "m1"), what="b1 sending after the kill")
+            await eventually(lambda: spool.sent_counts("b1")[1] >= quota,
+                             what="the card's day spent")
+            await eventually(lambda: spool.counts()["sending"] == 0, what="b1 done")
+            assert await second.stop() == 0
+            queued = spool.counts()["queued"]
+            holders = spool.card_holders()
     sent = len(_parts(bank_a, "m1")) + len(_parts(bank_b, "m1"))
     assert sent <= quota, (sent, quota)   # the day's quota held across both daemons
     assert queued >= quota                # what the card's day had no room for waits

@@ -1,7 +1,7 @@
 """Work the daemon has decided on but cannot write while the database is away, done in order
 once it answers: a received SMS or report shown without a storage index (`held_inbound.py`),
 a USSD request's answer (`requests.py`). (The operator hooks of a stored SMS wait in the spool
-instead: `inbound.py`.)
+instead: `hook_runner.py`.)
 
 A `Backlog` keeps its items in memory, in the order they came, and one task works through them.
 An item comes here because its work has just failed, so the task first waits 1 s before it

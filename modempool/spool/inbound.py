@@ -1,10 +1,9 @@
-"""What comes back from the modems: inbound SMS, their parts, and delivery reports.
+"""Received SMS: single ones, the parts of long ones, and reading them back.
 
 Parts of a concatenated SMS are kept in `inbound_parts` until all have arrived (across
 restarts, and across the modems and hosts their SIM card went through); the complete text then
-becomes one `inbound` row, deduplicated as a single SMS is. A delivery report is matched
-to the part it belongs to by (SIM, message reference, recipient); the message becomes
-DELIVERED when every part is (parts of a resumed message come from several attempts).
+becomes one `inbound` row, deduplicated as a single SMS is. (Delivery reports, which come
+back the same way, are `delivery_reports.py`.)
 """
 
 from __future__ import annotations
@@ -14,16 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from modempool.errors import InvalidNumber
-from modempool.numbers import normalise
-from modempool.spool.ambiguity import settle_before, settle_by_report
-from modempool.spool.audit import INSERT_EVENT, AuditLog
-from modempool.spool.verdicts import (PART_VERDICT, apply_report, message_after_report,
-                                      part_verdict, report_event, report_key)
 from modempool.spool.engine import Engine
 from modempool.spool.model import from_text, to_text, utcnow
+from modempool.spool.numbers import sender_number
 from modempool.spool.plain_text import without_nul
-from modempool.spool.sims import Sims
 
 MISSING_PART = "…"  # stands in for a part that never arrived
 
@@ -54,26 +47,6 @@ class InboundMessage:
         return {"id": self.id, "sender": self.sender, "sim": self.sim, "text": self.text,
                 "received_at": to_text(self.received_at), "parts": self.parts,
                 "complete": self.complete, "read": self.read}
-
-
-@dataclass(frozen=True, slots=True)
-class ReportMatch:
-    """Where a stored delivery report went: its row, and the part/message it matched."""
-
-    report_id: int
-    part_id: int | None
-    message_id: int | None
-    message_state: str | None
-    proven: bool = False   # it settled an ambiguous part: that SMS now counts as sent
-
-
-def delivery_outcome(status: int) -> tuple[bool, bool]:
-    """(delivered, final) for a TP-Status value (TS 23.040 9.2.3.15)."""
-    if status < 0x20:
-        return True, True       # short message transaction completed
-    if status < 0x40:
-        return False, False     # temporary error, the SC is still trying
-    return False, True          # permanent error, or temporary error the SC gave up on
 
 
 def _dedupe_key(card: str | None, sender: str, received_at: str, text: str) -> str:
@@ -121,24 +94,16 @@ class _Card:
 
 
 class Inbound:
-    """Received SMS, their parts, and delivery reports (`spool.inbound`); `spool.inbound()`
-    lists received messages. Storing is idempotent, so a message handed over twice, by one
-    modem or on two hosts, is stored once."""
+    """Received SMS and their parts (`spool.inbound`); `spool.inbound()` lists received
+    messages. Storing is idempotent, so a message handed over twice, by one modem or on two
+    hosts, is stored once."""
 
-    def __init__(self, engine: Engine, audit: AuditLog, region: str,
-                 sims: Sims | None = None) -> None:
+    def __init__(self, engine: Engine, region: str) -> None:
         self.engine = engine
-        self.audit = audit
         self.region = region
-        self.sims = sims  # counts a part that a report proves was sent (`ambiguity`)
 
     def _sender(self, sender: str) -> str:
-        """E.164 when the sender is a phone number; short codes and names stay as given
-        (a name's NULs replaced, as the text's: `plain_text`)."""
-        try:
-            return normalise(sender, self.region)
-        except InvalidNumber:
-            return without_nul(sender.strip())
+        return sender_number(sender, self.region)
 
     def _insert(self, conn: Any, sender: str, sim: str | None, text: str,
                 received_at: str | None, parts: int, complete: bool,
@@ -354,89 +319,3 @@ class Inbound:
     def mark_read(self, ids: list[int]) -> None:
         with self.engine.tx() as conn:
             conn.executemany("UPDATE inbound SET read = 1 WHERE id = ?", [(i,) for i in ids])
-
-    def store_delivery_report(
-        self,
-        sim: str | None,
-        message_reference: int,
-        recipient: str | None,
-        status: int,
-        *,
-        delivered: bool | None = None,
-        final: bool | None = None,
-        received_at: datetime | None = None,
-        submitted_at: datetime | None = None,
-    ) -> ReportMatch:
-        """Store a status report and apply it to the part (latest with this SIM, message
-        reference and recipient) and message it belongs to.
-
-        A delivered report on every part makes the message DELIVERED; a final failure makes a
-        SENT message FAILED ("not delivered"). A report that matches no sent part may settle
-        an ambiguous message (`ambiguity.settle_by_report`; `submitted_at` is the report's
-        service centre time stamp, else `received_at` stands for it). Unmatched reports are
-        kept with no part.
-        """
-        ok, done = delivery_outcome(status)
-        delivered = ok if delivered is None else delivered
-        final = done if final is None else final
-        recipient_e164 = self._sender(recipient) if recipient else None
-        now = to_text(received_at or utcnow())
-        with self.engine.tx() as conn:
-            # Taken by the part's confirmation too: on PostgreSQL the two transactions could
-            # otherwise miss each other (neither sees the other's uncommitted row), leaving the
-            # report unmatched and the message 'sent' for ever. (A report without its SIM,
-            # which the daemon never stores, matches a part of any SIM and takes turns with
-            # none of their confirmations.)
-            self.engine.lock_key(conn, report_key(sim, message_reference))
-            sql = (
-                "SELECT parts.id, parts.message_id FROM parts JOIN messages ON messages.id = parts.message_id "
-                "WHERE parts.message_reference = ? AND parts.sent_at IS NOT NULL "
-                + ("AND parts.sim = ? " if sim is not None else "")
-                + ("AND messages.to_number = ? " if recipient_e164 else "")
-                + "ORDER BY parts.sent_at DESC, parts.id DESC LIMIT 1"
-            )
-            params = [message_reference] + ([sim] if sim is not None else []) + (
-                [recipient_e164] if recipient_e164 else [])
-            match = conn.execute(sql, params).fetchone()
-            proven = False
-            if match is None:
-                match = settle_by_report(
-                    conn, self.audit, sim=sim, recipient=recipient_e164,
-                    message_reference=message_reference,
-                    network_time=submitted_at or received_at or utcnow(), now=now,
-                    count_sent=self.sims.add_sent if self.sims is not None else None)
-                proven = match is not None
-            elif sim is not None:   # a report some ambiguous part before it waited for
-                settle_before(conn, self.audit, sim, match[0], now,
-                              self.sims.add_sent if self.sims is not None else None)
-            part_id, message_id = (match[0], match[1]) if match else (None, None)
-            report = ("INSERT INTO delivery_reports (sim, message_reference, recipient, status, "
-                      "delivered, final, received_at, part_id, message_id) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                      [sim, message_reference, recipient_e164 or recipient, status,
-                       int(delivered), int(final), now, part_id, message_id])
-            state = None
-            if part_id is not None and self.engine.writes_in_with:
-                # One round trip for the report, its part's verdict and the event; the message
-                # after it next (it reads the part's verdict).
-                event = self.audit.row(*report_event(part_id=part_id, message_id=message_id,
-                                                     sim=sim, status=status,
-                                                     delivered=delivered), now)
-                report_id = conn.execute(
-                    f"WITH verdict AS ({PART_VERDICT}), logged AS ({INSERT_EVENT} "
-                    f"VALUES (?, ?, ?, ?, ?)) {report[0]}",
-                    [part_verdict(delivered, final), status, now, part_id, *event,
-                     *report[1]]).fetchone()[0]
-                if message_after_report(conn, message_id, status=status, delivered=delivered,
-                                        final=final, now=now):
-                    state = "delivered"
-            else:
-                report_id = conn.execute(*report).fetchone()[0]
-                if part_id is not None:
-                    apply_report(conn, self.audit, part_id=part_id, message_id=message_id,
-                                 sim=sim, status=status, delivered=delivered, final=final,
-                                 now=now)
-            if part_id is not None and state is None:
-                state = conn.execute("SELECT state FROM messages WHERE id = ?",
-                                     (message_id,)).fetchone()[0]
-        return ReportMatch(report_id, part_id, message_id, state, proven)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from modempool.errors import InvalidNumber, InvalidRow
 from modempool.numbers import normalise
+from modempool.spool.plain_text import without_nul
 
 
 def normalise_all(numbers: Iterable[str], region: str, *, remember: bool = True) -> list[str]:
@@ -32,6 +33,15 @@ def normalise_all(numbers: Iterable[str], region: str, *, remember: bool = True)
                 raise
             raise InvalidRow(index + 1, exc) from None
     return e164s
+
+
+def sender_number(sender: str, region: str) -> str:
+    """A received SMS's sender or a report's recipient: E.164 when it is a phone number;
+    short codes and names stay as given (a name's NULs replaced, as the text's: `plain_text`)."""
+    try:
+        return normalise(sender, region)
+    except InvalidNumber:
+        return without_nul(sender.strip())
 
 
 @lru_cache(maxsize=65536)

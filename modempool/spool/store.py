@@ -6,7 +6,8 @@
 - `spool.claims`: leases, part markers, the send-side transitions, crash recovery
   (`claims.py`, `recovery.py`); `spool.records`: what is written when a modem accepts a part
   (`records.py`);
-- `spool.inbound`: received SMS and delivery reports (`inbound.py`);
+- `spool.inbound`: received SMS (`inbound.py`); `spool.delivery_reports`: delivery reports
+  (`delivery_reports.py`);
 - `spool.sims`: SIM rows and counters (`sims.py`); `spool.audit`: the events log (`audit.py`);
   `spool.daemons`: the daemons' heartbeats (`daemons.py`); `spool.card_holders`: which live
   daemon serves each SIM card (`card_holders.py`); `spool.metrics`: what a Prometheus
@@ -32,9 +33,10 @@ from modempool.spool.card_holders import CardHolders
 from modempool.spool.claims import Claims
 from modempool.spool.daemons import Daemons
 from modempool.spool.decisions import Decisions
+from modempool.spool.delivery_reports import DeliveryReports, ReportMatch
 from modempool.spool.history import History
 from modempool.spool.engine import Engine, SpoolTooNew, SpoolUnreachable, open_engine
-from modempool.spool.inbound import InboundMessage, Inbound, ReportMatch
+from modempool.spool.inbound import InboundMessage, Inbound
 from modempool.spool.inbound_hooks import InboundHooks
 from modempool.spool.messages import Messages
 from modempool.spool.metrics import Metrics
@@ -120,7 +122,8 @@ class Spool:
         self.sims = Sims(self.engine, self.audit, tz)
         self.claims = Claims(self.engine, self.sims, self.audit)
         self.records = Records(self.engine, self.sims, self.audit, self.claims)
-        self.inbound = Inbound(self.engine, self.audit, region, self.sims)
+        self.inbound = Inbound(self.engine, region)
+        self.delivery_reports = DeliveryReports(self.engine, self.audit, region, self.sims)
         self.inbound_hooks = InboundHooks(self.engine)
         self.daemons = Daemons(self.engine)
         self.card_holders = CardHolders(self.engine, self.audit)
@@ -244,7 +247,7 @@ class Spool:
     flush_inbound_parts = PartCall("inbound", "flush_parts")
     pending_inbound_parts = PartCall("inbound", "pending_parts")
     mark_read = PartCall("inbound", "mark_read")
-    store_delivery_report = PartCall("inbound", "store_delivery_report")
+    store_delivery_report = PartCall("delivery_reports", "store")
 
     count_sent = PartCall("sims", "count_sent")
     sent_counts = PartCall("sims", "sent_counts")

@@ -172,7 +172,7 @@ async def test_one_of_two_live_daemons_takes_a_dead_ones_hooks_and_never_a_live_
     url = pg_cluster.new_schema()
     spool, a, lane_a = _store(tmp_path, url, owner=run_owner("a", os.getpid(), this_place(),
                                                              "aaaaaa"))
-    a.dead = dead_runs(spool, HeartbeatWatch(30.0, gap=10.0))
+    a.hooks.dead = dead_runs(spool, HeartbeatWatch(30.0, gap=10.0))
     other = load_config(_config(tmp_path, url)).open_spool()
     lane_b = SpoolLane(threads=INBOUND_THREADS)
     b = InboundStore(other, a.config, lane=lane_b, dead=dead_runs(other, HeartbeatWatch(
@@ -245,7 +245,7 @@ async def test_a_later_sms_waits_for_a_dead_runs_pending_opt_out_of_its_sender(t
     are taken over, the 退订 is recorded first and the SMS is not answered. The old code
     answered it at once (`replied`), before the 退订."""
     spool, store, lane = _store(tmp_path, spool_target)
-    store.dead = lambda owners: []   # the dead run not judged dead yet
+    store.hooks.dead = lambda owners: []   # the dead run not judged dead yet
     spool.store_inbound(SENDER, "退订", sim="m1", hooks_by=_gone_owner())
     later = await lane.run(store.store_sms, "m1", _sms("营业时间", seconds=60))
     await store.run_hooks(later)
@@ -256,7 +256,7 @@ async def test_a_later_sms_waits_for_a_dead_runs_pending_opt_out_of_its_sender(t
     await store.run_hooks(other)   # another sender goes on
     assert [(m.to, m.text) for m in spool.list()] == [(OTHER, REPLY)]
 
-    store.dead = lambda owners: owners   # now judged dead: taken over
+    store.hooks.dead = lambda owners: owners   # now judged dead: taken over
     assert await store.take_over() == 1 and await store.catch_up()
     assert OptOutList(spool.db).is_opted_out(SENDER) and _pending(spool) == []
     assert sorted((e.sender, e.outcome) for e in AutoReplies(spool.db).log()) == [
@@ -273,7 +273,7 @@ async def test_another_runs_sms_at_its_forward_command_holds_up_no_later_sms_of_
     once (the order is for the handlers' writes, committed). At a handler step it still
     waits. The old code waited for the other run's command to end (no reply)."""
     spool, store, lane = _store(tmp_path, spool_target)
-    store.dead = lambda owners: []   # the other run is alive
+    store.hooks.dead = lambda owners: []   # the other run is alive
     other = run_owner("b", os.getpid(), this_place(), "bbbbbb")
     earlier = spool.store_inbound(SENDER, "转发我", sim="m1", hooks_by=other)
     with spool.transaction() as conn:   # its handlers passed: at the command step

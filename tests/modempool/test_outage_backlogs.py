@@ -108,7 +108,7 @@ async def test_a_senders_next_sms_waits_behind_hooks_that_failed_for_a_moment(tm
     a = asyncio.create_task(store.run_hooks(first))
     assert await asyncio.to_thread(a_running.wait, 60), "hang guard: A's hook never ran"
     b = asyncio.create_task(store.run_hooks(later))
-    await eventually(lambda: [w for _, w in store._turns.values()] == [2],
+    await eventually(lambda: [w for _, w in store.hooks._turns.values()] == [2],
                      what="B waiting for the turn")
     a_fails.set()
     await asyncio.gather(a, b)

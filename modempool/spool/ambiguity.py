@@ -3,16 +3,20 @@
 A message is ambiguous when its PDU may have left without the modem's answer (a crash or a hung
 modem between the write and ``+CMGS``): its part has no message reference, so its delivery
 report matches nothing. Such a report still names the SIM it came back to and the recipient,
-and carries the time the service centre took the message (SCTS). When exactly one ambiguous
-part of that SIM and recipient was written shortly before that time, and (where the SIM's
-previous part is known) its reference is the one the modem would have used next (TS 23.040
-9.2.3.6: the MS increments TP-MR for each SUBMIT), and no later part of that SIM may have
-taken that reference instead (the SIM's next part, if any, has a known reference that is not
-the report's: a part whose PDU never left leaves its reference to the next one written), the
-report proves that part went out. The
-part becomes sent with the report's reference, the message sent (then delivered by the report
-itself) once all its parts are out, and the evidence goes to the message's events. Anything
-less certain stays ambiguous. All SQL of this rule is here.
+and carries the time the service centre took the message (SCTS). A SIM's writes are read in
+the order it made them, every attempt of a part included (`write_history.py`: a resent part
+keeps the write it overwrote; the order is not the wall clock's). When exactly one ambiguous
+part of that SIM and recipient was written shortly before that time (an overwritten write of
+unknown outcome to that recipient then counts as one too: the report may be its), and (where
+the SIM's previous write is known) its reference is the one the modem would have used next
+(TS 23.040 9.2.3.6: the MS increments TP-MR for each SUBMIT), and no later write of that SIM
+may have taken that reference instead (the SIM's next write, if any, has a known reference that
+is not the report's: a part whose PDU never left leaves its reference to the next one written),
+the report proves that part went out. The part becomes sent with the report's reference, the
+message sent (then delivered by the report itself) once all its parts are out, and the evidence
+goes to the message's events. Anything less certain stays ambiguous: so does a message after a
+part refused by a definite error (its unknown reference may have been taken), though a refusal
+before the prompt took none. All SQL of this rule is here.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 from modempool.spool.audit import AuditLog
 from modempool.spool.model import from_text, to_text
+from modempool.spool.write_history import WRITE_ORDER
 
 #: How long after the write the service centre's stamp may come (a slow network, a modem that
 #: hung after sending), and how far before it (host and service centre clocks differ a little;
@@ -30,20 +35,29 @@ from modempool.spool.model import from_text, to_text
 WINDOW_AFTER = timedelta(seconds=120)
 CLOCK_SLACK = timedelta(seconds=10)
 
+#: The writes of a SIM to a recipient in a window whose report may be the one that came: its
+#: ambiguous parts (part id, message, written at, place), and the writes of a part that a new
+#: attempt overwrote while their outcome was unknown (part id NULL: a report proves nothing
+#: more about them, but may be theirs).
 _CANDIDATES = (
-    "SELECT parts.id, parts.message_id, parts.writing_at FROM parts "
+    f"SELECT parts.id, parts.message_id, parts.writing_at, {WRITE_ORDER} AS place FROM parts "
     "JOIN messages ON messages.id = parts.message_id "
     "WHERE parts.sim = ? AND parts.state = 'ambiguous' AND messages.state = 'ambiguous' "
     "AND messages.to_number = ? AND parts.writing_at >= ? AND parts.writing_at <= ? "
-    "ORDER BY parts.writing_at, parts.id")
-_PREVIOUS_ON_SIM = (
-    "SELECT message_reference FROM parts WHERE sim = ? "
-    "AND (writing_at < ? OR (writing_at = ? AND id < ?)) "
-    "ORDER BY writing_at DESC, id DESC LIMIT 1")
-_NEXT_ON_SIM = (
-    "SELECT message_reference FROM parts WHERE sim = ? "
-    "AND (writing_at > ? OR (writing_at = ? AND id > ?)) "
-    "ORDER BY writing_at, id LIMIT 1")
+    "UNION ALL SELECT NULL, earlier.message_id, earlier.writing_at, earlier.id "
+    "FROM earlier_writes AS earlier JOIN messages ON messages.id = earlier.message_id "
+    "WHERE earlier.sim = ? AND earlier.state IN ('ambiguous', 'writing') "
+    "AND messages.to_number = ? AND earlier.writing_at >= ? AND earlier.writing_at <= ? "
+    "ORDER BY place")
+#: A SIM's writes, in the order it made them: each part's latest (`parts`) and those a new
+#: attempt overwrote (`earlier_writes`), by their place (`write_history.py`).
+_WRITES_ON_SIM = (
+    f"SELECT {WRITE_ORDER} AS place, message_reference FROM parts WHERE sim = ? "
+    "UNION ALL SELECT id, message_reference FROM earlier_writes WHERE sim = ?")
+_PREVIOUS_ON_SIM = (f"SELECT message_reference FROM ({_WRITES_ON_SIM}) AS writes "
+                    "WHERE place < ? ORDER BY place DESC LIMIT 1")
+_NEXT_ON_SIM = (f"SELECT message_reference FROM ({_WRITES_ON_SIM}) AS writes "
+                "WHERE place > ? ORDER BY place LIMIT 1")
 _SETTLE_PART = (
     "UPDATE parts SET state = 'sent', message_reference = ?, sent_at = writing_at "
     "WHERE id = ? AND state = 'ambiguous'")
@@ -66,25 +80,25 @@ _EARLIER_AMBIGUOUS = (
     "SELECT DISTINCT parts.message_id FROM parts "
     "JOIN messages ON messages.id = parts.message_id "
     "WHERE parts.sim = ? AND parts.state = 'ambiguous' AND messages.state = 'ambiguous' "
-    "AND parts.writing_at < ? AND parts.writing_at >= ? ORDER BY parts.message_id")
+    f"AND {WRITE_ORDER} < ? AND parts.writing_at >= ? ORDER BY parts.message_id")
 _LINK_REPORT = "UPDATE delivery_reports SET part_id = ?, message_id = ? WHERE id = ?"
 
 
-def _expected_reference(conn: Any, sim: str, part_id: int, written_at: str) -> int | None:
-    """The TP-MR the modem would have given part `part_id` (written at `written_at`): one more
-    than the SIM's previous part's, when that one is known."""
-    row = conn.execute(_PREVIOUS_ON_SIM, (sim, written_at, written_at, part_id)).fetchone()
+def _expected_reference(conn: Any, sim: str, place: int) -> int | None:
+    """The TP-MR the modem would have given the write at `place`: one more than the SIM's
+    previous write's, when that one is known."""
+    row = conn.execute(_PREVIOUS_ON_SIM, (sim, sim, place)).fetchone()
     if row is None or row[0] is None:
         return None
     return (int(row[0]) + 1) % 256
 
 
-def _taken_by_next(conn: Any, sim: str, part_id: int, written_at: str,
-                   message_reference: int) -> bool:
-    """Whether the SIM's next part (written after part `part_id`) may be the one that got
-    `message_reference`: its own reference is unknown (in flight, ambiguous, failed) or is
-    that one. Were part `part_id` never written, the modem gave its reference to that part."""
-    row = conn.execute(_NEXT_ON_SIM, (sim, written_at, written_at, part_id)).fetchone()
+def _taken_by_next(conn: Any, sim: str, place: int, message_reference: int) -> bool:
+    """Whether the SIM's next write (after the one at `place`) may be the one that got
+    `message_reference`: its own reference is unknown (in flight, ambiguous, failed, or an
+    attempt a later one overwrote) or is that one. Had the write at `place` never left, the
+    modem gave its reference to that one."""
+    row = conn.execute(_NEXT_ON_SIM, (sim, sim, place)).fetchone()
     return row is not None and (row[0] is None or int(row[0]) == message_reference)
 
 
@@ -97,20 +111,20 @@ def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: 
     counts the proven part against the SIM's day and month, as a confirmed send is."""
     if sim is None or not recipient:
         return None
-    candidates = conn.execute(_CANDIDATES, (
-        sim, recipient, to_text(network_time - WINDOW_AFTER),
-        to_text(network_time + CLOCK_SLACK))).fetchall()
+    window = (sim, recipient, to_text(network_time - WINDOW_AFTER),
+              to_text(network_time + CLOCK_SLACK))
+    candidates = conn.execute(_CANDIDATES, window + window).fetchall()
     if not candidates:
         return None
-    expected = {row[0]: _expected_reference(conn, sim, row[0], row[2]) for row in candidates}
+    expected = {row[3]: _expected_reference(conn, sim, row[3]) for row in candidates}
     if len(candidates) > 1:  # several in the window: only the reference can tell them apart
-        candidates = [row for row in candidates if expected[row[0]] == message_reference]
-    if len(candidates) != 1:
-        return None
-    part_id, message_id, written_at = candidates[0][0], candidates[0][1], candidates[0][2]
-    if expected[part_id] not in (None, message_reference):
+        candidates = [row for row in candidates if expected[row[3]] == message_reference]
+    if len(candidates) != 1 or candidates[0][0] is None:
+        return None  # not told apart, or perhaps the report of an attempt resent since
+    part_id, message_id, written_at, place = candidates[0]
+    if expected[place] not in (None, message_reference):
         return None  # the modem would have numbered it otherwise: another message's report
-    if _taken_by_next(conn, sim, part_id, written_at, message_reference):
+    if _taken_by_next(conn, sim, place, message_reference):
         return None  # perhaps the report of a later part, should this one never have left
     if conn.execute(_SETTLE_PART, (message_reference, part_id)).rowcount == 1 and count_sent:
         count_sent(conn, sim, 1, from_text(written_at))
@@ -118,7 +132,7 @@ def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: 
     audit.record(conn, "ambiguity-resolved" if settled else "ambiguity-evidence", message_id,
                  sim, {"evidence": "delivery report", "sim": sim, "recipient": recipient,
                        "message_reference": message_reference,
-                       "expected_reference": expected[part_id],
+                       "expected_reference": expected[place],
                        "network_time": to_text(network_time), "written_at": written_at,
                        "part_id": part_id}, now)
     return part_id, message_id
@@ -162,11 +176,12 @@ def settle_before(conn: Any, audit: AuditLog, sim: str | None, part_id: int, now
     may be settled now, by the same rule."""
     if sim is None:
         return
-    row = conn.execute("SELECT writing_at FROM parts WHERE id = ?", (part_id,)).fetchone()
+    row = conn.execute(f"SELECT writing_at, {WRITE_ORDER} FROM parts WHERE id = ?",
+                       (part_id,)).fetchone()
     if row is None or row[0] is None:
         return
     written = from_text(row[0])
     assert written is not None
     for (message_id,) in conn.execute(_EARLIER_AMBIGUOUS, (
-            sim, row[0], to_text(written - WINDOW_AFTER))).fetchall():
+            sim, row[1], to_text(written - WINDOW_AFTER))).fetchall():
         settle_by_stored_reports(conn, audit, message_id, now, count_sent)

@@ -7,6 +7,8 @@ the status reports, `sims` each SIM's status and counters, `events` an audit log
 
 from __future__ import annotations
 
+from modempool.spool.write_history import EARLIER_WRITES
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id           INTEGER PRIMARY KEY,
@@ -323,12 +325,14 @@ ALTER TABLE daemons ADD COLUMN process_start BIGINT;
 #: Version 14: a received SMS's hooks still to run, durable (`INBOUND_HOOKS`); version 15: their
 #: marks in a table of their own (`HOOKS_TABLE`).
 #: Version 16: the daemon serving each SIM card (`SIM_HOLDERS`). Version 17: when each daemon's
-#: process started (`PROCESS_START`).
+#: process started (`PROCESS_START`). Version 18: a part's writes that a new attempt overwrote,
+#: and the order of writes (`write_history.py`; each engine's column and trigger in its
+#: `OWN_STEPS`).
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
                               5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: "",
                               9: "", 10: "", 11: "", 12: MESSAGE_OWNERS, 13: "",
                               14: INBOUND_HOOKS, 15: HOOKS_TABLE, 16: SIM_HOLDERS,
-                              17: PROCESS_START}
+                              17: PROCESS_START, 18: EARLIER_WRITES}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

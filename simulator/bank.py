@@ -199,7 +199,8 @@ class SimulatedBank:
                  personality: str | Sequence[str] = "simcom", seed: int | None = None,
                  latency: float = 0.0, realistic: bool = False,
                  faults: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
-                 chatter: float = 1.0, iccids: Mapping[str, str] | None = None) -> None:
+                 chatter: float = 1.0, iccids: Mapping[str, str | None] | None = None,
+                 imsis: Mapping[str, str] | None = None) -> None:
         if modems < 1:
             raise ValueError("a bank needs at least one modem")
         self.count = modems
@@ -212,8 +213,12 @@ class SimulatedBank:
         self.start_faults = {name: dict(kinds) for name, kinds in (faults or {}).items()}
         self.chatter = chatter  # scales the vendors' periodic URCs (0: none)
         # a card's ICCID by modem name, instead of the seeded one: a cloned card (two modems
-        # with one ICCID), or the card of another bank
+        # with one ICCID), or the card of another bank; None: the modem reads none (firmware
+        # with no ICCID command: every one answers ERROR)
         self.iccids = dict(iccids or {})
+        # a card's IMSI by modem name, instead of the seeded one (a clone of a card whose
+        # ICCID its modem cannot read)
+        self.imsis = dict(imsis or {})
         self._chatters: list[Chatter] = []
         self._watcher: CloseWatcher | None = None
         self.network: Network | None = None
@@ -244,7 +249,8 @@ class SimulatedBank:
             name = f"m{index}"
             vendor = personality(self.personalities[index - 1])
             sim = make_sim(index, rng, vendor.stores.get("SM", 50))
-            sim.iccid = self.iccids.get(name, sim.iccid)
+            sim.iccid = self.iccids.get(name, sim.iccid) or ""
+            sim.imsi = self.imsis.get(name, sim.imsi)
             modem = VirtualModem(name, vendor, sim, self.network, imei=make_imei(vendor.imei_tac, rng),
                                  rng=random.Random(rng.random()), latency=self.latency,
                                  realistic=self.realistic, table=TABLE.commands)
@@ -256,10 +262,11 @@ class SimulatedBank:
         if unknown:
             await self.stop()
             raise ValueError(f"faults given for unknown modem(s) {sorted(unknown)}")
-        if set(self.iccids) - set(self._modems):
-            await self.stop()
-            raise ValueError(f"ICCIDs given for unknown modem(s) "
-                             f"{sorted(set(self.iccids) - set(self._modems))}")
+        for given, what in ((self.iccids, "ICCIDs"), (self.imsis, "IMSIs")):
+            if set(given) - set(self._modems):
+                await self.stop()
+                raise ValueError(f"{what} given for unknown modem(s) "
+                                 f"{sorted(set(given) - set(self._modems))}")
         for name, port in self._ports.items():
             port.open()
             for kind, params in self.start_faults.get(name, {}).items():

@@ -101,6 +101,8 @@ def iccid(modem: VirtualModem, form: Form, args: list[str], *, name: str = "") -
         return None
     if not modem.sim_present:
         raise cme(10)
+    if not modem.sim.iccid:   # a firmware that knows no ICCID command
+        raise AtFailure()
     return [modem.personality.iccid_commands.get(name, "+CCID: ") + modem.sim.iccid]
 
 

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from modempool.spool.card_holders import Holder
+from modempool.spool.card_holders import Holder, shown_card
 from modempool.spool.daemons import HeartbeatWatch
 from modempool.spool.unavailable import log_failure
 
@@ -27,6 +27,17 @@ log = logging.getLogger("modempool.dispatch.cards")
 
 class CardElsewhere(Exception):
     """This modem's card is served by another live daemon, or by another modem of this one."""
+
+
+def card_key(iccid: str | None, imsi: str | None) -> str | None:
+    """What names the SIM card in a modem among the holders: its ICCID; where the modem reads
+    none (a firmware with no ICCID command, or one that answers ERROR), `imsi:<IMSI>`
+    (AT+CIMI, which every modem answers once the SIM is ready: the subscription, stored on the
+    card, so a cloned or moved card has it too). None when it reads neither: nothing tells the
+    card apart."""
+    if iccid:
+        return iccid
+    return f"imsi:{imsi}" if imsi else None
 
 
 def dead_judge(spool: Any, watch: HeartbeatWatch, shared: bool) -> Callable[[str], bool]:
@@ -55,13 +66,15 @@ class CardsServed:
         self._why: dict[str, str] = {}             # modem -> why it was
 
     async def take(self, modem: str, iccid: str) -> asyncio.Event:
-        """Take card `iccid` for `modem`: the event set if another daemon takes it over later.
-        `CardElsewhere` (one line, naming the holder) if it is served elsewhere."""
+        """Take card `iccid` (its `card_key`) for `modem`: the event set if another daemon takes
+        it over later. `CardElsewhere` (one line, naming the holder) if it is served
+        elsewhere."""
         here = self.served.get(iccid)
         if here is not None and here != modem:
-            raise CardElsewhere(f"its SIM card {iccid} is already served by modem {here} of this "
-                                "daemon (two modems report one ICCID: a cloned card, or one "
-                                "device configured twice)")
+            what = "IMSI" if iccid.startswith("imsi:") else "ICCID"
+            raise CardElsewhere(f"its SIM card {shown_card(iccid)} is already served by modem "
+                                f"{here} of this daemon (two modems report one {what}: a cloned "
+                                "card, or one device configured twice)")
         self.served[iccid] = modem   # at once: another modem here with this ICCID is refused
         try:
             holder = await self.lane.run(self.spool.card_holders.take, iccid, self.owner, modem,
@@ -106,12 +119,13 @@ class CardsServed:
             if holder.owner == self.owner or self.served.get(iccid) != modem:
                 continue
             del self.served[iccid]
-            self._why[modem] = (f"its SIM card {iccid} was taken over by another daemon, "
+            self._why[modem] = (f"its SIM card {shown_card(iccid)} was taken over by another "
+                                f"daemon, "
                                 f"{holder.shown} (its modem {holder.modem}), which judged this "
                                 "one dead")
             self._lost[modem].set()
 
 
 def _held(iccid: str, holder: Holder) -> str:
-    return (f"its SIM card {iccid} is served by another live daemon, {holder.shown} (its modem "
-            f"{holder.modem})")
+    return (f"its SIM card {shown_card(iccid)} is served by another live daemon, {holder.shown} "
+            f"(its modem {holder.modem})")

@@ -13,7 +13,7 @@ from typing import Any
 from modempool.box.ports import PortBusy, PortLock
 from modempool.config import ModemConfig
 from modempool.dispatch import limits as limits_mod
-from modempool.dispatch.cards import CardElsewhere
+from modempool.dispatch.cards import CardElsewhere, card_key
 from modempool.dispatch.held_inbound import HeldInbound
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.sending import ModemTrouble
@@ -123,15 +123,19 @@ class ModemTaskMixin:
         live daemon or modem serves the card, stand by: say so once (log and `status`), keep
         the modem open and what it receives for later, and ask again every heartbeat (also
         while the database cannot answer: an outage, not the modem's failure). None: the
-        daemon stopped meanwhile. A modem that reads no ICCID cannot be told apart: it serves,
-        as before (an event never set)."""
-        if not info.iccid:
+        daemon stopped meanwhile. The card is named by its ICCID, else its IMSI (`card_key`);
+        a modem that reads neither cannot be told apart: it serves, as before (an event never
+        set), and says so."""
+        card = card_key(info.iccid, info.imsi)
+        if card is None:
+            mlog.warning("reads neither ICCID nor IMSI: a clone of its SIM card elsewhere "
+                         "cannot be told apart; it serves unchecked")
             return asyncio.Event(), []
         kept: list[Any] = []
         said = ""
         while not self._stop.is_set():
             try:
-                return await self.cards.take(spec.name, info.iccid), kept
+                return await self.cards.take(spec.name, card), kept
             except CardElsewhere as exc:
                 if str(exc) != said:
                     said = str(exc)

@@ -6,6 +6,10 @@ name. A card's quota is decided in the memory of the daemon that sends for it, f
 it read when it took the card; that is sound only while no other daemon sends for the card. So
 a daemon takes the card before its modem sends, by the rule that settles leases: a live
 daemon's hold is never taken, a dead one's is (`daemons.judge`, asked through `dead`).
+
+A card is named by its ICCID; one whose modem reads no ICCID (a firmware with no ICCID command,
+or one that answers ERROR) by its IMSI, as `imsi:<IMSI>` (`dispatch.cards.card_key`), kept in
+the same column: the IMSI is stored on the card too, so a clone or a moved card has it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from modempool.spool.audit import AuditLog
 from modempool.spool.daemons import shown_owner
 from modempool.spool.engine import Engine
 from modempool.spool.model import from_text, to_text, utcnow
+
+
+def shown_card(card: str) -> str:
+    """A card's key as a person is shown it: the ICCID, or `IMSI <digits>`."""
+    return f"IMSI {card[len('imsi:'):]}" if card.startswith("imsi:") else card
 
 
 @dataclass(frozen=True, slots=True)

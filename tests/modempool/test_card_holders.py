@@ -28,6 +28,7 @@ from tests.modempool.spool_driver import before_process_start, schema_version, s
 pytestmark = pytest.mark.timeout(300)
 
 CARD = "89860012345678901234"
+IMSI = "460001234567890"
 A, B = "box-a:101:0000aaaa-r1", "box-b:202:0000bbbb-r2"
 
 
@@ -158,12 +159,22 @@ async def test_one_card_in_two_live_daemons_is_served_by_one_and_its_quota_holds
     assert holders == []                  # b let go at its clean stop (a's taken over)
 
 
-async def test_two_modems_of_one_daemon_with_one_card_one_sends(tmp_path):
-    """Two modems report one ICCID in one daemon (SQLite): the second to come up is refused
-    with one line naming the first, sends nothing, and `status` says why."""
-    card = CARD
-    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=33,
-                             iccids={"m1": card, "m2": card}) as bank:
+#: One card in two modems of a bank: by its ICCID; or, where the modems read no ICCID (they
+#: answer ERROR to every ICCID command), by its IMSI.
+CLONES = {
+    "iccid": ({"iccids": {"m1": CARD, "m2": CARD}}, CARD, "ICCID"),
+    "imsi": ({"iccids": {"m1": None, "m2": None}, "imsis": {"m1": IMSI, "m2": IMSI}},
+             f"IMSI {IMSI}", "IMSI"),
+}
+
+
+@pytest.mark.parametrize("named_by", list(CLONES))
+async def test_two_modems_of_one_daemon_with_one_card_one_sends(tmp_path, named_by):
+    """Two modems report one card in one daemon (SQLite): the second to come up is refused
+    with one line naming the first, sends nothing, and `status` says why. A card whose ICCID
+    the modems cannot read is known by its IMSI (on the old code both modems sent)."""
+    cards, shown, what = CLONES[named_by]
+    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=33, **cards) as bank:
         config = _config(tmp_path / "one.toml", f'path = "{tmp_path / "spool.db"}"', "s",
                          bank.devices, None)
         daemon = await DaemonProcess(config).start()
@@ -173,16 +184,18 @@ async def test_two_modems_of_one_daemon_with_one_card_one_sends(tmp_path):
             await eventually(lambda: spool.counts()["sent"] + spool.counts()["delivered"] == 6,
                              what="all six sent")
             states = {name: (spool.sim(name) or {}).get("state") for name in ("s1", "s2")}
+            held = [h["iccid"] for h in spool.card_holders()]
         senders = {e["modem"] for e in bank.network_log() if e["kind"] == "part"}
         assert len(senders) == 1, senders
         serving = "s" + senders.pop()[1:]
         other = "s2" if serving == "s1" else "s1"
-        await daemon.wait_for_log(f"{other}: sends nothing: its SIM card {card} is already "
+        await daemon.wait_for_log(f"{other}: sends nothing: its SIM card {shown} is already "
                                   f"served by modem {serving} of this daemon (two modems report "
-                                  "one ICCID: a cloned card, or one device configured twice)")
+                                  f"one {what}: a cloned card, or one device configured twice)")
         status = await _status(config)
         assert await daemon.stop() == 0
     assert states == {serving: "up", other: "standby"}
+    assert held == [CARD if named_by == "iccid" else f"imsi:{IMSI}"]
     assert f"already served by modem {serving} of this daemon" in status[other]["last_error"]
     with Spool(tmp_path / "spool.db") as spool:
         assert spool.card_holders() == []     # let go at the clean stop

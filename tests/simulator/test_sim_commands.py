@@ -69,6 +69,21 @@ async def test_each_personality_identifies_itself(tmp_path, name):
             port.close()
 
 
+async def test_a_modem_given_no_iccid_answers_error_to_every_iccid_command(tmp_path):
+    """`iccids={name: None}`: a firmware with no ICCID command; its IMSI as given."""
+    async with SimulatedBank(1, tmp_path, personality="quectel", seed=3, iccids={"m1": None},
+                             imsis={"m1": "460001234567890"}) as bank:
+        port = AtPort(bank.devices[0])
+        try:
+            await port.command("ATE0")
+            for line in ("AT+CCID", "AT+QCCID", "AT^ICCID?", "AT+ZGETICCID", "AT+ICCID"):
+                assert await port.command(line) == b"\r\nERROR\r\n", line
+            assert info_lines(await port.command("AT+CIMI")) == ["460001234567890"]
+            assert (bank.modems[0].iccid, bank.modems[0].imsi) == ("", "460001234567890")
+        finally:
+            port.close()
+
+
 async def test_network_state_queries(bank, ports):
     port = ports[0]
     assert info_lines(await port.command("AT+CSQ")) == ["+CSQ: 20,99"]

@@ -64,3 +64,15 @@ def test_a_spreadsheet_refusal_names_its_row_once():
     wide = PoolError("a.xlsx: row 3 has a cell in column 40", code="xlsx_too_many_columns",
                      params={"file": "a.xlsx", "row": 3, "column": 40, "max": 30})
     assert describe(wide, "zh_CN") == "第 3 行：a.xlsx：第 40 列有内容，最多只读取 30 列。"
+
+
+def test_every_sim_state_has_a_chinese_word():
+    """The console's badge of each state a SIM can be in (`SimState`) is worded in Chinese
+    (`standby`, `locked` and `stopped` were shown in English)."""
+    from modempool.dispatch.sim_slot import SimState
+    from modempool.web.console.words import SIM_STATES
+
+    chinese = i18n.catalog("zh_CN")
+    for state in [s.value for s in SimState] + ["unknown"]:
+        assert state in SIM_STATES, state
+        assert chinese.gettext(state) != state, f"{state} has no Chinese word"

@@ -503,6 +503,36 @@ def test_the_dashboard_counts_what_the_spool_holds(api):
         assert (queue["queued"], queue["sent"], queue["cancelled"]) == (1, 1, 1)
 
 
+def test_a_standby_sim_is_worded_on_the_chinese_dashboard(api):
+    """A SIM standing by (its card served by another live daemon), with a daemon running: the
+    Chinese dashboard shows the state in Chinese, with its note (the old code showed the
+    English word in a Chinese page)."""
+    import os
+    import socket
+
+    from modempool.box.ports import process_start
+    from modempool.dispatch.liveness import new_run_owner
+    from modempool.spool.model import utcnow
+
+    note = ("its SIM card 89860012345678901234 is served by another live daemon, box-a:4242 "
+            "(its modem a1)")
+    spool = api.config.open_spool()
+    try:   # this process stands for the running daemon
+        spool.beat(new_run_owner(), host=socket.gethostname(), pid=os.getpid(),
+                   started_at=utcnow(), process_started=process_start(os.getpid()))
+        spool.upsert_sim("m1", state="standby", last_error=note)
+    finally:
+        spool.close()
+    admin = signed_in(api, "root")
+    admin.cookies.set("mp_lang", "zh_CN")
+    for path in ("/", "/fragments/dashboard"):
+        page = admin.get(path).text
+        sim = re.search(r'<li class="sim st-standby" data-sim="m1">(.*?)</li>', page, re.S)
+        assert sim is not None, page
+        assert 'data-state="standby">待命</span>' in sim.group(1)
+        assert note in sim.group(1)
+
+
 def test_the_admin_s_dashboard_shows_received_sms_whose_hooks_wait(api):
     """An SMS whose handlers a daemon has still to run (`inbound_hooks`), for 10 minutes: the
     admin's dashboard says how many and for how long, in its language, as a problem; a

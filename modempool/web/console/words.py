@@ -8,6 +8,7 @@ def N_(text: str) -> str:
 
 STATES = (N_("queued"), N_("sending"), N_("sent"), N_("delivered"), N_("failed"), N_("expired"),
           N_("cancelled"), N_("ambiguous"), N_("received"))
-SIM_STATES = (N_("up"), N_("down"), N_("quarantined"), N_("unknown"), N_("starting"))
+SIM_STATES = (N_("up"), N_("down"), N_("quarantined"), N_("unknown"), N_("starting"),
+              N_("standby"), N_("locked"), N_("stopped"))
 CAMPAIGN_STATES = (N_("draft"), N_("running"), N_("paused"), N_("finished"))
 ROLES = (N_("admin"), N_("sender"), N_("viewer"))

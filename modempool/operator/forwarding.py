@@ -19,8 +19,9 @@ In the daemon the command is the last of the SMS's hooks (`command_step`): its m
 spool (`spool/inbound_hooks.py`) stays until the command's final outcome (exit status 0, or
 the retries used up) is recorded, in the same transaction. A stop or kill before that leaves
 it pending, and the next start (on a shared database: the daemon that takes over a dead one's
-hooks) runs it again from its first attempt. So each SMS's command runs at least once to a final
-outcome; a run cut short by a kill may have done its work, in full or in part, and the same SMS
+hooks) runs it again, its attempts counted on from those `forward_log` holds for the SMS: the
+retries bound its attempts across restarts (all of them failed already: it gives up at once).
+So each SMS's command runs at least once to a final outcome; a run cut short by a kill may have done its work, in full or in part, and the same SMS
 can reach the command twice: the command dedupes by `MODEMPOOL_INBOUND_ID` (the JSON's `id`),
 the SMS's id in the spool. A handler made for use outside the daemon (`make_forward_handler`,
 `command=True`) starts the command itself, with no mark: retries cut short by a stop are
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS forward_log (
     detail TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS forward_log_by_inbound ON forward_log (inbound_id, target)
 """
 
 TARGETS_SCHEMA = """
@@ -207,38 +209,57 @@ async def _at_once(work: Callable[..., Any], *args: Any) -> Any:
     return work(*args)
 
 
-async def _recorded(run: Callable[..., Awaitable[Any]], spool: Any, inbound_id: Any,
-                    target: str, attempt: int, outcome: str, detail: str = "",
-                    passed: Passed | None = None) -> None:
-    """An attempt's outcome recorded; while the database cannot answer, tried again every few
+def _attempts_made(spool: Any, inbound_id: Any, target: str) -> int:
+    """The failed attempts `forward_log` holds for the command `target` on SMS `inbound_id`:
+    those of the runs a stop or kill cut short (a failure recorded twice, its answer lost the
+    first time, counts once)."""
+    made = spool.db.execute("SELECT max(attempt) FROM forward_log WHERE inbound_id = ? "
+                            "AND target = ? AND outcome = 'failed'", [inbound_id, target])
+    return int(made.fetchone()[0] or 0)
+
+
+async def _until_done(run: Callable[..., Awaitable[Any]], what: str, work: Callable[..., Any],
+                      *args: Any) -> Any:
+    """Spool `work` run through `run`; while the database cannot answer, tried again every few
     seconds (the daemon's stop cancels the wait: the next run resumes the command)."""
     delay = 1.0
     while True:
         try:
-            return await run(_record, spool, inbound_id, target, attempt, outcome, detail,
-                             passed)
+            return await run(work, *args)
         except Exception as exc:
             if not database_failed(exc):
                 raise
-            log_failure(log, "could not record a run_on_receive outcome; trying again", exc)
+            log_failure(log, f"could not {what}; trying again", exc)
         await asyncio.sleep(delay)   # a backoff, not a synchronisation
         delay = min(delay * 2, 5.0)
+
+
+async def _recorded(run: Callable[..., Awaitable[Any]], spool: Any, inbound_id: Any,
+                    target: str, attempt: int, outcome: str, detail: str = "",
+                    passed: Passed | None = None) -> None:
+    """An attempt's outcome recorded (`_until_done`)."""
+    await _until_done(run, "record a run_on_receive outcome", _record, spool, inbound_id,
+                      target, attempt, outcome, detail, passed)
 
 
 async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
                                 settings: ForwardConfig, payload: dict[str, Any],
                                 limit: asyncio.Semaphore, passed: Passed | None = None) -> bool:
-    """The command until it exits 0 or its retries are used up; each attempt recorded, the
-    final outcome together with `passed`."""
-    delay = settings.retry_delay
-    for attempt in range(1, settings.retries + 2):
+    """The command until it exits 0 or its retries are used up, counted on from the attempts
+    an earlier run recorded for this SMS (its first attempt here at once, the later ones after
+    the doubling delay); each attempt recorded, the final outcome together with `passed`."""
+    command = settings.command or ""
+    made = await _until_done(run, "read the run_on_receive attempts made", _attempts_made,
+                             spool, payload["id"], command)
+    delay = settings.retry_delay * 2 ** made
+    for attempt in range(made + 1, settings.retries + 2):
         async with limit:
             try:
                 ok, detail = await run_command(settings.command or "", payload, settings.timeout)
             except Exception as exc:  # whatever happens, the attempt ends in a recorded outcome
                 log.exception("run_on_receive for inbound %s", payload["id"])
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
-        await _recorded(run, spool, payload["id"], settings.command or "", attempt,
+        await _recorded(run, spool, payload["id"], command, attempt,
                         "ok" if ok else "failed", detail, passed=passed if ok else None)
         if ok:
             return True
@@ -247,7 +268,7 @@ async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
         if attempt <= settings.retries:
             await asyncio.sleep(delay)
             delay *= 2
-    await _recorded(run, spool, payload["id"], settings.command or "", settings.retries + 1,
+    await _recorded(run, spool, payload["id"], command, max(made, settings.retries + 1),
                     "gave-up", passed=passed)
     log.error("run_on_receive for inbound %s gave up after %d attempts", payload["id"],
               settings.retries + 1)

@@ -43,13 +43,29 @@ async def no_leftover_daemons():
     await kill_leftovers()
 
 
-def _config(tmp_path: Path, target, devices: list[str]) -> Path:
+#: A command that always fails; its third run overall, while the hold file exists, does not
+#: finish first (killed with the daemon).
+FAILING = """
+import json, os, pathlib, sys, time
+payload = json.load(sys.stdin)
+runs, hold = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+with runs.open("a") as out:
+    out.write(f"{payload['id']} {os.getpid()}\\n")
+if len(runs.read_text().splitlines()) == 3:
+    while hold.exists():
+        time.sleep(0.05)
+sys.exit(1)
+"""
+
+
+def _config(tmp_path: Path, target, devices: list[str], command_text: str = COMMAND,
+            forward: str = "retries = 0") -> Path:
     script = tmp_path / "on_sms.py"
-    script.write_text(COMMAND, "utf-8")
+    script.write_text(command_text, "utf-8")
     command = " ".join(shlex.quote(str(part)) for part in (
         sys.executable, script, tmp_path / "runs.txt", tmp_path / "hold"))
     path = write_config(tmp_path / "pool.toml", devices,
-                        extra=f"[forward]\ncommand = {json.dumps(command)}\nretries = 0\n")
+                        extra=f"[forward]\ncommand = {json.dumps(command)}\n{forward}\n")
     if not isinstance(target, Path):
         text = path.read_text("utf-8").replace(
             f'path = "{tmp_path / "spool.db"}"', f"url = {target!r}")
@@ -106,4 +122,31 @@ async def test_a_daemon_killed_while_the_forward_command_runs_runs_it_again_at_i
         assert [run[0] for run in _runs(tmp_path)] == [str(inbound.id)] * 2 + [str(other.id)]
         assert _outcomes(spool) == [(inbound.id, "ok"), (other.id, "ok")]
         assert _pending(spool) == []
+        spool.close()
+
+
+async def test_the_command_s_retries_bound_its_attempts_across_a_kill(tmp_path, spool_target):
+    """`retries = 2`: three attempts in all. The command fails twice, and the daemon is killed
+    during the third; started again, the daemon runs the one attempt left, numbered 3, and gives
+    up. The old code began again at attempt 1: six runs, two of them numbered 1."""
+    (tmp_path / "hold").touch()
+    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=6) as bank:
+        config = _config(tmp_path, spool_target, bank.devices, FAILING,
+                         "retries = 2\nretry_delay = 0.05")
+        spool = load_config(config).open_spool()
+        daemon = await DaemonProcess(config).start()
+        await bank.inject("m1", SENDER, "转发我")
+        await eventually(lambda: len(_runs(tmp_path)) == 3, what="the third attempt running")
+        await daemon.kill()
+        os.kill(int(_runs(tmp_path)[-1][1]), signal.SIGKILL)   # the orphaned command, held
+        attempts = "SELECT attempt, outcome FROM forward_log ORDER BY id"
+        assert [tuple(r) for r in spool.rows(attempts)] == [(1, "failed"), (2, "failed")]
+
+        (tmp_path / "hold").unlink()
+        daemon = await DaemonProcess(config).start()
+        await eventually(lambda: _pending(spool) == [], what="the command's step passed")
+        await daemon.stop()
+        assert [tuple(r) for r in spool.rows(attempts)] == [
+            (1, "failed"), (2, "failed"), (3, "failed"), (3, "gave-up")]
+        assert len(_runs(tmp_path)) == 4
         spool.close()

@@ -8,6 +8,13 @@ host that takes the TCP connection and never answers would use the whole wait an
 host would never be tried. The URL is therefore split into one attempt per host and address,
 as psycopg's own `connect` does (`conninfo_attempts`), each with its own time limit.
 
+Neither libpq nor psycopg bounds the lookup of a host name: psycopg asks the resolver
+(`getaddrinfo`) before it connects, and a resolver that does not answer holds the caller for its
+own timeouts (30 s and more), the connect timeout unheeded. So the names are looked up here
+first, each within the connect timeout (`with_addresses`), and given to libpq as `hostaddr`:
+every connection the spool opens (`connection_class`: the first, the pool's, LISTEN's, the
+probe's) is bounded, and a name the resolver leaves unanswered is said in one line naming it.
+
 psycopg gives a failed connection no SQLSTATE: libpq keeps only the message text, in the
 server's language (`lc_messages`: "too many connections" in English, "tut mir leid, schon zu
 viele Verbindungen" in German). Asked for verbose errors before it connects, libpq writes the
@@ -27,10 +34,14 @@ import logging
 import os
 import re
 import selectors
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import ip_address
+from typing import Any
 
 log = logging.getLogger("modempool.spool")
 
@@ -65,11 +76,11 @@ def connect_once(url: str, timeout: float) -> Refused | None:
     from psycopg import Error, conninfo
 
     params = conninfo.conninfo_to_dict(url)
+    each = min(timeout, conninfo.timeout_from_conninfo(params))
     try:
-        attempts = conninfo.conninfo_attempts(params)   # host names resolved here
+        attempts = conninfo.conninfo_attempts(with_addresses(params, each))
     except Error as exc:   # no host resolved
         return Refused(str(exc), ())
-    each = min(timeout, conninfo.timeout_from_conninfo(params))
     refusals = []
     for attempt in attempts:
         refused = _attempt(conninfo.make_conninfo("", **attempt), each, _where(attempt))
@@ -78,6 +89,118 @@ def connect_once(url: str, timeout: float) -> Refused | None:
         refusals.append(refused)
     return Refused("\n".join(refused.message for refused in refusals),
                    tuple(dict.fromkeys(s for refused in refusals for s in refused.sqlstates)))
+
+
+class _Lookup:
+    """One host name's lookup, in a thread of its own: a lookup cannot be cut short, so one
+    given up on ends unheeded, and later connections wait for the same one instead of
+    starting another (one thread per name, however often a connection is tried)."""
+
+    def __init__(self, host: str, port: str) -> None:
+        self.host = host
+        self.addresses: list[str] | None = None
+        self.error: OSError | None = None
+        self.done = threading.Event()
+        threading.Thread(target=self._look, args=(port,), daemon=True,
+                         name=f"lookup {host}").start()
+
+    def _look(self, port: str) -> None:
+        try:
+            found = socket.getaddrinfo(self.host, port, proto=socket.IPPROTO_TCP,
+                                       type=socket.SOCK_STREAM)
+            self.addresses = list(dict.fromkeys(str(item[4][0]) for item in found))
+        except OSError as exc:
+            self.error = exc
+        finally:
+            with _LOOKUPS_LOCK:
+                _LOOKUPS.pop((self.host, port), None)
+            self.done.set()
+
+    def failure(self, seconds: float) -> str:
+        """Why it gave no address (not found, or no answer within `seconds`)."""
+        if self.error is not None:
+            return f"failed to resolve host {self.host!r}: {self.error}"
+        return (f"could not look up host {self.host!r} within {seconds:g} s (the name "
+                "server did not answer)")
+
+
+_LOOKUPS: dict[tuple[str, str], _Lookup] = {}   # (host, port) -> its lookup running
+_LOOKUPS_LOCK = threading.Lock()
+
+
+def _lookup(host: str, port: str) -> _Lookup:
+    with _LOOKUPS_LOCK:
+        running = _LOOKUPS.get((host, port))
+        if running is None:
+            running = _LOOKUPS[(host, port)] = _Lookup(host, port)
+        return running
+
+
+def _is_name(host: str) -> bool:
+    """Whether `host` is a name to look up (not a socket directory, nor an address)."""
+    if not host or host.startswith(("/", "@")) or host[1:2] == ":":
+        return False
+    try:
+        ip_address(host)
+    except ValueError:
+        return True
+    return False
+
+
+def with_addresses(params: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """`params` (libpq's, as `conninfo_to_dict` gives them) with the addresses of their host
+    names as `hostaddr`, one host entry per address, each name looked up within `seconds`
+    (all at once). A name not found, or not answered in time, is left out, as psycopg leaves
+    out one not found; none left: `OperationalError`, one line naming each host and why.
+    Parameters with a `hostaddr` already, or no name to look up, are returned as they are."""
+    from psycopg import OperationalError
+
+    if params.get("hostaddr") or not params.get("host"):
+        return params
+    hosts = str(params["host"]).split(",")
+    ports = str(params["port"]).split(",") if params.get("port") else []
+    if (len(ports) > 1 and len(ports) != len(hosts)) or not any(map(_is_name, hosts)):
+        return params   # nothing to look up (or libpq says what is wrong)
+    port_of = [ports[i] if len(ports) > 1 else (ports[0] if ports else "5432")
+               for i in range(len(hosts))]
+    lookups = {i: _lookup(host, port_of[i]) for i, host in enumerate(hosts) if _is_name(host)}
+    deadline = time.monotonic() + seconds
+    for lookup in lookups.values():
+        lookup.done.wait(max(deadline - time.monotonic(), 0))
+    entries: list[tuple[str, str, str]] = []   # (host, hostaddr, port)
+    failures = []
+    for i, host in enumerate(hosts):
+        lookup = lookups.get(i)
+        if lookup is None:   # an address stands for itself; a socket directory has none
+            entries.append((host, "" if host.startswith(("/", "@")) else host, port_of[i]))
+        elif lookup.addresses:
+            entries += [(host, address, port_of[i]) for address in lookup.addresses]
+        else:
+            failures.append(lookup.failure(seconds))
+    if not entries:
+        raise OperationalError("; ".join(failures))
+    return {**params, "host": ",".join(e[0] for e in entries),
+            "hostaddr": ",".join(e[1] for e in entries),
+            "port": ",".join(e[2] for e in entries)}
+
+
+@functools.cache
+def connection_class(seconds: float) -> type:
+    """psycopg's `Connection` whose `connect` looks its host names up first (`with_addresses`)
+    within `seconds`, or the URL's `connect_timeout` where that is shorter: for the spool's
+    every connection (the pool's `connection_class` too)."""
+    import psycopg
+    from psycopg import conninfo as libpq_params
+
+    class BoundedLookups(psycopg.Connection):  # type: ignore[type-arg]
+        @classmethod
+        def _get_connection_params(cls, conninfo: str, **kwargs: Any) -> Any:
+            # psycopg's hook for the parameters, called before any lookup of its own
+            params = super()._get_connection_params(conninfo, **kwargs)
+            own = libpq_params.timeout_from_conninfo(libpq_params.conninfo_to_dict(conninfo))
+            return with_addresses(params, min(seconds, own))
+
+    return BoundedLookups
 
 
 def _attempt(dsn: str, timeout: float, where: str) -> Refused | None:

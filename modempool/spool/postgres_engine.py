@@ -24,7 +24,7 @@ from modempool.masked import one_line
 from modempool.spool.database_errors import forbidden
 from modempool.spool.engine import Engine, SpoolUnreachable, created_names, statements
 from modempool.spool.postgres_conn import PgConn, describe, named_rows, refuse_standby
-from modempool.spool.postgres_connect import connect_once
+from modempool.spool.postgres_connect import connect_once, connection_class
 from modempool.spool.postgres_counts import KeptCounts
 from modempool.spool.postgres_schema import ddl, prepare, schema_lock
 from modempool.spool.postgres_webhooks import OUTBOX_VERSION, SUBJECT_INDEX, WEBHOOK_OUTBOX
@@ -67,9 +67,11 @@ class PostgresEngine(Engine):
         self._ensured: set[str] = set()   # module schemas made (ensure_schema)
         self._idle_since: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._psycopg = psycopg
+        # its host names looked up within the connect timeout (postgres_connect), as none are
+        self._connection = connection_class(float(max(int(connect_timeout), 1)))
         try:  # one direct connection first: its error names the host and the reason
-            first = psycopg.connect(url, connect_timeout=max(int(connect_timeout), 1),
-                                    autocommit=True)
+            first = self._connection.connect(url, connect_timeout=max(int(connect_timeout), 1),
+                                             autocommit=True)
         except psycopg.Error as exc:
             raise SpoolUnreachable(
                 f"cannot reach the spool at {describe(url)}: {one_line(exc, url)}") from None
@@ -89,8 +91,8 @@ class PostgresEngine(Engine):
         # reconnect_timeout: see server_watch.py (the pool's doubling waits kept short); no
         # `check` callback: `_pooled` tries idle connections itself
         self.pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout,
-            kwargs={"autocommit": True}, configure=self._configure,
+            url, connection_class=self._connection, min_size=1, max_size=pool_size, open=False,
+            timeout=connect_timeout, kwargs={"autocommit": True}, configure=self._configure,
             name="modempool-spool", reconnect_timeout=RECONNECT_GIVE_UP)
         self.pool.open(wait=True, timeout=connect_timeout)
         self.server = ServerWatch(self.where, self._probe)
@@ -363,7 +365,7 @@ class PostgresEngine(Engine):
         try:
             if self._listener is None:
                 self.server.check()
-                self._listener = self._psycopg.connect(self.url, autocommit=True)
+                self._listener = self._connection.connect(self.url, autocommit=True)
                 self._listener.execute(f"LISTEN {CHANNEL}")
             got = False
             for _ in self._listener.notifies(timeout=timeout, stop_after=1):

@@ -142,3 +142,57 @@ def test_verbose_errors_from_psycopg_binary_under_a_path_with_a_blank_its_files_
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "('3D000',)"
+
+
+SILENT_RESOLVER = Path(__file__).with_name("silent_resolver.py")
+SLOW_NAME = "db.slow.test"
+
+
+def _where_names_go_unanswered(*command: str) -> subprocess.CompletedProcess:
+    """`command` run where the name server never answers (`silent_resolver.py`: a private
+    network and mount namespace, so the machine's resolver is untouched)."""
+    if subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare -n -m (root): the silent name server lives in a namespace")
+    return subprocess.run(
+        ["unshare", "-n", "-m", "--propagation", "private", sys.executable,
+         str(SILENT_RESOLVER), "--", *command], capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_a_host_name_never_answered_is_given_up_within_the_connect_timeout(tmp_path):
+    """The resolver holds a lookup for 30 s; the spool's URL says connect_timeout=2. The CLI
+    says in one line that the name was not answered within 2 s, naming the host (the old
+    code waited for the resolver, then said "Temporary failure in name resolution")."""
+    config = tmp_path / "modempool.toml"
+    config.write_text(f'[spool]\nurl = "postgresql://pool@{SLOW_NAME}/modempool?'
+                      'connect_timeout=2"\n\n[[modem]]\nname = "m1"\nport = "/dev/null"\n',
+                      "utf-8")
+    done = _where_names_go_unanswered(sys.executable, "-m", "cli", "status", "--config",
+                                      str(config))
+    out = (done.stdout + done.stderr).strip()
+    assert done.returncode == 1, out
+    assert out.splitlines() == [
+        f"Error: cannot reach the spool at postgresql://pool@{SLOW_NAME}/modempool: could not "
+        f"look up host '{SLOW_NAME}' within 2 s (the name server did not answer)"], out
+
+
+def test_a_name_never_answered_before_the_cluster_is_left_for_it(pg_cluster):
+    """A URL naming first a host whose lookup is never answered, then the cluster (its socket
+    directory): the spool opens, its pool fills, the probe finds the server, each lookup
+    given up after connect_timeout (the old code waited for the resolver at every connection,
+    and the pool's first one ran past its time: the spool did not open)."""
+    directory = quote(str(pg_cluster.directory))
+    url = pg_cluster.new_schema()
+    assert f"host={directory}" in url
+    url = url.replace(f"host={directory}", f"host={SLOW_NAME},{directory}&connect_timeout=2")
+    program = (
+        "import sys\n"
+        "from modempool.spool import Spool\n"
+        "from modempool.spool.postgres_connect import connect_once\n"
+        "with Spool(sys.argv[1]) as spool:\n"
+        "    spool.enqueue('+8613800138000', 'through the second host')\n"
+        "    print('queued', spool.counts()['queued'])\n"
+        "print('probe', connect_once(sys.argv[1], timeout=5))\n")
+    done = _where_names_go_unanswered(sys.executable, "-c", program, url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == ["queued 1", "probe None"], done.stdout + done.stderr

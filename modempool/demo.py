@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -51,6 +52,10 @@ PARENTS: tuple[tuple[str, str, str], ...] = (
 )
 CAMPAIGN_TEXT = "{name}家长您好：本周五下午3点在{班级}教室开家长会，请准时参加。"
 CAMPAIGN_REPLIES: dict[str, str] = {"+8613700137001": "收到，一定准时到。", "+8613300133003": "退订"}
+#: The console's width where the output is no terminal (a pipe, a file, CI) and COLUMNS is not
+#: set: rich's 80 columns would cut the tables' columns ("deliver…"); the tables take no more
+#: than they need.
+WIDTH_IN_A_PIPE = 160
 STATE_STYLE = {"queued": "dim", "sending": "yellow", "sent": "cyan", "delivered": "green",
                "failed": "red", "ambiguous": "magenta", "expired": "red", "cancelled": "dim"}
 
@@ -64,7 +69,7 @@ async def run_demo(modems: int = 4, live: bool = True, console: Console | None =
     from modempool.config import Config, OptOutConfig
     from modempool.dispatch.daemon import Daemon
 
-    console = console or Console()
+    console = console or demo_console()
     logging.getLogger("modempool").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="modempool-demo-") as tmp:
         config = Config(path=None, spool_path=Path(spool_path or Path(tmp) / "demo.db"),
@@ -80,8 +85,10 @@ async def run_demo(modems: int = 4, live: bool = True, console: Console | None =
             await _until(lambda: daemon.ready.is_set() or running.done(), watch)
             if running.done():
                 await running
-            console.print(f"[bold]modempool demo[/]: {modems} simulated modems, "
-                          f"spool {spool.path.name}, strategy carrier-affinity")
+            where = (f"spool {Path(spool_path).resolve()}" if spool_path else
+                     "spool in a temporary file, removed at the end (--spool FILE keeps it)")
+            console.print(f"[bold]modempool demo[/]: {modems} simulated modems, {where}, "
+                          "strategy carrier-affinity")
             ids = [spool.enqueue(to, text).id for to, text in MESSAGES]
             campaign = _start_campaign(spool, config)
             console.print(f"campaign [bold]{campaign['name']}[/] to group 家长: "
@@ -116,6 +123,14 @@ async def run_demo(modems: int = 4, live: bool = True, console: Console | None =
     console.print("[green]all messages delivered, all replies stored[/]" if ok
                   else "[red]some messages or replies are missing[/]")
     return 0 if ok else 1
+
+
+def demo_console() -> Console:
+    """A terminal's own width; elsewhere (no COLUMNS given) `WIDTH_IN_A_PIPE`."""
+    console = Console()
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        return Console(width=WIDTH_IN_A_PIPE)
+    return console
 
 
 def _start_campaign(spool: Any, config: Any) -> dict[str, Any]:

@@ -22,10 +22,18 @@ def test_demo_sends_spreads_over_sims_and_stores_the_replies(flags, tmp_path):
     keep = ["--spool", str(kept)] if flags else []   # the live run leaves nothing at all
     done = subprocess.run([sys.executable, "-m", "cli", "demo", *flags, *keep], cwd=cwd,
                           capture_output=True, text=True, timeout=600,
-                          env={"COLUMNS": "120", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})   # a pipe
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "all messages delivered, all replies stored" in out
+    # what it says of the spool is true: the file kept, or a temporary one that is gone
+    assert (f"spool {kept}, " if keep else
+            "spool in a temporary file, removed at the end (--spool FILE keeps it)") in out
+    assert "demo.db" not in out
+    # in a pipe the tables keep their columns whole (rich's 80 columns cut them: "deliver…")
+    for cut in ("deliver…", "carri…", "Telec…", "+86137001370…"):
+        assert cut not in out, out
+    assert " carrier " in out and " parts " in out
     for sim in ("m1", "m2", "m3", "m4"):
         assert sim in out
     assert "China Mobile" in out and "China Unicom" in out and "China Telecom" in out

@@ -4,10 +4,11 @@ Every mistake becomes a ConfigError naming the file, the line and the key, e.g.
 `modempool.toml, line 9, [[modem]] #2 key 'per_day': expected an integer, got 'lots'`.
 Relative paths (the spool file) are relative to the config file's directory.
 
-Every section parses into a frozen dataclass here, and nothing else reads the TOML: an unknown
-section or key, or a value of the wrong type, is an error. To add a section `[name]`: write its
-dataclass (fields = keys, with defaults), put its checks in `SECTIONS` and the class in
-`SECTION_TYPES`, and give `Config` a field `name` (see docs/architecture.md, "Config").
+Every section parses into a frozen dataclass (config_sections.py), and nothing else reads the
+TOML: an unknown section or key, or a value of the wrong type, is an error (config_where.py
+finds its line). To add a section `[name]`: write its dataclass (fields = keys, with defaults)
+in config_sections.py, put its checks in `SECTIONS` and the class in `SECTION_TYPES`, and give
+`Config` a field `name` (see docs/architecture.md, "Config").
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ from datetime import datetime, time, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modempool.callback_guard import CallbackAllow
+from modempool.config_sections import (FORWARD_FIELDS, AutoReplyConfig, BalanceRule,
+                                       ForwardConfig, HttpConfig, ModemConfig, OptOutConfig,
+                                       RetryConfig, SensitiveConfig, SignatureConfig,
+                                       SimulatorConfig, WebhooksConfig, balance_rule)
 from modempool.config_values import (amount, any_text, at_least, between, callback_allow, clock,
-                                     clock_window, flag, fold, listen_address, message_format, one_of, pin_code,
+                                     clock_window, flag, listen_address, message_format, one_of, pin_code,
                                      positive_seconds, postgres_url, prefixes, region_code, regex, seconds,
                                      strategy_name, text, text_list, timezone_name)
+from modempool.config_where import Locator, config_error, key_on_line, table_name
 from modempool.errors import ConfigError, PoolError, UnknownSim
 from modempool.numbers import DEFAULT_REGION
 from modempool.spool.sendable import CODEC_MAX_PARTS, DEFAULT_MAX_PARTS
@@ -38,208 +43,10 @@ CONFIG_NAME = "modempool.toml"
 DEFAULT_SPOOL = "modempool.db"
 DEFAULT_SIMULATED_MODEMS = 4
 
-DEFAULT_OPTOUT_KEYWORDS = ("TD", "T", "退订", "N", "STOP", "UNSUBSCRIBE")
-DEFAULT_CONFIRM_TEXT = "您已成功退订，将不再收到此类短信。"
-DEFAULT_FORWARD_FORMAT = "[{name}{sender}] {text}"
-FORWARD_FIELDS = ("sender", "name", "text", "sim", "received_at")
 
-
-# The value types of the operator sections' keys, checked when the file is read so a mistake is
-# a file/line/key error at once, never a crash (or `"false"` read as true) at run time. Their
-# meaning stays with the operator modules; keys not listed here pass through.
 def default_paths() -> list[Path]:
     """Where a config is looked for when none is given: here, then the user's config dir."""
     return [Path.cwd() / CONFIG_NAME, Path.home() / ".config" / "modempool" / CONFIG_NAME]
-
-
-@dataclass(frozen=True, slots=True)
-class ModemConfig:
-    """One `[[modem]]` table: a modem port and the limits of the SIM in it."""
-
-    name: str
-    port: str
-    pin: str | None = None
-    per_minute: int | None = None
-    per_day: int | None = None
-    per_month: int | None = None
-    allow_prefixes: tuple[str, ...] = ()    # E.164 prefixes this SIM may send to; () = any
-    allow_carriers: tuple[str, ...] = ()    # carriers ("China Mobile") it may send to; () = any
-    priority: int = 0
-    profile: str | None = None              # vendor profile name (at_commands.profiles)
-    baudrate: int = 115200
-
-
-@dataclass(frozen=True, slots=True)
-class RetryConfig:
-    """How temporary errors are retried: `backoff` seconds, doubled each attempt up to
-    `backoff_max`. The one retry policy: the dispatcher uses it as it is."""
-
-    max_attempts: int = 5
-    backoff: float = 30.0
-    backoff_max: float = 900.0
-    resend_ambiguous: bool = False     # True: ambiguous messages are queued again automatically
-    quarantine_after: int = 3          # failed sends in a row (any error) that take a SIM out of rotation
-    quarantine_seconds: float = 60.0   # how long before a quarantined SIM is probed again
-    send_timeout: float = 60.0         # silence after a PDU before the send is ambiguous
-
-    def delay(self, attempts: int) -> float:
-        """Seconds to wait before the attempt after `attempts` tries."""
-        return min(self.backoff_max, self.backoff * 2 ** max(0, attempts - 1))
-
-
-@dataclass(frozen=True, slots=True)
-class OptOutConfig:
-    """`[optout]`: the reply keywords that opt a sender out (退订), the confirmation, and whether
-    direct sends to opted-out numbers are refused too."""
-
-    keywords: tuple[str, ...] = DEFAULT_OPTOUT_KEYWORDS
-    confirm: bool = False
-    confirm_text: str = DEFAULT_CONFIRM_TEXT
-    block_direct: bool = False
-
-    def matches(self, message: str) -> str | None:
-        """The keyword that the whole text is (after NFKC and case folding), or None."""
-        folded = fold(message or "")
-        return next((k for k in self.keywords if folded == fold(k)), None)
-
-
-@dataclass(frozen=True, slots=True)
-class AutoReplyConfig:
-    """One `[[autoreply]]` rule: keywords or a pattern, and the reply."""
-
-    reply: str
-    keywords: tuple[str, ...] = ()
-    pattern: str | None = None
-    sim: str | None = None
-    hours: str | None = None            # local window, e.g. "09:00-18:00"
-    cooldown: int = 3600
-
-
-@dataclass(frozen=True, slots=True)
-class ForwardConfig:
-    """`[forward]`: forward received SMS to numbers and/or a command (`run_on_receive`)."""
-
-    to: tuple[str, ...] = ()            # E.164, normalised in the pool's region
-    format: str = DEFAULT_FORWARD_FORMAT
-    command: str | None = None
-    timeout: float = 10.0
-    retries: int = 3
-    retry_delay: float = 5.0
-    max_parallel: int = 4
-
-
-@dataclass(frozen=True, slots=True)
-class SensitiveConfig:
-    """`[sensitive]`: words that block a campaign (and a file of more, one per line)."""
-
-    words: tuple[str, ...] = ()
-    file: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SignatureConfig:
-    """`[signature]`: put in front of / after campaign messages (marketing only by default)."""
-
-    text: str = ""
-    footer: str = ""
-    marketing_only: bool = True
-
-    def apply(self, message: str, *, marketing: bool) -> str:
-        """Add the signature in front and the footer at the end, unless already there."""
-        if self.marketing_only and not marketing:
-            return message
-        if self.text and not message.startswith(self.text):
-            message = self.text + message
-        if self.footer and not message.endswith(self.footer):
-            message = message + self.footer
-        return message
-
-
-@dataclass(frozen=True, slots=True)
-class SimulatorConfig:
-    """`[simulator]`: a simulated bank instead of hardware (`modems` of them)."""
-
-    modems: int | None = None
-    personality: str = "simcom"
-    latency: float = 0.0
-    seed: int | None = None
-    realistic: bool = False
-    chatter: float = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class BalanceRule:
-    """One `[[balance]]` table: how the SIMs of an operator are asked for their credit, by USSD
-    (`ussd = "*100#"`) or by SMS (`sms_to = "10086"`, `sms_text = "CXYE"`), and how the answer
-    is read: `pattern`'s first group (default: the first number in the answer)."""
-
-    operator: str = "*"                 # as the modem names it ("China Mobile"); "*" any
-    ussd: str | None = None
-    sms_to: str | None = None
-    sms_text: str | None = None
-    pattern: str = r"(\d+(?:\.\d+)?)"
-    low: float | None = None            # below this: a low-balance event and a warning
-    empty: float = 0.0                  # at or below this: out of credit, out of rotation
-    check_every: float = 6 * 3600.0     # seconds between checks of one SIM
-    check_after: int | None = None      # also after this many SMS sent by the SIM
-    reply_timeout: float = 120.0        # SMS queries: how long to wait for the reply
-
-    def applies_to(self, operator: str | None) -> bool:
-        return self.operator == "*" or (operator or "").strip().lower() == self.operator.strip().lower()
-
-    def amount(self, answer: str) -> float | None:
-        """The balance read from an answer (None when the pattern does not match)."""
-        match = re.search(self.pattern, answer)
-        if not match:
-            return None
-        try:
-            return float((match.group(1) if match.groups() else match.group(0)).replace(",", ""))
-        except ValueError:
-            return None
-
-
-def balance_rule(table: dict[str, Any]) -> BalanceRule:
-    """A checked BalanceRule (ValueError naming what is wrong)."""
-    rule = BalanceRule(**table)
-    if bool(rule.ussd) == bool(rule.sms_to or rule.sms_text):
-        raise ValueError("give either ussd, or sms_to and sms_text")
-    if rule.sms_to and not rule.sms_text or rule.sms_text and not rule.sms_to:
-        raise ValueError("an SMS balance query needs both sms_to and sms_text")
-    try:
-        re.compile(rule.pattern)
-    except re.error as exc:
-        raise ValueError(f"pattern is not a regular expression: {exc}") from None
-    if rule.low is not None and rule.low < rule.empty:
-        raise ValueError("low must not be below empty")
-    return rule
-
-
-@dataclass(frozen=True, slots=True)
-class HttpConfig:
-    """`[http]`: the HTTP API (docs/http.md). `listen` None: `run` serves no API."""
-
-    listen: str | None = None          # "127.0.0.1:8080"; `modempool serve` defaults to that
-    public: bool = False               # True: a non-loopback address is wanted
-    behind_proxy: bool = False         # a reverse proxy (nginx) terminates TLS in front
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    max_body: int = 16 * 1024 * 1024   # bytes; a 100,000-recipient batch is about 2 MB
-    auth_failures_per_minute: int = 10  # per client address, then 429
-    sidecar_nice: int = 5              # `run`'s API process this much below the daemon's CPU priority
-    # Where callbacks given by senders (Kannel dlr-url) may go beyond public addresses:
-    # URL prefixes and networks (modempool/callback_guard.py, docs/http.md "Security").
-    callback_allow: CallbackAllow = CallbackAllow()
-
-
-@dataclass(frozen=True, slots=True)
-class WebhooksConfig:
-    """`[webhooks]`: how deliveries are retried (at least 24 hours, doubling waits)."""
-
-    retry_base: float = 5.0
-    retry_max: float = 3600.0
-    give_up_after: float = 26 * 3600.0
-    timeout: float = 10.0
-    keep_days: int = 30          # delivered and given-up deliveries kept this long, then pruned
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +138,9 @@ class Config:
 
 
 # ---- the checks, as data ------------------------------------------------------------------
-# Each key maps to (what it must be, converter). Converters raise ValueError with a message.
+# Each key maps to (what it must be, converter). Converters raise ValueError with a message:
+# a mistake is a file/line/key error when the file is read, never a crash (or `"false"` read as
+# true) at run time.
 
 SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "spool": {"path": text, "url": postgres_url,
@@ -408,9 +217,9 @@ def _load(path: str | Path | None) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise _error(path, None, None, "config file not found") from None
+        raise config_error(path, None, None, "config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise _error(path, None, None, f"cannot read config file: {exc}") from None
+        raise config_error(path, None, None, f"cannot read config file: {exc}") from None
     return parse_config(text, path)
 
 
@@ -421,9 +230,9 @@ def parse_config(text: str, path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         line = int(match.group(1)) if match else None
-        key = _key_on_line(text, line)
-        raise _error(path, line, key, f"not valid TOML: {exc}") from None
-    where = _Locator(text, path)
+        key = key_on_line(text, line)
+        raise config_error(path, line, key, f"not valid TOML: {exc}") from None
+    where = Locator(text, path, SECTIONS)
     values: dict[str, dict[str, Any]] = {}
     arrays: dict[str, list[dict[str, Any]]] = {}
     for section, content in raw.items():
@@ -497,17 +306,17 @@ def parse_config(text: str, path: Path) -> Config:
     )
 
 
-def _modems(tables: list[dict[str, Any]], where: _Locator) -> list[ModemConfig]:
+def _modems(tables: list[dict[str, Any]], where: Locator) -> list[ModemConfig]:
     for index, table in enumerate(tables):
         for required in ("name", "port"):
             if required not in table:
-                raise _error(where.path, where.line_of("modem", index, None), required,
+                raise config_error(where.path, where.line_of("modem", index, None), required,
                              "missing: every modem needs a name and a port",
-                             _table_name("modem", index))
+                             table_name("modem", index))
     return [ModemConfig(**table) for table in tables]
 
 
-def _balance(tables: list[dict[str, Any]], where: _Locator) -> list[BalanceRule]:
+def _balance(tables: list[dict[str, Any]], where: Locator) -> list[BalanceRule]:
     rules = []
     for index, table in enumerate(tables):
         try:
@@ -517,7 +326,7 @@ def _balance(tables: list[dict[str, Any]], where: _Locator) -> list[BalanceRule]
     return rules
 
 
-def _autoreply(rule: dict[str, Any], index: int, where: _Locator) -> AutoReplyConfig:
+def _autoreply(rule: dict[str, Any], index: int, where: Locator) -> AutoReplyConfig:
     rule = dict(rule)
     if "reply" not in rule:
         raise where.error("autoreply", index, None, "missing key 'reply': the text to answer with")
@@ -527,7 +336,7 @@ def _autoreply(rule: dict[str, Any], index: int, where: _Locator) -> AutoReplyCo
     return AutoReplyConfig(**rule)
 
 
-def _forward(section: dict[str, Any], region: str, where: _Locator) -> ForwardConfig:
+def _forward(section: dict[str, Any], region: str, where: Locator) -> ForwardConfig:
     from modempool.numbers import normalise
 
     section = dict(section)
@@ -546,84 +355,3 @@ def _relative_to(config_path: Path, name: str | None) -> str | None:
         return None
     target = Path(name).expanduser()
     return str(target if target.is_absolute() else config_path.resolve().parent / target)
-
-
-class _Locator:
-    """Checks tables and finds the line of a key by scanning the file text."""
-
-    def __init__(self, text: str, path: Path) -> None:
-        self.lines = text.splitlines()
-        self.path = path
-
-    def check(self, section: str, index: int | None, table: dict[str, Any]) -> dict[str, Any]:
-        checks = SECTIONS[section]
-        out = {}
-        for key, value in table.items():
-            if key not in checks:
-                hint = difflib.get_close_matches(key, list(checks), n=1)
-                raise self.error(section, index, key, "unknown key"
-                                 + (f" (did you mean '{hint[0]}'?)" if hint else "")
-                                 + f"; known keys: {', '.join(checks)}")
-            try:
-                out[key] = checks[key](value)
-            except ValueError as exc:
-                raise self.error(section, index, key, str(exc)) from None
-        return out
-
-    def error(self, section: str | None, index: int | None, key: str | None, problem: str) -> ConfigError:
-        line = self.line_of(section, index, key)
-        return _error(self.path, line, key, problem, _table_name(section, index))
-
-    def line_of(self, section: str | None, index: int | None, key: str | None) -> int | None:
-        """1-based line of `key` in table `section` (its `index`-th [[array]] entry), or of
-        the table header when key is None; None when it cannot be found (inline tables)."""
-        current, seen, header_line = None, {}, None
-        for number, raw_line in enumerate(self.lines, start=1):
-            line = raw_line.strip()
-            header = re.fullmatch(r"\[\[\s*([^\]]+?)\s*\]\]\s*(#.*)?", line) or re.fullmatch(
-                r"\[\s*([^\]]+?)\s*\]\s*(#.*)?", line)
-            if header:
-                name = header.group(1).strip('"\'')
-                position = seen.get(name, 0)
-                seen[name] = position + 1
-                current = (name, position if line.startswith("[[") else None)
-                if section is not None and current == (name, index) and name == section:
-                    header_line = number
-                    if key is None:
-                        return number
-                elif section is None and key is not None and name == key:
-                    return number  # an unknown section: point at its header
-                continue
-            in_table = (section is None and current is None) or (
-                current is not None and current == (section, index))
-            if in_table and key is not None and re.match(
-                    rf"""\s*["']?{re.escape(key)}["']?\s*=""", raw_line):
-                return number
-        return header_line
-
-
-def _table_name(section: str | None, index: int | None) -> str:
-    if section is None:
-        return ""
-    if index is not None:
-        return f"[[{section}]] #{index + 1}"
-    return f"[{section}]"
-
-
-def _key_on_line(text: str, line: int | None) -> str | None:
-    if line is None:
-        return None
-    lines = text.splitlines()
-    if 0 < line <= len(lines):
-        match = re.match(r"""\s*["']?([A-Za-z0-9_\-.]+)["']?\s*=""", lines[line - 1])
-        if match:
-            return match.group(1)
-    return None
-
-
-def _error(path: Path, line: int | None, key: str | None, problem: str, table: str = "") -> ConfigError:
-    where = str(path) + (f", line {line}" if line else "")
-    what = " ".join(p for p in (table, f"key '{key}'" if key else "") if p)
-    error = ConfigError(f"{where}: {what + ': ' if what else ''}{problem}")
-    error.file, error.line, error.key = str(path), line, key  # type: ignore[attr-defined]
-    return error

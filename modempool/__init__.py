@@ -26,15 +26,18 @@ if TYPE_CHECKING:
     from modempool.operator.optout import BlacklistEntry, OptOut
     from modempool.operator.recurring import Job, JobRun
     from modempool.operator.templates import Template
-    from modempool.pool import Pool, Received, WaitResult
+    from modempool.pool import Pool
     from modempool.pool_campaigns import CampaignOverview
+    from modempool.pool_history import Received
+    from modempool.pool_sending import WaitResult
     from modempool.pool_status import SimStatus, Status
     from modempool.spool.history import HistoryEntry
 
 #: What `Pool`'s methods return, and the module each is defined in (imported on first use,
 #: so that `import modempool.numbers` stays light).
 _RESULTS = {
-    "Pool": "modempool.pool", "WaitResult": "modempool.pool", "Received": "modempool.pool",
+    "Pool": "modempool.pool", "WaitResult": "modempool.pool_sending",
+    "Received": "modempool.pool_history",
     "CampaignOverview": "modempool.pool_campaigns",
     "Status": "modempool.pool_status", "SimStatus": "modempool.pool_status",
     "Contact": "modempool.operator.contacts", "Group": "modempool.operator.contacts",

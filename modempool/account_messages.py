@@ -17,7 +17,7 @@ from modempool.errors import NotFound
 from modempool.spool.model import Message, utcnow
 
 if TYPE_CHECKING:
-    from modempool.pool import Received
+    from modempool.pool_history import Received
     from modempool.pool_status import SimStatus
 
 

@@ -69,23 +69,11 @@ class ModemTaskMixin:
                 info = await modem.identify()
                 if not info.registered:
                     raise Quarantine(f"not registered ({info.registration_text or 'no network'})")
-                card = await self._await_card(spec, slot, modem, info, mlog)
-                if card is None:   # the daemon stops
-                    return
-                lost, kept = card
-                early = kept + _inbound_only(modem)  # drop news of an earlier connection, keep SMS
                 slot.operator = info.operator or ""
                 slot.errors_in_row = 0
-                await self._learn_card(spec, slot, info)
-                self._update_sim(spec, slot, SimState.UP, info=info)
-                if self.balance is not None:
-                    self.balance.wake.set()  # a SIM that comes up: its balance, if due
-                mlog.info("up: %s %s, operator %s, signal %s dBm, number %s",
-                          info.manufacturer or "", info.model or "", info.operator,
-                          info.signal_dbm, info.msisdn or "?")
                 backoff = 1.0
-                await self._serve(spec, slot, modem, inbound, held, early, lost)
-            except CardElsewhere as exc:   # taken over while it served: open again, stand by
+                await self._serve(spec, slot, modem, info, inbound, held, mlog)
+            except CardElsewhere as exc:   # taken over while it served: stand by
                 mlog.warning("stops sending: %s", exc)
                 self._update_sim(spec, slot, SimState.STANDBY, error=str(exc))  # out of rotation
             except (Quarantine, PinError) as exc:
@@ -116,56 +104,64 @@ class ModemTaskMixin:
                 await _close(modem)
                 await self.cards.let_go(spec.name)   # after what it held went back
 
-    async def _await_card(self, spec: ModemConfig, slot: SimSlot, modem: Any, info: Any,
-                          mlog: logging.Logger) -> tuple[asyncio.Event, list[Any]] | None:
-        """Take the card in the modem (by ICCID) before it sends: the event set if another
-        daemon takes it over later, and the SMS the modem received meanwhile. While another
-        live daemon or modem serves the card, stand by: say so once (log and `status`), keep
-        the modem open and what it receives for later, and ask again every heartbeat (also
-        while the database cannot answer: an outage, not the modem's failure). None: the
-        daemon stopped meanwhile. The card is named by its ICCID, else its IMSI (`card_key`);
-        a modem that reads neither cannot be told apart: it serves, as before (an event never
-        set), and says so."""
+    async def _await_card(self, spec: ModemConfig, slot: SimSlot, info: Any,
+                          trouble: asyncio.Event, mlog: logging.Logger) -> asyncio.Event | None:
+        """Take the card in the modem (by ICCID) and read its counts before the modem sends:
+        returns the event set if another daemon takes the card over later. While another live
+        daemon or modem serves the card, or the database cannot take it or read its counts
+        (an outage, not the modem's failure), stand by: say so once (log and `status`; the
+        slot leaves STARTING, so that the daemon tells systemd it is ready), and ask again
+        every heartbeat. A card taken whose counts cannot be read is let go: a modem never
+        sends on counts that are not its card's. None: the daemon stopped, or the modem failed
+        (`trouble`), meanwhile. The card is named by its ICCID, else its IMSI (`card_key`); a
+        modem that reads neither cannot be told apart: it takes no card (an event never set)
+        and says so, but its counts are read all the same."""
         card = card_key(info.iccid, info.imsi)
         if card is None:
             mlog.warning("reads neither ICCID nor IMSI: a clone of its SIM card elsewhere "
                          "cannot be told apart; it serves unchecked")
-            return asyncio.Event(), []
-        kept: list[Any] = []
         said = ""
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not trouble.is_set():
             try:
-                return await self.cards.take(spec.name, card), kept
+                lost = (await self.cards.take(spec.name, card) if card is not None
+                        else asyncio.Event())
             except CardElsewhere as exc:
-                if str(exc) != said:
-                    said = str(exc)
-                    mlog.warning("sends nothing: %s; asking again every %g s", exc,
-                                 self.beat_every)
-                    self._update_sim(spec, slot, SimState.STANDBY, info=info, error=said)
+                note = str(exc)
             except Exception as exc:
                 if not database_failed(exc):
                     raise
+                note = "waiting for the database to take its SIM card"
                 log_failure(mlog, "could not take its SIM card; asking again", exc)
-            await self._sleep(self.beat_every)
-            kept += _inbound_only(modem)
+            else:
+                try:
+                    await self._learn_card(spec, slot, info)
+                    return lost
+                except Exception as exc:
+                    if not database_failed(exc):
+                        raise
+                    await self.cards.let_go(spec.name)
+                    note = "waiting for the database to read the counts of its SIM card"
+                    log_failure(mlog, "could not read the counts of its SIM card; let it go, "
+                                "asking again", exc)
+            if note != said:
+                said = note
+                mlog.warning("sends nothing: %s; asking again every %g s", note, self.beat_every)
+                self._update_sim(spec, slot, SimState.STANDBY, info=info, error=note)
+            await _first(self._sleep(self.beat_every), trouble.wait())
         return None
 
     async def _learn_card(self, spec: ModemConfig, slot: SimSlot, info: Any) -> None:
         """Before the SIM goes into rotation: record the ICCID of the card in it, and take
         on what the spool counts for that card today and this month, from whichever modem or
-        host it sent (a card moved between boxes keeps its quota)."""
+        host it sent (a card moved between boxes keeps its quota). Raises what the database
+        raised: without its counts the card does not send."""
         def stored() -> Any:
             if info.iccid:
                 self.spool.upsert_sim(spec.name, iccid=info.iccid)
             return self._stored_counters(spec.name)
 
         assert self.dispatcher is not None  # made before the modem tasks
-        try:
-            counts = await self.dispatcher.lane.run(stored)
-        except Exception as exc:  # the database away: nothing is claimed until it is back
-            log.warning("could not read the counts of the SIM in %s (%s); keeping those held",
-                        spec.name, exc)
-            return
+        counts = await self.dispatcher.lane.run(stored)
         slot.counters = limits_mod.at_least(slot.counters, counts,
                                             datetime.now(self.config.tz or timezone.utc))
 
@@ -180,23 +176,38 @@ class ModemTaskMixin:
         timeouts["send_result"] = self.policy.send_timeout
         modem.profile = dataclasses.replace(modem.profile, timeouts=timeouts)
 
-    async def _serve(self, spec: ModemConfig, slot: SimSlot, modem: Any, inbound: InboundStore,
-                     held: HeldInbound, early: list[Any], lost: asyncio.Event) -> None:
-        """Send and receive until the daemon stops, the driver gives up, or the card is
-        taken over by another daemon (`lost`: its message on the air finishes first)."""
+    async def _serve(self, spec: ModemConfig, slot: SimSlot, modem: Any, info: Any,
+                     inbound: InboundStore, held: HeldInbound, mlog: logging.Logger) -> None:
+        """Store what the modem receives from now on, also while it stands by for its card
+        (`_await_card`); once the card is its own, send too. Until the daemon stops, the
+        driver gives up, or the card is taken over by another daemon (`lost`: its message on
+        the air finishes first)."""
         trouble = asyncio.Event()
-        events = asyncio.create_task(
-            self._pump_events(spec, slot, modem, inbound, held, trouble, early),
-            name=f"{spec.name}:events")
-        taken = asyncio.create_task(_set_when(lost, trouble), name=f"{spec.name}:card")
+        serving = asyncio.Event()   # in rotation: a reconnected modem is UP again
+        early = _inbound_only(modem)  # drop news of an earlier connection, keep SMS
+        tasks = [asyncio.create_task(
+            self._pump_events(spec, slot, modem, inbound, held, trouble, early, serving),
+            name=f"{spec.name}:events")]
+        lost = None
         try:
-            await self._send_loop(slot, modem, trouble)
+            lost = await self._await_card(spec, slot, info, trouble, mlog)
+            if lost is not None:
+                serving.set()
+                self._update_sim(spec, slot, SimState.UP, info=info)
+                if self.balance is not None:
+                    self.balance.wake.set()  # a SIM that comes up: its balance, if due
+                mlog.info("up: %s %s, operator %s, signal %s dBm, number %s",
+                          info.manufacturer or "", info.model or "", info.operator,
+                          info.signal_dbm, info.msisdn or "?")
+                tasks.append(asyncio.create_task(_set_when(lost, trouble),
+                                                 name=f"{spec.name}:card"))
+                await self._send_loop(slot, modem, trouble)
         finally:
-            for task in (events, taken):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if lost.is_set() and not self._stop.is_set():
+        if lost is not None and lost.is_set() and not self._stop.is_set():
             raise CardElsewhere(self.cards.why_lost(spec.name))
         if trouble.is_set() and not self._stop.is_set():
             raise ModemTrouble("the driver gave up reconnecting")
@@ -225,7 +236,8 @@ class ModemTaskMixin:
                                  f"(last: {slot.last_failure})")
 
     async def _pump_events(self, spec: ModemConfig, slot: SimSlot, modem: Any, inbound: InboundStore,
-                           held: HeldInbound, trouble: asyncio.Event, early: list[Any]) -> None:
+                           held: HeldInbound, trouble: asyncio.Event, early: list[Any],
+                           serving: asyncio.Event) -> None:
         from at_commands import events as ev
 
         mlog = logging.getLogger(f"modempool.modem.{spec.name}")
@@ -254,9 +266,10 @@ class ModemTaskMixin:
                 self._update_sim(spec, slot, SimState.DOWN)
             elif isinstance(event, (ev.Reconnected, ev.Responsive)):
                 self._tune(modem)
-                slot.state = SimState.UP
-                self._update_sim(spec, slot, SimState.UP)
-                mlog.info("back up")
+                # standing by for its card: still not in rotation (its note kept in `status`)
+                back = SimState.UP if serving.is_set() else SimState.STANDBY
+                self._update_sim(spec, slot, back)
+                mlog.info("back up" if serving.is_set() else "back (standing by)")
             elif isinstance(event, ev.ReconnectFailed):
                 slot.state = SimState.DOWN
                 trouble.set()

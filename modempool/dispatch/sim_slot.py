@@ -27,7 +27,7 @@ class SimState(str, Enum):
     QUARANTINED = "quarantined"
     LOCKED = "locked"               # the SIM refused its PIN or wants its PUK: a person must act
     DOWN = "down"
-    STANDBY = "standby"             # its card is served by another live daemon or modem (cards.py)
+    STANDBY = "standby"             # its card not its own (yet): see cards.py
     STOPPED = "stopped"
 
 

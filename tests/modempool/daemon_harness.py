@@ -11,6 +11,7 @@ import asyncio
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -176,3 +177,29 @@ def network_messages(bank: Any) -> list[dict[str, Any]]:
 
 def states(spool: Spool) -> dict[int, str]:
     return {m.id: m.state.value for m in spool.list()}
+
+
+class NotifySocket:
+    """The socket systemd would hold for a Type=notify unit: what the daemon sent, line by line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.received: list[str] = []
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(path))
+        self._socket.setblocking(False)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> NotifySocket:
+        self._task = asyncio.create_task(self._collect())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._task.cancel()
+        self._socket.close()
+
+    async def _collect(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            data = await loop.sock_recv(self._socket, 4096)
+            self.received.extend(data.decode().splitlines())

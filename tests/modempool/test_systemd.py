@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import sqlite3
 from pathlib import Path
 
@@ -17,8 +16,9 @@ from modempool.box.notify import watchdog_interval
 from modempool.config import load_config
 from modempool.spool import Spool
 from simulator import SimulatedBank
-from tests.modempool.daemon_harness import (DaemonProcess, eventually, kill_leftovers,
-                                            modempool_cli, network_messages, write_config)
+from tests.modempool.daemon_harness import (DaemonProcess, NotifySocket, eventually,
+                                            kill_leftovers, modempool_cli, network_messages,
+                                            write_config)
 from tests.programs import require_program
 
 pytestmark = pytest.mark.timeout(90)
@@ -63,32 +63,6 @@ def test_the_unit_passes_systemd_analyze_verify_and_is_hardened(tmp_path):
     assert installed.returncode == 0, installed.stderr
     assert (tmp_path / "units" / systemd.UNIT_NAME).read_text() == text
     assert "systemctl enable --now modempool" in installed.stdout
-
-
-class NotifySocket:
-    """The socket systemd would hold for a Type=notify unit: what the daemon sent, line by line."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.received: list[str] = []
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind(str(path))
-        self._socket.setblocking(False)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> NotifySocket:
-        self._task = asyncio.create_task(self._collect())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._task.cancel()
-        self._socket.close()
-
-    async def _collect(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            data = await loop.sock_recv(self._socket, 4096)
-            self.received.extend(data.decode().splitlines())
 
 
 async def test_notify_ready_watchdog_and_a_graceful_stop_within_timeout_stop_sec(tmp_path):

@@ -4,11 +4,14 @@ modem, at a time.
 A modem that comes up takes its card (`spool.card_holders`) before it goes into rotation.
 Refused (another live daemon serves the card, or another modem of this daemon reports the same
 ICCID), it sends nothing and says why (`CardElsewhere`); its task asks again a beat later,
-since the other may die or let go. With each heartbeat the daemon looks whether its cards are
-still its own: one judged dead while it lived (its heartbeat unseen for `[pool] silent_after`)
-finds a card taken over, and that modem stops sending. A modem lets its card go when it stops
-serving (down, quarantined, the daemon stopping). The cost is a statement when a modem comes
-up and one per heartbeat, none per message.
+since the other may die or let go. A daemon judged dead while it lived (its heartbeat unseen
+for `[pool] silent_after`) may find a card taken over: each part's marker requires the modem's
+hold in its own statement (`Claims.require_hold`, a probe of the holders' key), so not one
+more part goes out on it (`CardLost`), and with each heartbeat the daemon looks whether its
+cards are still its own (a hold taken over, or gone) and stops the modems that lost theirs.
+A modem lets its card go when it stops serving (down, quarantined, the daemon stopping). The
+cost is a statement when a modem comes up, one per heartbeat, and one index probe in each
+marker's statement (no round trip).
 """
 
 from __future__ import annotations
@@ -54,21 +57,26 @@ def dead_judge(spool: Any, watch: HeartbeatWatch, shared: bool) -> Callable[[str
 
 class CardsServed:
     """The cards this daemon run (`owner`) holds, by ICCID, and for each modem an event set
-    when its card is taken from it. Its spool work runs in `lane` (a `SpoolLane`)."""
+    when its card is taken from it. Its spool work runs in `lane` (a `SpoolLane`), its looks
+    in `lane_for_looks`."""
 
-    def __init__(self, spool: Any, owner: str, lane: Any, dead: Callable[[str], bool]) -> None:
+    def __init__(self, spool: Any, owner: str, lane: Any, dead: Callable[[str], bool],
+                 lane_for_looks: Any = None) -> None:
         self.spool = spool
         self.owner = owner
         self.lane = lane
+        self.lane_for_looks = lane_for_looks or lane   # `check`'s: not behind the heartbeat
         self.dead = dead
         self.served: dict[str, str] = {}           # ICCID -> the modem serving it here
         self._lost: dict[str, asyncio.Event] = {}  # modem -> set when its card was taken
         self._why: dict[str, str] = {}             # modem -> why it was
+        self._taking: set[str] = set()             # ICCIDs whose take is under way
 
-    async def take(self, modem: str, iccid: str) -> asyncio.Event:
+    async def take(self, modem: str, iccid: str, lease_owner: str) -> asyncio.Event:
         """Take card `iccid` (its `card_key`) for `modem`: the event set if another daemon takes
         it over later. `CardElsewhere` (one line, naming the holder) if it is served
-        elsewhere."""
+        elsewhere. From then on each part marker of `lease_owner` (the modem's leases) requires
+        the hold, in its own statement (`Claims.require_hold`): `CardLost` when it is gone."""
         here = self.served.get(iccid)
         if here is not None and here != modem:
             what = "IMSI" if iccid.startswith("imsi:") else "ICCID"
@@ -76,6 +84,7 @@ class CardsServed:
                                 f"{here} of this daemon (two modems report one {what}: a cloned "
                                 "card, or one device configured twice)")
         self.served[iccid] = modem   # at once: another modem here with this ICCID is refused
+        self._taking.add(iccid)
         try:
             holder = await self.lane.run(self.spool.card_holders.take, iccid, self.owner, modem,
                                          self.dead)
@@ -83,12 +92,19 @@ class CardsServed:
             if self.served.get(iccid) == modem:
                 del self.served[iccid]
             raise
+        finally:
+            self._taking.discard(iccid)
         if holder is not None:
             del self.served[iccid]
             raise CardElsewhere(_held(iccid, holder))
         self._why.pop(modem, None)
+        self.spool.claims.require_hold(lease_owner, (iccid, self.owner, modem))
         lost = self._lost[modem] = asyncio.Event()
         return lost
+
+    def serve_without_card(self, lease_owner: str) -> None:
+        """A modem that reads no ICCID: its markers require no hold (it cannot be told apart)."""
+        self.spool.claims.require_hold(lease_owner, None)
 
     def why_lost(self, modem: str) -> str:
         """Why `modem`'s card was taken from it (after its event was set)."""
@@ -104,26 +120,39 @@ class CardsServed:
                 log_failure(log, f"could not let go of the SIM card in {modem}", exc)
 
     async def check(self) -> None:
-        """With the heartbeat: whether this daemon's cards are still its own. A card another
-        daemon took over (it judged this one dead) stops its modem."""
-        served = dict(self.served)
+        """Every heartbeat (apart from the heartbeat's write, so that one that waits does not
+        hold this back): whether this daemon's cards are still its own. A card another daemon
+        took over (it judged this one dead), or whose hold is gone (taken over and let go
+        since), stops its modem, which takes its card again. The part markers require the
+        hold too, so a look that fails (the database away) lets nothing through meanwhile."""
+        served = {iccid: modem for iccid, modem in self.served.items()
+                  if iccid not in self._taking}
         if not served:
             return
         try:
-            holders = await self.lane.run(self.spool.card_holders.holders, list(served))
-        except Exception as exc:  # the database away: nothing is claimed meanwhile either
+            holders = await self.lane_for_looks.run(self.spool.card_holders.holders,
+                                                    list(served))
+        except Exception as exc:  # the database away: no marker is committed meanwhile either
             log_failure(log, "could not look whether this daemon's SIM cards are its own", exc)
             return
-        for iccid, holder in holders.items():
-            modem = served[iccid]
-            if holder.owner == self.owner or self.served.get(iccid) != modem:
+        for iccid, modem in served.items():
+            holder = holders.get(iccid)
+            if self.served.get(iccid) != modem or (holder is not None
+                                                   and holder.owner == self.owner):
                 continue
             del self.served[iccid]
-            self._why[modem] = (f"its SIM card {shown_card(iccid)} was taken over by another "
-                                f"daemon, "
-                                f"{holder.shown} (its modem {holder.modem}), which judged this "
-                                "one dead")
+            self._why[modem] = _gone(iccid) if holder is None else _taken(iccid, holder)
             self._lost[modem].set()
+
+
+def _gone(iccid: str) -> str:
+    return (f"its hold on its SIM card {shown_card(iccid)} is gone (another daemon judged this "
+            "one dead, took the card over and let it go since)")
+
+
+def _taken(iccid: str, holder: Holder) -> str:
+    return (f"its SIM card {shown_card(iccid)} was taken over by another daemon, {holder.shown} "
+            f"(its modem {holder.modem}), which judged this one dead")
 
 
 def _held(iccid: str, holder: Holder) -> str:

@@ -143,7 +143,8 @@ class Daemon(ModemTaskMixin):
                 inbound_lane = SpoolLane.for_spool(self.spool, INBOUND_THREADS)
                 self.books = SpoolLane.for_spool(self.spool, 1)  # in order: SIM states, beats
                 self.cards = CardsServed(self.spool, self.owner, self.books,
-                                         dead_judge(self.spool, self.watch, shared))
+                                         dead_judge(self.spool, self.watch, shared),
+                                         lane_for_looks=lane)
                 stack.callback(lane.close)
                 stack.callback(inbound_lane.close)
                 stack.callback(self.books.close)
@@ -175,6 +176,7 @@ class Daemon(ModemTaskMixin):
                                       name="inbound-hooks")
                     tasks.create_task(self._checkpoints(), name="checkpoints")
                     tasks.create_task(self._heartbeat(), name="heartbeat")
+                    tasks.create_task(self._card_checks(), name="card-checks")
                     tasks.create_task(self._watchdog(), name="watchdog")
                     slow = SlowSpoolWatch((lane, inbound_lane, self.books), self.spool.where,
                                           self.config.slow_spool_after)
@@ -337,7 +339,12 @@ class Daemon(ModemTaskMixin):
                 await self.books.run(self._beat)
             except Exception as exc:  # a busy database: the next one will do
                 log_failure(log, "could not write the heartbeat", exc)
-            await self.cards.check()   # its SIM cards still its own?
+            await self._sleep(self.beat_every)
+
+    async def _card_checks(self) -> None:
+        """Every heartbeat, apart from its write (which may wait): its SIM cards still its own?"""
+        while not self._stop.is_set():
+            await self.cards.check()
             await self._sleep(self.beat_every)
 
     async def _watchdog(self) -> None:

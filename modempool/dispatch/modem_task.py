@@ -18,6 +18,7 @@ from modempool.dispatch.held_inbound import HeldInbound
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.sending import ModemTrouble
 from modempool.dispatch.sim_slot import SimSlot, SimState
+from modempool.spool.model import CardLost
 from modempool.spool.unavailable import database_failed, log_failure
 
 log = logging.getLogger("modempool.dispatch.daemon")
@@ -73,7 +74,7 @@ class ModemTaskMixin:
                 slot.errors_in_row = 0
                 backoff = 1.0
                 await self._serve(spec, slot, modem, info, inbound, held, mlog)
-            except CardElsewhere as exc:   # taken over while it served: stand by
+            except (CardElsewhere, CardLost) as exc:   # taken over while it served
                 mlog.warning("stops sending: %s", exc)
                 self._update_sim(spec, slot, SimState.STANDBY, error=str(exc))  # out of rotation
             except (Quarantine, PinError) as exc:
@@ -123,8 +124,11 @@ class ModemTaskMixin:
         said = ""
         while not self._stop.is_set() and not trouble.is_set():
             try:
-                lost = (await self.cards.take(spec.name, card) if card is not None
-                        else asyncio.Event())
+                if card is not None:
+                    lost = await self.cards.take(spec.name, card, slot.owner)
+                else:
+                    self.cards.serve_without_card(slot.owner)
+                    lost = asyncio.Event()
             except CardElsewhere as exc:
                 note = str(exc)
             except Exception as exc:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from modempool.dispatch import limits as limits_mod
 from modempool.dispatch.backlog import WAIT_FIRST, WAIT_MAX
 from modempool.masked import one_line
-from modempool.spool.model import LeaseLost
+from modempool.spool.model import CardLost, LeaseLost
 from modempool.spool.records import SentPart
 from modempool.spool.unavailable import database_failed, log_failure, unavailable
 
@@ -102,6 +102,12 @@ class SendingMixin:
             self.marking(marking)
             try:
                 refs = await self._write_marked(slot, modem, message.id, part, marking, mlog)
+            except CardLost as exc:   # its card taken over: back to the queue, the modem stops
+                await self._answered(self.spool.requeue, message.id, f"{slot.name}: {exc}",
+                                     avoid_sim=slot.name,
+                                     only_sim=slot.name if sent_before else None,
+                                     count_attempt=False, lease_owner=slot.owner)
+                raise
             except LeaseLost as exc:  # recovered by someone else meanwhile: not ours to send
                 mlog.warning("message %s not sent: %s", message.id, exc)
                 return

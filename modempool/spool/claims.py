@@ -20,7 +20,8 @@ from modempool.spool.ambiguity import settle_by_stored_reports
 from modempool.spool.audit import AuditLog
 from modempool.spool.daemons import Here
 from modempool.spool.engine import Engine
-from modempool.spool.model import LeaseLost, Message, MessageState, Recovery, to_text, utcnow
+from modempool.spool.model import (CardLost, LeaseLost, Message, MessageState, Recovery, to_text,
+                                   utcnow)
 from modempool.spool.recovery import dead_owners, recover_leases
 from modempool.spool.sims import Sims
 from modempool.spool.verdicts import deliver_if_complete, fail_if_undelivered
@@ -49,6 +50,29 @@ class Claims:
         self.engine = engine
         self.sims = sims
         self.audit = audit
+        # lease owner -> the card hold (ICCID, daemon run, modem) its markers require
+        self.holds: dict[str, tuple[str, str, str]] = {}
+
+    def require_hold(self, lease_owner: str, hold: tuple[str, str, str] | None) -> None:
+        """From now on a part of `lease_owner` is marked (so written) only while `hold`, the
+        (ICCID, daemon run, modem) row of `card_holders`, is there: a daemon judged dead
+        while it lives sends nothing on a card taken from it, whenever it looks. None: a
+        modem that reads no ICCID holds no card."""
+        if hold is None:
+            self.holds.pop(lease_owner, None)
+        else:
+            self.holds[lease_owner] = hold
+
+    def not_marked(self, conn: Any, message_id: int, lease_owner: str | None) -> LeaseLost:
+        """Why a marker of `message_id` was not written (in its transaction): its lease is
+        gone (LeaseLost), or it is still `lease_owner`'s and the card hold is (CardLost)."""
+        hold = self.holds.get(lease_owner or "")
+        if hold is not None and conn.execute(
+                "SELECT 1 FROM messages WHERE id = ? AND state = 'sending' AND lease_owner = ?",
+                (message_id, lease_owner)).fetchone() is not None:
+            return CardLost(f"its SIM card {hold[0]} is no longer held by this daemon (taken "
+                            "over by another, which judged this one dead, or let go)")
+        return not_leased(message_id, lease_owner)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -178,16 +202,17 @@ class Claims:
         Call it before writing each PDU: after a crash this marker is what says the part
         may have left. With `lease_owner`, raises LeaseLost if the lease was recovered.
         """
-        marker, values = marker_ctes(message_id, seq, total, lease_owner)
+        marker, values = marker_ctes(message_id, seq, total, lease_owner,
+                                     self.holds.get(lease_owner or ""))
         with self.engine.tx() as conn:
             if self.engine.writes_in_with:   # one round trip: the PDU waits for this commit
                 if not conn.execute(f"WITH {marker} SELECT EXISTS (SELECT 1 FROM marked)",
                                     values).fetchone()[0]:
-                    raise not_leased(message_id, lease_owner)
+                    raise self.not_marked(conn, message_id, lease_owner)
                 return
-            row = conn.execute(_leased(lease_owner), values).fetchone()
+            row = conn.execute(_leased(lease_owner, "marker_card" in values), values).fetchone()
             if row is None:
-                raise not_leased(message_id, lease_owner)
+                raise self.not_marked(conn, message_id, lease_owner)
             conn.execute(_WRITING.format(rows="VALUES (:marker_id, :marker_seq, :marker_total, "
                                               ":attempts, :sim, 'writing', :marker_at)"),
                          {**values, "attempts": row[0], "sim": row[1]})
@@ -313,22 +338,30 @@ def finish(conn: Any, message_id: int, state: MessageState, error: str | None, n
     return cur.rowcount == 1
 
 
-def marker_ctes(message_id: int, seq: int, total: int | None,
-                lease_owner: str | None) -> tuple[str, dict[str, Any]]:
-    """`mark_part_writing` as the CTEs `leased` (one statement checks the lease, locks the
-    message and keeps its part count) and `marked` (the part's row, with the attempt and SIM
-    it returns), for an engine with writes in a WITH, and their parameters."""
+def marker_ctes(message_id: int, seq: int, total: int | None, lease_owner: str | None,
+                hold: tuple[str, str, str] | None = None) -> tuple[str, dict[str, Any]]:
+    """`mark_part_writing` as the CTEs `leased` (one statement checks the lease, and `hold`
+    where the modem holds a card, locks the message and keeps its part count) and `marked`
+    (the part's row, with the attempt and SIM it returns), for an engine with writes in a
+    WITH, and their parameters."""
     marked = _WRITING.format(rows="SELECT :marker_id, :marker_seq, :marker_total, attempts, "
                                   "sim, 'writing', :marker_at FROM leased")
-    return (f"leased AS ({_leased(lease_owner)}), marked AS ({marked} RETURNING 1)",
-            {"marker_id": message_id, "marker_seq": seq, "marker_total": total,
-             "marker_owner": lease_owner, "marker_at": to_text(utcnow())})
+    values = {"marker_id": message_id, "marker_seq": seq, "marker_total": total,
+              "marker_owner": lease_owner, "marker_at": to_text(utcnow())}
+    if hold is not None:
+        values.update(zip(("marker_card", "marker_holder", "marker_modem"), hold))
+    return (f"leased AS ({_leased(lease_owner, hold is not None)}), "
+            f"marked AS ({marked} RETURNING 1)", values)
 
 
-def _leased(lease_owner: str | None) -> str:
-    """The marker's lease check: one statement checks the lease, locks the message and keeps
-    its part count; the part's row takes the attempt and SIM it returns (`marker_ctes`' names)."""
+def _leased(lease_owner: str | None, held: bool = False) -> str:
+    """The marker's lease check: one statement checks the lease (and with `held` the card
+    hold, a probe of `sim_holders`' key), locks the message and keeps its part count; the
+    part's row takes the attempt and SIM it returns (`marker_ctes`' names)."""
     owner = " AND lease_owner = :marker_owner" if lease_owner is not None else ""
+    if held:
+        owner += (" AND EXISTS (SELECT 1 FROM sim_holders WHERE iccid = :marker_card "
+                  "AND owner = :marker_holder AND modem = :marker_modem)")
     return ("UPDATE messages SET parts_total = coalesce(:marker_total, parts_total) "
             f"WHERE id = :marker_id AND state = 'sending'{owner} RETURNING attempts, sim")
 

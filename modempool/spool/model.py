@@ -53,6 +53,12 @@ class LeaseLost(PoolError):
     """The dispatcher no longer holds the lease on a message: it must not write it to a modem."""
 
 
+class CardLost(LeaseLost):
+    """The lease on the message is still the dispatcher's, but its modem's SIM card is no
+    longer held by this daemon run (`card_holders`: another daemon took it over, or the hold
+    is gone): it must not write it; the modem stops sending until it takes its card again."""
+
+
 class StateConflict(PoolError):
     """An operation that the message's current state does not allow (cancel a sent message...)."""
 

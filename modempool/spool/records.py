@@ -19,7 +19,7 @@ from typing import Any
 
 from modempool.spool.ambiguity import CLOCK_SLACK
 from modempool.spool.audit import INSERT_EVENT, AuditLog
-from modempool.spool.claims import FINISH, Claims, finish, marker_ctes, not_leased
+from modempool.spool.claims import FINISH, Claims, finish, marker_ctes
 from modempool.spool.engine import Engine
 from modempool.spool.model import LeaseLost, MessageState, to_text, utcnow
 from modempool.spool.sims import Sims
@@ -163,7 +163,8 @@ class Records:
         with self.engine.tx() as conn, self.audit.together(conn):
             self._lock_reports(conn, [(send.message_id, send.seq, send.message_reference)
                                       for send in sends])
-            writing = (marker_ctes(message_id, seq, total, lease_owner)
+            writing = (marker_ctes(message_id, seq, total, lease_owner,
+                                   self.claims.holds.get(lease_owner or ""))
                        if self.engine.writes_in_with else None)
             recorded, lost = [], None
             for send in sends:
@@ -171,7 +172,8 @@ class Records:
                 recorded.append(ok)
                 if marked is not None:   # it went with this record
                     writing = None
-                    lost = None if marked else not_leased(message_id, lease_owner)
+                    lost = None if marked else self.claims.not_marked(conn, message_id,
+                                                                      lease_owner)
             if writing is not None or not self.engine.writes_in_with:
                 try:
                     self.claims.mark_part_writing(message_id, seq, total, lease_owner=lease_owner)

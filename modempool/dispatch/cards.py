@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from modempool.errors import PoolError
 from modempool.spool.card_holders import Holder, shown_card
 from modempool.spool.daemons import HeartbeatWatch
 from modempool.spool.unavailable import log_failure
@@ -143,6 +144,28 @@ class CardsServed:
             del self.served[iccid]
             self._why[modem] = _gone(iccid) if holder is None else _taken(iccid, holder)
             self._lost[modem].set()
+
+
+def hold_names(spool: Any, owner: str, names: list[str], silent_after: float) -> None:
+    """At a daemon's start on a shared spool: the modem names of run `owner` are its own, or
+    PoolError, one line naming the host that serves one. SIM names must be unique across the
+    boxes: a copied config would make two modems share one `sims` row (its ICCID, so the
+    counts of one card, flipping between two) and one name's TP-MR history. A name is a live
+    other run's by `status`'s rule (its process here alive; elsewhere, its heartbeat younger
+    than `silent_after` by this host's clock): a check of the config, not the guard of what
+    is sent, which the cards' holds are (a dead box's names are free, a live box's never)."""
+    from modempool.dispatch.liveness import running_rows
+
+    live = {row["owner"] for row in running_rows(spool, stale_after=silent_after)} - {owner}
+    served = spool.card_holders.take_names(names, owner, live.__contains__)
+    if served:
+        holder = next(iter(served.values()))
+        several = len(served) > 1
+        raise PoolError(f"modem name{'s' if several else ''} {', '.join(sorted(served))} "
+                        f"{'are' if several else 'is'} served by another live daemon, "
+                        f"{holder.shown}: SIM names must be unique across the boxes sharing a "
+                        f"spool (rename {'them' if several else 'it'} in [[modem]] name, or "
+                        "stop that daemon first)")
 
 
 def _gone(iccid: str) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 from modempool.box.notify import notify, watchdog_interval
 from modempool.box.ports import process_start
 from modempool.dispatch.balance import BalanceTracker
-from modempool.dispatch.cards import CardsServed, dead_judge
+from modempool.dispatch.cards import CardsServed, dead_judge, hold_names
 from modempool.dispatch.dispatcher import Dispatcher
 from modempool.errors import PoolError
 from modempool.dispatch.inbound import InboundStore
@@ -138,6 +138,9 @@ class Daemon(ModemTaskMixin):
                 specs = await self._modem_specs(stack)
                 if not specs:
                     raise PoolError("no modems configured: add [[modem]] tables or use --simulate N")
+                if shared:   # each name served by one live daemon (a copied config refused)
+                    hold_names(self.spool, self.owner, [spec.name for spec in specs],
+                               self.config.silent_after)
                 slots = self._slots(specs)
                 lane = SpoolLane.for_spool(self.spool)
                 inbound_lane = SpoolLane.for_spool(self.spool, INBOUND_THREADS)

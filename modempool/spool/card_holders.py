@@ -10,6 +10,10 @@ daemon's hold is never taken, a dead one's is (`daemons.judge`, asked through `d
 A card is named by its ICCID; one whose modem reads no ICCID (a firmware with no ICCID command,
 or one that answers ERROR) by its IMSI, as `imsi:<IMSI>` (`dispatch.cards.card_key`), kept in
 the same column: the IMSI is stored on the card too, so a clone or a moved card has it.
+
+The same table also holds the modem names a daemon run serves (`take_names`, key `name:<name>`):
+SIM names must be unique across the boxes sharing a spool (one `sims` row per name), so a run
+refuses to start with a name a live other run serves (a copied config).
 """
 
 from __future__ import annotations
@@ -27,6 +31,17 @@ from modempool.spool.model import from_text, to_text, utcnow
 def shown_card(card: str) -> str:
     """A card's key as a person is shown it: the ICCID, or `IMSI <digits>`."""
     return f"IMSI {card[len('imsi:'):]}" if card.startswith("imsi:") else card
+
+
+#: The key of a modem name's hold (`take_names`), beside the cards' ICCIDs and `imsi:` keys.
+NAME_KEY = "name:"
+
+
+class _Refused(Exception):
+    """Names served by live other runs: the transaction that took them is rolled back."""
+
+    def __init__(self, served: dict[str, Holder]) -> None:
+        self.served = served
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +92,35 @@ class CardHolders:
                                           "modem": held_in}, now=moment)
         return None
 
+    def take_names(self, names: Sequence[str], owner: str, live: Callable[[str], bool],
+                   now: datetime | None = None) -> dict[str, Holder]:
+        """Hold the modem names `names` for daemon run `owner` (at its start; key `name:` and
+        the name): {} when they are all its own now (free, or held by runs not `live`); else
+        the live holder of each name another run serves, and nothing is taken. The same rows
+        and locks as a card's take: two runs starting at once take turns."""
+        if not names:
+            return {}
+        moment = to_text(now or utcnow())
+        keys = {NAME_KEY + name: name for name in names}
+        among, values = self.engine.among("iccid", list(keys))
+        try:
+            with self.engine.tx() as conn:
+                for key, name in keys.items():
+                    conn.execute("INSERT INTO sim_holders (iccid, owner, modem, since) "
+                                 "VALUES (?, ?, ?, ?) ON CONFLICT (iccid) DO NOTHING",
+                                 (key, owner, name, moment))
+                rows = conn.execute(f"SELECT iccid, owner, since FROM sim_holders WHERE {among}"
+                                    + self.engine.lock_rows, values).fetchall()
+                served = {keys[key]: Holder(by, keys[key], from_text(since))
+                          for key, by, since in rows if by != owner and live(by)}
+                if served:
+                    raise _Refused(served)
+                conn.execute(f"UPDATE sim_holders SET owner = ?, since = ? WHERE {among} "
+                             "AND owner <> ?", (owner, moment, *values, owner))
+        except _Refused as refused:
+            return refused.served
+        return {}
+
     def holders(self, iccids: Sequence[str]) -> dict[str, Holder]:
         """The holder of each of `iccids` that has one."""
         if not iccids:
@@ -98,5 +142,12 @@ class CardHolders:
             return int(done.rowcount or 0)
 
     def __call__(self) -> list[dict[str, object]]:
-        """Every hold, by ICCID."""
-        return [dict(r) for r in self.engine.rows("SELECT * FROM sim_holders ORDER BY iccid")]
+        """Every hold of a card, by ICCID."""
+        return [dict(r) for r in self.engine.rows(
+            "SELECT * FROM sim_holders WHERE iccid NOT LIKE ? ORDER BY iccid", (NAME_KEY + "%",))]
+
+    def names(self) -> list[dict[str, object]]:
+        """Every hold of a modem name (`take_names`), by name."""
+        return [dict(r) for r in self.engine.rows(
+            "SELECT modem, owner, since FROM sim_holders WHERE iccid LIKE ? ORDER BY modem",
+            (NAME_KEY + "%",))]

@@ -9,12 +9,14 @@ holding a table lock while the daemon's role has a `lock_timeout` (a common sett
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
 import pytest
 
+from modempool.dispatch.liveness import new_run_owner
 from modempool.spool import Spool
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import (DaemonProcess, NotifySocket, eventually,
@@ -51,18 +53,25 @@ def _config(path: Path, url: str, devices: list[str], per_day: dict[str, int]) -
     return path
 
 
-class TableLock:
-    """A DBA's session holding `LOCK TABLE` on one table of the spool until `release`."""
+class Blocker:
+    """A DBA's session holding a lock (`statement`, `{schema}` the spool's) until `release`."""
 
-    def __init__(self, url: str, table: str) -> None:
+    def __init__(self, url: str, statement: str, params: tuple = ()) -> None:
         schema = url.rsplit("search_path%3D", 1)[1]
         self.conn = psycopg.connect(url)
-        self.conn.execute(f"LOCK TABLE {schema}.{table} IN SHARE ROW EXCLUSIVE MODE")
+        self.conn.execute(statement.format(schema=schema), params)
 
     def release(self) -> None:
         if not self.conn.closed:
             self.conn.rollback()
             self.conn.close()
+
+
+def _dead_run() -> str:
+    """The owner of a daemon run of this host whose process is gone."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    return new_run_owner(pid=gone.pid)
 
 
 async def test_a_card_whose_counts_cannot_be_read_at_its_take_waits_and_keeps_its_day(
@@ -79,7 +88,7 @@ async def test_a_card_whose_counts_cannot_be_read_at_its_take_waits_and_keeps_it
     async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=41,
                              iccids={"m1": CARD}) as bank:
         config = _config(tmp_path / "b.toml", _impatient(url), bank.devices, {"b1": QUOTA})
-        lock = TableLock(url, "sims")
+        lock = Blocker(url, "LOCK TABLE {schema}.sims IN SHARE ROW EXCLUSIVE MODE")
         try:
             daemon = await DaemonProcess(config).start(wait_ready=False)
             await daemon.wait_for_log("b1: could not read the counts of its SIM card; let it "
@@ -107,17 +116,19 @@ async def test_a_card_whose_counts_cannot_be_read_at_its_take_waits_and_keeps_it
 
 async def test_a_database_that_cannot_take_a_card_stands_its_modem_by_and_the_daemon_is_ready(
         tmp_path, pg_cluster):
-    """The card's take fails (the holders' table locked past the role's lock_timeout): the
+    """The card's take fails (its holder's row locked past the role's lock_timeout): the
     modem stands by with a note in `status` and systemd is told READY=1 (the unit is killed
     after 90 s of no READY, and restarted in a loop, otherwise). Once the database answers,
     the modem takes its card and sends."""
     url = pg_cluster.new_schema()
-    Spool(url).close()   # its tables made
+    with Spool(url) as spool:   # the card was a dead run's
+        spool.card_holders.take(CARD, _dead_run(), "b1", lambda owner: True)
     async with (SimulatedBank(modems=1, directory=tmp_path / "bank", seed=42,
                               iccids={"m1": CARD}) as bank,
                 NotifySocket(tmp_path / "notify.sock") as sock):
         config = _config(tmp_path / "b.toml", _impatient(url), bank.devices, {})
-        lock = TableLock(url, "sim_holders")
+        lock = Blocker(url, "SELECT 1 FROM {schema}.sim_holders WHERE iccid = %s FOR UPDATE",
+                       (CARD,))
         try:
             daemon = await DaemonProcess(config, env={"NOTIFY_SOCKET": str(sock.path)}).start(
                 wait_ready=False)

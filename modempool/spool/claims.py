@@ -18,6 +18,7 @@ from typing import Any
 
 from modempool.spool.ambiguity import settle_by_stored_reports
 from modempool.spool.audit import AuditLog
+from modempool.spool.card_holders import shown_card
 from modempool.spool.daemons import Here
 from modempool.spool.engine import Engine
 from modempool.spool.model import (CardLost, LeaseLost, Message, MessageState, Recovery, to_text,
@@ -70,8 +71,9 @@ class Claims:
         if hold is not None and conn.execute(
                 "SELECT 1 FROM messages WHERE id = ? AND state = 'sending' AND lease_owner = ?",
                 (message_id, lease_owner)).fetchone() is not None:
-            return CardLost(f"its SIM card {hold[0]} is no longer held by this daemon (taken "
-                            "over by another, which judged this one dead, or let go)")
+            return CardLost(f"its SIM card {shown_card(hold[0])} is no longer held by this "
+                            "daemon (taken over by another, which judged this one dead, or let "
+                            "go)")
         return not_leased(message_id, lease_owner)
 
     @contextmanager

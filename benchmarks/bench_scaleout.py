@@ -7,7 +7,9 @@
     python benchmarks/bench_scaleout.py --only cost --explain   # and the plans, per size
 
 Without --url a throwaway cluster is made with initdb/pg_ctl in a temporary directory (Debian's
-`postgresql` package), fsync off: the figures are the database's CPU cost, not a disk's. Figures:
+`postgresql` package), fsync off: the figures are the database's CPU cost, not a disk's
+(`--durable`: fsync, synchronous_commit and full_page_writes on, as in production, each commit
+then waits for its WAL to reach the disk). Figures:
 - enqueue and claim throughput per engine (claim = claim + part marker + confirmation, the three
   commits a one-part message costs), and the claim cost with a backlog of 1k up to 1M messages;
 - the database cost of one message on PostgreSQL (enqueue + claim + marker + sent, as the API and
@@ -572,6 +574,9 @@ def main() -> None:
     # 30 messages per modem, as bench_pool: the start (every modem claiming at once) is a small
     # part of the run, which measures what two boxes sustain.
     parser.add_argument("--ideal-rounds", type=int, default=30)
+    parser.add_argument("--durable", action="store_true",
+                        help="the throwaway cluster with fsync, synchronous_commit and "
+                             "full_page_writes on (a production server's settings)")
     parser.add_argument("--trace", action="store_true",
                         help="split the gap between two SMS by the daemons' AT log (-vv)")
     parser.add_argument("--keep", type=Path,
@@ -580,7 +585,10 @@ def main() -> None:
 
     from tests.pg_cluster import throwaway_cluster
 
-    with throwaway_cluster(not args.url) as cluster:
+    with throwaway_cluster(not args.url, durable=args.durable) as cluster:
+        if cluster is not None:
+            print("throwaway cluster: " + ("fsync, synchronous_commit, full_page_writes on"
+                                           if args.durable else "fsync off"))
         with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as tmp:
             directory = Path(tmp)
             if args.only in (None, "spool"):

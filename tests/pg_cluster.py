@@ -62,12 +62,15 @@ class PgCluster:
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed: {result.stdout}{result.stderr}")
 
-    def start(self, language: str | None = None) -> None:
+    def start(self, language: str | None = None, *, durable: bool = False) -> None:
         """Start the server; with `language` (gettext's, "de") its messages are translated,
         as under an `lc_messages` in that language (the machine need not have its locale:
-        gettext's LANGUAGE, over lc_messages C.UTF-8)."""
-        options = (f"-k {self.directory} -c listen_addresses='' -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        gettext's LANGUAGE, over lc_messages C.UTF-8). `durable`: fsync, synchronous_commit
+        and full_page_writes left on, as a production server has them (a benchmark's choice;
+        the suite's cluster is thrown away, its commits need not reach the disk)."""
+        options = f"-k {self.directory} -c listen_addresses='' -c max_connections=200"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         if language:
             options += " -c lc_messages=C.UTF-8"
         self._run([server_program("pg_ctl"), "-D", str(self.data), "-o", options,
@@ -145,17 +148,17 @@ def watching() -> AbstractContextManager[WatchLines]:
 
 
 @contextmanager
-def throwaway_cluster(wanted: bool = True, language: str | None = None
-                      ) -> Iterator[PgCluster | None]:
-    """A started cluster (speaking `language`, see `PgCluster.start`), removed at the end
-    (the benchmarks' own); None when not `wanted` (the benchmark was given a database of its
-    own)."""
+def throwaway_cluster(wanted: bool = True, language: str | None = None, *,
+                      durable: bool = False) -> Iterator[PgCluster | None]:
+    """A started cluster (speaking `language`, `durable`: see `PgCluster.start`), removed at
+    the end (the benchmarks' own); None when not `wanted` (the benchmark was given a database
+    of its own)."""
     if not wanted:
         yield None
         return
     cluster = PgCluster()
     try:   # a start that fails leaves no directory behind either
-        cluster.start(language)
+        cluster.start(language, durable=durable)
         yield cluster
     finally:
         cluster.remove()

@@ -3,25 +3,31 @@
 A message is ambiguous when its PDU may have left without the modem's answer (a crash or a hung
 modem between the write and ``+CMGS``): its part has no message reference, so its delivery
 report matches nothing. Such a report still names the SIM it came back to and the recipient,
-and carries the time the service centre took the message (SCTS). A SIM's writes are read in
-the order it made them, every attempt of a part included (`write_history.py`: a resent part
-keeps the write it overwrote; the order is not the wall clock's). When exactly one ambiguous
-part of that SIM and recipient was written shortly before that time (an overwritten write of
-unknown outcome to that recipient then counts as one too: the report may be its), and (where
-the SIM's previous write is known) its reference is the one the modem would have used next
-(TS 23.040 9.2.3.6: the MS increments TP-MR for each SUBMIT), and no later write of that SIM
-may have taken that reference instead (the SIM's next write, if any, has a known reference that
-is not the report's: a part whose PDU never left leaves its reference to the next one written),
-the report proves that part went out. The part becomes sent with the report's reference, the
-message sent (then delivered by the report itself) once all its parts are out, and the evidence
-goes to the message's events. Anything less certain stays ambiguous: so does a message after a
-part refused by a definite error (its unknown reference may have been taken), though a refusal
-before the prompt took none. All SQL of this rule is here.
+and carries the time the service centre took the message (SCTS). The ambiguous parts of that
+SIM and recipient written shortly before that time are the candidates (the wall clock only
+bounds this search: the proof below never reads it). A SIM's writes are read in the order it
+made them, every attempt of a part included (`write_history.py`: a resent part keeps the write
+it overwrote; the order is not the wall clock's). The modem numbers its SUBMITs one after the
+other (TS 23.040 9.2.3.6: the MS increments TP-MR for each), so the report's reference was taken
+by a write after the SIM's last write before the candidate with a known reference, and before
+its first write after the candidate with one. The report proves the candidate went out when
+its reference lies there (within as many steps as there are writes of unknown reference
+between), and every write between that may own a report to that recipient is one of the
+candidate part's own attempts (a part ambiguous twice went out by either); a write of unknown
+outcome to that recipient between (another message's, or an attempt overwritten since), or any
+write after the candidate whose reference is unknown and which was not refused (in flight,
+ambiguous: had the candidate never left, the modem gave it the report's reference), leaves it
+unproven. A refused write (``+CMS ERROR``, or nothing written: the part 'failed') owns no report
+but may have used a reference, so it is stepped over and counted. Exactly one candidate proven:
+the part becomes sent with the report's reference, the message sent (then delivered by the
+report itself) once all its parts are out, and the evidence goes to the message's events.
+Anything less certain stays ambiguous. All SQL of this rule is here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,29 +41,34 @@ from modempool.spool.write_history import WRITE_ORDER
 WINDOW_AFTER = timedelta(seconds=120)
 CLOCK_SLACK = timedelta(seconds=10)
 
-#: The writes of a SIM to a recipient in a window whose report may be the one that came: its
-#: ambiguous parts (part id, message, written at, place), and the writes of a part that a new
-#: attempt overwrote while their outcome was unknown (part id NULL: a report proves nothing
-#: more about them, but may be theirs).
+#: The ambiguous parts of a SIM to a recipient written in a window: the report's candidates
+#: (part id, message, part number, written at, place).
 _CANDIDATES = (
-    f"SELECT parts.id, parts.message_id, parts.writing_at, {WRITE_ORDER} AS place FROM parts "
-    "JOIN messages ON messages.id = parts.message_id "
+    f"SELECT parts.id, parts.message_id, parts.seq, parts.writing_at, {WRITE_ORDER} AS place "
+    "FROM parts JOIN messages ON messages.id = parts.message_id "
     "WHERE parts.sim = ? AND parts.state = 'ambiguous' AND messages.state = 'ambiguous' "
     "AND messages.to_number = ? AND parts.writing_at >= ? AND parts.writing_at <= ? "
-    "UNION ALL SELECT NULL, earlier.message_id, earlier.writing_at, earlier.id "
-    "FROM earlier_writes AS earlier JOIN messages ON messages.id = earlier.message_id "
-    "WHERE earlier.sim = ? AND earlier.state IN ('ambiguous', 'writing') "
-    "AND messages.to_number = ? AND earlier.writing_at >= ? AND earlier.writing_at <= ? "
     "ORDER BY place")
 #: A SIM's writes, in the order it made them: each part's latest (`parts`) and those a new
-#: attempt overwrote (`earlier_writes`), by their place (`write_history.py`).
+#: attempt overwrote (`earlier_writes`), by their place (`write_history.py`), with the part
+#: they belong to and its recipient.
 _WRITES_ON_SIM = (
-    f"SELECT {WRITE_ORDER} AS place, message_reference FROM parts WHERE sim = ? "
-    "UNION ALL SELECT id, message_reference FROM earlier_writes WHERE sim = ?")
-_PREVIOUS_ON_SIM = (f"SELECT message_reference FROM ({_WRITES_ON_SIM}) AS writes "
-                    "WHERE place < ? ORDER BY place DESC LIMIT 1")
-_NEXT_ON_SIM = (f"SELECT message_reference FROM ({_WRITES_ON_SIM}) AS writes "
-                "WHERE place > ? ORDER BY place LIMIT 1")
+    f"SELECT {WRITE_ORDER} AS place, parts.message_id AS message_id, parts.seq AS seq, "
+    "parts.state AS state, parts.message_reference AS message_reference, "
+    "messages.to_number AS to_number FROM parts "
+    "JOIN messages ON messages.id = parts.message_id WHERE parts.sim = ? "
+    "UNION ALL SELECT earlier.id, earlier.message_id, earlier.seq, earlier.state, "
+    "earlier.message_reference, messages.to_number FROM earlier_writes AS earlier "
+    "JOIN messages ON messages.id = earlier.message_id WHERE earlier.sim = ?")
+#: How many writes the proof reads on either side: past a whole round of references (TP-MR is
+#: 8 bits) of unknown ones, nothing can be told.
+_REACH = 257
+_WRITES_BEFORE = (
+    "SELECT message_id, seq, state, message_reference, to_number "
+    f"FROM ({_WRITES_ON_SIM}) AS writes WHERE place < ? ORDER BY place DESC LIMIT {_REACH}")
+_WRITES_AFTER = (
+    "SELECT message_id, seq, state, message_reference, to_number "
+    f"FROM ({_WRITES_ON_SIM}) AS writes WHERE place > ? ORDER BY place LIMIT {_REACH}")
 _SETTLE_PART = (
     "UPDATE parts SET state = 'sent', message_reference = ?, sent_at = writing_at "
     "WHERE id = ? AND state = 'ambiguous'")
@@ -84,22 +95,52 @@ _EARLIER_AMBIGUOUS = (
 _LINK_REPORT = "UPDATE delivery_reports SET part_id = ?, message_id = ? WHERE id = ?"
 
 
-def _expected_reference(conn: Any, sim: str, place: int) -> int | None:
-    """The TP-MR the modem would have given the write at `place`: one more than the SIM's
-    previous write's, when that one is known."""
-    row = conn.execute(_PREVIOUS_ON_SIM, (sim, sim, place)).fetchone()
-    if row is None or row[0] is None:
-        return None
-    return (int(row[0]) + 1) % 256
+@dataclass(frozen=True, slots=True)
+class _Proof:
+    """What a SIM's writes around a candidate say of a report: whether it is the candidate's,
+    and the reference the modem would have given the candidate (when its previous write's is
+    known and nothing of unknown reference came between)."""
+
+    proven: bool
+    expected: int | None = None
 
 
-def _taken_by_next(conn: Any, sim: str, place: int, message_reference: int) -> bool:
-    """Whether the SIM's next write (after the one at `place`) may be the one that got
-    `message_reference`: its own reference is unknown (in flight, ambiguous, failed, or an
-    attempt a later one overwrote) or is that one. Had the write at `place` never left, the
-    modem gave its reference to that one."""
-    row = conn.execute(_NEXT_ON_SIM, (sim, sim, place)).fetchone()
-    return row is not None and (row[0] is None or int(row[0]) == message_reference)
+def _prove(conn: Any, sim: str, recipient: str, message_reference: int, part: tuple[Any, Any],
+           place: int) -> _Proof:
+    """Whether the report `message_reference` to `recipient` is that of the part `part`
+    (message id, seq) whose latest write is at `place` on `sim` (see the module's docstring)."""
+    unknown = 0                      # writes of unknown reference between the known ones
+    before: int | None = None        # the last known reference before the candidate
+    rows = conn.execute(_WRITES_BEFORE, (sim, sim, place)).fetchall()
+    for message_id, seq, state, reference, to in rows:
+        if reference is not None:
+            before = int(reference)
+            break
+        if (message_id, seq) != part and state != "failed" and to == recipient:
+            return _Proof(False)     # its write may be the report's
+        unknown += 1
+    else:
+        if len(rows) == _REACH:
+            return _Proof(False)
+    after: int | None = None         # the first known reference after it
+    rows = conn.execute(_WRITES_AFTER, (sim, sim, place)).fetchall()
+    for _message_id, _seq, state, reference, _to in rows:
+        if reference is not None:
+            after = int(reference)
+            break
+        if state != "failed":
+            return _Proof(False)     # it may have taken the reference, had this part not left
+        unknown += 1
+    else:
+        if len(rows) == _REACH:
+            return _Proof(False)
+    span = unknown + 1
+    if before is not None and not 1 <= (message_reference - before) % 256 <= span:
+        return _Proof(False)         # taken before: another write's report
+    if after is not None and not 1 <= (after - message_reference) % 256 <= span:
+        return _Proof(False)         # taken after the candidate, or is the next write's own
+    expected = (before + 1) % 256 if before is not None and not unknown else None
+    return _Proof(True, expected)
 
 
 def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: str | None,
@@ -113,26 +154,22 @@ def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: 
         return None
     window = (sim, recipient, to_text(network_time - WINDOW_AFTER),
               to_text(network_time + CLOCK_SLACK))
-    candidates = conn.execute(_CANDIDATES, window + window).fetchall()
-    if not candidates:
-        return None
-    expected = {row[3]: _expected_reference(conn, sim, row[3]) for row in candidates}
-    if len(candidates) > 1:  # several in the window: only the reference can tell them apart
-        candidates = [row for row in candidates if expected[row[3]] == message_reference]
-    if len(candidates) != 1 or candidates[0][0] is None:
-        return None  # not told apart, or perhaps the report of an attempt resent since
-    part_id, message_id, written_at, place = candidates[0]
-    if expected[place] not in (None, message_reference):
-        return None  # the modem would have numbered it otherwise: another message's report
-    if _taken_by_next(conn, sim, place, message_reference):
-        return None  # perhaps the report of a later part, should this one never have left
+    proven = []
+    for part_id, message_id, seq, written_at, place in conn.execute(
+            _CANDIDATES, window).fetchall():
+        proof = _prove(conn, sim, recipient, message_reference, (message_id, seq), place)
+        if proof.proven:
+            proven.append((part_id, message_id, written_at, proof.expected))
+    if len(proven) != 1:
+        return None  # none proven, or not told apart
+    part_id, message_id, written_at, expected = proven[0]
     if conn.execute(_SETTLE_PART, (message_reference, part_id)).rowcount == 1 and count_sent:
         count_sent(conn, sim, 1, from_text(written_at))
     settled = conn.execute(_SETTLE_MESSAGE, (written_at, now, message_id)).rowcount == 1
     audit.record(conn, "ambiguity-resolved" if settled else "ambiguity-evidence", message_id,
                  sim, {"evidence": "delivery report", "sim": sim, "recipient": recipient,
                        "message_reference": message_reference,
-                       "expected_reference": expected[place],
+                       "expected_reference": expected,
                        "network_time": to_text(network_time), "written_at": written_at,
                        "part_id": part_id}, now)
     return part_id, message_id
@@ -172,8 +209,8 @@ def settle_by_stored_reports(conn: Any, audit: AuditLog, message_id: int, now: s
 def settle_before(conn: Any, audit: AuditLog, sim: str | None, part_id: int, now: str,
                   count_sent: Callable[[Any, str, int, datetime], None] | None = None) -> None:
     """Part `part_id` of `sim` just got its report, so its reference is known: the ambiguous
-    parts written shortly before it whose stored report waited for that (`_taken_by_next`)
-    may be settled now, by the same rule."""
+    parts written shortly before it whose stored report waited for a known reference after
+    them may be settled now, by the same rule."""
     if sim is None:
         return
     row = conn.execute(f"SELECT writing_at, {WRITE_ORDER} FROM parts WHERE id = ?",

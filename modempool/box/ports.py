@@ -67,9 +67,13 @@ def lock_path(port: str | os.PathLike[str], directory: str | os.PathLike[str] | 
 
 def process_start(pid: int, proc: Path = Path("/proc")) -> int | None:
     """When process `pid` started, in clock ticks after boot (/proc/<pid>/stat, field 22); None
-    when it cannot be read. With the pid it names one process: a pid the kernel gave again, to
-    another process, comes with another start."""
+    when it cannot be read, or when `proc` is not this process's pid namespace's (its `self`
+    names another pid: a /proc mounted outside, where `pid` is another process). With the pid
+    it names one process: a pid the kernel gave again, to another process, comes with another
+    start."""
     try:
+        if os.readlink(proc / "self") != str(os.getpid()):
+            return None
         raw = (proc / str(pid) / "stat").read_bytes()
     except OSError:
         return None

@@ -40,12 +40,14 @@ class Here:
 
 
 def this_place() -> str:
-    """Where a pid names a process: this kernel boot (`/proc/sys/kernel/random/boot_id`, new at
-    every boot, never copied with a disk image) and pid namespace (a container's own), as 8
-    hex digits. Two daemons with the same place can look each other's pid up; with different
-    places (two hosts, even cloned ones with one hostname and one /etc/machine-id; two
-    containers; a reboot between) only the heartbeat tells. `MODEMPOOL_PLACE`, if set, is used
-    instead: for tests, or for containers that share a pid namespace but should not trust it."""
+    """Where a pid names a process, and its start the same moment: this kernel boot
+    (`/proc/sys/kernel/random/boot_id`, new at every boot, never copied with a disk image), pid
+    namespace (a container's own) and time namespace (where there are any: a process's start
+    in /proc is shifted by the reader's boot-time offset), as 8 hex digits. Two daemons with
+    the same place can look each other's pid up; with different places (two hosts, even cloned
+    ones with one hostname and one /etc/machine-id; two containers; a reboot between) only the
+    heartbeat tells. `MODEMPOOL_PLACE`, if set, is used instead: for tests, or for containers
+    that share a pid namespace but should not trust it."""
     given = os.environ.get("MODEMPOOL_PLACE")
     if given:
         return hashlib.sha256(given.encode()).hexdigest()[:8]
@@ -54,6 +56,11 @@ def this_place() -> str:
             where = boot.read().strip() + os.readlink("/proc/self/ns/pid")
     except OSError:  # not Linux's /proc: the hostname, as before places
         where = socket.gethostname()
+    else:
+        try:
+            where += os.readlink("/proc/self/ns/time")
+        except OSError:  # a kernel before time namespaces (5.6): one time for all
+            pass
     return hashlib.sha256(where.encode()).hexdigest()[:8]
 
 
@@ -89,13 +96,16 @@ def judge(row: dict[str, Any], *, here: Here, alive: Callable[[int], bool],
           started: Callable[[int], int | None] = process_start) -> Verdict:
     """Whether the daemon of `row` (a `daemons` row: owner, host, pid, process_start,
     started_at, heartbeat_at, stopped_at) is dead: it stopped; or it ran in this process table
-    and its process is gone (`alive` asks by pid) or its pid now names another process (one
+    and its process is gone (`alive` asks by pid); or its pid now names another process (one
     that `started` at another moment than the row's `process_start`: the pid was given again
-    after a kill); or it ran elsewhere and is `silent` (hung, or on a host that went away;
-    recovery asks a `HeartbeatWatch`, `status` the heartbeat's age). In this process table the
-    daemon's own process, while it exists, is alive however late its heartbeat: a daemon whose
-    spool writes lag (the database away for a while) is never judged dead by itself or a
-    neighbour, so its leases stay its own. A row with no `process_start` (a daemon of a
+    after a kill) and it is `silent`; or it ran elsewhere and is `silent` (hung, or on a host
+    that went away; recovery asks a `HeartbeatWatch`, `status` the heartbeat's age). In this
+    process table the daemon's own process, while it exists, is alive however late its
+    heartbeat: a daemon whose spool writes lag (the database away for a while) is never judged
+    dead by itself or a neighbour, so its leases stay its own. A start that differs is no proof
+    by itself (a judge whose /proc shows starts otherwise: another time namespace, a /proc of
+    another pid namespace): such a daemon is judged by its heartbeat, as one elsewhere is, so
+    one that keeps beating is never dead. A row with no `process_start` (a daemon of a
     modempool before schema 17) is judged by its pid alone, and one of an older modempool still
     (an owner with no place) is placed by its hostname, as it was then."""
     heartbeat = from_text(row.get("heartbeat_at"))
@@ -105,7 +115,7 @@ def judge(row: dict[str, Any], *, here: Here, alive: Callable[[int], bool],
     place = owner_place(str(row.get("owner") or ""))
     in_this_table = place == here.place if place is not None else row.get("host") == here.host
     if in_this_table and pid is not None:
-        if not alive(int(pid)) or _another_process(row, started):
+        if not alive(int(pid)) or (_another_process(row, started) and silent(row)):
             return Verdict(False, "killed", heartbeat)
     elif silent(row):
         return Verdict(False, "silent", heartbeat)

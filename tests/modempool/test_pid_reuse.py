@@ -56,17 +56,23 @@ def _never_silent(row) -> bool:
     return False
 
 
-def _judged(spool: Spool, owner: str) -> bool:
+def _always_silent(row) -> bool:
+    return True
+
+
+def _judged(spool: Spool, owner: str, silent=_never_silent) -> bool:
     """Whether the daemon run `owner` is alive, by the rule that settles leases."""
     return not judged_dead(spool.engine, [owner], here=here(), alive=process_exists,
-                           silent=_never_silent)
+                           silent=silent)
 
 
 def test_a_pid_that_names_another_process_now_is_a_dead_daemons(spool_target, other_process):
     """The row's pid is a live process that started at another moment than the row says (the
-    start of this test's own process, a real one): the daemon is dead, its run-out lease is
-    settled and its card taken. With the process's own start it is alive; with none (a row
-    from before step 17) it is judged by its pid alone, as before."""
+    start of this test's own process, a real one): once its heartbeat is silent the daemon is
+    dead, its run-out lease is settled and its card taken; while it beats it is alive (a start
+    that differs is no proof by itself: rev20a M3, M4). With the process's own start it is
+    alive, silent or not; with none (a row from before step 17) it is judged by its pid alone,
+    as before."""
     pid = other_process.pid
     assert process_start(pid) != process_start(os.getpid())
     dead, itself, unknown = (run_owner(socket.gethostname(), pid, this_place(), run)
@@ -77,9 +83,11 @@ def test_a_pid_that_names_another_process_now_is_a_dead_daemons(spool_target, ot
                                (itself, process_start(pid)), (unknown, None)):
             spool.beat(owner, host=socket.gethostname(), pid=pid, started_at=now,
                        process_started=started)
-        assert [_judged(spool, o) for o in (dead, itself, unknown)] == [False, True, True]
+        assert [_judged(spool, o) for o in (dead, itself, unknown)] == [True, True, True]
+        assert [_judged(spool, o, _always_silent)
+                for o in (dead, itself, unknown)] == [False, True, True]
         row = next(r for r in spool.daemons() if r["owner"] == dead)
-        verdict = judge(row, here=here(), alive=process_exists, silent=_never_silent)
+        verdict = judge(row, here=here(), alive=process_exists, silent=_always_silent)
         assert (verdict.alive, verdict.reason) == (False, "killed")
 
         for owner, sim in ((dead, "m1"), (itself, "m2")):
@@ -89,12 +97,15 @@ def test_a_pid_that_names_another_process_now_is_a_dead_daemons(spool_target, ot
         later = now + timedelta(seconds=5)   # both leases run out
         recovery = spool.recover_dead_owners(here=here(), alive=process_exists,
                                              silent=_never_silent, now=later)
+        assert recovery.requeued == ()   # still beating: alive, whatever its start
+        recovery = spool.recover_dead_owners(here=here(), alive=process_exists,
+                                             silent=_always_silent, now=later)
         assert len(recovery.requeued) == 1
         assert {m.text: m.state.value for m in spool.list()} == {
             "leased by m1": "queued", "leased by m2": "sending"}
 
         def dead_by_rule(owner: str) -> bool:
-            return not _judged(spool, owner)
+            return not _judged(spool, owner, _always_silent)
 
         holders = spool.card_holders
         assert holders.take(CARD, dead, "a1", dead_by_rule) is None
@@ -151,8 +162,9 @@ async def test_a_killed_daemons_pid_given_again_leaves_its_lease_and_card_to_the
         tmp_path, pg_cluster):
     """Two daemons on a real cluster, bank b's first modem with a clone of bank a's card.
     Daemon a is killed with SIGKILL while it writes a part (600 s on the air); its pid goes to
-    a new process, which lives on. Daemon b settles a's lease (the part may be out: ambiguous)
-    and takes the card over: b1 sends the rest. Judged by pid alone, a looked alive for as long
+    a new process, which lives on. Once a's heartbeat has been silent a whole window, daemon b
+    settles a's lease (the part may be out: ambiguous) and takes the card over: b1 sends the
+    rest. Judged by pid alone, a looked alive for as long
     as that process lived, and b1 stood by for good."""
     url = pg_cluster.new_schema()
     async with banks_sharing_a_card(tmp_path, url, modems_b=1, per_day=None,
@@ -198,6 +210,7 @@ def test_process_start_reads_the_kernels_field_past_a_command_with_spaces_and_pa
     """`/proc/<pid>/stat`'s command may hold ') ' itself: the start is counted from the last ')'."""
     stat = tmp_path / "4242" / "stat"
     stat.parent.mkdir()
+    (tmp_path / "self").symlink_to(str(os.getpid()))   # a /proc of this pid namespace
     fields = " ".join(str(n) for n in range(3, 53))   # fields 3 ... 52: field 22 reads "22"
     stat.write_text(f"4242 (a) b (c) {fields}\n", encoding="ascii")
     assert process_start(4242, proc=tmp_path) == 22

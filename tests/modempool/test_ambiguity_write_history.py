@@ -5,7 +5,6 @@ test_ambiguity_proof.py). Both engines."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from modempool.spool import MessageState, Spool

@@ -19,8 +19,9 @@ write after the candidate whose reference is unknown and which was not refused (
 ambiguous: had the candidate never left, the modem gave it the report's reference), leaves it
 unproven. A refused write (``+CMS ERROR``, or nothing written: the part 'failed') owns no report
 but may have used a reference, so it is stepped over and counted. Exactly one candidate proven:
-the part becomes sent with the report's reference, the message sent (then delivered by the
-report itself) once all its parts are out, and the evidence goes to the message's events.
+the part becomes sent with the report's reference (none when an earlier attempt of the part
+may have taken it: the SIM's next proofs would read it as the latest write's), the message
+sent (then delivered by the report itself) once all its parts are out, and the evidence goes to the message's events.
 Anything less certain stays ambiguous. All SQL of this rule is here.
 """
 
@@ -97,11 +98,14 @@ _LINK_REPORT = "UPDATE delivery_reports SET part_id = ?, message_id = ? WHERE id
 
 @dataclass(frozen=True, slots=True)
 class _Proof:
-    """What a SIM's writes around a candidate say of a report: whether it is the candidate's,
-    and the reference the modem would have given the candidate (when its previous write's is
-    known and nothing of unknown reference came between)."""
+    """What a SIM's writes around a candidate say of a report: whether it is the candidate
+    part's; whether its latest write is the one that took the report's reference (`own`: not
+    when an earlier attempt of the part may have); and the reference the modem would have given
+    the candidate (when its previous write's is known and nothing of unknown reference came
+    between)."""
 
     proven: bool
+    own: bool = False
     expected: int | None = None
 
 
@@ -110,6 +114,7 @@ def _prove(conn: Any, sim: str, recipient: str, message_reference: int, part: tu
     """Whether the report `message_reference` to `recipient` is that of the part `part`
     (message id, seq) whose latest write is at `place` on `sim` (see the module's docstring)."""
     unknown = 0                      # writes of unknown reference between the known ones
+    own = True                       # no earlier attempt of the part among them
     before: int | None = None        # the last known reference before the candidate
     rows = conn.execute(_WRITES_BEFORE, (sim, sim, place)).fetchall()
     for message_id, seq, state, reference, to in rows:
@@ -118,6 +123,7 @@ def _prove(conn: Any, sim: str, recipient: str, message_reference: int, part: tu
             break
         if (message_id, seq) != part and state != "failed" and to == recipient:
             return _Proof(False)     # its write may be the report's
+        own = own and (message_id, seq) != part
         unknown += 1
     else:
         if len(rows) == _REACH:
@@ -135,12 +141,14 @@ def _prove(conn: Any, sim: str, recipient: str, message_reference: int, part: tu
         if len(rows) == _REACH:
             return _Proof(False)
     span = unknown + 1
+    if span >= 256:
+        return _Proof(False)         # a whole round of references: anything may be anyone's
     if before is not None and not 1 <= (message_reference - before) % 256 <= span:
         return _Proof(False)         # taken before: another write's report
     if after is not None and not 1 <= (after - message_reference) % 256 <= span:
         return _Proof(False)         # taken after the candidate, or is the next write's own
     expected = (before + 1) % 256 if before is not None and not unknown else None
-    return _Proof(True, expected)
+    return _Proof(True, own, expected)
 
 
 def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: str | None,
@@ -159,17 +167,21 @@ def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: 
             _CANDIDATES, window).fetchall():
         proof = _prove(conn, sim, recipient, message_reference, (message_id, seq), place)
         if proof.proven:
-            proven.append((part_id, message_id, written_at, proof.expected))
+            proven.append((part_id, message_id, written_at, proof))
     if len(proven) != 1:
         return None  # none proven, or not told apart
-    part_id, message_id, written_at, expected = proven[0]
-    if conn.execute(_SETTLE_PART, (message_reference, part_id)).rowcount == 1 and count_sent:
+    part_id, message_id, written_at, proof = proven[0]
+    # The part went out; its row keeps the reference only when its latest write took it, as
+    # the SIM's next proofs read it as that write's (unknown otherwise: it may be an earlier
+    # attempt's, the latest one's the next).
+    taken = message_reference if proof.own else None
+    if conn.execute(_SETTLE_PART, (taken, part_id)).rowcount == 1 and count_sent:
         count_sent(conn, sim, 1, from_text(written_at))
     settled = conn.execute(_SETTLE_MESSAGE, (written_at, now, message_id)).rowcount == 1
     audit.record(conn, "ambiguity-resolved" if settled else "ambiguity-evidence", message_id,
                  sim, {"evidence": "delivery report", "sim": sim, "recipient": recipient,
                        "message_reference": message_reference,
-                       "expected_reference": expected,
+                       "expected_reference": proof.expected,
                        "network_time": to_text(network_time), "written_at": written_at,
                        "part_id": part_id}, now)
     return part_id, message_id

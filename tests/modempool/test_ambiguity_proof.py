@@ -88,6 +88,14 @@ def test_one_message_ambiguous_twice_on_one_sim_is_settled_by_its_report(spool):
     n = lost(spool, "m2", "N")
     killed_again(spool, n, "m2")
     assert report(spool, 11, sim="m2").message_id == n
+    # Its part keeps no reference (10 may be either attempt's): the next proofs of the SIM
+    # do not read 10 as its latest write's. Q after M, then Y with 12: the report 11 may be
+    # M's latest write's (had its first taken 10), so it does not settle Q.
+    assert [part["message_reference"] for part in spool.parts(m)] == [None]
+    q = lost(spool, "m1", "Q")
+    sent(spool, "m1", 12, "Y")
+    assert report(spool, 11).part_id is None
+    assert spool.get(q).state is MessageState.AMBIGUOUS
     # But not with one a third write may own: 12 is past N's two writes.
     sent(spool, "m3", 9)
     k = lost(spool, "m3", "K")

@@ -8,6 +8,7 @@ The markers `spool_claim.py` commits before each PDU leaves decide it: nothing w
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from modempool.masked import one_line
 from modempool.spool.ambiguity import settle_by_stored_reports
 from modempool.spool.daemons import Here, judge
 from modempool.spool.model import Recovery, to_text, utcnow
-from modempool.spool.unavailable import log_repeated, refused_by_database
+from modempool.spool.unavailable import database_failed, log_repeated, refused_by_database
 
 if TYPE_CHECKING:
     from modempool.spool.audit import AuditLog
@@ -50,8 +51,10 @@ def recover_leases(
     - every part sent (a message reference for each of `total`, this attempt or an earlier
       one that it resumes) → SENT;
     - otherwise some PDU may have been written → AMBIGUOUS (never resent automatically).
-    A message the database refuses to settle so (a trigger, a constraint) stays SENDING, one
-    ERROR line naming it (`Recovery.refused`), and is tried again by the next recovery.
+    A message the database refuses to settle so (a trigger, a constraint), or whose settling
+    meets a bug (its traceback logged once), stays SENDING, one ERROR line naming it
+    (`Recovery.refused`), and is tried again by the next recovery; the others are settled.
+    Only the database unable to answer fails the whole recovery.
     """
     now_text = to_text(now or utcnow())
     where, params = ["state = 'sending'"], []
@@ -80,18 +83,36 @@ def recover_leases(
                 became = _settle_one(conn, audit, message_id, attempt, parts_total, sim,
                                      now_text, count_sent)
             except Exception as exc:
-                if not refused_by_database(exc):
+                if database_failed(exc):   # it cannot answer now: the whole recovery later
                     raise
                 conn.execute("ROLLBACK TO recover_one")
                 conn.execute("RELEASE recover_one")
                 refused.append(message_id)
-                log_repeated(log, logging.ERROR, f"message {message_id}: recovery could not "
-                             "settle it, refused by the database; it stays SENDING and is "
-                             "tried again", one_line(exc))
+                _said_why(engine, message_id, exc)
                 continue
             conn.execute("RELEASE recover_one")
             {"queued": requeued, "ambiguous": ambiguous, "sent": sent}[became].append(message_id)
     return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent), tuple(refused))
+
+
+#: By spool: the messages whose settling met a bug (its traceback logged once).
+_TRACED: weakref.WeakKeyDictionary[Any, set[int]] = weakref.WeakKeyDictionary()
+
+
+def _said_why(engine: Engine, message_id: int, exc: Exception) -> None:
+    """Why message `message_id` could not be settled: the database's refusal (an operator's
+    trigger or constraint), one ERROR line a minute; a bug met settling it (a trigger that
+    fails as a bug does, a column missing, a TypeError), its traceback once, then the same
+    line. Either way the other messages are settled and this one is tried again later."""
+    traced = _TRACED.setdefault(engine, set())
+    if not refused_by_database(exc) and message_id not in traced:
+        traced.add(message_id)
+        log.error("message %s: recovery met a bug settling it; it stays SENDING and is tried "
+                  "again", message_id, exc_info=exc)
+        return
+    why = "refused by the database" if refused_by_database(exc) else "a bug met"
+    log_repeated(log, logging.ERROR, f"message {message_id}: recovery could not settle it, "
+                 f"{why}; it stays SENDING and is tried again", one_line(exc))
 
 
 def _settle_one(conn: Any, audit: AuditLog, message_id: int, attempt: int,

@@ -118,22 +118,27 @@ async def test_a_record_refused_for_good_with_nothing_next_is_called_ambiguous(t
         assert [e["text"] for e in network_messages(bank)] == ["refused record"]
 
 
+def on_ambiguity_of(spool, text: str, name: str, plpgsql: str, sqlite: str) -> None:
+    """A trigger `name` run when the message whose text is `text` is called ambiguous: its
+    body `plpgsql` on PostgreSQL, `sqlite` on SQLite."""
+    with spool.engine.tx() as conn:
+        if spool.engine.writes_in_with:   # PostgreSQL
+            conn.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                         f"BEGIN {plpgsql} RETURN NEW; END $$")
+            conn.execute(f"CREATE TRIGGER {name} BEFORE UPDATE ON messages FOR EACH ROW "
+                         f"WHEN (NEW.state = 'ambiguous' AND NEW.text = '{text}') "
+                         f"EXECUTE FUNCTION {name}()")
+        else:
+            conn.execute(f"CREATE TRIGGER {name} BEFORE UPDATE ON messages WHEN NEW.state = "
+                         f"'ambiguous' AND NEW.text = '{text}' BEGIN {sqlite} END")
+
+
 def refuse_ambiguity_of(spool, text: str) -> None:
     """A trigger that refuses to call the message whose text is `text` ambiguous, on either
     engine (dropped with `allow_ambiguity`)."""
-    with spool.engine.tx() as conn:
-        if spool.engine.writes_in_with:   # PostgreSQL
-            conn.execute(
-                "CREATE FUNCTION refuse_ambiguity() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "RAISE EXCEPTION 'ambiguity refused for the test'; END $$")
-            conn.execute("CREATE TRIGGER refuse_ambiguity BEFORE UPDATE ON messages FOR EACH ROW "
-                         f"WHEN (NEW.state = 'ambiguous' AND NEW.text = '{text}') "
-                         "EXECUTE FUNCTION refuse_ambiguity()")
-        else:
-            conn.execute(
-                "CREATE TRIGGER refuse_ambiguity BEFORE UPDATE ON messages WHEN NEW.state = "
-                f"'ambiguous' AND NEW.text = '{text}' BEGIN SELECT RAISE(ABORT, 'ambiguity "
-                "refused for the test'); END")
+    on_ambiguity_of(spool, text, "refuse_ambiguity",
+                    "RAISE EXCEPTION 'ambiguity refused for the test';",
+                    "SELECT RAISE(ABORT, 'ambiguity refused for the test');")
 
 
 def allow_ambiguity(spool) -> None:

@@ -186,6 +186,8 @@ class ModemTaskMixin:
         (`_await_card`); once the card is its own, send too. Until the daemon stops, the
         driver gives up, or the card is taken over by another daemon (`lost`: its message on
         the air finishes first)."""
+        if not await self._name_card(spec, slot, info, mlog):
+            return   # the daemon stops
         trouble = asyncio.Event()
         serving = asyncio.Event()   # in rotation: a reconnected modem is UP again
         early = _inbound_only(modem)  # drop news of an earlier connection, keep SMS
@@ -215,6 +217,33 @@ class ModemTaskMixin:
             raise CardElsewhere(self.cards.why_lost(spec.name))
         if trouble.is_set() and not self._stop.is_set():
             raise ModemTrouble("the driver gave up reconnecting")
+
+    async def _name_card(self, spec: ModemConfig, slot: SimSlot, info: Any,
+                         mlog: logging.Logger) -> bool:
+        """Write the card read from the modem into its `sims` row before anything it received
+        is stored: received SMS are deduplicated by the card that row names, so an SMS left on
+        a card that moved here (stored already in the box it came from) is found stored, not
+        stored again under the card that was in this modem before. On a database failure ask
+        again every heartbeat, standing by (what the modem holds stays on it meanwhile).
+        False: the daemon stopped."""
+        assert self.dispatcher is not None  # made before the modem tasks
+        said = False
+        while not self._stop.is_set():
+            try:
+                await self.dispatcher.lane.run(self.spool.upsert_sim, spec.name,
+                                               iccid=info.iccid, imsi=info.imsi)
+                return True
+            except Exception as exc:
+                if not database_failed(exc):
+                    raise
+                if not said:
+                    said = True
+                    note = "waiting for the database to record its SIM card"
+                    log_failure(mlog, "could not record its SIM card; nothing it received is "
+                                "stored until it can; asking again", exc)
+                    self._update_sim(spec, slot, SimState.STANDBY, info=info, error=note)
+            await self._sleep(self.beat_every)
+        return False
 
     async def _send_loop(self, slot: SimSlot, modem: Any, trouble: asyncio.Event) -> None:
         assert self.dispatcher is not None

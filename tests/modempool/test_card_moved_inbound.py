@@ -1,0 +1,37 @@
+"""An SMS left on a card that box A stored (and died before deleting), the card now in
+s1 of this daemon, whose sims row still names the card that was in it before."""
+from __future__ import annotations
+
+import pytest
+
+import pdu
+from modempool.spool import Spool
+from simulator import SimulatedBank
+from tests.modempool.daemon_harness import DaemonProcess, eventually
+from tests.modempool.test_card_holders import CARD, _config, no_leftover_daemons  # noqa
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.mark.parametrize("run", range(4))
+async def test_an_sms_left_on_a_moved_card_is_stored_once_by_the_daemon(tmp_path, run):
+    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=35,
+                             iccids={"m1": CARD}) as bank:
+        pdus = await bank.inject("m1", "+8613912345678", "left on the card")
+        decoded = pdu.decode_pdu(pdus[0])
+        path = tmp_path / "spool.db"
+        with Spool(path) as spool:
+            spool.upsert_sim("a1", iccid=CARD)                  # box A knew the card
+            assert spool.store_inbound(decoded.sender, "left on the card", sim="a1",
+                                       received_at=decoded.timestamp)
+            spool.upsert_sim("s1", iccid="89860099999999999999")   # s1's card before
+        store = bank.modem("m1").stores[bank.modem("m1").cpms[2]]
+        assert store.used == 1
+        config = _config(tmp_path / "one.toml", f'path = "{path}"', "s", bank.devices, None)
+        daemon = await DaemonProcess(config).start()
+        await eventually(lambda: store.used == 0, what="the SMS deleted from the card")
+        assert await daemon.stop() == 0
+        with Spool(path) as spool:
+            rows = [(r["sim"], r["text"]) for r in spool.inbound()]
+    print(rows)
+    assert len(rows) == 1, rows

@@ -76,9 +76,10 @@ def _dead_run() -> str:
 
 async def test_a_card_whose_counts_cannot_be_read_at_its_take_waits_and_keeps_its_day(
         tmp_path, pg_cluster):
-    """Card X spent its day on another box. The database cannot write `sims` when b1 takes
-    X, so X's counts cannot be read: b1 lets the card go and stands by, and once the counts
-    are read it sends nothing past the day. (On the old code b1 went up with the counts of
+    """Card X spent its day on another box. The database cannot write `sims` when b1 comes
+    up, so b1 can neither record X in its row (which comes first since rev20b H1: the inbound
+    dedupe keys by it) nor read X's counts: b1 stands by, and once the counts are read it
+    sends nothing past the day. (On the old code b1 went up with the counts of
     its modem name, 0, and sent the three: the card's day 6 of 3.) The proof that b1 passed
     its messages by: b2's message, queued after them, is sent while they stay queued."""
     url = pg_cluster.new_schema()
@@ -91,10 +92,8 @@ async def test_a_card_whose_counts_cannot_be_read_at_its_take_waits_and_keeps_it
         lock = Blocker(url, "LOCK TABLE {schema}.sims IN SHARE ROW EXCLUSIVE MODE")
         try:
             daemon = await DaemonProcess(config).start(wait_ready=False)
-            await daemon.wait_for_log("b1: could not read the counts of its SIM card; let it "
-                                      "go, asking again")
-            await daemon.wait_for_log("b1: sends nothing: waiting for the database to read "
-                                      "the counts of its SIM card")
+            await daemon.wait_for_log("b1: could not record its SIM card; nothing it "
+                                      "received is stored until it can; asking again")
         finally:
             lock.release()
         await daemon.wait_for_log("b1: up:")

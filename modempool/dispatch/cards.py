@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from modempool.errors import PoolError
@@ -33,15 +33,14 @@ class CardElsewhere(Exception):
     """This modem's card is served by another live daemon, or by another modem of this one."""
 
 
-def card_key(iccid: str | None, imsi: str | None) -> str | None:
-    """What names the SIM card in a modem among the holders: its ICCID; where the modem reads
-    none (a firmware with no ICCID command, or one that answers ERROR), `imsi:<IMSI>`
+def card_keys(iccid: str | None, imsi: str | None) -> list[str]:
+    """What names the SIM card in a modem among the holders: its ICCID and `imsi:<IMSI>`
     (AT+CIMI, which every modem answers once the SIM is ready: the subscription, stored on the
-    card, so a cloned or moved card has it too). None when it reads neither: nothing tells the
-    card apart."""
-    if iccid:
-        return iccid
-    return f"imsi:{imsi}" if imsi else None
+    card, so a cloned or moved card has it too), each that the modem reads. Both are taken
+    together: a modem whose ICCID command answers ERROR (its firmware, or a busy SIM) meets the
+    hold of one that read both. The first is the one the part markers probe. [] when it reads
+    neither: nothing tells the card apart."""
+    return [key for key in (iccid or None, f"imsi:{imsi}" if imsi else None) if key]
 
 
 def dead_judge(spool: Any, watch: HeartbeatWatch, shared: bool) -> Callable[[str], bool]:
@@ -68,40 +67,49 @@ class CardsServed:
         self.lane = lane
         self.lane_for_looks = lane_for_looks or lane   # `check`'s: not behind the heartbeat
         self.dead = dead
-        self.served: dict[str, str] = {}           # ICCID -> the modem serving it here
+        self.served: dict[str, str] = {}           # card key -> the modem serving it here
         self._lost: dict[str, asyncio.Event] = {}  # modem -> set when its card was taken
         self._why: dict[str, str] = {}             # modem -> why it was
         self._taking: set[str] = set()             # ICCIDs whose take is under way
 
-    async def take(self, modem: str, iccid: str, lease_owner: str) -> asyncio.Event:
-        """Take card `iccid` (its `card_key`) for `modem`: the event set if another daemon takes
-        it over later. `CardElsewhere` (one line, naming the holder) if it is served
-        elsewhere. From then on each part marker of `lease_owner` (the modem's leases) requires
-        the hold, in its own statement (`Claims.require_hold`): `CardLost` when it is gone."""
-        here = self.served.get(iccid)
-        if here is not None and here != modem:
-            what = "IMSI" if iccid.startswith("imsi:") else "ICCID"
-            raise CardElsewhere(f"its SIM card {shown_card(iccid)} is already served by modem "
-                                f"{here} of this daemon (two modems report one {what}: a cloned "
-                                "card, or one device configured twice)")
-        self.served[iccid] = modem   # at once: another modem here with this ICCID is refused
-        self._taking.add(iccid)
+    async def take(self, modem: str, card: str | Sequence[str], lease_owner: str,
+                   ) -> asyncio.Event:
+        """Take the card named by `card` (a key, or its `card_keys`, taken together) for
+        `modem`: the event set if another daemon takes it over later. `CardElsewhere` (one line, naming
+        the holder) if it is served elsewhere. From then on each part marker of `lease_owner`
+        (the modem's leases) requires the hold of its first key, in its own statement
+        (`Claims.require_hold`): `CardLost` when it is gone."""
+        keys = [card] if isinstance(card, str) else list(card)
+        for key in keys:
+            here = self.served.get(key)
+            if here is not None and here != modem:
+                what = "IMSI" if key.startswith("imsi:") else "ICCID"
+                raise CardElsewhere(f"its SIM card {shown_card(keys[0])} is already served by "
+                                    f"modem {here} of this daemon (two modems report one "
+                                    f"{what}: a cloned card, or one device configured twice)")
+        for key in keys:   # at once: another modem here with this card is refused
+            self.served[key] = modem
+        self._taking.update(keys)
         try:
-            holder = await self.lane.run(self.spool.card_holders.take, iccid, self.owner, modem,
-                                         self.dead)
+            holder = await self.lane.run(self.spool.card_holders.take, list(keys), self.owner,
+                                         modem, self.dead)
         except BaseException:
-            if self.served.get(iccid) == modem:
-                del self.served[iccid]
+            self._forget(modem, keys)
             raise
         finally:
-            self._taking.discard(iccid)
+            self._taking.difference_update(keys)
         if holder is not None:
-            del self.served[iccid]
-            raise CardElsewhere(_held(iccid, holder))
+            self._forget(modem, keys)
+            raise CardElsewhere(_held(keys[0], holder))
         self._why.pop(modem, None)
-        self.spool.claims.require_hold(lease_owner, (iccid, self.owner, modem))
+        self.spool.claims.require_hold(lease_owner, (keys[0], self.owner, modem))
         lost = self._lost[modem] = asyncio.Event()
         return lost
+
+    def _forget(self, modem: str, keys: Sequence[str]) -> None:
+        for key in keys:
+            if self.served.get(key) == modem:
+                del self.served[key]
 
     def serve_without_card(self, lease_owner: str) -> None:
         """A modem that reads no ICCID: its markers require no hold (it cannot be told apart)."""
@@ -113,12 +121,14 @@ class CardsServed:
 
     async def let_go(self, modem: str) -> None:
         """`modem` no longer serves its card (if it had one): another may take it now."""
-        for iccid in [i for i, m in self.served.items() if m == modem]:
-            del self.served[iccid]
-            try:
-                await self.lane.run(self.spool.card_holders.let_go, self.owner, iccid)
-            except Exception as exc:  # its hold stays ours until this run is judged dead
-                log_failure(log, f"could not let go of the SIM card in {modem}", exc)
+        keys = [key for key, m in self.served.items() if m == modem]
+        if not keys:
+            return
+        self._forget(modem, keys)
+        try:   # its keys together
+            await self.lane.run(self.spool.card_holders.let_go, self.owner, keys)
+        except Exception as exc:  # its hold stays ours until this run is judged dead
+            log_failure(log, f"could not let go of the SIM card in {modem}", exc)
 
     async def check(self) -> None:
         """Every heartbeat (apart from the heartbeat's write, so that one that waits does not
@@ -138,10 +148,10 @@ class CardsServed:
             return
         for iccid, modem in served.items():
             holder = holders.get(iccid)
-            if self.served.get(iccid) != modem or (holder is not None
-                                                   and holder.owner == self.owner):
-                continue
-            del self.served[iccid]
+            if (self.served.get(iccid) != modem or self._lost[modem].is_set()
+                    or (holder is not None and holder.owner == self.owner)):
+                continue   # its own, or lost by its other key already
+            del self.served[iccid]   # its other key stays in `served` until `let_go`
             self._why[modem] = _gone(iccid) if holder is None else _taken(iccid, holder)
             self._lost[modem].set()
 

@@ -13,7 +13,7 @@ from typing import Any
 from modempool.box.ports import PortBusy, PortLock
 from modempool.config import ModemConfig
 from modempool.dispatch import limits as limits_mod
-from modempool.dispatch.cards import CardElsewhere, card_key
+from modempool.dispatch.cards import CardElsewhere, card_keys
 from modempool.dispatch.held_inbound import HeldInbound
 from modempool.dispatch.inbound import InboundStore
 from modempool.dispatch.sending import ModemTrouble
@@ -114,17 +114,17 @@ class ModemTaskMixin:
         slot leaves STARTING, so that the daemon tells systemd it is ready), and ask again
         every heartbeat. A card taken whose counts cannot be read is let go: a modem never
         sends on counts that are not its card's. None: the daemon stopped, or the modem failed
-        (`trouble`), meanwhile. The card is named by its ICCID, else its IMSI (`card_key`); a
+        (`trouble`), meanwhile. The card is named by its ICCID and its IMSI (`card_keys`); a
         modem that reads neither cannot be told apart: it takes no card (an event never set)
         and says so, but its counts are read all the same."""
-        card = card_key(info.iccid, info.imsi)
-        if card is None:
+        card = card_keys(info.iccid, info.imsi)
+        if not card:
             mlog.warning("reads neither ICCID nor IMSI: a clone of its SIM card elsewhere "
                          "cannot be told apart; it serves unchecked")
         said = ""
         while not self._stop.is_set() and not trouble.is_set():
             try:
-                if card is not None:
+                if card:
                     lost = await self.cards.take(spec.name, card, slot.owner)
                 else:
                     self.cards.serve_without_card(slot.owner)

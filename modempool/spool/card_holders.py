@@ -7,9 +7,11 @@ it read when it took the card; that is sound only while no other daemon sends fo
 a daemon takes the card before its modem sends, by the rule that settles leases: a live
 daemon's hold is never taken, a dead one's is (`daemons.judge`, asked through `dead`).
 
-A card is named by its ICCID; one whose modem reads no ICCID (a firmware with no ICCID command,
-or one that answers ERROR) by its IMSI, as `imsi:<IMSI>` (`dispatch.cards.card_key`), kept in
-the same column: the IMSI is stored on the card too, so a clone or a moved card has it.
+A card is named by its ICCID and by its IMSI, as `imsi:<IMSI>` (`dispatch.cards.card_keys`),
+kept in the same column, each that its modem reads, taken and let go together: the IMSI is
+stored on the card too, so a clone or a moved card has it, and a modem that reads no ICCID (a
+firmware with no ICCID command, or one that answers ERROR, even for a moment) still meets the
+hold of a modem that reads both.
 
 The same table also holds the modem names a daemon run serves (`take_names`, key `name:<name>`):
 SIM names must be unique across the boxes sharing a spool (one `sims` row per name), so a run
@@ -21,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from modempool.spool.audit import AuditLog
 from modempool.spool.daemons import shown_owner
@@ -65,31 +68,50 @@ class CardHolders:
         self.engine = engine
         self.audit = audit
 
-    def take(self, iccid: str, owner: str, modem: str, dead: Callable[[str], bool],
-             now: datetime | None = None) -> Holder | None:
-        """Take card `iccid` for `modem` of daemon run `owner`: None when it is ours now (it
-        was free, ours already, or its holder is `dead`: taken over, said in the events);
-        else its live holder, whose hold is left as it is. A daemon's own hold under another
-        modem's name is taken: a daemon knows its own modems (`dispatch.cards`)."""
+    def take(self, card: str | Sequence[str], owner: str, modem: str,
+             dead: Callable[[str], bool], now: datetime | None = None) -> Holder | None:
+        """Take card `card` (a key, or every key naming one card: its ICCID and `imsi:<IMSI>`,
+        taken together or not at all) for `modem` of daemon run `owner`: None when it is ours
+        now (it was free, ours already, or its holder is `dead`: taken over, said in the
+        events); else the live holder of a key, whose hold is left as it is. A daemon's own
+        hold under another modem's name is taken: a daemon knows its own modems
+        (`dispatch.cards`). A dead holder's modem loses its other keys of a card too, so its
+        marker, which probes one of them, fails whichever key was taken over."""
+        keys = sorted({card} if isinstance(card, str) else set(card))  # one order: no deadlock
         moment = to_text(now or utcnow())
-        with self.engine.tx() as conn:
-            conn.execute("INSERT INTO sim_holders (iccid, owner, modem, since) VALUES (?, ?, ?, ?) "
-                         "ON CONFLICT (iccid) DO NOTHING", (iccid, owner, modem, moment))
-            # locked: two daemons that both found a dead holder take turns, the second sees
-            # the first's hold
-            held_by, held_in, since = conn.execute(
-                "SELECT owner, modem, since FROM sim_holders WHERE iccid = ?"
-                + self.engine.lock_rows, (iccid,)).fetchone()
-            if held_by == owner and held_in == modem:
-                return None
-            if held_by != owner and not dead(held_by):
-                return Holder(held_by, held_in, from_text(since))
-            conn.execute("UPDATE sim_holders SET owner = ?, modem = ?, since = ? WHERE iccid = ?",
-                         (owner, modem, moment, iccid))
-            if held_by != owner:
-                self.audit.record(conn, "sim-card-taken-over", sim=modem,
-                                  detail={"iccid": iccid, "from": shown_owner(held_by),
-                                          "modem": held_in}, now=moment)
+        try:
+            with self.engine.tx() as conn:
+                for key in keys:
+                    holder = self._take_key(conn, key, keys, owner, modem, dead, moment)
+                    if holder is not None:
+                        raise _Refused({key: holder})
+        except _Refused as refused:
+            return next(iter(refused.served.values()))
+        return None
+
+    def _take_key(self, conn: Any, key: str, keys: Sequence[str], owner: str, modem: str,
+                  dead: Callable[[str], bool], moment: str) -> Holder | None:
+        conn.execute("INSERT INTO sim_holders (iccid, owner, modem, since) VALUES (?, ?, ?, ?) "
+                     "ON CONFLICT (iccid) DO NOTHING", (key, owner, modem, moment))
+        # locked: two daemons that both found a dead holder take turns, the second sees the
+        # first's hold
+        held_by, held_in, since = conn.execute(
+            "SELECT owner, modem, since FROM sim_holders WHERE iccid = ?"
+            + self.engine.lock_rows, (key,)).fetchone()
+        if held_by == owner and held_in == modem:
+            return None
+        if held_by != owner and not dead(held_by):
+            return Holder(held_by, held_in, from_text(since))
+        conn.execute("UPDATE sim_holders SET owner = ?, modem = ?, since = ? WHERE iccid = ?",
+                     (owner, modem, moment, key))
+        if held_by != owner:
+            among, values = self.engine.among("iccid", list(keys))
+            conn.execute("DELETE FROM sim_holders WHERE owner = ? AND modem = ? "
+                         f"AND iccid NOT LIKE ? AND NOT {among}",
+                         (held_by, held_in, NAME_KEY + "%", *values))
+            self.audit.record(conn, "sim-card-taken-over", sim=modem,
+                              detail={"iccid": key, "from": shown_owner(held_by),
+                                      "modem": held_in}, now=moment)
         return None
 
     def take_names(self, names: Sequence[str], owner: str, live: Callable[[str], bool],
@@ -130,15 +152,17 @@ class CardHolders:
                 for row in self.engine.rows(
                     f"SELECT iccid, owner, modem, since FROM sim_holders WHERE {among}", values)}
 
-    def let_go(self, owner: str, iccid: str | None = None) -> int:
-        """Daemon run `owner` no longer serves card `iccid` (None: any card); returns how many
-        holds it let go."""
+    def let_go(self, owner: str, iccid: str | Sequence[str] | None = None) -> int:
+        """Daemon run `owner` no longer serves card `iccid` (a key, or every key of one card,
+        let go together; None: any card); returns how many holds it let go."""
         with self.engine.tx() as conn:
             if iccid is None:
                 done = conn.execute("DELETE FROM sim_holders WHERE owner = ?", (owner,))
             else:
-                done = conn.execute("DELETE FROM sim_holders WHERE owner = ? AND iccid = ?",
-                                    (owner, iccid))
+                among, values = self.engine.among(
+                    "iccid", [iccid] if isinstance(iccid, str) else list(iccid))
+                done = conn.execute(f"DELETE FROM sim_holders WHERE owner = ? AND {among}",
+                                    (owner, *values))
             return int(done.rowcount or 0)
 
     def __call__(self) -> list[dict[str, object]]:

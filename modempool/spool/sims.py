@@ -19,8 +19,10 @@ from modempool.spool.model import to_text, utcnow
 from modempool.spool.schema import SIM_COLUMNS
 
 
-#: The key of the SIM card in the modem named by parameter {name} in `sim_counters`.
+#: The key of the SIM card in the modem named by parameter {name} in `sim_counters`: its
+#: ICCID, else its IMSI (a modem that reads no ICCID), else the modem's name.
 SIM_KEY = ("coalesce((SELECT 'iccid:' || iccid FROM sims WHERE name = {name} AND iccid <> ''), "
+           "(SELECT 'imsi:' || imsi FROM sims WHERE name = {name} AND imsi <> ''), "
            "'name:' || {name})")
 
 
@@ -124,26 +126,31 @@ class Sims:
             "AND writing_at >= :month_start AND writing_at <= :now GROUP BY sim",
             {"day_start": to_text(day_start), "month_start": to_text(day_start.replace(day=1)),
              "now": to_text(moment)})}
-        iccids = {row["name"]: row["iccid"] for row in self.engine.rows(
-            "SELECT name, iccid FROM sims WHERE iccid <> ''")}
-        card = {name: f"iccid:{iccids[name]}" if name in iccids else f"name:{name}"
-                for name in names}
-        among, values = self.engine.among("sim_key", list(card.values()))
+        known = {row["name"]: (row["iccid"] or "", row["imsi"] or "") for row in self.engine.rows(
+            "SELECT name, iccid, imsi FROM sims WHERE iccid <> '' OR imsi <> ''")}
+        # a card is counted under its ICCID, or its IMSI where its modem read no ICCID: the
+        # two keys of one card are read together (`card_keys` of each name)
+        # the modems that last reported this SIM's card (its ICCID or IMSI), and itself
+        modems = {name: {name} | {other for other, card in known.items()
+                                  if (set(known.get(name, ())) - {""}) & set(card)}
+                  for name in names}
+        keys = {name: sorted({k for m in modems[name] for k in _card_keys(
+            m, *known.get(m, ("", ""))) if m == name or not k.startswith("name:")})
+            for name in names}
+        among, values = self.engine.among("sim_key", sorted({k for ks in keys.values()
+                                                             for k in ks}))
         counters = {row["sim_key"]: row for row in self.engine.rows(
             f"SELECT sim_key, sent_today, day, sent_month, month FROM sim_counters WHERE {among}",
             values)}
         out = {}
         for name in names:
-            # the modems that last reported this SIM's card, and the modem itself
-            modems = {name} | {other for other, iccid in iccids.items()
-                               if name in iccids and iccid == iccids[name]}
-            today = sum(int(uncertain[m]["today"]) for m in modems if m in uncertain)
-            this_month = sum(int(uncertain[m]["month"]) for m in modems if m in uncertain)
-            row = counters.get(card[name])
+            today = sum(int(uncertain[m]["today"]) for m in modems[name] if m in uncertain)
+            this_month = sum(int(uncertain[m]["month"]) for m in modems[name] if m in uncertain)
+            rows = [counters[k] for k in keys[name] if k in counters]
             out[name] = (
                 minute.get(name, 0),
-                today + (row["sent_today"] if row and row["day"] == day else 0),
-                this_month + (row["sent_month"] if row and row["month"] == month else 0),
+                today + sum(r["sent_today"] for r in rows if r["day"] == day),
+                this_month + sum(r["sent_month"] for r in rows if r["month"] == month),
             )
         return out
 
@@ -210,3 +217,10 @@ class Sims:
     def __call__(self) -> list[dict[str, Any]]:
         """Every SIM row, by name."""
         return [dict(r) for r in self.engine.rows("SELECT * FROM sims ORDER BY name")]
+
+
+def _card_keys(name: str, iccid: str, imsi: str) -> list[str]:
+    """The `sim_counters` keys the card in modem `name` may be counted under (`SIM_KEY`)."""
+    keys = [f"iccid:{iccid}"] if iccid else []
+    keys += [f"imsi:{imsi}"] if imsi else []
+    return keys or [f"name:{name}"]

@@ -106,7 +106,7 @@ class _Lookup:
 
     def _look(self, port: str) -> None:
         try:
-            found = socket.getaddrinfo(self.host, port, proto=socket.IPPROTO_TCP,
+            found = socket.getaddrinfo(self.host, port or None, proto=socket.IPPROTO_TCP,
                                        type=socket.SOCK_STREAM)
             self.addresses = list(dict.fromkeys(str(item[4][0]) for item in found))
         except OSError as exc:
@@ -161,7 +161,8 @@ def with_addresses(params: dict[str, Any], seconds: float) -> dict[str, Any]:
     ports = str(params["port"]).split(",") if params.get("port") else []
     if (len(ports) > 1 and len(ports) != len(hosts)) or not any(map(_is_name, hosts)):
         return params   # nothing to look up (or libpq says what is wrong)
-    port_of = [ports[i] if len(ports) > 1 else (ports[0] if ports else "5432")
+    # no port given: none written, so that libpq's own default (PGPORT, else 5432) holds
+    port_of = [ports[i] if len(ports) > 1 else (ports[0] if ports else "")
                for i in range(len(hosts))]
     lookups = {i: _lookup(host, port_of[i]) for i, host in enumerate(hosts) if _is_name(host)}
     deadline = time.monotonic() + seconds
@@ -179,9 +180,11 @@ def with_addresses(params: dict[str, Any], seconds: float) -> dict[str, Any]:
             failures.append(lookup.failure(seconds))
     if not entries:
         raise OperationalError("; ".join(failures))
-    return {**params, "host": ",".join(e[0] for e in entries),
-            "hostaddr": ",".join(e[1] for e in entries),
-            "port": ",".join(e[2] for e in entries)}
+    found = {**params, "host": ",".join(e[0] for e in entries),
+             "hostaddr": ",".join(e[1] for e in entries)}
+    if ports:
+        found["port"] = ",".join(e[2] for e in entries)
+    return found
 
 
 @functools.cache

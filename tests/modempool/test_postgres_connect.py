@@ -196,3 +196,16 @@ def test_a_name_never_answered_before_the_cluster_is_left_for_it(pg_cluster):
     done = _where_names_go_unanswered(sys.executable, "-c", program, url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines() == ["queued 1", "probe None"], done.stdout + done.stderr
+
+
+def test_a_url_without_a_port_leaves_pgport_to_libpq():
+    """rev20b L5: the addresses looked up for a host name are given with no port where the URL
+    gives none, so that PGPORT (libpq's default) still holds; a port given is kept."""
+    from modempool.spool.postgres_connect import with_addresses
+
+    found = with_addresses({"host": "localhost,/run/postgresql", "dbname": "x"}, 5)
+    assert "port" not in found
+    assert found["host"].split(",")[-1] == "/run/postgresql"
+    assert found["hostaddr"].split(",")[-1] == ""
+    given = with_addresses({"host": "localhost", "port": "5433"}, 5)
+    assert set(given["port"].split(",")) == {"5433"}

@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS forward_log (
     detail TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS forward_log_by_inbound ON forward_log (inbound_id, target)
+CREATE INDEX IF NOT EXISTS forward_log_of_inbound ON forward_log (inbound_id)
 """
 
 TARGETS_SCHEMA = """

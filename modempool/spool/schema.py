@@ -304,6 +304,14 @@ PROCESS_START = """
 ALTER TABLE daemons ADD COLUMN process_start BIGINT;
 """
 
+#: The forward log's first index named each row's whole command line beside the SMS: a command
+#: longer than PostgreSQL's btree row (about 2.7 KB) made every insert into `forward_log` fail.
+#: Its index is now by the SMS alone (`operator/forwarding.py`); the old one goes. `IF EXISTS`:
+#: the table is made only where forwarding was used.
+FORWARD_LOG_INDEX = """
+DROP INDEX IF EXISTS forward_log_by_inbound;
+"""
+
 #: version -> the script that brings a spool of the version before up to it. A spool records
 #: its version (SQLite: PRAGMA user_version; PostgreSQL: table modempool_schema); opening it
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
@@ -327,12 +335,12 @@ ALTER TABLE daemons ADD COLUMN process_start BIGINT;
 #: Version 16: the daemon serving each SIM card (`SIM_HOLDERS`). Version 17: when each daemon's
 #: process started (`PROCESS_START`). Version 18: a part's writes that a new attempt overwrote,
 #: and the order of writes (`write_history.py`; each engine's column and trigger in its
-#: `OWN_STEPS`).
+#: `OWN_STEPS`). Version 19: the forward log's index by the SMS alone (`FORWARD_LOG_INDEX`).
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
                               5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: "",
                               9: "", 10: "", 11: "", 12: MESSAGE_OWNERS, 13: "",
                               14: INBOUND_HOOKS, 15: HOOKS_TABLE, 16: SIM_HOLDERS,
-                              17: PROCESS_START, 18: EARLIER_WRITES}
+                              17: PROCESS_START, 18: EARLIER_WRITES, 19: FORWARD_LOG_INDEX}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

@@ -24,6 +24,11 @@ from modempool.spool.unavailable import database_failed, log_failure
 log = logging.getLogger("modempool.dispatch.daemon")
 
 
+#: How many times a modem that reads neither its card's ICCID nor its IMSI is asked again, a
+#: heartbeat apart, before it serves unchecked (`_read_card`).
+IDENTIFY_TRIES = 3
+
+
 class Quarantine(Exception):
     """Take this SIM out of rotation for a while."""
 
@@ -104,6 +109,28 @@ class ModemTaskMixin:
                 await self._give_back(slot)
                 await _close(modem)
                 await self.cards.let_go(spec.name)   # after what it held went back
+
+    async def _read_card(self, spec: ModemConfig, slot: SimSlot, modem: Any, info: Any,
+                         trouble: asyncio.Event, mlog: logging.Logger) -> Any | None:
+        """`info`, or the modem's identity asked again, once it reads its card's ICCID or IMSI.
+        A modem that reads neither (both commands answering ERROR: a SIM still busy after its
+        PIN, say) stands by and is asked again every heartbeat, `IDENTIFY_TRIES` times, before
+        it serves unchecked: a moment's ERROR must not leave a clone of its card unseen for
+        the whole session. None: the daemon stopped, or the modem failed, meanwhile."""
+        for tries in range(IDENTIFY_TRIES):
+            if card_keys(info.iccid, info.imsi):
+                return info
+            if tries == 0:
+                note = "reads neither the ICCID nor the IMSI of its SIM card (yet)"
+                mlog.warning("sends nothing: %s; asking again every %g s", note, self.beat_every)
+                self._update_sim(spec, slot, SimState.STANDBY, info=info, error=note)
+            await _first(self._sleep(self.beat_every), trouble.wait())
+            if self._stop.is_set() or trouble.is_set():
+                return None
+            info = await modem.identify()
+            if card_keys(info.iccid, info.imsi):   # its card in its row before its counts
+                await self._name_card(spec, slot, info, mlog)
+        return info
 
     async def _await_card(self, spec: ModemConfig, slot: SimSlot, info: Any,
                           trouble: asyncio.Event, mlog: logging.Logger) -> asyncio.Event | None:
@@ -196,7 +223,9 @@ class ModemTaskMixin:
             name=f"{spec.name}:events")]
         lost = None
         try:
-            lost = await self._await_card(spec, slot, info, trouble, mlog)
+            info = await self._read_card(spec, slot, modem, info, trouble, mlog)
+            if info is not None:
+                lost = await self._await_card(spec, slot, info, trouble, mlog)
             if lost is not None:
                 serving.set()
                 self._update_sim(spec, slot, SimState.UP, info=info)

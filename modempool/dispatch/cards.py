@@ -166,8 +166,18 @@ def hold_names(spool: Any, owner: str, names: list[str], silent_after: float) ->
     is sent, which the cards' holds are (a dead box's names are free, a live box's never)."""
     from modempool.dispatch.liveness import running_rows
 
-    live = {row["owner"] for row in running_rows(spool, stale_after=silent_after)} - {owner}
-    served = spool.card_holders.take_names(names, owner, live.__contains__)
+    running: set[str] = set()
+    read: list[bool] = []
+
+    def live(holder: str) -> bool:
+        # read when first asked: in the take's transaction, after the names' rows are locked,
+        # so a run that beat and took its names meanwhile is seen live (its beat comes first)
+        if not read:
+            running.update(row["owner"] for row in running_rows(spool, stale_after=silent_after))
+            read.append(True)
+        return holder != owner and holder in running
+
+    served = spool.card_holders.take_names(names, owner, live)
     if served:
         holder = next(iter(served.values()))
         several = len(served) > 1

@@ -119,11 +119,12 @@ class CardHolders:
         """Hold the modem names `names` for daemon run `owner` (at its start; key `name:` and
         the name): {} when they are all its own now (free, or held by runs not `live`); else
         the live holder of each name another run serves, and nothing is taken. The same rows
-        and locks as a card's take: two runs starting at once take turns."""
+        and locks as a card's take: two runs starting at once take turns. `live` is asked
+        after the rows are locked, inside the transaction (judge then, not before)."""
         if not names:
             return {}
         moment = to_text(now or utcnow())
-        keys = {NAME_KEY + name: name for name in names}
+        keys = {NAME_KEY + name: name for name in sorted(names)}   # one order: no deadlock
         among, values = self.engine.among("iccid", list(keys))
         try:
             with self.engine.tx() as conn:

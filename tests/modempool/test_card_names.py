@@ -80,3 +80,35 @@ async def test_a_second_box_with_a_name_a_live_box_serves_is_refused_until_that_
             assert [(n["modem"], n["owner"].split(":")[1]) for n in spool.card_holders.names()
                     ] == [("a1", str(second.proc.pid))]
         assert await second.stop() == 0
+
+
+async def test_a_run_that_takes_its_names_while_another_starts_is_judged_after_its_commit(
+        pg_cluster):
+    """rev20b L1: A starts while B, live, beats and takes name b1 in one open transaction. A's
+    take waits on B's row; once B commits, A judges B by the heartbeat it reads then, not by
+    the one it read before it waited (the old code took B's name over: both ran)."""
+    import asyncio
+    from datetime import datetime, timezone
+
+    from modempool.dispatch.cards import hold_names
+    from modempool.errors import PoolError
+
+    url = pg_cluster.new_schema()
+    with Spool(url) as b_spool, Spool(url) as watcher:
+        with b_spool.engine.tx():   # B's start: its beat, then its names, one commit
+            b_spool.beat(B, host="box-b", pid=202, started_at=datetime.now(timezone.utc))
+            assert b_spool.card_holders.take_names(["b1"], B, lambda owner: False) == {}
+            a_start = asyncio.create_task(asyncio.to_thread(
+                lambda: _hold_names_in_own_spool(url, hold_names)))
+            waiting = ("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND query LIKE 'INSERT INTO%sim_holders%'")
+            await eventually(lambda: watcher.rows(waiting)[0][0] == 1, what="A waiting on B")
+        with pytest.raises(PoolError, match="modem name b1 is served by another live daemon, "
+                                            "box-b:202"):
+            await a_start
+        assert [(n["modem"], n["owner"]) for n in watcher.card_holders.names()] == [("b1", B)]
+
+
+def _hold_names_in_own_spool(url: str, hold_names) -> None:
+    with Spool(url) as spool:
+        hold_names(spool, A, ["b1"], silent_after=30.0)

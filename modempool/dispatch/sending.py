@@ -107,6 +107,9 @@ class SendingMixin:
                                      avoid_sim=slot.name,
                                      only_sim=slot.name if sent_before else None,
                                      count_attempt=False, lease_owner=slot.owner)
+                if sent_before:   # the rest waits for this SIM: say which (the standby note)
+                    raise CardLost(f"{exc}; message {message.id} ({sent_before} of {len(parts)} "
+                                   "parts out) waits for this SIM to finish it") from exc
                 raise
             except LeaseLost as exc:  # recovered by someone else meanwhile: not ours to send
                 mlog.warning("message %s not sent: %s", message.id, exc)

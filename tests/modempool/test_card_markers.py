@@ -123,3 +123,36 @@ async def test_a_daemon_whose_card_is_taken_over_while_it_sends_stops_at_its_nex
     assert after <= before + 1, (before, after)
     assert counts["sending"] == counts["ambiguous"] == 0, counts
     assert counts["queued"] == 60 - after, counts
+
+
+async def test_a_message_partly_out_when_its_card_is_lost_is_named_in_the_standby_note(
+        tmp_path, pg_cluster):
+    """rev20b M2: a six-part message, two parts out when run B takes the card over. The rest
+    is requeued bound to this SIM (same number, same concatenation reference), so the modem's
+    standby note names that message and how many of its parts are out."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=45,
+                                 iccids={"m1": CARD}) as bank:
+            bank.set_fault("m1", "sms_latency", seconds=0.3)
+            config = tmp_path / "a.toml"
+            config.write_text(f'[spool]\nurl = "{url}"\n\n[pool]\nsilent_after = 60\n\n'
+                              f'[[modem]]\nname = "a1"\nport = "{bank.devices[0]}"\n',
+                              encoding="utf-8")
+            daemon = await DaemonProcess(config).start()
+            long = spool.enqueue(TO, "a long one " * 80).id   # 880 characters: six parts
+
+            def parts() -> int:
+                return sum(e["kind"] == "part" for e in bank.network_log())
+
+            await eventually(lambda: parts() >= 2, what="two parts out")
+            spool.beat(B, host="box-b", pid=202, started_at=datetime.now(timezone.utc))
+            with spool.engine.tx() as conn:
+                conn.execute("UPDATE sim_holders SET owner = ?, modem = 'b1'", (B,))
+            await daemon.wait_for_log("parts out) waits for this SIM to finish it")
+            out = parts()
+            status = (spool.sim("a1") or {}).get("last_error") or ""
+            assert await daemon.stop() == 0
+    assert f"message {long} ({out} of 6 parts out) waits for this SIM" in daemon.output()
+    assert out < 6
+    assert status  # the note in `status` (the standby's, or the refusal that followed it)

@@ -168,12 +168,10 @@ CLONES = {
 }
 
 
-@pytest.mark.parametrize("named_by", list(CLONES))
-async def test_two_modems_of_one_daemon_with_one_card_one_sends(tmp_path, named_by):
-    """Two modems report one card in one daemon (SQLite): the second to come up is refused
-    with one line naming the first, sends nothing, and `status` says why. A card whose ICCID
-    the modems cannot read is known by its IMSI (on the old code both modems sent)."""
-    cards, shown, what = CLONES[named_by]
+@contextlib.asynccontextmanager
+async def six_sent_by_one_daemon(tmp_path: Path, cards: dict[str, Any],
+                                 ) -> AsyncIterator[tuple[Any, DaemonProcess, Spool, Path]]:
+    """A daemon (SQLite) on a bank of two modems with `cards`, once it sent six messages."""
     async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=33, **cards) as bank:
         config = _config(tmp_path / "one.toml", f'path = "{tmp_path / "spool.db"}"', "s",
                          bank.devices, None)
@@ -183,8 +181,18 @@ async def test_two_modems_of_one_daemon_with_one_card_one_sends(tmp_path, named_
                                for i in range(6))
             await eventually(lambda: spool.counts()["sent"] + spool.counts()["delivered"] == 6,
                              what="all six sent")
-            states = {name: (spool.sim(name) or {}).get("state") for name in ("s1", "s2")}
-            held = [h["iccid"] for h in spool.card_holders()]
+            yield bank, daemon, spool, config
+
+
+@pytest.mark.parametrize("named_by", list(CLONES))
+async def test_two_modems_of_one_daemon_with_one_card_one_sends(tmp_path, named_by):
+    """Two modems report one card in one daemon (SQLite): the second to come up is refused
+    with one line naming the first, sends nothing, and `status` says why. A card whose ICCID
+    the modems cannot read is known by its IMSI (on the old code both modems sent)."""
+    cards, shown, what = CLONES[named_by]
+    async with six_sent_by_one_daemon(tmp_path, cards) as (bank, daemon, spool, config):
+        states = {name: (spool.sim(name) or {}).get("state") for name in ("s1", "s2")}
+        held = [h["iccid"] for h in spool.card_holders()]
         senders = {e["modem"] for e in bank.network_log() if e["kind"] == "part"}
         assert len(senders) == 1, senders
         serving = "s" + senders.pop()[1:]

@@ -8,7 +8,10 @@ The spool's rule on both engines; the daemon's look on a real SQLite spool; then
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +90,21 @@ async def test_a_hold_that_is_gone_is_lost_at_the_daemons_next_look(tmp_path):
             lane.close()
 
 
+@contextlib.asynccontextmanager
+async def slow_daemon_a(tmp_path: Path, url: str, seed: int,
+                        ) -> AsyncIterator[tuple[SimulatedBank, DaemonProcess]]:
+    """Daemon A's modem a1 on card CARD (a slow network: 0.3 s a part), looking at its cards
+    every 10 s (silent_after = 60)."""
+    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=seed,
+                             iccids={"m1": CARD}) as bank:
+        bank.set_fault("m1", "sms_latency", seconds=0.3)
+        config = tmp_path / "a.toml"
+        config.write_text(f'[spool]\nurl = "{url}"\n\n[pool]\nsilent_after = 60\n\n'
+                          f'[[modem]]\nname = "a1"\nport = "{bank.devices[0]}"\n',
+                          encoding="utf-8")
+        yield bank, await DaemonProcess(config).start()
+
+
 async def test_a_daemon_whose_card_is_taken_over_while_it_sends_stops_at_its_next_part(
         tmp_path, pg_cluster):
     """Daemon A sends one message after another on its card (a slow network: 0.3 s each) and
@@ -96,14 +114,7 @@ async def test_a_daemon_whose_card_is_taken_over_while_it_sends_stops_at_its_nex
     queued again, none is left ambiguous. (Before, A went on until its next look.)"""
     url = pg_cluster.new_schema()
     with Spool(url) as spool:
-        async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=44,
-                                 iccids={"m1": CARD}) as bank:
-            bank.set_fault("m1", "sms_latency", seconds=0.3)
-            config = tmp_path / "a.toml"
-            config.write_text(f'[spool]\nurl = "{url}"\n\n[pool]\nsilent_after = 60\n\n'
-                              f'[[modem]]\nname = "a1"\nport = "{bank.devices[0]}"\n',
-                              encoding="utf-8")
-            daemon = await DaemonProcess(config).start()
+        async with slow_daemon_a(tmp_path, url, seed=44) as (bank, daemon):
             spool.enqueue_many({"to": TO, "text": f"one of many {i}"} for i in range(60))
 
             def parts() -> int:
@@ -132,14 +143,7 @@ async def test_a_message_partly_out_when_its_card_is_lost_is_named_in_the_standb
     standby note names that message and how many of its parts are out."""
     url = pg_cluster.new_schema()
     with Spool(url) as spool:
-        async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=45,
-                                 iccids={"m1": CARD}) as bank:
-            bank.set_fault("m1", "sms_latency", seconds=0.3)
-            config = tmp_path / "a.toml"
-            config.write_text(f'[spool]\nurl = "{url}"\n\n[pool]\nsilent_after = 60\n\n'
-                              f'[[modem]]\nname = "a1"\nport = "{bank.devices[0]}"\n',
-                              encoding="utf-8")
-            daemon = await DaemonProcess(config).start()
+        async with slow_daemon_a(tmp_path, url, seed=45) as (bank, daemon):
             long = spool.enqueue(TO, "a long one " * 80).id   # 880 characters: six parts
 
             def parts() -> int:

@@ -5,26 +5,16 @@ from __future__ import annotations
 import pytest
 
 from modempool.spool import Spool
-from simulator import SimulatedBank
-from tests.modempool.daemon_harness import DaemonProcess, eventually
-from tests.modempool.test_card_holders import A, B, CARD, IMSI, _config, no_leftover_daemons  # noqa
+from tests.modempool.test_card_holders import (  # noqa: F401 - the fixture
+    A, B, CARD, IMSI, no_leftover_daemons, six_sent_by_one_daemon)
 
 pytestmark = pytest.mark.timeout(300)
 
 
 async def test_one_card_read_by_iccid_and_by_imsi_only_one_modem_sends(tmp_path):
-    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=33,
-                             iccids={"m1": CARD, "m2": None},
-                             imsis={"m1": IMSI, "m2": IMSI}) as bank:
-        config = _config(tmp_path / "one.toml", f'path = "{tmp_path / "spool.db"}"', "s",
-                         bank.devices, None)
-        daemon = await DaemonProcess(config).start()
-        with Spool(tmp_path / "spool.db") as spool:
-            spool.enqueue_many({"to": "+8613800138000", "text": f"one card {i}"}
-                               for i in range(6))
-            await eventually(lambda: spool.counts()["sent"] + spool.counts()["delivered"] == 6,
-                             what="all six sent")
-            held = [(h["iccid"], h["modem"]) for h in spool.card_holders()]
+    cards = {"iccids": {"m1": CARD, "m2": None}, "imsis": {"m1": IMSI, "m2": IMSI}}
+    async with six_sent_by_one_daemon(tmp_path, cards) as (bank, daemon, spool, _):
+        held = [(h["iccid"], h["modem"]) for h in spool.card_holders()]
         senders = {e["modem"] for e in bank.network_log() if e["kind"] == "part"}
         assert await daemon.stop() == 0
     assert len(senders) == 1, (held, senders)

@@ -5,6 +5,10 @@ stands by, is asked again every heartbeat, and takes its card by its IMSI once i
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
 
 from modempool.spool import Spool
@@ -15,13 +19,21 @@ from tests.modempool.test_card_holders import IMSI, _config, no_leftover_daemons
 pytestmark = pytest.mark.timeout(300)
 
 
-async def test_a_modem_that_reads_its_imsi_only_later_takes_its_card_by_it(tmp_path):
-    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=36,
+@contextlib.asynccontextmanager
+async def cimi_failing(tmp_path: Path, seed: int, times: int | None,
+                       ) -> AsyncIterator[DaemonProcess]:
+    """A daemon on one modem with no ICCID command whose AT+CIMI answers ERROR `times` times
+    (None: always)."""
+    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=seed,
                              iccids={"m1": None}, imsis={"m1": IMSI}) as bank:
-        bank.set_fault("m1", "command_error", command="+CIMI", code=500, count=2)
+        bank.set_fault("m1", "command_error", command="+CIMI", code=500, count=times)
         config = _config(tmp_path / "one.toml", f'path = "{tmp_path / "spool.db"}"', "s",
                          bank.devices, None)
-        daemon = await DaemonProcess(config).start()
+        yield await DaemonProcess(config).start()
+
+
+async def test_a_modem_that_reads_its_imsi_only_later_takes_its_card_by_it(tmp_path):
+    async with cimi_failing(tmp_path, 36, 2) as daemon:
         await daemon.wait_for_log("s1: sends nothing: reads neither the ICCID nor the IMSI of "
                                   "its SIM card (yet)")
         with Spool(tmp_path / "spool.db") as spool:
@@ -38,12 +50,7 @@ async def test_a_modem_that_reads_its_imsi_only_later_takes_its_card_by_it(tmp_p
 async def test_a_modem_that_never_reads_its_card_serves_unchecked_after_a_few_beats(tmp_path):
     """Asked IDENTIFY_TRIES times: a modem whose firmware reads neither still sends, and says
     that a clone of its card cannot be told apart."""
-    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=37,
-                             iccids={"m1": None}, imsis={"m1": IMSI}) as bank:
-        bank.set_fault("m1", "command_error", command="+CIMI", code=500, count=None)
-        config = _config(tmp_path / "one.toml", f'path = "{tmp_path / "spool.db"}"', "s",
-                         bank.devices, None)
-        daemon = await DaemonProcess(config).start()
+    async with cimi_failing(tmp_path, 37, None) as daemon:
         await daemon.wait_for_log("s1: reads neither ICCID nor IMSI: a clone of its SIM card "
                                   "elsewhere cannot be told apart; it serves unchecked")
         with Spool(tmp_path / "spool.db") as spool:

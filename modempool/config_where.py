@@ -89,7 +89,8 @@ def key_on_line(text: str, line: int | None) -> str | None:
     return None
 
 
-def config_error(path: Path, line: int | None, key: str | None, problem: str, table: str = "") -> ConfigError:
+def config_error(path: Path, line: int | None, key: str | None, problem: str,
+                 table: str = "") -> ConfigError:
     where = str(path) + (f", line {line}" if line else "")
     what = " ".join(p for p in (table, f"key '{key}'" if key else "") if p)
     error = ConfigError(f"{where}: {what + ': ' if what else ''}{problem}")

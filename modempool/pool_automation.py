@@ -33,7 +33,7 @@ class PoolAutomation:
         if sim is not None:
             self.pool.config.check_sims([sim])
         return self.pool.autoreplies.add(reply, keywords=tuple(keywords), pattern=pattern, sim=sim,
-                                    hours=hours, cooldown=cooldown)
+                                         hours=hours, cooldown=cooldown)
 
     def remove_autoreply(self, rule_id: int) -> None:
         """Delete a stored rule (`db:N`); the config's are changed in the config file."""
@@ -71,7 +71,7 @@ class PoolAutomation:
         from modempool.operator.contacts import parse_selections
 
         return self.pool.jobs.add(name, kind, template, at=at, weekday=weekday,
-                             numbers=tuple(numbers), groups=parse_selections(groups))
+                                  numbers=tuple(numbers), groups=parse_selections(groups))
 
     def remove_job(self, job_id: int) -> None:
         """Delete a recurring job (NotFound if there is none with this id)."""

@@ -1,6 +1,6 @@
 """The pool's people part: the address book (contacts, groups, imports and exports, group
-expressions like "家长+教师-毕业班"), opt-outs (退订) and the blacklist, as a person manages them,
-with what people type read here (birthdays such as "5月17日", numbers). `Pool` holds it as
+expressions like "家长+教师-毕业班"), opt-outs (退订) and the blacklist, as a person manages
+them, with what people type read here (birthdays such as "5月17日", numbers). `Pool` holds it as
 `pool.people_desk` and keeps each call under its front-door name (`pool.save_contact(...)` is
 `pool.people_desk.save_contact(...)`); the rules are the operator modules' (`AddressBook`,
 `OptOutList`), bound to the pool's spool and config."""
@@ -30,8 +30,8 @@ class PoolPeople:
                      birthday: str | None = None, notes: str = "",
                      groups: Iterable[str] = ()) -> Contact:
         """Add or update one contact; `birthday` as typed (`1990-05-17`, `05-17`, `5月17日`)."""
-        return self.pool.contacts.upsert(number, name, fields=fields, birthday=birthday, notes=notes,
-                                    groups=tuple(groups))
+        return self.pool.contacts.upsert(number, name, fields=fields, birthday=birthday,
+                                         notes=notes, groups=tuple(groups))
 
     def remove_contact(self, number: str) -> None:
         """Delete a contact (NotFound if `number` is not in the address book)."""

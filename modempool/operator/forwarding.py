@@ -36,6 +36,7 @@ edits: a web page must not be able to choose a program the daemon runs.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -57,7 +58,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS forward_log (
     id INTEGER PRIMARY KEY,
     inbound_id INTEGER,
-    target TEXT NOT NULL,           -- a number or the command
+    target TEXT NOT NULL,           -- a number, or the command's digest (command_target)
     attempt INTEGER NOT NULL,
     outcome TEXT NOT NULL,          -- queued | ok | failed | gave-up
     detail TEXT NOT NULL DEFAULT '',
@@ -209,12 +210,25 @@ async def _at_once(work: Callable[..., Any], *args: Any) -> Any:
     return work(*args)
 
 
-def _attempts_made(spool: Any, inbound_id: Any, target: str) -> int:
-    """The failed attempts `forward_log` holds for the command `target` on SMS `inbound_id`:
-    those of the runs a stop or kill cut short (a failure recorded twice, its answer lost the
-    first time, counts once)."""
+def command_target(command: str) -> str:
+    """What `forward_log.target` holds for the command: a digest, never the command line,
+    which may carry a secret (`curl -u user:password ...`) that every reader of the spool
+    would see. Rows of older versions hold the line itself; reads look for both."""
+    return "command sha256:" + hashlib.sha256(command.encode()).hexdigest()[:16]
+
+
+def _command_targets(command: str) -> tuple[str, str]:
+    """The targets a command's rows may have: its digest, and the line older versions wrote."""
+    return command_target(command), command
+
+
+def _attempts_made(spool: Any, inbound_id: Any, command: str) -> int:
+    """The failed attempts `forward_log` holds for `command` on SMS `inbound_id`: those of the
+    runs a stop or kill cut short (a failure recorded twice, its answer lost the first time,
+    counts once)."""
     made = spool.db.execute("SELECT max(attempt) FROM forward_log WHERE inbound_id = ? "
-                            "AND target = ? AND outcome = 'failed'", [inbound_id, target])
+                            "AND target IN (?, ?) AND outcome = 'failed'",
+                            [inbound_id, *_command_targets(command)])
     return int(made.fetchone()[0] or 0)
 
 
@@ -251,6 +265,7 @@ async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
     command = settings.command or ""
     made = await _until_done(run, "read the run_on_receive attempts made", _attempts_made,
                              spool, payload["id"], command)
+    target = command_target(command)
     delay = settings.retry_delay * 2 ** made
     for attempt in range(made + 1, settings.retries + 2):
         async with limit:
@@ -259,7 +274,7 @@ async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
             except Exception as exc:  # whatever happens, the attempt ends in a recorded outcome
                 log.exception("run_on_receive for inbound %s", payload["id"])
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
-        await _recorded(run, spool, payload["id"], command, attempt,
+        await _recorded(run, spool, payload["id"], target, attempt,
                         "ok" if ok else "failed", detail, passed=passed if ok else None)
         if ok:
             return True
@@ -268,7 +283,7 @@ async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
         if attempt <= settings.retries:
             await asyncio.sleep(delay)
             delay *= 2
-    await _recorded(run, spool, payload["id"], command, max(made, settings.retries + 1),
+    await _recorded(run, spool, payload["id"], target, max(made, settings.retries + 1),
                     "gave-up", passed=passed)
     log.error("run_on_receive for inbound %s gave up after %d attempts", payload["id"],
               settings.retries + 1)
@@ -374,7 +389,8 @@ def _unfinished(spool: Any, command: str) -> list[dict[str, Any]]:
     given up (the daemon stopped in between), but for those pending in `inbound_hooks` (their
     command is the daemon's step, run again from there)."""
     pending = {row["inbound_id"] for row in spool.inbound_hooks.waiting()}
-    return [row for row in spool.reports.received_whose_last("forward_log", command, ("failed",))
+    return [row for row in spool.reports.received_whose_last("forward_log", _command_targets(command),
+                                                          ("failed",))
             if row["id"] not in pending]
 
 

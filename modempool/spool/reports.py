@@ -86,13 +86,16 @@ class Reports:
         return out
 
     # ---- forwarding
-    def received_whose_last(self, log_table: str, target: str, outcomes: tuple[str, ...]
-                            ) -> list[dict[str, Any]]:
-        """Received SMS whose latest `log_table` row for `target` has one of `outcomes` (the
-        forwards a stop or crash cut short)."""
+    def received_whose_last(self, log_table: str, target: str | tuple[str, ...],
+                            outcomes: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Received SMS whose latest `log_table` row for `target` (or any of several names of
+        one target) has one of `outcomes` (the forwards a stop or crash cut short)."""
+        targets = (target,) if isinstance(target, str) else target
         keys = ("id", "sender", "sim", "text", "received_at")
         marks = ", ".join("?" for _ in outcomes)
+        names = ", ".join("?" for _ in targets)
         return [dict(zip(keys, r)) for r in self._all(
             f"SELECT i.id, i.sender, i.sim, i.text, i.received_at FROM inbound i JOIN {log_table} f"
-            f" ON f.id = (SELECT MAX(id) FROM {log_table} WHERE inbound_id = i.id AND target = ?)"
-            f" WHERE f.outcome IN ({marks}) ORDER BY i.id", [target, *outcomes])]
+            f" ON f.id = (SELECT MAX(id) FROM {log_table} WHERE inbound_id = i.id"
+            f" AND target IN ({names})) WHERE f.outcome IN ({marks}) ORDER BY i.id",
+            [*targets, *outcomes])]

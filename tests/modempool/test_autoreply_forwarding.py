@@ -218,3 +218,18 @@ async def test_a_commands_outcome_is_recorded_in_the_daemons_inbound_lane(tmp_pa
     assert not [name for name in others if not name.startswith("spool")], others
     lane.close()
     spool.close()
+
+
+async def test_the_command_line_is_not_copied_into_the_spool(make):
+    """A secret on the command line (`curl -u user:password ...`) is not stored: forward_log
+    names the command by a digest, so every reader of the spool does not see the line."""
+    secret = "s3cret-Pa55"
+    command = f"{shlex.quote(sys.executable)} -c 'import sys' --user=admin:{secret}"
+    spool, config = make(f"command = {json.dumps(command)}\n")
+    handle = make_forward_handler(config)
+    (task,) = await handle(spool, spool.store_inbound("13800138000", "hi", sim="m1"))
+    assert await asyncio.wait_for(task, 30) is True
+    (row,) = forward_log(spool)
+    assert row["outcome"] == "ok"
+    assert secret not in row["target"] and row["target"].startswith("command sha256:")
+    spool.close()

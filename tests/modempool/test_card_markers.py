@@ -105,6 +105,18 @@ async def slow_daemon_a(tmp_path: Path, url: str, seed: int,
         yield bank, await DaemonProcess(config).start()
 
 
+def _parts(bank: SimulatedBank) -> int:
+    """The parts the bank's network has carried."""
+    return sum(e["kind"] == "part" for e in bank.network_log())
+
+
+def _hand_the_card_to_b(spool: Spool) -> None:
+    """Run B, live (a fresh heartbeat), takes over daemon A's hold on its card."""
+    spool.beat(B, host="box-b", pid=202, started_at=datetime.now(timezone.utc))
+    with spool.engine.tx() as conn:
+        conn.execute("UPDATE sim_holders SET owner = ?, modem = 'b1'", (B,))
+
+
 async def test_a_daemon_whose_card_is_taken_over_while_it_sends_stops_at_its_next_part(
         tmp_path, pg_cluster):
     """Daemon A sends one message after another on its card (a slow network: 0.3 s each) and
@@ -117,18 +129,13 @@ async def test_a_daemon_whose_card_is_taken_over_while_it_sends_stops_at_its_nex
         async with slow_daemon_a(tmp_path, url, seed=44) as (bank, daemon):
             spool.enqueue_many({"to": TO, "text": f"one of many {i}"} for i in range(60))
 
-            def parts() -> int:
-                return sum(e["kind"] == "part" for e in bank.network_log())
-
-            await eventually(lambda: parts() >= 2, what="a1 sending")
-            spool.beat(B, host="box-b", pid=202, started_at=datetime.now(timezone.utc))
-            with spool.engine.tx() as conn:
-                conn.execute("UPDATE sim_holders SET owner = ?, modem = 'b1'", (B,))
-            before = parts()   # with at most one more on its way: its marker committed
+            await eventually(lambda: _parts(bank) >= 2, what="a1 sending")
+            _hand_the_card_to_b(spool)
+            before = _parts(bank)   # with at most one more on its way: its marker committed
             await daemon.wait_for_log("a1: stops sending: its SIM card")
             await daemon.wait_for_log(f"a1: sends nothing: its SIM card {CARD} is served by "
                                       "another live daemon, box-b:202 (its modem b1)")
-            after = parts()
+            after = _parts(bank)
             counts = spool.counts()
             assert await daemon.stop() == 0
     assert after <= before + 1, (before, after)
@@ -146,15 +153,10 @@ async def test_a_message_partly_out_when_its_card_is_lost_is_named_in_the_standb
         async with slow_daemon_a(tmp_path, url, seed=45) as (bank, daemon):
             long = spool.enqueue(TO, "a long one " * 80).id   # 880 characters: six parts
 
-            def parts() -> int:
-                return sum(e["kind"] == "part" for e in bank.network_log())
-
-            await eventually(lambda: parts() >= 2, what="two parts out")
-            spool.beat(B, host="box-b", pid=202, started_at=datetime.now(timezone.utc))
-            with spool.engine.tx() as conn:
-                conn.execute("UPDATE sim_holders SET owner = ?, modem = 'b1'", (B,))
+            await eventually(lambda: _parts(bank) >= 2, what="two parts out")
+            _hand_the_card_to_b(spool)
             await daemon.wait_for_log("parts out) waits for this SIM to finish it")
-            out = parts()
+            out = _parts(bank)
             status = (spool.sim("a1") or {}).get("last_error") or ""
             assert await daemon.stop() == 0
     assert f"message {long} ({out} of 6 parts out) waits for this SIM" in daemon.output()

@@ -112,7 +112,8 @@ class CardsServed:
                 del self.served[key]
 
     def serve_without_card(self, lease_owner: str) -> None:
-        """A modem that reads no ICCID: its markers require no hold (it cannot be told apart)."""
+        """A modem that reads neither ICCID nor IMSI: its markers require no hold (its card cannot
+        be told apart)."""
         self.spool.claims.require_hold(lease_owner, None)
 
     def why_lost(self, modem: str) -> str:

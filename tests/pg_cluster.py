@@ -95,6 +95,17 @@ class PgCluster:
             url += "&options=" + quote(f"-csearch_path={schema}")
         return url
 
+    def new_database(self) -> str:
+        """A fresh database: for a test that other tests' sessions must not reach (a vacuum
+        removes no row that an open snapshot in the same database may still see)."""
+        import psycopg
+
+        self._counter += 1
+        name = f"d{os.getpid()}_{self._counter}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url(dbname=name)
+
     def new_schema(self) -> str:
         """A fresh, empty schema: one spool per test without a database per test."""
         import psycopg

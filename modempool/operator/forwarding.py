@@ -25,7 +25,10 @@ So each SMS's command runs at least once to a final outcome; a run cut short by 
 can reach the command twice: the command dedupes by `MODEMPOOL_INBOUND_ID` (the JSON's `id`),
 the SMS's id in the spool. A handler made for use outside the daemon (`make_forward_handler`,
 `command=True`) starts the command itself, with no mark: retries cut short by a stop are
-resumed when the next message arrives after the restart.
+resumed when the next message arrives after the restart. The daemon's handler (`command=False`)
+resumes none: with no mark, every daemon of a shared spool would run the same leftover at its
+first SMS. So a command cut short before schema 15 (no mark), or whose step was passed after a
+bug, stays with its last attempt `failed` in `forward_log` (the spool's unfinished forwards).
 
 Numbers to forward to can also be added and removed while the daemon runs (the console,
 `pool.forwarding`): they are kept in `forward_targets` and read for each message, after the
@@ -298,8 +301,8 @@ def make_forward_handler(config: Config,
     spool's calls belong; the awaitable on its event loop, where tasks start).
     `run_spool_work(work, *args)`: how the command's outcomes are recorded from the loop (the
     daemon's inbound lane: its threads on a database server, drained at shutdown).
-    `command` False: the command is not started here (the daemon runs it as the SMS's last
-    step: `command_step`)."""
+    `command` False: the command is neither started nor resumed here (the daemon runs it as
+    the SMS's last step: `command_step`)."""
     settings = config.forward
     run = run_spool_work or _at_once
     resumed: dict[str, object] = {}   # set once a message has read the unfinished to resume
@@ -328,9 +331,12 @@ def make_forward_handler(config: Config,
                 _record(spool, payload["id"], target, 1, "failed", str(exc))
                 continue
             _record(spool, payload["id"], target, 1, "queued", f"message {queued.id}")
-        if not settings.command:
+        if not settings.command or not command:
+            # the daemon's handler: the command is the SMS's durable step (`command_step`),
+            # which alone runs it; a resume here would run a leftover in every daemon of a
+            # shared spool at once, with no mark
             return _start(spool, [])
-        payloads = [payload] if command else []   # else the daemon's step runs it
+        payloads = [payload]
         mine = object()  # one check-and-set, also with two lane threads at once
         if resumed.setdefault("first", mine) is mine:
             # first message in this process: finish what a crash interrupted

@@ -148,24 +148,28 @@ async def test_retries_cut_short_by_a_crash_resume_after_restart(tmp_path, make)
     spool.close()
 
 
-async def test_the_daemons_handler_resumes_only_commands_cut_short_without_a_mark(tmp_path, make):
-    """The daemon's forward handler (`command=False`: the command is the SMS's own step) starts
-    no command for its SMS, and resumes at the first SMS after a restart only the commands cut
-    short whose SMS has no mark pending (from before schema 15): a pending one runs again from
-    its step, not twice."""
+async def test_no_daemon_handler_runs_a_leftover_command_of_a_shared_spool(tmp_path, make):
+    """The daemon's forward handler (`command=False`: the command is the SMS's own step)
+    starts no command, for its SMS or for one cut short: two daemon runs on one spool, each
+    at its first SMS after a start, ran a leftover without a mark (its last attempt failed:
+    cut short before schema 15, or its step passed after a bug) both at once (audit20 L1).
+    The durable step alone runs a command (test_forward_command_durable.py)."""
     spool, config, out, command = _noting_command(tmp_path, make)
+    other, _ = make(f"command = {json.dumps(command)}\n")   # a second daemon, same spool
     old = spool.store_inbound("13800138000", "cut short before 15", sim="m1")
     marked = spool.store_inbound("13800138000", "cut short, its step pending", sim="m1",
                                  hooks_by="box:7:place-run")
     spool.db.execute("INSERT INTO forward_log (inbound_id, target, attempt, outcome, created_at)"
                      " VALUES (?, ?, 1, 'failed', 'x'), (?, ?, 1, 'failed', 'x')",
                      [old.id, command, marked.id, command])
-    handle = make_forward_handler(config, command=False)
-    tasks = await handle(spool, spool.store_inbound("13900139000", "the daemon's step", sim="m1"))
-    assert len(tasks) == 1 and all(await asyncio.gather(*tasks))
-    assert out.read_text("utf-8").splitlines() == ["cut short before 15"]
+    started = []
+    for daemon in (spool, other):
+        handle = make_forward_handler(config, command=False)   # each daemon's own
+        started += await handle(daemon, daemon.store_inbound("13900139000", "the daemon's step",
+                                                             sim="m1"))
     await drain(timeout=30)
-    spool.close()
+    assert (started, out.read_text("utf-8").splitlines() if out.exists() else []) == ([], [])
+    assert [r["outcome"] for r in forward_log(spool)] == ["failed", "failed"]
 
 
 async def test_targets_added_while_running_are_forwarded_to_and_removed_ones_are_not(make):

@@ -64,6 +64,11 @@ def postgres_url(value: Any) -> str:
     if not value.startswith(("postgresql://", "postgres://")):
         raise ValueError(f"expected a postgresql://user@host/db URL, got {masked(value)!r} "
                          "(an SQLite spool is [spool] path)")
+    from modempool.spool.postgres_url import describe, url_problem
+
+    problem = url_problem(value)   # a typo reads as one, not as a server away
+    if problem:
+        raise ValueError(f"invalid spool URL {describe(value)}: {problem}")
     return value
 
 

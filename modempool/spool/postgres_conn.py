@@ -3,7 +3,7 @@
 The rules' SQL is written once with `?` / `:name` parameters (SQLite's style): `PgConn` turns
 them into psycopg's, reads rows by column name, and turns what is no bug (a NUL in text, a
 right the role lacks, a statement the driver would not send) into the library's errors.
-`describe` names a URL without its password, for messages and logs.
+`describe` (postgres_url.py) names a URL without its password, for messages and logs.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from modempool.errors import InvalidText
 from modempool.spool.database_errors import forbidden, not_sent
 from modempool.spool.engine import SpoolUnreachable, row_class
+from modempool.spool.postgres_url import describe, hosts_of
 
 _NAMED = re.compile(r"(?<!:):([A-Za-z_]\w*)")
 
@@ -42,35 +43,6 @@ def named_rows(cursor: Any) -> Any:
 @lru_cache(maxsize=256)
 def _row_class_of(names: tuple[bytes, ...]) -> type:
     return row_class(tuple(name.decode() for name in names))   # our column names are ASCII
-
-
-def describe(url: str) -> str:
-    """user@host:port/db of a URL, without its password (for messages and logs); the hosts
-    of a multi-host URL each with its own port (`db1:5432,db2:5433`)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        info = conninfo_to_dict(url)
-    except Exception:
-        return "postgresql://(unparsable URL)"
-    user = f"{info['user']}@" if info.get("user") else ""
-    return f"postgresql://{user}{_hosts(info)}/{info.get('dbname') or ''}"
-
-
-def _hosts(info: dict[str, Any]) -> str:
-    """The hosts of a parsed conninfo paired with their ports: libpq's `host` and `port` are
-    lists in step (one port alone is every host's; an empty one the default)."""
-    hosts = str(info.get("host") or info.get("hostaddr") or "localhost").split(",")
-    ports = str(info.get("port") or "").split(",")
-    if len(ports) == 1:
-        ports = ports * len(hosts)
-    shown = []
-    for host, port in zip(hosts, ports + [""] * (len(hosts) - len(ports))):
-        host = host or "localhost"
-        if ":" in host and port:   # an IPv6 address before its port
-            host = f"[{host}]"
-        shown.append(f"{host}:{port}" if port else host)
-    return ",".join(shown)
 
 
 class PgConn:
@@ -129,7 +101,7 @@ def refuse_standby(raw: Any, url: str) -> None:
     outage (`unavailable`)."""
     if not raw.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
         return
-    node = _hosts({"host": raw.info.host, "port": str(raw.info.port)})
+    node = hosts_of({"host": raw.info.host, "port": str(raw.info.port)})
     raise SpoolUnreachable(
         f"cannot use the spool at {describe(url)}: the server at {node} is a standby "
         "(read-only, in recovery); point the spool's URL at the primary, or name every node "

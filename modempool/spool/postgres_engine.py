@@ -24,6 +24,7 @@ from modempool.masked import one_line
 from modempool.spool.database_errors import forbidden
 from modempool.spool.engine import Engine, SpoolUnreachable, created_names, statements
 from modempool.spool.postgres_conn import PgConn, describe, named_rows, refuse_standby
+from modempool.spool.postgres_url import url_problem
 from modempool.spool.postgres_connect import connect_once, connection_class
 from modempool.spool.postgres_counts import KeptCounts
 from modempool.spool.postgres_schema import ddl, prepare, schema_lock
@@ -61,6 +62,9 @@ class PostgresEngine(Engine):
             from psycopg_pool import ConnectionPool, PoolTimeout
         except ImportError as exc:  # pragma: no cover - a dependency of the package
             raise SpoolUnreachable(f"PostgreSQL spool needs psycopg 3: {exc}") from None
+        problem = url_problem(url)
+        if problem:   # a typo in the URL, not a server away
+            raise SpoolUnreachable(f"invalid spool URL {describe(url)}: {problem}")
         self.url = url
         self._local = threading.local()
         self._listener: Any = None

@@ -21,6 +21,10 @@ from modempool.spool.postgres_conn import describe
     ("host=db1,db2 port=5432,5433 dbname=modempool user=pool password=s3cret",
      "postgresql://pool@db1:5432,db2:5433/modempool"),
     ("postgresql://db.example/modempool", "postgresql://db.example/modempool"),
+    # a query parameter libpq does not know: named from the URL's parts (was "unparsable")
+    ("postgresql://pool:s3cret@db1:5433/modempool?sslmod=require",
+     "postgresql://pool@db1:5433/modempool"),
+    ("postgresql://pool:s3cret@[::1/modempool", "postgresql://(unparsable URL)"),
 ])
 def test_each_host_is_shown_with_its_own_port_and_no_password(url, shown):
     assert describe(url) == shown

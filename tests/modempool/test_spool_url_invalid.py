@@ -1,0 +1,52 @@
+"""A malformed spool URL (a port that is no number, an sslmode libpq does not know, a query
+parameter it does not know) reads as one, through the real CLI: "invalid spool URL", the URL
+named by its user, host and database (never its password), the reason, exit 1; not "cannot
+reach the spool", as a server away reads (audit20 L4)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+PASSWORD = "PoolPw_9q"
+
+
+def _modempool(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=cwd)
+
+
+MALFORMED = [
+    (f"postgresql://pool:{PASSWORD}@db.example:notaport/mp",
+     'postgresql://pool@db.example:notaport/mp: the port "notaport" is not a number'),
+    (f"postgresql://pool:{PASSWORD}@db.example/mp?sslmode=nonsense",
+     'postgresql://pool@db.example/mp: sslmode "nonsense" is none of disable, allow, prefer, '
+     'require, verify-ca, verify-full'),
+    (f"postgresql://pool:{PASSWORD}@db.example:5433/mp?sslmod=require",
+     'postgresql://pool@db.example:5433/mp: invalid URI query parameter: "sslmod"'),
+]
+
+
+@pytest.mark.parametrize(("url", "said"), MALFORMED)
+def test_a_malformed_config_url_is_named_invalid_with_its_host(tmp_path, url, said):
+    (tmp_path / "pool.toml").write_text(
+        f'[spool]\nurl = "{url}"\n\n[[modem]]\nname = "m1"\nport = "/dev/null"\n',
+        encoding="utf-8")
+    for command in (["status"], ["run"]):
+        done = _modempool(*command, "--config", str(tmp_path / "pool.toml"), cwd=tmp_path)
+        assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", [
+            f"Error: {tmp_path / 'pool.toml'}, line 2: [spool] key 'url': "
+            f"invalid spool URL {said}"]), command
+
+
+@pytest.mark.parametrize(("url", "said"), MALFORMED)
+def test_a_malformed_migrate_target_is_named_invalid_with_its_host(tmp_path, url, said):
+    from modempool.spool import Spool
+
+    Spool(tmp_path / "spool.db").close()
+    done = _modempool("spool", "migrate", "--db", str(tmp_path / "spool.db"), "--to", url,
+                      cwd=tmp_path)
+    assert (done.returncode, done.stderr.splitlines()) == (1, [f"Error: invalid spool URL {said}"])
+    assert PASSWORD not in done.stdout

@@ -2,29 +2,33 @@
 
 One `Dispatcher.run()` loop looks at the queue whenever a SIM becomes free (or every
 `poll_interval`, to see messages enqueued by other processes), asks `strategies.choose_sim` for a
-SIM among those that are up, under their limits and allowed for the destination, claims the
-message with a lease and hands it to that SIM's task (a SIM holds up to PREFETCH messages: the
-one on the air and the next, so a modem never waits for the dispatcher; at the queue's end only
-one, QUEUE_END). Each modem task (see
-`modem_task.py`) then calls `send_message` (`sending.py`: the sending rule, retries and failover).
+SIM among those that may carry the message now (`eligibility.py`), claims the message with a
+lease in the round's transaction (`claim_round.py`) and hands it to that SIM's task (a SIM holds
+up to PREFETCH messages: the one on the air and the next, so a modem never waits for the
+dispatcher; at the queue's end only one, QUEUE_END). What a SIM never started goes back to the
+queue through `releases.py`. Each modem task (see `modem_task.py`) then calls `send_message`
+(`sending.py`: the sending rule, retries and failover).
 """
-
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 from modempool.config import Config
 from modempool.dispatch import limits as limits_mod
+from modempool.dispatch.claim_round import (Due, Plan, RoundOutcome, give_back_claims,
+                                            read_due, write_claims)
+from modempool.dispatch.eligibility import may_carry_now, unroutable
 from modempool.dispatch.events import first_set
 from modempool.dispatch.sending import SendingMixin
 from modempool.dispatch.shared import is_shared
 from modempool.dispatch.sim_slot import PREFETCH, SimSlot
 from modempool.dispatch.recording import Recording
+from modempool.dispatch.releases import Releases
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.dispatch.strategies import SimView, Strategy, StrategyState, choose_sim
 from modempool.spool.unavailable import log_failure
@@ -60,42 +64,6 @@ HELD_ELSEWHERE_AGAIN = 0.02
 # ideal).
 
 
-@dataclass(slots=True)
-class Due:
-    """What a round's transaction found due: the messages (locked on a shared spool), the SIMs
-    that last sent to their recipients (sticky), whether the queue is at its end (QUEUE_END),
-    and the SIMs up on the spool when it was asked (None: not this round)."""
-
-    candidates: list[Any]
-    recalled: dict[str, str | None]
-    queue_end: bool
-    sims_up: int | None = None
-    held_elsewhere: bool = False   # more due than read: another daemon's round holds them
-
-
-@dataclass(slots=True)
-class Plan:
-    """A round's choices, made on the loop: (SIM, message, its parts, the SIM's generation)
-    for each message to claim, reserved in the SIM's hands; the messages no SIM can ever send,
-    with why."""
-
-    planned: list[tuple[SimSlot, Any, int, int]] = field(default_factory=list)
-    unsendable: list[tuple[Any, str]] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class RoundOutcome:
-    """What a round's transaction did with its plan: for each unsendable message whether it
-    failed now, for each planned one the claimed message (None: refused, or taken meanwhile)
-    and the reason it was cancelled for (None: not cancelled by this round)."""
-
-    plan: Plan
-    failed: list[bool] = field(default_factory=list)
-    claimed: list[Any] = field(default_factory=list)
-    refusals: list[str | None] = field(default_factory=list)
-    held_elsewhere: bool = False   # due messages another daemon's round held locked (Due)
-
-
 def is_quiet(config: Config, now: datetime) -> bool:
     """Whether `now` falls in the configured quiet period (messages flagged quiet_hours wait)."""
     return config.is_quiet(now)
@@ -114,6 +82,8 @@ class Dispatcher(SendingMixin):
         self.lane = lane or SpoolLane()
         # What the sends write around each PDU: part markers, records of confirmed messages.
         self.recording = Recording(spool, self.lane)
+        # SIMs whose unstarted messages are still to go back to the queue (modem gone, stop).
+        self.releases = Releases(spool, self.lane, self.recording)
         self.config = config
         self.owner = owner
         self.slots = {slot.name: slot for slot in slots}
@@ -135,7 +105,6 @@ class Dispatcher(SendingMixin):
         self._parts_needed: dict[int, int] = {}
         self._plan_made: Plan | None = None  # the current round's, until it is handed over
         self._recalled: dict[str, str | None] = {}  # the round's recipients' last SIMs (sticky)
-        self._unreleased: set[str] = set()  # SIMs whose leases are still to be given back
         self._last_expiry = 0.0
         self._busy_until = 0.0
         self._unmarked = 0  # parts waiting for their marker's commit (their PDU not yet out)
@@ -221,8 +190,7 @@ class Dispatcher(SendingMixin):
         expire = loop_time - self._last_expiry >= 1.0
         if expire:
             self._last_expiry = loop_time
-        for name in list(self._unreleased):
-            await self._release(self.slots[name])
+        await self.releases.settle_pending(self.slots)
         room = self._room(at_most)
         if not room or self.stopping.is_set():
             if expire:
@@ -258,7 +226,7 @@ class Dispatcher(SendingMixin):
         failed, the send-time rules checked and the claims (so that the rules and the claims
         see the same lists)."""
         with self.spool.batch():
-            due = self._due(now, limit, expire, sims)
+            due = read_due(self.spool, now, limit, expire, sims, self._recalled_sims)
             plan = self.lane.on_loop(self._plan, due, now, at_most) if due.candidates else Plan()
             return replace(self._claims(plan), held_elsewhere=due.held_elsewhere)
 
@@ -277,54 +245,15 @@ class Dispatcher(SendingMixin):
 
     def _due_apart(self, now: datetime, limit: int, expire: bool, sims: tuple[int, int]) -> Due:
         with self.spool.batch():
-            return self._due(now, limit, expire, sims)
+            return read_due(self.spool, now, limit, expire, sims, self._recalled_sims)
 
     def _claims_apart(self, plan: Plan) -> RoundOutcome:
         with self.spool.batch():
             return self._claims(plan)
 
-    def _due(self, now: datetime, limit: int, expire: bool, sims: tuple[int, int]) -> Due:
-        """In a round's transaction: the expired settled, the due messages (locked on a shared
-        spool), for the sticky strategy the SIMs that last sent to their recipients, and
-        whether no more are due than SIMs up (QUEUE_END; `sims`: this daemon's, and every
-        daemon's as last read; counted without locks, so that rows another daemon's round
-        holds count too, and a round locks no more rows for it). Once a second (with
-        `expire`) on a shared spool, every daemon's SIMs up are read again."""
-        own, every = sims
-        sims_up = None
-        if expire:
-            self.spool.expire_due(now)
-            if is_shared(self.spool):
-                every = sims_up = self.spool.sims_up()
-        up = max(own, every)
-        candidates = list(self.spool.dispatchable(now, limit=limit, lock=True))
-        due = self.spool.due_count(now, up + 1) if len(candidates) <= up else len(candidates)
-        # fewer read than the LIMIT allowed, yet more due: the rest are locked by another round
-        held = len(candidates) < limit and due > len(candidates)
-        return Due(candidates, self._recalled_sims(candidates), due <= up, sims_up,
-                   held_elsewhere=held)
-
     def _claims(self, plan: Plan) -> RoundOutcome:
-        """In a round's transaction: the plan's unsendable failed, the send-time rules checked
-        (one query for the round) and its messages claimed (one statement)."""
-        outcome = RoundOutcome(plan)
-        for message, error in plan.unsendable:
-            outcome.failed.append(self.spool.fail_queued(message.id, error))
-        messages = [message for _, message, _, _ in plan.planned]
-        reasons = self.refusals(messages) if self.refusals is not None and messages else (
-            [None] * len(messages))
-        for message, reason in zip(messages, reasons):
-            if reason is not None:
-                cancelled = self.spool.cancel_queued(message.id, reason)
-                outcome.refusals.append(reason if cancelled else None)
-            else:
-                outcome.refusals.append(None)
-        claimed = iter(self.spool.claim_many(
-            [(message.id, slot.name, slot.owner)
-             for (slot, message, _, _), reason in zip(plan.planned, reasons) if reason is None],
-            self.lease_seconds))
-        outcome.claimed = [None if reason is not None else next(claimed) for reason in reasons]
-        return outcome
+        """In a round's transaction: the plan written (`claim_round.write_claims`)."""
+        return write_claims(self.spool, plan, self.refusals, self.lease_seconds)
 
     async def _hand_over(self, outcome: RoundOutcome) -> int:
         """Give the round's claimed messages to their SIMs; returns how many."""
@@ -348,17 +277,13 @@ class Dispatcher(SendingMixin):
             slot.inbox.put_nowait(claimed)  # handed over only once the claims are committed
             handed += 1
         if back:  # claimed for a SIM that went away meanwhile: back to the queue, untouched
-            await self.lane.run(self._give_back_claims, back)
+            await self.lane.run(give_back_claims, self.spool, back)
         return handed
-
-    def _give_back_claims(self, claims: list[tuple[int, str]]) -> None:
-        with self.spool.batch():
-            for message_id, owner in claims:
-                self.spool.requeue(message_id, None, count_attempt=False, lease_owner=owner)
 
     def _usable(self) -> list[SimSlot]:
         """SIMs that may be handed messages: in rotation, with nothing of theirs to give back."""
-        return [s for s in self.slots.values() if s.in_rotation and s.name not in self._unreleased]
+        return [s for s in self.slots.values()
+                if s.in_rotation and not self.releases.holds_back(s)]
 
     def _room(self, at_most: int | None) -> int:
         """Messages the free SIMs take now (at most `at_most`, but one for each SIM with none)."""
@@ -410,7 +335,7 @@ class Dispatcher(SendingMixin):
                 continue
             slot = self._choose(message, parts, up, views, rooms)
             if slot is None:
-                error = self._unroutable(message)
+                error = unroutable(message, self.slots, shared=self.shared)
                 if error is not None:
                     plan.unsendable.append((message, error))
                 continue
@@ -428,30 +353,10 @@ class Dispatcher(SendingMixin):
 
     def _choose(self, message: Any, parts: int, up: list[SimSlot], views: dict[str, SimView],
                 rooms: dict[str, int | None]) -> SimSlot | None:
-        """Ask the strategy among the SIMs that may carry `message` now."""
-        usable = [s for s in up
-                  if (not message.sims or s.name in message.sims)
-                  and limits_mod.fits(s.limits, rooms[s.name], parts) and s.accepts(message.to)]
-        # Failover: keep away from the SIM that failed last, unless it is the only one left.
-        others = [s for s in usable if s.name != message.avoid_sim]
-        if others:
-            usable = others
+        """Ask the strategy among the SIMs that may carry `message` now (`eligibility`)."""
+        usable = may_carry_now(message, parts, up, rooms)
         chosen = choose_sim(self.strategy, message, [views[s.name] for s in usable], self.state)
         return self.slots[chosen.name] if chosen is not None else None
-
-    def _unroutable(self, message: Any) -> str | None:
-        """Why no configured SIM may ever carry `message`, whatever their state (it then fails:
-        waiting would keep it queued forever without a word); None if one may. Never on a spool
-        shared with daemons on other hosts (`shared`): their SIMs may carry it."""
-        if self.shared or any((not message.sims or s.name in message.sims) and s.accepts(message.to)
-               for s in self.slots.values()):
-            return None
-        named = [n for n in message.sims or () if n in self.slots]
-        if message.sims and not named:
-            return (f"no configured SIM is named {', '.join(message.sims)} "
-                    f"(configured: {', '.join(self.slots)})")
-        return (f"{message.to} is not an allowed destination of "
-                f"{'SIM ' + ', '.join(named) if named else 'any SIM'} (allowed prefixes/carriers)")
 
     def parts_or_reason(self, message: Any) -> int | str:
         """The parts `message` needs; or, if it cannot be sent at all (text queued before
@@ -484,28 +389,8 @@ class Dispatcher(SendingMixin):
             slot.counters = limits_mod.count(slot.counters, self.clock())
 
     async def release_unstarted(self, slot: SimSlot) -> None:
-        """Give back the messages handed to `slot` that it never started (shutdown, modem gone),
-        once the sends it did are recorded."""
-        while not slot.inbox.empty():
-            slot.inbox.get_nowait()
-        slot.assigned = slot.assigned_parts = 0
-        slot.generation += 1  # claims of a round still in the lane are not handed to it
-        self._unreleased.add(slot.name)
-        await self._release(slot)
-
-    async def _release(self, slot: SimSlot) -> None:
-        """Record what `slot` sent, then settle its leases: unstarted messages back to the queue
-        as if never claimed. With the database away it stays to do (and the SIM gets nothing)
-        until a dispatch round finds it back."""
-        try:
-            await self.recording.record_now()
-            if self.recording.holds(slot.owner):
-                return  # not recorded yet: its leases wait for it
-            await self.lane.run(self.spool.recover_leases, owner=slot.owner)
-        except Exception as exc:
-            log.warning("could not give back what %s held (%s); trying again", slot.name, exc)
-            return
-        self._unreleased.discard(slot.name)
+        """Give back the messages handed to `slot` that it never started (`Releases`)."""
+        await self.releases.release_unstarted(slot)
 
     def done(self, slot: SimSlot, message: Any) -> None:
         slot.assigned = max(0, slot.assigned - 1)

@@ -43,10 +43,14 @@ class MarkerBatches:
     returns each request's own future."""
 
     def __init__(self, lane: SpoolLane, write_one: Callable[..., Any],
-                 transaction: Callable[[], Any]) -> None:
+                 transaction: Callable[[], Any], *,
+                 write_all: Callable[[list[tuple[Any, ...]]], list[Any]] | None = None) -> None:
         self.lane = lane
         self.write_one = write_one
         self.transaction = transaction   # a context manager: one transaction for a batch
+        # or the batch written by this, in one transaction (its statements set-based or sent
+        # together), raising if any fails; then each is written alone, a lone one too
+        self.write_all = write_all
         self._waiting: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._running = 0
         self._scheduled = False
@@ -92,10 +96,13 @@ class MarkerBatches:
         failure of the batch that is not the database being away) each alone, its result or
         its exception, each given to `settle(index, outcome)` as soon as it is known."""
         try:
+            if self.write_all is not None:
+                return self.write_all(list(requests))
             with self.transaction():
                 return [self.write_one(*request) for request in requests]
         except Exception as exc:
-            if len(requests) == 1 or (unavailable(exc) is not None and not one_statement(exc)):
+            if ((len(requests) == 1 and self.write_all is None)
+                    or (unavailable(exc) is not None and not one_statement(exc))):
                 raise
         outcomes: list[Any] = []
         for index, request in enumerate(requests):

@@ -70,8 +70,11 @@ class Recording:
     def __init__(self, spool: Any, lane: SpoolLane) -> None:
         self.spool = spool
         self.lane = lane
-        # Part markers asked together, committed together (group commit).
-        self.markers = MarkerBatches(lane, self._record_and_mark, spool.batch)
+        # Part markers asked together, committed together (group commit): on a database
+        # server with the SIMs' previous records (`mark_sent_then_writing_each`).
+        self.markers = MarkerBatches(lane, self._record_and_mark, spool.batch,
+                                     write_all=self._records_and_markers if lane.parallel
+                                     else None)
         self._unrecorded: list[Unrecorded] = []
         self._recording: dict[str, asyncio.Future[Any]] = {}  # lease owner: its record on its way
         self._record_timer: asyncio.Handle | None = None
@@ -103,10 +106,10 @@ class Recording:
 
     def _mark_now(self, owner: str, message_id: int, part: Any) -> asyncio.Future[Any]:
         pending = self._take_unrecorded(owner=owner)
-        if pending:   # with the SIM's previous record: a transaction of its own
+        if pending and not self.lane.parallel:   # SQLite: a transaction of its own
             marking = self.lane.submit(self._record_and_mark, pending, message_id, part.seq,
                                        part.total, owner)
-        else:   # a marker alone (a run's start): with those other modems ask for meanwhile
+        else:   # with those other modems ask for meanwhile (group commit)
             marking = self.markers.submit(pending, message_id, part.seq, part.total, owner)
 
         def settle(done: asyncio.Future[Any]) -> None:
@@ -291,6 +294,17 @@ class Recording:
         except LeaseLost as exc:
             return recorded, exc
         return recorded, None
+
+    def _records_and_markers(self, requests: list[tuple[Any, ...]]
+                             ) -> list[tuple[list[Outcome] | None, LeaseLost | None]]:
+        """In the lane: `_record_and_mark` of each of `requests` (markers other modems asked
+        for meanwhile, each with its SIM's previous records, maybe none), in one transaction
+        whose statements go together; raises if any fails (each is then written alone, by
+        `_record_and_mark`, where a refused record is handled)."""
+        written = self.spool.mark_sent_then_writing_each(
+            [([sent for sent, *_ in pending], message_id, seq, total, owner)
+             for pending, message_id, seq, total, owner in requests])
+        return [(list(recorded), lost) for recorded, lost in written]
 
     def _settled(self, pending: list[Unrecorded], recorded: list[Outcome] | None) -> None:
         """Log what was recorded; what could not be (the database away, a right missing: all

@@ -40,6 +40,11 @@ class SentPart:
     now: datetime | None = None
 
 
+#: One SIM's next part marker with that SIM's records still to commit (maybe none): the
+#: records, then the marker's message id, part number, part count and lease owner.
+Marking = tuple[Sequence[SentPart], int, int, int | None, str | None]
+
+
 class Records:
     """The records of the parts modems accepted (`spool.records`); each names the lease owner
     it expects, so that a lease recovered meanwhile is never written to. The marker that may
@@ -181,16 +186,71 @@ class Records:
                     lost = exc
         return recorded, lost
 
+    def mark_sent_then_writing_each(self, markings: Sequence[Marking]
+                                    ) -> list[tuple[list[bool], LeaseLost | None]]:
+        """`mark_sent_then_writing` of each of `markings` (a SIM's previous records, maybe none,
+        and the marker of its next part), all in ONE transaction: what a burst of modems'
+        answers costs is one commit, not one each. On PostgreSQL the report locks of all the
+        records and every record+marker statement go in one pipeline (one round trip for the
+        lot). In their order, each one's records and its marker's LeaseLost (or None). Any
+        failure fails them all, nothing written: the caller writes each alone then
+        (`mark_sent_then_writing`, where a record the database refuses is handled)."""
+        for sends, message_id, *_ in markings:
+            if any(send.message_id == message_id for send in sends):
+                raise ValueError(f"message {message_id}: a record with its own next marker")
+        if not self.engine.writes_in_with:
+            with self.engine.tx():
+                return [self.mark_sent_then_writing(sends, message_id, seq, total,
+                                                    lease_owner=owner)
+                        for sends, message_id, seq, total, owner in markings]
+        with self.engine.tx() as conn, self.audit.together(conn):
+            now_text = to_text(utcnow())
+            with conn.raw.pipeline():   # sent now, their results read after
+                self._lock_reports(conn, [(send.message_id, send.seq, send.message_reference)
+                                          for sends, *_ in markings for send in sends])
+                statements = [self._marking_statements(conn, marking, now_text)
+                              for marking in markings]
+            done = []
+            for (sends, message_id, _, _, owner), cursors in zip(markings, statements):
+                recorded, marked = [], None
+                for index, (send, cursor) in enumerate(zip(sends, cursors)):
+                    at_once, written = _at_once_read(cursor.fetchone(), index == 0)
+                    marked = written if index == 0 else marked   # the first carried it
+                    recorded.append(self._settle_sent(conn, send, at_once, now_text))
+                if not sends:   # a marker alone
+                    marked = cursors[0].fetchone()[0]
+                done.append((recorded, None if marked else not_leased(message_id, owner)))
+            return done
+
+    def _marking_statements(self, conn: Any, marking: Marking, now: str) -> list[Any]:
+        """`mark_sent_then_writing_each`'s statements of one marking, sent (their cursors, to
+        be read): each record's at once (`_sent_at_once`), the marker in the first's; a marker
+        alone in its own."""
+        sends, message_id, seq, total, owner = marking
+        writing = marker_ctes(message_id, seq, total, owner)
+        if not sends:
+            return [conn.execute(f"WITH {writing[0]} SELECT EXISTS (SELECT 1 FROM marked)",
+                                 writing[1])]
+        return [conn.execute(*self._at_once(conn, send, now, writing if index == 0 else None))
+                for index, send in enumerate(sends)]
+
     def _last_part_sent(self, conn: Any, send: SentPart,
                         writing: tuple[str, dict[str, Any]] | None = None
                         ) -> tuple[bool, bool | None]:
         """`mark_last_part_sent` in `conn`'s transaction, its report lock held; with
         `writing` (`marker_ctes`), that marker in its statement where it is one: whether it was
         written then (None: not done)."""
-        message_id, seq = send.message_id, send.seq
         now_text = to_text(utcnow())
         at_once, marked = (self._sent_at_once(conn, send, now_text, writing)
                            if self.engine.writes_in_with else (None, None))
+        return self._settle_sent(conn, send, at_once, now_text), marked
+
+    def _settle_sent(self, conn: Any, send: SentPart, at_once: bool | None, now_text: str
+                     ) -> bool:
+        """The rest of `_last_part_sent` once its statement at once answered `at_once` (None:
+        not the common case, nothing written): the part recorded the long way then, and the
+        message's verdict from its parts' reports. Whether the lease was still ours."""
+        message_id, seq = send.message_id, send.seq
         if at_once is not None:
             part, ok = "sent", at_once
         else:
@@ -210,7 +270,7 @@ class Records:
             deliver_if_complete(conn, message_id, now_text)
         elif part == "undelivered":
             fail_if_undelivered(conn, message_id, now_text)
-        return ok, marked
+        return ok
 
     def _sent_at_once(self, conn: Any, send: SentPart, now: str,
                       writing: tuple[str, dict[str, Any]] | None = None
@@ -221,12 +281,19 @@ class Records:
         is not that case (a report came first, the part was already recorded or never marked
         writing): `_record_part` then finds out which. With `writing`, that marker's CTEs go
         in the statement too, whichever case it is, and whether it was written is returned."""
+        return _at_once_read(conn.execute(*self._at_once(conn, send, now, writing)).fetchone(),
+                             writing is not None)
+
+    def _at_once(self, conn: Any, send: SentPart, now: str,
+                 writing: tuple[str, dict[str, Any]] | None) -> tuple[str, dict[str, Any]]:
+        """`_sent_at_once`'s statement and its parameters (the events held so far written
+        first, so that they keep their order)."""
         moment = send.now or utcnow()
         counting, values = self.sims.counting("SELECT sim FROM part WHERE sim <> ''", 1, moment)
         early = "" if send.message_reference is None else " AND " + no_early_report(self.engine)
         owner = "AND lease_owner = :owner " if send.lease_owner is not None else ""
         self.audit.write_held(conn)   # events in the order they were recorded
-        recorded, finished, *marked = conn.execute(
+        return (
             "WITH part AS (UPDATE parts SET state = 'sent', reference = :part_reference, "
             "message_reference = :reference, sent_at = :sent_at WHERE message_id = :id "
             f"AND seq = :seq AND state NOT IN ('sent', 'delivered', 'undelivered'){early} "
@@ -242,5 +309,12 @@ class Records:
              "reference": send.message_reference, "sent_at": to_text(moment),
              "id": send.message_id, "seq": send.seq, "slack": CLOCK_SLACK.total_seconds(),
              "state": MessageState.SENT.value, "error": None, "now": now,
-             "owner": send.lease_owner}).fetchone()
-        return (bool(finished) if recorded else None), (None if writing is None else marked[0])
+             "owner": send.lease_owner})
+
+
+def _at_once_read(row: Sequence[Any], marking: bool) -> tuple[bool | None, bool | None]:
+    """What `_sent_at_once`'s statement answered: whether the lease was still ours (None: not
+    the common case, nothing recorded) and, with a marker in it (`marking`), whether that was
+    written (else None)."""
+    recorded, finished, *marked = row
+    return (bool(finished) if recorded else None), (marked[0] if marking else None)

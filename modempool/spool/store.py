@@ -234,6 +234,7 @@ class Spool:
     mark_last_part_sent = PartCall("records", "mark_last_part_sent")
     mark_many_sent = PartCall("records", "mark_many_sent")
     mark_sent_then_writing = PartCall("records", "mark_sent_then_writing")
+    mark_sent_then_writing_each = PartCall("records", "mark_sent_then_writing_each")
     mark_failed = PartCall("claims", "mark_failed")
     fail_queued = PartCall("claims", "fail_queued")
     cancel_queued = PartCall("claims", "cancel_queued")

@@ -6,16 +6,19 @@ message alone, one the database refuses to settle left SENDING (`recovery.py`)."
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from types import SimpleNamespace
 
 import pytest
 
 from modempool.config import Config
 from modempool.dispatch.dispatcher import Dispatcher
 from modempool.dispatch.recording import OutcomeRefused
+from modempool.dispatch.spool_lane import SpoolLane
 from modempool.spool import Spool
 from modempool.spool.claims import Claims
-from modempool.spool.records import SentPart
+from modempool.spool.records import Records, SentPart
 from tests.modempool.test_marker_ahead import (allow_ambiguity, refuse_ambiguity_of,
                                                refuse_records_of)
 
@@ -67,6 +70,56 @@ async def test_a_refused_outcome_keeps_back_its_own_record_alone(spool_target, c
             assert recording._write_records(recording._unrecorded) == [None]   # ambiguous now
         assert spool.get(stuck.message_id).state.value == "ambiguous"
         assert "taken over" not in caplog.text, caplog.text
+
+
+async def test_markers_asked_together_with_a_refused_record_are_each_written_alone(
+        spool_target, caplog, monkeypatch):
+    """Two SIMs' next markers asked in one turn of the loop, each with its SIM's previous
+    record, one of them refused (a trigger): on a database server they go in one batch, which
+    fails whole, and each is then written alone: the refused record called ambiguous (an
+    outcome, committed) and its SIM's marker written, the other record and marker committed.
+    Each SIM then goes on. On SQLite (one thread) each goes alone from the start."""
+    with Spool(spool_target) as spool:
+        lane = SpoolLane.for_spool(spool, threads=2)
+        dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[], lane=lane)
+        recording = dispatcher.recording
+        fine = _confirmed(spool, "fine", "m1", 41)
+        refused = _confirmed(spool, "refused record", "m2", 42)
+        following = {}
+        for sim in ("m1", "m2"):
+            message = spool.enqueue(TO, f"next of {sim}")
+            assert spool.claim(message.id, sim, f"test/{sim}") is not None
+            following[sim] = message.id
+        refuse_records_of(spool, "refused record")
+        mlog = logging.getLogger("modempool.modem.test")
+        part = SimpleNamespace(seq=1, total=1)
+        batches = []
+        together = Records.mark_sent_then_writing_each
+
+        def spied(self, markings):
+            batches.append(len(markings))
+            return together(self, markings)
+
+        monkeypatch.setattr(Records, "mark_sent_then_writing_each", spied)
+        try:
+            with caplog.at_level(logging.INFO, logger="modempool"):
+                for sent in (fine, refused):
+                    recording.record_soon(sent, mlog, TO, 1)
+                outcomes = await asyncio.gather(*(
+                    recording.mark_ahead(f"test/{sim}", following[sim], part)
+                    for sim in ("m1", "m2")))
+        finally:
+            recording.close()
+            lane.close()
+        assert outcomes == [([True], None), ([None], None)]
+        assert [spool.get(s.message_id).state.value for s in (fine, refused)] == [
+            "sent", "ambiguous"]
+        assert [[p["state"] for p in spool.parts(following[sim])] for sim in ("m1", "m2")] == [
+            ["writing"], ["writing"]]
+        assert recording._unrecorded == []
+        assert batches == ([2] if lane.parallel else [])   # one batch, then each alone
+        [said] = _said(caplog, fine.message_id)
+        assert "taken over" not in said
 
 
 async def test_a_bug_in_calling_a_record_ambiguous_is_no_refusal(spool_target, caplog,

@@ -1,6 +1,7 @@
 """A SIM's previous message recorded with its next part's marker, in one commit
 (`mark_sent_then_writing`; on PostgreSQL the marker rides in the record's statement): each
-outcome the long way gives, on both engines."""
+outcome the long way gives, on both engines, alone and in a batch of several SIMs' markings
+(`mark_sent_then_writing_each`: one transaction, on PostgreSQL one pipeline)."""
 
 from __future__ import annotations
 
@@ -21,21 +22,53 @@ def spool(spool_target):
         yield spool
 
 
-def claimed(spool: Spool, owner: str = "o") -> int:
-    message = spool.enqueue(TO, "hello")
-    spool.claim(message.id, "m1", owner, 60)
+def claimed(spool: Spool, owner: str = "o", sim: str = "m1", text: str = "hello") -> int:
+    message = spool.enqueue(TO, text)
+    spool.claim(message.id, sim, owner, 60)
     return message.id
 
 
-def written(spool: Spool) -> int:
-    message_id = claimed(spool)
-    spool.mark_part_writing(message_id, 1, 1, lease_owner="o")
+def written(spool: Spool, owner: str = "o", sim: str = "m1", text: str = "hello") -> int:
+    message_id = claimed(spool, owner, sim, text)
+    spool.mark_part_writing(message_id, 1, 1, lease_owner=owner)
     return message_id
 
 
-def test_the_record_and_the_next_marker_commit_together(spool):
+def sent_total(spool: Spool, sim: str) -> int:
+    return {row["name"]: row["sent_total"] for row in spool.sims()}.get(sim, 0)
+
+
+@pytest.fixture(params=["alone", "in a batch"])
+def record_and_mark(request, spool):
+    """`mark_sent_then_writing`, or the same marking in a batch after another SIM's (whose
+    record and marker must commit with it)."""
+    if request.param == "alone":
+        yield spool.mark_sent_then_writing
+        return
+    other_previous, other_next = written(spool, "o2", "m2"), claimed(spool, "o2", "m2")
+
+    answered = []
+
+    def in_a_batch(sends, message_id, seq, total, *, lease_owner):
+        other, this = spool.mark_sent_then_writing_each(
+            [([SentPart(other_previous, 1, None, 7, lease_owner="o2")], other_next, 1, 1,
+              "o2"), (sends, message_id, seq, total, lease_owner)])
+        answered.append(other)
+        return this
+
+    yield in_a_batch
+    if answered:   # (not refused whole: then nothing of it is written)
+        assert answered == [([True], None)]
+        assert spool.get(other_previous).state is MessageState.SENT
+        assert [p["state"] for p in spool.parts(other_next)] == ["writing"]
+    else:
+        assert spool.get(other_previous).state is MessageState.SENDING
+        assert spool.parts(other_next) == []
+
+
+def test_the_record_and_the_next_marker_commit_together(spool, record_and_mark):
     previous, following = written(spool), claimed(spool)
-    recorded, lost = spool.mark_sent_then_writing(
+    recorded, lost = record_and_mark(
         [SentPart(previous, 1, None, 42, lease_owner="o")], following, 1, 1, lease_owner="o")
     assert (recorded, lost) == ([True], None)
     assert spool.get(previous).state is MessageState.SENT
@@ -44,57 +77,61 @@ def test_the_record_and_the_next_marker_commit_together(spool):
     assert [p["state"] for p in spool.parts(following)] == ["writing"]
     assert spool.get(following).parts_total == 1
     assert [e["kind"] for e in spool.events(previous)][-1] == "sent"
-    assert spool.sims()[0]["sent_total"] == 1          # counted once, for its SIM
+    assert sent_total(spool, "m1") == 1          # counted once, for its SIM
 
 
-def test_a_lost_lease_of_the_next_part_is_returned_and_the_record_commits(spool):
+def test_a_lost_lease_of_the_next_part_is_returned_and_the_record_commits(
+        spool, record_and_mark):
     previous, following = written(spool), claimed(spool, owner="someone else")
-    recorded, lost = spool.mark_sent_then_writing(
+    recorded, lost = record_and_mark(
         [SentPart(previous, 1, None, 42, lease_owner="o")], following, 1, 1, lease_owner="o")
     assert recorded == [True] and isinstance(lost, LeaseLost)
     assert spool.get(previous).state is MessageState.SENT
     assert spool.parts(following) == []                 # nothing written for it
 
 
-def test_a_record_whose_lease_was_taken_over_still_counts_the_part_and_marks(spool):
+def test_a_record_whose_lease_was_taken_over_still_counts_the_part_and_marks(
+        spool, record_and_mark):
     previous = written(spool)
     spool.recover_leases("o", include_live=True)         # the previous one: ambiguous now
     following = claimed(spool, owner="p")
-    recorded, lost = spool.mark_sent_then_writing(
+    recorded, lost = record_and_mark(
         [SentPart(previous, 1, None, 42, lease_owner="o")], following, 1, 1, lease_owner="p")
     assert recorded == [False] and lost is None
     assert spool.get(previous).state is MessageState.AMBIGUOUS
-    assert spool.sims()[0]["sent_total"] == 1           # the part went out: it counts
+    assert sent_total(spool, "m1") == 1           # the part went out: it counts
     assert [p["state"] for p in spool.parts(following)] == ["writing"]
 
 
-def test_a_report_that_came_first_takes_the_long_way_and_the_marker_is_written(spool):
+def test_a_report_that_came_first_takes_the_long_way_and_the_marker_is_written(
+        spool, record_and_mark):
     previous, following = written(spool), claimed(spool)
     network_time = utcnow().replace(microsecond=0) - timedelta(seconds=1)
     assert spool.store_delivery_report("m1", 42, TO, 0, received_at=network_time).part_id is None
-    recorded, lost = spool.mark_sent_then_writing(
+    recorded, lost = record_and_mark(
         [SentPart(previous, 1, None, 42, lease_owner="o")], following, 1, 1, lease_owner="o")
     assert (recorded, lost) == ([True], None)
     assert spool.get(previous).state is MessageState.DELIVERED
     assert [p["state"] for p in spool.parts(following)] == ["writing"]
 
 
-def test_a_part_recorded_already_is_not_counted_twice(spool):
+def test_a_part_recorded_already_is_not_counted_twice(spool, record_and_mark):
     previous, following = written(spool), claimed(spool)
     spool.mark_part_sent(previous, 1, None, 42)
-    recorded, lost = spool.mark_sent_then_writing(
+    recorded, lost = record_and_mark(
         [SentPart(previous, 1, None, 42, lease_owner="o")], following, 1, 1, lease_owner="o")
     assert (recorded, lost) == ([True], None)
-    assert spool.sims()[0]["sent_total"] == 1
+    assert sent_total(spool, "m1") == 1
     assert [p["state"] for p in spool.parts(following)] == ["writing"]
 
 
-def test_a_record_of_a_lease_now_someone_elses_leaves_the_message_to_them(spool):
+def test_a_record_of_a_lease_now_someone_elses_leaves_the_message_to_them(
+        spool, record_and_mark):
     previous = written(spool)
     with spool.engine.tx() as conn:    # taken over: another owner's lease, still sending
         conn.execute("UPDATE messages SET lease_owner = 'q' WHERE id = ?", (previous,))
     following = claimed(spool)
-    recorded, lost = spool.mark_sent_then_writing(
+    recorded, lost = record_and_mark(
         [SentPart(previous, 1, None, 42, lease_owner="o")], following, 1, 1, lease_owner="o")
     assert (recorded, lost) == ([False], None)
     message = spool.get(previous)
@@ -103,9 +140,52 @@ def test_a_record_of_a_lease_now_someone_elses_leaves_the_message_to_them(spool)
     assert [p["state"] for p in spool.parts(following)] == ["writing"]
 
 
-def test_a_record_and_a_marker_of_one_message_are_refused(spool):
+def test_a_record_and_a_marker_of_one_message_are_refused(spool, record_and_mark):
     message_id = written(spool)
     with pytest.raises(ValueError, match="its own next marker"):
-        spool.mark_sent_then_writing([SentPart(message_id, 1, None, 42, lease_owner="o")],
+        record_and_mark([SentPart(message_id, 1, None, 42, lease_owner="o")],
                                      message_id, 2, 2, lease_owner="o")
     assert spool.get(message_id).state is MessageState.SENDING
+
+
+def test_a_batch_gives_each_marking_its_own_outcome(spool):
+    """Four SIMs' markings in one call: a marker alone, a record with its marker, a marker
+    whose lease is someone else's (its SIM's record still commits), a record whose report
+    came first (the long way, in the same transaction)."""
+    alone = claimed(spool, "o1", "m1")
+    previous2, next2 = written(spool, "o2", "m2"), claimed(spool, "o2", "m2")
+    previous3, next3 = written(spool, "o3", "m3"), claimed(spool, "someone else", "m3")
+    previous4, next4 = written(spool, "o4", "m4"), claimed(spool, "o4", "m4")
+    network_time = utcnow().replace(microsecond=0) - timedelta(seconds=1)
+    assert spool.store_delivery_report("m4", 44, TO, 0, received_at=network_time).part_id is None
+    outcomes = spool.mark_sent_then_writing_each([
+        ([], alone, 1, 1, "o1"),
+        ([SentPart(previous2, 1, None, 42, lease_owner="o2")], next2, 1, 1, "o2"),
+        ([SentPart(previous3, 1, None, 43, lease_owner="o3")], next3, 1, 1, "o3"),
+        ([SentPart(previous4, 1, None, 44, lease_owner="o4")], next4, 1, 1, "o4")])
+    assert [recorded for recorded, _ in outcomes] == [[], [True], [True], [True]]
+    assert [lost is None for _, lost in outcomes] == [True, True, False, True]
+    assert isinstance(outcomes[2][1], LeaseLost)
+    assert [spool.get(m).state for m in (previous2, previous3, previous4)] == [
+        MessageState.SENT, MessageState.SENT, MessageState.DELIVERED]
+    assert [[p["state"] for p in spool.parts(m)] for m in (alone, next2, next3, next4)] == [
+        ["writing"], ["writing"], [], ["writing"]]
+    assert [sent_total(spool, sim) for sim in ("m1", "m2", "m3", "m4")] == [0, 1, 1, 1]
+
+
+def test_a_batch_with_a_refused_record_writes_nothing(spool):
+    """The database refuses one record (a trigger): the whole batch fails, nothing of it
+    written, for its caller to write each alone (where the refused one is handled)."""
+    from tests.modempool.test_marker_ahead import refuse_records_of
+
+    fine, fine_next = written(spool, "o1", "m1"), claimed(spool, "o1", "m1")
+    refused, refused_next = (written(spool, "o2", "m2", "refused record"),
+                             claimed(spool, "o2", "m2"))
+    refuse_records_of(spool, "refused record")
+    with pytest.raises(Exception, match="refused for the test"):
+        spool.mark_sent_then_writing_each([
+            ([SentPart(fine, 1, None, 41, lease_owner="o1")], fine_next, 1, 1, "o1"),
+            ([SentPart(refused, 1, None, 42, lease_owner="o2")], refused_next, 1, 1, "o2")])
+    assert [spool.get(m).state for m in (fine, refused)] == [MessageState.SENDING] * 2
+    assert spool.parts(fine_next) == [] and spool.parts(refused_next) == []
+    assert [sent_total(spool, sim) for sim in ("m1", "m2")] == [0, 0]

@@ -1,25 +1,31 @@
 """Part markers committed together when modems ask for them together (group commit).
 
-At the start of a run every modem of a bank asks for its first part's marker at once (one
-short statement each). Each in a transaction of its own makes them queue for the spool lane's
-threads, the interpreter's lock and the processor, one BEGIN and COMMIT each. A marker that
-carries the record of its SIM's previous message (the steady state) is not batched: a dozen
-statements each, a batch of them makes every modem in it wait for all of them (measured: the
-second round's gap doubled).
+At the start of a run every modem of a bank asks for its first part's marker at once, and a
+second later every modem answers its first SMS at once and asks for its next part's marker,
+which carries the record of its SIM's previous message. Each in a transaction of its own makes
+them queue for the spool lane's threads, the interpreter's lock and the processor, with a
+BEGIN, the report locks and a COMMIT each.
 
 So markers asked while IN_FLIGHT batches are being committed wait, and go together in the
 next batch (at most AT_MOST): one transaction, one COMMIT. The sending rule holds for each
 part: its PDU waits for the commit that holds its own marker. A lone marker goes at once (at
-the next turn of the loop, with whatever was asked in the same turn).
+the next turn of the loop, with whatever was asked in the same turn). With `write_all` (the
+markers with their records, on PostgreSQL: `Records.mark_sent_then_writing_each`) a batch's
+statements go to the server together, its report locks in one statement; without it each
+request's statements run in turn in the batch's transaction (SQLite: markers alone). Batched
+that way, markers with records made each modem wait for all of the batch's statements one
+after the other (measured in session 17: the second round's gap doubled); sent together, the
+batch costs one round trip, and less of the server's and the client's processor a marker.
 
 A batch that fails for a reason other than the database being away (one record the server
 refused, one row's lock not granted within lock_timeout, a deadlock's or a serialization
 failure's victim: an error of one statement, the server there) is tried again at once one
-request at a time, so one bad or stuck request never takes the others' markers with it; each
-request's modem has its outcome as soon as its own try is done, not after the stuck one's. A
-batch whose server or connection is away, whose COMMIT's outcome is unknown (never replayed
-blindly) or whose statement ran past statement_timeout (an overloaded server: each request
-alone would take its time limit again) fails whole; its modems wait for the database.
+request at a time (with `write_all`, a lone request too), so one bad or stuck request never
+takes the others' markers with it; each request's modem has its outcome as soon as its own
+try is done, not after the stuck one's. A batch whose server or connection is away, whose
+COMMIT's outcome is unknown (never replayed blindly) or whose statement ran past
+statement_timeout (an overloaded server: each request alone would take its time limit again)
+fails whole; its modems wait for the database.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 confirmed message's record after it (the sending rule is `sending.py`'s).
 
 A confirmed message is recorded with its SIM's next part marker (one commit, while the modem
-is asked for its prompt), or with the other confirmations of its burst when the SIM has
+is asked for its prompt; on a database server with the markers other modems ask for meanwhile,
+`MarkerBatches`), or with the other confirmations of its burst when the SIM has
 nothing next (`record_soon`): never in the path of the next send, and never more than one
 message per SIM without a committed outcome, since the SIM's next marker waits for its
 previous record. A record the database refuses (not for being away) is tried alone and,

@@ -29,7 +29,7 @@ from modempool.spool.verdicts import deliver_if_complete, fail_if_undelivered
 
 #: A part marked writing (its rows: message, seq, total, attempt, SIM, 'writing', time), over
 #: what an earlier attempt left of it.
-_WRITING = ("INSERT INTO parts (message_id, seq, total, attempt, sim, state, writing_at) {rows} "
+WRITING = ("INSERT INTO parts (message_id, seq, total, attempt, sim, state, writing_at) {rows} "
             "ON CONFLICT (message_id, seq) DO UPDATE SET total = excluded.total, "
             "attempt = excluded.attempt, sim = excluded.sim, state = 'writing', "
             "writing_at = excluded.writing_at, reference = NULL, message_reference = NULL, "
@@ -215,7 +215,7 @@ class Claims:
             row = conn.execute(_leased(lease_owner, "marker_card" in values), values).fetchone()
             if row is None:
                 raise self.not_marked(conn, message_id, lease_owner)
-            conn.execute(_WRITING.format(rows="VALUES (:marker_id, :marker_seq, :marker_total, "
+            conn.execute(WRITING.format(rows="VALUES (:marker_id, :marker_seq, :marker_total, "
                                               ":attempts, :sim, 'writing', :marker_at)"),
                          {**values, "attempts": row[0], "sim": row[1]})
 
@@ -346,7 +346,7 @@ def marker_ctes(message_id: int, seq: int, total: int | None, lease_owner: str |
     where the modem holds a card, locks the message and keeps its part count) and `marked`
     (the part's row, with the attempt and SIM it returns), for an engine with writes in a
     WITH, and their parameters."""
-    marked = _WRITING.format(rows="SELECT :marker_id, :marker_seq, :marker_total, attempts, "
+    marked = WRITING.format(rows="SELECT :marker_id, :marker_seq, :marker_total, attempts, "
                                   "sim, 'writing', :marker_at FROM leased")
     values = {"marker_id": message_id, "marker_seq": seq, "marker_total": total,
               "marker_owner": lease_owner, "marker_at": to_text(utcnow())}

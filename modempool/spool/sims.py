@@ -47,7 +47,8 @@ class Sims:
         self.audit = audit
         self.tz = tz
 
-    def _local_day_month(self, moment: datetime) -> tuple[str, str]:
+    def local_day_month(self, moment: datetime) -> tuple[str, str]:
+        """The local day and month (text) that `moment` counts in (`tz`'s)."""
         local = moment.astimezone(self.tz)
         return local.date().isoformat(), local.strftime("%Y-%m")
 
@@ -81,7 +82,7 @@ class Sims:
                 self._counted(n, moment))
 
     def _counted(self, n: int, moment: datetime) -> dict[str, Any]:
-        day, month = self._local_day_month(moment)
+        day, month = self.local_day_month(moment)
         return {"n": n, "day": day, "month": month, "counted_at": to_text(moment)}
 
     def count_sent(self, sim: str, n: int = 1, now: datetime | None = None) -> None:
@@ -111,7 +112,7 @@ class Sims:
         the answer)."""
         names = list(dict.fromkeys(sims))
         moment = now or utcnow()
-        day, month = self._local_day_month(moment)
+        day, month = self.local_day_month(moment)
         local = moment.astimezone(self.tz)
         day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         among, values = self.engine.among("sim", names)

@@ -86,12 +86,12 @@ def early_report(conn: Any, engine: Engine, message_id: int, seq: int,
     return EarlyReport(report_id, part_id, sim, status, bool(delivered), bool(final))
 
 
-def no_early_report(engine: Engine) -> str:
+def no_early_report(engine: Engine, reference: str = ":reference") -> str:
     """SQL true when no report came before the confirmation (TP-MR `:reference`) of the part
     that `parts` names in its statement, as `early_report` finds them (its parameters
     `:reference` and `:slack`): the common case recorded without asking first."""
     return ("NOT EXISTS (SELECT 1 FROM messages " + _REPORTS_BEFORE.format(
-        reference=":reference", slack=":slack",
+        reference=reference, slack=":slack",
         written_after=engine.seconds_between("parts.writing_at", "r.received_at"))
         + " WHERE messages.id = parts.message_id)")
 

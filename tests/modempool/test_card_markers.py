@@ -162,3 +162,30 @@ async def test_a_message_partly_out_when_its_card_is_lost_is_named_in_the_standb
     assert f"message {long} ({out} of 6 parts out) waits for this SIM" in daemon.output()
     assert out < 6
     assert status  # the note in `status` (the standby's, or the refusal that followed it)
+
+
+@pytest.mark.parametrize("records", [1, 2], ids=["one statement", "pipelined"])
+def test_a_marker_in_a_batch_requires_the_modems_hold_on_its_card(spool_target, records):
+    """Markers of several SIMs in one transaction (`mark_sent_then_writing_each`: one
+    statement for the batch, or a pipeline when a SIM has two records): the one whose modem's
+    card was taken is not written (CardLost, its record still commits), the other is."""
+    with Spool(spool_target) as spool:
+        other = "box-a:101:0000aaaa-r1/a2"
+        assert spool.card_holders.take(CARD, A, "a1", lambda owner: False) is None
+        spool.claims.require_hold(OWNER, (CARD, A, "a1"))
+        sent = []
+        for _ in range(records):
+            message_id = _claimed(spool)
+            spool.mark_part_writing(message_id, 1, 1, lease_owner=OWNER)
+            sent.append(SentPart(message_id, 1, None, 7 + len(sent), lease_owner=OWNER))
+        second = _claimed(spool)
+        free = spool.enqueue(TO, "another SIM's")
+        spool.claim(free.id, "a2", other, 60)
+        assert spool.card_holders.take(CARD, B, "b1", lambda owner: True) is None  # A "dead"
+        (recorded, lost), (_, free_lost) = spool.mark_sent_then_writing_each(
+            [(sent, second, 1, 1, OWNER), ([], free.id, 1, 1, other)])
+        assert recorded == [True] * records and isinstance(lost, CardLost)
+        assert free_lost is None
+        assert spool.parts(second) == []                                   # nothing written
+        assert [p["state"] for p in spool.parts(free.id)] == ["writing"]
+        assert [spool.get(s.message_id).state for s in sent] == [MessageState.SENT] * records

@@ -11,12 +11,14 @@ next batch (at most AT_MOST): one transaction, one COMMIT. The sending rule hold
 part: its PDU waits for the commit that holds its own marker. A lone marker goes at once (at
 the next turn of the loop, with whatever was asked in the same turn). With `write_all` (the
 markers with their records, on PostgreSQL: `Records.mark_sent_then_writing_each`) a batch is
-two statements (its report locks, then its records and markers as rows of one); without it each
-request's statements run in turn in the batch's transaction (SQLite: markers alone). Batched
-that way, markers with records made each modem wait for all of the batch's statements one
-after the other (measured in session 17: the second round's gap doubled); as rows of one
-statement, a batch of 8 costs the server and the client about 0.35 ms a marker, against
-1.1–2.1 ms for a marker with its record in a transaction of its own.
+one round trip (its BEGIN, report locks, records and markers as rows of one statement, and
+COMMIT sent together, `spool/record_batches.py`; a marking that is not the common case is left
+out and written alone after it); without it each request's statements run in turn in the
+batch's transaction (SQLite: markers alone). Batched that way, markers with records made each
+modem wait for all of the batch's statements one after the other (measured in session 17: the
+second round's gap doubled); as rows of one statement, a batch of 8 costs the server and the
+client about 0.35 ms a marker, against 1.1–2.1 ms for a marker with its record in a
+transaction of its own, which also waits for a processor at each of its four round trips.
 
 A batch that fails for a reason other than the database being away (one record the server
 refused, one row's lock not granted within lock_timeout, a deadlock's or a serialization

@@ -296,16 +296,25 @@ class Recording:
             return recorded, exc
         return recorded, None
 
-    def _records_and_markers(self, requests: list[tuple[Any, ...]]
-                             ) -> list[tuple[list[Outcome] | None, LeaseLost | None]]:
+    def _records_and_markers(self, requests: list[tuple[Any, ...]]) -> list[Any]:
         """In the lane: `_record_and_mark` of each of `requests` (markers other modems asked
-        for meanwhile, each with its SIM's previous records, maybe none), in one transaction
-        whose statements go together; raises if any fails (each is then written alone, by
+        for meanwhile, each with its SIM's previous records, maybe none), the common cases
+        together (`mark_sent_then_writing_each`), then each it left alone, its outcome or its
+        exception; raises if the batch fails (each is then written alone, by
         `_record_and_mark`, where a refused record is handled)."""
         written = self.spool.mark_sent_then_writing_each(
             [([sent for sent, *_ in pending], message_id, seq, total, owner)
              for pending, message_id, seq, total, owner in requests])
-        return [(list(recorded), lost) for recorded, lost in written]
+        outcomes: list[Any] = []
+        for request, done in zip(requests, written):
+            if done is not None:
+                outcomes.append((list(done[0]), done[1]))
+                continue
+            try:   # not the common case: the long way, alone
+                outcomes.append(self._record_and_mark(*request))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def _settled(self, pending: list[Unrecorded], recorded: list[Outcome] | None) -> None:
         """Log what was recorded; what could not be (the database away, a right missing: all

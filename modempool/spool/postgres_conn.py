@@ -70,6 +70,11 @@ class PgConn:
             raise
         return cursor
 
+    def refused(self, exc: Exception, sql: str = "") -> None:
+        """`exc`, raised by a statement (sent in a pipeline: read back later), as `execute`
+        raises it."""
+        self._refuse(exc, sql)
+
     def _refuse(self, exc: Exception, sql: str) -> None:
         """A library error for what is no bug: a NUL in text, a right the role lacks; and a
         statement the driver would not send (a bug) told from the database away."""

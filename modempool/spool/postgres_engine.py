@@ -271,6 +271,37 @@ class PostgresEngine(Engine):
             finally:
                 self._local.conn = None
 
+    @contextmanager
+    def one_trip(self) -> Iterator[PgConn]:
+        """A write transaction sent whole in one round trip: its BEGIN, the block's statements
+        and its COMMIT go in one pipeline, read back when the block is left (a cursor's rows
+        are read after it). A statement that fails rolls the whole back (its error raised
+        then); a connection lost meanwhile leaves the outcome unknown (the COMMIT may have
+        been done): SpoolOutcomeUnknown. Not nested in another transaction."""
+        if getattr(self._local, "conn", None) is not None:
+            raise RuntimeError("one_trip inside another transaction")
+        with self.connection() as raw:
+            conn = PgConn(raw, self.schema)
+            self._local.conn = conn
+            try:
+                with raw.pipeline():
+                    raw.execute("BEGIN")
+                    yield conn
+                    raw.execute("COMMIT")
+            except Exception as exc:
+                if raw.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
+                    try:
+                        raw.execute("ROLLBACK")   # a statement refused: nothing was committed
+                    except Exception:
+                        pass
+                lost = outcome_unknown(exc)
+                if lost is not None:   # the COMMIT may have been done before the answer was lost
+                    raise lost from exc
+                conn.refused(exc)
+                raise
+            finally:
+                self._local.conn = None
+
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         current = getattr(self._local, "conn", None)
         if current is not None:

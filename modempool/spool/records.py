@@ -19,9 +19,10 @@ from typing import Any
 
 from modempool.spool.ambiguity import CLOCK_SLACK
 from modempool.spool.audit import INSERT_EVENT, AuditLog
-from modempool.spool.claims import FINISH, WRITING, Claims, finish, marker_ctes
+from modempool.spool.claims import FINISH, Claims, finish, marker_ctes
 from modempool.spool.engine import Engine
 from modempool.spool.model import LeaseLost, MessageState, to_text, utcnow
+from modempool.spool.record_batches import Marking, Written, write_in_one_trip
 from modempool.spool.sims import Sims
 from modempool.spool.verdicts import (REPORT_KEY, deliver_if_complete, early_report,
                                       fail_if_undelivered, no_early_report, part_verdict,
@@ -38,11 +39,6 @@ class SentPart:
     message_reference: int | None  # TP-MR the modem answered
     lease_owner: str | None = None
     now: datetime | None = None
-
-
-#: One SIM's next part marker with that SIM's records still to commit (maybe none): the
-#: records, then the marker's message id, part number, part count and lease owner.
-Marking = tuple[Sequence[SentPart], int, int, int | None, str | None]
 
 
 class Records:
@@ -186,15 +182,15 @@ class Records:
                     lost = exc
         return recorded, lost
 
-    def mark_sent_then_writing_each(self, markings: Sequence[Marking]
-                                    ) -> list[tuple[list[bool], LeaseLost | None]]:
+    def mark_sent_then_writing_each(self, markings: Sequence[Marking]) -> list[Written]:
         """`mark_sent_then_writing` of each of `markings` (a SIM's previous records, maybe none,
-        and the marker of its next part), all in ONE transaction: what a burst of modems'
-        answers costs is one commit, not one each. On PostgreSQL the report locks of all the
-        records and every record+marker statement go in one pipeline (one round trip for the
-        lot). In their order, each one's records and its marker's LeaseLost (or None). Any
-        failure fails them all, nothing written: the caller writes each alone then
-        (`mark_sent_then_writing`, where a record the database refuses is handled)."""
+        and the marker of its next part) together: what a burst of modems' answers costs is
+        one commit, not one each. In their order, each one's records and its marker's LeaseLost
+        (or None); None for a marking not written, which the caller writes alone
+        (`mark_sent_then_writing`). On SQLite all in one transaction; on PostgreSQL the common
+        cases in one round trip (`record_batches`), the others not written. A failure of the
+        batch fails it whole, nothing written: the caller writes each alone then (where a
+        record the database refuses is handled)."""
         for sends, message_id, *_ in markings:
             if any(send.message_id == message_id for send in sends):
                 raise ValueError(f"message {message_id}: a record with its own next marker")
@@ -203,90 +199,8 @@ class Records:
                 return [self.mark_sent_then_writing(sends, message_id, seq, total,
                                                     lease_owner=owner)
                         for sends, message_id, seq, total, owner in markings]
-        if self._in_one_statement(markings):
-            return self._each_in_one_statement(markings)
-        with self.engine.tx() as conn, self.audit.together(conn):
-            now_text = to_text(utcnow())
-            with conn.raw.pipeline():   # sent now, their results read after
-                self._lock_reports(conn, [(send.message_id, send.seq, send.message_reference)
-                                          for sends, *_ in markings for send in sends])
-                statements = [self._marking_statements(conn, marking, now_text)
-                              for marking in markings]
-            done = []
-            for (sends, message_id, _, _, owner), cursors in zip(markings, statements):
-                recorded, marked = [], None
-                for index, (send, cursor) in enumerate(zip(sends, cursors)):
-                    at_once, written = _at_once_read(cursor.fetchone(), index == 0)
-                    marked = written if index == 0 else marked   # the first carried it
-                    recorded.append(self._settle_sent(conn, send, at_once, now_text))
-                if not sends:   # a marker alone
-                    marked = cursors[0].fetchone()[0]
-                done.append((recorded, None if marked else self.claims.not_marked(conn, message_id, owner)))
-            return done
-
-    def _in_one_statement(self, markings: Sequence[Marking]) -> bool:
-        """Whether `markings` go in one statement (`_each_in_one_statement`): several, each
-        with one record at most, all counted on the same local day. (A lone one costs no
-        less so: its statements go in a pipeline, `_marking_statements`.)"""
-        days = {self.sims.local_day_month(send.now or utcnow())
-                for sends, *_ in markings for send in sends}
-        recorded = {send.message_id for sends, *_ in markings for send in sends}
-        return (len(markings) > 1 and len(days) <= 1
-                and all(len(sends) <= 1 for sends, *_ in markings)
-                # a message's row updated twice in one statement keeps one of the two
-                and not recorded & {message_id for _, message_id, *_ in markings})
-
-    def _each_in_one_statement(self, markings: Sequence[Marking]
-                               ) -> list[tuple[list[bool], LeaseLost | None]]:
-        """`mark_sent_then_writing_each` as one statement for all (PostgreSQL, a record at
-        most each): the report locks, then every record's common case and every marker in
-        data-modifying CTEs over the markings as rows (`_SENT_AND_MARKED`); a record that is
-        not the common case takes the long way after it, its marker kept."""
-        now = utcnow()
-        rows = [{"n": n, "id": sends[0].message_id if sends else None,
-                 "seq": sends[0].seq if sends else None,
-                 "part_reference": sends[0].reference if sends else None,
-                 "reference": sends[0].message_reference if sends else None,
-                 "sent_at": to_text(sends[0].now or now) if sends else None,
-                 "owner": sends[0].lease_owner if sends else None,
-                 "marker_id": message_id, "marker_seq": seq, "marker_total": total,
-                 "marker_owner": owner,
-                 **dict(zip(("marker_card", "marker_holder", "marker_modem"),
-                            self.claims.holds.get(owner or "") or ()))}
-                for n, (sends, message_id, seq, total, owner) in enumerate(markings)]
-        moment = next((sends[0].now or now for sends, *_ in markings if sends), now)
-        counting, values = self.sims.counting("SELECT sim FROM part WHERE sim <> ''", 1, moment)
-        now_text = to_text(now)
-        with self.engine.tx() as conn, self.audit.together(conn):
-            self._lock_reports(conn, [(send.message_id, send.seq, send.message_reference)
-                                      for sends, *_ in markings for send in sends])
-            answers = conn.execute(_SENT_AND_MARKED.format(
-                early=no_early_report(self.engine, "input.reference"), counting=counting,
-                event=INSERT_EVENT, writing=WRITING.format(
-                    rows="SELECT id, marker_seq, marker_total, attempts, sim, 'writing', "
-                         ":now FROM leased")),
-                {**values, "rows": json.dumps(rows), "now": now_text, "state": "sent",
-                 "slack": CLOCK_SLACK.total_seconds()}).fetchall()
-            done = []
-            for (sends, message_id, _, _, owner), (recorded, finished, marked) in zip(
-                    markings, answers):
-                outcomes = [self._settle_sent(conn, sends[0],
-                                              bool(finished) if recorded else None, now_text)
-                            ] if sends else []
-                done.append((outcomes, None if marked else self.claims.not_marked(conn, message_id, owner)))
-            return done
-
-    def _marking_statements(self, conn: Any, marking: Marking, now: str) -> list[Any]:
-        """`mark_sent_then_writing_each`'s statements of one marking, sent (their cursors, to
-        be read): each record's at once (`_sent_at_once`), the marker in the first's; a marker
-        alone in its own."""
-        sends, message_id, seq, total, owner = marking
-        writing = marker_ctes(message_id, seq, total, owner, self.claims.holds.get(owner or ""))
-        if not sends:
-            return [conn.execute(f"WITH {writing[0]} SELECT EXISTS (SELECT 1 FROM marked)",
-                                 writing[1])]
-        return [conn.execute(*self._at_once(conn, send, now, writing if index == 0 else None))
-                for index, send in enumerate(sends)]
+        return write_in_one_trip(self.engine, self.sims, self.claims, self._lock_reports,
+                                 markings)
 
     def _last_part_sent(self, conn: Any, send: SentPart,
                         writing: tuple[str, dict[str, Any]] | None = None
@@ -364,42 +278,6 @@ class Records:
              "id": send.message_id, "seq": send.seq, "slack": CLOCK_SLACK.total_seconds(),
              "state": MessageState.SENT.value, "error": None, "now": now,
              "owner": send.lease_owner})
-
-
-#: Many SIMs' records (at most one each) and next part markers in one statement, the
-#: markings as rows (`input`, in order): each record's common case as `_sent_at_once` (the
-#: part sent and counted, the message SENT and its event), each marker as `marker_ctes`
-#: (with its modem's card hold, where it has one); for each marking whether its part was recorded, its message finished, its marker written.
-_SENT_AND_MARKED = (
-    "WITH input AS (SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS input (n int, "
-    "id bigint, seq int, part_reference int, reference int, sent_at text, owner text, "
-    "marker_id bigint, marker_seq int, marker_total int, marker_owner text, marker_card text, "
-    "marker_holder text, marker_modem text)), "
-    "part AS (UPDATE parts SET state = 'sent', reference = input.part_reference, "
-    "message_reference = input.reference, sent_at = input.sent_at FROM input "
-    "WHERE parts.message_id = input.id AND parts.seq = input.seq "
-    "AND parts.state NOT IN ('sent', 'delivered', 'undelivered') "
-    "AND (input.reference IS NULL OR {early}) RETURNING parts.message_id, parts.sim), "
-    "{counting}, "
-    "done AS (UPDATE messages SET state = :state, error = NULL, lease_owner = NULL, "
-    "lease_until = NULL, updated_at = :now, sent_at = :now FROM input "
-    "WHERE messages.id = input.id AND messages.state = 'sending' "
-    "AND (input.owner IS NULL OR messages.lease_owner = input.owner) "
-    "AND EXISTS (SELECT 1 FROM part WHERE part.message_id = input.id) RETURNING messages.id), "
-    "logged AS ({event} SELECT :now, 'sent', id, NULL, NULL FROM done), "
-    "leased AS (UPDATE messages SET parts_total = coalesce(input.marker_total, parts_total) "
-    "FROM input WHERE messages.id = input.marker_id AND messages.state = 'sending' "
-    "AND (input.marker_owner IS NULL OR messages.lease_owner = input.marker_owner) "
-    "AND (input.marker_card IS NULL OR EXISTS (SELECT 1 FROM sim_holders "
-    "WHERE iccid = input.marker_card AND owner = input.marker_holder "
-    "AND modem = input.marker_modem)) "
-    "RETURNING messages.id, input.marker_seq, input.marker_total, messages.attempts, "
-    "messages.sim), "
-    "marked AS ({writing} RETURNING message_id) "
-    "SELECT EXISTS (SELECT 1 FROM part WHERE part.message_id = input.id), "
-    "EXISTS (SELECT 1 FROM done WHERE done.id = input.id), "
-    "EXISTS (SELECT 1 FROM marked WHERE marked.message_id = input.marker_id) "
-    "FROM input ORDER BY input.n")
 
 
 def _at_once_read(row: Sequence[Any], marking: bool) -> tuple[bool | None, bool | None]:

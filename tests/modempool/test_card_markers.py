@@ -21,6 +21,7 @@ from modempool.spool import MessageState, Spool
 from modempool.spool.model import CardLost, LeaseLost
 from modempool.spool.records import SentPart
 from simulator import SimulatedBank
+from tests.modempool.test_spool_record_and_mark import each_or_alone
 from tests.modempool.daemon_harness import DaemonProcess, eventually, kill_leftovers
 
 pytestmark = pytest.mark.timeout(300)
@@ -164,11 +165,12 @@ async def test_a_message_partly_out_when_its_card_is_lost_is_named_in_the_standb
     assert status  # the note in `status` (the standby's, or the refusal that followed it)
 
 
-@pytest.mark.parametrize("records", [1, 2], ids=["one statement", "pipelined"])
+@pytest.mark.parametrize("records", [1, 2], ids=["one statement", "two records, alone"])
 def test_a_marker_in_a_batch_requires_the_modems_hold_on_its_card(spool_target, records):
-    """Markers of several SIMs in one transaction (`mark_sent_then_writing_each`: one
-    statement for the batch, or a pipeline when a SIM has two records): the one whose modem's
-    card was taken is not written (CardLost, its record still commits), the other is."""
+    """Markers of several SIMs together (`mark_sent_then_writing_each`: on PostgreSQL one
+    statement for the batch; a SIM with two records is left out of it and written alone): the
+    one whose modem's card was taken is not written (CardLost, its record still commits), the
+    other is."""
     with Spool(spool_target) as spool:
         other = "box-a:101:0000aaaa-r1/a2"
         assert spool.card_holders.take(CARD, A, "a1", lambda owner: False) is None
@@ -182,8 +184,8 @@ def test_a_marker_in_a_batch_requires_the_modems_hold_on_its_card(spool_target, 
         free = spool.enqueue(TO, "another SIM's")
         spool.claim(free.id, "a2", other, 60)
         assert spool.card_holders.take(CARD, B, "b1", lambda owner: True) is None  # A "dead"
-        (recorded, lost), (_, free_lost) = spool.mark_sent_then_writing_each(
-            [(sent, second, 1, 1, OWNER), ([], free.id, 1, 1, other)])
+        (recorded, lost), (_, free_lost) = each_or_alone(
+            spool, [(sent, second, 1, 1, OWNER), ([], free.id, 1, 1, other)])
         assert recorded == [True] * records and isinstance(lost, CardLost)
         assert free_lost is None
         assert spool.parts(second) == []                                   # nothing written

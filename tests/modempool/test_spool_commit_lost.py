@@ -127,3 +127,28 @@ def test_a_connection_lost_before_commit_says_nothing_was_changed(behind_proxy):
     _probed(spool)   # the lost connection made the server look away until a probe reaches it
     spool.enqueue("+8613800138000", "after the cut")   # the pool replaces the lost connection
     assert _stored(direct) == ["after the cut"]
+
+
+def test_a_batch_of_markers_cut_off_after_its_commit_was_sent_may_have_been_written(
+        behind_proxy):
+    """The markers' batch goes in one round trip (`Engine.one_trip`: BEGIN, statements and
+    COMMIT sent together): its answer lost, the server may have committed it all, so the
+    batch fails as an unknown outcome (never written again blindly, nor said undone)."""
+    from modempool.spool.records import SentPart
+
+    spool, proxy, direct = behind_proxy
+    previous = spool.enqueue("+8613800138000", "previous").id
+    spool.claim(previous, "m1", "o", 60)
+    spool.mark_part_writing(previous, 1, 1, lease_owner="o")
+    following = spool.enqueue("+8613800138000", "following").id
+    spool.claim(following, "m1", "o", 60)
+    proxy.marker = b"COMMIT\x00"
+    with pytest.raises(SpoolOutcomeUnknown):
+        spool.mark_sent_then_writing_each(
+            [([SentPart(previous, 1, None, 42, lease_owner="o")], following, 1, 1, "o")])
+    assert proxy.cut.is_set()
+    with psycopg.connect(direct) as conn:   # the server did commit the record and the marker
+        assert conn.execute("SELECT state FROM messages WHERE id = %s",
+                            (previous,)).fetchone()[0] == "sent"
+        assert [row[0] for row in conn.execute(
+            "SELECT state FROM parts WHERE message_id = %s", (following,))] == ["writing"]

@@ -1,5 +1,6 @@
-"""One modem's life in the daemon: open, initialise, identify, serve (send what the dispatcher
-hands it, store what comes in), quarantine, reopen with backoff; until the daemon stops."""
+"""One modem's life in the daemon: open, initialise, identify, take its card (or stand by),
+serve (send what the dispatcher hands it; what it reports meanwhile, SMS received among it, is
+`modem_events.py`'s), quarantine, reopen with backoff; until the daemon stops."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from modempool.dispatch import limits as limits_mod
 from modempool.dispatch.cards import CardElsewhere, card_keys
 from modempool.dispatch.held_inbound import HeldInbound
 from modempool.dispatch.inbound import InboundStore
+from modempool.dispatch.modem_events import inbound_only, pump_events
 from modempool.dispatch.sending import ModemTrouble
 from modempool.dispatch.sim_slot import SimSlot, SimState
 from modempool.spool.model import CardLost
@@ -217,9 +219,11 @@ class ModemTaskMixin:
             return   # the daemon stops
         trouble = asyncio.Event()
         serving = asyncio.Event()   # in rotation: a reconnected modem is UP again
-        early = _inbound_only(modem)  # drop news of an earlier connection, keep SMS
-        tasks = [asyncio.create_task(
-            self._pump_events(spec, slot, modem, inbound, held, trouble, early, serving),
+        early = inbound_only(modem)  # drop news of an earlier connection, keep SMS
+        tasks = [asyncio.create_task(pump_events(
+            spec.name, slot, modem, inbound, held, trouble, early, serving,
+            set_state=lambda state: self._update_sim(spec, slot, state), retune=self._tune,
+            signal=lambda dbm: self.books.submit(self._record_signal, spec.name, dbm)),
             name=f"{spec.name}:events")]
         lost = None
         try:
@@ -297,48 +301,6 @@ class ModemTaskMixin:
                 raise Quarantine(f"{slot.errors_in_row} failed sends in a row "
                                  f"(last: {slot.last_failure})")
 
-    async def _pump_events(self, spec: ModemConfig, slot: SimSlot, modem: Any, inbound: InboundStore,
-                           held: HeldInbound, trouble: asyncio.Event, early: list[Any],
-                           serving: asyncio.Event) -> None:
-        from at_commands import events as ev
-
-        mlog = logging.getLogger(f"modempool.modem.{spec.name}")
-        async for event in _chain(early, modem.events()):
-            if isinstance(event, (ev.InboundSms, ev.StatusReport)):
-                if event.index is None and held.waiting:  # after those held before it
-                    held.hold(event)
-                    await _acknowledge(modem, event, mlog)
-                    continue
-                try:
-                    await inbound.take(spec.name, event)
-                except Exception as exc:
-                    if event.index is None:  # shown, not kept on the modem: held in memory
-                        held.hold(event, exc)
-                        await _acknowledge(modem, event, mlog)
-                    else:
-                        modem.release(event)
-                        held.left_on_modem(modem)
-                        log_failure(mlog, f"could not store {type(event).__name__}; it stays on "
-                                    "the modem for the next sweep", exc)
-                    continue
-                await _acknowledge(modem, event, mlog)
-            elif isinstance(event, (ev.Disconnected, ev.Unresponsive)):
-                slot.state = SimState.DOWN
-                mlog.warning("%s", getattr(event, "reason", None) or "not answering")
-                self._update_sim(spec, slot, SimState.DOWN)
-            elif isinstance(event, (ev.Reconnected, ev.Responsive)):
-                self._tune(modem)
-                # standing by for its card: still not in rotation (its note kept in `status`)
-                back = SimState.UP if serving.is_set() else SimState.STANDBY
-                self._update_sim(spec, slot, back)
-                mlog.info("back up" if serving.is_set() else "back (standing by)")
-            elif isinstance(event, ev.ReconnectFailed):
-                slot.state = SimState.DOWN
-                trouble.set()
-                return
-            elif isinstance(event, ev.SignalChanged):
-                self.books.submit(self._record_signal, spec.name, event.dbm)
-
     # -- helpers ---------------------------------------------------------------------------
     def _update_sim(self, spec: ModemConfig, slot: SimSlot, state: SimState, *, info: Any = None,
                     error: str | None = None, until: datetime | None = None) -> None:
@@ -397,24 +359,6 @@ async def _first(*awaitables: Any) -> Any:
     return None
 
 
-def _inbound_only(modem: Any) -> list[Any]:
-    """Take the events waiting in the driver, keeping only received SMS and reports."""
-    from at_commands.events import InboundSms, StatusReport
-
-    kept = []
-    while (event := modem.event_nowait()) is not None:
-        if isinstance(event, (InboundSms, StatusReport)):
-            kept.append(event)
-    return kept
-
-
-async def _chain(first: list[Any], rest: Any) -> Any:
-    for event in first:
-        yield event
-    async for event in rest:
-        yield event
-
-
 def _own(lock: PortLock, mlog: logging.Logger) -> None:
     """Take the port's UUCP lock (PortBusy when a live process holds it). A lock directory we
     may not write is no reason to stop: TIOCEXCL still guards the port; say so once."""
@@ -428,17 +372,6 @@ def _own(lock: PortLock, mlog: logging.Logger) -> None:
         lock.unwritable = True
         mlog.warning("cannot write the UUCP lock %s (%s): minicom and others will not see that "
                      "modempool owns %s", lock.path, exc.strerror or exc, lock.port)
-
-
-async def _acknowledge(modem: Any, event: Any, mlog: logging.Logger) -> None:
-    """Tell the modem `event` is ours (delete it, or AT+CNMA); refused, it stays on the modem
-    and the next sweep hands it over again (stored once: the spool deduplicates)."""
-    try:
-        await modem.acknowledge(event)
-    except Exception as exc:  # noqa: BLE001 - the modem's trouble shows in its own events
-        modem.release(event)
-        mlog.warning("could not acknowledge %s (%s); the next sweep hands it over again",
-                     type(event).__name__, exc)
 
 
 async def _close(modem: Any) -> None:

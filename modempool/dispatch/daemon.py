@@ -3,7 +3,8 @@
     daemon = Daemon(load_config("modempool.toml"))
     await daemon.run()          # until SIGTERM/SIGINT or daemon.stop()
 
-Each modem task opens its port, initialises and identifies the modem, then serves two loops:
+Its modems and their SIM slots come from `run_modems.py`; each modem's life is
+`modem_task.py`'s. Each modem task opens its port, initialises and identifies the modem, then serves two loops:
 sending what the dispatcher hands it, and storing what the modem receives (`inbound.py`).
 A SIM that keeps failing, is not registered or whose PIN is refused is quarantined: closed, and
 probed again after `quarantine_seconds`. A port that goes away is reopened by the driver with
@@ -17,12 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
 import socket
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -34,15 +33,16 @@ from modempool.dispatch.cards import CardsServed, dead_judge, hold_names
 from modempool.dispatch.dispatcher import Dispatcher
 from modempool.errors import PoolError
 from modempool.dispatch.inbound import InboundStore
-from modempool.dispatch.limits import Counters, Limits, window_keys
+from modempool.dispatch.limits import Counters
 from modempool.dispatch.liveness import new_run_owner
 from modempool.dispatch.shared import (dead_runs, is_shared, recover_dead, wake_on_enqueue,
                                        watch_dead_daemons)
 from modempool.spool.daemons import HeartbeatWatch
 from modempool.spool.file_lock import SpoolFileLock
-from modempool.config import Config, ModemConfig
+from modempool.config import Config
 from modempool.dispatch.modem_task import ModemTaskMixin
 from modempool.dispatch.requests import RequestDesk
+from modempool.dispatch.run_modems import make_slots, modem_specs, stored_counters
 from modempool.dispatch.sim_slot import SimSlot, SimState
 from modempool.dispatch.slow_spool import SlowSpoolWatch
 from modempool.dispatch.spool_lane import INBOUND_THREADS, SpoolLane
@@ -135,13 +135,13 @@ class Daemon(ModemTaskMixin):
                             len(recovery.requeued), len(recovery.ambiguous),
                             f" (ids {list(recovery.ambiguous)[:10]})" if recovery.ambiguous else "")
             async with contextlib.AsyncExitStack() as stack:
-                specs = await self._modem_specs(stack)
+                specs, self.bank = await modem_specs(self.config, self.simulate, stack)
                 if not specs:
                     raise PoolError("no modems configured: add [[modem]] tables or use --simulate N")
                 if shared:   # each name served by one live daemon (a copied config refused)
                     hold_names(self.spool, self.owner, [spec.name for spec in specs],
                                self.config.silent_after)
-                slots = self._slots(specs)
+                slots = make_slots(self.spool, self.config, specs)
                 lane = SpoolLane.for_spool(self.spool)
                 inbound_lane = SpoolLane.for_spool(self.spool, INBOUND_THREADS)
                 self.books = SpoolLane.for_spool(self.spool, 1)  # in order: SIM states, beats
@@ -238,45 +238,9 @@ class Daemon(ModemTaskMixin):
             self._lock.release(remove=remove)
             self._lock = None
 
-    async def _modem_specs(self, stack: contextlib.AsyncExitStack) -> list[ModemConfig]:
-        if not self.simulate:
-            return list(self.config.modems)
-        from simulator import SimulatedBank  # only here: the pool needs no simulator otherwise
-
-        directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="modempool-sim-"))
-        options = self.config.simulation
-        self.bank = await stack.enter_async_context(SimulatedBank(
-            modems=int(self.simulate), directory=directory, personality=options.personality,
-            latency=options.latency, seed=options.seed, realistic=options.realistic,
-            chatter=options.chatter))
-        log.info("simulated bank of %d modems in %s", int(self.simulate), directory)
-        limits = list(self.config.modems)
-        specs = []
-        for index, (name, port) in enumerate(_devices(self.bank)):
-            base = limits[index] if index < len(limits) else None
-            specs.append(dataclasses.replace(base, port=port) if base
-                         else ModemConfig(name=name, port=port))
-        return specs
-
-    def _slots(self, specs: list[ModemConfig]) -> list[SimSlot]:
-        """A slot per modem, each with what the spool counts for it (asked once for all)."""
-        counted = self.spool.sent_counts_of([spec.name for spec in specs])
-        slots = []
-        for spec in specs:
-            slot = SimSlot(spec.name, Limits(spec.per_minute, spec.per_day, spec.per_month),
-                           spec.allow_prefixes, spec.allow_carriers, spec.priority)
-            slot.counters = self._counters(*counted[spec.name])
-            slots.append(slot)
-        return slots
-
     def _stored_counters(self, sim: str) -> Counters:
-        """What the spool counts for `sim`: its modem's last minute, and the day and month of
-        the SIM card in it (by ICCID: sent from whichever modem or host it was in)."""
-        return self._counters(*self.spool.sent_counts(sim))
-
-    def _counters(self, minute: int, today: int, month: int) -> Counters:
-        keys = window_keys(datetime.now(self.config.tz or timezone.utc))
-        return Counters(keys[0], minute, keys[1], today, keys[2], month)
+        """What the spool counts for `sim` (`run_modems.stored_counters`)."""
+        return stored_counters(self.spool, self.config, sim)
 
     def _release_leases(self, slots: list[SimSlot]) -> int:
         """At the stop, each SIM's leases settled by recovery (what it never began goes back
@@ -402,18 +366,3 @@ class Daemon(ModemTaskMixin):
             async with asyncio.timeout(seconds):
                 await self._stop.wait()
 
-
-def _devices(bank: Any) -> list[tuple[str, str]]:
-    """(name, port) of each simulated modem, whatever shape `bank.devices` has."""
-    devices = bank.devices
-    if isinstance(devices, dict):
-        return [(str(name), str(port)) for name, port in devices.items()]
-    out = []
-    for index, device in enumerate(devices):
-        if isinstance(device, (tuple, list)):
-            out.append((str(device[0]), str(device[1])))
-        elif hasattr(device, "name") and hasattr(device, "port"):
-            out.append((str(device.name), str(device.port)))
-        else:
-            out.append((Path(str(device)).name or f"sim{index + 1}", str(device)))
-    return out

@@ -4,8 +4,9 @@
     await daemon.run()          # until SIGTERM/SIGINT or daemon.stop()
 
 Its modems and their SIM slots come from `run_modems.py`; each modem's life is
-`modem_task.py`'s. Each modem task opens its port, initialises and identifies the modem, then serves two loops:
-sending what the dispatcher hands it, and storing what the modem receives (`inbound.py`).
+`modem_task.py`'s. Each modem task opens its port, initialises and identifies the modem, then
+serves two loops: sending what the dispatcher hands it, and storing what the modem receives
+(`inbound.py`).
 A SIM that keeps failing, is not registered or whose PIN is refused is quarantined: closed, and
 probed again after `quarantine_seconds`. A port that goes away is reopened by the driver with
 backoff while the other modems carry on. About once a minute the daemon queues recurring jobs

@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,10 @@ from modempool.dispatch.shared import (dead_runs, is_shared, recover_dead, wake_
                                        watch_dead_daemons)
 from modempool.spool.daemons import HeartbeatWatch
 from modempool.spool.file_lock import SpoolFileLock
-from modempool.config import Config
+from modempool.config import Config, ModemConfig
 from modempool.dispatch.modem_task import ModemTaskMixin
 from modempool.dispatch.requests import RequestDesk
-from modempool.dispatch.run_modems import make_slots, modem_specs, stored_counters
+from modempool.dispatch.run_modems import bank_specs, make_slots, stored_counters
 from modempool.dispatch.sim_slot import SimSlot, SimState
 from modempool.dispatch.slow_spool import SlowSpoolWatch
 from modempool.dispatch.spool_lane import INBOUND_THREADS, SpoolLane
@@ -136,7 +137,7 @@ class Daemon(ModemTaskMixin):
                             len(recovery.requeued), len(recovery.ambiguous),
                             f" (ids {list(recovery.ambiguous)[:10]})" if recovery.ambiguous else "")
             async with contextlib.AsyncExitStack() as stack:
-                specs, self.bank = await modem_specs(self.config, self.simulate, stack)
+                specs = await self._modem_specs(stack)
                 if not specs:
                     raise PoolError("no modems configured: add [[modem]] tables or use --simulate N")
                 if shared:   # each name served by one live daemon (a copied config refused)
@@ -238,6 +239,21 @@ class Daemon(ModemTaskMixin):
         if self._lock is not None:
             self._lock.release(remove=remove)
             self._lock = None
+
+    async def _modem_specs(self, stack: contextlib.AsyncExitStack) -> list[ModemConfig]:
+        """The config's modems; or, with `simulate`, a simulated bank's, started in `stack`."""
+        if not self.simulate:
+            return list(self.config.modems)
+        from simulator import SimulatedBank  # only here: the pool needs no simulator otherwise
+
+        directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="modempool-sim-"))
+        options = self.config.simulation
+        self.bank = await stack.enter_async_context(SimulatedBank(
+            modems=int(self.simulate), directory=directory, personality=options.personality,
+            latency=options.latency, seed=options.seed, realistic=options.realistic,
+            chatter=options.chatter))
+        log.info("simulated bank of %d modems in %s", int(self.simulate), directory)
+        return bank_specs(self.config, self.bank)
 
     def _stored_counters(self, sim: str) -> Counters:
         """What the spool counts for `sim` (`run_modems.stored_counters`)."""

@@ -1,17 +1,15 @@
 """What a daemon's run serves: its modems (the config's, or a simulated bank's) and a SIM slot
 for each, which starts from what the spool counts for it.
 
-The daemon (`daemon.py`) asks these once at its start; `stored_counters` again when a modem
+The daemon (`daemon.py`) asks these once at its start (it starts a simulated bank itself: the
+one module of the daemon that may import the simulator); `stored_counters` again when a modem
 takes its card (`modem_task.py`): the card's counts follow it from whichever modem or host it
 sent.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,32 +18,17 @@ from modempool.config import Config, ModemConfig
 from modempool.dispatch.limits import Counters, Limits, window_keys
 from modempool.dispatch.sim_slot import SimSlot
 
-log = logging.getLogger("modempool.dispatch.daemon")
 
-
-async def modem_specs(config: Config, simulate: int | None,
-                      stack: contextlib.AsyncExitStack) -> tuple[list[ModemConfig], Any]:
-    """The modems to serve, and the simulated bank (None without `simulate`): with
-    `simulate`, that many simulated modems, started in `stack` (which stops them), each with
-    the limits of the configured modem in its place, if any."""
-    if not simulate:
-        return list(config.modems), None
-    from simulator import SimulatedBank  # only here: the pool needs no simulator otherwise
-
-    directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="modempool-sim-"))
-    options = config.simulation
-    bank = await stack.enter_async_context(SimulatedBank(
-        modems=int(simulate), directory=directory, personality=options.personality,
-        latency=options.latency, seed=options.seed, realistic=options.realistic,
-        chatter=options.chatter))
-    log.info("simulated bank of %d modems in %s", int(simulate), directory)
+def bank_specs(config: Config, bank: Any) -> list[ModemConfig]:
+    """The modems of a simulated `bank`, each with the limits of the configured modem in its
+    place, if any."""
     limits = list(config.modems)
     specs = []
     for index, (name, port) in enumerate(_devices(bank)):
         base = limits[index] if index < len(limits) else None
         specs.append(dataclasses.replace(base, port=port) if base
                      else ModemConfig(name=name, port=port))
-    return specs, bank
+    return specs
 
 
 def make_slots(spool: Any, config: Config, specs: list[ModemConfig]) -> list[SimSlot]:

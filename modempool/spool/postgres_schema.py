@@ -17,9 +17,10 @@ from typing import Any
 from modempool.masked import one_line
 from modempool.spool.engine import UNCERTAIN_PARTS, UNMATCHED_REPORTS, SpoolTooNew, statements
 from modempool.spool.postgres_conn import describe, named_rows
-from modempool.spool.postgres_counts import (ACCOUNT_COUNTS, COUNT_FUNCTIONS,
-                                             COUNT_FUNCTIONS_MARKS, KEPT_COUNTS, KEPT_TOTALS,
-                                             REACHED_COUNTS, STEP_12_LOCKS, SUMMED_BY_INDEX)
+from modempool.spool.postgres_count_tables import (ACCOUNT_COUNTS, COUNT_FUNCTIONS,
+                                                   COUNT_FUNCTIONS_MARKS, KEPT_COUNTS,
+                                                   KEPT_TOTALS, REACHED_COUNTS, STEP_12_LOCKS,
+                                                   SUMMED_BY_INDEX)
 from modempool.spool.postgres_webhooks import OUTBOX_SUBJECT
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 from modempool.spool.upgrade_guard import (DAEMON_COLUMNS, breaks_older, daemon_rows,

@@ -317,15 +317,15 @@ DROP INDEX IF EXISTS forward_log_by_inbound;
 #: runs the scripts it lacks in one transaction, and refuses a version above SCHEMA_VERSION.
 #: Version 8 keeps the counts that /metrics and the dashboard read (messages by state, finished
 #: ones by SIM, the enqueue-to-sent histogram) in the database, each engine its own way: no
-#: shared script. PostgreSQL's are `postgres_counts.KEPT_COUNTS` (its step 8); SQLite makes its
+#: shared script. PostgreSQL's are `postgres_count_tables.KEPT_COUNTS` (its step 8); SQLite makes its
 #: counting triggers when it opens any spool (`STATE_COUNTS`, `METRIC_COUNTS`). Version 9
 #: is PostgreSQL's too: its queue indexes and autovacuum (`QUEUE_INDEXES`, postgres_schema.py);
-#: and version 10: the totals its kept counts are folded into (`postgres_counts.KEPT_TOTALS`).
-#: Version 11: outcomes reached per SIM, counts that only rise (`postgres_counts.REACHED_COUNTS`;
+#: and version 10: the totals its kept counts are folded into (`postgres_count_tables.KEPT_TOTALS`).
+#: Version 11: outcomes reached per SIM, counts that only rise (`postgres_count_tables.REACHED_COUNTS`;
 #: SQLite makes its `REACHED_COUNTS` when it opens any spool).
 #: Version 12: `message_accounts` in every spool, a campaign's recent sends indexed, and the
 #: messages by state kept per account and per campaign, each engine its own way (`ACCOUNT_COUNTS` in sqlite_counts.py and
-#: postgres_counts.py), in the upgrade's transaction on both.
+#: postgres_count_tables.py), in the upgrade's transaction on both.
 #: Version 13: the webhook outbox, where the webhooks were used before, gets its `subject`
 #: column, its pending message events their subject and its index (each engine's
 #: `OUTBOX_SUBJECT`, in its `OWN_STEPS`): a message's events go out in order, and an older

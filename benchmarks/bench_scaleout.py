@@ -16,7 +16,8 @@ then waits for its WAL to reach the disk). Figures:
 - the database cost of one message on PostgreSQL (enqueue + claim + marker + sent, as the API and
   a daemon make them) in a spool of 1k, 10k, 100k (and with --million 1M) messages of history:
   wall-clock ms per step, and CPU ms per message of the database (every process of the
-  throwaway cluster) and of this client; `--explain` adds each statement's plan per size;
+  throwaway cluster) and of this client, and what the history takes on disk; `--explain` adds
+  each statement's plan per size;
 - 1, 2 and 4 daemons at 0 s per SMS (each with its own simulated bank), messages per second in
   total: each run printed (--repeats, 3 by default), then their median;
 - 2 daemons x 32 simulated modems at 1 s per SMS, as a fraction of the modem-limited ideal.
@@ -192,7 +193,26 @@ def load_history(spool: Spool, size: int) -> None:
             pass
 
 
-def bench_cost(target, size: int, messages: int, cluster=None) -> dict[str, float]:
+#: The spool's tables on disk, largest first (in its schema): the table's own pages, its indexes.
+ON_DISK = (
+    "SELECT c.relname, pg_table_size(c.oid), pg_indexes_size(c.oid) FROM pg_class c "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+    "AND n.nspname = current_schema() ORDER BY pg_total_relation_size(c.oid) DESC")
+
+
+def on_disk(spool: Spool) -> str:
+    """What the spool takes on disk, in a line: its largest tables (data + indexes) and the
+    schema's total, in MB."""
+    with spool.engine.pool.connection() as raw:
+        rows = raw.execute(ON_DISK).fetchall()
+    mb = 1024 * 1024
+    total = sum(data + indexes for _, data, indexes in rows) / mb
+    top = ", ".join(f"{name} {data / mb:.0f} + {indexes / mb:.0f}"
+                    for name, data, indexes in rows[:3])
+    return f"on disk {total:.0f} MB (table + indexes, MB: {top})"
+
+
+def bench_cost(target, size: int, messages: int, cluster=None) -> dict[str, Any]:
     """The database cost of one message in a spool of `size`: `size` messages of history
     (delivered, a part each) first, then `messages` more, each enqueued alone (as an API call
     does), claimed in dispatch rounds of 8 (read with the claim lock, then claimed), marked
@@ -203,6 +223,7 @@ def bench_cost(target, size: int, messages: int, cluster=None) -> dict[str, floa
 
     with Spool(target) as spool:
         load_history(spool, size)
+        disk = on_disk(spool)
         times = {"enqueue": 0.0, "claim": 0.0, "marker": 0.0, "sent": 0.0}
         clock = time.perf_counter
         server, client = cluster_cpu(cluster), time.process_time()
@@ -228,7 +249,7 @@ def bench_cost(target, size: int, messages: int, cluster=None) -> dict[str, floa
         server = None if server is None else cluster_cpu(cluster) - server
     per = {step: 1000 * seconds / messages for step, seconds in times.items()}
     return {**per, "total": sum(per.values()), "client_cpu": 1000 * client / messages,
-            "server_cpu": None if server is None else 1000 * server / messages}
+            "server_cpu": None if server is None else 1000 * server / messages, "disk": disk}
 
 
 #: The statements of one message's life (and a dashboard's read) whose plans --explain shows.
@@ -646,7 +667,8 @@ def main() -> None:
                     print(f"  spool of {size:>9,}: enqueue {r['enqueue']:.2f} + claim "
                           f"{r['claim']:.2f} + marker {r['marker']:.2f} + sent {r['sent']:.2f}"
                           f" = {r['total']:.2f} ms; CPU {server}client "
-                          f"{r['client_cpu']:.2f} ms (load {os.getloadavg()[0]:.1f})", flush=True)
+                          f"{r['client_cpu']:.2f} ms (load {os.getloadavg()[0]:.1f}); the history "
+                          f"{r['disk']}", flush=True)
                     if plans:
                         print("\n".join(plans), flush=True)
                     drop_schema(target, cluster)   # no autovacuum of it during the next size

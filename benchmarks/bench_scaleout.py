@@ -19,7 +19,8 @@ then waits for its WAL to reach the disk). Figures:
   throwaway cluster) and of this client, and what the history takes on disk; `--explain` adds
   each statement's plan per size;
 - 1, 2 and 4 daemons at 0 s per SMS (each with its own simulated bank), messages per second in
-  total: each run printed (--repeats, 3 by default), then their median;
+  total: each run printed (--repeats, 3 by default) with the CPU a message of the database
+  (every process of a local cluster) and of the daemons, then their median;
 - 2 daemons x 32 simulated modems at 1 s per SMS, as a fraction of the modem-limited ideal.
 """
 
@@ -366,9 +367,9 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
             cpu = sum(cpu_seconds(proc.pid) for proc in procs) - cpu_before
             own_cpu = time.process_time() - own_before
             machine = {k: v - machine_before[k] for k, v in machine_cpu().items()}
-            if cluster is not None:   # what neither this run's processes nor the hypervisor took
-                machine["others"] = machine["busy"] - machine["steal"] - cpu - own_cpu - (
-                    cluster_cpu(cluster) - cluster_before)
+            db_cpu = None if cluster is None else cluster_cpu(cluster) - cluster_before
+            if db_cpu is not None:   # what neither this run's processes nor the hypervisor took
+                machine["others"] = machine["busy"] - machine["steal"] - cpu - own_cpu - db_cpu
             lateness = None
             with contextlib.suppress(asyncio.CancelledError):   # cancelled before it began
                 lateness = await late
@@ -405,6 +406,7 @@ async def run_daemons(target, daemons: int, modems: int, latency: float, rounds:
     # The first PDU (its part is logged as the modem answers, `latency` later) after the
     # enqueue's commit: the wake-up, the first claim round, the first marker.
     split["enqueue_to_pdu_ms"] = 1000 * ((min(parts) - enqueued_at).total_seconds() - latency)
+    split["db_cpu_ms"] = None if db_cpu is None else 1000 * db_cpu / total
     return {**split, "cpu_ms": 1000 * cpu / total, "bank_cpu_ms": 1000 * own_cpu / total, **where_time_went(entries, latency), "messages": total, "elapsed": elapsed, "rate": total / elapsed, "ideal": ideal,
             "fraction": (total / elapsed) / ideal if latency else float("nan"),
             "carried": carried}
@@ -680,13 +682,16 @@ def main() -> None:
                     for repeat in range(args.repeats):   # a fresh schema each: no history
                         target = fresh_target("postgresql", cluster, directory, f"d{n}", args.url)
                         r = asyncio.run(run_daemons(target, n, args.modems, 0.0, args.rounds,
-                                                    directory / f"run{n}-{repeat}"))
+                                                    directory / f"run{n}-{repeat}",
+                                                    cluster=cluster))
                         drop_schema(target, cluster)
                         rates.append(r["rate"])
                         print(f"  {n} daemon{'s' if n > 1 else ' '} #{repeat + 1}: {r['messages']} "
                               f"messages in {r['elapsed']:.2f} s = {r['rate']:.0f}/s in total "
-                              f"(per daemon: {r['carried']}; load {os.getloadavg()[0]:.1f})",
-                              flush=True)
+                              f"(per daemon: {r['carried']}; load {os.getloadavg()[0]:.1f})"
+                              + ("" if r["db_cpu_ms"] is None else
+                                 f"; CPU a message: database {r['db_cpu_ms']:.2f} ms, daemons "
+                                 f"{r['cpu_ms']:.2f} ms"), flush=True)
                     print(f"  {n} daemon{'s' if n > 1 else ' '}: median "
                           f"{statistics.median(rates):.0f}/s of {args.repeats} runs (from "
                           f"{min(rates):.0f} to {max(rates):.0f})", flush=True)

@@ -256,15 +256,16 @@ class ModemTaskMixin:
         """Write the card read from the modem into its `sims` row before anything it received
         is stored: received SMS are deduplicated by the card that row names, so an SMS left on
         a card that moved here (stored already in the box it came from) is found stored, not
-        stored again under the card that was in this modem before. On a database failure ask
+        stored again under the card that was in this modem before; a key it failed to read
+        does not erase the one the row knows (`Sims.name_card`). On a database failure ask
         again every heartbeat, standing by (what the modem holds stays on it meanwhile).
         False: the daemon stopped."""
         assert self.dispatcher is not None  # made before the modem tasks
         said = False
         while not self._stop.is_set():
             try:
-                await self.dispatcher.lane.run(self.spool.upsert_sim, spec.name,
-                                               iccid=info.iccid, imsi=info.imsi)
+                await self.dispatcher.lane.run(self.spool.name_sim_card, spec.name,
+                                               info.iccid, info.imsi)
                 return True
             except Exception as exc:
                 if not database_failed(exc):
@@ -307,8 +308,8 @@ class ModemTaskMixin:
         slot.state = state
         fields: dict[str, Any] = {"port": spec.port, "state": state.value}
         if info is not None:
-            fields.update(imsi=info.imsi, iccid=info.iccid, msisdn=info.msisdn,
-                          operator=info.operator, signal=info.signal_dbm)
+            # not its card's keys: `_name_card` writes those, keeping what a failed read missed
+            fields.update(msisdn=info.msisdn, operator=info.operator, signal=info.signal_dbm)
         if error is not None:
             fields["last_error"] = error
         fields["quarantined_until"] = until

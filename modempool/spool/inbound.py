@@ -50,8 +50,8 @@ class InboundMessage:
 
 
 def _dedupe_key(card: str | None, sender: str, received_at: str, text: str) -> str:
-    """`card`: the SIM card's ICCID (`iccid:...`) where known, else the SIM's name;
-    `received_at` in the spool's text (the service centre time stamp)."""
+    """`card`: the SIM card's key (`iccid:<ICCID>`, else `imsi:<IMSI>`) where known, else the
+    SIM's name; `received_at` in the spool's text (the service centre time stamp)."""
     digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     return f"{card}|{sender}|{received_at}|{digest}"
 
@@ -59,31 +59,40 @@ def _dedupe_key(card: str | None, sender: str, received_at: str, text: str) -> s
 @dataclass(frozen=True, slots=True)
 class _Card:
     """The SIM card an SMS came in on: `key` is `iccid:<ICCID>` where the spool knows the
-    card in `sim`, else the SIM's name; `names` every SIM (modem) the card was seen in."""
+    card's ICCID in `sim`'s row, else `imsi:<IMSI>`, else the SIM's name (the order of
+    `dispatch.cards.card_keys`); `names` every SIM (modem) the card was seen in, by either key;
+    `others` the keys its messages may be stored under already (its other key, one a modem
+    that read both gave it, the names: as the spool keyed them before it knew the card)."""
 
     sim: str | None
     key: str | None
     names: tuple[str, ...]
+    others: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, conn: Any, sim: str | None) -> _Card:
-        rows = conn.execute(
-            "SELECT iccid, name FROM sims WHERE iccid = "
-            "(SELECT iccid FROM sims WHERE name = ? AND iccid <> '')",
-            (sim,)).fetchall() if sim else []
-        if not rows:
+        own = conn.execute("SELECT iccid, imsi FROM sims WHERE name = ?",
+                           (sim,)).fetchone() if sim else None
+        iccid, imsi = (own[0] or None, own[1] or None) if own is not None else (None, None)
+        if not iccid and not imsi:
             return cls(sim, sim, (sim,) if sim else ())
-        return cls(sim, f"iccid:{rows[0][0]}", tuple(sorted({r[1] for r in rows})))
+        rows = conn.execute("SELECT iccid, imsi, name FROM sims WHERE iccid = ? OR imsi = ?",
+                            (iccid, imsi)).fetchall()
+        keys = {f"iccid:{r[0]}" for r in rows if r[0]} | {f"imsi:{r[1]}" for r in rows if r[1]}
+        names = sorted({r[2] for r in rows} | {sim})
+        key = f"iccid:{iccid}" if iccid else f"imsi:{imsi}"
+        return cls(sim, key, tuple(names), tuple(sorted((keys | set(names)) - {key})))
 
     def dedupe_key(self, sender: str, received_at: str, text: str) -> str:
         return _dedupe_key(self.key, sender, received_at, text)
 
     def stored_by_name(self, conn: Any, sender: str, received_at: str, text: str) -> bool:
-        """Whether the message is stored already under the name of a SIM (modem) the card
-        was seen in, as it was before the spool knew the card's ICCID."""
-        if self.key == self.sim:
+        """Whether the message is stored already under another key of the card: a modem
+        that read its other key (an ICCID where this one read only the IMSI), or the name of a
+        SIM (modem) it was seen in, as it was before the spool knew the card."""
+        if not self.others:
             return False
-        keys = [_dedupe_key(name, sender, received_at, text) for name in self.names]
+        keys = [_dedupe_key(other, sender, received_at, text) for other in self.others]
         marks = ", ".join("?" * len(keys))
         return conn.execute(f"SELECT 1 FROM inbound WHERE dedupe_key IN ({marks})",
                             keys).fetchone() is not None

@@ -193,6 +193,24 @@ class Sims:
             )
         return self.get(name)  # type: ignore[return-value]
 
+    def name_card(self, name: str, iccid: str | None, imsi: str | None) -> None:
+        """Record the card a modem read (its ICCID and IMSI) in SIM `name`'s row. A key the
+        modem failed to read (None) is kept where the other key shows the card is the same,
+        and cleared where it is another card; a modem that read neither leaves the row as it
+        is. The row names the card its received SMS are deduplicated by (`inbound._Card`): a
+        failed read must not make an SMS stored before look new."""
+        if not iccid and not imsi:
+            return
+        with self.engine.tx() as conn:
+            row = conn.execute("SELECT iccid, imsi FROM sims WHERE name = ?",
+                               (name,)).fetchone()
+            if row is not None and ((iccid and row[0] == iccid) or (imsi and row[1] == imsi)):
+                iccid, imsi = iccid or row[0], imsi or row[1]   # the same card
+            conn.execute("INSERT INTO sims (name, iccid, imsi, updated_at) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET iccid = excluded.iccid, "
+                         "imsi = excluded.imsi, updated_at = excluded.updated_at",
+                         (name, iccid, imsi, to_text(utcnow())))
+
     def record_error(self, name: str, error: str) -> None:
         """Count one error against a SIM and keep it as `last_error`."""
         now = to_text(utcnow())

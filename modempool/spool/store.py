@@ -254,6 +254,7 @@ class Spool:
     sent_counts = PartCall("sims", "sent_counts")
     sent_counts_of = PartCall("sims", "sent_counts_of")
     upsert_sim = PartCall("sims", "upsert")
+    name_sim_card = PartCall("sims", "name_card")
     record_sim_error = PartCall("sims", "record_error")
     sim = PartCall("sims", "get")
     sims_up = PartCall("sims", "up_count")

@@ -214,6 +214,50 @@ def test_an_sms_on_a_card_moved_to_another_box_is_stored_once(path):
         assert [r["sim"] for r in spool.inbound()] == ["a1", "a1", "c3", "d1"]
 
 
+def test_an_sms_on_a_card_moved_to_a_modem_reading_only_its_imsi_is_stored_once(path):
+    """The card went from a1 (read its ICCID and IMSI) to b1, whose firmware has no ICCID
+    command: the SMS still on it is the card's (keyed by its IMSI there), found stored; and
+    the other way round, from an IMSI-only modem to one reading both (audit21 H2)."""
+    card, imsi = "89860012345678901234", "460001234567890"
+    with Spool(path) as spool:
+        spool.upsert_sim("a1", iccid=card, imsi=imsi)
+        assert spool.store_inbound("13800138000", "left on the card", sim="a1", received_at=T0)
+        spool.upsert_sim("b1", imsi=imsi)
+        assert spool.store_inbound("13800138000", "left on the card", sim="b1",
+                                   received_at=T0) is None
+        later = T0 + timedelta(hours=1)
+        assert spool.store_inbound("13800138000", "from b1 first", sim="b1", received_at=later)
+        spool.upsert_sim("c1", iccid=card, imsi=imsi)   # the card moved on, to one reading both
+        assert spool.store_inbound("13800138000", "from b1 first", sim="c1",
+                                   received_at=later) is None
+        spool.upsert_sim("d1", imsi="460009999999999")   # another card: its own SMS
+        assert spool.store_inbound("13800138000", "from b1 first", sim="d1", received_at=later)
+        assert [r["sim"] for r in spool.inbound()] == ["a1", "b1", "d1"]
+
+
+def test_a_modem_that_fails_to_read_its_card_keeps_the_keys_its_row_knows(path):
+    """A restart whose first identify reads neither key (or only one: a command answering
+    ERROR just after the PIN) must not erase the card its row names before the modem hands
+    over again an SMS stored before the restart (audit21 H2); a key of another card is
+    cleared."""
+    card, imsi = "89860012345678901234", "460001234567890"
+    with Spool(path) as spool:
+        spool.name_sim_card("a1", card, imsi)
+        assert spool.store_inbound("13800138000", "on the SIM", sim="a1", received_at=T0)
+        spool.name_sim_card("a1", None, None)
+        assert (spool.sim("a1")["iccid"], spool.sim("a1")["imsi"]) == (card, imsi)
+        spool.name_sim_card("a1", None, imsi)
+        assert (spool.sim("a1")["iccid"], spool.sim("a1")["imsi"]) == (card, imsi)
+        spool.name_sim_card("a1", card, None)
+        assert (spool.sim("a1")["iccid"], spool.sim("a1")["imsi"]) == (card, imsi)
+        assert spool.store_inbound("13800138000", "on the SIM", sim="a1", received_at=T0) is None
+        spool.name_sim_card("a1", None, "460009999999999")     # another card, no ICCID read
+        assert (spool.sim("a1")["iccid"], spool.sim("a1")["imsi"]) == (None, "460009999999999")
+        spool.name_sim_card("a1", "89860099999999999999", None)   # another card again
+        assert (spool.sim("a1")["iccid"], spool.sim("a1")["imsi"]) == ("89860099999999999999",
+                                                                       None)
+
+
 def test_a_long_sms_on_a_card_moved_to_another_box_is_stored_once(path):
     """Box A joined a long SMS and died before deleting its parts from the card; the card went
     to box B's b7, which hands the parts over again: joined once, by the card. Parts of one

@@ -114,16 +114,20 @@ class ModemTaskMixin:
 
     async def _read_card(self, spec: ModemConfig, slot: SimSlot, modem: Any, info: Any,
                          trouble: asyncio.Event, mlog: logging.Logger) -> Any | None:
-        """`info`, or the modem's identity asked again, once it reads its card's ICCID or IMSI.
-        A modem that reads neither (both commands answering ERROR: a SIM still busy after its
-        PIN, say) stands by and is asked again every heartbeat, `IDENTIFY_TRIES` times, before
-        it serves unchecked: a moment's ERROR must not leave a clone of its card unseen for
-        the whole session. None: the daemon stopped, or the modem failed, meanwhile."""
+        """`info`, or the modem's identity asked again, once it reads its card's IMSI (AT+CIMI,
+        which every modem answers once the SIM is ready). A modem that reads no IMSI (the
+        command answering ERROR: a SIM still busy after its PIN, say) stands by and is asked
+        again every heartbeat, `IDENTIFY_TRIES` times, before it serves with what it read (its
+        ICCID, or unchecked): a moment's ERROR must not leave a clone of its card unseen for
+        the whole session, nor let a modem that read only the ICCID and one that read only
+        the IMSI (no ICCID command) hold one card each under a key of their own. None: the
+        daemon stopped, or the modem failed, meanwhile."""
         for tries in range(IDENTIFY_TRIES):
-            if card_keys(info.iccid, info.imsi):
+            if info.imsi:
                 return info
             if tries == 0:
-                note = "reads neither the ICCID nor the IMSI of its SIM card (yet)"
+                note = ("reads no IMSI of its SIM card (yet)" if info.iccid else
+                        "reads neither the ICCID nor the IMSI of its SIM card (yet)")
                 mlog.warning("sends nothing: %s; asking again every %g s", note, self.beat_every)
                 self._update_sim(spec, slot, SimState.STANDBY, info=info, error=note)
             await _first(self._sleep(self.beat_every), trouble.wait())

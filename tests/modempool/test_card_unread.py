@@ -14,7 +14,7 @@ import pytest
 from modempool.spool import Spool
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import DaemonProcess, eventually
-from tests.modempool.test_card_holders import IMSI, _config, no_leftover_daemons  # noqa
+from tests.modempool.test_card_holders import CARD, IMSI, _config, no_leftover_daemons  # noqa
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -60,3 +60,28 @@ async def test_a_modem_that_never_reads_its_card_serves_unchecked_after_a_few_be
             held = spool.card_holders()
         assert await daemon.stop() == 0
     assert held == []
+
+
+async def test_a_modem_reading_only_the_iccid_for_a_moment_meets_an_imsi_only_clone(tmp_path):
+    """One card in two modems: m1 reads its ICCID but its AT+CIMI answers ERROR once (a SIM
+    busy after its PIN), m2 (a clone, or the card in a box whose firmware has no ICCID
+    command) reads only the IMSI. The old code took {ICCID} for m1 and {imsi:IMSI} for m2, no
+    key in common, and both sent from the card (audit21 H3); now m1 asks again until it reads
+    the IMSI too, so the two meet on it and one stands by."""
+    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=33,
+                             iccids={"m1": CARD, "m2": None},
+                             imsis={"m1": IMSI, "m2": IMSI}) as bank:
+        bank.set_fault("m1", "command_error", command="+CIMI", code=500, count=1)
+        config = _config(tmp_path / "one.toml", f'path = "{tmp_path / "spool.db"}"', "s",
+                         bank.devices, None)
+        daemon = await DaemonProcess(config).start()
+        await daemon.wait_for_log("s1: sends nothing: reads no IMSI of its SIM card (yet)")
+        with Spool(tmp_path / "spool.db") as spool:
+            spool.enqueue_many({"to": "+8613800138000", "text": f"one card {i}"}
+                               for i in range(8))
+            await eventually(lambda: spool.counts()["sent"] + spool.counts()["delivered"] == 8,
+                             what="all eight sent")
+            held = {h["modem"] for h in spool.card_holders()}
+        senders = {e["modem"] for e in bank.network_log() if e["kind"] == "part"}
+        assert await daemon.stop() == 0
+    assert len(senders) == 1 and len(held) == 1, (held, senders)

@@ -105,7 +105,8 @@ def judge(row: dict[str, Any], *, here: Here, alive: Callable[[int], bool],
     dead by itself or a neighbour, so its leases stay its own. A start that differs is no proof
     by itself (a judge whose /proc shows starts otherwise: another time namespace, a /proc of
     another pid namespace): such a daemon is judged by its heartbeat, as one elsewhere is, so
-    one that keeps beating is never dead. A row with no `process_start` (a daemon of a
+    one that keeps beating is never dead; so is one whose start cannot be read now (a /proc
+    mounted `hidepid`, the pid given to another user's process). A row with no `process_start` (a daemon of a
     modempool before schema 17) is judged by its pid alone, and one of an older modempool still
     (an owner with no place) is placed by its hostname, as it was then."""
     heartbeat = from_text(row.get("heartbeat_at"))
@@ -123,13 +124,15 @@ def judge(row: dict[str, Any], *, here: Here, alive: Callable[[int], bool],
 
 
 def _another_process(row: dict[str, Any], started: Callable[[int], int | None]) -> bool:
-    """Whether `row`'s pid now names a process other than its daemon's: one that started at
-    another moment (unknown either side: not another, as before start times were kept)."""
+    """Whether `row`'s pid may now name a process other than its daemon's: one that started
+    at another moment, or whose start cannot be read now (a /proc mounted `hidepid`, where
+    another user's process under the pid is hidden, yet `kill(pid, 0)` finds it). A row with
+    no start (from before start times were kept): not another, judged by its pid alone."""
     recorded = row.get("process_start")
     if recorded is None:
         return False
     now_there = started(int(row["pid"]))
-    return now_there is not None and now_there != int(recorded)
+    return now_there is None or now_there != int(recorded)
 
 
 class HeartbeatWatch:

@@ -215,3 +215,33 @@ def test_process_start_reads_the_kernels_field_past_a_command_with_spaces_and_pa
     stat.write_text(f"4242 (a) b (c) {fields}\n", encoding="ascii")
     assert process_start(4242, proc=tmp_path) == 22
     assert process_start(4243, proc=tmp_path) is None
+
+
+def test_a_pid_whose_start_cannot_be_read_now_is_judged_by_its_heartbeat(
+        tmp_path: Path, other_process) -> None:
+    """Under a /proc mounted `hidepid=2`, a killed daemon's pid given to another user's process
+    answers `kill(pid, 0)` (EPERM: alive) while its /proc/<pid>/stat is hidden: its start
+    cannot be read. The old rule took an unreadable start for "not another process", so the
+    dead run stayed alive for as long as that process lived (audit21 L1); now it is judged by
+    its heartbeat, as one whose start differs: dead once silent, alive while it beats. The
+    hidden entry is a /proc of this pid namespace without the pid's directory (a real read
+    that fails as hidepid makes it fail); the mount itself and a second user are not made."""
+    hidden = tmp_path / "proc"
+    hidden.mkdir()
+    (hidden / "self").symlink_to(str(os.getpid()))
+
+    def started(pid: int) -> int | None:
+        return process_start(pid, proc=hidden)
+
+    pid = other_process.pid
+    assert started(pid) is None and process_exists(pid)
+    row = {"owner": run_owner(socket.gethostname(), pid, this_place(), "000001"),
+           "host": socket.gethostname(), "pid": pid, "process_start": process_start(pid),
+           "started_at": None, "heartbeat_at": None, "stopped_at": None}
+    silent = judge(row, here=here(), alive=process_exists, silent=_always_silent,
+                   started=started)
+    assert (silent.alive, silent.reason) == (False, "killed")
+    assert judge(row, here=here(), alive=process_exists, silent=_never_silent,
+                 started=started).alive
+    assert judge({**row, "process_start": None}, here=here(), alive=process_exists,
+                 silent=_always_silent, started=started).alive   # from before step 17: by pid

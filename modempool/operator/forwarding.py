@@ -39,6 +39,7 @@ edits: a web page must not be able to choose a program the daemon runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -47,6 +48,7 @@ import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from modempool.config import Config, ForwardConfig
 from modempool.errors import NotFound, PoolError, SpoolFailure
@@ -175,9 +177,28 @@ async def run_command(command: str, payload: dict[str, Any], timeout: float) -> 
         await process.wait()
         return False, f"timed out after {timeout:g} s"
     if process.returncode != 0:
-        tail = stderr.decode(errors="replace").strip()[-200:]
+        tail = masked(stderr.decode(errors="replace"), shlex.split(command)[1:]).strip()[-200:]
         return False, f"exit status {process.returncode}" + (f": {tail}" if tail else "")
     return True, "exit status 0"
+
+
+#: An argument (or the value of `--key=value`, or a URL's password) this long may be a secret.
+SECRET_LENGTH = 6
+
+
+def masked(text: str, arguments: list[str]) -> str:
+    """`text` (a command's stderr, kept in `forward_log` and logged) with the command's
+    arguments that may be secrets shown as `****`: a command that fails may echo its own
+    `--api-key=...` or `-u user:password` (its line is never kept: a digest names it)."""
+    secrets: set[str] = set()
+    for argument in arguments:
+        secrets.update((argument, argument.partition("=")[2]))
+        with contextlib.suppress(ValueError):
+            secrets.add(urlsplit(argument).password or "")
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= SECRET_LENGTH:
+            text = text.replace(secret, "****")
+    return text
 
 
 def env_value(value: Any) -> str:

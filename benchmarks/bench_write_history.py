@@ -3,6 +3,7 @@ attempt, and what the rule's reads cost, in a spool with a history of sent parts
 
     python benchmarks/bench_write_history.py                 # SQLite and a throwaway PostgreSQL
     python benchmarks/bench_write_history.py --history 100000 --repeats 300
+    python benchmarks/bench_write_history.py --card          # the markers of a modem's card hold
 
 Figures per engine (median and 90th percentile, milliseconds):
 - `first_marker`: `mark_part_writing` of a part never written (the common path: an insert);
@@ -11,6 +12,8 @@ Figures per engine (median and 90th percentile, milliseconds):
 - `unmatched_report`: a delivery report that matches no sent part while one ambiguous message of
   that SIM and recipient waits, which it settles (the rule reads the SIM's previous and next
   writes), with `--history` parts of 8 SIMs in the spool (the measured SIM's among them).
+With `--card` m1 holds a card, as a daemon's modem does: each marker probes the hold and (schema
+20) writes the card, and the rule reads that card's writes.
 Run it on two trees (before and after a change) one after the other, under the heavy lock.
 """
 
@@ -56,7 +59,7 @@ def figures(name: str, samples: list[float]) -> str:
             f"p90 {ordered[int(0.9 * (len(ordered) - 1))]:7.3f} ms  (n={len(ordered)})")
 
 
-def bench(target, parts: int, repeats: int) -> list[str]:
+def bench(target, parts: int, repeats: int, card: bool = False) -> list[str]:
     """Each round to a recipient of its own (no report of another round is a candidate): B's
     new attempt (refused once), A sent with a known reference, C killed after its marker, then
     the report A's next reference would be: the rule reads around C (previous A, next none)
@@ -64,6 +67,10 @@ def bench(target, parts: int, repeats: int) -> list[str]:
     first, again, report = [], [], []
     with Spool(target) as spool:
         history(spool, parts)
+        if card:
+            hold = ("89860012345678901234", "bench:1:run", "m1")
+            assert spool.card_holders.take(hold[0], hold[1], hold[2], lambda _: True) is None
+            spool.claims.require_hold("o", hold)
         for i in range(repeats):
             to = f"+86137{i:08d}"
             b = spool.enqueue(to, f"again {i}")
@@ -93,10 +100,12 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=50_000, help="sent parts in the spool")
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--url", help="an existing PostgreSQL (default: a throwaway cluster)")
+    parser.add_argument("--card", action="store_true", help="m1 holds a SIM card")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         print(f"sqlite ({args.history} parts of history)")
-        for line in bench(Path(directory) / "bench.db", args.history, args.repeats):
+        for line in bench(Path(directory) / "bench.db", args.history, args.repeats,
+                          args.card):
             print(line)
         cluster = None
         if args.url is None:
@@ -106,7 +115,8 @@ def main() -> None:
             cluster.start()
         try:
             print(f"postgresql ({args.history} parts of history)")
-            for line in bench(args.url or cluster.new_schema(), args.history, args.repeats):
+            for line in bench(args.url or cluster.new_schema(), args.history, args.repeats,
+                              args.card):
                 print(line)
         finally:
             if cluster is not None:

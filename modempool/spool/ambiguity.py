@@ -5,12 +5,18 @@ modem between the write and ``+CMGS``): its part has no message reference, so it
 report matches nothing. Such a report still names the SIM it came back to and the recipient,
 and carries the time the service centre took the message (SCTS). The ambiguous parts of that
 SIM and recipient written shortly before that time are the candidates (the wall clock only
-bounds this search: the proof below never reads it). A SIM's writes are read in the order it
-made them, every attempt of a part included (`write_history.py`: a resent part keeps the write
-it overwrote; the order is not the wall clock's). The modem numbers its SUBMITs one after the
+bounds this search: the proof below never reads it). The writes read are those of the card
+that made the candidate (`parts.card`, from the modem's hold at the marker), wherever it sat:
+TP-MR is the card's counter and its reports come back to the modem the card sits in, not to a
+modem name (a card moves between modems). A candidate of a modem that held no card reads that
+name's writes, where a card's write ends the walk. The writes are read in the order they were
+made, every attempt of a part included (`write_history.py`: a resent part keeps the write it
+overwrote; the order is not the wall clock's). The modem numbers its SUBMITs one after the
 other (TS 23.040 9.2.3.6: the MS increments TP-MR for each), so the report's reference was taken
-by a write after the SIM's last write before the candidate with a known reference, and before
-its first write after the candidate with one. The report proves the candidate went out when
+by a write after the card's last write before the candidate with a known reference, and before
+its first write after the candidate with one; without a known one before (the card's first
+write, or the walk ended), any reference may be another write's: nothing is proven. The report
+proves the candidate went out when
 its reference lies there (within as many steps as there are writes of unknown reference
 between), and every write between that may own a report to that recipient is one of the
 candidate part's own attempts (a part ambiguous twice went out by either); a write of unknown
@@ -22,7 +28,9 @@ but may have used a reference, so it is stepped over and counted. Exactly one ca
 the part becomes sent with the report's reference (none when an earlier attempt of the part
 may have taken it: the SIM's next proofs would read it as the latest write's), the message
 sent (then delivered by the report itself) once all its parts are out, and the evidence goes to the message's events.
-Anything less certain stays ambiguous. All SQL of this rule is here.
+Anything less certain stays ambiguous. A report that came while a later write's outcome was
+unknown is read again once it is (`settle_before`): that write's report matched, its record
+made after its report came, or its refusal. All SQL of this rule is here.
 """
 
 from __future__ import annotations
@@ -43,33 +51,42 @@ WINDOW_AFTER = timedelta(seconds=120)
 CLOCK_SLACK = timedelta(seconds=10)
 
 #: The ambiguous parts of a SIM to a recipient written in a window: the report's candidates
-#: (part id, message, part number, written at, place).
+#: (part id, message, part number, written at, place, the card that wrote it).
 _CANDIDATES = (
-    f"SELECT parts.id, parts.message_id, parts.seq, parts.writing_at, {WRITE_ORDER} AS place "
-    "FROM parts JOIN messages ON messages.id = parts.message_id "
+    f"SELECT parts.id, parts.message_id, parts.seq, parts.writing_at, {WRITE_ORDER} AS place, "
+    "parts.card FROM parts JOIN messages ON messages.id = parts.message_id "
     "WHERE parts.sim = ? AND parts.state = 'ambiguous' AND messages.state = 'ambiguous' "
     "AND messages.to_number = ? AND parts.writing_at >= ? AND parts.writing_at <= ? "
     "ORDER BY place")
-#: A SIM's writes, in the order it made them: each part's latest (`parts`) and those a new
-#: attempt overwrote (`earlier_writes`), by their place (`write_history.py`), with the part
-#: they belong to and its recipient.
-_WRITES_ON_SIM = (
-    f"SELECT {WRITE_ORDER} AS place, parts.message_id AS message_id, parts.seq AS seq, "
-    "parts.state AS state, parts.message_reference AS message_reference, "
-    "messages.to_number AS to_number FROM parts "
-    "JOIN messages ON messages.id = parts.message_id WHERE parts.sim = ? "
-    "UNION ALL SELECT earlier.id, earlier.message_id, earlier.seq, earlier.state, "
-    "earlier.message_reference, messages.to_number FROM earlier_writes AS earlier "
-    "JOIN messages ON messages.id = earlier.message_id WHERE earlier.sim = ?")
+
+
+def _writes(by: str) -> str:
+    """A card's writes (`by` 'card') or a SIM name's (`by` 'sim'), in the order they were made:
+    each part's latest (`parts`) and those a new attempt overwrote (`earlier_writes`), by their
+    place (`write_history.py`), with the part they belong to, its recipient and the card."""
+    return (f"SELECT {WRITE_ORDER} AS place, parts.message_id AS message_id, parts.seq AS seq, "
+            "parts.state AS state, parts.message_reference AS message_reference, "
+            "messages.to_number AS to_number, parts.card AS card FROM parts "
+            f"JOIN messages ON messages.id = parts.message_id WHERE parts.{by} = ? "
+            "UNION ALL SELECT earlier.id, earlier.message_id, earlier.seq, earlier.state, "
+            "earlier.message_reference, messages.to_number, earlier.card "
+            "FROM earlier_writes AS earlier "
+            f"JOIN messages ON messages.id = earlier.message_id WHERE earlier.{by} = ?")
+
+
 #: How many writes the proof reads on either side: past a whole round of references (TP-MR is
 #: 8 bits) of unknown ones, nothing can be told.
 _REACH = 257
-_WRITES_BEFORE = (
-    "SELECT message_id, seq, state, message_reference, to_number "
-    f"FROM ({_WRITES_ON_SIM}) AS writes WHERE place < ? ORDER BY place DESC LIMIT {_REACH}")
-_WRITES_AFTER = (
-    "SELECT message_id, seq, state, message_reference, to_number "
-    f"FROM ({_WRITES_ON_SIM}) AS writes WHERE place > ? ORDER BY place LIMIT {_REACH}")
+
+
+def _walk(by: str, direction: str) -> str:
+    """The writes before (`direction` '<') or after ('>') a place, nearest first."""
+    return ("SELECT message_id, seq, state, message_reference, to_number, card "
+            f"FROM ({_writes(by)}) AS writes WHERE place {direction} ? ORDER BY place "
+            f"{'DESC' if direction == '<' else ''} LIMIT {_REACH}")
+
+
+_WALKS = {(by, direction): _walk(by, direction) for by in ("card", "sim") for direction in "<>"}
 _SETTLE_PART = (
     "UPDATE parts SET state = 'sent', message_reference = ?, sent_at = writing_at "
     "WHERE id = ? AND state = 'ambiguous'")
@@ -109,15 +126,21 @@ class _Proof:
     expected: int | None = None
 
 
-def _prove(conn: Any, sim: str, recipient: str, message_reference: int, part: tuple[Any, Any],
-           place: int) -> _Proof:
+def _prove(conn: Any, sim: str, card: str | None, recipient: str, message_reference: int,
+           part: tuple[Any, Any], place: int) -> _Proof:
     """Whether the report `message_reference` to `recipient` is that of the part `part`
-    (message id, seq) whose latest write is at `place` on `sim` (see the module's docstring)."""
+    (message id, seq) whose latest write is at `place` on `sim`, made by `card` (None: a
+    modem that held none; see the module's docstring)."""
+    # A card's writes wherever it sat; without a card, the name's, where a write of a card is
+    # another card's: the walk ends there, what lies beyond is unknown.
+    walk, key = ("card", card) if card is not None else ("sim", sim)
     unknown = 0                      # writes of unknown reference between the known ones
     own = True                       # no earlier attempt of the part among them
     before: int | None = None        # the last known reference before the candidate
-    rows = conn.execute(_WRITES_BEFORE, (sim, sim, place)).fetchall()
-    for message_id, seq, state, reference, to in rows:
+    rows = conn.execute(_WALKS[walk, "<"], (key, key, place)).fetchall()
+    for message_id, seq, state, reference, to, write_card in rows:
+        if write_card != card:
+            break                    # another card's write: none known before, refused below
         if reference is not None:
             before = int(reference)
             break
@@ -125,12 +148,13 @@ def _prove(conn: Any, sim: str, recipient: str, message_reference: int, part: tu
             return _Proof(False)     # its write may be the report's
         own = own and (message_id, seq) != part
         unknown += 1
-    else:
-        if len(rows) == _REACH:
-            return _Proof(False)
+    if before is None:
+        return _Proof(False)         # no known reference of the card before: any may be it
     after: int | None = None         # the first known reference after it
-    rows = conn.execute(_WRITES_AFTER, (sim, sim, place)).fetchall()
-    for _message_id, _seq, state, reference, _to in rows:
+    rows = conn.execute(_WALKS[walk, ">"], (key, key, place)).fetchall()
+    for _message_id, _seq, state, reference, _to, write_card in rows:
+        if write_card != card:
+            return _Proof(False)     # a card's write on a name of none: not one counter
         if reference is not None:
             after = int(reference)
             break
@@ -143,11 +167,11 @@ def _prove(conn: Any, sim: str, recipient: str, message_reference: int, part: tu
     span = unknown + 1
     if span >= 256:
         return _Proof(False)         # a whole round of references: anything may be anyone's
-    if before is not None and not 1 <= (message_reference - before) % 256 <= span:
+    if not 1 <= (message_reference - before) % 256 <= span:
         return _Proof(False)         # taken before: another write's report
     if after is not None and not 1 <= (after - message_reference) % 256 <= span:
         return _Proof(False)         # taken after the candidate, or is the next write's own
-    expected = (before + 1) % 256 if before is not None and not unknown else None
+    expected = (before + 1) % 256 if not unknown else None
     return _Proof(True, own, expected)
 
 
@@ -163,9 +187,9 @@ def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: 
     window = (sim, recipient, to_text(network_time - WINDOW_AFTER),
               to_text(network_time + CLOCK_SLACK))
     proven = []
-    for part_id, message_id, seq, written_at, place in conn.execute(
+    for part_id, message_id, seq, written_at, place, card in conn.execute(
             _CANDIDATES, window).fetchall():
-        proof = _prove(conn, sim, recipient, message_reference, (message_id, seq), place)
+        proof = _prove(conn, sim, card, recipient, message_reference, (message_id, seq), place)
         if proof.proven:
             proven.append((part_id, message_id, written_at, proof))
     if len(proven) != 1:
@@ -220,9 +244,9 @@ def settle_by_stored_reports(conn: Any, audit: AuditLog, message_id: int, now: s
 
 def settle_before(conn: Any, audit: AuditLog, sim: str | None, part_id: int, now: str,
                   count_sent: Callable[[Any, str, int, datetime], None] | None = None) -> None:
-    """Part `part_id` of `sim` just got its report, so its reference is known: the ambiguous
-    parts written shortly before it whose stored report waited for a known reference after
-    them may be settled now, by the same rule."""
+    """Part `part_id` of `sim` just got its outcome (its report matched, its record came after
+    its report, or it was refused): the ambiguous parts written shortly before it whose stored
+    report waited for that outcome may be settled now, by the same rule."""
     if sim is None:
         return
     row = conn.execute(f"SELECT writing_at, {WRITE_ORDER} FROM parts WHERE id = ?",

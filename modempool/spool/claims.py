@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from modempool.spool.ambiguity import settle_by_stored_reports
+from modempool.spool.ambiguity import settle_before, settle_by_stored_reports
 from modempool.spool.audit import AuditLog
 from modempool.spool.card_holders import shown_card
 from modempool.spool.daemons import Here
@@ -27,13 +27,14 @@ from modempool.spool.recovery import dead_owners, recover_leases
 from modempool.spool.sims import Sims
 from modempool.spool.verdicts import deliver_if_complete, fail_if_undelivered
 
-#: A part marked writing (its rows: message, seq, total, attempt, SIM, 'writing', time), over
-#: what an earlier attempt left of it.
-WRITING = ("INSERT INTO parts (message_id, seq, total, attempt, sim, state, writing_at) {rows} "
-            "ON CONFLICT (message_id, seq) DO UPDATE SET total = excluded.total, "
-            "attempt = excluded.attempt, sim = excluded.sim, state = 'writing', "
-            "writing_at = excluded.writing_at, reference = NULL, message_reference = NULL, "
-            "sent_at = NULL, status = NULL, status_at = NULL")
+#: A part marked writing (its rows: message, seq, total, attempt, SIM, 'writing', time, the
+#: card of the modem's hold or NULL), over what an earlier attempt left of it.
+WRITING = ("INSERT INTO parts (message_id, seq, total, attempt, sim, state, writing_at, card) "
+           "{rows} ON CONFLICT (message_id, seq) DO UPDATE SET total = excluded.total, "
+           "attempt = excluded.attempt, sim = excluded.sim, card = excluded.card, "
+           "state = 'writing', "
+           "writing_at = excluded.writing_at, reference = NULL, message_reference = NULL, "
+           "sent_at = NULL, status = NULL, status_at = NULL")
 
 #: An attempt ended (`finish`): the message's new state, its lease let go.
 FINISH = """
@@ -212,11 +213,13 @@ class Claims:
                                     values).fetchone()[0]:
                     raise self.not_marked(conn, message_id, lease_owner)
                 return
-            row = conn.execute(_leased(lease_owner, "marker_card" in values), values).fetchone()
+            row = conn.execute(_leased(lease_owner, values["marker_card"] is not None),
+                               values).fetchone()
             if row is None:
                 raise self.not_marked(conn, message_id, lease_owner)
             conn.execute(WRITING.format(rows="VALUES (:marker_id, :marker_seq, :marker_total, "
-                                              ":attempts, :sim, 'writing', :marker_at)"),
+                                             ":attempts, :sim, 'writing', :marker_at, "
+                                             ":marker_card)"),
                          {**values, "attempts": row[0], "sim": row[1]})
 
     def sent_parts(self, message_id: int) -> set[int]:
@@ -243,12 +246,19 @@ class Claims:
         with self.engine.tx() as conn:
             ok = finish(conn, message_id, MessageState.FAILED, error, now, lease_owner)
             if ok:
-                conn.execute(
-                    "UPDATE parts SET state = 'failed' WHERE message_id = ? AND state = 'writing'",
-                    (message_id,),
-                )
+                self._refused(conn, message_id, now)
                 self.audit.record(conn, "failed", message_id, detail=error, now=now)
             return ok
+
+    def _refused(self, conn: Any, message_id: int, now: str) -> None:
+        """In `conn`'s transaction: the parts of `message_id` marked writing in this attempt
+        become failed (the modem refused them). A refused write owns no report: one that
+        waited on it may now prove an ambiguous part before it (`settle_before`; a probe of
+        the ambiguous parts' index when there is none)."""
+        for part_id, sim in conn.execute(
+                "UPDATE parts SET state = 'failed' WHERE message_id = ? AND state = 'writing' "
+                "RETURNING id, sim", (message_id,)).fetchall():
+            settle_before(conn, self.audit, sim, part_id, now, self.sims.add_sent)
 
     def fail_queued(self, message_id: int, error: str) -> bool:
         """Fail a message that is still queued (no SIM may ever carry it); False if it moved on."""
@@ -316,10 +326,7 @@ class Claims:
                 only_sims=json.dumps([only_sim]) if only_sim is not None else None,
             )
             if ok:
-                conn.execute(
-                    "UPDATE parts SET state = 'failed' WHERE message_id = ? AND state = 'writing'",
-                    (message_id,),
-                )
+                self._refused(conn, message_id, now)
                 self.audit.record(conn, "requeued", message_id, sim=avoid_sim,
                                   detail={"error": error, "not_before": to_text(not_before)},
                                   now=now)
@@ -347,9 +354,9 @@ def marker_ctes(message_id: int, seq: int, total: int | None, lease_owner: str |
     (the part's row, with the attempt and SIM it returns), for an engine with writes in a
     WITH, and their parameters."""
     marked = WRITING.format(rows="SELECT :marker_id, :marker_seq, :marker_total, attempts, "
-                                  "sim, 'writing', :marker_at FROM leased")
+                                 "sim, 'writing', :marker_at, :marker_card FROM leased")
     values = {"marker_id": message_id, "marker_seq": seq, "marker_total": total,
-              "marker_owner": lease_owner, "marker_at": to_text(utcnow())}
+              "marker_owner": lease_owner, "marker_at": to_text(utcnow()), "marker_card": None}
     if hold is not None:
         values.update(zip(("marker_card", "marker_holder", "marker_modem"), hold))
     return (f"leased AS ({_leased(lease_owner, hold is not None)}), "

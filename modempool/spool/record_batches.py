@@ -74,7 +74,7 @@ def write_in_one_trip(engine: Engine, sims: Sims, claims: Claims,
             early=no_early_report(engine, "input.reference"), counting=counting,
             event=INSERT_EVENT, writing=WRITING.format(
                 rows="SELECT id, marker_seq, marker_total, attempts, sim, 'writing', "
-                     ":now FROM leased")),
+                     ":now, marker_card FROM leased")),
             {**values, "rows": json.dumps(rows), "now": now_text, "state": "sent",
              "slack": CLOCK_SLACK.total_seconds()})
     unmarked = []
@@ -139,7 +139,7 @@ SENT_AND_MARKED = (
     "WHERE iccid = input.marker_card AND owner = input.marker_holder "
     "AND modem = input.marker_modem)) "
     "RETURNING messages.id, input.marker_seq, input.marker_total, messages.attempts, "
-    "messages.sim), "
+    "messages.sim, input.marker_card), "
     "marked AS ({writing} RETURNING message_id) "
     "SELECT EXISTS (SELECT 1 FROM part WHERE part.message_id = input.id), "
     "EXISTS (SELECT 1 FROM done WHERE done.id = input.id), "

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from modempool.spool.ambiguity import CLOCK_SLACK
+from modempool.spool.ambiguity import CLOCK_SLACK, settle_before
 from modempool.spool.audit import INSERT_EVENT, AuditLog
 from modempool.spool.claims import FINISH, Claims, finish, marker_ctes
 from modempool.spool.engine import Engine
@@ -126,6 +126,10 @@ class Records:
             report_applied(conn, self.audit, part_id=early.part_id, message_id=message_id,
                            sim=early.sim, status=early.status, delivered=early.delivered,
                            final=early.final, now=now_text, settle_message=settle_message)
+            # Its reference known only now: a report that waited for it may prove an
+            # ambiguous part before it (rare: a report came before its record).
+            settle_before(conn, self.audit, row[0][0], early.part_id, now_text,
+                          self.sims.add_sent)
         return state
 
     def mark_last_part_sent(

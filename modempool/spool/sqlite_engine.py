@@ -28,7 +28,7 @@ from modempool.spool.sqlite_webhooks import (DLR_MARK, SUBJECT_INDEX, SUBJECT_MA
                                              WEBHOOK_OUTBOX, outbox_subject_step)
 from modempool.spool.upgrade_guard import (DAEMON_COLUMNS, OlderDaemonsRunning, breaks_older,
                                            daemon_rows, refuse_if_older_daemons_run)
-from modempool.spool.write_history import SQLITE_STEP
+from modempool.spool.write_history import SQLITE_CARD_STEP, SQLITE_STEP
 
 
 # History search (issue 17): FTS5 trigram indexes over the text of messages and inbound, in
@@ -63,7 +63,8 @@ RESTART_WAIT_MS = 100   # the longest a checkpoint's last step waits for the wri
 #: Schema steps of this engine's own, run after the shared script of the same version: SQL,
 #: or a function of the upgrade's connection (a step that depends on what the file holds).
 OWN_STEPS: dict[int, Sequence[str | Callable[[sqlite3.Connection], None]]] = {
-    12: ACCOUNT_COUNTS, 13: (outbox_subject_step,), 18: SQLITE_STEP}
+    12: ACCOUNT_COUNTS, 13: (outbox_subject_step,), 18: SQLITE_STEP,
+    20: SQLITE_CARD_STEP}
 
 
 class SqliteEngine(Engine):

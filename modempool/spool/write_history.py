@@ -48,12 +48,13 @@ CREATE INDEX IF NOT EXISTS earlier_writes_by_sim ON earlier_writes (sim, id);
 """
 
 
-def _keep(old: str) -> str:
-    """The statement that keeps the write of the row `old` (the trigger's name for it)."""
+def _keep(old: str, card: bool = True) -> str:
+    """The statement that keeps the write of the row `old` (the trigger's name for it); with
+    `card`, the card that made it (step 20's column: step 18's own trigger has none)."""
     return ("INSERT INTO earlier_writes (id, message_id, seq, attempt, sim, state, writing_at, "
-            f"message_reference) VALUES (coalesce({old}.rewritten, {old}.id), {old}.message_id, "
-            f"{old}.seq, {old}.attempt, {old}.sim, {old}.state, {old}.writing_at, "
-            f"{old}.message_reference)")
+            f"message_reference{', card' if card else ''}) VALUES (coalesce({old}.rewritten, "
+            f"{old}.id), {old}.message_id, {old}.seq, {old}.attempt, {old}.sim, {old}.state, "
+            f"{old}.writing_at, {old}.message_reference{f', {old}.card' if card else ''})")
 
 
 def _sqlite_column(conn: Any) -> None:
@@ -62,21 +63,59 @@ def _sqlite_column(conn: Any) -> None:
         conn.execute("ALTER TABLE parts ADD COLUMN rewritten INTEGER")
 
 
-#: SQLite's step 18: the earlier write kept, the row moved to the next id.
-SQLITE_STEP: tuple[Any, ...] = (
-    _sqlite_column,
-    "CREATE TRIGGER IF NOT EXISTS parts_rewritten AFTER UPDATE OF writing_at ON parts "
-    f"WHEN old.writing_at IS NOT NULL BEGIN {_keep('old')}; "
-    "UPDATE parts SET id = (SELECT max(id) FROM parts) + 1 WHERE id = new.id; END",
-)
+def _sqlite_trigger(card: bool) -> str:
+    """SQLite's trigger: the earlier write kept, the row moved to the next id."""
+    return ("CREATE TRIGGER IF NOT EXISTS parts_rewritten AFTER UPDATE OF writing_at ON parts "
+            f"WHEN old.writing_at IS NOT NULL BEGIN {_keep('old', card)}; "
+            "UPDATE parts SET id = (SELECT max(id) FROM parts) + 1 WHERE id = new.id; END")
 
-#: PostgreSQL's step 18: the earlier write kept, the new one's place drawn after it.
+
+def _postgres_function(card: bool) -> str:
+    """PostgreSQL's trigger function: the earlier write kept, the new one's place drawn after
+    it."""
+    return ("CREATE OR REPLACE FUNCTION parts_rewritten() RETURNS trigger LANGUAGE plpgsql "
+            f"AS $$ BEGIN {_keep('OLD', card)}; "
+            "NEW.rewritten := nextval(pg_get_serial_sequence('parts', 'id')); RETURN NEW; END $$")
+
+
+#: SQLite's step 18.
+SQLITE_STEP: tuple[Any, ...] = (_sqlite_column, _sqlite_trigger(card=False))
+
+#: PostgreSQL's step 18.
 POSTGRES_STEP = (
     "ALTER TABLE parts ADD COLUMN IF NOT EXISTS rewritten BIGINT",
-    "CREATE OR REPLACE FUNCTION parts_rewritten() RETURNS trigger LANGUAGE plpgsql AS $$ "
-    f"BEGIN {_keep('OLD')}; "
-    "NEW.rewritten := nextval(pg_get_serial_sequence('parts', 'id')); RETURN NEW; END $$",
+    _postgres_function(card=False),
     "DROP TRIGGER IF EXISTS parts_rewritten ON parts",
     "CREATE TRIGGER parts_rewritten BEFORE UPDATE OF writing_at ON parts FOR EACH ROW "
     "WHEN (OLD.writing_at IS NOT NULL) EXECUTE FUNCTION parts_rewritten()",
 )
+
+#: Step 20, both engines: the card each write was made by (`parts.card`, written by the marker
+#: from the modem's card hold; `earlier_writes.card`, kept by the trigger), so that the rule
+#: reads a card's writes, wherever it sat (a card moves between modems: its TP-MR and its
+#: reports follow it, not the modem's name). NULL: a write of a modem that held no card. The
+#: indexes hold only writes with a card.
+CARD_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS parts_by_card ON parts (card) WHERE card IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS earlier_writes_by_card ON earlier_writes (card, id) "
+    "WHERE card IS NOT NULL",
+)
+
+
+def _sqlite_card_columns(conn: Any) -> None:
+    """Step 20's columns on SQLite, unless there."""
+    for table in ("parts", "earlier_writes"):
+        if "card" not in [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN card TEXT")
+
+
+#: SQLite's step 20.
+SQLITE_CARD_STEP: tuple[Any, ...] = (
+    _sqlite_card_columns, "DROP TRIGGER IF EXISTS parts_rewritten", _sqlite_trigger(card=True),
+    *CARD_INDEXES)
+
+#: PostgreSQL's step 20.
+POSTGRES_CARD_STEP = (
+    "ALTER TABLE parts ADD COLUMN IF NOT EXISTS card TEXT",
+    "ALTER TABLE earlier_writes ADD COLUMN IF NOT EXISTS card TEXT",
+    _postgres_function(card=True), *CARD_INDEXES)

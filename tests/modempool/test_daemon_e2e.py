@@ -145,11 +145,14 @@ async def test_unplug_and_replug_mid_run(tmp_path, bank):
 @pytest.mark.parametrize("reached_network", [False, True])
 async def test_hung_modem_mid_send_makes_the_message_ambiguous_and_it_is_not_resent(
         tmp_path, bank, reached_network):
-    bank.set_fault("m1", "hang_after_pdu", delivered=reached_network)
     config = write_config(tmp_path / "pool.toml", bank.devices, retry={"send_timeout": 1.0})
     spool = Spool(tmp_path / "spool.db")
-    hung = spool.enqueue(MOBILE, "into the void", sims=["m1"])
+    # The card's TP-MR before the hang is known: a report's proof starts from it.
+    before = spool.enqueue(MOBILE, "before the hang", sims=["m1"])
     daemon = await DaemonProcess(config).start()
+    await eventually(lambda: spool.get(before.id).state.value == "delivered", what="sent")
+    bank.set_fault("m1", "hang_after_pdu", delivered=reached_network)
+    hung = spool.enqueue(MOBILE, "into the void", sims=["m1"])
     await eventually(lambda: spool.get(hung.id).state.value == "ambiguous", what="ambiguous")
     bank.clear_fault("m1")
     after = spool.enqueue(MOBILE, "after the hang", sims=["m1"])

@@ -359,18 +359,26 @@ def marker_ctes(message_id: int, seq: int, total: int | None, lease_owner: str |
               "marker_owner": lease_owner, "marker_at": to_text(utcnow()), "marker_card": None}
     if hold is not None:
         values.update(zip(("marker_card", "marker_holder", "marker_modem"), hold))
-    return (f"leased AS ({_leased(lease_owner, hold is not None)}), "
+    return (f"leased AS ({_leased(lease_owner, hold is not None, HOLD_SHARED)}), "
             f"marked AS ({marked} RETURNING 1)", values)
 
 
-def _leased(lease_owner: str | None, held: bool = False) -> str:
+#: The hold's row share-locked by the marker (PostgreSQL: `marker_ctes`): a take of the card
+#: (its FOR UPDATE) waits for a marker under way to commit, so the taker's counts, read after
+#: its take, include that part; a marker that comes after a take waits for it and finds the
+#: hold gone. Read from a snapshot alone, a take committed between the marker's start and its
+#: commit let the taker count one part short (quota + 1). SQLite's writers take turns.
+HOLD_SHARED = " FOR SHARE"
+
+
+def _leased(lease_owner: str | None, held: bool = False, lock: str = "") -> str:
     """The marker's lease check: one statement checks the lease (and with `held` the card
-    hold, a probe of `sim_holders`' key), locks the message and keeps its part count; the
-    part's row takes the attempt and SIM it returns (`marker_ctes`' names)."""
+    hold, a probe of `sim_holders`' key, `lock`ed), locks the message and keeps its part
+    count; the part's row takes the attempt and SIM it returns (`marker_ctes`' names)."""
     owner = " AND lease_owner = :marker_owner" if lease_owner is not None else ""
     if held:
         owner += (" AND EXISTS (SELECT 1 FROM sim_holders WHERE iccid = :marker_card "
-                  "AND owner = :marker_holder AND modem = :marker_modem)")
+                  f"AND owner = :marker_holder AND modem = :marker_modem{lock})")
     return ("UPDATE messages SET parts_total = coalesce(:marker_total, parts_total) "
             f"WHERE id = :marker_id AND state = 'sending'{owner} RETURNING attempts, sim")
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from modempool.spool.ambiguity import CLOCK_SLACK
 from modempool.spool.audit import INSERT_EVENT
-from modempool.spool.claims import WRITING, Claims
+from modempool.spool.claims import HOLD_SHARED, WRITING, Claims
 from modempool.spool.engine import Engine
 from modempool.spool.model import LeaseLost, to_text, utcnow
 from modempool.spool.sims import Sims
@@ -111,7 +111,7 @@ def _row(n: int, marking: Marking, hold: tuple[str, str, str] | None) -> dict[st
 #: Many SIMs' records (at most one each) and next part markers in one statement, the
 #: markings as rows (`input`, in order): each record's common case as `_sent_at_once` (the
 #: part sent and counted, the message SENT and its event), each marker as `marker_ctes` (with
-#: its modem's card hold, where it has one) and only where its record went so (or it has
+#: its modem's card hold, where it has one, share-locked) and only where its record went so (or it has
 #: none); for each marking whether its part was recorded, its message finished, its marker
 #: written.
 SENT_AND_MARKED = (
@@ -137,7 +137,7 @@ SENT_AND_MARKED = (
     "AND (input.marker_owner IS NULL OR messages.lease_owner = input.marker_owner) "
     "AND (input.marker_card IS NULL OR EXISTS (SELECT 1 FROM sim_holders "
     "WHERE iccid = input.marker_card AND owner = input.marker_holder "
-    "AND modem = input.marker_modem)) "
+    "AND modem = input.marker_modem" + HOLD_SHARED + ")) "   # as marker_ctes: takes wait
     "RETURNING messages.id, input.marker_seq, input.marker_total, messages.attempts, "
     "messages.sim, input.marker_card), "
     "marked AS ({writing} RETURNING message_id) "

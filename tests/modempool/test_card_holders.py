@@ -117,6 +117,21 @@ async def banks_sharing_a_card(tmp_path: Path, url: str, *, modems_b: int, per_d
                    card)
 
 
+async def b_takes_the_rest_of_the_day(first: DaemonProcess, second: DaemonProcess,
+                                      bank_a: SimulatedBank, bank_b: SimulatedBank,
+                                      spool: Spool, quota: int) -> int:
+    """Daemon a (`first`) killed with SIGKILL having sent less than the card's day: b's
+    modem b1 takes the card over and sends until the day is spent, then b stops cleanly.
+    The messages left queued."""
+    await first.kill()
+    assert len(_parts(bank_a, "m1")) < quota          # a left b some of the day
+    await eventually(lambda: _parts(bank_b, "m1"), what="b1 sending after the kill")
+    await eventually(lambda: spool.sent_counts("b1")[1] >= quota, what="the card's day spent")
+    await eventually(lambda: spool.counts()["sending"] == 0, what="b1 done")
+    assert await second.stop() == 0
+    return spool.counts()["queued"]
+
+
 async def test_one_card_in_two_live_daemons_is_served_by_one_and_its_quota_holds_across_both(
         tmp_path, pg_cluster):
     """Bank b's first modem holds a clone of bank a's first card. While daemon a lives, b1
@@ -144,14 +159,8 @@ async def test_one_card_in_two_live_daemons_is_served_by_one_and_its_quota_holds
             status = await _status(config_b)
             assert status["b1"]["state"] == "standby", status
             assert line.split(": ", 2)[2] == status["b1"]["last_error"], status
-            await first.kill()
-            assert len(_parts(bank_a, "m1")) < quota          # a left b some of the day
-            await eventually(lambda: _parts(bank_b, "m1"), what="b1 sending after the kill")
-            await eventually(lambda: spool.sent_counts("b1")[1] >= quota,
-                             what="the card's day spent")
-            await eventually(lambda: spool.counts()["sending"] == 0, what="b1 done")
-            assert await second.stop() == 0
-            queued = spool.counts()["queued"]
+            queued = await b_takes_the_rest_of_the_day(first, second, bank_a, bank_b, spool,
+                                                       quota)
             holders = spool.card_holders()
     sent = len(_parts(bank_a, "m1")) + len(_parts(bank_b, "m1"))
     assert sent <= quota, (sent, quota)   # the day's quota held across both daemons

@@ -21,6 +21,7 @@ from modempool.spool import Spool
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import DaemonProcess, eventually
 from tests.modempool.test_card_holders import (IMSI, _config, _parts, _status,  # noqa: F401
+                                               b_takes_the_rest_of_the_day,
                                                no_leftover_daemons)
 
 pytestmark = pytest.mark.timeout(300)
@@ -66,14 +67,8 @@ async def test_one_card_read_by_two_keys_is_sent_on_by_one_daemon_within_its_day
             await second.wait_for_log(line)
             assert _parts(bank_b, "m1") == []              # one card, one daemon: a's
             assert (await _status(config_b))["b1"]["state"] == "standby"
-            await first.kill()
-            assert len(_parts(bank_a, "m1")) < quota          # a left b some of the day
-            await eventually(lambda: _parts(bank_b, "m1"), what="b1 sending after the kill")
-            await eventually(lambda: spool.sent_counts("b1")[1] >= quota,
-                             what="the card's day spent")
-            await eventually(lambda: spool.counts()["sending"] == 0, what="b1 done")
-            assert await second.stop() == 0
-            queued = spool.counts()["queued"]
+            queued = await b_takes_the_rest_of_the_day(first, second, bank_a, bank_b, spool,
+                                                       quota)
     sent = len(_parts(bank_a, "m1")) + len(_parts(bank_b, "m1"))
     assert sent <= quota, (sent, quota)   # the day's quota held across both daemons and keys
     assert queued >= quota                # what the card's day had no room for waits

@@ -9,10 +9,11 @@ exchange of one command for its answer.
     channel.close()
 
 Every wait is bounded. The channel learns how fast its modem answers (`patience`), takes an
-answer a firmware leaves without ``OK`` after a grace (profile ``unterminated_replies``), and
-resynchronises after a command it stopped waiting for. What it cannot handle itself it hands to
-its owner: each unsolicited result code (`on_urc`, called from the port's data callback, so
-without awaiting), the port going away (`on_lost`), and `Unresponsive`/`Responsive` (`publish`).
+answer a firmware leaves without ``OK`` after a grace (profile ``unterminated_replies``; both
+in `pace.py`), and resynchronises after a command it stopped waiting for. What it cannot handle
+itself it hands to its owner: each unsolicited result code (`on_urc`, called from the port's
+data callback, so without awaiting), the port going away (`on_lost`), and
+`Unresponsive`/`Responsive` (`publish`). Lines go to the log through `masking.mask_secrets`.
 The other parts of a `Modem` (set-up, sending, inbound, health) talk to the modem only through it.
 """
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,16 +32,12 @@ from .core import (NEED_DATA, AtConnection, Echo, Event, FinalResult, InfoLine, 
                    is_final_result)
 from .errors import AtError, AtTimeout, ErrorClass, ModemDisconnected
 from .events import ModemEvent, Responsive, Unresponsive
+from .masking import mask_secrets
+from .pace import AnswerGrace, Pace
 from .port_exclusivity import release_port, take_port
 from .profiles import ModemProfile
 
 _QUICK_COMMAND = 5.0  # s: a command with this timeout or less answers at once on a healthy modem
-_SECRET = re.compile(r'(\+CPIN2?=|\+CLCK=[^,]*,[^,]*,|\+CPWD=)(.*)', re.IGNORECASE)
-
-
-def mask_secrets(line: str) -> str:
-    """A line fit for a log: PINs and passwords replaced by ****."""
-    return _SECRET.sub(r"\1****", line)
 
 
 class _Link(asyncio.Protocol):
@@ -75,10 +71,7 @@ class Channel:
         self.lock = asyncio.Lock()  # one command at a time; hold it for commands that belong together
         self.read_store: str | None = None  # the store AT+CMGR/CMGL/CMGD use (last AT+CPMS=)
         self.unresponsive = False   # a command went unanswered and nothing was heard since
-        # How long this modem usually takes to answer (learned; None until it answered once).
-        # Old serial modems, busy USB hubs and modems still registering answer after a second
-        # or more: waits grow with it, so a slow modem is never taken for a silent one.
-        self.response_time: float | None = None
+        self.pace = Pace(self.log)  # how fast this modem answers; waits grow with it
         self._on_urc = on_urc or (lambda urc: None)
         self._on_lost = on_lost or (lambda reason: None)
         self._publish = publish or (lambda event: None)
@@ -92,8 +85,7 @@ class Channel:
         self._written_at = 0.0          # monotonic time the pending command was written
         self._heard_at = 0.0            # monotonic time of the last byte from the modem
         self._abandoned_at: float | None = None  # written at, of a command we stopped waiting for
-        self._grace_for: str | None = None  # the command whose answer may lack its final result
-        self._grace_timer: asyncio.TimerHandle | None = None
+        self._grace = AnswerGrace(self._end_grace)  # for answers that may lack a final result
 
     # ---- port ----------------------------------------------------------------------------
 
@@ -170,43 +162,33 @@ class Channel:
         elif isinstance(event, (Echo, InfoLine)):
             if self.log.isEnabledFor(logging.DEBUG):   # masking costs, on every line
                 self.log.debug("<< %s", mask_secrets(event.line))
-            if isinstance(event, InfoLine) and event.command == self._grace_for:
+            if isinstance(event, InfoLine) and event.command == self._grace.command:
                 self._start_grace()
         elif isinstance(event, Noise):
             if self.log.isEnabledFor(logging.DEBUG):
                 self.log.debug("<< (noise) %s", mask_secrets(event.line))
             if self._abandoned_at is not None and is_final_result(event.line.strip().upper()):
                 # the late answer of a command we gave up on: the modem is slow, not silent
-                self._learn(time.monotonic() - self._abandoned_at, late=True)
+                self.pace.learn(time.monotonic() - self._abandoned_at, late=True)
                 self._abandoned_at = None
 
     # ---- slow modems and answers without a final result ----------------------------------
 
-    def _learn(self, seconds: float, *, late: bool = False) -> None:
-        """Keep the modem's usual response time: the slowest of the recent answers counts most."""
-        seconds = max(0.0, seconds)
-        known = self.response_time
-        self.response_time = seconds if known is None or seconds > known else \
-            known * 0.8 + seconds * 0.2
-        if late:
-            self.log.info("answers slowly (%.1f s): waiting longer for it", seconds)
+    @property
+    def response_time(self) -> float | None:
+        """How long this modem usually takes to answer (learned; None until it answered once)."""
+        return self.pace.response_time
 
     def patience(self, timeout: float) -> float:
         """`timeout`, lengthened for a modem known to answer slowly (never shortened)."""
-        if self.response_time is None:
-            return timeout
-        return max(timeout, 4 * self.response_time + 1.0)
+        return self.pace.patience(timeout)
 
     def _start_grace(self) -> None:
         """An information line came for a command whose final result this modem may never send:
         take the answer as complete unless more follows within the profile's grace period."""
-        if self._grace_timer is not None:
-            self._grace_timer.cancel()
-        grace = max(self.profile.unterminated_grace, 2 * (self.response_time or 0.0))
-        self._grace_timer = asyncio.get_running_loop().call_later(grace, self._end_grace)
+        self._grace.restart(max(self.profile.unterminated_grace, 2 * (self.response_time or 0.0)))
 
     def _end_grace(self) -> None:
-        self._grace_timer = None
         if self._waiter is None or self._waiter.done():
             return
         result = self._core.assume_final()
@@ -214,12 +196,6 @@ class Channel:
             self.log.debug("<< (no final result: answer taken after %g s)",
                            self.profile.unterminated_grace)
             self._waiter.set_result(result)
-
-    def _stop_grace(self) -> None:
-        self._grace_for = None
-        if self._grace_timer is not None:
-            self._grace_timer.cancel()
-            self._grace_timer = None
 
     def _fail_waiter(self, error: Exception) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -286,15 +262,15 @@ class Channel:
                                        require_echo=require_echo)
         self.log.debug(">> %s", f"{line.split('=')[0]}=****" if command.secret else line)
         if command.name in self.profile.unterminated_replies:
-            self._grace_for = line.strip()
+            self._grace.command = line.strip()
         try:
             event = await self._wait(self._write_and_wait(data), timeout, line)
         finally:
-            self._stop_grace()
+            self._grace.stop()
         assert isinstance(event, FinalResult)
         if not stale_ok and command.timeout <= _QUICK_COMMAND:
             # only quick commands tell the modem's pace (a PIN entry or a listing works for seconds)
-            self._learn(time.monotonic() - self._written_at)
+            self.pace.learn(time.monotonic() - self._written_at)
         return event
 
     async def _write_and_wait(self, data: bytes) -> Event:

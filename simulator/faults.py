@@ -1,10 +1,17 @@
-"""The faults a simulated modem can be given, at start or while it runs."""
+"""The faults a simulated modem can be given, at start or while it runs: their names and
+parameters, and what setting or lifting one does to the modem's SIM, stores and commands."""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from simulator.at_syntax import AtFailure
+from simulator.network import PinState
+
+if TYPE_CHECKING:
+    from simulator.modem import VirtualModem
 
 
 class Fault(enum.StrEnum):
@@ -56,3 +63,46 @@ def fault_params(kind: Fault | str, given: Mapping[str, Any]) -> tuple[Fault, di
         raise ValueError(f"fault {fault.value!r} takes no parameter(s) {sorted(unknown)}; "
                          f"it takes {sorted(defaults) or 'none'}")
     return fault, {**defaults, **given}
+
+
+def apply_fault(modem: VirtualModem, fault: Fault, params: Mapping[str, Any]) -> None:
+    """What a fault just set changes at once (the others are read where they act)."""
+    if fault is Fault.PIN_LOCKED:
+        modem.sim.pin = str(params["pin"])
+        modem.sim.pin_state = PinState.PIN
+        modem.sim.pin_attempts = 3
+    elif fault is Fault.STORAGE_FULL:
+        for store in modem.stores.values():
+            store.full = True
+    elif fault is Fault.BALANCE:
+        modem.sim.sends_left = int(params["messages"])
+        modem.sim.out_of_credit_code = int(params["code"])
+    elif fault is Fault.HANG:
+        modem.hung = True
+    elif fault is Fault.BOOT_NOISE:
+        modem.boot_noise()
+
+
+def lift_fault(modem: VirtualModem, fault: Fault) -> None:
+    """Undo what `apply_fault` changed: the SIM unlocked, stores with room, credit, answers."""
+    if fault is Fault.PIN_LOCKED:
+        modem.sim.pin_state, modem.sim.pin_attempts = PinState.READY, 3
+    elif fault is Fault.STORAGE_FULL:
+        for store in modem.stores.values():
+            store.full = False
+    elif fault is Fault.BALANCE:
+        modem.sim.sends_left = None
+    elif fault in (Fault.HANG, Fault.HANG_AFTER_PDU):
+        modem.hung = False
+
+
+def check_command_error(faults: dict[Fault, dict[str, Any]], name: str) -> None:
+    """The `command_error` fault: this command answers ``+CMS ERROR`` (`count` times)."""
+    failing = faults.get(Fault.COMMAND_ERROR)
+    if failing is None or name.upper() != str(failing["command"]).upper():
+        return
+    if failing["count"] is not None:
+        failing["count"] -= 1
+        if failing["count"] <= 0:
+            faults.pop(Fault.COMMAND_ERROR)
+    raise AtFailure("CMS", int(failing["code"]))

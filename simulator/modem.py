@@ -5,7 +5,8 @@ The interpreter does no I/O. `feed(data)` takes what the client wrote; everythin
 writes to the pseudo-terminal honouring each output's delay (`simulator/modem_output.py`).
 Commands live in tables (`simulator/commands.py`, `simulator/sms_commands.py`); this module keeps
 the modem's state (settings, SIM, faults, registration), frames lines, splits a command line into
-commands and checks SIM preconditions.
+commands and checks SIM preconditions. What each fault does when set or lifted is in
+`simulator/faults.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from simulator.at_syntax import (AtFailure, Command, Form, Output, Reply, cme, parse_command_line,
                                  split_args)
-from simulator.faults import Fault, fault_params
+from simulator.faults import Fault, apply_fault, check_command_error, fault_params, lift_fault
 from simulator.modem_output import ModemOutput
 from simulator.network import MessageStore, Network, PinState, Sim
 from simulator.personalities import Personality
@@ -142,35 +143,14 @@ class VirtualModem(ModemOutput):
     def set_fault(self, kind: Fault | str, **params: Any) -> None:
         fault, merged = fault_params(kind, params)
         self.faults[fault] = merged
-        if fault is Fault.PIN_LOCKED:
-            self.sim.pin = str(merged["pin"])
-            self.sim.pin_state = PinState.PIN
-            self.sim.pin_attempts = 3
-        elif fault is Fault.STORAGE_FULL:
-            for store in self.stores.values():
-                store.full = True
-        elif fault is Fault.BALANCE:
-            self.sim.sends_left = int(merged["messages"])
-            self.sim.out_of_credit_code = int(merged["code"])
-        elif fault is Fault.HANG:
-            self.hung = True
-        elif fault is Fault.BOOT_NOISE:
-            self.boot_noise()
+        apply_fault(self, fault, merged)
         self.registration_changed()
 
     def clear_fault(self, kind: Fault | str | None = None) -> None:
         kinds = list(self.faults) if kind is None else [Fault(kind)]
         for fault in kinds:
             self.faults.pop(fault, None)
-            if fault is Fault.PIN_LOCKED:
-                self.sim.pin_state, self.sim.pin_attempts = PinState.READY, 3
-            elif fault is Fault.STORAGE_FULL:
-                for store in self.stores.values():
-                    store.full = False
-            elif fault is Fault.BALANCE:
-                self.sim.sends_left = None
-            elif fault in (Fault.HANG, Fault.HANG_AFTER_PDU):
-                self.hung = False
+            lift_fault(self, fault)
         self.registration_changed()
         self.network.retry_pending(self.sim.msisdn)
 
@@ -355,7 +335,7 @@ class VirtualModem(ModemOutput):
             raise AtFailure("CME", 100) if self.settings.cmee else AtFailure()
         if command.sim and not (command.sim == "cme-set" and form is not Form.SET):
             self.require_sim("CMS" if command.sim == "cms" else "CME")
-        self._command_error(name)
+        check_command_error(self.faults, name)
         args = split_args(argument_text) if form is Form.SET else []
         result = command.handler(self, form, args)
         if result is None:
@@ -363,17 +343,6 @@ class VirtualModem(ModemOutput):
         if isinstance(result, list):
             return Reply(lines=result)
         return result
-
-    def _command_error(self, name: str) -> None:
-        """The `command_error` fault: this command answers ``+CMS ERROR`` (`count` times)."""
-        failing = self.faults.get(Fault.COMMAND_ERROR)
-        if failing is None or name.upper() != str(failing["command"]).upper():
-            return
-        if failing["count"] is not None:
-            failing["count"] -= 1
-            if failing["count"] <= 0:
-                self.faults.pop(Fault.COMMAND_ERROR)
-        raise AtFailure("CMS", int(failing["code"]))
 
     def _finish(self, run: Callable[[], Reply]) -> None:
         """Run a command (or the end of a text entry) and write what it answers."""

@@ -1,7 +1,7 @@
 """One virtual modem: an AT interpreter, fed bytes, that answers like real hardware.
 
 The interpreter does no I/O. `feed(data)` takes what the client wrote; everything the modem says
-(echo, replies, unsolicited codes) goes to `self.output(Output)`, which the port in `bank.py`
+(echo, replies, unsolicited codes) goes to `self.output(Output)`, which `modem_port.py`
 writes to the pseudo-terminal honouring each output's delay (`simulator/modem_output.py`).
 Commands live in tables (`simulator/commands.py`, `simulator/sms_commands.py`); this module keeps
 the modem's state (settings, SIM, faults, registration), frames lines, splits a command line into

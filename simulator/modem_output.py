@@ -1,7 +1,7 @@
 """What a simulated modem says: unsolicited codes, replies with their delays, final results.
 
 A mixin of `VirtualModem` (`simulator/modem.py`, which reads and runs commands). Every output goes
-to `self.output(Output)`; the port in `bank.py` writes it to the pseudo-terminal in order, honouring
+to `self.output(Output)`; `modem_port.py` writes it to the pseudo-terminal in order, honouring
 its delay, except unsolicited codes, which go out at once. URCs a command causes are held until
 its final result is written (a real modem finishes its reply first).
 """

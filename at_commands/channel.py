@@ -56,7 +56,7 @@ class _Link(asyncio.Protocol):
 class Channel:
     """The port and the command exchange of one modem. Public: `open`, `close`, `is_open`, `fileno`,
     `execute` (takes the lock), `run` (lock held), `query`, `ask`, `lock`, `pending_command`,
-    `patience`; the prompt exchange of ``AT+CMGS`` (`ask_for_prompt`, `write_pdu`,
+    `patience` (`pace`); the prompt exchange of ``AT+CMGS`` (`ask_for_prompt`, `write_pdu`,
     `cancel_prompt`); `interrupt`; `profile` (replaceable), `read_store`, `unresponsive`."""
 
     def __init__(self, port: str, *, name: str, profile: ModemProfile, baudrate: int = 115200,

@@ -1,8 +1,9 @@
 """One virtual modem: an AT interpreter, fed bytes, that answers like real hardware.
 
 The interpreter does no I/O. `feed(data)` takes what the client wrote; everything the modem says
-(echo, replies, unsolicited codes) goes to `self.output(Output)`, which `modem_port.py`
-writes to the pseudo-terminal honouring each output's delay (`simulator/modem_output.py`).
+(echo, replies, unsolicited codes) goes to `self.output(Output)`, which its port
+(`simulator/modem_port.py`) writes to the pseudo-terminal honouring each output's delay
+(`simulator/modem_output.py`).
 Commands live in tables (`simulator/commands.py`, `simulator/sms_commands.py`); this module keeps
 the modem's state (settings, SIM, faults, registration), frames lines, splits a command line into
 commands and checks SIM preconditions. What each fault does when set or lifted is in

@@ -85,3 +85,28 @@ async def test_a_modem_reading_only_the_iccid_for_a_moment_meets_an_imsi_only_cl
         senders = {e["modem"] for e in bank.network_log() if e["kind"] == "part"}
         assert await daemon.stop() == 0
     assert len(senders) == 1 and len(held) == 1, (held, senders)
+
+
+async def test_a_modem_serving_by_its_iccid_alone_is_asked_again_and_meets_its_clone(tmp_path):
+    """m1's AT+CIMI answers ERROR through its first identify and the three asks after it, so
+    it serves by its ICCID alone; its IMSI-only clone m2 holds the card by the IMSI. The old
+    code never asked m1 again for the whole session, and both sent from one card; now m1 is
+    asked again while it serves, reads the IMSI, is refused the card and stands by."""
+    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=34,
+                             iccids={"m1": CARD, "m2": None},
+                             imsis={"m1": IMSI, "m2": IMSI}) as bank:
+        bank.set_fault("m1", "command_error", command="+CIMI", code=500, count=4)
+        config = _config(tmp_path / "one.toml", f'path = "{tmp_path / "spool.db"}"', "s",
+                         bank.devices, None)
+        daemon = await DaemonProcess(config).start()
+        await daemon.wait_for_log("s1: stops sending: its SIM card")
+        before = len(bank.network_log())
+        with Spool(tmp_path / "spool.db") as spool:
+            spool.enqueue_many({"to": "+8613800138000", "text": f"one card {i}"}
+                               for i in range(8))
+            await eventually(lambda: spool.counts()["sent"] + spool.counts()["delivered"] == 8,
+                             what="all eight sent")
+            held = {h["modem"] for h in spool.card_holders()}
+        senders = {e["modem"] for e in bank.network_log()[before:] if e["kind"] == "part"}
+        assert await daemon.stop() == 0
+    assert senders == {"m2"} and held == {"s2"}, (held, senders)

@@ -106,6 +106,28 @@ class CardsServed:
         lost = self._lost[modem] = asyncio.Event()
         return lost
 
+    async def complete(self, modem: str, keys: Sequence[str], lease_owner: str,
+                       lost: asyncio.Event) -> bool:
+        """`modem`, serving already (by its ICCID alone, or unchecked) and watching `lost`,
+        reads more of its card's keys now (`dispatch.card_reask`): take them all. Refused (the
+        card served by another modem or a live daemon under a key it read only now): `lost`
+        is set with the reason and False; the modem stops as one whose card was taken over,
+        and what it held is let go when it does. A database failure is raised, what it held
+        kept."""
+        held = [key for key, m in self.served.items() if m == modem]
+        try:
+            await self.take(modem, keys, lease_owner)
+        except CardElsewhere as exc:
+            self.served.update((key, modem) for key in held)
+            self._why[modem] = str(exc)
+            lost.set()
+            return False
+        except BaseException:
+            self.served.update((key, modem) for key in held)
+            raise
+        self._lost[modem] = lost   # the event its modem watches
+        return True
+
     def _forget(self, modem: str, keys: Sequence[str]) -> None:
         for key in keys:
             if self.served.get(key) == modem:

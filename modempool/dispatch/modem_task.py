@@ -14,6 +14,7 @@ from typing import Any
 from modempool.box.ports import PortBusy, PortLock
 from modempool.config import ModemConfig
 from modempool.dispatch import limits as limits_mod
+from modempool.dispatch.card_reask import ask_until_imsi
 from modempool.dispatch.cards import CardElsewhere, card_keys
 from modempool.dispatch.held_inbound import HeldInbound
 from modempool.dispatch.inbound import InboundStore
@@ -244,6 +245,10 @@ class ModemTaskMixin:
                           info.signal_dbm, info.msisdn or "?")
                 tasks.append(asyncio.create_task(_set_when(lost, trouble),
                                                  name=f"{spec.name}:card"))
+                if not info.imsi:   # served by its ICCID alone, or unchecked
+                    tasks.append(asyncio.create_task(
+                        self._ask_card_again(spec, slot, modem, info, lost, mlog),
+                        name=f"{spec.name}:card-keys"))
                 await self._send_loop(slot, modem, trouble)
         finally:
             for task in tasks:
@@ -254,6 +259,25 @@ class ModemTaskMixin:
             raise CardElsewhere(self.cards.why_lost(spec.name))
         if trouble.is_set() and not self._stop.is_set():
             raise ModemTrouble("the driver gave up reconnecting")
+
+    async def _ask_card_again(self, spec: ModemConfig, slot: SimSlot, modem: Any, info: Any,
+                              lost: asyncio.Event, mlog: logging.Logger) -> None:
+        """While a modem serves without its card's IMSI: ask it again (`card_reask`)."""
+        async def name_card(again: Any) -> None:
+            await self._name_card(spec, slot, again, mlog)
+
+        async def take(keys: list[str]) -> bool | None:
+            try:
+                return await self.cards.complete(spec.name, keys, slot.owner, lost)
+            except Exception as exc:
+                if not database_failed(exc):
+                    raise
+                log_failure(mlog, "could not take its SIM card by its IMSI; asking again", exc)
+                return None
+
+        await ask_until_imsi(modem, info, lost, every=self.beat_every, sleep=self._sleep,
+                             name_card=name_card, take=take, stopped=self._stop.is_set,
+                             mlog=mlog)
 
     async def _name_card(self, spec: ModemConfig, slot: SimSlot, info: Any,
                          mlog: logging.Logger) -> bool:

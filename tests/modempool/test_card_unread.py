@@ -62,26 +62,52 @@ async def test_a_modem_that_never_reads_its_card_serves_unchecked_after_a_few_be
     assert held == []
 
 
-async def test_a_modem_reading_only_the_iccid_for_a_moment_meets_an_imsi_only_clone(tmp_path):
-    """One card in two modems: m1 reads its ICCID but its AT+CIMI answers ERROR once (a SIM
-    busy after its PIN), m2 (a clone, or the card in a box whose firmware has no ICCID
-    command) reads only the IMSI. The old code took {ICCID} for m1 and {imsi:IMSI} for m2, no
-    key in common, and both sent from the card (audit21 H3); now m1 asks again until it reads
-    the IMSI too, so the two meet on it and one stands by."""
-    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=33,
+@contextlib.asynccontextmanager
+async def iccid_only_and_imsi_clone(tmp_path: Path, seed: int, cimi_errors: int,
+                                    ) -> AsyncIterator[tuple[SimulatedBank, DaemonProcess]]:
+    """One card in two modems of a daemon: m1 reads its ICCID, its AT+CIMI answering ERROR
+    `cimi_errors` times (a SIM busy after its PIN); m2 (a clone, or the card in a box whose
+    firmware has no ICCID command) reads only the IMSI."""
+    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=seed,
                              iccids={"m1": CARD, "m2": None},
                              imsis={"m1": IMSI, "m2": IMSI}) as bank:
-        bank.set_fault("m1", "command_error", command="+CIMI", code=500, count=1)
+        bank.set_fault("m1", "command_error", command="+CIMI", code=500, count=cimi_errors)
         config = _config(tmp_path / "one.toml", f'path = "{tmp_path / "spool.db"}"', "s",
                          bank.devices, None)
-        daemon = await DaemonProcess(config).start()
+        yield bank, await DaemonProcess(config).start()
+
+
+async def eight_sent(bank: SimulatedBank, spool: Spool) -> tuple[set[str], set[str]]:
+    """Eight messages sent: the modems (simulator names) that sent parts of them, and the
+    modems (daemon names) holding the card then."""
+    before = len(bank.network_log())
+    spool.enqueue_many({"to": "+8613800138000", "text": f"one card {i}"} for i in range(8))
+    await eventually(lambda: spool.counts()["sent"] + spool.counts()["delivered"] == 8,
+                     what="all eight sent")
+    senders = {e["modem"] for e in bank.network_log()[before:] if e["kind"] == "part"}
+    return senders, {h["modem"] for h in spool.card_holders()}
+
+
+async def test_a_modem_reading_only_the_iccid_for_a_moment_meets_an_imsi_only_clone(tmp_path):
+    """m1's AT+CIMI answers ERROR once. The old code took {ICCID} for m1 and {imsi:IMSI} for
+    m2, no key in common, and both sent from the card (audit21 H3); now m1 asks again until it
+    reads the IMSI too, so the two meet on it and one stands by."""
+    async with iccid_only_and_imsi_clone(tmp_path, 33, 1) as (bank, daemon):
         await daemon.wait_for_log("s1: sends nothing: reads no IMSI of its SIM card (yet)")
         with Spool(tmp_path / "spool.db") as spool:
-            spool.enqueue_many({"to": "+8613800138000", "text": f"one card {i}"}
-                               for i in range(8))
-            await eventually(lambda: spool.counts()["sent"] + spool.counts()["delivered"] == 8,
-                             what="all eight sent")
-            held = {h["modem"] for h in spool.card_holders()}
-        senders = {e["modem"] for e in bank.network_log() if e["kind"] == "part"}
+            senders, held = await eight_sent(bank, spool)
         assert await daemon.stop() == 0
     assert len(senders) == 1 and len(held) == 1, (held, senders)
+
+
+async def test_a_modem_serving_by_its_iccid_alone_is_asked_again_and_meets_its_clone(tmp_path):
+    """m1's AT+CIMI answers ERROR through its first identify and the three asks after it, so
+    it serves by its ICCID alone, while m2 holds the card by the IMSI. The old code never
+    asked m1 again for the whole session, and both sent from one card; now m1 is asked again
+    while it serves, reads the IMSI, is refused the card and stands by."""
+    async with iccid_only_and_imsi_clone(tmp_path, 34, 4) as (bank, daemon):
+        await daemon.wait_for_log("s1: stops sending: its SIM card")
+        with Spool(tmp_path / "spool.db") as spool:
+            senders, held = await eight_sent(bank, spool)
+        assert await daemon.stop() == 0
+    assert senders == {"m2"} and held == {"s2"}, (held, senders)

@@ -26,16 +26,44 @@ SIM_KEY = ("coalesce((SELECT 'iccid:' || iccid FROM sims WHERE name = {name} AND
            "'name:' || {name})")
 
 
+#: The IMSI of the card in the modem named by {name} where that card is counted under its
+#: ICCID (a modem that reads both): kept on the card's `sim_counters` row (schema version 21),
+#: so that a modem that reads only the IMSI finds the card's day there even once the modem
+#: that counted it holds another card (its `sims` row, the other link, then names that one).
+CARD_IMSI = ("(SELECT imsi FROM sims WHERE name = {name} AND iccid <> '' AND imsi <> '')")
+
+#: Schema step 21 (each engine's, in its OWN_STEPS: SQLite's ADD COLUMN has no IF NOT EXISTS):
+#: the column, the rows counted so far given the IMSI a modem's row names beside their ICCID
+#: now, and its index.
+_IMSI_KEPT = (
+    "UPDATE sim_counters SET imsi = (SELECT max(imsi) FROM sims WHERE imsi <> '' "
+    "AND 'iccid:' || iccid = sim_counters.sim_key) WHERE sim_key LIKE 'iccid:%'",
+    "CREATE INDEX IF NOT EXISTS sim_counters_by_imsi ON sim_counters (imsi) "
+    "WHERE imsi IS NOT NULL")
+
+
+def _sqlite_column(conn: Any) -> None:
+    if "imsi" not in [row[1] for row in conn.execute("PRAGMA table_info(sim_counters)")]:
+        conn.execute("ALTER TABLE sim_counters ADD COLUMN imsi TEXT")
+
+
+SQLITE_STEP: tuple[Any, ...] = (_sqlite_column, *_IMSI_KEPT)
+POSTGRES_STEP = ("ALTER TABLE sim_counters ADD COLUMN IF NOT EXISTS imsi TEXT", *_IMSI_KEPT)
+
 #: A count of sent SMS added to a row of `table` (`sims` by modem, `sim_counters` by card):
-#: a day's and a month's start again when they change.
+#: a day's and a month's start again when they change. `{also}`: more columns and their values
+#: (`sim_counters`' IMSI), `{also_set}` their update.
 _COUNT = ("INSERT INTO {table} ({key}, sent_today, day, sent_month, month, sent_total, "
-          "updated_at) {rows} ON CONFLICT ({key}) DO UPDATE SET "
+          "updated_at{also}) {rows} ON CONFLICT ({key}) DO UPDATE SET "
           "sent_today = CASE WHEN {table}.day = excluded.day "
           "THEN {table}.sent_today + :n ELSE :n END, day = excluded.day, "
           "sent_month = CASE WHEN {table}.month = excluded.month "
           "THEN {table}.sent_month + :n ELSE :n END, month = excluded.month, "
-          "sent_total = {table}.sent_total + :n, updated_at = excluded.updated_at")
+          "sent_total = {table}.sent_total + :n, updated_at = excluded.updated_at{also_set}")
 _COUNTED = ":n, :day, :n, :month, :n, :counted_at"
+_MODEM_COUNT = _COUNT.replace("{also}", "").replace("{also_set}", "")
+_CARD_COUNT = _COUNT.replace("{also}", ", imsi").replace(
+    "{also_set}", ", imsi = coalesce(excluded.imsi, sim_counters.imsi)")
 
 
 class Sims:
@@ -61,11 +89,12 @@ class Sims:
             conn.execute(f"WITH {counting} SELECT 1", {**values, "sim": sim})
             return
         values = {"sim": sim, **self._counted(n, moment)}
-        conn.execute(_COUNT.format(table="sims", key="name", rows=f"VALUES (:sim, {_COUNTED})"),
-                     values)
-        conn.execute(_COUNT.format(table="sim_counters", key="sim_key",
-                                   rows=f"VALUES ({SIM_KEY.format(name=':sim')}, {_COUNTED})"),
-                     values)
+        conn.execute(_MODEM_COUNT.format(table="sims", key="name",
+                                         rows=f"VALUES (:sim, {_COUNTED})"), values)
+        conn.execute(_CARD_COUNT.format(
+            table="sim_counters", key="sim_key",
+            rows=f"VALUES ({SIM_KEY.format(name=':sim')}, {_COUNTED}, "
+                 f"{CARD_IMSI.format(name=':sim')})"), values)
 
     def counting(self, sims: str, n: int, moment: datetime) -> tuple[str, dict[str, Any]]:
         """`add_sent` of `n` SMS for each SIM named by the query `sims` (one column), as the
@@ -73,11 +102,11 @@ class Sims:
         their parameters: a confirmation recorded and counted in one round trip. The card's
         count reads the modem's, so the modem's row is written, and locked, first, as
         SQLite's two statements do."""
-        modem = _COUNT.format(table="sims", key="name",
-                              rows=f"SELECT sim, {_COUNTED} FROM ({sims}) AS counted (sim)")
-        card = _COUNT.format(table="sim_counters", key="sim_key",
-                             rows=f"SELECT {SIM_KEY.format(name='modem.name')}, {_COUNTED} "
-                                  "FROM modem")
+        modem = _MODEM_COUNT.format(table="sims", key="name",
+                                    rows=f"SELECT sim, {_COUNTED} FROM ({sims}) AS counted (sim)")
+        card = _CARD_COUNT.format(table="sim_counters", key="sim_key",
+                                  rows=f"SELECT {SIM_KEY.format(name='modem.name')}, {_COUNTED}, "
+                                       f"{CARD_IMSI.format(name='modem.name')} FROM modem")
         return (f"modem AS ({modem} RETURNING name), card AS ({card})",
                 self._counted(n, moment))
 
@@ -138,16 +167,23 @@ class Sims:
         keys = {name: sorted({k for m in modems[name] for k in _card_keys(
             m, *known.get(m, ("", ""))) if m == name or not k.startswith("name:")})
             for name in names}
+        # and the rows of a card counted under its ICCID whose IMSI a modem here reads (the
+        # modem that counted it may hold another card now: CARD_IMSI)
+        imsis = {name: sorted({known.get(m, ("", ""))[1] for m in modems[name]} - {""})
+                 for name in names}
         among, values = self.engine.among("sim_key", sorted({k for ks in keys.values()
                                                              for k in ks}))
+        by_imsi, imsi_values = self.engine.among("imsi", sorted({i for ii in imsis.values()
+                                                                 for i in ii}))
         counters = {row["sim_key"]: row for row in self.engine.rows(
-            f"SELECT sim_key, sent_today, day, sent_month, month FROM sim_counters WHERE {among}",
-            values)}
+            "SELECT sim_key, imsi, sent_today, day, sent_month, month FROM sim_counters "
+            f"WHERE {among} OR {by_imsi}", [*values, *imsi_values])}
         out = {}
         for name in names:
             today = sum(int(uncertain[m]["today"]) for m in modems[name] if m in uncertain)
             this_month = sum(int(uncertain[m]["month"]) for m in modems[name] if m in uncertain)
-            rows = [counters[k] for k in keys[name] if k in counters]
+            rows = [row for key, row in counters.items()
+                    if key in keys[name] or row["imsi"] in imsis[name]]
             out[name] = (
                 minute.get(name, 0),
                 today + sum(r["sent_today"] for r in rows if r["day"] == day),

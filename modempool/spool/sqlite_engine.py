@@ -22,6 +22,7 @@ from modempool.private_files import create_private
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES, too_new
+from modempool.spool.sims import SQLITE_STEP as CARD_IMSI_STEP
 from modempool.spool.sqlite_counts import (ACCOUNT_COUNTS, METRIC_COUNTS, REACHED_COUNTS,
                                            STATE_COUNTS)
 from modempool.spool.sqlite_webhooks import (DLR_MARK, SUBJECT_INDEX, SUBJECT_MARK,
@@ -64,7 +65,7 @@ RESTART_WAIT_MS = 100   # the longest a checkpoint's last step waits for the wri
 #: or a function of the upgrade's connection (a step that depends on what the file holds).
 OWN_STEPS: dict[int, Sequence[str | Callable[[sqlite3.Connection], None]]] = {
     12: ACCOUNT_COUNTS, 13: (outbox_subject_step,), 18: SQLITE_STEP,
-    20: SQLITE_CARD_STEP}
+    20: SQLITE_CARD_STEP, 21: CARD_IMSI_STEP}
 
 
 class SqliteEngine(Engine):

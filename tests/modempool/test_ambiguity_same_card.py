@@ -106,6 +106,34 @@ def test_a_card_is_read_across_the_names_it_sat_in(spool):
     assert spool.get(a).state is MessageState.DELIVERED
 
 
+def test_another_cards_ambiguous_write_on_the_same_name_after_the_candidate(spool):
+    """Card C wrote 9 then A (never left) in m1 and left; card D moved into m1 and wrote B
+    (ambiguous, D's first write). Report 10 heard on m1 may be B's (D's counter), not A's: C
+    is no longer in m1. C's walk alone (9, A, nothing after) would prove A; the write of
+    unknown outcome on m1 after A by another card refuses it (rev21a H1: add1540 settled A
+    delivered)."""
+    card_in(spool, CARD_C, "m1")
+    sent(spool, "m1", 9, "from card C")
+    a = lost(spool, "m1", "A, card C: never left")
+    card_in(spool, CARD_D, "m1")
+    b = lost(spool, "m1", "B, card D")
+    assert report(spool, 10, "m1").message_id is None
+    assert spool.get(a).state is MessageState.AMBIGUOUS, "A settled by another card's report"
+    assert spool.get(b).state is MessageState.AMBIGUOUS
+
+
+def test_another_cards_known_write_on_the_same_name_does_not_refuse(spool):
+    """Control: as above, but D's write in m1 got its reference (200): it owns no unmatched
+    report, so C's own writes decide and report 10 proves A."""
+    card_in(spool, CARD_C, "m1")
+    sent(spool, "m1", 9, "from card C")
+    a = lost(spool, "m1", "A, card C")
+    card_in(spool, CARD_D, "m1")
+    sent(spool, "m1", 200, "B, card D, its reference known")
+    assert report(spool, 10, "m1").message_id == a
+    assert spool.get(a).state is MessageState.DELIVERED
+
+
 def test_a_version_19_spool_is_upgraded_and_its_writes_keep_their_card(spool_target):
     """Schema step 20 (both engines): the card columns, their indexes and the trigger that
     keeps an overwritten write's card."""

@@ -8,6 +8,7 @@ import pytest
 
 from modempool.spool import MessageState, Spool
 from modempool.spool.model import utcnow
+from tests.modempool.spool_driver import as_version_19
 
 TO = "+8613800138000"
 HOLDER = "box:4242:/srv/pool-run1"          # the daemon run that serves every card here
@@ -142,18 +143,7 @@ def test_a_version_19_spool_is_upgraded_and_its_writes_keep_their_card(spool_tar
     sqlite = not str(spool_target).startswith("postgresql")
     with Spool(spool_target) as spool:
         with spool.engine.tx() as conn:
-            for index in ("parts_by_card", "earlier_writes_by_card"):
-                conn.execute(f"DROP INDEX {index}")
-            if sqlite:   # step 18's trigger, which names no card
-                conn.execute("DROP TRIGGER parts_rewritten")
-            conn.execute("ALTER TABLE parts DROP COLUMN card")
-            conn.execute("ALTER TABLE earlier_writes DROP COLUMN card")
-            if sqlite:
-                from modempool.spool.write_history import SQLITE_STEP
-                conn.execute(SQLITE_STEP[1])
-            else:
-                from modempool.spool.write_history import POSTGRES_STEP
-                conn.execute(POSTGRES_STEP[1])
+            as_version_19(conn, sqlite)
             conn.execute("PRAGMA user_version = 19" if sqlite
                          else "UPDATE modempool_schema SET version = 19")
     with Spool(spool_target) as spool:

@@ -15,7 +15,9 @@ overwrote; the order is not the wall clock's). The modem numbers its SUBMITs one
 other (TS 23.040 9.2.3.6: the MS increments TP-MR for each), so the report's reference was taken
 by a write after the card's last write before the candidate with a known reference, and before
 its first write after the candidate with one; without a known one before (the card's first
-write, or the walk ended), any reference may be another write's: nothing is proven. The report
+write, or the walk ended), any reference may be another write's: nothing is proven. A card
+that moved into the candidate's modem since may own the report too: a write of unknown outcome
+to the recipient on that name after the candidate, by another card, refuses the proof. The report
 proves the candidate went out when
 its reference lies there (within as many steps as there are writes of unknown reference
 between), and every write between that may own a report to that recipient is one of the
@@ -63,13 +65,15 @@ _CANDIDATES = (
 def _writes(by: str) -> str:
     """A card's writes (`by` 'card') or a SIM name's (`by` 'sim'), in the order they were made:
     each part's latest (`parts`) and those a new attempt overwrote (`earlier_writes`), by their
-    place (`write_history.py`), with the part they belong to, its recipient and the card."""
+    place (`write_history.py`), with the part they belong to, its recipient, the card and the
+    time it was written."""
     return (f"SELECT {WRITE_ORDER} AS place, parts.message_id AS message_id, parts.seq AS seq, "
             "parts.state AS state, parts.message_reference AS message_reference, "
-            "messages.to_number AS to_number, parts.card AS card FROM parts "
+            "messages.to_number AS to_number, parts.card AS card, "
+            "parts.writing_at AS writing_at FROM parts "
             f"JOIN messages ON messages.id = parts.message_id WHERE parts.{by} = ? "
             "UNION ALL SELECT earlier.id, earlier.message_id, earlier.seq, earlier.state, "
-            "earlier.message_reference, messages.to_number, earlier.card "
+            "earlier.message_reference, messages.to_number, earlier.card, earlier.writing_at "
             "FROM earlier_writes AS earlier "
             f"JOIN messages ON messages.id = earlier.message_id WHERE earlier.{by} = ?")
 
@@ -87,6 +91,13 @@ def _walk(by: str, direction: str) -> str:
 
 
 _WALKS = {(by, direction): _walk(by, direction) for by in ("card", "sim") for direction in "<>"}
+#: A write on the candidate's modem NAME after it, by another card (or a modem that read none),
+#: to the recipient, whose outcome is unknown, made before the report's stamp could be: the
+#: card that moved into that modem may own the report (rev21a H1). The card walk never reads it.
+_RIVAL_ON_NAME = (
+    f"SELECT 1 FROM ({_writes('sim')}) AS writes WHERE place > ? AND to_number = ? "
+    "AND message_reference IS NULL AND state <> 'failed' AND (card IS NULL OR card <> ?) "
+    "AND writing_at <= ? LIMIT 1")
 _SETTLE_PART = (
     "UPDATE parts SET state = 'sent', message_reference = ?, sent_at = writing_at "
     "WHERE id = ? AND state = 'ambiguous'")
@@ -127,10 +138,14 @@ class _Proof:
 
 
 def _prove(conn: Any, sim: str, card: str | None, recipient: str, message_reference: int,
-           part: tuple[Any, Any], place: int) -> _Proof:
+           part: tuple[Any, Any], place: int, until: str) -> _Proof:
     """Whether the report `message_reference` to `recipient` is that of the part `part`
     (message id, seq) whose latest write is at `place` on `sim`, made by `card` (None: a
-    modem that held none; see the module's docstring)."""
+    modem that held none; see the module's docstring); `until`: the latest a write that took
+    the report's reference may have been made."""
+    if card is not None and conn.execute(
+            _RIVAL_ON_NAME, (sim, sim, place, recipient, card, until)).fetchone() is not None:
+        return _Proof(False)         # another card in that modem since may own the report
     # A card's writes wherever it sat; without a card, the name's, where a write of a card is
     # another card's: the walk ends there, what lies beyond is unknown.
     walk, key = ("card", card) if card is not None else ("sim", sim)
@@ -189,7 +204,8 @@ def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: 
     proven = []
     for part_id, message_id, seq, written_at, place, card in conn.execute(
             _CANDIDATES, window).fetchall():
-        proof = _prove(conn, sim, card, recipient, message_reference, (message_id, seq), place)
+        proof = _prove(conn, sim, card, recipient, message_reference, (message_id, seq), place,
+                       window[3])
         if proof.proven:
             proven.append((part_id, message_id, written_at, proof))
     if len(proven) != 1:

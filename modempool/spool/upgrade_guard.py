@@ -5,7 +5,9 @@ working on the upgraded spool until it is restarted. A step in `DROPS_WHAT_OLDER
 or moves what older daemons still write (step 15: the hooks' marks left `inbound`'s columns
 for `inbound_hooks`): from its commit on, an older daemon still running fails at every SMS it
 stores, and the SMS it was shown without a storage index (and the delivery reports queued
-behind them) are lost when it stops. Such an upgrade is refused, in one line naming the daemon
+behind them) are lost when it stops. Or it needs what they do not write (step 20: each write's
+card, `parts.card`, which the ambiguity rule reads; an older daemon's marker writes none, and
+its new attempt keeps the earlier attempt's card, another card's maybe). Such an upgrade is refused, in one line naming the daemon
 runs that look alive (the `daemons` table: no stop recorded, and, in this process table, a
 process with the pid; elsewhere, a heartbeat younger than `LIVE_WITHIN`), unless the
 operator says to go on (`modempool spool upgrade --despite-older-daemons`).
@@ -30,8 +32,16 @@ from modempool.spool.daemons import Here, by_age, judge, shown_owner, this_place
 from modempool.spool.model import from_text, utcnow
 from modempool.spool.schema import SCHEMA_VERSION
 
-#: Schema steps after which a daemon of an older modempool cannot go on writing the spool.
-DROPS_WHAT_OLDER_WRITE = frozenset({15})
+#: Schema steps after which a daemon of an older modempool cannot go on writing the spool:
+#: for each, what goes wrong from the upgrade on, and what `--despite-older-daemons` costs.
+DROPS_WHAT_OLDER_WRITE: dict[int, tuple[str, str]] = {
+    15: ("From the upgrade on, an older daemon can store no SMS it receives.",
+         "what they receive until they are stopped is lost, apart from a log line"),
+    20: ("From the upgrade on, an older daemon's markers write no card (a new attempt keeps the "
+         "earlier one's), which the ambiguity rule reads as another card's writes.",
+         "an ambiguous SMS near what they send until they are stopped may be proven sent by a "
+         "report that is not its own"),
+}
 #: A daemon elsewhere whose last heartbeat is younger than this (seconds) is taken as alive:
 #: `[pool] silent_after`'s default (the spool opens before any config's value is known).
 LIVE_WITHIN = 30.0
@@ -63,16 +73,16 @@ def refuse_if_older_daemons_run(where: str, version: int, rows: list[dict[str, A
     if not live:
         return
     named = "; ".join(_described(row, moment) for row in live)
-    steps = ", ".join(str(s) for s in sorted(DROPS_WHAT_OLDER_WRITE)
-                      if version < s <= SCHEMA_VERSION)
+    steps = [s for s in sorted(DROPS_WHAT_OLDER_WRITE) if version < s <= SCHEMA_VERSION]
+    why = " ".join(DROPS_WHAT_OLDER_WRITE[s][0] for s in steps)
+    cost = "; ".join(DROPS_WHAT_OLDER_WRITE[s][1] for s in steps)
     raise OlderDaemonsRunning(
         f"the spool {where} has schema version {version}; upgrading it to {SCHEMA_VERSION} "
-        f"(step {steps}) would break {len(live)} daemon{'s' if len(live) > 1 else ''} of an "
-        f"older modempool (schema {version} or older) still running: {named}. From the "
-        "upgrade on, an older daemon can store no SMS it receives. Stop them first, then start this "
-        "version; or `modempool spool upgrade --despite-older-daemons` upgrades now (what "
-        "they receive until they are stopped is lost, apart from a log line). The spool was "
-        "left untouched")
+        f"(step {', '.join(map(str, steps))}) would break {len(live)} "
+        f"daemon{'s' if len(live) > 1 else ''} of an older modempool (schema {version} or "
+        f"older) still running: {named}. {why} Stop them first, then start this version; or "
+        f"`modempool spool upgrade --despite-older-daemons` upgrades now ({cost}). The spool "
+        "was left untouched")
 
 
 def daemon_rows(fetched: list[Any]) -> list[dict[str, Any]]:

@@ -151,6 +151,20 @@ def as_version_14(conn) -> None:
         conn.execute(statement)
 
 
+def as_version_19(conn: Any, sqlite: bool) -> None:
+    """Undo schema step 20 (each write's card: the columns, their indexes, and the trigger
+    back to step 18's, which names no card); the version is set by the caller."""
+    from modempool.spool.write_history import POSTGRES_STEP, SQLITE_STEP
+
+    for index in ("parts_by_card", "earlier_writes_by_card"):
+        conn.execute(f"DROP INDEX {index}")
+    if sqlite:
+        conn.execute("DROP TRIGGER parts_rewritten")
+    conn.execute("ALTER TABLE parts DROP COLUMN card")
+    conn.execute("ALTER TABLE earlier_writes DROP COLUMN card")
+    conn.execute(SQLITE_STEP[1] if sqlite else POSTGRES_STEP[1])
+
+
 def set_schema_version(spool: Any, conn: Any, version: int) -> None:
     """Record `version` as the spool's schema version, in `conn`'s transaction (after the
     caller undid the later steps)."""

@@ -8,6 +8,7 @@ import pytest
 
 from modempool.spool import MessageState, Spool
 from modempool.spool.model import utcnow
+from tests.modempool.spool_driver import as_version_19
 
 TO = "+8613800138000"
 HOLDER = "box:4242:/srv/pool-run1"          # the daemon run that serves every card here
@@ -106,6 +107,34 @@ def test_a_card_is_read_across_the_names_it_sat_in(spool):
     assert spool.get(a).state is MessageState.DELIVERED
 
 
+def test_another_cards_ambiguous_write_on_the_same_name_after_the_candidate(spool):
+    """Card C wrote 9 then A (never left) in m1 and left; card D moved into m1 and wrote B
+    (ambiguous, D's first write). Report 10 heard on m1 may be B's (D's counter), not A's: C
+    is no longer in m1. C's walk alone (9, A, nothing after) would prove A; the write of
+    unknown outcome on m1 after A by another card refuses it (rev21a H1: add1540 settled A
+    delivered)."""
+    card_in(spool, CARD_C, "m1")
+    sent(spool, "m1", 9, "from card C")
+    a = lost(spool, "m1", "A, card C: never left")
+    card_in(spool, CARD_D, "m1")
+    b = lost(spool, "m1", "B, card D")
+    assert report(spool, 10, "m1").message_id is None
+    assert spool.get(a).state is MessageState.AMBIGUOUS, "A settled by another card's report"
+    assert spool.get(b).state is MessageState.AMBIGUOUS
+
+
+def test_another_cards_known_write_on_the_same_name_does_not_refuse(spool):
+    """Control: as above, but D's write in m1 got its reference (200): it owns no unmatched
+    report, so C's own writes decide and report 10 proves A."""
+    card_in(spool, CARD_C, "m1")
+    sent(spool, "m1", 9, "from card C")
+    a = lost(spool, "m1", "A, card C")
+    card_in(spool, CARD_D, "m1")
+    sent(spool, "m1", 200, "B, card D, its reference known")
+    assert report(spool, 10, "m1").message_id == a
+    assert spool.get(a).state is MessageState.DELIVERED
+
+
 def test_a_version_19_spool_is_upgraded_and_its_writes_keep_their_card(spool_target):
     """Schema step 20 (both engines): the card columns, their indexes and the trigger that
     keeps an overwritten write's card."""
@@ -114,18 +143,7 @@ def test_a_version_19_spool_is_upgraded_and_its_writes_keep_their_card(spool_tar
     sqlite = not str(spool_target).startswith("postgresql")
     with Spool(spool_target) as spool:
         with spool.engine.tx() as conn:
-            for index in ("parts_by_card", "earlier_writes_by_card"):
-                conn.execute(f"DROP INDEX {index}")
-            if sqlite:   # step 18's trigger, which names no card
-                conn.execute("DROP TRIGGER parts_rewritten")
-            conn.execute("ALTER TABLE parts DROP COLUMN card")
-            conn.execute("ALTER TABLE earlier_writes DROP COLUMN card")
-            if sqlite:
-                from modempool.spool.write_history import SQLITE_STEP
-                conn.execute(SQLITE_STEP[1])
-            else:
-                from modempool.spool.write_history import POSTGRES_STEP
-                conn.execute(POSTGRES_STEP[1])
+            as_version_19(conn, sqlite)
             conn.execute("PRAGMA user_version = 19" if sqlite
                          else "UPDATE modempool_schema SET version = 19")
     with Spool(spool_target) as spool:

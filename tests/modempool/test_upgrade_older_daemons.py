@@ -17,7 +17,7 @@ from modempool.spool.daemons import run_owner, this_place
 from modempool.spool.schema import SCHEMA_VERSION
 from modempool.spool.upgrade_guard import OlderDaemonsRunning
 from tests.modempool.daemon_harness import modempool_cli
-from tests.modempool.spool_driver import as_version_14
+from tests.modempool.spool_driver import as_version_14, as_version_19
 from tests.modempool.test_inbound_hooks_table import _raw
 
 SENDER = "+8613912345678"
@@ -117,3 +117,40 @@ def test_with_the_older_daemon_stopped_any_open_upgrades(spool_target):
     with Spool(spool_target) as spool:
         assert [w.count for w in spool.inbound_hooks.summary(3)] == [1, 0]
     assert _version(spool_target) == SCHEMA_VERSION
+
+
+def test_a_live_version_19_daemon_makes_step_20_refuse(tmp_path, spool_target):
+    """Step 20 (each write's card): a version-19 daemon still running would mark parts with no
+    card (a new attempt keeping the earlier one's), which the ambiguity rule reads as another
+    card's writes. The upgrade is refused in one line saying so, the spool left at 19 without
+    the column; `--despite-older-daemons` upgrades it. The old code (only step 15 guarded)
+    upgraded at the first open (rev21a M1)."""
+    now = datetime.now(timezone.utc)
+    sqlite = not str(spool_target).startswith("postgresql")
+    with Spool(spool_target) as spool:
+        spool.daemons.beat(OLD_BOX, host="old-box", pid=4242, started_at=now,
+                           now=now - timedelta(seconds=5))
+        with spool.transaction() as conn:
+            as_version_19(conn, sqlite)
+            conn.execute("PRAGMA user_version = 19" if sqlite
+                         else "UPDATE modempool_schema SET version = 19")
+    with pytest.raises(OlderDaemonsRunning) as refused:
+        Spool(spool_target)
+    message = str(refused.value)
+    assert "(step 20)" in message and "old-box:4242" in message and "\n" not in message
+    assert "write no card" in message and "can store no SMS" not in message
+    assert _version(spool_target) == 19
+    columns = ("SELECT name FROM pragma_table_info('parts')" if sqlite else
+               "SELECT column_name FROM information_schema.columns WHERE table_name = 'parts' "
+               "AND table_schema = current_schema()")
+    assert "card" not in {row[0] for row in _raw(spool_target, columns)}
+    config = _config(tmp_path, spool_target)
+    shown = modempool_cli("spool", "upgrade", config=config)
+    assert shown.returncode != 0 and "Traceback" not in shown.stderr
+    [line] = shown.stderr.strip().splitlines()
+    assert "(step 20)" in line and "write no card" in line
+    upgraded = modempool_cli("spool", "upgrade", "--despite-older-daemons", "--json",
+                             config=config)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert _version(spool_target) == SCHEMA_VERSION
+    assert "card" in {row[0] for row in _raw(spool_target, columns)}

@@ -137,6 +137,9 @@ class ModemTaskMixin:
             info = await modem.identify()
             if card_keys(info.iccid, info.imsi):   # its card in its row before its counts
                 await self._name_card(spec, slot, info, mlog)
+        if info.iccid and not info.imsi:
+            mlog.warning("serves by its ICCID alone after %d tries: a clone of its SIM card "
+                         "read by its IMSI only cannot be told apart", IDENTIFY_TRIES)
         return info
 
     async def _await_card(self, spec: ModemConfig, slot: SimSlot, info: Any,
@@ -149,8 +152,10 @@ class ModemTaskMixin:
         every heartbeat. A card taken whose counts cannot be read is let go: a modem never
         sends on counts that are not its card's. None: the daemon stopped, or the modem failed
         (`trouble`), meanwhile. The card is named by its ICCID and its IMSI (`card_keys`); a
-        modem that reads neither cannot be told apart: it takes no card (an event never set)
-        and says so, but its counts are read all the same."""
+        modem that reads neither cannot be told apart: it takes no card (an event never set),
+        its row forgets the card it named before (its counts are the modem's own from then on)
+        and it says so, but its counts are read all the same."""
+        assert self.dispatcher is not None  # made before the modem tasks
         card = card_keys(info.iccid, info.imsi)
         if not card:
             mlog.warning("reads neither ICCID nor IMSI: a clone of its SIM card elsewhere "
@@ -160,7 +165,9 @@ class ModemTaskMixin:
             try:
                 if card:
                     lost = await self.cards.take(spec.name, card, slot.owner)
-                else:
+                else:   # the row forgets the card it named: this one may be another
+                    await self.dispatcher.lane.run(self.spool.name_sim_card, spec.name,
+                                                   None, None, forget=True)
                     self.cards.serve_without_card(slot.owner)
                     lost = asyncio.Event()
             except CardElsewhere as exc:

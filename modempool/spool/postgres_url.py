@@ -5,6 +5,12 @@
 not a number, an sslmode it does not know, a query parameter it does not know), so that a
 typo reads "invalid spool URL", not "cannot reach the spool". Both read the URL only: no
 name is looked up, nothing is connected to.
+
+A `/` or `@` written raw in a URL's user name or password (base64-made passwords hold `/`)
+makes libpq split the URL elsewhere than its writer meant (at the first `/` or `@`), so that
+parts of the password land in the host, port or database name it reports. Such a URL is
+refused here ("must be percent-encoded": `/` as %2F, `@` as %40) and named without anything
+that lies between `://` and its last `@` but the user name (rev21b M2).
 """
 
 from __future__ import annotations
@@ -12,7 +18,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from modempool.masked import one_line
+from modempool.masked import masked, one_line
+
+#: What `url_problem` says of a URL whose user name or password holds a raw / or @.
+UNENCODED = ("a / or @ in the user name or password must be percent-encoded "
+             "(/ as %2F, @ as %40)")
 
 #: The options whose value libpq checks against a list of its own before it connects
 #: (libpq 15 to 18; an option this libpq does not know is refused by its parser first).
@@ -30,28 +40,64 @@ CHOSEN_VALUES: dict[str, tuple[str, ...]] = {
 def describe(url: str) -> str:
     """user@host:port/db of a URL, without its password (for messages and logs); the hosts
     of a multi-host URL each with its own port (`db1:5432,db2:5433`). A URL libpq cannot
-    parse (an unknown query parameter) is named from its parts as a URL reads them."""
+    parse (an unknown query parameter) is named from its parts as a URL reads them, and one
+    whose user name or password holds a raw / or @ by its user name and what follows its last
+    @; either way the text is masked with the URL's password as a last guard."""
     from psycopg.conninfo import conninfo_to_dict
 
+    if _unencoded(url):
+        return masked(_described_after_last_at(url), url)
     try:
         info = conninfo_to_dict(url)
     except Exception:
-        return _described_by_its_parts(url)
+        return masked(_described_by_its_parts(url), url)
     user = f"{info['user']}@" if info.get("user") else ""
-    return f"postgresql://{user}{hosts_of(info)}/{info.get('dbname') or ''}"
+    return masked(f"postgresql://{user}{hosts_of(info)}/{info.get('dbname') or ''}", url)
+
+
+def _unencoded(url: str) -> bool:
+    """Whether the text between `://` and the URL's last `@` holds a password (a colon) and a
+    raw / or @, which libpq would split at. An @ in the query alone (`?application_name=a@b`
+    after a clean user:password@host/db) does not count."""
+    _, mark, rest = url.partition("://")
+    userinfo = rest[:rest.rfind("@")] if mark and "@" in rest else ""
+    if ":" not in userinfo or "/" not in userinfo and "@" not in userinfo:
+        return False
+    first = rest.find("@")
+    slash = rest.find("/", first)
+    query = rest.find("?", first if slash < 0 else slash)
+    clean = "/" not in rest[:first] and query >= 0 and "@" not in rest[first + 1:query]
+    return not clean
+
+
+def _described_after_last_at(url: str) -> str:
+    """postgresql://user@host/db of a URL whose user:password holds a raw / or @: the user
+    name (the text before the first colon, when it holds none of / @ ? #) and what follows
+    the last @ (host and port, database), never what lies between."""
+    rest = url.partition("://")[2]
+    userinfo, _, where = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    user = f"{user}@" if user and not any(c in user for c in "/@?#") else ""
+    host, _, dbname = where.split("?", 1)[0].partition("/")
+    return f"postgresql://{user}{host}/{dbname}"
 
 
 def _described_by_its_parts(url: str) -> str:
-    """user@host:port/db as the URL's own syntax gives them, never its password or query."""
+    """user@host:port/db as the URL's own syntax gives them, never its password or query.
+    The authority ends at the first / (as libpq reads it), so a ? in a password is not
+    taken for the query's start."""
     try:
-        parts = urlsplit(url)
-        where = parts.netloc.rpartition("@")[2]
-        user = parts.username
+        parts = urlsplit(url)   # for its checks: the scheme, a bracket left open
     except ValueError:
         return "postgresql://(unparsable URL)"
-    if not parts.scheme.startswith("postgres") or not where and not parts.path.strip("/"):
+    authority, _, tail = url.partition("://")[2].partition("/")
+    userinfo, at, where = authority.rpartition("@")
+    where = where.split("?", 1)[0]
+    user = userinfo.split(":", 1)[0] if at else ""
+    dbname = tail.split("?", 1)[0]
+    if not parts.scheme.startswith("postgres") or not where and not dbname:
         return "postgresql://(unparsable URL)"
-    return f"postgresql://{f'{user}@' if user else ''}{where}/{parts.path.lstrip('/')}"
+    return f"postgresql://{f'{user}@' if user else ''}{where}/{dbname}"
 
 
 def hosts_of(info: dict[str, Any]) -> str:
@@ -73,9 +119,12 @@ def hosts_of(info: dict[str, Any]) -> str:
 def url_problem(url: str) -> str | None:
     """Why libpq would refuse `url` as written (one line, its password masked), or None: a
     syntax or parameter its parser refuses, a port that is no number from 1 to 65535, as
-    many ports as neither one nor the hosts, a value not among an option's choices."""
+    many ports as neither one nor the hosts, a value not among an option's choices, a raw /
+    or @ in the user name or password."""
     from psycopg.conninfo import conninfo_to_dict
 
+    if _unencoded(url):   # before libpq, which would quote a piece of the password
+        return UNENCODED
     try:
         info = conninfo_to_dict(url)
     except Exception as exc:   # psycopg's ProgrammingError: libpq's parser's message

@@ -229,13 +229,18 @@ class Sims:
             )
         return self.get(name)  # type: ignore[return-value]
 
-    def name_card(self, name: str, iccid: str | None, imsi: str | None) -> None:
+    def name_card(self, name: str, iccid: str | None, imsi: str | None, *,
+                  forget: bool = False) -> None:
         """Record the card a modem read (its ICCID and IMSI) in SIM `name`'s row. A key the
         modem failed to read (None) is kept where the other key shows the card is the same,
         and cleared where it is another card; a modem that read neither leaves the row as it
-        is. The row names the card its received SMS are deduplicated by (`inbound._Card`): a
+        is (while it is asked again: an SMS handed over again after a restart whose first
+        read failed is still its card's), unless `forget`: once it gives up and serves
+        unchecked, the card in it may be another, so the row names none and its sends count
+        under the modem's name, not against the quota of the card it held before (rev21b M1).
+        The row names the card its received SMS are deduplicated by (`inbound._Card`): a
         failed read must not make an SMS stored before look new."""
-        if not iccid and not imsi:
+        if not iccid and not imsi and not forget:
             return
         with self.engine.tx() as conn:
             row = conn.execute("SELECT iccid, imsi FROM sims WHERE name = ?",

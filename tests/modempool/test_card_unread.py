@@ -111,3 +111,41 @@ async def test_a_modem_serving_by_its_iccid_alone_is_asked_again_and_meets_its_c
             senders, held = await eight_sent(bank, spool)
         assert await daemon.stop() == 0
     assert senders == {"m2"} and held == {"s2"}, (held, senders)
+
+
+async def test_a_modem_serving_unchecked_no_longer_counts_against_the_card_it_held(tmp_path):
+    """Card X sat in s1 (its row names it) and moved to another box's modem s9 while the
+    daemon was stopped; the card now in s1 reads neither key. Once s1 gives up asking and
+    serves unchecked, its row forgets X: what it sends counts under s1's name, not against X's
+    quota in s9 (rev21b M1: the row kept X's keys, and X was charged with s1's sends)."""
+    with Spool(tmp_path / "spool.db") as spool:
+        spool.name_sim_card("s1", CARD, IMSI)   # yesterday: X in s1
+        spool.name_sim_card("s9", CARD, IMSI)   # today: X in s9, in another box
+    async with cimi_failing(tmp_path, 38, None) as daemon:
+        await daemon.wait_for_log("s1: reads neither ICCID nor IMSI: a clone of its SIM card "
+                                  "elsewhere cannot be told apart; it serves unchecked")
+        with Spool(tmp_path / "spool.db") as spool:
+            spool.enqueue_many({"to": "+8613800138000", "text": f"unchecked {i}"}
+                               for i in range(3))
+            await eventually(lambda: spool.counts()["sent"] + spool.counts()["delivered"] == 3,
+                             what="all three sent")
+        assert await daemon.stop() == 0
+    with Spool(tmp_path / "spool.db") as spool:
+        row = spool.sims.get("s1")
+        assert (row["iccid"], row["imsi"]) == (None, None)
+        assert spool.sims.sent_counts("s9")[1:] == (0, 0)   # X's quota untouched
+        assert spool.sims.sent_counts("s1")[1:] == (3, 3)   # s1's sends counted as its own
+
+
+async def test_a_modem_reading_its_iccid_but_never_its_imsi_says_it_serves_by_the_iccid(
+        tmp_path):
+    """rev21b L2: the fallback after IDENTIFY_TRIES beats is logged, not silent."""
+    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=39,
+                             iccids={"m1": CARD}, imsis={"m1": IMSI}) as bank:
+        bank.set_fault("m1", "command_error", command="+CIMI", code=500, count=None)
+        config = _config(tmp_path / "one.toml", f'path = "{tmp_path / "spool.db"}"', "s",
+                         bank.devices, None)
+        daemon = await DaemonProcess(config).start()
+        await daemon.wait_for_log("s1: serves by its ICCID alone after 3 tries: a clone of its "
+                                  "SIM card read by its IMSI only cannot be told apart")
+        assert await daemon.stop() == 0

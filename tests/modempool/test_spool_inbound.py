@@ -258,6 +258,22 @@ def test_a_modem_that_fails_to_read_its_card_keeps_the_keys_its_row_knows(path):
                                                                        None)
 
 
+def test_a_modem_that_gives_up_reading_its_card_forgets_the_card_its_row_named(path):
+    """Once a modem that reads neither key serves unchecked, the card in it may be another:
+    its row names none (`forget`), so its sends count under its own name and not against the
+    quota of the card now in another modem (rev21b M1)."""
+    card, imsi = "89860012345678901234", "460001234567890"
+    with Spool(path) as spool:
+        spool.name_sim_card("a1", card, imsi)   # the card was in a1
+        spool.name_sim_card("b1", card, imsi)   # and moved to b1
+        spool.name_sim_card("a1", None, None, forget=True)
+        assert (spool.sim("a1")["iccid"], spool.sim("a1")["imsi"]) == (None, None)
+        for _ in range(2):
+            spool.sims.count_sent("a1")
+        assert spool.sims.sent_counts("b1")[1:] == (0, 0)
+        assert spool.sims.sent_counts("a1")[1:] == (2, 2)
+
+
 def test_a_long_sms_on_a_card_moved_to_another_box_is_stored_once(path):
     """Box A joined a long SMS and died before deleting its parts from the card; the card went
     to box B's b7, which hands the parts over again: joined once, by the card. Parts of one

@@ -50,3 +50,29 @@ def test_a_malformed_migrate_target_is_named_invalid_with_its_host(tmp_path, url
                       cwd=tmp_path)
     assert (done.returncode, done.stderr.splitlines()) == (1, [f"Error: invalid spool URL {said}"])
     assert PASSWORD not in done.stdout
+
+
+#: Passwords written raw with a / (base64-made ones hold it) or an @: libpq would split the
+#: URL at the first of them, so pieces of the password would land in its host, port or
+#: database name (rev21b M2).
+UNENCODED = [
+    ("postgresql://pool:Ab3/Xy9+kq@db.example/mp", "Ab3/Xy9+kq", "postgresql://pool@db.example/mp"),
+    ("postgresql://pool:Ab3@Xy9kq@db.example:notaport/mp", "Ab3@Xy9kq",
+     "postgresql://pool@db.example:notaport/mp"),
+]
+
+
+@pytest.mark.parametrize(("url", "password", "named"), UNENCODED)
+def test_a_raw_slash_or_at_in_the_password_is_refused_and_no_piece_of_it_printed(
+        tmp_path, url, password, named):
+    (tmp_path / "pool.toml").write_text(
+        f'[spool]\nurl = "{url}"\n\n[[modem]]\nname = "m1"\nport = "/dev/null"\n',
+        encoding="utf-8")
+    pieces = {password[i:i + 3] for i in range(len(password) - 2)}
+    for command in (["status"], ["run"]):
+        done = _modempool(*command, "--config", str(tmp_path / "pool.toml"), cwd=tmp_path)
+        assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", [
+            f"Error: {tmp_path / 'pool.toml'}, line 2: [spool] key 'url': "
+            f"invalid spool URL {named}: a / or @ in the user name or password must be "
+            "percent-encoded (/ as %2F, @ as %40)"]), command
+        assert not [p for p in pieces if p in done.stderr], (command, done.stderr)

@@ -1,12 +1,12 @@
 """The spool on PostgreSQL: one database shared by daemons on several hosts.
 
-Connections come from a psycopg 3 pool. A write transaction takes one connection for its
-whole length (nested calls in the same thread join it); reads outside a transaction borrow
-one for a statement. The rules' SQL is written once with `?` / `:name` parameters (turned
-into psycopg's by `postgres_conn.PgConn`); this file supplies what PostgreSQL does
-differently: `FOR UPDATE SKIP LOCKED` for claims (two daemons never wait on, nor take, the
-same message), ids from the table's sequence, JSON lists as `jsonb`, `LISTEN/NOTIFY` to wake
-idle dispatchers. Its schema is made at open by postgres_schema.py; its webhook triggers are
+Connections come from a psycopg 3 pool (postgres_pool.py, with the watch on its server). A
+write transaction takes one connection for its whole length (nested calls in the same thread
+join it); reads outside a transaction borrow one for a statement. The rules' SQL is written
+once with `?` / `:name` parameters (turned into psycopg's by `postgres_conn.PgConn`); this
+file supplies what PostgreSQL does differently: `FOR UPDATE SKIP LOCKED` for claims (two
+daemons never wait on, nor take, the same message), ids from the table's sequence, JSON lists
+as `jsonb`, `LISTEN/NOTIFY` to wake idle dispatchers. Its schema is made at open by postgres_schema.py; its webhook triggers are
 in postgres_webhooks.py, its kept counts in postgres_counts.py.
 """
 
@@ -14,23 +14,21 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from modempool.masked import one_line
 from modempool.spool.database_errors import forbidden
 from modempool.spool.engine import Engine, SpoolUnreachable, created_names, statements
-from modempool.spool.postgres_conn import PgConn, describe, named_rows, refuse_standby
+from modempool.spool.postgres_conn import PgConn, describe, refuse_standby
 from modempool.spool.postgres_url import url_problem
-from modempool.spool.postgres_connect import connect_once, connection_class
+from modempool.spool.postgres_connect import connection_class
 from modempool.spool.postgres_counts import KeptCounts
+from modempool.spool.postgres_pool import SpoolConnections
 from modempool.spool.postgres_schema import ddl, prepare, schema_lock
 from modempool.spool.postgres_webhooks import OUTBOX_VERSION, SUBJECT_INDEX, WEBHOOK_OUTBOX
-from modempool.spool.server_watch import RECONNECT_GIVE_UP, ServerWatch
-from modempool.spool.unavailable import SpoolUnavailable, outcome_unknown
+from modempool.spool.unavailable import outcome_unknown
 
 #: The channel a NOTIFY on enqueue is sent on.
 CHANNEL = "modempool_queue"
@@ -38,11 +36,6 @@ CHANNEL = "modempool_queue"
 #: The first key of the two-key advisory locks `lock_key` takes (the one-key space holds the
 #: schema and fold locks).
 _KEY_LOCKS = 0x6D70
-
-#: A pooled connection unused for longer than this is checked before it is handed out.
-IDLE_CHECK_AFTER = 2.0
-#: How long the server watch's probe waits for an idle pooled connection (seconds).
-PROBE_POOL_WAIT = 1.0
 
 
 class PostgresEngine(Engine):
@@ -59,7 +52,7 @@ class PostgresEngine(Engine):
                  despite_older_daemons: bool = False) -> None:
         try:
             import psycopg
-            from psycopg_pool import ConnectionPool, PoolTimeout
+            import psycopg_pool  # noqa: F401  (postgres_pool's, its absence named here)
         except ImportError as exc:  # pragma: no cover - a dependency of the package
             raise SpoolUnreachable(f"PostgreSQL spool needs psycopg 3: {exc}") from None
         problem = url_problem(url)
@@ -69,7 +62,6 @@ class PostgresEngine(Engine):
         self._local = threading.local()
         self._listener: Any = None
         self._ensured: set[str] = set()   # module schemas made (ensure_schema)
-        self._idle_since: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._psycopg = psycopg
         # its host names looked up within the connect timeout (postgres_connect), as none are
         self._connection = connection_class(float(max(int(connect_timeout), 1)))
@@ -92,108 +84,16 @@ class PostgresEngine(Engine):
                 f"cannot prepare the spool at {self.where}: {one_line(exc, url)}") from None
         finally:
             first.close()
-        # reconnect_timeout: see server_watch.py (the pool's doubling waits kept short); no
-        # `check` callback: `_pooled` tries idle connections itself
-        self.pool = ConnectionPool(
-            url, connection_class=self._connection, min_size=1, max_size=pool_size, open=False,
-            timeout=connect_timeout, kwargs={"autocommit": True}, configure=self._configure,
-            name="modempool-spool", reconnect_timeout=RECONNECT_GIVE_UP)
-        self.pool.open(wait=True, timeout=connect_timeout)
-        self.server = ServerWatch(self.where, self._probe)
-        self._pool_timeout = PoolTimeout
-        self._lent = 0   # connections out of the pool (`_lending`)
-        self._lent_lock = threading.Lock()
+        self.connections = SpoolConnections(url, self._connection, self.schema,
+                                            pool_size=pool_size, connect_timeout=connect_timeout)
+        self.pool = self.connections.pool      # psycopg's own (benchmarks borrow from it)
+        self.server = self.connections.server
         self.counts = KeptCounts(self)
 
-    @staticmethod
-    def _configure(raw: Any) -> None:
-        raw.row_factory = named_rows
-
-    @contextmanager
-    def connection(self) -> Iterator[Any]:
-        """A pooled connection for the block; when it goes back, the time is noted for
-        `_pooled`. Noted here, not by the pool's `reset` callback: with one, the pool hands
-        every returned connection to its worker thread, which puts it back only once that
-        thread has had its turn (a thread switch per transaction, and meanwhile the next
-        transaction finds the connection away)."""
-        self.server.check()   # away: fail now, not after the pool's timeout
-        try:
-            raw = self._pooled()
-            try:
-                with self._lending(), raw:   # as the pool's `connection()`: commit or roll back
-                    yield raw
-            except self._psycopg.errors.InsufficientPrivilege as exc:   # DDL's GRANT
-                raise forbidden(exc, raw.info.user, self.schema) from None
-            finally:
-                self._idle_since[raw] = time.monotonic()
-                self.pool.putconn(raw)
-        except self._pool_timeout as exc:
-            if self._lent:   # every connection out, and none more given: busy, not gone
-                raise SpoolUnavailable(
-                    f"all {self.pool.max_size} of this process's database connections are "
-                    "in use", 1, one_line(exc)) from None
-            self.server.failed(exc)   # none out, and none made in time: the server is gone
-            raise
-        except Exception as exc:
-            self.server.failed(exc)
-            raise
-
-    def _pooled(self) -> Any:
-        """A connection from the pool. One idle for a while is tried first (the server may
-        have restarted, or gone, since); one in steady use is not, which saves a round trip
-        per transaction. A broken one goes back (the pool drops it) and the server is asked
-        at once (`_probe`): gone, its error is raised now, rather than after the pool's own
-        checks and reconnection attempts have waited its whole timeout (10 s); there (it
-        restarted), the pool's next connections are taken, each tried likewise."""
-        from psycopg_pool import ConnectionPool
-
-        probed = False
-        for _ in range(self.pool.max_size + 1):
-            raw = self.pool.getconn()
-            if time.monotonic() - self._idle_since.get(raw, 0.0) <= IDLE_CHECK_AFTER:
-                return raw
-            try:
-                ConnectionPool.check_connection(raw)
-                return raw
-            except self._psycopg.Error as exc:
-                self.pool.putconn(raw)
-                broken = exc
-            if not probed:
-                self._probe()
-                probed = True
-        raise broken
-
-    @contextmanager
-    def _lending(self) -> Iterator[None]:
-        """Count the pooled connections out (a pool's timeout with some out means busy)."""
-        with self._lent_lock:
-            self._lent += 1
-        try:
-            yield
-        finally:
-            with self._lent_lock:
-                self._lent -= 1
-
-    def _probe(self) -> None:
-        """Raise unless the server answers (the server watch's probe): a fresh connection,
-        opened and closed; refused as one too many (53300, by its SQLSTATE in any language:
-        `postgres_connect`), the server is there all the same. Failing that, an idle pooled
-        connection answering `SELECT 1` (new connections refused, for example by pg_hba or a
-        role's limit, while the pool's own still work). With none idle, the pool is asked to
-        open one (in the background, for the next probe): after an outage longer than
-        RECONNECT_GIVE_UP it holds none and, every call failing at once, nothing else asks."""
-        refused = connect_once(self.url, timeout=5)
-        if refused is None or refused.too_many:
-            return
-        exc = self._psycopg.OperationalError(refused.message)
-        if self.pool.get_stats().get("pool_available", 0) == 0:
-            self.pool.check()   # none to check: it grows by one, unless growing already
-            raise exc
-        try:
-            with self.pool.connection(timeout=PROBE_POOL_WAIT) as raw:
-                raw.execute("SELECT 1")
-        except Exception:
-            raise exc from None
+    def connection(self) -> AbstractContextManager[Any]:
+        """A pooled connection for the block, committed or rolled back at its end
+        (`postgres_pool.SpoolConnections.connection`)."""
+        return self.connections.connection()
 
     def run_ddl(self, statements_: list[str]) -> None:
         """Run schema statements (the operator modules' tables) in one transaction, serialised
@@ -431,8 +331,7 @@ class PostgresEngine(Engine):
         return OperatorDb(self)
 
     def close(self) -> None:
-        self.server.close()
         if self._listener is not None:
             self._listener.close()
             self._listener = None
-        self.pool.close()
+        self.connections.close()

@@ -17,7 +17,7 @@ import pytest
 
 from modempool.spool import Spool
 from modempool.spool.daemons import Daemons
-from modempool.spool import postgres_engine
+from modempool.spool import postgres_pool
 from modempool.spool.postgres_engine import PostgresEngine
 from modempool.spool.unavailable import SpoolUnavailable, unavailable
 from tests.modempool.daemon_harness import eventually
@@ -170,7 +170,7 @@ def test_an_idle_pooled_connection_broken_by_an_outage_fails_the_first_call_on_t
     checks and reconnection attempts (10 s), and marks the server away."""
     from psycopg_pool import PoolTimeout
 
-    monkeypatch.setattr(postgres_engine, "IDLE_CHECK_AFTER", -1.0)
+    monkeypatch.setattr(postgres_pool, "IDLE_CHECK_AFTER", -1.0)
     with throwaway_cluster() as cluster, Spool(cluster.new_schema()) as spool:
         spool.enqueue("+8613800138000", "before")
         cluster.stop()

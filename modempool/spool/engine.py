@@ -5,9 +5,9 @@ once, in `claims.py`, `recovery.py`, `inbound.py`, `sims.py`, `messages.py`, as 
 engines understand: `?` or `:name` parameters, `ON CONFLICT`, `RETURNING`, times as fixed-width
 ISO text. What differs between SQLite and PostgreSQL is an `Engine`: how to connect, how a
 write transaction is opened, how rows are locked for a claim, JSON lists, id allocation, and
-the schema's DDL and version. One engine each: `sqlite_engine.py` (with `sqlite_counts.py`,
-`sqlite_webhooks.py`), `postgres_engine.py` (with `postgres_pool.py`, `postgres_conn.py`,
-`postgres_schema.py`, `postgres_webhooks.py`, `postgres_counts.py`).
+the schema's DDL and version. One engine each: `sqlite_engine.py` (with `sqlite_schema.py`,
+`sqlite_counts.py`, `sqlite_webhooks.py`), `postgres_engine.py` (with `postgres_pool.py`,
+`postgres_conn.py`, `postgres_schema.py`, `postgres_webhooks.py`, `postgres_counts.py`).
 """
 
 from __future__ import annotations

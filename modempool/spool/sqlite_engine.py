@@ -3,8 +3,8 @@
 One connection per `Spool`, shared between threads under a lock. Every write runs in a
 `BEGIN IMMEDIATE` transaction, which takes the file's write lock at its first statement: a
 claim's read and conditional update can never interleave with another process's. The
-counts kept by triggers are in sqlite_counts.py, the webhook triggers in sqlite_webhooks.py;
-history search's FTS5 indexes are here.
+counts kept by triggers are in sqlite_counts.py, the webhook triggers in sqlite_webhooks.py,
+the upgrade at open and history search's FTS5 indexes in sqlite_schema.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,38 +21,12 @@ from typing import Any
 from modempool.private_files import create_private
 from modempool.spool.engine import (UNCERTAIN_PARTS, UNMATCHED_REPORTS, Engine, SpoolTooNew,
                                     SpoolUnreachable, created_names, row_class, statements)
-from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, SYNCHRONOUS_MODES, too_new
-from modempool.spool.sims import SQLITE_STEP as CARD_IMSI_STEP
-from modempool.spool.sqlite_counts import (ACCOUNT_COUNTS, METRIC_COUNTS, REACHED_COUNTS,
-                                           STATE_COUNTS)
-from modempool.spool.sqlite_webhooks import (DLR_MARK, SUBJECT_INDEX, SUBJECT_MARK,
-                                             WEBHOOK_OUTBOX, outbox_subject_step)
-from modempool.spool.upgrade_guard import (DAEMON_COLUMNS, OlderDaemonsRunning, breaks_older,
-                                           daemon_rows, refuse_if_older_daemons_run)
-from modempool.spool.write_history import SQLITE_CARD_STEP, SQLITE_STEP
+from modempool.spool.schema import SCHEMA_VERSION, SYNCHRONOUS_MODES, too_new
+from modempool.spool.sqlite_counts import METRIC_COUNTS, REACHED_COUNTS, STATE_COUNTS
+from modempool.spool.sqlite_schema import make_text_index, upgrade
+from modempool.spool.sqlite_webhooks import DLR_MARK, SUBJECT_INDEX, SUBJECT_MARK, WEBHOOK_OUTBOX
+from modempool.spool.upgrade_guard import OlderDaemonsRunning
 
-
-# History search (issue 17): FTS5 trigram indexes over the text of messages and inbound, in
-# the writing transaction. Trigrams match any substring of 3+ characters, which suits Chinese
-# (no word boundaries); shorter searches fall back to a scan. Triggers keep inbound rows and
-# every update and delete; new messages are indexed by `index_text`, one statement per
-# enqueue (a trigger would cost FTS5 a flush per row of the batch: ten times slower).
-TEXT_INDEX = tuple(
-    statement
-    for table in ("messages", "inbound")
-    for statement in (
-        f"CREATE VIRTUAL TABLE {table}_fts USING fts5(text, content='{table}', "
-        f"content_rowid='id', tokenize='trigram')",
-        *((f"CREATE TRIGGER {table}_fts_insert AFTER INSERT ON {table} BEGIN "
-           f"INSERT INTO {table}_fts (rowid, text) VALUES (new.id, new.text); END",)
-          if table == "inbound" else ()),
-        f"CREATE TRIGGER {table}_fts_delete AFTER DELETE ON {table} BEGIN "
-        f"INSERT INTO {table}_fts ({table}_fts, rowid, text) VALUES ('delete', old.id, old.text); END",
-        f"CREATE TRIGGER {table}_fts_update AFTER UPDATE OF text ON {table} BEGIN "
-        f"INSERT INTO {table}_fts ({table}_fts, rowid, text) VALUES ('delete', old.id, old.text); "
-        f"INSERT INTO {table}_fts (rowid, text) VALUES (new.id, new.text); END",
-        f"INSERT INTO {table}_fts ({table}_fts) VALUES ('rebuild')",   # what was there before
-    ))
 TRIGRAM = 3
 CHECKPOINT_ROUNDS = 8   # copies at most, while writers add to the WAL (`checkpoint`)
 # A busy write lock is asked for again every millisecond at most (after 0.1, 0.2, 0.4 ms) for
@@ -60,12 +34,6 @@ CHECKPOINT_ROUNDS = 8   # copies at most, while writers add to the WAL (`checkpo
 LOCK_POLLING = 0.05
 LOCK_STEPS = (0.0001, 0.001)   # the first step, the longest
 RESTART_WAIT_MS = 100   # the longest a checkpoint's last step waits for the write lock
-
-#: Schema steps of this engine's own, run after the shared script of the same version: SQL,
-#: or a function of the upgrade's connection (a step that depends on what the file holds).
-OWN_STEPS: dict[int, Sequence[str | Callable[[sqlite3.Connection], None]]] = {
-    12: ACCOUNT_COUNTS, 13: (outbox_subject_step,), 18: SQLITE_STEP,
-    20: SQLITE_CARD_STEP, 21: CARD_IMSI_STEP}
 
 
 class SqliteEngine(Engine):
@@ -105,7 +73,7 @@ class SqliteEngine(Engine):
             self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self.conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: bulk enqueues in memory
             if version < SCHEMA_VERSION:  # else opening only reads (a viewer takes no write lock)
-                self._upgrade()
+                upgrade(self)
         except OlderDaemonsRunning:
             self.conn.close()
             raise
@@ -113,7 +81,7 @@ class SqliteEngine(Engine):
             self.conn.close()
             raise SpoolUnreachable(f"cannot use the spool {self.path}: {exc} (is it a modempool "
                                    "spool, complete, on a writable disk with room?)") from None
-        self.text_index = self._text_index()
+        self.text_index = make_text_index(self)
         self._make_once("message_state_counts_update", STATE_COUNTS)
         self._make_once("parts_uncertain", (UNCERTAIN_PARTS,))
         self._make_once("delivery_reports_unmatched", (UNMATCHED_REPORTS,))
@@ -205,25 +173,6 @@ class SqliteEngine(Engine):
         return {(row[0], row[1]): row[2] for row in self.rows(
             "SELECT sim, state, n FROM sim_outcome_totals WHERE n > 0")}
 
-    def _text_index(self) -> bool:
-        """Make the trigram indexes once (an existing spool is indexed then, in one go);
-        False when this SQLite has no FTS5 trigram tokenizer (searches then scan)."""
-        present = "SELECT 1 FROM sqlite_master WHERE name = 'inbound_fts'"
-        if self.conn.execute(present).fetchone():
-            if self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts_insert'"
-                                 ).fetchone():   # made by the first version: index_text does it
-                with self.tx() as conn:
-                    conn.execute("DROP TRIGGER IF EXISTS messages_fts_insert")
-            return True
-        try:
-            with self.tx() as conn:
-                if not conn.execute(present).fetchone():   # another process may have made it
-                    for statement in TEXT_INDEX:
-                        conn.execute(statement)
-        except sqlite3.OperationalError:   # no fts5 or no trigram (SQLite < 3.34)
-            return False
-        return True
-
     def index_text(self, conn: Any, table: str, ids: Sequence[int]) -> None:
         if self._index_later is not None and table == "messages":
             self._index_later.extend(ids)
@@ -264,30 +213,6 @@ class SqliteEngine(Engine):
             raise ValueError(f"no text to search in {table!r}")
         phrase = '"' + text.replace('"', '""') + '"'
         return f"id IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)", [phrase]
-
-    def _upgrade(self) -> None:
-        """Bring the file to SCHEMA_VERSION in one transaction (a new file gets every step)."""
-        with self.tx() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:  # another process upgraded it meanwhile
-                raise SpoolTooNew(too_new(str(self.path), version))
-            if breaks_older(version) and not self.despite_older_daemons:
-                refuse_if_older_daemons_run(str(self.path), version, daemon_rows(conn.execute(
-                    f"SELECT {DAEMON_COLUMNS} FROM daemons WHERE stopped_at IS NULL"
-                ).fetchall()) if self._has_table(conn, "daemons") else [])
-            # A file from before versions were recorded (0) has version 1's tables, or none.
-            for step in range(max(version, 0) + 1, SCHEMA_VERSION + 1):
-                for statement in statements(MIGRATIONS[step]):
-                    conn.execute(statement)
-                for statement in OWN_STEPS.get(step, ()):
-                    statement(conn) if callable(statement) else conn.execute(statement)
-            if version < SCHEMA_VERSION:
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    @staticmethod
-    def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                            (name,)).fetchone() is not None
 
     @property
     def where(self) -> str:

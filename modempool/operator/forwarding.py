@@ -39,7 +39,6 @@ edits: a web page must not be able to choose a program the daemon runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -48,10 +47,10 @@ import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from modempool.config import Config, ForwardConfig
 from modempool.errors import NotFound, PoolError, SpoolFailure
+from modempool.masked import masked
 from modempool.numbers import normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
 from modempool.operator.optout import field_of
@@ -177,28 +176,27 @@ async def run_command(command: str, payload: dict[str, Any], timeout: float) -> 
         await process.wait()
         return False, f"timed out after {timeout:g} s"
     if process.returncode != 0:
-        tail = masked(stderr.decode(errors="replace"), shlex.split(command)[1:]).strip()[-200:]
+        tail = masked_output(stderr.decode(errors="replace"), shlex.split(command)[1:]).strip()[-200:]
         return False, f"exit status {process.returncode}" + (f": {tail}" if tail else "")
     return True, "exit status 0"
 
 
-#: An argument (or the value of `--key=value`, or a URL's password) this long may be a secret.
+#: An argument (or the value of `--key=value`) this long may be a secret.
 SECRET_LENGTH = 6
 
 
-def masked(text: str, arguments: list[str]) -> str:
-    """`text` (a command's stderr, kept in `forward_log` and logged) with the command's
-    arguments that may be secrets shown as `****`: a command that fails may echo its own
-    `--api-key=...` or `-u user:password` (its line is never kept: a digest names it)."""
-    secrets: set[str] = set()
-    for argument in arguments:
-        secrets.update((argument, argument.partition("=")[2]))
-        with contextlib.suppress(ValueError):
-            secrets.add(urlsplit(argument).password or "")
+def masked_output(text: str, candidates: list[str]) -> str:
+    """`text` (a command's stderr, kept in `forward_log` and logged) with each of `candidates`
+    (the command's arguments) that may be a secret shown as `****`: a command that fails may
+    echo its own `--api-key=...` or `-u user:password` (its line is never kept: a digest names
+    it). A URL's password, and any password `modempool.masked` finds by its shape, are masked
+    whatever their length."""
+    secrets = {part for candidate in candidates
+               for part in (candidate, candidate.partition("=")[2])
+               if len(part) >= SECRET_LENGTH}
     for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= SECRET_LENGTH:
-            text = text.replace(secret, "****")
-    return text
+        text = text.replace(secret, "****")
+    return masked(text, *candidates)
 
 
 def env_value(value: Any) -> str:

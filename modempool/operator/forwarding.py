@@ -8,10 +8,12 @@ command = "/usr/local/bin/on-sms --db sms"   # run for each received SMS (alias:
 timeout = 10                          # seconds before the command is killed
 retries = 3                           # further attempts after a failure
 retry_delay = 5                       # seconds, doubled after each failure
+pass_env = ["HTTPS_PROXY"]            # what else of the daemon's environment it gets
 ```
 The command gets the message as JSON on stdin (`{"id", "sender", "sim", "text", "received_at",
 "name", "groups"}`) and gammu-style variables (`SMS_MESSAGES=1`, `SMS_1_NUMBER`, `SMS_1_TEXT`,
-`MODEMPOOL_SIM`, `MODEMPOOL_INBOUND_ID`). It runs as an asyncio subprocess in the background, so
+`MODEMPOOL_SIM`, `MODEMPOOL_INBOUND_ID`), and of the daemon's environment only what a program
+needs to run and `pass_env` (`command_environment`). It runs as an asyncio subprocess in the background, so
 a slow or hanging command never blocks the pool; failures are logged, retried, and every
 attempt is recorded in `forward_log`.
 
@@ -44,7 +46,7 @@ import json
 import logging
 import os
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,11 +158,30 @@ def message_json(spool: Any, message: Any) -> dict[str, Any]:
     }
 
 
-async def run_command(command: str, payload: dict[str, Any], timeout: float) -> tuple[bool, str]:
-    """Run `command` once with the message on stdin; (ok, what happened)."""
-    env = {**os.environ, "SMS_MESSAGES": "1", "SMS_1_NUMBER": env_value(payload["sender"]),
-           "SMS_1_TEXT": env_value(payload["text"]), "MODEMPOOL_SIM": env_value(payload["sim"]),
-           "MODEMPOOL_INBOUND_ID": env_value(payload["id"])}
+#: What the command inherits from the daemon's environment: what a program needs to run and
+#: print (the search path, home, user, locale, time zone, temporary files), and no more.
+INHERITED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
+
+
+def command_environment(payload: dict[str, Any], pass_env: tuple[str, ...] = (),
+                        environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The command's environment: the message's variables, `INHERITED` and `LC_*` from the
+    daemon's, and the variables the operator names (`[forward] pass_env`). Never the whole of
+    the daemon's: a failing script that dumps its environment (`env`, `set -x`) would copy a
+    PGPASSWORD or a cloud key into `forward_log` and the log."""
+    environ = os.environ if environ is None else environ
+    inherited = {name: value for name, value in environ.items()
+                 if name in INHERITED or name.startswith("LC_") or name in pass_env}
+    return {**inherited, "SMS_MESSAGES": "1", "SMS_1_NUMBER": env_value(payload["sender"]),
+            "SMS_1_TEXT": env_value(payload["text"]), "MODEMPOOL_SIM": env_value(payload["sim"]),
+            "MODEMPOOL_INBOUND_ID": env_value(payload["id"])}
+
+
+async def run_command(command: str, payload: dict[str, Any], timeout: float,
+                      pass_env: tuple[str, ...] = ()) -> tuple[bool, str]:
+    """Run `command` once with the message on stdin and `command_environment`; (ok, what
+    happened, its stderr's tail masked: the values of `pass_env` count as its arguments)."""
+    env = command_environment(payload, pass_env)
     try:
         process = await asyncio.create_subprocess_exec(
             *shlex.split(command), stdin=asyncio.subprocess.PIPE,
@@ -176,7 +197,9 @@ async def run_command(command: str, payload: dict[str, Any], timeout: float) -> 
         await process.wait()
         return False, f"timed out after {timeout:g} s"
     if process.returncode != 0:
-        tail = masked_output(stderr.decode(errors="replace"), shlex.split(command)[1:]).strip()[-200:]
+        passed = [env[name] for name in pass_env if name in env]
+        tail = masked_output(stderr.decode(errors="replace"),
+                             [*shlex.split(command)[1:], *passed]).strip()[-200:]
         return False, f"exit status {process.returncode}" + (f": {tail}" if tail else "")
     return True, "exit status 0"
 
@@ -292,7 +315,8 @@ async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
     for attempt in range(made + 1, settings.retries + 2):
         async with limit:
             try:
-                ok, detail = await run_command(settings.command or "", payload, settings.timeout)
+                ok, detail = await run_command(settings.command or "", payload, settings.timeout,
+                                               settings.pass_env)
             except Exception as exc:  # whatever happens, the attempt ends in a recorded outcome
                 log.exception("run_on_receive for inbound %s", payload["id"])
                 ok, detail = False, f"{type(exc).__name__}: {exc}"

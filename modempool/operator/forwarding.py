@@ -13,7 +13,7 @@ pass_env = ["HTTPS_PROXY"]            # what else of the daemon's environment it
 The command gets the message as JSON on stdin (`{"id", "sender", "sim", "text", "received_at",
 "name", "groups"}`) and gammu-style variables (`SMS_MESSAGES=1`, `SMS_1_NUMBER`, `SMS_1_TEXT`,
 `MODEMPOOL_SIM`, `MODEMPOOL_INBOUND_ID`), and of the daemon's environment only what a program
-needs to run and `pass_env` (`command_environment`). It runs as an asyncio subprocess in the background, so
+needs to run and `pass_env` (one run: `forward_command.py`). It runs as an asyncio subprocess in the background, so
 a slow or hanging command never blocks the pool; failures are logged, retried, and every
 attempt is recorded in `forward_log`.
 
@@ -42,19 +42,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
-import os
-import shlex
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from modempool.config import Config, ForwardConfig
 from modempool.errors import NotFound, PoolError, SpoolFailure
-from modempool.masked import masked
 from modempool.numbers import normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
+from modempool.operator.forward_command import run_command
 from modempool.operator.optout import field_of
 from modempool.spool.unavailable import database_failed, log_failure
 
@@ -156,76 +153,6 @@ def message_json(spool: Any, message: Any) -> dict[str, Any]:
         "received_at": received.isoformat() if hasattr(received, "isoformat") else received,
         "name": contact.name if contact else "", "groups": list(contact.groups) if contact else [],
     }
-
-
-#: What the command inherits from the daemon's environment: what a program needs to run and
-#: print (the search path, home, user, locale, time zone, temporary files), and no more.
-INHERITED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
-
-
-def command_environment(payload: dict[str, Any], pass_env: tuple[str, ...] = (),
-                        environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The command's environment: the message's variables, `INHERITED` and `LC_*` from the
-    daemon's, and the variables the operator names (`[forward] pass_env`). Never the whole of
-    the daemon's: a failing script that dumps its environment (`env`, `set -x`) would copy a
-    PGPASSWORD or a cloud key into `forward_log` and the log."""
-    environ = os.environ if environ is None else environ
-    inherited = {name: value for name, value in environ.items()
-                 if name in INHERITED or name.startswith("LC_") or name in pass_env}
-    return {**inherited, "SMS_MESSAGES": "1", "SMS_1_NUMBER": env_value(payload["sender"]),
-            "SMS_1_TEXT": env_value(payload["text"]), "MODEMPOOL_SIM": env_value(payload["sim"]),
-            "MODEMPOOL_INBOUND_ID": env_value(payload["id"])}
-
-
-async def run_command(command: str, payload: dict[str, Any], timeout: float,
-                      pass_env: tuple[str, ...] = ()) -> tuple[bool, str]:
-    """Run `command` once with the message on stdin and `command_environment`; (ok, what
-    happened, its stderr's tail masked: the values of `pass_env` count as its arguments)."""
-    env = command_environment(payload, pass_env)
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *shlex.split(command), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env)
-    except (OSError, ValueError) as exc:
-        return False, f"cannot start: {exc}"
-    data = json.dumps(payload, ensure_ascii=False).encode()
-    try:
-        async with asyncio.timeout(timeout):
-            _, stderr = await process.communicate(data)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        return False, f"timed out after {timeout:g} s"
-    if process.returncode != 0:
-        passed = [env[name] for name in pass_env if name in env]
-        tail = masked_output(stderr.decode(errors="replace"),
-                             [*shlex.split(command)[1:], *passed]).strip()[-200:]
-        return False, f"exit status {process.returncode}" + (f": {tail}" if tail else "")
-    return True, "exit status 0"
-
-
-#: An argument (or the value of `--key=value`) this long may be a secret.
-SECRET_LENGTH = 6
-
-
-def masked_output(text: str, candidates: list[str]) -> str:
-    """`text` (a command's stderr, kept in `forward_log` and logged) with each of `candidates`
-    (the command's arguments) that may be a secret shown as `****`: a command that fails may
-    echo its own `--api-key=...` or `-u user:password` (its line is never kept: a digest names
-    it). A URL's password, and any password `modempool.masked` finds by its shape, are masked
-    whatever their length."""
-    secrets = {part for candidate in candidates
-               for part in (candidate, candidate.partition("=")[2])
-               if len(part) >= SECRET_LENGTH}
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "****")
-    return masked(text, *candidates)
-
-
-def env_value(value: Any) -> str:
-    """`value` as an environment variable can hold it. Any sender can put U+0000 in a UCS2 SMS,
-    and no environment string can carry it: it becomes U+FFFD there (stdin's JSON keeps it)."""
-    return str(value if value is not None else "").replace("\0", "\ufffd")
 
 
 #: Called in the transaction that records a command's final outcome: passes the SMS's step

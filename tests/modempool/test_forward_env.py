@@ -14,7 +14,8 @@ import pytest
 
 from modempool.config import load_config
 from modempool.errors import ConfigError
-from modempool.operator.forwarding import make_forward_handler, run_command
+from modempool.operator.forward_command import run_command
+from modempool.operator.forwarding import make_forward_handler
 
 PAYLOAD = {"id": 1, "sender": "+8613800138000", "sim": "m1", "text": "hi"}
 

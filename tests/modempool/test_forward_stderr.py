@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from modempool.operator.forwarding import run_command
+from modempool.operator.forward_command import run_command
 
 ECHOES = ("import sys; print('called with', *sys.argv[1:], file=sys.stderr); "
           "print('Authorization: Bearer', sys.argv[1].partition('=')[2], file=sys.stderr); "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -65,18 +66,22 @@ async def run_command(command: str, payload: dict[str, Any], timeout: float,
     return True, "exit status 0"
 
 
-#: An argument (or the value of `--key=value`) this long may be a secret.
+#: An argument, or a piece of one, this long may be a secret.
 SECRET_LENGTH = 6
+#: Where an argument is cut into pieces that may each be a secret on their own: a header's
+#: `Authorization: Bearer <token>`, a `-uuser:password`, a `--key=value`.
+_PIECES = re.compile(r"[\s:=]+")
 
 
 def masked_output(text: str, candidates: list[str]) -> str:
     """`text` (a command's stderr, kept in `forward_log` and logged) with each of `candidates`
-    (the command's arguments) that may be a secret shown as `****`: a command that fails may
-    echo its own `--api-key=...` or `-u user:password` (its line is never kept: a digest names
+    (the command's arguments), and each piece of one (`_PIECES`), that may be a secret shown
+    as `****`: a command that fails may echo its own `--api-key=...`, `-u user:password` or
+    `-H "Authorization: Bearer ..."`, whole or in part (its line is never kept: a digest names
     it). A URL's password, and any password `modempool.masked` finds by its shape, are masked
     whatever their length."""
     secrets = {part for candidate in candidates
-               for part in (candidate, candidate.partition("=")[2])
+               for part in (candidate, candidate.partition("=")[2], *_PIECES.split(candidate))
                if len(part) >= SECRET_LENGTH}
     for secret in sorted(secrets, key=len, reverse=True):
         text = text.replace(secret, "****")

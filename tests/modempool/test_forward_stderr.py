@@ -35,3 +35,15 @@ async def test_a_urls_password_is_masked_whatever_its_length_and_however_it_is_p
     ok, detail = await run_command(command, PAYLOAD, timeout=30)
     assert not ok and detail.startswith("exit status 2: user"), detail
     assert "p@ss" not in detail and "p%40ss" not in detail, detail
+
+
+async def test_a_secret_inside_an_argument_is_masked_when_it_is_printed_alone():
+    """audit22: a header argument (`-H "Authorization: Bearer <token>"`) or `-uuser:password`
+    is cut into pieces; each long enough is masked where stderr prints it alone."""
+    echoes = ("import sys; print('token', sys.argv[2].split()[-1], 'password', "
+              "sys.argv[3].split(':')[1], file=sys.stderr); sys.exit(4)")
+    command = shlex.join([sys.executable, "-c", echoes, "-H",
+                          "Authorization: Bearer t0k3n-abcdef", "-ualice:pa55w0rd"])
+    ok, detail = await run_command(command, PAYLOAD, timeout=30)
+    assert not ok and detail.startswith("exit status 4: token"), detail
+    assert "t0k3n-abcdef" not in detail and "pa55w0rd" not in detail, detail

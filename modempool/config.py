@@ -30,7 +30,8 @@ from modempool.config_sections import (FORWARD_FIELDS, AutoReplyConfig, BalanceR
 from modempool.config_values import (amount, any_text, at_least, between, callback_allow, clock,
                                      clock_window, flag, listen_address, message_format, one_of, pin_code,
                                      positive_seconds, postgres_url, prefixes, region_code, regex, seconds,
-                                     strategy_name, text, text_list, timezone_name)
+                                     strategy_name, text, text_list, timezone_name,
+                                     variable_names)
 from modempool.config_where import Locator, config_error, key_on_line, table_name
 from modempool.errors import ConfigError, PoolError, UnknownSim
 from modempool.numbers import DEFAULT_REGION
@@ -168,7 +169,8 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
                   "sim": text, "hours": clock_window, "cooldown": at_least(0)},
     "forward": {"to": text_list, "format": message_format(*FORWARD_FIELDS), "command": text,
                 "run_on_receive": text, "timeout": positive_seconds, "retries": at_least(0),
-                "retry_delay": seconds, "max_parallel": at_least(1)},
+                "retry_delay": seconds, "max_parallel": at_least(1),
+                "pass_env": variable_names},
     "sensitive": {"words": text_list, "file": text},
     "signature": {"text": any_text, "footer": any_text, "marketing_only": flag},
     "http": {"listen": listen_address, "public": flag, "behind_proxy": flag, "tls_cert": text,

@@ -93,6 +93,7 @@ class ForwardConfig:
     retries: int = 3
     retry_delay: float = 5.0
     max_parallel: int = 4
+    pass_env: tuple[str, ...] = ()      # daemon variables the command also gets
 
 
 @dataclass(frozen=True, slots=True)

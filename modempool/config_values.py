@@ -95,6 +95,19 @@ def text_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def variable_names(value: Any) -> tuple[str, ...]:
+    """Names of environment variables (`[forward] pass_env`): a name with `=` or a blank in
+    it can never match one, so it is a mistake to say at once."""
+    names = text_list(value)
+    for name in names:
+        if not _VARIABLE_NAME.fullmatch(name):
+            raise ValueError(f"expected names of environment variables, got {name!r}")
+    return names
+
+
 def callback_allow(value: Any) -> CallbackAllow:
     """`[http] callback_allow`: URL prefixes and networks (modempool/callback_guard.py)."""
     return CallbackAllow.parse(text_list(value))

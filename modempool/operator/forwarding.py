@@ -8,10 +8,12 @@ command = "/usr/local/bin/on-sms --db sms"   # run for each received SMS (alias:
 timeout = 10                          # seconds before the command is killed
 retries = 3                           # further attempts after a failure
 retry_delay = 5                       # seconds, doubled after each failure
+pass_env = ["HTTPS_PROXY"]            # what else of the daemon's environment it gets
 ```
 The command gets the message as JSON on stdin (`{"id", "sender", "sim", "text", "received_at",
 "name", "groups"}`) and gammu-style variables (`SMS_MESSAGES=1`, `SMS_1_NUMBER`, `SMS_1_TEXT`,
-`MODEMPOOL_SIM`, `MODEMPOOL_INBOUND_ID`). It runs as an asyncio subprocess in the background, so
+`MODEMPOOL_SIM`, `MODEMPOOL_INBOUND_ID`), and of the daemon's environment only what a program
+needs to run and `pass_env` (one run: `forward_command.py`). It runs as an asyncio subprocess in the background, so
 a slow or hanging command never blocks the pool; failures are logged, retried, and every
 attempt is recorded in `forward_log`.
 
@@ -39,21 +41,17 @@ edits: a web page must not be able to choose a program the daemon runs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import json
 import logging
-import os
-import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from modempool.config import Config, ForwardConfig
 from modempool.errors import NotFound, PoolError, SpoolFailure
 from modempool.numbers import normalise
 from modempool.operator.db import ensure_schema, now_iso, transaction
+from modempool.operator.forward_command import run_command
 from modempool.operator.optout import field_of
 from modempool.spool.unavailable import database_failed, log_failure
 
@@ -157,56 +155,6 @@ def message_json(spool: Any, message: Any) -> dict[str, Any]:
     }
 
 
-async def run_command(command: str, payload: dict[str, Any], timeout: float) -> tuple[bool, str]:
-    """Run `command` once with the message on stdin; (ok, what happened)."""
-    env = {**os.environ, "SMS_MESSAGES": "1", "SMS_1_NUMBER": env_value(payload["sender"]),
-           "SMS_1_TEXT": env_value(payload["text"]), "MODEMPOOL_SIM": env_value(payload["sim"]),
-           "MODEMPOOL_INBOUND_ID": env_value(payload["id"])}
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *shlex.split(command), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env)
-    except (OSError, ValueError) as exc:
-        return False, f"cannot start: {exc}"
-    data = json.dumps(payload, ensure_ascii=False).encode()
-    try:
-        async with asyncio.timeout(timeout):
-            _, stderr = await process.communicate(data)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        return False, f"timed out after {timeout:g} s"
-    if process.returncode != 0:
-        tail = masked(stderr.decode(errors="replace"), shlex.split(command)[1:]).strip()[-200:]
-        return False, f"exit status {process.returncode}" + (f": {tail}" if tail else "")
-    return True, "exit status 0"
-
-
-#: An argument (or the value of `--key=value`, or a URL's password) this long may be a secret.
-SECRET_LENGTH = 6
-
-
-def masked(text: str, arguments: list[str]) -> str:
-    """`text` (a command's stderr, kept in `forward_log` and logged) with the command's
-    arguments that may be secrets shown as `****`: a command that fails may echo its own
-    `--api-key=...` or `-u user:password` (its line is never kept: a digest names it)."""
-    secrets: set[str] = set()
-    for argument in arguments:
-        secrets.update((argument, argument.partition("=")[2]))
-        with contextlib.suppress(ValueError):
-            secrets.add(urlsplit(argument).password or "")
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= SECRET_LENGTH:
-            text = text.replace(secret, "****")
-    return text
-
-
-def env_value(value: Any) -> str:
-    """`value` as an environment variable can hold it. Any sender can put U+0000 in a UCS2 SMS,
-    and no environment string can carry it: it becomes U+FFFD there (stdin's JSON keeps it)."""
-    return str(value if value is not None else "").replace("\0", "\ufffd")
-
-
 #: Called in the transaction that records a command's final outcome: passes the SMS's step
 #: (False: it was not this run's any more).
 Passed = Callable[[], bool]
@@ -294,7 +242,8 @@ async def _command_with_retries(run: Callable[..., Awaitable[Any]], spool: Any,
     for attempt in range(made + 1, settings.retries + 2):
         async with limit:
             try:
-                ok, detail = await run_command(settings.command or "", payload, settings.timeout)
+                ok, detail = await run_command(settings.command or "", payload, settings.timeout,
+                                               settings.pass_env)
             except Exception as exc:  # whatever happens, the attempt ends in a recorded outcome
                 log.exception("run_on_receive for inbound %s", payload["id"])
                 ok, detail = False, f"{type(exc).__name__}: {exc}"

@@ -221,7 +221,8 @@ class Records:
                      ) -> bool:
         """The rest of `_last_part_sent` once its statement at once answered `at_once` (None:
         not the common case, nothing written): the part recorded the long way then, and the
-        message's verdict from its parts' reports. Whether the lease was still ours."""
+        message's verdict from its parts' reports. Whether the lease was still ours (or the
+        record had committed already: `_recorded_already`)."""
         message_id, seq = send.message_id, send.seq
         if at_once is not None:
             part, ok = "sent", at_once
@@ -242,7 +243,7 @@ class Records:
             deliver_if_complete(conn, message_id, now_text)
         elif part == "undelivered":
             fail_if_undelivered(conn, message_id, now_text)
-        return ok
+        return ok or (part is None and _recorded_already(conn, send))
 
     def _sent_at_once(self, conn: Any, send: SentPart, now: str,
                       writing: tuple[str, dict[str, Any]] | None = None
@@ -282,6 +283,18 @@ class Records:
              "id": send.message_id, "seq": send.seq, "slack": CLOCK_SLACK.total_seconds(),
              "state": MessageState.SENT.value, "error": None, "now": now,
              "owner": send.lease_owner})
+
+
+def _recorded_already(conn: Any, send: SentPart) -> bool:
+    """Whether `send` finds itself recorded: its part sent with its TP-MR and its message
+    SENT. A record written again after its commit's answer was lost (rev21a L2) is then
+    "recorded already" (True), not "its lease taken over" (False); nothing is written."""
+    return send.message_reference is not None and conn.execute(
+        "SELECT 1 FROM parts JOIN messages ON messages.id = parts.message_id "
+        "WHERE parts.message_id = ? AND parts.seq = ? AND parts.state = 'sent' "
+        "AND parts.message_reference = ? AND messages.state = ?",
+        (send.message_id, send.seq, send.message_reference, MessageState.SENT.value)
+    ).fetchone() is not None
 
 
 def _at_once_read(row: Sequence[Any], marking: bool) -> tuple[bool | None, bool | None]:

@@ -226,3 +226,40 @@ def test_a_record_not_the_common_case_is_left_out_of_the_batch_with_its_marker(s
         assert outcomes[1] == ([True], None)
     assert spool.get(early).state is MessageState.DELIVERED
     assert [p["state"] for p in spool.parts(early_next)] == ["writing"]
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["alone", "in a batch"])
+def test_a_record_written_again_after_its_commits_answer_was_lost_is_recorded_already(
+        spool, together):
+    """rev21a L2: the commit of two SIMs' records and markers was done but its answer lost;
+    the dispatcher writes them again. Each record finds its part sent with its own TP-MR and
+    its message SENT: "recorded already" (True), not "its lease taken over" (False), and
+    nothing is counted or said twice."""
+    markings = []
+    for owner, sim, reference in (("o", "m1", 42), ("o2", "m2", 7)):
+        previous, following = written(spool, owner, sim), claimed(spool, owner, sim)
+        markings.append(([SentPart(previous, 1, None, reference, lease_owner=owner)],
+                         following, 1, 1, owner))
+
+    def write() -> list:
+        if together:
+            return each_or_alone(spool, markings)
+        return [spool.mark_sent_then_writing(sends, message_id, seq, total, lease_owner=owner)
+                for sends, message_id, seq, total, owner in markings]
+
+    assert write() == [([True], None)] * 2
+    assert write() == [([True], None)] * 2        # the same again: its answer was lost
+    assert sent_total(spool, "m1") == sent_total(spool, "m2") == 1
+    for (sent,), *_ in markings:
+        assert [e["kind"] for e in spool.events(sent.message_id)].count("sent") == 1
+
+
+def test_a_record_of_another_tp_mr_than_the_one_recorded_is_not_recorded_already(spool):
+    """The part was recorded with another reference (another attempt's): not this record's
+    commit, so still "taken over" (False)."""
+    previous, following = written(spool), claimed(spool)
+    assert spool.mark_sent_then_writing([SentPart(previous, 1, None, 42, lease_owner="o")],
+                                        following, 1, 1, lease_owner="o") == ([True], None)
+    recorded, _ = spool.mark_sent_then_writing(
+        [SentPart(previous, 1, None, 43, lease_owner="o")], following, 1, 1, lease_owner="o")
+    assert recorded == [False]

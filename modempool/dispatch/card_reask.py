@@ -12,6 +12,7 @@ the modem as a card taken over does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +24,18 @@ from modempool.dispatch.cards import card_keys
 #: The longest wait between two asks (seconds): a modem that never reads its IMSI is asked
 #: about once in that time, one identify (some fifteen short commands) each.
 LONGEST_WAIT = 300.0
+
+
+def say_iccid_alone(keys: list[str], tries: int, mlog: logging.Logger) -> None:
+    """The WARNING of a modem that read its card's ICCID and, `tries` times, no IMSI: it holds
+    the card by `keys` (its ICCID, and the IMSIs the spool knows for it)."""
+    if len(keys) == 1:
+        mlog.warning("serves by its ICCID alone after %d tries: a clone of its SIM card read "
+                     "by its IMSI only cannot be told apart", tries)
+    else:
+        mlog.warning("reads no IMSI after %d tries: takes its SIM card by its ICCID and the "
+                     "IMSI the spool knows for it (%s)", tries,
+                     ", ".join(key[len("imsi:"):] for key in keys[1:]))
 
 
 async def ask_until_imsi(modem: Any, info: Any, lost: asyncio.Event, *, every: float,
@@ -47,8 +60,10 @@ async def ask_until_imsi(modem: Any, info: Any, lost: asyncio.Event, *, every: f
             continue
         if not again.imsi:
             continue
+        if not again.iccid:   # its ICCID read before, in this session: the row keeps it
+            again = dataclasses.replace(again, iccid=info.iccid)
         await name_card(again)
-        keys = card_keys(again.iccid or info.iccid, again.imsi)
+        keys = card_keys(again.iccid, again.imsi)
         taken = await take(keys)
         if taken is None:   # the database could not take them: ask again
             continue

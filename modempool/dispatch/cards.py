@@ -33,14 +33,17 @@ class CardElsewhere(Exception):
     """This modem's card is served by another live daemon, or by another modem of this one."""
 
 
-def card_keys(iccid: str | None, imsi: str | None) -> list[str]:
+def card_keys(iccid: str | None, imsi: str | None, known: Sequence[str] = ()) -> list[str]:
     """What names the SIM card in a modem among the holders: its ICCID and `imsi:<IMSI>`
     (AT+CIMI, which every modem answers once the SIM is ready: the subscription, stored on the
     card, so a cloned or moved card has it too), each that the modem reads. Both are taken
     together: a modem whose ICCID command answers ERROR (its firmware, or a busy SIM) meets the
-    hold of one that read both. The first is the one the part markers probe. [] when it reads
-    neither: nothing tells the card apart."""
-    return [key for key in (iccid or None, f"imsi:{imsi}" if imsi else None) if key]
+    hold of one that read both. A modem that reads the ICCID and no IMSI takes the IMSIs the
+    spool `known`s for that ICCID (`Sims.card_imsis`) in its place, and so meets a clone read
+    by its IMSI alone. The first is the one the part markers probe. [] when it reads neither:
+    nothing tells the card apart."""
+    imsis = [imsi] if imsi else list(known) if iccid else []
+    return [key for key in (iccid or None, *(f"imsi:{i}" for i in imsis)) if key]
 
 
 def dead_judge(spool: Any, watch: HeartbeatWatch, shared: bool) -> Callable[[str], bool]:

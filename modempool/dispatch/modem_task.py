@@ -14,7 +14,7 @@ from typing import Any
 from modempool.box.ports import PortBusy, PortLock
 from modempool.config import ModemConfig
 from modempool.dispatch import limits as limits_mod
-from modempool.dispatch.card_reask import ask_until_imsi
+from modempool.dispatch.card_reask import ask_until_imsi, say_iccid_alone
 from modempool.dispatch.cards import CardElsewhere, card_keys
 from modempool.dispatch.held_inbound import HeldInbound
 from modempool.dispatch.inbound import InboundStore
@@ -137,9 +137,6 @@ class ModemTaskMixin:
             info = await modem.identify()
             if card_keys(info.iccid, info.imsi):   # its card in its row before its counts
                 await self._name_card(spec, slot, info, mlog)
-        if info.iccid and not info.imsi:
-            mlog.warning("serves by its ICCID alone after %d tries: a clone of its SIM card "
-                         "read by its IMSI only cannot be told apart", IDENTIFY_TRIES)
         return info
 
     async def _await_card(self, spec: ModemConfig, slot: SimSlot, info: Any,
@@ -154,15 +151,22 @@ class ModemTaskMixin:
         (`trouble`), meanwhile. The card is named by its ICCID and its IMSI (`card_keys`); a
         modem that reads neither cannot be told apart: it takes no card (an event never set),
         its row forgets the card it named before (its counts are the modem's own from then on)
-        and it says so, but its counts are read all the same."""
+        and it says so, but its counts are read all the same. One that reads its ICCID and no
+        IMSI takes the IMSIs the spool knows for that ICCID too (`Sims.card_imsis`)."""
         assert self.dispatcher is not None  # made before the modem tasks
         card = card_keys(info.iccid, info.imsi)
+        alone = bool(info.iccid and not info.imsi)   # its known IMSIs still to be looked up
         if not card:
             mlog.warning("reads neither ICCID nor IMSI: a clone of its SIM card elsewhere "
                          "cannot be told apart; it serves unchecked")
         said = ""
         while not self._stop.is_set() and not trouble.is_set():
             try:
+                if alone:
+                    card = card_keys(info.iccid, None, await self.dispatcher.lane.run(
+                        self.spool.sims.card_imsis, info.iccid))
+                    alone = False
+                    say_iccid_alone(card, IDENTIFY_TRIES, mlog)
                 if card:
                     lost = await self.cards.take(spec.name, card, slot.owner)
                 else:   # the row forgets the card it named: this one may be another

@@ -78,3 +78,30 @@ async def test_an_sms_left_on_the_card_is_stored_once_when_the_modem_reads_no_ic
             row = spool.sim("s1")
     assert rows == [(stored_by, "left on the card")], rows
     assert (row["iccid"], row["imsi"]) == (iccid, IMSI)
+
+
+async def test_an_sms_stored_by_iccid_alone_is_stored_once_when_read_again_by_imsi_alone(
+        tmp_path):
+    """s1 read only its card's ICCID (AT+CIMI failing) when it stored the SMS, and was killed
+    before deleting it; at the restart AT+CCID fails instead and s1 reads only the IMSI. The
+    spool knows the two as one card's (counted under the ICCID with its IMSI in a1, which
+    holds another card now): s1's row keeps the ICCID, so the SMS handed over again is found
+    stored. The old code took the IMSI for another card and stored the SMS twice."""
+    async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=39,
+                             iccids={"m1": CARD}, imsis={"m1": IMSI}) as bank:
+        pdus = await bank.inject("m1", "+8613912345678", "left on the card")
+        decoded = pdu.decode_pdu(pdus[0])
+        path = tmp_path / "spool.db"
+        with Spool(path) as spool:
+            spool.name_sim_card("a1", CARD, IMSI)
+            spool.sims.count_sent("a1")
+            spool.name_sim_card("a1", "89860099999999999999", "460009999999999")
+            spool.name_sim_card("s1", CARD, None)
+            assert spool.store_inbound(decoded.sender, "left on the card", sim="s1",
+                                       received_at=decoded.timestamp)
+        bank.set_fault("m1", "command_error", command="+CCID", code=500, count=None)
+        rows = await _daemon_takes_it_off_the_card(bank, tmp_path, path)
+        with Spool(path) as spool:
+            row = spool.sim("s1")
+    assert rows == [("s1", "left on the card")], rows
+    assert (row["iccid"], row["imsi"]) == (CARD, IMSI)

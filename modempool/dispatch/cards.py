@@ -74,6 +74,7 @@ class CardsServed:
         self._lost: dict[str, asyncio.Event] = {}  # modem -> set when its card was taken
         self._why: dict[str, str] = {}             # modem -> why it was
         self._taking: set[str] = set()             # ICCIDs whose take is under way
+        self._unsure: set[str] = set()   # modems whose take's answer was lost: holds unknown
 
     async def take(self, modem: str, card: str | Sequence[str], lease_owner: str,
                    ) -> asyncio.Event:
@@ -98,6 +99,7 @@ class CardsServed:
                                          modem, self.dead)
         except BaseException:
             self._forget(modem, keys)
+            self._unsure.add(modem)   # its COMMIT may have gone through: `let_go` by the modem
             raise
         finally:
             self._taking.difference_update(keys)
@@ -131,6 +133,13 @@ class CardsServed:
         self._lost[modem] = lost   # the event its modem watches
         return True
 
+    def give_up(self, modem: str, why: str, lost: asyncio.Event) -> None:
+        """`modem`, serving, stops serving its card for `why` (its counts unread, another card
+        in it): it stops as one whose card was taken over, saying `why`, and what it held is
+        let go when it does."""
+        self._why[modem] = why
+        lost.set()
+
     def _forget(self, modem: str, keys: Sequence[str]) -> None:
         for key in keys:
             if self.served.get(key) == modem:
@@ -146,15 +155,19 @@ class CardsServed:
         return self._why.get(modem, "its SIM card was taken over by another daemon")
 
     async def let_go(self, modem: str) -> None:
-        """`modem` no longer serves its card (if it had one): another may take it now."""
+        """`modem` no longer serves its card (if it had one): another may take it now. Its
+        holds are let go by its keys and by its name: a take whose COMMIT went through but
+        whose answer was lost left holds its keys in `served` do not name."""
         keys = [key for key, m in self.served.items() if m == modem]
-        if not keys:
+        if not keys and modem not in self._unsure:
             return
         self._forget(modem, keys)
         try:   # its keys together
-            await self.lane.run(self.spool.card_holders.let_go, self.owner, keys)
+            await self.lane.run(self.spool.card_holders.let_go, self.owner, keys, modem=modem)
         except Exception as exc:  # its hold stays ours until this run is judged dead
             log_failure(log, f"could not let go of the SIM card in {modem}", exc)
+        else:
+            self._unsure.discard(modem)
 
     async def check(self) -> None:
         """Every heartbeat (apart from the heartbeat's write, so that one that waits does not

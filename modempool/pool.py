@@ -258,6 +258,8 @@ class Pool:
     autoreply_log = PartCall("automation_desk", "autoreply_log")
     forward_targets = PartCall("automation_desk", "forward_targets")
     add_forward_target = PartCall("automation_desk", "add_forward_target")
+    forward_leftovers = PartCall("automation_desk", "forward_leftovers")
+    give_up_forward_leftovers = PartCall("automation_desk", "give_up_forward_leftovers")
     remove_forward_target = PartCall("automation_desk", "remove_forward_target")
     add_job = PartCall("automation_desk", "add_job")
     remove_job = PartCall("automation_desk", "remove_job")

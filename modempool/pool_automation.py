@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from modempool.operator.autoreply import AutoReplyEntry, Rule
+    from modempool.operator.forward_leftovers import ForwardLeftover
     from modempool.operator.forwarding import ForwardTarget
     from modempool.operator.recurring import Job, JobRun
     from modempool.pool import Pool
@@ -62,6 +63,20 @@ class PoolAutomation:
         """Stop forwarding to a number added here; NotFound for one that is not (or is the
         config's)."""
         return self.pool.forwarding.remove(number)
+
+    def forward_leftovers(self) -> list[ForwardLeftover]:
+        """The received SMS whose forward command was cut short with no mark (before schema
+        15, or a step passed after a bug), which nothing runs again: `forward_leftovers`."""
+        from modempool.operator.forward_leftovers import leftovers
+
+        return leftovers(self.pool.spool)
+
+    def give_up_forward_leftovers(self, ids: Iterable[int] | None = None) -> list[int]:
+        """Record the leftovers (those of `ids` only, where given) as given up, once dealt
+        with by hand: listed no more. Returns the SMS ids given up."""
+        from modempool.operator.forward_leftovers import give_up
+
+        return give_up(self.pool.spool, None if ids is None else list(ids))
 
     def add_job(self, name: str, kind: str, template: str, *, at: str = "09:00",
                 weekday: str | None = None, numbers: Iterable[str] = (),

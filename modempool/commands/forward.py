@@ -1,6 +1,7 @@
 """`modempool forward ...`: the numbers each received SMS is forwarded to, through
 `modempool.Pool` (`pool.forwarding`). The config's `[forward] to` numbers are listed too;
-they, the format and the command are changed in the config file."""
+they, the format and the command are changed in the config file. `leftovers`: the SMS whose
+forward command was cut short with no mark (`Pool.forward_leftovers`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ def forward_group() -> None:
     modempool forward add 13900139000
     modempool forward list
     modempool forward remove 13900139000
+    modempool forward leftovers
     """
 
 
@@ -43,6 +45,31 @@ def forward_remove(pool, out, number) -> None:
     """Stop forwarding to NUMBER (one added here; the config's are in the config file)."""
     e164 = pool.remove_forward_target(number)
     out.result({"removed": e164}, f"no longer forwarded to {e164}")
+
+
+@forward_group.command("leftovers")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--give-up", is_flag=True,
+              help="Record them as given up (dealt with by hand): listed no more.")
+@pool_command(create=False)
+def forward_leftovers(pool, out, ids, give_up) -> None:
+    """Received SMS whose forward command was cut short with no mark (before the upgrade to
+    schema 15), which no daemon runs again; IDS: only these.
+
+    \b
+    modempool forward leftovers
+    modempool forward leftovers --give-up 12 15
+    """
+    if give_up:
+        done = pool.give_up_forward_leftovers(ids or None)
+        out.result({"given_up": done},
+                   f"gave up the forward command of {len(done)} received SMS"
+                   + (f": {', '.join(map(str, done))}" if done else ""))
+        return
+    rows = [row for row in pool.forward_leftovers() if not ids or row.id in ids]
+    out.result(rows, lambda found: out.table(
+        found, ["id", "received_at", "sender", "sim", "attempts", "failed_at", "text"])
+        if found else click.echo("no forward command cut short"))
 
 
 def register(group: click.Group) -> None:

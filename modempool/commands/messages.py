@@ -245,6 +245,11 @@ def status_command(config_path, as_json) -> None:
                                      state == "queued"))
     for line in status.describe_hooks():
         click.echo(line)
+    leftovers = pool.forward_leftovers()
+    if leftovers:
+        click.echo(f"forward command cut short with no mark for {len(leftovers)} received SMS "
+                   "(before the upgrade to schema 15): run by nothing; see "
+                   "`modempool forward leftovers`")
     if campaigns:
         out.rows(f"{len(campaigns)} campaign(s) running or paused",
                  ["id", "name", "state", "done", "sent", "delivered", "failed", "pending",

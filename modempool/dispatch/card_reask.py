@@ -6,12 +6,18 @@ be asked again for the whole session (a moment's ERROR of AT+CIMI, or a SIM slow
 PIN, lasting past those tries), and a clone of its card read by its IMSI alone elsewhere would
 send too. So it is asked again, every heartbeat at first and less often later, until it reads
 the IMSI; its daemon then takes the keys it reads (`CardsServed.complete`), and a refusal stops
-the modem as a card taken over does.
+the modem as a card taken over does. Once taken by them, the card's counts are read again (its
+day may have been spent under its IMSI in another modem or box): a modem never sends on counts
+that are not its card's, so where they cannot be read the card is given up (the modem stops,
+lets it go and stands by until they can). A modem that reads another ICCID than the one it
+serves by holds another card (swapped with no SIM event): nothing is taken on the old card's
+counts; the modem stops and identifies afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,21 +25,58 @@ from typing import Any
 from at_commands import AtError
 
 from modempool.dispatch.cards import card_keys
+from modempool.spool.unavailable import database_failed, log_failure
 
 #: The longest wait between two asks (seconds): a modem that never reads its IMSI is asked
 #: about once in that time, one identify (some fifteen short commands) each.
 LONGEST_WAIT = 300.0
 
 
-async def ask_until_imsi(modem: Any, info: Any, lost: asyncio.Event, *, every: float,
-                         sleep: Callable[[float], Awaitable[None]],
+def say_iccid_alone(keys: list[str], tries: int, mlog: logging.Logger) -> None:
+    """The WARNING of a modem that read its card's ICCID and, `tries` times, no IMSI: it holds
+    the card by `keys` (its ICCID, and the IMSIs the spool knows for it)."""
+    if len(keys) == 1:
+        mlog.warning("serves by its ICCID alone after %d tries: a clone of its SIM card read "
+                     "by its IMSI only cannot be told apart", tries)
+    else:
+        mlog.warning("reads no IMSI after %d tries: takes its SIM card by its ICCID and the "
+                     "IMSI the spool knows for it (%s)", tries,
+                     ", ".join(key[len("imsi:"):] for key in keys[1:]))
+
+
+async def ask_until_imsi(modem: Any, info: Any, lost: asyncio.Event, trouble: asyncio.Event,
+                         *, every: float, sleep: Callable[[float], Awaitable[None]],
                          name_card: Callable[[Any], Awaitable[Any]],
-                         take: Callable[[list[str]], Awaitable[bool | None]],
-                         stopped: Callable[[], bool], mlog: logging.Logger) -> None:
-    """Ask `modem` who it is, every `every` seconds doubling up to `LONGEST_WAIT`, until it
-    reads its card's IMSI (or `lost` is set, the daemon `stopped`, or the task is cancelled
-    when the modem stops serving); then record the card (`name_card`) and `take` its keys (False: refused, `lost`
-    was set by it; None: the database could not, asked again later)."""
+                         take: Callable[[list[str]], Awaitable[bool]],
+                         learn: Callable[[Any], Awaitable[None]],
+                         give_up: Callable[[str], None],
+                         stopped: Callable[[], bool], mlog: logging.Logger) -> str | None:
+    """Ask `modem` who it is until it reads its card's IMSI (`_ask`), then record the card
+    (`name_card`), `take` its keys (False: refused, `lost` set by it) and `learn` its counts
+    by them. A database failure of the take: asked again later; of `learn`: `give_up` (which
+    sets `lost`) says why. A failure that is neither the driver's nor the database's (a bug)
+    ends the modem's session: one ERROR line, `trouble` set, and why returned (else None)."""
+    try:
+        await _ask(modem, info, lost, every=every, sleep=sleep, name_card=name_card,
+                   take=take, learn=learn, give_up=give_up, stopped=stopped, mlog=mlog)
+    except Exception as exc:   # a bug: said once, now, not when the session ends
+        why = f"asking its SIM card's IMSI again failed: {exc or type(exc).__name__}"
+        mlog.error("%s; stops serving and reconnects", why)
+        mlog.debug("where asking again failed", exc_info=True)
+        trouble.set()
+        return why
+    return None
+
+
+async def _ask(modem: Any, info: Any, lost: asyncio.Event, *, every: float,
+               sleep: Callable[[float], Awaitable[None]],
+               name_card: Callable[[Any], Awaitable[Any]],
+               take: Callable[[list[str]], Awaitable[bool]],
+               learn: Callable[[Any], Awaitable[None]], give_up: Callable[[str], None],
+               stopped: Callable[[], bool], mlog: logging.Logger) -> None:
+    """Every `every` seconds doubling up to `LONGEST_WAIT`, until the IMSI is read and the
+    card taken by it (or refused, or given up), `lost` is set, the daemon `stopped`, or the
+    task is cancelled when the modem stops serving."""
     wait = every
     while not lost.is_set() and not stopped():
         await sleep(wait)
@@ -47,11 +90,30 @@ async def ask_until_imsi(modem: Any, info: Any, lost: asyncio.Event, *, every: f
             continue
         if not again.imsi:
             continue
+        if again.iccid and info.iccid and again.iccid != info.iccid:
+            give_up(f"its SIM card changed (it reads ICCID {again.iccid} now, not "
+                    f"{info.iccid}): identifies it afresh")
+            return
+        if not again.iccid:   # its ICCID read before, in this session: the row keeps it
+            again = dataclasses.replace(again, iccid=info.iccid)
         await name_card(again)
-        keys = card_keys(again.iccid or info.iccid, again.imsi)
-        taken = await take(keys)
-        if taken is None:   # the database could not take them: ask again
+        keys = card_keys(again.iccid, again.imsi)
+        try:
+            if not await take(keys):
+                return   # refused: `lost` is set
+        except Exception as exc:
+            if not database_failed(exc):
+                raise
+            log_failure(mlog, "could not take its SIM card by its IMSI; asking again", exc)
             continue
-        if taken:
-            mlog.info("reads the IMSI of its SIM card now: holds it by %s", ", ".join(keys))
+        try:   # the card's day may have been spent under its IMSI elsewhere
+            await learn(again)
+        except Exception as exc:
+            if not database_failed(exc):
+                raise
+            log_failure(mlog, "could not read the counts of its SIM card by its IMSI; "
+                        "lets it go", exc)
+            give_up("waiting for the database to read the counts of its SIM card")
+            return
+        mlog.info("reads the IMSI of its SIM card now: holds it by %s", ", ".join(keys))
         return

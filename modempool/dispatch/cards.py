@@ -33,14 +33,17 @@ class CardElsewhere(Exception):
     """This modem's card is served by another live daemon, or by another modem of this one."""
 
 
-def card_keys(iccid: str | None, imsi: str | None) -> list[str]:
+def card_keys(iccid: str | None, imsi: str | None, known: Sequence[str] = ()) -> list[str]:
     """What names the SIM card in a modem among the holders: its ICCID and `imsi:<IMSI>`
     (AT+CIMI, which every modem answers once the SIM is ready: the subscription, stored on the
     card, so a cloned or moved card has it too), each that the modem reads. Both are taken
     together: a modem whose ICCID command answers ERROR (its firmware, or a busy SIM) meets the
-    hold of one that read both. The first is the one the part markers probe. [] when it reads
-    neither: nothing tells the card apart."""
-    return [key for key in (iccid or None, f"imsi:{imsi}" if imsi else None) if key]
+    hold of one that read both. A modem that reads the ICCID and no IMSI takes the IMSIs the
+    spool `known`s for that ICCID (`Sims.card_imsis`) in its place, and so meets a clone read
+    by its IMSI alone. The first is the one the part markers probe. [] when it reads neither:
+    nothing tells the card apart."""
+    imsis = [imsi] if imsi else list(known) if iccid else []
+    return [key for key in (iccid or None, *(f"imsi:{i}" for i in imsis)) if key]
 
 
 def dead_judge(spool: Any, watch: HeartbeatWatch, shared: bool) -> Callable[[str], bool]:
@@ -71,6 +74,7 @@ class CardsServed:
         self._lost: dict[str, asyncio.Event] = {}  # modem -> set when its card was taken
         self._why: dict[str, str] = {}             # modem -> why it was
         self._taking: set[str] = set()             # ICCIDs whose take is under way
+        self._unsure: set[str] = set()   # modems whose take's answer was lost: holds unknown
 
     async def take(self, modem: str, card: str | Sequence[str], lease_owner: str,
                    ) -> asyncio.Event:
@@ -95,6 +99,7 @@ class CardsServed:
                                          modem, self.dead)
         except BaseException:
             self._forget(modem, keys)
+            self._unsure.add(modem)   # its COMMIT may have gone through: `let_go` by the modem
             raise
         finally:
             self._taking.difference_update(keys)
@@ -128,6 +133,13 @@ class CardsServed:
         self._lost[modem] = lost   # the event its modem watches
         return True
 
+    def give_up(self, modem: str, why: str, lost: asyncio.Event) -> None:
+        """`modem`, serving, stops serving its card for `why` (its counts unread, another card
+        in it): it stops as one whose card was taken over, saying `why`, and what it held is
+        let go when it does."""
+        self._why[modem] = why
+        lost.set()
+
     def _forget(self, modem: str, keys: Sequence[str]) -> None:
         for key in keys:
             if self.served.get(key) == modem:
@@ -143,15 +155,19 @@ class CardsServed:
         return self._why.get(modem, "its SIM card was taken over by another daemon")
 
     async def let_go(self, modem: str) -> None:
-        """`modem` no longer serves its card (if it had one): another may take it now."""
+        """`modem` no longer serves its card (if it had one): another may take it now. Its
+        holds are let go by its keys and by its name: a take whose COMMIT went through but
+        whose answer was lost left holds its keys in `served` do not name."""
         keys = [key for key, m in self.served.items() if m == modem]
-        if not keys:
+        if not keys and modem not in self._unsure:
             return
         self._forget(modem, keys)
         try:   # its keys together
-            await self.lane.run(self.spool.card_holders.let_go, self.owner, keys)
+            await self.lane.run(self.spool.card_holders.let_go, self.owner, keys, modem=modem)
         except Exception as exc:  # its hold stays ours until this run is judged dead
             log_failure(log, f"could not let go of the SIM card in {modem}", exc)
+        else:
+            self._unsure.discard(modem)
 
     async def check(self) -> None:
         """Every heartbeat (apart from the heartbeat's write, so that one that waits does not

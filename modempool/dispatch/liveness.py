@@ -53,7 +53,8 @@ class DaemonLiveness:
         if self.running:
             return f"daemon running since {when} ({shown})"
         why = {"stopped": "stopped", "killed": "its process is gone",
-               "silent": "no heartbeat, hung or on a host that went away"}.get(self.reason, "")
+               "silent": "no heartbeat: hung, on a host that went away, or a process this "
+                         "user cannot see"}.get(self.reason, "")
         return f"daemon not running since {when} ({shown}{': ' + why if why else ''})"
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 from modempool.box.ports import PortBusy, PortLock
 from modempool.config import ModemConfig
 from modempool.dispatch import limits as limits_mod
-from modempool.dispatch.card_reask import ask_until_imsi
+from modempool.dispatch.card_reask import ask_until_imsi, say_iccid_alone
 from modempool.dispatch.cards import CardElsewhere, card_keys
 from modempool.dispatch.held_inbound import HeldInbound
 from modempool.dispatch.inbound import InboundStore
@@ -137,9 +137,6 @@ class ModemTaskMixin:
             info = await modem.identify()
             if card_keys(info.iccid, info.imsi):   # its card in its row before its counts
                 await self._name_card(spec, slot, info, mlog)
-        if info.iccid and not info.imsi:
-            mlog.warning("serves by its ICCID alone after %d tries: a clone of its SIM card "
-                         "read by its IMSI only cannot be told apart", IDENTIFY_TRIES)
         return info
 
     async def _await_card(self, spec: ModemConfig, slot: SimSlot, info: Any,
@@ -154,15 +151,22 @@ class ModemTaskMixin:
         (`trouble`), meanwhile. The card is named by its ICCID and its IMSI (`card_keys`); a
         modem that reads neither cannot be told apart: it takes no card (an event never set),
         its row forgets the card it named before (its counts are the modem's own from then on)
-        and it says so, but its counts are read all the same."""
+        and it says so, but its counts are read all the same. One that reads its ICCID and no
+        IMSI takes the IMSIs the spool knows for that ICCID too (`Sims.card_imsis`)."""
         assert self.dispatcher is not None  # made before the modem tasks
         card = card_keys(info.iccid, info.imsi)
+        alone = bool(info.iccid and not info.imsi)   # its known IMSIs still to be looked up
         if not card:
             mlog.warning("reads neither ICCID nor IMSI: a clone of its SIM card elsewhere "
                          "cannot be told apart; it serves unchecked")
         said = ""
         while not self._stop.is_set() and not trouble.is_set():
             try:
+                if alone:
+                    card = card_keys(info.iccid, None, await self.dispatcher.lane.run(
+                        self.spool.sims.card_imsis, info.iccid))
+                    alone = False
+                    say_iccid_alone(card, IDENTIFY_TRIES, mlog)
                 if card:
                     lost = await self.cards.take(spec.name, card, slot.owner)
                 else:   # the row forgets the card it named: this one may be another
@@ -238,6 +242,7 @@ class ModemTaskMixin:
             signal=lambda dbm: self.books.submit(self._record_signal, spec.name, dbm)),
             name=f"{spec.name}:events")]
         lost = None
+        reask: asyncio.Task[str | None] | None = None
         try:
             info = await self._read_card(spec, slot, modem, info, trouble, mlog)
             if info is not None:
@@ -253,9 +258,10 @@ class ModemTaskMixin:
                 tasks.append(asyncio.create_task(_set_when(lost, trouble),
                                                  name=f"{spec.name}:card"))
                 if not info.imsi:   # served by its ICCID alone, or unchecked
-                    tasks.append(asyncio.create_task(
-                        self._ask_card_again(spec, slot, modem, info, lost, mlog),
-                        name=f"{spec.name}:card-keys"))
+                    reask = asyncio.create_task(
+                        self._ask_card_again(spec, slot, modem, info, lost, trouble, mlog),
+                        name=f"{spec.name}:card-keys")
+                    tasks.append(reask)
                 await self._send_loop(slot, modem, trouble)
         finally:
             for task in tasks:
@@ -264,27 +270,32 @@ class ModemTaskMixin:
                     await task
         if lost is not None and lost.is_set() and not self._stop.is_set():
             raise CardElsewhere(self.cards.why_lost(spec.name))
+        failed = reask.result() if reask is not None and not reask.cancelled() else None
+        if failed and not self._stop.is_set():   # said by the task already
+            raise ModemTrouble(failed)
         if trouble.is_set() and not self._stop.is_set():
             raise ModemTrouble("the driver gave up reconnecting")
 
     async def _ask_card_again(self, spec: ModemConfig, slot: SimSlot, modem: Any, info: Any,
-                              lost: asyncio.Event, mlog: logging.Logger) -> None:
-        """While a modem serves without its card's IMSI: ask it again (`card_reask`)."""
+                              lost: asyncio.Event, trouble: asyncio.Event,
+                              mlog: logging.Logger) -> str | None:
+        """While a modem serves without its card's IMSI: ask it again (`card_reask`); once it
+        reads it, take the card by it and read its counts again (`_learn_card`). Why it ended
+        the session, if a bug did."""
         async def name_card(again: Any) -> None:
             await self._name_card(spec, slot, again, mlog)
 
-        async def take(keys: list[str]) -> bool | None:
-            try:
-                return await self.cards.complete(spec.name, keys, slot.owner, lost)
-            except Exception as exc:
-                if not database_failed(exc):
-                    raise
-                log_failure(mlog, "could not take its SIM card by its IMSI; asking again", exc)
-                return None
+        async def learn(again: Any) -> None:
+            await self._learn_card(spec, slot, again)
 
-        await ask_until_imsi(modem, info, lost, every=self.beat_every, sleep=self._sleep,
-                             name_card=name_card, take=take, stopped=self._stop.is_set,
-                             mlog=mlog)
+        async def take(keys: list[str]) -> bool:
+            return await self.cards.complete(spec.name, keys, slot.owner, lost)
+
+        return await ask_until_imsi(
+            modem, info, lost, trouble, every=self.beat_every, sleep=self._sleep,
+            name_card=name_card, take=take, learn=learn,
+            give_up=lambda why: self.cards.give_up(spec.name, why, lost),
+            stopped=self._stop.is_set, mlog=mlog)
 
     async def _name_card(self, spec: ModemConfig, slot: SimSlot, info: Any,
                          mlog: logging.Logger) -> bool:

@@ -153,15 +153,23 @@ class CardHolders:
                 for row in self.engine.rows(
                     f"SELECT iccid, owner, modem, since FROM sim_holders WHERE {among}", values)}
 
-    def let_go(self, owner: str, iccid: str | Sequence[str] | None = None) -> int:
+    def let_go(self, owner: str, iccid: str | Sequence[str] | None = None, *,
+               modem: str | None = None) -> int:
         """Daemon run `owner` no longer serves card `iccid` (a key, or every key of one card,
-        let go together; None: any card); returns how many holds it let go."""
+        let go together; None: any card, or with `modem` none by key); with `modem`, every
+        card key its modem `modem` holds too (not its name's hold: `take_names`), the holds
+        of a take whose answer was lost among them. Returns how many holds it let go."""
+        keys = [] if iccid is None else [iccid] if isinstance(iccid, str) else list(iccid)
         with self.engine.tx() as conn:
-            if iccid is None:
+            if modem is not None:
+                among, values = self.engine.among("iccid", keys)
+                done = conn.execute(
+                    "DELETE FROM sim_holders WHERE owner = ? AND ((modem = ? AND iccid NOT "
+                    f"LIKE ?) OR {among})", (owner, modem, NAME_KEY + "%", *values))
+            elif iccid is None:
                 done = conn.execute("DELETE FROM sim_holders WHERE owner = ?", (owner,))
             else:
-                among, values = self.engine.among(
-                    "iccid", [iccid] if isinstance(iccid, str) else list(iccid))
+                among, values = self.engine.among("iccid", keys)
                 done = conn.execute(f"DELETE FROM sim_holders WHERE owner = ? AND {among}",
                                     (owner, *values))
             return int(done.rowcount or 0)

@@ -100,15 +100,21 @@ def judge(row: dict[str, Any], *, here: Here, alive: Callable[[int], bool],
     that `started` at another moment than the row's `process_start`: the pid was given again
     after a kill) and it is `silent`; or it ran elsewhere and is `silent` (hung, or on a host
     that went away; recovery asks a `HeartbeatWatch`, `status` the heartbeat's age). In this
-    process table the daemon's own process, while it exists, is alive however late its
-    heartbeat: a daemon whose spool writes lag (the database away for a while) is never judged
-    dead by itself or a neighbour, so its leases stay its own. A start that differs is no proof
-    by itself (a judge whose /proc shows starts otherwise: another time namespace, a /proc of
-    another pid namespace): such a daemon is judged by its heartbeat, as one elsewhere is, so
-    one that keeps beating is never dead; so is one whose start cannot be read now (a /proc
-    mounted `hidepid`, the pid given to another user's process). A row with no `process_start` (a daemon of a
-    modempool before schema 17) is judged by its pid alone, and one of an older modempool still
-    (an owner with no place) is placed by its hostname, as it was then."""
+    process table the daemon's own process, while it exists and its start can be read, is
+    alive however late its heartbeat: a daemon whose spool writes lag (the database away for a
+    while) is never judged dead by itself or a neighbour of its user, so its leases stay its
+    own. A start that differs is no proof by itself (a judge whose /proc shows starts
+    otherwise: another time namespace, a /proc of another pid namespace): such a daemon is
+    judged by its heartbeat, as one elsewhere is, so one that keeps beating is never dead
+    ("killed" once silent: its pid names another process). So is one whose start cannot be
+    read now (a /proc mounted `hidepid`, the pid another user's process: a dead run's pid
+    given again, or a live daemon of that user): "silent" once its heartbeat stands still,
+    since nothing shows its process gone; a judge of another user may then find a live daemon
+    whose writes lag dead, where one of its own user never does (rev21b L3; a takeover it
+    makes requeues leases, and the markers' holds keep a part from going out twice). A row
+    with no `process_start` (a daemon of a modempool before schema 17) is judged by its pid
+    alone, and one of an older modempool still (an owner with no place) is placed by its
+    hostname, as it was then."""
     heartbeat = from_text(row.get("heartbeat_at"))
     if row.get("stopped_at"):
         return Verdict(False, "stopped", from_text(row["stopped_at"]))
@@ -116,23 +122,28 @@ def judge(row: dict[str, Any], *, here: Here, alive: Callable[[int], bool],
     place = owner_place(str(row.get("owner") or ""))
     in_this_table = place == here.place if place is not None else row.get("host") == here.host
     if in_this_table and pid is not None:
-        if not alive(int(pid)) or (_another_process(row, started) and silent(row)):
+        if not alive(int(pid)):
             return Verdict(False, "killed", heartbeat)
+        there = _process_there(row, started)
+        if there != "its own" and silent(row):
+            return Verdict(False, "killed" if there == "another" else "silent", heartbeat)
     elif silent(row):
         return Verdict(False, "silent", heartbeat)
     return Verdict(True, "", from_text(row.get("started_at")))
 
 
-def _another_process(row: dict[str, Any], started: Callable[[int], int | None]) -> bool:
-    """Whether `row`'s pid may now name a process other than its daemon's: one that started
-    at another moment, or whose start cannot be read now (a /proc mounted `hidepid`, where
-    another user's process under the pid is hidden, yet `kill(pid, 0)` finds it). A row with
-    no start (from before start times were kept): not another, judged by its pid alone."""
+def _process_there(row: dict[str, Any], started: Callable[[int], int | None]) -> str:
+    """What `row`'s live pid names now: "another" process (one that started at another
+    moment), "unseen" (its start cannot be read now: a /proc mounted `hidepid`, where another
+    user's process under the pid is hidden, yet `kill(pid, 0)` finds it) or "its own". A row
+    with no start (from before start times were kept): "its own", judged by its pid alone."""
     recorded = row.get("process_start")
     if recorded is None:
-        return False
+        return "its own"
     now_there = started(int(row["pid"]))
-    return now_there is None or now_there != int(recorded)
+    if now_there is None:
+        return "unseen"
+    return "its own" if now_there == int(recorded) else "another"
 
 
 class HeartbeatWatch:

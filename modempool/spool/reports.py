@@ -99,3 +99,21 @@ class Reports:
             f" ON f.id = (SELECT MAX(id) FROM {log_table} WHERE inbound_id = i.id"
             f" AND target IN ({names})) WHERE f.outcome IN ({marks}) ORDER BY i.id",
             [*targets, *outcomes])]
+
+    def commands_cut_short(self, log_table: str) -> list[dict[str, Any]]:
+        """Received SMS whose latest `log_table` row for a command (a target that is no
+        number: numbers are kept in E.164, `+…`) is a `failed` attempt, and which have no
+        hooks pending (`inbound_hooks`: those a daemon runs again itself), oldest first: the
+        command's runs cut short with no mark (before schema 15, or a step passed after a
+        bug), which nothing runs again. With that row's target, attempt, detail and time. It
+        reads every failed row of the log (no index has them): for a command and the
+        operator's look, not a page that refreshes."""
+        keys = ("id", "sender", "sim", "text", "received_at", "target", "attempt", "detail",
+                "failed_at")
+        return [dict(zip(keys, r)) for r in self._all(
+            "SELECT i.id, i.sender, i.sim, i.text, i.received_at, f.target, f.attempt, "
+            f"f.detail, f.created_at FROM {log_table} f JOIN inbound i ON i.id = f.inbound_id "
+            "WHERE f.outcome = 'failed' AND f.target NOT LIKE ? AND NOT EXISTS (SELECT 1 "
+            f"FROM {log_table} g WHERE g.inbound_id = f.inbound_id AND g.id > f.id "
+            "AND g.target NOT LIKE ?) AND NOT EXISTS (SELECT 1 FROM inbound_hooks h "
+            "WHERE h.inbound_id = f.inbound_id) ORDER BY i.id", ["+%", "+%"])]

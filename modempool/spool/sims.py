@@ -239,18 +239,32 @@ class Sims:
         unchecked, the card in it may be another, so the row names none and its sends count
         under the modem's name, not against the quota of the card it held before (rev21b M1).
         The row names the card its received SMS are deduplicated by (`inbound._Card`): a
-        failed read must not make an SMS stored before look new."""
+        failed read must not make an SMS stored before look new. The card is the same too
+        where the key read and the row's other key are one card's by what the spool knows
+        (`_paired`): a card read by its ICCID alone, later by its IMSI alone, keeps its ICCID
+        in the row, and so its dedupe key and its counts' key."""
         if not iccid and not imsi and not forget:
             return
         with self.engine.tx() as conn:
             row = conn.execute("SELECT iccid, imsi FROM sims WHERE name = ?",
                                (name,)).fetchone()
-            if row is not None and ((iccid and row[0] == iccid) or (imsi and row[1] == imsi)):
-                iccid, imsi = iccid or row[0], imsi or row[1]   # the same card
+            if row is not None and _same_card(conn, row[0], row[1], iccid, imsi):
+                iccid, imsi = iccid or row[0], imsi or row[1]
             conn.execute("INSERT INTO sims (name, iccid, imsi, updated_at) VALUES (?, ?, ?, ?) "
                          "ON CONFLICT (name) DO UPDATE SET iccid = excluded.iccid, "
                          "imsi = excluded.imsi, updated_at = excluded.updated_at",
                          (name, iccid, imsi, to_text(utcnow())))
+
+    def card_imsis(self, iccid: str) -> list[str]:
+        """The IMSIs the spool knows for the card with ICCID `iccid`: read beside it by a
+        modem (any `sims` row naming both) or kept with its counts (`sim_counters.imsi`, where
+        the modem that counted it may hold another card now). A modem that reads this ICCID
+        and no IMSI holds the card by them too (`dispatch.cards`), so that it meets the hold
+        of a clone read by its IMSI alone (rev21b L2)."""
+        return sorted({row[0] for row in self.engine.rows(
+            "SELECT imsi FROM sims WHERE iccid = ? AND imsi <> '' UNION "
+            "SELECT imsi FROM sim_counters WHERE sim_key = ? AND imsi <> ''",
+            (iccid, f"iccid:{iccid}"))})
 
     def record_error(self, name: str, error: str) -> None:
         """Count one error against a SIM and keep it as `last_error`."""
@@ -277,6 +291,28 @@ class Sims:
     def __call__(self) -> list[dict[str, Any]]:
         """Every SIM row, by name."""
         return [dict(r) for r in self.engine.rows("SELECT * FROM sims ORDER BY name")]
+
+
+def _same_card(conn: Any, row_iccid: str | None, row_imsi: str | None, iccid: str | None,
+               imsi: str | None) -> bool:
+    """Whether a modem's read (`iccid`, `imsi`, a key None where it failed) is the card its
+    row names: a key in common, or one key read alone that the spool knows as one card's with
+    the row's other key."""
+    if (iccid and row_iccid == iccid) or (imsi and row_imsi == imsi):
+        return True
+    if imsi and not iccid and row_iccid:
+        return _paired(conn, row_iccid, imsi)
+    if iccid and not imsi and row_imsi:
+        return _paired(conn, iccid, row_imsi)
+    return False
+
+
+def _paired(conn: Any, iccid: str, imsi: str) -> bool:
+    """Whether the spool knows ICCID `iccid` and IMSI `imsi` as one card's (`card_imsis`)."""
+    return conn.execute(
+        "SELECT 1 FROM sims WHERE iccid = ? AND imsi = ? UNION "
+        "SELECT 1 FROM sim_counters WHERE sim_key = ? AND imsi = ?",
+        (iccid, imsi, f"iccid:{iccid}", imsi)).fetchone() is not None
 
 
 def _card_keys(name: str, iccid: str, imsi: str) -> list[str]:

@@ -139,7 +139,10 @@ async def test_a_modem_serving_unchecked_no_longer_counts_against_the_card_it_he
 
 async def test_a_modem_reading_its_iccid_but_never_its_imsi_says_it_serves_by_the_iccid(
         tmp_path):
-    """rev21b L2: the fallback after IDENTIFY_TRIES beats is logged, not silent."""
+    """rev21b L2: the fallback after IDENTIFY_TRIES beats is logged, not silent. Asked again
+    while it serves, it reads the IMSI and no ICCID (AT+CCID answering ERROR now): its row
+    keeps the ICCID it read before, so the card's dedupe key and counts stay under it (the old
+    code wrote the row as another card's, IMSI only)."""
     async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=39,
                              iccids={"m1": CARD}, imsis={"m1": IMSI}) as bank:
         bank.set_fault("m1", "command_error", command="+CIMI", code=500, count=None)
@@ -148,4 +151,28 @@ async def test_a_modem_reading_its_iccid_but_never_its_imsi_says_it_serves_by_th
         daemon = await DaemonProcess(config).start()
         await daemon.wait_for_log("s1: serves by its ICCID alone after 3 tries: a clone of its "
                                   "SIM card read by its IMSI only cannot be told apart")
+        bank.set_fault("m1", "command_error", command="+CCID", code=500, count=None)
+        await daemon.wait_for_log(f"s1: reads the IMSI of its SIM card now: holds it by {CARD}, "
+                                  f"imsi:{IMSI}")
+        with Spool(tmp_path / "spool.db") as spool:
+            row = spool.sim("s1")
         assert await daemon.stop() == 0
+    assert (row["iccid"], row["imsi"]) == (CARD, IMSI)
+
+
+async def test_a_modem_reading_only_its_iccid_takes_the_imsi_the_spool_knows_for_it(tmp_path):
+    """rev21b L2(b): m1's AT+CIMI always answers ERROR, m2 (a clone) reads the IMSI alone. The
+    spool knows the card's IMSI (s1 read both yesterday), so m1 takes the card by its ICCID and
+    that IMSI, meets m2's hold and stands by: one modem sends. The old code held m1 by its
+    ICCID alone once its tries were up, and both sent from one card."""
+    with Spool(tmp_path / "spool.db") as spool:
+        spool.name_sim_card("s1", CARD, IMSI)
+    async with iccid_only_and_imsi_clone(tmp_path, 40, None) as (bank, daemon):
+        await daemon.wait_for_log(f"s1: reads no IMSI after 3 tries: takes its SIM card by its "
+                                  f"ICCID and the IMSI the spool knows for it ({IMSI})")
+        await daemon.wait_for_log(f"s1: sends nothing: its SIM card {CARD} is already served by "
+                                  "modem s2 of this daemon")
+        with Spool(tmp_path / "spool.db") as spool:
+            senders, held = await eight_sent(bank, spool)
+        assert await daemon.stop() == 0
+    assert senders == {"m2"} and held == {"s2"}, (held, senders)

@@ -224,8 +224,9 @@ def test_a_pid_whose_start_cannot_be_read_now_is_judged_by_its_heartbeat(
     answers `kill(pid, 0)` (EPERM: alive) while its /proc/<pid>/stat is hidden: its start
     cannot be read. The old rule took an unreadable start for "not another process", so the
     dead run stayed alive for as long as that process lived (audit21 L1); now it is judged by
-    its heartbeat, as one whose start differs: dead once silent, alive while it beats. The
-    hidden entry is a /proc of this pid namespace without the pid's directory (a real read
+    its heartbeat, as one whose start differs: dead once silent, alive while it beats; dead
+    as "silent", not "killed": nothing shows its process gone, and it may be a live daemon of
+    that user whose writes lag (rev21b L3). The hidden entry is a /proc of this pid namespace without the pid's directory (a real read
     that fails as hidepid makes it fail); the mount itself and a second user are not made."""
     hidden = tmp_path / "proc"
     hidden.mkdir()
@@ -241,7 +242,7 @@ def test_a_pid_whose_start_cannot_be_read_now_is_judged_by_its_heartbeat(
            "started_at": None, "heartbeat_at": None, "stopped_at": None}
     silent = judge(row, here=here(), alive=process_exists, silent=_always_silent,
                    started=started)
-    assert (silent.alive, silent.reason) == (False, "killed")
+    assert (silent.alive, silent.reason) == (False, "silent")
     assert judge(row, here=here(), alive=process_exists, silent=_never_silent,
                  started=started).alive
     assert judge({**row, "process_start": None}, here=here(), alive=process_exists,

@@ -258,6 +258,29 @@ def test_a_modem_that_fails_to_read_its_card_keeps_the_keys_its_row_knows(path):
                                                                        None)
 
 
+def test_a_card_read_by_its_iccid_alone_then_by_its_imsi_alone_keeps_its_dedupe_key(path):
+    """A card counted in a1, which read both its keys, and now in b1: read there by its ICCID
+    alone (AT+CIMI failing), it stores an SMS; restarted, b1 reads its IMSI alone (AT+CCID
+    failing) and the SMS is handed over again. The spool knows the two keys as one card's
+    (the counts kept with the IMSI: a1 holds another card now), so b1's row keeps the ICCID
+    and the SMS is found stored; the old code took the IMSI for another card and stored it
+    twice."""
+    card, imsi = "89860012345678901234", "460001234567890"
+    with Spool(path) as spool:
+        spool.name_sim_card("a1", card, imsi)
+        spool.sims.count_sent("a1")
+        spool.name_sim_card("a1", "89860099999999999999", "460009999999999")   # another card
+        assert spool.sims.card_imsis(card) == [imsi]
+        spool.name_sim_card("b1", card, None)
+        assert spool.store_inbound("13800138000", "on the SIM", sim="b1", received_at=T0)
+        spool.name_sim_card("b1", None, imsi)
+        assert spool.store_inbound("13800138000", "on the SIM", sim="b1", received_at=T0) is None
+        assert len(spool.inbound()) == 1
+        assert (spool.sim("b1")["iccid"], spool.sim("b1")["imsi"]) == (card, imsi)
+        spool.name_sim_card("b1", None, "460001111111111")   # a card the spool pairs with none
+        assert (spool.sim("b1")["iccid"], spool.sim("b1")["imsi"]) == (None, "460001111111111")
+
+
 def test_a_modem_that_gives_up_reading_its_card_forgets_the_card_its_row_named(path):
     """Once a modem that reads neither key serves unchecked, the card in it may be another:
     its row names none (`forget`), so its sends count under its own name and not against the

@@ -1,0 +1,58 @@
+"""A forward command cut short before the upgrade to schema 15 (no mark in `inbound_hooks`)
+is run again by no daemon (audit20 L1); rev21b L1: it was shown nowhere either. Now
+`modempool status` says how many there are, `modempool forward leftovers` lists them and
+`--give-up` records them as dealt with, through `modempool.Pool`; real CLI subprocesses on
+each engine."""
+
+from __future__ import annotations
+
+import json
+
+from modempool import Pool
+from modempool.operator.db import ensure_schema, now_iso
+from modempool.operator.forwarding import SCHEMA, command_target
+from modempool.spool import Spool
+from tests.modempool.daemon_harness import modempool_cli
+
+COMMAND = "/usr/local/bin/on-sms --db sms"
+SENDER = "+8613800138000"
+
+
+def _log(spool: Spool, inbound_id: int, target: str, *outcomes: str) -> None:
+    for attempt, outcome in enumerate(outcomes, 1):
+        spool.db.execute("INSERT INTO forward_log (inbound_id, target, attempt, outcome, detail, "
+                         "created_at) VALUES (?, ?, ?, ?, '', ?)",
+                         [inbound_id, target, attempt, outcome, now_iso()])
+
+
+def test_a_forward_command_cut_short_with_no_mark_is_listed_and_can_be_given_up(
+        tmp_path, spool_setting, spool_target):
+    config = tmp_path / "modempool.toml"
+    config.write_text(f'[spool]\n{spool_setting}\n[forward]\ncommand = "{COMMAND}"\n', "utf-8")
+    with Spool(spool_target) as spool:
+        ensure_schema(spool.db, SCHEMA)
+        cut = spool.store_inbound(SENDER, "cut short before 15", sim="m1")
+        _log(spool, cut.id, COMMAND, "failed")                 # the line, as 14 wrote it
+        done = spool.store_inbound(SENDER, "retried to success", sim="m1")
+        _log(spool, done.id, command_target(COMMAND), "failed", "ok")
+        running = spool.store_inbound(SENDER, "its daemon retries it", sim="m1",
+                                      hooks_by="box:7:place-run")
+        _log(spool, running.id, command_target(COMMAND), "failed")
+        refused = spool.store_inbound(SENDER, "a number's forward refused", sim="m1")
+        _log(spool, refused.id, "+8613900139000", "failed")
+        spent = spool.store_inbound(SENDER, "its retries used up", sim="m1")
+        _log(spool, spent.id, command_target(COMMAND), "failed", "failed", "gave-up")
+
+    listed = modempool_cli("forward", "leftovers", "--json", config=config)
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert (row["id"], row["text"], row["attempts"]) == (cut.id, "cut short before 15", 1)
+    status = modempool_cli("status", config=config)
+    assert status.returncode == 0, status.stderr
+    assert ("forward command cut short with no mark for 1 received SMS (before the upgrade to "
+            "schema 15): run by nothing; see `modempool forward leftovers`") in status.stdout
+    given = modempool_cli("forward", "leftovers", "--give-up", config=config)
+    assert given.returncode == 0, given.stderr
+    assert f"gave up the forward command of 1 received SMS: {cut.id}" in given.stdout
+    with Pool.open(config) as pool:
+        assert pool.forward_leftovers() == []

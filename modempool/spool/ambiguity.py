@@ -8,7 +8,11 @@ SIM and recipient written shortly before that time are the candidates (the wall 
 bounds this search: the proof below never reads it). The writes read are those of the card
 that made the candidate (`parts.card`, from the modem's hold at the marker), wherever it sat:
 TP-MR is the card's counter and its reports come back to the modem the card sits in, not to a
-modem name (a card moves between modems). A candidate of a modem that held no card reads that
+modem name (a card moves between modems). A card's writes stand under its ICCID, or its
+`imsi:` key where its modem read no ICCID: both keys the spool links are read as one card
+(`card_links.py`); where it links none to the card, a write to the recipient in the report's
+window under a key of the other form it links to no card either refuses the proof (it may be
+the card's own). A candidate of a modem that held no card reads that
 name's writes, where a card's write ends the walk. The writes are read in the order they were
 made, every attempt of a part included (`write_history.py`: a resent part keeps the write it
 overwrote; the order is not the wall clock's). The modem numbers its SUBMITs one after the
@@ -40,9 +44,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from modempool.spool.audit import AuditLog
+from modempool.spool.card_links import UNLINKED, card_keys, is_imsi
 from modempool.spool.model import from_text, to_text
 from modempool.spool.write_history import WRITE_ORDER
 
@@ -62,20 +68,23 @@ _CANDIDATES = (
     "ORDER BY place")
 
 
-def _writes(by: str) -> str:
-    """A card's writes (`by` 'card') or a SIM name's (`by` 'sim'), in the order they were made:
-    each part's latest (`parts`) and those a new attempt overwrote (`earlier_writes`), by their
-    place (`write_history.py`), with the part they belong to, its recipient, the card and the
-    time it was written."""
+def _writes(by: str, keys: int = 1) -> str:
+    """Writes in the order they were made: each part's latest (`parts`) and those a new attempt
+    overwrote (`earlier_writes`), by their place (`write_history.py`), with the part they belong
+    to, its recipient, the card and the time it was written. `by` 'card': those of any of
+    `keys` card keys; 'sim': of a SIM name; 'to': every write to a recipient."""
+    marks = ", ".join("?" * keys)
+    where = {"card": f"{{0}}.card IN ({marks})", "sim": f"{{0}}.sim IN ({marks})",
+             "to": "messages.to_number = ?"}[by]
     return (f"SELECT {WRITE_ORDER} AS place, parts.message_id AS message_id, parts.seq AS seq, "
             "parts.state AS state, parts.message_reference AS message_reference, "
             "messages.to_number AS to_number, parts.card AS card, "
             "parts.writing_at AS writing_at FROM parts "
-            f"JOIN messages ON messages.id = parts.message_id WHERE parts.{by} = ? "
+            f"JOIN messages ON messages.id = parts.message_id WHERE {where.format('parts')} "
             "UNION ALL SELECT earlier.id, earlier.message_id, earlier.seq, earlier.state, "
             "earlier.message_reference, messages.to_number, earlier.card, earlier.writing_at "
             "FROM earlier_writes AS earlier "
-            f"JOIN messages ON messages.id = earlier.message_id WHERE earlier.{by} = ?")
+            f"JOIN messages ON messages.id = earlier.message_id WHERE {where.format('earlier')}")
 
 
 #: How many writes the proof reads on either side: past a whole round of references (TP-MR is
@@ -83,21 +92,36 @@ def _writes(by: str) -> str:
 _REACH = 257
 
 
-def _walk(by: str, direction: str) -> str:
-    """The writes before (`direction` '<') or after ('>') a place, nearest first."""
+@cache
+def _walk(by: str, direction: str, keys: int) -> str:
+    """The writes of `keys` cards (or SIM names) before (`direction` '<') or after ('>') a
+    place, nearest first."""
     return ("SELECT message_id, seq, state, message_reference, to_number, card "
-            f"FROM ({_writes(by)}) AS writes WHERE place {direction} ? ORDER BY place "
+            f"FROM ({_writes(by, keys)}) AS writes WHERE place {direction} ? ORDER BY place "
             f"{'DESC' if direction == '<' else ''} LIMIT {_REACH}")
 
 
-_WALKS = {(by, direction): _walk(by, direction) for by in ("card", "sim") for direction in "<>"}
-#: A write on the candidate's modem NAME after it, by another card (or a modem that read none),
-#: to the recipient, whose outcome is unknown, made before the report's stamp could be: the
-#: card that moved into that modem may own the report (rev21a H1). The card walk never reads it.
-_RIVAL_ON_NAME = (
-    f"SELECT 1 FROM ({_writes('sim')}) AS writes WHERE place > ? AND to_number = ? "
-    "AND message_reference IS NULL AND state <> 'failed' AND (card IS NULL OR card <> ?) "
-    "AND writing_at <= ? LIMIT 1")
+@cache
+def _rival_on_name(keys: int) -> str:
+    """A write on the candidate's modem NAME after it, by another card than the `keys` of its
+    own (or a modem that read none), to the recipient, whose outcome is unknown, made before the
+    report's stamp could be: the card that moved into that modem may own the report (rev21a
+    H1). The card walk never reads it."""
+    return (f"SELECT 1 FROM ({_writes('sim')}) AS writes WHERE place > ? AND to_number = ? "
+            "AND message_reference IS NULL AND state <> 'failed' "
+            f"AND (card IS NULL OR card NOT IN ({', '.join('?' * keys)})) "
+            "AND writing_at <= ? LIMIT 1")
+
+
+#: A write to the recipient in the report's window (any outcome but a refusal: a report heard
+#: on another modem name matches no write with a known reference either) under a key of the
+#: other form that the spool links to no card, when it links none to the candidate's card
+#: (`card_links.UNLINKED`, by whether that card is an `imsi:` key): it may be the card's own
+#: write under its other key, in or out of its walk (audit22 F3).
+_UNLINKED_RIVAL = {
+    imsi: (f"SELECT 1 FROM ({_writes('to')}) AS writes WHERE state <> 'failed' "
+           f"AND writing_at >= ? AND writing_at <= ? AND {UNLINKED[imsi]} LIMIT 1")
+    for imsi in (False, True)}
 _SETTLE_PART = (
     "UPDATE parts SET state = 'sent', message_reference = ?, sent_at = writing_at "
     "WHERE id = ? AND state = 'ambiguous'")
@@ -138,23 +162,29 @@ class _Proof:
 
 
 def _prove(conn: Any, sim: str, card: str | None, recipient: str, message_reference: int,
-           part: tuple[Any, Any], place: int, until: str) -> _Proof:
+           part: tuple[Any, Any], place: int, window: tuple[str, str]) -> _Proof:
     """Whether the report `message_reference` to `recipient` is that of the part `part`
     (message id, seq) whose latest write is at `place` on `sim`, made by `card` (None: a
-    modem that held none; see the module's docstring); `until`: the latest a write that took
-    the report's reference may have been made."""
-    if card is not None and conn.execute(
-            _RIVAL_ON_NAME, (sim, sim, place, recipient, card, until)).fetchone() is not None:
-        return _Proof(False)         # another card in that modem since may own the report
+    modem that held none; see the module's docstring); `window`: the earliest and the latest a
+    write that took the report's reference may have been made."""
+    if card is not None:
+        keys = card_keys(conn, card)  # every key the card's writes may stand under
+        if conn.execute(_rival_on_name(len(keys)),
+                        (sim, sim, place, recipient, *keys, window[1])).fetchone() is not None:
+            return _Proof(False)     # another card in that modem since may own the report
+        if all(is_imsi(key) == is_imsi(card) for key in keys) and conn.execute(
+                _UNLINKED_RIVAL[is_imsi(card)], (recipient, recipient, *window)).fetchone():
+            return _Proof(False)     # the card's other key unknown: that write may be its own
     # A card's writes wherever it sat; without a card, the name's, where a write of a card is
     # another card's: the walk ends there, what lies beyond is unknown.
-    walk, key = ("card", card) if card is not None else ("sim", sim)
+    walk, keys = ("card", keys) if card is not None else ("sim", (sim,))
+    own_cards: tuple[str | None, ...] = keys if card is not None else (None,)
     unknown = 0                      # writes of unknown reference between the known ones
     own = True                       # no earlier attempt of the part among them
     before: int | None = None        # the last known reference before the candidate
-    rows = conn.execute(_WALKS[walk, "<"], (key, key, place)).fetchall()
+    rows = conn.execute(_walk(walk, "<", len(keys)), (*keys, *keys, place)).fetchall()
     for message_id, seq, state, reference, to, write_card in rows:
-        if write_card != card:
+        if write_card not in own_cards:
             break                    # another card's write: none known before, refused below
         if reference is not None:
             before = int(reference)
@@ -166,9 +196,9 @@ def _prove(conn: Any, sim: str, card: str | None, recipient: str, message_refere
     if before is None:
         return _Proof(False)         # no known reference of the card before: any may be it
     after: int | None = None         # the first known reference after it
-    rows = conn.execute(_WALKS[walk, ">"], (key, key, place)).fetchall()
+    rows = conn.execute(_walk(walk, ">", len(keys)), (*keys, *keys, place)).fetchall()
     for _message_id, _seq, state, reference, _to, write_card in rows:
-        if write_card != card:
+        if write_card not in own_cards:
             return _Proof(False)     # a card's write on a name of none: not one counter
         if reference is not None:
             after = int(reference)
@@ -205,7 +235,7 @@ def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: 
     for part_id, message_id, seq, written_at, place, card in conn.execute(
             _CANDIDATES, window).fetchall():
         proof = _prove(conn, sim, card, recipient, message_reference, (message_id, seq), place,
-                       window[3])
+                       window[2:])
         if proof.proven:
             proven.append((part_id, message_id, written_at, proof))
     if len(proven) != 1:

@@ -9,7 +9,7 @@ name is looked up, nothing is connected to.
 A `/` or `@` written raw in a URL's user name or password (base64-made passwords hold `/`)
 makes libpq split the URL elsewhere than its writer meant (at the first `/` or `@`), so that
 parts of the password land in the host, port or database name it reports. Such a URL is
-refused here ("must be percent-encoded": `/` as %2F, `@` as %40) and named without anything
+refused here (an @ after the host, in the database name or the query, is libpq's to read) ("must be percent-encoded": `/` as %2F, `@` as %40) and named without anything
 that lies between `://` and its last `@` but the user name (rev21b M2).
 """
 
@@ -57,17 +57,17 @@ def describe(url: str) -> str:
 
 def _unencoded(url: str) -> bool:
     """Whether the text between `://` and the URL's last `@` holds a password (a colon) and a
-    raw / or @, which libpq would split at. An @ in the query alone (`?application_name=a@b`
-    after a clean user:password@host/db) does not count."""
+    raw / or @, which libpq would split at. An @ after the host, in the database name or the
+    query (`user:password@host/my@db`, `?application_name=a@b`), does not count: libpq reads
+    the host up to the first / or ? after the first @ (audit22 L6)."""
     _, mark, rest = url.partition("://")
     userinfo = rest[:rest.rfind("@")] if mark and "@" in rest else ""
     if ":" not in userinfo or "/" not in userinfo and "@" not in userinfo:
         return False
     first = rest.find("@")
-    slash = rest.find("/", first)
-    query = rest.find("?", first if slash < 0 else slash)
-    clean = "/" not in rest[:first] and query >= 0 and "@" not in rest[first + 1:query]
-    return not clean
+    ends = [at for at in (rest.find("/", first), rest.find("?", first)) if at >= 0]
+    host = rest[first + 1:min(ends, default=len(rest))]
+    return "/" in rest[:first] or "@" in host
 
 
 def _described_after_last_at(url: str) -> str:

@@ -128,9 +128,10 @@ class Sims:
         reported one; else by the name `sim`).
 
         Today and this month also count the parts that may have gone out without their answer
-        being recorded (marked writing, or ambiguous after a crash), from any modem that last
-        reported this SIM: a daemon that starts again, here or on another host, must not spend
-        that quota a second time.
+        being recorded (marked writing, or ambiguous after a crash) by this SIM card, from any
+        modem (`parts.card`; a part written with no card held, by the modems that last
+        reported this SIM): a daemon that starts again, here or on another host, must not
+        spend that quota a second time.
         """
         return self.sent_counts_of([sim], now)[sim]
 
@@ -149,13 +150,15 @@ class Sims:
             f"SELECT sim, count(*) AS n FROM parts WHERE {among} AND sent_at > ? "
             "AND sent_at <= ? GROUP BY sim",
             [*values, to_text(moment - timedelta(seconds=60)), to_text(moment)])}
-        # every modem's parts of uncertain fate this month (few: the index holds only them)
-        uncertain = {row["sim"]: row for row in self.engine.rows(
-            "SELECT sim, coalesce(sum(CASE WHEN writing_at >= :day_start THEN 1 ELSE 0 END), "
-            "0) AS today, count(*) AS month FROM parts WHERE state IN ('writing', 'ambiguous') "
-            "AND writing_at >= :month_start AND writing_at <= :now GROUP BY sim",
+        # every modem's parts of uncertain fate this month, by the card that wrote them (few:
+        # the index holds only them)
+        uncertain = self.engine.rows(
+            "SELECT sim, coalesce(card, '') AS card, coalesce(sum(CASE WHEN writing_at >= "
+            ":day_start THEN 1 ELSE 0 END), 0) AS today, count(*) AS month FROM parts "
+            "WHERE state IN ('writing', 'ambiguous') AND writing_at >= :month_start "
+            "AND writing_at <= :now GROUP BY sim, card",
             {"day_start": to_text(day_start), "month_start": to_text(day_start.replace(day=1)),
-             "now": to_text(moment)})}
+             "now": to_text(moment)})
         known = {row["name"]: (row["iccid"] or "", row["imsi"] or "") for row in self.engine.rows(
             "SELECT name, iccid, imsi FROM sims WHERE iccid <> '' OR imsi <> ''")}
         # a card is counted under its ICCID, or its IMSI where its modem read no ICCID: the
@@ -180,10 +183,16 @@ class Sims:
             f"WHERE {among} OR {by_imsi}", [*values, *imsi_values])}
         out = {}
         for name in names:
-            today = sum(int(uncertain[m]["today"]) for m in modems[name] if m in uncertain)
-            this_month = sum(int(uncertain[m]["month"]) for m in modems[name] if m in uncertain)
             rows = [row for key, row in counters.items()
                     if key in keys[name] or row["imsi"] in imsis[name]]
+            # an uncertain part counts against the card that wrote it, wherever that card is
+            # now (audit22 F5); one written with no card held, against its modem's name
+            cards = {*keys[name], *(row["sim_key"] for row in rows),
+                     *(f"imsi:{row['imsi']}" for row in rows if row["imsi"])}
+            mine = [row for row in uncertain if _counters_key(row["card"]) in cards
+                    or not row["card"] and row["sim"] in modems[name]]
+            today = sum(int(row["today"]) for row in mine)
+            this_month = sum(int(row["month"]) for row in mine)
             out[name] = (
                 minute.get(name, 0),
                 today + sum(r["sent_today"] for r in rows if r["day"] == day),
@@ -313,6 +322,11 @@ def _paired(conn: Any, iccid: str, imsi: str) -> bool:
         "SELECT 1 FROM sims WHERE iccid = ? AND imsi = ? UNION "
         "SELECT 1 FROM sim_counters WHERE sim_key = ? AND imsi = ?",
         (iccid, imsi, f"iccid:{iccid}", imsi)).fetchone() is not None
+
+
+def _counters_key(card: str) -> str:
+    """The `sim_counters` key of a write's card (`parts.card`: an ICCID, or `imsi:<IMSI>`)."""
+    return card if not card or card.startswith("imsi:") else f"iccid:{card}"
 
 
 def _card_keys(name: str, iccid: str, imsi: str) -> list[str]:

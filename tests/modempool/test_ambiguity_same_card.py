@@ -13,6 +13,7 @@ from tests.modempool.spool_driver import as_version_19
 TO = "+8613800138000"
 HOLDER = "box:4242:/srv/pool-run1"          # the daemon run that serves every card here
 CARD_C, CARD_D = "89860012345678901234", "89860098765432109876"
+IMSI_C = "460001234567890"
 
 
 @pytest.fixture
@@ -95,10 +96,16 @@ def test_a_card_that_wrote_under_another_name_meanwhile_is_read_there(spool):
     assert spool.get(a).state is MessageState.AMBIGUOUS
 
 
-def test_a_card_is_read_across_the_names_it_sat_in(spool):
+@pytest.mark.parametrize("in_m2", ["iccid", "imsi"])
+def test_a_card_is_read_across_the_names_it_sat_in(spool, in_m2):
     """Control: card C wrote 9 in m2, moved to m1, where A is ambiguous and B took 11; report
-    10 heard on m1 is A's (the card's writes read across names): A delivered."""
-    card_in(spool, CARD_C, "m2")
+    10 heard on m1 is A's (the card's writes read across names): A delivered. Also when m2
+    read only C's IMSI (its write's card `imsi:`), linked to C by m1's row naming both keys
+    (audit22 F3: the walk read C's ICCID alone, found no known reference before A, proved
+    nothing)."""
+    if in_m2 == "imsi":
+        spool.name_sim_card("m1", CARD_C, IMSI_C)
+    card_in(spool, CARD_C if in_m2 == "iccid" else f"imsi:{IMSI_C}", "m2")
     sent(spool, "m2", 9)
     card_in(spool, CARD_C, "m1")
     a = lost(spool, "m1", "A")

@@ -26,6 +26,10 @@ MALFORMED = [
      'require, verify-ca, verify-full'),
     (f"postgresql://pool:{PASSWORD}@db.example:5433/mp?sslmod=require",
      'postgresql://pool@db.example:5433/mp: invalid URI query parameter: "sslmod"'),
+    # an @ in the database name is libpq's to read: not taken for one in the password, the
+    # host named right (audit22 L6: "must be percent-encoded", host "db")
+    (f"postgresql://pool:{PASSWORD}@db.example:notaport/my@db",
+     'postgresql://pool@db.example:notaport/my@db: the port "notaport" is not a number'),
 ]
 
 
@@ -76,3 +80,14 @@ def test_a_raw_slash_or_at_in_the_password_is_refused_and_no_piece_of_it_printed
             f"invalid spool URL {named}: a / or @ in the user name or password must be "
             "percent-encoded (/ as %2F, @ as %40)"]), command
         assert not [p for p in pieces if p in done.stderr], (command, done.stderr)
+
+
+def test_an_at_in_the_database_name_beside_a_password_is_a_valid_url():
+    """libpq reads `user:password@host/my@db` as the database `my@db` on `host`: the URL is
+    valid, and named by that host and database, never its password (audit22 L6)."""
+    from modempool.spool.postgres_url import describe, url_problem
+
+    for query in ("", "?sslmode=require"):
+        url = f"postgresql://pool:{PASSWORD}@db.example:5433/my@db{query}"
+        assert (url_problem(url), describe(url)) == (
+            None, "postgresql://pool@db.example:5433/my@db")

@@ -1,0 +1,66 @@
+"""What the spool knows of one SIM card's two keys: which writes the ambiguity rule reads as its.
+
+A write's card (`parts.card`) is the first key of its modem's hold (`dispatch.cards`): the
+ICCID where the modem reads it, else `imsi:<IMSI>` (a firmware with no ICCID command, an ICCID
+read that failed once). So one card's writes stand under two keys once it sat in a modem that
+read only its IMSI, and the rule must read both as one counter (audit22 F3: a never-sent SMS was
+proven sent by the report of the card's write under its other key). The spool links the two
+where it saw them together: a modem's `sims` row naming both, a `sim_counters` row counted
+under the ICCID that keeps the IMSI (schema 21), one modem's hold of both (`sim_holders`).
+
+A card whose other key the spool never saw (it sat only in modems that read one key each) may
+be any card of the other form that the spool links to nothing either: `UNLINKED` says which
+writes those are, and the rule counts them as possibly the card's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+IMSI_PREFIX = "imsi:"
+
+#: The IMSI keys linked to an ICCID (parameters: the ICCID, its counters key, the ICCID).
+_IMSIS_OF_ICCID = (
+    "SELECT 'imsi:' || imsi FROM sims WHERE iccid = ? AND imsi <> '' "
+    "UNION SELECT 'imsi:' || imsi FROM sim_counters WHERE sim_key = ? AND imsi IS NOT NULL "
+    "UNION SELECT other.iccid FROM sim_holders AS held JOIN sim_holders AS other "
+    "ON other.owner = held.owner AND other.modem = held.modem "
+    "WHERE held.iccid = ? AND other.iccid LIKE 'imsi:%'")
+#: The ICCIDs linked to an IMSI (parameters: the IMSI, the IMSI, its `imsi:` key).
+_ICCIDS_OF_IMSI = (
+    "SELECT iccid FROM sims WHERE imsi = ? AND iccid <> '' "
+    "UNION SELECT substr(sim_key, 7) FROM sim_counters WHERE imsi = ? "
+    "AND sim_key LIKE 'iccid:%' "
+    "UNION SELECT other.iccid FROM sim_holders AS held JOIN sim_holders AS other "
+    "ON other.owner = held.owner AND other.modem = held.modem "
+    "WHERE held.iccid = ? AND other.iccid NOT LIKE 'imsi:%' AND other.iccid NOT LIKE 'name:%'")
+
+#: A write (its card in column `writes.card`) under a key of the other form than the card's
+#: (True: the card is an `imsi:` key) that the spool links to no card: for all it knows, the
+#: card's own write under its other key.
+UNLINKED = {
+    False: ("writes.card LIKE 'imsi:%' AND NOT EXISTS (SELECT 1 FROM sims "
+            "WHERE sims.imsi = substr(writes.card, 6) AND sims.iccid <> '') "
+            "AND NOT EXISTS (SELECT 1 FROM sim_counters WHERE sim_counters.imsi = "
+            "substr(writes.card, 6) AND sim_counters.sim_key LIKE 'iccid:%')"),
+    True: ("writes.card NOT LIKE 'imsi:%' AND NOT EXISTS (SELECT 1 FROM sims "
+           "WHERE sims.iccid = writes.card AND sims.imsi <> '') "
+           "AND NOT EXISTS (SELECT 1 FROM sim_counters WHERE sim_counters.sim_key = "
+           "'iccid:' || writes.card AND sim_counters.imsi IS NOT NULL)"),
+}
+
+
+def is_imsi(card: str) -> bool:
+    """Whether a write's card key is an IMSI (`imsi:<IMSI>`), not an ICCID."""
+    return card.startswith(IMSI_PREFIX)
+
+
+def card_keys(conn: Any, card: str) -> tuple[str, ...]:
+    """`card` (a write's card key) and every key of the other form the spool links to it, in
+    `conn`'s transaction: the keys its writes stand under."""
+    if is_imsi(card):
+        imsi = card[len(IMSI_PREFIX):]
+        rows = conn.execute(_ICCIDS_OF_IMSI, (imsi, imsi, card)).fetchall()
+    else:
+        rows = conn.execute(_IMSIS_OF_ICCID, (card, f"iccid:{card}", card)).fetchall()
+    return (card, *sorted({row[0] for row in rows if row[0]} - {card}))

@@ -77,6 +77,37 @@ async def eventually(condition: Callable[[], Any], timeout: float = HANG, what: 
         await asyncio.sleep(0.05)
 
 
+#: A message in either state has no outcome yet (and may move between them: a retry).
+UNSETTLED = ("queued", "sending")
+
+
+async def outcomes(spool: Any, ids: list[int], what: str = "each message with an outcome"
+                   ) -> list[str]:
+    """The states of messages `ids` once none is queued or sending. Each poll reads them all in
+    one statement (one moment): read one at a time, or one twice, a message claimed between
+    two reads (queued, then sending) passed for one with an outcome. It fails at once if a
+    message seen with an outcome is seen queued or sending again (a state going backwards)."""
+    last: dict[int, str] = {}
+
+    def settled() -> list[str] | None:
+        states = [message.state.value for message in spool.get_many(ids)]
+        for message_id, state in zip(ids, states):
+            before = last.get(message_id)
+            assert before in UNSETTLED or before is None or state not in UNSETTLED, (
+                f"message {message_id} went back from {before} to {state}")
+            last[message_id] = state
+        return None if any(state in UNSETTLED for state in states) else states
+
+    return await eventually(settled, what=what)
+
+
+def sent_or_delivered(spool: Any) -> int:
+    """How many messages are sent or delivered, from one read of the counts (two reads may
+    straddle a delivery report: its message counted as sent and again as delivered)."""
+    counts = spool.counts()
+    return counts["sent"] + counts["delivered"]
+
+
 async def drained(spool: Any) -> None:
     """Wait until `spool` has nothing queued or being sent (the daemons' work is done)."""
     def left() -> int:

@@ -22,7 +22,8 @@ import pytest
 
 from modempool.spool import Spool
 from simulator import SimulatedBank
-from tests.modempool.daemon_harness import REPO, DaemonProcess, eventually, kill_leftovers
+from tests.modempool.daemon_harness import (REPO, DaemonProcess, eventually, kill_leftovers,
+                                            sent_or_delivered)
 from tests.modempool.spool_driver import before_process_start, schema_version, set_schema_version
 
 pytestmark = pytest.mark.timeout(300)
@@ -117,6 +118,17 @@ async def banks_sharing_a_card(tmp_path: Path, url: str, *, modems_b: int, per_d
                    card)
 
 
+async def a_sends_two_then_stalls(bank_a: SimulatedBank) -> None:
+    """Bank a's modem seen sending (two parts out), then each send it starts takes minutes:
+    however slowly the machine then brings daemon b up and reads its status, a has used at
+    most four parts of the card's day when it is killed (the two, one already on its way, one
+    held), leaving b the rest. At 1 s a part alone, a loaded machine let a spend the whole day
+    first (6 < 6 failed; or its last part, on its way at the kill, filled the day and b never
+    sent)."""
+    await eventually(lambda: len(_parts(bank_a, "m1")) >= 2, what="a1 sending")
+    bank_a.set_fault("m1", "sms_latency", seconds=600.0)
+
+
 async def b_takes_the_rest_of_the_day(first: DaemonProcess, second: DaemonProcess,
                                       bank_a: SimulatedBank, bank_b: SimulatedBank,
                                       spool: Spool, quota: int) -> int:
@@ -141,7 +153,7 @@ async def test_one_card_in_two_live_daemons_is_served_by_one_and_its_quota_holds
     url = pg_cluster.new_schema()
     async with banks_sharing_a_card(tmp_path, url, modems_b=2, per_day=quota,
                                     seed=31) as (bank_a, bank_b, config_a, config_b, card):
-        bank_a.set_fault("m1", "sms_latency", seconds=1.0)  # slow: a leaves b part of the day
+        bank_a.set_fault("m1", "sms_latency", seconds=1.0)  # slow, then stalled (below)
         for name in ("m1", "m2"):
             bank_b.set_fault(name, "sms_latency", seconds=0.3)
         with Spool(url) as spool:
@@ -150,7 +162,7 @@ async def test_one_card_in_two_live_daemons_is_served_by_one_and_its_quota_holds
             spool.enqueue_many({"to": "+8613800138000", "text": f"card {i}",
                                 "sims": ["a1", "b1"]} for i in range(2 * quota))
             spool.enqueue("+8613800138000", "b2 sends meanwhile", sims=["b2"])
-            await eventually(lambda: len(_parts(bank_a, "m1")) >= 2, what="a1 sending")
+            await a_sends_two_then_stalls(bank_a)
             await eventually(lambda: _parts(bank_b, "m2"), what="b2 sending")
             assert _parts(bank_b, "m1") == []      # one card, one daemon: a's
             line = (f"b1: sends nothing: its SIM card {card} is served by another live "
@@ -188,8 +200,7 @@ async def six_sent_by_one_daemon(tmp_path: Path, cards: dict[str, Any],
         with Spool(tmp_path / "spool.db") as spool:
             spool.enqueue_many({"to": "+8613800138000", "text": f"one card {i}"}
                                for i in range(6))
-            await eventually(lambda: spool.counts()["sent"] + spool.counts()["delivered"] == 6,
-                             what="all six sent")
+            await eventually(lambda: sent_or_delivered(spool) == 6, what="all six sent")
             yield bank, daemon, spool, config
 
 
@@ -247,6 +258,6 @@ async def test_a_daemon_whose_card_was_taken_over_stops_sending_on_it_at_its_nex
 
             await eventually(taken_back, what="the card taken back from the dead run")
             spool.enqueue("+8613800138000", "after the card came back")
-            await eventually(lambda: spool.counts()["sent"] + spool.counts()["delivered"] == 1,
+            await eventually(lambda: sent_or_delivered(spool) == 1,
                              what="sent once the card is back")
         assert await daemon.stop() == 0

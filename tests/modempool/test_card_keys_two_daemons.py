@@ -21,6 +21,7 @@ from modempool.spool import Spool
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import DaemonProcess, eventually
 from tests.modempool.test_card_holders import (IMSI, _config, _parts, _status,  # noqa: F401
+                                               a_sends_two_then_stalls,
                                                b_takes_the_rest_of_the_day,
                                                no_leftover_daemons)
 
@@ -53,7 +54,7 @@ async def test_one_card_read_by_two_keys_is_sent_on_by_one_daemon_within_its_day
     url = pg_cluster.new_schema()
     async with one_card_read_two_ways(tmp_path, url, READS[read], quota, 41) as (
             bank_a, bank_b, config_a, config_b):
-        bank_a.set_fault("m1", "sms_latency", seconds=1.0)   # slow: a leaves b part of the day
+        bank_a.set_fault("m1", "sms_latency", seconds=1.0)   # slow, then stalled (below)
         bank_b.set_fault("m1", "sms_latency", seconds=0.3)
         with Spool(url) as spool:
             first = await DaemonProcess(config_a).start()
@@ -61,7 +62,7 @@ async def test_one_card_read_by_two_keys_is_sent_on_by_one_daemon_within_its_day
             second = await DaemonProcess(config_b).start()
             spool.enqueue_many({"to": "+8613800138000", "text": f"card {i}"}
                                for i in range(2 * quota))
-            await eventually(lambda: len(_parts(bank_a, "m1")) >= 2, what="a1 sending")
+            await a_sends_two_then_stalls(bank_a)
             line = (f"b1: sends nothing: its SIM card IMSI {IMSI} is served by another live "
                     f"daemon, {os.uname().nodename}:{first.proc.pid} (its modem a1)")
             await second.wait_for_log(line)

@@ -120,14 +120,16 @@ async def test_a_database_outage_longer_than_the_silent_window_takes_no_live_dae
         cluster.start()
         url = cluster.new_schema()
         bank_a, bank_b = await _banks(tmp_path, latency=0.5)
-        spool = Spool(url)
-        texts = [f"outage {i}" for i in range(40)]
-        spool.enqueue_many({"to": "+8613800138000", "text": text} for text in texts)
-        spool.close()
         daemon_a = await DaemonProcess(_config(tmp_path / "a.toml", url, "a",
                                                bank_a.devices)).start()
         daemon_b = await DaemonProcess(_config(tmp_path / "b.toml", url, "b", bank_b.devices),
                                        env={"MODEMPOOL_PLACE": "box b"}).start()
+        # queued once both are up: queued before, a loaded machine let A send all forty
+        # (about 10 s) while B was starting, and B never sent
+        spool = Spool(url)
+        texts = [f"outage {i}" for i in range(40)]
+        spool.enqueue_many({"to": "+8613800138000", "text": text} for text in texts)
+        spool.close()
         await eventually(lambda: _sent(bank_a) and _sent(bank_b), what="both banks sending")
         cluster.stop()                                    # returns once the server is down
         await asyncio.sleep(3 * SILENT_AFTER)             # the outage: three silent windows

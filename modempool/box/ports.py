@@ -14,6 +14,7 @@ stale and is taken over. `port_holders` reads /proc to say which process holds a
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,22 @@ class PortLock:
         self.port = port
         self.path = lock_path(port, directory)
         self.held = False
-        self.unwritable = False   # set by a caller that found the lock directory read-only
+        self.unwritable = False   # set by `own` on finding the lock directory read-only
+
+    def own(self, log: logging.Logger) -> None:
+        """Take the lock for a daemon that owns the port (PortBusy when a live process holds
+        it). A lock directory it may not write is no reason to stop: TIOCEXCL still guards
+        the port; said once on `log`."""
+        if self.held or self.unwritable:
+            return
+        try:
+            self.acquire()
+        except PortBusy:
+            raise
+        except OSError as exc:
+            self.unwritable = True
+            log.warning("cannot write the UUCP lock %s (%s): minicom and others will not see "
+                        "that modempool owns %s", self.path, exc.strerror or exc, self.port)
 
     def acquire(self) -> None:
         """Take the lock; a stale one (its process gone) is removed first. PortBusy when a live

@@ -46,6 +46,7 @@ from modempool.dispatch.modem_task import ModemTaskMixin
 from modempool.dispatch.requests import RequestDesk
 from modempool.dispatch.run_modems import bank_specs, make_slots, stored_counters
 from modempool.dispatch.sim_slot import SimSlot, SimState
+from modempool.dispatch.sim_states import SimStates
 from modempool.dispatch.slow_spool import SlowSpoolWatch
 from modempool.dispatch.spool_lane import INBOUND_THREADS, SpoolLane
 from modempool.spool.database_errors import database_error
@@ -84,11 +85,11 @@ class Daemon(ModemTaskMixin):
         self.forward_drain_seconds = 10.0   # forward commands still running get this at shutdown
         self._stop = asyncio.Event()
         self._lock: SpoolFileLock | None = None   # an SQLite spool's (none on PostgreSQL)
-        self._recorded_state: dict[str, SimState] = {}
         # SIM states, heartbeats and the requests desk's looks, one after another (off the
         # event loop on a database server; see spool_lane.py). Made by `run`.
         self.books = SpoolLane()
         self.cards: CardsServed   # the SIM cards it serves (cards.py); made by `run`
+        self.sim_states: SimStates   # what the spool shows of its SIMs; made by `run`
 
     def stop(self) -> None:
         """Begin a graceful shutdown (what SIGTERM/SIGINT do)."""
@@ -147,6 +148,7 @@ class Daemon(ModemTaskMixin):
                 lane = SpoolLane.for_spool(self.spool)
                 inbound_lane = SpoolLane.for_spool(self.spool, INBOUND_THREADS)
                 self.books = SpoolLane.for_spool(self.spool, 1)  # in order: SIM states, beats
+                self.sim_states = SimStates(self.spool, self.books)
                 self.cards = CardsServed(self.spool, self.owner, self.books,
                                          dead_judge(self.spool, self.watch, shared),
                                          lane_for_looks=lane)

@@ -71,7 +71,7 @@ class ModemTaskMixin:
         backoff = 1.0
         while not self._stop.is_set():
             try:
-                _own(lock, mlog)
+                lock.own(mlog)
                 await modem.open()
                 await modem.initialise()
                 self._tune(modem)
@@ -239,7 +239,7 @@ class ModemTaskMixin:
         tasks = [asyncio.create_task(pump_events(
             spec.name, slot, modem, inbound, held, trouble, early, serving,
             set_state=lambda state: self._update_sim(spec, slot, state), retune=self._tune,
-            signal=lambda dbm: self.books.submit(self._record_signal, spec.name, dbm)),
+            signal=lambda dbm: self.sim_states.signal(spec.name, dbm)),
             name=f"{spec.name}:events")]
         lost = None
         reask: asyncio.Task[str | None] | None = None
@@ -348,45 +348,12 @@ class ModemTaskMixin:
                 raise Quarantine(f"{slot.errors_in_row} failed sends in a row "
                                  f"(last: {slot.last_failure})")
 
-    # -- helpers ---------------------------------------------------------------------------
     def _update_sim(self, spec: ModemConfig, slot: SimSlot, state: SimState, *, info: Any = None,
                     error: str | None = None, until: datetime | None = None) -> None:
-        slot.state = state
-        fields: dict[str, Any] = {"port": spec.port, "state": state.value}
-        if info is not None:
-            # not its card's keys: `_name_card` writes those, keeping what a failed read missed
-            fields.update(msisdn=info.msisdn, operator=info.operator, signal=info.signal_dbm)
-        if error is not None:
-            fields["last_error"] = error
-        fields["quarantined_until"] = until
-        changed = self._recorded_state.get(spec.name) is not state  # the audit log: changes only
-        self._recorded_state[spec.name] = state
-
-        def write() -> bool:
-            try:
-                self.spool.upsert_sim(spec.name, **fields)
-                if changed:
-                    self.spool.record_event(f"sim-{state.value}", sim=spec.name, detail=error)
-            except Exception as exc:
-                log_failure(log, f"could not record the state of {spec.name}", exc)
-                return False
-            return True
-
-        def unless_written(done: Any) -> None:  # its event is written with the next state
-            if not done.result() and self._recorded_state.get(spec.name) is state:
-                del self._recorded_state[spec.name]
-
-        self.books.submit(write).add_done_callback(unless_written)
+        """The SIM's new state, recorded (`sim_states.py`); the dispatcher looks again."""
+        self.sim_states.update(spec, slot, state, info=info, error=error, until=until)
         if self.dispatcher is not None:
             self.dispatcher.wake.set()
-
-    def _record_signal(self, sim: str, dbm: Any) -> None:
-        """In the books lane: a SIM's signal, as its modem reported it."""
-        try:
-            self.spool.upsert_sim(sim, signal=dbm)
-        except Exception as exc:
-            log.warning("could not record the signal of %s: %s", sim, exc)
-
 
 async def _set_when(first: asyncio.Event, then: asyncio.Event) -> None:
     await first.wait()
@@ -404,21 +371,6 @@ async def _first(*awaitables: Any) -> Any:
     if tasks[0] in done:
         return tasks[0].result()
     return None
-
-
-def _own(lock: PortLock, mlog: logging.Logger) -> None:
-    """Take the port's UUCP lock (PortBusy when a live process holds it). A lock directory we
-    may not write is no reason to stop: TIOCEXCL still guards the port; say so once."""
-    if lock.held or lock.unwritable:
-        return
-    try:
-        lock.acquire()
-    except PortBusy:
-        raise
-    except OSError as exc:
-        lock.unwritable = True
-        mlog.warning("cannot write the UUCP lock %s (%s): minicom and others will not see that "
-                     "modempool owns %s", lock.path, exc.strerror or exc, lock.port)
 
 
 async def _close(modem: Any) -> None:

@@ -82,8 +82,11 @@ class PgCluster:
                    "stop"])
 
     def remove(self) -> None:
+        """Stop the server at once (no shutdown checkpoint: nothing of it is kept) and remove
+        its directory."""
         try:
-            self.stop()
+            self._run([server_program("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
+                       "-t", "300", "stop"])
         except RuntimeError:
             pass
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -364,8 +364,9 @@ class Daemon(ModemTaskMixin):
 
     async def _http_sidecar(self) -> None:
         """The HTTP API (`[http] listen`) and webhook deliveries run in a child process (see
-        modempool/web/server.py), started when an API is wanted or a webhook exists."""
-        from modempool.web.server import run_sidecar
+        modempool/web/server.py), started when an API is wanted or a webhook exists. The web
+        package is imported only then: its import (FastAPI's models) holds the event loop up
+        for a second or more, before the modems are opened."""
         from modempool.webhooks.store import any_subscribed
 
         listen = self.config.http.listen
@@ -376,6 +377,8 @@ class Daemon(ModemTaskMixin):
                 log_failure(log, "could not look for webhooks; asking again in 30 s", exc)
                 wanted = False
             if wanted:
+                from modempool.web.server import run_sidecar
+
                 await run_sidecar(self.config, listen, self._stop)
                 return
             await self._sleep(30.0)

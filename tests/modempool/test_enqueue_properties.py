@@ -4,9 +4,9 @@ dispatcher's loop."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -33,31 +33,40 @@ texts = st.one_of(
 )
 
 
+@pytest.fixture(scope="module")
+def spool(tmp_path_factory) -> Iterator[Spool]:
+    """One spool for every example: what an example adds is told apart by its id, and a
+    spool made per example cost more than the example itself (300 of them)."""
+    with Spool(tmp_path_factory.mktemp("enqueue") / "spool.db", max_parts=MAX_PARTS) as made:
+        yield made
+
+
+def _ids(spool: Spool) -> set[int]:
+    return {row[0] for row in spool.rows("SELECT id FROM messages")}
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
-@given(numbers, texts)
-@example("-13800138000", "hello")
-@example("13800138000", "长" * 20000)
-@example("13800138000", "   ")
-def test_enqueue_accepts_only_what_the_dispatcher_can_send(number, text):
-    with tempfile.TemporaryDirectory() as folder:
-        spool = Spool(Path(folder) / "spool.db", max_parts=MAX_PARTS)
-        try:
-            try:
-                message = spool.enqueue(number, text)
-            except PoolError as exc:                      # refused: one clear line
-                reason = str(exc)
-                assert reason and "\n" not in reason and "Traceback" not in reason
-                assert spool.list() == []
-                return
-            assert message.to.startswith("+") and message.to[1:].isdigit()
-            assert not number.lstrip().startswith("-")
-            # What the dispatcher does with it: count its parts, then encode each one.
-            dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[])
-            assert dispatcher.parts_or_reason(message) == parts_needed(text).parts <= MAX_PARTS
-            assert spool.get(message.id).state.value == "queued"
-            parts = encode_submit(message.to, message.text, status_report=True,
-                                  reference=message.id % 256)
-            assert 1 <= len(parts) <= MAX_PARTS
-        finally:
-            spool.close()
+@given(number=numbers, text=texts)
+@example(number="-13800138000", text="hello")
+@example(number="13800138000", text="长" * 20000)
+@example(number="13800138000", text="   ")
+def test_enqueue_accepts_only_what_the_dispatcher_can_send(spool, number, text):
+    before = _ids(spool)
+    try:
+        message = spool.enqueue(number, text)
+    except PoolError as exc:                      # refused: one clear line
+        reason = str(exc)
+        assert reason and "\n" not in reason and "Traceback" not in reason
+        assert _ids(spool) == before              # and nothing queued
+        return
+    assert _ids(spool) == before | {message.id}
+    assert message.to.startswith("+") and message.to[1:].isdigit()
+    assert not number.lstrip().startswith("-")
+    # What the dispatcher does with it: count its parts, then encode each one.
+    dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[])
+    assert dispatcher.parts_or_reason(message) == parts_needed(text).parts <= MAX_PARTS
+    assert spool.get(message.id).state.value == "queued"
+    parts = encode_submit(message.to, message.text, status_report=True,
+                          reference=message.id % 256)
+    assert 1 <= len(parts) <= MAX_PARTS

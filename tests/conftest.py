@@ -28,6 +28,39 @@ def pytest_configure(config: pytest.Config) -> None:
         tempfile.tempdir = str(MEMORY_DIR)
 
 
+#: Tests of ten seconds or more (on two busy cores; most wait on other processes, a simulated
+#: network or a database outage), by name without parameters, longest first.
+SLOW_FIRST = (
+    "tests/web/test_http_batch.py::test_100k_recipients_are_queued_and_a_retry_returns_the_same_messages",
+    "tests/modempool/test_dispatch_field.py::test_a_bank_whose_modems_answer_after_1_5_s_comes_up_and_sends",
+    "tests/modempool/test_scaleout_liveness.py::test_a_database_outage_longer_than_the_silent_window_takes_no_live_daemons_lease",
+    "tests/modempool/test_spool_outage_past_give_up.py::test_a_server_slower_to_accept_than_the_probe_waits_is_back_through_the_pool",
+    "tests/modempool/test_scaleout.py::test_two_daemons_share_one_queue_through_sigkills_of_one",
+    "tests/modempool/test_crash.py::test_sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice",
+    "tests/modempool/test_database_outage.py::test_two_daemons_wait_out_ten_seconds_without_the_database",
+    "tests/web/test_http_batch.py::test_a_bad_number_at_index_99999_queues_nothing_and_is_named",
+    "tests/modempool/test_spool_outage_past_give_up.py::test_a_url_whose_first_host_never_answers_is_back_after_a_long_outage",
+    "tests/web/test_http_daemon.py::test_run_with_http_sends_what_the_api_queued",
+    "tests/web/test_http_cli.py::test_serve_answers_on_loopback",
+    "tests/modempool/test_scaleout_liveness.py::test_a_daemon_with_the_same_hostname_in_another_pid_table_takes_only_a_dead_ones_leases",
+    "tests/modempool/test_database_outage.py::test_a_part_whose_marker_cannot_be_committed_waits_unsent_then_goes_out",
+    "tests/modempool/test_hostile_cli.py::test_bad_input_is_one_line_naming_what_is_wrong",
+    "tests/modempool/test_dispatch.py::test_a_modem_silent_before_the_prompt_gives_the_message_back_uncounted",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slowest tests (SLOW_FIRST) first, the rest in their order: xdist hands tests out in
+    collection order, and a long one left for the end (the 100k batches are among the last
+    files) keeps one worker busy while the other has nothing left to do."""
+    rank = {name: place for place, name in enumerate(SLOW_FIRST)}
+
+    def place(item: pytest.Item) -> int:
+        return rank.get(item.nodeid.split("[", 1)[0], len(SLOW_FIRST))
+
+    items.sort(key=place)   # stable: the others keep the order they were collected in
+
+
 @pytest.fixture(autouse=True, scope="session")
 def uucp_lock_dir(tmp_path_factory):
     """The suite's daemons and probes write their UUCP port locks (LCK..pts_N) in a directory

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,17 +14,22 @@ from modempool.box.ports import LOCK_DIR_ENV
 
 #: Memory, not disk, for the suite's throwaway files when the machine has it (Linux's tmpfs).
 MEMORY_DIR = Path("/dev/shm")
+#: What the suite may fill there at its peak (its PostgreSQL clusters, a few hundred MB each,
+#: and its spools) with room to spare; a container's /dev/shm is often 64 MB.
+MEMORY_NEEDED = 2 << 30
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """The suite's temporary files (tmp_path, its spools, its PostgreSQL clusters, the
     subprocesses' own) in memory: on a disk, making an SQLite spool waits for its fsyncs
     (about half of its 80 ms), and the suite makes hundreds. Not when the run names its own
-    place ($TMPDIR, --basetemp); xdist's workers inherit the variable from the controller."""
+    place ($TMPDIR, --basetemp), nor where it holds less than MEMORY_NEEDED free; xdist's
+    workers inherit the variable from the controller."""
     if (config.option.basetemp or os.environ.get("TMPDIR")
             or os.environ.get("PYTEST_DEBUG_TEMPROOT")):
         return
-    if MEMORY_DIR.is_dir() and os.access(MEMORY_DIR, os.W_OK | os.X_OK):
+    if (MEMORY_DIR.is_dir() and os.access(MEMORY_DIR, os.W_OK | os.X_OK)
+            and shutil.disk_usage(MEMORY_DIR).free >= MEMORY_NEEDED):
         os.environ["TMPDIR"] = str(MEMORY_DIR)
         tempfile.tempdir = str(MEMORY_DIR)
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from modempool.dispatch.shared import is_shared
-from modempool.dispatch.sim_slot import SimSlot
+from modempool.dispatch.sim_slot import PREFETCH, SimSlot
 
 
 @dataclass(slots=True)
@@ -58,7 +58,8 @@ def read_due(spool: Any, now: datetime, limit: int, expire: bool, sims: tuple[in
              recalled_sims: Callable[[list[Any]], dict[str, str | None]]) -> Due:
     """In a round's transaction: the expired settled, the due messages (locked on a shared
     spool), for the sticky strategy the SIMs that last sent to their recipients
-    (`recalled_sims`), and whether no more are due than SIMs up (QUEUE_END; `sims`: this
+    (`recalled_sims`), and whether the queue is at its end (QUEUE_END: no more due than SIMs
+    up, and too few with those in hand for every SIM to hold as many as it may; `sims`: this
     daemon's, and every daemon's as last read; counted without locks, so that rows another
     daemon's round holds count too, and a round locks no more rows for it). Once a second (with
     `expire`) on a shared spool, every daemon's SIMs up are read again."""
@@ -70,10 +71,15 @@ def read_due(spool: Any, now: datetime, limit: int, expire: bool, sims: tuple[in
             every = sims_up = spool.sims_up()
     up = max(own, every)
     candidates = list(spool.dispatchable(now, limit=limit, lock=True))
-    due = spool.due_count(now, up + 1) if len(candidates) <= up else len(candidates)
+    due, in_hand = len(candidates), None
+    if due <= up:
+        due, in_hand = spool.due_and_in_hand(now, up + 1, PREFETCH * up)
     # fewer read than the LIMIT allowed, yet more due: the rest are locked by another round
     held = len(candidates) < limit and due > len(candidates)
-    return Due(candidates, recalled_sims(candidates), due <= up, sims_up, held_elsewhere=held)
+    # the end: no more due than SIMs up, and not enough for every SIM to hold as many as it may
+    # (those in hands counted: once each SIM has one on the air, `up` due are one ahead each)
+    queue_end = in_hand is not None and due <= up and due + in_hand < PREFETCH * up
+    return Due(candidates, recalled_sims(candidates), queue_end, sims_up, held_elsewhere=held)
 
 
 def write_claims(spool: Any, plan: Plan,

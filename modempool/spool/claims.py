@@ -149,6 +149,19 @@ class Claims:
             "AND (not_before IS NULL OR not_before <= ?) LIMIT ?) due",
             (to_text(now or utcnow()), at_most))[0][0]
 
+    def due_and_in_hand(self, now: datetime | None = None, due_at_most: int = 64,
+                        in_hand_at_most: int = 128) -> tuple[int, int]:
+        """`due_count` (at most `due_at_most`) and, in the same read, how many messages SIMs
+        hold (claimed with a lease still running: on the air or taken ahead, every daemon's;
+        at most `in_hand_at_most`): a plain read, it neither locks nor waits (QUEUE_END)."""
+        now_text = to_text(now or utcnow())
+        return tuple(self.engine.rows(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM messages WHERE state = 'queued' "
+            "AND held = 0 AND (not_before IS NULL OR not_before <= ?) LIMIT ?) due), "
+            "(SELECT count(*) FROM (SELECT 1 FROM messages WHERE state = 'sending' "
+            "AND lease_until > ? LIMIT ?) held)",
+            (now_text, due_at_most, now_text, in_hand_at_most))[0])
+
     def claim(self, message_id: int, sim: str, lease_owner: str,
               lease_seconds: float = 300.0, now: datetime | None = None) -> Message | None:
         """Lease message `message_id` for `sim` if it is still queued (conditional UPDATE)."""

@@ -224,6 +224,7 @@ class Spool:
     expire_due = PartCall("claims", "expire_due")
     dispatchable = PartCall("claims", "dispatchable")
     due_count = PartCall("claims", "due_count")
+    due_and_in_hand = PartCall("claims", "due_and_in_hand")
     claim = PartCall("claims", "claim")
     claim_many = PartCall("claims", "claim_many")
     renew_lease = PartCall("claims", "renew_lease")

@@ -51,6 +51,25 @@ async def test_sims_sending_take_nothing_ahead_when_no_more_are_due_than_sims(sp
     assert slots[0].inbox.empty()
 
 
+async def test_the_last_round_is_taken_ahead_when_every_sim_has_one_on_the_air(spool):
+    """As many due as SIMs, each SIM with one on the air (claimed, its lease running): each
+    may take its last one ahead, as in every round before (the old rule called this the end,
+    and each SIM claimed its last message after its answer). A message whose lease ran out
+    (its daemon gone) is no SIM's: in place of one on the air, none goes ahead."""
+    slots = sims(2, holding=1)
+    dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=slots)
+    first, second = queued(spool, 2)
+    spool.claim(first, "m1", slots[0].owner, 60)
+    spool.claim(second, "m2", slots[1].owner, -60)   # its lease over
+    queued(spool, 2)
+    assert await dispatcher.dispatch_once() == 0   # 2 due, 1 held: 3 < 2 x 2
+    assert [s.assigned for s in slots] == [1, 1]
+
+    spool.renew_lease(second, slots[1].owner, 60)   # m2 sends it
+    assert await dispatcher.dispatch_once() == 2   # 2 due, 2 on the air: one ahead each
+    assert [s.assigned for s in slots] == [PREFETCH, PREFETCH]
+
+
 async def test_at_the_queue_end_each_free_sim_takes_one(spool):
     slots = sims(3, holding=0)
     dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=slots)
@@ -125,6 +144,24 @@ async def test_on_a_shared_spool_the_other_daemons_sims_up_count_too(pg_cluster)
         spool.upsert_sim("other1", state="down")   # 2 SIMs up: 3 due are more
         dispatcher._last_expiry = 0.0
         assert await dispatcher.dispatch_once() == 2
+
+
+async def test_on_a_shared_spool_the_other_daemons_sims_hands_count_too(pg_cluster):
+    """Four SIMs up (two of another daemon), four due: each of this daemon's SIMs takes its
+    last one ahead only once every SIM, the other daemon's too, has one on the air."""
+    with Spool(pg_cluster.new_schema()) as spool:
+        for name in ("m1", "m2", "other1", "other2"):
+            spool.upsert_sim(name, state="up")
+        slots = sims(2, holding=1)
+        dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=slots)
+        air = queued(spool, 3)
+        for message_id, owner in zip(air, [s.owner for s in slots] + ["other/other1"]):
+            spool.claim(message_id, owner.split("/")[-1], owner, 60)
+        queued(spool, 4)
+        assert await dispatcher.dispatch_once() == 0   # other2 has nothing: the end
+        spool.claim(queued(spool, 1)[0], "other2", "other/other2", 60)
+        assert await dispatcher.dispatch_once() == 2
+        assert [s.assigned for s in slots] == [PREFETCH, PREFETCH]
 
 
 async def test_a_round_that_finds_the_due_messages_held_by_another_round_says_so(pg_cluster):

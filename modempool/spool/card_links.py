@@ -19,10 +19,17 @@ from typing import Any
 
 IMSI_PREFIX = "imsi:"
 
-#: The IMSI keys linked to an ICCID (parameters: the ICCID, its counters key, the ICCID).
+#: The IMSIs the spool knows for an ICCID (parameters: the ICCID, its counters key): read
+#: beside it in a modem's `sims` row, or kept with its counts (`sim_counters.imsi`, where the
+#: modem that counted it may hold another card now). The one statement of this link: the
+#: ambiguity rule's keys and the holds and names of `spool.sims` (`card_imsis`) read it.
+IMSIS_OF_ICCID = ("SELECT imsi FROM sims WHERE iccid = ? AND imsi <> '' "
+                  "UNION SELECT imsi FROM sim_counters WHERE sim_key = ? AND imsi <> ''")
+
+#: The IMSI keys linked to an ICCID (parameters: the ICCID, its counters key, the ICCID): those
+#: and one modem's hold of both.
 _IMSIS_OF_ICCID = (
-    "SELECT 'imsi:' || imsi FROM sims WHERE iccid = ? AND imsi <> '' "
-    "UNION SELECT 'imsi:' || imsi FROM sim_counters WHERE sim_key = ? AND imsi IS NOT NULL "
+    f"SELECT 'imsi:' || imsi FROM ({IMSIS_OF_ICCID}) AS known "
     "UNION SELECT other.iccid FROM sim_holders AS held JOIN sim_holders AS other "
     "ON other.owner = held.owner AND other.modem = held.modem "
     "WHERE held.iccid = ? AND other.iccid LIKE 'imsi:%'")

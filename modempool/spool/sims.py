@@ -14,6 +14,7 @@ from typing import Any
 
 from modempool.errors import PoolError
 from modempool.spool.audit import AuditLog
+from modempool.spool.card_links import IMSIS_OF_ICCID
 from modempool.spool.engine import Engine
 from modempool.spool.model import to_text, utcnow
 from modempool.spool.schema import SIM_COLUMNS
@@ -270,10 +271,8 @@ class Sims:
         the modem that counted it may hold another card now). A modem that reads this ICCID
         and no IMSI holds the card by them too (`dispatch.cards`), so that it meets the hold
         of a clone read by its IMSI alone (rev21b L2)."""
-        return sorted({row[0] for row in self.engine.rows(
-            "SELECT imsi FROM sims WHERE iccid = ? AND imsi <> '' UNION "
-            "SELECT imsi FROM sim_counters WHERE sim_key = ? AND imsi <> ''",
-            (iccid, f"iccid:{iccid}"))})
+        return sorted({row[0] for row in self.engine.rows(IMSIS_OF_ICCID,
+                                                          (iccid, f"iccid:{iccid}"))})
 
     def record_error(self, name: str, error: str) -> None:
         """Count one error against a SIM and keep it as `last_error`."""
@@ -318,10 +317,8 @@ def _same_card(conn: Any, row_iccid: str | None, row_imsi: str | None, iccid: st
 
 def _paired(conn: Any, iccid: str, imsi: str) -> bool:
     """Whether the spool knows ICCID `iccid` and IMSI `imsi` as one card's (`card_imsis`)."""
-    return conn.execute(
-        "SELECT 1 FROM sims WHERE iccid = ? AND imsi = ? UNION "
-        "SELECT 1 FROM sim_counters WHERE sim_key = ? AND imsi = ?",
-        (iccid, imsi, f"iccid:{iccid}", imsi)).fetchone() is not None
+    return conn.execute(f"SELECT 1 FROM ({IMSIS_OF_ICCID}) AS known WHERE imsi = ?",
+                        (iccid, f"iccid:{iccid}", imsi)).fetchone() is not None
 
 
 def _counters_key(card: str) -> str:

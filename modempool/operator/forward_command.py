@@ -21,8 +21,11 @@ from modempool.masked import masked
 
 
 #: What the command inherits from the daemon's environment: what a program needs to run and
-#: print (the search path, home, user, locale, time zone, temporary files), and no more.
-INHERITED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
+#: print (the search path, home, user, locale, time zone, temporary files), and where systemd
+#: put the unit's credentials (`LoadCredential=`: a directory's path, no secret itself; the way
+#: to give such a script a token), and no more.
+INHERITED = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+                       "CREDENTIALS_DIRECTORY"})
 
 
 def command_environment(payload: dict[str, Any], pass_env: tuple[str, ...] = (),

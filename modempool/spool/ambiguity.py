@@ -115,9 +115,10 @@ def _rival_on_name(keys: int) -> str:
 
 #: A write to the recipient in the report's window (any outcome but a refusal: a report heard
 #: on another modem name matches no write with a known reference either) under a key of the
-#: other form that the spool links to no card, when it links none to the candidate's card
-#: (`card_links.UNLINKED`, by whether that card is an `imsi:` key): it may be the card's own
-#: write under its other key, in or out of its walk (audit22 F3).
+#: other form that the spool links to no card (`card_links.UNLINKED`, by whether the candidate's
+#: card is an `imsi:` key): it may be the card's own write under its other key, in or out of its
+#: walk (audit22 F3), even where the card has links of that form (a multi-IMSI card's new
+#: IMSI; rev22b R2).
 _UNLINKED_RIVAL = {
     imsi: (f"SELECT 1 FROM ({_writes('to')}) AS writes WHERE state <> 'failed' "
            f"AND writing_at >= ? AND writing_at <= ? AND {UNLINKED[imsi]} LIMIT 1")
@@ -172,9 +173,9 @@ def _prove(conn: Any, sim: str, card: str | None, recipient: str, message_refere
         if conn.execute(_rival_on_name(len(keys)),
                         (sim, sim, place, recipient, *keys, window[1])).fetchone() is not None:
             return _Proof(False)     # another card in that modem since may own the report
-        if all(is_imsi(key) == is_imsi(card) for key in keys) and conn.execute(
-                _UNLINKED_RIVAL[is_imsi(card)], (recipient, recipient, *window)).fetchone():
-            return _Proof(False)     # the card's other key unknown: that write may be its own
+        if conn.execute(_UNLINKED_RIVAL[is_imsi(card)],
+                        (recipient, recipient, *window)).fetchone() is not None:
+            return _Proof(False)     # a key of the card the spool never linked: may be its own
     # A card's writes wherever it sat; without a card, the name's, where a write of a card is
     # another card's: the walk ends there, what lies beyond is unknown.
     walk, keys = ("card", keys) if card is not None else ("sim", (sim,))

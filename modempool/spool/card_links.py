@@ -5,12 +5,15 @@ ICCID where the modem reads it, else `imsi:<IMSI>` (a firmware with no ICCID com
 read that failed once). So one card's writes stand under two keys once it sat in a modem that
 read only its IMSI, and the rule must read both as one counter (audit22 F3: a never-sent SMS was
 proven sent by the report of the card's write under its other key). The spool links the two
-where it saw them together: a modem's `sims` row naming both, a `sim_counters` row counted
-under the ICCID that keeps the IMSI (schema 21), one modem's hold of both (`sim_holders`).
+where a modem read them together: its `sims` row naming both, a `sim_counters` row counted
+under the ICCID that keeps the IMSI (schema 21). Not by one modem's holds (`sim_holders`): a
+hold its let-go failed to remove stays beside the next card's, and would link that card to
+the old one's IMSI, whose writes it would then read as its own (rev22b R2).
 
-A card whose other key the spool never saw (it sat only in modems that read one key each) may
-be any card of the other form that the spool links to nothing either: `UNLINKED` says which
-writes those are, and the rule counts them as possibly the card's.
+A key of the other form the spool never saw with the card (it sat only in modems that read one
+key each; a multi-IMSI card's new IMSI) may be any key that the spool links to no card:
+`UNLINKED` says which writes those are, and the rule counts them as possibly the card's,
+whatever links the card has.
 """
 
 from __future__ import annotations
@@ -26,21 +29,13 @@ IMSI_PREFIX = "imsi:"
 IMSIS_OF_ICCID = ("SELECT imsi FROM sims WHERE iccid = ? AND imsi <> '' "
                   "UNION SELECT imsi FROM sim_counters WHERE sim_key = ? AND imsi <> ''")
 
-#: The IMSI keys linked to an ICCID (parameters: the ICCID, its counters key, the ICCID): those
-#: and one modem's hold of both.
-_IMSIS_OF_ICCID = (
-    f"SELECT 'imsi:' || imsi FROM ({IMSIS_OF_ICCID}) AS known "
-    "UNION SELECT other.iccid FROM sim_holders AS held JOIN sim_holders AS other "
-    "ON other.owner = held.owner AND other.modem = held.modem "
-    "WHERE held.iccid = ? AND other.iccid LIKE 'imsi:%'")
-#: The ICCIDs linked to an IMSI (parameters: the IMSI, the IMSI, its `imsi:` key).
+#: The IMSI keys linked to an ICCID (parameters: the ICCID, its counters key).
+_IMSIS_OF_ICCID = f"SELECT 'imsi:' || imsi FROM ({IMSIS_OF_ICCID}) AS known"
+#: The ICCIDs linked to an IMSI (parameters: the IMSI, the IMSI).
 _ICCIDS_OF_IMSI = (
     "SELECT iccid FROM sims WHERE imsi = ? AND iccid <> '' "
     "UNION SELECT substr(sim_key, 7) FROM sim_counters WHERE imsi = ? "
-    "AND sim_key LIKE 'iccid:%' "
-    "UNION SELECT other.iccid FROM sim_holders AS held JOIN sim_holders AS other "
-    "ON other.owner = held.owner AND other.modem = held.modem "
-    "WHERE held.iccid = ? AND other.iccid NOT LIKE 'imsi:%' AND other.iccid NOT LIKE 'name:%'")
+    "AND sim_key LIKE 'iccid:%'")
 
 #: A write (its card in column `writes.card`) under a key of the other form than the card's
 #: (True: the card is an `imsi:` key) that the spool links to no card: for all it knows, the
@@ -53,7 +48,7 @@ UNLINKED = {
     True: ("writes.card NOT LIKE 'imsi:%' AND NOT EXISTS (SELECT 1 FROM sims "
            "WHERE sims.iccid = writes.card AND sims.imsi <> '') "
            "AND NOT EXISTS (SELECT 1 FROM sim_counters WHERE sim_counters.sim_key = "
-           "'iccid:' || writes.card AND sim_counters.imsi IS NOT NULL)"),
+           "'iccid:' || writes.card AND sim_counters.imsi <> '')"),
 }
 
 
@@ -67,7 +62,7 @@ def card_keys(conn: Any, card: str) -> tuple[str, ...]:
     `conn`'s transaction: the keys its writes stand under."""
     if is_imsi(card):
         imsi = card[len(IMSI_PREFIX):]
-        rows = conn.execute(_ICCIDS_OF_IMSI, (imsi, imsi, card)).fetchall()
+        rows = conn.execute(_ICCIDS_OF_IMSI, (imsi, imsi)).fetchall()
     else:
-        rows = conn.execute(_IMSIS_OF_ICCID, (card, f"iccid:{card}", card)).fetchall()
+        rows = conn.execute(_IMSIS_OF_ICCID, (card, f"iccid:{card}")).fetchall()
     return (card, *sorted({row[0] for row in rows if row[0]} - {card}))

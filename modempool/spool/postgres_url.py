@@ -8,9 +8,12 @@ name is looked up, nothing is connected to.
 
 A `/` or `@` written raw in a URL's user name or password (base64-made passwords hold `/`)
 makes libpq split the URL elsewhere than its writer meant (at the first `/` or `@`), so that
-parts of the password land in the host, port or database name it reports. Such a URL is
-refused here (an @ after the host, in the database name or the query, is libpq's to read) ("must be percent-encoded": `/` as %2F, `@` as %40) and named without anything
-that lies between `://` and its last `@` but the user name (rev21b M2).
+parts of the password land in the host, port or database name it reports, and the "host"
+piece goes to the resolver. Such a URL is refused here ("percent-encode / as %2F and @ as
+%40") and named without anything that lies between `://` and its last `@` but the user name
+(rev21b M2). Beside a password, an `@` after the first one is allowed in the query alone:
+`user:pw@host/my@db` and a password `pw@host/my` before `@db` read alike, so a raw `@` in
+the database name is refused too (rev22b R1).
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from urllib.parse import urlsplit
 
 from modempool.masked import masked, one_line
 
-#: What `url_problem` says of a URL whose user name or password holds a raw / or @.
-UNENCODED = ("a / or @ in the user name or password must be percent-encoded "
-             "(/ as %2F, @ as %40)")
+#: What `url_problem` says of a URL with a password and a raw / or @ where libpq would split.
+UNENCODED = ("percent-encode / as %2F and @ as %40 in the user name, password and "
+             "database name")
 
 #: The options whose value libpq checks against a list of its own before it connects
 #: (libpq 15 to 18; an option this libpq does not know is refused by its parser first).
@@ -56,18 +59,22 @@ def describe(url: str) -> str:
 
 
 def _unencoded(url: str) -> bool:
-    """Whether the text between `://` and the URL's last `@` holds a password (a colon) and a
-    raw / or @, which libpq would split at. An @ after the host, in the database name or the
-    query (`user:password@host/my@db`, `?application_name=a@b`), does not count: libpq reads
-    the host up to the first / or ? after the first @ (audit22 L6)."""
+    """Whether a URL with a password (a colon before its last `@`) holds a raw / or @ that
+    libpq would split it at: a / before the first @, or an @ after the first one anywhere
+    but in the query's values. The query is what follows the first ? after the first / after
+    the first @ (a ? in a password is no query's start); `?application_name=a@b` after a
+    clean `user:password@host/db` passes (rev21b M2, rev22b R1)."""
     _, mark, rest = url.partition("://")
     userinfo = rest[:rest.rfind("@")] if mark and "@" in rest else ""
     if ":" not in userinfo or "/" not in userinfo and "@" not in userinfo:
         return False
     first = rest.find("@")
-    ends = [at for at in (rest.find("/", first), rest.find("?", first)) if at >= 0]
-    host = rest[first + 1:min(ends, default=len(rest))]
-    return "/" in rest[:first] or "@" in host
+    slash = rest.find("/", first)
+    query = rest.find("?", slash) if slash >= 0 else -1
+    before = rest[:query] if query >= 0 else rest
+    keys = [piece.split("=", 1)[0] for piece in rest[query + 1:].split("&")] if query >= 0 else []
+    return ("/" in rest[:first] or "@" in before[first + 1:]
+            or any("@" in key or "/" in key for key in keys))
 
 
 def _described_after_last_at(url: str) -> str:

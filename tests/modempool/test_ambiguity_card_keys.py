@@ -7,8 +7,9 @@ the proof. Both engines: a real SQLite file, a real PostgreSQL schema."""
 from __future__ import annotations
 
 from modempool.spool import MessageState
+from modempool.spool.card_links import card_keys
 from tests.modempool.test_ambiguity_same_card import (  # noqa: F401  (spool: a fixture)
-    CARD_C, CARD_D, IMSI_C, card_in, lost, report, sent, spool)
+    CARD_C, CARD_D, HOLDER, IMSI_C, card_in, lost, report, sent, spool)
 
 IMSI_D = "460009876543210"
 
@@ -95,3 +96,39 @@ def test_another_cards_imsi_write_does_not_refuse(spool):
     lost(spool, "m2", "W, card D by its IMSI")
     assert report(spool, 10, "m1").message_id == a
     assert spool.get(a).state is MessageState.DELIVERED
+
+
+def _c_wrote_w_under_an_imsi_never_seen_with_it(spool) -> tuple[int, int]:
+    """C, by its ICCID alone in m1, wrote 9, then P (never left); in m2, which reads only the
+    IMSI, it wrote W (took 10) under an IMSI no modem read beside its ICCID; back in m1, W's
+    report 10 is heard. Returns P and W."""
+    card_in(spool, CARD_C, "m1")
+    sent(spool, "m1", 9, "from card C in m1, by its ICCID alone")
+    p = lost(spool, "m1", "P: never left")
+    card_in(spool, f"imsi:{IMSI_C}", "m2")
+    w = lost(spool, "m2", "W: took 10")
+    card_in(spool, CARD_C, "m1")
+    assert report(spool, 10, "m1").message_id is None
+    return p, w
+
+
+def test_a_card_with_another_imsi_linked_still_counts_an_unlinked_one(spool):
+    """A multi-IMSI card: m3 once read C with another IMSI, so C has a link of that form, but
+    not to `imsi:<IMSI_C>` it writes under now. W under that unlinked key may be C's: P stays
+    ambiguous (before, any link of the other form skipped the unlinked write: P DELIVERED)."""
+    spool.name_sim_card("m3", CARD_C, "460001111111111")
+    p, w = _c_wrote_w_under_an_imsi_never_seen_with_it(spool)
+    assert [spool.get(p).state, spool.get(w).state] == [MessageState.AMBIGUOUS] * 2
+
+
+def test_a_hold_left_on_the_modem_links_no_other_card(spool):
+    """m1 held card D by both keys and its let-go failed (the database away: the hold stays
+    until the run is judged dead); then C sits in m1, read by its ICCID alone. D's hold on m1
+    is no link of C to D's IMSI (before: C's keys took D's IMSI, so W's key counted as linked
+    and P was settled DELIVERED)."""
+    assert spool.card_holders.take([CARD_D, f"imsi:{IMSI_D}"], HOLDER, "m1",
+                                   lambda _owner: True) is None
+    p, w = _c_wrote_w_under_an_imsi_never_seen_with_it(spool)
+    with spool.engine.tx() as conn:
+        assert card_keys(conn, CARD_C) == (CARD_C,)
+    assert [spool.get(p).state, spool.get(w).state] == [MessageState.AMBIGUOUS] * 2

@@ -28,6 +28,7 @@ DUMPS = ("import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w
 async def test_the_command_does_not_get_the_daemons_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("PGPASSWORD", "pg-s3cret-9")
     monkeypatch.setenv("LC_TIME", "C")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/modempool.service")
     dumped = tmp_path / "env.json"
     ok, detail = await run_command(shlex.join([sys.executable, "-c", DUMPS, str(dumped)]),
                                    PAYLOAD, timeout=30)
@@ -35,6 +36,8 @@ async def test_the_command_does_not_get_the_daemons_secrets(tmp_path, monkeypatc
     env = json.loads(dumped.read_text())
     assert "PGPASSWORD" not in env
     assert env["PATH"] and env["LC_TIME"] == "C" and env["SMS_1_NUMBER"] == "+8613800138000"
+    # systemd's LoadCredential directory: a path, how such a script is given a token (rev22b R5)
+    assert env["CREDENTIALS_DIRECTORY"] == "/run/credentials/modempool.service"
 
 
 async def test_pass_env_hands_named_variables_on_and_masks_their_values(tmp_path, monkeypatch):

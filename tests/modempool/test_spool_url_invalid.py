@@ -26,10 +26,6 @@ MALFORMED = [
      'require, verify-ca, verify-full'),
     (f"postgresql://pool:{PASSWORD}@db.example:5433/mp?sslmod=require",
      'postgresql://pool@db.example:5433/mp: invalid URI query parameter: "sslmod"'),
-    # an @ in the database name is libpq's to read: not taken for one in the password, the
-    # host named right (audit22 L6: "must be percent-encoded", host "db")
-    (f"postgresql://pool:{PASSWORD}@db.example:notaport/my@db",
-     'postgresql://pool@db.example:notaport/my@db: the port "notaport" is not a number'),
 ]
 
 
@@ -58,11 +54,19 @@ def test_a_malformed_migrate_target_is_named_invalid_with_its_host(tmp_path, url
 
 #: Passwords written raw with a / (base64-made ones hold it) or an @: libpq would split the
 #: URL at the first of them, so pieces of the password would land in its host, port or
-#: database name (rev21b M2).
+#: database name (rev21b M2), and the "host" piece would be looked up.
 UNENCODED = [
     ("postgresql://pool:Ab3/Xy9+kq@db.example/mp", "Ab3/Xy9+kq", "postgresql://pool@db.example/mp"),
     ("postgresql://pool:Ab3@Xy9kq@db.example:notaport/mp", "Ab3@Xy9kq",
      "postgresql://pool@db.example:notaport/mp"),
+    # an @ then a /: libpq reads host "Qz", database "Wv9k@db.example.org/spool" (rev22b R1)
+    ("postgresql://pool:Xy7@Qz/Wv9k@db.example.org/spool", "Xy7@Qz/Wv9k",
+     "postgresql://pool@db.example.org/spool"),
+    ("postgresql://pool:ab@cd/ef@gh@db.example.org:5432/spool?sslmode=require", "ab@cd/ef@gh",
+     "postgresql://pool@db.example.org:5432/spool"),
+    # a raw @ in the database name beside a password reads the same as the one above: refused
+    # as well, for the writer to percent-encode
+    ("postgresql://pool:Zq8_kW3x@db.example:5433/my@db", "Zq8_kW3x", "postgresql://pool@db/"),
 ]
 
 
@@ -77,17 +81,21 @@ def test_a_raw_slash_or_at_in_the_password_is_refused_and_no_piece_of_it_printed
         done = _modempool(*command, "--config", str(tmp_path / "pool.toml"), cwd=tmp_path)
         assert (done.returncode, done.stdout, done.stderr.splitlines()) == (1, "", [
             f"Error: {tmp_path / 'pool.toml'}, line 2: [spool] key 'url': "
-            f"invalid spool URL {named}: a / or @ in the user name or password must be "
-            "percent-encoded (/ as %2F, @ as %40)"]), command
-        assert not [p for p in pieces if p in done.stderr], (command, done.stderr)
+            f"invalid spool URL {named}: percent-encode / as %2F and @ as %40 in the user "
+            "name, password and database name"]), command
+        shown = done.stderr.replace("database name", "")   # the message's own words
+        assert not [p for p in pieces if p in shown], (command, done.stderr)
 
 
-def test_an_at_in_the_database_name_beside_a_password_is_a_valid_url():
-    """libpq reads `user:password@host/my@db` as the database `my@db` on `host`: the URL is
-    valid, and named by that host and database, never its password (audit22 L6)."""
+def test_an_at_in_the_database_name_or_query_is_libpqs_when_no_password_can_hold_it():
+    """With no password, an @ in the database name can only be the database's; with one, an
+    @ in the query's values after a clean `user:password@host/db` is the query's: both are
+    valid URLs, named by their true host (audit22 L6, within rev22b R1)."""
     from modempool.spool.postgres_url import describe, url_problem
 
-    for query in ("", "?sslmode=require"):
-        url = f"postgresql://pool:{PASSWORD}@db.example:5433/my@db{query}"
-        assert (url_problem(url), describe(url)) == (
-            None, "postgresql://pool@db.example:5433/my@db")
+    for url, named in [
+            ("postgresql://pool@db.example/my@db?sslmode=require",
+             "postgresql://pool@db.example/my@db"),
+            (f"postgresql://pool:{PASSWORD}@db.example/mp?application_name=a@b",
+             "postgresql://pool@db.example/mp")]:
+        assert (url_problem(url), describe(url)) == (None, named)

@@ -101,7 +101,7 @@ async def outcomes(spool: Any, ids: list[int], what: str = "each message with an
     return await eventually(settled, what=what)
 
 
-def sent_or_delivered(spool: Any) -> int:
+def sent_or_delivered_count(spool: Any) -> int:
     """How many messages are sent or delivered, from one read of the counts (two reads may
     straddle a delivery report: its message counted as sent and again as delivered)."""
     counts = spool.counts()

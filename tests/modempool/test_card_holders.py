@@ -23,7 +23,7 @@ import pytest
 from modempool.spool import Spool
 from simulator import SimulatedBank
 from tests.modempool.daemon_harness import (REPO, DaemonProcess, eventually, kill_leftovers,
-                                            sent_or_delivered)
+                                            sent_or_delivered_count)
 from tests.modempool.spool_driver import before_process_start, schema_version, set_schema_version
 
 pytestmark = pytest.mark.timeout(300)
@@ -200,7 +200,7 @@ async def six_sent_by_one_daemon(tmp_path: Path, cards: dict[str, Any],
         with Spool(tmp_path / "spool.db") as spool:
             spool.enqueue_many({"to": "+8613800138000", "text": f"one card {i}"}
                                for i in range(6))
-            await eventually(lambda: sent_or_delivered(spool) == 6, what="all six sent")
+            await eventually(lambda: sent_or_delivered_count(spool) == 6, what="all six sent")
             yield bank, daemon, spool, config
 
 
@@ -258,6 +258,6 @@ async def test_a_daemon_whose_card_was_taken_over_stops_sending_on_it_at_its_nex
 
             await eventually(taken_back, what="the card taken back from the dead run")
             spool.enqueue("+8613800138000", "after the card came back")
-            await eventually(lambda: sent_or_delivered(spool) == 1,
+            await eventually(lambda: sent_or_delivered_count(spool) == 1,
                              what="sent once the card is back")
         assert await daemon.stop() == 0

@@ -13,7 +13,7 @@ import pytest
 
 from modempool.spool import Spool
 from simulator import SimulatedBank
-from tests.modempool.daemon_harness import DaemonProcess, eventually, sent_or_delivered
+from tests.modempool.daemon_harness import DaemonProcess, eventually, sent_or_delivered_count
 from tests.modempool.test_card_holders import CARD, IMSI, _config, no_leftover_daemons  # noqa
 
 pytestmark = pytest.mark.timeout(300)
@@ -40,7 +40,7 @@ async def test_a_modem_that_reads_its_imsi_only_later_takes_its_card_by_it(tmp_p
             await eventually(lambda: spool.card_holders(), what="the card taken")
             held = [(h["iccid"], h["modem"]) for h in spool.card_holders()]
             spool.enqueue("+8613800138000", "after its IMSI")
-            await eventually(lambda: sent_or_delivered(spool) == 1, what="sent")
+            await eventually(lambda: sent_or_delivered_count(spool) == 1, what="sent")
         assert await daemon.stop() == 0
     assert held == [(f"imsi:{IMSI}", "s1")]
     assert "serves unchecked" not in daemon.output()
@@ -54,7 +54,7 @@ async def test_a_modem_that_never_reads_its_card_serves_unchecked_after_a_few_be
                                   "elsewhere cannot be told apart; it serves unchecked")
         with Spool(tmp_path / "spool.db") as spool:
             spool.enqueue("+8613800138000", "unchecked")
-            await eventually(lambda: sent_or_delivered(spool) == 1, what="sent")
+            await eventually(lambda: sent_or_delivered_count(spool) == 1, what="sent")
             held = spool.card_holders()
         assert await daemon.stop() == 0
     assert held == []
@@ -80,7 +80,7 @@ async def eight_sent(bank: SimulatedBank, spool: Spool) -> tuple[set[str], set[s
     modems (daemon names) holding the card then."""
     before = len(bank.network_log())
     spool.enqueue_many({"to": "+8613800138000", "text": f"one card {i}"} for i in range(8))
-    await eventually(lambda: sent_or_delivered(spool) == 8, what="all eight sent")
+    await eventually(lambda: sent_or_delivered_count(spool) == 8, what="all eight sent")
     senders = {e["modem"] for e in bank.network_log()[before:] if e["kind"] == "part"}
     return senders, {h["modem"] for h in spool.card_holders()}
 
@@ -124,7 +124,7 @@ async def test_a_modem_serving_unchecked_no_longer_counts_against_the_card_it_he
         with Spool(tmp_path / "spool.db") as spool:
             spool.enqueue_many({"to": "+8613800138000", "text": f"unchecked {i}"}
                                for i in range(3))
-            await eventually(lambda: sent_or_delivered(spool) == 3, what="all three sent")
+            await eventually(lambda: sent_or_delivered_count(spool) == 3, what="all three sent")
         assert await daemon.stop() == 0
     with Spool(tmp_path / "spool.db") as spool:
         row = spool.sims.get("s1")

@@ -145,14 +145,16 @@ async def test_two_daemons_wait_out_ten_seconds_without_the_database(tmp_path, c
             bank.network.report_delay = 2.0
             for name in ("m1", "m2"):
                 bank.set_fault(name, "sms_latency", seconds=0.2)
+        daemons = [await DaemonProcess(_config(tmp_path / f"{p}.toml", url, p, bank.devices,
+                                               lease=120, extra=HOOKS)).start()
+                   for p, bank in (("a", bank_a), ("b", bank_b))]
+        # queued once both are up: queued before, a had sent about half of the 80 parts by
+        # the time b was ready (load 4.5); a busier machine could let it send them all
         with Spool(url) as spool:
             spool.enqueue_many({"to": f"+86138001380{i % 4:02d}",
                                 "text": f"away {i}" + (LONG_TAIL + f" end {i}." if i % 3 == 0
                                                        else "")}
                                for i in range(60))
-        daemons = [await DaemonProcess(_config(tmp_path / f"{p}.toml", url, p, bank.devices,
-                                               lease=120, extra=HOOKS)).start()
-                   for p, bank in (("a", bank_a), ("b", bank_b))]
         await eventually(lambda: all(len(_parts(b)) >= 4 for b in banks),
                          what="both banks sending")
         with Spool(url) as spool:

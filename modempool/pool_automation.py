@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from modempool.operator.autoreply import AutoReplyEntry, Rule
-    from modempool.operator.forward_leftovers import ForwardLeftover
+    from modempool.operator.forward_leftovers import ForwardLeftover, GivenUp
     from modempool.operator.forwarding import ForwardTarget
     from modempool.operator.recurring import Job, JobRun
     from modempool.pool import Pool
@@ -71,12 +71,14 @@ class PoolAutomation:
 
         return leftovers(self.pool.spool)
 
-    def give_up_forward_leftovers(self, ids: Iterable[int] | None = None) -> list[int]:
-        """Record the leftovers (those of `ids` only, where given) as given up, once dealt
-        with by hand: listed no more. Returns the SMS ids given up."""
+    def give_up_forward_leftovers(self, ids: Iterable[int] = (), *,
+                                  every: bool = False) -> GivenUp:
+        """Record the leftovers `ids` (or all, with `every` and no ids) as given up, once
+        dealt with by hand: listed no more. The ids given up and those that were no leftover;
+        NotFound when none of `ids` was one (`forward_leftovers.give_up`)."""
         from modempool.operator.forward_leftovers import give_up
 
-        return give_up(self.pool.spool, None if ids is None else list(ids))
+        return give_up(self.pool.spool, list(ids), every=every)
 
     def add_job(self, name: str, kind: str, template: str, *, at: str = "09:00",
                 weekday: str | None = None, numbers: Iterable[str] = (),

@@ -50,21 +50,25 @@ def forward_remove(pool, out, number) -> None:
 @forward_group.command("leftovers")
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--give-up", is_flag=True,
-              help="Record them as given up (dealt with by hand): listed no more.")
+              help="Record IDS (or --all) as given up (dealt with by hand): listed no more.")
+@click.option("--all", "every", is_flag=True, help="With --give-up: every one listed.")
 @pool_command(create=False)
-def forward_leftovers(pool, out, ids, give_up) -> None:
+def forward_leftovers(pool, out, ids, give_up, every) -> None:
     """Received SMS whose forward command was cut short with no mark (before the upgrade to
     schema 15), which no daemon runs again; IDS: only these.
 
     \b
     modempool forward leftovers
     modempool forward leftovers --give-up 12 15
+    modempool forward leftovers --give-up --all
     """
+    if every and not give_up:
+        raise click.UsageError("--all goes with --give-up")
     if give_up:
-        done = pool.give_up_forward_leftovers(ids or None)
-        out.result({"given_up": done},
-                   f"gave up the forward command of {len(done)} received SMS"
-                   + (f": {', '.join(map(str, done))}" if done else ""))
+        from modempool.operator.forward_leftovers import said
+
+        done = pool.give_up_forward_leftovers(ids, every=every)
+        out.result(done.to_dict(), said(done))
         return
     rows = [row for row in pool.forward_leftovers() if not ids or row.id in ids]
     out.result(rows, lambda found: out.table(

@@ -10,8 +10,11 @@ the modem as a card taken over does. Once taken by them, the card's counts are r
 day may have been spent under its IMSI in another modem or box): a modem never sends on counts
 that are not its card's, so where they cannot be read the card is given up (the modem stops,
 lets it go and stands by until they can). A modem that reads another ICCID than the one it
-serves by holds another card (swapped with no SIM event): nothing is taken on the old card's
-counts; the modem stops and identifies afresh.
+serves by, on any ask (its IMSI read or not), holds another card (swapped with no SIM event):
+nothing is taken on the old card's counts; the modem stops and identifies afresh. An ask that
+reads the IMSI and not the ICCID is the session's card only where the spool knows that pair;
+else it asks again. Recording the card leaves the serving modem's state alone (a database
+failure there is asked again later, not a stand-by for the rest of the session).
 """
 
 from __future__ import annotations
@@ -50,15 +53,19 @@ async def ask_until_imsi(modem: Any, info: Any, lost: asyncio.Event, trouble: as
                          take: Callable[[list[str]], Awaitable[bool]],
                          learn: Callable[[Any], Awaitable[None]],
                          give_up: Callable[[str], None],
-                         stopped: Callable[[], bool], mlog: logging.Logger) -> str | None:
+                         stopped: Callable[[], bool], mlog: logging.Logger,
+                         imsis_of: Callable[[str], Awaitable[list[str]]]) -> str | None:
     """Ask `modem` who it is until it reads its card's IMSI (`_ask`), then record the card
-    (`name_card`), `take` its keys (False: refused, `lost` set by it) and `learn` its counts
-    by them. A database failure of the take: asked again later; of `learn`: `give_up` (which
-    sets `lost`) says why. A failure that is neither the driver's nor the database's (a bug)
+    (`name_card`, which leaves the modem serving), `take` its keys (False: refused, `lost` set
+    by it) and `learn` its counts by them. An IMSI read without the ICCID is the session's
+    card only where the spool knows the pair (`imsis_of` the session's ICCID). A database
+    failure of the record or the take: asked again later; of `learn`: `give_up` (which sets
+    `lost`) says why. A failure that is neither the driver's nor the database's (a bug)
     ends the modem's session: one ERROR line, `trouble` set, and why returned (else None)."""
     try:
         await _ask(modem, info, lost, every=every, sleep=sleep, name_card=name_card,
-                   take=take, learn=learn, give_up=give_up, stopped=stopped, mlog=mlog)
+                   take=take, learn=learn, give_up=give_up, stopped=stopped, mlog=mlog,
+                   imsis_of=imsis_of)
     except Exception as exc:   # a bug: said once, now, not when the session ends
         why = f"asking its SIM card's IMSI again failed: {exc or type(exc).__name__}"
         mlog.error("%s; stops serving and reconnects", why)
@@ -73,7 +80,8 @@ async def _ask(modem: Any, info: Any, lost: asyncio.Event, *, every: float,
                name_card: Callable[[Any], Awaitable[Any]],
                take: Callable[[list[str]], Awaitable[bool]],
                learn: Callable[[Any], Awaitable[None]], give_up: Callable[[str], None],
-               stopped: Callable[[], bool], mlog: logging.Logger) -> None:
+               stopped: Callable[[], bool], mlog: logging.Logger,
+               imsis_of: Callable[[str], Awaitable[list[str]]]) -> None:
     """Every `every` seconds doubling up to `LONGEST_WAIT`, until the IMSI is read and the
     card taken by it (or refused, or given up), `lost` is set, the daemon `stopped`, or the
     task is cancelled when the modem stops serving."""
@@ -88,15 +96,22 @@ async def _ask(modem: Any, info: Any, lost: asyncio.Event, *, every: float,
         except (AtError, OSError, TimeoutError) as exc:   # the driver's trouble is seen elsewhere
             mlog.debug("asking its SIM card's IMSI again failed: %s", exc)
             continue
-        if not again.imsi:
-            continue
-        if again.iccid and info.iccid and again.iccid != info.iccid:
+        if again.iccid and info.iccid and again.iccid != info.iccid:   # IMSI read or not
             give_up(f"its SIM card changed (it reads ICCID {again.iccid} now, not "
                     f"{info.iccid}): identifies it afresh")
             return
-        if not again.iccid:   # its ICCID read before, in this session: the row keeps it
-            again = dataclasses.replace(again, iccid=info.iccid)
-        await name_card(again)
+        if not again.imsi:
+            continue
+        try:
+            again = await _with_iccid(again, info, imsis_of, mlog)
+            if again is None:
+                continue
+            await name_card(again)
+        except Exception as exc:
+            if not database_failed(exc):
+                raise
+            log_failure(mlog, "could not record its SIM card by its IMSI; asking again", exc)
+            continue
         keys = card_keys(again.iccid, again.imsi)
         try:
             if not await take(keys):
@@ -117,3 +132,19 @@ async def _ask(modem: Any, info: Any, lost: asyncio.Event, *, every: float,
             return
         mlog.info("reads the IMSI of its SIM card now: holds it by %s", ", ".join(keys))
         return
+
+
+async def _with_iccid(again: Any, info: Any, imsis_of: Callable[[str], Awaitable[list[str]]],
+                      mlog: logging.Logger) -> Any | None:
+    """`again`, an ask that read the IMSI, with the ICCID the session read (`info`) where its
+    own read failed and the spool knows that ICCID and this IMSI as one card's; None (ask
+    again) where it does not: the card may have been swapped with no SIM event, and the new
+    card's IMSI must not be paired with the old card's ICCID (in `sims`, its counts, its
+    holds) for good (rev22a R2)."""
+    if again.iccid or not info.iccid:
+        return again
+    if again.imsi not in await imsis_of(info.iccid):
+        mlog.info("reads IMSI %s but not its SIM card's ICCID, a pair the spool does not know; "
+                  "asking again", again.imsi)
+        return None
+    return dataclasses.replace(again, iccid=info.iccid)

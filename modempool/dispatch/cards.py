@@ -157,15 +157,19 @@ class CardsServed:
     async def let_go(self, modem: str) -> None:
         """`modem` no longer serves its card (if it had one): another may take it now. Its
         holds are let go by its keys and by its name: a take whose COMMIT went through but
-        whose answer was lost left holds its keys in `served` do not name."""
+        whose answer was lost left holds its keys in `served` do not name. One the database
+        fails is tried again at the modem's next `let_go` (the end of its next session), by
+        its name: its keys are forgotten here already."""
         keys = [key for key, m in self.served.items() if m == modem]
         if not keys and modem not in self._unsure:
             return
         self._forget(modem, keys)
         try:   # its keys together
             await self.lane.run(self.spool.card_holders.let_go, self.owner, keys, modem=modem)
-        except Exception as exc:  # its hold stays ours until this run is judged dead
-            log_failure(log, f"could not let go of the SIM card in {modem}", exc)
+        except Exception as exc:  # its hold stays ours until the next `let_go` of the modem
+            self._unsure.add(modem)
+            log_failure(log, f"could not let go of the SIM card in {modem}; trying again "
+                        "when the modem next lets go", exc)
         else:
             self._unsure.discard(modem)
 

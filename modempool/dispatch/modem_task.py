@@ -281,9 +281,16 @@ class ModemTaskMixin:
                               mlog: logging.Logger) -> str | None:
         """While a modem serves without its card's IMSI: ask it again (`card_reask`); once it
         reads it, take the card by it and read its counts again (`_learn_card`). Why it ended
-        the session, if a bug did."""
+        the session, if a bug did. Its card is recorded without `_name_card`'s stand-by: the
+        modem serves meanwhile, and a database failure there is asked again later."""
+        assert self.dispatcher is not None  # made before the modem tasks
+        lane = self.dispatcher.lane
+
         async def name_card(again: Any) -> None:
-            await self._name_card(spec, slot, again, mlog)
+            await lane.run(self.spool.name_sim_card, spec.name, again.iccid, again.imsi)
+
+        async def imsis_of(iccid: str) -> list[str]:
+            return await lane.run(self.spool.sims.card_imsis, iccid)
 
         async def learn(again: Any) -> None:
             await self._learn_card(spec, slot, again)
@@ -295,7 +302,7 @@ class ModemTaskMixin:
             modem, info, lost, trouble, every=self.beat_every, sleep=self._sleep,
             name_card=name_card, take=take, learn=learn,
             give_up=lambda why: self.cards.give_up(spec.name, why, lost),
-            stopped=self._stop.is_set, mlog=mlog)
+            stopped=self._stop.is_set, mlog=mlog, imsis_of=imsis_of)
 
     async def _name_card(self, spec: ModemConfig, slot: SimSlot, info: Any,
                          mlog: logging.Logger) -> bool:

@@ -8,7 +8,8 @@ recorded, and a daemon runs it again after a stop or kill. A run cut short befor
 once: audit20 L1). `leftovers` lists such SMS (`modempool forward leftovers`, and a line of
 `modempool status`), so the operator sees them; `give_up` records `gave-up` for them once the
 operator has dealt with them (run the command by hand, or decided it need not run), and they
-are listed no more.
+are listed no more. Giving up names the SMS ids (or says `--all`), and says which of those
+were no leftover: none given up is an error.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from modempool.errors import NotFound, PoolError
 from modempool.operator.db import now_iso, transaction
 from modempool.spool.model import from_text, to_text
 
@@ -56,19 +58,56 @@ def leftovers(spool: Any) -> list[ForwardLeftover]:
             for row in spool.reports.commands_cut_short("forward_log")]
 
 
-def give_up(spool: Any, ids: Sequence[int] | None = None) -> list[int]:
-    """Record `gave-up` for the leftovers (those of `ids` only, where given), under the
-    target of each one's last attempt, in one transaction with their look: they are listed no
-    more, and a handler that resumes (`make_forward_handler(command=True)`) leaves them too.
-    Returns the SMS ids given up."""
-    if "forward_log" not in spool.table_names():
-        return []
-    wanted = None if ids is None else set(ids)
-    with transaction(spool.db):
-        rows = [row for row in spool.reports.commands_cut_short("forward_log")
-                if wanted is None or row["id"] in wanted]
-        for row in rows:
-            spool.db.execute("INSERT INTO forward_log (inbound_id, target, attempt, outcome, "
-                             "detail, created_at) VALUES (?, ?, ?, 'gave-up', ?, ?)",
-                             [row["id"], row["target"], row["attempt"], GIVEN_UP, now_iso()])
-    return [row["id"] for row in rows]
+@dataclass(frozen=True, slots=True)
+class GivenUp:
+    """What `give_up` did: the SMS ids `given` up, and those asked for that were no
+    leftover (`others`: their command pending in a daemon, done, or no such SMS)."""
+
+    given: list[int]
+    others: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"given_up": self.given, "not_leftovers": self.others}
+
+
+def give_up(spool: Any, ids: Sequence[int] = (), *, every: bool = False) -> GivenUp:
+    """Record `gave-up` for the leftovers `ids` (all of them only with `every`: no ids is a
+    slip, not a wish to give up everything), under the target of each one's last attempt, in
+    one transaction with their look: they are listed no more, and a handler that resumes
+    (`make_forward_handler(command=True)`) leaves them too. Ids that are no leftover are
+    named in the result; none given up of the ids asked for is `NotFound`, naming them."""
+    if every and ids:
+        raise PoolError("give up either the ids named or --all, not both")
+    if not every and not ids:
+        raise PoolError("name the received SMS to give up the forward command of (their ids, "
+                        "as `modempool forward leftovers` lists them), or all of them with "
+                        "--all")
+    wanted = set(ids)
+    rows: list[Any] = []
+    if "forward_log" in spool.table_names():
+        with transaction(spool.db):
+            rows = [row for row in spool.reports.commands_cut_short("forward_log")
+                    if every or row["id"] in wanted]
+            for row in rows:
+                spool.db.execute("INSERT INTO forward_log (inbound_id, target, attempt, "
+                                 "outcome, detail, created_at) VALUES (?, ?, ?, 'gave-up', ?, "
+                                 "?)", [row["id"], row["target"], row["attempt"], GIVEN_UP,
+                                        now_iso()])
+    given = [row["id"] for row in rows]
+    others = sorted(wanted - set(given))
+    if others and not given:
+        raise NotFound(f"{_no_leftover(others)}: nothing given up")
+    return GivenUp(given, others)
+
+
+def _no_leftover(ids: Sequence[int]) -> str:
+    """The line naming `ids` asked to be given up that are no leftover."""
+    return (f"no forward command cut short for received SMS {', '.join(map(str, ids))} (its "
+            "command pending in a daemon, done, or no such SMS)")
+
+
+def said(result: GivenUp) -> str:
+    """`result` in one line for the operator."""
+    line = (f"gave up the forward command of {len(result.given)} received SMS"
+            + (f": {', '.join(map(str, result.given))}" if result.given else ""))
+    return f"{line}; {_no_leftover(result.others)}" if result.others else line

@@ -11,19 +11,13 @@ import pytest
 
 from modempool.spool import Spool
 from simulator import SimulatedBank
-from tests.modempool.daemon_harness import DaemonProcess, eventually
+from tests.modempool.daemon_harness import (DaemonProcess, eventually,
+                                            sent_or_delivered_count)
 from tests.modempool.test_card_holders import CARD, IMSI, _config, no_leftover_daemons  # noqa
 
 pytestmark = pytest.mark.timeout(300)
 
 TO = "+8613800138000"
-
-
-def _sent_or_delivered(spool: Spool) -> int:
-    """Messages sent or delivered, from one read of the counts (two reads could see a message
-    move from sent to delivered between them)."""
-    counts = spool.counts()
-    return counts["sent"] + counts["delivered"]
 
 
 async def test_a_card_whose_day_was_spent_under_its_imsi_stops_once_its_imsi_is_read(tmp_path):
@@ -46,7 +40,7 @@ async def test_a_card_whose_day_was_spent_under_its_imsi_stops_once_its_imsi_is_
         with Spool(tmp_path / "spool.db") as spool:
             before = len(bank.network_log())
             spool.enqueue_many({"to": TO, "text": f"after the reask {i}"} for i in range(3))
-            await eventually(lambda: _sent_or_delivered(spool) == 3, what="all three sent")
+            await eventually(lambda: sent_or_delivered_count(spool) == 3, what="all three sent")
             spent = spool.sims.sent_counts("s1")[1]
         assert await daemon.stop() == 0
     senders = {e["modem"] for e in bank.network_log()[before:] if e["kind"] == "part"}

@@ -136,9 +136,11 @@ async def test_a_modem_serving_unchecked_no_longer_counts_against_the_card_it_he
 async def test_a_modem_reading_its_iccid_but_never_its_imsi_says_it_serves_by_the_iccid(
         tmp_path):
     """rev21b L2: the fallback after IDENTIFY_TRIES beats is logged, not silent. Asked again
-    while it serves, it reads the IMSI and no ICCID (AT+CCID answering ERROR now): its row
-    keeps the ICCID it read before, so the card's dedupe key and counts stay under it (the old
-    code wrote the row as another card's, IMSI only)."""
+    while it serves, it reads the IMSI and no ICCID (AT+CCID answering ERROR once): a pair the
+    spool does not know, so it asks again (rev22a R2: the ICCID read before was written beside
+    that IMSI, which may be a card swapped in with no SIM event), reads both, and its row names
+    the card by both, so the card's dedupe key and counts stay under its ICCID (rev21b: the
+    old code wrote the row as another card's, IMSI only)."""
     async with SimulatedBank(modems=1, directory=tmp_path / "bank", seed=39,
                              iccids={"m1": CARD}, imsis={"m1": IMSI}) as bank:
         bank.set_fault("m1", "command_error", command="+CIMI", code=500, count=None)
@@ -147,7 +149,9 @@ async def test_a_modem_reading_its_iccid_but_never_its_imsi_says_it_serves_by_th
         daemon = await DaemonProcess(config).start()
         await daemon.wait_for_log("s1: serves by its ICCID alone after 3 tries: a clone of its "
                                   "SIM card read by its IMSI only cannot be told apart")
-        bank.set_fault("m1", "command_error", command="+CCID", code=500, count=None)
+        bank.set_fault("m1", "command_error", command="+CCID", code=500, count=1)
+        await daemon.wait_for_log(f"s1: reads IMSI {IMSI} but not its SIM card's ICCID, a pair "
+                                  "the spool does not know; asking again")
         await daemon.wait_for_log(f"s1: reads the IMSI of its SIM card now: holds it by {CARD}, "
                                   f"imsi:{IMSI}")
         with Spool(tmp_path / "spool.db") as spool:

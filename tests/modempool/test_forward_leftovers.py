@@ -2,7 +2,7 @@
 is run again by no daemon (audit20 L1); rev21b L1: it was shown nowhere either. Now
 `modempool status` says how many there are, `modempool forward leftovers` lists them and
 `--give-up` records them as dealt with, through `modempool.Pool`; real CLI subprocesses on
-each engine."""
+each engine. Giving up names the ids (or --all) and says which were no leftover (rev22a R4)."""
 
 from __future__ import annotations
 
@@ -51,8 +51,34 @@ def test_a_forward_command_cut_short_with_no_mark_is_listed_and_can_be_given_up(
     assert status.returncode == 0, status.stderr
     assert ("forward command cut short with no mark for 1 received SMS (before the upgrade to "
             "schema 15): run by nothing; see `modempool forward leftovers`") in status.stdout
-    given = modempool_cli("forward", "leftovers", "--give-up", config=config)
-    assert given.returncode == 0, given.stderr
-    assert f"gave up the forward command of 1 received SMS: {cut.id}" in given.stdout
+    _give_up_names_what_it_did_not(config, cut.id, running.id)
     with Pool.open(config) as pool:
         assert pool.forward_leftovers() == []
+
+
+def _give_up_names_what_it_did_not(config, cut: int, running: int) -> None:
+    """rev22a R4: ids that are no leftover were ignored silently (rc 0, 'gave up ... of 0'),
+    and `--give-up` with no ids gave up every leftover. Now no ids (nor --all) is refused,
+    the ids not given up are named, and none given up exits 1; one line each."""
+    slip = modempool_cli("forward", "leftovers", "--give-up", config=config)
+    assert slip.returncode == 1 and slip.stdout == ""
+    assert slip.stderr.strip().splitlines() == [
+        "Error: name the received SMS to give up the forward command of (their ids, as "
+        "`modempool forward leftovers` lists them), or all of them with --all"]
+    none = modempool_cli("forward", "leftovers", "--give-up", str(running), "999999",
+                         config=config)
+    assert none.returncode == 1 and none.stdout == ""
+    assert none.stderr.strip().splitlines() == [
+        f"Error: no forward command cut short for received SMS {running}, 999999 (its command "
+        "pending in a daemon, done, or no such SMS): nothing given up"]
+    with Pool.open(config) as pool:
+        assert [row.id for row in pool.forward_leftovers()] == [cut]
+    given = modempool_cli("forward", "leftovers", "--give-up", str(cut), "999999",
+                          config=config)
+    assert given.returncode == 0, given.stderr
+    assert given.stdout.strip() == (
+        f"gave up the forward command of 1 received SMS: {cut}; no forward command cut short "
+        "for received SMS 999999 (its command pending in a daemon, done, or no such SMS)")
+    every = modempool_cli("forward", "leftovers", "--give-up", "--all", "--json", config=config)
+    assert every.returncode == 0, every.stderr
+    assert json.loads(every.stdout) == {"given_up": [], "not_leftovers": []}

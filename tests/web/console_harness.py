@@ -100,8 +100,9 @@ class Bank:
         self._thread.join(30)
 
 
-def start_chromium() -> Any:
-    """Headless Chromium through Debian's chromedriver, with a new empty profile."""
+def start_chromium(profile: Path) -> Any:
+    """Headless Chromium through Debian's chromedriver, with a new empty profile in the
+    directory `profile` (the test's own: removed with its other temporary files)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -113,6 +114,6 @@ def start_chromium() -> Any:
     options.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='modempool-chromium-')}")
+    options.add_argument(f"--user-data-dir={profile}")
     options.add_argument("--lang=en-US")
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)

@@ -36,8 +36,8 @@ def bank(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    driver = start_chromium()
+def browser(tmp_path_factory):
+    driver = start_chromium(tmp_path_factory.mktemp("chromium"))
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()

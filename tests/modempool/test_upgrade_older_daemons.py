@@ -7,6 +7,7 @@ real SQLite file, a real PostgreSQL cluster), through the CLI in subprocesses.""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -25,11 +26,11 @@ SENDER = "+8613912345678"
 OLD_BOX = run_owner("old-box", 4242, "0e1sewhe", "a1b2c3")
 
 
-def _version_14_with_daemons(target) -> int:
+def _version_14_with_daemons(target, now: datetime | None = None) -> int:
     """A spool at version 14 with one SMS pending and the daemon runs: OLD_BOX alive (beat 5 s
-    ago), one stopped, one killed here (its pid gone), one silent elsewhere (beat 10 min ago).
-    Returns the pending SMS's id."""
-    now = datetime.now(timezone.utc)
+    before `now`), one stopped, one killed here (its pid gone), one silent elsewhere (beat 10
+    min before). Returns the pending SMS's id."""
+    now = now or datetime.now(timezone.utc)
     with Spool(target) as spool:
         pending = spool.store_inbound(SENDER, "退订", sim="m1", hooks_by=OLD_BOX)
         beats = {OLD_BOX: 5, run_owner("stopped-box", 11, "0e1sewhe", "000001"): 5,
@@ -67,11 +68,16 @@ def test_a_live_older_daemon_makes_the_upgrade_refuse_until_stopped_or_overridde
     the live run), the spool stays at 14 with its marks in `inbound`; `spool upgrade
     --despite-older-daemons` upgrades it, the mark carried over. The old code upgraded at the
     first open, breaking the older daemon."""
-    pending = _version_14_with_daemons(spool_target)
+    now = datetime.now(timezone.utc)
+    pending = _version_14_with_daemons(spool_target, now)
     with pytest.raises(OlderDaemonsRunning) as refused:
         Spool(spool_target)
     message = str(refused.value)
-    assert "old-box:4242" in message and "5 s ago" in message and "\n" not in message
+    # The beat's time exactly, and its age at least the 5 s set (more when the open comes late).
+    beat = now - timedelta(seconds=5)
+    assert f"old-box:4242 (last heartbeat {beat:%Y-%m-%d %H:%M:%S} UTC, " in message
+    [age] = re.findall(r", (\d+) s ago\)", message)
+    assert int(age) >= 5 and "\n" not in message
     assert not {"stopped-box", "here:", "silent-box"} & set(message.split())
     assert "Stop them first" in message and "--despite-older-daemons" in message
     config = _config(tmp_path, spool_target)

@@ -26,9 +26,10 @@ from typing import Any
 
 from modempool.spool.ambiguity import CLOCK_SLACK
 from modempool.spool.audit import INSERT_EVENT
-from modempool.spool.claims import HOLD_SHARED, WRITING, Claims
+from modempool.spool.claims import Claims
 from modempool.spool.engine import Engine
 from modempool.spool.model import LeaseLost, to_text, utcnow
+from modempool.spool.part_markers import HOLD_SHARED, WRITING
 from modempool.spool.sims import Sims
 from modempool.spool.verdicts import no_early_report
 

@@ -19,9 +19,10 @@ from typing import Any
 
 from modempool.spool.ambiguity import CLOCK_SLACK, settle_before
 from modempool.spool.audit import INSERT_EVENT, AuditLog
-from modempool.spool.claims import FINISH, Claims, finish, marker_ctes
+from modempool.spool.claims import FINISH, Claims, finish
 from modempool.spool.engine import Engine
 from modempool.spool.model import LeaseLost, MessageState, to_text, utcnow
+from modempool.spool.part_markers import marker_ctes
 from modempool.spool.record_batches import Marking, Written, write_in_one_trip
 from modempool.spool.sims import Sims
 from modempool.spool.verdicts import (REPORT_KEY, deliver_if_complete, early_report,

@@ -2,12 +2,13 @@
 
 One `Dispatcher.run()` loop looks at the queue whenever a SIM becomes free (or every
 `poll_interval`, to see messages enqueued by other processes), asks `strategies.choose_sim` for a
-SIM among those that may carry the message now (`eligibility.py`), claims the message with a
-lease in the round's transaction (`claim_round.py`) and hands it to that SIM's task (a SIM holds
-up to PREFETCH messages: the one on the air and the next, so a modem never waits for the
-dispatcher; at the queue's end only one, QUEUE_END). What a SIM never started goes back to the
-queue through `releases.py`. Each modem task (see `modem_task.py`) then calls `send_message`
-(`sending.py`: the sending rule, retries and failover).
+SIM among those that may carry the message now (`eligibility.py`; the round's plan, on the loop:
+`round_plan.py`), claims the message with a lease in the round's transaction (`claim_round.py`)
+and hands it to that SIM's task (a SIM holds up to PREFETCH messages: the one on the air and the
+next, so a modem never waits for the dispatcher; at the queue's end only one, QUEUE_END). What a
+SIM never started goes back to the queue through `releases.py`. Each modem task (see
+`modem_task.py`) then calls `send_message` (`sending.py`: the sending rule, retries and
+failover).
 """
 from __future__ import annotations
 
@@ -22,15 +23,15 @@ from modempool.config import Config
 from modempool.dispatch import limits as limits_mod
 from modempool.dispatch.claim_round import (Due, Plan, RoundOutcome, give_back_claims,
                                             read_due, write_claims)
-from modempool.dispatch.eligibility import may_carry_now, unroutable
 from modempool.dispatch.events import first_set
+from modempool.dispatch.round_plan import PlanningMixin
 from modempool.dispatch.sending import SendingMixin
 from modempool.dispatch.shared import is_shared
-from modempool.dispatch.sim_slot import PREFETCH, SimSlot
+from modempool.dispatch.sim_slot import SimSlot
 from modempool.dispatch.recording import Recording
 from modempool.dispatch.releases import Releases
 from modempool.dispatch.spool_lane import SpoolLane
-from modempool.dispatch.strategies import SimView, Strategy, StrategyState, choose_sim
+from modempool.dispatch.strategies import Strategy, StrategyState
 from modempool.spool.unavailable import log_failure
 
 log = logging.getLogger("modempool.dispatch.dispatcher")
@@ -67,12 +68,7 @@ HELD_ELSEWHERE_AGAIN = 0.02
 # it each SIM claimed its last message after its answer, the worst gaps of a run.
 
 
-def is_quiet(config: Config, now: datetime) -> bool:
-    """Whether `now` falls in the configured quiet period (messages flagged quiet_hours wait)."""
-    return config.is_quiet(now)
-
-
-class Dispatcher(SendingMixin):
+class Dispatcher(PlanningMixin, SendingMixin):
     """Chooses a SIM for each queued message and claims it; sends on behalf of modem tasks."""
 
     def __init__(self, spool: Any, config: Config, *, owner: str, slots: list[SimSlot],
@@ -283,19 +279,6 @@ class Dispatcher(SendingMixin):
             await self.lane.run(give_back_claims, self.spool, back)
         return handed
 
-    def _usable(self) -> list[SimSlot]:
-        """SIMs that may be handed messages: in rotation, with nothing of theirs to give back."""
-        return [s for s in self.slots.values()
-                if s.in_rotation and not self.releases.holds_back(s)]
-
-    def _room(self, at_most: int | None) -> int:
-        """Messages the free SIMs take now (at most `at_most`, but one for each SIM with none)."""
-        free = [s for s in self._usable() if not s.busy]
-        room = sum(PREFETCH - s.assigned for s in free)
-        if at_most is not None:  # but a SIM with nothing in hand is never kept waiting
-            room = min(room, max(at_most, sum(s.assigned == 0 for s in free)))
-        return room
-
     def _recalled_sims(self, candidates: list[Any]) -> dict[str, str | None]:
         """In the lane, for the sticky strategy: the SIM that last sent to each recipient of
         `candidates` whom this daemon has not served yet (the plan, on the loop, asks no
@@ -304,82 +287,6 @@ class Dispatcher(SendingMixin):
             return {}
         recipients = {message.to for message in candidates} - self.state.sticky.keys()
         return self.spool.last_sims_for(sorted(recipients))   # one query, whatever the round
-
-    def _plan(self, due: Due, now: datetime, at_most: int | None) -> Plan:
-        """On the loop: choose a SIM for each due message (as many as the free SIMs take now),
-        reserving its place in the SIM's hands; and the messages that no SIM can ever send,
-        with the reason."""
-        self._recalled = due.recalled
-        if due.sims_up is not None:
-            self._sims_up = due.sims_up
-        candidates, queue_end = due.candidates, due.queue_end
-        room = self._room(at_most)
-        up = self._usable()
-        # At the queue's end (QUEUE_END above) a SIM with a message in hand takes no other: it
-        # looks busy to the strategy (a sticky recipient's message waits for its SIM).
-
-        def view(slot: SimSlot) -> SimView:
-            seen = slot.view(now)
-            return replace(seen, busy=True) if queue_end and slot.assigned else seen
-
-        # What each SIM looks like this round (its view and its room under the limits).
-        views = {s.name: view(s) for s in up}
-        rooms = {s.name: s.room(now) for s in up}
-        quiet = is_quiet(self.config, now)
-        plan = self._plan_made = Plan()
-        for message in candidates:
-            if len(plan.planned) >= room or self.stopping.is_set():
-                break
-            if message.quiet_hours and quiet:
-                continue
-            parts = self.parts_or_reason(message)
-            if isinstance(parts, str):
-                plan.unsendable.append((message, parts))
-                continue
-            slot = self._choose(message, parts, up, views, rooms)
-            if slot is None:
-                error = unroutable(message, self.slots, shared=self.shared)
-                if error is not None:
-                    plan.unsendable.append((message, error))
-                continue
-            slot.assigned += 1
-            slot.assigned_parts += parts
-            plan.planned.append((slot, message, parts, slot.generation))
-            views[slot.name] = view(slot)
-            rooms[slot.name] = slot.room(now)
-        return plan
-
-    @staticmethod
-    def _unreserve(slot: SimSlot, parts: int) -> None:
-        slot.assigned -= 1
-        slot.assigned_parts -= parts
-
-    def _choose(self, message: Any, parts: int, up: list[SimSlot], views: dict[str, SimView],
-                rooms: dict[str, int | None]) -> SimSlot | None:
-        """Ask the strategy among the SIMs that may carry `message` now (`eligibility`)."""
-        usable = may_carry_now(message, parts, up, rooms)
-        chosen = choose_sim(self.strategy, message, [views[s.name] for s in usable], self.state)
-        return self.slots[chosen.name] if chosen is not None else None
-
-    def parts_or_reason(self, message: Any) -> int | str:
-        """The parts `message` needs; or, if it cannot be sent at all (text queued before
-        enqueue checked it, or by another tool), the codec's reason, for which it fails alone
-        and never stops the messages behind it."""
-        from pdu import PduError
-
-        try:
-            return self.parts_needed(message)
-        except (PduError, ValueError) as exc:
-            return f"cannot be sent: {exc}"
-
-    def parts_needed(self, message: Any) -> int:
-        if message.id not in self._parts_needed:
-            from pdu import parts_needed
-
-            if len(self._parts_needed) > 100_000:
-                self._parts_needed.clear()
-            self._parts_needed[message.id] = parts_needed(message.text).parts
-        return self._parts_needed[message.id]
 
     def _recall(self, to: str) -> str | None:
         """The SIM that last sent to `to`, as the round's lane read it (`_recalled_sims`)."""

@@ -137,19 +137,25 @@ class Recording:
 
     async def record_now(self, *, owner: str | None = None) -> None:
         """Write the confirmed sends not yet recorded: those of lease `owner` (one SIM), or all
-        of them (before leases are released)."""
+        of them (before leases are released). The write counts as each carried SIM's record on
+        its way, so that SIM's own release waits for it (`_recorded`) before it settles its
+        leases: else the settling met the record on the same rows and one of the two was
+        aborted as a deadlock (dead22; a confirmed message ended ambiguous)."""
         await self._recorded(owner)
         pending = self._take_unrecorded(owner=owner)
         if pending:
-            self._settled(pending, await self.lane.run(self._write_records, pending))
+            writing = self.lane.submit(self._write_records, pending)
+            writing.add_done_callback(lambda done: self._settled(pending, done.result()))
+            for sent, *_ in pending:   # another SIM's release waits for it (`_recorded`)
+                self._recording[sent.lease_owner or ""] = writing
+            await asyncio.wait([writing])
 
     async def _recorded(self, owner: str | None) -> None:
         """Until the records on their way for lease `owner` (None: all) are committed."""
         if owner is None:
             waiting = set(self._recording.values())
-            self._recording.clear()
         else:
-            waiting = {self._recording.pop(owner)} if owner in self._recording else set()
+            waiting = {self._recording[owner]} if owner in self._recording else set()
         waiting = {future for future in waiting if not future.done()}
         if waiting:
             await asyncio.wait(waiting)

@@ -1,0 +1,72 @@
+"""Two SIMs give their leases back at once (a stop, a bank-wide outage) on PostgreSQL: SIM m2's
+release writes every confirmed send not yet recorded, SIM m1's among them, while SIM m1's own
+release would settle m1's leases. m1's release waits for that record (dead22): before, it ran
+the recovery at once, which locked the message while the record held its part, and one of the
+two was aborted as a deadlock; the record lost, and a message the modem had confirmed ended
+AMBIGUOUS."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+
+import psycopg
+
+from modempool.config import Config
+from modempool.dispatch.dispatcher import Dispatcher
+from modempool.dispatch.spool_lane import SpoolLane
+from modempool.spool import Spool
+from modempool.spool.records import SentPart
+from tests.modempool.daemon_harness import eventually
+
+TO = "+8613800138000"
+
+
+def _lock_waiters(url: str) -> int:
+    """How many of the database's sessions wait for a lock now."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                            "'Lock' AND datname = current_database()").fetchone()[0]
+
+
+async def test_a_sims_release_waits_for_its_record_written_by_another_sims_release(
+        pg_cluster, caplog):
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        lane = SpoolLane.for_spool(spool)
+        dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[], lane=lane)
+        message = spool.enqueue(TO, "confirmed by the modem")
+        owner = "test/m1"
+        assert spool.claim(message.id, "m1", owner) is not None
+        spool.mark_part_writing(message.id, 1, 1, lease_owner=owner)
+        sent = SentPart(message.id, 1, None, 77, lease_owner=owner)   # confirmed, unrecorded
+        dispatcher.recording._unrecorded.append(
+            (sent, logging.getLogger("modempool.modem.m1"), TO, 1))
+        holder = psycopg.connect(url)   # holds the part's row: the record waits on it
+        holder.execute("SELECT 1 FROM parts WHERE message_id = %s FOR UPDATE", (message.id,))
+        with caplog.at_level(logging.INFO, logger="modempool"):
+            m2 = asyncio.ensure_future(dispatcher.releases.settle(
+                SimpleNamespace(name="m2", owner="test/m2")))
+            await eventually(lambda: _lock_waiters(url) >= 1,
+                             what="m2's release writing m1's record, waiting on the part")
+            m1 = asyncio.ensure_future(dispatcher.releases.settle(
+                SimpleNamespace(name="m1", owner=owner)))
+            # m1's release either waits for that record (the fix: it is registered as m1's
+            # record on its way) or, as before, runs the recovery into the part's lock.
+            await eventually(lambda: m1.done() or _lock_waiters(url) >= 2 or (
+                (on_way := dispatcher.recording._recording.get(owner)) is not None
+                and not on_way.done()), what="m1's release under way")
+            holder.rollback()
+            holder.close()
+            await asyncio.gather(m1, m2)
+            kept = list(dispatcher.recording._unrecorded)
+            dispatcher.recording.close()
+        await lane.drain()
+        lane.close()
+        assert kept == []                        # recorded once, not kept after a deadlock
+        assert spool.get(message.id).state.value == "sent"
+        assert [tuple(r) for r in spool.engine.rows(
+            "SELECT state, message_reference FROM parts WHERE message_id = ?",
+            (message.id,))] == [("sent", 77)]
+        assert not any("deadlock" in r.getMessage() for r in caplog.records)

@@ -16,6 +16,7 @@ import pytest
 
 from modempool.spool import Spool
 from modempool.spool.model import CardLost
+from tests.modempool.test_spool_report_locks import lock_waiters
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,8 +31,7 @@ def _waiting_on_a_lock(spool: Spool, done: threading.Event, timeout: float = 60.
     the server tells no more than that."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if spool.rows("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                      "AND wait_event_type = 'Lock'")[0][0]:
+        if lock_waiters(spool):
             return True
         if done.is_set():
             return False

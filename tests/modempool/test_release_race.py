@@ -19,15 +19,9 @@ from modempool.dispatch.spool_lane import SpoolLane
 from modempool.spool import Spool
 from modempool.spool.records import SentPart
 from tests.modempool.daemon_harness import eventually
+from tests.modempool.test_spool_report_locks import lock_waiters
 
 TO = "+8613800138000"
-
-
-def _lock_waiters(url: str) -> int:
-    """How many of the database's sessions wait for a lock now."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                            "'Lock' AND datname = current_database()").fetchone()[0]
 
 
 async def test_a_sims_release_waits_for_its_record_written_by_another_sims_release(
@@ -48,13 +42,13 @@ async def test_a_sims_release_waits_for_its_record_written_by_another_sims_relea
         with caplog.at_level(logging.INFO, logger="modempool"):
             m2 = asyncio.ensure_future(dispatcher.releases.settle(
                 SimpleNamespace(name="m2", owner="test/m2")))
-            await eventually(lambda: _lock_waiters(url) >= 1,
+            await eventually(lambda: lock_waiters(spool) >= 1,
                              what="m2's release writing m1's record, waiting on the part")
             m1 = asyncio.ensure_future(dispatcher.releases.settle(
                 SimpleNamespace(name="m1", owner=owner)))
             # m1's release either waits for that record (the fix: it is registered as m1's
             # record on its way) or, as before, runs the recovery into the part's lock.
-            await eventually(lambda: m1.done() or _lock_waiters(url) >= 2 or (
+            await eventually(lambda: m1.done() or lock_waiters(spool) >= 2 or (
                 (on_way := dispatcher.recording._recording.get(owner)) is not None
                 and not on_way.done()), what="m1's release under way")
             holder.rollback()

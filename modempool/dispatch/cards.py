@@ -75,6 +75,7 @@ class CardsServed:
         self._why: dict[str, str] = {}             # modem -> why it was
         self._taking: set[str] = set()             # ICCIDs whose take is under way
         self._unsure: set[str] = set()   # modems whose take's answer was lost: holds unknown
+        self._first: dict[str, str] = {}   # modem -> the key its markers require (`card_of`)
 
     async def take(self, modem: str, card: str | Sequence[str], lease_owner: str,
                    ) -> asyncio.Event:
@@ -108,6 +109,7 @@ class CardsServed:
             raise CardElsewhere(_held(keys[0], holder))
         self._why.pop(modem, None)
         self.spool.claims.require_hold(lease_owner, (keys[0], self.owner, modem))
+        self._first[modem] = keys[0]
         lost = self._lost[modem] = asyncio.Event()
         return lost
 
@@ -150,6 +152,13 @@ class CardsServed:
         be told apart)."""
         self.spool.claims.require_hold(lease_owner, None)
 
+    def card_of(self, modem: str) -> str | None:
+        """The key `modem`'s markers write as their card (the first of its hold's), while it
+        holds its card; None before it took one, after it let go, or serving unchecked. Stored
+        with the delivery reports it hears: a report comes back to the card, wherever it sits
+        (`spool.report_cards`)."""
+        return self._first.get(modem)
+
     def why_lost(self, modem: str) -> str:
         """Why `modem`'s card was taken from it (after its event was set)."""
         return self._why.get(modem, "its SIM card was taken over by another daemon")
@@ -161,6 +170,7 @@ class CardsServed:
         fails is tried again at the modem's next `let_go` (the end of its next session), by
         its name: its keys are forgotten here already."""
         keys = [key for key, m in self.served.items() if m == modem]
+        self._first.pop(modem, None)
         if not keys and modem not in self._unsure:
             return
         self._forget(modem, keys)

@@ -39,7 +39,8 @@ class HeldInbound:
         self.sim = sim
         self.log = mlog
         self.store = store
-        self.backlog = Backlog(f"{sim}:held", lambda event: store.take(sim, event),
+        # each event with the card its modem held when it was heard (`InboundStore.card_of`)
+        self.backlog = Backlog(f"{sim}:held", lambda held: store.take_heard(sim, *held),
                                self._dropped, mlog, limit=LIMIT,
                                done_line="%d held SMS and reports stored")
         # one sweep of the modem once the spool takes writes again (see `left_on_modem`)
@@ -47,16 +48,16 @@ class HeldInbound:
                              limit=1, done_line="the modem swept for what it kept (%d)")
 
     @property
-    def waiting(self) -> Any:
+    def waiting(self) -> list[Any]:
         """The events held, oldest first."""
-        return self.backlog.waiting
+        return [event for event, _card in self.backlog.waiting]
 
     def hold(self, event: Any, why: BaseException | None = None) -> None:
         """Keep `event` (acknowledged to the modem) to store once the earlier ones are stored."""
-        if not self.waiting and why is not None:
+        if not self.backlog.waiting and why is not None:
             log_failure(self.log, f"could not store {type(event).__name__} shown without a "
                         "storage index; it is held in memory until the database answers", why)
-        self.backlog.add(event)
+        self.backlog.add((event, self.store.card_of(self.sim)))
 
     def left_on_modem(self, modem: Any) -> None:
         """An SMS or report the modem keeps (it has a storage index) could not be stored and
@@ -79,6 +80,7 @@ class HeldInbound:
         await self.sweep.close()
         await self.backlog.close()
 
-    def _dropped(self, event: Any, why: str) -> None:
+    def _dropped(self, held: tuple[Any, str | None], why: str) -> None:
+        event = held[0]
         self.log.error("%s shown by %s dropped (%s): PDU %s", type(event).__name__, self.sim,
                        why, event.pdu)

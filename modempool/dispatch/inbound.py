@@ -63,6 +63,9 @@ class InboundStore:
         # Called with the SIM's name when a report proves an ambiguous SMS went out: the
         # dispatcher counts it against the SIM's limits as the spool did.
         self.on_proven: Callable[[str], None] | None = None
+        # The first key of the card hold of the modem named (`CardsServed.card_of`; None: it
+        # holds none), stored with each report it hears (`spool.report_cards`).
+        self.card_of: Callable[[str], str | None] = lambda sim: None
 
     handlers = PartCall("hooks", "handlers")
     command_step = PartCall("hooks", "command_step")
@@ -81,7 +84,12 @@ class InboundStore:
 
     async def take(self, sim: str, event: Any) -> bool:
         """Store an InboundSms (and run the hooks once its message is whole) or a StatusReport
-        (and apply it); False for any other event."""
+        (and apply it), heard by `sim` now; False for any other event."""
+        return await self.take_heard(sim, event, self.card_of(sim))
+
+    async def take_heard(self, sim: str, event: Any, card: str | None) -> bool:
+        """`take`, for an event heard earlier, while `sim` held `card` (the key of its hold
+        then: a held event is stored later)."""
         from at_commands.events import InboundSms, StatusReport
 
         if isinstance(event, InboundSms):
@@ -89,7 +97,7 @@ class InboundStore:
             if complete is not None:
                 await self.run_hooks(complete)
         elif isinstance(event, StatusReport):
-            match = await self.lane.run(self.match_report, sim, event)
+            match = await self.lane.run(self.match_report, sim, event, card)
             if match is not None and match.proven and self.on_proven is not None:
                 self.on_proven(sim)
         else:
@@ -121,9 +129,10 @@ class InboundStore:
             log.info("%s: SMS from %s stored (%s)", sim, sender, _short(row.text))
         return row
 
-    def match_report(self, sim: str, event: Any) -> Any:
-        """Store a delivery report and match it to its part/message (the spool's match; None
-        when it cannot be decoded). Safe in the lane's thread: it touches no SIM state."""
+    def match_report(self, sim: str, event: Any, card: str | None = None) -> Any:
+        """Store a delivery report heard by `sim` holding `card` and match it to its
+        part/message (the spool's match; None when it cannot be decoded). Safe in the lane's
+        thread: it touches no SIM state."""
         report = event.decoded
         if report is None:
             log.warning("%s: could not decode a status report: %s", sim, event.pdu)
@@ -131,7 +140,7 @@ class InboundStore:
         match = self.spool.store_delivery_report(
             sim, report.message_reference, getattr(report, "recipient", None), report.status,
             received_at=getattr(report, "discharge_time", None) or _now(),
-            submitted_at=getattr(report, "scts", None))
+            submitted_at=getattr(report, "scts", None), card=card)
         # The steady state logs one INFO line per message sent; a report is DEBUG unless it
         # settles an ambiguous message.
         log.log(logging.INFO if match.proven else logging.DEBUG,

@@ -2,11 +2,15 @@
 
 A message is ambiguous when its PDU may have left without the modem's answer (a crash or a hung
 modem between the write and ``+CMGS``): its part has no message reference, so its delivery
-report matches nothing. Such a report still names the SIM it came back to and the recipient,
-and carries the time the service centre took the message (SCTS). The ambiguous parts of that
-SIM and recipient written shortly before that time are the candidates (the wall clock only
-bounds this search: the proof below never reads it). The writes read are those of the card
-that made the candidate (`parts.card`, from the modem's hold at the marker), wherever it sat:
+report matches nothing. Such a report still names the SIM card it came back to (the first key
+of its modem's hold, stored with it since schema 22: `report_cards.py`), the modem it was
+heard on, and the recipient, and carries the time the service centre took the message (SCTS).
+The ambiguous parts to that recipient written shortly before that time by that card, on any
+modem (and by its keys the spool links, below), and those its modem wrote with no card, are
+the candidates; a report stored with no card (an older daemon's, a modem that held none) has
+its modem name's (the wall clock only bounds this search: the proof below never reads it).
+The writes read are those of the card that made the candidate (`parts.card`, from the modem's
+hold at the marker), wherever it sat:
 TP-MR is the card's counter and its reports come back to the modem the card sits in, not to a
 modem name (a card moves between modems). A card's writes stand under its ICCID, or its
 `imsi:` key where its modem read no ICCID: both keys the spool links are read as one card
@@ -21,22 +25,25 @@ by a write after the card's last write before the candidate with a known referen
 its first write after the candidate with one; without a known one before (the card's first
 write, or the walk ended), any reference may be another write's: nothing is proven. A card
 that moved into the candidate's modem since may own the report too: a write of unknown outcome
-to the recipient on that name after the candidate, by another card, refuses the proof. The report
-proves the candidate went out when
-its reference lies there (within as many steps as there are writes of unknown reference
-between), and every write between that may own a report to that recipient is one of the
-candidate part's own attempts (a part ambiguous twice went out by either); a write of unknown
-outcome to that recipient between (another message's, or an attempt overwritten since), or any
-write after the candidate whose reference is unknown and which was not refused (in flight,
-ambiguous: had the candidate never left, the modem gave it the report's reference), leaves it
-unproven. A refused write (``+CMS ERROR``, or nothing written: the part 'failed') owns no report
-but may have used a reference, so it is stepped over and counted. Exactly one candidate proven:
-the part becomes sent with the report's reference (none when an earlier attempt of the part
-may have taken it: the SIM's next proofs would read it as the latest write's), the message
-sent (then delivered by the report itself) once all its parts are out, and the evidence goes to the message's events.
+to the recipient on that name after the candidate, by another card, refuses the proof, unless
+the report came back to the candidate's card (its stored card: then it is no other card's). The
+report proves the candidate went out when its reference lies there (within as many steps as
+there are writes of unknown reference between), and every write between that may own a report
+to that recipient is one of the candidate part's own attempts (a part ambiguous twice went out
+by either); a write of unknown outcome to that recipient between (another message's, or an
+attempt overwritten since), or any write after the candidate whose reference is unknown and
+which was not refused (in flight, ambiguous: had the candidate never left, the modem gave it
+the report's reference), leaves it unproven. A refused write (``+CMS ERROR``, or nothing
+written: the part 'failed') owns no report but may have used a reference, so it is stepped over
+and counted. Exactly one candidate proven: the part becomes sent with the report's reference
+(none when an earlier attempt of the part may have taken it: the SIM's next proofs would read
+it as the latest write's), the message sent (then delivered by the report itself) once all its
+parts are out, and the evidence goes to the message's events.
 Anything less certain stays ambiguous. A report that came while a later write's outcome was
-unknown is read again once it is (`settle_before`): that write's report matched, its record
-made after its report came, or its refusal. All SQL of this rule is here.
+unknown is read again once it is (`settle_before`, for the card's earlier parts on any modem):
+that write's report matched, its record made after its report came, or its refusal. A part
+found ambiguous reads the unmatched reports that came back to its card, and those heard with
+no card on its modem. All SQL of this rule is here.
 """
 
 from __future__ import annotations
@@ -48,7 +55,8 @@ from functools import cache
 from typing import Any
 
 from modempool.spool.audit import AuditLog
-from modempool.spool.card_links import UNLINKED, card_keys, is_imsi
+from modempool.spool.card_links import (LINKED_KEYS, UNLINKED, card_keys, is_imsi,
+                                        linked_keys_parameters)
 from modempool.spool.model import from_text, to_text
 from modempool.spool.write_history import WRITE_ORDER
 
@@ -58,14 +66,27 @@ from modempool.spool.write_history import WRITE_ORDER
 WINDOW_AFTER = timedelta(seconds=120)
 CLOCK_SLACK = timedelta(seconds=10)
 
-#: The ambiguous parts of a SIM to a recipient written in a window: the report's candidates
-#: (part id, message, part number, written at, place, the card that wrote it).
-_CANDIDATES = (
+#: The ambiguous parts to a recipient written in a window, of a modem name
+#: (`_candidates("sim")`: a report that names no card) or of any of `keys` cards on any modem
+#: and those the report's modem wrote with no card (`_candidates("card", keys)`): the report's
+#: candidates (part id, message, part number, written at, place, the card that wrote it, its
+#: modem).
+_CANDIDATE = (
     f"SELECT parts.id, parts.message_id, parts.seq, parts.writing_at, {WRITE_ORDER} AS place, "
-    "parts.card FROM parts JOIN messages ON messages.id = parts.message_id "
-    "WHERE parts.sim = ? AND parts.state = 'ambiguous' AND messages.state = 'ambiguous' "
-    "AND messages.to_number = ? AND parts.writing_at >= ? AND parts.writing_at <= ? "
-    "ORDER BY place")
+    "parts.card, parts.sim FROM parts JOIN messages ON messages.id = parts.message_id "
+    "WHERE {where} AND parts.state = 'ambiguous' AND messages.state = 'ambiguous' "
+    "AND messages.to_number = ? AND parts.writing_at >= ? AND parts.writing_at <= ?")
+
+
+@cache
+def _candidates(by: str, keys: int = 0) -> str:
+    """The candidates' statement (see `_CANDIDATE`); parameters: the modem name, or the `keys`
+    then the modem name, each followed by the recipient and the window."""
+    if by == "sim":
+        return _CANDIDATE.format(where="parts.sim = ?") + " ORDER BY place"
+    return (_CANDIDATE.format(where=f"parts.card IN ({', '.join('?' * keys)})") + " UNION ALL "
+            + _CANDIDATE.format(where="parts.card IS NULL AND parts.sim = ?")
+            + " ORDER BY place")
 
 
 def _writes(by: str, keys: int = 1) -> str:
@@ -134,18 +155,43 @@ _SETTLE_MESSAGE = (
 
 
 _WRITTEN = (
-    "SELECT parts.sim, parts.writing_at, messages.to_number FROM parts "
+    "SELECT parts.sim, parts.writing_at, messages.to_number, parts.card FROM parts "
     "JOIN messages ON messages.id = parts.message_id "
     "WHERE parts.message_id = ? AND parts.state = 'ambiguous' ORDER BY parts.seq DESC LIMIT 1")
-_UNMATCHED_REPORTS = (
-    "SELECT id, message_reference, status, delivered, final, received_at FROM delivery_reports "
-    "WHERE part_id IS NULL AND sim = ? AND recipient = ? AND received_at >= ? "
-    "AND received_at <= ? ORDER BY id")
-_EARLIER_AMBIGUOUS = (
-    "SELECT DISTINCT parts.message_id FROM parts "
-    "JOIN messages ON messages.id = parts.message_id "
-    "WHERE parts.sim = ? AND parts.state = 'ambiguous' AND messages.state = 'ambiguous' "
-    f"AND {WRITE_ORDER} < ? AND parts.writing_at >= ? ORDER BY parts.message_id")
+#: The reports that matched no part, to a recipient, stored in a window (id, the modem and card
+#: it was heard by, reference, status, delivered, final, received at): those heard on a modem
+#: name (`_unmatched_reports("sim")`: for a part written with no card), or those that came
+#: back to any of `keys` cards and those heard on the part's modem name with no card
+#: (`_unmatched_reports("card", keys)`).
+_UNMATCHED_REPORT = (
+    "SELECT id, sim, card, message_reference, status, delivered, final, received_at "
+    "FROM delivery_reports WHERE part_id IS NULL AND {where} AND recipient = ? "
+    "AND received_at >= ? AND received_at <= ?")
+
+
+@cache
+def _unmatched_reports(by: str, keys: int = 0) -> str:
+    """The statement of `_UNMATCHED_REPORT`; parameters as `_candidates`'."""
+    if by == "sim":
+        return _UNMATCHED_REPORT.format(where="sim = ?") + " ORDER BY id"
+    return (_UNMATCHED_REPORT.format(where=f"card IN ({', '.join('?' * keys)})")
+            + " UNION ALL " + _UNMATCHED_REPORT.format(where="card IS NULL AND sim = ?")
+            + " ORDER BY id")
+
+
+#: The ambiguous parts written before a place since a time (parameters: the place, the time,
+#: then what `where` reads), each select on a partial index of the ambiguous parts.
+_EARLIER = ("SELECT DISTINCT parts.message_id FROM parts "
+            "JOIN messages ON messages.id = parts.message_id "
+            "WHERE parts.state = 'ambiguous' AND messages.state = 'ambiguous' "
+            f"AND {WRITE_ORDER} < ? AND parts.writing_at >= ? AND {{where}}")
+#: Those of a modem name (parameters: place, time, name) and, for a card, of any of its keys
+#: on any modem (place, time, the card, then `linked_keys_parameters` of it).
+_EARLIER_AMBIGUOUS = {
+    None: _EARLIER.format(where="parts.sim = ?") + " ORDER BY 1",
+    **{imsi: (_EARLIER.format(where="parts.sim = ?") + " UNION " + _EARLIER.format(
+        where=f"parts.card IN (SELECT CAST(? AS TEXT) UNION {LINKED_KEYS[imsi]})")
+        + " ORDER BY 1") for imsi in (False, True)}}
 _LINK_REPORT = "UPDATE delivery_reports SET part_id = ?, message_id = ? WHERE id = ?"
 
 
@@ -163,15 +209,19 @@ class _Proof:
 
 
 def _prove(conn: Any, sim: str, card: str | None, recipient: str, message_reference: int,
-           part: tuple[Any, Any], place: int, window: tuple[str, str]) -> _Proof:
+           part: tuple[Any, Any], place: int, window: tuple[str, str], *,
+           heard_by_card: bool = False) -> _Proof:
     """Whether the report `message_reference` to `recipient` is that of the part `part`
     (message id, seq) whose latest write is at `place` on `sim`, made by `card` (None: a
     modem that held none; see the module's docstring); `window`: the earliest and the latest a
-    write that took the report's reference may have been made."""
+    write that took the report's reference may have been made. `heard_by_card`: the report
+    came back to `card` (its stored card is one of the card's keys), so no other card's write
+    on `sim` can own it."""
     if card is not None:
         keys = card_keys(conn, card)  # every key the card's writes may stand under
-        if conn.execute(_rival_on_name(len(keys)),
-                        (sim, sim, place, recipient, *keys, window[1])).fetchone() is not None:
+        if not heard_by_card and conn.execute(
+                _rival_on_name(len(keys)),
+                (sim, sim, place, recipient, *keys, window[1])).fetchone() is not None:
             return _Proof(False)     # another card in that modem since may own the report
         if conn.execute(_UNLINKED_RIVAL[is_imsi(card)],
                         (recipient, recipient, *window)).fetchone() is not None:
@@ -224,19 +274,25 @@ def _prove(conn: Any, sim: str, card: str | None, recipient: str, message_refere
 def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: str | None,
                      message_reference: int, network_time: datetime, now: str,
                      count_sent: Callable[[Any, str, int, datetime], None] | None = None,
-                     ) -> tuple[int, int] | None:
+                     card: str | None = None) -> tuple[int, int] | None:
     """The (part id, message id) an unmatched report proves was sent, settled in `conn`'s
-    transaction; None when the evidence is not conclusive. `count_sent(conn, sim, n, when)`
-    counts the proven part against the SIM's day and month, as a confirmed send is."""
+    transaction; None when the evidence is not conclusive. `card`: the key of the card the
+    report came back to (`report_cards.py`), whose parts on any modem are its candidates,
+    beside those its modem `sim` wrote with no card; None: `sim`'s parts. `count_sent(conn,
+    sim, n, when)` counts the proven part against the SIM's day and month, as a confirmed send
+    is."""
     if sim is None or not recipient:
         return None
-    window = (sim, recipient, to_text(network_time - WINDOW_AFTER),
+    window = (recipient, to_text(network_time - WINDOW_AFTER),
               to_text(network_time + CLOCK_SLACK))
+    keys = card_keys(conn, card) if card is not None else ()
+    found = conn.execute(_candidates("card", len(keys)), (*keys, *window, sim, *window)) \
+        if card is not None else conn.execute(_candidates("sim"), (sim, *window))
     proven = []
-    for part_id, message_id, seq, written_at, place, card in conn.execute(
-            _CANDIDATES, window).fetchall():
-        proof = _prove(conn, sim, card, recipient, message_reference, (message_id, seq), place,
-                       window[2:])
+    for part_id, message_id, seq, written_at, place, written_by, written_on in found.fetchall():
+        proof = _prove(conn, written_on, written_by, recipient, message_reference,
+                       (message_id, seq), place, window[1:],
+                       heard_by_card=written_by is not None and written_by in keys)
         if proof.proven:
             proven.append((part_id, message_id, written_at, proof))
     if len(proven) != 1:
@@ -254,7 +310,8 @@ def settle_by_report(conn: Any, audit: AuditLog, *, sim: str | None, recipient: 
                        "message_reference": message_reference,
                        "expected_reference": proof.expected,
                        "network_time": to_text(network_time), "written_at": written_at,
-                       "part_id": part_id}, now)
+                       "part_id": part_id, **({"card": card} if card is not None else {})},
+                 now)
     return part_id, message_id
 
 
@@ -270,20 +327,26 @@ def settle_by_stored_reports(conn: Any, audit: AuditLog, message_id: int, now: s
     row = conn.execute(_WRITTEN, (message_id,)).fetchone()
     if row is None or row[0] is None or row[1] is None:
         return False
-    sim, written_at, to = row[0], row[1], row[2]
+    sim, written_at, to, card = row[0], row[1], row[2], row[3]
     written = from_text(written_at)
     assert written is not None
-    reports = conn.execute(_UNMATCHED_REPORTS, (
-        sim, to, to_text(written - CLOCK_SLACK), to_text(written + WINDOW_AFTER))).fetchall()
-    for report_id, reference, status, delivered, final, received_at in reports:
-        found = settle_by_report(conn, audit, sim=sim, recipient=to,
+    window = (to, to_text(written - CLOCK_SLACK), to_text(written + WINDOW_AFTER))
+    if card is None:
+        reports = conn.execute(_unmatched_reports("sim"), (sim, *window)).fetchall()
+    else:   # those that came back to its card, wherever it sat; and those of no card
+        keys = card_keys(conn, card)
+        reports = conn.execute(_unmatched_reports("card", len(keys)),
+                               (*keys, *window, sim, *window)).fetchall()
+    for report_id, heard_on, heard_by, reference, status, delivered, final, received_at \
+            in reports:
+        found = settle_by_report(conn, audit, sim=heard_on, recipient=to,
                                  message_reference=reference, network_time=from_text(received_at),
-                                 now=now, count_sent=count_sent)
+                                 now=now, count_sent=count_sent, card=heard_by)
         if found is None:
             continue
         conn.execute(_LINK_REPORT, (found[0], found[1], report_id))
-        apply_report(conn, audit, part_id=found[0], message_id=found[1], sim=sim, status=status,
-                     delivered=bool(delivered), final=bool(final), now=now)
+        apply_report(conn, audit, part_id=found[0], message_id=found[1], sim=heard_on,
+                     status=status, delivered=bool(delivered), final=bool(final), now=now)
         if found[1] == message_id:
             return True
     return False
@@ -296,12 +359,16 @@ def settle_before(conn: Any, audit: AuditLog, sim: str | None, part_id: int, now
     report waited for that outcome may be settled now, by the same rule."""
     if sim is None:
         return
-    row = conn.execute(f"SELECT writing_at, {WRITE_ORDER} FROM parts WHERE id = ?",
+    row = conn.execute(f"SELECT writing_at, {WRITE_ORDER}, card FROM parts WHERE id = ?",
                        (part_id,)).fetchone()
     if row is None or row[0] is None:
         return
     written = from_text(row[0])
     assert written is not None
-    for (message_id,) in conn.execute(_EARLIER_AMBIGUOUS, (
-            sim, row[1], to_text(written - WINDOW_AFTER))).fetchall():
+    card = row[2]   # its card's earlier parts too, on any modem: its walk reads this write
+    since = (row[1], to_text(written - WINDOW_AFTER))
+    found = conn.execute(_EARLIER_AMBIGUOUS[None], (*since, sim)) if card is None else \
+        conn.execute(_EARLIER_AMBIGUOUS[is_imsi(card)],
+                     (*since, sim, *since, card, *linked_keys_parameters(card)))
+    for (message_id,) in found.fetchall():
         settle_by_stored_reports(conn, audit, message_id, now, count_sent)

@@ -57,12 +57,32 @@ def is_imsi(card: str) -> bool:
     return card.startswith(IMSI_PREFIX)
 
 
+#: The keys of the other form linked to a card (True: the card is an `imsi:` key), as SQL of
+#: one column; its parameters are `linked_keys_parameters(card)`.
+LINKED_KEYS = {False: _IMSIS_OF_ICCID, True: _ICCIDS_OF_IMSI}
+
+
+def linked_keys_parameters(card: str | None) -> tuple[str | None, str | None]:
+    """The parameters of `LINKED_KEYS[is_imsi(card)]` (None: a write of no card, linked to
+    none)."""
+    if card is None:
+        return None, None
+    if is_imsi(card):
+        imsi = card[len(IMSI_PREFIX):]
+        return imsi, imsi
+    return card, f"iccid:{card}"
+
+
 def card_keys(conn: Any, card: str) -> tuple[str, ...]:
     """`card` (a write's card key) and every key of the other form the spool links to it, in
     `conn`'s transaction: the keys its writes stand under."""
-    if is_imsi(card):
-        imsi = card[len(IMSI_PREFIX):]
-        rows = conn.execute(_ICCIDS_OF_IMSI, (imsi, imsi)).fetchall()
-    else:
-        rows = conn.execute(_IMSIS_OF_ICCID, (card, f"iccid:{card}")).fetchall()
+    rows = conn.execute(LINKED_KEYS[is_imsi(card)], linked_keys_parameters(card)).fetchall()
     return (card, *sorted({row[0] for row in rows if row[0]} - {card}))
+
+
+def same_card(conn: Any, heard_by: str | None, written_by: str | None) -> bool:
+    """Whether a report that came back to card `heard_by` may be that of a write by card
+    `written_by` (either None: not known, so it may): the same key, or linked keys."""
+    if heard_by is None or written_by is None or heard_by == written_by:
+        return True
+    return written_by in card_keys(conn, heard_by)

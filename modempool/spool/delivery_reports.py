@@ -1,8 +1,10 @@
 """Delivery reports: each stored, matched to the part it reports on, and applied.
 
 A report is matched to its part by (SIM, message reference, recipient): the latest part sent
-with them. The message becomes DELIVERED when every part is (parts of a resumed message come
-from several attempts), FAILED ("not delivered") on a final failure. A report that matches no
+with them, unless the report came back to another card than the one that wrote it (the
+report's card, `report_cards.py`: two cards swapped between modems since). The message
+becomes DELIVERED when every part is (parts of a resumed message come from several attempts),
+FAILED ("not delivered") on a final failure. A report that matches no
 sent part may settle an ambiguous message (`ambiguity.py`); one that matches nothing is kept
 with no part.
 """
@@ -14,6 +16,7 @@ from datetime import datetime
 
 from modempool.spool.ambiguity import settle_before, settle_by_report
 from modempool.spool.audit import INSERT_EVENT, AuditLog
+from modempool.spool.card_links import same_card
 from modempool.spool.engine import Engine
 from modempool.spool.model import to_text, utcnow
 from modempool.spool.numbers import sender_number
@@ -64,6 +67,7 @@ class DeliveryReports:
         final: bool | None = None,
         received_at: datetime | None = None,
         submitted_at: datetime | None = None,
+        card: str | None = None,
     ) -> ReportMatch:
         """Store a status report and apply it to the part (latest with this SIM, message
         reference and recipient) and message it belongs to.
@@ -71,8 +75,9 @@ class DeliveryReports:
         A delivered report on every part makes the message DELIVERED; a final failure makes a
         SENT message FAILED ("not delivered"). A report that matches no sent part may settle
         an ambiguous message (`ambiguity.settle_by_report`; `submitted_at` is the report's
-        service centre time stamp, else `received_at` stands for it). Unmatched reports are
-        kept with no part.
+        service centre time stamp, else `received_at` stands for it). `card`: the first key of
+        the card hold of the modem it was heard on (`report_cards.py`), None where it held
+        none. Unmatched reports are kept with no part.
         """
         ok, done = delivery_outcome(status)
         delivered = ok if delivered is None else delivered
@@ -87,7 +92,8 @@ class DeliveryReports:
             # none of their confirmations.)
             self.engine.lock_key(conn, report_key(sim, message_reference))
             sql = (
-                "SELECT parts.id, parts.message_id FROM parts JOIN messages ON messages.id = parts.message_id "
+                "SELECT parts.id, parts.message_id, parts.card FROM parts "
+                "JOIN messages ON messages.id = parts.message_id "
                 "WHERE parts.message_reference = ? AND parts.sent_at IS NOT NULL "
                 + ("AND parts.sim = ? " if sim is not None else "")
                 + ("AND messages.to_number = ? " if recipient_e164 else "")
@@ -96,22 +102,24 @@ class DeliveryReports:
             params = [message_reference] + ([sim] if sim is not None else []) + (
                 [recipient_e164] if recipient_e164 else [])
             match = conn.execute(sql, params).fetchone()
+            if match is not None and not same_card(conn, card, match[2]):
+                match = None   # another card's write: the cards were swapped since (1 in 256)
             proven = False
             if match is None:
                 match = settle_by_report(
                     conn, self.audit, sim=sim, recipient=recipient_e164,
                     message_reference=message_reference,
                     network_time=submitted_at or received_at or utcnow(), now=now,
-                    count_sent=self.sims.add_sent if self.sims is not None else None)
+                    count_sent=self.sims.add_sent if self.sims is not None else None, card=card)
                 proven = match is not None
             elif sim is not None:   # a report some ambiguous part before it waited for
                 settle_before(conn, self.audit, sim, match[0], now,
                               self.sims.add_sent if self.sims is not None else None)
             part_id, message_id = (match[0], match[1]) if match else (None, None)
-            report = ("INSERT INTO delivery_reports (sim, message_reference, recipient, status, "
-                      "delivered, final, received_at, part_id, message_id) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                      [sim, message_reference, recipient_e164 or recipient, status,
+            report = ("INSERT INTO delivery_reports (sim, card, message_reference, recipient, "
+                      "status, delivered, final, received_at, part_id, message_id) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                      [sim, card, message_reference, recipient_e164 or recipient, status,
                        int(delivered), int(final), now, part_id, message_id])
             state = None
             if part_id is not None and self.engine.writes_in_with:

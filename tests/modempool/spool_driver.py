@@ -151,11 +151,20 @@ def as_version_14(conn) -> None:
         conn.execute(statement)
 
 
+def as_version_21(conn: Any) -> None:
+    """Undo schema step 22 (each report's card: the column and the two indexes by card); the
+    version is set by the caller."""
+    conn.execute("DROP INDEX parts_ambiguous_by_card")
+    conn.execute("DROP INDEX delivery_reports_unmatched_by_card")
+    conn.execute("ALTER TABLE delivery_reports DROP COLUMN card")
+
+
 def as_version_19(conn: Any, sqlite: bool) -> None:
-    """Undo schema step 20 (each write's card: the columns, their indexes, and the trigger
-    back to step 18's, which names no card); the version is set by the caller."""
+    """Undo schema steps 22 and 20 (each write's card: the columns, their indexes, and the
+    trigger back to step 18's, which names no card); the version is set by the caller."""
     from modempool.spool.write_history import POSTGRES_STEP, SQLITE_STEP
 
+    as_version_21(conn)
     for index in ("parts_by_card", "earlier_writes_by_card"):
         conn.execute(f"DROP INDEX {index}")
     if sqlite:

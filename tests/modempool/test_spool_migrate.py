@@ -30,7 +30,7 @@ def _busy_sqlite_spool(path) -> dict[str, int]:
         sent = claim_next(spool, "m1", "h:1/m1", 60)
         spool.mark_part_writing(sent.id, 1, 1, lease_owner="h:1/m1")
         spool.mark_last_part_sent(sent.id, 1, None, 17, lease_owner="h:1/m1")
-        spool.store_delivery_report("m1", 17, sent.to, 0)
+        spool.store_delivery_report("m1", 17, sent.to, 0, card="8986001")
         failed = claim_next(spool, "m1", "h:1/m1", 60)
         spool.mark_failed(failed.id, "boom", lease_owner="h:1/m1")
         spool.cancel(ids[-1])
@@ -58,6 +58,8 @@ def test_migrate_copies_everything_verifies_and_a_second_run_does_nothing(tmp_pa
         assert [m.to_dict() for m in new.list()] == [m.to_dict() for m in old.list()]
         assert new.counts() == old.counts()   # kept by the target's triggers, copied once
         assert new.metrics.sim_outcomes() == old.metrics.sim_outcomes()
+        # the card each report came back to (schema 22)
+        assert new.rows("SELECT card FROM delivery_reports")[0][0] == "8986001"
         assert new.counts()["delivered"] == 1 and new.counts()["cancelled"] == 1
         assert new.inbound() == old.inbound()
         assert new.sim("m1")["iccid"] == "8986001"

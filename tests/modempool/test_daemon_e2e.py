@@ -181,6 +181,11 @@ async def test_inbound_multipart_out_of_order_across_a_restart_and_delivery_repo
     out = spool.enqueue(MOBILE, "status report please " * 10)      # two parts, two reports
     await eventually(lambda: spool.get(out.id).state.value == "delivered", what="delivered")
     assert len(spool.parts(out.id)) == 2
+    # each report keeps the card its modem held (schema 22): the one that wrote the part
+    written_by = {row[0] for row in spool.rows("SELECT card FROM parts WHERE message_id = ?",
+                                               [out.id])}
+    assert [row[0] for row in spool.rows("SELECT card FROM delivery_reports")] == [
+        *written_by] * 2 and None not in written_by
 
     text = "这是一条很长的回复，" * 20
     await bank.inject("m2", UNICOM, text, out_of_order=True)

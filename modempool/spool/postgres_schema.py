@@ -22,7 +22,7 @@ from modempool.spool.postgres_count_tables import (ACCOUNT_COUNTS, COUNT_FUNCTIO
                                                    KEPT_TOTALS, REACHED_COUNTS, STEP_12_LOCKS,
                                                    SUMMED_BY_INDEX)
 from modempool.spool.postgres_webhooks import OUTBOX_SUBJECT
-from modempool.spool.report_cards import POSTGRES_REPORT_CARD_STEP
+from modempool.spool.report_cards import POSTGRES_REPORT_CARD_LOCKS, POSTGRES_REPORT_CARD_STEP
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 from modempool.spool.sims import POSTGRES_STEP as CARD_IMSI_STEP
 from modempool.spool.upgrade_guard import (DAEMON_COLUMNS, breaks_older, daemon_rows,
@@ -62,7 +62,8 @@ OWN_STEPS: dict[int, Sequence[str]] = {8: KEPT_COUNTS, 9: QUEUE_INDEXES + SUMMED
 #: Table locks a step takes before its shared script (`MIGRATIONS`), in writers' order. Step 15
 #: drops columns of `inbound` after copying what they hold: no store between the two.
 LOCKS_FIRST: dict[int, Sequence[str]] = {12: STEP_12_LOCKS,
-                                         15: ("LOCK TABLE inbound IN ACCESS EXCLUSIVE MODE",)}
+                                         15: ("LOCK TABLE inbound IN ACCESS EXCLUSIVE MODE",),
+                                         22: POSTGRES_REPORT_CARD_LOCKS}
 
 
 def ddl(script: str) -> str:

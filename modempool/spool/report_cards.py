@@ -42,6 +42,14 @@ def _sqlite_column(conn: Any) -> None:
 #: SQLite's step 22.
 SQLITE_REPORT_CARD_STEP: tuple[Any, ...] = (_sqlite_column, *REPORT_CARD_INDEXES)
 
+#: PostgreSQL's step 22 takes its tables' locks first (`postgres_schema.LOCKS_FIRST`), in the
+#: order writers take them (a confirmation, a report, a recovery write the part, then the
+#: report): a daemon still running that wrote a part and is about to write a report then
+#: finishes before the step begins. Taken in the step's order instead (the column's lock on
+#: `delivery_reports`, then the index's on `parts`), the two would wait for each other.
+POSTGRES_REPORT_CARD_LOCKS = ("LOCK TABLE parts IN SHARE MODE",
+                              "LOCK TABLE delivery_reports IN ACCESS EXCLUSIVE MODE")
+
 #: PostgreSQL's step 22.
 POSTGRES_REPORT_CARD_STEP = (
     "ALTER TABLE delivery_reports ADD COLUMN IF NOT EXISTS card TEXT", *REPORT_CARD_INDEXES)

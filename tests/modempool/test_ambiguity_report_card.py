@@ -26,6 +26,7 @@ from tests.modempool.daemon_harness import eventually
 from tests.modempool.spool_driver import as_version_21, schema_version, set_schema_version
 from tests.modempool.test_ambiguity_same_card import (CARD_C, CARD_D, IMSI_C, TO, card_in, lost,
                                                       sent)
+from tests.modempool.test_spool_report_locks import lock_waiters
 from tests.modempool.test_upgrade_older_daemons import OLD_BOX
 
 
@@ -196,6 +197,45 @@ def test_a_version_21_spool_is_upgraded_in_place_beside_a_live_older_daemon(spoo
         assert report(spool, 12, "m2", CARD_C).message_id == e
         assert spool.get(e).state is MessageState.DELIVERED
         assert spool.get(b).state is MessageState.DELIVERED
+
+
+async def test_step_22_waits_for_an_older_daemons_part_then_report(pg_cluster):
+    """PostgreSQL: step 22 takes `parts` and then `delivery_reports`, the order writers take
+    them. A version-21 daemon that wrote a part (its transaction open) and then stores a report
+    goes through while the upgrade waits for it, and the upgrade follows. Taken in the step's
+    statements' order (the column's lock on `delivery_reports` first), the two waited for each
+    other and PostgreSQL ended one of them (deadlock detected)."""
+    import asyncio
+
+    import psycopg
+
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        a = writing(spool, "m1", "A: on the air")
+        with spool.engine.tx() as conn:
+            as_version_21(conn)
+            set_schema_version(spool, conn, 21)
+        with psycopg.connect(url) as older:
+            older.execute("SET statement_timeout = '120s'")   # a hang guard only
+            older.execute("UPDATE parts SET sent_at = writing_at, message_reference = 5 "
+                          "WHERE message_id = %s", (a,))
+            upgrade = asyncio.create_task(asyncio.to_thread(_opened, url))
+            await eventually(lambda: lock_waiters(spool) >= 1, what="the upgrade waits")
+            older.execute("INSERT INTO delivery_reports (sim, message_reference, recipient, "
+                          "status, delivered, final, received_at) VALUES ('m1', 5, %s, 0, 1, "
+                          "1, %s)", (TO, utcnow().isoformat()))
+            older.commit()
+            assert await upgrade == SCHEMA_VERSION
+        assert schema_version(spool) == SCHEMA_VERSION
+
+
+def _opened(url: str) -> object:
+    """The schema version a Spool opened at `url` upgraded it to, or what it raised."""
+    try:
+        with Spool(url) as spool:
+            return schema_version(spool)
+    except Exception as exc:   # what the test reports: the deadlock's victim
+        return exc
 
 
 async def test_the_daemon_stores_the_card_its_modem_held_when_it_heard_the_report(

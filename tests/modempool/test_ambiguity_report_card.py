@@ -50,6 +50,19 @@ def writing(spool: Spool, sim: str, text: str) -> int:
     return message.id
 
 
+def wrote_then_moved(spool: Spool, heard_as: str) -> tuple[int, str]:
+    """Card C (m1's row names its ICCID and IMSI) wrote 9 then A (ambiguous) in m1, and moved
+    to m2, which holds it by its ICCID, or by its IMSI alone (`heard_as` 'imsi'): A, and the
+    key m2 holds C by."""
+    spool.name_sim_card("m1", CARD_C, IMSI_C)
+    card_in(spool, CARD_C, "m1")
+    sent(spool, "m1", 9)
+    a = lost(spool, "m1", "A")
+    held_by = CARD_C if heard_as == "iccid" else f"imsi:{IMSI_C}"
+    card_in(spool, held_by, "m2")
+    return a, held_by
+
+
 @pytest.mark.parametrize("heard_as", ["iccid", "imsi"])
 def test_the_report_heard_where_the_card_went_settles_its_part(spool, heard_as):
     """Card C wrote 9 then A (it went out, its answer lost) in m1, and moved to m2 (a
@@ -57,12 +70,7 @@ def test_the_report_heard_where_the_card_went_settles_its_part(spool, heard_as):
     A's: C's walk says 9, A, nothing after. Also when m2 reads only C's IMSI (its hold's key
     `imsi:`), linked to C by m1's row naming both. The old code looked for candidates among
     m2's parts only: A stayed ambiguous for good."""
-    spool.name_sim_card("m1", CARD_C, IMSI_C)
-    card_in(spool, CARD_C, "m1")
-    sent(spool, "m1", 9)
-    a = lost(spool, "m1", "A")
-    held_by = CARD_C if heard_as == "iccid" else f"imsi:{IMSI_C}"
-    card_in(spool, held_by, "m2")
+    a, held_by = wrote_then_moved(spool, heard_as)
     match = report(spool, 10, "m2", held_by)
     assert (match.message_id, match.proven) == (a, True)
     assert spool.get(a).state is MessageState.DELIVERED
@@ -91,12 +99,7 @@ def test_the_outcome_of_the_cards_next_write_elsewhere_reads_its_report_again(sp
     for, on any modem: 10 lies between 9 and 11, A is settled. Also when m2 reads only C's
     IMSI (B and both reports under `imsi:`, linked to C by m1's row). (The old code looked
     only at m2's parts.)"""
-    spool.name_sim_card("m1", CARD_C, IMSI_C)
-    card_in(spool, CARD_C, "m1")
-    sent(spool, "m1", 9)
-    a = lost(spool, "m1", "A")
-    held_by = CARD_C if heard_as == "iccid" else f"imsi:{IMSI_C}"
-    card_in(spool, held_by, "m2")
+    a, held_by = wrote_then_moved(spool, heard_as)
     b = writing(spool, "m2", "B")
     assert report(spool, 10, "m2", held_by).message_id is None
     assert spool.get(a).state is MessageState.AMBIGUOUS

@@ -5,6 +5,7 @@ must be what the modules themselves define."""
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import subprocess
 import sys
@@ -67,14 +68,35 @@ def test_a_command_found_through_a_sibling_still_gets_what_another_module_adds()
     assert shown.exit_code == 0 and "passwd" in shown.output   # console's, added to it
 
 
-def test_a_command_that_needs_no_spool_does_not_import_it():
-    loaded = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "cli", "pdu", "encode", "13800138000", "hi"],
-        cwd=REPO, capture_output=True, text=True, timeout=60)
+#: Runs `modempool` as `-m cli` does, then names every module the process holds at its exit.
+WHAT_IT_LOADED = ("import atexit, runpy, sys\n"
+                  "atexit.register(lambda: print('MODULES', *sorted(sys.modules), file=sys.stderr))\n"
+                  "sys.argv = ['modempool', *sys.argv[1:]]\n"
+                  "runpy.run_module('cli', run_name='__main__', alter_sys=True)\n")
+
+
+def imported_by(*args: str, cwd: Path) -> set[str]:
+    """The modules a `modempool` command has imported by its end, after it succeeded."""
+    loaded = subprocess.run([sys.executable, "-c", WHAT_IT_LOADED, *args],
+                            cwd=cwd, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
     assert loaded.returncode == 0, loaded.stderr
-    assert "AT+CMGS=" in loaded.stdout
-    modules = {line.rsplit("|", 1)[-1].strip() for line in loaded.stderr.splitlines()
-               if line.startswith("import time:")}
-    assert "pdu.encode" in modules
+    [names] = [line.split()[1:] for line in loaded.stderr.splitlines()
+               if line.startswith("MODULES ")]
+    return set(names)
+
+
+def test_a_command_that_needs_no_spool_does_not_import_it():
+    modules = imported_by("pdu", "encode", "13800138000", "hi", cwd=REPO)
+    assert "pdu.encode" in modules and "modempool.commands.codec" in modules
     assert not modules & {"modempool.spool.store", "modempool.pool", "modempool.commands.http",
                           "modempool.commands.messages"}
+
+
+def test_a_command_that_asks_nothing_of_the_daemon_does_not_import_its_parts(config):
+    from modempool.spool import Spool
+
+    Spool(str(config.parent / "pool.db")).close()   # a spool to read (none is made for a read)
+    modules = imported_by("contacts", "list", "--config", str(config), cwd=config.parent)
+    assert {"modempool.pool", "modempool.spool.store"} <= modules
+    assert not modules & {"modempool.pool_status", "modempool.dispatch.requests"}

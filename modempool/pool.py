@@ -17,7 +17,8 @@ The pool holds its parts, each in a file of its own, and keeps their calls under
 opt-outs (`people_desk`, pool_people.py), the inbox and history (`history_desk`,
 pool_history.py), auto-replies, forwarding and recurring jobs (`automation_desk`,
 pool_automation.py), campaigns (`campaign_desk`, pool_campaigns.py); its status is built in
-pool_status.py.
+pool_status.py, imported (with the campaign reports and the daemon's liveness it reads) by
+`status()` alone, so that a command that asks nothing of the daemon does not load them.
 
 Each operation returns a typed, frozen result (`Message`, `WaitResult`, `Status`,
 `CampaignPreview`, `CampaignStart`, `CampaignReport`, `JobRun`, `Group`, `OptOut`,
@@ -32,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modempool.config import Config, load_config
-from modempool.dispatch.requests import UssdAnswer
 from modempool.errors import PoolError
 from modempool.part_call import PartCall
 from modempool.pool_automation import PoolAutomation
@@ -40,12 +40,12 @@ from modempool.pool_campaigns import CampaignOverview, PoolCampaigns
 from modempool.pool_history import PoolHistory
 from modempool.pool_people import PoolPeople
 from modempool.pool_sending import PoolSending
-from modempool.pool_status import SimStatus, Status, read_status
 from modempool.spool import Message, MessageState, Spool
 
 if TYPE_CHECKING:
     from modempool.account_pool import AccountPool
     from modempool.accounts import Account
+    from modempool.dispatch.requests import UssdAnswer
     from modempool.operator.autoreply import AutoReplies
     from modempool.operator.backup import BackupResult
     from modempool.operator.campaigns import Campaigns
@@ -54,8 +54,9 @@ if TYPE_CHECKING:
     from modempool.operator.optout import OptOutList
     from modempool.operator.recurring import Jobs
     from modempool.operator.templates import CampaignTemplates
+    from modempool.pool_status import SimStatus, Status
 
-__all__ = ["CampaignOverview", "Pool", "SimStatus", "Status"]
+__all__ = ["CampaignOverview", "Pool"]   # `Status`, `SimStatus`: from modempool
 
 
 class Pool:
@@ -166,6 +167,8 @@ class Pool:
         """Whether the daemon runs, every configured or seen SIM (with no daemon running, a
         SIM's state is unknown), the queue, the campaigns running or paused, and how many
         received SMS have hooks still to run (the oldest's age)."""
+        from modempool.pool_status import read_status
+
         return read_status(self.spool, self.config)
 
     # ---- the operator's parts -------------------------------------------------------------

@@ -14,14 +14,14 @@ from typing import Any
 
 import click
 
-from modempool.spool.database_errors import database_error
-
 _DISK_FULL = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
               errno.EFBIG: "the file is larger than this process may write"}
 
 
 def one_line(exc: BaseException) -> str | None:
     """What to tell the user about `exc`, or None if it is no input or environment problem."""
+    from modempool.spool.database_errors import database_error   # the spool only on a failure
+
     found = database_error(exc)   # a PoolError, or a database's error in one line
     if found is not None:
         return str(found)

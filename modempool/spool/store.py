@@ -61,25 +61,6 @@ from modempool.spool.sendable import DEFAULT_MAX_PARTS
 from modempool.spool.pins import RefusedPins
 from modempool.spool.sims import Sims
 
-__all__ = [
-    "FINAL_STATES",
-    "InboundMessage",
-    "RETRYABLE_STATES",
-    "ReportMatch",
-    "SUCCESS_STATES",
-    "LeaseLost",
-    "Message",
-    "MessageState",
-    "Recovery",
-    "Spool",
-    "SpoolTooNew",
-    "SpoolUnreachable",
-    "StateConflict",
-    "from_text",
-    "to_text",
-    "utcnow",
-]
-
 
 class Spool:
     """A spool: `Spool("modempool.db")` creates or opens an SQLite file,

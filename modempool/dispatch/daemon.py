@@ -202,6 +202,9 @@ class Daemon(ModemTaskMixin):
                                           name="notifications")
                     for spec, slot in zip(specs, slots):
                         tasks.create_task(self._modem_task(spec, slot, inbound), name=spec.name)
+                # A record kept (it failed: the database away a moment, a deadlock's victim) is
+                # tried once more before recovery calls its lease ambiguous (dead23).
+                await self.dispatcher.recording.record_now()
                 self.dispatcher.recording.close()   # its timer arms no more: the lanes close
                 await lane.drain()
                 await inbound_lane.drain()

@@ -94,7 +94,8 @@ class Engine(ABC):
     name: str
     #: appended to a SELECT whose rows the transaction will update (PostgreSQL: FOR UPDATE)
     lock_rows: str = ""
-    #: appended to a claim's candidate SELECT (PostgreSQL: FOR UPDATE SKIP LOCKED)
+    #: appended to a SELECT of rows taken only where no other transaction holds them: a
+    #: claim's candidates, recovery's leases and their parts (PostgreSQL: FOR UPDATE SKIP LOCKED)
     skip_locked: str = ""
     #: index hint for the expiry sweep (SQLite: INDEXED BY)
     expiry_index: str = ""

@@ -109,6 +109,12 @@ def _row(n: int, marking: Marking, hold: tuple[str, str, str] | None) -> dict[st
             **dict(zip(("marker_card", "marker_holder", "marker_modem"), hold or ()))}
 
 
+#: Part states a record's one statement (`records._at_once`, `SENT_AND_MARKED`) leaves
+#: alone: accepted already (a late confirmation never undoes a report, nor counts twice), or
+#: called ambiguous by a recovery that ran while the record was on its way, which the long
+#: way settles (`records._sent_after_recovery`).
+NOT_AT_ONCE = "'sent', 'delivered', 'undelivered', 'ambiguous'"
+
 #: Many SIMs' records (at most one each) and next part markers in one statement, the
 #: markings as rows (`input`, in order): each record's common case as `_sent_at_once` (the
 #: part sent and counted, the message SENT and its event), each marker as `marker_ctes` (with
@@ -123,7 +129,7 @@ SENT_AND_MARKED = (
     "part AS (UPDATE parts SET state = 'sent', reference = input.part_reference, "
     "message_reference = input.reference, sent_at = input.sent_at FROM input "
     "WHERE parts.message_id = input.id AND parts.seq = input.seq "
-    "AND parts.state NOT IN ('sent', 'delivered', 'undelivered') "
+    f"AND parts.state NOT IN ({NOT_AT_ONCE}) "
     "AND (input.reference IS NULL OR {early}) RETURNING parts.message_id, parts.sim), "
     "{counting}, "
     "done AS (UPDATE messages SET state = :state, error = NULL, lease_owner = NULL, "

@@ -23,7 +23,7 @@ from modempool.spool.claims import FINISH, Claims, finish
 from modempool.spool.engine import Engine
 from modempool.spool.model import LeaseLost, MessageState, to_text, utcnow
 from modempool.spool.part_markers import marker_ctes
-from modempool.spool.record_batches import Marking, Written, write_in_one_trip
+from modempool.spool.record_batches import NOT_AT_ONCE, Marking, Written, write_in_one_trip
 from modempool.spool.sims import Sims
 from modempool.spool.verdicts import (REPORT_KEY, deliver_if_complete, early_report,
                                       fail_if_undelivered, no_early_report, part_verdict,
@@ -235,6 +235,8 @@ class Records:
                         send.lease_owner, extra=", sent_at = :now")
             if ok:
                 self.audit.record(conn, "sent", message_id, now=now_text)
+            elif part is not None:   # recorded now, its lease recovered meanwhile
+                ok = _sent_after_recovery(conn, self.audit, message_id, now_text)
         # The message's verdict from its parts' reports. Of a one-part message the part
         # just recorded is all there is to ask (no report yet: nothing to settle).
         if ok and (seq > 1 or part is None):
@@ -270,7 +272,7 @@ class Records:
         return (
             "WITH part AS (UPDATE parts SET state = 'sent', reference = :part_reference, "
             "message_reference = :reference, sent_at = :sent_at WHERE message_id = :id "
-            f"AND seq = :seq AND state NOT IN ('sent', 'delivered', 'undelivered'){early} "
+            f"AND seq = :seq AND state NOT IN ({NOT_AT_ONCE}){early} "
             f"RETURNING sim), {counting}, "
             "done AS (" + FINISH.format(extra=", sent_at = :now",
                                          owner=owner + "AND EXISTS (SELECT 1 FROM part)")
@@ -284,6 +286,26 @@ class Records:
              "id": send.message_id, "seq": send.seq, "slack": CLOCK_SLACK.total_seconds(),
              "state": MessageState.SENT.value, "error": None, "now": now,
              "owner": send.lease_owner})
+
+
+def _sent_after_recovery(conn: Any, audit: AuditLog, message_id: int, now: str) -> bool:
+    """A record that came after a recovery called its message AMBIGUOUS (its owner alive
+    though judged dead, or its record written again after the stop's recovery: dead23): the
+    message SENT if every part of it is now out, the rule by which recovery itself calls a
+    message sent. The modem's answer is the proof a report would be; without it the part
+    recorded 'sent' under an AMBIGUOUS message would stay so (no later report settles that).
+    Whether it was."""
+    proven = conn.execute(
+        "UPDATE messages SET state = ?, error = NULL, sent_at = ?, updated_at = ? "
+        "WHERE id = ? AND state = ? AND parts_total = (SELECT count(*) FROM parts "
+        "WHERE message_id = ? AND state IN ('sent', 'delivered', 'undelivered')) "
+        "AND parts_total = (SELECT count(*) FROM parts WHERE message_id = ?)",
+        (MessageState.SENT.value, now, now, message_id, MessageState.AMBIGUOUS.value,
+         message_id, message_id)).rowcount == 1
+    if proven:
+        audit.record(conn, "sent", message_id, detail="the modem's answer, recorded after "
+                     "recovery had called it ambiguous", now=now)
+    return proven
 
 
 def _recorded_already(conn: Any, send: SentPart) -> bool:

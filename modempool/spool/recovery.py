@@ -51,9 +51,12 @@ def recover_leases(
     - every part sent (a message reference for each of `total`, this attempt or an earlier
       one that it resumes) → SENT;
     - otherwise some PDU may have been written → AMBIGUOUS (never resent automatically).
-    A message the database refuses to settle so (a trigger, a constraint), or whose settling
-    meets a bug (its traceback logged once), stays SENDING, one ERROR line naming it
-    (`Recovery.refused`), and is tried again by the next recovery; the others are settled.
+    A message one of whose parts another transaction holds (its owner, alive though judged
+    dead, recording it) stays SENDING, one INFO line, for the next recovery: recovery never
+    waits on a part while it holds the message. A message the database refuses to settle so
+    (a trigger, a constraint), or whose settling meets a bug (its traceback logged once),
+    stays SENDING, one ERROR line naming it (`Recovery.refused`), and is tried again by the
+    next recovery; the others are settled.
     Only the database unable to answer fails the whole recovery.
     """
     now_text = to_text(now or utcnow())
@@ -80,6 +83,12 @@ def recover_leases(
             # (an operator's trigger or constraint) stays SENDING, the others are settled.
             conn.execute("SAVEPOINT recover_one")
             try:
+                if _part_held(conn, engine, message_id):   # its record on its way: not now
+                    conn.execute("ROLLBACK TO recover_one")
+                    conn.execute("RELEASE recover_one")
+                    log.info("message %s: a part of it is being recorded by its owner; "
+                             "left SENDING for the next recovery", message_id)
+                    continue
                 became = _settle_one(conn, audit, message_id, attempt, parts_total, sim,
                                      now_text, count_sent)
             except Exception as exc:
@@ -113,6 +122,22 @@ def _said_why(engine: Engine, message_id: int, exc: Exception) -> None:
     why = "refused by the database" if refused_by_database(exc) else "a bug met"
     log_repeated(log, logging.ERROR, f"message {message_id}: recovery could not settle it, "
                  f"{why}; it stays SENDING and is tried again", one_line(exc))
+
+
+def _part_held(conn: Any, engine: Engine, message_id: int) -> bool:
+    """Whether another transaction holds a part of `message_id` (a record on its way: the
+    owner, alive though judged dead, locks the part, then the message); the others are locked
+    for this one. Recovery holds the message already: waiting for the part would close a
+    cycle with that record (PostgreSQL aborts one, dead23), so the message is left as it is.
+    SQLite has one writer: nothing else can hold a part."""
+    if not engine.skip_locked:
+        return False
+    locked = {row[0] for row in conn.execute(
+        "SELECT id FROM parts WHERE message_id = ?" + engine.skip_locked, (message_id,))}
+    # read after the locks: a part inserted meanwhile counts as held (left for later too)
+    every = {row[0] for row in conn.execute(
+        "SELECT id FROM parts WHERE message_id = ?", (message_id,))}
+    return not every <= locked
 
 
 def _settle_one(conn: Any, audit: AuditLog, message_id: int, attempt: int,

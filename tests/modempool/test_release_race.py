@@ -18,7 +18,8 @@ from modempool.dispatch.dispatcher import Dispatcher
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.spool import Spool
 from modempool.spool.records import SentPart
-from tests.modempool.daemon_harness import eventually
+from tests.modempool.daemon_harness import eventually, network_messages
+from tests.modempool.test_marker_ahead import one_modem
 from tests.modempool.test_spool_report_locks import lock_waiters
 
 TO = "+8613800138000"
@@ -64,3 +65,30 @@ async def test_a_sims_release_waits_for_its_record_written_by_another_sims_relea
             "SELECT state, message_reference FROM parts WHERE message_id = ?",
             (message.id,))] == [("sent", 77)]
         assert not any("deadlock" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_stop_tries_a_kept_record_once_more_before_settling_its_lease(
+        tmp_path, pg_cluster, caplog):
+    """A record the database failed (a deadlock's victim) is kept and tried again later; at the
+    stop the SIM's give-back fails it once more. The daemon tries it again before it settles
+    the leases left (dead23): before, the stop called the message the modem had confirmed
+    ambiguous. The database here fails each record while the modem still holds its card (a
+    trigger), which it lets go after its give-back."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool, spool.engine.tx() as conn:
+        conn.execute("CREATE FUNCTION fail_record() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                     "BEGIN IF EXISTS (SELECT 1 FROM sim_holders WHERE iccid NOT LIKE 'name:%') "
+                     "THEN RAISE EXCEPTION 'deadlock for the test' USING ERRCODE = '40P01'; "
+                     "END IF; RETURN NEW; END $$")
+        conn.execute("CREATE TRIGGER fail_record BEFORE UPDATE ON parts FOR EACH ROW "
+                     "WHEN (NEW.state = 'sent') EXECUTE FUNCTION fail_record()")
+    with caplog.at_level(logging.WARNING, logger="modempool"):
+        async with one_modem(tmp_path, url, "backoff = 0.05") as (bank, spool):
+            bank.set_fault("m1", "no_status_report")
+            message = spool.enqueue(TO, "confirmed, its record failed")
+            await eventually(lambda: any("could not record" in r.getMessage()
+                                         for r in caplog.records), what="the record failed")
+            assert spool.get(message.id).state.value == "sending"
+            assert [e["text"] for e in network_messages(bank)] == [message.text]   # out once
+    with Spool(url) as spool:
+        assert spool.get(message.id).state.value == "sent"

@@ -100,15 +100,17 @@ def test_a_lost_lease_of_the_next_part_is_returned_and_the_record_commits(
     assert spool.parts(following) == []                 # nothing written for it
 
 
-def test_a_record_whose_lease_was_taken_over_still_counts_the_part_and_marks(
+def test_a_record_whose_lease_was_recovered_proves_it_sent_counts_once_and_marks(
         spool, record_and_mark):
     previous = written(spool)
     spool.recover_leases("o", include_live=True)         # the previous one: ambiguous now
     following = claimed(spool, owner="p")
     recorded, lost = record_and_mark(
         [SentPart(previous, 1, None, 42, lease_owner="o")], following, 1, 1, lease_owner="p")
-    assert recorded == [False] and lost is None
-    assert spool.get(previous).state is MessageState.AMBIGUOUS
+    assert recorded == [True] and lost is None           # the modem's answer proves it
+    assert spool.get(previous).state is MessageState.SENT
+    assert [(p["state"], p["message_reference"]) for p in spool.parts(previous)] == [
+        ("sent", 42)]
     assert sent_total(spool, "m1") == 1           # the part went out: it counts
     assert [p["state"] for p in spool.parts(following)] == ["writing"]
 

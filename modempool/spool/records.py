@@ -5,7 +5,9 @@ last part's record also ends the attempt (SENT, or the verdict of a delivery rep
 first), for many modems' confirmations in one commit (`mark_many_sent`), or with the marker of
 the SIM's next part (`mark_sent_then_writing`: the SIM's next PDU waits for that commit). Each
 record first takes the report locks of its parts, so that a report handled meanwhile sees it
-(`verdicts.py`). What a dispatcher does with a record the database refuses is its own
+(`verdicts.py`). A record that comes after a recovery called its message ambiguous (its
+owner judged dead while it lived) makes the message SENT once every part is out
+(`_sent_after_recovery`). What a dispatcher does with a record the database refuses is its own
 (`dispatch/sending.py`); the lease, the marker and the other transitions are `claims.py`'s.
 """
 

@@ -49,14 +49,17 @@ class Releases:
 
     async def settle(self, slot: SimSlot) -> None:
         """Record what `slot` sent, then settle its leases: unstarted messages back to the queue
-        as if never claimed. With the database away it stays to do (and the SIM gets nothing)
-        until a dispatch round finds it back."""
+        as if never claimed. With the database away, or a message's part held by another
+        transaction (`Recovery.held`), it stays to do (and the SIM gets nothing) until a
+        dispatch round settles it."""
         try:
             await self.recording.record_now()
             if self.recording.holds(slot.owner):
                 return  # not recorded yet: its leases wait for it
-            await self.lane.run(self.spool.recover_leases, owner=slot.owner)
+            recovery = await self.lane.run(self.spool.recover_leases, owner=slot.owner)
         except Exception as exc:
             log.warning("could not give back what %s held (%s); trying again", slot.name, exc)
+            return
+        if recovery.held:   # a part being written by another transaction: the next round
             return
         self.pending.discard(slot.name)

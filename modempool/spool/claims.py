@@ -87,7 +87,7 @@ class Claims:
                             now: datetime | None = None) -> Recovery:
         """Several daemons on one database: settle the run-out leases of daemons that are dead
         (see `recovery.dead_owners`), never a live one's. Returns what became of them."""
-        requeued, ambiguous, sent, refused = [], [], [], []
+        requeued, ambiguous, sent, refused, held = [], [], [], [], []
         for owner in dead_owners(self.engine, here=here, alive=alive, silent=silent, now=now):
             done = recover_leases(self.engine, self.audit, owner, expired_only=True, now=now,
                                   count_sent=self.sims.add_sent)
@@ -95,10 +95,12 @@ class Claims:
             ambiguous += done.ambiguous
             sent += done.sent
             refused += done.refused
+            held += done.held
         if requeued:
             with self.engine.tx() as conn:
                 self.engine.notify_enqueued(conn)
-        return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent), tuple(refused))
+        return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent), tuple(refused),
+                        tuple(held))
 
     def expire_due(self, now: datetime | None = None) -> list[int]:
         """Move queued messages whose expiry has passed to EXPIRED; returns their ids."""

@@ -161,3 +161,6 @@ class Recovery:
     ambiguous: tuple[int, ...] = ()
     sent: tuple[int, ...] = ()
     refused: tuple[int, ...] = ()   # left SENDING: the database refused to settle them
+    # left SENDING for the next recovery: a part of each held by another transaction (a
+    # record on its way: `recovery._part_held`)
+    held: tuple[int, ...] = ()

@@ -52,8 +52,8 @@ def recover_leases(
       one that it resumes) → SENT;
     - otherwise some PDU may have been written → AMBIGUOUS (never resent automatically).
     A message one of whose parts another transaction holds (its owner, alive though judged
-    dead, recording it) stays SENDING, one INFO line, for the next recovery: recovery never
-    waits on a part while it holds the message. A message the database refuses to settle so
+    dead, recording it) stays SENDING, one INFO line (`Recovery.held`), for the next
+    recovery: recovery never waits on a part while it holds the message. A message the database refuses to settle so
     (a trigger, a constraint), or whose settling meets a bug (its traceback logged once),
     stays SENDING, one ERROR line naming it (`Recovery.refused`), and is tried again by the
     next recovery; the others are settled.
@@ -71,6 +71,7 @@ def recover_leases(
     ambiguous: list[int] = []
     sent: list[int] = []
     refused: list[int] = []
+    held: list[int] = []
     with engine.tx() as conn:
         # Locked rows are being finished by their owner right now: not ours to settle.
         leased = conn.execute(
@@ -86,8 +87,10 @@ def recover_leases(
                 if _part_held(conn, engine, message_id):   # its record on its way: not now
                     conn.execute("ROLLBACK TO recover_one")
                     conn.execute("RELEASE recover_one")
-                    log.info("message %s: a part of it is being recorded by its owner; "
-                             "left SENDING for the next recovery", message_id)
+                    log.info("message %s: a part of it is being written by another "
+                             "transaction (its record); left SENDING for the next recovery",
+                             message_id)
+                    held.append(message_id)
                     continue
                 became = _settle_one(conn, audit, message_id, attempt, parts_total, sim,
                                      now_text, count_sent)
@@ -101,7 +104,8 @@ def recover_leases(
                 continue
             conn.execute("RELEASE recover_one")
             {"queued": requeued, "ambiguous": ambiguous, "sent": sent}[became].append(message_id)
-    return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent), tuple(refused))
+    return Recovery(tuple(requeued), tuple(ambiguous), tuple(sent), tuple(refused),
+                    tuple(held))
 
 
 #: By spool: the messages whose settling met a bug (its traceback logged once).

@@ -80,7 +80,7 @@ def test_recovery_leaves_a_message_whose_part_a_record_holds(daemons):
         waited = lock_waiters(holder)
     recovery.join()
     assert waited == 0                   # before: it waited on the part, holding the message
-    assert outcome["recovery"] == Recovery()
+    assert outcome["recovery"] == Recovery(held=(message_id,))
     assert silent.get(message_id).state is MessageState.SENDING
     record(silent, message_id, outcome)
     assert outcome["record"] == [True]

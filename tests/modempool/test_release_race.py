@@ -92,3 +92,33 @@ async def test_the_stop_tries_a_kept_record_once_more_before_settling_its_lease(
             assert [e["text"] for e in network_messages(bank)] == [message.text]   # out once
     with Spool(url) as spool:
         assert spool.get(message.id).state.value == "sent"
+
+
+async def test_a_sims_release_that_finds_a_part_held_is_settled_by_the_next_round(pg_cluster):
+    """A SIM's give-back meets a part of its message held by another transaction (a report
+    being applied, say): the release does not wait for it while it holds the message; the SIM
+    stays to be given back, and the next dispatch round's try settles it."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        lane = SpoolLane.for_spool(spool)
+        dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[], lane=lane)
+        message = spool.enqueue(TO, "a part of it held")
+        slot = SimpleNamespace(name="m1", owner="test/m1")
+        assert spool.claim(message.id, "m1", slot.owner) is not None
+        spool.mark_part_writing(message.id, 1, 1, lease_owner=slot.owner)
+        with spool.transaction() as conn:
+            conn.execute("SELECT 1 FROM parts WHERE message_id = ? FOR UPDATE", (message.id,))
+            dispatcher.releases.pending.add(slot.name)   # what `release_unstarted` does
+            release = asyncio.ensure_future(dispatcher.releases.settle(slot))
+            await eventually(lambda: release.done() or lock_waiters(spool) > 0,
+                             what="the release neither ended nor waited")
+            waited = lock_waiters(spool)
+        await release
+        assert waited == 0 and dispatcher.releases.holds_back(slot)
+        assert spool.get(message.id).state.value == "sending"
+        await dispatcher.releases.settle_pending({"m1": slot})   # the next round
+        assert not dispatcher.releases.holds_back(slot)
+        assert spool.get(message.id).state.value == "ambiguous"
+        dispatcher.recording.close()
+        await lane.drain()
+        lane.close()

@@ -99,20 +99,20 @@ async def test_a_sims_release_that_finds_a_part_held_is_settled_by_the_next_roun
     being applied, say): the release does not wait for it while it holds the message; the SIM
     stays to be given back, and the next dispatch round's try settles it."""
     url = pg_cluster.new_schema()
-    with Spool(url) as spool:
+    with Spool(url) as spool, Spool(url) as holder:
         lane = SpoolLane.for_spool(spool)
         dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[], lane=lane)
         message = spool.enqueue(TO, "a part of it held")
         slot = SimpleNamespace(name="m1", owner="test/m1")
         assert spool.claim(message.id, "m1", slot.owner) is not None
         spool.mark_part_writing(message.id, 1, 1, lease_owner=slot.owner)
-        with spool.transaction() as conn:
+        with holder.transaction() as conn:
             conn.execute("SELECT 1 FROM parts WHERE message_id = ? FOR UPDATE", (message.id,))
             dispatcher.releases.pending.add(slot.name)   # what `release_unstarted` does
             release = asyncio.ensure_future(dispatcher.releases.settle(slot))
-            await eventually(lambda: release.done() or lock_waiters(spool) > 0,
+            await eventually(lambda: release.done() or lock_waiters(holder) > 0,
                              what="the release neither ended nor waited")
-            waited = lock_waiters(spool)
+            waited = lock_waiters(holder)
         await release
         assert waited == 0 and dispatcher.releases.holds_back(slot)
         assert spool.get(message.id).state.value == "sending"

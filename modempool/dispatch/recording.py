@@ -64,6 +64,11 @@ class Recording:
         """Whether a confirmed send of lease `owner` (one SIM) is not recorded yet."""
         return any(entry[0].lease_owner == owner for entry in self._unrecorded)
 
+    def on_way(self, owner: str) -> asyncio.Future[Any] | None:
+        """The record (or marker with records) of lease `owner` on its way, if one is."""
+        future = self._recording.get(owner)
+        return future if future is not None and not future.done() else None
+
     def mark_ahead(self, owner: str, message_id: int, part: Any) -> asyncio.Future[Any]:
         """Start committing the marker of `part`, with the SIM's previous confirmation (one
         commit), while the modem is asked for its prompt; the PDU waits for it at the prompt.

@@ -7,6 +7,7 @@ claimed, once the sends it did are recorded. While the database is away the SIM 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -54,6 +55,11 @@ class Releases:
         dispatch round settles it."""
         try:
             await self.recording.record_now()
+            # and a record of this SIM the record timer started during that wait (audit23 F2):
+            # else the recovery below met it on the same rows. The SIM sends no more, so this
+            # ends.
+            while (on_way := self.recording.on_way(slot.owner)) is not None:
+                await asyncio.wait([on_way])
             if self.recording.holds(slot.owner):
                 return  # not recorded yet: its leases wait for it
             recovery = await self.lane.run(self.spool.recover_leases, owner=slot.owner)

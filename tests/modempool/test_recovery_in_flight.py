@@ -10,7 +10,8 @@ AMBIGUOUS message that nothing settles later.
 The interleavings are made by a third connection: holding the part's row (a record on its
 way), or holding a lock that a trigger on the message's update to 'ambiguous' waits for (the
 recovery stopped between its decision and its writes). Each wait is seen on the server's lock
-waiters, not slept for."""
+waiters, not slept for, asked on a connection outside the holder's transaction (inside it
+PostgreSQL answers from the snapshot of its first look at `pg_stat_activity`)."""
 
 from __future__ import annotations
 
@@ -75,9 +76,9 @@ def test_recovery_leaves_a_message_whose_part_a_record_holds(daemons):
         conn.execute("SELECT 1 FROM parts WHERE message_id = ? FOR UPDATE", (message_id,))
         recovery = threading.Thread(target=take_over, args=(taker, outcome))
         recovery.start()
-        wait_until(lambda: not recovery.is_alive() or lock_waiters(holder) > 0,
+        wait_until(lambda: not recovery.is_alive() or lock_waiters(silent) > 0,
                    "the recovery neither ended nor waited")
-        waited = lock_waiters(holder)
+        waited = lock_waiters(silent)
     recovery.join()
     assert waited == 0                   # before: it waited on the part, holding the message
     assert outcome["recovery"] == Recovery(held=(message_id,))
@@ -105,10 +106,10 @@ def test_a_record_meeting_the_recovery_of_its_lease_ends_sent_without_a_deadlock
         conn.execute("SELECT pg_advisory_xact_lock(2323)")
         recovery = threading.Thread(target=take_over, args=(taker, outcome))
         recovery.start()
-        wait_until(lambda: lock_waiters(holder) == 1, "the recovery never reached its writes")
+        wait_until(lambda: lock_waiters(silent) == 1, "the recovery never reached its writes")
         recording = threading.Thread(target=record, args=(silent, message_id, outcome))
         recording.start()
-        wait_until(lambda: lock_waiters(holder) == 2, "the record never met the recovery")
+        wait_until(lambda: lock_waiters(silent) == 2, "the record never met the recovery")
     recovery.join()
     recording.join()
     assert outcome == {"recovery": Recovery(ambiguous=(message_id,)), "record": [True]}

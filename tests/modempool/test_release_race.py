@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import SimpleNamespace
+from typing import Any
 
 import psycopg
 
@@ -97,7 +98,9 @@ async def test_the_stop_tries_a_kept_record_once_more_before_settling_its_lease(
 async def test_a_sims_release_that_finds_a_part_held_is_settled_by_the_next_round(pg_cluster):
     """A SIM's give-back meets a part of its message held by another transaction (a report
     being applied, say): the release does not wait for it while it holds the message; the SIM
-    stays to be given back, and the next dispatch round's try settles it."""
+    stays to be given back, and the next dispatch round's try settles it. (The lock waiters are
+    asked outside the holder's transaction: inside it PostgreSQL answers from the snapshot of
+    its first look at `pg_stat_activity`.)"""
     url = pg_cluster.new_schema()
     with Spool(url) as spool, Spool(url) as holder:
         lane = SpoolLane.for_spool(spool)
@@ -110,9 +113,9 @@ async def test_a_sims_release_that_finds_a_part_held_is_settled_by_the_next_roun
             conn.execute("SELECT 1 FROM parts WHERE message_id = ? FOR UPDATE", (message.id,))
             dispatcher.releases.pending.add(slot.name)   # what `release_unstarted` does
             release = asyncio.ensure_future(dispatcher.releases.settle(slot))
-            await eventually(lambda: release.done() or lock_waiters(holder) > 0,
+            await eventually(lambda: release.done() or lock_waiters(spool) > 0,
                              what="the release neither ended nor waited")
-            waited = lock_waiters(holder)
+            waited = lock_waiters(spool)
         await release
         assert waited == 0 and dispatcher.releases.holds_back(slot)
         assert spool.get(message.id).state.value == "sending"
@@ -122,3 +125,57 @@ async def test_a_sims_release_that_finds_a_part_held_is_settled_by_the_next_roun
         dispatcher.recording.close()
         await lane.drain()
         lane.close()
+
+
+async def test_a_sims_release_waits_for_its_record_the_timer_started_meanwhile(pg_cluster):
+    """SIM m1's release waits for the records on their way (another SIM's marker here); the
+    record timer then starts m1's own record, which waits on its part. The release waits for
+    that record too (audit23 F2), then finds nothing left to settle: m1 is given back in this
+    try and the message is SENT, never called ambiguous. Before, the release settled m1's
+    leases at once and met the record on its rows (a deadlock, or a false ambiguity)."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool, Spool(url) as holder:
+        lane = SpoolLane.for_spool(spool)
+        dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[], lane=lane)
+        recording = dispatcher.recording
+        message = spool.enqueue(TO, "confirmed by the modem")
+        slot = SimpleNamespace(name="m1", owner="test/m1")
+        assert spool.claim(message.id, "m1", slot.owner) is not None
+        spool.mark_part_writing(message.id, 1, 1, lease_owner=slot.owner)
+        recording._unrecorded.append((SentPart(message.id, 1, None, 77, lease_owner=slot.owner),
+                                      logging.getLogger("modempool.modem.m1"), TO, 1))
+        marker = asyncio.get_running_loop().create_future()   # m9's marker on its way
+        recording._recording["test/m9"] = marker
+        with holder.transaction() as conn:   # m1's record will wait on its part
+            conn.execute("SELECT 1 FROM parts WHERE message_id = ? FOR UPDATE", (message.id,))
+            dispatcher.releases.pending.add(slot.name)
+            release = asyncio.ensure_future(dispatcher.releases.settle(slot))
+            await eventually(lambda: any(frame.f_code.co_name == "_recorded"
+                                         for frame in _awaiting(release)),
+                             what="the release waiting for the records on their way")
+            recording._record_when_quiet()   # the record timer fires: m1's record starts
+            record = recording._recording[slot.owner]
+            await eventually(lambda: lock_waiters(spool) == 1, what="m1's record on its part")
+            marker.set_result(None)
+            # the release waits for m1's record now, or (before) settles m1's leases at once
+            await eventually(lambda: release.done() or lock_waiters(spool) == 2 or any(
+                frame.f_locals.get("on_way") is record for frame in _awaiting(release)),
+                what="the release under way")
+            waited = lock_waiters(spool)
+        await release
+        recording.close()
+        await lane.drain()
+        lane.close()
+        assert waited == 1                       # the record alone waited, on the holder
+        assert not dispatcher.releases.holds_back(slot)
+        assert spool.get(message.id).state.value == "sent"
+        assert "lease-recovered" not in [e["kind"] for e in spool.events(message.id)]
+
+
+def _awaiting(task: asyncio.Task) -> list[Any]:
+    """The frames of the coroutines `task` awaits through, outermost first."""
+    frames, coroutine = [], task.get_coro()
+    while coroutine is not None and getattr(coroutine, "cr_frame", None) is not None:
+        frames.append(coroutine.cr_frame)
+        coroutine = coroutine.cr_await
+    return frames

@@ -53,10 +53,10 @@ def recover_leases(
     - otherwise some PDU may have been written → AMBIGUOUS (never resent automatically).
     A message one of whose parts another transaction holds (its owner, alive though judged
     dead, recording it) stays SENDING, one INFO line (`Recovery.held`), for the next
-    recovery: recovery never waits on a part while it holds the message. A message the database refuses to settle so
-    (a trigger, a constraint), or whose settling meets a bug (its traceback logged once),
-    stays SENDING, one ERROR line naming it (`Recovery.refused`), and is tried again by the
-    next recovery; the others are settled.
+    recovery: recovery never waits on a part while it holds the message. A message the
+    database refuses to settle so (a trigger, a constraint), or whose settling meets a bug
+    (its traceback logged once), stays SENDING, one ERROR line naming it
+    (`Recovery.refused`), and is tried again by the next recovery; the others are settled.
     Only the database unable to answer fails the whole recovery.
     """
     now_text = to_text(now or utcnow())

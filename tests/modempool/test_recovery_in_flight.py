@@ -11,7 +11,7 @@ The interleavings are made by a third connection: holding the part's row (a reco
 way), or holding a lock that a trigger on the message's update to 'ambiguous' waits for (the
 recovery stopped between its decision and its writes). Each wait is seen on the server's lock
 waiters, not slept for, asked on a connection outside the holder's transaction (inside it
-PostgreSQL answers from the snapshot of its first look at `pg_stat_activity`)."""
+PostgreSQL lists only the sessions there were at its first look at `pg_stat_activity`)."""
 
 from __future__ import annotations
 

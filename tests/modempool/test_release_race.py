@@ -99,8 +99,8 @@ async def test_a_sims_release_that_finds_a_part_held_is_settled_by_the_next_roun
     """A SIM's give-back meets a part of its message held by another transaction (a report
     being applied, say): the release does not wait for it while it holds the message; the SIM
     stays to be given back, and the next dispatch round's try settles it. (The lock waiters are
-    asked outside the holder's transaction: inside it PostgreSQL answers from the snapshot of
-    its first look at `pg_stat_activity`.)"""
+    asked outside the holder's transaction: inside it PostgreSQL lists only the sessions there
+    were at its first look at `pg_stat_activity`, and the lane's may open later.)"""
     url = pg_cluster.new_schema()
     with Spool(url) as spool, Spool(url) as holder:
         lane = SpoolLane.for_spool(spool)

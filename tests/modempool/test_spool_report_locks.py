@@ -69,7 +69,9 @@ def test_batches_with_references_in_opposite_orders_both_commit(spools, second_s
                    for name, (spool, sends) in batches.items()]
         for thread in threads:
             thread.start()
-        wait_until(lambda: lock_waiters(holder) == 2, "the two batches never both waited")
+        # asked outside the holder's transaction: inside it PostgreSQL lists only the sessions
+        # there were at its first look at pg_stat_activity (a connection opened later: never)
+        wait_until(lambda: lock_waiters(one) == 2, "the two batches never both waited")
     for thread in threads:
         thread.join()
 

@@ -167,7 +167,9 @@ class CardsServed:
         """`modem` no longer serves its card (if it had one): another may take it now. Its
         holds are let go by its keys and by its name: a take whose COMMIT went through but
         whose answer was lost left holds its keys in `served` do not name. One the database
-        fails is tried again at the modem's next `let_go` (the end of its next session), by
+        fails is tried again at the modem's next `let_go` (`_run_modem` lets go after every
+        open attempt, a reconnect backoff, at most 30 s, or a quarantine apart while the modem
+        does not serve; if it serves again first, at the end of that session), by
         its name: its keys are forgotten here already."""
         keys = [key for key, m in self.served.items() if m == modem]
         self._first.pop(modem, None)

@@ -61,16 +61,18 @@ def describe(url: str) -> str:
 def _unencoded(url: str) -> bool:
     """Whether a URL with a password (a colon before its last `@`) holds a raw / or @ that
     libpq would split it at: a / before the first @, or an @ after the first one anywhere
-    but in the query's values. The query is what follows the first ? after the first / after
-    the first @ (a ? in a password is no query's start); `?application_name=a@b` after a
-    clean `user:password@host/db` passes (rev21b M2, rev22b R1)."""
+    but in the query's values. The query is what follows the first ? after the first @ (a ?
+    in a password is no query's start): libpq's host ends at a / or a ?; with a / after the
+    first @, at the first ? after that / (a password's raw @ then / stays refused);
+    `?application_name=a@b` after a clean `user:password@host/db` or `@host` passes (rev21b
+    M2, rev22b R1, audit23 F3)."""
     _, mark, rest = url.partition("://")
     userinfo = rest[:rest.rfind("@")] if mark and "@" in rest else ""
     if ":" not in userinfo or "/" not in userinfo and "@" not in userinfo:
         return False
     first = rest.find("@")
     slash = rest.find("/", first)
-    query = rest.find("?", slash) if slash >= 0 else -1
+    query = rest.find("?", slash if slash >= 0 else first)
     before = rest[:query] if query >= 0 else rest
     keys = [piece.split("=", 1)[0] for piece in rest[query + 1:].split("&")] if query >= 0 else []
     return ("/" in rest[:first] or "@" in before[first + 1:]

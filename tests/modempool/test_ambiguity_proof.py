@@ -3,13 +3,13 @@ around a candidate, never the wall clock (review rev20a M1, M2, L1). Both engine
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
-import modempool.spool.claims as claims_module
+import modempool.spool.part_markers as part_markers
 from modempool.spool import MessageState, Spool
-from modempool.spool.model import utcnow
+from modempool.spool.model import from_text, utcnow
 
 TO, OTHER = "+8613800138000", "+8613912345678"
 
@@ -60,19 +60,32 @@ def report(spool: Spool, reference: int, sim: str = "m1"):
 
 
 @pytest.fixture
-def clock_behind(monkeypatch):
+def clock_behind(monkeypatch, spool):
     """Markers written while the box's clock is an hour behind (the marker's own clock: no
-    UPDATE of writing_at, which would go through the write-history trigger)."""
-    real = claims_module.utcnow
+    UPDATE of writing_at, which would go through the write-history trigger). On leaving, it
+    checks that a marker written under it is an hour behind: if the marker's time is ever made
+    elsewhere (d049191 moved it out of claims.py, and the patch silently moved nothing), the
+    test fails here instead of passing without its premise."""
+    real = part_markers.utcnow
 
     class Behind:
         def __enter__(self) -> None:
-            monkeypatch.setattr(claims_module, "utcnow", lambda: real() - timedelta(hours=1))
+            monkeypatch.setattr(part_markers, "utcnow", lambda: real() - timedelta(hours=1))
 
-        def __exit__(self, *exc: object) -> None:
-            monkeypatch.setattr(claims_module, "utcnow", real)
+        def __exit__(self, kind: type | None, *exc: object) -> None:
+            monkeypatch.setattr(part_markers, "utcnow", real)
+            if kind is None:
+                markers = [as_time(row[0]) for row in
+                           spool.rows("SELECT writing_at FROM parts WHERE writing_at IS NOT NULL")]
+                assert any(at < real() - timedelta(minutes=30) for at in markers), (
+                    "no marker written an hour behind: clock_behind patched the wrong clock")
 
     return Behind()
+
+
+def as_time(value: str | datetime) -> datetime:
+    """A stored time as a datetime (SQLite keeps text, PostgreSQL a timestamp)."""
+    return from_text(value) if isinstance(value, str) else value
 
 
 def test_one_message_ambiguous_twice_on_one_sim_is_settled_by_its_report(spool):

@@ -89,13 +89,43 @@ def test_a_raw_slash_or_at_in_the_password_is_refused_and_no_piece_of_it_printed
 
 def test_an_at_in_the_database_name_or_query_is_libpqs_when_no_password_can_hold_it():
     """With no password, an @ in the database name can only be the database's; with one, an
-    @ in the query's values after a clean `user:password@host/db` is the query's: both are
-    valid URLs, named by their true host (audit22 L6, within rev22b R1)."""
+    @ in the query's values after a clean `user:password@host/db` is the query's, and after
+    a clean `user:password@host` with no database too (libpq's host ends at the ?; it was
+    refused and named by host "b": audit23 F3): valid URLs, named by their true host (audit22
+    L6, within rev22b R1)."""
     from modempool.spool.postgres_url import describe, url_problem
 
     for url, named in [
             ("postgresql://pool@db.example/my@db?sslmode=require",
              "postgresql://pool@db.example/my@db"),
             (f"postgresql://pool:{PASSWORD}@db.example/mp?application_name=a@b",
-             "postgresql://pool@db.example/mp")]:
+             "postgresql://pool@db.example/mp"),
+            (f"postgresql://pool:{PASSWORD}@db.example?application_name=a@b",
+             "postgresql://pool@db.example/"),
+            (f"postgresql://pool:{PASSWORD}@db.example:5433?application_name=a@b&sslmode=require",
+             "postgresql://pool@db.example:5433/"),
+            # a ? in the password, before the first @, starts no query
+            ("postgresql://pool:Pw?9q@db.example?application_name=a@b",
+             "postgresql://pool@db.example/")]:
         assert (url_problem(url), describe(url)) == (None, named)
+
+
+#: Raw / or @ in a password where the URL has no database: refused as with one (the CLI's
+#: path is `UNENCODED`'s test; these are the library's reading of a URL without a /).
+UNENCODED_WITHOUT_DATABASE = [
+    ("postgresql://pool:Ab3@Xy9kq@db.example", "Ab3@Xy9kq"),
+    ("postgresql://pool:Ab3@Xy9kq@db.example:5433?sslmode=require", "Ab3@Xy9kq"),
+    # libpq reads host "Zk" and a query key "Wv9k@db.example"
+    ("postgresql://pool:Qx7@Zk?Wv9k@db.example", "Qx7@Zk?Wv9k"),
+    ("postgresql://pool:Ab3/Xy9kq@db.example?application_name=a@b", "Ab3/Xy9kq"),
+]
+
+
+@pytest.mark.parametrize(("url", "password"), UNENCODED_WITHOUT_DATABASE)
+def test_a_raw_slash_or_at_in_the_password_is_refused_without_a_database_too(url, password):
+    from modempool.spool.postgres_url import UNENCODED as SAID, describe, url_problem
+
+    pieces = {password[i:i + 3] for i in range(len(password) - 2)}
+    assert url_problem(url) == SAID
+    assert describe(url).startswith("postgresql://pool@")
+    assert not [p for p in pieces if p in describe(url)], describe(url)

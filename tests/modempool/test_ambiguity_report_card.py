@@ -14,6 +14,7 @@ import pytest
 
 from at_commands.events import StatusReport
 from at_commands.inbound import decode
+from modempool.dispatch import backlog
 from modempool.dispatch.cards import CardsServed
 from modempool.dispatch.held_inbound import HeldInbound
 from modempool.dispatch.inbound import InboundStore
@@ -242,10 +243,11 @@ def _opened(url: str) -> object:
 
 
 async def test_the_daemon_stores_the_card_its_modem_held_when_it_heard_the_report(
-        locked_spool, tmp_path):
+        locked_spool, monkeypatch):
     """A report is stored with the key of its modem's hold (`CardsServed.card_of`), a held one
     (the spool away) with the hold when it was heard, not when it is stored; a modem that let
     its card go stores none."""
+    monkeypatch.setattr(backlog, "WAIT_FIRST", 0.01)   # the held one's first try: at once
     spool, other = locked_spool
     lane = SpoolLane.for_spool(spool, 1)
     try:

@@ -9,6 +9,7 @@ tests/modempool/test_cli_catalog.py checks that they and the modules agree.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import Any
 
@@ -86,6 +87,10 @@ def load(group: click.Group, modules: tuple[str, ...], loaded: set[str]) -> None
             loaded.add(module)
 
 
+#: What click (8.2 and later) raises for an unknown command, with its suggestions.
+_NO_SUCH_COMMAND: Any = getattr(click.exceptions, "NoSuchCommand", ())
+
+
 class Commands(OneLineErrors):
     """The `modempool` group: it lists its commands from CATALOG and imports a command's
     modules when that command is asked for."""
@@ -104,6 +109,14 @@ class Commands(OneLineErrors):
                 return click.Command(name, help=CATALOG[name][1])
             load(self, CATALOG[name][0], self._loaded)
         return self.commands.get(name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except _NO_SUCH_COMMAND as exc:   # its "Did you mean" looks at the loaded ones only
+            exc.possibilities = difflib.get_close_matches(exc.command_name,
+                                                          self.list_commands(ctx)) or None
+            raise
 
     def format_commands(self, ctx: click.Context, formatter: Any) -> None:
         self._listing = True

@@ -60,6 +60,16 @@ def test_help_lists_each_command_with_the_line_its_module_gives(width):
     assert shown.output == runner.invoke(eager, ["--help"], terminal_width=width).output
 
 
+@pytest.mark.parametrize("typed", ["sned", "acounts", "nothing-like-it"])
+def test_a_mistyped_command_gets_the_suggestion_it_got_with_every_module_loaded(typed):
+    eager = a_group(OneLineErrors)
+    register_all(eager)
+    runner = CliRunner()
+    wrong = runner.invoke(a_group(Commands), [typed])
+    assert wrong.exit_code == 2 and f"No such command '{typed}'" in wrong.output
+    assert wrong.output == runner.invoke(eager, [typed]).output
+
+
 def test_a_command_found_through_a_sibling_still_gets_what_another_module_adds():
     group = a_group(Commands)
     runner = CliRunner()

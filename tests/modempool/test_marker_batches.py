@@ -140,7 +140,8 @@ async def test_batches_committed_side_by_side_stay_small_in_one_thread_not(spool
         go_on.set()
         async with asyncio.timeout(30):
             assert await asyncio.gather(*futures) == ids
-        assert batch_sizes[IN_FLIGHT:] == sizes, batch_sizes
+        # in the order committed: batches side by side may end in any order
+        assert sorted(batch_sizes) == sorted([1] * IN_FLIGHT + sizes), batch_sizes
         lane.close()
 
 

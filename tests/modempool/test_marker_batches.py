@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from modempool.dispatch.marker_batches import IN_FLIGHT, MarkerBatches
+from modempool.dispatch.marker_batches import AT_MOST, IN_FLIGHT, SIDE_BY_SIDE_AT_MOST, MarkerBatches
 from modempool.dispatch.spool_lane import SpoolLane
 from modempool.spool import LeaseLost, Spool
 from tests.modempool.spool_driver import claim_next
@@ -101,6 +101,48 @@ async def test_markers_asked_while_batches_are_committed_go_together_in_the_next
     assert counted.transactions == IN_FLIGHT + 1
     assert _writing(spool) == set(ids)
     lane.close()
+
+
+async def test_batches_committed_side_by_side_stay_small_in_one_thread_not(spool):
+    """Markers asked while batches are being committed: on a lane whose threads commit side by
+    side (a database server's) they go in batches of at most SIDE_BY_SIDE_AT_MOST (a batch's
+    modems stay in step round after round, each paying the whole batch's commit); in one
+    thread (SQLite), where batches take turns anyway, in one batch up to AT_MOST."""
+    waiting = 2 * SIDE_BY_SIDE_AT_MOST + 1
+    assert waiting <= AT_MOST
+    for threads, sizes in ((IN_FLIGHT, [SIDE_BY_SIDE_AT_MOST, SIDE_BY_SIDE_AT_MOST, 1]),
+                           (1, [waiting])):
+        ids = _claimed(spool, IN_FLIGHT + waiting)
+        go_on = threading.Event()
+        batch_sizes: list[int] = []
+        in_batch = threading.local()
+
+        @contextmanager
+        def counted():
+            in_batch.marked = 0
+            with spool.batch():
+                yield
+            batch_sizes.append(in_batch.marked)
+
+        def mark(message_id: int) -> int:
+            if not go_on.wait(timeout=30):
+                raise AssertionError("the first batches were never told to go on")
+            spool.mark_part_writing(message_id, 1, 1, lease_owner="d:1/m1")
+            in_batch.marked += 1
+            return message_id
+
+        lane = SpoolLane(threads=threads)
+        batches = MarkerBatches(lane, mark, counted)
+        futures = []
+        for message_id in ids:   # each in a turn of its own: the first IN_FLIGHT go alone
+            futures.append(batches.submit(message_id))
+            await asyncio.sleep(0)
+        go_on.set()
+        async with asyncio.timeout(30):
+            assert await asyncio.gather(*futures) == ids
+        # in the order committed: batches side by side may end in any order
+        assert sorted(batch_sizes) == sorted([1] * IN_FLIGHT + sizes), batch_sizes
+        lane.close()
 
 
 async def test_a_row_locked_past_lock_timeout_fails_its_own_request_not_the_batch(pg_cluster):

@@ -329,7 +329,7 @@ def _older_attempt(conn: Any, audit: AuditLog, message_id: int, seq: int, attemp
     """A record of `attempt` that came when part `seq` is attempt `current`'s (a retry claimed
     and marked it meanwhile: its owner alive though judged dead, rev23 M2): that part is left
     to its own attempt's record and report; the operator is told the older PDU went out too."""
-    audit.record(conn, "late_record", message_id,
+    audit.record(conn, "late-record", message_id,
                  detail=f"attempt {attempt}'s part {seq} was confirmed by its modem "
                         f"(reference {message_reference}) after attempt {current} took the "
                         "part over: that PDU went out too; not recorded", now=now)

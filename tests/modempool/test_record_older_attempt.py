@@ -41,7 +41,7 @@ def _attempt_two_is_bs(b: Spool, message_id: int) -> None:
     match = b.store_delivery_report("m2", 88, TO, 0, submitted_at=utcnow())
     assert match is not None and match.message_id == message_id
     assert b.sent_counts("m2")[0] == 1
-    late = [e for e in b.events(message_id) if e["kind"] == "late_record"]
+    late = [e for e in b.events(message_id) if e["kind"] == "late-record"]
     assert len(late) == 1 and "attempt 1" in late[0]["detail"]
 
 

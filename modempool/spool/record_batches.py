@@ -97,11 +97,12 @@ def write_in_one_trip(engine: Engine, sims: Sims, claims: Claims,
 def _row(n: int, marking: Marking, hold: tuple[str, str, str] | None) -> dict[str, Any]:
     """One marking as a row of the statement's `input` (its record's columns null if none)."""
     sends, message_id, seq, total, owner = marking
-    record = {"id": None, "seq": None, "part_reference": None, "reference": None,
-              "sent_at": None, "owner": None}
+    record = {"id": None, "seq": None, "attempt": None, "part_reference": None,
+              "reference": None, "sent_at": None, "owner": None}
     if sends:
         send = sends[0]
-        record = {"id": send.message_id, "seq": send.seq, "part_reference": send.reference,
+        record = {"id": send.message_id, "seq": send.seq, "attempt": send.attempt,
+                  "part_reference": send.reference,
                   "reference": send.message_reference,
                   "sent_at": to_text(send.now or utcnow()), "owner": send.lease_owner}
     return {"n": n, **record, "marker_id": message_id, "marker_seq": seq,
@@ -123,13 +124,15 @@ NOT_AT_ONCE = "'sent', 'delivered', 'undelivered', 'ambiguous'"
 #: written.
 SENT_AND_MARKED = (
     "WITH input AS (SELECT * FROM json_to_recordset(CAST(:rows AS json)) AS input (n int, "
-    "id bigint, seq int, part_reference int, reference int, sent_at text, owner text, "
+    "id bigint, seq int, attempt int, part_reference int, reference int, sent_at text, "
+    "owner text, "
     "marker_id bigint, marker_seq int, marker_total int, marker_owner text, marker_card text, "
     "marker_holder text, marker_modem text)), "
     "part AS (UPDATE parts SET state = 'sent', reference = input.part_reference, "
     "message_reference = input.reference, sent_at = input.sent_at FROM input "
     "WHERE parts.message_id = input.id AND parts.seq = input.seq "
     f"AND parts.state NOT IN ({NOT_AT_ONCE}) "
+    "AND (input.attempt IS NULL OR parts.attempt = input.attempt) "
     "AND (input.reference IS NULL OR {early}) RETURNING parts.message_id, parts.sim), "
     "{counting}, "
     "done AS (UPDATE messages SET state = :state, error = NULL, lease_owner = NULL, "

@@ -42,6 +42,9 @@ class SentPart:
     message_reference: int | None  # TP-MR the modem answered
     lease_owner: str | None = None
     now: datetime | None = None
+    #: the claim's attempt (`Message.attempts`): a record of an older attempt writes no part
+    #: of a newer one (rev23 M2). None: any attempt (tools, tests).
+    attempt: int | None = None
 
 
 class Records:
@@ -62,13 +65,15 @@ class Records:
         reference: int | None,
         message_reference: int | None,
         now: datetime | None = None,
+        *,
+        attempt: int | None = None,
     ) -> None:
-        """Record that part `seq` was accepted (+CMGS gave `message_reference`); counts it
-        for the SIM's per-minute/day/month limits."""
+        """Record that part `seq` was accepted (+CMGS gave `message_reference`) in `attempt`
+        (None: whichever); counts it for the SIM's per-minute/day/month limits."""
         with self.engine.tx() as conn:
             self._lock_reports(conn, [(message_id, seq, message_reference)])
             self._record_part(conn, message_id, seq, reference, message_reference,
-                              now or utcnow(), settle_message=True)
+                              now or utcnow(), settle_message=True, attempt=attempt)
 
     def _lock_reports(self, conn: Any, parts: Sequence[tuple[int, int, int | None]]) -> None:
         """Before anything is recorded, the report locks (`report_key`: SIM and TP-MR) of
@@ -92,11 +97,12 @@ class Records:
 
     def _record_part(self, conn: Any, message_id: int, seq: int, reference: int | None,
                      message_reference: int | None, moment: datetime, *,
-                     settle_message: bool) -> str | None:
+                     settle_message: bool, attempt: int | None = None) -> str | None:
         """`mark_part_sent` in `conn`'s transaction, its report lock held (`_lock_reports`);
         the part's state now ('sent', or the verdict of a report that came before), None if
-        it had been recorded already. Without `settle_message` a report applied here leaves
-        the message to the caller, who settles it from its parts next (`mark_last_part_sent`)."""
+        it had been recorded already or is another attempt's now (`_older_attempt`). Without
+        `settle_message` a report applied here leaves the message to the caller, who settles
+        it from its parts next (`mark_last_part_sent`)."""
         now_text = to_text(moment)
         early = None
         if message_reference is not None:   # a report for it came first, or waits for us
@@ -108,19 +114,24 @@ class Records:
             + ("" if early is None else ", status = ?, status_at = ?")
             + " WHERE message_id = ? AND seq = ? "
             "AND state NOT IN ('sent', 'delivered', 'undelivered') "
-            "RETURNING sim",   # a late confirmation never undoes a report, nor counts twice
+            + ("" if attempt is None else "AND attempt = ? ")
+            + "RETURNING sim",   # a late confirmation never undoes a report, nor counts twice
             (state, reference, message_reference, now_text,
-             *(() if early is None else (early.status, now_text)), message_id, seq),
+             *(() if early is None else (early.status, now_text)), message_id, seq,
+             *(() if attempt is None else (attempt,))),
         ).fetchall()
         if not row:
             exists = conn.execute(
-                "SELECT 1 FROM parts WHERE message_id = ? AND seq = ?", (message_id, seq)
+                "SELECT attempt FROM parts WHERE message_id = ? AND seq = ?", (message_id, seq)
             ).fetchone()
             if exists is None:
                 raise LeaseLost(
                     f"part {seq} of message {message_id} was never marked as writing"
                 )
-            return None  # already recorded: do not count twice
+            if attempt is not None and exists[0] != attempt:
+                _older_attempt(conn, self.audit, message_id, seq, attempt, exists[0],
+                               message_reference, now_text)
+            return None  # already recorded (do not count twice), or another attempt's
         if row[0][0]:
             self.sims.add_sent(conn, row[0][0], 1, moment)
         if early is not None:
@@ -144,11 +155,13 @@ class Records:
         *,
         lease_owner: str | None = None,
         now: datetime | None = None,
+        attempt: int | None = None,
     ) -> bool:
         """`mark_part_sent` of the last part and `mark_sent`, in one transaction (one commit
         per message instead of two); returns what `mark_sent` returns."""
         return self.mark_many_sent([SentPart(message_id, seq, reference, message_reference,
-                                             lease_owner=lease_owner, now=now)])
+                                             lease_owner=lease_owner, now=now,
+                                             attempt=attempt)])
 
     def mark_many_sent(self, sends: Sequence[SentPart]) -> list[bool]:
         """`mark_last_part_sent` for each of `sends`, all in one transaction (one commit for
@@ -232,7 +245,7 @@ class Records:
         else:
             part = self._record_part(conn, message_id, seq, send.reference,
                                      send.message_reference, send.now or utcnow(),
-                                     settle_message=False)
+                                     settle_message=False, attempt=send.attempt)
             ok = finish(conn, message_id, MessageState.SENT, None, now_text,
                         send.lease_owner, extra=", sent_at = :now")
             if ok:
@@ -270,11 +283,12 @@ class Records:
         counting, values = self.sims.counting("SELECT sim FROM part WHERE sim <> ''", 1, moment)
         early = "" if send.message_reference is None else " AND " + no_early_report(self.engine)
         owner = "AND lease_owner = :owner " if send.lease_owner is not None else ""
+        attempt = "" if send.attempt is None else " AND attempt = :attempt"
         self.audit.write_held(conn)   # events in the order they were recorded
         return (
             "WITH part AS (UPDATE parts SET state = 'sent', reference = :part_reference, "
             "message_reference = :reference, sent_at = :sent_at WHERE message_id = :id "
-            f"AND seq = :seq AND state NOT IN ({NOT_AT_ONCE}){early} "
+            f"AND seq = :seq AND state NOT IN ({NOT_AT_ONCE}){attempt}{early} "
             f"RETURNING sim), {counting}, "
             "done AS (" + FINISH.format(extra=", sent_at = :now",
                                          owner=owner + "AND EXISTS (SELECT 1 FROM part)")
@@ -287,7 +301,7 @@ class Records:
              "reference": send.message_reference, "sent_at": to_text(moment),
              "id": send.message_id, "seq": send.seq, "slack": CLOCK_SLACK.total_seconds(),
              "state": MessageState.SENT.value, "error": None, "now": now,
-             "owner": send.lease_owner})
+             "owner": send.lease_owner, "attempt": send.attempt})
 
 
 def _sent_after_recovery(conn: Any, audit: AuditLog, message_id: int, now: str) -> bool:
@@ -310,6 +324,17 @@ def _sent_after_recovery(conn: Any, audit: AuditLog, message_id: int, now: str) 
     return proven
 
 
+def _older_attempt(conn: Any, audit: AuditLog, message_id: int, seq: int, attempt: int,
+                   current: int, message_reference: int | None, now: str) -> None:
+    """A record of `attempt` that came when part `seq` is attempt `current`'s (a retry claimed
+    and marked it meanwhile: its owner alive though judged dead, rev23 M2): that part is left
+    to its own attempt's record and report; the operator is told the older PDU went out too."""
+    audit.record(conn, "late-record", message_id,
+                 detail=f"attempt {attempt}'s part {seq} was confirmed by its modem "
+                        f"(reference {message_reference}) after attempt {current} took the "
+                        "part over: that PDU went out too; not recorded", now=now)
+
+
 def _recorded_already(conn: Any, send: SentPart) -> bool:
     """Whether `send` finds itself recorded: its part sent with its TP-MR and its message
     SENT. A record written again after its commit's answer was lost (rev21a L2) is then
@@ -317,8 +342,10 @@ def _recorded_already(conn: Any, send: SentPart) -> bool:
     return send.message_reference is not None and conn.execute(
         "SELECT 1 FROM parts JOIN messages ON messages.id = parts.message_id "
         "WHERE parts.message_id = ? AND parts.seq = ? AND parts.state = 'sent' "
-        "AND parts.message_reference = ? AND messages.state = ?",
-        (send.message_id, send.seq, send.message_reference, MessageState.SENT.value)
+        "AND parts.message_reference = ? AND messages.state = ?"
+        + ("" if send.attempt is None else " AND parts.attempt = ?"),
+        (send.message_id, send.seq, send.message_reference, MessageState.SENT.value,
+         *(() if send.attempt is None else (send.attempt,)))
     ).fetchone() is not None
 
 

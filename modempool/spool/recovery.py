@@ -52,8 +52,10 @@ def recover_leases(
       one that it resumes) → SENT;
     - otherwise some PDU may have been written → AMBIGUOUS (never resent automatically).
     A message one of whose parts another transaction holds (its owner, alive though judged
-    dead, recording it) stays SENDING, one INFO line (`Recovery.held`), for the next
-    recovery: recovery never waits on a part while it holds the message. A message the
+    dead, recording it), or, with `owner` given, whose row another transaction holds (a report
+    stored against it, an operator's cancel), stays SENDING, an INFO line at most once a
+    minute (`Recovery.held`), for the next recovery: recovery never waits on a lock while it
+    holds the message. A message the
     database refuses to settle so (a trigger, a constraint), or whose settling meets a bug
     (its traceback logged once), stays SENDING, one ERROR line naming it
     (`Recovery.refused`), and is tried again by the next recovery; the others are settled.
@@ -79,6 +81,8 @@ def recover_leases(
             + engine.skip_locked,
             params,
         ).fetchall()
+        if owner is not None:   # an owner's give-back: a row skipped is not settled (rev23 M1)
+            held += _rows_held(conn, engine, where, params, {row[0] for row in leased})
         for message_id, attempt, parts_total, sim in leased:
             # Each message under a savepoint of its own: one the database refuses to settle
             # (an operator's trigger or constraint) stays SENDING, the others are settled.
@@ -87,9 +91,9 @@ def recover_leases(
                 if _part_held(conn, engine, message_id):   # its record on its way: not now
                     conn.execute("ROLLBACK TO recover_one")
                     conn.execute("RELEASE recover_one")
-                    log.info("message %s: a part of it is being written by another "
-                             "transaction (its record); left SENDING for the next recovery",
-                             message_id)
+                    log_repeated(log, logging.INFO, f"message {message_id}: a part of it "
+                                 "is being written by another transaction (its record)",
+                                 "left SENDING for the next recovery")
                     held.append(message_id)
                     continue
                 became = _settle_one(conn, audit, message_id, attempt, parts_total, sim,
@@ -126,6 +130,23 @@ def _said_why(engine: Engine, message_id: int, exc: Exception) -> None:
     why = "refused by the database" if refused_by_database(exc) else "a bug met"
     log_repeated(log, logging.ERROR, f"message {message_id}: recovery could not settle it, "
                  f"{why}; it stays SENDING and is tried again", one_line(exc))
+
+
+def _rows_held(conn: Any, engine: Engine, where: list[str], params: list[Any],
+               leased: set[int]) -> list[int]:
+    """The messages matching `where` whose row another transaction holds (a report stored
+    against it, an operator's cancel or retry), which the locking read skipped: left SENDING
+    as `Recovery.held`, so that the owner's give-back is tried again rather than leaving them
+    under a live lease until its stop. Read after the locks: a message that turned SENDING
+    meanwhile counts as held too (tried again later). SQLite has one writer: none."""
+    if not engine.skip_locked:
+        return []
+    skipped = [row[0] for row in conn.execute(
+        f"SELECT id FROM messages WHERE {' AND '.join(where)}", params) if row[0] not in leased]
+    for message_id in skipped:
+        log_repeated(log, logging.INFO, f"message {message_id}: its row is held by another "
+                     "transaction", "left SENDING for the next recovery")
+    return skipped
 
 
 def _part_held(conn: Any, engine: Engine, message_id: int) -> bool:

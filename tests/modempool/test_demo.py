@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -14,6 +15,11 @@ from tests.modempool.daemon_harness import REPO
 # (exit 1) when nothing moved for 40 s.
 pytestmark = pytest.mark.timeout(660)
 
+#: where the run keeps bytecode (tests/conftest.py), so that the demo writes none beside the
+#: sources and compiles nothing the run has compiled already
+_BYTECODE = {name: os.environ[name]
+             for name in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE") if name in os.environ}
+
 
 @pytest.mark.parametrize("flags", [["--plain"], []], ids=["plain", "live"])
 def test_demo_sends_spreads_over_sims_and_stores_the_replies(flags, tmp_path):
@@ -22,7 +28,8 @@ def test_demo_sends_spreads_over_sims_and_stores_the_replies(flags, tmp_path):
     keep = ["--spool", str(kept)] if flags else []   # the live run leaves nothing at all
     done = subprocess.run([sys.executable, "-m", "cli", "demo", *flags, *keep], cwd=cwd,
                           capture_output=True, text=True, timeout=600,
-                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})   # a pipe
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),   # a pipe
+                               **_BYTECODE})
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "all messages delivered, all replies stored" in out

@@ -3,7 +3,7 @@ release writes every confirmed send not yet recorded, SIM m1's among them, while
 release would settle m1's leases. m1's release waits for that record (dead22): before, it ran
 the recovery at once, which locked the message while the record held its part, and one of the
 two was aborted as a deadlock; the record lost, and a message the modem had confirmed ended
-AMBIGUOUS."""
+AMBIGUOUS. Also: a give-back meeting a lock on its message row or a part held long (rev23)."""
 
 from __future__ import annotations
 
@@ -103,12 +103,7 @@ async def test_a_sims_release_that_finds_a_part_held_is_settled_by_the_next_roun
     were at its first look at `pg_stat_activity`, and the lane's may open later.)"""
     url = pg_cluster.new_schema()
     with Spool(url) as spool, Spool(url) as holder:
-        lane = SpoolLane.for_spool(spool)
-        dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[], lane=lane)
-        message = spool.enqueue(TO, "a part of it held")
-        slot = SimpleNamespace(name="m1", owner="test/m1")
-        assert spool.claim(message.id, "m1", slot.owner) is not None
-        spool.mark_part_writing(message.id, 1, 1, lease_owner=slot.owner)
+        lane, dispatcher, message, slot = _writing(spool, "a part of it held")
         with holder.transaction() as conn:
             conn.execute("SELECT 1 FROM parts WHERE message_id = ? FOR UPDATE", (message.id,))
             dispatcher.releases.pending.add(slot.name)   # what `release_unstarted` does
@@ -135,13 +130,8 @@ async def test_a_sims_release_waits_for_its_record_the_timer_started_meanwhile(p
     leases at once and met the record on its rows (a deadlock, or a false ambiguity)."""
     url = pg_cluster.new_schema()
     with Spool(url) as spool, Spool(url) as holder:
-        lane = SpoolLane.for_spool(spool)
-        dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[], lane=lane)
+        lane, dispatcher, message, slot = _writing(spool, "confirmed by the modem")
         recording = dispatcher.recording
-        message = spool.enqueue(TO, "confirmed by the modem")
-        slot = SimpleNamespace(name="m1", owner="test/m1")
-        assert spool.claim(message.id, "m1", slot.owner) is not None
-        spool.mark_part_writing(message.id, 1, 1, lease_owner=slot.owner)
         recording._unrecorded.append((SentPart(message.id, 1, None, 77, lease_owner=slot.owner),
                                       logging.getLogger("modempool.modem.m1"), TO, 1))
         marker = asyncio.get_running_loop().create_future()   # m9's marker on its way
@@ -170,6 +160,65 @@ async def test_a_sims_release_waits_for_its_record_the_timer_started_meanwhile(p
         assert not dispatcher.releases.holds_back(slot)
         assert spool.get(message.id).state.value == "sent"
         assert "lease-recovered" not in [e["kind"] for e in spool.events(message.id)]
+
+
+async def test_a_give_back_meeting_a_lock_on_its_message_row_keeps_the_sim_pending(pg_cluster):
+    """The message ROW held by another transaction (what a report's foreign key takes on it;
+    an operator's cancel takes more): recovery's locking read skips it. It counts as held, the
+    SIM stays to be given back and the next round settles it (rev23 M1). Before, the SIM was
+    given back and the message stayed SENDING under the live lease until the daemon's stop."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool, Spool(url) as holder:
+        lane, dispatcher, message, slot = _writing(spool, "its row held")
+        with holder.transaction() as conn:
+            conn.execute("SELECT 1 FROM messages WHERE id = ? FOR KEY SHARE", (message.id,))
+            assert spool.recover_leases(owner=slot.owner).held == (message.id,)
+            dispatcher.releases.pending.add(slot.name)
+            await dispatcher.releases.settle_pending({"m1": slot})
+            assert dispatcher.releases.holds_back(slot)
+            assert spool.get(message.id).state.value == "sending"
+        await dispatcher.releases.settle_pending({"m1": slot})   # the holder gone
+        assert not dispatcher.releases.holds_back(slot)
+        assert spool.get(message.id).state.value == "ambiguous"
+        await _close(dispatcher, lane)
+
+
+async def test_a_part_held_for_many_rounds_is_said_once_not_every_round(pg_cluster, caplog):
+    """A part held by a long transaction (a session idle in it): each dispatch round tries the
+    SIM's give-back again; the held message is said once a minute, not each round (rev23 L1)."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool, Spool(url) as holder:
+        lane, dispatcher, message, slot = _writing(spool, "a part of it held long")
+        caplog.set_level(logging.INFO, logger="modempool.spool.recovery")
+        with holder.transaction() as conn:
+            conn.execute("SELECT 1 FROM parts WHERE message_id = ? FOR KEY SHARE", (message.id,))
+            dispatcher.releases.pending.add(slot.name)
+            for _round in range(5):
+                await dispatcher.releases.settle_pending({"m1": slot})
+            assert dispatcher.releases.holds_back(slot)
+        said = [r for r in caplog.records if f"message {message.id}: a part" in r.getMessage()]
+        assert len(said) == 1
+        await dispatcher.releases.settle_pending({"m1": slot})
+        assert not dispatcher.releases.holds_back(slot)
+        await _close(dispatcher, lane)
+
+
+def _writing(spool: Spool, text: str) -> tuple[SpoolLane, Dispatcher, Any, SimpleNamespace]:
+    """A dispatcher whose SIM m1 has a one-part message marked writing (its lane, the message,
+    the SIM's slot)."""
+    lane = SpoolLane.for_spool(spool)
+    dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[], lane=lane)
+    message = spool.enqueue(TO, text)
+    slot = SimpleNamespace(name="m1", owner="test/m1")
+    assert spool.claim(message.id, "m1", slot.owner) is not None
+    spool.mark_part_writing(message.id, 1, 1, lease_owner=slot.owner)
+    return lane, dispatcher, message, slot
+
+
+async def _close(dispatcher: Dispatcher, lane: SpoolLane) -> None:
+    dispatcher.recording.close()
+    await lane.drain()
+    lane.close()
 
 
 def _awaiting(task: asyncio.Task) -> list[Any]:

@@ -1,10 +1,10 @@
-"""Which module of `modempool/commands/` defines each top-level command, and the line `--help`
-shows for it: the `modempool` group imports a command's module only when that command runs.
+"""Which module of `modempool/commands/` defines each top-level command: the `modempool` group
+imports a command's module only when that command runs (`--help` imports them all: its lines are
+the commands' own docstrings).
 
 Importing every module at each start cost a command about a tenth of a second of modules it never
-used (the spool and the pool behind `pdu encode`, the HTTP API's behind `send`). The lines below
-are each command's first sentence, as click would make it from the docstring;
-tests/modempool/test_cli_catalog.py checks that they and the modules agree.
+used (the spool and the pool behind `pdu encode`, the HTTP API's behind `send`).
+tests/modempool/test_cli_catalog.py checks that the catalog and the modules agree.
 """
 
 from __future__ import annotations
@@ -17,56 +17,38 @@ import click
 
 from modempool.commands.errors import OneLineErrors
 
-#: Each command: the modules that register it (in this order), and its help's first sentence.
-CATALOG: dict[str, tuple[tuple[str, ...], str]] = {
-    "accounts": (("http", "console"), "API accounts and their keys (docs/http.md)."),
-    "autoreply": (("autoreply",),
-                  "Auto-reply (自动回复) rules; config [[autoreply]] rules apply too."),
-    "backup": (("jobs",), "Consistent copy of the database, safe while the daemon runs."),
-    "campaign": (("campaigns",), "Bulk sending (群发) with per-recipient text, preview, "
-                                 "pause/resume, report."),
-    "cancel": (("messages",), "Cancel queued message(s)."),
-    "contacts": (("contacts",), "Address book (通讯录): import, list, export contacts."),
-    "demo": (("daemon",), "Send a handful of messages and a small campaign through a simulated "
-                          "bank; show where they went, the replies (with the contacts' names) "
-                          "and an opt-out (退订)."),
-    "discover": (("box",), "Find the modems: which ports answer AT, and which modem and SIM is "
-                           "behind each."),
-    "doctor": (("box",), "Check this box for what stops a modem bank: ModemManager, group "
-                         "dialout, ports held by other programs, udev rules, the spool's disk, "
-                         "the clock, missing ports, refused PINs."),
-    "forward": (("forward",), "Forwarding (转发) received SMS to numbers, while the daemon runs."),
-    "groups": (("contacts",), "Contact groups (分组); combine them at send time as A+B-C."),
-    "history": (("history",), "Search sent and received messages; export to CSV/XLSX."),
-    "inbox": (("messages",), "List received messages, oldest first."),
-    "init": (("messages",), "Write a commented example config (to --config, default "
-                            "./modempool.toml)."),
-    "jobs": (("jobs",), "Recurring sends: birthday greetings (生日祝福), daily and weekly "
-                        "notices; the daemon runs them."),
-    "optout": (("optout",), "Opt-outs (退订) and the blacklist (黑名单)."),
-    "pdu": (("codec",), "Encode and decode SMS PDUs (TS 23.040), no modem needed."),
-    "probe": (("probe",), "Open one modem on PORT, initialise it and print who and how it is."),
-    "queue": (("messages",), "List messages in the spool, oldest first."),
-    "retry": (("messages",), "Queue failed, expired or ambiguous message(s) again (for "
-                             "ambiguous: may send twice)."),
-    "run": (("daemon",), "Run the daemon: drive every modem, send the queue, store what comes "
-                         "in."),
-    "send": (("messages",), "Queue TEXT to each NUMBER (TEXT '-' reads standard input)."),
-    "serve": (("http",), "Serve the HTTP API over the spool, without modems (`modempool run` "
-                         "sends)."),
-    "sim": (("simulate",), "A bank of simulated modems on pseudo-terminals (see "
-                           "docs/simulator.md)."),
-    "spool": (("spool",), "The spool's database: upgrade it, move it to PostgreSQL."),
-    "status": (("messages",), "Every modem/SIM (state, number, signal, operator, sent vs quota, "
-                              "why quarantined) and the queue depth; whether the daemon runs."),
-    "systemd-unit": (("box",), "Print (or --install) a systemd unit for `modempool run`: "
-                               "Type=notify with a watchdog, restart on failure, its own user in "
-                               "group dialout, a hardened sandbox."),
-    "udev": (("box",), "Print (or --install) udev rules: stable names by USB slot, group "
-                       "dialout, ModemManager kept away."),
-    "ussd": (("box",), "Run USSD CODE (such as *100#) on SIM through the running daemon; print "
-                       "the answer."),
-    "webhooks": (("http",), "Signed webhooks (Standard Webhooks) for SMS and message events."),
+#: Each command: the modules that register it (in this order).
+CATALOG: dict[str, tuple[str, ...]] = {
+    "accounts": ("http", "console"),
+    "autoreply": ("autoreply",),
+    "backup": ("jobs",),
+    "campaign": ("campaigns",),
+    "cancel": ("messages",),
+    "contacts": ("contacts",),
+    "demo": ("daemon",),
+    "discover": ("box",),
+    "doctor": ("box",),
+    "forward": ("forward",),
+    "groups": ("contacts",),
+    "history": ("history",),
+    "inbox": ("messages",),
+    "init": ("messages",),
+    "jobs": ("jobs",),
+    "optout": ("optout",),
+    "pdu": ("codec",),
+    "probe": ("probe",),
+    "queue": ("messages",),
+    "retry": ("messages",),
+    "run": ("daemon",),
+    "send": ("messages",),
+    "serve": ("http",),
+    "sim": ("simulate",),
+    "spool": ("spool",),
+    "status": ("messages",),
+    "systemd-unit": ("box",),
+    "udev": ("box",),
+    "ussd": ("box",),
+    "webhooks": ("http",),
 }
 
 
@@ -74,7 +56,7 @@ def register_all(group: click.Group) -> None:
     """Register every command of CATALOG on `group` at once (what `modempool` did at each start
     before it had CATALOG)."""
     loaded: set[str] = set()
-    for modules, _line in CATALOG.values():
+    for modules in CATALOG.values():
         load(group, modules, loaded)
 
 
@@ -98,16 +80,13 @@ class Commands(OneLineErrors):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._loaded: set[str] = set()
-        self._listing = False
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(CATALOG) | set(self.commands))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name in CATALOG and not self._loaded.issuperset(CATALOG[name][0]):
-            if self._listing and name not in self.commands:   # `--help` needs its line only
-                return click.Command(name, help=CATALOG[name][1])
-            load(self, CATALOG[name][0], self._loaded)
+        if name in CATALOG:
+            load(self, CATALOG[name], self._loaded)
         return self.commands.get(name)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
@@ -119,8 +98,6 @@ class Commands(OneLineErrors):
             raise
 
     def format_commands(self, ctx: click.Context, formatter: Any) -> None:
-        self._listing = True
-        try:
-            super().format_commands(ctx, formatter)
-        finally:
-            self._listing = False
+        load(self, tuple(module for modules in CATALOG.values() for module in modules),
+             self._loaded)   # `--help` shows each command's line, from its own docstring
+        super().format_commands(ctx, formatter)

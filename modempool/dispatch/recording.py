@@ -133,10 +133,7 @@ class Recording:
         if pending:
             # SIM by SIM: two such commits at once update the SIMs' counters in the same order.
             pending.sort(key=lambda entry: (entry[0].lease_owner or "", entry[0].message_id))
-            recording = self.lane.submit(self._write_records, pending)
-            recording.add_done_callback(lambda done: self._settled(pending, done.result()))
-            for sent, *_ in pending:  # the SIM's next marker waits for it (`_recorded`)
-                self._recording[sent.lease_owner or ""] = recording
+            self._submit_records(pending)   # the SIM's next marker waits for it (`_recorded`)
         if self._unrecorded:  # the rest once the modems had their turn
             self._record_timer = loop.call_soon(self._record_when_quiet)
 
@@ -148,12 +145,8 @@ class Recording:
         aborted as a deadlock (dead22; a confirmed message ended ambiguous)."""
         await self._recorded(owner)
         pending = self._take_unrecorded(owner=owner)
-        if pending:
-            writing = self.lane.submit(self._write_records, pending)
-            writing.add_done_callback(lambda done: self._settled(pending, done.result()))
-            for sent, *_ in pending:   # another SIM's release waits for it (`_recorded`)
-                self._recording[sent.lease_owner or ""] = writing
-            await asyncio.wait([writing])
+        if pending:   # another SIM's release waits for it too (`_recorded`)
+            await asyncio.wait([self._submit_records(pending)])
 
     async def _recorded(self, owner: str | None) -> None:
         """Until the records on their way for lease `owner` (None: all) are committed."""
@@ -180,6 +173,16 @@ class Recording:
             self._record_timer.cancel()
             self._record_timer = None
         return pending
+
+    def _submit_records(self, pending: list[Unrecorded]) -> asyncio.Future[Any]:
+        """Start writing `pending` in the lane, as the record on its way of each SIM it
+        carries (`_recorded`); what it wrote is logged and what it could not is kept
+        (`_settled`) when it ends."""
+        writing = self.lane.submit(self._write_records, pending)
+        writing.add_done_callback(lambda done: self._settled(pending, done.result()))
+        for sent, *_ in pending:
+            self._recording[sent.lease_owner or ""] = writing
+        return writing
 
     def _write_records(self, pending: list[Unrecorded]) -> list[Outcome] | None:
         """In the lane: `pending` recorded in one transaction (`record_writes.write_records`);

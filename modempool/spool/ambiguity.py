@@ -78,15 +78,22 @@ _CANDIDATE = (
     "AND messages.to_number = ? AND parts.writing_at >= ? AND parts.writing_at <= ?")
 
 
+def _by_card_or_sim(select: str, card: str, sim: str, order: str, keys: int) -> str:
+    """`select` (its `{where}` to fill) of a modem name (`keys` 0: parameters the name, then
+    the select's own) or of any of `keys` cards and, with no card, that modem name's
+    (parameters: the keys and the select's own, then the name and the select's own)."""
+    if not keys:
+        return select.format(where=f"{sim} = ?") + f" ORDER BY {order}"
+    return (select.format(where=f"{card} IN ({', '.join('?' * keys)})") + " UNION ALL "
+            + select.format(where=f"{card} IS NULL AND {sim} = ?") + f" ORDER BY {order}")
+
+
 @cache
 def _candidates(by: str, keys: int = 0) -> str:
     """The candidates' statement (see `_CANDIDATE`); parameters: the modem name, or the `keys`
     then the modem name, each followed by the recipient and the window."""
-    if by == "sim":
-        return _CANDIDATE.format(where="parts.sim = ?") + " ORDER BY place"
-    return (_CANDIDATE.format(where=f"parts.card IN ({', '.join('?' * keys)})") + " UNION ALL "
-            + _CANDIDATE.format(where="parts.card IS NULL AND parts.sim = ?")
-            + " ORDER BY place")
+    return _by_card_or_sim(_CANDIDATE, "parts.card", "parts.sim", "place",
+                           0 if by == "sim" else keys)
 
 
 def _writes(by: str, keys: int = 1) -> str:
@@ -172,11 +179,7 @@ _UNMATCHED_REPORT = (
 @cache
 def _unmatched_reports(by: str, keys: int = 0) -> str:
     """The statement of `_UNMATCHED_REPORT`; parameters as `_candidates`'."""
-    if by == "sim":
-        return _UNMATCHED_REPORT.format(where="sim = ?") + " ORDER BY id"
-    return (_UNMATCHED_REPORT.format(where=f"card IN ({', '.join('?' * keys)})")
-            + " UNION ALL " + _UNMATCHED_REPORT.format(where="card IS NULL AND sim = ?")
-            + " ORDER BY id")
+    return _by_card_or_sim(_UNMATCHED_REPORT, "card", "sim", "id", 0 if by == "sim" else keys)
 
 
 #: The ambiguous parts written before a place since a time (parameters: the place, the time,

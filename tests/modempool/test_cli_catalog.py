@@ -1,6 +1,6 @@
 """The `modempool` group imports a command's module only when that command runs
-(modempool/commands/catalog.py): its list of commands, their modules and their `--help` lines
-must be what the modules themselves define."""
+(modempool/commands/catalog.py): its list of commands and their modules,
+and its `--help` must be what the modules themselves define."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def test_the_catalog_names_every_command_of_every_module_and_no_other():
     eager = a_group(OneLineErrors)
     register_all(eager)
     assert sorted(eager.commands) == sorted(CATALOG)
-    assert {m for modules, _line in CATALOG.values() for m in modules} == every_module_registering()
-    for name, (modules, _line) in CATALOG.items():   # each name found where the catalog says
+    assert {m for modules in CATALOG.values() for m in modules} == every_module_registering()
+    for name, modules in CATALOG.items():   # each name found where the catalog says
         alone = a_group(OneLineErrors)
         for module in modules:
             importlib.import_module(f"modempool.commands.{module}").register(alone)

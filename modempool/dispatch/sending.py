@@ -143,13 +143,13 @@ class SendingMixin:
             if part.seq < part.total:
                 await self._answered(self.spool.mark_part_sent, message.id, part.seq,
                                      part.reference, reference, now=now,
-                                     attempt=message.attempts)
+                                     attempt=message.attempts, sim=slot.name)
                 mlog.debug("message %s part %s/%s sent, reference %s", message.id, part.seq,
                            part.total, reference)
         slot.errors_in_row = 0
         self.recording.record_soon(SentPart(message.id, part.seq, part.reference, reference,
-                                   lease_owner=slot.owner, now=now, attempt=message.attempts),
-                                   mlog, message.to, len(parts))
+                                   lease_owner=slot.owner, now=now, attempt=message.attempts,
+                                   sim=slot.name), mlog, message.to, len(parts))
 
     async def _write_marked(self, slot: SimSlot, modem: Any, message_id: int, part: Any,
                             marking: asyncio.Future[Any], mlog: logging.Logger) -> list[int]:

@@ -45,6 +45,9 @@ class SentPart:
     #: the claim's attempt (`Message.attempts`): a record of an older attempt writes no part
     #: of a newer one (rev23 M2). None: any attempt (tools, tests).
     attempt: int | None = None
+    #: the SIM (modem name) that sent it: a record of an older attempt is counted on it, not
+    #: on the SIM of the attempt that took the part over. None: tools, tests (not counted).
+    sim: str | None = None
 
 
 class Records:
@@ -67,13 +70,14 @@ class Records:
         now: datetime | None = None,
         *,
         attempt: int | None = None,
+        sim: str | None = None,
     ) -> None:
         """Record that part `seq` was accepted (+CMGS gave `message_reference`) in `attempt`
-        (None: whichever); counts it for the SIM's per-minute/day/month limits."""
+        (None: whichever) by `sim`; counts it for the SIM's per-minute/day/month limits."""
         with self.engine.tx() as conn:
             self._lock_reports(conn, [(message_id, seq, message_reference)])
             self._record_part(conn, message_id, seq, reference, message_reference,
-                              now or utcnow(), settle_message=True, attempt=attempt)
+                              now or utcnow(), settle_message=True, attempt=attempt, sim=sim)
 
     def _lock_reports(self, conn: Any, parts: Sequence[tuple[int, int, int | None]]) -> None:
         """Before anything is recorded, the report locks (`report_key`: SIM and TP-MR) of
@@ -97,7 +101,8 @@ class Records:
 
     def _record_part(self, conn: Any, message_id: int, seq: int, reference: int | None,
                      message_reference: int | None, moment: datetime, *,
-                     settle_message: bool, attempt: int | None = None) -> str | None:
+                     settle_message: bool, attempt: int | None = None,
+                     sim: str | None = None) -> str | None:
         """`mark_part_sent` in `conn`'s transaction, its report lock held (`_lock_reports`);
         the part's state now ('sent', or the verdict of a report that came before), None if
         it had been recorded already or is another attempt's now (`_older_attempt`). Without
@@ -129,8 +134,8 @@ class Records:
                     f"part {seq} of message {message_id} was never marked as writing"
                 )
             if attempt is not None and exists[0] != attempt:
-                _older_attempt(conn, self.audit, message_id, seq, attempt, exists[0],
-                               message_reference, now_text)
+                self._older_attempt(conn, message_id, seq, attempt, sim, message_reference,
+                                    moment)
             return None  # already recorded (do not count twice), or another attempt's
         if row[0][0]:
             self.sims.add_sent(conn, row[0][0], 1, moment)
@@ -146,6 +151,30 @@ class Records:
                           self.sims.add_sent)
         return state
 
+    def _older_attempt(self, conn: Any, message_id: int, seq: int, attempt: int,
+                       sim: str | None, message_reference: int | None, moment: datetime
+                       ) -> None:
+        """A record of `attempt` that came when part `seq` is a newer attempt's (a retry
+        claimed and marked it meanwhile: its owner alive though judged dead, rev23 M2): that
+        part is left to its own attempt's record and report. The older PDU went out too, from
+        `sim`: the operator is told (a `late-record` event) and that SIM's counters count it
+        (its quota across boxes), once: a record written again (its commit's answer lost)
+        finds its event and adds nothing."""
+        detail = (f"attempt {attempt}'s part {seq} was confirmed by {sim or 'its modem'} "
+                  f"(reference {message_reference}) after a newer attempt took the part over: "
+                  "that PDU went out too; " + ("counted on it, " if sim else "")
+                  + "not recorded as the part")
+        self.audit.write_held(conn)   # an event held in this transaction is seen too
+        if conn.execute("SELECT 1 FROM events WHERE message_id = ? AND kind = 'late-record' "
+                        "AND detail = ?", (message_id, detail)).fetchone() is not None:
+            return
+        now_text = to_text(moment)
+        self.audit.record(conn, "late-record", message_id, sim=sim, detail=detail,
+                          now=now_text)
+        if sim:
+            self.sims.add_sent(conn, sim, 1, moment)
+
+
     def mark_last_part_sent(
         self,
         message_id: int,
@@ -156,12 +185,13 @@ class Records:
         lease_owner: str | None = None,
         now: datetime | None = None,
         attempt: int | None = None,
+        sim: str | None = None,
     ) -> bool:
         """`mark_part_sent` of the last part and `mark_sent`, in one transaction (one commit
         per message instead of two); returns what `mark_sent` returns."""
         return self.mark_many_sent([SentPart(message_id, seq, reference, message_reference,
                                              lease_owner=lease_owner, now=now,
-                                             attempt=attempt)])
+                                             attempt=attempt, sim=sim)])
 
     def mark_many_sent(self, sends: Sequence[SentPart]) -> list[bool]:
         """`mark_last_part_sent` for each of `sends`, all in one transaction (one commit for
@@ -245,7 +275,8 @@ class Records:
         else:
             part = self._record_part(conn, message_id, seq, send.reference,
                                      send.message_reference, send.now or utcnow(),
-                                     settle_message=False, attempt=send.attempt)
+                                     settle_message=False, attempt=send.attempt,
+                                     sim=send.sim)
             ok = finish(conn, message_id, MessageState.SENT, None, now_text,
                         send.lease_owner, extra=", sent_at = :now")
             if ok:
@@ -322,17 +353,6 @@ def _sent_after_recovery(conn: Any, audit: AuditLog, message_id: int, now: str) 
         audit.record(conn, "sent", message_id, detail="the modem's answer, recorded after "
                      "recovery had called it ambiguous", now=now)
     return proven
-
-
-def _older_attempt(conn: Any, audit: AuditLog, message_id: int, seq: int, attempt: int,
-                   current: int, message_reference: int | None, now: str) -> None:
-    """A record of `attempt` that came when part `seq` is attempt `current`'s (a retry claimed
-    and marked it meanwhile: its owner alive though judged dead, rev23 M2): that part is left
-    to its own attempt's record and report; the operator is told the older PDU went out too."""
-    audit.record(conn, "late-record", message_id,
-                 detail=f"attempt {attempt}'s part {seq} was confirmed by its modem "
-                        f"(reference {message_reference}) after attempt {current} took the "
-                        "part over: that PDU went out too; not recorded", now=now)
 
 
 def _recorded_already(conn: Any, send: SentPart) -> bool:

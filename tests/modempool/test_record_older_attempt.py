@@ -4,8 +4,9 @@ Daemon A, alive though judged dead, has attempt 1 confirmed (TP-MR 77) with its 
 B's recovery calls the message ambiguous, the operator retries it, B marks attempt 2 on m2;
 then A's record lands. Attempt 2's part stays B's: B's own record writes its TP-MR (88), its
 report matches, the send is counted on m2 once; A's record writes only an event saying attempt
-1's PDU went out too. On PostgreSQL, where two daemons share a spool; each of the three part
-UPDATEs (the long way, the one statement, the batch's statement) is taken.
+1's PDU went out too, and counts that SMS on m1, which sent it, once (fix24). On PostgreSQL,
+where two daemons share a spool; each of the three part UPDATEs (the long way, the one
+statement, the batch's statement) is taken.
 """
 
 from __future__ import annotations
@@ -34,15 +35,17 @@ def _retried(a: Spool, b: Spool) -> int:
     return message_id
 
 
-def _attempt_two_is_bs(b: Spool, message_id: int) -> None:
-    """What must hold once B's record is in, whatever A's late record did."""
+def _attempt_two_is_bs(b: Spool, message_id: int, m1_today: int = 1) -> None:
+    """What must hold once B's record is in, whatever A's late record did (`m1_today`: what
+    m1 sent today, attempt 1's SMS among it)."""
     assert [tuple(r) for r in b.rows(PARTS, (message_id,))] == [("sent", 2, "m2", 88)]
     assert b.get(message_id).state is MessageState.SENT
     match = b.store_delivery_report("m2", 88, TO, 0, submitted_at=utcnow())
     assert match is not None and match.message_id == message_id
     assert b.sent_counts("m2")[0] == 1
+    assert b.sent_counts("m1")[1] == m1_today   # attempt 1's SMS, on the SIM that sent it
     late = [e for e in b.events(message_id) if e["kind"] == "late-record"]
-    assert len(late) == 1 and "attempt 1" in late[0]["detail"]
+    assert len(late) == 1 and "attempt 1" in late[0]["detail"] and late[0]["sim"] == "m1"
 
 
 def test_a_late_record_of_attempt_one_leaves_attempt_twos_part_alone(pg_cluster):
@@ -50,8 +53,8 @@ def test_a_late_record_of_attempt_one_leaves_attempt_twos_part_alone(pg_cluster)
     url = pg_cluster.new_schema()
     with Spool(url) as a, Spool(url) as b:
         message_id = _retried(a, b)
-        assert a.mark_last_part_sent(message_id, 1, None, 77, lease_owner=A, attempt=1) \
-            == [False]
+        assert a.mark_last_part_sent(message_id, 1, None, 77, lease_owner=A, attempt=1,
+                                     sim="m1") == [False]
         assert [tuple(r) for r in b.rows(PARTS, (message_id,))] == [("writing", 2, "m2", None)]
         assert b.mark_last_part_sent(message_id, 1, None, 88, lease_owner=B, attempt=2) \
             == [True]
@@ -66,15 +69,29 @@ def test_a_late_record_in_a_batch_with_markers_leaves_attempt_twos_part_alone(pg
         following = a.enqueue(TO, "A's next").id
         assert a.claim(following, "m1", A, 60) is not None
         [written] = a.mark_sent_then_writing_each(
-            [([SentPart(message_id, 1, None, 77, lease_owner=A, attempt=1)], following, 1, 1,
+            [([SentPart(message_id, 1, None, 77, lease_owner=A, attempt=1, sim="m1")], following, 1, 1,
               A)])
         if written is None:   # not the batch's case: written alone, as the dispatcher does
             written = a.mark_sent_then_writing(
-                [SentPart(message_id, 1, None, 77, lease_owner=A, attempt=1)], following, 1, 1,
+                [SentPart(message_id, 1, None, 77, lease_owner=A, attempt=1, sim="m1")], following, 1, 1,
                 lease_owner=A)
         assert written == ([False], None)   # A's next marker still written
         assert b.mark_last_part_sent(message_id, 1, None, 88, lease_owner=B, attempt=2) \
             == [True]
+        _attempt_two_is_bs(b, message_id, m1_today=2)   # and A's next part, being written
+
+
+def test_a_late_record_written_again_counts_its_sms_once(pg_cluster):
+    """The older attempt's record written again (its first commit's answer lost, as rev21a
+    L2): one event, one SMS on m1. Fails on 079b1cb: nothing counted on m1."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as a, Spool(url) as b:
+        message_id = _retried(a, b)
+        for _ in range(2):
+            assert a.mark_last_part_sent(message_id, 1, None, 77, lease_owner=A, attempt=1,
+                                         sim="m1") == [False]
+        assert b.mark_last_part_sent(message_id, 1, None, 88, lease_owner=B, attempt=2,
+                                     sim="m2") == [True]
         _attempt_two_is_bs(b, message_id)
 
 

@@ -3,7 +3,8 @@ release writes every confirmed send not yet recorded, SIM m1's among them, while
 release would settle m1's leases. m1's release waits for that record (dead22): before, it ran
 the recovery at once, which locked the message while the record held its part, and one of the
 two was aborted as a deadlock; the record lost, and a message the modem had confirmed ended
-AMBIGUOUS. Also: a give-back meeting a lock on its message row or a part held long (rev23)."""
+AMBIGUOUS. Also: a give-back meeting a lock on its message row or a part held long (rev23), and
+what a dispatch round's try of a SIM still to be given back waits for (fix24)."""
 
 from __future__ import annotations
 
@@ -114,7 +115,8 @@ async def test_a_sims_release_that_finds_a_part_held_is_settled_by_the_next_roun
         await release
         assert waited == 0 and dispatcher.releases.holds_back(slot)
         assert spool.get(message.id).state.value == "sending"
-        await dispatcher.releases.settle_pending({"m1": slot})   # the next round
+        dispatcher.releases.clock.advance(1.0)
+        await dispatcher.releases.settle_pending({"m1": slot})   # a round after its wait
         assert not dispatcher.releases.holds_back(slot)
         assert spool.get(message.id).state.value == "ambiguous"
         dispatcher.recording.close()
@@ -177,29 +179,72 @@ async def test_a_give_back_meeting_a_lock_on_its_message_row_keeps_the_sim_pendi
             await dispatcher.releases.settle_pending({"m1": slot})
             assert dispatcher.releases.holds_back(slot)
             assert spool.get(message.id).state.value == "sending"
+        dispatcher.releases.clock.advance(1.0)
         await dispatcher.releases.settle_pending({"m1": slot})   # the holder gone
         assert not dispatcher.releases.holds_back(slot)
         assert spool.get(message.id).state.value == "ambiguous"
         await _close(dispatcher, lane)
 
 
-async def test_a_part_held_for_many_rounds_is_said_once_not_every_round(pg_cluster, caplog):
-    """A part held by a long transaction (a session idle in it): each dispatch round tries the
-    SIM's give-back again; the held message is said once a minute, not each round (rev23 L1)."""
+async def test_a_part_held_for_many_rounds_is_tried_after_a_wait_not_every_round(
+        pg_cluster, caplog):
+    """A part held by a long transaction (a session idle in it): the SIM's give-back is tried
+    again after 1 s, then 2, 4, at most every 5 s, not in each dispatch round (fix24: rev23 L1's
+    rest; before, each round ran a recovery: 5 rounds, 5 recoveries); the held message is
+    said once a minute (rev23 L1); the first round after the holder ends and the wait is over
+    gives the SIM back."""
     url = pg_cluster.new_schema()
     with Spool(url) as spool, Spool(url) as holder:
         lane, dispatcher, message, slot = _writing(spool, "a part of it held long")
+        releases, clock = dispatcher.releases, dispatcher.releases.clock
+        recoveries = _counted_recoveries(spool)
         caplog.set_level(logging.INFO, logger="modempool.spool.recovery")
         with holder.transaction() as conn:
             conn.execute("SELECT 1 FROM parts WHERE message_id = ? FOR KEY SHARE", (message.id,))
-            dispatcher.releases.pending.add(slot.name)
+            releases.pending.add(slot.name)
             for _round in range(5):
-                await dispatcher.releases.settle_pending({"m1": slot})
-            assert dispatcher.releases.holds_back(slot)
+                await releases.settle_pending({"m1": slot})
+            assert releases.holds_back(slot) and len(recoveries) == 1
+            for wait in (1.0, 2.0, 4.0, 5.0, 5.0):   # each wait over: tried once more
+                clock.advance(wait - 0.5)
+                await releases.settle_pending({"m1": slot})
+                tried = len(recoveries)
+                clock.advance(0.5)
+                await releases.settle_pending({"m1": slot})
+                assert len(recoveries) == tried + 1
+            assert releases.holds_back(slot) and len(recoveries) == 6
         said = [r for r in caplog.records if f"message {message.id}: a part" in r.getMessage()]
         assert len(said) == 1
-        await dispatcher.releases.settle_pending({"m1": slot})
+        await releases.settle_pending({"m1": slot})   # the holder gone, the wait not over
+        assert releases.holds_back(slot)
+        clock.advance(5.0)
+        await releases.settle_pending({"m1": slot})
+        assert not releases.holds_back(slot)
+        assert spool.get(message.id).state.value == "ambiguous"
+        await _close(dispatcher, lane)
+
+
+async def test_a_rounds_try_of_a_sim_waits_for_its_own_records_only(pg_cluster):
+    """A SIM still to be given back (its first try failed): a dispatch round's try records its
+    own confirmed sends, not every SIM's, and does not wait for another SIM's record on its
+    way (fix24: rev23 L1's rest; before, `record_now()` of all SIMs: the round waited for
+    m9's record)."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool:
+        lane, dispatcher, message, slot = _writing(spool, "its SIM given back in a round")
+        m9 = asyncio.get_running_loop().create_future()   # m9's record on its way
+        dispatcher.recording._recording["test/m9"] = m9
+        dispatcher.releases.pending.add(slot.name)
+        round_ = asyncio.ensure_future(dispatcher.releases.settle_pending({"m1": slot}))
+        await eventually(lambda: round_.done() or any(
+            frame.f_code.co_name == "_recorded" for frame in _awaiting(round_)),
+            what="the round's try done or waiting for the records")
+        waited = not round_.done()
+        m9.set_result(None)
+        await round_
+        assert not waited
         assert not dispatcher.releases.holds_back(slot)
+        assert spool.get(message.id).state.value == "ambiguous"
         await _close(dispatcher, lane)
 
 
@@ -208,11 +253,38 @@ def _writing(spool: Spool, text: str) -> tuple[SpoolLane, Dispatcher, Any, Simpl
     the SIM's slot)."""
     lane = SpoolLane.for_spool(spool)
     dispatcher = Dispatcher(spool, Config.default(), owner="test", slots=[], lane=lane)
+    dispatcher.releases.clock = Clock()
     message = spool.enqueue(TO, text)
     slot = SimpleNamespace(name="m1", owner="test/m1")
     assert spool.claim(message.id, "m1", slot.owner) is not None
     spool.mark_part_writing(message.id, 1, 1, lease_owner=slot.owner)
     return lane, dispatcher, message, slot
+
+
+class Clock:
+    """The time a `Releases` reads, moved on by the test (no waiting)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _counted_recoveries(spool: Spool) -> list[Any]:
+    """The recoveries of a SIM's leases `spool` runs from now on (each one's `Recovery`)."""
+    done: list[Any] = []
+    recover = spool.recover_leases
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        done.append(recover(*args, **kwargs))
+        return done[-1]
+
+    spool.recover_leases = counted
+    return done
 
 
 async def _close(dispatcher: Dispatcher, lane: SpoolLane) -> None:

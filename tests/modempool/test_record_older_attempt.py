@@ -68,13 +68,10 @@ def test_a_late_record_in_a_batch_with_markers_leaves_attempt_twos_part_alone(pg
         message_id = _retried(a, b)
         following = a.enqueue(TO, "A's next").id
         assert a.claim(following, "m1", A, 60) is not None
-        [written] = a.mark_sent_then_writing_each(
-            [([SentPart(message_id, 1, None, 77, lease_owner=A, attempt=1, sim="m1")], following, 1, 1,
-              A)])
+        late = SentPart(message_id, 1, None, 77, lease_owner=A, attempt=1, sim="m1")
+        [written] = a.mark_sent_then_writing_each([([late], following, 1, 1, A)])
         if written is None:   # not the batch's case: written alone, as the dispatcher does
-            written = a.mark_sent_then_writing(
-                [SentPart(message_id, 1, None, 77, lease_owner=A, attempt=1, sim="m1")], following, 1, 1,
-                lease_owner=A)
+            written = a.mark_sent_then_writing([late], following, 1, 1, lease_owner=A)
         assert written == ([False], None)   # A's next marker still written
         assert b.mark_last_part_sent(message_id, 1, None, 88, lease_owner=B, attempt=2) \
             == [True]

@@ -9,6 +9,7 @@ from modempool.spool.engine import Engine
 from modempool.spool.messages import read_message
 from modempool.spool.model import (RETRYABLE_STATES, Message, MessageState, StateConflict,
                                    to_text, utcnow)
+from modempool.spool.recovery import sent_from
 
 
 class Decisions:
@@ -50,10 +51,8 @@ class Decisions:
                     f"message {message_id} is {message.state.value}; only {allowed} messages can be retried",
                     code="retry_not_final", params={"id": message_id, "state": message.state.value})
             now = to_text(utcnow())
-            sent_from = conn.execute(
-                "SELECT sim FROM parts WHERE message_id = ? AND sim IS NOT NULL AND state IN "
-                "('sent', 'delivered', 'undelivered') LIMIT 1", (message_id,)).fetchone()
-            sims = json.dumps([sent_from[0]]) if sent_from else (
+            sent_by = sent_from(conn, message_id)
+            sims = json.dumps([sent_by]) if sent_by else (
                 json.dumps(list(message.sims)) if message.sims is not None else None)
             conn.execute(
                 "UPDATE messages SET state = 'queued', error = NULL, not_before = NULL, "

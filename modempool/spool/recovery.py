@@ -1,12 +1,14 @@
 """Crash recovery: what a message left in SENDING by a stopped or killed dispatcher becomes.
 
 The markers `spool_claim.py` commits before each PDU leaves decide it: nothing was written
-(queued again), everything was confirmed (sent), or a PDU may be out without its answer
+(queued again), everything was confirmed (sent), every PDU written was confirmed but parts
+are left (queued again for the SIM that sent them), or a PDU may be out without its answer
 (ambiguous, never resent on its own).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import weakref
 from collections.abc import Callable
@@ -50,6 +52,11 @@ def recover_leases(
     - no part marked writing → nothing left for the modem: QUEUED again (attempt not counted);
     - every part sent (a message reference for each of `total`, this attempt or an earlier
       one that it resumes) → SENT;
+    - each part this attempt marked was accepted, the others never marked (the claim cut
+      between two parts: a kill after a record, a stop while the next marker waited for the
+      database) → no PDU in doubt: QUEUED again for the SIM that sent them, to go on from
+      the first part not out (the phone joins parts from one sender only), its attempt
+      counted;
     - otherwise some PDU may have been written → AMBIGUOUS (never resent automatically).
     A message one of whose parts another transaction holds (its owner, alive though judged
     dead, recording it), or, with `owner` given, whose row another transaction holds (a report
@@ -192,6 +199,15 @@ def _settle_one(conn: Any, audit: AuditLog, message_id: int, attempt: int,
         )
         audit.record(conn, "lease-recovered", message_id, sim, "sent", now_text)
         return "sent"
+    sent_by = sent_from(conn, message_id)
+    if sent_by and all(state in ACCEPTED for state in written):   # cut between parts (audit24)
+        conn.execute(
+            "UPDATE messages SET state = 'queued', sims = ?, avoid_sim = NULL, "
+            "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+            (json.dumps([sent_by]), now_text, message_id))
+        audit.record(conn, "lease-recovered", message_id, sim, "queued: the parts out went "
+                     "through its SIM, the rest goes on from it", now_text)
+        return "queued"
     error = "the dispatcher stopped after a PDU may have been written to the modem"
     conn.execute(
         "UPDATE messages SET state = 'ambiguous', error = ?, lease_owner = NULL, "
@@ -208,6 +224,15 @@ def _settle_one(conn: Any, audit: AuditLog, message_id: int, attempt: int,
     if settle_by_stored_reports(conn, audit, message_id, now_text, count_sent):
         return "sent"
     return "ambiguous"
+
+
+def sent_from(conn: Any, message_id: int) -> str | None:
+    """The SIM that sent the parts of `message_id` already out (None: none out): the rest
+    must go through it too, since the recipient's phone joins parts from one sender only."""
+    row = conn.execute(
+        "SELECT sim FROM parts WHERE message_id = ? AND sim IS NOT NULL AND state IN "
+        f"{ACCEPTED} LIMIT 1", (message_id,)).fetchone()
+    return None if row is None else row[0]
 
 
 def dead_owners(engine: Engine, *, here: Here, alive: Callable[[int], bool],

@@ -206,6 +206,8 @@ def test_every_commented_example_in_the_template_is_valid(tmp_path):
     assert config.log_file == str(tmp_path / "modempool.log")   # beside the config file
     assert [rule.ussd or rule.sms_to for rule in config.balance] == ["*100#", "10086"]
     assert config.lock_dir == "/run/lock" and config.log_format == "text"
+    answer_wait, timeouts = config.timing.of(config.modems[0])
+    assert answer_wait == 3.0 and timeouts["list"] == 60.0 and timeouts["send"] == 10.0
 
 
 def test_open_spool_uses_the_configured_path_and_region(tmp_path):

@@ -72,7 +72,6 @@ def _temporary_files_in_memory(config: pytest.Config) -> None:
 SLOW_FIRST = (
     "tests/web/test_http_batch.py::test_100k_recipients_are_queued_and_a_retry_returns_the_same_messages",
     "tests/modempool/test_scaleout_liveness.py::test_a_database_outage_longer_than_the_silent_window_takes_no_live_daemons_lease",
-    "tests/modempool/test_spool_outage_past_give_up.py::test_a_server_slower_to_accept_than_the_probe_waits_is_back_through_the_pool",
     "tests/modempool/test_scaleout.py::test_two_daemons_share_one_queue_through_sigkills_of_one",
     "tests/modempool/test_crash.py::test_sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice",
     "tests/modempool/test_database_outage.py::test_two_daemons_wait_out_ten_seconds_without_the_database",

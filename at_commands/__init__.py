@@ -4,7 +4,7 @@ Driver API (all coroutines unless noted; every wait is bounded):
 
     modem = Modem(port, name="m1", pin=None, profile=None, baudrate=115200,
                   poll_interval=30.0, sweep_interval=60.0,
-                  reconnect_delays=(0.2, 0.5, 1, 2, 5, 10, 30))
+                  reconnect_delays=(0.2, 0.5, 1, 2, 5, 10, 30), timing=Timing())
     await modem.open()                 # OSError / serial.SerialException if the port won't open
     await modem.initialise()           # PinError (PIN tried once, never again), AtTimeout, CmeError
     info = await modem.identify()      # ModemInfo: imei, imsi, iccid, msisdn, operator, signal...
@@ -41,6 +41,7 @@ from .events import (Disconnected, InboundSms, ModemEvent, ModemInfo, ReconnectF
                      Unresponsive, UssdReply)
 from .profiles import PROFILES, ModemProfile, detect_profile, get_profile
 from .setup import PinMemory
+from .timing import Timing
 
 __all__ = [
     "COMMANDS", "Command", "StoredPdu", "StoreUsage", "csq_to_bars", "csq_to_dbm",
@@ -51,5 +52,5 @@ __all__ = [
     "ModemDisconnected", "PinError", "SendAmbiguous",
     "Disconnected", "InboundSms", "ModemEvent", "ModemInfo", "ReconnectFailed", "Reconnected",
     "RegistrationChanged", "Responsive", "SignalChanged", "StatusReport", "Unresponsive", "UssdReply",
-    "PROFILES", "ModemProfile", "detect_profile", "get_profile", "PinMemory",
+    "PROFILES", "ModemProfile", "detect_profile", "get_profile", "PinMemory", "Timing",
 ]

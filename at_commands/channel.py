@@ -36,6 +36,7 @@ from .masking import mask_secrets
 from .pace import AnswerGrace, Pace
 from .port_exclusivity import release_port, take_port
 from .profiles import ModemProfile
+from .timing import Timing
 
 _QUICK_COMMAND = 5.0  # s: a command with this timeout or less answers at once on a healthy modem
 
@@ -62,16 +63,18 @@ class Channel:
     def __init__(self, port: str, *, name: str, profile: ModemProfile, baudrate: int = 115200,
                  on_urc: Callable[[Urc], None] | None = None,
                  on_lost: Callable[[str], None] | None = None,
-                 publish: Callable[[ModemEvent], None] | None = None) -> None:
+                 publish: Callable[[ModemEvent], None] | None = None,
+                 timing: Timing | None = None) -> None:
         self.port = port
         self.name = name
         self.baudrate = baudrate
         self.log = logging.getLogger(f"modempool.modem.{name}")
         self.profile = profile
+        self.timing = timing or Timing()  # the user's waits for this modem, over the profile's
         self.lock = asyncio.Lock()  # one command at a time; hold it for commands that belong together
         self.read_store: str | None = None  # the store AT+CMGR/CMGL/CMGD use (last AT+CPMS=)
         self.unresponsive = False   # a command went unanswered and nothing was heard since
-        self.pace = Pace(self.log)  # how fast this modem answers; waits grow with it
+        self.pace = Pace(self.log, margin=self.timing.answer_wait)  # waits grow with its pace
         self._on_urc = on_urc or (lambda urc: None)
         self._on_lost = on_lost or (lambda reason: None)
         self._publish = publish or (lambda event: None)
@@ -183,6 +186,11 @@ class Channel:
         """`timeout`, lengthened for a modem known to answer slowly (never shortened)."""
         return self.pace.patience(timeout)
 
+    def timeout_of(self, command: str, default: float) -> float:
+        """The wait for `command` before the pace lengthens it: the user's (`timing`), else
+        the profile's, else `default`."""
+        return self.timing.timeout(command, self.profile, default)
+
     def _start_grace(self) -> None:
         """An information line came for a command whose final result this modem may never send:
         take the answer as complete unless more follows within the profile's grace period."""
@@ -226,7 +234,7 @@ class Channel:
             line = command.line(**arguments)
         else:
             command, line = command_for_line(name_or_line), name_or_line.strip()
-        wait = self.patience(timeout or self.profile.timeout(command.name, command.timeout))
+        wait = self.patience(timeout or self.timeout_of(command.name, command.timeout))
         result = await self._exchange(line, command, wait)
         if line.upper().startswith("AT+CPMS=") and not line.endswith("?"):  # whoever set it
             self.read_store = line.split("=", 1)[1].split(",")[0].strip('"') if result.ok else None
@@ -321,7 +329,7 @@ class Channel:
         if self._transport is not None:
             self._transport.write(escape)
 
-    async def _resync_if_needed(self, timeout: float = 1.0) -> None:
+    async def _resync_if_needed(self, timeout: float = 0.0) -> None:
         """After a timeout, a late answer to the abandoned command may still come. Turn echo on
         and send ``AT`` requiring its echo: the modem answers in order, so whatever comes before
         that echo is the old command's tail (`AtConnection.send_command(require_echo=True)`)."""
@@ -329,7 +337,7 @@ class Channel:
             return
         self._resyncing = True
         try:
-            wait = self.patience(min(max(timeout, 1.0), 3.0))
+            wait = self.patience(self.timing.resync_wait(timeout))
             await self._exchange("ATE1", COMMANDS["echo_on"], wait, stale_ok=True)
             await self._exchange("AT", COMMANDS["attention"], wait, require_echo=True)
             if not self.profile.echo:

@@ -43,6 +43,7 @@ from .inbound import Inbound
 from .profiles import ModemProfile, get_profile
 from .sending import Sending
 from .setup import PinMemory, Setup
+from .timing import Timing
 from .urc import UrcKind
 
 REINITIALISE = ("", -1)  # a background work item: the modem restarted
@@ -65,7 +66,8 @@ class Modem:
     ``AT+CMGL=4`` sweeps of all stores; `failed_read_sweep`: how soon a sweep follows a
     notice (``+CMTI``) whose read the modem refused; `reconnect_delays`: backoff after the port
     went away (empty: no automatic reconnect); `pin_memory`: where a refused PIN is remembered
-    beyond this process (`setup.PinMemory`).
+    beyond this process (`setup.PinMemory`); `timing`: the user's waits for this modem
+    (`timing.Timing`: a slow modem's, or a test's short ones).
     """
 
     def __init__(self, port: str, *, name: str, pin: str | None = None,
@@ -73,14 +75,14 @@ class Modem:
                  poll_interval: float = 30.0, sweep_interval: float = 60.0,
                  failed_read_sweep: float = 5.0,
                  reconnect_delays: Sequence[float] = (0.2, 0.5, 1, 2, 5, 10, 30),
-                 pin_memory: PinMemory | None = None) -> None:
+                 pin_memory: PinMemory | None = None, timing: Timing | None = None) -> None:
         self.port = port
         self.name = name
         self.channel = Channel(port, name=name, baudrate=baudrate,
                                profile=(profile if isinstance(profile, ModemProfile)
                                         else get_profile(profile)),
                                on_urc=self._on_urc, on_lost=self._port_lost,
-                               publish=self._publish)
+                               publish=self._publish, timing=timing)
         self.setup = Setup(self.channel, pin=pin, pin_memory=pin_memory,
                            detect_profile=profile is None)
         self.sending = Sending(self.channel)
@@ -322,18 +324,20 @@ class Modem:
 
     async def _wait_until_usable(self) -> None:
         """Until the modem is ready again (initialised, reconnected) wait for its state to
-        change; while it is ready but silent, probe it with a cheap ``AT`` once a second."""
+        change; while it is ready but silent, probe it with a cheap ``AT`` every
+        `Timing.answer_wait` (a second by default)."""
         if self.state is not ModemState.READY:
             self._state_changed.clear()
             if self.state is not ModemState.READY:
                 await self._state_changed.wait()
             return
+        every = self.channel.timing.answer_wait
         try:
-            await self.execute("attention", timeout=1.0)
+            await self.execute("attention", timeout=every)
             return
         except AtError:
             pass
-        await asyncio.sleep(1.0)  # the modem has no way to tell us it is back: ask again later
+        await asyncio.sleep(every)  # the modem has no way to tell us it is back: ask again later
 
     # ---- reconnecting ----------------------------------------------------------------------
 

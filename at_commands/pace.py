@@ -16,9 +16,10 @@ from collections.abc import Callable
 class Pace:
     """How fast one modem usually answers (`response_time`, None until it answered once)."""
 
-    def __init__(self, log: logging.Logger) -> None:
+    def __init__(self, log: logging.Logger, *, margin: float = 1.0) -> None:
         self.response_time: float | None = None
         self._log = log
+        self._margin = margin   # seconds added to a slow modem's waits (`Timing.answer_wait`)
 
     def learn(self, seconds: float, *, late: bool = False) -> None:
         """Keep the modem's usual response time: the slowest of the recent answers counts most."""
@@ -33,7 +34,7 @@ class Pace:
         """`timeout`, lengthened for a modem known to answer slowly (never shortened)."""
         if self.response_time is None:
             return timeout
-        return max(timeout, 4 * self.response_time + 1.0)
+        return max(timeout, 4 * self.response_time + self._margin)
 
 
 class AnswerGrace:

@@ -83,7 +83,7 @@ class Sending:
         command = COMMANDS["send"]
         line = command.line(length=length)
         await channel.ask_for_prompt(line, command,
-                                     channel.profile.timeout("send", command.timeout))
+                                     channel.timeout_of("send", command.timeout))
         if before_pdu is not None:
             try:
                 pending = before_pdu(part)
@@ -96,7 +96,7 @@ class Sending:
             raise ModemDisconnected(f"{channel.port} closed at the prompt; the PDU was not written")
         try:
             result = await channel.write_pdu(
-                hex_pdu, line, channel.profile.timeout("send_result", SEND_RESULT_TIMEOUT))
+                hex_pdu, line, channel.timeout_of("send_result", SEND_RESULT_TIMEOUT))
         except (AtTimeout, ModemDisconnected) as error:
             raise SendAmbiguous(f"PDU written, then {error}") from None
         if result.error is not None:

@@ -140,7 +140,7 @@ class Setup:
         last: AtError | None = None
         # Generous and growing waits: a modem on a busy hub or still registering may take
         # seconds; its late answer teaches the channel its pace (`Channel.patience`).
-        for wait in (1.0, 3.0, 10.0):
+        for wait in self.channel.timing.attention_waits():
             try:
                 result = await self.channel.execute("attention", timeout=wait, check=False)
             except AtTimeout as error:

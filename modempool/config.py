@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 from modempool.config_sections import (FORWARD_FIELDS, AutoReplyConfig, BalanceRule,
                                        ForwardConfig, HttpConfig, ModemConfig, OptOutConfig,
                                        RetryConfig, SensitiveConfig, SignatureConfig,
-                                       SimulatorConfig, WebhooksConfig, balance_rule)
+                                       SimulatorConfig, TimingConfig, WebhooksConfig,
+                                       balance_rule)
 from modempool.config_values import (amount, any_text, at_least, between, callback_allow, clock,
+                                     command_timeouts,
                                      clock_window, flag, listen_address, message_format, one_of, pin_code,
                                      positive_seconds, postgres_url, prefixes, region_code, regex, seconds,
                                      strategy_name, text, text_list, timezone_name,
@@ -87,6 +89,7 @@ class Config:
     signature: SignatureConfig = field(default_factory=SignatureConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    timing: TimingConfig = field(default_factory=TimingConfig)
 
     @classmethod
     def default(cls) -> Config:
@@ -154,7 +157,9 @@ SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "modem": {"name": text, "port": text, "pin": pin_code, "per_minute": at_least(1),
               "per_day": at_least(1), "per_month": at_least(1), "allow_prefixes": prefixes,
               "allow_carriers": text_list,
-              "priority": at_least(-1000), "profile": text, "baudrate": at_least(300)},
+              "priority": at_least(-1000), "profile": text, "baudrate": at_least(300),
+              "answer_wait": positive_seconds, "timeouts": command_timeouts},
+    "timing": {"answer_wait": positive_seconds, "timeouts": command_timeouts},
     "retry": {"max_attempts": at_least(1), "backoff": seconds, "backoff_max": seconds,
               "resend_ambiguous": flag, "quarantine_after": at_least(1),
               "quarantine_seconds": seconds, "send_timeout": seconds},
@@ -188,6 +193,7 @@ SINGLE_TABLE_OK = frozenset({"autoreply"})           # ... where one [name] tabl
 SECTION_TYPES: dict[str, type] = {
     "optout": OptOutConfig, "sensitive": SensitiveConfig, "signature": SignatureConfig,
     "simulator": SimulatorConfig, "http": HttpConfig, "webhooks": WebhooksConfig,
+    "timing": TimingConfig,
 }
 
 
@@ -291,6 +297,7 @@ def parse_config(text: str, path: Path) -> Config:
         simulator=values["simulator"].get("modems", DEFAULT_SIMULATED_MODEMS) if "simulator" in values else None,
         simulation=typed["simulator"], optout=typed["optout"], sensitive=typed["sensitive"],
         signature=typed["signature"], http=typed["http"], webhooks=typed["webhooks"],
+        timing=typed["timing"],
         autoreply=tuple(_autoreply(rule, index, where)
                         for index, rule in enumerate(arrays.get("autoreply", []))),
         forward=_forward(values.get("forward", {}), region, where),

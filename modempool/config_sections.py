@@ -34,6 +34,23 @@ class ModemConfig:
     priority: int = 0
     profile: str | None = None              # vendor profile name (at_commands.profiles)
     baudrate: int = 115200
+    answer_wait: float | None = None        # over [timing]'s, for this modem only
+    timeouts: tuple[tuple[str, float], ...] = ()   # (command, seconds), over [timing]'s
+
+
+@dataclass(frozen=True, slots=True)
+class TimingConfig:
+    """`[timing]`: how long every modem is waited for (at_commands.Timing): `answer_wait` for
+    its first `AT` (resynchronising and a slow modem's waits are multiples of it), `timeouts`
+    per AT command over the vendor profile's. A `[[modem]]` may set either for itself."""
+
+    answer_wait: float = 1.0
+    timeouts: tuple[tuple[str, float], ...] = ()
+
+    def of(self, modem: ModemConfig) -> tuple[float, dict[str, float]]:
+        """`modem`'s answer wait and command timeouts: its own over these."""
+        answer_wait = modem.answer_wait if modem.answer_wait is not None else self.answer_wait
+        return answer_wait, {**dict(self.timeouts), **dict(modem.timeouts)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ or raises ValueError with what was expected (`config.py` adds the file, line and
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from collections.abc import Callable
@@ -43,6 +44,30 @@ def seconds(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"expected a number of seconds ≥ 0, got {value!r}")
     return float(value)
+
+
+def command_timeouts(value: Any) -> tuple[tuple[str, float], ...]:
+    """`timeouts = { list = 60, send = 20 }` (`[timing]`, a `[[modem]]`): seconds per AT
+    command, by its name in at_commands.COMMANDS; an unknown name is a mistake said at once."""
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a table of command = seconds, like {{ list = 60 }}, "
+                         f"got {value!r}")
+    from at_commands.commands import COMMANDS   # here: a config without it imports none of it
+
+    out = []
+    for name, wait in value.items():
+        if name == "send_result":
+            raise ValueError("the wait after a message's PDU is [retry] send_timeout")
+        if name not in COMMANDS:
+            hint = difflib.get_close_matches(name, list(COMMANDS), n=1)
+            raise ValueError(f"unknown AT command {name!r}"
+                             + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                             + f"; known: {', '.join(COMMANDS)}")
+        try:
+            out.append((name, positive_seconds(wait)))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return tuple(out)
 
 
 def amount(value: Any) -> float:

@@ -71,9 +71,7 @@ def _temporary_files_in_memory(config: pytest.Config) -> None:
 #: network or a database outage), by name without parameters, longest first.
 SLOW_FIRST = (
     "tests/web/test_http_batch.py::test_100k_recipients_are_queued_and_a_retry_returns_the_same_messages",
-    "tests/modempool/test_dispatch_field.py::test_a_bank_whose_modems_answer_after_1_5_s_comes_up_and_sends",
     "tests/modempool/test_scaleout_liveness.py::test_a_database_outage_longer_than_the_silent_window_takes_no_live_daemons_lease",
-    "tests/modempool/test_spool_outage_past_give_up.py::test_a_server_slower_to_accept_than_the_probe_waits_is_back_through_the_pool",
     "tests/modempool/test_scaleout.py::test_two_daemons_share_one_queue_through_sigkills_of_one",
     "tests/modempool/test_crash.py::test_sigkill_at_random_moments_loses_nothing_and_sends_nothing_twice",
     "tests/modempool/test_database_outage.py::test_two_daemons_wait_out_ten_seconds_without_the_database",
@@ -84,7 +82,7 @@ SLOW_FIRST = (
     "tests/modempool/test_scaleout_liveness.py::test_a_daemon_with_the_same_hostname_in_another_pid_table_takes_only_a_dead_ones_leases",
     "tests/modempool/test_database_outage.py::test_a_part_whose_marker_cannot_be_committed_waits_unsent_then_goes_out",
     "tests/modempool/test_hostile_cli.py::test_bad_input_is_one_line_naming_what_is_wrong",
-    "tests/modempool/test_dispatch.py::test_a_modem_silent_before_the_prompt_gives_the_message_back_uncounted",
+    "tests/modempool/test_dispatch_field.py::test_a_bank_whose_modems_answer_after_1_5_s_comes_up_and_sends",
 )
 
 

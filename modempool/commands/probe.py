@@ -13,11 +13,15 @@ from modempool.commands.output import echo_json_as_given
 @click.option("--profile", "profile_name", default=None,
               help="Vendor profile (generic, wavecom, simcom, huawei, zte, quectel); default: detect.")
 @click.option("--baud", default=115200, show_default=True, help="Baud rate.")
+@click.option("--answer-wait", "answer_wait", type=click.FloatRange(min=0, min_open=True),
+              default=1.0, show_default=True, metavar="SECONDS",
+              help="First wait for the modem's AT (then 3 and 10 times it): longer for a slow "
+                   "modem, as [timing] answer_wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--send", "send_to", nargs=2, metavar="NUMBER TEXT", default=None,
               help="Send one SMS through this modem and print the part references.")
 @click.option("--ussd", "ussd_code", default=None, metavar="CODE", help="USSD query, e.g. *100#.")
-def probe(port, pin, profile_name, baud, as_json, send_to, ussd_code) -> None:
+def probe(port, pin, profile_name, baud, answer_wait, as_json, send_to, ussd_code) -> None:
     """Open one modem on PORT, initialise it and print who and how it is.
 
     The smallest field test of a modem: identity (IMEI, IMSI, ICCID, number), network, signal,
@@ -30,7 +34,8 @@ def probe(port, pin, profile_name, baud, as_json, send_to, ussd_code) -> None:
     if profile_name is not None and profile_name.lower() not in PROFILES:
         raise click.BadParameter(f"choose one of {', '.join(PROFILES)}", param_hint="--profile")
     try:
-        report = asyncio.run(_probe(port, pin, profile_name, baud, send_to, ussd_code))
+        report = asyncio.run(_probe(port, pin, profile_name, baud, answer_wait, send_to,
+                                    ussd_code))
     except KeyboardInterrupt:
         raise click.Abort()
     if as_json:
@@ -59,18 +64,19 @@ def probe(port, pin, profile_name, baud, as_json, send_to, ussd_code) -> None:
         click.echo(f"{'USSD':<13} {report['ussd']['code']}: {report['ussd']['reply']}")
 
 
-async def _probe(port, pin, profile_name, baud, send_to, ussd_code) -> dict:
+async def _probe(port, pin, profile_name, baud, answer_wait, send_to, ussd_code) -> dict:
     """Open, initialise, identify (and send / USSD); every failure becomes a ClickException."""
     import dataclasses
 
     import serial
 
-    from at_commands import AtError, AtTimeout, Modem, PinError
+    from at_commands import AtError, AtTimeout, Modem, PinError, Timing
 
     from modempool.box.ports import PortBusy, PortLock, exclusive_message
 
     modem = Modem(port, name="probe", pin=pin, profile=profile_name, baudrate=baud,
-                  poll_interval=3600, sweep_interval=3600, reconnect_delays=())
+                  poll_interval=3600, sweep_interval=3600, reconnect_delays=(),
+                  timing=Timing(answer_wait=answer_wait))
     lock = PortLock(port)
     try:
         lock.acquire()

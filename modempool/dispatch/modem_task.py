@@ -42,14 +42,16 @@ class ModemTaskMixin:
     async def _modem_task(self, spec: ModemConfig, slot: SimSlot, inbound: InboundStore) -> None:
         """One modem for the daemon's life: its port owned, then served (`_run_modem`); at the
         stop what it holds unstored is stored or logged (`HeldInbound.close`)."""
-        from at_commands import Modem
+        from at_commands import Modem, Timing
         from modempool.dispatch.pins import SpoolPinMemory
 
         mlog = logging.getLogger(f"modempool.modem.{spec.name}")
         # One driver object for the life of the daemon: it remembers a refused PIN and never
         # enters it again (a wrong PIN tried at every reconnect would lock the SIM).
+        answer_wait, timeouts = self.config.timing.of(spec)   # [timing], [[modem]]
         modem = Modem(spec.port, name=spec.name, pin=spec.pin, profile=spec.profile,
-                      baudrate=spec.baudrate, pin_memory=SpoolPinMemory(self.spool, spec.name, self.books))
+                      baudrate=spec.baudrate, pin_memory=SpoolPinMemory(self.spool, spec.name, self.books),
+                      timing=Timing(answer_wait, timeouts))
         # The daemon owns the port for its whole life (also while quarantined or reconnecting):
         # the UUCP lock tells minicom, cu and a second modempool to stay away.
         lock = PortLock(spec.port, self.config.lock_dir)

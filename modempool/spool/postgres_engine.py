@@ -27,6 +27,7 @@ from modempool.spool.postgres_connect import connection_class
 from modempool.spool.postgres_counts import KeptCounts
 from modempool.spool.postgres_pool import SpoolConnections
 from modempool.spool.postgres_schema import ddl, prepare, schema_lock
+from modempool.spool.server_watch import OutageWaits
 from modempool.spool.postgres_webhooks import OUTBOX_VERSION, SUBJECT_INDEX, WEBHOOK_OUTBOX
 from modempool.spool.unavailable import outcome_unknown
 
@@ -49,7 +50,8 @@ class PostgresEngine(Engine):
     checkpoint_does = "folding the kept counts"
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0,
-                 despite_older_daemons: bool = False) -> None:
+                 despite_older_daemons: bool = False,
+                 outage: OutageWaits = OutageWaits()) -> None:
         try:
             import psycopg
             import psycopg_pool  # noqa: F401  (postgres_pool's, its absence named here)
@@ -85,7 +87,8 @@ class PostgresEngine(Engine):
         finally:
             first.close()
         self.connections = SpoolConnections(url, self._connection, self.schema,
-                                            pool_size=pool_size, connect_timeout=connect_timeout)
+                                            pool_size=pool_size, connect_timeout=connect_timeout,
+                                            outage=outage)
         self.pool = self.connections.pool      # psycopg's own (benchmarks borrow from it)
         self.server = self.connections.server
         self.counts = KeptCounts(self)

@@ -20,7 +20,7 @@ from modempool.masked import one_line
 from modempool.spool.database_errors import forbidden
 from modempool.spool.postgres_conn import describe, named_rows
 from modempool.spool.postgres_connect import connect_once
-from modempool.spool.server_watch import RECONNECT_GIVE_UP, ServerWatch
+from modempool.spool.server_watch import OutageWaits, ServerWatch
 from modempool.spool.unavailable import SpoolUnavailable
 
 #: A pooled connection unused for longer than this is checked before it is handed out.
@@ -32,15 +32,17 @@ PROBE_POOL_WAIT = 1.0
 class SpoolConnections:
     """The pool of connections to the spool's server (`url`), made with `connection_class`
     (postgres_connect's: host names looked up within the connect timeout), in `schema` (for
-    a missing GRANT's message), and the server's watch (`server`)."""
+    a missing GRANT's message), and the server's watch (`server`), waiting out an outage
+    as `outage` says."""
 
     def __init__(self, url: str, connection_class: Any, schema: str, *, pool_size: int,
-                 connect_timeout: float) -> None:
+                 connect_timeout: float, outage: OutageWaits = OutageWaits()) -> None:
         import psycopg
         from psycopg_pool import ConnectionPool, PoolTimeout
 
         self.url = url
         self.schema = schema
+        self.outage = outage
         self._psycopg = psycopg
         self._idle_since: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         # reconnect_timeout: see server_watch.py (the pool's doubling waits kept short); no
@@ -48,9 +50,9 @@ class SpoolConnections:
         self.pool = ConnectionPool(
             url, connection_class=connection_class, min_size=1, max_size=pool_size, open=False,
             timeout=connect_timeout, kwargs={"autocommit": True}, configure=self._configure,
-            name="modempool-spool", reconnect_timeout=RECONNECT_GIVE_UP)
+            name="modempool-spool", reconnect_timeout=outage.reconnect_give_up)
         self.pool.open(wait=True, timeout=connect_timeout)
-        self.server = ServerWatch(describe(url), self._probe)
+        self.server = ServerWatch(describe(url), self._probe, probe_every=outage.probe_every)
         self._pool_timeout = PoolTimeout
         self._lent = 0   # connections out of the pool (`_lending`)
         self._lent_lock = threading.Lock()
@@ -131,8 +133,9 @@ class SpoolConnections:
         connection answering `SELECT 1` (new connections refused, for example by pg_hba or a
         role's limit, while the pool's own still work). With none idle, the pool is asked to
         open one (in the background, for the next probe): after an outage longer than
-        RECONNECT_GIVE_UP it holds none and, every call failing at once, nothing else asks."""
-        refused = connect_once(self.url, timeout=5)
+        `OutageWaits.reconnect_give_up` it holds none and, every call failing at once, nothing
+        else asks."""
+        refused = connect_once(self.url, timeout=self.outage.probe_connect)
         if refused is None or refused.too_many:
             return
         exc = self._psycopg.OperationalError(refused.message)

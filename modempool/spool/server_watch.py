@@ -42,7 +42,21 @@ PROBE_EVERY = 1.0
 RECONNECT_GIVE_UP = 5.0
 #: An outage that lasts is said again this often (seconds).
 SAY_AGAIN_EVERY = 60.0
+#: The longest the probe's fresh connection waits for each host (seconds).
+PROBE_CONNECT = 5.0
 _AWAY = "the database server is away"
+
+
+@dataclass(frozen=True, slots=True)
+class OutageWaits:
+    """How an engine waits out its server's absence: the probe's pace (`probe_every`), its
+    fresh connection's wait for each host (`probe_connect`), and when the pool's own
+    reconnection attempts end (`reconnect_give_up`). The defaults are the constants above;
+    a test of an outage gives shorter ones, so that it waits seconds less for the same steps."""
+
+    probe_every: float = PROBE_EVERY
+    probe_connect: float = PROBE_CONNECT
+    reconnect_give_up: float = RECONNECT_GIVE_UP
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +83,14 @@ def server_gone(exc: BaseException) -> bool:
 
 class ServerWatch:
     """One engine's view of its server: `check()` before a call, `failed(exc)` after one
-    failed; `connect()` (given) returns when the server answers, else raises."""
+    failed; `connect()` (given) returns when the server answers, else raises; it is tried
+    every `probe_every` seconds while the server is away."""
 
-    def __init__(self, where: str, connect: Callable[[], None]) -> None:
+    def __init__(self, where: str, connect: Callable[[], None], *,
+                 probe_every: float = PROBE_EVERY) -> None:
         self.where = where
         self.connect = connect
+        self.probe_every = probe_every
         self.away: Away | None = None
         #: Set while the server is not known to be away: cleared when it is marked away, set
         #: when the probe reaches it again (something to wait on).
@@ -107,7 +124,7 @@ class ServerWatch:
 
     def _probe(self) -> None:
         """Until a connection succeeds (or the engine closes): try one now, then every
-        PROBE_EVERY seconds."""
+        `probe_every` seconds."""
         away = self.away
         assert away is not None
         said = away.since
@@ -120,7 +137,7 @@ class ServerWatch:
                     said = now
                     log.warning("the database at %s is still away, for %.0f s now: %s",
                                 self.where, now - away.since, _reason(exc))
-                self._closed.wait(PROBE_EVERY)
+                self._closed.wait(self.probe_every)
                 continue
             self.away = None
             self.back.set()

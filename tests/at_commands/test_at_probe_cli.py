@@ -57,12 +57,17 @@ async def test_probe_no_such_port(tmp_path) -> None:
 
 async def test_probe_something_that_is_not_a_modem() -> None:
     master, slave = os.openpty()  # a terminal nobody answers on
-    try:
-        code, out, err = await probe(os.ttyname(slave))
+    try:   # every wait for its AT a fifth of the default's
+        code, out, err = await probe(os.ttyname(slave), "--answer-wait", "0.2")
     finally:
         os.close(master)
         os.close(slave)
     assert code != 0 and "does not answer AT" in err
+
+
+async def test_probe_refuses_an_answer_wait_of_no_time() -> None:
+    code, out, err = await probe("/dev/null", "--answer-wait", "0")
+    assert code == 2 and "--answer-wait" in err and "Traceback" not in err
 
 
 async def test_probe_pin_needed_and_sim_blocked(tmp_path) -> None:

@@ -107,6 +107,12 @@ keywords = ["TD", "退订"]
         ('\n[quiet_hours]\nstart = "25:00"\n', 9, "start", "25:00"),
         ("\n[spol]\npath = 'x'\n", 8, "spol", "did you mean [spool]"),
         ("\n[retry]\nmax_attempts = 0\n", 9, "max_attempts", "at least 1"),
+        ("answer_wait = 0\n", 7, "answer_wait", "seconds > 0"),
+        ("timeouts = { lst = 60 }\n", 7, "timeouts", "did you mean 'list'"),
+        ("timeouts = { list = -1 }\n", 7, "timeouts", "list: expected a number of seconds"),
+        ("timeouts = 60\n", 7, "timeouts", "table of command = seconds"),
+        ("\n[timing]\ntimeouts = { send_result = 90 }\n", 9, "timeouts", "[retry] send_timeout"),
+        ("\n[timing]\nanswer_wait = 'slow'\n", 9, "answer_wait", "seconds > 0"),
     ],
 )
 def test_bad_values_name_file_line_and_key(tmp_path, extra, line, key, words):
@@ -115,6 +121,25 @@ def test_bad_values_name_file_line_and_key(tmp_path, extra, line, key, words):
     assert (error.file, error.line, error.key) == (str(path), line, key)
     assert str(path) in str(error) and f"line {line}" in str(error) and key in str(error)
     assert words in str(error)
+
+
+def test_timing_defaults_and_a_modems_own_waits_over_the_pools(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.timing.of(config.modems[0]) == (1.0, {})        # today's waits: the table's
+    text = MINIMAL + """answer_wait = 3
+timeouts = { send = 20 }
+
+[[modem]]
+name = "m2"
+port = "/dev/ttyUSB1"
+
+[timing]
+answer_wait = 0.5
+timeouts = { list = 60, send = 12.5 }
+"""
+    config = load_config(write(tmp_path, text))
+    assert config.timing.of(config.modem("m1")) == (3.0, {"list": 60.0, "send": 20.0})
+    assert config.timing.of(config.modem("m2")) == (0.5, {"list": 60.0, "send": 12.5})
 
 
 def test_second_modem_error_points_into_the_second_table(tmp_path):
@@ -181,6 +206,8 @@ def test_every_commented_example_in_the_template_is_valid(tmp_path):
     assert config.log_file == str(tmp_path / "modempool.log")   # beside the config file
     assert [rule.ussd or rule.sms_to for rule in config.balance] == ["*100#", "10086"]
     assert config.lock_dir == "/run/lock" and config.log_format == "text"
+    answer_wait, timeouts = config.timing.of(config.modems[0])
+    assert answer_wait == 3.0 and timeouts["list"] == 60.0 and timeouts["send"] == 10.0
 
 
 def test_open_spool_uses_the_configured_path_and_region(tmp_path):

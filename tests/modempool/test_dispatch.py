@@ -176,7 +176,9 @@ async def test_graceful_stop_finishes_the_message_on_the_air_and_releases_the_re
 
 
 async def test_a_modem_silent_before_the_prompt_gives_the_message_back_uncounted(tmp_path):
-    async with pool(tmp_path, modems=2) as (bank, spool, _daemon):
+    # m1 waits 1 s for its prompt (`[[modem]] timeouts`), not the table's 10 s
+    async with pool(tmp_path, modems=2, per_modem={"m1": "timeouts = { send = 1 }\n"}) as (
+            bank, spool, _daemon):
         bank.set_fault("m1", "hang")                       # m1 (first by name) takes it, then
         message = spool.enqueue(MOBILE, "through whichever modem answers")  # never prompts
         await eventually(lambda: state(spool, message) in DONE, timeout=40)

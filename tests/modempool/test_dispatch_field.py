@@ -4,11 +4,13 @@ per-minute limits that must not become bursts."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from at_commands import COMMANDS
 from modempool.config import parse_config
 from modempool.dispatch.daemon import Daemon
 from simulator import SimulatedBank
@@ -52,13 +54,22 @@ async def test_a_per_minute_limit_spreads_the_sends_instead_of_a_burst(tmp_path)
 
 
 
-@pytest.mark.timeout(150)
-async def test_a_bank_whose_modems_answer_after_1_5_s_comes_up_and_sends(tmp_path):
-    # Old serial modems, busy USB hubs, modems still registering: slow is not silent.
-    slow = {"latency": {"seconds": 1.5}}
+#: The slow bank's test runs at this fraction of real time: its modems answer after 1.5 s times
+#: it, and every wait of theirs (`[timing]`) is this fraction of its default.
+SCALE = 0.2
+
+
+async def test_a_bank_whose_modems_answer_after_1_5_s_comes_up_and_sends(tmp_path, caplog):
+    # Old serial modems, busy USB hubs, modems still registering: slow is not silent. A modem
+    # answering after 1.5 s outlasts the first wait for its AT (1 s); its late answer teaches
+    # the channel its pace, and every later wait grows with it. At a fifth of real time.
+    slow = {"latency": {"seconds": 1.5 * SCALE}}
+    waits = ", ".join(f"{name} = {command.timeout * SCALE:g}" for name, command in COMMANDS.items())
+    caplog.set_level(logging.INFO, logger="modempool.modem")
     async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=3,
                              faults={"m1": slow, "m2": slow}) as bank:
-        text = f'[spool]\npath = "{tmp_path / "spool.db"}"\n'
+        text = (f'[spool]\npath = "{tmp_path / "spool.db"}"\n\n'
+                f"[timing]\nanswer_wait = {1.0 * SCALE:g}\ntimeouts = {{ {waits} }}\n")
         for device in bank.devices:
             text += f'\n[[modem]]\nname = "{Path(device).name}"\nport = "{device}"\n'
         config = parse_config(text, tmp_path / "pool.toml")
@@ -67,7 +78,7 @@ async def test_a_bank_whose_modems_answer_after_1_5_s_comes_up_and_sends(tmp_pat
         running = asyncio.create_task(daemon.run())
         try:
             sent = [spool.enqueue(MOBILE, f"slow but alive {i}") for i in range(2)]
-            await eventually(lambda: all(state(spool, m) in DONE for m in sent), timeout=120,
+            await eventually(lambda: all(state(spool, m) in DONE for m in sent), timeout=45,
                              what="both modems up and sending")
             assert {row["name"]: row["state"] for row in spool.sims()} == {"m1": "up",
                                                                             "m2": "up"}
@@ -77,3 +88,7 @@ async def test_a_bank_whose_modems_answer_after_1_5_s_comes_up_and_sends(tmp_pat
             daemon.stop()
             await running
     assert len(network_messages(bank)) == 2
+    # the slow path was taken: each modem's first answer came after its wait, and was learned
+    learned = {record.name.rsplit(".", 1)[-1] for record in caplog.records
+               if record.getMessage().startswith("answers slowly")}
+    assert learned == {"m1", "m2"}

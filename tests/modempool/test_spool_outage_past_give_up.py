@@ -2,7 +2,9 @@
 then holds no connection and opens none until asked, and every call fails at once while the
 server is known to be away, so only the server watch's probe can bring the engine back. Each
 test stops a throwaway cluster of its own until the pool has given up, starts it again and
-waits for the watch to find it back."""
+waits for the watch to find it back. The engines wait out the outage at a fifth of the
+defaults' pace (`OUTAGE`: the pool gives up after 1 s, not 5; the probe's connection waits
+1 s, not 5), so each step comes seconds sooner."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import psycopg
 import pytest
 
 from modempool.spool.postgres_engine import PostgresEngine
+from modempool.spool.server_watch import OutageWaits
 from tests.log_handlers import handler_on
 from tests.modempool.test_postgres_connect import never_answering, two_hosts
 from tests.pg_cluster import throwaway_cluster
@@ -23,6 +26,8 @@ pytestmark = pytest.mark.timeout(300)
 
 #: A hang guard: the probe tries every second; far longer means it never will.
 BACK_WITHIN = 60.0
+#: The engines' waits in an outage, a fifth of the defaults'.
+OUTAGE = OutageWaits(probe_every=0.2, probe_connect=1.0, reconnect_give_up=1.0)
 
 
 class _GivenUp(logging.Handler):
@@ -77,7 +82,7 @@ def test_a_url_whose_first_host_never_answers_is_back_after_a_long_outage():
     away for good, although a fresh psycopg connection reached host 2."""
     with throwaway_cluster() as cluster, never_answering() as port:
         # opened in 5 s: its first connection waits that long on host 1, the pool's the URL's 2 s
-        engine = PostgresEngine(two_hosts(cluster, port), connect_timeout=5.0)
+        engine = PostgresEngine(two_hosts(cluster, port), connect_timeout=5.0, outage=OUTAGE)
         try:
             _outage_past_give_up(cluster, engine)
             _answers(engine)
@@ -86,15 +91,16 @@ def test_a_url_whose_first_host_never_answers_is_back_after_a_long_outage():
 
 
 def test_a_server_slower_to_accept_than_the_probe_waits_is_back_through_the_pool():
-    """A server that takes longer than the probe's 5 s to accept a connection (authentication
-    held up: here `pre_auth_delay`) while the pool's own connections, given the URL's longer
-    limit, get in. The probe then asks the pool to open one (it holds none after giving up)
-    and finds it there; it asked only an idle pooled connection, and there was none."""
+    """A server that takes longer than the probe's wait (1 s here, 5 s by default) to accept a
+    connection (authentication held up: here `pre_auth_delay`) while the pool's own
+    connections, given the URL's longer limit, get in. The probe then asks the pool to open
+    one (it holds none after giving up) and finds it there; it asked only an idle pooled
+    connection, and there was none."""
     with throwaway_cluster() as cluster:
-        engine = PostgresEngine(cluster.url(), connect_timeout=2.0)
+        engine = PostgresEngine(cluster.url(), connect_timeout=2.0, outage=OUTAGE)
         try:
             with psycopg.connect(cluster.url(), autocommit=True) as db:
-                db.execute("ALTER SYSTEM SET pre_auth_delay = '6s'")   # from the next start
+                db.execute("ALTER SYSTEM SET pre_auth_delay = '2s'")   # from the next start
             _outage_past_give_up(cluster, engine)
             _answers(engine)
         finally:

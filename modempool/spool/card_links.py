@@ -79,10 +79,3 @@ def card_keys(conn: Any, card: str) -> tuple[str, ...]:
     rows = conn.execute(LINKED_KEYS[is_imsi(card)], linked_keys_parameters(card)).fetchall()
     return (card, *sorted({row[0] for row in rows if row[0]} - {card}))
 
-
-def same_card(conn: Any, heard_by: str | None, written_by: str | None) -> bool:
-    """Whether a report that came back to card `heard_by` may be that of a write by card
-    `written_by` (either None: not known, so it may): the same key, or linked keys."""
-    if heard_by is None or written_by is None or heard_by == written_by:
-        return True
-    return written_by in card_keys(conn, heard_by)

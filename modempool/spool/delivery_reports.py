@@ -16,10 +16,10 @@ from datetime import datetime
 
 from modempool.spool.ambiguity import settle_before, settle_by_report
 from modempool.spool.audit import INSERT_EVENT, AuditLog
-from modempool.spool.card_links import same_card
 from modempool.spool.engine import Engine
 from modempool.spool.model import to_text, utcnow
 from modempool.spool.numbers import sender_number
+from modempool.spool.report_match import match_sent_part
 from modempool.spool.sims import Sims
 from modempool.spool.verdicts import (PART_VERDICT, apply_report, message_after_report,
                                       part_verdict, report_event, report_key)
@@ -91,30 +91,22 @@ class DeliveryReports:
             # which the daemon never stores, matches a part of any SIM and takes turns with
             # none of their confirmations.)
             self.engine.lock_key(conn, report_key(sim, message_reference))
-            sql = (
-                "SELECT parts.id, parts.message_id, parts.card FROM parts "
-                "JOIN messages ON messages.id = parts.message_id "
-                "WHERE parts.message_reference = ? AND parts.sent_at IS NOT NULL "
-                + ("AND parts.sim = ? " if sim is not None else "")
-                + ("AND messages.to_number = ? " if recipient_e164 else "")
-                + "ORDER BY parts.sent_at DESC, parts.id DESC LIMIT 1"
-            )
-            params = [message_reference] + ([sim] if sim is not None else []) + (
-                [recipient_e164] if recipient_e164 else [])
-            match = conn.execute(sql, params).fetchone()
-            if match is not None and not same_card(conn, card, match[2]):
-                match = None   # another card's write: the cards were swapped since (1 in 256)
+            network_time = submitted_at or received_at or utcnow()
+            sent = match_sent_part(conn, sim=sim, card=card, message_reference=message_reference,
+                                   recipient=recipient_e164, network_time=network_time)
+            match: tuple[int, int] | None = None
             proven = False
-            if match is None:
+            if sent is None:
                 match = settle_by_report(
                     conn, self.audit, sim=sim, recipient=recipient_e164,
-                    message_reference=message_reference,
-                    network_time=submitted_at or received_at or utcnow(), now=now,
+                    message_reference=message_reference, network_time=network_time, now=now,
                     count_sent=self.sims.add_sent if self.sims is not None else None, card=card)
                 proven = match is not None
-            elif sim is not None:   # a report some ambiguous part before it waited for
-                settle_before(conn, self.audit, sim, match[0], now,
-                              self.sims.add_sent if self.sims is not None else None)
+            else:
+                match = (sent.part_id, sent.message_id)
+                if sim is not None:   # a report some ambiguous part before it waited for
+                    settle_before(conn, self.audit, sent.sim, sent.part_id, now,
+                                  self.sims.add_sent if self.sims is not None else None)
             part_id, message_id = (match[0], match[1]) if match else (None, None)
             report = ("INSERT INTO delivery_reports (sim, card, message_reference, recipient, "
                       "status, delivered, final, received_at, part_id, message_id) "

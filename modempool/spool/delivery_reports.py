@@ -1,8 +1,8 @@
 """Delivery reports: each stored, matched to the part it reports on, and applied.
 
-A report is matched to its part by (SIM, message reference, recipient): the latest part sent
-with them, unless the report came back to another card than the one that wrote it (the
-report's card, `report_cards.py`: two cards swapped between modems since). The message
+A report is matched to its part by its modem's name, message reference and recipient, and by
+the card it came back to (`report_match.py`: the card's part on any modem, written in the
+report's window; never a part another card wrote). The message
 becomes DELIVERED when every part is (parts of a resumed message come from several attempts),
 FAILED ("not delivered") on a final failure. A report that matches no
 sent part may settle an ambiguous message (`ambiguity.py`); one that matches nothing is kept
@@ -69,8 +69,9 @@ class DeliveryReports:
         submitted_at: datetime | None = None,
         card: str | None = None,
     ) -> ReportMatch:
-        """Store a status report and apply it to the part (latest with this SIM, message
-        reference and recipient) and message it belongs to.
+        """Store a status report and apply it to the part (`report_match.match_sent_part`:
+        by this SIM's name or by `card`, message reference and recipient) and message it
+        belongs to.
 
         A delivered report on every part makes the message DELIVERED; a final failure makes a
         SENT message FAILED ("not delivered"). A report that matches no sent part may settle

@@ -6,7 +6,8 @@ of many sent parts, and the upgrade from version 22 (its index built) on that sp
     python benchmarks/bench_report_match.py --parts 100000 --engines sqlite
 
 The history: `--parts` sent one-part messages of 64 modems m0..m63, each modem's card its own
-(`parts.card`), TP-MR the id modulo 256, to 1,000 recipients, one second apart. Figures per
+(`parts.card`), TP-MR counted by modem (its n-th part takes n modulo 256), to 1,000
+recipients, one second apart. Figures per
 engine: the statement's plan (EXPLAIN QUERY PLAN; PostgreSQL's EXPLAIN ANALYZE); `moved`: a
 report back to a card in a modem it never wrote in (the match by card, on another modem),
 `name`: one heard in the modem that wrote the part; median and 90th percentile in ms, each
@@ -52,7 +53,7 @@ def fill(spool: Spool, parts: int) -> None:
                      "sim = 'm' || CAST(id % 64 AS TEXT) WHERE id <= ?", (parts,))
         conn.execute("INSERT INTO parts (message_id, seq, total, attempt, sim, state, "
                      "message_reference, writing_at, sent_at, card) SELECT id, 1, 1, 1, sim, "
-                     "'sent', id % 256, sent_at, sent_at, '8986' || "
+                     "'sent', (id / 64) % 256, sent_at, sent_at, '8986' || "
                      "substr('0000000000000000' || CAST(id % 64 AS TEXT), -16) "
                      "FROM messages WHERE id <= ?", (parts,))
     if spool.engine.name == "sqlite":

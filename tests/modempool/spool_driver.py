@@ -152,8 +152,9 @@ def as_version_14(conn) -> None:
 
 
 def as_version_22(conn: Any) -> None:
-    """Undo schema step 23 (the sent parts by card and TP-MR: step 20's index by card back);
-    the version is set by the caller."""
+    """Undo schema step 23 (the sent parts by card and TP-MR: step 20's index by card back;
+    every IMSI read beside an ICCID); the version is set by the caller."""
+    conn.execute("DROP TABLE card_imsis")
     conn.execute("DROP INDEX parts_by_card_reference")
     conn.execute("CREATE INDEX parts_by_card ON parts (card) WHERE card IS NOT NULL")
 

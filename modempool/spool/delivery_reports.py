@@ -1,8 +1,8 @@
 """Delivery reports: each stored, matched to the part it reports on, and applied.
 
-A report is matched to its part by (SIM, message reference, recipient): the latest part sent
-with them, unless the report came back to another card than the one that wrote it (the
-report's card, `report_cards.py`: two cards swapped between modems since). The message
+A report is matched to its part by its modem's name, message reference and recipient, and by
+the card it came back to (`report_match.py`: the card's part on any modem, written in the
+report's window; never a part another card wrote). The message
 becomes DELIVERED when every part is (parts of a resumed message come from several attempts),
 FAILED ("not delivered") on a final failure. A report that matches no
 sent part may settle an ambiguous message (`ambiguity.py`); one that matches nothing is kept
@@ -16,10 +16,10 @@ from datetime import datetime
 
 from modempool.spool.ambiguity import settle_before, settle_by_report
 from modempool.spool.audit import INSERT_EVENT, AuditLog
-from modempool.spool.card_links import same_card
 from modempool.spool.engine import Engine
 from modempool.spool.model import to_text, utcnow
 from modempool.spool.numbers import sender_number
+from modempool.spool.report_match import match_sent_part
 from modempool.spool.sims import Sims
 from modempool.spool.verdicts import (PART_VERDICT, apply_report, message_after_report,
                                       part_verdict, report_event, report_key)
@@ -69,8 +69,9 @@ class DeliveryReports:
         submitted_at: datetime | None = None,
         card: str | None = None,
     ) -> ReportMatch:
-        """Store a status report and apply it to the part (latest with this SIM, message
-        reference and recipient) and message it belongs to.
+        """Store a status report and apply it to the part (`report_match.match_sent_part`:
+        by this SIM's name or by `card`, message reference and recipient) and message it
+        belongs to.
 
         A delivered report on every part makes the message DELIVERED; a final failure makes a
         SENT message FAILED ("not delivered"). A report that matches no sent part may settle
@@ -91,30 +92,22 @@ class DeliveryReports:
             # which the daemon never stores, matches a part of any SIM and takes turns with
             # none of their confirmations.)
             self.engine.lock_key(conn, report_key(sim, message_reference))
-            sql = (
-                "SELECT parts.id, parts.message_id, parts.card FROM parts "
-                "JOIN messages ON messages.id = parts.message_id "
-                "WHERE parts.message_reference = ? AND parts.sent_at IS NOT NULL "
-                + ("AND parts.sim = ? " if sim is not None else "")
-                + ("AND messages.to_number = ? " if recipient_e164 else "")
-                + "ORDER BY parts.sent_at DESC, parts.id DESC LIMIT 1"
-            )
-            params = [message_reference] + ([sim] if sim is not None else []) + (
-                [recipient_e164] if recipient_e164 else [])
-            match = conn.execute(sql, params).fetchone()
-            if match is not None and not same_card(conn, card, match[2]):
-                match = None   # another card's write: the cards were swapped since (1 in 256)
+            network_time = submitted_at or received_at or utcnow()
+            sent = match_sent_part(conn, sim=sim, card=card, message_reference=message_reference,
+                                   recipient=recipient_e164, network_time=network_time)
+            match: tuple[int, int] | None = None
             proven = False
-            if match is None:
+            if sent is None:
                 match = settle_by_report(
                     conn, self.audit, sim=sim, recipient=recipient_e164,
-                    message_reference=message_reference,
-                    network_time=submitted_at or received_at or utcnow(), now=now,
+                    message_reference=message_reference, network_time=network_time, now=now,
                     count_sent=self.sims.add_sent if self.sims is not None else None, card=card)
                 proven = match is not None
-            elif sim is not None:   # a report some ambiguous part before it waited for
-                settle_before(conn, self.audit, sim, match[0], now,
-                              self.sims.add_sent if self.sims is not None else None)
+            else:
+                match = (sent.part_id, sent.message_id)
+                if sim is not None:   # a report some ambiguous part before it waited for
+                    settle_before(conn, self.audit, sent.sim, sent.part_id, now,
+                                  self.sims.add_sent if self.sims is not None else None)
             part_id, message_id = (match[0], match[1]) if match else (None, None)
             report = ("INSERT INTO delivery_reports (sim, card, message_reference, recipient, "
                       "status, delivered, final, received_at, part_id, message_id) "

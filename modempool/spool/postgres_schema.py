@@ -22,7 +22,8 @@ from modempool.spool.postgres_count_tables import (ACCOUNT_COUNTS, COUNT_FUNCTIO
                                                    KEPT_TOTALS, REACHED_COUNTS, STEP_12_LOCKS,
                                                    SUMMED_BY_INDEX)
 from modempool.spool.postgres_webhooks import OUTBOX_SUBJECT
-from modempool.spool.report_cards import POSTGRES_REPORT_CARD_LOCKS, POSTGRES_REPORT_CARD_STEP
+from modempool.spool.report_cards import (POSTGRES_REPORT_CARD_LOCKS, POSTGRES_REPORT_CARD_STEP,
+                                          SENT_BY_CARD_LOCKS, SENT_BY_CARD_STEP)
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 from modempool.spool.sims import POSTGRES_STEP as CARD_IMSI_STEP
 from modempool.spool.upgrade_guard import (DAEMON_COLUMNS, breaks_older, daemon_rows,
@@ -58,12 +59,13 @@ OWN_STEPS: dict[int, Sequence[str]] = {8: KEPT_COUNTS, 9: QUEUE_INDEXES + SUMMED
                                        10: KEPT_TOTALS, 11: REACHED_COUNTS, 12: ACCOUNT_COUNTS,
                                        13: OUTBOX_SUBJECT, 18: POSTGRES_STEP,
                                        20: POSTGRES_CARD_STEP, 21: CARD_IMSI_STEP,
-                                       22: POSTGRES_REPORT_CARD_STEP}
+                                       22: POSTGRES_REPORT_CARD_STEP, 23: SENT_BY_CARD_STEP}
 #: Table locks a step takes before its shared script (`MIGRATIONS`), in writers' order. Step 15
 #: drops columns of `inbound` after copying what they hold: no store between the two.
 LOCKS_FIRST: dict[int, Sequence[str]] = {12: STEP_12_LOCKS,
                                          15: ("LOCK TABLE inbound IN ACCESS EXCLUSIVE MODE",),
-                                         22: POSTGRES_REPORT_CARD_LOCKS}
+                                         22: POSTGRES_REPORT_CARD_LOCKS,
+                                         23: SENT_BY_CARD_LOCKS}
 
 
 def ddl(script: str) -> str:

@@ -47,9 +47,32 @@ SQLITE_REPORT_CARD_STEP: tuple[Any, ...] = (_sqlite_column, *REPORT_CARD_INDEXES
 #: report): a daemon still running that wrote a part and is about to write a report then
 #: finishes before the step begins. Taken in the step's order instead (the column's lock on
 #: `delivery_reports`, then the index's on `parts`), the two would wait for each other.
-POSTGRES_REPORT_CARD_LOCKS = ("LOCK TABLE parts IN SHARE MODE",
+#: `parts` is taken in the mode step 23 needs (`SENT_BY_CARD_LOCKS`), not the index's SHARE:
+#: a lock made stronger later in the upgrade would wait for a reader of `parts` that waits for
+#: the lock on `delivery_reports` (a report's store), and the two would wait for each other.
+POSTGRES_REPORT_CARD_LOCKS = ("LOCK TABLE parts IN ACCESS EXCLUSIVE MODE",
                               "LOCK TABLE delivery_reports IN ACCESS EXCLUSIVE MODE")
 
 #: PostgreSQL's step 22.
 POSTGRES_REPORT_CARD_STEP = (
     "ALTER TABLE delivery_reports ADD COLUMN IF NOT EXISTS card TEXT", *REPORT_CARD_INDEXES)
+
+#: Schema step 23, both engines: the sent parts by card, TP-MR and time of writing, for a
+#: report's match by the card it came back to, on any modem (`report_match.py`: the card's
+#: parts with the report's TP-MR written in its window). It replaces step 20's index by card
+#: alone (`write_history.CARD_INDEXES`), which is its first column: what read that one reads
+#: this one, and each write of a part keeps as many index entries as before (a marker, its
+#: record). Only adds and drops an index: an older daemon still running reads and writes as
+#: before (its reports' match by name only). On PostgreSQL the step locks only `parts`, as
+#: writers take it first, in the mode the index's drop needs (`SENT_BY_CARD_LOCKS`: taken
+#: as SHARE for the new index first, the drop's stronger lock would wait for a reader of
+#: `parts` that waits, behind that SHARE, to write it). A version-22 spool is upgraded in place,
+#: in the upgrade's transaction.
+SENT_BY_CARD_STEP = (
+    "CREATE INDEX IF NOT EXISTS parts_by_card_reference ON parts "
+    "(card, message_reference, writing_at) WHERE card IS NOT NULL",
+    "DROP INDEX IF EXISTS parts_by_card",
+)
+
+#: PostgreSQL's locks of step 23, taken before it (`postgres_schema.LOCKS_FIRST`).
+SENT_BY_CARD_LOCKS = ("LOCK TABLE parts IN ACCESS EXCLUSIVE MODE",)

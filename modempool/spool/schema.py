@@ -7,6 +7,7 @@ the status reports, `sims` each SIM's status and counters, `events` an audit log
 
 from __future__ import annotations
 
+from modempool.spool.card_links import CARD_IMSIS
 from modempool.spool.write_history import EARLIER_WRITES
 
 SCHEMA = """
@@ -341,12 +342,15 @@ DROP INDEX IF EXISTS forward_log_by_inbound;
 #: `OWN_STEPS`: `sims.SQLITE_STEP`, `sims.POSTGRES_STEP`).
 #: Version 22: the SIM card each delivery report came back to, and the ambiguous parts and
 #: unmatched reports indexed by card (`report_cards.py`, each engine's step in its `OWN_STEPS`).
+#: Version 23: every IMSI read beside an ICCID (`card_links.CARD_IMSIS`: a multi-IMSI card's
+#: earlier IMSIs), and the sent parts indexed by card and TP-MR, for a report's match by its
+#: card (`report_cards.SENT_BY_CARD_STEP`, in each engine's `OWN_STEPS`).
 MIGRATIONS: dict[int, str] = {1: SCHEMA, 2: DAEMONS, 3: REQUESTS, 4: SIM_BALANCE,
                               5: REFUSED_PINS, 6: AMBIGUOUS_PARTS, 7: SIM_COUNTERS, 8: "",
                               9: "", 10: "", 11: "", 12: MESSAGE_OWNERS, 13: "",
                               14: INBOUND_HOOKS, 15: HOOKS_TABLE, 16: SIM_HOLDERS,
                               17: PROCESS_START, 18: EARLIER_WRITES, 19: FORWARD_LOG_INDEX,
-                              20: "", 21: "", 22: ""}
+                              20: "", 21: "", 22: "", 23: CARD_IMSIS}
 SCHEMA_VERSION = max(MIGRATIONS)
 SYNCHRONOUS_MODES = ("off", "normal", "full", "extra")
 

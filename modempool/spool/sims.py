@@ -14,7 +14,7 @@ from typing import Any
 
 from modempool.errors import PoolError
 from modempool.spool.audit import AuditLog
-from modempool.spool.card_links import IMSIS_OF_ICCID
+from modempool.spool.card_links import IMSIS_OF_ICCID, LINK_CARD_IMSI
 from modempool.spool.engine import Engine
 from modempool.spool.model import to_text, utcnow
 from modempool.spool.schema import SIM_COLUMNS
@@ -138,7 +138,7 @@ class Sims:
 
     def sent_counts_of(self, sims: Sequence[str], now: datetime | None = None,
                        ) -> dict[str, tuple[int, int, int]]:
-        """`sent_counts` of each of `sims`, in three statements however many SIMs (the
+        """`sent_counts` of each of `sims`, in five statements however many SIMs (the
         dashboard and a scrape show a bank of 64: one round trip each would cost more than
         the answer)."""
         names = list(dict.fromkeys(sims))
@@ -163,17 +163,22 @@ class Sims:
         known = {row["name"]: (row["iccid"] or "", row["imsi"] or "") for row in self.engine.rows(
             "SELECT name, iccid, imsi FROM sims WHERE iccid <> '' OR imsi <> ''")}
         # a card is counted under its ICCID, or its IMSI where its modem read no ICCID: the
-        # two keys of one card are read together (`card_keys` of each name)
-        # the modems that last reported this SIM's card (its ICCID or IMSI), and itself
+        # two keys of one card are read together (`card_keys` of each name), with every IMSI
+        # read beside its ICCID (`card_imsis`: a multi-IMSI card's others)
+        cards = self._cards({name: known.get(name, ("", "")) for name in names})
+        # the modems that last reported this SIM's card (its ICCID or an IMSI), and itself
         modems = {name: {name} | {other for other, card in known.items()
-                                  if (set(known.get(name, ())) - {""}) & set(card)}
+                                  if set(cards[name]) & (set(card) - {""})}
                   for name in names}
         keys = {name: sorted({k for m in modems[name] for k in _card_keys(
-            m, *known.get(m, ("", ""))) if m == name or not k.startswith("name:")})
+            m, *known.get(m, ("", ""))) if m == name or not k.startswith("name:")}
+            | {f"iccid:{key}" if key in cards[name][:1] else f"imsi:{key}"
+               for key in cards[name] if key})
             for name in names}
         # and the rows of a card counted under its ICCID whose IMSI a modem here reads (the
-        # modem that counted it may hold another card now: CARD_IMSI)
-        imsis = {name: sorted({known.get(m, ("", ""))[1] for m in modems[name]} - {""})
+        # modem that counted it may hold another card now: CARD_IMSI), or one read with it
+        imsis = {name: sorted(({known.get(m, ("", ""))[1] for m in modems[name]}
+                               | set(cards[name][1:])) - {""})
                  for name in names}
         among, values = self.engine.among("sim_key", sorted({k for ks in keys.values()
                                                              for k in ks}))
@@ -199,6 +204,26 @@ class Sims:
                 today + sum(r["sent_today"] for r in rows if r["day"] == day),
                 this_month + sum(r["sent_month"] for r in rows if r["month"] == month),
             )
+        return out
+
+    def _cards(self, read: dict[str, tuple[str, str]]) -> dict[str, tuple[str, ...]]:
+        """For each modem, the keys of the card its row names (`read`: its ICCID and IMSI, ''
+        where not read), by every pair a modem read (`card_imsis`): (its ICCID or '', then
+        every IMSI known for it). One statement for all of them."""
+        iccids = sorted({iccid for iccid, _ in read.values() if iccid})
+        imsis = sorted({imsi for _, imsi in read.values() if imsi})
+        by_iccid, iccid_values = self.engine.among("iccid", iccids)
+        by_imsi, imsi_values = self.engine.among("imsi", imsis)
+        pairs = [(row[0], row[1]) for row in self.engine.rows(
+            f"SELECT iccid, imsi FROM card_imsis WHERE {by_iccid} OR iccid IN "
+            f"(SELECT iccid FROM card_imsis WHERE {by_imsi})", [*iccid_values, *imsi_values])
+                 ] if iccids or imsis else []
+        out = {}
+        for name, (iccid, imsi) in read.items():
+            if not iccid and imsi:   # the ICCID an IMSI read alone was read with
+                iccid = next((i for i, m in pairs if m == imsi), "")
+            linked = {m for i, m in pairs if i == iccid} if iccid else set()
+            out[name] = (iccid, *sorted(linked | ({imsi} - {""})))
         return out
 
     def parts_per_minute(self, sims: Sequence[str], since: datetime) -> dict[datetime, int]:
@@ -237,6 +262,8 @@ class Sims:
                 f"ON CONFLICT (name) DO UPDATE SET {updates}",
                 {"name": name, **values},
             )
+            if {"iccid", "imsi"} & set(values):
+                conn.execute(LINK_CARD_IMSI, (name,))
         return self.get(name)  # type: ignore[return-value]
 
     def name_card(self, name: str, iccid: str | None, imsi: str | None, *,
@@ -264,6 +291,8 @@ class Sims:
                          "ON CONFLICT (name) DO UPDATE SET iccid = excluded.iccid, "
                          "imsi = excluded.imsi, updated_at = excluded.updated_at",
                          (name, iccid, imsi, to_text(utcnow())))
+            if iccid and imsi:   # kept for good: the row names the card's next IMSI later
+                conn.execute(LINK_CARD_IMSI, (name,))
 
     def card_imsis(self, iccid: str) -> list[str]:
         """The IMSIs the spool knows for the card with ICCID `iccid`: read beside it by a
@@ -272,7 +301,7 @@ class Sims:
         and no IMSI holds the card by them too (`dispatch.cards`), so that it meets the hold
         of a clone read by its IMSI alone (rev21b L2)."""
         return sorted({row[0] for row in self.engine.rows(IMSIS_OF_ICCID,
-                                                          (iccid, f"iccid:{iccid}"))})
+                                                          (iccid, f"iccid:{iccid}", iccid))})
 
     def record_error(self, name: str, error: str) -> None:
         """Count one error against a SIM and keep it as `last_error`."""
@@ -318,7 +347,7 @@ def _same_card(conn: Any, row_iccid: str | None, row_imsi: str | None, iccid: st
 def _paired(conn: Any, iccid: str, imsi: str) -> bool:
     """Whether the spool knows ICCID `iccid` and IMSI `imsi` as one card's (`card_imsis`)."""
     return conn.execute(f"SELECT 1 FROM ({IMSIS_OF_ICCID}) AS known WHERE imsi = ?",
-                        (iccid, f"iccid:{iccid}", imsi)).fetchone() is not None
+                        (iccid, f"iccid:{iccid}", iccid, imsi)).fetchone() is not None
 
 
 def _counters_key(card: str) -> str:

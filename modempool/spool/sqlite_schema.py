@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from modempool.spool.engine import SpoolTooNew, statements
-from modempool.spool.report_cards import SQLITE_REPORT_CARD_STEP
+from modempool.spool.report_cards import SENT_BY_CARD_STEP, SQLITE_REPORT_CARD_STEP
 from modempool.spool.schema import MIGRATIONS, SCHEMA_VERSION, too_new
 from modempool.spool.sims import SQLITE_STEP as CARD_IMSI_STEP
 from modempool.spool.sqlite_counts import ACCOUNT_COUNTS
@@ -50,7 +50,8 @@ TEXT_INDEX = tuple(
 #: or a function of the upgrade's connection (a step that depends on what the file holds).
 OWN_STEPS: dict[int, Sequence[str | Callable[[sqlite3.Connection], None]]] = {
     12: ACCOUNT_COUNTS, 13: (outbox_subject_step,), 18: SQLITE_STEP,
-    20: SQLITE_CARD_STEP, 21: CARD_IMSI_STEP, 22: SQLITE_REPORT_CARD_STEP}
+    20: SQLITE_CARD_STEP, 21: CARD_IMSI_STEP, 22: SQLITE_REPORT_CARD_STEP,
+    23: SENT_BY_CARD_STEP}
 
 
 def upgrade(engine: SqliteEngine) -> None:

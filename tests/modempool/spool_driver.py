@@ -151,16 +151,25 @@ def as_version_14(conn) -> None:
         conn.execute(statement)
 
 
+def as_version_22(conn: Any) -> None:
+    """Undo schema step 23 (the sent parts by card and TP-MR: step 20's index by card back;
+    every IMSI read beside an ICCID); the version is set by the caller."""
+    conn.execute("DROP TABLE card_imsis")
+    conn.execute("DROP INDEX parts_by_card_reference")
+    conn.execute("CREATE INDEX parts_by_card ON parts (card) WHERE card IS NOT NULL")
+
+
 def as_version_21(conn: Any) -> None:
-    """Undo schema step 22 (each report's card: the column and the two indexes by card); the
-    version is set by the caller."""
+    """Undo schema steps 23 and 22 (each report's card: the column and the two indexes by
+    card); the version is set by the caller."""
+    as_version_22(conn)
     conn.execute("DROP INDEX parts_ambiguous_by_card")
     conn.execute("DROP INDEX delivery_reports_unmatched_by_card")
     conn.execute("ALTER TABLE delivery_reports DROP COLUMN card")
 
 
 def as_version_19(conn: Any, sqlite: bool) -> None:
-    """Undo schema steps 22 and 20 (each write's card: the columns, their indexes, and the
+    """Undo schema steps 23, 22 and 20 (each write's card: the columns, their indexes, and the
     trigger back to step 18's, which names no card); the version is set by the caller."""
     from modempool.spool.write_history import POSTGRES_STEP, SQLITE_STEP
 

@@ -8,6 +8,7 @@ on the code before, `--retry` did not exist."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -69,6 +70,11 @@ def _leftover(spool: Spool, text: str, target: str, attempts: int = 1) -> int:
 def _runs(log: Path) -> list[dict]:
     return ([json.loads(line) for line in log.read_text("utf-8").splitlines()]
             if log.exists() else [])
+
+
+def _ids(log: Path) -> list[int]:
+    """The SMS ids the command ran for, once per run."""
+    return [run["stdin"]["id"] for run in _runs(log)]
 
 
 def _cli(*args: str, config: Path, place: str | None = None) -> subprocess.Popen:
@@ -153,18 +159,22 @@ def test_two_retries_at_once_run_each_leftover_once_and_a_killed_one_is_listed_a
         hung = _leftover(spool, "hang until killed", command_target(command))
         quick = [_leftover(spool, f"ok {n}", command_target(command)) for n in range(4)]
     holder = _cli("forward", "leftovers", "--retry", str(hung), config=config)
+    started = [holder]
     try:
-        hung_run = _wait_for_run(log, hung, holder)
+        _wait_for_run(log, hung, holder)
         # two retries of everything at once, one of them as on another box: each leftover
         # runs once, and not the one whose retry runs (here, or by its claim's age elsewhere)
         here, elsewhere = (_cli("forward", "leftovers", "--retry", "--all", "--json",
                                 config=config, place=place) for place in (None, "another box"))
-        results = [json.loads(p.communicate(timeout=120)[0]) for p in (here, elsewhere)]
+        started += [here, elsewhere]
+        asyncio.run(eventually(lambda: here.poll() is not None and elsewhere.poll() is not None
+                               or _ids(log).count(hung) > 1, what="both retries ended"))
+        assert _ids(log).count(hung) == 1, "a second retry ran the one running"
+        results = [json.loads(p.communicate()[0]) for p in (here, elsewhere)]
         assert (here.returncode, elsewhere.returncode) == (0, 0)
         assert sorted(results[0]["ok"] + results[1]["ok"]) == quick
         assert [result["failed"] for result in results] == [[], []]
-        ran = [run["stdin"]["id"] for run in _runs(log)]
-        assert sorted(ran) == sorted([hung, *quick])   # each once
+        assert sorted(_ids(log)) == sorted([hung, *quick])   # each once
         again = modempool_cli("forward", "leftovers", "--retry", str(hung), config=config)
         assert again.returncode == 1 and again.stdout == ""
         assert again.stderr.strip().splitlines() == [
@@ -173,9 +183,14 @@ def test_two_retries_at_once_run_each_leftover_once_and_a_killed_one_is_listed_a
         with Pool.open(config) as pool:
             assert pool.forward_leftovers() == []
     finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.communicate()
-    os.kill(hung_run["pid"], signal.SIGKILL)   # the command, orphaned by the kill
+        for process in started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+            process.communicate()
+        for run in _runs(log):   # the hung command, orphaned by the kill (blocked: its pid)
+            if run["stdin"]["id"] == hung:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(run["pid"], signal.SIGKILL)
     with Pool.open(config) as pool:
         [listed] = pool.forward_leftovers()    # its process gone from this process table
         assert (listed.id, listed.attempts, listed.retry_cut_short) == (hung, 2, True)

@@ -31,8 +31,8 @@ resumed when the next message arrives after the restart. The daemon's handler (`
 resumes none: with no mark, every daemon of a shared spool would run the same leftover at its
 first SMS. So a command cut short before schema 15 (no mark), or whose step was passed after a
 bug, stays with its last attempt `failed` in `forward_log` (the spool's unfinished forwards):
-`modempool status` counts them, `modempool forward leftovers` lists them and gives them up
-(`forward_leftovers.py`).
+`modempool status` counts them, `modempool forward leftovers` lists them, runs them again
+(`forward_retry.py`) and gives them up (`forward_leftovers.py`).
 
 Numbers to forward to can also be added and removed while the daemon runs (the console,
 `pool.forwarding`): they are kept in `forward_targets` and read for each message, after the

@@ -50,7 +50,8 @@ def test_a_forward_command_cut_short_with_no_mark_is_listed_and_can_be_given_up(
     status = modempool_cli("status", config=config)
     assert status.returncode == 0, status.stderr
     assert ("forward command cut short with no mark for 1 received SMS (before the upgrade to "
-            "schema 15): run by nothing; see `modempool forward leftovers`") in status.stdout
+            "schema 15, or a retry killed): run by nothing; see `modempool forward leftovers` "
+            "(--retry, --give-up)") in status.stdout
     _give_up_names_what_it_did_not(config, cut.id, running.id)
     with Pool.open(config) as pool:
         assert pool.forward_leftovers() == []

@@ -118,20 +118,12 @@ def main() -> None:
                 print(line)
         if args.only == "sqlite":
             return
-        cluster = None
-        if args.url is None:
-            from tests.pg_cluster import PgCluster
+        from tests.pg_cluster import throwaway_cluster
 
-            cluster = PgCluster()
-            cluster.start()
-        try:
+        with throwaway_cluster(args.url is None) as cluster:
             print("postgresql")
             for line in bench(args.url or cluster.new_schema(), *shape):
                 print(line)
-        finally:
-            if cluster is not None:
-                cluster.remove()
-
 
 if __name__ == "__main__":
     main()

@@ -34,7 +34,8 @@ from typing import Any
 
 from modempool.box.ports import process_exists, process_start
 from modempool.errors import NotFound, PoolError
-from modempool.operator.db import locked, now_iso
+from modempool.operator.db import ensure_schema, locked, now_iso
+from modempool.operator.forwarding import SCHEMA
 from modempool.spool.daemons import Here, by_age, judge, run_owner, this_place
 from modempool.spool.model import from_text, to_text, utcnow
 
@@ -143,6 +144,7 @@ def give_up(spool: Any, ids: Sequence[int] = (), *, every: bool = False) -> Give
     wanted = set(ids)
     rows: list[Any] = []
     if "forward_log" in spool.table_names():
+        ensure_schema(spool.db, SCHEMA)   # the leftovers' index, where no daemon made it yet
         with locked(spool.db, LOCK):
             rows = [row for row in cut_short(spool) if every or row["id"] in wanted]
             for row in rows:

@@ -12,13 +12,13 @@ operator has dealt with them (run the command by hand, or decided it need not ru
 are listed no more. Giving up names the SMS ids (or says `--all`), and says which of those
 were no leftover: none given up is an error.
 
-An operator's retry claims a leftover first (`claim`): a `retrying` row naming its process
-(`retry_claim`), written under the leftovers' lock once the SMS is seen to be a leftover
-still, so two retries at once (two processes, two boxes on one PostgreSQL) never run the same
-command twice. While that process lives the SMS is no leftover; once it is gone (its pid gone
-or given to another process, in this process table; elsewhere, `for at most` seconds after the
-claim: the command's timeout and `RETRY_GRACE`) the claim was cut short and the SMS is listed
-again (`spool.daemons.judge`, the rule that tells a daemon dead).
+An operator's retry claims a leftover first (`forward_retry.claim`): a `retrying` row naming
+its process (`retry_claim`), written under the leftovers' lock once the SMS is seen to be a
+leftover still, so two retries at once (two processes, two boxes on one PostgreSQL) never run
+the same command twice. While that process lives the SMS is no leftover; once it is gone (its
+pid gone or given to another process, in this process table; elsewhere, `for at most` seconds
+after the claim: the command's timeout and `RETRY_GRACE`) the claim was cut short and the SMS
+is listed again (`spool.daemons.judge`, the rule that tells a daemon dead).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def asked(ids: Sequence[int], every: bool, verb: str) -> None:
 
 
 def no_leftover(ids: Sequence[int]) -> str:
-    """The line naming `ids` asked to be given up that are no leftover."""
+    """The line naming `ids` asked for (to give up or to retry) that are no leftover."""
     return (f"no forward command cut short for received SMS {', '.join(map(str, ids))} (its "
             "command pending in a daemon, done, or no such SMS)")
 

@@ -8,9 +8,10 @@ line is not kept, only its digest), with the SMS's JSON on stdin and its `SMS_*`
 stderr tail (`forward_command.run_command`, the daemon's one run). One attempt, no retries:
 its outcome is recorded in `forward_log` under today's command, counted on from the
 leftover's attempts. Exit status 0: the SMS is no leftover any more. A failure: it is listed
-again, with the failure's detail. Each is claimed before it runs (`forward_leftovers.claim`):
-a retry of another process or box, or a daemon that took the SMS meanwhile, leaves it alone;
-a retry killed while the command ran is listed again once its process is judged gone.
+again, with the failure's detail. Each is claimed before it runs (`claim`, judged by
+`forward_leftovers.claim_alive`): a retry of another process or box, or a daemon that took
+the SMS meanwhile, leaves it alone; a retry killed while the command ran is listed again once
+its process is judged gone.
 """
 
 from __future__ import annotations

@@ -263,6 +263,7 @@ class Pool:
     add_forward_target = PartCall("automation_desk", "add_forward_target")
     forward_leftovers = PartCall("automation_desk", "forward_leftovers")
     give_up_forward_leftovers = PartCall("automation_desk", "give_up_forward_leftovers")
+    retry_forward_leftovers = PartCall("automation_desk", "retry_forward_leftovers")
     remove_forward_target = PartCall("automation_desk", "remove_forward_target")
     add_job = PartCall("automation_desk", "add_job")
     remove_job = PartCall("automation_desk", "remove_job")

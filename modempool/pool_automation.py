@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from modempool.operator.autoreply import AutoReplyEntry, Rule
     from modempool.operator.forward_leftovers import ForwardLeftover, GivenUp
+    from modempool.operator.forward_retry import Retried
     from modempool.operator.forwarding import ForwardTarget
     from modempool.operator.recurring import Job, JobRun
     from modempool.pool import Pool
@@ -79,6 +80,16 @@ class PoolAutomation:
         from modempool.operator.forward_leftovers import give_up
 
         return give_up(self.pool.spool, list(ids), every=every)
+
+    def retry_forward_leftovers(self, ids: Iterable[int] = (), *,
+                                every: bool = False) -> Retried:
+        """Run the config's forward command again, once, for the leftovers `ids` (or all, with
+        `every` and no ids), each claimed first so that no two retries run one SMS: those that
+        exit 0 are listed no more, those that fail are listed again (`forward_retry.retry`).
+        NotFound when none of `ids` was one."""
+        from modempool.operator.forward_retry import retry
+
+        return retry(self.pool.spool, self.pool.config.forward, list(ids), every=every)
 
     def add_job(self, name: str, kind: str, template: str, *, at: str = "09:00",
                 weekday: str | None = None, numbers: Iterable[str] = (),

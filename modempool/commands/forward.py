@@ -1,7 +1,8 @@
 """`modempool forward ...`: the numbers each received SMS is forwarded to, through
 `modempool.Pool` (`pool.forwarding`). The config's `[forward] to` numbers are listed too;
 they, the format and the command are changed in the config file. `leftovers`: the SMS whose
-forward command was cut short with no mark (`Pool.forward_leftovers`)."""
+forward command was cut short with no mark (`Pool.forward_leftovers`), run again or given
+up."""
 
 from __future__ import annotations
 
@@ -49,21 +50,34 @@ def forward_remove(pool, out, number) -> None:
 
 @forward_group.command("leftovers")
 @click.argument("ids", nargs=-1, type=int)
+@click.option("--retry", is_flag=True,
+              help="Run the config's forward command again, once, for IDS (or --all).")
 @click.option("--give-up", is_flag=True,
               help="Record IDS (or --all) as given up (dealt with by hand): listed no more.")
-@click.option("--all", "every", is_flag=True, help="With --give-up: every one listed.")
+@click.option("--all", "every", is_flag=True, help="With --retry or --give-up: every one listed.")
 @pool_command(create=False)
-def forward_leftovers(pool, out, ids, give_up, every) -> None:
+def forward_leftovers(pool, out, ids, retry, give_up, every) -> None:
     """Received SMS whose forward command was cut short with no mark (before the upgrade to
-    schema 15), which no daemon runs again; IDS: only these.
+    schema 15, or an operator's retry killed), which no daemon runs again; IDS: only these.
 
     \b
     modempool forward leftovers
+    modempool forward leftovers --retry 12 15
     modempool forward leftovers --give-up 12 15
     modempool forward leftovers --give-up --all
     """
-    if every and not give_up:
-        raise click.UsageError("--all goes with --give-up")
+    if retry and give_up:
+        raise click.UsageError("--retry or --give-up, not both")
+    if every and not (give_up or retry):
+        raise click.UsageError("--all goes with --retry or --give-up")
+    if retry:
+        from modempool.operator.forward_retry import said as retried
+
+        ran = pool.retry_forward_leftovers(ids, every=every)
+        out.result(ran.to_dict(), retried(ran))
+        if ran.failed:
+            raise SystemExit(1)
+        return
     if give_up:
         from modempool.operator.forward_leftovers import said
 

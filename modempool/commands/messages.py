@@ -248,8 +248,8 @@ def status_command(config_path, as_json) -> None:
     leftovers = pool.forward_leftovers()
     if leftovers:
         click.echo(f"forward command cut short with no mark for {len(leftovers)} received SMS "
-                   "(before the upgrade to schema 15): run by nothing; see "
-                   "`modempool forward leftovers`")
+                   "(before the upgrade to schema 15, or a retry killed): run by nothing; see "
+                   "`modempool forward leftovers` (--retry, --give-up)")
     if campaigns:
         out.rows(f"{len(campaigns)} campaign(s) running or paused",
                  ["id", "name", "state", "done", "sent", "delivered", "failed", "pending",

@@ -31,8 +31,8 @@ resumed when the next message arrives after the restart. The daemon's handler (`
 resumes none: with no mark, every daemon of a shared spool would run the same leftover at its
 first SMS. So a command cut short before schema 15 (no mark), or whose step was passed after a
 bug, stays with its last attempt `failed` in `forward_log` (the spool's unfinished forwards):
-`modempool status` counts them, `modempool forward leftovers` lists them and gives them up
-(`forward_leftovers.py`).
+`modempool status` counts them, `modempool forward leftovers` lists them, runs them again
+(`forward_retry.py`) and gives them up (`forward_leftovers.py`).
 
 Numbers to forward to can also be added and removed while the daemon runs (the console,
 `pool.forwarding`): they are kept in `forward_targets` and read for each message, after the
@@ -59,17 +59,24 @@ from modempool.spool.unavailable import database_failed, log_failure
 
 log = logging.getLogger("modempool.operator.forwarding")
 
+#: Each forward's attempts. Its second index holds the command's failed attempts and the
+#: operator's retry claims alone, what the leftovers look reads (`Reports.commands_cut_short`,
+#: paid by every CLI `status`): made, as this table and its first index were, by the first
+#: process that ensures this schema (the daemon at its next SMS, `forward leftovers --retry`
+#: or `--give-up`), no schema step; a spool without it yet answers the same by a scan.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS forward_log (
     id INTEGER PRIMARY KEY,
     inbound_id INTEGER,
     target TEXT NOT NULL,           -- a number, or the command's digest (command_target)
     attempt INTEGER NOT NULL,
-    outcome TEXT NOT NULL,          -- queued | ok | failed | gave-up
+    outcome TEXT NOT NULL,          -- queued | ok | failed | gave-up | retrying
     detail TEXT NOT NULL DEFAULT '',
     created_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS forward_log_of_inbound ON forward_log (inbound_id)
+CREATE INDEX IF NOT EXISTS forward_log_of_inbound ON forward_log (inbound_id);
+CREATE INDEX IF NOT EXISTS forward_log_command_unfinished ON forward_log (inbound_id)
+    WHERE outcome IN ('failed', 'retrying') AND target NOT LIKE '+%'
 """
 
 TARGETS_SCHEMA = """
@@ -162,8 +169,8 @@ def message_json(spool: Any, message: Any) -> dict[str, Any]:
 Passed = Callable[[], bool]
 
 
-def _record(spool: Any, inbound_id: Any, target: str, attempt: int, outcome: str,
-            detail: str = "", passed: Passed | None = None) -> None:
+def record_attempt(spool: Any, inbound_id: Any, target: str, attempt: int, outcome: str,
+                   detail: str = "", passed: Passed | None = None) -> None:
     """An attempt's outcome in `forward_log`; a final one only with its step passed, in one
     transaction. The step passed already (this record's first commit done though its answer
     was lost, or the step taken over by another daemon run, which records its own): no
@@ -226,7 +233,7 @@ async def _recorded(run: Callable[..., Awaitable[Any]], spool: Any, inbound_id: 
                     target: str, attempt: int, outcome: str, detail: str = "",
                     passed: Passed | None = None) -> None:
     """An attempt's outcome recorded (`_until_done`)."""
-    await _until_done(run, "record a run_on_receive outcome", _record, spool, inbound_id,
+    await _until_done(run, "record a run_on_receive outcome", record_attempt, spool, inbound_id,
                       target, attempt, outcome, detail, passed)
 
 
@@ -300,9 +307,9 @@ def make_forward_handler(config: Config,
                 raise   # the database's, not the rules': no forward refused, the daemon logs it
             except PoolError as exc:  # e.g. too long once the sender's name is added
                 log.warning("forward of inbound %s to %s refused: %s", payload["id"], target, exc)
-                _record(spool, payload["id"], target, 1, "failed", str(exc))
+                record_attempt(spool, payload["id"], target, 1, "failed", str(exc))
                 continue
-            _record(spool, payload["id"], target, 1, "queued", f"message {queued.id}")
+            record_attempt(spool, payload["id"], target, 1, "queued", f"message {queued.id}")
         if not settings.command or not command:
             # the daemon's handler: the command is the SMS's durable step (`command_step`),
             # which alone runs it; a resume here would run a leftover in every daemon of a

@@ -9,10 +9,17 @@ method reads through the engine (`Engine.rows`), with plain SQL both engines acc
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from modempool.spool.engine import Engine
 from modempool.spool.model import to_text
+
+
+#: The command rows a forward may have been cut short at (an attempt that failed, an operator's
+#: retry claimed): the condition of `forward_log`'s partial index `forward_log_command_unfinished`
+#: (`operator/forwarding.py`), which `commands_cut_short` repeats as it is written there.
+UNFINISHED_COMMAND = "f.outcome IN ('failed', 'retrying') AND f.target NOT LIKE '+%'"
 
 
 class Reports:
@@ -100,20 +107,30 @@ class Reports:
             f" AND target IN ({names})) WHERE f.outcome IN ({marks}) ORDER BY i.id",
             [*targets, *outcomes])]
 
-    def commands_cut_short(self, log_table: str) -> list[dict[str, Any]]:
-        """Received SMS whose latest `log_table` row for a command (a target that is no
-        number: numbers are kept in E.164, `+…`) is a `failed` attempt, and which have no
-        hooks pending (`inbound_hooks`: those a daemon runs again itself), oldest first: the
-        command's runs cut short with no mark (before schema 15, or a step passed after a
-        bug), which nothing runs again. With that row's target, attempt, detail and time. It
-        reads every failed row of the log (no index has them): for a command and the
-        operator's look, not a page that refreshes."""
-        keys = ("id", "sender", "sim", "text", "received_at", "target", "attempt", "detail",
-                "failed_at")
+    def commands_cut_short(self, log_table: str,
+                           inbound_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """Received SMS (of `inbound_ids` only, when given) whose latest `log_table` row for a
+        command (a target that is no number: numbers are kept in E.164, `+…`) is a `failed`
+        attempt or a `retrying` claim, and which have no hooks pending (`inbound_hooks`:
+        those a daemon runs again itself), oldest first: the command's runs cut short with no
+        mark (before schema 15, or a step passed after a bug), which nothing runs again, and
+        the operator's retries of them (`operator/forward_leftovers.py` judges whether a
+        claim's process lives). With that row's target, attempt, outcome, detail and time.
+        It reads the log's failed and retrying command rows alone, through their partial
+        index (`forward_log_command_unfinished`, whose condition this one repeats word for
+        word, as both engines' planners need), and each one's latest command row by the SMS
+        (a subquery per row, which PostgreSQL does not turn into a hash join over the whole
+        log as it did `NOT EXISTS`): its cost grows with the command's failed attempts, never
+        with the SMS forwarded."""
+        keys = ("id", "sender", "sim", "text", "received_at", "target", "attempt", "outcome",
+                "detail", "created_at")
+        only, params = ("", []) if inbound_ids is None else self.engine.among(
+            "f.inbound_id", list(inbound_ids))
         return [dict(zip(keys, r)) for r in self._all(
             "SELECT i.id, i.sender, i.sim, i.text, i.received_at, f.target, f.attempt, "
-            f"f.detail, f.created_at FROM {log_table} f JOIN inbound i ON i.id = f.inbound_id "
-            "WHERE f.outcome = 'failed' AND f.target NOT LIKE ? AND NOT EXISTS (SELECT 1 "
-            f"FROM {log_table} g WHERE g.inbound_id = f.inbound_id AND g.id > f.id "
-            "AND g.target NOT LIKE ?) AND NOT EXISTS (SELECT 1 FROM inbound_hooks h "
-            "WHERE h.inbound_id = f.inbound_id) ORDER BY i.id", ["+%", "+%"])]
+            f"f.outcome, f.detail, f.created_at FROM {log_table} f JOIN inbound i "
+            f"ON i.id = f.inbound_id WHERE {UNFINISHED_COMMAND}"
+            + (f" AND {only}" if only else "") +
+            f" AND f.id = (SELECT max(g.id) FROM {log_table} g WHERE g.inbound_id = f.inbound_id"
+            " AND g.target NOT LIKE '+%') AND NOT EXISTS (SELECT 1 FROM inbound_hooks h "
+            "WHERE h.inbound_id = f.inbound_id) ORDER BY i.id", params)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from modempool.operator.db import ensure_schema
-from modempool.operator.forwarding import SCHEMA, _attempts_made, _record
+from modempool.operator.forwarding import SCHEMA, _attempts_made, record_attempt
 from modempool.spool import Spool
 from modempool.spool.schema import SCHEMA_VERSION
 from tests.modempool.spool_driver import schema_version, set_schema_version
@@ -27,8 +27,8 @@ def test_a_command_line_longer_than_a_btree_row_has_its_attempts_logged(spool_ta
     command = "notify --token " + os.urandom(4000).hex()   # 8 KB that no compression shrinks
     with Spool(spool_target) as spool:
         ensure_schema(spool.db, SCHEMA)
-        _record(spool, 7, command, 1, "failed", "exit status 1")
-        _record(spool, 7, command, 2, "failed", "exit status 1")
+        record_attempt(spool, 7, command, 1, "failed", "exit status 1")
+        record_attempt(spool, 7, command, 2, "failed", "exit status 1")
         assert _attempts_made(spool, 7, command) == 2
         assert _attempts_made(spool, 7, "another command") == 0
 

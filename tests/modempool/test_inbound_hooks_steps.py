@@ -121,7 +121,7 @@ def test_a_final_outcome_recorded_again_writes_no_second_row(spool_target):
     again: the step is passed already, so nothing is written twice. The old code wrote a
     second final row (and logged it as taken over)."""
     from modempool.operator.db import ensure_schema
-    from modempool.operator.forwarding import SCHEMA, _record
+    from modempool.operator.forwarding import SCHEMA, record_attempt
 
     with Spool(spool_target) as spool:
         ensure_schema(spool.db, SCHEMA)
@@ -132,8 +132,8 @@ def test_a_final_outcome_recorded_again_writes_no_second_row(spool_target):
         def passed() -> bool:
             with spool.transaction() as conn:
                 return spool.inbound_hooks.advance(conn, stored.id, 3, 4, 4, "run-a")
-        _record(spool, stored.id, "notify", 1, "ok", passed=passed)
-        _record(spool, stored.id, "notify", 1, "ok", passed=passed)   # tried again
+        record_attempt(spool, stored.id, "notify", 1, "ok", passed=passed)
+        record_attempt(spool, stored.id, "notify", 1, "ok", passed=passed)   # tried again
         assert [tuple(row) for row in spool.rows(
             "SELECT inbound_id, attempt, outcome FROM forward_log")] == [(stored.id, 1, "ok")]
         assert spool.inbound_hooks.waiting() == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from modempool.operator.forwarding import SCHEMA, _record
+from modempool.operator.forwarding import SCHEMA, record_attempt
 from modempool.spool import Spool
 
 
@@ -18,9 +18,9 @@ def test_what_came_in_since_and_forwards_cut_short(spool_target):
         stamp = before.strftime("%Y-%m-%dT%H:%M:%S.000Z")
         assert spool.reports.received_since(stamp) == [
             ("+8613800138000", "你好"), ("+8613900139000", "退订")]
-        _record(spool, first.id, "notify.sh", 1, "failed")
-        _record(spool, second.id, "notify.sh", 1, "failed")
-        _record(spool, second.id, "notify.sh", 2, "ok")   # its latest attempt went through
+        record_attempt(spool, first.id, "notify.sh", 1, "failed")
+        record_attempt(spool, second.id, "notify.sh", 1, "failed")
+        record_attempt(spool, second.id, "notify.sh", 2, "ok")   # its latest attempt went through
         cut_short = spool.reports.received_whose_last("forward_log", "notify.sh", ("failed",))
         assert [(r["id"], r["sender"], r["text"]) for r in cut_short] == [
             (first.id, "+8613800138000", "你好")]

@@ -42,6 +42,7 @@ class PostgresEngine(Engine):
     name = "postgresql"
     lock_rows = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    skip_locked_no_key = " FOR NO KEY UPDATE SKIP LOCKED"
     case_blind_like = "ILIKE"   # which the trigram indexes (postgres_schema.TEXT_INDEX) answer
     writes_in_with = True
     locks_keys = True

@@ -243,7 +243,9 @@ def _settle_one(conn: Any, audit: AuditLog, message_id: int, attempt: int,
         audit.record(conn, "lease-recovered", message_id, sim, "sent", now_text)
         return "sent"
     sent_by = sent_from(conn, message_id)
-    if sent_by and all(state in ACCEPTED for state in written):   # cut between parts (audit24)
+    # cut between parts (audit24); the sending path goes on from the first part not out only
+    # where the part count is known (`parts_total`, the markers'): else it would send all again
+    if parts_total and sent_by and all(state in ACCEPTED for state in written):
         conn.execute(
             "UPDATE messages SET state = 'queued', sims = ?, avoid_sim = NULL, "
             "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",

@@ -8,10 +8,13 @@ A message held for minutes is said as a WARNING naming the session that holds it
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 
 from modempool.spool import Spool
 from modempool.spool.model import utcnow
+from tests.modempool.test_group_commit_locks import wait_until
+from tests.modempool.test_spool_report_locks import lock_waiters
 
 TO = "+8613800138000"
 OWNER = "test/m1"
@@ -25,9 +28,43 @@ def _writing(spool: Spool) -> int:
     return message.id
 
 
-def test_a_report_stored_against_the_message_does_not_hold_the_give_back(pg_cluster):
-    """A transaction that inserted a report naming the message (its foreign key's KEY SHARE on
-    the message) and stays open; another KEY SHARE on the part: the give-back settles it."""
+def test_a_report_stored_while_recovery_holds_the_message_row_does_not_wait(pg_cluster):
+    """Recovery has locked the message row (its locking read, before it looks at the parts)
+    when a delivery report of the message's part 1 is stored (the real store, in another
+    connection). The report's foreign key takes KEY SHARE on the message: it does not wait for
+    recovery now. Before (FOR UPDATE) it waited there, holding what it took before its insert
+    (the SIM's counters, when it proved an earlier ambiguous part: `settle_before`), which a
+    recovery settling another message by its stored report asks for next: a deadlock cycle.
+    Fails on 079b1cb: the store waits."""
+    url = pg_cluster.new_schema()
+    with Spool(url) as spool, Spool(url) as reports:
+        message = spool.enqueue(TO, "长" * 100)   # two parts
+        claimed = spool.claim(message.id, "m1", OWNER)
+        spool.mark_part_writing(message.id, 1, 2, lease_owner=OWNER)
+        spool.mark_part_sent(message.id, 1, 9, 10, attempt=claimed.attempts)
+        stored: dict[str, object] = {}
+
+        def store() -> None:
+            stored["match"] = reports.store_delivery_report("m1", 10, TO, 0)
+
+        with spool.transaction() as conn:   # recovery's locking read of the give-back
+            assert conn.execute("SELECT id FROM messages WHERE id = ?"
+                                + spool.engine.skip_locked_no_key, (message.id,)).fetchall() \
+                == [(message.id,)]
+            storing = threading.Thread(target=store)
+            storing.start()
+            wait_until(lambda: not storing.is_alive() or lock_waiters(reports) > 0,
+                       "the report neither stored nor waiting")
+            waited = storing.is_alive()
+        storing.join()
+        assert not waited and stored["match"].message_id == message.id
+
+
+def test_a_row_inserted_against_the_message_does_not_hold_the_give_back(pg_cluster):
+    """A transaction that inserted a row naming the message (a foreign key's KEY SHARE on it:
+    here a report row written by another program) and stays open; another KEY SHARE on the
+    part: the give-back settles the message. (modempool's own report store also updates the
+    part it reports on, which holds the give-back until it commits: `recovery._part_held`.)"""
     url = pg_cluster.new_schema()
     with Spool(url) as spool, Spool(url) as holder:
         message_id = _writing(spool)

@@ -36,6 +36,14 @@ WHERE id = :id AND state = 'sending' {owner}
 """
 
 
+#: An uncounted requeue's attempt given back (`requeue`), unless a part of it was accepted:
+#: a number given again would make that part look like the next claim's own write.
+GIVEN_BACK = (", attempts = CASE WHEN attempts > 0 AND NOT EXISTS (SELECT 1 FROM parts "
+              "WHERE parts.message_id = messages.id AND parts.attempt = messages.attempts "
+              "AND parts.state IN ('sent', 'delivered', 'undelivered')) THEN attempts - 1 "
+              "ELSE attempts END")
+
+
 class Claims:
     """Leases and the send-side transitions (`spool.claims`). Every transition names the
     lease owner it expects, so that a lease recovered meanwhile is never written to."""
@@ -316,16 +324,18 @@ class Claims:
         `avoid_sim` asks the dispatcher to prefer another SIM (failover); that SIM still
         takes it when it is the only one left.
         `only_sim` binds it to one SIM from now on (the rest of a message partly sent from that
-        SIM's number). `count_attempt=False`: the modem failed before anything was written, so
-        the attempt was not the message's. Parts marked writing in this attempt become failed:
-        the modem refused them.
+        SIM's number). `count_attempt=False`: the modem failed before this part was written, so
+        the attempt was not the message's, unless a part of it went out already: then it counts
+        (`GIVEN_BACK`), so the next claim's number is new and recovery never reads that part as
+        the next claim's write. Parts marked writing in this attempt become failed: the modem
+        refused them.
         """
         now = to_text(utcnow())
         extra = ", not_before = :not_before, avoid_sim = :avoid_sim"
         if only_sim is not None:
             extra += ", sims = :only_sims"
         if not count_attempt:
-            extra += ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
+            extra += GIVEN_BACK
         with self.engine.tx() as conn:
             ok = finish(
                 conn, message_id, MessageState.QUEUED, error, now, lease_owner, extra=extra,

@@ -97,6 +97,10 @@ class Engine(ABC):
     #: appended to a SELECT of rows taken only where no other transaction holds them: a
     #: claim's candidates, recovery's leases and their parts (PostgreSQL: FOR UPDATE SKIP LOCKED)
     skip_locked: str = ""
+    #: `skip_locked` for rows the transaction updates without touching a key (recovery's):
+    #: a foreign key's KEY SHARE (a report or part inserted against the row) does not stop it,
+    #: every writer of the row does (PostgreSQL: FOR NO KEY UPDATE SKIP LOCKED)
+    skip_locked_no_key: str = ""
     #: index hint for the expiry sweep (SQLite: INDEXED BY)
     expiry_index: str = ""
     #: LIKE blind to the case of Latin letters (SQLite's LIKE is; PostgreSQL: ILIKE)

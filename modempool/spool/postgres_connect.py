@@ -49,6 +49,17 @@ log = logging.getLogger("modempool.spool")
 _VERBOSE = 2
 #: "FATAL:  53300: ..." (the severity in the server's language, two blanks, the SQLSTATE)
 _SQLSTATE = re.compile(r":  ([0-9A-Z]{5}): ")
+#: A server's own refusal in libpq's text ("... failed: FATAL:  role "x" does not exist": its
+#: severity, in the server's language, then two blanks), not a failure to reach it.
+_SERVER_SAID = re.compile(r"failed: [^:;\n]{1,30}:  ")
+
+
+def server_refused(message: str) -> bool:
+    """Whether libpq's `message` of a failed connection is a server's refusal (an unknown role
+    or database, a password refused, a server starting up), not a server out of reach."""
+    return _SERVER_SAID.search(message) is not None
+
+
 #: The English words of a refusal as one too many, where no SQLSTATE could be asked for.
 TOO_MANY_CONNECTIONS = ("too many connections", "too many clients",
                         "connection slots are reserved")

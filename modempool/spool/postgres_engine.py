@@ -23,7 +23,7 @@ from modempool.spool.database_errors import forbidden
 from modempool.spool.engine import Engine, SpoolUnreachable, created_names, statements
 from modempool.spool.postgres_conn import PgConn, describe, refuse_standby
 from modempool.spool.postgres_url import url_problem
-from modempool.spool.postgres_connect import connection_class
+from modempool.spool.postgres_connect import connection_class, server_refused
 from modempool.spool.postgres_counts import KeptCounts
 from modempool.spool.postgres_pool import SpoolConnections
 from modempool.spool.postgres_schema import ddl, prepare, schema_lock
@@ -43,6 +43,7 @@ class PostgresEngine(Engine):
     name = "postgresql"
     lock_rows = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    skip_locked_no_key = " FOR NO KEY UPDATE SKIP LOCKED"
     case_blind_like = "ILIKE"   # which the trigram indexes (postgres_schema.TEXT_INDEX) answer
     writes_in_with = True
     locks_keys = True
@@ -70,9 +71,10 @@ class PostgresEngine(Engine):
         try:  # one direct connection first: its error names the host and the reason
             first = self._connection.connect(url, connect_timeout=max(int(connect_timeout), 1),
                                              autocommit=True)
-        except psycopg.Error as exc:
-            raise SpoolUnreachable(
-                f"cannot reach the spool at {describe(url)}: {one_line(exc, url)}") from None
+        except psycopg.Error as exc:   # the server out of reach, or refusing (a role unknown)
+            said = (f"the spool at {describe(url)} refused the connection"
+                    if server_refused(str(exc)) else f"cannot reach the spool at {describe(url)}")
+            raise SpoolUnreachable(f"{said}: {one_line(exc, url)}") from None
         try:
             self.schema = first.execute("SELECT current_schema()").fetchone()[0] or "public"
             refuse_standby(first, url)

@@ -12,7 +12,7 @@ import json
 import logging
 import weakref
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from modempool.masked import one_line
@@ -20,6 +20,7 @@ from modempool.masked import one_line
 from modempool.spool.ambiguity import settle_by_stored_reports
 from modempool.spool.daemons import Here, judge
 from modempool.spool.model import Recovery, to_text, utcnow
+from modempool.spool.row_holders import row_holders
 from modempool.spool.unavailable import database_failed, log_repeated, refused_by_database
 
 if TYPE_CHECKING:
@@ -59,16 +60,19 @@ def recover_leases(
       counted;
     - otherwise some PDU may have been written → AMBIGUOUS (never resent automatically).
     A message one of whose parts another transaction holds (its owner, alive though judged
-    dead, recording it), or, with `owner` given, whose row another transaction holds (a report
-    stored against it, an operator's cancel), stays SENDING, an INFO line at most once a
-    minute (`Recovery.held`), for the next recovery: recovery never waits on a lock while it
-    holds the message. A message the
+    dead, recording it), or, with `owner` given, whose row another transaction holds (an
+    operator's cancel, a session that locked it; not a foreign key's KEY SHARE, such as a
+    report stored against it), stays SENDING, an INFO line at most once a minute
+    (`Recovery.held`), for the next recovery: recovery never waits on a lock while it holds
+    the message. Held for HELD_WARNING_AFTER, the line is a WARNING naming the holding
+    session (`row_holders`). A message the
     database refuses to settle so (a trigger, a constraint), or whose settling meets a bug
     (its traceback logged once), stays SENDING, one ERROR line naming it
     (`Recovery.refused`), and is tried again by the next recovery; the others are settled.
     Only the database unable to answer fails the whole recovery.
     """
-    now_text = to_text(now or utcnow())
+    moment = now or utcnow()
+    now_text = to_text(moment)
     where, params = ["state = 'sending'"], []
     if owner is not None:
         where.append("lease_owner = ?")
@@ -82,25 +86,26 @@ def recover_leases(
     refused: list[int] = []
     held: list[int] = []
     with engine.tx() as conn:
-        # Locked rows are being finished by their owner right now: not ours to settle.
+        # Locked rows are being finished by their owner right now: not ours to settle. A
+        # foreign key's KEY SHARE (a report stored against the message) does not stop it.
         leased = conn.execute(
             f"SELECT id, attempts, parts_total, sim FROM messages WHERE {' AND '.join(where)}"
-            + engine.skip_locked,
+            + engine.skip_locked_no_key,
             params,
         ).fetchall()
         if owner is not None:   # an owner's give-back: a row skipped is not settled (rev23 M1)
-            held += _rows_held(conn, engine, where, params, {row[0] for row in leased})
+            held += _rows_held(conn, engine, where, params, {row[0] for row in leased}, moment)
         for message_id, attempt, parts_total, sim in leased:
             # Each message under a savepoint of its own: one the database refuses to settle
             # (an operator's trigger or constraint) stays SENDING, the others are settled.
             conn.execute("SAVEPOINT recover_one")
             try:
-                if _part_held(conn, engine, message_id):   # its record on its way: not now
+                part = _part_held(conn, engine, message_id)
+                if part is not None:   # its record on its way: not now
+                    _said_held(conn, engine, message_id, "a part of it is being written by "
+                               "another transaction (its record)", ("parts", part), moment)
                     conn.execute("ROLLBACK TO recover_one")
                     conn.execute("RELEASE recover_one")
-                    log_repeated(log, logging.INFO, f"message {message_id}: a part of it "
-                                 "is being written by another transaction (its record)",
-                                 "left SENDING for the next recovery")
                     held.append(message_id)
                     continue
                 became = _settle_one(conn, audit, message_id, attempt, parts_total, sim,
@@ -140,36 +145,74 @@ def _said_why(engine: Engine, message_id: int, exc: Exception) -> None:
 
 
 def _rows_held(conn: Any, engine: Engine, where: list[str], params: list[Any],
-               leased: set[int]) -> list[int]:
-    """The messages matching `where` whose row another transaction holds (a report stored
-    against it, an operator's cancel or retry), which the locking read skipped: left SENDING
-    as `Recovery.held`, so that the owner's give-back is tried again rather than leaving them
-    under a live lease until its stop. Read after the locks: a message that turned SENDING
-    meanwhile counts as held too (tried again later). SQLite has one writer: none."""
+               leased: set[int], moment: datetime) -> list[int]:
+    """The messages matching `where` whose row another transaction holds (an operator's cancel
+    or retry, a writer of the message, a session that locked it and stays idle), which the
+    locking read skipped: left SENDING as `Recovery.held`, so that the owner's give-back is
+    tried again rather than leaving them under a live lease until its stop. Read after the
+    locks: a message that turned SENDING meanwhile counts as held too (tried again later).
+    SQLite has one writer: none."""
     if not engine.skip_locked:
         return []
     skipped = [row[0] for row in conn.execute(
         f"SELECT id FROM messages WHERE {' AND '.join(where)}", params) if row[0] not in leased]
     for message_id in skipped:
-        log_repeated(log, logging.INFO, f"message {message_id}: its row is held by another "
-                     "transaction", "left SENDING for the next recovery")
+        _said_held(conn, engine, message_id, "its row is held by another transaction",
+                   ("messages", message_id), moment)
     return skipped
 
 
-def _part_held(conn: Any, engine: Engine, message_id: int) -> bool:
-    """Whether another transaction holds a part of `message_id` (a record on its way: the
-    owner, alive though judged dead, locks the part, then the message); the others are locked
-    for this one. Recovery holds the message already: waiting for the part would close a
-    cycle with that record (PostgreSQL aborts one, dead23), so the message is left as it is.
-    SQLite has one writer: nothing else can hold a part."""
+def _part_held(conn: Any, engine: Engine, message_id: int) -> int | None:
+    """A part of `message_id` another transaction holds (a record on its way: the owner, alive
+    though judged dead, locks the part, then the message), None if none is; the others are
+    locked for this one. Recovery holds the message already: waiting for the part would close
+    a cycle with that record (PostgreSQL aborts one, dead23), so the message is left as it is.
+    A foreign key's KEY SHARE (a report stored against the part) does not hold it. SQLite has
+    one writer: nothing else can hold a part."""
     if not engine.skip_locked:
-        return False
+        return None
     locked = {row[0] for row in conn.execute(
-        "SELECT id FROM parts WHERE message_id = ?" + engine.skip_locked, (message_id,))}
+        "SELECT id FROM parts WHERE message_id = ?" + engine.skip_locked_no_key, (message_id,))}
     # read after the locks: a part inserted meanwhile counts as held (left for later too)
     every = {row[0] for row in conn.execute(
         "SELECT id FROM parts WHERE message_id = ?", (message_id,))}
-    return not every <= locked
+    return min(every - locked, default=None)
+
+
+#: How long a message may stay held by another transaction (its row or a part's) before its
+#: line becomes a WARNING naming the holding session: one left idle in its transaction (a
+#: client gone) keeps the SIM's give-back pending with no bound (docs/scale-out.md:
+#: idle_in_transaction_session_timeout).
+HELD_WARNING_AFTER = timedelta(minutes=5)
+
+#: By spool: each held message's (first, last) time found held, by recovery's clock. A hold
+#: not seen for HELD_WARNING_AFTER is over (its message settled meanwhile): the next is new.
+_HELD: weakref.WeakKeyDictionary[Any, dict[int, tuple[datetime, datetime]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _said_held(conn: Any, engine: Engine, message_id: int, what: str, row: tuple[str, int],
+               moment: datetime) -> None:
+    """Say that `message_id` is left SENDING, held (`what`): an INFO line a minute at most;
+    once held for HELD_WARNING_AFTER, a WARNING naming the session that holds `row` (table,
+    id). Before the caller's rollback to its savepoint: the holder's look-up is in it."""
+    held = _HELD.setdefault(engine, {})
+    if len(held) >= 1000:   # holds long over: forgotten
+        for key in [k for k, (_, last) in held.items() if moment - last >= HELD_WARNING_AFTER]:
+            del held[key]
+    first, last = held.get(message_id, (moment, moment))
+    if moment - last >= HELD_WARNING_AFTER:
+        first = moment
+    held[message_id] = (first, moment)
+    if moment - first < HELD_WARNING_AFTER:
+        log_repeated(log, logging.INFO, f"message {message_id}: {what}",
+                     "left SENDING for the next recovery")
+        return
+    minutes = int((moment - first).total_seconds() // 60)
+    log_repeated(log, logging.WARNING, f"message {message_id}: {what} for minutes",
+                 f"{minutes} min now, by {row_holders(conn, *row)}; left SENDING, its SIM "
+                 "waits to be given back (end that session; docs/scale-out.md: "
+                 "idle_in_transaction_session_timeout)")
 
 
 def _settle_one(conn: Any, audit: AuditLog, message_id: int, attempt: int,
@@ -200,7 +243,9 @@ def _settle_one(conn: Any, audit: AuditLog, message_id: int, attempt: int,
         audit.record(conn, "lease-recovered", message_id, sim, "sent", now_text)
         return "sent"
     sent_by = sent_from(conn, message_id)
-    if sent_by and all(state in ACCEPTED for state in written):   # cut between parts (audit24)
+    # cut between parts (audit24); the sending path goes on from the first part not out only
+    # where the part count is known (`parts_total`, the markers'): else it would send all again
+    if parts_total and sent_by and all(state in ACCEPTED for state in written):
         conn.execute(
             "UPDATE messages SET state = 'queued', sims = ?, avoid_sim = NULL, "
             "lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",

@@ -110,3 +110,58 @@ def test_a_command_that_asks_nothing_of_the_daemon_does_not_import_its_parts(con
     modules = imported_by("contacts", "list", "--config", str(config), cwd=config.parent)
     assert {"modempool.pool", "modempool.spool.store"} <= modules
     assert not modules & {"modempool.pool_status", "modempool.dispatch.requests"}
+
+
+def broken_install(tmp_path: Path, module: str, source: str | None) -> Path:
+    """A copy of the installed tree (symbolic links) in which `modempool/commands/<module>.py`
+    is lost (`source` None) or holds `source` (an upgrade that left it half-written)."""
+    tree = tmp_path / "install"
+    (tree / "modempool" / "commands").mkdir(parents=True)
+    for top in ("cli.py", "pdu", "at_commands"):
+        (tree / top).symlink_to(REPO / top)
+    for entry in (REPO / "modempool").iterdir():
+        if entry.name not in ("commands", "__pycache__"):
+            (tree / "modempool" / entry.name).symlink_to(entry)
+    for entry in (REPO / "modempool" / "commands").iterdir():
+        if entry.name not in (f"{module}.py", "__pycache__"):
+            (tree / "modempool" / "commands" / entry.name).symlink_to(entry)
+    if source is not None:
+        (tree / "modempool" / "commands" / f"{module}.py").write_text(source, encoding="utf-8")
+    return tree
+
+
+def modempool_in(tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=tree, capture_output=True,
+                          text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(tree), "COLUMNS": "200"})
+
+
+@pytest.mark.parametrize("source, why", [
+    (None, "No module named 'modempool.commands.codec'"),
+    ("def register(group):\n    group.add_command(\n", "'(' was never closed"),
+])
+def test_a_command_module_that_cannot_be_imported_costs_only_its_own_command(tmp_path, source,
+                                                                             why):
+    """A broken install (a file lost, one left half-written): `--help` and a bare `modempool`
+    list every command, the broken one as unavailable; running it is one line naming the module;
+    the other commands work (audit24 L2: `--help` was a traceback since 079b1cb)."""
+    tree = broken_install(tmp_path, "codec", source)
+    assert (tree / "modempool").resolve() != (REPO / "modempool").resolve()
+    shown = modempool_in(tree, "--help")
+    assert shown.returncode == 0 and not shown.stderr, shown.stderr[-500:]
+    [pdu] = [line for line in shown.stdout.splitlines() if line.split()[:1] == ["pdu"]]
+    assert pdu.split() == "pdu unavailable: modempool.commands.codec cannot be imported".split()
+    listed = {line.split()[0] for line in shown.stdout.split("Commands:")[1].splitlines()
+              if line.strip()}
+    assert listed == set(CATALOG)
+    bare = modempool_in(tree)   # the listing on standard error, as click gives it
+    assert bare.returncode == 2 and bare.stderr == shown.stdout, bare.stderr[-500:]
+    for args in (["pdu", "encode", "13800138000", "hi"], ["pdu", "--help"]):
+        ran = modempool_in(tree, *args)
+        assert ran.returncode == 1 and not ran.stdout, ran.stderr[-500:]
+        [line] = ran.stderr.splitlines()
+        assert line.startswith("Error: command 'pdu' is unavailable: modempool.commands.codec "
+                               f"cannot be imported: {why}")
+        assert line.endswith(" (a broken installation: reinstall modempool)")
+    other = modempool_in(tree, "send", "--help")
+    assert other.returncode == 0 and "Traceback" not in other.stderr and "--to" in other.stdout

@@ -165,15 +165,16 @@ async def test_a_sims_release_waits_for_its_record_the_timer_started_meanwhile(p
 
 
 async def test_a_give_back_meeting_a_lock_on_its_message_row_keeps_the_sim_pending(pg_cluster):
-    """The message ROW held by another transaction (what a report's foreign key takes on it;
-    an operator's cancel takes more): recovery's locking read skips it. It counts as held, the
+    """The message ROW held by another transaction (an operator's cancel or retry locks it so;
+    a foreign key's KEY SHARE no longer holds it: test_recovery_row_held): recovery's locking
+    read skips it. It counts as held, the
     SIM stays to be given back and the next round settles it (rev23 M1). Before, the SIM was
     given back and the message stayed SENDING under the live lease until the daemon's stop."""
     url = pg_cluster.new_schema()
     with Spool(url) as spool, Spool(url) as holder:
         lane, dispatcher, message, slot = _writing(spool, "its row held")
         with holder.transaction() as conn:
-            conn.execute("SELECT 1 FROM messages WHERE id = ? FOR KEY SHARE", (message.id,))
+            conn.execute("SELECT 1 FROM messages WHERE id = ? FOR UPDATE", (message.id,))
             assert spool.recover_leases(owner=slot.owner).held == (message.id,)
             dispatcher.releases.pending.add(slot.name)
             await dispatcher.releases.settle_pending({"m1": slot})
@@ -200,7 +201,8 @@ async def test_a_part_held_for_many_rounds_is_tried_after_a_wait_not_every_round
         recoveries = _counted_recoveries(spool)
         caplog.set_level(logging.INFO, logger="modempool.spool.recovery")
         with holder.transaction() as conn:
-            conn.execute("SELECT 1 FROM parts WHERE message_id = ? FOR KEY SHARE", (message.id,))
+            conn.execute("SELECT 1 FROM parts WHERE message_id = ? FOR NO KEY UPDATE",
+                         (message.id,))   # as a record's UPDATE of the part
             releases.pending.add(slot.name)
             for _round in range(5):
                 await releases.settle_pending({"m1": slot})

@@ -25,23 +25,67 @@ def test_an_unreachable_database_names_the_host_and_the_reason():
 
 
 def test_a_missing_database_is_named(pg_cluster):
-    with pytest.raises(SpoolUnreachable, match='database "nosuchdb" does not exist'):
+    with pytest.raises(SpoolUnreachable, match=' refused the connection: .*database "nosuchdb" '
+                       'does not exist'):
         Spool(pg_cluster.url(dbname="nosuchdb"))
 
 
+def test_an_unknown_role_is_one_line_saying_the_server_refused_it(pg_cluster, tmp_path):
+    """The server answered and refused the role: said so, not that it cannot be reached."""
+    import subprocess
+    import sys
+
+    url = pg_cluster.new_schema().replace("postgresql://postgres@", "postgresql://nosuchrole@")
+    config = tmp_path / "pool.toml"
+    config.write_text(f'[spool]\nurl = "{url}"\n', encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "cli", "status", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and not done.stdout
+    [line] = done.stderr.splitlines()
+    assert line.startswith("Error: the spool at postgresql://nosuchrole@") and (
+        ' refused the connection: ' in line and line.endswith('role "nosuchrole" does not exist'))
+
+
+#: What a newer spool is made of, read before and after an older modempool met it: its
+#: functions, indexes, triggers, columns (their text), its rows, its version.
+CATALOGUE = [
+    "SELECT md5(string_agg(proname || prosrc, ',' ORDER BY proname)) FROM pg_proc "
+    "WHERE pronamespace = current_schema()::regnamespace",
+    "SELECT md5(string_agg(indexname || indexdef, ',' ORDER BY indexname)) FROM pg_indexes "
+    "WHERE schemaname = current_schema()",
+    "SELECT md5(string_agg(tgname || pg_get_triggerdef(t.oid), ',' ORDER BY tgname)) "
+    "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+    "WHERE c.relnamespace = current_schema()::regnamespace",
+    "SELECT md5(string_agg(table_name || column_name || data_type || coalesce(column_default, ''), "
+    "',' ORDER BY table_name, column_name)) FROM information_schema.columns "
+    "WHERE table_schema = current_schema()",
+    "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM events), "
+    "(SELECT count(*) FROM daemons), (SELECT md5(string_agg(m::text, ',' ORDER BY id)) "
+    "FROM messages m)",
+    "SELECT version FROM modempool_schema",
+]
+
+
+def catalogue(url: str) -> list[tuple]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return [conn.execute(query).fetchone() for query in CATALOGUE]
+
+
 def test_a_newer_schema_is_refused_and_left_untouched(pg_cluster):
+    """An older modempool meeting a newer spool changes nothing of it, not even what it would
+    "repair" at open in a spool of its own version (an index it makes, a function it writes)."""
     url = pg_cluster.new_schema()
-    Spool(url).close()
+    with Spool(url) as spool:
+        spool.enqueue("13800138000", "kept")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE modempool_schema SET version = %s", (SCHEMA_VERSION + 1,))
-        tables = conn.execute("SELECT count(*) FROM information_schema.tables "
-                              "WHERE table_schema = current_schema()").fetchone()[0]
+        conn.execute("DROP INDEX parts_uncertain")   # made at open when missing
+        conn.execute("CREATE OR REPLACE FUNCTION message_counts_follow() RETURNS trigger "
+                     "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$")
+    before = catalogue(url)
     with pytest.raises(SpoolTooNew, match="upgrade modempool"):
         Spool(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        assert conn.execute("SELECT version FROM modempool_schema").fetchone()[0] == SCHEMA_VERSION + 1
-        assert conn.execute("SELECT count(*) FROM information_schema.tables "
-                            "WHERE table_schema = current_schema()").fetchone()[0] == tables
+    assert catalogue(url) == before and before[-1] == (SCHEMA_VERSION + 1,)
 
 
 def test_a_claim_skips_a_row_another_host_holds_instead_of_waiting(pg_cluster):

@@ -51,15 +51,15 @@ class PgConn:
     def __init__(self, raw: Any, schema: str = "public") -> None:
         self.raw = raw
         self.schema = schema   # the spool's, for a missing GRANT's message
+        self.pipeline: Any = None   # psycopg's Pipeline in `one_trip`: answers come when asked for
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
         try:
-            if not params:
-                return self.raw.execute(sql)
-            return self.raw.execute(translate(sql), params)
+            cursor = self.raw.execute(translate(sql), params) if params else self.raw.execute(sql)
         except Exception as exc:
             self._refuse(exc, sql)
             raise
+        return cursor if self.pipeline is None else PipedCursor(cursor, self.pipeline)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
         cursor = self.raw.cursor()
@@ -86,6 +86,30 @@ class PgConn:
         refused = not_sent(exc, self.raw)
         if refused is not None:   # no cause kept: the server watch would read it as gone
             raise refused from None
+
+
+class PipedCursor:
+    """A statement's cursor in a pipeline: psycopg reads its rows when they are asked for
+    (sending what came before), but leaves its row count at -1 until then; here the count
+    is asked for too."""
+
+    __slots__ = ("_cursor", "_pipeline")
+
+    def __init__(self, cursor: Any, pipeline: Any) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        if self._cursor.pgresult is None:
+            self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+    def __iter__(self) -> Any:
+        return iter(self._cursor)
 
 
 def _refuse_nul(exc: Exception) -> None:

@@ -35,6 +35,14 @@ from modempool.part_call import PartCall
 
 log = logging.getLogger("modempool.dispatch.inbound")
 
+#: Seconds a delivery report waits for the send lane to have answered its calls before it is
+#: stored. When modems answer together (every second at a fixed time per SMS, and at a run's
+#: start) each waits for its part marker, written in the send lane; a report stored meanwhile
+#: takes the processors, the interpreter's lock and the server from them, for no one waiting
+#: on it (nothing goes out the sooner for a report stored). Bounded: the modem's event pump
+#: waits with it, and on a modem under AT+CSMS=1 its AT+CNMA, which it waits for seconds.
+REPORT_WAITS_AT_MOST = 0.1
+
 
 class InboundStore:
     """Stores what one or more modems receive, then runs the hooks (its part `hooks`,
@@ -66,6 +74,9 @@ class InboundStore:
         # The first key of the card hold of the modem named (`CardsServed.card_of`; None: it
         # holds none), stored with each report it hears (`spool.report_cards`).
         self.card_of: Callable[[str], str | None] = lambda sim: None
+        # The daemon's send lane: a delivery report is stored once its calls are answered
+        # (at most REPORT_WAITS_AT_MOST later), not beside the part markers modems wait for.
+        self.sends: SpoolLane | None = None
 
     handlers = PartCall("hooks", "handlers")
     command_step = PartCall("hooks", "command_step")
@@ -97,6 +108,8 @@ class InboundStore:
             if complete is not None:
                 await self.run_hooks(complete)
         elif isinstance(event, StatusReport):
+            if self.sends is not None:
+                await self.sends.quiet(REPORT_WAITS_AT_MOST)
             match = await self.lane.run(self.match_report, sim, event, card)
             if match is not None and match.proven and self.on_proven is not None:
                 self.on_proven(sim)

@@ -53,9 +53,13 @@ class PgConn:
         self.schema = schema   # the spool's, for a missing GRANT's message
         self.pipeline: Any = None   # psycopg's Pipeline in `one_trip`: answers come when asked for
 
-    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None, *,
+                prepare: bool | None = None) -> Any:
+        """`sql` with `params`; `prepare`: True prepares it on this connection at once
+        (psycopg's default: after its fifth run here), so a plan it keeps is made once."""
         try:
-            cursor = self.raw.execute(translate(sql), params) if params else self.raw.execute(sql)
+            cursor = (self.raw.execute(translate(sql), params, prepare=prepare) if params
+                      else self.raw.execute(sql, prepare=prepare))
         except Exception as exc:
             self._refuse(exc, sql)
             raise

@@ -296,7 +296,7 @@ class PostgresEngine(Engine):
         evaluated after the ORDER BY's sort.)"""
         conn.execute("SELECT pg_advisory_xact_lock(CAST(? AS integer), number) FROM "
                      f"(SELECT DISTINCT hashtext(key) AS number FROM ({query}) AS keys (key)) "
-                     "AS numbers ORDER BY number", (_KEY_LOCKS, *params))
+                     "AS numbers ORDER BY number", (_KEY_LOCKS, *params), prepare=True)
 
     def notify_enqueued(self, conn: Any) -> None:
         conn.execute(f"NOTIFY {CHANNEL}")  # delivered at commit, once per transaction

@@ -23,7 +23,7 @@ killed or stopped run of the daemon left (on a shared database: what a dead daem
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -35,12 +35,13 @@ from modempool.part_call import PartCall
 
 log = logging.getLogger("modempool.dispatch.inbound")
 
-#: Seconds a delivery report waits for the send lane to have answered its calls before it is
-#: stored. When modems answer together (every second at a fixed time per SMS, and at a run's
-#: start) each waits for its part marker, written in the send lane; a report stored meanwhile
-#: takes the processors, the interpreter's lock and the server from them, for no one waiting
-#: on it (nothing goes out the sooner for a report stored). Bounded: the modem's event pump
-#: waits with it, and on a modem under AT+CSMS=1 its AT+CNMA, which it waits for seconds.
+#: Seconds a delivery report waits, at most, for a quiet moment (no modem between its answer
+#: and its next PDU: `Dispatcher.quiet_moment`, as claims ahead wait) before it is stored. When
+#: modems answer together (every second at a fixed time per SMS) each waits for its part
+#: marker; a report stored meanwhile takes the processors, the interpreter's lock and the
+#: server from them, for no one waiting on it (nothing goes out the sooner for it). Bounded:
+#: the modem's event pump waits with it, and on a modem under AT+CSMS=1 its AT+CNMA, which
+#: the modem awaits for seconds.
 REPORT_WAITS_AT_MOST = 0.1
 
 
@@ -74,9 +75,9 @@ class InboundStore:
         # The first key of the card hold of the modem named (`CardsServed.card_of`; None: it
         # holds none), stored with each report it hears (`spool.report_cards`).
         self.card_of: Callable[[str], str | None] = lambda sim: None
-        # The daemon's send lane: a delivery report is stored once its calls are answered
-        # (at most REPORT_WAITS_AT_MOST later), not beside the part markers modems wait for.
-        self.sends: SpoolLane | None = None
+        # The dispatcher's `quiet_moment`: a delivery report is stored once no modem is between
+        # its answer and its next PDU (at most REPORT_WAITS_AT_MOST later).
+        self.quiet_moment: Callable[[float], Awaitable[None]] | None = None
 
     handlers = PartCall("hooks", "handlers")
     command_step = PartCall("hooks", "command_step")
@@ -108,8 +109,8 @@ class InboundStore:
             if complete is not None:
                 await self.run_hooks(complete)
         elif isinstance(event, StatusReport):
-            if self.sends is not None:
-                await self.sends.quiet(REPORT_WAITS_AT_MOST)
+            if self.quiet_moment is not None:
+                await self.quiet_moment(REPORT_WAITS_AT_MOST)
             match = await self.lane.run(self.match_report, sim, event, card)
             if match is not None and match.proven and self.on_proven is not None:
                 self.on_proven(sim)

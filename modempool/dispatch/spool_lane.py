@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import contextvars
 import functools
 import time
@@ -54,8 +53,6 @@ class SpoolLane:
         # each call not yet answered, with when it was submitted (for `oldest_pending`)
         self._pending: dict[asyncio.Future[Any], float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._answered = asyncio.Event()   # set while no call is unanswered (`quiet`)
-        self._answered.set()
 
     @classmethod
     def for_spool(cls, spool: Any, threads: int = THREADS) -> SpoolLane:
@@ -82,23 +79,8 @@ class SpoolLane:
         future = loop.run_in_executor(self._workers, functools.partial(
             contextvars.copy_context().run, work, *args, **kwargs))
         self._pending[future] = time.monotonic()
-        self._answered.clear()
-        future.add_done_callback(self._forget)
+        future.add_done_callback(self._pending.pop)
         return future
-
-    def _forget(self, future: asyncio.Future[Any]) -> None:
-        self._pending.pop(future)
-        if not self._pending:
-            self._answered.set()
-
-    async def quiet(self, at_most: float) -> None:
-        """Until no call of this lane is unanswered, or `at_most` seconds: for work that may
-        wait while this lane's is under way (a delivery report's storing, while modems wait
-        for their part markers)."""
-        if self._pending:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(at_most):
-                    await self._answered.wait()
 
     async def run(self, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """`work(*args, **kwargs)`'s result. A caller cancelled meanwhile does not stop it

@@ -3,18 +3,15 @@ the pool, and parts whose siblings never come are stored as incomplete messages.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 
-import asyncio
-import threading
-
 import pdu
 from at_commands.events import InboundSms, StatusReport
 from at_commands.inbound import decode
-from modempool.dispatch.inbound import InboundStore
-from modempool.dispatch.spool_lane import SpoolLane
+from modempool.dispatch.inbound import REPORT_WAITS_AT_MOST, InboundStore
 from modempool.spool import Spool
 from tests.modempool.daemon_harness import eventually
 from tests.modempool.test_dispatch import MOBILE, UNICOM, pool, state
@@ -98,26 +95,25 @@ async def test_one_senders_messages_take_turns_at_the_hooks_in_a_threaded_lane(t
     spool.close()
 
 
-async def test_a_report_is_stored_once_the_send_lane_answered_its_part_markers(tmp_path):
-    """A report heard while a part marker is under way in the send lane waits for it: the
-    modems waiting for their markers have the processors (and the server) to themselves."""
-    sends = SpoolLane(threads=1)
-    marker_done = threading.Event()
+async def test_a_report_waits_for_a_quiet_moment_to_be_stored(tmp_path):
+    """A report heard while modems wait for their part markers is stored at the dispatcher's
+    next quiet moment (as claims ahead are), waiting REPORT_WAITS_AT_MOST at most: the modems
+    have the processors (and the server) to themselves meanwhile."""
+    quiet, asked = asyncio.Event(), []
+
+    async def quiet_moment(patience: float) -> None:
+        asked.append(patience)
+        await quiet.wait()
+
     with Spool(tmp_path / "spool.db") as spool:
         store = InboundStore(spool, None, handlers=[])
-        store.sends = sends
+        store.quiet_moment = quiet_moment
         report = pdu.encode_status_report(7, MOBILE, status=0)
-        try:
-            sends.submit(marker_done.wait, 30)
-            taking = asyncio.create_task(store.take("m1", StatusReport("m1", report,
-                                                                      decode(report))))
-            for _ in range(20):
-                await asyncio.sleep(0)
-            assert not taking.done()
-            assert spool.rows("SELECT count(*) FROM delivery_reports")[0][0] == 0
-            marker_done.set()
-            assert await asyncio.wait_for(taking, 30)
-            assert spool.rows("SELECT message_reference FROM delivery_reports")[0][0] == 7
-        finally:
-            marker_done.set()
-            sends.close()
+        taking = asyncio.create_task(store.take("m1", StatusReport("m1", report, decode(report))))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not taking.done() and asked == [REPORT_WAITS_AT_MOST]
+        assert spool.rows("SELECT count(*) FROM delivery_reports")[0][0] == 0
+        quiet.set()
+        assert await asyncio.wait_for(taking, 30)
+        assert spool.rows("SELECT message_reference FROM delivery_reports")[0][0] == 7

@@ -70,26 +70,3 @@ async def test_on_sqlite_a_call_waiting_for_the_write_lock_leaves_the_loop_free(
         finally:
             other.close()
             lane.close()
-
-
-async def test_quiet_waits_for_the_calls_under_way_and_no_longer_than_told():
-    """A delivery report is stored once the send lane has answered the part markers under
-    way (`InboundStore.sends`); a call that does not end keeps it waiting only `at_most`."""
-    lane = SpoolLane(threads=2)
-    released = threading.Event()
-    try:
-        await asyncio.wait_for(lane.quiet(60), 5)          # nothing under way: at once
-        marker = lane.submit(released.wait, 30)
-        waiting = asyncio.create_task(lane.quiet(60))
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert not waiting.done()                          # the marker is still under way
-        released.set()
-        await asyncio.wait_for(waiting, 30)
-        assert marker.done()
-        stuck = threading.Event()
-        lane.submit(stuck.wait, 30)
-        await asyncio.wait_for(lane.quiet(0.01), 5)        # gives up waiting, the call goes on
-        stuck.set()
-    finally:
-        lane.close()

@@ -34,13 +34,13 @@ from modempool.spool.sims import Sims
 from modempool.spool.verdicts import no_early_report
 
 #: A batch's statements planned once per connection, for any rows: prepared at their first
-#: run there (`prepare=True`) and planned generically (PostgreSQL plans a prepared statement
-#: afresh for its first five runs on each connection, and every time while its plans for the
-#: values at hand look cheaper: the report locks' `= ANY` list did so at most runs). At a
-#: run's start, when each daemon's connections are new, that was about a hundred plans of
-#: 1.1 ms of the server's time for the batch's statement alone, among the first rounds'
-#: markers (2 x 32 at 1 s per SMS, session 23's statement statistics); the generic plan is the
-#: one the server settles on after them anyway.
+#: run there (`prepare=True`; psycopg's default waits for the fifth) and planned generically
+#: (PostgreSQL plans a prepared statement afresh for its first five runs on a connection, and
+#: for as long as plans for the values at hand look cheaper: the report locks' statement, its
+#: `= ANY` list's length in the estimate, 100 to 400 times a run). At a run's start, each
+#: daemon's connections new, that was 75 plans of the batch's statement in the first 10 s, 123
+#: ms of the server's time among the first rounds' markers (2 x 32 at 1 s per SMS, with
+#: pg_stat_statements); its generic plan is the one the server settles on after them anyway.
 PLANNED_ONCE = "SET LOCAL plan_cache_mode = force_generic_plan"
 
 #: One SIM's next part marker with that SIM's records still to commit (maybe none): the

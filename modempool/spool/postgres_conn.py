@@ -52,6 +52,7 @@ class PgConn:
         self.raw = raw
         self.schema = schema   # the spool's, for a missing GRANT's message
         self.pipeline: Any = None   # psycopg's Pipeline in `one_trip`: answers come when asked for
+        self._piped: list[tuple[Any, str]] = []   # its statements so far, with their SQL
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None, *,
                 prepare: bool | None = None) -> Any:
@@ -63,7 +64,16 @@ class PgConn:
         except Exception as exc:
             self._refuse(exc, sql)
             raise
-        return cursor if self.pipeline is None else PipedCursor(cursor, self.pipeline)
+        if self.pipeline is None:
+            return cursor
+        self._piped.append((cursor, sql))
+        return PipedCursor(cursor, self.pipeline)
+
+    def failed_statement(self) -> str:
+        """In a pipeline that failed, the SQL of the statement the server refused: the first
+        one sent with no answer (psycopg gives those before it theirs, not its own); '' if
+        none is known."""
+        return next((sql for cursor, sql in self._piped if cursor.pgresult is None), "")
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
         cursor = self.raw.cursor()

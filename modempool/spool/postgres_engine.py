@@ -204,7 +204,7 @@ class PostgresEngine(Engine):
                 lost = outcome_unknown(exc)
                 if lost is not None:   # the COMMIT may have been done before the answer was lost
                     raise lost from exc
-                conn.refused(exc)
+                conn.refused(exc, conn.failed_statement())
                 raise
             finally:
                 self._local.conn = None

@@ -172,6 +172,7 @@ class Daemon(ModemTaskMixin):
                 stack.push_async_callback(inbound.close)   # hooks waiting: before the lanes close
                 inbound.on_proven = self.dispatcher.count_proven
                 inbound.card_of = self.cards.card_of   # stored with each report it hears
+                inbound.quiet_moment = self.dispatcher.quiet_moment   # reports: between bursts
                 await inbound.take_over()   # a killed run's hooks, before any SMS comes in
                 log.info("modempool starting: %d modem%s, spool %s, strategy %s", len(specs),
                          "" if len(specs) == 1 else "s", self.spool.where,

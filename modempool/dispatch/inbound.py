@@ -23,7 +23,7 @@ killed or stopped run of the daemon left (on a shared database: what a dead daem
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -34,6 +34,15 @@ from modempool.operator.hooks import InboundCommand, inbound_command, inbound_ha
 from modempool.part_call import PartCall
 
 log = logging.getLogger("modempool.dispatch.inbound")
+
+#: Seconds a delivery report waits, at most, for a quiet moment (no modem between its answer
+#: and its next PDU: `Dispatcher.quiet_moment`, as claims ahead wait) before it is stored. When
+#: modems answer together (every second at a fixed time per SMS) each waits for its part
+#: marker; a report stored meanwhile takes the processors, the interpreter's lock and the
+#: server from them, for no one waiting on it (nothing goes out the sooner for it). Bounded:
+#: the modem's event pump waits with it, and on a modem under AT+CSMS=1 its AT+CNMA, which
+#: the modem awaits for seconds.
+REPORT_WAITS_AT_MOST = 0.1
 
 
 class InboundStore:
@@ -66,6 +75,9 @@ class InboundStore:
         # The first key of the card hold of the modem named (`CardsServed.card_of`; None: it
         # holds none), stored with each report it hears (`spool.report_cards`).
         self.card_of: Callable[[str], str | None] = lambda sim: None
+        # The dispatcher's `quiet_moment`: a delivery report is stored once no modem is between
+        # its answer and its next PDU (at most REPORT_WAITS_AT_MOST later).
+        self.quiet_moment: Callable[[float], Awaitable[None]] | None = None
 
     handlers = PartCall("hooks", "handlers")
     command_step = PartCall("hooks", "command_step")
@@ -97,6 +109,8 @@ class InboundStore:
             if complete is not None:
                 await self.run_hooks(complete)
         elif isinstance(event, StatusReport):
+            if self.quiet_moment is not None:
+                await self.quiet_moment(REPORT_WAITS_AT_MOST)
             match = await self.lane.run(self.match_report, sim, event, card)
             if match is not None and match.proven and self.on_proven is not None:
                 self.on_proven(sim)

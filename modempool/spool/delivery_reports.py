@@ -25,6 +25,10 @@ from modempool.spool.verdicts import (PART_VERDICT, apply_report, message_after_
                                       part_verdict, report_event, report_key)
 
 
+#: A message's state, read after a report's verdict.
+_STATE = "SELECT state FROM messages WHERE id = ?"
+
+
 @dataclass(frozen=True, slots=True)
 class ReportMatch:
     """Where a stored delivery report went: its row, and the part/message it matched."""
@@ -85,7 +89,9 @@ class DeliveryReports:
         final = done if final is None else final
         recipient_e164 = sender_number(recipient, self.region) if recipient else None
         now = to_text(received_at or utcnow())
-        with self.engine.tx() as conn:
+        # On a server one pipeline: the lock and the match a round trip, the writes, their
+        # reads and the COMMIT another (each statement a trip of its own made eight).
+        with self.engine.one_trip() as conn:
             # Taken by the part's confirmation too: on PostgreSQL the two transactions could
             # otherwise miss each other (neither sees the other's uncommitted row), leaving the
             # report unmatched and the message 'sent' for ever. (A report without its SIM,
@@ -114,28 +120,30 @@ class DeliveryReports:
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                       [sim, card, message_reference, recipient_e164 or recipient, status,
                        int(delivered), int(final), now, part_id, message_id])
+            stored = settled = None
             state = None
             if part_id is not None and self.engine.writes_in_with:
-                # One round trip for the report, its part's verdict and the event; the message
-                # after it next (it reads the part's verdict).
+                # The report, its part's verdict and the event in one statement; the message
+                # after it next (it reads the part's verdict), then its state: their rows read
+                # once the block is left, so they go in one round trip with the COMMIT.
                 event = self.audit.row(*report_event(part_id=part_id, message_id=message_id,
                                                      sim=sim, status=status,
                                                      delivered=delivered), now)
-                report_id = conn.execute(
+                stored = conn.execute(
                     f"WITH verdict AS ({PART_VERDICT}), logged AS ({INSERT_EVENT} "
                     f"VALUES (?, ?, ?, ?, ?)) {report[0]}",
                     [part_verdict(delivered, final), status, now, part_id, *event,
-                     *report[1]]).fetchone()[0]
-                if message_after_report(conn, message_id, status=status, delivered=delivered,
-                                        final=final, now=now):
-                    state = "delivered"
-            else:
+                     *report[1]])
+                message_after_report(conn, message_id, status=status, delivered=delivered,
+                                     final=final, now=now)
+                settled = conn.execute(_STATE, (message_id,))
+            else:   # no part, or SQLite (which reads a statement's rows before its COMMIT)
                 report_id = conn.execute(*report).fetchone()[0]
                 if part_id is not None:
                     apply_report(conn, self.audit, part_id=part_id, message_id=message_id,
                                  sim=sim, status=status, delivered=delivered, final=final,
                                  now=now)
-            if part_id is not None and state is None:
-                state = conn.execute("SELECT state FROM messages WHERE id = ?",
-                                     (message_id,)).fetchone()[0]
+                    state = conn.execute(_STATE, (message_id,)).fetchone()[0]
+        if stored is not None and settled is not None:
+            report_id, state = stored.fetchone()[0], settled.fetchone()[0]
         return ReportMatch(report_id, part_id, message_id, state, proven)

@@ -121,6 +121,15 @@ class Engine(ABC):
         """A write transaction; nested calls join the outer one (it commits). The connection
         yielded has `execute(sql, params)` and `executemany(sql, rows)`."""
 
+    @contextmanager
+    def one_trip(self) -> Iterator[Any]:
+        """A write transaction whose statements a database server gets together (PostgreSQL:
+        one pipeline, sent as the block is left; a row read inside the block sends what came
+        before it, a round trip more: read after it what can wait). Here the same as `tx`
+        (SQLite: no server to go to)."""
+        with self.tx() as conn:
+            yield conn
+
     @abstractmethod
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         """The rows of a query (inside the current transaction if one is open)."""

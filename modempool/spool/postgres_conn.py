@@ -51,15 +51,29 @@ class PgConn:
     def __init__(self, raw: Any, schema: str = "public") -> None:
         self.raw = raw
         self.schema = schema   # the spool's, for a missing GRANT's message
+        self.pipeline: Any = None   # psycopg's Pipeline in `one_trip`: answers come when asked for
+        self._piped: list[tuple[Any, str]] = []   # its statements so far, with their SQL
 
-    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None, *,
+                prepare: bool | None = None) -> Any:
+        """`sql` with `params`; `prepare`: True prepares it on this connection at once
+        (psycopg's default: after its fifth run here), so a plan it keeps is made once."""
         try:
-            if not params:
-                return self.raw.execute(sql)
-            return self.raw.execute(translate(sql), params)
+            cursor = (self.raw.execute(translate(sql), params, prepare=prepare) if params
+                      else self.raw.execute(sql, prepare=prepare))
         except Exception as exc:
             self._refuse(exc, sql)
             raise
+        if self.pipeline is None:
+            return cursor
+        self._piped.append((cursor, sql))
+        return PipedCursor(cursor, self.pipeline)
+
+    def failed_statement(self) -> str:
+        """In a pipeline that failed, the SQL of the statement the server refused: the first
+        one sent with no answer (psycopg gives those before it theirs, not its own); '' if
+        none is known."""
+        return next((sql for cursor, sql in self._piped if cursor.pgresult is None), "")
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any:
         cursor = self.raw.cursor()
@@ -86,6 +100,30 @@ class PgConn:
         refused = not_sent(exc, self.raw)
         if refused is not None:   # no cause kept: the server watch would read it as gone
             raise refused from None
+
+
+class PipedCursor:
+    """A statement's cursor in a pipeline: psycopg reads its rows when they are asked for
+    (sending what came before), but leaves its row count at -1 until then; here the count
+    is asked for too."""
+
+    __slots__ = ("_cursor", "_pipeline")
+
+    def __init__(self, cursor: Any, pipeline: Any) -> None:
+        self._cursor = cursor
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        if self._cursor.pgresult is None:
+            self._pipeline.sync()
+        return self._cursor.rowcount
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+    def __iter__(self) -> Any:
+        return iter(self._cursor)
 
 
 def _refuse_nul(exc: Exception) -> None:

@@ -180,16 +180,20 @@ class PostgresEngine(Engine):
     def one_trip(self) -> Iterator[PgConn]:
         """A write transaction sent whole in one round trip: its BEGIN, the block's statements
         and its COMMIT go in one pipeline, read back when the block is left (a cursor's rows
-        are read after it). A statement that fails rolls the whole back (its error raised
-        then); a connection lost meanwhile leaves the outcome unknown (the COMMIT may have
-        been done): SpoolOutcomeUnknown. Not nested in another transaction."""
-        if getattr(self._local, "conn", None) is not None:
-            raise RuntimeError("one_trip inside another transaction")
+        are read after it; a read inside, rows or a row count, sends what came before it: a
+        round trip more, the transaction still open). A statement that fails rolls the whole
+        back (its error raised then); a connection lost meanwhile leaves the outcome unknown
+        (the COMMIT may have been done): SpoolOutcomeUnknown. Nested in another transaction,
+        it joins that one (the outer one commits)."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
         with self.connection() as raw:
             conn = PgConn(raw, self.schema)
             self._local.conn = conn
             try:
-                with raw.pipeline():
+                with raw.pipeline() as conn.pipeline:
                     raw.execute("BEGIN")
                     yield conn
                     raw.execute("COMMIT")
@@ -202,7 +206,7 @@ class PostgresEngine(Engine):
                 lost = outcome_unknown(exc)
                 if lost is not None:   # the COMMIT may have been done before the answer was lost
                     raise lost from exc
-                conn.refused(exc)
+                conn.refused(exc, conn.failed_statement())
                 raise
             finally:
                 self._local.conn = None
@@ -294,7 +298,7 @@ class PostgresEngine(Engine):
         evaluated after the ORDER BY's sort.)"""
         conn.execute("SELECT pg_advisory_xact_lock(CAST(? AS integer), number) FROM "
                      f"(SELECT DISTINCT hashtext(key) AS number FROM ({query}) AS keys (key)) "
-                     "AS numbers ORDER BY number", (_KEY_LOCKS, *params))
+                     "AS numbers ORDER BY number", (_KEY_LOCKS, *params), prepare=True)
 
     def notify_enqueued(self, conn: Any) -> None:
         conn.execute(f"NOTIFY {CHANNEL}")  # delivered at commit, once per transaction

@@ -33,6 +33,16 @@ from modempool.spool.part_markers import HOLD_SHARED, WRITING
 from modempool.spool.sims import Sims
 from modempool.spool.verdicts import no_early_report
 
+#: A batch's statements planned once per connection, for any rows: prepared at their first
+#: run there (`prepare=True`; psycopg's default waits for the fifth) and planned generically
+#: (PostgreSQL plans a prepared statement afresh for its first five runs on a connection, and
+#: for as long as plans for the values at hand look cheaper: the report locks' statement, its
+#: `= ANY` list's length in the estimate, 100 to 400 times a run). At a run's start, each
+#: daemon's connections new, that was 75 plans of the batch's statement in the first 10 s, 123
+#: ms of the server's time among the first rounds' markers (2 x 32 at 1 s per SMS, with
+#: pg_stat_statements); its generic plan is the one the server settles on after them anyway.
+PLANNED_ONCE = "SET LOCAL plan_cache_mode = force_generic_plan"
+
 #: One SIM's next part marker with that SIM's records still to commit (maybe none): the
 #: records (`SentPart`), then the marker's message id, part number, part count and lease owner.
 Marking = tuple[Sequence[Any], int, int, int | None, str | None]
@@ -69,6 +79,7 @@ def write_in_one_trip(engine: Engine, sims: Sims, claims: Claims,
     counting, values = sims.counting("SELECT sim FROM part WHERE sim <> ''", 1, moment)
     now_text = to_text(now)
     with engine.one_trip() as conn:
+        conn.execute(PLANNED_ONCE)
         lock_reports(conn, [(send.message_id, send.seq, send.message_reference)
                             for n in chosen for send in markings[n][0]])
         answers = conn.execute(SENT_AND_MARKED.format(
@@ -77,7 +88,7 @@ def write_in_one_trip(engine: Engine, sims: Sims, claims: Claims,
                 rows="SELECT id, marker_seq, marker_total, attempts, sim, 'writing', "
                      ":now, marker_card FROM leased")),
             {**values, "rows": json.dumps(rows), "now": now_text, "state": "sent",
-             "slack": CLOCK_SLACK.total_seconds()})
+             "slack": CLOCK_SLACK.total_seconds()}, prepare=True)
     unmarked = []
     for n, (recorded, finished, marked) in zip(chosen, answers.fetchall()):
         sends = markings[n][0]

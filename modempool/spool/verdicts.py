@@ -17,11 +17,12 @@ from modempool.spool.audit import AuditLog
 from modempool.spool.engine import Engine
 
 
-def deliver_if_complete(conn: Any, message_id: int, now: str) -> bool:
+def deliver_if_complete(conn: Any, message_id: int, now: str) -> None:
     """SENT → DELIVERED when every part has a delivered report, whichever attempt sent it
     (a message resumed from part 2 has part 1 from its first attempt). A part written
-    again keeps one row (`parts` is unique by message and seq), so its latest fate counts."""
-    cur = conn.execute(
+    again keeps one row (`parts` is unique by message and seq), so its latest fate counts.
+    Nothing is read back: in a pipeline (`engine.one_trip`) it goes with the COMMIT."""
+    conn.execute(
         "UPDATE messages SET state = 'delivered', delivered_at = ?, updated_at = ? "
         "WHERE id = ? AND state = 'sent' AND NOT EXISTS ("
         "  SELECT 1 FROM parts WHERE parts.message_id = messages.id "
@@ -30,7 +31,6 @@ def deliver_if_complete(conn: Any, message_id: int, now: str) -> bool:
         "  = coalesce(parts_total, 1)",
         (now, now, message_id),
     )
-    return cur.rowcount == 1
 
 
 #: `report_key` in SQL, of the SQL expressions {sim} and {reference} (text).
@@ -140,19 +140,17 @@ def report_applied(conn: Any, audit: AuditLog, *, part_id: int, message_id: int,
 
 
 def message_after_report(conn: Any, message_id: int, *, status: int, delivered: bool,
-                         final: bool, now: str) -> bool:
+                         final: bool, now: str) -> None:
     """The message after a report's verdict was written to its part: DELIVERED once every
-    part is, FAILED ("not delivered") on a final failure of a SENT message. Whether it is
-    DELIVERED now."""
+    part is, FAILED ("not delivered") on a final failure of a SENT message."""
     if delivered:
-        return deliver_if_complete(conn, message_id, now)
-    if final:
+        deliver_if_complete(conn, message_id, now)
+    elif final:
         conn.execute(
             "UPDATE messages SET state = 'failed', error = ?, updated_at = ? "
             "WHERE id = ? AND state = 'sent'",
             (f"not delivered (status 0x{status:02X})", now, message_id),
         )
-    return False
 
 
 def report_event(*, part_id: int, message_id: int, sim: str | None, status: int,

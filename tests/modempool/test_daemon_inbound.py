@@ -3,13 +3,15 @@ the pool, and parts whose siblings never come are stored as incomplete messages.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 
 import pdu
-from at_commands.events import InboundSms
-from modempool.dispatch.inbound import InboundStore
+from at_commands.events import InboundSms, StatusReport
+from at_commands.inbound import decode
+from modempool.dispatch.inbound import REPORT_WAITS_AT_MOST, InboundStore
 from modempool.spool import Spool
 from tests.modempool.daemon_harness import eventually
 from tests.modempool.test_dispatch import MOBILE, UNICOM, pool, state
@@ -91,3 +93,27 @@ async def test_one_senders_messages_take_turns_at_the_hooks_in_a_threaded_lane(t
     assert done == ["营业时间", "退订", "营业时间"]
     lane.close()
     spool.close()
+
+
+async def test_a_report_waits_for_a_quiet_moment_to_be_stored(tmp_path):
+    """A report heard while modems wait for their part markers is stored at the dispatcher's
+    next quiet moment (as claims ahead are), waiting REPORT_WAITS_AT_MOST at most: the modems
+    have the processors (and the server) to themselves meanwhile."""
+    quiet, asked = asyncio.Event(), []
+
+    async def quiet_moment(patience: float) -> None:
+        asked.append(patience)
+        await quiet.wait()
+
+    with Spool(tmp_path / "spool.db") as spool:
+        store = InboundStore(spool, None, handlers=[])
+        store.quiet_moment = quiet_moment
+        report = pdu.encode_status_report(7, MOBILE, status=0)
+        taking = asyncio.create_task(store.take("m1", StatusReport("m1", report, decode(report))))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not taking.done() and asked == [REPORT_WAITS_AT_MOST]
+        assert spool.rows("SELECT count(*) FROM delivery_reports")[0][0] == 0
+        quiet.set()
+        assert await asyncio.wait_for(taking, 30)
+        assert spool.rows("SELECT message_reference FROM delivery_reports")[0][0] == 7

@@ -17,7 +17,7 @@ its process (`retry_claim`), written under the leftovers' lock once the SMS is s
 leftover still, so two retries at once (two processes, two boxes on one PostgreSQL) never run
 the same command twice. While that process lives the SMS is no leftover; once it is gone (its
 pid gone or given to another process, in this process table; elsewhere, `for at most` seconds
-after the claim: the command's timeout and `RETRY_GRACE`) the claim was cut short and the SMS
+after the claim by the database's clock: the command's timeout and `RETRY_GRACE`) the claim was cut short and the SMS
 is listed again (`spool.daemons.judge`, the rule that tells a daemon dead).
 """
 
@@ -29,7 +29,7 @@ import secrets
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from modempool.box.ports import process_exists, process_start
@@ -37,7 +37,7 @@ from modempool.errors import NotFound, PoolError
 from modempool.operator.db import ensure_schema, locked, now_iso
 from modempool.operator.forwarding import SCHEMA
 from modempool.spool.daemons import Here, by_age, judge, run_owner, this_place
-from modempool.spool.model import from_text, to_text, utcnow
+from modempool.spool.model import from_text, to_text
 
 #: What `give_up` writes as the `gave-up` row's detail.
 GIVEN_UP = "given up by the operator (modempool forward leftovers --give-up)"
@@ -89,9 +89,20 @@ def cut_short(spool: Any, ids: Sequence[int] | None = None, *,
     """The rows of `Reports.commands_cut_short` (of `ids` only, when given) that are
     leftovers: a failed attempt, or a retry whose process is gone (`claim_alive`)."""
     here = Here(socket.gethostname(), this_place())
-    moment = now or utcnow()
-    return [row for row in spool.reports.commands_cut_short("forward_log", ids)
-            if row["outcome"] != "retrying" or not claim_alive(row, here, moment)]
+    rows = spool.reports.commands_cut_short("forward_log", ids)
+    if now is None and any(row["outcome"] == "retrying" for row in rows):
+        now = database_now(spool)
+    return [row for row in rows
+            if row["outcome"] != "retrying"
+            or not claim_alive(row, here, now or database_now(spool))]
+
+
+def database_now(spool: Any) -> datetime:
+    """Now on the spool's shared clock (the database server's on PostgreSQL, which several
+    boxes share; this host's for an SQLite file): a claim is written and judged by it, so a
+    box whose clock is ahead of another's never finds that box's running retry out of time
+    (rev24 F3)."""
+    return datetime.fromtimestamp(spool.db.clock(), timezone.utc)
 
 
 def retry_claim(timeout: float) -> str:

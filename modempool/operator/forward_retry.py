@@ -25,8 +25,8 @@ from modempool.config import ForwardConfig
 from modempool.errors import NotFound, PoolError
 from modempool.operator.db import ensure_schema, locked, now_iso
 from modempool.operator.forward_command import run_command
-from modempool.operator.forward_leftovers import (LOCK, asked, cut_short, leftovers,
-                                                  no_leftover, retry_claim)
+from modempool.operator.forward_leftovers import (LOCK, asked, cut_short, database_now,
+                                                  leftovers, no_leftover, retry_claim)
 from modempool.operator.forwarding import SCHEMA, command_target, message_json, record_attempt
 from modempool.spool.model import from_text
 
@@ -87,14 +87,21 @@ def retry(spool: Any, settings: ForwardConfig, ids: Sequence[int] = (), *,
 async def _run_all(spool: Any, settings: ForwardConfig,
                    ids: list[int]) -> list[RetryOutcome | None]:
     """Each of `ids` claimed and run, `max_parallel` at a time; None for one claimed first by
-    another (or no leftover any more)."""
+    another (or no leftover any more). One that fails (the database away at its claim or
+    record) is raised once all the others have ended: never cancelled in the middle of their
+    commands, whose claims would then name a process gone while they still run (rev24 F3)."""
     limit = asyncio.Semaphore(settings.max_parallel)
 
     async def one(inbound_id: int) -> RetryOutcome | None:
         async with limit:
             return await _run_one(spool, settings, inbound_id)
 
-    return list(await asyncio.gather(*(one(inbound_id) for inbound_id in ids)))
+    ended = await asyncio.gather(*(one(inbound_id) for inbound_id in ids),
+                                 return_exceptions=True)
+    for outcome in ended:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return list(ended)   # type: ignore[arg-type]
 
 
 async def _run_one(spool: Any, settings: ForwardConfig, inbound_id: int) -> RetryOutcome | None:
@@ -127,7 +134,7 @@ def claim(spool: Any, inbound_id: int, target: str,
         attempt = int(rows[0]["attempt"] or 0) + 1
         spool.db.execute("INSERT INTO forward_log (inbound_id, target, attempt, outcome, "
                          "detail, created_at) VALUES (?, ?, ?, 'retrying', ?, ?)",
-                         [inbound_id, target, attempt, detail, now_iso()])
+                         [inbound_id, target, attempt, detail, now_iso(database_now(spool))])
     message = {**rows[0], "received_at": from_text(rows[0]["received_at"])}
     return attempt, message_json(spool, message)
 

@@ -201,3 +201,29 @@ def test_two_retries_at_once_run_each_leftover_once_and_a_killed_one_is_listed_a
         monkeypatch.delenv("MODEMPOOL_PLACE")
         assert pool.give_up_forward_leftovers([hung]).given == [hung]
         assert pool.forward_leftovers() == []
+
+
+def test_a_claim_from_a_box_whose_clock_is_behind_is_not_out_of_time_at_once(
+        spool_target, monkeypatch):
+    """rev24 F3: a claim was written with the claiming box's clock and judged, on another
+    box, with that box's: box A 75 s behind B (a claim "for at most 70 s") was out of time on
+    B the moment A wrote it, and B's `--retry` ran A's running command again. Both now read
+    the database's clock; the boxes' own clocks (each skewed here) are not compared."""
+    import modempool.operator.forward_leftovers as forward_leftovers
+    import modempool.operator.forward_retry as forward_retry
+    from modempool.operator.db import now_iso as true_now_iso
+    from modempool.operator.forward_retry import claim
+
+    with Spool(spool_target) as spool:
+        ensure_schema(spool.db, SCHEMA)
+        stored = _leftover(spool, "forward me", "command sha256:0123456789abcdef")
+        monkeypatch.setenv("MODEMPOOL_PLACE", "box a")
+        monkeypatch.setattr(forward_retry, "now_iso", lambda moment=None: true_now_iso(
+            moment or utcnow() - timedelta(seconds=75)))          # box A's clock
+        assert claim(spool, stored, "command sha256:0123456789abcdef",
+                     forward_leftovers.retry_claim(10)) is not None
+        monkeypatch.setenv("MODEMPOOL_PLACE", "box b")
+        monkeypatch.setattr(forward_leftovers, "utcnow", utcnow, raising=False)   # B's: true
+        assert leftovers(spool) == [], "B would run A's running command a second time"
+        later = utcnow() + timedelta(seconds=10 + RETRY_GRACE + 5)
+        assert [row.id for row in leftovers(spool, now=later)] == [stored]

@@ -6,21 +6,13 @@ rule on a real spool, then the daemon's sending path on a simulated bank."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
-from modempool.config import parse_config
-from modempool.dispatch.daemon import Daemon
 from modempool.spool import MessageState, Spool
-from simulator import SimulatedBank
 from tests.modempool.daemon_harness import eventually
 from tests.modempool.spool_driver import claim_next
 from tests.modempool.test_ambiguity_same_card import CARD_C, CARD_D, HOLDER, IMSI_C, card_in
-from tests.modempool.test_dispatch import DONE, LONG as THREE_PARTS, MOBILE, parts_on_air
+from tests.modempool.test_dispatch import DONE, LONG as THREE_PARTS, MOBILE, parts_on_air, pool
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -79,35 +71,14 @@ def test_parts_written_with_no_card_keep_the_name_rule(spool_target):
         assert spool.resume_refusal(message_id, "m1", "m1") is None
 
 
-@contextlib.asynccontextmanager
-async def _daemon(tmp_path: Path, setting: str, iccids: dict[str, str]
-                  ) -> AsyncIterator[tuple[SimulatedBank, Spool]]:
-    """Modems m1 and m2 holding `iccids`, and the daemon on the spool of `setting`."""
-    async with SimulatedBank(modems=2, directory=tmp_path / "bank", seed=3,
-                             iccids=iccids) as bank:
-        text = f'[spool]\n{setting}\n'
-        for device in bank.devices:
-            text += f'\n[[modem]]\nname = "{Path(device).name}"\nport = "{device}"\n'
-        config = parse_config(text, tmp_path / "pool.toml")
-        spool = config.open_spool()
-        daemon = Daemon(config, spool=spool, install_signals=False)
-        running = asyncio.create_task(daemon.run())
-        await eventually(lambda: daemon.ready.is_set() or running.done())
-        try:
-            yield bank, spool
-        finally:
-            daemon.stop()
-            await running
-            spool.close()
-
-
 async def test_the_daemon_leaves_a_message_whose_card_moved_ambiguous(tmp_path, spool_target,
                                                                       spool_setting):
     """Card C sent part 1 from m1; C is in m2 now and D in m1: m1 sends nothing of it, and it
     is AMBIGUOUS naming C and m1. Fails on 0919573: m1 sends parts 2 and 3 from D's number."""
     with Spool(spool_target) as spool:
         message_id = _cut(spool, CARD_C, THREE_PARTS, MOBILE)
-    async with _daemon(tmp_path, spool_setting, {"m1": CARD_D, "m2": CARD_C}) as (bank, spool):
+    async with pool(tmp_path, 2, spool_setting=spool_setting,
+                    iccids={"m1": CARD_D, "m2": CARD_C}) as (bank, spool, _daemon):
         await eventually(lambda: spool.get(message_id).state is not MessageState.QUEUED
                          and spool.get(message_id).state is not MessageState.SENDING)
         message = spool.get(message_id)
@@ -116,6 +87,7 @@ async def test_the_daemon_leaves_a_message_whose_card_moved_ambiguous(tmp_path, 
                                         f"longer in m1 (it holds {CARD_D} now)")
         assert parts_on_air(bank) == []
         assert [p["seq"] for p in spool.parts(message_id)] == [1]
+    spool.close()
 
 
 async def test_the_daemon_goes_on_from_the_card_still_in_place(tmp_path, spool_target,
@@ -123,7 +95,9 @@ async def test_the_daemon_goes_on_from_the_card_still_in_place(tmp_path, spool_t
     """The control: card C still in m1 sends parts 2 and 3."""
     with Spool(spool_target) as spool:
         message_id = _cut(spool, CARD_C, THREE_PARTS, MOBILE)
-    async with _daemon(tmp_path, spool_setting, {"m1": CARD_C, "m2": CARD_D}) as (bank, spool):
+    async with pool(tmp_path, 2, spool_setting=spool_setting,
+                    iccids={"m1": CARD_C, "m2": CARD_D}) as (bank, spool, _daemon):
         await eventually(lambda: spool.get(message_id).state.value in DONE)
         assert parts_on_air(bank) == [("m1", 2), ("m1", 3)]
         assert {p["card"] for p in spool.parts(message_id)} == {CARD_C}
+    spool.close()

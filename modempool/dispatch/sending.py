@@ -92,6 +92,8 @@ class SendingMixin:
         if len(already) == len(parts):
             await self._answered(self.spool.mark_sent, message.id, lease_owner=slot.owner)
             return
+        if already and await self._resume_refused(slot, message, mlog):
+            return
         for part in parts:
             if part.seq in already:
                 continue
@@ -150,6 +152,19 @@ class SendingMixin:
         self.recording.record_soon(SentPart(message.id, part.seq, part.reference, reference,
                                    lease_owner=slot.owner, now=now, attempt=message.attempts,
                                    sim=slot.name), mlog, message.to, len(parts))
+
+    async def _resume_refused(self, slot: SimSlot, message: Any, mlog: logging.Logger) -> bool:
+        """Whether the rest of `message` (parts of it out) must not go from `slot`: the card that
+        sent those parts is no longer in its modem (rev24 F2). Then it is AMBIGUOUS (the
+        operator decides; never queued again by the `resend_ambiguous` policy, which would
+        bring it back here)."""
+        why = await self._answered(self.spool.resume_refusal, message.id, slot.owner, slot.name)
+        if why is None:
+            return False
+        mlog.warning("message %s is ambiguous: %s", message.id, why)
+        await self._answered(self.spool.mark_ambiguous, message.id, f"{slot.name}: {why}",
+                             lease_owner=slot.owner)
+        return True
 
     async def _write_marked(self, slot: SimSlot, modem: Any, message_id: int, part: Any,
                             marking: asyncio.Future[Any], mlog: logging.Logger) -> list[int]:

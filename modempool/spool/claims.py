@@ -25,6 +25,7 @@ from modempool.spool.model import (CardLost, LeaseLost, Message, MessageState, R
                                    utcnow)
 from modempool.spool.part_markers import WRITING, lease_check, marker_ctes, not_leased
 from modempool.spool.recovery import dead_owners, recover_leases
+from modempool.spool.resume_card import resume_refusal
 from modempool.spool.sims import Sims
 from modempool.spool.verdicts import deliver_if_complete, fail_if_undelivered
 
@@ -242,6 +243,13 @@ class Claims:
         return {row[0] for row in self.engine.rows(
             "SELECT seq FROM parts WHERE message_id = ? AND state IN ('sent', 'delivered', "
             "'undelivered')", (message_id,))}
+
+    def resume_refusal(self, message_id: int, lease_owner: str, modem: str) -> str | None:
+        """Why `modem` (leases of `lease_owner`) must not send the rest of `message_id`, parts of
+        which are out: the card that sent them is not the one it holds now (`resume_card`)."""
+        hold = self.holds.get(lease_owner)
+        with self.engine.tx() as conn:
+            return resume_refusal(conn, message_id, hold[0] if hold else None, modem)
 
     def mark_sent(self, message_id: int, *, lease_owner: str | None = None) -> bool:
         """End a successful attempt: SENT (or DELIVERED if every report is already in)."""

@@ -211,6 +211,7 @@ class Spool:
     renew_lease = PartCall("claims", "renew_lease")
     mark_part_writing = PartCall("claims", "mark_part_writing")
     sent_parts = PartCall("claims", "sent_parts")
+    resume_refusal = PartCall("claims", "resume_refusal")
     mark_part_sent = PartCall("records", "mark_part_sent")
     mark_sent = PartCall("claims", "mark_sent")
     mark_last_part_sent = PartCall("records", "mark_last_part_sent")

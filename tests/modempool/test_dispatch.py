@@ -25,10 +25,14 @@ DONE = ("sent", "delivered")
 
 @contextlib.asynccontextmanager
 async def pool(tmp_path: Path, modems: int = 3, toml: str = "", per_modem: dict | None = None,
-               handlers: list | None = None):
-    """A bank of `modems`, a config naming them, and the daemon running in this event loop."""
-    async with SimulatedBank(modems=modems, directory=tmp_path / "bank", seed=3) as bank:
-        text = f'[spool]\npath = "{tmp_path / "spool.db"}"\nsynchronous = "normal"\n{toml}\n'
+               handlers: list | None = None, *, spool_setting: str | None = None,
+               iccids: dict[str, str] | None = None):
+    """A bank of `modems` (holding `iccids`), a config naming them, and the daemon running in
+    this event loop; on `spool_setting` (the `[spool]` line) or an SQLite file in `tmp_path`."""
+    async with SimulatedBank(modems=modems, directory=tmp_path / "bank", seed=3,
+                             iccids=iccids) as bank:
+        where = spool_setting or f'path = "{tmp_path / "spool.db"}"\nsynchronous = "normal"'
+        text = f'[spool]\n{where}\n{toml}\n'
         for device in bank.devices:
             name = Path(device).name
             text += f'\n[[modem]]\nname = "{name}"\nport = "{device}"\n'

@@ -25,6 +25,10 @@ from modempool.spool.daemons import HeartbeatWatch
 from modempool.spool.recovery import judged_dead
 from modempool.spool.unavailable import log_failure
 
+#: Seconds of one wait for a NOTIFY, in a thread that a stop cannot interrupt: the longest a
+#: daemon's stop waits for it (an idle daemon wakes this often, for nothing but a select()).
+LISTEN_WAIT = 0.2
+
 log = logging.getLogger("modempool.shared")
 
 
@@ -75,10 +79,10 @@ async def watch_dead_daemons(spool: Any, stop: asyncio.Event, wake: Callable[[],
 
 async def wake_on_enqueue(spool: Any, stop: asyncio.Event, wake: Callable[[], None]) -> None:
     """Wake the dispatcher when any host queues a message (LISTEN; short waits in a thread so
-    that a stop is never kept waiting long)."""
+    that a stop is never kept waiting long: `LISTEN_WAIT`)."""
     while not stop.is_set():
         try:
-            if await asyncio.to_thread(spool.engine.wait_for_enqueue, 1.0):
+            if await asyncio.to_thread(spool.engine.wait_for_enqueue, LISTEN_WAIT):
                 wake()
         except Exception as exc:  # connection lost: the dispatcher still polls meanwhile
             log_failure(log, "enqueue notifications interrupted", exc)

@@ -43,7 +43,9 @@ def _impatient(url: str) -> str:
 
 
 def _config(path: Path, url: str, devices: list[str], per_day: dict[str, int]) -> Path:
-    lines = ["[spool]", f'url = "{url}"', ""]
+    # a heartbeat (and a standing-by modem's next try) every second, not every 5 s: one
+    # daemon on its own schema, whose liveness nobody else judges
+    lines = ["[spool]", f'url = "{url}"', "", "[pool]", "silent_after = 6", ""]
     for index, device in enumerate(devices, 1):
         lines += ["[[modem]]", f'name = "b{index}"', f'port = "{device}"']
         if f"b{index}" in per_day:

@@ -12,6 +12,8 @@ says so here, and a test that waits for a timeout makes it a short one.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -38,11 +40,13 @@ class Timing:
     timeouts: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
-        if not self.answer_wait > 0:
-            raise ValueError(f"answer_wait must be more than 0 seconds, got {self.answer_wait}")
-        bad = [name for name, seconds in self.timeouts.items() if not seconds > 0]
+        if not _a_wait(self.answer_wait):
+            raise ValueError(f"answer_wait must be a finite number of seconds more than 0, "
+                             f"got {self.answer_wait}")
+        bad = [name for name, seconds in self.timeouts.items() if not _a_wait(seconds)]
         if bad:
-            raise ValueError(f"timeouts must be more than 0 seconds: {', '.join(bad)}")
+            raise ValueError(f"timeouts must be finite numbers of seconds more than 0: "
+                             f"{', '.join(bad)}")
         object.__setattr__(self, "timeouts", MappingProxyType(dict(self.timeouts)))
 
     def timeout(self, command: str, profile: ModemProfile, default: float) -> float:
@@ -59,3 +63,8 @@ class Timing:
 
 
 __all__ = ["ATTENTION_TRIES", "Timing"]
+
+
+def _a_wait(seconds: float) -> bool:
+    """More than 0 and finite: every wait of the driver ends (nan and inf never would)."""
+    return math.isfinite(seconds) and seconds > 0

@@ -4,6 +4,7 @@ or raises ValueError with what was expected (`config.py` adds the file, line and
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import unicodedata
 from collections.abc import Callable
@@ -35,15 +36,21 @@ def between(minimum: int, maximum: int) -> Callable[[Any], int]:
 
 
 def positive_seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    if not _finite(value) or value <= 0:
         raise ValueError(f"expected a number of seconds > 0, got {value!r}")
     return float(value)
 
 
 def seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if not _finite(value) or value < 0:
         raise ValueError(f"expected a number of seconds ≥ 0, got {value!r}")
     return float(value)
+
+
+def _finite(value: Any) -> bool:
+    """A number, not a bool, nan or inf (TOML allows both: a wait of nan or for ever is a slip)."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value))
 
 
 def command_timeouts(value: Any) -> tuple[tuple[str, float], ...]:

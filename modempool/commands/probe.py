@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from modempool.commands.output import echo_json_as_given
+
+
+def _finite_wait(value: float) -> float:
+    """--answer-wait: nan or inf pass click's range, yet a wait must end."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds")
+    return value
 
 
 @click.command("probe")
@@ -14,7 +23,7 @@ from modempool.commands.output import echo_json_as_given
               help="Vendor profile (generic, wavecom, simcom, huawei, zte, quectel); default: detect.")
 @click.option("--baud", default=115200, show_default=True, help="Baud rate.")
 @click.option("--answer-wait", "answer_wait", type=click.FloatRange(min=0, min_open=True),
-              default=1.0, show_default=True, metavar="SECONDS",
+              callback=lambda ctx, param, value: _finite_wait(value), default=1.0, show_default=True, metavar="SECONDS",
               help="First wait for the modem's AT (then 3 and 10 times it): longer for a slow "
                    "modem, as [timing] answer_wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+import pytest
 
 from simulator import SimulatedBank
 from simulator.network import PinState
@@ -65,8 +66,9 @@ async def test_probe_something_that_is_not_a_modem() -> None:
     assert code != 0 and "does not answer AT" in err
 
 
-async def test_probe_refuses_an_answer_wait_of_no_time() -> None:
-    code, out, err = await probe("/dev/null", "--answer-wait", "0")
+@pytest.mark.parametrize("wait", ["0", "nan", "inf"])
+async def test_probe_refuses_an_answer_wait_of_no_time(wait) -> None:
+    code, out, err = await probe("/dev/null", "--answer-wait", wait)
     assert code == 2 and "--answer-wait" in err and "Traceback" not in err
 
 

@@ -113,6 +113,11 @@ keywords = ["TD", "退订"]
         ("timeouts = 60\n", 7, "timeouts", "table of command = seconds"),
         ("\n[timing]\ntimeouts = { send_result = 90 }\n", 9, "timeouts", "[retry] send_timeout"),
         ("\n[timing]\nanswer_wait = 'slow'\n", 9, "answer_wait", "seconds > 0"),
+        # TOML allows nan and inf; a wait must end (rev24 F1: nan killed `run` with a traceback)
+        ("\n[timing]\nanswer_wait = nan\n", 9, "answer_wait", "seconds > 0"),
+        ("answer_wait = inf\n", 7, "answer_wait", "seconds > 0"),
+        ("\n[timing]\ntimeouts = { send = nan }\n", 9, "timeouts", "send: expected a number"),
+        ("\n[timing]\ntimeouts = { list = inf }\n", 9, "timeouts", "list: expected a number"),
     ],
 )
 def test_bad_values_name_file_line_and_key(tmp_path, extra, line, key, words):

@@ -90,11 +90,11 @@ def cut_short(spool: Any, ids: Sequence[int] | None = None, *,
     leftovers: a failed attempt, or a retry whose process is gone (`claim_alive`)."""
     here = Here(socket.gethostname(), this_place())
     rows = spool.reports.commands_cut_short("forward_log", ids)
-    if now is None and any(row["outcome"] == "retrying" for row in rows):
-        now = database_now(spool)
+    if all(row["outcome"] != "retrying" for row in rows):
+        return rows
+    at = now or database_now(spool)
     return [row for row in rows
-            if row["outcome"] != "retrying"
-            or not claim_alive(row, here, now or database_now(spool))]
+            if row["outcome"] != "retrying" or not claim_alive(row, here, at)]
 
 
 def database_now(spool: Any) -> datetime:

@@ -24,7 +24,7 @@ from modempool.spool.engine import Engine
 from modempool.spool.model import (CardLost, LeaseLost, Message, MessageState, Recovery, to_text,
                                    utcnow)
 from modempool.spool.part_markers import WRITING, lease_check, marker_ctes, not_leased
-from modempool.spool.recovery import dead_owners, recover_leases
+from modempool.spool.recovery import ACCEPTED, dead_owners, recover_leases
 from modempool.spool.resume_card import resume_refusal
 from modempool.spool.sims import Sims
 from modempool.spool.verdicts import deliver_if_complete, fail_if_undelivered
@@ -41,8 +41,7 @@ WHERE id = :id AND state = 'sending' {owner}
 #: a number given again would make that part look like the next claim's own write.
 GIVEN_BACK = (", attempts = CASE WHEN attempts > 0 AND NOT EXISTS (SELECT 1 FROM parts "
               "WHERE parts.message_id = messages.id AND parts.attempt = messages.attempts "
-              "AND parts.state IN ('sent', 'delivered', 'undelivered')) THEN attempts - 1 "
-              "ELSE attempts END")
+              f"AND parts.state IN {ACCEPTED}) THEN attempts - 1 ELSE attempts END")
 
 
 class Claims:

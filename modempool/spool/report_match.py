@@ -52,7 +52,7 @@ _KEYS = "SELECT CAST(? AS TEXT) UNION {linked}"
 
 
 @dataclass(frozen=True, slots=True)
-class SentPart:
+class MatchedPart:
     """The sent part a report matched: its id, its message, the modem that wrote it."""
 
     part_id: int
@@ -89,7 +89,7 @@ def _by_name_and_card(named: bool, to: bool, imsi: bool) -> str:
 
 
 def match_sent_part(conn: Any, *, sim: str | None, card: str | None, message_reference: int,
-                    recipient: str | None, network_time: datetime) -> SentPart | None:
+                    recipient: str | None, network_time: datetime) -> MatchedPart | None:
     """The sent part a report with `message_reference` to `recipient` (None: any), heard on
     `sim` (None: any modem) holding `card` (None: unknown), is for, in `conn`'s transaction;
     `network_time`: the service centre's stamp (or the time it was heard, without one). None
@@ -112,4 +112,4 @@ def match_sent_part(conn: Any, *, sim: str | None, card: str | None, message_ref
         found, key=lambda row: (row[3], row[0]))
     if not own:
         return None     # a later write that may be the card's under a key never linked to it
-    return SentPart(part_id, message_id, written_on)
+    return MatchedPart(part_id, message_id, written_on)
